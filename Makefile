@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make up` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: up test lint bench test-servers clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+## Run the whole system on embedded defaults (API :8080, Prefect UI :4200).
+up: $(STAMP)
+	$(BIN)/tradelane up
+
+## Install what the tests need, then run them.
+test: $(STAMP) test-servers
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+test-servers:
+	bash scripts/install-test-servers.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy core
+
+## Benchmarks: print ratios against anchors measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python -m bench.all
+
+clean:
+	rm -rf $(VENV) .tradelane .pytest_cache

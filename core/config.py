@@ -1,0 +1,60 @@
+"""Settings: one object, read from the environment (prefix TRADELANE_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    """Everything tradelane can be told; defaults run the whole system on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADELANE_", extra="ignore")
+
+    home: Path = Path(".tradelane")
+    host: str = "127.0.0.1"
+    api_port: int = 8080
+    sftp_port: int = 2222
+    ftp_port: int = 2121
+    prefect_port: int = 4200
+    database_url: str | None = None
+    secret_key: str | None = None
+
+    # Largest file a partner may upload, in bytes (REST answers 413 past it).
+    max_upload_bytes: int = 10 * GIB
+    token_ttl_seconds: int = 3600
+    # How many pending transfers of one data flow go into one Prefect flow run.
+    dispatch_batch_size: int = 50
+    # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).
+    sweep_interval_seconds: float = 1.0
+    # How often the runner looks for new, changed or removed data flows.
+    reconcile_interval_seconds: float = 2.0
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'tradelane.db'}"
+
+    @property
+    def mailbox_root(self) -> Path:
+        return self.home_dir / "mailboxes"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}/api"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

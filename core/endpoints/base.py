@@ -1,0 +1,190 @@
+"""The Endpoint protocol every storage and protocol module implements, and its error tree.
+
+An endpoint is a named place files come from or go to. Implementations are small: they map
+five operations onto one backend and translate its failures into the errors below, so tasks
+can decide what to retry without knowing the backend.
+
+Contract (checked for every implementation by tests/endpoints/contract.py):
+
+* Paths are relative POSIX paths ("folder/name.ext"); `clean_path` rejects absolute paths,
+  `..`, empty segments, NUL and backslashes with `InvalidPath` before any I/O.
+* `list(folder)` yields the files directly inside `folder` ("" is the root), never the
+  temporary names of writes in progress, in name order.
+* `stat(path)` returns a `FileInfo` or raises `NotFound`.
+* `open_read(path)` returns a binary stream to be used as a context manager; it never
+  loads the whole file.
+* `open_write(path)` returns a `WriteStream`. Bytes land under a temporary name (or an
+  uncommitted multipart upload / block list) and become visible at `path` only when the
+  `with` block ends without an exception. An exception, or `abort()`, leaves nothing behind.
+  An existing file at `path` is replaced atomically.
+* `delete(path)` removes one file or raises `NotFound`.
+* `close()` releases connections; endpoints are also context managers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, BinaryIO, ClassVar, Self
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class EndpointError(Exception):
+    """Something went wrong talking to an endpoint. `retryable` says whether trying again may help."""
+
+    retryable: ClassVar[bool] = False
+
+
+class AuthError(EndpointError):
+    """The endpoint refused our credentials. Not retried: the same credentials fail again."""
+
+
+class PermissionDenied(EndpointError):
+    """Logged in, but not allowed to do this here."""
+
+
+class NotFound(EndpointError):
+    """No file (or folder, bucket, container) at that path."""
+
+
+class InvalidPath(EndpointError):
+    """A path that could escape its root or cannot name a file."""
+
+
+class ConfigError(EndpointError):
+    """The endpoint is configured wrongly (missing bucket, bad URL, unknown type)."""
+
+
+class TransientError(EndpointError):
+    """Connection refused, timeout, 5xx, throttling: trying again later may work."""
+
+    retryable: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: datetime
+    etag: str | None = None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+
+def clean_path(path: str, *, allow_root: bool = False) -> str:
+    """Normalise a relative POSIX path, refusing anything that could escape the endpoint's root."""
+    if "\x00" in path or "\\" in path:
+        raise InvalidPath(f"invalid character in path {path!r}")
+    stripped = path.strip("/") if allow_root else path
+    if stripped.startswith("/"):
+        raise InvalidPath(f"absolute path not allowed: {path!r}")
+    parts = [p for p in stripped.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidPath(f"'..' not allowed in path {path!r}")
+    if not parts and not allow_root:
+        raise InvalidPath("empty path")
+    return "/".join(parts)
+
+
+class WriteStream(ABC):
+    """A binary sink whose bytes become visible only on `commit()`; `abort()` discards them."""
+
+    def __init__(self) -> None:
+        self.bytes_written = 0
+        self._done = False
+
+    @abstractmethod
+    def _write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _abort(self) -> None: ...
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._done:
+            raise ValueError("write to a finished stream")
+        self._write(bytes(data) if not isinstance(data, bytes) else data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def commit(self) -> None:
+        if not self._done:
+            self._done = True
+            self._commit()
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._abort()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Endpoint(ABC):
+    """One backend. Subclasses set `scheme` and implement the six operations."""
+
+    scheme: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.secrets = secrets or {}
+
+    @abstractmethod
+    def list(self, folder: str = "") -> Iterator[FileInfo]: ...
+
+    @abstractmethod
+    def stat(self, path: str) -> FileInfo: ...
+
+    @abstractmethod
+    def open_read(self, path: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def open_write(self, path: str) -> WriteStream: ...
+
+    @abstractmethod
+    def delete(self, path: str) -> None: ...
+
+    def close(self) -> None:  # noqa: B027  (most endpoints hold nothing to release)
+        """Release connections; the default holds none."""
+
+    def uri(self, path: str) -> str:
+        """Where `path` lives, for people: no credentials, ever."""
+        return f"{self.scheme}:{path}"
+
+    def check(self) -> None:
+        """Connect and list the root: what `tradelane endpoint test` runs. Raises EndpointError."""
+        for _ in self.list(""):
+            break
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def copy_stream(src: BinaryIO, dst: WriteStream, chunk_size: int = CHUNK_SIZE) -> int:
+    """Stream src into dst in bounded chunks; returns bytes copied."""
+    total = 0
+    while chunk := src.read(chunk_size):
+        dst.write(chunk)
+        total += len(chunk)
+    return total

@@ -1,0 +1,207 @@
+"""THE one path every arriving file takes.
+
+REST upload, SFTP close, FTP receive, portal, AS2, email poll, polled remote sources and B2B
+outboxes all call `begin()` (or `receive_stream()`):
+
+1. bytes stream into the partner's mailbox under a temporary name while size and SHA-256 are
+   computed; they are renamed into place only when the upload completed, so a broken upload
+   leaves nothing behind and triggers nothing;
+2. a receipt row and one pending transfer per matching data flow are committed: the database,
+   not an event, is the source of truth;
+3. the dispatcher is woken (in-process listeners; other processes are found by its sweep).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import BinaryIO
+
+from sqlmodel import Session, select
+
+from core import audit
+from core.config import get_settings
+from core.db import HOME_ACCOUNT, session_scope
+from core.endpoints.base import CHUNK_SIZE, WriteStream
+from core.endpoints.mailbox import MailboxEndpoint
+from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
+
+log = logging.getLogger(__name__)
+
+_listeners: list[Callable[[], None]] = []
+
+
+class IntakeError(Exception):
+    """A file cannot be taken in; the message is safe to show the sender."""
+
+
+class InvalidFileName(IntakeError):
+    pass
+
+
+class UploadTooLarge(IntakeError):
+    pass
+
+
+def on_received(callback: Callable[[], None]) -> None:
+    """Call `callback` (cheap, non-blocking) after every committed receipt in this process."""
+    _listeners.append(callback)
+
+
+def _wake() -> None:
+    for callback in list(_listeners):
+        try:
+            callback()
+        except Exception:  # a listener must never lose a receipt that is already committed
+            log.exception("intake listener failed")
+
+
+def check_file_name(name: str) -> str:
+    """A single file name a partner may create: no separators, no NUL, nothing hidden or special."""
+    if not name or name in (".", ".."):
+        raise InvalidFileName("file name is empty")
+    if "/" in name or "\\" in name:
+        raise InvalidFileName(f"file name must not contain a path separator: {name!r}")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidFileName("file name must not contain control characters or NUL")
+    if name.startswith("."):
+        raise InvalidFileName(f"file name must not start with '.': {name!r}")
+    if len(name.encode()) > 255:
+        raise InvalidFileName("file name is longer than 255 bytes")
+    return name
+
+
+class Upload:
+    """One arriving file: write chunks, then `commit()` for a receipt, or `abort()` to leave no trace."""
+
+    def __init__(
+        self,
+        partner: Partner,
+        folder: str,
+        name: str,
+        *,
+        protocol: str,
+        remote_addr: str | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.partner_id = partner.id
+        self.partner_name = partner.name
+        self.account_id = partner.account_id
+        self.folder = folder
+        self.name = check_file_name(name)
+        self.protocol = protocol
+        self.remote_addr = remote_addr
+        self.max_bytes = max_bytes if max_bytes is not None else get_settings().max_upload_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
+        self._stream: WriteStream = self._endpoint.open_write(f"{folder}/{self.name}")
+
+    def write(self, chunk: bytes) -> None:
+        if self.size + len(chunk) > self.max_bytes:
+            self.abort()
+            raise UploadTooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
+        self._stream.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def abort(self) -> None:
+        self._stream.abort()
+
+    def commit(self) -> Receipt:
+        """Rename the bytes into place, then record the receipt and its pending transfers."""
+        self._stream.commit()
+        with session_scope() as session:
+            receipt = record_receipt(
+                session,
+                account_id=self.account_id,
+                partner_id=self.partner_id,
+                partner_name=self.partner_name,
+                folder=self.folder,
+                name=self.name,
+                size=self.size,
+                sha256=self._hash.hexdigest(),
+                protocol=self.protocol,
+                remote_addr=self.remote_addr,
+            )
+        _wake()
+        return receipt
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def begin(partner: Partner, folder: str, name: str, *, protocol: str, **kwargs: object) -> Upload:
+    return Upload(partner, folder, name, protocol=protocol, **kwargs)  # type: ignore[arg-type]
+
+
+def receive_stream(
+    partner: Partner, folder: str, name: str, stream: BinaryIO, *, protocol: str, **kwargs: object
+) -> Receipt:
+    """Take a whole readable stream in; used by protocols that hand us a file object."""
+    with begin(partner, folder, name, protocol=protocol, **kwargs) as upload:
+        while chunk := stream.read(CHUNK_SIZE):
+            upload.write(chunk)
+        return upload.commit()
+
+
+def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:
+    flows = session.exec(
+        select(DataFlow).where(
+            DataFlow.source_partner_id == partner_id,
+            DataFlow.source_folder == folder,
+            DataFlow.enabled == True,  # noqa: E712
+        )
+    )
+    return [flow for flow in flows if fnmatchcase(name, flow.pattern)]
+
+
+def record_receipt(
+    session: Session,
+    *,
+    account_id: int,
+    partner_id: int | None,
+    partner_name: str,
+    folder: str,
+    name: str,
+    size: int,
+    sha256: str,
+    protocol: str,
+    remote_addr: str | None = None,
+) -> Receipt:
+    receipt = Receipt(
+        account_id=account_id,
+        partner_id=partner_id,
+        protocol=protocol,
+        folder=folder,
+        name=name,
+        size=size,
+        sha256=sha256,
+        storage_path=f"{HOME_ACCOUNT}/{partner_name}/{folder}/{name}",
+    )
+    session.add(receipt)
+    session.flush()
+    assert receipt.id is not None
+    for flow in matching_flows(session, partner_id, folder, name):
+        assert flow.id is not None
+        session.add(Transfer(receipt_id=receipt.id, data_flow_id=flow.id, state=TransferState.pending))
+    audit.record(
+        session,
+        "upload",
+        actor=f"partner:{partner_name}",
+        account_id=account_id,
+        target=f"{folder}/{name}",
+        remote_addr=remote_addr,
+        protocol=protocol,
+        size=size,
+        sha256=sha256,
+        receipt=receipt.id,
+    )
+    return receipt

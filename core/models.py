@@ -1,0 +1,151 @@
+"""Every table tradelane stores, in one place."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+class Account(SQLModel, table=True):
+    """A company (tenant); the first start creates `home`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Partner(SQLModel, table=True):
+    """A mailbox login an account gives a trading partner."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, unique=True, index=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(index=True)
+    password_hash: str | None = None
+    ssh_public_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = True
+    # Whether the partner may delete what it has fetched from download/.
+    can_delete_downloads: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class EndpointType(StrEnum):
+    mailbox = "mailbox"
+    file = "file"
+    s3 = "s3"
+    azure = "azure"
+    sftp = "sftp"
+    ftp = "ftp"
+    as2 = "as2"
+    email = "email"
+    http = "http"
+
+
+class Endpoint(SQLModel, table=True):
+    """A named place files come from or go to; secrets are encrypted at rest."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(index=True)
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secrets: str | None = None  # Fernet token of a JSON object
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DataFlow(SQLModel, table=True):
+    """A source (endpoint or partner mailbox + folder + pattern) paired with a destination."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(index=True)
+    source_partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    source_endpoint_id: int | None = Field(default=None, foreign_key="endpoint.id")
+    source_folder: str = "upload"
+    pattern: str = "*"
+    dest_endpoint_id: int = Field(foreign_key="endpoint.id")
+    # Where the file lands at the destination; {name}, {stem}, {suffix}, {partner}, {date}, {receipt} expand.
+    dest_path: str = "{name}"
+    validators: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    retries: int = 5
+    retry_delay_seconds: float = 2.0
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Receipt(SQLModel, table=True):
+    """One file that arrived; written before anything else happens to it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    protocol: str  # rest, sftp, ftp, portal, as2, email, poll, b2b
+    folder: str
+    name: str
+    size: int
+    sha256: str
+    storage_path: str  # where the bytes are kept, relative to the mailbox root
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TransferState(StrEnum):
+    pending = "pending"
+    running = "running"
+    delivered = "delivered"
+    failed = "failed"
+    rejected = "rejected"
+
+
+FINAL_STATES = frozenset({TransferState.delivered, TransferState.failed, TransferState.rejected})
+
+
+class Transfer(SQLModel, table=True):
+    """One receipt carried by one data flow: the run history users query."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    receipt_id: int = Field(foreign_key="receipt.id", index=True)
+    data_flow_id: int = Field(foreign_key="dataflow.id", index=True)
+    state: str = Field(default=TransferState.pending, index=True)
+    attempts: int = 0
+    # Set when the dispatcher groups this transfer into a run; doubles as the run's idempotency key.
+    batch_key: str | None = Field(default=None, index=True)
+    flow_run_id: str | None = None
+    destination_uri: str | None = None
+    error: str | None = None
+    replay_of: int | None = Field(default=None, foreign_key="transfer.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when: logins, uploads, downloads, deletes, configuration changes, failures."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    actor: str  # "partner:acme", "cli", "flow"
+    action: str  # "login", "login.failed", "upload", "download", "delete", "partner.add", ...
+    target: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    remote_addr: str | None = None
+    at: datetime = Field(default_factory=utcnow, index=True)

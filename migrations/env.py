@@ -1,0 +1,35 @@
+"""Alembic environment: runs on the connection core.db hands it, or on TRADELANE's URL."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import core.models  # noqa: F401  (registers every table on SQLModel.metadata)
+
+target_metadata = SQLModel.metadata
+
+
+def run() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        from core.db import get_engine
+
+        with get_engine().begin() as conn:
+            _run_on(conn)
+    else:
+        _run_on(connection)
+
+
+def _run_on(connection: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,  # SQLite needs batch mode to alter tables
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()
