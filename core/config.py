@@ -29,8 +29,13 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 3600
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
+    # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
+    keep_delivered_uploads: bool = False
     # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).
     sweep_interval_seconds: float = 1.0
+    # How often the runner asks Prefect for runs to start, and how many it runs at once.
+    runner_poll_seconds: float = 0.5
+    runner_limit: int = 4
     # How often the runner looks for new, changed or removed data flows.
     reconcile_interval_seconds: float = 2.0
 

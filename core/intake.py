@@ -153,11 +153,11 @@ def receive_stream(
 
 
 def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:
+    """Every data flow this file belongs to. Disabled flows queue it; they send it once enabled."""
     flows = session.exec(
         select(DataFlow).where(
             DataFlow.source_partner_id == partner_id,
             DataFlow.source_folder == folder,
-            DataFlow.enabled == True,  # noqa: E712
         )
     )
     return [flow for flow in flows if fnmatchcase(name, flow.pattern)]

@@ -1,0 +1,354 @@
+"""The `tradelane` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session
+
+from cli import apply as apply_cmd
+
+app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
+partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
+endpoint_app = typer.Typer(help="Places files come from or go to.", no_args_is_help=True)
+flow_app = typer.Typer(help="Data flows: source → validators → destination.", no_args_is_help=True)
+app.add_typer(partner_app, name="partner")
+app.add_typer(endpoint_app, name="endpoint")
+app.add_typer(flow_app, name="flow")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error to show as one line, without a traceback."""
+
+
+@contextmanager
+def store() -> Iterator[Session]:
+    """A committed store session; domain errors become one clear line and exit code 1."""
+    from core.db import init_db, session_scope
+    from core.endpoints.base import EndpointError
+    from core.partners import PartnerError
+
+    init_db()
+    try:
+        with session_scope() as session:
+            yield session
+    except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def up() -> None:
+    """Run everything: Prefect server + UI, the deployments' runner, the API and the dispatcher."""
+    import logging
+
+    from cli.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        Supervisor(echo=console.print).run()
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+# ---- partners ---------------------------------------------------------------------------------
+
+
+@partner_app.command("add")
+def partner_add(
+    name: str,
+    password: Annotated[str | None, typer.Option(help="Password for REST, SFTP and FTP logins.")] = None,
+    ssh_key: Annotated[list[Path] | None, typer.Option(help="An SSH public key file (repeatable).")] = None,
+) -> None:
+    """Create a partner mailbox login with upload/ and download/ folders."""
+    from core import partners
+
+    keys = [p.read_text().strip() for p in ssh_key or []]
+    if not password and not keys:
+        err.print("[red]error:[/red] give --password or --ssh-key")
+        raise typer.Exit(2)
+    with store() as session:
+        partners.add(session, name, password=password, ssh_public_keys=keys)
+    console.print(f"partner [bold]{name}[/bold] added")
+
+
+@partner_app.command("list")
+def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List partners."""
+    from core import partners
+
+    with store() as session:
+        rows = [
+            {"name": p.name, "password": bool(p.password_hash), "ssh_keys": len(p.ssh_public_keys),
+             "created": p.created_at.isoformat()}
+            for p in partners.list_all(session)
+        ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "password", "ssh keys", "created")
+    for row in rows:
+        table.add_row(row["name"], "yes" if row["password"] else "no", str(row["ssh_keys"]), row["created"][:19])
+    console.print(table)
+
+
+@partner_app.command("remove")
+def partner_remove(name: str) -> None:
+    """Disable a partner's login and free its name (its history stays)."""
+    from core import partners
+
+    with store() as session:
+        partners.remove(session, name)
+    console.print(f"partner [bold]{name}[/bold] removed")
+
+
+# ---- endpoints --------------------------------------------------------------------------------
+
+
+@endpoint_app.command("add")
+def endpoint_add(
+    name: str,
+    type_: Annotated[str, typer.Option("--type", help="file, s3 (more types: see `endpoint types`).")],
+    path: Annotated[str | None, typer.Option(help="file: the directory.")] = None,
+    bucket: Annotated[str | None, typer.Option(help="s3: bucket.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="s3: key prefix.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="s3: a non-AWS endpoint URL.")] = None,
+    region: Annotated[str | None, typer.Option(help="s3: region.")] = None,
+    access_key_id: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_ACCESS_KEY_ID")] = None,
+    secret_access_key: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_SECRET_ACCESS_KEY")] = None,
+    replace: Annotated[bool, typer.Option(help="Overwrite an endpoint of the same name.")] = False,
+) -> None:
+    """Store an endpoint (credentials encrypted at rest)."""
+    from core.endpoints import store as endpoint_store
+
+    config, secrets = endpoint_options(type_, locals())
+    with store() as session:
+        endpoint_store.add(session, name, type_, config, secrets, replace=replace)
+    console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
+
+
+def endpoint_options(type_: str, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split CLI options into stored config and encrypted secrets, per endpoint type."""
+    if type_ == "file":
+        if not given.get("path"):
+            raise typer.BadParameter("--type file needs --path DIR")
+        return {"path": str(Path(given["path"]).expanduser().resolve())}, {}
+    if type_ == "s3":
+        if not given.get("bucket"):
+            raise typer.BadParameter("--type s3 needs --bucket")
+        config = {k: given.get(k) for k in ("bucket", "prefix", "endpoint_url", "region")}
+        secrets = {k: given.get(k) for k in ("access_key_id", "secret_access_key")}
+        return config, secrets
+    from core.endpoints.registry import known_types
+
+    raise typer.BadParameter(f"unknown --type {type_!r}; known: {', '.join(known_types())}")
+
+
+@endpoint_app.command("list")
+def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List endpoints (never their secrets)."""
+    from core.endpoints import store as endpoint_store
+
+    with store() as session:
+        rows = [
+            {"name": e.name, "type": e.type, "config": e.config, "has_secrets": bool(e.secrets)}
+            for e in endpoint_store.list_all(session)
+        ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "type", "config", "secrets")
+    for row in rows:
+        config = "  ".join(f"{k}={v}" for k, v in row["config"].items())
+        table.add_row(row["name"], row["type"], config, "stored" if row["has_secrets"] else "-")
+    console.print(table)
+
+
+@endpoint_app.command("test")
+def endpoint_test(name: str) -> None:
+    """Connect and list: says clearly what failed."""
+    from core.endpoints import store as endpoint_store
+    from core.endpoints.base import EndpointError
+
+    with store() as session:
+        row = endpoint_store.require(session, name)
+    with console.status(f"testing {name}…"):
+        try:
+            with endpoint_store.open_row(row) as endpoint:
+                endpoint.check()
+                uri = endpoint.uri("")
+        except EndpointError as exc:
+            err.print(f"[red]✗ {name}[/red]: {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
+    console.print(f"[green]✓ {name}[/green] reachable ({uri})")
+
+
+@endpoint_app.command("remove")
+def endpoint_remove(name: str) -> None:
+    """Delete an endpoint."""
+    from core.endpoints import store as endpoint_store
+
+    with store() as session:
+        endpoint_store.remove(session, name)
+    console.print(f"endpoint [bold]{name}[/bold] removed")
+
+
+# ---- data flows -------------------------------------------------------------------------------
+
+
+@flow_app.command("add")
+def flow_add(
+    name: str,
+    source: Annotated[str, typer.Option(help="mailbox:PARTNER (its upload/ folder).")],
+    dest: Annotated[str, typer.Option(help="An endpoint name, or mailbox:PARTNER (its download/).")],
+    pattern: Annotated[str, typer.Option(help="File-name glob the flow takes.")] = "*",
+    dest_path: Annotated[
+        str, typer.Option(help="Destination path; {name} {stem} {suffix} {partner} {date} {time} expand.")
+    ] = "{name}",
+    validate: Annotated[
+        list[str] | None,
+        typer.Option(help="A check: json, xml, x12, edifact, max_size=10MiB, min_size=1, name=*.json, sha256=HEX."),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Delivery retries (exponential backoff + jitter).")] = 5,
+    retry_delay: Annotated[float, typer.Option(help="First retry delay in seconds; doubles each time.")] = 2.0,
+    replace: Annotated[bool, typer.Option(help="Overwrite a data flow of the same name.")] = False,
+) -> None:
+    """Create a data flow; it is served as a Prefect deployment within seconds."""
+    from core import dataflows
+    from core.validators import parse_cli_spec
+
+    specs = [parse_cli_spec(v) for v in validate or []]
+    with store() as session:
+        if dest.startswith("mailbox:"):
+            from core.endpoints import store as endpoint_store
+
+            endpoint_store.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            if dest_path == "{name}":
+                dest_path = "download/{name}"
+        dataflows.add(
+            session, name, source=source, dest=dest, pattern=pattern, dest_path=dest_path,
+            validators=specs, retries=retries, retry_delay_seconds=retry_delay, replace=replace,
+        )
+    console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
+
+
+@flow_app.command("list")
+def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List data flows."""
+    from core import dataflows
+    from core.models import Endpoint
+
+    with store() as session:
+        rows = []
+        for f in dataflows.list_all(session):
+            dest = session.get(Endpoint, f.dest_endpoint_id)
+            rows.append({
+                "name": f.name, "source": dataflows.source_label(session, f), "pattern": f.pattern,
+                "dest": dest.name if dest else "?", "dest_path": f.dest_path, "validators": f.validators,
+                "retries": f.retries, "enabled": f.enabled,
+            })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "source", "pattern", "dest", "path", "checks", "retries", "enabled")
+    for r in rows:
+        checks = ", ".join(v["type"] for v in r["validators"]) or "-"
+        table.add_row(r["name"], r["source"], r["pattern"], r["dest"], r["dest_path"], checks, str(r["retries"]),
+                      "yes" if r["enabled"] else "[yellow]no[/yellow]")
+    console.print(table)
+
+
+@flow_app.command("enable")
+def flow_enable(name: str) -> None:
+    """Start carrying files again (pending ones go out)."""
+    from core import dataflows
+
+    with store() as session:
+        dataflows.set_enabled(session, name, True)
+    console.print(f"data flow [bold]{name}[/bold] enabled")
+
+
+@flow_app.command("disable")
+def flow_disable(name: str) -> None:
+    """Stop taking new files into this data flow."""
+    from core import dataflows
+
+    with store() as session:
+        dataflows.set_enabled(session, name, False)
+    console.print(f"data flow [bold]{name}[/bold] disabled")
+
+
+# ---- history ----------------------------------------------------------------------------------
+
+
+@app.command()
+def transfers(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    flow: Annotated[str | None, typer.Option(help="Only this data flow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """Recent transfers: file, flow, state, attempts, and a link to the Prefect run."""
+    from dataclasses import asdict
+
+    from core import transfers as history
+    from core.config import get_settings
+
+    ui = get_settings().prefect_ui_url
+    with store() as session:
+        rows = history.recent(session, limit=limit, state=state, flow=flow)
+    if as_json:
+        out = []
+        for v in rows:
+            item = asdict(v)
+            item["received_at"] = v.received_at.isoformat()
+            item["finished_at"] = v.finished_at.isoformat() if v.finished_at else None
+            item["run_url"] = f"{ui}/runs/flow-run/{v.flow_run_id}" if v.flow_run_id else None
+            out.append(item)
+        print(json.dumps(out, indent=2))
+        return
+    colors = {"delivered": "green", "failed": "red", "rejected": "yellow", "running": "cyan"}
+    table = Table("id", "file", "flow", "partner", "state", "attempts", "size", "run / error")
+    for v in rows:
+        link = f"{ui}/runs/flow-run/{v.flow_run_id}" if v.flow_run_id else "-"
+        detail = v.error if v.state in ("failed", "rejected") and v.error else link
+        color = colors.get(v.state, "white")
+        table.add_row(str(v.id), v.file, v.flow, v.partner, f"[{color}]{v.state}[/{color}]", str(v.attempts),
+                      str(v.size), detail)
+    console.print(table)
+
+
+@app.command()
+def replay(transfer_id: int) -> None:
+    """Carry a finished transfer's file again through the same data flow."""
+    from core import transfers as history
+
+    with store() as session:
+        copy = history.replay(session, transfer_id)
+    console.print(f"transfer {transfer_id} replayed as transfer {copy.id} (pending)")
+
+
+@app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Option("-f", "--file", exists=True, dir_okay=False, help="YAML declarations.")],
+) -> None:
+    """Create or update partners, endpoints and data flows declared in a YAML file (idempotent)."""
+    with store() as session:
+        changes = apply_cmd.apply_file(session, file, progress=console)
+    for line in changes:
+        console.print(line)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,183 @@
+"""`tradelane up`: the Prefect server, the deployments' runner, the API and the dispatcher, together.
+
+The Prefect server and the runner are child processes; the API (uvicorn) and the dispatcher share
+this process's event loop, so an upload wakes the dispatcher without a round trip. Children are
+tied to this process with PR_SET_PDEATHSIG, so even a SIGKILL of `up` takes them down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from core.config import Settings, get_settings
+
+log = logging.getLogger("tradelane.up")
+
+PR_SET_PDEATHSIG = 1
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """Prefect settings for every process of this installation: our server, no phoning home."""
+    prefect_home = settings.home_dir / "prefect"
+    return {
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "PREFECT_UI_API_URL": settings.prefect_api_url,
+        "PREFECT_SERVER_API_HOST": settings.host,
+        "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    }
+
+
+def apply_prefect_environment(settings: Settings) -> None:
+    os.environ.update(prefect_environment(settings))
+    # Children (runner, flow runs) must find the same store whatever their working directory.
+    os.environ["TRADELANE_HOME"] = str(settings.home_dir)
+    (settings.home_dir / "prefect").mkdir(parents=True, exist_ok=True)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(args: list[str], name: str, log_dir: str) -> subprocess.Popen[bytes]:
+    logfile = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 (lives as long as the child)
+    return subprocess.Popen(
+        args, stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=os.environ.copy()
+    )
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}; see its log")
+        if check():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
+
+
+def prefect_healthy(settings: Settings) -> bool:
+    try:
+        return httpx.get(f"{settings.prefect_api_url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Supervisor:
+    def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings or get_settings()
+        self.echo = echo
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start_children(self) -> None:
+        s = self.settings
+        for what, port in (("API", s.api_port), ("Prefect server", s.prefect_port)):
+            if not port_free(s.host, port):
+                raise RuntimeError(f"{what} port {s.host}:{port} is already in use (is another `up` running?)")
+        log_dir = s.home_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        server = spawn(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", s.host, "--port", str(s.prefect_port)],
+            "prefect-server",
+            str(log_dir),
+        )
+        self.children.append(("prefect server", server))
+        wait_until(lambda: prefect_healthy(s), 90, "Prefect server", server)
+        runner = spawn([sys.executable, "-m", "deployments.serve"], "runner", str(log_dir))
+        self.children.append(("runner", runner))
+
+    def stop_children(self) -> None:
+        for _name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for _name, proc in reversed(self.children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    async def serve(self) -> None:
+        import uvicorn
+
+        from api.app import create_app
+        from deployments.dispatcher import Dispatcher
+
+        s = self.settings
+        config = uvicorn.Config(
+            create_app(), host=s.host, port=s.api_port, log_level="warning", lifespan="on", access_log=False
+        )
+        server = uvicorn.Server(config)
+        dispatcher = Dispatcher(s)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        tasks = [
+            asyncio.create_task(server.serve(), name="api"),
+            asyncio.create_task(dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(self._watch_children(stop), name="children"),
+        ]
+        self.echo(
+            f"tradelane is up: API http://{s.host}:{s.api_port}  (docs /docs)   "
+            f"Prefect UI {s.prefect_ui_url}   home {s.home_dir}   Ctrl-C stops"
+        )
+        await stop.wait()
+        server.should_exit = True
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_children(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    log.error("%s exited with code %s; stopping", name, proc.returncode)
+                    stop.set()
+                    return
+            await asyncio.sleep(1)
+
+    def run(self) -> None:
+        from core.db import init_db
+
+        apply_prefect_environment(self.settings)
+        init_db()
+        try:
+            self.start_children()
+            asyncio.run(self.serve())
+        finally:
+            self.stop_children()
+            self.echo("tradelane stopped")

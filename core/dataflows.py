@@ -1,0 +1,141 @@
+"""Data flows: a source paired with a destination, plus validators and a retry policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from core import audit, partners
+from core.db import home_account_id
+from core.endpoints import store as endpoint_store
+from core.models import DataFlow, utcnow
+from core.partners import validate_name
+
+PREFECT_FLOW_NAME = "transfer"
+
+
+class DataFlowError(ValueError):
+    """A data flow cannot be created, found or changed as asked."""
+
+
+def deployment_name(flow: DataFlow) -> str:
+    """Each data flow is served as one Prefect deployment of the transfer flow."""
+    return flow.name
+
+
+def deployment_path(flow: DataFlow) -> str:
+    return f"{PREFECT_FLOW_NAME}/{deployment_name(flow)}"
+
+
+def get(session: Session, name: str) -> DataFlow | None:
+    return session.exec(
+        select(DataFlow).where(DataFlow.account_id == home_account_id(session), DataFlow.name == name)
+    ).first()
+
+
+def require(session: Session, name: str) -> DataFlow:
+    flow = get(session, name)
+    if flow is None:
+        raise DataFlowError(f"no data flow named {name!r}")
+    return flow
+
+
+def parse_source(session: Session, source: str) -> tuple[int | None, int | None, str]:
+    """`mailbox:PARTNER[/folder]` → (partner id, None, folder); an endpoint name → (None, id, "")."""
+    if source.startswith("mailbox:"):
+        partner_name, _, folder = source.removeprefix("mailbox:").partition("/")
+        partner = partners.get(session, partner_name)
+        if partner is None:
+            raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
+        return partner.id, None, folder or "upload"
+    row = endpoint_store.get(session, source)
+    if row is None:
+        raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
+    return None, row.id, ""
+
+
+def add(
+    session: Session,
+    name: str,
+    *,
+    source: str,
+    dest: str,
+    pattern: str = "*",
+    dest_path: str = "{name}",
+    validators: list[dict[str, Any]] | None = None,
+    retries: int = 5,
+    retry_delay_seconds: float = 2.0,
+    enabled: bool = True,
+    replace: bool = False,
+    actor: str = "cli",
+) -> DataFlow:
+    from core.validators import parse_specs
+
+    validate_name(name)
+    specs = list(validators or [])
+    try:
+        parse_specs(specs)
+    except ValueError as exc:
+        raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+    if retries < 0 or retry_delay_seconds < 0:
+        raise DataFlowError("retries and retry delay must not be negative")
+    partner_id, source_endpoint_id, folder = parse_source(session, source)
+    if source_endpoint_id is not None:
+        raise DataFlowError("polling sources arrive with issue 4; use --source mailbox:PARTNER")
+    try:
+        dest_row = endpoint_store.require(session, dest)
+    except Exception as exc:
+        raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+    flow = get(session, name)
+    if flow is not None and not replace:
+        raise DataFlowError(f"data flow {name!r} already exists")
+    if flow is None:
+        flow = DataFlow(account_id=home_account_id(session), name=name, dest_endpoint_id=0)
+    assert dest_row.id is not None
+    flow.source_partner_id = partner_id
+    flow.source_endpoint_id = source_endpoint_id
+    flow.source_folder = folder
+    flow.pattern = pattern
+    flow.dest_endpoint_id = dest_row.id
+    flow.dest_path = dest_path
+    flow.validators = specs
+    flow.retries = retries
+    flow.retry_delay_seconds = retry_delay_seconds
+    flow.enabled = enabled
+    flow.updated_at = utcnow()
+    session.add(flow)
+    session.flush()
+    audit.record(
+        session, "flow.add", actor=actor, account_id=flow.account_id, target=name, source=source, dest=dest
+    )
+    return flow
+
+
+def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") -> DataFlow:
+    flow = require(session, name)
+    flow.enabled = enabled
+    flow.updated_at = utcnow()
+    session.add(flow)
+    audit.record(
+        session, "flow.enable" if enabled else "flow.disable", actor=actor, account_id=flow.account_id, target=name
+    )
+    return flow
+
+
+def list_all(session: Session) -> list[DataFlow]:
+    return list(
+        session.exec(
+            select(DataFlow).where(DataFlow.account_id == home_account_id(session)).order_by(DataFlow.name)
+        )
+    )
+
+
+def source_label(session: Session, flow: DataFlow) -> str:
+    from core.models import Endpoint, Partner
+
+    if flow.source_partner_id is not None:
+        partner = session.get(Partner, flow.source_partner_id)
+        return f"mailbox:{partner.name if partner else '?'}/{flow.source_folder}"
+    endpoint = session.get(Endpoint, flow.source_endpoint_id)
+    return endpoint.name if endpoint else "?"

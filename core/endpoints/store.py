@@ -1,0 +1,106 @@
+"""Endpoints as stored rows: create them (secrets encrypted), find them, open them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from core import audit
+from core.crypto import decrypt_json, encrypt_json
+from core.db import HOME_ACCOUNT, home_account_id
+from core.endpoints.base import ConfigError, Endpoint
+from core.endpoints.registry import endpoint_class, open_endpoint
+from core.models import Endpoint as EndpointRow
+from core.partners import validate_name
+
+MAILBOX_PREFIX = "mailbox:"
+
+
+def get(session: Session, name: str) -> EndpointRow | None:
+    return session.exec(
+        select(EndpointRow).where(
+            EndpointRow.account_id == home_account_id(session), EndpointRow.name == name
+        )
+    ).first()
+
+
+def require(session: Session, name: str) -> EndpointRow:
+    row = get(session, name)
+    if row is None:
+        if name.startswith(MAILBOX_PREFIX):
+            return mailbox_endpoint(session, name.removeprefix(MAILBOX_PREFIX))
+        raise ConfigError(f"no endpoint named {name!r}")
+    return row
+
+
+def add(
+    session: Session,
+    name: str,
+    type_: str,
+    config: dict[str, Any],
+    secrets: dict[str, Any] | None = None,
+    *,
+    actor: str = "cli",
+    replace: bool = False,
+) -> EndpointRow:
+    if not name.startswith(MAILBOX_PREFIX):
+        validate_name(name)
+    endpoint_class(type_)  # unknown types fail here, before anything is stored
+    clean_config = {k: v for k, v in config.items() if v is not None}
+    clean_secrets = {k: v for k, v in (secrets or {}).items() if v is not None}
+    row = get(session, name)
+    if row is not None and not replace:
+        raise ConfigError(f"endpoint {name!r} already exists")
+    if row is None:
+        row = EndpointRow(account_id=home_account_id(session), name=name, type=type_)
+    row.type = type_
+    row.config = clean_config
+    row.secrets = encrypt_json(clean_secrets) if clean_secrets else None
+    session.add(row)
+    session.flush()
+    # Secrets never go into the audit trail: only which keys were set.
+    audit.record(
+        session,
+        "endpoint.add",
+        actor=actor,
+        account_id=row.account_id,
+        target=name,
+        type=type_,
+        config=clean_config,
+        secrets=sorted(clean_secrets),
+    )
+    return row
+
+
+def mailbox_endpoint(session: Session, partner_name: str) -> EndpointRow:
+    """The implicit `mailbox:PARTNER` endpoint (a partner's mailbox as a destination)."""
+    from core import partners
+
+    partners.require(session, partner_name)
+    name = f"{MAILBOX_PREFIX}{partner_name}"
+    row = get(session, name)
+    if row is None:
+        row = add(session, name, "mailbox", {"partner": partner_name, "account": HOME_ACCOUNT})
+    return row
+
+
+def list_all(session: Session) -> list[EndpointRow]:
+    return list(
+        session.exec(
+            select(EndpointRow)
+            .where(EndpointRow.account_id == home_account_id(session))
+            .order_by(EndpointRow.name)
+        )
+    )
+
+
+def remove(session: Session, name: str, actor: str = "cli") -> None:
+    row = require(session, name)
+    session.delete(row)
+    audit.record(session, "endpoint.remove", actor=actor, account_id=row.account_id, target=name)
+
+
+def open_row(row: EndpointRow) -> Endpoint:
+    """A live Endpoint for a stored row, secrets decrypted only in memory."""
+    return open_endpoint(row.type, dict(row.config), decrypt_json(row.secrets))

@@ -1,0 +1,236 @@
+"""Transfers: the run history, and the state changes the dispatcher and tasks make to it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.models import DataFlow, Partner, Receipt, Transfer, TransferState, utcnow
+
+
+class TransferError(ValueError):
+    """A transfer cannot be found or replayed as asked."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Pending transfers of one data flow handed to one Prefect flow run."""
+
+    key: str
+    data_flow_id: int
+    data_flow_name: str
+    partner_name: str
+    transfer_ids: list[int]
+    first_file: str
+
+
+def claim_batches(session: Session, batch_size: int) -> None:
+    """Group pending, unbatched transfers into bounded batches, one data flow per batch."""
+    rows = session.exec(
+        select(Transfer)
+        .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_(None))
+        .order_by(col(Transfer.id))
+    ).all()
+    open_batch: dict[int, tuple[str, int]] = {}
+    for transfer in rows:
+        key, count = open_batch.get(transfer.data_flow_id, ("", batch_size))
+        if count >= batch_size:
+            key, count = uuid.uuid4().hex, 0
+        transfer.batch_key = key
+        transfer.updated_at = utcnow()
+        session.add(transfer)
+        open_batch[transfer.data_flow_id] = (key, count + 1)
+
+
+def unlaunched_batches(session: Session) -> list[Batch]:
+    """Batches claimed but not yet given a flow run (new ones, or left by a crash: same key again)."""
+    rows = session.exec(
+        select(Transfer, DataFlow, Receipt)
+        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
+        .where(
+            Transfer.state == TransferState.pending,
+            col(Transfer.batch_key).is_not(None),
+            col(Transfer.flow_run_id).is_(None),
+            DataFlow.enabled == True,  # noqa: E712
+        )
+        .order_by(col(Transfer.id))
+    ).all()
+    batches: dict[str, Batch] = {}
+    partner_names: dict[int | None, str] = {}
+    for transfer, flow, receipt in rows:
+        assert transfer.batch_key is not None and transfer.id is not None and flow.id is not None
+        batch = batches.get(transfer.batch_key)
+        if batch is None:
+            if receipt.partner_id not in partner_names:
+                partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
+                partner_names[receipt.partner_id] = partner.name if partner else "remote"
+            batch = Batch(
+                key=transfer.batch_key,
+                data_flow_id=flow.id,
+                data_flow_name=flow.name,
+                partner_name=partner_names[receipt.partner_id],
+                transfer_ids=[],
+                first_file=receipt.name,
+            )
+            batches[transfer.batch_key] = batch
+        batch.transfer_ids.append(transfer.id)
+    return list(batches.values())
+
+
+def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> None:
+    for transfer in session.exec(select(Transfer).where(Transfer.batch_key == batch_key)):
+        if transfer.flow_run_id is None:
+            transfer.flow_run_id = flow_run_id
+            transfer.updated_at = utcnow()
+            session.add(transfer)
+
+
+def in_flight(session: Session) -> list[Transfer]:
+    """Transfers handed to a flow run that has not finished them."""
+    return list(
+        session.exec(
+            select(Transfer).where(
+                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+                col(Transfer.flow_run_id).is_not(None),
+            )
+        )
+    )
+
+
+def requeue(session: Session, transfer_ids: list[int], reason: str) -> None:
+    """Hand transfers whose run died back to the dispatcher, as a new batch."""
+    for transfer in session.exec(select(Transfer).where(col(Transfer.id).in_(transfer_ids))):
+        if transfer.state in (TransferState.pending, TransferState.running):
+            transfer.state = TransferState.pending
+            transfer.batch_key = None
+            transfer.flow_run_id = None
+            transfer.error = reason
+            transfer.updated_at = utcnow()
+            session.add(transfer)
+
+
+def mark_running(session: Session, transfer: Transfer) -> None:
+    transfer.state = TransferState.running
+    transfer.updated_at = utcnow()
+    session.add(transfer)
+
+
+def count_attempt(session: Session, transfer: Transfer) -> None:
+    transfer.attempts += 1
+    transfer.updated_at = utcnow()
+    session.add(transfer)
+
+
+def finish(
+    session: Session,
+    transfer: Transfer,
+    state: TransferState,
+    *,
+    error: str | None = None,
+    destination_uri: str | None = None,
+) -> None:
+    transfer.state = state
+    transfer.error = error
+    if destination_uri is not None:
+        transfer.destination_uri = destination_uri
+    transfer.finished_at = transfer.updated_at = utcnow()
+    session.add(transfer)
+    flow = session.get(DataFlow, transfer.data_flow_id)
+    receipt = session.get(Receipt, transfer.receipt_id)
+    audit.record(
+        session,
+        f"transfer.{state.value}",
+        actor="flow",
+        account_id=flow.account_id if flow else None,
+        target=receipt.name if receipt else None,
+        transfer=transfer.id,
+        flow=flow.name if flow else None,
+        error=error,
+        destination=destination_uri,
+    )
+
+
+def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
+    """A new pending transfer of the same receipt by the same data flow."""
+    original = session.get(Transfer, transfer_id)
+    if original is None:
+        raise TransferError(f"no transfer {transfer_id}")
+    if original.state in (TransferState.pending, TransferState.running):
+        raise TransferError(f"transfer {transfer_id} is still {original.state}; replay it once it has finished")
+    copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
+    session.add(copy)
+    session.flush()
+    flow = session.get(DataFlow, original.data_flow_id)
+    audit.record(
+        session, "transfer.replay", actor=actor, account_id=flow.account_id if flow else None, transfer=copy.id,
+        replay_of=original.id,
+    )
+    return copy
+
+
+@dataclass(frozen=True)
+class TransferView:
+    id: int
+    file: str
+    flow: str
+    partner: str
+    state: str
+    attempts: int
+    size: int
+    sha256: str
+    received_at: datetime
+    finished_at: datetime | None
+    flow_run_id: str | None
+    destination_uri: str | None
+    error: str | None
+    replay_of: int | None
+
+
+def recent(
+    session: Session, limit: int = 50, state: str | None = None, flow: str | None = None
+) -> list[TransferView]:
+    query = (
+        select(Transfer, Receipt, DataFlow)
+        .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
+        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .order_by(col(Transfer.id).desc())
+        .limit(limit)
+    )
+    if state:
+        query = query.where(Transfer.state == state)
+    if flow:
+        query = query.where(DataFlow.name == flow)
+    names = {p.id: p.name for p in session.exec(select(Partner))}
+    views = []
+    for transfer, receipt, data_flow in session.exec(query):
+        assert transfer.id is not None
+        views.append(
+            TransferView(
+                id=transfer.id,
+                file=receipt.name,
+                flow=data_flow.name,
+                partner=names.get(receipt.partner_id, "-"),
+                state=transfer.state,
+                attempts=transfer.attempts,
+                size=receipt.size,
+                sha256=receipt.sha256,
+                received_at=receipt.received_at,
+                finished_at=transfer.finished_at,
+                flow_run_id=transfer.flow_run_id,
+                destination_uri=transfer.destination_uri,
+                error=transfer.error,
+                replay_of=transfer.replay_of,
+            )
+        )
+    return views
+
+
+def counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Transfer.state, func.count()).group_by(Transfer.state)).all()
+    return {state: n for state, n in rows}

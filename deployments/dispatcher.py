@@ -1,0 +1,163 @@
+"""The dispatcher: turns pending transfers into Prefect deployment runs.
+
+Woken by the intake after every receipt (and by its own sweep for work other processes left,
+such as a CLI replay or a crash), it groups pending transfers of one data flow into bounded
+batches and starts one run per batch with `run_deployment(..., timeout=0)`. The batch key is
+written to the store *before* the run is created and doubles as the run's idempotency key, so a
+crash between the two makes the next sweep ask for the same run again, never a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from anyio import to_thread
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
+
+from core import intake, transfers
+from core.config import Settings, get_settings
+from core.dataflows import PREFECT_FLOW_NAME
+from core.db import session_scope
+from core.transfers import Batch
+
+log = logging.getLogger("tradelane.dispatcher")
+
+# Let a burst of uploads collect for a moment so it becomes a few runs, not one per file.
+DEBOUNCE_SECONDS = 0.05
+# How often in-flight transfers are checked against their runs' states (crashes, kills).
+RECOVERY_INTERVAL_SECONDS = 10.0
+# At boot, a run still Running or Pending since before this process started died with it.
+ORPHAN_STATES = {"RUNNING", "PENDING"}
+DEAD_STATES = {"CRASHED", "CANCELLED", "FAILED", "COMPLETED"}
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.booted_at = datetime.now(UTC)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self.runs_started = 0
+
+    def wake(self) -> None:
+        """Thread-safe and cheap: called by the intake after every committed receipt."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        intake.on_received(self.wake)
+        await self._recover_safely(boot=True)
+        last_recovery = self._loop.time()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval_seconds)
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.dispatch_once()
+            except Exception:  # the store or Prefect may be briefly away; the next sweep retries
+                log.exception("dispatch failed")
+            if self._loop.time() - last_recovery > RECOVERY_INTERVAL_SECONDS:
+                await self._recover_safely(boot=False)
+                last_recovery = self._loop.time()
+
+    async def dispatch_once(self) -> int:
+        """Claim pending transfers into batches and start a run for each batch without one."""
+        batches = await to_thread.run_sync(self._claim)
+        started = 0
+        for batch in batches:
+            flow_run_id = await self._start_run(batch)
+            if flow_run_id is not None:
+                await to_thread.run_sync(self._mark, batch.key, flow_run_id)
+                started += 1
+        self.runs_started += started
+        return started
+
+    def _claim(self) -> list[Batch]:
+        with session_scope() as session:
+            transfers.claim_batches(session, self.settings.dispatch_batch_size)
+        with session_scope() as session:
+            return transfers.unlaunched_batches(session)
+
+    @staticmethod
+    def _mark(batch_key: str, flow_run_id: str) -> None:
+        with session_scope() as session:
+            transfers.mark_launched(session, batch_key, flow_run_id)
+
+    async def _start_run(self, batch: Batch) -> str | None:
+        count = len(batch.transfer_ids)
+        what = batch.first_file if count == 1 else f"{count} files"
+        try:
+            flow_run = await run_deployment(
+                name=f"{PREFECT_FLOW_NAME}/{batch.data_flow_name}",
+                parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
+                flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
+                tags=[f"partner:{batch.partner_name}", f"flow:{batch.data_flow_name}"],
+                idempotency_key=f"tradelane-batch-{batch.key}",
+                timeout=0,
+            )
+        except ObjectNotFound:
+            # The runner has not registered this data flow's deployment yet; it will within seconds.
+            log.info("deployment for %s not served yet; will retry", batch.data_flow_name)
+            return None
+        return str(flow_run.id)
+
+    async def _recover_safely(self, boot: bool) -> None:
+        try:
+            await self.recover(boot=boot)
+        except Exception:
+            log.exception("recovery check failed")
+
+    async def recover(self, boot: bool = False) -> int:
+        """Requeue transfers whose run died (crashed, killed with `up`, cancelled) before finishing them."""
+        in_flight = await to_thread.run_sync(_in_flight)
+        if not in_flight:
+            return 0
+        by_run: dict[str, list[int]] = {}
+        for transfer_id, flow_run_id in in_flight:
+            by_run.setdefault(flow_run_id, []).append(transfer_id)
+        requeued = 0
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_run))), limit=len(by_run)
+            )
+            found = {str(run.id): run for run in runs}
+            for run_id, ids in by_run.items():
+                run = found.get(run_id)
+                state = run.state.type.value if run and run.state else "MISSING"
+                changed = run.state.timestamp if run and run.state else None
+                orphaned = state in ORPHAN_STATES and changed is not None and changed < self.booted_at
+                if orphaned and not boot:
+                    # Only at boot is "running since before we started" proof that the run died with us.
+                    orphaned = False
+                if state in DEAD_STATES or state == "MISSING" or orphaned:
+                    if orphaned and run is not None:
+                        await client.set_flow_run_state(
+                            run.id, Crashed(message="tradelane restarted while this run was in flight"), force=True
+                        )
+                    reason = f"run {run_id} ended {state.lower()} before finishing; dispatched again"
+                    await to_thread.run_sync(_requeue, ids, reason)
+                    requeued += len(ids)
+        if requeued:
+            log.warning("requeued %d transfers from dead runs", requeued)
+            self._wake.set()
+        return requeued
+
+
+def _in_flight() -> list[tuple[int, str]]:
+    with session_scope() as session:
+        return [(t.id, t.flow_run_id) for t in transfers.in_flight(session) if t.id and t.flow_run_id]
+
+
+def _requeue(ids: list[int], reason: str) -> None:
+    with session_scope() as session:
+        transfers.requeue(session, ids, reason)

@@ -1,0 +1,86 @@
+"""The deployments' runner: one Prefect deployment per data flow, served by one polling Runner.
+
+Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the store's
+data flows into deployments every few seconds, so flows added or changed while `up` runs are
+served without a restart. Scale-out runs the same deployments on a process work pool instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from anyio import to_thread
+from prefect import Runner
+
+from core import dataflows
+from core.config import get_settings
+from core.db import session_scope
+from core.models import DataFlow
+from flows.transfer import transfer
+
+log = logging.getLogger("tradelane.runner")
+
+
+class DeploymentReconciler:
+    """Keeps one deployment per data flow registered with the runner."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.seen: dict[int, datetime] = {}
+
+    async def once(self) -> int:
+        flows = await to_thread.run_sync(_load_flows)
+        added = 0
+        for flow in flows:
+            assert flow.id is not None
+            if self.seen.get(flow.id) == flow.updated_at:
+                continue
+            await self.runner.aadd_flow(
+                transfer,
+                name=dataflows.deployment_name(flow),
+                parameters={"data_flow_id": flow.id, "transfer_ids": []},
+                tags=[f"flow:{flow.name}"],
+                description=f"tradelane data flow {flow.name!r}: {flow.pattern} → endpoint #{flow.dest_endpoint_id}",
+            )
+            self.seen[flow.id] = flow.updated_at
+            added += 1
+        return added
+
+    async def forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.once()
+            except Exception:  # the store or the API may be briefly away; try again next round
+                log.exception("could not reconcile deployments")
+            await asyncio.sleep(interval)
+
+
+def _load_flows() -> list[DataFlow]:
+    with session_scope() as session:
+        return dataflows.list_all(session)
+
+
+async def serve() -> None:
+    settings = get_settings()
+    runner = Runner(
+        name="tradelane",
+        query_seconds=settings.runner_poll_seconds,
+        limit=settings.runner_limit,
+        pause_on_shutdown=False,
+    )
+    reconciler = DeploymentReconciler(runner)
+    await reconciler.once()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(runner.start())
+        group.create_task(reconciler.forever(settings.reconcile_interval_seconds))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.system import System
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class PartnerClient:
+    """The Cleo-shaped partner API, as a partner's script would use it."""
+
+    def __init__(self, system: System, username: str, password: str) -> None:
+        self.http = httpx.Client(base_url=system.api, timeout=60)
+        response = self.http.post(
+            "/api/authentication",
+            data={"grant_type": "password", "username": username, "password": password},
+        )
+        response.raise_for_status()
+        self.token = response.json()["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    def folder_ids(self) -> dict[str, str]:
+        home = self.http.get("/api/folders").json()["resources"][0]
+        children = self.http.get(f"/api/folders/{home['id']}/children").json()["resources"]
+        return {"home": home["id"], **{c["subspace"]: c["id"] for c in children}}
+
+    def upload(self, name: str, body: Any, folder_id: str | None = None) -> httpx.Response:
+        folder_id = folder_id or self.folder_ids()["upload"]
+        return self.http.post(
+            f"/api/folders/{folder_id}/files",
+            content=body,
+            headers={
+                "Content-Disposition": f"attachment;filename={name}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def delivered(n: int = 1) -> Any:
+    return lambda rows: len(rows) >= n and all(r["state"] == "delivered" for r in rows)
+
+
+def settled(n: int = 1) -> Any:
+    final = {"delivered", "failed", "rejected"}
+    return lambda rows: len(rows) >= n and all(r["state"] in final for r in rows)

@@ -1,0 +1,93 @@
+"""Kill `up` with SIGKILL in the middle of a burst, start it again: every received file arrives once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.helpers import PartnerClient
+from tests.servers import free_port
+from tests.system import System, start, stop, system_env
+
+PASSWORD = "crash-pw"
+
+
+def _port_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_path: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="tradelane-crash-"))
+    api_port, prefect_port = free_port(), free_port()
+    env = system_env(home, api_port, prefect_port)
+    system = System(home, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{prefect_port}/api")
+    dest = tmp_path / "dest"
+    try:
+        start(system)
+        system.cli("partner", "add", "crashy", "--password", PASSWORD)
+        system.cli("endpoint", "add", "crash-dir", "--type", "file", "--path", str(dest))
+        system.cli("flow", "add", "crash-flow", "--source", "mailbox:crashy", "--dest", "crash-dir")
+        client = PartnerClient(system, "crashy", PASSWORD)
+        upload_id = client.folder_ids()["upload"]
+        received: dict[str, bytes] = {}
+        stop_uploading = threading.Event()
+
+        def burst() -> None:
+            for i in range(400):
+                if stop_uploading.is_set():
+                    return
+                body = os.urandom(2048) + str(i).encode()
+                try:
+                    response = client.upload(f"c{i:04}.bin", body, upload_id)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 201:
+                    received[f"c{i:04}.bin"] = body
+
+        uploader = threading.Thread(target=burst)
+        uploader.start()
+        while len(received) < 60 and uploader.is_alive():
+            time.sleep(0.01)
+        assert system.proc is not None
+        system.proc.send_signal(signal.SIGKILL)
+        system.proc.wait()
+        stop_uploading.set()
+        uploader.join(timeout=60)
+        client.close()
+        # The children die with `up` (PR_SET_PDEATHSIG): the ports come free without any cleanup.
+        deadline = time.monotonic() + 30
+        while not (_port_closed(prefect_port) and _port_closed(api_port)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _port_closed(prefect_port) and _port_closed(api_port)
+        in_flight = [f for f in received if not (dest / f).exists()]
+        assert received, "no upload completed before the kill"
+
+        start(system)
+        rows = system.wait_for(
+            lambda rs: len(rs) >= len(received) and all(r["state"] == "delivered" for r in rs),
+            timeout=180,
+            flow="crash-flow",
+        )
+        # Exactly the received files, once each, byte for byte; nothing half-written.
+        assert sorted(p.name for p in dest.iterdir()) == sorted(received)
+        for name, body in received.items():
+            assert (dest / name).read_bytes() == body
+        by_file: dict[str, int] = {}
+        for row in rows:
+            by_file[row["file"]] = by_file.get(row["file"], 0) + 1
+        assert set(by_file) == set(received)
+        assert all(n == 1 for n in by_file.values()), "a file got a second transfer"
+        print(f"{len(received)} received, {len(in_flight)} still undelivered at the kill")
+    finally:
+        stop(system)
+        shutil.rmtree(home, ignore_errors=True)

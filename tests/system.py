@@ -1,0 +1,181 @@
+"""The whole system for integration tests: `tradelane up` as a child process, and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import free_port
+
+__all__ = ["System", "postgres_url", "run_system", "system"]
+
+UP_TIMEOUT = 120.0
+
+
+@dataclass
+class System:
+    """A running `tradelane up`: its home, its ports, and a way to run the CLI against it."""
+
+    home: Path
+    env: dict[str, str]
+    api: str
+    prefect_api: str
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"tradelane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def transfers(self, **filters: str) -> list[dict[str, Any]]:
+        args = ["transfers", "--json", "--limit", "10000"]
+        for key, value in filters.items():
+            args += [f"--{key}", value]
+        rows: list[dict[str, Any]] = json.loads(self.cli(*args).stdout)
+        return rows
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0, **filters: str
+    ) -> list[dict[str, Any]]:
+        """Poll the transfer history until `predicate(rows)` holds; fail with the last rows otherwise."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.transfers(**filters)
+            if predicate(rows):
+                return rows
+            time.sleep(0.3)
+        raise AssertionError(f"timed out; transfers are: {json.dumps(rows, indent=1)[:4000]}")
+
+    def log(self, name: str) -> str:
+        path = self.home / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def system_env(home: Path, api_port: int, prefect_port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
+    env.update(
+        TRADELANE_HOME=str(home),
+        TRADELANE_API_PORT=str(api_port),
+        TRADELANE_PREFECT_PORT=str(prefect_port),
+        TRADELANE_SFTP_PORT=str(free_port()),
+        TRADELANE_FTP_PORT=str(free_port()),
+        PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    env.update(extra)
+    return env
+
+
+def start(system: System) -> None:
+    log = (system.home / "up.log").open("ab")
+    system.proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up"], env=system.env, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + UP_TIMEOUT
+    while time.monotonic() < deadline:
+        if system.proc.poll() is not None:
+            raise RuntimeError(f"tradelane up exited:\n{(system.home / 'up.log').read_text()}")
+        try:
+            if httpx.get(f"{system.api}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"tradelane up did not answer:\n{(system.home / 'up.log').read_text()}")
+
+
+def stop(system: System, sig: int = signal.SIGINT) -> None:
+    if system.proc is None or system.proc.poll() is not None:
+        return
+    system.proc.send_signal(sig)
+    try:
+        system.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        system.proc.kill()
+        system.proc.wait()
+
+
+@contextmanager
+def run_system(**extra_env: str) -> Iterator[System]:
+    home = Path(tempfile.mkdtemp(prefix="tradelane-"))
+    api_port, prefect_port = free_port(), free_port()
+    system = System(
+        home=home,
+        env=system_env(home, api_port, prefect_port, **extra_env),
+        api=f"http://127.0.0.1:{api_port}",
+        prefect_api=f"http://127.0.0.1:{prefect_port}/api",
+    )
+    try:
+        start(system)
+        yield system
+    finally:
+        stop(system)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def system() -> Iterator[System]:
+    """One `tradelane up` for the whole session; tests use their own partner and flow names."""
+    with run_system() as running:
+        yield running
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed: run `make test-servers`")
+    return str(candidates[-1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a loopback port (initdb'd as the postgres user when root)."""
+    data = Path(tempfile.mkdtemp(prefix="tradelane-pg-"))
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "tradelane", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+         f"-p {port} -h 127.0.0.1 -k {data}", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://tradelane@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""The store on SQLite and on a real PostgreSQL: migrations, secrets at rest, receipts, batching, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from core import dataflows, partners, transfers
+from core.crypto import decrypt_json
+from core.db import get_engine, init_db, session_scope
+from core.endpoints import store as endpoint_store
+from core.intake import record_receipt
+from core.models import AuditEvent, Transfer, TransferState
+from tests.isolation import isolated_home
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    if url:
+        # A fresh schema per test keeps PostgreSQL runs independent.
+        from sqlalchemy import create_engine
+
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    with isolated_home(tmp_path, database_url=url):
+        init_db()
+        yield request.param
+
+
+def _setup(tmp_path: Path) -> tuple[int, int]:
+    with session_scope() as session:
+        partner = partners.add(session, "acme", password="s3cret")
+        endpoint_store.add(session, "vault", "s3", {"bucket": "b"}, {"secret_access_key": "TOPSECRET"})
+        endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "out")})
+        flow = dataflows.add(session, "acme-vault", source="mailbox:acme", dest="vault", pattern="*.json")
+        assert partner.id is not None and flow.id is not None
+        return partner.id, flow.id
+
+
+def test_migrations_are_idempotent(store: str) -> None:
+    init_db()
+    with get_engine().connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path: Path) -> None:
+    _setup(tmp_path)
+    with get_engine().connect() as conn:
+        raw = conn.execute(text("SELECT secrets FROM endpoint WHERE name = 'vault'")).scalar()
+        pw = conn.execute(text("SELECT password_hash FROM partner WHERE name = 'acme'")).scalar()
+    assert "TOPSECRET" not in raw and pw.startswith("$argon2")
+    assert decrypt_json(raw) == {"secret_access_key": "TOPSECRET"}
+    with session_scope() as session:
+        assert partners.authenticate(session, "acme", "s3cret") is not None
+        assert partners.authenticate(session, "acme", "wrong") is None
+        assert partners.authenticate(session, "nobody", "s3cret") is None
+        audit = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.add")).first()
+        assert audit is not None and "TOPSECRET" not in str(audit.detail)
+
+
+def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
+    store: str, tmp_path: Path
+) -> None:
+    partner_id, flow_id = _setup(tmp_path)
+    with session_scope() as session:
+        dataflows.add(session, "acme-archive", source="mailbox:acme", dest="archive")
+        for i in range(7):
+            record_receipt(
+                session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
+                name=f"po{i}.json", size=3, sha256="0" * 64, protocol="rest",
+            )
+        record_receipt(
+            session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
+            name="notes.txt", size=3, sha256="0" * 64, protocol="rest",
+        )
+    with session_scope() as session:
+        rows = session.exec(select(Transfer)).all()
+        assert len(rows) == 7 * 2 + 1  # *.json matches both flows; notes.txt only the catch-all
+        transfers.claim_batches(session, batch_size=3)
+    with session_scope() as session:
+        batches = transfers.unlaunched_batches(session)
+        assert all(len(b.transfer_ids) <= 3 for b in batches)
+        assert sum(len(b.transfer_ids) for b in batches) == 15
+        assert {len({b.data_flow_id}) for b in batches} == {1}
+        transfers.mark_launched(session, batches[0].key, "run-1")
+    with session_scope() as session:
+        assert len(transfers.unlaunched_batches(session)) == len(batches) - 1
+        # Claiming again never re-batches what already has a batch.
+        transfers.claim_batches(session, batch_size=3)
+    with session_scope() as session:
+        assert len(transfers.unlaunched_batches(session)) == len(batches) - 1
+
+
+def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
+    partner_id, flow_id = _setup(tmp_path)
+    with session_scope() as session:
+        record_receipt(
+            session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
+            name="a.json", size=1, sha256="0" * 64, protocol="rest",
+        )
+    with session_scope() as session:
+        transfer = session.exec(select(Transfer)).one()
+        assert transfer.id is not None
+        with pytest.raises(transfers.TransferError, match="still pending"):
+            transfers.replay(session, transfer.id)
+        transfers.finish(session, transfer, TransferState.failed, error="boom")
+    with session_scope() as session:
+        copy = transfers.replay(session, transfer.id)
+        assert copy.state == TransferState.pending and copy.replay_of == transfer.id
+        copy.batch_key, copy.flow_run_id = "k", "dead-run"
+        session.add(copy)
+    with session_scope() as session:
+        assert [t.id for t in transfers.in_flight(session)] == [copy.id]
+        transfers.requeue(session, [copy.id], "run died")  # type: ignore[list-item]
+    with session_scope() as session:
+        again = session.get(Transfer, copy.id)
+        assert again is not None and again.batch_key is None and again.flow_run_id is None
+        assert again.error == "run died"
+
+
+def test_partner_names_and_duplicates_are_refused(store: str, tmp_path: Path) -> None:
+    _setup(tmp_path)
+    with session_scope() as session:
+        for bad in ("", "../x", "a/b", ".hidden", "x" * 65):
+            with pytest.raises(partners.PartnerError):
+                partners.add(session, bad, password="p")
+        with pytest.raises(partners.PartnerError, match="already exists"):
+            partners.add(session, "acme", password="p")
+        with pytest.raises(dataflows.DataFlowError, match="no partner"):
+            dataflows.add(session, "f2", source="mailbox:ghost", dest="vault")
+        with pytest.raises(dataflows.DataFlowError, match="destination"):
+            dataflows.add(session, "f3", source="mailbox:acme", dest="nowhere")
