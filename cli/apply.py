@@ -106,9 +106,14 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
         config["path"] = str(Path(config["path"]).expanduser().resolve())
     secrets = dict(item.get("secrets") or {})
     existing = endpoint_store.get(session, name)
-    if existing is not None and existing.type == type_ and existing.config == config:
-        if decrypt_json(existing.secrets) == secrets:
-            return f"endpoint {name}: unchanged"
+    unchanged = (
+        existing is not None
+        and existing.type == type_
+        and existing.config == config
+        and decrypt_json(existing.secrets) == secrets
+    )
+    if unchanged:
+        return f"endpoint {name}: unchanged"
     endpoint_store.add(session, name, type_, config, secrets, actor="apply", replace=True)
     return f"endpoint {name}: {'created' if existing is None else 'updated'}"
 
@@ -143,7 +148,13 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         if same:
             return f"flow {name}: unchanged"
     dataflows.add(
-        session, name, source=item["source"], dest=item["dest"], validators=validators, replace=True,
-        actor="apply", **wanted,
+        session,
+        name,
+        source=item["source"],
+        dest=item["dest"],
+        validators=validators,
+        replace=True,
+        actor="apply",
+        **wanted,
     )
     return f"flow {name}: {'created' if existing is None else 'updated'}"

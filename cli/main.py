@@ -55,8 +55,10 @@ def up() -> None:
     from cli.supervisor import Supervisor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        Supervisor(echo=console.print).run()
+        Supervisor(echo=lambda line: console.print(line, soft_wrap=True)).run()
     except RuntimeError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -90,8 +92,12 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
     with store() as session:
         rows = [
-            {"name": p.name, "password": bool(p.password_hash), "ssh_keys": len(p.ssh_public_keys),
-             "created": p.created_at.isoformat()}
+            {
+                "name": p.name,
+                "password": bool(p.password_hash),
+                "ssh_keys": len(p.ssh_public_keys),
+                "created": p.created_at.isoformat(),
+            }
             for p in partners.list_all(session)
         ]
     if as_json:
@@ -99,7 +105,9 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         return
     table = Table("name", "password", "ssh keys", "created")
     for row in rows:
-        table.add_row(row["name"], "yes" if row["password"] else "no", str(row["ssh_keys"]), row["created"][:19])
+        table.add_row(
+            row["name"], "yes" if row["password"] else "no", str(row["ssh_keys"]), row["created"][:19]
+        )
     console.print(table)
 
 
@@ -218,10 +226,14 @@ def flow_add(
     ] = "{name}",
     validate: Annotated[
         list[str] | None,
-        typer.Option(help="A check: json, xml, x12, edifact, max_size=10MiB, min_size=1, name=*.json, sha256=HEX."),
+        typer.Option(
+            help="A check: json, xml, x12, edifact, max_size=10MiB, min_size=1, name=*.json, sha256=HEX."
+        ),
     ] = None,
     retries: Annotated[int, typer.Option(help="Delivery retries (exponential backoff + jitter).")] = 5,
-    retry_delay: Annotated[float, typer.Option(help="First retry delay in seconds; doubles each time.")] = 2.0,
+    retry_delay: Annotated[
+        float, typer.Option(help="First retry delay in seconds; doubles each time.")
+    ] = 2.0,
     replace: Annotated[bool, typer.Option(help="Overwrite a data flow of the same name.")] = False,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
@@ -237,8 +249,16 @@ def flow_add(
             if dest_path == "{name}":
                 dest_path = "download/{name}"
         dataflows.add(
-            session, name, source=source, dest=dest, pattern=pattern, dest_path=dest_path,
-            validators=specs, retries=retries, retry_delay_seconds=retry_delay, replace=replace,
+            session,
+            name,
+            source=source,
+            dest=dest,
+            pattern=pattern,
+            dest_path=dest_path,
+            validators=specs,
+            retries=retries,
+            retry_delay_seconds=retry_delay,
+            replace=replace,
         )
     console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
 
@@ -253,19 +273,34 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         rows = []
         for f in dataflows.list_all(session):
             dest = session.get(Endpoint, f.dest_endpoint_id)
-            rows.append({
-                "name": f.name, "source": dataflows.source_label(session, f), "pattern": f.pattern,
-                "dest": dest.name if dest else "?", "dest_path": f.dest_path, "validators": f.validators,
-                "retries": f.retries, "enabled": f.enabled,
-            })
+            rows.append(
+                {
+                    "name": f.name,
+                    "source": dataflows.source_label(session, f),
+                    "pattern": f.pattern,
+                    "dest": dest.name if dest else "?",
+                    "dest_path": f.dest_path,
+                    "validators": f.validators,
+                    "retries": f.retries,
+                    "enabled": f.enabled,
+                }
+            )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("name", "source", "pattern", "dest", "path", "checks", "retries", "enabled")
     for r in rows:
         checks = ", ".join(v["type"] for v in r["validators"]) or "-"
-        table.add_row(r["name"], r["source"], r["pattern"], r["dest"], r["dest_path"], checks, str(r["retries"]),
-                      "yes" if r["enabled"] else "[yellow]no[/yellow]")
+        table.add_row(
+            r["name"],
+            r["source"],
+            r["pattern"],
+            r["dest"],
+            r["dest_path"],
+            checks,
+            str(r["retries"]),
+            "yes" if r["enabled"] else "[yellow]no[/yellow]",
+        )
     console.print(table)
 
 
@@ -324,8 +359,16 @@ def transfers(
         link = f"{ui}/runs/flow-run/{v.flow_run_id}" if v.flow_run_id else "-"
         detail = v.error if v.state in ("failed", "rejected") and v.error else link
         color = colors.get(v.state, "white")
-        table.add_row(str(v.id), v.file, v.flow, v.partner, f"[{color}]{v.state}[/{color}]", str(v.attempts),
-                      str(v.size), detail)
+        table.add_row(
+            str(v.id),
+            v.file,
+            v.flow,
+            v.partner,
+            f"[{color}]{v.state}[/{color}]",
+            str(v.attempts),
+            str(v.size),
+            detail,
+        )
     console.print(table)
 
 
@@ -341,7 +384,9 @@ def replay(transfer_id: int) -> None:
 
 @app.command("apply")
 def apply(
-    file: Annotated[Path, typer.Option("-f", "--file", exists=True, dir_okay=False, help="YAML declarations.")],
+    file: Annotated[
+        Path, typer.Option("-f", "--file", exists=True, dir_okay=False, help="YAML declarations.")
+    ],
 ) -> None:
     """Create or update partners, endpoints and data flows declared in a YAML file (idempotent)."""
     with store() as session:

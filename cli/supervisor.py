@@ -104,11 +104,23 @@ class Supervisor:
         s = self.settings
         for what, port in (("API", s.api_port), ("Prefect server", s.prefect_port)):
             if not port_free(s.host, port):
-                raise RuntimeError(f"{what} port {s.host}:{port} is already in use (is another `up` running?)")
+                raise RuntimeError(
+                    f"{what} port {s.host}:{port} is already in use (is another `up` running?)"
+                )
         log_dir = s.home_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         server = spawn(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", s.host, "--port", str(s.prefect_port)],
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                s.host,
+                "--port",
+                str(s.prefect_port),
+            ],
             "prefect-server",
             str(log_dir),
         )

@@ -118,7 +118,11 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
     flow.updated_at = utcnow()
     session.add(flow)
     audit.record(
-        session, "flow.enable" if enabled else "flow.disable", actor=actor, account_id=flow.account_id, target=name
+        session,
+        "flow.enable" if enabled else "flow.disable",
+        actor=actor,
+        account_id=flow.account_id,
+        target=name,
     )
     return flow
 

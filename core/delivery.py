@@ -135,7 +135,7 @@ def check(job: Job) -> None:
 
 
 def push(job: Job) -> str:
-    """Stream source → destination; commit only if the bytes match the receipt. Returns the destination URI."""
+    """Stream source → destination, committing only if the bytes match the receipt; returns the URI."""
     dest_path = job.dest_path
     with job.open_source() as source, job.open_dest() as dest:
         with source.open_read(job.source_path) as raw, dest.open_write(dest_path) as out:
@@ -144,13 +144,13 @@ def push(job: Job) -> str:
                 out.write(chunk)
             if reader.sha.hexdigest() != job.receipt.sha256 or reader.size != job.receipt.size:
                 # Raising inside the `with` aborts the write: wrong bytes never become visible.
-                raise ChecksumMismatch(
-                    f"{job.source_path} changed since it was received; not delivered"
-                )
+                raise ChecksumMismatch(f"{job.source_path} changed since it was received; not delivered")
         return dest.uri(dest_path)
 
 
-def record_outcome(job: Job, error: BaseException | None, destination_uri: str | None = None) -> TransferState:
+def record_outcome(
+    job: Job, error: BaseException | None, destination_uri: str | None = None
+) -> TransferState:
     """Write the transfer's final state; tidy the mailbox once every flow delivered the file."""
     if error is None:
         state = TransferState.delivered

@@ -26,9 +26,7 @@ def validate_name(name: str) -> str:
 
 def get(session: Session, name: str, account_id: int | None = None) -> Partner | None:
     account_id = account_id or home_account_id(session)
-    return session.exec(
-        select(Partner).where(Partner.account_id == account_id, Partner.name == name)
-    ).first()
+    return session.exec(select(Partner).where(Partner.account_id == account_id, Partner.name == name)).first()
 
 
 def require(session: Session, name: str, account_id: int | None = None) -> Partner:
@@ -101,8 +99,8 @@ def authenticate(session: Session, name: str, password: str) -> Partner | None:
 
 
 def _make_home(name: str) -> None:
-    from core.endpoints.mailbox import mailbox_root_for
     from core.db import HOME_ACCOUNT
+    from core.endpoints.mailbox import mailbox_root_for
 
     root = mailbox_root_for(HOME_ACCOUNT, name)
     for folder in FOLDERS:

@@ -162,13 +162,19 @@ def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
     if original is None:
         raise TransferError(f"no transfer {transfer_id}")
     if original.state in (TransferState.pending, TransferState.running):
-        raise TransferError(f"transfer {transfer_id} is still {original.state}; replay it once it has finished")
+        raise TransferError(
+            f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
+        )
     copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
     session.add(copy)
     session.flush()
     flow = session.get(DataFlow, original.data_flow_id)
     audit.record(
-        session, "transfer.replay", actor=actor, account_id=flow.account_id if flow else None, transfer=copy.id,
+        session,
+        "transfer.replay",
+        actor=actor,
+        account_id=flow.account_id if flow else None,
+        transfer=copy.id,
         replay_of=original.id,
     )
     return copy

@@ -142,7 +142,9 @@ class Dispatcher:
                 if state in DEAD_STATES or state == "MISSING" or orphaned:
                     if orphaned and run is not None:
                         await client.set_flow_run_state(
-                            run.id, Crashed(message="tradelane restarted while this run was in flight"), force=True
+                            run.id,
+                            Crashed(message="tradelane restarted while this run was in flight"),
+                            force=True,
                         )
                     reason = f"run {run_id} ended {state.lower()} before finishing; dispatched again"
                     await to_thread.run_sync(_requeue, ids, reason)

@@ -58,4 +58,3 @@ def _flow_name(data_flow_id: int) -> str:
     with session_scope() as session:
         row = session.get(DataFlow, data_flow_id)
         return row.name if row else f"data-flow-{data_flow_id}"
-

@@ -14,8 +14,13 @@ from core import delivery
 from core.delivery import Job
 
 
-@task(name="record", cache_policy=NO_CACHE, task_run_name="record {job.receipt.name}", retries=3,
-      retry_delay_seconds=1)
+@task(
+    name="record",
+    cache_policy=NO_CACHE,
+    task_run_name="record {job.receipt.name}",
+    retries=3,
+    retry_delay_seconds=1,
+)
 async def record(job: Job, error: BaseException | None, destination_uri: str | None) -> dict[str, Any]:
     """Write the final state to the store and emit tradelane.file.<state>; returns the artifact row."""
     state = await to_thread.run_sync(delivery.record_outcome, job, error, destination_uri)

@@ -163,19 +163,41 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(data, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "tradelane", "--auth=trust", "-E", "UTF8"],
+        [
+            *as_user,
+            _pg_bin("initdb"),
+            "-D",
+            str(data / "db"),
+            "-U",
+            "tradelane",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-         f"-p {port} -h 127.0.0.1 -k {data}", "start"],
+        [
+            *as_user,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -h 127.0.0.1 -k {data}",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )
     try:
         yield f"postgresql+psycopg://tradelane@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)

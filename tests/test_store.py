@@ -69,17 +69,31 @@ def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path
 def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
     store: str, tmp_path: Path
 ) -> None:
-    partner_id, flow_id = _setup(tmp_path)
+    partner_id, _flow_id = _setup(tmp_path)
     with session_scope() as session:
         dataflows.add(session, "acme-archive", source="mailbox:acme", dest="archive")
         for i in range(7):
             record_receipt(
-                session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
-                name=f"po{i}.json", size=3, sha256="0" * 64, protocol="rest",
+                session,
+                account_id=1,
+                partner_id=partner_id,
+                partner_name="acme",
+                folder="upload",
+                name=f"po{i}.json",
+                size=3,
+                sha256="0" * 64,
+                protocol="rest",
             )
         record_receipt(
-            session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
-            name="notes.txt", size=3, sha256="0" * 64, protocol="rest",
+            session,
+            account_id=1,
+            partner_id=partner_id,
+            partner_name="acme",
+            folder="upload",
+            name="notes.txt",
+            size=3,
+            sha256="0" * 64,
+            protocol="rest",
         )
     with session_scope() as session:
         rows = session.exec(select(Transfer)).all()
@@ -100,11 +114,18 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
 
 
 def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
-    partner_id, flow_id = _setup(tmp_path)
+    partner_id, _flow_id = _setup(tmp_path)
     with session_scope() as session:
         record_receipt(
-            session, account_id=1, partner_id=partner_id, partner_name="acme", folder="upload",
-            name="a.json", size=1, sha256="0" * 64, protocol="rest",
+            session,
+            account_id=1,
+            partner_id=partner_id,
+            partner_name="acme",
+            folder="upload",
+            name="a.json",
+            size=1,
+            sha256="0" * 64,
+            protocol="rest",
         )
     with session_scope() as session:
         transfer = session.exec(select(Transfer)).one()

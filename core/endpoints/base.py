@@ -23,6 +23,7 @@ Contract (checked for every implementation by tests/endpoints/contract.py):
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -112,14 +113,23 @@ class WriteStream(ABC):
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._done:
             raise ValueError("write to a finished stream")
-        self._write(bytes(data) if not isinstance(data, bytes) else data)
-        self.bytes_written += len(data)
-        return len(data)
+        # Convert first: len() of a memoryview counts items, not bytes.
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._write(chunk)
+        self.bytes_written += len(chunk)
+        return len(chunk)
 
     def commit(self) -> None:
         if not self._done:
             self._done = True
-            self._commit()
+            try:
+                self._commit()
+            except BaseException:
+                # A failed commit (rename, complete-multipart) must still leave nothing behind;
+                # the commit error is the one worth reporting, so a failing clean-up is ignored.
+                with contextlib.suppress(Exception):
+                    self._abort()
+                raise
 
     def abort(self) -> None:
         if not self._done:

@@ -52,12 +52,32 @@ def test_destination_down_then_back_is_retried_and_delivered(system: System) -> 
     bucket = unique("late")
     endpoint, flow = unique("s3"), unique("flow")
     system.cli(
-        "endpoint", "add", endpoint, "--type", "s3", "--bucket", bucket, "--endpoint-url",
-        f"http://127.0.0.1:{port}", "--access-key-id", "k", "--secret-access-key", "s",
+        "endpoint",
+        "add",
+        endpoint,
+        "--type",
+        "s3",
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        f"http://127.0.0.1:{port}",
+        "--access-key-id",
+        "k",
+        "--secret-access-key",
+        "s",
     )
     system.cli(
-        "flow", "add", flow, "--source", f"mailbox:{name}", "--dest", endpoint,
-        "--retries", "8", "--retry-delay", "0.5",
+        "flow",
+        "add",
+        flow,
+        "--source",
+        f"mailbox:{name}",
+        "--dest",
+        endpoint,
+        "--retries",
+        "8",
+        "--retry-delay",
+        "0.5",
     )
     assert client.upload("late.csv", b"a,b\n1,2\n").status_code == 201
     system.wait_for(lambda rows: rows and rows[0]["attempts"] >= 2, timeout=60, flow=flow)
@@ -66,9 +86,17 @@ def test_destination_down_then_back_is_retried_and_delivered(system: System) -> 
             "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
         ).create_bucket(Bucket=bucket)
         rows = system.wait_for(delivered(1), timeout=90, flow=flow)
-        body = boto3.client(
-            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
-        ).get_object(Bucket=bucket, Key="late.csv")["Body"].read()
+        body = (
+            boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id="k",
+                aws_secret_access_key="s",
+            )
+            .get_object(Bucket=bucket, Key="late.csv")["Body"]
+            .read()
+        )
     assert body == b"a,b\n1,2\n"
     assert rows[0]["attempts"] >= 2
     client.close()
@@ -78,12 +106,33 @@ def test_wrong_credentials_are_not_retried(system: System, moto_auth_server) -> 
     name, client = _partner(system)
     endpoint, flow = unique("s3"), unique("flow")
     system.cli(
-        "endpoint", "add", endpoint, "--type", "s3", "--bucket", moto_auth_server.bucket, "--endpoint-url",
-        moto_auth_server.url, "--access-key-id", moto_auth_server.access_key_id,
-        "--secret-access-key", "definitely-wrong",
+        "endpoint",
+        "add",
+        endpoint,
+        "--type",
+        "s3",
+        "--bucket",
+        moto_auth_server.bucket,
+        "--endpoint-url",
+        moto_auth_server.url,
+        "--access-key-id",
+        moto_auth_server.access_key_id,
+        "--secret-access-key",
+        "definitely-wrong",
     )
-    system.cli("flow", "add", flow, "--source", f"mailbox:{name}", "--dest", endpoint, "--retries", "5",
-               "--retry-delay", "0.2")
+    system.cli(
+        "flow",
+        "add",
+        flow,
+        "--source",
+        f"mailbox:{name}",
+        "--dest",
+        endpoint,
+        "--retries",
+        "5",
+        "--retry-delay",
+        "0.2",
+    )
     assert client.upload("x.txt", b"hello").status_code == 201
     rows = system.wait_for(settled(1), flow=flow)
     assert rows[0]["state"] == "failed"

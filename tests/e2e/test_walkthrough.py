@@ -23,20 +23,45 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     archive = tmp_path / "archive"
     bucket = unique("lake")
     s3 = boto3.client(
-        "s3", endpoint_url=moto_server, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     )
     s3.create_bucket(Bucket=bucket)
     system.cli("partner", "add", "claudioapp", "--password", PASSWORD)
     system.cli("endpoint", "add", "archive", "--type", "file", "--path", str(archive))
     system.cli(
-        "endpoint", "add", "lake", "--type", "s3", "--bucket", bucket, "--prefix", "inbound/",
-        "--endpoint-url", moto_server, "--access-key-id", "test", "--secret-access-key", "test",
+        "endpoint",
+        "add",
+        "lake",
+        "--type",
+        "s3",
+        "--bucket",
+        bucket,
+        "--prefix",
+        "inbound/",
+        "--endpoint-url",
+        moto_server,
+        "--access-key-id",
+        "test",
+        "--secret-access-key",
+        "test",
     )
     system.cli("flow", "add", "claudio-archive", "--source", "mailbox:claudioapp", "--dest", "archive")
     system.cli(
-        "flow", "add", "claudio-lake", "--source", "mailbox:claudioapp", "--dest", "lake",
-        "--pattern", "*.json", "--validate", "json",
+        "flow",
+        "add",
+        "claudio-lake",
+        "--source",
+        "mailbox:claudioapp",
+        "--dest",
+        "lake",
+        "--pattern",
+        "*.json",
+        "--validate",
+        "json",
     )
 
     # The walkthrough, with curl exactly as a partner would type it.
@@ -44,8 +69,13 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
         out = subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True, check=True)
         return json.loads(out.stdout)
 
-    auth = curl("-X", "POST", f"{system.api}/api/authentication",
-                "-d", f"grant_type=password&username=claudioapp&password={PASSWORD}")
+    auth = curl(
+        "-X",
+        "POST",
+        f"{system.api}/api/authentication",
+        "-d",
+        f"grant_type=password&username=claudioapp&password={PASSWORD}",
+    )
     assert auth["token_type"] == "bearer" and auth["access_token"] and auth["user_id"]
     bearer = f"Authorization: Bearer {auth['access_token']}"
     folders = curl(f"{system.api}/api/folders", "-H", bearer)
@@ -60,10 +90,26 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     po_file = tmp_path / "purchase_order_850.json"
     po_file.write_bytes(PURCHASE_ORDER)
     out = subprocess.run(
-        ["curl", "-sS", "-w", "\n%{http_code}", "-X", "POST", f"{system.api}/api/folders/{upload['id']}/files",
-         "-H", bearer, "-H", "Content-Disposition: attachment;filename=purchase_order_850.json",
-         "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{po_file}"],
-        capture_output=True, check=True, text=True,
+        [
+            "curl",
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            f"{system.api}/api/folders/{upload['id']}/files",
+            "-H",
+            bearer,
+            "-H",
+            "Content-Disposition: attachment;filename=purchase_order_850.json",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            f"@{po_file}",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
     )
     body, status = out.stdout.rsplit("\n", 1)
     assert status == "201"
@@ -74,7 +120,9 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     assert resource["_links"]["self"]["href"] == f"/api/files/{resource['id']}"
 
     rows = system.wait_for(
-        lambda rs: {r["flow"] for r in rs if r["state"] == "delivered"} >= {"claudio-archive", "claudio-lake"},
+        lambda rs: (
+            {r["flow"] for r in rs if r["state"] == "delivered"} >= {"claudio-archive", "claudio-lake"}
+        ),
         timeout=90,
     )
     mine = [r for r in rows if r["file"] == "purchase_order_850.json"]

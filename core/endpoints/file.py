@@ -1,0 +1,232 @@
+"""A folder on a local (or mounted) filesystem.
+
+Writes go to a hidden temporary file that is fsync'ed and then `os.replace`d over the target,
+so readers see either the old file or the whole new one, never a partial one. Every path is
+checked twice: lexically by `clean_path`, then by resolving symlinks, so nothing under the root
+can point a read or write outside it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import os
+import secrets
+import stat as stat_mod
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from core.endpoints.base import (
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    FileInfo,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    WriteStream,
+    clean_path,
+)
+
+TEMP_PREFIX = ".tradelane-tmp-"
+
+
+def map_os_error(exc: OSError, what: str) -> EndpointError:
+    """Translate an OSError into the endpoint error tree; `what` names the path for people."""
+    if exc.errno == errno.ENOENT:
+        return NotFound(f"no such file: {what}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDenied(f"permission denied: {what}")
+    return EndpointError(f"{what}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable. Best effort: some filesystems refuse fsync on a directory."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def create_temp_file(directory: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file in `directory`; returns its descriptor and path.
+
+    Not `tempfile.mkstemp`: that forces mode 0600, while the finished file should get the
+    usual permissions (0666 less the umask), like any file a program creates.
+    """
+    while True:
+        candidate = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        return fd, candidate
+
+
+class FileWriteStream(WriteStream):
+    """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it."""
+
+    def __init__(self, fd: int, temp: Path, target: Path, what: str) -> None:
+        super().__init__()
+        self._file = os.fdopen(fd, "wb")
+        self.temp = temp
+        self.target = target
+        self._what = what
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise map_os_error(exc, self._what) from exc
+
+    def _commit(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.temp, self.target)
+        except OSError as exc:
+            raise map_os_error(exc, self._what) from exc
+        fsync_dir(self.target.parent)
+
+    def _abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temp.unlink()
+
+
+class FileEndpoint(Endpoint):
+    """config: {"path": "/absolute/dir"}. No secrets."""
+
+    scheme: ClassVar[str] = "file"
+    # A missing root is a configuration mistake for a plain folder, so listing it fails;
+    # a mailbox whose partner has never uploaded anything is simply empty.
+    missing_root_is_empty: ClassVar[bool] = False
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        super().__init__(config, secrets)
+        self.root = self._root_from_config()
+
+    def _root_from_config(self) -> Path:
+        raw = self.config.get("path")
+        if not isinstance(raw, str | os.PathLike) or not str(raw):
+            raise ConfigError("file endpoint needs a 'path'")
+        root = Path(raw).expanduser()
+        if not root.is_absolute():
+            raise ConfigError(f"file endpoint path must be absolute: {str(raw)!r}")
+        return root
+
+    def _temp_dir_for(self, target: Path) -> Path:
+        """Where a write to `target` is staged. The same directory keeps `os.replace` atomic."""
+        return target.parent
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def _real_root(self) -> str:
+        return os.path.realpath(self.root)
+
+    def _local(self, rel: str) -> Path:
+        """The local path for a cleaned relative path, refused if it resolves outside the root."""
+        if any(part.startswith(TEMP_PREFIX) for part in rel.split("/")):
+            raise InvalidPath(f"reserved name in path {rel!r}")
+        root = self._real_root()
+        local = os.path.join(root, *rel.split("/")) if rel else root
+        real = os.path.realpath(local)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise InvalidPath(f"path {rel!r} resolves outside the endpoint's root")
+        return Path(local)
+
+    # --- operations --------------------------------------------------------------------------
+
+    def list(self, folder: str = "") -> Iterator[FileInfo]:
+        rel = clean_path(folder, allow_root=True)
+        directory = self._local(rel)
+        try:
+            with os.scandir(directory) as it:
+                names = sorted(entry.name for entry in it if not entry.name.startswith(TEMP_PREFIX))
+        except FileNotFoundError:
+            if rel or self.missing_root_is_empty:
+                return iter(())
+            raise NotFound(f"folder does not exist: {self.uri(rel)}") from None
+        except NotADirectoryError:
+            return iter(())
+        except OSError as exc:
+            raise map_os_error(exc, self.uri(rel)) from exc
+        return self._infos(rel, names)
+
+    def _infos(self, rel: str, names: builtins.list[str]) -> Iterator[FileInfo]:
+        # Stat lazily so a huge folder starts yielding at once; entries that vanished meanwhile,
+        # folders, and symlinks leading out of the root are skipped.
+        for name in names:
+            path = f"{rel}/{name}" if rel else name
+            try:
+                yield self._stat_local(path)
+            except (NotFound, InvalidPath):
+                continue
+
+    def _stat_local(self, path: str) -> FileInfo:
+        local = self._local(path)
+        try:
+            st = os.stat(local)
+        except OSError as exc:
+            raise map_os_error(exc, self.uri(path)) from exc
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise NotFound(f"not a file: {self.uri(path)}")
+        return FileInfo(path=path, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, tz=UTC))
+
+    def stat(self, path: str) -> FileInfo:
+        return self._stat_local(clean_path(path))
+
+    def open_read(self, path: str) -> BinaryIO:
+        rel = clean_path(path)
+        local = self._local(rel)
+        try:
+            handle = open(local, "rb")  # noqa: SIM115  (the caller closes it)
+        except IsADirectoryError:
+            raise NotFound(f"not a file: {self.uri(rel)}") from None
+        except OSError as exc:
+            raise map_os_error(exc, self.uri(rel)) from exc
+        if not stat_mod.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise NotFound(f"not a file: {self.uri(rel)}")
+        return handle
+
+    def open_write(self, path: str) -> WriteStream:
+        rel = clean_path(path)
+        target = self._local(rel)
+        temp_dir = self._temp_dir_for(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            # Re-check now that the folders exist: a folder created by someone else could be a link.
+            self._local(rel)
+            if target.is_dir():
+                raise EndpointError(f"a folder is in the way: {self.uri(rel)}")
+            fd, temp = create_temp_file(temp_dir)
+        except FileExistsError:
+            raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
+        except NotADirectoryError:
+            raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
+        except OSError as exc:
+            raise map_os_error(exc, self.uri(rel)) from exc
+        return FileWriteStream(fd, temp, target, self.uri(rel))
+
+    def delete(self, path: str) -> None:
+        rel = clean_path(path)
+        local = self._local(rel)
+        try:
+            if local.is_dir() and not local.is_symlink():
+                raise NotFound(f"not a file: {self.uri(rel)}")
+            local.unlink()
+        except OSError as exc:
+            raise map_os_error(exc, self.uri(rel)) from exc
+
+    def uri(self, path: str) -> str:
+        rel = clean_path(path, allow_root=True)
+        return (self.root / rel).as_uri() if rel else self.root.as_uri()

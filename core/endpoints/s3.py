@@ -1,0 +1,409 @@
+"""Amazon S3 and S3-compatible object stores (MinIO, Ceph, Wasabi, moto) through boto3.
+
+Reads stream the `GetObject` body. Writes buffer at most one part: a file smaller than
+`part_size` becomes one `PutObject` on commit; a larger one becomes a multipart upload that is
+completed on commit and aborted on failure, so an object only ever appears whole.
+
+Error mapping notes:
+* `NoSuchBucket` is a `ConfigError`, not `NotFound`: the endpoint points at nothing, and a task
+  must not mistake that for "this one file is gone".
+* `HEAD` answers carry no error body, so after a bare 403/404 from `HeadObject` we ask again
+  with a one-byte ranged `GetObject` to learn the real code (bad key vs. denied, no key vs. no
+  bucket). Without `s3:ListBucket`, S3 answers 403 for a missing key: that is `PermissionDenied`.
+* An aborted multipart upload can still leak if the process dies mid-write; configure the
+  bucket's `AbortIncompleteMultipartUpload` lifecycle rule to reclaim those parts.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from core.endpoints.base import (
+    CHUNK_SIZE,
+    AuthError,
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    FileInfo,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+    WriteStream,
+    clean_path,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
+MAX_PART_SIZE = 5 * 1024 * MIB
+DEFAULT_PART_SIZE = 8 * MIB
+# S3 allows 10,000 parts; growing the part size every 1,000 parts keeps huge files possible
+# (about 430 GiB with 8 MiB parts) while small and medium files keep the configured size.
+PARTS_PER_SIZE_STEP = 1000
+
+_AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    }
+)
+_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+_CONFIG_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",  # usually the wrong region
+        "IllegalLocationConstraintException",
+        "RequestTimeTooSkewed",  # the local clock is wrong; retrying will not fix it
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+    }
+)
+
+
+def _client_error(exc: ClientError) -> tuple[str, int, str]:
+    error = exc.response.get("Error", {})
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    code = str(error.get("Code") or status)
+    return code, status, str(error.get("Message") or code)
+
+
+def map_boto_error(exc: Exception, what: str) -> EndpointError:
+    """Translate a boto3/botocore failure into the endpoint error tree."""
+    if isinstance(exc, ClientError):
+        code, status, message = _client_error(exc)
+        text = f"{what}: {code}: {message}"
+        if code in _AUTH_CODES:
+            return AuthError(text)
+        if code in _CONFIG_CODES:
+            return ConfigError(text)
+        if code in _DENIED_CODES:
+            return PermissionDenied(text)
+        if code in _NOT_FOUND_CODES or status == 404:
+            return NotFound(text)
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return TransientError(text)
+        return EndpointError(text)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return AuthError(f"{what}: no usable credentials ({type(exc).__name__})")
+    if isinstance(exc, SSLError):
+        # A certificate problem does not fix itself; say so rather than retrying.
+        return EndpointError(f"{what}: TLS error: {exc}")
+    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ParamValidationError):
+        return ConfigError(f"{what}: {exc}")
+    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class S3ReadStream(io.RawIOBase):
+    """A `GetObject` body as a raw stream whose network failures come out as endpoint errors."""
+
+    def __init__(self, body: Any, endpoint: S3Endpoint, what: str) -> None:
+        super().__init__()
+        self._body = body
+        self._endpoint = endpoint
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        with self._endpoint.errors(self._what):
+            data: bytes = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class S3WriteStream(WriteStream):
+    """Buffers one part at a time; PutObject for small files, multipart upload for large ones."""
+
+    def __init__(self, endpoint: S3Endpoint, key: str, what: str) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._key = key
+        self._what = what
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: builtins.list[dict[str, Any]] = []
+
+    @property
+    def upload_id(self) -> str | None:
+        return self._upload_id
+
+    def _part_size(self) -> int:
+        step = len(self._parts) // PARTS_PER_SIZE_STEP
+        return min(self._endpoint.part_size * (1 + step), MAX_PART_SIZE)
+
+    def _write(self, data: bytes) -> None:
+        # Fill the buffer only up to one part, so memory stays at one part plus the caller's chunk.
+        view = memoryview(data)
+        while view:
+            room = self._part_size() - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) == self._part_size():
+                part, self._buffer = self._buffer, bytearray()
+                self._upload_part(part)
+
+    def _upload_part(self, part: bytearray) -> None:
+        client, bucket = self._endpoint.client, self._endpoint.bucket
+        with self._endpoint.errors(self._what):
+            if self._upload_id is None:
+                created = client.create_multipart_upload(Bucket=bucket, Key=self._key)
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part
+            )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def _commit(self) -> None:
+        client, bucket = self._endpoint.client, self._endpoint.bucket
+        if self._upload_id is None:
+            with self._endpoint.errors(self._what):
+                client.put_object(Bucket=bucket, Key=self._key, Body=self._buffer)
+            self._buffer = bytearray()
+            return
+        if self._buffer:
+            self._upload_part(self._buffer)  # the last part may be smaller than the minimum
+            self._buffer = bytearray()
+        with self._endpoint.errors(self._what):
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+
+    def _abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is None:
+            return
+        try:
+            self._endpoint.client.abort_multipart_upload(
+                Bucket=self._endpoint.bucket, Key=self._key, UploadId=self._upload_id
+            )
+        except (BotoCoreError, ClientError) as exc:
+            # Best effort: the original failure matters more; a lifecycle rule reclaims the parts.
+            log.warning(
+                "could not abort multipart upload: %s", self._endpoint.redact(map_boto_error(exc, self._what))
+            )
+
+
+class S3Endpoint(Endpoint):
+    """config: bucket, prefix?, endpoint_url?, region?, part_size?, addressing_style?,
+    connect_timeout?, read_timeout?, max_attempts?.
+    secrets: access_key_id?, secret_access_key?, session_token? (else boto3's default chain)."""
+
+    scheme: ClassVar[str] = "s3"
+    # Keys per ListObjectsV2 page (S3's maximum); tests lower it to exercise pagination.
+    list_page_size: int = 1000
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        super().__init__(config, secrets)
+        bucket = config.get("bucket")
+        if not isinstance(bucket, str) or not bucket or "/" in bucket:
+            raise ConfigError("s3 endpoint needs a 'bucket' name")
+        self.bucket = bucket
+        try:
+            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
+        except InvalidPath as exc:
+            raise ConfigError(f"invalid s3 prefix: {exc}") from None
+        self.endpoint_url: str | None = config.get("endpoint_url") or None
+        self.region: str = config.get("region") or "us-east-1"
+        self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
+        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
+        if bool(self.secrets.get("access_key_id")) != bool(self.secrets.get("secret_access_key")):
+            raise ConfigError("s3 secrets need both access_key_id and secret_access_key, or neither")
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # --- client ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use so building an endpoint costs no I/O."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        config = Config(
+            region_name=self.region,
+            connect_timeout=float(self.config.get("connect_timeout", 10)),
+            read_timeout=float(self.config.get("read_timeout", 60)),
+            # Few retries here: the flow layer retries with backoff and records every attempt.
+            retries={"total_max_attempts": int(self.config.get("max_attempts", 2)), "mode": "standard"},
+            # Checksums only where S3 requires them: many S3-compatible stores reject the
+            # newer default (CRC32 on every request, aws-chunked uploads).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": self.config.get("addressing_style", "auto")},
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=self.secrets.get("access_key_id") or None,
+            aws_secret_access_key=self.secrets.get("secret_access_key") or None,
+            aws_session_token=self.secrets.get("session_token") or None,
+            region_name=self.region,
+        )
+        try:
+            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        except (BotoCoreError, ValueError) as exc:
+            raise ConfigError(f"cannot set up s3 client for {self.uri('')}: {exc}") from None
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Map boto errors raised inside the block; messages name the object, never a secret."""
+        try:
+            yield
+        except (BotoCoreError, ClientError) as exc:
+            raise self.redact(map_boto_error(exc, what)) from exc
+
+    def redact(self, error: EndpointError) -> EndpointError:
+        text = str(error)
+        for value in self.secrets.values():
+            if isinstance(value, str) and len(value) >= 4:
+                text = text.replace(value, "***")
+        return type(error)(text)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
+
+    def uri(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self._key(clean_path(path, allow_root=True))}"
+
+    # --- operations --------------------------------------------------------------------------
+
+    def list(self, folder: str = "") -> Iterator[FileInfo]:
+        rel = clean_path(folder, allow_root=True)
+        key = self._key(rel)
+        return self._list(key + "/" if key else "", rel)
+
+    def _list(self, key_prefix: str, rel: str) -> Iterator[FileInfo]:
+        root_len = len(self.prefix) + 1 if self.prefix else 0
+        with self.errors(self.uri(rel)):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=key_prefix,
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    path = item["Key"][root_len:]
+                    # Folder markers and keys our paths cannot name ("a//b", backslashes) are skipped.
+                    try:
+                        if item["Key"].endswith("/") or clean_path(path) != path:
+                            continue
+                    except InvalidPath:
+                        continue
+                    yield FileInfo(
+                        path=path,
+                        size=int(item["Size"]),
+                        modified=item["LastModified"].astimezone(UTC),
+                        etag=str(item.get("ETag", "")).strip('"') or None,
+                    )
+
+    def _head(self, key: str, what: str) -> dict[str, Any]:
+        with self.errors(what):
+            try:
+                answer: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
+                return answer
+            except ClientError as exc:
+                if not _client_error(exc)[0].isdigit():
+                    raise
+                head_error = exc
+            # HEAD gave a bare status; a ranged GET says why (see the module docstring).
+            probe = self.client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")
+            probe["Body"].close()
+            raise head_error  # the GET worked after all (a race): report what HEAD said
+
+    def stat(self, path: str) -> FileInfo:
+        rel = clean_path(path)
+        head = self._head(self._key(rel), self.uri(rel))
+        return FileInfo(
+            path=rel,
+            size=int(head["ContentLength"]),
+            modified=head["LastModified"].astimezone(UTC),
+            etag=str(head.get("ETag", "")).strip('"') or None,
+        )
+
+    def open_read(self, path: str) -> BinaryIO:
+        rel = clean_path(path)
+        what = self.uri(rel)
+        with self.errors(what):
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))
+        return io.BufferedReader(S3ReadStream(answer["Body"], self, what), buffer_size=CHUNK_SIZE)
+
+    def open_write(self, path: str) -> WriteStream:
+        rel = clean_path(path)
+        return S3WriteStream(self, self._key(rel), self.uri(rel))
+
+    def delete(self, path: str) -> None:
+        rel = clean_path(path)
+        key, what = self._key(rel), self.uri(rel)
+        self._head(key, what)  # S3 deletes missing keys silently; the contract says NotFound
+        with self.errors(what):
+            self.client.delete_object(Bucket=self.bucket, Key=key)

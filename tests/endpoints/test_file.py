@@ -1,0 +1,159 @@
+"""The file endpoint: the contract, plus what only a local folder can show (temp files, symlinks)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.endpoints.base import (
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+)
+from core.endpoints.file import TEMP_PREFIX, FileEndpoint, FileWriteStream
+from core.endpoints.registry import open_endpoint
+from tests.endpoints.contract import EndpointContract, get, paths, put
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+
+
+class TestFileEndpoint(EndpointContract):
+    @pytest.fixture
+    def endpoint(self, tmp_path: Path) -> Iterator[Endpoint]:
+        root = tmp_path / "root"
+        root.mkdir()
+        with FileEndpoint({"path": str(root)}) as endpoint:
+            yield endpoint
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def endpoint(root: Path) -> FileEndpoint:
+    return FileEndpoint({"path": str(root)})
+
+
+def test_registry_opens_file_endpoint(root: Path) -> None:
+    assert isinstance(open_endpoint("file", {"path": str(root)}), FileEndpoint)
+
+
+@pytest.mark.parametrize("config", [{}, {"path": ""}, {"path": "relative/dir"}, {"path": 3}])
+def test_bad_config(config: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        FileEndpoint(config)
+
+
+def test_missing_root_fails_check(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        FileEndpoint({"path": str(tmp_path / "nope")}).check()
+
+
+def test_uri(endpoint: FileEndpoint, root: Path) -> None:
+    assert endpoint.uri("in/po 850.json") == f"file://{root}/in/po%20850.json"
+    assert endpoint.uri("") == f"file://{root}"
+
+
+def test_temp_file_sits_next_to_target_and_is_cleaned(endpoint: FileEndpoint, root: Path) -> None:
+    stream = endpoint.open_write("in/file.txt")
+    assert isinstance(stream, FileWriteStream)
+    stream.write(b"data")
+    assert stream.temp.parent == root / "in"
+    assert stream.temp.name.startswith(TEMP_PREFIX)
+    assert temp_files(root) == [stream.temp]
+    stream.commit()
+    assert temp_files(root) == []
+    assert (root / "in" / "file.txt").read_bytes() == b"data"
+
+
+def test_failed_write_leaves_no_temp_file(endpoint: FileEndpoint, root: Path) -> None:
+    with pytest.raises(RuntimeError), endpoint.open_write("x.bin") as stream:
+        stream.write(b"x" * 10_000)
+        raise RuntimeError
+    assert list(root.iterdir()) == []
+
+
+def test_failed_commit_cleans_up(endpoint: FileEndpoint, root: Path) -> None:
+    stream = endpoint.open_write("x.bin")
+    stream.write(b"x")
+    (root / "x.bin").mkdir()  # a folder now sits where the file should land
+    (root / "x.bin" / "keep").write_bytes(b"")
+    with pytest.raises(EndpointError, match=r"x\.bin"):
+        stream.commit()
+    assert temp_files(root) == []
+
+
+def test_new_files_get_normal_permissions(endpoint: FileEndpoint, root: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        put(endpoint, "perm.txt", b"x")
+    finally:
+        os.umask(umask)
+    assert (root / "perm.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_temp_names_are_reserved(endpoint: FileEndpoint, root: Path) -> None:
+    (root / f"{TEMP_PREFIX}leftover").write_bytes(b"old crash")
+    assert paths(endpoint) == []
+    with pytest.raises(InvalidPath):
+        endpoint.stat(f"{TEMP_PREFIX}leftover")
+
+
+def test_folders_are_not_listed(endpoint: FileEndpoint, root: Path) -> None:
+    (root / "empty-folder").mkdir()
+    put(endpoint, "file.txt", b"x")
+    assert paths(endpoint) == ["file.txt"]
+
+
+def test_symlink_out_of_root_is_refused(endpoint: FileEndpoint, root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    (root / "escape").symlink_to(outside)
+    (root / "leak.txt").symlink_to(outside / "secret.txt")
+    for operation in ("stat", "open_read", "open_write", "delete"):
+        with pytest.raises(InvalidPath):
+            getattr(endpoint, operation)("escape/secret.txt")
+        with pytest.raises(InvalidPath):
+            getattr(endpoint, operation)("leak.txt")
+    with pytest.raises(InvalidPath):
+        list(endpoint.list("escape"))
+    assert paths(endpoint) == []
+    assert (outside / "secret.txt").read_bytes() == b"secret"
+
+
+def test_symlink_inside_root_is_followed(endpoint: FileEndpoint, root: Path) -> None:
+    put(endpoint, "real/data.txt", b"data")
+    (root / "alias").symlink_to(root / "real")
+    assert get(endpoint, "alias/data.txt") == b"data"
+    assert paths(endpoint, "alias") == ["alias/data.txt"]
+
+
+def test_root_may_itself_be_a_symlink(tmp_path: Path, root: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    endpoint = FileEndpoint({"path": str(link)})
+    put(endpoint, "x.txt", b"x")
+    assert (root / "x.txt").read_bytes() == b"x"
+    assert paths(endpoint) == ["x.txt"]
+
+
+def test_permission_denied(endpoint: FileEndpoint, root: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    put(endpoint, "locked.txt", b"x")
+    (root / "locked.txt").chmod(0)
+    with pytest.raises(PermissionDenied):
+        endpoint.open_read("locked.txt")

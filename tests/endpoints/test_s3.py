@@ -1,0 +1,252 @@
+"""The S3 endpoint against a real moto server over HTTP: the contract, multipart, and failures."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from core.endpoints.base import (
+    AuthError,
+    ConfigError,
+    Endpoint,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+)
+from core.endpoints.registry import open_endpoint
+from core.endpoints.s3 import MIN_PART_SIZE, S3Endpoint, S3WriteStream
+from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, put
+from tests.servers import MotoAuth, free_port
+
+SECRET = "s3cr3t-never-shown"
+KEY_ID = "AKIATRADELANETEST"
+PREFIX = "in/box"
+
+
+@pytest.fixture
+def s3(moto_server: str) -> Any:
+    """A plain boto3 client for arranging and inspecting what the endpoint did."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="arrange",
+        aws_secret_access_key="arrange",
+    )
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"tradelane-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def make_endpoint(url: str, bucket: str, **config: Any) -> S3Endpoint:
+    base = {"bucket": bucket, "prefix": PREFIX, "endpoint_url": url, "part_size": MIN_PART_SIZE}
+    return S3Endpoint(base | config, {"access_key_id": KEY_ID, "secret_access_key": SECRET})
+
+
+class TestS3Endpoint(EndpointContract):
+    secret_values = (SECRET,)
+    # One 5 MiB part buffered, plus the caller's chunk and boto's bookkeeping.
+    memory_budget = 2 * MIN_PART_SIZE
+
+    @pytest.fixture
+    def endpoint(self, moto_server: str, bucket: str) -> Iterator[Endpoint]:
+        with make_endpoint(moto_server, bucket) as endpoint:
+            yield endpoint
+
+
+@pytest.fixture
+def endpoint(moto_server: str, bucket: str) -> Iterator[S3Endpoint]:
+    with make_endpoint(moto_server, bucket) as endpoint:
+        yield endpoint
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_registry_opens_s3() -> None:
+    assert isinstance(open_endpoint("s3", {"bucket": "b-b-b"}), S3Endpoint)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"bucket": ""},
+        {"bucket": "a/b"},
+        {"bucket": "ok-bucket", "prefix": "../up"},
+        {"bucket": "ok-bucket", "part_size": MIN_PART_SIZE - 1},
+    ],
+)
+def test_bad_config(config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        S3Endpoint(config)
+
+
+def test_half_a_key_pair_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        S3Endpoint({"bucket": "ok-bucket"}, {"access_key_id": KEY_ID})
+
+
+def test_uri() -> None:
+    endpoint = S3Endpoint(
+        {"bucket": "acme-archive", "prefix": "/in/box/"},
+        {"access_key_id": KEY_ID, "secret_access_key": SECRET},
+    )
+    assert endpoint.uri("po/850.json") == "s3://acme-archive/in/box/po/850.json"
+    assert S3Endpoint({"bucket": "acme-archive"}).uri("x.txt") == "s3://acme-archive/x.txt"
+
+
+def test_files_land_under_the_prefix(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    put(endpoint, "a/b.txt", b"hi")
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"{PREFIX}/a/b.txt"]
+
+
+def test_list_ignores_folder_markers_and_paginates(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/", Body=b"")
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/sub/", Body=b"")
+    names = [f"f{i}.txt" for i in range(7)]
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{name}", Body=b"x")
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/sub/deep.txt", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="in/boxer.txt", Body=b"x")  # shares the prefix's characters only
+    endpoint.list_page_size = 2  # four pages, one of them holding the "sub/" common prefix
+    assert [info.path for info in endpoint.list()] == names
+    assert [info.path for info in endpoint.list("sub")] == ["sub/deep.txt"]
+
+
+# --- multipart -------------------------------------------------------------------------------
+
+
+def test_small_file_is_one_put(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    put(endpoint, "small.bin", b"x" * (MIN_PART_SIZE - 1))
+    etag = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/small.bin")["ETag"]
+    assert "-" not in etag
+
+
+def test_large_file_uses_multipart(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    size = 2 * MIN_PART_SIZE + 123
+    with endpoint.open_write("large.bin") as stream:
+        assert isinstance(stream, S3WriteStream)
+        for chunk in payload_chunks(size):
+            stream.write(chunk)
+        assert stream.upload_id is not None
+    head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/large.bin")
+    assert head["ContentLength"] == size
+    assert head["ETag"].strip('"').endswith("-3")
+    assert endpoint.stat("large.bin").etag == head["ETag"].strip('"')
+    expected = b"".join(payload_chunks(size))
+    assert get(endpoint, "large.bin") == expected
+
+
+def test_exact_part_size_multiple(endpoint: S3Endpoint) -> None:
+    data = b"z" * (2 * MIN_PART_SIZE)
+    put(endpoint, "exact.bin", data)
+    assert get(endpoint, "exact.bin") == data
+
+
+@pytest.mark.parametrize("how", ["abort", "exception"])
+def test_aborted_multipart_leaves_no_upload(endpoint: S3Endpoint, s3: Any, bucket: str, how: str) -> None:
+    stream = endpoint.open_write("aborted.bin")
+    for chunk in payload_chunks(MIN_PART_SIZE + MIB):
+        stream.write(chunk)
+    assert isinstance(stream, S3WriteStream)
+    assert stream.upload_id is not None
+    assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    if how == "abort":
+        stream.abort()
+    else:
+        stream.__exit__(RuntimeError, RuntimeError("boom"), None)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+def test_missing_bucket_is_a_config_error(moto_server: str) -> None:
+    endpoint = make_endpoint(moto_server, "no-such-bucket-here")
+    with pytest.raises(ConfigError, match="NoSuchBucket"):
+        endpoint.check()
+    with pytest.raises(ConfigError):
+        endpoint.stat("x.txt")
+    with pytest.raises(ConfigError):
+        endpoint.open_read("x.txt")
+    with pytest.raises(ConfigError):
+        put(endpoint, "x.txt", b"x")
+
+
+def test_connection_refused_is_transient() -> None:
+    endpoint = make_endpoint(f"http://127.0.0.1:{free_port()}", "any-bucket", max_attempts=1)
+    with pytest.raises(TransientError) as caught:
+        endpoint.check()
+    assert caught.value.retryable
+    assert SECRET not in str(caught.value)
+    for operation in ("stat", "open_read", "delete"):
+        with pytest.raises(TransientError):
+            getattr(endpoint, operation)("x.txt")
+    with pytest.raises(TransientError):
+        put(endpoint, "x.txt", b"x")
+
+
+def test_no_credentials_is_auth_error(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    endpoint = S3Endpoint({"bucket": "any-bucket", "endpoint_url": moto_server})
+    with pytest.raises(AuthError):
+        endpoint.check()
+
+
+def auth_endpoint(auth: MotoAuth, key_id: str, secret: str) -> S3Endpoint:
+    return S3Endpoint(
+        {"bucket": auth.bucket, "endpoint_url": auth.url},
+        {"access_key_id": key_id, "secret_access_key": secret},
+    )
+
+
+def test_unknown_access_key_is_auth_error(moto_auth_server: MotoAuth) -> None:
+    endpoint = auth_endpoint(moto_auth_server, "AKIANOBODYKNOWSTHIS", SECRET)
+    with pytest.raises(AuthError, match="InvalidAccessKeyId") as caught:
+        endpoint.check()
+    assert SECRET not in str(caught.value)
+    # HEAD carries no error code; the endpoint still reports the real cause.
+    with pytest.raises(AuthError, match="InvalidAccessKeyId"):
+        endpoint.stat("x.txt")
+    with pytest.raises(AuthError):
+        put(endpoint, "x.txt", b"x")
+
+
+def test_wrong_secret_is_auth_error(moto_auth_server: MotoAuth) -> None:
+    endpoint = auth_endpoint(moto_auth_server, moto_auth_server.access_key_id, SECRET)
+    with pytest.raises(AuthError, match="SignatureDoesNotMatch") as caught:
+        endpoint.check()
+    assert SECRET not in str(caught.value)
+    with pytest.raises(AuthError):
+        endpoint.open_read("x.txt")
+
+
+def test_valid_key_without_permission_is_denied(moto_auth_server: MotoAuth) -> None:
+    auth = moto_auth_server
+    endpoint = auth_endpoint(auth, auth.access_key_id, auth.secret_access_key)
+    with pytest.raises(PermissionDenied, match="AccessDenied"):
+        endpoint.check()
+    with pytest.raises(PermissionDenied, match="AccessDenied"):
+        endpoint.stat("x.txt")
+    with pytest.raises(PermissionDenied):
+        put(endpoint, "x.txt", b"x")
+
+
+def test_missing_key_with_bare_head_404(endpoint: S3Endpoint) -> None:
+    with pytest.raises(NotFound, match="NoSuchKey"):
+        endpoint.stat("nothing-here.txt")

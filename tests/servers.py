@@ -1,0 +1,106 @@
+"""Real servers the integration tests talk to, started once per session as child processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+__all__ = ["MotoAuth", "free_port", "moto_auth_server", "moto_server", "run_moto_server"]
+
+# Moto's auth server lets this many requests through unauthenticated before it starts checking
+# keys: exactly enough for `seed_moto_auth` to create an IAM user, its key and one bucket.
+MOTO_AUTH_FREE_REQUESTS = 3
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the tiny race is acceptable in tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.05)
+    raise RuntimeError(f"server at {url} did not answer within {timeout}s")
+
+
+@contextmanager
+def run_moto_server(env: dict[str, str] | None = None, *, port: int | None = None) -> Iterator[str]:
+    """Run `python -m moto.server` from this interpreter's environment; yields its base URL.
+
+    `port` lets a test point an endpoint at a server that is not up yet, then start it.
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="moto-") as tmp:
+        log = Path(tmp) / "moto.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+            try:
+                _wait_until_up(f"{url}/moto-api/", proc, log)
+                yield url
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server (S3 and friends over real HTTP) that accepts any credentials."""
+    with run_moto_server() as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class MotoAuth:
+    """A credential-checking moto server, seeded with one IAM user (no policies) and one bucket."""
+
+    url: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@pytest.fixture(scope="session")
+def moto_auth_server() -> Iterator[MotoAuth]:
+    """A moto server that checks keys and signatures (moto's IAM mode), already seeded."""
+    with run_moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": str(MOTO_AUTH_FREE_REQUESTS)}) as url:
+        # Exactly MOTO_AUTH_FREE_REQUESTS requests; every later one must be signed by a known key.
+        anyone = {"endpoint_url": url, "region_name": "us-east-1"}
+        anyone |= {"aws_access_key_id": "seed", "aws_secret_access_key": "seed"}
+        iam = boto3.client("iam", **anyone)
+        iam.create_user(UserName="tradelane-test")
+        key = iam.create_access_key(UserName="tradelane-test")["AccessKey"]
+        boto3.client("s3", **anyone).create_bucket(Bucket="tradelane-auth")
+        yield MotoAuth(url, "tradelane-auth", key["AccessKeyId"], key["SecretAccessKey"])
