@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import BinaryIO
 
 from sqlmodel import Session, select
@@ -19,12 +20,15 @@ from core.config import get_settings
 from core.db import session_scope
 from core.endpoints import store as endpoint_store
 from core.endpoints.base import CHUNK_SIZE, Endpoint, EndpointError, InvalidPath, clean_path
-from core.endpoints.mailbox import MailboxEndpoint
+from core.endpoints.file import FileEndpoint
 from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
 from core.models import Endpoint as EndpointRow
 from core.validators import ValidationError, validate_stream
 
 log = logging.getLogger(__name__)
+
+# Delivered files' bytes, kept under the mailbox root for replays; partners never see it.
+ARCHIVE_DIR = ".archive"
 
 
 class ChecksumMismatch(EndpointError):
@@ -43,11 +47,11 @@ class Job:
 
     @property
     def source_path(self) -> str:
-        return f"{self.receipt.folder}/{self.receipt.name}"
+        return self.receipt.storage_path
 
     def open_source(self) -> Endpoint:
-        account, partner, _ = self.receipt.storage_path.split("/", 2)
-        return MailboxEndpoint({"account": account, "partner": partner})
+        # Receipts point into the mailbox store: a partner's folder, or the archive once delivered.
+        return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
     def open_dest(self) -> Endpoint:
         return endpoint_store.open_row(self.dest_row)
@@ -169,7 +173,7 @@ def record_outcome(
             destination_uri=destination_uri,
         )
         if state is TransferState.delivered:
-            _remove_source_if_done(session, job)
+            _archive_source_if_done(session, job)
     return state
 
 
@@ -178,26 +182,37 @@ def describe(error: BaseException) -> str:
     return text if isinstance(error, (EndpointError, ValidationError)) else f"{type(error).__name__}: {text}"
 
 
-def _remove_source_if_done(session: Session, job: Job) -> None:
-    """A delivered upload leaves the partner's upload/ once all its data flows delivered it.
+def _archive_source_if_done(session: Session, job: Job) -> None:
+    """A delivered upload leaves the partner's folder for the archive once all its data flows delivered it.
 
-    Rejected or failed files stay, so an operator can see them and replay.
+    The bytes stay for replays (`tradelane replay`); rejected or failed files stay where the partner
+    put them, so an operator can see them.
     """
-    if get_settings().keep_delivered_uploads:
+    if get_settings().keep_delivered_uploads or job.receipt.storage_path.startswith(ARCHIVE_DIR):
         return
     states = session.exec(select(Transfer.state).where(Transfer.receipt_id == job.receipt.id)).all()
     if any(s != TransferState.delivered for s in states):
         return
-    with job.open_source() as source:
-        try:
-            info = source.stat(job.source_path)
-            # The file was renamed into place before its receipt was written, so a later upload of the
-            # same name has a later mtime: only this receipt's file is removed.
-            if info.size == job.receipt.size and _utc(info.modified) <= _utc(job.receipt.received_at):
-                source.delete(job.source_path)
-        except EndpointError:
-            log.warning("could not tidy %s after delivery", job.source_path, exc_info=True)
+    root = get_settings().mailbox_root
+    current = root / job.receipt.storage_path
+    try:
+        info = current.stat()
+        # The file was renamed into place before its receipt was written, so a later upload of the
+        # same name has a later mtime: only this receipt's own bytes are moved.
+        if info.st_size != job.receipt.size or info.st_mtime > job.receipt.received_at.timestamp():
+            return
+        archived = archive_path(job.receipt)
+        (root / archived).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(current, root / archived)
+    except OSError:
+        log.warning("could not archive %s after delivery", current, exc_info=True)
+        return
+    receipt = session.get(Receipt, job.receipt.id)
+    assert receipt is not None
+    receipt.storage_path = archived
+    session.add(receipt)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def archive_path(receipt: Receipt) -> str:
+    day = receipt.received_at.astimezone(UTC).strftime("%Y-%m-%d")
+    return f"{ARCHIVE_DIR}/{day}/{receipt.id}-{receipt.name}"
