@@ -27,6 +27,19 @@ class Settings(BaseSettings):
     # Largest file a partner may upload, in bytes (REST answers 413 past it).
     max_upload_bytes: int = 10 * GIB
     token_ttl_seconds: int = 3600
+    # Failed logins (per user and per source address) before a lockout, the window they count in,
+    # and how long the lockout lasts.
+    lockout_failures: int = 5
+    lockout_window_seconds: float = 300.0
+    lockout_cooldown_seconds: float = 300.0
+    # Mailbox servers: sessions per partner (unless the partner sets its own), idle timeout.
+    max_connections_per_partner: int = 10
+    idle_timeout_seconds: float = 600.0
+    # FTP/FTPS: refuse plain-text logins; passive data ports; certificate (self-signed if unset).
+    ftp_require_tls: bool = False
+    ftp_passive_ports: str = "30000-30100"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).

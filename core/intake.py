@@ -17,8 +17,9 @@ import hashlib
 import logging
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from sqlmodel import Session, select
 
@@ -74,12 +75,37 @@ def check_file_name(name: str) -> str:
     return name
 
 
+class Sender(Protocol):
+    """Who is sending: a Partner row, or a protocol server's logged-in user."""
+
+    @property
+    def partner_id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def max_file_bytes(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class PartnerSender:
+    partner_id: int | None
+    name: str
+    account_id: int
+    max_file_bytes: int | None
+
+    @classmethod
+    def of(cls, partner: Partner) -> PartnerSender:
+        return cls(partner.id, partner.name, partner.account_id, partner.max_file_bytes)
+
+
 class Upload:
     """One arriving file: write chunks, then `commit()` for a receipt, or `abort()` to leave no trace."""
 
     def __init__(
         self,
-        partner: Partner,
+        sender: Sender,
         folder: str,
         name: str,
         *,
@@ -87,17 +113,17 @@ class Upload:
         remote_addr: str | None = None,
         max_bytes: int | None = None,
     ) -> None:
-        self.partner_id = partner.id
-        self.partner_name = partner.name
-        self.account_id = partner.account_id
+        self.partner_id = sender.partner_id
+        self.partner_name = sender.name
+        self.account_id = sender.account_id
         self.folder = folder
         self.name = check_file_name(name)
         self.protocol = protocol
         self.remote_addr = remote_addr
-        self.max_bytes = max_bytes if max_bytes is not None else get_settings().max_upload_bytes
+        self.max_bytes = max_bytes or sender.max_file_bytes or get_settings().max_upload_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
+        self._endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
         self._stream: WriteStream = self._endpoint.open_write(f"{folder}/{self.name}")
 
     def write(self, chunk: bytes) -> None:
@@ -138,15 +164,18 @@ class Upload:
             self.abort()
 
 
-def begin(partner: Partner, folder: str, name: str, *, protocol: str, **kwargs: object) -> Upload:
-    return Upload(partner, folder, name, protocol=protocol, **kwargs)  # type: ignore[arg-type]
+def begin(sender: Partner | Sender, folder: str, name: str, *, protocol: str, **kwargs: object) -> Upload:
+    """Start taking in one file from a partner (a Partner row or any Sender)."""
+    if isinstance(sender, Partner):
+        sender = PartnerSender.of(sender)
+    return Upload(sender, folder, name, protocol=protocol, **kwargs)  # type: ignore[arg-type]
 
 
 def receive_stream(
-    partner: Partner, folder: str, name: str, stream: BinaryIO, *, protocol: str, **kwargs: object
+    sender: Partner | Sender, folder: str, name: str, stream: BinaryIO, *, protocol: str, **kwargs: object
 ) -> Receipt:
     """Take a whole readable stream in; used by protocols that hand us a file object."""
-    with begin(partner, folder, name, protocol=protocol, **kwargs) as upload:
+    with begin(sender, folder, name, protocol=protocol, **kwargs) as upload:
         while chunk := stream.read(CHUNK_SIZE):
             upload.write(chunk)
         return upload.commit()

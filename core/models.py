@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -41,6 +41,12 @@ class Partner(SQLModel, table=True):
     enabled: bool = True
     # Whether the partner may delete what it has fetched from download/.
     can_delete_downloads: bool = True
+    # Source networks the partner may log in from (CIDR); empty means anywhere.
+    allowed_networks: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Simultaneous SFTP/FTP sessions; None uses the server-wide default.
+    max_connections: int | None = None
+    # Largest file this partner may upload; None uses TRADELANE_MAX_UPLOAD_BYTES.
+    max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -102,7 +108,7 @@ class Receipt(SQLModel, table=True):
     protocol: str  # rest, sftp, ftp, portal, as2, email, poll, b2b
     folder: str
     name: str
-    size: int
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
     sha256: str
     storage_path: str  # where the bytes are kept, relative to the mailbox root
     received_at: datetime = Field(default_factory=utcnow, index=True)

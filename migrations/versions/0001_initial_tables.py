@@ -143,7 +143,7 @@ def upgrade() -> None:
         sa.Column("protocol", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("folder", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("storage_path", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),

@@ -1,0 +1,34 @@
+"""The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs.
+
+Run it with `uvicorn --factory api.app:create_app`; the store must be initialised first
+(`core.db.init_db()`, which `tradelane up` does).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import api_router
+
+DESCRIPTION = """\
+The tradelane partner API, shaped like Cleo Integration Cloud's: authenticate with
+`POST /api/authentication`, find your home folder with `GET /api/folders`, its `upload` and
+`download` folders with `GET /api/folders/{id}/children`, and upload by posting the raw bytes to
+`/api/folders/{upload id}/files` with `Content-Disposition: attachment; filename=...`.
+Every error is JSON: `{"message": "..."}`.
+"""
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="tradelane",
+        description=DESCRIPTION,
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    errors.install(app)
+    app.include_router(api_router, prefix="/api")
+    return app

@@ -1,0 +1,49 @@
+"""API access tokens: HS256 JWTs signed with a key derived from tradelane's secret key.
+
+Claims: `sub` (the partner's uid), `name`, `iat`, `exp` and `typ` = "access". Only HS256 is
+accepted on the way in, so `alg: none` and tokens signed with another key are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from core.config import Settings, get_settings
+from core.crypto import signing_key
+from core.models import Partner
+
+ALGORITHM = "HS256"
+TOKEN_TYPE = "access"
+
+
+class TokenError(Exception):
+    """A token that is malformed, forged, expired or of the wrong kind; the message says which."""
+
+
+def create_access_token(partner: Partner, settings: Settings | None = None) -> tuple[str, int]:
+    """A signed token for `partner` and its lifetime in seconds."""
+    ttl = (settings or get_settings()).token_ttl_seconds
+    now = int(time.time())
+    claims = {"sub": partner.uid, "name": partner.name, "iat": now, "exp": now + ttl, "typ": TOKEN_TYPE}
+    return jwt.encode(claims, signing_key(), algorithm=ALGORITHM), ttl
+
+
+def decode_access_token(token: str) -> dict[str, Any]:
+    """The claims of a valid access token; raises TokenError otherwise."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            signing_key(),
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("access token has expired") from None
+    except jwt.InvalidTokenError:
+        raise TokenError("invalid access token") from None
+    if claims.get("typ") != TOKEN_TYPE or not isinstance(claims.get("sub"), str):
+        raise TokenError("invalid access token")
+    return claims

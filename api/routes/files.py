@@ -1,0 +1,151 @@
+"""Files: upload into `upload/`, read metadata, download from `download/`, delete where allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from api.deps import RemoteAddr, SettingsDep, SpaceDep
+from api.models import FileResource
+from api.space import UPLOAD, file_href
+from api.upload import filename_from, receive, too_large
+from core import audit, intake
+from core.db import session_scope
+from core.endpoints.base import CHUNK_SIZE
+from core.endpoints.base import NotFound as StorageNotFound
+
+router = APIRouter(tags=["files"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the file's bytes, sent as the raw body (not multipart)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "another partner's file, or not allowed here"},
+    404: {"description": "no such file"},
+}
+
+
+@router.post(
+    "/folders/{folder_id}/files",
+    status_code=201,
+    response_model_exclude_none=True,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        400: {"description": "missing or invalid file name"},
+        403: {"description": "not the upload folder"},
+        413: {"description": "over the upload limit"},
+    },
+)
+async def upload_file(
+    folder_id: str,
+    request: Request,
+    response: Response,
+    space: SpaceDep,
+    settings: SettingsDep,
+    remote_addr: RemoteAddr,
+    content_disposition: Annotated[
+        str | None, Header(description="attachment; filename=purchase_order_850.json")
+    ] = None,
+    content_length: Annotated[int | None, Header(ge=0)] = None,
+) -> FileResource:
+    """Upload a file into the upload folder; the request body is the file's bytes."""
+    folder = await run_in_threadpool(space.folder, folder_id)
+    if folder is not space.upload:
+        raise errors.Forbidden("files can only be uploaded into the upload folder")
+    name = filename_from(content_disposition)
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        raise errors.UnsupportedMediaType("send the file as the raw body (application/octet-stream)")
+    limit = settings.max_upload_bytes
+    if content_length is not None and content_length > limit:
+        raise too_large(limit)
+    begin = partial(intake.begin, space.partner, UPLOAD, name, protocol="rest", remote_addr=remote_addr)
+    upload = await run_in_threadpool(begin, max_bytes=limit)
+    receipt = await receive(request, upload)
+    try:
+        modified = (await run_in_threadpool(space.endpoint.stat, f"{UPLOAD}/{name}")).modified
+    except StorageNotFound:  # already carried away by a data flow
+        modified = receipt.received_at
+    resource = space.file_resource(folder, name, receipt.size, modified, receipt.sha256)
+    response.headers["Location"] = file_href(resource.id)
+    return resource
+
+
+@router.get("/files/{file_id}", response_model_exclude_none=True, responses=FILE_ERRORS)
+def get_file(file_id: str, space: SpaceDep) -> FileResource:
+    """Get a file's metadata."""
+    ref = space.file(file_id)
+    return space.file_resources(ref.folder, [space.stat(ref)])[0]
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for `name`: an ASCII fallback plus the exact UTF-8 name (RFC 6266)."""
+    fallback = name.encode("ascii", "replace").decode().replace("\\", "_").replace('"', "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@router.get(
+    "/files/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **FILE_ERRORS},
+)
+def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> StreamingResponse:
+    """Download a file from the download folder."""
+    ref = space.file(file_id)
+    if not space.can_download(ref.folder):
+        raise errors.Forbidden("files in the upload folder cannot be downloaded")
+    handle, size = space.open_read(ref)
+    try:
+        with session_scope() as session:
+            audit.record(
+                session,
+                "download",
+                actor=f"partner:{space.partner.name}",
+                account_id=space.partner.account_id,
+                target=ref.path,
+                remote_addr=remote_addr,
+                protocol="rest",
+                size=size,
+            )
+    except BaseException:
+        handle.close()
+        raise
+    headers = {"Content-Length": str(size), "Content-Disposition": attachment(ref.name)}
+    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+
+
+@router.delete("/files/{file_id}", status_code=204, responses=FILE_ERRORS)
+def delete_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> None:
+    """Delete a file from the download folder, if the partner may."""
+    ref = space.file(file_id)
+    if ref.folder is space.upload:
+        raise errors.Forbidden("files in the upload folder cannot be deleted")
+    if not space.can_delete(ref.folder):
+        raise errors.Forbidden("this partner may not delete downloaded files")
+    space.delete(ref)
+    with session_scope() as session:
+        audit.record(
+            session,
+            "delete",
+            actor=f"partner:{space.partner.name}",
+            account_id=space.partner.account_id,
+            target=ref.path,
+            remote_addr=remote_addr,
+            protocol="rest",
+        )

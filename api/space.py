@@ -1,0 +1,259 @@
+"""One partner's home as the API shows it: three folders, the files in them, who may do what.
+
+The home folder holds `upload/` (the partner writes; files there are carried away by data
+flows) and `download/` (the partner reads, and deletes if allowed). Ids come from `api.ids`;
+every id a client sends is resolved here against the calling partner, so another partner's
+folder or file answers 403 and an unknown one 404.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO, Final, Literal
+
+from sqlmodel import select
+
+from api import errors
+from api.ids import file_id, folder_id, normalize_folder_id, parse_file_id
+from api.models import (
+    FileMeta,
+    FileResource,
+    FolderMeta,
+    FolderResource,
+    Link,
+    Links,
+    PathEntry,
+    Subspace,
+    SystemProtected,
+)
+from core.db import HOME_ACCOUNT, session_scope
+from core.endpoints.base import FileInfo, InvalidPath
+from core.endpoints.base import NotFound as StorageNotFound
+from core.endpoints.mailbox import MailboxEndpoint, mailbox_root_for
+from core.models import Partner, Receipt
+
+HOME: Final = ""
+UPLOAD: Final = "upload"
+DOWNLOAD: Final = "download"
+FOLDER_NAMES = (HOME, DOWNLOAD, UPLOAD)
+# A receipt's hash still describes the file if the file was not written after it was received.
+_RECEIPT_SLACK = timedelta(seconds=2)
+
+
+def folder_href(folder_id: str) -> str:
+    return f"/api/folders/{folder_id}"
+
+
+def file_href(file_id: str) -> str:
+    return f"/api/files/{file_id}"
+
+
+@dataclass(frozen=True)
+class Folder:
+    name: Literal["", "upload", "download"]
+    id: str
+    parent_id: str | None
+
+    @property
+    def subspace(self) -> Subspace | None:
+        return self.name or None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    folder: Folder
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.folder.name}/{self.name}"
+
+    @property
+    def id(self) -> str:
+        return file_id(self.folder.id, self.name)
+
+
+class Space:
+    """The calling partner's home. Methods that touch disk or the store block: call them off the loop."""
+
+    def __init__(self, partner: Partner) -> None:
+        self.partner = partner
+        self.home = Folder(HOME, folder_id(partner.uid, HOME), None)
+        self.upload = Folder(UPLOAD, folder_id(partner.uid, UPLOAD), self.home.id)
+        self.download = Folder(DOWNLOAD, folder_id(partner.uid, DOWNLOAD), self.home.id)
+        self._by_id = {f.id: f for f in (self.home, self.upload, self.download)}
+        self.endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
+
+    # --- resolving ids -----------------------------------------------------------------------
+
+    def folder(self, value: str) -> Folder:
+        """The caller's folder with id `value`; 403 if it is another partner's, else 404."""
+        canonical = normalize_folder_id(value)
+        if canonical is not None:
+            if canonical in self._by_id:
+                return self._by_id[canonical]
+            if self._belongs_to_another_partner(canonical):
+                raise errors.Forbidden("this folder belongs to another partner")
+        raise errors.NotFound(f"no folder with id {value}")
+
+    def file(self, value: str) -> FileRef:
+        """The caller's file with id `value` (it may not exist); 403 if another partner's, else 404."""
+        parsed = parse_file_id(value)
+        if parsed is None:
+            raise errors.NotFound(f"no file with id {value}")
+        folder_value, name = parsed
+        try:
+            folder = self.folder(folder_value)
+        except errors.Forbidden:
+            raise errors.Forbidden("this file belongs to another partner") from None
+        except errors.NotFound:
+            raise errors.NotFound(f"no file with id {value}") from None
+        if folder is self.home:
+            raise errors.NotFound(f"no file with id {value}")
+        return FileRef(folder, name)
+
+    def _belongs_to_another_partner(self, canonical: str) -> bool:
+        with session_scope() as session:
+            uids = session.exec(
+                select(Partner.uid).where(
+                    Partner.account_id == self.partner.account_id, Partner.id != self.partner.id
+                )
+            ).all()
+        return any(folder_id(uid, name) == canonical for uid in uids for name in FOLDER_NAMES)
+
+    # --- what the partner may do -------------------------------------------------------------
+
+    def children(self, folder: Folder) -> list[Folder]:
+        return [self.download, self.upload] if folder is self.home else []
+
+    def folder_permissions(self, folder: Folder) -> list[str]:
+        if folder is self.upload:
+            return ["upload"]
+        if folder is self.download:
+            return ["download", "delete"] if self.partner.can_delete_downloads else ["download"]
+        return ["list"]
+
+    def file_permissions(self, folder: Folder) -> list[str]:
+        # Files in upload/ belong to the data flows now: the partner may not read or delete them.
+        return self.folder_permissions(folder) if folder is self.download else []
+
+    def can_download(self, folder: Folder) -> bool:
+        return folder is self.download
+
+    def can_delete(self, folder: Folder) -> bool:
+        return "delete" in self.file_permissions(folder)
+
+    # --- storage -----------------------------------------------------------------------------
+
+    def list_files(self, folder: Folder) -> list[FileInfo]:
+        # The home folder shows only its two folders, never stray files at its top level.
+        return [] if folder is self.home else list(self.endpoint.list(folder.name))
+
+    def stat(self, ref: FileRef) -> FileInfo:
+        try:
+            return self.endpoint.stat(ref.path)
+        except (StorageNotFound, InvalidPath):
+            raise self._no_file(ref) from None
+
+    def open_read(self, ref: FileRef) -> tuple[BinaryIO, int]:
+        """An open binary stream of the file and its size."""
+        try:
+            handle = self.endpoint.open_read(ref.path)
+        except (StorageNotFound, InvalidPath):
+            raise self._no_file(ref) from None
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            size = self.stat(ref).size
+        return handle, size
+
+    def delete(self, ref: FileRef) -> None:
+        try:
+            self.endpoint.delete(ref.path)
+        except (StorageNotFound, InvalidPath):
+            raise self._no_file(ref) from None
+
+    def _no_file(self, ref: FileRef) -> errors.NotFound:
+        return errors.NotFound(f"no file named {ref.name!r} in {ref.folder.name}/")
+
+    def known_hashes(self, folder: Folder, infos: list[FileInfo]) -> dict[str, str]:
+        """SHA-256 of the files that arrived through intake and were not rewritten since."""
+        names = [info.name for info in infos]
+        if not names:
+            return {}
+        with session_scope() as session:
+            rows = session.exec(
+                select(Receipt)
+                .where(
+                    Receipt.partner_id == self.partner.id,
+                    Receipt.folder == folder.name,
+                    Receipt.name.in_(names),  # type: ignore[attr-defined]
+                )
+                .order_by(Receipt.id)  # type: ignore[arg-type]
+            ).all()
+        latest = {row.name: row for row in rows}
+        hashes = {}
+        for info in infos:
+            row = latest.get(info.name)
+            if row is None or row.size != info.size:
+                continue
+            if info.modified <= row.received_at.replace(tzinfo=UTC) + _RECEIPT_SLACK:
+                hashes[info.name] = row.sha256
+        return hashes
+
+    # --- resources ---------------------------------------------------------------------------
+
+    def _folder_modified(self, folder: Folder) -> datetime:
+        try:
+            mtime = os.stat(mailbox_root_for(HOME_ACCOUNT, self.partner.name) / folder.name).st_mtime
+        except OSError:
+            return self.partner.created_at.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(mtime, tz=UTC)
+
+    def folder_name(self, folder: Folder) -> str:
+        return folder.name or self.partner.name
+
+    def folder_resource(self, folder: Folder) -> FolderResource:
+        links = Links(self=Link(href=folder_href(folder.id)))
+        if folder.parent_id is not None:
+            links.parent = Link(href=folder_href(folder.parent_id))
+        return FolderResource(
+            subspace=folder.subspace,
+            id=folder.id,
+            name=self.folder_name(folder),
+            parent_id=folder.parent_id,
+            permissions=self.folder_permissions(folder),
+            system_protected=SystemProtected(delete=True, rename=True),
+            _links=links,
+            meta=FolderMeta(last_modified=self._folder_modified(folder)),
+        )
+
+    def file_resource(
+        self, folder: Folder, name: str, size: int, modified: datetime, sha256: str | None
+    ) -> FileResource:
+        ref = FileRef(folder, name)
+        permissions = self.file_permissions(folder)
+        ancestors = [self.home, folder]
+        assert folder.subspace is not None, "files live in upload/ or download/"
+        return FileResource(
+            subspace=folder.subspace,
+            id=ref.id,
+            parent_id=folder.id,
+            name=name,
+            length=size,
+            path=[PathEntry(href=folder_href(f.id), id=f.id, name=self.folder_name(f)) for f in ancestors],
+            permissions=permissions,
+            system_protected=SystemProtected(delete="delete" not in permissions, rename=True),
+            _links=Links(self=Link(href=file_href(ref.id)), parent=Link(href=folder_href(folder.id))),
+            meta=FileMeta(last_modified=modified, sha256=sha256),
+        )
+
+    def file_resources(self, folder: Folder, infos: list[FileInfo]) -> list[FileResource]:
+        hashes = self.known_hashes(folder, infos)
+        return [
+            self.file_resource(folder, info.name, info.size, info.modified, hashes.get(info.name))
+            for info in infos
+        ]

@@ -1,0 +1,112 @@
+"""A REST upload: the file name from Content-Disposition, and the body streamed into intake.
+
+The body is never held in memory: chunks from `request.stream()` are gathered into batches of
+at most `BATCH_BYTES` and written by a worker thread, so the event loop stays free and memory
+stays flat however large the file. Past the size limit, on a client disconnect or any other
+error the upload is aborted before the response goes out, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from api import errors
+from core.intake import InvalidFileName, Upload, UploadTooLarge, check_file_name
+from core.models import Receipt
+
+BATCH_BYTES = 1024 * 1024
+
+_SEGMENT = re.compile(r'(?:[^;"]|"(?:[^"\\]|\\.)*"?)+')
+_EXT_VALUE = re.compile(r"([A-Za-z0-9!#$%&+^_`{}~-]+)'([A-Za-z0-9-]*)'(.*)", re.DOTALL)
+_HINT = "e.g. 'Content-Disposition: attachment; filename=purchase_order_850.json'"
+
+
+def disposition_params(value: str) -> dict[str, str]:
+    """The parameters of a Content-Disposition value (RFC 6266), names lower-cased, quotes undone."""
+    params: dict[str, str] = {}
+    for segment in _SEGMENT.findall(value):
+        key, eq, raw = segment.partition("=")
+        if not eq:
+            continue  # the disposition type, or a stray flag
+        raw = raw.strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1], flags=re.DOTALL)
+        params.setdefault(key.strip().lower(), raw)
+    return params
+
+
+def _decode_ext_value(value: str) -> str:
+    """RFC 8187 `charset'language'percent-encoded` (filename*=UTF-8''na%C3%AFve.json)."""
+    match = _EXT_VALUE.fullmatch(value)
+    charset = match.group(1).lower() if match else ""
+    if charset not in ("utf-8", "iso-8859-1"):
+        raise errors.BadRequest(f"filename* must be UTF-8''<percent-encoded name>; {_HINT}")
+    assert match is not None
+    try:
+        return unquote(match.group(3), encoding=charset, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.BadRequest(f"filename* is not valid {charset}") from None
+
+
+def _utf8_if_possible(value: str) -> str:
+    """Header bytes arrive decoded as Latin-1, but clients (curl, browsers) put raw UTF-8 in filename=."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def filename_from(content_disposition: str | None) -> str:
+    """The file name a client gave, checked to be a plain file name; 400 otherwise."""
+    if not content_disposition:
+        raise errors.BadRequest(f"a Content-Disposition header naming the file is required, {_HINT}")
+    params = disposition_params(content_disposition)
+    if "filename*" in params:  # RFC 6266: filename* wins over filename
+        name = _decode_ext_value(params["filename*"])
+    elif "filename" in params:
+        name = _utf8_if_possible(params["filename"])
+    else:
+        raise errors.BadRequest(f"Content-Disposition has no filename, {_HINT}")
+    try:
+        return check_file_name(name)
+    except InvalidFileName as exc:
+        raise errors.BadRequest(str(exc)) from None
+
+
+def too_large(limit: int) -> errors.ContentTooLarge:
+    return errors.ContentTooLarge(f"file is larger than the upload limit of {limit} bytes")
+
+
+async def receive(request: Request, upload: Upload) -> Receipt:
+    """Stream the request body into `upload` and commit it; abort on any failure."""
+    batch: list[bytes] = []
+    batched = 0
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > upload.max_bytes:
+                raise too_large(upload.max_bytes)
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= BATCH_BYTES:
+                data = b"".join(batch)
+                batch.clear()
+                batched = 0
+                await run_in_threadpool(upload.write, data)
+        if batch:
+            await run_in_threadpool(upload.write, b"".join(batch))
+        return await run_in_threadpool(upload.commit)
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(upload.abort)
+        if isinstance(exc, UploadTooLarge):
+            raise too_large(upload.max_bytes) from None
+        if isinstance(exc, ClientDisconnect):
+            raise errors.BadRequest("the client disconnected before the upload was complete") from None
+        raise
