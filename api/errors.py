@@ -47,6 +47,10 @@ class ContentTooLarge(ApiError):
     status = 413
 
 
+class TooManyRequests(ApiError):
+    status = 429
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
 

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Failed logins (per user and per source address) before a lockout, the window they count in,
     # and how long the lockout lasts.
     lockout_failures: int = 5
+    # Per source address the bar is higher: one office NAT may front many partners' users.
+    lockout_address_failures: int = 20
     lockout_window_seconds: float = 300.0
     lockout_cooldown_seconds: float = 300.0
     # Mailbox servers: sessions per partner (unless the partner sets its own), idle timeout.

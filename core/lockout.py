@@ -27,8 +27,10 @@ class Lockout:
         window_seconds: float = 300.0,
         cooldown_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_address_failures: int | None = None,
     ) -> None:
         self.max_failures = max_failures
+        self.max_address_failures = max_address_failures or max_failures * 4
         self.window = window_seconds
         self.cooldown = cooldown_seconds
         self.clock = clock
@@ -61,7 +63,8 @@ class Lockout:
                 if now - strikes.first > self.window:
                     strikes.count, strikes.first = 0, now
                 strikes.count += 1
-                if strikes.count >= self.max_failures:
+                limit = self.max_address_failures if key.startswith("addr:") else self.max_failures
+                if strikes.count >= limit:
                     strikes.locked_until = now + self.cooldown
                     strikes.count, strikes.first = 0, now
                     locked = True
@@ -87,5 +90,10 @@ def shared_lockout() -> Lockout:
             from core.config import get_settings
 
             s = get_settings()
-            _shared = Lockout(s.lockout_failures, s.lockout_window_seconds, s.lockout_cooldown_seconds)
+            _shared = Lockout(
+                s.lockout_failures,
+                s.lockout_window_seconds,
+                s.lockout_cooldown_seconds,
+                max_address_failures=s.lockout_address_failures,
+            )
         return _shared

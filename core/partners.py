@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from sqlmodel import Session, select
 
 from core import audit
@@ -96,6 +98,19 @@ def authenticate(session: Session, name: str, password: str) -> Partner | None:
         verify_password(_DUMMY_HASH, password)
         return None
     return partner if verify_password(partner.password_hash, password) else None
+
+
+def network_allowed(allowed: list[str], remote_addr: str | None) -> bool:
+    """Whether a login from remote_addr passes the partner's allow-list (empty list: anywhere)."""
+    if not allowed:
+        return True
+    if not remote_addr:
+        return False
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
 def _make_home(name: str) -> None:

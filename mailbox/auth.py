@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import ipaddress
 import threading
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from core.config import Settings, get_settings
 from core.db import session_scope
 from core.lockout import Lockout, shared_lockout
 from core.models import Partner
+from core.partners import network_allowed
 
 
 class LoginRefused(Exception):
@@ -56,18 +56,6 @@ def parse_public_key(line: str) -> tuple[str, bytes]:
         return parts[0], base64.b64decode(parts[1], validate=True)
     except ValueError as exc:
         raise ValueError("public key is not valid base64") from exc
-
-
-def network_allowed(allowed: list[str], remote_addr: str | None) -> bool:
-    if not allowed:
-        return True
-    if not remote_addr:
-        return False
-    try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
 class MailboxAuth:

@@ -12,6 +12,7 @@ from api.deps import RemoteAddr, SessionDep, SettingsDep
 from api.models import Token
 from core import audit, partners
 from core.db import home_account_id
+from core.lockout import shared_lockout
 
 router = APIRouter(tags=["authentication"])
 
@@ -32,8 +33,17 @@ def authenticate(
     """Exchange a partner's username and password for a bearer access token."""
     if grant_type != "password":
         raise errors.BadRequest(f"unsupported grant_type {grant_type[:40]!r}: use 'password'")
+    lockout = shared_lockout()
+    wait = lockout.locked(username, remote_addr)
+    if wait > 0:
+        raise errors.TooManyRequests(
+            f"too many failed logins; try again in {wait:.0f} seconds", headers={"Retry-After": f"{wait:.0f}"}
+        )
     partner = partners.authenticate(session, username, password)
+    if partner is not None and not partners.network_allowed(partner.allowed_networks, remote_addr):
+        partner = None
     if partner is None:
+        lockout.failed(username, remote_addr)
         audit.record(
             session,
             "login.failed",
@@ -45,6 +55,7 @@ def authenticate(
         )
         session.commit()  # the 401 below would otherwise roll the audit event back
         raise errors.Unauthorized("invalid username or password")
+    lockout.succeeded(partner.name, remote_addr)
     audit.record(
         session,
         "login",

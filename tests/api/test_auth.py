@@ -173,3 +173,42 @@ def test_every_api_route_requires_a_token(client: httpx.Client, app: object) -> 
         r = client.request(method, url)
         assert r.status_code == 401, (method, url, r.text)
         assert r.json()["message"]
+
+
+def test_lockout_after_repeated_failures_then_cooldown(
+    client: httpx.Client, make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import lockout as lockout_module
+
+    now = [1000.0]
+    ledger = lockout_module.Lockout(max_failures=3, cooldown_seconds=60, clock=lambda: now[0])
+    monkeypatch.setattr(lockout_module, "_shared", ledger)
+    p = make_partner()
+    for _ in range(3):
+        assert login(client, p.name, "wrong").status_code == 401
+    # Locked: even the right password is refused until the cool-down passes.
+    r = login(client, p.name, p.password)
+    assert r.status_code == 429
+    assert "too many failed logins" in r.json()["message"]
+    assert int(r.headers["retry-after"]) > 0
+    now[0] += 61
+    assert login(client, p.name, p.password).status_code == 200
+
+
+def test_allow_list_refuses_other_networks(client: httpx.Client, make_partner: MakePartner) -> None:
+    from core.db import session_scope
+    from core.models import Partner
+
+    p = make_partner()
+    with session_scope() as session:
+        row = session.get(Partner, p.id)
+        assert row is not None
+        row.allowed_networks = ["10.0.0.0/8"]
+        session.add(row)
+    assert login(client, p.name, p.password).status_code == 401
+    with session_scope() as session:
+        row = session.get(Partner, p.id)
+        assert row is not None
+        row.allowed_networks = ["127.0.0.0/8"]
+        session.add(row)
+    assert login(client, p.name, p.password).status_code == 200
