@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 ## Benchmarks: print ratios against anchors measured in the same run.
 bench: $(STAMP)
-	$(BIN)/python -m bench.all
+	$(BIN)/python -m bench.skeleton
 
 clean:
 	rm -rf $(VENV) .tradelane .pytest_cache

@@ -52,15 +52,22 @@ def apply_prefect_environment(settings: Settings) -> None:
     (settings.home_dir / "prefect").mkdir(parents=True, exist_ok=True)
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    def arrange() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+
+    return arrange
 
 
-def spawn(args: list[str], name: str, log_dir: str) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], name: str, log_dir: str, on_parent_death: int) -> subprocess.Popen[bytes]:
     logfile = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 (lives as long as the child)
     return subprocess.Popen(
-        args, stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=os.environ.copy()
+        args,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent(on_parent_death),
+        env=os.environ.copy(),
     )
 
 
@@ -123,10 +130,15 @@ class Supervisor:
             ],
             "prefect-server",
             str(log_dir),
+            # The server shuts down cleanly on SIGTERM (its database stays consistent).
+            on_parent_death=signal.SIGTERM,
         )
         self.children.append(("prefect server", server))
         wait_until(lambda: prefect_healthy(s), 90, "Prefect server", server)
-        runner = spawn([sys.executable, "-m", "deployments.serve"], "runner", str(log_dir))
+        # If `up` dies, the runner's graceful shutdown would wait on a Prefect server that is dying
+        # too; flow runs in flight are recovered by the dispatcher on the next start anyway.
+        runner_cmd = [sys.executable, "-m", "deployments.serve"]
+        runner = spawn(runner_cmd, "runner", str(log_dir), on_parent_death=signal.SIGKILL)
         self.children.append(("runner", runner))
 
     def stop_children(self) -> None:

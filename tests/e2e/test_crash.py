@@ -70,6 +70,9 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
         while not (_port_closed(prefect_port) and _port_closed(api_port)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _port_closed(prefect_port) and _port_closed(api_port)
+        while _children_of_pid_exist("deployments.serve", home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _children_of_pid_exist("deployments.serve", home), "the runner outlived `up`"
         in_flight = [f for f in received if not (dest / f).exists()]
         assert received, "no upload completed before the kill"
 
@@ -92,3 +95,18 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
     finally:
         stop(system)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _children_of_pid_exist(cmd_fragment: str, home: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if cmd_fragment in cmdline and f"TRADELANE_HOME={home}".encode() in environ:
+            found.append(int(proc.name))
+    return found
