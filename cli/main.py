@@ -24,7 +24,7 @@ app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(Exception):
@@ -83,6 +83,52 @@ def partner_add(
     with store() as session:
         partners.add(session, name, password=password, ssh_public_keys=keys)
     console.print(f"partner [bold]{name}[/bold] added")
+
+
+key_app = typer.Typer(help="A partner's SSH public keys (SFTP logins).", no_args_is_help=True)
+partner_app.add_typer(key_app, name="key")
+
+
+@key_app.command("add")
+def partner_key_add(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An OpenSSH .pub file.")],
+) -> None:
+    """Let the partner log in to SFTP with this public key."""
+    from core import partners
+
+    with store() as session:
+        partner = partners.add_key(session, name, file.read_text())
+        count = len(partner.ssh_public_keys)
+    console.print(f"key added to [bold]{name}[/bold] ({count} keys)")
+
+
+@key_app.command("list")
+def partner_key_list(name: str) -> None:
+    """Show a partner's keys with their SHA256 fingerprints."""
+    import base64
+    import hashlib
+
+    from core import partners
+
+    with store() as session:
+        keys = list(partners.require(session, name).ssh_public_keys)
+    table = Table("#", "type", "fingerprint", "comment")
+    for i, key in enumerate(keys, 1):
+        parts = key.split(None, 2)
+        digest = base64.b64encode(hashlib.sha256(base64.b64decode(parts[1])).digest()).decode().rstrip("=")
+        table.add_row(str(i), parts[0], f"SHA256:{digest}", parts[2] if len(parts) > 2 else "")
+    console.print(table)
+
+
+@key_app.command("remove")
+def partner_key_remove(name: str, number: int) -> None:
+    """Remove key NUMBER (from `partner key list`)."""
+    from core import partners
+
+    with store() as session:
+        partners.remove_key(session, name, number)
+    console.print(f"key {number} removed from [bold]{name}[/bold]")
 
 
 @partner_app.command("list")
@@ -240,8 +286,8 @@ def flow_add(
     from core import dataflows
     from core.validators import parse_cli_spec
 
-    specs = [parse_cli_spec(v) for v in validate or []]
     with store() as session:
+        specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
             from core.endpoints import store as endpoint_store
 

@@ -1,7 +1,8 @@
 """THE one path every arriving file takes.
 
 REST upload, SFTP close, FTP receive, portal, AS2, email poll, polled remote sources and B2B
-outboxes all call `begin()` (or `receive_stream()`):
+outboxes all call `begin()` (or `receive_stream()`; SFTP and FTP, whose uploads can be resumed
+after a dropped connection, stage the bytes themselves and hand them over with `receive_staged()`):
 
 1. bytes stream into the partner's mailbox under a temporary name while size and SHA-256 are
    computed; they are renamed into place only when the upload completed, so a broken upload
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from sqlmodel import Session, select
@@ -26,7 +29,8 @@ from sqlmodel import Session, select
 from core import audit
 from core.config import get_settings
 from core.db import HOME_ACCOUNT, session_scope
-from core.endpoints.base import CHUNK_SIZE, WriteStream
+from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
+from core.endpoints.file import fsync_dir
 from core.endpoints.mailbox import MailboxEndpoint
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
 
@@ -179,6 +183,59 @@ def receive_stream(
         while chunk := stream.read(CHUNK_SIZE):
             upload.write(chunk)
         return upload.commit()
+
+
+def receive_staged(
+    sender: Partner | Sender,
+    folder: str,
+    name: str,
+    staged: Path,
+    *,
+    sha256: str,
+    protocol: str,
+    remote_addr: str | None = None,
+) -> Receipt:
+    """Take in a file a protocol server already wrote whole under `staged`, with its SHA-256.
+
+    For uploads that must outlive a dropped connection so the client can resume them (SFTP, FTP):
+    the server keeps the bytes in a staging folder of its own on the mailbox filesystem (so the
+    rename below is atomic), hashes them as they arrive, and calls this once the client says the
+    file is complete. The name and size limit are checked, the bytes made durable and renamed into
+    place, then the receipt and pending transfers are committed and the dispatcher woken, exactly
+    as `Upload.commit` does. On an error `staged` is left where it was.
+    """
+    if isinstance(sender, Partner):
+        sender = PartnerSender.of(sender)
+    name = check_file_name(name)
+    size = os.stat(staged).st_size
+    limit = sender.max_file_bytes or get_settings().max_upload_bytes
+    if size > limit:
+        raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
+    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
+    target = endpoint._local(clean_path(f"{folder}/{name}"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+    with session_scope() as session:
+        receipt = record_receipt(
+            session,
+            account_id=sender.account_id,
+            partner_id=sender.partner_id,
+            partner_name=sender.name,
+            folder=folder,
+            name=name,
+            size=size,
+            sha256=sha256,
+            protocol=protocol,
+            remote_addr=remote_addr,
+        )
+    _wake()
+    return receipt
 
 
 def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:

@@ -54,7 +54,7 @@ def add(
         account_id=account_id,
         name=name,
         password_hash=hash_password(password) if password else None,
-        ssh_public_keys=list(ssh_public_keys or []),
+        ssh_public_keys=[check_public_key(k) for k in ssh_public_keys or []],
     )
     session.add(partner)
     session.flush()
@@ -98,6 +98,63 @@ def authenticate(session: Session, name: str, password: str) -> Partner | None:
         verify_password(_DUMMY_HASH, password)
         return None
     return partner if verify_password(partner.password_hash, password) else None
+
+
+KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+)
+
+
+def check_public_key(line: str) -> str:
+    """A normalised OpenSSH public key line ("TYPE BASE64 [comment]"), or PartnerError."""
+    import base64
+    import binascii
+
+    parts = line.strip().split(None, 2)
+    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+        raise PartnerError(f"not an OpenSSH public key of a known type ({', '.join(KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PartnerError("the public key's base64 does not decode") from exc
+    # The blob starts with its own type name; a mismatch means a pasted or corrupted key.
+    if blob[4 : 4 + len(parts[0])] != parts[0].encode():
+        raise PartnerError("the public key's type does not match its contents")
+    return " ".join(parts)
+
+
+def add_key(session: Session, name: str, line: str, actor: str = "cli") -> Partner:
+    partner = require(session, name)
+    key = check_public_key(line)
+    blobs = {k.split()[1] for k in partner.ssh_public_keys}
+    if key.split()[1] in blobs:
+        raise PartnerError("that key is already on this partner")
+    partner.ssh_public_keys = [*partner.ssh_public_keys, key]
+    session.add(partner)
+    audit.record(
+        session,
+        "partner.key.add",
+        actor=actor,
+        account_id=partner.account_id,
+        target=name,
+        key_type=key.split()[0],
+    )
+    return partner
+
+
+def remove_key(session: Session, name: str, index: int, actor: str = "cli") -> None:
+    partner = require(session, name)
+    keys = list(partner.ssh_public_keys)
+    if not 1 <= index <= len(keys):
+        raise PartnerError(f"{name} has {len(keys)} keys; give a number from `partner key list`")
+    keys.pop(index - 1)
+    partner.ssh_public_keys = keys
+    session.add(partner)
+    audit.record(session, "partner.key.remove", actor=actor, account_id=partner.account_id, target=name)
 
 
 def network_allowed(allowed: list[str], remote_addr: str | None) -> bool:

@@ -1,0 +1,120 @@
+"""The `tradelane` command, in-process against a throwaway home (no `up` needed for these)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.isolation import isolated_home
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    with isolated_home(tmp_path / "home") as path:
+        yield path
+
+
+def run(*args: str, ok: bool = True) -> str:
+    result = runner.invoke(app, list(args))
+    if ok:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code != 0, result.output
+    return result.output
+
+
+def test_partner_lifecycle_and_keys(home: Path, tmp_path: Path) -> None:
+    run("partner", "add", "acme", "--password", "pw")
+    assert "already exists" in run("partner", "add", "acme", "--password", "pw", ok=False)
+    assert "--password or --ssh-key" in run("partner", "add", "nokey", ok=False)
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    run("partner", "key", "add", "acme", str(key) + ".pub")
+    assert "SHA256:" in run("partner", "key", "list", "acme")
+    assert "already on this partner" in run("partner", "key", "add", "acme", str(key) + ".pub", ok=False)
+    bad = tmp_path / "bad.pub"
+    bad.write_text("ssh-ed25519 not-base64!")
+    assert "error" in run("partner", "key", "add", "acme", str(bad), ok=False)
+    run("partner", "key", "remove", "acme", "1")
+    listed = json.loads(run("partner", "list", "--json"))
+    assert [(p["name"], p["ssh_keys"]) for p in listed] == [("acme", 0)]
+    assert (home / "mailboxes" / "home" / "acme" / "upload").is_dir()
+    run("partner", "remove", "acme")
+    assert json.loads(run("partner", "list", "--json")) == []
+    run("partner", "add", "acme", "--password", "again")  # the name is free again
+
+
+def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> None:
+    run("partner", "add", "acme", "--password", "pw")
+    run("endpoint", "add", "archive", "--type", "file", "--path", str(tmp_path / "archive"))
+    (tmp_path / "archive").mkdir()
+    assert "reachable" in run("endpoint", "test", "archive")
+    assert "needs --path" in run("endpoint", "add", "x", "--type", "file", ok=False)
+    assert "unknown --type" in run("endpoint", "add", "x", "--type", "carrier-pigeon", ok=False)
+    boto3.client(
+        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    ).create_bucket(Bucket="cli-bucket")
+    run("endpoint", "add", "lake", "--type", "s3", "--bucket", "cli-bucket", "--endpoint-url", moto_server,
+        "--access-key-id", "k", "--secret-access-key", "SUPERSECRET")
+    assert "reachable" in run("endpoint", "test", "lake")
+    run("endpoint", "add", "missing", "--type", "s3", "--bucket", "no-such-bucket", "--endpoint-url", moto_server,
+        "--access-key-id", "k", "--secret-access-key", "s")
+    assert "✗ missing" in run("endpoint", "test", "missing", ok=False)
+    listing = run("endpoint", "list", "--json")
+    assert "SUPERSECRET" not in listing and json.loads(listing)[1]["has_secrets"] is True
+
+    run("flow", "add", "acme-lake", "--source", "mailbox:acme", "--dest", "lake", "--pattern", "*.json",
+        "--validate", "json", "--validate", "max_size=1MiB", "--retries", "3")
+    flows = json.loads(run("flow", "list", "--json"))
+    assert flows[0]["validators"] == [{"type": "json"}, {"type": "max_size", "bytes": 1024 * 1024}]
+    assert "unknown" in run("flow", "add", "f2", "--source", "mailbox:acme", "--dest", "lake",
+                            "--validate", "telepathy", ok=False).lower()
+    assert "no partner" in run("flow", "add", "f3", "--source", "mailbox:ghost", "--dest", "lake", ok=False)
+    run("flow", "disable", "acme-lake")
+    assert json.loads(run("flow", "list", "--json"))[0]["enabled"] is False
+    run("flow", "enable", "acme-lake")
+    # A partner's mailbox as a destination lands in its download/ folder.
+    run("partner", "add", "beta", "--password", "pw")
+    run("flow", "add", "to-beta", "--source", "mailbox:acme", "--dest", "mailbox:beta")
+    assert json.loads(run("flow", "list", "--json"))[1]["dest_path"] == "download/{name}"
+    assert json.loads(run("transfers", "--json")) == []
+    assert "no transfer 42" in run("replay", "42", ok=False)
+
+
+def test_apply_is_idempotent(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_PW", "from-env")
+    spec = tmp_path / "tradelane.yaml"
+    spec.write_text(
+        f"""
+partners:
+  - {{name: acme, password_env: ACME_PW}}
+endpoints:
+  - {{name: archive, type: file, path: {tmp_path / "out"}}}
+  - name: lake
+    type: s3
+    bucket: b
+    secrets: {{access_key_id: k, secret_access_key: s}}
+flows:
+  - {{name: acme-archive, source: "mailbox:acme", dest: archive, pattern: "*.edi", validators: [x12]}}
+"""
+    )
+    first = run("apply", "-f", str(spec))
+    assert "partner acme: created" in first and "flow acme-archive: created" in first
+    second = run("apply", "-f", str(spec))
+    assert second.count("unchanged") == 4, second
+    spec.write_text(spec.read_text().replace('"*.edi"', '"*.x12"'))
+    assert "flow acme-archive: updated" in run("apply", "-f", str(spec))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("partners: [oops")
+    assert "not valid YAML" in run("apply", "-f", str(bad), ok=False)
+    bad.write_text("robots: []")
+    assert "expected only the keys" in run("apply", "-f", str(bad), ok=False)
