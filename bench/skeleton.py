@@ -178,9 +178,9 @@ def main(which: list[str]) -> None:
             if "burst" in which:
                 r = bench_burst(system, work)
                 print(
-                    f"(b) 1,000 × 2 KiB, 10 clients: {r['delivered']:.0f} delivered, {r['errors']:.0f} errors, "
-                    f"{r['files_per_s']:.1f} files/s end to end (goal ≥ 20) in {r['flow_runs']:.0f} flow runs; "
-                    f"uploads took {r['upload_s']:.1f} s"
+                    f"(b) 1,000 × 2 KiB, 10 clients: {r['delivered']:.0f} delivered, "
+                    f"{r['errors']:.0f} errors, {r['files_per_s']:.1f} files/s end to end (goal ≥ 20) "
+                    f"in {r['flow_runs']:.0f} flow runs; uploads took {r['upload_s']:.1f} s"
                 )
             if "big" in which:
                 r = bench_big(system, work)

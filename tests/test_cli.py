@@ -61,23 +61,81 @@ def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> No
     assert "needs --path" in run("endpoint", "add", "x", "--type", "file", ok=False)
     assert "unknown --type" in run("endpoint", "add", "x", "--type", "carrier-pigeon", ok=False)
     boto3.client(
-        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
     ).create_bucket(Bucket="cli-bucket")
-    run("endpoint", "add", "lake", "--type", "s3", "--bucket", "cli-bucket", "--endpoint-url", moto_server,
-        "--access-key-id", "k", "--secret-access-key", "SUPERSECRET")
+    run(
+        "endpoint",
+        "add",
+        "lake",
+        "--type",
+        "s3",
+        "--bucket",
+        "cli-bucket",
+        "--endpoint-url",
+        moto_server,
+        "--access-key-id",
+        "k",
+        "--secret-access-key",
+        "SUPERSECRET",
+    )
     assert "reachable" in run("endpoint", "test", "lake")
-    run("endpoint", "add", "missing", "--type", "s3", "--bucket", "no-such-bucket", "--endpoint-url", moto_server,
-        "--access-key-id", "k", "--secret-access-key", "s")
+    run(
+        "endpoint",
+        "add",
+        "missing",
+        "--type",
+        "s3",
+        "--bucket",
+        "no-such-bucket",
+        "--endpoint-url",
+        moto_server,
+        "--access-key-id",
+        "k",
+        "--secret-access-key",
+        "s",
+    )
     assert "✗ missing" in run("endpoint", "test", "missing", ok=False)
     listing = run("endpoint", "list", "--json")
     assert "SUPERSECRET" not in listing and json.loads(listing)[1]["has_secrets"] is True
 
-    run("flow", "add", "acme-lake", "--source", "mailbox:acme", "--dest", "lake", "--pattern", "*.json",
-        "--validate", "json", "--validate", "max_size=1MiB", "--retries", "3")
+    run(
+        "flow",
+        "add",
+        "acme-lake",
+        "--source",
+        "mailbox:acme",
+        "--dest",
+        "lake",
+        "--pattern",
+        "*.json",
+        "--validate",
+        "json",
+        "--validate",
+        "max_size=1MiB",
+        "--retries",
+        "3",
+    )
     flows = json.loads(run("flow", "list", "--json"))
     assert flows[0]["validators"] == [{"type": "json"}, {"type": "max_size", "bytes": 1024 * 1024}]
-    assert "unknown" in run("flow", "add", "f2", "--source", "mailbox:acme", "--dest", "lake",
-                            "--validate", "telepathy", ok=False).lower()
+    assert (
+        "unknown"
+        in run(
+            "flow",
+            "add",
+            "f2",
+            "--source",
+            "mailbox:acme",
+            "--dest",
+            "lake",
+            "--validate",
+            "telepathy",
+            ok=False,
+        ).lower()
+    )
     assert "no partner" in run("flow", "add", "f3", "--source", "mailbox:ghost", "--dest", "lake", ok=False)
     run("flow", "disable", "acme-lake")
     assert json.loads(run("flow", "list", "--json"))[0]["enabled"] is False
