@@ -20,6 +20,7 @@ up: $(STAMP)
 test: $(STAMP) test-servers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy core
 	$(BIN)/pytest -q
 
 test-servers:

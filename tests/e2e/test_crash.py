@@ -92,6 +92,12 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
         assert set(by_file) == set(received)
         assert all(n == 1 for n in by_file.values()), "a file got a second transfer"
         print(f"{len(received)} received, {len(in_flight)} still undelivered at the kill")
+        # Ctrl-C (SIGINT) stops `up` and every child process it started.
+        stop(system, signal.SIGINT)
+        assert system.proc is not None and system.proc.returncode is not None
+        for fragment in ("deployments.serve", "prefect server start", "forkserver"):
+            assert not _children_of_pid_exist(fragment, home), f"{fragment} survived Ctrl-C"
+        assert _port_closed(prefect_port) and _port_closed(api_port)
     finally:
         stop(system)
         shutil.rmtree(home, ignore_errors=True)
