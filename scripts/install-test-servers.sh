@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests talk to, once; a no-op when they are already here.
+# Installs the real servers and clients the tests talk to, once; a no-op when they are already here.
 set -euo pipefail
 
 need=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# SFTP: OpenSSH's sftp client and sshd (the bench's anchor), sshpass for password logins in batch mode.
+command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v sshpass >/dev/null 2>&1 || need+=(sshpass)
+# Email: Dovecot is the IMAP server the email endpoint polls.
+[ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # policy-rc.d 101: install sshd without starting it as a system service.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Azure: Azurite, Microsoft's Blob storage emulator, from npm (pinned).
+AZURITE_VERSION=3.37.0
+if ! command -v azurite-blob >/dev/null 2>&1; then
+  npm install -g --silent --no-fund --no-audit "azurite@${AZURITE_VERSION}" >/dev/null
 fi
