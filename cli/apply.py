@@ -135,6 +135,12 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         endpoint_store.mailbox_endpoint(session, item["dest"].removeprefix("mailbox:"))
         if "dest_path" not in item:
             wanted["dest_path"] = "download/{name}"
+    if item.get("every") is not None:
+        wanted["schedule_interval_seconds"] = dataflows.parse_interval(str(item["every"]))
+    if item.get("cron") is not None:
+        wanted["schedule_cron"] = str(item["cron"])
+    if item.get("after_pull") is not None:
+        wanted["after_pull"] = str(item["after_pull"])
     existing = dataflows.get(session, name)
     if existing is not None:
         dest_row = endpoint_store.require(session, item["dest"])
@@ -147,6 +153,9 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         )
         if same:
             return f"flow {name}: unchanged"
+    options = dict(wanted)
+    every = options.pop("schedule_interval_seconds", None)
+    cron = options.pop("schedule_cron", None)
     dataflows.add(
         session,
         name,
@@ -155,6 +164,8 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         validators=validators,
         replace=True,
         actor="apply",
-        **wanted,
+        every_seconds=every,
+        cron=cron,
+        **options,
     )
     return f"flow {name}: {'created' if existing is None else 'updated'}"

@@ -264,7 +264,9 @@ def endpoint_remove(name: str) -> None:
 @flow_app.command("add")
 def flow_add(
     name: str,
-    source: Annotated[str, typer.Option(help="mailbox:PARTNER (its upload/ folder).")],
+    source: Annotated[
+        str, typer.Option(help="mailbox:PARTNER (its upload/ folder), or an endpoint name to poll.")
+    ],
     dest: Annotated[str, typer.Option(help="An endpoint name, or mailbox:PARTNER (its download/).")],
     pattern: Annotated[str, typer.Option(help="File-name glob the flow takes.")] = "*",
     dest_path: Annotated[
@@ -281,6 +283,14 @@ def flow_add(
         float, typer.Option(help="First retry delay in seconds; doubles each time.")
     ] = 2.0,
     replace: Annotated[bool, typer.Option(help="Overwrite a data flow of the same name.")] = False,
+    every: Annotated[str | None, typer.Option(help="Polling sources: how often, e.g. 60s, 5m, 1h.")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Polling sources: a cron schedule, e.g. '*/5 * * * *'.")
+    ] = None,
+    after_pull: Annotated[
+        str, typer.Option(help="Polling sources: keep (remember it), delete, or archive:PATH at the source.")
+    ] = "keep",
+    source_folder: Annotated[str | None, typer.Option(help="Polling sources: folder on the source.")] = None,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
     from core import dataflows
@@ -305,6 +315,10 @@ def flow_add(
             retries=retries,
             retry_delay_seconds=retry_delay,
             replace=replace,
+            every_seconds=dataflows.parse_interval(every) if every else None,
+            cron=cron,
+            after_pull=after_pull,
+            source_folder=source_folder,
         )
     console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
 
@@ -329,18 +343,27 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                     "validators": f.validators,
                     "retries": f.retries,
                     "enabled": f.enabled,
+                    "schedule": (
+                        f"every {f.schedule_interval_seconds:g}s"
+                        if f.schedule_interval_seconds
+                        else f"cron {f.schedule_cron}"
+                        if f.schedule_cron
+                        else "on upload"
+                    ),
+                    "after_pull": f.after_pull if dataflows.polls(f) else None,
                 }
             )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "source", "pattern", "dest", "path", "checks", "retries", "enabled")
+    table = Table("name", "source", "pattern", "when", "dest", "path", "checks", "retries", "enabled")
     for r in rows:
         checks = ", ".join(v["type"] for v in r["validators"]) or "-"
         table.add_row(
             r["name"],
             r["source"],
             r["pattern"],
+            r["schedule"],
             r["dest"],
             r["dest_path"],
             checks,
@@ -348,6 +371,27 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             "yes" if r["enabled"] else "[yellow]no[/yellow]",
         )
     console.print(table)
+
+
+@flow_app.command("run")
+def flow_run_now(name: str) -> None:
+    """Poll a polling data flow's source now (needs `tradelane up`)."""
+    from cli.supervisor import apply_prefect_environment
+    from core import dataflows
+    from core.config import get_settings
+
+    with store() as session:
+        flow = dataflows.require(session, name)
+        if not dataflows.polls(flow):
+            raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
+    apply_prefect_environment(get_settings())
+    from prefect.deployments import run_deployment
+
+    # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed).
+    run = run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"])
+    console.print(
+        f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
+    )
 
 
 @flow_app.command("enable")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -40,6 +41,8 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        # Polling data flows run on schedules; look for new schedules every few seconds, not minutes.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     }
@@ -109,7 +112,13 @@ class Supervisor:
 
     def start_children(self) -> None:
         s = self.settings
-        for what, port in (("API", s.api_port), ("Prefect server", s.prefect_port)):
+        ports = (
+            ("API", s.api_port),
+            ("SFTP", s.sftp_port),
+            ("FTP", s.ftp_port),
+            ("Prefect server", s.prefect_port),
+        )
+        for what, port in ports:
             if not port_free(s.host, port):
                 raise RuntimeError(
                     f"{what} port {s.host}:{port} is already in use (is another `up` running?)"
@@ -160,6 +169,7 @@ class Supervisor:
         from deployments.dispatcher import Dispatcher
 
         s = self.settings
+        mailbox_servers = self.start_mailbox_servers()
         config = uvicorn.Config(
             create_app(), host=s.host, port=s.api_port, log_level="warning", lifespan="on", access_log=False
         )
@@ -177,13 +187,32 @@ class Supervisor:
         ]
         self.echo(
             f"tradelane is up: API http://{s.host}:{s.api_port}  (docs /docs)   "
+            f"SFTP {s.host}:{s.sftp_port}   FTP/FTPS {s.host}:{s.ftp_port}   "
             f"Prefect UI {s.prefect_ui_url}   home {s.home_dir}   Ctrl-C stops"
         )
-        await stop.wait()
-        server.should_exit = True
-        for task in tasks[1:]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await stop.wait()
+        finally:
+            server.should_exit = True
+            for task in tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for mailbox_server in mailbox_servers:
+                mailbox_server.stop()
+
+    def start_mailbox_servers(self) -> list[Any]:
+        """SFTP and FTP/FTPS in threads of this process, sharing one login ledger with the API."""
+        from mailbox.auth import MailboxAuth
+        from mailbox.ftp import FTPServer
+        from mailbox.sftp import SFTPServer
+
+        auth = MailboxAuth(self.settings)
+        started: list[Any] = []
+        for server_class in (SFTPServer, FTPServer):
+            server = server_class(self.settings, auth)
+            server.start()
+            started.append(server)
+        return started
 
     async def _watch_children(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

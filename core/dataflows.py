@@ -11,6 +11,7 @@ from core.db import home_account_id
 from core.endpoints import store as endpoint_store
 from core.models import DataFlow, utcnow
 from core.partners import validate_name
+from core.polling import PollingError, check_after_pull
 
 PREFECT_FLOW_NAME = "transfer"
 
@@ -69,6 +70,10 @@ def add(
     enabled: bool = True,
     replace: bool = False,
     actor: str = "cli",
+    every_seconds: float | None = None,
+    cron: str | None = None,
+    after_pull: str = "keep",
+    source_folder: str | None = None,
 ) -> DataFlow:
     from core.validators import parse_specs
 
@@ -81,8 +86,13 @@ def add(
     if retries < 0 or retry_delay_seconds < 0:
         raise DataFlowError("retries and retry delay must not be negative")
     partner_id, source_endpoint_id, folder = parse_source(session, source)
-    if source_endpoint_id is not None:
-        raise DataFlowError("polling sources arrive with issue 4; use --source mailbox:PARTNER")
+    if source_folder is not None:
+        folder = source_folder.strip("/")
+    schedule = check_schedule(source_endpoint_id is not None, every_seconds, cron)
+    try:
+        after_pull = check_after_pull(after_pull)
+    except PollingError as exc:
+        raise DataFlowError(str(exc)) from exc
     try:
         dest_row = endpoint_store.require(session, dest)
     except Exception as exc:
@@ -103,6 +113,8 @@ def add(
     flow.retries = retries
     flow.retry_delay_seconds = retry_delay_seconds
     flow.enabled = enabled
+    flow.schedule_interval_seconds, flow.schedule_cron = schedule
+    flow.after_pull = after_pull
     flow.updated_at = utcnow()
     session.add(flow)
     session.flush()
@@ -110,6 +122,40 @@ def add(
         session, "flow.add", actor=actor, account_id=flow.account_id, target=name, source=source, dest=dest
     )
     return flow
+
+
+def check_schedule(
+    polls: bool, every_seconds: float | None, cron: str | None
+) -> tuple[float | None, str | None]:
+    """A polling source needs exactly one of --every / --cron; a mailbox source takes neither."""
+    if not polls:
+        if every_seconds or cron:
+            raise DataFlowError("--every/--cron are for polling sources; uploads start their flows at once")
+        return None, None
+    if (every_seconds is None) == (cron is None):
+        raise DataFlowError("a polling source needs one schedule: --every 60s or --cron '*/5 * * * *'")
+    if every_seconds is not None and every_seconds < 1:
+        raise DataFlowError("--every must be at least 1 second")
+    if cron is not None and len(cron.split()) not in (5, 6):
+        raise DataFlowError(f"--cron {cron!r}: a cron expression has 5 fields, e.g. '*/5 * * * *'")
+    return every_seconds, cron
+
+
+def parse_interval(text: str) -> float:
+    """'90', '90s', '5m', '2h', '1d' → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise DataFlowError(f"--every {text!r}: use seconds or a number with s, m, h or d") from None
+
+
+def polls(flow: DataFlow) -> bool:
+    """Whether the flow pulls from an endpoint on a schedule (else uploads start it)."""
+    return flow.source_endpoint_id is not None
 
 
 def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") -> DataFlow:

@@ -141,8 +141,16 @@ class Upload:
     def abort(self) -> None:
         self._stream.abort()
 
-    def commit(self) -> Receipt:
-        """Rename the bytes into place, then record the receipt and its pending transfers."""
+    def commit(
+        self,
+        data_flow_ids: list[int] | None = None,
+        also: Callable[[Session, Receipt], None] | None = None,
+    ) -> Receipt:
+        """Rename the bytes into place, then record the receipt and its pending transfers.
+
+        `data_flow_ids` names the flows to carry it (a polled file belongs to the flow that pulled
+        it); by default every flow whose source matches. `also` runs in the same transaction.
+        """
         self._stream.commit()
         with session_scope() as session:
             receipt = record_receipt(
@@ -156,7 +164,10 @@ class Upload:
                 sha256=self._hash.hexdigest(),
                 protocol=self.protocol,
                 remote_addr=self.remote_addr,
+                data_flow_ids=data_flow_ids,
             )
+            if also is not None:
+                also(session, receipt)
         _wake()
         return receipt
 
@@ -261,6 +272,7 @@ def record_receipt(
     sha256: str,
     protocol: str,
     remote_addr: str | None = None,
+    data_flow_ids: list[int] | None = None,
 ) -> Receipt:
     receipt = Receipt(
         account_id=account_id,
@@ -275,13 +287,14 @@ def record_receipt(
     session.add(receipt)
     session.flush()
     assert receipt.id is not None
-    for flow in matching_flows(session, partner_id, folder, name):
-        assert flow.id is not None
-        session.add(Transfer(receipt_id=receipt.id, data_flow_id=flow.id, state=TransferState.pending))
+    if data_flow_ids is None:
+        data_flow_ids = [f.id for f in matching_flows(session, partner_id, folder, name) if f.id is not None]
+    for flow_id in data_flow_ids:
+        session.add(Transfer(receipt_id=receipt.id, data_flow_id=flow_id, state=TransferState.pending))
     audit.record(
         session,
-        "upload",
-        actor=f"partner:{partner_name}",
+        "upload" if partner_id is not None else "pull",
+        actor=f"partner:{partner_name}" if partner_id is not None else f"source:{partner_name}",
         account_id=account_id,
         target=f"{folder}/{name}",
         remote_addr=remote_addr,

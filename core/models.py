@@ -95,8 +95,26 @@ class DataFlow(SQLModel, table=True):
     retries: int = 5
     retry_delay_seconds: float = 2.0
     enabled: bool = True
+    # Polling sources (source_endpoint_id set): when to look, and what to do with a pulled file:
+    # "keep" (remember it by name + size + mtime/etag), "delete", or "archive:PATH" (move it there).
+    schedule_interval_seconds: float | None = None
+    schedule_cron: str | None = None
+    after_pull: str = "keep"
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PulledFile(SQLModel, table=True):
+    """A file a polling data flow already took from its source, so it is taken once."""
+
+    __table_args__ = (UniqueConstraint("data_flow_id", "path", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    data_flow_id: int = Field(foreign_key="dataflow.id", index=True)
+    path: str
+    fingerprint: str  # size + mtime or etag at the time it was pulled
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    pulled_at: datetime = Field(default_factory=utcnow)
 
 
 class Receipt(SQLModel, table=True):

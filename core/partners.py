@@ -48,6 +48,8 @@ def add(
 ) -> Partner:
     account_id = home_account_id(session)
     validate_name(name)
+    if name.startswith("_"):
+        raise PartnerError(f"partner names starting with '_' are reserved: {name!r}")
     if get(session, name, account_id) is not None:
         raise PartnerError(f"partner {name!r} already exists")
     partner = Partner(

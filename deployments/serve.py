@@ -18,6 +18,7 @@ from core import dataflows
 from core.config import get_settings
 from core.db import session_scope
 from core.models import DataFlow
+from flows.poll import poll
 from flows.transfer import transfer
 
 log = logging.getLogger("tradelane.runner")
@@ -44,6 +45,18 @@ class DeploymentReconciler:
                 tags=[f"flow:{flow.name}"],
                 description=f"tradelane data flow {flow.name!r} ({flow.pattern})",
             )
+            if dataflows.polls(flow):
+                # Disabled polling flows keep their deployment, paused, so history stays in one place.
+                await self.runner.aadd_flow(
+                    poll,
+                    name=dataflows.deployment_name(flow),
+                    parameters={"data_flow_id": flow.id, "flow_name": flow.name},
+                    interval=flow.schedule_interval_seconds,
+                    cron=flow.schedule_cron,
+                    paused=not flow.enabled,
+                    tags=[f"flow:{flow.name}", "poll"],
+                    description=f"polls the source of tradelane data flow {flow.name!r}",
+                )
             self.seen[flow.id] = flow.updated_at
             added += 1
         return added
@@ -91,7 +104,7 @@ def start_flow_runs_from_forkserver() -> None:
 
     import prefect.flow_engine as engine
 
-    multiprocessing.set_forkserver_preload(["flows.transfer"])
+    multiprocessing.set_forkserver_preload(["flows.transfer", "flows.poll"])
     forkserver = multiprocessing.get_context("forkserver")
     shim = types.SimpleNamespace(
         **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}

@@ -8,9 +8,14 @@ from typing import Any
 from core.endpoints.base import ConfigError, Endpoint
 
 _IMPLEMENTATIONS: dict[str, str] = {
+    "azure": "core.endpoints.azure:AzureBlobEndpoint",
+    "email": "core.endpoints.email:EmailEndpoint",
     "file": "core.endpoints.file:FileEndpoint",
+    "ftp": "core.endpoints.ftp:FtpEndpoint",
+    "http": "core.endpoints.http:HttpEndpoint",
     "mailbox": "core.endpoints.mailbox:MailboxEndpoint",
     "s3": "core.endpoints.s3:S3Endpoint",
+    "sftp": "core.endpoints.sftp:SftpEndpoint",
 }
 
 

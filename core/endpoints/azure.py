@@ -1,0 +1,525 @@
+"""Azure Blob Storage (and Azurite) through azure-storage-blob: one container, an optional prefix.
+
+Writes buffer at most one block. A file smaller than `block_size` becomes one `Put Blob` on
+commit; a larger one is staged block by block (`Put Block`) and becomes visible only when
+commit sends the block list (`Put Block List`), which replaces any existing blob atomically.
+
+Abort never commits. Azure has no call to discard staged blocks: uncommitted blocks are
+invisible to listings, reads and `Get Blob Properties`, and Azure garbage-collects them after
+seven days (or drops them at the blob's next commit). Block ids are a random per-write token
+plus a counter, always the same length, because Azure refuses a block whose id length differs
+from other blocks already staged for the same blob name.
+
+Reads are one streamed `Get Blob` whose body is consumed as it arrives (Azure serves a single
+GET from one version of the blob, so a concurrent overwrite never mixes two versions). This goes
+through the SDK's generated operation (`BlobClient._client.blob.download`), because the public
+`download_blob().chunks()` buffers every range and, worse, materialises it with
+`b"".join(list(response))` on a generator whose `__len__` is the range length: CPython
+pre-sizes that list, costing 8 bytes per byte of range (a 4 MiB range briefly takes ~36 MiB).
+If a future SDK drops that operation, reads fall back to `chunks()` with small ranges (bounded
+memory, more requests), so a library upgrade degrades speed, never correctness.
+
+Error mapping notes:
+* `ContainerNotFound` is a `ConfigError`, not `NotFound`: the endpoint points at nothing.
+* A bad key is `AuthenticationFailed` on Azure but `AuthorizationFailure` ("Server failed to
+  authenticate the request") on Azurite; Azure also uses `AuthorizationFailure` for firewall
+  and network rules. The message tells the two apart: authenticate → `AuthError`, else
+  `PermissionDenied`.
+* Messages name the blob and Azure's error code, never the account key, SAS or connection string.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from urllib.parse import unquote, urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobBlock, BlobPrefix, BlobServiceClient, ContainerClient
+
+from core.endpoints.base import (
+    CHUNK_SIZE,
+    AuthError,
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    FileInfo,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+    WriteStream,
+    clean_path,
+)
+from core.endpoints.http import network_error
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULT_BLOCK_SIZE = 8 * MIB
+MIN_BLOCK_SIZE = 64 * 1024
+MAX_BLOCK_SIZE = 4000 * MIB  # Azure's limit per staged block
+# A blob holds at most 50,000 blocks; growing the block size every 10,000 blocks keeps huge
+# files possible (about 1.2 TiB with 8 MiB blocks) while smaller ones keep the configured size.
+BLOCKS_PER_SIZE_STEP = 10_000
+MAX_BLOCKS = 50_000
+FALLBACK_RANGE = 512 * 1024
+
+# Container names: 3-63 of [a-z0-9-], starting and ending alphanumeric, no "--"; or a system name.
+_CONTAINER_RE = re.compile(r"^(?:[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]|\$root|\$web|\$logs)$")
+
+_AUTH_CODES = frozenset(
+    {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "InvalidAccessKey"}
+)
+_DENIED_CODES = frozenset(
+    {
+        "AuthorizationPermissionMismatch",
+        "AuthorizationResourceTypeMismatch",
+        "AuthorizationServiceMismatch",
+        "AuthorizationProtocolMismatch",
+        "AuthorizationSourceIPMismatch",
+        "InsufficientAccountPermissions",
+        "AccountIsDisabled",
+        "KeyBasedAuthenticationNotPermitted",
+        "BlobImmutableDueToPolicy",
+        "LeaseIdMissing",
+        "LeaseIdMismatchWithBlobOperation",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"BlobNotFound", "ResourceNotFound"})
+_CONFIG_CODES = frozenset(
+    {
+        "ContainerNotFound",
+        "ContainerBeingDeleted",
+        "ContainerDisabled",
+        "InvalidResourceName",
+        "AccountNotFound",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {"ServerBusy", "OperationTimedOut", "InternalError", "ConditionNotMet", "TooManyRequests"}
+)
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    code = getattr(exc, "error_code", None)
+    if not code and exc.response is not None:  # errors from the generated layer: the header has it
+        code = getattr(exc.response, "headers", {}).get("x-ms-error-code")
+    code = getattr(code, "value", code)  # the SDK sometimes hands back a StorageErrorCode enum
+    return str(code or exc.status_code or "error")
+
+
+def _short_message(exc: HttpResponseError) -> str:
+    """Azure's one-line reason, without the request id, timestamp and raw XML body."""
+    text = str(getattr(exc, "reason", None) or "")
+    message = str(getattr(exc, "message", "") or "")
+    first = message.splitlines()[0] if message else ""
+    first = first.removeprefix("Operation returned an invalid status ").strip("'\" ")
+    return first or text
+
+
+def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> EndpointError:
+    """Translate an azure-core / azure-storage-blob failure into the endpoint error tree."""
+    if isinstance(exc, HttpResponseError) and exc.status_code:
+        code, status = _error_code(exc), int(exc.status_code)
+        text = f"{what}: {code}: {_short_message(exc)}"
+        if code in _AUTH_CODES:
+            return AuthError(text)
+        if code == "AuthorizationFailure":
+            authenticate = "authenticate" in text.lower()
+            return AuthError(text) if authenticate else PermissionDenied(text)
+        if code in _CONFIG_CODES:
+            return ConfigError(text)
+        if code in _DENIED_CODES:
+            return PermissionDenied(text)
+        if code in _NOT_FOUND_CODES or status == 404:
+            return NotFound(text)
+        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
+            return TransientError(text)
+        if isinstance(exc, ClientAuthenticationError) or status == 401:
+            return AuthError(text)
+        if status == 403:
+            return PermissionDenied(text)
+        return EndpointError(text)
+    if isinstance(exc, ClientAuthenticationError):
+        # No response: the SDK could not even sign the request (an account key that is not base64).
+        return AuthError(f"{what}: cannot sign the request: the account key is malformed")
+    if found := network_error(exc, what, host):
+        return found  # DNS, TLS, refused, timed out
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"{what}: {type(exc).__name__}: could not talk to {host}")
+    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _parse_connection_string(value: str) -> dict[str, str]:
+    parts = {}
+    for item in value.split(";"):
+        key, sep, val = item.strip().partition("=")
+        if sep:
+            parts[key.strip().lower()] = val.strip()
+    return parts
+
+
+def _account_from_url(url: str) -> str:
+    """`acct` from https://acct.blob.core.windows.net or http://127.0.0.1:10000/acct (emulator style)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    first_segment = parts.path.strip("/").split("/")[0]
+    looks_like_ip = host == "localhost" or host.replace(".", "").isdigit() or ":" in host
+    if looks_like_ip and first_segment:
+        return first_segment
+    return host.split(".")[0] if host else "unknown"
+
+
+class AzureReadStream(io.RawIOBase):
+    """A blob download as a raw stream of its chunks; failures come out as endpoint errors."""
+
+    def __init__(self, chunks: Iterator[bytes], endpoint: AzureBlobEndpoint, what: str) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._endpoint = endpoint
+        self._what = what
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            with self._endpoint.errors(self._what):
+                chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def close(self) -> None:
+        self._pending = memoryview(b"")
+        self._chunks = iter(())
+        super().close()
+
+
+class AzureWriteStream(WriteStream):
+    """Buffers one block at a time; Put Blob for small files, staged blocks + block list for large."""
+
+    def __init__(self, endpoint: AzureBlobEndpoint, blob_name: str, what: str) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._blob_name = blob_name
+        self._what = what
+        self._buffer = bytearray()
+        self._token = uuid.uuid4().hex  # 32 chars; + 8 digits = every block id is 40 chars
+        self._block_ids: builtins.list[str] = []
+
+    @property
+    def block_ids(self) -> builtins.list[str]:
+        """The ids staged so far (unencoded): empty while the file still fits in one block."""
+        return builtins.list(self._block_ids)
+
+    def _block_size(self) -> int:
+        step = len(self._block_ids) // BLOCKS_PER_SIZE_STEP
+        return min(self._endpoint.block_size * (1 + step), MAX_BLOCK_SIZE)
+
+    def _write(self, data: bytes) -> None:
+        # Fill the buffer only up to one block, so memory stays at one block plus the caller's chunk.
+        view = memoryview(data)
+        while view:
+            room = self._block_size() - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) == self._block_size():
+                block, self._buffer = self._buffer, bytearray()
+                self._stage(block)
+
+    def _stage(self, block: bytearray) -> None:
+        if len(self._block_ids) >= MAX_BLOCKS:
+            raise EndpointError(f"{self._what}: file too large for one blob ({MAX_BLOCKS} blocks)")
+        block_id = f"{self._token}{len(self._block_ids):08d}"
+        blob = self._endpoint.blob_client(self._blob_name)
+        with self._endpoint.errors(self._what):
+            blob.stage_block(block_id, bytes(block), length=len(block))
+        self._block_ids.append(block_id)
+
+    def _commit(self) -> None:
+        blob = self._endpoint.blob_client(self._blob_name)
+        if not self._block_ids:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            with self._endpoint.errors(self._what):
+                blob.upload_blob(data, length=len(data), overwrite=True, blob_type="BlockBlob")
+            return
+        if self._buffer:
+            block, self._buffer = self._buffer, bytearray()
+            self._stage(block)  # the last block may be smaller than the others
+        with self._endpoint.errors(self._what):
+            blob.commit_block_list([BlobBlock(block_id=i) for i in self._block_ids])
+
+    def _abort(self) -> None:
+        # Nothing to undo: staged blocks stay invisible and Azure garbage-collects them.
+        self._buffer = bytearray()
+        if self._block_ids:
+            log.debug("abandoned %d uncommitted blocks for %s", len(self._block_ids), self._what)
+
+
+class AzureBlobEndpoint(Endpoint):
+    """config: container, prefix?, account_url?, block_size?, connect_timeout?, read_timeout?,
+    max_attempts?.
+    secrets (one of): connection_string | account_name + account_key | sas_token (needs
+    account_url, or account_name for the public cloud's https://<account>.blob.core.windows.net)."""
+
+    scheme: ClassVar[str] = "azure"
+    # Blobs per List Blobs page (Azure's maximum); tests lower it to exercise pagination.
+    list_page_size: int = 5000
+    # One streamed GET per read (see the module docstring); tests turn it off to try the fallback.
+    streamed_reads: bool = True
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        super().__init__(config, secrets)
+        container = config.get("container")
+        if not isinstance(container, str) or not _CONTAINER_RE.match(container):
+            raise ConfigError(
+                "azure endpoint needs a 'container' name (3-63 lowercase letters, digits and hyphens)"
+            )
+        self.container = container
+        try:
+            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
+        except InvalidPath as exc:
+            raise ConfigError(f"invalid azure prefix: {exc}") from None
+        try:
+            self.block_size = int(config.get("block_size") or DEFAULT_BLOCK_SIZE)
+        except (TypeError, ValueError):
+            raise ConfigError("azure block_size must be a number of bytes") from None
+        if not MIN_BLOCK_SIZE <= self.block_size <= MAX_BLOCK_SIZE:
+            raise ConfigError(f"azure block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes")
+        self.account_url, self.account_name = self._resolve_account()
+        self._service: BlobServiceClient | None = None
+        self._container_client: ContainerClient | None = None
+        self._lock = threading.Lock()
+
+    def _resolve_account(self) -> tuple[str | None, str]:
+        """Check that exactly one way to authenticate is given; find the account URL and name."""
+        s = self.secrets
+        account_url = self.config.get("account_url") or None
+        if account_url is not None and (
+            not isinstance(account_url, str) or urlsplit(account_url).scheme not in ("http", "https")
+        ):
+            raise ConfigError("azure account_url must be an http(s) URL")
+        account_name = s.get("account_name") or self.config.get("account_name") or None
+        modes = [
+            name
+            for name, present in (
+                ("connection_string", bool(s.get("connection_string"))),
+                ("account_key", bool(s.get("account_key"))),
+                ("sas_token", bool(s.get("sas_token"))),
+            )
+            if present
+        ]
+        if len(modes) != 1:
+            raise ConfigError(
+                "azure endpoint needs exactly one of: connection_string, account_name + account_key, "
+                f"or sas_token (got {', '.join(modes) or 'none'})"
+            )
+        if modes == ["connection_string"]:
+            if account_url:
+                raise ConfigError("azure: give either a connection_string or an account_url, not both")
+            parts = _parse_connection_string(str(s["connection_string"]))
+            endpoint = parts.get("blobendpoint")
+            if not parts.get("accountname") and not endpoint:
+                raise ConfigError("azure connection_string names no AccountName or BlobEndpoint")
+            name = parts.get("accountname") or _account_from_url(endpoint or "")
+            if not endpoint:
+                suffix = parts.get("endpointsuffix", "core.windows.net")
+                protocol = parts.get("defaultendpointsprotocol", "https")
+                endpoint = f"{protocol}://{name}.blob.{suffix}"
+            return endpoint, name
+        if modes == ["account_key"] and not account_name:
+            raise ConfigError("azure account_key needs an account_name")
+        if not account_url:
+            if not account_name:
+                raise ConfigError("azure sas_token needs an account_url (or an account_name)")
+            account_url = f"https://{account_name}.blob.core.windows.net"
+        return account_url, account_name or _account_from_url(account_url)
+
+    # --- client ------------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "connection_timeout": float(self.config.get("connect_timeout", 10)),
+            "read_timeout": float(self.config.get("read_timeout", 60)),
+            # Few retries here: the flow layer retries with backoff and records every attempt.
+            "retry_total": max(int(self.config.get("max_attempts", 2)) - 1, 0),
+            # The SDK waits 15 s before its first retry by default; a quick one suits a block
+            # that hit a blip, and anything longer is the flow's backoff to decide.
+            "initial_backoff": 1,
+            "increment_base": 2,
+            "random_jitter_range": 1,
+            # Streamed reads hand us the body in pieces of this size.
+            "connection_data_block_size": 256 * 1024,
+            # Only for the fallback reader (see the module docstring): small ranges bound memory.
+            "max_single_get_size": FALLBACK_RANGE,
+            "max_chunk_get_size": FALLBACK_RANGE,
+        }
+
+    @property
+    def container_client(self) -> ContainerClient:
+        """The container's client, created on first use so building an endpoint costs no I/O."""
+        if self._container_client is None:
+            with self._lock:
+                if self._container_client is None:
+                    self._service = self._make_service()
+                    self._container_client = self._service.get_container_client(self.container)
+        return self._container_client
+
+    def _make_service(self) -> BlobServiceClient:
+        s, options = self.secrets, self._client_options()
+        try:
+            if s.get("connection_string"):
+                return BlobServiceClient.from_connection_string(str(s["connection_string"]), **options)
+            credential: Any
+            if s.get("account_key"):
+                credential = {"account_name": self.account_name, "account_key": str(s["account_key"])}
+            else:
+                credential = str(s["sas_token"]).lstrip("?")
+            return BlobServiceClient(str(self.account_url), credential=credential, **options)
+        except (ValueError, AzureError) as exc:
+            # The SDK's message may quote the connection string: name only the kind of problem.
+            problem = type(exc).__name__
+            raise ConfigError(f"cannot set up azure client for {self.uri('')}: {problem}") from None
+
+    def blob_client(self, blob_name: str) -> Any:
+        return self.container_client.get_blob_client(blob_name)
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Map SDK errors raised inside the block; messages name the blob, never a secret."""
+        try:
+            yield
+        except AzureError as exc:
+            host = urlsplit(self.account_url or "").hostname or "the server"
+            raise self.redact(map_azure_error(exc, what, host)) from exc
+
+    def _secret_values(self) -> builtins.list[str]:
+        """Every string that must never appear in a message: keys, SAS tokens and their signatures."""
+        values = [str(self.secrets.get(k) or "") for k in ("connection_string", "account_key", "sas_token")]
+        parts = _parse_connection_string(values[0])
+        values += [parts.get("accountkey", ""), parts.get("sharedaccesssignature", "")]
+        for token in (values[2], parts.get("sharedaccesssignature", "")):
+            pairs = (item.partition("=") for item in token.lstrip("?").split("&"))
+            signatures = [value for key, _, value in pairs if key == "sig"]
+            values += signatures + [unquote(value) for value in signatures]
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def redact(self, error: EndpointError) -> EndpointError:
+        text = str(error)
+        for value in self._secret_values():
+            text = text.replace(value, "***")
+        return type(error)(text)
+
+    def close(self) -> None:
+        service, self._service, self._container_client = self._service, None, None
+        if service is not None:
+            service.close()
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def _name(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
+
+    def uri(self, path: str) -> str:
+        return f"azure://{self.account_name}/{self.container}/{self._name(clean_path(path, allow_root=True))}"
+
+    # --- operations --------------------------------------------------------------------------
+
+    def list(self, folder: str = "") -> Iterator[FileInfo]:
+        rel = clean_path(folder, allow_root=True)
+        name = self._name(rel)
+        return self._list(name + "/" if name else "", rel)
+
+    def _list(self, name_prefix: str, rel: str) -> Iterator[FileInfo]:
+        root_len = len(self.prefix) + 1 if self.prefix else 0
+        with self.errors(self.uri(rel)):
+            items = self.container_client.walk_blobs(
+                name_starts_with=name_prefix or None,
+                delimiter="/",
+                include=["metadata"],
+                results_per_page=self.list_page_size,
+            )
+            for item in items:
+                if isinstance(item, BlobPrefix):
+                    continue
+                path = str(item.name)[root_len:]
+                # Folder markers (HNS directories) and names our paths cannot express are skipped.
+                if str(item.name).endswith("/") or (item.metadata or {}).get("hdi_isfolder") == "true":
+                    continue
+                try:
+                    if clean_path(path) != path:
+                        continue
+                except InvalidPath:
+                    continue
+                yield self._info(path, item)
+
+    @staticmethod
+    def _info(path: str, props: Any) -> FileInfo:
+        modified: datetime = props.last_modified
+        return FileInfo(
+            path=path,
+            size=int(props.size),
+            modified=modified.astimezone(UTC),
+            etag=str(props.etag or "").strip('"') or None,
+        )
+
+    def stat(self, path: str) -> FileInfo:
+        rel = clean_path(path)
+        with self.errors(self.uri(rel)):
+            props = self.blob_client(self._name(rel)).get_blob_properties()
+        if (props.metadata or {}).get("hdi_isfolder") == "true":
+            raise NotFound(f"{self.uri(rel)}: is a folder, not a file")
+        return self._info(rel, props)
+
+    def open_read(self, path: str) -> BinaryIO:
+        rel = clean_path(path)
+        what = self.uri(rel)
+        blob = self.blob_client(self._name(rel))
+        with self.errors(what):
+            chunks = self._download(blob)
+        return io.BufferedReader(AzureReadStream(chunks, self, what), buffer_size=CHUNK_SIZE)
+
+    def _download(self, blob: Any) -> Iterator[bytes]:
+        """The blob's bytes as they arrive from one GET, exactly as stored (never decompressed)."""
+        operation = getattr(getattr(getattr(blob, "_client", None), "blob", None), "download", None)
+        if operation is None or not self.streamed_reads:
+            if operation is None:
+                log.warning("azure-storage-blob has no generated download operation; using chunked reads")
+            chunks: Iterator[bytes] = blob.download_blob().chunks()
+            return chunks
+        body: Iterator[bytes] = iter(operation(decompress=False))
+        return body
+
+    def open_write(self, path: str) -> WriteStream:
+        rel = clean_path(path)
+        return AzureWriteStream(self, self._name(rel), self.uri(rel))
+
+    def delete(self, path: str) -> None:
+        rel = clean_path(path)
+        with self.errors(self.uri(rel)):
+            self.blob_client(self._name(rel)).delete_blob()

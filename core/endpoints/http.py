@@ -1,0 +1,711 @@
+"""An HTTP API as an endpoint ("web service consumer"), through httpx.
+
+Push: each file is POSTed or PUT to a URL, as the raw body (`Content-Disposition` names the
+file) or as a multipart form field. Pull: a listing URL returns JSON, files are fetched with GET
+and removed with DELETE. What a partner's API looks like is configuration, not code.
+
+Writes are spooled to an anonymous temporary file (`spool_dir`, default the system temp dir) and
+sent on commit, streamed from disk with a `Content-Length`. So memory stays flat for any size,
+nothing reaches the server before the file is complete (an abort sends nothing), and servers and
+gateways that refuse chunked uploads still work. The cost is one local disk write of the file.
+The server's answer (status, a subset of headers, up to 2 KiB of body) is kept in
+`last_response` on both the endpoint and the stream, for the caller to store with the transfer.
+
+Error mapping notes:
+* 401 → `AuthError`, 403 → `PermissionDenied`, 404/410 → `NotFound` (but a push URL that answers
+  404 or 405 is a `ConfigError`: the URL is wrong, not a file missing), 408/425/429/5xx and
+  connection failures and timeouts → `TransientError`; a status outside `success_codes` on push
+  is an `EndpointError` that quotes the status and the start of the body.
+* DNS and TLS failures are plain `EndpointError`s that say so ("DNS lookup of … failed", "TLS
+  certificate verify failed …"): retrying will not fix a wrong host name or an untrusted certificate.
+* Redirects are followed for GET/HEAD only (an upload is never resent by a redirect); a redirect
+  to another origin drops the credentials, like browsers do.
+* Bearer tokens, basic-auth passwords and secret headers never appear in messages, `uri()` or
+  `last_response` (they are redacted even when a server echoes them back).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import errno
+import io
+import json
+import posixpath
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from core.endpoints.base import (
+    CHUNK_SIZE,
+    AuthError,
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    FileInfo,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+    WriteStream,
+    clean_path,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+DEFAULT_SUCCESS_CODES = (200, 201, 202, 204)
+EXCERPT_BYTES = 2048  # of a response body kept in `last_response`
+MESSAGE_EXCERPT_CHARS = 200  # of a response body quoted in an error message
+MAX_REDIRECTS = 5
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+EPOCH = datetime.fromtimestamp(0, UTC)
+# Response headers worth keeping with a transfer; anything else (cookies!) is dropped.
+RECORDED_HEADERS = (
+    "content-type",
+    "content-length",
+    "location",
+    "etag",
+    "last-modified",
+    "date",
+    "retry-after",
+    "x-request-id",
+    "request-id",
+    "x-correlation-id",
+    "x-amzn-requestid",
+    "x-ms-request-id",
+)
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+# --- network failures (shared with other HTTP-based endpoints) ---------------------------------
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (causes, contexts, azure-core's inner_exception)."""
+    seen: set[int] = set()
+    todo: builtins.list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = getattr(current, "inner_exception", None)
+        todo += [current.__cause__, current.__context__, inner if isinstance(inner, BaseException) else None]
+
+
+def network_error(exc: BaseException, what: str, host: str) -> EndpointError | None:
+    """DNS, TLS, refused and timed-out connections found in an exception chain, as clear errors."""
+    chain = builtins.list(exception_chain(exc))
+    for inner in chain:
+        if isinstance(inner, socket.gaierror):
+            if inner.errno == socket.EAI_AGAIN:
+                return TransientError(f"{what}: DNS lookup of {host} failed temporarily: {inner.strerror}")
+            return EndpointError(f"{what}: DNS lookup of {host} failed: {inner.strerror or inner}")
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            reason = inner.verify_message or inner.reason or "certificate rejected"
+            return EndpointError(f"{what}: TLS certificate verify failed for {host}: {reason}")
+        if isinstance(inner, ssl.SSLError):
+            return EndpointError(f"{what}: TLS error talking to {host}: {inner.reason or inner}")
+    for inner in chain:
+        if isinstance(inner, ConnectionRefusedError) or getattr(inner, "errno", 0) == errno.ECONNREFUSED:
+            return TransientError(f"{what}: connection to {host} refused")
+        if isinstance(inner, TimeoutError):
+            return TransientError(f"{what}: timed out talking to {host}")
+    return None
+
+
+def map_httpx_error(exc: httpx.HTTPError, what: str, host: str) -> EndpointError:
+    """Translate an httpx transport failure into the endpoint error tree."""
+    if found := network_error(exc, what, host):
+        return found
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientError(f"{what}: timed out talking to {host} ({type(exc).__name__})")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return ConfigError(f"{what}: {exc}")
+    if isinstance(exc, httpx.TransportError):
+        return TransientError(f"{what}: could not talk to {host}: {type(exc).__name__}")
+    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+# --- URLs --------------------------------------------------------------------------------------
+
+
+def public_url(url: str) -> str:
+    """A URL fit for people and logs: no user:password@, no query string (it may carry a key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def join_url(base: str, rel: str) -> str:
+    """`base` + "/" + the quoted relative path, keeping base's query string."""
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + "/" + quote(rel, safe="/") if rel else parts.path
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+def _check_url(value: Any, key: str, *, template: bool = False) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+        raise ConfigError(f"http endpoint '{key}' must be an http:// or https:// URL")
+    if not urlsplit(value).hostname:
+        raise ConfigError(f"http endpoint '{key}' has no host")
+    if template and "{path}" not in value:
+        raise ConfigError(f"http endpoint '{key}' must contain {{path}}")
+    return value
+
+
+def _content_disposition(name: str) -> str:
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _parse_time(value: Any) -> datetime:
+    """Listing times: ISO 8601 or seconds since the epoch; missing → the epoch (stable, not now)."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str) and value:
+            parsed = datetime.fromisoformat(value)
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    return EPOCH
+
+
+def _http_date(value: str | None) -> datetime:
+    if not value:
+        return EPOCH
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return EPOCH
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpResponseRecord:
+    """What a server answered, kept for the transfer record: no secrets, bounded size."""
+
+    method: str
+    url: str  # without credentials or query string
+    status: int
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""  # the first EXCERPT_BYTES of the body, decoded leniently
+    body_truncated: bool = False
+
+    @property
+    def excerpt(self) -> str:
+        """The body's start on one line, for error messages."""
+        text = " ".join(self.body.split())
+        return text[:MESSAGE_EXCERPT_CHARS] + ("…" if len(text) > MESSAGE_EXCERPT_CHARS else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "reason": self.reason,
+            "headers": dict(self.headers),
+            "body": self.body,
+            "body_truncated": self.body_truncated,
+        }
+
+
+class HttpReadStream(io.RawIOBase):
+    """A streamed GET response body as a raw stream; failures come out as endpoint errors."""
+
+    def __init__(self, response: httpx.Response, endpoint: HttpEndpoint, what: str) -> None:
+        super().__init__()
+        self._response = response
+        self._chunks = response.iter_bytes()
+        self._endpoint = endpoint
+        self._what = what
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            with self._endpoint.errors(self._what):
+                chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._pending = memoryview(b"")
+            self._response.close()
+        super().close()
+
+
+class HttpWriteStream(WriteStream):
+    """Spools the file to an anonymous temporary file; commit sends it, abort drops it."""
+
+    def __init__(self, endpoint: HttpEndpoint, rel: str) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._rel = rel
+        self._spool: IO[bytes] | None = tempfile.TemporaryFile(  # noqa: SIM115 (closed on commit/abort)
+            prefix="tradelane-http-", dir=endpoint.spool_dir
+        )
+        self.last_response: HttpResponseRecord | None = None
+
+    def _write(self, data: bytes) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.write(data)
+        except OSError as exc:
+            raise EndpointError(f"cannot spool {self._rel} for upload: {exc.strerror or exc}") from exc
+
+    def _commit(self) -> None:
+        spool = self._spool
+        assert spool is not None
+        try:
+            spool.flush()
+            size = spool.tell()
+            spool.seek(0)
+            self.last_response = self._endpoint.push(self._rel, spool, size)
+        finally:
+            self._close_spool()
+
+    def _abort(self) -> None:
+        self._close_spool()
+
+    def _close_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+
+
+def _iter_file(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        yield chunk
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+
+class HttpEndpoint(Endpoint):
+    """config: url, method? (POST|PUT), headers?, success_codes?, upload_mode? (raw|multipart),
+    file_field?, path_in_url?, list_url?, list_prefix_param?, download_url? ({path} template),
+    delete_url? ({path} template), delete_method?, verify? (true|false|CA file), timeout?,
+    spool_dir?.
+    secrets: bearer | basic_user + basic_password; headers? (secret headers, e.g. X-API-Key)."""
+
+    scheme: ClassVar[str] = "http"
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        super().__init__(config, secrets)
+        self.url = _check_url(config.get("url"), "url")
+        self.method = str(config.get("method") or "POST").upper()
+        if self.method not in ("POST", "PUT"):
+            raise ConfigError("http endpoint 'method' must be POST or PUT")
+        self.headers = self._header_dict(config.get("headers"), "headers")
+        codes = config.get("success_codes") or DEFAULT_SUCCESS_CODES
+        try:
+            self.success_codes = frozenset(int(code) for code in codes)
+        except (TypeError, ValueError):
+            raise ConfigError("http endpoint 'success_codes' must be a list of status codes") from None
+        if not self.success_codes or not all(100 <= code <= 599 for code in self.success_codes):
+            raise ConfigError("http endpoint 'success_codes' must be a list of status codes")
+        self.upload_mode = str(config.get("upload_mode") or "raw")
+        if self.upload_mode not in ("raw", "multipart"):
+            raise ConfigError("http endpoint 'upload_mode' must be 'raw' or 'multipart'")
+        self.file_field = str(config.get("file_field") or "file")
+        self.path_in_url = bool(config.get("path_in_url", False))
+        self.list_url = _check_url(config["list_url"], "list_url") if config.get("list_url") else None
+        prefix_param = config.get("list_prefix_param", "prefix")
+        self.list_prefix_param = str(prefix_param) if prefix_param else None
+        download = config.get("download_url")
+        self.download_url = _check_url(download, "download_url", template=True) if download else None
+        delete = config.get("delete_url")
+        self.delete_url = _check_url(delete, "delete_url", template=True) if delete else None
+        self.delete_method = str(config.get("delete_method") or "DELETE").upper()
+        verify = config.get("verify", True)
+        if not isinstance(verify, bool | str) or verify == "":
+            raise ConfigError("http endpoint 'verify' must be true, false or the path of a CA file")
+        self.verify: bool | str = verify
+        try:
+            self.timeout = float(config.get("timeout") or 60)
+        except (TypeError, ValueError):
+            raise ConfigError("http endpoint 'timeout' must be a number of seconds") from None
+        self.spool_dir: str | None = config.get("spool_dir") or None
+        self._secret_headers = self._auth_headers()
+        self.last_response: HttpResponseRecord | None = None
+        self._listed_urls: dict[str, str] = {}
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _header_dict(value: Any, key: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+            raise ConfigError(f"http endpoint '{key}' must map header names to values")
+        headers = {k.strip(): str(v) for k, v in value.items()}
+        if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers.items()):
+            raise ConfigError(f"http endpoint '{key}' contains a line break")
+        return headers
+
+    def _auth_headers(self) -> dict[str, str]:
+        s = self.secrets
+        headers = self._header_dict(s.get("headers"), "secrets.headers")
+        bearer, user, password = s.get("bearer"), s.get("basic_user"), s.get("basic_password")
+        if bearer and (user or password):
+            raise ConfigError("http endpoint takes a bearer token or basic auth, not both")
+        if bool(user) != bool(password is not None and password != ""):
+            raise ConfigError("http basic auth needs both basic_user and basic_password")
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        elif user:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    # --- client ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        """The httpx client, created on first use so building an endpoint costs no I/O."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> httpx.Client:
+        verify: bool | ssl.SSLContext = True
+        if isinstance(self.verify, str):
+            try:
+                verify = ssl.create_default_context(cafile=self.verify)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"http endpoint cannot load CA file {self.verify!r}: {exc}") from None
+        elif self.verify is False:
+            verify = False
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
+        # No trust_env: proxies and .netrc from the environment must not change where files go.
+        return httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _secret_values(self) -> builtins.list[str]:
+        values = [str(v) for v in self._secret_headers.values()]
+        values += [v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))]
+        values += [str(self.secrets.get(k) or "") for k in ("bearer", "basic_password")]
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def _redact_text(self, text: str) -> str:
+        for value in self._secret_values():
+            text = text.replace(value, "***")
+        return text
+
+    def redact(self, error: EndpointError) -> EndpointError:
+        return type(error)(self._redact_text(str(error)))
+
+    @contextmanager
+    def errors(self, what: str, url: str | None = None) -> Iterator[None]:
+        """Map httpx errors raised inside the block; messages name the URL, never a secret."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            host = urlsplit(url or self.url).hostname or "the server"
+            raise self.redact(map_httpx_error(exc, what, host)) from exc
+        except OSError as exc:  # reading the spool file while sending
+            raise EndpointError(f"{what}: {exc.strerror or exc}") from exc
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        omit: frozenset[str] = frozenset(),
+        follow: bool = True,
+        **body: Any,
+    ) -> httpx.Response:
+        """One request with our headers; redirects followed by hand so credentials stay at home."""
+        extra = headers or {}
+        origin = _origin(url)
+        configured = {k: v for k, v in self.headers.items() if k.lower() not in omit}
+        sending = {**configured, **self._secret_headers, **extra}
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self.client.build_request(method, url, headers=sending, **body)
+            response = self.client.send(request, stream=True)
+            if not (follow and response.is_redirect and "location" in response.headers):
+                return response
+            response.close()
+            url = urljoin(str(response.url), response.headers["location"])
+            if _origin(url) != origin:
+                sending = {**configured, **extra}  # never hand our credentials to someone else
+        raise EndpointError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _record(self, method: str, url: str, response: httpx.Response) -> HttpResponseRecord:
+        """Read at most EXCERPT_BYTES of the body (then stop) and keep a redacted summary."""
+        body = b""
+        truncated = False
+        if method != "HEAD":
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > EXCERPT_BYTES:
+                    truncated = True
+                    body = body[:EXCERPT_BYTES]
+                    break
+        headers = {
+            name: self._redact_text(response.headers[name][:256])
+            for name in RECORDED_HEADERS
+            if name in response.headers
+        }
+        return HttpResponseRecord(
+            method=method,
+            url=public_url(url),
+            status=response.status_code,
+            reason=response.reason_phrase,
+            headers=headers,
+            body=self._redact_text(body.decode("utf-8", "replace")),
+            body_truncated=truncated,
+        )
+
+    def _status_error(self, record: HttpResponseRecord, what: str, *, push: bool = False) -> EndpointError:
+        status = record.status
+        text = f"{what}: HTTP {status} {record.reason}".rstrip()
+        if record.excerpt:
+            text += f": {record.excerpt}"
+        if retry_after := record.headers.get("retry-after"):
+            text += f" (Retry-After: {retry_after})"
+        if status == 401:
+            return AuthError(text)
+        if status == 403:
+            return PermissionDenied(text)
+        if push and status in (404, 405):
+            return ConfigError(text)
+        if status in (404, 410):
+            return NotFound(text)
+        if status in _TRANSIENT_STATUSES or status >= 500:
+            return TransientError(text)
+        return EndpointError(text)
+
+    def _fail(self, method: str, url: str, response: httpx.Response, what: str) -> EndpointError:
+        """The error for an unwanted answer (the response is consumed and closed)."""
+        try:
+            with self.errors(what, url):
+                record = self._record(method, url, response)
+        finally:
+            response.close()
+        return self._status_error(record, what)
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def file_url(self, rel: str) -> str:
+        """Where one file is read (GET/HEAD): a listed URL, the download template, or url/path."""
+        if listed := self._listed_urls.get(rel):
+            return listed
+        if self.download_url:
+            return self.download_url.replace("{path}", quote(rel, safe="/"))
+        return join_url(self.url, rel)
+
+    def push_url(self, rel: str) -> str:
+        return join_url(self.url, rel) if self.path_in_url else self.url
+
+    def uri(self, path: str) -> str:
+        rel = clean_path(path, allow_root=True)
+        return public_url(self.file_url(rel) if rel else self.url)
+
+    # --- operations --------------------------------------------------------------------------
+
+    def push(self, rel: str, body: IO[bytes], size: int) -> HttpResponseRecord:
+        """Send one spooled file (positioned at its start) to the push URL; returns the answer."""
+        url = self.push_url(rel)
+        what = public_url(url)
+        name = posixpath.basename(rel)
+        headers: dict[str, str] = {}
+        omit: frozenset[str] = frozenset()
+        send: dict[str, Any]
+        if self.upload_mode == "multipart":
+            # httpx sets the multipart Content-Type (with its boundary); a configured one must go.
+            send = {"files": {self.file_field: (name, body, "application/octet-stream")}}
+            omit = frozenset({"content-type"})
+        else:
+            headers = {"Content-Length": str(size), "Content-Disposition": _content_disposition(name)}
+            if not any(k.lower() == "content-type" for k in self.headers):
+                headers["Content-Type"] = "application/octet-stream"
+            send = {"content": _iter_file(body)}
+        with self.errors(what, url):
+            response = self._send(self.method, url, headers=headers, omit=omit, follow=False, **send)
+            try:
+                record = self._record(self.method, url, response)
+            finally:
+                response.close()
+        self.last_response = record
+        if record.status not in self.success_codes:
+            error = self._status_error(record, what, push=True)
+            if type(error) is EndpointError and 200 <= record.status < 300:
+                expected = ", ".join(str(c) for c in sorted(self.success_codes))
+                error = EndpointError(f"{error} (expected one of {expected})")
+            raise error
+        return record
+
+    def list(self, folder: str = "") -> Iterator[FileInfo]:
+        rel = clean_path(folder, allow_root=True)
+        if not self.list_url:
+            raise ConfigError(f"{self.uri('')}: no list_url configured, so this endpoint cannot be listed")
+        return self._list(rel, self.list_url)
+
+    def _list(self, rel: str, list_url: str) -> Iterator[FileInfo]:
+        what = public_url(list_url)
+        params = {self.list_prefix_param: f"{rel}/" if rel else ""} if self.list_prefix_param else {}
+        with self.errors(what, list_url):
+            request_url = str(httpx.URL(list_url).copy_merge_params(params))
+            response = self._send("GET", request_url, headers={"Accept": "application/json"})
+            if not response.is_success:
+                error = self._fail("GET", request_url, response, what)
+                raise ConfigError(str(error)) if isinstance(error, NotFound) else error
+            try:
+                raw = bytearray()
+                for chunk in response.iter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_LISTING_BYTES:
+                        raise EndpointError(f"{what}: listing larger than {MAX_LISTING_BYTES} bytes")
+            finally:
+                response.close()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise EndpointError(f"{what}: the listing is not JSON") from None
+        items = data.get("files") if isinstance(data, dict) else data
+        if not isinstance(items, builtins.list):
+            raise EndpointError(f"{what}: the listing is not a JSON list (or an object with 'files')")
+        found: dict[str, FileInfo] = {}
+        for item in items:
+            info = self._listed(item, rel, str(response.url))
+            if info is not None:
+                found[info.path] = info
+        for path in sorted(found):
+            yield found[path]
+
+    def _listed(self, item: Any, folder: str, base: str) -> FileInfo | None:
+        """One listing entry as a FileInfo if it names a file directly inside `folder`."""
+        if not isinstance(item, dict):
+            return None
+        name = item.get("name", item.get("path"))
+        if not isinstance(name, str) or name.endswith("/"):
+            return None
+        try:
+            path = clean_path(name)
+        except InvalidPath:
+            return None
+        if posixpath.dirname(path) != folder or item.get("type") in ("dir", "directory", "folder"):
+            return None
+        try:
+            size = int(item.get("size", -1))
+        except (TypeError, ValueError):
+            size = -1
+        if isinstance(item.get("url"), str) and item["url"]:
+            self._listed_urls[path] = urljoin(base, item["url"])
+        etag = item.get("etag")
+        return FileInfo(
+            path=path,
+            size=size,
+            modified=_parse_time(item.get("modified", item.get("mtime"))),
+            etag=str(etag).strip('"') if etag else None,
+        )
+
+    def stat(self, path: str) -> FileInfo:
+        rel = clean_path(path)
+        url = self.file_url(rel)
+        what = public_url(url)
+        with self.errors(what, url):
+            response = self._send("HEAD", url)
+            response.close()
+        status, headers = response.status_code, response.headers
+        if response.is_success and "content-length" in headers:
+            return FileInfo(
+                path=rel,
+                size=int(headers["content-length"]),
+                modified=_http_date(headers.get("last-modified")),
+                etag=headers.get("etag", "").removeprefix("W/").strip('"') or None,
+            )
+        if self.list_url and (response.is_success or status in (405, 501)):
+            # HEAD not supported, or no size: the listing knows.
+            for info in self._list(posixpath.dirname(rel), self.list_url):
+                if info.path == rel:
+                    return info
+            raise NotFound(f"{what}: not in the listing")
+        if response.is_success:
+            raise EndpointError(f"{what}: the server reports no size (no Content-Length, no list_url)")
+        raise self._status_error(
+            HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what
+        )
+
+    def open_read(self, path: str) -> BinaryIO:
+        rel = clean_path(path)
+        url = self.file_url(rel)
+        what = public_url(url)
+        with self.errors(what, url):
+            response = self._send("GET", url)
+        if not response.is_success:
+            raise self._fail("GET", url, response, what)
+        return io.BufferedReader(HttpReadStream(response, self, what), buffer_size=CHUNK_SIZE)
+
+    def open_write(self, path: str) -> WriteStream:
+        return HttpWriteStream(self, clean_path(path))
+
+    def delete(self, path: str) -> None:
+        rel = clean_path(path)
+        if self.delete_url:
+            url = self.delete_url.replace("{path}", quote(rel, safe="/"))
+        else:
+            url = self.file_url(rel)
+        what = public_url(url)
+        with self.errors(what, url):
+            response = self._send(self.delete_method, url, follow=False)
+        if not response.is_success:
+            raise self._fail(self.delete_method, url, response, what)
+        response.close()
+        self._listed_urls.pop(rel, None)
+
+    def check(self) -> None:
+        """List if we can; otherwise prove the push URL is reachable and takes our credentials."""
+        if self.list_url:
+            super().check()
+            return
+        what = public_url(self.url)
+        with self.errors(what, self.url):
+            response = self._send("HEAD", self.url)
+            response.close()
+        if response.status_code in (401, 403):
+            record = HttpResponseRecord("HEAD", what, response.status_code, response.reason_phrase)
+            raise self._status_error(record, what)

@@ -1,0 +1,657 @@
+"""A folder on a partner's SFTP server, through paramiko, with the server's host key pinned.
+
+Connection: one SSH connection and one SFTP session per endpoint, opened on first use and
+again after it dropped. `core.endpoints.hostkeys.open_transport` checks the pinned host key
+before any credential is sent; then a private key and/or a password authenticates us.
+
+Transfers keep `IN_FLIGHT` bytes of read or write requests outstanding on the file's handle
+(what OpenSSH's own client does), so speed does not hinge on the round-trip time and memory
+stays at about IN_FLIGHT per stream. Requests are 32 KiB, or as large as the server says it
+accepts (``limits@openssh.com``, capped at MAX_REQUEST_SIZE). Every response is
+collected by its stream, so a failed write is never lost when another operation happens to
+read the answer off the wire. Paramiko's own pipelining and prefetch do not give that: the
+prefetch thread asks for the whole file up front, and pipelined write errors are dropped.
+This uses `SFTPClient`'s underscore methods `_async_request`, `_read_response`, `_request`
+and `_convert_status`, stable since paramiko 1.x.
+
+Writes go to ``.tradelane-tmp-<hex>-<name>`` in the target's folder (created as needed) and
+are renamed over the target on commit with ``posix-rename@openssh.com``, which replaces it
+atomically. Servers without that extension get remove-then-rename, which leaves a short gap
+where the name is missing. A process killed mid-write can leave a temporary file behind;
+listings never show them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import io
+import posixpath
+import stat as stat_mod
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from urllib.parse import quote
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from paramiko.sftp import (
+    CMD_DATA,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_READ,
+    CMD_STATUS,
+    CMD_WRITE,
+    int64,
+)
+
+from core.endpoints.base import (
+    CHUNK_SIZE,
+    AuthError,
+    ConfigError,
+    Endpoint,
+    EndpointError,
+    FileInfo,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+    WriteStream,
+    clean_path,
+)
+from core.endpoints.hostkeys import HostKey, HostKeyMismatch, open_transport, parse_host_keys
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["HostKeyMismatch", "SftpEndpoint"]
+
+TEMP_PREFIX = ".tradelane-tmp-"
+# 32 KiB is the data size every SFTP server must accept (larger writes can kill the session);
+# servers that publish their limits (OpenSSH 8.6+: limits@openssh.com) get up to MAX_REQUEST_SIZE.
+REQUEST_SIZE = 32768
+MAX_REQUEST_SIZE = 128 * 1024
+# Bytes in flight per stream: what keeps a long link busy, and what bounds a stream's memory.
+IN_FLIGHT = 4 * 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+MAX_NAME_BYTES = 255
+
+
+def _utc(timestamp: int | float | None) -> datetime:
+    return datetime.fromtimestamp(timestamp or 0, tz=UTC)
+
+
+def _temp_name(name: str) -> str:
+    """``.tradelane-tmp-<hex>-<name>``, the name shortened so the whole fits in 255 bytes."""
+    head = f"{TEMP_PREFIX}{uuid.uuid4().hex}-"
+    room = MAX_NAME_BYTES - len(head)
+    return head + name.encode()[:room].decode(errors="ignore")
+
+
+def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
+    """A paramiko key from private key text in any common format (OpenSSH, PKCS#1/#8, SEC1).
+
+    Errors never quote the key. Going through `cryptography` first lets paramiko, which only
+    reads the OpenSSH and legacy PEM formats, use PKCS#8 keys too.
+    """
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    password = passphrase.encode() if passphrase else None
+    try:
+        try:
+            loaded = _load_key(data, password)
+        except TypeError:
+            if password is None:
+                raise ConfigError("the private key is encrypted: give its 'passphrase'") from None
+            loaded = _load_key(data, None)  # a passphrase for a key that has none: not needed
+    except ValueError:
+        if password is not None and _is_encrypted(data):
+            raise AuthError("cannot decrypt the private key: wrong passphrase") from None
+        raise ConfigError("'private_key' is not a private key this endpoint can read") from None
+    except EndpointError:
+        raise
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
+        raise ConfigError(f"cannot read the private key: {type(exc).__name__}") from None
+    key_class: type[paramiko.PKey]
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        key_class = paramiko.Ed25519Key
+    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
+        key_class = paramiko.ECDSAKey
+    elif isinstance(loaded, rsa.RSAPrivateKey):
+        key_class = paramiko.RSAKey
+    else:
+        raise ConfigError(f"unsupported private key type {type(loaded).__name__}")
+    openssh = loaded.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    return key_class.from_private_key(io.StringIO(openssh.decode()))
+
+
+def _load_key(data: bytes, password: bytes | None) -> Any:
+    try:
+        return serialization.load_ssh_private_key(data, password=password)
+    except ValueError:
+        if b"OPENSSH PRIVATE KEY" in data:
+            raise
+    return serialization.load_pem_private_key(data, password=password)
+
+
+def _is_encrypted(data: bytes) -> bool:
+    try:
+        _load_key(data, None)
+    except TypeError:
+        return True  # "password-protected, but password was not provided"
+    except Exception:
+        return False
+    return False
+
+
+class _Responses:
+    """Collects the answers to one stream's asynchronous requests, whoever reads them."""
+
+    def __init__(self, sftp: paramiko.SFTPClient) -> None:
+        self._sftp = sftp
+        self.answers: dict[int, tuple[int, paramiko.Message]] = {}
+
+    # Called by paramiko from `_read_response` for every answer to a request we made.
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        self.answers[num] = (kind, msg)
+
+    def request(self, kind: int, *args: Any) -> int:
+        num: int = self._sftp._async_request(self, kind, *args)
+        return num
+
+    def wait(self, num: int) -> tuple[int, paramiko.Message]:
+        while num not in self.answers:
+            self._sftp._read_response()
+        return self.answers.pop(num)
+
+
+class SftpReader(io.RawIOBase):
+    """Reads a remote file with up to IN_FLIGHT bytes of read requests outstanding."""
+
+    def __init__(self, endpoint: SftpEndpoint, handle: paramiko.SFTPFile, size: int, what: str) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._file = handle
+        self._size = size  # as stat'ed at open; reading goes on until the server says EOF
+        self._what = what
+        self._responses = _Responses(handle.sftp)
+        self._request_size = endpoint.read_size
+        self._depth = max(2, IN_FLIGHT // self._request_size)
+        self._pending: deque[tuple[int, int, int]] = deque()  # (request, offset, length)
+        self._requested = 0  # offset of the next read request to send
+        self._offset = 0  # offset of the next byte the caller gets
+        self._chunk = memoryview(b"")
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if not view:
+            return 0
+        if not self._chunk and not self._eof:
+            with self._endpoint.errors(self._what):
+                self._chunk = memoryview(self._next_chunk())
+            self._eof = not self._chunk
+        n = min(len(view), len(self._chunk))
+        view[:n] = self._chunk[:n]
+        self._chunk = self._chunk[n:]
+        return n
+
+    def _next_chunk(self) -> bytes:
+        handle = self._file.handle
+        while len(self._pending) < self._depth and self._requested < self._size:
+            length = min(self._request_size, self._size - self._requested)
+            num = self._responses.request(CMD_READ, handle, int64(self._requested), int(length))
+            self._pending.append((num, self._requested, length))
+            self._requested += length
+        if not self._pending:
+            # Past the size seen at open: the file may have grown, so read on until EOF.
+            data = self._read_at(self._offset, self._request_size)
+            self._offset += len(data)
+            self._requested = self._offset
+            return data
+        num, offset, length = self._pending.popleft()
+        data = self._answer(num)
+        # A server may answer short of EOF (many cap a read); fetch the gap before going on.
+        while data and len(data) < length:
+            more = self._read_at(offset + len(data), length - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) < length:  # the file shrank while we read it: stop here
+            self._pending.clear()
+            self._size = self._requested = offset + len(data)
+        self._offset = offset + len(data)
+        return data
+
+    def _answer(self, num: int) -> bytes:
+        kind, msg = self._responses.wait(num)
+        if kind == CMD_STATUS:
+            try:
+                self._file.sftp._convert_status(msg)
+            except EOFError:
+                return b""
+        if kind != CMD_DATA:
+            raise paramiko.SFTPError(f"expected data, got SFTP message {kind}")
+        data: bytes = msg.get_string()
+        return data
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        return self._answer(self._responses.request(CMD_READ, self._file.handle, int64(offset), int(length)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._endpoint.close_handle(self._file, self._responses)
+            self._pending.clear()
+            self._chunk = memoryview(b"")
+        super().close()
+
+
+class SftpWriteStream(WriteStream):
+    """Writes to a temporary file with up to IN_FLIGHT bytes of writes outstanding; rename on commit."""
+
+    def __init__(
+        self, endpoint: SftpEndpoint, handle: paramiko.SFTPFile, temp: str, target: str, what: str
+    ) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._file = handle
+        self.temp = temp
+        self.target = target
+        self._what = what
+        self._responses = _Responses(handle.sftp)
+        self._request_size = endpoint.write_size
+        self._depth = max(2, IN_FLIGHT // self._request_size)
+        self._pending: deque[int] = deque()
+        self._buffer = bytearray()
+        self._offset = 0
+
+    def _write(self, data: bytes) -> None:
+        view, size = memoryview(data), self._request_size
+        with self._endpoint.errors(self._what):
+            if self._buffer:
+                room = size - len(self._buffer)
+                self._buffer += view[:room]
+                view = view[room:]
+                if len(self._buffer) < size:
+                    return
+                self._send(bytes(self._buffer))
+                self._buffer.clear()
+            while len(view) >= size:
+                self._send(bytes(view[:size]))
+                view = view[size:]
+            self._buffer += view
+
+    def _send(self, chunk: bytes) -> None:
+        num = self._responses.request(CMD_WRITE, self._file.handle, int64(self._offset), chunk)
+        self._pending.append(num)
+        self._offset += len(chunk)
+        while len(self._pending) >= self._depth:
+            self._reap()
+
+    def _reap(self) -> None:
+        kind, msg = self._responses.wait(self._pending.popleft())
+        if kind != CMD_STATUS:
+            raise paramiko.SFTPError(f"expected a status, got SFTP message {kind}")
+        self._file.sftp._convert_status(msg)
+
+    def _commit(self) -> None:
+        with self._endpoint.errors(self._what):
+            if self._buffer:
+                self._send(bytes(self._buffer))
+                self._buffer.clear()
+            while self._pending:
+                self._reap()
+            self._file.close()
+        self._endpoint.rename_over(self.temp, self.target, self._what)
+
+    def _abort(self) -> None:
+        self._buffer.clear()
+        self._endpoint.close_handle(self._file, self._responses)
+        self._pending.clear()
+        self._endpoint.discard(self.temp)
+
+
+class SftpEndpoint(Endpoint):
+    """config: host, port? (22), user, path? (remote folder, default "." = the login folder),
+    host_key ("TYPE BASE64", one per line; required), timeout? (seconds, default 30).
+    secrets: password and/or private_key (key text) with passphrase? for an encrypted key."""
+
+    scheme: ClassVar[str] = "sftp"
+
+    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        super().__init__(config, secrets)
+        host = config.get("host")
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError("sftp endpoint needs a 'host'")
+        self.host = host.strip()
+        try:
+            raw_port = config.get("port")
+            self.port = int(raw_port) if raw_port not in (None, "") else 22
+        except (TypeError, ValueError):
+            raise ConfigError("sftp 'port' must be a number") from None
+        if not 0 < self.port < 65536:
+            raise ConfigError("sftp 'port' must be between 1 and 65535")
+        user = config.get("user")
+        if not isinstance(user, str) or not user:
+            raise ConfigError("sftp endpoint needs a 'user'")
+        self.user = user
+        base = str(config.get("path") or ".")
+        if "\x00" in base:
+            raise ConfigError("sftp 'path' contains a NUL character")
+        self.base = base if base == "/" else base.rstrip("/") or "."
+        raw_key = config.get("host_key")
+        if not raw_key:
+            raise ConfigError(
+                "sftp endpoint needs the server's 'host_key' (\"TYPE BASE64\") pinned: fetch it with "
+                "fetch_host_key() and confirm its fingerprint with the partner"
+            )
+        self.host_keys: builtins.list[HostKey] = parse_host_keys(str(raw_key))
+        try:
+            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
+        except (TypeError, ValueError):
+            raise ConfigError("sftp 'timeout' must be a number of seconds") from None
+        if not self.secrets.get("password") and not self.secrets.get("private_key"):
+            raise ConfigError("sftp endpoint needs a 'password' or a 'private_key' secret")
+        self._pkey: paramiko.PKey | None = None
+        self.read_size = self.write_size = REQUEST_SIZE
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        # One SFTP session serves every stream; whoever holds the lock reads answers off the wire.
+        self._lock = threading.RLock()
+
+    # --- connection --------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def client(self) -> paramiko.SFTPClient:
+        """The SFTP session, (re)connected when needed. Call with the lock held."""
+        if self._sftp is not None and self._transport is not None and self._transport.is_active():
+            return self._sftp
+        self._drop()
+        transport = open_transport(self.host, self.port, self.timeout, self.host_keys)
+        try:
+            self._authenticate(transport)
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            if sftp is None:
+                raise EndpointError(f"{self.where}: the server would not open a session")
+        except paramiko.SSHException as exc:
+            transport.close()
+            if not transport.is_authenticated():
+                raise TransientError(f"{self.where}: connection lost while logging in: {exc}") from None
+            raise EndpointError(f"{self.where}: the server refused the sftp subsystem: {exc}") from None
+        except BaseException:
+            transport.close()
+            raise
+        sftp.get_channel().settimeout(self.timeout)
+        self._transport, self._sftp = transport, sftp
+        self.read_size, self.write_size = self._request_sizes(sftp)
+        return sftp
+
+    def _request_sizes(self, sftp: paramiko.SFTPClient) -> tuple[int, int]:
+        """Read and write sizes the server accepts, from limits@openssh.com when it has that."""
+        try:
+            kind, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
+        except (OSError, paramiko.SFTPError):
+            return REQUEST_SIZE, REQUEST_SIZE  # not supported: the size every server must take
+        if kind != CMD_EXTENDED_REPLY:
+            return REQUEST_SIZE, REQUEST_SIZE
+        msg.get_int64()  # max packet length
+        max_read, max_write = msg.get_int64(), msg.get_int64()
+
+        def size(limit: int) -> int:
+            return min(MAX_REQUEST_SIZE, limit) if limit >= REQUEST_SIZE else REQUEST_SIZE
+
+        return size(max_read), size(max_write)
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        password = self.secrets.get("password") or None
+        failure: paramiko.AuthenticationException | None = None
+        try:
+            if self.secrets.get("private_key"):
+                if self._pkey is None:
+                    self._pkey = load_private_key(
+                        self.secrets["private_key"], self.secrets.get("passphrase") or None
+                    )
+                try:
+                    transport.auth_publickey(self.user, self._pkey)
+                except paramiko.AuthenticationException as exc:
+                    failure = exc  # try the password, if there is one, like OpenSSH's client
+            if password and not transport.is_authenticated():
+                # Also the second step when the server wants a key *and* a password.
+                transport.auth_password(self.user, password)
+        except paramiko.BadAuthenticationType as exc:
+            allowed = ", ".join(exc.allowed_types) or "nothing"
+            raise AuthError(
+                f"{self.where}: the server does not accept this kind of login (it allows: {allowed})"
+            ) from None
+        except paramiko.AuthenticationException:
+            raise AuthError(f"{self.where}: authentication failed (user or credentials rejected)") from None
+        if not transport.is_authenticated():
+            if failure is not None:
+                raise AuthError(f"{self.where}: authentication failed (key rejected)")
+            raise AuthError(f"{self.where}: the server wants more authentication steps than we have")
+
+    def _drop(self) -> None:
+        sftp, transport = self._sftp, self._transport
+        self._sftp = self._transport = None
+        if sftp is not None:
+            with contextlib.suppress(Exception):
+                sftp.close()
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    @contextlib.contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Hold the session lock; map SFTP and SSH failures raised inside to endpoint errors."""
+        with self._lock:
+            try:
+                yield
+            except EndpointError as exc:
+                raise self._redact(exc) from None
+            except (TimeoutError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
+                self._drop()  # the session's state is unknown now; the next call reconnects
+                reason = "timed out" if isinstance(exc, TimeoutError) else f"connection lost ({exc})"
+                raise self._redact(TransientError(f"{what}: {reason}")) from None
+            except OSError as exc:
+                raise self._redact(self._map_os_error(exc, what)) from None
+
+    def _map_os_error(self, exc: OSError, what: str) -> EndpointError:
+        if exc.errno == errno.ENOENT:
+            return NotFound(f"no such file: {what}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return PermissionDenied(f"permission denied: {what}")
+        if self._transport is None or not self._transport.is_active():
+            self._drop()
+            return TransientError(f"{what}: connection lost ({exc})")
+        return EndpointError(f"{what}: {exc.strerror or exc}")
+
+    def _redact(self, error: EndpointError) -> EndpointError:
+        text = str(error)
+        clean = text
+        for value in self.secrets.values():
+            if isinstance(value, str) and len(value) >= 4:
+                clean = clean.replace(value, "***")
+        return error if clean == text else type(error)(clean)
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def _remote(self, rel: str) -> str:
+        if any(part.startswith(TEMP_PREFIX) for part in rel.split("/")):
+            raise InvalidPath(f"reserved name in path {rel!r}")
+        if not rel:
+            return self.base
+        if self.base == ".":
+            return rel
+        return posixpath.join(self.base, rel)
+
+    def uri(self, path: str) -> str:
+        rel = clean_path(path, allow_root=True)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        # As in the SFTP URI draft, "/~/" marks a path relative to the login folder.
+        base = (
+            self.base if self.base.startswith("/") else "/~" + ("" if self.base == "." else "/" + self.base)
+        )
+        full = posixpath.join(base, rel) if rel else base
+        return f"sftp://{quote(self.user, safe='')}@{host}:{self.port}{quote(full)}"
+
+    # --- operations --------------------------------------------------------------------------
+
+    def list(self, folder: str = "") -> Iterator[FileInfo]:
+        rel = clean_path(folder, allow_root=True)
+        remote, what = self._remote(rel), self.uri(rel)
+        with self.errors(what):
+            sftp = self.client()
+            try:
+                entries = sftp.listdir_attr(remote)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    if rel:
+                        return iter(())
+                    raise NotFound(f"folder does not exist: {what}") from None
+                raise
+            infos: builtins.list[FileInfo] = []
+            for entry in entries:
+                name = entry.filename
+                path = f"{rel}/{name}" if rel else name
+                try:
+                    if name.startswith(TEMP_PREFIX) or clean_path(path) != path:
+                        continue
+                except InvalidPath:
+                    continue
+                attrs = entry
+                if attrs.st_mode is not None and stat_mod.S_ISLNK(attrs.st_mode):
+                    try:
+                        attrs = sftp.stat(posixpath.join(remote, name))
+                    except OSError:
+                        continue  # a dangling link
+                if attrs.st_mode is not None and not stat_mod.S_ISREG(attrs.st_mode):
+                    continue
+                infos.append(FileInfo(path=path, size=attrs.st_size or 0, modified=_utc(attrs.st_mtime)))
+        infos.sort(key=lambda info: info.path)
+        return iter(infos)
+
+    def stat(self, path: str) -> FileInfo:
+        rel = clean_path(path)
+        remote, what = self._remote(rel), self.uri(rel)
+        with self.errors(what):
+            attrs = self.client().stat(remote)
+        if attrs.st_mode is not None and not stat_mod.S_ISREG(attrs.st_mode):
+            raise NotFound(f"not a file: {what}")
+        return FileInfo(path=rel, size=attrs.st_size or 0, modified=_utc(attrs.st_mtime))
+
+    def open_read(self, path: str) -> BinaryIO:
+        rel = clean_path(path)
+        remote, what = self._remote(rel), self.uri(rel)
+        with self.errors(what):
+            handle = self.client().open(remote, "rb")
+            try:
+                attrs = handle.stat()
+            except BaseException:
+                handle.close()
+                raise
+            if attrs.st_mode is not None and not stat_mod.S_ISREG(attrs.st_mode):
+                handle.close()
+                raise NotFound(f"not a file: {what}")
+        return io.BufferedReader(SftpReader(self, handle, attrs.st_size or 0, what), buffer_size=CHUNK_SIZE)
+
+    def open_write(self, path: str) -> WriteStream:
+        rel = clean_path(path)
+        target, what = self._remote(rel), self.uri(rel)
+        folder, name = posixpath.split(target)
+        temp = posixpath.join(folder, _temp_name(name))
+        with self.errors(what):
+            sftp = self.client()
+            try:
+                handle = sftp.open(temp, "wb")
+            except FileNotFoundError:
+                self._makedirs(sftp, folder, what)
+                handle = sftp.open(temp, "wb")
+        return SftpWriteStream(self, handle, temp, target, what)
+
+    def _makedirs(self, sftp: paramiko.SFTPClient, folder: str, what: str) -> None:
+        """mkdir -p: create each missing folder on the way to `folder`."""
+        current = "/" if folder.startswith("/") else ""
+        for part in folder.split("/"):
+            if part in ("", "."):
+                continue
+            current = posixpath.join(current, part) if current else part
+            try:
+                attrs = sftp.stat(current)
+            except FileNotFoundError:
+                try:
+                    sftp.mkdir(current)
+                except OSError:
+                    attrs = sftp.stat(current)  # made meanwhile by someone else? else this raises
+                else:
+                    continue
+            if attrs.st_mode is not None and not stat_mod.S_ISDIR(attrs.st_mode):
+                raise EndpointError(f"a file is in the way of a folder in {what}")
+
+    def rename_over(self, temp: str, target: str, what: str) -> None:
+        """Move a finished temporary file onto its target, replacing what is there."""
+        with self.errors(what):
+            sftp = self.client()
+            try:
+                sftp.posix_rename(temp, target)
+                return
+            except OSError as exc:
+                if exc.errno is not None or "unsupported" not in str(exc).lower():
+                    if self._is_folder(sftp, target):
+                        raise EndpointError(f"a folder is in the way: {what}") from None
+                    raise
+            # No posix-rename extension: plain SFTP rename refuses to replace, so remove first.
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(target)
+            sftp.rename(temp, target)
+
+    def _is_folder(self, sftp: paramiko.SFTPClient, remote: str) -> bool:
+        try:
+            mode = sftp.stat(remote).st_mode
+        except OSError:
+            return False
+        return mode is not None and stat_mod.S_ISDIR(mode)
+
+    def close_handle(self, handle: paramiko.SFTPFile, wait_for: _Responses) -> None:
+        """Close a remote handle, best effort: used on abort and early close."""
+        with self._lock:
+            if self._sftp is not handle.sftp:
+                return  # that session is gone, and its handles with it
+            try:
+                handle.close()  # answers still in flight land in `wait_for` meanwhile
+            except Exception:
+                self._drop()
+            wait_for.answers.clear()
+
+    def discard(self, remote: str) -> None:
+        """Remove a temporary file, best effort."""
+        with self._lock, contextlib.suppress(Exception):
+            if self._sftp is not None:
+                self._sftp.remove(remote)
+
+    def delete(self, path: str) -> None:
+        rel = clean_path(path)
+        remote, what = self._remote(rel), self.uri(rel)
+        with self.errors(what):
+            sftp = self.client()
+            try:
+                sftp.remove(remote)
+            except OSError as exc:
+                if exc.errno is None and self._is_folder(sftp, remote):
+                    raise NotFound(f"not a file: {what}") from None
+                raise
