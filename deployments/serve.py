@@ -104,7 +104,7 @@ def start_flow_runs_from_forkserver() -> None:
 
     import prefect.flow_engine as engine
 
-    multiprocessing.set_forkserver_preload(["flows.transfer", "flows.poll"])
+    multiprocessing.set_forkserver_preload(["deployments.forkserver_guard", "flows.transfer", "flows.poll"])
     forkserver = multiprocessing.get_context("forkserver")
     shim = types.SimpleNamespace(
         **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}

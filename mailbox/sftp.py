@@ -15,12 +15,15 @@ Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
 
 * the server answers `limits@openssh.com`, so OpenSSH's `sftp` (and other clients that ask) send
   and fetch ~255 KiB per request instead of 32 KiB, as they do against OpenSSH's sftp-server;
-* the SSH channel offers a large window and a large maximum packet, so a 255 KiB write arrives
-  in one SSH packet;
-* the request loop reads everything the channel has buffered at once, parses WRITE and READ
-  with `struct` on memoryviews (the data is written with `os.pwrite` straight from the packet
-  buffer and hashed in the same pass), and sends all replies for what it has read in one
-  channel write;
+* the SSH channel offers a large window (16 MiB: 64 such requests in flight) and a large
+  maximum packet, so the client is never held back by us (OpenSSH's client still cuts its data
+  into ~50 KiB SSH packets);
+* the request loop reads everything the channel has buffered at once into one reused buffer,
+  parses WRITE and READ with `struct` on memoryviews (the data is written with `os.pwrite`
+  straight from that buffer and hashed in the same pass; READ replies are read with `preadv`
+  into reused packet buffers), and sends all replies for what it has read in one channel write;
+* paramiko reads the socket through a small buffer (`_BufferedSocket`), so the client's many
+  small packets (READ requests, window updates) cost one system call per burst, not two each;
 * no store access, stat or allocation per request beyond that;
 * the process's GIL switch interval is lowered (see `GIL_SWITCH_INTERVAL`).
 """

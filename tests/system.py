@@ -66,7 +66,14 @@ class System:
             if predicate(rows):
                 return rows
             time.sleep(0.3)
-        raise AssertionError(f"timed out; transfers are: {json.dumps(rows, indent=1)[:4000]}")
+        states: dict[str, int] = {}
+        for row in rows:
+            states[row["state"]] = states.get(row["state"], 0) + 1
+        unfinished = [r for r in rows if r["state"] != "delivered"]
+        raise AssertionError(
+            f"timed out; {len(rows)} transfers by state {states}; not delivered: "
+            f"{json.dumps(unfinished, indent=1)[:3000]}"
+        )
 
     def log(self, name: str) -> str:
         path = self.home / "logs" / f"{name}.log"

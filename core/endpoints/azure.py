@@ -31,6 +31,7 @@ Error mapping notes:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import logging
 import re
@@ -163,7 +164,8 @@ def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> End
         return AuthError(f"{what}: cannot sign the request: the account key is malformed")
     if found := network_error(exc, what, host):
         return found  # DNS, TLS, refused, timed out
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError):
+        # No HTTP status: the connection failed or broke mid-body (IncompleteRead and the like).
         return TransientError(f"{what}: {type(exc).__name__}: could not talk to {host}")
     return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
 
@@ -215,8 +217,15 @@ class AzureReadStream(io.RawIOBase):
         return count
 
     def close(self) -> None:
-        self._pending = memoryview(b"")
-        self._chunks = iter(())
+        if not self.closed:
+            self._pending = memoryview(b"")
+            # A streamed GET closed before its end: drop the connection rather than pool it
+            # with half a body unread (the public downloader's iterator holds no connection).
+            response = getattr(getattr(self._chunks, "response", None), "internal_response", None)
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()
+            self._chunks = iter(())
         super().close()
 
 
@@ -258,7 +267,7 @@ class AzureWriteStream(WriteStream):
         block_id = f"{self._token}{len(self._block_ids):08d}"
         blob = self._endpoint.blob_client(self._blob_name)
         with self._endpoint.errors(self._what):
-            blob.stage_block(block_id, bytes(block), length=len(block))
+            blob.stage_block(block_id, block, length=len(block))
         self._block_ids.append(block_id)
 
     def _commit(self) -> None:

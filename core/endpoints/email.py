@@ -117,7 +117,7 @@ FETCH_WINDOW = 1024 * 1024  # encoded bytes per partial FETCH
 SIZE_PROBE = 256  # bytes fetched from each end of a base64 part to compute its decoded size
 FETCH_BATCH = 200  # messages per metadata FETCH
 B64_LINE = 57  # raw bytes per 76-character base64 line
-B64_BLOCK = B64_LINE * 16 * 1024  # raw bytes encoded at a time (about 0.9 MiB)
+B64_BLOCK = B64_LINE * 8 * 1024  # raw bytes encoded at a time (about 0.45 MiB)
 TAKEN = "TradelaneTaken"
 TEMPLATE_FIELDS = ("name", "path", "size", "sha256")
 DEFAULT_BODY = "Attached: {name} ({size} bytes, SHA-256 {sha256})."
@@ -338,7 +338,7 @@ def map_smtp_error(exc: BaseException, what: str, host: str) -> EndpointError:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return ConfigError(f"{what}: {exc} (check smtp_tls and the port)")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return TransientError(f"{what}: server closed the connection")
+        return TransientError(f"{what}: server closed the connection ({exc})")
     if isinstance(exc, smtplib.SMTPException):
         return ConfigError(f"{what}: {exc}")
     return map_network_error(exc, what, host)
@@ -607,10 +607,12 @@ class _Base64Decoder(_Decoder):
         self._carry = b""
 
     def feed(self, data: bytes) -> bytes:
-        chars = self._carry + data.translate(None, _B64_JUNK)
+        chars = data.translate(None, _B64_JUNK)
+        if self._carry:
+            chars = self._carry + chars
         cut = len(chars) - len(chars) % 4
         self._carry = chars[cut:]
-        return binascii.a2b_base64(chars[:cut]) if cut else b""
+        return binascii.a2b_base64(memoryview(chars)[:cut]) if cut else b""
 
     def flush(self) -> bytes:
         rest, self._carry = self._carry.rstrip(b"="), b""
@@ -856,7 +858,9 @@ class EmailEndpoint(Endpoint):
 
     def redact(self, error: EndpointError) -> EndpointError:
         text = str(error)
-        for value in self.secrets.values():
+        for key, value in self.secrets.items():
+            if key.endswith("user"):
+                continue  # a login name is not a secret, and it names the mailbox in URIs
             if isinstance(value, str) and len(value) >= 4:
                 text = text.replace(value, "***")
         return type(error)(text)
@@ -1094,6 +1098,10 @@ class EmailEndpoint(Endpoint):
                     )
                 conn.starttls(ssl_context=self._tls_context())
             self._login(conn, what)
+            # imaplib keeps the capabilities from before login; servers add MOVE, UIDPLUS... after.
+            typ, data = conn.capability()
+            if typ == "OK" and data and data[-1]:
+                conn.capabilities = tuple(_str(data[-1]).upper().split())
             self._select(conn, what)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -1152,15 +1160,15 @@ class EmailEndpoint(Endpoint):
                 conn = self._conn
                 try:
                     conn.untagged_responses.clear()  # unsolicited updates we never read
-                    result = fn(conn)
-                    self._fresh = False
-                    return result
+                    return fn(conn)
                 except (imaplib.IMAP4.abort, OSError) as exc:
                     if isinstance(exc, ssl.SSLCertVerificationError):
                         raise
                     self._drop()
                     if attempt == 2 or not idempotent:
                         raise
+                finally:
+                    self._fresh = False
             raise AssertionError("unreachable")
 
     @staticmethod
@@ -1263,7 +1271,12 @@ class EmailEndpoint(Endpoint):
 
     def _locate(self, conn: imaplib.IMAP4, rel: str, uid: int, name: str) -> tuple[MailMessage, Attachment]:
         what = self.uri(rel)
-        for message in self._fetch_messages(conn, [uid], what):
+        messages = self._fetch_messages(conn, [uid], what)
+        if not messages and not self._fresh:
+            # A session sees mail that arrived after its SELECT only once told; NOOP tells it.
+            self._check(*conn.noop(), what, "NOOP")
+            messages = self._fetch_messages(conn, [uid], what)
+        for message in messages:
             if message.uid != uid:
                 continue
             taken = self._taken(message)

@@ -302,6 +302,7 @@ class FtpWriteStream(WriteStream):
         self.temp = temp
         self.target = target
         self._what = what
+        self._answered = False  # whether the STOR's final reply has been read
 
     def _write(self, data: bytes) -> None:
         if self._conn is None:
@@ -309,7 +310,28 @@ class FtpWriteStream(WriteStream):
         try:
             self._conn.sendall(data)
         except Exception as exc:
-            raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
+            # The server may have cut the upload short (quota, disk full): its reply says why.
+            error = self._server_reason() or map_ftp_error(exc, self._what)
+            raise self._endpoint.redact(error) from None
+
+    def _server_reason(self) -> EndpointError | None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+        if self._connection is None or self._connection.ftp.sock is None:
+            return None
+        ftp, sock = self._connection.ftp, self._connection.ftp.sock
+        try:
+            sock.settimeout(ABORT_TIMEOUT)
+            ftp.getresp()
+        except ftplib.Error as exc:
+            self._answered = True
+            return map_ftp_error(exc, self._what)
+        except Exception:
+            return None
+        self._answered = True
+        return None
 
     def _commit(self) -> None:
         conn, connection = self._conn, self._connection
@@ -318,6 +340,7 @@ class FtpWriteStream(WriteStream):
         ftp = connection.ftp
         try:
             _close_data(conn, clean=True)
+            self._answered = True
             ftp.voidresp()
             try:
                 ftp.rename(self.temp, self.target)
@@ -343,7 +366,8 @@ class FtpWriteStream(WriteStream):
         try:
             if ftp.sock is not None:
                 ftp.sock.settimeout(ABORT_TIMEOUT)
-            if conn is not None:
+            if not self._answered:
+                self._answered = True
                 with contextlib.suppress(ftplib.Error):
                     ftp.getresp()  # 226 or 426 for the cut-off STOR
             with contextlib.suppress(ftplib.Error):

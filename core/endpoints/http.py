@@ -276,9 +276,12 @@ class HttpWriteStream(WriteStream):
         super().__init__()
         self._endpoint = endpoint
         self._rel = rel
-        self._spool: IO[bytes] | None = tempfile.TemporaryFile(  # noqa: SIM115 (closed on commit/abort)
-            prefix="tradelane-http-", dir=endpoint.spool_dir
-        )
+        try:
+            self._spool: IO[bytes] | None = tempfile.TemporaryFile(  # noqa: SIM115 (closed on commit/abort)
+                prefix="tradelane-http-", dir=endpoint.spool_dir
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot create a spool file in {endpoint.spool_dir}: {exc.strerror}") from None
         self.last_response: HttpResponseRecord | None = None
 
     def _write(self, data: bytes) -> None:
@@ -317,11 +320,26 @@ def _iter_file(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 class HttpEndpoint(Endpoint):
-    """config: url, method? (POST|PUT), headers?, success_codes?, upload_mode? (raw|multipart),
-    file_field?, path_in_url?, list_url?, list_prefix_param?, download_url? ({path} template),
-    delete_url? ({path} template), delete_method?, verify? (true|false|CA file), timeout?,
-    spool_dir?.
-    secrets: bearer | basic_user + basic_password; headers? (secret headers, e.g. X-API-Key)."""
+    """A partner's HTTP API. Paths are quoted into URLs with "/" kept.
+
+    config:
+      url                 base URL; pushes go here (or to url/<path> with path_in_url)
+      method              POST (default) or PUT
+      headers             non-secret headers sent with every request
+      success_codes       push answers that count as delivered (default 200, 201, 202, 204)
+      upload_mode         "raw" (body = the file, Content-Disposition names it) or "multipart"
+      file_field          the multipart field name (default "file")
+      path_in_url         push to url/<path> instead of url (default false)
+      list_url            GET → JSON list of {"name", "size", "modified"?, "etag"?, "url"?} or
+                          {"files": [...]}; names are paths from the root; needed to pull
+      list_prefix_param   query parameter carrying "<folder>/" (default "prefix"; null: none)
+      download_url        GET/HEAD template with {path} (default url/<path>; a listed "url" wins)
+      delete_url          template with {path} (default url/<path>); delete_method (DELETE)
+      verify              true (default), false, or a CA bundle file
+      timeout             seconds per network operation (default 60)
+      spool_dir           where writes are spooled before sending (default: system temp dir)
+    secrets: bearer | basic_user + basic_password; headers (secret headers, e.g. X-API-Key),
+    alone or with either."""
 
     scheme: ClassVar[str] = "http"
 
@@ -352,6 +370,8 @@ class HttpEndpoint(Endpoint):
         delete = config.get("delete_url")
         self.delete_url = _check_url(delete, "delete_url", template=True) if delete else None
         self.delete_method = str(config.get("delete_method") or "DELETE").upper()
+        if not self.delete_method.isalpha():
+            raise ConfigError("http endpoint 'delete_method' must be an HTTP method such as DELETE")
         verify = config.get("verify", True)
         if not isinstance(verify, bool | str) or verify == "":
             raise ConfigError("http endpoint 'verify' must be true, false or the path of a CA file")
@@ -687,8 +707,8 @@ class HttpEndpoint(Endpoint):
         rel = clean_path(path)
         if self.delete_url:
             url = self.delete_url.replace("{path}", quote(rel, safe="/"))
-        else:
-            url = self.file_url(rel)
+        else:  # the file's resource URL; a listed or templated download link is for GET only
+            url = join_url(self.url, rel)
         what = public_url(url)
         with self.errors(what, url):
             response = self._send(self.delete_method, url, follow=False)

@@ -8,6 +8,7 @@ from typing import Any
 from core.endpoints.base import ConfigError, Endpoint
 
 _IMPLEMENTATIONS: dict[str, str] = {
+    "as2": "core.endpoints.as2:As2Endpoint",
     "azure": "core.endpoints.azure:AzureBlobEndpoint",
     "email": "core.endpoints.email:EmailEndpoint",
     "file": "core.endpoints.file:FileEndpoint",

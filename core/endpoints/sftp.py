@@ -76,8 +76,10 @@ TEMP_PREFIX = ".tradelane-tmp-"
 # servers that publish their limits (OpenSSH 8.6+: limits@openssh.com) get up to MAX_REQUEST_SIZE.
 REQUEST_SIZE = 32768
 MAX_REQUEST_SIZE = 128 * 1024
-# Bytes in flight per stream: what keeps a long link busy, and what bounds a stream's memory.
-IN_FLIGHT = 4 * 1024 * 1024
+# Bytes in flight per stream: what keeps a long link busy, and what bounds a read's memory.
+# 2 MiB is what OpenSSH's sftp keeps in flight by default (64 requests of 32 KiB), and also
+# the send window sshd grants, so more would not speed up uploads anyway.
+IN_FLIGHT = 2 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 MAX_NAME_BYTES = 255
 
@@ -197,7 +199,7 @@ class SftpReader(io.RawIOBase):
         if not view:
             return 0
         if not self._chunk and not self._eof:
-            with self._endpoint.errors(self._what):
+            with self._endpoint.errors(self._what, self._file.sftp):
                 self._chunk = memoryview(self._next_chunk())
             self._eof = not self._chunk
         n = min(len(view), len(self._chunk))
@@ -220,7 +222,11 @@ class SftpReader(io.RawIOBase):
             return data
         num, offset, length = self._pending.popleft()
         data = self._answer(num)
-        # A server may answer short of EOF (many cap a read); fetch the gap before going on.
+        # A server may answer short of EOF (many cap a read); fetch the gap before going on,
+        # and ask for no more than it gives from now on.
+        if REQUEST_SIZE <= len(data) < length:
+            self._request_size = min(self._request_size, len(data))
+            self._depth = max(2, IN_FLIGHT // self._request_size)
         while data and len(data) < length:
             more = self._read_at(offset + len(data), length - len(data))
             if not more:
@@ -276,7 +282,7 @@ class SftpWriteStream(WriteStream):
 
     def _write(self, data: bytes) -> None:
         view, size = memoryview(data), self._request_size
-        with self._endpoint.errors(self._what):
+        with self._endpoint.errors(self._what, self._file.sftp):
             if self._buffer:
                 room = size - len(self._buffer)
                 self._buffer += view[:room]
@@ -304,7 +310,7 @@ class SftpWriteStream(WriteStream):
         self._file.sftp._convert_status(msg)
 
     def _commit(self) -> None:
-        with self._endpoint.errors(self._what):
+        with self._endpoint.errors(self._what, self._file.sftp):
             if self._buffer:
                 self._send(bytes(self._buffer))
                 self._buffer.clear()
@@ -442,7 +448,12 @@ class SftpEndpoint(Endpoint):
                 raise AuthError(f"{self.where}: authentication failed (key rejected)")
             raise AuthError(f"{self.where}: the server wants more authentication steps than we have")
 
-    def _drop(self) -> None:
+    def _drop(self, session: paramiko.SFTPClient | None = None) -> None:
+        """Close the current session (only if it is `session`, when given)."""
+        if session is not None and session is not self._sftp:
+            with contextlib.suppress(Exception):
+                session.get_channel().get_transport().close()
+            return
         sftp, transport = self._sftp, self._transport
         self._sftp = self._transport = None
         if sftp is not None:
@@ -457,27 +468,35 @@ class SftpEndpoint(Endpoint):
             self._drop()
 
     @contextlib.contextmanager
-    def errors(self, what: str) -> Iterator[None]:
-        """Hold the session lock; map SFTP and SSH failures raised inside to endpoint errors."""
+    def errors(self, what: str, session: paramiko.SFTPClient | None = None) -> Iterator[None]:
+        """Hold the session lock; map SFTP and SSH failures raised inside to endpoint errors.
+
+        `session` is the SFTP session a stream works on: when it fails, only that one is dropped,
+        not a newer one other streams may be using.
+        """
         with self._lock:
             try:
                 yield
             except EndpointError as exc:
                 raise self._redact(exc) from None
             except (TimeoutError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
-                self._drop()  # the session's state is unknown now; the next call reconnects
+                self._drop(session)  # its state is unknown now; the next call reconnects
                 reason = "timed out" if isinstance(exc, TimeoutError) else f"connection lost ({exc})"
                 raise self._redact(TransientError(f"{what}: {reason}")) from None
             except OSError as exc:
-                raise self._redact(self._map_os_error(exc, what)) from None
+                raise self._redact(self._map_os_error(exc, what, session)) from None
 
-    def _map_os_error(self, exc: OSError, what: str) -> EndpointError:
+    def _map_os_error(
+        self, exc: OSError, what: str, session: paramiko.SFTPClient | None = None
+    ) -> EndpointError:
         if exc.errno == errno.ENOENT:
             return NotFound(f"no such file: {what}")
         if exc.errno in (errno.EACCES, errno.EPERM):
             return PermissionDenied(f"permission denied: {what}")
-        if self._transport is None or not self._transport.is_active():
-            self._drop()
+        sftp = session or self._sftp
+        channel = sftp.get_channel() if sftp is not None else None
+        if channel is None or not channel.get_transport().is_active():
+            self._drop(session)
             return TransientError(f"{what}: connection lost ({exc})")
         return EndpointError(f"{what}: {exc.strerror or exc}")
 

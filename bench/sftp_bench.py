@@ -1,0 +1,320 @@
+"""SFTP throughput of tradelane's mailbox server against OpenSSH's own sshd (issue 3).
+
+    python -m bench.sftp_bench                     # 512 MiB, 3 rounds each, best round counts
+    python -m bench.sftp_bench --size-mib 128 --rounds 1
+    python -m bench.sftp_bench --only concurrent   # just the 20 clients x 50 files
+
+Both servers listen on 127.0.0.1 in the same run: tradelane's `SFTPServer` in this process (in its
+own threads), OpenSSH's `sshd` (`Subsystem sftp internal-sftp`, its own config, host key and
+authorized_keys in a temp dir) on another port. OpenSSH's `sftp` client moves the same file with
+the same key and default options against each:
+
+* upload: `put big.bin` — for tradelane the whole path: SHA-256 while receiving, fsync, rename
+  into place and a receipt row, before sftp gets the answer to its CLOSE;
+* download: `get big.bin` into the temp dir.
+
+Times are the client's wall-clock time less that server's connect-and-login time (measured with
+an empty batch), so the ratio compares transfers, not handshakes. Goal (issue 3): ratio ≥ 0.6.
+
+Then 20 concurrent `sftp` clients (20 partners, one each) upload 50 small files each: every file
+must arrive with a receipt and no client may fail.
+
+Needs root (sshd), openssh-server and the sftp client: `make test-servers` installs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+GOAL = 0.6
+SSHD = "/usr/sbin/sshd"
+
+
+def make_file(path: Path, size: int) -> None:
+    block = bytearray(os.urandom(4 * MIB))
+    with path.open("wb") as f:
+        written = 0
+        while written < size:
+            n = min(len(block), size - written)
+            f.write(block[:n])
+            written += n
+            block[:8] = written.to_bytes(8, "big")  # distinct blocks without paying for urandom each time
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class Target:
+    """One SFTP server as the client sees it."""
+
+    name: str
+    port: int
+    user: str
+    upload_dir: str
+    download_dir: str
+
+
+class Client:
+    def __init__(self, key: Path, workdir: Path, options: tuple[str, ...] = ()) -> None:
+        self.key = key
+        self.workdir = workdir
+        self.options = options
+        self._batches = 0
+
+    def run(self, target: Target, commands: list[str], timeout: float = 600) -> float:
+        """Run one `sftp -b` batch; the wall-clock seconds it took."""
+        self._batches += 1
+        batch = self.workdir / f"batch-{self._batches}.txt"
+        batch.write_text("\n".join(commands) + "\n")
+        cmd = [
+            "sftp",
+            "-q",
+            "-b",
+            str(batch),
+            "-i",
+            str(self.key),
+            "-P",
+            str(target.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            *self.options,
+            f"{target.user}@127.0.0.1",
+        ]
+        start = time.perf_counter()
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        took = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"sftp against {target.name} failed: {result.stderr.strip() or result.stdout}")
+        return took
+
+    def connect_time(self, target: Target, rounds: int = 3) -> float:
+        return statistics.median(self.run(target, ["pwd"]) for _ in range(rounds))
+
+
+# --- the anchor: OpenSSH sshd -------------------------------------------------------------------
+
+
+@contextmanager
+def openssh_sshd(workdir: Path, public_key: str) -> Iterator[int]:
+    from tests.servers import free_port
+
+    if os.geteuid() != 0:
+        raise SystemExit("the sshd anchor needs root (sshd must be started as root)")
+    if not Path(SSHD).exists():
+        raise SystemExit("sshd is not installed: run `make test-servers`")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    conf = workdir / "sshd"
+    conf.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(conf / "host_key")], check=True)
+    (conf / "authorized_keys").write_text(public_key)
+    port = free_port()
+    (conf / "sshd_config").write_text(
+        f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {conf / "host_key"}
+PidFile {conf / "sshd.pid"}
+AuthorizedKeysFile {conf / "authorized_keys"}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+"""
+    )
+    log = (conf / "sshd.log").open("wb")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(conf / "sshd_config")], stdout=log, stderr=log)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(conf / 'sshd.log').read_text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("sshd did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+# --- tradelane -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def tradelane_sftp(home: Path) -> Iterator[object]:
+    from mailbox.auth import MailboxAuth
+    from mailbox.sftp import SFTPServer
+
+    from core.config import get_settings
+
+    settings = get_settings().model_copy(update={"sftp_port": 0, "max_connections_per_partner": 50})
+    server = SFTPServer(settings, MailboxAuth(settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def add_partners(names: list[str], public_key: str) -> None:
+    from core import partners
+    from core.db import session_scope
+
+    with session_scope() as session:
+        for name in names:
+            partners.add(session, name, ssh_public_keys=[public_key.strip()], actor="bench")
+
+
+def receipts_of(names: list[str]) -> int:
+    from sqlmodel import func, select
+
+    from core.db import session_scope
+    from core.models import Partner, Receipt
+
+    with session_scope() as session:
+        ids = session.exec(select(Partner.id).where(Partner.name.in_(names))).all()  # type: ignore[attr-defined]
+        return int(
+            session.exec(select(func.count()).select_from(Receipt).where(Receipt.partner_id.in_(ids))).one()  # type: ignore[union-attr]
+        )
+
+
+# --- the runs ------------------------------------------------------------------------------------
+
+
+def throughput(client: Client, ours: Target, theirs: Target, src: Path, size: int, rounds: int) -> None:
+    connect = {t.name: client.connect_time(t) for t in (ours, theirs)}
+    results: dict[tuple[str, str], list[float]] = {}
+    dl_dir = client.workdir / "got"
+    dl_dir.mkdir(exist_ok=True)
+    for _ in range(rounds):
+        for target in (theirs, ours):
+            up = client.run(target, [f"put {src} {target.upload_dir}/big.bin"])
+            results.setdefault((target.name, "upload"), []).append(up - connect[target.name])
+            down = client.run(target, [f"get {target.download_dir}/big.bin {dl_dir}/big.bin"])
+            results.setdefault((target.name, "download"), []).append(down - connect[target.name])
+            if (dl_dir / "big.bin").stat().st_size != size:
+                raise RuntimeError(f"download from {target.name} is incomplete")
+            (dl_dir / "big.bin").unlink()
+    cipher = " ".join(client.options) or "default ciphers"
+    print(f"\nSFTP throughput, {size // MIB} MiB, OpenSSH sftp client ({cipher}), best of {rounds}")
+    print(f"  connect+login: tradelane {connect[ours.name]:.3f} s, sshd {connect[theirs.name]:.3f} s")
+    print(f"  {'':10} {'sshd MB/s':>11} {'tradelane MB/s':>15} {'ratio':>7} {'goal':>6}")
+    for direction in ("upload", "download"):
+        best = {name: min(results[(name, direction)]) for name in (ours.name, theirs.name)}
+        rate = {name: size / 1e6 / max(best[name], 1e-6) for name in best}
+        ratio = rate[ours.name] / rate[theirs.name]
+        verdict = "ok" if ratio >= GOAL else "MISS"
+        print(
+            f"  {direction:10} {rate[theirs.name]:11.0f} {rate[ours.name]:15.0f} {ratio:7.2f} "
+            f"{GOAL:>5} {verdict}"
+        )
+
+
+def concurrent(client: Client, port: int, public_key: str, clients: int, files: int) -> None:
+    import concurrent.futures
+
+    names = [f"conc{i:02d}" for i in range(clients)]
+    add_partners(names, public_key)
+    small = client.workdir / "small"
+    small.mkdir()
+    for j in range(files):
+        (small / f"f{j:03d}.txt").write_bytes(os.urandom(2048))
+
+    def one(name: str) -> float:
+        target = Target(name, port, name, "/upload", "/download")
+        return client.run(target, [f"put {small}/f{j:03d}.txt /upload/f{j:03d}.txt" for j in range(files)])
+
+    start = time.perf_counter()
+    errors = []
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(one, name) for name in names]:
+            try:
+                future.result()
+            except Exception as exc:
+                errors.append(str(exc))
+    took = time.perf_counter() - start
+    received = receipts_of(names)
+    total = clients * files
+    print(f"\n{clients} concurrent sftp clients x {files} files of 2 KiB (one partner each)")
+    rate = total / took
+    print(f"  receipts {received}/{total}, client errors {len(errors)}, {took:.1f} s, {rate:.0f} files/s")
+    print(f"  {'ok' if received == total and not errors else 'MISS'}")
+    for error in errors[:5]:
+        print("   ", error)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--files", type=int, default=50)
+    parser.add_argument("--only", choices=["throughput", "concurrent"])
+    parser.add_argument("--cipher", help="both sides use this cipher (sftp -c): aes128-gcm@openssh.com")
+    args = parser.parse_args(argv)
+    if shutil.which("sftp") is None:
+        raise SystemExit("the OpenSSH sftp client is not installed: run `make test-servers`")
+
+    from tests.isolation import isolated_home
+
+    with tempfile.TemporaryDirectory(prefix="sftp-bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
+        work = Path(tmp)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id")], check=True)
+        public_key = (work / "id.pub").read_text()
+        client = Client(work / "id", work, ("-c", args.cipher) if args.cipher else ())
+        with isolated_home(work / "home") as home:
+            from core import db
+            from core.db import HOME_ACCOUNT
+            from core.endpoints.mailbox import mailbox_root_for
+
+            db.init_db()
+            with tradelane_sftp(home) as server:
+                port = server.port  # type: ignore[attr-defined]
+                if args.only != "concurrent":
+                    size = args.size_mib * MIB
+                    src = work / "big.bin"
+                    make_file(src, size)
+                    add_partners(["bench"], public_key)
+                    os.link(src, mailbox_root_for(HOME_ACCOUNT, "bench") / "download" / "big.bin")
+                    sshd_dir = work / "sshd-files"
+                    sshd_dir.mkdir()
+                    os.link(src, sshd_dir / "big.bin")
+                    (sshd_dir / "in").mkdir()
+                    with openssh_sshd(work, public_key) as sshd_port:
+                        ours = Target("tradelane", port, "bench", "/upload", "/download")
+                        theirs = Target("sshd", sshd_port, "root", str(sshd_dir / "in"), str(sshd_dir))
+                        throughput(client, ours, theirs, src, size, args.rounds)
+                if args.only != "throughput":
+                    concurrent(client, port, public_key, args.clients, args.files)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

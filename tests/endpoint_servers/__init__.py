@@ -1,0 +1,1 @@
+"""Real servers the endpoint tests talk to, one module per server, started once per session."""
