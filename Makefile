@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	# pyas2lib pins oscrypto==1.3.0, which cannot parse OpenSSL 3.0.10+'s version and fails at import.
+	# elements-oscrypto ships the same `oscrypto` package with the fix: swap it in (README, "AS2").
+	$(BIN)/python -m pip uninstall -q -y oscrypto
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall -c constraints.txt elements-oscrypto
+	$(BIN)/python -c "import pyas2lib"
 	touch $@
 
 ## Run the whole system on embedded defaults (API :8080, Prefect UI :4200).

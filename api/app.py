@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routes import api_router
+from api.routes.as2 import router as as2_router
 
 DESCRIPTION = """\
 The tradelane partner API, shaped like Cleo Integration Cloud's: authenticate with
@@ -31,4 +32,5 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.include_router(api_router, prefix="/api")
+    app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     return app

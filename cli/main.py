@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from cli import apply as apply_cmd
+from cli import as2 as as2_cli
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
 partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
@@ -22,6 +23,7 @@ flow_app = typer.Typer(help="Data flows: source → validators → destination."
 app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
+app.add_typer(as2_cli.app, name="as2")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)

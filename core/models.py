@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -173,3 +173,88 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     remote_addr: str | None = None
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class As2Organization(SQLModel, table=True):
+    """Our AS2 identity: an AS2 ID, its private key (encrypted at rest) and its certificate."""
+
+    __table_args__ = (UniqueConstraint("account_id", "as2_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    as2_id: str = Field(index=True)
+    private_key: str = Field(sa_column=Column(Text, nullable=False))  # Fernet token of the PEM key
+    certificate: str = Field(sa_column=Column(Text, nullable=False))  # PEM, given to partners
+    cert_not_after: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class As2Partner(SQLModel, table=True):
+    """A trading partner's AS2 profile: its URL and certificate, the security both ways, its mailbox."""
+
+    __table_args__ = (UniqueConstraint("account_id", "as2_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    as2_id: str = Field(index=True)
+    # Which of our identities this partner talks to; None: the account's only (or first) one.
+    organization_id: int | None = Field(default=None, foreign_key="as2organization.id")
+    # What it sends lands in this mailbox partner's upload/ folder.
+    partner_id: int = Field(foreign_key="partner.id", index=True)
+    url: str
+    certificate: str = Field(sa_column=Column(Text, nullable=False))
+    cert_not_after: datetime
+    sign: str | None = None  # digest for messages both ways (required inbound when set)
+    encrypt: str | None = None  # cipher for messages both ways (required inbound when set)
+    compress: bool = False
+    mdn_mode: str = "sync"  # none, sync, async: the receipt we ask for when sending
+    mdn_sign: str | None = None  # digest we ask the partner to sign its MDNs with
+    mdn_url: str | None = None  # where the partner posts async MDNs to us
+    mdn_timeout_seconds: float = 600.0
+    max_resends: int = 3
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class As2Message(SQLModel, table=True):
+    """One AS2 message, in or out: its security, MIC, MDN and what became of it."""
+
+    __table_args__ = (UniqueConstraint("direction", "partner_as2_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    direction: str = Field(index=True)  # "in" or "out"
+    message_id: str | None = Field(default=None, index=True)
+    org_as2_id: str
+    partner_as2_id: str
+    # in: received, duplicate, failed; out: sending, sent, awaiting-mdn, acknowledged, failed
+    status: str = Field(index=True)
+    disposition: str | None = None  # from the MDN: "processed", "processed/Error: decryption-failed", ...
+    error: str | None = None
+    file_name: str | None = None
+    size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    sha256: str | None = None
+    mic: str | None = None
+    mic_alg: str | None = None
+    signed: bool = False
+    encrypted: bool = False
+    compressed: bool = False
+    mdn_mode: str = "none"  # none, sync, async
+    mdn_url: str | None = None  # in: where the async MDN goes
+    mdn_sign: str | None = None  # the digest a signed MDN was asked with
+    mdn_message_id: str | None = None
+    mdn_signed: bool = False
+    # in (async): pending, sent, failed; out: received
+    mdn_status: str | None = None
+    mdn: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # headers + body
+    attempts: int = 0  # out: sends of the message; in: deliveries of the async MDN
+    next_attempt_at: datetime | None = Field(default=None, index=True)
+    spool_path: str | None = None  # out, awaiting an async MDN: the built message kept for resends
+    destination_uri: str | None = None
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    transfer_id: int | None = Field(default=None, foreign_key="transfer.id")
+    remote_addr: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)

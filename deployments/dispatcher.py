@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from anyio import to_thread
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
@@ -128,7 +129,10 @@ class Dispatcher:
         requeued = 0
         async with get_client() as client:
             runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_run))), limit=len(by_run)
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_run))),
+                limit=len(by_run),
+                # Explicit: prefect 3.8.8's client sends sort=null by default, which its server rejects.
+                sort=FlowRunSort.ID_DESC,
             )
             found = {str(run.id): run for run in runs}
             for run_id, ids in by_run.items():

@@ -1,0 +1,117 @@
+"""AS2 over HTTP: partners POST messages to /as2/receive and async MDNs to /as2/mdn.
+
+Not under /api and without a partner token: AS2 authenticates by signatures and certificates.
+The body is streamed to an anonymous spool file within TRADELANE_AS2_MAX_MESSAGE_BYTES (413
+past it) before pyas2lib, which works in memory, sees it. The router's lifespan runs the AS2
+worker (async MDNs, resends on MDN timeout) for as long as the app serves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from api.deps import RemoteAddr
+from core.as2.settings import as2_settings
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    from core.as2.worker import worker
+
+    worker.start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(worker.stop)
+
+
+router = APIRouter(prefix="/as2", tags=["as2"], lifespan=lifespan)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, streamed to disk within `limit`, then read back for pyas2lib."""
+    from core.as2.spool import MessageTooLarge, Spool
+
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(str(MessageTooLarge(limit, what)))
+    spool = await run_in_threadpool(Spool, limit, what)
+    try:
+        pending: list[bytes] = []
+        pending_size = 0
+        async for chunk in request.stream():
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= 1024 * 1024:
+                await run_in_threadpool(spool.write, b"".join(pending))
+                pending, pending_size = [], 0
+        if pending:
+            await run_in_threadpool(spool.write, b"".join(pending))
+        return await run_in_threadpool(spool.read_all)
+    except MessageTooLarge as exc:
+        raise _TooLarge(str(exc)) from None
+    finally:
+        await run_in_threadpool(spool.close)
+
+
+@router.get("/receive", response_class=PlainTextResponse)
+def receive_probe() -> str:
+    """Partners' connectivity checks: AS2 messages are POSTed here."""
+    return "tradelane AS2 receiver: POST AS2 messages to this URL\n"
+
+
+@router.post("/receive", response_model=None, responses={413: {"description": "message over the size limit"}})
+async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
+    """Receive one AS2 message; answers with a sync MDN, or 200 and an async MDN later."""
+    from core.as2 import receive as inbound
+    from core.as2.worker import worker
+
+    try:
+        body = await _spooled_body(request, as2_settings().max_message_bytes, "AS2 message")
+    except _TooLarge as exc:
+        return JSONResponse({"message": str(exc)}, status_code=413)
+    except ClientDisconnect:
+        return JSONResponse({"message": "the client disconnected before the message was complete"}, 400)
+    try:
+        answer = await run_in_threadpool(inbound.receive, request.headers.items(), body, remote_addr)
+    except Exception:  # receive() turns sender errors into MDNs; this is the store or a bug
+        log.exception("AS2 receive failed")
+        return JSONResponse(
+            {"message": "the AS2 message could not be processed now; send it again later"}, status_code=503
+        )
+    if answer.async_mdn_pending:
+        worker.start()  # normally running already (lifespan); this covers apps served without it
+        worker.wake()
+    return Response(content=answer.body, status_code=answer.status_code, headers=answer.headers)
+
+
+@router.post("/mdn", response_model=None)
+async def mdn(request: Request) -> Response:
+    """Receive an asynchronous MDN for a message we sent; closes the pending message."""
+    from core.as2 import mdn as mdns
+
+    try:
+        body = await _spooled_body(request, as2_settings().max_mdn_bytes, "MDN")
+    except _TooLarge as exc:
+        return JSONResponse({"message": str(exc)}, status_code=413)
+    except ClientDisconnect:
+        return JSONResponse({"message": "the client disconnected before the MDN was complete"}, 400)
+    try:
+        outcome = await run_in_threadpool(mdns.receive_async, request.headers.items(), body)
+    except Exception:
+        log.exception("AS2 async MDN failed")
+        return JSONResponse({"message": "the MDN could not be processed now; send it again later"}, 503)
+    return JSONResponse({"message": outcome.message}, status_code=outcome.status_code)

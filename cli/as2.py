@@ -1,0 +1,286 @@
+"""`tradelane as2`: our AS2 identity, partners' AS2 profiles, and the message history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="AS2: our identity, partner profiles, messages.", no_args_is_help=True)
+org_app = typer.Typer(help="Our AS2 identity (AS2 ID, key pair, certificate).", no_args_is_help=True)
+partner_app = typer.Typer(help="Trading partners' AS2 profiles.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(partner_app, name="partner")
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+FileArg = Annotated[Path | None, typer.Option(exists=True, dir_okay=False)]
+
+
+def _store() -> Any:
+    from cli.main import store  # late: cli.main imports this module
+
+    return store()
+
+
+def _expiry(note: str) -> str:
+    if note.startswith("EXPIRED"):
+        return f"[red]{note}[/red]"
+    if "left" in note:
+        return f"[yellow]{note}[/yellow]"
+    return note
+
+
+# ---- org --------------------------------------------------------------------------------------
+
+
+@org_app.command("create")
+def org_create(
+    as2_id: Annotated[str, typer.Option("--as2-id", help="Our AS2 ID, as partners address us.")],
+    p12: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Import a PKCS#12.")] = None,
+    p12_password: Annotated[str | None, typer.Option(envvar="TRADELANE_AS2_P12_PASSWORD")] = None,
+    key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Import a PEM key…")] = None,
+    cert: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="…with its certificate.")
+    ] = None,
+    key_password: Annotated[str | None, typer.Option(envvar="TRADELANE_AS2_KEY_PASSWORD")] = None,
+    days: Annotated[int, typer.Option(help="Validity of a generated self-signed certificate.")] = 730,
+    replace: Annotated[bool, typer.Option(help="Renew the keys of an existing identity.")] = False,
+) -> None:
+    """Create our AS2 identity: a new RSA 2048 key + self-signed certificate, or import one."""
+    from core.as2 import identity
+
+    if p12 and (key or cert):
+        raise typer.BadParameter("give --p12, or --key with --cert, not both")
+    if bool(key) != bool(cert):
+        raise typer.BadParameter("--key and --cert go together")
+    with _store() as session:
+        if p12:
+            key_pem, cert_pem = identity.from_p12(p12.read_bytes(), p12_password)
+        elif key and cert:
+            key_pem, cert_pem = identity.from_pem(key.read_bytes(), cert.read_bytes(), key_password)
+        else:
+            identity.check_as2_id(as2_id)
+            key_pem, cert_pem = identity.self_signed(as2_id, days)
+        identity.create(session, as2_id, key_pem, cert_pem, replace=replace)
+    info = identity.cert_info(cert_pem)
+    console.print(f"AS2 organization [bold]{as2_id}[/bold] ready; certificate {_expiry(info.expiry_note())}")
+    console.print("give partners our certificate: [bold]tradelane as2 org cert[/bold]")
+
+
+@org_app.command("cert")
+def org_cert(as2_id: Annotated[str | None, typer.Option("--as2-id")] = None) -> None:
+    """Print our certificate (PEM) for partners."""
+    from core.as2 import identity
+
+    with _store() as session:
+        pem = identity.require(session, as2_id).certificate
+    print(pem, end="")
+
+
+@org_app.command("show")
+def org_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Our AS2 identities with their certificates' fingerprints and expiry."""
+    from core.as2 import identity
+
+    with _store() as session:
+        rows = []
+        for org in identity.list_all(session):
+            info = identity.cert_info(org.certificate)
+            rows.append(
+                {
+                    "as2_id": org.as2_id,
+                    "subject": info.subject,
+                    "sha256": info.sha256_fingerprint,
+                    "not_after": info.not_after.isoformat(),
+                    "days_left": info.days_left,
+                    "expiry": info.expiry_note(),
+                }
+            )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        err.print("no AS2 organization yet: tradelane as2 org create --as2-id ID")
+        raise typer.Exit(1)
+    table = Table("AS2 ID", "subject", "SHA-256 fingerprint", "certificate")
+    for r in rows:
+        table.add_row(r["as2_id"], r["subject"], r["sha256"], _expiry(r["expiry"]))
+        if r["days_left"] < 30:
+            err.print(f"[yellow]warning:[/yellow] certificate of {r['as2_id']}: {r['expiry']}")
+    console.print(table)
+
+
+# ---- partners ---------------------------------------------------------------------------------
+
+
+@partner_app.command("add")
+def partner_add(
+    as2_id: Annotated[str, typer.Argument(help="The partner's AS2 ID.")],
+    mailbox: Annotated[str, typer.Option(help="tradelane partner whose upload/ receives its messages.")],
+    url: Annotated[str, typer.Option(help="The partner's AS2 URL we send to.")],
+    cert: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The partner's certificate.")],
+    sign: Annotated[
+        str | None, typer.Option(help="sha1|sha256|sha384|sha512; also required inbound.")
+    ] = None,
+    encrypt: Annotated[
+        str | None, typer.Option(help="3des|aes128|aes192|aes256; also required inbound.")
+    ] = None,
+    compress: Annotated[bool, typer.Option(help="Compress what we send.")] = False,
+    mdn: Annotated[str, typer.Option(help="Receipt we ask for: none|sync|async.")] = "sync",
+    mdn_sign: Annotated[str | None, typer.Option(help="Ask for MDNs signed with this digest.")] = None,
+    mdn_url: Annotated[
+        str | None, typer.Option(help="Where the partner posts async MDNs to us (default our /as2/mdn).")
+    ] = None,
+    mdn_timeout: Annotated[float, typer.Option(help="Seconds to wait for an async MDN.")] = 600.0,
+    max_resends: Annotated[int, typer.Option(help="Resends (same Message-ID) before failing.")] = 3,
+    org: Annotated[
+        str | None, typer.Option(help="Our AS2 ID for this partner (default: the only one).")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Change an existing profile.")] = False,
+) -> None:
+    """Store a partner's AS2 profile."""
+    from core.as2 import identity, profiles
+
+    with _store() as session:
+        profiles.add(
+            session,
+            as2_id,
+            mailbox=mailbox,
+            url=url,
+            certificate=cert.read_bytes(),
+            sign=sign,
+            encrypt=encrypt,
+            compress=compress,
+            mdn=mdn,
+            mdn_sign=mdn_sign,
+            mdn_url=mdn_url,
+            mdn_timeout_seconds=mdn_timeout,
+            max_resends=max_resends,
+            org=org,
+            replace=replace,
+        )
+        note = identity.cert_info(cert.read_bytes()).expiry_note()
+    console.print(f"AS2 partner [bold]{as2_id}[/bold] added → mailbox {mailbox}; certificate {_expiry(note)}")
+
+
+@partner_app.command("list")
+def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List AS2 partner profiles, with certificate expiry."""
+    from core.as2 import identity, profiles
+    from core.models import Partner
+
+    with _store() as session:
+        rows = []
+        for p in profiles.list_all(session):
+            mailbox = session.get(Partner, p.partner_id)
+            info = identity.cert_info(p.certificate)
+            rows.append(
+                {
+                    "as2_id": p.as2_id,
+                    "mailbox": mailbox.name if mailbox else "?",
+                    "url": p.url,
+                    "sign": p.sign,
+                    "encrypt": p.encrypt,
+                    "compress": p.compress,
+                    "mdn": p.mdn_mode,
+                    "mdn_sign": p.mdn_sign,
+                    "mdn_url": p.mdn_url,
+                    "mdn_timeout_seconds": p.mdn_timeout_seconds,
+                    "max_resends": p.max_resends,
+                    "cert_not_after": info.not_after.isoformat(),
+                    "cert_days_left": info.days_left,
+                    "cert_expiry": info.expiry_note(),
+                }
+            )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("AS2 ID", "mailbox", "URL", "sign", "encrypt", "compress", "MDN", "certificate")
+    for r in rows:
+        mdn = r["mdn"] + (f" signed {r['mdn_sign']}" if r["mdn_sign"] else "")
+        table.add_row(
+            r["as2_id"],
+            r["mailbox"],
+            r["url"],
+            r["sign"] or "-",
+            r["encrypt"] or "-",
+            "yes" if r["compress"] else "no",
+            mdn,
+            _expiry(r["cert_expiry"]),
+        )
+        if r["cert_days_left"] < 30:
+            err.print(f"[yellow]warning:[/yellow] certificate of {r['as2_id']}: {r['cert_expiry']}")
+    console.print(table)
+
+
+@partner_app.command("remove")
+def partner_remove(as2_id: str) -> None:
+    """Delete a partner's AS2 profile (its message history stays)."""
+    from core.as2 import profiles
+
+    with _store() as session:
+        profiles.remove(session, as2_id)
+    console.print(f"AS2 partner [bold]{as2_id}[/bold] removed")
+
+
+# ---- messages ---------------------------------------------------------------------------------
+
+
+@app.command("messages")
+def messages(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    direction: Annotated[str | None, typer.Option(help="in or out.")] = None,
+    partner: Annotated[str | None, typer.Option(help="Only this partner's AS2 ID.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    show_mdn: Annotated[bool, typer.Option("--mdn", help="Include the MDN text (with --json).")] = False,
+) -> None:
+    """AS2 messages in and out: Message-ID, status, MIC, MDN, and the receipt or transfer."""
+    from core.as2.messages import recent
+
+    with _store() as session:
+        rows = []
+        for m in recent(session, limit=limit, direction=direction, partner=partner, status=status):
+            item = m.model_dump(
+                exclude={"mdn", "spool_path", "account_id"} if not show_mdn else {"spool_path"}
+            )
+            for key in ("created_at", "updated_at", "next_attempt_at"):
+                item[key] = item[key].isoformat() if item[key] else None
+            rows.append(item)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    colors = {"acknowledged": "green", "received": "green", "failed": "red", "awaiting-mdn": "cyan"}
+    table = Table("id", "dir", "partner", "file", "status", "security", "MIC", "MDN", "receipt/transfer")
+    for r in rows:
+        security = "/".join(
+            word for word, on in (("signed", r["signed"]), ("encrypted", r["encrypted"]),
+                                  ("compressed", r["compressed"])) if on
+        ) or "plain"  # fmt: skip
+        color = colors.get(r["status"], "white")
+        mdn = r["disposition"] or "-"
+        if r["mdn_mode"] != "none":
+            mdn = f"{r['mdn_mode']}{' signed' if r['mdn_signed'] else ''}: {mdn}"
+        link = f"receipt {r['receipt_id']}" if r["receipt_id"] else ""
+        link = f"transfer {r['transfer_id']}" if r["transfer_id"] else link
+        status_text = f"[{color}]{r['status']}[/{color}]"
+        if r["error"]:
+            status_text += f"\n{r['error']}"
+        table.add_row(
+            str(r["id"]),
+            r["direction"],
+            r["partner_as2_id"],
+            f"{r['file_name'] or '-'}\n<{r['message_id']}>",
+            status_text,
+            security,
+            f"{r['mic']} {r['mic_alg']}" if r["mic"] else "-",
+            mdn,
+            link or "-",
+        )
+    console.print(table)

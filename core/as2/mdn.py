@@ -1,0 +1,263 @@
+"""MDNs (RFC 4130 §7, RFC 3798): building ours, delivering async ones, and judging partners'.
+
+An MDN is stored with its message as text: its headers, a blank line, then its body decoded as
+Latin-1 so the bytes round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlmodel import Session, select
+
+from core.as2.settings import as2_settings, http_client
+from core.db import session_scope
+from core.models import As2Message, As2Organization, As2Partner, utcnow
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "tradelane AS2"
+# Request headers that describe the HTTP exchange, not the AS2 message.
+HOP_BY_HOP = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect", "te", "upgrade"}
+)
+
+
+# ---- wire format ------------------------------------------------------------------------------
+
+
+def header_block(headers: Iterable[tuple[str, str]]) -> bytes:
+    """HTTP headers as the MIME header block pyas2lib parses (RFC 4130: HTTP headers are MIME headers)."""
+    lines = [f"{name}: {value}\r\n" for name, value in headers if name.lower() not in HOP_BY_HOP]
+    return "".join(lines).encode("latin-1", "replace")
+
+
+def clean_headers(headers: dict[str, Any]) -> dict[str, str]:
+    """MIME headers made fit for HTTP: unfolded, no line breaks."""
+    return {str(k): " ".join(str(v).split()) for k, v in headers.items()}
+
+
+def to_text(headers: dict[str, str], body: bytes) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n" + body.decode("latin-1")
+
+
+def from_text(text: str) -> tuple[dict[str, str], bytes]:
+    head, _, body = text.partition("\r\n\r\n")
+    headers: dict[str, str] = {}
+    for line in head.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if sep:
+            headers[name] = value
+    return headers, body.encode("latin-1")
+
+
+# ---- our MDNs ---------------------------------------------------------------------------------
+
+
+def requested(message: Any) -> bool:
+    headers = {k.lower(): v for k, v in message.headers.items()}
+    return bool(headers.get("disposition-notification-to"))
+
+
+def build(message: Any, status: str, detail: str | None) -> Any | None:
+    """The MDN a parsed (or failed) pyas2lib Message asks for, or None when it asks for none.
+
+    Signed when the sender asked for a signed receipt and we know who we are; should signing
+    itself fail (an unknown digest asked for, say) an unsigned MDN still tells the sender the
+    outcome, which beats no answer.
+    """
+    import pyas2lib
+
+    headers = {k.lower(): v for k, v in message.headers.items()}
+    if not headers.get("disposition-notification-to"):
+        return None
+    url = headers.get("receipt-delivery-option")
+    options = headers.get("disposition-notification-options")
+    digest = options.split(";")[-1].split(",")[-1].strip() if options else None
+    mdn = pyas2lib.Mdn(mdn_mode="ASYNC" if url else "SYNC", mdn_url=url, digest_alg=digest)
+    try:
+        mdn.build(message=message, status=status, detailed_status=detail)
+    except Exception:
+        log.warning("could not sign the MDN for %s; sending it unsigned", message.message_id, exc_info=True)
+        receiver, message.receiver = message.receiver, None
+        try:
+            mdn.build(message=message, status=status, detailed_status=detail)
+        finally:
+            message.receiver = receiver
+    if mdn.payload.get("user-agent"):
+        mdn.payload.replace_header("user-agent", USER_AGENT)
+    return mdn
+
+
+def wire(mdn: Any) -> tuple[dict[str, str], bytes]:
+    """An MDN's HTTP headers and body."""
+    return clean_headers(mdn.headers), bytes(mdn.content)
+
+
+# ---- async MDNs we owe partners -----------------------------------------------------------------
+
+
+def deliver(row_id: int) -> bool:
+    """POST one pending async MDN; on failure schedule the next try (doubling pauses) or give up."""
+    settings = as2_settings()
+    with session_scope() as session:
+        row = session.get(As2Message, row_id)
+        if row is None or row.mdn_status != "pending" or not row.mdn or not row.mdn_url:
+            return False
+        url, text = row.mdn_url, row.mdn
+    headers, body = from_text(text)
+    error: str | None = None
+    try:
+        response = http_client().post(
+            url, headers=headers, content=body, timeout=settings.http_timeout_seconds
+        )
+        if not 200 <= response.status_code < 300:
+            error = f"{url} answered {response.status_code} {response.reason_phrase}"
+    except httpx.HTTPError as exc:
+        error = f"could not post the MDN to {url}: {type(exc).__name__}: {exc}"
+    with session_scope() as session:
+        row = session.get(As2Message, row_id)
+        assert row is not None
+        row.attempts += 1
+        row.updated_at = utcnow()
+        if error is None:
+            row.mdn_status, row.next_attempt_at = "sent", None
+        elif row.attempts >= settings.mdn_delivery_attempts:
+            row.mdn_status, row.next_attempt_at = "failed", None
+            row.error = f"async MDN not delivered after {row.attempts} attempts: {error}"
+            log.error("AS2 %s: %s", row.message_id, row.error)
+        else:
+            pause = settings.mdn_retry_seconds * 2 ** (row.attempts - 1)
+            row.next_attempt_at = utcnow() + timedelta(seconds=pause)
+            log.warning("AS2 %s: async MDN attempt %d failed (%s)", row.message_id, row.attempts, error)
+        session.add(row)
+    return error is None
+
+
+# ---- partners' MDNs for what we sent ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a partner's MDN says about a message we sent."""
+
+    status: str  # "processed", "processed/Error", "failed/Failure", ...
+    detail: str | None
+    mdn_message_id: str | None
+    signed: bool
+
+    @property
+    def disposition(self) -> str:
+        return f"{self.status}: {self.detail}" if self.detail else self.status
+
+    @property
+    def acknowledged(self) -> bool:
+        """Processed; a duplicate-document warning also means the partner has the message."""
+        if self.status == "processed":
+            return True
+        return self.status.lower() == "processed/warning" and "duplicate" in (self.detail or "").lower()
+
+
+def original_message(row: As2Message, profile: As2Partner, org: As2Organization) -> Any:
+    """A pyas2lib Message standing for one we sent, for Mdn.parse to check signature and MIC against."""
+    import pyas2lib
+
+    from core.as2 import identity, profiles
+
+    message = pyas2lib.Message(
+        sender=identity.pyas2lib_organization(org), receiver=profiles.pyas2lib_partner(profile)
+    )
+    message.message_id = row.message_id
+    message.mic = row.mic.encode() if row.mic else None
+    return message
+
+
+def judge(raw: bytes, find: Any) -> Verdict:
+    """Parse and verify an MDN (`raw`: headers + body); `find(message_id)` gives the original Message."""
+    import pyas2lib
+
+    mdn = pyas2lib.Mdn()
+    status, detail = mdn.parse(raw, find_message_cb=lambda message_id, _recipient: find(message_id))
+    return Verdict(
+        status=status or "failed/Failure",
+        detail=detail,
+        mdn_message_id=mdn.message_id,
+        signed=mdn.digest_alg is not None,
+    )
+
+
+def close(session: Session, row: As2Message, verdict: Verdict, mdn_text: str) -> None:
+    """Record a partner's MDN on the message we sent: acknowledged, or failed with the reason."""
+    row.mdn = mdn_text
+    row.mdn_message_id = verdict.mdn_message_id
+    row.mdn_signed = verdict.signed
+    row.mdn_status = "received"
+    row.disposition = verdict.disposition
+    row.next_attempt_at = None
+    row.updated_at = utcnow()
+    if verdict.acknowledged:
+        row.status, row.error = "acknowledged", None
+    else:
+        row.status = "failed"
+        row.error = f"partner answered with a negative MDN: {verdict.disposition}"
+    discard_spool(row)
+    session.add(row)
+
+
+def discard_spool(row: As2Message) -> None:
+    if row.spool_path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(row.spool_path)
+        row.spool_path = None
+
+
+@dataclass(frozen=True)
+class AsyncMdnOutcome:
+    status_code: int
+    message: str
+
+
+def receive_async(headers: Iterable[tuple[str, str]], body: bytes) -> AsyncMdnOutcome:
+    """An async MDN posted to /as2/mdn: verify it and close the pending message it answers."""
+    from core.as2 import profiles
+
+    found: dict[str, As2Message] = {}
+
+    def find(message_id: str) -> Any:
+        with session_scope() as session:
+            row = session.exec(
+                select(As2Message).where(As2Message.direction == "out", As2Message.message_id == message_id)
+            ).first()
+            if row is None:
+                return None
+            profile = profiles.get(session, row.partner_as2_id)
+            if profile is None:
+                return None
+            found["row"] = row
+            return original_message(row, profile, profiles.organization_for(session, profile))
+
+    raw = header_block(headers) + b"\r\n" + body
+    verdict = judge(raw, find)
+    row = found.get("row")
+    if row is None:
+        return AsyncMdnOutcome(404, f"no message we sent matches this MDN ({verdict.disposition})")
+    with session_scope() as session:
+        current = session.get(As2Message, row.id)
+        assert current is not None
+        if current.status in ("acknowledged",):
+            return AsyncMdnOutcome(200, f"message {current.message_id} was already acknowledged")
+        clean = clean_headers(dict(headers))
+        close(session, current, verdict, to_text(clean, body))
+        if current.status == "failed":
+            from core.as2 import send
+
+            send.fail_transfer(session, current)
+    log.info("AS2 %s: async MDN %s", row.message_id, verdict.disposition)
+    return AsyncMdnOutcome(200, f"MDN for {row.message_id} recorded: {verdict.disposition}")

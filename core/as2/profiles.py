@@ -1,0 +1,194 @@
+"""AS2 partner profiles: a partner's AS2 ID, URL and certificate, and the security both ways.
+
+One profile says how we send to a partner and what we require from it: `sign` and `encrypt`
+set both the algorithms of what we send and that what it sends must be signed / encrypted
+(pyas2lib's and most AS2 products' convention). What the partner sends lands in `upload/` of the
+tradelane partner (mailbox) the profile names, through core.intake, so the usual data flows
+(`--source mailbox:PARTNER`) carry it on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, col, select
+
+from core import audit
+from core import partners as mailbox_partners
+from core.as2 import identity
+from core.as2.identity import As2ConfigError, cert_info, certificate_pem, check_as2_id
+from core.db import home_account_id
+from core.models import As2Organization, As2Partner, Partner, utcnow
+
+# CLI names → pyas2lib names.
+DIGESTS = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
+CIPHERS = {
+    "3des": "tripledes_192_cbc",
+    "aes128": "aes_128_cbc",
+    "aes192": "aes_192_cbc",
+    "aes256": "aes_256_cbc",
+}
+MDN_MODES = ("none", "sync", "async")
+CONFIRM_TEXT = "The AS2 message has been received and processed by tradelane."
+
+
+def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None:
+    if value is None or value == "" or value == "none":
+        return None
+    value = value.lower().replace("-", "")
+    if value not in allowed:
+        raise As2ConfigError(f"unknown {what} {value!r}; use one of: {', '.join(allowed)}")
+    return value
+
+
+def check_url(url: str, what: str = "--url") -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise As2ConfigError(f"{what} must be an http:// or https:// URL, not {url!r}")
+    return url
+
+
+def get(session: Session, as2_id: str) -> As2Partner | None:
+    return session.exec(
+        select(As2Partner).where(
+            As2Partner.account_id == home_account_id(session), As2Partner.as2_id == as2_id
+        )
+    ).first()
+
+
+def require(session: Session, as2_id: str) -> As2Partner:
+    profile = get(session, as2_id)
+    if profile is None or not profile.enabled:
+        raise As2ConfigError(f"no AS2 partner {as2_id!r}: add it with `tradelane as2 partner add`")
+    return profile
+
+
+def list_all(session: Session) -> list[As2Partner]:
+    return list(
+        session.exec(
+            select(As2Partner)
+            .where(As2Partner.account_id == home_account_id(session))
+            .order_by(col(As2Partner.as2_id))
+        )
+    )
+
+
+def add(
+    session: Session,
+    as2_id: str,
+    *,
+    mailbox: str,
+    url: str,
+    certificate: bytes,
+    sign: str | None = None,
+    encrypt: str | None = None,
+    compress: bool = False,
+    mdn: str = "sync",
+    mdn_sign: str | None = None,
+    mdn_url: str | None = None,
+    mdn_timeout_seconds: float = 600.0,
+    max_resends: int = 3,
+    org: str | None = None,
+    replace: bool = False,
+    actor: str = "cli",
+) -> As2Partner:
+    """Store (or with `replace`, update) a partner's profile."""
+    check_as2_id(as2_id)
+    partner = mailbox_partners.require(session, mailbox)
+    organization = identity.require(session, org) if org else None
+    mdn = (mdn or "none").lower()
+    if mdn not in MDN_MODES:
+        raise As2ConfigError(f"--mdn must be one of {', '.join(MDN_MODES)}")
+    if mdn_timeout_seconds <= 0 or max_resends < 0:
+        raise As2ConfigError("--mdn-timeout must be positive and --max-resends at least 0")
+    cert_pem = certificate_pem(certificate)
+    info = cert_info(cert_pem)
+    profile = get(session, as2_id)
+    if profile is not None and not replace:
+        raise As2ConfigError(f"AS2 partner {as2_id!r} already exists (use --replace to change it)")
+    values: dict[str, Any] = {
+        "organization_id": organization.id if organization else None,
+        "partner_id": partner.id,
+        "url": check_url(url),
+        "certificate": cert_pem,
+        "cert_not_after": info.not_after,
+        "sign": _choice(sign, DIGESTS, "signing digest"),
+        "encrypt": _choice(encrypt, CIPHERS, "cipher"),
+        "compress": compress,
+        "mdn_mode": mdn,
+        "mdn_sign": _choice(mdn_sign, DIGESTS, "MDN signing digest"),
+        "mdn_url": check_url(mdn_url, "--mdn-url") if mdn_url else None,
+        "mdn_timeout_seconds": mdn_timeout_seconds,
+        "max_resends": max_resends,
+        "enabled": True,
+        "updated_at": utcnow(),
+    }
+    if profile is None:
+        profile = As2Partner(account_id=home_account_id(session), as2_id=as2_id, **values)
+    else:
+        for key, value in values.items():
+            setattr(profile, key, value)
+    session.add(profile)
+    session.flush()
+    audit.record(
+        session,
+        "as2.partner.add",
+        actor=actor,
+        account_id=profile.account_id,
+        target=as2_id,
+        mailbox=mailbox,
+        url=url,
+        fingerprint=info.sha256_fingerprint,
+    )
+    return profile
+
+
+def remove(session: Session, as2_id: str, actor: str = "cli") -> None:
+    profile = get(session, as2_id)
+    if profile is None:
+        raise As2ConfigError(f"no AS2 partner {as2_id!r}")
+    # Messages keep their history by AS2 ID; the profile itself can go.
+    session.delete(profile)
+    audit.record(session, "as2.partner.remove", actor=actor, account_id=profile.account_id, target=as2_id)
+
+
+def organization_for(session: Session, profile: As2Partner) -> As2Organization:
+    if profile.organization_id is not None:
+        org = session.get(As2Organization, profile.organization_id)
+        if org is not None:
+            return org
+    return identity.require(session)
+
+
+def mailbox_of(session: Session, profile: As2Partner) -> Partner:
+    partner = session.get(Partner, profile.partner_id)
+    if partner is None or not partner.enabled:
+        raise As2ConfigError(f"the mailbox of AS2 partner {profile.as2_id!r} no longer exists")
+    return partner
+
+
+def pyas2lib_partner(profile: As2Partner) -> Any:
+    """The pyas2lib Partner for a profile.
+
+    Certificates are not chain-validated by pyas2lib (`validate_certs=False`): partners commonly
+    use self-signed or privately issued certificates, and the certificate is pinned in the
+    profile anyway. Expiry is checked by us instead (refused on send, warned about everywhere).
+    """
+    import pyas2lib
+
+    cert = profile.certificate.encode()
+    return pyas2lib.Partner(
+        as2_name=profile.as2_id,
+        verify_cert=cert,
+        encrypt_cert=cert,
+        validate_certs=False,
+        compress=profile.compress,
+        sign=profile.sign is not None,
+        digest_alg=DIGESTS[profile.sign] if profile.sign else "sha256",
+        encrypt=profile.encrypt is not None,
+        enc_alg=CIPHERS[profile.encrypt] if profile.encrypt else "tripledes_192_cbc",
+        mdn_mode={"sync": "SYNC", "async": "ASYNC"}.get(profile.mdn_mode),
+        mdn_digest_alg=DIGESTS[profile.mdn_sign] if profile.mdn_sign else None,
+        mdn_confirm_text=CONFIRM_TEXT,
+    )

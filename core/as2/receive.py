@@ -1,0 +1,364 @@
+"""Receiving one AS2 message: decrypt, verify, decompress, de-duplicate, take in, answer.
+
+`receive()` is given the HTTP headers and a body that was spooled to disk within the size cap
+(api/routes/as2.py does that) and returns the HTTP answer: a synchronous MDN, an empty 200 when
+the MDN goes asynchronously (the row is left `mdn_status="pending"` for the AS2 worker), or a
+plain answer when no MDN was asked for. Every failure becomes a negative disposition
+(decryption-failed, authentication-failed, insufficient-message-security,
+unknown-trading-partner, decompression-failed, unexpected-processing-error), never an exception.
+
+The payload goes to the mailbox partner named by the sender's profile, folder `upload/`,
+through core.intake (protocol "as2"), in the same transaction as the message's row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from core import intake
+from core.as2 import identity, profiles
+from core.as2 import mdn as mdns
+from core.db import HOME_ACCOUNT, home_account_id, session_scope
+from core.endpoints.mailbox import mailbox_root_for
+from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
+
+log = logging.getLogger(__name__)
+
+FOLDER = "upload"
+UNEXPECTED = "unexpected-processing-error"
+
+_in_flight: set[tuple[str, str]] = set()
+_in_flight_lock = threading.Lock()
+
+
+@dataclass
+class Answer:
+    """The HTTP answer to a received message."""
+
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    async_mdn_pending: bool = False
+    message_row_id: int | None = None
+
+
+@dataclass
+class _Found:
+    org: As2Organization | None = None
+    org_obj: Any = None
+    profile: As2Partner | None = None
+
+
+def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | None = None) -> Answer:
+    """Process one AS2 message; never raises for anything a sender can cause."""
+    import pyas2lib
+    from pyas2lib.exceptions import PartnerNotFound
+
+    headers = list(headers)
+    found = _Found()
+
+    def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
+        # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
+        with session_scope() as session:
+            org = identity.get(session, org_id)
+            if org is None:
+                raise PartnerNotFound(f"{org_id!r} is not an AS2 ID of ours")
+            found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
+            profile = profiles.get(session, partner_id)
+            if profile is None or not profile.enabled:
+                raise PartnerNotFound(f"unknown AS2 partner {partner_id!r}")
+            if profile.organization_id is not None and profile.organization_id != org.id:
+                raise PartnerNotFound(f"AS2 partner {partner_id!r} does not trade with {org_id!r}")
+            found.org, found.profile = org, profile
+            return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile)
+
+    message = pyas2lib.Message()
+    raw = mdns.header_block(headers) + b"\r\n" + body
+    try:
+        _status, (error, _trace), _ = _parse_quietly(message, raw, find_org_partner)
+    except Exception as exc:  # pyas2lib failed outside its own error handling
+        log.warning("AS2 message could not be parsed", exc_info=True)
+        error = exc
+    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
+    if not as2:
+        as2 = {k.lower(): v for k, v in headers}
+    partner_as2_id = _unquote(as2.get("as2-from", ""))
+    org_as2_id = _unquote(as2.get("as2-to", ""))
+
+    if error is not None:
+        detail = _detail(message, error)
+        reason = str(error) or type(error).__name__
+        log.warning(
+            "AS2 message %s from %r refused: %s (%s)", message.message_id, partner_as2_id, detail, reason
+        )
+        return _answer(
+            message, found, "processed/Error", detail, reason, remote_addr, org_as2_id, partner_as2_id
+        )
+
+    key = (partner_as2_id, message.message_id or "")
+    with _in_flight_lock:
+        busy = key in _in_flight and bool(message.message_id)
+        if not busy:
+            _in_flight.add(key)
+    try:
+        if busy or _already_received(partner_as2_id, message.message_id):
+            log.info("AS2 message %s from %r is a duplicate; not delivered again", *key[::-1])
+            return _answer(
+                message, found, "processed/Warning", "duplicate-document", None, remote_addr,
+                org_as2_id, partner_as2_id, duplicate=True,
+            )  # fmt: skip
+        try:
+            row_id = _take_in(message, found, remote_addr, org_as2_id, partner_as2_id)
+        except intake.IntakeError as exc:
+            return _answer(message, found, "processed/Error", UNEXPECTED, str(exc), remote_addr,
+                           org_as2_id, partner_as2_id)  # fmt: skip
+        except IntegrityError:  # another process took the same Message-ID in at the same moment
+            return _answer(message, found, "processed/Warning", "duplicate-document", None, remote_addr,
+                           org_as2_id, partner_as2_id, duplicate=True)  # fmt: skip
+        except Exception as exc:
+            log.exception("AS2 message %s could not be taken in", message.message_id)
+            return _answer(message, found, "processed/Error", UNEXPECTED, f"{type(exc).__name__}: {exc}",
+                           remote_addr, org_as2_id, partner_as2_id)  # fmt: skip
+        return _answer(message, found, "processed", None, None, remote_addr, org_as2_id, partner_as2_id,
+                       row_id=row_id)  # fmt: skip
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(key)
+
+
+def _parse_quietly(message: Any, raw: bytes, find: Any) -> tuple[str, tuple[Any, Any], Any]:
+    """pyas2lib's parse, without its ERROR log and traceback for every refused message."""
+    pyas2_log = logging.getLogger("pyas2lib")
+    previous = pyas2_log.level
+    pyas2_log.setLevel(logging.CRITICAL)
+    try:
+        result: tuple[str, tuple[Any, Any], Any] = message.parse(raw, find_org_partner_cb=find)
+        return result
+    finally:
+        pyas2_log.setLevel(previous)
+
+
+def _unquote(value: str) -> str:
+    from email.utils import unquote
+
+    return unquote(value.strip())
+
+
+def _detail(message: Any, error: BaseException) -> str:
+    """The disposition modifier for a failure, sharper than pyas2lib's where it can be."""
+    detail = getattr(error, "disposition_modifier", "") or UNEXPECTED
+    encrypted = message.encrypted and message.payload is not None
+    if detail == UNEXPECTED and encrypted and message.payload.get_content_type() == "application/pkcs7-mime":
+        return "decryption-failed"  # the envelope was there but could not be read (truncated, garbled)
+    if detail == UNEXPECTED and message.signed and message.mic is None:
+        return "authentication-failed"  # the signature was there but could not be checked
+    return str(detail)
+
+
+def _already_received(partner_as2_id: str, message_id: str | None) -> bool:
+    if not message_id:
+        return False
+    with session_scope() as session:
+        row = _row(session, partner_as2_id, message_id)
+        return row is not None and row.status == "received"
+
+
+def _row(session: Session, partner_as2_id: str, message_id: str | None) -> As2Message | None:
+    if not message_id:
+        return None
+    return session.exec(
+        select(As2Message).where(
+            As2Message.direction == "in",
+            As2Message.partner_as2_id == partner_as2_id,
+            As2Message.message_id == message_id,
+        )
+    ).first()
+
+
+def _file_name(message: Any, mailbox: str) -> str:
+    """The sender's file name when it is a safe one, else one made from the Message-ID; never an
+    existing file's name in upload/ (AS2 senders often reuse one name for every message)."""
+    name = None
+    try:
+        name = message.payload.get_filename()
+    except Exception:  # a malformed Content-Disposition
+        name = None
+    if name:
+        name = posixpath.basename(str(name).replace("\\", "/"))
+        try:
+            intake.check_file_name(name)
+        except intake.InvalidFileName:
+            name = None
+    digest = hashlib.sha256((message.message_id or os.urandom(8).hex()).encode()).hexdigest()[:10]
+    if not name:
+        return f"as2-{digest}.dat"
+    folder = mailbox_root_for(HOME_ACCOUNT, mailbox) / FOLDER
+    if (folder / name).exists():
+        stem, suffix = posixpath.splitext(name)
+        candidate = f"{stem}.{digest}{suffix}"
+        if len(candidate.encode()) <= 255:
+            return candidate
+    return name
+
+
+def _take_in(message: Any, found: _Found, remote_addr: str | None, org_id: str, partner_id: str) -> int:
+    """Payload → the partner's upload/ through intake; the message row commits with the receipt."""
+    assert found.profile is not None
+    with session_scope() as session:
+        mailbox = profiles.mailbox_of(session, found.profile)
+    content = message.content
+    payload: bytes = content.encode() if isinstance(content, str) else bytes(content)
+    name = _file_name(message, mailbox.name)
+    row_ids: list[int] = []
+
+    def record(session: Session, receipt: Receipt) -> None:
+        row = _row(session, partner_id, message.message_id) or As2Message(
+            account_id=home_account_id(session),
+            direction="in",
+            message_id=message.message_id,
+            org_as2_id=org_id,
+            partner_as2_id=partner_id,
+            status="received",
+        )
+        _fill(row, message, "received", "processed", None, remote_addr)
+        row.file_name, row.size, row.sha256 = receipt.name, receipt.size, receipt.sha256
+        row.receipt_id = receipt.id
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        row_ids.append(row.id)
+
+    with intake.begin(mailbox, FOLDER, name, protocol="as2", remote_addr=remote_addr) as upload:
+        upload.write(payload)
+        upload.commit(also=record)
+    return row_ids[0]
+
+
+def _fill(
+    row: As2Message,
+    message: Any,
+    status: str,
+    disposition: str,
+    error: str | None,
+    remote_addr: str | None,
+) -> None:
+    row.status = status
+    row.disposition = disposition
+    row.error = error
+    row.signed = bool(message.signed)
+    row.encrypted = bool(message.encrypted)
+    row.compressed = bool(message.compressed)
+    row.mic = message.mic.decode() if isinstance(message.mic, bytes) else message.mic
+    row.mic_alg = message.digest_alg
+    row.remote_addr = remote_addr
+    row.updated_at = utcnow()
+
+
+def _answer(
+    message: Any,
+    found: _Found,
+    status: str,
+    detail: str | None,
+    error: str | None,
+    remote_addr: str | None,
+    org_id: str,
+    partner_id: str,
+    *,
+    row_id: int | None = None,
+    duplicate: bool = False,
+) -> Answer:
+    """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP."""
+    mdn = None
+    if message.receiver is None and found.org_obj is not None:
+        # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
+        import pyas2lib
+
+        message.receiver = found.org_obj
+        message.sender = pyas2lib.Partner(as2_name=partner_id or "unknown", validate_certs=False)
+    if message.payload is not None:
+        try:
+            mdn = mdns.build(message, status, detail)
+        except Exception:
+            log.exception("could not build an MDN for AS2 message %s", message.message_id)
+    disposition = f"{status}: {detail}" if detail else status
+    async_url = mdn.mdn_url if mdn is not None and mdn.mdn_mode == "ASYNC" else None
+    if async_url and found.profile is None:
+        # Never post to a URL an unknown party gave us; answer in the HTTP response instead.
+        async_url = None
+    mdn_text = None
+    mdn_headers: dict[str, str] = {}
+    mdn_body = b""
+    if mdn is not None:
+        mdn_headers, mdn_body = mdns.wire(mdn)
+        mdn_text = mdns.to_text(mdn_headers, mdn_body)
+    try:
+        row_id = _record(
+            message, status, disposition, error, remote_addr, org_id, partner_id,
+            row_id=row_id, duplicate=duplicate, mdn=mdn, mdn_text=mdn_text, async_url=async_url,
+        )  # fmt: skip
+    except Exception:
+        log.exception("could not record AS2 message %s", message.message_id)
+    if mdn is None:
+        if status.startswith("processed") and "Error" not in status:
+            return Answer(
+                200, {"Content-Type": "text/plain"}, b"AS2 message received\r\n", message_row_id=row_id
+            )
+        text = f"AS2 message refused: {disposition}" + (f" ({error})" if error else "") + "\r\n"
+        return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
+    if async_url:
+        return Answer(200, {"Content-Type": "text/plain"}, b"", async_mdn_pending=True, message_row_id=row_id)
+    return Answer(200, mdn_headers, mdn_body, message_row_id=row_id)
+
+
+def _record(
+    message: Any,
+    status: str,
+    disposition: str,
+    error: str | None,
+    remote_addr: str | None,
+    org_id: str,
+    partner_id: str,
+    *,
+    row_id: int | None,
+    duplicate: bool,
+    mdn: Any,
+    mdn_text: str | None,
+    async_url: str | None,
+) -> int | None:
+    with session_scope() as session:
+        row = session.get(As2Message, row_id) if row_id else _row(session, partner_id, message.message_id)
+        if row is None:
+            row = As2Message(
+                account_id=home_account_id(session),
+                direction="in",
+                message_id=message.message_id,
+                org_as2_id=org_id[:255] or "?",
+                partner_as2_id=partner_id[:255] or "?",
+                status="failed",
+            )
+        if not duplicate:  # a duplicate keeps the original's outcome; only its MDN is new
+            _fill(row, message, "failed" if error else "received", disposition, error, remote_addr)
+        if mdn is not None:
+            row.mdn_mode = "async" if async_url else "sync"
+            row.mdn = mdn_text
+            row.mdn_message_id = mdn.message_id
+            row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
+            row.mdn_sign = mdn.digest_alg
+            if async_url:
+                row.mdn_url, row.mdn_status, row.attempts = async_url, "pending", 0
+                row.next_attempt_at = utcnow()
+            else:
+                row.mdn_status = "sent"
+        session.add(row)
+        session.flush()
+        return row.id

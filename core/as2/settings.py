@@ -1,0 +1,79 @@
+"""AS2 settings (prefix TRADELANE_AS2_), kept apart from the core Settings object."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.config import get_settings
+
+MIB = 1024 * 1024
+
+
+class As2Settings(BaseSettings):
+    """What AS2 can be told. Read on each use (cheap), so tests and `up` see changes at once."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADELANE_AS2_", extra="ignore")
+
+    # Largest AS2 message accepted on POST /as2/receive (the HTTP body, after any signing,
+    # compression and encryption) and largest payload the `as2` endpoint sends. pyas2lib holds
+    # a whole message in memory several times over while it parses or builds it, so this bound
+    # is what keeps the API's memory bounded: past it the sender gets 413 with a clear message.
+    max_message_bytes: int = 100 * MIB
+    # Largest MDN accepted on POST /as2/mdn or in a synchronous answer.
+    max_mdn_bytes: int = 1 * MIB
+    # The URL partners post asynchronous MDNs to; default http://TRADELANE_HOST:TRADELANE_API_PORT/as2/mdn.
+    public_mdn_url: str | None = None
+    # HTTP timeout for sending a message and waiting for a synchronous MDN, and for posting MDNs.
+    http_timeout_seconds: float = 120.0
+    # Async MDNs we owe partners: how many POSTs, and the first pause between them (doubles).
+    mdn_delivery_attempts: int = 6
+    mdn_retry_seconds: float = 5.0
+    # How often the API's AS2 worker looks for async MDNs to deliver and messages to resend.
+    sweep_seconds: float = 1.0
+    # Where spooled payloads and messages kept for resends live; default TRADELANE_HOME/as2.
+    spool_dir: str | None = None
+    # Warn about certificates expiring within this many days.
+    cert_warning_days: int = 30
+
+
+def as2_settings() -> As2Settings:
+    return As2Settings()
+
+
+_client: tuple[int, httpx.Client] | None = None
+_client_lock = threading.Lock()
+
+
+def http_client() -> httpx.Client:
+    """One pooled HTTP client per process (thread-safe; creating one costs ~20 ms of TLS set-up).
+
+    Keyed by pid: a forked flow-run process must not share its parent's connections.
+    """
+    global _client
+    with _client_lock:
+        if _client is None or _client[0] != os.getpid():
+            client = httpx.Client(
+                timeout=as2_settings().http_timeout_seconds, headers={"User-Agent": "tradelane AS2"}
+            )
+            _client = (os.getpid(), client)
+        return _client[1]
+
+
+def default_mdn_url() -> str:
+    configured = as2_settings().public_mdn_url
+    if configured:
+        return configured
+    s = get_settings()
+    return f"http://{s.host}:{s.api_port}/as2/mdn"
+
+
+def spool_root() -> str:
+    """The AS2 working directory (created on demand)."""
+    configured = as2_settings().spool_dir
+    path = configured or str(get_settings().home_dir / "as2")
+    os.makedirs(path, exist_ok=True)
+    return path

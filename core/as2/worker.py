@@ -1,0 +1,95 @@
+"""The AS2 worker: one background thread in the API process for AS2's deferred work.
+
+Each sweep (every TRADELANE_AS2_SWEEP_SECONDS, or at once when woken) it
+* posts async MDNs we owe partners (`mdn_status="pending"`), retrying with doubling pauses;
+* resends messages whose async MDN is overdue, with the same Message-ID, and fails them after
+  the profile's `max_resends`.
+The store is the queue: a restart picks up where the last process stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlmodel import col, select
+
+from core.as2 import mdn as mdns
+from core.as2 import send
+from core.as2.settings import as2_settings
+from core.db import session_scope
+from core.models import As2Message, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def due_mdns(limit: int = 100) -> list[int]:
+    with session_scope() as session:
+        return [
+            row_id
+            for row_id in session.exec(
+                select(As2Message.id)
+                .where(
+                    As2Message.direction == "in",
+                    As2Message.mdn_status == "pending",
+                    col(As2Message.next_attempt_at) <= utcnow(),
+                )
+                .order_by(col(As2Message.next_attempt_at))
+                .limit(limit)
+            )
+            if row_id is not None
+        ]
+
+
+def sweep() -> int:
+    """Do everything that is due now; returns how many items were handled."""
+    handled = 0
+    for row_id in due_mdns():
+        try:
+            mdns.deliver(row_id)
+        except Exception:
+            log.exception("AS2: delivering the async MDN of message row %s failed", row_id)
+        handled += 1
+    for row_id in send.due_resends():
+        try:
+            send.resend(row_id)
+        except Exception:
+            log.exception("AS2: resending message row %s failed", row_id)
+        handled += 1
+    return handled
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="as2-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                sweep()
+            except Exception:  # the store may be briefly unavailable; try again next sweep
+                log.exception("AS2 worker sweep failed")
+            self._wake.wait(as2_settings().sweep_seconds)
+
+
+worker = Worker()
