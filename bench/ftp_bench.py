@@ -134,13 +134,12 @@ def bare_pyftpdlib(root: Path, *, same_work: bool = False) -> Iterator[int]:
 def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     os.environ["TRADELANE_HOME"] = str(home)
     os.environ.pop("TRADELANE_DATABASE_URL", None)
-    from mailbox.auth import MailboxAuth
-    from mailbox.ftp import FTPServer
-
     from core import db, partners
     from core.config import Settings, get_settings
     from core.db import session_scope
     from core.endpoints.mailbox import mailbox_root_for
+    from mailboxes.auth import MailboxAuth
+    from mailboxes.ftp import FTPServer
 
     get_settings.cache_clear()
     db.init_db()

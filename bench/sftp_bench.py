@@ -170,10 +170,9 @@ Subsystem sftp internal-sftp
 
 @contextmanager
 def tradelane_sftp(home: Path) -> Iterator[object]:
-    from mailbox.auth import MailboxAuth
-    from mailbox.sftp import SFTPServer
-
     from core.config import get_settings
+    from mailboxes.auth import MailboxAuth
+    from mailboxes.sftp import SFTPServer
 
     settings = get_settings().model_copy(update={"sftp_port": 0, "max_connections_per_partner": 50})
     server = SFTPServer(settings, MailboxAuth(settings))

@@ -202,9 +202,9 @@ class Supervisor:
 
     def start_mailbox_servers(self) -> list[Any]:
         """SFTP and FTP/FTPS in threads of this process, sharing one login ledger with the API."""
-        from mailbox.auth import MailboxAuth
-        from mailbox.ftp import FTPServer
-        from mailbox.sftp import SFTPServer
+        from mailboxes.auth import MailboxAuth
+        from mailboxes.ftp import FTPServer
+        from mailboxes.sftp import SFTPServer
 
         auth = MailboxAuth(self.settings)
         started: list[Any] = []

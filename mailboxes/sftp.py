@@ -40,15 +40,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from mailbox.auth import LoginRefused, MailboxAuth, MailboxUser
-from mailbox.view import (
-    Entry,
-    Forbidden,
-    MailboxError,
-    MailboxView,
-    NoSuchFile,
-    UploadHandle,
-)
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +90,15 @@ from paramiko.sftp import (
 )
 
 from core.config import Settings
+from mailboxes.auth import LoginRefused, MailboxAuth, MailboxUser
+from mailboxes.view import (
+    Entry,
+    Forbidden,
+    MailboxError,
+    MailboxView,
+    NoSuchFile,
+    UploadHandle,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from mailbox.auth import MailboxAuth
-from mailbox.ftp import FTPServer, ensure_certificate, parse_port_range
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +28,9 @@ import pytest
 from core.config import Settings
 from core.lockout import Lockout
 from core.models import TransferState
-from tests.mailbox.conftest import MakePartner, PartnerLogin, set_partner
+from mailboxes.auth import MailboxAuth
+from mailboxes.ftp import FTPServer, ensure_certificate, parse_port_range
+from tests.mailboxes.conftest import MakePartner, PartnerLogin, set_partner
 
 T = TypeVar("T")
 CURL = shutil.which("curl")

@@ -6,9 +6,13 @@ import hashlib
 import os
 import stat
 import time
-from mailbox import view as view_mod
-from mailbox.auth import MailboxAuth
-from mailbox.view import (
+from pathlib import Path
+
+import pytest
+
+from mailboxes import view as view_mod
+from mailboxes.auth import MailboxAuth
+from mailboxes.view import (
     AlreadyExists,
     Busy,
     Forbidden,
@@ -18,11 +22,7 @@ from mailbox.view import (
     NoSuchFile,
     QuotaExceeded,
 )
-from pathlib import Path
-
-import pytest
-
-from tests.mailbox.conftest import MakePartner, PartnerLogin
+from tests.mailboxes.conftest import MakePartner, PartnerLogin
 
 
 def open_view(partner: PartnerLogin, auth: MailboxAuth, protocol: str = "sftp") -> MailboxView:

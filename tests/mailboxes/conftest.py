@@ -6,7 +6,6 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from mailbox.auth import MailboxAuth, MailboxUser
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from core.endpoints import store as endpoint_store
 from core.endpoints.mailbox import mailbox_root_for
 from core.lockout import Lockout
 from core.models import AuditEvent, Partner, Receipt, Transfer
+from mailboxes.auth import MailboxAuth, MailboxUser
 from tests.isolation import isolated_home
 
 # Settings a developer's shell may carry that would change what these tests expect.

@@ -50,7 +50,6 @@ import stat as stat_mod
 import threading
 import time
 from dataclasses import dataclass
-from mailbox.auth import MailboxAuth, MailboxUser
 from pathlib import Path
 from typing import Final
 
@@ -59,6 +58,7 @@ from core.config import get_settings
 from core.db import HOME_ACCOUNT
 from core.endpoints.mailbox import mailbox_root_for
 from core.models import Receipt
+from mailboxes.auth import MailboxAuth, MailboxUser
 
 log = logging.getLogger(__name__)
 

@@ -50,8 +50,15 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from mailbox.auth import LoginRefused, MailboxAuth, MailboxUser
-from mailbox.view import (
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from OpenSSL import SSL
+
+from core.config import Settings
+from core.intake import IntakeError
+from mailboxes.auth import LoginRefused, MailboxAuth, MailboxUser
+from mailboxes.view import (
     AlreadyExists,
     Busy,
     DownloadFile,
@@ -63,13 +70,6 @@ from mailbox.view import (
     NoSuchFile,
     QuotaExceeded,
 )
-from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
-
-from OpenSSL import SSL
-
-from core.config import Settings
-from core.intake import IntakeError
 
 with warnings.catch_warnings():
     # pyftpdlib is built on asyncore/asynchat, which Python 3.11 deprecates on import.

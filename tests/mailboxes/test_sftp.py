@@ -15,8 +15,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from mailbox.auth import MailboxAuth
-from mailbox.sftp import SFTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,9 @@ import pytest
 
 from core.config import get_settings
 from core.lockout import Lockout
-from tests.mailbox.conftest import MakePartner, PartnerLogin, set_partner
+from mailboxes.auth import MailboxAuth
+from mailboxes.sftp import SFTPServer
+from tests.mailboxes.conftest import MakePartner, PartnerLogin, set_partner
 
 pytestmark = pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH sftp client not installed")
 
