@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -175,40 +175,91 @@ def partner_remove(name: str) -> None:
 @endpoint_app.command("add")
 def endpoint_add(
     name: str,
-    type_: Annotated[str, typer.Option("--type", help="file, s3 (more types: see `endpoint types`).")],
-    path: Annotated[str | None, typer.Option(help="file: the directory.")] = None,
+    type_: Annotated[str, typer.Option("--type", help="file, s3, azure, sftp, ftp, email, http or as2.")],
+    path: Annotated[
+        str | None, typer.Option(help="file: the directory; sftp/ftp: the remote folder.")
+    ] = None,
     bucket: Annotated[str | None, typer.Option(help="s3: bucket.")] = None,
-    prefix: Annotated[str | None, typer.Option(help="s3: key prefix.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="s3/azure: key prefix.")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="s3: a non-AWS endpoint URL.")] = None,
     region: Annotated[str | None, typer.Option(help="s3: region.")] = None,
     access_key_id: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_ACCESS_KEY_ID")] = None,
     secret_access_key: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_SECRET_ACCESS_KEY")] = None,
+    container: Annotated[str | None, typer.Option(help="azure: container.")] = None,
+    connection_string: Annotated[
+        str | None, typer.Option(envvar="TRADELANE_AZURE_CONNECTION_STRING", help="azure: connection string.")
+    ] = None,
+    account_url: Annotated[str | None, typer.Option(help="azure: account URL (with --sas-token).")] = None,
+    account_name: Annotated[
+        str | None, typer.Option(help="azure: account name (with --account-key).")
+    ] = None,
+    account_key: Annotated[str | None, typer.Option(help="azure: account key.")] = None,
+    sas_token: Annotated[str | None, typer.Option(help="azure: SAS token.")] = None,
+    host: Annotated[str | None, typer.Option(help="sftp/ftp: server host name.")] = None,
+    port: Annotated[int | None, typer.Option(help="sftp/ftp: port.")] = None,
+    user: Annotated[str | None, typer.Option(help="sftp/ftp/email: login.")] = None,
+    password: Annotated[str | None, typer.Option(help="sftp/ftp/email: password.")] = None,
+    key: Annotated[Path | None, typer.Option(help="sftp: private key file.")] = None,
+    passphrase: Annotated[str | None, typer.Option(help="sftp: private key passphrase.")] = None,
+    host_key: Annotated[
+        str | None, typer.Option(help="sftp: the server's host key 'TYPE BASE64' (pinned; asked if absent).")
+    ] = None,
+    accept_host_key: Annotated[
+        bool, typer.Option(help="sftp: pin the key the server offers now without asking.")
+    ] = False,
+    tls: Annotated[
+        str | None, typer.Option(help="ftp: none|explicit|implicit; email: starttls|ssl|none.")
+    ] = None,
+    cafile: Annotated[
+        str | None, typer.Option(help="ftp/email/http: CA or pinned certificate (PEM).")
+    ] = None,
+    insecure: Annotated[bool, typer.Option(help="ftp/email/http: do not verify TLS certificates.")] = False,
+    smtp_host: Annotated[str | None, typer.Option(help="email: SMTP server (to send).")] = None,
+    smtp_port: Annotated[int | None, typer.Option(help="email: SMTP port.")] = None,
+    imap_host: Annotated[str | None, typer.Option(help="email: IMAP server (to poll).")] = None,
+    imap_port: Annotated[int | None, typer.Option(help="email: IMAP port.")] = None,
+    imap_tls: Annotated[str | None, typer.Option(help="email: ssl|starttls|none for IMAP.")] = None,
+    mailbox: Annotated[str | None, typer.Option(help="email: IMAP folder to poll (INBOX).")] = None,
+    to: Annotated[list[str] | None, typer.Option(help="email: recipient (repeatable).")] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="email: From address.")] = None,
+    subject: Annotated[str | None, typer.Option(help="email/as2: subject ({name} expands).")] = None,
+    url: Annotated[str | None, typer.Option(help="http: URL files are sent to.")] = None,
+    method: Annotated[str | None, typer.Option(help="http: POST or PUT.")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="http: 'Name: value' (repeatable).")] = None,
+    bearer: Annotated[str | None, typer.Option(help="http: bearer token.")] = None,
+    basic: Annotated[str | None, typer.Option(help="http: USER:PASSWORD.")] = None,
+    list_url: Annotated[str | None, typer.Option(help="http: URL that lists files (to poll).")] = None,
+    partner: Annotated[str | None, typer.Option(help="as2: the partner's AS2 ID.")] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite an endpoint of the same name.")] = False,
 ) -> None:
     """Store an endpoint (credentials encrypted at rest)."""
+    from cli.endpoint_options import endpoint_options
     from core.endpoints import store as endpoint_store
 
-    config, secrets = endpoint_options(type_, locals())
+    given = dict(locals())
+    if type_ == "sftp" and not host_key and host:
+        given["host_key"] = confirm_host_key(host, port or 22, accept_host_key)
+    config, secrets = endpoint_options(type_, given)
     with store() as session:
         endpoint_store.add(session, name, type_, config, secrets, replace=replace)
     console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
 
 
-def endpoint_options(type_: str, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split CLI options into stored config and encrypted secrets, per endpoint type."""
-    if type_ == "file":
-        if not given.get("path"):
-            raise typer.BadParameter("--type file needs --path DIR")
-        return {"path": str(Path(given["path"]).expanduser().resolve())}, {}
-    if type_ == "s3":
-        if not given.get("bucket"):
-            raise typer.BadParameter("--type s3 needs --bucket")
-        config = {k: given.get(k) for k in ("bucket", "prefix", "endpoint_url", "region")}
-        secrets = {k: given.get(k) for k in ("access_key_id", "secret_access_key")}
-        return config, secrets
-    from core.endpoints.registry import known_types
+def confirm_host_key(host: str, port: int, accept: bool) -> str:
+    """First contact: show the server's host key fingerprint and pin it once the operator agrees."""
+    from core.endpoints.base import EndpointError
+    from core.endpoints.hostkeys import fetch_host_key, fingerprint
 
-    raise typer.BadParameter(f"unknown --type {type_!r}; known: {', '.join(known_types())}")
+    try:
+        offered = fetch_host_key(host, port)
+    except EndpointError as exc:
+        err.print(f"[red]error:[/red] could not read the host key of {host}:{port}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"{host}:{port} offers host key {offered.split()[0]} {fingerprint(offered)}")
+    if not accept and not typer.confirm("Pin this key for the endpoint?", default=False):
+        err.print("not pinned; nothing stored (pass --host-key 'TYPE BASE64' to pin a known key)")
+        raise typer.Exit(1)
+    return offered
 
 
 @endpoint_app.command("list")
@@ -245,9 +296,32 @@ def endpoint_test(name: str) -> None:
                 endpoint.check()
                 uri = endpoint.uri("")
         except EndpointError as exc:
-            err.print(f"[red]✗ {name}[/red]: {type(exc).__name__}: {exc}")
+            err.print(f"[red]✗ {name}[/red]: {describe_failure(exc)}: {exc}")
             raise typer.Exit(1) from None
     console.print(f"[green]✓ {name}[/green] reachable ({uri})")
+
+
+def describe_failure(exc: Exception) -> str:
+    """What kind of failure, in the operator's words: DNS, refused, auth, TLS, host key, permission."""
+    from core.endpoints import base
+
+    text = str(exc).lower()
+    name = type(exc).__name__
+    if name == "HostKeyMismatch" or "host key" in text:
+        return "host key"
+    if name == "TlsError" or "certificate" in text or "tls" in text:
+        return "TLS"
+    if "dns" in text or "name or service not known" in text:
+        return "DNS"
+    if isinstance(exc, base.AuthError):
+        return "authentication"
+    if isinstance(exc, base.PermissionDenied):
+        return "permission"
+    if isinstance(exc, base.TransientError):
+        return "unreachable (refused or timed out)"
+    if isinstance(exc, (base.ConfigError, base.NotFound)):
+        return "configuration"
+    return name
 
 
 @endpoint_app.command("remove")
