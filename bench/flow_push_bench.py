@@ -1,0 +1,168 @@
+"""Issue 4 benchmark: a 1 GiB file pushed to S3 (moto) and Azure (Azurite) *through a data flow*,
+as a ratio to the vendor SDK's direct upload of the same file in the same run.
+
+    python -m bench.flow_push_bench [--size-mib 1024]
+
+A partner uploads the file over the REST API to a `tradelane up` with two data flows (to S3 and to
+Azure); the figure compared is each flow run's `push` task time (Prefect's own total_run_time), so
+the upload itself is not counted. The anchors are boto3 `upload_file` and azure `upload_blob` of the
+same file. Peak RSS is the largest resident size of any flow-run process during the pushes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+
+from bench.cloud_push_bench import make_file
+from tests.e2e.helpers import PartnerClient
+from tests.endpoint_servers.azurite import run_azurite
+from tests.servers import run_moto_server
+from tests.system import run_system
+
+MIB = 1024 * 1024
+GOAL = 0.7
+
+
+def flow_run_processes(home: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"forkserver" in cmd and f"TRADELANE_HOME={home}".encode() in env:
+            pids.append(int(proc.name))
+    return pids
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(MIB):
+            yield chunk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    size = parser.parse_args().size_mib * MIB
+    with (
+        tempfile.TemporaryDirectory(prefix="flow-push-") as tmp,
+        run_moto_server() as s3_url,
+        run_azurite() as az,
+    ):
+        payload = make_file(Path(tmp), size)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        )
+        s3.create_bucket(Bucket="anchor")
+        s3.create_bucket(Bucket="flow")
+        service = az.service()
+        service.create_container("anchor")
+        service.create_container("flow")
+
+        t0 = time.perf_counter()
+        s3.upload_file(str(payload), "anchor", "direct.bin")
+        s3_direct = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with payload.open("rb") as f:
+            service.get_blob_client("anchor", "direct.bin").upload_blob(f, overwrite=True)
+        az_direct = time.perf_counter() - t0
+
+        with run_system() as system:
+            system.cli("partner", "add", "bench", "--password", "bench-pw")
+            system.cli(
+                "endpoint",
+                "add",
+                "lake",
+                "--type",
+                "s3",
+                "--bucket",
+                "flow",
+                "--endpoint-url",
+                s3_url,
+                "--access-key-id",
+                "k",
+                "--secret-access-key",
+                "s",
+            )
+            system.cli(
+                "endpoint",
+                "add",
+                "blob",
+                "--type",
+                "azure",
+                "--container",
+                "flow",
+                "--connection-string",
+                az.connection_string,
+            )
+            system.cli("flow", "add", "to-s3", "--source", "mailbox:bench", "--dest", "lake")
+            system.cli("flow", "add", "to-azure", "--source", "mailbox:bench", "--dest", "blob")
+            time.sleep(3)
+            peak = [0.0]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    for pid in flow_run_processes(system.home):
+                        peak[0] = max(peak[0], rss_mib(pid))
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            client = PartnerClient(system, "bench", "bench-pw")
+            client.http.timeout = httpx.Timeout(900)
+            assert client.upload("big.bin", chunks(payload)).status_code == 201
+            rows = system.wait_for(
+                lambda rs: len(rs) >= 2 and all(r["state"] == "delivered" for r in rs), timeout=1800
+            )
+            done.set()
+            sampler.join()
+            pushes: dict[str, float] = {}
+            for row in rows:
+                tasks = httpx.post(
+                    f"{system.prefect_api}/task_runs/filter",
+                    json={"flow_runs": {"id": {"any_": [row["flow_run_id"]]}}},
+                ).json()
+                push = [t for t in tasks if t["name"].startswith("push") and t["state_type"] == "COMPLETED"]
+                pushes[row["flow"]] = push[0]["total_run_time"]
+        print(f"1 file of {size // MIB} MiB, pushed by a data flow vs the SDK's direct upload (same run):")
+        for flow, direct, sdk in (
+            ("to-s3", s3_direct, "boto3 upload_file"),
+            ("to-azure", az_direct, "upload_blob"),
+        ):
+            ours = pushes[flow]
+            print(
+                f"  {flow:9} flow push {size / ours / 1e6:7.1f} MB/s   "
+                f"{sdk} {size / direct / 1e6:7.1f} MB/s   ratio {direct / ours:.2f} (goal ≥ {GOAL})"
+            )
+        print(f"  peak RSS of a flow-run process during the pushes: {peak[0]:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
