@@ -43,6 +43,8 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         # Polling data flows run on schedules; look for new schedules every few seconds, not minutes.
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        # A 2-second poll would otherwise get 100 runs scheduled ahead; 20 is plenty with a 5 s loop.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "20",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     }

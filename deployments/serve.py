@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 
 from anyio import to_thread
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.runner import Runner
 
 from core import dataflows
@@ -54,6 +55,10 @@ class DeploymentReconciler:
                     interval=flow.schedule_interval_seconds,
                     cron=flow.schedule_cron,
                     paused=not flow.enabled,
+                    # One poll of a source at a time; a poll due while the last still runs is skipped.
+                    concurrency_limit=ConcurrencyLimitConfig(
+                        limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+                    ),
                     tags=[f"flow:{flow.name}", "poll"],
                     description=f"polls the source of tradelane data flow {flow.name!r}",
                 )

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-__all__ = ["MotoAuth", "free_port", "moto_auth_server", "moto_server", "run_moto_server"]
+__all__ = ["MotoAuth", "free_port", "moto_auth_server", "moto_server", "run_moto_server", "tcp_forwarder"]
 
 # Moto's auth server lets this many requests through unauthenticated before it starts checking
 # keys: exactly enough for `seed_moto_auth` to create an IAM user, its key and one bucket.
@@ -104,3 +104,54 @@ def moto_auth_server() -> Iterator[MotoAuth]:
         key = iam.create_access_key(UserName="tradelane-test")["AccessKey"]
         boto3.client("s3", **anyone).create_bucket(Bucket="tradelane-auth")
         yield MotoAuth(url, "tradelane-auth", key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@contextmanager
+def tcp_forwarder(listen_port: int, target_port: int) -> Iterator[None]:
+    """Forward 127.0.0.1:listen_port to target_port while the block runs: a server that "comes back"."""
+    import selectors
+    import threading
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", listen_port))
+    server.listen(64)
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        try:
+            while not stop.is_set():
+                for key, _ in sel.select(timeout=0.5):
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

@@ -9,7 +9,7 @@ import boto3
 import httpx
 
 from tests.e2e.helpers import PartnerClient, delivered, settled, unique
-from tests.servers import free_port, run_moto_server
+from tests.servers import free_port, tcp_forwarder
 from tests.system import System
 
 PASSWORD = "partner-pw-1"
@@ -46,10 +46,18 @@ def test_validation_reject_keeps_file_and_says_why(system: System, tmp_path: Pat
     client.close()
 
 
-def test_destination_down_then_back_is_retried_and_delivered(system: System) -> None:
+def test_destination_down_then_back_is_retried_and_delivered(system: System, moto_server: str) -> None:
     name, client = _partner(system)
-    port = free_port()
+    port = free_port()  # nothing listens here until the "outage" ends
     bucket = unique("late")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+    s3.create_bucket(Bucket=bucket)
     endpoint, flow = unique("s3"), unique("flow")
     system.cli(
         "endpoint",
@@ -81,22 +89,10 @@ def test_destination_down_then_back_is_retried_and_delivered(system: System) -> 
     )
     assert client.upload("late.csv", b"a,b\n1,2\n").status_code == 201
     system.wait_for(lambda rows: rows and rows[0]["attempts"] >= 2, timeout=60, flow=flow)
-    with run_moto_server(port=port) as url:
-        boto3.client(
-            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
-        ).create_bucket(Bucket=bucket)
+    # The destination comes back: its port now forwards to a live S3.
+    with tcp_forwarder(port, int(moto_server.rsplit(":", 1)[1])):
         rows = system.wait_for(delivered(1), timeout=90, flow=flow)
-        body = (
-            boto3.client(
-                "s3",
-                endpoint_url=url,
-                region_name="us-east-1",
-                aws_access_key_id="k",
-                aws_secret_access_key="s",
-            )
-            .get_object(Bucket=bucket, Key="late.csv")["Body"]
-            .read()
-        )
+    body = s3.get_object(Bucket=bucket, Key="late.csv")["Body"].read()
     assert body == b"a,b\n1,2\n"
     assert rows[0]["attempts"] >= 2
     client.close()

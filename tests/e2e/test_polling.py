@@ -56,3 +56,9 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
     assert "poll of" in system.cli("flow", "run", flow).stdout
     system.wait_for(delivered(4), timeout=60, flow=flow)
     assert (dest / "late.xml").read_bytes() == b"<late/>"
+    # Disabling pauses the schedule (and frees the shared system's runner for other tests).
+    system.cli("flow", "disable", flow)
+    deadline = time.monotonic() + 30
+    while not httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"]:
+        assert time.monotonic() < deadline, "disabling the flow did not pause its schedule"
+        time.sleep(0.5)
