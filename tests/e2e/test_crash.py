@@ -79,7 +79,7 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
         start(system)
         rows = system.wait_for(
             lambda rs: len(rs) >= len(received) and all(r["state"] == "delivered" for r in rs),
-            timeout=180,
+            timeout=300,
             flow="crash-flow",
         )
         # Exactly the received files, once each, byte for byte; nothing half-written.
