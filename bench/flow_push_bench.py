@@ -121,9 +121,6 @@ def main() -> None:
                 "--connection-string",
                 az.connection_string,
             )
-            system.cli("flow", "add", "to-s3", "--source", "mailbox:bench", "--dest", "lake")
-            system.cli("flow", "add", "to-azure", "--source", "mailbox:bench", "--dest", "blob")
-            time.sleep(3)
             peak = [0.0]
             done = threading.Event()
 
@@ -137,10 +134,17 @@ def main() -> None:
             sampler.start()
             client = PartnerClient(system, "bench", "bench-pw")
             client.http.timeout = httpx.Timeout(900)
-            assert client.upload("big.bin", chunks(payload)).status_code == 201
-            rows = system.wait_for(
-                lambda rs: len(rs) >= 2 and all(r["state"] == "delivered" for r in rs), timeout=1800
-            )
+            # One flow at a time, like the anchors: each push has the machine to itself.
+            rows = []
+            for flow, dest in (("to-s3", "lake"), ("to-azure", "blob")):
+                system.cli(
+                    "flow", "add", flow, "--source", "mailbox:bench", "--dest", dest, "--pattern", f"{flow}*"
+                )
+                time.sleep(3)
+                assert client.upload(f"{flow}.bin", chunks(payload)).status_code == 201
+                rows += system.wait_for(
+                    lambda rs: len(rs) == 1 and rs[0]["state"] == "delivered", timeout=1800, flow=flow
+                )
             done.set()
             sampler.join()
             pushes: dict[str, float] = {}
