@@ -16,7 +16,7 @@ import email
 import hashlib
 import io
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP, default
@@ -155,11 +155,9 @@ PATHS_DIFFER = "email: a pushed 'a/b.txt' is pulled as '<UID>/b.txt'; covered by
 NO_REPLACE = "email: a sent message cannot be replaced or hidden until commit"
 
 
-def _not_applicable(reason: str) -> Callable[..., None]:
-    @pytest.mark.skip(reason=reason)
-    def test(self: object) -> None: ...
-
-    return test
+def _not_applicable(reason: str) -> None:
+    """Removes an inherited contract test that cannot hold for email (pytest collects only callables)."""
+    return None
 
 
 class TestEmailContract(EndpointContract):

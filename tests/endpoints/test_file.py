@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,9 +153,33 @@ def test_root_may_itself_be_a_symlink(tmp_path: Path, root: Path) -> None:
 
 
 def test_permission_denied(endpoint: FileEndpoint, root: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores file permissions")
     put(endpoint, "locked.txt", b"x")
     (root / "locked.txt").chmod(0)
-    with pytest.raises(PermissionDenied):
-        endpoint.open_read("locked.txt")
+    if os.geteuid() != 0:
+        with pytest.raises(PermissionDenied):
+            endpoint.open_read("locked.txt")
+        return
+    # Root ignores file permissions: check as an unprivileged user in a forked child.
+    shared = Path(tempfile.mkdtemp(prefix="tradelane-perm-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "locked.txt").write_bytes(b"x")
+        (shared / "locked.txt").chmod(0)
+        pid = os.fork()
+        if pid == 0:  # child: become "nobody", then expect PermissionDenied
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                try:
+                    FileEndpoint({"path": str(shared)}).open_read("locked.txt")
+                except PermissionDenied:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, (
+            "reading a mode-0 file as nobody did not raise PermissionDenied"
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
