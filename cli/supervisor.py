@@ -45,6 +45,10 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         # A 2-second poll would otherwise get 100 runs scheduled ahead; 20 is plenty with a 5 s loop.
         "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "20",
+        # Embedded SQLite serialises writers: under a burst, wait for the lock instead of answering 500.
+        "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "10",
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     }

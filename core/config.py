@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 1.0
     # How often the runner asks Prefect for runs to start, and how many it runs at once.
     runner_poll_seconds: float = 0.5
-    runner_limit: int = 8
+    # More concurrent runs only contend for the embedded Prefect server's SQLite writer lock.
+    runner_limit: int = 4
     # Fork flow-run processes from a warm fork server (milliseconds) instead of spawning (~1 s each).
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.

@@ -5,22 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from anyio import to_thread
-from prefect import task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from core import delivery
 from core.delivery import Job
 
 
-@task(
-    name="record",
-    cache_policy=NO_CACHE,
-    task_run_name="record {job.receipt.name}",
-    retries=3,
-    retry_delay_seconds=1,
-)
+# A plain step, not a task: bookkeeping needs no retry policy of its own, and one task run fewer per
+# file matters to the embedded Prefect server's SQLite under a burst.
 async def record(job: Job, error: BaseException | None, destination_uri: str | None) -> dict[str, Any]:
     """Write the final state to the store and emit tradelane.file.<state>; returns the artifact row."""
     state = await to_thread.run_sync(delivery.record_outcome, job, error, destination_uri)
