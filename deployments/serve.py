@@ -85,6 +85,10 @@ async def serve() -> None:
     runner = Runner(
         name="tradelane",
         query_seconds=settings.runner_poll_seconds,
+        # Take runs only as they fall due: a run fetched early holds its poll deployment's one
+        # concurrency slot while it waits, so the 10 s default cancels every run due meanwhile
+        # ("Deployment concurrency limit reached") and a 2 s poll ran only every ~12 s.
+        prefetch_seconds=settings.runner_poll_seconds,
         limit=settings.runner_limit,
         pause_on_shutdown=False,
     )

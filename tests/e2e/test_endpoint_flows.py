@@ -364,30 +364,79 @@ def test_partner_upload_is_delivered_to_destination(
     assert sha256(got) == sha256(data)
 
 
+def poll_runs(system: System, flow: str) -> str:
+    """The poll deployment's runs so far, for a failure message: state and message of each."""
+    runs = httpx.post(
+        f"{system.prefect_api}/flow_runs/filter",
+        json={"flow_runs": {"tags": {"all_": [f"flow:{flow}", "poll"]}}, "limit": 50},
+        timeout=30,
+    ).json()
+    states: dict[str, int] = {}
+    for run in runs:
+        states[run["state_type"]] = states.get(run["state_type"], 0) + 1
+    messages = {run["state"]["message"] for run in runs if run.get("state") and run["state"].get("message")}
+    return f"{states}; messages: {sorted(str(m) for m in messages)[:10]}"
+
+
+@dataclass
+class Pull:
+    place: Place
+    flow: str
+    dest_dir: Path
+    name: str
+    data: bytes
+
+
+@pytest.fixture(scope="module")
+def pulls(
+    system: System, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Pull]]:
+    """One polling flow per type this session runs, all set up at once so their first polls overlap."""
+    wanted = {
+        item.callspec.params["kind"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_polled_source_is_delivered_to_file_endpoint"
+    }
+    started: dict[str, Pull] = {}
+    try:
+        for kind in (k for k in TYPES if k in wanted):
+            tmp_path = tmp_path_factory.mktemp(f"pull-{kind}")
+            data, name = payload(), f"{unique('asn')}.bin"
+            place = PULL[kind](request, tmp_path, name, data)
+            source, dest, flow = unique(kind), unique("dir"), unique(f"pull-{kind}")
+            dest_dir = tmp_path / "dest"
+            system.cli("endpoint", "add", source, *place.flags)
+            system.cli("endpoint", "add", dest, "--type", "file", "--path", str(dest_dir))
+            args = ["--source", source, "--dest", dest, "--every", "2s", "--after-pull", place.after_pull]
+            if place.source_folder:
+                args += ["--source-folder", place.source_folder]
+            system.cli("flow", "add", flow, *args)
+            started[kind] = Pull(place, flow, dest_dir, name, data)
+        yield started
+    finally:
+        # Stop polling: the schedules would keep hitting servers that later tests may reset.
+        for pull in started.values():
+            system.cli("flow", "disable", pull.flow, check=False)
+
+
 @pytest.mark.parametrize("kind", TYPES)
 def test_polled_source_is_delivered_to_file_endpoint(
-    kind: str, system: System, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, system: System, pulls: dict[str, Pull]
 ) -> None:
-    data, name = payload(), f"{unique('asn')}.bin"
-    place = PULL[kind](request, tmp_path, name, data)
-    source, dest, flow = unique(kind), unique("dir"), unique(f"pull-{kind}")
-    dest_dir = tmp_path / "dest"
-    system.cli("endpoint", "add", source, *place.flags)
-    system.cli("endpoint", "add", dest, "--type", "file", "--path", str(dest_dir))
-    args = ["--source", source, "--dest", dest, "--every", "2s", "--after-pull", place.after_pull]
-    if place.source_folder:
-        args += ["--source-folder", place.source_folder]
-    system.cli("flow", "add", flow, *args)
+    pull = pulls[kind]
     try:
-        [row] = system.wait_for(delivered(1), timeout=WAIT, flow=flow)
-        assert row["file"] == name
-        assert row["sha256"] == sha256(data)
-        assert sha256((dest_dir / name).read_bytes()) == sha256(data)
-        assert place.gone is not None
-        eventually(lambda: place.gone(name), f"{kind}: after-pull {place.after_pull} at the source")
-    finally:
-        # Stop polling: the schedule would keep hitting a server the next tests may reset.
-        system.cli("flow", "disable", flow, check=False)
+        [row] = system.wait_for(delivered(1), timeout=WAIT, flow=pull.flow)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\npoll runs: {poll_runs(system, pull.flow)}") from None
+    assert row["file"] == pull.name
+    assert row["sha256"] == sha256(pull.data)
+    assert sha256((pull.dest_dir / pull.name).read_bytes()) == sha256(pull.data)
+    gone = pull.place.gone
+    assert gone is not None
+    eventually(lambda: gone(pull.name), f"{kind}: after-pull {pull.place.after_pull} at the source")
+    # Exactly once: a later poll must not take the same file again (nothing new arrived since).
+    assert len(system.transfers(flow=pull.flow)) == 1
+    system.cli("flow", "disable", pull.flow)
 
 
 # --- a destination that refuses connections, then comes up ----------------------------------------
