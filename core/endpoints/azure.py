@@ -55,6 +55,7 @@ from azure.storage.blob import BlobBlock, BlobPrefix, BlobServiceClient, Contain
 from core.endpoints.base import (
     CHUNK_SIZE,
     AuthError,
+    ChunkReadStream,
     ConfigError,
     Endpoint,
     EndpointError,
@@ -69,7 +70,7 @@ from core.endpoints.base import (
 from core.endpoints.http import network_error
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -190,31 +191,11 @@ def _account_from_url(url: str) -> str:
     return host.split(".")[0] if host else "unknown"
 
 
-class AzureReadStream(io.RawIOBase):
+class AzureReadStream(ChunkReadStream):
     """A blob download as a raw stream of its chunks; failures come out as endpoint errors."""
 
     def __init__(self, chunks: Iterator[bytes], endpoint: AzureBlobEndpoint, what: str) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._endpoint = endpoint
-        self._what = what
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._pending:
-            with self._endpoint.errors(self._what):
-                chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        count = min(len(view), len(self._pending))
-        view[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
+        super().__init__(chunks, lambda: endpoint.errors(what))
 
     def close(self) -> None:
         if not self.closed:

@@ -24,13 +24,17 @@ Contract (checked for every implementation by tests/endpoints/contract.py):
 from __future__ import annotations
 
 import contextlib
+import io
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, BinaryIO, ClassVar, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -198,3 +202,35 @@ def copy_stream(src: BinaryIO, dst: WriteStream, chunk_size: int = CHUNK_SIZE) -
         dst.write(chunk)
         total += len(chunk)
     return total
+
+
+class ChunkReadStream(io.RawIOBase):
+    """A raw stream over an iterator of byte chunks; `guard()` wraps each fetch to map backend errors.
+
+    Backends that stream a download as chunks (HTTP bodies, blob downloads) subclass it and add
+    what closing must release.
+    """
+
+    def __init__(
+        self, chunks: Iterator[bytes], guard: Callable[[], contextlib.AbstractContextManager[Any]]
+    ) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._guard = guard
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            with self._guard():
+                chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count

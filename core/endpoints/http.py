@@ -49,6 +49,7 @@ import httpx
 from core.endpoints.base import (
     CHUNK_SIZE,
     AuthError,
+    ChunkReadStream,
     ConfigError,
     Endpoint,
     EndpointError,
@@ -62,7 +63,7 @@ from core.endpoints.base import (
 )
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 DEFAULT_SUCCESS_CODES = (200, 201, 202, 204)
 EXCERPT_BYTES = 2048  # of a response body kept in `last_response`
@@ -235,32 +236,12 @@ class HttpResponseRecord:
         }
 
 
-class HttpReadStream(io.RawIOBase):
+class HttpReadStream(ChunkReadStream):
     """A streamed GET response body as a raw stream; failures come out as endpoint errors."""
 
     def __init__(self, response: httpx.Response, endpoint: HttpEndpoint, what: str) -> None:
-        super().__init__()
+        super().__init__(response.iter_bytes(), lambda: endpoint.errors(what))
         self._response = response
-        self._chunks = response.iter_bytes()
-        self._endpoint = endpoint
-        self._what = what
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._pending:
-            with self._endpoint.errors(self._what):
-                chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        count = min(len(view), len(self._pending))
-        view[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
 
     def close(self) -> None:
         if not self.closed:
