@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import run_timeline
 from tests.e2e.helpers import PartnerClient
 from tests.system import System, run_system
 
@@ -59,6 +60,7 @@ def bench_latency(system: System, work: Path, n: int = 50) -> dict[str, float]:
         wait_file(dest / name)
         samples.append(time.perf_counter() - t0)
     client.close()
+    print("    latency flow runs, " + run_timeline.summary(system.prefect_api, "lat"))
     quantiles = statistics.quantiles(samples, n=20)
     return {"p50": statistics.median(samples), "p95": quantiles[18], "max": max(samples)}
 
@@ -92,6 +94,7 @@ def bench_burst(system: System, work: Path, files: int = 1000, clients: int = 10
     delivered = sum(1 for p in dest.glob("f*.bin") if p.read_bytes() == body)
     runs = len({r["flow_run_id"] for r in system.transfers(flow="burst-flow")})
     client.close()
+    print("    burst flow runs, " + run_timeline.summary(system.prefect_api, "burst"))
     return {
         "delivered": delivered,
         "errors": len(errors),

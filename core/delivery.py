@@ -96,21 +96,29 @@ def render_dest_path(template: str, receipt: Receipt, partner_name: str) -> str:
     return clean_path(rendered)
 
 
-def mark_running(transfer_id: int) -> bool:
-    """Mark the transfer running; False if it is already final (a batch run again after a crash)."""
+def start(transfer_ids: list[int]) -> list[Job]:
+    """Mark a batch's transfers running and load their jobs, in one transaction.
+
+    Transfers already final are left out: a batch run again after a crash carries only what is left.
+    """
+    started: list[int] = []
     with session_scope() as session:
-        transfer = session.get(Transfer, transfer_id)
-        if transfer is None or transfer.state in FINAL_STATES:
-            return False
-        transfers.mark_running(session, transfer)
-        return True
+        for transfer_id in transfer_ids:
+            transfer = session.get(Transfer, transfer_id)
+            if transfer is None or transfer.state in FINAL_STATES:
+                continue
+            transfers.mark_running(session, transfer)
+            started.append(transfer_id)
+    return [load(transfer_id) for transfer_id in started]
 
 
-def count_attempt(transfer_id: int) -> None:
+def count_attempts(transfer_ids: list[int]) -> None:
+    """One more try for each transfer, written before the try so a crash mid-push still counts it."""
     with session_scope() as session:
-        transfer = session.get(Transfer, transfer_id)
-        assert transfer is not None
-        transfers.count_attempt(session, transfer)
+        for transfer_id in transfer_ids:
+            transfer = session.get(Transfer, transfer_id)
+            assert transfer is not None
+            transfers.count_attempt(session, transfer)
 
 
 class _Hashing:
@@ -152,29 +160,46 @@ def push(job: Job) -> str:
         return dest.uri(dest_path)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one transfer ended: delivered to `destination_uri`, or stopped by `error`."""
+
+    job: Job
+    error: BaseException | None = None
+    destination_uri: str | None = None
+
+    @property
+    def state(self) -> TransferState:
+        if self.error is None:
+            return TransferState.delivered
+        if isinstance(self.error, ValidationError):
+            return TransferState.rejected
+        return TransferState.failed
+
+
 def record_outcome(
     job: Job, error: BaseException | None, destination_uri: str | None = None
 ) -> TransferState:
-    """Write the transfer's final state; tidy the mailbox once every flow delivered the file."""
-    if error is None:
-        state = TransferState.delivered
-    elif isinstance(error, ValidationError):
-        state = TransferState.rejected
-    else:
-        state = TransferState.failed
+    """Write one transfer's final state (see record_outcomes)."""
+    return record_outcomes([Outcome(job, error, destination_uri)])[0]
+
+
+def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
+    """Write a batch's final states in one transaction; tidy the mailbox once every flow delivered a file."""
     with session_scope() as session:
-        transfer = session.get(Transfer, job.transfer_id)
-        assert transfer is not None
-        transfers.finish(
-            session,
-            transfer,
-            state,
-            error=None if error is None else describe(error),
-            destination_uri=destination_uri,
-        )
-        if state is TransferState.delivered:
-            _archive_source_if_done(session, job)
-    return state
+        for outcome in outcomes:
+            transfer = session.get(Transfer, outcome.job.transfer_id)
+            assert transfer is not None
+            transfers.finish(
+                session,
+                transfer,
+                outcome.state,
+                error=None if outcome.error is None else describe(outcome.error),
+                destination_uri=outcome.destination_uri,
+            )
+            if outcome.state is TransferState.delivered:
+                _archive_source_if_done(session, outcome.job)
+    return [outcome.state for outcome in outcomes]
 
 
 def describe(error: BaseException) -> str:

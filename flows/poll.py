@@ -11,7 +11,8 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
 from core.endpoints.base import FileInfo
 from tasks.pull import after_pull, list_new, pull_file

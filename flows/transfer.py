@@ -1,60 +1,83 @@
-"""The first flow template: pull → validate → push for a batch of one data flow's files."""
+"""The first flow template: pull → validate → push for a batch of one data flow's files.
+
+Each step is one task run for the whole batch (the files inside it are carried concurrently), so a
+burst of 50 files costs the Prefect server three task runs, not 150. A file that fails for a
+passing reason is pushed again, alone with the others that failed, after the data flow's backoff:
+each try is its own `push` task run, so retries stay visible in the UI.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from anyio import to_thread
 from prefect import flow
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
+from core.delivery import Job, Outcome
 from tasks.notify import publish_table, record
 from tasks.pull import pull
 from tasks.push import push
-from tasks.retry import retry_options
+from tasks.retry import is_retryable, retry_delays
 from tasks.validate import validate
-
-# Files of one batch carried at once: enough to hide latency, few enough for 2 cores and open sockets.
-CONCURRENCY = 8
 
 
 @flow(name="transfer", log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
-    gate = asyncio.Semaphore(CONCURRENCY)
-    rows = await asyncio.gather(*(_carry(tid, gate) for tid in transfer_ids))
-    done = [row for row in rows if row is not None]
-    flow_name = await to_thread.run_sync(_flow_name, data_flow_id)
-    if done:
-        await publish_table(flow_name, done)
-    bad = [row for row in done if not row["result"].startswith("delivered")]
-    summary = f"{len(done) - len(bad)} of {len(done)} files delivered"
+    jobs: list[Job] = await pull.with_options(task_run_name=f"pull {_count(transfer_ids, 'transfer')}")(
+        transfer_ids
+    )
+    if not jobs:
+        return Completed(message="nothing left to carry: an earlier run finished this batch")
+    rows: list[dict[str, Any]] = []
+    to_push = jobs
+    if jobs[0].flow.validators:
+        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
+        rejected = [Outcome(job, error=error) for job, error in zip(jobs, errors, strict=True) if error]
+        to_push = [job for job, error in zip(jobs, errors, strict=True) if error is None]
+        if rejected:
+            rows += await record(rejected)
+    rows += await _push_with_retries(to_push)
+    await publish_table(jobs[0].flow.name, rows)
+    bad = [row for row in rows if not row["result"].startswith("delivered")]
+    summary = f"{len(rows) - len(bad)} of {len(rows)} files delivered"
     if bad:
         return Failed(message=f"{summary}; {bad[0]['file']}: {bad[0]['result']}")
     return Completed(message=summary)
 
 
-async def _carry(transfer_id: int, gate: asyncio.Semaphore) -> dict[str, Any] | None:
-    async with gate:
-        job = await pull(transfer_id)
-        if job is None:
-            return None
-        error: BaseException | None = None
-        destination_uri: str | None = None
-        try:
-            await validate(job)
-            policy = retry_options(job.flow.retries, job.flow.retry_delay_seconds)
-            destination_uri = await push.with_options(**policy)(job)
-        except Exception as exc:  # the outcome is recorded below; the flow reports it in its final state
-            error = exc
-        return await record(job, error, destination_uri)
+async def _push_with_retries(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Push, then push again what failed for a passing reason, per the data flow's retry policy.
+
+    Files are recorded as soon as their outcome is final, so a retried file does not hold the others.
+    """
+    rows: list[dict[str, Any]] = []
+    if not jobs:
+        return rows
+    policy = jobs[0].flow  # one batch, one data flow
+    delays = retry_delays(policy.retries, policy.retry_delay_seconds)
+    for attempt in range(1, len(delays) + 2):
+        label = _names(jobs) + (f" (try {attempt})" if attempt > 1 else "")
+        results = await push.with_options(task_run_name=f"push {label}")(jobs, attempt)
+        again = attempt <= len(delays)
+        retry: list[Outcome] = []
+        final: list[Outcome] = []
+        for result in results:
+            passing = again and result.error is not None and is_retryable(result.error)
+            (retry if passing else final).append(result)
+        rows += await record(final)
+        if not retry:
+            break
+        jobs = [r.job for r in retry]
+        await asyncio.sleep(delays[attempt - 1])
+    return rows
 
 
-def _flow_name(data_flow_id: int) -> str:
-    from core.db import session_scope
-    from core.models import DataFlow
+def _names(jobs: list[Job]) -> str:
+    return jobs[0].receipt.name if len(jobs) == 1 else f"{len(jobs)} files"
 
-    with session_scope() as session:
-        row = session.get(DataFlow, data_flow_id)
-        return row.name if row else f"data-flow-{data_flow_id}"
+
+def _count(items: list[Any], noun: str) -> str:
+    return f"1 {noun}" if len(items) == 1 else f"{len(items)} {noun}s"

@@ -9,37 +9,46 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.events import emit_event
 
 from core import delivery
-from core.delivery import Job
+from core.delivery import Outcome
 
 
-# A plain step, not a task: bookkeeping needs no retry policy of its own, and one task run fewer per
-# file matters to the embedded Prefect server's SQLite under a burst.
-async def record(job: Job, error: BaseException | None, destination_uri: str | None) -> dict[str, Any]:
-    """Write the final state to the store and emit tradelane.file.<state>; returns the artifact row."""
-    state = await to_thread.run_sync(delivery.record_outcome, job, error, destination_uri)
-    reason = delivery.describe(error) if error else ""
-    emit_event(
-        event=f"tradelane.file.{state.value}",
-        resource={
-            "prefect.resource.id": f"tradelane.transfer.{job.transfer_id}",
-            "prefect.resource.name": job.receipt.name,
-        },
-        payload={
-            "flow": job.flow.name,
-            "partner": job.partner_name,
-            "size": job.receipt.size,
-            "sha256": job.receipt.sha256,
-            "destination": destination_uri,
-            "error": reason or None,
-        },
-    )
-    return {
-        "file": job.receipt.name,
-        "size": job.receipt.size,
-        "sha256": job.receipt.sha256,
-        "destination": destination_uri or "",
-        "result": state.value + (f": {reason}" if reason else ""),
-    }
+# A plain step, not a task: bookkeeping needs no retry policy of its own, and task runs are what
+# the embedded Prefect server's SQLite pays for under a burst.
+async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """Write the batch's final states to the store, emit tradelane.file.<state> for each file, and
+    return the artifact's rows."""
+    if not outcomes:
+        return []
+    states = await to_thread.run_sync(delivery.record_outcomes, outcomes)
+    rows = []
+    for outcome, state in zip(outcomes, states, strict=True):
+        job = outcome.job
+        reason = delivery.describe(outcome.error) if outcome.error else ""
+        emit_event(
+            event=f"tradelane.file.{state.value}",
+            resource={
+                "prefect.resource.id": f"tradelane.transfer.{job.transfer_id}",
+                "prefect.resource.name": job.receipt.name,
+            },
+            payload={
+                "flow": job.flow.name,
+                "partner": job.partner_name,
+                "size": job.receipt.size,
+                "sha256": job.receipt.sha256,
+                "destination": outcome.destination_uri,
+                "error": reason or None,
+            },
+        )
+        rows.append(
+            {
+                "file": job.receipt.name,
+                "size": job.receipt.size,
+                "sha256": job.receipt.sha256,
+                "destination": outcome.destination_uri or "",
+                "result": state.value + (f": {reason}" if reason else ""),
+            }
+        )
+    return rows
 
 
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:

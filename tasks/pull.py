@@ -11,12 +11,10 @@ from core.delivery import Job
 from core.endpoints.base import FileInfo
 
 
-@task(name="pull", cache_policy=NO_CACHE, task_run_name="pull #{transfer_id}")
-async def pull(transfer_id: int) -> Job | None:
-    """The transfer's job, or None when an earlier run already finished it (re-dispatch after a crash)."""
-    if not await to_thread.run_sync(delivery.mark_running, transfer_id):
-        return None
-    return await to_thread.run_sync(delivery.load, transfer_id)
+@task(name="pull", cache_policy=NO_CACHE)
+async def pull(transfer_ids: list[int]) -> list[Job]:
+    """The batch's jobs, marked running; transfers an earlier run already finished are left out."""
+    return await to_thread.run_sync(delivery.start, transfer_ids)
 
 
 @task(name="list new files", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -59,3 +60,16 @@ def delivered(n: int = 1) -> Any:
 def settled(n: int = 1) -> Any:
     final = {"delivered", "failed", "rejected"}
     return lambda rows: len(rows) >= n and all(r["state"] in final for r in rows)
+
+
+def finished_run(system: System, flow_run_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The Prefect flow run once it is final: a file's transfer is recorded before its run ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = httpx.get(f"{system.prefect_api}/flow_runs/{flow_run_id}").json()
+        if (
+            run["state_type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+            or time.monotonic() > deadline
+        ):
+            return run
+        time.sleep(0.1)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from core.endpoints.file import TEMP_PREFIX
 from tests.e2e.helpers import PartnerClient
 from tests.servers import free_port
 from tests.system import System, start, stop, system_env
@@ -82,15 +83,19 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
             timeout=300,
             flow="crash-flow",
         )
-        # Exactly the received files, once each, byte for byte; nothing half-written.
-        assert sorted(p.name for p in dest.iterdir()) == sorted(received)
-        for name, body in received.items():
-            assert (dest / name).read_bytes() == body
+        # Exactly the received files, once each, byte for byte; nothing half-written is visible. A push
+        # killed mid-write can leave its hidden temporary file; it never takes the final name.
+        visible = sorted(p.name for p in dest.iterdir() if not p.name.startswith(TEMP_PREFIX))
         by_file: dict[str, int] = {}
         for row in rows:
             by_file[row["file"]] = by_file.get(row["file"], 0) + 1
-        assert set(by_file) == set(received)
         assert all(n == 1 for n in by_file.values()), "a file got a second transfer"
+        assert visible == sorted(by_file)
+        assert set(received) <= set(by_file)
+        # The one upload in flight at the kill may have been committed without its 201 reaching us.
+        assert len(set(by_file) - set(received)) <= 1
+        for name, body in received.items():
+            assert (dest / name).read_bytes() == body
         print(f"{len(received)} received, {len(in_flight)} still undelivered at the kill")
         # Ctrl-C (SIGINT) stops `up` and every child process it started.
         stop(system, signal.SIGINT)

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import boto3
-import httpx
 
-from tests.e2e.helpers import PartnerClient, delivered, settled, unique
+from tests.e2e.helpers import PartnerClient, delivered, finished_run, settled, unique
 from tests.servers import free_port, tcp_forwarder
 from tests.system import System
 
@@ -41,7 +40,7 @@ def test_validation_reject_keeps_file_and_says_why(system: System, tmp_path: Pat
     names = [f["name"] for f in client.http.get(f"/api/folders/{upload_id}/files").json()["resources"]]
     assert "order.json" in names
     # The run is marked failed in Prefect so operators notice it.
-    run = httpx.get(f"{system.prefect_api}/flow_runs/{rows[0]['flow_run_id']}").json()
+    run = finished_run(system, rows[0]["flow_run_id"])
     assert run["state_type"] == "FAILED"
     client.close()
 

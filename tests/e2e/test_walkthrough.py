@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import httpx
 
-from tests.e2e.helpers import PartnerClient, sha256, unique
+from tests.e2e.helpers import PartnerClient, finished_run, sha256, unique
 from tests.system import System
 
 PURCHASE_ORDER = json.dumps(
@@ -133,7 +133,7 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
 
     # The Prefect API shows the Completed run, with its tags and its table artifact.
     run_id = next(r["flow_run_id"] for r in mine if r["flow"] == "claudio-lake")
-    run = httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()
+    run = finished_run(system, run_id)
     assert run["state_type"] == "COMPLETED"
     assert {"partner:claudioapp", "flow:claudio-lake"} <= set(run["tags"])
     assert run["name"] == "claudioapp → claudio-lake: purchase_order_850.json"
