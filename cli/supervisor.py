@@ -135,7 +135,7 @@ class Supervisor:
             [
                 sys.executable,
                 "-m",
-                "prefect",
+                "deployments.prefect_server",  # prefect's own CLI, with SQLite writes begun IMMEDIATE
                 "server",
                 "start",
                 "--host",

@@ -100,7 +100,7 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
         # Ctrl-C (SIGINT) stops `up` and every child process it started.
         stop(system, signal.SIGINT)
         assert system.proc is not None and system.proc.returncode is not None
-        for fragment in ("deployments.serve", "prefect server start", "forkserver"):
+        for fragment in ("deployments.serve", "deployments.prefect_server", "forkserver"):
             assert not _children_of_pid_exist(fragment, home), f"{fragment} survived Ctrl-C"
         assert _port_closed(prefect_port) and _port_closed(api_port)
     finally:

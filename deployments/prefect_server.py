@@ -1,0 +1,40 @@
+"""`prefect server start`, with every SQLite write transaction begun IMMEDIATE.
+
+Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction that read first and
+then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
+wait is possible). The server answers 503 and Prefect's client retries after 2, 4, 8… seconds, so
+under a burst creating a flow run took up to 15 s. Begun IMMEDIATE, writers queue on SQLite's busy
+timeout instead, for milliseconds. Reads outside transactions stay lock-free (WAL).
+
+    python -m deployments.prefect_server server start --host 127.0.0.1 --port 4200
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prefect.server.database.configurations import AioSqliteConfiguration
+
+_begin_transaction = AioSqliteConfiguration.begin_transaction
+
+
+@asynccontextmanager
+async def _begin_immediate(
+    self: AioSqliteConfiguration, session: Any, with_for_update: bool = False
+) -> AsyncGenerator[Any, None]:
+    # with_for_update=True is Prefect's own switch to BEGIN IMMEDIATE.
+    async with _begin_transaction(self, session, with_for_update=True) as transaction:
+        yield transaction
+
+
+def install() -> None:
+    AioSqliteConfiguration.begin_transaction = _begin_immediate  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    from prefect.cli import app
+
+    install()
+    app()
