@@ -47,7 +47,7 @@ class Job:
 
     @property
     def source_path(self) -> str:
-        return self.receipt.storage_path
+        return locate(self.receipt)
 
     def open_source(self) -> Endpoint:
         # Receipts point into the mailbox store: a partner's folder, or the archive once delivered.
@@ -74,6 +74,20 @@ def load(transfer_id: int) -> Job:
             raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
         partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
         return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row)
+
+
+def locate(receipt: Receipt) -> str:
+    """Where the receipt's bytes are, relative to the mailbox root.
+
+    A delivered upload is moved to the archive inside the transaction that records the delivery;
+    if the process is killed between the move and the commit, the store still names the old place
+    while the bytes are in the archive. The run is then dispatched again and finds them there.
+    """
+    root = get_settings().mailbox_root
+    if (root / receipt.storage_path).exists():
+        return receipt.storage_path
+    archived = archive_path(receipt)
+    return archived if (root / archived).exists() else receipt.storage_path
 
 
 def render_dest_path(template: str, receipt: Receipt, partner_name: str) -> str:

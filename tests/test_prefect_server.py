@@ -1,4 +1,4 @@
-"""The Prefect server `up` starts begins SQLite write transactions IMMEDIATE (see deployments/prefect_server.py)."""
+"""The Prefect server `up` starts begins SQLite write transactions IMMEDIATE (deployments/prefect_server)."""
 
 from __future__ import annotations
 
