@@ -1,7 +1,8 @@
 """Azure Blob Storage (and Azurite) through azure-storage-blob: one container, an optional prefix.
 
-Writes buffer at most one block. A file smaller than `block_size` becomes one `Put Blob` on
-commit; a larger one is staged block by block (`Put Block`) and becomes visible only when
+A file smaller than `block_size` becomes one `Put Blob` on commit; a larger one is staged block
+by block (`Put Block`, up to `concurrency` blocks at once, default 4, while the next is filled,
+so a write holds at most (concurrency + 1) × block_size bytes) and becomes visible only when
 commit sends the block list (`Put Block List`), which replaces any existing blob atomically.
 
 Abort never commits. Azure has no call to discard staged blocks: uncommitted blocks are
@@ -68,6 +69,7 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.http import network_error
+from core.endpoints.parts import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, PartUploads
 
 if TYPE_CHECKING:
     pass
@@ -211,7 +213,8 @@ class AzureReadStream(ChunkReadStream):
 
 
 class AzureWriteStream(WriteStream):
-    """Buffers one block at a time; Put Blob for small files, staged blocks + block list for large."""
+    """Put Blob for small files; for large ones blocks staged in the background (see
+    core/endpoints/parts.py) while the caller fills the next one, then a block list."""
 
     def __init__(self, endpoint: AzureBlobEndpoint, blob_name: str, what: str) -> None:
         super().__init__()
@@ -221,10 +224,11 @@ class AzureWriteStream(WriteStream):
         self._buffer = bytearray()
         self._token = uuid.uuid4().hex  # 32 chars; + 8 digits = every block id is 40 chars
         self._block_ids: builtins.list[str] = []
+        self._uploads = PartUploads(endpoint.concurrency, "azure-block")
 
     @property
     def block_ids(self) -> builtins.list[str]:
-        """The ids staged so far (unencoded): empty while the file still fits in one block."""
+        """The ids handed to Put Block so far (unencoded): empty while the file fits in one block."""
         return builtins.list(self._block_ids)
 
     def _block_size(self) -> int:
@@ -232,7 +236,8 @@ class AzureWriteStream(WriteStream):
         return min(self._endpoint.block_size * (1 + step), MAX_BLOCK_SIZE)
 
     def _write(self, data: bytes) -> None:
-        # Fill the buffer only up to one block, so memory stays at one block plus the caller's chunk.
+        self._uploads.raise_failure()  # a block that failed in the background stops the write here
+        # Fill the buffer only up to one block: memory stays at the blocks in flight plus this one.
         view = memoryview(data)
         while view:
             room = self._block_size() - len(self._buffer)
@@ -247,8 +252,12 @@ class AzureWriteStream(WriteStream):
             raise EndpointError(f"{self._what}: file too large for one blob ({MAX_BLOCKS} blocks)")
         block_id = f"{self._token}{len(self._block_ids):08d}"
         blob = self._endpoint.blob_client(self._blob_name)
-        with self._endpoint.errors(self._what):
-            blob.stage_block(block_id, block, length=len(block))
+
+        def upload() -> None:
+            with self._endpoint.errors(self._what):
+                blob.stage_block(block_id, block, length=len(block))
+
+        self._uploads.submit(upload)
         self._block_ids.append(block_id)
 
     def _commit(self) -> None:
@@ -261,19 +270,22 @@ class AzureWriteStream(WriteStream):
         if self._buffer:
             block, self._buffer = self._buffer, bytearray()
             self._stage(block)  # the last block may be smaller than the others
+        self._uploads.finish()
         with self._endpoint.errors(self._what):
             blob.commit_block_list([BlobBlock(block_id=i) for i in self._block_ids])
 
     def _abort(self) -> None:
-        # Nothing to undo: staged blocks stay invisible and Azure garbage-collects them.
+        # Nothing to undo: staged blocks stay invisible and Azure garbage-collects them. Blocks
+        # in flight are waited for, so no thread still writes once the stream is aborted.
         self._buffer = bytearray()
+        self._uploads.cancel()
         if self._block_ids:
             log.debug("abandoned %d uncommitted blocks for %s", len(self._block_ids), self._what)
 
 
 class AzureBlobEndpoint(Endpoint):
-    """config: container, prefix?, account_url?, block_size?, connect_timeout?, read_timeout?,
-    max_attempts?.
+    """config: container, prefix?, account_url?, block_size?, concurrency?, connect_timeout?,
+    read_timeout?, max_attempts?.
     secrets (one of): connection_string | account_name + account_key | sas_token (needs
     account_url, or account_name for the public cloud's https://<account>.blob.core.windows.net)."""
 
@@ -301,6 +313,12 @@ class AzureBlobEndpoint(Endpoint):
             raise ConfigError("azure block_size must be a number of bytes") from None
         if not MIN_BLOCK_SIZE <= self.block_size <= MAX_BLOCK_SIZE:
             raise ConfigError(f"azure block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes")
+        try:
+            self.concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
+        except (TypeError, ValueError):
+            raise ConfigError("azure concurrency must be a number") from None
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"azure concurrency must be between 1 and {MAX_CONCURRENCY}")
         self.account_url, self.account_name = self._resolve_account()
         self._service: BlobServiceClient | None = None
         self._container_client: ContainerClient | None = None

@@ -1,8 +1,9 @@
 """Amazon S3 and S3-compatible object stores (MinIO, Ceph, Wasabi, moto) through boto3.
 
-Reads stream the `GetObject` body. Writes buffer at most one part: a file smaller than
-`part_size` becomes one `PutObject` on commit; a larger one becomes a multipart upload that is
-completed on commit and aborted on failure, so an object only ever appears whole.
+Reads stream the `GetObject` body. A file smaller than `part_size` becomes one `PutObject` on
+commit; a larger one becomes a multipart upload that is completed on commit and aborted on
+failure, so an object only ever appears whole. Up to `concurrency` parts (default 4) upload at
+once while the next is filled, so a write holds at most (concurrency + 1) × part_size bytes.
 
 Error mapping notes:
 * `NoSuchBucket` is a `ConfigError`, not `NotFound`: the endpoint points at nothing, and a task
@@ -16,7 +17,6 @@ Error mapping notes:
 
 from __future__ import annotations
 
-import builtins
 import io
 import logging
 import threading
@@ -54,6 +54,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.parts import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, PartUploads
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -167,7 +168,8 @@ class S3ReadStream(io.RawIOBase):
 
 
 class S3WriteStream(WriteStream):
-    """Buffers one part at a time; PutObject for small files, multipart upload for large ones."""
+    """PutObject for small files; for large ones a multipart upload whose parts go up in the
+    background (see core/endpoints/parts.py) while the caller fills the next one."""
 
     def __init__(self, endpoint: S3Endpoint, key: str, what: str) -> None:
         super().__init__()
@@ -176,18 +178,22 @@ class S3WriteStream(WriteStream):
         self._what = what
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: builtins.list[dict[str, Any]] = []
+        self._parts_sent = 0
+        # Filled by the upload threads; one dict store per part is atomic, so no lock.
+        self._etags: dict[int, str] = {}
+        self._uploads = PartUploads(endpoint.concurrency, "s3-part")
 
     @property
     def upload_id(self) -> str | None:
         return self._upload_id
 
     def _part_size(self) -> int:
-        step = len(self._parts) // PARTS_PER_SIZE_STEP
+        step = self._parts_sent // PARTS_PER_SIZE_STEP
         return min(self._endpoint.part_size * (1 + step), MAX_PART_SIZE)
 
     def _write(self, data: bytes) -> None:
-        # Fill the buffer only up to one part, so memory stays at one part plus the caller's chunk.
+        self._uploads.raise_failure()  # a part that failed in the background stops the write here
+        # Fill the buffer only up to one part: memory stays at the parts in flight plus this one.
         view = memoryview(data)
         while view:
             room = self._part_size() - len(self._buffer)
@@ -195,19 +201,25 @@ class S3WriteStream(WriteStream):
             view = view[room:]
             if len(self._buffer) == self._part_size():
                 part, self._buffer = self._buffer, bytearray()
-                self._upload_part(part)
+                self._send_part(part)
 
-    def _upload_part(self, part: bytearray) -> None:
+    def _send_part(self, part: bytearray) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
-        with self._endpoint.errors(self._what):
-            if self._upload_id is None:
+        if self._upload_id is None:
+            with self._endpoint.errors(self._what):
                 created = client.create_multipart_upload(Bucket=bucket, Key=self._key)
-                self._upload_id = created["UploadId"]
-            number = len(self._parts) + 1
-            answer = client.upload_part(
-                Bucket=bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part
-            )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            self._upload_id = created["UploadId"]
+        self._parts_sent += 1
+        number, upload_id = self._parts_sent, self._upload_id
+
+        def upload() -> None:
+            with self._endpoint.errors(self._what):
+                answer = client.upload_part(
+                    Bucket=bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=part
+                )
+            self._etags[number] = answer["ETag"]
+
+        self._uploads.submit(upload)
 
     def _commit(self) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
@@ -217,18 +229,22 @@ class S3WriteStream(WriteStream):
             self._buffer = bytearray()
             return
         if self._buffer:
-            self._upload_part(self._buffer)  # the last part may be smaller than the minimum
-            self._buffer = bytearray()
+            part, self._buffer = self._buffer, bytearray()
+            self._send_part(part)  # the last part may be smaller than the minimum
+        self._uploads.finish()
+        parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in range(1, self._parts_sent + 1)]
         with self._endpoint.errors(self._what):
             client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
+                MultipartUpload={"Parts": parts},
             )
 
     def _abort(self) -> None:
         self._buffer = bytearray()
+        # No part may still be on its way once the upload is aborted, or S3 could keep it.
+        self._uploads.cancel()
         if self._upload_id is None:
             return
         try:
@@ -243,7 +259,7 @@ class S3WriteStream(WriteStream):
 
 
 class S3Endpoint(Endpoint):
-    """config: bucket, prefix?, endpoint_url?, region?, part_size?, addressing_style?,
+    """config: bucket, prefix?, endpoint_url?, region?, part_size?, concurrency?, addressing_style?,
     connect_timeout?, read_timeout?, max_attempts?.
     secrets: access_key_id?, secret_access_key?, session_token? (else boto3's default chain)."""
 
@@ -266,6 +282,12 @@ class S3Endpoint(Endpoint):
         self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
+        try:
+            self.concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
+        except (TypeError, ValueError):
+            raise ConfigError("s3 concurrency must be a number") from None
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"s3 concurrency must be between 1 and {MAX_CONCURRENCY}")
         if bool(self.secrets.get("access_key_id")) != bool(self.secrets.get("secret_access_key")):
             raise ConfigError("s3 secrets need both access_key_id and secret_access_key, or neither")
         self._client: Any = None

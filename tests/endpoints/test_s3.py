@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,13 +14,15 @@ from core.endpoints.base import (
     AuthError,
     ConfigError,
     Endpoint,
+    EndpointError,
     NotFound,
     PermissionDenied,
     TransientError,
 )
+from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
 from core.endpoints.s3 import MIN_PART_SIZE, S3Endpoint, S3WriteStream
-from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, put
+from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
 from tests.servers import MotoAuth, free_port
 
 SECRET = "s3cr3t-never-shown"
@@ -53,8 +56,9 @@ def make_endpoint(url: str, bucket: str, **config: Any) -> S3Endpoint:
 
 class TestS3Endpoint(EndpointContract):
     secret_values = (SECRET,)
-    # One 5 MiB part buffered, plus the caller's chunk and boto's bookkeeping.
-    memory_budget = 2 * MIN_PART_SIZE
+    # The parts in flight and the one being filled (5 MiB each), plus the caller's chunk and
+    # boto's bookkeeping. test_memory_stays_flat_for_a_large_file checks it does not grow.
+    memory_budget = (DEFAULT_CONCURRENCY + 1) * MIN_PART_SIZE + 4 * MIB
 
     @pytest.fixture
     def endpoint(self, moto_server: str, bucket: str) -> Iterator[Endpoint]:
@@ -167,6 +171,44 @@ def test_aborted_multipart_leaves_no_upload(endpoint: S3Endpoint, s3: Any, bucke
         stream.__exit__(RuntimeError, RuntimeError("boom"), None)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+def test_memory_stays_flat_for_a_large_file(endpoint: S3Endpoint) -> None:
+    """A file far bigger than the parts in flight: memory is bounded by them, not by the file."""
+    size = 64 * MIB
+    put(endpoint, "warm.bin", b"x")  # boto's one-off costs (service model) are not per-file memory
+
+    def write() -> None:
+        with endpoint.open_write("flat.bin") as stream:
+            for chunk in payload_chunks(size):
+                stream.write(chunk)
+
+    _, peak = peak_memory(write)
+    # Slack: the generator's chunk (randbytes briefly holds two) and the SDK's per-request bookkeeping.
+    assert peak < (DEFAULT_CONCURRENCY + 1) * MIN_PART_SIZE + 4 * MIB, f"write peak {peak / MIB:.1f} MiB"
+    assert endpoint.stat("flat.bin").size == size
+
+
+def test_failed_background_part_aborts_the_upload(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    """A part that fails on its upload thread stops the write; nothing new becomes visible."""
+    put(endpoint, "kept.bin", b"old")
+    before = set(threading.enumerate())
+    chunks = payload_chunks(8 * MIN_PART_SIZE)
+    # S3 answers NoSuchUpload; moto answers 500. Either is an endpoint error for the flow to judge.
+    with pytest.raises(EndpointError), endpoint.open_write("kept.bin") as stream:
+        assert isinstance(stream, S3WriteStream)
+        while stream.upload_id is None:
+            stream.write(next(chunks))
+        # The upload goes away under the stream (another client, a lifecycle rule): the parts
+        # still to come fail on their threads, and the failure reaches a write or the commit.
+        s3.abort_multipart_upload(Bucket=bucket, Key=f"{PREFIX}/kept.bin", UploadId=stream.upload_id)
+        for chunk in chunks:
+            stream.write(chunk)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert get(endpoint, "kept.bin") == b"old"
+    assert [info.path for info in endpoint.list()] == ["kept.bin"]
+    # No upload thread outlives the stream.
+    assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("s3-part")] == []
 
 
 # --- failures --------------------------------------------------------------------------------
