@@ -29,7 +29,7 @@ def _file(g: dict[str, Any]) -> Split:
 
 def _s3(g: dict[str, Any]) -> Split:
     _need(g, "s3", "bucket")
-    return _pick(g, "bucket", "prefix", "endpoint_url", "region"), _pick(
+    return _pick(g, "bucket", "prefix", "endpoint_url", "region", "checksums"), _pick(
         g, "access_key_id", "secret_access_key"
     )
 

@@ -183,6 +183,13 @@ def endpoint_add(
     prefix: Annotated[str | None, typer.Option(help="s3/azure: key prefix.")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="s3: a non-AWS endpoint URL.")] = None,
     region: Annotated[str | None, typer.Option(help="s3: region.")] = None,
+    checksums: Annotated[
+        str | None,
+        typer.Option(
+            help="s3: when_supported (default: CRC32 on each request, fastest) or when_required "
+            "(for older S3-compatible stores that refuse aws-chunked uploads)."
+        ),
+    ] = None,
     access_key_id: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_ACCESS_KEY_ID")] = None,
     secret_access_key: Annotated[str | None, typer.Option(envvar="TRADELANE_S3_SECRET_ACCESS_KEY")] = None,
     container: Annotated[str | None, typer.Option(help="azure: container.")] = None,
