@@ -10,6 +10,7 @@ from core import audit, partners
 from core.db import home_account_id
 from core.endpoints import store as endpoint_store
 from core.models import DataFlow, utcnow
+from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
 from core.polling import PollingError, check_after_pull
 
@@ -93,6 +94,14 @@ def add(
         after_pull = check_after_pull(after_pull)
     except PollingError as exc:
         raise DataFlowError(str(exc)) from exc
+    source_row = session.get(EndpointRow, source_endpoint_id) if source_endpoint_id else None
+    if source_row is not None and source_row.type == "email" and after_pull != "keep":
+        # A mailbox is not a folder: "archive" would mean writing (sending) a message. The email
+        # endpoint marks what it took itself: its after_pull setting (seen, move:<folder>, delete).
+        raise DataFlowError(
+            f"--after-pull {after_pull!r} does not apply to an email source; set the email endpoint's "
+            "after_pull (seen, move:<folder> or delete) instead and keep the data flow's default 'keep'"
+        )
     try:
         dest_row = endpoint_store.require(session, dest)
     except Exception as exc:
