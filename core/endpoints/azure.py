@@ -69,7 +69,7 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.http import network_error
-from core.endpoints.parts import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, PartUploads
+from core.endpoints.parts import PartUploads, concurrency_setting
 
 if TYPE_CHECKING:
     pass
@@ -313,12 +313,7 @@ class AzureBlobEndpoint(Endpoint):
             raise ConfigError("azure block_size must be a number of bytes") from None
         if not MIN_BLOCK_SIZE <= self.block_size <= MAX_BLOCK_SIZE:
             raise ConfigError(f"azure block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes")
-        try:
-            self.concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
-        except (TypeError, ValueError):
-            raise ConfigError("azure concurrency must be a number") from None
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(f"azure concurrency must be between 1 and {MAX_CONCURRENCY}")
+        self.concurrency = concurrency_setting(config, "azure")
         self.account_url, self.account_name = self._resolve_account()
         self._service: BlobServiceClient | None = None
         self._container_client: ContainerClient | None = None

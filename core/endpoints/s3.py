@@ -54,7 +54,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
-from core.endpoints.parts import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, PartUploads
+from core.endpoints.parts import PartUploads, concurrency_setting
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -283,12 +283,7 @@ class S3Endpoint(Endpoint):
         self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
-        try:
-            self.concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
-        except (TypeError, ValueError):
-            raise ConfigError("s3 concurrency must be a number") from None
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(f"s3 concurrency must be between 1 and {MAX_CONCURRENCY}")
+        self.concurrency = concurrency_setting(config, "s3")
         self.checksums = str(config.get("checksums") or "when_supported")
         if self.checksums not in CHECKSUM_MODES:
             raise ConfigError(f"s3 checksums must be one of {', '.join(CHECKSUM_MODES)}")
