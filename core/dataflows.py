@@ -95,12 +95,12 @@ def add(
     except PollingError as exc:
         raise DataFlowError(str(exc)) from exc
     source_row = session.get(EndpointRow, source_endpoint_id) if source_endpoint_id else None
-    if source_row is not None and source_row.type == "email" and after_pull != "keep":
-        # A mailbox is not a folder: "archive" would mean writing (sending) a message. The email
-        # endpoint marks what it took itself: its after_pull setting (seen, move:<folder>, delete).
+    if source_row is not None and source_row.type == "email" and after_pull.startswith("archive:"):
+        # A mailbox is not a folder: "archive" would write (send) a message. "delete" takes the
+        # attachment the email endpoint's way (its after_pull: seen, move:<folder> or delete).
         raise DataFlowError(
-            f"--after-pull {after_pull!r} does not apply to an email source; set the email endpoint's "
-            "after_pull (seen, move:<folder> or delete) instead and keep the data flow's default 'keep'"
+            f"--after-pull {after_pull!r} does not apply to an email source; use 'delete' (the email "
+            "endpoint's after_pull then marks, moves or deletes the message) or 'keep'"
         )
     try:
         dest_row = endpoint_store.require(session, dest)
