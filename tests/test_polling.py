@@ -113,7 +113,9 @@ def test_polling_settings_are_checked(source_dir: Path) -> None:
             {"password": "pw"},
         )
         with pytest.raises(dataflows.DataFlowError, match="does not apply to an email source"):
-            dataflows.add(session, "p7", source="inbox", dest="archive", every_seconds=5, after_pull="archive:x")
+            dataflows.add(
+                session, "p7", source="inbox", dest="archive", every_seconds=5, after_pull="archive:x"
+            )
         # "delete" takes it the email endpoint's way (marks, moves or deletes the message).
         dataflows.add(session, "p8", source="inbox", dest="archive", every_seconds=5, after_pull="delete")
     assert dataflows.parse_interval("90") == 90
