@@ -15,24 +15,17 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from core.endpoints.base import FileInfo
-from tasks.pull import after_pull, list_new, pull_file
-from tasks.retry import retry_options
+from tasks.pull import list_new, pull_files
 
 
 @flow(name="poll", flow_run_name="{flow_name}: poll", log_prints=False, persist_result=False)
 async def poll(data_flow_id: int, flow_name: str = "") -> State[Any]:
-    """Pull every new file, one after another (sources are usually rate- or connection-limited)."""
+    """List what is new at the source, then take it in with one `pull files` task run."""
     files: list[FileInfo] = await list_new(data_flow_id)
     rows: list[dict[str, Any]] = []
-    for info in files:
-        row: dict[str, Any] = {"file": info.path, "size": info.size}
-        try:
-            receipt_id = await pull_file.with_options(**retry_options(3, 1.0))(data_flow_id, info)
-            row["receipt"] = receipt_id
-            row["result"] = "received; " + await after_pull(data_flow_id, info)
-        except Exception as exc:  # one bad file must not stop the others; the run is marked failed
-            row["result"] = f"failed: {exc}"
-        rows.append(row)
+    if files:
+        what = files[0].path if len(files) == 1 else f"{len(files)} files"
+        rows = await pull_files.with_options(task_run_name=f"pull {what}")(data_flow_id, files)
     if rows:
         key = "pulled-" + "".join(c if c.isalnum() else "-" for c in (flow_name or str(data_flow_id)).lower())
         await acreate_table_artifact(table=rows, key=key[:100], description="Files pulled from the source")

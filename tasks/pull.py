@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
 from anyio import to_thread
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core import delivery, polling
 from core.delivery import Job
 from core.endpoints.base import FileInfo
+from core.polling import Source
+from tasks.retry import is_retryable, retry_delays
+
+T = TypeVar("T")
 
 
 @task(name="pull", cache_policy=NO_CACHE)
@@ -24,17 +32,37 @@ async def list_new(data_flow_id: int) -> list[FileInfo]:
     return await to_thread.run_sync(polling.new_files, source)
 
 
-@task(name="pull file", cache_policy=NO_CACHE, task_run_name="pull {info.path}")
-async def pull_file(data_flow_id: int, info: FileInfo) -> int:
-    """Stream one file from the source into the intake; returns its receipt id."""
+@task(name="pull files", cache_policy=NO_CACHE)
+async def pull_files(data_flow_id: int, files: list[FileInfo]) -> list[dict[str, Any]]:
+    """Take each new file in, one after another (sources are usually rate- or connection-limited),
+    then delete, move or keep it at the source as the data flow says. One task run for the lot;
+    each file's result is a row of the run's artifact. A file is retried alone when it fails for
+    a passing reason; one that still fails does not stop the others."""
     source = await to_thread.run_sync(polling.load, data_flow_id)
-    receipt = await to_thread.run_sync(polling.pull, source, info)
-    assert receipt.id is not None
-    return receipt.id
+    logger = get_run_logger()
+    rows: list[dict[str, Any]] = []
+    for info in files:
+        row: dict[str, Any] = {"file": info.path, "size": info.size}
+        try:
+            receipt = await _with_retries(polling.pull, source, info, retries=3)
+            row["receipt"] = receipt.id
+            row["result"] = "received; " + await _with_retries(polling.after_pull, source, info, retries=2)
+        except Exception as exc:  # recorded in the row; the run ends Failed
+            logger.warning("%s: %s", info.path, exc)
+            row["result"] = f"failed: {exc}"
+        rows.append(row)
+    return rows
 
 
-@task(name="after pull", cache_policy=NO_CACHE, task_run_name="after pull {info.path}", retries=2)
-async def after_pull(data_flow_id: int, info: FileInfo) -> str:
-    """Delete, move or keep the file at the source, as the data flow says."""
-    source = await to_thread.run_sync(polling.load, data_flow_id)
-    return await to_thread.run_sync(polling.after_pull, source, info)
+async def _with_retries(
+    step: Callable[[Source, FileInfo], T], source: Source, info: FileInfo, retries: int
+) -> T:
+    """Run a blocking step in a thread; try again after a backoff while it fails for a passing reason."""
+    for delay in [*retry_delays(retries, 1.0), None]:
+        try:
+            return await to_thread.run_sync(step, source, info)
+        except Exception as exc:
+            if delay is None or not is_retryable(exc):
+                raise
+            await anyio.sleep(delay)
+    raise AssertionError("unreachable")

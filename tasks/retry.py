@@ -1,11 +1,11 @@
-"""One retry policy for side-effect steps: backoff with jitter, never for auth or validation errors."""
+"""One retry policy for side-effect steps: backoff with jitter, never for auth or validation errors.
+
+Batch tasks apply it per file (a failed file is tried again alone), so it is plain Python rather
+than Prefect's task-level `retries`, which would run the whole batch again."""
 
 from __future__ import annotations
 
 import random
-from typing import Any
-
-from prefect.tasks import exponential_backoff
 
 from core.delivery import ChecksumMismatch
 from core.endpoints.base import (
@@ -43,17 +43,3 @@ def is_retryable(error: object) -> bool:
 def retry_delays(retries: int, base_delay: float) -> list[float]:
     """The waits before each retry: base, 2×base, 4×base… each with ±50% jitter."""
     return [base_delay * 2**n * random.uniform(1 - JITTER, 1 + JITTER) for n in range(retries)]
-
-
-def retry_condition(_task: Any, _task_run: Any, state: Any) -> bool:
-    return is_retryable(state.data)
-
-
-def retry_options(retries: int, base_delay: float) -> dict[str, Any]:
-    """Prefect task options for the same policy, for steps that are one task run per try."""
-    return {
-        "retries": retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=base_delay)(retries) if retries else 0,
-        "retry_jitter_factor": JITTER if retries else None,
-        "retry_condition_fn": retry_condition,
-    }
