@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import anyio
 from anyio import to_thread
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core import delivery
 from core.delivery import Job, Outcome
+from tasks.each import each_in_threads
 
 # Files carried at once: enough to hide network latency, few enough for 2 cores and open sockets.
 CONCURRENCY = 8
@@ -18,20 +18,13 @@ CONCURRENCY = 8
 async def push(jobs: list[Job], attempt: int = 1) -> list[Outcome]:
     """One try for each job; the outcome holds the destination URI or the error (the flow retries)."""
     await to_thread.run_sync(delivery.count_attempts, [job.transfer_id for job in jobs])
-    outcomes: list[Outcome] = [Outcome(job) for job in jobs]
-    limiter = anyio.CapacityLimiter(CONCURRENCY)
+    results = await each_in_threads(delivery.push, jobs, CONCURRENCY)
     logger = get_run_logger()
-
-    async def carry(index: int) -> None:
-        job = jobs[index]
-        try:
-            uri = await to_thread.run_sync(delivery.push, job, limiter=limiter)
-            outcomes[index] = Outcome(job, destination_uri=uri)
-        except Exception as exc:  # recorded per file; the others of the batch go on
-            logger.warning("%s: try %d failed: %s", job.receipt.name, attempt, delivery.describe(exc))
-            outcomes[index] = Outcome(job, error=exc)
-
-    async with anyio.create_task_group() as group:
-        for index in range(len(jobs)):
-            group.start_soon(carry, index)
+    outcomes = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            logger.warning("%s: try %d failed: %s", job.receipt.name, attempt, delivery.describe(result))
+            outcomes.append(Outcome(job, error=result))
+        else:
+            outcomes.append(Outcome(job, destination_uri=result))
     return outcomes
