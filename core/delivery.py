@@ -63,17 +63,21 @@ class Job:
 
 def load(transfer_id: int) -> Job:
     with session_scope() as session:
-        transfer = session.get(Transfer, transfer_id)
-        if transfer is None:
-            raise LookupError(f"no transfer {transfer_id}")
-        receipt = session.get(Receipt, transfer.receipt_id)
-        flow = session.get(DataFlow, transfer.data_flow_id)
-        assert receipt is not None and flow is not None
-        dest_row = session.get(EndpointRow, flow.dest_endpoint_id)
-        if dest_row is None:
-            raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
-        partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
-        return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row)
+        return _job(session, transfer_id)
+
+
+def _job(session: Session, transfer_id: int) -> Job:
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise LookupError(f"no transfer {transfer_id}")
+    receipt = session.get(Receipt, transfer.receipt_id)
+    flow = session.get(DataFlow, transfer.data_flow_id)
+    assert receipt is not None and flow is not None
+    dest_row = session.get(EndpointRow, flow.dest_endpoint_id)
+    if dest_row is None:
+        raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
+    partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
+    return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row)
 
 
 def locate(receipt: Receipt) -> str:
@@ -123,7 +127,8 @@ def start(transfer_ids: list[int]) -> list[Job]:
                 continue
             transfers.mark_running(session, transfer)
             started.append(transfer_id)
-    return [load(transfer_id) for transfer_id in started]
+        session.commit()  # running is recorded even if a job below cannot be loaded
+        return [_job(session, transfer_id) for transfer_id in started]
 
 
 def count_attempts(transfer_ids: list[int]) -> None:
@@ -189,13 +194,6 @@ class Outcome:
         if isinstance(self.error, ValidationError):
             return TransferState.rejected
         return TransferState.failed
-
-
-def record_outcome(
-    job: Job, error: BaseException | None, destination_uri: str | None = None
-) -> TransferState:
-    """Write one transfer's final state (see record_outcomes)."""
-    return record_outcomes([Outcome(job, error, destination_uri)])[0]
 
 
 def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:

@@ -100,7 +100,7 @@ def _deliver(mailbox: str, name: str, data: bytes) -> int:
     assert transfer.id is not None
     job = delivery.load(transfer.id)
     uri = delivery.push(job)
-    delivery.record_outcome(job, None, uri)
+    delivery.record_outcomes([delivery.Outcome(job, destination_uri=uri)])
     return transfer.id
 
 
