@@ -58,6 +58,17 @@ def peak_memory(fn: Callable[[], Any]) -> tuple[Any, int]:
     return result, peak
 
 
+def peak_while_writing(endpoint: Endpoint, path: str, size: int) -> int:
+    """Stream `size` bytes to `path`; the peak of Python allocations made while writing."""
+
+    def write() -> None:
+        with endpoint.open_write(path) as stream:
+            for chunk in payload_chunks(size):
+                stream.write(chunk)
+
+    return peak_memory(write)[1]
+
+
 class EndpointContract:
     """What every endpoint must do. Subclasses provide the `endpoint` fixture."""
 

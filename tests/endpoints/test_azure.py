@@ -31,7 +31,14 @@ from core.endpoints.base import (
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
 from tests.endpoint_servers.azurite import Azurite
-from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
+from tests.endpoints.contract import (
+    MIB,
+    EndpointContract,
+    get,
+    payload_chunks,
+    peak_while_writing,
+    put,
+)
 from tests.servers import free_port
 
 PREFIX = "in/box"
@@ -274,13 +281,7 @@ def test_memory_stays_flat_for_a_large_file(endpoint: AzureBlobEndpoint) -> None
     """A file far bigger than the blocks in flight: memory is bounded by them, not by the file."""
     size = 64 * MIB
     put(endpoint, "warm.bin", b"x")  # the SDK's one-off costs are not per-file memory
-
-    def write() -> None:
-        with endpoint.open_write("flat.bin") as stream:
-            for chunk in payload_chunks(size):
-                stream.write(chunk)
-
-    _, peak = peak_memory(write)
+    peak = peak_while_writing(endpoint, "flat.bin", size)
     # Slack: the generator's chunk (randbytes briefly holds two) and the SDK's per-request bookkeeping.
     assert peak < (DEFAULT_CONCURRENCY + 1) * BLOCK + 4 * MIB, f"write peak {peak / MIB:.1f} MiB"
     assert endpoint.stat("flat.bin").size == size

@@ -22,7 +22,14 @@ from core.endpoints.base import (
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
 from core.endpoints.s3 import MIN_PART_SIZE, S3Endpoint, S3WriteStream
-from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
+from tests.endpoints.contract import (
+    MIB,
+    EndpointContract,
+    get,
+    payload_chunks,
+    peak_while_writing,
+    put,
+)
 from tests.servers import MotoAuth, free_port
 
 SECRET = "s3cr3t-never-shown"
@@ -177,13 +184,7 @@ def test_memory_stays_flat_for_a_large_file(endpoint: S3Endpoint) -> None:
     """A file far bigger than the parts in flight: memory is bounded by them, not by the file."""
     size = 64 * MIB
     put(endpoint, "warm.bin", b"x")  # boto's one-off costs (service model) are not per-file memory
-
-    def write() -> None:
-        with endpoint.open_write("flat.bin") as stream:
-            for chunk in payload_chunks(size):
-                stream.write(chunk)
-
-    _, peak = peak_memory(write)
+    peak = peak_while_writing(endpoint, "flat.bin", size)
     # Slack: the generator's chunk (randbytes briefly holds two) and the SDK's per-request bookkeeping.
     assert peak < (DEFAULT_CONCURRENCY + 1) * MIN_PART_SIZE + 4 * MIB, f"write peak {peak / MIB:.1f} MiB"
     assert endpoint.stat("flat.bin").size == size
