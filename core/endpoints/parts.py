@@ -27,7 +27,8 @@ MAX_CONCURRENCY = 16
 def concurrency_setting(config: dict[str, Any], endpoint_type: str) -> int:
     """An endpoint's `concurrency` (parts in flight), checked; DEFAULT_CONCURRENCY when unset."""
     try:
-        value = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
+        given = config.get("concurrency")
+        value = DEFAULT_CONCURRENCY if given in (None, "") else int(given)
     except (TypeError, ValueError):
         raise ConfigError(f"{endpoint_type} concurrency must be a number") from None
     if not 1 <= value <= MAX_CONCURRENCY:

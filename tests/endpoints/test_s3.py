@@ -94,11 +94,24 @@ def test_registry_opens_s3() -> None:
         {"bucket": "a/b"},
         {"bucket": "ok-bucket", "prefix": "../up"},
         {"bucket": "ok-bucket", "part_size": MIN_PART_SIZE - 1},
+        {"bucket": "ok-bucket", "checksums": "sometimes"},
+        {"bucket": "ok-bucket", "concurrency": 0},
+        {"bucket": "ok-bucket", "concurrency": 17},
+        {"bucket": "ok-bucket", "concurrency": "many"},
     ],
 )
 def test_bad_config(config: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         S3Endpoint(config)
+
+
+@pytest.mark.parametrize("checksums", ["when_supported", "when_required"])
+def test_both_checksum_modes_upload_in_parts(moto_server: str, bucket: str, checksums: str) -> None:
+    """The default CRC32 checksums and the older stores' signed payloads both make a whole object."""
+    endpoint = make_endpoint(moto_server, bucket, checksums=checksums)
+    data = b"".join(payload_chunks(2 * MIN_PART_SIZE + 1))
+    put(endpoint, "two-parts.bin", data)
+    assert get(endpoint, "two-parts.bin") == data
 
 
 def test_half_a_key_pair_is_a_config_error() -> None:
