@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,9 @@ from core.polling import Source
 from tasks.retry import is_retryable, retry_delays
 
 T = TypeVar("T")
+PULL_RETRIES = 3
+AFTER_PULL_RETRIES = 2
+RETRY_BASE_SECONDS = 1.0
 
 
 @task(name="pull", cache_policy=NO_CACHE)
@@ -34,19 +38,27 @@ async def list_new(data_flow_id: int) -> list[FileInfo]:
 
 @task(name="pull files", cache_policy=NO_CACHE)
 async def pull_files(data_flow_id: int, files: list[FileInfo]) -> list[dict[str, Any]]:
-    """Take each new file in, one after another (sources are usually rate- or connection-limited),
-    then delete, move or keep it at the source as the data flow says. One task run for the lot;
-    each file's result is a row of the run's artifact. A file is retried alone when it fails for
-    a passing reason; one that still fails does not stop the others."""
+    """Take the new files in with one task run for the lot; each file's result is a row of the
+    run's artifact (see `take_in`)."""
     source = await to_thread.run_sync(polling.load, data_flow_id)
-    logger = get_run_logger()
+    return await take_in(source, files, get_run_logger())
+
+
+async def take_in(
+    source: Source, files: list[FileInfo], logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> list[dict[str, Any]]:
+    """Take each file in, one after another (sources are usually rate- or connection-limited),
+    then delete, move or keep it at the source as the data flow says. A file is retried alone
+    when it fails for a passing reason; one that still fails does not stop the others, and is
+    not remembered, so the next poll offers it again."""
     rows: list[dict[str, Any]] = []
     for info in files:
         row: dict[str, Any] = {"file": info.path, "size": info.size}
         try:
-            receipt = await _with_retries(polling.pull, source, info, retries=3)
+            receipt = await _with_retries(polling.pull, source, info, retries=PULL_RETRIES)
             row["receipt"] = receipt.id
-            row["result"] = "received; " + await _with_retries(polling.after_pull, source, info, retries=2)
+            done = await _with_retries(polling.after_pull, source, info, retries=AFTER_PULL_RETRIES)
+            row["result"] = f"received; {done}"
         except Exception as exc:  # recorded in the row; the run ends Failed
             logger.warning("%s: %s", info.path, exc)
             row["result"] = f"failed: {exc}"
@@ -58,7 +70,7 @@ async def _with_retries(
     step: Callable[[Source, FileInfo], T], source: Source, info: FileInfo, retries: int
 ) -> T:
     """Run a blocking step in a thread; try again after a backoff while it fails for a passing reason."""
-    for delay in [*retry_delays(retries, 1.0), None]:
+    for delay in [*retry_delays(retries, RETRY_BASE_SECONDS), None]:
         try:
             return await to_thread.run_sync(step, source, info)
         except Exception as exc:
