@@ -76,10 +76,12 @@ def _email(g: dict[str, Any]) -> Split:
         "imap_port",
         "imap_tls",
         "mailbox",
+        "search",
         "subject",
         "cafile",
-        rename={},
     )
+    if g.get("taken"):
+        config["after_pull"] = g["taken"]
     if g.get("tls"):
         config["smtp_tls"] = g["tls"]
     if g.get("to"):
@@ -92,7 +94,9 @@ def _email(g: dict[str, Any]) -> Split:
 
 def _http(g: dict[str, Any]) -> Split:
     _need(g, "http", "url")
-    config = _pick(g, "url", "method", "list_url")
+    config = _pick(g, "url", "method", "list_url", "upload_mode")
+    if g.get("success_code"):
+        config["success_codes"] = sorted(set(g["success_code"]))
     headers: dict[str, str] = {}
     for header in g.get("header") or []:
         key, sep, value = header.partition(":")

@@ -227,6 +227,11 @@ def endpoint_add(
     imap_port: Annotated[int | None, typer.Option(help="email: IMAP port.")] = None,
     imap_tls: Annotated[str | None, typer.Option(help="email: ssl|starttls|none for IMAP.")] = None,
     mailbox: Annotated[str | None, typer.Option(help="email: IMAP folder to poll (INBOX).")] = None,
+    search: Annotated[str | None, typer.Option(help="email: IMAP SEARCH criteria (UNSEEN).")] = None,
+    taken: Annotated[
+        str | None,
+        typer.Option(help="email: what a taken message becomes: seen (default), move:FOLDER or delete."),
+    ] = None,
     to: Annotated[list[str] | None, typer.Option(help="email: recipient (repeatable).")] = None,
     sender: Annotated[str | None, typer.Option("--from", help="email: From address.")] = None,
     subject: Annotated[str | None, typer.Option(help="email/as2: subject ({name} expands).")] = None,
@@ -236,6 +241,13 @@ def endpoint_add(
     bearer: Annotated[str | None, typer.Option(help="http: bearer token.")] = None,
     basic: Annotated[str | None, typer.Option(help="http: USER:PASSWORD.")] = None,
     list_url: Annotated[str | None, typer.Option(help="http: URL that lists files (to poll).")] = None,
+    success_code: Annotated[
+        list[int] | None,
+        typer.Option(help="http: an answer that counts as delivered (repeatable; 200 201 202 204)."),
+    ] = None,
+    upload_mode: Annotated[
+        str | None, typer.Option(help="http: raw (the body is the file) or multipart (a form field).")
+    ] = None,
     partner: Annotated[str | None, typer.Option(help="as2: the partner's AS2 ID.")] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite an endpoint of the same name.")] = False,
 ) -> None:
@@ -311,24 +323,21 @@ def endpoint_test(name: str) -> None:
 def describe_failure(exc: Exception) -> str:
     """What kind of failure, in the operator's words: DNS, refused, auth, TLS, host key, permission."""
     from core.endpoints import base
+    from core.endpoints.hostkeys import HostKeyMismatch
 
-    text = str(exc).lower()
-    name = type(exc).__name__
-    if name == "HostKeyMismatch" or "host key" in text:
-        return "host key"
-    if name == "TlsError" or "certificate" in text or "tls" in text:
-        return "TLS"
-    if "dns" in text or "name or service not known" in text:
-        return "DNS"
-    if isinstance(exc, base.AuthError):
-        return "authentication"
-    if isinstance(exc, base.PermissionDenied):
-        return "permission"
-    if isinstance(exc, base.TransientError):
-        return "unreachable (refused or timed out)"
-    if isinstance(exc, (base.ConfigError, base.NotFound)):
-        return "configuration"
-    return name
+    kinds: list[tuple[type[Exception], str]] = [
+        (HostKeyMismatch, "host key"),  # before authentication, which it is a kind of
+        (base.TlsError, "TLS"),
+        (base.DnsError, "DNS"),
+        (base.AuthError, "authentication"),
+        (base.PermissionDenied, "permission"),
+        (base.Unreachable, "unreachable (refused or timed out)"),
+        (base.TransientError, "temporary failure"),
+        (base.ConfigError, "configuration"),
+        (base.NotFound, "not found"),
+        (base.InvalidPath, "configuration"),
+    ]
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "error")
 
 
 @endpoint_app.command("remove")

@@ -11,10 +11,13 @@ from core.delivery import ChecksumMismatch
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     EndpointError,
     InvalidPath,
     NotFound,
     PermissionDenied,
+    TlsError,
+    TransientError,
 )
 from core.validators import ValidationError
 
@@ -23,6 +26,8 @@ PERMANENT = (
     AuthError,
     PermissionDenied,
     ConfigError,
+    DnsError,
+    TlsError,
     InvalidPath,
     NotFound,
     ChecksumMismatch,
@@ -35,6 +40,8 @@ JITTER = 0.5
 
 def is_retryable(error: object) -> bool:
     """Transient and unclassified endpoint errors are retried; bugs and permanent refusals are not."""
+    if isinstance(error, TransientError):  # before PERMANENT: a temporary DNS failure is both
+        return True
     if isinstance(error, PERMANENT):
         return False
     return isinstance(error, (EndpointError, OSError, TimeoutError))

@@ -109,8 +109,13 @@ def test_polling_settings_are_checked(source_dir: Path) -> None:
             session,
             "inbox",
             "email",
-            {"imap_host": "127.0.0.1", "smtp_host": "127.0.0.1", "user": "u", "to": "a@example.com"},
-            {"password": "pw"},
+            {
+                "imap_host": "127.0.0.1",
+                "smtp_host": "127.0.0.1",
+                "to": "a@example.com",
+                "from": "t@example.com",
+            },
+            {"user": "u", "password": "pw"},
         )
         with pytest.raises(dataflows.DataFlowError, match="does not apply to an email source"):
             dataflows.add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
+from cli.endpoint_options import endpoint_options
 from core import dataflows, partners, transfers
 from core.crypto import decrypt_json
 from core.db import get_engine, init_db, session_scope
 from core.endpoints import store as endpoint_store
+from core.endpoints.base import ConfigError
 from core.intake import record_receipt
 from core.models import AuditEvent, Transfer, TransferState
 from tests.isolation import isolated_home
@@ -38,7 +41,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _setup(tmp_path: Path) -> tuple[int, int]:
     with session_scope() as session:
         partner = partners.add(session, "acme", password="s3cret")
-        endpoint_store.add(session, "vault", "s3", {"bucket": "b"}, {"secret_access_key": "TOPSECRET"})
+        endpoint_store.add(
+            session,
+            "vault",
+            "s3",
+            {"bucket": "b"},
+            {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"},
+        )
         endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "out")})
         flow = dataflows.add(session, "acme-vault", source="mailbox:acme", dest="vault", pattern="*.json")
         assert partner.id is not None and flow.id is not None
@@ -57,13 +66,39 @@ def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path
         raw = conn.execute(text("SELECT secrets FROM endpoint WHERE name = 'vault'")).scalar()
         pw = conn.execute(text("SELECT password_hash FROM partner WHERE name = 'acme'")).scalar()
     assert "TOPSECRET" not in raw and pw.startswith("$argon2")
-    assert decrypt_json(raw) == {"secret_access_key": "TOPSECRET"}
+    assert decrypt_json(raw) == {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"}
     with session_scope() as session:
         assert partners.authenticate(session, "acme", "s3cret") is not None
         assert partners.authenticate(session, "acme", "wrong") is None
         assert partners.authenticate(session, "nobody", "s3cret") is None
         audit = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.add")).first()
         assert audit is not None and "TOPSECRET" not in str(audit.detail)
+
+
+def test_an_sftp_private_key_is_encrypted_at_rest(store: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_file)], check=True)
+    key_text = key_file.read_text()
+    host_key = " ".join(key_file.with_suffix(".pub").read_text().split()[:2])  # any valid key line
+    config, secrets = endpoint_options(
+        "sftp", {"host": "sftp.example", "user": "us", "key": key_file, "host_key": host_key}
+    )
+    with session_scope() as session:
+        endpoint_store.add(session, "partner-sftp", "sftp", config, secrets)
+    with get_engine().connect() as conn:
+        raw_config, raw_secrets = conn.execute(
+            text("SELECT config, secrets FROM endpoint WHERE name = 'partner-sftp'")
+        ).one()
+    body = key_text.splitlines()[1]  # a line of the key itself, not its armour
+    assert body not in str(raw_config) and body not in raw_secrets
+    assert decrypt_json(raw_secrets) == {"private_key": key_text}
+
+
+def test_a_bad_endpoint_setting_is_refused_before_anything_is_stored(store: str) -> None:
+    with session_scope() as session, pytest.raises(ConfigError, match="part_size"):
+        endpoint_store.add(session, "tiny-parts", "s3", {"bucket": "b", "part_size": 1024})
+    with session_scope() as session:
+        assert endpoint_store.get(session, "tiny-parts") is None
 
 
 def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(

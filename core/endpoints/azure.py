@@ -68,7 +68,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
-from core.endpoints.http import network_error
+from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
 
 if TYPE_CHECKING:

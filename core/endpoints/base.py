@@ -71,6 +71,23 @@ class TransientError(EndpointError):
     retryable: ClassVar[bool] = True
 
 
+class Unreachable(TransientError):
+    """The server could not be reached: connection refused, timed out, reset or dropped."""
+
+
+class DnsError(EndpointError):
+    """The host name does not resolve. Not retried: a wrong name stays wrong."""
+
+
+class TemporaryDnsError(TransientError, DnsError):
+    """The resolver failed for now (EAI_AGAIN): retried."""
+
+
+class TlsError(EndpointError):
+    """TLS could not be set up: a certificate that does not verify, a failed handshake, or no TLS
+    offered. Not retried: the same certificate fails the same way next time."""
+
+
 @dataclass(frozen=True)
 class FileInfo:
     path: str

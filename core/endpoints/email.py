@@ -54,11 +54,11 @@ attachments in this endpoint object. Without UIDPLUS, expunging also removes any
 already flagged \\Deleted in that mailbox (as any IMAP client's expunge would).
 
 Errors: SMTP 530/534/535 and IMAP login failures ([AUTHENTICATIONFAILED] and other NO) are
-`AuthError`; certificate problems are `EndpointError("... TLS certificate verify failed ...")`
-and other TLS handshake failures `EndpointError("... TLS error ...")`, neither retryable;
-connection refused, resets, timeouts, dropped connections and SMTP 4xx are `TransientError`;
+`AuthError`; certificate problems ("... TLS certificate verify failed ...") and other TLS
+handshake failures ("... TLS error ...") are `TlsError`, not retryable; connection refused,
+resets, timeouts and dropped connections are `Unreachable` and SMTP 4xx `TransientError`;
 a 5xx recipient refusal is `PermissionDenied`; other 5xx answers `EndpointError`; DNS failures are
-`EndpointError` naming DNS (`TransientError` for a temporary resolver failure); a missing
+`DnsError` (`TemporaryDnsError`, retried, for a temporary resolver failure); a missing
 STARTTLS/AUTH extension, a missing mailbox or a bad setting is `ConfigError`. Messages and `uri()`
 ("email:smtp://host:port/<path> → to", "email:imap://user@host:port/INBOX/<path>") never contain a
 secret. A dropped IMAP connection is reopened once for idempotent commands (list, stat, reads).
@@ -80,7 +80,6 @@ import posixpath
 import re
 import secrets
 import smtplib
-import socket
 import ssl
 import string
 import tempfile
@@ -103,9 +102,11 @@ from core.endpoints.base import (
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
     WriteStream,
     clean_path,
 )
+from core.endpoints.network import network_error
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -292,23 +293,10 @@ def _quote(text: str) -> str:
 
 def map_network_error(exc: BaseException, what: str, host: str) -> EndpointError:
     """Socket, DNS and TLS failures, in the endpoint error tree."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or str(exc)
-        return EndpointError(f"{what}: TLS certificate verify failed: {reason}")
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
-        return TransientError(f"{what}: TLS connection closed unexpectedly")
-    if isinstance(exc, ssl.SSLError):
-        return EndpointError(f"{what}: TLS error: {exc.reason or exc} (check the port and the tls setting)")
-    if isinstance(exc, socket.gaierror):
-        if exc.errno == socket.EAI_AGAIN:
-            return TransientError(f"{what}: DNS lookup of {host!r} failed temporarily: {exc.strerror}")
-        return EndpointError(f"{what}: DNS lookup of {host!r} failed: {exc.strerror}")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransientError(f"{what}: connection refused")
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"{what}: timed out")
+    if found := network_error(exc, what, host):
+        return found
     if isinstance(exc, OSError):
-        return TransientError(f"{what}: network error: {exc.strerror or exc}")
+        return Unreachable(f"{what}: network error: {exc.strerror or exc}")
     return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -1067,7 +1055,7 @@ class EmailEndpoint(Endpoint):
             raise self.redact(exc) from None
         except imaplib.IMAP4.abort as exc:
             self._drop()
-            raise self.redact(TransientError(f"{what}: IMAP connection lost: {_imap_text(exc)}")) from exc
+            raise self.redact(Unreachable(f"{what}: IMAP connection lost: {_imap_text(exc)}")) from exc
         except imaplib.IMAP4.error as exc:
             raise self.redact(EndpointError(f"{what}: IMAP error: {_imap_text(exc)}")) from exc
         except OSError as exc:

@@ -47,10 +47,13 @@ from core.endpoints.base import (
     InvalidPath,
     NotFound,
     PermissionDenied,
+    TlsError,
     TransientError,
+    Unreachable,
     WriteStream,
     clean_path,
 )
+from core.endpoints.network import network_error
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -67,13 +70,6 @@ ABORT_TIMEOUT = 5.0  # how long an aborted upload waits for the server's answer
 MAX_NAME_BYTES = 255
 _DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden", "access", "read-only")
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
-
-
-class TlsError(EndpointError):
-    """TLS could not be set up: a certificate that does not verify, or no TLS offered.
-
-    Not retried: the same certificate fails the same way next time.
-    """
 
 
 def _reply_code(exc: BaseException) -> str:
@@ -100,20 +96,10 @@ def map_ftp_error(exc: BaseException, what: str) -> EndpointError:
         return TransientError(f"{what}: {text}")
     if isinstance(exc, ftplib.error_reply | ftplib.error_proto):
         return EndpointError(f"{what}: unexpected answer from the server: {text}")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TlsError(f"{what}: certificate verify failed: {exc.verify_message or text}")
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
-        return TransientError(f"{what}: TLS connection closed unexpectedly")
-    if isinstance(exc, ssl.SSLError):
-        return TlsError(f"{what}: TLS failed: {exc.reason or text}")
-    if isinstance(exc, socket.gaierror):
-        return EndpointError(f"{what}: DNS lookup failed: {exc.strerror or text}")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransientError(f"{what}: connection refused")
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"{what}: timed out")
+    if found := network_error(exc, what):
+        return found
     if isinstance(exc, OSError | EOFError):
-        return TransientError(f"{what}: connection lost ({text or type(exc).__name__})")
+        return Unreachable(f"{what}: connection lost ({text or type(exc).__name__})")
     if isinstance(exc, UnicodeError):
         return EndpointError(f"{what}: a name the server sent is not UTF-8")
     return EndpointError(f"{what}: {type(exc).__name__}: {text}")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import paramiko
 
-from core.endpoints.base import AuthError, ConfigError, EndpointError, TransientError
+from core.endpoints.base import AuthError, ConfigError, EndpointError, TransientError, Unreachable
+from core.endpoints.network import network_error
 
 __all__ = [
     "HostKey",
@@ -120,16 +121,12 @@ def fingerprint(key_line: str) -> str:
 def connect_error(exc: BaseException, host: str, port: int) -> EndpointError:
     """Map a failure to reach an SSH server to the endpoint error tree."""
     where = f"{host}:{port}"
-    if isinstance(exc, socket.gaierror):
-        return EndpointError(f"DNS lookup failed for host {host!r}: {exc.strerror or exc}")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransientError(f"connection refused by {where}")
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return TransientError(f"timed out talking to {where}")
+    if found := network_error(exc, where):
+        return found
     if isinstance(exc, OSError):
-        return TransientError(f"cannot reach {where}: {exc.strerror or exc}")
+        return Unreachable(f"{where}: cannot reach the server: {exc.strerror or exc}")
     if isinstance(exc, EOFError):
-        return TransientError(f"{where} closed the connection")
+        return Unreachable(f"{where}: the server closed the connection")
     # Banner and handshake errors, or a connection dropped during key exchange.
     return TransientError(f"SSH handshake with {where} failed: {exc}")
 

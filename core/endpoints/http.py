@@ -16,8 +16,8 @@ Error mapping notes:
   404 or 405 is a `ConfigError`: the URL is wrong, not a file missing), 408/425/429/5xx and
   connection failures and timeouts → `TransientError`; a status outside `success_codes` on push
   is an `EndpointError` that quotes the status and the start of the body.
-* DNS and TLS failures are plain `EndpointError`s that say so ("DNS lookup of … failed", "TLS
-  certificate verify failed …"): retrying will not fix a wrong host name or an untrusted certificate.
+* DNS and TLS failures are `DnsError` and `TlsError` (core/endpoints/network.py), not retried:
+  retrying will not fix a wrong host name or an untrusted certificate.
 * Redirects are followed for GET/HEAD only (an upload is never resent by a redirect); a redirect
   to another origin drops the credentials, like browsers do.
 * Bearer tokens, basic-auth passwords and secret headers never appear in messages, `uri()` or
@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import base64
 import builtins
-import errno
 import io
 import json
 import posixpath
-import socket
 import ssl
 import tempfile
 import threading
@@ -58,9 +56,11 @@ from core.endpoints.base import (
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
     WriteStream,
     clean_path,
 )
+from core.endpoints.network import network_error
 
 if TYPE_CHECKING:
     pass
@@ -89,50 +89,14 @@ RECORDED_HEADERS = (
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
-# --- network failures (shared with other HTTP-based endpoints) ---------------------------------
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps (causes, contexts, azure-core's inner_exception)."""
-    seen: set[int] = set()
-    todo: builtins.list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = getattr(current, "inner_exception", None)
-        todo += [current.__cause__, current.__context__, inner if isinstance(inner, BaseException) else None]
-
-
-def network_error(exc: BaseException, what: str, host: str) -> EndpointError | None:
-    """DNS, TLS, refused and timed-out connections found in an exception chain, as clear errors."""
-    chain = builtins.list(exception_chain(exc))
-    for inner in chain:
-        if isinstance(inner, socket.gaierror):
-            if inner.errno == socket.EAI_AGAIN:
-                return TransientError(f"{what}: DNS lookup of {host} failed temporarily: {inner.strerror}")
-            return EndpointError(f"{what}: DNS lookup of {host} failed: {inner.strerror or inner}")
-        if isinstance(inner, ssl.SSLCertVerificationError):
-            reason = inner.verify_message or inner.reason or "certificate rejected"
-            return EndpointError(f"{what}: TLS certificate verify failed for {host}: {reason}")
-        if isinstance(inner, ssl.SSLError):
-            return EndpointError(f"{what}: TLS error talking to {host}: {inner.reason or inner}")
-    for inner in chain:
-        if isinstance(inner, ConnectionRefusedError) or getattr(inner, "errno", 0) == errno.ECONNREFUSED:
-            return TransientError(f"{what}: connection to {host} refused")
-        if isinstance(inner, TimeoutError):
-            return TransientError(f"{what}: timed out talking to {host}")
-    return None
-
-
 def map_httpx_error(exc: httpx.HTTPError, what: str, host: str) -> EndpointError:
     """Translate an httpx transport failure into the endpoint error tree."""
     if found := network_error(exc, what, host):
         return found
     if isinstance(exc, httpx.TimeoutException):
-        return TransientError(f"{what}: timed out talking to {host} ({type(exc).__name__})")
+        return Unreachable(f"{what}: timed out talking to {host} ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        return Unreachable(f"{what}: could not connect to {host}")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return ConfigError(f"{what}: {exc}")
     if isinstance(exc, httpx.TransportError):

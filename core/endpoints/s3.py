@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -52,10 +53,12 @@ from core.endpoints.base import (
     InvalidPath,
     NotFound,
     PermissionDenied,
+    TlsError,
     TransientError,
     WriteStream,
     clean_path,
 )
+from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
 
 if TYPE_CHECKING:
@@ -117,7 +120,7 @@ def _client_error(exc: ClientError) -> tuple[str, int, str]:
     return code, status, str(error.get("Message") or code)
 
 
-def map_boto_error(exc: Exception, what: str) -> EndpointError:
+def map_boto_error(exc: Exception, what: str, host: str = "") -> EndpointError:
     """Translate a boto3/botocore failure into the endpoint error tree."""
     if isinstance(exc, ClientError):
         code, status, message = _client_error(exc)
@@ -135,9 +138,11 @@ def map_boto_error(exc: Exception, what: str) -> EndpointError:
         return EndpointError(text)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return AuthError(f"{what}: no usable credentials ({type(exc).__name__})")
+    if found := network_error(exc, what, host):
+        return found  # DNS, TLS, refused, timed out: botocore wraps urllib3 wrapping the socket's
     if isinstance(exc, SSLError):
         # A certificate problem does not fix itself; say so rather than retrying.
-        return EndpointError(f"{what}: TLS error: {exc}")
+        return TlsError(f"{what}: TLS error: {exc}")
     if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, ParamValidationError):
@@ -268,7 +273,8 @@ class S3WriteStream(WriteStream):
         except (BotoCoreError, ClientError) as exc:
             # Best effort: the original failure matters more; a lifecycle rule reclaims the parts.
             log.warning(
-                "could not abort multipart upload: %s", self._endpoint.redact(map_boto_error(exc, self._what))
+                "could not abort multipart upload: %s",
+                self._endpoint.redact(map_boto_error(exc, self._what, self._endpoint.host)),
             )
 
 
@@ -293,6 +299,8 @@ class S3Endpoint(Endpoint):
             raise ConfigError(f"invalid s3 prefix: {exc}") from None
         self.endpoint_url: str | None = config.get("endpoint_url") or None
         self.region: str = config.get("region") or "us-east-1"
+        # For messages: the server a failure was talking to (AWS's own when no URL is set).
+        self.host = (urlsplit(self.endpoint_url).hostname or "") if self.endpoint_url else "s3.amazonaws.com"
         self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
@@ -351,7 +359,7 @@ class S3Endpoint(Endpoint):
         try:
             yield
         except (BotoCoreError, ClientError) as exc:
-            raise self.redact(map_boto_error(exc, what)) from exc
+            raise self.redact(map_boto_error(exc, what, self.host)) from exc
 
     def redact(self, error: EndpointError) -> EndpointError:
         text = str(error)

@@ -61,6 +61,7 @@ from core.endpoints.base import (
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
     WriteStream,
     clean_path,
 )
@@ -394,7 +395,7 @@ class SftpEndpoint(Endpoint):
         except paramiko.SSHException as exc:
             transport.close()
             if not transport.is_authenticated():
-                raise TransientError(f"{self.where}: connection lost while logging in: {exc}") from None
+                raise Unreachable(f"{self.where}: connection lost while logging in: {exc}") from None
             raise EndpointError(f"{self.where}: the server refused the sftp subsystem: {exc}") from None
         except BaseException:
             transport.close()
@@ -497,7 +498,7 @@ class SftpEndpoint(Endpoint):
         channel = sftp.get_channel() if sftp is not None else None
         if channel is None or not channel.get_transport().is_active():
             self._drop(session)
-            return TransientError(f"{what}: connection lost ({exc})")
+            return Unreachable(f"{what}: connection lost ({exc})")
         return EndpointError(f"{what}: {exc.strerror or exc}")
 
     def _redact(self, error: EndpointError) -> EndpointError:

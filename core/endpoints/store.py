@@ -46,9 +46,11 @@ def add(
 ) -> EndpointRow:
     if not name.startswith(MAILBOX_PREFIX):
         validate_name(name)
-    endpoint_class(type_)  # unknown types fail here, before anything is stored
     clean_config = {k: v for k, v in config.items() if v is not None}
     clean_secrets = {k: v for k, v in (secrets or {}).items() if v is not None}
+    # Building one checks every setting (constructors do no I/O): a bad value is refused here,
+    # not found by the first run. Unknown types fail here too.
+    endpoint_class(type_)(clean_config, clean_secrets).close()
     row = get(session, name)
     if row is not None and not replace:
         raise ConfigError(f"endpoint {name!r} already exists")
