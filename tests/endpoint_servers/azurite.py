@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.servers import free_port
 
@@ -49,6 +50,16 @@ class Azurite:
     def service(self) -> BlobServiceClient:
         """A plain SDK client for arranging and inspecting what an endpoint did."""
         return BlobServiceClient.from_connection_string(self.connection_string, retry_total=0)
+
+    def container_sas(self, container: str, **permissions: bool) -> str:
+        """A SAS token for `container` granting only `permissions` (read=True, list=True, ...)."""
+        return generate_container_sas(
+            self.account_name,
+            container,
+            account_key=self.account_key,
+            permission=ContainerSasPermissions(**permissions),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
+        )
 
     def new_container(self, prefix: str = "tradelane") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -6,15 +6,12 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.storage.blob import (
     BlobServiceClient,
-    ContainerSasPermissions,
     ContentSettings,
-    generate_container_sas,
 )
 
 from core.endpoints import azure as azure_module
@@ -22,11 +19,12 @@ from core.endpoints.azure import AzureBlobEndpoint, AzureWriteStream
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
-    EndpointError,
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
 )
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
@@ -46,16 +44,6 @@ BLOCK = MIB  # small blocks, so a few MiB already exercise staged block lists
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleQ=="
 
 
-def sas_for(azurite: Azurite, container: str, **permissions: bool) -> str:
-    return generate_container_sas(
-        azurite.account_name,
-        container,
-        account_key=azurite.account_key,
-        permission=ContainerSasPermissions(**permissions),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
-
-
 FULL = {"read": True, "write": True, "delete": True, "list": True, "add": True, "create": True}
 
 
@@ -66,7 +54,7 @@ def auth(azurite: Azurite, mode: str, container: str) -> tuple[dict[str, Any], d
     if mode == "account_key":
         secrets = {"account_name": azurite.account_name, "account_key": azurite.account_key}
         return {"account_url": azurite.account_url}, secrets
-    return {"account_url": azurite.account_url}, {"sas_token": sas_for(azurite, container, **FULL)}
+    return {"account_url": azurite.account_url}, {"sas_token": azurite.container_sas(container, **FULL)}
 
 
 def make_endpoint(
@@ -392,7 +380,7 @@ def test_malformed_key_is_auth_error(azurite: Azurite, container: str) -> None:
 
 
 def test_forged_sas_is_auth_error(azurite: Azurite, container: str) -> None:
-    token = sas_for(azurite, container, **FULL).replace("sig=", "sig=AAAA")
+    token = azurite.container_sas(container, **FULL).replace("sig=", "sig=AAAA")
     endpoint = AzureBlobEndpoint(
         {"container": container, "account_url": azurite.account_url}, {"sas_token": token}
     )
@@ -403,7 +391,7 @@ def test_forged_sas_is_auth_error(azurite: Azurite, container: str) -> None:
 
 def test_read_only_sas_cannot_write(azurite: Azurite, container: str, service: BlobServiceClient) -> None:
     service.get_blob_client(container, "there.txt").upload_blob(b"readable")
-    token = sas_for(azurite, container, read=True, list=True)
+    token = azurite.container_sas(container, read=True, list=True)
     endpoint = AzureBlobEndpoint(
         {"container": container, "account_url": azurite.account_url}, {"sas_token": token}
     )
@@ -441,7 +429,7 @@ def test_connection_refused_is_transient(azurite: Azurite) -> None:
         },
         {"account_name": azurite.account_name, "account_key": azurite.account_key},
     )
-    with pytest.raises(TransientError, match="refused") as caught:
+    with pytest.raises(Unreachable, match="refused") as caught:
         endpoint.check()
     assert caught.value.retryable
     assert azurite.account_key not in str(caught.value)
@@ -457,7 +445,7 @@ def test_unknown_host_names_dns(azurite: Azurite) -> None:
         {"container": "any-container", "account_url": "http://no-such-host.invalid/acct", "max_attempts": 1},
         {"account_name": "acct", "account_key": azurite.account_key},
     )
-    with pytest.raises(EndpointError, match="DNS") as caught:
+    with pytest.raises(DnsError, match="DNS") as caught:
         endpoint.check()
     assert "no-such-host.invalid" in str(caught.value)
 

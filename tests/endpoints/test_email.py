@@ -27,11 +27,13 @@ import pytest
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
-    EndpointError,
     NotFound,
     PermissionDenied,
+    TlsError,
     TransientError,
+    Unreachable,
 )
 from core.endpoints.email import (
     TAKEN,
@@ -462,7 +464,7 @@ def test_no_credentials_is_auth_error(smtp_server: SmtpServer, recipient: str) -
 def test_refused_connection_is_transient(smtp_server: SmtpServer) -> None:
     config = smtp_config(smtp_server, "a@tradelane.test") | {"smtp_port": free_port()}
     endpoint = EmailEndpoint(config, {"user": smtp_server.user, "password": smtp_server.password})
-    with pytest.raises(TransientError, match="refused") as caught:
+    with pytest.raises(Unreachable, match="refused") as caught:
         put(endpoint, "x.txt", b"x")
     assert caught.value.retryable
     assert smtp_server.password not in str(caught.value)
@@ -471,7 +473,7 @@ def test_refused_connection_is_transient(smtp_server: SmtpServer) -> None:
 @pytest.mark.parametrize("tls", ["starttls", "ssl"])
 def test_untrusted_certificate_is_refused(smtp_server: SmtpServer, recipient: str, tls: str) -> None:
     endpoint = sender(smtp_server, smtp_server.address(recipient), tls, cafile=None)
-    with pytest.raises(EndpointError, match="TLS certificate verify failed") as caught:
+    with pytest.raises(TlsError, match="TLS certificate verify failed") as caught:
         put(endpoint, "x.txt", b"x")
     assert not isinstance(caught.value, TransientError)
     assert not caught.value.retryable
@@ -491,7 +493,7 @@ def test_wrong_tls_mode_for_the_port(smtp_server: SmtpServer, recipient: str) ->
         put(no_starttls, "x.txt", b"x")
     # Implicit TLS spoken to a port that greets in plain text.
     tls_to_plain = sender(smtp_server, address, "starttls", smtp_tls="ssl")
-    with pytest.raises(EndpointError, match="TLS error") as caught:
+    with pytest.raises(TlsError, match="TLS error") as caught:
         put(tls_to_plain, "x.txt", b"x")
     assert not caught.value.retryable
     # No TLS on a port that offers AUTH only after STARTTLS.
@@ -515,7 +517,7 @@ def test_deferred_recipient_is_transient(smtp_server: SmtpServer) -> None:
 
 def test_unknown_host_names_dns() -> None:
     endpoint = EmailEndpoint(SMTP_OK | {"smtp_host": "no-such-host.invalid", "timeout": 5}, CREDS)
-    with pytest.raises(EndpointError, match="DNS") as caught:
+    with pytest.raises(DnsError, match="DNS") as caught:
         put(endpoint, "x.txt", b"x")
     assert "pw-pw-pw" not in str(caught.value)
 
@@ -683,13 +685,13 @@ def test_missing_mailbox_is_config_error(imap_server: ImapServer, user: MailUser
 
 @pytest.mark.parametrize("tls", ["ssl", "starttls"])
 def test_imap_untrusted_certificate_is_refused(imap_server: ImapServer, user: MailUser, tls: str) -> None:
-    with pytest.raises(EndpointError, match="TLS certificate verify failed") as caught:
+    with pytest.raises(TlsError, match="TLS certificate verify failed") as caught:
         receiver(imap_server, user, tls, cafile=None).check()
     assert not caught.value.retryable
 
 
 def test_imap_refused_connection_is_transient(imap_server: ImapServer, user: MailUser) -> None:
-    with pytest.raises(TransientError, match="refused"):
+    with pytest.raises(Unreachable, match="refused"):
         receiver(imap_server, user, imap_port=free_port()).check()
 
 

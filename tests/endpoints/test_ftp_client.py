@@ -17,14 +17,15 @@ import pytest
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
-    EndpointError,
     InvalidPath,
     NotFound,
     PermissionDenied,
-    TransientError,
+    TlsError,
+    Unreachable,
 )
-from core.endpoints.ftp import TEMP_PREFIX, FtpEndpoint, FtpReader, TlsError
+from core.endpoints.ftp import TEMP_PREFIX, FtpEndpoint, FtpReader
 from core.endpoints.registry import open_endpoint
 from tests.endpoint_servers.ftpd import FtpTestServer
 from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
@@ -233,14 +234,14 @@ def test_wrong_password_is_an_auth_error_not_retried(
 
 def test_refused_connection_is_transient(ftp_server: FtpTestServer) -> None:
     endpoint = make_endpoint(ftp_server, "/", port=free_port())
-    with pytest.raises(TransientError, match="refused") as caught:
+    with pytest.raises(Unreachable, match="refused") as caught:
         endpoint.check()
     assert caught.value.retryable is True
 
 
 def test_unknown_host_names_dns() -> None:
     endpoint = FtpEndpoint({"host": "no-such-host.invalid", "user": "x"}, {"password": "pw"})
-    with pytest.raises(EndpointError, match="DNS lookup failed") as caught:
+    with pytest.raises(DnsError, match="DNS lookup failed") as caught:
         endpoint.check()
     assert caught.value.retryable is False
 
@@ -253,7 +254,7 @@ def test_silent_server_times_out_as_transient() -> None:
             {"host": "127.0.0.1", "port": listener.getsockname()[1], "user": "x", "timeout": 1},
             {"password": "pw"},
         )
-        with pytest.raises(TransientError, match="timed out"):
+        with pytest.raises(Unreachable, match="timed out"):
             endpoint.check()
 
 

@@ -13,11 +13,14 @@ import pytest
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
     EndpointError,
     NotFound,
     PermissionDenied,
+    TlsError,
     TransientError,
+    Unreachable,
     copy_stream,
 )
 from core.endpoints.http import HttpEndpoint, HttpWriteStream
@@ -383,7 +386,7 @@ def test_server_down_is_transient_then_delivers(app: HttpApp, endpoint: HttpEndp
     put(endpoint, "before.txt", b"up")  # a pooled keep-alive connection exists
     app.stop()
     try:
-        with pytest.raises(TransientError, match=r"refused|could not talk") as caught:
+        with pytest.raises(Unreachable, match=r"refused|could not talk") as caught:
             put(endpoint, "during.txt", b"x")
         assert caught.value.retryable
         assert TOKEN not in str(caught.value)
@@ -398,21 +401,21 @@ def test_server_down_is_transient_then_delivers(app: HttpApp, endpoint: HttpEndp
 
 def test_nothing_listening_is_refused() -> None:
     endpoint = HttpEndpoint({"url": f"http://127.0.0.1:{free_port()}/in"}, {"bearer": TOKEN})
-    with pytest.raises(TransientError, match="refused"):
+    with pytest.raises(Unreachable, match="refused"):
         put(endpoint, "x.txt", b"x")
 
 
 def test_slow_server_times_out(app: HttpApp) -> None:
     app.delay = 2
     endpoint = make_endpoint(app, timeout=0.3)
-    with pytest.raises(TransientError, match="timed out"):
+    with pytest.raises(Unreachable, match="timed out"):
         endpoint.stat("x.txt")
     app.delay = 0
 
 
 def test_unknown_host_names_dns() -> None:
     endpoint = HttpEndpoint({"url": "http://no-such-host.invalid/in"}, {"bearer": TOKEN})
-    with pytest.raises(EndpointError, match=r"DNS lookup of no-such-host\.invalid failed") as caught:
+    with pytest.raises(DnsError, match=r"DNS lookup of no-such-host\.invalid failed") as caught:
         put(endpoint, "x.txt", b"x")
     assert not caught.value.retryable
 
@@ -420,7 +423,7 @@ def test_unknown_host_names_dns() -> None:
 def test_untrusted_certificate_is_refused(https_app: HttpApp) -> None:
     https_app.reset()
     endpoint = make_endpoint(https_app)
-    with pytest.raises(EndpointError, match="TLS certificate verify failed") as caught:
+    with pytest.raises(TlsError, match="TLS certificate verify failed") as caught:
         put(endpoint, "x.txt", b"x")
     assert not caught.value.retryable
     assert not (https_app.root / "x.txt").exists()

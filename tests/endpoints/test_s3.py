@@ -15,11 +15,13 @@ import pytest
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
     EndpointError,
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
 )
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
@@ -260,7 +262,7 @@ def test_missing_bucket_is_a_config_error(moto_server: str) -> None:
 
 def test_connection_refused_is_transient() -> None:
     endpoint = make_endpoint(f"http://127.0.0.1:{free_port()}", "any-bucket", max_attempts=1)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(Unreachable, match="refused") as caught:
         endpoint.check()
     assert caught.value.retryable
     assert SECRET not in str(caught.value)
@@ -269,6 +271,13 @@ def test_connection_refused_is_transient() -> None:
             getattr(endpoint, operation)("x.txt")
     with pytest.raises(TransientError):
         put(endpoint, "x.txt", b"x")
+
+
+def test_unknown_host_is_a_dns_error_naming_it() -> None:
+    endpoint = make_endpoint("http://no-such-host.invalid:9000", "any-bucket", max_attempts=1)
+    with pytest.raises(DnsError, match=r"DNS lookup of no-such-host\.invalid failed") as caught:
+        endpoint.check()
+    assert not caught.value.retryable
 
 
 def test_no_credentials_is_auth_error(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,12 +17,14 @@ import pytest
 from core.endpoints.base import (
     AuthError,
     ConfigError,
+    DnsError,
     Endpoint,
     EndpointError,
     InvalidPath,
     NotFound,
     PermissionDenied,
     TransientError,
+    Unreachable,
 )
 from core.endpoints.hostkeys import HostKeyMismatch, fetch_host_key, fingerprint, parse_host_keys
 from core.endpoints.registry import open_endpoint
@@ -249,7 +251,7 @@ def test_refused_connection_is_transient(openssh_server: OpenSSHServer) -> None:
         {"host": "127.0.0.1", "port": free_port(), "user": "x", "host_key": openssh_server.host_key},
         {"password": "pw"},
     )
-    with pytest.raises(TransientError, match="refused") as caught:
+    with pytest.raises(Unreachable, match="refused") as caught:
         endpoint.check()
     assert caught.value.retryable is True
 
@@ -258,7 +260,7 @@ def test_unknown_host_names_dns(openssh_server: OpenSSHServer) -> None:
     endpoint = SftpEndpoint(
         {"host": "no-such-host.invalid", "user": "x", "host_key": openssh_server.host_key}, {"password": "pw"}
     )
-    with pytest.raises(EndpointError, match="DNS lookup failed") as caught:
+    with pytest.raises(DnsError, match="DNS lookup failed") as caught:
         endpoint.check()
     assert caught.value.retryable is False
 
