@@ -11,7 +11,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlmodel import Session, select
 
@@ -165,8 +165,16 @@ def check(job: Job) -> None:
         raise ChecksumMismatch(f"{job.source_path} changed since it was received (sha256 differs)")
 
 
-def push(job: Job) -> str:
-    """Stream source → destination, committing only if the bytes match the receipt; returns the URI."""
+@dataclass(frozen=True)
+class Delivered:
+    """Where a file landed, and what the destination said about it (see WriteStream.answer)."""
+
+    uri: str
+    answer: dict[str, Any] | None = None
+
+
+def push(job: Job) -> Delivered:
+    """Stream source → destination, committing only if the bytes match the receipt."""
     dest_path = job.dest_path
     with job.open_source() as source, job.open_dest() as dest:
         with source.open_read(job.source_path) as raw, dest.open_write(dest_path) as out:
@@ -176,7 +184,7 @@ def push(job: Job) -> str:
             if reader.sha.hexdigest() != job.receipt.sha256 or reader.size != job.receipt.size:
                 # Raising inside the `with` aborts the write: wrong bytes never become visible.
                 raise ChecksumMismatch(f"{job.source_path} changed since it was received; not delivered")
-        return dest.uri(dest_path)
+        return Delivered(dest.uri(dest_path), out.answer)
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,11 @@ class Outcome:
     job: Job
     error: BaseException | None = None
     destination_uri: str | None = None
+    answer: dict[str, Any] | None = None
+
+    @classmethod
+    def delivered(cls, job: Job, delivered: Delivered) -> Outcome:
+        return cls(job, destination_uri=delivered.uri, answer=delivered.answer)
 
     @property
     def state(self) -> TransferState:
@@ -208,6 +221,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
                 outcome.state,
                 error=None if outcome.error is None else describe(outcome.error),
                 destination_uri=outcome.destination_uri,
+                answer=outcome.answer,
             )
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)

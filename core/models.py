@@ -155,6 +155,8 @@ class Transfer(SQLModel, table=True):
     batch_key: str | None = Field(default=None, index=True)
     flow_run_id: str | None = None
     destination_uri: str | None = None
+    # What the destination answered (an API's status and body, a Message-ID, an MDN, an ETag).
+    destination_answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = None
     replay_of: int | None = Field(default=None, foreign_key="transfer.id")
     created_at: datetime = Field(default_factory=utcnow)

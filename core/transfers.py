@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -134,11 +135,13 @@ def finish(
     *,
     error: str | None = None,
     destination_uri: str | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> None:
     transfer.state = state
     transfer.error = error
     if destination_uri is not None:
         transfer.destination_uri = destination_uri
+    transfer.destination_answer = answer
     transfer.finished_at = transfer.updated_at = utcnow()
     session.add(transfer)
     flow = session.get(DataFlow, transfer.data_flow_id)
@@ -194,6 +197,7 @@ class TransferView:
     finished_at: datetime | None
     flow_run_id: str | None
     destination_uri: str | None
+    destination_answer: dict[str, Any] | None
     error: str | None
     replay_of: int | None
 
@@ -230,6 +234,7 @@ def recent(
                 finished_at=transfer.finished_at,
                 flow_run_id=transfer.flow_run_id,
                 destination_uri=transfer.destination_uri,
+                destination_answer=transfer.destination_answer,
                 error=transfer.error,
                 replay_of=transfer.replay_of,
             )

@@ -45,6 +45,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                 "size": job.receipt.size,
                 "sha256": job.receipt.sha256,
                 "destination": outcome.destination_uri or "",
+                "answer": (outcome.answer or {}).get("summary", ""),
                 "result": state.value + (f": {reason}" if reason else ""),
             }
         )

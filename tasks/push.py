@@ -26,5 +26,5 @@ async def push(jobs: list[Job], attempt: int = 1) -> list[Outcome]:
             logger.warning("%s: try %d failed: %s", job.receipt.name, attempt, delivery.describe(result))
             outcomes.append(Outcome(job, error=result))
         else:
-            outcomes.append(Outcome(job, destination_uri=result))
+            outcomes.append(Outcome.delivered(job, result))
     return outcomes

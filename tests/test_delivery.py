@@ -39,7 +39,7 @@ def test_a_batch_is_pushed_recorded_and_archived(tmp_path: Path) -> None:
         jobs = delivery.start(ids)
         assert [j.receipt.name for j in jobs] == ["a.json", "b.json", "c.json"]
         delivery.count_attempts(ids)
-        outcomes = [Outcome(job, destination_uri=delivery.push(job)) for job in jobs]
+        outcomes = [Outcome.delivered(job, delivery.push(job)) for job in jobs]
         assert delivery.record_outcomes(outcomes) == [TransferState.delivered] * 3
         for name in ("a.json", "b.json", "c.json"):
             assert (tmp_path / "out" / name).read_bytes() == name.encode() * 100

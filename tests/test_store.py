@@ -57,7 +57,7 @@ def _setup(tmp_path: Path) -> tuple[int, int]:
 def test_migrations_are_idempotent(store: str) -> None:
     init_db()
     with get_engine().connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
 
 
 def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path: Path) -> None:

@@ -63,6 +63,14 @@ class As2WriteStream(WriteStream):
             subject=self._endpoint.config.get("subject"),
         )
         self._endpoint.last_sent = self.sent
+        mdn = f"; MDN {self.sent.disposition}" if self.sent.disposition else ""
+        self.answer = {
+            "summary": f"AS2 {self.sent.message_id}: {self.sent.status}{mdn}",
+            "message_id": self.sent.message_id,
+            "status": self.sent.status,
+            "mic": self.sent.mic,
+            "disposition": self.sent.disposition,
+        }
 
     def _abort(self) -> None:
         self._spool.close()

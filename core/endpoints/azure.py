@@ -67,6 +67,7 @@ from core.endpoints.base import (
     TransientError,
     WriteStream,
     clean_path,
+    object_answer,
 )
 from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
@@ -265,14 +266,20 @@ class AzureWriteStream(WriteStream):
         if not self._block_ids:
             data, self._buffer = bytes(self._buffer), bytearray()
             with self._endpoint.errors(self._what):
-                blob.upload_blob(data, length=len(data), overwrite=True, blob_type="BlockBlob")
+                answer = blob.upload_blob(data, length=len(data), overwrite=True, blob_type="BlockBlob")
+            self._record(answer)
             return
         if self._buffer:
             block, self._buffer = self._buffer, bytearray()
             self._stage(block)  # the last block may be smaller than the others
         self._uploads.finish()
         with self._endpoint.errors(self._what):
-            blob.commit_block_list([BlobBlock(block_id=i) for i in self._block_ids])
+            answer = blob.commit_block_list([BlobBlock(block_id=i) for i in self._block_ids])
+        self._record(answer)
+
+    def _record(self, answer: dict[str, Any]) -> None:
+        """The blob's ETag (and version, where versioning is on) for the transfer's record."""
+        self.answer = object_answer(str(answer.get("etag") or "").strip('"'), answer.get("version_id"))
 
     def _abort(self) -> None:
         # Nothing to undo: staged blocks stay invisible and Azure garbage-collects them. Blocks

@@ -116,10 +116,17 @@ def clean_path(path: str, *, allow_root: bool = False) -> str:
 
 
 class WriteStream(ABC):
-    """A binary sink whose bytes become visible only on `commit()`; `abort()` discards them."""
+    """A binary sink whose bytes become visible only on `commit()`; `abort()` discards them.
+
+    After a commit, `answer` may hold what the destination said about the write, kept with the
+    transfer for the run history: a small JSON-able dict whose "summary" is one line for people
+    (an HTTP API's status and body, an email's Message-ID, an AS2 MDN, an object's ETag). It
+    never holds a secret.
+    """
 
     def __init__(self) -> None:
         self.bytes_written = 0
+        self.answer: dict[str, Any] | None = None
         self._done = False
 
     @abstractmethod
@@ -210,6 +217,17 @@ class Endpoint(ABC):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def object_answer(etag: str, version: str | None) -> dict[str, Any]:
+    """A write's `answer` for an object store: the object's ETag, and its version if kept."""
+    answer: dict[str, Any] = {
+        "summary": f"ETag {etag}" + (f", version {version}" if version else ""),
+        "etag": etag,
+    }
+    if version:
+        answer["version_id"] = version
+    return answer
 
 
 def copy_stream(src: BinaryIO, dst: WriteStream, chunk_size: int = CHUNK_SIZE) -> int:

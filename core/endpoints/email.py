@@ -715,6 +715,7 @@ class EmailWriteStream(WriteStream):
             self.message_id = self._endpoint._send(
                 self._spool, self.bytes_written, self._digest.hexdigest(), self._rel, self._what
             )
+            self.answer = {"summary": f"sent as {self.message_id}", "message_id": self.message_id}
         finally:
             self._spool.close()
 

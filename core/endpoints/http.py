@@ -189,7 +189,9 @@ class HttpResponseRecord:
         return text[:MESSAGE_EXCERPT_CHARS] + ("…" if len(text) > MESSAGE_EXCERPT_CHARS else "")
 
     def to_dict(self) -> dict[str, Any]:
+        summary = f"HTTP {self.status} {self.reason}".strip() + (f": {self.excerpt}" if self.excerpt else "")
         return {
+            "summary": summary,
             "method": self.method,
             "url": self.url,
             "status": self.status,
@@ -244,6 +246,7 @@ class HttpWriteStream(WriteStream):
             size = spool.tell()
             spool.seek(0)
             self.last_response = self._endpoint.push(self._rel, spool, size)
+            self.answer = self.last_response.to_dict()
         finally:
             self._close_spool()
 

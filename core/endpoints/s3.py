@@ -57,6 +57,7 @@ from core.endpoints.base import (
     TransientError,
     WriteStream,
     clean_path,
+    object_answer,
 )
 from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
@@ -244,8 +245,9 @@ class S3WriteStream(WriteStream):
         client, bucket = self._endpoint.client, self._endpoint.bucket
         if self._upload_id is None:
             with self._endpoint.errors(self._what):
-                client.put_object(Bucket=bucket, Key=self._key, Body=self._buffer)
+                answer = client.put_object(Bucket=bucket, Key=self._key, Body=self._buffer)
             self._buffer = bytearray()
+            self._record(answer)
             return
         if self._buffer:
             part, self._buffer = self._buffer, bytearray()
@@ -253,12 +255,17 @@ class S3WriteStream(WriteStream):
         self._uploads.finish()
         parts = [self._parts[n] for n in range(1, self._parts_sent + 1)]
         with self._endpoint.errors(self._what):
-            client.complete_multipart_upload(
+            answer = client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
             )
+        self._record(answer)
+
+    def _record(self, answer: dict[str, Any]) -> None:
+        """The object's ETag (and version, on a versioned bucket) for the transfer's record."""
+        self.answer = object_answer(str(answer.get("ETag", "")).strip('"'), answer.get("VersionId"))
 
     def _abort(self) -> None:
         self._buffer = bytearray()

@@ -14,7 +14,7 @@ from core.as2.settings import MIB
 from core.db import session_scope
 from core.endpoints import store as endpoint_store
 from core.endpoints.as2 import As2Endpoint
-from core.endpoints.base import ConfigError, EndpointError, PermissionDenied, TransientError
+from core.endpoints.base import ConfigError, EndpointError, PermissionDenied, TransientError, WriteStream
 from core.models import As2Message, Transfer, TransferState
 from tests.as2.conftest import As2Server, Trading, wait_for
 from tests.as2.peer import Identity, PeerServer
@@ -26,12 +26,12 @@ def row_of(message_id: str) -> As2Message:
         return row
 
 
-def push(partner: str, name: str, data: bytes) -> As2Endpoint:
+def push(partner: str, name: str, data: bytes) -> tuple[As2Endpoint, WriteStream]:
     endpoint = As2Endpoint({"partner": partner})
     with endpoint.open_write(name) as out:
         for i in range(0, len(data), 65536):
             out.write(data[i : i + 65536])
-    return endpoint
+    return endpoint, out
 
 
 def test_sync_signed_mdn_signed_encrypted_compressed(
@@ -41,7 +41,7 @@ def test_sync_signed_mdn_signed_encrypted_compressed(
         peer.me, url=peer.url, sign="sha256", encrypt="aes256", compress=True, mdn="sync", mdn_sign="sha256"
     )
     data = bytes(range(256)) * 100 + b"\r\n\n" + os.urandom(10_000)
-    endpoint = push(peer.me.as2_id, "out/po_850.bin", data)
+    endpoint, sent = push(peer.me.as2_id, "out/po_850.bin", data)
     [got] = peer.received
     assert (got.status, got.payload, got.filename) == ("processed", data, "po_850.bin")
     row = row_of(got.message_id)
@@ -49,6 +49,9 @@ def test_sync_signed_mdn_signed_encrypted_compressed(
     assert row.signed and row.encrypted and row.compressed and row.mdn_signed
     assert row.mic and row.mic_alg == "sha256" and row.mdn and "Received-content-MIC" in row.mdn
     assert endpoint.uri("out/po_850.bin") == f"as2:{peer.me.as2_id}/out/po_850.bin#{got.message_id}"
+    assert sent.answer is not None  # kept with the transfer
+    assert sent.answer["summary"] == f"AS2 {got.message_id}: acknowledged; MDN processed"
+    assert sent.answer["mic"] == row.mic
 
 
 @pytest.mark.parametrize(("sign", "encrypt"), [("sha1", "3des"), ("sha384", "aes128"), ("sha512", "aes192")])
@@ -99,8 +102,7 @@ def _deliver(mailbox: str, name: str, data: bytes) -> int:
         transfer = session.exec(select(Transfer).where(Transfer.receipt_id == receipt.id)).one()
     assert transfer.id is not None
     job = delivery.load(transfer.id)
-    uri = delivery.push(job)
-    delivery.record_outcomes([delivery.Outcome(job, destination_uri=uri)])
+    delivery.record_outcomes([delivery.Outcome.delivered(job, delivery.push(job))])
     return transfer.id
 
 

@@ -365,6 +365,22 @@ def test_partner_upload_is_delivered_to_destination(
     got = place.read(name)
     assert len(got) == len(data)
     assert sha256(got) == sha256(data)
+    # What the destination answered is kept with the transfer (none from a plain file server).
+    answer = row["destination_answer"]
+    if ANSWER_STARTS[kind] is None:
+        assert answer is None
+    else:
+        assert answer["summary"].startswith(ANSWER_STARTS[kind]), answer
+
+
+ANSWER_STARTS = {
+    "s3": "ETag ",
+    "azure": "ETag ",
+    "sftp": None,
+    "ftp": None,
+    "email": "sent as <",
+    "http": "HTTP 201",
+}
 
 
 def poll_runs(system: System, flow: str) -> str:

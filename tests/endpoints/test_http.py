@@ -145,6 +145,8 @@ def test_raw_post_names_the_file_and_records_the_response(app: HttpApp) -> None:
     assert "x-request-id" in record.headers
     assert json.loads(record.body)["sha256"] == hashlib.sha256(data).hexdigest()
     assert json.loads(json.dumps(record.to_dict()))["status"] == 201  # storable as JSON
+    assert stream.answer == record.to_dict()  # what the transfer keeps
+    assert stream.answer["summary"].startswith("HTTP 201 Created: {")
 
 
 def test_put_with_path_in_url(app: HttpApp, endpoint: HttpEndpoint) -> None:
