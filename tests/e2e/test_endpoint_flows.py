@@ -6,17 +6,20 @@ For s3, azure, sftp, ftp, email and http:
   the HTTP app's storage) and must have the same SHA-256;
 * pull: a file put at the server → a polling data flow (`--every 2s`) → a `file` endpoint, same
   SHA-256, and the after-pull action (delete / archive) done at the source.
-Then an FTPS destination that refuses connections is retried with backoff and delivers once it is
-up, and no credential used here shows up in logs, the Prefect API (parameters, artifacts, task
+A destination given wrong credentials fails after one try with the server's refusal in the
+error; an FTPS destination that refuses connections is retried with backoff and delivers once it
+is up; and no credential used here shows up in logs, the Prefect API (parameters, artifacts, task
 runs, logs, events, deployments) or what operators see.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +38,7 @@ from pyftpdlib.handlers import TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
-from tests.e2e.helpers import PartnerClient, delivered, sha256, unique
+from tests.e2e.helpers import PartnerClient, delivered, settled, sha256, unique
 from tests.endpoint_servers.azurite import Azurite
 from tests.endpoint_servers.ftpd import FtpTestServer, make_certificate
 from tests.endpoint_servers.http_app import HttpApp
@@ -433,6 +436,77 @@ def test_polled_source_is_delivered_to_file_endpoint(
     finally:
         # Stop polling: the schedule would keep hitting a server that later tests may reset.
         system.cli("flow", "disable", flow, check=False)
+
+
+# --- wrong credentials: one try, and the error says so --------------------------------------------
+
+
+def swap(flags: list[str], flag: str, value: str) -> list[str]:
+    """`flags` with the value after `flag` replaced."""
+    at = flags.index(flag) + 1
+    return [*flags[:at], value, *flags[at + 1 :]]
+
+
+def wrong_credentials(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """The push flags of `kind` with a credential the server refuses (remembered: it must not leak)."""
+    flags = PUSH[kind](request, tmp_path).flags
+    if kind == "azure":
+        wrong_key = base64.b64encode(os.urandom(64)).decode()
+        remember(wrong_key)
+        connection = flags[flags.index("--connection-string") + 1]
+        good_key = connection.split("AccountKey=")[1].split(";")[0]
+        return swap(flags, "--connection-string", connection.replace(good_key, wrong_key))
+    if kind == "sftp":
+        key = tmp_path / "not-authorized"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        remember(*(line for line in key.read_text().splitlines() if len(line) >= 16 and "-----" not in line))
+        return swap(flags, "--key", str(key))
+    secret_flag = {"ftp": "--password", "email": "--password", "http": "--bearer"}[kind]
+    wrong = unique(f"wrong-{kind}-secret")
+    remember(wrong)
+    return swap(flags, secret_flag, wrong)
+
+
+# How each server's refusal reads in the transfer's error. S3 is tested against moto with
+# authentication on (tests/e2e/test_flows.py: the plain moto here accepts any key).
+REFUSALS = {
+    "azure": "failed to authenticate",
+    "sftp": "authentication failed",
+    "ftp": "login refused: 530",
+    "email": "login refused: 535",
+    "http": "HTTP 401",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_wrong_credentials_fail_once_and_say_so(
+    kind: str,
+    system: System,
+    partner: tuple[str, PartnerClient],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    partner_name, client = partner
+    endpoint, flow = unique(kind), unique(f"refused-{kind}")
+    system.cli("endpoint", "add", endpoint, *wrong_credentials(kind, request, tmp_path))
+    args = [
+        "--source",
+        f"mailbox:{partner_name}",
+        "--dest",
+        endpoint,
+        "--retries",
+        "5",
+        "--retry-delay",
+        "0.2",
+    ]
+    system.cli("flow", "add", flow, *args)
+    name = f"{unique('po')}.bin"
+    assert client.upload(name, payload()).status_code == 201
+    [row] = system.wait_for(settled(1), timeout=WAIT, flow=flow)
+    assert row["state"] == "failed"
+    assert row["attempts"] == 1, row  # the same credentials would fail the same way: not retried
+    assert REFUSALS[kind] in row["error"], row["error"]
+    MOVED_FILES.add(name)
 
 
 # --- a destination that refuses connections, then comes up ----------------------------------------

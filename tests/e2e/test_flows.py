@@ -132,6 +132,7 @@ def test_wrong_credentials_are_not_retried(system: System, moto_auth_server) -> 
     rows = system.wait_for(settled(1), flow=flow)
     assert rows[0]["state"] == "failed"
     assert rows[0]["attempts"] == 1
+    assert "SignatureDoesNotMatch" in rows[0]["error"]  # says why
     assert "definitely-wrong" not in rows[0]["error"]
     client.close()
 

@@ -7,9 +7,10 @@ import os
 import time
 from pathlib import Path
 
+import boto3
 import httpx
 
-from tests.e2e.helpers import delivered, unique
+from tests.e2e.helpers import delivered, finished_run, unique
 from tests.system import System
 
 
@@ -62,3 +63,65 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
     while not httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"]:
         assert time.monotonic() < deadline, "disabling the flow did not pause its schedule"
         time.sleep(0.5)
+
+
+def test_cron_schedule_polls_a_remote_source_and_keep_takes_only_what_changed(
+    system: System, tmp_path: Path, moto_server: str
+) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+    bucket = unique("cron-src")
+    s3.create_bucket(Bucket=bucket)
+    first = {"a.csv": os.urandom(3000), "b.csv": os.urandom(4000)}
+    for name, body in first.items():
+        s3.put_object(Bucket=bucket, Key=f"out/{name}", Body=body)
+    src, dst, flow, dest = unique("s3src"), unique("dst"), unique("cron"), tmp_path / "dest"
+    s3_flags = ["--type", "s3", "--bucket", bucket, "--endpoint-url", moto_server]
+    system.cli("endpoint", "add", src, *s3_flags, "--access-key-id", "k", "--secret-access-key", "s")
+    system.cli("endpoint", "add", dst, "--type", "file", "--path", str(dest))
+    args = ["--source", src, "--source-folder", "out", "--dest", dst, "--dest-path", "{receipt}-{name}"]
+    system.cli("flow", "add", flow, *args, "--cron", "* * * * *", "--after-pull", "keep")
+    try:
+        assert poll_schedule(system, flow)["cron"] == "* * * * *"
+        # No `flow run`: the first minute's scheduled poll takes both files.
+        rows = system.wait_for(delivered(2), timeout=150, flow=flow)
+        assert sorted(r["file"] for r in rows) == ["a.csv", "b.csv"]
+        # keep: both stay at the source, remembered by size + ETag.
+        kept = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+        assert kept == ["out/a.csv", "out/b.csv"]
+        # Polled again with nothing changed: nothing new.
+        run = finished_run(system, _run_id(system.cli("flow", "run", flow).stdout), timeout=60)
+        assert run["state_type"] == "COMPLETED" and run["state"]["message"] == "nothing new", run["state"]
+        # A changed file (new bytes, new ETag) is a new file; the unchanged one is not taken again.
+        changed = os.urandom(3500)
+        s3.put_object(Bucket=bucket, Key="out/a.csv", Body=changed)
+        system.cli("flow", "run", flow)
+        rows = system.wait_for(delivered(3), timeout=60, flow=flow)
+        newest = max(rows, key=lambda r: r["id"])
+        assert newest["file"] == "a.csv"
+        assert newest["sha256"] == hashlib.sha256(changed).hexdigest()
+        assert len(system.transfers(flow=flow)) == 3
+    finally:
+        system.cli("flow", "disable", flow, check=False)
+
+
+def poll_schedule(system: System, flow: str, timeout: float = 30) -> dict[str, object]:
+    """The poll deployment's schedule, once the runner has served it (it reconciles every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}")
+        if answer.status_code == 200 and answer.json().get("schedules"):
+            schedule: dict[str, object] = answer.json()["schedules"][0]["schedule"]
+            return schedule
+        assert time.monotonic() < deadline, f"no scheduled poll deployment for {flow}: {answer.text[:200]}"
+        time.sleep(0.5)
+
+
+def _run_id(cli_output: str) -> str:
+    """The flow-run id at the end of the URL `tradelane flow run` prints."""
+    return " ".join(cli_output.split()).rsplit("/runs/flow-run/", 1)[1].split()[0]
