@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# AS2 interoperability is checked against the openssl command line.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # SFTP: OpenSSH's sftp client and sshd (the bench's anchor), sshpass for password logins in batch mode.
 command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)

@@ -18,11 +18,33 @@ from pathlib import Path
 import boto3
 import pytest
 
-__all__ = ["MotoAuth", "free_port", "moto_auth_server", "moto_server", "run_moto_server", "tcp_forwarder"]
+__all__ = [
+    "MotoAuth",
+    "free_port",
+    "moto_auth_server",
+    "moto_server",
+    "require_tool",
+    "run_moto_server",
+    "tcp_forwarder",
+]
 
 # Moto's auth server lets this many requests through unauthenticated before it starts checking
 # keys: exactly enough for `seed_moto_auth` to create an IAM user, its key and one bucket.
 MOTO_AUTH_FREE_REQUESTS = 3
+
+
+def require_tool(command: str) -> str:
+    """The path of a program the tests drive, or a failure that says how to get it: `make test`
+    installs every one (scripts/install-test-servers.sh), so a missing one is a broken set-up,
+    never a reason to skip."""
+    import shutil
+
+    path = shutil.which(command) or (
+        command if os.path.isabs(command) and os.access(command, os.X_OK) else None
+    )
+    if path is None:
+        pytest.fail(f"{command} is not installed: run scripts/install-test-servers.sh (make test does)")
+    return path
 
 
 def free_port() -> int:

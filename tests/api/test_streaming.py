@@ -11,8 +11,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
-import pytest
-
 from tests.api.conftest import PartnerLogin, latest_receipt
 
 MakePartner = Callable[..., PartnerLogin]
@@ -29,7 +27,6 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_large_upload_streams_with_flat_memory(make_partner: MakePartner) -> None:
     p = make_partner()
     assert p.upload("warmup.bin", os.urandom(4 * MIB)).status_code == 201  # warm threads and buffers

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.utils
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,13 @@ import pytest
 from tests.as2.conftest import OUR_ID, As2Server, Trading
 from tests.as2.peer import Identity, PeerServer
 from tests.as2.test_send import push
+from tests.servers import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+OPENSSL = require_tool("openssl")
 
 
 def openssl(*args: str) -> None:
-    result = subprocess.run(["openssl", *args], capture_output=True, timeout=60)
+    result = subprocess.run([OPENSSL, *args], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
 
 

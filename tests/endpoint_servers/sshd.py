@@ -30,7 +30,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.servers import free_port
+from tests.servers import free_port, require_tool
 
 __all__ = ["OpenSSHServer", "openssh_server", "run_sshd"]
 
@@ -183,11 +183,10 @@ def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path, timeou
 
 @contextmanager
 def run_sshd() -> Iterator[OpenSSHServer]:
-    """Start a private sshd; yields how to reach it. Skips the test when that is impossible."""
-    if not os.path.exists(SSHD):
-        pytest.skip("OpenSSH sshd is not installed (run scripts/install-test-servers.sh)")
+    """Start a private sshd; yields how to reach it."""
+    require_tool(SSHD)
     if os.geteuid() != 0:
-        pytest.skip("the sshd test server runs as root (password logins and switching users)")
+        pytest.fail("the sshd test server runs as root (password logins and switching users)")
     password = ensure_test_user()
     user = pwd.getpwnam(SFTP_TEST_USER)
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation folder

@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import random
-import shutil
 import socket
 import ssl
 import stat
@@ -31,10 +30,10 @@ from core.models import TransferState
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer, ensure_certificate, parse_port_range
 from tests.mailboxes.conftest import MakePartner, PartnerLogin, set_partner
+from tests.servers import require_tool
 
 T = TypeVar("T")
-CURL = shutil.which("curl")
-needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+CURL = require_tool("curl")
 
 
 # --- servers and clients ----------------------------------------------------------------------
@@ -110,7 +109,6 @@ def sha256(data: bytes) -> str:
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
-    assert CURL is not None
     return subprocess.run([CURL, "-sS", "--fail", *args], capture_output=True, text=True, timeout=30)
 
 
@@ -160,7 +158,6 @@ def test_ftps_with_prot_p_and_a_verified_certificate(server: FTPServer, make_par
     assert receipt.sha256 == sha256(data)
 
 
-@needs_curl
 def test_curl_plain_and_ftps(server: FTPServer, make_partner: MakePartner, tmp_path: Path) -> None:
     partner = make_partner()
     source = tmp_path / "edi_810.x12"
@@ -441,10 +438,8 @@ def test_client_vanishing_mid_upload_triggers_nothing(
     assert visible(partner) == [] and partner.receipts() == []
 
 
-@needs_curl
 @pytest.mark.parametrize("tls", [False, True], ids=["ftp", "ftps"])
 def test_killed_curl_leaves_nothing(server: FTPServer, make_partner: MakePartner, tls: bool) -> None:
-    assert CURL is not None
     partner = make_partner()
     url = f"ftp://{partner.name}:{partner.password}@127.0.0.1:{server.port}/upload/killed.bin"
     flags = ["--ssl-reqd", "-k"] if tls else []
@@ -572,7 +567,6 @@ def test_require_tls_refuses_plain_logins(tls_server: FTPServer, make_partner: M
     assert partner.audit("login.failed") == []
 
 
-@needs_curl
 def test_require_tls_with_curl(tls_server: FTPServer, make_partner: MakePartner, tmp_path: Path) -> None:
     partner = make_partner()
     source = tmp_path / "f.txt"

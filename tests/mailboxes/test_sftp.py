@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -26,8 +25,9 @@ from core.lockout import Lockout
 from mailboxes.auth import MailboxAuth
 from mailboxes.sftp import SFTPServer
 from tests.mailboxes.conftest import MakePartner, PartnerLogin, set_partner
+from tests.servers import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH sftp client not installed")
+require_tool("sftp")  # OpenSSH's client drives these tests
 
 
 def sha(data: bytes) -> str:
@@ -188,8 +188,7 @@ def test_openssh_key_put_get_ls_rename(
 def test_openssh_password_login_via_sshpass(
     server: SFTPServer, partner: PartnerLogin, tmp_path: Path
 ) -> None:
-    if shutil.which("sshpass") is None:
-        pytest.skip("sshpass not installed")
+    require_tool("sshpass")
     (tmp_path / "a.txt").write_bytes(b"hello over sftp\n")
     result = openssh(server, partner.name, ["put a.txt /upload/a.txt"], tmp_path, password=partner.password)
     assert result.returncode == 0, result.stderr
