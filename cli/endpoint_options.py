@@ -94,7 +94,7 @@ def _email(g: dict[str, Any]) -> Split:
 
 def _http(g: dict[str, Any]) -> Split:
     _need(g, "http", "url")
-    config = _pick(g, "url", "method", "list_url", "upload_mode")
+    config = _pick(g, "url", "method", "list_url", "pull_url", "upload_mode")
     if g.get("success_code"):
         config["success_codes"] = sorted(set(g["success_code"]))
     headers: dict[str, str] = {}

@@ -241,6 +241,9 @@ def endpoint_add(
     bearer: Annotated[str | None, typer.Option(help="http: bearer token.")] = None,
     basic: Annotated[str | None, typer.Option(help="http: USER:PASSWORD.")] = None,
     list_url: Annotated[str | None, typer.Option(help="http: URL that lists files (to poll).")] = None,
+    pull_url: Annotated[
+        str | None, typer.Option(help="http: the URL of one file to poll with GET (instead of --list-url).")
+    ] = None,
     success_code: Annotated[
         list[int] | None,
         typer.Option(help="http: an answer that counts as delivered (repeatable; 200 201 202 204)."),

@@ -135,3 +135,34 @@ async def test_a_failed_delete_after_the_pull_is_retried(app: HttpApp, source: p
     deletes = [seen for seen in app.requests if seen.method == "DELETE"]
     assert len(deletes) == 2
     assert not (app.root / "out" / "a.csv").exists()
+
+
+async def test_one_url_source_with_keep_is_taken_again_only_when_it_changes(
+    app: HttpApp, tmp_path: Path
+) -> None:
+    report = app.root / "out" / "stock.csv"
+    report.write_bytes(b"sku,qty\n1,5\n")
+    with isolated_home(tmp_path / "home-url"):
+        init_db()
+        with session_scope() as session:
+            config = {"url": f"{app.url}/files", "pull_url": f"{app.url}/files/out/stock.csv"}
+            endpoint_store.add(session, "stock-api", "http", config, {"bearer": "test-token-rw"})
+            endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            flow = dataflows.add(
+                session, "stock", source="stock-api", dest="archive", every_seconds=60, after_pull="keep"
+            )
+            assert flow.id is not None
+            flow_id = flow.id
+        source = polling.load(flow_id)
+        rows = await pull.take_in(source, polling.new_files(source), log)
+        assert [r["result"] for r in rows] == ["received; kept (remembered)"]
+        assert polling.new_files(source) == []  # same size, ETag and date: already taken
+        report.write_bytes(b"sku,qty\n1,4\n2,9\n")
+        [changed] = polling.new_files(source)
+        await pull.take_in(source, [changed], log)
+        with session_scope() as session:
+            taken = sorted(r.sha256 for r in session.exec(select(Receipt)).all())
+        assert taken == sorted(
+            hashlib.sha256(body).hexdigest() for body in (b"sku,qty\n1,5\n", b"sku,qty\n1,4\n2,9\n")
+        )
+        assert report.exists()  # kept at the source

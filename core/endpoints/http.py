@@ -167,6 +167,16 @@ def _http_date(value: str | None) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _file_info(rel: str, headers: httpx.Headers, size: int) -> FileInfo:
+    """A file's size (-1: the server does not say), Last-Modified and ETag from its headers."""
+    return FileInfo(
+        path=rel,
+        size=size,
+        modified=_http_date(headers.get("last-modified")),
+        etag=headers.get("etag", "").removeprefix("W/").strip('"') or None,
+    )
+
+
 # --- responses ---------------------------------------------------------------------------------
 
 
@@ -280,6 +290,11 @@ class HttpEndpoint(Endpoint):
       path_in_url         push to url/<path> instead of url (default false)
       list_url            GET → JSON list of {"name", "size", "modified"?, "etag"?, "url"?} or
                           {"files": [...]}; names are paths from the root; needed to pull
+                          a folder of files
+      pull_url            or: one file to pull with GET (an export, a report), offered at the
+                          root as `pull_name` (default: the URL's last path segment) with the
+                          size, ETag and Last-Modified its HEAD answers; "keep" takes it again
+                          when one of those changes, "delete" sends DELETE to it
       list_prefix_param   query parameter carrying "<folder>/" (default "prefix"; null: none)
       download_url        GET/HEAD template with {path} (default url/<path>; a listed "url" wins)
       delete_url          template with {path} (default url/<path>); delete_method (DELETE)
@@ -311,6 +326,10 @@ class HttpEndpoint(Endpoint):
         self.file_field = str(config.get("file_field") or "file")
         self.path_in_url = bool(config.get("path_in_url", False))
         self.list_url = _check_url(config["list_url"], "list_url") if config.get("list_url") else None
+        self.pull_url = _check_url(config["pull_url"], "pull_url") if config.get("pull_url") else None
+        if self.pull_url and self.list_url:
+            raise ConfigError("http endpoint takes 'list_url' (a folder) or 'pull_url' (one file), not both")
+        self.pull_name = self._pull_name(config.get("pull_name"))
         prefix_param = config.get("list_prefix_param", "prefix")
         self.list_prefix_param = str(prefix_param) if prefix_param else None
         download = config.get("download_url")
@@ -497,8 +516,23 @@ class HttpEndpoint(Endpoint):
 
     # --- paths -------------------------------------------------------------------------------
 
+    def _pull_name(self, given: Any) -> str | None:
+        if not self.pull_url:
+            return None
+        name = given or posixpath.basename(urlsplit(self.pull_url).path.rstrip("/"))
+        try:
+            clean = clean_path(str(name))
+        except InvalidPath:
+            clean = ""
+        if not clean or "/" in clean:
+            raise ConfigError("http endpoint 'pull_name' must be one file name (the pull_url names none)")
+        return clean
+
     def file_url(self, rel: str) -> str:
-        """Where one file is read (GET/HEAD): a listed URL, the download template, or url/path."""
+        """Where one file is read (GET/HEAD): the pull URL, a listed URL, the download template,
+        or url/path."""
+        if self.pull_url and rel == self.pull_name:
+            return self.pull_url
         if listed := self._listed_urls.get(rel):
             return listed
         if self.download_url:
@@ -548,9 +582,23 @@ class HttpEndpoint(Endpoint):
 
     def list(self, folder: str = "") -> Iterator[FileInfo]:
         rel = clean_path(folder, allow_root=True)
+        if self.pull_url:
+            return self._list_pull_url(rel)
         if not self.list_url:
-            raise ConfigError(f"{self.uri('')}: no list_url configured, so this endpoint cannot be listed")
+            raise ConfigError(
+                f"{self.uri('')}: no list_url or pull_url configured, so this endpoint cannot be listed"
+            )
         return self._list(rel, self.list_url)
+
+    def _list_pull_url(self, rel: str) -> Iterator[FileInfo]:
+        """The one file at pull_url, if the server has it now (404/410: nothing to take)."""
+        assert self.pull_name is not None
+        if rel:
+            raise ConfigError(f"{self.uri('')}: a pull_url endpoint has no folders (asked for {rel!r})")
+        try:
+            yield self.stat(self.pull_name)
+        except NotFound:
+            return
 
     def _list(self, rel: str, list_url: str) -> Iterator[FileInfo]:
         what = public_url(list_url)
@@ -620,20 +668,22 @@ class HttpEndpoint(Endpoint):
             response.close()
         status, headers = response.status_code, response.headers
         if response.is_success and "content-length" in headers:
-            return FileInfo(
-                path=rel,
-                size=int(headers["content-length"]),
-                modified=_http_date(headers.get("last-modified")),
-                etag=headers.get("etag", "").removeprefix("W/").strip('"') or None,
-            )
+            return _file_info(rel, headers, int(headers["content-length"]))
         if self.list_url and (response.is_success or status in (405, 501)):
             # HEAD not supported, or no size: the listing knows.
             for info in self._list(posixpath.dirname(rel), self.list_url):
                 if info.path == rel:
                     return info
             raise NotFound(f"{what}: not in the listing")
-        if response.is_success:
-            raise EndpointError(f"{what}: the server reports no size (no Content-Length, no list_url)")
+        if response.is_success or status in (405, 501):
+            # No listing to ask: the headers of a GET whose body is not read.
+            with self.errors(what, url):
+                response = self._send("GET", url)
+            if not response.is_success:
+                raise self._fail("GET", url, response, what)
+            response.close()
+            length = response.headers.get("content-length")
+            return _file_info(rel, response.headers, int(length) if length and length.isdigit() else -1)
         raise self._status_error(
             HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what
         )
@@ -655,6 +705,8 @@ class HttpEndpoint(Endpoint):
         rel = clean_path(path)
         if self.delete_url:
             url = self.delete_url.replace("{path}", quote(rel, safe="/"))
+        elif self.pull_url and rel == self.pull_name:
+            url = self.pull_url
         else:  # the file's resource URL; a listed or templated download link is for GET only
             url = join_url(self.url, rel)
         what = public_url(url)
@@ -667,7 +719,7 @@ class HttpEndpoint(Endpoint):
 
     def check(self) -> None:
         """List if we can; otherwise prove the push URL is reachable and takes our credentials."""
-        if self.list_url:
+        if self.list_url or self.pull_url:
             super().check()
             return
         what = public_url(self.url)

@@ -119,6 +119,58 @@ def test_missing_list_url_cannot_list(app: HttpApp) -> None:
         list(endpoint.list())
 
 
+# --- pull one URL ----------------------------------------------------------------------------
+
+
+def pull_one(app: HttpApp, **config: Any) -> HttpEndpoint:
+    return HttpEndpoint(
+        {"url": f"{app.url}/files", "pull_url": f"{app.url}/files/exports/daily.csv"} | config,
+        {"bearer": TOKEN},
+    )
+
+
+def test_pull_url_offers_the_one_file_with_its_validators(app: HttpApp) -> None:
+    (app.root / "exports").mkdir()
+    (app.root / "exports" / "daily.csv").write_bytes(b"a,b\n1,2\n")
+    endpoint = pull_one(app)
+    [info] = list(endpoint.list())
+    assert (info.path, info.size) == ("daily.csv", 8)
+    assert info.etag and info.modified.year >= 2026  # what "keep" remembers it by
+    with endpoint.open_read("daily.csv") as stream:
+        assert stream.read() == b"a,b\n1,2\n"
+    endpoint.delete("daily.csv")
+    assert [(r.method, r.path) for r in app.requests][-1] == ("DELETE", "/files/exports/daily.csv")
+    assert not (app.root / "exports" / "daily.csv").exists()
+    assert list(endpoint.list()) == []  # gone (404): nothing to take, not an error
+    endpoint.check()
+
+
+def test_pull_url_without_head_uses_the_headers_of_a_get(app: HttpApp) -> None:
+    (app.root / "exports").mkdir()
+    (app.root / "exports" / "daily.csv").write_bytes(b"x" * 5000)
+    app.head_allowed = False
+    [info] = list(pull_one(app, pull_name="today.csv").list())
+    assert (info.path, info.size) == ("today.csv", 5000) and info.etag
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"list_url": "http://127.0.0.1:1/list"},  # one or the other
+        {"pull_url": "http://127.0.0.1:1/"},  # names no file
+        {"pull_name": "a/b.csv"},
+    ],
+)
+def test_pull_url_settings_are_checked(app: HttpApp, config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        pull_one(app, **config)
+
+
+def test_pull_url_has_no_folders(app: HttpApp) -> None:
+    with pytest.raises(ConfigError, match="no folders"):
+        list(pull_one(app).list("out"))
+
+
 # --- push ------------------------------------------------------------------------------------
 
 
