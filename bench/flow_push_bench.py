@@ -27,13 +27,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
 from bench.cloud_push_bench import make_file
 from tests.e2e.helpers import PartnerClient
 from tests.endpoint_servers.azurite import run_azurite
-from tests.servers import run_moto_server
+from tests.servers import moto_client, run_moto_server
 from tests.system import System, run_system
 
 MIB = 1024 * 1024
@@ -126,13 +125,7 @@ def main() -> None:
         run_azurite() as az,
     ):
         payload = make_file(Path(tmp), size)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="k",
-            aws_secret_access_key="s",
-        )
+        s3 = moto_client(s3_url)
         s3.create_bucket(Bucket="anchor")
         s3.create_bucket(Bucket="flow")
         service = az.service()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -22,6 +23,7 @@ __all__ = [
     "MotoAuth",
     "free_port",
     "moto_auth_server",
+    "moto_client",
     "moto_server",
     "require_tool",
     "run_moto_server",
@@ -31,6 +33,13 @@ __all__ = [
 # Moto's auth server lets this many requests through unauthenticated before it starts checking
 # keys: exactly enough for `seed_moto_auth` to create an IAM user, its key and one bucket.
 MOTO_AUTH_FREE_REQUESTS = 3
+
+
+def moto_client(url: str) -> Any:
+    """A plain boto3 S3 client for moto at `url` (which takes any key), to arrange and inspect."""
+    return boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
 
 
 def require_tool(command: str) -> str:

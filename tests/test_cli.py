@@ -7,12 +7,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
 from tests.isolation import isolated_home
+from tests.servers import moto_client
 
 runner = CliRunner()
 
@@ -60,13 +60,7 @@ def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> No
     assert "reachable" in run("endpoint", "test", "archive")
     assert "needs --path" in run("endpoint", "add", "x", "--type", "file", ok=False)
     assert "unknown --type" in run("endpoint", "add", "x", "--type", "carrier-pigeon", ok=False)
-    boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    ).create_bucket(Bucket="cli-bucket")
+    moto_client(moto_server).create_bucket(Bucket="cli-bucket")
     run(
         "endpoint",
         "add",

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import paramiko
 import pyas2lib
 import pytest
 
 from tests.as2.peer import Identity, PeerServer, judge_mdn, partner_of, post, wire
 from tests.e2e.helpers import delivered, sha256, unique
+from tests.servers import moto_client
 from tests.system import System
 
 PASSWORD = "As2-e2e-partner-pw-1"
@@ -99,13 +99,7 @@ def test_as2_in_to_s3_and_sftp_out_by_as2_with_signed_mdn(
 
     # ---- inbound: the peer sends signed + encrypted AS2 → mailbox P → data flow → S3 ----------
     bucket = unique("as2-lake")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    s3 = moto_client(moto_server)
     s3.create_bucket(Bucket=bucket)
     lake, flow_in = unique("lake"), unique("as2-in")
     system.cli(

@@ -29,7 +29,6 @@ from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
@@ -44,7 +43,7 @@ from tests.endpoint_servers.ftpd import FtpTestServer, make_certificate
 from tests.endpoint_servers.http_app import HttpApp
 from tests.endpoint_servers.mail import ImapServer, SmtpServer
 from tests.endpoint_servers.sshd import OpenSSHServer
-from tests.servers import free_port
+from tests.servers import free_port, moto_client
 from tests.system import System
 
 TYPES = ["s3", "azure", "sftp", "ftp", "email", "http"]
@@ -100,9 +99,7 @@ def _s3(request: pytest.FixtureRequest) -> tuple[Any, list[str]]:
     key_id, secret = unique("AKIA").upper(), unique("s3-secret-key")
     remember(secret)
     bucket = unique("bucket")
-    client = boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
-    )
+    client = moto_client(url)
     client.create_bucket(Bucket=bucket)
     flags = ["--type", "s3", "--bucket", bucket, "--endpoint-url", url, "--region", "us-east-1"]
     flags += ["--access-key-id", key_id, "--secret-access-key", secret]

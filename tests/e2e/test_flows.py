@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import boto3
-
 from tests.e2e.helpers import PartnerClient, delivered, finished_run, settled, unique
-from tests.servers import free_port, tcp_forwarder
+from tests.servers import free_port, moto_client, tcp_forwarder
 from tests.system import System
 
 PASSWORD = "partner-pw-1"
@@ -49,13 +47,7 @@ def test_destination_down_then_back_is_retried_and_delivered(system: System, mot
     name, client = _partner(system)
     port = free_port()  # nothing listens here until the "outage" ends
     bucket = unique("late")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    )
+    s3 = moto_client(moto_server)
     s3.create_bucket(Bucket=bucket)
     endpoint, flow = unique("s3"), unique("flow")
     system.cli(

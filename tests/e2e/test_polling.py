@@ -7,10 +7,10 @@ import os
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 
 from tests.e2e.helpers import delivered, finished_run, unique
+from tests.servers import moto_client
 from tests.system import System
 
 
@@ -68,13 +68,7 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
 def test_cron_schedule_polls_a_remote_source_and_keep_takes_only_what_changed(
     system: System, tmp_path: Path, moto_server: str
 ) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    )
+    s3 = moto_client(moto_server)
     bucket = unique("cron-src")
     s3.create_bucket(Bucket=bucket)
     first = {"a.csv": os.urandom(3000), "b.csv": os.urandom(4000)}

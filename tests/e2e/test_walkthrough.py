@@ -6,10 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import boto3
 import httpx
 
 from tests.e2e.helpers import PartnerClient, finished_run, sha256, unique
+from tests.servers import moto_client
 from tests.system import System
 
 PURCHASE_ORDER = json.dumps(
@@ -22,13 +22,7 @@ PASSWORD = "Cl@udio_@pp_P@ssword"
 def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     bucket = unique("lake")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    s3 = moto_client(moto_server)
     s3.create_bucket(Bucket=bucket)
     system.cli("partner", "add", "claudioapp", "--password", PASSWORD)
     system.cli("endpoint", "add", "archive", "--type", "file", "--path", str(archive))
