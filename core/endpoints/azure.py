@@ -428,7 +428,7 @@ class AzureBlobEndpoint(Endpoint):
             host = urlsplit(self.account_url or "").hostname or "the server"
             raise self.redact(map_azure_error(exc, what, host)) from exc
 
-    def _secret_values(self) -> builtins.list[str]:
+    def secret_values(self) -> set[str]:
         """Every string that must never appear in a message: keys, SAS tokens and their signatures."""
         values = [str(self.secrets.get(k) or "") for k in ("connection_string", "account_key", "sas_token")]
         parts = _parse_connection_string(values[0])
@@ -437,13 +437,7 @@ class AzureBlobEndpoint(Endpoint):
             pairs = (item.partition("=") for item in token.lstrip("?").split("&"))
             signatures = [value for key, _, value in pairs if key == "sig"]
             values += signatures + [unquote(value) for value in signatures]
-        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
-
-    def redact(self, error: EndpointError) -> EndpointError:
-        text = str(error)
-        for value in self._secret_values():
-            text = text.replace(value, "***")
-        return type(error)(text)
+        return {v for v in values if v}
 
     def close(self) -> None:
         service, self._service, self._container_client = self._service, None, None

@@ -30,13 +30,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar
+
+from core.redact import Scrubber, secret_strings
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 CHUNK_SIZE = 1024 * 1024
+
+E = TypeVar("E", bound=BaseException)
 
 
 class EndpointError(Exception):
@@ -184,6 +189,28 @@ class Endpoint(ABC):
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         self.config = config
         self.secrets = secrets or {}
+
+    @classmethod
+    def split_settings(
+        cls, config: dict[str, Any], secrets: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config, secrets) with every secret-bearing setting in secrets, before they are stored:
+        config is shown and audited, secrets are encrypted. The default moves nothing."""
+        return config, secrets
+
+    def secret_values(self) -> set[str]:
+        """Every string of this endpoint that must never leave the process: by default each secret
+        setting but login names (keys ending in "user", which name mailboxes in URIs)."""
+        return secret_strings(self.secrets, skip=lambda key: key.endswith("user"))
+
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        """Hides this endpoint's secrets (see core/redact.py) in its errors and answers."""
+        return Scrubber(self.secret_values())
+
+    def redact(self, error: E) -> E:
+        """`error` with every secret of this endpoint replaced by `***` in its message."""
+        return self.scrubber.error(error)
 
     @abstractmethod
     def list(self, folder: str = "") -> Iterator[FileInfo]: ...

@@ -845,15 +845,6 @@ class EmailEndpoint(Endpoint):
             self._ssl = context
         return self._ssl
 
-    def redact(self, error: EndpointError) -> EndpointError:
-        text = str(error)
-        for key, value in self.secrets.items():
-            if key.endswith("user"):
-                continue  # a login name is not a secret, and it names the mailbox in URIs
-            if isinstance(value, str) and len(value) >= 4:
-                text = text.replace(value, "***")
-        return type(error)(text)
-
     def uri(self, path: str) -> str:
         rel = clean_path(path, allow_root=True)
         if self.imap is not None:

@@ -525,14 +525,6 @@ class FtpEndpoint(Endpoint):
                 self.release(connection)
             return result
 
-    def redact(self, error: EndpointError) -> EndpointError:
-        text = str(error)
-        clean = text
-        for value in self.secrets.values():
-            if isinstance(value, str) and len(value) >= 4:
-                clean = clean.replace(value, "***")
-        return error if clean == text else type(error)(clean)
-
     # --- paths -------------------------------------------------------------------------------
 
     def _remote(self, rel: str) -> str:

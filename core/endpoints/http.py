@@ -18,10 +18,14 @@ Error mapping notes:
   is an `EndpointError` that quotes the status and the start of the body.
 * DNS and TLS failures are `DnsError` and `TlsError` (core/endpoints/network.py), not retried:
   retrying will not fix a wrong host name or an untrusted certificate.
-* Redirects are followed for GET/HEAD only (an upload is never resent by a redirect); a redirect
-  to another origin drops the credentials, like browsers do.
-* Bearer tokens, basic-auth passwords and secret headers never appear in messages, `uri()` or
-  `last_response` (they are redacted even when a server echoes them back).
+* Redirects are not followed unless `follow_redirects` allows it (`same-host` or `any`), and then
+  for GET/HEAD only (an upload is never resent by a redirect); a refused one is a `RedirectRefused`
+  that names the Location. Every hop, and every file URL a listing names on another host, is
+  checked by core/netpolicy.py: never into a loopback, link-local or private range unless the
+  endpoint's own URL is in that kind of range. Credentials go only to the endpoint's own origins.
+* Secret settings (core/endpoints/http_settings.py: bearer, basic auth, secret headers, query-string
+  values, URL userinfo) never appear in messages, `uri()` or `last_response`: they are scrubbed
+  even when a server echoes them back.
 """
 
 from __future__ import annotations
@@ -60,7 +64,9 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.http_settings import URL_KEYS, query_secrets, split_http_settings
 from core.endpoints.network import network_error
+from core.netpolicy import UrlNotAllowed, check_url, host_kinds
 
 if TYPE_CHECKING:
     pass
@@ -87,6 +93,12 @@ RECORDED_HEADERS = (
     "x-ms-request-id",
 )
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
+FOLLOW_REDIRECTS = ("none", "same-host", "any")
+
+
+class RedirectRefused(ConfigError):
+    """A redirect (or a listed file URL) the endpoint may not follow: not allowed by its
+    `follow_redirects`, or into a network range its own URL is not in. Not retried."""
 
 
 def map_httpx_error(exc: httpx.HTTPError, what: str, host: str) -> EndpointError:
@@ -126,7 +138,11 @@ def join_url(base: str, rel: str) -> str:
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
-    return parts.scheme, parts.hostname or "", parts.port
+    return parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _check_url(value: Any, key: str, *, template: bool = False) -> str:
@@ -298,16 +314,24 @@ class HttpEndpoint(Endpoint):
       list_prefix_param   query parameter carrying "<folder>/" (default "prefix"; null: none)
       download_url        GET/HEAD template with {path} (default url/<path>; a listed "url" wins)
       delete_url          template with {path} (default url/<path>); delete_method (DELETE)
+      follow_redirects    none (default: a 3xx is an error naming its Location), same-host, any
+      public_params       query parameters whose values are not secret (shown as given)
       verify              true (default), false, or a CA bundle file
       timeout             seconds per network operation (default 60)
       spool_dir           where writes are spooled before sending (default: system temp dir)
     secrets: bearer | basic_user + basic_password; headers (secret headers, e.g. X-API-Key),
-    alone or with either."""
+    alone or with either; urls (the whole URL of each URL setting with secret query values, which
+    config shows as ***). What goes where: core/endpoints/http_settings.py."""
 
     scheme: ClassVar[str] = "http"
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        # Rows stored before secrets were split out of config are split here too (idempotent).
+        config, secrets = split_http_settings(config, secrets or {})
         super().__init__(config, secrets)
+        whole: dict[str, str] = secrets.get("urls") or {}
+        config = {**config, **{key: whole[key] for key in URL_KEYS if key in whole}}
+        self.public_params = frozenset(config.get("public_params") or ())
         self.url = _check_url(config.get("url"), "url")
         self.method = str(config.get("method") or "POST").upper()
         if self.method not in ("POST", "PUT"):
@@ -348,7 +372,13 @@ class HttpEndpoint(Endpoint):
         except (TypeError, ValueError):
             raise ConfigError("http endpoint 'timeout' must be a number of seconds") from None
         self.spool_dir: str | None = config.get("spool_dir") or None
+        self.follow_redirects = str(config.get("follow_redirects") or "none")
+        if self.follow_redirects not in FOLLOW_REDIRECTS:
+            choices = ", ".join(FOLLOW_REDIRECTS)
+            raise ConfigError(f"http endpoint 'follow_redirects' must be one of {choices}")
         self._secret_headers = self._auth_headers()
+        own = [self.url, self.list_url, self.pull_url, self.download_url, self.delete_url]
+        self._own_origins = frozenset(_origin(url) for url in own if url)
         self.last_response: HttpResponseRecord | None = None
         self._listed_urls: dict[str, str] = {}
         self._client: httpx.Client | None = None
@@ -371,14 +401,35 @@ class HttpEndpoint(Endpoint):
         bearer, user, password = s.get("bearer"), s.get("basic_user"), s.get("basic_password")
         if bearer and (user or password):
             raise ConfigError("http endpoint takes a bearer token or basic auth, not both")
-        if bool(user) != bool(password is not None and password != ""):
+        # An empty password is fine (an API key as the user name: `https://KEY@host/`), a missing one is not.
+        if (user and password is None) or (password and not user):
             raise ConfigError("http basic auth needs both basic_user and basic_password")
+        if (bearer or user) and any(k.lower() == "authorization" for k in headers):
+            raise ConfigError("http endpoint takes an Authorization header or bearer/basic auth, not both")
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         elif user:
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
         return headers
+
+    @classmethod
+    def split_settings(
+        cls, config: dict[str, Any], secrets: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return split_http_settings(config, secrets)
+
+    def secret_values(self) -> set[str]:
+        """Tokens, passwords, secret header values (and the credentials inside Authorization
+        values), query values of the URLs; the basic user too when it is a key with no password."""
+        values = {str(v) for v in self._secret_headers.values()}
+        values |= {v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))}
+        values |= {str(self.secrets.get(k) or "") for k in ("bearer", "basic_password")}
+        if self.secrets.get("basic_user") and not self.secrets.get("basic_password"):
+            values.add(str(self.secrets["basic_user"]))
+        for url in (self.secrets.get("urls") or {}).values():
+            values.update(query_secrets(url, self.public_params))
+        return {v for v in values if v}
 
     # --- client ------------------------------------------------------------------------------
 
@@ -409,20 +460,6 @@ class HttpEndpoint(Endpoint):
         if client is not None:
             client.close()
 
-    def _secret_values(self) -> builtins.list[str]:
-        values = [str(v) for v in self._secret_headers.values()]
-        values += [v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))]
-        values += [str(self.secrets.get(k) or "") for k in ("bearer", "basic_password")]
-        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
-
-    def _redact_text(self, text: str) -> str:
-        for value in self._secret_values():
-            text = text.replace(value, "***")
-        return text
-
-    def redact(self, error: EndpointError) -> EndpointError:
-        return type(error)(self._redact_text(str(error)))
-
     @contextmanager
     def errors(self, what: str, url: str | None = None) -> Iterator[None]:
         """Map httpx errors raised inside the block; messages name the URL, never a secret."""
@@ -442,23 +479,55 @@ class HttpEndpoint(Endpoint):
         headers: dict[str, str] | None = None,
         omit: frozenset[str] = frozenset(),
         follow: bool = True,
+        named_by: str | None = None,
         **body: Any,
     ) -> httpx.Response:
-        """One request with our headers; redirects followed by hand so credentials stay at home."""
+        """One request with our headers. Redirects are followed by hand, and only as far as
+        `follow_redirects` allows (`follow=False`: a 3xx is returned as it is); credentials go
+        only to the endpoint's own origins. `named_by`: the listing URL that named `url`."""
+        if named_by is not None and _host(url) != _host(named_by):
+            self._check_hop(named_by, url, "the listing names a file at", same_host_only=False)
         extra = headers or {}
-        origin = _origin(url)
         configured = {k: v for k, v in self.headers.items() if k.lower() not in omit}
-        sending = {**configured, **self._secret_headers, **extra}
+        start = url
         for _ in range(MAX_REDIRECTS + 1):
+            credentials = self._secret_headers if _origin(url) in self._own_origins else {}
+            sending = {**configured, **credentials, **extra}
             request = self.client.build_request(method, url, headers=sending, **body)
             response = self.client.send(request, stream=True)
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
             response.close()
-            url = urljoin(str(response.url), response.headers["location"])
-            if _origin(url) != origin:
-                sending = {**configured, **extra}  # never hand our credentials to someone else
-        raise EndpointError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects")
+            target = urljoin(str(response.url), response.headers["location"])
+            self._check_hop(start, target, f"HTTP {response.status_code} redirect to")
+            url = target
+        raise EndpointError(f"{public_url(start)}: more than {MAX_REDIRECTS} redirects")
+
+    def _check_hop(self, start: str, target: str, how: str, *, same_host_only: bool = True) -> None:
+        """May a request that began at `start` (our URL) go on to `target`, which the server named?
+        Raises RedirectRefused saying why not."""
+        shown = f"{public_url(start)}: {how} {public_url(target)}"
+        if self.follow_redirects == "none" and same_host_only:
+            raise RedirectRefused(
+                f"{shown}, not followed: this endpoint follows no redirects "
+                "(follow_redirects: same-host or any allows them)"
+            )
+        if self.follow_redirects != "any" and _host(target) != _host(start):
+            raise RedirectRefused(
+                f"{shown}, another host: refused (follow_redirects: any allows other hosts)"
+            )
+        if urlsplit(start).scheme == "https" and urlsplit(target).scheme != "https":
+            raise RedirectRefused(f"{shown}: refused, it leaves HTTPS")
+        if "@" in urlsplit(target).netloc:
+            raise RedirectRefused(f"{shown}: refused, it carries user:password@")
+        try:
+            own_kinds = host_kinds(_host(start))
+            check_url(target, own_kinds)
+        except UrlNotAllowed as exc:
+            raise RedirectRefused(
+                f"{shown}: refused, {exc.reason} "
+                "(an endpoint reaches no non-public range its own URL is not in)"
+            ) from None
 
     def _record(self, method: str, url: str, response: httpx.Response) -> HttpResponseRecord:
         """Read at most EXCERPT_BYTES of the body (then stop) and keep a redacted summary."""
@@ -472,7 +541,7 @@ class HttpEndpoint(Endpoint):
                     body = body[:EXCERPT_BYTES]
                     break
         headers = {
-            name: self._redact_text(response.headers[name][:256])
+            name: self.scrubber.text(response.headers[name][:256])
             for name in RECORDED_HEADERS
             if name in response.headers
         }
@@ -482,7 +551,7 @@ class HttpEndpoint(Endpoint):
             status=response.status_code,
             reason=response.reason_phrase,
             headers=headers,
-            body=self._redact_text(body.decode("utf-8", "replace")),
+            body=self.scrubber.text(body.decode("utf-8", "replace")),
             body_truncated=truncated,
         )
 
@@ -538,6 +607,12 @@ class HttpEndpoint(Endpoint):
         if self.download_url:
             return self.download_url.replace("{path}", quote(rel, safe="/"))
         return join_url(self.url, rel)
+
+    def _named_by(self, rel: str) -> str | None:
+        """The listing URL, when `rel` is read from a URL that the listing named."""
+        if self.pull_url and rel == self.pull_name:
+            return None
+        return self.list_url if rel in self._listed_urls else None
 
     def push_url(self, rel: str) -> str:
         return join_url(self.url, rel) if self.path_in_url else self.url
@@ -664,7 +739,7 @@ class HttpEndpoint(Endpoint):
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("HEAD", url)
+            response = self._send("HEAD", url, named_by=self._named_by(rel))
             response.close()
         status, headers = response.status_code, response.headers
         if response.is_success and "content-length" in headers:
@@ -678,7 +753,7 @@ class HttpEndpoint(Endpoint):
         if response.is_success or status in (405, 501):
             # No listing to ask: the headers of a GET whose body is not read.
             with self.errors(what, url):
-                response = self._send("GET", url)
+                response = self._send("GET", url, named_by=self._named_by(rel))
             if not response.is_success:
                 raise self._fail("GET", url, response, what)
             response.close()
@@ -693,7 +768,7 @@ class HttpEndpoint(Endpoint):
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("GET", url)
+            response = self._send("GET", url, named_by=self._named_by(rel))
         if not response.is_success:
             raise self._fail("GET", url, response, what)
         return io.BufferedReader(HttpReadStream(response, self, what), buffer_size=CHUNK_SIZE)

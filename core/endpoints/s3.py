@@ -368,13 +368,6 @@ class S3Endpoint(Endpoint):
         except (BotoCoreError, ClientError) as exc:
             raise self.redact(map_boto_error(exc, what, self.host)) from exc
 
-    def redact(self, error: EndpointError) -> EndpointError:
-        text = str(error)
-        for value in self.secrets.values():
-            if isinstance(value, str) and len(value) >= 4:
-                text = text.replace(value, "***")
-        return type(error)(text)
-
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:

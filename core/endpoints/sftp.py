@@ -479,13 +479,13 @@ class SftpEndpoint(Endpoint):
             try:
                 yield
             except EndpointError as exc:
-                raise self._redact(exc) from None
+                raise self.redact(exc) from None
             except (TimeoutError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
                 self._drop(session)  # its state is unknown now; the next call reconnects
                 reason = "timed out" if isinstance(exc, TimeoutError) else f"connection lost ({exc})"
-                raise self._redact(TransientError(f"{what}: {reason}")) from None
+                raise self.redact(TransientError(f"{what}: {reason}")) from None
             except OSError as exc:
-                raise self._redact(self._map_os_error(exc, what, session)) from None
+                raise self.redact(self._map_os_error(exc, what, session)) from None
 
     def _map_os_error(
         self, exc: OSError, what: str, session: paramiko.SFTPClient | None = None
@@ -500,14 +500,6 @@ class SftpEndpoint(Endpoint):
             self._drop(session)
             return Unreachable(f"{what}: connection lost ({exc})")
         return EndpointError(f"{what}: {exc.strerror or exc}")
-
-    def _redact(self, error: EndpointError) -> EndpointError:
-        text = str(error)
-        clean = text
-        for value in self.secrets.values():
-            if isinstance(value, str) and len(value) >= 4:
-                clean = clean.replace(value, "***")
-        return error if clean == text else type(error)(clean)
 
     # --- paths -------------------------------------------------------------------------------
 

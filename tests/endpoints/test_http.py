@@ -102,8 +102,7 @@ def test_bad_config(config: dict[str, Any], secrets: dict[str, Any]) -> None:
 
 def test_uri_hides_credentials_and_query() -> None:
     endpoint = HttpEndpoint(
-        {"url": "https://user:pw@api.example.com:8443/in?code=KEY123", "path_in_url": True},
-        {"bearer": "t0ken-xyz"},
+        {"url": "https://user:pw@api.example.com:8443/in?code=KEY123", "path_in_url": True}
     )
     assert endpoint.uri("po/850 a.json") == "https://api.example.com:8443/in/po/850%20a.json"
     assert endpoint.uri("") == "https://api.example.com:8443/in"
@@ -355,14 +354,19 @@ def test_download_and_delete_templates(app: HttpApp) -> None:
 
 
 def test_same_origin_redirect_keeps_credentials(app: HttpApp) -> None:
-    endpoint = make_endpoint(app, download_url=f"{app.url}/redirect/{{path}}")
+    endpoint = make_endpoint(
+        app, download_url=f"{app.url}/redirect/{{path}}", follow_redirects="same-host"
+    )
     put(endpoint, "r.txt", b"followed")
     assert get(endpoint, "r.txt") == b"followed"
 
 
 def test_redirect_to_another_origin_drops_credentials(app: HttpApp) -> None:
     endpoint = make_endpoint(
-        app, download_url=f"{app.url}/redirect-away/{{path}}", headers={"X-Partner": "acme"}
+        app,
+        download_url=f"{app.url}/redirect-away/{{path}}",
+        headers={"X-Partner": "acme"},
+        follow_redirects="any",
     )
     put(endpoint, "r.txt", b"secret stuff")
     with pytest.raises(AuthError):
