@@ -104,7 +104,9 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
     config = {k: v for k, v in item.items() if k not in ENDPOINT_KEYS}
     if type_ == "file" and "path" in config:
         config["path"] = str(Path(config["path"]).expanduser().resolve())
-    secrets = dict(item.get("secrets") or {})
+    # Compared as they would be stored: secret-bearing settings (an http URL's query values, a
+    # credential header) move from config into secrets.
+    config, secrets = endpoint_store.prepare(type_, config, dict(item.get("secrets") or {}))
     existing = endpoint_store.get(session, name)
     unchanged = (
         existing is not None

@@ -92,24 +92,35 @@ def _email(g: dict[str, Any]) -> Split:
     return config, _pick(g, "user", "password")
 
 
-def _http(g: dict[str, Any]) -> Split:
-    _need(g, "http", "url")
-    config = _pick(g, "url", "method", "list_url", "pull_url", "upload_mode")
-    if g.get("success_code"):
-        config["success_codes"] = sorted(set(g["success_code"]))
+def _header_options(given: list[str] | None, flag: str) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for header in g.get("header") or []:
+    for header in given or []:
         key, sep, value = header.partition(":")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"--header {header!r}: use 'Name: value'")
+            # Not echoed: the value may be a credential.
+            raise typer.BadParameter(f"{flag} needs 'Name: value' (a name, a colon, the value)")
         headers[key.strip()] = value.strip()
-    if headers:
+    return headers
+
+
+def _http(g: dict[str, Any]) -> Split:
+    """Secret-bearing settings (auth headers, query values, user:password@) are moved into the
+    secrets by the store (core/endpoints/http_settings.py), whichever way the endpoint is added."""
+    _need(g, "http", "url")
+    config = _pick(g, "url", "method", "list_url", "pull_url", "upload_mode", "follow_redirects")
+    if g.get("success_code"):
+        config["success_codes"] = sorted(set(g["success_code"]))
+    if headers := _header_options(g.get("header"), "--header"):
         config["headers"] = headers
+    if g.get("public_param"):
+        config["public_params"] = sorted(set(g["public_param"]))
     if g.get("insecure"):
         config["verify"] = False
     elif g.get("cafile"):
         config["verify"] = str(Path(g["cafile"]).expanduser().resolve())
     secrets: dict[str, Any] = {}
+    if secret_headers := _header_options(g.get("secret_header"), "--secret-header"):
+        secrets["headers"] = secret_headers
     if g.get("bearer"):
         secrets["bearer"] = g["bearer"]
     if g.get("basic"):

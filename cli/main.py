@@ -55,7 +55,9 @@ def up() -> None:
     import logging
 
     from cli.supervisor import Supervisor
+    from core.redact import install_log_scrubber
 
+    install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -237,7 +239,30 @@ def endpoint_add(
     subject: Annotated[str | None, typer.Option(help="email/as2: subject ({name} expands).")] = None,
     url: Annotated[str | None, typer.Option(help="http: URL files are sent to.")] = None,
     method: Annotated[str | None, typer.Option(help="http: POST or PUT.")] = None,
-    header: Annotated[list[str] | None, typer.Option(help="http: 'Name: value' (repeatable).")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="http: 'Name: value' (repeatable); credential headers (Authorization, X-Api-Key, "
+            "Cookie, *token*, *key*, *secret*…) are kept secret."
+        ),
+    ] = None,
+    secret_header: Annotated[
+        list[str] | None, typer.Option(help="http: 'Name: value' kept secret (repeatable).")
+    ] = None,
+    public_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="http: a query parameter of the URLs whose value is not secret (repeatable); "
+            "every other query value is kept secret and shown as ***."
+        ),
+    ] = None,
+    follow_redirects: Annotated[
+        str | None,
+        typer.Option(
+            help="http: none (default: a redirect is an error), same-host, or any; never into a "
+            "loopback/private range the endpoint's own URL is not in."
+        ),
+    ] = None,
     bearer: Annotated[str | None, typer.Option(help="http: bearer token.")] = None,
     basic: Annotated[str | None, typer.Option(help="http: USER:PASSWORD.")] = None,
     list_url: Annotated[str | None, typer.Option(help="http: URL that lists files (to poll).")] = None,
@@ -287,20 +312,29 @@ def confirm_host_key(host: str, port: int, accept: bool) -> str:
 @endpoint_app.command("list")
 def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List endpoints (never their secrets)."""
+    from core.crypto import decrypt_json
     from core.endpoints import store as endpoint_store
 
     with store() as session:
-        rows = [
-            {"name": e.name, "type": e.type, "config": e.config, "has_secrets": bool(e.secrets)}
-            for e in endpoint_store.list_all(session)
-        ]
+        rows = []
+        for e in endpoint_store.list_all(session):
+            scrubber = endpoint_store.row_scrubber(e)
+            rows.append(
+                {
+                    "name": e.name,
+                    "type": e.type,
+                    "config": scrubber.data(e.config),
+                    "has_secrets": bool(e.secrets),
+                    "secrets": endpoint_store.secret_names(decrypt_json(e.secrets)),
+                }
+            )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("name", "type", "config", "secrets")
     for row in rows:
         config = "  ".join(f"{k}={v}" for k, v in row["config"].items())
-        table.add_row(row["name"], row["type"], config, "stored" if row["has_secrets"] else "-")
+        table.add_row(row["name"], row["type"], config, ", ".join(row["secrets"]) or "-")
     console.print(table)
 
 
@@ -312,13 +346,14 @@ def endpoint_test(name: str) -> None:
 
     with store() as session:
         row = endpoint_store.require(session, name)
+    scrubber = endpoint_store.row_scrubber(row)
     with console.status(f"testing {name}…"):
         try:
             with endpoint_store.open_row(row) as endpoint:
                 endpoint.check()
                 uri = endpoint.uri("")
         except EndpointError as exc:
-            err.print(f"[red]✗ {name}[/red]: {describe_failure(exc)}: {exc}")
+            err.print(f"[red]✗ {name}[/red]: {describe_failure(exc)}: {scrubber.text(str(exc))}")
             raise typer.Exit(1) from None
     console.print(f"[green]✓ {name}[/green] reachable ({uri})")
 
@@ -524,10 +559,12 @@ def transfers(
 
     from core import transfers as history
     from core.config import get_settings
+    from core.endpoints import store as endpoint_store
 
     ui = get_settings().prefect_ui_url
     with store() as session:
         rows = history.recent(session, limit=limit, state=state, flow=flow)
+        rows = history.scrubbed(rows, endpoint_store.scrubber(session))
     if as_json:
         out = []
         for v in rows:

@@ -56,8 +56,8 @@ def secret_strings(tree: Any, *, skip: Callable[[str], bool] = lambda key: False
 class Scrubber:
     """Replaces a fixed set of secret values (and their wire forms) in text, errors and JSON-able data."""
 
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        forms = {form for value in values if value for form in wire_forms(value)}
+    def __init__(self, values: Iterable[str] = (), *, expanded: bool = False) -> None:
+        forms = set(values) if expanded else {form for value in values if value for form in wire_forms(value)}
         self.values = frozenset(form for form in forms if len(form) >= MIN_LENGTH)
         # Longest first: an alternation takes the first alternative that matches at a position.
         ordered = sorted(self.values, key=lambda v: (-len(v), v))
@@ -94,7 +94,7 @@ class Scrubber:
         return value
 
     def __or__(self, other: Scrubber) -> Scrubber:
-        return Scrubber(self.values | other.values)
+        return Scrubber(self.values | other.values, expanded=True)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -108,10 +108,10 @@ _known = Scrubber()
 _known_lock = threading.Lock()
 
 
-def remember(values: Iterable[str]) -> None:
+def remember(values: Iterable[str] | Scrubber) -> None:
     """Add secret values this process now holds to the ones scrubbed from everything it emits."""
     global _known
-    new = Scrubber(values)
+    new = values if isinstance(values, Scrubber) else Scrubber(values)
     if new.values <= _known.values:
         return
     with _known_lock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from core import audit
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState, utcnow
+from core.redact import Scrubber
 
 
 class TransferError(ValueError):
@@ -240,6 +241,19 @@ def recent(
             )
         )
     return views
+
+
+def scrubbed(views: list[TransferView], scrubber: Scrubber) -> list[TransferView]:
+    """The views with every secret `scrubber` knows hidden in errors and answers: they were
+    recorded by whichever process carried the file, maybe before a value was known as secret."""
+    return [
+        replace(
+            view,
+            error=scrubber.text(view.error) if view.error else view.error,
+            destination_answer=scrubber.data(view.destination_answer),
+        )
+        for view in views
+    ]
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -15,17 +15,19 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from core.endpoints.base import FileInfo
+from core.redact import install_log_scrubber, scrub_known
 from tasks.pull import list_new, pull_files
 
 
 @flow(name="poll", flow_run_name="{flow_name}: poll", log_prints=False, persist_result=False)
 async def poll(data_flow_id: int, flow_name: str = "") -> State[Any]:
     """List what is new at the source, then take it in with one `pull files` task run."""
+    install_log_scrubber()
     files: list[FileInfo] = await list_new(data_flow_id)
     rows: list[dict[str, Any]] = []
     if files:
         what = files[0].path if len(files) == 1 else f"{len(files)} files"
-        rows = await pull_files.with_options(task_run_name=f"pull {what}")(data_flow_id, files)
+        rows = scrub_known(await pull_files.with_options(task_run_name=f"pull {what}")(data_flow_id, files))
     if rows:
         key = "pulled-" + "".join(c if c.isalnum() else "-" for c in (flow_name or str(data_flow_id)).lower())
         await acreate_table_artifact(table=rows, key=key[:100], description="Files pulled from the source")

@@ -16,6 +16,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from core.delivery import Job, Outcome
+from core.redact import install_log_scrubber
 from tasks.notify import publish_table, record
 from tasks.pull import pull
 from tasks.push import push
@@ -26,6 +27,7 @@ from tasks.validate import validate
 @flow(name="transfer", log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
+    install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
     jobs: list[Job] = await pull.with_options(task_run_name=f"pull {_count(transfer_ids, 'transfer')}")(
         transfer_ids
     )

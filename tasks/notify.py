@@ -10,6 +10,7 @@ from prefect.events import emit_event
 
 from core import delivery
 from core.delivery import Outcome
+from core.redact import scrub_known
 
 
 # A plain step, not a task: bookkeeping needs no retry policy of its own, and task runs are what
@@ -24,30 +25,36 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     for outcome, state in zip(outcomes, states, strict=True):
         job = outcome.job
         reason = delivery.describe(outcome.error) if outcome.error else ""
+        # Events and artifacts are readable by anyone who reaches Prefect: every secret this
+        # process has held is hidden, whatever an endpoint let through.
         emit_event(
             event=f"tradelane.file.{state.value}",
             resource={
                 "prefect.resource.id": f"tradelane.transfer.{job.transfer_id}",
                 "prefect.resource.name": job.receipt.name,
             },
-            payload={
-                "flow": job.flow.name,
-                "partner": job.partner_name,
-                "size": job.receipt.size,
-                "sha256": job.receipt.sha256,
-                "destination": outcome.destination_uri,
-                "error": reason or None,
-            },
+            payload=scrub_known(
+                {
+                    "flow": job.flow.name,
+                    "partner": job.partner_name,
+                    "size": job.receipt.size,
+                    "sha256": job.receipt.sha256,
+                    "destination": outcome.destination_uri,
+                    "error": reason or None,
+                }
+            ),
         )
         rows.append(
-            {
-                "file": job.receipt.name,
-                "size": job.receipt.size,
-                "sha256": job.receipt.sha256,
-                "destination": outcome.destination_uri or "",
-                "answer": (outcome.answer or {}).get("summary", ""),
-                "result": state.value + (f": {reason}" if reason else ""),
-            }
+            scrub_known(
+                {
+                    "file": job.receipt.name,
+                    "size": job.receipt.size,
+                    "sha256": job.receipt.sha256,
+                    "destination": outcome.destination_uri or "",
+                    "answer": (outcome.answer or {}).get("summary", ""),
+                    "result": state.value + (f": {reason}" if reason else ""),
+                }
+            )
         )
     return rows
 
@@ -55,4 +62,5 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:
     """One table artifact per run, keyed by data flow so the UI shows its history."""
     key = "files-" + "".join(c if c.isalnum() else "-" for c in flow_name.lower()).strip("-")
-    await acreate_table_artifact(table=rows, key=key[:100], description=f"Files carried by {flow_name}")
+    table = scrub_known(rows)
+    await acreate_table_artifact(table=table, key=key[:100], description=f"Files carried by {flow_name}")

@@ -141,11 +141,15 @@ def _split_headers(plain_given: Any, secret_given: Any) -> tuple[dict[str, str],
 
 
 def _real_url(key: str, shown: str, stored: Any) -> str:
-    """The URL to use for `key`: the one given, or the stored whole URL if `shown` is its masked form."""
-    if not any(value == MASK for _, value in _query_parts(urlsplit(shown).query)):
+    """The URL to use for `key`: the one given, or the stored whole URL if `shown` is its masked
+    form (a stored URL keeps user:password@ only when `split_stored` could not take it out)."""
+    masked = any(value == MASK for _, value in _query_parts(urlsplit(shown).query))
+    if isinstance(stored, str):
+        bare, userinfo = _take_userinfo(stored)
+        if (masked or userinfo) and mask_url(bare) == mask_url(shown):
+            return stored
+    if not masked:
         return shown  # a new URL, given whole
-    if isinstance(stored, str) and mask_url(stored) == mask_url(shown):
-        return stored
     raise ConfigError(
         f"http endpoint '{key}' shows {MASK} for a query value but no stored value matches it: "
         "give the whole URL again"
@@ -216,4 +220,33 @@ def split_http_settings(
                 f"{' and '.join(others)} too: give one way to authenticate"
             )
         secrets["basic_user"], secrets["basic_password"] = userinfo
+    return config, secrets
+
+
+def split_stored(config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`split_http_settings` for settings stored before it existed (migration 0009). Settings it
+    refuses (user:password@ beside a bearer token, say) are still taken out of the config: each
+    URL whole and every header into the secrets (a secret header won over a plain one of the same
+    name before, and still does), so the endpoint then fails with that refusal when it is used or
+    tested, instead of one credential silently winning, and nothing secret stays in plain sight."""
+    try:
+        return split_http_settings(config, secrets)
+    except ConfigError:
+        pass
+    config = dict(config)
+    secrets = copy.deepcopy(dict(secrets))
+    stored = secrets.get("urls")
+    urls: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+    for key in URL_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value:
+            shown = mask_url(_take_userinfo(value)[0])
+            if shown != value:
+                urls[key], config[key] = value, shown
+    if urls:
+        secrets["urls"] = urls
+    headers = config.pop("headers", None)
+    if isinstance(headers, dict) and headers:
+        given = secrets.get("headers")
+        secrets["headers"] = {**headers, **(given if isinstance(given, dict) else {})}
     return config, secrets

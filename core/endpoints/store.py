@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from core import audit
-from core.crypto import decrypt_json, encrypt_json
+from core import audit, redact
+from core.crypto import SecretKeyError, decrypt_json, encrypt_json
 from core.db import HOME_ACCOUNT, home_account_id
-from core.endpoints.base import ConfigError, Endpoint
+from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.registry import endpoint_class, open_endpoint
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -46,11 +46,11 @@ def add(
 ) -> EndpointRow:
     if not name.startswith(MAILBOX_PREFIX):
         validate_name(name)
-    clean_config = {k: v for k, v in config.items() if v is not None}
-    clean_secrets = {k: v for k, v in (secrets or {}).items() if v is not None}
+    clean_config, clean_secrets = prepare(type_, config, secrets)
     # Building one checks every setting (constructors do no I/O): a bad value is refused here,
     # not found by the first run. Unknown types fail here too.
-    endpoint_class(type_)(clean_config, clean_secrets).close()
+    endpoint = endpoint_class(type_)(clean_config, clean_secrets)
+    endpoint.close()
     row = get(session, name)
     if row is not None and not replace:
         raise ConfigError(f"endpoint {name!r} already exists")
@@ -61,7 +61,8 @@ def add(
     row.secrets = encrypt_json(clean_secrets) if clean_secrets else None
     session.add(row)
     session.flush()
-    # Secrets never go into the audit trail: only which keys were set.
+    # Secrets never go into the audit trail: only which keys were set (and, should a secret
+    # value also sit in a plain setting, it is hidden there too).
     audit.record(
         session,
         "endpoint.add",
@@ -69,10 +70,31 @@ def add(
         account_id=row.account_id,
         target=name,
         type=type_,
-        config=clean_config,
-        secrets=sorted(clean_secrets),
+        config=endpoint.scrubber.data(clean_config),
+        secrets=secret_names(clean_secrets),
     )
     return row
+
+
+def prepare(
+    type_: str, config: dict[str, Any], secrets: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (config, secrets) an endpoint is stored with: unset values dropped and every
+    secret-bearing setting moved into the secrets (each type says which, `split_settings`)."""
+    clean_config = {k: v for k, v in config.items() if v is not None}
+    clean_secrets = {k: v for k, v in (secrets or {}).items() if v is not None}
+    return endpoint_class(type_).split_settings(clean_config, clean_secrets)
+
+
+def secret_names(secrets: dict[str, Any]) -> list[str]:
+    """Which secrets are set, never their values: `bearer`, `headers.X-Api-Key`, `urls.url`."""
+    names: list[str] = []
+    for key, value in secrets.items():
+        if isinstance(value, dict) and value:
+            names += [f"{key}.{inner}" for inner in value]
+        else:
+            names.append(key)
+    return sorted(names)
 
 
 def mailbox_endpoint(session: Session, partner_name: str) -> EndpointRow:
@@ -104,5 +126,31 @@ def remove(session: Session, name: str, actor: str = "cli") -> None:
 
 
 def open_row(row: EndpointRow) -> Endpoint:
-    """A live Endpoint for a stored row, secrets decrypted only in memory."""
-    return open_endpoint(row.type, dict(row.config), decrypt_json(row.secrets))
+    """A live Endpoint for a stored row, secrets decrypted only in memory. Its secrets join the
+    ones this process scrubs from everything it emits (logs, artifacts, events)."""
+    endpoint = open_endpoint(row.type, dict(row.config), decrypt_json(row.secrets))
+    redact.remember(endpoint.scrubber)
+    return endpoint
+
+
+def row_scrubber(row: EndpointRow) -> redact.Scrubber:
+    """Hides one stored endpoint's secrets; a row whose secrets do not open hides its raw strings."""
+    try:
+        secrets = decrypt_json(row.secrets)
+    except SecretKeyError:
+        return redact.Scrubber()
+    try:
+        endpoint = open_endpoint(row.type, dict(row.config), secrets)
+    except EndpointError:  # a row that no longer builds: hide every string it keeps secret
+        return redact.Scrubber(redact.secret_strings(secrets))
+    with endpoint:
+        return endpoint.scrubber
+
+
+def scrubber(session: Session) -> redact.Scrubber:
+    """Hides every configured endpoint secret of the account: for what operators are shown
+    (transfer errors and answers recorded by any process, at any time)."""
+    found = redact.Scrubber()
+    for row in list_all(session):
+        found = found | row_scrubber(row)
+    return found

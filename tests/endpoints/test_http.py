@@ -354,9 +354,7 @@ def test_download_and_delete_templates(app: HttpApp) -> None:
 
 
 def test_same_origin_redirect_keeps_credentials(app: HttpApp) -> None:
-    endpoint = make_endpoint(
-        app, download_url=f"{app.url}/redirect/{{path}}", follow_redirects="same-host"
-    )
+    endpoint = make_endpoint(app, download_url=f"{app.url}/redirect/{{path}}", follow_redirects="same-host")
     put(endpoint, "r.txt", b"followed")
     assert get(endpoint, "r.txt") == b"followed"
 
