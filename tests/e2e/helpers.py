@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 import uuid
@@ -73,3 +74,38 @@ def finished_run(system: System, flow_run_id: str, timeout: float = 30) -> dict[
         ):
             return run
         time.sleep(0.1)
+
+
+def prefect_paged(url: str, body: dict[str, Any] | None = None, limit: int = 200) -> list[Any]:
+    """Everything a Prefect `.../filter` endpoint returns, page by page."""
+    found: list[Any] = []
+    with httpx.Client(timeout=60) as http:
+        while True:
+            response = http.post(url, json={**(body or {}), "limit": limit, "offset": len(found)})
+            response.raise_for_status()
+            page = response.json()
+            found += page
+            if len(page) < limit:
+                return found
+
+
+def prefect_events(prefect_api: str) -> list[Any]:
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "since": (now - dt.timedelta(days=1)).isoformat(),
+        "until": (now + dt.timedelta(hours=1)).isoformat(),
+    }
+    found: list[Any] = []
+    with httpx.Client(timeout=60) as http:
+        response = http.post(
+            f"{prefect_api}/events/filter", json={"filter": {"occurred": window}, "limit": 50}
+        )
+        response.raise_for_status()
+        page = response.json()
+        found += page["events"]
+        while page.get("next_page") and len(found) < 20_000:
+            response = http.get(page["next_page"])
+            response.raise_for_status()
+            page = response.json()
+            found += page["events"]
+    return found

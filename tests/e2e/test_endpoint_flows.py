@@ -37,7 +37,15 @@ from pyftpdlib.handlers import TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
-from tests.e2e.helpers import PartnerClient, delivered, settled, sha256, unique
+from tests.e2e.helpers import (
+    PartnerClient,
+    delivered,
+    prefect_events,
+    prefect_paged,
+    settled,
+    sha256,
+    unique,
+)
 from tests.endpoint_servers.azurite import Azurite
 from tests.endpoint_servers.ftpd import FtpTestServer, make_certificate
 from tests.endpoint_servers.http_app import HttpApp
@@ -587,41 +595,6 @@ def test_refused_ftps_destination_is_retried_and_delivered_once_up(
 # --- no credential anywhere ------------------------------------------------------------------------
 
 
-def _paged(url: str, body: dict[str, Any] | None = None, limit: int = 200) -> list[Any]:
-    """Everything a Prefect `.../filter` endpoint returns, page by page."""
-    found: list[Any] = []
-    with httpx.Client(timeout=60) as http:
-        while True:
-            response = http.post(url, json={**(body or {}), "limit": limit, "offset": len(found)})
-            response.raise_for_status()
-            page = response.json()
-            found += page
-            if len(page) < limit:
-                return found
-
-
-def _events(prefect_api: str) -> list[Any]:
-    now = dt.datetime.now(dt.UTC)
-    window = {
-        "since": (now - dt.timedelta(days=1)).isoformat(),
-        "until": (now + dt.timedelta(hours=1)).isoformat(),
-    }
-    found: list[Any] = []
-    with httpx.Client(timeout=60) as http:
-        response = http.post(
-            f"{prefect_api}/events/filter", json={"filter": {"occurred": window}, "limit": 50}
-        )
-        response.raise_for_status()
-        page = response.json()
-        found += page["events"]
-        while page.get("next_page") and len(found) < 20_000:
-            response = http.get(page["next_page"])
-            response.raise_for_status()
-            page = response.json()
-            found += page["events"]
-    return found
-
-
 def test_no_credential_appears_in_logs_prefect_or_views(
     system: System, partner: tuple[str, PartnerClient], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -632,23 +605,23 @@ def test_no_credential_appears_in_logs_prefect_or_views(
     for log in sorted((system.home / "logs").glob("*.log")):
         places[f"logs/{log.name}"] = log.read_text(errors="replace")
     places["up.log"] = (system.home / "up.log").read_text(errors="replace")
-    flow_runs = _paged(f"{api}/flow_runs/filter")
+    flow_runs = prefect_paged(f"{api}/flow_runs/filter")
     assert flow_runs, "no flow runs in Prefect?"
     places["flow run parameters"] = json.dumps([r["parameters"] for r in flow_runs])
     places["flow runs"] = json.dumps(flow_runs)
-    task_runs = _paged(f"{api}/task_runs/filter")
+    task_runs = prefect_paged(f"{api}/task_runs/filter")
     places["task run names"] = json.dumps([r["name"] for r in task_runs])
     places["task runs"] = json.dumps(task_runs)
-    artifacts = _paged(f"{api}/artifacts/filter")
+    artifacts = prefect_paged(f"{api}/artifacts/filter")
     assert artifacts, "no artifacts in Prefect?"
     places["artifacts"] = json.dumps(artifacts)
-    deployments = _paged(f"{api}/deployments/filter")
+    deployments = prefect_paged(f"{api}/deployments/filter")
     places["deployment parameters"] = json.dumps([d["parameters"] for d in deployments])
     places["deployments"] = json.dumps(deployments)
-    places["prefect logs"] = json.dumps(_paged(f"{api}/logs/filter"))
-    places["prefect events"] = json.dumps(_events(api))
-    places["variables"] = json.dumps(_paged(f"{api}/variables/filter"))
-    places["block documents"] = json.dumps(_paged(f"{api}/block_documents/filter"))
+    places["prefect logs"] = json.dumps(prefect_paged(f"{api}/logs/filter"))
+    places["prefect events"] = json.dumps(prefect_events(api))
+    places["variables"] = json.dumps(prefect_paged(f"{api}/variables/filter"))
+    places["block documents"] = json.dumps(prefect_paged(f"{api}/block_documents/filter"))
     # What operators read from the command line: transfer history (errors included) and endpoints.
     places["tradelane transfers"] = system.cli("transfers", "--json", "--limit", "100000").stdout
     places["tradelane endpoint list"] = system.cli("endpoint", "list", "--json").stdout

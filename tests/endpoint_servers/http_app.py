@@ -10,12 +10,18 @@ Routes (all under one base URL; bodies stream to and from disk in bounded chunks
     GET      /download/<path>   same as GET /files/<path> (for listings that carry a "url")
     GET      /redirect/<path>   302 to /files/<path> on the same origin
     GET      /redirect-away/<path>  302 to the same file on http://localhost:<port> (another origin)
+    GET|HEAD /redirect-to?location=URL  302 to any URL (a hostile server's redirect)
+    PUT|POST /echo[/<path>]     store the body as /files does, and answer with the request echoed
+                                (method, target with its query string, every header), as some
+                                APIs do; `?status=N` answers N (with the echo) and stores nothing
 
 An upload lands in a spool directory first and is renamed into place only when the whole body
 arrived, so readers never see a partial file. Knobs for failure tests: `auth` (bearer or basic,
 with read-only credentials answering 403 on writes), `fail_next(n, status)`, `upload_status`,
 `head_allowed`, `list_format`, `list_urls`, `echo_auth` (error bodies quote the Authorization
 header), `delay`, `stop()`/`start()` (down and back on the same port) and TLS with a throwaway CA.
+`auth = "key"` wants an API key twice, as some APIs do: an `X-Api-Key` header from `api_keys`
+and a `key` query parameter from `query_keys`.
 """
 
 from __future__ import annotations
@@ -78,9 +84,11 @@ class HttpApp:
     port: int
     tls: ssl.SSLContext | None = None
     ca_file: Path | None = None
-    auth: str | None = "bearer"  # "bearer", "basic" or None
+    auth: str | None = "bearer"  # "bearer", "basic", "key" or None
     tokens: dict[str, str] = field(default_factory=dict)  # bearer token -> "rw" | "ro"
     users: dict[str, tuple[str, str]] = field(default_factory=dict)  # user -> (password, "rw" | "ro")
+    api_keys: set[str] = field(default_factory=set)  # X-Api-Key values (auth "key")
+    query_keys: set[str] = field(default_factory=set)  # ?key= values (auth "key")
     upload_status: int = 201
     head_allowed: bool = True
     list_format: str = "object"  # "object" ({"files": [...]}) or "list"
@@ -105,6 +113,8 @@ class HttpApp:
         self.auth = "bearer"
         self.tokens = {"test-token-rw": "rw", "test-token-ro": "ro"}
         self.users = {"acme": ("basic-secret-pw", "rw")}
+        self.api_keys = set()
+        self.query_keys = set()
         self.upload_status = 201
         self.head_allowed = True
         self.list_format = "object"
@@ -169,10 +179,13 @@ class HttpApp:
 
     # --- auth --------------------------------------------------------------------------------
 
-    def access(self, authorization: str | None) -> str | None:
+    def access(self, authorization: str | None, api_key: str | None = None, query: str = "") -> str | None:
         """'rw', 'ro', or None when the credentials are missing or wrong."""
         if self.auth is None:
             return "rw"
+        if self.auth == "key":
+            keys = parse_qs(query).get("key", [])
+            return "rw" if api_key in self.api_keys and keys and keys[0] in self.query_keys else None
         if not authorization:
             return None
         kind, _, value = authorization.partition(" ")
@@ -302,7 +315,7 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
             app.requests.append(Seen(self.command, self.path, headers))
             if app.delay:
                 time.sleep(app.delay)
-            access = app.access(self.headers.get("Authorization"))
+            access = app.access(self.headers.get("Authorization"), self.headers.get("X-Api-Key"), parts.query)
             if access is None:
                 self.error(401, "authentication required", {"WWW-Authenticate": 'Bearer realm="files"'})
                 return
@@ -312,6 +325,14 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
             writes = self.command in ("PUT", "POST", "DELETE")
             if writes and access != "rw":
                 self.error(403, "read-only credentials")
+                return
+            if path == "/redirect-to":
+                location = parse_qs(parts.query).get("location", [""])[0]
+                self.reply(302, b"", {"Location": location})
+                return
+            if path in ("/echo", "/echo/") or path.startswith("/echo/"):
+                rel = _safe_rel(path[len("/echo/") :]) if len(path) > len("/echo/") else None
+                self.echo(rel, parts.query)
                 return
             if path in ("/files", "/files/"):
                 if self.command == "GET":
@@ -396,7 +417,19 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
                     files.append(item)
             self.reply_json(200, files if app.list_format == "list" else {"files": files})
 
-        def upload(self, rel: str | None) -> None:
+        def echo(self, rel: str | None, query: str) -> None:
+            """Store the upload like /files, and answer with the request it got (APIs that echo)."""
+            request = {"method": self.command, "target": self.path, "headers": dict(self.headers.items())}
+            wanted = parse_qs(query).get("status", [""])[0]
+            if self.command not in ("PUT", "POST"):
+                self.error(405, "method not allowed")
+            elif wanted.isdigit():
+                self.drain()
+                self.reply_json(int(wanted), {"error": "as asked", "request": request})
+            else:
+                self.upload(rel, echo=request)
+
+        def upload(self, rel: str | None, echo: dict[str, Any] | None = None) -> None:
             ctype, params = parse_options_header(self.headers.get("Content-Type", ""))
             fd, temp_name = tempfile.mkstemp(dir=app.spool, prefix="upload-")
             temp = Path(temp_name)
@@ -432,7 +465,9 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
             if app.upload_status == 204:
                 self.reply(204, b"", headers)
             else:
-                result = {"name": target_rel, "size": size, "sha256": digest.hexdigest()}
+                result: dict[str, Any] = {"name": target_rel, "size": size, "sha256": digest.hexdigest()}
+                if echo is not None:
+                    result["request"] = echo
                 self.reply_json(app.upload_status, result, headers)
 
         def receive_multipart(self, boundary: bytes, out: Any, digest: Any) -> str | None:
