@@ -88,7 +88,7 @@ class TestAzureBlobEndpoint(EndpointContract):
     ) -> Iterator[Endpoint]:
         endpoint = make_endpoint(azurite, container, request.param)
         # The contract checks that none of these appears in a URI or an error message.
-        self.secret_values = tuple(endpoint._secret_values())
+        self.secret_values = tuple(endpoint.secret_values())
         assert self.secret_values  # every mode hands the endpoint at least one secret
         with endpoint:
             yield endpoint
