@@ -142,6 +142,18 @@ def test_uploads_and_deletes_never_follow(app: HttpApp) -> None:
     with pytest.raises(Exception, match="HTTP 302"):
         put(endpoint, "x.txt", b"x")
     assert not (app.root / "x.txt").exists()
+    (app.root / "kept.txt").write_bytes(b"kept")
+    deleting = HttpEndpoint(
+        {
+            "url": f"{app.url}/files",
+            "delete_url": f"{app.url}/redirect-to?location=/files/{{path}}",
+            "follow_redirects": "any",
+        },
+        {"bearer": TOKEN},
+    )
+    with pytest.raises(Exception, match="HTTP 302"):
+        deleting.delete("kept.txt")
+    assert (app.root / "kept.txt").exists()
 
 
 def test_follow_redirects_setting_is_checked() -> None:
