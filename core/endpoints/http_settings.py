@@ -83,6 +83,12 @@ def query_secrets(url: str, public: frozenset[str] = frozenset()) -> list[str]:
     return found
 
 
+def url_secrets(url: str) -> list[str]:
+    """Every part of `url` that can hold a credential: each query value and the userinfo."""
+    _, userinfo = _take_userinfo(url)
+    return query_secrets(url) + [part for part in userinfo or () if part]
+
+
 def _public_params(value: Any) -> frozenset[str]:
     if value is None:
         return frozenset()

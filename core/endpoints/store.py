@@ -10,6 +10,7 @@ from core import audit, redact
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
 from core.db import HOME_ACCOUNT, home_account_id
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
+from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class, open_endpoint
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -142,7 +143,8 @@ def row_scrubber(row: EndpointRow) -> redact.Scrubber:
     try:
         endpoint = open_endpoint(row.type, dict(row.config), secrets)
     except EndpointError:  # a row that no longer builds: hide every string it keeps secret
-        return redact.Scrubber(redact.secret_strings(secrets))
+        strings = redact.secret_strings(secrets)
+        return redact.Scrubber(strings | {part for s in strings if "://" in s for part in url_secrets(s)})
     with endpoint:
         return endpoint.scrubber
 

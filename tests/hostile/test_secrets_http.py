@@ -289,3 +289,4 @@ def test_migration_0009_moves_stored_secrets_out_of_config(home: Path, app: Http
     output = run("endpoint", "test", "clash", ok=False)
     assert "give one way to authenticate" in output
     assert_hidden(output, "endpoint test")
+    assert_hidden(run("endpoint", "list", "--json"), "endpoint list --json")
