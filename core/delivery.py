@@ -23,6 +23,7 @@ from core.endpoints.base import CHUNK_SIZE, Endpoint, EndpointError, InvalidPath
 from core.endpoints.file import FileEndpoint
 from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
 from core.models import Endpoint as EndpointRow
+from core.redact import scrub_known
 from core.validators import ValidationError, validate_stream
 
 log = logging.getLogger(__name__)
@@ -215,13 +216,14 @@ def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
         for outcome in outcomes:
             transfer = session.get(Transfer, outcome.job.transfer_id)
             assert transfer is not None
+            # Whatever an endpoint let through, no secret this process holds goes into the history.
             transfers.finish(
                 session,
                 transfer,
                 outcome.state,
-                error=None if outcome.error is None else describe(outcome.error),
+                error=None if outcome.error is None else scrub_known(describe(outcome.error)),
                 destination_uri=outcome.destination_uri,
-                answer=outcome.answer,
+                answer=scrub_known(outcome.answer),
             )
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)
