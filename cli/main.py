@@ -312,7 +312,6 @@ def confirm_host_key(host: str, port: int, accept: bool) -> str:
 @endpoint_app.command("list")
 def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List endpoints (never their secrets)."""
-    from core.crypto import decrypt_json
     from core.endpoints import store as endpoint_store
 
     with store() as session:
@@ -325,7 +324,7 @@ def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
                     "type": e.type,
                     "config": scrubber.data(e.config),
                     "has_secrets": bool(e.secrets),
-                    "secrets": endpoint_store.secret_names(decrypt_json(e.secrets)),
+                    "secrets": endpoint_store.row_secret_names(e),
                 }
             )
     if as_json:

@@ -134,8 +134,17 @@ def open_row(row: EndpointRow) -> Endpoint:
     return endpoint
 
 
+def row_secret_names(row: EndpointRow) -> list[str]:
+    """Which secrets a stored endpoint has (names only, for `endpoint list`)."""
+    try:
+        return secret_names(decrypt_json(row.secrets))
+    except SecretKeyError:
+        return ["(stored; they do not open with this secret key)"]
+
+
 def row_scrubber(row: EndpointRow) -> redact.Scrubber:
-    """Hides one stored endpoint's secrets; a row whose secrets do not open hides its raw strings."""
+    """Hides one stored endpoint's secrets, even when its settings no longer build an endpoint.
+    Secrets that do not open with this secret key are unknown, so nothing is hidden for them."""
     try:
         secrets = decrypt_json(row.secrets)
     except SecretKeyError:
@@ -152,7 +161,5 @@ def row_scrubber(row: EndpointRow) -> redact.Scrubber:
 def scrubber(session: Session) -> redact.Scrubber:
     """Hides every configured endpoint secret of the account: for what operators are shown
     (transfer errors and answers recorded by any process, at any time)."""
-    found = redact.Scrubber()
-    for row in list_all(session):
-        found = found | row_scrubber(row)
-    return found
+    forms = {form for row in list_all(session) for form in row_scrubber(row).values}
+    return redact.Scrubber(forms, expanded=True)
