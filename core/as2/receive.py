@@ -231,6 +231,8 @@ def _detail(message: Any, error: BaseException) -> str:
 def _reason(error: BaseException, profile: As2Partner | None) -> str:
     """What went wrong, in words an operator (and the sender) can act on."""
     reason = str(error) or type(error).__name__
+    if profile is not None and "must be encrypted" in reason:  # pyas2lib's words are garbled
+        reason = f"messages from AS2 partner {profile.as2_id!r} must be encrypted"
     if profile is not None and "must be signed" in reason:
         reason = f"messages from AS2 partner {profile.as2_id!r} must be signed"
         if profile.sign is None:  # required only because unsigned is not allowed
