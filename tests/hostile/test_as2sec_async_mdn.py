@@ -13,6 +13,7 @@ The "internal admin" here is a real HTTP server on 127.0.0.1 that records every 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -218,3 +219,88 @@ def test_an_allowed_async_mdn_is_posted_signed(
     assert wait_for(lambda: internal_admin.paths) == ["/as2/mdn"]
     row = wait_for(lambda: next((r for r in partner.rows() if r.mdn_status == "sent"), None))
     assert row is not None and row.mdn_signed and row.error is None
+
+
+def test_a_duplicate_gets_its_mdn_in_the_response(
+    as2_server: As2Server, trading: Callable[..., Trading], internal_admin: Recorder
+) -> None:
+    """A replayed message (its headers the attacker's to edit) is not a reason to post anything."""
+    partner = trading(sign="sha256", allow_mdn_urls=[internal_admin.url])
+    headers, body = signed_asking_async(partner, f"{internal_admin.url}first")
+    assert post(as2_server.receive_url, headers, body).content == b""  # the original: async
+    assert wait_for(lambda: internal_admin.paths) == ["/first"]
+    replay = {
+        **headers,
+        "Message-ID": "<replayed@attacker>",
+        "Receipt-Delivery-Option": f"{internal_admin.url}again",
+    }
+    response = post(as2_server.receive_url, replay, body)
+    assert response.status_code == 200 and b"duplicate-document" in response.content
+    sweep()
+    assert internal_admin.paths == ["/first"]
+
+
+def test_an_address_that_turned_private_is_refused_when_posting(
+    as2_server: As2Server, internal_admin: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker checks again before each POST (a name may resolve elsewhere by then): refused
+    at once, not retried. The pending MDN is made here, due only tomorrow, so that the running
+    worker leaves it alone and deliver() (which ignores the due time) is the only one to try."""
+    from datetime import timedelta
+
+    from core.as2 import mdn as mdns
+    from core.db import home_account_id, session_scope
+    from core.models import As2Message, utcnow
+
+    with session_scope() as session:
+        row = As2Message(
+            account_id=home_account_id(session), direction="in", message_id=f"held-{os.urandom(4).hex()}@x",
+            org_as2_id="TRADELANE-TEST", partner_as2_id="HELD", status="received", mdn_mode="async",
+            mdn="Content-Type: text/plain\r\n\r\nMDN", mdn_url=f"{internal_admin.url}mdn",
+            mdn_status="pending", next_attempt_at=utcnow() + timedelta(days=1),
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    assert row_id is not None
+    monkeypatch.setenv("TRADELANE_AS2_ALLOW_PRIVATE_MDN_URLS", "0")
+    assert mdns.deliver(row_id) is False
+    with session_scope() as session:
+        held = session.get(As2Message, row_id)
+        assert held is not None
+        assert held.mdn_status == "failed" and held.attempts == 1 and "loopback" in (held.error or "")
+    assert internal_admin.paths == []
+
+
+def test_partner_set_changes_where_mdns_may_go(
+    as2_server: As2Server, trading: Callable[..., Trading]
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    partner = trading(sign="sha256", url="https://as2.partner.example/as2")
+
+    def listed() -> dict[str, Any]:
+        result = CliRunner().invoke(app, ["as2", "partner", "list", "--json"])
+        assert result.exit_code == 0, result.output
+        return {p["as2_id"]: p for p in json.loads(result.output)}[partner.as2_id]
+
+    def cli(*args: str) -> None:
+        result = CliRunner().invoke(app, ["as2", "partner", "set", partner.as2_id, *args])
+        assert result.exit_code == 0, result.output
+
+    assert listed()["allow_mdn_urls"] == ["https://as2.partner.example/"]
+    cli("--allow-mdn-url", "https://mdn.partner.example/in/", "--allow-mdn-url", "https://b.example/")
+    assert listed()["allow_mdn_urls"] == ["https://mdn.partner.example/in/", "https://b.example/"]
+    cli("--mdn-return-url", "https://mdn.partner.example/in/receipts")
+    assert listed()["mdn_return_url"] == "https://mdn.partner.example/in/receipts"
+    cli("--mdn-return-url", "", "--clear-allow-mdn-urls")
+    assert (listed()["mdn_return_url"], listed()["allow_mdn_urls"]) == (
+        None,
+        ["https://as2.partner.example/"],
+    )
+    result = CliRunner().invoke(app, ["as2", "partner", "set", partner.as2_id, "--allow-mdn-url", "ftp://x/"])
+    assert result.exit_code != 0 and "http" in result.output
