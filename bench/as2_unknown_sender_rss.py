@@ -105,9 +105,9 @@ def main() -> None:
     print(f"answer: {status}")
     print(f"body sent by the client before the answer/close: {sent / MIB:.1f} of {args.mib} MiB")
     print(
-        f"API RSS before {before / 1024:.0f} MiB, after {after / 1024:.0f} MiB; "
-        f"peak {peak_before / 1024:.0f} → {peak_after / 1024:.0f} MiB "
-        f"(+{(max(peak_after, peak_before) - before) / 1024:.0f} MiB over the RSS before)"
+        f"API RSS before {before / 1024:.0f} MiB, after {after / 1024:.0f} MiB "
+        f"(+{(after - before) / 1024:.0f} MiB); peak RSS (VmHWM) {peak_before / 1024:.0f} → "
+        f"{peak_after / 1024:.0f} MiB (+{(peak_after - peak_before) / 1024:.0f} MiB)"
     )
 
 

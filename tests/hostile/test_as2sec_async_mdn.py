@@ -109,9 +109,10 @@ def test_forged_message_posts_nothing(
     forge: Callable[[Trading], Any],
     disposition: str,
 ) -> None:
-    """The issue's attack, with every other gate open (the URL allow-listed, private addresses
-    allowed as in these tests): the failed authentication alone stops the POST."""
-    partner = trading(sign="sha256", encrypt="aes256", allow_mdn_urls=[internal_admin.url])
+    """The issue's attack, with every other gate open (the URL on the origin of the profile's
+    URL, so allowed by default; private addresses allowed, as in these tests): the failed
+    authentication alone stops the POST."""
+    partner = trading(sign="sha256", encrypt="aes256", url=f"{internal_admin.url}as2")
     headers, body = asking_async(forge(partner), f"{internal_admin.url}internal-admin")
     response = post(as2_server.receive_url, headers, body)
     assert response.status_code == 400
