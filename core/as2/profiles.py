@@ -13,7 +13,7 @@ tradelane partner (mailbox) the profile names, through core.intake, so the usual
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlmodel import Session, col, select
 
@@ -82,6 +82,8 @@ def url_matches_prefix(url: str, prefix: str) -> bool:
         return False
     if urlsplit(url).username is not None or urlsplit(url).password is not None:
         return False
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+        return False  # /allowed/../elsewhere is not under /allowed/
     return path == base or path.startswith(base if base.endswith("/") else base + "/")
 
 

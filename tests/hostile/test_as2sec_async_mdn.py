@@ -305,3 +305,26 @@ def test_partner_set_changes_where_mdns_may_go(
     )
     result = CliRunner().invoke(app, ["as2", "partner", "set", partner.as2_id, "--allow-mdn-url", "ftp://x/"])
     assert result.exit_code != 0 and "http" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://as2.partner.example/mdn/in", True),
+        ("https://AS2.partner.example:443/mdn/", True),
+        ("https://as2.partner.example/mdn", True),
+        ("https://as2.partner.example/mdnx", False),
+        ("https://as2.partner.example/mdn/../admin", False),
+        ("https://as2.partner.example/mdn/%2e%2e/admin", False),
+        ("https://as2.partner.example.evil.test/mdn/", False),
+        ("https://as2.partner.example@evil.test/mdn/", False),
+        ("https://user@as2.partner.example/mdn/", False),
+        ("http://as2.partner.example/mdn/", False),
+        ("https://as2.partner.example:8443/mdn/", False),
+        ("https://as2.partner.example:bad/mdn/", False),
+    ],
+)
+def test_allow_list_prefixes_match_by_parts(url: str, allowed: bool) -> None:
+    from core.as2.profiles import url_matches_prefix
+
+    assert url_matches_prefix(url, "https://as2.partner.example/mdn") is allowed
