@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 FOLDER = "upload"
 UNEXPECTED = "unexpected-processing-error"
-
 UNKNOWN_PARTNER = "unknown-trading-partner"
 
 # (partner, "id:" Message-ID or "sig:" replay digest) of messages being taken in right now.
@@ -71,10 +70,6 @@ class _Found:
     org: As2Organization | None = None
     org_obj: Any = None
     profile: As2Partner | None = None
-
-
-class UnknownPartner(Exception):
-    """The AS2-From/AS2-To pair is not a known, enabled profile trading with one of our identities."""
 
 
 def _unknown_pair(session: Session, org_id: str, partner_id: str) -> str | None:
