@@ -20,6 +20,27 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 FileArg = Annotated[Path | None, typer.Option(exists=True, dir_okay=False)]
+AllowUnsigned = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsigned",
+        help="Take unsigned messages from this partner (anyone knowing its AS2 ID can then send as it).",
+    ),
+]
+MdnReturnUrl = Annotated[
+    str | None,
+    typer.Option(help="Where our async MDNs to this partner go, whatever URL its messages name."),
+]
+AllowMdnUrl = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="URL prefix its messages may name for async MDNs (repeatable; default: the origin of --url)."
+    ),
+]
+UNSIGNED_WARNING = (
+    "[yellow]warning:[/yellow] {as2_id} may send unsigned messages: anyone who knows the AS2 IDs "
+    "can then send files as {as2_id}"
+)
 
 
 def _store() -> Any:
@@ -139,6 +160,9 @@ def partner_add(
     ] = None,
     mdn_timeout: Annotated[float, typer.Option(help="Seconds to wait for an async MDN.")] = 600.0,
     max_resends: Annotated[int, typer.Option(help="Resends (same Message-ID) before failing.")] = 3,
+    allow_unsigned: AllowUnsigned = False,
+    mdn_return_url: MdnReturnUrl = None,
+    allow_mdn_url: AllowMdnUrl = None,
     org: Annotated[
         str | None, typer.Option(help="Our AS2 ID for this partner (default: the only one).")
     ] = None,
@@ -162,11 +186,55 @@ def partner_add(
             mdn_url=mdn_url,
             mdn_timeout_seconds=mdn_timeout,
             max_resends=max_resends,
+            allow_unsigned=allow_unsigned,
+            mdn_return_url=mdn_return_url,
+            allow_mdn_urls=allow_mdn_url,
             org=org,
             replace=replace,
         )
         note = identity.cert_info(cert.read_bytes()).expiry_note()
     console.print(f"AS2 partner [bold]{as2_id}[/bold] added → mailbox {mailbox}; certificate {_expiry(note)}")
+    if allow_unsigned:
+        err.print(UNSIGNED_WARNING.format(as2_id=as2_id))
+
+
+@partner_app.command("set")
+def partner_set(
+    as2_id: Annotated[str, typer.Argument(help="The partner's AS2 ID.")],
+    allow_unsigned: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unsigned/--require-signed",
+            help="Take unsigned messages from this partner, or require them signed again.",
+        ),
+    ] = None,
+    mdn_return_url: Annotated[
+        str | None,
+        typer.Option(help="Where our async MDNs to this partner go ('' to clear: then --allow-mdn-url)."),
+    ] = None,
+    allow_mdn_url: AllowMdnUrl = None,
+    clear_allow_mdn_urls: Annotated[
+        bool, typer.Option(help="Forget the --allow-mdn-url list (back to the origin of --url).")
+    ] = False,
+) -> None:
+    """Change a partner's inbound security: unsigned messages, where async MDNs may go."""
+    from core.as2 import profiles
+
+    urls = [] if clear_allow_mdn_urls else allow_mdn_url
+    with _store() as session:
+        profile = profiles.set_options(
+            session, as2_id, allow_unsigned=allow_unsigned, mdn_return_url=mdn_return_url, allow_mdn_urls=urls
+        )
+        summary = _inbound(profile.allow_unsigned, profile.sign)
+    console.print(f"AS2 partner [bold]{as2_id}[/bold]: inbound {summary}")
+    if allow_unsigned:
+        err.print(UNSIGNED_WARNING.format(as2_id=as2_id))
+
+
+def _inbound(allow_unsigned: bool, sign: str | None) -> str:
+    if sign:
+        return f"signed ({sign})"
+    return "UNSIGNED" if allow_unsigned else "signed"
 
 
 @partner_app.command("list")
@@ -193,6 +261,9 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
                     "mdn_url": p.mdn_url,
                     "mdn_timeout_seconds": p.mdn_timeout_seconds,
                     "max_resends": p.max_resends,
+                    "allow_unsigned": p.allow_unsigned,
+                    "mdn_return_url": p.mdn_return_url,
+                    "allow_mdn_urls": profiles.allowed_mdn_prefixes(p) if not p.mdn_return_url else [],
                     "cert_not_after": info.not_after.isoformat(),
                     "cert_days_left": info.days_left,
                     "cert_expiry": info.expiry_note(),
@@ -201,21 +272,28 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("AS2 ID", "mailbox", "URL", "sign", "encrypt", "compress", "MDN", "certificate")
+    # Narrow enough for 80 columns; --json has every field (MDN return URL, allowed MDN URLs).
+    table = Table("AS2 ID", "mailbox", "URL", "security", "inbound", "MDN", "certificate")
     for r in rows:
         mdn = r["mdn"] + (f" signed {r['mdn_sign']}" if r["mdn_sign"] else "")
+        security = " ".join(
+            [r["sign"] or "unsigned", r["encrypt"] or "unencrypted"]
+            + (["compressed"] if r["compress"] else [])
+        )
+        inbound = _inbound(r["allow_unsigned"], r["sign"])
         table.add_row(
             r["as2_id"],
             r["mailbox"],
             r["url"],
-            r["sign"] or "-",
-            r["encrypt"] or "-",
-            "yes" if r["compress"] else "no",
+            security,
+            f"[red]{inbound}[/red]" if r["allow_unsigned"] and not r["sign"] else inbound,
             mdn,
             _expiry(r["cert_expiry"]),
         )
         if r["cert_days_left"] < 30:
             err.print(f"[yellow]warning:[/yellow] certificate of {r['as2_id']}: {r['cert_expiry']}")
+        if r["allow_unsigned"] and not r["sign"]:
+            err.print(UNSIGNED_WARNING.format(as2_id=r["as2_id"]))
     console.print(table)
 
 

@@ -215,6 +215,12 @@ class As2Partner(SQLModel, table=True):
     mdn_url: str | None = None  # where the partner posts async MDNs to us
     mdn_timeout_seconds: float = 600.0
     max_resends: int = 3
+    # Inbound: take unsigned messages (anyone who knows the AS2 IDs can then send as this partner).
+    allow_unsigned: bool = False
+    # Where our async MDNs to this partner go; None: the sender's Receipt-Delivery-Option, if it
+    # starts with one of `allow_mdn_urls` (empty: the origin of `url`).
+    mdn_return_url: str | None = None
+    allow_mdn_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     enabled: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -240,6 +246,8 @@ class As2Message(SQLModel, table=True):
     sha256: str | None = None
     mic: str | None = None
     mic_alg: str | None = None
+    # in, signed: SHA-256 over the MIC and the signature, to recognise a replay under a new Message-ID
+    signed_digest: str | None = Field(default=None, index=True)
     signed: bool = False
     encrypted: bool = False
     compressed: bool = False

@@ -1,8 +1,11 @@
 """AS2 over HTTP: partners POST messages to /as2/receive and async MDNs to /as2/mdn.
 
 Not under /api and without a partner token: AS2 authenticates by signatures and certificates.
-The body is streamed to an anonymous spool file within TRADELANE_AS2_MAX_MESSAGE_BYTES (413
-past it) before pyas2lib, which works in memory, sees it. The router's lifespan runs the AS2
+Before a byte of the body is read, the AS2-From/AS2-To pair must be one we trade as and the
+declared Content-Length within TRADELANE_AS2_MAX_MESSAGE_BYTES; a refusal then closes the
+connection, so a stranger cannot make us read (or keep receiving) a big body. The body is then
+streamed to an anonymous spool file within the cap (413 past it) before pyas2lib, which works
+in memory, sees it. The router's lifespan runs the AS2
 worker (async MDNs, resends on MDN timeout) for as long as the app serves.
 """
 
@@ -41,6 +44,10 @@ class _TooLarge(Exception):
     pass
 
 
+# A refusal given before the body is read: closing the connection stops the client sending it.
+CLOSE = {"Connection": "close"}
+
+
 async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
     """The request body, streamed to disk within `limit`, then read back for pyas2lib."""
     from core.as2.spool import MessageTooLarge, Spool
@@ -73,16 +80,32 @@ def receive_probe() -> str:
     return "tradelane AS2 receiver: POST AS2 messages to this URL\n"
 
 
-@router.post("/receive", response_model=None, responses={413: {"description": "message over the size limit"}})
+@router.post(
+    "/receive",
+    response_model=None,
+    responses={
+        403: {"description": "unknown-trading-partner: AS2-From/AS2-To not a pair we trade as"},
+        413: {"description": "message over the size limit"},
+    },
+)
 async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
     """Receive one AS2 message; answers with a sync MDN, or 200 and an async MDN later."""
     from core.as2 import receive as inbound
     from core.as2.worker import worker
 
     try:
+        refusal = await run_in_threadpool(inbound.check_sender, request.headers.items())
+    except Exception:
+        log.exception("AS2 receive failed")
+        return JSONResponse(
+            {"message": "the AS2 message could not be processed now; send it again later"}, 503, CLOSE
+        )
+    if refusal is not None:
+        return Response(content=refusal.body, status_code=refusal.status_code, headers=refusal.headers)
+    try:
         body = await _spooled_body(request, as2_settings().max_message_bytes, "AS2 message")
     except _TooLarge as exc:
-        return JSONResponse({"message": str(exc)}, status_code=413)
+        return JSONResponse({"message": str(exc)}, status_code=413, headers=CLOSE)
     except ClientDisconnect:
         return JSONResponse({"message": "the client disconnected before the message was complete"}, 400)
     try:
@@ -106,7 +129,7 @@ async def mdn(request: Request) -> Response:
     try:
         body = await _spooled_body(request, as2_settings().max_mdn_bytes, "MDN")
     except _TooLarge as exc:
-        return JSONResponse({"message": str(exc)}, status_code=413)
+        return JSONResponse({"message": str(exc)}, status_code=413, headers=CLOSE)
     except ClientDisconnect:
         return JSONResponse({"message": "the client disconnected before the MDN was complete"}, 400)
     try:

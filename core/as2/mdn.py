@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +18,10 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
-from core.as2.settings import as2_settings, http_client
+from core.as2.settings import as2_settings
 from core.db import session_scope
 from core.models import As2Message, As2Organization, As2Partner, utcnow
+from core.netpolicy import HostNotResolved, UrlNotAllowed, check_public_url, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,74 @@ def wire(mdn: Any) -> tuple[dict[str, str], bytes]:
 
 
 # ---- async MDNs we owe partners -----------------------------------------------------------------
+#
+# Owed only to a sender whose signature we verified, for a message we took in (receive.py), and
+# posted only where the partner's profile says: its MDN return URL, or the URL the sender named
+# if the profile's allow-list takes it; never to a non-public address unless
+# TRADELANE_AS2_ALLOW_PRIVATE_MDN_URLS; never following a redirect.
+
+
+def async_destination(profile: As2Partner, requested: str) -> str:
+    """Where our async MDN to `profile` goes when its message asked for one at `requested`.
+
+    Raises UrlNotAllowed (with what to configure) when the profile does not allow it.
+    """
+    from core.as2 import profiles
+
+    if profile.mdn_return_url:
+        url = profile.mdn_return_url
+    else:
+        allowed = profiles.allowed_mdn_prefixes(profile)
+        if not any(profiles.url_matches_prefix(requested, prefix) for prefix in allowed):
+            raise UrlNotAllowed(
+                f"Receipt-Delivery-Option {requested!r} is not allowed for AS2 partner {profile.as2_id!r} "
+                f"(allowed: {', '.join(allowed)}); set its --mdn-return-url or --allow-mdn-url"
+            )
+        url = requested
+    check_public_url(url, allow_private=as2_settings().allow_private_mdn_urls)
+    return url
+
+
+_clients: dict[tuple[int, bool], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(allow_private: bool) -> httpx.Client:
+    """A pooled client that connects only to public addresses (unless allowed), per process."""
+    key = (os.getpid(), allow_private)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = httpx.Client(
+                transport=guarded_transport(allow_private=allow_private),
+                timeout=as2_settings().http_timeout_seconds,
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
+            )
+            _clients[key] = client
+        return client
+
+
+def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[str | None, bool]:
+    """POST an MDN: (error or None, whether trying again may help)."""
+    settings = as2_settings()
+    try:
+        check_public_url(url, allow_private=settings.allow_private_mdn_urls)
+        response = _client(settings.allow_private_mdn_urls).post(
+            url, headers=headers, content=body, timeout=settings.http_timeout_seconds
+        )
+    except HostNotResolved as exc:
+        return f"could not post the MDN to {url}: {exc}", True
+    except UrlNotAllowed as exc:
+        return f"not posting the MDN to {url}: {exc}", False
+    except httpx.HTTPError as exc:
+        return f"could not post the MDN to {url}: {type(exc).__name__}: {exc}", True
+    if response.is_redirect:
+        location = response.headers.get("location", "?")
+        return f"{url} answered {response.status_code} → {location}; redirects are not followed", False
+    if not 200 <= response.status_code < 300:
+        return f"{url} answered {response.status_code} {response.reason_phrase}", True
+    return None, False
 
 
 def deliver(row_id: int) -> bool:
@@ -113,15 +183,7 @@ def deliver(row_id: int) -> bool:
             return False
         url, text = row.mdn_url, row.mdn
     headers, body = from_text(text)
-    error: str | None = None
-    try:
-        response = http_client().post(
-            url, headers=headers, content=body, timeout=settings.http_timeout_seconds
-        )
-        if not 200 <= response.status_code < 300:
-            error = f"{url} answered {response.status_code} {response.reason_phrase}"
-    except httpx.HTTPError as exc:
-        error = f"could not post the MDN to {url}: {type(exc).__name__}: {exc}"
+    error, retry = _post(url, headers, body)
     with session_scope() as session:
         row = session.get(As2Message, row_id)
         assert row is not None
@@ -129,7 +191,7 @@ def deliver(row_id: int) -> bool:
         row.updated_at = utcnow()
         if error is None:
             row.mdn_status, row.next_attempt_at = "sent", None
-        elif row.attempts >= settings.mdn_delivery_attempts:
+        elif not retry or row.attempts >= settings.mdn_delivery_attempts:
             row.mdn_status, row.next_attempt_at = "failed", None
             row.error = f"async MDN not delivered after {row.attempts} attempts: {error}"
             log.error("AS2 %s: %s", row.message_id, row.error)

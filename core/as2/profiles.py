@@ -2,7 +2,10 @@
 
 One profile says how we send to a partner and what we require from it: `sign` and `encrypt`
 set both the algorithms of what we send and that what it sends must be signed / encrypted
-(pyas2lib's and most AS2 products' convention). What the partner sends lands in `upload/` of the
+(pyas2lib's and most AS2 products' convention). What it sends must be signed even without `sign`
+unless `allow_unsigned`: an unsigned message proves nothing about who sent it. Our async MDNs go
+to `mdn_return_url`, or to the URL the sender names if `allow_mdn_urls` (default: the origin of
+the profile's `url`) allows it. What the partner sends lands in `upload/` of the
 tradelane partner (mailbox) the profile names, through core.intake, so the usual data flows
 (`--source mailbox:PARTNER`) carry it on.
 """
@@ -10,7 +13,7 @@ tradelane partner (mailbox) the profile names, through core.intake, so the usual
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlmodel import Session, col, select
 
@@ -47,6 +50,49 @@ def check_url(url: str, what: str = "--url") -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise As2ConfigError(f"{what} must be an http:// or https:// URL, not {url!r}")
     return url
+
+
+def check_url_prefix(prefix: str) -> str:
+    """An --allow-mdn-url prefix: an http(s) URL with a host; the path, if any, is a prefix."""
+    check_url(prefix, "--allow-mdn-url")
+    if urlsplit(prefix).query or urlsplit(prefix).fragment:
+        raise As2ConfigError(
+            f"--allow-mdn-url takes a URL prefix without ?query or #fragment, not {prefix!r}"
+        )
+    return prefix
+
+
+def _origin_key(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+
+
+def url_matches_prefix(url: str, prefix: str) -> bool:
+    """`url` has the prefix's scheme, host and port, and its path at or under the prefix's path.
+
+    Compared by parts, not as strings: https://as2.globex.example must not let
+    https://as2.globex.example.evil.test/ or https://as2.globex.example@evil.test/ through.
+    """
+    try:
+        if _origin_key(url) != _origin_key(prefix):
+            return False
+        path, base = urlsplit(url).path or "/", urlsplit(prefix).path or "/"
+    except ValueError:  # a malformed port
+        return False
+    if urlsplit(url).username is not None or urlsplit(url).password is not None:
+        return False
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+        return False  # /allowed/../elsewhere is not under /allowed/
+    return path == base or path.startswith(base if base.endswith("/") else base + "/")
+
+
+def allowed_mdn_prefixes(profile: As2Partner) -> list[str]:
+    """Where a sender-named Receipt-Delivery-Option may point: the allow-list, else the origin of `url`."""
+    if profile.allow_mdn_urls:
+        return list(profile.allow_mdn_urls)
+    parts = urlsplit(profile.url)
+    return [f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"]
 
 
 def get(session: Session, as2_id: str) -> As2Partner | None:
@@ -89,6 +135,9 @@ def add(
     mdn_url: str | None = None,
     mdn_timeout_seconds: float = 600.0,
     max_resends: int = 3,
+    allow_unsigned: bool = False,
+    mdn_return_url: str | None = None,
+    allow_mdn_urls: list[str] | None = None,
     org: str | None = None,
     replace: bool = False,
     actor: str = "cli",
@@ -121,6 +170,9 @@ def add(
         "mdn_url": check_url(mdn_url, "--mdn-url") if mdn_url else None,
         "mdn_timeout_seconds": mdn_timeout_seconds,
         "max_resends": max_resends,
+        "allow_unsigned": allow_unsigned,
+        "mdn_return_url": check_url(mdn_return_url, "--mdn-return-url") if mdn_return_url else None,
+        "allow_mdn_urls": [check_url_prefix(p) for p in allow_mdn_urls or []],
         "enabled": True,
         "updated_at": utcnow(),
     }
@@ -140,6 +192,41 @@ def add(
         mailbox=mailbox,
         url=url,
         fingerprint=info.sha256_fingerprint,
+        allow_unsigned=allow_unsigned,
+    )
+    return profile
+
+
+def set_options(
+    session: Session,
+    as2_id: str,
+    *,
+    allow_unsigned: bool | None = None,
+    mdn_return_url: str | None = None,
+    allow_mdn_urls: list[str] | None = None,
+    actor: str = "cli",
+) -> As2Partner:
+    """Change a profile's inbound security settings; None leaves one as it is.
+
+    `mdn_return_url=""` clears the return URL; `allow_mdn_urls=[]` clears the allow-list.
+    """
+    profile = get(session, as2_id)
+    if profile is None:
+        raise As2ConfigError(f"no AS2 partner {as2_id!r}: add it with `tradelane as2 partner add`")
+    changed: dict[str, Any] = {}
+    if allow_unsigned is not None:
+        changed["allow_unsigned"] = allow_unsigned
+    if mdn_return_url is not None:
+        changed["mdn_return_url"] = check_url(mdn_return_url, "--mdn-return-url") if mdn_return_url else None
+    if allow_mdn_urls is not None:
+        changed["allow_mdn_urls"] = [check_url_prefix(p) for p in allow_mdn_urls]
+    for key, value in changed.items():
+        setattr(profile, key, value)
+    profile.updated_at = utcnow()
+    session.add(profile)
+    session.flush()
+    audit.record(
+        session, "as2.partner.set", actor=actor, account_id=profile.account_id, target=as2_id, **changed
     )
     return profile
 
@@ -168,8 +255,10 @@ def mailbox_of(session: Session, profile: As2Partner) -> Partner:
     return partner
 
 
-def pyas2lib_partner(profile: As2Partner) -> Any:
-    """The pyas2lib Partner for a profile.
+def pyas2lib_partner(profile: As2Partner, *, receiving: bool = False) -> Any:
+    """The pyas2lib Partner for a profile (`receiving`: to check a message it sent us).
+
+    Receiving, pyas2lib's `sign` means "must be signed": on unless the profile allows unsigned.
 
     Certificates are not chain-validated by pyas2lib (`validate_certs=False`): partners commonly
     use self-signed or privately issued certificates, and the certificate is pinned in the
@@ -184,7 +273,7 @@ def pyas2lib_partner(profile: As2Partner) -> Any:
         encrypt_cert=cert,
         validate_certs=False,
         compress=profile.compress,
-        sign=profile.sign is not None,
+        sign=profile.sign is not None or (receiving and not profile.allow_unsigned),
         digest_alg=DIGESTS[profile.sign] if profile.sign else "sha256",
         encrypt=profile.encrypt is not None,
         enc_alg=CIPHERS[profile.encrypt] if profile.encrypt else "tripledes_192_cbc",

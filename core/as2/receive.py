@@ -1,11 +1,21 @@
 """Receiving one AS2 message: decrypt, verify, decompress, de-duplicate, take in, answer.
 
+`check_sender()` runs on the headers alone, before the body is read: an `AS2-From`/`AS2-To`
+pair that is not a known, enabled profile trading with one of our identities is refused at
+once, so an unknown sender costs no body read, spool or parse.
+
 `receive()` is given the HTTP headers and a body that was spooled to disk within the size cap
 (api/routes/as2.py does that) and returns the HTTP answer: a synchronous MDN, an empty 200 when
 the MDN goes asynchronously (the row is left `mdn_status="pending"` for the AS2 worker), or a
 plain answer when no MDN was asked for. Every failure becomes a negative disposition
 (decryption-failed, authentication-failed, insufficient-message-security,
 unknown-trading-partner, decompression-failed, unexpected-processing-error), never an exception.
+
+Unsigned messages are refused (insufficient-message-security) unless the profile allows them. A
+signed message is a duplicate when its Message-ID or its signature (core.as2.replay) was already
+taken in. An async MDN is owed only for a message taken in from a sender whose signature we
+verified, and goes only where the profile allows (mdn.async_destination); anything else that
+asked for one is answered in the HTTP response: the MDN if all went well, a 400 if not.
 
 The payload goes to the mailbox partner named by the sender's profile, folder `upload/`,
 through core.intake (protocol "as2"), in the same transaction as the message's row.
@@ -26,17 +36,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core import intake
-from core.as2 import identity, profiles
+from core.as2 import identity, profiles, replay
 from core.as2 import mdn as mdns
 from core.db import HOME_ACCOUNT, home_account_id, session_scope
 from core.endpoints.mailbox import mailbox_root_for
 from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
+from core.netpolicy import UrlNotAllowed
 
 log = logging.getLogger(__name__)
 
 FOLDER = "upload"
 UNEXPECTED = "unexpected-processing-error"
+UNKNOWN_PARTNER = "unknown-trading-partner"
 
+# (partner, "id:" Message-ID or "sig:" replay digest) of messages being taken in right now.
 _in_flight: set[tuple[str, str]] = set()
 _in_flight_lock = threading.Lock()
 
@@ -59,6 +72,42 @@ class _Found:
     profile: As2Partner | None = None
 
 
+def _unknown_pair(session: Session, org_id: str, partner_id: str) -> str | None:
+    """Why (org_id, partner_id) is not a pair we trade as, or None when it is."""
+    org = identity.get(session, org_id)
+    if org is None:
+        return f"{org_id!r} is not an AS2 ID of ours"
+    profile = profiles.get(session, partner_id)
+    if profile is None or not profile.enabled:
+        return f"unknown AS2 partner {partner_id!r}"
+    if profile.organization_id is not None and profile.organization_id != org.id:
+        return f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
+    return None
+
+
+def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
+    """Refuse, from the headers alone, a message whose AS2-From/AS2-To pair we do not trade as.
+
+    Returns the answer to give at once (the body is then never read, and the connection is to
+    be closed so the client stops sending it), or None to go on and read the body.
+    """
+    as2 = {k.lower(): v for k, v in headers}
+    org_id, partner_id = _unquote(as2.get("as2-to", "")), _unquote(as2.get("as2-from", ""))
+    if not org_id or not partner_id:
+        return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
+    with session_scope() as session:
+        reason = _unknown_pair(session, org_id, partner_id)
+    if reason is None:
+        return None
+    log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
+    return _refusal(403, UNKNOWN_PARTNER, reason)
+
+
+def _refusal(status_code: int, detail: str, reason: str) -> Answer:
+    text = f"AS2 message refused: processed/Error: {detail} ({reason})\r\n"
+    return Answer(status_code, {"Content-Type": "text/plain", "Connection": "close"}, text.encode())
+
+
 def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | None = None) -> Answer:
     """Process one AS2 message; never raises for anything a sender can cause."""
     import pyas2lib
@@ -71,24 +120,24 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
         with session_scope() as session:
             org = identity.get(session, org_id)
-            if org is None:
-                raise PartnerNotFound(f"{org_id!r} is not an AS2 ID of ours")
-            found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
+            if org is not None:
+                found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
+            reason = _unknown_pair(session, org_id, partner_id)
+            if reason is not None:
+                raise PartnerNotFound(reason)
             profile = profiles.get(session, partner_id)
-            if profile is None or not profile.enabled:
-                raise PartnerNotFound(f"unknown AS2 partner {partner_id!r}")
-            if profile.organization_id is not None and profile.organization_id != org.id:
-                raise PartnerNotFound(f"AS2 partner {partner_id!r} does not trade with {org_id!r}")
+            assert org is not None and profile is not None
             found.org, found.profile = org, profile
-            return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile)
+            return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
     message = pyas2lib.Message()
     raw = mdns.header_block(headers) + b"\r\n" + body
-    try:
-        _status, (error, _trace), _ = _parse_quietly(message, raw, find_org_partner)
-    except Exception as exc:  # pyas2lib failed outside its own error handling
-        log.warning("AS2 message could not be parsed", exc_info=True)
-        error = exc
+    with replay.recording() as signatures:
+        try:
+            _status, (error, _trace), _ = _parse_quietly(message, raw, find_org_partner)
+        except Exception as exc:  # pyas2lib failed outside its own error handling
+            log.warning("AS2 message could not be parsed", exc_info=True)
+            error = exc
     as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
     if not as2:
         as2 = {k.lower(): v for k, v in headers}
@@ -97,7 +146,7 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
 
     if error is not None:
         detail = _detail(message, error)
-        reason = str(error) or type(error).__name__
+        reason = _reason(error, found.profile)
         log.warning(
             "AS2 message %s from %r refused: %s (%s)", message.message_id, partner_as2_id, detail, reason
         )
@@ -105,35 +154,44 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
             message, found, "processed/Error", detail, reason, remote_addr, org_as2_id, partner_as2_id
         )
 
-    key = (partner_as2_id, message.message_id or "")
+    # Verified against the pinned certificate of a known, enabled profile (find_org_partner).
+    signed_digest = replay.digest(message, signatures) if found.profile is not None else None
+    authenticated = signed_digest is not None
+    keys = {(partner_as2_id, f"id:{message.message_id}")} if message.message_id else set()
+    if signed_digest:
+        keys.add((partner_as2_id, f"sig:{signed_digest}"))
     with _in_flight_lock:
-        busy = key in _in_flight and bool(message.message_id)
+        busy = bool(keys & _in_flight)
         if not busy:
-            _in_flight.add(key)
+            _in_flight.update(keys)
     try:
-        if busy or _already_received(partner_as2_id, message.message_id):
-            log.info("AS2 message %s from %r is a duplicate; not delivered again", *key[::-1])
+        replayed = bool(signed_digest) and replay.seen_within_window(partner_as2_id, signed_digest or "")
+        if busy or replayed or _already_received(partner_as2_id, message.message_id):
+            why = " (its signature was already received)" if replayed else ""
+            log.info("AS2 message %s from %r is a duplicate%s; not delivered again",
+                     message.message_id, partner_as2_id, why)  # fmt: skip
             return _answer(
                 message, found, "processed/Warning", "duplicate-document", None, remote_addr,
-                org_as2_id, partner_as2_id, duplicate=True,
+                org_as2_id, partner_as2_id, duplicate=True, authenticated=authenticated,
             )  # fmt: skip
         try:
-            row_id = _take_in(message, found, remote_addr, org_as2_id, partner_as2_id)
+            row_id = _take_in(message, found, remote_addr, org_as2_id, partner_as2_id, signed_digest)
         except intake.IntakeError as exc:
             return _answer(message, found, "processed/Error", UNEXPECTED, str(exc), remote_addr,
-                           org_as2_id, partner_as2_id)  # fmt: skip
+                           org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
         except IntegrityError:  # another process took the same Message-ID in at the same moment
-            return _answer(message, found, "processed/Warning", "duplicate-document", None, remote_addr,
-                           org_as2_id, partner_as2_id, duplicate=True)  # fmt: skip
+            return _answer(message, found, "processed/Warning", "duplicate-document", None,
+                           remote_addr, org_as2_id, partner_as2_id, duplicate=True,
+                           authenticated=authenticated)  # fmt: skip
         except Exception as exc:
             log.exception("AS2 message %s could not be taken in", message.message_id)
             return _answer(message, found, "processed/Error", UNEXPECTED, f"{type(exc).__name__}: {exc}",
-                           remote_addr, org_as2_id, partner_as2_id)  # fmt: skip
+                           remote_addr, org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
         return _answer(message, found, "processed", None, None, remote_addr, org_as2_id, partner_as2_id,
-                       row_id=row_id)  # fmt: skip
+                       row_id=row_id, authenticated=authenticated)  # fmt: skip
     finally:
         with _in_flight_lock:
-            _in_flight.discard(key)
+            _in_flight.difference_update(keys)
 
 
 def _parse_quietly(message: Any, raw: bytes, find: Any) -> tuple[str, tuple[Any, Any], Any]:
@@ -163,6 +221,18 @@ def _detail(message: Any, error: BaseException) -> str:
     if detail == UNEXPECTED and message.signed and message.mic is None:
         return "authentication-failed"  # the signature was there but could not be checked
     return str(detail)
+
+
+def _reason(error: BaseException, profile: As2Partner | None) -> str:
+    """What went wrong, in words an operator (and the sender) can act on."""
+    reason = str(error) or type(error).__name__
+    if profile is not None and "must be encrypted" in reason:  # pyas2lib's words are garbled
+        reason = f"messages from AS2 partner {profile.as2_id!r} must be encrypted"
+    if profile is not None and "must be signed" in reason:
+        reason = f"messages from AS2 partner {profile.as2_id!r} must be signed"
+        if profile.sign is None:  # required only because unsigned is not allowed
+            reason += " (its profile does not allow unsigned messages)"
+    return reason
 
 
 def _already_received(partner_as2_id: str, message_id: str | None) -> bool:
@@ -211,7 +281,14 @@ def _file_name(message: Any, mailbox: str) -> str:
     return name
 
 
-def _take_in(message: Any, found: _Found, remote_addr: str | None, org_id: str, partner_id: str) -> int:
+def _take_in(
+    message: Any,
+    found: _Found,
+    remote_addr: str | None,
+    org_id: str,
+    partner_id: str,
+    signed_digest: str | None,
+) -> int:
     """Payload → the partner's upload/ through intake; the message row commits with the receipt."""
     assert found.profile is not None
     with session_scope() as session:
@@ -231,6 +308,7 @@ def _take_in(message: Any, found: _Found, remote_addr: str | None, org_id: str, 
             status="received",
         )
         _fill(row, message, "received", "processed", None, remote_addr)
+        row.signed_digest = signed_digest
         row.file_name, row.size, row.sha256 = receipt.name, receipt.size, receipt.sha256
         row.receipt_id = receipt.id
         session.add(row)
@@ -276,8 +354,22 @@ def _answer(
     *,
     row_id: int | None = None,
     duplicate: bool = False,
+    authenticated: bool = False,
 ) -> Answer:
     """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP."""
+    disposition = f"{status}: {detail}" if detail else status
+    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
+    requested_url = as2.get("receipt-delivery-option") if as2.get("disposition-notification-to") else None
+    if requested_url and "error" in status.lower():
+        # A failed message gets no outbound POST, whoever it claims to be from: the answer is here.
+        _record_quietly(message, status, disposition, error, remote_addr, org_id, partner_id,
+                        row_id=row_id, duplicate=duplicate)  # fmt: skip
+        text = (
+            f"AS2 message refused: {disposition}" + (f" ({error})" if error else "")
+            + "; no asynchronous MDN is sent for a message that was not processed\r\n"
+        )  # fmt: skip
+        return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
+
     mdn = None
     if message.receiver is None and found.org_obj is not None:
         # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
@@ -290,24 +382,22 @@ def _answer(
             mdn = mdns.build(message, status, detail)
         except Exception:
             log.exception("could not build an MDN for AS2 message %s", message.message_id)
-    disposition = f"{status}: {detail}" if detail else status
-    async_url = mdn.mdn_url if mdn is not None and mdn.mdn_mode == "ASYNC" else None
-    if async_url and found.profile is None:
-        # Never post to a URL an unknown party gave us; answer in the HTTP response instead.
-        async_url = None
+    async_url, not_async = None, None
+    if mdn is not None and requested_url:
+        async_url, not_async = _async_destination(found, status, authenticated, requested_url)
+        if not_async:
+            log.warning("AS2 message %s from %r: %s", message.message_id, partner_id, not_async)
     mdn_text = None
     mdn_headers: dict[str, str] = {}
     mdn_body = b""
     if mdn is not None:
         mdn_headers, mdn_body = mdns.wire(mdn)
         mdn_text = mdns.to_text(mdn_headers, mdn_body)
-    try:
-        row_id = _record(
-            message, status, disposition, error, remote_addr, org_id, partner_id,
-            row_id=row_id, duplicate=duplicate, mdn=mdn, mdn_text=mdn_text, async_url=async_url,
-        )  # fmt: skip
-    except Exception:
-        log.exception("could not record AS2 message %s", message.message_id)
+    row_id = _record_quietly(
+        message, status, disposition, error, remote_addr, org_id, partner_id,
+        row_id=row_id, duplicate=duplicate, mdn=mdn, mdn_text=mdn_text, async_url=async_url,
+        note=not_async,
+    )  # fmt: skip
     if mdn is None:
         if status.startswith("processed") and "Error" not in status:
             return Answer(
@@ -318,6 +408,28 @@ def _answer(
     if async_url:
         return Answer(200, {"Content-Type": "text/plain"}, b"", async_mdn_pending=True, message_row_id=row_id)
     return Answer(200, mdn_headers, mdn_body, message_row_id=row_id)
+
+
+def _async_destination(
+    found: _Found, status: str, authenticated: bool, requested_url: str
+) -> tuple[str | None, str | None]:
+    """(where the async MDN goes, or None with why it is answered synchronously instead)."""
+    if status != "processed":
+        return None, f"a {status} MDN is answered synchronously, not posted to {requested_url!r}"
+    if not authenticated or found.profile is None:
+        return None, f"the sender was not authenticated (unsigned): no MDN is posted to {requested_url!r}"
+    try:
+        return mdns.async_destination(found.profile, requested_url), None
+    except UrlNotAllowed as exc:
+        return None, f"{exc}; the MDN was answered synchronously"
+
+
+def _record_quietly(*args: Any, **kwargs: Any) -> int | None:
+    try:
+        return _record(*args, **kwargs)
+    except Exception:
+        log.exception("could not record AS2 message %s", args[0].message_id)
+        return kwargs.get("row_id")
 
 
 def _record(
@@ -331,9 +443,10 @@ def _record(
     *,
     row_id: int | None,
     duplicate: bool,
-    mdn: Any,
-    mdn_text: str | None,
-    async_url: str | None,
+    mdn: Any = None,
+    mdn_text: str | None = None,
+    async_url: str | None = None,
+    note: str | None = None,
 ) -> int | None:
     with session_scope() as session:
         row = session.get(As2Message, row_id) if row_id else _row(session, partner_id, message.message_id)
@@ -346,8 +459,12 @@ def _record(
                 partner_as2_id=partner_id[:255] or "?",
                 status="failed",
             )
+            if duplicate:  # a replay under a new Message-ID: on record, never delivered
+                _fill(row, message, "duplicate", disposition, None, remote_addr)
         if not duplicate:  # a duplicate keeps the original's outcome; only its MDN is new
             _fill(row, message, "failed" if error else "received", disposition, error, remote_addr)
+        if note and not error:
+            row.error = f"async MDN not posted: {note}"
         if mdn is not None:
             row.mdn_mode = "async" if async_url else "sync"
             row.mdn = mdn_text

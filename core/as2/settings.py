@@ -32,6 +32,13 @@ class As2Settings(BaseSettings):
     # Async MDNs we owe partners: how many POSTs, and the first pause between them (doubles).
     mdn_delivery_attempts: int = 6
     mdn_retry_seconds: float = 5.0
+    # Async MDNs may go to loopback, link-local and private addresses (a partner on the same
+    # network, tests on 127.0.0.1). Off: such a URL is refused, after DNS resolution and again on
+    # connecting, whatever the partner's profile allows.
+    allow_private_mdn_urls: bool = False
+    # A signed message whose signature was already received within this window is a replay
+    # (answered `duplicate-document`, not delivered), whatever its Message-ID.
+    duplicate_window_seconds: float = 3 * 24 * 3600.0
     # How often the API's AS2 worker looks for async MDNs to deliver and messages to resend.
     sweep_seconds: float = 1.0
     # Where spooled payloads and messages kept for resends live; default TRADELANE_HOME/as2.

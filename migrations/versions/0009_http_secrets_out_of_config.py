@@ -10,7 +10,7 @@ secret key is left as it is (it could not be used either) and reported in the lo
 Data only: no schema change.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-05 12:00:00
 """
 
@@ -26,7 +26,7 @@ from core.endpoints.http_settings import split_stored
 from core.endpoints.store import secret_names
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

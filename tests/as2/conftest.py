@@ -32,6 +32,8 @@ _AS2_ENV = {
     "TRADELANE_AS2_SWEEP_SECONDS": "0.1",
     "TRADELANE_AS2_MDN_RETRY_SECONDS": "0.2",
     "TRADELANE_AS2_HTTP_TIMEOUT_SECONDS": "20",
+    # Every test partner (the peer server, our own /as2/mdn) is on 127.0.0.1.
+    "TRADELANE_AS2_ALLOW_PRIVATE_MDN_URLS": "1",
 }
 
 

@@ -55,7 +55,7 @@ def receipts(partner: Trading) -> list[Receipt]:
 
 
 def test_plain(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
-    partner = trading()
+    partner = trading(allow_unsigned=True)
     response, message = send(as2_server, partner, b"ISA*00*plain~", "plain.x12")
     assert response.status_code == 200, response.text
     assert delivered(partner, "plain.x12") == b"ISA*00*plain~"
@@ -70,7 +70,7 @@ def test_plain(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
 
 
 def test_plain_with_unsigned_sync_mdn(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
-    partner = trading()
+    partner = trading(allow_unsigned=True)
     response, message = send(as2_server, partner, b"hello", "hello.txt", mdn="sync")
     status, detail, mdn = judge_mdn(response, message)
     assert (status, detail) == ("processed", None)
@@ -107,7 +107,7 @@ def test_signed_with_signed_mdn(as2_server: As2Server, trading: Callable[..., Tr
 def test_encrypted(
     as2_server: As2Server, trading: Callable[..., Trading], cipher: str, pyas2lib_cipher: str
 ) -> None:
-    partner = trading(encrypt=cipher)
+    partner = trading(encrypt=cipher, allow_unsigned=True)
     data = os.urandom(3000)
     response, message = send(
         as2_server, partner, data, "enc.bin", mdn="sync", encrypt=True, enc_alg=pyas2lib_cipher
@@ -155,8 +155,9 @@ def test_compressed_after_signing(as2_server: As2Server, trading: Callable[..., 
 
 
 def test_async_mdn(as2_server: As2Server, trading: Callable[..., Trading], peer: PeerServer) -> None:
-    """The MDN goes to the sender's Receipt-Delivery-Option URL (here the peer server), signed."""
-    partner = trading(sign="sha256", encrypt="aes256")
+    """The MDN goes to the sender's Receipt-Delivery-Option URL (here the peer server), signed,
+    when the profile's allow-list takes that URL."""
+    partner = trading(sign="sha256", encrypt="aes256", allow_mdn_urls=[peer.url])
     response, message = send(
         as2_server, partner, b"async please", "async.edi", mdn="async", mdn_sign="sha256",
         mdn_url=peer.url, sign=True, encrypt=True, enc_alg="aes_256_cbc",
@@ -181,8 +182,10 @@ def test_async_mdn(as2_server: As2Server, trading: Callable[..., Trading], peer:
 
 def test_async_mdn_is_retried(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
     """An MDN URL that fails at first is tried again (pauses double from TRADELANE_AS2_MDN_RETRY_SECONDS)."""
-    partner = trading()
-    response, _ = send(as2_server, partner, b"x", "retry.edi", mdn="async", mdn_url="http://127.0.0.1:9/mdn")
+    partner = trading(sign="sha256")  # the default allow-list: the origin of the profile's URL
+    response, _ = send(
+        as2_server, partner, b"x", "retry.edi", mdn="async", mdn_url="http://127.0.0.1:9/mdn", sign=True
+    )
     assert response.status_code == 200
     row = wait_for(lambda: next((r for r in partner.rows() if r.attempts >= 2), None))
     assert row is not None and row.mdn_status == "pending" and "refused" in (row.error or "refused")
@@ -218,7 +221,7 @@ def test_duplicate_message_id_is_acknowledged_once(
 
 
 def test_same_file_name_twice_keeps_both(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
-    partner = trading()
+    partner = trading(allow_unsigned=True)
     send(as2_server, partner, b"first", "same.edi")
     send(as2_server, partner, b"second", "same.edi")
     contents = sorted(p.read_bytes() for p in partner.upload.iterdir())
@@ -277,13 +280,16 @@ def test_missing_required_security(
 
 
 def test_unknown_partner(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
+    """Refused from the headers alone (see tests/hostile/test_as2sec_unknown_sender.py), with
+    the disposition named, even when a sync MDN was asked for."""
     partner = trading()
     stranger = Identity.new("NOBODY-WE-KNOW")
     message = partner.message(mdn_mode="SYNC", mdn_digest_alg="sha256")
     message.sender = stranger.organization()
     message.build(b"hi", filename="hi.edi")
     response = post(as2_server.receive_url, *wire(message))
-    assert negative(response, message) == ("processed/Error", "unknown-trading-partner")
+    assert response.status_code == 403 and "unknown-trading-partner" in response.text
+    assert "NOBODY-WE-KNOW" in response.text
 
 
 def test_unknown_partner_without_mdn(as2_server: As2Server, trading: Callable[..., Trading]) -> None:
@@ -292,7 +298,7 @@ def test_unknown_partner_without_mdn(as2_server: As2Server, trading: Callable[..
     message.sender = Identity.new("NOBODY-2").organization()
     message.build(b"hi", filename="hi.edi")
     response = post(as2_server.receive_url, *wire(message))
-    assert response.status_code == 400 and "unknown-trading-partner" in response.text
+    assert response.status_code == 403 and "unknown-trading-partner" in response.text
 
 
 def test_corrupted_encrypted_body(as2_server: As2Server, trading: Callable[..., Trading]) -> None:

@@ -96,6 +96,7 @@ def test_as2_in_to_s3_and_sftp_out_by_as2_with_signed_mdn(
     listed = {p["as2_id"]: p for p in json.loads(system.cli("as2", "partner", "list", "--json").stdout)}
     assert listed[peer_id]["mailbox"] == mailbox_p
     assert (listed[peer_id]["sign"], listed[peer_id]["encrypt"]) == ("sha256", "aes256")
+    assert listed[peer_id]["allow_unsigned"] is False
 
     # ---- inbound: the peer sends signed + encrypted AS2 → mailbox P → data flow → S3 ----------
     bucket = unique("as2-lake")
