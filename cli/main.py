@@ -580,5 +580,14 @@ def apply(
         console.print(line)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The `tradelane` command: everything it and its children write into the home is private."""
+    from core.config import get_settings
+    from core.permissions import make_private
+
+    make_private(get_settings().home_dir)
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -33,24 +36,36 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def home_secret(name: str, generate: Callable[[], bytes]) -> bytes:
+    """A secret generated once into the home (mode 0600) and shared by every process using it.
+
+    Written whole under a temporary name, then hard-linked into place: two processes starting at
+    once keep one secret, and none ever reads a half-written file.
+    """
+    path = get_settings().home_dir / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(generate())
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, path)
+        finally:
+            temp.unlink()
+    return path.read_bytes().strip()
+
+
 @lru_cache
 def secret_key() -> bytes:
     """The master key: TRADELANE_SECRET_KEY, else a key file generated once into TRADELANE_HOME."""
     settings = get_settings()
     if settings.secret_key:
         return settings.secret_key.encode()
-    path = settings.home_dir / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting at once must not write two different keys.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+    return home_secret("secret.key", Fernet.generate_key)
 
 
 def _fernet() -> Fernet:

@@ -332,7 +332,7 @@ class MailboxView:
                 raise Busy(f"{place.path} is being uploaded by another session")
             staged.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 raise MailboxError(f"cannot open {place.path}: {exc.strerror}") from exc
             try:
