@@ -221,6 +221,14 @@ def endpoint_add(
         str | None, typer.Option(help="ftp/email/http: CA or pinned certificate (PEM).")
     ] = None,
     insecure: Annotated[bool, typer.Option(help="ftp/email/http: do not verify TLS certificates.")] = False,
+    temp_name: Annotated[
+        str | None,
+        typer.Option(
+            help="sftp/ftp: how an upload is named until complete: suffix (NAME.<hex>.tradelane.part, "
+            "then renamed; default), prefix (.tradelane-tmp-<hex>-NAME, then renamed) or none (the final "
+            "name, no rename: for servers that refuse renames; not atomic)."
+        ),
+    ] = None,
     smtp_host: Annotated[str | None, typer.Option(help="email: SMTP server (to send).")] = None,
     smtp_port: Annotated[int | None, typer.Option(help="email: SMTP port.")] = None,
     imap_host: Annotated[str | None, typer.Option(help="email: IMAP server (to poll).")] = None,
