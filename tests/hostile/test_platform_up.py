@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.config import Settings
+from core.config import Settings, get_settings
 from tests.e2e.helpers import PartnerClient, delivered, unique
 from tests.system import System, run_system
 
@@ -102,6 +102,15 @@ def test_prefect_api_refuses_requests_without_the_auth_string(exposed: System) -
     assert ui["api_url"] == url
     header = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
     assert httpx.get(f"{url}/admin/version", headers=header).status_code == 200
+    # What the README shows: curl -u "$(cat .tradelane/prefect-auth)".
+    for given, expected in ((["-u", auth], "200"), ([], "401")):
+        done = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *given, f"{url}/admin/version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.stdout == expected, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +232,37 @@ def test_children_reach_a_wildcard_bound_prefect_on_loopback(bind: str, reached:
 def test_prefect_defaults_to_loopback_whatever_the_host() -> None:
     assert Settings(host="0.0.0.0").prefect_host == "127.0.0.1"
     assert socket.inet_aton(Settings().prefect_host)  # an address, not a name
+
+
+def test_the_auth_string_comes_from_the_setting_then_prefects_own_then_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.supervisor import prefect_auth, prefect_environment
+
+    for variable in (
+        "TRADELANE_PREFECT_AUTH",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_UI_API_URL",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TRADELANE_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        generated, where = prefect_auth(settings)
+        assert where == str(tmp_path / "prefect-auth")
+        assert prefect_auth(settings)[0] == generated  # generated once, then kept
+        env = prefect_environment(settings)
+        assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == generated
+        assert env["PREFECT_UI_API_URL"] == settings.prefect_api_url
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:client-side")
+        assert prefect_auth(settings) == ("admin:client-side", "PREFECT_API_AUTH_STRING")
+        monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:from-prefect")
+        assert prefect_auth(settings) == ("admin:from-prefect", "PREFECT_SERVER_API_AUTH_STRING")
+        configured = settings.model_copy(update={"prefect_auth": "ops:chosen"})
+        assert prefect_auth(configured) == ("ops:chosen", "TRADELANE_PREFECT_AUTH")
+        monkeypatch.setenv("PREFECT_UI_API_URL", "http://hub.example:4200/api")
+        assert prefect_environment(configured)["PREFECT_UI_API_URL"] == "http://hub.example:4200/api"
+    finally:
+        get_settings.cache_clear()
