@@ -130,7 +130,8 @@ def prefect_healthy(settings: Settings) -> bool:
 def port_free(host: str, port: int) -> bool:
     import socket
 
-    with socket.socket() as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # TRADELANE_*HOST may be "::"
+    with socket.socket(family) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

@@ -266,3 +266,14 @@ def test_the_auth_string_comes_from_the_setting_then_prefects_own_then_the_home(
         assert prefect_environment(configured)["PREFECT_UI_API_URL"] == "http://hub.example:4200/api"
     finally:
         get_settings.cache_clear()
+
+
+def test_an_ipv6_wildcard_bind_is_checked_as_ipv6() -> None:
+    from cli.supervisor import port_free
+
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not port_free("::", port)
+    assert port_free("::", port)
