@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -37,26 +38,39 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def home_secret(name: str, generate: Callable[[], bytes]) -> bytes:
-    """A secret generated once into the home (mode 0600) and shared by every process using it.
-
-    Written whole under a temporary name, then hard-linked into place: two processes starting at
-    once keep one secret, and none ever reads a half-written file.
-    """
+    """A secret generated once into the home (mode 0600) and shared by every process using it."""
     path = get_settings().home_dir / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(generate())
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(temp, path)
-        finally:
-            temp.unlink()
+        _create_once(path, generate())
     return path.read_bytes().strip()
+
+
+def _create_once(path: Path, data: bytes) -> None:
+    """Write `data` to `path` unless it exists, so that two processes starting at once keep one.
+
+    Written whole under a temporary name, then hard-linked into place, so no process ever reads a
+    half-written file; where hard links are not supported, created exclusively instead.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    _write_new(temp, data)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    except OSError:
+        with contextlib.suppress(FileExistsError):
+            _write_new(path, data)
+    finally:
+        temp.unlink()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @lru_cache
