@@ -1,4 +1,4 @@
-"""The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs.
+"""The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs and /redoc.
 
 Run it with `uvicorn --factory api.app:create_app`; the store must be initialised first
 (`core.db.init_db()`, which `tradelane up` does).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors
+from api import docs, errors
 from api.routes import api_router
 from api.routes.as2 import router as as2_router
 
@@ -26,11 +26,12 @@ def create_app() -> FastAPI:
         title="tradelane",
         description=DESCRIPTION,
         version="0.1.0",
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves /docs and /redoc with vendored assets
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     errors.install(app)
+    docs.install(app)
     app.include_router(api_router, prefix="/api")
     app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     return app

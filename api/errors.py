@@ -43,6 +43,13 @@ class NotFound(ApiError):
     status = 404
 
 
+class MethodNotAllowed(ApiError):
+    status = 405
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message, headers={"Allow": allow})
+
+
 class ContentTooLarge(ApiError):
     status = 413
 

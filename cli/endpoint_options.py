@@ -46,7 +46,7 @@ def _sftp(g: dict[str, Any]) -> Split:
     _need(g, "sftp", "host", "user")
     if not (g.get("password") or g.get("key")):
         raise typer.BadParameter("--type sftp needs --password or --key FILE")
-    config = _pick(g, "host", "port", "user", "path", "host_key")
+    config = _pick(g, "host", "port", "user", "path", "host_key", "temp_name")
     secrets = _pick(g, "password", "passphrase")
     if g.get("key"):
         secrets["private_key"] = Path(g["key"]).expanduser().read_text()
@@ -55,7 +55,7 @@ def _sftp(g: dict[str, Any]) -> Split:
 
 def _ftp(g: dict[str, Any]) -> Split:
     _need(g, "ftp", "host", "user", "password")
-    config = _pick(g, "host", "port", "user", "path", "tls", "cafile")
+    config = _pick(g, "host", "port", "user", "path", "tls", "cafile", "temp_name")
     if config.get("cafile"):
         config["cafile"] = str(Path(config["cafile"]).expanduser().resolve())
     if g.get("insecure"):

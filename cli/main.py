@@ -223,6 +223,14 @@ def endpoint_add(
         str | None, typer.Option(help="ftp/email/http: CA or pinned certificate (PEM).")
     ] = None,
     insecure: Annotated[bool, typer.Option(help="ftp/email/http: do not verify TLS certificates.")] = False,
+    temp_name: Annotated[
+        str | None,
+        typer.Option(
+            help="sftp/ftp: how an upload is named until complete: suffix (NAME.<hex>.tradelane.part, "
+            "then renamed; default), prefix (.tradelane-tmp-<hex>-NAME, then renamed) or none (the final "
+            "name, no rename: for servers that refuse renames; not atomic)."
+        ),
+    ] = None,
     smtp_host: Annotated[str | None, typer.Option(help="email: SMTP server (to send).")] = None,
     smtp_port: Annotated[int | None, typer.Option(help="email: SMTP port.")] = None,
     imap_host: Annotated[str | None, typer.Option(help="email: IMAP server (to poll).")] = None,
@@ -616,5 +624,14 @@ def apply(
         console.print(line)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The `tradelane` command: everything it and its children write into the home is private."""
+    from core.config import get_settings
+    from core.permissions import make_private
+
+    make_private(get_settings().home_dir)
     app()
+
+
+if __name__ == "__main__":
+    main()

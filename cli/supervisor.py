@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,20 +23,48 @@ from typing import Any
 import httpx
 
 from core.config import Settings, get_settings
+from core.crypto import home_secret
 
 log = logging.getLogger("tradelane.up")
 
 PR_SET_PDEATHSIG = 1
 
 
+PREFECT_AUTH_FILE = "prefect-auth"
+# Prefect's own names for the auth string, in the order a user's environment is asked for one.
+PREFECT_AUTH_VARIABLES = ("PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
+
+
+def prefect_auth(settings: Settings) -> tuple[str, str]:
+    """The Prefect API's auth string and where an operator finds it (to log in to the UI).
+
+    TRADELANE_PREFECT_AUTH, else the user's own Prefect setting, else a string generated once into
+    the home: the API that creates flow runs and shows their logs is never open, even on loopback.
+    """
+    if settings.prefect_auth:
+        return settings.prefect_auth, "TRADELANE_PREFECT_AUTH"
+    for variable in PREFECT_AUTH_VARIABLES:
+        if value := os.environ.get(variable):
+            return value, variable
+    path = settings.home_dir / PREFECT_AUTH_FILE
+    # user:password, what the UI's login form (and `curl -u`) expect; ASCII, which the UI can encode.
+    generated = home_secret(PREFECT_AUTH_FILE, lambda: f"tradelane:{secrets.token_urlsafe(32)}".encode())
+    return generated.decode(), str(path)
+
+
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """Prefect settings for every process of this installation: our server, no phoning home."""
     prefect_home = settings.home_dir / "prefect"
+    auth, _where = prefect_auth(settings)
     return {
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": settings.prefect_api_url,
-        "PREFECT_UI_API_URL": settings.prefect_api_url,
-        "PREFECT_SERVER_API_HOST": settings.host,
+        # Where the UI in a browser finds the API: this machine, unless the user says otherwise.
+        "PREFECT_UI_API_URL": os.environ.get("PREFECT_UI_API_URL") or settings.prefect_api_url,
+        "PREFECT_SERVER_API_HOST": settings.prefect_host,
+        # The server demands it (HTTP Basic); every client — runner, flow runs, dispatcher, CLI — sends it.
+        "PREFECT_SERVER_API_AUTH_STRING": auth,
+        "PREFECT_API_AUTH_STRING": auth,
         "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
@@ -101,7 +130,8 @@ def prefect_healthy(settings: Settings) -> bool:
 def port_free(host: str, port: int) -> bool:
     import socket
 
-    with socket.socket() as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # TRADELANE_*HOST may be "::"
+    with socket.socket(family) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -115,20 +145,19 @@ class Supervisor:
         self.settings = settings or get_settings()
         self.echo = echo
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.prefect_login = ""
 
     def start_children(self) -> None:
         s = self.settings
         ports = (
-            ("API", s.api_port),
-            ("SFTP", s.sftp_port),
-            ("FTP", s.ftp_port),
-            ("Prefect server", s.prefect_port),
+            ("API", s.host, s.api_port),
+            ("SFTP", s.host, s.sftp_port),
+            ("FTP", s.host, s.ftp_port),
+            ("Prefect server", s.prefect_host, s.prefect_port),
         )
-        for what, port in ports:
-            if not port_free(s.host, port):
-                raise RuntimeError(
-                    f"{what} port {s.host}:{port} is already in use (is another `up` running?)"
-                )
+        for what, host, port in ports:
+            if not port_free(host, port):
+                raise RuntimeError(f"{what} port {host}:{port} is already in use (is another `up` running?)")
         log_dir = s.home_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         server = spawn(
@@ -139,7 +168,7 @@ class Supervisor:
                 "server",
                 "start",
                 "--host",
-                s.host,
+                s.prefect_host,
                 "--port",
                 str(s.prefect_port),
             ],
@@ -200,7 +229,8 @@ class Supervisor:
         self.echo(
             f"tradelane is up: API http://{s.host}:{s.api_port}  (docs /docs)   "
             f"SFTP {s.host}:{s.sftp_port}   FTP/FTPS {s.host}:{s.ftp_port}   "
-            f"Prefect UI {s.prefect_ui_url}   home {s.home_dir}   Ctrl-C stops"
+            f"Prefect UI {s.prefect_ui_url} (log in with {self.prefect_login})   "
+            f"home {s.home_dir}   Ctrl-C stops"
         )
         try:
             await stop.wait()
@@ -238,6 +268,8 @@ class Supervisor:
     def run(self) -> None:
         from core.db import init_db
 
+        # Where the operator finds the UI's login, asked before our own choice joins the environment.
+        self.prefect_login = prefect_auth(self.settings)[1]
         apply_prefect_environment(self.settings)
         init_db()
         try:

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     sftp_port: int = 2222
     ftp_port: int = 2121
     prefect_port: int = 4200
+    # The Prefect server's bind address: loopback, whatever `host` says, because its API is the
+    # control plane (create runs, read logs). Set it (e.g. 0.0.0.0) only to reach the UI from elsewhere.
+    prefect_host: str = "127.0.0.1"
+    # The Prefect API's auth string (`user:password`, what its UI's login asks for). Unset: the user's
+    # own PREFECT_SERVER_API_AUTH_STRING / PREFECT_API_AUTH_STRING, else one generated into the home.
+    prefect_auth: str | None = None
     database_url: str | None = None
     secret_key: str | None = None
 
@@ -71,11 +77,16 @@ class Settings(BaseSettings):
 
     @property
     def prefect_api_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}/api"
+        return f"{self.prefect_ui_url}/api"
 
     @property
     def prefect_ui_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}"
+        """Where this machine reaches the Prefect server: a wildcard bind is reached on loopback."""
+        wildcards = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+        host = wildcards.get(self.prefect_host, self.prefect_host)
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"http://{host}:{self.prefect_port}"
 
 
 @lru_cache

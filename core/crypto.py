@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -33,24 +37,49 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def home_secret(name: str, generate: Callable[[], bytes]) -> bytes:
+    """A secret generated once into the home (mode 0600) and shared by every process using it."""
+    path = get_settings().home_dir / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_once(path, generate())
+    return path.read_bytes().strip()
+
+
+def _create_once(path: Path, data: bytes) -> None:
+    """Write `data` to `path` unless it exists, so that two processes starting at once keep one.
+
+    Written whole under a temporary name, then hard-linked into place, so no process ever reads a
+    half-written file; where hard links are not supported, created exclusively instead.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    _write_new(temp, data)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    except OSError:
+        with contextlib.suppress(FileExistsError):
+            _write_new(path, data)
+    finally:
+        temp.unlink()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @lru_cache
 def secret_key() -> bytes:
     """The master key: TRADELANE_SECRET_KEY, else a key file generated once into TRADELANE_HOME."""
     settings = get_settings()
     if settings.secret_key:
         return settings.secret_key.encode()
-    path = settings.home_dir / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting at once must not write two different keys.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+    return home_secret("secret.key", Fernet.generate_key)
 
 
 def _fernet() -> Fernet:

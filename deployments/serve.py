@@ -19,6 +19,7 @@ from core import dataflows
 from core.config import get_settings
 from core.db import session_scope
 from core.models import DataFlow
+from core.permissions import make_private
 from core.redact import install_log_scrubber
 from flows.poll import poll
 from flows.transfer import transfer
@@ -126,6 +127,7 @@ def start_flow_runs_from_forkserver() -> None:
 def main() -> None:
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    make_private(get_settings().home_dir)  # started alone (scale-out), not only as a child of `up`
     if get_settings().runner_forkserver:
         start_flow_runs_from_forkserver()
     asyncio.run(serve())

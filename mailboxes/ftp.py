@@ -195,7 +195,7 @@ def _write_self_signed(cert: Path, key: Path, host: str) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     _write_atomic(key, key_pem, 0o600)
-    _write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM), 0o600)  # the home is private
     log.info("generated a self-signed FTPS certificate in %s", cert)
 
 

@@ -32,10 +32,12 @@ Staging files older than `PARTIAL_RETENTION_SECONDS` are removed by a cheap chec
 partner's own staging folder whenever a session opens.
 
 Temporary names: many clients upload to `name.part`, `name.filepart`, `name.partial` or
-`name.tmp` and rename to `name` when done (WinSCP, rclone, scripts). An upload to a name with one
-of `IN_PROGRESS_SUFFIXES` therefore stays staged when it completes (invisible, nothing triggered);
-renaming it within `upload/` to its final name takes it in under that name. Every other rename is
-refused: a received file belongs to the data flows.
+`name.tmp` and rename to `name` when done (WinSCP, rclone, scripts), and another tradelane's
+sftp/ftp endpoint to `name.<hex>.tradelane.part` or `.tradelane-tmp-<hex>-name`
+(core/endpoints/tempname.py; the one hidden name a partner may use). An upload to such a name
+therefore stays staged when it completes (invisible, nothing triggered); renaming it within
+`upload/` to its final name takes it in under that name. Every other rename is refused: a
+received file belongs to the data flows.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from core import intake
 from core.config import get_settings
 from core.db import HOME_ACCOUNT
 from core.endpoints.mailbox import mailbox_root_for
+from core.endpoints.tempname import PREFIX as TRADELANE_TEMP_PREFIX
 from core.models import Receipt
 from mailboxes.auth import MailboxAuth, MailboxUser
 
@@ -125,7 +128,7 @@ class _Place:
 
 
 def is_in_progress_name(name: str) -> bool:
-    return name.lower().endswith(IN_PROGRESS_SUFFIXES)
+    return name.lower().endswith(IN_PROGRESS_SUFFIXES) or name.startswith(TRADELANE_TEMP_PREFIX)
 
 
 # Uploads being written (or renamed into place) right now, by staging path: one at a time per file,
@@ -206,7 +209,7 @@ class MailboxView:
         if len(parts) == 1:
             return _Place(virtual, parts[0], None)
         name = parts[1]
-        if name.startswith("."):
+        if name.startswith(".") and not (parts[0] == UPLOAD and name.startswith(TRADELANE_TEMP_PREFIX)):
             raise NoSuchFile(f"no such file: {virtual}")
         return _Place(virtual, parts[0], name)
 
@@ -321,7 +324,8 @@ class MailboxView:
         if place.folder != UPLOAD:
             raise Forbidden("download/ is read-only: upload files into /upload")
         try:
-            intake.check_file_name(place.name)
+            # Another tradelane's temporary name is hidden on purpose: check the name it carries.
+            intake.check_file_name(place.name.removeprefix(TRADELANE_TEMP_PREFIX))
         except intake.InvalidFileName as exc:
             raise InvalidName(str(exc)) from None
         if offset is not None and offset < 0:
@@ -332,7 +336,7 @@ class MailboxView:
                 raise Busy(f"{place.path} is being uploaded by another session")
             staged.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 raise MailboxError(f"cannot open {place.path}: {exc.strerror}") from exc
             try:

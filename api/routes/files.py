@@ -81,6 +81,34 @@ async def upload_file(
     return resource
 
 
+# The Cleo blog post this API follows shows `.../file` (singular) in its cURL example: the same
+# upload, kept as a deprecated alias so that command works when sent with POST.
+router.add_api_route(
+    "/folders/{folder_id}/file",
+    upload_file,
+    methods=["POST"],
+    status_code=201,
+    response_model_exclude_none=True,
+    openapi_extra=UPLOAD_BODY,
+    deprecated=True,
+    summary="Upload File (alias of POST /api/folders/{folder_id}/files)",
+    responses={
+        400: {"description": "missing or invalid file name"},
+        403: {"description": "not the upload folder"},
+        413: {"description": "over the upload limit"},
+    },
+)
+
+
+@router.get("/folders/{folder_id}/file", include_in_schema=False)
+def upload_with_get(folder_id: str) -> None:
+    """The blog's example sends its upload with `-X GET`: say what to do instead."""
+    raise errors.MethodNotAllowed(
+        f"uploads are sent with POST to /api/folders/{folder_id}/files (the body is the file's bytes)",
+        allow="POST",
+    )
+
+
 @router.get("/files/{file_id}", response_model_exclude_none=True, responses=FILE_ERRORS)
 def get_file(file_id: str, space: SpaceDep) -> FileResource:
     """Get a file's metadata."""

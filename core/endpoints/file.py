@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+from core.config import get_settings
 from core.endpoints.base import (
     ConfigError,
     Endpoint,
@@ -30,6 +31,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.permissions import shared_dir_mode, shared_file_mode
 
 TEMP_PREFIX = ".tradelane-tmp-"
 
@@ -53,11 +55,28 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def make_dirs(path: Path, mode: int | None = None) -> None:
+    """`mkdir -p`; given `mode`, each folder it creates gets exactly that mode, not less the umask."""
+    if mode is None:
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    missing: list[Path] = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, mode)
+        except FileExistsError:
+            continue
+        os.chmod(folder, mode)
+
+
 def create_temp_file(directory: Path) -> tuple[int, Path]:
     """Create a new, empty temporary file in `directory`; returns its descriptor and path.
 
-    Not `tempfile.mkstemp`: that forces mode 0600, while the finished file should get the
-    usual permissions (0666 less the umask), like any file a program creates.
+    Not `tempfile.mkstemp`: that forces mode 0600, while a file in an operator's folder should
+    get the usual permissions (0666 less the umask), like any file a program creates there.
     """
     while True:
         candidate = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
@@ -125,6 +144,12 @@ class FileEndpoint(Endpoint):
     def _temp_dir_for(self, target: Path) -> Path:
         """Where a write to `target` is staged. The same directory keeps `os.replace` atomic."""
         return target.parent
+
+    def _outside_home(self) -> bool:
+        """An operator's folder, not tradelane's private home (core/permissions.py)."""
+        home = os.path.realpath(get_settings().home_dir)
+        root = self._real_root()
+        return root != home and not root.startswith(home.rstrip(os.sep) + os.sep)
 
     # --- paths -------------------------------------------------------------------------------
 
@@ -201,14 +226,18 @@ class FileEndpoint(Endpoint):
         rel = clean_path(path)
         target = self._local(rel)
         temp_dir = self._temp_dir_for(target)
+        # Outside the home, new files and folders get the operator's umask, not tradelane's private one.
+        shared = self._outside_home()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent, shared_dir_mode() if shared else None)
+            make_dirs(temp_dir, shared_dir_mode() if shared else None)
             # Re-check now that the folders exist: a folder created by someone else could be a link.
             self._local(rel)
             if target.is_dir():
                 raise EndpointError(f"a folder is in the way: {self.uri(rel)}")
             fd, temp = create_temp_file(temp_dir)
+            if shared:
+                os.fchmod(fd, shared_file_mode())
         except FileExistsError:
             raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
         except NotADirectoryError:

@@ -14,10 +14,12 @@ FTP does one transfer per control connection, so each open stream has its own co
 taken from a small pool of idle ones and given back when the transfer is over; a connection
 found dead when taken from the pool is replaced once.
 
-Writes stream the caller's bytes straight into the data connection of ``STOR
-.tradelane-tmp-<hex>-<name>`` in the target's folder (made with MKD when missing). Commit ends
-the upload, waits for the server's 226, then RNFR/RNTO onto the target; a server that will not
-rename over an existing file gets a DELE of the target first (a short gap without the file).
+Writes stream the caller's bytes straight into the data connection of a ``STOR`` to a temporary
+name in the target's folder (made with MKD when missing): ``<name>.<hex>.tradelane.part`` by
+default, per the endpoint's `temp_name` (core/endpoints/tempname.py). Commit ends the upload,
+waits for the server's 226, then RNFR/RNTO onto the target; a server that will not rename over
+an existing file gets a DELE of the target first (a short gap without the file). With
+``temp_name: none`` the STOR goes to the final name and nothing is renamed.
 Listings use MLSD where the server has it, else NLST with SIZE and MDTM per file.
 """
 
@@ -31,7 +33,6 @@ import posixpath
 import socket
 import ssl
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
@@ -54,6 +55,7 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.network import network_error
+from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -62,12 +64,11 @@ __all__ = ["FtpEndpoint", "TlsError"]
 
 T = TypeVar("T")
 
-TEMP_PREFIX = ".tradelane-tmp-"
+TEMP_PREFIX = PREFIX  # one of the reserved temporary-name forms (tempname.py)
 TLS_MODES = ("explicit", "implicit", "none")
 DEFAULT_TIMEOUT = 30.0
 MAX_IDLE = 4  # idle control connections kept for reuse
 ABORT_TIMEOUT = 5.0  # how long an aborted upload waits for the server's answer
-MAX_NAME_BYTES = 255
 _DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden", "access", "read-only")
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
@@ -328,17 +329,24 @@ class FtpWriteStream(WriteStream):
             _close_data(conn, clean=True)
             self._answered = True
             ftp.voidresp()
-            try:
-                ftp.rename(self.temp, self.target)
-            except ftplib.error_perm:
-                # Some servers refuse to rename onto an existing file: remove it, then rename.
-                with contextlib.suppress(ftplib.error_perm):
-                    ftp.delete(self.target)
-                ftp.rename(self.temp, self.target)
+            if self.temp != self.target:  # temp_name "none" wrote the final name
+                self._rename(ftp)
         except Exception as exc:
             raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
         self._connection = None
         self._endpoint.release(connection)
+
+    def _rename(self, ftp: ftplib.FTP) -> None:
+        try:
+            ftp.rename(self.temp, self.target)
+        except ftplib.error_perm:
+            # Some servers refuse to rename onto an existing file: remove it, then rename.
+            with contextlib.suppress(ftplib.error_perm):
+                ftp.delete(self.target)
+            try:
+                ftp.rename(self.temp, self.target)
+            except ftplib.error_perm as exc:
+                raise PermissionDenied(f"{self._what}: {RENAME_REFUSED} ({str(exc).strip()})") from None
 
     def _abort(self) -> None:
         conn, connection = self._conn, self._connection
@@ -370,7 +378,7 @@ class FtpEndpoint(Endpoint):
     """config: host, port? (21, 990 for implicit TLS), user, path? (remote folder, default the
     login folder), tls? ("explicit" | "implicit" | "none"; default "explicit"), cafile? (CA
     bundle or the server's pinned certificate, PEM), verify? (default true), passive? (default
-    true), timeout? (seconds, default 30).
+    true), timeout? (seconds, default 30), temp_name? (suffix, prefix or none: see tempname.py).
     secrets: password."""
 
     scheme: ClassVar[str] = "ftp"
@@ -402,6 +410,7 @@ class FtpEndpoint(Endpoint):
         self.cafile: str | None = str(config["cafile"]) if config.get("cafile") else None
         self.verify = _flag(config.get("verify", True), "verify")
         self.passive = _flag(config.get("passive", True), "passive")
+        self.temp_name = temp_name_setting(config, "ftp")
         try:
             self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
         except (TypeError, ValueError):
@@ -530,7 +539,7 @@ class FtpEndpoint(Endpoint):
     def _remote(self, rel: str) -> str:
         if any(ch in rel for ch in "\r\n"):
             raise InvalidPath(f"line break in path {rel!r}")
-        if any(part.startswith(TEMP_PREFIX) for part in rel.split("/")):
+        if any(is_temp_name(part) for part in rel.split("/")):
             raise InvalidPath(f"reserved name in path {rel!r}")
         if not rel:
             return self.base
@@ -570,7 +579,7 @@ class FtpEndpoint(Endpoint):
     def _keep(self, rel: str, name: str) -> str | None:
         """The endpoint path for a listed name, or None for names a listing must not show."""
         name = posixpath.basename(name.rstrip("/"))
-        if not name or name in (".", "..") or name.startswith(TEMP_PREFIX):
+        if not name or name in (".", "..") or is_temp_name(name):
             return None
         path = f"{rel}/{name}" if rel else name
         try:
@@ -658,7 +667,7 @@ class FtpEndpoint(Endpoint):
         rel = clean_path(path)
         target, what = self._remote(rel), self.uri(rel)
         folder, name = posixpath.split(target)
-        temp = posixpath.join(folder, _temp_name(name))
+        temp = posixpath.join(folder, temp_name(name, self.temp_name))
 
         def operation(connection: _Connection) -> tuple[_Connection, socket.socket]:
             ftp = connection.ftp
@@ -693,11 +702,6 @@ class FtpEndpoint(Endpoint):
             connection.ftp.delete(remote)  # folders answer 550 ("not a file")
 
         self._run(what, operation)
-
-
-def _temp_name(name: str) -> str:
-    head = f"{TEMP_PREFIX}{uuid.uuid4().hex}-"
-    return head + name.encode()[: MAX_NAME_BYTES - len(head)].decode(errors="ignore")
 
 
 def _flag(value: Any, name: str) -> bool:

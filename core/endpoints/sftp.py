@@ -14,11 +14,12 @@ prefetch thread asks for the whole file up front, and pipelined write errors are
 This uses `SFTPClient`'s underscore methods `_async_request`, `_read_response`, `_request`
 and `_convert_status`, stable since paramiko 1.x.
 
-Writes go to ``.tradelane-tmp-<hex>-<name>`` in the target's folder (created as needed) and
-are renamed over the target on commit with ``posix-rename@openssh.com``, which replaces it
-atomically. Servers without that extension get remove-then-rename, which leaves a short gap
-where the name is missing. A process killed mid-write can leave a temporary file behind;
-listings never show them.
+Writes go to a temporary name in the target's folder (created as needed): ``<name>.<hex>.tradelane
+.part`` by default, per the endpoint's `temp_name` (core/endpoints/tempname.py), and are renamed
+over the target on commit with ``posix-rename@openssh.com``, which replaces it atomically.
+Servers without that extension get remove-then-rename, which leaves a short gap where the name
+is missing. A process killed mid-write can leave a temporary file behind; listings never show
+them. With ``temp_name: none`` the final name is written directly and nothing is renamed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import io
 import posixpath
 import stat as stat_mod
 import threading
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -66,13 +66,14 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.hostkeys import HostKey, HostKeyMismatch, open_transport, parse_host_keys
+from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 __all__ = ["HostKeyMismatch", "SftpEndpoint"]
 
-TEMP_PREFIX = ".tradelane-tmp-"
+TEMP_PREFIX = PREFIX  # one of the reserved temporary-name forms (tempname.py)
 # 32 KiB is the data size every SFTP server must accept (larger writes can kill the session);
 # servers that publish their limits (OpenSSH 8.6+: limits@openssh.com) get up to MAX_REQUEST_SIZE.
 REQUEST_SIZE = 32768
@@ -82,18 +83,10 @@ MAX_REQUEST_SIZE = 128 * 1024
 # the send window sshd grants, so more would not speed up uploads anyway.
 IN_FLIGHT = 2 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
-MAX_NAME_BYTES = 255
 
 
 def _utc(timestamp: int | float | None) -> datetime:
     return datetime.fromtimestamp(timestamp or 0, tz=UTC)
-
-
-def _temp_name(name: str) -> str:
-    """``.tradelane-tmp-<hex>-<name>``, the name shortened so the whole fits in 255 bytes."""
-    head = f"{TEMP_PREFIX}{uuid.uuid4().hex}-"
-    room = MAX_NAME_BYTES - len(head)
-    return head + name.encode()[:room].decode(errors="ignore")
 
 
 def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
@@ -318,7 +311,8 @@ class SftpWriteStream(WriteStream):
             while self._pending:
                 self._reap()
             self._file.close()
-        self._endpoint.rename_over(self.temp, self.target, self._what)
+        if self.temp != self.target:  # temp_name "none" wrote the final name
+            self._endpoint.rename_over(self.temp, self.target, self._what)
 
     def _abort(self) -> None:
         self._buffer.clear()
@@ -329,7 +323,8 @@ class SftpWriteStream(WriteStream):
 
 class SftpEndpoint(Endpoint):
     """config: host, port? (22), user, path? (remote folder, default "." = the login folder),
-    host_key ("TYPE BASE64", one per line; required), timeout? (seconds, default 30).
+    host_key ("TYPE BASE64", one per line; required), timeout? (seconds, default 30),
+    temp_name? (suffix, prefix or none: see tempname.py).
     secrets: password and/or private_key (key text) with passphrase? for an encrypted key."""
 
     scheme: ClassVar[str] = "sftp"
@@ -366,6 +361,7 @@ class SftpEndpoint(Endpoint):
             self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
         except (TypeError, ValueError):
             raise ConfigError("sftp 'timeout' must be a number of seconds") from None
+        self.temp_name = temp_name_setting(config, "sftp")
         if not self.secrets.get("password") and not self.secrets.get("private_key"):
             raise ConfigError("sftp endpoint needs a 'password' or a 'private_key' secret")
         self._pkey: paramiko.PKey | None = None
@@ -504,7 +500,7 @@ class SftpEndpoint(Endpoint):
     # --- paths -------------------------------------------------------------------------------
 
     def _remote(self, rel: str) -> str:
-        if any(part.startswith(TEMP_PREFIX) for part in rel.split("/")):
+        if any(is_temp_name(part) for part in rel.split("/")):
             raise InvalidPath(f"reserved name in path {rel!r}")
         if not rel:
             return self.base
@@ -542,7 +538,7 @@ class SftpEndpoint(Endpoint):
                 name = entry.filename
                 path = f"{rel}/{name}" if rel else name
                 try:
-                    if name.startswith(TEMP_PREFIX) or clean_path(path) != path:
+                    if is_temp_name(name) or clean_path(path) != path:
                         continue
                 except InvalidPath:
                     continue
@@ -586,7 +582,7 @@ class SftpEndpoint(Endpoint):
         rel = clean_path(path)
         target, what = self._remote(rel), self.uri(rel)
         folder, name = posixpath.split(target)
-        temp = posixpath.join(folder, _temp_name(name))
+        temp = posixpath.join(folder, temp_name(name, self.temp_name))
         with self.errors(what):
             sftp = self.client()
             try:
@@ -626,11 +622,16 @@ class SftpEndpoint(Endpoint):
                 if exc.errno is not None or "unsupported" not in str(exc).lower():
                     if self._is_folder(sftp, target):
                         raise EndpointError(f"a folder is in the way: {what}") from None
+                    if exc.errno in (errno.EACCES, errno.EPERM):
+                        raise PermissionDenied(f"{what}: {RENAME_REFUSED}") from None
                     raise
             # No posix-rename extension: plain SFTP rename refuses to replace, so remove first.
             with contextlib.suppress(FileNotFoundError):
                 sftp.remove(target)
-            sftp.rename(temp, target)
+            try:
+                sftp.rename(temp, target)
+            except PermissionError:
+                raise PermissionDenied(f"{what}: {RENAME_REFUSED}") from None
 
     def _is_folder(self, sftp: paramiko.SFTPClient, remote: str) -> bool:
         try:

@@ -96,7 +96,9 @@ def prefect_events(prefect_api: str) -> list[Any]:
         "until": (now + dt.timedelta(hours=1)).isoformat(),
     }
     found: list[Any] = []
-    with httpx.Client(timeout=60) as http:
+    # Prefect's next_page links carry no credentials: send the harness's auth string (in the URL) along.
+    url = httpx.URL(prefect_api)
+    with httpx.Client(timeout=60, auth=(url.username, url.password)) as http:
         response = http.post(
             f"{prefect_api}/events/filter", json={"filter": {"occurred": window}, "limit": 50}
         )

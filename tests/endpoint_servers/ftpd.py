@@ -51,6 +51,9 @@ FTP_USER = "partner"
 FTP_PASSWORD = "ftp-s3cret-never-shown"
 FTP_READER = "reader"
 FTP_READER_PASSWORD = "reader-s3cret"
+# Everything but rename ("f"): a server that refuses RNFR/RNTO, for `temp_name: none`.
+FTP_NO_RENAME = "norename"
+FTP_NO_RENAME_PASSWORD = "norename-s3cret"
 
 
 class ImplicitTLSHandler(TLS_FTPHandler):
@@ -83,6 +86,8 @@ class FtpTestServer:
     password: str
     reader: str
     reader_password: str
+    no_rename_user: str
+    no_rename_password: str
     cafile: Path  # the server certificate (self-signed): pin it as the CA
     wrong_name_cafile: Path
     home: Path
@@ -154,6 +159,7 @@ def run_ftpd() -> Iterator[FtpTestServer]:
     authorizer = DummyAuthorizer()
     authorizer.add_user(FTP_USER, FTP_PASSWORD, str(home), perm="elradfmwMT")
     authorizer.add_user(FTP_READER, FTP_READER_PASSWORD, str(home), perm="elr")
+    authorizer.add_user(FTP_NO_RENAME, FTP_NO_RENAME_PASSWORD, str(home), perm="elradmwMT")
     tls = {"certfile": str(cert), "keyfile": str(key)}
     handlers = {
         "port": _handler(TLS_FTPHandler, authorizer, **tls),
@@ -184,6 +190,8 @@ def run_ftpd() -> Iterator[FtpTestServer]:
             password=FTP_PASSWORD,
             reader=FTP_READER,
             reader_password=FTP_READER_PASSWORD,
+            no_rename_user=FTP_NO_RENAME,
+            no_rename_password=FTP_NO_RENAME_PASSWORD,
             cafile=cert,
             wrong_name_cafile=wrong_cert,
             home=home,

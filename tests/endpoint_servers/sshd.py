@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.servers import free_port, require_tool
 
-__all__ = ["OpenSSHServer", "openssh_server", "run_sshd"]
+__all__ = ["OpenSSHServer", "openssh_server", "openssh_server_without_rename", "run_sshd"]
 
 SSHD = "/usr/sbin/sshd"
 SFTP_TEST_USER = "tradelane-sftp-test"
@@ -128,7 +128,7 @@ def _pkcs8_rsa_key() -> tuple[str, str]:
     return private, public.decode()
 
 
-def _config(tmp: Path, port: int, files: Path, extra: str) -> str:
+def _config(tmp: Path, port: int, files: Path, extra: str, denied: str = "") -> str:
     return f"""\
 Port {port}
 ListenAddress 127.0.0.1
@@ -153,16 +153,16 @@ AllowAgentForwarding no
 X11Forwarding no
 PermitTTY no
 Subsystem sftp internal-sftp
-ForceCommand internal-sftp -d {files}
+ForceCommand internal-sftp -d {files}{f" -P {denied}" if denied else ""}
 {extra}"""
 
 
-def _write_config(tmp: Path, port: int, files: Path) -> Path:
+def _write_config(tmp: Path, port: int, files: Path, denied: str = "") -> Path:
     path = tmp / "sshd_config"
     # OpenSSH 9.8+ locks out addresses after failed logins, which the failure tests do on purpose.
-    path.write_text(_config(tmp, port, files, "PerSourcePenalties no\n"))
+    path.write_text(_config(tmp, port, files, "PerSourcePenalties no\n", denied))
     if _run(SSHD, "-t", "-f", str(path)).returncode != 0:
-        path.write_text(_config(tmp, port, files, ""))
+        path.write_text(_config(tmp, port, files, "", denied))
         checked = _run(SSHD, "-t", "-f", str(path))
         if checked.returncode != 0:
             raise RuntimeError(f"sshd rejects its test config: {checked.stderr}")
@@ -182,8 +182,8 @@ def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path, timeou
 
 
 @contextmanager
-def run_sshd() -> Iterator[OpenSSHServer]:
-    """Start a private sshd; yields how to reach it."""
+def run_sshd(denied_requests: str = "") -> Iterator[OpenSSHServer]:
+    """Start a private sshd; yields how to reach it. `denied_requests`: SFTP requests it refuses."""
     require_tool(SSHD)
     if os.geteuid() != 0:
         pytest.fail("the sshd test server runs as root (password logins and switching users)")
@@ -210,7 +210,7 @@ def run_sshd() -> Iterator[OpenSSHServer]:
         files.mkdir()
         os.chown(files, user.pw_uid, user.pw_gid)
         port = free_port()
-        config = _write_config(tmp, port, files)
+        config = _write_config(tmp, port, files, denied_requests)
         log = tmp / "sshd.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -250,4 +250,11 @@ def run_sshd() -> Iterator[OpenSSHServer]:
 def openssh_server() -> Iterator[OpenSSHServer]:
     """OpenSSH sshd serving SFTP on a loopback port, for the whole test session."""
     with run_sshd() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def openssh_server_without_rename() -> Iterator[OpenSSHServer]:
+    """A second sshd whose SFTP server refuses every rename (`internal-sftp -P rename,posix-rename`)."""
+    with run_sshd(denied_requests="rename,posix-rename") as server:
         yield server

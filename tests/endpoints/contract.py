@@ -295,3 +295,41 @@ class EndpointContract:
         put(endpoint, "x.txt", b"x")
         endpoint.close()
         endpoint.close()
+
+
+class WritesInPlaceContract(EndpointContract):
+    """The contract for an endpoint told to write the final name directly (sftp/ftp `temp_name: none`).
+
+    For servers that refuse renames, so nothing is atomic: the name shows while the file is
+    written, and a failed write deletes it, an older file of that name included. Every other test
+    of the contract holds unchanged; these three say what happens instead.
+    """
+
+    def test_overwrite_replaces_atomically(self, endpoint: Endpoint) -> None:
+        put(endpoint, "report.csv", b"old,content\n" * 100)
+        with endpoint.open_write("report.csv") as stream:
+            stream.write(b"new\n")
+            assert paths(endpoint) == ["report.csv"]  # the name never disappears
+        assert get(endpoint, "report.csv") == b"new\n"
+        assert [(i.path, i.size) for i in endpoint.list()] == [("report.csv", 4)]
+
+    def test_failed_overwrite_keeps_old_file(self, endpoint: Endpoint) -> None:
+        put(endpoint, "keep.txt", b"original")
+        with pytest.raises(RuntimeError), endpoint.open_write("keep.txt") as stream:
+            stream.write(b"replacement that never finishes")
+            raise RuntimeError("boom")
+        # Not kept: the partial replacement is removed, and the original went when it began.
+        assert paths(endpoint) == []
+        with pytest.raises(NotFound):
+            endpoint.stat("keep.txt")
+
+    def test_write_in_progress_is_invisible(self, endpoint: Endpoint) -> None:
+        put(endpoint, "done.txt", b"done")
+        stream = endpoint.open_write("sub/wip.bin")
+        for chunk in payload_chunks(self.partial_size):
+            stream.write(chunk)
+        # Visible under its final name while it is written: the price of no rename.
+        assert paths(endpoint, "sub") == ["sub/wip.bin"]
+        stream.commit()
+        assert paths(endpoint) == ["done.txt"]
+        assert endpoint.stat("sub/wip.bin").size == self.partial_size

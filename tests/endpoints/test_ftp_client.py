@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import threading
 import time
@@ -28,7 +29,15 @@ from core.endpoints.base import (
 from core.endpoints.ftp import TEMP_PREFIX, FtpEndpoint, FtpReader
 from core.endpoints.registry import open_endpoint
 from tests.endpoint_servers.ftpd import FtpTestServer
-from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
+from tests.endpoints.contract import (
+    MIB,
+    EndpointContract,
+    WritesInPlaceContract,
+    get,
+    payload_chunks,
+    peak_memory,
+    put,
+)
 from tests.servers import free_port
 
 
@@ -83,6 +92,27 @@ class TestPlainFtp(FtpContract):
     @pytest.fixture
     def endpoint(self, ftp_server: FtpTestServer, folder: tuple[Path, str]) -> Iterator[Endpoint]:
         with make_endpoint(ftp_server, folder[1], port=ftp_server.plain_port, tls="none") as endpoint:
+            yield endpoint
+
+
+class TestFtpsTempNamePrefix(FtpContract):
+    """The dot-prefixed temporary name (what tradelane used before `temp_name`)."""
+
+    @pytest.fixture
+    def endpoint(self, ftp_server: FtpTestServer, folder: tuple[Path, str]) -> Iterator[Endpoint]:
+        with make_endpoint(ftp_server, folder[1], temp_name="prefix") as endpoint:
+            yield endpoint
+
+
+class TestFtpsWithoutRename(WritesInPlaceContract):
+    """`temp_name: none` against a server that refuses renames."""
+
+    secret_values = ("norename-s3cret",)
+    memory_budget = 8 * MIB
+
+    @pytest.fixture
+    def endpoint(self, ftp_server: FtpTestServer, folder: tuple[Path, str]) -> Iterator[Endpoint]:
+        with no_rename_endpoint(ftp_server, folder[1], temp_name="none") as endpoint:
             yield endpoint
 
 
@@ -291,21 +321,69 @@ def test_reader_closed_early_leaves_the_endpoint_usable(endpoint: FtpEndpoint) -
 # --- what the server sees --------------------------------------------------------------------
 
 
-def test_upload_uses_a_temporary_name_then_renames(endpoint: FtpEndpoint, folder: tuple[Path, str]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "pattern"),
+    [
+        (None, r"order\.edi\.[0-9a-f]{12}\.tradelane\.part"),  # the default: suffix
+        ("suffix", r"order\.edi\.[0-9a-f]{12}\.tradelane\.part"),
+        ("prefix", r"\.tradelane-tmp-[0-9a-f]{32}-order\.edi"),
+        ("none", r"order\.edi"),
+    ],
+)
+def test_upload_uses_the_temporary_name_of_its_mode(
+    ftp_server: FtpTestServer, folder: tuple[Path, str], mode: str | None, pattern: str
+) -> None:
     disk = folder[0]
-    with endpoint.open_write("in/order.edi") as stream:
-        stream.write(b"ISA*00*" * 10_000)
-        deadline = time.monotonic() + 5
-        while not os.listdir(disk / "in") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        [name] = os.listdir(disk / "in")
-        assert name.startswith(TEMP_PREFIX) and name.endswith("-order.edi")
-        # A slow writer: more bytes later, still only the temporary name on the server.
-        time.sleep(0.2)
-        stream.write(b"IEA*1~")
-        assert os.listdir(disk / "in") == [name]
-    assert os.listdir(disk / "in") == ["order.edi"]
-    assert (disk / "in" / "order.edi").read_bytes() == b"ISA*00*" * 10_000 + b"IEA*1~"
+    config = {"temp_name": mode} if mode else {}
+    with make_endpoint(ftp_server, folder[1], **config) as endpoint:
+        with endpoint.open_write("in/order.edi") as stream:
+            stream.write(b"ISA*00*" * 10_000)
+            deadline = time.monotonic() + 5
+            while not os.listdir(disk / "in") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            [name] = os.listdir(disk / "in")
+            assert re.fullmatch(pattern, name), name
+            # A slow writer: more bytes later, still only that name on the server.
+            time.sleep(0.2)
+            stream.write(b"IEA*1~")
+            assert os.listdir(disk / "in") == [name]
+        assert os.listdir(disk / "in") == ["order.edi"]
+        assert (disk / "in" / "order.edi").read_bytes() == b"ISA*00*" * 10_000 + b"IEA*1~"
+
+
+def no_rename_endpoint(server: FtpTestServer, remote: str, **config: Any) -> FtpEndpoint:
+    """The test server's user without the rename permission (pyftpdlib perm without "f")."""
+    base = {"host": server.host, "port": server.port, "user": server.no_rename_user, "path": remote}
+    settings: dict[str, Any] = {**base, "cafile": str(server.cafile), "timeout": 10, **config}
+    return FtpEndpoint(settings, {"password": server.no_rename_password})
+
+
+def test_a_server_that_refuses_renames_says_to_use_temp_name_none(
+    ftp_server: FtpTestServer, folder: tuple[Path, str]
+) -> None:
+    disk, remote = folder
+    with no_rename_endpoint(ftp_server, remote) as endpoint:
+        with pytest.raises(PermissionDenied, match="temp_name to none"):
+            put(endpoint, "po.xml", b"<po/>")
+        assert os.listdir(disk) == []  # the finished temporary file was removed
+    with no_rename_endpoint(ftp_server, remote, temp_name="none") as endpoint:
+        put(endpoint, "po.xml", b"<po/>")
+        assert os.listdir(disk) == ["po.xml"]
+        assert get(endpoint, "po.xml") == b"<po/>"
+
+
+def test_temporary_names_of_every_mode_are_hidden(endpoint: FtpEndpoint, folder: tuple[Path, str]) -> None:
+    for name in (f"{TEMP_PREFIX}{'a' * 32}-x.txt", "x.txt.0123456789ab.tradelane.part"):
+        (folder[0] / name).write_text("crashed mid-upload")
+        with pytest.raises(InvalidPath):
+            endpoint.stat(name)
+    (folder[0] / "y.txt.part").write_text("someone else's .part file is an ordinary file")
+    assert [info.path for info in endpoint.list()] == ["y.txt.part"]
+
+
+def test_temp_name_must_be_a_known_mode() -> None:
+    with pytest.raises(ConfigError, match="temp_name"):
+        FtpEndpoint({**GOOD, "temp_name": "dot"}, {"password": "pw"})
 
 
 def test_folder_is_not_deleted_and_not_listed(endpoint: FtpEndpoint, folder: tuple[Path, str]) -> None:

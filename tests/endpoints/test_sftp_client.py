@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -30,7 +31,15 @@ from core.endpoints.hostkeys import HostKeyMismatch, fetch_host_key, fingerprint
 from core.endpoints.registry import open_endpoint
 from core.endpoints.sftp import TEMP_PREFIX, SftpEndpoint, load_private_key
 from tests.endpoint_servers.sshd import OpenSSHServer
-from tests.endpoints.contract import MIB, EndpointContract, get, payload_chunks, peak_memory, put
+from tests.endpoints.contract import (
+    MIB,
+    EndpointContract,
+    WritesInPlaceContract,
+    get,
+    payload_chunks,
+    peak_memory,
+    put,
+)
 from tests.servers import free_port
 
 
@@ -64,6 +73,27 @@ class TestSftpWithPassword(EndpointContract):
     def endpoint(self, openssh_server: OpenSSHServer, folder: Path) -> Iterator[Endpoint]:
         type(self).secret_values = (openssh_server.password,)
         with make_endpoint(openssh_server, folder, {"password": openssh_server.password}) as endpoint:
+            yield endpoint
+
+
+class TestSftpTempNamePrefix(EndpointContract):
+    """The dot-prefixed temporary name (what tradelane used before `temp_name`)."""
+
+    @pytest.fixture
+    def endpoint(self, openssh_server: OpenSSHServer, folder: Path) -> Iterator[Endpoint]:
+        secrets = {"password": openssh_server.password}
+        with make_endpoint(openssh_server, folder, secrets, temp_name="prefix") as endpoint:
+            yield endpoint
+
+
+class TestSftpWithoutRename(WritesInPlaceContract):
+    """`temp_name: none` against an SFTP server that refuses every rename."""
+
+    @pytest.fixture
+    def endpoint(self, openssh_server_without_rename: OpenSSHServer) -> Iterator[Endpoint]:
+        server = openssh_server_without_rename
+        secrets = {"password": server.password}
+        with make_endpoint(server, server.new_folder(), secrets, temp_name="none") as endpoint:
             yield endpoint
 
 
@@ -310,13 +340,56 @@ def test_a_stream_on_a_dead_session_leaves_the_new_one_alone(endpoint: SftpEndpo
 # --- server-side behaviour -------------------------------------------------------------------
 
 
-def test_upload_uses_a_temporary_name_then_renames(endpoint: SftpEndpoint, folder: Path) -> None:
-    with endpoint.open_write("in/order.edi") as stream:
-        stream.write(b"ISA*00*" * 1000)
-        names = os.listdir(folder / "in")
-        assert len(names) == 1 and names[0].startswith(TEMP_PREFIX) and names[0].endswith("-order.edi")
-    assert os.listdir(folder / "in") == ["order.edi"]
-    assert (folder / "in" / "order.edi").read_bytes() == b"ISA*00*" * 1000
+@pytest.mark.parametrize(
+    ("mode", "pattern"),
+    [
+        (None, r"order\.edi\.[0-9a-f]{12}\.tradelane\.part"),  # the default: suffix
+        ("suffix", r"order\.edi\.[0-9a-f]{12}\.tradelane\.part"),
+        ("prefix", r"\.tradelane-tmp-[0-9a-f]{32}-order\.edi"),
+        ("none", r"order\.edi"),
+    ],
+)
+def test_upload_uses_the_temporary_name_of_its_mode(
+    openssh_server: OpenSSHServer, folder: Path, mode: str | None, pattern: str
+) -> None:
+    config = {"temp_name": mode} if mode else {}
+    with make_endpoint(openssh_server, folder, {"password": openssh_server.password}, **config) as endpoint:
+        with endpoint.open_write("in/order.edi") as stream:
+            stream.write(b"ISA*00*" * 1000)
+            names = os.listdir(folder / "in")
+            assert len(names) == 1 and re.fullmatch(pattern, names[0]), names
+        assert os.listdir(folder / "in") == ["order.edi"]
+        assert (folder / "in" / "order.edi").read_bytes() == b"ISA*00*" * 1000
+
+
+def test_temporary_names_of_every_mode_are_hidden_and_reserved(endpoint: SftpEndpoint, folder: Path) -> None:
+    leftovers = [f"{TEMP_PREFIX}{'a' * 32}-x.txt", "x.txt.0123456789ab.tradelane.part"]
+    for name in leftovers:
+        (folder / name).write_text("crashed mid-upload")
+        with pytest.raises(InvalidPath):
+            endpoint.stat(name)
+    (folder / "y.txt.part").write_text("someone else's .part file is an ordinary file")
+    assert [info.path for info in endpoint.list()] == ["y.txt.part"]
+
+
+def test_a_server_that_refuses_renames_says_to_use_temp_name_none(
+    openssh_server_without_rename: OpenSSHServer,
+) -> None:
+    server = openssh_server_without_rename
+    folder = server.new_folder()
+    with make_endpoint(server, folder, {"password": server.password}) as endpoint:
+        with pytest.raises(PermissionDenied, match="temp_name to none"):
+            put(endpoint, "po.xml", b"<po/>")
+        assert os.listdir(folder) == []  # the finished temporary file was removed
+    with make_endpoint(server, folder, {"password": server.password}, temp_name="none") as endpoint:
+        put(endpoint, "po.xml", b"<po/>")
+        assert os.listdir(folder) == ["po.xml"]
+        assert get(endpoint, "po.xml") == b"<po/>"
+
+
+def test_temp_name_must_be_a_known_mode() -> None:
+    with pytest.raises(ConfigError, match="temp_name"):
+        SftpEndpoint({**GOOD, "temp_name": "dot"}, {"password": "pw"})
 
 
 def test_long_names_keep_the_temporary_name_short_enough(endpoint: SftpEndpoint) -> None:
