@@ -95,7 +95,10 @@ def test_echoed_secrets_leave_no_trace_and_redirects_are_not_followed(
     )
 
     # 12: a polled source redirected to Prefect's settings (the same server as this Prefect API).
-    settings_url = f"{system.prefect_api}/admin/settings"
+    # The address Prefect's settings are at, as an attacker would name it (no auth string in it).
+    settings_url = str(
+        httpx.URL(f"{system.prefect_api}/admin/settings").copy_with(username=None, password=None)
+    )
     source, dest_dir, poll = unique("redirected"), tmp_path / "polled", unique("poll-redirect")
     pull_url = f"{http_app.url}/redirect-to?location={quote(settings_url, safe='')}&key={query_key}"
     system.cli(
