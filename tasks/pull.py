@@ -15,7 +15,7 @@ from core import delivery, polling
 from core.delivery import Job
 from core.endpoints.base import FileInfo
 from core.polling import Source
-from tasks.retry import is_retryable, retry_delays
+from tasks.retry import is_retryable, passing_failure, retry_delays
 
 T = TypeVar("T")
 PULL_RETRIES = 3
@@ -29,7 +29,13 @@ async def pull(transfer_ids: list[int]) -> list[Job]:
     return await to_thread.run_sync(delivery.start, transfer_ids)
 
 
-@task(name="list new files", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(
+    name="list new files",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=passing_failure,
+)
 async def list_new(data_flow_id: int) -> list[FileInfo]:
     """What the polling source holds that this data flow has not taken yet."""
     source = await to_thread.run_sync(polling.load, data_flow_id)

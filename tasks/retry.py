@@ -6,6 +6,9 @@ than Prefect's task-level `retries`, which would run the whole batch again."""
 from __future__ import annotations
 
 import random
+from typing import Any
+
+from prefect.client.schemas.objects import State
 
 from core.delivery import ChecksumMismatch
 from core.endpoints.base import (
@@ -50,3 +53,10 @@ def is_retryable(error: object) -> bool:
 def retry_delays(retries: int, base_delay: float) -> list[float]:
     """The waits before each retry: base, 2×base, 4×base… each with ±50% jitter."""
     return [base_delay * 2**n * random.uniform(1 - JITTER, 1 + JITTER) for n in range(retries)]
+
+
+def passing_failure(_task: object, _task_run: object, state: State[Any]) -> bool:
+    """Prefect's `retry_condition_fn` for a task that is retried whole: only a passing failure is
+    worth another try (a refused login, a refused redirect or a bad setting fails the same way)."""
+    error = state.data
+    return not isinstance(error, BaseException) or is_retryable(error)

@@ -65,3 +65,15 @@ def test_waits_double_within_the_jitter() -> None:
             assert 2.0 * 2**n * (1 - JITTER) <= delay <= 2.0 * 2**n * (1 + JITTER)
     assert retry_delays(0, 2.0) == []
     assert len({tuple(retry_delays(3, 1.0)) for _ in range(20)}) > 1  # jittered, not fixed
+
+
+def test_a_whole_task_is_retried_only_after_a_passing_failure() -> None:
+    from prefect.states import Completed, Failed
+
+    from core.endpoints.http import RedirectRefused
+    from tasks.retry import passing_failure
+
+    assert passing_failure(None, None, Failed(data=TransientError("503")))
+    assert not passing_failure(None, None, Failed(data=RedirectRefused("302 to 127.0.0.1: refused")))
+    assert not passing_failure(None, None, Failed(data=AuthError("wrong key")))
+    assert passing_failure(None, None, Completed())
