@@ -66,7 +66,14 @@ from core.endpoints.base import (
 )
 from core.endpoints.http_settings import URL_KEYS, query_secrets, split_http_settings
 from core.endpoints.network import network_error
-from core.netpolicy import UrlNotAllowed, check_url, host_kinds
+from core.netpolicy import (
+    NON_PUBLIC_KINDS,
+    HostNotResolved,
+    UrlNotAllowed,
+    check_url,
+    guarded_transport,
+    host_kinds,
+)
 
 if TYPE_CHECKING:
     pass
@@ -453,7 +460,22 @@ class HttpEndpoint(Endpoint):
             verify = False
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
         # No trust_env: proxies and .netrc from the environment must not change where files go.
-        return httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False)
+        # The guarded transport checks every address it connects to, so a redirect or listed
+        # URL that passed `_check_hop` cannot be re-resolved into a range (DNS rebinding) the
+        # endpoint's own URLs are not in.
+        transport = guarded_transport(allowed_kinds=self._own_kinds(), verify=verify)
+        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
+
+    def _own_kinds(self) -> frozenset[str]:
+        """The non-public ranges the endpoint's own URLs are in: those it may always reach."""
+        kinds: set[str] = set()
+        for _scheme, host, _port in self._own_origins:
+            try:
+                kinds |= host_kinds(host)
+            except HostNotResolved:
+                # Unknown today: the request to it fails with a DNS error of its own; do not guess.
+                return NON_PUBLIC_KINDS
+        return frozenset(kinds)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -202,3 +202,18 @@ def test_check_public_url() -> None:
         check_url("http://u:pw-secret@127.0.0.1/x?token=abc")
     assert "pw-secret" not in str(caught.value) and "abc" not in str(caught.value)
     check_url("http://10.0.0.1/", frozenset({"private"}))
+
+
+def test_the_endpoint_connects_to_no_range_its_own_urls_are_not_in(app: HttpApp) -> None:
+    """What passed the hop check is checked again at connect time, so a name that re-resolves to
+    loopback (DNS rebinding) is refused: an endpoint on a public address never reaches 127.0.0.1."""
+    import httpx
+
+    public = HttpEndpoint({"url": "http://93.184.216.34/files"}, {"bearer": TOKEN})
+    with pytest.raises(httpx.ConnectError, match="loopback"):
+        public.client.get(f"{app.url}/files/")
+    assert app.requests == []
+    local = HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN})  # its own range: allowed
+    assert (
+        local.client.get(f"{app.url}/files/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    )
