@@ -40,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _setup(tmp_path: Path) -> tuple[int, int]:
     with session_scope() as session:
-        partner = partners.add(session, "acme", password="s3cret")
+        partner = partners.add(session, "acme", password="s3cret-Passw0rd")
         endpoint_store.add(
             session,
             "vault",
@@ -68,9 +68,9 @@ def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path
     assert "TOPSECRET" not in raw and pw.startswith("$argon2")
     assert decrypt_json(raw) == {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"}
     with session_scope() as session:
-        assert partners.authenticate(session, "acme", "s3cret") is not None
+        assert partners.authenticate(session, "acme", "s3cret-Passw0rd") is not None
         assert partners.authenticate(session, "acme", "wrong") is None
-        assert partners.authenticate(session, "nobody", "s3cret") is None
+        assert partners.authenticate(session, "nobody", "s3cret-Passw0rd") is None
         audit = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.add")).first()
         assert audit is not None and "TOPSECRET" not in str(audit.detail)
 
@@ -187,9 +187,9 @@ def test_partner_names_and_duplicates_are_refused(store: str, tmp_path: Path) ->
     with session_scope() as session:
         for bad in ("", "../x", "a/b", ".hidden", "x" * 65):
             with pytest.raises(partners.PartnerError):
-                partners.add(session, bad, password="p")
+                partners.add(session, bad, password="partner-Pass-1")
         with pytest.raises(partners.PartnerError, match="already exists"):
-            partners.add(session, "acme", password="p")
+            partners.add(session, "acme", password="partner-Pass-1")
         with pytest.raises(dataflows.DataFlowError, match="no partner"):
             dataflows.add(session, "f2", source="mailbox:ghost", dest="vault")
         with pytest.raises(dataflows.DataFlowError, match="destination"):

@@ -98,7 +98,7 @@ def make_partner(tradelane_home: Path) -> MakePartner:
     ) -> PartnerLogin:
         """A new partner; `flow_to` adds a data flow from its upload/ to a `file` endpoint there."""
         name = f"{prefix}{next(_names)}"
-        password = f"pw-{name}-S3cret"
+        password = f"S3cret-{os.urandom(6).hex()}"
         with session_scope() as session:
             partner = partners.add(session, name, password=password, ssh_public_keys=keys)
             for key, value in attrs.items():
