@@ -17,6 +17,7 @@ from core.db import get_engine, init_db, session_scope
 from core.endpoints import store as endpoint_store
 from core.endpoints.base import ConfigError
 from core.intake import record_receipt
+from core.login import LoginPolicy, LoginRefused
 from core.models import AuditEvent, Transfer, TransferState
 from tests.isolation import isolated_home
 
@@ -57,7 +58,7 @@ def _setup(tmp_path: Path) -> tuple[int, int]:
 def test_migrations_are_idempotent(store: str) -> None:
     init_db()
     with get_engine().connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
 
 
 def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path: Path) -> None:
@@ -67,10 +68,12 @@ def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path
         pw = conn.execute(text("SELECT password_hash FROM partner WHERE name = 'acme'")).scalar()
     assert "TOPSECRET" not in raw and pw.startswith("$argon2")
     assert decrypt_json(raw) == {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"}
+    policy = LoginPolicy()
+    assert policy.password("acme", "s3cret-Passw0rd", None, "test").name == "acme"
+    for user, password in (("acme", "wrong"), ("nobody", "s3cret-Passw0rd")):
+        with pytest.raises(LoginRefused):
+            policy.password(user, password, None, "test")
     with session_scope() as session:
-        assert partners.authenticate(session, "acme", "s3cret-Passw0rd") is not None
-        assert partners.authenticate(session, "acme", "wrong") is None
-        assert partners.authenticate(session, "nobody", "s3cret-Passw0rd") is None
         audit = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.add")).first()
         assert audit is not None and "TOPSECRET" not in str(audit.detail)
 

@@ -305,6 +305,28 @@ class HttpEndpoint(Endpoint):
     alone or with either."""
 
     scheme: ClassVar[str] = "http"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "url",
+            "method",
+            "headers",
+            "success_codes",
+            "upload_mode",
+            "file_field",
+            "path_in_url",
+            "list_url",
+            "pull_url",
+            "pull_name",
+            "list_prefix_param",
+            "download_url",
+            "delete_url",
+            "delete_method",
+            "verify",
+            "timeout",
+            "spool_dir",
+        }
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"bearer", "basic_user", "basic_password", "headers"})
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)
