@@ -1,9 +1,10 @@
 """What `tradelane transfers` and `tradelane audit` print: tables that fit the terminal, JSON for scripts.
 
 Tables choose their columns by the terminal's width: at 80 columns `transfers` shows id, time,
-file, flow, destination and state, cutting long names with "…"; wider terminals add the partner,
-size, tries and the Prefect run link or error. `--wide` prints every column in full, however wide
-that is, and never cuts a run link (nor does `--json`).
+file, flow, destination and state, cutting long names with "…"; wider terminals add the partner
+(100), size and tries (120), and the Prefect run link or error once the link fits whole (about 170).
+A run link is never cut: it is shown whole or not at all. `--wide` prints every column in full,
+however wide that is (as does `--json`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
     """The table for `width` columns (every column when `wide`), and a hint for what it left out."""
     show_partner = wide or width >= WITH_PARTNER
     show_size = wide or width >= WITH_SIZE
-    show_run = wide or width >= WITH_RUN
+    links = [run_url(ui, v) or "-" for v in rows]
+    link_width = max([len("run / error"), *map(len, links)])
     ids = [str(v.id) for v in rows]
     times = [_short_time(v.received_at) for v in rows]
     fixed = [max([2, *map(len, ids)]), 11, 9]  # id, time, state
@@ -90,14 +92,18 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
         fixed += [max([4, *(len(str(v.size)) for v in rows)]), 5]
     flexible = ["file", *(["partner"] if show_partner else []), "flow", "dest"]
     weights = {"file": 4, "partner": 2, "flow": 3, "dest": 3}
-    run_width = 0
+    # The run link is shown whole or not at all: room for it and 12 characters per other column.
+    room = width - _edge_overhead(len(fixed) + len(flexible) + 1) - sum(fixed) - link_width
+    show_run = wide or (width >= WITH_RUN and room >= 12 * len(flexible))
     if show_run and not wide:
-        run_width = max(20, width // 3)
-        fixed.append(run_width)
+        fixed.append(link_width)
     limits = dict(zip(flexible, _share(width, fixed, [weights[c] for c in flexible]), strict=True))
 
     def flex(name: str) -> dict[str, Any]:
         return {} if wide else {"no_wrap": True, "overflow": "ellipsis", "max_width": limits[name]}
+
+    def flex_run(limit: int) -> dict[str, Any]:
+        return {"no_wrap": True, "overflow": "ellipsis", "max_width": limit}
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     table.add_column("id", justify="right", no_wrap=True)
@@ -112,10 +118,10 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("tries", justify="right", no_wrap=True)
     if show_run:
-        # Never cut: a link with "…" in it is no link. It folds onto more lines instead.
-        table.add_column("run / error", overflow="fold", **({} if wide else {"max_width": run_width}))
+        # A link is never cut (the column is as wide as the longest); a long error may be.
+        table.add_column("run / error", min_width=link_width, **({} if wide else flex_run(link_width)))
     hidden_errors = 0
-    for view, stamp in zip(rows, times, strict=True):
+    for view, stamp, link in zip(rows, times, links, strict=True):
         color = STATE_COLORS.get(view.state, "white")
         cells = [str(view.id), stamp, view.file]
         if show_partner:
@@ -125,7 +131,7 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
             cells += [str(view.size), str(view.attempts)]
         failed = view.state in ("failed", "rejected") and bool(view.error)
         if show_run:
-            cells.append((view.error or "") if failed else (run_url(ui, view) or "-"))
+            cells.append((view.error or "") if failed else link)
         elif failed:
             hidden_errors += 1
         table.add_row(*cells)
@@ -173,17 +179,21 @@ def audit_table(events: list[AuditEvent], width: int, wide: bool = False) -> tup
     show_detail = wide or width >= 100
     time_format = "%Y-%m-%d %H:%M:%S" if show_detail else "%m-%d %H:%M"
     stamps = [e.at.astimezone(UTC).strftime(time_format) for e in events]
-    names = ["who", "action", "target", "from", *(["detail"] if show_detail else [])]
-    weights = {"who": 3, "action": 3, "target": 3, "from": 2, "detail": 6}
+    names = ["who", "action", "target", *(["detail"] if show_detail else [])]
+    weights = {"who": 3, "action": 3, "target": 2, "detail": 6}
     stamp_width = max([10, *map(len, stamps)])
-    limits = dict(zip(names, _share(width, [stamp_width], [weights[n] for n in names]), strict=True))
+    # An IPv4 address whole (15); longer ones (IPv6) are cut at narrow widths.
+    from_width = min(15, max([4, *(len(e.remote_addr or "") for e in events)]))
+    fixed = [stamp_width, from_width]
+    limits = dict(zip(names, _share(width, fixed, [weights[n] for n in names]), strict=True))
+    limits["from"] = from_width
 
     def flex(name: str) -> dict[str, Any]:
         return {} if wide else {"no_wrap": True, "overflow": "ellipsis", "max_width": limits[name]}
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     table.add_column("when (UTC)", no_wrap=True, min_width=stamp_width)
-    for name in names:
+    for name in ["who", "action", "target", "from", *names[3:]]:
         table.add_column(name, **flex(name))
     for e, stamp in zip(events, stamps, strict=True):
         cells = [stamp, e.actor, e.action, e.target or "", e.remote_addr or ""]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
@@ -165,7 +166,14 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "state", "login", "allow-list", "max file", "sessions", "email")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("state")
+    table.add_column("login")
+    table.add_column("allow-list", no_wrap=True)
+    table.add_column("max file", no_wrap=True)
+    table.add_column("sessions", no_wrap=True)
+    table.add_column("email", overflow="ellipsis")
     for row in rows:
         state = "[yellow]disabled[/yellow]" if not row["enabled"] else "enabled"
         if row["locked_until"]:
@@ -195,10 +203,10 @@ def _size(n: int) -> str:
 
 def _optional_number(value: str | None, what: str, parse: Any) -> Any:
     """None: not given; "default"/"none": back to the server's default (stored as None)."""
-    from core.partners import _UNSET
+    from core.partners import UNCHANGED
 
     if value is None:
-        return _UNSET
+        return UNCHANGED
     if value.strip().lower() in ("default", "none"):
         return None
     try:
@@ -249,7 +257,7 @@ def partner_set(
             session,
             partner,
             password=password,
-            email=email if email is None else (email or None),
+            email=partners.UNCHANGED if email is None else (email or None),
             allowed_networks=networks,
             max_file_bytes=size,
             max_sessions=sessions,

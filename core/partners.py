@@ -124,7 +124,7 @@ def set_password(session: Session, partner: Partner, password: str, actor: str =
 
 # -- settings -------------------------------------------------------------------------------------
 
-_UNSET: Any = object()
+UNCHANGED: Any = object()
 
 
 def check_networks(networks: list[str]) -> list[str]:
@@ -160,10 +160,10 @@ def configure(
     partner: Partner,
     *,
     password: str | None = None,
-    email: str | None = _UNSET,
+    email: str | None = UNCHANGED,
     allowed_networks: list[str] | None = None,
-    max_file_bytes: int | None = _UNSET,
-    max_sessions: int | None = _UNSET,
+    max_file_bytes: int | None = UNCHANGED,
+    max_sessions: int | None = UNCHANGED,
     enabled: bool | None = None,
     can_delete_downloads: bool | None = None,
     actor: str = "cli",
@@ -181,19 +181,19 @@ def configure(
             before["allowed_networks"] = partner.allowed_networks
             partner.allowed_networks = nets
             changes.said.append(f"allow-list: {', '.join(nets) or 'anywhere'}")
-    if max_file_bytes is not _UNSET and max_file_bytes != partner.max_file_bytes:
+    if max_file_bytes is not UNCHANGED and max_file_bytes != partner.max_file_bytes:
         if max_file_bytes is not None and max_file_bytes < 1:
             raise PartnerError("the file-size limit must be at least 1 byte")
         before["max_file_bytes"] = partner.max_file_bytes
         partner.max_file_bytes = max_file_bytes
         changes.said.append(f"largest file: {max_file_bytes or 'the server default'} bytes")
-    if max_sessions is not _UNSET and max_sessions != partner.max_connections:
+    if max_sessions is not UNCHANGED and max_sessions != partner.max_connections:
         if max_sessions is not None and max_sessions < 1:
             raise PartnerError("the session limit must be at least 1")
         before["max_sessions"] = partner.max_connections
         partner.max_connections = max_sessions
         changes.said.append(f"sessions at once: {max_sessions or 'the server default'}")
-    if email is not _UNSET and email != partner.email:
+    if email is not UNCHANGED and email != partner.email:
         partner.email = check_email(email) if email else None
         changes.said.append(f"email: {partner.email or '-'}")
     if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:
