@@ -103,6 +103,7 @@ def add(
     session.add(partner)
     session.flush()
     set_aside = _make_home(name)
+    stale = _detach_stale_mailbox_endpoint(session, name, actor)
     audit.record(
         session,
         "partner.add",
@@ -110,8 +111,20 @@ def add(
         account_id=account_id,
         target=name,
         set_aside=[str(p) for p in set_aside],
+        flows_disabled=stale,
     )
     return partner
+
+
+def _detach_stale_mailbox_endpoint(session: Session, name: str, actor: str) -> list[str]:
+    """A `mailbox:NAME` endpoint left by a partner removed before removal detached it (store
+    revision 0007) still names NAME: its flows must not deliver to the new partner. Detach it and
+    disable them; the operator points them at the new partner on purpose (`flow set --dest`)."""
+    from core.endpoints import store as endpoint_store
+
+    if endpoint_store.get(session, f"mailbox:{name}") is None:
+        return []
+    return endpoint_store.remove(session, f"mailbox:{name}", force=True, actor=actor)
 
 
 def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:

@@ -479,3 +479,19 @@ def test_when_accepts_dates_times_and_ages() -> None:
     assert parse_when("7d", now) == now - timedelta(days=7)
     with pytest.raises(ValueError, match="not a time"):
         parse_when("soon", now)
+
+
+def test_a_name_freed_before_this_release_does_not_inherit_the_old_mailbox_destination(
+    home: Path, tmp_path: Path
+) -> None:
+    run("partner", "add", "globex", "--password", PASSWORD)
+    run("partner", "add", "t2", "--password", PASSWORD)
+    run("flow", "add", "to-t2", "--source", "mailbox:globex", "--dest", "mailbox:t2")
+    with session_scope() as session:  # what `partner remove` did before: rename, disable, nothing else
+        old = partners.require(session, "t2")
+        old.name, old.enabled, old.removed_at = f"t2.removed.{old.id}", False, old.created_at
+        session.add(old)
+    out = run("partner", "add", "t2", "--password", "Other-Company-Pass")
+    assert "added" in out
+    [flow] = [f for f in json.loads(run("flow", "list", "--json")) if f["name"] == "to-t2"]
+    assert not flow["enabled"] and flow["dest"].startswith("mailbox:t2.removed.")
