@@ -495,3 +495,34 @@ def test_a_name_freed_before_this_release_does_not_inherit_the_old_mailbox_desti
     assert "added" in out
     [flow] = [f for f in json.loads(run("flow", "list", "--json")) if f["name"] == "to-t2"]
     assert not flow["enabled"] and flow["dest"].startswith("mailbox:t2.removed.")
+
+
+def test_a_login_costs_two_indexed_reads_and_its_audit_row(home: Path) -> None:
+    from sqlalchemy import event, text
+
+    from core.db import get_engine
+
+    run("partner", "add", "acme", "--password", PASSWORD)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        LoginPolicy().password("acme", PASSWORD, "198.51.100.20", "sftp")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements.count("SELECT") == 2 and statements.count("INSERT") == 1, statements
+    with engine.connect() as conn:  # the ban lookup and the counting use their indexes
+        plans = [
+            " ".join(str(row) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+            for query in (
+                "SELECT max(until) FROM addressban WHERE address = '1' AND until > '2026'",
+                "SELECT count(*) FROM loginfailure WHERE address = '1' AND at > '2026'",
+                "SELECT count(DISTINCT address) FROM loginfailure WHERE username = 'a' AND at > '2026'",
+            )
+        ]
+    assert "ix_addressban_address_until" in plans[0]
+    assert "ix_loginfailure_address_at" in plans[1] and "ix_loginfailure_username_at" in plans[2]
