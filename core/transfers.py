@@ -168,6 +168,11 @@ def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
         raise TransferError(
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
         )
+    removed = session.get(DataFlow, original.data_flow_id)
+    if removed is not None and removed.removed_at is not None:
+        raise TransferError(
+            f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"
+        )
     copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
     session.add(copy)
     session.flush()

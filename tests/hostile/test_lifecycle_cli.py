@@ -216,6 +216,7 @@ def test_flow_remove_refuses_while_files_wait_and_keeps_the_history(home: Path, 
         and row["flow"].startswith("acme-flow.removed.")
     )
     assert json.loads(run("flow", "list", "--json")) == []
+    assert "was removed" in one_line(run("replay", str(row["id"]), ok=False))
     run("flow", "add", "acme-flow", "--source", "mailbox:acme", "--dest", "acme-dir")  # the name is free
     run("flow", "add", "spare", "--source", "mailbox:acme", "--dest", "acme-dir")
     run("flow", "remove", "spare")  # no history: deleted outright
