@@ -7,13 +7,13 @@ accepted on the way in, so `alg: none` and tokens signed with another key are re
 from __future__ import annotations
 
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import jwt
 
 from core.config import Settings, get_settings
 from core.crypto import signing_key
-from core.models import Partner
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "access"
@@ -23,11 +23,28 @@ class TokenError(Exception):
     """A token that is malformed, forged, expired or of the wrong kind; the message says which."""
 
 
-def create_access_token(partner: Partner, settings: Settings | None = None) -> tuple[str, int]:
+class Holder(Protocol):
+    """Whom a token is for: a Partner row or a logged-in user."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def create_access_token(partner: Holder, settings: Settings | None = None) -> tuple[str, int]:
     """A signed token for `partner` and its lifetime in seconds."""
     ttl = (settings or get_settings()).token_ttl_seconds
-    now = int(time.time())
-    claims = {"sub": partner.uid, "name": partner.name, "iat": now, "exp": now + ttl, "typ": TOKEN_TYPE}
+    issued = time.time()
+    now = int(issued)
+    claims = {
+        "sub": partner.uid,
+        "name": partner.name,
+        "iat": now,
+        "exp": now + ttl,
+        "typ": TOKEN_TYPE,
+        "at": issued,  # when, to the microsecond: tokens from before the partner's sessions ended die
+    }
     return jwt.encode(claims, signing_key(), algorithm=ALGORITHM), ttl
 
 
@@ -47,3 +64,10 @@ def decode_access_token(token: str) -> dict[str, Any]:
     if claims.get("typ") != TOKEN_TYPE or not isinstance(claims.get("sub"), str):
         raise TokenError("invalid access token")
     return claims
+
+
+def issued_at(claims: dict[str, Any]) -> datetime:
+    """When a token was issued (its precise `at`, else `iat`)."""
+    at = claims.get("at")
+    value = float(at) if isinstance(at, int | float) else float(claims["iat"])
+    return datetime.fromtimestamp(value, UTC)

@@ -11,10 +11,11 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session, select
 
 from api import errors
-from api.auth import TokenError, decode_access_token
+from api.auth import TokenError, decode_access_token, issued_at
 from api.space import Space
 from core.config import Settings, get_settings
 from core.db import session_scope
+from core.login import session_refusal
 from core.models import Partner
 
 T = TypeVar("T")
@@ -38,8 +39,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
-def get_current_partner(token: TokenDep) -> Partner:
-    """The enabled partner the bearer token was issued to; 401 otherwise.
+def get_current_partner(token: TokenDep, request: Request) -> Partner:
+    """The partner the bearer token was issued to, if its login still holds; 401 otherwise.
+
+    A token dies with the partner's sessions: when it is removed, disabled or locked, its password
+    changes, or the request comes from outside its allow-list (`core.login.session_refusal`).
 
     Uses its own short session rather than SessionDep: an upload or download can last minutes
     and must not hold a database connection (or an open SQLite read transaction) meanwhile.
@@ -52,8 +56,11 @@ def get_current_partner(token: TokenDep) -> Partner:
         raise errors.Unauthorized(str(exc)) from None
     with session_scope() as session:
         partner = session.exec(select(Partner).where(Partner.uid == claims["sub"])).first()
-    if partner is None or not partner.enabled:
+    if partner is None or partner.removed_at is not None or not partner.enabled:
         raise errors.Unauthorized("this login is disabled or no longer exists")
+    remote_addr = request.client.host if request.client else None
+    if session_refusal(partner, remote_addr, issued_at(claims)) is not None:
+        raise errors.Unauthorized("this token is no longer valid: authenticate again")
     return partner
 
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from api import errors
-from core.intake import InvalidFileName, Upload, UploadTooLarge, check_file_name
+from core.intake import InvalidFileName, SenderRefused, Upload, UploadTooLarge, check_file_name
 from core.models import Receipt
 
 BATCH_BYTES = 1024 * 1024
@@ -109,4 +109,6 @@ async def receive(request: Request, upload: Upload) -> Receipt:
             raise too_large(upload.max_bytes) from None
         if isinstance(exc, ClientDisconnect):
             raise errors.BadRequest("the client disconnected before the upload was complete") from None
+        if isinstance(exc, SenderRefused):
+            raise errors.Forbidden(str(exc)) from None
         raise

@@ -61,7 +61,7 @@ def setup(port: int) -> tuple[str, str, str, str]:
     with db.session_scope() as session:
         identity.create(session, OURS, us_key, us_cert)
         identity.create(session, PEER, peer_key, peer_cert)
-        partners.add(session, "bench-in", password="bench-" + os.urandom(4).hex())
+        partners.add(session, "bench-in", password="as2-load-" + os.urandom(8).hex())
         security = {"sign": "sha256", "encrypt": "aes256", "mdn": "sync", "mdn_sign": "sha256"}
         url = f"http://127.0.0.1:{port}/as2/receive"
         # PEER's profile (we send to it) and OURS as a partner of PEER (it receives from us).

@@ -135,7 +135,7 @@ def main() -> None:
         quiet = time_anchors(payload, s3, service)
 
         with run_system() as system:
-            system.cli("partner", "add", "bench", "--password", "bench-pw")
+            system.cli("partner", "add", "bench", "--password", "flow-push-Pass-1")
             system.cli(
                 "endpoint",
                 "add",

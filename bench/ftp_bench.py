@@ -32,7 +32,7 @@ from statistics import median
 from typing import Any
 
 MIB = 1024 * 1024
-USER, PASSWORD = "bench", "bench-Pw-1"
+USER, PASSWORD = "bench", "ftp-load-Pass-1"
 GOAL = 0.9
 BARE, SAME_WORK = "bare pyftpdlib", "pyftpdlib + sha256 + fsync"
 OURS, OURS_TLS = "tradelane FTP", "tradelane FTPS (PROT P)"

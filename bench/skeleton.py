@@ -26,7 +26,7 @@ from bench import run_timeline
 from tests.e2e.helpers import PartnerClient
 from tests.system import System, run_system
 
-PASSWORD = "bench-pw"
+PASSWORD = "skeleton-Pass-1"
 GIB = 1024**3
 
 

@@ -3,7 +3,11 @@
 ```yaml
 partners:
   - name: acme
-    password: s3cret          # or password_env: ACME_PASSWORD
+    password_env: ACME_PASSWORD   # or password: ... (checked by the password policy)
+    email: edi@acme.example
+    allowed_networks: [203.0.113.0/24]
+    max_file_size: 50MiB
+    max_sessions: 4
 endpoints:
   - name: archive
     type: file
@@ -22,7 +26,10 @@ flows:
     validators: [json, max_size=10MiB]
     retries: 3
 ```
-Applying the same file twice changes nothing the second time.
+Applying the same file twice changes nothing the second time. Every key is checked before anything
+is applied: an unknown key anywhere (a typo such as `allowed_network`) is refused with its path,
+`partners[0].allowed_network: unknown key`, and so is a value of the wrong kind. A setting left out
+keeps its current value.
 """
 
 from __future__ import annotations
@@ -38,14 +45,49 @@ from sqlmodel import Session
 from core import dataflows, partners
 from core.crypto import decrypt_json, verify_password
 from core.endpoints import store as endpoint_store
-from core.validators import parse_cli_spec
+from core.endpoints.base import ConfigError
+from core.endpoints.registry import endpoint_class
+from core.validators import parse_cli_spec, parse_size
 
-ENDPOINT_KEYS = {"name", "type", "secrets"}
-FLOW_FIELDS = ("pattern", "dest_path", "retries", "retry_delay_seconds", "enabled")
+SECTIONS = ("partners", "endpoints", "flows")
+PARTNER_KEYS = frozenset(
+    {
+        "name",
+        "password",
+        "password_env",
+        "ssh_keys",
+        "email",
+        "enabled",
+        "allowed_networks",
+        "max_file_size",
+        "max_file_bytes",  # the stored name, accepted as an alias of max_file_size
+        "max_sessions",
+        "can_delete_downloads",
+    }
+)
+FLOW_KEYS = frozenset(
+    {
+        "name",
+        "source",
+        "dest",
+        "pattern",
+        "dest_path",
+        "validators",
+        "retries",
+        "retry_delay",
+        "retry_delay_seconds",
+        "enabled",
+        "every",
+        "cron",
+        "after_pull",
+        "source_folder",
+    }
+)
+ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's own config keys
 
 
 class ApplyError(ValueError):
-    """The YAML file is not a valid declaration."""
+    """The YAML file is not a valid declaration; the message names the key's path."""
 
 
 def apply_file(session: Session, path: Path, progress: Console | None = None) -> list[str]:
@@ -53,54 +95,186 @@ def apply_file(session: Session, path: Path, progress: Console | None = None) ->
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ApplyError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or set(doc) - {"partners", "endpoints", "flows"}:
-        raise ApplyError(f"{path}: expected only the keys partners, endpoints, flows")
+    check_document(doc)
     changes: list[str] = []
-    for item in _items(doc, "partners"):
-        changes.append(_apply_partner(session, item))
-    for item in _items(doc, "endpoints"):
+    for i, item in enumerate(doc.get("partners") or []):
+        changes.append(_apply_partner(session, item, f"partners[{i}]"))
+    for item in doc.get("endpoints") or []:
         changes.append(_apply_endpoint(session, item))
-    for item in _items(doc, "flows"):
+    for item in doc.get("flows") or []:
         changes.append(_apply_flow(session, item))
     if progress is not None and not changes:
         progress.print("nothing declared")
     return changes
 
 
-def _items(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = doc.get(key) or []
-    if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("name") for i in items):
-        raise ApplyError(f"{key}: expected a list of mappings, each with a name")
-    return items
+# -- checking, before anything is applied ----------------------------------------------------------
 
 
-def _apply_partner(session: Session, item: dict[str, Any]) -> str:
+def _unknown(where: str, item: dict[str, Any], known: frozenset[str], what: str) -> None:
+    for key in item:
+        if key not in known:
+            raise ApplyError(f"{where}.{key}: unknown key for {what} (known: {', '.join(sorted(known))})")
+
+
+def _expect(where: str, value: Any, kind: type | tuple[type, ...], described: str) -> None:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ApplyError(f"{where}: expected {described}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ApplyError(f"{where}: expected {described}, got {value!r}")
+
+
+def check_document(doc: Any) -> None:
+    """Every key known and every value of the right kind; ApplyError naming the first that is not."""
+    if not isinstance(doc, dict):
+        raise ApplyError("the file must be a mapping with partners, endpoints and/or flows")
+    for key in doc:
+        if key not in SECTIONS:
+            raise ApplyError(f"{key}: unknown key (expected only the keys {', '.join(SECTIONS)})")
+    for section in SECTIONS:
+        items = doc.get(section) or []
+        if not isinstance(items, list):
+            raise ApplyError(f"{section}: expected a list of mappings")
+        for i, item in enumerate(items):
+            where = f"{section}[{i}]"
+            if not isinstance(item, dict):
+                raise ApplyError(f"{where}: expected a mapping")
+            if not isinstance(item.get("name"), str) or not item["name"]:
+                raise ApplyError(f"{where}.name: required (a non-empty string)")
+            {"partners": _check_partner, "endpoints": _check_endpoint, "flows": _check_flow}[section](
+                where, item
+            )
+
+
+def _check_partner(where: str, item: dict[str, Any]) -> None:
+    _unknown(where, item, PARTNER_KEYS, "a partner")
+    for key in ("password", "password_env", "email"):
+        if key in item and item[key] is not None:
+            _expect(f"{where}.{key}", item[key], str, "a string")
+    for key in ("enabled", "can_delete_downloads"):
+        if key in item:
+            _expect(f"{where}.{key}", item[key], bool, "true or false")
+    if "ssh_keys" in item:
+        keys = item["ssh_keys"]
+        _expect(f"{where}.ssh_keys", keys, list, "a list of OpenSSH public key lines")
+        for j, line in enumerate(keys):
+            _expect(f"{where}.ssh_keys[{j}]", line, str, "an OpenSSH public key line")
+            _value(f"{where}.ssh_keys[{j}]", partners.check_public_key, line)
+    if "allowed_networks" in item:
+        nets = item["allowed_networks"]
+        _expect(f"{where}.allowed_networks", nets, list, "a list of networks (CIDR)")
+        for j, net in enumerate(nets):
+            _value(f"{where}.allowed_networks[{j}]", lambda n: partners.check_networks([str(n)]), net)
+    if "max_file_size" in item and "max_file_bytes" in item:
+        raise ApplyError(f"{where}: give max_file_size or max_file_bytes, not both")
+    for key in ("max_file_size", "max_file_bytes"):
+        if item.get(key) is not None:
+            size = _value(f"{where}.{key}", parse_size, item[key])
+            if size < 1:
+                raise ApplyError(f"{where}.{key}: must be at least 1 byte")
+    if item.get("max_sessions") is not None:
+        _expect(f"{where}.max_sessions", item["max_sessions"], int, "a whole number of sessions")
+        if item["max_sessions"] < 1:
+            raise ApplyError(f"{where}.max_sessions: must be at least 1")
+    if item.get("email"):
+        _value(f"{where}.email", partners.check_email, item["email"])
+
+
+def _check_endpoint(where: str, item: dict[str, Any]) -> None:
+    type_ = item.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise ApplyError(f"{where}.type: required (file, s3, azure, sftp, ftp, email, http or as2)")
+    try:
+        cls = endpoint_class(type_)
+    except ConfigError as exc:
+        raise ApplyError(f"{where}.type: {exc}") from None
+    if cls.config_keys is not None:
+        _unknown(where, item, ENDPOINT_KEYS | cls.config_keys, f"a {type_} endpoint")
+    secrets = item.get("secrets")
+    if secrets is not None:
+        _expect(f"{where}.secrets", secrets, dict, "a mapping")
+        if cls.config_keys is not None:
+            _unknown(f"{where}.secrets", secrets, cls.secret_keys, f"the secrets of a {type_} endpoint")
+
+
+def _check_flow(where: str, item: dict[str, Any]) -> None:
+    _unknown(where, item, FLOW_KEYS, "a data flow")
+    for key in ("source", "dest"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise ApplyError(f"{where}.{key}: required (a string)")
+    for key in ("pattern", "dest_path", "after_pull", "cron", "source_folder"):
+        if key in item and item[key] is not None:
+            _expect(f"{where}.{key}", item[key], str, "a string")
+    if "enabled" in item:
+        _expect(f"{where}.enabled", item["enabled"], bool, "true or false")
+    if "retries" in item:
+        _expect(f"{where}.retries", item["retries"], int, "a whole number")
+    for key in ("retry_delay", "retry_delay_seconds"):
+        if key in item:
+            _expect(f"{where}.{key}", item[key], (int, float), "a number of seconds")
+    if "validators" in item:
+        _expect(f"{where}.validators", item["validators"], list, "a list of checks")
+        for j, spec in enumerate(item["validators"]):
+            if not isinstance(spec, dict):
+                _value(f"{where}.validators[{j}]", parse_cli_spec, str(spec))
+
+
+def _value(where: str, check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ApplyError(f"{where}: {exc}") from None
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+
+def _apply_partner(session: Session, item: dict[str, Any], where: str) -> str:
     name = item["name"]
     password = item.get("password")
     if item.get("password_env"):
         password = os.environ.get(item["password_env"])
         if password is None:
-            raise ApplyError(f"partner {name}: environment variable {item['password_env']} is not set")
+            raise ApplyError(f"{where}.password_env: environment variable {item['password_env']} is not set")
     keys = list(item.get("ssh_keys") or [])
+    settings: dict[str, Any] = {}
+    if "allowed_networks" in item:
+        settings["allowed_networks"] = [str(n) for n in item["allowed_networks"] or []]
+    size = item.get("max_file_size", item.get("max_file_bytes", ...))
+    if size is not ...:
+        settings["max_file_bytes"] = parse_size(size) if size is not None else None
+    if "max_sessions" in item:
+        settings["max_sessions"] = item["max_sessions"]
+    if "email" in item:
+        settings["email"] = item["email"] or None
+    for key in ("enabled", "can_delete_downloads"):
+        if key in item:
+            settings[key] = item[key]
     existing = partners.get(session, name)
-    if existing is None:
-        partners.add(session, name, password=password, ssh_public_keys=keys, actor="apply")
+    if existing is None or existing.removed_at is not None:
+        partner = _value(
+            where,
+            lambda _: partners.add(session, name, password=password, ssh_public_keys=keys, actor="apply"),
+            name,
+        )
+        _value(where, lambda _: partners.configure(session, partner, actor="apply", **settings), name)
         return f"partner {name}: created"
-    changed = False
-    if password and not verify_password(existing.password_hash, password):
-        partners.set_password(session, existing, password, actor="apply")
-        changed = True
-    if keys and keys != existing.ssh_public_keys:
-        existing.ssh_public_keys = keys
+    new_password = password if password and not verify_password(existing.password_hash, password) else None
+    changes = _value(
+        where,
+        lambda _: partners.configure(session, existing, password=new_password, actor="apply", **settings),
+        name,
+    )
+    changed = bool(changes)
+    if keys and [partners.check_public_key(k) for k in keys] != existing.ssh_public_keys:
+        existing.ssh_public_keys = [partners.check_public_key(k) for k in keys]
         session.add(existing)
         changed = True
     return f"partner {name}: {'updated' if changed else 'unchanged'}"
 
 
 def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
-    name, type_ = item["name"], item.get("type")
-    if not type_:
-        raise ApplyError(f"endpoint {name}: type is required")
+    name, type_ = item["name"], item["type"]
     config = {k: v for k, v in item.items() if k not in ENDPOINT_KEYS}
     if type_ == "file" and "path" in config:
         config["path"] = str(Path(config["path"]).expanduser().resolve())
@@ -122,9 +296,6 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
 
 def _apply_flow(session: Session, item: dict[str, Any]) -> str:
     name = item["name"]
-    for key in ("source", "dest"):
-        if not item.get(key):
-            raise ApplyError(f"flow {name}: {key} is required")
     validators = [v if isinstance(v, dict) else parse_cli_spec(str(v)) for v in item.get("validators") or []]
     wanted: dict[str, Any] = {
         "pattern": item.get("pattern", "*"),
@@ -144,13 +315,17 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
     if item.get("after_pull") is not None:
         wanted["after_pull"] = str(item["after_pull"])
     existing = dataflows.get(session, name)
+    source_folder = item.get("source_folder")
     if existing is not None:
         dest_row = endpoint_store.require(session, item["dest"])
+        partner_id, endpoint_id, folder = dataflows.parse_source(session, item["source"])
+        if source_folder is not None:
+            folder = str(source_folder).strip("/")
         same = (
             all(getattr(existing, k) == v for k, v in wanted.items())
             and existing.validators == validators
             and existing.dest_endpoint_id == dest_row.id
-            and dataflows.parse_source(session, item["source"])
+            and (partner_id, endpoint_id, folder)
             == (existing.source_partner_id, existing.source_endpoint_id, existing.source_folder)
         )
         if same:
@@ -168,6 +343,7 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         actor="apply",
         every_seconds=every,
         cron=cron,
+        source_folder=source_folder,
         **options,
     )
     return f"flow {name}: {'created' if existing is None else 'updated'}"

@@ -6,9 +6,10 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
@@ -36,6 +37,8 @@ class UserError(Exception):
 @contextmanager
 def store() -> Iterator[Session]:
     """A committed store session; domain errors become one clear line and exit code 1."""
+    from sqlalchemy.exc import IntegrityError
+
     from core.db import init_db, session_scope
     from core.endpoints.base import EndpointError
     from core.partners import PartnerError
@@ -46,6 +49,9 @@ def store() -> Iterator[Session]:
             yield session
     except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
         err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except IntegrityError as exc:  # a change the store refuses: one line, never a traceback
+        err.print(f"[red]error:[/red] the store refused the change: {exc.orig}")
         raise typer.Exit(1) from None
 
 
@@ -76,8 +82,9 @@ def partner_add(
     name: str,
     password: Annotated[str | None, typer.Option(help="Password for REST, SFTP and FTP logins.")] = None,
     ssh_key: Annotated[list[Path] | None, typer.Option(help="An SSH public key file (repeatable).")] = None,
+    email: Annotated[str | None, typer.Option(help="Who to write to about this mailbox.")] = None,
 ) -> None:
-    """Create a partner mailbox login with upload/ and download/ folders."""
+    """Create a partner mailbox login with empty upload/ and download/ folders."""
     from core import partners
 
     keys = [p.read_text().strip() for p in ssh_key or []]
@@ -85,7 +92,7 @@ def partner_add(
         err.print("[red]error:[/red] give --password or --ssh-key")
         raise typer.Exit(2)
     with store() as session:
-        partners.add(session, name, password=password, ssh_public_keys=keys)
+        partners.add(session, name, password=password, ssh_public_keys=keys, email=email)
     console.print(f"partner [bold]{name}[/bold] added")
 
 
@@ -139,13 +146,21 @@ def partner_key_remove(name: str, number: int) -> None:
 def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List partners."""
     from core import partners
+    from core.login import is_locked
 
     with store() as session:
         rows = [
             {
                 "name": p.name,
+                "enabled": p.enabled,
+                "locked_until": p.locked_until.isoformat() if is_locked(p) and p.locked_until else None,
                 "password": bool(p.password_hash),
                 "ssh_keys": len(p.ssh_public_keys),
+                "email": p.email,
+                "allowed_networks": p.allowed_networks,
+                "max_file_bytes": p.max_file_bytes,
+                "max_sessions": p.max_connections,
+                "can_delete_downloads": p.can_delete_downloads,
                 "created": p.created_at.isoformat(),
             }
             for p in partners.list_all(session)
@@ -153,22 +168,154 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "password", "ssh keys", "created")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("state")
+    table.add_column("login")
+    table.add_column("allow-list", no_wrap=True)
+    table.add_column("max file", no_wrap=True)
+    table.add_column("sessions", no_wrap=True)
+    table.add_column("email", overflow="ellipsis")
     for row in rows:
+        state = "[yellow]disabled[/yellow]" if not row["enabled"] else "enabled"
+        if row["locked_until"]:
+            state = f"[red]locked[/red] until {row['locked_until'][11:16]}"
+        login = ", ".join(
+            ([] if not row["password"] else ["password"])
+            + ([f"{row['ssh_keys']} key(s)"] if row["ssh_keys"] else [])
+        )
         table.add_row(
-            row["name"], "yes" if row["password"] else "no", str(row["ssh_keys"]), row["created"][:19]
+            row["name"],
+            state,
+            login or "-",
+            ", ".join(row["allowed_networks"]) or "anywhere",
+            _size(row["max_file_bytes"]) if row["max_file_bytes"] else "default",
+            str(row["max_sessions"] or "default"),
+            row["email"] or "-",
         )
     console.print(table)
 
 
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} B"
+
+
+def _optional_number(value: str | None, what: str, parse: Any) -> Any:
+    """None: not given; "default"/"none": back to the server's default (stored as None)."""
+    from core.partners import UNCHANGED
+
+    if value is None:
+        return UNCHANGED
+    if value.strip().lower() in ("default", "none"):
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what}: {exc}") from None
+
+
+@partner_app.command("set")
+def partner_set(
+    name: str,
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Allow logins only from this network (CIDR or address; repeatable, replaces the list)."
+        ),
+    ] = None,
+    clear_allow_ip: Annotated[bool, typer.Option(help="Allow logins from anywhere again.")] = False,
+    max_file_size: Annotated[
+        str | None, typer.Option(help="Largest upload, e.g. 50MiB; 'default' for TRADELANE_MAX_UPLOAD_BYTES.")
+    ] = None,
+    max_sessions: Annotated[
+        str | None,
+        typer.Option(help="SFTP/FTP sessions and REST transfers at once; 'default' for the server's limit."),
+    ] = None,
+    password: Annotated[str | None, typer.Option(help="A new password (its sessions end).")] = None,
+    email: Annotated[str | None, typer.Option(help="Who to write to; '' to clear.")] = None,
+    enable: Annotated[
+        bool | None,
+        typer.Option("--enable/--disable", help="Let the partner log in, or not (its sessions end)."),
+    ] = None,
+    can_delete_downloads: Annotated[
+        bool | None, typer.Option("--can-delete-downloads/--cannot-delete-downloads")
+    ] = None,
+) -> None:
+    """Change a partner's login settings; they apply on REST, SFTP and FTP."""
+    from core import partners
+    from core.validators import parse_size
+
+    if allow_ip and clear_allow_ip:
+        raise typer.BadParameter("give --allow-ip or --clear-allow-ip, not both")
+    networks = [] if clear_allow_ip else allow_ip
+    size = _optional_number(max_file_size, "--max-file-size", parse_size)
+    sessions = _optional_number(max_sessions, "--max-sessions", int)
+    with store() as session:
+        partner = partners.require(session, name)
+        changes = partners.configure(
+            session,
+            partner,
+            password=password,
+            email=partners.UNCHANGED if email is None else (email or None),
+            allowed_networks=networks,
+            max_file_bytes=size,
+            max_sessions=sessions,
+            enabled=enable,
+            can_delete_downloads=can_delete_downloads,
+        )
+    if not changes:
+        console.print(f"partner [bold]{name}[/bold]: nothing changed")
+        return
+    console.print(f"partner [bold]{name}[/bold]: " + "; ".join(changes.said))
+
+
+@partner_app.command("unlock")
+def partner_unlock(
+    name: str,
+    address: Annotated[
+        str | None, typer.Option(help="Also lift the ban on this source address (and forget its failures).")
+    ] = None,
+) -> None:
+    """Lift a partner's lock (set after failed logins from several addresses); takes effect at once."""
+    from core import login, partners
+
+    with store() as session:
+        was_locked = partners.unlock(session, name)
+        bans = login.unban(session, address) if address else 0
+    console.print(f"partner [bold]{name}[/bold] " + ("unlocked" if was_locked else "was not locked"))
+    if address:
+        console.print(f"address {address}: " + ("ban lifted" if bans else "was not banned"))
+
+
 @partner_app.command("remove")
-def partner_remove(name: str) -> None:
-    """Disable a partner's login and free its name (its history stays)."""
+def partner_remove(
+    name: str,
+    force: Annotated[
+        bool,
+        typer.Option(help="Disable the data flows and AS2 profiles that use the partner, and remove it."),
+    ] = False,
+    purge: Annotated[
+        bool,
+        typer.Option("--purge/--keep-files", help="Delete its files, or keep them out of reach (default)."),
+    ] = False,
+) -> None:
+    """End a partner's login and sessions, free its name, put its files out of a new partner's reach."""
     from core import partners
 
     with store() as session:
-        partners.remove(session, name)
-    console.print(f"partner [bold]{name}[/bold] removed")
+        removal = partners.remove(session, name, force=force, purge=purge)
+    console.print(f"partner [bold]{name}[/bold] removed; its sessions end within seconds")
+    if removal.flows_disabled:
+        console.print(f"data flows disabled: {', '.join(removal.flows_disabled)}")
+    if removal.as2_disabled:
+        console.print(f"AS2 partners disabled: {', '.join(removal.as2_disabled)}")
+    if removal.purged:
+        console.print("its files were deleted")
+    elif removal.files is not None:
+        console.print(f"its files were kept in {removal.files}")
 
 
 # ---- endpoints --------------------------------------------------------------------------------
@@ -386,13 +533,18 @@ def describe_failure(exc: Exception) -> str:
 
 
 @endpoint_app.command("remove")
-def endpoint_remove(name: str) -> None:
-    """Delete an endpoint."""
+def endpoint_remove(
+    name: str,
+    force: Annotated[bool, typer.Option(help="Disable the data flows that use it, and remove it.")] = False,
+) -> None:
+    """Delete an endpoint; refused while data flows use it (named), unless --force."""
     from core.endpoints import store as endpoint_store
 
     with store() as session:
-        endpoint_store.remove(session, name)
+        disabled = endpoint_store.remove(session, name, force=force)
     console.print(f"endpoint [bold]{name}[/bold] removed")
+    if disabled:
+        console.print(f"data flows disabled: {', '.join(disabled)}")
 
 
 # ---- data flows -------------------------------------------------------------------------------
@@ -531,6 +683,59 @@ def flow_run_now(name: str) -> None:
     )
 
 
+@flow_app.command("set")
+def flow_set(
+    name: str,
+    pattern: Annotated[str | None, typer.Option(help="File-name glob the flow takes.")] = None,
+    dest: Annotated[str | None, typer.Option(help="An endpoint name, or mailbox:PARTNER.")] = None,
+    dest_path: Annotated[str | None, typer.Option(help="Destination path template.")] = None,
+    validate: Annotated[
+        list[str] | None, typer.Option(help="A check (repeatable; replaces the flow's checks).")
+    ] = None,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Remove every check.")] = False,
+    retries: Annotated[int | None, typer.Option(help="Delivery retries.")] = None,
+    retry_delay: Annotated[float | None, typer.Option(help="First retry delay in seconds.")] = None,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+) -> None:
+    """Change some settings of a data flow; the others stay as they are."""
+    from core import dataflows
+    from core.validators import parse_cli_spec
+
+    if validate and no_validate:
+        raise typer.BadParameter("give --validate or --no-validate, not both")
+    with store() as session:
+        specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
+        said = dataflows.update(
+            session,
+            name,
+            pattern=pattern,
+            dest=dest,
+            dest_path=dest_path,
+            validators=specs,
+            retries=retries,
+            retry_delay_seconds=retry_delay,
+            enabled=enable,
+        )
+    console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
+
+
+@flow_app.command("remove")
+def flow_remove(
+    name: str,
+    force: Annotated[
+        bool, typer.Option(help="Remove it even with transfers pending or running (they are marked failed).")
+    ] = False,
+) -> None:
+    """Remove a data flow; its transfer history stays."""
+    from core import dataflows
+
+    with store() as session:
+        removal = dataflows.remove(session, name, force=force)
+    console.print(f"data flow [bold]{name}[/bold] removed")
+    if removal.cancelled:
+        console.print(f"{removal.cancelled} pending or running transfer(s) marked failed")
+
+
 @flow_app.command("enable")
 def flow_enable(name: str) -> None:
     """Start carrying files again (pending ones go out)."""
@@ -554,51 +759,82 @@ def flow_disable(name: str) -> None:
 # ---- history ----------------------------------------------------------------------------------
 
 
+def _when(value: str | None, option: str) -> Any:
+    from cli.history import parse_when
+
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{option}: {exc}") from None
+
+
 @app.command()
 def transfers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    wide: Annotated[bool, typer.Option(help="Every column, in full (run links are never cut).")] = False,
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     flow: Annotated[str | None, typer.Option(help="Only this data flow.")] = None,
+    partner: Annotated[str | None, typer.Option(help="Only files this partner sent.")] = None,
+    dest: Annotated[str | None, typer.Option(help="Only to this destination endpoint.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Received at or after: 2026-12-01, 2026-12-01T14:30, or 90m, 2h, 7d ago."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Received before (same forms as --since).")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
-    """Recent transfers: file, flow, state, attempts, and a link to the Prefect run."""
-    from dataclasses import asdict
-
+    """Recent transfers: when, file, flow, destination, state, and a link to the Prefect run."""
+    from cli.history import print_transfers, transfers_json
     from core import transfers as history
     from core.config import get_settings
     from core.endpoints import store as endpoint_store
 
     ui = get_settings().prefect_ui_url
+    start, end = _when(since, "--since"), _when(until, "--until")
     with store() as session:
-        rows = history.recent(session, limit=limit, state=state, flow=flow)
+        rows = history.recent(
+            session, limit=limit, state=state, flow=flow, partner=partner, dest=dest, since=start, until=end
+        )
         rows = history.scrubbed(rows, endpoint_store.scrubber(session))
     if as_json:
-        out = []
-        for v in rows:
-            item = asdict(v)
-            item["received_at"] = v.received_at.isoformat()
-            item["finished_at"] = v.finished_at.isoformat() if v.finished_at else None
-            item["run_url"] = f"{ui}/runs/flow-run/{v.flow_run_id}" if v.flow_run_id else None
-            out.append(item)
-        print(json.dumps(out, indent=2))
+        print(json.dumps(transfers_json(rows, ui), indent=2))
         return
-    colors = {"delivered": "green", "failed": "red", "rejected": "yellow", "running": "cyan"}
-    table = Table("id", "file", "flow", "partner", "state", "attempts", "size", "run / error")
-    for v in rows:
-        link = f"{ui}/runs/flow-run/{v.flow_run_id}" if v.flow_run_id else "-"
-        detail = v.error if v.state in ("failed", "rejected") and v.error else link
-        color = colors.get(v.state, "white")
-        table.add_row(
-            str(v.id),
-            v.file,
-            v.flow,
-            v.partner,
-            f"[{color}]{v.state}[/{color}]",
-            str(v.attempts),
-            str(v.size),
-            detail,
-        )
-    console.print(table)
+    print_transfers(console, rows, ui, wide)
+
+
+@app.command()
+def audit(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    wide: Annotated[bool, typer.Option(help="Every column, in full.")] = False,
+    partner: Annotated[
+        str | None, typer.Option(help="What this partner did, and what was done to it.")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Only this action or family: login, login.failed, upload, partner, ...")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="At or after: an ISO date/time, or 90m, 2h, 7d ago.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Before (same forms as --since).")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+) -> None:
+    """The audit trail: logins and failures, uploads, downloads, deletes, configuration changes."""
+    from cli.history import audit_json, audit_table
+    from core import audit as trail
+
+    start, end = _when(since, "--since"), _when(until, "--until")
+    with store() as session:
+        events = trail.events(session, partner=partner, action=action, since=start, until=end, limit=limit)
+    if as_json:
+        print(json.dumps(audit_json(events), indent=2))
+        return
+    out = Console(width=100_000, soft_wrap=True) if wide else console
+    table, hint = audit_table(events, out.width, wide)
+    out.print(table)
+    if hint:
+        out.print(hint, style="dim")
 
 
 @app.command()

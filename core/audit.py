@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, or_, select
 
 from core.models import AuditEvent
 
@@ -29,3 +30,26 @@ def record(
             detail=detail,
         )
     )
+
+
+def events(
+    session: Session,
+    *,
+    partner: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """The newest events first. `partner` matches what the partner did and what was done to it;
+    `action` matches an action or its family ("login" also finds "login.failed")."""
+    query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+    if partner:
+        query = query.where(or_(AuditEvent.actor == f"partner:{partner}", AuditEvent.target == partner))
+    if action:
+        query = query.where(or_(AuditEvent.action == action, col(AuditEvent.action).startswith(f"{action}.")))
+    if since is not None:
+        query = query.where(col(AuditEvent.at) >= since)
+    if until is not None:
+        query = query.where(col(AuditEvent.at) < until)
+    return list(session.exec(query))

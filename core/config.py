@@ -33,13 +33,20 @@ class Settings(BaseSettings):
     # Largest file a partner may upload, in bytes (REST answers 413 past it).
     max_upload_bytes: int = 10 * GIB
     token_ttl_seconds: int = 3600
-    # Failed logins (per user and per source address) before a lockout, the window they count in,
-    # and how long the lockout lasts.
+    # Logins (core/login.py). A source address with this many failed logins within the window is
+    # refused every login for the cool-down, whatever user it tries (a ban, as SFTPGo's defender).
     lockout_failures: int = 5
-    # Per source address the bar is higher: one office NAT may front many partners' users.
-    lockout_address_failures: int = 20
     lockout_window_seconds: float = 300.0
     lockout_cooldown_seconds: float = 300.0
+    # An account is locked only on distributed evidence: this many failed logins for it within the
+    # window, from at least this many distinct addresses (IPv6 counted per /64), locks it this long.
+    lockout_account_failures: int = 10
+    lockout_account_addresses: int = 3
+    lockout_account_seconds: float = 900.0
+    # How often the mailbox servers look for sessions to end (partner removed, disabled, locked, ...).
+    session_check_seconds: float = 1.0
+    # Partner passwords: at least this long, not containing the partner's name, not a common one.
+    password_min_length: int = 12
     # Mailbox servers: sessions per partner (unless the partner sets its own), idle timeout.
     max_connections_per_partner: int = 10
     idle_timeout_seconds: float = 600.0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import audit, partners
 from core.db import home_account_id
@@ -32,7 +33,11 @@ def deployment_path(flow: DataFlow) -> str:
 
 def get(session: Session, name: str) -> DataFlow | None:
     return session.exec(
-        select(DataFlow).where(DataFlow.account_id == home_account_id(session), DataFlow.name == name)
+        select(DataFlow).where(
+            DataFlow.account_id == home_account_id(session),
+            DataFlow.name == name,
+            col(DataFlow.removed_at).is_(None),
+        )
     ).first()
 
 
@@ -169,6 +174,8 @@ def polls(flow: DataFlow) -> bool:
 
 def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") -> DataFlow:
     flow = require(session, name)
+    if enabled:
+        check_can_run(session, flow)
     flow.enabled = enabled
     flow.updated_at = utcnow()
     session.add(flow)
@@ -185,9 +192,164 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
 def list_all(session: Session) -> list[DataFlow]:
     return list(
         session.exec(
-            select(DataFlow).where(DataFlow.account_id == home_account_id(session)).order_by(DataFlow.name)
+            select(DataFlow)
+            .where(DataFlow.account_id == home_account_id(session), col(DataFlow.removed_at).is_(None))
+            .order_by(DataFlow.name)
         )
     )
+
+
+def check_can_run(session: Session, flow: DataFlow) -> None:
+    """A flow whose destination or polling source was removed cannot be enabled: say what to change."""
+    dest = session.get(EndpointRow, flow.dest_endpoint_id)
+    if dest is None or dest.removed_at is not None:
+        label = dest.name if dest is not None else "?"
+        raise DataFlowError(
+            f"data flow {flow.name!r} delivers to {label!r}, which was removed: "
+            f"point it elsewhere first (tradelane flow set {flow.name} --dest OTHER)"
+        )
+    if flow.source_endpoint_id is not None:
+        source = session.get(EndpointRow, flow.source_endpoint_id)
+        if source is None or source.removed_at is not None:
+            raise DataFlowError(
+                f"data flow {flow.name!r} polls an endpoint that was removed; remove the flow"
+            )
+
+
+_KEEP: Any = object()
+
+
+def update(
+    session: Session,
+    name: str,
+    *,
+    pattern: str | None = None,
+    dest: str | None = None,
+    dest_path: str | None = None,
+    validators: list[dict[str, Any]] | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | None = None,
+    enabled: bool | None = None,
+    actor: str = "cli",
+) -> list[str]:
+    """Change some settings of a data flow (the rest stay); what changed, in words.
+
+    New settings apply to files that arrive from now on and to pending transfers not yet started.
+    """
+    from core.validators import parse_specs
+
+    flow = require(session, name)
+    said: list[str] = []
+    if pattern is not None and pattern != flow.pattern:
+        if not pattern:
+            raise DataFlowError("--pattern must not be empty (use '*' for every file)")
+        flow.pattern = pattern
+        said.append(f"pattern {pattern}")
+    if dest is not None:
+        if dest.startswith("mailbox:"):
+            endpoint_store.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+        try:
+            dest_row = endpoint_store.require(session, dest)
+        except Exception as exc:
+            raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+        if dest_row.id != flow.dest_endpoint_id:
+            old = session.get(EndpointRow, flow.dest_endpoint_id)
+            assert dest_row.id is not None
+            flow.dest_endpoint_id = dest_row.id
+            said.append(f"destination {dest}")
+            # The default path follows the destination's kind: a mailbox delivers into download/.
+            if dest_path is None:
+                was_mailbox = old is not None and old.type == "mailbox"
+                if dest_row.type == "mailbox" and flow.dest_path == "{name}":
+                    dest_path = "download/{name}"
+                elif was_mailbox and dest_row.type != "mailbox" and flow.dest_path == "download/{name}":
+                    dest_path = "{name}"
+    if dest_path is not None and dest_path != flow.dest_path:
+        flow.dest_path = dest_path
+        said.append(f"path {dest_path}")
+    if validators is not None and validators != flow.validators:
+        try:
+            parse_specs(validators)
+        except ValueError as exc:
+            raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+        flow.validators = list(validators)
+        said.append("checks " + (", ".join(str(v.get("type")) for v in validators) or "none"))
+    if retries is not None and retries != flow.retries:
+        if retries < 0:
+            raise DataFlowError("--retries must not be negative")
+        flow.retries = retries
+        said.append(f"retries {retries}")
+    if retry_delay_seconds is not None and retry_delay_seconds != flow.retry_delay_seconds:
+        if retry_delay_seconds < 0:
+            raise DataFlowError("--retry-delay must not be negative")
+        flow.retry_delay_seconds = retry_delay_seconds
+        said.append(f"retry delay {retry_delay_seconds:g}s")
+    if enabled is not None and enabled != flow.enabled:
+        flow.enabled = enabled
+        said.append("enabled" if enabled else "disabled")
+    if flow.enabled:
+        check_can_run(session, flow)
+    if said:
+        flow.updated_at = utcnow()
+        session.add(flow)
+        audit.record(session, "flow.set", actor=actor, account_id=flow.account_id, target=name, changes=said)
+    return said
+
+
+@dataclass
+class FlowRemoval:
+    name: str
+    cancelled: int = 0  # pending or running transfers marked failed (--force)
+    kept: bool = False  # the row stays (renamed) because transfers or pulled files refer to it
+
+
+def remove(session: Session, name: str, *, force: bool = False, actor: str = "cli") -> FlowRemoval:
+    """Remove a data flow. Refused while its transfers are pending or running, unless `force`:
+    they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
+    kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
+    """
+    from core.models import PulledFile, Transfer, TransferState
+
+    flow = require(session, name)
+    waiting = list(
+        session.exec(
+            select(Transfer).where(
+                Transfer.data_flow_id == flow.id,
+                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+            )
+        )
+    )
+    if waiting and not force:
+        raise DataFlowError(
+            f"data flow {name!r} has {len(waiting)} transfer(s) pending or running: wait for them "
+            f"(tradelane transfers --flow {name}), or pass --force to stop them (they are marked failed)"
+        )
+    removal = FlowRemoval(name=name, cancelled=len(waiting))
+    now = utcnow()
+    for transfer in waiting:
+        transfer.state = TransferState.failed
+        transfer.error = "the data flow was removed before this file was delivered"
+        transfer.finished_at = transfer.updated_at = now
+        session.add(transfer)
+    has_history = session.exec(select(Transfer.id).where(Transfer.data_flow_id == flow.id).limit(1)).first()
+    has_pulls = session.exec(select(PulledFile.id).where(PulledFile.data_flow_id == flow.id).limit(1)).first()
+    if has_history is not None or has_pulls is not None:
+        removal.kept = True
+        flow.name = f"{name}.removed.{flow.id}"
+        flow.enabled = False
+        flow.removed_at = flow.updated_at = now
+        session.add(flow)
+    else:
+        session.delete(flow)
+    audit.record(
+        session,
+        "flow.remove",
+        actor=actor,
+        account_id=flow.account_id,
+        target=name,
+        cancelled=removal.cancelled,
+    )
+    return removal
 
 
 def source_label(session: Session, flow: DataFlow) -> str:

@@ -51,6 +51,28 @@ class UploadTooLarge(IntakeError):
     pass
 
 
+class SenderRefused(IntakeError):
+    """The partner was removed, disabled or locked while its upload was under way."""
+
+
+def check_sender(partner_id: int | None, name: str) -> None:
+    """Refuse a file from a partner that may no longer send: checked before anything becomes visible.
+
+    A session (or a long REST upload) begun before `partner remove` must not finish into the
+    mailbox of whoever holds the name now. Files pulled from a source (no partner) pass.
+    """
+    if partner_id is None:
+        return
+    from core.login import is_locked
+
+    with session_scope() as session:
+        partner = session.get(Partner, partner_id)
+        if partner is None or partner.removed_at is not None or partner.name != name:
+            raise SenderRefused("this login was removed; the file was not received")
+        if not partner.enabled or is_locked(partner):
+            raise SenderRefused("this login is disabled or locked; the file was not received")
+
+
 def on_received(callback: Callable[[], None]) -> None:
     """Call `callback` (cheap, non-blocking) after every committed receipt in this process."""
     _listeners.append(callback)
@@ -126,6 +148,7 @@ class Upload:
         self.remote_addr = remote_addr
         self.max_bytes = max_bytes or sender.max_file_bytes or get_settings().max_upload_bytes
         self.size = 0
+        check_sender(self.partner_id, self.partner_name)
         self._hash = hashlib.sha256()
         self._endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
         self._stream: WriteStream = self._endpoint.open_write(f"{folder}/{self.name}")
@@ -151,6 +174,11 @@ class Upload:
         `data_flow_ids` names the flows to carry it (a polled file belongs to the flow that pulled
         it); by default every flow whose source matches. `also` runs in the same transaction.
         """
+        try:
+            check_sender(self.partner_id, self.partner_name)
+        except SenderRefused:
+            self.abort()
+            raise
         self._stream.commit()
         with session_scope() as session:
             receipt = record_receipt(
@@ -222,6 +250,7 @@ def receive_staged(
     limit = sender.max_file_bytes or get_settings().max_upload_bytes
     if size > limit:
         raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
+    check_sender(sender.partner_id, sender.name)
     endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
     target = endpoint._local(clean_path(f"{folder}/{name}"))
     target.parent.mkdir(parents=True, exist_ok=True)

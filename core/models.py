@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -47,6 +47,14 @@ class Partner(SQLModel, table=True):
     max_connections: int | None = None
     # Largest file this partner may upload; None uses TRADELANE_MAX_UPLOAD_BYTES.
     max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Who to write to about this mailbox (shown by `partner list`).
+    email: str | None = None
+    # Locked by distributed evidence of password guessing (core/login.py) until then; None: not locked.
+    locked_until: datetime | None = None
+    # Sessions and API tokens that began before this moment end (removed, disabled, locked, new password).
+    sessions_ended_at: datetime | None = None
+    # Set by `partner remove`: the row stays for history under a freed name, its home moved out of reach.
+    removed_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -73,6 +81,8 @@ class Endpoint(SQLModel, table=True):
     type: str
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     secrets: str | None = None  # Fernet token of a JSON object
+    # Set by `endpoint remove --force` while data flows still name it (they are disabled).
+    removed_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -100,6 +110,8 @@ class DataFlow(SQLModel, table=True):
     schedule_interval_seconds: float | None = None
     schedule_cron: str | None = None
     after_pull: str = "keep"
+    # Set by `flow remove` when transfers still point at the flow: kept for history, never served.
+    removed_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -175,6 +187,33 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     remote_addr: str | None = None
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed login: the ledger address bans and account locks are decided from (core/login.py)."""
+
+    __table_args__ = (
+        Index("ix_loginfailure_address_at", "address", "at"),
+        Index("ix_loginfailure_username_at", "username", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str  # the source address, IPv6 cut to its /64
+    username: str
+    protocol: str
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AddressBan(SQLModel, table=True):
+    """A source address refused every login until `until`, whatever user it tries."""
+
+    __table_args__ = (Index("ix_addressban_address_until", "address", "until"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    until: datetime
+    failures: int
+    at: datetime = Field(default_factory=utcnow)
 
 
 class As2Organization(SQLModel, table=True):

@@ -1,28 +1,68 @@
-"""Partners: the mailbox logins an account gives its trading partners."""
+"""Partners: the mailbox logins an account gives its trading partners, from added to removed.
+
+A partner's files live in its home, `<mailbox_root>/home/<name>` (`upload/`, `download/`), and its
+unfinished SFTP/FTP uploads in `<mailbox_root>/.partial/home/<name>`. Both are keyed by name, so
+the name must never lead a new partner to an old one's files:
+
+* `remove` moves both out of reach, into `<mailbox_root>/.removed/partner-<id>/` (a dot-folder no
+  partner path can name), or deletes them with `purge=True`. Receipts that still point into the
+  home are re-pointed, so the removed partner's transfers can still be carried and replayed.
+* `add` always starts with empty folders: anything already at the new partner's paths (left by a
+  crash, or put there by hand) is moved aside into `<mailbox_root>/.removed/`, never adopted.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import func, literal, update
+from sqlmodel import Session, col, select
 
 from core import audit
-from core.crypto import hash_password, verify_password
-from core.db import home_account_id
-from core.models import Partner
+from core.crypto import hash_password
+from core.db import HOME_ACCOUNT, home_account_id
+from core.login import network_allowed
+from core.models import (
+    As2Partner,
+    DataFlow,
+    Endpoint,
+    Partner,
+    Receipt,
+    Transfer,
+    TransferState,
+    utcnow,
+)
+from core.passwords import check_password
+
+__all__ = ["FOLDERS", "PartnerError", "PartnerInUse", "network_allowed"]
 
 FOLDERS = ("upload", "download")
-# A hash to verify against when the user does not exist, so timing does not reveal which names exist.
-_DUMMY_HASH = hash_password("tradelane-no-such-user")
+REMOVED_DIR = ".removed"
+PARTIAL_DIR = ".partial"
+_REMOVED_NAME = re.compile(r".*\.removed\.\d+$")
 
 
 class PartnerError(ValueError):
     """A partner cannot be created, found or changed as asked."""
 
 
+class PartnerInUse(PartnerError):
+    """Data flows or AS2 profiles still use the partner; the message names them."""
+
+
 def validate_name(name: str) -> str:
+    """A name for a partner, endpoint or data flow; '<name>.removed.<n>' is kept for removed ones."""
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
-        raise PartnerError(f"invalid partner name {name!r}: use letters, digits, '-', '_' or '.'")
+        raise PartnerError(f"invalid name {name!r}: use letters, digits, '-', '_' or '.'")
+    if _REMOVED_NAME.fullmatch(name):
+        raise PartnerError(f"names ending in '.removed.<number>' are kept for removed objects: {name!r}")
     return name
 
 
@@ -33,7 +73,7 @@ def get(session: Session, name: str, account_id: int | None = None) -> Partner |
 
 def require(session: Session, name: str, account_id: int | None = None) -> Partner:
     partner = get(session, name, account_id)
-    if partner is None:
+    if partner is None or partner.removed_at is not None:
         raise PartnerError(f"no partner named {name!r}")
     return partner
 
@@ -44,6 +84,7 @@ def add(
     *,
     password: str | None = None,
     ssh_public_keys: list[str] | None = None,
+    email: str | None = None,
     actor: str = "cli",
 ) -> Partner:
     account_id = home_account_id(session)
@@ -55,51 +96,318 @@ def add(
     partner = Partner(
         account_id=account_id,
         name=name,
-        password_hash=hash_password(password) if password else None,
+        password_hash=hash_password(check_password(password, name)) if password else None,
         ssh_public_keys=[check_public_key(k) for k in ssh_public_keys or []],
+        email=check_email(email) if email else None,
     )
     session.add(partner)
     session.flush()
-    _make_home(name)
-    audit.record(session, "partner.add", actor=actor, account_id=account_id, target=name)
+    set_aside = _make_home(name)
+    stale = _detach_stale_mailbox_endpoint(session, name, actor)
+    audit.record(
+        session,
+        "partner.add",
+        actor=actor,
+        account_id=account_id,
+        target=name,
+        set_aside=[str(p) for p in set_aside],
+        flows_disabled=stale,
+    )
     return partner
 
 
+def _detach_stale_mailbox_endpoint(session: Session, name: str, actor: str) -> list[str]:
+    """A `mailbox:NAME` endpoint left by a partner removed before removal detached it (store
+    revision 0007) still names NAME: its flows must not deliver to the new partner. Detach it and
+    disable them; the operator points them at the new partner on purpose (`flow set --dest`)."""
+    from core.endpoints import store as endpoint_store
+
+    if endpoint_store.get(session, f"mailbox:{name}") is None:
+        return []
+    return endpoint_store.remove(session, f"mailbox:{name}", force=True, actor=actor)
+
+
 def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:
-    partner.password_hash = hash_password(password)
+    """A new password (checked by the policy); the partner's sessions and tokens end."""
+    partner.password_hash = hash_password(check_password(password, partner.name))
+    partner.sessions_ended_at = utcnow()
     session.add(partner)
     audit.record(session, "partner.password", actor=actor, account_id=partner.account_id, target=partner.name)
 
 
-def remove(session: Session, name: str, actor: str = "cli") -> None:
+# -- settings -------------------------------------------------------------------------------------
+
+UNCHANGED: Any = object()
+
+
+def check_networks(networks: list[str]) -> list[str]:
+    """CIDRs (or single addresses), normalised; PartnerError naming a bad one."""
+    cleaned = []
+    for net in networks:
+        try:
+            cleaned.append(str(ipaddress.ip_network(str(net).strip(), strict=False)))
+        except ValueError:
+            raise PartnerError(f"not an IP network: {net!r} (e.g. 203.0.113.0/24 or 2001:db8::/48)") from None
+    return list(dict.fromkeys(cleaned))
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email) or len(email) > 254:
+        raise PartnerError(f"not an email address: {email!r}")
+    return email
+
+
+@dataclass
+class Changes:
+    """What `configure` changed, in words for the operator."""
+
+    said: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.said)
+
+
+def configure(
+    session: Session,
+    partner: Partner,
+    *,
+    password: str | None = None,
+    email: str | None = UNCHANGED,
+    allowed_networks: list[str] | None = None,
+    max_file_bytes: int | None = UNCHANGED,
+    max_sessions: int | None = UNCHANGED,
+    enabled: bool | None = None,
+    can_delete_downloads: bool | None = None,
+    actor: str = "cli",
+) -> Changes:
+    """Change a partner's settings; each takes effect on the next login (or at once, see below).
+
+    Disabling ends the partner's sessions and tokens within seconds; so does a new password, and
+    an allow-list ends the sessions from addresses it no longer holds.
+    """
+    changes = Changes()
+    before: dict[str, Any] = {}
+    if allowed_networks is not None:
+        nets = check_networks(allowed_networks)
+        if nets != partner.allowed_networks:
+            before["allowed_networks"] = partner.allowed_networks
+            partner.allowed_networks = nets
+            changes.said.append(f"allow-list: {', '.join(nets) or 'anywhere'}")
+    if max_file_bytes is not UNCHANGED and max_file_bytes != partner.max_file_bytes:
+        if max_file_bytes is not None and max_file_bytes < 1:
+            raise PartnerError("the file-size limit must be at least 1 byte")
+        before["max_file_bytes"] = partner.max_file_bytes
+        partner.max_file_bytes = max_file_bytes
+        changes.said.append(f"largest file: {max_file_bytes or 'the server default'} bytes")
+    if max_sessions is not UNCHANGED and max_sessions != partner.max_connections:
+        if max_sessions is not None and max_sessions < 1:
+            raise PartnerError("the session limit must be at least 1")
+        before["max_sessions"] = partner.max_connections
+        partner.max_connections = max_sessions
+        changes.said.append(f"sessions at once: {max_sessions or 'the server default'}")
+    if email is not UNCHANGED and email != partner.email:
+        partner.email = check_email(email) if email else None
+        changes.said.append(f"email: {partner.email or '-'}")
+    if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:
+        partner.can_delete_downloads = can_delete_downloads
+        changes.said.append("may delete downloads" if can_delete_downloads else "may not delete downloads")
+    if enabled is not None and enabled != partner.enabled:
+        partner.enabled = enabled
+        if not enabled:
+            partner.sessions_ended_at = utcnow()
+        changes.said.append("enabled" if enabled else "disabled (its sessions end)")
+    session.add(partner)
+    if password:
+        set_password(session, partner, password, actor=actor)
+        changes.said.append("password changed (its sessions end)")
+    if changes:
+        audit.record(
+            session,
+            "partner.set",
+            actor=actor,
+            account_id=partner.account_id,
+            target=partner.name,
+            changes=[c for c in changes.said if not c.startswith("password")],
+            password=bool(password),
+            before=before,
+        )
+    return changes
+
+
+def unlock(session: Session, name: str, actor: str = "cli") -> bool:
+    """Lift a lock set on distributed evidence of password guessing; True if the partner was locked."""
+    from core.login import unlock as lift
+
+    return lift(session, require(session, name), actor=actor)
+
+
+# -- removal --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Removal:
+    """What `remove` did, for the operator."""
+
+    name: str
+    flows_disabled: list[str] = field(default_factory=list)
+    as2_disabled: list[str] = field(default_factory=list)
+    files: Path | None = None  # where its files were kept; None when purged or there were none
+    purged: bool = False
+
+
+def mailbox_endpoints(session: Session, partner: Partner) -> list[Endpoint]:
+    """The `mailbox:NAME` endpoints that deliver into this partner's download/."""
+    rows = session.exec(
+        select(Endpoint).where(
+            Endpoint.account_id == partner.account_id,
+            Endpoint.type == "mailbox",
+            col(Endpoint.removed_at).is_(None),
+        )
+    )
+    return [row for row in rows if row.config.get("partner") == partner.name]
+
+
+def users(session: Session, partner: Partner) -> tuple[list[DataFlow], list[As2Partner]]:
+    """Data flows that take from or deliver to the partner, and AS2 profiles that deliver into it."""
+    endpoint_ids = [e.id for e in mailbox_endpoints(session, partner)]
+    flows = session.exec(
+        select(DataFlow)
+        .where(
+            DataFlow.account_id == partner.account_id,
+            col(DataFlow.removed_at).is_(None),
+            (col(DataFlow.source_partner_id) == partner.id)
+            | col(DataFlow.dest_endpoint_id).in_(endpoint_ids),
+        )
+        .order_by(DataFlow.name)
+    ).all()
+    profiles = session.exec(
+        select(As2Partner).where(As2Partner.partner_id == partner.id).order_by(As2Partner.as2_id)
+    ).all()
+    return list(flows), list(profiles)
+
+
+def remove(
+    session: Session, name: str, *, purge: bool = False, force: bool = False, actor: str = "cli"
+) -> Removal:
+    """Disable the login, free the name, and put the partner's files out of every new partner's reach.
+
+    Refused while data flows or AS2 profiles use the partner, naming them, unless `force`: they are
+    then disabled (and a disabled flow delivering into its mailbox cannot be enabled again). With
+    `purge` its files are deleted instead of kept (refused while its uploads wait to be carried).
+    """
     partner = require(session, name)
+    assert partner.id is not None
+    flows, profiles = users(session, partner)
+    active_profiles = [p for p in profiles if p.enabled]
+    if (flows or active_profiles) and not force:
+        used_by = [f"data flow {f.name}" for f in flows] + [
+            f"AS2 partner {p.as2_id}" for p in active_profiles
+        ]
+        raise PartnerInUse(
+            f"partner {name!r} is used by {', '.join(used_by)}: remove or change them first "
+            "(tradelane flow remove|set), or pass --force to disable them"
+        )
+    home_prefix = f"{HOME_ACCOUNT}/{name}/"
+    if purge:
+        waiting = _waiting_in_home(session, partner.id, home_prefix)
+        if waiting:
+            raise PartnerError(
+                f"{waiting} transfer(s) of files {name!r} sent are still pending or running; wait for "
+                "them, or remove without --purge (its files are then kept out of reach)"
+            )
+    now = utcnow()
+    removal = Removal(name=name, purged=purge)
+    for flow in flows:
+        if flow.enabled:
+            flow.enabled = False
+            flow.updated_at = now
+            session.add(flow)
+            audit.record(
+                session,
+                "flow.disable",
+                actor=actor,
+                account_id=flow.account_id,
+                target=flow.name,
+                reason=f"partner {name} removed",
+            )
+        removal.flows_disabled.append(flow.name)
+    for profile in active_profiles:
+        profile.enabled = False
+        profile.updated_at = now
+        session.add(profile)
+        removal.as2_disabled.append(profile.as2_id)
+    new_name = f"{name}.removed.{partner.id}"
+    for endpoint in mailbox_endpoints(session, partner):
+        in_use = any(f.dest_endpoint_id == endpoint.id for f in flows)
+        if in_use:  # kept for the disabled flows' history, pointing at no partner anyone can have
+            endpoint.name = f"mailbox:{new_name}"
+            endpoint.config = {**endpoint.config, "partner": new_name}
+            endpoint.removed_at = now
+            session.add(endpoint)
+        else:
+            session.delete(endpoint)
+    # Keep the row (receipts and transfers point at it) but free the name and end the login.
     partner.enabled = False
-    # Keep the row (receipts and transfers point at it) but free the name and the login.
-    partner.name = f"{partner.name}.removed.{partner.id}"
+    partner.removed_at = now
+    partner.sessions_ended_at = now
+    partner.name = new_name
     partner.password_hash = None
     partner.ssh_public_keys = []
     session.add(partner)
-    audit.record(session, "partner.remove", actor=actor, account_id=partner.account_id, target=name)
+    session.flush()
+    removal.files = _retire_home(name, partner.id, purge)
+    if removal.files is not None:
+        kept = removal.files.relative_to(_mailbox_root()).as_posix()
+        # Receipts whose bytes are still in the home follow them, so transfers and replays find them.
+        moved = literal(f"{kept}/") + func.substr(Receipt.storage_path, len(home_prefix) + 1)
+        session.exec(
+            update(Receipt)
+            .where(
+                col(Receipt.partner_id) == partner.id,
+                col(Receipt.storage_path).startswith(home_prefix, autoescape=True),
+            )
+            .values(storage_path=moved)
+        )
+    audit.record(
+        session,
+        "partner.remove",
+        actor=actor,
+        account_id=partner.account_id,
+        target=name,
+        flows_disabled=removal.flows_disabled,
+        as2_disabled=removal.as2_disabled,
+        files=str(removal.files) if removal.files else None,
+        purged=purge,
+    )
+    return removal
+
+
+def _waiting_in_home(session: Session, partner_id: int, home_prefix: str) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Transfer)
+            .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
+            .where(
+                Receipt.partner_id == partner_id,
+                col(Receipt.storage_path).startswith(home_prefix, autoescape=True),
+                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+            )
+        ).one()
+    )
 
 
 def list_all(session: Session) -> list[Partner]:
+    """Every partner that was not removed (disabled ones too), by name."""
     account_id = home_account_id(session)
     return list(
         session.exec(
             select(Partner)
-            .where(Partner.account_id == account_id, Partner.enabled == True)  # noqa: E712
+            .where(Partner.account_id == account_id, col(Partner.removed_at).is_(None))
             .order_by(Partner.name)
         )
     )
-
-
-def authenticate(session: Session, name: str, password: str) -> Partner | None:
-    """The partner if the password is right and the login enabled; None otherwise."""
-    partner = get(session, name)
-    if partner is None or not partner.enabled:
-        verify_password(_DUMMY_HASH, password)
-        return None
-    return partner if verify_password(partner.password_hash, password) else None
 
 
 KEY_TYPES = (
@@ -155,27 +463,63 @@ def remove_key(session: Session, name: str, index: int, actor: str = "cli") -> N
         raise PartnerError(f"{name} has {len(keys)} keys; give a number from `partner key list`")
     keys.pop(index - 1)
     partner.ssh_public_keys = keys
+    partner.sessions_ended_at = utcnow()  # a session opened with that key ends
     session.add(partner)
     audit.record(session, "partner.key.remove", actor=actor, account_id=partner.account_id, target=name)
 
 
-def network_allowed(allowed: list[str], remote_addr: str | None) -> bool:
-    """Whether a login from remote_addr passes the partner's allow-list (empty list: anywhere)."""
-    if not allowed:
-        return True
-    if not remote_addr:
-        return False
-    try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
+# -- the home on disk -----------------------------------------------------------------------------
 
 
-def _make_home(name: str) -> None:
-    from core.db import HOME_ACCOUNT
+def _mailbox_root() -> Path:
+    from core.config import get_settings
+
+    return get_settings().mailbox_root
+
+
+def _places(name: str) -> list[Path]:
+    """Where files of the partner called `name` live: its home and its unfinished uploads."""
     from core.endpoints.mailbox import mailbox_root_for
 
-    root = mailbox_root_for(HOME_ACCOUNT, name)
+    return [mailbox_root_for(HOME_ACCOUNT, name), _mailbox_root() / PARTIAL_DIR / HOME_ACCOUNT / name]
+
+
+def _retire_home(name: str, partner_id: int, purge: bool) -> Path | None:
+    """Move (or delete) a removed partner's files out of reach; where they went, if kept."""
+    home, partial = _places(name)
+    if purge:
+        for place in (home, partial):
+            shutil.rmtree(place, ignore_errors=True)
+        return None
+    target = _unused(_mailbox_root() / REMOVED_DIR / f"partner-{partner_id}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if home.exists():
+        os.replace(home, target)
+    if partial.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, target / PARTIAL_DIR)
+    return target if target.exists() else None
+
+
+def _make_home(name: str) -> list[Path]:
+    """Empty upload/ and download/ for a new partner; whatever was at its paths is moved aside."""
+    set_aside = []
+    for place in _places(name):
+        if place.exists() or place.is_symlink():
+            stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+            target = _unused(_mailbox_root() / REMOVED_DIR / f"found-{name}-{stamp}-{uuid.uuid4().hex[:6]}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(place, target)
+            set_aside.append(target)
+    home = _places(name)[0]
     for folder in FOLDERS:
-        (root / folder).mkdir(parents=True, exist_ok=True)
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    return set_aside
+
+
+def _unused(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate

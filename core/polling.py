@@ -79,6 +79,8 @@ def fingerprint(info: FileInfo) -> str:
 
 def new_files(source: Source, limit: int = 1000) -> list[FileInfo]:
     """Files in the source folder matching the pattern and not taken before, oldest name first."""
+    if source.flow.removed_at is not None or source.row.removed_at is not None:
+        return []  # its Prefect schedule may outlive a removed flow: take nothing more
     with source.open() as endpoint:
         candidates = [
             info

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core import audit
-from core.models import DataFlow, Partner, Receipt, Transfer, TransferState, utcnow
+from core.models import DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
 from core.redact import Scrubber
 
 
@@ -169,6 +169,11 @@ def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
         raise TransferError(
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
         )
+    removed = session.get(DataFlow, original.data_flow_id)
+    if removed is not None and removed.removed_at is not None:
+        raise TransferError(
+            f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"
+        )
     copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
     session.add(copy)
     session.flush()
@@ -190,6 +195,7 @@ class TransferView:
     file: str
     flow: str
     partner: str
+    dest: str  # the destination endpoint's name ("mailbox:acme" for a partner's mailbox)
     state: str
     attempts: int
     size: int
@@ -204,12 +210,23 @@ class TransferView:
 
 
 def recent(
-    session: Session, limit: int = 50, state: str | None = None, flow: str | None = None
+    session: Session,
+    limit: int = 50,
+    state: str | None = None,
+    flow: str | None = None,
+    *,
+    partner: str | None = None,
+    dest: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[TransferView]:
+    """The newest transfers first, filtered by state, data flow, sending partner, destination
+    endpoint and the time their file was received (`since` inclusive, `until` exclusive)."""
     query = (
-        select(Transfer, Receipt, DataFlow)
+        select(Transfer, Receipt, DataFlow, Endpoint)
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
         .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .join(Endpoint, col(Endpoint.id) == DataFlow.dest_endpoint_id)
         .order_by(col(Transfer.id).desc())
         .limit(limit)
     )
@@ -217,9 +234,17 @@ def recent(
         query = query.where(Transfer.state == state)
     if flow:
         query = query.where(DataFlow.name == flow)
+    if dest:
+        query = query.where(Endpoint.name == dest)
+    if since is not None:
+        query = query.where(col(Receipt.received_at) >= since)
+    if until is not None:
+        query = query.where(col(Receipt.received_at) < until)
+    if partner:
+        query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(Partner.name == partner)
     names = {p.id: p.name for p in session.exec(select(Partner))}
     views = []
-    for transfer, receipt, data_flow in session.exec(query):
+    for transfer, receipt, data_flow, endpoint in session.exec(query):
         assert transfer.id is not None
         views.append(
             TransferView(
@@ -227,6 +252,7 @@ def recent(
                 file=receipt.name,
                 flow=data_flow.name,
                 partner=names.get(receipt.partner_id, "-"),
+                dest=endpoint.name,
                 state=transfer.state,
                 attempts=transfer.attempts,
                 size=receipt.size,

@@ -33,9 +33,11 @@ class DeploymentReconciler:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.seen: dict[int, datetime] = {}
+        self.polling: dict[int, str] = {}  # polling flows served, by id: their deployment names
 
     async def once(self) -> int:
         flows = await to_thread.run_sync(_load_flows)
+        await self._pause_removed({f.id for f in flows if f.id is not None})
         added = 0
         for flow in flows:
             assert flow.id is not None
@@ -64,9 +66,24 @@ class DeploymentReconciler:
                     tags=[f"flow:{flow.name}", "poll"],
                     description=f"polls the source of tradelane data flow {flow.name!r}",
                 )
+                self.polling[flow.id] = dataflows.deployment_name(flow)
             self.seen[flow.id] = flow.updated_at
             added += 1
         return added
+
+    async def _pause_removed(self, current: set[int]) -> None:
+        """A removed polling flow's schedule would go on firing: pause its deployment."""
+        from prefect.client.orchestration import get_client
+
+        for flow_id in [i for i in self.seen if i not in current]:
+            self.seen.pop(flow_id)
+            name = self.polling.pop(flow_id, None)
+            if name is None or name in self.polling.values():  # (a new flow took the name)
+                continue
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(f"poll/{name}")
+                await client.pause_deployment(deployment.id)
+            log.info("paused the schedule of removed data flow %s", name)
 
     async def forever(self, interval: float) -> None:
         while True:

@@ -2,10 +2,11 @@
 
 pyftpdlib is built from three pluggable pieces and so is this module:
 
-* `MailboxAuthorizer` — logins through the shared `MailboxAuth` (lockout per user and per
-  address, IP allow-list, per-partner session limit, audit). A wrong password, an unknown name and
-  an address outside the allow-list all read "530 Login incorrect.", so nobody learns which names
-  exist; a lockout (which counts unknown names alike) and the session limit say what they are.
+* `MailboxAuthorizer` — logins through the shared `MailboxAuth` (the login policy of
+  `core.login`: address bans, account locks, IP allow-list; per-partner session limit, audit). A
+  wrong password, an unknown name, a locked account and an address outside the allow-list all read
+  "530 Login incorrect.", so nobody learns which names exist; a banned address and the session
+  limit say what they are.
 * `MailboxFS` — an `AbstractedFS` whose "filesystem paths" are the partner's virtual paths
   ("/", "/upload/x", "/download/y"), served by `MailboxView`. Nothing here touches a real path, so
   `..`, absolute paths and other partners' names can only ever resolve inside the partner's home.
@@ -57,6 +58,7 @@ from OpenSSL import SSL
 
 from core.config import Settings
 from core.intake import IntakeError
+from core.sessions import LiveSession
 from mailboxes.auth import LoginRefused, MailboxAuth, MailboxUser
 from mailboxes.view import (
     AlreadyExists,
@@ -267,7 +269,7 @@ def _fs_error(exc: MailboxError) -> FilesystemError:
 # --- the authorizer -------------------------------------------------------------------------
 
 LOGIN_INCORRECT = "Login incorrect."
-LOCKED_OUT = "Too many failed logins; try again later."
+LOCKED_OUT = "Too many failed logins from your address; try again later."
 TOO_MANY_SESSIONS = "Too many sessions for this login; close one and try again."
 
 
@@ -293,15 +295,14 @@ class MailboxAuthorizer:
             user = self.auth.login_password(username, password, remote_addr, PROTOCOL)
         except LoginRefused as exc:
             log.info("FTP login refused for %r from %s: %s", username, remote_addr, exc)
-            # A lockout counts unknown names the same way, so saying so reveals nothing.
-            locked = self.auth.lockout.locked(username, remote_addr) > 0
-            raise AuthenticationFailed(LOCKED_OUT if locked else LOGIN_INCORRECT) from None
+            # Only a banned address is told apart: it says nothing about any user.
+            raise AuthenticationFailed(LOCKED_OUT if exc.banned_for else LOGIN_INCORRECT) from None
         try:
-            self.auth.open_session(user)
+            live = self.auth.open_session(user, remote_addr, PROTOCOL, end=handler.end_session)
         except LoginRefused as exc:
             self.auth.record(user, "login.failed", "", remote_addr, protocol=PROTOCOL, reason=str(exc))
             raise AuthenticationFailed(TOO_MANY_SESSIONS) from None
-        handler.attach(user)
+        handler.attach(user, live)
 
     def get_home_dir(self, username: str) -> str:
         return "/"
@@ -842,6 +843,7 @@ class MailboxFTPHandler(TLS_FTPHandler):
 
     def __init__(self, conn: socket.socket, server: Any, ioloop: Any = None) -> None:
         self.mailbox_user: MailboxUser | None = None
+        self.live: LiveSession | None = None
         self.view: MailboxView | None = None
         self._upload: UploadFile | None = None
         self._download: tuple[str, int] | None = None
@@ -849,10 +851,24 @@ class MailboxFTPHandler(TLS_FTPHandler):
 
     # --- session
 
-    def attach(self, user: MailboxUser) -> None:
+    def attach(self, user: MailboxUser, live: LiveSession) -> None:
         """Called by the authorizer once the login is accepted and the session counted."""
         self.mailbox_user = user
+        self.live = live
         self.view = MailboxView(user, self.auth, client_address(self), PROTOCOL)
+
+    def end_session(self, _why: str) -> None:
+        """End this session from another thread (the partner was removed, disabled or locked).
+
+        The sockets are shut down under the session's feet; its own thread sees them end, abandons
+        an upload in progress (nothing is taken in) and closes, as when a client vanishes.
+        """
+        for channel in (self, self.data_channel):
+            sock = getattr(channel, "socket", None)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                if sock is not None:
+                    with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                        dup.shutdown(socket.SHUT_RDWR)
 
     def _release(self) -> None:
         upload, self._upload = self._upload, None
@@ -860,10 +876,11 @@ class MailboxFTPHandler(TLS_FTPHandler):
             upload.close()
             if upload.receipt is None:
                 self.audit("upload.failed", upload.name, reason=upload.reason, bytes=upload.received)
-        user, self.mailbox_user = self.mailbox_user, None
+        live, self.live = self.live, None
+        self.mailbox_user = None
         self.view = None
-        if user is not None:
-            self.auth.close_session(user)
+        if live is not None:
+            self.auth.close_session(live)
 
     def flush_account(self) -> None:
         super().flush_account()

@@ -90,6 +90,7 @@ from paramiko.sftp import (
 )
 
 from core.config import Settings
+from core.sessions import LiveSession
 from mailboxes.auth import LoginRefused, MailboxAuth, MailboxUser
 from mailboxes.view import (
     Entry,
@@ -189,7 +190,7 @@ class _Connection:
         self.transport = transport
         self.remote_addr = remote_addr
         self.user: MailboxUser | None = None
-        self.session_open = False
+        self.live: LiveSession | None = None  # counted once the login is complete
         self.last_activity = time.monotonic()
         self.failed_passwords = 0
         self.channels = 0
@@ -214,9 +215,9 @@ class _Connection:
                 return
             self.closed = True
         auth = self.server.auth
-        if self.session_open and self.user is not None:
-            auth.close_session(self.user)
-            self.session_open = False
+        if self.live is not None:
+            auth.close_session(self.live)
+            self.live = None
         if self.user is None and self.failed_passwords == 0 and self.rejected_key is not None:
             # Only unknown keys were offered: one failed login (audited, counted), not one per key.
             username, key_type, blob = self.rejected_key
@@ -315,7 +316,7 @@ class _SSHServer(paramiko.ServerInterface):
         conn = self.conn
         conn.touch()
         offered = (username, key.get_name(), key.asbytes())
-        if self.auth.lockout.locked(username, conn.remote_addr) <= 0 and self.auth.key_is_known(*offered):
+        if self.auth.key_is_known(*offered, conn.remote_addr):
             conn.offered_key = offered
             return paramiko.AUTH_SUCCESSFUL
         conn.rejected_key = offered
@@ -343,16 +344,18 @@ class _SSHServer(paramiko.ServerInterface):
                 return False
         if conn.user is None:
             return False
-        if not conn.session_open:
+        if conn.live is None:
             try:
-                self.auth.open_session(conn.user)
+                # Removing, disabling or locking the partner ends the connection (core/sessions.py).
+                conn.live = self.auth.open_session(
+                    conn.user, conn.remote_addr, PROTOCOL, end=lambda _why: conn.transport.close()
+                )
             except LoginRefused as exc:
                 log.info("sftp session of %s refused: %s", conn.user.name, exc)
                 self.auth.record(
                     conn.user, "login.refused", "/", conn.remote_addr, protocol=PROTOCOL, reason=str(exc)
                 )
                 return False
-            conn.session_open = True
         return True
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:

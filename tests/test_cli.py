@@ -15,6 +15,7 @@ from tests.isolation import isolated_home
 from tests.servers import moto_client
 
 runner = CliRunner()
+PASSWORD = "Tr4de-lane-Pass"  # passes the password policy (length, not the name, not common)
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ def run(*args: str, ok: bool = True) -> str:
 
 
 def test_partner_lifecycle_and_keys(home: Path, tmp_path: Path) -> None:
-    run("partner", "add", "acme", "--password", "pw")
-    assert "already exists" in run("partner", "add", "acme", "--password", "pw", ok=False)
+    run("partner", "add", "acme", "--password", PASSWORD)
+    assert "already exists" in run("partner", "add", "acme", "--password", PASSWORD, ok=False)
     assert "--password or --ssh-key" in run("partner", "add", "nokey", ok=False)
     key = tmp_path / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -50,11 +51,11 @@ def test_partner_lifecycle_and_keys(home: Path, tmp_path: Path) -> None:
     assert (home / "mailboxes" / "home" / "acme" / "upload").is_dir()
     run("partner", "remove", "acme")
     assert json.loads(run("partner", "list", "--json")) == []
-    run("partner", "add", "acme", "--password", "again")  # the name is free again
+    run("partner", "add", "acme", "--password", "Another-Pass-2nd")  # the name is free again
 
 
 def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> None:
-    run("partner", "add", "acme", "--password", "pw")
+    run("partner", "add", "acme", "--password", PASSWORD)
     run("endpoint", "add", "archive", "--type", "file", "--path", str(tmp_path / "archive"))
     (tmp_path / "archive").mkdir()
     assert "reachable" in run("endpoint", "test", "archive")
@@ -135,7 +136,7 @@ def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> No
     assert json.loads(run("flow", "list", "--json"))[0]["enabled"] is False
     run("flow", "enable", "acme-lake")
     # A partner's mailbox as a destination lands in its download/ folder.
-    run("partner", "add", "beta", "--password", "pw")
+    run("partner", "add", "beta", "--password", PASSWORD)
     run("flow", "add", "to-beta", "--source", "mailbox:acme", "--dest", "mailbox:beta")
     assert json.loads(run("flow", "list", "--json"))[1]["dest_path"] == "download/{name}"
     assert json.loads(run("transfers", "--json")) == []
@@ -143,7 +144,7 @@ def test_endpoints_and_flows(home: Path, tmp_path: Path, moto_server: str) -> No
 
 
 def test_apply_is_idempotent(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACME_PW", "from-env")
+    monkeypatch.setenv("ACME_PW", "from-env-Pass-1")
     spec = tmp_path / "tradelane.yaml"
     spec.write_text(
         f"""

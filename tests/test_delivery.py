@@ -21,7 +21,7 @@ from tests.isolation import isolated_home
 
 def _receive(tmp_path: Path, names: list[str]) -> list[int]:
     with session_scope() as session:
-        partners.add(session, "acme", password="pw")
+        partners.add(session, "acme", password="delivery-Pass-1")
         endpoint_store.add(session, "out", "file", {"path": str(tmp_path / "out")})
         dataflows.add(session, "acme-out", source="mailbox:acme", dest="out")
     with session_scope() as session:

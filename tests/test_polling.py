@@ -87,7 +87,7 @@ def test_after_pull_delete_and_archive(source_dir: Path) -> None:
 
 def test_polling_settings_are_checked(source_dir: Path) -> None:
     with session_scope() as session:
-        partners.add(session, "acme", password="pw")
+        partners.add(session, "acme", password="polling-Pass-1")
         with pytest.raises(dataflows.DataFlowError, match="needs one schedule"):
             dataflows.add(session, "p1", source="remote", dest="archive")
         with pytest.raises(dataflows.DataFlowError, match="needs one schedule"):
@@ -103,7 +103,7 @@ def test_polling_settings_are_checked(source_dir: Path) -> None:
         with pytest.raises(dataflows.DataFlowError, match="polling sources"):
             dataflows.add(session, "p6", source="mailbox:acme", dest="archive", every_seconds=5)
         with pytest.raises(partners.PartnerError, match="reserved"):
-            partners.add(session, "_poll-x", password="pw")
+            partners.add(session, "_poll-x", password="polling-Pass-1")
         # An email source is not a folder: "archive" would mean sending a message.
         endpoint_store.add(
             session,

@@ -17,6 +17,7 @@ from core.db import get_engine, init_db, session_scope
 from core.endpoints import store as endpoint_store
 from core.endpoints.base import ConfigError
 from core.intake import record_receipt
+from core.login import LoginPolicy, LoginRefused
 from core.models import AuditEvent, Transfer, TransferState
 from tests.isolation import isolated_home
 
@@ -40,7 +41,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _setup(tmp_path: Path) -> tuple[int, int]:
     with session_scope() as session:
-        partner = partners.add(session, "acme", password="s3cret")
+        partner = partners.add(session, "acme", password="s3cret-Passw0rd")
         endpoint_store.add(
             session,
             "vault",
@@ -73,10 +74,12 @@ def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path
         pw = conn.execute(text("SELECT password_hash FROM partner WHERE name = 'acme'")).scalar()
     assert "TOPSECRET" not in raw and pw.startswith("$argon2")
     assert decrypt_json(raw) == {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"}
+    policy = LoginPolicy()
+    assert policy.password("acme", "s3cret-Passw0rd", None, "test").name == "acme"
+    for user, password in (("acme", "wrong"), ("nobody", "s3cret-Passw0rd")):
+        with pytest.raises(LoginRefused):
+            policy.password(user, password, None, "test")
     with session_scope() as session:
-        assert partners.authenticate(session, "acme", "s3cret") is not None
-        assert partners.authenticate(session, "acme", "wrong") is None
-        assert partners.authenticate(session, "nobody", "s3cret") is None
         audit = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.add")).first()
         assert audit is not None and "TOPSECRET" not in str(audit.detail)
 
@@ -193,9 +196,9 @@ def test_partner_names_and_duplicates_are_refused(store: str, tmp_path: Path) ->
     with session_scope() as session:
         for bad in ("", "../x", "a/b", ".hidden", "x" * 65):
             with pytest.raises(partners.PartnerError):
-                partners.add(session, bad, password="p")
+                partners.add(session, bad, password="partner-Pass-1")
         with pytest.raises(partners.PartnerError, match="already exists"):
-            partners.add(session, "acme", password="p")
+            partners.add(session, "acme", password="partner-Pass-1")
         with pytest.raises(dataflows.DataFlowError, match="no partner"):
             dataflows.add(session, "f2", source="mailbox:ghost", dest="vault")
         with pytest.raises(dataflows.DataFlowError, match="destination"):

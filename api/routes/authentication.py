@@ -5,24 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
+from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import create_access_token
-from api.deps import RemoteAddr, SessionDep, SettingsDep
+from api.deps import RemoteAddr, SettingsDep
 from api.models import Token
-from core import audit, partners
-from core.db import home_account_id
-from core.lockout import shared_lockout
+from core.login import LoginRefused, shared_policy
 
 router = APIRouter(tags=["authentication"])
 
 
 @router.post(
     "/authentication",
-    responses={400: {"description": "unsupported grant_type"}, 401: {"description": "wrong credentials"}},
+    responses={
+        400: {"description": "unsupported grant_type"},
+        401: {"description": "wrong credentials"},
+        429: {"description": "this address failed too often; Retry-After says when to try again"},
+    },
 )
-def authenticate(
-    session: SessionDep,
+async def authenticate(
     settings: SettingsDep,
     remote_addr: RemoteAddr,
     response: Response,
@@ -33,38 +35,17 @@ def authenticate(
     """Exchange a partner's username and password for a bearer access token."""
     if grant_type != "password":
         raise errors.BadRequest(f"unsupported grant_type {grant_type[:40]!r}: use 'password'")
-    lockout = shared_lockout()
-    wait = lockout.locked(username, remote_addr)
-    if wait > 0:
-        raise errors.TooManyRequests(
-            f"too many failed logins; try again in {wait:.0f} seconds", headers={"Retry-After": f"{wait:.0f}"}
-        )
-    partner = partners.authenticate(session, username, password)
-    if partner is not None and not partners.network_allowed(partner.allowed_networks, remote_addr):
-        partner = None
-    if partner is None:
-        lockout.failed(username, remote_addr)
-        audit.record(
-            session,
-            "login.failed",
-            actor=f"partner:{username[:100]}",
-            account_id=home_account_id(session),
-            target=username[:100],
-            remote_addr=remote_addr,
-            protocol="rest",
-        )
-        session.commit()  # the 401 below would otherwise roll the audit event back
-        raise errors.Unauthorized("invalid username or password")
-    lockout.succeeded(partner.name, remote_addr)
-    audit.record(
-        session,
-        "login",
-        actor=f"partner:{partner.name}",
-        account_id=partner.account_id,
-        target=partner.name,
-        remote_addr=remote_addr,
-        protocol="rest",
-    )
-    token, ttl = create_access_token(partner, settings)
+    try:
+        # The one login policy (core/login.py): address bans, account locks, allow-list, audit.
+        user = await run_in_threadpool(shared_policy().password, username, password, remote_addr, "rest")
+    except LoginRefused as exc:
+        if exc.banned_for > 0:
+            wait = f"{exc.banned_for:.0f}"
+            raise errors.TooManyRequests(
+                f"too many failed logins from this address; try again in {wait} seconds",
+                headers={"Retry-After": wait},
+            ) from None
+        raise errors.Unauthorized("invalid username or password") from None
+    token, ttl = create_access_token(user, settings)
     response.headers["Cache-Control"] = "no-store"
-    return Token(access_token=token, expires_in=ttl, user_id=partner.uid)
+    return Token(access_token=token, expires_in=ttl, user_id=user.uid)

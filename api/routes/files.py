@@ -14,12 +14,14 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.deps import RemoteAddr, SettingsDep, SpaceDep
 from api.models import FileResource
+from api.sessions import close_rest_session, counted_session, open_rest_session
 from api.space import UPLOAD, file_href
 from api.upload import filename_from, receive, too_large
 from core import audit, intake
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE
 from core.endpoints.base import NotFound as StorageNotFound
+from core.sessions import LiveSession
 
 router = APIRouter(tags=["files"])
 
@@ -66,12 +68,16 @@ async def upload_file(
     name = filename_from(content_disposition)
     if request.headers.get("content-type", "").lower().startswith("multipart/"):
         raise errors.UnsupportedMediaType("send the file as the raw body (application/octet-stream)")
-    limit = settings.max_upload_bytes
+    limit = space.partner.max_file_bytes or settings.max_upload_bytes  # the partner's own, if set
     if content_length is not None and content_length > limit:
         raise too_large(limit)
     begin = partial(intake.begin, space.partner, UPLOAD, name, protocol="rest", remote_addr=remote_addr)
-    upload = await run_in_threadpool(begin, max_bytes=limit)
-    receipt = await receive(request, upload)
+    async with counted_session(space.partner, remote_addr):
+        try:
+            upload = await run_in_threadpool(begin, max_bytes=limit)
+        except intake.SenderRefused as exc:
+            raise errors.Forbidden(str(exc)) from None
+        receipt = await receive(request, upload)
     try:
         modified = (await run_in_threadpool(space.endpoint.stat, f"{UPLOAD}/{name}")).modified
     except StorageNotFound:  # already carried away by a data flow
@@ -116,10 +122,13 @@ def get_file(file_id: str, space: SpaceDep) -> FileResource:
     return space.file_resources(ref.folder, [space.stat(ref)])[0]
 
 
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            yield chunk
+def _chunks(handle: BinaryIO, live: LiveSession) -> Iterator[bytes]:
+    try:
+        with handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                yield chunk
+    finally:
+        close_rest_session(live)  # the download counted as one of the partner's sessions
 
 
 def attachment(name: str) -> str:
@@ -138,7 +147,12 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
     ref = space.file(file_id)
     if not space.can_download(ref.folder):
         raise errors.Forbidden("files in the upload folder cannot be downloaded")
-    handle, size = space.open_read(ref)
+    live = open_rest_session(space.partner, remote_addr)
+    try:
+        handle, size = space.open_read(ref)
+    except BaseException:
+        close_rest_session(live)
+        raise
     try:
         with session_scope() as session:
             audit.record(
@@ -153,9 +167,10 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
             )
     except BaseException:
         handle.close()
+        close_rest_session(live)
         raise
     headers = {"Content-Length": str(size), "Content-Disposition": attachment(ref.name)}
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(_chunks(handle, live), media_type="application/octet-stream", headers=headers)
 
 
 @router.delete("/files/{file_id}", status_code=204, responses=FILE_ERRORS)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from core.endpoints.base import (
     ConfigError,
@@ -78,6 +78,7 @@ class As2WriteStream(WriteStream):
 
 class As2Endpoint(Endpoint):
     scheme = "as2"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset({"partner", "content_type", "subject"})
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)

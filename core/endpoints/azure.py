@@ -297,6 +297,22 @@ class AzureBlobEndpoint(Endpoint):
     account_url, or account_name for the public cloud's https://<account>.blob.core.windows.net)."""
 
     scheme: ClassVar[str] = "azure"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "container",
+            "prefix",
+            "account_url",
+            "account_name",
+            "block_size",
+            "concurrency",
+            "connect_timeout",
+            "read_timeout",
+            "max_attempts",
+        }
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset(
+        {"connection_string", "account_name", "account_key", "sas_token"}
+    )
     # Blobs per List Blobs page (Azure's maximum); tests lower it to exercise pagination.
     list_page_size: int = 5000
     # One streamed GET per read (see the module docstring); tests turn it off to try the fallback.

@@ -185,6 +185,9 @@ class Endpoint(ABC):
     """One backend. Subclasses set `scheme` and implement the six operations."""
 
     scheme: ClassVar[str]
+    # Every config and secrets key the type reads: `apply -f` refuses any other (None: unchecked).
+    config_keys: ClassVar[frozenset[str] | None] = None
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         self.config = config

@@ -750,6 +750,31 @@ class EmailEndpoint(Endpoint):
     """SMTP push and IMAP pull; see the module docstring for config and secrets."""
 
     scheme: ClassVar[str] = "email"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "smtp_host",
+            "smtp_port",
+            "smtp_tls",
+            "from",
+            "to",
+            "subject",
+            "body",
+            "helo",
+            "imap_host",
+            "imap_port",
+            "imap_tls",
+            "mailbox",
+            "search",
+            "after_pull",
+            "timeout",
+            "verify",
+            "cafile",
+            "spool_dir",
+        }
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset(
+        {"user", "password", "smtp_user", "smtp_password", "imap_user", "imap_password"}
+    )
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)

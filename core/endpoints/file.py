@@ -124,6 +124,7 @@ class FileEndpoint(Endpoint):
     """config: {"path": "/absolute/dir"}. No secrets."""
 
     scheme: ClassVar[str] = "file"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset({"path"})
     # A missing root is a configuration mistake for a plain folder, so listing it fails;
     # a mailbox whose partner has never uploaded anything is simply empty.
     missing_root_is_empty: ClassVar[bool] = False

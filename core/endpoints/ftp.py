@@ -382,6 +382,10 @@ class FtpEndpoint(Endpoint):
     secrets: password."""
 
     scheme: ClassVar[str] = "ftp"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {"host", "port", "user", "path", "tls", "cafile", "verify", "passive", "timeout", "temp_name"}
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)

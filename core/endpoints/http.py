@@ -331,6 +331,32 @@ class HttpEndpoint(Endpoint):
     config shows as ***). What goes where: core/endpoints/http_settings.py."""
 
     scheme: ClassVar[str] = "http"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "url",
+            "method",
+            "headers",
+            "success_codes",
+            "upload_mode",
+            "file_field",
+            "path_in_url",
+            "list_url",
+            "pull_url",
+            "pull_name",
+            "list_prefix_param",
+            "download_url",
+            "delete_url",
+            "delete_method",
+            "verify",
+            "timeout",
+            "spool_dir",
+            "follow_redirects",
+            "public_params",
+        }
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset(
+        {"bearer", "basic_user", "basic_password", "headers", "urls"}
+    )
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         # Rows stored before secrets were split out of config are split here too (idempotent).

@@ -45,6 +45,7 @@ class MailboxEndpoint(FileEndpoint):
     """config: {"partner": NAME, "account": "home"}. No secrets."""
 
     scheme: ClassVar[str] = "mailbox"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset({"partner", "account"})
     missing_root_is_empty: ClassVar[bool] = True
 
     def _root_from_config(self) -> Path:

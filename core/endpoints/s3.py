@@ -291,6 +291,22 @@ class S3Endpoint(Endpoint):
     secrets: access_key_id?, secret_access_key?, session_token? (else boto3's default chain)."""
 
     scheme: ClassVar[str] = "s3"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "bucket",
+            "prefix",
+            "endpoint_url",
+            "region",
+            "part_size",
+            "concurrency",
+            "checksums",
+            "connect_timeout",
+            "read_timeout",
+            "max_attempts",
+            "addressing_style",
+        }
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
     # Keys per ListObjectsV2 page (S3's maximum); tests lower it to exercise pagination.
     list_page_size: int = 1000
 

@@ -328,6 +328,10 @@ class SftpEndpoint(Endpoint):
     secrets: password and/or private_key (key text) with passphrase? for an encrypted key."""
 
     scheme: ClassVar[str] = "sftp"
+    config_keys: ClassVar[frozenset[str] | None] = frozenset(
+        {"host", "port", "user", "path", "host_key", "timeout", "temp_name"}
+    )
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"password", "private_key", "passphrase"})
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)

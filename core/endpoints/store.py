@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import audit, redact
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
@@ -13,6 +13,7 @@ from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class, open_endpoint
 from core.models import Endpoint as EndpointRow
+from core.models import utcnow
 from core.partners import validate_name
 
 MAILBOX_PREFIX = "mailbox:"
@@ -114,16 +115,71 @@ def list_all(session: Session) -> list[EndpointRow]:
     return list(
         session.exec(
             select(EndpointRow)
-            .where(EndpointRow.account_id == home_account_id(session))
+            .where(EndpointRow.account_id == home_account_id(session), col(EndpointRow.removed_at).is_(None))
             .order_by(EndpointRow.name)
         )
     )
 
 
-def remove(session: Session, name: str, actor: str = "cli") -> None:
-    row = require(session, name)
-    session.delete(row)
-    audit.record(session, "endpoint.remove", actor=actor, account_id=row.account_id, target=name)
+class EndpointInUse(ConfigError):
+    """Data flows still take from or deliver to the endpoint; the message names them."""
+
+
+def remove(session: Session, name: str, *, force: bool = False, actor: str = "cli") -> list[str]:
+    """Remove an endpoint; refused while data flows use it, naming them, unless `force`.
+
+    With `force` those flows are disabled (their names are returned) and the endpoint is kept,
+    renamed `<name>.removed.<id>`, for their history; a flow cannot be enabled again until it is
+    pointed at another endpoint. An endpoint nothing refers to is deleted.
+    """
+    from core.models import DataFlow
+
+    row = get(session, name)
+    if row is None or row.removed_at is not None:
+        raise ConfigError(f"no endpoint named {name!r}")
+    referring = session.exec(
+        select(DataFlow)
+        .where((col(DataFlow.dest_endpoint_id) == row.id) | (col(DataFlow.source_endpoint_id) == row.id))
+        .order_by(DataFlow.name)
+    ).all()
+    flows = [f for f in referring if f.removed_at is None]
+    if flows and not force:
+        names = ", ".join(f.name for f in flows)
+        raise EndpointInUse(
+            f"endpoint {name!r} is used by data flow(s) {names}: remove them (tradelane flow remove) or "
+            "point them elsewhere (tradelane flow set NAME --dest OTHER), or pass --force to disable them"
+        )
+    now = utcnow()
+    disabled = []
+    for flow in flows:
+        disabled.append(flow.name)
+        if flow.enabled:
+            flow.enabled = False
+            flow.updated_at = now
+            session.add(flow)
+            audit.record(
+                session,
+                "flow.disable",
+                actor=actor,
+                account_id=flow.account_id,
+                target=flow.name,
+                reason=f"endpoint {name} removed",
+            )
+    if referring:
+        row.name = f"{name}.removed.{row.id}"
+        row.removed_at = now
+        session.add(row)
+    else:
+        session.delete(row)
+    audit.record(
+        session,
+        "endpoint.remove",
+        actor=actor,
+        account_id=row.account_id,
+        target=name,
+        flows_disabled=disabled,
+    )
+    return disabled
 
 
 def open_row(row: EndpointRow) -> Endpoint:

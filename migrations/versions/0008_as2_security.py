@@ -1,7 +1,7 @@
 """AS2 security: unsigned inbound refused unless allowed, where async MDNs may go, replay digests
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-10 12:00:00
 
 Existing profiles get the safe defaults: unsigned inbound messages refused (`allow_unsigned`
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

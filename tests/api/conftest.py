@@ -36,14 +36,22 @@ _UNSET = ("TRADELANE_SECRET_KEY", "TRADELANE_MAX_UPLOAD_BYTES", "TRADELANE_TOKEN
 _names = itertools.count(1)
 
 
+# Every test logs in from 127.0.0.1: its failed logins must not ban that address for the next test.
+# Tests of bans and locks set their own thresholds and connect from other addresses.
+LENIENT_ENV = {"TRADELANE_LOCKOUT_FAILURES": "100000", "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000"}
+
+
 @pytest.fixture(scope="package")
 def tradelane_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    saved = {key: os.environ.pop(key, None) for key in _UNSET}
+    saved = {key: os.environ.pop(key, None) for key in (*_UNSET, *LENIENT_ENV)}
+    os.environ.update(LENIENT_ENV)
     try:
         with isolated_home(tmp_path_factory.mktemp("tradelane-api")) as home:
             db.init_db()
             yield home
     finally:
+        for key in LENIENT_ENV:
+            os.environ.pop(key, None)
         os.environ.update({key: value for key, value in saved.items() if value is not None})
 
 

@@ -16,7 +16,8 @@ from core import partners
 from core.crypto import signing_key
 from core.db import session_scope
 from core.models import AuditEvent, Partner
-from tests.api.conftest import PartnerLogin
+from tests.addresses import fresh_loopback
+from tests.api.conftest import PartnerLogin, Server
 
 MakePartner = Callable[..., PartnerLogin]
 
@@ -175,24 +176,38 @@ def test_every_api_route_requires_a_token(client: httpx.Client, app: object) -> 
         assert r.json()["message"]
 
 
-def test_lockout_after_repeated_failures_then_cooldown(
-    client: httpx.Client, make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
+def test_an_address_is_banned_after_repeated_failures_then_cooldown(
+    server: Server, make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import lockout as lockout_module
+    from datetime import timedelta
 
-    now = [1000.0]
-    ledger = lockout_module.Lockout(max_failures=3, cooldown_seconds=60, clock=lambda: now[0])
-    monkeypatch.setattr(lockout_module, "_shared", ledger)
+    from core.config import get_settings
+    from core.login import shared_policy
+    from core.models import utcnow
+
+    monkeypatch.setenv("TRADELANE_LOCKOUT_FAILURES", "3")
+    monkeypatch.setenv("TRADELANE_LOCKOUT_COOLDOWN_SECONDS", "60")
+    get_settings.cache_clear()
+    now = [utcnow()]
+    monkeypatch.setattr(shared_policy(), "clock", lambda: now[0])
     p = make_partner()
-    for _ in range(3):
-        assert login(client, p.name, "wrong").status_code == 401
-    # Locked: even the right password is refused until the cool-down passes.
-    r = login(client, p.name, p.password)
-    assert r.status_code == 429
-    assert "too many failed logins" in r.json()["message"]
-    assert int(r.headers["retry-after"]) > 0
-    now[0] += 61
-    assert login(client, p.name, p.password).status_code == 200
+    guesser = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address=fresh_loopback()))
+    try:
+        for _ in range(3):
+            assert login(guesser, p.name, "wrong").status_code == 401
+        # Banned: even the right password is refused from that address until the cool-down passes...
+        r = login(guesser, p.name, p.password)
+        assert r.status_code == 429
+        assert "too many failed logins" in r.json()["message"]
+        assert int(r.headers["retry-after"]) > 0
+        # ...while the partner logs in from anywhere else.
+        assert login(p.client, p.name, p.password).status_code == 200
+        now[0] += timedelta(seconds=61)
+        assert login(guesser, p.name, p.password).status_code == 200
+    finally:
+        guesser.close()
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_allow_list_refuses_other_networks(client: httpx.Client, make_partner: MakePartner) -> None:

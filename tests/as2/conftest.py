@@ -142,7 +142,7 @@ def trading(us: Identity, as2_home: Path) -> Callable[..., Trading]:
         ident = ident or Identity.new(f"PARTNER-{n}")
         mailbox = f"as2-mailbox-{n}"
         with session_scope() as session:
-            partners.add(session, mailbox, password=f"pw-{n}-{os.urandom(4).hex()}")
+            partners.add(session, mailbox, password=f"pw-{n}-{os.urandom(8).hex()}")
             options.setdefault("org", OUR_ID)
             profiles.add(
                 session,

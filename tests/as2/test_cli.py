@@ -112,7 +112,7 @@ def test_partner_add_list_remove_and_messages(as2_server: As2Server, tmp_path: P
     cert = tmp_path / "partner.crt"
     cert.write_text(ident.cert_pem)
     with session_scope() as session:
-        partners.add(session, "cli-as2-mailbox", password="pw-" + os.urandom(4).hex())
+        partners.add(session, "cli-as2-mailbox", password="pw-" + os.urandom(8).hex())
     run(
         "as2", "partner", "add", "CLI-PARTNER", "--mailbox", "cli-as2-mailbox", "--url", "http://127.0.0.1:9/as2",
         "--cert", str(cert), "--sign", "sha256", "--encrypt", "aes256", "--compress", "--mdn", "async",

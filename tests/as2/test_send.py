@@ -86,7 +86,7 @@ def _flow_to(peer_as2_id: str, tag: str) -> tuple[str, int]:
     """A mailbox partner, an as2 endpoint and a data flow between them; returns (mailbox, flow id)."""
     mailbox = f"as2-src-{tag}-{os.urandom(3).hex()}"
     with session_scope() as session:
-        partners.add(session, mailbox, password="pw-" + os.urandom(4).hex())
+        partners.add(session, mailbox, password="pw-" + os.urandom(8).hex())
         endpoint_store.add(session, f"to-{mailbox}", "as2", {"partner": peer_as2_id})
         flow = dataflows.add(session, f"flow-{mailbox}", source=f"mailbox:{mailbox}", dest=f"to-{mailbox}")
         assert flow.id is not None

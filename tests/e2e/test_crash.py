@@ -17,7 +17,7 @@ from tests.e2e.helpers import PartnerClient
 from tests.servers import free_port
 from tests.system import System, start, stop, system_env
 
-PASSWORD = "crash-pw"
+PASSWORD = "crash-Pass-1234"
 
 
 def _port_closed(port: int) -> bool:

@@ -41,7 +41,7 @@ def test_a_file_sent_by_one_tradelane_arrives_in_another(
 
     # A: B's mailbox as two endpoints, and data flows that send a partner's uploads there.
     to_sftp, to_ftps, sender = unique("to-b-sftp"), unique("to-b-ftps"), unique("acme")
-    a.cli("partner", "add", sender, "--password", "acme-pw-1")
+    a.cli("partner", "add", sender, "--password", "acme-sends-pw-1")
     a.cli(
         "endpoint", "add", to_sftp, "--type", "sftp", "--host", "127.0.0.1",
         "--port", b.env["TRADELANE_SFTP_PORT"], "--user", B_LOGIN, "--password", B_PASSWORD,

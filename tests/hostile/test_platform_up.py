@@ -118,7 +118,7 @@ def delivery(exposed: System, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """One file uploaded by REST and delivered by a data flow to a folder outside the home."""
     partner, flow = unique("exposed"), unique("exposed-flow")
     out = tmp_path_factory.mktemp("operator") / "out"
-    exposed.cli("partner", "add", partner, "--password", "pw-exposed-1")
+    exposed.cli("partner", "add", partner, "--password", "exposed-partner-pw-1")
     exposed.cli("endpoint", "add", f"{flow}-dest", "--type", "file", "--path", str(out))
     exposed.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", f"{flow}-dest")
     client = PartnerClient(exposed, partner, "pw-exposed-1")

@@ -20,18 +20,17 @@ from core.endpoints.base import Endpoint
 from core.endpoints.ftp import FtpEndpoint
 from core.endpoints.hostkeys import fetch_host_key
 from core.endpoints.sftp import SftpEndpoint
-from core.lockout import Lockout
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
 from mailboxes.view import PARTIAL_DIR_NAME
-from tests.mailboxes.conftest import MakePartner, PartnerLogin
+from tests.mailboxes.conftest import LENIENT, MakePartner, PartnerLogin
 
 MODES = [None, "suffix", "prefix", "none"]  # None: the endpoint's default
 
 
 def auth_for(settings: Settings) -> MailboxAuth:
-    return MailboxAuth(settings, lockout=Lockout(max_failures=1000))
+    return MailboxAuth(settings.model_copy(update=LENIENT))
 
 
 @pytest.fixture(scope="module")

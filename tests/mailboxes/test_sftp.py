@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -21,10 +22,10 @@ import paramiko
 import pytest
 
 from core.config import get_settings
-from core.lockout import Lockout
 from mailboxes.auth import MailboxAuth
 from mailboxes.sftp import SFTPServer
-from tests.mailboxes.conftest import MakePartner, PartnerLogin, set_partner
+from tests.addresses import fresh_loopback
+from tests.mailboxes.conftest import MakePartner, PartnerLogin, lenient_settings, set_partner
 from tests.servers import require_tool
 
 require_tool("sftp")  # OpenSSH's client drives these tests
@@ -44,10 +45,9 @@ StartServer = Callable[..., SFTPServer]
 def start_server(tradelane_home: Path) -> Iterator[StartServer]:
     started: list[SFTPServer] = []
 
-    def start(lockout: Lockout | None = None, **overrides: Any) -> SFTPServer:
-        settings = get_settings().model_copy(update={"sftp_port": 0, **overrides})
-        lockout = lockout or Lockout(max_failures=1000, window_seconds=60, cooldown_seconds=60)
-        server = SFTPServer(settings, MailboxAuth(settings, lockout))
+    def start(**overrides: Any) -> SFTPServer:
+        settings = lenient_settings(sftp_port=0, **overrides)
+        server = SFTPServer(settings, MailboxAuth(settings))
         server.start()
         started.append(server)
         return server
@@ -88,9 +88,19 @@ class Sftp:
 
 
 def connect(
-    server: SFTPServer, user: str, password: str | None = None, key: paramiko.PKey | None = None
+    server: SFTPServer,
+    user: str,
+    password: str | None = None,
+    key: paramiko.PKey | None = None,
+    *,
+    source: str | None = None,
 ) -> Sftp:
-    transport = paramiko.Transport(("127.0.0.1", server.port))
+    """A paramiko SFTP session; `source` is the local address to connect from (127.x.y.z)."""
+    if source is None:
+        transport = paramiko.Transport(("127.0.0.1", server.port))
+    else:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10, source_address=(source, 0))
+        transport = paramiko.Transport(sock)
     try:
         transport.connect(username=user, password=password, pkey=key)
         return Sftp(transport, paramiko.SFTPClient.from_transport(transport))
@@ -385,15 +395,19 @@ def test_connection_limit(server: SFTPServer, make_partner: MakePartner) -> None
     connect(server, partner.name, partner.password).close()
 
 
-def test_lockout(start_server: StartServer, partner: PartnerLogin) -> None:
-    strict = start_server(lockout=Lockout(max_failures=3, window_seconds=60, cooldown_seconds=60))
+def test_a_guessing_address_is_banned_not_the_partner(
+    start_server: StartServer, partner: PartnerLogin
+) -> None:
+    strict = start_server(lockout_failures=3)
+    guesser = fresh_loopback()
     for _ in range(3):
         with pytest.raises(paramiko.AuthenticationException):
-            connect(strict, partner.name, "wrong")
-    with pytest.raises(paramiko.AuthenticationException):
-        connect(strict, partner.name, partner.password)  # the right password, but locked out
-    assert partner.audit("login.locked")
-    assert any(e.detail.get("locked") for e in partner.audit("login.failed"))
+            connect(strict, partner.name, "wrong", source=guesser)
+    with pytest.raises(paramiko.AuthenticationException):  # the right password, from the banned address
+        connect(strict, partner.name, partner.password, source=guesser)
+    assert partner.audit("login.banned")
+    assert any(e.detail.get("banned") for e in partner.audit("login.failed"))
+    connect(strict, partner.name, partner.password, source=fresh_loopback()).close()  # elsewhere: in
 
 
 def test_idle_timeout(start_server: StartServer, partner: PartnerLogin) -> None:

@@ -1,0 +1,461 @@
+"""The one login policy: every door (REST, SFTP, FTP, and the portal to come) calls it.
+
+One attempt, in order:
+
+1. **Address ban.** A source address that failed `lockout_failures` times within
+   `lockout_window_seconds` is refused every login for `lockout_cooldown_seconds`, whatever user
+   it tries (SFTPGo's "defender" does the same). A guesser is stopped where it stands, and a
+   partner's own logins from elsewhere go on: five bad logins from one address no longer lock the
+   partner out everywhere.
+2. **Credentials**: the password (argon2; a dummy hash when the user does not exist, so timing
+   tells nothing) or one of the partner's SSH keys.
+3. **The account**: enabled, not removed, not locked, and the address in its allow-list. A locked
+   or disabled account, or an address outside the allow-list, is refused with the same answer as
+   a wrong password.
+
+A failure is one `LoginFailure` row. The account is locked only on *distributed* evidence:
+`lockout_account_failures` failures for it within the window from at least
+`lockout_account_addresses` distinct addresses lock it for `lockout_account_seconds` (and end its
+sessions); `tradelane partner unlock NAME` lifts it at once. IPv6 addresses count per /64, so one
+host cannot pose as many. The ledger lives in the store, not in process memory, so the CLI's
+unlock reaches a running `tradelane up` and several API processes share one ledger.
+
+Cost: a successful login is one indexed query for a ban, one for the partner, and the audit row;
+failures pay for the counting.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, distinct, func
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.config import Settings, get_settings
+from core.crypto import hash_password, verify_password
+from core.db import HOME_ACCOUNT, session_scope
+from core.models import Account, AddressBan, LoginFailure, Partner, utcnow
+
+# Verified against when the user does not exist (or has no password), so timing reveals nothing.
+_DUMMY_HASH = hash_password("tradelane-no-such-user")
+WRONG_CREDENTIALS = "wrong user name or password"
+KEY_NOT_ACCEPTED = "public key not accepted"
+
+
+class LoginRefused(Exception):
+    """A login that must not proceed. `reason` is for logs and audit, never shown to the client.
+
+    Clients are told apart only one thing: a banned address (`banned_for` > 0, seconds left), which
+    says nothing about any user. Everything else reads as a wrong password.
+    """
+
+    def __init__(self, reason: str, *, banned_for: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.banned_for = banned_for
+
+
+@dataclass(frozen=True)
+class LoginUser:
+    """A logged-in partner, detached from the store: what a protocol session needs."""
+
+    partner_id: int
+    account_id: int
+    name: str
+    can_delete_downloads: bool = True
+    max_file_bytes: int | None = None
+    max_connections: int | None = None
+    uid: str = ""
+    allowed_networks: tuple[str, ...] = ()
+    started_at: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, partner: Partner) -> LoginUser:
+        assert partner.id is not None
+        return cls(
+            partner_id=partner.id,
+            account_id=partner.account_id,
+            name=partner.name,
+            can_delete_downloads=partner.can_delete_downloads,
+            max_file_bytes=partner.max_file_bytes,
+            max_connections=partner.max_connections,
+            uid=partner.uid,
+            allowed_networks=tuple(partner.allowed_networks),
+        )
+
+
+def ledger_address(remote_addr: str | None) -> str:
+    """The key a source address is counted under: IPv4 as is, IPv6 by its /64 ("" if unknown)."""
+    if not remote_addr:
+        return ""
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return remote_addr[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def network_allowed(allowed: list[str] | tuple[str, ...], remote_addr: str | None) -> bool:
+    """Whether remote_addr passes an allow-list of CIDRs (an empty list: anywhere)."""
+    if not allowed:
+        return True
+    if not remote_addr:
+        return False
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
+
+
+def is_locked(partner: Partner, now: datetime | None = None) -> bool:
+    return partner.locked_until is not None and partner.locked_until > (now or utcnow())
+
+
+def session_refusal(partner: Partner | None, remote_addr: str | None, started_at: datetime) -> str | None:
+    """Why a session (or API token) that began at `started_at` must end now; None if it may go on.
+
+    The one rule for live sessions: the mailbox servers' watcher and every REST request ask it.
+    """
+    if partner is None or partner.removed_at is not None:
+        return "the partner was removed"
+    if not partner.enabled:
+        return "the partner is disabled"
+    if is_locked(partner):
+        return "the partner is locked"
+    if partner.sessions_ended_at is not None and started_at < partner.sessions_ended_at:
+        return "the partner's sessions were ended (new password, unlock or change of access)"
+    if not network_allowed(partner.allowed_networks, remote_addr):
+        return f"{remote_addr} is not in the partner's allow-list"
+    return None
+
+
+def _find_partner(session: Session, username: str) -> Partner | None:
+    """The home account's partner of that name, in one query."""
+    return session.exec(
+        select(Partner)
+        .join(Account, col(Account.id) == Partner.account_id)
+        .where(Account.name == HOME_ACCOUNT, Partner.name == username)
+    ).first()
+
+
+def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> bool:
+    import base64
+    import binascii
+
+    if partner is None:
+        return False
+    for line in partner.ssh_public_keys:
+        parts = line.split()
+        if len(parts) < 2 or parts[0] != key_type:
+            continue
+        try:
+            blob = base64.b64decode(parts[1], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if hmac.compare_digest(blob, key_blob):
+            return True
+    return False
+
+
+@dataclass
+class _Outcome:
+    user: LoginUser | None = None
+    refused: LoginRefused | None = None
+
+
+class LoginPolicy:
+    """Logins for every protocol, decided from the store. Thread-safe; one per process is enough."""
+
+    def __init__(self, settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self._settings = settings
+        self.clock = clock
+        self._pruned_at = 0.0
+        self._prune_lock = threading.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings given, else the process's current ones (read at each login)."""
+        return self._settings or get_settings()
+
+    # -- logins ---------------------------------------------------------------------------------
+
+    def password(self, username: str, password: str, remote_addr: str | None, protocol: str) -> LoginUser:
+        """The partner if the password is right and the login allowed; LoginRefused otherwise."""
+
+        def check(partner: Partner | None) -> str | None:
+            stored = partner.password_hash if partner is not None else None
+            if not verify_password(stored or _DUMMY_HASH, password) or stored is None:
+                return WRONG_CREDENTIALS
+            return None
+
+        return self._login(username, remote_addr, protocol, "password", check)
+
+    def key(
+        self, username: str, key_type: str, key_blob: bytes, remote_addr: str | None, protocol: str
+    ) -> LoginUser:
+        """The partner if `key_blob` is one of its SSH keys (the signature was checked by the server)."""
+
+        def check(partner: Partner | None) -> str | None:
+            return None if _key_matches(partner, key_type, key_blob) else KEY_NOT_ACCEPTED
+
+        return self._login(username, remote_addr, protocol, "publickey", check)
+
+    def key_is_known(self, username: str, key_type: str, key_blob: bytes, remote_addr: str | None) -> bool:
+        """SSH's "would you accept this key?" probe: no strike, no audit; False while banned or locked."""
+        now = self.clock()
+        with session_scope() as session:
+            if self._banned_for(session, ledger_address(remote_addr), now) > 0:
+                return False
+            partner = _find_partner(session, username)
+            if (
+                partner is None
+                or partner.removed_at is not None
+                or not partner.enabled
+                or is_locked(partner, now)
+            ):
+                return False
+            return _key_matches(partner, key_type, key_blob)
+
+    def banned_for(self, remote_addr: str | None) -> float:
+        """Seconds the address stays banned (0 when it may log in)."""
+        with session_scope() as session:
+            return self._banned_for(session, ledger_address(remote_addr), self.clock())
+
+    def _login(
+        self,
+        username: str,
+        remote_addr: str | None,
+        protocol: str,
+        method: str,
+        check: Callable[[Partner | None], str | None],
+    ) -> LoginUser:
+        outcome = _Outcome()
+        actor = f"partner:{username[:100]}"
+        with session_scope() as session:
+            now = self.clock()
+            address = ledger_address(remote_addr)
+            wait = self._banned_for(session, address, now)
+            if wait > 0:
+                audit.record(
+                    session,
+                    "login.banned",
+                    actor=actor,
+                    target=username[:100],
+                    remote_addr=remote_addr,
+                    protocol=protocol,
+                    retry_after=round(wait),
+                )
+                outcome.refused = LoginRefused(
+                    f"{remote_addr} is banned for {wait:.0f}s more after repeated failed logins",
+                    banned_for=wait,
+                )
+            else:
+                partner = _find_partner(session, username)
+                if partner is not None and partner.removed_at is not None:
+                    partner = None  # its name was freed; whoever asks for it is nobody
+                why = check(partner)
+                if why is None and partner is not None:
+                    if not partner.enabled:
+                        why = "the login is disabled"
+                    elif is_locked(partner, now):
+                        why = "the account is locked after failed logins from several addresses"
+                        audit.record(
+                            session,
+                            "login.locked",
+                            actor=actor,
+                            account_id=partner.account_id,
+                            target=partner.name,
+                            remote_addr=remote_addr,
+                            protocol=protocol,
+                        )
+                    elif not network_allowed(partner.allowed_networks, remote_addr):
+                        why = f"{remote_addr} is not in the allow-list"
+                if why is not None:
+                    outcome.refused = self._fail(session, username, partner, remote_addr, protocol, why, now)
+                else:
+                    assert partner is not None
+                    audit.record(
+                        session,
+                        "login",
+                        actor=f"partner:{partner.name}",
+                        account_id=partner.account_id,
+                        target=partner.name,
+                        remote_addr=remote_addr,
+                        protocol=protocol,
+                        method=method,
+                    )
+                    outcome.user = LoginUser.of(partner)
+        # Raised outside the transaction, so the failure, its audit event and any ban are committed.
+        if outcome.refused is not None:
+            raise outcome.refused
+        assert outcome.user is not None
+        return outcome.user
+
+    # -- the ledger -----------------------------------------------------------------------------
+
+    def _banned_for(self, session: Session, address: str, now: datetime) -> float:
+        if not address:
+            return 0.0
+        until = session.exec(
+            select(func.max(AddressBan.until)).where(AddressBan.address == address, AddressBan.until > now)
+        ).one()
+        return (until - now).total_seconds() if until is not None else 0.0
+
+    def _fail(
+        self,
+        session: Session,
+        username: str,
+        partner: Partner | None,
+        remote_addr: str | None,
+        protocol: str,
+        why: str,
+        now: datetime,
+    ) -> LoginRefused:
+        s = self.settings
+        address = ledger_address(remote_addr)
+        session.add(LoginFailure(address=address, username=username[:200], protocol=protocol, at=now))
+        session.flush()
+        window_start = now - timedelta(seconds=s.lockout_window_seconds)
+        banned = self._maybe_ban(session, address, now, window_start) if address else False
+        locked = False
+        if partner is not None and not is_locked(partner, now):
+            locked = self._maybe_lock(session, partner, now, window_start)
+        audit.record(
+            session,
+            "login.failed",
+            actor=f"partner:{username[:100]}",
+            account_id=partner.account_id if partner is not None else None,
+            target=username[:100],
+            remote_addr=remote_addr,
+            protocol=protocol,
+            reason=why,
+            banned=banned,
+            locked=locked,
+        )
+        self._prune(session, now)
+        # The attempt that earns the ban is answered as the wrong login it was; the next is refused.
+        return LoginRefused(why)
+
+    def _maybe_ban(self, session: Session, address: str, now: datetime, window_start: datetime) -> bool:
+        """Ban the address once it failed often enough since the window began (or its last ban ended)."""
+        s = self.settings
+        last_ban = session.exec(select(func.max(AddressBan.until)).where(AddressBan.address == address)).one()
+        since = max(window_start, last_ban) if last_ban is not None else window_start
+        failures = session.exec(
+            select(func.count()).where(LoginFailure.address == address, col(LoginFailure.at) > since)
+        ).one()
+        if failures < s.lockout_failures:
+            return False
+        session.add(
+            AddressBan(
+                address=address,
+                until=now + timedelta(seconds=s.lockout_cooldown_seconds),
+                failures=failures,
+                at=now,
+            )
+        )
+        audit.record(session, "address.ban", actor="login", target=address, failures=failures)
+        return True
+
+    def _maybe_lock(self, session: Session, partner: Partner, now: datetime, window_start: datetime) -> bool:
+        """Lock the account on failures from several distinct addresses (since the last lock ended)."""
+        s = self.settings
+        since = window_start
+        if partner.locked_until is not None:
+            since = max(since, partner.locked_until)
+        if partner.sessions_ended_at is not None:  # an unlock (or new password) starts the count again
+            since = max(since, partner.sessions_ended_at)
+        failures, addresses = session.exec(
+            select(func.count(), func.count(distinct(col(LoginFailure.address)))).where(
+                LoginFailure.username == partner.name,
+                col(LoginFailure.at) > since,
+                LoginFailure.address != "",
+            )
+        ).one()
+        if failures < s.lockout_account_failures or addresses < s.lockout_account_addresses:
+            return False
+        partner.locked_until = now + timedelta(seconds=s.lockout_account_seconds)
+        partner.sessions_ended_at = now
+        session.add(partner)
+        audit.record(
+            session,
+            "partner.lock",
+            actor="login",
+            account_id=partner.account_id,
+            target=partner.name,
+            failures=failures,
+            addresses=addresses,
+            until=partner.locked_until.isoformat(),
+        )
+        return True
+
+    def _prune(self, session: Session, now: datetime) -> None:
+        """Forget failures and bans too old to matter, at most a few times per window."""
+        s = self.settings
+        keep = max(s.lockout_window_seconds, s.lockout_cooldown_seconds)
+        with self._prune_lock:
+            if time.monotonic() - self._pruned_at < keep / 4:
+                return
+            self._pruned_at = time.monotonic()
+        cutoff = now - timedelta(seconds=keep)
+        session.exec(delete(LoginFailure).where(col(LoginFailure.at) < cutoff))
+        session.exec(delete(AddressBan).where(col(AddressBan.until) < cutoff))
+
+
+# -- what operators do ----------------------------------------------------------------------------
+
+
+def unlock(session: Session, partner: Partner, actor: str = "cli") -> bool:
+    """Lift an account lock and forget the failures that led to it; True if it was locked."""
+    was_locked = is_locked(partner)
+    partner.locked_until = None
+    session.add(partner)
+    session.exec(delete(LoginFailure).where(col(LoginFailure.username) == partner.name))
+    audit.record(session, "partner.unlock", actor=actor, account_id=partner.account_id, target=partner.name)
+    return was_locked
+
+
+def unban(session: Session, remote_addr: str, actor: str = "cli") -> int:
+    """Lift the bans on a source address and forget its failures; how many bans were active."""
+    address = ledger_address(remote_addr)
+    now = utcnow()
+    active = session.exec(
+        select(func.count()).where(AddressBan.address == address, AddressBan.until > now)
+    ).one()
+    session.exec(delete(AddressBan).where(col(AddressBan.address) == address))
+    session.exec(delete(LoginFailure).where(col(LoginFailure.address) == address))
+    audit.record(session, "address.unban", actor=actor, target=address)
+    return int(active)
+
+
+def active_bans(session: Session) -> list[AddressBan]:
+    return list(
+        session.exec(select(AddressBan).where(AddressBan.until > utcnow()).order_by(col(AddressBan.until)))
+    )
+
+
+_shared: LoginPolicy | None = None
+_shared_guard = threading.Lock()
+
+
+def shared_policy() -> LoginPolicy:
+    """The process's policy object (its state is in the store; this only saves building it again)."""
+    global _shared
+    with _shared_guard:
+        if _shared is None:
+            _shared = LoginPolicy()
+        return _shared
