@@ -41,7 +41,8 @@ def test_a_file_sent_by_one_tradelane_arrives_in_another(
 
     # A: B's mailbox as two endpoints, and data flows that send a partner's uploads there.
     to_sftp, to_ftps, sender = unique("to-b-sftp"), unique("to-b-ftps"), unique("acme")
-    a.cli("partner", "add", sender, "--password", "acme-sends-pw-1")
+    sender_password = "acme-sends-pw-1"
+    a.cli("partner", "add", sender, "--password", sender_password)
     a.cli(
         "endpoint", "add", to_sftp, "--type", "sftp", "--host", "127.0.0.1",
         "--port", b.env["TRADELANE_SFTP_PORT"], "--user", B_LOGIN, "--password", B_PASSWORD,
@@ -61,7 +62,7 @@ def test_a_file_sent_by_one_tradelane_arrives_in_another(
         "po_850.sftp.json": b'{"po": "850-0001", "via": "sftp"}' * 2000,
         "po_851.ftps.json": b'{"po": "851-0001", "via": "ftps"}' * 2000,
     }
-    client = PartnerClient(a, sender, "acme-pw-1")
+    client = PartnerClient(a, sender, sender_password)
     for name, data in payloads.items():
         assert client.upload(name, data).status_code == 201
     client.close()

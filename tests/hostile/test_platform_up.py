@@ -121,7 +121,7 @@ def delivery(exposed: System, tmp_path_factory: pytest.TempPathFactory) -> tuple
     exposed.cli("partner", "add", partner, "--password", "exposed-partner-pw-1")
     exposed.cli("endpoint", "add", f"{flow}-dest", "--type", "file", "--path", str(out))
     exposed.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", f"{flow}-dest")
-    client = PartnerClient(exposed, partner, "pw-exposed-1")
+    client = PartnerClient(exposed, partner, "exposed-partner-pw-1")
     assert client.upload("po.json", b'{"po": 1}').status_code == 201
     client.close()
     rows = exposed.wait_for(delivered(1), timeout=90, flow=flow)
