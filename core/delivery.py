@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC
@@ -15,7 +14,7 @@ from typing import Any, BinaryIO
 
 from sqlmodel import Session, select
 
-from core import transfers
+from core import receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.endpoints import store as endpoint_store
@@ -26,9 +25,6 @@ from core.models import Endpoint as EndpointRow
 from core.validators import ValidationError, validate_stream
 
 log = logging.getLogger(__name__)
-
-# Delivered files' bytes, kept under the mailbox root for replays; partners never see it.
-ARCHIVE_DIR = ".archive"
 
 
 class ChecksumMismatch(EndpointError):
@@ -47,10 +43,10 @@ class Job:
 
     @property
     def source_path(self) -> str:
-        return locate(self.receipt)
+        return receipt_files.locate(self.receipt)
 
     def open_source(self) -> Endpoint:
-        # Receipts point into the mailbox store: a partner's folder, or the archive once delivered.
+        # Receipts point into the mailbox storage: the receipt's own kept file (see receipt_files).
         return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
     def open_dest(self) -> Endpoint:
@@ -78,20 +74,6 @@ def _job(session: Session, transfer_id: int) -> Job:
         raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
     partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
     return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row)
-
-
-def locate(receipt: Receipt) -> str:
-    """Where the receipt's bytes are, relative to the mailbox root.
-
-    A delivered upload is moved to the archive inside the transaction that records the delivery;
-    if the process is killed between the move and the commit, the store still names the old place
-    while the bytes are in the archive. The run is then dispatched again and finds them there.
-    """
-    root = get_settings().mailbox_root
-    if (root / receipt.storage_path).exists():
-        return receipt.storage_path
-    archived = archive_path(receipt)
-    return archived if (root / archived).exists() else receipt.storage_path
 
 
 def render_dest_path(template: str, receipt: Receipt, partner_name: str) -> str:
@@ -234,36 +216,26 @@ def describe(error: BaseException) -> str:
 
 
 def _archive_source_if_done(session: Session, job: Job) -> None:
-    """A delivered upload leaves the partner's folder for the archive once all its data flows delivered it.
-
-    The bytes stay for replays (`tradelane replay`); rejected or failed files stay where the partner
-    put them, so an operator can see them.
+    """A delivered upload leaves the partner's folder once every data flow that carries it delivered
+    it: for each data flow, its latest transfer of the receipt (a replay supersedes the transfer it
+    replays). The bytes stay in the store for replays (`tradelane replay`); rejected or failed
+    files stay where the partner put them, so an operator can see them.
     """
-    if get_settings().keep_delivered_uploads or job.receipt.storage_path.startswith(ARCHIVE_DIR):
-        return
-    states = session.exec(select(Transfer.state).where(Transfer.receipt_id == job.receipt.id)).all()
-    if any(s != TransferState.delivered for s in states):
-        return
-    root = get_settings().mailbox_root
-    current = root / job.receipt.storage_path
-    try:
-        info = current.stat()
-        # The file was renamed into place before its receipt was written, so a later upload of the
-        # same name has a later mtime: only this receipt's own bytes are moved.
-        if info.st_size != job.receipt.size or info.st_mtime > job.receipt.received_at.timestamp():
-            return
-        archived = archive_path(job.receipt)
-        (root / archived).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(current, root / archived)
-    except OSError:
-        log.warning("could not archive %s after delivery", current, exc_info=True)
+    rows = session.exec(
+        select(Transfer.data_flow_id, Transfer.id, Transfer.state).where(
+            Transfer.receipt_id == job.receipt.id
+        )
+    ).all()
+    latest: dict[int, tuple[int, str]] = {}
+    for flow_id, transfer_id, state in rows:
+        assert transfer_id is not None
+        if flow_id not in latest or transfer_id > latest[flow_id][0]:
+            latest[flow_id] = (transfer_id, state)
+    if any(state != TransferState.delivered for _, state in latest.values()):
         return
     receipt = session.get(Receipt, job.receipt.id)
     assert receipt is not None
-    receipt.storage_path = archived
-    session.add(receipt)
-
-
-def archive_path(receipt: Receipt) -> str:
-    day = receipt.received_at.astimezone(UTC).strftime("%Y-%m-%d")
-    return f"{ARCHIVE_DIR}/{day}/{receipt.id}-{receipt.name}"
+    moved = receipt_files.hide(receipt)
+    if moved is not None:
+        receipt.storage_path = moved
+        session.add(receipt)

@@ -4,9 +4,10 @@ REST upload, SFTP close, FTP receive, portal, AS2, email poll, polled remote sou
 outboxes all call `begin()` (or `receive_stream()`; SFTP and FTP, whose uploads can be resumed
 after a dropped connection, stage the bytes themselves and hand them over with `receive_staged()`):
 
-1. bytes stream into the partner's mailbox under a temporary name while size and SHA-256 are
-   computed; they are renamed into place only when the upload completed, so a broken upload
-   leaves nothing behind and triggers nothing;
+1. bytes stream into a private temporary file while size and SHA-256 are computed; only when
+   the upload completed are they renamed into the store, one immutable file per receipt
+   (`core/receipt_files.py`), and linked into the partner's folder, so a broken upload leaves
+   nothing behind and triggers nothing, and a later upload of the same name never touches them;
 2. a receipt row and one pending transfer per matching data flow are committed: the database,
    not an event, is the source of truth;
 3. the dispatcher is woken (in-process listeners; other processes are found by its sweep).
@@ -26,11 +27,10 @@ from typing import BinaryIO, Protocol
 
 from sqlmodel import Session, select
 
-from core import audit
+from core import audit, receipt_files
 from core.config import get_settings
 from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
-from core.endpoints.file import fsync_dir
 from core.endpoints.mailbox import MailboxEndpoint
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
 
@@ -127,8 +127,9 @@ class Upload:
         self.max_bytes = max_bytes or sender.max_file_bytes or get_settings().max_upload_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
-        self._stream: WriteStream = self._endpoint.open_write(f"{folder}/{self.name}")
+        self._visible = visible_place(sender, folder, self.name)
+        self._stream: WriteStream
+        self._stream, self._kept = receipt_files.open_write(f"{folder}/{self.name}")
 
     def write(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.max_bytes:
@@ -152,6 +153,7 @@ class Upload:
         it); by default every flow whose source matches. `also` runs in the same transaction.
         """
         self._stream.commit()
+        visible = _show(self._kept, self._visible)
         with session_scope() as session:
             receipt = record_receipt(
                 session,
@@ -165,6 +167,8 @@ class Upload:
                 protocol=self.protocol,
                 remote_addr=self.remote_addr,
                 data_flow_ids=data_flow_ids,
+                storage_path=self._kept,
+                visible_path=visible,
             )
             if also is not None:
                 also(session, receipt)
@@ -211,9 +215,10 @@ def receive_staged(
     For uploads that must outlive a dropped connection so the client can resume them (SFTP, FTP):
     the server keeps the bytes in a staging folder of its own on the mailbox filesystem (so the
     rename below is atomic), hashes them as they arrive, and calls this once the client says the
-    file is complete. The name and size limit are checked, the bytes made durable and renamed into
-    place, then the receipt and pending transfers are committed and the dispatcher woken, exactly
-    as `Upload.commit` does. On an error `staged` is left where it was.
+    file is complete. The name and size limit are checked, the bytes made durable, moved into the
+    store and linked into place, then the receipt and pending transfers are committed and the
+    dispatcher woken, exactly as `Upload.commit` does. On an error before the move `staged` is
+    left where it was.
     """
     if isinstance(sender, Partner):
         sender = PartnerSender.of(sender)
@@ -222,16 +227,9 @@ def receive_staged(
     limit = sender.max_file_bytes or get_settings().max_upload_bytes
     if size > limit:
         raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
-    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
-    target = endpoint._local(clean_path(f"{folder}/{name}"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(staged, target)
-    fsync_dir(target.parent)
+    target = visible_place(sender, folder, name)
+    kept = receipt_files.keep_staged(staged)
+    visible = _show(kept, target)
     with session_scope() as session:
         receipt = record_receipt(
             session,
@@ -244,9 +242,28 @@ def receive_staged(
             sha256=sha256,
             protocol=protocol,
             remote_addr=remote_addr,
+            storage_path=kept,
+            visible_path=visible,
         )
     _wake()
     return receipt
+
+
+def visible_place(sender: Sender, folder: str, name: str) -> Path | None:
+    """Where the partner sees the file (`<home>/<folder>/<name>`, checked to stay inside the home);
+    None for a polled file, which no partner has to see."""
+    if sender.partner_id is None:
+        return None
+    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
+    return endpoint._local(clean_path(f"{folder}/{name}"))
+
+
+def _show(kept: str, visible: Path | None) -> str | None:
+    """Link the kept bytes at the partner's path; that path relative to the mailbox root."""
+    if visible is None:
+        return None
+    receipt_files.show(kept, visible)
+    return visible.relative_to(get_settings().mailbox_root).as_posix()
 
 
 def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:
@@ -273,6 +290,8 @@ def record_receipt(
     protocol: str,
     remote_addr: str | None = None,
     data_flow_ids: list[int] | None = None,
+    storage_path: str,
+    visible_path: str | None = None,
 ) -> Receipt:
     receipt = Receipt(
         account_id=account_id,
@@ -282,7 +301,8 @@ def record_receipt(
         name=name,
         size=size,
         sha256=sha256,
-        storage_path=f"{HOME_ACCOUNT}/{partner_name}/{folder}/{name}",
+        storage_path=storage_path,
+        visible_path=visible_path,
     )
     session.add(receipt)
     session.flush()

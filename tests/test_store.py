@@ -57,7 +57,7 @@ def _setup(tmp_path: Path) -> tuple[int, int]:
 def test_migrations_are_idempotent(store: str) -> None:
     init_db()
     with get_engine().connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path: Path) -> None:
@@ -118,6 +118,7 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
                 size=3,
                 sha256="0" * 64,
                 protocol="rest",
+                storage_path=f".store/test/{i}",
             )
         record_receipt(
             session,
@@ -129,6 +130,7 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
             size=3,
             sha256="0" * 64,
             protocol="rest",
+            storage_path=".store/test/x",
         )
     with session_scope() as session:
         rows = session.exec(select(Transfer)).all()
@@ -161,6 +163,7 @@ def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
             size=1,
             sha256="0" * 64,
             protocol="rest",
+            storage_path=".store/test/x",
         )
     with session_scope() as session:
         transfer = session.exec(select(Transfer)).one()
