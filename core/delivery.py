@@ -6,7 +6,6 @@ Prefect-free so the same steps can be tested without a server; tasks/ wraps each
 from __future__ import annotations
 
 import hashlib
-import logging
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC
@@ -23,8 +22,6 @@ from core.endpoints.file import FileEndpoint
 from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
 from core.models import Endpoint as EndpointRow
 from core.validators import ValidationError, validate_stream
-
-log = logging.getLogger(__name__)
 
 
 class ChecksumMismatch(EndpointError):
