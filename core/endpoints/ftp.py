@@ -18,6 +18,9 @@ Writes stream the caller's bytes straight into the data connection of ``STOR
 .tradelane-tmp-<hex>-<name>`` in the target's folder (made with MKD when missing). Commit ends
 the upload, waits for the server's 226, then RNFR/RNTO onto the target; a server that will not
 rename over an existing file gets a DELE of the target first (a short gap without the file).
+With `on_conflict` rename or fail, the name is checked (MLST, else SIZE) before RNTO and a taken
+one is never renamed onto: FTP has no rename that refuses an existing target, so this is best
+effort (a writer that takes the name between the check and RNTO is replaced).
 Listings use MLSD where the server has it, else NLST with SIZE and MDTM per file.
 """
 
@@ -45,7 +48,9 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TlsError,
     TransientError,
@@ -53,6 +58,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.conflict import candidates
 from core.endpoints.network import network_error
 
 if TYPE_CHECKING:
@@ -280,6 +286,7 @@ class FtpWriteStream(WriteStream):
         temp: str,
         target: str,
         what: str,
+        placement: tuple[str, OnConflict] | None = None,
     ) -> None:
         super().__init__()
         self._endpoint = endpoint
@@ -288,6 +295,7 @@ class FtpWriteStream(WriteStream):
         self.temp = temp
         self.target = target
         self._what = what
+        self._placement = placement  # (relative path, rename|fail) when a file there must stay
         self._answered = False  # whether the STOR's final reply has been read
 
     def _write(self, data: bytes) -> None:
@@ -328,17 +336,23 @@ class FtpWriteStream(WriteStream):
             _close_data(conn, clean=True)
             self._answered = True
             ftp.voidresp()
-            try:
-                ftp.rename(self.temp, self.target)
-            except ftplib.error_perm:
-                # Some servers refuse to rename onto an existing file: remove it, then rename.
-                with contextlib.suppress(ftplib.error_perm):
-                    ftp.delete(self.target)
-                ftp.rename(self.temp, self.target)
+            if self._placement is not None:
+                self.path = self._endpoint.rename_new(connection, self.temp, *self._placement)
+            else:
+                self._rename_over(ftp)
         except Exception as exc:
             raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
         self._connection = None
         self._endpoint.release(connection)
+
+    def _rename_over(self, ftp: ftplib.FTP) -> None:
+        try:
+            ftp.rename(self.temp, self.target)
+        except ftplib.error_perm:
+            # Some servers refuse to rename onto an existing file: remove it, then rename.
+            with contextlib.suppress(ftplib.error_perm):
+                ftp.delete(self.target)
+            ftp.rename(self.temp, self.target)
 
     def _abort(self) -> None:
         conn, connection = self._conn, self._connection
@@ -374,6 +388,8 @@ class FtpEndpoint(Endpoint):
     secrets: password."""
 
     scheme: ClassVar[str] = "ftp"
+    # A partner's inbox folder: a second file of a name must not replace the first unread.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)
@@ -662,7 +678,7 @@ class FtpEndpoint(Endpoint):
         connection, conn = self._run(what, operation, keep=True)
         return io.BufferedReader(FtpReader(self, connection, conn, what), buffer_size=CHUNK_SIZE)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         target, what = self._remote(rel), self.uri(rel)
         folder, name = posixpath.split(target)
@@ -680,7 +696,33 @@ class FtpEndpoint(Endpoint):
             return connection, ftp.transfercmd(f"STOR {temp}")
 
         connection, conn = self._run(what, operation, keep=True)
-        return FtpWriteStream(self, connection, conn, temp, target, what)
+        placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
+        return FtpWriteStream(self, connection, conn, temp, target, what, placement)
+
+    def rename_new(self, connection: _Connection, temp: str, rel: str, on_conflict: OnConflict) -> str:
+        """RNFR/RNTO a finished temporary file to `rel` only if nothing is there (fail), or to the
+        first free name of `rel`, `name (2).ext`, … (rename); returns the name taken."""
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            remote = self._remote(name)
+            if not self._exists(connection, remote):
+                connection.ftp.rename(temp, remote)
+                return name
+            if on_conflict is OnConflict.fail:
+                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
+        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
+
+    @staticmethod
+    def _exists(connection: _Connection, remote: str) -> bool:
+        """Whether a file or folder has this name (MLST where the server has it, else SIZE)."""
+        try:
+            if connection.mlst:
+                connection.ftp.sendcmd(f"MLST {remote}")
+            else:
+                connection.ftp.size(remote)
+        except ftplib.error_perm:
+            return False
+        return True
 
     @staticmethod
     def _makedirs(ftp: ftplib.FTP, folder: str) -> None:
