@@ -8,7 +8,9 @@ from sqlmodel import Session, select
 
 from core import audit, partners
 from core.db import home_account_id
+from core.endpoints import conflict
 from core.endpoints import store as endpoint_store
+from core.endpoints.base import ConfigError
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -75,6 +77,7 @@ def add(
     cron: str | None = None,
     after_pull: str = "keep",
     source_folder: str | None = None,
+    on_conflict: str | None = None,
 ) -> DataFlow:
     from core.validators import parse_specs
 
@@ -106,6 +109,10 @@ def add(
         dest_row = endpoint_store.require(session, dest)
     except Exception as exc:
         raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+    try:
+        policy = conflict.setting_for(on_conflict, dest_row.type)
+    except ConfigError as exc:
+        raise DataFlowError(f"data flow {name!r}: {exc}") from exc
     flow = get(session, name)
     if flow is not None and not replace:
         raise DataFlowError(f"data flow {name!r} already exists")
@@ -124,6 +131,7 @@ def add(
     flow.enabled = enabled
     flow.schedule_interval_seconds, flow.schedule_cron = schedule
     flow.after_pull = after_pull
+    flow.on_conflict = None if policy is None else policy.value
     flow.updated_at = utcnow()
     session.add(flow)
     session.flush()
@@ -160,6 +168,15 @@ def parse_interval(text: str) -> float:
         return float(text)
     except ValueError:
         raise DataFlowError(f"--every {text!r}: use seconds or a number with s, m, h or d") from None
+
+
+def on_conflict_label(session: Session, flow: DataFlow) -> str:
+    """The data flow's on_conflict for people: `rename`, or `rename (default)`; `-` where none applies."""
+    dest = session.get(EndpointRow, flow.dest_endpoint_id)
+    if flow.on_conflict is not None:
+        return flow.on_conflict
+    default = conflict.default_for(dest.type) if dest else None
+    return f"{default} (default)" if default else "-"
 
 
 def polls(flow: DataFlow) -> bool:

@@ -20,6 +20,7 @@ from core.endpoints import store as endpoint_store
 from core.endpoints.base import TransientError
 from core.intake import receive_stream
 from core.models import Receipt, Transfer, TransferState
+from core.validators import ValidationError
 from tests.isolation import isolated_home
 
 
@@ -253,3 +254,57 @@ def test_an_old_archived_receipt_is_replayed_from_the_old_archive(home: Path) ->
     assert carry([replay_id]) == [TransferState.delivered]
     assert (home / "out" / "arch.json").read_bytes() == b"archived bytes"
     assert receipt_of(replay_id).storage_path == archived
+
+
+# --- a run started again (Prefect's Retry button) ----------------------------------------------
+
+
+def launched(transfer_id: int, flow_run_id: str) -> None:
+    with session_scope() as session:
+        transfer = session.get(Transfer, transfer_id)
+        assert transfer is not None
+        transfer.flow_run_id = flow_run_id
+        session.add(transfer)
+
+
+def test_a_run_started_again_carries_its_failed_files_as_replays(home: Path) -> None:
+    """Issue 10 item 5: Retry used to end `Completed: nothing left to carry` with the file failed."""
+    failed, delivered, rejected = (receive(n, b"{}") for n in ("f.json", "d.json", "r.json"))
+    for transfer_id in (failed, delivered, rejected):
+        launched(transfer_id, "run-1")
+    carry([delivered])
+    fail(failed)
+    (job,) = delivery.start([rejected])
+    delivery.record_outcomes([Outcome(job, error=ValidationError("json", "not JSON"))])
+
+    again = delivery.start_run([failed, delivered, rejected], "run-1")
+    assert again.again == 1
+    (replay,) = again.jobs
+    assert replay.transfer_id not in (failed, delivered, rejected) and replay.tried_before
+    assert {(left.name, left.state) for left in again.left} == {
+        ("d.json", "delivered"),
+        ("r.json", "rejected"),
+    }
+    with session_scope() as session:
+        row = session.get(Transfer, replay.transfer_id)
+        assert row is not None
+        assert (row.replay_of, row.flow_run_id, row.state) == (failed, "run-1", TransferState.running)
+    outcome = Outcome.delivered(replay, delivery.push(replay))
+    assert delivery.record_outcomes([outcome]) == [TransferState.delivered]
+    assert (home / "out" / "f.json").read_bytes() == b"{}"
+    # Run again once more: nothing failed is left; each file says what became of it.
+    final = delivery.start_run([failed, delivered, rejected], "run-1")
+    assert final.jobs == [] and final.again == 0
+    states = {left.name: left for left in final.left}
+    assert states["f.json"].state == "delivered" and states["f.json"].latest_id == replay.transfer_id
+    assert "rejected" in states["r.json"].describe() and "corrected" in states["r.json"].describe()
+
+
+def test_a_failed_file_another_run_owns_is_left_with_the_replay_command(home: Path) -> None:
+    transfer_id = receive("po.json", b"{}")
+    launched(transfer_id, "run-1")
+    fail(transfer_id)
+    other = delivery.start_run([transfer_id], "run-2")
+    assert other.jobs == []
+    (left,) = other.left
+    assert left.state == "failed" and f"tradelane replay {transfer_id}" in left.describe()

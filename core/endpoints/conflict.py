@@ -18,7 +18,16 @@ from collections.abc import Iterator
 
 from core.endpoints.base import ConfigError, NameTaken, OnConflict
 
-__all__ = ["MAX_CANDIDATES", "NameTaken", "OnConflict", "candidates", "parse"]
+__all__ = [
+    "MAX_CANDIDATES",
+    "NameTaken",
+    "OnConflict",
+    "candidates",
+    "default_for",
+    "effective",
+    "parse",
+    "setting_for",
+]
 
 # Longest file name most filesystems and servers accept, in bytes.
 MAX_NAME_BYTES = 255
@@ -51,3 +60,29 @@ def candidates(path: str, limit: int = MAX_CANDIDATES) -> Iterator[str]:
         room = MAX_NAME_BYTES - len(tail.encode())
         short = stem.encode()[:room].decode(errors="ignore")
         yield posixpath.join(folder, short + tail) if folder else short + tail
+
+
+def default_for(endpoint_type: str) -> OnConflict | None:
+    """What an endpoint type does with a name that exists unless told; None where it does not apply."""
+    from core.endpoints.registry import endpoint_class
+
+    return endpoint_class(endpoint_type).default_on_conflict
+
+
+def setting_for(value: str | None, endpoint_type: str) -> OnConflict | None:
+    """A data flow's on_conflict as given (None: the type's default), refused where it cannot apply."""
+    if value is None:
+        return None
+    policy = parse(value)
+    if default_for(endpoint_type) is None:
+        raise ConfigError(
+            f"on_conflict does not apply to {endpoint_type} destinations: every delivery is a new message"
+        )
+    return policy
+
+
+def effective(value: str | None, endpoint_type: str) -> OnConflict:
+    """The policy a delivery uses: the data flow's, else the type's default (overwrite: none applies)."""
+    if value is not None:
+        return parse(value)
+    return default_for(endpoint_type) or OnConflict.overwrite
