@@ -21,6 +21,7 @@ flows:
     pattern: "*.json"
     validators: [json, max_size=10MiB]
     retries: 3
+    on_conflict: rename       # or overwrite, fail; default: the destination type's
 ```
 Applying the same file twice changes nothing the second time.
 """
@@ -141,6 +142,8 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         wanted["schedule_cron"] = str(item["cron"])
     if item.get("after_pull") is not None:
         wanted["after_pull"] = str(item["after_pull"])
+    # Absent: the destination type's default (stored as None), so a re-apply changes nothing.
+    wanted["on_conflict"] = None if item.get("on_conflict") is None else str(item["on_conflict"]).lower()
     existing = dataflows.get(session, name)
     if existing is not None:
         dest_row = endpoint_store.require(session, item["dest"])
