@@ -165,7 +165,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     is wrong), and files already delivered, or being carried by another run, are left with what
     became of them.
     """
-    started: list[tuple[int, bool]] = []
+    started: list[int] = []
     left: list[Left] = []
     again = 0
     with session_scope() as session:
@@ -175,22 +175,26 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
                 continue
             if transfer.state not in FINAL_STATES:
                 transfers.mark_running(session, transfer)
-                started.append((transfer_id, False))
+                started.append(transfer_id)
                 continue
             latest = transfers.latest_of(session, transfer)
             assert latest.id is not None
             ours = flow_run_id is not None and latest.flow_run_id == flow_run_id
+            if ours and latest.state not in FINAL_STATES:  # this run's earlier try died mid-way
+                transfers.mark_running(session, latest)
+                started.append(latest.id)
+                continue
             if ours and latest.state == TransferState.failed:
                 copy = transfers.carry_again(session, latest, flow_run_id or "")
                 assert copy.id is not None
-                started.append((copy.id, True))
+                started.append(copy.id)
                 again += 1
                 continue
             receipt = session.get(Receipt, transfer.receipt_id)
             name = receipt.name if receipt else "?"
             left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
         session.commit()  # running is recorded even if a job below cannot be loaded
-        return RunStart([_job(session, transfer_id) for transfer_id, _ in started], left, again)
+        return RunStart([_job(session, transfer_id) for transfer_id in started], left, again)
 
 
 def count_attempts(transfer_ids: list[int]) -> None:
