@@ -153,7 +153,11 @@ class Upload:
         it); by default every flow whose source matches. `also` runs in the same transaction.
         """
         self._stream.commit()
-        visible = _show(self._kept, self._visible)
+        try:
+            visible = _show(self._kept, self._visible)
+        except BaseException:
+            receipt_files.discard(self._kept)  # no receipt will name it
+            raise
         with session_scope() as session:
             receipt = record_receipt(
                 session,
@@ -229,7 +233,11 @@ def receive_staged(
         raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
     target = visible_place(sender, folder, name)
     kept = receipt_files.keep_staged(staged)
-    visible = _show(kept, target)
+    try:
+        visible = _show(kept, target)
+    except BaseException:
+        receipt_files.unkeep(kept, staged)  # back where the client can resume or retry it
+        raise
     with session_scope() as session:
         receipt = record_receipt(
             session,
@@ -249,21 +257,31 @@ def receive_staged(
     return receipt
 
 
-def visible_place(sender: Sender, folder: str, name: str) -> Path | None:
-    """Where the partner sees the file (`<home>/<folder>/<name>`, checked to stay inside the home);
-    None for a polled file, which no partner has to see."""
+@dataclass(frozen=True)
+class Visible:
+    """Where the partner sees a file: `local`, checked to stay inside its home, and `rel`, the same
+    place relative to the mailbox root (what the receipt records)."""
+
+    local: Path
+    rel: str
+
+
+def visible_place(sender: Sender, folder: str, name: str) -> Visible | None:
+    """Where the partner sees the file (`<home>/<folder>/<name>`); None for a polled file, which no
+    partner has to see."""
     if sender.partner_id is None:
         return None
     endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
-    return endpoint._local(clean_path(f"{folder}/{name}"))
+    rel = clean_path(f"{folder}/{name}")
+    return Visible(endpoint._local(rel), f"{endpoint.account}/{endpoint.partner}/{rel}")
 
 
-def _show(kept: str, visible: Path | None) -> str | None:
+def _show(kept: str, visible: Visible | None) -> str | None:
     """Link the kept bytes at the partner's path; that path relative to the mailbox root."""
     if visible is None:
         return None
-    receipt_files.show(kept, visible)
-    return visible.relative_to(get_settings().mailbox_root).as_posix()
+    receipt_files.show(kept, visible.local)
+    return visible.rel
 
 
 def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:

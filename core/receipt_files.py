@@ -87,6 +87,18 @@ def keep_staged(staged: Path) -> str:
     return rel
 
 
+def discard(kept: str) -> None:
+    """Remove a kept file no receipt names (its upload failed before the receipt was written)."""
+    with contextlib.suppress(OSError):
+        (_root() / kept).unlink()
+
+
+def unkeep(kept: str, staged: Path) -> None:
+    """Put a kept file that no receipt names back where a protocol server staged it, best effort."""
+    with contextlib.suppress(OSError):
+        os.rename(_root() / kept, staged)
+
+
 def show(kept: str, visible: Path) -> None:
     """Link the kept file at `visible` (the partner's `upload/<name>`), replacing only a link there.
 
