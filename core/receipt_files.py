@@ -177,7 +177,7 @@ def _unlink_if_same(visible: Path, kept: Path) -> bool:
         return False
     try:
         if os.path.samestat(os.stat(aside), os.stat(kept)):
-            fsync_dir(visible.parent)
+            # No fsync: a removal lost to a power cut only shows a delivered file in upload/ again.
             return True
         # A newer upload took the name between the check and the rename: give it back, unless
         # an even newer one is already there.
