@@ -17,7 +17,7 @@ from core.config import get_settings
 from core.db import init_db, session_scope
 from core.delivery import Outcome
 from core.endpoints import store as endpoint_store
-from core.endpoints.base import TransientError
+from core.endpoints.base import NameTaken, TransientError
 from core.intake import receive_stream
 from core.models import Receipt, Transfer, TransferState
 from core.validators import ValidationError
@@ -308,3 +308,64 @@ def test_a_failed_file_another_run_owns_is_left_with_the_replay_command(home: Pa
     assert other.jobs == []
     (left,) = other.left
     assert left.state == "failed" and f"tradelane replay {transfer_id}" in left.describe()
+
+
+# --- exactly once under a conflict policy -------------------------------------------------------
+
+
+def test_a_run_killed_after_writing_does_not_leave_a_numbered_copy(home: Path) -> None:
+    """The file was written, then the run died before recording it: the next run finds it there."""
+    transfer_id = receive("po.json", b'{"po": 1}')
+    (job,) = delivery.start([transfer_id])
+    delivery.count_attempts([transfer_id])
+    delivery.push(job)  # written; the outcome is never recorded (SIGKILL)
+    (again,) = delivery.start([transfer_id])
+    assert again.tried_before
+    delivered = delivery.push(again)
+    assert delivered.uri.endswith("/out/po.json")
+    assert delivered.answer == {"summary": "already there with the same SHA-256; not written again"}
+    assert os.listdir(home / "out") == ["po.json"]
+
+
+def test_a_retry_finds_its_file_under_the_numbered_name_it_took(home: Path) -> None:
+    (home / "out").mkdir()
+    (home / "out" / "po.json").write_bytes(b"someone else's po.json")
+    transfer_id = receive("po.json", b'{"po": 2}')
+    (job,) = delivery.start([transfer_id])
+    first = delivery.push(job)
+    assert first.uri.endswith("/out/po%20%282%29.json")
+    assert delivery.push(job, again=True).uri == first.uri  # the flow's `push … (try 2)`
+    assert sorted(os.listdir(home / "out")) == ["po (2).json", "po.json"]
+    # Without the hint a second write is a second delivery, as a new file of that name would be.
+    assert delivery.push(job).uri.endswith("/out/po%20%283%29.json")
+
+
+def test_a_replay_of_a_file_still_at_the_destination_adds_no_copy(home: Path) -> None:
+    transfer_id = receive("po.json", b'{"po": 3}')
+    carry([transfer_id])
+    with session_scope() as session:
+        replay = transfers.replay(session, transfer_id)
+        assert replay.id is not None
+        replay_id = replay.id
+    assert carry([replay_id]) == [TransferState.delivered]
+    assert os.listdir(home / "out") == ["po.json"]
+
+
+def test_overwrite_writes_again_and_fail_names_the_path(home: Path) -> None:
+    with session_scope() as session:
+        flow = dataflows.require(session, "acme-out")
+        flow.on_conflict = "fail"
+        session.add(flow)
+    (home / "out").mkdir()
+    (home / "out" / "po.json").write_bytes(b"there first")
+    transfer_id = receive("po.json", b"{}")
+    (job,) = delivery.start([transfer_id])
+    with pytest.raises(NameTaken, match=r"/out/po\.json exists and on_conflict is fail"):
+        delivery.push(job)
+    with session_scope() as session:
+        flow = dataflows.require(session, "acme-out")
+        flow.on_conflict = "overwrite"
+        session.add(flow)
+    (job,) = delivery.start([transfer_id])
+    assert delivery.push(job).uri.endswith("/out/po.json")
+    assert (home / "out" / "po.json").read_bytes() == b"{}"
