@@ -25,6 +25,7 @@ flows:
     pattern: "*.json"
     validators: [json, max_size=10MiB]
     retries: 3
+    on_conflict: rename       # or overwrite, fail; default: the destination type's
 ```
 Applying the same file twice changes nothing the second time. Every key is checked before anything
 is applied: an unknown key anywhere (a typo such as `allowed_network`) is refused with its path,
@@ -81,6 +82,7 @@ FLOW_KEYS = frozenset(
         "cron",
         "after_pull",
         "source_folder",
+        "on_conflict",
     }
 )
 ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's own config keys
@@ -314,6 +316,8 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         wanted["schedule_cron"] = str(item["cron"])
     if item.get("after_pull") is not None:
         wanted["after_pull"] = str(item["after_pull"])
+    # Absent: the destination type's default (stored as None), so a re-apply changes nothing.
+    wanted["on_conflict"] = None if item.get("on_conflict") is None else str(item["on_conflict"]).lower()
     existing = dataflows.get(session, name)
     source_folder = item.get("source_folder")
     if existing is not None:

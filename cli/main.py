@@ -580,6 +580,14 @@ def flow_add(
         str, typer.Option(help="Polling sources: keep (remember it), delete, or archive:PATH at the source.")
     ] = "keep",
     source_folder: Annotated[str | None, typer.Option(help="Polling sources: folder on the source.")] = None,
+    on_conflict: Annotated[
+        str | None,
+        typer.Option(
+            help="When the name exists at the destination: rename (keep it, write 'name (2).ext'), "
+            "overwrite, or fail. Default: rename (file, mailbox, sftp, ftp, s3, azure); "
+            "not for http, email, as2."
+        ),
+    ] = None,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
     from core import dataflows
@@ -608,6 +616,7 @@ def flow_add(
             cron=cron,
             after_pull=after_pull,
             source_folder=source_folder,
+            on_conflict=on_conflict,
         )
     console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
 
@@ -640,12 +649,15 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                         else "on upload"
                     ),
                     "after_pull": f.after_pull if dataflows.polls(f) else None,
+                    "on_conflict": dataflows.on_conflict_label(session, f),
                 }
             )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "source", "pattern", "when", "dest", "path", "checks", "retries", "enabled")
+    table = Table(
+        "name", "source", "pattern", "when", "dest", "path", "on conflict", "checks", "retries", "enabled"
+    )
     for r in rows:
         checks = ", ".join(v["type"] for v in r["validators"]) or "-"
         table.add_row(
@@ -655,6 +667,7 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             r["schedule"],
             r["dest"],
             r["dest_path"],
+            r["on_conflict"],
             checks,
             str(r["retries"]),
             "yes" if r["enabled"] else "[yellow]no[/yellow]",
@@ -696,6 +709,10 @@ def flow_set(
     retries: Annotated[int | None, typer.Option(help="Delivery retries.")] = None,
     retry_delay: Annotated[float | None, typer.Option(help="First retry delay in seconds.")] = None,
     enable: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    on_conflict: Annotated[
+        str | None,
+        typer.Option(help="A name taken at the destination: rename, overwrite, fail or default."),
+    ] = None,
 ) -> None:
     """Change some settings of a data flow; the others stay as they are."""
     from core import dataflows
@@ -715,6 +732,7 @@ def flow_set(
             retries=retries,
             retry_delay_seconds=retry_delay,
             enabled=enable,
+            on_conflict=on_conflict,
         )
     console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
 

@@ -9,7 +9,9 @@ from sqlmodel import Session, col, select
 
 from core import audit, partners
 from core.db import home_account_id
+from core.endpoints import conflict
 from core.endpoints import store as endpoint_store
+from core.endpoints.base import ConfigError
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -80,6 +82,7 @@ def add(
     cron: str | None = None,
     after_pull: str = "keep",
     source_folder: str | None = None,
+    on_conflict: str | None = None,
 ) -> DataFlow:
     from core.validators import parse_specs
 
@@ -111,6 +114,10 @@ def add(
         dest_row = endpoint_store.require(session, dest)
     except Exception as exc:
         raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+    try:
+        policy = conflict.setting_for(on_conflict, dest_row.type)
+    except ConfigError as exc:
+        raise DataFlowError(f"data flow {name!r}: {exc}") from exc
     flow = get(session, name)
     if flow is not None and not replace:
         raise DataFlowError(f"data flow {name!r} already exists")
@@ -129,6 +136,7 @@ def add(
     flow.enabled = enabled
     flow.schedule_interval_seconds, flow.schedule_cron = schedule
     flow.after_pull = after_pull
+    flow.on_conflict = None if policy is None else policy.value
     flow.updated_at = utcnow()
     session.add(flow)
     session.flush()
@@ -165,6 +173,15 @@ def parse_interval(text: str) -> float:
         return float(text)
     except ValueError:
         raise DataFlowError(f"--every {text!r}: use seconds or a number with s, m, h or d") from None
+
+
+def on_conflict_label(session: Session, flow: DataFlow) -> str:
+    """The data flow's on_conflict for people: `rename`, or `rename (default)`; `-` where none applies."""
+    dest = session.get(EndpointRow, flow.dest_endpoint_id)
+    if flow.on_conflict is not None:
+        return flow.on_conflict
+    default = conflict.default_for(dest.type) if dest else None
+    return f"{default} (default)" if default else "-"
 
 
 def polls(flow: DataFlow) -> bool:
@@ -230,9 +247,12 @@ def update(
     retries: int | None = None,
     retry_delay_seconds: float | None = None,
     enabled: bool | None = None,
+    on_conflict: str | None = None,
     actor: str = "cli",
 ) -> list[str]:
     """Change some settings of a data flow (the rest stay); what changed, in words.
+
+    `on_conflict` "default" goes back to the destination type's own policy.
 
     New settings apply to files that arrive from now on and to pending transfers not yet started.
     """
@@ -267,6 +287,22 @@ def update(
     if dest_path is not None and dest_path != flow.dest_path:
         flow.dest_path = dest_path
         said.append(f"path {dest_path}")
+    current_dest = session.get(EndpointRow, flow.dest_endpoint_id)
+    dest_type = current_dest.type if current_dest is not None else None
+    if on_conflict is not None and dest_type is None:
+        raise DataFlowError(f"data flow {name!r} has no destination; give --dest with --on-conflict")
+    if on_conflict is not None and dest_type is not None:
+        try:
+            policy = None if on_conflict == "default" else conflict.setting_for(on_conflict, dest_type)
+        except ValueError as exc:
+            raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+        value = None if policy is None else policy.value
+        if value != flow.on_conflict:
+            flow.on_conflict = value
+            said.append(f"on_conflict {value or 'default'}")
+    elif flow.on_conflict is not None and dest_type is not None and conflict.default_for(dest_type) is None:
+        flow.on_conflict = None  # a new destination of a kind where every delivery is a new message
+        said.append(f"on_conflict default (it does not apply to {dest_type} destinations)")
     if validators is not None and validators != flow.validators:
         try:
             parse_specs(validators)

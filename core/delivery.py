@@ -6,8 +6,6 @@ Prefect-free so the same steps can be tested without a server; tasks/ wraps each
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC
@@ -15,21 +13,25 @@ from typing import Any, BinaryIO
 
 from sqlmodel import Session, select
 
-from core import transfers
+from core import receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
+from core.endpoints import conflict
 from core.endpoints import store as endpoint_store
-from core.endpoints.base import CHUNK_SIZE, Endpoint, EndpointError, InvalidPath, clean_path
+from core.endpoints.base import (
+    CHUNK_SIZE,
+    Endpoint,
+    EndpointError,
+    InvalidPath,
+    NotFound,
+    OnConflict,
+    clean_path,
+)
 from core.endpoints.file import FileEndpoint
 from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
 from core.models import Endpoint as EndpointRow
 from core.redact import scrub_known
 from core.validators import ValidationError, validate_stream
-
-log = logging.getLogger(__name__)
-
-# Delivered files' bytes, kept under the mailbox root for replays; partners never see it.
-ARCHIVE_DIR = ".archive"
 
 
 class ChecksumMismatch(EndpointError):
@@ -45,13 +47,20 @@ class Job:
     flow: DataFlow
     partner_name: str
     dest_row: EndpointRow
+    # An earlier try of this file by this data flow may have written it (a crash, a retry, a
+    # replay): the destination is checked for it before a rename-or-fail write (see push).
+    tried_before: bool = False
+
+    @property
+    def on_conflict(self) -> OnConflict:
+        return conflict.effective(self.flow.on_conflict, self.dest_row.type)
 
     @property
     def source_path(self) -> str:
-        return locate(self.receipt)
+        return receipt_files.locate(self.receipt)
 
     def open_source(self) -> Endpoint:
-        # Receipts point into the mailbox store: a partner's folder, or the archive once delivered.
+        # Receipts point into the mailbox storage: the receipt's own kept file (see receipt_files).
         return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
     def open_dest(self) -> Endpoint:
@@ -78,21 +87,8 @@ def _job(session: Session, transfer_id: int) -> Job:
     if dest_row is None:
         raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
     partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
-    return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row)
-
-
-def locate(receipt: Receipt) -> str:
-    """Where the receipt's bytes are, relative to the mailbox root.
-
-    A delivered upload is moved to the archive inside the transaction that records the delivery;
-    if the process is killed between the move and the commit, the store still names the old place
-    while the bytes are in the archive. The run is then dispatched again and finds them there.
-    """
-    root = get_settings().mailbox_root
-    if (root / receipt.storage_path).exists():
-        return receipt.storage_path
-    archived = archive_path(receipt)
-    return archived if (root / archived).exists() else receipt.storage_path
+    tried = transfer.attempts > 0 or transfer.replay_of is not None
+    return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row, tried)
 
 
 def render_dest_path(template: str, receipt: Receipt, partner_name: str) -> str:
@@ -120,16 +116,86 @@ def start(transfer_ids: list[int]) -> list[Job]:
 
     Transfers already final are left out: a batch run again after a crash carries only what is left.
     """
+    return start_run(transfer_ids, None).jobs
+
+
+@dataclass(frozen=True)
+class Left:
+    """A file of the batch that this run does not carry, and the word on it: the state of the
+    newest transfer of that file by this data flow (`latest_id`)."""
+
+    transfer_id: int
+    name: str
+    state: str
+    latest_id: int
+    error: str | None
+
+    def delivered(self) -> bool:
+        return self.state == TransferState.delivered
+
+    def describe(self) -> str:
+        if self.state == TransferState.rejected:
+            return (
+                f"{self.name}: rejected ({self.error}); a retry does not change that: send a corrected file"
+            )
+        if self.state == TransferState.failed:
+            return (
+                f"{self.name}: failed ({self.error}); carry it again with `tradelane replay {self.latest_id}`"
+            )
+        if self.state in (TransferState.pending, TransferState.running):
+            return f"{self.name}: being carried by transfer {self.latest_id} in another run"
+        return f"{self.name}: {self.state} (transfer {self.latest_id})"
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a flow run carries (`jobs`), what it leaves (`left`), and how many of its jobs are
+    failed files it carries again because it was started again (Prefect's Retry)."""
+
+    jobs: list[Job]
+    left: list[Left]
+    again: int = 0
+
+
+def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
+    """`start` for the flow run `flow_run_id`, which may be running the batch again.
+
+    Pressing Retry on a failed run in the Prefect UI starts the same run again with the same
+    parameters. Its failed transfers are then carried again: each as a replay made by and for
+    this run (the operator's gesture is a replay); rejected files stay rejected (their content
+    is wrong), and files already delivered, or being carried by another run, are left with what
+    became of them.
+    """
     started: list[int] = []
+    left: list[Left] = []
+    again = 0
     with session_scope() as session:
         for transfer_id in transfer_ids:
             transfer = session.get(Transfer, transfer_id)
-            if transfer is None or transfer.state in FINAL_STATES:
+            if transfer is None:
                 continue
-            transfers.mark_running(session, transfer)
-            started.append(transfer_id)
+            if transfer.state not in FINAL_STATES:
+                transfers.mark_running(session, transfer)
+                started.append(transfer_id)
+                continue
+            latest = transfers.latest_of(session, transfer)
+            assert latest.id is not None
+            ours = flow_run_id is not None and latest.flow_run_id == flow_run_id
+            if ours and latest.state not in FINAL_STATES:  # this run's earlier try died mid-way
+                transfers.mark_running(session, latest)
+                started.append(latest.id)
+                continue
+            if ours and latest.state == TransferState.failed:
+                copy = transfers.carry_again(session, latest, flow_run_id or "")
+                assert copy.id is not None
+                started.append(copy.id)
+                again += 1
+                continue
+            receipt = session.get(Receipt, transfer.receipt_id)
+            name = receipt.name if receipt else "?"
+            left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
         session.commit()  # running is recorded even if a job below cannot be loaded
-        return [_job(session, transfer_id) for transfer_id in started]
+        return RunStart([_job(session, transfer_id) for transfer_id in started], left, again)
 
 
 def count_attempts(transfer_ids: list[int]) -> None:
@@ -174,18 +240,52 @@ class Delivered:
     answer: dict[str, Any] | None = None
 
 
-def push(job: Job) -> Delivered:
-    """Stream source → destination, committing only if the bytes match the receipt."""
-    dest_path = job.dest_path
+def push(job: Job, again: bool = False) -> Delivered:
+    """Stream source → destination, committing only if the bytes match the receipt.
+
+    The write takes the data flow's on_conflict. Exactly once: when an earlier try may have
+    written the file (`again`, a retry within the run; `job.tried_before`, a crash, a replay),
+    a file already at the name, or at one of its numbered names, that holds exactly the
+    receipt's bytes (size and SHA-256) is taken as this delivery and not written again, so a
+    retry never leaves `name (2)` beside the first copy.
+    """
+    dest_path, policy = job.dest_path, job.on_conflict
     with job.open_source() as source, job.open_dest() as dest:
-        with source.open_read(job.source_path) as raw, dest.open_write(dest_path) as out:
+        if policy is not OnConflict.overwrite and (again or job.tried_before):
+            there = find_delivered(dest, dest_path, policy, job.receipt)
+            if there is not None:
+                answer = {"summary": "already there with the same SHA-256; not written again"}
+                return Delivered(dest.uri(there), answer)
+        with source.open_read(job.source_path) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
             while chunk := reader.read(CHUNK_SIZE):
                 out.write(chunk)
             if reader.sha.hexdigest() != job.receipt.sha256 or reader.size != job.receipt.size:
                 # Raising inside the `with` aborts the write: wrong bytes never become visible.
                 raise ChecksumMismatch(f"{job.source_path} changed since it was received; not delivered")
-        return Delivered(dest.uri(dest_path), out.answer)
+        return Delivered(dest.uri(out.path or dest_path), out.answer)
+
+
+def find_delivered(dest: Endpoint, path: str, policy: OnConflict, receipt: Receipt) -> str | None:
+    """The name among `path`, `name (2).ext`, … (up to the first free one) whose file holds exactly
+    the receipt's bytes; None if there is none. Only files of the receipt's size are read."""
+    names = conflict.candidates(path) if policy is OnConflict.rename else iter([path])
+    for name in names:
+        try:
+            info = dest.stat(name)
+        except NotFound:
+            return None
+        if info.size == receipt.size and _sha256_at(dest, name) == receipt.sha256:
+            return name
+    return None
+
+
+def _sha256_at(dest: Endpoint, path: str) -> str:
+    with dest.open_read(path) as stream:
+        reader = _Hashing(stream)
+        while reader.read(CHUNK_SIZE):
+            pass
+    return reader.sha.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -236,36 +336,26 @@ def describe(error: BaseException) -> str:
 
 
 def _archive_source_if_done(session: Session, job: Job) -> None:
-    """A delivered upload leaves the partner's folder for the archive once all its data flows delivered it.
-
-    The bytes stay for replays (`tradelane replay`); rejected or failed files stay where the partner
-    put them, so an operator can see them.
+    """A delivered upload leaves the partner's folder once every data flow that carries it delivered
+    it: for each data flow, its latest transfer of the receipt (a replay supersedes the transfer it
+    replays). The bytes stay in the store for replays (`tradelane replay`); rejected or failed
+    files stay where the partner put them, so an operator can see them.
     """
-    if get_settings().keep_delivered_uploads or job.receipt.storage_path.startswith(ARCHIVE_DIR):
-        return
-    states = session.exec(select(Transfer.state).where(Transfer.receipt_id == job.receipt.id)).all()
-    if any(s != TransferState.delivered for s in states):
-        return
-    root = get_settings().mailbox_root
-    current = root / job.receipt.storage_path
-    try:
-        info = current.stat()
-        # The file was renamed into place before its receipt was written, so a later upload of the
-        # same name has a later mtime: only this receipt's own bytes are moved.
-        if info.st_size != job.receipt.size or info.st_mtime > job.receipt.received_at.timestamp():
-            return
-        archived = archive_path(job.receipt)
-        (root / archived).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(current, root / archived)
-    except OSError:
-        log.warning("could not archive %s after delivery", current, exc_info=True)
+    rows = session.exec(
+        select(Transfer.data_flow_id, Transfer.id, Transfer.state).where(
+            Transfer.receipt_id == job.receipt.id
+        )
+    ).all()
+    latest: dict[int, tuple[int, str]] = {}
+    for flow_id, transfer_id, state in rows:
+        assert transfer_id is not None
+        if flow_id not in latest or transfer_id > latest[flow_id][0]:
+            latest[flow_id] = (transfer_id, state)
+    if any(state != TransferState.delivered for _, state in latest.values()):
         return
     receipt = session.get(Receipt, job.receipt.id)
     assert receipt is not None
-    receipt.storage_path = archived
-    session.add(receipt)
-
-
-def archive_path(receipt: Receipt) -> str:
-    day = receipt.received_at.astimezone(UTC).strftime("%Y-%m-%d")
-    return f"{ARCHIVE_DIR}/{day}/{receipt.id}-{receipt.name}"
+    moved = receipt_files.hide(receipt)
+    if moved is not None:
+        receipt.storage_path = moved
+        session.add(receipt)

@@ -4,9 +4,10 @@ REST upload, SFTP close, FTP receive, portal, AS2, email poll, polled remote sou
 outboxes all call `begin()` (or `receive_stream()`; SFTP and FTP, whose uploads can be resumed
 after a dropped connection, stage the bytes themselves and hand them over with `receive_staged()`):
 
-1. bytes stream into the partner's mailbox under a temporary name while size and SHA-256 are
-   computed; they are renamed into place only when the upload completed, so a broken upload
-   leaves nothing behind and triggers nothing;
+1. bytes stream into a private temporary file while size and SHA-256 are computed; only when
+   the upload completed are they renamed into the store, one immutable file per receipt
+   (`core/receipt_files.py`), and linked into the partner's folder, so a broken upload leaves
+   nothing behind and triggers nothing, and a later upload of the same name never touches them;
 2. a receipt row and one pending transfer per matching data flow are committed: the database,
    not an event, is the source of truth;
 3. the dispatcher is woken (in-process listeners; other processes are found by its sweep).
@@ -26,11 +27,10 @@ from typing import BinaryIO, Protocol
 
 from sqlmodel import Session, select
 
-from core import audit
+from core import audit, receipt_files
 from core.config import get_settings
 from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
-from core.endpoints.file import fsync_dir
 from core.endpoints.mailbox import MailboxEndpoint
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
 
@@ -150,8 +150,9 @@ class Upload:
         self.size = 0
         check_sender(self.partner_id, self.partner_name)
         self._hash = hashlib.sha256()
-        self._endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
-        self._stream: WriteStream = self._endpoint.open_write(f"{folder}/{self.name}")
+        self._visible = visible_place(sender, folder, self.name)
+        self._stream: WriteStream
+        self._stream, self._kept = receipt_files.open_write(f"{folder}/{self.name}")
 
     def write(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.max_bytes:
@@ -180,6 +181,11 @@ class Upload:
             self.abort()
             raise
         self._stream.commit()
+        try:
+            visible = _show(self._kept, self._visible)
+        except BaseException:
+            receipt_files.discard(self._kept)  # no receipt will name it
+            raise
         with session_scope() as session:
             receipt = record_receipt(
                 session,
@@ -193,6 +199,8 @@ class Upload:
                 protocol=self.protocol,
                 remote_addr=self.remote_addr,
                 data_flow_ids=data_flow_ids,
+                storage_path=self._kept,
+                visible_path=visible,
             )
             if also is not None:
                 also(session, receipt)
@@ -239,9 +247,10 @@ def receive_staged(
     For uploads that must outlive a dropped connection so the client can resume them (SFTP, FTP):
     the server keeps the bytes in a staging folder of its own on the mailbox filesystem (so the
     rename below is atomic), hashes them as they arrive, and calls this once the client says the
-    file is complete. The name and size limit are checked, the bytes made durable and renamed into
-    place, then the receipt and pending transfers are committed and the dispatcher woken, exactly
-    as `Upload.commit` does. On an error `staged` is left where it was.
+    file is complete. The name and size limit are checked, the bytes made durable, moved into the
+    store and linked into place, then the receipt and pending transfers are committed and the
+    dispatcher woken, exactly as `Upload.commit` does. On an error before the move `staged` is
+    left where it was.
     """
     if isinstance(sender, Partner):
         sender = PartnerSender.of(sender)
@@ -251,16 +260,13 @@ def receive_staged(
     if size > limit:
         raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
     check_sender(sender.partner_id, sender.name)
-    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
-    target = endpoint._local(clean_path(f"{folder}/{name}"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
+    target = visible_place(sender, folder, name)
+    kept = receipt_files.keep_staged(staged)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(staged, target)
-    fsync_dir(target.parent)
+        visible = _show(kept, target)
+    except BaseException:
+        receipt_files.unkeep(kept, staged)  # back where the client can resume or retry it
+        raise
     with session_scope() as session:
         receipt = record_receipt(
             session,
@@ -273,9 +279,38 @@ def receive_staged(
             sha256=sha256,
             protocol=protocol,
             remote_addr=remote_addr,
+            storage_path=kept,
+            visible_path=visible,
         )
     _wake()
     return receipt
+
+
+@dataclass(frozen=True)
+class Visible:
+    """Where the partner sees a file: `local`, checked to stay inside its home, and `rel`, the same
+    place relative to the mailbox root (what the receipt records)."""
+
+    local: Path
+    rel: str
+
+
+def visible_place(sender: Sender, folder: str, name: str) -> Visible | None:
+    """Where the partner sees the file (`<home>/<folder>/<name>`); None for a polled file, which no
+    partner has to see."""
+    if sender.partner_id is None:
+        return None
+    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
+    rel = clean_path(f"{folder}/{name}")
+    return Visible(endpoint._local(rel), f"{endpoint.account}/{endpoint.partner}/{rel}")
+
+
+def _show(kept: str, visible: Visible | None) -> str | None:
+    """Link the kept bytes at the partner's path; that path relative to the mailbox root."""
+    if visible is None:
+        return None
+    receipt_files.show(kept, visible.local)
+    return visible.rel
 
 
 def matching_flows(session: Session, partner_id: int | None, folder: str, name: str) -> list[DataFlow]:
@@ -302,6 +337,8 @@ def record_receipt(
     protocol: str,
     remote_addr: str | None = None,
     data_flow_ids: list[int] | None = None,
+    storage_path: str,
+    visible_path: str | None = None,
 ) -> Receipt:
     receipt = Receipt(
         account_id=account_id,
@@ -311,7 +348,8 @@ def record_receipt(
         name=name,
         size=size,
         sha256=sha256,
-        storage_path=f"{HOME_ACCOUNT}/{partner_name}/{folder}/{name}",
+        storage_path=storage_path,
+        visible_path=visible_path,
     )
     session.add(receipt)
     session.flush()

@@ -112,6 +112,9 @@ class DataFlow(SQLModel, table=True):
     after_pull: str = "keep"
     # Set by `flow remove` when transfers still point at the flow: kept for history, never served.
     removed_at: datetime | None = None
+    # What a delivery does when its name is taken at the destination: rename, overwrite or fail;
+    # None: the destination type's default (core/endpoints/conflict.py).
+    on_conflict: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -140,7 +143,11 @@ class Receipt(SQLModel, table=True):
     name: str
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
     sha256: str
-    storage_path: str  # where the bytes are kept, relative to the mailbox root
+    # Where the bytes are kept, relative to the mailbox root: `.store/<day>/<uuid>`, private and
+    # never changed (older receipts: the partner's path or `.archive/...`; see core/receipt_files.py).
+    storage_path: str
+    # The partner's link to those bytes (`home/<partner>/upload/<name>`) until they are delivered.
+    visible_path: str | None = None
     received_at: datetime = Field(default_factory=utcnow, index=True)
 
 

@@ -189,6 +189,30 @@ def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
     return copy
 
 
+def latest_of(session: Session, transfer: Transfer) -> Transfer:
+    """The newest transfer of the same receipt by the same data flow: a replay supersedes the
+    transfer it replays, so this one says what became of the file in that data flow."""
+    latest = session.exec(
+        select(Transfer)
+        .where(Transfer.receipt_id == transfer.receipt_id, Transfer.data_flow_id == transfer.data_flow_id)
+        .order_by(col(Transfer.id).desc())
+    ).first()
+    assert latest is not None  # `transfer` itself is one
+    return latest
+
+
+def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfer:
+    """A replay of `failed` that the flow run `flow_run_id` carries itself, at once: what pressing
+    Retry on a failed run in the Prefect UI does (the run is started again with its parameters)."""
+    assert failed.id is not None
+    copy = replay(session, failed.id, actor=f"prefect-retry:{flow_run_id}")
+    copy.flow_run_id = flow_run_id
+    copy.batch_key = failed.batch_key
+    mark_running(session, copy)
+    session.flush()
+    return copy
+
+
 @dataclass(frozen=True)
 class TransferView:
     id: int

@@ -4,6 +4,10 @@ Each step is one task run for the whole batch (the files inside it are carried c
 burst of 50 files costs the Prefect server three task runs, not 150. A file that fails for a
 passing reason is pushed again, alone with the others that failed, after the data flow's backoff:
 each try is its own `push` task run, so retries stay visible in the UI.
+
+Retry on a failed run in the Prefect UI runs it again with the same parameters: its failed files
+are carried again (as replays made by this run), so the run ends Completed only when they are
+delivered; rejected files stay rejected, and the run's message says what became of each file.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from typing import Any
 
 from prefect import flow
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from core.delivery import Job, Outcome
+from core.delivery import Job, Left, Outcome, RunStart
 from core.redact import install_log_scrubber
 from tasks.notify import publish_table, record
 from tasks.pull import pull
@@ -28,11 +33,12 @@ from tasks.validate import validate
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
-    jobs: list[Job] = await pull.with_options(task_run_name=f"pull {_count(transfer_ids, 'transfer')}")(
-        transfer_ids
+    started: RunStart = await pull.with_options(task_run_name=f"pull {_count(transfer_ids, 'transfer')}")(
+        transfer_ids, flow_run.get_id()
     )
+    jobs, left = started.jobs, started.left
     if not jobs:
-        return Completed(message="nothing left to carry: an earlier run finished this batch")
+        return _nothing_to_carry(left)
     rows: list[dict[str, Any]] = []
     to_push = jobs
     if jobs[0].flow.validators:
@@ -43,11 +49,24 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
             rows += await record(rejected)
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
-    bad = [row for row in rows if not row["result"].startswith("delivered")]
-    summary = f"{len(rows) - len(bad)} of {len(rows)} files delivered"
+    bad = [f"{row['file']}: {row['result']}" for row in rows if not row["result"].startswith("delivered")]
+    bad += [file.describe() for file in left if not file.delivered()]
+    total = len(rows) + len(left)
+    summary = f"{total - len(bad)} of {total} files delivered"
+    if started.again:
+        summary += f" ({started.again} failed before, carried again by this retry)"
     if bad:
-        return Failed(message=f"{summary}; {bad[0]['file']}: {bad[0]['result']}")
+        return Failed(message=f"{summary}; {bad[0]}")
     return Completed(message=summary)
+
+
+def _nothing_to_carry(left: list[Left]) -> State[Any]:
+    """A run with nothing to carry (run again after every file was settled): say what became of them."""
+    open_ = [file for file in left if not file.delivered()]
+    if not open_:
+        return Completed(message=f"nothing left to carry: {_count(left, 'file')} delivered before")
+    delivered = len(left) - len(open_)
+    return Failed(message=f"{delivered} of {len(left)} files delivered; {open_[0].describe()}")
 
 
 async def _push_with_retries(jobs: list[Job]) -> list[dict[str, Any]]:

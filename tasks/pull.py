@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core import delivery, polling
-from core.delivery import Job
+from core.delivery import RunStart
 from core.endpoints.base import FileInfo
 from core.polling import Source
 from tasks.retry import is_retryable, passing_failure, retry_delays
@@ -24,9 +24,10 @@ RETRY_BASE_SECONDS = 1.0
 
 
 @task(name="pull", cache_policy=NO_CACHE)
-async def pull(transfer_ids: list[int]) -> list[Job]:
-    """The batch's jobs, marked running; transfers an earlier run already finished are left out."""
-    return await to_thread.run_sync(delivery.start, transfer_ids)
+async def pull(transfer_ids: list[int], flow_run_id: str | None = None) -> RunStart:
+    """The batch's jobs, marked running; transfers an earlier run already finished are left out,
+    and failed ones this same run carried before are carried again (see `delivery.start_run`)."""
+    return await to_thread.run_sync(delivery.start_run, transfer_ids, flow_run_id)
 
 
 @task(

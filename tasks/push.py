@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from anyio import to_thread
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +20,8 @@ CONCURRENCY = 8
 async def push(jobs: list[Job], attempt: int = 1) -> list[Outcome]:
     """One try for each job; the outcome holds the destination URI or the error (the flow retries)."""
     await to_thread.run_sync(delivery.count_attempts, [job.transfer_id for job in jobs])
-    results = await each_in_threads(delivery.push, jobs, CONCURRENCY)
+    # From the second try on, an earlier one may have written a file before it failed.
+    results = await each_in_threads(partial(delivery.push, again=attempt > 1), jobs, CONCURRENCY)
     logger = get_run_logger()
     outcomes = []
     for job, result in zip(jobs, results, strict=True):

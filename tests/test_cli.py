@@ -171,3 +171,45 @@ flows:
     assert "not valid YAML" in run("apply", "-f", str(bad), ok=False)
     bad.write_text("robots: []")
     assert "expected only the keys" in run("apply", "-f", str(bad), ok=False)
+
+
+def test_on_conflict_is_set_shown_and_refused_where_it_cannot_apply(home: Path, tmp_path: Path) -> None:
+    run("partner", "add", "acme", "--password", "cli-partner-pw-1")
+    run("endpoint", "add", "out", "--type", "file", "--path", str(tmp_path / "out"))
+    run("endpoint", "add", "api", "--type", "http", "--url", "https://erp.example/in")
+    run("flow", "add", "plain", "--source", "mailbox:acme", "--dest", "out")
+    run("flow", "add", "strict", "--source", "mailbox:acme", "--dest", "out", "--on-conflict", "fail")
+    run("flow", "add", "to-api", "--source", "mailbox:acme", "--dest", "api")
+    shown = {f["name"]: f["on_conflict"] for f in json.loads(run("flow", "list", "--json"))}
+    assert shown == {"plain": "rename (default)", "strict": "fail", "to-api": "-"}
+    bad = run(
+        "flow", "add", "x", "--source", "mailbox:acme", "--dest", "out", "--on-conflict", "skip", ok=False
+    )
+    assert "on_conflict must be one of rename|overwrite|fail, not 'skip'" in bad
+    refused = run(
+        "flow",
+        "add",
+        "y",
+        "--source",
+        "mailbox:acme",
+        "--dest",
+        "api",
+        "--on-conflict",
+        "overwrite",
+        ok=False,
+    )
+    assert "on_conflict does not apply to http destinations: every delivery is a new message" in refused
+    assert {f["name"] for f in json.loads(run("flow", "list", "--json"))} == {"plain", "strict", "to-api"}
+
+    spec = tmp_path / "flows.yaml"
+    spec.write_text(
+        "flows:\n"
+        '  - {name: plain, source: "mailbox:acme", dest: out}\n'
+        '  - {name: strict, source: "mailbox:acme", dest: out, on_conflict: fail}\n'
+    )
+    assert run("apply", "-f", str(spec)).count("unchanged") == 2
+    spec.write_text(spec.read_text().replace("on_conflict: fail", "on_conflict: overwrite"))
+    assert "flow strict: updated" in run("apply", "-f", str(spec))
+    assert json.loads(run("flow", "list", "--json"))[1]["on_conflict"] == "overwrite"
+    spec.write_text(spec.read_text().replace("on_conflict: overwrite", "on_conflict: clobber"))
+    assert "on_conflict must be one of" in run("apply", "-f", str(spec), ok=False)

@@ -127,6 +127,7 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
                 size=3,
                 sha256="0" * 64,
                 protocol="rest",
+                storage_path=f".store/test/{i}",
             )
         record_receipt(
             session,
@@ -138,6 +139,7 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
             size=3,
             sha256="0" * 64,
             protocol="rest",
+            storage_path=".store/test/x",
         )
     with session_scope() as session:
         rows = session.exec(select(Transfer)).all()
@@ -170,6 +172,7 @@ def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
             size=1,
             sha256="0" * 64,
             protocol="rest",
+            storage_path=".store/test/x",
         )
     with session_scope() as session:
         transfer = session.exec(select(Transfer)).one()

@@ -23,6 +23,7 @@ from core.endpoints.base import (
     Endpoint,
     FileInfo,
     NotFound,
+    OnConflict,
     PermissionDenied,
     WriteStream,
     clean_path,
@@ -101,7 +102,8 @@ class As2Endpoint(Endpoint):
     def open_read(self, path: str) -> BinaryIO:
         raise PermissionDenied("AS2 is a send-only endpoint: files cannot be read back")
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
+        self.refuse_on_conflict(on_conflict)
         return As2WriteStream(self, clean_path(path))
 
     def delete(self, path: str) -> None:

@@ -20,6 +20,12 @@ pre-sizes that list, costing 8 bytes per byte of range (a 4 MiB range briefly ta
 If a future SDK drops that operation, reads fall back to `chunks()` with small ranges (bounded
 memory, more requests), so a library upgrade degrades speed, never correctness.
 
+With `on_conflict` rename or fail, writes are conditional (`If-None-Match: *` on Put Blob and
+Put Block List, refused with 409/412 when the blob exists): a small file tries the next free name
+at commit (its bytes are still in memory); a block list, whose blocks are staged under one blob
+name, picks the first free name before the first block and, should another writer take it before
+the commit, fails with a retried `NameTakenMeanwhile`.
+
 Error mapping notes:
 * `ContainerNotFound` is a `ConfigError`, not `NotFound`: the endpoint points at nothing.
 * A bad key is `AuthenticationFailed` on Azure but `AuthorizationFailure` ("Server failed to
@@ -41,9 +47,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
 from urllib.parse import unquote, urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -62,13 +69,17 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
+    NameTakenMeanwhile,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     WriteStream,
     clean_path,
     object_answer,
 )
+from core.endpoints.conflict import candidates
 from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
 
@@ -138,6 +149,13 @@ def _short_message(exc: HttpResponseError) -> str:
     first = message.splitlines()[0] if message else ""
     first = first.removeprefix("Operation returned an invalid status ").strip("'\" ")
     return first or text
+
+
+def _condition_failed(exc: AzureError) -> bool:
+    """Azure's answer to a conditional write whose blob exists (409 BlobAlreadyExists, 412)."""
+    if not isinstance(exc, HttpResponseError):
+        return False
+    return exc.status_code in (409, 412) or _error_code(exc) in ("BlobAlreadyExists", "ConditionNotMet")
 
 
 def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> EndpointError:
@@ -217,11 +235,18 @@ class AzureWriteStream(WriteStream):
     """Put Blob for small files; for large ones blocks staged in the background (see
     core/endpoints/parts.py) while the caller fills the next one, then a block list."""
 
-    def __init__(self, endpoint: AzureBlobEndpoint, blob_name: str, what: str) -> None:
+    def __init__(
+        self,
+        endpoint: AzureBlobEndpoint,
+        blob_name: str,
+        what: str,
+        placement: tuple[str, OnConflict] | None = None,
+    ) -> None:
         super().__init__()
         self._endpoint = endpoint
         self._blob_name = blob_name
         self._what = what
+        self._placement = placement  # (relative path, rename|fail) when a blob there must stay
         self._buffer = bytearray()
         self._token = uuid.uuid4().hex  # 32 chars; + 8 digits = every block id is 40 chars
         self._block_ids: builtins.list[str] = []
@@ -251,6 +276,10 @@ class AzureWriteStream(WriteStream):
     def _stage(self, block: bytearray) -> None:
         if len(self._block_ids) >= MAX_BLOCKS:
             raise EndpointError(f"{self._what}: file too large for one blob ({MAX_BLOCKS} blocks)")
+        if not self._block_ids and self._placement is not None:
+            # Blocks are staged under one blob name: take the first free name now.
+            self.path = self._endpoint.first_free(*self._placement)
+            self._blob_name = self._endpoint._name(self.path)
         block_id = f"{self._token}{len(self._block_ids):08d}"
         blob = self._endpoint.blob_client(self._blob_name)
 
@@ -263,6 +292,9 @@ class AzureWriteStream(WriteStream):
 
     def _commit(self) -> None:
         blob = self._endpoint.blob_client(self._blob_name)
+        if not self._block_ids and self._placement is not None:
+            self._put_new(*self._placement)
+            return
         if not self._block_ids:
             data, self._buffer = bytes(self._buffer), bytearray()
             with self._endpoint.errors(self._what):
@@ -273,9 +305,49 @@ class AzureWriteStream(WriteStream):
             block, self._buffer = self._buffer, bytearray()
             self._stage(block)  # the last block may be smaller than the others
         self._uploads.finish()
+        blocks = [BlobBlock(block_id=i) for i in self._block_ids]
+        if self._placement is None:
+            with self._endpoint.errors(self._what):
+                answer = blob.commit_block_list(blocks)
+            self._record(answer)
+            return
         with self._endpoint.errors(self._what):
-            answer = blob.commit_block_list([BlobBlock(block_id=i) for i in self._block_ids])
+            try:
+                answer = blob.commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
+            except HttpResponseError as exc:
+                if not _condition_failed(exc):
+                    raise
+                self._taken_meanwhile()
         self._record(answer)
+
+    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
+        """Put Blob only where no blob is: the first free name (rename), or `rel` alone (fail)."""
+        data, self._buffer = bytes(self._buffer), bytearray()
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            blob = self._endpoint.blob_client(self._endpoint._name(name))
+            with self._endpoint.errors(self._endpoint.uri(name)):
+                try:
+                    answer = blob.upload_blob(data, length=len(data), overwrite=False, blob_type="BlockBlob")
+                except HttpResponseError as exc:
+                    if not _condition_failed(exc):
+                        raise
+                    if on_conflict is OnConflict.fail:
+                        raise NameTaken(
+                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
+                        ) from None
+                    continue
+            self.path = name
+            self._record(answer)
+            return
+        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
+
+    def _taken_meanwhile(self) -> NoReturn:
+        assert self._placement is not None
+        uri = self._endpoint.uri(self.path or self._placement[0])
+        if self._placement[1] is OnConflict.fail:
+            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
+        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The blob's ETag (and version, where versioning is on) for the transfer's record."""
@@ -313,6 +385,8 @@ class AzureBlobEndpoint(Endpoint):
     secret_keys: ClassVar[frozenset[str]] = frozenset(
         {"connection_string", "account_name", "account_key", "sas_token"}
     )
+    # Blob names after the file ({name}) would silently replace a blob not yet picked up.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Blobs per List Blobs page (Azure's maximum); tests lower it to exercise pagination.
     list_page_size: int = 5000
     # One streamed GET per read (see the module docstring); tests turn it off to try the fallback.
@@ -535,9 +609,22 @@ class AzureBlobEndpoint(Endpoint):
         body: Iterator[bytes] = iter(operation(decompress=False))
         return body
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
-        return AzureWriteStream(self, self._name(rel), self.uri(rel))
+        placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
+        return AzureWriteStream(self, self._name(rel), self.uri(rel), placement)
+
+    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
+        """The first name of `rel`, `name (2).ext`, … with no blob; `rel` alone for fail."""
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            try:
+                self.stat(name)
+            except NotFound:
+                return name
+            if on_conflict is OnConflict.fail:
+                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
+        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

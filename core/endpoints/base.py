@@ -13,10 +13,14 @@ Contract (checked for every implementation by tests/endpoints/contract.py):
 * `stat(path)` returns a `FileInfo` or raises `NotFound`.
 * `open_read(path)` returns a binary stream to be used as a context manager; it never
   loads the whole file.
-* `open_write(path)` returns a `WriteStream`. Bytes land under a temporary name (or an
-  uncommitted multipart upload / block list) and become visible at `path` only when the
-  `with` block ends without an exception. An exception, or `abort()`, leaves nothing behind.
-  An existing file at `path` is replaced atomically.
+* `open_write(path, on_conflict)` returns a `WriteStream`. Bytes land under a temporary name
+  (or an uncommitted multipart upload / block list) and become visible only when the `with`
+  block ends without an exception. An exception, or `abort()`, leaves nothing behind. A file
+  already at `path` is replaced atomically (`overwrite`, the default), or kept while the new
+  one takes the first free name of `path`, `name (2).ext`, … (`rename`), or kept while the
+  write fails with `NameTaken` (`fail`); the stream's `path` then says where the bytes went
+  (see core/endpoints/conflict.py). Types that send messages rather than name files refuse
+  any policy but `overwrite` (`default_on_conflict` is None).
 * `delete(path)` removes one file or raises `NotFound`.
 * `close()` releases connections; endpoints are also context managers.
 """
@@ -30,6 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar
@@ -93,6 +98,24 @@ class TlsError(EndpointError):
     offered. Not retried: the same certificate fails the same way next time."""
 
 
+class NameTaken(EndpointError):
+    """The name is taken at the destination and the data flow says `on_conflict: fail`, or every
+    name `rename` may use is taken. Not retried: the file there stays until someone moves it."""
+
+
+class NameTakenMeanwhile(TransientError):
+    """Another writer took the name chosen for a write that cannot change its name at commit
+    (an S3 multipart upload, an Azure block list): the next try picks a free name again."""
+
+
+class OnConflict(StrEnum):
+    """What a write does when its name is taken: see core/endpoints/conflict.py."""
+
+    rename = "rename"
+    overwrite = "overwrite"
+    fail = "fail"
+
+
 @dataclass(frozen=True)
 class FileInfo:
     path: str
@@ -132,6 +155,9 @@ class WriteStream(ABC):
     def __init__(self) -> None:
         self.bytes_written = 0
         self.answer: dict[str, Any] | None = None
+        # Where the bytes went, once committed, when the endpoint may choose another name
+        # (on_conflict rename); None means the path asked for.
+        self.path: str | None = None
         self._done = False
 
     @abstractmethod
@@ -188,6 +214,9 @@ class Endpoint(ABC):
     # Every config and secrets key the type reads: `apply -f` refuses any other (None: unchecked).
     config_keys: ClassVar[frozenset[str] | None] = None
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    # What a delivery does with a name that exists when its data flow does not say; None for types
+    # where every delivery is a new message (http, email, as2), to which on_conflict does not apply.
+    default_on_conflict: ClassVar[OnConflict | None] = None
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         self.config = config
@@ -225,10 +254,15 @@ class Endpoint(ABC):
     def open_read(self, path: str) -> BinaryIO: ...
 
     @abstractmethod
-    def open_write(self, path: str) -> WriteStream: ...
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream: ...
 
     @abstractmethod
     def delete(self, path: str) -> None: ...
+
+    def refuse_on_conflict(self, on_conflict: OnConflict) -> None:
+        """For types that send messages: there is no name to take, so no policy but the default."""
+        if on_conflict is not OnConflict.overwrite:
+            raise ConfigError(f"on_conflict does not apply to {self.scheme}: every delivery is a new message")
 
     def close(self) -> None:  # noqa: B027  (most endpoints hold nothing to release)
         """Release connections; the default holds none."""

@@ -100,6 +100,7 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     Unreachable,
@@ -1338,7 +1339,8 @@ class EmailEndpoint(Endpoint):
 
         return self._imap(what, run)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
+        self.refuse_on_conflict(on_conflict)
         rel = clean_path(path)
         self._need_smtp(rel)
         return EmailWriteStream(self, rel, self._smtp_uri(rel))

@@ -1,9 +1,12 @@
 """A folder on a local (or mounted) filesystem.
 
 Writes go to a hidden temporary file that is fsync'ed and then `os.replace`d over the target,
-so readers see either the old file or the whole new one, never a partial one. Every path is
-checked twice: lexically by `clean_path`, then by resolving symlinks, so nothing under the root
-can point a read or write outside it.
+so readers see either the old file or the whole new one, never a partial one. With
+`on_conflict` rename or fail the commit is a hard link of the temporary file to the target
+instead, which the kernel refuses atomically when the name exists (then the next name is tried,
+or the write fails); on a filesystem without hard links it checks the name first, best effort.
+Every path is checked twice: lexically by `clean_path`, then by resolving symlinks, so nothing
+under the root can point a read or write outside it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import stat as stat_mod
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, NoReturn
 
 from core.config import get_settings
 from core.endpoints.base import (
@@ -26,11 +29,14 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
     NotFound,
+    OnConflict,
     PermissionDenied,
     WriteStream,
     clean_path,
 )
+from core.endpoints.conflict import candidates
 from core.permissions import shared_dir_mode, shared_file_mode
 
 TEMP_PREFIX = ".tradelane-tmp-"
@@ -87,15 +93,31 @@ def create_temp_file(directory: Path) -> tuple[int, Path]:
         return fd, candidate
 
 
-class FileWriteStream(WriteStream):
-    """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it."""
+# A hard link is refused with these where the filesystem has none (FAT, some network mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
-    def __init__(self, fd: int, temp: Path, target: Path, what: str) -> None:
+
+class FileWriteStream(WriteStream):
+    """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it.
+
+    With a `placer` (on_conflict rename or fail), commit puts the file under a name that is free
+    instead: see `_commit_new`.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        temp: Path,
+        target: Path,
+        what: str,
+        placer: _Placer | None = None,
+    ) -> None:
         super().__init__()
         self._file = os.fdopen(fd, "wb")
         self.temp = temp
         self.target = target
         self._what = what
+        self._placer = placer
 
     def _write(self, data: bytes) -> None:
         try:
@@ -108,10 +130,36 @@ class FileWriteStream(WriteStream):
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            if self._placer is not None:
+                self._commit_new(self._placer)
+                return
             os.replace(self.temp, self.target)
         except OSError as exc:
             raise map_os_error(exc, self._what) from exc
         fsync_dir(self.target.parent)
+
+    def _commit_new(self, placer: _Placer) -> None:
+        """Link the temporary file to the first name that is free; link() never replaces a file."""
+        for rel in placer.names():
+            target = placer.local(rel)
+            try:
+                os.link(self.temp, target)
+            except FileExistsError:
+                placer.taken(rel)
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                if os.path.lexists(target):  # no hard links here: check, then rename (best effort)
+                    placer.taken(rel)
+                    continue
+                os.replace(self.temp, target)
+            else:
+                os.unlink(self.temp)
+            fsync_dir(target.parent)
+            self.target, self.path = target, rel
+            return
+        placer.exhausted()
 
     def _abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -120,11 +168,35 @@ class FileWriteStream(WriteStream):
             self.temp.unlink()
 
 
+class _Placer:
+    """The names a rename-or-fail write may take, and what to say when they are taken."""
+
+    def __init__(self, endpoint: FileEndpoint, rel: str, on_conflict: OnConflict) -> None:
+        self.endpoint = endpoint
+        self.rel = rel
+        self.on_conflict = on_conflict
+
+    def names(self) -> Iterator[str]:
+        return candidates(self.rel) if self.on_conflict is OnConflict.rename else iter([self.rel])
+
+    def local(self, rel: str) -> Path:
+        return self.endpoint._local(rel)
+
+    def taken(self, rel: str) -> None:
+        if self.on_conflict is OnConflict.fail:
+            raise NameTaken(f"{self.endpoint.uri(rel)} exists and on_conflict is fail; not replaced")
+
+    def exhausted(self) -> NoReturn:
+        raise NameTaken(f"{self.endpoint.uri(self.rel)} and every numbered name after it are taken")
+
+
 class FileEndpoint(Endpoint):
     """config: {"path": "/absolute/dir"}. No secrets."""
 
     scheme: ClassVar[str] = "file"
     config_keys: ClassVar[frozenset[str] | None] = frozenset({"path"})
+    # A folder someone picks files up from: a second file of a name must not replace the first.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # A missing root is a configuration mistake for a plain folder, so listing it fails;
     # a mailbox whose partner has never uploaded anything is simply empty.
     missing_root_is_empty: ClassVar[bool] = False
@@ -223,7 +295,7 @@ class FileEndpoint(Endpoint):
             raise NotFound(f"not a file: {self.uri(rel)}")
         return handle
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         target = self._local(rel)
         temp_dir = self._temp_dir_for(target)
@@ -245,7 +317,8 @@ class FileEndpoint(Endpoint):
             raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
         except OSError as exc:
             raise map_os_error(exc, self.uri(rel)) from exc
-        return FileWriteStream(fd, temp, target, self.uri(rel))
+        placer = None if on_conflict is OnConflict.overwrite else _Placer(self, rel, on_conflict)
+        return FileWriteStream(fd, temp, target, self.uri(rel), placer)
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

@@ -20,6 +20,10 @@ default, per the endpoint's `temp_name` (core/endpoints/tempname.py). Commit end
 waits for the server's 226, then RNFR/RNTO onto the target; a server that will not rename over
 an existing file gets a DELE of the target first (a short gap without the file). With
 ``temp_name: none`` the STOR goes to the final name and nothing is renamed.
+With `on_conflict` rename or fail, the name is checked (MLST, else SIZE) before RNTO and a taken
+one is never renamed onto: FTP has no rename that refuses an existing target, so this is best
+effort (a writer that takes the name between the check and RNTO is replaced). With ``temp_name:
+none`` the free name is chosen the same way before the STOR.
 Listings use MLSD where the server has it, else NLST with SIZE and MDTM per file.
 """
 
@@ -46,7 +50,9 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TlsError,
     TransientError,
@@ -54,6 +60,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.conflict import candidates, first_free
 from core.endpoints.network import network_error
 from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
 
@@ -281,6 +288,7 @@ class FtpWriteStream(WriteStream):
         temp: str,
         target: str,
         what: str,
+        placement: tuple[str, OnConflict] | None = None,
     ) -> None:
         super().__init__()
         self._endpoint = endpoint
@@ -289,6 +297,7 @@ class FtpWriteStream(WriteStream):
         self.temp = temp
         self.target = target
         self._what = what
+        self._placement = placement  # (relative path, rename|fail) when a file there must stay
         self._answered = False  # whether the STOR's final reply has been read
 
     def _write(self, data: bytes) -> None:
@@ -329,14 +338,18 @@ class FtpWriteStream(WriteStream):
             _close_data(conn, clean=True)
             self._answered = True
             ftp.voidresp()
-            if self.temp != self.target:  # temp_name "none" wrote the final name
-                self._rename(ftp)
+            if self.temp == self.target:  # temp_name "none" wrote the final (already free) name
+                pass
+            elif self._placement is not None:
+                self.path = self._endpoint.rename_new(connection, self.temp, *self._placement)
+            else:
+                self._rename_over(ftp)
         except Exception as exc:
             raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
         self._connection = None
         self._endpoint.release(connection)
 
-    def _rename(self, ftp: ftplib.FTP) -> None:
+    def _rename_over(self, ftp: ftplib.FTP) -> None:
         try:
             ftp.rename(self.temp, self.target)
         except ftplib.error_perm:
@@ -386,6 +399,8 @@ class FtpEndpoint(Endpoint):
         {"host", "port", "user", "path", "tls", "cafile", "verify", "passive", "timeout", "temp_name"}
     )
     secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
+    # A partner's inbox folder: a second file of a name must not replace the first unread.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)
@@ -667,15 +682,24 @@ class FtpEndpoint(Endpoint):
         connection, conn = self._run(what, operation, keep=True)
         return io.BufferedReader(FtpReader(self, connection, conn, what), buffer_size=CHUNK_SIZE)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         target, what = self._remote(rel), self.uri(rel)
         folder, name = posixpath.split(target)
+        placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
+        chosen = rel
         temp = posixpath.join(folder, temp_name(name, self.temp_name))
 
         def operation(connection: _Connection) -> tuple[_Connection, socket.socket]:
+            nonlocal chosen, temp, target
             ftp = connection.ftp
             connection.ensure_binary()
+            if placement is not None and self.temp_name == "none":
+                # No rename to refuse a taken name: take a free one before the STOR.
+                chosen = first_free(
+                    rel, on_conflict, lambda n: self._exists(connection, self._remote(n)), self.uri
+                )
+                target = temp = self._remote(chosen)
             try:
                 return connection, ftp.transfercmd(f"STOR {temp}")
             except ftplib.error_perm:
@@ -685,7 +709,37 @@ class FtpEndpoint(Endpoint):
             return connection, ftp.transfercmd(f"STOR {temp}")
 
         connection, conn = self._run(what, operation, keep=True)
-        return FtpWriteStream(self, connection, conn, temp, target, what)
+        picked = placement is not None and self.temp_name == "none"  # chosen before the STOR
+        stream = FtpWriteStream(
+            self, connection, conn, temp, target, self.uri(chosen), None if picked else placement
+        )
+        stream.path = chosen if picked else None
+        return stream
+
+    def rename_new(self, connection: _Connection, temp: str, rel: str, on_conflict: OnConflict) -> str:
+        """RNFR/RNTO a finished temporary file to `rel` only if nothing is there (fail), or to the
+        first free name of `rel`, `name (2).ext`, … (rename); returns the name taken."""
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            remote = self._remote(name)
+            if not self._exists(connection, remote):
+                connection.ftp.rename(temp, remote)
+                return name
+            if on_conflict is OnConflict.fail:
+                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
+        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
+
+    @staticmethod
+    def _exists(connection: _Connection, remote: str) -> bool:
+        """Whether a file or folder has this name (MLST where the server has it, else SIZE)."""
+        try:
+            if connection.mlst:
+                connection.ftp.sendcmd(f"MLST {remote}")
+            else:
+                connection.ftp.size(remote)
+        except ftplib.error_perm:
+            return False
+        return True
 
     @staticmethod
     def _makedirs(ftp: ftplib.FTP, folder: str) -> None:

@@ -58,6 +58,7 @@ from core.endpoints.base import (
     FileInfo,
     InvalidPath,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     Unreachable,
@@ -821,7 +822,8 @@ class HttpEndpoint(Endpoint):
             raise self._fail("GET", url, response, what)
         return io.BufferedReader(HttpReadStream(response, self, what), buffer_size=CHUNK_SIZE)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
+        self.refuse_on_conflict(on_conflict)
         return HttpWriteStream(self, clean_path(path))
 
     def delete(self, path: str) -> None:

@@ -7,6 +7,13 @@ once while the next is filled, so a write holds at most (concurrency + 1) × par
 With the default `checksums`, every part carries a CRC32 that the store checks, and the object
 keeps a composite CRC32 of its parts (what boto3's `upload_file` does too).
 
+With `on_conflict` rename or fail, writes are conditional (`If-None-Match: *` on PutObject and
+CompleteMultipartUpload, which S3 refuses with 412 when the key exists): a small file tries the
+next free name at commit (its bytes are still in memory); a multipart upload, whose key is fixed
+when it starts, picks the first free name then (HEAD) and, should another writer take it before
+the commit, fails with a retried `NameTakenMeanwhile`. A store that ignores `If-None-Match`
+overwrites.
+
 Error mapping notes:
 * `NoSuchBucket` is a `ConfigError`, not `NotFound`: the endpoint points at nothing, and a task
   must not mistake that for "this one file is gone".
@@ -25,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import boto3
@@ -51,7 +58,10 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
+    NameTakenMeanwhile,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TlsError,
     TransientError,
@@ -59,6 +69,7 @@ from core.endpoints.base import (
     clean_path,
     object_answer,
 )
+from core.endpoints.conflict import candidates
 from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads, concurrency_setting
 
@@ -121,6 +132,14 @@ def _client_error(exc: ClientError) -> tuple[str, int, str]:
     return code, status, str(error.get("Message") or code)
 
 
+def _condition_failed(exc: Exception) -> bool:
+    """S3's answer to a conditional write whose key exists (412), or that raced another one (409)."""
+    if not isinstance(exc, ClientError):
+        return False
+    code, status, _ = _client_error(exc)
+    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
 def map_boto_error(exc: Exception, what: str, host: str = "") -> EndpointError:
     """Translate a boto3/botocore failure into the endpoint error tree."""
     if isinstance(exc, ClientError):
@@ -180,11 +199,14 @@ class S3WriteStream(WriteStream):
     """PutObject for small files; for large ones a multipart upload whose parts go up in the
     background (see core/endpoints/parts.py) while the caller fills the next one."""
 
-    def __init__(self, endpoint: S3Endpoint, key: str, what: str) -> None:
+    def __init__(
+        self, endpoint: S3Endpoint, key: str, what: str, placement: tuple[str, OnConflict] | None = None
+    ) -> None:
         super().__init__()
         self._endpoint = endpoint
         self._key = key
         self._what = what
+        self._placement = placement  # (relative path, rename|fail) when an object there must stay
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts_sent = 0
@@ -217,6 +239,10 @@ class S3WriteStream(WriteStream):
         checksum = self._endpoint.part_checksum
         algorithm = {"ChecksumAlgorithm": checksum} if checksum else {}
         if self._upload_id is None:
+            if self._placement is not None:
+                # The key is fixed from here on: take the first free name now.
+                self.path = self._endpoint.first_free(*self._placement)
+                self._key = self._endpoint._key(self.path)
             with self._endpoint.errors(self._what):
                 created = client.create_multipart_upload(Bucket=bucket, Key=self._key, **algorithm)
             self._upload_id = created["UploadId"]
@@ -244,6 +270,9 @@ class S3WriteStream(WriteStream):
     def _commit(self) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
         if self._upload_id is None:
+            if self._placement is not None:
+                self._put_new(*self._placement)
+                return
             with self._endpoint.errors(self._what):
                 answer = client.put_object(Bucket=bucket, Key=self._key, Body=self._buffer)
             self._buffer = bytearray()
@@ -254,14 +283,52 @@ class S3WriteStream(WriteStream):
             self._send_part(part)  # the last part may be smaller than the minimum
         self._uploads.finish()
         parts = [self._parts[n] for n in range(1, self._parts_sent + 1)]
+        condition = {} if self._placement is None else {"IfNoneMatch": "*"}
         with self._endpoint.errors(self._what):
-            answer = client.complete_multipart_upload(
-                Bucket=bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+            try:
+                answer = client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **condition,
+                )
+            except ClientError as exc:
+                if self._placement is None or not _condition_failed(exc):
+                    raise
+                self._taken_meanwhile()
         self._record(answer)
+
+    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
+        """PutObject only where no object is: the first free name (rename), or `rel` alone (fail)."""
+        client, bucket = self._endpoint.client, self._endpoint.bucket
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            with self._endpoint.errors(self._endpoint.uri(name)):
+                try:
+                    answer = client.put_object(
+                        Bucket=bucket, Key=self._endpoint._key(name), Body=self._buffer, IfNoneMatch="*"
+                    )
+                except ClientError as exc:
+                    if not _condition_failed(exc):
+                        raise
+                    if on_conflict is OnConflict.fail:
+                        raise NameTaken(
+                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
+                        ) from None
+                    continue
+            self._buffer = bytearray()
+            self.path = name
+            self._record(answer)
+            return
+        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
+
+    def _taken_meanwhile(self) -> NoReturn:
+        assert self._placement is not None
+        uri = self._endpoint.uri(self.path or self._placement[0])
+        if self._placement[1] is OnConflict.fail:
+            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
+        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The object's ETag (and version, on a versioned bucket) for the transfer's record."""
@@ -307,6 +374,8 @@ class S3Endpoint(Endpoint):
         }
     )
     secret_keys: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
+    # Keys named after the file ({name}) would silently replace an object not yet picked up.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Keys per ListObjectsV2 page (S3's maximum); tests lower it to exercise pagination.
     list_page_size: int = 1000
 
@@ -460,9 +529,22 @@ class S3Endpoint(Endpoint):
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))
         return io.BufferedReader(S3ReadStream(answer["Body"], self, what), buffer_size=CHUNK_SIZE)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
-        return S3WriteStream(self, self._key(rel), self.uri(rel))
+        placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
+        return S3WriteStream(self, self._key(rel), self.uri(rel), placement)
+
+    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
+        """The first name of `rel`, `name (2).ext`, … with no object (HEAD); `rel` alone for fail."""
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        for name in names:
+            try:
+                self.stat(name)
+            except NotFound:
+                return name
+            if on_conflict is OnConflict.fail:
+                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
+        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

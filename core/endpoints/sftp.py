@@ -20,6 +20,11 @@ over the target on commit with ``posix-rename@openssh.com``, which replaces it a
 Servers without that extension get remove-then-rename, which leaves a short gap where the name
 is missing. A process killed mid-write can leave a temporary file behind; listings never show
 them. With ``temp_name: none`` the final name is written directly and nothing is renamed.
+
+With `on_conflict` rename or fail, commit uses the plain SFTP rename instead, which OpenSSH refuses
+when the target exists (so two writers never replace each other's file), after a stat of the name
+for servers whose rename would replace it. With ``temp_name: none`` the free name is chosen by a
+stat before the first byte (best effort: nothing is renamed that could refuse).
 """
 
 from __future__ import annotations
@@ -58,13 +63,16 @@ from core.endpoints.base import (
     EndpointError,
     FileInfo,
     InvalidPath,
+    NameTaken,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     Unreachable,
     WriteStream,
     clean_path,
 )
+from core.endpoints.conflict import candidates, first_free
 from core.endpoints.hostkeys import HostKey, HostKeyMismatch, open_transport, parse_host_keys
 from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
 
@@ -259,7 +267,13 @@ class SftpWriteStream(WriteStream):
     """Writes to a temporary file with up to IN_FLIGHT bytes of writes outstanding; rename on commit."""
 
     def __init__(
-        self, endpoint: SftpEndpoint, handle: paramiko.SFTPFile, temp: str, target: str, what: str
+        self,
+        endpoint: SftpEndpoint,
+        handle: paramiko.SFTPFile,
+        temp: str,
+        target: str,
+        what: str,
+        placement: tuple[str, OnConflict] | None = None,
     ) -> None:
         super().__init__()
         self._endpoint = endpoint
@@ -267,6 +281,7 @@ class SftpWriteStream(WriteStream):
         self.temp = temp
         self.target = target
         self._what = what
+        self._placement = placement  # (relative path, rename|fail) when a file there must stay
         self._responses = _Responses(handle.sftp)
         self._request_size = endpoint.write_size
         self._depth = max(2, IN_FLIGHT // self._request_size)
@@ -311,8 +326,12 @@ class SftpWriteStream(WriteStream):
             while self._pending:
                 self._reap()
             self._file.close()
-        if self.temp != self.target:  # temp_name "none" wrote the final name
-            self._endpoint.rename_over(self.temp, self.target, self._what)
+        if self.temp == self.target:  # temp_name "none" wrote the final (already free) name
+            return
+        if self._placement is not None:
+            self.path = self._endpoint.rename_new(self.temp, *self._placement, self._what)
+            return
+        self._endpoint.rename_over(self.temp, self.target, self._what)
 
     def _abort(self) -> None:
         self._buffer.clear()
@@ -332,6 +351,8 @@ class SftpEndpoint(Endpoint):
         {"host", "port", "user", "path", "host_key", "timeout", "temp_name"}
     )
     secret_keys: ClassVar[frozenset[str]] = frozenset({"password", "private_key", "passphrase"})
+    # A partner's inbox folder: a second file of a name must not replace the first unread.
+    default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
     def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         super().__init__(config, secrets)
@@ -582,19 +603,31 @@ class SftpEndpoint(Endpoint):
                 raise NotFound(f"not a file: {what}")
         return io.BufferedReader(SftpReader(self, handle, attrs.st_size or 0, what), buffer_size=CHUNK_SIZE)
 
-    def open_write(self, path: str) -> WriteStream:
+    def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         target, what = self._remote(rel), self.uri(rel)
         folder, name = posixpath.split(target)
-        temp = posixpath.join(folder, temp_name(name, self.temp_name))
+        placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
+        picked = placement is not None and self.temp_name == "none"
         with self.errors(what):
             sftp = self.client()
+            if picked:
+                # No rename to refuse a taken name: take a free one before the first byte.
+                rel = first_free(rel, on_conflict, lambda n: self._exists(sftp, self._remote(n)), self.uri)
+                target, what, placement = self._remote(rel), self.uri(rel), None
+            temp = (
+                posixpath.join(folder, temp_name(name, self.temp_name))
+                if self.temp_name != "none"
+                else target
+            )
             try:
                 handle = sftp.open(temp, "wb")
             except FileNotFoundError:
                 self._makedirs(sftp, folder, what)
                 handle = sftp.open(temp, "wb")
-        return SftpWriteStream(self, handle, temp, target, what)
+        stream = SftpWriteStream(self, handle, temp, target, what, placement)
+        stream.path = rel if picked else None
+        return stream
 
     def _makedirs(self, sftp: paramiko.SFTPClient, folder: str, what: str) -> None:
         """mkdir -p: create each missing folder on the way to `folder`."""
@@ -636,6 +669,38 @@ class SftpEndpoint(Endpoint):
                 sftp.rename(temp, target)
             except PermissionError:
                 raise PermissionDenied(f"{what}: {RENAME_REFUSED}") from None
+
+    def rename_new(self, temp: str, rel: str, on_conflict: OnConflict, what: str) -> str:
+        """Move a finished temporary file to `rel` only if nothing is there (fail), or to the first
+        free name of `rel`, `name (2).ext`, … (rename); returns the name taken.
+
+        Plain SSH_FXP_RENAME: OpenSSH refuses it when the target exists, so a writer that slips in
+        between the stat and the rename is never replaced; the stat covers servers whose plain
+        rename replaces (best effort there).
+        """
+        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
+        with self.errors(what):
+            sftp = self.client()
+            for name in names:
+                remote = self._remote(name)
+                if not self._exists(sftp, remote):
+                    try:
+                        sftp.rename(temp, remote)
+                        return name
+                    except OSError:
+                        if not self._exists(sftp, remote):
+                            raise  # refused for another reason than the name
+                if on_conflict is OnConflict.fail:
+                    raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
+        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
+
+    @staticmethod
+    def _exists(sftp: paramiko.SFTPClient, remote: str) -> bool:
+        try:
+            sftp.stat(remote)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _is_folder(self, sftp: paramiko.SFTPClient, remote: str) -> bool:
         try:

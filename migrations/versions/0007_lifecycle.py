@@ -1,7 +1,7 @@
 """lifecycle: partner email/lock/session end/removal, removed endpoints and flows, the login ledger
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-10 12:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 UTC_DATETIME = sqlmodel.sql.sqltypes.UTCDateTime()
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
+from core.config import get_settings
 from tests.api.conftest import PartnerLogin, latest_receipt
 
 MakePartner = Callable[..., PartnerLogin]
@@ -68,3 +69,4 @@ def test_large_upload_streams_with_flat_memory(make_partner: MakePartner) -> Non
     )
     assert growth < MAX_GROWTH_MIB
     (p.root / "upload" / "big.bin").unlink()
+    (get_settings().mailbox_root / receipt.storage_path).unlink()  # the receipt's kept copy

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from core.endpoints.base import Endpoint, InvalidPath, NotFound
+from core.endpoints.base import ConfigError, Endpoint, InvalidPath, NameTaken, NotFound, OnConflict
 
 MIB = 1024 * 1024
 BAD_PATHS = ["../x", "/abs", "a/../../b", "a\x00b", ""]
@@ -213,6 +213,85 @@ class EndpointContract:
         assert paths(endpoint) == ["done.txt", "small-wip.bin"]
         assert paths(endpoint, "sub") == ["sub/big-wip.bin"]
         assert endpoint.stat("sub/big-wip.bin").size == self.partial_size
+
+    # --- a name that is taken: on_conflict (issue 10 item 1) -----------------------------------
+
+    def put_new(self, endpoint: Endpoint, path: str, data: bytes, on_conflict: OnConflict) -> str | None:
+        """Write with a policy; where the bytes went (None: the path asked for)."""
+        with endpoint.open_write(path, on_conflict) as stream:
+            stream.write(data)
+        return stream.path
+
+    def test_rename_keeps_the_existing_file_and_numbers_the_new_one(self, endpoint: Endpoint) -> None:
+        if endpoint.default_on_conflict is None:  # every write is a new message: nothing to rename
+            with pytest.raises(ConfigError, match="does not apply"):
+                endpoint.open_write("x.edi", OnConflict.rename)
+            return
+        put(endpoint, "in/invoice_812.edi", b"first")
+        assert self.put_new(endpoint, "in/invoice_812.edi", b"second", OnConflict.rename) == (
+            "in/invoice_812 (2).edi"
+        )
+        assert self.put_new(endpoint, "in/invoice_812.edi", b"third", OnConflict.rename) == (
+            "in/invoice_812 (3).edi"
+        )
+        assert get(endpoint, "in/invoice_812.edi") == b"first"
+        assert get(endpoint, "in/invoice_812 (2).edi") == b"second"
+        assert get(endpoint, "in/invoice_812 (3).edi") == b"third"
+        assert paths(endpoint, "in") == [
+            "in/invoice_812 (2).edi",
+            "in/invoice_812 (3).edi",
+            "in/invoice_812.edi",
+        ]
+
+    def test_rename_and_fail_write_a_free_name_as_asked(self, endpoint: Endpoint) -> None:
+        if endpoint.default_on_conflict is None:
+            with pytest.raises(ConfigError, match="does not apply"):
+                endpoint.open_write("x.edi", OnConflict.fail)
+            return
+        assert self.put_new(endpoint, "a.edi", b"a", OnConflict.rename) == "a.edi"
+        assert self.put_new(endpoint, "b.edi", b"b", OnConflict.fail) == "b.edi"
+        assert get(endpoint, "a.edi") == b"a" and get(endpoint, "b.edi") == b"b"
+
+    def test_fail_leaves_the_existing_file_and_names_it(self, endpoint: Endpoint) -> None:
+        if endpoint.default_on_conflict is None:
+            return  # refused at open (test_rename_and_fail_write_a_free_name_as_asked)
+        put(endpoint, "po.json", b"original")
+        with pytest.raises(NameTaken, match=r"po\.json.*exists"):
+            self.put_new(endpoint, "po.json", b"never shown", OnConflict.fail)
+        assert get(endpoint, "po.json") == b"original"
+        assert paths(endpoint) == ["po.json"]  # no temporary file left behind
+
+    def test_rename_of_a_file_big_enough_for_parts(self, endpoint: Endpoint) -> None:
+        if endpoint.default_on_conflict is None:
+            return
+        put(endpoint, "big.bin", b"small original")
+        with endpoint.open_write("big.bin", OnConflict.rename) as stream:
+            for chunk in payload_chunks(self.partial_size):
+                stream.write(chunk)
+        assert stream.path == "big (2).bin"
+        assert endpoint.stat("big (2).bin").size == self.partial_size
+        assert get(endpoint, "big.bin") == b"small original"
+
+    def test_two_writers_of_one_name_both_land(self, endpoint: Endpoint) -> None:
+        """Two deliveries of one name open at once (one batch): neither replaces the other."""
+        if endpoint.default_on_conflict is None:
+            return
+        first = endpoint.open_write("same.txt", OnConflict.rename)
+        second = endpoint.open_write("same.txt", OnConflict.rename)
+        first.write(b"one")
+        second.write(b"two")
+        first.commit()
+        second.commit()
+        assert (first.path, second.path) == ("same.txt", "same (2).txt")
+        assert get(endpoint, "same.txt") == b"one" and get(endpoint, "same (2).txt") == b"two"
+
+    def test_overwrite_is_still_the_default_of_open_write(self, endpoint: Endpoint) -> None:
+        if endpoint.default_on_conflict is None:
+            return
+        put(endpoint, "o.txt", b"old")
+        assert self.put_new(endpoint, "o.txt", b"new", OnConflict.overwrite) is None
+        assert get(endpoint, "o.txt") == b"new"
+        assert paths(endpoint) == ["o.txt"]
 
     # --- list, stat, delete ------------------------------------------------------------------
 

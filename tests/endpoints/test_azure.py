@@ -21,13 +21,17 @@ from core.endpoints.base import (
     ConfigError,
     DnsError,
     Endpoint,
+    NameTaken,
+    NameTakenMeanwhile,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     Unreachable,
 )
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
+from tasks.retry import is_retryable
 from tests.endpoint_servers.azurite import Azurite
 from tests.endpoints.contract import (
     MIB,
@@ -338,6 +342,47 @@ def test_reads_fall_back_to_public_chunks(
     assert get(endpoint, "fallback.bin") == data
     with pytest.raises(NotFound):
         endpoint.open_read("missing.bin")
+
+
+# --- on_conflict: conditional writes --------------------------------------------------------
+
+
+def test_a_name_taken_during_a_block_list_rename_is_retried_not_replaced(
+    endpoint: AzureBlobEndpoint, service: BlobServiceClient, container: str
+) -> None:
+    """Blocks are staged under one blob name; If-None-Match on Put Block List keeps a blob another
+    writer put there meanwhile, and the retried error picks a new name on the next try."""
+    other = service.get_blob_client(container, f"{PREFIX}/race.bin")
+    with (
+        pytest.raises(NameTakenMeanwhile) as caught,
+        endpoint.open_write("race.bin", OnConflict.rename) as stream,
+    ):
+        assert isinstance(stream, AzureWriteStream)
+        chunks = payload_chunks(3 * BLOCK)
+        while not stream.block_ids:
+            stream.write(next(chunks))
+        assert stream.path == "race.bin"
+        other.upload_blob(b"the other writer")
+        for chunk in chunks:
+            stream.write(chunk)
+    assert is_retryable(caught.value)
+    assert get(endpoint, "race.bin") == b"the other writer"
+    with endpoint.open_write("race.bin", OnConflict.rename) as again:
+        for chunk in payload_chunks(3 * BLOCK):
+            again.write(chunk)
+    assert again.path == "race (2).bin"
+
+
+def test_fail_refuses_a_taken_name_before_staging_blocks(endpoint: AzureBlobEndpoint) -> None:
+    put(endpoint, "taken.bin", b"there")
+    with (
+        pytest.raises(NameTaken, match=r"taken\.bin"),
+        endpoint.open_write("taken.bin", OnConflict.fail) as stream,
+    ):
+        for chunk in payload_chunks(3 * BLOCK):
+            stream.write(chunk)
+        raise AssertionError("the first block should have been refused")
+    assert get(endpoint, "taken.bin") == b"there"
 
 
 # --- failures --------------------------------------------------------------------------------

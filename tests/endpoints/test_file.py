@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from core.endpoints.base import (
     EndpointError,
     InvalidPath,
     NotFound,
+    OnConflict,
     PermissionDenied,
 )
 from core.endpoints.file import TEMP_PREFIX, FileEndpoint, FileWriteStream
@@ -183,3 +185,20 @@ def test_permission_denied(endpoint: FileEndpoint, root: Path) -> None:
         )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_rename_without_hard_links_checks_the_name_first(
+    endpoint: FileEndpoint, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without hard links (FAT, some network mounts) refuses link(): best effort."""
+    put(endpoint, "po.json", b"first")
+
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with endpoint.open_write("po.json", OnConflict.rename) as stream:
+        stream.write(b"second")
+    assert stream.path == "po (2).json"
+    assert get(endpoint, "po.json") == b"first" and get(endpoint, "po (2).json") == b"second"
+    assert temp_files(root) == []

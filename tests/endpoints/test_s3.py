@@ -18,7 +18,10 @@ from core.endpoints.base import (
     DnsError,
     Endpoint,
     EndpointError,
+    NameTaken,
+    NameTakenMeanwhile,
     NotFound,
+    OnConflict,
     PermissionDenied,
     TransientError,
     Unreachable,
@@ -26,6 +29,7 @@ from core.endpoints.base import (
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
 from core.endpoints.s3 import MIN_PART_SIZE, S3Endpoint, S3WriteStream
+from tasks.retry import is_retryable
 from tests.endpoints.contract import (
     MIB,
     EndpointContract,
@@ -243,6 +247,51 @@ def test_failed_background_part_aborts_the_upload(endpoint: S3Endpoint, s3: Any,
     assert [info.path for info in endpoint.list()] == ["kept.bin"]
     # No upload thread outlives the stream.
     assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("s3-part")] == []
+
+
+# --- on_conflict: conditional writes --------------------------------------------------------
+
+
+def test_a_name_taken_during_a_multipart_rename_is_retried_not_replaced(
+    endpoint: S3Endpoint, s3: Any, bucket: str
+) -> None:
+    """The key of a multipart upload is fixed at its first part; If-None-Match at complete keeps
+    an object another writer put there meanwhile, and the retried error picks a new name."""
+    with (
+        pytest.raises(NameTakenMeanwhile) as caught,
+        endpoint.open_write("race.bin", OnConflict.rename) as stream,
+    ):
+        assert isinstance(stream, S3WriteStream)
+        chunks = payload_chunks(2 * MIN_PART_SIZE)
+        while stream.upload_id is None:
+            stream.write(next(chunks))
+        assert stream.path == "race.bin"
+        s3.put_object(Bucket=bucket, Key=f"{PREFIX}/race.bin", Body=b"the other writer")
+        for chunk in chunks:
+            stream.write(chunk)
+    assert is_retryable(caught.value)
+    assert get(endpoint, "race.bin") == b"the other writer"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # The next try takes the next name.
+    with endpoint.open_write("race.bin", OnConflict.rename) as again:
+        for chunk in payload_chunks(2 * MIN_PART_SIZE):
+            again.write(chunk)
+    assert again.path == "race (2).bin"
+
+
+def test_fail_refuses_a_taken_name_before_sending_parts(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
+    put(endpoint, "taken.bin", b"there")
+    with (
+        pytest.raises(NameTaken, match=r"taken\.bin"),
+        endpoint.open_write("taken.bin", OnConflict.fail) as stream,
+    ):
+        assert isinstance(stream, S3WriteStream)
+        for chunk in payload_chunks(2 * MIN_PART_SIZE):
+            stream.write(chunk)
+        raise AssertionError("the first part should have been refused")
+    assert not is_retryable(NameTaken("x"))
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert get(endpoint, "taken.bin") == b"there"
 
 
 # --- failures --------------------------------------------------------------------------------

@@ -1,0 +1,221 @@
+"""Where a receipt's bytes live: one private, immutable file per receipt, and the partner's link to it.
+
+Every file taken in is kept under `<mailbox_root>/.store/<yyyy-mm-dd>/<uuid>`: a name that owes
+nothing to the file's own name (so no name is too long to keep), in a folder no partner can
+reach (mailbox homes are `<mailbox_root>/<account>/<partner>`, and hidden names are refused
+there). What the partner sees in `upload/<name>` is a hard link to that file: no copy, and put in
+place with a rename, so the partner never sees a partial file. A later upload of the same name
+replaces only the link; the earlier receipt's bytes stay where its `storage_path` says, so its
+transfers and replays still read them.
+
+Once every data flow that carries a receipt has delivered it, the link leaves `upload/`
+(`hide`), if it still is this receipt's (same inode); the kept file is the archive that
+`tradelane replay` reads.
+
+Receipts written before this layout name their bytes by the partner's path
+(`home/<partner>/upload/<name>`) or by the old archive (`.archive/<day>/<id>-<name>`); `locate`
+and `hide` still serve them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.config import get_settings
+from core.endpoints.file import TEMP_PREFIX, FileWriteStream, create_temp_file, fsync_dir
+from core.endpoints.mailbox import mailbox_temp_dir
+from core.models import Receipt
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = ".store"
+# Where delivered files went before the store kept every receipt (still read for old receipts).
+LEGACY_ARCHIVE_DIR = ".archive"
+
+
+def _root() -> Path:
+    return get_settings().mailbox_root
+
+
+def _day(when: datetime | None = None) -> str:
+    when = when or datetime.now(UTC)
+    return (when.astimezone(UTC) if when.tzinfo else when).strftime("%Y-%m-%d")
+
+
+def new_path() -> str:
+    """A fresh place in the store, relative to the mailbox root."""
+    return f"{STORE_DIR}/{_day()}/{uuid.uuid4().hex}"
+
+
+def is_kept(storage_path: str) -> bool:
+    return storage_path.startswith(f"{STORE_DIR}/")
+
+
+def open_write(what: str) -> tuple[FileWriteStream, str]:
+    """A stream whose bytes, once committed, are a new file in the store; and that file's path.
+
+    Bytes are staged in the mailbox's private temporary folder (same filesystem, so the commit's
+    rename is atomic); `what` names the upload in errors.
+    """
+    rel = new_path()
+    target = _root() / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = mailbox_temp_dir()
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, temp = create_temp_file(staging)
+    return FileWriteStream(fd, temp, target, what), rel
+
+
+def keep_staged(staged: Path) -> str:
+    """Move a whole file a protocol server staged on the mailbox filesystem into the store."""
+    fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    rel = new_path()
+    target = _root() / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staged, target)
+    fsync_dir(target.parent)
+    return rel
+
+
+def discard(kept: str) -> None:
+    """Remove a kept file no receipt names (its upload failed before the receipt was written)."""
+    with contextlib.suppress(OSError):
+        (_root() / kept).unlink()
+
+
+def unkeep(kept: str, staged: Path) -> None:
+    """Put a kept file that no receipt names back where a protocol server staged it, best effort."""
+    with contextlib.suppress(OSError):
+        os.rename(_root() / kept, staged)
+
+
+def show(kept: str, visible: Path) -> None:
+    """Link the kept file at `visible` (the partner's `upload/<name>`), replacing only a link there.
+
+    The link is made under a private temporary name and renamed into place: atomic, no copy.
+    """
+    visible.parent.mkdir(parents=True, exist_ok=True)
+    staging = mailbox_temp_dir()
+    staging.mkdir(parents=True, exist_ok=True)
+    temp = staging / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    os.link(_root() / kept, temp)
+    try:
+        os.replace(temp, visible)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_dir(visible.parent)
+
+
+def locate(receipt: Receipt) -> str:
+    """Where the receipt's bytes are, relative to the mailbox root.
+
+    A kept receipt is where it says. An old-layout receipt is in the partner's folder until it is
+    delivered; the delivery moves it into the store inside the transaction that records it, so if
+    the process is killed between the two, the store still names the old place while the bytes
+    are kept: the run is dispatched again and finds them there (or in the old archive).
+    """
+    if is_kept(receipt.storage_path):
+        return receipt.storage_path
+    root = _root()
+    if (root / receipt.storage_path).exists():
+        return receipt.storage_path
+    for candidate in (legacy_kept_path(receipt), legacy_archive_path(receipt)):
+        if (root / candidate).exists():
+            return candidate
+    return receipt.storage_path
+
+
+def hide(receipt: Receipt) -> str | None:
+    """Take a delivered receipt's file out of the partner's folder; its bytes stay in the store.
+
+    Only this receipt's own link is removed: a later upload of the same name is another inode and
+    stays. Returns the receipt's new `storage_path` when it changed (an old-layout receipt moved
+    into the store), else None. Failures are logged, never raised: the delivery stands. With
+    `TRADELANE_KEEP_DELIVERED_UPLOADS` the file stays where the partner put it.
+    """
+    if get_settings().keep_delivered_uploads:
+        return None
+    try:
+        if is_kept(receipt.storage_path):
+            if receipt.visible_path:
+                _unlink_if_same(_root() / receipt.visible_path, _root() / receipt.storage_path)
+            return None
+        if receipt.storage_path.startswith(f"{LEGACY_ARCHIVE_DIR}/"):
+            return None
+        return _keep_legacy(receipt)
+    except OSError:
+        log.warning("could not take %s out of the mailbox after delivery", receipt.name, exc_info=True)
+        return None
+
+
+def _unlink_if_same(visible: Path, kept: Path) -> bool:
+    """Remove `visible` if it is a link to `kept`. The link is first renamed away, so a newer upload
+    that takes the name at the same moment is put back, never lost from the partner's view."""
+    try:
+        if not os.path.samestat(os.stat(visible), os.stat(kept)):
+            return False
+    except FileNotFoundError:
+        return False
+    staging = mailbox_temp_dir()
+    staging.mkdir(parents=True, exist_ok=True)
+    aside = staging / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    try:
+        os.rename(visible, aside)
+    except FileNotFoundError:
+        return False
+    try:
+        if os.path.samestat(os.stat(aside), os.stat(kept)):
+            # No fsync: a removal lost to a power cut only shows a delivered file in upload/ again.
+            return True
+        # A newer upload took the name between the check and the rename: give it back, unless
+        # an even newer one is already there.
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, visible)
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            aside.unlink()
+
+
+def _keep_legacy(receipt: Receipt) -> str | None:
+    """An old-layout receipt (bytes at the partner's path): link them into the store, then unlink."""
+    root = _root()
+    current = root / receipt.storage_path
+    kept = legacy_kept_path(receipt)
+    try:
+        info = current.stat()
+    except FileNotFoundError:
+        # Moved by a run killed before it recorded the move: record it now.
+        return kept if (root / kept).exists() else None
+    # The file was renamed into place before its receipt was written, so a later upload of the same
+    # name has a later mtime: only this receipt's own bytes are taken.
+    if info.st_size != receipt.size or info.st_mtime > receipt.received_at.timestamp():
+        return None
+    (root / kept).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.link(current, root / kept)
+    fsync_dir((root / kept).parent)
+    _unlink_if_same(current, root / kept)
+    return kept
+
+
+def legacy_kept_path(receipt: Receipt) -> str:
+    """Where an old-layout receipt is kept once delivered: known from the receipt alone, so a run
+    killed before recording the move still finds it."""
+    return f"{STORE_DIR}/{_day(receipt.received_at)}/receipt-{receipt.id}"
+
+
+def legacy_archive_path(receipt: Receipt) -> str:
+    return f"{LEGACY_ARCHIVE_DIR}/{_day(receipt.received_at)}/{receipt.id}-{receipt.name}"
