@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core import audit, partners
 from core.config import Settings, get_settings
 from core.db import session_scope
+from core.limits import OpenFiles
 from core.lockout import Lockout, shared_lockout
 from core.models import Partner
 from core.partners import network_allowed
@@ -62,6 +63,8 @@ class MailboxAuth:
     def __init__(self, settings: Settings | None = None, lockout: Lockout | None = None) -> None:
         self.settings = settings or get_settings()
         self.lockout = lockout or shared_lockout()
+        # Open files (SFTP handles, FTP transfers) per partner and in all, counted across protocols.
+        self.open_files = OpenFiles(self.settings.max_open_files_per_partner, self.settings.open_file_budget)
         self._sessions: dict[int, int] = {}
         self._lock = threading.Lock()
 

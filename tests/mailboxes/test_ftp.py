@@ -40,6 +40,9 @@ CURL = require_tool("curl")
 
 
 def start_server(*, lockout: Lockout | None = None, **overrides: Any) -> FTPServer:
+    # Most tests here drive plain FTP as well as FTPS, so they opt in to it explicitly (TLS is
+    # required by default; `tls_server` and tests/hostile check that default).
+    overrides.setdefault("ftp_require_tls", False)
     settings = Settings(ftp_port=0, **overrides)
     auth = MailboxAuth(settings, lockout=lockout or Lockout(max_failures=1000))
     server = FTPServer(settings, auth)
