@@ -878,7 +878,7 @@ class MailboxFTPHandler(TLS_FTPHandler):
         self._grace_timer = None
         if self.authenticated or self._closed:
             return
-        self.respond(f"421 Not logged in within {self.login_grace:.0f} seconds; closing.", logfun=log.info)
+        self.respond(f"421 Not logged in within {self.login_grace:g} seconds; closing.", logfun=log.info)
         self.close_when_done()
 
     def on_login(self, username: str) -> None:
@@ -1009,6 +1009,10 @@ class _ThreadedServer(ThreadedFTPServer):
         self._exit = threading.Event()
         self._lock = threading.Lock()
         super().__init__(*args, **kwargs)
+
+    def _accept_new_cons(self) -> bool:
+        # pyftpdlib asks before the new session's thread is counted, with `<=`: one too many.
+        return not self.max_cons or self._map_len() < self.max_cons
 
 
 class FTPServer:

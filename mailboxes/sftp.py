@@ -927,17 +927,20 @@ class SFTPServer:
                     client.close()
 
     def _refusal(self, remote_addr: str) -> str | None:
-        """Why a new connection from `remote_addr` is turned away, before it costs a thread; or None."""
-        settings = self.settings
+        """Why a new connection from `remote_addr` is turned away, before it costs a thread; or None.
+
+        Caps of 0 are off.
+        """
+        total, per_address = (
+            self.settings.mailbox_max_connections,
+            self.settings.mailbox_max_connections_per_address,
+        )
         with self._lock:
             connections = list(self._connections)
-        if len(connections) >= settings.mailbox_max_connections:
-            return f"too many connections ({settings.mailbox_max_connections})"
-        if (
-            sum(c.remote_addr == remote_addr for c in connections)
-            >= settings.mailbox_max_connections_per_address
-        ):
-            return f"too many connections from {remote_addr} ({settings.mailbox_max_connections_per_address})"
+        if total and len(connections) >= total:
+            return f"too many connections ({total})"
+        if per_address and sum(c.remote_addr == remote_addr for c in connections) >= per_address:
+            return f"too many connections from {remote_addr} ({per_address})"
         pending = sum(not c.transport.is_authenticated() for c in connections)
         if self.startups.refuse(pending):
             return f"too many connections not logged in yet ({pending}; MaxStartups {self.startups})"

@@ -558,10 +558,10 @@ class UploadHandle:
 
     `write(data, offset)` with `offset=None` appends; an explicit offset may be anywhere up to the
     current end, never past it: a gap would read as zeros the client never sent (one byte at
-    100 MiB would make a 100 MiB file), so it is refused. Only in-order writes keep the SHA-256
-    incremental; rewriting earlier bytes costs one re-hash on completion. `complete()` takes the
-    file in (or, for a temporary name, leaves it staged for a rename); `abandon()` keeps the staged
-    bytes for a resume and triggers nothing.
+    100 MiB would make a 100 MiB file), so such a write refuses the whole upload. Only in-order
+    writes keep the SHA-256 incremental; rewriting earlier bytes costs one re-hash on completion.
+    `complete()` takes the file in (or, for a temporary name, leaves it staged for a rename);
+    `abandon()` keeps the staged bytes for a resume and triggers nothing.
     """
 
     def __init__(
@@ -624,13 +624,14 @@ class UploadHandle:
         elif offset < 0:
             raise MailboxError("offset must not be negative")
         elif offset > self._end:
+            self._discard(reason="gap")  # a client that leaves gaps cannot be resumed from either
             raise MailboxError(
-                f"cannot write at byte {offset}: only {self._end} bytes were received, "
-                "and a gap would be filled with zeros; write the file in order"
+                f"cannot write at byte {offset}: only {self._end} bytes were received, and a gap "
+                "would be filled with zeros; the upload is refused: write the file in order"
             )
         end = offset + len(view)
         if end > self.view.max_file_bytes:
-            self._discard()
+            self._discard(reason="size limit")
             raise QuotaExceeded(f"file is larger than the limit of {self.view.max_file_bytes} bytes")
         if not self._dirty and offset == self._end and self._hashed < offset:
             self._catch_up(offset)  # a resume: hash the staged prefix once
@@ -668,12 +669,12 @@ class UploadHandle:
                 os.close(self._fd)
             self.view.release_file_slot()
 
-    def _discard(self) -> None:
+    def _discard(self, reason: str) -> None:
         self._done = True
         self._release()
         with contextlib.suppress(OSError):
             self.staged.unlink()
-        self.view._audit("upload.refused", self.place.target, size=self._end, reason="size limit")
+        self.view._audit("upload.refused", self.place.target, size=self._end, reason=reason)
 
     def complete(self) -> Receipt | None:
         """The client says the file is whole: take it in (the receipt), or keep a temporary name staged."""

@@ -51,6 +51,7 @@ __all__ = [
     "ftps",
     "make_partner",
     "server_closed",
+    "settings_with",
     "sftp_login",
     "sftp_server",
     "wait_until",
@@ -102,13 +103,14 @@ def make_partner(exhaust_home: Path) -> Callable[[], Partner]:
     return make
 
 
-def _settings(**overrides: Any) -> Settings:
+def settings_with(**overrides: Any) -> Settings:
+    """The home's settings with `overrides` (what each server of a test is started with)."""
     return get_settings().model_copy(update=overrides)
 
 
 @contextlib.contextmanager
 def sftp_server(**overrides: Any) -> Iterator[SFTPServer]:
-    settings = _settings(sftp_port=0, **overrides)
+    settings = settings_with(sftp_port=0, **overrides)
     server = SFTPServer(settings, MailboxAuth(settings, Lockout(max_failures=1000)))
     server.start()
     try:
@@ -119,7 +121,7 @@ def sftp_server(**overrides: Any) -> Iterator[SFTPServer]:
 
 @contextlib.contextmanager
 def ftp_server(**overrides: Any) -> Iterator[FTPServer]:
-    settings = _settings(ftp_port=0, ftp_passive_ports="", **overrides)
+    settings = settings_with(ftp_port=0, ftp_passive_ports="", **overrides)
     server = FTPServer(settings, MailboxAuth(settings, Lockout(max_failures=1000)))
     server.handler.auth_failed_timeout = 0.01  # pyftpdlib waits 3 s before answering a bad login
     server.start()
@@ -132,7 +134,7 @@ def ftp_server(**overrides: Any) -> Iterator[FTPServer]:
 @contextlib.contextmanager
 def api_server(**overrides: Any) -> Iterator[int]:
     """The API served exactly as `tradelane up` serves it (api.server), on a free port: its port."""
-    settings = _settings(api_port=0, **overrides)
+    settings = settings_with(api_port=0, **overrides)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
