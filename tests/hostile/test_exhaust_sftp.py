@@ -132,12 +132,19 @@ def test_a_channel_without_the_sftp_subsystem_holds_at_most_a_small_window(
         wait_until(lambda: server.connection_count == 0, what="the server to drop the connection")
 
 
-def test_exec_and_shell_are_refused_and_their_channel_closed(make_partner: Callable[[], Partner]) -> None:
+def test_exec_shell_and_other_subsystems_are_refused_and_their_channel_closed(
+    make_partner: Callable[[], Partner],
+) -> None:
     partner = make_partner()
     with sftp_server() as server:
         transport = paramiko.Transport(("127.0.0.1", server.port))
         transport.connect(username=partner.name, password=partner.password)
-        for ask in (lambda c: c.exec_command("cat /etc/passwd"), lambda c: c.invoke_shell()):
+        asks = (
+            lambda c: c.exec_command("cat /etc/passwd"),
+            lambda c: c.invoke_shell(),
+            lambda c: c.invoke_subsystem("netconf"),
+        )
+        for ask in asks:
             channel = transport.open_session(timeout=10)
             with pytest.raises(paramiko.SSHException):
                 ask(channel)
