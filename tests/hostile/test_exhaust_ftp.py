@@ -89,7 +89,7 @@ def test_a_connection_that_does_not_log_in_in_time_is_closed_even_if_it_keeps_ta
             time.sleep(0.05)
         assert b"421 Not logged in within 0.5 seconds; closing." in answers
         assert server_closed(chatty) == b""
-        assert logged_in.nlst("/upload") == []  # a logged-in session is not touched
+        assert logged_in.pwd() == "/"  # a logged-in session is not touched
 
 
 def test_refused_resumes_leave_no_staging_file(make_partner: Callable[[], Partner]) -> None:
