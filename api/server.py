@@ -29,10 +29,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from core.config import Settings
 
-# After refusing a request, keep reading (and dropping) what the client still sends for this long
-# before closing, as nginx's lingering_close does: closing with unread input would reset the
-# connection, and the client could lose the answer that says why.
+# After refusing a request, keep reading (and dropping) what the client still sends, for this long
+# and up to this much, before closing, as nginx's lingering_close does: closing with unread input
+# resets the connection, and the client could lose the answer that says why.
 LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._last_read = 0.0
         self._address: str | None = None
         self._refused = False
+        self._dropped = 0
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -89,8 +91,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # --- bytes in ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return  # lingering after a refusal: dropped
+        if self._refused:  # lingering after a refusal: dropped, up to a point
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
+            return
         if self._in_body:
             self._last_read = self.loop.time()
             super().data_received(data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ftplib
+import logging
 import os
 import socket
 import ssl
@@ -440,6 +441,7 @@ def main() -> None:
     parser.add_argument("probes", nargs="*", help=f"some of: {', '.join(PROBES)} (default: all)")
     parser.add_argument("--wait", type=float, default=40.0, help="seconds before counting held connections")
     args = parser.parse_args()
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # refused connections are expected here
     chosen = args.probes or list(PROBES)
     if unknown := set(chosen) - set(PROBES):
         parser.error(f"unknown probe(s): {', '.join(sorted(unknown))}")
