@@ -229,6 +229,7 @@ def probe_sftp_unauthenticated(system: System, wait: float, n: int = 200) -> Non
     )
     for t in held:
         t.close()
+    settle(3)  # let the server see them go before the next probe
 
 
 def _sftp_login_works(port: int, user: str) -> str:
@@ -241,6 +242,21 @@ def _sftp_login_works(port: int, user: str) -> str:
             return "ok"
     except Exception as exc:
         return f"failed: {exc!r}"
+
+
+def _logged_in(port: int, user: str, tries: int = 5) -> paramiko.Transport:
+    """A logged-in transport; retried, since an earlier probe's connections may still be pending."""
+    for attempt in range(tries):
+        transport = paramiko.Transport(("127.0.0.1", port))
+        try:
+            transport.connect(username=user, password=PASSWORD)
+            return transport
+        except (paramiko.SSHException, EOFError, OSError):
+            transport.close()
+            if attempt == tries - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def _raw_channel_data(transport: paramiko.Transport, channel: paramiko.Channel, data: bytes) -> None:
@@ -262,8 +278,7 @@ def probe_sftp_channels(system: System, per_channel: int = 16 * MIB) -> None:
     transports = []
     chunk = os.urandom(32 * 1024)
     for _ in range(3):
-        transport = paramiko.Transport(("127.0.0.1", port))
-        transport.connect(username="probe-a", password=PASSWORD)
+        transport = _logged_in(port, "probe-a")
         transports.append(transport)
         for _ in range(4):
             try:
@@ -358,8 +373,7 @@ def sftp_clients(port: int, user: str, sessions: int, channels: int) -> Iterator
     try:
         for _ in range(sessions):
             try:
-                transport = paramiko.Transport(("127.0.0.1", port))
-                transport.connect(username=user, password=PASSWORD)
+                transport = _logged_in(port, user)
             except Exception:
                 break
             transports.append(transport)

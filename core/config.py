@@ -46,8 +46,11 @@ class Settings(BaseSettings):
     mailbox_max_connections: NonNegativeInt = 500
     mailbox_max_connections_per_address: NonNegativeInt = 30
     login_grace_seconds: PositiveFloat = 120.0
-    # SFTP: connections not logged in yet, OpenSSH's MaxStartups ("start:rate:full" or "N").
+    # SFTP: connections not logged in yet, OpenSSH's MaxStartups ("start:rate:full" or "N"), and from
+    # one address (OpenSSH's PerSourceMaxStartups; below `start`, so one address cannot make others
+    # be refused at random; 0: no cap).
     sftp_max_startups: str = "10:30:100"
+    sftp_max_startups_per_address: NonNegativeInt = 5
     # SFTP handles open at once in one SFTP session (channel).
     sftp_max_handles_per_session: PositiveInt = 64
     # Files a partner holds open at once over SFTP and FTP, all sessions together; and for every

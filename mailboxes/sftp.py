@@ -29,11 +29,11 @@ Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
 * the process's GIL switch interval is lowered (see `GIL_SWITCH_INTERVAL`).
 
 Limits (each a setting, see `core.config`): connections in all and per address, and those not
-logged in yet (OpenSSH's MaxStartups), are checked before a connection gets a thread; a connection
-must log in within the login grace time (OpenSSH's LoginGraceTime); a client that sends more than
-the channel window it was offered is disconnected (paramiko buffers whatever arrives); exec, shell
-and every subsystem but sftp are refused and their channel closed; handles are capped per SFTP
-session, and open files per partner (`MailboxAuth.open_files`).
+logged in yet (OpenSSH's MaxStartups and PerSourceMaxStartups), are checked before a connection
+gets a thread; a connection must log in within the login grace time (OpenSSH's LoginGraceTime); a
+client that sends more than the channel window it was offered is disconnected (paramiko buffers
+whatever arrives); exec, shell and every subsystem but sftp are refused and their channel closed;
+handles are capped per SFTP session, and open files per partner (`MailboxAuth.open_files`).
 """
 
 from __future__ import annotations
@@ -941,6 +941,12 @@ class SFTPServer:
             return f"too many connections ({total})"
         if per_address and sum(c.remote_addr == remote_addr for c in connections) >= per_address:
             return f"too many connections from {remote_addr} ({per_address})"
+        pending_here = sum(
+            not c.transport.is_authenticated() for c in connections if c.remote_addr == remote_addr
+        )
+        per_source = self.settings.sftp_max_startups_per_address
+        if per_source and pending_here >= per_source:
+            return f"too many connections from {remote_addr} not logged in yet ({per_source})"
         pending = sum(not c.transport.is_authenticated() for c in connections)
         if self.startups.refuse(pending):
             return f"too many connections not logged in yet ({pending}; MaxStartups {self.startups})"

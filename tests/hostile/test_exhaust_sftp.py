@@ -56,7 +56,8 @@ def test_a_connection_that_does_not_log_in_within_the_grace_time_is_closed(
 
 def test_max_startups_caps_connections_not_logged_in(make_partner: Callable[[], Partner]) -> None:
     partner = make_partner()
-    with sftp_server(sftp_max_startups="3", mailbox_max_connections_per_address=0) as server:
+    no_per_address_caps = {"mailbox_max_connections_per_address": 0, "sftp_max_startups_per_address": 0}
+    with sftp_server(sftp_max_startups="3", **no_per_address_caps) as server:
         pending = [key_exchange_only(server.port, f"127.0.0.{n}") for n in (2, 3, 4)]
         line = refusal_line(server.port, "127.0.0.5")
         assert "too many connections not logged in yet" in line and "MaxStartups 3:100:3" in line
@@ -78,6 +79,20 @@ def test_one_address_cannot_take_every_connection(make_partner: Callable[[], Par
         assert client.listdir("/") == ["download", "upload"]
         transport.close()
         for t in held:
+            t.close()
+
+
+def test_one_address_cannot_fill_the_startups_and_make_logins_a_lottery(
+    make_partner: Callable[[], Partner],
+) -> None:
+    partner = make_partner()
+    with sftp_server(sftp_max_startups_per_address=2) as server:
+        pending = [key_exchange_only(server.port) for _ in range(2)]
+        assert f"too many connections from {ATTACKER} not logged in yet (2)" in refusal_line(server.port)
+        transport, client = sftp_login(server.port, partner)
+        assert client.listdir("/") == ["download", "upload"]
+        transport.close()
+        for t in pending:
             t.close()
 
 
