@@ -117,7 +117,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.data_received(data[room:])
             return
         limit = self.limits.max_header_bytes
-        self._refuse(431, f"The request line and headers are larger than {limit} bytes.")
+        self._refuse(431, f"The request line and headers are larger than {limit} bytes.", linger=True)
 
     # --- parser callbacks ----------------------------------------------------------------------
 
@@ -180,8 +180,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- refusals ------------------------------------------------------------------------------
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer `status` with `message` and close, whatever state the request was in."""
+    def _refuse(self, status: int, message: str, linger: bool = False) -> None:
+        """Answer `status` with `message` and close, whatever state the request was in.
+
+        `linger` for a client that is still sending (see LINGER_SECONDS); the others are closed at
+        once, so that refused connections cannot pile up.
+        """
         self._stop_timers()
         body = message.encode()
         head = [
@@ -197,7 +201,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refused = True
         self.transport.write(b"".join(head) + body)
-        if self.transport.can_write_eof():
+        if linger and self.transport.can_write_eof():
             self.transport.write_eof()  # the answer, then our end of the connection
             self.flow.resume_reading()
             self.loop.call_later(LINGER_SECONDS, self.transport.close)
