@@ -396,7 +396,7 @@ def probe_fds(system: System) -> None:
     port = int(system.env["TRADELANE_SFTP_PORT"])
     before = proc_status(pid)
     opened: dict[str, int] = {}
-    first_refusal: dict[str, str] = {}
+    refusals: dict[str, set[str]] = {}
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         for user in ("probe-a", "probe-c"):
@@ -407,7 +407,7 @@ def probe_fds(system: System) -> None:
                     try:
                         handles.append(client.open("/download/offer.bin", "rb"))
                     except Exception as exc:
-                        first_refusal.setdefault(user, str(exc)[:70] or repr(exc))
+                        refusals.setdefault(user, set()).add(str(exc).split(":")[0][:60] or repr(exc))
                         break
             opened[user] = len(handles)
             stack.callback(lambda hs=handles: [_quiet(h.close) for h in hs])
@@ -419,7 +419,7 @@ def probe_fds(system: System) -> None:
         "File descriptors: partners probe-a and probe-c, 10 sessions × 4 channels × 256 opens each",
         [
             ("handles opened (probe-a / probe-c)", f"{opened.get('probe-a')} / {opened.get('probe-c')}"),
-            ("first refusal probe-a", first_refusal.get("probe-a", "(none)")),
+            ("refusals probe-a saw", sorted(refusals.get("probe-a", ())) or "(none)"),
             ("seconds spent opening", f"{elapsed:.1f}"),
             (
                 "server fds before / during (process limit)",
