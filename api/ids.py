@@ -53,7 +53,7 @@ def parse_file_id(value: str) -> tuple[str, str] | None:
     if not sep or canonical is None or file_id(folder, name) != value:
         return None
     try:
-        check_file_name(name)
+        name = check_file_name(name)  # NFC: the form names are stored in
     except InvalidFileName:
         return None
     return canonical, name

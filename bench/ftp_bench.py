@@ -146,7 +146,8 @@ def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     with session_scope() as session:
         if partners.get(session, USER) is None:
             partners.add(session, USER, password=PASSWORD)
-    settings = Settings(ftp_port=0, max_upload_bytes=64 * 1024**3)
+    # Plain FTP is measured beside FTPS, so this server opts in to it (TLS is required by default).
+    settings = Settings(ftp_port=0, max_upload_bytes=64 * 1024**3, ftp_require_tls=False)
     server = FTPServer(settings, MailboxAuth(settings))
     server.start()
     try:

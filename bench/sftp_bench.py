@@ -174,7 +174,16 @@ def tradelane_sftp(home: Path) -> Iterator[object]:
     from mailboxes.auth import MailboxAuth
     from mailboxes.sftp import SFTPServer
 
-    settings = get_settings().model_copy(update={"sftp_port": 0, "max_connections_per_partner": 50})
+    # 20 clients log in at once from one address: past MaxStartups 10:30:100 some would be turned
+    # away at random (as OpenSSH's sshd would with its defaults), and past 5 from one address at
+    # once, which is not what this measures.
+    update = {
+        "sftp_port": 0,
+        "max_connections_per_partner": 50,
+        "sftp_max_startups": "100",
+        "sftp_max_startups_per_address": 0,
+    }
+    settings = get_settings().model_copy(update=update)
     server = SFTPServer(settings, MailboxAuth(settings))
     server.start()
     try:

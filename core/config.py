@@ -5,9 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.limits import Startups, descriptor_limit
+
 GIB = 1024**3
+KIB = 1024
 
 
 class Settings(BaseSettings):
@@ -50,8 +54,34 @@ class Settings(BaseSettings):
     # Mailbox servers: sessions per partner (unless the partner sets its own), idle timeout.
     max_connections_per_partner: int = 10
     idle_timeout_seconds: float = 600.0
-    # FTP/FTPS: refuse plain-text logins; passive data ports; certificate (self-signed if unset).
-    ftp_require_tls: bool = False
+    # Mailbox servers (SFTP and FTP, each): connections in all and from one address, logged in or not
+    # (0: no cap), and how long a connection may take to log in (OpenSSH's LoginGraceTime).
+    mailbox_max_connections: NonNegativeInt = 500
+    mailbox_max_connections_per_address: NonNegativeInt = 30
+    login_grace_seconds: PositiveFloat = 120.0
+    # SFTP: connections not logged in yet, OpenSSH's MaxStartups ("start:rate:full" or "N"), and from
+    # one address (OpenSSH's PerSourceMaxStartups; below `start`, so one address cannot make others
+    # be refused at random; 0: no cap).
+    sftp_max_startups: str = "10:30:100"
+    sftp_max_startups_per_address: NonNegativeInt = 5
+    # SFTP handles open at once in one SFTP session (channel).
+    sftp_max_handles_per_session: PositiveInt = 64
+    # Files a partner holds open at once over SFTP and FTP, all sessions together; and for every
+    # partner together (0: half the process's open-file limit, `ulimit -n`).
+    max_open_files_per_partner: PositiveInt = 256
+    mailbox_max_open_files: NonNegativeInt = 0
+    # REST API (uvicorn): bytes of request line + headers (431 past it); seconds to send them (408);
+    # seconds a request body may stall; seconds an idle keep-alive connection is kept; connections
+    # in all (503 past it) and from one address (503; 0: no cap, e.g. behind a reverse proxy).
+    api_max_header_bytes: int = Field(default=16 * KIB, ge=1024)
+    api_header_timeout_seconds: PositiveFloat = 20.0
+    api_body_timeout_seconds: PositiveFloat = 60.0
+    api_keepalive_timeout_seconds: PositiveFloat = 5.0
+    api_max_connections: NonNegativeInt = 1000
+    api_max_connections_per_address: NonNegativeInt = 64
+    # FTP/FTPS: refuse plain-text logins (plain FTP is an explicit opt-in); passive data ports;
+    # certificate (self-signed if unset).
+    ftp_require_tls: bool = True
     ftp_passive_ports: str = "30000-30100"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -69,6 +99,20 @@ class Settings(BaseSettings):
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.
     reconcile_interval_seconds: float = 2.0
+
+    @field_validator("sftp_max_startups")
+    @classmethod
+    def _startups(cls, value: str) -> str:
+        return str(Startups.parse(value))
+
+    @property
+    def startups(self) -> Startups:
+        return Startups.parse(self.sftp_max_startups)
+
+    @property
+    def open_file_budget(self) -> int:
+        """Files every partner together may hold open: the setting, or half the process's limit."""
+        return self.mailbox_max_open_files or max(1, descriptor_limit() // 2)
 
     @property
     def home_dir(self) -> Path:

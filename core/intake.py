@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -33,6 +32,7 @@ from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.mailbox import MailboxEndpoint
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
+from core.names import normalize_name
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,18 @@ def _wake() -> None:
 
 
 def check_file_name(name: str) -> str:
-    """A single file name a partner may create: no separators, no NUL, nothing hidden or special."""
+    """A single file name a partner may create, in NFC: no separators, no NUL, nothing hidden or special.
+
+    Callers keep the returned name: it is the one stored (see `core.names`).
+    """
     if not name or name in (".", ".."):
         raise InvalidFileName("file name is empty")
     if "/" in name or "\\" in name:
         raise InvalidFileName(f"file name must not contain a path separator: {name!r}")
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        raise InvalidFileName("file name must not contain control characters or NUL")
+    try:
+        name = normalize_name(name)  # one Unicode form; nothing that disguises how the name reads
+    except ValueError as exc:
+        raise InvalidFileName(str(exc)) from None
     if name.startswith("."):
         raise InvalidFileName(f"file name must not start with '.': {name!r}")
     if len(name.encode()) > 255:

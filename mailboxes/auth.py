@@ -14,6 +14,7 @@ from collections.abc import Callable
 from core import audit
 from core.config import Settings, get_settings
 from core.db import session_scope
+from core.limits import OpenFiles
 from core.login import LoginPolicy, LoginRefused, LoginUser
 from core.sessions import LiveSession, SessionRegistry, shared_registry
 
@@ -49,6 +50,8 @@ class MailboxAuth:
             own = settings is not None and settings is not get_settings()
             sessions = SessionRegistry(self.settings) if own else shared_registry()
         self.sessions = sessions
+        # Open files (SFTP handles, FTP transfers) per partner and in all, counted across protocols.
+        self.open_files = OpenFiles(self.settings.max_open_files_per_partner, self.settings.open_file_budget)
 
     # -- logins ---------------------------------------------------------------------------------
 

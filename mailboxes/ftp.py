@@ -10,9 +10,10 @@ pyftpdlib is built from three pluggable pieces and so is this module:
 * `MailboxFS` — an `AbstractedFS` whose "filesystem paths" are the partner's virtual paths
   ("/", "/upload/x", "/download/y"), served by `MailboxView`. Nothing here touches a real path, so
   `..`, absolute paths and other partners' names can only ever resolve inside the partner's home.
-* `MailboxFTPHandler` — a `TLS_FTPHandler`: plain FTP and AUTH TLS on one port (TLS can be
-  required), passive port range, idle timeout, REST/APPE. STOR streams into a `MailboxView` upload
-  handle; RETR streams from `MailboxView.open_read`.
+* `MailboxFTPHandler` — a `TLS_FTPHandler`: explicit FTPS (AUTH TLS) on one port, required unless
+  plain FTP is allowed (`TRADELANE_FTP_REQUIRE_TLS=false`), passive port range, idle timeout, a
+  login grace time, REST/APPE. STOR streams into a `MailboxView` upload handle; RETR streams from
+  `MailboxView.open_read`.
 
 Uploads go through intake exactly once, and only when complete. pyftpdlib treats any end of the
 data connection as a finished upload and replies "226" *before* calling `on_file_received`, so the
@@ -29,7 +30,10 @@ fsync at completion is short. Downloads use sendfile(2) on plain connections and
 on TLS ones.
 
 `FTPServer` runs pyftpdlib's threaded server (one thread per session, so a password hash or an
-fsync in one session never stalls another) on an IOLoop of its own, in a background thread.
+fsync in one session never stalls another) on an IOLoop of its own, in a background thread. Since
+every connection costs a thread from the moment it is accepted, connections are capped in all and
+per address (pyftpdlib's `max_cons`, `max_cons_per_ip`: "421 Too many connections ...") and one that
+has not logged in within the login grace time is closed.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import socket
 import stat as stat_mod
 import sys
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -841,13 +846,45 @@ class MailboxFTPHandler(TLS_FTPHandler):
     auth: MailboxAuth
     proto_cmds: ClassVar[dict[str, Any]] = {k: v for k, v in TLS_FTPHandler.proto_cmds.items() if k != "STOU"}
 
+    login_grace: float = 120.0
+
     def __init__(self, conn: socket.socket, server: Any, ioloop: Any = None) -> None:
         self.mailbox_user: MailboxUser | None = None
         self.live: LiveSession | None = None
         self.view: MailboxView | None = None
         self._upload: UploadFile | None = None
         self._download: tuple[str, int] | None = None
+        self._login_deadline = time.monotonic() + self.login_grace
+        self._grace_timer: Any = None
         super().__init__(conn, server, ioloop)
+
+    # --- login grace time (OpenSSH's LoginGraceTime): an absolute deadline, unlike the idle timeout
+    # that every command resets, so a client cannot hold a connection (and its thread) by chatting.
+
+    def add_channel(self, map: Any = None, events: Any = None) -> None:
+        # Called on the accepting IOLoop, then again on the session thread's own: the timer runs there.
+        super().add_channel(map, events)
+        self._cancel_grace_timer()
+        if not self.authenticated:
+            remaining = max(0.0, self._login_deadline - time.monotonic())
+            self._grace_timer = self.ioloop.call_later(
+                remaining, self._login_grace_expired, _errback=self.handle_error
+            )
+
+    def _cancel_grace_timer(self) -> None:
+        timer, self._grace_timer = self._grace_timer, None
+        if timer is not None and not timer.cancelled:
+            timer.cancel()
+
+    def _login_grace_expired(self) -> None:
+        self._grace_timer = None
+        if self.authenticated or self._closed:
+            return
+        self.respond(f"421 Not logged in within {self.login_grace:g} seconds; closing.", logfun=log.info)
+        self.close_when_done()
+
+    def on_login(self, username: str) -> None:
+        self._cancel_grace_timer()
 
     # --- session
 
@@ -887,6 +924,7 @@ class MailboxFTPHandler(TLS_FTPHandler):
         self._release()
 
     def close(self) -> None:
+        self._cancel_grace_timer()
         try:
             super().close()
         finally:
@@ -989,6 +1027,10 @@ class _ThreadedServer(ThreadedFTPServer):
         self._lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
+    def _accept_new_cons(self) -> bool:
+        # pyftpdlib asks before the new session's thread is counted, with `<=`: one too many.
+        return not self.max_cons or self._map_len() < self.max_cons
+
 
 class FTPServer:
     """FTP + explicit FTPS for partner mailboxes; `start()` returns once it is listening."""
@@ -1015,6 +1057,7 @@ class FTPServer:
                 "tls_data_required": settings.ftp_require_tls,
                 "passive_ports": parse_port_range(settings.ftp_passive_ports),
                 "timeout": timeout,
+                "login_grace": settings.login_grace_seconds,
             },
         )
         self._server: _ThreadedServer | None = None
@@ -1027,6 +1070,8 @@ class FTPServer:
         self._stopping.clear()
         # An IOLoop of its own: pyftpdlib's default is one per process, shared by every server.
         server = _ThreadedServer((self.host, self.port), self.handler, ioloop=IOLoop())
+        server.max_cons = self.settings.mailbox_max_connections
+        server.max_cons_per_ip = self.settings.mailbox_max_connections_per_address
         self._server = server
         self.port = server.address[1]
         self._thread = threading.Thread(target=self._serve, args=(server,), name="ftp-server", daemon=True)

@@ -17,7 +17,8 @@ Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
   and fetch ~255 KiB per request instead of 32 KiB, as they do against OpenSSH's sftp-server;
 * the SSH channel offers a large window (16 MiB: 64 such requests in flight) and a large
   maximum packet, so the client is never held back by us (OpenSSH's client still cuts its data
-  into ~50 KiB SSH packets);
+  into ~50 KiB SSH packets) -- once the channel runs the sftp subsystem; before that it offers
+  64 KiB (`OPEN_WINDOW`), so a channel nobody reads cannot be made to hold more;
 * the request loop reads everything the channel has buffered at once into one reused buffer,
   parses WRITE and READ with `struct` on memoryviews (the data is written with `os.pwrite`
   straight from that buffer and hashed in the same pass; READ replies are read with `preadv`
@@ -26,6 +27,13 @@ Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
   small packets (READ requests, window updates) cost one system call per burst, not two each;
 * no store access, stat or allocation per request beyond that;
 * the process's GIL switch interval is lowered (see `GIL_SWITCH_INTERVAL`).
+
+Limits (each a setting, see `core.config`): connections in all and per address, and those not
+logged in yet (OpenSSH's MaxStartups and PerSourceMaxStartups), are checked before a connection
+gets a thread; a connection must log in within the login grace time (OpenSSH's LoginGraceTime); a
+client that sends more than the channel window it was offered is disconnected (paramiko buffers
+whatever arrives); exec, shell and every subsystem but sftp are refused and their channel closed;
+handles are capped per SFTP session, and open files per partner (`MailboxAuth.open_files`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ from typing import Any
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from paramiko.common import (
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EXTENDED_DATA,
+    cMSG_CHANNEL_WINDOW_ADJUST,
+)
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
@@ -111,10 +124,12 @@ SERVER_VERSION = "SSH-2.0-tradelane"
 # it may send us. 255 KiB SFTP writes then travel in one packet; the window holds many of them.
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 256 * 1024 + 4096
+# The window a session channel starts with, until it runs the sftp subsystem: what a channel that
+# nobody reads can be made to hold.
+OPEN_WINDOW = 64 * 1024
 # SFTP (what `limits@openssh.com` announces; OpenSSH's sftp-server announces the same).
 MAX_MESSAGE = 256 * 1024
 MAX_READ = MAX_WRITE = MAX_MESSAGE - 1024
-MAX_HANDLES = 256
 # Each connection is two threads handing data to each other (paramiko's transport thread decrypts,
 # the session thread writes and hashes). With CPython's default 5 ms GIL switch interval the one
 # that just released the GIL for I/O often waits out a whole interval to get it back; at 0.5 ms
@@ -191,7 +206,7 @@ class _Connection:
         self.remote_addr = remote_addr
         self.user: MailboxUser | None = None
         self.live: LiveSession | None = None  # counted once the login is complete
-        self.last_activity = time.monotonic()
+        self.connected_at = self.last_activity = time.monotonic()
         self.failed_passwords = 0
         self.channels = 0
         self.offered_key: tuple[str, str, bytes] | None = None  # a known key, login pending
@@ -270,10 +285,65 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
+def _within_window(channel: paramiko.Channel, size: int) -> None:
+    """Refuse channel data past the window we offered: paramiko would buffer it all.
+
+    A well-behaved client never sends more than the window, and the unread bytes of a channel can
+    never legitimately exceed it; more is a protocol violation, answered by disconnecting.
+    """
+    unread = len(channel.in_buffer) + len(channel.in_stderr_buffer)
+    if unread + size > channel.in_window_size:
+        try:
+            peer = channel.getpeername()[0]
+        except (OSError, IndexError):
+            peer = "?"
+        log.warning(
+            "SFTP client %s sent past its %d-byte channel window; disconnecting", peer, channel.in_window_size
+        )
+        raise EOFError("client exceeded the channel window")
+
+
+def _feed_data(channel: paramiko.Channel, m: paramiko.Message) -> None:
+    data = m.get_binary()
+    _within_window(channel, len(data))
+    channel._feed(data)
+
+
+def _feed_extended_data(channel: paramiko.Channel, m: paramiko.Message) -> None:
+    code = m.get_int()
+    data = m.get_binary()
+    _within_window(channel, len(data))
+    again = paramiko.Message()
+    again.add_int(code)
+    again.add_string(data)
+    again.rewind()
+    channel._feed_extended(again)
+
+
+def _grow_window(channel: paramiko.Channel, size: int) -> None:
+    """Offer the client a larger window on `channel` (an SSH window adjust for the difference)."""
+    with channel.lock:
+        extra = size - channel.in_window_size
+        if extra <= 0 or channel.closed:
+            return
+        channel.in_window_size = size
+        channel.in_window_threshold = size // 10
+    m = paramiko.Message()
+    m.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
+    m.add_int(channel.remote_chanid)
+    m.add_int(extra)
+    channel.transport._send_user_message(m)
+
+
 class _Transport(paramiko.Transport):
-    """A paramiko Transport that tells its connection when it ends."""
+    """A paramiko Transport that tells its connection when it ends, and holds clients to their window."""
 
     on_finish: Callable[[], None] | None = None
+    _channel_handler_table = {  # noqa: RUF012 (paramiko's own class attribute, extended)
+        **paramiko.Transport._channel_handler_table,
+        MSG_CHANNEL_DATA: _feed_data,
+        MSG_CHANNEL_EXTENDED_DATA: _feed_extended_data,
+    }
 
     def run(self) -> None:
         try:
@@ -360,8 +430,27 @@ class _SSHServer(paramiko.ServerInterface):
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
         if name != "sftp" or self.conn.user is None:
-            return False
+            return self._refuse(channel, f"subsystem {name!r}")
         return bool(super().check_channel_subsystem_request(channel, name))
+
+    # A mailbox offers SFTP only: a channel asking for anything else is refused and closed at once,
+    # rather than kept open (and counted against the connection's channels) doing nothing.
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        return self._refuse(channel, "exec")
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        return self._refuse(channel, "shell")
+
+    def _refuse(self, channel: paramiko.Channel, what: str) -> bool:
+        log.info(
+            "sftp %s request from %s refused: only the sftp subsystem is served", what, self.conn.remote_addr
+        )
+        # Closed from another thread: this one is paramiko's, which must first send the refusal.
+        timer = threading.Timer(0.1, channel.close)
+        timer.daemon = True
+        timer.start()
+        return False
 
 
 # --- the SFTP subsystem -----------------------------------------------------------------------
@@ -410,6 +499,7 @@ class _SFTPSession(paramiko.SubsystemHandler):
         self.channel = channel
         self.view: MailboxView | None = None
         self.handles: dict[bytes, Any] = {}
+        self.max_handles = self.conn.server.settings.sftp_max_handles_per_session
         self._next_handle = 0
         self._buf = bytearray(_READ_BUFFER)
         self._pos = self._end = 0  # unread bytes are _buf[_pos:_end]
@@ -424,6 +514,7 @@ class _SFTPSession(paramiko.SubsystemHandler):
         user = self.conn.user
         if user is None:
             return
+        _grow_window(channel, WINDOW_SIZE)  # the channel now has a reader: let the client stream
         try:
             self.view = MailboxView(user, self.conn.server.auth, self.conn.remote_addr, PROTOCOL)
             if not self._handshake():
@@ -598,13 +689,21 @@ class _SFTPSession(paramiko.SubsystemHandler):
         body = _U32.pack(request_id) + (msg.asbytes() if msg is not None else b"")
         self._send(_packet(kind, body))
 
+    def _room_for_a_handle(self) -> None:
+        if len(self.handles) >= self.max_handles:
+            raise MailboxError(
+                f"too many open handles in this SFTP session (at most {self.max_handles}); close some first"
+            )
+
     def _new_handle(self, request_id: int, handle: Any) -> None:
-        if len(self.handles) >= MAX_HANDLES:
+        if len(self.handles) >= self.max_handles:
             if isinstance(handle, UploadHandle):
                 handle.abandon()
             elif not isinstance(handle, _Dir):
                 handle.close()
-            raise MailboxError(f"too many open files (at most {MAX_HANDLES})")
+            raise MailboxError(
+                f"too many open handles in this SFTP session (at most {self.max_handles}); close some first"
+            )
         self._next_handle += 1
         key = b"h%d" % self._next_handle
         self.handles[key] = handle
@@ -665,6 +764,7 @@ class _SFTPSession(paramiko.SubsystemHandler):
                 raise MailboxError("invalid handle")
             self._send(ok)
         elif kind == CMD_OPENDIR:
+            self._room_for_a_handle()
             path = msg.get_text()
             if not view.is_dir(path):
                 view.stat(path)  # NoSuchFile if it is not there at all
@@ -705,6 +805,7 @@ class _SFTPSession(paramiko.SubsystemHandler):
             self._send(_status(request_id, SFTP_OP_UNSUPPORTED, "not supported"))
 
     def _open(self, request_id: int, view: MailboxView, path: str, flags: int) -> None:
+        self._room_for_a_handle()
         if not flags & SFTP_FLAG_WRITE:
             if not flags & SFTP_FLAG_READ:
                 raise MailboxError("open for neither reading nor writing")
@@ -728,7 +829,7 @@ class _SFTPSession(paramiko.SubsystemHandler):
             reply.add_int64(MAX_MESSAGE)
             reply.add_int64(MAX_READ)
             reply.add_int64(MAX_WRITE)
-            reply.add_int64(MAX_HANDLES)
+            reply.add_int64(self.max_handles)
             self._reply(CMD_EXTENDED_REPLY, request_id, reply)
         elif name == "posix-rename@openssh.com":
             view.rename(msg.get_text(), msg.get_text())
@@ -754,6 +855,8 @@ class SFTPServer:
         self.host = settings.host
         self.port = settings.sftp_port
         self.idle_timeout = settings.idle_timeout_seconds
+        self.login_grace = settings.login_grace_seconds
+        self.startups = settings.startups
         self.host_keys = load_host_keys(settings.home_dir)
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
@@ -815,6 +918,10 @@ class SFTPServer:
                     return
                 time.sleep(0.05)
                 continue
+            refusal = self._refusal(address[0])
+            if refusal is not None:
+                self._turn_away(client, address[0], refusal)
+                continue
             try:
                 self._serve(client, address[0])
             except Exception:
@@ -822,11 +929,47 @@ class SFTPServer:
                 with contextlib.suppress(OSError):
                     client.close()
 
+    def _refusal(self, remote_addr: str) -> str | None:
+        """Why a new connection from `remote_addr` is turned away, before it costs a thread; or None.
+
+        Caps of 0 are off.
+        """
+        total, per_address = (
+            self.settings.mailbox_max_connections,
+            self.settings.mailbox_max_connections_per_address,
+        )
+        with self._lock:
+            connections = list(self._connections)
+        if total and len(connections) >= total:
+            return f"too many connections ({total})"
+        if per_address and sum(c.remote_addr == remote_addr for c in connections) >= per_address:
+            return f"too many connections from {remote_addr} ({per_address})"
+        pending_here = sum(
+            not c.transport.is_authenticated() for c in connections if c.remote_addr == remote_addr
+        )
+        per_source = self.settings.sftp_max_startups_per_address
+        if per_source and pending_here >= per_source:
+            return f"too many connections from {remote_addr} not logged in yet ({per_source})"
+        pending = sum(not c.transport.is_authenticated() for c in connections)
+        if self.startups.refuse(pending):
+            return f"too many connections not logged in yet ({pending}; MaxStartups {self.startups})"
+        return None
+
+    @staticmethod
+    def _turn_away(client: socket.socket, remote_addr: str, why: str) -> None:
+        log.info("SFTP connection from %s refused: %s", remote_addr, why)
+        # Before the SSH version line a server may send text lines (RFC 4253 4.2): say why.
+        with contextlib.suppress(OSError):
+            client.settimeout(1)
+            client.sendall(f"Connection refused: {why}; try again later.\r\n".encode())
+        with contextlib.suppress(OSError):
+            client.close()
+
     def _serve(self, client: socket.socket, remote_addr: str) -> None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = _Transport(
             _BufferedSocket(client),  # type: ignore[arg-type]
-            default_window_size=WINDOW_SIZE,
+            default_window_size=OPEN_WINDOW,  # grown to WINDOW_SIZE when the sftp subsystem starts
             default_max_packet_size=MAX_PACKET_SIZE,
         )
         transport.local_version = SERVER_VERSION
@@ -848,12 +991,26 @@ class SFTPServer:
         transport.start_server(event=threading.Event(), server=_SSHServer(conn))
 
     def _reap_loop(self) -> None:
-        """Close connections idle for longer than the idle timeout (no SFTP request, no data)."""
-        interval = max(0.05, min(1.0, self.idle_timeout / 4))
+        """Close connections idle for longer than the idle timeout (no SFTP request, no data),
+        and those not logged in within the login grace time."""
+        interval = max(0.05, min(1.0, self.idle_timeout / 4, self.login_grace / 4))
         while not self._stopping.wait(interval):
             now = time.monotonic()
             with self._lock:
+                late = [
+                    c
+                    for c in self._connections
+                    if now - c.connected_at > self.login_grace and not c.transport.is_authenticated()
+                ]
                 idle = [c for c in self._connections if now - c.last_activity > self.idle_timeout]
+            for conn in late:
+                log.info(
+                    "closing SFTP connection from %s: not logged in within %.0fs",
+                    conn.remote_addr,
+                    self.login_grace,
+                )
+                conn.connected_at = float("inf")  # once
+                conn.transport.close()
             for conn in idle:
                 if conn.user is not None:
                     with contextlib.suppress(Exception):

@@ -51,6 +51,7 @@ import os
 import stat as stat_mod
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -60,6 +61,7 @@ from core.config import get_settings
 from core.db import HOME_ACCOUNT
 from core.endpoints.mailbox import mailbox_root_for
 from core.endpoints.tempname import PREFIX as TRADELANE_TEMP_PREFIX
+from core.limits import LimitReached
 from core.models import Receipt
 from mailboxes.auth import MailboxAuth, MailboxUser
 
@@ -103,6 +105,10 @@ class InvalidName(MailboxError):
 
 class Busy(MailboxError):
     """Another session is uploading the same file right now."""
+
+
+class TooManyOpenFiles(Busy):
+    """The partner (or every partner together) holds as many open files as allowed."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,16 @@ def _sha256_of(fd: int, end: int, sha: hashlib._Hash | None = None, start: int =
     return sha
 
 
+def _open_staged(staged: Path) -> tuple[int, bool]:
+    """The staging file's descriptor, read-write, and whether this call created it."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.open(staged, flags), False
+    except FileNotFoundError:
+        return os.open(staged, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+
+
 def _dir_entry(name: str, local: Path, mode: int) -> Entry:
     try:
         mtime = os.stat(local).st_mtime
@@ -181,9 +197,14 @@ class MailboxView:
 
     @staticmethod
     def normalize(path: str, cwd: str = "/") -> str:
-        """The absolute virtual POSIX path for `path` seen from `cwd`; `..` never climbs above "/"."""
+        """The absolute virtual POSIX path for `path` seen from `cwd`; `..` never climbs above "/".
+
+        In Unicode NFC, the form names are stored in (`core.names`), so a client that sends "é" as
+        "e" + a combining accent (NFD) reaches the same file, and never creates a look-alike twin.
+        """
         if "\x00" in path or "\x00" in cwd:
             raise InvalidName("path must not contain NUL")
+        path, cwd = unicodedata.normalize("NFC", path), unicodedata.normalize("NFC", cwd)
         if not path.startswith("/"):
             path = f"{cwd.rstrip('/')}/{path}"
         parts: list[str] = []
@@ -289,9 +310,11 @@ class MailboxView:
             raise Forbidden(f"{place.path} is a folder")
         if place.folder != DOWNLOAD:
             raise Forbidden("files in upload/ cannot be read back: download/ holds the files for you")
+        self._take_file_slot()
         try:
             fd = os.open(self._local(place), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
+            self.release_file_slot()
             raise NoSuchFile(f"no such file: {place.path}") from exc
         try:
             st = os.fstat(fd)
@@ -301,6 +324,7 @@ class MailboxView:
                 raise MailboxError("offset must not be negative")
         except BaseException:
             os.close(fd)
+            self.release_file_slot()
             raise
         handle = DownloadFile(fd, self, place.target, st.st_size, offset)
         if offset:
@@ -334,10 +358,11 @@ class MailboxView:
         with _registry_lock:
             if staged in _active:
                 raise Busy(f"{place.path} is being uploaded by another session")
-            staged.parent.mkdir(parents=True, exist_ok=True)
+            self._take_file_slot()
             try:
-                fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fd, created = _open_staged(staged)
             except OSError as exc:
+                self.release_file_slot()
                 raise MailboxError(f"cannot open {place.path}: {exc.strerror}") from exc
             try:
                 have = os.fstat(fd).st_size
@@ -361,6 +386,10 @@ class MailboxView:
                     have = start
             except BaseException:
                 os.close(fd)
+                self.release_file_slot()
+                if created:  # a refused resume leaves no empty staging file behind
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
                 raise
             handle = UploadHandle(self, place, staged, fd, have, start, append)
             _active[staged] = handle
@@ -458,6 +487,18 @@ class MailboxView:
     def rmdir(self, path: str, cwd: str = "/") -> None:
         raise Forbidden("folders cannot be removed: a mailbox has only /upload and /download")
 
+    # --- open files ---------------------------------------------------------------------------
+
+    def _take_file_slot(self) -> None:
+        """Count one more open file of this partner's (`TRADELANE_MAX_OPEN_FILES_PER_PARTNER`)."""
+        try:
+            self.auth.open_files.acquire(self.user.partner_id)
+        except LimitReached as exc:
+            raise TooManyOpenFiles(str(exc)) from None
+
+    def release_file_slot(self) -> None:
+        self.auth.open_files.release(self.user.partner_id)
+
     # --- housekeeping -------------------------------------------------------------------------
 
     def sweep_partials(self, now: float | None = None) -> int:
@@ -520,9 +561,11 @@ class UploadHandle:
     """One upload in progress. Not thread-safe: one session writes it.
 
     `write(data, offset)` with `offset=None` appends; an explicit offset may be anywhere up to the
-    current end (gaps are allowed too, they read as zeros), but only in-order writes keep the
-    SHA-256 incremental. `complete()` takes the file in (or, for a temporary name, leaves it staged
-    for a rename); `abandon()` keeps the staged bytes for a resume and triggers nothing.
+    current end, never past it: a gap would read as zeros the client never sent (one byte at
+    100 MiB would make a 100 MiB file), so such a write refuses the whole upload. Only in-order
+    writes keep the SHA-256 incremental; rewriting earlier bytes costs one re-hash on completion.
+    `complete()` takes the file in (or, for a temporary name, leaves it staged for a rename);
+    `abandon()` keeps the staged bytes for a resume and triggers nothing.
     """
 
     def __init__(
@@ -542,6 +585,7 @@ class UploadHandle:
         self._end = size  # bytes in the staging file
         self._start = start  # where this session's bytes begin; None until the first write says
         self._append = append
+        self._fd_open = True
         self._sha = hashlib.sha256()
         self._hashed = 0  # the prefix `_sha` covers
         self._dirty = False  # an out-of-order write happened: re-hash on completion
@@ -583,9 +627,15 @@ class UploadHandle:
             offset = self._end
         elif offset < 0:
             raise MailboxError("offset must not be negative")
+        elif offset > self._end:
+            self._discard(reason="gap")  # a client that leaves gaps cannot be resumed from either
+            raise MailboxError(
+                f"cannot write at byte {offset}: only {self._end} bytes were received, and a gap "
+                "would be filled with zeros; the upload is refused: write the file in order"
+            )
         end = offset + len(view)
         if end > self.view.max_file_bytes:
-            self._discard()
+            self._discard(reason="size limit")
             raise QuotaExceeded(f"file is larger than the limit of {self.view.max_file_bytes} bytes")
         if not self._dirty and offset == self._end and self._hashed < offset:
             self._catch_up(offset)  # a resume: hash the staged prefix once
@@ -617,15 +667,18 @@ class UploadHandle:
         with _registry_lock:
             if _active.get(self.staged) is self:
                 del _active[self.staged]
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        if self._fd_open:
+            self._fd_open = False
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self.view.release_file_slot()
 
-    def _discard(self) -> None:
+    def _discard(self, reason: str) -> None:
         self._done = True
         self._release()
         with contextlib.suppress(OSError):
             self.staged.unlink()
-        self.view._audit("upload.refused", self.place.target, size=self._end, reason="size limit")
+        self.view._audit("upload.refused", self.place.target, size=self._end, reason=reason)
 
     def complete(self) -> Receipt | None:
         """The client says the file is whole: take it in (the receipt), or keep a temporary name staged."""
@@ -720,6 +773,7 @@ class DownloadFile(io.FileIO):
         if self.closed:
             return
         super().close()
+        self.view.release_file_slot()
         if not self._audited:
             self._audited = True
             self.view._audit("download", self.target, size=self.sent, file_size=self.size, offset=self.offset)

@@ -40,6 +40,9 @@ CURL = require_tool("curl")
 
 
 def start_server(**overrides: Any) -> FTPServer:
+    # Most tests here drive plain FTP as well as FTPS, so they opt in to it explicitly (TLS is
+    # required by default; `tls_server` and tests/hostile check that default).
+    overrides.setdefault("ftp_require_tls", False)
     settings = Settings(ftp_port=0, **{**LENIENT, **overrides})
     auth = MailboxAuth(settings)
     server = FTPServer(settings, auth)
