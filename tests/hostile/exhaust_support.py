@@ -13,6 +13,7 @@ import contextlib
 import ftplib
 import itertools
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -94,7 +95,7 @@ class Partner:
 def make_partner(exhaust_home: Path) -> Callable[[], Partner]:
     def make() -> Partner:
         name = f"x{next(_names)}-{os.urandom(2).hex()}"
-        password = f"Pw-{name}-S3cret-0123"
+        password = f"Pw-{secrets.token_hex(6)}-S3cret-0123"  # never containing the name
         with session_scope() as session:
             partners.add(session, name, password=password)
         return Partner(name, password)

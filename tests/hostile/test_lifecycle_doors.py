@@ -70,7 +70,9 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
             # One MailboxAuth with the process's settings: the same session registry as the API.
             auth = MailboxAuth()
             sftp = SFTPServer(settings.model_copy(update={"sftp_port": 0}), auth)
-            ftp = FTPServer(settings.model_copy(update={"ftp_port": 0, "ftp_passive_ports": ""}), auth)
+            # Plain FTP, opted in (TLS is required by default; tests/hostile/test_exhaust_ftp.py).
+            ftp_settings = {"ftp_port": 0, "ftp_passive_ports": "", "ftp_require_tls": False}
+            ftp = FTPServer(settings.model_copy(update=ftp_settings), auth)
             ftp.handler.auth_failed_timeout = 0.01  # pyftpdlib waits 3 s before answering a bad login
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.bind(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ running servers, and a removed polling flow's schedule is paused."""
 from __future__ import annotations
 
 import ftplib
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import paramiko
 
+from mailboxes.ftp import CERT_FILE
 from tests.addresses import fresh_loopback
 from tests.e2e.helpers import unique
 from tests.system import System
@@ -34,9 +36,13 @@ def _sftp(system: System, user: str, password: str) -> paramiko.Transport:
 
 
 def _ftp(system: System, user: str, password: str, source: str | None = None) -> ftplib.FTP:
-    client = ftplib.FTP(timeout=10, source_address=(source, 0) if source else None)
+    """An FTPS session (`up` requires TLS); the certificate is the home's self-signed one."""
+    context = ssl.create_default_context(cafile=str(system.home / CERT_FILE))
+    context.check_hostname = False
+    client = ftplib.FTP_TLS(timeout=10, source_address=(source, 0) if source else None, context=context)
     client.connect("127.0.0.1", int(system.env["TRADELANE_FTP_PORT"]))
     client.login(user, password)
+    client.prot_p()
     return client
 
 
