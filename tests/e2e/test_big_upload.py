@@ -28,7 +28,7 @@ def _rss_kib(pid: int) -> int:
 def test_two_gib_upload_streams_with_flat_memory(system: System) -> None:
     name = unique("big")
     system.cli("partner", "add", name, "--password", "big-upload-Pass-1")
-    client = PartnerClient(system, name, "big-pw")
+    client = PartnerClient(system, name, "big-upload-Pass-1")
     client.http.timeout = httpx.Timeout(300)
     upload_id = client.folder_ids()["upload"]
     assert system.proc is not None

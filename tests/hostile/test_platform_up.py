@@ -166,7 +166,7 @@ def test_every_file_and_folder_in_the_home_is_private(
             loose.append(f"{oct(stat.S_IMODE(st.st_mode))} {path.relative_to(home)}")
     assert not loose, "readable by others:\n" + "\n".join(loose)
     names = {p.name for p in home.rglob("*")}
-    for expected in ("tradelane.db", "secret.key", "prefect-auth", "prefect.db", "runner.log", ".archive"):
+    for expected in ("tradelane.db", "secret.key", "prefect-auth", "prefect.db", "runner.log", ".store"):
         assert expected in names, expected
     assert seen > 20
 
