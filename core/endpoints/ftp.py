@@ -80,6 +80,23 @@ _DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden"
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
 
+def _empty_if_closed_unopened(ftp: ftplib.FTP, listing: Callable[[], list[FileInfo]]) -> list[FileInfo]:
+    """Run a listing; an empty one whose data connection the server closed before the TLS handshake
+    finished is empty, not an error.
+
+    pyftpdlib (and so tradelane's own FTPS mailbox) may close the data connection of an empty
+    listing while the client is still in its TLS handshake; the control channel then says 226, the
+    listing complete. Anything but a success reply there is raised as usual.
+    """
+    try:
+        return listing()
+    except ssl.SSLError as exc:
+        if not (isinstance(exc, ssl.SSLEOFError) or exc.reason == "SHUTDOWN_WHILE_IN_INIT"):
+            raise
+        ftp.voidresp()  # the reply to the listing command: 226 when it was complete
+        return []
+
+
 def _reply_code(exc: BaseException) -> str:
     return str(exc)[:3]
 
@@ -582,8 +599,12 @@ class FtpEndpoint(Endpoint):
             connection.binary = False  # retrlines switches to TYPE A
             try:
                 if connection.mlst:
-                    return self._list_mlsd(connection.ftp, remote, rel)
-                return self._list_nlst(connection, remote, rel)
+                    return _empty_if_closed_unopened(
+                        connection.ftp, lambda: self._list_mlsd(connection.ftp, remote, rel)
+                    )
+                return _empty_if_closed_unopened(
+                    connection.ftp, lambda: self._list_nlst(connection, remote, rel)
+                )
             except ftplib.error_perm as exc:
                 if _reply_code(exc) in ("550", "501") and rel:
                     return []  # no such folder (or a file): nothing in it
