@@ -41,8 +41,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
-import ipaddress
 import logging
 import os
 import queue
@@ -55,12 +53,13 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from OpenSSL import SSL
 
+from core import certificates
 from core.config import Settings
 from core.intake import IntakeError
 from core.sessions import LiveSession
@@ -95,7 +94,6 @@ log = logging.getLogger(__name__)
 PROTOCOL = "ftp"
 CERT_FILE = "ftp_cert.pem"
 KEY_FILE = "ftp_key.pem"
-CERT_VALIDITY = timedelta(days=3650)
 # Bytes per recv() on an upload and per read() on a download. pyftpdlib's 64 KiB costs one trip
 # through the event loop per 64 KiB; larger chunks keep the per-byte Python overhead small.
 CHUNK = 256 * 1024
@@ -121,101 +119,12 @@ def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     cert, key = home / CERT_FILE, home / KEY_FILE
-    with open(home / ".ftp_cert.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _usable_pair(cert, key):
-            _write_self_signed(cert, key, settings.host)
+    made = certificates.keep_self_signed(
+        cert, key, lambda: certificates.self_signed_server(settings.host), lock=home / ".ftp_cert.lock"
+    )
+    if made:
+        log.info("generated a self-signed FTPS certificate in %s", cert)
     return cert, key
-
-
-def _usable_pair(cert: Path, key: Path) -> bool:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        certificate = x509.load_pem_x509_certificate(cert.read_bytes())
-        private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError):
-        return False
-    if certificate.not_valid_after_utc <= datetime.now(UTC) + timedelta(days=1):
-        return False
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    encoding = serialization.Encoding.DER
-    return certificate.public_key().public_bytes(encoding, public) == private_key.public_key().public_bytes(
-        encoding, public
-    )
-
-
-def _write_self_signed(cert: Path, key: Path, host: str) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    private_key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    if host and host not in ("localhost", "127.0.0.1", "0.0.0.0", "::"):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "tradelane (self-signed)"),
-        ]
-    )
-    now = datetime.now(UTC)
-    public_key = private_key.public_key()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(private_key, hashes.SHA256())
-    )
-    key_pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    _write_atomic(key, key_pem, 0o600)
-    _write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM), 0o600)  # the home is private
-    log.info("generated a self-signed FTPS certificate in %s", cert)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask must not widen (or narrow) what we asked for
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
 
 
 def make_ssl_context(cert: Path, key: Path) -> SSL.Context:

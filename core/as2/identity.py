@@ -6,21 +6,20 @@ the certificate is public and is what `tradelane as2 org cert` prints for partne
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from sqlmodel import Session, col, select
 
-from core import audit
+from core import audit, certificates
 from core.as2.settings import as2_settings
+from core.certificates import CertificateError, CertInfo
 from core.crypto import decrypt_json, encrypt_json
 from core.db import home_account_id
 from core.models import As2Organization, utcnow
@@ -37,137 +36,61 @@ def check_as2_id(as2_id: str) -> str:
     return as2_id
 
 
-# ---- certificates -----------------------------------------------------------------------------
+# ---- certificates (core/certificates.py, with this module's error) ----------------------------
 
 
-@dataclass(frozen=True)
-class CertInfo:
-    subject: str
-    issuer: str
-    serial: int
-    not_before: datetime
-    not_after: datetime
-    sha256_fingerprint: str
-
-    @property
-    def days_left(self) -> int:
-        return (self.not_after - datetime.now(UTC)).days
-
-    @property
-    def expired(self) -> bool:
-        return self.not_after <= datetime.now(UTC)
-
-    @property
-    def expiring_soon(self) -> bool:
-        return self.days_left < as2_settings().cert_warning_days
-
-    def expiry_note(self) -> str:
-        """ "expires 2027-01-01 (in 400 days)", with a warning when it is close or past."""
-        day = self.not_after.strftime("%Y-%m-%d")
-        if self.expired:
-            return f"EXPIRED on {day}"
-        if self.expiring_soon:
-            return f"expires {day}: only {self.days_left} days left, renew it"
-        return f"expires {day} (in {self.days_left} days)"
+@contextlib.contextmanager
+def _as2_errors() -> Iterator[None]:
+    try:
+        yield
+    except CertificateError as exc:
+        raise As2ConfigError(str(exc)) from exc
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
     """A certificate from PEM or DER bytes; As2ConfigError if it is neither."""
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise As2ConfigError(f"not an X.509 certificate (PEM or DER): {exc}") from exc
+    with _as2_errors():
+        return certificates.load_certificate(data)
 
 
 def cert_info(cert: x509.Certificate | str | bytes) -> CertInfo:
-    if isinstance(cert, str | bytes):
-        cert = load_certificate(cert.encode() if isinstance(cert, str) else cert)
-    return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-    )
+    """What a certificate says; "expiring soon" is within TRADELANE_AS2_CERT_WARNING_DAYS."""
+    with _as2_errors():
+        return certificates.cert_info(cert, warning_days=as2_settings().cert_warning_days)
 
 
 def certificate_pem(data: bytes) -> str:
     """Any PEM/DER certificate as PEM text (what we store and hand to pyas2lib)."""
-    return load_certificate(data).public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _key_pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    with _as2_errors():
+        return certificates.certificate_pem(data)
 
 
 def self_signed(as2_id: str, days: int = 730) -> tuple[str, str]:
     """A new RSA 2048 key and a self-signed certificate for `as2_id`: (key PEM, cert PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, as2_id)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+    return certificates.self_signed(as2_id, certificates.SIGN_AND_ENCRYPT, days=days)
 
 
-def _matching(key: Any, cert: x509.Certificate) -> str:
+def _matching(key: PrivateKeyTypes, cert: x509.Certificate) -> str:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise As2ConfigError("AS2 needs an RSA private key")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+    if not certificates.key_matches(key, cert):
         raise As2ConfigError("the private key does not belong to the certificate")
-    return _key_pem(key)
+    return certificates.private_key_pem(key)
 
 
 def from_p12(data: bytes, password: str | None) -> tuple[str, str]:
     """(key PEM, cert PEM) from a PKCS#12 file."""
-    try:
-        key, cert, _ = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
-    except ValueError as exc:
-        raise As2ConfigError(f"cannot open the PKCS#12 file (wrong password?): {exc}") from exc
-    if key is None or cert is None:
-        raise As2ConfigError("the PKCS#12 file must hold a private key and its certificate")
-    return _matching(key, cert), cert.public_bytes(serialization.Encoding.PEM).decode()
+    with _as2_errors():
+        key, cert = certificates.load_pkcs12(data, password)
+    return _matching(key, cert), certificates.certificate_pem(cert)
 
 
 def from_pem(key_data: bytes, cert_data: bytes, password: str | None = None) -> tuple[str, str]:
     """(key PEM, cert PEM) from a PEM/DER private key and certificate."""
-    try:
-        if b"-----BEGIN" in key_data:
-            key = serialization.load_pem_private_key(key_data, password.encode() if password else None)
-        else:
-            key = serialization.load_der_private_key(key_data, password.encode() if password else None)
-    except (ValueError, TypeError) as exc:
-        raise As2ConfigError(f"cannot read the private key (password?): {exc}") from exc
-    cert = load_certificate(cert_data)
-    return _matching(key, cert), cert.public_bytes(serialization.Encoding.PEM).decode()
+    with _as2_errors():
+        key = certificates.load_private_key(key_data, password)
+        cert = certificates.load_certificate(cert_data)
+    return _matching(key, cert), certificates.certificate_pem(cert)
 
 
 # ---- stored organizations ---------------------------------------------------------------------

@@ -46,6 +46,7 @@ from core.endpoints.email import (
     parse_fetch,
     safe_filename,
 )
+from core.endpoints.email.mime import compose, message_chunks
 from core.endpoints.registry import open_endpoint
 from tests.endpoint_servers.mail import DEFERRED_LOCAL_PART, ImapServer, MailUser, SmtpServer
 from tests.endpoints.contract import MIB, EndpointContract, get, paths, payload_chunks, peak_memory, put
@@ -310,8 +311,11 @@ def test_base64_length_matches_encoder() -> None:
 def test_generated_message_is_seven_bit_crlf_with_short_lines() -> None:
     endpoint = EmailEndpoint(SMTP_OK | {"subject": "{name} " + "long " * 60})
     data = random.Random(3).randbytes(57 * 40 + 11)
-    head, tail, message_id = endpoint._compose("naïve name.csv", "a/naïve name.csv", len(data), sha(data))
-    raw = b"".join(endpoint._message_chunks(head, io.BytesIO(data), tail))
+    assert endpoint.smtp is not None
+    head, tail, message_id = compose(
+        endpoint.smtp, "naïve name.csv", "a/naïve name.csv", len(data), sha(data)
+    )
+    raw = b"".join(message_chunks(head, io.BytesIO(data), tail))
     assert len(raw) == len(head) + base64_length(len(data)) + len(tail)  # what MAIL FROM SIZE= says
     assert raw.isascii()  # no 8BITMIME or SMTPUTF8 needed
     assert b"\n" not in raw.replace(b"\r\n", b"")
@@ -610,10 +614,11 @@ def test_after_pull_move(imap_server: ImapServer, user: MailUser, server: str) -
     uid = imap_server.append(user, mail(("a.txt", b"a")))
     endpoint = receiver(imap_server, user, after_pull="move:Processed/Tradelane")
     assert paths(endpoint) == [f"{uid}/a.txt"]
-    assert endpoint._conn is not None and {"MOVE", "UIDPLUS"} <= set(endpoint._conn.capabilities)
+    assert endpoint.receiver is not None
+    conn = endpoint.receiver.connection
+    assert conn is not None and {"MOVE", "UIDPLUS"} <= set(conn.capabilities)
     if server != "MOVE":  # as if the server lacked the MOVE and UIDPLUS extensions
-        capabilities = endpoint._conn.capabilities
-        endpoint._conn.capabilities = tuple(c for c in capabilities if c not in ("MOVE", "UIDPLUS"))
+        conn.capabilities = tuple(c for c in conn.capabilities if c not in ("MOVE", "UIDPLUS"))
     endpoint.delete(f"{uid}/a.txt")
     assert imap_server.flags(user) == {}
     [flags] = imap_server.flags(user, "Processed/Tradelane").values()
@@ -699,8 +704,8 @@ def test_dropped_connection_is_reopened(imap_server: ImapServer, user: MailUser)
     uid = imap_server.append(user, mail(("a.txt", b"a")))
     endpoint = receiver(imap_server, user)
     assert paths(endpoint) == [f"{uid}/a.txt"]
-    assert endpoint._conn is not None
-    endpoint._conn.sock.close()  # as if the server had timed the session out
+    assert endpoint.receiver is not None and endpoint.receiver.connection is not None
+    endpoint.receiver.connection.sock.close()  # as if the server had timed the session out
     assert get(endpoint, f"{uid}/a.txt") == b"a"
 
 
