@@ -12,6 +12,7 @@ from core.db import home_account_id
 from core.endpoints import conflict
 from core.endpoints import store as endpoint_store
 from core.endpoints.base import ConfigError
+from core.mailbox import layout
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -57,7 +58,7 @@ def parse_source(session: Session, source: str) -> tuple[int | None, int | None,
         partner = partners.get(session, partner_name)
         if partner is None:
             raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
-        return partner.id, None, folder or "upload"
+        return partner.id, None, folder or layout.SOURCE_FOLDER
     row = endpoint_store.get(session, source)
     if row is None:
         raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
@@ -281,8 +282,8 @@ def update(
             if dest_path is None:
                 was_mailbox = old is not None and old.type == "mailbox"
                 if dest_row.type == "mailbox" and flow.dest_path == "{name}":
-                    dest_path = "download/{name}"
-                elif was_mailbox and dest_row.type != "mailbox" and flow.dest_path == "download/{name}":
+                    dest_path = layout.DELIVERY_PATH
+                elif was_mailbox and dest_row.type != "mailbox" and flow.dest_path == layout.DELIVERY_PATH:
                     dest_path = "{name}"
     if dest_path is not None and dest_path != flow.dest_path:
         flow.dest_path = dest_path

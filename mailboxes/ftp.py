@@ -304,8 +304,7 @@ class MailboxAuthorizer:
             raise AuthenticationFailed(LOCKED_OUT if exc.banned_for else LOGIN_INCORRECT) from None
         try:
             live = self.auth.open_session(user, remote_addr, PROTOCOL, end=handler.end_session)
-        except LoginRefused as exc:
-            self.auth.record(user, "login.failed", "", remote_addr, protocol=PROTOCOL, reason=str(exc))
+        except LoginRefused:
             raise AuthenticationFailed(TOO_MANY_SESSIONS) from None
         handler.attach(user, live)
 

@@ -422,9 +422,6 @@ class _SSHServer(paramiko.ServerInterface):
                 )
             except LoginRefused as exc:
                 log.info("sftp session of %s refused: %s", conn.user.name, exc)
-                self.auth.record(
-                    conn.user, "login.refused", "/", conn.remote_addr, protocol=PROTOCOL, reason=str(exc)
-                )
                 return False
         return True
 
