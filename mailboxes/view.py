@@ -396,8 +396,6 @@ class MailboxView:
         except Exception:  # an audit failure must not break the transfer that already happened
             log.exception("could not record audit event %s %s", action, target)
 
-    _audit = audit  # the protocol servers' spelling
-
     def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
         try:
             return intake.receive_staged(
