@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -205,6 +207,27 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
         target=name,
     )
     return flow
+
+
+def disable_all(
+    session: Session, flows: Sequence[DataFlow], *, reason: str, actor: str, now: datetime
+) -> list[str]:
+    """Disable data flows whose source or destination went away (each audited once, with `reason`,
+    if it was enabled); the names of them all."""
+    for flow in flows:
+        if flow.enabled:
+            flow.enabled = False
+            flow.updated_at = now
+            session.add(flow)
+            audit.record(
+                session,
+                "flow.disable",
+                actor=actor,
+                account_id=flow.account_id,
+                target=flow.name,
+                reason=reason,
+            )
+    return [flow.name for flow in flows]
 
 
 def list_all(session: Session) -> list[DataFlow]:

@@ -313,22 +313,13 @@ def remove(
                 f"{waiting} transfer(s) of files {name!r} sent are still pending or running; wait for "
                 "them, or remove without --purge (its files are then kept out of reach)"
             )
+    from core.dataflows import disable_all
+
     now = utcnow()
     removal = Removal(name=name, purged=purge)
-    for flow in flows:
-        if flow.enabled:
-            flow.enabled = False
-            flow.updated_at = now
-            session.add(flow)
-            audit.record(
-                session,
-                "flow.disable",
-                actor=actor,
-                account_id=flow.account_id,
-                target=flow.name,
-                reason=f"partner {name} removed",
-            )
-        removal.flows_disabled.append(flow.name)
+    removal.flows_disabled = disable_all(
+        session, flows, reason=f"partner {name} removed", actor=actor, now=now
+    )
     for profile in active_profiles:
         profile.enabled = False
         profile.updated_at = now

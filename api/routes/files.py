@@ -15,7 +15,7 @@ from api import errors
 from api.deps import RemoteAddr, SettingsDep, SpaceDep
 from api.models import FileResource
 from api.sessions import close_rest_session, counted_session, open_rest_session
-from api.space import file_href
+from api.space import FileRef, Space, file_href
 from api.upload import filename_from, receive, too_large
 from core import audit, intake
 from core.db import session_scope
@@ -154,17 +154,7 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
         close_rest_session(live)
         raise
     try:
-        with session_scope() as session:
-            audit.record(
-                session,
-                "download",
-                actor=f"partner:{space.partner.name}",
-                account_id=space.partner.account_id,
-                target=ref.path,
-                remote_addr=remote_addr,
-                protocol="rest",
-                size=size,
-            )
+        _audit(space, "download", ref, remote_addr, size=size)
     except BaseException:
         handle.close()
         close_rest_session(live)
@@ -182,13 +172,19 @@ def delete_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> None:
     if not space.can_delete(ref.folder):
         raise errors.Forbidden("this partner may not delete downloaded files")
     space.delete(ref)
+    _audit(space, "delete", ref, remote_addr)
+
+
+def _audit(space: Space, action: str, ref: FileRef, remote_addr: str | None, **detail: object) -> None:
+    """An audit event for what the partner did with one of its files over REST."""
     with session_scope() as session:
         audit.record(
             session,
-            "delete",
+            action,
             actor=f"partner:{space.partner.name}",
             account_id=space.partner.account_id,
             target=ref.path,
             remote_addr=remote_addr,
             protocol="rest",
+            **detail,
         )
