@@ -15,7 +15,7 @@ from api.auth import TokenError, decode_access_token, issued_at
 from api.space import Space
 from core.config import Settings, get_settings
 from core.db import session_scope
-from core.login import session_refusal
+from core.login import Standing, session_refusal, standing
 from core.models import Partner
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def get_current_partner(token: TokenDep, request: Request) -> Partner:
         raise errors.Unauthorized(str(exc)) from None
     with session_scope() as session:
         partner = session.exec(select(Partner).where(Partner.uid == claims["sub"])).first()
-    if partner is None or partner.removed_at is not None or not partner.enabled:
+    if partner is None or standing(partner) in (Standing.REMOVED, Standing.DISABLED):
         raise errors.Unauthorized("this login is disabled or no longer exists")
     remote_addr = request.client.host if request.client else None
     if session_refusal(partner, remote_addr, issued_at(claims)) is not None:

@@ -1,7 +1,8 @@
 """One partner's home as the API shows it: three folders, the files in them, who may do what.
 
 The home folder holds `upload/` (the partner writes; files there are carried away by data
-flows) and `download/` (the partner reads, and deletes if allowed). Ids come from `api.ids`;
+flows) and `download/` (the partner reads, and deletes if allowed): the folders and actions of the
+one mailbox model (`core.mailbox.access`), in Cleo's permission words. Ids come from `api.ids`;
 every id a client sends is resolved here against the calling partner, so another partner's
 folder or file answers 403 and an unknown one 404.
 """
@@ -32,13 +33,19 @@ from api.models import (
 from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.base import FileInfo, InvalidPath
 from core.endpoints.base import NotFound as StorageNotFound
-from core.endpoints.mailbox import MailboxEndpoint, mailbox_root_for
+from core.endpoints.mailbox import MailboxEndpoint
+from core.mailbox import layout
+from core.mailbox.access import HOME, Action, access_of
+from core.mailbox.layout import DOWNLOAD, FOLDERS, UPLOAD
 from core.models import Partner, Receipt
 
-HOME: Final = ""
-UPLOAD: Final = "upload"
-DOWNLOAD: Final = "download"
-FOLDER_NAMES = (HOME, DOWNLOAD, UPLOAD)
+__all__ = ["DOWNLOAD", "HOME", "UPLOAD", "FileRef", "Folder", "Space"]
+
+FOLDER_NAMES: Final = (HOME, *FOLDERS)
+# Cleo's permission words for what may be done in a folder (a folder allowing none of them "list"s),
+# and with the files in it (no resume over REST: "upload" is a folder's word only).
+FOLDER_WORDS: Final = ((Action.WRITE, "upload"), (Action.READ, "download"), (Action.DELETE, "delete"))
+FILE_WORDS: Final = ((Action.READ, "download"), (Action.DELETE, "delete"))
 # A receipt's hash still describes the file if the file was not written after it was received.
 _RECEIPT_SLACK = timedelta(seconds=2)
 
@@ -85,6 +92,7 @@ class Space:
         self.upload = Folder(UPLOAD, folder_id(partner.uid, UPLOAD), self.home.id)
         self.download = Folder(DOWNLOAD, folder_id(partner.uid, DOWNLOAD), self.home.id)
         self._by_id = {f.id: f for f in (self.home, self.upload, self.download)}
+        self.access = access_of(partner)
         self.endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
 
     # --- resolving ids -----------------------------------------------------------------------
@@ -127,24 +135,27 @@ class Space:
     # --- what the partner may do -------------------------------------------------------------
 
     def children(self, folder: Folder) -> list[Folder]:
-        return [self.download, self.upload] if folder is self.home else []
+        if folder is not self.home:
+            return []
+        return [f for name in self.access.folders for f in self._by_id.values() if f.name == name]
 
     def folder_permissions(self, folder: Folder) -> list[str]:
-        if folder is self.upload:
-            return ["upload"]
-        if folder is self.download:
-            return ["download", "delete"] if self.partner.can_delete_downloads else ["download"]
-        return ["list"]
+        allowed = self.access.allowed(folder.name)
+        return [word for action, word in FOLDER_WORDS if action in allowed] or ["list"]
 
     def file_permissions(self, folder: Folder) -> list[str]:
         # Files in upload/ belong to the data flows now: the partner may not read or delete them.
-        return self.folder_permissions(folder) if folder is self.download else []
+        allowed = self.access.allowed(folder.name)
+        return [word for action, word in FILE_WORDS if action in allowed]
+
+    def can_upload(self, folder: Folder) -> bool:
+        return self.access.allows(folder.name, Action.WRITE)
 
     def can_download(self, folder: Folder) -> bool:
-        return folder is self.download
+        return self.access.allows(folder.name, Action.READ)
 
     def can_delete(self, folder: Folder) -> bool:
-        return "delete" in self.file_permissions(folder)
+        return self.access.allows(folder.name, Action.DELETE)
 
     # --- storage -----------------------------------------------------------------------------
 
@@ -208,7 +219,7 @@ class Space:
 
     def _folder_modified(self, folder: Folder) -> datetime:
         try:
-            mtime = os.stat(mailbox_root_for(HOME_ACCOUNT, self.partner.name) / folder.name).st_mtime
+            mtime = os.stat(layout.home(HOME_ACCOUNT, self.partner.name) / folder.name).st_mtime
         except OSError:
             return self.partner.created_at.replace(tzinfo=UTC)
         return datetime.fromtimestamp(mtime, tz=UTC)

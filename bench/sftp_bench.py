@@ -170,6 +170,7 @@ Subsystem sftp internal-sftp
 
 @contextmanager
 def tradelane_sftp(home: Path) -> Iterator[object]:
+    from cli.supervisor import tune_interpreter
     from core.config import get_settings
     from mailboxes.auth import MailboxAuth
     from mailboxes.sftp import SFTPServer
@@ -184,6 +185,7 @@ def tradelane_sftp(home: Path) -> Iterator[object]:
         "sftp_max_startups_per_address": 0,
     }
     settings = get_settings().model_copy(update=update)
+    tune_interpreter()  # as `tradelane up` runs its servers
     server = SFTPServer(settings, MailboxAuth(settings))
     server.start()
     try:

@@ -29,6 +29,19 @@ log = logging.getLogger("tradelane.up")
 
 PR_SET_PDEATHSIG = 1
 
+# Each SFTP connection is two threads handing data to each other (paramiko's transport thread
+# decrypts, the session thread writes and hashes). With CPython's default 5 ms GIL switch interval
+# the one that just released the GIL for I/O often waits out a whole interval to get it back; at
+# 0.5 ms uploads and downloads run 1.3-1.8x faster (bench/sftp_bench.py).
+GIL_SWITCH_INTERVAL = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Interpreter-wide settings the mailbox servers of `up` run best with. Set by the process that
+    runs them, never by a server's `start()`: a test or a library that starts one keeps its own."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
 
 PREFECT_AUTH_FILE = "prefect-auth"
 # Prefect's own names for the auth string, in the order a user's environment is asked for one.
@@ -241,6 +254,7 @@ class Supervisor:
         from mailboxes.ftp import FTPServer
         from mailboxes.sftp import SFTPServer
 
+        tune_interpreter()
         auth = MailboxAuth(self.settings)
         started: list[Any] = []
         for server_class in (SFTPServer, FTPServer):

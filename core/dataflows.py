@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -12,6 +14,7 @@ from core.db import home_account_id
 from core.endpoints import conflict
 from core.endpoints import store as endpoint_store
 from core.endpoints.base import ConfigError
+from core.mailbox import layout
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
@@ -57,7 +60,7 @@ def parse_source(session: Session, source: str) -> tuple[int | None, int | None,
         partner = partners.get(session, partner_name)
         if partner is None:
             raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
-        return partner.id, None, folder or "upload"
+        return partner.id, None, folder or layout.SOURCE_FOLDER
     row = endpoint_store.get(session, source)
     if row is None:
         raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
@@ -206,6 +209,27 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
     return flow
 
 
+def disable_all(
+    session: Session, flows: Sequence[DataFlow], *, reason: str, actor: str, now: datetime
+) -> list[str]:
+    """Disable data flows whose source or destination went away (each audited once, with `reason`,
+    if it was enabled); the names of them all."""
+    for flow in flows:
+        if flow.enabled:
+            flow.enabled = False
+            flow.updated_at = now
+            session.add(flow)
+            audit.record(
+                session,
+                "flow.disable",
+                actor=actor,
+                account_id=flow.account_id,
+                target=flow.name,
+                reason=reason,
+            )
+    return [flow.name for flow in flows]
+
+
 def list_all(session: Session) -> list[DataFlow]:
     return list(
         session.exec(
@@ -281,8 +305,8 @@ def update(
             if dest_path is None:
                 was_mailbox = old is not None and old.type == "mailbox"
                 if dest_row.type == "mailbox" and flow.dest_path == "{name}":
-                    dest_path = "download/{name}"
-                elif was_mailbox and dest_row.type != "mailbox" and flow.dest_path == "download/{name}":
+                    dest_path = layout.DELIVERY_PATH
+                elif was_mailbox and dest_row.type != "mailbox" and flow.dest_path == layout.DELIVERY_PATH:
                     dest_path = "{name}"
     if dest_path is not None and dest_path != flow.dest_path:
         flow.dest_path = dest_path

@@ -2,7 +2,8 @@
 
 REST upload, SFTP close, FTP receive, portal, AS2, email poll, polled remote sources and B2B
 outboxes all call `begin()` (or `receive_stream()`; SFTP and FTP, whose uploads can be resumed
-after a dropped connection, stage the bytes themselves and hand them over with `receive_staged()`):
+after a dropped connection, stage the bytes in `core.mailbox.staging` and hand them over with
+`receive_staged()`):
 
 1. bytes stream into a private temporary file while size and SHA-256 are computed; only when
    the upload completed are they renamed into the store, one immutable file per receipt
@@ -11,6 +12,9 @@ after a dropped connection, stage the bytes themselves and hand them over with `
 2. a receipt row and one pending transfer per matching data flow are committed: the database,
    not an event, is the source of truth;
 3. the dispatcher is woken (in-process listeners; other processes are found by its sweep).
+
+Steps 1's move into the store, 2 and 3 are one function, `commit()`, whichever way the bytes were
+staged: `Upload.commit()` and `receive_staged()` both end in it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from core.config import get_settings
 from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.mailbox import MailboxEndpoint
+from core.mailbox import layout
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
 from core.names import normalize_name
 
@@ -63,13 +68,14 @@ def check_sender(partner_id: int | None, name: str) -> None:
     """
     if partner_id is None:
         return
-    from core.login import is_locked
+    from core.login import Standing, standing
 
     with session_scope() as session:
         partner = session.get(Partner, partner_id)
-        if partner is None or partner.removed_at is not None or partner.name != name:
+        stopped = standing(partner)
+        if partner is None or stopped is Standing.REMOVED or partner.name != name:
             raise SenderRefused("this login was removed; the file was not received")
-        if not partner.enabled or is_locked(partner):
+        if stopped is not None:
             raise SenderRefused("this login is disabled or locked; the file was not received")
 
 
@@ -144,6 +150,7 @@ class Upload:
         remote_addr: str | None = None,
         max_bytes: int | None = None,
     ) -> None:
+        self._sender = sender
         self.partner_id = sender.partner_id
         self.partner_name = sender.name
         self.account_id = sender.account_id
@@ -180,37 +187,29 @@ class Upload:
         `data_flow_ids` names the flows to carry it (a polled file belongs to the flow that pulled
         it); by default every flow whose source matches. `also` runs in the same transaction.
         """
-        try:
-            check_sender(self.partner_id, self.partner_name)
-        except SenderRefused:
-            self.abort()
-            raise
+        arrival = Arrival(
+            self._sender,
+            self.folder,
+            self.name,
+            self.size,
+            self._hash.hexdigest(),
+            self.protocol,
+            self.remote_addr,
+            self._visible,
+        )
+        return commit(arrival, self, data_flow_ids=data_flow_ids, also=also)
+
+    # -- as `Staged`: the bytes are in a private temporary file until `keep()`
+
+    def keep(self) -> str:
         self._stream.commit()
-        try:
-            visible = _show(self._kept, self._visible)
-        except BaseException:
-            receipt_files.discard(self._kept)  # no receipt will name it
-            raise
-        with session_scope() as session:
-            receipt = record_receipt(
-                session,
-                account_id=self.account_id,
-                partner_id=self.partner_id,
-                partner_name=self.partner_name,
-                folder=self.folder,
-                name=self.name,
-                size=self.size,
-                sha256=self._hash.hexdigest(),
-                protocol=self.protocol,
-                remote_addr=self.remote_addr,
-                data_flow_ids=data_flow_ids,
-                storage_path=self._kept,
-                visible_path=visible,
-            )
-            if also is not None:
-                also(session, receipt)
-        _wake()
-        return receipt
+        return self._kept
+
+    def unkeep(self, kept: str) -> None:
+        receipt_files.discard(kept)  # no receipt will name it
+
+    def refuse(self) -> None:
+        self.abort()
 
     def __enter__(self) -> Upload:
         return self
@@ -243,19 +242,18 @@ def receive_staged(
     name: str,
     staged: Path,
     *,
-    sha256: str,
+    sha256: str | None = None,
     protocol: str,
     remote_addr: str | None = None,
 ) -> Receipt:
-    """Take in a file a protocol server already wrote whole under `staged`, with its SHA-256.
+    """Take in a file a protocol server already wrote whole under `staged` (and its SHA-256, if it
+    hashed the bytes on the way in; else they are read here once).
 
     For uploads that must outlive a dropped connection so the client can resume them (SFTP, FTP):
-    the server keeps the bytes in a staging folder of its own on the mailbox filesystem (so the
-    rename below is atomic), hashes them as they arrive, and calls this once the client says the
-    file is complete. The name and size limit are checked, the bytes made durable, moved into the
-    store and linked into place, then the receipt and pending transfers are committed and the
-    dispatcher woken, exactly as `Upload.commit` does. On an error before the move `staged` is
-    left where it was.
+    the server keeps the bytes in a staging folder on the mailbox filesystem
+    (`core.mailbox.staging`, so the move into the store is a rename) and calls this once the client
+    says the file is complete. The name and size limit are checked, then `commit()` takes it in
+    exactly as for `Upload.commit`. On an error before the move, `staged` is left where it was.
     """
     if isinstance(sender, Partner):
         sender = PartnerSender.of(sender)
@@ -264,13 +262,88 @@ def receive_staged(
     limit = sender.max_file_bytes or get_settings().max_upload_bytes
     if size > limit:
         raise UploadTooLarge(f"file is larger than the limit of {limit} bytes")
-    check_sender(sender.partner_id, sender.name)
+    if sha256 is None:
+        sha256 = _sha256_of_file(staged)
     target = visible_place(sender, folder, name)
-    kept = receipt_files.keep_staged(staged)
+    arrival = Arrival(sender, folder, name, size, sha256, protocol, remote_addr, target)
+    return commit(arrival, StagedFile(staged))
+
+
+def _sha256_of_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+class Staged(Protocol):
+    """Bytes of one arriving file, waiting to be taken in."""
+
+    def keep(self) -> str:
+        """Move them into the store (durably); their path there, relative to the mailbox root."""
+
+    def unkeep(self, kept: str) -> None:
+        """They could not be shown to the partner and no receipt names them: undo `keep()`."""
+
+    def refuse(self) -> None:
+        """The sender may no longer send: nothing will be kept."""
+
+
+class StagedFile:
+    """A whole file a protocol server staged on the mailbox filesystem (for resumable uploads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def keep(self) -> str:
+        return receipt_files.keep_staged(self.path)
+
+    def unkeep(self, kept: str) -> None:
+        receipt_files.unkeep(kept, self.path)  # back where the client can resume or retry it
+
+    def refuse(self) -> None:
+        pass  # left staged: the session decides (a resume is no longer possible for this login)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What is known of a complete file before it is taken in."""
+
+    sender: Sender
+    folder: str
+    name: str  # checked by `check_file_name`
+    size: int
+    sha256: str
+    protocol: str
+    remote_addr: str | None
+    visible: Visible | None  # where the partner will see it (`visible_place`)
+
+
+def commit(
+    arrival: Arrival,
+    staged: Staged,
+    *,
+    data_flow_ids: list[int] | None = None,
+    also: Callable[[Session, Receipt], None] | None = None,
+) -> Receipt:
+    """THE commit every arriving file ends in: keep the bytes in the store, link them where the
+    partner sees them, record the receipt and its pending transfers, wake the dispatcher.
+
+    The sender is checked once more first (it may have been removed, disabled or locked while its
+    upload was under way). `also` runs in the receipt's transaction.
+    """
+    sender = arrival.sender
     try:
-        visible = _show(kept, target)
+        check_sender(sender.partner_id, sender.name)
+    except SenderRefused:
+        staged.refuse()
+        raise
+    kept = staged.keep()
+    try:
+        visible = _show(kept, arrival.visible)
     except BaseException:
-        receipt_files.unkeep(kept, staged)  # back where the client can resume or retry it
+        staged.unkeep(kept)
         raise
     with session_scope() as session:
         receipt = record_receipt(
@@ -278,15 +351,18 @@ def receive_staged(
             account_id=sender.account_id,
             partner_id=sender.partner_id,
             partner_name=sender.name,
-            folder=folder,
-            name=name,
-            size=size,
-            sha256=sha256,
-            protocol=protocol,
-            remote_addr=remote_addr,
+            folder=arrival.folder,
+            name=arrival.name,
+            size=arrival.size,
+            sha256=arrival.sha256,
+            protocol=arrival.protocol,
+            remote_addr=arrival.remote_addr,
+            data_flow_ids=data_flow_ids,
             storage_path=kept,
             visible_path=visible,
         )
+        if also is not None:
+            also(session, receipt)
     _wake()
     return receipt
 
@@ -305,9 +381,9 @@ def visible_place(sender: Sender, folder: str, name: str) -> Visible | None:
     partner has to see."""
     if sender.partner_id is None:
         return None
-    endpoint = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
+    home = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
     rel = clean_path(f"{folder}/{name}")
-    return Visible(endpoint._local(rel), f"{endpoint.account}/{endpoint.partner}/{rel}")
+    return Visible(home.local_path(rel), f"{layout.home_relative(HOME_ACCOUNT, sender.name)}/{rel}")
 
 
 def _show(kept: str, visible: Visible | None) -> str | None:

@@ -26,6 +26,7 @@ failures pay for the counting.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import threading
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import delete, distinct, func
 from sqlmodel import Session, col, select
@@ -125,17 +127,34 @@ def is_locked(partner: Partner, now: datetime | None = None) -> bool:
     return partner.locked_until is not None and partner.locked_until > (now or utcnow())
 
 
+class Standing(StrEnum):
+    """Why a partner may do nothing at all now, whoever asks: a login, a live session, an upload."""
+
+    REMOVED = "the partner was removed"
+    DISABLED = "the partner is disabled"
+    LOCKED = "the partner is locked"
+
+
+def standing(partner: Partner | None, now: datetime | None = None) -> Standing | None:
+    """What stops the partner (removed, disabled, locked), or None when it is in good standing."""
+    if partner is None or partner.removed_at is not None:
+        return Standing.REMOVED
+    if not partner.enabled:
+        return Standing.DISABLED
+    if is_locked(partner, now):
+        return Standing.LOCKED
+    return None
+
+
 def session_refusal(partner: Partner | None, remote_addr: str | None, started_at: datetime) -> str | None:
     """Why a session (or API token) that began at `started_at` must end now; None if it may go on.
 
     The one rule for live sessions: the mailbox servers' watcher and every REST request ask it.
     """
-    if partner is None or partner.removed_at is not None:
-        return "the partner was removed"
-    if not partner.enabled:
-        return "the partner is disabled"
-    if is_locked(partner):
-        return "the partner is locked"
+    stopped = standing(partner)
+    if stopped is not None:
+        return stopped.value
+    assert partner is not None
     if partner.sessions_ended_at is not None and started_at < partner.sessions_ended_at:
         return "the partner's sessions were ended (new password, unlock or change of access)"
     if not network_allowed(partner.allowed_networks, remote_addr):
@@ -221,12 +240,7 @@ class LoginPolicy:
             if self._banned_for(session, ledger_address(remote_addr), now) > 0:
                 return False
             partner = _find_partner(session, username)
-            if (
-                partner is None
-                or partner.removed_at is not None
-                or not partner.enabled
-                or is_locked(partner, now)
-            ):
+            if standing(partner, now) is not None:
                 return False
             return _key_matches(partner, key_type, key_blob)
 
@@ -269,9 +283,10 @@ class LoginPolicy:
                     partner = None  # its name was freed; whoever asks for it is nobody
                 why = check(partner)
                 if why is None and partner is not None:
-                    if not partner.enabled:
+                    stopped = standing(partner, now)
+                    if stopped is Standing.DISABLED:
                         why = "the login is disabled"
-                    elif is_locked(partner, now):
+                    elif stopped is Standing.LOCKED:
                         why = "the account is locked after failed logins from several addresses"
                         audit.record(
                             session,
@@ -448,14 +463,7 @@ def active_bans(session: Session) -> list[AddressBan]:
     )
 
 
-_shared: LoginPolicy | None = None
-_shared_guard = threading.Lock()
-
-
+@functools.cache
 def shared_policy() -> LoginPolicy:
-    """The process's policy object (its state is in the store; this only saves building it again)."""
-    global _shared
-    with _shared_guard:
-        if _shared is None:
-            _shared = LoginPolicy()
-        return _shared
+    """The process's policy object (its state is in the store: two, built by a race, would agree)."""
+    return LoginPolicy()

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from core.mailbox.layout import SOURCE_FOLDER
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -96,7 +98,7 @@ class DataFlow(SQLModel, table=True):
     name: str = Field(index=True)
     source_partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
     source_endpoint_id: int | None = Field(default=None, foreign_key="endpoint.id")
-    source_folder: str = "upload"
+    source_folder: str = SOURCE_FOLDER
     pattern: str = "*"
     dest_endpoint_id: int = Field(foreign_key="endpoint.id")
     # Where the file lands at the destination; {name}, {stem}, {suffix}, {partner}, {date}, {receipt} expand.

@@ -1,8 +1,9 @@
 """Partners: the mailbox logins an account gives its trading partners, from added to removed.
 
 A partner's files live in its home, `<mailbox_root>/home/<name>` (`upload/`, `download/`), and its
-unfinished SFTP/FTP uploads in `<mailbox_root>/.partial/home/<name>`. Both are keyed by name, so
-the name must never lead a new partner to an old one's files:
+unfinished SFTP/FTP uploads in `<mailbox_root>/.partial/home/<name>` (`core.mailbox.layout`). Both
+are keyed by name, so the name must never lead a new partner to an old one's files
+(`core.mailbox.homes`):
 
 * `remove` moves both out of reach, into `<mailbox_root>/.removed/partner-<id>/` (a dot-folder no
   partner path can name), or deletes them with `purge=True`. Receipts that still point into the
@@ -14,10 +15,7 @@ the name must never lead a new partner to an old one's files:
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from core import audit
 from core.crypto import hash_password
 from core.db import HOME_ACCOUNT, home_account_id
 from core.login import network_allowed
+from core.mailbox import homes, layout
+from core.mailbox.layout import FOLDERS
 from core.models import (
     As2Partner,
     DataFlow,
@@ -43,9 +43,6 @@ from core.passwords import check_password
 
 __all__ = ["FOLDERS", "PartnerError", "PartnerInUse", "network_allowed"]
 
-FOLDERS = ("upload", "download")
-REMOVED_DIR = ".removed"
-PARTIAL_DIR = ".partial"
 _REMOVED_NAME = re.compile(r".*\.removed\.\d+$")
 
 
@@ -102,7 +99,7 @@ def add(
     )
     session.add(partner)
     session.flush()
-    set_aside = _make_home(name)
+    set_aside = homes.make(HOME_ACCOUNT, name)
     stale = _detach_stale_mailbox_endpoint(session, name, actor)
     audit.record(
         session,
@@ -308,7 +305,7 @@ def remove(
             f"partner {name!r} is used by {', '.join(used_by)}: remove or change them first "
             "(tradelane flow remove|set), or pass --force to disable them"
         )
-    home_prefix = f"{HOME_ACCOUNT}/{name}/"
+    home_prefix = f"{layout.home_relative(HOME_ACCOUNT, name)}/"
     if purge:
         waiting = _waiting_in_home(session, partner.id, home_prefix)
         if waiting:
@@ -316,22 +313,13 @@ def remove(
                 f"{waiting} transfer(s) of files {name!r} sent are still pending or running; wait for "
                 "them, or remove without --purge (its files are then kept out of reach)"
             )
+    from core.dataflows import disable_all
+
     now = utcnow()
     removal = Removal(name=name, purged=purge)
-    for flow in flows:
-        if flow.enabled:
-            flow.enabled = False
-            flow.updated_at = now
-            session.add(flow)
-            audit.record(
-                session,
-                "flow.disable",
-                actor=actor,
-                account_id=flow.account_id,
-                target=flow.name,
-                reason=f"partner {name} removed",
-            )
-        removal.flows_disabled.append(flow.name)
+    removal.flows_disabled = disable_all(
+        session, flows, reason=f"partner {name} removed", actor=actor, now=now
+    )
     for profile in active_profiles:
         profile.enabled = False
         profile.updated_at = now
@@ -356,9 +344,9 @@ def remove(
     partner.ssh_public_keys = []
     session.add(partner)
     session.flush()
-    removal.files = _retire_home(name, partner.id, purge)
+    removal.files = homes.retire(HOME_ACCOUNT, name, partner.id, purge)
     if removal.files is not None:
-        kept = removal.files.relative_to(_mailbox_root()).as_posix()
+        kept = removal.files.relative_to(layout.root()).as_posix()
         # Receipts whose bytes are still in the home follow them, so transfers and replays find them.
         moved = literal(f"{kept}/") + func.substr(Receipt.storage_path, len(home_prefix) + 1)
         session.exec(
@@ -466,60 +454,3 @@ def remove_key(session: Session, name: str, index: int, actor: str = "cli") -> N
     partner.sessions_ended_at = utcnow()  # a session opened with that key ends
     session.add(partner)
     audit.record(session, "partner.key.remove", actor=actor, account_id=partner.account_id, target=name)
-
-
-# -- the home on disk -----------------------------------------------------------------------------
-
-
-def _mailbox_root() -> Path:
-    from core.config import get_settings
-
-    return get_settings().mailbox_root
-
-
-def _places(name: str) -> list[Path]:
-    """Where files of the partner called `name` live: its home and its unfinished uploads."""
-    from core.endpoints.mailbox import mailbox_root_for
-
-    return [mailbox_root_for(HOME_ACCOUNT, name), _mailbox_root() / PARTIAL_DIR / HOME_ACCOUNT / name]
-
-
-def _retire_home(name: str, partner_id: int, purge: bool) -> Path | None:
-    """Move (or delete) a removed partner's files out of reach; where they went, if kept."""
-    home, partial = _places(name)
-    if purge:
-        for place in (home, partial):
-            shutil.rmtree(place, ignore_errors=True)
-        return None
-    target = _unused(_mailbox_root() / REMOVED_DIR / f"partner-{partner_id}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if home.exists():
-        os.replace(home, target)
-    if partial.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, target / PARTIAL_DIR)
-    return target if target.exists() else None
-
-
-def _make_home(name: str) -> list[Path]:
-    """Empty upload/ and download/ for a new partner; whatever was at its paths is moved aside."""
-    set_aside = []
-    for place in _places(name):
-        if place.exists() or place.is_symlink():
-            stamp = utcnow().strftime("%Y%m%dT%H%M%S")
-            target = _unused(_mailbox_root() / REMOVED_DIR / f"found-{name}-{stamp}-{uuid.uuid4().hex[:6]}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(place, target)
-            set_aside.append(target)
-    home = _places(name)[0]
-    for folder in FOLDERS:
-        (home / folder).mkdir(parents=True, exist_ok=True)
-    return set_aside
-
-
-def _unused(path: Path) -> Path:
-    candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}.{n}")
-    return candidate

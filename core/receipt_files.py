@@ -29,18 +29,13 @@ from pathlib import Path
 
 from core.config import get_settings
 from core.endpoints.file import TEMP_PREFIX, FileWriteStream, create_temp_file, fsync_dir
-from core.endpoints.mailbox import mailbox_temp_dir
+from core.mailbox import layout
+from core.mailbox.layout import LEGACY_ARCHIVE_DIR, STORE_DIR
 from core.models import Receipt
 
+__all__ = ["LEGACY_ARCHIVE_DIR", "STORE_DIR"]
+
 log = logging.getLogger(__name__)
-
-STORE_DIR = ".store"
-# Where delivered files went before the store kept every receipt (still read for old receipts).
-LEGACY_ARCHIVE_DIR = ".archive"
-
-
-def _root() -> Path:
-    return get_settings().mailbox_root
 
 
 def _day(when: datetime | None = None) -> str:
@@ -64,9 +59,9 @@ def open_write(what: str) -> tuple[FileWriteStream, str]:
     rename is atomic); `what` names the upload in errors.
     """
     rel = new_path()
-    target = _root() / rel
+    target = layout.root() / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = mailbox_temp_dir()
+    staging = layout.temp_dir()
     staging.mkdir(parents=True, exist_ok=True)
     fd, temp = create_temp_file(staging)
     return FileWriteStream(fd, temp, target, what), rel
@@ -80,7 +75,7 @@ def keep_staged(staged: Path) -> str:
     finally:
         os.close(fd)
     rel = new_path()
-    target = _root() / rel
+    target = layout.root() / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staged, target)
     fsync_dir(target.parent)
@@ -90,13 +85,13 @@ def keep_staged(staged: Path) -> str:
 def discard(kept: str) -> None:
     """Remove a kept file no receipt names (its upload failed before the receipt was written)."""
     with contextlib.suppress(OSError):
-        (_root() / kept).unlink()
+        (layout.root() / kept).unlink()
 
 
 def unkeep(kept: str, staged: Path) -> None:
     """Put a kept file that no receipt names back where a protocol server staged it, best effort."""
     with contextlib.suppress(OSError):
-        os.rename(_root() / kept, staged)
+        os.rename(layout.root() / kept, staged)
 
 
 def show(kept: str, visible: Path) -> None:
@@ -105,10 +100,10 @@ def show(kept: str, visible: Path) -> None:
     The link is made under a private temporary name and renamed into place: atomic, no copy.
     """
     visible.parent.mkdir(parents=True, exist_ok=True)
-    staging = mailbox_temp_dir()
+    staging = layout.temp_dir()
     staging.mkdir(parents=True, exist_ok=True)
     temp = staging / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-    os.link(_root() / kept, temp)
+    os.link(layout.root() / kept, temp)
     try:
         os.replace(temp, visible)
     except BaseException:
@@ -128,7 +123,7 @@ def locate(receipt: Receipt) -> str:
     """
     if is_kept(receipt.storage_path):
         return receipt.storage_path
-    root = _root()
+    root = layout.root()
     if (root / receipt.storage_path).exists():
         return receipt.storage_path
     for candidate in (legacy_kept_path(receipt), legacy_archive_path(receipt)):
@@ -150,7 +145,7 @@ def hide(receipt: Receipt) -> str | None:
     try:
         if is_kept(receipt.storage_path):
             if receipt.visible_path:
-                _unlink_if_same(_root() / receipt.visible_path, _root() / receipt.storage_path)
+                _unlink_if_same(layout.root() / receipt.visible_path, layout.root() / receipt.storage_path)
             return None
         if receipt.storage_path.startswith(f"{LEGACY_ARCHIVE_DIR}/"):
             return None
@@ -168,7 +163,7 @@ def _unlink_if_same(visible: Path, kept: Path) -> bool:
             return False
     except FileNotFoundError:
         return False
-    staging = mailbox_temp_dir()
+    staging = layout.temp_dir()
     staging.mkdir(parents=True, exist_ok=True)
     aside = staging / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     try:
@@ -191,7 +186,7 @@ def _unlink_if_same(visible: Path, kept: Path) -> bool:
 
 def _keep_legacy(receipt: Receipt) -> str | None:
     """An old-layout receipt (bytes at the partner's path): link them into the store, then unlink."""
-    root = _root()
+    root = layout.root()
     current = root / receipt.storage_path
     kept = legacy_kept_path(receipt)
     try:

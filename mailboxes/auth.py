@@ -78,8 +78,13 @@ class MailboxAuth:
         protocol: str = "",
         end: Callable[[str], None] | None = None,
     ) -> LiveSession:
-        """Count a session (refused past the partner's or the server's limit); `end` closes it."""
-        return self.sessions.open(user, remote_addr, protocol, end)
+        """Count a session (refused past the partner's or the server's limit, and the refusal
+        audited as `login.refused`); `end` closes it."""
+        try:
+            return self.sessions.open(user, remote_addr, protocol, end)
+        except LoginRefused as exc:
+            self.record(user, "login.refused", user.name, remote_addr, protocol=protocol, reason=str(exc))
+            raise
 
     def close_session(self, live: LiveSession) -> None:
         self.sessions.close(live)

@@ -15,7 +15,7 @@ from api import errors
 from api.deps import RemoteAddr, SettingsDep, SpaceDep
 from api.models import FileResource
 from api.sessions import close_rest_session, counted_session, open_rest_session
-from api.space import UPLOAD, file_href
+from api.space import FileRef, Space, file_href
 from api.upload import filename_from, receive, too_large
 from core import audit, intake
 from core.db import session_scope
@@ -63,7 +63,7 @@ async def upload_file(
 ) -> FileResource:
     """Upload a file into the upload folder; the request body is the file's bytes."""
     folder = await run_in_threadpool(space.folder, folder_id)
-    if folder is not space.upload:
+    if not space.can_upload(folder):
         raise errors.Forbidden("files can only be uploaded into the upload folder")
     name = filename_from(content_disposition)
     if request.headers.get("content-type", "").lower().startswith("multipart/"):
@@ -71,7 +71,7 @@ async def upload_file(
     limit = space.partner.max_file_bytes or settings.max_upload_bytes  # the partner's own, if set
     if content_length is not None and content_length > limit:
         raise too_large(limit)
-    begin = partial(intake.begin, space.partner, UPLOAD, name, protocol="rest", remote_addr=remote_addr)
+    begin = partial(intake.begin, space.partner, folder.name, name, protocol="rest", remote_addr=remote_addr)
     async with counted_session(space.partner, remote_addr):
         try:
             upload = await run_in_threadpool(begin, max_bytes=limit)
@@ -79,7 +79,7 @@ async def upload_file(
             raise errors.Forbidden(str(exc)) from None
         receipt = await receive(request, upload)
     try:
-        modified = (await run_in_threadpool(space.endpoint.stat, f"{UPLOAD}/{name}")).modified
+        modified = (await run_in_threadpool(space.endpoint.stat, f"{folder.name}/{name}")).modified
     except StorageNotFound:  # already carried away by a data flow
         modified = receipt.received_at
     resource = space.file_resource(folder, name, receipt.size, modified, receipt.sha256)
@@ -154,17 +154,7 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
         close_rest_session(live)
         raise
     try:
-        with session_scope() as session:
-            audit.record(
-                session,
-                "download",
-                actor=f"partner:{space.partner.name}",
-                account_id=space.partner.account_id,
-                target=ref.path,
-                remote_addr=remote_addr,
-                protocol="rest",
-                size=size,
-            )
+        _audit(space, "download", ref, remote_addr, size=size)
     except BaseException:
         handle.close()
         close_rest_session(live)
@@ -177,18 +167,24 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
 def delete_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> None:
     """Delete a file from the download folder, if the partner may."""
     ref = space.file(file_id)
-    if ref.folder is space.upload:
+    if space.can_upload(ref.folder) and not space.can_delete(ref.folder):
         raise errors.Forbidden("files in the upload folder cannot be deleted")
     if not space.can_delete(ref.folder):
         raise errors.Forbidden("this partner may not delete downloaded files")
     space.delete(ref)
+    _audit(space, "delete", ref, remote_addr)
+
+
+def _audit(space: Space, action: str, ref: FileRef, remote_addr: str | None, **detail: object) -> None:
+    """An audit event for what the partner did with one of its files over REST."""
     with session_scope() as session:
         audit.record(
             session,
-            "delete",
+            action,
             actor=f"partner:{space.partner.name}",
             account_id=space.partner.account_id,
             target=ref.path,
             remote_addr=remote_addr,
             protocol="rest",
+            **detail,
         )

@@ -22,6 +22,7 @@ from core import partners as mailbox_partners
 from core.as2 import identity
 from core.as2.identity import As2ConfigError, cert_info, certificate_pem, check_as2_id
 from core.db import home_account_id
+from core.login import Standing, standing
 from core.models import As2Organization, As2Partner, Partner, utcnow
 
 # CLI names → pyas2lib names.
@@ -250,7 +251,7 @@ def organization_for(session: Session, profile: As2Partner) -> As2Organization:
 
 def mailbox_of(session: Session, profile: As2Partner) -> Partner:
     partner = session.get(Partner, profile.partner_id)
-    if partner is None or not partner.enabled:
+    if partner is None or standing(partner) in (Standing.REMOVED, Standing.DISABLED):
         raise As2ConfigError(f"the mailbox of AS2 partner {profile.as2_id!r} no longer exists")
     return partner
 

@@ -39,13 +39,13 @@ from core import intake
 from core.as2 import identity, profiles, replay
 from core.as2 import mdn as mdns
 from core.db import HOME_ACCOUNT, home_account_id, session_scope
-from core.endpoints.mailbox import mailbox_root_for
+from core.mailbox import layout
 from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
 from core.netpolicy import UrlNotAllowed
 
 log = logging.getLogger(__name__)
 
-FOLDER = "upload"
+FOLDER = layout.UPLOAD  # where the partner's own uploads land: the same data flows carry it
 UNEXPECTED = "unexpected-processing-error"
 UNKNOWN_PARTNER = "unknown-trading-partner"
 
@@ -272,7 +272,7 @@ def _file_name(message: Any, mailbox: str) -> str:
     digest = hashlib.sha256((message.message_id or os.urandom(8).hex()).encode()).hexdigest()[:10]
     if not name:
         return f"as2-{digest}.dat"
-    folder = mailbox_root_for(HOME_ACCOUNT, mailbox) / FOLDER
+    folder = layout.home(HOME_ACCOUNT, mailbox) / FOLDER
     if (folder / name).exists():
         stem, suffix = posixpath.splitext(name)
         candidate = f"{stem}.{digest}{suffix}"

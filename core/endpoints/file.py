@@ -229,6 +229,10 @@ class FileEndpoint(Endpoint):
     def _real_root(self) -> str:
         return os.path.realpath(self.root)
 
+    def local_path(self, path: str) -> Path:
+        """The local path of a relative path; InvalidPath if it would lead outside the root."""
+        return self._local(clean_path(path))
+
     def _local(self, rel: str) -> Path:
         """The local path for a cleaned relative path, refused if it resolves outside the root."""
         if any(part.startswith(TEMP_PREFIX) for part in rel.split("/")):

@@ -149,22 +149,10 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
             f"endpoint {name!r} is used by data flow(s) {names}: remove them (tradelane flow remove) or "
             "point them elsewhere (tradelane flow set NAME --dest OTHER), or pass --force to disable them"
         )
+    from core.dataflows import disable_all
+
     now = utcnow()
-    disabled = []
-    for flow in flows:
-        disabled.append(flow.name)
-        if flow.enabled:
-            flow.enabled = False
-            flow.updated_at = now
-            session.add(flow)
-            audit.record(
-                session,
-                "flow.disable",
-                actor=actor,
-                account_id=flow.account_id,
-                target=flow.name,
-                reason=f"endpoint {name} removed",
-            )
+    disabled = disable_all(session, flows, reason=f"endpoint {name} removed", actor=actor, now=now)
     if referring:
         row.name = f"{name}.removed.{row.id}"
         row.removed_at = now

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailboxes import view as view_mod
+from core.mailbox import staging
 from mailboxes.auth import MailboxAuth
 from mailboxes.view import (
     AlreadyExists,
@@ -319,7 +319,7 @@ def test_temporary_name_then_rename(make_partner: MakePartner, auth: MailboxAuth
     h = v.open_upload("/upload/b.part")
     h.write(b"bbb")
     h.complete()
-    view_mod._finished.clear()
+    staging._finished.clear()
     assert v.rename("upload/b.part", "upload/b.tmp") is None
     assert v.rename("/upload/b.tmp", "/upload/b").sha256 == sha(b"bbb")  # type: ignore[union-attr]
 
@@ -344,7 +344,7 @@ def test_stale_partials_are_swept_when_a_session_opens(partner: PartnerLogin, au
         h.abandon()
     old = v.staging / "upload" / "old.bin"
     os.utime(old, (time.time() - 25 * 3600,) * 2)
-    view_mod._last_sweep.clear()
+    staging._last_sweep.clear()
     open_view(partner, auth)
     assert not old.exists() and (v.staging / "upload" / "new.bin").exists()
     assert v.sweep_partials() == 0  # rate-limited: once a minute per partner
