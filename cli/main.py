@@ -687,10 +687,14 @@ def flow_run_now(name: str) -> None:
         if not dataflows.polls(flow):
             raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
     apply_prefect_environment(get_settings())
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
+    from deployments.naming import poll_deployment
+
     # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed).
-    run = run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"])
+    run = run_deployment(poll_deployment(name), timeout=0, tags=[f"flow:{name}", "on-demand"])
+    assert isinstance(run, FlowRun)  # not the coroutine it returns when called from async code
     console.print(
         f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
     )

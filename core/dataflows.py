@@ -17,20 +17,9 @@ from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
 from core.polling import PollingError, check_after_pull
 
-PREFECT_FLOW_NAME = "transfer"
-
 
 class DataFlowError(ValueError):
     """A data flow cannot be created, found or changed as asked."""
-
-
-def deployment_name(flow: DataFlow) -> str:
-    """Each data flow is served as one Prefect deployment of the transfer flow."""
-    return flow.name
-
-
-def deployment_path(flow: DataFlow) -> str:
-    return f"{PREFECT_FLOW_NAME}/{deployment_name(flow)}"
 
 
 def get(session: Session, name: str) -> DataFlow | None:

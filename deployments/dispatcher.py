@@ -2,7 +2,7 @@
 
 Woken by the intake after every receipt (and by its own sweep for work other processes left,
 such as a CLI replay or a crash), it groups pending transfers of one data flow into bounded
-batches and starts one run per batch with `run_deployment(..., timeout=0)`. The batch key is
+batches and starts one run per batch with `arun_deployment(..., timeout=0)`. The batch key is
 written to the store *before* the run is created and doubles as the run's idempotency key, so a
 crash between the two makes the next sweep ask for the same run again, never a second one.
 """
@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from uuid import UUID
 
 from anyio import to_thread
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.deployments import run_deployment
+from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from core import intake, transfers
 from core.config import Settings, get_settings
-from core.dataflows import PREFECT_FLOW_NAME
 from core.db import session_scope
 from core.transfers import Batch
+from deployments.naming import transfer_deployment
 
 log = logging.getLogger("tradelane.dispatcher")
 
@@ -98,8 +99,8 @@ class Dispatcher:
         count = len(batch.transfer_ids)
         what = batch.first_file if count == 1 else f"{count} files"
         try:
-            flow_run = await run_deployment(
-                name=f"{PREFECT_FLOW_NAME}/{batch.data_flow_name}",
+            flow_run = await arun_deployment(
+                name=transfer_deployment(batch.data_flow_name),
                 parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
                 flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
                 tags=[f"partner:{batch.partner_name}", f"flow:{batch.data_flow_name}"],
@@ -129,7 +130,7 @@ class Dispatcher:
         requeued = 0
         async with get_client() as client:
             runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_run))),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id) for run_id in by_run])),
                 limit=len(by_run),
                 # Explicit: prefect 3.8.8's client sends sort=null by default, which its server rejects.
                 sort=FlowRunSort.ID_DESC,

@@ -22,6 +22,7 @@ from prefect.states import Completed, Failed
 
 from core.delivery import Job, Left, Outcome, RunStart
 from core.redact import install_log_scrubber
+from flows import names
 from tasks.notify import publish_table, record
 from tasks.pull import pull
 from tasks.push import push
@@ -29,7 +30,7 @@ from tasks.retry import is_retryable, retry_delays
 from tasks.validate import validate
 
 
-@flow(name="transfer", log_prints=False, persist_result=False)
+@flow(name=names.TRANSFER, log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
