@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from core import audit, partners
 from core.db import home_account_id
 from core.endpoints import conflict
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
@@ -47,7 +47,7 @@ def parse_source(session: Session, source: str) -> tuple[int | None, int | None,
         if partner is None:
             raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
         return partner.id, None, folder or "upload"
-    row = endpoint_store.get(session, source)
+    row = endpoint_rows.get(session, source)
     if row is None:
         raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
     return None, row.id, ""
@@ -100,7 +100,7 @@ def add(
             "endpoint's after_pull then marks, moves or deletes the message) or 'keep'"
         )
     try:
-        dest_row = endpoint_store.require(session, dest)
+        dest_row = endpoint_rows.require(session, dest)
     except Exception as exc:
         raise DataFlowError(f"destination {dest!r}: {exc}") from exc
     try:
@@ -256,9 +256,9 @@ def update(
         said.append(f"pattern {pattern}")
     if dest is not None:
         if dest.startswith("mailbox:"):
-            endpoint_store.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
         try:
-            dest_row = endpoint_store.require(session, dest)
+            dest_row = endpoint_rows.require(session, dest)
         except Exception as exc:
             raise DataFlowError(f"destination {dest!r}: {exc}") from exc
         if dest_row.id != flow.dest_endpoint_id:

@@ -17,7 +17,7 @@ from core import receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.endpoints import conflict
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import (
     CHUNK_SIZE,
     Endpoint,
@@ -64,7 +64,7 @@ class Job:
         return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
     def open_dest(self) -> Endpoint:
-        return endpoint_store.open_row(self.dest_row)
+        return endpoint_rows.open_row(self.dest_row)
 
     @property
     def dest_path(self) -> str:
