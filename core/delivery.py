@@ -40,7 +40,7 @@ class ChecksumMismatch(EndpointError):
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one transfer needs, read once from the store (no secrets: rows are opened lazily)."""
+    """Everything one transfer needs, read once from the database (no secrets: rows are opened lazily)."""
 
     transfer_id: int
     receipt: Receipt
@@ -338,7 +338,7 @@ def describe(error: BaseException) -> str:
 def _archive_source_if_done(session: Session, job: Job) -> None:
     """A delivered upload leaves the partner's folder once every data flow that carries it delivered
     it: for each data flow, its latest transfer of the receipt (a replay supersedes the transfer it
-    replays). The bytes stay in the store for replays (`tradelane replay`); rejected or failed
+    replays). The bytes stay in their receipt file for replays (`tradelane replay`); rejected or failed
     files stay where the partner put them, so an operator can see them.
     """
     rows = session.exec(

@@ -3,7 +3,7 @@
 Woken by the intake after every receipt (and by its own sweep for work other processes left,
 such as a CLI replay or a crash), it groups pending transfers of one data flow into bounded
 batches and starts one run per batch with `arun_deployment(..., timeout=0)`. The batch key is
-written to the store *before* the run is created and doubles as the run's idempotency key, so a
+written to the database *before* the run is created and doubles as the run's idempotency key, so a
 crash between the two makes the next sweep ask for the same run again, never a second one.
 """
 
@@ -66,7 +66,7 @@ class Dispatcher:
             self._wake.clear()
             try:
                 await self.dispatch_once()
-            except Exception:  # the store or Prefect may be briefly away; the next sweep retries
+            except Exception:  # the database or Prefect may be briefly away; the next sweep retries
                 log.exception("dispatch failed")
             if self._loop.time() - last_recovery > RECOVERY_INTERVAL_SECONDS:
                 await self._recover_safely(boot=False)

@@ -1,6 +1,6 @@
 """The deployments' runner: one Prefect deployment per data flow, served by one polling Runner.
 
-Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the store's
+Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the database's
 data flows into deployments every few seconds, so flows added or changed while `up` runs are
 served without a restart. Scale-out runs the same deployments on a process work pool instead.
 """
@@ -90,7 +90,7 @@ class DeploymentReconciler:
         while True:
             try:
                 await self.once()
-            except Exception:  # the store or the API may be briefly away; try again next round
+            except Exception:  # the database or the API may be briefly away; try again next round
                 log.exception("could not reconcile deployments")
             await asyncio.sleep(interval)
 
