@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from anyio import to_thread
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
@@ -75,12 +75,17 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Claim pending transfers into batches and start a run for each batch without one."""
         batches = await to_thread.run_sync(self._claim)
+        if not batches:
+            return 0
         started = 0
-        for batch in batches:
-            flow_run_id = await self._start_run(batch)
-            if flow_run_id is not None:
-                await to_thread.run_sync(self._mark, batch.key, flow_run_id)
-                started += 1
+        # One client for the pass, closed after it: run_deployment given none opens one of its own
+        # per call and never closes it (one connection to the Prefect API leaked per run started).
+        async with get_client() as client:
+            for batch in batches:
+                flow_run_id = await self._start_run(client, batch)
+                if flow_run_id is not None:
+                    await to_thread.run_sync(self._mark, batch.key, flow_run_id)
+                    started += 1
         self.runs_started += started
         return started
 
@@ -95,12 +100,13 @@ class Dispatcher:
         with session_scope() as session:
             transfers.mark_launched(session, batch_key, flow_run_id)
 
-    async def _start_run(self, batch: Batch) -> str | None:
+    async def _start_run(self, client: PrefectClient, batch: Batch) -> str | None:
         count = len(batch.transfer_ids)
         what = batch.first_file if count == 1 else f"{count} files"
         try:
             flow_run = await arun_deployment(
                 name=transfer_deployment(batch.data_flow_name),
+                client=client,
                 parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
                 flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
                 tags=[f"partner:{batch.partner_name}", f"flow:{batch.data_flow_name}"],
