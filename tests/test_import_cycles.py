@@ -1,4 +1,4 @@
-"""No import cycles among tradelane's modules, counting imports inside functions too.
+"""No import cycles among tradelane's modules, counting imports inside functions too; layers point one way.
 
 A cycle hidden behind an import inside a function ("late: X imports this module") still ties two
 modules into one: neither can be read, tested or moved without the other. The graph is built from
@@ -100,6 +100,33 @@ def test_no_import_cycles() -> None:
     assert len(graph) > 100, "the walk found too few modules to mean anything"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+# DESIGN's layers: cli → api/mailboxes/deployments → flows → tasks → core; an import goes to a lower rank.
+RANK = {
+    "core": 0,
+    "tasks": 1,
+    "flows": 2,
+    "api": 3,
+    "mailboxes": 3,
+    "deployments": 3,
+    "cli": 4,
+    "migrations": 5,  # alembic's scripts, above the models they import
+}
+# core.db finds the migrations package to run it with alembic (it imports none of its modules).
+ALLOWED = {("core.db", "migrations")}
+
+
+def test_layers_point_one_way() -> None:
+    upward = [
+        f"{module} → {target}"
+        for module, targets in sorted(import_graph(ROOT).items())
+        for target in sorted(targets)
+        if module.split(".")[0] != target.split(".")[0]
+        and RANK[target.split(".")[0]] >= RANK[module.split(".")[0]]
+        and (module, target) not in ALLOWED
+    ]
+    assert upward == [], "imports against the layers: " + "; ".join(upward)
 
 
 def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
