@@ -61,10 +61,11 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
     assert (dest / "late.xml").read_bytes() == b"<late/>"
     # Disabling pauses the schedule (and frees the shared system's runner for other tests).
     system.cli("flow", "disable", flow)
-    deadline = time.monotonic() + 30
-    while not httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"]:
-        assert time.monotonic() < deadline, "disabling the flow did not pause its schedule"
-        time.sleep(0.5)
+    wait_for(
+        lambda: httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"],
+        "disabling the flow to pause its schedule",
+        timeout=30,
+    )
 
 
 def test_cron_schedule_polls_a_remote_source_and_keep_takes_only_what_changed(
