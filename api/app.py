@@ -1,6 +1,6 @@
 """The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs and /redoc.
 
-Run it with `uvicorn --factory api.app:create_app`; the store must be initialised first
+Run it with `uvicorn --factory api.app:create_app`; the database must be initialised first
 (`core.db.init_db()`, which `tradelane up` does).
 """
 

@@ -33,7 +33,7 @@ def get_session() -> Iterator[Session]:
 
 
 # scope="function": commit before the response goes out, so what a client was told has happened
-# (a login, a delete) is in the store by then, and a failed commit is a 500, not a silent loss.
+# (a login, a delete) is in the database by then, and a failed commit is a 500, not a silent loss.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenDep = Annotated[str | None, Depends(bearer_token)]

@@ -45,7 +45,7 @@ from sqlmodel import Session
 
 from core import dataflows, partners
 from core.crypto import decrypt_json, verify_password
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
 from core.endpoints.registry import endpoint_class
 from core.validators import parse_cli_spec, parse_size
@@ -282,8 +282,8 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
         config["path"] = str(Path(config["path"]).expanduser().resolve())
     # Compared as they would be stored: secret-bearing settings (an http URL's query values, a
     # credential header) move from config into secrets.
-    config, secrets = endpoint_store.prepare(type_, config, dict(item.get("secrets") or {}))
-    existing = endpoint_store.get(session, name)
+    config, secrets = endpoint_rows.prepare(type_, config, dict(item.get("secrets") or {}))
+    existing = endpoint_rows.get(session, name)
     unchanged = (
         existing is not None
         and existing.type == type_
@@ -292,7 +292,7 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
     )
     if unchanged:
         return f"endpoint {name}: unchanged"
-    endpoint_store.add(session, name, type_, config, secrets, actor="apply", replace=True)
+    endpoint_rows.add(session, name, type_, config, secrets, actor="apply", replace=True)
     return f"endpoint {name}: {'created' if existing is None else 'updated'}"
 
 
@@ -307,7 +307,7 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         "enabled": bool(item.get("enabled", True)),
     }
     if item["dest"].startswith("mailbox:"):
-        endpoint_store.mailbox_endpoint(session, item["dest"].removeprefix("mailbox:"))
+        endpoint_rows.mailbox_endpoint(session, item["dest"].removeprefix("mailbox:"))
         if "dest_path" not in item:
             wanted["dest_path"] = "download/{name}"
     if item.get("every") is not None:
@@ -321,7 +321,7 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
     existing = dataflows.get(session, name)
     source_folder = item.get("source_folder")
     if existing is not None:
-        dest_row = endpoint_store.require(session, item["dest"])
+        dest_row = endpoint_rows.require(session, item["dest"])
         partner_id, endpoint_id, folder = dataflows.parse_source(session, item["source"])
         if source_folder is not None:
             folder = str(source_folder).strip("/")

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from cli.common import console, database, err
 
 app = typer.Typer(help="AS2: our identity, partner profiles, messages.", no_args_is_help=True)
 org_app = typer.Typer(help="Our AS2 identity (AS2 ID, key pair, certificate).", no_args_is_help=True)
 partner_app = typer.Typer(help="Trading partners' AS2 profiles.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(partner_app, name="partner")
-
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 FileArg = Annotated[Path | None, typer.Option(exists=True, dir_okay=False)]
 AllowUnsigned = Annotated[
@@ -41,12 +39,6 @@ UNSIGNED_WARNING = (
     "[yellow]warning:[/yellow] {as2_id} may send unsigned messages: anyone who knows the AS2 IDs "
     "can then send files as {as2_id}"
 )
-
-
-def _store() -> Any:
-    from cli.main import store  # late: cli.main imports this module
-
-    return store()
 
 
 def _expiry(note: str) -> str:
@@ -80,7 +72,7 @@ def org_create(
         raise typer.BadParameter("give --p12, or --key with --cert, not both")
     if bool(key) != bool(cert):
         raise typer.BadParameter("--key and --cert go together")
-    with _store() as session:
+    with database() as session:
         if p12:
             key_pem, cert_pem = identity.from_p12(p12.read_bytes(), p12_password)
         elif key and cert:
@@ -99,7 +91,7 @@ def org_cert(as2_id: Annotated[str | None, typer.Option("--as2-id")] = None) -> 
     """Print our certificate (PEM) for partners."""
     from core.as2 import identity
 
-    with _store() as session:
+    with database() as session:
         pem = identity.require(session, as2_id).certificate
     print(pem, end="")
 
@@ -109,7 +101,7 @@ def org_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Our AS2 identities with their certificates' fingerprints and expiry."""
     from core.as2 import identity
 
-    with _store() as session:
+    with database() as session:
         rows = []
         for org in identity.list_all(session):
             info = identity.cert_info(org.certificate)
@@ -171,7 +163,7 @@ def partner_add(
     """Store a partner's AS2 profile."""
     from core.as2 import identity, profiles
 
-    with _store() as session:
+    with database() as session:
         profiles.add(
             session,
             as2_id,
@@ -221,7 +213,7 @@ def partner_set(
     from core.as2 import profiles
 
     urls = [] if clear_allow_mdn_urls else allow_mdn_url
-    with _store() as session:
+    with database() as session:
         profile = profiles.set_options(
             session, as2_id, allow_unsigned=allow_unsigned, mdn_return_url=mdn_return_url, allow_mdn_urls=urls
         )
@@ -243,7 +235,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from core.as2 import identity, profiles
     from core.models import Partner
 
-    with _store() as session:
+    with database() as session:
         rows = []
         for p in profiles.list_all(session):
             mailbox = session.get(Partner, p.partner_id)
@@ -302,7 +294,7 @@ def partner_remove(as2_id: str) -> None:
     """Delete a partner's AS2 profile (its message history stays)."""
     from core.as2 import profiles
 
-    with _store() as session:
+    with database() as session:
         profiles.remove(session, as2_id)
     console.print(f"AS2 partner [bold]{as2_id}[/bold] removed")
 
@@ -322,7 +314,7 @@ def messages(
     """AS2 messages in and out: Message-ID, status, MIC, MDN, and the receipt or transfer."""
     from core.as2.messages import recent
 
-    with _store() as session:
+    with database() as session:
         rows = []
         for m in recent(session, limit=limit, direction=direction, partner=partner, status=status):
             item = m.model_dump(

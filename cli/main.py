@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,10 +10,10 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session
 
 from cli import apply as apply_cmd
 from cli import as2 as as2_cli
+from cli.common import UserError, console, database, err
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
 partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
@@ -25,34 +23,6 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
-
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-class UserError(Exception):
-    """An error to show as one line, without a traceback."""
-
-
-@contextmanager
-def store() -> Iterator[Session]:
-    """A committed store session; domain errors become one clear line and exit code 1."""
-    from sqlalchemy.exc import IntegrityError
-
-    from core.db import init_db, session_scope
-    from core.endpoints.base import EndpointError
-    from core.partners import PartnerError
-
-    init_db()
-    try:
-        with session_scope() as session:
-            yield session
-    except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except IntegrityError as exc:  # a change the store refuses: one line, never a traceback
-        err.print(f"[red]error:[/red] the store refused the change: {exc.orig}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -91,7 +61,7 @@ def partner_add(
     if not password and not keys:
         err.print("[red]error:[/red] give --password or --ssh-key")
         raise typer.Exit(2)
-    with store() as session:
+    with database() as session:
         partners.add(session, name, password=password, ssh_public_keys=keys, email=email)
     console.print(f"partner [bold]{name}[/bold] added")
 
@@ -108,7 +78,7 @@ def partner_key_add(
     """Let the partner log in to SFTP with this public key."""
     from core import partners
 
-    with store() as session:
+    with database() as session:
         partner = partners.add_key(session, name, file.read_text())
         count = len(partner.ssh_public_keys)
     console.print(f"key added to [bold]{name}[/bold] ({count} keys)")
@@ -122,7 +92,7 @@ def partner_key_list(name: str) -> None:
 
     from core import partners
 
-    with store() as session:
+    with database() as session:
         keys = list(partners.require(session, name).ssh_public_keys)
     table = Table("#", "type", "fingerprint", "comment")
     for i, key in enumerate(keys, 1):
@@ -137,7 +107,7 @@ def partner_key_remove(name: str, number: int) -> None:
     """Remove key NUMBER (from `partner key list`)."""
     from core import partners
 
-    with store() as session:
+    with database() as session:
         partners.remove_key(session, name, number)
     console.print(f"key {number} removed from [bold]{name}[/bold]")
 
@@ -148,7 +118,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from core import partners
     from core.login import is_locked
 
-    with store() as session:
+    with database() as session:
         rows = [
             {
                 "name": p.name,
@@ -253,7 +223,7 @@ def partner_set(
     networks = [] if clear_allow_ip else allow_ip
     size = _optional_number(max_file_size, "--max-file-size", parse_size)
     sessions = _optional_number(max_sessions, "--max-sessions", int)
-    with store() as session:
+    with database() as session:
         partner = partners.require(session, name)
         changes = partners.configure(
             session,
@@ -282,7 +252,7 @@ def partner_unlock(
     """Lift a partner's lock (set after failed logins from several addresses); takes effect at once."""
     from core import login, partners
 
-    with store() as session:
+    with database() as session:
         was_locked = partners.unlock(session, name)
         bans = login.unban(session, address) if address else 0
     console.print(f"partner [bold]{name}[/bold] " + ("unlocked" if was_locked else "was not locked"))
@@ -305,7 +275,7 @@ def partner_remove(
     """End a partner's login and sessions, free its name, put its files out of a new partner's reach."""
     from core import partners
 
-    with store() as session:
+    with database() as session:
         removal = partners.remove(session, name, force=force, purge=purge)
     console.print(f"partner [bold]{name}[/bold] removed; its sessions end within seconds")
     if removal.flows_disabled:
@@ -436,14 +406,14 @@ def endpoint_add(
 ) -> None:
     """Store an endpoint (credentials encrypted at rest)."""
     from cli.endpoint_options import endpoint_options
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
     given = dict(locals())
     if type_ == "sftp" and not host_key and host:
         given["host_key"] = confirm_host_key(host, port or 22, accept_host_key)
     config, secrets = endpoint_options(type_, given)
-    with store() as session:
-        endpoint_store.add(session, name, type_, config, secrets, replace=replace)
+    with database() as session:
+        endpoint_rows.add(session, name, type_, config, secrets, replace=replace)
     console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
 
 
@@ -467,19 +437,19 @@ def confirm_host_key(host: str, port: int, accept: bool) -> str:
 @endpoint_app.command("list")
 def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List endpoints (never their secrets)."""
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
-    with store() as session:
+    with database() as session:
         rows = []
-        for e in endpoint_store.list_all(session):
-            scrubber = endpoint_store.row_scrubber(e)
+        for e in endpoint_rows.list_all(session):
+            scrubber = endpoint_rows.row_scrubber(e)
             rows.append(
                 {
                     "name": e.name,
                     "type": e.type,
                     "config": scrubber.data(e.config),
                     "has_secrets": bool(e.secrets),
-                    "secrets": endpoint_store.row_secret_names(e),
+                    "secrets": endpoint_rows.row_secret_names(e),
                 }
             )
     if as_json:
@@ -495,15 +465,15 @@ def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 @endpoint_app.command("test")
 def endpoint_test(name: str) -> None:
     """Connect and list: says clearly what failed."""
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
     from core.endpoints.base import EndpointError
 
-    with store() as session:
-        row = endpoint_store.require(session, name)
-    scrubber = endpoint_store.row_scrubber(row)
+    with database() as session:
+        row = endpoint_rows.require(session, name)
+    scrubber = endpoint_rows.row_scrubber(row)
     with console.status(f"testing {name}…"):
         try:
-            with endpoint_store.open_row(row) as endpoint:
+            with endpoint_rows.open_row(row) as endpoint:
                 endpoint.check()
                 uri = endpoint.uri("")
         except EndpointError as exc:
@@ -538,10 +508,10 @@ def endpoint_remove(
     force: Annotated[bool, typer.Option(help="Disable the data flows that use it, and remove it.")] = False,
 ) -> None:
     """Delete an endpoint; refused while data flows use it (named), unless --force."""
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
-    with store() as session:
-        disabled = endpoint_store.remove(session, name, force=force)
+    with database() as session:
+        disabled = endpoint_rows.remove(session, name, force=force)
     console.print(f"endpoint [bold]{name}[/bold] removed")
     if disabled:
         console.print(f"data flows disabled: {', '.join(disabled)}")
@@ -593,12 +563,12 @@ def flow_add(
     from core import dataflows
     from core.validators import parse_cli_spec
 
-    with store() as session:
+    with database() as session:
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
-            from core.endpoints import store as endpoint_store
+            from core.endpoints import rows as endpoint_rows
 
-            endpoint_store.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
             if dest_path == "{name}":
                 dest_path = "download/{name}"
         dataflows.add(
@@ -627,7 +597,7 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from core import dataflows
     from core.models import Endpoint
 
-    with store() as session:
+    with database() as session:
         rows = []
         for f in dataflows.list_all(session):
             dest = session.get(Endpoint, f.dest_endpoint_id)
@@ -682,15 +652,19 @@ def flow_run_now(name: str) -> None:
     from core import dataflows
     from core.config import get_settings
 
-    with store() as session:
+    with database() as session:
         flow = dataflows.require(session, name)
         if not dataflows.polls(flow):
             raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
     apply_prefect_environment(get_settings())
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
+    from deployments.naming import poll_deployment
+
     # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed).
-    run = run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"])
+    run = run_deployment(poll_deployment(name), timeout=0, tags=[f"flow:{name}", "on-demand"])
+    assert isinstance(run, FlowRun)  # not the coroutine it returns when called from async code
     console.print(
         f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
     )
@@ -720,7 +694,7 @@ def flow_set(
 
     if validate and no_validate:
         raise typer.BadParameter("give --validate or --no-validate, not both")
-    with store() as session:
+    with database() as session:
         specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
         said = dataflows.update(
             session,
@@ -747,7 +721,7 @@ def flow_remove(
     """Remove a data flow; its transfer history stays."""
     from core import dataflows
 
-    with store() as session:
+    with database() as session:
         removal = dataflows.remove(session, name, force=force)
     console.print(f"data flow [bold]{name}[/bold] removed")
     if removal.cancelled:
@@ -759,7 +733,7 @@ def flow_enable(name: str) -> None:
     """Start carrying files again (pending ones go out)."""
     from core import dataflows
 
-    with store() as session:
+    with database() as session:
         dataflows.set_enabled(session, name, True)
     console.print(f"data flow [bold]{name}[/bold] enabled")
 
@@ -769,7 +743,7 @@ def flow_disable(name: str) -> None:
     """Stop taking new files into this data flow."""
     from core import dataflows
 
-    with store() as session:
+    with database() as session:
         dataflows.set_enabled(session, name, False)
     console.print(f"data flow [bold]{name}[/bold] disabled")
 
@@ -807,15 +781,15 @@ def transfers(
     from cli.history import print_transfers, transfers_json
     from core import transfers as history
     from core.config import get_settings
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
     ui = get_settings().prefect_ui_url
     start, end = _when(since, "--since"), _when(until, "--until")
-    with store() as session:
+    with database() as session:
         rows = history.recent(
             session, limit=limit, state=state, flow=flow, partner=partner, dest=dest, since=start, until=end
         )
-        rows = history.scrubbed(rows, endpoint_store.scrubber(session))
+        rows = history.scrubbed(rows, endpoint_rows.scrubber(session))
     if as_json:
         print(json.dumps(transfers_json(rows, ui), indent=2))
         return
@@ -843,7 +817,7 @@ def audit(
     from core import audit as trail
 
     start, end = _when(since, "--since"), _when(until, "--until")
-    with store() as session:
+    with database() as session:
         events = trail.events(session, partner=partner, action=action, since=start, until=end, limit=limit)
     if as_json:
         print(json.dumps(audit_json(events), indent=2))
@@ -860,7 +834,7 @@ def replay(transfer_id: int) -> None:
     """Carry a finished transfer's file again through the same data flow."""
     from core import transfers as history
 
-    with store() as session:
+    with database() as session:
         copy = history.replay(session, transfer_id)
     console.print(f"transfer {transfer_id} replayed as transfer {copy.id} (pending)")
 
@@ -872,7 +846,7 @@ def apply(
     ],
 ) -> None:
     """Create or update partners, endpoints and data flows declared in a YAML file (idempotent)."""
-    with store() as session:
+    with database() as session:
         changes = apply_cmd.apply_file(session, file, progress=console)
     for line in changes:
         console.print(line)

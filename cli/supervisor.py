@@ -112,14 +112,15 @@ def _die_with_parent(sig: int) -> Callable[[], None]:
 
 
 def spawn(args: list[str], name: str, log_dir: str, on_parent_death: int) -> subprocess.Popen[bytes]:
-    logfile = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 (lives as long as the child)
-    return subprocess.Popen(
-        args,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent(on_parent_death),
-        env=os.environ.copy(),
-    )
+    # The child writes to its own copy of the descriptor: ours is closed once it has started.
+    with open(os.path.join(log_dir, f"{name}.log"), "ab") as logfile:
+        return subprocess.Popen(
+            args,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(on_parent_death),
+            env=os.environ.copy(),
+        )
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -12,7 +10,7 @@ from sqlmodel import Session, col, select
 from core import audit, partners
 from core.db import home_account_id
 from core.endpoints import conflict
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
 from core.mailbox import layout
 from core.models import DataFlow, utcnow
@@ -20,20 +18,9 @@ from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
 from core.polling import PollingError, check_after_pull
 
-PREFECT_FLOW_NAME = "transfer"
-
 
 class DataFlowError(ValueError):
     """A data flow cannot be created, found or changed as asked."""
-
-
-def deployment_name(flow: DataFlow) -> str:
-    """Each data flow is served as one Prefect deployment of the transfer flow."""
-    return flow.name
-
-
-def deployment_path(flow: DataFlow) -> str:
-    return f"{PREFECT_FLOW_NAME}/{deployment_name(flow)}"
 
 
 def get(session: Session, name: str) -> DataFlow | None:
@@ -61,7 +48,7 @@ def parse_source(session: Session, source: str) -> tuple[int | None, int | None,
         if partner is None:
             raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
         return partner.id, None, folder or layout.SOURCE_FOLDER
-    row = endpoint_store.get(session, source)
+    row = endpoint_rows.get(session, source)
     if row is None:
         raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
     return None, row.id, ""
@@ -114,7 +101,7 @@ def add(
             "endpoint's after_pull then marks, moves or deletes the message) or 'keep'"
         )
     try:
-        dest_row = endpoint_store.require(session, dest)
+        dest_row = endpoint_rows.require(session, dest)
     except Exception as exc:
         raise DataFlowError(f"destination {dest!r}: {exc}") from exc
     try:
@@ -209,27 +196,6 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
     return flow
 
 
-def disable_all(
-    session: Session, flows: Sequence[DataFlow], *, reason: str, actor: str, now: datetime
-) -> list[str]:
-    """Disable data flows whose source or destination went away (each audited once, with `reason`,
-    if it was enabled); the names of them all."""
-    for flow in flows:
-        if flow.enabled:
-            flow.enabled = False
-            flow.updated_at = now
-            session.add(flow)
-            audit.record(
-                session,
-                "flow.disable",
-                actor=actor,
-                account_id=flow.account_id,
-                target=flow.name,
-                reason=reason,
-            )
-    return [flow.name for flow in flows]
-
-
 def list_all(session: Session) -> list[DataFlow]:
     return list(
         session.exec(
@@ -291,9 +257,9 @@ def update(
         said.append(f"pattern {pattern}")
     if dest is not None:
         if dest.startswith("mailbox:"):
-            endpoint_store.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
         try:
-            dest_row = endpoint_store.require(session, dest)
+            dest_row = endpoint_rows.require(session, dest)
         except Exception as exc:
             raise DataFlowError(f"destination {dest!r}: {exc}") from exc
         if dest_row.id != flow.dest_endpoint_id:

@@ -1,4 +1,4 @@
-"""The store's engine and sessions: a SQLite file by default, PostgreSQL by URL."""
+"""The database's engine and sessions: a SQLite file by default, PostgreSQL by URL."""
 
 from __future__ import annotations
 

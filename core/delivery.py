@@ -17,7 +17,7 @@ from core import receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.endpoints import conflict
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import (
     CHUNK_SIZE,
     Endpoint,
@@ -40,7 +40,7 @@ class ChecksumMismatch(EndpointError):
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one transfer needs, read once from the store (no secrets: rows are opened lazily)."""
+    """Everything one transfer needs, read once from the database (no secrets: rows are opened lazily)."""
 
     transfer_id: int
     receipt: Receipt
@@ -64,7 +64,7 @@ class Job:
         return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
     def open_dest(self) -> Endpoint:
-        return endpoint_store.open_row(self.dest_row)
+        return endpoint_rows.open_row(self.dest_row)
 
     @property
     def dest_path(self) -> str:
@@ -338,7 +338,7 @@ def describe(error: BaseException) -> str:
 def _archive_source_if_done(session: Session, job: Job) -> None:
     """A delivered upload leaves the partner's folder once every data flow that carries it delivered
     it: for each data flow, its latest transfer of the receipt (a replay supersedes the transfer it
-    replays). The bytes stay in the store for replays (`tradelane replay`); rejected or failed
+    replays). The bytes stay in their receipt file for replays (`tradelane replay`); rejected or failed
     files stay where the partner put them, so an operator can see them.
     """
     rows = session.exec(

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, literal, update
 from sqlmodel import Session, col, select
 
-from core import audit
+from core import audit, object_names
 from core.crypto import hash_password
 from core.db import HOME_ACCOUNT, home_account_id
 from core.login import network_allowed
@@ -55,12 +55,11 @@ class PartnerInUse(PartnerError):
 
 
 def validate_name(name: str) -> str:
-    """A name for a partner, endpoint or data flow; '<name>.removed.<n>' is kept for removed ones."""
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
-        raise PartnerError(f"invalid name {name!r}: use letters, digits, '-', '_' or '.'")
-    if _REMOVED_NAME.fullmatch(name):
-        raise PartnerError(f"names ending in '.removed.<number>' are kept for removed objects: {name!r}")
-    return name
+    """A partner's name follows the rule of every name (`core.object_names`); refused, a PartnerError."""
+    try:
+        return object_names.validate_name(name)
+    except object_names.InvalidName as exc:
+        raise PartnerError(str(exc)) from None
 
 
 def get(session: Session, name: str, account_id: int | None = None) -> Partner | None:
@@ -117,11 +116,11 @@ def _detach_stale_mailbox_endpoint(session: Session, name: str, actor: str) -> l
     """A `mailbox:NAME` endpoint left by a partner removed before removal detached it (store
     revision 0007) still names NAME: its flows must not deliver to the new partner. Detach it and
     disable them; the operator points them at the new partner on purpose (`flow set --dest`)."""
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
-    if endpoint_store.get(session, f"mailbox:{name}") is None:
+    if endpoint_rows.get(session, f"mailbox:{name}") is None:
         return []
-    return endpoint_store.remove(session, f"mailbox:{name}", force=True, actor=actor)
+    return endpoint_rows.remove(session, f"mailbox:{name}", force=True, actor=actor)
 
 
 def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:
@@ -313,7 +312,7 @@ def remove(
                 f"{waiting} transfer(s) of files {name!r} sent are still pending or running; wait for "
                 "them, or remove without --purge (its files are then kept out of reach)"
             )
-    from core.dataflows import disable_all
+    from core.flow_disable import disable_all
 
     now = utcnow()
     removal = Removal(name=name, purged=purge)

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from core import intake
 from core.db import session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import CHUNK_SIZE, Endpoint, FileInfo, InvalidPath, clean_path, copy_stream
 from core.models import DataFlow, PulledFile, Receipt
 from core.models import Endpoint as EndpointRow
@@ -59,7 +59,7 @@ class Source:
     row: EndpointRow
 
     def open(self) -> Endpoint:
-        return endpoint_store.open_row(self.row)
+        return endpoint_rows.open_row(self.row)
 
 
 def load(data_flow_id: int) -> Source:

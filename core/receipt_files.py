@@ -44,7 +44,7 @@ def _day(when: datetime | None = None) -> str:
 
 
 def new_path() -> str:
-    """A fresh place in the store, relative to the mailbox root."""
+    """A fresh receipt file's path, relative to the mailbox root."""
     return f"{STORE_DIR}/{_day()}/{uuid.uuid4().hex}"
 
 
@@ -53,7 +53,7 @@ def is_kept(storage_path: str) -> bool:
 
 
 def open_write(what: str) -> tuple[FileWriteStream, str]:
-    """A stream whose bytes, once committed, are a new file in the store; and that file's path.
+    """A stream whose bytes, once committed, are a new receipt file; and that file's path.
 
     Bytes are staged in the mailbox's private temporary folder (same filesystem, so the commit's
     rename is atomic); `what` names the upload in errors.
@@ -68,7 +68,7 @@ def open_write(what: str) -> tuple[FileWriteStream, str]:
 
 
 def keep_staged(staged: Path) -> str:
-    """Move a whole file a protocol server staged on the mailbox filesystem into the store."""
+    """Move a whole file a protocol server staged on the mailbox filesystem into a receipt file."""
     fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -117,8 +117,8 @@ def locate(receipt: Receipt) -> str:
     """Where the receipt's bytes are, relative to the mailbox root.
 
     A kept receipt is where it says. An old-layout receipt is in the partner's folder until it is
-    delivered; the delivery moves it into the store inside the transaction that records it, so if
-    the process is killed between the two, the store still names the old place while the bytes
+    delivered; the delivery moves it into a receipt file inside the transaction that records it, so if
+    the process is killed between the two, the database still names the old place while the bytes
     are kept: the run is dispatched again and finds them there (or in the old archive).
     """
     if is_kept(receipt.storage_path):
@@ -133,11 +133,11 @@ def locate(receipt: Receipt) -> str:
 
 
 def hide(receipt: Receipt) -> str | None:
-    """Take a delivered receipt's file out of the partner's folder; its bytes stay in the store.
+    """Take a delivered receipt's file out of the partner's folder; its bytes stay in its receipt file.
 
     Only this receipt's own link is removed: a later upload of the same name is another inode and
     stays. Returns the receipt's new `storage_path` when it changed (an old-layout receipt moved
-    into the store), else None. Failures are logged, never raised: the delivery stands. With
+    into a receipt file), else None. Failures are logged, never raised: the delivery stands. With
     `TRADELANE_KEEP_DELIVERED_UPLOADS` the file stays where the partner put it.
     """
     if get_settings().keep_delivered_uploads:
@@ -185,7 +185,7 @@ def _unlink_if_same(visible: Path, kept: Path) -> bool:
 
 
 def _keep_legacy(receipt: Receipt) -> str | None:
-    """An old-layout receipt (bytes at the partner's path): link them into the store, then unlink."""
+    """An old-layout receipt (bytes at the partner's path): link them into a receipt file, then unlink."""
     root = layout.root()
     current = root / receipt.storage_path
     kept = legacy_kept_path(receipt)

@@ -5,7 +5,7 @@ connection, with a callback that closes it. A watcher thread looks at the partne
 sessions every `session_check_seconds` (one indexed query) and ends each session that
 `core.login.session_refusal` says must end: the partner was removed, disabled or locked, its
 sessions were ended (a new password, `partner unlock`), or its allow-list no longer holds the
-session's address. The CLI changes the store from another process; this is how a running
+session's address. The CLI changes the database from another process; this is how a running
 `tradelane up` notices within a second or two.
 """
 
@@ -93,7 +93,7 @@ class SessionRegistry:
     # -- ending sessions ------------------------------------------------------------------------
 
     def check(self) -> int:
-        """End every live session the store says must end; how many were ended."""
+        """End every live session the database says must end; how many were ended."""
         live = [s for s in self.sessions() if s.ended is None]
         if not live:
             return 0
@@ -161,7 +161,7 @@ def _watch(registry_ref: weakref.ref[SessionRegistry], stop: threading.Event, in
             return
         try:
             registry.check()
-        except Exception:  # the store may be briefly away; look again next time
+        except Exception:  # the database may be briefly away; look again next time
             log.exception("could not check live sessions")
         del registry
 

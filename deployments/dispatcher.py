@@ -2,8 +2,8 @@
 
 Woken by the intake after every receipt (and by its own sweep for work other processes left,
 such as a CLI replay or a crash), it groups pending transfers of one data flow into bounded
-batches and starts one run per batch with `run_deployment(..., timeout=0)`. The batch key is
-written to the store *before* the run is created and doubles as the run's idempotency key, so a
+batches and starts one run per batch with `arun_deployment(..., timeout=0)`. The batch key is
+written to the database *before* the run is created and doubles as the run's idempotency key, so a
 crash between the two makes the next sweep ask for the same run again, never a second one.
 """
 
@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from uuid import UUID
 
 from anyio import to_thread
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.deployments import run_deployment
+from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from core import intake, transfers
 from core.config import Settings, get_settings
-from core.dataflows import PREFECT_FLOW_NAME
 from core.db import session_scope
 from core.transfers import Batch
+from deployments.naming import transfer_deployment
 
 log = logging.getLogger("tradelane.dispatcher")
 
@@ -65,7 +66,7 @@ class Dispatcher:
             self._wake.clear()
             try:
                 await self.dispatch_once()
-            except Exception:  # the store or Prefect may be briefly away; the next sweep retries
+            except Exception:  # the database or Prefect may be briefly away; the next sweep retries
                 log.exception("dispatch failed")
             if self._loop.time() - last_recovery > RECOVERY_INTERVAL_SECONDS:
                 await self._recover_safely(boot=False)
@@ -74,12 +75,17 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Claim pending transfers into batches and start a run for each batch without one."""
         batches = await to_thread.run_sync(self._claim)
+        if not batches:
+            return 0
         started = 0
-        for batch in batches:
-            flow_run_id = await self._start_run(batch)
-            if flow_run_id is not None:
-                await to_thread.run_sync(self._mark, batch.key, flow_run_id)
-                started += 1
+        # One client for the pass, closed after it: run_deployment given none opens one of its own
+        # per call and never closes it (one connection to the Prefect API leaked per run started).
+        async with get_client() as client:
+            for batch in batches:
+                flow_run_id = await self._start_run(client, batch)
+                if flow_run_id is not None:
+                    await to_thread.run_sync(self._mark, batch.key, flow_run_id)
+                    started += 1
         self.runs_started += started
         return started
 
@@ -94,12 +100,13 @@ class Dispatcher:
         with session_scope() as session:
             transfers.mark_launched(session, batch_key, flow_run_id)
 
-    async def _start_run(self, batch: Batch) -> str | None:
+    async def _start_run(self, client: PrefectClient, batch: Batch) -> str | None:
         count = len(batch.transfer_ids)
         what = batch.first_file if count == 1 else f"{count} files"
         try:
-            flow_run = await run_deployment(
-                name=f"{PREFECT_FLOW_NAME}/{batch.data_flow_name}",
+            flow_run = await arun_deployment(
+                name=transfer_deployment(batch.data_flow_name),
+                client=client,
                 parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
                 flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
                 tags=[f"partner:{batch.partner_name}", f"flow:{batch.data_flow_name}"],
@@ -129,7 +136,7 @@ class Dispatcher:
         requeued = 0
         async with get_client() as client:
             runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_run))),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id) for run_id in by_run])),
                 limit=len(by_run),
                 # Explicit: prefect 3.8.8's client sends sort=null by default, which its server rejects.
                 sort=FlowRunSort.ID_DESC,

@@ -1,6 +1,6 @@
 """The deployments' runner: one Prefect deployment per data flow, served by one polling Runner.
 
-Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the store's
+Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the database's
 data flows into deployments every few seconds, so flows added or changed while `up` runs are
 served without a restart. Scale-out runs the same deployments on a process work pool instead.
 """
@@ -21,6 +21,7 @@ from core.db import session_scope
 from core.models import DataFlow
 from core.permissions import make_private
 from core.redact import install_log_scrubber
+from deployments.naming import deployment_name, poll_deployment
 from flows.poll import poll
 from flows.transfer import transfer
 
@@ -33,7 +34,7 @@ class DeploymentReconciler:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.seen: dict[int, datetime] = {}
-        self.polling: dict[int, str] = {}  # polling flows served, by id: their deployment names
+        self.polling: dict[int, str] = {}  # polling flows served, by id: their names
 
     async def once(self) -> int:
         flows = await to_thread.run_sync(_load_flows)
@@ -45,7 +46,7 @@ class DeploymentReconciler:
                 continue
             await self.runner.aadd_flow(
                 transfer,
-                name=dataflows.deployment_name(flow),
+                name=deployment_name(flow.name),
                 parameters={"data_flow_id": flow.id, "transfer_ids": []},
                 tags=[f"flow:{flow.name}"],
                 description=f"tradelane data flow {flow.name!r} ({flow.pattern})",
@@ -54,7 +55,7 @@ class DeploymentReconciler:
                 # Disabled polling flows keep their deployment, paused, so history stays in one place.
                 await self.runner.aadd_flow(
                     poll,
-                    name=dataflows.deployment_name(flow),
+                    name=deployment_name(flow.name),
                     parameters={"data_flow_id": flow.id, "flow_name": flow.name},
                     interval=flow.schedule_interval_seconds,
                     cron=flow.schedule_cron,
@@ -66,7 +67,7 @@ class DeploymentReconciler:
                     tags=[f"flow:{flow.name}", "poll"],
                     description=f"polls the source of tradelane data flow {flow.name!r}",
                 )
-                self.polling[flow.id] = dataflows.deployment_name(flow)
+                self.polling[flow.id] = flow.name
             self.seen[flow.id] = flow.updated_at
             added += 1
         return added
@@ -81,7 +82,7 @@ class DeploymentReconciler:
             if name is None or name in self.polling.values():  # (a new flow took the name)
                 continue
             async with get_client() as client:
-                deployment = await client.read_deployment_by_name(f"poll/{name}")
+                deployment = await client.read_deployment_by_name(poll_deployment(name))
                 await client.pause_deployment(deployment.id)
             log.info("paused the schedule of removed data flow %s", name)
 
@@ -89,7 +90,7 @@ class DeploymentReconciler:
         while True:
             try:
                 await self.once()
-            except Exception:  # the store or the API may be briefly away; try again next round
+            except Exception:  # the database or the API may be briefly away; try again next round
                 log.exception("could not reconcile deployments")
             await asyncio.sleep(interval)
 
@@ -138,7 +139,7 @@ def start_flow_runs_from_forkserver() -> None:
         **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}
     )
     shim.get_context = lambda method=None: forkserver
-    engine.multiprocessing = shim  # type: ignore[assignment]
+    engine.multiprocessing = shim  # type: ignore[assignment,attr-defined]
 
 
 def main() -> None:

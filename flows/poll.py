@@ -16,10 +16,11 @@ from prefect.states import Completed, Failed
 
 from core.endpoints.base import FileInfo
 from core.redact import install_log_scrubber, scrub_known
+from flows import names
 from tasks.pull import list_new, pull_files
 
 
-@flow(name="poll", flow_run_name="{flow_name}: poll", log_prints=False, persist_result=False)
+@flow(name=names.POLL, flow_run_name="{flow_name}: poll", log_prints=False, persist_result=False)
 async def poll(data_flow_id: int, flow_name: str = "") -> State[Any]:
     """List what is new at the source, then take it in with one `pull files` task run."""
     install_log_scrubber()

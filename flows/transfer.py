@@ -1,9 +1,9 @@
-"""The first flow template: pull → validate → push for a batch of one data flow's files.
+"""The first flow template: start → validate → push → record for a batch of one data flow's files.
 
-Each step is one task run for the whole batch (the files inside it are carried concurrently), so a
-burst of 50 files costs the Prefect server three task runs, not 150. A file that fails for a
-passing reason is pushed again, alone with the others that failed, after the data flow's backoff:
-each try is its own `push` task run, so retries stay visible in the UI.
+Each task is one task run for the whole batch (the files inside it are carried concurrently), so a
+burst of 50 files costs the Prefect server three task runs, not 150 (`record` is a plain step). A
+file that fails for a passing reason is pushed again, alone with the others that failed, after the
+data flow's backoff: each try is its own `push` task run, so retries stay visible in the UI.
 
 Retry on a failed run in the Prefect UI runs it again with the same parameters: its failed files
 are carried again (as replays made by this run), so the run ends Completed only when they are
@@ -22,18 +22,19 @@ from prefect.states import Completed, Failed
 
 from core.delivery import Job, Left, Outcome, RunStart
 from core.redact import install_log_scrubber
-from tasks.notify import publish_table, record
-from tasks.pull import pull
+from flows import names
+from flows.outcomes import publish_table, record
 from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
+from tasks.start import start
 from tasks.validate import validate
 
 
-@flow(name="transfer", log_prints=False, persist_result=False)
+@flow(name=names.TRANSFER, log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
-    started: RunStart = await pull.with_options(task_run_name=f"pull {_count(transfer_ids, 'transfer')}")(
+    started: RunStart = await start.with_options(task_run_name=f"start {_count(transfer_ids, 'transfer')}")(
         transfer_ids, flow_run.get_id()
     )
     jobs, left = started.jobs, started.left

@@ -1,4 +1,4 @@
-"""pull: load a transfer's job and mark it running; for polling sources, take new files in."""
+"""pull: list what is new at a polling source and take it in through the intake."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from anyio import to_thread
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core import delivery, polling
-from core.delivery import RunStart
+from core import polling
 from core.endpoints.base import FileInfo
 from core.polling import Source
 from tasks.retry import is_retryable, passing_failure, retry_delays
@@ -21,13 +20,6 @@ T = TypeVar("T")
 PULL_RETRIES = 3
 AFTER_PULL_RETRIES = 2
 RETRY_BASE_SECONDS = 1.0
-
-
-@task(name="pull", cache_policy=NO_CACHE)
-async def pull(transfer_ids: list[int], flow_run_id: str | None = None) -> RunStart:
-    """The batch's jobs, marked running; transfers an earlier run already finished are left out,
-    and failed ones this same run carried before are carried again (see `delivery.start_run`)."""
-    return await to_thread.run_sync(delivery.start_run, transfer_ids, flow_run_id)
 
 
 @task(

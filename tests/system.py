@@ -97,10 +97,10 @@ def system_env(home: Path, api_port: int, prefect_port: int, **extra: str) -> di
 
 
 def start(system: System) -> None:
-    log = (system.home / "up.log").open("ab")
-    system.proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "up"], env=system.env, stdout=log, stderr=subprocess.STDOUT
-    )
+    with (system.home / "up.log").open("ab") as log:  # the child keeps its own copy
+        system.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "up"], env=system.env, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + UP_TIMEOUT
     while time.monotonic() < deadline:
         if system.proc.poll() is not None:

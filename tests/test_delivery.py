@@ -16,7 +16,7 @@ from core import dataflows, delivery, partners, receipt_files, transfers
 from core.config import get_settings
 from core.db import init_db, session_scope
 from core.delivery import Outcome
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import NameTaken, TransientError
 from core.intake import receive_stream
 from core.models import Receipt, Transfer, TransferState
@@ -30,7 +30,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
         init_db()
         with session_scope() as session:
             partners.add(session, "acme", password="delivery-Pass-1")
-            endpoint_store.add(session, "out", "file", {"path": str(tmp_path / "out")})
+            endpoint_rows.add(session, "out", "file", {"path": str(tmp_path / "out")})
             dataflows.add(session, "acme-out", source="mailbox:acme", dest="out")
         yield tmp_path
 
@@ -143,7 +143,7 @@ def test_a_delivered_replay_takes_the_file_out_of_upload(home: Path) -> None:
 
 def test_a_file_leaves_upload_only_when_every_data_flow_delivered_it(home: Path) -> None:
     with session_scope() as session:
-        endpoint_store.add(session, "other", "file", {"path": str(home / "other")})
+        endpoint_rows.add(session, "other", "file", {"path": str(home / "other")})
         dataflows.add(session, "acme-other", source="mailbox:acme", dest="other")
     receipt = receipt_of(receive("po.json", b"{}"))
     with session_scope() as session:

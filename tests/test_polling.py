@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from sqlmodel import select
 
 from core import dataflows, partners, polling
 from core.db import init_db, session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.models import PulledFile, Receipt, Transfer
 from tests.isolation import isolated_home
 
@@ -24,8 +23,8 @@ def source_dir(tmp_path: Path) -> Iterator[Path]:
         src = tmp_path / "remote"
         (src / "outbox").mkdir(parents=True)
         with session_scope() as session:
-            endpoint_store.add(session, "remote", "file", {"path": str(src)})
-            endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(session, "remote", "file", {"path": str(src)})
+            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
         yield src
 
 
@@ -63,8 +62,10 @@ def test_new_files_are_taken_once_and_remembered(source_dir: Path) -> None:
         stored = session.get(Receipt, receipts[1].id)
         assert stored is not None and stored.size == 3 * 1024 * 1024 and stored.partner_id is None
     # A changed file (new size/mtime) is a new file.
-    time.sleep(0.01)
-    (source_dir / "outbox" / "a.csv").write_bytes(b"1,2\n3,4\n")
+    changed = source_dir / "outbox" / "a.csv"
+    before = changed.stat().st_mtime_ns
+    changed.write_bytes(b"1,2\n3,4\n")
+    os.utime(changed, ns=(before + 10**9, before + 10**9))  # a later mtime, whatever the clock's resolution
     assert [f.path for f in polling.new_files(source)] == ["outbox/a.csv"]
 
 
@@ -105,7 +106,7 @@ def test_polling_settings_are_checked(source_dir: Path) -> None:
         with pytest.raises(partners.PartnerError, match="reserved"):
             partners.add(session, "_poll-x", password="polling-Pass-1")
         # An email source is not a folder: "archive" would mean sending a message.
-        endpoint_store.add(
+        endpoint_rows.add(
             session,
             "inbox",
             "email",

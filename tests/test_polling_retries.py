@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from core import dataflows, polling
 from core.db import init_db, session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import FileInfo
 from core.models import PulledFile, Receipt
 from tasks import pull
@@ -38,10 +38,10 @@ def source(app: HttpApp, tmp_path: Path) -> Iterator[polling.Source]:
         init_db()
         with session_scope() as session:
             url = f"{app.url}/files"
-            endpoint_store.add(
+            endpoint_rows.add(
                 session, "api", "http", {"url": url, "list_url": url}, {"bearer": "test-token-rw"}
             )
-            endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
             flow = dataflows.add(
                 session,
                 "api-pickup",
@@ -146,8 +146,8 @@ async def test_one_url_source_with_keep_is_taken_again_only_when_it_changes(
         init_db()
         with session_scope() as session:
             config = {"url": f"{app.url}/files", "pull_url": f"{app.url}/files/out/stock.csv"}
-            endpoint_store.add(session, "stock-api", "http", config, {"bearer": "test-token-rw"})
-            endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(session, "stock-api", "http", config, {"bearer": "test-token-rw"})
+            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
             flow = dataflows.add(
                 session, "stock", source="stock-api", dest="archive", every_seconds=60, after_pull="keep"
             )

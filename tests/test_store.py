@@ -14,7 +14,7 @@ from cli.endpoint_options import endpoint_options
 from core import dataflows, partners, transfers
 from core.crypto import decrypt_json
 from core.db import get_engine, init_db, session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
 from core.intake import record_receipt
 from core.login import LoginPolicy, LoginRefused
@@ -42,14 +42,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _setup(tmp_path: Path) -> tuple[int, int]:
     with session_scope() as session:
         partner = partners.add(session, "acme", password="s3cret-Passw0rd")
-        endpoint_store.add(
+        endpoint_rows.add(
             session,
             "vault",
             "s3",
             {"bucket": "b"},
             {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"},
         )
-        endpoint_store.add(session, "archive", "file", {"path": str(tmp_path / "out")})
+        endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "out")})
         flow = dataflows.add(session, "acme-vault", source="mailbox:acme", dest="vault", pattern="*.json")
         assert partner.id is not None and flow.id is not None
         return partner.id, flow.id
@@ -93,7 +93,7 @@ def test_an_sftp_private_key_is_encrypted_at_rest(store: str, tmp_path: Path) ->
         "sftp", {"host": "sftp.example", "user": "us", "key": key_file, "host_key": host_key}
     )
     with session_scope() as session:
-        endpoint_store.add(session, "partner-sftp", "sftp", config, secrets)
+        endpoint_rows.add(session, "partner-sftp", "sftp", config, secrets)
     with get_engine().connect() as conn:
         raw_config, raw_secrets = conn.execute(
             text("SELECT config, secrets FROM endpoint WHERE name = 'partner-sftp'")
@@ -105,9 +105,9 @@ def test_an_sftp_private_key_is_encrypted_at_rest(store: str, tmp_path: Path) ->
 
 def test_a_bad_endpoint_setting_is_refused_before_anything_is_stored(store: str) -> None:
     with session_scope() as session, pytest.raises(ConfigError, match="part_size"):
-        endpoint_store.add(session, "tiny-parts", "s3", {"bucket": "b", "part_size": 1024})
+        endpoint_rows.add(session, "tiny-parts", "s3", {"bucket": "b", "part_size": 1024})
     with session_scope() as session:
-        assert endpoint_store.get(session, "tiny-parts") is None
+        assert endpoint_rows.get(session, "tiny-parts") is None
 
 
 def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(

@@ -110,7 +110,7 @@ async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
         return JSONResponse({"message": "the client disconnected before the message was complete"}, 400)
     try:
         answer = await run_in_threadpool(inbound.receive, request.headers.items(), body, remote_addr)
-    except Exception:  # receive() turns sender errors into MDNs; this is the store or a bug
+    except Exception:  # receive() turns sender errors into MDNs; this is the database or a bug
         log.exception("AS2 receive failed")
         return JSONResponse(
             {"message": "the AS2 message could not be processed now; send it again later"}, status_code=503

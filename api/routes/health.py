@@ -1,4 +1,4 @@
-"""Liveness: answers once the API can reach the store."""
+"""Liveness: answers once the API can reach the database."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
+from core.as2 import messages
 from core.as2.settings import as2_settings
 from core.db import session_scope
 from core.models import As2Message, As2Organization, As2Partner, utcnow
@@ -318,8 +319,6 @@ def receive_async(headers: Iterable[tuple[str, str]], body: bytes) -> AsyncMdnOu
         clean = clean_headers(dict(headers))
         close(session, current, verdict, to_text(clean, body))
         if current.status == "failed":
-            from core.as2 import send
-
-            send.fail_transfer(session, current)
+            messages.fail_transfer(session, current)
     log.info("AS2 %s: async MDN %s", row.message_id, verdict.disposition)
     return AsyncMdnOutcome(200, f"MDN for {row.message_id} recorded: {verdict.disposition}")

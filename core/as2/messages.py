@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from core import transfers
 from core.db import home_account_id
-from core.models import As2Message, Transfer
+from core.models import As2Message, Transfer, TransferState
 
 
 def recent(
@@ -34,3 +35,19 @@ def recent(
                 row.transfer_id = transfer_id
                 session.add(row)
     return rows
+
+
+def fail_transfer(session: Session, row: As2Message) -> None:
+    """Make a failure that comes after delivery (no or negative async MDN) show on the transfer."""
+    if not row.destination_uri:
+        return
+    transfer = session.exec(
+        select(Transfer).where(
+            Transfer.destination_uri == row.destination_uri, Transfer.state == TransferState.delivered
+        )
+    ).first()
+    if transfer is None:
+        return
+    row.transfer_id = transfer.id
+    session.add(row)
+    transfers.finish(session, transfer, TransferState.failed, error=f"AS2 {row.message_id}: {row.error}")

@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import Session, col, select, update
 
-from core import transfers
-from core.as2 import identity, profiles
+from core.as2 import identity, messages, profiles
 from core.as2 import mdn as mdns
 from core.as2.identity import cert_info
 from core.as2.settings import as2_settings, default_mdn_url, http_client, spool_root
@@ -30,7 +29,7 @@ from core.as2.spool import MessageTooLarge
 from core.db import home_account_id, session_scope
 from core.endpoints.base import ConfigError, EndpointError, TransientError
 from core.endpoints.http import map_httpx_error
-from core.models import As2Message, Transfer, TransferState, utcnow
+from core.models import As2Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +262,7 @@ def resend(row_id: int) -> str:
             row.updated_at = utcnow()
             mdns.discard_spool(row)
             session.add(row)
-            fail_transfer(session, row)
+            messages.fail_transfer(session, row)
             log.error("AS2 %s: %s", row.message_id, row.error)
             return "failed"
         url, spool, message_id = profile.url, row.spool_path, row.message_id
@@ -285,19 +284,3 @@ def resend(row_id: int) -> str:
         session.add(row)
     log.warning("AS2 %s: no MDN within %gs; resent with the same Message-ID", message_id, timeout)
     return "resent"
-
-
-def fail_transfer(session: Session, row: As2Message) -> None:
-    """Make a failure that comes after delivery (no or negative async MDN) show on the transfer."""
-    if not row.destination_uri:
-        return
-    transfer = session.exec(
-        select(Transfer).where(
-            Transfer.destination_uri == row.destination_uri, Transfer.state == TransferState.delivered
-        )
-    ).first()
-    if transfer is None:
-        return
-    row.transfer_id = transfer.id
-    session.add(row)
-    transfers.finish(session, transfer, TransferState.failed, error=f"AS2 {row.message_id}: {row.error}")

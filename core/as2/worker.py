@@ -4,7 +4,7 @@ Each sweep (every TRADELANE_AS2_SWEEP_SECONDS, or at once when woken) it
 * posts async MDNs we owe partners (`mdn_status="pending"`), retrying with doubling pauses;
 * resends messages whose async MDN is overdue, with the same Message-ID, and fails them after
   the profile's `max_resends`.
-The store is the queue: a restart picks up where the last process stopped.
+The database is the queue: a restart picks up where the last process stopped.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Worker:
             self._wake.clear()
             try:
                 sweep()
-            except Exception:  # the store may be briefly unavailable; try again next sweep
+            except Exception:  # the database may be briefly unavailable; try again next sweep
                 log.exception("AS2 worker sweep failed")
             self._wake.wait(as2_settings().sweep_seconds)
 

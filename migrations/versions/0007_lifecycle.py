@@ -8,7 +8,7 @@ Create Date: 2026-12-10 12:00:00
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 UTC_DATETIME = sqlmodel.sql.sqltypes.UTCDateTime()

@@ -23,7 +23,7 @@ from alembic import op
 
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
 from core.endpoints.http_settings import split_stored
-from core.endpoints.store import secret_names
+from core.endpoints.rows import secret_names
 
 revision = "0009"
 down_revision = "0008"

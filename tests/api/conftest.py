@@ -211,15 +211,6 @@ def stored_files(home: Path) -> set[str]:
     return {str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and p.name not in _STORE_FILES}
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 def latest_receipt(partner_id: int, name: str) -> Receipt | None:
     with session_scope() as session:
         return session.exec(

@@ -17,7 +17,8 @@ from sqlmodel import select
 from api.ids import file_id, folder_id
 from core.db import session_scope
 from core.models import AuditEvent, Receipt
-from tests.api.conftest import PartnerLogin, Server, latest_receipt, stored_files, wait_until
+from tests.api.conftest import PartnerLogin, Server, latest_receipt, stored_files
+from tests.waiting import wait_for
 
 MakePartner = Callable[..., PartnerLogin]
 
@@ -236,8 +237,8 @@ def test_client_disconnect_leaves_nothing(
         sock.sendall(head.encode())
         sock.sendall(b"z" * (3 * 1024 * 1024))
         # The server streams: a staged temporary file appears while the body is still incomplete.
-        assert wait_until(lambda: stored_files(tradelane_home) - before), "upload was not streamed to disk"
-    assert wait_until(lambda: stored_files(tradelane_home) == before), stored_files(tradelane_home) - before
+        wait_for(lambda: stored_files(tradelane_home) - before, "the upload to be streamed to disk")
+    wait_for(lambda: stored_files(tradelane_home) == before, "what was staged to be removed")
     assert not (p.root / "upload" / "half.bin").exists()
     assert latest_receipt(p.id, "half.bin") is None
     assert p.get("/api/folders").status_code == 200  # the server is fine

@@ -164,13 +164,3 @@ def peer(us: Identity) -> Iterator[PeerServer]:
     server.partner.as2_name = OUR_ID
     yield server
     server.stop()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()

@@ -13,8 +13,9 @@ from sqlmodel import select
 from core.as2.settings import MIB
 from core.db import session_scope
 from core.models import Receipt
-from tests.as2.conftest import As2Server, Trading, wait_for
+from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, PeerServer, compressed_after_signing, judge_mdn, post, wire
+from tests.waiting import wait_for
 
 MDN_SIGNED = "sha256"
 

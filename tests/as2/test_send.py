@@ -12,12 +12,13 @@ from sqlmodel import select
 from core import dataflows, delivery, intake, partners
 from core.as2.settings import MIB
 from core.db import session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.as2 import As2Endpoint
 from core.endpoints.base import ConfigError, EndpointError, PermissionDenied, TransientError, WriteStream
 from core.models import As2Message, Transfer, TransferState
-from tests.as2.conftest import As2Server, Trading, wait_for
+from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, PeerServer
+from tests.waiting import wait_for
 
 
 def row_of(message_id: str) -> As2Message:
@@ -87,7 +88,7 @@ def _flow_to(peer_as2_id: str, tag: str) -> tuple[str, int]:
     mailbox = f"as2-src-{tag}-{os.urandom(3).hex()}"
     with session_scope() as session:
         partners.add(session, mailbox, password="pw-" + os.urandom(8).hex())
-        endpoint_store.add(session, f"to-{mailbox}", "as2", {"partner": peer_as2_id})
+        endpoint_rows.add(session, f"to-{mailbox}", "as2", {"partner": peer_as2_id})
         flow = dataflows.add(session, f"flow-{mailbox}", source=f"mailbox:{mailbox}", dest=f"to-{mailbox}")
         assert flow.id is not None
         return mailbox, flow.id

@@ -16,6 +16,7 @@ from core.endpoints.file import TEMP_PREFIX
 from tests.e2e.helpers import PartnerClient
 from tests.servers import free_port
 from tests.system import System, start, stop, system_env
+from tests.waiting import wait_for
 
 PASSWORD = "crash-Pass-1234"
 
@@ -67,13 +68,10 @@ def test_sigkill_mid_burst_then_restart_delivers_every_received_file_once(tmp_pa
         uploader.join(timeout=60)
         client.close()
         # The children die with `up` (PR_SET_PDEATHSIG): the ports come free without any cleanup.
-        deadline = time.monotonic() + 30
-        while not (_port_closed(prefect_port) and _port_closed(api_port)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _port_closed(prefect_port) and _port_closed(api_port)
-        while _children_of_pid_exist("deployments.serve", home) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _children_of_pid_exist("deployments.serve", home), "the runner outlived `up`"
+        wait_for(lambda: _port_closed(prefect_port) and _port_closed(api_port), "the ports to come free", 30)
+        wait_for(
+            lambda: not _children_of_pid_exist("deployments.serve", home), "the runner to die with up", 30
+        )
         in_flight = [f for f in received if not (dest / f).exists()]
         assert received, "no upload completed before the kill"
 

@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -53,6 +52,7 @@ from tests.endpoint_servers.mail import ImapServer, SmtpServer
 from tests.endpoint_servers.sshd import OpenSSHServer
 from tests.servers import free_port, moto_client
 from tests.system import System
+from tests.waiting import wait_for
 
 TYPES = ["s3", "azure", "sftp", "ftp", "email", "http"]
 WAIT = 90.0  # the machine may be busy: generous, and never a timing assertion
@@ -73,14 +73,6 @@ def remember(*values: str) -> None:
 
 def payload() -> bytes:
     return os.urandom(200 * 1024 + 17)
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.3)
 
 
 @dataclass
@@ -435,7 +427,7 @@ def test_polled_source_is_delivered_to_file_endpoint(
         assert sha256((dest_dir / name).read_bytes()) == sha256(data)
         gone = place.gone
         assert gone is not None
-        eventually(lambda: gone(name), f"{kind}: after-pull {place.after_pull} at the source")
+        wait_for(lambda: gone(name), f"{kind}: after-pull {place.after_pull} at the source", timeout=30)
         # Taken once: the polls since then found nothing new.
         assert len(system.transfers(flow=flow)) == 1
     finally:

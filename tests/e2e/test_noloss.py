@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.helpers import PartnerClient, delivered, finished_run, settled, unique
 from tests.system import System
+from tests.waiting import wait_for
 
 PASSWORD = "noloss-partner-pw-1"
 
@@ -28,13 +29,6 @@ def _partner(system: System) -> tuple[str, PartnerClient]:
 
 def _upload_dir(system: System, partner: str) -> Path:
     return system.home / "mailboxes" / "home" / partner / "upload"
-
-
-def _wait(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def _sha(data: bytes) -> str:
@@ -114,7 +108,11 @@ def test_a_delivered_replay_takes_the_file_out_of_upload(system: System, tmp_pat
     rows = system.wait_for(lambda rs: len(rs) == 2 and rs[0]["state"] == "delivered", flow=flow)
     assert rows[0]["replay_of"] == row["id"]
     assert (dest / "po.json").read_bytes() == b'{"po": 1}'
-    _wait(lambda: not (_upload_dir(system, partner) / "po.json").exists())
+    wait_for(
+        lambda: not (_upload_dir(system, partner) / "po.json").exists(),
+        "po.json to leave upload/",
+        timeout=30,
+    )
     client.close()
 
 
@@ -164,7 +162,11 @@ def test_prefect_retry_carries_the_failed_file_again(system: System, tmp_path: P
         ("failed", None, run_id),
     ]
     assert (dest / "po.json").read_bytes() == b'{"po": 5}'
-    _wait(lambda: not (_upload_dir(system, partner) / "po.json").exists())
+    wait_for(
+        lambda: not (_upload_dir(system, partner) / "po.json").exists(),
+        "po.json to leave upload/",
+        timeout=30,
+    )
     client.close()
 
 
@@ -220,5 +222,5 @@ def test_a_255_byte_name_is_delivered_renamed_and_leaves_upload(system: System, 
     renamed = "n" * 247 + " (2).edi"  # shortened so the numbered name still fits 255 bytes
     assert sorted(os.listdir(dest)) == sorted([name, renamed])
     assert (dest / name).read_bytes() == b"first" and (dest / renamed).read_bytes() == b"second"
-    _wait(lambda: list(_upload_dir(system, partner).iterdir()) == [])
+    wait_for(lambda: list(_upload_dir(system, partner).iterdir()) == [], "upload/ to empty", timeout=30)
     client.close()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import delivered, finished_run, unique
+from tests.e2e.helpers import delivered, finished_run, prefect_paged, unique
 from tests.servers import moto_client
 from tests.system import System
+from tests.waiting import wait_for
 
 
 def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp_path: Path) -> None:
@@ -46,8 +47,9 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
     for name, body in payloads.items():
         assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest()
     assert sorted(p.name for p in (remote / "out").iterdir()) == ["ignore.tmp"]
-    # Later polls find nothing new: still exactly three transfers.
-    time.sleep(5)
+    # Later polls find nothing new: still exactly three transfers after two more polls.
+    polls = completed_polls(system, flow)
+    wait_for(lambda: completed_polls(system, flow) >= polls + 2, "two more polls of the source", timeout=30)
     assert len(system.transfers(flow=flow)) == 3
     # The schedule lives in Prefect: the poll deployment has an interval schedule and completed runs.
     deployment = httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()
@@ -59,10 +61,11 @@ def test_scheduled_poll_takes_each_file_once_and_delivers_it(system: System, tmp
     assert (dest / "late.xml").read_bytes() == b"<late/>"
     # Disabling pauses the schedule (and frees the shared system's runner for other tests).
     system.cli("flow", "disable", flow)
-    deadline = time.monotonic() + 30
-    while not httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"]:
-        assert time.monotonic() < deadline, "disabling the flow did not pause its schedule"
-        time.sleep(0.5)
+    wait_for(
+        lambda: httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}").json()["paused"],
+        "disabling the flow to pause its schedule",
+        timeout=30,
+    )
 
 
 def test_cron_schedule_polls_a_remote_source_and_keep_takes_only_what_changed(
@@ -102,6 +105,14 @@ def test_cron_schedule_polls_a_remote_source_and_keep_takes_only_what_changed(
         assert len(system.transfers(flow=flow)) == 3
     finally:
         system.cli("flow", "disable", flow, check=False)
+
+
+def completed_polls(system: System, flow: str) -> int:
+    """How many polls of the data flow's source have completed so far."""
+    body = {
+        "flow_runs": {"tags": {"all_": [f"flow:{flow}", "poll"]}, "state": {"type": {"any_": ["COMPLETED"]}}}
+    }
+    return len(prefect_paged(f"{system.prefect_api}/flow_runs/filter", body))
 
 
 def poll_schedule(system: System, flow: str, timeout: float = 30) -> dict[str, object]:

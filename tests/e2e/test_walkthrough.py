@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import PartnerClient, finished_run, sha256, unique
+from tests.e2e.helpers import PartnerClient, finished_run, prefect_paged, sha256, unique
 from tests.servers import moto_client
 from tests.system import System
 
@@ -139,6 +139,15 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     assert row["file"] == "purchase_order_850.json"
     assert row["sha256"] == sha256(PURCHASE_ORDER)
     assert row["result"] == "delivered"
+    # Its task runs say what each step did: start marks the transfer running, push carries the file.
+    task_runs = prefect_paged(
+        f"{system.prefect_api}/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [run_id]}}}
+    )
+    assert sorted(t["name"] for t in task_runs) == [
+        "push purchase_order_850.json",
+        "start 1 transfer",
+        "validate purchase_order_850.json",
+    ]
 
     # Delivered by every flow, the file has left the partner's upload/ folder.
     partner = PartnerClient(system, "claudioapp", PASSWORD)

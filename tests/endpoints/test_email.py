@@ -57,6 +57,22 @@ SMTP_PASSWORD_UNUSED = "not-the-password-at-all"
 
 # --- helpers ---------------------------------------------------------------------------------
 
+_opened: list[EmailEndpoint] = []
+
+
+def _track(endpoint: EmailEndpoint) -> EmailEndpoint:
+    _opened.append(endpoint)
+    return endpoint
+
+
+@pytest.fixture(autouse=True)
+def _close_endpoints() -> Iterator[None]:
+    """Each endpoint a test made is closed after it, as the flows close theirs: an IMAP session left
+    open is a socket only the garbage collector would close (a ResourceWarning)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
 
 def smtp_config(server: SmtpServer, to: Any, tls: str = "starttls", **extra: Any) -> dict[str, Any]:
     port = {"starttls": server.starttls_port, "ssl": server.ssl_port, "none": server.plain_port}[tls]
@@ -75,7 +91,7 @@ def sender(
     server: SmtpServer, to: Any, tls: str = "starttls", password: str | None = None, **extra: Any
 ) -> EmailEndpoint:
     secrets = {"user": server.user, "password": password or server.password}
-    return EmailEndpoint(smtp_config(server, to, tls, **extra), secrets)
+    return _track(EmailEndpoint(smtp_config(server, to, tls, **extra), secrets))
 
 
 def imap_config(server: ImapServer, tls: str = "ssl", **extra: Any) -> dict[str, Any]:
@@ -92,8 +108,10 @@ def imap_config(server: ImapServer, tls: str = "ssl", **extra: Any) -> dict[str,
 def receiver(
     server: ImapServer, user: MailUser, tls: str = "ssl", password: str | None = None, **extra: Any
 ) -> EmailEndpoint:
-    return EmailEndpoint(
-        imap_config(server, tls, **extra), {"user": user.name, "password": password or user.password}
+    return _track(
+        EmailEndpoint(
+            imap_config(server, tls, **extra), {"user": user.name, "password": password or user.password}
+        )
     )
 
 
@@ -106,7 +124,7 @@ def both(smtp: SmtpServer, imap: ImapServer, user: MailUser, **extra: Any) -> Em
         "imap_user": user.name,
         "imap_password": user.password,
     }
-    return EmailEndpoint(config, secrets)
+    return _track(EmailEndpoint(config, secrets))
 
 
 def mail(*attachments: tuple[str, bytes] | MIMEArgs, text: str = "Files attached.") -> bytes:

@@ -17,7 +17,6 @@ import secrets
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
 from mailboxes.view import PARTIAL_DIR_NAME
 from tests.isolation import isolated_home
+from tests.waiting import wait_for as wait_until  # the name test_exhaust_* use
 
 __all__ = [
     "ATTACKER",
@@ -144,7 +144,7 @@ def api_server(**overrides: Any) -> Iterator[int]:
     server = uvicorn.Server(uvicorn_config(create_app(), settings, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    wait_until(lambda: server.started or not thread.is_alive(), 15, "uvicorn to start")
+    wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start", timeout=15)
     assert thread.is_alive(), "uvicorn did not start"
     try:
         yield port
@@ -174,14 +174,6 @@ def server_closed(sock: socket.socket, timeout: float = 10) -> bytes:
         if not chunk:
             return received
         received += chunk
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def sftp_login(port: int, partner: Partner) -> tuple[paramiko.Transport, paramiko.SFTPClient]:

@@ -23,8 +23,9 @@ import pytest
 
 from core.as2.worker import sweep
 from tests.as2 import conftest as as2
-from tests.as2.conftest import As2Server, Trading, wait_for
+from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, post, wire
+from tests.waiting import wait_for
 
 as2_home, as2_server, trading, us = as2.as2_home, as2.as2_server, as2.trading, as2.us
 

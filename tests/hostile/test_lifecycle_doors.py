@@ -17,8 +17,7 @@ import os
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from mailboxes.sftp import SFTPServer
 from tests.addresses import fresh_loopback
 from tests.isolation import isolated_home
 from tests.servers import require_tool
+from tests.waiting import wait_for
 
 SSHPASS = require_tool("sshpass")
 SFTP = require_tool("sftp")
@@ -93,14 +93,6 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doors]:
                 sock.close()
     finally:
         os.environ.update(saved)
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def cli(*args: str, ok: bool = True) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ftplib
 import ssl
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,16 +15,9 @@ from mailboxes.ftp import CERT_FILE
 from tests.addresses import fresh_loopback
 from tests.e2e.helpers import unique
 from tests.system import System
+from tests.waiting import wait_for
 
 PASSWORD = "Up-Lifecycle-Pass-1"
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _sftp(system: System, user: str, password: str) -> paramiko.Transport:
@@ -62,8 +53,8 @@ def test_partner_remove_from_the_cli_ends_live_sessions_in_up(system: System) ->
     assert sftp is not None and sorted(sftp.listdir("/")) == ["download", "upload"]
     ftp = _ftp(system, name, PASSWORD)
     system.cli("partner", "remove", name)
-    wait_for(lambda: not transport.is_active(), "the SFTP session to end")
-    wait_for(lambda: _gone(ftp), "the FTP session to end")
+    wait_for(lambda: not transport.is_active(), "the SFTP session to end", timeout=30)
+    wait_for(lambda: _gone(ftp), "the FTP session to end", timeout=30)
     assert '"action": "session.ended"' in system.cli("audit", "--partner", name, "--json").stdout
 
 
@@ -97,8 +88,10 @@ def test_a_removed_polling_flow_stops_polling(system: System, tmp_path: Path) ->
         answer = httpx.get(f"{system.prefect_api}/deployments/name/poll/{flow}")
         return answer.json() if answer.status_code == 200 else {}
 
-    wait_for(lambda: deployment().get("paused") is False, "the poll deployment to be served")
+    wait_for(lambda: deployment().get("paused") is False, "the poll deployment to be served", timeout=30)
     system.cli("flow", "remove", flow)
-    wait_for(lambda: deployment().get("paused") is True, "the removed flow's schedule to be paused")
+    wait_for(
+        lambda: deployment().get("paused") is True, "the removed flow's schedule to be paused", timeout=30
+    )
     assert system.transfers(flow=flow) == []
     system.cli("endpoint", "remove", src)  # nothing uses it any more

@@ -75,10 +75,10 @@ def echo_flags(app: HttpApp, query: str = "") -> list[str]:
 
 def stored_endpoint(home: Path, name: str) -> HttpEndpoint:
     from core.db import session_scope
-    from core.endpoints import store as endpoint_store
+    from core.endpoints import rows as endpoint_rows
 
     with session_scope() as session:
-        endpoint = endpoint_store.open_row(endpoint_store.require(session, name))
+        endpoint = endpoint_rows.open_row(endpoint_rows.require(session, name))
     assert isinstance(endpoint, HttpEndpoint)
     return endpoint
 
@@ -107,27 +107,26 @@ def test_secret_settings_are_encrypted_masked_and_scrubbed_from_an_echo(home: Pa
     assert_hidden(table_text(home, "select detail from auditevent"), "the audit table")
 
     # Sent: the server got both keys (it refuses a request without them) and the custom header.
-    endpoint = stored_endpoint(home, "echo")
-    put(endpoint, "po_850.json", b'{"po": 850}')
-    assert (app.root / "po_850.json").read_bytes() == b'{"po": 850}'
-    seen = app.requests[-1]
-    assert f"key={QUERY_KEY}" in seen.path
-    assert (seen.headers["x-api-key"], seen.headers["x-custom"]) == (HEADER_KEY, CUSTOM_SECRET)
+    with stored_endpoint(home, "echo") as endpoint:
+        put(endpoint, "po_850.json", b'{"po": 850}')
+        assert (app.root / "po_850.json").read_bytes() == b'{"po": 850}'
+        seen = app.requests[-1]
+        assert f"key={QUERY_KEY}" in seen.path
+        assert (seen.headers["x-api-key"], seen.headers["x-custom"]) == (HEADER_KEY, CUSTOM_SECRET)
 
-    # Kept: the echoed answer says where the secrets were, never what they are.
-    assert endpoint.last_response is not None
-    answer = json.dumps(endpoint.last_response.to_dict())
-    assert_hidden(answer, "the destination answer")
-    request = json.loads(endpoint.last_response.body)["request"]
-    assert request["target"] == "/echo?key=***&format=json"
-    assert request["headers"]["X-Api-Key"] == "***"
-    assert request["headers"]["X-Partner"] == "acme"
+        # Kept: the echoed answer says where the secrets were, never what they are.
+        assert endpoint.last_response is not None
+        answer = json.dumps(endpoint.last_response.to_dict())
+        assert_hidden(answer, "the destination answer")
+        request = json.loads(endpoint.last_response.body)["request"]
+        assert request["target"] == "/echo?key=***&format=json"
+        assert request["headers"]["X-Api-Key"] == "***"
+        assert request["headers"]["X-Partner"] == "acme"
 
 
 def test_an_echoing_refusal_does_not_put_secrets_in_the_error(home: Path, app: HttpApp) -> None:
     run("endpoint", "add", "echo500", *echo_flags(app, query="status=500&"), "--public-param", "status")
-    endpoint = stored_endpoint(home, "echo500")
-    with pytest.raises(Exception) as caught:
+    with stored_endpoint(home, "echo500") as endpoint, pytest.raises(Exception) as caught:
         put(endpoint, "po.json", b"{}")
     assert "HTTP 500" in str(caught.value)
     assert "key=***" in str(caught.value)
@@ -226,7 +225,8 @@ endpoints:
     assert listed["config"]["headers"] == {"X-Partner": "acme"}
     assert_hidden(table_text(home, "select config from endpoint"), "the endpoint table")
     assert_hidden(table_text(home, "select detail from auditevent"), "the audit table")
-    put(stored_endpoint(home, "api"), "y.json", b"{}")
+    with stored_endpoint(home, "api") as endpoint:
+        put(endpoint, "y.json", b"{}")
     assert (app.root / "y.json").exists()
 
     spec.write_text(
@@ -283,7 +283,8 @@ def test_migration_0009_moves_stored_secrets_out_of_config(home: Path, app: Http
         token = db.execute("select secrets from endpoint where name = 'old'").fetchone()[0]
     assert decrypt_json(token)["headers"] == {"X-Api-Key": HEADER_KEY}
     # The moved endpoint still authenticates with both keys.
-    put(stored_endpoint(home, "old"), "migrated.json", b"{}")
+    with stored_endpoint(home, "old") as endpoint:
+        put(endpoint, "migrated.json", b"{}")
     assert (app.root / "migrated.json").exists()
     # The clash is not resolved silently: the endpoint says what to fix.
     output = run("endpoint", "test", "clash", ok=False)

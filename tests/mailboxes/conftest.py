@@ -15,7 +15,7 @@ from sqlmodel import select
 from core import dataflows, db, partners
 from core.config import Settings, get_settings
 from core.db import HOME_ACCOUNT, session_scope
-from core.endpoints import store as endpoint_store
+from core.endpoints import rows as endpoint_rows
 from core.endpoints.mailbox import mailbox_root_for
 from core.models import AuditEvent, Partner, Receipt, Transfer
 from mailboxes.auth import MailboxAuth, MailboxUser
@@ -112,7 +112,7 @@ def make_partner(tradelane_home: Path) -> MakePartner:
                 setattr(partner, key, value)
             session.add(partner)
             if flow_to is not None:
-                endpoint_store.add(session, f"{name}-out", "file", {"path": str(flow_to)})
+                endpoint_rows.add(session, f"{name}-out", "file", {"path": str(flow_to)})
                 dataflows.add(session, f"{name}-flow", source=f"mailbox:{name}", dest=f"{name}-out")
         return PartnerLogin(name, password)
 

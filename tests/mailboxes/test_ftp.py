@@ -6,21 +6,22 @@ tests do not see each other's files, sessions or lockouts.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import io
 import os
 import random
+import select
 import socket
 import ssl
 import stat
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -31,8 +32,8 @@ from mailboxes.ftp import FTPServer, ensure_certificate, parse_port_range
 from tests.addresses import fresh_loopback
 from tests.mailboxes.conftest import LENIENT, MakePartner, PartnerLogin, set_partner
 from tests.servers import require_tool
+from tests.waiting import wait_for
 
-T = TypeVar("T")
 CURL = require_tool("curl")
 
 
@@ -118,13 +119,17 @@ def refused_upload(ftp: ftplib.FTP, path: str, data: bytes) -> str:
     pytest.fail(f"the upload of {path} was not refused")
 
 
-def eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
+def staged_size(srv: FTPServer, partner: PartnerLogin, path: str) -> int:
+    """How much of an unfinished upload the server has written, as another session's SIZE sees it."""
+    with connect(srv, partner) as other, contextlib.suppress(ftplib.error_perm):
+        other.voidcmd("TYPE I")  # SIZE is refused in ASCII mode
+        return other.size(path) or 0
+    return 0
+
+
+def wait_until_staged(srv: FTPServer, partner: PartnerLogin, path: str) -> None:
+    """Before breaking an upload off: the server has written part of it (so it really is mid-upload)."""
+    wait_for(lambda: staged_size(srv, partner, path) > 0, f"the server to write part of {path}")
 
 
 def sha256(data: bytes) -> str:
@@ -388,7 +393,7 @@ def test_reset_data_connection_leaves_nothing_then_rest_resumes(
         ftp.voidcmd("TYPE I")
         conn = ftp.transfercmd("STOR upload/order.edi")
         conn.sendall(data[: 1024 * 1024])
-        time.sleep(0.2)
+        wait_until_staged(server, partner, "upload/order.edi")
         reset(conn)
         assert refused(ftp.getresp).startswith("426")
         assert visible(partner) == [] and partner.receipts() == []
@@ -412,10 +417,10 @@ def test_appe_appends_to_an_unfinished_upload(server: FTPServer, make_partner: M
         ftp.voidcmd("TYPE I")
         conn = ftp.transfercmd("STOR upload/feed.xml")
         conn.sendall(data[:500_000])
-        time.sleep(0.2)
+        wait_until_staged(server, partner, "upload/feed.xml")
         reset(conn)
         refused(ftp.getresp)
-        have = eventually(lambda: ftp.size("upload/feed.xml"))
+        have = wait_for(lambda: ftp.size("upload/feed.xml"), "SIZE of the broken upload")
         reply = ftp.storbinary("APPE upload/feed.xml", io.BytesIO(data[have:]))
         assert sha256(data) in reply
         # A received file belongs to the data flows: it cannot be appended to.
@@ -430,7 +435,7 @@ def test_abor_during_stor_triggers_nothing(server: FTPServer, make_partner: Make
         ftp.voidcmd("TYPE I")
         conn = ftp.transfercmd("STOR upload/aborted.bin")
         conn.sendall(os.urandom(300_000))
-        time.sleep(0.2)
+        wait_until_staged(server, partner, "upload/aborted.bin")
         if ftp.abort().startswith("426"):  # 426 for the transfer, then 226 for the ABOR
             assert ftp.voidresp().startswith("226")
         conn.close()
@@ -449,15 +454,15 @@ def test_client_vanishing_mid_upload_triggers_nothing(
     ftp.voidcmd("TYPE I")
     conn = ftp.transfercmd("STOR upload/half.bin")
     conn.sendall(os.urandom(700_000))
-    time.sleep(0.1)
+    wait_until_staged(server, partner, "upload/half.bin")
     if data_first:
         conn.close()
         ftp.close()
     else:
         ftp.close()
         conn.close()
-    assert eventually(lambda: partner.audit("upload.failed"))
-    time.sleep(0.2)
+    # Written once the upload was abandoned (the session's release): nothing of it can land after.
+    wait_for(lambda: partner.audit("upload.failed"), "the upload to be recorded as failed")
     assert visible(partner) == [] and partner.receipts() == []
 
 
@@ -473,13 +478,13 @@ def test_killed_curl_leaves_nothing(server: FTPServer, make_partner: MakePartner
     for _ in range(40):
         proc.stdin.write(os.urandom(64 * 1024))
     proc.stdin.flush()
-    assert eventually(lambda: any(e.action == "login" for e in partner.audit()))
-    time.sleep(0.5)
+    wait_for(lambda: any(e.action == "login" for e in partner.audit()), "curl's login")
+    wait_until_staged(server, partner, "upload/killed.bin")
     proc.kill()
     proc.wait()
     proc.stdin.close()
-    assert eventually(lambda: partner.audit("upload.failed"))
-    time.sleep(0.2)
+    # Written once the upload was abandoned (the session's release): nothing of it can land after.
+    wait_for(lambda: partner.audit("upload.failed"), "the upload to be recorded as failed")
     assert visible(partner) == [] and partner.receipts() == []
 
 
@@ -545,7 +550,7 @@ def test_connection_limit_per_partner(server: FTPServer, make_partner: MakePartn
         except ftplib.error_perm:
             return False
 
-    assert eventually(fourth_gets_in)
+    wait_for(fourth_gets_in, "a session to be free again")
 
 
 def test_relogin_on_the_same_connection_releases_the_session(
@@ -562,7 +567,8 @@ def test_idle_timeout(tradelane_home: Path, make_partner: MakePartner) -> None:
     try:
         partner = make_partner(max_connections=1)
         ftp = connect(srv, partner)
-        time.sleep(1.0)
+        # The server ends the idle session on its own: its 421 (or the close) arrives unasked.
+        wait_for(lambda: select.select([ftp.sock], [], [], 0)[0], "the server to end the idle session")
         with pytest.raises((ftplib.error_temp, EOFError, OSError)):
             ftp.pwd()
         ftp.close()

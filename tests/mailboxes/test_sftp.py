@@ -27,6 +27,7 @@ from mailboxes.sftp import SFTPServer
 from tests.addresses import fresh_loopback
 from tests.mailboxes.conftest import MakePartner, PartnerLogin, lenient_settings, set_partner
 from tests.servers import require_tool
+from tests.waiting import wait_for
 
 require_tool("sftp")  # OpenSSH's client drives these tests
 
@@ -144,14 +145,6 @@ def openssh(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd=workdir)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 # --- OpenSSH's sftp client ---------------------------------------------------------------------
 
 
@@ -257,11 +250,11 @@ def test_openssh_killed_mid_upload_leaves_nothing_then_reput_completes(
         start_new_session=True,
     )
     try:
-        wait_until(lambda: staged.exists() and staged.stat().st_size > 512 * 1024)
+        wait_for(lambda: staged.exists() and staged.stat().st_size > 512 * 1024)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    wait_until(lambda: server.connection_count == 0)
+    wait_for(lambda: server.connection_count == 0)
     partial = staged.stat().st_size
     assert 0 < partial < len(data)
     assert not (keyed.home / "upload" / "big.bin").exists()
@@ -342,7 +335,7 @@ def test_paramiko_dropped_connection_then_append_resume(server: SFTPServer, part
     f.write(data[:400_000])
     f.flush()
     conn.transport.close()  # gone without closing the file
-    wait_until(lambda: server.connection_count == 0)
+    wait_for(lambda: server.connection_count == 0)
     assert partner.receipts() == []
     with session(server, partner) as sftp:
         assert "r.bin" not in sftp.listdir("/upload")
@@ -363,7 +356,7 @@ def test_key_login_with_paramiko_and_unknown_key(server: SFTPServer, make_partne
     conn.close()
     with pytest.raises(paramiko.AuthenticationException):
         connect(server, partner.name, key=stranger)
-    wait_until(lambda: bool(partner.audit("login.failed")))
+    wait_for(lambda: bool(partner.audit("login.failed")))
     assert partner.audit("login.failed")[0].detail["reason"] == "public key not accepted"
 
 
@@ -391,7 +384,7 @@ def test_connection_limit(server: SFTPServer, make_partner: MakePartner) -> None
         connect(server, partner.name, partner.password)
     assert partner.audit("login.refused")
     first.close()
-    wait_until(lambda: server.connection_count == 0)
+    wait_for(lambda: server.connection_count == 0)
     connect(server, partner.name, partner.password).close()
 
 
@@ -414,7 +407,7 @@ def test_idle_timeout(start_server: StartServer, partner: PartnerLogin) -> None:
     quick = start_server(idle_timeout_seconds=1.0)
     conn = connect(quick, partner.name, partner.password)
     conn.client.listdir("/")
-    wait_until(lambda: not conn.transport.is_active(), timeout=5)
+    wait_for(lambda: not conn.transport.is_active(), timeout=5)
     assert partner.audit("session.idle")
 
 

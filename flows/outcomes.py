@@ -1,4 +1,8 @@
-"""notify: record a transfer's outcome, emit its event, and publish a run's table artifact."""
+"""A transfer run's bookkeeping: record each file's outcome, emit its event, publish the run's table.
+
+Plain steps of the flow, not tasks: bookkeeping needs no retry policy of its own, and task runs are
+what the embedded Prefect server's SQLite pays for under a burst.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,8 @@ from core.delivery import Outcome
 from core.redact import scrub_known
 
 
-# A plain step, not a task: bookkeeping needs no retry policy of its own, and task runs are what
-# the embedded Prefect server's SQLite pays for under a burst.
 async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
-    """Write the batch's final states to the store, emit tradelane.file.<state> for each file, and
+    """Write the batch's final states to the database, emit tradelane.file.<state> for each file, and
     return the artifact's rows."""
     if not outcomes:
         return []

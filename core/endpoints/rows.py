@@ -1,4 +1,4 @@
-"""Endpoints as stored rows: create them (secrets encrypted), find them, open them."""
+"""Endpoints as database rows: create them (secrets encrypted), find them, open them, remove them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class, open_endpoint
 from core.models import Endpoint as EndpointRow
-from core.models import utcnow
-from core.partners import validate_name
+from core.models import Partner, utcnow
+from core.object_names import validate_name
 
 MAILBOX_PREFIX = "mailbox:"
 
@@ -101,9 +101,17 @@ def secret_names(secrets: dict[str, Any]) -> list[str]:
 
 def mailbox_endpoint(session: Session, partner_name: str) -> EndpointRow:
     """The implicit `mailbox:PARTNER` endpoint (a partner's mailbox as a destination)."""
-    from core import partners
-
-    partners.require(session, partner_name)
+    # Queried here rather than with core.partners, which imports this module (it detaches a
+    # removed partner's mailbox endpoint).
+    partner = session.exec(
+        select(Partner.id).where(
+            Partner.account_id == home_account_id(session),
+            Partner.name == partner_name,
+            col(Partner.removed_at).is_(None),
+        )
+    ).first()
+    if partner is None:
+        raise ConfigError(f"no partner named {partner_name!r}")
     name = f"{MAILBOX_PREFIX}{partner_name}"
     row = get(session, name)
     if row is None:
@@ -149,7 +157,7 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
             f"endpoint {name!r} is used by data flow(s) {names}: remove them (tradelane flow remove) or "
             "point them elsewhere (tradelane flow set NAME --dest OTHER), or pass --force to disable them"
         )
-    from core.dataflows import disable_all
+    from core.flow_disable import disable_all
 
     now = utcnow()
     disabled = disable_all(session, flows, reason=f"endpoint {name} removed", actor=actor, now=now)

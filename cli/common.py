@@ -1,0 +1,38 @@
+"""What every `tradelane` command shares: its consoles, its one-line errors, and its database session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from sqlmodel import Session
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class UserError(Exception):
+    """An error to show as one line, without a traceback."""
+
+
+@contextmanager
+def database() -> Iterator[Session]:
+    """A committed database session; domain errors become one clear line and exit code 1."""
+    from sqlalchemy.exc import IntegrityError
+
+    from core.db import init_db, session_scope
+    from core.endpoints.base import EndpointError
+    from core.partners import PartnerError
+
+    init_db()
+    try:
+        with session_scope() as session:
+            yield session
+    except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except IntegrityError as exc:  # a change the database refuses: one line, never a traceback
+        err.print(f"[red]error:[/red] the database refused the change: {exc.orig}")
+        raise typer.Exit(1) from None
