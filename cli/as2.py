@@ -44,7 +44,7 @@ UNSIGNED_WARNING = (
 
 
 def _store() -> Any:
-    from cli.main import store  # late: cli.main imports this module
+    from cli.common import store
 
     return store()
 

@@ -41,14 +41,13 @@ import builtins
 import contextlib
 import io
 import logging
-import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -60,6 +59,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobPrefix, BlobServiceClient, ContainerClient
 
+from core.endpoints.azure_settings import MAX_BLOCK_SIZE, AzureSecrets, AzureSettings, resolve_account
 from core.endpoints.base import (
     CHUNK_SIZE,
     AuthError,
@@ -81,7 +81,8 @@ from core.endpoints.base import (
 )
 from core.endpoints.conflict import candidates
 from core.endpoints.network import network_error
-from core.endpoints.parts import PartUploads, concurrency_setting
+from core.endpoints.parts import PartUploads
+from core.endpoints.settings import EndpointSettings
 
 if TYPE_CHECKING:
     pass
@@ -89,17 +90,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-DEFAULT_BLOCK_SIZE = 8 * MIB
-MIN_BLOCK_SIZE = 64 * 1024
-MAX_BLOCK_SIZE = 4000 * MIB  # Azure's limit per staged block
 # A blob holds at most 50,000 blocks; growing the block size every 10,000 blocks keeps huge
 # files possible (about 1.2 TiB with 8 MiB blocks) while smaller ones keep the configured size.
 BLOCKS_PER_SIZE_STEP = 10_000
 MAX_BLOCKS = 50_000
 FALLBACK_RANGE = 512 * 1024
-
-# Container names: 3-63 of [a-z0-9-], starting and ending alphanumeric, no "--"; or a system name.
-_CONTAINER_RE = re.compile(r"^(?:[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]|\$root|\$web|\$logs)$")
 
 _AUTH_CODES = frozenset(
     {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "InvalidAccessKey"}
@@ -190,26 +185,6 @@ def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> End
         # No HTTP status: the connection failed or broke mid-body (IncompleteRead and the like).
         return TransientError(f"{what}: {type(exc).__name__}: could not talk to {host}")
     return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def _parse_connection_string(value: str) -> dict[str, str]:
-    parts = {}
-    for item in value.split(";"):
-        key, sep, val = item.strip().partition("=")
-        if sep:
-            parts[key.strip().lower()] = val.strip()
-    return parts
-
-
-def _account_from_url(url: str) -> str:
-    """`acct` from https://acct.blob.core.windows.net or http://127.0.0.1:10000/acct (emulator style)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    first_segment = parts.path.strip("/").split("/")[0]
-    looks_like_ip = host == "localhost" or host.replace(".", "").isdigit() or ":" in host
-    if looks_like_ip and first_segment:
-        return first_segment
-    return host.split(".")[0] if host else "unknown"
 
 
 class AzureReadStream(ChunkReadStream):
@@ -363,28 +338,13 @@ class AzureWriteStream(WriteStream):
 
 
 class AzureBlobEndpoint(Endpoint):
-    """config: container, prefix?, account_url?, block_size?, concurrency?, connect_timeout?,
-    read_timeout?, max_attempts?.
-    secrets (one of): connection_string | account_name + account_key | sas_token (needs
-    account_url, or account_name for the public cloud's https://<account>.blob.core.windows.net)."""
+    """A container; see AzureSettings and AzureSecrets (core/endpoints/azure_settings.py)."""
 
     scheme: ClassVar[str] = "azure"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "container",
-            "prefix",
-            "account_url",
-            "account_name",
-            "block_size",
-            "concurrency",
-            "connect_timeout",
-            "read_timeout",
-            "max_attempts",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset(
-        {"connection_string", "account_name", "account_key", "sas_token"}
-    )
+    settings_model = AzureSettings
+    secrets_model = AzureSecrets
+    settings: AzureSettings
+    secrets: AzureSecrets
     # Blob names after the file ({name}) would silently replace a blob not yet picked up.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Blobs per List Blobs page (Azure's maximum); tests lower it to exercise pagination.
@@ -392,82 +352,28 @@ class AzureBlobEndpoint(Endpoint):
     # One streamed GET per read (see the module docstring); tests turn it off to try the fallback.
     streamed_reads: bool = True
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        container = config.get("container")
-        if not isinstance(container, str) or not _CONTAINER_RE.match(container):
-            raise ConfigError(
-                "azure endpoint needs a 'container' name (3-63 lowercase letters, digits and hyphens)"
-            )
-        self.container = container
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.container = self.settings.container
+        self.prefix = self.settings.root
+        self.block_size = self.settings.block_size
+        self.concurrency = self.settings.concurrency
         try:
-            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
-        except InvalidPath as exc:
-            raise ConfigError(f"invalid azure prefix: {exc}") from None
-        try:
-            self.block_size = int(config.get("block_size") or DEFAULT_BLOCK_SIZE)
-        except (TypeError, ValueError):
-            raise ConfigError("azure block_size must be a number of bytes") from None
-        if not MIN_BLOCK_SIZE <= self.block_size <= MAX_BLOCK_SIZE:
-            raise ConfigError(f"azure block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes")
-        self.concurrency = concurrency_setting(config, "azure")
-        self.account_url, self.account_name = self._resolve_account()
+            self.account_url, self.account_name = resolve_account(self.settings, self.secrets)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._service: BlobServiceClient | None = None
         self._container_client: ContainerClient | None = None
         self._lock = threading.Lock()
-
-    def _resolve_account(self) -> tuple[str | None, str]:
-        """Check that exactly one way to authenticate is given; find the account URL and name."""
-        s = self.secrets
-        account_url = self.config.get("account_url") or None
-        if account_url is not None and (
-            not isinstance(account_url, str) or urlsplit(account_url).scheme not in ("http", "https")
-        ):
-            raise ConfigError("azure account_url must be an http(s) URL")
-        account_name = s.get("account_name") or self.config.get("account_name") or None
-        modes = [
-            name
-            for name, present in (
-                ("connection_string", bool(s.get("connection_string"))),
-                ("account_key", bool(s.get("account_key"))),
-                ("sas_token", bool(s.get("sas_token"))),
-            )
-            if present
-        ]
-        if len(modes) != 1:
-            raise ConfigError(
-                "azure endpoint needs exactly one of: connection_string, account_name + account_key, "
-                f"or sas_token (got {', '.join(modes) or 'none'})"
-            )
-        if modes == ["connection_string"]:
-            if account_url:
-                raise ConfigError("azure: give either a connection_string or an account_url, not both")
-            parts = _parse_connection_string(str(s["connection_string"]))
-            endpoint = parts.get("blobendpoint")
-            if not parts.get("accountname") and not endpoint:
-                raise ConfigError("azure connection_string names no AccountName or BlobEndpoint")
-            name = parts.get("accountname") or _account_from_url(endpoint or "")
-            if not endpoint:
-                suffix = parts.get("endpointsuffix", "core.windows.net")
-                protocol = parts.get("defaultendpointsprotocol", "https")
-                endpoint = f"{protocol}://{name}.blob.{suffix}"
-            return endpoint, name
-        if modes == ["account_key"] and not account_name:
-            raise ConfigError("azure account_key needs an account_name")
-        if not account_url:
-            if not account_name:
-                raise ConfigError("azure sas_token needs an account_url (or an account_name)")
-            account_url = f"https://{account_name}.blob.core.windows.net"
-        return account_url, account_name or _account_from_url(account_url)
 
     # --- client ------------------------------------------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
         return {
-            "connection_timeout": float(self.config.get("connect_timeout", 10)),
-            "read_timeout": float(self.config.get("read_timeout", 60)),
+            "connection_timeout": self.settings.connect_timeout,
+            "read_timeout": self.settings.read_timeout,
             # Few retries here: the flow layer retries with backoff and records every attempt.
-            "retry_total": max(int(self.config.get("max_attempts", 2)) - 1, 0),
+            "retry_total": self.settings.max_attempts - 1,
             # The SDK waits 15 s before its first retry by default; a quick one suits a block
             # that hit a blip, and anything longer is the flow's backoff to decide.
             "initial_backoff": 1,
@@ -493,13 +399,13 @@ class AzureBlobEndpoint(Endpoint):
     def _make_service(self) -> BlobServiceClient:
         s, options = self.secrets, self._client_options()
         try:
-            if s.get("connection_string"):
-                return BlobServiceClient.from_connection_string(str(s["connection_string"]), **options)
+            if s.connection_string:
+                return BlobServiceClient.from_connection_string(s.connection_string, **options)
             credential: Any
-            if s.get("account_key"):
-                credential = {"account_name": self.account_name, "account_key": str(s["account_key"])}
+            if s.account_key:
+                credential = {"account_name": self.account_name, "account_key": s.account_key}
             else:
-                credential = str(s["sas_token"]).lstrip("?")
+                credential = str(s.sas_token).lstrip("?")
             return BlobServiceClient(str(self.account_url), credential=credential, **options)
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the connection string: name only the kind of problem.
@@ -517,17 +423,6 @@ class AzureBlobEndpoint(Endpoint):
         except AzureError as exc:
             host = urlsplit(self.account_url or "").hostname or "the server"
             raise self.redact(map_azure_error(exc, what, host)) from exc
-
-    def secret_values(self) -> set[str]:
-        """Every string that must never appear in a message: keys, SAS tokens and their signatures."""
-        values = [str(self.secrets.get(k) or "") for k in ("connection_string", "account_key", "sas_token")]
-        parts = _parse_connection_string(values[0])
-        values += [parts.get("accountkey", ""), parts.get("sharedaccesssignature", "")]
-        for token in (values[2], parts.get("sharedaccesssignature", "")):
-            pairs = (item.partition("=") for item in token.lstrip("?").split("&"))
-            signatures = [value for key, _, value in pairs if key == "sig"]
-            values += signatures + [unquote(value) for value in signatures]
-        return {v for v in values if v}
 
     def close(self) -> None:
         service, self._service, self._container_client = self._service, None, None

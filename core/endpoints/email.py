@@ -2,20 +2,7 @@
 
 One endpoint may do either or both: configure `smtp_host` to send, `imap_host` to receive.
 
-config
-    smtp_host, smtp_port (587 for starttls, 465 for ssl, 25 for none),
-    smtp_tls: "starttls" (default) | "ssl" (implicit TLS) | "none",
-    from (header From, may be "Name <addr>"), to (list or comma-separated string),
-    subject (template, default "{name}"), body (template; fields {name} {path} {size} {sha256}),
-    helo (EHLO name; default: this host's FQDN), spool_dir (where pushes are spooled; default: temp dir),
-    imap_host, imap_port (993 for ssl, 143 otherwise), imap_tls: "ssl" (default) | "starttls" | "none",
-    mailbox (default "INBOX"), search (IMAP SEARCH criteria, default "UNSEEN"),
-    after_pull: "seen" (default) | "move:<folder>" | "delete",
-    cafile (PEM bundle to trust instead of the system store), verify (bool, default true),
-    timeout (seconds, default 60).
-secrets
-    user, password (both protocols); smtp_user/smtp_password and imap_user/imap_password override
-    them per protocol. SMTP without a user sends without AUTH; IMAP always logs in.
+Settings and secrets (what each means, defaults, checks): core/endpoints/email_settings.py.
 
 Push (`open_write(path)`): the bytes are spooled to an anonymous temporary file (SHA-256 computed
 on the way). On commit the message is generated on the fly, never whole in memory: headers and a
@@ -81,16 +68,15 @@ import re
 import secrets
 import smtplib
 import ssl
-import string
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy as email_policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message, MIMEPart
-from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 from core.endpoints.base import (
@@ -107,26 +93,30 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.email_settings import (
+    EmailSecrets,
+    EmailSettings,
+    ImapSettings,
+    SmtpSettings,
+    imap_half,
+    smtp_half,
+)
 from core.endpoints.network import network_error
+from core.endpoints.settings import EndpointSettings
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 60.0
 FETCH_WINDOW = 1024 * 1024  # encoded bytes per partial FETCH
 SIZE_PROBE = 256  # bytes fetched from each end of a base64 part to compute its decoded size
 FETCH_BATCH = 200  # messages per metadata FETCH
 B64_LINE = 57  # raw bytes per 76-character base64 line
 B64_BLOCK = B64_LINE * 8 * 1024  # raw bytes encoded at a time (about 0.45 MiB)
 TAKEN = "TradelaneTaken"
-TEMPLATE_FIELDS = ("name", "path", "size", "sha256")
-DEFAULT_BODY = "Attached: {name} ({size} bytes, SHA-256 {sha256})."
 
 _POLICY = email_policy.SMTP
-_SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-_IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 _UID = re.compile(r"[1-9][0-9]{0,9}")
 _LITERAL = re.compile(rb"~?\{(\d+)\+?\}$")
 _TOKEN = re.compile(
@@ -148,120 +138,6 @@ _MONTHS = {
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
     )
 }
-
-
-# --- settings --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    tls: str
-    sender: str  # the From header
-    envelope_from: str
-    to: tuple[str, ...]  # header forms
-    recipients: tuple[str, ...]  # envelope addresses
-    subject: str
-    body: str
-    helo: str | None
-    user: str | None
-    password: str | None = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ImapSettings:
-    host: str
-    port: int
-    tls: str
-    mailbox: str
-    search: str
-    after_pull: str  # "seen" | "move" | "delete"
-    move_to: str | None
-    user: str
-    password: str = field(repr=False)
-
-
-def _text_setting(config: dict[str, Any], key: str, default: str = "") -> str:
-    value = config.get(key, default)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        raise ConfigError(f"email setting {key!r} must be a string")
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise ConfigError(f"email setting {key!r} may not contain line breaks")
-    return value.strip()
-
-
-def _choice(config: dict[str, Any], key: str, choices: Iterable[str], default: str) -> str:
-    value = _text_setting(config, key, default).lower() or default
-    if value not in choices:
-        raise ConfigError(f"email setting {key!r} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _port(config: dict[str, Any], key: str, default: int) -> int:
-    value = config.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"email setting {key!r} must be a port number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"email setting {key!r} must be between 1 and 65535")
-    return port
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
-def _addresses(value: Any, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Header forms and bare addresses of a list or comma-separated string of addresses."""
-    items = [value] if isinstance(value, str) else builtins.list(value or [])
-    if not all(isinstance(item, str) for item in items):
-        raise ConfigError(f"email setting {key!r} must be an address or a list of addresses")
-    if any("\r" in item or "\n" in item or "\x00" in item for item in items):
-        raise ConfigError(f"email setting {key!r} may not contain line breaks")
-    parsed = [(name, addr) for name, addr in getaddresses(items) if name or addr]
-    if not parsed:
-        raise ConfigError(f"email endpoint needs {key!r}")
-    for _, addr in parsed:
-        local, at, domain = addr.rpartition("@")
-        if not at or not local or not domain or " " in addr:
-            raise ConfigError(f"email setting {key!r}: not an address: {addr!r}")
-    headers = tuple(formataddr((name, addr)) if name else addr for name, addr in parsed)
-    return headers, tuple(addr for _, addr in parsed)
-
-
-def _template(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get(key)
-    template = default if value in (None, "") else value
-    if not isinstance(template, str):
-        raise ConfigError(f"email setting {key!r} must be a string")
-    try:
-        for _, name, spec, _ in string.Formatter().parse(template):
-            if name is None:
-                continue
-            if name not in TEMPLATE_FIELDS or (spec and "{" in spec):
-                allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-                raise ConfigError(f"email {key} template: unknown field {{{name}}}; use {allowed}")
-        template.format_map({"name": "file.txt", "path": "file.txt", "size": 1, "sha256": "0" * 64})
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise ConfigError(f"email {key} template is not valid: {exc}") from None
-    return template
-
-
-def _credentials(secrets_: dict[str, Any], prefix: str) -> tuple[str | None, str | None]:
-    user = secrets_.get(f"{prefix}_user") or secrets_.get("user") or None
-    password = secrets_.get(f"{prefix}_password") or secrets_.get("password") or None
-    for value in (user, password):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"email {prefix} credentials must be strings")
-    return user, password
 
 
 def mutf7(name: str) -> str:
@@ -748,50 +624,22 @@ def _base64_lines(spool: BinaryIO) -> Iterator[bytes]:
 
 
 class EmailEndpoint(Endpoint):
-    """SMTP push and IMAP pull; see the module docstring for config and secrets."""
+    """SMTP push and IMAP pull; settings and secrets: core/endpoints/email_settings.py."""
 
     scheme: ClassVar[str] = "email"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "smtp_host",
-            "smtp_port",
-            "smtp_tls",
-            "from",
-            "to",
-            "subject",
-            "body",
-            "helo",
-            "imap_host",
-            "imap_port",
-            "imap_tls",
-            "mailbox",
-            "search",
-            "after_pull",
-            "timeout",
-            "verify",
-            "cafile",
-            "spool_dir",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset(
-        {"user", "password", "smtp_user", "smtp_password", "imap_user", "imap_password"}
-    )
+    settings_model = EmailSettings
+    secrets_model = EmailSecrets
+    settings: EmailSettings
+    secrets: EmailSecrets
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        try:
-            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ConfigError("email setting 'timeout' must be a number of seconds") from None
-        if self.timeout <= 0:
-            raise ConfigError("email setting 'timeout' must be positive")
-        self.verify = _flag(config.get("verify", True))
-        self.cafile: str | None = _text_setting(config, "cafile") or None
-        self.spool_dir: str | None = _text_setting(config, "spool_dir") or None
-        self.smtp = self._smtp_settings(config)
-        self.imap = self._imap_settings(config)
-        if self.smtp is None and self.imap is None:
-            raise ConfigError("email endpoint needs 'smtp_host' (to send), 'imap_host' (to receive), or both")
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.timeout = self.settings.timeout
+        self.verify = self.settings.verify
+        self.cafile = self.settings.cafile
+        self.spool_dir = self.settings.spool_dir
+        self.smtp = smtp_half(self.settings, self.secrets)
+        self.imap = imap_half(self.settings, self.secrets)
         self.last_message_id: str | None = None
         self._lock = threading.RLock()
         self._ssl: ssl.SSLContext | None = None
@@ -801,61 +649,6 @@ class EmailEndpoint(Endpoint):
         self._read_only = False
         self._fresh = False  # the mailbox was just selected: no need to select again to list
         self._taken_here: dict[tuple[str, int], set[str]] = {}
-
-    def _smtp_settings(self, config: dict[str, Any]) -> SmtpSettings | None:
-        host = _text_setting(config, "smtp_host")
-        if not host:
-            return None
-        tls = _choice(config, "smtp_tls", _SMTP_PORTS, "starttls")
-        sender_headers, sender = _addresses(config.get("from"), "from")
-        if len(sender) != 1:
-            raise ConfigError("email setting 'from' must be exactly one address")
-        to, recipients = _addresses(config.get("to"), "to")
-        user, password = _credentials(self.secrets, "smtp")
-        if user and not password:
-            raise ConfigError("email smtp credentials need a password with the user")
-        return SmtpSettings(
-            host=host,
-            port=_port(config, "smtp_port", _SMTP_PORTS[tls]),
-            tls=tls,
-            sender=sender_headers[0],
-            envelope_from=sender[0],
-            to=to,
-            recipients=recipients,
-            subject=_template(config, "subject", "{name}"),
-            body=_template(config, "body", DEFAULT_BODY),
-            helo=_text_setting(config, "helo") or None,
-            user=user,
-            password=password,
-        )
-
-    def _imap_settings(self, config: dict[str, Any]) -> ImapSettings | None:
-        host = _text_setting(config, "imap_host")
-        if not host:
-            return None
-        tls = _choice(config, "imap_tls", _IMAP_PORTS, "ssl")
-        after = _text_setting(config, "after_pull", "seen") or "seen"
-        action, _, folder = after.partition(":")
-        action = action.strip().lower()
-        if action not in ("seen", "move", "delete") or (action == "move") != bool(folder.strip()):
-            raise ConfigError(f"email after_pull must be 'seen', 'delete' or 'move:<folder>'; got {after!r}")
-        search = _text_setting(config, "search", "UNSEEN") or "UNSEEN"
-        if not search.isascii():
-            raise ConfigError("email search criteria must be ASCII (use CHARSET-free IMAP SEARCH keys)")
-        user, password = _credentials(self.secrets, "imap")
-        if not user or not password:
-            raise ConfigError("email imap needs secrets 'user' and 'password' (or imap_user/imap_password)")
-        return ImapSettings(
-            host=host,
-            port=_port(config, "imap_port", _IMAP_PORTS[tls]),
-            tls=tls,
-            mailbox=_text_setting(config, "mailbox", "INBOX") or "INBOX",
-            search=search,
-            after_pull=action,
-            move_to=folder.strip() or None,
-            user=user,
-            password=password,
-        )
 
     # --- shared plumbing ---------------------------------------------------------------------
 

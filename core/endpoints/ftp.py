@@ -37,10 +37,12 @@ import posixpath
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, TypeVar
 from urllib.parse import quote
+
+from pydantic import field_validator
 
 from core.endpoints.base import (
     CHUNK_SIZE,
@@ -62,7 +64,9 @@ from core.endpoints.base import (
 )
 from core.endpoints.conflict import candidates, first_free
 from core.endpoints.network import network_error
-from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
+from core.endpoints.remote import Port, ServerSettings
+from core.endpoints.settings import EndpointSecrets, EndpointSettings, LocalPath, lowercase, switch
+from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -72,8 +76,6 @@ __all__ = ["FtpEndpoint", "TlsError"]
 T = TypeVar("T")
 
 TEMP_PREFIX = PREFIX  # one of the reserved temporary-name forms (tempname.py)
-TLS_MODES = ("explicit", "implicit", "none")
-DEFAULT_TIMEOUT = 30.0
 MAX_IDLE = 4  # idle control connections kept for reuse
 ABORT_TIMEOUT = 5.0  # how long an aborted upload waits for the server's answer
 _DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden", "access", "read-only")
@@ -404,53 +406,60 @@ class FtpWriteStream(WriteStream):
         self._endpoint.release(connection)
 
 
+class FtpSettings(ServerSettings):
+    """A partner's FTP or FTPS server. TLS (explicit, AUTH TLS) is the default."""
+
+    tls: Annotated[Literal["explicit", "implicit", "none"], lowercase] = "explicit"
+    """explicit (AUTH TLS on the FTP port), implicit (TLS from the first byte) or none (plain FTP:
+    passwords and files in clear text)."""
+    port: Port | None = None
+    """The server's port (default 21, or 990 with tls implicit)."""
+    path: str = ""
+    """The remote folder that is the endpoint's root (default: the login folder)."""
+    cafile: Annotated[str | None, LocalPath()] = None
+    """A CA bundle, or the server's own certificate to pin (PEM)."""
+    verify: Annotated[bool, switch("--insecure", False, "Do not verify the server's TLS certificate.")] = True
+    """Verify the server's TLS certificate."""
+    passive: bool = True
+    """Passive mode data connections (the client connects); false: active mode."""
+
+    @field_validator("path")
+    @classmethod
+    def _no_controls(cls, value: str) -> str:
+        if any(ch in value for ch in "\x00\r\n"):
+            raise ValueError("contains a control character")
+        return value
+
+
+class FtpSecrets(EndpointSecrets):
+    password: str | None = None
+    """The login's password."""
+
+
 class FtpEndpoint(Endpoint):
-    """config: host, port? (21, 990 for implicit TLS), user, path? (remote folder, default the
-    login folder), tls? ("explicit" | "implicit" | "none"; default "explicit"), cafile? (CA
-    bundle or the server's pinned certificate, PEM), verify? (default true), passive? (default
-    true), timeout? (seconds, default 30), temp_name? (suffix, prefix or none: see tempname.py).
-    secrets: password."""
+    """A remote folder over FTP or FTPS; see FtpSettings."""
 
     scheme: ClassVar[str] = "ftp"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {"host", "port", "user", "path", "tls", "cafile", "verify", "passive", "timeout", "temp_name"}
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
+    settings_model = FtpSettings
+    secrets_model = FtpSecrets
+    settings: FtpSettings
+    secrets: FtpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        host = config.get("host")
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigError("ftp endpoint needs a 'host'")
-        self.host = host.strip()
-        self.tls = str(config.get("tls") or "explicit").lower()
-        if self.tls not in TLS_MODES:
-            raise ConfigError(f"ftp 'tls' must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
-        try:
-            raw_port = config.get("port")
-            self.port = int(raw_port) if raw_port not in (None, "") else 990 if self.tls == "implicit" else 21
-        except (TypeError, ValueError):
-            raise ConfigError("ftp 'port' must be a number") from None
-        if not 0 < self.port < 65536:
-            raise ConfigError("ftp 'port' must be between 1 and 65535")
-        user = config.get("user")
-        if not isinstance(user, str) or not user:
-            raise ConfigError("ftp endpoint needs a 'user'")
-        self.user = user
-        base = str(config.get("path") or "")
-        if any(ch in base for ch in "\x00\r\n"):
-            raise ConfigError("ftp 'path' contains a control character")
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.host = self.settings.host
+        self.tls = self.settings.tls
+        self.port = self.settings.port or (990 if self.tls == "implicit" else 21)
+        self.user = self.settings.user
+        base = self.settings.path
         self.base = base if base == "/" else base.rstrip("/")
-        self.cafile: str | None = str(config["cafile"]) if config.get("cafile") else None
-        self.verify = _flag(config.get("verify", True), "verify")
-        self.passive = _flag(config.get("passive", True), "passive")
-        self.temp_name = temp_name_setting(config, "ftp")
-        try:
-            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ConfigError("ftp 'timeout' must be a number of seconds") from None
+        self.cafile = self.settings.cafile
+        self.verify = self.settings.verify
+        self.passive = self.settings.passive
+        self.temp_name = self.settings.temp_name
+        self.timeout = self.settings.timeout
         self._context: ssl.SSLContext | None = None
         self._idle: builtins.list[_Connection] = []
         self._lock = threading.Lock()
@@ -498,10 +507,10 @@ class FtpEndpoint(Endpoint):
                             f"{self.where}: the server does not offer explicit TLS (AUTH TLS: {exc}); "
                             "use tls 'implicit', or 'none' on a trusted network only"
                         ) from None
-                ftp.login(self.user, self.secrets.get("password") or "")
+                ftp.login(self.user, self.secrets.password or "")
                 ftp.prot_p()
             else:
-                ftp.login(self.user, self.secrets.get("password") or "")
+                ftp.login(self.user, self.secrets.password or "")
             ftp.set_pasv(self.passive)
             ftp.voidcmd("TYPE I")
             features = self._features(ftp)
@@ -781,13 +790,3 @@ class FtpEndpoint(Endpoint):
             connection.ftp.delete(remote)  # folders answer 550 ("not a file")
 
         self._run(what, operation)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
-        return False
-    raise ConfigError(f"ftp {name!r} must be true or false")

@@ -30,7 +30,6 @@ Error mapping notes:
 
 from __future__ import annotations
 
-import base64
 import builtins
 import io
 import json
@@ -38,7 +37,7 @@ import posixpath
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,8 +64,9 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
-from core.endpoints.http_settings import URL_KEYS, query_secrets, split_http_settings
+from core.endpoints.http_settings import HttpSecrets, HttpSettings, pull_name_of
 from core.endpoints.network import network_error
+from core.endpoints.settings import EndpointSettings
 from core.netpolicy import (
     NON_PUBLIC_KINDS,
     HostNotResolved,
@@ -79,7 +79,6 @@ from core.netpolicy import (
 if TYPE_CHECKING:
     pass
 
-DEFAULT_SUCCESS_CODES = (200, 201, 202, 204)
 EXCERPT_BYTES = 2048  # of a response body kept in `last_response`
 MESSAGE_EXCERPT_CHARS = 200  # of a response body quoted in an error message
 MAX_REDIRECTS = 5
@@ -101,7 +100,6 @@ RECORDED_HEADERS = (
     "x-ms-request-id",
 )
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
-FOLLOW_REDIRECTS = ("none", "same-host", "any")
 
 
 class RedirectRefused(ConfigError):
@@ -151,16 +149,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def _host(url: str) -> str:
     return urlsplit(url).hostname or ""
-
-
-def _check_url(value: Any, key: str, *, template: bool = False) -> str:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
-        raise ConfigError(f"http endpoint '{key}' must be an http:// or https:// URL")
-    if not urlsplit(value).hostname:
-        raise ConfigError(f"http endpoint '{key}' has no host")
-    if template and "{path}" not in value:
-        raise ConfigError(f"http endpoint '{key}' must contain {{path}}")
-    return value
 
 
 def _content_disposition(name: str) -> str:
@@ -302,168 +290,51 @@ def _iter_file(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 class HttpEndpoint(Endpoint):
-    """A partner's HTTP API. Paths are quoted into URLs with "/" kept.
-
-    config:
-      url                 base URL; pushes go here (or to url/<path> with path_in_url)
-      method              POST (default) or PUT
-      headers             non-secret headers sent with every request
-      success_codes       push answers that count as delivered (default 200, 201, 202, 204)
-      upload_mode         "raw" (body = the file, Content-Disposition names it) or "multipart"
-      file_field          the multipart field name (default "file")
-      path_in_url         push to url/<path> instead of url (default false)
-      list_url            GET → JSON list of {"name", "size", "modified"?, "etag"?, "url"?} or
-                          {"files": [...]}; names are paths from the root; needed to pull
-                          a folder of files
-      pull_url            or: one file to pull with GET (an export, a report), offered at the
-                          root as `pull_name` (default: the URL's last path segment) with the
-                          size, ETag and Last-Modified its HEAD answers; "keep" takes it again
-                          when one of those changes, "delete" sends DELETE to it
-      list_prefix_param   query parameter carrying "<folder>/" (default "prefix"; null: none)
-      download_url        GET/HEAD template with {path} (default url/<path>; a listed "url" wins)
-      delete_url          template with {path} (default url/<path>); delete_method (DELETE)
-      follow_redirects    none (default: a 3xx is an error naming its Location), same-host, any
-      public_params       query parameters whose values are not secret (shown as given)
-      verify              true (default), false, or a CA bundle file
-      timeout             seconds per network operation (default 60)
-      spool_dir           where writes are spooled before sending (default: system temp dir)
-    secrets: bearer | basic_user + basic_password; headers (secret headers, e.g. X-API-Key),
-    alone or with either; urls (the whole URL of each URL setting with secret query values, which
-    config shows as ***). What goes where: core/endpoints/http_settings.py."""
+    """A partner's HTTP API; settings and secrets: core/endpoints/http_settings.py. Paths are
+    quoted into URLs with "/" kept."""
 
     scheme: ClassVar[str] = "http"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "url",
-            "method",
-            "headers",
-            "success_codes",
-            "upload_mode",
-            "file_field",
-            "path_in_url",
-            "list_url",
-            "pull_url",
-            "pull_name",
-            "list_prefix_param",
-            "download_url",
-            "delete_url",
-            "delete_method",
-            "verify",
-            "timeout",
-            "spool_dir",
-            "follow_redirects",
-            "public_params",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset(
-        {"bearer", "basic_user", "basic_password", "headers", "urls"}
-    )
+    settings_model = HttpSettings
+    secrets_model = HttpSecrets
+    settings: HttpSettings
+    secrets: HttpSecrets
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        # Rows stored before secrets were split out of config are split here too (idempotent).
-        config, secrets = split_http_settings(config, secrets or {})
-        super().__init__(config, secrets)
-        whole: dict[str, str] = secrets.get("urls") or {}
-        config = {**config, **{key: whole[key] for key in URL_KEYS if key in whole}}
-        self.public_params = frozenset(config.get("public_params") or ())
-        self.url = _check_url(config.get("url"), "url")
-        self.method = str(config.get("method") or "POST").upper()
-        if self.method not in ("POST", "PUT"):
-            raise ConfigError("http endpoint 'method' must be POST or PUT")
-        self.headers = self._header_dict(config.get("headers"), "headers")
-        codes = config.get("success_codes") or DEFAULT_SUCCESS_CODES
-        try:
-            self.success_codes = frozenset(int(code) for code in codes)
-        except (TypeError, ValueError):
-            raise ConfigError("http endpoint 'success_codes' must be a list of status codes") from None
-        if not self.success_codes or not all(100 <= code <= 599 for code in self.success_codes):
-            raise ConfigError("http endpoint 'success_codes' must be a list of status codes")
-        self.upload_mode = str(config.get("upload_mode") or "raw")
-        if self.upload_mode not in ("raw", "multipart"):
-            raise ConfigError("http endpoint 'upload_mode' must be 'raw' or 'multipart'")
-        self.file_field = str(config.get("file_field") or "file")
-        self.path_in_url = bool(config.get("path_in_url", False))
-        self.list_url = _check_url(config["list_url"], "list_url") if config.get("list_url") else None
-        self.pull_url = _check_url(config["pull_url"], "pull_url") if config.get("pull_url") else None
-        if self.pull_url and self.list_url:
-            raise ConfigError("http endpoint takes 'list_url' (a folder) or 'pull_url' (one file), not both")
-        self.pull_name = self._pull_name(config.get("pull_name"))
-        prefix_param = config.get("list_prefix_param", "prefix")
-        self.list_prefix_param = str(prefix_param) if prefix_param else None
-        download = config.get("download_url")
-        self.download_url = _check_url(download, "download_url", template=True) if download else None
-        delete = config.get("delete_url")
-        self.delete_url = _check_url(delete, "delete_url", template=True) if delete else None
-        self.delete_method = str(config.get("delete_method") or "DELETE").upper()
-        if not self.delete_method.isalpha():
-            raise ConfigError("http endpoint 'delete_method' must be an HTTP method such as DELETE")
-        verify = config.get("verify", True)
-        if not isinstance(verify, bool | str) or verify == "":
-            raise ConfigError("http endpoint 'verify' must be true, false or the path of a CA file")
-        self.verify: bool | str = verify
-        try:
-            self.timeout = float(config.get("timeout") or 60)
-        except (TypeError, ValueError):
-            raise ConfigError("http endpoint 'timeout' must be a number of seconds") from None
-        self.spool_dir: str | None = config.get("spool_dir") or None
-        self.follow_redirects = str(config.get("follow_redirects") or "none")
-        if self.follow_redirects not in FOLLOW_REDIRECTS:
-            choices = ", ".join(FOLLOW_REDIRECTS)
-            raise ConfigError(f"http endpoint 'follow_redirects' must be one of {choices}")
-        self._secret_headers = self._auth_headers()
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        s = self.settings
+        # The settings show a URL with secret query values as ***; the secrets keep it whole.
+        whole = self.secrets.urls
+
+        def real(key: str) -> str | None:
+            shown: str | None = getattr(s, key)
+            return whole.get(key, shown) if shown else None
+
+        self.public_params = frozenset(s.public_params)
+        self.url: str = real("url") or s.url
+        self.method = s.method
+        self.headers = dict(s.headers)
+        self.success_codes = frozenset(s.success_codes)
+        self.upload_mode = s.upload_mode
+        self.file_field = s.file_field
+        self.path_in_url = s.path_in_url
+        self.list_url = real("list_url")
+        self.pull_url = real("pull_url")
+        self.pull_name = pull_name_of(self.pull_url, s.pull_name) if self.pull_url else None
+        self.list_prefix_param = s.list_prefix_param or None
+        self.download_url = real("download_url")
+        self.delete_url = real("delete_url")
+        self.delete_method = s.delete_method
+        self.verify: bool | str = s.verify
+        self.timeout = s.timeout
+        self.spool_dir = s.spool_dir
+        self.follow_redirects = s.follow_redirects
+        self._secret_headers = self.secrets.request_headers()
         own = [self.url, self.list_url, self.pull_url, self.download_url, self.delete_url]
         self._own_origins = frozenset(_origin(url) for url in own if url)
         self.last_response: HttpResponseRecord | None = None
         self._listed_urls: dict[str, str] = {}
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _header_dict(value: Any, key: str) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
-            raise ConfigError(f"http endpoint '{key}' must map header names to values")
-        headers = {k.strip(): str(v) for k, v in value.items()}
-        if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers.items()):
-            raise ConfigError(f"http endpoint '{key}' contains a line break")
-        return headers
-
-    def _auth_headers(self) -> dict[str, str]:
-        s = self.secrets
-        headers = self._header_dict(s.get("headers"), "secrets.headers")
-        bearer, user, password = s.get("bearer"), s.get("basic_user"), s.get("basic_password")
-        if bearer and (user or password):
-            raise ConfigError("http endpoint takes a bearer token or basic auth, not both")
-        # An empty password is fine (an API key as the user name: `https://KEY@host/`), a missing one is not.
-        if (user and password is None) or (password and not user):
-            raise ConfigError("http basic auth needs both basic_user and basic_password")
-        if (bearer or user) and any(k.lower() == "authorization" for k in headers):
-            raise ConfigError("http endpoint takes an Authorization header or bearer/basic auth, not both")
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        elif user:
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            headers["Authorization"] = f"Basic {token}"
-        return headers
-
-    @classmethod
-    def split_settings(
-        cls, config: dict[str, Any], secrets: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        return split_http_settings(config, secrets)
-
-    def secret_values(self) -> set[str]:
-        """Tokens, passwords, secret header values (and the credentials inside Authorization
-        values), query values of the URLs; the basic user too when it is a key with no password."""
-        values = {str(v) for v in self._secret_headers.values()}
-        values |= {v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))}
-        values |= {str(self.secrets.get(k) or "") for k in ("bearer", "basic_password")}
-        if self.secrets.get("basic_user") and not self.secrets.get("basic_password"):
-            values.add(str(self.secrets["basic_user"]))
-        for url in (self.secrets.get("urls") or {}).values():
-            values.update(query_secrets(url, self.public_params))
-        return {v for v in values if v}
 
     # --- client ------------------------------------------------------------------------------
 
@@ -633,18 +504,6 @@ class HttpEndpoint(Endpoint):
         return self._status_error(record, what)
 
     # --- paths -------------------------------------------------------------------------------
-
-    def _pull_name(self, given: Any) -> str | None:
-        if not self.pull_url:
-            return None
-        name = given or posixpath.basename(urlsplit(self.pull_url).path.rstrip("/"))
-        try:
-            clean = clean_path(str(name))
-        except InvalidPath:
-            clean = ""
-        if not clean or "/" in clean:
-            raise ConfigError("http endpoint 'pull_name' must be one file name (the pull_url names none)")
-        return clean
 
     def file_url(self, rel: str) -> str:
         """Where one file is read (GET/HEAD): the pull URL, a listed URL, the download template,

@@ -8,11 +8,14 @@ partner's home, so a half-written file never shows up in a partner's listing or 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator
 
 from core.config import get_settings
 from core.endpoints.base import ConfigError, InvalidPath, clean_path
 from core.endpoints.file import FileEndpoint
+from core.endpoints.settings import EndpointSettings
 
 DEFAULT_ACCOUNT = "home"
 TEMP_DIR_NAME = ".tmp"
@@ -41,18 +44,38 @@ def mailbox_temp_dir() -> Path:
     return get_settings().mailbox_root / TEMP_DIR_NAME
 
 
+def _checked(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return _segment(value, what)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(check)
+
+
+class MailboxSettings(EndpointSettings):
+    """A partner's mailbox (`mailbox:PARTNER`), made by tradelane for data flows into it."""
+
+    partner: Annotated[str, _checked("partner")]
+    """The partner whose mailbox it is."""
+    account: Annotated[str, _checked("account")] = DEFAULT_ACCOUNT
+    """The account the partner belongs to."""
+
+
 class MailboxEndpoint(FileEndpoint):
-    """config: {"partner": NAME, "account": "home"}. No secrets."""
+    """A partner's mailbox; see MailboxSettings. No secrets."""
 
     scheme: ClassVar[str] = "mailbox"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset({"partner", "account"})
+    # A mailbox is a folder found another way: its settings are not a FileSettings.
+    settings_model = MailboxSettings  # type: ignore[assignment]
+    settings: MailboxSettings  # type: ignore[assignment]
+    internal: ClassVar[bool] = True
     missing_root_is_empty: ClassVar[bool] = True
 
-    def _root_from_config(self) -> Path:
-        if "partner" not in self.config:
-            raise ConfigError("mailbox endpoint needs a 'partner'")
-        self.partner = _segment(self.config["partner"], "partner")
-        self.account = _segment(self.config.get("account", DEFAULT_ACCOUNT), "account")
+    def _root_from_settings(self) -> Path:
+        self.partner = self.settings.partner
+        self.account = self.settings.account
         return mailbox_root_for(self.account, self.partner)
 
     def _temp_dir_for(self, target: Path) -> Path:

@@ -29,10 +29,10 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, NoReturn, Self
 from urllib.parse import urlsplit
 
 import boto3
@@ -49,6 +49,7 @@ from botocore.exceptions import (
     SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import Field, field_validator, model_validator
 
 from core.endpoints.base import (
     CHUNK_SIZE,
@@ -71,7 +72,9 @@ from core.endpoints.base import (
 )
 from core.endpoints.conflict import candidates
 from core.endpoints.network import network_error
-from core.endpoints.parts import PartUploads, concurrency_setting
+from core.endpoints.objectstore import ObjectStoreSettings
+from core.endpoints.parts import PartUploads
+from core.endpoints.settings import EndpointSecrets, EndpointSettings, Flag
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -82,7 +85,6 @@ MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 DEFAULT_PART_SIZE = 8 * MIB
-CHECKSUM_MODES = ("when_supported", "when_required")
 # S3 allows 10,000 parts; growing the part size every 1,000 parts keeps huge files possible
 # (about 430 GiB with 8 MiB parts) while small and medium files keep the configured size.
 PARTS_PER_SIZE_STEP = 1000
@@ -352,60 +354,77 @@ class S3WriteStream(WriteStream):
             )
 
 
+class S3Settings(ObjectStoreSettings):
+    """Amazon S3 or an S3-compatible store (MinIO, Ceph, Wasabi): objects under a bucket and prefix.
+    Without access keys, boto3's usual chain (environment, profile, instance role) is used."""
+
+    bucket: str
+    """The bucket."""
+    endpoint_url: str | None = None
+    """A non-AWS store's URL, e.g. http://127.0.0.1:9000 (default: AWS)."""
+    region: str = "us-east-1"
+    """The bucket's region."""
+    part_size: Annotated[int, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = DEFAULT_PART_SIZE
+    """Bytes per part of a multipart upload; smaller files are one PutObject."""
+    checksums: Literal["when_supported", "when_required"] = "when_supported"
+    """when_supported: a CRC32 with each request, checked by the store (fastest); when_required:
+    for older S3-compatible stores that refuse aws-chunked uploads."""
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    """How the bucket is named in URLs (boto3's addressing_style)."""
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if "/" in value:
+            raise ValueError("must be a bucket name, without '/'")
+        return value
+
+
+class S3Secrets(EndpointSecrets):
+    access_key_id: Annotated[str | None, Flag("--access-key-id", envvar="TRADELANE_S3_ACCESS_KEY_ID")] = None
+    """The access key ID (with the secret access key)."""
+    secret_access_key: Annotated[
+        str | None, Flag("--secret-access-key", envvar="TRADELANE_S3_SECRET_ACCESS_KEY")
+    ] = None
+    """The secret access key."""
+    session_token: str | None = None
+    """A session token, for temporary credentials."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise ValueError("s3 secrets need both access_key_id and secret_access_key, or neither")
+        return self
+
+
 class S3Endpoint(Endpoint):
-    """config: bucket, prefix?, endpoint_url?, region?, part_size?, concurrency?, addressing_style?,
-    checksums? (when_supported | when_required), connect_timeout?, read_timeout?, max_attempts?.
-    secrets: access_key_id?, secret_access_key?, session_token? (else boto3's default chain)."""
+    """An S3 bucket; see S3Settings and S3Secrets."""
 
     scheme: ClassVar[str] = "s3"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "bucket",
-            "prefix",
-            "endpoint_url",
-            "region",
-            "part_size",
-            "concurrency",
-            "checksums",
-            "connect_timeout",
-            "read_timeout",
-            "max_attempts",
-            "addressing_style",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
+    settings_model = S3Settings
+    secrets_model = S3Secrets
+    settings: S3Settings
+    secrets: S3Secrets
     # Keys named after the file ({name}) would silently replace an object not yet picked up.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Keys per ListObjectsV2 page (S3's maximum); tests lower it to exercise pagination.
     list_page_size: int = 1000
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        bucket = config.get("bucket")
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise ConfigError("s3 endpoint needs a 'bucket' name")
-        self.bucket = bucket
-        try:
-            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
-        except InvalidPath as exc:
-            raise ConfigError(f"invalid s3 prefix: {exc}") from None
-        self.endpoint_url: str | None = config.get("endpoint_url") or None
-        self.region: str = config.get("region") or "us-east-1"
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.bucket = self.settings.bucket
+        self.prefix = self.settings.root
+        self.endpoint_url = self.settings.endpoint_url
+        self.region = self.settings.region
         # For messages: the server a failure was talking to (AWS's own when no URL is set).
         self.host = (urlsplit(self.endpoint_url).hostname or "") if self.endpoint_url else "s3.amazonaws.com"
-        self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
-        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
-            raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
-        self.concurrency = concurrency_setting(config, "s3")
-        self.checksums = str(config.get("checksums") or "when_supported")
-        if self.checksums not in CHECKSUM_MODES:
-            raise ConfigError(f"s3 checksums must be one of {', '.join(CHECKSUM_MODES)}")
+        self.part_size = self.settings.part_size
+        self.concurrency = self.settings.concurrency
+        self.checksums = self.settings.checksums
         # A multipart upload declares its parts' algorithm, as boto3's upload_file does: S3 then
         # keeps a composite CRC32 of the parts. Undeclared, S3 (and moto) make a full-object
         # CRC64NVME at complete instead, which moto computes over a second copy of the object.
         self.part_checksum = "CRC32" if self.checksums == "when_supported" else None
-        if bool(self.secrets.get("access_key_id")) != bool(self.secrets.get("secret_access_key")):
-            raise ConfigError("s3 secrets need both access_key_id and secret_access_key, or neither")
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -421,23 +440,24 @@ class S3Endpoint(Endpoint):
         return self._client
 
     def _make_client(self) -> Any:
+        settings = self.settings
         config = Config(
             region_name=self.region,
-            connect_timeout=float(self.config.get("connect_timeout", 10)),
-            read_timeout=float(self.config.get("read_timeout", 60)),
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
             # Few retries here: the flow layer retries with backoff and records every attempt.
-            retries={"total_max_attempts": int(self.config.get("max_attempts", 2)), "mode": "standard"},
+            retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
             # boto3's default sends a CRC32 trailer (aws-chunked) instead of SHA-256-signing each
             # part's payload, which plain-HTTP endpoints otherwise require: 1.5x faster against
             # moto here. Older S3-compatible stores refuse aws-chunked: checksums=when_required.
             request_checksum_calculation=self.checksums,
             response_checksum_validation=self.checksums,
-            s3={"addressing_style": self.config.get("addressing_style", "auto")},
+            s3={"addressing_style": settings.addressing_style},
         )
         session = boto3.session.Session(
-            aws_access_key_id=self.secrets.get("access_key_id") or None,
-            aws_secret_access_key=self.secrets.get("secret_access_key") or None,
-            aws_session_token=self.secrets.get("session_token") or None,
+            aws_access_key_id=self.secrets.access_key_id,
+            aws_secret_access_key=self.secrets.secret_access_key,
+            aws_session_token=self.secrets.session_token,
             region_name=self.region,
         )
         try:

@@ -37,9 +37,9 @@ import posixpath
 import stat as stat_mod
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Self
 from urllib.parse import quote
 
 import paramiko
@@ -54,6 +54,7 @@ from paramiko.sftp import (
     CMD_WRITE,
     int64,
 )
+from pydantic import field_validator, model_validator
 
 from core.endpoints.base import (
     CHUNK_SIZE,
@@ -74,7 +75,9 @@ from core.endpoints.base import (
 )
 from core.endpoints.conflict import candidates, first_free
 from core.endpoints.hostkeys import HostKey, HostKeyMismatch, open_transport, parse_host_keys
-from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
+from core.endpoints.remote import Port, ServerSettings, read_key_file
+from core.endpoints.settings import EndpointSecrets, EndpointSettings, Flag
+from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -90,7 +93,6 @@ MAX_REQUEST_SIZE = 128 * 1024
 # 2 MiB is what OpenSSH's sftp keeps in flight by default (64 requests of 32 KiB), and also
 # the send window sshd grants, so more would not speed up uploads anyway.
 IN_FLIGHT = 2 * 1024 * 1024
-DEFAULT_TIMEOUT = 30.0
 
 
 def _utc(timestamp: int | float | None) -> datetime:
@@ -340,55 +342,72 @@ class SftpWriteStream(WriteStream):
         self._endpoint.discard(self.temp)
 
 
+class SftpSettings(ServerSettings):
+    """A partner's SFTP server (OpenSSH's sftp-server and the like). Its host key is pinned."""
+
+    port: Port = 22
+    """The server's port (default 22)."""
+    path: str = "."
+    """The remote folder that is the endpoint's root (default: the login folder)."""
+    host_key: str
+    """The server's host key, 'TYPE BASE64' (one per line; ssh-keyscan lines work too). The CLI
+    shows the key the server offers and pins it once you agree."""
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_keys(cls, value: str) -> str:
+        try:
+            parse_host_keys(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class SftpSecrets(EndpointSecrets):
+    """A password, a private key, or both (some servers want a key and then a password)."""
+
+    password: str | None = None
+    """The login's password."""
+    private_key: Annotated[str | None, Flag("--key", help="A private key FILE.", parse=read_key_file)] = None
+    """A private key (OpenSSH, PKCS#1/#8 or SEC1 text)."""
+    passphrase: str | None = None
+    """The private key's passphrase, if it is encrypted."""
+
+    @model_validator(mode="after")
+    def _some_login(self) -> Self:
+        if not self.password and not self.private_key:
+            raise ValueError("sftp endpoint needs a 'password' or a 'private_key' secret")
+        return self
+
+
 class SftpEndpoint(Endpoint):
-    """config: host, port? (22), user, path? (remote folder, default "." = the login folder),
-    host_key ("TYPE BASE64", one per line; required), timeout? (seconds, default 30),
-    temp_name? (suffix, prefix or none: see tempname.py).
-    secrets: password and/or private_key (key text) with passphrase? for an encrypted key."""
+    """A remote folder over SFTP; see SftpSettings and SftpSecrets."""
 
     scheme: ClassVar[str] = "sftp"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {"host", "port", "user", "path", "host_key", "timeout", "temp_name"}
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"password", "private_key", "passphrase"})
+    settings_model = SftpSettings
+    secrets_model = SftpSecrets
+    settings: SftpSettings
+    secrets: SftpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        host = config.get("host")
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigError("sftp endpoint needs a 'host'")
-        self.host = host.strip()
-        try:
-            raw_port = config.get("port")
-            self.port = int(raw_port) if raw_port not in (None, "") else 22
-        except (TypeError, ValueError):
-            raise ConfigError("sftp 'port' must be a number") from None
-        if not 0 < self.port < 65536:
-            raise ConfigError("sftp 'port' must be between 1 and 65535")
-        user = config.get("user")
-        if not isinstance(user, str) or not user:
-            raise ConfigError("sftp endpoint needs a 'user'")
-        self.user = user
-        base = str(config.get("path") or ".")
-        if "\x00" in base:
-            raise ConfigError("sftp 'path' contains a NUL character")
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.host = self.settings.host
+        self.port = self.settings.port
+        self.user = self.settings.user
+        base = self.settings.path
         self.base = base if base == "/" else base.rstrip("/") or "."
-        raw_key = config.get("host_key")
-        if not raw_key:
-            raise ConfigError(
-                "sftp endpoint needs the server's 'host_key' (\"TYPE BASE64\") pinned: fetch it with "
-                "fetch_host_key() and confirm its fingerprint with the partner"
-            )
-        self.host_keys: builtins.list[HostKey] = parse_host_keys(str(raw_key))
-        try:
-            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ConfigError("sftp 'timeout' must be a number of seconds") from None
-        self.temp_name = temp_name_setting(config, "sftp")
-        if not self.secrets.get("password") and not self.secrets.get("private_key"):
-            raise ConfigError("sftp endpoint needs a 'password' or a 'private_key' secret")
+        self.host_keys: builtins.list[HostKey] = parse_host_keys(self.settings.host_key)
+        self.timeout = self.settings.timeout
+        self.temp_name = self.settings.temp_name
         self._pkey: paramiko.PKey | None = None
         self.read_size = self.write_size = REQUEST_SIZE
         self._transport: paramiko.Transport | None = None
@@ -443,14 +462,12 @@ class SftpEndpoint(Endpoint):
         return size(max_read), size(max_write)
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
-        password = self.secrets.get("password") or None
+        password = self.secrets.password or None
         failure: paramiko.AuthenticationException | None = None
         try:
-            if self.secrets.get("private_key"):
+            if self.secrets.private_key:
                 if self._pkey is None:
-                    self._pkey = load_private_key(
-                        self.secrets["private_key"], self.secrets.get("passphrase") or None
-                    )
+                    self._pkey = load_private_key(self.secrets.private_key, self.secrets.passphrase or None)
                 try:
                     transport.auth_publickey(self.user, self._pkey)
                 except paramiko.AuthenticationException as exc:

@@ -1,0 +1,55 @@
+"""What every command group of the `tradelane` command shares: where it prints, and a store
+session whose domain errors become one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from sqlmodel import Session
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class UserError(Exception):
+    """An error to show as one line, without a traceback."""
+
+
+@contextmanager
+def store() -> Iterator[Session]:
+    """A committed store session; domain errors become one clear line and exit code 1."""
+    from sqlalchemy.exc import IntegrityError
+
+    from core.db import init_db, session_scope
+    from core.endpoints.base import EndpointError
+    from core.partners import PartnerError
+
+    init_db()
+    try:
+        with session_scope() as session:
+            yield session
+    except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except IntegrityError as exc:  # a change the store refuses: one line, never a traceback
+        err.print(f"[red]error:[/red] the store refused the change: {exc.orig}")
+        raise typer.Exit(1) from None
+
+
+def size_text(n: int) -> str:
+    """Bytes as people write them: 50MiB, 2GiB, 1000 B."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} B"
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output, on stdout whatever the console does."""
+    import json
+
+    print(json.dumps(value, indent=2))
