@@ -110,7 +110,7 @@ def org_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from core.as2 import identity
 
     with _store() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for org in identity.list_all(session):
             info = identity.cert_info(org.certificate)
             rows.append(
@@ -244,7 +244,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from core.models import Partner
 
     with _store() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for p in profiles.list_all(session):
             mailbox = session.get(Partner, p.partner_id)
             info = identity.cert_info(p.certificate)

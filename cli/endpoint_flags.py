@@ -178,14 +178,14 @@ class EndpointFlagsCommand(TyperCommand):
     """A command that also takes every endpoint type's flags; its callback finds them, as given,
     in `ctx.meta["endpoint_flags"]` (flag → value) and `ctx.meta["endpoint_flags_from_env"]`."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         params: list[Any] = super().get_params(ctx)
         for param in params:
             if "--type" in getattr(param, "opts", ()):
                 param.help = f"One of: {', '.join(user_types())}."
         return [*params[:-1], *click_options(), *params[-1:]]
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         given: dict[str, Any] = {}
         from_env: set[str] = set()
         for option in click_options():
@@ -261,8 +261,8 @@ def describe(error: SettingsError, cls: type[Endpoint]) -> str:
         flags.setdefault((use.secret, use.key), flag)
     lines = []
     for problem in error.problems:
-        flag = flags.get((problem.secret, str(problem.loc[0]))) if problem.loc else None
-        lines.append(_describe(error, problem, flag))
+        named = flags.get((problem.secret, str(problem.loc[0]))) if problem.loc else None
+        lines.append(_describe(error, problem, named))
     return "; ".join(lines)
 
 

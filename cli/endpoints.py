@@ -3,9 +3,10 @@ Schema all come from each type's settings and secrets models (cli/endpoint_flags
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.common import UserError, console, err, print_json, store
@@ -17,10 +18,14 @@ from cli.endpoint_flags import (
     settings_from_flags,
 )
 
+if TYPE_CHECKING:
+    from core.endpoints.base import Endpoint
+    from core.endpoints.settings import EndpointSecrets, EndpointSettings
+
 endpoint_app = typer.Typer(help="Places files come from or go to.", no_args_is_help=True)
 
 
-def _given(ctx: typer.Context, type_: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def _given(ctx: typer.Context, type_: str) -> tuple[type[Endpoint], dict[str, Any], dict[str, Any]]:
     """The endpoint class of `type_` and the (config, secrets) its flags give."""
     from core.endpoints.base import ConfigError
     from core.endpoints.registry import endpoint_class, user_types
@@ -40,14 +45,16 @@ def _given(ctx: typer.Context, type_: str) -> tuple[Any, dict[str, Any], dict[st
     return cls, config, secrets
 
 
-def _parsed(cls: Any, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[Any, Any]:
+def _parsed(
+    cls: type[Endpoint], config: dict[str, Any], secrets: dict[str, Any]
+) -> tuple[EndpointSettings, EndpointSecrets]:
     """Both models, or one line per problem naming the flags (exit 1)."""
     from core.endpoints.settings import SettingsError
 
     try:
         return cls.parse(config, secrets)
     except SettingsError as exc:
-        err.print(f"[red]error:[/red] {describe(exc, cls)}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(describe(exc, cls))}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -134,7 +141,7 @@ def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     from core.endpoints import store as endpoint_store
 
     with store() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": e.name,
                 "type": e.type,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -90,7 +90,7 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from core.models import Endpoint
 
     with store() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for f in dataflows.list_all(session):
             dest = session.get(Endpoint, f.dest_endpoint_id)
             rows.append(
@@ -149,10 +149,12 @@ def flow_run_now(name: str) -> None:
         if not dataflows.polls(flow):
             raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
     apply_prefect_environment(get_settings())
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
-    # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed).
-    run = run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"])
+    # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed)
+    # and returns the flow run (its type also allows the coroutine an async caller gets).
+    run = cast(FlowRun, run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"]))
     console.print(
         f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
     )

@@ -86,7 +86,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from core.login import is_locked
 
     with store() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": p.name,
                 "enabled": p.enabled,

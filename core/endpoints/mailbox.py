@@ -15,7 +15,7 @@ from pydantic import AfterValidator
 from core.config import get_settings
 from core.endpoints.base import ConfigError, InvalidPath, clean_path
 from core.endpoints.file import FileEndpoint
-from core.endpoints.settings import EndpointSettings
+from core.endpoints.settings import EndpointSettings, KeepBlank
 
 DEFAULT_ACCOUNT = "home"
 TEMP_DIR_NAME = ".tmp"
@@ -59,7 +59,7 @@ class MailboxSettings(EndpointSettings):
 
     partner: Annotated[str, _checked("partner")]
     """The partner whose mailbox it is."""
-    account: Annotated[str, _checked("account")] = DEFAULT_ACCOUNT
+    account: Annotated[str, _checked("account"), KeepBlank()] = DEFAULT_ACCOUNT
     """The account the partner belongs to."""
 
 

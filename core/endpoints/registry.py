@@ -60,6 +60,12 @@ def unregister(scheme: str) -> None:
     endpoint_class.cache_clear()
 
 
+def refresh() -> None:
+    """Read the installed types (entry points) again: after a package was installed meanwhile."""
+    _installed.cache_clear()
+    endpoint_class.cache_clear()
+
+
 def known_types() -> list[str]:
     """Every type's name, internal ones (a partner's mailbox) included."""
     return sorted(_table())

@@ -14,6 +14,7 @@ from core.db import HOME_ACCOUNT, home_account_id
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class
+from core.endpoints.settings import EndpointSecrets, EndpointSettings
 from core.models import Endpoint as EndpointRow
 from core.models import utcnow
 from core.partners import validate_name
@@ -44,8 +45,8 @@ def add(
     session: Session,
     name: str,
     type_: str,
-    config: Mapping[str, Any],
-    secrets: Mapping[str, Any] | None = None,
+    config: EndpointSettings | Mapping[str, Any],
+    secrets: EndpointSecrets | Mapping[str, Any] | None = None,
     *,
     actor: str = "cli",
     replace: bool = False,
