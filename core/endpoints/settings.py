@@ -282,6 +282,16 @@ def _form_order(model: type[_Model], schema: dict[str, Any]) -> dict[str, Any]:
     return {key: properties[key] for key in ordered}
 
 
+def _password_strings(schema: dict[str, Any]) -> None:
+    """Mark every string a secret field holds (itself, or a map's values) `format: password`."""
+    if schema.get("type") == "string":
+        schema["format"] = "password"
+    for inner in schema.get("anyOf", []):
+        _password_strings(inner)
+    if isinstance(schema.get("additionalProperties"), dict):
+        _password_strings(schema["additionalProperties"])
+
+
 def json_schema(
     scheme: str, settings_model: type[EndpointSettings], secrets_model: type[EndpointSecrets]
 ) -> dict[str, Any]:
@@ -292,8 +302,7 @@ def json_schema(
     defs = {**settings.pop("$defs", {}), **secrets.pop("$defs", {})}
     for prop in secrets.get("properties", {}).values():
         prop["writeOnly"] = True
-        if prop.get("type") == "string" or {"type": "string"} in prop.get("anyOf", []):
-            prop["format"] = "password"
+        _password_strings(prop)
     properties: dict[str, Any] = {
         "name": {"type": "string", "title": "Name", "description": "The endpoint's name."},
         "type": {"const": scheme, "title": "Type"},

@@ -85,9 +85,10 @@ def set_settings(
         raise ConfigError(f"no endpoint named {name!r}")
     cls = endpoint_class(row.type)
     config, secrets, dropped = known_only(cls, dict(row.config), decrypt_json(row.secrets))
-    before = (dict(config), dict(secrets))
+    before = dict(config), dict(secrets)
     for key in unset:
-        if key not in cls.settings_model.field_keys() and key not in cls.secrets_model.field_keys():
+        known_key = key in cls.settings_model.field_keys() or key in cls.secrets_model.field_keys()
+        if not known_key and key not in dropped:
             known = ", ".join(cls.settings_model.field_keys() + cls.secrets_model.field_keys())
             raise ConfigError(f"{row.type} endpoint has no setting {key!r} to unset (known: {known})")
         config.pop(key, None)
@@ -98,15 +99,18 @@ def set_settings(
     config.update(changes)
     secrets.update(secret_changes)
     settings, secret_model = cls.parse(config, secrets)
-    _store(session, row, cls(settings, secret_model), "endpoint.set", actor)
     stored_config, stored_secrets = settings.stored(), secret_model.stored()
-    changed = [k for k in sorted({*before[0], *stored_config}) if before[0].get(k) != stored_config.get(k)]
+    old_config, old_secrets = before
+    changed = [k for k in sorted({*old_config, *stored_config}) if old_config.get(k) != stored_config.get(k)]
     changed += [
-        f"secret {k}"
-        for k in sorted({*before[1], *stored_secrets})
-        if before[1].get(k) != stored_secrets.get(k)
+        f"{k} (secret)"
+        for k in sorted({*old_secrets, *stored_secrets})
+        if old_secrets.get(k) != stored_secrets.get(k)
     ]
-    return changed + [f"unknown stored setting {key} dropped" for key in dropped]
+    changed += [f"{key} (unknown, dropped)" for key in dropped]
+    if changed:
+        _store(session, row, cls(settings, secret_model), "endpoint.set", actor)
+    return changed
 
 
 def _store(session: Session, row: EndpointRow, endpoint: Endpoint, action: str, actor: str) -> None:
