@@ -19,7 +19,12 @@ BASIC = base64.b64encode(b"api-user:api-pass").decode()
 @pytest.mark.parametrize(
     ("type_", "config", "secrets", "hidden"),
     [
-        ("s3", {"bucket": "b"}, {"access_key_id": "AKIA1", "secret_access_key": "sak-one"}, {"AKIA1", "sak-one"}),
+        (
+            "s3",
+            {"bucket": "b"},
+            {"access_key_id": "AKIA1", "secret_access_key": "sak-one"},
+            {"AKIA1", "sak-one"},
+        ),
         (
             "azure",
             {"container": "in-box"},
