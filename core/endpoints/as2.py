@@ -92,7 +92,6 @@ class As2Settings(EndpointSettings):
 
 class As2Endpoint(Endpoint):
     scheme: ClassVar[str] = "as2"
-    settings_model = As2Settings
     settings: As2Settings
 
     def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:

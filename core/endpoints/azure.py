@@ -341,8 +341,6 @@ class AzureBlobEndpoint(Endpoint):
     """A container; see AzureSettings and AzureSecrets (core/endpoints/azure_settings.py)."""
 
     scheme: ClassVar[str] = "azure"
-    settings_model = AzureSettings
-    secrets_model = AzureSecrets
     settings: AzureSettings
     secrets: AzureSecrets
     # Blob names after the file ({name}) would silently replace a blob not yet picked up.

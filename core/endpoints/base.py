@@ -37,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar, get_type_hints
 
 from core.endpoints.errors import (
     AuthError,
@@ -206,8 +206,9 @@ def secret_values(settings: EndpointSettings, secrets: EndpointSecrets) -> set[s
 
 
 class Endpoint(ABC):
-    """One backend. Subclasses set `scheme` and their two models (core/endpoints/settings.py) and
-    implement the six operations; the constructor gets both models, or dicts it parses once."""
+    """One backend. Subclasses set `scheme`, annotate `settings` and `secrets` with their two models
+    (core/endpoints/settings.py), which become `settings_model` and `secrets_model`, and implement
+    the six operations. The constructor gets both models, or dicts it parses once."""
 
     scheme: ClassVar[str]
     settings_model: ClassVar[type[EndpointSettings]] = EndpointSettings
@@ -221,6 +222,14 @@ class Endpoint(ABC):
 
     settings: EndpointSettings
     secrets: EndpointSecrets
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls).get("__annotations__", {})
+        if "settings" in own or "secrets" in own:
+            hints = get_type_hints(cls)
+            cls.settings_model = hints["settings"]
+            cls.secrets_model = hints["secrets"]
 
     def __init__(
         self,

@@ -627,8 +627,6 @@ class EmailEndpoint(Endpoint):
     """SMTP push and IMAP pull; settings and secrets: core/endpoints/email_settings.py."""
 
     scheme: ClassVar[str] = "email"
-    settings_model = EmailSettings
-    secrets_model = EmailSecrets
     settings: EmailSettings
     secrets: EmailSecrets
 

@@ -210,7 +210,6 @@ class FileEndpoint(Endpoint):
     """A folder; see FileSettings. No secrets."""
 
     scheme: ClassVar[str] = "file"
-    settings_model = FileSettings
     settings: FileSettings
     # A folder someone picks files up from: a second file of a name must not replace the first.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename

@@ -440,8 +440,6 @@ class FtpEndpoint(Endpoint):
     """A remote folder over FTP or FTPS; see FtpSettings."""
 
     scheme: ClassVar[str] = "ftp"
-    settings_model = FtpSettings
-    secrets_model = FtpSecrets
     settings: FtpSettings
     secrets: FtpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.

@@ -294,8 +294,6 @@ class HttpEndpoint(Endpoint):
     quoted into URLs with "/" kept."""
 
     scheme: ClassVar[str] = "http"
-    settings_model = HttpSettings
-    secrets_model = HttpSecrets
     settings: HttpSettings
     secrets: HttpSecrets
 

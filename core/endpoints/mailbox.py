@@ -68,7 +68,6 @@ class MailboxEndpoint(FileEndpoint):
 
     scheme: ClassVar[str] = "mailbox"
     # A mailbox is a folder found another way: its settings are not a FileSettings.
-    settings_model = MailboxSettings  # type: ignore[assignment]
     settings: MailboxSettings  # type: ignore[assignment]
     internal: ClassVar[bool] = True
     missing_root_is_empty: ClassVar[bool] = True

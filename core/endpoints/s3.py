@@ -401,8 +401,6 @@ class S3Endpoint(Endpoint):
     """An S3 bucket; see S3Settings and S3Secrets."""
 
     scheme: ClassVar[str] = "s3"
-    settings_model = S3Settings
-    secrets_model = S3Secrets
     settings: S3Settings
     secrets: S3Secrets
     # Keys named after the file ({name}) would silently replace an object not yet picked up.

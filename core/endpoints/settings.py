@@ -284,8 +284,8 @@ def _form_order(model: type[_Model], schema: dict[str, Any]) -> dict[str, Any]:
 
 def _password_strings(schema: dict[str, Any]) -> None:
     """Mark every string a secret field holds (itself, or a map's values) `format: password`."""
-    if schema.get("type") == "string":
-        schema["format"] = "password"
+    if schema.get("type") == "string" or {"type": "string"} in schema.get("anyOf", []):
+        schema["format"] = "password"  # also beside anyOf: what form generators look at
     for inner in schema.get("anyOf", []):
         _password_strings(inner)
     if isinstance(schema.get("additionalProperties"), dict):

@@ -391,8 +391,6 @@ class SftpEndpoint(Endpoint):
     """A remote folder over SFTP; see SftpSettings and SftpSecrets."""
 
     scheme: ClassVar[str] = "sftp"
-    settings_model = SftpSettings
-    secrets_model = SftpSecrets
     settings: SftpSettings
     secrets: SftpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.

@@ -68,8 +68,6 @@ class _Write(WriteStream):
 
 class MemoryEndpoint(Endpoint):
     scheme: ClassVar[str] = "memory"
-    settings_model = MemorySettings
-    secrets_model = MemorySecrets
     settings: MemorySettings
     secrets: MemorySecrets
 
