@@ -131,7 +131,7 @@ class As2Endpoint(Endpoint):
         from core.as2 import profiles
         from core.as2.identity import cert_info
         from core.db import session_scope
-        from core.endpoints.http import map_httpx_error
+        from core.endpoints.http_wire import map_httpx_error
 
         with session_scope() as session:
             try:

@@ -26,13 +26,8 @@ at commit (its bytes are still in memory); a block list, whose blocks are staged
 name, picks the first free name before the first block and, should another writer take it before
 the commit, fails with a retried `NameTakenMeanwhile`.
 
-Error mapping notes:
-* `ContainerNotFound` is a `ConfigError`, not `NotFound`: the endpoint points at nothing.
-* A bad key is `AuthenticationFailed` on Azure but `AuthorizationFailure` ("Server failed to
-  authenticate the request") on Azurite; Azure also uses `AuthorizationFailure` for firewall
-  and network rules. The message tells the two apart: authenticate → `AuthError`, else
-  `PermissionDenied`.
-* Messages name the blob and Azure's error code, never the account key, SAS or connection string.
+Settings and secrets: core/endpoints/azure_settings.py; how failures map to endpoint errors
+(never quoting a key, SAS or connection string): core/endpoints/azure_errors.py.
 """
 
 from __future__ import annotations
@@ -46,23 +41,20 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
+from typing import Any, BinaryIO, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
     HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, BlobPrefix, BlobServiceClient, ContainerClient
 
+from core.endpoints.azure_errors import condition_failed, map_azure_error
 from core.endpoints.azure_settings import MAX_BLOCK_SIZE, AzureSecrets, AzureSettings, resolve_account
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ChunkReadStream,
     ConfigError,
     Endpoint,
@@ -73,19 +65,13 @@ from core.endpoints.base import (
     NameTakenMeanwhile,
     NotFound,
     OnConflict,
-    PermissionDenied,
-    TransientError,
     WriteStream,
     clean_path,
     object_answer,
 )
 from core.endpoints.conflict import candidates
-from core.endpoints.network import network_error
 from core.endpoints.parts import PartUploads
 from core.endpoints.settings import EndpointSettings
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -95,96 +81,6 @@ MIB = 1024 * 1024
 BLOCKS_PER_SIZE_STEP = 10_000
 MAX_BLOCKS = 50_000
 FALLBACK_RANGE = 512 * 1024
-
-_AUTH_CODES = frozenset(
-    {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "InvalidAccessKey"}
-)
-_DENIED_CODES = frozenset(
-    {
-        "AuthorizationPermissionMismatch",
-        "AuthorizationResourceTypeMismatch",
-        "AuthorizationServiceMismatch",
-        "AuthorizationProtocolMismatch",
-        "AuthorizationSourceIPMismatch",
-        "InsufficientAccountPermissions",
-        "AccountIsDisabled",
-        "KeyBasedAuthenticationNotPermitted",
-        "BlobImmutableDueToPolicy",
-        "LeaseIdMissing",
-        "LeaseIdMismatchWithBlobOperation",
-    }
-)
-_NOT_FOUND_CODES = frozenset({"BlobNotFound", "ResourceNotFound"})
-_CONFIG_CODES = frozenset(
-    {
-        "ContainerNotFound",
-        "ContainerBeingDeleted",
-        "ContainerDisabled",
-        "InvalidResourceName",
-        "AccountNotFound",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {"ServerBusy", "OperationTimedOut", "InternalError", "ConditionNotMet", "TooManyRequests"}
-)
-
-
-def _error_code(exc: HttpResponseError) -> str:
-    code = getattr(exc, "error_code", None)
-    if not code and exc.response is not None:  # errors from the generated layer: the header has it
-        code = getattr(exc.response, "headers", {}).get("x-ms-error-code")
-    code = getattr(code, "value", code)  # the SDK sometimes hands back a StorageErrorCode enum
-    return str(code or exc.status_code or "error")
-
-
-def _short_message(exc: HttpResponseError) -> str:
-    """Azure's one-line reason, without the request id, timestamp and raw XML body."""
-    text = str(getattr(exc, "reason", None) or "")
-    message = str(getattr(exc, "message", "") or "")
-    first = message.splitlines()[0] if message else ""
-    first = first.removeprefix("Operation returned an invalid status ").strip("'\" ")
-    return first or text
-
-
-def _condition_failed(exc: AzureError) -> bool:
-    """Azure's answer to a conditional write whose blob exists (409 BlobAlreadyExists, 412)."""
-    if not isinstance(exc, HttpResponseError):
-        return False
-    return exc.status_code in (409, 412) or _error_code(exc) in ("BlobAlreadyExists", "ConditionNotMet")
-
-
-def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> EndpointError:
-    """Translate an azure-core / azure-storage-blob failure into the endpoint error tree."""
-    if isinstance(exc, HttpResponseError) and exc.status_code:
-        code, status = _error_code(exc), int(exc.status_code)
-        text = f"{what}: {code}: {_short_message(exc)}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
-        if code == "AuthorizationFailure":
-            authenticate = "authenticate" in text.lower()
-            return AuthError(text) if authenticate else PermissionDenied(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
-            return TransientError(text)
-        if isinstance(exc, ClientAuthenticationError) or status == 401:
-            return AuthError(text)
-        if status == 403:
-            return PermissionDenied(text)
-        return EndpointError(text)
-    if isinstance(exc, ClientAuthenticationError):
-        # No response: the SDK could not even sign the request (an account key that is not base64).
-        return AuthError(f"{what}: cannot sign the request: the account key is malformed")
-    if found := network_error(exc, what, host):
-        return found  # DNS, TLS, refused, timed out
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError):
-        # No HTTP status: the connection failed or broke mid-body (IncompleteRead and the like).
-        return TransientError(f"{what}: {type(exc).__name__}: could not talk to {host}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class AzureReadStream(ChunkReadStream):
@@ -290,7 +186,7 @@ class AzureWriteStream(WriteStream):
             try:
                 answer = blob.commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
             except HttpResponseError as exc:
-                if not _condition_failed(exc):
+                if not condition_failed(exc):
                     raise
                 self._taken_meanwhile()
         self._record(answer)
@@ -305,7 +201,7 @@ class AzureWriteStream(WriteStream):
                 try:
                     answer = blob.upload_blob(data, length=len(data), overwrite=False, blob_type="BlockBlob")
                 except HttpResponseError as exc:
-                    if not _condition_failed(exc):
+                    if not condition_failed(exc):
                         raise
                     if on_conflict is OnConflict.fail:
                         raise NameTaken(

@@ -11,21 +11,15 @@ gateways that refuse chunked uploads still work. The cost is one local disk writ
 The server's answer (status, a subset of headers, up to 2 KiB of body) is kept in
 `last_response` on both the endpoint and the stream, for the caller to store with the transfer.
 
-Error mapping notes:
-* 401 → `AuthError`, 403 → `PermissionDenied`, 404/410 → `NotFound` (but a push URL that answers
-  404 or 405 is a `ConfigError`: the URL is wrong, not a file missing), 408/425/429/5xx and
-  connection failures and timeouts → `TransientError`; a status outside `success_codes` on push
-  is an `EndpointError` that quotes the status and the start of the body.
-* DNS and TLS failures are `DnsError` and `TlsError` (core/endpoints/network.py), not retried:
-  retrying will not fix a wrong host name or an untrusted certificate.
-* Redirects are not followed unless `follow_redirects` allows it (`same-host` or `any`), and then
-  for GET/HEAD only (an upload is never resent by a redirect); a refused one is a `RedirectRefused`
-  that names the Location. Every hop, and every file URL a listing names on another host, is
-  checked by core/netpolicy.py: never into a loopback, link-local or private range unless the
-  endpoint's own URL is in that kind of range. Credentials go only to the endpoint's own origins.
-* Secret settings (core/endpoints/http_settings.py: bearer, basic auth, secret headers, query-string
-  values, URL userinfo) never appear in messages, `uri()` or `last_response`: they are scrubbed
-  even when a server echoes them back.
+Where the rest lives: settings and secrets in core/endpoints/http_settings.py; sending a request
+(credentials only to the endpoint's own origins, redirects only as `follow_redirects` allows and
+never into a range its own URLs are not in, every connection checked by core/netpolicy.py) in
+core/endpoints/http_requests.py; URLs for people, the recorded answer and the error mapping in
+core/endpoints/http_wire.py. In short: 401 → `AuthError`, 403 → `PermissionDenied`, 404/410 →
+`NotFound` (a push URL answering 404 or 405 is a `ConfigError`), 408/425/429/5xx, refused and timed
+out → `TransientError`, DNS and TLS failures `DnsError`/`TlsError`; a status outside
+`success_codes` on push is an `EndpointError` quoting it and the start of the body. Secret settings
+never appear in messages, `uri()` or `last_response`, even when a server echoes them back.
 """
 
 from __future__ import annotations
@@ -34,22 +28,16 @@ import builtins
 import io
 import json
 import posixpath
-import ssl
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from typing import IO, Any, BinaryIO, ClassVar
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ChunkReadStream,
     ConfigError,
     Endpoint,
@@ -58,170 +46,24 @@ from core.endpoints.base import (
     InvalidPath,
     NotFound,
     OnConflict,
-    PermissionDenied,
-    TransientError,
-    Unreachable,
     WriteStream,
     clean_path,
 )
+from core.endpoints.http_requests import HttpRequests
 from core.endpoints.http_settings import HttpSecrets, HttpSettings, pull_name_of
-from core.endpoints.network import network_error
+from core.endpoints.http_wire import (
+    MAX_LISTING_BYTES,
+    HttpResponseRecord,
+    content_disposition,
+    file_info,
+    join_url,
+    map_httpx_error,
+    parse_time,
+    public_url,
+    status_error,
+)
+from core.endpoints.http_wire import RedirectRefused as RedirectRefused  # where it was always imported from
 from core.endpoints.settings import EndpointSettings
-from core.netpolicy import (
-    NON_PUBLIC_KINDS,
-    HostNotResolved,
-    UrlNotAllowed,
-    check_url,
-    guarded_transport,
-    host_kinds,
-)
-
-if TYPE_CHECKING:
-    pass
-
-EXCERPT_BYTES = 2048  # of a response body kept in `last_response`
-MESSAGE_EXCERPT_CHARS = 200  # of a response body quoted in an error message
-MAX_REDIRECTS = 5
-MAX_LISTING_BYTES = 64 * 1024 * 1024
-EPOCH = datetime.fromtimestamp(0, UTC)
-# Response headers worth keeping with a transfer; anything else (cookies!) is dropped.
-RECORDED_HEADERS = (
-    "content-type",
-    "content-length",
-    "location",
-    "etag",
-    "last-modified",
-    "date",
-    "retry-after",
-    "x-request-id",
-    "request-id",
-    "x-correlation-id",
-    "x-amzn-requestid",
-    "x-ms-request-id",
-)
-_TRANSIENT_STATUSES = frozenset({408, 425, 429})
-
-
-class RedirectRefused(ConfigError):
-    """A redirect (or a listed file URL) the endpoint may not follow: not allowed by its
-    `follow_redirects`, or into a network range its own URL is not in. Not retried."""
-
-
-def map_httpx_error(exc: httpx.HTTPError, what: str, host: str) -> EndpointError:
-    """Translate an httpx transport failure into the endpoint error tree."""
-    if found := network_error(exc, what, host):
-        return found
-    if isinstance(exc, httpx.TimeoutException):
-        return Unreachable(f"{what}: timed out talking to {host} ({type(exc).__name__})")
-    if isinstance(exc, httpx.ConnectError):
-        return Unreachable(f"{what}: could not connect to {host}")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return ConfigError(f"{what}: {exc}")
-    if isinstance(exc, httpx.TransportError):
-        return TransientError(f"{what}: could not talk to {host}: {type(exc).__name__}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-# --- URLs --------------------------------------------------------------------------------------
-
-
-def public_url(url: str) -> str:
-    """A URL fit for people and logs: no user:password@, no query string (it may carry a key)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def join_url(base: str, rel: str) -> str:
-    """`base` + "/" + the quoted relative path, keeping base's query string."""
-    parts = urlsplit(base)
-    path = parts.path.rstrip("/") + "/" + quote(rel, safe="/") if rel else parts.path
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or ""
-
-
-def _content_disposition(name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _parse_time(value: Any) -> datetime:
-    """Listing times: ISO 8601 or seconds since the epoch; missing → the epoch (stable, not now)."""
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC)
-        if isinstance(value, str) and value:
-            parsed = datetime.fromisoformat(value)
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    return EPOCH
-
-
-def _http_date(value: str | None) -> datetime:
-    if not value:
-        return EPOCH
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return EPOCH
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _file_info(rel: str, headers: httpx.Headers, size: int) -> FileInfo:
-    """A file's size (-1: the server does not say), Last-Modified and ETag from its headers."""
-    return FileInfo(
-        path=rel,
-        size=size,
-        modified=_http_date(headers.get("last-modified")),
-        etag=headers.get("etag", "").removeprefix("W/").strip('"') or None,
-    )
-
-
-# --- responses ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResponseRecord:
-    """What a server answered, kept for the transfer record: no secrets, bounded size."""
-
-    method: str
-    url: str  # without credentials or query string
-    status: int
-    reason: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""  # the first EXCERPT_BYTES of the body, decoded leniently
-    body_truncated: bool = False
-
-    @property
-    def excerpt(self) -> str:
-        """The body's start on one line, for error messages."""
-        text = " ".join(self.body.split())
-        return text[:MESSAGE_EXCERPT_CHARS] + ("…" if len(text) > MESSAGE_EXCERPT_CHARS else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        summary = f"HTTP {self.status} {self.reason}".strip() + (f": {self.excerpt}" if self.excerpt else "")
-        return {
-            "summary": summary,
-            "method": self.method,
-            "url": self.url,
-            "status": self.status,
-            "reason": self.reason,
-            "headers": dict(self.headers),
-            "body": self.body,
-            "body_truncated": self.body_truncated,
-        }
 
 
 class HttpReadStream(ChunkReadStream):
@@ -326,57 +168,27 @@ class HttpEndpoint(Endpoint):
         self.timeout = s.timeout
         self.spool_dir = s.spool_dir
         self.follow_redirects = s.follow_redirects
-        self._secret_headers = self.secrets.request_headers()
-        own = [self.url, self.list_url, self.pull_url, self.download_url, self.delete_url]
-        self._own_origins = frozenset(_origin(url) for url in own if url)
+        self.requests = HttpRequests(
+            headers=self.headers,
+            secret_headers=self.secrets.request_headers(),
+            own_urls=[
+                u for u in (self.url, self.list_url, self.pull_url, self.download_url, self.delete_url) if u
+            ],
+            follow_redirects=self.follow_redirects,
+            verify=self.verify,
+            timeout=self.timeout,
+            scrubber=lambda: self.scrubber,
+        )
         self.last_response: HttpResponseRecord | None = None
         self._listed_urls: dict[str, str] = {}
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    # --- client ------------------------------------------------------------------------------
 
     @property
     def client(self) -> httpx.Client:
-        """The httpx client, created on first use so building an endpoint costs no I/O."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
-
-    def _make_client(self) -> httpx.Client:
-        verify: bool | ssl.SSLContext = True
-        if isinstance(self.verify, str):
-            try:
-                verify = ssl.create_default_context(cafile=self.verify)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"http endpoint cannot load CA file {self.verify!r}: {exc}") from None
-        elif self.verify is False:
-            verify = False
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
-        # No trust_env: proxies and .netrc from the environment must not change where files go.
-        # The guarded transport checks every address it connects to, so a redirect or listed
-        # URL that passed `_check_hop` cannot be re-resolved into a range (DNS rebinding) the
-        # endpoint's own URLs are not in.
-        transport = guarded_transport(allowed_kinds=self._own_kinds(), verify=verify)
-        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
-
-    def _own_kinds(self) -> frozenset[str]:
-        """The non-public ranges the endpoint's own URLs are in: those it may always reach."""
-        kinds: set[str] = set()
-        for _scheme, host, _port in self._own_origins:
-            try:
-                kinds |= host_kinds(host)
-            except HostNotResolved:
-                # Unknown today: the request to it fails with a DNS error of its own; do not guess.
-                return NON_PUBLIC_KINDS
-        return frozenset(kinds)
+        """The httpx client (core/endpoints/http_requests.py), made on first use."""
+        return self.requests.client
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self.requests.close()
 
     @contextmanager
     def errors(self, what: str, url: str | None = None) -> Iterator[None]:
@@ -389,117 +201,14 @@ class HttpEndpoint(Endpoint):
         except OSError as exc:  # reading the spool file while sending
             raise EndpointError(f"{what}: {exc.strerror or exc}") from exc
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        omit: frozenset[str] = frozenset(),
-        follow: bool = True,
-        named_by: str | None = None,
-        **body: Any,
-    ) -> httpx.Response:
-        """One request with our headers. Redirects are followed by hand, and only as far as
-        `follow_redirects` allows (`follow=False`: a 3xx is returned as it is); credentials go
-        only to the endpoint's own origins. `named_by`: the listing URL that named `url`."""
-        if named_by is not None and _host(url) != _host(named_by):
-            self._check_hop(named_by, url, "the listing names a file at", same_host_only=False)
-        extra = headers or {}
-        configured = {k: v for k, v in self.headers.items() if k.lower() not in omit}
-        start = url
-        for _ in range(MAX_REDIRECTS + 1):
-            credentials = self._secret_headers if _origin(url) in self._own_origins else {}
-            sending = {**configured, **credentials, **extra}
-            request = self.client.build_request(method, url, headers=sending, **body)
-            response = self.client.send(request, stream=True)
-            if not (follow and response.is_redirect and "location" in response.headers):
-                return response
-            response.close()
-            target = urljoin(str(response.url), response.headers["location"])
-            self._check_hop(start, target, f"HTTP {response.status_code} redirect to")
-            url = target
-        raise EndpointError(f"{public_url(start)}: more than {MAX_REDIRECTS} redirects")
-
-    def _check_hop(self, start: str, target: str, how: str, *, same_host_only: bool = True) -> None:
-        """May a request that began at `start` (our URL) go on to `target`, which the server named?
-        Raises RedirectRefused saying why not."""
-        shown = f"{public_url(start)}: {how} {public_url(target)}"
-        if self.follow_redirects == "none" and same_host_only:
-            raise RedirectRefused(
-                f"{shown}, not followed: this endpoint follows no redirects "
-                "(follow_redirects: same-host or any allows them)"
-            )
-        if self.follow_redirects != "any" and _host(target) != _host(start):
-            raise RedirectRefused(
-                f"{shown}, another host: refused (follow_redirects: any allows other hosts)"
-            )
-        if urlsplit(start).scheme == "https" and urlsplit(target).scheme != "https":
-            raise RedirectRefused(f"{shown}: refused, it leaves HTTPS")
-        if "@" in urlsplit(target).netloc:
-            raise RedirectRefused(f"{shown}: refused, it carries user:password@")
-        try:
-            own_kinds = host_kinds(_host(start))
-            check_url(target, own_kinds)
-        except UrlNotAllowed as exc:
-            raise RedirectRefused(
-                f"{shown}: refused, {exc.reason} "
-                "(an endpoint reaches no non-public range its own URL is not in)"
-            ) from None
-
-    def _record(self, method: str, url: str, response: httpx.Response) -> HttpResponseRecord:
-        """Read at most EXCERPT_BYTES of the body (then stop) and keep a redacted summary."""
-        body = b""
-        truncated = False
-        if method != "HEAD":
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > EXCERPT_BYTES:
-                    truncated = True
-                    body = body[:EXCERPT_BYTES]
-                    break
-        headers = {
-            name: self.scrubber.text(response.headers[name][:256])
-            for name in RECORDED_HEADERS
-            if name in response.headers
-        }
-        return HttpResponseRecord(
-            method=method,
-            url=public_url(url),
-            status=response.status_code,
-            reason=response.reason_phrase,
-            headers=headers,
-            body=self.scrubber.text(body.decode("utf-8", "replace")),
-            body_truncated=truncated,
-        )
-
-    def _status_error(self, record: HttpResponseRecord, what: str, *, push: bool = False) -> EndpointError:
-        status = record.status
-        text = f"{what}: HTTP {status} {record.reason}".rstrip()
-        if record.excerpt:
-            text += f": {record.excerpt}"
-        if retry_after := record.headers.get("retry-after"):
-            text += f" (Retry-After: {retry_after})"
-        if status == 401:
-            return AuthError(text)
-        if status == 403:
-            return PermissionDenied(text)
-        if push and status in (404, 405):
-            return ConfigError(text)
-        if status in (404, 410):
-            return NotFound(text)
-        if status in _TRANSIENT_STATUSES or status >= 500:
-            return TransientError(text)
-        return EndpointError(text)
-
     def _fail(self, method: str, url: str, response: httpx.Response, what: str) -> EndpointError:
         """The error for an unwanted answer (the response is consumed and closed)."""
         try:
             with self.errors(what, url):
-                record = self._record(method, url, response)
+                record = self.requests.record(method, url, response)
         finally:
             response.close()
-        return self._status_error(record, what)
+        return status_error(record, what)
 
     # --- paths -------------------------------------------------------------------------------
 
@@ -542,19 +251,19 @@ class HttpEndpoint(Endpoint):
             send = {"files": {self.file_field: (name, body, "application/octet-stream")}}
             omit = frozenset({"content-type"})
         else:
-            headers = {"Content-Length": str(size), "Content-Disposition": _content_disposition(name)}
+            headers = {"Content-Length": str(size), "Content-Disposition": content_disposition(name)}
             if not any(k.lower() == "content-type" for k in self.headers):
                 headers["Content-Type"] = "application/octet-stream"
             send = {"content": _iter_file(body)}
         with self.errors(what, url):
-            response = self._send(self.method, url, headers=headers, omit=omit, follow=False, **send)
+            response = self.requests.send(self.method, url, headers=headers, omit=omit, follow=False, **send)
             try:
-                record = self._record(self.method, url, response)
+                record = self.requests.record(self.method, url, response)
             finally:
                 response.close()
         self.last_response = record
         if record.status not in self.success_codes:
-            error = self._status_error(record, what, push=True)
+            error = status_error(record, what, push=True)
             if type(error) is EndpointError and 200 <= record.status < 300:
                 expected = ", ".join(str(c) for c in sorted(self.success_codes))
                 error = EndpointError(f"{error} (expected one of {expected})")
@@ -586,7 +295,7 @@ class HttpEndpoint(Endpoint):
         params = {self.list_prefix_param: f"{rel}/" if rel else ""} if self.list_prefix_param else {}
         with self.errors(what, list_url):
             request_url = str(httpx.URL(list_url).copy_merge_params(params))
-            response = self._send("GET", request_url, headers={"Accept": "application/json"})
+            response = self.requests.send("GET", request_url, headers={"Accept": "application/json"})
             if not response.is_success:
                 error = self._fail("GET", request_url, response, what)
                 raise ConfigError(str(error)) if isinstance(error, NotFound) else error
@@ -636,7 +345,7 @@ class HttpEndpoint(Endpoint):
         return FileInfo(
             path=path,
             size=size,
-            modified=_parse_time(item.get("modified", item.get("mtime"))),
+            modified=parse_time(item.get("modified", item.get("mtime"))),
             etag=str(etag).strip('"') if etag else None,
         )
 
@@ -645,11 +354,11 @@ class HttpEndpoint(Endpoint):
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("HEAD", url, named_by=self._named_by(rel))
+            response = self.requests.send("HEAD", url, named_by=self._named_by(rel))
             response.close()
         status, headers = response.status_code, response.headers
         if response.is_success and "content-length" in headers:
-            return _file_info(rel, headers, int(headers["content-length"]))
+            return file_info(rel, headers, int(headers["content-length"]))
         if self.list_url and (response.is_success or status in (405, 501)):
             # HEAD not supported, or no size: the listing knows.
             for info in self._list(posixpath.dirname(rel), self.list_url):
@@ -659,22 +368,20 @@ class HttpEndpoint(Endpoint):
         if response.is_success or status in (405, 501):
             # No listing to ask: the headers of a GET whose body is not read.
             with self.errors(what, url):
-                response = self._send("GET", url, named_by=self._named_by(rel))
+                response = self.requests.send("GET", url, named_by=self._named_by(rel))
             if not response.is_success:
                 raise self._fail("GET", url, response, what)
             response.close()
             length = response.headers.get("content-length")
-            return _file_info(rel, response.headers, int(length) if length and length.isdigit() else -1)
-        raise self._status_error(
-            HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what
-        )
+            return file_info(rel, response.headers, int(length) if length and length.isdigit() else -1)
+        raise status_error(HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what)
 
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("GET", url, named_by=self._named_by(rel))
+            response = self.requests.send("GET", url, named_by=self._named_by(rel))
         if not response.is_success:
             raise self._fail("GET", url, response, what)
         return io.BufferedReader(HttpReadStream(response, self, what), buffer_size=CHUNK_SIZE)
@@ -693,7 +400,7 @@ class HttpEndpoint(Endpoint):
             url = join_url(self.url, rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send(self.delete_method, url, follow=False)
+            response = self.requests.send(self.delete_method, url, follow=False)
         if not response.is_success:
             raise self._fail(self.delete_method, url, response, what)
         response.close()
@@ -706,8 +413,8 @@ class HttpEndpoint(Endpoint):
             return
         what = public_url(self.url)
         with self.errors(what, self.url):
-            response = self._send("HEAD", self.url)
+            response = self.requests.send("HEAD", self.url)
             response.close()
         if response.status_code in (401, 403):
             record = HttpResponseRecord("HEAD", what, response.status_code, response.reason_phrase)
-            raise self._status_error(record, what)
+            raise status_error(record, what)

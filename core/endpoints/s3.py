@@ -14,12 +14,9 @@ when it starts, picks the first free name then (HEAD) and, should another writer
 the commit, fails with a retried `NameTakenMeanwhile`. A store that ignores `If-None-Match`
 overwrites.
 
-Error mapping notes:
-* `NoSuchBucket` is a `ConfigError`, not `NotFound`: the endpoint points at nothing, and a task
-  must not mistake that for "this one file is gone".
-* `HEAD` answers carry no error body, so after a bare 403/404 from `HeadObject` we ask again
-  with a one-byte ranged `GetObject` to learn the real code (bad key vs. denied, no key vs. no
-  bucket). Without `s3:ListBucket`, S3 answers 403 for a missing key: that is `PermissionDenied`.
+Settings and secrets: core/endpoints/s3_settings.py; how failures map to endpoint errors:
+core/endpoints/s3_errors.py. A bare 403/404 from `HeadObject` (no error body) is asked again with
+a one-byte ranged `GetObject` to learn the real code (bad key vs. denied, no key vs. no bucket).
 * An aborted multipart upload can still leak if the process dies mid-write; configure the
   bucket's `AbortIncompleteMultipartUpload` lifecycle rule to reclaim those parts.
 """
@@ -32,7 +29,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, NoReturn, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import boto3
@@ -40,136 +37,36 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-    SSLError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from pydantic import Field, field_validator, model_validator
 
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ConfigError,
     Endpoint,
-    EndpointError,
     FileInfo,
     InvalidPath,
     NameTaken,
     NameTakenMeanwhile,
     NotFound,
     OnConflict,
-    PermissionDenied,
-    TlsError,
-    TransientError,
     WriteStream,
     clean_path,
     object_answer,
 )
 from core.endpoints.conflict import candidates
-from core.endpoints.network import network_error
-from core.endpoints.objectstore import ObjectStoreSettings
 from core.endpoints.parts import PartUploads
-from core.endpoints.settings import EndpointSecrets, EndpointSettings, Flag
+from core.endpoints.s3_errors import client_error, condition_failed, map_boto_error
+from core.endpoints.s3_settings import MAX_PART_SIZE, S3Secrets, S3Settings
+from core.endpoints.settings import EndpointSettings
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MIB
-DEFAULT_PART_SIZE = 8 * MIB
 # S3 allows 10,000 parts; growing the part size every 1,000 parts keeps huge files possible
 # (about 430 GiB with 8 MiB parts) while small and medium files keep the configured size.
 PARTS_PER_SIZE_STEP = 1000
-
-_AUTH_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "InvalidClientTokenId",
-    }
-)
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
-_CONFIG_CODES = frozenset(
-    {
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "PermanentRedirect",
-        "AuthorizationHeaderMalformed",  # usually the wrong region
-        "IllegalLocationConstraintException",
-        "RequestTimeTooSkewed",  # the local clock is wrong; retrying will not fix it
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-    }
-)
-
-
-def _client_error(exc: ClientError) -> tuple[str, int, str]:
-    error = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    code = str(error.get("Code") or status)
-    return code, status, str(error.get("Message") or code)
-
-
-def _condition_failed(exc: Exception) -> bool:
-    """S3's answer to a conditional write whose key exists (412), or that raced another one (409)."""
-    if not isinstance(exc, ClientError):
-        return False
-    code, status, _ = _client_error(exc)
-    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
-
-
-def map_boto_error(exc: Exception, what: str, host: str = "") -> EndpointError:
-    """Translate a boto3/botocore failure into the endpoint error tree."""
-    if isinstance(exc, ClientError):
-        code, status, message = _client_error(exc)
-        text = f"{what}: {code}: {message}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientError(text)
-        return EndpointError(text)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-        return AuthError(f"{what}: no usable credentials ({type(exc).__name__})")
-    if found := network_error(exc, what, host):
-        return found  # DNS, TLS, refused, timed out: botocore wraps urllib3 wrapping the socket's
-    if isinstance(exc, SSLError):
-        # A certificate problem does not fix itself; say so rather than retrying.
-        return TlsError(f"{what}: TLS error: {exc}")
-    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
-        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, ParamValidationError):
-        return ConfigError(f"{what}: {exc}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class S3ReadStream(io.RawIOBase):
@@ -296,7 +193,7 @@ class S3WriteStream(WriteStream):
                     **condition,
                 )
             except ClientError as exc:
-                if self._placement is None or not _condition_failed(exc):
+                if self._placement is None or not condition_failed(exc):
                     raise
                 self._taken_meanwhile()
         self._record(answer)
@@ -312,7 +209,7 @@ class S3WriteStream(WriteStream):
                         Bucket=bucket, Key=self._endpoint._key(name), Body=self._buffer, IfNoneMatch="*"
                     )
                 except ClientError as exc:
-                    if not _condition_failed(exc):
+                    if not condition_failed(exc):
                         raise
                     if on_conflict is OnConflict.fail:
                         raise NameTaken(
@@ -352,49 +249,6 @@ class S3WriteStream(WriteStream):
                 "could not abort multipart upload: %s",
                 self._endpoint.redact(map_boto_error(exc, self._what, self._endpoint.host)),
             )
-
-
-class S3Settings(ObjectStoreSettings):
-    """Amazon S3 or an S3-compatible store (MinIO, Ceph, Wasabi): objects under a bucket and prefix.
-    Without access keys, boto3's usual chain (environment, profile, instance role) is used."""
-
-    bucket: str
-    """The bucket."""
-    endpoint_url: str | None = None
-    """A non-AWS store's URL, e.g. http://127.0.0.1:9000 (default: AWS)."""
-    region: str = "us-east-1"
-    """The bucket's region."""
-    part_size: Annotated[int, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = DEFAULT_PART_SIZE
-    """Bytes per part of a multipart upload; smaller files are one PutObject."""
-    checksums: Literal["when_supported", "when_required"] = "when_supported"
-    """when_supported: a CRC32 with each request, checked by the store (fastest); when_required:
-    for older S3-compatible stores that refuse aws-chunked uploads."""
-    addressing_style: Literal["auto", "virtual", "path"] = "auto"
-    """How the bucket is named in URLs (boto3's addressing_style)."""
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket_name(cls, value: str) -> str:
-        if "/" in value:
-            raise ValueError("must be a bucket name, without '/'")
-        return value
-
-
-class S3Secrets(EndpointSecrets):
-    access_key_id: Annotated[str | None, Flag("--access-key-id", envvar="TRADELANE_S3_ACCESS_KEY_ID")] = None
-    """The access key ID (with the secret access key)."""
-    secret_access_key: Annotated[
-        str | None, Flag("--secret-access-key", envvar="TRADELANE_S3_SECRET_ACCESS_KEY")
-    ] = None
-    """The secret access key."""
-    session_token: str | None = None
-    """A session token, for temporary credentials."""
-
-    @model_validator(mode="after")
-    def _pair(self) -> Self:
-        if bool(self.access_key_id) != bool(self.secret_access_key):
-            raise ValueError("s3 secrets need both access_key_id and secret_access_key, or neither")
-        return self
 
 
 class S3Endpoint(Endpoint):
@@ -522,7 +376,7 @@ class S3Endpoint(Endpoint):
                 answer: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
                 return answer
             except ClientError as exc:
-                if not _client_error(exc)[0].isdigit():
+                if not client_error(exc)[0].isdigit():
                     raise
                 head_error = exc
             # HEAD gave a bare status; a ranged GET says why (see the module docstring).
