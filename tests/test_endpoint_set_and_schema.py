@@ -149,3 +149,22 @@ def test_schema_describes_each_type_as_apply_takes_it(home: Path) -> None:
     assert schemas["s3"]["required"] == ["name", "type", "bucket"]
     assert schemas["ftp"]["properties"]["tls"]["enum"] == ["explicit", "implicit", "none"]
     assert "unknown type 'mailbox'" in run("endpoint", "schema", "mailbox", ok=False)
+
+
+def test_add_shows_every_types_flags_and_fills_in_the_email_sender(home: Path) -> None:
+    result = runner.invoke(app, ["endpoint", "add", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for panel, flag in (
+        ("s3 settings", "--bucket"),
+        ("sftp settings", "--host-key"),
+        ("http settings", "--header"),
+    ):
+        assert panel in result.output and flag in result.output
+    run("endpoint", "add", "m1", "--type", "email", "--smtp-host", "smtp.example", "--to", "ap@example.test",
+        "--user", "hub@example.test", "--password", "pw-pw-pw")  # fmt: skip
+    run("endpoint", "add", "m2", "--type", "email", "--smtp-host", "smtp.example", "--to", "ap@example.test")
+    assert row(home, "m1")[0]["from"] == "hub@example.test"
+    assert row(home, "m2")[0]["from"] == "tradelane@localhost"
+    spec = home / "t.yaml"
+    spec.write_text("endpoints:\n  - {name: m3, type: email, smtp_host: smtp.example, to: ap@example.test}\n")
+    assert "needs 'from' to send" in run("apply", "-f", str(spec), ok=False)
