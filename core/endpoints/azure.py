@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, ClassVar, NoReturn
+from typing import Any, BinaryIO, ClassVar
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
@@ -57,19 +57,15 @@ from core.endpoints.base import (
     CHUNK_SIZE,
     ChunkReadStream,
     ConfigError,
-    Endpoint,
     EndpointError,
     FileInfo,
-    InvalidPath,
-    NameTaken,
-    NameTakenMeanwhile,
     NotFound,
     OnConflict,
     WriteStream,
     clean_path,
     object_answer,
 )
-from core.endpoints.conflict import candidates
+from core.endpoints.objectstore import ObjectStoreEndpoint, ObjectWriteStream
 from core.endpoints.parts import PartUploads
 from core.endpoints.settings import EndpointSettings
 
@@ -102,9 +98,11 @@ class AzureReadStream(ChunkReadStream):
         super().close()
 
 
-class AzureWriteStream(WriteStream):
+class AzureWriteStream(ObjectWriteStream):
     """Put Blob for small files; for large ones blocks staged in the background (see
     core/endpoints/parts.py) while the caller fills the next one, then a block list."""
+
+    _endpoint: AzureBlobEndpoint
 
     def __init__(
         self,
@@ -113,44 +111,27 @@ class AzureWriteStream(WriteStream):
         what: str,
         placement: tuple[str, OnConflict] | None = None,
     ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
+        super().__init__(endpoint, what, placement, PartUploads(endpoint.concurrency, "azure-block"))
         self._blob_name = blob_name
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when a blob there must stay
-        self._buffer = bytearray()
         self._token = uuid.uuid4().hex  # 32 chars; + 8 digits = every block id is 40 chars
         self._block_ids: builtins.list[str] = []
-        self._uploads = PartUploads(endpoint.concurrency, "azure-block")
 
     @property
     def block_ids(self) -> builtins.list[str]:
         """The ids handed to Put Block so far (unencoded): empty while the file fits in one block."""
         return builtins.list(self._block_ids)
 
-    def _block_size(self) -> int:
+    def _part_size(self) -> int:
         step = len(self._block_ids) // BLOCKS_PER_SIZE_STEP
         return min(self._endpoint.block_size * (1 + step), MAX_BLOCK_SIZE)
 
-    def _write(self, data: bytes) -> None:
-        self._uploads.raise_failure()  # a block that failed in the background stops the write here
-        # Fill the buffer only up to one block: memory stays at the blocks in flight plus this one.
-        view = memoryview(data)
-        while view:
-            room = self._block_size() - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._block_size():
-                block, self._buffer = self._buffer, bytearray()
-                self._stage(block)
-
-    def _stage(self, block: bytearray) -> None:
+    def _send_part(self, block: bytearray) -> None:
         if len(self._block_ids) >= MAX_BLOCKS:
             raise EndpointError(f"{self._what}: file too large for one blob ({MAX_BLOCKS} blocks)")
         if not self._block_ids and self._placement is not None:
             # Blocks are staged under one blob name: take the first free name now.
             self.path = self._endpoint.first_free(*self._placement)
-            self._blob_name = self._endpoint._name(self.path)
+            self._blob_name = self._endpoint._key(self.path)
         block_id = f"{self._token}{len(self._block_ids):08d}"
         blob = self._endpoint.blob_client(self._blob_name)
 
@@ -174,7 +155,7 @@ class AzureWriteStream(WriteStream):
             return
         if self._buffer:
             block, self._buffer = self._buffer, bytearray()
-            self._stage(block)  # the last block may be smaller than the others
+            self._send_part(block)  # the last block may be smaller than the others
         self._uploads.finish()
         blocks = [BlobBlock(block_id=i) for i in self._block_ids]
         if self._placement is None:
@@ -191,34 +172,16 @@ class AzureWriteStream(WriteStream):
                 self._taken_meanwhile()
         self._record(answer)
 
-    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
-        """Put Blob only where no blob is: the first free name (rename), or `rel` alone (fail)."""
-        data, self._buffer = bytes(self._buffer), bytearray()
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            blob = self._endpoint.blob_client(self._endpoint._name(name))
-            with self._endpoint.errors(self._endpoint.uri(name)):
-                try:
-                    answer = blob.upload_blob(data, length=len(data), overwrite=False, blob_type="BlockBlob")
-                except HttpResponseError as exc:
-                    if not condition_failed(exc):
-                        raise
-                    if on_conflict is OnConflict.fail:
-                        raise NameTaken(
-                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
-                        ) from None
-                    continue
-            self.path = name
-            self._record(answer)
-            return
-        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
-
-    def _taken_meanwhile(self) -> NoReturn:
-        assert self._placement is not None
-        uri = self._endpoint.uri(self.path or self._placement[0])
-        if self._placement[1] is OnConflict.fail:
-            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
-        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
+    def _put_if_missing(self, key: str) -> Any:
+        data = bytes(self._buffer)
+        try:
+            return self._endpoint.blob_client(key).upload_blob(
+                data, length=len(data), overwrite=False, blob_type="BlockBlob"
+            )
+        except HttpResponseError as exc:
+            if not condition_failed(exc):
+                raise
+            return None
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The blob's ETag (and version, where versioning is on) for the transfer's record."""
@@ -233,7 +196,7 @@ class AzureWriteStream(WriteStream):
             log.debug("abandoned %d uncommitted blocks for %s", len(self._block_ids), self._what)
 
 
-class AzureBlobEndpoint(Endpoint):
+class AzureBlobEndpoint(ObjectStoreEndpoint):
     """A container; see AzureSettings and AzureSecrets (core/endpoints/azure_settings.py)."""
 
     scheme: ClassVar[str] = "azure"
@@ -325,24 +288,15 @@ class AzureBlobEndpoint(Endpoint):
 
     # --- paths -------------------------------------------------------------------------------
 
-    def _name(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
-
     def uri(self, path: str) -> str:
-        return f"azure://{self.account_name}/{self.container}/{self._name(clean_path(path, allow_root=True))}"
+        return f"azure://{self.account_name}/{self.container}/{self._key(clean_path(path, allow_root=True))}"
 
     # --- operations --------------------------------------------------------------------------
 
-    def list(self, folder: str = "") -> Iterator[FileInfo]:
-        rel = clean_path(folder, allow_root=True)
-        name = self._name(rel)
-        return self._list(name + "/" if name else "", rel)
-
-    def _list(self, name_prefix: str, rel: str) -> Iterator[FileInfo]:
-        root_len = len(self.prefix) + 1 if self.prefix else 0
+    def _list(self, key_prefix: str, rel: str) -> Iterator[FileInfo]:
         with self.errors(self.uri(rel)):
             items = self.container_client.walk_blobs(
-                name_starts_with=name_prefix or None,
+                name_starts_with=key_prefix or None,
                 delimiter="/",
                 include=["metadata"],
                 results_per_page=self.list_page_size,
@@ -350,14 +304,9 @@ class AzureBlobEndpoint(Endpoint):
             for item in items:
                 if isinstance(item, BlobPrefix):
                     continue
-                path = str(item.name)[root_len:]
-                # Folder markers (HNS directories) and names our paths cannot express are skipped.
-                if str(item.name).endswith("/") or (item.metadata or {}).get("hdi_isfolder") == "true":
-                    continue
-                try:
-                    if clean_path(path) != path:
-                        continue
-                except InvalidPath:
+                path = self._path_of(str(item.name))
+                # Folder markers of accounts with a hierarchical namespace are skipped too.
+                if path is None or (item.metadata or {}).get("hdi_isfolder") == "true":
                     continue
                 yield self._info(path, item)
 
@@ -374,7 +323,7 @@ class AzureBlobEndpoint(Endpoint):
     def stat(self, path: str) -> FileInfo:
         rel = clean_path(path)
         with self.errors(self.uri(rel)):
-            props = self.blob_client(self._name(rel)).get_blob_properties()
+            props = self.blob_client(self._key(rel)).get_blob_properties()
         if (props.metadata or {}).get("hdi_isfolder") == "true":
             raise NotFound(f"{self.uri(rel)}: is a folder, not a file")
         return self._info(rel, props)
@@ -382,7 +331,7 @@ class AzureBlobEndpoint(Endpoint):
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         what = self.uri(rel)
-        blob = self.blob_client(self._name(rel))
+        blob = self.blob_client(self._key(rel))
         with self.errors(what):
             chunks = self._download(blob)
         return io.BufferedReader(AzureReadStream(chunks, self, what), buffer_size=CHUNK_SIZE)
@@ -401,21 +350,9 @@ class AzureBlobEndpoint(Endpoint):
     def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
-        return AzureWriteStream(self, self._name(rel), self.uri(rel), placement)
-
-    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
-        """The first name of `rel`, `name (2).ext`, … with no blob; `rel` alone for fail."""
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            try:
-                self.stat(name)
-            except NotFound:
-                return name
-            if on_conflict is OnConflict.fail:
-                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
-        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
+        return AzureWriteStream(self, self._key(rel), self.uri(rel), placement)
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)
         with self.errors(self.uri(rel)):
-            self.blob_client(self._name(rel)).delete_blob()
+            self.blob_client(self._key(rel)).delete_blob()

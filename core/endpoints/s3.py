@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -42,18 +42,13 @@ from botocore.exceptions import (
 from core.endpoints.base import (
     CHUNK_SIZE,
     ConfigError,
-    Endpoint,
     FileInfo,
-    InvalidPath,
-    NameTaken,
-    NameTakenMeanwhile,
-    NotFound,
     OnConflict,
     WriteStream,
     clean_path,
     object_answer,
 )
-from core.endpoints.conflict import candidates
+from core.endpoints.objectstore import ObjectStoreEndpoint, ObjectWriteStream
 from core.endpoints.parts import PartUploads
 from core.endpoints.s3_errors import client_error, condition_failed, map_boto_error
 from core.endpoints.s3_settings import MAX_PART_SIZE, S3Secrets, S3Settings
@@ -94,24 +89,21 @@ class S3ReadStream(io.RawIOBase):
         super().close()
 
 
-class S3WriteStream(WriteStream):
+class S3WriteStream(ObjectWriteStream):
     """PutObject for small files; for large ones a multipart upload whose parts go up in the
     background (see core/endpoints/parts.py) while the caller fills the next one."""
+
+    _endpoint: S3Endpoint
 
     def __init__(
         self, endpoint: S3Endpoint, key: str, what: str, placement: tuple[str, OnConflict] | None = None
     ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
+        super().__init__(endpoint, what, placement, PartUploads(endpoint.concurrency, "s3-part"))
         self._key = key
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when an object there must stay
-        self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts_sent = 0
         # Filled by the upload threads; one dict store per part is atomic, so no lock.
         self._parts: dict[int, dict[str, Any]] = {}
-        self._uploads = PartUploads(endpoint.concurrency, "s3-part")
 
     @property
     def upload_id(self) -> str | None:
@@ -120,18 +112,6 @@ class S3WriteStream(WriteStream):
     def _part_size(self) -> int:
         step = self._parts_sent // PARTS_PER_SIZE_STEP
         return min(self._endpoint.part_size * (1 + step), MAX_PART_SIZE)
-
-    def _write(self, data: bytes) -> None:
-        self._uploads.raise_failure()  # a part that failed in the background stops the write here
-        # Fill the buffer only up to one part: memory stays at the parts in flight plus this one.
-        view = memoryview(data)
-        while view:
-            room = self._part_size() - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._part_size():
-                part, self._buffer = self._buffer, bytearray()
-                self._send_part(part)
 
     def _send_part(self, part: bytearray) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
@@ -198,36 +178,15 @@ class S3WriteStream(WriteStream):
                 self._taken_meanwhile()
         self._record(answer)
 
-    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
-        """PutObject only where no object is: the first free name (rename), or `rel` alone (fail)."""
-        client, bucket = self._endpoint.client, self._endpoint.bucket
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            with self._endpoint.errors(self._endpoint.uri(name)):
-                try:
-                    answer = client.put_object(
-                        Bucket=bucket, Key=self._endpoint._key(name), Body=self._buffer, IfNoneMatch="*"
-                    )
-                except ClientError as exc:
-                    if not condition_failed(exc):
-                        raise
-                    if on_conflict is OnConflict.fail:
-                        raise NameTaken(
-                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
-                        ) from None
-                    continue
-            self._buffer = bytearray()
-            self.path = name
-            self._record(answer)
-            return
-        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
-
-    def _taken_meanwhile(self) -> NoReturn:
-        assert self._placement is not None
-        uri = self._endpoint.uri(self.path or self._placement[0])
-        if self._placement[1] is OnConflict.fail:
-            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
-        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
+    def _put_if_missing(self, key: str) -> Any:
+        try:
+            return self._endpoint.client.put_object(
+                Bucket=self._endpoint.bucket, Key=key, Body=self._buffer, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            return None
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The object's ETag (and version, on a versioned bucket) for the transfer's record."""
@@ -251,7 +210,7 @@ class S3WriteStream(WriteStream):
             )
 
 
-class S3Endpoint(Endpoint):
+class S3Endpoint(ObjectStoreEndpoint):
     """An S3 bucket; see S3Settings and S3Secrets."""
 
     scheme: ClassVar[str] = "s3"
@@ -332,21 +291,12 @@ class S3Endpoint(Endpoint):
 
     # --- paths -------------------------------------------------------------------------------
 
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
-
     def uri(self, path: str) -> str:
         return f"s3://{self.bucket}/{self._key(clean_path(path, allow_root=True))}"
 
     # --- operations --------------------------------------------------------------------------
 
-    def list(self, folder: str = "") -> Iterator[FileInfo]:
-        rel = clean_path(folder, allow_root=True)
-        key = self._key(rel)
-        return self._list(key + "/" if key else "", rel)
-
     def _list(self, key_prefix: str, rel: str) -> Iterator[FileInfo]:
-        root_len = len(self.prefix) + 1 if self.prefix else 0
         with self.errors(self.uri(rel)):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket,
@@ -356,12 +306,8 @@ class S3Endpoint(Endpoint):
             )
             for page in pages:
                 for item in page.get("Contents", ()):
-                    path = item["Key"][root_len:]
-                    # Folder markers and keys our paths cannot name ("a//b", backslashes) are skipped.
-                    try:
-                        if item["Key"].endswith("/") or clean_path(path) != path:
-                            continue
-                    except InvalidPath:
+                    path = self._path_of(item["Key"])
+                    if path is None:
                         continue
                     yield FileInfo(
                         path=path,
@@ -405,18 +351,6 @@ class S3Endpoint(Endpoint):
         rel = clean_path(path)
         placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
         return S3WriteStream(self, self._key(rel), self.uri(rel), placement)
-
-    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
-        """The first name of `rel`, `name (2).ext`, … with no object (HEAD); `rel` alone for fail."""
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            try:
-                self.stat(name)
-            except NotFound:
-                return name
-            if on_conflict is OnConflict.fail:
-                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
-        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

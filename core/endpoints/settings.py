@@ -1,8 +1,9 @@
 """What an endpoint type is configured with: one pydantic model for its settings (stored as plain
 JSON, shown and audited) and one for its secrets (stored encrypted, never shown).
 
-Each endpoint type declares the two models next to its implementation (`settings_model`,
-`secrets_model` on the Endpoint class). Everything else derives from them:
+Each endpoint type declares the two models next to its implementation, by annotating `settings`
+and `secrets` on its Endpoint class (they become `settings_model` and `secrets_model`).
+Everything else derives from them:
 
 * the endpoint's constructor: one `parse` of (config, secrets) into the two models;
 * `tradelane endpoint add/set` flags (cli/endpoint_flags.py): one flag per field, `--field-name`,
