@@ -19,18 +19,17 @@ from azure.core.exceptions import (
 
 from core.endpoints.base import (
     AuthError,
-    ConfigError,
     EndpointError,
-    NotFound,
     PermissionDenied,
     TransientError,
 )
+from core.endpoints.errors import ErrorCodes
 from core.endpoints.network import network_error
 
-_AUTH_CODES = frozenset(
+_AUTH = frozenset(
     {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "InvalidAccessKey"}
 )
-_DENIED_CODES = frozenset(
+_DENIED = frozenset(
     {
         "AuthorizationPermissionMismatch",
         "AuthorizationResourceTypeMismatch",
@@ -45,8 +44,8 @@ _DENIED_CODES = frozenset(
         "LeaseIdMismatchWithBlobOperation",
     }
 )
-_NOT_FOUND_CODES = frozenset({"BlobNotFound", "ResourceNotFound"})
-_CONFIG_CODES = frozenset(
+_NOT_FOUND = frozenset({"BlobNotFound", "ResourceNotFound"})
+_CONFIG = frozenset(
     {
         "ContainerNotFound",
         "ContainerBeingDeleted",
@@ -55,8 +54,16 @@ _CONFIG_CODES = frozenset(
         "AccountNotFound",
     }
 )
-_TRANSIENT_CODES = frozenset(
+_TRANSIENT = frozenset(
     {"ServerBusy", "OperationTimedOut", "InternalError", "ConditionNotMet", "TooManyRequests"}
+)
+CODES = ErrorCodes(
+    auth=_AUTH,
+    config=_CONFIG,
+    denied=_DENIED,
+    not_found=_NOT_FOUND,
+    transient=_TRANSIENT,
+    transient_statuses=frozenset({408, 429}),
 )
 
 
@@ -89,19 +96,11 @@ def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> End
     if isinstance(exc, HttpResponseError) and exc.status_code:
         code, status = _error_code(exc), int(exc.status_code)
         text = f"{what}: {code}: {_short_message(exc)}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
         if code == "AuthorizationFailure":
             authenticate = "authenticate" in text.lower()
             return AuthError(text) if authenticate else PermissionDenied(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
-            return TransientError(text)
+        if found := CODES.error(code, status, text):
+            return found
         if isinstance(exc, ClientAuthenticationError) or status == 401:
             return AuthError(text)
         if status == 403:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 
@@ -63,3 +64,34 @@ class NameTaken(EndpointError):
 class NameTakenMeanwhile(TransientError):
     """Another writer took the name chosen for a write that cannot change its name at commit
     (an S3 multipart upload, an Azure block list): the next try picks a free name again."""
+
+
+@dataclass(frozen=True)
+class ErrorCodes:
+    """A storage service's error codes by what they mean, for mapping its answers: auth →
+    `AuthError`, config → `ConfigError` (the endpoint points at nothing, or is set wrong), denied →
+    `PermissionDenied`, not found (or a 404) → `NotFound`, transient (or a 5xx, or one of
+    `transient_statuses`) → `TransientError`."""
+
+    auth: frozenset[str]
+    config: frozenset[str]
+    denied: frozenset[str]
+    not_found: frozenset[str]
+    transient: frozenset[str]
+    transient_statuses: frozenset[int] = frozenset({429})
+
+    def error(self, code: str, status: int, text: str) -> EndpointError | None:
+        """The error `code` (else `status`) names, with `text` as its message; None if neither says."""
+        kinds: tuple[tuple[frozenset[str], type[EndpointError]], ...] = (
+            (self.auth, AuthError),
+            (self.config, ConfigError),
+            (self.denied, PermissionDenied),
+        )
+        for codes, kind in kinds:
+            if code in codes:
+                return kind(text)
+        if code in self.not_found or status == 404:
+            return NotFound(text)
+        if code in self.transient or status >= 500 or status in self.transient_statuses:
+            return TransientError(text)
+        return None

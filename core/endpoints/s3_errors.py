@@ -23,14 +23,13 @@ from core.endpoints.base import (
     AuthError,
     ConfigError,
     EndpointError,
-    NotFound,
-    PermissionDenied,
     TlsError,
     TransientError,
 )
+from core.endpoints.errors import ErrorCodes
 from core.endpoints.network import network_error
 
-_AUTH_CODES = frozenset(
+_AUTH = frozenset(
     {
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
@@ -41,9 +40,9 @@ _AUTH_CODES = frozenset(
         "InvalidClientTokenId",
     }
 )
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
-_CONFIG_CODES = frozenset(
+_DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
+_NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+_CONFIG = frozenset(
     {
         "NoSuchBucket",
         "InvalidBucketName",
@@ -53,7 +52,7 @@ _CONFIG_CODES = frozenset(
         "RequestTimeTooSkewed",  # the local clock is wrong; retrying will not fix it
     }
 )
-_TRANSIENT_CODES = frozenset(
+_TRANSIENT = frozenset(
     {
         "SlowDown",
         "Throttling",
@@ -66,6 +65,7 @@ _TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
+CODES = ErrorCodes(auth=_AUTH, config=_CONFIG, denied=_DENIED, not_found=_NOT_FOUND, transient=_TRANSIENT)
 
 
 def client_error(exc: ClientError) -> tuple[str, int, str]:
@@ -88,17 +88,7 @@ def map_boto_error(exc: Exception, what: str, host: str = "") -> EndpointError:
     if isinstance(exc, ClientError):
         code, status, message = client_error(exc)
         text = f"{what}: {code}: {message}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientError(text)
-        return EndpointError(text)
+        return CODES.error(code, status, text) or EndpointError(text)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return AuthError(f"{what}: no usable credentials ({type(exc).__name__})")
     if found := network_error(exc, what, host):
