@@ -21,9 +21,6 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
-app.command()(history.transfers)
-app.command()(history.audit)
-app.command()(history.replay)
 
 
 @app.command()
@@ -43,6 +40,11 @@ def up() -> None:
     except RuntimeError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+app.command()(history.transfers)
+app.command()(history.audit)
+app.command()(history.replay)
 
 
 @app.command("apply")
