@@ -36,7 +36,9 @@ from core.endpoints.settings import (
 
 Settings = tuple[dict[str, Any], dict[str, Any]]
 # What `endpoint add` and `endpoint set` take for themselves: no type may use these flags.
-RESERVED = frozenset({"--type", "--replace", "--unset", "--accept-host-key", "--help"})
+RESERVED = frozenset(
+    {"--type", "--replace", "--no-replace", "--unset", "--accept-host-key", "--no-accept-host-key", "--help"}
+)
 DEST_PREFIX = "setting__"
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.endpoints import registry
 from core.endpoints.registry import endpoint_class, register, unregister, user_types
+from core.endpoints.settings import EndpointSettings
 from tests.endpoint_types.memory import SPACES, TOKENS, MemoryEndpoint
 from tests.isolation import isolated_home
 
@@ -156,3 +157,17 @@ def test_a_name_is_registered_once() -> None:
         register("s3", "tests.endpoint_types.memory:MemoryEndpoint")
     with pytest.raises(ValueError, match="lowercase name"):
         register("Memory", MemoryEndpoint)
+
+
+class NamedSettings(EndpointSettings):
+    name: str  # would clash with the endpoint's own name in YAML
+
+
+def test_a_setting_may_not_take_a_key_an_endpoint_declaration_uses() -> None:
+    from core.endpoints.base import Endpoint
+
+    with pytest.raises(TypeError, match="a setting may not be named name"):
+
+        class Clash(Endpoint):
+            scheme = "clash"
+            settings: NamedSettings

@@ -230,6 +230,9 @@ class Endpoint(ABC):
             hints = get_type_hints(cls)
             cls.settings_model = hints["settings"]
             cls.secrets_model = hints["secrets"]
+            # An endpoint in YAML is {name, type, secrets, <its settings>}: those three are taken.
+            if taken := {"name", "type", "secrets"} & set(cls.settings_model.field_keys()):
+                raise TypeError(f"{cls.__name__}: a setting may not be named {', '.join(sorted(taken))}")
 
     def __init__(
         self,
