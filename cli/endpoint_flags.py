@@ -253,7 +253,9 @@ def defaults_for_add(cls: type[Endpoint], config: dict[str, Any], secrets: dict[
     for use in type_flags(cls).values():
         target = secrets if use.secret else config
         if use.spec.cli_default is not None and use.key not in target:
-            target[use.key] = use.spec.cli_default(config, secrets)
+            value = use.spec.cli_default(config, secrets)
+            if value is not None:
+                target[use.key] = value
 
 
 def describe(error: SettingsError, cls: type[Endpoint]) -> str:

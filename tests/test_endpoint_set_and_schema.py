@@ -168,3 +168,24 @@ def test_add_shows_every_types_flags_and_fills_in_the_email_sender(home: Path) -
     spec = home / "t.yaml"
     spec.write_text("endpoints:\n  - {name: m3, type: email, smtp_host: smtp.example, to: ap@example.test}\n")
     assert "needs 'from' to send" in run("apply", "-f", str(spec), ok=False)
+    # Receiving only: no From is made up, and a login that is not an address is fine.
+    run(
+        "endpoint",
+        "add",
+        "m4",
+        "--type",
+        "email",
+        "--imap-host",
+        "imap.example",
+        "--user",
+        "box",
+        "--password",
+        "pw",
+    )
+    assert "from" not in row(home, "m4")[0]
+    # An IMAP endpoint an earlier version stored with its login as From still loads.
+    spec.write_text(
+        "endpoints:\n  - {name: m5, type: email, imap_host: i.example, from: box,"
+        " secrets: {user: b, password: p}}\n"
+    )
+    assert "endpoint m5: created" in run("apply", "-f", str(spec))

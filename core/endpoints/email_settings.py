@@ -79,9 +79,9 @@ def _template(template: str) -> str:
     return template
 
 
-def _default_sender(config: dict[str, Any], secrets: dict[str, Any]) -> str:
-    """`endpoint add --type email` without --from: the login, else tradelane@localhost."""
-    return str(secrets.get("user") or "tradelane@localhost")
+def _default_sender(config: dict[str, Any], secrets: dict[str, Any]) -> str | None:
+    """`endpoint add --type email --smtp-host ...` without --from: the login, else tradelane@localhost."""
+    return str(secrets.get("user") or "tradelane@localhost") if config.get("smtp_host") else None
 
 
 Line = Annotated[str, AfterValidator(_one_line)]
@@ -136,20 +136,6 @@ class EmailSettings(EndpointSettings):
     cafile: Annotated[Line | None, LocalPath()] = None
     """A PEM bundle to trust instead of the system's."""
 
-    @field_validator("sender")
-    @classmethod
-    def _one_sender(cls, value: str | None) -> str | None:
-        if value is not None and len(addresses(value, "from")[1]) != 1:
-            raise ValueError("must be exactly one address")
-        return value
-
-    @field_validator("to")
-    @classmethod
-    def _recipients(cls, value: Addresses | None) -> Addresses | None:
-        if value is not None:
-            addresses(value, "to")
-        return value
-
     @field_validator("after_pull")
     @classmethod
     def _after_pull(cls, value: str) -> str:
@@ -170,10 +156,20 @@ class EmailSettings(EndpointSettings):
     def _sends_or_receives(self) -> Self:
         if not self.smtp_host and not self.imap_host:
             raise ValueError("email endpoint needs 'smtp_host' (to send), 'imap_host' (to receive), or both")
-        if self.smtp_host and not self.sender:
-            raise ValueError("email endpoint needs 'from' to send")
-        if self.smtp_host and not self.to:
-            raise ValueError("email endpoint needs 'to' to send")
+        if self.smtp_host:  # the addresses are read to send (rows stored for IMAP alone may carry a From)
+            if not self.sender:
+                raise ValueError("email endpoint needs 'from' to send")
+            if not self.to:
+                raise ValueError("email endpoint needs 'to' to send")
+            try:
+                if len(addresses(self.sender, "from")[1]) != 1:
+                    raise ValueError("must be exactly one address")
+            except ValueError as exc:
+                raise ValueError(f"email endpoint 'from': {exc}") from None
+            try:
+                addresses(self.to, "to")
+            except ValueError as exc:
+                raise ValueError(f"email endpoint 'to': {exc}") from None
         return self
 
 

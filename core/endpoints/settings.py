@@ -56,7 +56,8 @@ class Flag:
     parse: Callable[[str], Any] | None = None
     # Or sets several fields of the same model from one string (`--basic USER:PASSWORD`).
     spread: Callable[[str], dict[str, Any]] | None = None
-    # What `endpoint add` sets when the flag is not given, from the (settings, secrets) that are.
+    # What `endpoint add` sets when the flag is not given, from the (settings, secrets) that are
+    # (None: nothing).
     cli_default: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
 
 
