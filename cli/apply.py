@@ -46,8 +46,10 @@ from sqlmodel import Session
 from core import dataflows, partners
 from core.crypto import decrypt_json, verify_password
 from core.endpoints import rows as endpoint_rows
-from core.endpoints.base import ConfigError
-from core.endpoints.registry import endpoint_class
+from core.endpoints.base import ConfigError, Endpoint
+from core.endpoints.registry import endpoint_class, user_types
+from core.endpoints.settings import SettingsError, local_paths
+from core.mailbox import layout
 from core.validators import parse_cli_spec, parse_size
 
 SECTIONS = ("partners", "endpoints", "flows")
@@ -85,7 +87,7 @@ FLOW_KEYS = frozenset(
         "on_conflict",
     }
 )
-ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's own config keys
+ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's settings (its model's fields)
 
 
 class ApplyError(ValueError):
@@ -183,20 +185,49 @@ def _check_partner(where: str, item: dict[str, Any]) -> None:
 
 
 def _check_endpoint(where: str, item: dict[str, Any]) -> None:
+    """An endpoint's keys are its type's settings, plus `secrets`: both checked by the type's models."""
     type_ = item.get("type")
     if not isinstance(type_, str) or not type_:
-        raise ApplyError(f"{where}.type: required (file, s3, azure, sftp, ftp, email, http or as2)")
+        raise ApplyError(f"{where}.type: required ({', '.join(user_types())})")
     try:
         cls = endpoint_class(type_)
     except ConfigError as exc:
         raise ApplyError(f"{where}.type: {exc}") from None
-    if cls.config_keys is not None:
-        _unknown(where, item, ENDPOINT_KEYS | cls.config_keys, f"a {type_} endpoint")
     secrets = item.get("secrets")
     if secrets is not None:
         _expect(f"{where}.secrets", secrets, dict, "a mapping")
-        if cls.config_keys is not None:
-            _unknown(f"{where}.secrets", secrets, cls.secret_keys, f"the secrets of a {type_} endpoint")
+    try:
+        cls.parse(*_endpoint_settings(cls, item))
+    except SettingsError as exc:
+        raise ApplyError(_settings_problems(where, exc)) from None
+    except ConfigError as exc:  # http's credential headers given two ways, and the like
+        raise ApplyError(f"{where}: {exc}") from None
+
+
+def _endpoint_settings(cls: type[Endpoint], item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, secrets) as the YAML gives them, local paths made absolute."""
+    config = {k: v for k, v in item.items() if k not in ENDPOINT_KEYS}
+    return local_paths(cls.settings_model, config), local_paths(
+        cls.secrets_model, dict(item.get("secrets") or {})
+    )
+
+
+def _settings_problems(where: str, exc: SettingsError) -> str:
+    """Each problem at its YAML path: `endpoints[0].bucket: unknown key for a file endpoint`."""
+    lines = []
+    for problem in exc.problems:
+        path = ".".join([where, *(["secrets"] if problem.secret else []), *map(str, problem.loc)])
+        if problem.kind == "unknown":
+            known = ", ".join(exc.known[1] if problem.secret else exc.known[0])
+            what = f"the secrets of a {exc.scheme} endpoint" if problem.secret else f"a {exc.scheme} endpoint"
+            lines.append(f"{path}: unknown key for {what} (known: {known})")
+        elif problem.kind == "missing":
+            lines.append(f"{path}: required for a {exc.scheme} endpoint")
+        elif problem.loc:
+            lines.append(f"{path}: {problem.message}")
+        else:
+            lines.append(f"{where}: {problem.message}")
+    return "; ".join(lines)
 
 
 def _check_flow(where: str, item: dict[str, Any]) -> None:
@@ -277,12 +308,9 @@ def _apply_partner(session: Session, item: dict[str, Any], where: str) -> str:
 
 def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
     name, type_ = item["name"], item["type"]
-    config = {k: v for k, v in item.items() if k not in ENDPOINT_KEYS}
-    if type_ == "file" and "path" in config:
-        config["path"] = str(Path(config["path"]).expanduser().resolve())
-    # Compared as they would be stored: secret-bearing settings (an http URL's query values, a
-    # credential header) move from config into secrets.
-    config, secrets = endpoint_rows.prepare(type_, config, dict(item.get("secrets") or {}))
+    # Compared as they are stored: parsed by the type's models (an http URL's query values and
+    # credential headers moved into the secrets).
+    config, secrets = endpoint_rows.prepare(type_, *_endpoint_settings(endpoint_class(type_), item))
     existing = endpoint_rows.get(session, name)
     unchanged = (
         existing is not None
@@ -309,7 +337,7 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
     if item["dest"].startswith("mailbox:"):
         endpoint_rows.mailbox_endpoint(session, item["dest"].removeprefix("mailbox:"))
         if "dest_path" not in item:
-            wanted["dest_path"] = "download/{name}"
+            wanted["dest_path"] = layout.DELIVERY_PATH
     if item.get("every") is not None:
         wanted["schedule_interval_seconds"] = dataflows.parse_interval(str(item["every"]))
     if item.get("cron") is not None:

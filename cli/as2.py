@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -102,7 +102,7 @@ def org_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from core.as2 import identity
 
     with database() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for org in identity.list_all(session):
             info = identity.cert_info(org.certificate)
             rows.append(
@@ -236,7 +236,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     from core.models import Partner
 
     with database() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for p in profiles.list_all(session):
             mailbox = session.get(Partner, p.partner_id)
             info = identity.cert_info(p.certificate)

@@ -1,9 +1,11 @@
-"""What every `tradelane` command shares: its consoles, its one-line errors, and its database session."""
+"""What every command group of the `tradelane` command shares: where it prints, and a database
+session whose domain errors become one clear line instead of a traceback."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -36,3 +38,18 @@ def database() -> Iterator[Session]:
     except IntegrityError as exc:  # a change the database refuses: one line, never a traceback
         err.print(f"[red]error:[/red] the database refused the change: {exc.orig}")
         raise typer.Exit(1) from None
+
+
+def size_text(n: int) -> str:
+    """Bytes as people write them: 50MiB, 2GiB, 1000 B."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} B"
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output, on stdout whatever the console does."""
+    import json
+
+    print(json.dumps(value, indent=2))

@@ -227,7 +227,8 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # uvicorn takes SIGINT/SIGTERM itself while it serves and raises them again once the API
+        # has stopped, so they reach `stop` then, and the rest shuts down after it.
         tasks = [
             asyncio.create_task(server.serve(), name="api"),
             asyncio.create_task(dispatcher.run(), name="dispatcher"),

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from cli.endpoint_options import endpoint_options
+from cli.endpoint_flags import endpoint_options
 from core import dataflows, partners, transfers
 from core.crypto import decrypt_json
 from core.db import get_engine, init_db, session_scope

@@ -28,7 +28,7 @@ from core.as2.settings import as2_settings, default_mdn_url, http_client, spool_
 from core.as2.spool import MessageTooLarge
 from core.db import home_account_id, session_scope
 from core.endpoints.base import ConfigError, EndpointError, TransientError
-from core.endpoints.http import map_httpx_error
+from core.endpoints.http_wire import map_httpx_error
 from core.models import As2Message, utcnow
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
 """AS2 as a destination: each file written is sent as one AS2 message to a partner's profile.
 
-Config keys: `partner` (the AS2 ID of a profile made with `tradelane as2 partner add`; required),
-`content_type` (default application/octet-stream, which keeps the payload byte-exact; e.g.
-application/edi-x12 for partners that route on it), `subject` (default "AS2 message NAME").
+Settings (As2Settings): `partner` (the AS2 ID of a profile made with `tradelane as2 partner add`;
+required), `content_type`, `subject`.
 
 Writes are spooled to an anonymous file under the AS2 spool directory, capped at
 TRADELANE_AS2_MAX_MESSAGE_BYTES (pyas2lib builds messages in memory), and sent on commit, so
@@ -15,7 +14,7 @@ AS2 is push-only: listing is empty, reading and deleting are refused.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from core.endpoints.base import (
@@ -28,6 +27,7 @@ from core.endpoints.base import (
     WriteStream,
     clean_path,
 )
+from core.endpoints.settings import EndpointSettings
 
 
 class As2WriteStream(WriteStream):
@@ -61,7 +61,7 @@ class As2WriteStream(WriteStream):
             payload,
             self._path,
             content_type=self._endpoint.content_type,
-            subject=self._endpoint.config.get("subject"),
+            subject=self._endpoint.settings.subject,
         )
         self._endpoint.last_sent = self.sent
         mdn = f"; MDN {self.sent.disposition}" if self.sent.disposition else ""
@@ -77,19 +77,27 @@ class As2WriteStream(WriteStream):
         self._spool.close()
 
 
-class As2Endpoint(Endpoint):
-    scheme = "as2"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset({"partner", "content_type", "subject"})
+class As2Settings(EndpointSettings):
+    """Each file is sent as one AS2 message to a partner's profile (signed, encrypted and with the
+    MDN its profile says). Keys and certificates live in the profile, not here."""
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        partner = config.get("partner")
-        if not isinstance(partner, str) or not partner:
-            raise ConfigError(
-                "as2 endpoint needs 'partner': the AS2 ID of a profile (`tradelane as2 partner add`)"
-            )
-        self.partner = partner
-        self.content_type = str(config.get("content_type") or "application/octet-stream")
+    partner: str
+    """The partner's AS2 ID: a profile made with `tradelane as2 partner add`."""
+    content_type: str = "application/octet-stream"
+    """The payload's Content-Type (the default keeps it byte-exact; e.g. application/edi-x12 for
+    partners that route on it)."""
+    subject: str | None = None
+    """The message's Subject (default "AS2 message NAME")."""
+
+
+class As2Endpoint(Endpoint):
+    scheme: ClassVar[str] = "as2"
+    settings: As2Settings
+
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.partner = self.settings.partner
+        self.content_type = self.settings.content_type
         self.last_sent: Any = None
 
     def list(self, folder: str = "") -> Iterator[FileInfo]:
@@ -123,7 +131,7 @@ class As2Endpoint(Endpoint):
         from core.as2 import profiles
         from core.as2.identity import cert_info
         from core.db import session_scope
-        from core.endpoints.http import map_httpx_error
+        from core.endpoints.http_wire import map_httpx_error
 
         with session_scope() as session:
             try:

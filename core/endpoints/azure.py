@@ -26,13 +26,8 @@ at commit (its bytes are still in memory); a block list, whose blocks are staged
 name, picks the first free name before the first block and, should another writer take it before
 the commit, fails with a retried `NameTakenMeanwhile`.
 
-Error mapping notes:
-* `ContainerNotFound` is a `ConfigError`, not `NotFound`: the endpoint points at nothing.
-* A bad key is `AuthenticationFailed` on Azure but `AuthorizationFailure` ("Server failed to
-  authenticate the request") on Azurite; Azure also uses `AuthorizationFailure` for firewall
-  and network rules. The message tells the two apart: authenticate → `AuthError`, else
-  `PermissionDenied`.
-* Messages name the blob and Azure's error code, never the account key, SAS or connection string.
+Settings and secrets: core/endpoints/azure_settings.py; how failures map to endpoint errors
+(never quoting a key, SAS or connection string): core/endpoints/azure_errors.py.
 """
 
 from __future__ import annotations
@@ -41,175 +36,47 @@ import builtins
 import contextlib
 import io
 import logging
-import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
-from urllib.parse import unquote, urlsplit
+from typing import Any, BinaryIO, ClassVar
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
     HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, BlobPrefix, BlobServiceClient, ContainerClient
 
+from core.endpoints.azure_errors import condition_failed, map_azure_error
+from core.endpoints.azure_settings import MAX_BLOCK_SIZE, AzureSecrets, AzureSettings, resolve_account
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ChunkReadStream,
     ConfigError,
-    Endpoint,
     EndpointError,
     FileInfo,
-    InvalidPath,
-    NameTaken,
-    NameTakenMeanwhile,
     NotFound,
     OnConflict,
-    PermissionDenied,
-    TransientError,
     WriteStream,
     clean_path,
     object_answer,
 )
-from core.endpoints.conflict import candidates
-from core.endpoints.network import network_error
-from core.endpoints.parts import PartUploads, concurrency_setting
-
-if TYPE_CHECKING:
-    pass
+from core.endpoints.objectstore import ObjectStoreEndpoint, ObjectWriteStream
+from core.endpoints.parts import PartUploads
+from core.endpoints.settings import EndpointSettings
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-DEFAULT_BLOCK_SIZE = 8 * MIB
-MIN_BLOCK_SIZE = 64 * 1024
-MAX_BLOCK_SIZE = 4000 * MIB  # Azure's limit per staged block
 # A blob holds at most 50,000 blocks; growing the block size every 10,000 blocks keeps huge
 # files possible (about 1.2 TiB with 8 MiB blocks) while smaller ones keep the configured size.
 BLOCKS_PER_SIZE_STEP = 10_000
 MAX_BLOCKS = 50_000
 FALLBACK_RANGE = 512 * 1024
-
-# Container names: 3-63 of [a-z0-9-], starting and ending alphanumeric, no "--"; or a system name.
-_CONTAINER_RE = re.compile(r"^(?:[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]|\$root|\$web|\$logs)$")
-
-_AUTH_CODES = frozenset(
-    {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "InvalidAccessKey"}
-)
-_DENIED_CODES = frozenset(
-    {
-        "AuthorizationPermissionMismatch",
-        "AuthorizationResourceTypeMismatch",
-        "AuthorizationServiceMismatch",
-        "AuthorizationProtocolMismatch",
-        "AuthorizationSourceIPMismatch",
-        "InsufficientAccountPermissions",
-        "AccountIsDisabled",
-        "KeyBasedAuthenticationNotPermitted",
-        "BlobImmutableDueToPolicy",
-        "LeaseIdMissing",
-        "LeaseIdMismatchWithBlobOperation",
-    }
-)
-_NOT_FOUND_CODES = frozenset({"BlobNotFound", "ResourceNotFound"})
-_CONFIG_CODES = frozenset(
-    {
-        "ContainerNotFound",
-        "ContainerBeingDeleted",
-        "ContainerDisabled",
-        "InvalidResourceName",
-        "AccountNotFound",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {"ServerBusy", "OperationTimedOut", "InternalError", "ConditionNotMet", "TooManyRequests"}
-)
-
-
-def _error_code(exc: HttpResponseError) -> str:
-    code = getattr(exc, "error_code", None)
-    if not code and exc.response is not None:  # errors from the generated layer: the header has it
-        code = getattr(exc.response, "headers", {}).get("x-ms-error-code")
-    code = getattr(code, "value", code)  # the SDK sometimes hands back a StorageErrorCode enum
-    return str(code or exc.status_code or "error")
-
-
-def _short_message(exc: HttpResponseError) -> str:
-    """Azure's one-line reason, without the request id, timestamp and raw XML body."""
-    text = str(getattr(exc, "reason", None) or "")
-    message = str(getattr(exc, "message", "") or "")
-    first = message.splitlines()[0] if message else ""
-    first = first.removeprefix("Operation returned an invalid status ").strip("'\" ")
-    return first or text
-
-
-def _condition_failed(exc: AzureError) -> bool:
-    """Azure's answer to a conditional write whose blob exists (409 BlobAlreadyExists, 412)."""
-    if not isinstance(exc, HttpResponseError):
-        return False
-    return exc.status_code in (409, 412) or _error_code(exc) in ("BlobAlreadyExists", "ConditionNotMet")
-
-
-def map_azure_error(exc: AzureError, what: str, host: str = "the server") -> EndpointError:
-    """Translate an azure-core / azure-storage-blob failure into the endpoint error tree."""
-    if isinstance(exc, HttpResponseError) and exc.status_code:
-        code, status = _error_code(exc), int(exc.status_code)
-        text = f"{what}: {code}: {_short_message(exc)}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
-        if code == "AuthorizationFailure":
-            authenticate = "authenticate" in text.lower()
-            return AuthError(text) if authenticate else PermissionDenied(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
-            return TransientError(text)
-        if isinstance(exc, ClientAuthenticationError) or status == 401:
-            return AuthError(text)
-        if status == 403:
-            return PermissionDenied(text)
-        return EndpointError(text)
-    if isinstance(exc, ClientAuthenticationError):
-        # No response: the SDK could not even sign the request (an account key that is not base64).
-        return AuthError(f"{what}: cannot sign the request: the account key is malformed")
-    if found := network_error(exc, what, host):
-        return found  # DNS, TLS, refused, timed out
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError):
-        # No HTTP status: the connection failed or broke mid-body (IncompleteRead and the like).
-        return TransientError(f"{what}: {type(exc).__name__}: could not talk to {host}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def _parse_connection_string(value: str) -> dict[str, str]:
-    parts = {}
-    for item in value.split(";"):
-        key, sep, val = item.strip().partition("=")
-        if sep:
-            parts[key.strip().lower()] = val.strip()
-    return parts
-
-
-def _account_from_url(url: str) -> str:
-    """`acct` from https://acct.blob.core.windows.net or http://127.0.0.1:10000/acct (emulator style)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    first_segment = parts.path.strip("/").split("/")[0]
-    looks_like_ip = host == "localhost" or host.replace(".", "").isdigit() or ":" in host
-    if looks_like_ip and first_segment:
-        return first_segment
-    return host.split(".")[0] if host else "unknown"
 
 
 class AzureReadStream(ChunkReadStream):
@@ -231,9 +98,11 @@ class AzureReadStream(ChunkReadStream):
         super().close()
 
 
-class AzureWriteStream(WriteStream):
+class AzureWriteStream(ObjectWriteStream):
     """Put Blob for small files; for large ones blocks staged in the background (see
     core/endpoints/parts.py) while the caller fills the next one, then a block list."""
+
+    _endpoint: AzureBlobEndpoint
 
     def __init__(
         self,
@@ -242,44 +111,27 @@ class AzureWriteStream(WriteStream):
         what: str,
         placement: tuple[str, OnConflict] | None = None,
     ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
+        super().__init__(endpoint, what, placement, PartUploads(endpoint.concurrency, "azure-block"))
         self._blob_name = blob_name
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when a blob there must stay
-        self._buffer = bytearray()
         self._token = uuid.uuid4().hex  # 32 chars; + 8 digits = every block id is 40 chars
         self._block_ids: builtins.list[str] = []
-        self._uploads = PartUploads(endpoint.concurrency, "azure-block")
 
     @property
     def block_ids(self) -> builtins.list[str]:
         """The ids handed to Put Block so far (unencoded): empty while the file fits in one block."""
         return builtins.list(self._block_ids)
 
-    def _block_size(self) -> int:
+    def _part_size(self) -> int:
         step = len(self._block_ids) // BLOCKS_PER_SIZE_STEP
         return min(self._endpoint.block_size * (1 + step), MAX_BLOCK_SIZE)
 
-    def _write(self, data: bytes) -> None:
-        self._uploads.raise_failure()  # a block that failed in the background stops the write here
-        # Fill the buffer only up to one block: memory stays at the blocks in flight plus this one.
-        view = memoryview(data)
-        while view:
-            room = self._block_size() - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._block_size():
-                block, self._buffer = self._buffer, bytearray()
-                self._stage(block)
-
-    def _stage(self, block: bytearray) -> None:
+    def _send_part(self, block: bytearray) -> None:
         if len(self._block_ids) >= MAX_BLOCKS:
             raise EndpointError(f"{self._what}: file too large for one blob ({MAX_BLOCKS} blocks)")
         if not self._block_ids and self._placement is not None:
             # Blocks are staged under one blob name: take the first free name now.
             self.path = self._endpoint.first_free(*self._placement)
-            self._blob_name = self._endpoint._name(self.path)
+            self._blob_name = self._endpoint._key(self.path)
         block_id = f"{self._token}{len(self._block_ids):08d}"
         blob = self._endpoint.blob_client(self._blob_name)
 
@@ -303,7 +155,7 @@ class AzureWriteStream(WriteStream):
             return
         if self._buffer:
             block, self._buffer = self._buffer, bytearray()
-            self._stage(block)  # the last block may be smaller than the others
+            self._send_part(block)  # the last block may be smaller than the others
         self._uploads.finish()
         blocks = [BlobBlock(block_id=i) for i in self._block_ids]
         if self._placement is None:
@@ -315,39 +167,21 @@ class AzureWriteStream(WriteStream):
             try:
                 answer = blob.commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
             except HttpResponseError as exc:
-                if not _condition_failed(exc):
+                if not condition_failed(exc):
                     raise
                 self._taken_meanwhile()
         self._record(answer)
 
-    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
-        """Put Blob only where no blob is: the first free name (rename), or `rel` alone (fail)."""
-        data, self._buffer = bytes(self._buffer), bytearray()
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            blob = self._endpoint.blob_client(self._endpoint._name(name))
-            with self._endpoint.errors(self._endpoint.uri(name)):
-                try:
-                    answer = blob.upload_blob(data, length=len(data), overwrite=False, blob_type="BlockBlob")
-                except HttpResponseError as exc:
-                    if not _condition_failed(exc):
-                        raise
-                    if on_conflict is OnConflict.fail:
-                        raise NameTaken(
-                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
-                        ) from None
-                    continue
-            self.path = name
-            self._record(answer)
-            return
-        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
-
-    def _taken_meanwhile(self) -> NoReturn:
-        assert self._placement is not None
-        uri = self._endpoint.uri(self.path or self._placement[0])
-        if self._placement[1] is OnConflict.fail:
-            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
-        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
+    def _put_if_missing(self, key: str) -> Any:
+        data = bytes(self._buffer)
+        try:
+            return self._endpoint.blob_client(key).upload_blob(
+                data, length=len(data), overwrite=False, blob_type="BlockBlob"
+            )
+        except HttpResponseError as exc:
+            if not condition_failed(exc):
+                raise
+            return None
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The blob's ETag (and version, where versioning is on) for the transfer's record."""
@@ -362,29 +196,12 @@ class AzureWriteStream(WriteStream):
             log.debug("abandoned %d uncommitted blocks for %s", len(self._block_ids), self._what)
 
 
-class AzureBlobEndpoint(Endpoint):
-    """config: container, prefix?, account_url?, block_size?, concurrency?, connect_timeout?,
-    read_timeout?, max_attempts?.
-    secrets (one of): connection_string | account_name + account_key | sas_token (needs
-    account_url, or account_name for the public cloud's https://<account>.blob.core.windows.net)."""
+class AzureBlobEndpoint(ObjectStoreEndpoint):
+    """A container; see AzureSettings and AzureSecrets (core/endpoints/azure_settings.py)."""
 
     scheme: ClassVar[str] = "azure"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "container",
-            "prefix",
-            "account_url",
-            "account_name",
-            "block_size",
-            "concurrency",
-            "connect_timeout",
-            "read_timeout",
-            "max_attempts",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset(
-        {"connection_string", "account_name", "account_key", "sas_token"}
-    )
+    settings: AzureSettings
+    secrets: AzureSecrets
     # Blob names after the file ({name}) would silently replace a blob not yet picked up.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Blobs per List Blobs page (Azure's maximum); tests lower it to exercise pagination.
@@ -392,82 +209,28 @@ class AzureBlobEndpoint(Endpoint):
     # One streamed GET per read (see the module docstring); tests turn it off to try the fallback.
     streamed_reads: bool = True
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        container = config.get("container")
-        if not isinstance(container, str) or not _CONTAINER_RE.match(container):
-            raise ConfigError(
-                "azure endpoint needs a 'container' name (3-63 lowercase letters, digits and hyphens)"
-            )
-        self.container = container
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.container = self.settings.container
+        self.prefix = self.settings.root
+        self.block_size = self.settings.block_size
+        self.concurrency = self.settings.concurrency
         try:
-            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
-        except InvalidPath as exc:
-            raise ConfigError(f"invalid azure prefix: {exc}") from None
-        try:
-            self.block_size = int(config.get("block_size") or DEFAULT_BLOCK_SIZE)
-        except (TypeError, ValueError):
-            raise ConfigError("azure block_size must be a number of bytes") from None
-        if not MIN_BLOCK_SIZE <= self.block_size <= MAX_BLOCK_SIZE:
-            raise ConfigError(f"azure block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes")
-        self.concurrency = concurrency_setting(config, "azure")
-        self.account_url, self.account_name = self._resolve_account()
+            self.account_url, self.account_name = resolve_account(self.settings, self.secrets)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._service: BlobServiceClient | None = None
         self._container_client: ContainerClient | None = None
         self._lock = threading.Lock()
-
-    def _resolve_account(self) -> tuple[str | None, str]:
-        """Check that exactly one way to authenticate is given; find the account URL and name."""
-        s = self.secrets
-        account_url = self.config.get("account_url") or None
-        if account_url is not None and (
-            not isinstance(account_url, str) or urlsplit(account_url).scheme not in ("http", "https")
-        ):
-            raise ConfigError("azure account_url must be an http(s) URL")
-        account_name = s.get("account_name") or self.config.get("account_name") or None
-        modes = [
-            name
-            for name, present in (
-                ("connection_string", bool(s.get("connection_string"))),
-                ("account_key", bool(s.get("account_key"))),
-                ("sas_token", bool(s.get("sas_token"))),
-            )
-            if present
-        ]
-        if len(modes) != 1:
-            raise ConfigError(
-                "azure endpoint needs exactly one of: connection_string, account_name + account_key, "
-                f"or sas_token (got {', '.join(modes) or 'none'})"
-            )
-        if modes == ["connection_string"]:
-            if account_url:
-                raise ConfigError("azure: give either a connection_string or an account_url, not both")
-            parts = _parse_connection_string(str(s["connection_string"]))
-            endpoint = parts.get("blobendpoint")
-            if not parts.get("accountname") and not endpoint:
-                raise ConfigError("azure connection_string names no AccountName or BlobEndpoint")
-            name = parts.get("accountname") or _account_from_url(endpoint or "")
-            if not endpoint:
-                suffix = parts.get("endpointsuffix", "core.windows.net")
-                protocol = parts.get("defaultendpointsprotocol", "https")
-                endpoint = f"{protocol}://{name}.blob.{suffix}"
-            return endpoint, name
-        if modes == ["account_key"] and not account_name:
-            raise ConfigError("azure account_key needs an account_name")
-        if not account_url:
-            if not account_name:
-                raise ConfigError("azure sas_token needs an account_url (or an account_name)")
-            account_url = f"https://{account_name}.blob.core.windows.net"
-        return account_url, account_name or _account_from_url(account_url)
 
     # --- client ------------------------------------------------------------------------------
 
     def _client_options(self) -> dict[str, Any]:
         return {
-            "connection_timeout": float(self.config.get("connect_timeout", 10)),
-            "read_timeout": float(self.config.get("read_timeout", 60)),
+            "connection_timeout": self.settings.connect_timeout,
+            "read_timeout": self.settings.read_timeout,
             # Few retries here: the flow layer retries with backoff and records every attempt.
-            "retry_total": max(int(self.config.get("max_attempts", 2)) - 1, 0),
+            "retry_total": self.settings.max_attempts - 1,
             # The SDK waits 15 s before its first retry by default; a quick one suits a block
             # that hit a blip, and anything longer is the flow's backoff to decide.
             "initial_backoff": 1,
@@ -493,13 +256,13 @@ class AzureBlobEndpoint(Endpoint):
     def _make_service(self) -> BlobServiceClient:
         s, options = self.secrets, self._client_options()
         try:
-            if s.get("connection_string"):
-                return BlobServiceClient.from_connection_string(str(s["connection_string"]), **options)
+            if s.connection_string:
+                return BlobServiceClient.from_connection_string(s.connection_string, **options)
             credential: Any
-            if s.get("account_key"):
-                credential = {"account_name": self.account_name, "account_key": str(s["account_key"])}
+            if s.account_key:
+                credential = {"account_name": self.account_name, "account_key": s.account_key}
             else:
-                credential = str(s["sas_token"]).lstrip("?")
+                credential = str(s.sas_token).lstrip("?")
             return BlobServiceClient(str(self.account_url), credential=credential, **options)
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the connection string: name only the kind of problem.
@@ -518,17 +281,6 @@ class AzureBlobEndpoint(Endpoint):
             host = urlsplit(self.account_url or "").hostname or "the server"
             raise self.redact(map_azure_error(exc, what, host)) from exc
 
-    def secret_values(self) -> set[str]:
-        """Every string that must never appear in a message: keys, SAS tokens and their signatures."""
-        values = [str(self.secrets.get(k) or "") for k in ("connection_string", "account_key", "sas_token")]
-        parts = _parse_connection_string(values[0])
-        values += [parts.get("accountkey", ""), parts.get("sharedaccesssignature", "")]
-        for token in (values[2], parts.get("sharedaccesssignature", "")):
-            pairs = (item.partition("=") for item in token.lstrip("?").split("&"))
-            signatures = [value for key, _, value in pairs if key == "sig"]
-            values += signatures + [unquote(value) for value in signatures]
-        return {v for v in values if v}
-
     def close(self) -> None:
         service, self._service, self._container_client = self._service, None, None
         if service is not None:
@@ -536,24 +288,15 @@ class AzureBlobEndpoint(Endpoint):
 
     # --- paths -------------------------------------------------------------------------------
 
-    def _name(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
-
     def uri(self, path: str) -> str:
-        return f"azure://{self.account_name}/{self.container}/{self._name(clean_path(path, allow_root=True))}"
+        return f"azure://{self.account_name}/{self.container}/{self._key(clean_path(path, allow_root=True))}"
 
     # --- operations --------------------------------------------------------------------------
 
-    def list(self, folder: str = "") -> Iterator[FileInfo]:
-        rel = clean_path(folder, allow_root=True)
-        name = self._name(rel)
-        return self._list(name + "/" if name else "", rel)
-
-    def _list(self, name_prefix: str, rel: str) -> Iterator[FileInfo]:
-        root_len = len(self.prefix) + 1 if self.prefix else 0
+    def _list(self, key_prefix: str, rel: str) -> Iterator[FileInfo]:
         with self.errors(self.uri(rel)):
             items = self.container_client.walk_blobs(
-                name_starts_with=name_prefix or None,
+                name_starts_with=key_prefix or None,
                 delimiter="/",
                 include=["metadata"],
                 results_per_page=self.list_page_size,
@@ -561,14 +304,9 @@ class AzureBlobEndpoint(Endpoint):
             for item in items:
                 if isinstance(item, BlobPrefix):
                     continue
-                path = str(item.name)[root_len:]
-                # Folder markers (HNS directories) and names our paths cannot express are skipped.
-                if str(item.name).endswith("/") or (item.metadata or {}).get("hdi_isfolder") == "true":
-                    continue
-                try:
-                    if clean_path(path) != path:
-                        continue
-                except InvalidPath:
+                path = self._path_of(str(item.name))
+                # Folder markers of accounts with a hierarchical namespace are skipped too.
+                if path is None or (item.metadata or {}).get("hdi_isfolder") == "true":
                     continue
                 yield self._info(path, item)
 
@@ -585,7 +323,7 @@ class AzureBlobEndpoint(Endpoint):
     def stat(self, path: str) -> FileInfo:
         rel = clean_path(path)
         with self.errors(self.uri(rel)):
-            props = self.blob_client(self._name(rel)).get_blob_properties()
+            props = self.blob_client(self._key(rel)).get_blob_properties()
         if (props.metadata or {}).get("hdi_isfolder") == "true":
             raise NotFound(f"{self.uri(rel)}: is a folder, not a file")
         return self._info(rel, props)
@@ -593,7 +331,7 @@ class AzureBlobEndpoint(Endpoint):
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         what = self.uri(rel)
-        blob = self.blob_client(self._name(rel))
+        blob = self.blob_client(self._key(rel))
         with self.errors(what):
             chunks = self._download(blob)
         return io.BufferedReader(AzureReadStream(chunks, self, what), buffer_size=CHUNK_SIZE)
@@ -612,21 +350,9 @@ class AzureBlobEndpoint(Endpoint):
     def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
         placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
-        return AzureWriteStream(self, self._name(rel), self.uri(rel), placement)
-
-    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
-        """The first name of `rel`, `name (2).ext`, … with no blob; `rel` alone for fail."""
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            try:
-                self.stat(name)
-            except NotFound:
-                return name
-            if on_conflict is OnConflict.fail:
-                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
-        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
+        return AzureWriteStream(self, self._key(rel), self.uri(rel), placement)
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)
         with self.errors(self.uri(rel)):
-            self.blob_client(self._name(rel)).delete_blob()
+            self.blob_client(self._key(rel)).delete_blob()

@@ -31,15 +31,59 @@ import contextlib
 import io
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar, get_type_hints
 
+from core.endpoints.errors import (
+    AuthError,
+    ConfigError,
+    DnsError,
+    EndpointError,
+    InvalidPath,
+    NameTaken,
+    NameTakenMeanwhile,
+    NotFound,
+    PermissionDenied,
+    TemporaryDnsError,
+    TlsError,
+    TransientError,
+    Unreachable,
+)
+from core.endpoints.settings import EndpointSecrets, EndpointSettings, NotScrubbed
+from core.endpoints.settings import parse as parse_settings
 from core.redact import Scrubber, secret_strings
+
+# The error tree lives in core/endpoints/errors.py and is importable from here, as it always was.
+__all__ = [
+    "CHUNK_SIZE",
+    "AuthError",
+    "ChunkReadStream",
+    "ConfigError",
+    "DnsError",
+    "Endpoint",
+    "EndpointError",
+    "FileInfo",
+    "InvalidPath",
+    "NameTaken",
+    "NameTakenMeanwhile",
+    "NotFound",
+    "OnConflict",
+    "PermissionDenied",
+    "TemporaryDnsError",
+    "TlsError",
+    "TransientError",
+    "Unreachable",
+    "WriteStream",
+    "clean_path",
+    "copy_stream",
+    "object_answer",
+    "secret_values",
+]
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -47,65 +91,6 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 1024 * 1024
 
 E = TypeVar("E", bound=BaseException)
-
-
-class EndpointError(Exception):
-    """Something went wrong talking to an endpoint. `retryable` says whether trying again may help."""
-
-    retryable: ClassVar[bool] = False
-
-
-class AuthError(EndpointError):
-    """The endpoint refused our credentials. Not retried: the same credentials fail again."""
-
-
-class PermissionDenied(EndpointError):
-    """Logged in, but not allowed to do this here."""
-
-
-class NotFound(EndpointError):
-    """No file (or folder, bucket, container) at that path."""
-
-
-class InvalidPath(EndpointError):
-    """A path that could escape its root or cannot name a file."""
-
-
-class ConfigError(EndpointError):
-    """The endpoint is configured wrongly (missing bucket, bad URL, unknown type)."""
-
-
-class TransientError(EndpointError):
-    """Connection refused, timeout, 5xx, throttling: trying again later may work."""
-
-    retryable: ClassVar[bool] = True
-
-
-class Unreachable(TransientError):
-    """The server could not be reached: connection refused, timed out, reset or dropped."""
-
-
-class DnsError(EndpointError):
-    """The host name does not resolve. Not retried: a wrong name stays wrong."""
-
-
-class TemporaryDnsError(TransientError, DnsError):
-    """The resolver failed for now (EAI_AGAIN): retried."""
-
-
-class TlsError(EndpointError):
-    """TLS could not be set up: a certificate that does not verify, a failed handshake, or no TLS
-    offered. Not retried: the same certificate fails the same way next time."""
-
-
-class NameTaken(EndpointError):
-    """The name is taken at the destination and the data flow says `on_conflict: fail`, or every
-    name `rename` may use is taken. Not retried: the file there stays until someone moves it."""
-
-
-class NameTakenMeanwhile(TransientError):
-    """Another writer took the name chosen for a write that cannot change its name at commit
-    (an S3 multipart upload, an Azure block list): the next try picks a free name again."""
 
 
 class OnConflict(StrEnum):
@@ -207,33 +192,72 @@ class WriteStream(ABC):
             self.abort()
 
 
+def secret_values(settings: EndpointSettings, secrets: EndpointSecrets) -> set[str]:
+    """Every string of an endpoint that must never leave the process, from its secrets model:
+    each field's strings (nested ones too) but those marked `NotScrubbed` (login names), and the
+    pieces the model names (`EndpointSecrets.pieces`: a SAS signature, a URL's query values).
+    The one place redaction learns what is secret; core/redact.py's Scrubber does the hiding."""
+    values: set[str] = set()
+    for name, field in type(secrets).model_fields.items():
+        if not any(isinstance(item, NotScrubbed) for item in field.metadata):
+            values |= secret_strings(getattr(secrets, name))
+    values |= secrets.pieces(settings)
+    return {value for value in values if value}
+
+
 class Endpoint(ABC):
-    """One backend. Subclasses set `scheme` and implement the six operations."""
+    """One backend. Subclasses set `scheme`, annotate `settings` and `secrets` with their two models
+    (core/endpoints/settings.py), which become `settings_model` and `secrets_model`, and implement
+    the six operations. The constructor gets both models, or dicts it parses once."""
 
     scheme: ClassVar[str]
-    # Every config and secrets key the type reads: `apply -f` refuses any other (None: unchecked).
-    config_keys: ClassVar[frozenset[str] | None] = None
-    secret_keys: ClassVar[frozenset[str]] = frozenset()
+    settings_model: ClassVar[type[EndpointSettings]] = EndpointSettings
+    secrets_model: ClassVar[type[EndpointSecrets]] = EndpointSecrets
+    # Types tradelane creates itself (a partner's mailbox): not offered by `endpoint add --type`
+    # or `endpoint schema`.
+    internal: ClassVar[bool] = False
     # What a delivery does with a name that exists when its data flow does not say; None for types
     # where every delivery is a new message (http, email, as2), to which on_conflict does not apply.
     default_on_conflict: ClassVar[OnConflict | None] = None
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        self.config = config
-        self.secrets = secrets or {}
+    settings: EndpointSettings
+    secrets: EndpointSecrets
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls).get("__annotations__", {})
+        if "settings" in own or "secrets" in own:
+            hints = get_type_hints(cls)
+            cls.settings_model = hints["settings"]
+            cls.secrets_model = hints["secrets"]
+            # An endpoint in YAML is {name, type, secrets, <its settings>}: those three are taken.
+            if taken := {"name", "type", "secrets"} & set(cls.settings_model.field_keys()):
+                raise TypeError(f"{cls.__name__}: a setting may not be named {', '.join(sorted(taken))}")
+
+    def __init__(
+        self,
+        settings: EndpointSettings | Mapping[str, Any],
+        secrets: EndpointSecrets | Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings, self.secrets = self.parse(settings, secrets)
 
     @classmethod
-    def split_settings(
-        cls, config: dict[str, Any], secrets: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(config, secrets) with every secret-bearing setting in secrets, before they are stored:
-        config is shown and audited, secrets are encrypted. The default moves nothing."""
-        return config, secrets
+    def parse(
+        cls,
+        settings: EndpointSettings | Mapping[str, Any],
+        secrets: EndpointSecrets | Mapping[str, Any] | None = None,
+    ) -> tuple[EndpointSettings, EndpointSecrets]:
+        """Both models, checked (SettingsError naming every problem); models already parsed for
+        this type are taken as they are."""
+        if isinstance(settings, cls.settings_model) and isinstance(secrets, cls.secrets_model):
+            return settings, secrets
+        config = settings.stored() if isinstance(settings, EndpointSettings) else settings
+        given = secrets.stored() if isinstance(secrets, EndpointSecrets) else secrets
+        return parse_settings(cls.scheme, cls.settings_model, cls.secrets_model, config, given)
 
     def secret_values(self) -> set[str]:
-        """Every string of this endpoint that must never leave the process: by default each secret
-        setting but login names (keys ending in "user", which name mailboxes in URIs)."""
-        return secret_strings(self.secrets, skip=lambda key: key.endswith("user"))
+        """Every string of this endpoint that must never leave the process (`secret_values`)."""
+        return secret_values(self.settings, self.secrets)
 
     @cached_property
     def scrubber(self) -> Scrubber:

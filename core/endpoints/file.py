@@ -17,14 +17,15 @@ import errno
 import os
 import secrets
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, NoReturn
+from typing import Annotated, Any, BinaryIO, ClassVar, NoReturn
+
+from pydantic import field_validator
 
 from core.config import get_settings
 from core.endpoints.base import (
-    ConfigError,
     Endpoint,
     EndpointError,
     FileInfo,
@@ -37,9 +38,11 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.conflict import candidates
+from core.endpoints.settings import EndpointSettings, LocalPath
+from core.endpoints.tempname import PREFIX
 from core.permissions import shared_dir_mode, shared_file_mode
 
-TEMP_PREFIX = ".tradelane-tmp-"
+TEMP_PREFIX = PREFIX  # the reserved temporary-name form (tempname.py), as every endpoint writes it
 
 
 def map_os_error(exc: OSError, what: str) -> EndpointError:
@@ -190,29 +193,37 @@ class _Placer:
         raise NameTaken(f"{self.endpoint.uri(self.rel)} and every numbered name after it are taken")
 
 
+class FileSettings(EndpointSettings):
+    """A folder on this machine (or a mount): files are written atomically, never half-visible."""
+
+    path: Annotated[str, LocalPath()]
+    """The folder (absolute; the CLI and apply make a relative one absolute)."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).expanduser().is_absolute():
+            raise ValueError(f"must be absolute: {value!r}")
+        return value
+
+
 class FileEndpoint(Endpoint):
-    """config: {"path": "/absolute/dir"}. No secrets."""
+    """A folder; see FileSettings. No secrets."""
 
     scheme: ClassVar[str] = "file"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset({"path"})
+    settings: FileSettings
     # A folder someone picks files up from: a second file of a name must not replace the first.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # A missing root is a configuration mistake for a plain folder, so listing it fails;
     # a mailbox whose partner has never uploaded anything is simply empty.
     missing_root_is_empty: ClassVar[bool] = False
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        self.root = self._root_from_config()
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.root = self._root_from_settings()
 
-    def _root_from_config(self) -> Path:
-        raw = self.config.get("path")
-        if not isinstance(raw, str | os.PathLike) or not str(raw):
-            raise ConfigError("file endpoint needs a 'path'")
-        root = Path(raw).expanduser()
-        if not root.is_absolute():
-            raise ConfigError(f"file endpoint path must be absolute: {str(raw)!r}")
-        return root
+    def _root_from_settings(self) -> Path:
+        return Path(self.settings.path).expanduser()
 
     def _temp_dir_for(self, target: Path) -> Path:
         """Where a write to `target` is staged. The same directory keeps `os.replace` atomic."""

@@ -25,6 +25,9 @@ one is never renamed onto: FTP has no rename that refuses an existing target, so
 effort (a writer that takes the name between the check and RNTO is replaced). With ``temp_name:
 none`` the free name is chosen the same way before the STOR.
 Listings use MLSD where the server has it, else NLST with SIZE and MDTM per file.
+
+Settings and secrets: core/endpoints/ftp_settings.py; the streams: ftp_streams.py; what ftplib
+leaves out (TLS session reuse, implicit TLS, MLSD facts, error mapping): ftp_wire.py.
 """
 
 from __future__ import annotations
@@ -37,14 +40,13 @@ import posixpath
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 from urllib.parse import quote
 
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ConfigError,
     Endpoint,
     EndpointError,
@@ -53,406 +55,63 @@ from core.endpoints.base import (
     NameTaken,
     NotFound,
     OnConflict,
-    PermissionDenied,
     TlsError,
-    TransientError,
-    Unreachable,
     WriteStream,
     clean_path,
 )
 from core.endpoints.conflict import candidates, first_free
-from core.endpoints.network import network_error
-from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
+from core.endpoints.ftp_settings import FtpSecrets, FtpSettings
+from core.endpoints.ftp_streams import FtpReader, FtpWriteStream
+from core.endpoints.ftp_wire import (
+    EPOCH,
+    Connection,
+    ImplicitFTP_TLS,
+    TLSSessionReuse,
+    empty_if_closed_unopened,
+    lost_connection,
+    map_ftp_error,
+    parse_facts,
+    parse_time,
+    reply_code,
+)
+from core.endpoints.settings import EndpointSettings
+from core.endpoints.tempname import PREFIX, is_temp_name, temp_name
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 __all__ = ["FtpEndpoint", "TlsError"]
 
 T = TypeVar("T")
 
 TEMP_PREFIX = PREFIX  # one of the reserved temporary-name forms (tempname.py)
-TLS_MODES = ("explicit", "implicit", "none")
-DEFAULT_TIMEOUT = 30.0
 MAX_IDLE = 4  # idle control connections kept for reuse
-ABORT_TIMEOUT = 5.0  # how long an aborted upload waits for the server's answer
-_DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden", "access", "read-only")
-_EPOCH = datetime.fromtimestamp(0, tz=UTC)
-
-
-def _empty_if_closed_unopened(ftp: ftplib.FTP, listing: Callable[[], list[FileInfo]]) -> list[FileInfo]:
-    """Run a listing; an empty one whose data connection the server closed before the TLS handshake
-    finished is empty, not an error.
-
-    pyftpdlib (and so tradelane's own FTPS mailbox) may close the data connection of an empty
-    listing while the client is still in its TLS handshake; the control channel then says 226, the
-    listing complete. Anything but a success reply there is raised as usual.
-    """
-    try:
-        return listing()
-    except ssl.SSLError as exc:
-        if not (isinstance(exc, ssl.SSLEOFError) or exc.reason == "SHUTDOWN_WHILE_IN_INIT"):
-            raise
-        ftp.voidresp()  # the reply to the listing command: 226 when it was complete
-        return []
-
-
-def _reply_code(exc: BaseException) -> str:
-    return str(exc)[:3]
-
-
-def map_ftp_error(exc: BaseException, what: str) -> EndpointError:
-    """Translate an ftplib, socket or TLS failure into the endpoint error tree."""
-    if isinstance(exc, EndpointError):
-        return exc
-    text = str(exc).strip()
-    if isinstance(exc, ftplib.error_perm):
-        code = _reply_code(exc)
-        if code in ("530", "532"):
-            return AuthError(f"{what}: login refused: {text}")
-        if code == "550":
-            if any(word in text.lower() for word in _DENIED_WORDS):
-                return PermissionDenied(f"{what}: {text}")
-            return NotFound(f"{what}: {text}")
-        if code == "553":
-            return PermissionDenied(f"{what}: {text}")
-        return EndpointError(f"{what}: {text}")
-    if isinstance(exc, ftplib.error_temp):
-        return TransientError(f"{what}: {text}")
-    if isinstance(exc, ftplib.error_reply | ftplib.error_proto):
-        return EndpointError(f"{what}: unexpected answer from the server: {text}")
-    if found := network_error(exc, what):
-        return found
-    if isinstance(exc, OSError | EOFError):
-        return Unreachable(f"{what}: connection lost ({text or type(exc).__name__})")
-    if isinstance(exc, UnicodeError):
-        return EndpointError(f"{what}: a name the server sent is not UTF-8")
-    return EndpointError(f"{what}: {type(exc).__name__}: {text}")
-
-
-def _lost_connection(exc: BaseException) -> bool:
-    """Whether `exc` says the control connection is gone (worth one retry on a pooled one)."""
-    if isinstance(exc, ftplib.error_temp):
-        return _reply_code(exc) == "421"
-    return isinstance(exc, EOFError | ConnectionError | ssl.SSLEOFError | ssl.SSLZeroReturnError) or (
-        isinstance(exc, OSError) and not isinstance(exc, ssl.SSLCertVerificationError | socket.gaierror)
-    )
-
-
-def _parse_time(value: str) -> datetime:
-    """An MLSD `modify` fact or an MDTM answer: YYYYMMDDHHMMSS[.sss], in UTC."""
-    digits, _, fraction = value.strip().partition(".")
-    try:
-        stamp = datetime.strptime(digits[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return _EPOCH
-    if fraction.isdigit():
-        stamp = stamp.replace(microsecond=int((fraction + "000000")[:6]))
-    return stamp
-
-
-def _parse_facts(text: str) -> tuple[dict[str, str], str]:
-    """``type=file;size=5;modify=...; name`` -> ({"type": "file", ...}, "name")."""
-    facts_text, _, name = text.partition(" ")
-    facts: dict[str, str] = {}
-    for fact in facts_text.split(";"):
-        key, sep, value = fact.partition("=")
-        if sep:
-            facts[key.lower()] = value
-    return facts, name
-
-
-class _TLSSessionReuse(ftplib.FTP_TLS):
-    """FTP_TLS whose data connections resume the control connection's TLS session."""
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if getattr(self, "_prot_p", False):
-            session = getattr(self.sock, "session", None)
-            try:
-                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
-            except BaseException:
-                conn.close()
-                raise
-        return conn, size
-
-
-class _ImplicitFTP_TLS(_TLSSessionReuse):
-    """FTPS with TLS from the first byte: the control connection is wrapped on connect."""
-
-    def connect(
-        self,
-        host: str = "",
-        port: int = 0,
-        timeout: float = -999,
-        source_address: tuple[str, int] | None = None,
-    ) -> str:
-        if host:
-            self.host = host
-        if port > 0:
-            self.port = port
-        if timeout != -999:
-            self.timeout = timeout
-        if source_address is not None:
-            self.source_address = source_address
-        raw = socket.create_connection(
-            (self.host, self.port), self.timeout, source_address=self.source_address
-        )
-        try:
-            self.sock = self.context.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
-
-
-class _Connection:
-    """One logged-in control connection and what its server can do."""
-
-    def __init__(self, ftp: ftplib.FTP, mlst: bool) -> None:
-        self.ftp = ftp
-        self.mlst = mlst
-        self.binary = True
-
-    def ensure_binary(self) -> None:
-        """TYPE I again if a listing switched to ASCII (ftplib's retrlines sends TYPE A)."""
-        if not self.binary:
-            self.ftp.voidcmd("TYPE I")
-            self.binary = True
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ftp.close()
-
-
-def _close_data(conn: socket.socket, clean: bool) -> None:
-    """Close a data connection; `clean` first ends TLS properly, so the server knows it is complete."""
-    try:
-        if clean and isinstance(conn, ssl.SSLSocket):
-            conn.unwrap()
-    finally:
-        conn.close()
-
-
-class FtpReader(io.RawIOBase):
-    """The data connection of a RETR, read as a stream; the 226 is collected at the end."""
-
-    def __init__(
-        self, endpoint: FtpEndpoint, connection: _Connection, conn: socket.socket, what: str
-    ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
-        self._connection: _Connection | None = connection
-        self._conn: socket.socket | None = conn
-        self._what = what
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._conn is None or not view:
-            return 0
-        try:
-            n = self._conn.recv_into(view)
-            if n == 0:
-                self._finish()
-            return n
-        except Exception as exc:
-            self._fail()
-            raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
-
-    def _finish(self) -> None:
-        conn, connection = self._conn, self._connection
-        self._conn = self._connection = None
-        assert conn is not None and connection is not None
-        with contextlib.suppress(OSError):  # the server may close without a TLS goodbye
-            _close_data(conn, clean=True)
-        try:
-            connection.ftp.voidresp()
-        except Exception:
-            self._endpoint.discard_connection(connection)
-            raise
-        self._endpoint.release(connection)
-
-    def _fail(self) -> None:
-        conn, connection = self._conn, self._connection
-        self._conn = self._connection = None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.close()
-        if connection is not None:
-            self._endpoint.discard_connection(connection)
-
-    def close(self) -> None:
-        if not self.closed:
-            # Closed before the end: the control connection is mid-transfer, so it is not reused.
-            self._fail()
-        super().close()
-
-
-class FtpWriteStream(WriteStream):
-    """STOR to a temporary name, fed by write(); commit waits for 226 and renames."""
-
-    def __init__(
-        self,
-        endpoint: FtpEndpoint,
-        connection: _Connection,
-        conn: socket.socket,
-        temp: str,
-        target: str,
-        what: str,
-        placement: tuple[str, OnConflict] | None = None,
-    ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
-        self._connection: _Connection | None = connection
-        self._conn: socket.socket | None = conn
-        self.temp = temp
-        self.target = target
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when a file there must stay
-        self._answered = False  # whether the STOR's final reply has been read
-
-    def _write(self, data: bytes) -> None:
-        if self._conn is None:
-            raise TransientError(f"{self._what}: the upload connection is gone")
-        try:
-            self._conn.sendall(data)
-        except Exception as exc:
-            # The server may have cut the upload short (quota, disk full): its reply says why.
-            error = self._server_reason() or map_ftp_error(exc, self._what)
-            raise self._endpoint.redact(error) from None
-
-    def _server_reason(self) -> EndpointError | None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.close()
-        if self._connection is None or self._connection.ftp.sock is None:
-            return None
-        ftp, sock = self._connection.ftp, self._connection.ftp.sock
-        try:
-            sock.settimeout(ABORT_TIMEOUT)
-            ftp.getresp()
-        except ftplib.Error as exc:
-            self._answered = True
-            return map_ftp_error(exc, self._what)
-        except Exception:
-            return None
-        self._answered = True
-        return None
-
-    def _commit(self) -> None:
-        conn, connection = self._conn, self._connection
-        assert conn is not None and connection is not None
-        self._conn = None
-        ftp = connection.ftp
-        try:
-            _close_data(conn, clean=True)
-            self._answered = True
-            ftp.voidresp()
-            if self.temp == self.target:  # temp_name "none" wrote the final (already free) name
-                pass
-            elif self._placement is not None:
-                self.path = self._endpoint.rename_new(connection, self.temp, *self._placement)
-            else:
-                self._rename_over(ftp)
-        except Exception as exc:
-            raise self._endpoint.redact(map_ftp_error(exc, self._what)) from None
-        self._connection = None
-        self._endpoint.release(connection)
-
-    def _rename_over(self, ftp: ftplib.FTP) -> None:
-        try:
-            ftp.rename(self.temp, self.target)
-        except ftplib.error_perm:
-            # Some servers refuse to rename onto an existing file: remove it, then rename.
-            with contextlib.suppress(ftplib.error_perm):
-                ftp.delete(self.target)
-            try:
-                ftp.rename(self.temp, self.target)
-            except ftplib.error_perm as exc:
-                raise PermissionDenied(f"{self._what}: {RENAME_REFUSED} ({str(exc).strip()})") from None
-
-    def _abort(self) -> None:
-        conn, connection = self._conn, self._connection
-        self._conn = self._connection = None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.close()  # no TLS goodbye: the server sees an incomplete upload
-        if connection is None:
-            return
-        ftp = connection.ftp
-        try:
-            if ftp.sock is not None:
-                ftp.sock.settimeout(ABORT_TIMEOUT)
-            if not self._answered:
-                self._answered = True
-                with contextlib.suppress(ftplib.Error):
-                    ftp.getresp()  # 226 or 426 for the cut-off STOR
-            with contextlib.suppress(ftplib.Error):
-                ftp.delete(self.temp)
-            if ftp.sock is not None:
-                ftp.sock.settimeout(self._endpoint.timeout)
-        except Exception:  # the control connection broke too: the temporary file may stay behind
-            self._endpoint.discard_connection(connection)
-            return
-        self._endpoint.release(connection)
 
 
 class FtpEndpoint(Endpoint):
-    """config: host, port? (21, 990 for implicit TLS), user, path? (remote folder, default the
-    login folder), tls? ("explicit" | "implicit" | "none"; default "explicit"), cafile? (CA
-    bundle or the server's pinned certificate, PEM), verify? (default true), passive? (default
-    true), timeout? (seconds, default 30), temp_name? (suffix, prefix or none: see tempname.py).
-    secrets: password."""
+    """A remote folder over FTP or FTPS; see FtpSettings."""
 
     scheme: ClassVar[str] = "ftp"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {"host", "port", "user", "path", "tls", "cafile", "verify", "passive", "timeout", "temp_name"}
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
+    settings: FtpSettings
+    secrets: FtpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        host = config.get("host")
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigError("ftp endpoint needs a 'host'")
-        self.host = host.strip()
-        self.tls = str(config.get("tls") or "explicit").lower()
-        if self.tls not in TLS_MODES:
-            raise ConfigError(f"ftp 'tls' must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
-        try:
-            raw_port = config.get("port")
-            self.port = int(raw_port) if raw_port not in (None, "") else 990 if self.tls == "implicit" else 21
-        except (TypeError, ValueError):
-            raise ConfigError("ftp 'port' must be a number") from None
-        if not 0 < self.port < 65536:
-            raise ConfigError("ftp 'port' must be between 1 and 65535")
-        user = config.get("user")
-        if not isinstance(user, str) or not user:
-            raise ConfigError("ftp endpoint needs a 'user'")
-        self.user = user
-        base = str(config.get("path") or "")
-        if any(ch in base for ch in "\x00\r\n"):
-            raise ConfigError("ftp 'path' contains a control character")
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.host = self.settings.host
+        self.tls = self.settings.tls
+        self.port = self.settings.port or (990 if self.tls == "implicit" else 21)
+        self.user = self.settings.user
+        base = self.settings.path
         self.base = base if base == "/" else base.rstrip("/")
-        self.cafile: str | None = str(config["cafile"]) if config.get("cafile") else None
-        self.verify = _flag(config.get("verify", True), "verify")
-        self.passive = _flag(config.get("passive", True), "passive")
-        self.temp_name = temp_name_setting(config, "ftp")
-        try:
-            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ConfigError("ftp 'timeout' must be a number of seconds") from None
+        self.cafile = self.settings.cafile
+        self.verify = self.settings.verify
+        self.passive = self.settings.passive
+        self.temp_name = self.settings.temp_name
+        self.timeout = self.settings.timeout
         self._context: ssl.SSLContext | None = None
-        self._idle: builtins.list[_Connection] = []
+        self._idle: builtins.list[Connection] = []
         self._lock = threading.Lock()
 
     # --- connections -------------------------------------------------------------------------
@@ -479,17 +138,17 @@ class FtpEndpoint(Endpoint):
             self._context = context
         return self._context
 
-    def _connect(self) -> _Connection:
+    def _connect(self) -> Connection:
         ftp: ftplib.FTP
         if self.tls == "none":
             ftp = ftplib.FTP(timeout=self.timeout, encoding="utf-8")
         elif self.tls == "explicit":
-            ftp = _TLSSessionReuse(context=self.ssl_context(), timeout=self.timeout, encoding="utf-8")
+            ftp = TLSSessionReuse(context=self.ssl_context(), timeout=self.timeout, encoding="utf-8")
         else:
-            ftp = _ImplicitFTP_TLS(context=self.ssl_context(), timeout=self.timeout, encoding="utf-8")
+            ftp = ImplicitFTP_TLS(context=self.ssl_context(), timeout=self.timeout, encoding="utf-8")
         try:
             ftp.connect(self.host, self.port)
-            if isinstance(ftp, _TLSSessionReuse):
+            if isinstance(ftp, TLSSessionReuse):
                 if not isinstance(ftp.sock, ssl.SSLSocket):
                     try:
                         ftp.auth()
@@ -498,10 +157,10 @@ class FtpEndpoint(Endpoint):
                             f"{self.where}: the server does not offer explicit TLS (AUTH TLS: {exc}); "
                             "use tls 'implicit', or 'none' on a trusted network only"
                         ) from None
-                ftp.login(self.user, self.secrets.get("password") or "")
+                ftp.login(self.user, self.secrets.password or "")
                 ftp.prot_p()
             else:
-                ftp.login(self.user, self.secrets.get("password") or "")
+                ftp.login(self.user, self.secrets.password or "")
             ftp.set_pasv(self.passive)
             ftp.voidcmd("TYPE I")
             features = self._features(ftp)
@@ -514,7 +173,7 @@ class FtpEndpoint(Endpoint):
             if isinstance(exc, Exception):
                 raise self.redact(map_ftp_error(exc, self.where)) from None
             raise
-        return _Connection(ftp, mlst="MLST" in features)
+        return Connection(ftp, mlst="MLST" in features)
 
     @staticmethod
     def _features(ftp: ftplib.FTP) -> set[str]:
@@ -524,21 +183,21 @@ class FtpEndpoint(Endpoint):
             return set()
         return {line.split()[0].upper() for line in answer.splitlines()[1:-1] if line.strip()}
 
-    def acquire(self) -> tuple[_Connection, bool]:
+    def acquire(self) -> tuple[Connection, bool]:
         """An idle connection (and True), or a new one (and False)."""
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
         return self._connect(), False
 
-    def release(self, connection: _Connection) -> None:
+    def release(self, connection: Connection) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
                 self._idle.append(connection)
                 return
         connection.close()
 
-    def discard_connection(self, connection: _Connection) -> None:
+    def discard_connection(self, connection: Connection) -> None:
         connection.close()
 
     def close(self) -> None:
@@ -549,7 +208,7 @@ class FtpEndpoint(Endpoint):
                 connection.ftp.quit()
             connection.close()
 
-    def _run(self, what: str, operation: Callable[[_Connection], T], *, keep: bool = False) -> T:
+    def _run(self, what: str, operation: Callable[[Connection], T], *, keep: bool = False) -> T:
         """Run `operation` on a pooled connection; a stale pooled connection is replaced once.
 
         With `keep`, a connection that worked is not given back: a stream owns it now.
@@ -563,7 +222,7 @@ class FtpEndpoint(Endpoint):
                 raise self.redact(map_ftp_error(exc, what)) from None
             except Exception as exc:
                 self.discard_connection(connection)
-                if reused and _lost_connection(exc):
+                if reused and lost_connection(exc):
                     continue
                 raise self.redact(map_ftp_error(exc, what)) from None
             if not keep:
@@ -595,20 +254,20 @@ class FtpEndpoint(Endpoint):
         rel = clean_path(folder, allow_root=True)
         remote, what = self._remote(rel), self.uri(rel)
 
-        def operation(connection: _Connection) -> builtins.list[FileInfo]:
+        def operation(connection: Connection) -> builtins.list[FileInfo]:
             connection.binary = False  # retrlines switches to TYPE A
             try:
                 if connection.mlst:
-                    return _empty_if_closed_unopened(
+                    return empty_if_closed_unopened(
                         connection.ftp, lambda: self._list_mlsd(connection.ftp, remote, rel)
                     )
-                return _empty_if_closed_unopened(
+                return empty_if_closed_unopened(
                     connection.ftp, lambda: self._list_nlst(connection, remote, rel)
                 )
             except ftplib.error_perm as exc:
-                if _reply_code(exc) in ("550", "501") and rel:
+                if reply_code(exc) in ("550", "501") and rel:
                     return []  # no such folder (or a file): nothing in it
-                if _reply_code(exc) == "550":
+                if reply_code(exc) == "550":
                     raise NotFound(f"folder does not exist: {what}: {exc}") from None
                 raise
 
@@ -635,17 +294,17 @@ class FtpEndpoint(Endpoint):
                 continue
             infos.append(
                 FileInfo(
-                    path=path, size=int(facts.get("size") or 0), modified=_parse_time(facts.get("modify", ""))
+                    path=path, size=int(facts.get("size") or 0), modified=parse_time(facts.get("modify", ""))
                 )
             )
         return infos
 
-    def _list_nlst(self, connection: _Connection, remote: str, rel: str) -> builtins.list[FileInfo]:
+    def _list_nlst(self, connection: Connection, remote: str, rel: str) -> builtins.list[FileInfo]:
         ftp = connection.ftp
         try:
             names = ftp.nlst(remote) if remote else ftp.nlst()
         except ftplib.error_temp as exc:
-            if _reply_code(exc) == "450":  # "no files found" on some servers
+            if reply_code(exc) == "450":  # "no files found" on some servers
                 return []
             raise
         connection.ensure_binary()  # SIZE is refused in ASCII mode
@@ -665,15 +324,15 @@ class FtpEndpoint(Endpoint):
     @staticmethod
     def _mdtm(ftp: ftplib.FTP, remote: str) -> datetime:
         try:
-            return _parse_time(ftp.sendcmd(f"MDTM {remote}")[4:])
+            return parse_time(ftp.sendcmd(f"MDTM {remote}")[4:])
         except ftplib.error_perm:
-            return _EPOCH
+            return EPOCH
 
     def stat(self, path: str) -> FileInfo:
         rel = clean_path(path)
         remote, what = self._remote(rel), self.uri(rel)
 
-        def operation(connection: _Connection) -> FileInfo:
+        def operation(connection: Connection) -> FileInfo:
             ftp = connection.ftp
             connection.ensure_binary()
             if connection.mlst:
@@ -681,11 +340,11 @@ class FtpEndpoint(Endpoint):
                 lines = [line for line in answer.splitlines() if line.startswith(" ")]
                 if not lines:
                     raise EndpointError(f"{what}: MLST answer without facts")
-                facts, _ = _parse_facts(lines[0].strip())
+                facts, _ = parse_facts(lines[0].strip())
                 if facts.get("type", "file").lower() != "file":
                     raise NotFound(f"not a file: {what}")
                 return FileInfo(
-                    path=rel, size=int(facts.get("size") or 0), modified=_parse_time(facts.get("modify", ""))
+                    path=rel, size=int(facts.get("size") or 0), modified=parse_time(facts.get("modify", ""))
                 )
             size = ftp.size(remote)  # folders answer 550 here
             return FileInfo(path=rel, size=size or 0, modified=self._mdtm(ftp, remote))
@@ -696,7 +355,7 @@ class FtpEndpoint(Endpoint):
         rel = clean_path(path)
         remote, what = self._remote(rel), self.uri(rel)
 
-        def operation(connection: _Connection) -> tuple[_Connection, socket.socket]:
+        def operation(connection: Connection) -> tuple[Connection, socket.socket]:
             connection.ensure_binary()
             return connection, connection.ftp.transfercmd(f"RETR {remote}")
 
@@ -711,7 +370,7 @@ class FtpEndpoint(Endpoint):
         chosen = rel
         temp = posixpath.join(folder, temp_name(name, self.temp_name))
 
-        def operation(connection: _Connection) -> tuple[_Connection, socket.socket]:
+        def operation(connection: Connection) -> tuple[Connection, socket.socket]:
             nonlocal chosen, temp, target
             ftp = connection.ftp
             connection.ensure_binary()
@@ -737,7 +396,7 @@ class FtpEndpoint(Endpoint):
         stream.path = chosen if picked else None
         return stream
 
-    def rename_new(self, connection: _Connection, temp: str, rel: str, on_conflict: OnConflict) -> str:
+    def rename_new(self, connection: Connection, temp: str, rel: str, on_conflict: OnConflict) -> str:
         """RNFR/RNTO a finished temporary file to `rel` only if nothing is there (fail), or to the
         first free name of `rel`, `name (2).ext`, … (rename); returns the name taken."""
         names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
@@ -751,7 +410,7 @@ class FtpEndpoint(Endpoint):
         raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
 
     @staticmethod
-    def _exists(connection: _Connection, remote: str) -> bool:
+    def _exists(connection: Connection, remote: str) -> bool:
         """Whether a file or folder has this name (MLST where the server has it, else SIZE)."""
         try:
             if connection.mlst:
@@ -777,17 +436,7 @@ class FtpEndpoint(Endpoint):
         rel = clean_path(path)
         remote, what = self._remote(rel), self.uri(rel)
 
-        def operation(connection: _Connection) -> None:
+        def operation(connection: Connection) -> None:
             connection.ftp.delete(remote)  # folders answer 550 ("not a file")
 
         self._run(what, operation)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
-        return False
-    raise ConfigError(f"ftp {name!r} must be true or false")

@@ -11,46 +11,33 @@ gateways that refuse chunked uploads still work. The cost is one local disk writ
 The server's answer (status, a subset of headers, up to 2 KiB of body) is kept in
 `last_response` on both the endpoint and the stream, for the caller to store with the transfer.
 
-Error mapping notes:
-* 401 → `AuthError`, 403 → `PermissionDenied`, 404/410 → `NotFound` (but a push URL that answers
-  404 or 405 is a `ConfigError`: the URL is wrong, not a file missing), 408/425/429/5xx and
-  connection failures and timeouts → `TransientError`; a status outside `success_codes` on push
-  is an `EndpointError` that quotes the status and the start of the body.
-* DNS and TLS failures are `DnsError` and `TlsError` (core/endpoints/network.py), not retried:
-  retrying will not fix a wrong host name or an untrusted certificate.
-* Redirects are not followed unless `follow_redirects` allows it (`same-host` or `any`), and then
-  for GET/HEAD only (an upload is never resent by a redirect); a refused one is a `RedirectRefused`
-  that names the Location. Every hop, and every file URL a listing names on another host, is
-  checked by core/netpolicy.py: never into a loopback, link-local or private range unless the
-  endpoint's own URL is in that kind of range. Credentials go only to the endpoint's own origins.
-* Secret settings (core/endpoints/http_settings.py: bearer, basic auth, secret headers, query-string
-  values, URL userinfo) never appear in messages, `uri()` or `last_response`: they are scrubbed
-  even when a server echoes them back.
+Where the rest lives: settings and secrets in core/endpoints/http_settings.py; sending a request
+(credentials only to the endpoint's own origins, redirects only as `follow_redirects` allows and
+never into a range its own URLs are not in, every connection checked by core/netpolicy.py) in
+core/endpoints/http_requests.py; URLs for people, the recorded answer and the error mapping in
+core/endpoints/http_wire.py. In short: 401 → `AuthError`, 403 → `PermissionDenied`, 404/410 →
+`NotFound` (a push URL answering 404 or 405 is a `ConfigError`), 408/425/429/5xx, refused and timed
+out → `TransientError`, DNS and TLS failures `DnsError`/`TlsError`; a status outside
+`success_codes` on push is an `EndpointError` quoting it and the start of the body. Secret settings
+never appear in messages, `uri()` or `last_response`, even when a server echoes them back.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import io
 import json
 import posixpath
-import ssl
 import tempfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from typing import IO, Any, BinaryIO, ClassVar
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ChunkReadStream,
     ConfigError,
     Endpoint,
@@ -59,181 +46,24 @@ from core.endpoints.base import (
     InvalidPath,
     NotFound,
     OnConflict,
-    PermissionDenied,
-    TransientError,
-    Unreachable,
     WriteStream,
     clean_path,
 )
-from core.endpoints.http_settings import URL_KEYS, query_secrets, split_http_settings
-from core.endpoints.network import network_error
-from core.netpolicy import (
-    NON_PUBLIC_KINDS,
-    HostNotResolved,
-    UrlNotAllowed,
-    check_url,
-    guarded_transport,
-    host_kinds,
+from core.endpoints.http_requests import HttpRequests
+from core.endpoints.http_settings import HttpSecrets, HttpSettings, pull_name_of
+from core.endpoints.http_wire import (
+    MAX_LISTING_BYTES,
+    HttpResponseRecord,
+    content_disposition,
+    file_info,
+    join_url,
+    map_httpx_error,
+    parse_time,
+    public_url,
+    status_error,
 )
-
-if TYPE_CHECKING:
-    pass
-
-DEFAULT_SUCCESS_CODES = (200, 201, 202, 204)
-EXCERPT_BYTES = 2048  # of a response body kept in `last_response`
-MESSAGE_EXCERPT_CHARS = 200  # of a response body quoted in an error message
-MAX_REDIRECTS = 5
-MAX_LISTING_BYTES = 64 * 1024 * 1024
-EPOCH = datetime.fromtimestamp(0, UTC)
-# Response headers worth keeping with a transfer; anything else (cookies!) is dropped.
-RECORDED_HEADERS = (
-    "content-type",
-    "content-length",
-    "location",
-    "etag",
-    "last-modified",
-    "date",
-    "retry-after",
-    "x-request-id",
-    "request-id",
-    "x-correlation-id",
-    "x-amzn-requestid",
-    "x-ms-request-id",
-)
-_TRANSIENT_STATUSES = frozenset({408, 425, 429})
-FOLLOW_REDIRECTS = ("none", "same-host", "any")
-
-
-class RedirectRefused(ConfigError):
-    """A redirect (or a listed file URL) the endpoint may not follow: not allowed by its
-    `follow_redirects`, or into a network range its own URL is not in. Not retried."""
-
-
-def map_httpx_error(exc: httpx.HTTPError, what: str, host: str) -> EndpointError:
-    """Translate an httpx transport failure into the endpoint error tree."""
-    if found := network_error(exc, what, host):
-        return found
-    if isinstance(exc, httpx.TimeoutException):
-        return Unreachable(f"{what}: timed out talking to {host} ({type(exc).__name__})")
-    if isinstance(exc, httpx.ConnectError):
-        return Unreachable(f"{what}: could not connect to {host}")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return ConfigError(f"{what}: {exc}")
-    if isinstance(exc, httpx.TransportError):
-        return TransientError(f"{what}: could not talk to {host}: {type(exc).__name__}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-# --- URLs --------------------------------------------------------------------------------------
-
-
-def public_url(url: str) -> str:
-    """A URL fit for people and logs: no user:password@, no query string (it may carry a key)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def join_url(base: str, rel: str) -> str:
-    """`base` + "/" + the quoted relative path, keeping base's query string."""
-    parts = urlsplit(base)
-    path = parts.path.rstrip("/") + "/" + quote(rel, safe="/") if rel else parts.path
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or ""
-
-
-def _check_url(value: Any, key: str, *, template: bool = False) -> str:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
-        raise ConfigError(f"http endpoint '{key}' must be an http:// or https:// URL")
-    if not urlsplit(value).hostname:
-        raise ConfigError(f"http endpoint '{key}' has no host")
-    if template and "{path}" not in value:
-        raise ConfigError(f"http endpoint '{key}' must contain {{path}}")
-    return value
-
-
-def _content_disposition(name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _parse_time(value: Any) -> datetime:
-    """Listing times: ISO 8601 or seconds since the epoch; missing → the epoch (stable, not now)."""
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC)
-        if isinstance(value, str) and value:
-            parsed = datetime.fromisoformat(value)
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    return EPOCH
-
-
-def _http_date(value: str | None) -> datetime:
-    if not value:
-        return EPOCH
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return EPOCH
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _file_info(rel: str, headers: httpx.Headers, size: int) -> FileInfo:
-    """A file's size (-1: the server does not say), Last-Modified and ETag from its headers."""
-    return FileInfo(
-        path=rel,
-        size=size,
-        modified=_http_date(headers.get("last-modified")),
-        etag=headers.get("etag", "").removeprefix("W/").strip('"') or None,
-    )
-
-
-# --- responses ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResponseRecord:
-    """What a server answered, kept for the transfer record: no secrets, bounded size."""
-
-    method: str
-    url: str  # without credentials or query string
-    status: int
-    reason: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""  # the first EXCERPT_BYTES of the body, decoded leniently
-    body_truncated: bool = False
-
-    @property
-    def excerpt(self) -> str:
-        """The body's start on one line, for error messages."""
-        text = " ".join(self.body.split())
-        return text[:MESSAGE_EXCERPT_CHARS] + ("…" if len(text) > MESSAGE_EXCERPT_CHARS else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        summary = f"HTTP {self.status} {self.reason}".strip() + (f": {self.excerpt}" if self.excerpt else "")
-        return {
-            "summary": summary,
-            "method": self.method,
-            "url": self.url,
-            "status": self.status,
-            "reason": self.reason,
-            "headers": dict(self.headers),
-            "body": self.body,
-            "body_truncated": self.body_truncated,
-        }
+from core.endpoints.http_wire import RedirectRefused as RedirectRefused  # where it was always imported from
+from core.endpoints.settings import EndpointSettings
 
 
 class HttpReadStream(ChunkReadStream):
@@ -302,212 +132,63 @@ def _iter_file(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 class HttpEndpoint(Endpoint):
-    """A partner's HTTP API. Paths are quoted into URLs with "/" kept.
-
-    config:
-      url                 base URL; pushes go here (or to url/<path> with path_in_url)
-      method              POST (default) or PUT
-      headers             non-secret headers sent with every request
-      success_codes       push answers that count as delivered (default 200, 201, 202, 204)
-      upload_mode         "raw" (body = the file, Content-Disposition names it) or "multipart"
-      file_field          the multipart field name (default "file")
-      path_in_url         push to url/<path> instead of url (default false)
-      list_url            GET → JSON list of {"name", "size", "modified"?, "etag"?, "url"?} or
-                          {"files": [...]}; names are paths from the root; needed to pull
-                          a folder of files
-      pull_url            or: one file to pull with GET (an export, a report), offered at the
-                          root as `pull_name` (default: the URL's last path segment) with the
-                          size, ETag and Last-Modified its HEAD answers; "keep" takes it again
-                          when one of those changes, "delete" sends DELETE to it
-      list_prefix_param   query parameter carrying "<folder>/" (default "prefix"; null: none)
-      download_url        GET/HEAD template with {path} (default url/<path>; a listed "url" wins)
-      delete_url          template with {path} (default url/<path>); delete_method (DELETE)
-      follow_redirects    none (default: a 3xx is an error naming its Location), same-host, any
-      public_params       query parameters whose values are not secret (shown as given)
-      verify              true (default), false, or a CA bundle file
-      timeout             seconds per network operation (default 60)
-      spool_dir           where writes are spooled before sending (default: system temp dir)
-    secrets: bearer | basic_user + basic_password; headers (secret headers, e.g. X-API-Key),
-    alone or with either; urls (the whole URL of each URL setting with secret query values, which
-    config shows as ***). What goes where: core/endpoints/http_settings.py."""
+    """A partner's HTTP API; settings and secrets: core/endpoints/http_settings.py. Paths are
+    quoted into URLs with "/" kept."""
 
     scheme: ClassVar[str] = "http"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "url",
-            "method",
-            "headers",
-            "success_codes",
-            "upload_mode",
-            "file_field",
-            "path_in_url",
-            "list_url",
-            "pull_url",
-            "pull_name",
-            "list_prefix_param",
-            "download_url",
-            "delete_url",
-            "delete_method",
-            "verify",
-            "timeout",
-            "spool_dir",
-            "follow_redirects",
-            "public_params",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset(
-        {"bearer", "basic_user", "basic_password", "headers", "urls"}
-    )
+    settings: HttpSettings
+    secrets: HttpSecrets
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        # Rows stored before secrets were split out of config are split here too (idempotent).
-        config, secrets = split_http_settings(config, secrets or {})
-        super().__init__(config, secrets)
-        whole: dict[str, str] = secrets.get("urls") or {}
-        config = {**config, **{key: whole[key] for key in URL_KEYS if key in whole}}
-        self.public_params = frozenset(config.get("public_params") or ())
-        self.url = _check_url(config.get("url"), "url")
-        self.method = str(config.get("method") or "POST").upper()
-        if self.method not in ("POST", "PUT"):
-            raise ConfigError("http endpoint 'method' must be POST or PUT")
-        self.headers = self._header_dict(config.get("headers"), "headers")
-        codes = config.get("success_codes") or DEFAULT_SUCCESS_CODES
-        try:
-            self.success_codes = frozenset(int(code) for code in codes)
-        except (TypeError, ValueError):
-            raise ConfigError("http endpoint 'success_codes' must be a list of status codes") from None
-        if not self.success_codes or not all(100 <= code <= 599 for code in self.success_codes):
-            raise ConfigError("http endpoint 'success_codes' must be a list of status codes")
-        self.upload_mode = str(config.get("upload_mode") or "raw")
-        if self.upload_mode not in ("raw", "multipart"):
-            raise ConfigError("http endpoint 'upload_mode' must be 'raw' or 'multipart'")
-        self.file_field = str(config.get("file_field") or "file")
-        self.path_in_url = bool(config.get("path_in_url", False))
-        self.list_url = _check_url(config["list_url"], "list_url") if config.get("list_url") else None
-        self.pull_url = _check_url(config["pull_url"], "pull_url") if config.get("pull_url") else None
-        if self.pull_url and self.list_url:
-            raise ConfigError("http endpoint takes 'list_url' (a folder) or 'pull_url' (one file), not both")
-        self.pull_name = self._pull_name(config.get("pull_name"))
-        prefix_param = config.get("list_prefix_param", "prefix")
-        self.list_prefix_param = str(prefix_param) if prefix_param else None
-        download = config.get("download_url")
-        self.download_url = _check_url(download, "download_url", template=True) if download else None
-        delete = config.get("delete_url")
-        self.delete_url = _check_url(delete, "delete_url", template=True) if delete else None
-        self.delete_method = str(config.get("delete_method") or "DELETE").upper()
-        if not self.delete_method.isalpha():
-            raise ConfigError("http endpoint 'delete_method' must be an HTTP method such as DELETE")
-        verify = config.get("verify", True)
-        if not isinstance(verify, bool | str) or verify == "":
-            raise ConfigError("http endpoint 'verify' must be true, false or the path of a CA file")
-        self.verify: bool | str = verify
-        try:
-            self.timeout = float(config.get("timeout") or 60)
-        except (TypeError, ValueError):
-            raise ConfigError("http endpoint 'timeout' must be a number of seconds") from None
-        self.spool_dir: str | None = config.get("spool_dir") or None
-        self.follow_redirects = str(config.get("follow_redirects") or "none")
-        if self.follow_redirects not in FOLLOW_REDIRECTS:
-            choices = ", ".join(FOLLOW_REDIRECTS)
-            raise ConfigError(f"http endpoint 'follow_redirects' must be one of {choices}")
-        self._secret_headers = self._auth_headers()
-        own = [self.url, self.list_url, self.pull_url, self.download_url, self.delete_url]
-        self._own_origins = frozenset(_origin(url) for url in own if url)
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        s = self.settings
+        # The settings show a URL with secret query values as ***; the secrets keep it whole.
+        whole = self.secrets.urls
+
+        def real(key: str) -> str | None:
+            shown: str | None = getattr(s, key)
+            return whole.get(key, shown) if shown else None
+
+        self.public_params = frozenset(s.public_params)
+        self.url: str = real("url") or s.url
+        self.method = s.method
+        self.headers = dict(s.headers)
+        self.success_codes = frozenset(s.success_codes)
+        self.upload_mode = s.upload_mode
+        self.file_field = s.file_field
+        self.path_in_url = s.path_in_url
+        self.list_url = real("list_url")
+        self.pull_url = real("pull_url")
+        self.pull_name = pull_name_of(self.pull_url, s.pull_name) if self.pull_url else None
+        self.list_prefix_param = s.list_prefix_param or None
+        self.download_url = real("download_url")
+        self.delete_url = real("delete_url")
+        self.delete_method = s.delete_method
+        self.verify: bool | str = s.verify
+        self.timeout = s.timeout
+        self.spool_dir = s.spool_dir
+        self.follow_redirects = s.follow_redirects
+        self.requests = HttpRequests(
+            headers=self.headers,
+            secret_headers=self.secrets.request_headers(),
+            own_urls=[
+                u for u in (self.url, self.list_url, self.pull_url, self.download_url, self.delete_url) if u
+            ],
+            follow_redirects=self.follow_redirects,
+            verify=self.verify,
+            timeout=self.timeout,
+            scrubber=lambda: self.scrubber,
+        )
         self.last_response: HttpResponseRecord | None = None
         self._listed_urls: dict[str, str] = {}
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _header_dict(value: Any, key: str) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
-            raise ConfigError(f"http endpoint '{key}' must map header names to values")
-        headers = {k.strip(): str(v) for k, v in value.items()}
-        if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers.items()):
-            raise ConfigError(f"http endpoint '{key}' contains a line break")
-        return headers
-
-    def _auth_headers(self) -> dict[str, str]:
-        s = self.secrets
-        headers = self._header_dict(s.get("headers"), "secrets.headers")
-        bearer, user, password = s.get("bearer"), s.get("basic_user"), s.get("basic_password")
-        if bearer and (user or password):
-            raise ConfigError("http endpoint takes a bearer token or basic auth, not both")
-        # An empty password is fine (an API key as the user name: `https://KEY@host/`), a missing one is not.
-        if (user and password is None) or (password and not user):
-            raise ConfigError("http basic auth needs both basic_user and basic_password")
-        if (bearer or user) and any(k.lower() == "authorization" for k in headers):
-            raise ConfigError("http endpoint takes an Authorization header or bearer/basic auth, not both")
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        elif user:
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            headers["Authorization"] = f"Basic {token}"
-        return headers
-
-    @classmethod
-    def split_settings(
-        cls, config: dict[str, Any], secrets: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        return split_http_settings(config, secrets)
-
-    def secret_values(self) -> set[str]:
-        """Tokens, passwords, secret header values (and the credentials inside Authorization
-        values), query values of the URLs; the basic user too when it is a key with no password."""
-        values = {str(v) for v in self._secret_headers.values()}
-        values |= {v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))}
-        values |= {str(self.secrets.get(k) or "") for k in ("bearer", "basic_password")}
-        if self.secrets.get("basic_user") and not self.secrets.get("basic_password"):
-            values.add(str(self.secrets["basic_user"]))
-        for url in (self.secrets.get("urls") or {}).values():
-            values.update(query_secrets(url, self.public_params))
-        return {v for v in values if v}
-
-    # --- client ------------------------------------------------------------------------------
 
     @property
     def client(self) -> httpx.Client:
-        """The httpx client, created on first use so building an endpoint costs no I/O."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
-
-    def _make_client(self) -> httpx.Client:
-        verify: bool | ssl.SSLContext = True
-        if isinstance(self.verify, str):
-            try:
-                verify = ssl.create_default_context(cafile=self.verify)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"http endpoint cannot load CA file {self.verify!r}: {exc}") from None
-        elif self.verify is False:
-            verify = False
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
-        # No trust_env: proxies and .netrc from the environment must not change where files go.
-        # The guarded transport checks every address it connects to, so a redirect or listed
-        # URL that passed `_check_hop` cannot be re-resolved into a range (DNS rebinding) the
-        # endpoint's own URLs are not in.
-        transport = guarded_transport(allowed_kinds=self._own_kinds(), verify=verify)
-        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
-
-    def _own_kinds(self) -> frozenset[str]:
-        """The non-public ranges the endpoint's own URLs are in: those it may always reach."""
-        kinds: set[str] = set()
-        for _scheme, host, _port in self._own_origins:
-            try:
-                kinds |= host_kinds(host)
-            except HostNotResolved:
-                # Unknown today: the request to it fails with a DNS error of its own; do not guess.
-                return NON_PUBLIC_KINDS
-        return frozenset(kinds)
+        """The httpx client (core/endpoints/http_requests.py), made on first use."""
+        return self.requests.client
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self.requests.close()
 
     @contextmanager
     def errors(self, what: str, url: str | None = None) -> Iterator[None]:
@@ -520,131 +201,16 @@ class HttpEndpoint(Endpoint):
         except OSError as exc:  # reading the spool file while sending
             raise EndpointError(f"{what}: {exc.strerror or exc}") from exc
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        omit: frozenset[str] = frozenset(),
-        follow: bool = True,
-        named_by: str | None = None,
-        **body: Any,
-    ) -> httpx.Response:
-        """One request with our headers. Redirects are followed by hand, and only as far as
-        `follow_redirects` allows (`follow=False`: a 3xx is returned as it is); credentials go
-        only to the endpoint's own origins. `named_by`: the listing URL that named `url`."""
-        if named_by is not None and _host(url) != _host(named_by):
-            self._check_hop(named_by, url, "the listing names a file at", same_host_only=False)
-        extra = headers or {}
-        configured = {k: v for k, v in self.headers.items() if k.lower() not in omit}
-        start = url
-        for _ in range(MAX_REDIRECTS + 1):
-            credentials = self._secret_headers if _origin(url) in self._own_origins else {}
-            sending = {**configured, **credentials, **extra}
-            request = self.client.build_request(method, url, headers=sending, **body)
-            response = self.client.send(request, stream=True)
-            if not (follow and response.is_redirect and "location" in response.headers):
-                return response
-            response.close()
-            target = urljoin(str(response.url), response.headers["location"])
-            self._check_hop(start, target, f"HTTP {response.status_code} redirect to")
-            url = target
-        raise EndpointError(f"{public_url(start)}: more than {MAX_REDIRECTS} redirects")
-
-    def _check_hop(self, start: str, target: str, how: str, *, same_host_only: bool = True) -> None:
-        """May a request that began at `start` (our URL) go on to `target`, which the server named?
-        Raises RedirectRefused saying why not."""
-        shown = f"{public_url(start)}: {how} {public_url(target)}"
-        if self.follow_redirects == "none" and same_host_only:
-            raise RedirectRefused(
-                f"{shown}, not followed: this endpoint follows no redirects "
-                "(follow_redirects: same-host or any allows them)"
-            )
-        if self.follow_redirects != "any" and _host(target) != _host(start):
-            raise RedirectRefused(
-                f"{shown}, another host: refused (follow_redirects: any allows other hosts)"
-            )
-        if urlsplit(start).scheme == "https" and urlsplit(target).scheme != "https":
-            raise RedirectRefused(f"{shown}: refused, it leaves HTTPS")
-        if "@" in urlsplit(target).netloc:
-            raise RedirectRefused(f"{shown}: refused, it carries user:password@")
-        try:
-            own_kinds = host_kinds(_host(start))
-            check_url(target, own_kinds)
-        except UrlNotAllowed as exc:
-            raise RedirectRefused(
-                f"{shown}: refused, {exc.reason} "
-                "(an endpoint reaches no non-public range its own URL is not in)"
-            ) from None
-
-    def _record(self, method: str, url: str, response: httpx.Response) -> HttpResponseRecord:
-        """Read at most EXCERPT_BYTES of the body (then stop) and keep a redacted summary."""
-        body = b""
-        truncated = False
-        if method != "HEAD":
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > EXCERPT_BYTES:
-                    truncated = True
-                    body = body[:EXCERPT_BYTES]
-                    break
-        headers = {
-            name: self.scrubber.text(response.headers[name][:256])
-            for name in RECORDED_HEADERS
-            if name in response.headers
-        }
-        return HttpResponseRecord(
-            method=method,
-            url=public_url(url),
-            status=response.status_code,
-            reason=response.reason_phrase,
-            headers=headers,
-            body=self.scrubber.text(body.decode("utf-8", "replace")),
-            body_truncated=truncated,
-        )
-
-    def _status_error(self, record: HttpResponseRecord, what: str, *, push: bool = False) -> EndpointError:
-        status = record.status
-        text = f"{what}: HTTP {status} {record.reason}".rstrip()
-        if record.excerpt:
-            text += f": {record.excerpt}"
-        if retry_after := record.headers.get("retry-after"):
-            text += f" (Retry-After: {retry_after})"
-        if status == 401:
-            return AuthError(text)
-        if status == 403:
-            return PermissionDenied(text)
-        if push and status in (404, 405):
-            return ConfigError(text)
-        if status in (404, 410):
-            return NotFound(text)
-        if status in _TRANSIENT_STATUSES or status >= 500:
-            return TransientError(text)
-        return EndpointError(text)
-
     def _fail(self, method: str, url: str, response: httpx.Response, what: str) -> EndpointError:
         """The error for an unwanted answer (the response is consumed and closed)."""
         try:
             with self.errors(what, url):
-                record = self._record(method, url, response)
+                record = self.requests.record(method, url, response)
         finally:
             response.close()
-        return self._status_error(record, what)
+        return status_error(record, what)
 
     # --- paths -------------------------------------------------------------------------------
-
-    def _pull_name(self, given: Any) -> str | None:
-        if not self.pull_url:
-            return None
-        name = given or posixpath.basename(urlsplit(self.pull_url).path.rstrip("/"))
-        try:
-            clean = clean_path(str(name))
-        except InvalidPath:
-            clean = ""
-        if not clean or "/" in clean:
-            raise ConfigError("http endpoint 'pull_name' must be one file name (the pull_url names none)")
-        return clean
 
     def file_url(self, rel: str) -> str:
         """Where one file is read (GET/HEAD): the pull URL, a listed URL, the download template,
@@ -685,19 +251,19 @@ class HttpEndpoint(Endpoint):
             send = {"files": {self.file_field: (name, body, "application/octet-stream")}}
             omit = frozenset({"content-type"})
         else:
-            headers = {"Content-Length": str(size), "Content-Disposition": _content_disposition(name)}
+            headers = {"Content-Length": str(size), "Content-Disposition": content_disposition(name)}
             if not any(k.lower() == "content-type" for k in self.headers):
                 headers["Content-Type"] = "application/octet-stream"
             send = {"content": _iter_file(body)}
         with self.errors(what, url):
-            response = self._send(self.method, url, headers=headers, omit=omit, follow=False, **send)
+            response = self.requests.send(self.method, url, headers=headers, omit=omit, follow=False, **send)
             try:
-                record = self._record(self.method, url, response)
+                record = self.requests.record(self.method, url, response)
             finally:
                 response.close()
         self.last_response = record
         if record.status not in self.success_codes:
-            error = self._status_error(record, what, push=True)
+            error = status_error(record, what, push=True)
             if type(error) is EndpointError and 200 <= record.status < 300:
                 expected = ", ".join(str(c) for c in sorted(self.success_codes))
                 error = EndpointError(f"{error} (expected one of {expected})")
@@ -729,7 +295,7 @@ class HttpEndpoint(Endpoint):
         params = {self.list_prefix_param: f"{rel}/" if rel else ""} if self.list_prefix_param else {}
         with self.errors(what, list_url):
             request_url = str(httpx.URL(list_url).copy_merge_params(params))
-            response = self._send("GET", request_url, headers={"Accept": "application/json"})
+            response = self.requests.send("GET", request_url, headers={"Accept": "application/json"})
             if not response.is_success:
                 error = self._fail("GET", request_url, response, what)
                 raise ConfigError(str(error)) if isinstance(error, NotFound) else error
@@ -779,7 +345,7 @@ class HttpEndpoint(Endpoint):
         return FileInfo(
             path=path,
             size=size,
-            modified=_parse_time(item.get("modified", item.get("mtime"))),
+            modified=parse_time(item.get("modified", item.get("mtime"))),
             etag=str(etag).strip('"') if etag else None,
         )
 
@@ -788,11 +354,11 @@ class HttpEndpoint(Endpoint):
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("HEAD", url, named_by=self._named_by(rel))
+            response = self.requests.send("HEAD", url, named_by=self._named_by(rel))
             response.close()
         status, headers = response.status_code, response.headers
         if response.is_success and "content-length" in headers:
-            return _file_info(rel, headers, int(headers["content-length"]))
+            return file_info(rel, headers, int(headers["content-length"]))
         if self.list_url and (response.is_success or status in (405, 501)):
             # HEAD not supported, or no size: the listing knows.
             for info in self._list(posixpath.dirname(rel), self.list_url):
@@ -802,22 +368,20 @@ class HttpEndpoint(Endpoint):
         if response.is_success or status in (405, 501):
             # No listing to ask: the headers of a GET whose body is not read.
             with self.errors(what, url):
-                response = self._send("GET", url, named_by=self._named_by(rel))
+                response = self.requests.send("GET", url, named_by=self._named_by(rel))
             if not response.is_success:
                 raise self._fail("GET", url, response, what)
             response.close()
             length = response.headers.get("content-length")
-            return _file_info(rel, response.headers, int(length) if length and length.isdigit() else -1)
-        raise self._status_error(
-            HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what
-        )
+            return file_info(rel, response.headers, int(length) if length and length.isdigit() else -1)
+        raise status_error(HttpResponseRecord("HEAD", public_url(url), status, response.reason_phrase), what)
 
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         url = self.file_url(rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send("GET", url, named_by=self._named_by(rel))
+            response = self.requests.send("GET", url, named_by=self._named_by(rel))
         if not response.is_success:
             raise self._fail("GET", url, response, what)
         return io.BufferedReader(HttpReadStream(response, self, what), buffer_size=CHUNK_SIZE)
@@ -836,7 +400,7 @@ class HttpEndpoint(Endpoint):
             url = join_url(self.url, rel)
         what = public_url(url)
         with self.errors(what, url):
-            response = self._send(self.delete_method, url, follow=False)
+            response = self.requests.send(self.delete_method, url, follow=False)
         if not response.is_success:
             raise self._fail(self.delete_method, url, response, what)
         response.close()
@@ -849,8 +413,8 @@ class HttpEndpoint(Endpoint):
             return
         what = public_url(self.url)
         with self.errors(what, self.url):
-            response = self._send("HEAD", self.url)
+            response = self.requests.send("HEAD", self.url)
             response.close()
         if response.status_code in (401, 403):
             record = HttpResponseRecord("HEAD", what, response.status_code, response.reason_phrase)
-            raise self._status_error(record, what)
+            raise status_error(record, what)

@@ -1,4 +1,5 @@
-"""Which settings of an HTTP endpoint are secret, and moving them out of its plain config.
+"""An HTTP endpoint's settings and secrets: which settings are secret, moving them out of its
+plain config, and the two models.
 
 An endpoint's config is shown (`tradelane endpoint list`) and recorded in the audit table; its
 secrets are encrypted at rest and never shown. For the http type:
@@ -21,11 +22,25 @@ the endpoint runs it when built (rows stored before this existed work unchanged)
 
 from __future__ import annotations
 
+import base64
 import copy
-from typing import Any
+import posixpath
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from core.endpoints.base import ConfigError
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from core.endpoints.base import ConfigError, InvalidPath, clean_path
+from core.endpoints.settings import (
+    EndpointSecrets,
+    EndpointSettings,
+    Flag,
+    KeepBlank,
+    LocalPath,
+    NotScrubbed,
+    switch,
+    uppercase,
+)
 from core.redact import MASK
 
 URL_KEYS = ("url", "list_url", "pull_url", "download_url", "delete_url")
@@ -256,3 +271,229 @@ def split_stored(config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict[
         given = secrets.get("headers")
         secrets["headers"] = {**headers, **(given if isinstance(given, dict) else {})}
     return config, secrets
+
+
+# --- the models -----------------------------------------------------------------------------------
+
+DEFAULT_SUCCESS_CODES = (200, 201, 202, 204)
+FOLLOW_REDIRECTS = ("none", "same-host", "any")
+
+
+def check_url(value: str, key: str, *, template: bool = False) -> str:
+    """`value` if it is an http(s) URL with a host (and `{path}` in a template); ValueError."""
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError(f"http endpoint '{key}' must be an http:// or https:// URL")
+    if not urlsplit(value).hostname:
+        raise ValueError(f"http endpoint '{key}' has no host")
+    if template and PATH_PLACEHOLDER not in value:
+        raise ValueError(f"http endpoint '{key}' must contain {{path}}")
+    return value
+
+
+def _url(key: str, *, template: bool = False) -> AfterValidator:
+    return AfterValidator(lambda value: check_url(value, key, template=template))
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    headers = {name.strip(): str(text) for name, text in value.items()}
+    if not all(headers):
+        raise ValueError("must map header names to values")
+    if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers.items()):
+        raise ValueError("contains a line break")
+    return headers
+
+
+def header_option(given: str) -> tuple[str, str]:
+    """`--header 'Name: value'` as (name, value); never echoes the value (it may be a credential)."""
+    name, sep, value = given.partition(":")
+    if not sep or not name.strip():
+        raise ValueError("needs 'Name: value' (a name, a colon, the value)")
+    return name.strip(), value.strip()
+
+
+def basic_option(given: str) -> dict[str, str]:
+    """`--basic USER:PASSWORD` as the two secrets."""
+    user, sep, password = given.partition(":")
+    if not sep:
+        raise ValueError("needs USER:PASSWORD")
+    return {"basic_user": user, "basic_password": password}
+
+
+Headers = Annotated[dict[str, str], AfterValidator(_headers)]
+
+
+class HttpSettings(EndpointSettings):
+    """A partner's HTTP API: files are POSTed or PUT to a URL (raw or as a multipart field), and
+    pulled from a JSON listing (`list_url`) or one URL (`pull_url`). Credential headers, URL query
+    values and user:password@ are moved into the secrets (core/endpoints/http_settings.py)."""
+
+    url: Annotated[str, _url("url")]
+    """Base URL; pushes go here (or to url/<path> with path_in_url)."""
+    method: Annotated[Literal["POST", "PUT"], uppercase] = "POST"
+    """POST or PUT."""
+    headers: Annotated[
+        Headers,
+        Flag(
+            "--header",
+            parse=header_option,
+            help="'Name: value' (repeatable); credential headers (Authorization, X-Api-Key, Cookie, "
+            "*token*, *key*, *secret*…) are kept secret.",
+        ),
+    ] = Field(default_factory=dict)
+    """Headers sent with every request (those that carry credentials go to the secrets)."""
+    success_codes: Annotated[
+        tuple[Annotated[int, Field(ge=100, le=599)], ...],
+        Flag("--success-code", help="An answer that counts as delivered (repeatable; 200 201 202 204)."),
+    ] = DEFAULT_SUCCESS_CODES
+    """Push answers that count as delivered."""
+    upload_mode: Literal["raw", "multipart"] = "raw"
+    """raw (the body is the file; Content-Disposition names it) or multipart (a form field)."""
+    file_field: str = "file"
+    """The multipart field name."""
+    path_in_url: bool = False
+    """Push to url/<path> instead of url."""
+    list_url: Annotated[str | None, _url("list_url")] = None
+    """GET: a JSON list of {name, size, modified?, etag?, url?} (or {files: [...]}), to pull a folder."""
+    pull_url: Annotated[str | None, _url("pull_url")] = None
+    """Or: the URL of one file to pull with GET (an export, a report)."""
+    pull_name: str | None = None
+    """The name pull_url's file is offered under (default: the URL's last path segment)."""
+    list_prefix_param: Annotated[str | None, KeepBlank()] = "prefix"
+    """Query parameter carrying "<folder>/" when listing ("" or null: none)."""
+    download_url: Annotated[str | None, _url("download_url", template=True)] = None
+    """GET/HEAD template with {path} (default url/<path>; a listed "url" wins)."""
+    delete_url: Annotated[str | None, _url("delete_url", template=True)] = None
+    """Template with {path} (default url/<path>)."""
+    delete_method: Annotated[str, uppercase] = "DELETE"
+    """The method that removes a pulled file."""
+    verify: Annotated[
+        bool | str,
+        KeepBlank(),
+        LocalPath(),
+        switch("--insecure", False, "Do not verify the server's TLS certificate."),
+        Flag("--cafile", help="A CA bundle or the server's own certificate (PEM) to trust."),
+    ] = True
+    """true, false, or a CA bundle file to trust."""
+    timeout: Annotated[float, Field(gt=0)] = 60
+    """Seconds per network operation."""
+    spool_dir: str | None = None
+    """Where a file is spooled before it is sent (default: the system's temp folder)."""
+    follow_redirects: Literal["none", "same-host", "any"] = "none"
+    """none (a redirect is an error naming its Location), same-host, or any; never into a
+    loopback/private range the endpoint's own URL is not in."""
+    public_params: Annotated[tuple[str, ...], Flag("--public-param")] = ()
+    """Query parameters of the URLs whose values are not secret (the others are shown as ***)."""
+
+    @classmethod
+    def split_secrets(
+        cls, config: dict[str, Any], secrets: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return split_http_settings(config, secrets)
+
+    @field_validator("success_codes")
+    @classmethod
+    def _codes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
+
+    @field_validator("delete_method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if not value.isalpha():
+            raise ValueError("must be an HTTP method such as DELETE")
+        return value
+
+    @field_validator("verify")
+    @classmethod
+    def _verify(cls, value: bool | str) -> bool | str:
+        if value == "":
+            raise ValueError("must be true, false or the path of a CA file")
+        return value
+
+    @model_validator(mode="after")
+    def _one_pull(self) -> Self:
+        if self.pull_url and self.list_url:
+            raise ValueError("http endpoint takes 'list_url' (a folder) or 'pull_url' (one file), not both")
+        if self.pull_name and not self.pull_url:
+            raise ValueError("http endpoint 'pull_name' names the file of 'pull_url', which is not set")
+        if self.pull_url:
+            pull_name_of(self.pull_url, self.pull_name)
+        return self
+
+
+def pull_name_of(pull_url: str, given: str | None) -> str:
+    """The name pull_url's file is offered under; ValueError unless it is one file name."""
+    name = given or posixpath.basename(urlsplit(pull_url).path.rstrip("/"))
+    try:
+        clean = clean_path(name)
+    except InvalidPath:
+        clean = ""
+    if not clean or "/" in clean:
+        raise ValueError("http endpoint 'pull_name' must be one file name (the pull_url names none)")
+    return clean
+
+
+class HttpSecrets(EndpointSecrets):
+    """A bearer token or basic auth, secret headers (alone or with either), and the whole URLs
+    whose query values the settings show as ***."""
+
+    bearer: str | None = None
+    """A bearer token (Authorization: Bearer ...)."""
+    basic_user: Annotated[
+        str | None, Flag("--basic", help="USER:PASSWORD.", spread=basic_option), NotScrubbed()
+    ] = None
+    """Basic auth's user (an API key as the user, with an empty password, is kept secret too)."""
+    basic_password: Annotated[str | None, Flag(None), KeepBlank()] = None
+    """Basic auth's password (may be empty)."""
+    headers: Annotated[
+        Headers, Flag("--secret-header", parse=header_option, help="'Name: value' kept secret (repeatable).")
+    ] = Field(default_factory=dict)
+    """Secret headers (X-Api-Key, ...), sent only to the endpoint's own origins."""
+    urls: Annotated[dict[str, str], Flag(None), NotScrubbed()] = Field(default_factory=dict)
+    """The whole URL of each URL setting whose query values are secret."""
+
+    @field_validator("urls")
+    @classmethod
+    def _url_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, url in value.items():
+            if key not in URL_KEYS:
+                raise ValueError(f"unknown URL setting {key!r} (known: {', '.join(URL_KEYS)})")
+            check_url(url, key, template=key in ("download_url", "delete_url"))
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        self.request_headers()
+        return self
+
+    def request_headers(self) -> dict[str, str]:
+        """The secret headers each request to the endpoint's own origins carries: `headers` and an
+        Authorization header made from the bearer token or basic auth. ValueError when two ways
+        to authenticate are given."""
+        headers = dict(self.headers)
+        bearer, user, password = self.bearer, self.basic_user, self.basic_password
+        if bearer and (user or password):
+            raise ValueError("http endpoint takes a bearer token or basic auth, not both")
+        # An empty password is fine (an API key as the user name: `https://KEY@host/`), a missing one is not.
+        if (user and password is None) or (password and not user):
+            raise ValueError("http basic auth needs both basic_user and basic_password")
+        if (bearer or user) and any(k.lower() == "authorization" for k in headers):
+            raise ValueError("http endpoint takes an Authorization header or bearer/basic auth, not both")
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        elif user:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    def pieces(self, settings: EndpointSettings) -> set[str]:
+        """The credentials inside Authorization values, the basic user when it is a key with no
+        password, and the query values of the URLs but those named public."""
+        assert isinstance(settings, HttpSettings)
+        values = set(self.request_headers().values())
+        values |= {v.split(" ", 1)[1] for v in values if v.startswith(("Bearer ", "Basic "))}
+        if self.basic_user and not self.basic_password:
+            values.add(self.basic_user)
+        public = frozenset(settings.public_params)
+        for url in self.urls.values():
+            values.update(query_secrets(url, public))
+        return values

@@ -16,24 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
-
-from core.endpoints.base import ConfigError
 
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 16
-
-
-def concurrency_setting(config: dict[str, Any], endpoint_type: str) -> int:
-    """An endpoint's `concurrency` (parts in flight), checked; DEFAULT_CONCURRENCY when unset."""
-    try:
-        given = config.get("concurrency")
-        value = DEFAULT_CONCURRENCY if given in (None, "") else int(given)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{endpoint_type} concurrency must be a number") from None
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise ConfigError(f"{endpoint_type} concurrency must be between 1 and {MAX_CONCURRENCY}")
-    return value
 
 
 class PartUploads:

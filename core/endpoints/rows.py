@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -11,12 +13,15 @@ from core.crypto import SecretKeyError, decrypt_json, encrypt_json
 from core.db import HOME_ACCOUNT, home_account_id
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
-from core.endpoints.registry import endpoint_class, open_endpoint
+from core.endpoints.registry import endpoint_class
+from core.endpoints.settings import EndpointSecrets, EndpointSettings
 from core.models import Endpoint as EndpointRow
 from core.models import Partner, utcnow
 from core.object_names import validate_name
 
 MAILBOX_PREFIX = "mailbox:"
+
+log = logging.getLogger(__name__)
 
 
 def get(session: Session, name: str) -> EndpointRow | None:
@@ -40,52 +45,118 @@ def add(
     session: Session,
     name: str,
     type_: str,
-    config: dict[str, Any],
-    secrets: dict[str, Any] | None = None,
+    config: EndpointSettings | Mapping[str, Any],
+    secrets: EndpointSecrets | Mapping[str, Any] | None = None,
     *,
     actor: str = "cli",
     replace: bool = False,
 ) -> EndpointRow:
+    """Store an endpoint; its settings are parsed once, by its type's models, and refused (naming
+    every problem) before anything is stored."""
     if not name.startswith(MAILBOX_PREFIX):
         validate_name(name)
-    clean_config, clean_secrets = prepare(type_, config, secrets)
-    # Building one checks every setting (constructors do no I/O): a bad value is refused here,
-    # not found by the first run. Unknown types fail here too.
-    endpoint = endpoint_class(type_)(clean_config, clean_secrets)
-    endpoint.close()
+    cls = endpoint_class(type_)
+    settings, secret_model = cls.parse(config, secrets)
     row = get(session, name)
     if row is not None and not replace:
         raise ConfigError(f"endpoint {name!r} already exists")
     if row is None:
         row = EndpointRow(account_id=home_account_id(session), name=name, type=type_)
     row.type = type_
-    row.config = clean_config
-    row.secrets = encrypt_json(clean_secrets) if clean_secrets else None
-    session.add(row)
-    session.flush()
-    # Secrets never go into the audit trail: only which keys were set (and, should a secret
-    # value also sit in a plain setting, it is hidden there too).
-    audit.record(
-        session,
-        "endpoint.add",
-        actor=actor,
-        account_id=row.account_id,
-        target=name,
-        type=type_,
-        config=endpoint.scrubber.data(clean_config),
-        secrets=secret_names(clean_secrets),
-    )
+    _store(session, row, cls(settings, secret_model), "endpoint.add", actor)
     return row
 
 
+def set_settings(
+    session: Session,
+    name: str,
+    changes: Mapping[str, Any],
+    secret_changes: Mapping[str, Any],
+    unset: Iterable[str] = (),
+    *,
+    actor: str = "cli",
+) -> list[str]:
+    """Change some settings and secrets of a stored endpoint (the others stay) and say which
+    changed: setting names, and secret names (never values). A key given anew replaces that key
+    in both the settings and the secrets (http's headers are one list kept in the two); `unset`
+    takes keys back to their defaults."""
+    row = get(session, name)
+    if row is None or row.removed_at is not None or row.type == "mailbox":
+        raise ConfigError(f"no endpoint named {name!r}")
+    cls = endpoint_class(row.type)
+    config, secrets, dropped = known_only(cls, dict(row.config), decrypt_json(row.secrets))
+    before = dict(config), dict(secrets)
+    for key in unset:
+        known_key = key in cls.settings_model.field_keys() or key in cls.secrets_model.field_keys()
+        if not known_key and key not in dropped:
+            known = ", ".join(cls.settings_model.field_keys() + cls.secrets_model.field_keys())
+            raise ConfigError(f"{row.type} endpoint has no setting {key!r} to unset (known: {known})")
+        config.pop(key, None)
+        secrets.pop(key, None)
+    for key in {*changes, *secret_changes}:
+        config.pop(key, None)
+        secrets.pop(key, None)
+    config.update(changes)
+    secrets.update(secret_changes)
+    settings, secret_model = cls.parse(config, secrets)
+    stored_config, stored_secrets = settings.stored(), secret_model.stored()
+    old_config, old_secrets = before
+    changed = [k for k in sorted({*old_config, *stored_config}) if old_config.get(k) != stored_config.get(k)]
+    changed += [
+        f"{k} (secret)"
+        for k in sorted({*old_secrets, *stored_secrets})
+        if old_secrets.get(k) != stored_secrets.get(k)
+    ]
+    changed += [f"{key} (unknown, dropped)" for key in dropped]
+    if changed:
+        _store(session, row, cls(settings, secret_model), "endpoint.set", actor)
+    return changed
+
+
+def _store(session: Session, row: EndpointRow, endpoint: Endpoint, action: str, actor: str) -> None:
+    """Write an endpoint's models into its row (secrets encrypted) and audit it: which secrets
+    are set, never their values (should one also sit in a plain setting, it is hidden there too)."""
+    with endpoint:
+        config, secrets = endpoint.settings.stored(), endpoint.secrets.stored()
+        row.config = config
+        row.secrets = encrypt_json(secrets) if secrets else None
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            action,
+            actor=actor,
+            account_id=row.account_id,
+            target=row.name,
+            type=row.type,
+            config=endpoint.scrubber.data(config),
+            secrets=secret_names(secrets),
+        )
+
+
 def prepare(
-    type_: str, config: dict[str, Any], secrets: dict[str, Any] | None
+    type_: str, config: Mapping[str, Any], secrets: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (config, secrets) an endpoint is stored with: unset values dropped and every
-    secret-bearing setting moved into the secrets (each type says which, `split_settings`)."""
-    clean_config = {k: v for k, v in config.items() if v is not None}
-    clean_secrets = {k: v for k, v in (secrets or {}).items() if v is not None}
-    return endpoint_class(type_).split_settings(clean_config, clean_secrets)
+    """The (config, secrets) an endpoint is stored with: parsed by its type's models (secret-
+    bearing settings moved into the secrets), as JSON."""
+    settings, secret_model = endpoint_class(type_).parse(config, secrets)
+    return settings.stored(), secret_model.stored()
+
+
+def known_only(
+    cls: type[Endpoint], config: dict[str, Any], secrets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """A stored row's settings without keys its type does not know (a row stored before every
+    key was checked may hold a typo, which was ignored then too), and those keys' names."""
+    settings_keys, secret_keys = set(cls.settings_model.field_keys()), set(cls.secrets_model.field_keys())
+    dropped = sorted(
+        {k for k in config if k not in settings_keys} | {k for k in secrets if k not in secret_keys}
+    )
+    return (
+        {k: v for k, v in config.items() if k in settings_keys},
+        {k: v for k, v in secrets.items() if k in secret_keys},
+        dropped,
+    )
 
 
 def secret_names(secrets: dict[str, Any]) -> list[str]:
@@ -181,9 +252,30 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
 def open_row(row: EndpointRow) -> Endpoint:
     """A live Endpoint for a stored row, secrets decrypted only in memory. Its secrets join the
     ones this process scrubs from everything it emits (logs, artifacts, events)."""
-    endpoint = open_endpoint(row.type, dict(row.config), decrypt_json(row.secrets))
+    cls = endpoint_class(row.type)
+    config, secrets, dropped = known_only(cls, dict(row.config), decrypt_json(row.secrets))
+    if dropped:
+        log.warning(
+            "endpoint %s: ignoring stored keys its type does not know: %s "
+            "(remove them with `tradelane endpoint set %s --unset KEY`)",
+            row.name,
+            ", ".join(dropped),
+            row.name,
+        )
+    endpoint = cls(config, secrets)
     redact.remember(endpoint.scrubber)
     return endpoint
+
+
+def shown_settings(row: EndpointRow) -> dict[str, Any]:
+    """A stored endpoint's settings as its model shows them (what was set, defaults left out),
+    with any secret value hidden; the stored config, hidden the same way, if it no longer parses."""
+    scrubber = row_scrubber(row)
+    try:
+        with open_row(row) as endpoint:
+            return dict(scrubber.data(endpoint.settings.stored()))
+    except (EndpointError, SecretKeyError):
+        return dict(scrubber.data(dict(row.config)))
 
 
 def row_secret_names(row: EndpointRow) -> list[str]:
@@ -202,7 +294,8 @@ def row_scrubber(row: EndpointRow) -> redact.Scrubber:
     except SecretKeyError:
         return redact.Scrubber()
     try:
-        endpoint = open_endpoint(row.type, dict(row.config), secrets)
+        cls = endpoint_class(row.type)
+        endpoint = cls(*known_only(cls, dict(row.config), secrets)[:2])
     except EndpointError:  # a row that no longer builds: hide every string it keeps secret
         strings = redact.secret_strings(secrets)
         return redact.Scrubber(strings | {part for s in strings if "://" in s for part in url_secrets(s)})

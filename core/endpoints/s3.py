@@ -14,12 +14,9 @@ when it starts, picks the first free name then (HEAD) and, should another writer
 the commit, fails with a retried `NameTakenMeanwhile`. A store that ignores `If-None-Match`
 overwrites.
 
-Error mapping notes:
-* `NoSuchBucket` is a `ConfigError`, not `NotFound`: the endpoint points at nothing, and a task
-  must not mistake that for "this one file is gone".
-* `HEAD` answers carry no error body, so after a bare 403/404 from `HeadObject` we ask again
-  with a one-byte ranged `GetObject` to learn the real code (bad key vs. denied, no key vs. no
-  bucket). Without `s3:ListBucket`, S3 answers 403 for a missing key: that is `PermissionDenied`.
+Settings and secrets: core/endpoints/s3_settings.py; how failures map to endpoint errors:
+core/endpoints/s3_errors.py. A bare 403/404 from `HeadObject` (no error body) is asked again with
+a one-byte ranged `GetObject` to learn the real code (bad key vs. denied, no key vs. no bucket).
 * An aborted multipart upload can still leak if the process dies mid-write; configure the
   bucket's `AbortIncompleteMultipartUpload` lifecycle rule to reclaim those parts.
 """
@@ -29,10 +26,10 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -40,134 +37,31 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-    SSLError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from core.endpoints.base import (
     CHUNK_SIZE,
-    AuthError,
     ConfigError,
-    Endpoint,
-    EndpointError,
     FileInfo,
-    InvalidPath,
-    NameTaken,
-    NameTakenMeanwhile,
-    NotFound,
     OnConflict,
-    PermissionDenied,
-    TlsError,
-    TransientError,
     WriteStream,
     clean_path,
     object_answer,
 )
-from core.endpoints.conflict import candidates
-from core.endpoints.network import network_error
-from core.endpoints.parts import PartUploads, concurrency_setting
+from core.endpoints.objectstore import ObjectStoreEndpoint, ObjectWriteStream
+from core.endpoints.parts import PartUploads
+from core.endpoints.s3_errors import client_error, condition_failed, map_boto_error
+from core.endpoints.s3_settings import MAX_PART_SIZE, S3Secrets, S3Settings
+from core.endpoints.settings import EndpointSettings
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MIB
-DEFAULT_PART_SIZE = 8 * MIB
-CHECKSUM_MODES = ("when_supported", "when_required")
 # S3 allows 10,000 parts; growing the part size every 1,000 parts keeps huge files possible
 # (about 430 GiB with 8 MiB parts) while small and medium files keep the configured size.
 PARTS_PER_SIZE_STEP = 1000
-
-_AUTH_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "InvalidClientTokenId",
-    }
-)
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
-_CONFIG_CODES = frozenset(
-    {
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "PermanentRedirect",
-        "AuthorizationHeaderMalformed",  # usually the wrong region
-        "IllegalLocationConstraintException",
-        "RequestTimeTooSkewed",  # the local clock is wrong; retrying will not fix it
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-    }
-)
-
-
-def _client_error(exc: ClientError) -> tuple[str, int, str]:
-    error = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    code = str(error.get("Code") or status)
-    return code, status, str(error.get("Message") or code)
-
-
-def _condition_failed(exc: Exception) -> bool:
-    """S3's answer to a conditional write whose key exists (412), or that raced another one (409)."""
-    if not isinstance(exc, ClientError):
-        return False
-    code, status, _ = _client_error(exc)
-    return status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
-
-
-def map_boto_error(exc: Exception, what: str, host: str = "") -> EndpointError:
-    """Translate a boto3/botocore failure into the endpoint error tree."""
-    if isinstance(exc, ClientError):
-        code, status, message = _client_error(exc)
-        text = f"{what}: {code}: {message}"
-        if code in _AUTH_CODES:
-            return AuthError(text)
-        if code in _CONFIG_CODES:
-            return ConfigError(text)
-        if code in _DENIED_CODES:
-            return PermissionDenied(text)
-        if code in _NOT_FOUND_CODES or status == 404:
-            return NotFound(text)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientError(text)
-        return EndpointError(text)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-        return AuthError(f"{what}: no usable credentials ({type(exc).__name__})")
-    if found := network_error(exc, what, host):
-        return found  # DNS, TLS, refused, timed out: botocore wraps urllib3 wrapping the socket's
-    if isinstance(exc, SSLError):
-        # A certificate problem does not fix itself; say so rather than retrying.
-        return TlsError(f"{what}: TLS error: {exc}")
-    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
-        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, ParamValidationError):
-        return ConfigError(f"{what}: {exc}")
-    return EndpointError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class S3ReadStream(io.RawIOBase):
@@ -195,24 +89,21 @@ class S3ReadStream(io.RawIOBase):
         super().close()
 
 
-class S3WriteStream(WriteStream):
+class S3WriteStream(ObjectWriteStream):
     """PutObject for small files; for large ones a multipart upload whose parts go up in the
     background (see core/endpoints/parts.py) while the caller fills the next one."""
+
+    _endpoint: S3Endpoint
 
     def __init__(
         self, endpoint: S3Endpoint, key: str, what: str, placement: tuple[str, OnConflict] | None = None
     ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
+        super().__init__(endpoint, what, placement, PartUploads(endpoint.concurrency, "s3-part"))
         self._key = key
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when an object there must stay
-        self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts_sent = 0
         # Filled by the upload threads; one dict store per part is atomic, so no lock.
         self._parts: dict[int, dict[str, Any]] = {}
-        self._uploads = PartUploads(endpoint.concurrency, "s3-part")
 
     @property
     def upload_id(self) -> str | None:
@@ -221,18 +112,6 @@ class S3WriteStream(WriteStream):
     def _part_size(self) -> int:
         step = self._parts_sent // PARTS_PER_SIZE_STEP
         return min(self._endpoint.part_size * (1 + step), MAX_PART_SIZE)
-
-    def _write(self, data: bytes) -> None:
-        self._uploads.raise_failure()  # a part that failed in the background stops the write here
-        # Fill the buffer only up to one part: memory stays at the parts in flight plus this one.
-        view = memoryview(data)
-        while view:
-            room = self._part_size() - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._part_size():
-                part, self._buffer = self._buffer, bytearray()
-                self._send_part(part)
 
     def _send_part(self, part: bytearray) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
@@ -294,41 +173,20 @@ class S3WriteStream(WriteStream):
                     **condition,
                 )
             except ClientError as exc:
-                if self._placement is None or not _condition_failed(exc):
+                if self._placement is None or not condition_failed(exc):
                     raise
                 self._taken_meanwhile()
         self._record(answer)
 
-    def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
-        """PutObject only where no object is: the first free name (rename), or `rel` alone (fail)."""
-        client, bucket = self._endpoint.client, self._endpoint.bucket
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            with self._endpoint.errors(self._endpoint.uri(name)):
-                try:
-                    answer = client.put_object(
-                        Bucket=bucket, Key=self._endpoint._key(name), Body=self._buffer, IfNoneMatch="*"
-                    )
-                except ClientError as exc:
-                    if not _condition_failed(exc):
-                        raise
-                    if on_conflict is OnConflict.fail:
-                        raise NameTaken(
-                            f"{self._endpoint.uri(name)} exists and on_conflict is fail; not replaced"
-                        ) from None
-                    continue
-            self._buffer = bytearray()
-            self.path = name
-            self._record(answer)
-            return
-        raise NameTaken(f"{self._endpoint.uri(rel)} and every numbered name after it are taken")
-
-    def _taken_meanwhile(self) -> NoReturn:
-        assert self._placement is not None
-        uri = self._endpoint.uri(self.path or self._placement[0])
-        if self._placement[1] is OnConflict.fail:
-            raise NameTaken(f"{uri} exists and on_conflict is fail; not replaced")
-        raise NameTakenMeanwhile(f"{uri} was taken by another writer during the upload; will pick another")
+    def _put_if_missing(self, key: str) -> Any:
+        try:
+            return self._endpoint.client.put_object(
+                Bucket=self._endpoint.bucket, Key=key, Body=self._buffer, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            return None
 
     def _record(self, answer: dict[str, Any]) -> None:
         """The object's ETag (and version, on a versioned bucket) for the transfer's record."""
@@ -352,60 +210,32 @@ class S3WriteStream(WriteStream):
             )
 
 
-class S3Endpoint(Endpoint):
-    """config: bucket, prefix?, endpoint_url?, region?, part_size?, concurrency?, addressing_style?,
-    checksums? (when_supported | when_required), connect_timeout?, read_timeout?, max_attempts?.
-    secrets: access_key_id?, secret_access_key?, session_token? (else boto3's default chain)."""
+class S3Endpoint(ObjectStoreEndpoint):
+    """An S3 bucket; see S3Settings and S3Secrets."""
 
     scheme: ClassVar[str] = "s3"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "bucket",
-            "prefix",
-            "endpoint_url",
-            "region",
-            "part_size",
-            "concurrency",
-            "checksums",
-            "connect_timeout",
-            "read_timeout",
-            "max_attempts",
-            "addressing_style",
-        }
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
+    settings: S3Settings
+    secrets: S3Secrets
     # Keys named after the file ({name}) would silently replace an object not yet picked up.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
     # Keys per ListObjectsV2 page (S3's maximum); tests lower it to exercise pagination.
     list_page_size: int = 1000
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        bucket = config.get("bucket")
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise ConfigError("s3 endpoint needs a 'bucket' name")
-        self.bucket = bucket
-        try:
-            self.prefix = clean_path(str(config.get("prefix") or ""), allow_root=True)
-        except InvalidPath as exc:
-            raise ConfigError(f"invalid s3 prefix: {exc}") from None
-        self.endpoint_url: str | None = config.get("endpoint_url") or None
-        self.region: str = config.get("region") or "us-east-1"
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.bucket = self.settings.bucket
+        self.prefix = self.settings.root
+        self.endpoint_url = self.settings.endpoint_url
+        self.region = self.settings.region
         # For messages: the server a failure was talking to (AWS's own when no URL is set).
         self.host = (urlsplit(self.endpoint_url).hostname or "") if self.endpoint_url else "s3.amazonaws.com"
-        self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
-        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
-            raise ConfigError(f"s3 part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
-        self.concurrency = concurrency_setting(config, "s3")
-        self.checksums = str(config.get("checksums") or "when_supported")
-        if self.checksums not in CHECKSUM_MODES:
-            raise ConfigError(f"s3 checksums must be one of {', '.join(CHECKSUM_MODES)}")
+        self.part_size = self.settings.part_size
+        self.concurrency = self.settings.concurrency
+        self.checksums = self.settings.checksums
         # A multipart upload declares its parts' algorithm, as boto3's upload_file does: S3 then
         # keeps a composite CRC32 of the parts. Undeclared, S3 (and moto) make a full-object
         # CRC64NVME at complete instead, which moto computes over a second copy of the object.
         self.part_checksum = "CRC32" if self.checksums == "when_supported" else None
-        if bool(self.secrets.get("access_key_id")) != bool(self.secrets.get("secret_access_key")):
-            raise ConfigError("s3 secrets need both access_key_id and secret_access_key, or neither")
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -421,23 +251,24 @@ class S3Endpoint(Endpoint):
         return self._client
 
     def _make_client(self) -> Any:
+        settings = self.settings
         config = Config(
             region_name=self.region,
-            connect_timeout=float(self.config.get("connect_timeout", 10)),
-            read_timeout=float(self.config.get("read_timeout", 60)),
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
             # Few retries here: the flow layer retries with backoff and records every attempt.
-            retries={"total_max_attempts": int(self.config.get("max_attempts", 2)), "mode": "standard"},
+            retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
             # boto3's default sends a CRC32 trailer (aws-chunked) instead of SHA-256-signing each
             # part's payload, which plain-HTTP endpoints otherwise require: 1.5x faster against
             # moto here. Older S3-compatible stores refuse aws-chunked: checksums=when_required.
             request_checksum_calculation=self.checksums,
             response_checksum_validation=self.checksums,
-            s3={"addressing_style": self.config.get("addressing_style", "auto")},
+            s3={"addressing_style": settings.addressing_style},
         )
         session = boto3.session.Session(
-            aws_access_key_id=self.secrets.get("access_key_id") or None,
-            aws_secret_access_key=self.secrets.get("secret_access_key") or None,
-            aws_session_token=self.secrets.get("session_token") or None,
+            aws_access_key_id=self.secrets.access_key_id,
+            aws_secret_access_key=self.secrets.secret_access_key,
+            aws_session_token=self.secrets.session_token,
             region_name=self.region,
         )
         try:
@@ -460,21 +291,12 @@ class S3Endpoint(Endpoint):
 
     # --- paths -------------------------------------------------------------------------------
 
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix and rel else self.prefix or rel
-
     def uri(self, path: str) -> str:
         return f"s3://{self.bucket}/{self._key(clean_path(path, allow_root=True))}"
 
     # --- operations --------------------------------------------------------------------------
 
-    def list(self, folder: str = "") -> Iterator[FileInfo]:
-        rel = clean_path(folder, allow_root=True)
-        key = self._key(rel)
-        return self._list(key + "/" if key else "", rel)
-
     def _list(self, key_prefix: str, rel: str) -> Iterator[FileInfo]:
-        root_len = len(self.prefix) + 1 if self.prefix else 0
         with self.errors(self.uri(rel)):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket,
@@ -484,12 +306,8 @@ class S3Endpoint(Endpoint):
             )
             for page in pages:
                 for item in page.get("Contents", ()):
-                    path = item["Key"][root_len:]
-                    # Folder markers and keys our paths cannot name ("a//b", backslashes) are skipped.
-                    try:
-                        if item["Key"].endswith("/") or clean_path(path) != path:
-                            continue
-                    except InvalidPath:
+                    path = self._path_of(item["Key"])
+                    if path is None:
                         continue
                     yield FileInfo(
                         path=path,
@@ -504,7 +322,7 @@ class S3Endpoint(Endpoint):
                 answer: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
                 return answer
             except ClientError as exc:
-                if not _client_error(exc)[0].isdigit():
+                if not client_error(exc)[0].isdigit():
                     raise
                 head_error = exc
             # HEAD gave a bare status; a ranged GET says why (see the module docstring).
@@ -533,18 +351,6 @@ class S3Endpoint(Endpoint):
         rel = clean_path(path)
         placement = None if on_conflict is OnConflict.overwrite else (rel, on_conflict)
         return S3WriteStream(self, self._key(rel), self.uri(rel), placement)
-
-    def first_free(self, rel: str, on_conflict: OnConflict) -> str:
-        """The first name of `rel`, `name (2).ext`, … with no object (HEAD); `rel` alone for fail."""
-        names = candidates(rel) if on_conflict is OnConflict.rename else iter([rel])
-        for name in names:
-            try:
-                self.stat(name)
-            except NotFound:
-                return name
-            if on_conflict is OnConflict.fail:
-                raise NameTaken(f"{self.uri(name)} exists and on_conflict is fail; not replaced")
-        raise NameTaken(f"{self.uri(rel)} and every numbered name after it are taken")
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

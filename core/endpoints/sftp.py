@@ -25,6 +25,9 @@ With `on_conflict` rename or fail, commit uses the plain SFTP rename instead, wh
 when the target exists (so two writers never replace each other's file), after a stat of the name
 for servers whose rename would replace it. With ``temp_name: none`` the free name is chosen by a
 stat before the first byte (best effort: nothing is renamed that could refuse).
+
+Settings and secrets: core/endpoints/sftp_settings.py; the streams: sftp_streams.py; reading a
+private key: sftp_keys.py; the host key check: hostkeys.py.
 """
 
 from __future__ import annotations
@@ -36,29 +39,20 @@ import io
 import posixpath
 import stat as stat_mod
 import threading
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from urllib.parse import quote
 
 import paramiko
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from paramiko.sftp import (
-    CMD_DATA,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
-    CMD_READ,
-    CMD_STATUS,
-    CMD_WRITE,
-    int64,
 )
 
 from core.endpoints.base import (
     CHUNK_SIZE,
     AuthError,
-    ConfigError,
     Endpoint,
     EndpointError,
     FileInfo,
@@ -74,321 +68,43 @@ from core.endpoints.base import (
 )
 from core.endpoints.conflict import candidates, first_free
 from core.endpoints.hostkeys import HostKey, HostKeyMismatch, open_transport, parse_host_keys
-from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name, temp_name_setting
+from core.endpoints.settings import EndpointSettings
+from core.endpoints.sftp_keys import load_private_key
+from core.endpoints.sftp_settings import SftpSecrets, SftpSettings
+from core.endpoints.sftp_streams import MAX_REQUEST_SIZE, REQUEST_SIZE, Responses, SftpReader, SftpWriteStream
+from core.endpoints.tempname import PREFIX, RENAME_REFUSED, is_temp_name, temp_name
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 __all__ = ["HostKeyMismatch", "SftpEndpoint"]
 
 TEMP_PREFIX = PREFIX  # one of the reserved temporary-name forms (tempname.py)
-# 32 KiB is the data size every SFTP server must accept (larger writes can kill the session);
-# servers that publish their limits (OpenSSH 8.6+: limits@openssh.com) get up to MAX_REQUEST_SIZE.
-REQUEST_SIZE = 32768
-MAX_REQUEST_SIZE = 128 * 1024
-# Bytes in flight per stream: what keeps a long link busy, and what bounds a read's memory.
-# 2 MiB is what OpenSSH's sftp keeps in flight by default (64 requests of 32 KiB), and also
-# the send window sshd grants, so more would not speed up uploads anyway.
-IN_FLIGHT = 2 * 1024 * 1024
-DEFAULT_TIMEOUT = 30.0
 
 
 def _utc(timestamp: int | float | None) -> datetime:
     return datetime.fromtimestamp(timestamp or 0, tz=UTC)
 
 
-def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
-    """A paramiko key from private key text in any common format (OpenSSH, PKCS#1/#8, SEC1).
-
-    Errors never quote the key. Going through `cryptography` first lets paramiko, which only
-    reads the OpenSSH and legacy PEM formats, use PKCS#8 keys too.
-    """
-    data = text.encode() if isinstance(text, str) else bytes(text)
-    password = passphrase.encode() if passphrase else None
-    try:
-        try:
-            loaded = _load_key(data, password)
-        except TypeError:
-            if password is None:
-                raise ConfigError("the private key is encrypted: give its 'passphrase'") from None
-            loaded = _load_key(data, None)  # a passphrase for a key that has none: not needed
-    except ValueError:
-        if password is not None and _is_encrypted(data):
-            raise AuthError("cannot decrypt the private key: wrong passphrase") from None
-        raise ConfigError("'private_key' is not a private key this endpoint can read") from None
-    except EndpointError:
-        raise
-    except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
-        raise ConfigError(f"cannot read the private key: {type(exc).__name__}") from None
-    key_class: type[paramiko.PKey]
-    if isinstance(loaded, ed25519.Ed25519PrivateKey):
-        key_class = paramiko.Ed25519Key
-    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
-        key_class = paramiko.ECDSAKey
-    elif isinstance(loaded, rsa.RSAPrivateKey):
-        key_class = paramiko.RSAKey
-    else:
-        raise ConfigError(f"unsupported private key type {type(loaded).__name__}")
-    openssh = loaded.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    )
-    return key_class.from_private_key(io.StringIO(openssh.decode()))
-
-
-def _load_key(data: bytes, password: bytes | None) -> Any:
-    try:
-        return serialization.load_ssh_private_key(data, password=password)
-    except ValueError:
-        if b"OPENSSH PRIVATE KEY" in data:
-            raise
-    return serialization.load_pem_private_key(data, password=password)
-
-
-def _is_encrypted(data: bytes) -> bool:
-    try:
-        _load_key(data, None)
-    except TypeError:
-        return True  # "password-protected, but password was not provided"
-    except Exception:
-        return False
-    return False
-
-
-class _Responses:
-    """Collects the answers to one stream's asynchronous requests, whoever reads them."""
-
-    def __init__(self, sftp: paramiko.SFTPClient) -> None:
-        self._sftp = sftp
-        self.answers: dict[int, tuple[int, paramiko.Message]] = {}
-
-    # Called by paramiko from `_read_response` for every answer to a request we made.
-    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
-        self.answers[num] = (kind, msg)
-
-    def request(self, kind: int, *args: Any) -> int:
-        num: int = self._sftp._async_request(self, kind, *args)
-        return num
-
-    def wait(self, num: int) -> tuple[int, paramiko.Message]:
-        while num not in self.answers:
-            self._sftp._read_response()
-        return self.answers.pop(num)
-
-
-class SftpReader(io.RawIOBase):
-    """Reads a remote file with up to IN_FLIGHT bytes of read requests outstanding."""
-
-    def __init__(self, endpoint: SftpEndpoint, handle: paramiko.SFTPFile, size: int, what: str) -> None:
-        super().__init__()
-        self._endpoint = endpoint
-        self._file = handle
-        self._size = size  # as stat'ed at open; reading goes on until the server says EOF
-        self._what = what
-        self._responses = _Responses(handle.sftp)
-        self._request_size = endpoint.read_size
-        self._depth = max(2, IN_FLIGHT // self._request_size)
-        self._pending: deque[tuple[int, int, int]] = deque()  # (request, offset, length)
-        self._requested = 0  # offset of the next read request to send
-        self._offset = 0  # offset of the next byte the caller gets
-        self._chunk = memoryview(b"")
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        if not view:
-            return 0
-        if not self._chunk and not self._eof:
-            with self._endpoint.errors(self._what, self._file.sftp):
-                self._chunk = memoryview(self._next_chunk())
-            self._eof = not self._chunk
-        n = min(len(view), len(self._chunk))
-        view[:n] = self._chunk[:n]
-        self._chunk = self._chunk[n:]
-        return n
-
-    def _next_chunk(self) -> bytes:
-        handle = self._file.handle
-        while len(self._pending) < self._depth and self._requested < self._size:
-            length = min(self._request_size, self._size - self._requested)
-            num = self._responses.request(CMD_READ, handle, int64(self._requested), int(length))
-            self._pending.append((num, self._requested, length))
-            self._requested += length
-        if not self._pending:
-            # Past the size seen at open: the file may have grown, so read on until EOF.
-            data = self._read_at(self._offset, self._request_size)
-            self._offset += len(data)
-            self._requested = self._offset
-            return data
-        num, offset, length = self._pending.popleft()
-        data = self._answer(num)
-        # A server may answer short of EOF (many cap a read); fetch the gap before going on,
-        # and ask for no more than it gives from now on.
-        if REQUEST_SIZE <= len(data) < length:
-            self._request_size = min(self._request_size, len(data))
-            self._depth = max(2, IN_FLIGHT // self._request_size)
-        while data and len(data) < length:
-            more = self._read_at(offset + len(data), length - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) < length:  # the file shrank while we read it: stop here
-            self._pending.clear()
-            self._size = self._requested = offset + len(data)
-        self._offset = offset + len(data)
-        return data
-
-    def _answer(self, num: int) -> bytes:
-        kind, msg = self._responses.wait(num)
-        if kind == CMD_STATUS:
-            try:
-                self._file.sftp._convert_status(msg)
-            except EOFError:
-                return b""
-        if kind != CMD_DATA:
-            raise paramiko.SFTPError(f"expected data, got SFTP message {kind}")
-        data: bytes = msg.get_string()
-        return data
-
-    def _read_at(self, offset: int, length: int) -> bytes:
-        return self._answer(self._responses.request(CMD_READ, self._file.handle, int64(offset), int(length)))
-
-    def close(self) -> None:
-        if not self.closed:
-            self._endpoint.close_handle(self._file, self._responses)
-            self._pending.clear()
-            self._chunk = memoryview(b"")
-        super().close()
-
-
-class SftpWriteStream(WriteStream):
-    """Writes to a temporary file with up to IN_FLIGHT bytes of writes outstanding; rename on commit."""
-
-    def __init__(
-        self,
-        endpoint: SftpEndpoint,
-        handle: paramiko.SFTPFile,
-        temp: str,
-        target: str,
-        what: str,
-        placement: tuple[str, OnConflict] | None = None,
-    ) -> None:
-        super().__init__()
-        self._endpoint = endpoint
-        self._file = handle
-        self.temp = temp
-        self.target = target
-        self._what = what
-        self._placement = placement  # (relative path, rename|fail) when a file there must stay
-        self._responses = _Responses(handle.sftp)
-        self._request_size = endpoint.write_size
-        self._depth = max(2, IN_FLIGHT // self._request_size)
-        self._pending: deque[int] = deque()
-        self._buffer = bytearray()
-        self._offset = 0
-
-    def _write(self, data: bytes) -> None:
-        view, size = memoryview(data), self._request_size
-        with self._endpoint.errors(self._what, self._file.sftp):
-            if self._buffer:
-                room = size - len(self._buffer)
-                self._buffer += view[:room]
-                view = view[room:]
-                if len(self._buffer) < size:
-                    return
-                self._send(bytes(self._buffer))
-                self._buffer.clear()
-            while len(view) >= size:
-                self._send(bytes(view[:size]))
-                view = view[size:]
-            self._buffer += view
-
-    def _send(self, chunk: bytes) -> None:
-        num = self._responses.request(CMD_WRITE, self._file.handle, int64(self._offset), chunk)
-        self._pending.append(num)
-        self._offset += len(chunk)
-        while len(self._pending) >= self._depth:
-            self._reap()
-
-    def _reap(self) -> None:
-        kind, msg = self._responses.wait(self._pending.popleft())
-        if kind != CMD_STATUS:
-            raise paramiko.SFTPError(f"expected a status, got SFTP message {kind}")
-        self._file.sftp._convert_status(msg)
-
-    def _commit(self) -> None:
-        with self._endpoint.errors(self._what, self._file.sftp):
-            if self._buffer:
-                self._send(bytes(self._buffer))
-                self._buffer.clear()
-            while self._pending:
-                self._reap()
-            self._file.close()
-        if self.temp == self.target:  # temp_name "none" wrote the final (already free) name
-            return
-        if self._placement is not None:
-            self.path = self._endpoint.rename_new(self.temp, *self._placement, self._what)
-            return
-        self._endpoint.rename_over(self.temp, self.target, self._what)
-
-    def _abort(self) -> None:
-        self._buffer.clear()
-        self._endpoint.close_handle(self._file, self._responses)
-        self._pending.clear()
-        self._endpoint.discard(self.temp)
-
-
 class SftpEndpoint(Endpoint):
-    """config: host, port? (22), user, path? (remote folder, default "." = the login folder),
-    host_key ("TYPE BASE64", one per line; required), timeout? (seconds, default 30),
-    temp_name? (suffix, prefix or none: see tempname.py).
-    secrets: password and/or private_key (key text) with passphrase? for an encrypted key."""
+    """A remote folder over SFTP; see SftpSettings and SftpSecrets."""
 
     scheme: ClassVar[str] = "sftp"
-    config_keys: ClassVar[frozenset[str] | None] = frozenset(
-        {"host", "port", "user", "path", "host_key", "timeout", "temp_name"}
-    )
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"password", "private_key", "passphrase"})
+    settings: SftpSettings
+    secrets: SftpSecrets
     # A partner's inbox folder: a second file of a name must not replace the first unread.
     default_on_conflict: ClassVar[OnConflict | None] = OnConflict.rename
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        host = config.get("host")
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigError("sftp endpoint needs a 'host'")
-        self.host = host.strip()
-        try:
-            raw_port = config.get("port")
-            self.port = int(raw_port) if raw_port not in (None, "") else 22
-        except (TypeError, ValueError):
-            raise ConfigError("sftp 'port' must be a number") from None
-        if not 0 < self.port < 65536:
-            raise ConfigError("sftp 'port' must be between 1 and 65535")
-        user = config.get("user")
-        if not isinstance(user, str) or not user:
-            raise ConfigError("sftp endpoint needs a 'user'")
-        self.user = user
-        base = str(config.get("path") or ".")
-        if "\x00" in base:
-            raise ConfigError("sftp 'path' contains a NUL character")
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.host = self.settings.host
+        self.port = self.settings.port
+        self.user = self.settings.user
+        base = self.settings.path
         self.base = base if base == "/" else base.rstrip("/") or "."
-        raw_key = config.get("host_key")
-        if not raw_key:
-            raise ConfigError(
-                "sftp endpoint needs the server's 'host_key' (\"TYPE BASE64\") pinned: fetch it with "
-                "fetch_host_key() and confirm its fingerprint with the partner"
-            )
-        self.host_keys: builtins.list[HostKey] = parse_host_keys(str(raw_key))
-        try:
-            self.timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ConfigError("sftp 'timeout' must be a number of seconds") from None
-        self.temp_name = temp_name_setting(config, "sftp")
-        if not self.secrets.get("password") and not self.secrets.get("private_key"):
-            raise ConfigError("sftp endpoint needs a 'password' or a 'private_key' secret")
+        self.host_keys: builtins.list[HostKey] = parse_host_keys(self.settings.host_key)
+        self.timeout = self.settings.timeout
+        self.temp_name = self.settings.temp_name
         self._pkey: paramiko.PKey | None = None
         self.read_size = self.write_size = REQUEST_SIZE
         self._transport: paramiko.Transport | None = None
@@ -443,14 +159,12 @@ class SftpEndpoint(Endpoint):
         return size(max_read), size(max_write)
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
-        password = self.secrets.get("password") or None
+        password = self.secrets.password or None
         failure: paramiko.AuthenticationException | None = None
         try:
-            if self.secrets.get("private_key"):
+            if self.secrets.private_key:
                 if self._pkey is None:
-                    self._pkey = load_private_key(
-                        self.secrets["private_key"], self.secrets.get("passphrase") or None
-                    )
+                    self._pkey = load_private_key(self.secrets.private_key, self.secrets.passphrase or None)
                 try:
                     transport.auth_publickey(self.user, self._pkey)
                 except paramiko.AuthenticationException as exc:
@@ -709,7 +423,7 @@ class SftpEndpoint(Endpoint):
             return False
         return mode is not None and stat_mod.S_ISDIR(mode)
 
-    def close_handle(self, handle: paramiko.SFTPFile, wait_for: _Responses) -> None:
+    def close_handle(self, handle: paramiko.SFTPFile, wait_for: Responses) -> None:
         """Close a remote handle, best effort: used on abort and early close."""
         with self._lock:
             if self._sftp is not handle.sftp:

@@ -1,4 +1,5 @@
-"""The name a remote upload has until it is complete: the `temp_name` setting of sftp and ftp endpoints.
+"""The name a remote upload has until it is complete: the `temp_name` setting of sftp and ftp endpoints
+(core/endpoints/remote.py).
 
 * ``"suffix"`` (the default): ``<name>.<hex>.tradelane.part`` in the target's folder, renamed onto
   the target when complete. Servers that take a ``*.part`` upload as still in progress (tradelane's
@@ -17,12 +18,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Final
+from typing import Final
 
-from core.endpoints.base import ConfigError
-
-MODES: Final = ("suffix", "prefix", "none")
-DEFAULT_MODE: Final = "suffix"
 PREFIX: Final = ".tradelane-tmp-"
 SUFFIX: Final = ".tradelane.part"
 MAX_NAME_BYTES: Final = 255
@@ -32,16 +29,6 @@ RENAME_REFUSED: Final = (
     "for a server that refuses renames, set the endpoint's temp_name to none"
 )
 _SUFFIXED = re.compile(r"\.[0-9a-f]{12}" + re.escape(SUFFIX) + r"\Z")
-
-
-def temp_name_setting(config: dict[str, Any], endpoint_type: str) -> str:
-    """An endpoint's `temp_name`, checked; DEFAULT_MODE when unset."""
-    value = config.get("temp_name")
-    if value in (None, ""):
-        return DEFAULT_MODE
-    if value not in MODES:
-        raise ConfigError(f"{endpoint_type} 'temp_name' must be one of {', '.join(MODES)}, not {value!r}")
-    return str(value)
 
 
 def is_temp_name(name: str) -> bool:

@@ -26,7 +26,7 @@ from core.endpoints.base import (
     TlsError,
     Unreachable,
 )
-from core.endpoints.ftp import TEMP_PREFIX, FtpEndpoint, FtpReader
+from core.endpoints.ftp import TEMP_PREFIX, FtpEndpoint, FtpReader, FtpSecrets
 from core.endpoints.registry import open_endpoint
 from tests.endpoint_servers.ftpd import FtpTestServer
 from tests.endpoints.contract import (
@@ -255,7 +255,7 @@ def test_wrong_password_is_an_auth_error_not_retried(
 ) -> None:
     wrong = "not-the-password-1234"
     endpoint = make_endpoint(ftp_server, folder[1], tls=tls)
-    endpoint.secrets = {"password": wrong}
+    endpoint.secrets = FtpSecrets(password=wrong)
     with pytest.raises(AuthError) as caught:
         endpoint.check()
     assert caught.value.retryable is False
@@ -291,7 +291,7 @@ def test_silent_server_times_out_as_transient() -> None:
 def test_read_only_user_gets_permission_denied(ftp_server: FtpTestServer, folder: tuple[Path, str]) -> None:
     (folder[0] / "there.txt").write_text("hi")
     endpoint = make_endpoint(ftp_server, folder[1], user=ftp_server.reader)
-    endpoint.secrets = {"password": ftp_server.reader_password}
+    endpoint.secrets = FtpSecrets(password=ftp_server.reader_password)
     with endpoint:
         assert get(endpoint, "there.txt") == b"hi"
         with pytest.raises(PermissionDenied):

@@ -28,7 +28,8 @@ from core.endpoints.base import (
 )
 from core.endpoints.parts import DEFAULT_CONCURRENCY
 from core.endpoints.registry import open_endpoint
-from core.endpoints.s3 import MIN_PART_SIZE, S3Endpoint, S3WriteStream
+from core.endpoints.s3 import S3Endpoint, S3WriteStream
+from core.endpoints.s3_settings import MIN_PART_SIZE
 from tasks.retry import is_retryable
 from tests.endpoints.contract import (
     MIB,

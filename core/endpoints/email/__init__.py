@@ -2,26 +2,13 @@
 
 One endpoint may do either or both: configure `smtp_host` to send, `imap_host` to receive.
 
-The package, by job: `settings` (every config and secrets key, parsed once), `smtp` (the push
-half), `imap` (the pull half), `imap_wire` (IMAP responses parsed), `mime` (the message built,
-BODYSTRUCTURE read), `decoders` (base64 / quoted-printable decoded window by window), `errors`
-(failures in the endpoint error tree), `connection` (timeout, TLS context and redaction, shared by
-the halves) and `endpoint` (`EmailEndpoint`, composing the halves).
+The package, by job: `settings` (the settings and secrets models, and the two halves they
+describe), `smtp` (the push half), `imap` (the pull half), `imap_wire` (IMAP responses parsed),
+`mime` (the message built, BODYSTRUCTURE read), `decoders` (base64 / quoted-printable decoded window
+by window), `errors` (failures in the endpoint error tree), `connection` (timeout, TLS context and
+redaction, shared by the halves) and `endpoint` (`EmailEndpoint`, composing the halves).
 
-config
-    smtp_host, smtp_port (587 for starttls, 465 for ssl, 25 for none),
-    smtp_tls: "starttls" (default) | "ssl" (implicit TLS) | "none",
-    from (header From, may be "Name <addr>"), to (list or comma-separated string),
-    subject (template, default "{name}"), body (template; fields {name} {path} {size} {sha256}),
-    helo (EHLO name; default: this host's FQDN), spool_dir (where pushes are spooled; default: temp dir),
-    imap_host, imap_port (993 for ssl, 143 otherwise), imap_tls: "ssl" (default) | "starttls" | "none",
-    mailbox (default "INBOX"), search (IMAP SEARCH criteria, default "UNSEEN"),
-    after_pull: "seen" (default) | "move:<folder>" | "delete",
-    cafile (PEM bundle to trust instead of the system store), verify (bool, default true),
-    timeout (seconds, default 60).
-secrets
-    user, password (both protocols); smtp_user/smtp_password and imap_user/imap_password override
-    them per protocol. SMTP without a user sends without AUTH; IMAP always logs in.
+Settings and secrets (what each means, defaults, checks): `settings`, one pydantic model each.
 
 Push (`open_write(path)`): the bytes are spooled to an anonymous temporary file (SHA-256 computed
 on the way). On commit the message is generated on the fly, never whole in memory: headers and a

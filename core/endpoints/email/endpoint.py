@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from core.endpoints.base import (
@@ -15,22 +15,22 @@ from core.endpoints.base import (
 )
 from core.endpoints.email.connection import ConnectionOptions
 from core.endpoints.email.imap import ImapReceiver
-from core.endpoints.email.settings import CONFIG_KEYS, SECRET_KEYS, parse_settings
+from core.endpoints.email.settings import EmailSecrets, EmailSettings, imap_half, smtp_half
 from core.endpoints.email.smtp import SmtpSender
+from core.endpoints.settings import EndpointSettings
 
 
 class EmailEndpoint(Endpoint):
-    """SMTP push and IMAP pull; see the package docstring for config and secrets."""
+    """SMTP push and IMAP pull; settings and secrets: core/endpoints/email/settings.py."""
 
     scheme: ClassVar[str] = "email"
-    config_keys: ClassVar[frozenset[str] | None] = CONFIG_KEYS
-    secret_keys: ClassVar[frozenset[str]] = SECRET_KEYS
+    settings: EmailSettings
+    secrets: EmailSecrets
 
-    def __init__(self, config: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
-        super().__init__(config, secrets)
-        self.settings = parse_settings(config, self.secrets)
-        self.smtp = self.settings.smtp
-        self.imap = self.settings.imap
+    def __init__(self, settings: EndpointSettings | Mapping[str, Any], secrets: Any = None) -> None:
+        super().__init__(settings, secrets)
+        self.smtp = smtp_half(self.settings, self.secrets)
+        self.imap = imap_half(self.settings, self.secrets)
         # Each half exists only when configured.
         options = ConnectionOptions(self.settings, self.redact)
         self.sender = SmtpSender(self.smtp, options, self.settings.spool_dir) if self.smtp else None

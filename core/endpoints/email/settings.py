@@ -1,50 +1,216 @@
-"""The email endpoint's settings: every config and secrets key it reads, checked and typed here alone.
+"""An email endpoint's settings and secrets, and the SMTP and IMAP halves they describe.
 
-`parse_settings(config, secrets)` is the one place a stored endpoint's dicts become settings; the
-SMTP and IMAP halves only ever see the typed result. A bad value is a `ConfigError` naming the key.
+One endpoint may send (SMTP, `smtp_host`), receive (IMAP, `imap_host`), or both. Secrets: `user`
+and `password` serve both protocols; `smtp_user`/`smtp_password` and `imap_user`/`imap_password`
+override them per protocol. SMTP without a user sends without AUTH; IMAP always logs in.
 """
 
 from __future__ import annotations
 
 import builtins
 import string
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formataddr, getaddresses
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
-from core.endpoints.base import ConfigError
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-# Every key the type reads: `apply -f` refuses any other.
-CONFIG_KEYS = frozenset(
-    {
-        "smtp_host",
-        "smtp_port",
-        "smtp_tls",
-        "from",
-        "to",
-        "subject",
-        "body",
-        "helo",
-        "imap_host",
-        "imap_port",
-        "imap_tls",
-        "mailbox",
-        "search",
-        "after_pull",
-        "timeout",
-        "verify",
-        "cafile",
-        "spool_dir",
-    }
+from core.endpoints.remote import Port
+from core.endpoints.settings import (
+    EndpointSecrets,
+    EndpointSettings,
+    Flag,
+    KeepBlank,
+    LocalPath,
+    NotScrubbed,
+    lowercase,
+    switch,
 )
-SECRET_KEYS = frozenset({"user", "password", "smtp_user", "smtp_password", "imap_user", "imap_password"})
 
 DEFAULT_TIMEOUT = 60.0
 TEMPLATE_FIELDS = ("name", "path", "size", "sha256")
 DEFAULT_BODY = "Attached: {name} ({size} bytes, SHA-256 {sha256})."
 SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+
+
+def _one_line(value: str) -> str:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ValueError("may not contain line breaks")
+    return value.strip()
+
+
+def _flag(value: Any) -> Any:
+    """Any string but 0/false/no/off/"" is true, as stored rows have always been read."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return value
+
+
+def addresses(value: str | builtins.list[str], key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Header forms and bare addresses of a list or comma-separated string of addresses."""
+    items = [value] if isinstance(value, str) else builtins.list(value)
+    if any("\r" in item or "\n" in item or "\x00" in item for item in items):
+        raise ValueError("may not contain line breaks")
+    parsed = [(name, addr) for name, addr in getaddresses(items) if name or addr]
+    if not parsed:
+        raise ValueError(f"email endpoint needs {key!r}")
+    for _, addr in parsed:
+        local, at, domain = addr.rpartition("@")
+        if not at or not local or not domain or " " in addr:
+            raise ValueError(f"not an address: {addr!r}")
+    headers = tuple(formataddr((name, addr)) if name else addr for name, addr in parsed)
+    return headers, tuple(addr for _, addr in parsed)
+
+
+def _template(template: str) -> str:
+    try:
+        parsed = builtins.list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    for _, name, spec, _ in parsed:
+        if name is not None and (name not in TEMPLATE_FIELDS or (spec and "{" in spec)):
+            allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise ValueError(f"unknown field {{{name}}}; use {allowed}")
+    try:
+        template.format_map({"name": "file.txt", "path": "file.txt", "size": 1, "sha256": "0" * 64})
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    return template
+
+
+def _default_sender(config: dict[str, Any], secrets: dict[str, Any]) -> str | None:
+    """`endpoint add --type email --smtp-host ...` without --from: the login, else tradelane@localhost."""
+    return str(secrets.get("user") or "tradelane@localhost") if config.get("smtp_host") else None
+
+
+Line = Annotated[str, AfterValidator(_one_line)]
+Template = Annotated[str, AfterValidator(_template)]
+Addresses = str | builtins.list[str]
+
+
+class EmailSettings(EndpointSettings):
+    """Email: each file sent as an attachment over SMTP, and/or attachments taken from an IMAP
+    mailbox (`<UID>/<filename>` paths). Give smtp_host to send, imap_host to receive, or both."""
+
+    smtp_host: Line | None = None
+    """The SMTP server, to send."""
+    smtp_port: Port | None = None
+    """The SMTP port (default 587 for starttls, 465 for ssl, 25 for none)."""
+    smtp_tls: Annotated[Literal["starttls", "ssl", "none"], lowercase, Flag("--tls")] = "starttls"
+    """starttls, ssl (TLS from the first byte) or none."""
+    sender: Annotated[str | None, Field(alias="from"), Flag("--from", cli_default=_default_sender)] = None
+    """The From address (may be "Name <addr>"); the CLI's default is the user, else
+    tradelane@localhost."""
+    to: Annotated[Addresses | None, Flag("--to", help="A recipient (repeatable).")] = None
+    """Recipients: a list, or one comma-separated string."""
+    subject: Template = "{name}"
+    """The Subject: a template with {name} {path} {size} {sha256}."""
+    body: Template = DEFAULT_BODY
+    """The text part: a template with the same fields."""
+    helo: Line | None = None
+    """The EHLO name (default: this host's name)."""
+    spool_dir: Line | None = None
+    """Where a file is spooled before it is sent (default: the system's temp folder)."""
+    imap_host: Line | None = None
+    """The IMAP server, to receive."""
+    imap_port: Port | None = None
+    """The IMAP port (default 993 for ssl, 143 otherwise)."""
+    imap_tls: Annotated[Literal["ssl", "starttls", "none"], lowercase] = "ssl"
+    """ssl (TLS from the first byte), starttls or none."""
+    mailbox: Line = "INBOX"
+    """The IMAP folder to take attachments from."""
+    search: Line = "UNSEEN"
+    """IMAP SEARCH criteria choosing the messages (ASCII)."""
+    after_pull: Annotated[Line, Flag("--taken")] = "seen"
+    """What a message whose attachments were all taken becomes: seen, move:FOLDER or delete."""
+    timeout: Annotated[float, Field(gt=0)] = DEFAULT_TIMEOUT
+    """Seconds to wait for a server."""
+    verify: Annotated[
+        bool,
+        BeforeValidator(_flag),
+        KeepBlank(),
+        switch("--insecure", False, "Do not verify the server's TLS certificate."),
+    ] = True
+    """Verify the servers' TLS certificates (host names included)."""
+    cafile: Annotated[Line | None, LocalPath()] = None
+    """A PEM bundle to trust instead of the system's."""
+
+    @field_validator("after_pull")
+    @classmethod
+    def _after_pull(cls, value: str) -> str:
+        action, _, folder = value.partition(":")
+        action = action.strip().lower()
+        if action not in ("seen", "move", "delete") or (action == "move") != bool(folder.strip()):
+            raise ValueError(f"must be 'seen', 'delete' or 'move:<folder>'; got {value!r}")
+        return value
+
+    @field_validator("search")
+    @classmethod
+    def _ascii(cls, value: str) -> str:
+        if not value.isascii():
+            raise ValueError("must be ASCII (use CHARSET-free IMAP SEARCH keys)")
+        return value
+
+    @model_validator(mode="after")
+    def _sends_or_receives(self) -> Self:
+        if not self.smtp_host and not self.imap_host:
+            raise ValueError("email endpoint needs 'smtp_host' (to send), 'imap_host' (to receive), or both")
+        if self.smtp_host:  # the addresses are read to send (rows stored for IMAP alone may carry a From)
+            if not self.sender:
+                raise ValueError("email endpoint needs 'from' to send")
+            if not self.to:
+                raise ValueError("email endpoint needs 'to' to send")
+            try:
+                if len(addresses(self.sender, "from")[1]) != 1:
+                    raise ValueError("must be exactly one address")
+            except ValueError as exc:
+                raise ValueError(f"email endpoint 'from': {exc}") from None
+            try:
+                addresses(self.to, "to")
+            except ValueError as exc:
+                raise ValueError(f"email endpoint 'to': {exc}") from None
+        return self
+
+
+Login = Annotated[str | None, NotScrubbed()]
+
+
+class EmailSecrets(EndpointSecrets):
+    user: Login = None
+    """The login, for both protocols."""
+    password: str | None = None
+    """The password, for both protocols."""
+    smtp_user: Login = None
+    """The SMTP login, when not `user`."""
+    smtp_password: str | None = None
+    """The SMTP password, when not `password`."""
+    imap_user: Login = None
+    """The IMAP login, when not `user`."""
+    imap_password: str | None = None
+    """The IMAP password, when not `password`."""
+
+    def login(self, protocol: str) -> tuple[str | None, str | None]:
+        """(user, password) for "smtp" or "imap": the protocol's own, else the shared ones."""
+        user = getattr(self, f"{protocol}_user") or self.user or None
+        password = getattr(self, f"{protocol}_password") or self.password or None
+        return user, password
+
+    def check_with(self, settings: EndpointSettings) -> None:
+        assert isinstance(settings, EmailSettings)
+        if settings.smtp_host:
+            user, password = self.login("smtp")
+            if user and not password:
+                raise ValueError("email smtp credentials need a password with the user")
+        if settings.imap_host:
+            user, password = self.login("imap")
+            if not user or not password:
+                raise ValueError(
+                    "email imap needs secrets 'user' and 'password' (or imap_user/imap_password)"
+                )
+
+
+# --- the two halves, as the endpoint uses them ----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -76,170 +242,41 @@ class ImapSettings:
     password: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class EmailSettings:
-    timeout: float
-    verify: bool
-    cafile: str | None
-    spool_dir: str | None
-    smtp: SmtpSettings | None  # None: this endpoint does not send
-    imap: ImapSettings | None  # None: this endpoint does not receive
-
-
-def parse_settings(config: dict[str, Any], secrets: dict[str, Any]) -> EmailSettings:
-    """The endpoint's settings from its stored config and secrets; ConfigError for a bad value."""
-    try:
-        timeout = float(config.get("timeout") or DEFAULT_TIMEOUT)
-    except (TypeError, ValueError):
-        raise ConfigError("email setting 'timeout' must be a number of seconds") from None
-    if timeout <= 0:
-        raise ConfigError("email setting 'timeout' must be positive")
-    verify = _flag(config.get("verify", True))
-    cafile = _text_setting(config, "cafile") or None
-    spool_dir = _text_setting(config, "spool_dir") or None
-    smtp = _smtp_settings(config, secrets)
-    imap = _imap_settings(config, secrets)
-    if smtp is None and imap is None:
-        raise ConfigError("email endpoint needs 'smtp_host' (to send), 'imap_host' (to receive), or both")
-    return EmailSettings(
-        timeout=timeout, verify=verify, cafile=cafile, spool_dir=spool_dir, smtp=smtp, imap=imap
-    )
-
-
-def _smtp_settings(config: dict[str, Any], secrets: dict[str, Any]) -> SmtpSettings | None:
-    host = _text_setting(config, "smtp_host")
-    if not host:
+def smtp_half(settings: EmailSettings, secrets: EmailSecrets) -> SmtpSettings | None:
+    if not settings.smtp_host or not settings.sender or not settings.to:
         return None
-    tls = _choice(config, "smtp_tls", SMTP_PORTS, "starttls")
-    sender_headers, sender = _addresses(config.get("from"), "from")
-    if len(sender) != 1:
-        raise ConfigError("email setting 'from' must be exactly one address")
-    to, recipients = _addresses(config.get("to"), "to")
-    user, password = _credentials(secrets, "smtp")
-    if user and not password:
-        raise ConfigError("email smtp credentials need a password with the user")
+    sender_headers, sender = addresses(settings.sender, "from")
+    to, recipients = addresses(settings.to, "to")
+    user, password = secrets.login("smtp")
     return SmtpSettings(
-        host=host,
-        port=_port(config, "smtp_port", SMTP_PORTS[tls]),
-        tls=tls,
+        host=settings.smtp_host,
+        port=settings.smtp_port or SMTP_PORTS[settings.smtp_tls],
+        tls=settings.smtp_tls,
         sender=sender_headers[0],
         envelope_from=sender[0],
         to=to,
         recipients=recipients,
-        subject=_template(config, "subject", "{name}"),
-        body=_template(config, "body", DEFAULT_BODY),
-        helo=_text_setting(config, "helo") or None,
+        subject=settings.subject,
+        body=settings.body,
+        helo=settings.helo,
         user=user,
         password=password,
     )
 
 
-def _imap_settings(config: dict[str, Any], secrets: dict[str, Any]) -> ImapSettings | None:
-    host = _text_setting(config, "imap_host")
-    if not host:
+def imap_half(settings: EmailSettings, secrets: EmailSecrets) -> ImapSettings | None:
+    user, password = secrets.login("imap")
+    if not settings.imap_host or not user or not password:
         return None
-    tls = _choice(config, "imap_tls", IMAP_PORTS, "ssl")
-    after = _text_setting(config, "after_pull", "seen") or "seen"
-    action, _, folder = after.partition(":")
-    action = action.strip().lower()
-    if action not in ("seen", "move", "delete") or (action == "move") != bool(folder.strip()):
-        raise ConfigError(f"email after_pull must be 'seen', 'delete' or 'move:<folder>'; got {after!r}")
-    search = _text_setting(config, "search", "UNSEEN") or "UNSEEN"
-    if not search.isascii():
-        raise ConfigError("email search criteria must be ASCII (use CHARSET-free IMAP SEARCH keys)")
-    user, password = _credentials(secrets, "imap")
-    if not user or not password:
-        raise ConfigError("email imap needs secrets 'user' and 'password' (or imap_user/imap_password)")
+    action, _, folder = settings.after_pull.partition(":")
     return ImapSettings(
-        host=host,
-        port=_port(config, "imap_port", IMAP_PORTS[tls]),
-        tls=tls,
-        mailbox=_text_setting(config, "mailbox", "INBOX") or "INBOX",
-        search=search,
-        after_pull=action,
+        host=settings.imap_host,
+        port=settings.imap_port or IMAP_PORTS[settings.imap_tls],
+        tls=settings.imap_tls,
+        mailbox=settings.mailbox,
+        search=settings.search,
+        after_pull=action.strip().lower(),
         move_to=folder.strip() or None,
         user=user,
         password=password,
     )
-
-
-def _text_setting(config: dict[str, Any], key: str, default: str = "") -> str:
-    value = config.get(key, default)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        raise ConfigError(f"email setting {key!r} must be a string")
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise ConfigError(f"email setting {key!r} may not contain line breaks")
-    return value.strip()
-
-
-def _choice(config: dict[str, Any], key: str, choices: Iterable[str], default: str) -> str:
-    value = _text_setting(config, key, default).lower() or default
-    if value not in choices:
-        raise ConfigError(f"email setting {key!r} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _port(config: dict[str, Any], key: str, default: int) -> int:
-    value = config.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"email setting {key!r} must be a port number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"email setting {key!r} must be between 1 and 65535")
-    return port
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
-def _addresses(value: Any, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Header forms and bare addresses of a list or comma-separated string of addresses."""
-    items = [value] if isinstance(value, str) else builtins.list(value or [])
-    if not all(isinstance(item, str) for item in items):
-        raise ConfigError(f"email setting {key!r} must be an address or a list of addresses")
-    if any("\r" in item or "\n" in item or "\x00" in item for item in items):
-        raise ConfigError(f"email setting {key!r} may not contain line breaks")
-    parsed = [(name, addr) for name, addr in getaddresses(items) if name or addr]
-    if not parsed:
-        raise ConfigError(f"email endpoint needs {key!r}")
-    for _, addr in parsed:
-        local, at, domain = addr.rpartition("@")
-        if not at or not local or not domain or " " in addr:
-            raise ConfigError(f"email setting {key!r}: not an address: {addr!r}")
-    headers = tuple(formataddr((name, addr)) if name else addr for name, addr in parsed)
-    return headers, tuple(addr for _, addr in parsed)
-
-
-def _template(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get(key)
-    template = default if value in (None, "") else value
-    if not isinstance(template, str):
-        raise ConfigError(f"email setting {key!r} must be a string")
-    try:
-        for _, name, spec, _ in string.Formatter().parse(template):
-            if name is None:
-                continue
-            if name not in TEMPLATE_FIELDS or (spec and "{" in spec):
-                allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-                raise ConfigError(f"email {key} template: unknown field {{{name}}}; use {allowed}")
-        template.format_map({"name": "file.txt", "path": "file.txt", "size": 1, "sha256": "0" * 64})
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise ConfigError(f"email {key} template is not valid: {exc}") from None
-    return template
-
-
-def _credentials(secrets: dict[str, Any], prefix: str) -> tuple[str | None, str | None]:
-    user = secrets.get(f"{prefix}_user") or secrets.get("user") or None
-    password = secrets.get(f"{prefix}_password") or secrets.get("password") or None
-    for value in (user, password):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"email {prefix} credentials must be strings")
-    return user, password

@@ -1,0 +1,239 @@
+"""`tradelane flow ...`: data flows (source → validators → destination), their settings and runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+import typer
+from rich.table import Table
+
+from cli.common import UserError, console, database, print_json
+
+flow_app = typer.Typer(help="Data flows: source → validators → destination.", no_args_is_help=True)
+
+
+@flow_app.command("add")
+def flow_add(
+    name: str,
+    source: Annotated[
+        str, typer.Option(help="mailbox:PARTNER (its upload/ folder), or an endpoint name to poll.")
+    ],
+    dest: Annotated[str, typer.Option(help="An endpoint name, or mailbox:PARTNER (its download/).")],
+    pattern: Annotated[str, typer.Option(help="File-name glob the flow takes.")] = "*",
+    dest_path: Annotated[
+        str, typer.Option(help="Destination path; {name} {stem} {suffix} {partner} {date} {time} expand.")
+    ] = "{name}",
+    validate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A check: json, xml, x12, edifact, max_size=10MiB, min_size=1, name=*.json, sha256=HEX."
+        ),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Delivery retries (exponential backoff + jitter).")] = 5,
+    retry_delay: Annotated[
+        float, typer.Option(help="First retry delay in seconds; doubles each time.")
+    ] = 2.0,
+    replace: Annotated[bool, typer.Option(help="Overwrite a data flow of the same name.")] = False,
+    every: Annotated[str | None, typer.Option(help="Polling sources: how often, e.g. 60s, 5m, 1h.")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Polling sources: a cron schedule, e.g. '*/5 * * * *'.")
+    ] = None,
+    after_pull: Annotated[
+        str, typer.Option(help="Polling sources: keep (remember it), delete, or archive:PATH at the source.")
+    ] = "keep",
+    source_folder: Annotated[str | None, typer.Option(help="Polling sources: folder on the source.")] = None,
+    on_conflict: Annotated[
+        str | None,
+        typer.Option(
+            help="When the name exists at the destination: rename (keep it, write 'name (2).ext'), "
+            "overwrite, or fail. Default: rename (file, mailbox, sftp, ftp, s3, azure); "
+            "not for http, email, as2."
+        ),
+    ] = None,
+) -> None:
+    """Create a data flow; it is served as a Prefect deployment within seconds."""
+    from core import dataflows
+    from core.validators import parse_cli_spec
+
+    with database() as session:
+        specs = [parse_cli_spec(v) for v in validate or []]
+        if dest.startswith("mailbox:"):
+            from core.endpoints import rows as endpoint_rows
+            from core.mailbox import layout
+
+            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            if dest_path == "{name}":
+                dest_path = layout.DELIVERY_PATH
+        dataflows.add(
+            session,
+            name,
+            source=source,
+            dest=dest,
+            pattern=pattern,
+            dest_path=dest_path,
+            validators=specs,
+            retries=retries,
+            retry_delay_seconds=retry_delay,
+            replace=replace,
+            every_seconds=dataflows.parse_interval(every) if every else None,
+            cron=cron,
+            after_pull=after_pull,
+            source_folder=source_folder,
+            on_conflict=on_conflict,
+        )
+    console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
+
+
+@flow_app.command("list")
+def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List data flows."""
+    from core import dataflows
+    from core.models import Endpoint
+
+    with database() as session:
+        rows: list[dict[str, Any]] = []
+        for f in dataflows.list_all(session):
+            dest = session.get(Endpoint, f.dest_endpoint_id)
+            rows.append(
+                {
+                    "name": f.name,
+                    "source": dataflows.source_label(session, f),
+                    "pattern": f.pattern,
+                    "dest": dest.name if dest else "?",
+                    "dest_path": f.dest_path,
+                    "validators": f.validators,
+                    "retries": f.retries,
+                    "enabled": f.enabled,
+                    "schedule": (
+                        f"every {f.schedule_interval_seconds:g}s"
+                        if f.schedule_interval_seconds
+                        else f"cron {f.schedule_cron}"
+                        if f.schedule_cron
+                        else "on upload"
+                    ),
+                    "after_pull": f.after_pull if dataflows.polls(f) else None,
+                    "on_conflict": dataflows.on_conflict_label(session, f),
+                }
+            )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(
+        "name", "source", "pattern", "when", "dest", "path", "on conflict", "checks", "retries", "enabled"
+    )
+    for r in rows:
+        checks = ", ".join(v["type"] for v in r["validators"]) or "-"
+        table.add_row(
+            r["name"],
+            r["source"],
+            r["pattern"],
+            r["schedule"],
+            r["dest"],
+            r["dest_path"],
+            r["on_conflict"],
+            checks,
+            str(r["retries"]),
+            "yes" if r["enabled"] else "[yellow]no[/yellow]",
+        )
+    console.print(table)
+
+
+@flow_app.command("run")
+def flow_run_now(name: str) -> None:
+    """Poll a polling data flow's source now (needs `tradelane up`)."""
+    from cli.supervisor import apply_prefect_environment
+    from core import dataflows
+    from core.config import get_settings
+
+    with database() as session:
+        flow = dataflows.require(session, name)
+        if not dataflows.polls(flow):
+            raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
+    apply_prefect_environment(get_settings())
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed)
+    # and returns the flow run (its type also allows the coroutine an async caller gets).
+    run = cast(FlowRun, run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"]))
+    console.print(
+        f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
+    )
+
+
+@flow_app.command("set")
+def flow_set(
+    name: str,
+    pattern: Annotated[str | None, typer.Option(help="File-name glob the flow takes.")] = None,
+    dest: Annotated[str | None, typer.Option(help="An endpoint name, or mailbox:PARTNER.")] = None,
+    dest_path: Annotated[str | None, typer.Option(help="Destination path template.")] = None,
+    validate: Annotated[
+        list[str] | None, typer.Option(help="A check (repeatable; replaces the flow's checks).")
+    ] = None,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Remove every check.")] = False,
+    retries: Annotated[int | None, typer.Option(help="Delivery retries.")] = None,
+    retry_delay: Annotated[float | None, typer.Option(help="First retry delay in seconds.")] = None,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    on_conflict: Annotated[
+        str | None,
+        typer.Option(help="A name taken at the destination: rename, overwrite, fail or default."),
+    ] = None,
+) -> None:
+    """Change some settings of a data flow; the others stay as they are."""
+    from core import dataflows
+    from core.validators import parse_cli_spec
+
+    if validate and no_validate:
+        raise typer.BadParameter("give --validate or --no-validate, not both")
+    with database() as session:
+        specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
+        said = dataflows.update(
+            session,
+            name,
+            pattern=pattern,
+            dest=dest,
+            dest_path=dest_path,
+            validators=specs,
+            retries=retries,
+            retry_delay_seconds=retry_delay,
+            enabled=enable,
+            on_conflict=on_conflict,
+        )
+    console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
+
+
+@flow_app.command("remove")
+def flow_remove(
+    name: str,
+    force: Annotated[
+        bool, typer.Option(help="Remove it even with transfers pending or running (they are marked failed).")
+    ] = False,
+) -> None:
+    """Remove a data flow; its transfer history stays."""
+    from core import dataflows
+
+    with database() as session:
+        removal = dataflows.remove(session, name, force=force)
+    console.print(f"data flow [bold]{name}[/bold] removed")
+    if removal.cancelled:
+        console.print(f"{removal.cancelled} pending or running transfer(s) marked failed")
+
+
+@flow_app.command("enable")
+def flow_enable(name: str) -> None:
+    """Start carrying files again (pending ones go out)."""
+    from core import dataflows
+
+    with database() as session:
+        dataflows.set_enabled(session, name, True)
+    console.print(f"data flow [bold]{name}[/bold] enabled")
+
+
+@flow_app.command("disable")
+def flow_disable(name: str) -> None:
+    """Stop taking new files into this data flow."""
+    from core import dataflows
+
+    with database() as session:
+        dataflows.set_enabled(session, name, False)
+    console.print(f"data flow [bold]{name}[/bold] disabled")

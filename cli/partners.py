@@ -1,0 +1,248 @@
+"""`tradelane partner ...`: partner mailbox logins, their SSH keys, settings, locks and removal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from cli.common import console, database, err, print_json, size_text
+
+partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
+
+
+@partner_app.command("add")
+def partner_add(
+    name: str,
+    password: Annotated[str | None, typer.Option(help="Password for REST, SFTP and FTP logins.")] = None,
+    ssh_key: Annotated[list[Path] | None, typer.Option(help="An SSH public key file (repeatable).")] = None,
+    email: Annotated[str | None, typer.Option(help="Who to write to about this mailbox.")] = None,
+) -> None:
+    """Create a partner mailbox login with empty upload/ and download/ folders."""
+    from core import partners
+
+    keys = [p.read_text().strip() for p in ssh_key or []]
+    if not password and not keys:
+        err.print("[red]error:[/red] give --password or --ssh-key")
+        raise typer.Exit(2)
+    with database() as session:
+        partners.add(session, name, password=password, ssh_public_keys=keys, email=email)
+    console.print(f"partner [bold]{name}[/bold] added")
+
+
+key_app = typer.Typer(help="A partner's SSH public keys (SFTP logins).", no_args_is_help=True)
+partner_app.add_typer(key_app, name="key")
+
+
+@key_app.command("add")
+def partner_key_add(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An OpenSSH .pub file.")],
+) -> None:
+    """Let the partner log in to SFTP with this public key."""
+    from core import partners
+
+    with database() as session:
+        partner = partners.add_key(session, name, file.read_text())
+        count = len(partner.ssh_public_keys)
+    console.print(f"key added to [bold]{name}[/bold] ({count} keys)")
+
+
+@key_app.command("list")
+def partner_key_list(name: str) -> None:
+    """Show a partner's keys with their SHA256 fingerprints."""
+    import base64
+    import hashlib
+
+    from core import partners
+
+    with database() as session:
+        keys = list(partners.require(session, name).ssh_public_keys)
+    table = Table("#", "type", "fingerprint", "comment")
+    for i, key in enumerate(keys, 1):
+        parts = key.split(None, 2)
+        digest = base64.b64encode(hashlib.sha256(base64.b64decode(parts[1])).digest()).decode().rstrip("=")
+        table.add_row(str(i), parts[0], f"SHA256:{digest}", parts[2] if len(parts) > 2 else "")
+    console.print(table)
+
+
+@key_app.command("remove")
+def partner_key_remove(name: str, number: int) -> None:
+    """Remove key NUMBER (from `partner key list`)."""
+    from core import partners
+
+    with database() as session:
+        partners.remove_key(session, name, number)
+    console.print(f"key {number} removed from [bold]{name}[/bold]")
+
+
+@partner_app.command("list")
+def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List partners."""
+    from core import partners
+    from core.login import is_locked
+
+    with database() as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "name": p.name,
+                "enabled": p.enabled,
+                "locked_until": p.locked_until.isoformat() if is_locked(p) and p.locked_until else None,
+                "password": bool(p.password_hash),
+                "ssh_keys": len(p.ssh_public_keys),
+                "email": p.email,
+                "allowed_networks": p.allowed_networks,
+                "max_file_bytes": p.max_file_bytes,
+                "max_sessions": p.max_connections,
+                "can_delete_downloads": p.can_delete_downloads,
+                "created": p.created_at.isoformat(),
+            }
+            for p in partners.list_all(session)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("state")
+    table.add_column("login")
+    table.add_column("allow-list", no_wrap=True)
+    table.add_column("max file", no_wrap=True)
+    table.add_column("sessions", no_wrap=True)
+    table.add_column("email", overflow="ellipsis")
+    for row in rows:
+        state = "[yellow]disabled[/yellow]" if not row["enabled"] else "enabled"
+        if row["locked_until"]:
+            state = f"[red]locked[/red] until {row['locked_until'][11:16]}"
+        login = ", ".join(
+            ([] if not row["password"] else ["password"])
+            + ([f"{row['ssh_keys']} key(s)"] if row["ssh_keys"] else [])
+        )
+        table.add_row(
+            row["name"],
+            state,
+            login or "-",
+            ", ".join(row["allowed_networks"]) or "anywhere",
+            size_text(row["max_file_bytes"]) if row["max_file_bytes"] else "default",
+            str(row["max_sessions"] or "default"),
+            row["email"] or "-",
+        )
+    console.print(table)
+
+
+def _optional_number(value: str | None, what: str, parse: Any) -> Any:
+    """None: not given; "default"/"none": back to the server's default (stored as None)."""
+    from core.partners import UNCHANGED
+
+    if value is None:
+        return UNCHANGED
+    if value.strip().lower() in ("default", "none"):
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what}: {exc}") from None
+
+
+@partner_app.command("set")
+def partner_set(
+    name: str,
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Allow logins only from this network (CIDR or address; repeatable, replaces the list)."
+        ),
+    ] = None,
+    clear_allow_ip: Annotated[bool, typer.Option(help="Allow logins from anywhere again.")] = False,
+    max_file_size: Annotated[
+        str | None, typer.Option(help="Largest upload, e.g. 50MiB; 'default' for TRADELANE_MAX_UPLOAD_BYTES.")
+    ] = None,
+    max_sessions: Annotated[
+        str | None,
+        typer.Option(help="SFTP/FTP sessions and REST transfers at once; 'default' for the server's limit."),
+    ] = None,
+    password: Annotated[str | None, typer.Option(help="A new password (its sessions end).")] = None,
+    email: Annotated[str | None, typer.Option(help="Who to write to; '' to clear.")] = None,
+    enable: Annotated[
+        bool | None,
+        typer.Option("--enable/--disable", help="Let the partner log in, or not (its sessions end)."),
+    ] = None,
+    can_delete_downloads: Annotated[
+        bool | None, typer.Option("--can-delete-downloads/--cannot-delete-downloads")
+    ] = None,
+) -> None:
+    """Change a partner's login settings; they apply on REST, SFTP and FTP."""
+    from core import partners
+    from core.validators import parse_size
+
+    if allow_ip and clear_allow_ip:
+        raise typer.BadParameter("give --allow-ip or --clear-allow-ip, not both")
+    networks = [] if clear_allow_ip else allow_ip
+    size = _optional_number(max_file_size, "--max-file-size", parse_size)
+    sessions = _optional_number(max_sessions, "--max-sessions", int)
+    with database() as session:
+        partner = partners.require(session, name)
+        changes = partners.configure(
+            session,
+            partner,
+            password=password,
+            email=partners.UNCHANGED if email is None else (email or None),
+            allowed_networks=networks,
+            max_file_bytes=size,
+            max_sessions=sessions,
+            enabled=enable,
+            can_delete_downloads=can_delete_downloads,
+        )
+    if not changes:
+        console.print(f"partner [bold]{name}[/bold]: nothing changed")
+        return
+    console.print(f"partner [bold]{name}[/bold]: " + "; ".join(changes.said))
+
+
+@partner_app.command("unlock")
+def partner_unlock(
+    name: str,
+    address: Annotated[
+        str | None, typer.Option(help="Also lift the ban on this source address (and forget its failures).")
+    ] = None,
+) -> None:
+    """Lift a partner's lock (set after failed logins from several addresses); takes effect at once."""
+    from core import login, partners
+
+    with database() as session:
+        was_locked = partners.unlock(session, name)
+        bans = login.unban(session, address) if address else 0
+    console.print(f"partner [bold]{name}[/bold] " + ("unlocked" if was_locked else "was not locked"))
+    if address:
+        console.print(f"address {address}: " + ("ban lifted" if bans else "was not banned"))
+
+
+@partner_app.command("remove")
+def partner_remove(
+    name: str,
+    force: Annotated[
+        bool,
+        typer.Option(help="Disable the data flows and AS2 profiles that use the partner, and remove it."),
+    ] = False,
+    purge: Annotated[
+        bool,
+        typer.Option("--purge/--keep-files", help="Delete its files, or keep them out of reach (default)."),
+    ] = False,
+) -> None:
+    """End a partner's login and sessions, free its name, put its files out of a new partner's reach."""
+    from core import partners
+
+    with database() as session:
+        removal = partners.remove(session, name, force=force, purge=purge)
+    console.print(f"partner [bold]{name}[/bold] removed; its sessions end within seconds")
+    if removal.flows_disabled:
+        console.print(f"data flows disabled: {', '.join(removal.flows_disabled)}")
+    if removal.as2_disabled:
+        console.print(f"AS2 partners disabled: {', '.join(removal.as2_disabled)}")
+    if removal.purged:
+        console.print("its files were deleted")
+    elif removal.files is not None:
+        console.print(f"its files were kept in {removal.files}")
