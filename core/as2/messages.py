@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session, col, select
 
 from core import transfers
-from core.db import home_account_id
-from core.models import As2Message, Transfer, TransferState
+from core.db import home_account_id, session_scope
+from core.models import As2Message, Transfer, TransferState, utcnow
 
 
 def recent(
@@ -51,3 +53,16 @@ def fail_transfer(session: Session, row: As2Message) -> None:
     row.transfer_id = transfer.id
     session.add(row)
     transfers.finish(session, transfer, TransferState.failed, error=f"AS2 {row.message_id}: {row.error}")
+
+
+def due(*conditions: Any, limit: int = 100) -> list[int]:
+    """Ids of messages matching `conditions` whose next attempt is due, the longest waiting first
+    (the async-MDN resends and the MDNs we owe both read their work this way)."""
+    with session_scope() as session:
+        query = (
+            select(As2Message.id)
+            .where(*conditions, col(As2Message.next_attempt_at) <= utcnow())
+            .order_by(col(As2Message.next_attempt_at))
+            .limit(limit)
+        )
+        return [row_id for row_id in session.exec(query) if row_id is not None]

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, update
 
 from core.as2 import identity, messages, profiles
 from core.as2 import mdn as mdns
@@ -216,21 +216,8 @@ def _load(path: str) -> tuple[dict[str, str], bytes]:
 
 
 def due_resends(limit: int = 100) -> list[int]:
-    with session_scope() as session:
-        return [
-            row_id
-            for row_id in session.exec(
-                select(As2Message.id)
-                .where(
-                    As2Message.direction == "out",
-                    As2Message.status == "awaiting-mdn",
-                    col(As2Message.next_attempt_at) <= utcnow(),
-                )
-                .order_by(col(As2Message.next_attempt_at))
-                .limit(limit)
-            )
-            if row_id is not None
-        ]
+    """Outgoing messages whose asynchronous MDN is overdue."""
+    return messages.due(As2Message.direction == "out", As2Message.status == "awaiting-mdn", limit=limit)
 
 
 def _claim(session: Session, row: As2Message, lease_seconds: float) -> bool:

@@ -12,33 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlmodel import col, select
-
 from core.as2 import mdn as mdns
-from core.as2 import send
+from core.as2 import messages, send
 from core.as2.settings import as2_settings
-from core.db import session_scope
-from core.models import As2Message, utcnow
+from core.models import As2Message
 
 log = logging.getLogger(__name__)
 
 
 def due_mdns(limit: int = 100) -> list[int]:
-    with session_scope() as session:
-        return [
-            row_id
-            for row_id in session.exec(
-                select(As2Message.id)
-                .where(
-                    As2Message.direction == "in",
-                    As2Message.mdn_status == "pending",
-                    col(As2Message.next_attempt_at) <= utcnow(),
-                )
-                .order_by(col(As2Message.next_attempt_at))
-                .limit(limit)
-            )
-            if row_id is not None
-        ]
+    """Incoming messages whose asynchronous MDN we still owe."""
+    return messages.due(As2Message.direction == "in", As2Message.mdn_status == "pending", limit=limit)
 
 
 def sweep() -> int:
