@@ -12,8 +12,12 @@ import re
 from datetime import timedelta
 
 import httpx
+import pytest
+from starlette.responses import Response
 
+from api.web import security
 from api.web.service import EndpointChoice
+from core.config import get_settings
 from tests.b2b.accept_fake import new_token
 from tests.b2b.web_server import AcceptServer, accept_server, forms_of, submit, text_of
 
@@ -215,3 +219,18 @@ def test_unusable_tokens_get_their_message_and_status(accept_server: AcceptServe
             assert page.status_code == status, (token, page.text)
             assert message in text_of(page)
             assert forms_of(page) == {}
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELANE_PUBLIC_URL", "https://hub.acme.test")
+    get_settings.cache_clear()
+    try:
+        response = Response()
+        security.set_csrf_cookie(response, security.new_csrf_cookie())
+        security.set_login_cookie(response, "subject")
+        cookies = [value.decode().lower() for key, value in response.raw_headers if key == b"set-cookie"]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert len(cookies) == 2
+    assert all("; secure" in c and "samesite=strict" in c and "httponly" in c for c in cookies)
