@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 2.0
     # The address others reach this instance at: the base of invitation links
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
-    # Unset: http://{host}:{api_port}.
+    # Unset: http://{host}:{api_port} (a wildcard host as loopback).
     public_url: str | None = None
     # The SMTP server invitation e-mails go through (core/b2b/mail.py). Unset host: no e-mail is sent,
     # the inviter is given the link to pass on. Port unset: 587 (starttls), 465 (ssl), 25 (none).
@@ -184,7 +184,10 @@ class Settings(BaseSettings):
         """Where others reach this instance (no trailing slash): the setting, or the API's address."""
         if self.public_url:
             return self.public_url
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        # A wildcard bind is reached on loopback (as prefect_ui_url); others need PUBLIC_URL set.
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
         return f"http://{host}:{self.api_port}"
 
     @property

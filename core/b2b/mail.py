@@ -60,6 +60,16 @@ class MailOutcome:
     sent: bool
     error: str | None = None
 
+    def fields(self) -> dict[str, bool | str]:
+        """What `--json` and the REST answer carry: `email_sent`, and `email_error` when not sent."""
+        return {"email_sent": self.sent} | ({"email_error": self.error} if self.error else {})
+
+    def sentence(self, recipient: str) -> str:
+        """What the inviter is told, after the link."""
+        if self.sent:
+            return f"email sent to {recipient}"
+        return f"no email sent ({self.error}): pass the link on yourself"
+
 
 def accept_link(token: str, settings: Settings | None = None) -> str:
     """PUBLIC_URL/connect/accept?token=..., the link the e-mail and the inviter's output carry."""

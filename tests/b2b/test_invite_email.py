@@ -162,9 +162,14 @@ def test_a_refused_recipient_is_reported(smtp_server: SmtpServer) -> None:
 
 
 def test_no_smtp_host_means_no_email_and_says_why() -> None:
-    assert send_invitation(invitation("bob@globex.test"), settings()) == MailOutcome(
-        False, "TRADELANE_SMTP_HOST is not set"
+    outcome = send_invitation(invitation("bob@globex.test"), settings())
+    assert outcome == MailOutcome(False, "TRADELANE_SMTP_HOST is not set")
+    assert outcome.fields() == {"email_sent": False, "email_error": "TRADELANE_SMTP_HOST is not set"}
+    assert outcome.sentence("bob@globex.test") == (
+        "no email sent (TRADELANE_SMTP_HOST is not set): pass the link on yourself"
     )
+    assert MailOutcome(True).fields() == {"email_sent": True}
+    assert MailOutcome(True).sentence("bob@globex.test") == "email sent to bob@globex.test"
 
 
 def test_the_token_is_never_logged_nor_written_under_the_home(
@@ -209,6 +214,8 @@ def test_settings_defaults_follow_tls_and_the_public_url() -> None:
     assert settings().public_origin == "https://hub.acme.test:8443"
     assert Settings(public_url="https://hub.acme.test:443/").public_origin == "https://hub.acme.test"
     assert Settings(host="127.0.0.1", api_port=9000).public_base_url == "http://127.0.0.1:9000"
+    assert Settings(host="0.0.0.0", api_port=9000).public_base_url == "http://127.0.0.1:9000"
+    assert Settings(host="::", api_port=9000).public_origin == "http://[::1]:9000"
     token = new_token()
     assert accept_link(token, settings()) == f"{PUBLIC_URL}/connect/accept?token={token}"
     for bad in ("ftp://hub.acme.test", "hub.acme.test", "https://hub.acme.test/?x=1", "https://u:p@hub.test"):
