@@ -49,6 +49,10 @@ class Invitation:
         texts = (self.inviter_account, self.inviter_email or "", self.connection_name, self.recipient)
         if any(c in text for text in texts for c in "\r\n\x00"):
             raise ValueError("invitation texts may not contain line breaks")
+        # One bare address: the message goes to it alone (no display name, no list).
+        local, at, domain = self.recipient.rpartition("@")
+        if not (local and at and domain) or any(c in self.recipient for c in ' ,;<>()"'):
+            raise ValueError(f"not one e-mail address: {self.recipient!r}")
         if self.direction not in ("send", "receive"):
             raise ValueError(f"direction must be 'send' or 'receive', not {self.direction!r}")
 

@@ -42,6 +42,7 @@ class FakeAcceptService:
     users: dict[str, FakeUser] = field(default_factory=dict)  # by e-mail
     endpoints_of: dict[str, list[EndpointChoice]] = field(default_factory=dict)
     changes: list[tuple[str, ...]] = field(default_factory=list)  # every call that changed something
+    broken: set[str] = field(default_factory=set)  # tokens whose look-up fails as a bug would
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- arranging ------------------------------------------------------------------------------
@@ -94,6 +95,8 @@ class FakeAcceptService:
         return found
 
     def invitation(self, token: str) -> InvitationView:
+        if token in self.broken:
+            raise RuntimeError("the store went away")
         with self.lock:
             return self._pending(token).view
 

@@ -198,9 +198,12 @@ def test_the_token_is_never_logged_nor_written_under_the_home(
             assert not any(form.encode() in data for form in secret_forms), path
 
 
-def test_line_breaks_never_reach_a_header() -> None:
+def test_line_breaks_never_reach_a_header_and_one_address_gets_it() -> None:
     with pytest.raises(ValueError, match="line breaks"):
         Invitation("acme", None, "x\r\nBcc: eve@evil.test", "send", "bob@globex.test", EXPIRES, new_token())
+    for recipients in ("bob@globex.test, eve@evil.test", "Bob <bob@globex.test>", "bob", "bob@"):
+        with pytest.raises(ValueError, match="not one e-mail address"):
+            Invitation("acme", None, "to-globex", "send", recipients, EXPIRES, new_token())
     with pytest.raises(ValidationError, match="line breaks"):
         Settings(smtp_from="a@b.test\r\nBcc: eve@evil.test")
 

@@ -245,3 +245,29 @@ def test_the_token_is_neither_logged_nor_written_under_the_home(
     for path in accept_server.home.rglob("*"):
         if path.is_file():
             assert not any(form.encode() in path.read_bytes() for form in forms), path
+
+
+def test_a_failing_service_answers_500_without_logging_the_token(
+    accept_server: AcceptServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = accept_server.service.invite()
+    with accept_server.browser() as browser:
+        form = forms_of(_page(accept_server, browser, token))["/connect/decline"]
+        accept_server.service.broken.add(token)
+        try:
+            # After an unhandled error the server closes the connection: each request on its own.
+            shown = browser.get(accept_server.page_url(token), headers={"Connection": "close"})
+            fields = {**form, "name": "x", "outbox": "y"}
+            posted = browser.post("/connect/accept", data=fields, headers={"Connection": "close"})
+        finally:
+            accept_server.service.broken.discard(token)
+    assert shown.status_code == 500 and posted.status_code == 500
+    assert token not in shown.text and token not in posted.text
+    server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any("unhandled error on GET /connect/accept" in r.getMessage() for r in server_records)
+    for record in server_records:
+        logged = record.getMessage() + (
+            logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+        )
+        assert token not in logged and token.removeprefix("tlc1_") not in logged
