@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ from core.limits import Startups, descriptor_limit
 
 GIB = 1024**3
 KIB = 1024
+# SMTP's ports by TLS mode (the invitation e-mail's settings and the email endpoint's).
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
@@ -151,6 +153,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"must have no query, fragment or credentials: {value!r}")
+        _ = parts.port  # ValueError for a port that is not a number in range
         return value
 
     @field_validator("sftp_max_startups")
@@ -207,7 +210,15 @@ class Settings(BaseSettings):
 
     @property
     def smtp_from_address(self) -> str:
-        return self.smtp_from or f"tradelane@{urlsplit(self.public_base_url).hostname}"
+        if self.smtp_from:
+            return self.smtp_from
+        host = urlsplit(self.public_base_url).hostname or "localhost"
+        try:  # an address literal, as RFC 5321 writes one: tradelane@[192.0.2.1]
+            ip = ipaddress.ip_address(host)
+            host = f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
+        except ValueError:
+            pass
+        return f"tradelane@{host}"
 
     @property
     def prefect_api_url(self) -> str:

@@ -214,6 +214,7 @@ def test_settings_defaults_follow_tls_and_the_public_url() -> None:
     assert settings(smtp_tls="none").smtp_port_or_default == 25
     assert settings().smtp_from_address == "tradelane@hub.acme.test"
     assert settings(smtp_from="noreply@acme.test").smtp_from_address == "noreply@acme.test"
+    assert Settings(public_url="http://192.0.2.1:8080").smtp_from_address == "tradelane@[192.0.2.1]"
     assert settings().public_origin == "https://hub.acme.test:8443"
     assert Settings(public_url="https://hub.acme.test:443/").public_origin == "https://hub.acme.test"
     assert Settings(host="127.0.0.1", api_port=9000).public_base_url == "http://127.0.0.1:9000"
@@ -221,7 +222,8 @@ def test_settings_defaults_follow_tls_and_the_public_url() -> None:
     assert Settings(host="::", api_port=9000).public_origin == "http://[::1]:9000"
     token = new_token()
     assert accept_link(token, settings()) == f"{PUBLIC_URL}/connect/accept?token={token}"
-    for bad in ("ftp://hub.acme.test", "hub.acme.test", "https://hub.acme.test/?x=1", "https://u:p@hub.test"):
+    bad_urls = ("ftp://hub.acme.test", "hub.acme.test", "https://hub.acme.test/?x=1", "https://u:p@hub.test")
+    for bad in (*bad_urls, "https://hub.acme.test:99999", "https://hub.acme.test:port"):
         with pytest.raises(ValidationError):
             Settings(public_url=bad)
 
