@@ -132,6 +132,15 @@ def _back_to_page(token: str) -> RedirectResponse:
     return RedirectResponse(f"{ACCEPT_PAGE}?token={quote(token, safe='')}", status_code=303)
 
 
+def _logged_in(token: str, login: WebLogin) -> RedirectResponse:
+    """Back to the page, logged in, with a fresh CSRF cookie: a pair planted before the login
+    (a cookie set from a sibling host) is worthless after it."""
+    response = _back_to_page(token)
+    security.set_login_cookie(response, login.subject)
+    security.set_csrf_cookie(response, security.new_csrf_cookie())
+    return response
+
+
 @router.get(ACCEPT_PAGE)
 async def show(request: Request) -> Response:
     return await _page(request, request.query_params.get("token", ""))
@@ -157,9 +166,7 @@ async def log_in(request: Request) -> Response:
         return await _page(
             request, token, status=refused.status, error=refused.message, values={"email": email}
         )
-    response = _back_to_page(token)
-    security.set_login_cookie(response, login.subject)
-    return response
+    return _logged_in(token, login)
 
 
 @router.post("/connect/signup")
@@ -177,9 +184,7 @@ async def sign_up(request: Request) -> Response:
     except Refused as refused:
         values = {"account": account, "signup_email": email}
         return await _page(request, token, status=refused.status, error=refused.message, values=values)
-    response = _back_to_page(token)
-    security.set_login_cookie(response, login.subject)
-    return response
+    return _logged_in(token, login)
 
 
 @router.post(ACCEPT_PAGE)
@@ -228,6 +233,7 @@ async def log_out(request: Request) -> Response:
         return _error(refused.status, refused.message)
     response = _back_to_page(form.get("token", ""))
     security.clear_login_cookie(response)
+    security.set_csrf_cookie(response, security.new_csrf_cookie())
     return response
 
 

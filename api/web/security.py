@@ -6,7 +6,8 @@
   SameSite=Strict, Path=/connect) unless it holds one already, and every form carries
   `HMAC(web key, "csrf:" + tl_csrf)`. A POST needs both, matching (constant time): a site that
   cannot read our cookie cannot make the field, and SameSite=Strict keeps the cookie off
-  cross-site posts anyway. This also stops login CSRF (the cookie predates the login).
+  cross-site posts anyway. This also stops login CSRF (the cookie predates the login), and
+  logging in or out renews the cookie, so a pair known before (planted from a sibling host) dies.
 * Origin: a POST that names an Origin must name the public URL's (TRADELANE_PUBLIC_URL).
 * Forms are `application/x-www-form-urlencoded` only and at most FORM_LIMIT bytes, read with a
   running count (a body without Content-Length cannot grow past it either).

@@ -271,3 +271,18 @@ def test_a_failing_service_answers_500_without_logging_the_token(
             logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
         )
         assert token not in logged and token.removeprefix("tlc1_") not in logged
+
+
+def test_logging_in_renews_the_csrf_pair(accept_server: AcceptServer) -> None:
+    """A pair known before the login (e.g. planted from a sibling host) does not survive it."""
+    accept_server.service.add_user("fix@globex.test", PASSWORD, "globex")
+    token = accept_server.service.invite("receive")
+    before = len(accept_server.service.changes)
+    with accept_server.browser() as browser:
+        page = _page(accept_server, browser, token)
+        old_cookie, old_form = browser.cookies["tl_csrf"], forms_of(page)["/connect/decline"]
+        logged_in = submit(browser, page, "/connect/login", email="fix@globex.test", password=PASSWORD)
+        assert browser.cookies["tl_csrf"] != old_cookie
+        assert forms_of(logged_in)["/connect/accept"]["csrf"] != old_form["csrf"]
+        _refused_as_expired_form(browser.post("/connect/decline", data=old_form))
+    _unchanged(accept_server, token, before)
