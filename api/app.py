@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from api import docs, errors
 from api.routes import api_router
 from api.routes.as2 import router as as2_router
+from api.web import connect
+from api.web.service import AcceptService
 
 DESCRIPTION = """\
 The tradelane partner API, shaped like Cleo Integration Cloud's: authenticate with
@@ -21,7 +23,8 @@ Every error is JSON: `{"message": "..."}`.
 """
 
 
-def create_app() -> FastAPI:
+def create_app(accept_service: AcceptService | None = None) -> FastAPI:
+    """The app; with `accept_service`, also the invitation accept page (/connect/accept)."""
     app = FastAPI(
         title="tradelane",
         description=DESCRIPTION,
@@ -34,4 +37,6 @@ def create_app() -> FastAPI:
     docs.install(app)
     app.include_router(api_router, prefix="/api")
     app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
+    if accept_service is not None:
+        connect.install(app, accept_service)
     return app

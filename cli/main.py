@@ -29,12 +29,15 @@ def up() -> None:
     import logging
 
     from cli.supervisor import Supervisor
+    from core.b2b.mail import clear_password_warning
     from core.redact import install_log_scrubber
 
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if warning := clear_password_warning():
+        logging.getLogger("tradelane.mail").warning(warning)
     try:
         Supervisor(echo=lambda line: console.print(line, soft_wrap=True)).run()
     except RuntimeError as exc:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.limits import Startups, descriptor_limit
 
 GIB = 1024**3
 KIB = 1024
+# SMTP's ports by TLS mode (the invitation e-mail's settings and the email endpoint's).
+SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+def _one_line(value: str | None) -> str | None:
+    if value is not None and any(c in value for c in "\r\n\x00"):
+        raise ValueError("may not contain line breaks")
+    return value
 
 
 class Settings(BaseSettings):
@@ -99,6 +110,51 @@ class Settings(BaseSettings):
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.
     reconcile_interval_seconds: float = 2.0
+    # The address others reach this instance at: the base of invitation links
+    # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
+    # Unset: http://{host}:{api_port} (a wildcard host as loopback).
+    public_url: str | None = None
+    # The SMTP server invitation e-mails go through (core/b2b/mail.py). Unset host: no e-mail is sent,
+    # the inviter is given the link to pass on. Port unset: 587 (starttls), 465 (ssl), 25 (none).
+    # With a user set, AUTH is always used, also with tls none (the password then crosses in clear).
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    # The From address; unset: tradelane@<host of public_url>.
+    smtp_from: str | None = None
+    # A CA file to trust for the SMTP server's certificate (a private CA); unset: the system's.
+    smtp_cafile: Path | None = None
+
+    @field_validator("smtp_host", "smtp_user", "smtp_from")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        value = _one_line(value)
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            local, at, domain = value.rpartition("@")
+            if not at or not local or not domain or " " in value or "<" in value:
+                raise ValueError(f"not an e-mail address: {value!r}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"must have no query, fragment or credentials: {value!r}")
+        _ = parts.port  # ValueError for a port that is not a number in range
+        return value
 
     @field_validator("sftp_max_startups")
     @classmethod
@@ -125,6 +181,44 @@ class Settings(BaseSettings):
     @property
     def mailbox_root(self) -> Path:
         return self.home_dir / "mailboxes"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where others reach this instance (no trailing slash): the setting, or the API's address."""
+        if self.public_url:
+            return self.public_url
+        # A wildcard bind is reached on loopback (as prefect_ui_url); others need PUBLIC_URL set.
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def public_origin(self) -> str:
+        """The public URL's origin (scheme://host[:port]), what a browser sends as `Origin`."""
+        parts = urlsplit(self.public_base_url)
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        port = f":{parts.port}" if parts.port not in (None, default_port) else ""
+        return f"{parts.scheme}://{host}{port}"
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port or SMTP_DEFAULT_PORTS[self.smtp_tls]
+
+    @property
+    def smtp_from_address(self) -> str:
+        if self.smtp_from:
+            return self.smtp_from
+        host = urlsplit(self.public_base_url).hostname or "localhost"
+        try:  # an address literal, as RFC 5321 writes one: tradelane@[192.0.2.1]
+            ip = ipaddress.ip_address(host)
+            host = f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
+        except ValueError:
+            pass
+        return f"tradelane@{host}"
 
     @property
     def prefect_api_url(self) -> str:

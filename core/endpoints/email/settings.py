@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from core.config import SMTP_DEFAULT_PORTS
 from core.endpoints.remote import Port
 from core.endpoints.settings import (
     EndpointSecrets,
@@ -30,7 +31,6 @@ from core.endpoints.settings import (
 DEFAULT_TIMEOUT = 60.0
 TEMPLATE_FIELDS = ("name", "path", "size", "sha256")
 DEFAULT_BODY = "Attached: {name} ({size} bytes, SHA-256 {sha256})."
-SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 
 
@@ -250,7 +250,7 @@ def smtp_half(settings: EmailSettings, secrets: EmailSecrets) -> SmtpSettings | 
     user, password = secrets.login("smtp")
     return SmtpSettings(
         host=settings.smtp_host,
-        port=settings.smtp_port or SMTP_PORTS[settings.smtp_tls],
+        port=settings.smtp_port or SMTP_DEFAULT_PORTS[settings.smtp_tls],
         tls=settings.smtp_tls,
         sender=sender_headers[0],
         envelope_from=sender[0],

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import posixpath
 import smtplib
+import ssl
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
@@ -22,6 +23,45 @@ from core.endpoints.email.decoders import base64_length
 from core.endpoints.email.errors import map_smtp_error
 from core.endpoints.email.mime import compose, message_chunks
 from core.endpoints.email.settings import SmtpSettings
+
+
+class NoAuthOffered(smtplib.SMTPNotSupportedError):
+    """A login was asked for, and the server offers no AUTH on this connection."""
+
+
+def open_smtp(
+    host: str,
+    port: int,
+    tls: str,
+    *,
+    context: ssl.SSLContext | None,
+    timeout: float,
+    helo: str | None = None,
+    login: tuple[str, str] | None = None,
+) -> smtplib.SMTP:
+    """A connected SMTP session: TLS as asked (`none`, `starttls`, `ssl`), then logged in if `login`.
+
+    The one way tradelane opens SMTP (the email endpoint and the invitation e-mail). A login asked
+    for on a server that offers no AUTH raises NoAuthOffered: never a silent unauthenticated send.
+    """
+    conn: smtplib.SMTP
+    if tls == "ssl":
+        conn = smtplib.SMTP_SSL(host, port, local_hostname=helo, timeout=timeout, context=context)
+    else:
+        conn = smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout)
+    try:
+        conn.ehlo()
+        if tls == "starttls":
+            conn.starttls(context=context)
+            conn.ehlo()
+        if login is not None:
+            if not conn.has_extn("auth"):
+                raise NoAuthOffered("SMTP AUTH extension not supported by server.")
+            conn.login(*login)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class SmtpSender:
@@ -56,25 +96,15 @@ class SmtpSender:
 
     def _connect(self) -> smtplib.SMTP:
         smtp = self.smtp
-        context = self._options.tls_context() if smtp.tls != "none" else None
-        conn: smtplib.SMTP
-        if smtp.tls == "ssl":
-            conn = smtplib.SMTP_SSL(
-                smtp.host, smtp.port, local_hostname=smtp.helo, timeout=self._options.timeout, context=context
-            )
-        else:
-            conn = smtplib.SMTP(smtp.host, smtp.port, local_hostname=smtp.helo, timeout=self._options.timeout)
-        try:
-            conn.ehlo()
-            if smtp.tls == "starttls":
-                conn.starttls(context=context)
-                conn.ehlo()
-            if smtp.user and smtp.password:
-                conn.login(smtp.user, smtp.password)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return open_smtp(
+            smtp.host,
+            smtp.port,
+            smtp.tls,
+            context=self._options.tls_context() if smtp.tls != "none" else None,
+            timeout=self._options.timeout,
+            helo=smtp.helo,
+            login=(smtp.user, smtp.password) if smtp.user and smtp.password else None,
+        )
 
     @staticmethod
     def _quit(conn: smtplib.SMTP) -> None:
