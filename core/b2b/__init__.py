@@ -1,0 +1,1 @@
+"""B2B Connect: connections between accounts, on one instance and across two."""
