@@ -79,6 +79,16 @@ class KeyOffer:
         return _json(self.body)
 
 
+def offered_key(data: Any) -> tuple[str, str]:
+    """The key an accept request's JSON body offers: its `key_id` and `public_key` (base64url)."""
+    if not isinstance(data, dict):
+        raise ValueError("the body is not a JSON object")
+    key_id, public_key = data.get("key_id"), data.get("public_key")
+    if not isinstance(key_id, str) or not isinstance(public_key, str):
+        raise ValueError("key_id and public_key must be strings")
+    return key_id, public_key
+
+
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -178,17 +188,17 @@ class PeerAuth:
         return signed_peer_request
 
     def key_offer(
-        self, offered_key: Callable[[Any], tuple[str, str]]
+        self, offered: Callable[[Any], tuple[str, str]] = offered_key
     ) -> Callable[[Request], Awaitable[KeyOffer]]:
         """A dependency for the accept handshake: the small JSON body is read first (within the
-        limit), `offered_key(parsed body)` names the key it offers - `(key_id, public key)`, raising
+        limit), `offered(parsed body)` names the key it offers - `(key_id, public key)`, raising
         ValueError when there is none - and the request must be signed by that key."""
 
         async def key_offer(request: Request) -> KeyOffer:
             try:
                 body = await _read_within(request, self.max_json_bytes)
                 try:
-                    key_id, public_key_text = offered_key(json.loads(body))
+                    key_id, public_key_text = offered(json.loads(body))
                     keys.check_key_id(key_id)
                     public_key = keys.public_key(public_key_text)
                 except ValueError as exc:

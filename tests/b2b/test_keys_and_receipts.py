@@ -108,9 +108,12 @@ def test_a_receipt_is_signed_over_its_exact_bytes_and_checks_out() -> None:
     )
     # Stored as three strings (as JSON, in transfer.destination_answer) and checked again later.
     stored = json.loads(json.dumps(signed.as_json()))
-    assert receipts.verify(
-        SignedReceipt.from_json(stored), key_id=RECEIVER_KEY, public_key=RECEIVER.public_key()
-    ) == receipt()
+    assert (
+        receipts.verify(
+            SignedReceipt.from_json(stored), key_id=RECEIVER_KEY, public_key=RECEIVER.public_key()
+        )
+        == receipt()
+    )
 
 
 def test_a_changed_receipt_does_not_verify() -> None:
@@ -131,7 +134,12 @@ def test_a_receipt_signed_by_another_key_does_not_verify() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "field"),
-    [({"sha256": "cd" * 32}, "sha256"), ({"size": 1}, "size"), ({"name": "x"}, "name"), ({"key": "b/1/x"}, "key")],
+    [
+        ({"sha256": "cd" * 32}, "sha256"),
+        ({"size": 1}, "size"),
+        ({"name": "x"}, "name"),
+        ({"key": "b/1/x"}, "key"),
+    ],
 )
 def test_a_receipt_for_another_file_is_refused(changes: dict[str, object], field: str) -> None:
     signed = receipts.issue(receipt(**changes), RECEIVER_KEY, RECEIVER)
@@ -155,7 +163,8 @@ def test_a_signed_document_that_is_no_receipt_is_refused(document: bytes, messag
 
 
 @pytest.mark.parametrize(
-    "data", [None, [], {}, {"receipt": "x", "signature": "y"}, {"receipt": 1, "signature": "y", "key_id": "z"}]
+    "data",
+    [None, [], {}, {"receipt": "x", "signature": "y"}, {"receipt": 1, "signature": "y", "key_id": "z"}],
 )
 def test_a_malformed_signed_receipt_is_refused(data: object) -> None:
     with pytest.raises(ReceiptInvalid):

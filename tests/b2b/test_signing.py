@@ -293,7 +293,9 @@ def _library_signed(book: Book, **options: object) -> httpx.Request:
 
     request = post()
     request.headers["tradelane-connection"] = OURS
-    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=signing._OneKey(book.key_id, book.private))
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519, key_resolver=signing._OneKey(book.key_id, book.private)
+    )
     arguments: dict[str, object] = {
         "key_id": book.key_id,
         "label": "tl",
@@ -317,7 +319,9 @@ def _library_signed(book: Book, **options: object) -> httpx.Request:
         ({"label": "sig1"}, "no signature labelled 'tl'"),
     ],
 )
-def test_signatures_without_our_profile_are_refused(book: Book, options: dict[str, object], message: str) -> None:
+def test_signatures_without_our_profile_are_refused(
+    book: Book, options: dict[str, object], message: str
+) -> None:
     request = _library_signed(book, **options)
     with pytest.raises(PeerRefused) as excinfo:
         book.verify(request)
