@@ -85,6 +85,12 @@ class SignedReceipt:
         return cls(receipt, signature, key_id)
 
 
+def stored_answer(signed: SignedReceipt, receiver: str) -> dict[str, str]:
+    """What the sender keeps in `transfer.destination_answer` (§5.5 step 4): a summary for people and
+    the three strings that prove it. `SignedReceipt.from_json` reads it back."""
+    return {"summary": f"received by {receiver} (signed receipt)", **signed.as_json()}
+
+
 def received_at_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 

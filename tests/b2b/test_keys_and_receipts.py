@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -107,13 +108,20 @@ def test_a_receipt_is_signed_over_its_exact_bytes_and_checks_out() -> None:
         b'"sha256":"' + b"ab" * 32 + b'","size":1234,"v":1}'
     )
     # Stored as three strings (as JSON, in transfer.destination_answer) and checked again later.
-    stored = json.loads(json.dumps(signed.as_json()))
+    stored = json.loads(json.dumps(receipts.stored_answer(signed, "globex")))
+    assert stored["summary"] == "received by globex (signed receipt)"
     assert (
         receipts.verify(
             SignedReceipt.from_json(stored), key_id=RECEIVER_KEY, public_key=RECEIVER.public_key()
         )
         == receipt()
     )
+
+
+def test_received_at_is_utc_to_the_second() -> None:
+    moment = datetime(2026, 12, 5, 15, 3, 7, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert receipts.received_at_text(moment) == "2026-12-05T14:03:07+00:00"
+    assert KEY.text() == "b-uid/91/" + "ab" * 32
 
 
 def test_a_changed_receipt_does_not_verify() -> None:

@@ -1,5 +1,5 @@
-"""The peer tables (migration 0012_peers), the replay guard and the audit of refused peer requests, on a
-real database (the SQLite store `tradelane up` uses)."""
+"""The peer tables (migration 0012_peers), the replay guard and the audit of refused peer requests, on
+the real databases: SQLite (what `tradelane up` uses by default) and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel, col, func, select
 
 from core import db
@@ -22,9 +22,17 @@ from core.models import AuditEvent, Peer, PeerNonce
 from tests.isolation import isolated_home
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path) as path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    if url:
+        # A fresh schema per test keeps PostgreSQL runs independent (as tests/test_store.py does).
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    with isolated_home(tmp_path, database_url=url) as path:
         db.init_db()
         yield path
 

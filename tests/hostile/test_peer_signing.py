@@ -436,3 +436,29 @@ def test_refusals_are_audited_without_flooding(site: Site, client: httpx.Client)
     # One row a minute for all unknown keys: at most one more than before (none if one was just written).
     assert refusals("unknown-key") - before <= 1
     assert refusals("unknown-key") >= 1
+
+
+def test_a_chunked_json_body_is_cut_off_at_the_limit(site: Site, client: httpx.Client) -> None:
+    """A key holder declaring no length cannot make the server hold more than the JSON limit."""
+    signed = note(client, site.active.signer)
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        while sent < 4 * MAX_JSON_BYTES:
+            sent += 16384
+            yield b" " * 16384
+
+    headers = {k: v for k, v in signed.headers.items() if k != "content-length"}
+    request = client.build_request("POST", signed.url, content=endless(), headers=headers)
+    try:
+        response = client.send(request)
+    except httpx.TransportError:
+        pytest.fail("the server should answer 413, not drop the connection unanswered")
+    assert answer(response) == (413, f"the request body is larger than {MAX_JSON_BYTES} bytes")
+
+
+def test_a_body_on_a_request_that_takes_none_is_refused(site: Site, client: httpx.Client) -> None:
+    request = client.build_request("GET", f"/peer/v1/connections/{site.active.uid}", content=b"surprise")
+    signing.sign_request(request, site.active.signer)
+    assert answer(client.send(request)) == (400, "this request takes no body")
