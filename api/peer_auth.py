@@ -30,6 +30,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from api.errors import CLOSE
 from core.b2b import keys, replay
 from core.b2b.signing import (
     JSON_BODY,
@@ -47,8 +48,6 @@ from core.b2b.signing import (
 
 log = logging.getLogger(__name__)
 
-# A refusal given before the body is read: closing the connection stops the client sending it.
-CLOSE = {"Connection": "close"}
 # Peer JSON bodies are small (handshakes, upload creation, notices).
 MAX_JSON_BYTES = 64 * 1024
 # The authority is not covered by signatures (a proxy may change it): any fixed one will do.
