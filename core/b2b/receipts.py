@@ -16,7 +16,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from core.b2b.keys import BadKey, b64url, from_b64url, sign, verifies
+from core.b2b.keys import BadKey, b64url, from_b64url, public_key, sign, verifies
+from core.models import Peer
 
 VERSION = 1
 # A receipt is a few hundred bytes; anything much larger is not one (and is not decoded).
@@ -89,6 +90,17 @@ def stored_answer(signed: SignedReceipt, receiver: str) -> dict[str, str]:
     """What the sender keeps in `transfer.destination_answer` (§5.5 step 4): a summary for people and
     the three strings that prove it. `SignedReceipt.from_json` reads it back."""
     return {"summary": f"received by {receiver} (signed receipt)", **signed.as_json()}
+
+
+def verify_stored(answer: object, peer: Peer) -> Receipt:
+    """Check a stored answer again with the receiver's key on `peer` (kept after a revoke), at any time."""
+    if peer.their_key_id is None or peer.their_public_key is None:
+        raise ReceiptInvalid("the peer's key is not known: the connection never became active")
+    try:
+        key = public_key(peer.their_public_key)
+    except BadKey as exc:
+        raise ReceiptInvalid(str(exc)) from None
+    return verify(SignedReceipt.from_json(answer), key_id=peer.their_key_id, public_key=key)
 
 
 def received_at_text(moment: datetime) -> str:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from core.b2b import keys, receipts
 from core.b2b.receipts import Expected, Receipt, ReceiptInvalid, SignedReceipt, TransferKey
 from core.crypto import SecretKeyError
+from core.models import Peer
 from tests.isolation import isolated_home
 
 
@@ -116,6 +117,28 @@ def test_a_receipt_is_signed_over_its_exact_bytes_and_checks_out() -> None:
         )
         == receipt()
     )
+
+
+def test_a_stored_answer_is_verified_with_the_key_on_the_peer_row() -> None:
+    signed = receipts.issue(receipt(), RECEIVER_KEY, RECEIVER)
+    stored = json.loads(json.dumps(receipts.stored_answer(signed, "globex")))
+    peer = Peer(
+        connection_id=1,
+        base_url="https://b.example",
+        our_key_id="k_" + "0" * 32,
+        our_public_key="",
+        our_private_key="",
+        their_key_id=RECEIVER_KEY,
+        their_public_key=keys.public_key_text(RECEIVER.public_key()),
+    )
+    assert receipts.verify_stored(stored, peer) == receipt()
+
+    peer.their_public_key = keys.public_key_text(Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(ReceiptInvalid, match="signature does not verify"):
+        receipts.verify_stored(stored, peer)
+    peer.their_key_id = None
+    with pytest.raises(ReceiptInvalid, match="never became active"):
+        receipts.verify_stored(stored, peer)
 
 
 def test_received_at_is_utc_to_the_second() -> None:
