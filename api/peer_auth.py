@@ -36,7 +36,7 @@ from core.b2b.signing import (
     JSON_BODY,
     NO_BODY,
     POSSESSION,
-    ConnectionSide,
+    ConnectionLookup,
     Coverage,
     PeerCaller,
     PeerMessage,
@@ -142,7 +142,7 @@ class PeerAuth:
 
     def __init__(
         self,
-        find_connection: Callable[[int], ConnectionSide | None],
+        find_connection: ConnectionLookup,
         *,
         max_json_bytes: int = MAX_JSON_BYTES,
         refusals: replay.RefusalAudit | None = None,

@@ -318,6 +318,14 @@ class ConnectionSide:
     state: str
 
 
+# What the checks look up, as plain functions so the order of §5.3 lives here and the storage elsewhere:
+# the peer key a signature names (core/b2b/keys.their_key), the connection a key was minted for (the
+# connections module), and the replay guard: record a nonce, False if it was seen (core/b2b/replay.first_use).
+KeyLookup = Callable[[str], TheirKey | None]
+ConnectionLookup = Callable[[int], ConnectionSide | None]
+ReplayGuard = Callable[[str, str], bool]
+
+
 @dataclass(frozen=True)
 class PeerCaller:
     """A request that passed steps 1-6: who sent it, for which connection, and what was verified."""
@@ -338,9 +346,9 @@ def verify_request(
     *,
     path_connection_uid: str,
     coverage: Coverage,
-    find_key: Callable[[str], TheirKey | None],
-    find_connection: Callable[[int], ConnectionSide | None],
-    first_use: Callable[[str, str], bool],
+    find_key: KeyLookup,
+    find_connection: ConnectionLookup,
+    first_use: ReplayGuard,
     allow_revoked: bool = False,
     now: datetime | None = None,
 ) -> PeerCaller:
@@ -385,7 +393,7 @@ def verify_possession(
     *,
     key_id: str,
     public_key: Ed25519PublicKey,
-    first_use: Callable[[str, str], bool],
+    first_use: ReplayGuard,
     now: datetime | None = None,
 ) -> SignatureInput:
     """The accept handshake (§5.4 step 4): the request is signed by the key its own body offers.
