@@ -385,3 +385,27 @@ def test_a_key_offer_proves_possession(book: Book) -> None:
     assert check(offered).key_id == key_id
     with pytest.raises(PeerRefused, match="replayed"):
         check(offered)
+
+
+def test_a_second_signature_input_line_cannot_smuggle_another_key(book: Book) -> None:
+    """Two `tl` members (one per header line): refused, whichever the parser would have picked."""
+    genuine = post()
+    signing.sign_request(genuine, book.signer)
+    forged = post()
+    signing.sign_request(forged, keys.OurKey(keys.new_key_id(), Ed25519PrivateKey.generate(), OURS))
+    for first, second in [(genuine, forged), (forged, genuine)]:
+        lines = [(k, v) for k, v in first.headers.multi_items() if k not in ("signature-input", "signature")]
+        for source in (first, second):
+            lines += [(k, source.headers[k]) for k in ("signature-input", "signature")]
+        message = PeerMessage.of("POST", str(first.url), lines)
+        with pytest.raises(PeerRefused) as excinfo:
+            signing.verify_request(
+                message,
+                path_connection_uid=OURS,
+                coverage=signing.JSON_BODY,
+                find_key=book.find_key,
+                find_connection=book.find_connection,
+                first_use=book.first_use,
+            )
+        assert excinfo.value.status == 401
+    assert book.nonce_checks == 0
