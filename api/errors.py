@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# A refusal given before the body is read: closing the connection stops the client sending it.
+CLOSE = {"Connection": "close"}
 
 
 class ApiError(HTTPException):

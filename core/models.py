@@ -316,3 +316,48 @@ class As2Message(SQLModel, table=True):
     remote_addr: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Peer(SQLModel, table=True):
+    """The other instance of one cross-instance connection: its URL, its key and ours (DESIGN-12 §5.1).
+
+    Keys are minted for this connection alone. The private key is sealed with the instance's secret
+    key (core/b2b/keys.py) and opened only in memory; the other side's public key stays after a
+    revoke, so the receipts it signed can be verified years later.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The connection this peer belongs to (a foreign key to connection.id once that table exists).
+    connection_id: int = Field(unique=True, index=True)
+    base_url: str  # the other instance's public URL
+    their_connection_uid: str | None = None  # their row's uid, in the paths of our requests
+    their_account: str | None = None  # display only
+    # Ed25519, raw 32 bytes in base64url; None until the accept handshake has answered.
+    their_key_id: str | None = Field(default=None, unique=True, index=True)
+    their_public_key: str | None = None
+    our_key_id: str = Field(unique=True, index=True)
+    our_public_key: str
+    our_private_key: str = Field(sa_column=Column(Text, nullable=False))  # Fernet-sealed
+    # The state check (DESIGN-12 §5.7).
+    reachable: bool = True
+    unreachable_since: datetime | None = None
+    last_error: str | None = None
+    checked_at: datetime | None = None
+    next_check_at: datetime | None = Field(default=None, index=True)
+    # The revoke notice still owed to the other side.
+    revoke_to_send: bool = False
+    notice_attempts: int = 0
+    next_notice_at: datetime | None = None
+    view_allowed_seen: bool | None = None  # the sender's copy of the receiver's allow-view
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PeerNonce(SQLModel, table=True):
+    """A signed peer request's nonce, kept while its signature could still be accepted (replay guard)."""
+
+    __tablename__ = "peer_nonce"
+
+    key_id: str = Field(primary_key=True)
+    nonce: str = Field(primary_key=True)
+    seen_at: datetime = Field(default_factory=utcnow, index=True)

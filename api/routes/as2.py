@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api.deps import RemoteAddr
+from api.errors import CLOSE
 from core.as2.settings import as2_settings
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ router = APIRouter(prefix="/as2", tags=["as2"], lifespan=lifespan)
 
 class _TooLarge(Exception):
     pass
-
-
-# A refusal given before the body is read: closing the connection stops the client sending it.
-CLOSE = {"Connection": "close"}
 
 
 async def _spooled_body(request: Request, limit: int, what: str) -> bytes:

@@ -1,6 +1,9 @@
-"""B2B Connect: two accounts connected so that one sends files into the other's storage.
+"""B2B Connect: two accounts connected so that one sends files into the other's storage, on one
+instance or across two.
 
 `tokens` (invitation tokens), `connections` (the state machine and its operations), `outbox`
 (the sender's write path through intake), `landing` (the receiver-owned data flow and its run
-labels), `history` (what each side may see of the files sent).
+labels), `history` (what each side may see of the files sent), `mail` (the invitation e-mail);
+between instances: `keys` (each side's Ed25519 key pair), `signing` (RFC 9421 requests), `replay`
+(nonces seen), `receipts` (signed receipt documents).
 """
