@@ -30,7 +30,7 @@ from api.models import (
     Subspace,
     SystemProtected,
 )
-from core.db import HOME_ACCOUNT, session_scope
+from core.db import session_scope
 from core.endpoints.base import FileInfo, InvalidPath
 from core.endpoints.base import NotFound as StorageNotFound
 from core.endpoints.mailbox import MailboxEndpoint
@@ -38,6 +38,7 @@ from core.mailbox import layout
 from core.mailbox.access import HOME, Action, access_of
 from core.mailbox.layout import DOWNLOAD, FOLDERS, UPLOAD
 from core.models import Partner, Receipt
+from core.tenancy import account_name
 
 __all__ = ["DOWNLOAD", "HOME", "UPLOAD", "FileRef", "Folder", "Space"]
 
@@ -93,7 +94,8 @@ class Space:
         self.download = Folder(DOWNLOAD, folder_id(partner.uid, DOWNLOAD), self.home.id)
         self._by_id = {f.id: f for f in (self.home, self.upload, self.download)}
         self.access = access_of(partner)
-        self.endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
+        self.account = account_name(partner.account_id)
+        self.endpoint = MailboxEndpoint({"partner": partner.name, "account": self.account})
 
     # --- resolving ids -----------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class Space:
 
     def _folder_modified(self, folder: Folder) -> datetime:
         try:
-            mtime = os.stat(layout.home(HOME_ACCOUNT, self.partner.name) / folder.name).st_mtime
+            mtime = os.stat(layout.home(self.account, self.partner.name) / folder.name).st_mtime
         except OSError:
             return self.partner.created_at.replace(tzinfo=UTC)
         return datetime.fromtimestamp(mtime, tz=UTC)

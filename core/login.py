@@ -42,8 +42,13 @@ from sqlmodel import Session, col, select
 from core import audit
 from core.config import Settings, get_settings
 from core.crypto import hash_password, verify_password
-from core.db import HOME_ACCOUNT, session_scope
-from core.models import Account, AddressBan, LoginFailure, Partner, utcnow
+from core.db import session_scope
+from core.models import AccountUser, AddressBan, LoginFailure, Partner, utcnow
+
+# A login of either kind: a partner (mailbox) or an account user (e-mail address). Both rows carry
+# what the policy reads: password_hash, enabled, locked_until, sessions_ended_at, removed_at,
+# allowed_networks, account_id, name.
+Login = Partner | AccountUser
 
 # Verified against when the user does not exist (or has no password), so timing reveals nothing.
 _DUMMY_HASH = hash_password("tradelane-no-such-user")
@@ -77,9 +82,13 @@ class LoginUser:
     uid: str = ""
     allowed_networks: tuple[str, ...] = ()
     started_at: datetime = field(default_factory=utcnow)
+    # The login's account's name: its home is `<mailbox_root>/<account_name>/<name>`.
+    account_name: str = "home"
 
     @classmethod
     def of(cls, partner: Partner) -> LoginUser:
+        from core.tenancy import account_name
+
         assert partner.id is not None
         return cls(
             partner_id=partner.id,
@@ -90,6 +99,7 @@ class LoginUser:
             max_connections=partner.max_connections,
             uid=partner.uid,
             allowed_networks=tuple(partner.allowed_networks),
+            account_name=account_name(partner.account_id),
         )
 
 
@@ -123,7 +133,7 @@ def network_allowed(allowed: list[str] | tuple[str, ...], remote_addr: str | Non
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-def is_locked(partner: Partner, now: datetime | None = None) -> bool:
+def is_locked(partner: Login, now: datetime | None = None) -> bool:
     return partner.locked_until is not None and partner.locked_until > (now or utcnow())
 
 
@@ -135,7 +145,7 @@ class Standing(StrEnum):
     LOCKED = "the partner is locked"
 
 
-def standing(partner: Partner | None, now: datetime | None = None) -> Standing | None:
+def standing(partner: Login | None, now: datetime | None = None) -> Standing | None:
     """What stops the partner (removed, disabled, locked), or None when it is in good standing."""
     if partner is None or partner.removed_at is not None:
         return Standing.REMOVED
@@ -146,7 +156,7 @@ def standing(partner: Partner | None, now: datetime | None = None) -> Standing |
     return None
 
 
-def session_refusal(partner: Partner | None, remote_addr: str | None, started_at: datetime) -> str | None:
+def session_refusal(partner: Login | None, remote_addr: str | None, started_at: datetime) -> str | None:
     """Why a session (or API token) that began at `started_at` must end now; None if it may go on.
 
     The one rule for live sessions: the mailbox servers' watcher and every REST request ask it.
@@ -163,12 +173,9 @@ def session_refusal(partner: Partner | None, remote_addr: str | None, started_at
 
 
 def _find_partner(session: Session, username: str) -> Partner | None:
-    """The home account's partner of that name, in one query."""
-    return session.exec(
-        select(Partner)
-        .join(Account, col(Account.id) == Partner.account_id)
-        .where(Account.name == HOME_ACCOUNT, Partner.name == username)
-    ).first()
+    """The partner of that name in whichever account: partner names are unique on the instance
+    (core/logins.py), so the name alone says whose it is."""
+    return session.exec(select(Partner).where(Partner.name == username)).first()
 
 
 def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> bool:
