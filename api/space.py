@@ -9,11 +9,12 @@ folder or file answers 403 and an unknown one 404.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, Final, Literal
+from typing import BinaryIO, Final, cast
 
 from sqlmodel import select
 
@@ -61,13 +62,18 @@ def file_href(file_id: str) -> str:
 
 @dataclass(frozen=True)
 class Folder:
-    name: Literal["", "upload", "download"]
+    """A folder of a home, named by its path from the home: "" (the home itself), "upload",
+    "download"; for an account user "b2b" and "b2b/<outbox>" (api/user_space.py)."""
+
+    name: str
     id: str
     parent_id: str | None
 
     @property
     def subspace(self) -> Subspace | None:
-        return self.name or None
+        if self.name in ("upload", "download", "b2b"):
+            return cast(Subspace, self.name)
+        return "outbox" if self.name.startswith("b2b/") else None
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,14 @@ class Space:
         self.download = Folder(DOWNLOAD, folder_id(partner.uid, DOWNLOAD), self.home.id)
         self._by_id = {f.id: f for f in (self.home, self.upload, self.download)}
         self.access = access_of(partner)
-        self.account = account_name(partner.account_id)
-        self.endpoint = MailboxEndpoint({"partner": partner.name, "account": self.account})
+
+    @functools.cached_property
+    def account(self) -> str:
+        return account_name(self.partner.account_id)
+
+    @functools.cached_property
+    def endpoint(self) -> MailboxEndpoint:
+        return MailboxEndpoint({"partner": self.partner.name, "account": self.account})
 
     # --- resolving ids -----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import delete, distinct, func
 from sqlmodel import Session, col, select
@@ -43,6 +44,7 @@ from core import audit
 from core.config import Settings, get_settings
 from core.crypto import hash_password, verify_password
 from core.db import session_scope
+from core.logins import find_login
 from core.models import AccountUser, AddressBan, LoginFailure, Partner, utcnow
 
 # A login of either kind: a partner (mailbox) or an account user (e-mail address). Both rows carry
@@ -69,9 +71,16 @@ class LoginRefused(Exception):
         self.banned_for = banned_for
 
 
+LoginKind = Literal["partner", "user"]
+
+
 @dataclass(frozen=True)
 class LoginUser:
-    """A logged-in partner, detached from the store: what a protocol session needs."""
+    """A logged-in partner or account user, detached from the store: what a protocol session needs.
+
+    `partner_id` is the login's row id in its kind's table (`kind`: a partner, or an account user
+    whose `name` is its e-mail address); `key` tells two kinds' ids apart.
+    """
 
     partner_id: int
     account_id: int
@@ -82,14 +91,40 @@ class LoginUser:
     uid: str = ""
     allowed_networks: tuple[str, ...] = ()
     started_at: datetime = field(default_factory=utcnow)
-    # The login's account's name: its home is `<mailbox_root>/<account_name>/<name>`.
-    account_name: str = "home"
+    kind: LoginKind = "partner"
+    role: str | None = None  # an account user's role (admin, operator, read-only)
 
-    @classmethod
-    def of(cls, partner: Partner) -> LoginUser:
+    @property
+    def key(self) -> tuple[str, int]:
+        """Which login this is, across both kinds (a partner and a user may share an id)."""
+        return (self.kind, self.partner_id)
+
+    @property
+    def account_name(self) -> str:
+        """The login's account's name: a partner's home is `<mailbox_root>/<account_name>/<name>`.
+        Looked up when first needed (and cached), so a login costs no extra read."""
         from core.tenancy import account_name
 
+        return account_name(self.account_id)
+
+    @property
+    def actor(self) -> str:
+        """The audit actor: `partner:acme` or `user:alice@acme.example`."""
+        return f"{self.kind}:{self.name}"
+
+    @classmethod
+    def of(cls, partner: Login) -> LoginUser:
         assert partner.id is not None
+        if isinstance(partner, AccountUser):
+            return cls(
+                partner_id=partner.id,
+                account_id=partner.account_id,
+                name=partner.email,
+                can_delete_downloads=False,
+                uid=partner.uid,
+                kind="user",
+                role=partner.role,
+            )
         return cls(
             partner_id=partner.id,
             account_id=partner.account_id,
@@ -99,7 +134,6 @@ class LoginUser:
             max_connections=partner.max_connections,
             uid=partner.uid,
             allowed_networks=tuple(partner.allowed_networks),
-            account_name=account_name(partner.account_id),
         )
 
 
@@ -172,17 +206,17 @@ def session_refusal(partner: Login | None, remote_addr: str | None, started_at: 
     return None
 
 
-def _find_partner(session: Session, username: str) -> Partner | None:
-    """The partner of that name in whichever account: partner names are unique on the instance
-    (core/logins.py), so the name alone says whose it is."""
-    return session.exec(select(Partner).where(Partner.name == username)).first()
+def _find_partner(session: Session, username: str) -> Login | None:
+    """The login of that name in whichever account: an account user when the name holds `@`, else a
+    partner; login names are unique on the instance (core/logins.py), so the name says whose it is."""
+    return find_login(session, username)
 
 
-def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> bool:
+def _key_matches(partner: Login | None, key_type: str, key_blob: bytes) -> bool:
     import base64
     import binascii
 
-    if partner is None:
+    if not isinstance(partner, Partner):  # SSH keys are a partner feature; users log in by password
         return False
     for line in partner.ssh_public_keys:
         parts = line.split()
@@ -195,6 +229,11 @@ def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> boo
         if hmac.compare_digest(blob, key_blob):
             return True
     return False
+
+
+def _actor(username: str) -> str:
+    """The audit actor of a login attempt: `user:` for an e-mail address, else `partner:`."""
+    return f"{'user' if '@' in username else 'partner'}:{username[:100]}"
 
 
 @dataclass
@@ -222,7 +261,7 @@ class LoginPolicy:
     def password(self, username: str, password: str, remote_addr: str | None, protocol: str) -> LoginUser:
         """The partner if the password is right and the login allowed; LoginRefused otherwise."""
 
-        def check(partner: Partner | None) -> str | None:
+        def check(partner: Login | None) -> str | None:
             stored = partner.password_hash if partner is not None else None
             if not verify_password(stored or _DUMMY_HASH, password) or stored is None:
                 return WRONG_CREDENTIALS
@@ -235,7 +274,7 @@ class LoginPolicy:
     ) -> LoginUser:
         """The partner if `key_blob` is one of its SSH keys (the signature was checked by the server)."""
 
-        def check(partner: Partner | None) -> str | None:
+        def check(partner: Login | None) -> str | None:
             return None if _key_matches(partner, key_type, key_blob) else KEY_NOT_ACCEPTED
 
         return self._login(username, remote_addr, protocol, "publickey", check)
@@ -262,10 +301,10 @@ class LoginPolicy:
         remote_addr: str | None,
         protocol: str,
         method: str,
-        check: Callable[[Partner | None], str | None],
+        check: Callable[[Login | None], str | None],
     ) -> LoginUser:
         outcome = _Outcome()
-        actor = f"partner:{username[:100]}"
+        actor = _actor(username)
         with session_scope() as session:
             now = self.clock()
             address = ledger_address(remote_addr)
@@ -310,17 +349,17 @@ class LoginPolicy:
                     outcome.refused = self._fail(session, username, partner, remote_addr, protocol, why, now)
                 else:
                     assert partner is not None
+                    outcome.user = LoginUser.of(partner)
                     audit.record(
                         session,
                         "login",
-                        actor=f"partner:{partner.name}",
+                        actor=outcome.user.actor,  # the name as stored (an address in lower case)
                         account_id=partner.account_id,
                         target=partner.name,
                         remote_addr=remote_addr,
                         protocol=protocol,
                         method=method,
                     )
-                    outcome.user = LoginUser.of(partner)
         # Raised outside the transaction, so the failure, its audit event and any ban are committed.
         if outcome.refused is not None:
             raise outcome.refused
@@ -341,7 +380,7 @@ class LoginPolicy:
         self,
         session: Session,
         username: str,
-        partner: Partner | None,
+        partner: Login | None,
         remote_addr: str | None,
         protocol: str,
         why: str,
@@ -359,7 +398,7 @@ class LoginPolicy:
         audit.record(
             session,
             "login.failed",
-            actor=f"partner:{username[:100]}",
+            actor=_actor(username),
             account_id=partner.account_id if partner is not None else None,
             target=username[:100],
             remote_addr=remote_addr,
@@ -393,7 +432,7 @@ class LoginPolicy:
         audit.record(session, "address.ban", actor="login", target=address, failures=failures)
         return True
 
-    def _maybe_lock(self, session: Session, partner: Partner, now: datetime, window_start: datetime) -> bool:
+    def _maybe_lock(self, session: Session, partner: Login, now: datetime, window_start: datetime) -> bool:
         """Lock the account on failures from several distinct addresses (since the last lock ended)."""
         s = self.settings
         since = window_start
@@ -415,7 +454,7 @@ class LoginPolicy:
         session.add(partner)
         audit.record(
             session,
-            "partner.lock",
+            "partner.lock" if isinstance(partner, Partner) else "account.user.lock",
             actor="login",
             account_id=partner.account_id,
             target=partner.name,

@@ -94,14 +94,19 @@ def scope_for_login(
     kind: Literal["partner", "user"],
     principal_id: int,
     name: str,
-    role: Role | None = None,
+    role: str | None = None,
 ) -> Scope:
-    """The scope of an authenticated login: the account comes from the login's row, never the request."""
+    """The scope of an authenticated login: the account comes from the login's row, never the request.
+    A user's role is its row's; an unknown one counts as read-only."""
     account = session.get(Account, account_id)
     assert account is not None and account.id is not None  # a login row always names its account
     if kind == "partner":
         return Scope(account.id, account.name, "partner", f"partner:{name}", partner_id=principal_id)
-    return Scope(account.id, account.name, role or "read-only", f"user:{name}", user_id=principal_id)
+    user_role: Role = "read-only"
+    for known in USER_ROLES:
+        if role == known:
+            user_role = known
+    return Scope(account.id, account.name, user_role, f"user:{name}", user_id=principal_id)
 
 
 def system_scope(session: Session, account_id: int, actor: str = "flow") -> Scope:
