@@ -242,3 +242,19 @@ def test_account_remove_only_when_empty(home: Path) -> None:
     assert [a["name"] for a in json.loads(run("account", "list", "--json"))] == ["home"]
     # Name and admin address are free again.
     run("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
+
+
+def test_as2_ids_are_unique_on_the_instance_and_identities_stay_in_their_account(home: Path) -> None:
+    run("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
+    run("as2", "org", "create", "--as2-id", "HOMEORG")
+    # /as2/receive routes by AS2-To alone: an AS2 ID names one identity on the instance.
+    taken = run("as2", "org", "create", "--as2-id", "HOMEORG", "--account", "globex", ok=False)
+    assert "409: the AS2 ID 'HOMEORG' is taken on this instance" in taken
+    run("as2", "org", "create", "--as2-id", "GLOBEXORG", "--account", "globex")
+    assert [o["as2_id"] for o in json.loads(run("as2", "org", "show", "--json", "--account", "globex"))] == [
+        "GLOBEXORG"
+    ]
+    assert [o["as2_id"] for o in json.loads(run("as2", "org", "show", "--json"))] == ["HOMEORG"]
+    assert "no AS2 organization 'GLOBEXORG'" in run("as2", "org", "cert", "--as2-id", "GLOBEXORG", ok=False)
+    assert "BEGIN CERTIFICATE" in run("as2", "org", "cert", "--account", "globex")
+    assert json.loads(run("as2", "partner", "list", "--json", "--account", "globex")) == []
