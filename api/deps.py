@@ -90,6 +90,16 @@ def get_current_partner(login: CurrentLogin) -> Partner:
 CurrentPartner = Annotated[Partner, Depends(get_current_partner)]
 
 
+def get_current_user(login: CurrentLogin) -> AccountUser:
+    """The account user logged in; 403 for a partner (a route of the account's own users)."""
+    if not isinstance(login, AccountUser):
+        raise errors.Forbidden("only the account's users may do this; this is a partner login")
+    return login
+
+
+CurrentUser = Annotated[AccountUser, Depends(get_current_user)]
+
+
 def get_scope(login: CurrentLogin) -> Scope:
     """The login's scope: its own account, never one a request names."""
     assert login.id is not None
