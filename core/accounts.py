@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from core import audit, logins, object_names
@@ -242,7 +242,7 @@ def unlock_user(session: Session, scope: Scope, email: str) -> bool:
     was_locked = user.locked_until is not None and user.locked_until > utcnow()
     user.locked_until = None
     session.add(user)
-    session.exec(LoginFailure.__table__.delete().where(LoginFailure.__table__.c.username == user.email))  # type: ignore[attr-defined]
+    session.exec(delete(LoginFailure).where(col(LoginFailure.username) == user.email))
     audit.record(
         session, "account.user.unlock", actor=scope.actor, account_id=scope.account_id, target=user.email
     )

@@ -4,7 +4,7 @@ A `Scope` says which account a call acts in, with which role and for whom (the a
 surface builds it in exactly one way: the CLI from `--account`/`TRADELANE_ACCOUNT`
 (`scope_for_cli`: the instance operator selecting an account), REST/SFTP/FTP from the
 authenticated login's own row (`scope_for_login`), and the dispatcher, flows and workers for rows
-they already hold (`system_scope`). Queries then filter by `scope.account_id` (`scoped`), so an
+they already hold (`system_scope`). Queries then filter by `scope.account_id`, so an
 object of another account is simply not found: "no partner named 'x'", never "forbidden".
 """
 
@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
-from sqlalchemy.sql import Select
 from sqlmodel import Session, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from core.models import Account
 
 Role = Literal["instance", "admin", "operator", "read-only", "partner", "system", "peer"]
 # The account users' roles (account_user.role), most to least powerful.
 USER_ROLES: tuple[Role, ...] = ("admin", "operator", "read-only")
-
-T = TypeVar("T")
 
 
 class NoSuchAccount(LookupError):
@@ -122,13 +118,3 @@ def instance_account_id(session: Session) -> int:
     account = find_account(session, "home")
     assert account is not None and account.id is not None  # init_db creates it
     return account.id
-
-
-def scoped(query: SelectOfScalar[T], model: type, scope: Scope) -> SelectOfScalar[T]:
-    """`query` limited to rows of the scope's account (`model` must have `account_id`)."""
-    return query.where(model.account_id == scope.account_id)  # type: ignore[attr-defined]
-
-
-def scoped_rows(query: Select[tuple[T, ...]], model: type, scope: Scope) -> Select[tuple[T, ...]]:
-    """`scoped` for a select of several columns or models."""
-    return query.where(model.account_id == scope.account_id)  # type: ignore[attr-defined]

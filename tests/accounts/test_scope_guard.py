@@ -33,3 +33,20 @@ def test_deployment_names_say_the_account_except_home() -> None:
     assert poll_deployment("to-archive", "globex").endswith("/globex:to-archive")
     assert deployment_name("b2b:7", "globex") == "b2b:7"  # connection flows are named for the connection
     assert tags("to-archive", "globex") == ["flow:to-archive", "account:globex"]
+
+
+def test_only_an_accounts_admins_manage_its_users() -> None:
+    """The role check comes first, before anything is read or written (no store needed)."""
+    import pytest
+
+    from core import accounts
+    from core.tenancy import RoleRefused, Scope
+
+    for role in ("operator", "read-only", "partner"):
+        scope = Scope(1, "globex", role, f"user:{role}@globex.example")  # type: ignore[arg-type]
+        with pytest.raises(RoleRefused, match="403: this needs the role admin"):
+            accounts.add_user(None, scope, "new@globex.example", password="Whatever-Pass-1")  # type: ignore[arg-type]
+        with pytest.raises(RoleRefused):
+            accounts.remove_user(None, scope, "ops@globex.example")  # type: ignore[arg-type]
+    Scope(1, "globex", "admin", "user:a@globex.example").require("admin")
+    Scope(1, "globex", "instance", "cli").require("admin")  # the instance operator may do anything

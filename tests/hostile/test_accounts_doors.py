@@ -366,6 +366,9 @@ def test_account_user_logins_are_refused_and_end_with_the_user(doors: Doors) -> 
     forged = {"sub": uid, "name": partner, "knd": "u", "iat": now, "exp": now + 60, "typ": "access"}
     forged_token = jwt.encode(forged, signing_key(), algorithm="HS256")
     assert get(doors, forged_token, "/api/folders").status_code == 401
+    # A token from before account users (no `knd`) is still a partner's.
+    old = {k: v for k, v in forged.items() if k != "knd"}
+    assert get(doors, jwt.encode(old, signing_key(), algorithm="HS256"), "/api/folders").status_code == 200
     assert get(doors, token(doors, partner), "/api/folders").status_code == 200
     # An admin's token is refused on a partner's file routes with a reason, not a crash.
     answer = get(doors, token(doors, email), "/api/files/bm90LWEtZmlsZQ")
