@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from cli.main import app
 from core import partners
 from core.db import session_scope
 from core.intake import receive_stream
-from core.models import AuditEvent, Transfer
+from core.models import AccountUser, AuditEvent, LoginFailure, Transfer, utcnow
 from tests.isolation import isolated_home
 from tests.tenancy import account_scope
 
@@ -122,7 +123,22 @@ def test_account_users_lifecycle(home: Path) -> None:
     assert [u["email"] for u in users] == ["admin@globex.example"]
     # Its address is free again, for any account.
     run("account", "user", "add", "ops@globex.example", "--password", PASSWORD)
-    assert "unknown" not in run("account", "user", "unlock", "ops@globex.example")
+    assert "was not locked" in run("account", "user", "unlock", "ops@globex.example")
+    with session_scope() as session:  # as the login policy leaves it after guessing from many places
+        user = session.exec(select(AccountUser).where(AccountUser.email == "ops@globex.example")).one()
+        user.locked_until = utcnow() + timedelta(minutes=15)
+        session.add(user)
+        session.add(LoginFailure(address="203.0.113.9", username=user.email, protocol="rest"))
+    assert "unlocked" in run("account", "user", "unlock", "OPS@globex.example")
+    with session_scope() as session:
+        user = session.exec(select(AccountUser).where(AccountUser.email == "ops@globex.example")).one()
+        assert user.locked_until is None
+        assert session.exec(select(LoginFailure).where(LoginFailure.username == user.email)).all() == []
+    listed = json.loads(run("account", "user", "list", "--json"))
+    assert [(u["email"], u["locked"]) for u in listed] == [
+        ("ops@globex.example", False),
+        ("root@home.example", False),
+    ]
 
 
 def test_partner_names_are_login_names_unique_on_the_instance(home: Path) -> None:
