@@ -388,7 +388,9 @@ class LoginPolicy:
     ) -> LoginRefused:
         s = self.settings
         address = ledger_address(remote_addr)
-        session.add(LoginFailure(address=address, username=username[:200], protocol=protocol, at=now))
+        # Counted under the login's own name (an address in lower case), so every spelling counts.
+        counted = partner.name if partner is not None else username[:200]
+        session.add(LoginFailure(address=address, username=counted, protocol=protocol, at=now))
         session.flush()
         window_start = now - timedelta(seconds=s.lockout_window_seconds)
         banned = self._maybe_ban(session, address, now, window_start) if address else False

@@ -274,3 +274,23 @@ def test_as2_ids_are_unique_on_the_instance_and_identities_stay_in_their_account
     assert "no AS2 organization 'GLOBEXORG'" in run("as2", "org", "cert", "--as2-id", "GLOBEXORG", ok=False)
     assert "BEGIN CERTIFICATE" in run("as2", "org", "cert", "--account", "globex")
     assert json.loads(run("as2", "partner", "list", "--json", "--account", "globex")) == []
+
+
+def test_an_account_user_is_locked_on_guesses_from_several_addresses_in_any_spelling(home: Path) -> None:
+    """The one login policy for users too: guesses under any capitalisation of the address count
+    toward the lock, which ends its logins until `account user unlock`."""
+    from core.login import LoginPolicy, LoginRefused
+
+    run("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
+    policy = LoginPolicy()
+    spellings = ("admin@globex.example", "ADMIN@globex.example", "Admin@Globex.Example")
+    for i in range(10):  # from three addresses, under each one's ban threshold
+        with pytest.raises(LoginRefused):
+            policy.password(spellings[i % 3], "guess-guess-guess", f"198.51.100.{i % 3 + 1}", "rest")
+    with pytest.raises(LoginRefused) as locked:
+        policy.password("admin@globex.example", PASSWORD, "203.0.113.7", "sftp")
+    assert "locked" in locked.value.reason
+    audit_globex = json.loads(run("audit", "--json", "--account", "globex", "--action", "account.user.lock"))
+    assert [e["target"] for e in audit_globex] == ["admin@globex.example"]
+    assert "unlocked" in run("account", "user", "unlock", "admin@globex.example", "--account", "globex")
+    assert policy.password("Admin@Globex.example", PASSWORD, "203.0.113.7", "ftp").kind == "user"
