@@ -19,6 +19,8 @@ The tradelane partner API, shaped like Cleo Integration Cloud's: authenticate wi
 `POST /api/authentication`, find your home folder with `GET /api/folders`, its `upload` and
 `download` folders with `GET /api/folders/{id}/children`, and upload by posting the raw bytes to
 `/api/folders/{upload id}/files` with `Content-Disposition: attachment; filename=...`.
+An account's users authenticate with their e-mail address the same way; their home holds `b2b`,
+whose children are the account's B2B outboxes.
 Every error is JSON: `{"message": "..."}`.
 """
 

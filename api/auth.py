@@ -1,7 +1,9 @@
 """API access tokens: HS256 JWTs signed with a key derived from tradelane's secret key.
 
-Claims: `sub` (the partner's uid), `name`, `iat`, `exp` and `typ` = "access". Only HS256 is
-accepted on the way in, so `alg: none` and tokens signed with another key are refused.
+Claims: `sub` (the login's uid), `name`, `knd` (`p` for a partner, `u` for an account user; a token
+without it is a partner's, as tokens issued before account users were), `iat`, `exp` and `typ` =
+"access". Only HS256 is accepted on the way in, so `alg: none` and tokens signed with another key
+are refused.
 """
 
 from __future__ import annotations
@@ -30,16 +32,22 @@ class Holder(Protocol):
     def uid(self) -> str: ...
     @property
     def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
+KINDS = {"partner": "p", "user": "u"}
 
 
 def create_access_token(partner: Holder, settings: Settings | None = None) -> tuple[str, int]:
-    """A signed token for `partner` and its lifetime in seconds."""
+    """A signed token for `partner` (a partner or an account user) and its lifetime in seconds."""
     ttl = (settings or get_settings()).token_ttl_seconds
     issued = time.time()
     now = int(issued)
     claims = {
         "sub": partner.uid,
         "name": partner.name,
+        "knd": KINDS[partner.kind],
         "iat": now,
         "exp": now + ttl,
         "typ": TOKEN_TYPE,
@@ -62,6 +70,8 @@ def decode_access_token(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError:
         raise TokenError("invalid access token") from None
     if claims.get("typ") != TOKEN_TYPE or not isinstance(claims.get("sub"), str):
+        raise TokenError("invalid access token")
+    if claims.setdefault("knd", "p") not in KINDS.values():
         raise TokenError("invalid access token")
     return claims
 

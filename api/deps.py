@@ -1,10 +1,11 @@
-"""Dependencies the routes share, as `Annotated` aliases: SessionDep, SettingsDep, CurrentPartner, ..."""
+"""Dependencies the routes share, as `Annotated` aliases: SessionDep, SettingsDep, CurrentLogin,
+CurrentPartner, ScopeDep, SpaceDep, ..."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -13,10 +14,12 @@ from sqlmodel import Session, select
 from api import errors
 from api.auth import TokenError, decode_access_token, issued_at
 from api.space import Space
+from api.user_space import UserSpace
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.login import Standing, session_refusal, standing
-from core.models import Partner
+from core.models import AccountUser, Partner
+from core.tenancy import Scope, scope_for_login
 
 T = TypeVar("T")
 
@@ -39,11 +42,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
-def get_current_partner(token: TokenDep, request: Request) -> Partner:
-    """The partner the bearer token was issued to, if its login still holds; 401 otherwise.
+def get_current_login(token: TokenDep, request: Request) -> Partner | AccountUser:
+    """The partner or account user the bearer token was issued to, if its login still holds; 401
+    otherwise.
 
-    A token dies with the partner's sessions: when it is removed, disabled or locked, its password
-    changes, or the request comes from outside its allow-list (`core.login.session_refusal`).
+    A token dies with the login's sessions: when it is removed, disabled or locked, its password
+    (or a user's role) changes, or the request comes from outside its allow-list
+    (`core.login.session_refusal`).
 
     Uses its own short session rather than SessionDep: an upload or download can last minutes
     and must not hold a database connection (or an open SQLite read transaction) meanwhile.
@@ -54,8 +59,12 @@ def get_current_partner(token: TokenDep, request: Request) -> Partner:
         claims = decode_access_token(token)
     except TokenError as exc:
         raise errors.Unauthorized(str(exc)) from None
+    partner: Partner | AccountUser | None
     with session_scope() as session:
-        partner = session.exec(select(Partner).where(Partner.uid == claims["sub"])).first()
+        if claims["knd"] == "u":
+            partner = session.exec(select(AccountUser).where(AccountUser.uid == claims["sub"])).first()
+        else:
+            partner = session.exec(select(Partner).where(Partner.uid == claims["sub"])).first()
     if partner is None or standing(partner) in (Standing.REMOVED, Standing.DISABLED):
         raise errors.Unauthorized("this login is disabled or no longer exists")
     remote_addr = request.client.host if request.client else None
@@ -64,7 +73,45 @@ def get_current_partner(token: TokenDep, request: Request) -> Partner:
     return partner
 
 
+CurrentLogin = Annotated[Partner | AccountUser, Depends(get_current_login)]
+
+USER_HAS_NO_FILES = (
+    "this login is an account user: its home holds b2b/, the account's outboxes, and no files of its own"
+)
+
+
+def get_current_partner(login: CurrentLogin) -> Partner:
+    """The partner logged in; 403 for an account user (a partner-only route)."""
+    if not isinstance(login, Partner):
+        raise errors.Forbidden(USER_HAS_NO_FILES)
+    return login
+
+
 CurrentPartner = Annotated[Partner, Depends(get_current_partner)]
+
+
+def get_current_user(login: CurrentLogin) -> AccountUser:
+    """The account user logged in; 403 for a partner (a route of the account's own users)."""
+    if not isinstance(login, AccountUser):
+        raise errors.Forbidden("only the account's users may do this; this is a partner login")
+    return login
+
+
+CurrentUser = Annotated[AccountUser, Depends(get_current_user)]
+
+
+def get_scope(login: CurrentLogin) -> Scope:
+    """The login's scope: its own account, never one a request names."""
+    assert login.id is not None
+    kind: Literal["partner", "user"] = "user" if isinstance(login, AccountUser) else "partner"
+    role = login.role if isinstance(login, AccountUser) else None
+    with session_scope() as session:
+        return scope_for_login(
+            session, login.account_id, kind=kind, principal_id=login.id, name=login.name, role=role
+        )
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
 def get_remote_addr(request: Request) -> str | None:
@@ -74,11 +121,20 @@ def get_remote_addr(request: Request) -> str | None:
 RemoteAddr = Annotated[str | None, Depends(get_remote_addr)]
 
 
-def get_space(partner: CurrentPartner) -> Space:
+def get_space(login: CurrentLogin) -> Space | UserSpace:
+    """The home the login sees: a partner's mailbox, or an account user's `b2b/` tree."""
+    return UserSpace(login) if isinstance(login, AccountUser) else Space(login)
+
+
+SpaceDep = Annotated[Space | UserSpace, Depends(get_space)]
+
+
+def get_partner_space(partner: CurrentPartner) -> Space:
     return Space(partner)
 
 
-SpaceDep = Annotated[Space, Depends(get_space)]
+# Routes about files in a partner's mailbox (an account user has none: 403).
+PartnerSpaceDep = Annotated[Space, Depends(get_partner_space)]
 
 
 @dataclass(frozen=True)

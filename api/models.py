@@ -22,7 +22,8 @@ def iso_utc(value: datetime) -> str:
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
 T = TypeVar("T")
-Subspace = Literal["upload", "download"]
+# A partner's folders; an account user's `b2b` and the outboxes in it.
+Subspace = Literal["upload", "download", "b2b", "outbox"]
 
 
 class ApiModel(BaseModel):

@@ -9,11 +9,12 @@ folder or file answers 403 and an unknown one 404.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, Final, Literal
+from typing import BinaryIO, Final, cast
 
 from sqlmodel import select
 
@@ -30,7 +31,7 @@ from api.models import (
     Subspace,
     SystemProtected,
 )
-from core.db import HOME_ACCOUNT, session_scope
+from core.db import session_scope
 from core.endpoints.base import FileInfo, InvalidPath
 from core.endpoints.base import NotFound as StorageNotFound
 from core.endpoints.mailbox import MailboxEndpoint
@@ -38,6 +39,7 @@ from core.mailbox import layout
 from core.mailbox.access import HOME, Action, access_of
 from core.mailbox.layout import DOWNLOAD, FOLDERS, UPLOAD
 from core.models import Partner, Receipt
+from core.tenancy import account_name
 
 __all__ = ["DOWNLOAD", "HOME", "UPLOAD", "FileRef", "Folder", "Space"]
 
@@ -60,13 +62,18 @@ def file_href(file_id: str) -> str:
 
 @dataclass(frozen=True)
 class Folder:
-    name: Literal["", "upload", "download"]
+    """A folder of a home, named by its path from the home: "" (the home itself), "upload",
+    "download"; for an account user "b2b" and "b2b/<outbox>" (api/user_space.py)."""
+
+    name: str
     id: str
     parent_id: str | None
 
     @property
     def subspace(self) -> Subspace | None:
-        return self.name or None
+        if self.name in ("upload", "download", "b2b"):
+            return cast(Subspace, self.name)
+        return "outbox" if self.name.startswith("b2b/") else None
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,14 @@ class Space:
         self.download = Folder(DOWNLOAD, folder_id(partner.uid, DOWNLOAD), self.home.id)
         self._by_id = {f.id: f for f in (self.home, self.upload, self.download)}
         self.access = access_of(partner)
-        self.endpoint = MailboxEndpoint({"partner": partner.name, "account": HOME_ACCOUNT})
+
+    @functools.cached_property
+    def account(self) -> str:
+        return account_name(self.partner.account_id)
+
+    @functools.cached_property
+    def endpoint(self) -> MailboxEndpoint:
+        return MailboxEndpoint({"partner": self.partner.name, "account": self.account})
 
     # --- resolving ids -----------------------------------------------------------------------
 
@@ -219,7 +233,7 @@ class Space:
 
     def _folder_modified(self, folder: Folder) -> datetime:
         try:
-            mtime = os.stat(layout.home(HOME_ACCOUNT, self.partner.name) / folder.name).st_mtime
+            mtime = os.stat(layout.home(self.account, self.partner.name) / folder.name).st_mtime
         except OSError:
             return self.partner.created_at.replace(tzinfo=UTC)
         return datetime.fromtimestamp(mtime, tz=UTC)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from core.tenancy import scope_for_cli
+
 OURS, PEER = "BENCH-US", "BENCH-PEER"
 MIB = 1024 * 1024
 
@@ -59,17 +61,33 @@ def setup(port: int) -> tuple[str, str, str, str]:
     us_key, us_cert = identity.self_signed(OURS)
     peer_key, peer_cert = identity.self_signed(PEER)
     with db.session_scope() as session:
-        identity.create(session, OURS, us_key, us_cert)
-        identity.create(session, PEER, peer_key, peer_cert)
-        partners.add(session, "bench-in", password="as2-load-" + os.urandom(8).hex())
+        identity.create(session, scope_for_cli(session, "home"), OURS, us_key, us_cert)
+        identity.create(session, scope_for_cli(session, "home"), PEER, peer_key, peer_cert)
+        partners.add(
+            session, scope_for_cli(session, "home"), "bench-in", password="as2-load-" + os.urandom(8).hex()
+        )
         security = {"sign": "sha256", "encrypt": "aes256", "mdn": "sync", "mdn_sign": "sha256"}
         url = f"http://127.0.0.1:{port}/as2/receive"
         # PEER's profile (we send to it) and OURS as a partner of PEER (it receives from us).
         profiles.add(
-            session, PEER, mailbox="bench-in", url=url, certificate=peer_cert.encode(), org=OURS, **security
+            session,
+            scope_for_cli(session, "home"),
+            PEER,
+            mailbox="bench-in",
+            url=url,
+            certificate=peer_cert.encode(),
+            org=OURS,
+            **security,
         )
         profiles.add(
-            session, OURS, mailbox="bench-in", url=url, certificate=us_cert.encode(), org=PEER, **security
+            session,
+            scope_for_cli(session, "home"),
+            OURS,
+            mailbox="bench-in",
+            url=url,
+            certificate=us_cert.encode(),
+            org=PEER,
+            **security,
         )
     return us_key, us_cert, peer_key, peer_cert
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.as2_bench import free_port, rss_now_kib, rss_peak_kib
+from core.tenancy import scope_for_cli
 
 OURS = "RSS-US"
 MIB = 1024 * 1024
@@ -35,7 +36,7 @@ def setup() -> None:
     db.init_db()
     key, cert = identity.self_signed(OURS)
     with db.session_scope() as session:
-        identity.create(session, OURS, key, cert)
+        identity.create(session, scope_for_cli(session, "home"), OURS, key, cert)
 
 
 def post_unknown(port: int, size: int) -> tuple[str, int]:

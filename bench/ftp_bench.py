@@ -31,6 +31,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from core.tenancy import scope_for_cli
+
 MIB = 1024 * 1024
 USER, PASSWORD = "bench", "ftp-load-Pass-1"
 GOAL = 0.9
@@ -144,8 +146,8 @@ def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     get_settings.cache_clear()
     db.init_db()
     with session_scope() as session:
-        if partners.get(session, USER) is None:
-            partners.add(session, USER, password=PASSWORD)
+        if partners.get(session, scope_for_cli(session, "home"), USER) is None:
+            partners.add(session, scope_for_cli(session, "home"), USER, password=PASSWORD)
     # Plain FTP is measured beside FTPS, so this server opts in to it (TLS is required by default).
     settings = Settings(ftp_port=0, max_upload_bytes=64 * 1024**3, ftp_require_tls=False)
     server = FTPServer(settings, MailboxAuth(settings))

@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.tenancy import scope_for_cli
+
 MIB = 1024 * 1024
 GOAL = 0.6
 SSHD = "/usr/sbin/sshd"
@@ -200,7 +202,12 @@ def add_partners(names: list[str], public_key: str) -> None:
 
     with session_scope() as session:
         for name in names:
-            partners.add(session, name, ssh_public_keys=[public_key.strip()], actor="bench")
+            partners.add(
+                session,
+                scope_for_cli(session, "home", actor="bench"),
+                name,
+                ssh_public_keys=[public_key.strip()],
+            )
 
 
 def receipts_of(names: list[str]) -> int:

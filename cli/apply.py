@@ -1,6 +1,7 @@
 """`tradelane apply -f FILE`: partners, endpoints and data flows declared in YAML, applied idempotently.
 
 ```yaml
+account: globex                 # optional: the account (tenant) it all belongs to; default home
 partners:
   - name: acme
     password_env: ACME_PASSWORD   # or password: ... (checked by the password policy)
@@ -31,6 +32,10 @@ Applying the same file twice changes nothing the second time. Every key is check
 is applied: an unknown key anywhere (a typo such as `allowed_network`) is refused with its path,
 `partners[0].allowed_network: unknown key`, and so is a value of the wrong kind. A setting left out
 keeps its current value.
+
+The account is the file's `account:`, else `--account`/`TRADELANE_ACCOUNT`, else `home`; a file
+that names another account than the one given is refused. `apply` never creates accounts
+(`tradelane account add`).
 """
 
 from __future__ import annotations
@@ -50,9 +55,11 @@ from core.endpoints.base import ConfigError, Endpoint
 from core.endpoints.registry import endpoint_class, user_types
 from core.endpoints.settings import SettingsError, local_paths
 from core.mailbox import layout
+from core.tenancy import Scope, scope_for_cli
 from core.validators import parse_cli_spec, parse_size
 
 SECTIONS = ("partners", "endpoints", "flows")
+TOP_KEYS = ("account", *SECTIONS)
 PARTNER_KEYS = frozenset(
     {
         "name",
@@ -94,19 +101,26 @@ class ApplyError(ValueError):
     """The YAML file is not a valid declaration; the message names the key's path."""
 
 
-def apply_file(session: Session, path: Path, progress: Console | None = None) -> list[str]:
+def apply_file(
+    session: Session, path: Path, progress: Console | None = None, account: str | None = None
+) -> list[str]:
+    """Apply the file in its account: its `account:` key, else `account` (`--account`), else home."""
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ApplyError(f"{path}: not valid YAML: {exc}") from exc
     check_document(doc)
+    declared = doc.get("account")
+    if declared is not None and account is not None and declared != account:
+        raise ApplyError(f"the file says account: {declared} but --account is {account}")
+    scope = scope_for_cli(session, declared or account or "home")
     changes: list[str] = []
     for i, item in enumerate(doc.get("partners") or []):
-        changes.append(_apply_partner(session, item, f"partners[{i}]"))
+        changes.append(_apply_partner(session, scope, item, f"partners[{i}]"))
     for item in doc.get("endpoints") or []:
-        changes.append(_apply_endpoint(session, item))
+        changes.append(_apply_endpoint(session, scope, item))
     for item in doc.get("flows") or []:
-        changes.append(_apply_flow(session, item))
+        changes.append(_apply_flow(session, scope, item))
     if progress is not None and not changes:
         progress.print("nothing declared")
     return changes
@@ -133,8 +147,10 @@ def check_document(doc: Any) -> None:
     if not isinstance(doc, dict):
         raise ApplyError("the file must be a mapping with partners, endpoints and/or flows")
     for key in doc:
-        if key not in SECTIONS:
-            raise ApplyError(f"{key}: unknown key (expected only the keys {', '.join(SECTIONS)})")
+        if key not in TOP_KEYS:
+            raise ApplyError(f"{key}: unknown key (expected only the keys {', '.join(TOP_KEYS)})")
+    if "account" in doc and (not isinstance(doc["account"], str) or not doc["account"]):
+        raise ApplyError(f"account: expected the name of an account, got {doc['account']!r}")
     for section in SECTIONS:
         items = doc.get(section) or []
         if not isinstance(items, list):
@@ -262,7 +278,7 @@ def _value(where: str, check: Any, value: Any) -> Any:
 # -- applying -------------------------------------------------------------------------------------
 
 
-def _apply_partner(session: Session, item: dict[str, Any], where: str) -> str:
+def _apply_partner(session: Session, scope: Scope, item: dict[str, Any], where: str) -> str:
     name = item["name"]
     password = item.get("password")
     if item.get("password_env"):
@@ -283,19 +299,19 @@ def _apply_partner(session: Session, item: dict[str, Any], where: str) -> str:
     for key in ("enabled", "can_delete_downloads"):
         if key in item:
             settings[key] = item[key]
-    existing = partners.get(session, name)
+    existing = partners.get(session, scope, name)
     if existing is None or existing.removed_at is not None:
         partner = _value(
             where,
-            lambda _: partners.add(session, name, password=password, ssh_public_keys=keys, actor="apply"),
+            lambda _: partners.add(session, scope, name, password=password, ssh_public_keys=keys),
             name,
         )
-        _value(where, lambda _: partners.configure(session, partner, actor="apply", **settings), name)
+        _value(where, lambda _: partners.configure(session, partner, actor=scope.actor, **settings), name)
         return f"partner {name}: created"
     new_password = password if password and not verify_password(existing.password_hash, password) else None
     changes = _value(
         where,
-        lambda _: partners.configure(session, existing, password=new_password, actor="apply", **settings),
+        lambda _: partners.configure(session, existing, password=new_password, actor=scope.actor, **settings),
         name,
     )
     changed = bool(changes)
@@ -306,12 +322,12 @@ def _apply_partner(session: Session, item: dict[str, Any], where: str) -> str:
     return f"partner {name}: {'updated' if changed else 'unchanged'}"
 
 
-def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
+def _apply_endpoint(session: Session, scope: Scope, item: dict[str, Any]) -> str:
     name, type_ = item["name"], item["type"]
     # Compared as they are stored: parsed by the type's models (an http URL's query values and
     # credential headers moved into the secrets).
     config, secrets = endpoint_rows.prepare(type_, *_endpoint_settings(endpoint_class(type_), item))
-    existing = endpoint_rows.get(session, name)
+    existing = endpoint_rows.get(session, scope, name)
     unchanged = (
         existing is not None
         and existing.type == type_
@@ -320,11 +336,11 @@ def _apply_endpoint(session: Session, item: dict[str, Any]) -> str:
     )
     if unchanged:
         return f"endpoint {name}: unchanged"
-    endpoint_rows.add(session, name, type_, config, secrets, actor="apply", replace=True)
+    endpoint_rows.add(session, scope, name, type_, config, secrets, replace=True)
     return f"endpoint {name}: {'created' if existing is None else 'updated'}"
 
 
-def _apply_flow(session: Session, item: dict[str, Any]) -> str:
+def _apply_flow(session: Session, scope: Scope, item: dict[str, Any]) -> str:
     name = item["name"]
     validators = [v if isinstance(v, dict) else parse_cli_spec(str(v)) for v in item.get("validators") or []]
     wanted: dict[str, Any] = {
@@ -335,7 +351,7 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         "enabled": bool(item.get("enabled", True)),
     }
     if item["dest"].startswith("mailbox:"):
-        endpoint_rows.mailbox_endpoint(session, item["dest"].removeprefix("mailbox:"))
+        endpoint_rows.mailbox_endpoint(session, scope, item["dest"].removeprefix("mailbox:"))
         if "dest_path" not in item:
             wanted["dest_path"] = layout.DELIVERY_PATH
     if item.get("every") is not None:
@@ -346,11 +362,11 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
         wanted["after_pull"] = str(item["after_pull"])
     # Absent: the destination type's default (stored as None), so a re-apply changes nothing.
     wanted["on_conflict"] = None if item.get("on_conflict") is None else str(item["on_conflict"]).lower()
-    existing = dataflows.get(session, name)
+    existing = dataflows.get(session, scope, name)
     source_folder = item.get("source_folder")
     if existing is not None:
-        dest_row = endpoint_rows.require(session, item["dest"])
-        partner_id, endpoint_id, folder = dataflows.parse_source(session, item["source"])
+        dest_row = endpoint_rows.require(session, scope, item["dest"])
+        partner_id, endpoint_id, folder = dataflows.parse_source(session, scope, item["source"])
         if source_folder is not None:
             folder = str(source_folder).strip("/")
         same = (
@@ -367,12 +383,12 @@ def _apply_flow(session: Session, item: dict[str, Any]) -> str:
     cron = options.pop("schedule_cron", None)
     dataflows.add(
         session,
+        scope,
         name,
         source=item["source"],
         dest=item["dest"],
         validators=validators,
         replace=True,
-        actor="apply",
         every_seconds=every,
         cron=cron,
         source_folder=source_folder,

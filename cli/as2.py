@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import console, database, err
+from cli.common import console, err
+from cli.options import HOME, AccountOption, scoped_database
 
 app = typer.Typer(help="AS2: our identity, partner profiles, messages.", no_args_is_help=True)
 org_app = typer.Typer(help="Our AS2 identity (AS2 ID, key pair, certificate).", no_args_is_help=True)
@@ -64,6 +65,7 @@ def org_create(
     key_password: Annotated[str | None, typer.Option(envvar="TRADELANE_AS2_KEY_PASSWORD")] = None,
     days: Annotated[int, typer.Option(help="Validity of a generated self-signed certificate.")] = 730,
     replace: Annotated[bool, typer.Option(help="Renew the keys of an existing identity.")] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Create our AS2 identity: a new RSA 2048 key + self-signed certificate, or import one."""
     from core.as2 import identity
@@ -72,7 +74,7 @@ def org_create(
         raise typer.BadParameter("give --p12, or --key with --cert, not both")
     if bool(key) != bool(cert):
         raise typer.BadParameter("--key and --cert go together")
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         if p12:
             key_pem, cert_pem = identity.from_p12(p12.read_bytes(), p12_password)
         elif key and cert:
@@ -80,30 +82,33 @@ def org_create(
         else:
             identity.check_as2_id(as2_id)
             key_pem, cert_pem = identity.self_signed(as2_id, days)
-        identity.create(session, as2_id, key_pem, cert_pem, replace=replace)
+        identity.create(session, scope, as2_id, key_pem, cert_pem, replace=replace)
     info = identity.cert_info(cert_pem)
     console.print(f"AS2 organization [bold]{as2_id}[/bold] ready; certificate {_expiry(info.expiry_note())}")
     console.print("give partners our certificate: [bold]tradelane as2 org cert[/bold]")
 
 
 @org_app.command("cert")
-def org_cert(as2_id: Annotated[str | None, typer.Option("--as2-id")] = None) -> None:
+def org_cert(
+    as2_id: Annotated[str | None, typer.Option("--as2-id")] = None,
+    account: AccountOption = HOME,
+) -> None:
     """Print our certificate (PEM) for partners."""
     from core.as2 import identity
 
-    with database() as session:
-        pem = identity.require(session, as2_id).certificate
+    with scoped_database(account) as (session, scope):
+        pem = identity.require(session, scope, as2_id).certificate
     print(pem, end="")
 
 
 @org_app.command("show")
-def org_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def org_show(as_json: Annotated[bool, typer.Option("--json")] = False, account: AccountOption = HOME) -> None:
     """Our AS2 identities with their certificates' fingerprints and expiry."""
     from core.as2 import identity
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = []
-        for org in identity.list_all(session):
+        for org in identity.list_all(session, scope):
             info = identity.cert_info(org.certificate)
             rows.append(
                 {
@@ -159,13 +164,15 @@ def partner_add(
         str | None, typer.Option(help="Our AS2 ID for this partner (default: the only one).")
     ] = None,
     replace: Annotated[bool, typer.Option(help="Change an existing profile.")] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Store a partner's AS2 profile."""
     from core.as2 import identity, profiles
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         profiles.add(
             session,
+            scope,
             as2_id,
             mailbox=mailbox,
             url=url,
@@ -208,14 +215,20 @@ def partner_set(
     clear_allow_mdn_urls: Annotated[
         bool, typer.Option(help="Forget the --allow-mdn-url list (back to the origin of --url).")
     ] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Change a partner's inbound security: unsigned messages, where async MDNs may go."""
     from core.as2 import profiles
 
     urls = [] if clear_allow_mdn_urls else allow_mdn_url
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         profile = profiles.set_options(
-            session, as2_id, allow_unsigned=allow_unsigned, mdn_return_url=mdn_return_url, allow_mdn_urls=urls
+            session,
+            scope,
+            as2_id,
+            allow_unsigned=allow_unsigned,
+            mdn_return_url=mdn_return_url,
+            allow_mdn_urls=urls,
         )
         summary = _inbound(profile.allow_unsigned, profile.sign)
     console.print(f"AS2 partner [bold]{as2_id}[/bold]: inbound {summary}")
@@ -230,14 +243,17 @@ def _inbound(allow_unsigned: bool, sign: str | None) -> str:
 
 
 @partner_app.command("list")
-def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def partner_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    account: AccountOption = HOME,
+) -> None:
     """List AS2 partner profiles, with certificate expiry."""
     from core.as2 import identity, profiles
     from core.models import Partner
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = []
-        for p in profiles.list_all(session):
+        for p in profiles.list_all(session, scope):
             mailbox = session.get(Partner, p.partner_id)
             info = identity.cert_info(p.certificate)
             rows.append(
@@ -290,12 +306,12 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @partner_app.command("remove")
-def partner_remove(as2_id: str) -> None:
+def partner_remove(as2_id: str, account: AccountOption = HOME) -> None:
     """Delete a partner's AS2 profile (its message history stays)."""
     from core.as2 import profiles
 
-    with database() as session:
-        profiles.remove(session, as2_id)
+    with scoped_database(account) as (session, scope):
+        profiles.remove(session, scope, as2_id)
     console.print(f"AS2 partner [bold]{as2_id}[/bold] removed")
 
 
@@ -310,13 +326,14 @@ def messages(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     show_mdn: Annotated[bool, typer.Option("--mdn", help="Include the MDN text (with --json).")] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """AS2 messages in and out: Message-ID, status, MIC, MDN, and the receipt or transfer."""
     from core.as2.messages import recent
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows = []
-        for m in recent(session, limit=limit, direction=direction, partner=partner, status=status):
+        for m in recent(session, scope, limit=limit, direction=direction, partner=partner, status=status):
             item = m.model_dump(
                 exclude={"mdn", "spool_path", "account_id"} if not show_mdn else {"spool_path"}
             )

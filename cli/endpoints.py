@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import UserError, console, database, err, print_json
+from cli.common import UserError, console, err, print_json
 from cli.endpoint_flags import (
     EndpointFlagsCommand,
     FlagError,
@@ -17,6 +17,7 @@ from cli.endpoint_flags import (
     describe,
     settings_from_flags,
 )
+from cli.options import HOME, AccountOption, scoped_database
 
 if TYPE_CHECKING:
     from core.endpoints.base import Endpoint
@@ -67,6 +68,7 @@ def endpoint_add(
         bool, typer.Option(help="sftp: pin the key the server offers now without asking.")
     ] = False,
     replace: Annotated[bool, typer.Option(help="Overwrite an endpoint of the same name.")] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Store an endpoint (credentials encrypted at rest). Its flags are its type's settings: see
     `tradelane endpoint schema TYPE`."""
@@ -85,8 +87,8 @@ def endpoint_add(
             str(config["host"]), int(config.get("port") or 22), accept_host_key
         )
     settings, secret_model = _parsed(cls, config, secrets)
-    with database() as session:
-        endpoint_rows.add(session, name, type_, settings, secret_model, replace=replace)
+    with scoped_database(account) as (session, scope):
+        endpoint_rows.add(session, scope, name, type_, settings, secret_model, replace=replace)
     console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
 
 
@@ -97,19 +99,20 @@ def endpoint_set(
     unset: Annotated[
         list[str] | None, typer.Option(help="A setting or secret to take back to its default (repeatable).")
     ] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Change some settings or secrets of an endpoint (the same flags as `endpoint add`); the others
     stay as they are. A repeatable flag replaces the whole list."""
     from core.endpoints import rows as endpoint_rows
     from core.endpoints.settings import SettingsError
 
-    with database() as session:
-        row = endpoint_rows.get(session, name)
+    with scoped_database(account) as (session, scope):
+        row = endpoint_rows.get(session, scope, name)
         if row is None or row.removed_at is not None or row.type == "mailbox":
             raise UserError(f"no endpoint named {name!r}")
         cls, config, secrets = _given(ctx, row.type)
         try:
-            changed = endpoint_rows.set_settings(session, name, config, secrets, unset or [])
+            changed = endpoint_rows.set_settings(session, scope, name, config, secrets, unset or [])
         except SettingsError as exc:
             raise UserError(describe(exc, cls)) from None
     console.print(
@@ -136,11 +139,14 @@ def confirm_host_key(host: str, port: int, accept: bool) -> str:
 
 
 @endpoint_app.command("list")
-def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def endpoint_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    account: AccountOption = HOME,
+) -> None:
     """List endpoints: their settings, and which secrets are set (never their values)."""
     from core.endpoints import rows as endpoint_rows
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = [
             {
                 "name": e.name,
@@ -149,7 +155,7 @@ def endpoint_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
                 "has_secrets": bool(e.secrets),
                 "secrets": endpoint_rows.row_secret_names(e),
             }
-            for e in endpoint_rows.list_all(session)
+            for e in endpoint_rows.list_all(session, scope)
         ]
     if as_json:
         print_json(rows)
@@ -195,13 +201,13 @@ def endpoint_schema(
 
 
 @endpoint_app.command("test")
-def endpoint_test(name: str) -> None:
+def endpoint_test(name: str, account: AccountOption = HOME) -> None:
     """Connect and list: says clearly what failed."""
     from core.endpoints import rows as endpoint_rows
     from core.endpoints.base import EndpointError
 
-    with database() as session:
-        row = endpoint_rows.require(session, name)
+    with scoped_database(account) as (session, scope):
+        row = endpoint_rows.require(session, scope, name)
     scrubber = endpoint_rows.row_scrubber(row)
     with console.status(f"testing {name}…"):
         try:
@@ -238,12 +244,13 @@ def describe_failure(exc: Exception) -> str:
 def endpoint_remove(
     name: str,
     force: Annotated[bool, typer.Option(help="Disable the data flows that use it, and remove it.")] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Delete an endpoint; refused while data flows use it (named), unless --force."""
     from core.endpoints import rows as endpoint_rows
 
-    with database() as session:
-        disabled = endpoint_rows.remove(session, name, force=force)
+    with scoped_database(account) as (session, scope):
+        disabled = endpoint_rows.remove(session, scope, name, force=force)
     console.print(f"endpoint [bold]{name}[/bold] removed")
     if disabled:
         console.print(f"data flows disabled: {', '.join(disabled)}")

@@ -7,7 +7,8 @@ from typing import Annotated, Any, cast
 import typer
 from rich.table import Table
 
-from cli.common import UserError, console, database, print_json
+from cli.common import UserError, console, print_json
+from cli.options import HOME, AccountOption, scoped_database
 
 flow_app = typer.Typer(help="Data flows: source → validators → destination.", no_args_is_help=True)
 
@@ -50,22 +51,24 @@ def flow_add(
             "not for http, email, as2."
         ),
     ] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
     from core import dataflows
     from core.validators import parse_cli_spec
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
             from core.endpoints import rows as endpoint_rows
             from core.mailbox import layout
 
-            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
             if dest_path == "{name}":
                 dest_path = layout.DELIVERY_PATH
         dataflows.add(
             session,
+            scope,
             name,
             source=source,
             dest=dest,
@@ -85,14 +88,17 @@ def flow_add(
 
 
 @flow_app.command("list")
-def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def flow_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    account: AccountOption = HOME,
+) -> None:
     """List data flows."""
     from core import dataflows
     from core.models import Endpoint
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = []
-        for f in dataflows.list_all(session):
+        for f in dataflows.list_all(session, scope):
             dest = session.get(Endpoint, f.dest_endpoint_id)
             rows.append(
                 {
@@ -139,14 +145,14 @@ def flow_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @flow_app.command("run")
-def flow_run_now(name: str) -> None:
+def flow_run_now(name: str, account: AccountOption = HOME) -> None:
     """Poll a polling data flow's source now (needs `tradelane up`)."""
     from cli.supervisor import apply_prefect_environment
     from core import dataflows
     from core.config import get_settings
 
-    with database() as session:
-        flow = dataflows.require(session, name)
+    with scoped_database(account) as (session, scope):
+        flow = dataflows.require(session, scope, name)
         if not dataflows.polls(flow):
             raise UserError(f"{name} starts when files are uploaded; only polling flows can be run")
     apply_prefect_environment(get_settings())
@@ -155,7 +161,13 @@ def flow_run_now(name: str) -> None:
 
     # Called from sync code, Prefect's run_deployment runs to completion itself (no event loop needed)
     # and returns the flow run (its type also allows the coroutine an async caller gets).
-    run = cast(FlowRun, run_deployment(f"poll/{name}", timeout=0, tags=[f"flow:{name}", "on-demand"]))
+    from deployments.naming import poll_deployment, tags
+
+    deployment, run_tags = (
+        poll_deployment(name, scope.account_name),
+        [*tags(name, scope.account_name), "on-demand"],
+    )
+    run = cast(FlowRun, run_deployment(deployment, timeout=0, tags=run_tags))
     console.print(
         f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
     )
@@ -178,6 +190,7 @@ def flow_set(
         str | None,
         typer.Option(help="A name taken at the destination: rename, overwrite, fail or default."),
     ] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Change some settings of a data flow; the others stay as they are."""
     from core import dataflows
@@ -185,10 +198,11 @@ def flow_set(
 
     if validate and no_validate:
         raise typer.BadParameter("give --validate or --no-validate, not both")
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
         said = dataflows.update(
             session,
+            scope,
             name,
             pattern=pattern,
             dest=dest,
@@ -208,32 +222,33 @@ def flow_remove(
     force: Annotated[
         bool, typer.Option(help="Remove it even with transfers pending or running (they are marked failed).")
     ] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """Remove a data flow; its transfer history stays."""
     from core import dataflows
 
-    with database() as session:
-        removal = dataflows.remove(session, name, force=force)
+    with scoped_database(account) as (session, scope):
+        removal = dataflows.remove(session, scope, name, force=force)
     console.print(f"data flow [bold]{name}[/bold] removed")
     if removal.cancelled:
         console.print(f"{removal.cancelled} pending or running transfer(s) marked failed")
 
 
 @flow_app.command("enable")
-def flow_enable(name: str) -> None:
+def flow_enable(name: str, account: AccountOption = HOME) -> None:
     """Start carrying files again (pending ones go out)."""
     from core import dataflows
 
-    with database() as session:
-        dataflows.set_enabled(session, name, True)
+    with scoped_database(account) as (session, scope):
+        dataflows.set_enabled(session, scope, name, True)
     console.print(f"data flow [bold]{name}[/bold] enabled")
 
 
 @flow_app.command("disable")
-def flow_disable(name: str) -> None:
+def flow_disable(name: str, account: AccountOption = HOME) -> None:
     """Stop taking new files into this data flow."""
     from core import dataflows
 
-    with database() as session:
-        dataflows.set_enabled(session, name, False)
+    with scoped_database(account) as (session, scope):
+        dataflows.set_enabled(session, scope, name, False)
     console.print(f"data flow [bold]{name}[/bold] disabled")

@@ -11,12 +11,14 @@ import typer
 from cli import apply as apply_cmd
 from cli import as2 as as2_cli
 from cli import transfers as history
+from cli.accounts import account_app
 from cli.common import console, database, err
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
 app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
@@ -55,10 +57,18 @@ def apply(
     file: Annotated[
         Path, typer.Option("-f", "--file", exists=True, dir_okay=False, help="YAML declarations.")
     ],
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            envvar="TRADELANE_ACCOUNT",
+            help="The account to apply in (the file's account: key, if any, must agree); default home.",
+        ),
+    ] = None,
 ) -> None:
     """Create or update partners, endpoints and data flows declared in a YAML file (idempotent)."""
     with database() as session:
-        changes = apply_cmd.apply_file(session, file, progress=console)
+        changes = apply_cmd.apply_file(session, file, progress=console, account=account)
     for line in changes:
         console.print(line)
 

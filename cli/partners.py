@@ -9,7 +9,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from cli.common import console, database, err, print_json, size_text
+from cli.common import console, err, print_json, size_text
+from cli.options import HOME, AccountOption, scoped_database
 
 partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
 
@@ -20,6 +21,7 @@ def partner_add(
     password: Annotated[str | None, typer.Option(help="Password for REST, SFTP and FTP logins.")] = None,
     ssh_key: Annotated[list[Path] | None, typer.Option(help="An SSH public key file (repeatable).")] = None,
     email: Annotated[str | None, typer.Option(help="Who to write to about this mailbox.")] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Create a partner mailbox login with empty upload/ and download/ folders."""
     from core import partners
@@ -28,8 +30,8 @@ def partner_add(
     if not password and not keys:
         err.print("[red]error:[/red] give --password or --ssh-key")
         raise typer.Exit(2)
-    with database() as session:
-        partners.add(session, name, password=password, ssh_public_keys=keys, email=email)
+    with scoped_database(account) as (session, scope):
+        partners.add(session, scope, name, password=password, ssh_public_keys=keys, email=email)
     console.print(f"partner [bold]{name}[/bold] added")
 
 
@@ -41,26 +43,27 @@ partner_app.add_typer(key_app, name="key")
 def partner_key_add(
     name: str,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An OpenSSH .pub file.")],
+    account: AccountOption = HOME,
 ) -> None:
     """Let the partner log in to SFTP with this public key."""
     from core import partners
 
-    with database() as session:
-        partner = partners.add_key(session, name, file.read_text())
+    with scoped_database(account) as (session, scope):
+        partner = partners.add_key(session, scope, name, file.read_text())
         count = len(partner.ssh_public_keys)
     console.print(f"key added to [bold]{name}[/bold] ({count} keys)")
 
 
 @key_app.command("list")
-def partner_key_list(name: str) -> None:
+def partner_key_list(name: str, account: AccountOption = HOME) -> None:
     """Show a partner's keys with their SHA256 fingerprints."""
     import base64
     import hashlib
 
     from core import partners
 
-    with database() as session:
-        keys = list(partners.require(session, name).ssh_public_keys)
+    with scoped_database(account) as (session, scope):
+        keys = list(partners.require(session, scope, name).ssh_public_keys)
     table = Table("#", "type", "fingerprint", "comment")
     for i, key in enumerate(keys, 1):
         parts = key.split(None, 2)
@@ -70,22 +73,25 @@ def partner_key_list(name: str) -> None:
 
 
 @key_app.command("remove")
-def partner_key_remove(name: str, number: int) -> None:
+def partner_key_remove(name: str, number: int, account: AccountOption = HOME) -> None:
     """Remove key NUMBER (from `partner key list`)."""
     from core import partners
 
-    with database() as session:
-        partners.remove_key(session, name, number)
+    with scoped_database(account) as (session, scope):
+        partners.remove_key(session, scope, name, number)
     console.print(f"key {number} removed from [bold]{name}[/bold]")
 
 
 @partner_app.command("list")
-def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def partner_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    account: AccountOption = HOME,
+) -> None:
     """List partners."""
     from core import partners
     from core.login import is_locked
 
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = [
             {
                 "name": p.name,
@@ -100,7 +106,7 @@ def partner_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
                 "can_delete_downloads": p.can_delete_downloads,
                 "created": p.created_at.isoformat(),
             }
-            for p in partners.list_all(session)
+            for p in partners.list_all(session, scope)
         ]
     if as_json:
         print_json(rows)
@@ -173,6 +179,7 @@ def partner_set(
     can_delete_downloads: Annotated[
         bool | None, typer.Option("--can-delete-downloads/--cannot-delete-downloads")
     ] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Change a partner's login settings; they apply on REST, SFTP and FTP."""
     from core import partners
@@ -183,8 +190,8 @@ def partner_set(
     networks = [] if clear_allow_ip else allow_ip
     size = _optional_number(max_file_size, "--max-file-size", parse_size)
     sessions = _optional_number(max_sessions, "--max-sessions", int)
-    with database() as session:
-        partner = partners.require(session, name)
+    with scoped_database(account) as (session, scope):
+        partner = partners.require(session, scope, name)
         changes = partners.configure(
             session,
             partner,
@@ -208,12 +215,13 @@ def partner_unlock(
     address: Annotated[
         str | None, typer.Option(help="Also lift the ban on this source address (and forget its failures).")
     ] = None,
+    account: AccountOption = HOME,
 ) -> None:
     """Lift a partner's lock (set after failed logins from several addresses); takes effect at once."""
     from core import login, partners
 
-    with database() as session:
-        was_locked = partners.unlock(session, name)
+    with scoped_database(account) as (session, scope):
+        was_locked = partners.unlock(session, scope, name)
         bans = login.unban(session, address) if address else 0
     console.print(f"partner [bold]{name}[/bold] " + ("unlocked" if was_locked else "was not locked"))
     if address:
@@ -231,12 +239,13 @@ def partner_remove(
         bool,
         typer.Option("--purge/--keep-files", help="Delete its files, or keep them out of reach (default)."),
     ] = False,
+    account: AccountOption = HOME,
 ) -> None:
     """End a partner's login and sessions, free its name, put its files out of a new partner's reach."""
     from core import partners
 
-    with database() as session:
-        removal = partners.remove(session, name, force=force, purge=purge)
+    with scoped_database(account) as (session, scope):
+        removal = partners.remove(session, scope, name, force=force, purge=purge)
     console.print(f"partner [bold]{name}[/bold] removed; its sessions end within seconds")
     if removal.flows_disabled:
         console.print(f"data flows disabled: {', '.join(removal.flows_disabled)}")

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.common import console, database, print_json
+from cli.common import console, print_json
+from cli.options import HOME, AccountOption, scoped_database
 
 
 def _when(value: str | None, option: str) -> Any:
@@ -35,6 +36,7 @@ def transfers(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Received before (same forms as --since).")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    account: AccountOption = HOME,
 ) -> None:
     """Recent transfers: when, file, flow, destination, state, and a link to the Prefect run."""
     from cli.history import print_transfers, transfers_json
@@ -44,11 +46,19 @@ def transfers(
 
     ui = get_settings().prefect_ui_url
     start, end = _when(since, "--since"), _when(until, "--until")
-    with database() as session:
+    with scoped_database(account) as (session, scope):
         rows = history.recent(
-            session, limit=limit, state=state, flow=flow, partner=partner, dest=dest, since=start, until=end
+            session,
+            scope,
+            limit=limit,
+            state=state,
+            flow=flow,
+            partner=partner,
+            dest=dest,
+            since=start,
+            until=end,
         )
-        rows = history.scrubbed(rows, endpoint_rows.scrubber(session))
+        rows = history.scrubbed(rows, endpoint_rows.scrubber(session, scope))
     if as_json:
         print_json(transfers_json(rows, ui))
         return
@@ -69,14 +79,17 @@ def audit(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Before (same forms as --since).")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+    account: AccountOption = HOME,
 ) -> None:
     """The audit trail: logins and failures, uploads, downloads, deletes, configuration changes."""
     from cli.history import audit_json, audit_table
     from core import audit as trail
 
     start, end = _when(since, "--since"), _when(until, "--until")
-    with database() as session:
-        events = trail.events(session, partner=partner, action=action, since=start, until=end, limit=limit)
+    with scoped_database(account) as (session, scope):
+        events = trail.events(
+            session, scope, partner=partner, action=action, since=start, until=end, limit=limit
+        )
     if as_json:
         print_json(audit_json(events))
         return
@@ -87,10 +100,10 @@ def audit(
         out.print(hint, style="dim")
 
 
-def replay(transfer_id: int) -> None:
+def replay(transfer_id: int, account: AccountOption = HOME) -> None:
     """Carry a finished transfer's file again through the same data flow."""
     from core import transfers as history
 
-    with database() as session:
-        copy = history.replay(session, transfer_id)
+    with scoped_database(account) as (session, scope):
+        copy = history.replay(session, scope, transfer_id)
     console.print(f"transfer {transfer_id} replayed as transfer {copy.id} (pending)")

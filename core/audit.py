@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, or_, select
 
 from core.models import AuditEvent
+from core.tenancy import Scope
 
 
 def record(
@@ -34,6 +35,7 @@ def record(
 
 def events(
     session: Session,
+    scope: Scope,
     *,
     partner: str | None = None,
     action: str | None = None,
@@ -42,8 +44,14 @@ def events(
     limit: int = 100,
 ) -> list[AuditEvent]:
     """The newest events first. `partner` matches what the partner did and what was done to it;
-    `action` matches an action or its family ("login" also finds "login.failed")."""
-    query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+    `action` matches an action or its family ("login" also finds "login.failed").
+
+    Only the scope's account's events; instance events (no account: a failed login under an
+    unknown name, an address ban) are the instance operator's, shown in every account to it alone."""
+    mine = col(AuditEvent.account_id) == scope.account_id
+    if scope.role == "instance":
+        mine = or_(mine, col(AuditEvent.account_id).is_(None))
+    query = select(AuditEvent).where(mine).order_by(col(AuditEvent.id).desc()).limit(limit)
     if partner:
         query = query.where(or_(AuditEvent.actor == f"partner:{partner}", AuditEvent.target == partner))
     if action:

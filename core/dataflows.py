@@ -8,7 +8,6 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core import audit, partners
-from core.db import home_account_id
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
@@ -17,38 +16,39 @@ from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
 from core.partners import validate_name
 from core.polling import PollingError, check_after_pull
+from core.tenancy import Scope
 
 
 class DataFlowError(ValueError):
     """A data flow cannot be created, found or changed as asked."""
 
 
-def get(session: Session, name: str) -> DataFlow | None:
+def get(session: Session, scope: Scope, name: str) -> DataFlow | None:
     return session.exec(
         select(DataFlow).where(
-            DataFlow.account_id == home_account_id(session),
+            DataFlow.account_id == scope.account_id,
             DataFlow.name == name,
             col(DataFlow.removed_at).is_(None),
         )
     ).first()
 
 
-def require(session: Session, name: str) -> DataFlow:
-    flow = get(session, name)
+def require(session: Session, scope: Scope, name: str) -> DataFlow:
+    flow = get(session, scope, name)
     if flow is None:
         raise DataFlowError(f"no data flow named {name!r}")
     return flow
 
 
-def parse_source(session: Session, source: str) -> tuple[int | None, int | None, str]:
+def parse_source(session: Session, scope: Scope, source: str) -> tuple[int | None, int | None, str]:
     """`mailbox:PARTNER[/folder]` → (partner id, None, folder); an endpoint name → (None, id, "")."""
     if source.startswith("mailbox:"):
         partner_name, _, folder = source.removeprefix("mailbox:").partition("/")
-        partner = partners.get(session, partner_name)
-        if partner is None:
+        partner = partners.get(session, scope, partner_name)
+        if partner is None or partner.removed_at is not None:
             raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
         return partner.id, None, folder or layout.SOURCE_FOLDER
-    row = endpoint_rows.get(session, source)
+    row = endpoint_rows.get(session, scope, source)
     if row is None:
         raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
     return None, row.id, ""
@@ -56,6 +56,7 @@ def parse_source(session: Session, source: str) -> tuple[int | None, int | None,
 
 def add(
     session: Session,
+    scope: Scope,
     name: str,
     *,
     source: str,
@@ -67,7 +68,6 @@ def add(
     retry_delay_seconds: float = 2.0,
     enabled: bool = True,
     replace: bool = False,
-    actor: str = "cli",
     every_seconds: float | None = None,
     cron: str | None = None,
     after_pull: str = "keep",
@@ -84,7 +84,8 @@ def add(
         raise DataFlowError(f"data flow {name!r}: {exc}") from exc
     if retries < 0 or retry_delay_seconds < 0:
         raise DataFlowError("retries and retry delay must not be negative")
-    partner_id, source_endpoint_id, folder = parse_source(session, source)
+    actor = scope.actor
+    partner_id, source_endpoint_id, folder = parse_source(session, scope, source)
     if source_folder is not None:
         folder = source_folder.strip("/")
     schedule = check_schedule(source_endpoint_id is not None, every_seconds, cron)
@@ -101,18 +102,18 @@ def add(
             "endpoint's after_pull then marks, moves or deletes the message) or 'keep'"
         )
     try:
-        dest_row = endpoint_rows.require(session, dest)
+        dest_row = endpoint_rows.require(session, scope, dest)
     except Exception as exc:
         raise DataFlowError(f"destination {dest!r}: {exc}") from exc
     try:
         policy = conflict.setting_for(on_conflict, dest_row.type)
     except ConfigError as exc:
         raise DataFlowError(f"data flow {name!r}: {exc}") from exc
-    flow = get(session, name)
+    flow = get(session, scope, name)
     if flow is not None and not replace:
         raise DataFlowError(f"data flow {name!r} already exists")
     if flow is None:
-        flow = DataFlow(account_id=home_account_id(session), name=name, dest_endpoint_id=0)
+        flow = DataFlow(account_id=scope.account_id, name=name, dest_endpoint_id=0)
     assert dest_row.id is not None
     flow.source_partner_id = partner_id
     flow.source_endpoint_id = source_endpoint_id
@@ -179,8 +180,9 @@ def polls(flow: DataFlow) -> bool:
     return flow.source_endpoint_id is not None
 
 
-def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") -> DataFlow:
-    flow = require(session, name)
+def set_enabled(session: Session, scope: Scope, name: str, enabled: bool) -> DataFlow:
+    actor = scope.actor
+    flow = require(session, scope, name)
     if enabled:
         check_can_run(session, flow)
     flow.enabled = enabled
@@ -196,14 +198,27 @@ def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") 
     return flow
 
 
-def list_all(session: Session) -> list[DataFlow]:
+def list_all(session: Session, scope: Scope) -> list[DataFlow]:
     return list(
         session.exec(
             select(DataFlow)
-            .where(DataFlow.account_id == home_account_id(session), col(DataFlow.removed_at).is_(None))
+            .where(DataFlow.account_id == scope.account_id, col(DataFlow.removed_at).is_(None))
             .order_by(DataFlow.name)
         )
     )
+
+
+def list_served_all_accounts(session: Session) -> list[tuple[DataFlow, str]]:
+    """Every account's live data flows with their account's name: what the runner serves."""
+    from core.models import Account
+
+    rows = session.exec(
+        select(DataFlow, Account.name)
+        .join(Account, col(Account.id) == DataFlow.account_id)
+        .where(col(DataFlow.removed_at).is_(None))
+        .order_by(Account.name, DataFlow.name)
+    ).all()
+    return [(flow, account) for flow, account in rows]
 
 
 def check_can_run(session: Session, flow: DataFlow) -> None:
@@ -228,6 +243,7 @@ _KEEP: Any = object()
 
 def update(
     session: Session,
+    scope: Scope,
     name: str,
     *,
     pattern: str | None = None,
@@ -238,7 +254,6 @@ def update(
     retry_delay_seconds: float | None = None,
     enabled: bool | None = None,
     on_conflict: str | None = None,
-    actor: str = "cli",
 ) -> list[str]:
     """Change some settings of a data flow (the rest stay); what changed, in words.
 
@@ -248,7 +263,8 @@ def update(
     """
     from core.validators import parse_specs
 
-    flow = require(session, name)
+    actor = scope.actor
+    flow = require(session, scope, name)
     said: list[str] = []
     if pattern is not None and pattern != flow.pattern:
         if not pattern:
@@ -257,9 +273,9 @@ def update(
         said.append(f"pattern {pattern}")
     if dest is not None:
         if dest.startswith("mailbox:"):
-            endpoint_rows.mailbox_endpoint(session, dest.removeprefix("mailbox:"))
+            endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
         try:
-            dest_row = endpoint_rows.require(session, dest)
+            dest_row = endpoint_rows.require(session, scope, dest)
         except Exception as exc:
             raise DataFlowError(f"destination {dest!r}: {exc}") from exc
         if dest_row.id != flow.dest_endpoint_id:
@@ -329,14 +345,15 @@ class FlowRemoval:
     kept: bool = False  # the row stays (renamed) because transfers or pulled files refer to it
 
 
-def remove(session: Session, name: str, *, force: bool = False, actor: str = "cli") -> FlowRemoval:
+def remove(session: Session, scope: Scope, name: str, *, force: bool = False) -> FlowRemoval:
     """Remove a data flow. Refused while its transfers are pending or running, unless `force`:
     they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
     kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
     """
     from core.models import PulledFile, Transfer, TransferState
 
-    flow = require(session, name)
+    actor = scope.actor
+    flow = require(session, scope, name)
     waiting = list(
         session.exec(
             select(Transfer).where(

@@ -32,12 +32,13 @@ from sqlmodel import Session, select
 
 from core import audit, receipt_files
 from core.config import get_settings
-from core.db import HOME_ACCOUNT, session_scope
+from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.mailbox import MailboxEndpoint
 from core.mailbox import layout
 from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
 from core.names import normalize_name
+from core.tenancy import account_name
 
 log = logging.getLogger(__name__)
 
@@ -381,9 +382,10 @@ def visible_place(sender: Sender, folder: str, name: str) -> Visible | None:
     partner has to see."""
     if sender.partner_id is None:
         return None
-    home = MailboxEndpoint({"partner": sender.name, "account": HOME_ACCOUNT})
+    account = account_name(sender.account_id)
+    home = MailboxEndpoint({"partner": sender.name, "account": account})
     rel = clean_path(f"{folder}/{name}")
-    return Visible(home.local_path(rel), f"{layout.home_relative(HOME_ACCOUNT, sender.name)}/{rel}")
+    return Visible(home.local_path(rel), f"{layout.home_relative(account, sender.name)}/{rel}")
 
 
 def _show(kept: str, visible: Visible | None) -> str | None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import delete, distinct, func
 from sqlmodel import Session, col, select
@@ -42,8 +43,14 @@ from sqlmodel import Session, col, select
 from core import audit
 from core.config import Settings, get_settings
 from core.crypto import hash_password, verify_password
-from core.db import HOME_ACCOUNT, session_scope
-from core.models import Account, AddressBan, LoginFailure, Partner, utcnow
+from core.db import session_scope
+from core.logins import find_login
+from core.models import AccountUser, AddressBan, LoginFailure, Partner, utcnow
+
+# A login of either kind: a partner (mailbox) or an account user (e-mail address). Both rows carry
+# what the policy reads: password_hash, enabled, locked_until, sessions_ended_at, removed_at,
+# allowed_networks, account_id, name.
+Login = Partner | AccountUser
 
 # Verified against when the user does not exist (or has no password), so timing reveals nothing.
 _DUMMY_HASH = hash_password("tradelane-no-such-user")
@@ -64,9 +71,16 @@ class LoginRefused(Exception):
         self.banned_for = banned_for
 
 
+LoginKind = Literal["partner", "user"]
+
+
 @dataclass(frozen=True)
 class LoginUser:
-    """A logged-in partner, detached from the store: what a protocol session needs."""
+    """A logged-in partner or account user, detached from the store: what a protocol session needs.
+
+    `partner_id` is the login's row id in its kind's table (`kind`: a partner, or an account user
+    whose `name` is its e-mail address); `key` tells two kinds' ids apart.
+    """
 
     partner_id: int
     account_id: int
@@ -77,10 +91,40 @@ class LoginUser:
     uid: str = ""
     allowed_networks: tuple[str, ...] = ()
     started_at: datetime = field(default_factory=utcnow)
+    kind: LoginKind = "partner"
+    role: str | None = None  # an account user's role (admin, operator, read-only)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Which login this is, across both kinds (a partner and a user may share an id)."""
+        return (self.kind, self.partner_id)
+
+    @property
+    def account_name(self) -> str:
+        """The login's account's name: a partner's home is `<mailbox_root>/<account_name>/<name>`.
+        Looked up when first needed (and cached), so a login costs no extra read."""
+        from core.tenancy import account_name
+
+        return account_name(self.account_id)
+
+    @property
+    def actor(self) -> str:
+        """The audit actor: `partner:acme` or `user:alice@acme.example`."""
+        return f"{self.kind}:{self.name}"
 
     @classmethod
-    def of(cls, partner: Partner) -> LoginUser:
+    def of(cls, partner: Login) -> LoginUser:
         assert partner.id is not None
+        if isinstance(partner, AccountUser):
+            return cls(
+                partner_id=partner.id,
+                account_id=partner.account_id,
+                name=partner.email,
+                can_delete_downloads=False,
+                uid=partner.uid,
+                kind="user",
+                role=partner.role,
+            )
         return cls(
             partner_id=partner.id,
             account_id=partner.account_id,
@@ -123,7 +167,7 @@ def network_allowed(allowed: list[str] | tuple[str, ...], remote_addr: str | Non
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-def is_locked(partner: Partner, now: datetime | None = None) -> bool:
+def is_locked(partner: Login, now: datetime | None = None) -> bool:
     return partner.locked_until is not None and partner.locked_until > (now or utcnow())
 
 
@@ -135,7 +179,7 @@ class Standing(StrEnum):
     LOCKED = "the partner is locked"
 
 
-def standing(partner: Partner | None, now: datetime | None = None) -> Standing | None:
+def standing(partner: Login | None, now: datetime | None = None) -> Standing | None:
     """What stops the partner (removed, disabled, locked), or None when it is in good standing."""
     if partner is None or partner.removed_at is not None:
         return Standing.REMOVED
@@ -146,7 +190,7 @@ def standing(partner: Partner | None, now: datetime | None = None) -> Standing |
     return None
 
 
-def session_refusal(partner: Partner | None, remote_addr: str | None, started_at: datetime) -> str | None:
+def session_refusal(partner: Login | None, remote_addr: str | None, started_at: datetime) -> str | None:
     """Why a session (or API token) that began at `started_at` must end now; None if it may go on.
 
     The one rule for live sessions: the mailbox servers' watcher and every REST request ask it.
@@ -162,20 +206,17 @@ def session_refusal(partner: Partner | None, remote_addr: str | None, started_at
     return None
 
 
-def _find_partner(session: Session, username: str) -> Partner | None:
-    """The home account's partner of that name, in one query."""
-    return session.exec(
-        select(Partner)
-        .join(Account, col(Account.id) == Partner.account_id)
-        .where(Account.name == HOME_ACCOUNT, Partner.name == username)
-    ).first()
+def _find_partner(session: Session, username: str) -> Login | None:
+    """The login of that name in whichever account: an account user when the name holds `@`, else a
+    partner; login names are unique on the instance (core/logins.py), so the name says whose it is."""
+    return find_login(session, username)
 
 
-def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> bool:
+def _key_matches(partner: Login | None, key_type: str, key_blob: bytes) -> bool:
     import base64
     import binascii
 
-    if partner is None:
+    if not isinstance(partner, Partner):  # SSH keys are a partner feature; users log in by password
         return False
     for line in partner.ssh_public_keys:
         parts = line.split()
@@ -188,6 +229,11 @@ def _key_matches(partner: Partner | None, key_type: str, key_blob: bytes) -> boo
         if hmac.compare_digest(blob, key_blob):
             return True
     return False
+
+
+def _actor(username: str) -> str:
+    """The audit actor of a login attempt: `user:` for an e-mail address, else `partner:`."""
+    return f"{'user' if '@' in username else 'partner'}:{username[:100]}"
 
 
 @dataclass
@@ -215,7 +261,7 @@ class LoginPolicy:
     def password(self, username: str, password: str, remote_addr: str | None, protocol: str) -> LoginUser:
         """The partner if the password is right and the login allowed; LoginRefused otherwise."""
 
-        def check(partner: Partner | None) -> str | None:
+        def check(partner: Login | None) -> str | None:
             stored = partner.password_hash if partner is not None else None
             if not verify_password(stored or _DUMMY_HASH, password) or stored is None:
                 return WRONG_CREDENTIALS
@@ -228,7 +274,7 @@ class LoginPolicy:
     ) -> LoginUser:
         """The partner if `key_blob` is one of its SSH keys (the signature was checked by the server)."""
 
-        def check(partner: Partner | None) -> str | None:
+        def check(partner: Login | None) -> str | None:
             return None if _key_matches(partner, key_type, key_blob) else KEY_NOT_ACCEPTED
 
         return self._login(username, remote_addr, protocol, "publickey", check)
@@ -255,10 +301,10 @@ class LoginPolicy:
         remote_addr: str | None,
         protocol: str,
         method: str,
-        check: Callable[[Partner | None], str | None],
+        check: Callable[[Login | None], str | None],
     ) -> LoginUser:
         outcome = _Outcome()
-        actor = f"partner:{username[:100]}"
+        actor = _actor(username)
         with session_scope() as session:
             now = self.clock()
             address = ledger_address(remote_addr)
@@ -303,17 +349,17 @@ class LoginPolicy:
                     outcome.refused = self._fail(session, username, partner, remote_addr, protocol, why, now)
                 else:
                     assert partner is not None
+                    outcome.user = LoginUser.of(partner)
                     audit.record(
                         session,
                         "login",
-                        actor=f"partner:{partner.name}",
+                        actor=outcome.user.actor,  # the name as stored (an address in lower case)
                         account_id=partner.account_id,
                         target=partner.name,
                         remote_addr=remote_addr,
                         protocol=protocol,
                         method=method,
                     )
-                    outcome.user = LoginUser.of(partner)
         # Raised outside the transaction, so the failure, its audit event and any ban are committed.
         if outcome.refused is not None:
             raise outcome.refused
@@ -334,7 +380,7 @@ class LoginPolicy:
         self,
         session: Session,
         username: str,
-        partner: Partner | None,
+        partner: Login | None,
         remote_addr: str | None,
         protocol: str,
         why: str,
@@ -342,7 +388,9 @@ class LoginPolicy:
     ) -> LoginRefused:
         s = self.settings
         address = ledger_address(remote_addr)
-        session.add(LoginFailure(address=address, username=username[:200], protocol=protocol, at=now))
+        # Counted under the login's own name (an address in lower case), so every spelling counts.
+        counted = partner.name if partner is not None else username[:200]
+        session.add(LoginFailure(address=address, username=counted, protocol=protocol, at=now))
         session.flush()
         window_start = now - timedelta(seconds=s.lockout_window_seconds)
         banned = self._maybe_ban(session, address, now, window_start) if address else False
@@ -352,7 +400,7 @@ class LoginPolicy:
         audit.record(
             session,
             "login.failed",
-            actor=f"partner:{username[:100]}",
+            actor=_actor(username),
             account_id=partner.account_id if partner is not None else None,
             target=username[:100],
             remote_addr=remote_addr,
@@ -386,7 +434,7 @@ class LoginPolicy:
         audit.record(session, "address.ban", actor="login", target=address, failures=failures)
         return True
 
-    def _maybe_lock(self, session: Session, partner: Partner, now: datetime, window_start: datetime) -> bool:
+    def _maybe_lock(self, session: Session, partner: Login, now: datetime, window_start: datetime) -> bool:
         """Lock the account on failures from several distinct addresses (since the last lock ended)."""
         s = self.settings
         since = window_start
@@ -408,7 +456,7 @@ class LoginPolicy:
         session.add(partner)
         audit.record(
             session,
-            "partner.lock",
+            "partner.lock" if isinstance(partner, Partner) else "account.user.lock",
             actor="login",
             account_id=partner.account_id,
             target=partner.name,

@@ -29,10 +29,41 @@ class Account(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class AccountUser(SQLModel, table=True):
+    """A person who logs in for an account (its e-mail address is the login) with a role.
+
+    The lifecycle columns are the partner's, so the one login policy and the session watcher
+    treat both logins alike. E-mail addresses always hold `@` and partner names never do, so no
+    login name is in both tables (core/logins.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, unique=True, index=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    email: str = Field(unique=True, index=True)  # lower-cased; "<email>.removed.<id>" once removed
+    password_hash: str | None = None
+    role: str = "read-only"  # admin, operator, read-only (core/tenancy.py USER_ROLES)
+    enabled: bool = True
+    locked_until: datetime | None = None
+    sessions_ended_at: datetime | None = None
+    removed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = None
+
+    # What the one login policy reads of every login (core/login.py), a partner's or a user's.
+    @property
+    def name(self) -> str:
+        return self.email
+
+    @property
+    def allowed_networks(self) -> list[str]:
+        return []  # users log in from anywhere; allow-lists are a partner setting
+
+
 class Partner(SQLModel, table=True):
     """A mailbox login an account gives a trading partner."""
 
-    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    # Partner names are login names: unique on the whole instance, not only in their account.
+    __table_args__ = (UniqueConstraint("account_id", "name"), Index("uq_partner_name", "name", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(default_factory=new_uid, unique=True, index=True)
@@ -140,6 +171,9 @@ class Receipt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
     partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    # The account user who put the file in (an outbox write); None for partners and pulls.
+    # (No foreign key: see migration 0010. Users are never deleted, so the id stays valid.)
+    user_id: int | None = Field(default=None, index=True)
     protocol: str  # rest, sftp, ftp, portal, as2, email, poll, b2b
     folder: str
     name: str
@@ -228,7 +262,11 @@ class AddressBan(SQLModel, table=True):
 class As2Organization(SQLModel, table=True):
     """Our AS2 identity: an AS2 ID, its private key (encrypted at rest) and its certificate."""
 
-    __table_args__ = (UniqueConstraint("account_id", "as2_id"),)
+    # /as2/receive routes by AS2-To alone, so an AS2 ID names one identity on the whole instance.
+    __table_args__ = (
+        UniqueConstraint("account_id", "as2_id"),
+        Index("uq_as2organization_as2_id", "as2_id", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)

@@ -1,7 +1,8 @@
 """Partners: the mailbox logins an account gives its trading partners, from added to removed.
 
-A partner's files live in its home, `<mailbox_root>/home/<name>` (`upload/`, `download/`), and its
-unfinished SFTP/FTP uploads in `<mailbox_root>/.partial/home/<name>` (`core.mailbox.layout`). Both
+A partner's files live in its home, `<mailbox_root>/<account>/<name>` (`upload/`, `download/`), and
+its unfinished SFTP/FTP uploads in `<mailbox_root>/.partial/<account>/<name>` (`core.mailbox.layout`);
+every function takes the caller's `Scope` (core/tenancy.py) and sees only that account's partners. Both
 are keyed by name, so the name must never lead a new partner to an old one's files
 (`core.mailbox.homes`):
 
@@ -25,8 +26,8 @@ from sqlmodel import Session, col, select
 
 from core import audit, object_names
 from core.crypto import hash_password
-from core.db import HOME_ACCOUNT, home_account_id
 from core.login import network_allowed
+from core.logins import LoginNameError, check_login_name
 from core.mailbox import homes, layout
 from core.mailbox.layout import FOLDERS
 from core.models import (
@@ -40,6 +41,7 @@ from core.models import (
     utcnow,
 )
 from core.passwords import check_password
+from core.tenancy import Scope
 
 __all__ = ["FOLDERS", "PartnerError", "PartnerInUse", "network_allowed"]
 
@@ -62,13 +64,15 @@ def validate_name(name: str) -> str:
         raise PartnerError(str(exc)) from None
 
 
-def get(session: Session, name: str, account_id: int | None = None) -> Partner | None:
-    account_id = account_id or home_account_id(session)
-    return session.exec(select(Partner).where(Partner.account_id == account_id, Partner.name == name)).first()
+def get(session: Session, scope: Scope, name: str) -> Partner | None:
+    """The scope's account's partner of that name (a removed one too, under its freed name)."""
+    return session.exec(
+        select(Partner).where(Partner.account_id == scope.account_id, Partner.name == name)
+    ).first()
 
 
-def require(session: Session, name: str, account_id: int | None = None) -> Partner:
-    partner = get(session, name, account_id)
+def require(session: Session, scope: Scope, name: str) -> Partner:
+    partner = get(session, scope, name)
     if partner is None or partner.removed_at is not None:
         raise PartnerError(f"no partner named {name!r}")
     return partner
@@ -76,19 +80,24 @@ def require(session: Session, name: str, account_id: int | None = None) -> Partn
 
 def add(
     session: Session,
+    scope: Scope,
     name: str,
     *,
     password: str | None = None,
     ssh_public_keys: list[str] | None = None,
     email: str | None = None,
-    actor: str = "cli",
 ) -> Partner:
-    account_id = home_account_id(session)
+    account_id = scope.account_id
+    actor = scope.actor
     validate_name(name)
     if name.startswith("_"):
         raise PartnerError(f"partner names starting with '_' are reserved: {name!r}")
-    if get(session, name, account_id) is not None:
+    if get(session, scope, name) is not None:
         raise PartnerError(f"partner {name!r} already exists")
+    try:
+        check_login_name(session, name, "partner")  # a login name: unique on the whole instance
+    except LoginNameError as exc:
+        raise PartnerError(str(exc)) from None
     partner = Partner(
         account_id=account_id,
         name=name,
@@ -98,8 +107,8 @@ def add(
     )
     session.add(partner)
     session.flush()
-    set_aside = homes.make(HOME_ACCOUNT, name)
-    stale = _detach_stale_mailbox_endpoint(session, name, actor)
+    set_aside = homes.make(scope.account_name, name)
+    stale = _detach_stale_mailbox_endpoint(session, scope, name)
     audit.record(
         session,
         "partner.add",
@@ -112,15 +121,15 @@ def add(
     return partner
 
 
-def _detach_stale_mailbox_endpoint(session: Session, name: str, actor: str) -> list[str]:
+def _detach_stale_mailbox_endpoint(session: Session, scope: Scope, name: str) -> list[str]:
     """A `mailbox:NAME` endpoint left by a partner removed before removal detached it (store
     revision 0007) still names NAME: its flows must not deliver to the new partner. Detach it and
     disable them; the operator points them at the new partner on purpose (`flow set --dest`)."""
     from core.endpoints import rows as endpoint_rows
 
-    if endpoint_rows.get(session, f"mailbox:{name}") is None:
+    if endpoint_rows.get(session, scope, f"mailbox:{name}") is None:
         return []
-    return endpoint_rows.remove(session, f"mailbox:{name}", force=True, actor=actor)
+    return endpoint_rows.remove(session, scope, f"mailbox:{name}", force=True)
 
 
 def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:
@@ -231,11 +240,11 @@ def configure(
     return changes
 
 
-def unlock(session: Session, name: str, actor: str = "cli") -> bool:
+def unlock(session: Session, scope: Scope, name: str) -> bool:
     """Lift a lock set on distributed evidence of password guessing; True if the partner was locked."""
     from core.login import unlock as lift
 
-    return lift(session, require(session, name), actor=actor)
+    return lift(session, require(session, scope, name), actor=scope.actor)
 
 
 # -- removal --------------------------------------------------------------------------------------
@@ -283,16 +292,15 @@ def users(session: Session, partner: Partner) -> tuple[list[DataFlow], list[As2P
     return list(flows), list(profiles)
 
 
-def remove(
-    session: Session, name: str, *, purge: bool = False, force: bool = False, actor: str = "cli"
-) -> Removal:
+def remove(session: Session, scope: Scope, name: str, *, purge: bool = False, force: bool = False) -> Removal:
     """Disable the login, free the name, and put the partner's files out of every new partner's reach.
 
     Refused while data flows or AS2 profiles use the partner, naming them, unless `force`: they are
     then disabled (and a disabled flow delivering into its mailbox cannot be enabled again). With
     `purge` its files are deleted instead of kept (refused while its uploads wait to be carried).
     """
-    partner = require(session, name)
+    actor = scope.actor
+    partner = require(session, scope, name)
     assert partner.id is not None
     flows, profiles = users(session, partner)
     active_profiles = [p for p in profiles if p.enabled]
@@ -304,7 +312,7 @@ def remove(
             f"partner {name!r} is used by {', '.join(used_by)}: remove or change them first "
             "(tradelane flow remove|set), or pass --force to disable them"
         )
-    home_prefix = f"{layout.home_relative(HOME_ACCOUNT, name)}/"
+    home_prefix = f"{layout.home_relative(scope.account_name, name)}/"
     if purge:
         waiting = _waiting_in_home(session, partner.id, home_prefix)
         if waiting:
@@ -343,7 +351,7 @@ def remove(
     partner.ssh_public_keys = []
     session.add(partner)
     session.flush()
-    removal.files = homes.retire(HOME_ACCOUNT, name, partner.id, purge)
+    removal.files = homes.retire(scope.account_name, name, partner.id, purge)
     if removal.files is not None:
         kept = removal.files.relative_to(layout.root()).as_posix()
         # Receipts whose bytes are still in the home follow them, so transfers and replays find them.
@@ -385,13 +393,12 @@ def _waiting_in_home(session: Session, partner_id: int, home_prefix: str) -> int
     )
 
 
-def list_all(session: Session) -> list[Partner]:
-    """Every partner that was not removed (disabled ones too), by name."""
-    account_id = home_account_id(session)
+def list_all(session: Session, scope: Scope) -> list[Partner]:
+    """Every partner of the account that was not removed (disabled ones too), by name."""
     return list(
         session.exec(
             select(Partner)
-            .where(Partner.account_id == account_id, col(Partner.removed_at).is_(None))
+            .where(Partner.account_id == scope.account_id, col(Partner.removed_at).is_(None))
             .order_by(Partner.name)
         )
     )
@@ -424,8 +431,9 @@ def check_public_key(line: str) -> str:
     return " ".join(parts)
 
 
-def add_key(session: Session, name: str, line: str, actor: str = "cli") -> Partner:
-    partner = require(session, name)
+def add_key(session: Session, scope: Scope, name: str, line: str) -> Partner:
+    actor = scope.actor
+    partner = require(session, scope, name)
     key = check_public_key(line)
     blobs = {k.split()[1] for k in partner.ssh_public_keys}
     if key.split()[1] in blobs:
@@ -443,8 +451,9 @@ def add_key(session: Session, name: str, line: str, actor: str = "cli") -> Partn
     return partner
 
 
-def remove_key(session: Session, name: str, index: int, actor: str = "cli") -> None:
-    partner = require(session, name)
+def remove_key(session: Session, scope: Scope, name: str, index: int) -> None:
+    actor = scope.actor
+    partner = require(session, scope, name)
     keys = list(partner.ssh_public_keys)
     if not 1 <= index <= len(keys):
         raise PartnerError(f"{name} has {len(keys)} keys; give a number from `partner key list`")

@@ -23,7 +23,7 @@ from core import audit
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.login import LoginRefused, LoginUser, session_refusal
-from core.models import Partner
+from core.models import AccountUser, Partner
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class SessionRegistry:
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
         self._lock = threading.Lock()
-        self._live: dict[int, list[LiveSession]] = {}
+        self._live: dict[tuple[str, int], list[LiveSession]] = {}  # by LoginUser.key
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -67,7 +67,7 @@ class SessionRegistry:
         cap = user.max_connections or (self.settings.max_connections_per_partner if server_limit else None)
         live = LiveSession(user, remote_addr, protocol, end)
         with self._lock:
-            sessions = self._live.setdefault(user.partner_id, [])
+            sessions = self._live.setdefault(user.key, [])
             if cap and len(sessions) >= cap:
                 raise LoginRefused(f"{user.name} already has {len(sessions)} sessions (limit {cap})")
             sessions.append(live)
@@ -76,15 +76,15 @@ class SessionRegistry:
 
     def close(self, live: LiveSession) -> None:
         with self._lock:
-            sessions = self._live.get(live.user.partner_id, [])
+            sessions = self._live.get(live.user.key, [])
             if live in sessions:
                 sessions.remove(live)
             if not sessions:
-                self._live.pop(live.user.partner_id, None)
+                self._live.pop(live.user.key, None)
 
-    def count(self, partner_id: int) -> int:
+    def count(self, partner_id: int, kind: str = "partner") -> int:
         with self._lock:
-            return len(self._live.get(partner_id, []))
+            return len(self._live.get((kind, partner_id), []))
 
     def sessions(self) -> list[LiveSession]:
         with self._lock:
@@ -97,12 +97,19 @@ class SessionRegistry:
         live = [s for s in self.sessions() if s.ended is None]
         if not live:
             return 0
-        ids = {s.user.partner_id for s in live}
+        ids = {s.user.partner_id for s in live if s.user.kind == "partner"}
+        user_ids = {s.user.partner_id for s in live if s.user.kind == "user"}
+        logins: dict[tuple[str, int | None], Partner | AccountUser] = {}
         with session_scope() as session:
-            partners = {p.id: p for p in session.exec(select(Partner).where(col(Partner.id).in_(ids)))}
+            if ids:
+                partners = session.exec(select(Partner).where(col(Partner.id).in_(ids)))
+                logins.update({("partner", p.id): p for p in partners})
+            if user_ids:
+                users = session.exec(select(AccountUser).where(col(AccountUser.id).in_(user_ids)))
+                logins.update({("user", u.id): u for u in users})
         ended = 0
         for s in live:
-            why = session_refusal(partners.get(s.user.partner_id), s.remote_addr, s.user.started_at)
+            why = session_refusal(logins.get(s.user.key), s.remote_addr, s.user.started_at)
             if why is not None:
                 self.end(s, why)
                 ended += 1
@@ -121,7 +128,7 @@ class SessionRegistry:
                 audit.record(
                     session,
                     "session.ended",
-                    actor=f"partner:{live.user.name}",
+                    actor=live.user.actor,
                     account_id=live.user.account_id,
                     target=live.user.name,
                     remote_addr=live.remote_addr,

@@ -11,8 +11,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core import audit
-from core.models import DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
+from core.models import Account, DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
 from core.redact import Scrubber
+from core.tenancy import Scope
 
 
 class TransferError(ValueError):
@@ -29,6 +30,7 @@ class Batch:
     partner_name: str
     transfer_ids: list[int]
     first_file: str
+    account_name: str = "home"  # the data flow's account (its deployment's name says it)
 
 
 def claim_batches(session: Session, batch_size: int) -> None:
@@ -52,8 +54,9 @@ def claim_batches(session: Session, batch_size: int) -> None:
 def unlaunched_batches(session: Session) -> list[Batch]:
     """Batches claimed but not yet given a flow run (new ones, or left by a crash: same key again)."""
     rows = session.exec(
-        select(Transfer, DataFlow, Receipt)
+        select(Transfer, DataFlow, Receipt, Account.name)
         .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .join(Account, col(Account.id) == DataFlow.account_id)
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
         .where(
             Transfer.state == TransferState.pending,
@@ -65,7 +68,7 @@ def unlaunched_batches(session: Session) -> list[Batch]:
     ).all()
     batches: dict[str, Batch] = {}
     partner_names: dict[int | None, str] = {}
-    for transfer, flow, receipt in rows:
+    for transfer, flow, receipt, account_name in rows:
         assert transfer.batch_key is not None and transfer.id is not None and flow.id is not None
         batch = batches.get(transfer.batch_key)
         if batch is None:
@@ -79,6 +82,7 @@ def unlaunched_batches(session: Session) -> list[Batch]:
                 partner_name=partner_names[receipt.partner_id],
                 transfer_ids=[],
                 first_file=receipt.name,
+                account_name=account_name,
             )
             batches[transfer.batch_key] = batch
         batch.transfer_ids.append(transfer.id)
@@ -160,9 +164,21 @@ def finish(
     )
 
 
-def replay(session: Session, transfer_id: int, actor: str = "cli") -> Transfer:
+def get(session: Session, scope: Scope, transfer_id: int) -> Transfer | None:
+    """The transfer if its data flow is the scope's account's (another account's: None, as if absent)."""
+    return session.exec(
+        select(Transfer)
+        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .where(Transfer.id == transfer_id, DataFlow.account_id == scope.account_id)
+    ).first()
+
+
+def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
     """A new pending transfer of the same receipt by the same data flow."""
-    original = session.get(Transfer, transfer_id)
+    return _replay(session, get(session, scope, transfer_id), transfer_id, scope.actor)
+
+
+def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
     if original is None:
         raise TransferError(f"no transfer {transfer_id}")
     if original.state in (TransferState.pending, TransferState.running):
@@ -205,7 +221,7 @@ def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfe
     """A replay of `failed` that the flow run `flow_run_id` carries itself, at once: what pressing
     Retry on a failed run in the Prefect UI does (the run is started again with its parameters)."""
     assert failed.id is not None
-    copy = replay(session, failed.id, actor=f"prefect-retry:{flow_run_id}")
+    copy = _replay(session, failed, failed.id, actor=f"prefect-retry:{flow_run_id}")
     copy.flow_run_id = flow_run_id
     copy.batch_key = failed.batch_key
     mark_running(session, copy)
@@ -235,6 +251,7 @@ class TransferView:
 
 def recent(
     session: Session,
+    scope: Scope,
     limit: int = 50,
     state: str | None = None,
     flow: str | None = None,
@@ -251,6 +268,7 @@ def recent(
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
         .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
         .join(Endpoint, col(Endpoint.id) == DataFlow.dest_endpoint_id)
+        .where(DataFlow.account_id == scope.account_id)
         .order_by(col(Transfer.id).desc())
         .limit(limit)
     )
@@ -266,7 +284,9 @@ def recent(
         query = query.where(col(Receipt.received_at) < until)
     if partner:
         query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(Partner.name == partner)
-    names = {p.id: p.name for p in session.exec(select(Partner))}
+    names = {
+        p.id: p.name for p in session.exec(select(Partner).where(Partner.account_id == scope.account_id))
+    }
     views = []
     for transfer, receipt, data_flow, endpoint in session.exec(query):
         assert transfer.id is not None
@@ -306,6 +326,11 @@ def scrubbed(views: list[TransferView], scrubber: Scrubber) -> list[TransferView
     ]
 
 
-def counts(session: Session) -> dict[str, int]:
-    rows = session.exec(select(Transfer.state, func.count()).group_by(Transfer.state)).all()
+def counts(session: Session, scope: Scope) -> dict[str, int]:
+    rows = session.exec(
+        select(Transfer.state, func.count())
+        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .where(DataFlow.account_id == scope.account_id)
+        .group_by(Transfer.state)
+    ).all()
     return {state: n for state, n in rows}

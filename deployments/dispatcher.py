@@ -26,7 +26,7 @@ from core import intake, transfers
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments.naming import transfer_deployment
+from deployments.naming import tags, transfer_deployment
 
 log = logging.getLogger("tradelane.dispatcher")
 
@@ -105,11 +105,11 @@ class Dispatcher:
         what = batch.first_file if count == 1 else f"{count} files"
         try:
             flow_run = await arun_deployment(
-                name=transfer_deployment(batch.data_flow_name),
+                name=transfer_deployment(batch.data_flow_name, batch.account_name),
                 client=client,
                 parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
                 flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
-                tags=[f"partner:{batch.partner_name}", f"flow:{batch.data_flow_name}"],
+                tags=[f"partner:{batch.partner_name}", *tags(batch.data_flow_name, batch.account_name)],
                 idempotency_key=f"tradelane-batch-{batch.key}",
                 timeout=0,
             )

@@ -21,7 +21,7 @@ from core.db import session_scope
 from core.models import DataFlow
 from core.permissions import make_private
 from core.redact import install_log_scrubber
-from deployments.naming import deployment_name, poll_deployment
+from deployments.naming import deployment_name, poll_deployment, tags
 from flows.poll import poll
 from flows.transfer import transfer
 
@@ -34,28 +34,28 @@ class DeploymentReconciler:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.seen: dict[int, datetime] = {}
-        self.polling: dict[int, str] = {}  # polling flows served, by id: their names
+        self.polling: dict[int, str] = {}  # polling flows served, by id: their poll deployments
 
     async def once(self) -> int:
         flows = await to_thread.run_sync(_load_flows)
-        await self._pause_removed({f.id for f in flows if f.id is not None})
+        await self._pause_removed({f.id for f, _ in flows if f.id is not None})
         added = 0
-        for flow in flows:
+        for flow, account in flows:
             assert flow.id is not None
             if self.seen.get(flow.id) == flow.updated_at:
                 continue
             await self.runner.aadd_flow(
                 transfer,
-                name=deployment_name(flow.name),
+                name=deployment_name(flow.name, account),
                 parameters={"data_flow_id": flow.id, "transfer_ids": []},
-                tags=[f"flow:{flow.name}"],
+                tags=tags(flow.name, account),
                 description=f"tradelane data flow {flow.name!r} ({flow.pattern})",
             )
             if dataflows.polls(flow):
                 # Disabled polling flows keep their deployment, paused, so history stays in one place.
                 await self.runner.aadd_flow(
                     poll,
-                    name=deployment_name(flow.name),
+                    name=deployment_name(flow.name, account),
                     parameters={"data_flow_id": flow.id, "flow_name": flow.name},
                     interval=flow.schedule_interval_seconds,
                     cron=flow.schedule_cron,
@@ -64,10 +64,10 @@ class DeploymentReconciler:
                     concurrency_limit=ConcurrencyLimitConfig(
                         limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
                     ),
-                    tags=[f"flow:{flow.name}", "poll"],
+                    tags=[*tags(flow.name, account), "poll"],
                     description=f"polls the source of tradelane data flow {flow.name!r}",
                 )
-                self.polling[flow.id] = flow.name
+                self.polling[flow.id] = poll_deployment(flow.name, account)
             self.seen[flow.id] = flow.updated_at
             added += 1
         return added
@@ -82,7 +82,7 @@ class DeploymentReconciler:
             if name is None or name in self.polling.values():  # (a new flow took the name)
                 continue
             async with get_client() as client:
-                deployment = await client.read_deployment_by_name(poll_deployment(name))
+                deployment = await client.read_deployment_by_name(name)
                 await client.pause_deployment(deployment.id)
             log.info("paused the schedule of removed data flow %s", name)
 
@@ -95,9 +95,9 @@ class DeploymentReconciler:
             await asyncio.sleep(interval)
 
 
-def _load_flows() -> list[DataFlow]:
+def _load_flows() -> list[tuple[DataFlow, str]]:
     with session_scope() as session:
-        return dataflows.list_all(session)
+        return dataflows.list_served_all_accounts(session)
 
 
 async def serve() -> None:

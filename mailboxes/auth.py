@@ -97,7 +97,7 @@ class MailboxAuth:
             audit.record(
                 session,
                 action,
-                actor=f"partner:{user.name}",
+                actor=user.actor,
                 account_id=user.account_id,
                 target=target,
                 remote_addr=remote_addr,

@@ -42,7 +42,6 @@ from typing import Final
 
 from core import intake
 from core.config import get_settings
-from core.db import HOME_ACCOUNT
 from core.limits import LimitReached
 from core.mailbox import layout
 from core.mailbox.access import HOME, Access, Action, access_of
@@ -137,8 +136,8 @@ class MailboxView:
         self.remote_addr = remote_addr
         self.protocol = protocol
         self.access: Access = access_of(user)
-        self.home = layout.home(HOME_ACCOUNT, user.name)
-        self.staged = Staging(HOME_ACCOUNT, user.name)
+        self.home = layout.home(user.account_name, user.name)
+        self.staged = Staging(user.account_name, user.name)
         self.staging = self.staged.root
         self.max_file_bytes = user.max_file_bytes or get_settings().max_upload_bytes
         self.sweep_partials()

@@ -22,6 +22,7 @@ from core.intake import receive_stream
 from core.models import Receipt, Transfer, TransferState
 from core.validators import ValidationError
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 
 @pytest.fixture
@@ -29,9 +30,9 @@ def home(tmp_path: Path) -> Iterator[Path]:
     with isolated_home(tmp_path / "home"):
         init_db()
         with session_scope() as session:
-            partners.add(session, "acme", password="delivery-Pass-1")
-            endpoint_rows.add(session, "out", "file", {"path": str(tmp_path / "out")})
-            dataflows.add(session, "acme-out", source="mailbox:acme", dest="out")
+            partners.add(session, home_scope(session), "acme", password="delivery-Pass-1")
+            endpoint_rows.add(session, home_scope(session), "out", "file", {"path": str(tmp_path / "out")})
+            dataflows.add(session, home_scope(session), "acme-out", source="mailbox:acme", dest="out")
         yield tmp_path
 
 
@@ -42,7 +43,7 @@ def upload_dir() -> Path:
 def receive(name: str, data: bytes) -> int:
     """Take a file in as acme's REST upload; the id of its (first) transfer."""
     with session_scope() as session:
-        partner = partners.require(session, "acme")
+        partner = partners.require(session, home_scope(session), "acme")
     receipt = receive_stream(partner, "upload", name, io.BytesIO(data), protocol="rest")
     with session_scope() as session:
         query = select(Transfer).where(Transfer.receipt_id == receipt.id).order_by(Transfer.id)  # type: ignore[arg-type]
@@ -119,7 +120,7 @@ def test_a_second_upload_of_the_same_name_never_touches_the_first(home: Path) ->
     assert list(upload_dir().iterdir()) == []
     # And v1 can still be replayed from its own bytes.
     with session_scope() as session:
-        replayed = transfers.replay(session, first)
+        replayed = transfers.replay(session, home_scope(session), first)
         assert replayed.id is not None
         replay_id = replayed.id
     (job,) = delivery.start([replay_id])
@@ -133,7 +134,7 @@ def test_a_delivered_replay_takes_the_file_out_of_upload(home: Path) -> None:
     fail(transfer_id)
     assert (upload_dir() / "po.json").exists()  # failed: the partner's file stays
     with session_scope() as session:
-        replay = transfers.replay(session, transfer_id)
+        replay = transfers.replay(session, home_scope(session), transfer_id)
         assert replay.id is not None
         replay_id = replay.id
     assert carry([replay_id]) == [TransferState.delivered]
@@ -143,8 +144,8 @@ def test_a_delivered_replay_takes_the_file_out_of_upload(home: Path) -> None:
 
 def test_a_file_leaves_upload_only_when_every_data_flow_delivered_it(home: Path) -> None:
     with session_scope() as session:
-        endpoint_rows.add(session, "other", "file", {"path": str(home / "other")})
-        dataflows.add(session, "acme-other", source="mailbox:acme", dest="other")
+        endpoint_rows.add(session, home_scope(session), "other", "file", {"path": str(home / "other")})
+        dataflows.add(session, home_scope(session), "acme-other", source="mailbox:acme", dest="other")
     receipt = receipt_of(receive("po.json", b"{}"))
     with session_scope() as session:
         by_flow = {
@@ -157,7 +158,7 @@ def test_a_file_leaves_upload_only_when_every_data_flow_delivered_it(home: Path)
     fail(second)
     assert (upload_dir() / "po.json").exists()
     with session_scope() as session:
-        replay = transfers.replay(session, second)
+        replay = transfers.replay(session, home_scope(session), second)
         assert replay.id is not None
         replay_id = replay.id
     carry([replay_id])
@@ -213,7 +214,7 @@ def test_an_old_layout_receipt_is_delivered_then_kept_for_replays(home: Path) ->
     assert receipt.storage_path == receipt_files.legacy_kept_path(receipt)
     (home / "out" / "old.json").unlink()
     with session_scope() as session:
-        replay = transfers.replay(session, transfer_id)
+        replay = transfers.replay(session, home_scope(session), transfer_id)
         assert replay.id is not None
         replay_id = replay.id
     assert carry([replay_id]) == [TransferState.delivered]
@@ -248,7 +249,7 @@ def test_an_old_archived_receipt_is_replayed_from_the_old_archive(home: Path) ->
         receipt.storage_path = archived
         session.add(receipt)
         transfers.finish(session, transfer, TransferState.delivered)
-        replay = transfers.replay(session, transfer_id)
+        replay = transfers.replay(session, home_scope(session), transfer_id)
         assert replay.id is not None
         replay_id = replay.id
     assert carry([replay_id]) == [TransferState.delivered]
@@ -344,7 +345,7 @@ def test_a_replay_of_a_file_still_at_the_destination_adds_no_copy(home: Path) ->
     transfer_id = receive("po.json", b'{"po": 3}')
     carry([transfer_id])
     with session_scope() as session:
-        replay = transfers.replay(session, transfer_id)
+        replay = transfers.replay(session, home_scope(session), transfer_id)
         assert replay.id is not None
         replay_id = replay.id
     assert carry([replay_id]) == [TransferState.delivered]
@@ -353,7 +354,7 @@ def test_a_replay_of_a_file_still_at_the_destination_adds_no_copy(home: Path) ->
 
 def test_overwrite_writes_again_and_fail_names_the_path(home: Path) -> None:
     with session_scope() as session:
-        flow = dataflows.require(session, "acme-out")
+        flow = dataflows.require(session, home_scope(session), "acme-out")
         flow.on_conflict = "fail"
         session.add(flow)
     (home / "out").mkdir()
@@ -363,7 +364,7 @@ def test_overwrite_writes_again_and_fail_names_the_path(home: Path) -> None:
     with pytest.raises(NameTaken, match=r"/out/po\.json exists and on_conflict is fail"):
         delivery.push(job)
     with session_scope() as session:
-        flow = dataflows.require(session, "acme-out")
+        flow = dataflows.require(session, home_scope(session), "acme-out")
         flow.on_conflict = "overwrite"
         session.add(flow)
     (job,) = delivery.start([transfer_id])

@@ -91,8 +91,12 @@ def test_set_on_an_http_endpoint_keeps_its_secret_url_and_headers_working(
     assert secrets["urls"] == {"url": url} and secrets["headers"] == {"X-Api-Key": SECRET}
     from core.db import session_scope
     from core.endpoints import rows as store
+    from tests.tenancy import home_scope
 
-    with session_scope() as session, store.open_row(store.require(session, "api")) as endpoint:
+    with (
+        session_scope() as session,
+        store.open_row(store.require(session, home_scope(session), "api")) as endpoint,
+    ):
         put(endpoint, "po.json", b"{}")  # both keys still sent
     assert (http_app.root / "po.json").exists()
     # --header and --secret-header replace the endpoint's headers, both kinds.

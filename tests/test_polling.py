@@ -14,6 +14,7 @@ from core.db import init_db, session_scope
 from core.endpoints import rows as endpoint_rows
 from core.models import PulledFile, Receipt, Transfer
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 
 @pytest.fixture
@@ -23,8 +24,10 @@ def source_dir(tmp_path: Path) -> Iterator[Path]:
         src = tmp_path / "remote"
         (src / "outbox").mkdir(parents=True)
         with session_scope() as session:
-            endpoint_rows.add(session, "remote", "file", {"path": str(src)})
-            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(session, home_scope(session), "remote", "file", {"path": str(src)})
+            endpoint_rows.add(
+                session, home_scope(session), "archive", "file", {"path": str(tmp_path / "archive")}
+            )
         yield src
 
 
@@ -32,6 +35,7 @@ def _flow(after_pull: str, pattern: str = "*.csv") -> polling.Source:
     with session_scope() as session:
         flow = dataflows.add(
             session,
+            home_scope(session),
             f"poll-{after_pull.replace(':', '-').replace('/', '-')}",
             source="remote",
             dest="archive",
@@ -88,26 +92,53 @@ def test_after_pull_delete_and_archive(source_dir: Path) -> None:
 
 def test_polling_settings_are_checked(source_dir: Path) -> None:
     with session_scope() as session:
-        partners.add(session, "acme", password="polling-Pass-1")
+        partners.add(session, home_scope(session), "acme", password="polling-Pass-1")
         with pytest.raises(dataflows.DataFlowError, match="needs one schedule"):
-            dataflows.add(session, "p1", source="remote", dest="archive")
+            dataflows.add(session, home_scope(session), "p1", source="remote", dest="archive")
         with pytest.raises(dataflows.DataFlowError, match="needs one schedule"):
-            dataflows.add(session, "p2", source="remote", dest="archive", every_seconds=5, cron="* * * * *")
+            dataflows.add(
+                session,
+                home_scope(session),
+                "p2",
+                source="remote",
+                dest="archive",
+                every_seconds=5,
+                cron="* * * * *",
+            )
         with pytest.raises(dataflows.DataFlowError, match="cron expression"):
-            dataflows.add(session, "p3", source="remote", dest="archive", cron="every day")
+            dataflows.add(
+                session, home_scope(session), "p3", source="remote", dest="archive", cron="every day"
+            )
         with pytest.raises(dataflows.DataFlowError, match="after-pull"):
-            dataflows.add(session, "p4", source="remote", dest="archive", every_seconds=5, after_pull="shred")
+            dataflows.add(
+                session,
+                home_scope(session),
+                "p4",
+                source="remote",
+                dest="archive",
+                every_seconds=5,
+                after_pull="shred",
+            )
         with pytest.raises(dataflows.DataFlowError, match=r"'\.\.' not allowed"):
             dataflows.add(
-                session, "p5", source="remote", dest="archive", every_seconds=5, after_pull="archive:../x"
+                session,
+                home_scope(session),
+                "p5",
+                source="remote",
+                dest="archive",
+                every_seconds=5,
+                after_pull="archive:../x",
             )
         with pytest.raises(dataflows.DataFlowError, match="polling sources"):
-            dataflows.add(session, "p6", source="mailbox:acme", dest="archive", every_seconds=5)
+            dataflows.add(
+                session, home_scope(session), "p6", source="mailbox:acme", dest="archive", every_seconds=5
+            )
         with pytest.raises(partners.PartnerError, match="reserved"):
-            partners.add(session, "_poll-x", password="polling-Pass-1")
+            partners.add(session, home_scope(session), "_poll-x", password="polling-Pass-1")
         # An email source is not a folder: "archive" would mean sending a message.
         endpoint_rows.add(
             session,
+            home_scope(session),
             "inbox",
             "email",
             {
@@ -120,10 +151,24 @@ def test_polling_settings_are_checked(source_dir: Path) -> None:
         )
         with pytest.raises(dataflows.DataFlowError, match="does not apply to an email source"):
             dataflows.add(
-                session, "p7", source="inbox", dest="archive", every_seconds=5, after_pull="archive:x"
+                session,
+                home_scope(session),
+                "p7",
+                source="inbox",
+                dest="archive",
+                every_seconds=5,
+                after_pull="archive:x",
             )
         # "delete" takes it the email endpoint's way (marks, moves or deletes the message).
-        dataflows.add(session, "p8", source="inbox", dest="archive", every_seconds=5, after_pull="delete")
+        dataflows.add(
+            session,
+            home_scope(session),
+            "p8",
+            source="inbox",
+            dest="archive",
+            every_seconds=5,
+            after_pull="delete",
+        )
     assert dataflows.parse_interval("90") == 90
     assert dataflows.parse_interval("5m") == 300
     with pytest.raises(dataflows.DataFlowError):

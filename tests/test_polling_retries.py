@@ -20,6 +20,7 @@ from core.models import PulledFile, Receipt
 from tasks import pull
 from tests.endpoint_servers.http_app import HttpApp
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 log = logging.getLogger("test-polling-retries")
 
@@ -39,11 +40,19 @@ def source(app: HttpApp, tmp_path: Path) -> Iterator[polling.Source]:
         with session_scope() as session:
             url = f"{app.url}/files"
             endpoint_rows.add(
-                session, "api", "http", {"url": url, "list_url": url}, {"bearer": "test-token-rw"}
+                session,
+                home_scope(session),
+                "api",
+                "http",
+                {"url": url, "list_url": url},
+                {"bearer": "test-token-rw"},
             )
-            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(
+                session, home_scope(session), "archive", "file", {"path": str(tmp_path / "archive")}
+            )
             flow = dataflows.add(
                 session,
+                home_scope(session),
                 "api-pickup",
                 source="api",
                 dest="archive",
@@ -146,10 +155,20 @@ async def test_one_url_source_with_keep_is_taken_again_only_when_it_changes(
         init_db()
         with session_scope() as session:
             config = {"url": f"{app.url}/files", "pull_url": f"{app.url}/files/out/stock.csv"}
-            endpoint_rows.add(session, "stock-api", "http", config, {"bearer": "test-token-rw"})
-            endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "archive")})
+            endpoint_rows.add(
+                session, home_scope(session), "stock-api", "http", config, {"bearer": "test-token-rw"}
+            )
+            endpoint_rows.add(
+                session, home_scope(session), "archive", "file", {"path": str(tmp_path / "archive")}
+            )
             flow = dataflows.add(
-                session, "stock", source="stock-api", dest="archive", every_seconds=60, after_pull="keep"
+                session,
+                home_scope(session),
+                "stock",
+                source="stock-api",
+                dest="archive",
+                every_seconds=60,
+                after_pull="keep",
             )
             assert flow.id is not None
             flow_id = flow.id

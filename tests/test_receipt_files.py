@@ -16,6 +16,7 @@ from core.config import get_settings
 from core.db import init_db, session_scope
 from core.intake import PartnerSender, receive_staged, receive_stream
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 
 @pytest.fixture
@@ -23,7 +24,9 @@ def sender(tmp_path: Path) -> Iterator[PartnerSender]:
     with isolated_home(tmp_path / "home"):
         init_db()
         with session_scope() as session:
-            sender = PartnerSender.of(partners.add(session, "acme", password="receipt-files-pw-1"))
+            sender = PartnerSender.of(
+                partners.add(session, home_scope(session), "acme", password="receipt-files-pw-1")
+            )
         yield sender  # committed: intake checks the sender may still send
 
 
@@ -64,7 +67,9 @@ def test_a_mailbox_folder_moved_behind_a_symlink_still_takes_files_in(tmp_path: 
         os.symlink(elsewhere, tmp_path / "home" / "mailboxes")
         init_db()
         with session_scope() as session:
-            acme = PartnerSender.of(partners.add(session, "acme", password="receipt-files-pw-1"))
+            acme = PartnerSender.of(
+                partners.add(session, home_scope(session), "acme", password="receipt-files-pw-1")
+            )
         receipt = receive_stream(acme, "upload", "po.json", io.BytesIO(b"{}"), protocol="rest")
         assert receipt.visible_path == "home/acme/upload/po.json"
         assert (elsewhere / "home" / "acme" / "upload" / "po.json").read_bytes() == b"{}"

@@ -20,6 +20,7 @@ from core.intake import record_receipt
 from core.login import LoginPolicy, LoginRefused
 from core.models import AuditEvent, Transfer, TransferState
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,16 +42,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _setup(tmp_path: Path) -> tuple[int, int]:
     with session_scope() as session:
-        partner = partners.add(session, "acme", password="s3cret-Passw0rd")
+        partner = partners.add(session, home_scope(session), "acme", password="s3cret-Passw0rd")
         endpoint_rows.add(
             session,
+            home_scope(session),
             "vault",
             "s3",
             {"bucket": "b"},
             {"access_key_id": "AKIA", "secret_access_key": "TOPSECRET"},
         )
-        endpoint_rows.add(session, "archive", "file", {"path": str(tmp_path / "out")})
-        flow = dataflows.add(session, "acme-vault", source="mailbox:acme", dest="vault", pattern="*.json")
+        endpoint_rows.add(session, home_scope(session), "archive", "file", {"path": str(tmp_path / "out")})
+        flow = dataflows.add(
+            session, home_scope(session), "acme-vault", source="mailbox:acme", dest="vault", pattern="*.json"
+        )
         assert partner.id is not None and flow.id is not None
         return partner.id, flow.id
 
@@ -93,7 +97,7 @@ def test_an_sftp_private_key_is_encrypted_at_rest(store: str, tmp_path: Path) ->
         "sftp", {"host": "sftp.example", "user": "us", "key": key_file, "host_key": host_key}
     )
     with session_scope() as session:
-        endpoint_rows.add(session, "partner-sftp", "sftp", config, secrets)
+        endpoint_rows.add(session, home_scope(session), "partner-sftp", "sftp", config, secrets)
     with get_engine().connect() as conn:
         raw_config, raw_secrets = conn.execute(
             text("SELECT config, secrets FROM endpoint WHERE name = 'partner-sftp'")
@@ -105,9 +109,11 @@ def test_an_sftp_private_key_is_encrypted_at_rest(store: str, tmp_path: Path) ->
 
 def test_a_bad_endpoint_setting_is_refused_before_anything_is_stored(store: str) -> None:
     with session_scope() as session, pytest.raises(ConfigError, match="part_size"):
-        endpoint_rows.add(session, "tiny-parts", "s3", {"bucket": "b", "part_size": 1024})
+        endpoint_rows.add(
+            session, home_scope(session), "tiny-parts", "s3", {"bucket": "b", "part_size": 1024}
+        )
     with session_scope() as session:
-        assert endpoint_rows.get(session, "tiny-parts") is None
+        assert endpoint_rows.get(session, home_scope(session), "tiny-parts") is None
 
 
 def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
@@ -115,7 +121,7 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
 ) -> None:
     partner_id, _flow_id = _setup(tmp_path)
     with session_scope() as session:
-        dataflows.add(session, "acme-archive", source="mailbox:acme", dest="archive")
+        dataflows.add(session, home_scope(session), "acme-archive", source="mailbox:acme", dest="archive")
         for i in range(7):
             record_receipt(
                 session,
@@ -178,10 +184,10 @@ def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
         transfer = session.exec(select(Transfer)).one()
         assert transfer.id is not None
         with pytest.raises(transfers.TransferError, match="still pending"):
-            transfers.replay(session, transfer.id)
+            transfers.replay(session, home_scope(session), transfer.id)
         transfers.finish(session, transfer, TransferState.failed, error="boom")
     with session_scope() as session:
-        copy = transfers.replay(session, transfer.id)
+        copy = transfers.replay(session, home_scope(session), transfer.id)
         assert copy.state == TransferState.pending and copy.replay_of == transfer.id
         copy.batch_key, copy.flow_run_id = "k", "dead-run"
         session.add(copy)
@@ -199,10 +205,10 @@ def test_partner_names_and_duplicates_are_refused(store: str, tmp_path: Path) ->
     with session_scope() as session:
         for bad in ("", "../x", "a/b", ".hidden", "x" * 65):
             with pytest.raises(partners.PartnerError):
-                partners.add(session, bad, password="partner-Pass-1")
+                partners.add(session, home_scope(session), bad, password="partner-Pass-1")
         with pytest.raises(partners.PartnerError, match="already exists"):
-            partners.add(session, "acme", password="partner-Pass-1")
+            partners.add(session, home_scope(session), "acme", password="partner-Pass-1")
         with pytest.raises(dataflows.DataFlowError, match="no partner"):
-            dataflows.add(session, "f2", source="mailbox:ghost", dest="vault")
+            dataflows.add(session, home_scope(session), "f2", source="mailbox:ghost", dest="vault")
         with pytest.raises(dataflows.DataFlowError, match="destination"):
-            dataflows.add(session, "f3", source="mailbox:acme", dest="nowhere")
+            dataflows.add(session, home_scope(session), "f3", source="mailbox:acme", dest="nowhere")

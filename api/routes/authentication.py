@@ -1,4 +1,5 @@
-"""POST /api/authentication: a partner's username and password for a bearer token."""
+"""POST /api/authentication: a partner's name (or an account user's e-mail address) and password for a
+bearer token."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ async def authenticate(
     remote_addr: RemoteAddr,
     response: Response,
     grant_type: Annotated[str, Form(description='must be "password"')],
-    username: Annotated[str, Form()],
+    username: Annotated[str, Form(description="a partner's name, or an account user's e-mail address")],
     password: Annotated[str, Form()],
 ) -> Token:
-    """Exchange a partner's username and password for a bearer access token."""
+    """Exchange a login's name and password for a bearer access token: a partner's name, or an
+    account user's e-mail address (its home then holds `b2b`, the account's outboxes)."""
     if grant_type != "password":
         raise errors.BadRequest(f"unsupported grant_type {grant_type[:40]!r}: use 'password'")
     try:

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.deps import RemoteAddr, SettingsDep, SpaceDep
+from api.deps import PartnerSpaceDep, RemoteAddr, SettingsDep
 from api.models import FileResource
 from api.sessions import close_rest_session, counted_session, open_rest_session
 from api.space import FileRef, Space, file_href
@@ -53,7 +53,7 @@ async def upload_file(
     folder_id: str,
     request: Request,
     response: Response,
-    space: SpaceDep,
+    space: PartnerSpaceDep,
     settings: SettingsDep,
     remote_addr: RemoteAddr,
     content_disposition: Annotated[
@@ -116,7 +116,7 @@ def upload_with_get(folder_id: str) -> None:
 
 
 @router.get("/files/{file_id}", response_model_exclude_none=True, responses=FILE_ERRORS)
-def get_file(file_id: str, space: SpaceDep) -> FileResource:
+def get_file(file_id: str, space: PartnerSpaceDep) -> FileResource:
     """Get a file's metadata."""
     ref = space.file(file_id)
     return space.file_resources(ref.folder, [space.stat(ref)])[0]
@@ -142,7 +142,7 @@ def attachment(name: str) -> str:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, **FILE_ERRORS},
 )
-def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> StreamingResponse:
+def download_file(file_id: str, space: PartnerSpaceDep, remote_addr: RemoteAddr) -> StreamingResponse:
     """Download a file from the download folder."""
     ref = space.file(file_id)
     if not space.can_download(ref.folder):
@@ -164,7 +164,7 @@ def download_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> Str
 
 
 @router.delete("/files/{file_id}", status_code=204, responses=FILE_ERRORS)
-def delete_file(file_id: str, space: SpaceDep, remote_addr: RemoteAddr) -> None:
+def delete_file(file_id: str, space: PartnerSpaceDep, remote_addr: RemoteAddr) -> None:
     """Delete a file from the download folder, if the partner may."""
     ref = space.file(file_id)
     if space.can_upload(ref.folder) and not space.can_delete(ref.folder):

@@ -1,4 +1,5 @@
-"""The partner's folders: its home, and the `download` and `upload` folders inside it."""
+"""The login's folders: a partner's home with `download` and `upload` inside it; an account user's
+home with `b2b` inside it, whose children are the account's outboxes."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ NOT_YOURS: dict[int | str, dict[str, Any]] = {
 
 @router.get("", response_model_exclude_none=True)
 def list_folders(space: SpaceDep, page: PageDep) -> ResourceList[FolderResource]:
-    """List the partner's top-level folders: its home folder."""
+    """List the login's top-level folders: its home folder."""
     folders = [space.home]
     return ResourceList[FolderResource](
         total_results=len(folders),
@@ -37,7 +38,8 @@ def get_folder(folder_id: str, space: SpaceDep) -> FolderResource:
 
 @router.get("/{folder_id}/children", response_model_exclude_none=True, responses=NOT_YOURS)
 def list_children(folder_id: str, space: SpaceDep, page: PageDep) -> ResourceList[FolderResource]:
-    """List the folders inside a folder: `download` and `upload` inside home."""
+    """List the folders inside a folder: `download` and `upload` inside a partner's home; `b2b`
+    inside an account user's home, and the account's outboxes inside `b2b`."""
     children = space.children(space.folder(folder_id))
     shown = page.of(children)
     return ResourceList[FolderResource](

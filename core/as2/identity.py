@@ -21,8 +21,8 @@ from core import audit, certificates
 from core.as2.settings import as2_settings
 from core.certificates import CertificateError, CertInfo
 from core.crypto import decrypt_json, encrypt_json
-from core.db import home_account_id
 from core.models import As2Organization, utcnow
+from core.tenancy import Scope
 
 
 class As2ConfigError(ValueError):
@@ -96,32 +96,38 @@ def from_pem(key_data: bytes, cert_data: bytes, password: str | None = None) -> 
 # ---- stored organizations ---------------------------------------------------------------------
 
 
-def get(session: Session, as2_id: str) -> As2Organization | None:
+def get(session: Session, scope: Scope, as2_id: str) -> As2Organization | None:
     return session.exec(
         select(As2Organization).where(
-            As2Organization.account_id == home_account_id(session), As2Organization.as2_id == as2_id
+            As2Organization.account_id == scope.account_id, As2Organization.as2_id == as2_id
         )
     ).first()
 
 
-def list_all(session: Session) -> list[As2Organization]:
+def addressed(session: Session, as2_id: str) -> As2Organization | None:
+    """The organization a message's AS2-To names, whichever account has it: AS2 IDs of
+    organizations are unique on the instance, so the AS2-To header alone finds the account."""
+    return session.exec(select(As2Organization).where(As2Organization.as2_id == as2_id)).first()
+
+
+def list_all(session: Session, scope: Scope) -> list[As2Organization]:
     return list(
         session.exec(
             select(As2Organization)
-            .where(As2Organization.account_id == home_account_id(session))
+            .where(As2Organization.account_id == scope.account_id)
             .order_by(col(As2Organization.id))
         )
     )
 
 
-def require(session: Session, as2_id: str | None = None) -> As2Organization:
+def require(session: Session, scope: Scope, as2_id: str | None = None) -> As2Organization:
     """The organization named `as2_id`, or the account's only (first) one when None."""
     if as2_id is not None:
-        org = get(session, as2_id)
+        org = get(session, scope, as2_id)
         if org is None:
             raise As2ConfigError(f"no AS2 organization {as2_id!r}: create it with `tradelane as2 org create`")
         return org
-    orgs = list_all(session)
+    orgs = list_all(session, scope)
     if not orgs:
         raise As2ConfigError(
             "no AS2 organization yet: create one with `tradelane as2 org create --as2-id ID`"
@@ -131,22 +137,27 @@ def require(session: Session, as2_id: str | None = None) -> As2Organization:
 
 def create(
     session: Session,
+    scope: Scope,
     as2_id: str,
     key_pem: str,
     cert_pem: str,
     *,
     replace: bool = False,
-    actor: str = "cli",
 ) -> As2Organization:
     """Store an identity; the key is encrypted at rest. `replace` renews an existing one's key pair."""
+    actor = scope.actor
     check_as2_id(as2_id)
     info = cert_info(cert_pem)
-    org = get(session, as2_id)
+    org = get(session, scope, as2_id)
     if org is not None and not replace:
         raise As2ConfigError(f"AS2 organization {as2_id!r} already exists (use --replace to renew its keys)")
+    if org is None and addressed(session, as2_id) is not None:
+        raise As2ConfigError(
+            f"409: the AS2 ID {as2_id!r} is taken on this instance (messages are routed by AS2-To alone)"
+        )
     if org is None:
         org = As2Organization(
-            account_id=home_account_id(session),
+            account_id=scope.account_id,
             as2_id=as2_id,
             private_key="",
             certificate="",

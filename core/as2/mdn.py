@@ -290,6 +290,7 @@ class AsyncMdnOutcome:
 def receive_async(headers: Iterable[tuple[str, str]], body: bytes) -> AsyncMdnOutcome:
     """An async MDN posted to /as2/mdn: verify it and close the pending message it answers."""
     from core.as2 import profiles
+    from core.tenancy import system_scope
 
     found: dict[str, As2Message] = {}
 
@@ -300,7 +301,7 @@ def receive_async(headers: Iterable[tuple[str, str]], body: bytes) -> AsyncMdnOu
             ).first()
             if row is None:
                 return None
-            profile = profiles.get(session, row.partner_as2_id)
+            profile = profiles.get(session, system_scope(session, row.account_id), row.partner_as2_id)
             if profile is None:
                 return None
             found["row"] = row

@@ -7,19 +7,21 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core import transfers
-from core.db import home_account_id, session_scope
+from core.db import session_scope
 from core.models import As2Message, Transfer, TransferState, utcnow
+from core.tenancy import Scope
 
 
 def recent(
     session: Session,
+    scope: Scope,
     *,
     limit: int = 50,
     direction: str | None = None,
     partner: str | None = None,
     status: str | None = None,
 ) -> list[As2Message]:
-    query = select(As2Message).where(As2Message.account_id == home_account_id(session))
+    query = select(As2Message).where(As2Message.account_id == scope.account_id)
     if direction:
         query = query.where(As2Message.direction == direction)
     if partner:

@@ -21,9 +21,9 @@ from core import audit
 from core import partners as mailbox_partners
 from core.as2 import identity
 from core.as2.identity import As2ConfigError, cert_info, certificate_pem, check_as2_id
-from core.db import home_account_id
 from core.login import Standing, standing
 from core.models import As2Organization, As2Partner, Partner, utcnow
+from core.tenancy import Scope, instance_account_id, system_scope
 
 # CLI names → pyas2lib names.
 DIGESTS = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
@@ -96,26 +96,24 @@ def allowed_mdn_prefixes(profile: As2Partner) -> list[str]:
     return [f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"]
 
 
-def get(session: Session, as2_id: str) -> As2Partner | None:
+def get(session: Session, scope: Scope, as2_id: str) -> As2Partner | None:
     return session.exec(
-        select(As2Partner).where(
-            As2Partner.account_id == home_account_id(session), As2Partner.as2_id == as2_id
-        )
+        select(As2Partner).where(As2Partner.account_id == scope.account_id, As2Partner.as2_id == as2_id)
     ).first()
 
 
-def require(session: Session, as2_id: str) -> As2Partner:
-    profile = get(session, as2_id)
+def require(session: Session, scope: Scope, as2_id: str) -> As2Partner:
+    profile = get(session, scope, as2_id)
     if profile is None or not profile.enabled:
         raise As2ConfigError(f"no AS2 partner {as2_id!r}: add it with `tradelane as2 partner add`")
     return profile
 
 
-def list_all(session: Session) -> list[As2Partner]:
+def list_all(session: Session, scope: Scope) -> list[As2Partner]:
     return list(
         session.exec(
             select(As2Partner)
-            .where(As2Partner.account_id == home_account_id(session))
+            .where(As2Partner.account_id == scope.account_id)
             .order_by(col(As2Partner.as2_id))
         )
     )
@@ -123,6 +121,7 @@ def list_all(session: Session) -> list[As2Partner]:
 
 def add(
     session: Session,
+    scope: Scope,
     as2_id: str,
     *,
     mailbox: str,
@@ -141,12 +140,12 @@ def add(
     allow_mdn_urls: list[str] | None = None,
     org: str | None = None,
     replace: bool = False,
-    actor: str = "cli",
 ) -> As2Partner:
     """Store (or with `replace`, update) a partner's profile."""
+    actor = scope.actor
     check_as2_id(as2_id)
-    partner = mailbox_partners.require(session, mailbox)
-    organization = identity.require(session, org) if org else None
+    partner = mailbox_partners.require(session, scope, mailbox)
+    organization = identity.require(session, scope, org) if org else None
     mdn = (mdn or "none").lower()
     if mdn not in MDN_MODES:
         raise As2ConfigError(f"--mdn must be one of {', '.join(MDN_MODES)}")
@@ -154,7 +153,7 @@ def add(
         raise As2ConfigError("--mdn-timeout must be positive and --max-resends at least 0")
     cert_pem = certificate_pem(certificate)
     info = cert_info(cert_pem)
-    profile = get(session, as2_id)
+    profile = get(session, scope, as2_id)
     if profile is not None and not replace:
         raise As2ConfigError(f"AS2 partner {as2_id!r} already exists (use --replace to change it)")
     values: dict[str, Any] = {
@@ -178,7 +177,7 @@ def add(
         "updated_at": utcnow(),
     }
     if profile is None:
-        profile = As2Partner(account_id=home_account_id(session), as2_id=as2_id, **values)
+        profile = As2Partner(account_id=scope.account_id, as2_id=as2_id, **values)
     else:
         for key, value in values.items():
             setattr(profile, key, value)
@@ -200,18 +199,19 @@ def add(
 
 def set_options(
     session: Session,
+    scope: Scope,
     as2_id: str,
     *,
     allow_unsigned: bool | None = None,
     mdn_return_url: str | None = None,
     allow_mdn_urls: list[str] | None = None,
-    actor: str = "cli",
 ) -> As2Partner:
     """Change a profile's inbound security settings; None leaves one as it is.
 
     `mdn_return_url=""` clears the return URL; `allow_mdn_urls=[]` clears the allow-list.
     """
-    profile = get(session, as2_id)
+    actor = scope.actor
+    profile = get(session, scope, as2_id)
     if profile is None:
         raise As2ConfigError(f"no AS2 partner {as2_id!r}: add it with `tradelane as2 partner add`")
     changed: dict[str, Any] = {}
@@ -232,8 +232,9 @@ def set_options(
     return profile
 
 
-def remove(session: Session, as2_id: str, actor: str = "cli") -> None:
-    profile = get(session, as2_id)
+def remove(session: Session, scope: Scope, as2_id: str) -> None:
+    actor = scope.actor
+    profile = get(session, scope, as2_id)
     if profile is None:
         raise As2ConfigError(f"no AS2 partner {as2_id!r}")
     # Messages keep their history by AS2 ID; the profile itself can go.
@@ -241,12 +242,20 @@ def remove(session: Session, as2_id: str, actor: str = "cli") -> None:
     audit.record(session, "as2.partner.remove", actor=actor, account_id=profile.account_id, target=as2_id)
 
 
+def sending_scope(session: Session, account_id: int | None) -> Scope:
+    """Whose profiles an AS2 endpoint sends with: the account of the endpoint's row. An endpoint
+    built without a row (tests, `endpoint check` of unsaved settings) uses the instance's own."""
+    return system_scope(
+        session, account_id if account_id is not None else instance_account_id(session), "flow"
+    )
+
+
 def organization_for(session: Session, profile: As2Partner) -> As2Organization:
     if profile.organization_id is not None:
         org = session.get(As2Organization, profile.organization_id)
         if org is not None:
             return org
-    return identity.require(session)
+    return identity.require(session, system_scope(session, profile.account_id))
 
 
 def mailbox_of(session: Session, profile: As2Partner) -> Partner:

@@ -38,10 +38,11 @@ from sqlmodel import Session, select
 from core import intake
 from core.as2 import identity, profiles, replay
 from core.as2 import mdn as mdns
-from core.db import HOME_ACCOUNT, home_account_id, session_scope
+from core.db import session_scope
 from core.mailbox import layout
 from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
 from core.netpolicy import UrlNotAllowed
+from core.tenancy import instance_account_id, system_scope
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,11 @@ class _Found:
 
 def _unknown_pair(session: Session, org_id: str, partner_id: str) -> str | None:
     """Why (org_id, partner_id) is not a pair we trade as, or None when it is."""
-    org = identity.get(session, org_id)
+    org = identity.addressed(session, org_id)
     if org is None:
         return f"{org_id!r} is not an AS2 ID of ours"
-    profile = profiles.get(session, partner_id)
+    # The partner is looked up in the account whose organization the message is addressed to.
+    profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
     if profile is None or not profile.enabled:
         return f"unknown AS2 partner {partner_id!r}"
     if profile.organization_id is not None and profile.organization_id != org.id:
@@ -119,14 +121,15 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
         with session_scope() as session:
-            org = identity.get(session, org_id)
+            org = identity.addressed(session, org_id)
             if org is not None:
                 found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
             reason = _unknown_pair(session, org_id, partner_id)
             if reason is not None:
                 raise PartnerNotFound(reason)
-            profile = profiles.get(session, partner_id)
-            assert org is not None and profile is not None
+            assert org is not None
+            profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
+            assert profile is not None
             found.org, found.profile = org, profile
             return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
@@ -255,7 +258,7 @@ def _row(session: Session, partner_as2_id: str, message_id: str | None) -> As2Me
     ).first()
 
 
-def _file_name(message: Any, mailbox: str) -> str:
+def _file_name(message: Any, account: str, mailbox: str) -> str:
     """The sender's file name when it is a safe one, else one made from the Message-ID; never an
     existing file's name in upload/ (AS2 senders often reuse one name for every message)."""
     name = None
@@ -272,7 +275,7 @@ def _file_name(message: Any, mailbox: str) -> str:
     digest = hashlib.sha256((message.message_id or os.urandom(8).hex()).encode()).hexdigest()[:10]
     if not name:
         return f"as2-{digest}.dat"
-    folder = layout.home(HOME_ACCOUNT, mailbox) / FOLDER
+    folder = layout.home(account, mailbox) / FOLDER
     if (folder / name).exists():
         stem, suffix = posixpath.splitext(name)
         candidate = f"{stem}.{digest}{suffix}"
@@ -293,14 +296,16 @@ def _take_in(
     assert found.profile is not None
     with session_scope() as session:
         mailbox = profiles.mailbox_of(session, found.profile)
+        mailbox_account = system_scope(session, mailbox.account_id).account_name
     content = message.content
     payload: bytes = content.encode() if isinstance(content, str) else bytes(content)
-    name = _file_name(message, mailbox.name)
+    name = _file_name(message, mailbox_account, mailbox.name)
     row_ids: list[int] = []
+    account_id = found.profile.account_id
 
     def record(session: Session, receipt: Receipt) -> None:
         row = _row(session, partner_id, message.message_id) or As2Message(
-            account_id=home_account_id(session),
+            account_id=account_id,
             direction="in",
             message_id=message.message_id,
             org_as2_id=org_id,
@@ -451,8 +456,10 @@ def _record(
     with session_scope() as session:
         row = session.get(As2Message, row_id) if row_id else _row(session, partner_id, message.message_id)
         if row is None:
+            org = identity.addressed(session, org_id)
             row = As2Message(
-                account_id=home_account_id(session),
+                # Addressed to none of our organizations: the instance's own (home) history, as before.
+                account_id=org.account_id if org is not None else instance_account_id(session),
                 direction="in",
                 message_id=message.message_id,
                 org_as2_id=org_id[:255] or "?",

@@ -26,10 +26,11 @@ from core.as2 import mdn as mdns
 from core.as2.identity import cert_info
 from core.as2.settings import as2_settings, default_mdn_url, http_client, spool_root
 from core.as2.spool import MessageTooLarge
-from core.db import home_account_id, session_scope
+from core.db import session_scope
 from core.endpoints.base import ConfigError, EndpointError, TransientError
 from core.endpoints.http_wire import map_httpx_error
 from core.models import As2Message, utcnow
+from core.tenancy import system_scope
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def send(
     *,
     content_type: str = DEFAULT_CONTENT_TYPE,
     subject: str | None = None,
+    account_id: int | None = None,
 ) -> Sent:
     """Build, sign/encrypt/compress per the partner's profile, POST, and judge a sync MDN.
 
@@ -74,7 +76,7 @@ def send(
     file_name = os.path.basename(path)
     with session_scope() as session:
         try:
-            profile = profiles.require(session, partner_as2_id)
+            profile = profiles.require(session, profiles.sending_scope(session, account_id), partner_as2_id)
             org = profiles.organization_for(session, profile)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -82,7 +84,7 @@ def send(
             info = cert_info(pem)
             if info.expired:
                 raise ConfigError(f"AS2: {whose} certificate expired on {info.not_after:%Y-%m-%d}; renew it")
-        account_id = home_account_id(session)
+        account_id = profile.account_id
         org_obj = identity.pyas2lib_organization(org, mdn_url=profile.mdn_url or default_mdn_url())
         partner_obj = profiles.pyas2lib_partner(profile)
         mdn_mode, mdn_sign, url = profile.mdn_mode, profile.mdn_sign, profile.url
@@ -236,7 +238,7 @@ def resend(row_id: int) -> str:
         row = session.get(As2Message, row_id)
         if row is None or row.status != "awaiting-mdn":
             return "skipped"
-        profile = profiles.get(session, row.partner_as2_id)
+        profile = profiles.get(session, system_scope(session, row.account_id), row.partner_as2_id)
         timeout = profile.mdn_timeout_seconds if profile else 600.0
         max_resends = profile.max_resends if profile else 0
         if not _claim(session, row, timeout):

@@ -62,6 +62,7 @@ class As2WriteStream(WriteStream):
             self._path,
             content_type=self._endpoint.content_type,
             subject=self._endpoint.settings.subject,
+            account_id=self._endpoint.account_id,
         )
         self._endpoint.last_sent = self.sent
         mdn = f"; MDN {self.sent.disposition}" if self.sent.disposition else ""
@@ -135,7 +136,9 @@ class As2Endpoint(Endpoint):
 
         with session_scope() as session:
             try:
-                profile = profiles.require(session, self.partner)
+                profile = profiles.require(
+                    session, profiles.sending_scope(session, self.account_id), self.partner
+                )
                 org = profiles.organization_for(session, profile)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None

@@ -222,6 +222,9 @@ class Endpoint(ABC):
 
     settings: EndpointSettings
     secrets: EndpointSecrets
+    # The account whose stored row this endpoint was opened from (core/endpoints/rows.open_row);
+    # None when built from settings alone. AS2 looks its partner's profile up in that account.
+    account_id: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

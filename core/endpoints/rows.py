@@ -10,7 +10,6 @@ from sqlmodel import Session, col, select
 
 from core import audit, redact
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
-from core.db import HOME_ACCOUNT, home_account_id
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class
@@ -18,37 +17,36 @@ from core.endpoints.settings import EndpointSecrets, EndpointSettings
 from core.models import Endpoint as EndpointRow
 from core.models import Partner, utcnow
 from core.object_names import validate_name
+from core.tenancy import Scope
 
 MAILBOX_PREFIX = "mailbox:"
 
 log = logging.getLogger(__name__)
 
 
-def get(session: Session, name: str) -> EndpointRow | None:
+def get(session: Session, scope: Scope, name: str) -> EndpointRow | None:
     return session.exec(
-        select(EndpointRow).where(
-            EndpointRow.account_id == home_account_id(session), EndpointRow.name == name
-        )
+        select(EndpointRow).where(EndpointRow.account_id == scope.account_id, EndpointRow.name == name)
     ).first()
 
 
-def require(session: Session, name: str) -> EndpointRow:
-    row = get(session, name)
+def require(session: Session, scope: Scope, name: str) -> EndpointRow:
+    row = get(session, scope, name)
     if row is None:
         if name.startswith(MAILBOX_PREFIX):
-            return mailbox_endpoint(session, name.removeprefix(MAILBOX_PREFIX))
+            return mailbox_endpoint(session, scope, name.removeprefix(MAILBOX_PREFIX))
         raise ConfigError(f"no endpoint named {name!r}")
     return row
 
 
 def add(
     session: Session,
+    scope: Scope,
     name: str,
     type_: str,
     config: EndpointSettings | Mapping[str, Any],
     secrets: EndpointSecrets | Mapping[str, Any] | None = None,
     *,
-    actor: str = "cli",
     replace: bool = False,
 ) -> EndpointRow:
     """Store an endpoint; its settings are parsed once, by its type's models, and refused (naming
@@ -57,30 +55,29 @@ def add(
         validate_name(name)
     cls = endpoint_class(type_)
     settings, secret_model = cls.parse(config, secrets)
-    row = get(session, name)
+    row = get(session, scope, name)
     if row is not None and not replace:
         raise ConfigError(f"endpoint {name!r} already exists")
     if row is None:
-        row = EndpointRow(account_id=home_account_id(session), name=name, type=type_)
+        row = EndpointRow(account_id=scope.account_id, name=name, type=type_)
     row.type = type_
-    _store(session, row, cls(settings, secret_model), "endpoint.add", actor)
+    _store(session, row, cls(settings, secret_model), "endpoint.add", scope.actor)
     return row
 
 
 def set_settings(
     session: Session,
+    scope: Scope,
     name: str,
     changes: Mapping[str, Any],
     secret_changes: Mapping[str, Any],
     unset: Iterable[str] = (),
-    *,
-    actor: str = "cli",
 ) -> list[str]:
     """Change some settings and secrets of a stored endpoint (the others stay) and say which
     changed: setting names, and secret names (never values). A key given anew replaces that key
     in both the settings and the secrets (http's headers are one list kept in the two); `unset`
     takes keys back to their defaults."""
-    row = get(session, name)
+    row = get(session, scope, name)
     if row is None or row.removed_at is not None or row.type == "mailbox":
         raise ConfigError(f"no endpoint named {name!r}")
     cls = endpoint_class(row.type)
@@ -109,7 +106,7 @@ def set_settings(
     ]
     changed += [f"{key} (unknown, dropped)" for key in dropped]
     if changed:
-        _store(session, row, cls(settings, secret_model), "endpoint.set", actor)
+        _store(session, row, cls(settings, secret_model), "endpoint.set", scope.actor)
     return changed
 
 
@@ -170,13 +167,13 @@ def secret_names(secrets: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def mailbox_endpoint(session: Session, partner_name: str) -> EndpointRow:
+def mailbox_endpoint(session: Session, scope: Scope, partner_name: str) -> EndpointRow:
     """The implicit `mailbox:PARTNER` endpoint (a partner's mailbox as a destination)."""
     # Queried here rather than with core.partners, which imports this module (it detaches a
     # removed partner's mailbox endpoint).
     partner = session.exec(
         select(Partner.id).where(
-            Partner.account_id == home_account_id(session),
+            Partner.account_id == scope.account_id,
             Partner.name == partner_name,
             col(Partner.removed_at).is_(None),
         )
@@ -184,17 +181,17 @@ def mailbox_endpoint(session: Session, partner_name: str) -> EndpointRow:
     if partner is None:
         raise ConfigError(f"no partner named {partner_name!r}")
     name = f"{MAILBOX_PREFIX}{partner_name}"
-    row = get(session, name)
+    row = get(session, scope, name)
     if row is None:
-        row = add(session, name, "mailbox", {"partner": partner_name, "account": HOME_ACCOUNT})
+        row = add(session, scope, name, "mailbox", {"partner": partner_name, "account": scope.account_name})
     return row
 
 
-def list_all(session: Session) -> list[EndpointRow]:
+def list_all(session: Session, scope: Scope) -> list[EndpointRow]:
     return list(
         session.exec(
             select(EndpointRow)
-            .where(EndpointRow.account_id == home_account_id(session), col(EndpointRow.removed_at).is_(None))
+            .where(EndpointRow.account_id == scope.account_id, col(EndpointRow.removed_at).is_(None))
             .order_by(EndpointRow.name)
         )
     )
@@ -204,7 +201,7 @@ class EndpointInUse(ConfigError):
     """Data flows still take from or deliver to the endpoint; the message names them."""
 
 
-def remove(session: Session, name: str, *, force: bool = False, actor: str = "cli") -> list[str]:
+def remove(session: Session, scope: Scope, name: str, *, force: bool = False) -> list[str]:
     """Remove an endpoint; refused while data flows use it, naming them, unless `force`.
 
     With `force` those flows are disabled (their names are returned) and the endpoint is kept,
@@ -213,7 +210,8 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
     """
     from core.models import DataFlow
 
-    row = get(session, name)
+    actor = scope.actor
+    row = get(session, scope, name)
     if row is None or row.removed_at is not None:
         raise ConfigError(f"no endpoint named {name!r}")
     referring = session.exec(
@@ -263,6 +261,7 @@ def open_row(row: EndpointRow) -> Endpoint:
             row.name,
         )
     endpoint = cls(config, secrets)
+    endpoint.account_id = row.account_id
     redact.remember(endpoint.scrubber)
     return endpoint
 
@@ -303,8 +302,8 @@ def row_scrubber(row: EndpointRow) -> redact.Scrubber:
         return endpoint.scrubber
 
 
-def scrubber(session: Session) -> redact.Scrubber:
+def scrubber(session: Session, scope: Scope) -> redact.Scrubber:
     """Hides every configured endpoint secret of the account: for what operators are shown
     (transfer errors and answers recorded by any process, at any time)."""
-    forms = {form for row in list_all(session) for form in row_scrubber(row).values}
+    forms = {form for row in list_all(session, scope) for form in row_scrubber(row).values}
     return redact.Scrubber(forms, expanded=True)

@@ -24,6 +24,7 @@ from typing import Final
 from core.mailbox.layout import DOWNLOAD, UPLOAD, is_hidden, is_tradelane_temp_name
 
 HOME: Final = ""  # the home folder itself, as a rule's folder
+B2B: Final = "b2b"  # an account user's folder of the account's B2B outboxes (core/mailbox/outboxes.py)
 
 
 class Action(StrEnum):
@@ -35,6 +36,7 @@ class Action(StrEnum):
 
 class LoginKind(StrEnum):
     PARTNER = "partner"
+    USER = "user"  # an account user: a virtual home holding `b2b/`, whose children are the outboxes
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,16 @@ RULES: Final[Mapping[LoginKind, tuple[FolderRule, ...]]] = {
         _rule(DOWNLOAD, LIST, READ, DELETE, needs={DELETE: "can_delete_downloads"}),
         _rule(UPLOAD, LIST, WRITE),
     ),
+    # An account user's home holds no files of its own: only `b2b/`, listing the account's outboxes
+    # (one folder each, `OUTBOX` below); what may be done inside an outbox is the connections'
+    # business (they fill `core/mailbox/outboxes.py`).
+    LoginKind.USER: (
+        _rule(HOME, LIST),
+        _rule(B2B, LIST),
+    ),
 }
+# What an account user may do in one outbox (`b2b/<outbox>/`), until connections say more.
+OUTBOX: Final = frozenset({LIST})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from mailboxes.ftp.filesystem import MailboxFS
 from mailboxes.ftp.pyftpd import TLS_FTPHandler
 from mailboxes.ftp.replies import reply_for
 from mailboxes.ftp.upload import UploadFile
+from mailboxes.user_view import view_for
 from mailboxes.view import MailboxError, MailboxView
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class MailboxFTPHandler(TLS_FTPHandler):  # type: ignore[misc]  # pyftpdlib ship
         """Called by the authorizer once the login is accepted and the session counted."""
         self.mailbox_user = user
         self.live = live
-        self.view = MailboxView(user, self.auth, client_address(self), PROTOCOL)
+        self.view = view_for(user, self.auth, client_address(self), PROTOCOL)
 
     def end_session(self, _why: str) -> None:
         """End this session from another thread (the partner was removed, disabled or locked).

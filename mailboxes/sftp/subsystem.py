@@ -66,6 +66,7 @@ from mailboxes.sftp.packets import (
     packet,
     status,
 )
+from mailboxes.user_view import view_for
 from mailboxes.view import Entry, Forbidden, MailboxError, MailboxView, NoSuchFile, UploadHandle
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class SFTPSession(paramiko.SubsystemHandler):  # type: ignore[misc]  # paramiko 
             return
         grow_window(channel, WINDOW_SIZE)  # the channel now has a reader: let the client stream
         try:
-            self.view = MailboxView(user, self.conn.auth, self.conn.remote_addr, PROTOCOL)
+            self.view = view_for(user, self.conn.auth, self.conn.remote_addr, PROTOCOL)
             if not self._handshake():
                 return
             while (payload := self._next_packet()) is not None:

@@ -28,6 +28,7 @@ from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.mailbox import mailbox_root_for
 from core.models import Partner, Receipt
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 WALKTHROUGH_USER = "claudioapp"
 WALKTHROUGH_PASSWORD = "Cl@udio_@pp_P@ssword"
@@ -169,7 +170,7 @@ class PartnerLogin:
 
 def create_partner(name: str, password: str, *, can_delete_downloads: bool = True) -> Partner:
     with session_scope() as session:
-        partner = partners.add(session, name, password=password)
+        partner = partners.add(session, home_scope(session), name, password=password)
         partner.can_delete_downloads = can_delete_downloads
         session.add(partner)
     return partner

@@ -18,6 +18,7 @@ from core.db import session_scope
 from core.models import AuditEvent, Partner
 from tests.addresses import fresh_loopback
 from tests.api.conftest import PartnerLogin, Server
+from tests.tenancy import home_scope
 
 MakePartner = Callable[..., PartnerLogin]
 
@@ -143,7 +144,7 @@ def test_removed_partner_token(make_partner: MakePartner) -> None:
     p = make_partner()
     assert p.get("/api/folders").status_code == 200
     with session_scope() as session:
-        partners.remove(session, p.name)
+        partners.remove(session, home_scope(session), p.name)
     r = p.get("/api/folders")
     assert r.status_code == 401
     assert r.json()["message"] == "this login is disabled or no longer exists"

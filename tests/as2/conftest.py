@@ -25,6 +25,7 @@ from core.endpoints.mailbox import mailbox_root_for
 from core.models import As2Message, As2Organization
 from tests.as2.peer import Identity, PeerServer, partner_of
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 OUR_ID = "TRADELANE-TEST"
 _ids = itertools.count(1)
@@ -99,7 +100,7 @@ def us(as2_home: Path) -> Identity:
     ident = Identity.new(OUR_ID)
     with session_scope() as session:
         if session.exec(select(As2Organization).where(As2Organization.as2_id == OUR_ID)).first() is None:
-            identity.create(session, OUR_ID, ident.key_pem, ident.cert_pem)
+            identity.create(session, home_scope(session), OUR_ID, ident.key_pem, ident.cert_pem)
     return ident
 
 
@@ -142,10 +143,11 @@ def trading(us: Identity, as2_home: Path) -> Callable[..., Trading]:
         ident = ident or Identity.new(f"PARTNER-{n}")
         mailbox = f"as2-mailbox-{n}"
         with session_scope() as session:
-            partners.add(session, mailbox, password=f"pw-{n}-{os.urandom(8).hex()}")
+            partners.add(session, home_scope(session), mailbox, password=f"pw-{n}-{os.urandom(8).hex()}")
             options.setdefault("org", OUR_ID)
             profiles.add(
                 session,
+                home_scope(session),
                 ident.as2_id,
                 mailbox=mailbox,
                 url=url,

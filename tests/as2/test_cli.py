@@ -22,6 +22,7 @@ from core.db import session_scope
 from core.models import As2Organization
 from tests.as2.conftest import As2Server
 from tests.as2.peer import Identity
+from tests.tenancy import home_scope
 
 runner = CliRunner()
 
@@ -112,7 +113,7 @@ def test_partner_add_list_remove_and_messages(as2_server: As2Server, tmp_path: P
     cert = tmp_path / "partner.crt"
     cert.write_text(ident.cert_pem)
     with session_scope() as session:
-        partners.add(session, "cli-as2-mailbox", password="pw-" + os.urandom(8).hex())
+        partners.add(session, home_scope(session), "cli-as2-mailbox", password="pw-" + os.urandom(8).hex())
     run(
         "as2", "partner", "add", "CLI-PARTNER", "--mailbox", "cli-as2-mailbox", "--url", "http://127.0.0.1:9/as2",
         "--cert", str(cert), "--sign", "sha256", "--encrypt", "aes256", "--compress", "--mdn", "async",

@@ -17,6 +17,7 @@ from core import partners
 from core.as2 import identity, profiles
 from core.db import get_engine, init_db, migrate, session_scope
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -46,9 +47,10 @@ def _downgrade_to_before(revision: str) -> None:
 def test_profiles_made_before_0008_get_the_safe_defaults(store: None) -> None:
     _, cert = identity.self_signed("GLOBEX")
     with session_scope() as session:
-        partners.add(session, "globex", password="Pw-0008-migration")
+        partners.add(session, home_scope(session), "globex", password="Pw-0008-migration")
         profiles.add(
             session,
+            home_scope(session),
             "GLOBEX",
             mailbox="globex",
             url="https://as2.globex.example/as2",
@@ -59,7 +61,7 @@ def test_profiles_made_before_0008_get_the_safe_defaults(store: None) -> None:
         assert conn.execute(text("SELECT as2_id FROM as2partner")).scalars().all() == ["GLOBEX"]
     migrate()
     with session_scope() as session:
-        profile = profiles.get(session, "GLOBEX")
+        profile = profiles.get(session, home_scope(session), "GLOBEX")
         assert profile is not None
         assert profile.allow_unsigned is False
         assert profile.mdn_return_url is None and profile.allow_mdn_urls == []

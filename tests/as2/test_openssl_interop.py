@@ -21,6 +21,7 @@ from tests.as2.conftest import OUR_ID, As2Server, Trading
 from tests.as2.peer import Identity, PeerServer
 from tests.as2.test_send import push
 from tests.servers import require_tool
+from tests.tenancy import home_scope
 
 OPENSSL = require_tool("openssl")
 
@@ -141,7 +142,7 @@ def _our_cert_pem() -> str:
     from core.db import session_scope
 
     with session_scope() as session:
-        return identity.require(session, OUR_ID).certificate
+        return identity.require(session, home_scope(session), OUR_ID).certificate
 
 
 def test_pyas2lib_is_importable() -> None:

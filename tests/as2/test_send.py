@@ -18,6 +18,7 @@ from core.endpoints.base import ConfigError, EndpointError, PermissionDenied, Tr
 from core.models import As2Message, Transfer, TransferState
 from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, PeerServer
+from tests.tenancy import home_scope
 from tests.waiting import wait_for
 
 
@@ -87,9 +88,11 @@ def _flow_to(peer_as2_id: str, tag: str) -> tuple[str, int]:
     """A mailbox partner, an as2 endpoint and a data flow between them; returns (mailbox, flow id)."""
     mailbox = f"as2-src-{tag}-{os.urandom(3).hex()}"
     with session_scope() as session:
-        partners.add(session, mailbox, password="pw-" + os.urandom(8).hex())
-        endpoint_rows.add(session, f"to-{mailbox}", "as2", {"partner": peer_as2_id})
-        flow = dataflows.add(session, f"flow-{mailbox}", source=f"mailbox:{mailbox}", dest=f"to-{mailbox}")
+        partners.add(session, home_scope(session), mailbox, password="pw-" + os.urandom(8).hex())
+        endpoint_rows.add(session, home_scope(session), f"to-{mailbox}", "as2", {"partner": peer_as2_id})
+        flow = dataflows.add(
+            session, home_scope(session), f"flow-{mailbox}", source=f"mailbox:{mailbox}", dest=f"to-{mailbox}"
+        )
         assert flow.id is not None
         return mailbox, flow.id
 
@@ -97,7 +100,7 @@ def _flow_to(peer_as2_id: str, tag: str) -> tuple[str, int]:
 def _deliver(mailbox: str, name: str, data: bytes) -> int:
     """Upload into the mailbox and run the transfer's push the way the flow's push task does."""
     with session_scope() as session:
-        partner = partners.require(session, mailbox)
+        partner = partners.require(session, home_scope(session), mailbox)
     receipt = intake.receive_stream(partner, "upload", name, io.BytesIO(data), protocol="rest")
     with session_scope() as session:
         transfer = session.exec(select(Transfer).where(Transfer.receipt_id == receipt.id)).one()

@@ -39,6 +39,7 @@ from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
 from mailboxes.view import PARTIAL_DIR_NAME
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 from tests.waiting import wait_for as wait_until  # the name test_exhaust_* use
 
 __all__ = [
@@ -87,7 +88,7 @@ class Partner:
 
     def receipts(self) -> list[Receipt]:
         with session_scope() as session:
-            partner = partners.require(session, self.name)
+            partner = partners.require(session, home_scope(session), self.name)
             return list(session.exec(select(Receipt).where(Receipt.partner_id == partner.id)).all())
 
 
@@ -97,7 +98,7 @@ def make_partner(exhaust_home: Path) -> Callable[[], Partner]:
         name = f"x{next(_names)}-{os.urandom(2).hex()}"
         password = f"Pw-{secrets.token_hex(6)}-S3cret-0123"  # never containing the name
         with session_scope() as session:
-            partners.add(session, name, password=password)
+            partners.add(session, home_scope(session), name, password=password)
         return Partner(name, password)
 
     return make

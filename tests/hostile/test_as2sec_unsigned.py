@@ -21,6 +21,7 @@ from core.db import session_scope
 from tests.as2 import conftest as as2
 from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, judge_mdn, post, wire
+from tests.tenancy import home_scope
 
 # The AS2 fixtures (the real app on 127.0.0.1, our identity, partner profiles) of tests/as2.
 as2_home, as2_server, trading, us = as2.as2_home, as2.as2_server, as2.trading, as2.us
@@ -83,7 +84,7 @@ def test_allow_unsigned_is_an_explicit_flagged_opt_out(
     cert = tmp_path / "partner.pem"
     cert.write_text(ident.cert_pem)
     with session_scope() as session:
-        partners.add(session, "as2sec-unsigned", password="pw-" + os.urandom(6).hex())
+        partners.add(session, home_scope(session), "as2sec-unsigned", password="pw-" + os.urandom(6).hex())
     cli(
         "as2", "partner", "add", ident.as2_id, "--mailbox", "as2sec-unsigned", "--url",
         "http://127.0.0.1:9/as2", "--cert", str(cert), "--org", us.as2_id,

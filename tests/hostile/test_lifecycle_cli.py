@@ -32,6 +32,7 @@ from core.intake import receive_stream
 from core.login import LoginPolicy, LoginRefused
 from core.models import DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 runner = CliRunner()
 PASSWORD = "Lifecycle-Pass-1"
@@ -65,7 +66,7 @@ def partner_row(name: str) -> Partner:
 
 def upload(name: str, file: str, data: bytes) -> Receipt:
     with session_scope() as session:
-        partner = partners.require(session, name)
+        partner = partners.require(session, home_scope(session), name)
     return receive_stream(partner, "upload", file, io.BytesIO(data), protocol="rest")
 
 
@@ -151,7 +152,7 @@ def test_a_removed_partners_files_are_kept_out_of_reach_and_its_transfers_still_
     # ...and can be replayed like any other.
     (out / "pending.edi").unlink()
     with session_scope() as session:
-        copy = transfers.replay(session, transfer_ids()[0])
+        copy = transfers.replay(session, home_scope(session), transfer_ids()[0])
     assert copy.id is not None and deliver([copy.id]) == [TransferState.delivered]
     assert (out / "pending.edi").read_bytes() == b"ISA*waiting"
 
@@ -464,7 +465,7 @@ def test_transfers_table_fits_any_width(home: Path, tmp_path: Path) -> None:
 
     _history(tmp_path)
     with session_scope() as session:
-        rows = transfers.recent(session)
+        rows = transfers.recent(session, home_scope(session))
     for width in (60, 80, 100, 120, 159, 160, 220):
         console = Console(width=width, record=True, color_system=None)
         table, _ = transfers_table(rows, "http://127.0.0.1:4200", width)
@@ -491,7 +492,7 @@ def test_a_name_freed_before_this_release_does_not_inherit_the_old_mailbox_desti
     run("partner", "add", "t2", "--password", PASSWORD)
     run("flow", "add", "to-t2", "--source", "mailbox:globex", "--dest", "mailbox:t2")
     with session_scope() as session:  # what `partner remove` did before: rename, disable, nothing else
-        old = partners.require(session, "t2")
+        old = partners.require(session, home_scope(session), "t2")
         old.name, old.enabled, old.removed_at = f"t2.removed.{old.id}", False, old.created_at
         session.add(old)
     out = run("partner", "add", "t2", "--password", "Other-Company-Pass")

@@ -43,6 +43,7 @@ from mailboxes.sftp import SFTPServer
 from tests.addresses import fresh_loopback
 from tests.isolation import isolated_home
 from tests.servers import require_tool
+from tests.tenancy import home_scope
 from tests.waiting import wait_for
 
 SSHPASS = require_tool("sshpass")
@@ -211,7 +212,7 @@ def audit(action: str, target: str) -> list[AuditEvent]:
 
 def receipts_of(name: str) -> list[Receipt]:
     with session_scope() as session:
-        partner = partners.get(session, name)
+        partner = partners.get(session, home_scope(session), name)
         assert partner is not None
         return list(session.exec(select(Receipt).where(Receipt.partner_id == partner.id)))
 

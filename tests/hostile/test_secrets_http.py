@@ -26,6 +26,7 @@ from core.endpoints.http_settings import split_http_settings
 from tests.endpoint_servers.http_app import HttpApp
 from tests.endpoints.contract import put
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 runner = CliRunner()
 
@@ -78,7 +79,7 @@ def stored_endpoint(home: Path, name: str) -> HttpEndpoint:
     from core.endpoints import rows as endpoint_rows
 
     with session_scope() as session:
-        endpoint = endpoint_rows.open_row(endpoint_rows.require(session, name))
+        endpoint = endpoint_rows.open_row(endpoint_rows.require(session, home_scope(session), name))
     assert isinstance(endpoint, HttpEndpoint)
     return endpoint
 

@@ -20,6 +20,7 @@ from core.endpoints.mailbox import mailbox_root_for
 from core.models import AuditEvent, Partner, Receipt, Transfer
 from mailboxes.auth import MailboxAuth, MailboxUser
 from tests.isolation import isolated_home
+from tests.tenancy import home_scope
 
 # Settings a developer's shell may carry that would change what these tests expect.
 _UNSET = (
@@ -61,7 +62,7 @@ class PartnerLogin:
 
     def user(self) -> MailboxUser:
         with session_scope() as session:
-            partner = partners.require(session, self.name)
+            partner = partners.require(session, home_scope(session), self.name)
             return MailboxUser(
                 partner_id=partner.id or 0,
                 account_id=partner.account_id,
@@ -79,7 +80,7 @@ class PartnerLogin:
 
     def receipts(self) -> list[Receipt]:
         with session_scope() as session:
-            partner = partners.require(session, self.name)
+            partner = partners.require(session, home_scope(session), self.name)
             return list(session.exec(select(Receipt).where(Receipt.partner_id == partner.id)).all())
 
     def transfers(self) -> list[Transfer]:
@@ -107,13 +108,17 @@ def make_partner(tradelane_home: Path) -> MakePartner:
         name = f"{prefix}{next(_names)}"
         password = f"S3cret-{os.urandom(6).hex()}"
         with session_scope() as session:
-            partner = partners.add(session, name, password=password, ssh_public_keys=keys)
+            partner = partners.add(
+                session, home_scope(session), name, password=password, ssh_public_keys=keys
+            )
             for key, value in attrs.items():
                 setattr(partner, key, value)
             session.add(partner)
             if flow_to is not None:
-                endpoint_rows.add(session, f"{name}-out", "file", {"path": str(flow_to)})
-                dataflows.add(session, f"{name}-flow", source=f"mailbox:{name}", dest=f"{name}-out")
+                endpoint_rows.add(session, home_scope(session), f"{name}-out", "file", {"path": str(flow_to)})
+                dataflows.add(
+                    session, home_scope(session), f"{name}-flow", source=f"mailbox:{name}", dest=f"{name}-out"
+                )
         return PartnerLogin(name, password)
 
     return make
