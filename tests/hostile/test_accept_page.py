@@ -29,6 +29,7 @@ PASSWORD = "a long enough password"
 class _Holder:
     uid: str
     name: str
+    kind: str = "user"  # an account user's API token, the strongest forgery the page could be shown
 
 
 EVIL = "https://evil.example"
