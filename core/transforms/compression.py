@@ -23,6 +23,7 @@ from __future__ import annotations
 import posixpath
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -361,7 +362,7 @@ class ZipReader:
         seen: set[str] = set()
         total = 0
         for info in self._zip.infolist():
-            safe = safe_member_name(info.filename)
+            safe = safe_member_name(_text_name(info))
             if info.is_dir():
                 continue
             if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
@@ -472,6 +473,39 @@ class MemberStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _text_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its writer meant it. Without the UTF-8 flag, zipfile reads cp437; but
+    Info-ZIP's zip records the UTF-8 name in a Unicode Path extra field (0x7075), and many tools
+    write UTF-8 without flagging it: take the field when its CRC matches, else UTF-8 if the bytes
+    are valid UTF-8 (cp437 names with accents practically never are), else cp437."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        raw = info.orig_filename.encode("cp437")
+    except UnicodeEncodeError:
+        return info.filename
+    extra = info.extra
+    while len(extra) >= 4:
+        kind, length = struct.unpack("<HH", extra[:4])
+        body = extra[4 : 4 + length]
+        # version 1, then the CRC-32 of the name in the header (so a stale field is ignored)
+        if (
+            kind == 0x7075
+            and len(body) >= 5
+            and body[0] == 1
+            and body[1:5] == struct.pack("<I", zlib.crc32(raw))
+        ):
+            try:
+                return body[5:].decode("utf-8")
+            except UnicodeDecodeError:
+                break
+        extra = extra[4 + length :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return info.filename
 
 
 def _name_length(info: zipfile.ZipInfo) -> int:
