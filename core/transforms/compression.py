@@ -395,6 +395,8 @@ class ZipReader:
 
     def _check_overlap(self) -> None:
         entries = sorted(self._zip.infolist(), key=lambda i: i.header_offset)
+        if not entries:
+            return
         end_of_data = self._zip.start_dir
         for this, following in zip(entries, [*entries[1:], None], strict=True):
             # 30 bytes of local header at least, then the name, then the compressed data.
