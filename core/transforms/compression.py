@@ -551,3 +551,66 @@ def unzip(
         del staging.files[before:]
         raise
     return staging.files[before:]
+
+
+# --------------------------------------------------------------------------------------------
+# one call per direction, for a template
+
+
+class _Prefixed:
+    """`head` (already read from `rest`) followed by the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._rest.read(n)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def compress_file(
+    src: BinaryIO, name: str, staging: Staging, *, format: str = "gzip", size: int | None = None
+) -> DerivedFile:
+    """`src`, called `name`, compressed as one derived file: ``format="gzip"`` gives ``NAME.gz``,
+    ``"zip"`` gives ``NAME.zip`` holding one member ``NAME``. `size`, when known, is `src`'s length."""
+    if format == "gzip":
+        with staging.create(gzip_name(name)) as out:
+            gzip_compress(src, out, name=name)
+    elif format == "zip":
+        with staging.create(zip_name(name)) as out:
+            zip_compress(src, out, member_name=name, size=size)
+    else:
+        raise ValueError(f"unknown compression format {format!r} (gzip or zip)")
+    return staging.files[-1]
+
+
+def decompress_file(
+    src: BinaryIO, name: str, staging: Staging, limits: DecompressLimits | None = None
+) -> list[DerivedFile]:
+    """`src`, called `name`, decompressed into derived files: a gzip file gives one (named as
+    `gunzip_name` says), a zip archive one per member (named by their paths inside it). The format
+    is told by the first bytes, not the name. All or nothing; refusals are `CompressionError`s."""
+    if _seekable(src):
+        start = src.tell()
+        magic = src.read(4)
+        src.seek(start)
+        stream: BinaryIO = src
+    else:
+        magic = src.read(4)
+        stream = _Prefixed(magic, src)  # type: ignore[assignment]
+    if magic.startswith(_GZIP_MAGIC):
+        with staging.create(gunzip_name(name)) as out:
+            gzip_decompress(stream, out, limits=limits, name=name)
+        return staging.files[-1:]
+    if magic in (b"PK\x03\x04", b"PK\x05\x06"):
+        return unzip(stream, staging, limits, name=name)
+    raise CorruptArchive(f"{name}: neither gzip nor zip (it starts {magic!r})")

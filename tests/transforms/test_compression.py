@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from core.transforms.compression import (
+    CorruptArchive,
     DecompressLimits,
     ZipReader,
+    compress_file,
+    decompress_file,
     gunzip_name,
     gzip_compress,
     gzip_decompress,
@@ -294,3 +297,34 @@ def test_staging_keeps_nothing_of_a_failed_step(tmp_path: Path) -> None:
             raise RuntimeError("the step failed")
     assert stage.files == []
     assert os.listdir(tmp_path / "stage") == []
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+@pytest.mark.parametrize("seekable", [True, False])
+def test_compress_file_and_decompress_file_round_trip(tmp_path: Path, kind: str, seekable: bool) -> None:
+    with Staging(tmp_path / "stage") as stage:
+        packed = compress_file(io.BytesIO(DATA), "po.edi", stage, format=kind, size=len(DATA))
+        assert packed.name == f"po.edi.{'gz' if kind == 'gzip' else 'zip'}"
+        # the command line reads what we wrote
+        tool = ["gzip", "-dc"] if kind == "gzip" else ["unzip", "-p"]
+        assert run(*tool, str(packed.path), cwd=tmp_path) == DATA
+        raw = packed.path.read_bytes()
+        source = io.BytesIO(raw) if seekable else UnseekableReader(raw)
+        # told by the first bytes, not by the name
+        [unpacked] = decompress_file(source, "renamed.bin", stage)  # type: ignore[arg-type]
+    assert unpacked.name == ("renamed.bin" if kind == "gzip" else "po.edi")
+    assert unpacked.path.read_bytes() == DATA
+    assert unpacked.sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+def test_decompress_file_names_and_refusals(tmp_path: Path) -> None:
+    stage = Staging(tmp_path / "stage")
+    (tmp_path / "po.edi").write_bytes(DATA)
+    [gunzipped] = decompress_file(io.BytesIO(run("gzip", "-c", "po.edi", cwd=tmp_path)), "po.edi.gz", stage)
+    assert gunzipped.name == "po.edi"
+    with pytest.raises(CorruptArchive, match=r"po.edi: neither gzip nor zip \(it starts b'LIN\+'\)"):
+        decompress_file(io.BytesIO(DATA), "po.edi", stage)
+    with pytest.raises(ValueError, match="unknown compression format 'rar'"):
+        compress_file(io.BytesIO(DATA), "po.edi", stage, format="rar")
+    assert [file.name for file in stage.files] == ["po.edi"]
+    assert os.listdir(tmp_path / "stage") == ["0001"]
