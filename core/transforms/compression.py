@@ -342,7 +342,11 @@ class ZipReader:
             self._spool.seek(0)
             src = self._spool
         try:
+            _check_directory_size(src, self.limits, name)
             self._zip = zipfile.ZipFile(src)
+        except LimitExceeded:
+            self._close_spool()
+            raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
             self._close_spool()
             raise CorruptArchive(f"{name}: not a zip archive, or its directory is damaged ({exc})") from None
@@ -475,6 +479,27 @@ class MemberStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Entries (files and directories) the central directory may list per allowed member, and bytes
+# per entry: names are rarely over 200 bytes, extra fields a few dozen.
+_ENTRIES_PER_MEMBER = 4
+_BYTES_PER_ENTRY = 1024
+
+
+def _check_directory_size(src: BinaryIO, limits: DecompressLimits, name: str) -> None:
+    """Refuse a central directory too big for `max_members` before zipfile reads it whole into
+    memory and makes an object per entry (a million empty entries is a memory bomb of its own)."""
+    end = zipfile._EndRecData(src)  # type: ignore[attr-defined]  # private, stable since Python 2
+    if end is None:
+        return  # not a zip: zipfile says so next
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    most = _ENTRIES_PER_MEMBER * limits.max_members
+    if entries > most or size > most * _BYTES_PER_ENTRY:
+        raise LimitExceeded(
+            f"{name}: its directory lists {entries} entries in {size} bytes, more than max_members "
+            f"{limits.max_members} allows (a zip bomb?)"
+        )
 
 
 def _text_name(info: zipfile.ZipInfo) -> str:

@@ -101,24 +101,26 @@ class RouteRules(RootModel[list[RouteRule]]):
                 '[{"ST": "850", "dest": "erp-orders"}] with keys sender, receiver, GS, ST, UNH, dest'
             ) from None
 
-    def route(self, values: dict[str, str | None]) -> str | None:
-        """The destination of the first rule matching `values`, or None."""
-        for rule in self.root:
+    def route(self, values: dict[str, str | None]) -> tuple[int, str] | None:
+        """The first rule matching `values`: its position (from 1) and destination; or None."""
+        for position, rule in enumerate(self.root, 1):
             if rule.matches(values):
-                return rule.dest
+                return position, rule.dest
         return None
 
 
 @dataclass
 class Combination:
     """One distinct set of envelope values, how many transaction sets (messages) had it, and where
-    it routes. A value the standard has not is None."""
+    it routes: the rule that matched (its position in the table, from 1) and its destination. A
+    value the standard has not is None."""
 
     sender: str
     receiver: str
     GS: str | None
     ST: str | None
     UNH: str | None
+    rule: int
     dest: str
     count: int = 1
 
@@ -127,7 +129,7 @@ class Combination:
 
     def as_dict(self) -> dict[str, Any]:
         shown = {key: value for key, value in self.values().items() if value is not None}
-        return {**shown, "count": self.count, "dest": self.dest}
+        return {**shown, "count": self.count, "rule": self.rule, "dest": self.dest}
 
 
 @dataclass
@@ -240,12 +242,13 @@ class _Router:
             known.count += 1
             return
         values: dict[str, str | None] = dict(zip(KEYS, key, strict=True))
-        dest = self.rules.route(values)
-        if dest is None:
+        routed = self.rules.route(values)
+        if routed is None:
             raise NoMatchingRule(
                 f"no edi-route rule matches {_describe(values)} ({self._where()})",
                 self.envelope,
             )
+        rule, dest = routed
         first = self.envelope.combinations[0] if self.envelope.combinations else None
         if first is not None and dest != first.dest:
             raise ConflictingRoutes(
@@ -258,7 +261,7 @@ class _Router:
                 f"more than {MAX_COMBINATIONS} distinct envelope value combinations in one file",
                 self.envelope,
             )
-        combination = Combination(*key, dest=dest)
+        combination = Combination(*key, rule=rule, dest=dest)
         self._by_values[key] = combination
         self.envelope.combinations.append(combination)
 

@@ -153,6 +153,12 @@ def test_many_small_members_over_max_members(tmp_path: Path) -> None:
     refused_unzip(tmp_path, archive, LimitExceeded, "more than 2 files, over max_members", max_members=2)
 
 
+def test_a_directory_too_big_for_max_members_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Empty entries make no ratio and no size, but a million of them would fill memory."""
+    archive = build_zip([(f"e{i}", b"") for i in range(50)])
+    refused_unzip(tmp_path, archive, LimitExceeded, "its directory lists 50 entries in ", max_members=10)
+
+
 def patch_sizes(archive: bytes, member: str, uncompressed: int) -> bytes:
     """Make both the local header and the central directory of `member` claim `uncompressed` bytes."""
     data = bytearray(archive)

@@ -47,6 +47,7 @@ def test_x12_routes_by_transaction_set_and_records_the_envelope() -> None:
                 "GS": "PO",
                 "ST": "850",
                 "count": 1,
+                "rule": 1,
                 "dest": "erp-orders",
             }
         ],
@@ -62,6 +63,7 @@ def test_edifact_routes_by_message_type() -> None:
             "receiver": "8798765432106",
             "UNH": "ORDERS",
             "count": 1,
+            "rule": 2,
             "dest": "eu-orders",
         }
     ]
@@ -95,13 +97,22 @@ def test_several_interchanges_groups_and_sets_to_one_destination() -> None:
     assert envelope["interchanges"] == 3
     assert envelope["messages"] == 5
     assert envelope["combinations"] == [
-        {"sender": "ACME", "receiver": "GLOBEX", "GS": "PO", "ST": "850", "count": 4, "dest": "erp-orders"},
+        {
+            "sender": "ACME",
+            "receiver": "GLOBEX",
+            "GS": "PO",
+            "ST": "850",
+            "count": 4,
+            "rule": 1,
+            "dest": "erp-orders",
+        },
         {
             "sender": "INITECH",
             "receiver": "GLOBEX",
             "GS": "PO",
             "ST": "850",
             "count": 1,
+            "rule": 1,
             "dest": "erp-orders",
         },
     ]
@@ -154,7 +165,14 @@ def test_edifact_una_changes_delimiters_and_release_characters_are_resolved() ->
     dest, envelope = route(custom, [{"sender": "AB|C^D", "UNH": "ORDERS", "dest": "eu-orders"}])
     assert dest == "eu-orders"
     assert envelope["combinations"] == [
-        {"sender": "AB|C^D", "receiver": "8798765432106", "UNH": "ORDERS", "count": 2, "dest": "eu-orders"}
+        {
+            "sender": "AB|C^D",
+            "receiver": "8798765432106",
+            "UNH": "ORDERS",
+            "count": 2,
+            "rule": 1,
+            "dest": "eu-orders",
+        }
     ]
     # default delimiters with a released '+' in the sender; no UNA at all
     assert route(edifact(sender="AB?+C"), [{"sender": "AB+C", "dest": "x"}])[0] == "x"
