@@ -48,7 +48,7 @@ from core.validators.edi import EdifactValidator, SegmentValidator, X12Validator
 # the limits keep a hostile file from growing memory.
 MAX_COMBINATIONS = 1000
 MAX_VALUE_LENGTH = 256
-# Leading whitespace read while looking for ISA / UNA / UNB before giving up.
+# Blank bytes (spaces, line breaks) allowed before the first ISA / UNA / UNB.
 MAX_LEADING_WHITESPACE = 64 * 1024
 
 KEYS = ("sender", "receiver", "GS", "ST", "UNH")
@@ -325,12 +325,12 @@ def route_stream(
         chunk = stream.read(chunk_size)
         head += chunk
         stripped = head.removeprefix(_BOM).lstrip(_SPACE)
+        if len(head) - len(stripped) > MAX_LEADING_WHITESPACE:
+            raise UnreadableEnvelope(
+                f"more than {MAX_LEADING_WHITESPACE} blank bytes before the interchange (is it EDI at all?)"
+            )
         if not chunk or len(stripped) >= 3:
             break
-        if len(head) > MAX_LEADING_WHITESPACE:
-            raise UnreadableEnvelope(
-                f"no X12 or EDIFACT interchange in the first {len(head)} bytes (all blank)"
-            )
     standard = _detect(head)
     if standard is None:
         shown = head.removeprefix(_BOM).lstrip(_SPACE)[:3]

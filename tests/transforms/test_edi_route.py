@@ -184,6 +184,8 @@ def test_edifact_una_changes_delimiters_and_release_characters_are_resolved() ->
 
 def test_a_utf8_bom_and_leading_blank_lines_are_fine() -> None:
     assert route(b"\xef\xbb\xbf\r\n\n" + X12_850, RULES, chunk_size=2)[0] == "erp-orders"
+    for chunk_size in (1000, 1 << 20):  # the same answer however it is read
+        assert route(b"\n" * 60_000 + X12_850, RULES, chunk_size=chunk_size)[0] == "erp-orders"
 
 
 @pytest.mark.parametrize(
