@@ -9,6 +9,8 @@ way, renamed when complete; and, when the step fails, every file it wrote is rem
 
 Files are stored as numbered names in the directory (``0001``, ``0002``, ...); a derived file's
 `name` is only data, never a path joined onto the directory, so a hostile name cannot escape it.
+Give each run of a step a directory of its own (a re-run after a crash starts numbering again and
+would find what the crashed run left).
 """
 
 from __future__ import annotations
