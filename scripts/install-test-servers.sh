@@ -13,6 +13,10 @@ command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need+=(sshpass)
 # Email: Dovecot is the IMAP server the email endpoint polls.
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
+# Compression: the compress/decompress steps are checked against Info-ZIP's zip/unzip and gzip.
+command -v zip >/dev/null 2>&1 || need+=(zip)
+command -v unzip >/dev/null 2>&1 || need+=(unzip)
+command -v gzip >/dev/null 2>&1 || need+=(gzip)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -79,6 +79,18 @@ class SegmentValidator(NoParams):
         """Characters that may end a tag (stripped from it in error messages)."""
         return b""
 
+    def envelope_segment(self, tag: bytes, elements: list[bytes]) -> None:
+        """Called with each envelope segment (header or trailer) the engine has accepted: its tag,
+        then the tag and each element's value as `_elements` reads them. Does nothing here; a reader
+        of envelope values (`core.transforms.edi_route`) overrides it, so the one parser serves both."""
+
+    def value(self, raw: bytes) -> str:
+        """An element's value as text: release characters resolved, UTF-8 if it decodes, else Latin-1."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
     def _fail_at(self, seg: bytes | None, reason: str) -> NoReturn:
         where = f"segment {self._segno}"
         if seg is not None:
@@ -91,10 +103,12 @@ class SegmentValidator(NoParams):
         tag = self._tag(seg)
         if self._engine.content(tag):
             return
+        elements = self._elements(seg)
         try:
-            self._engine.envelope(tag, self._elements(seg))
+            self._engine.envelope(tag, elements)
         except EnvelopeError as exc:
             self._fail_at(seg, str(exc))
+        self.envelope_segment(tag, elements)
         if self._engine.idle:  # the interchange ended: a header comes next
             self._in_header = True
 
@@ -319,6 +333,19 @@ class EdifactValidator(SegmentValidator):
                 return end
             end = buf.find(term, end + 1)
         return end
+
+    def value(self, raw: bytes) -> str:
+        rel = self._rel
+        if rel and rel in raw:
+            out = bytearray()
+            i, n = 0, len(raw)
+            while i < n:
+                if raw[i : i + 1] == rel and i + 1 < n:
+                    i += 1  # the released character stands for itself
+                out += raw[i : i + 1]
+                i += 1
+            raw = bytes(out)
+        return super().value(raw)
 
     def _split(self, data: bytes, sep: bytes) -> list[bytes]:
         """Split on `sep`, honouring the release character (values keep their escapes)."""

@@ -1,0 +1,117 @@
+"""Where a step's derived files are written: each one streamed under a temporary name, hashed on the
+way, renamed when complete; and, when the step fails, every file it wrote is removed, so no half
+(or partial set of) output is ever left behind.
+
+    with Staging(directory) as stage:
+        with stage.create("po.edi.gz") as out:
+            gzip_compress(src, out, name="po.edi")
+    stage.files  # [DerivedFile(name="po.edi.gz", path=..., size=..., sha256=...)]
+
+Files are stored as numbered names in the directory (``0001``, ``0002``, ...); a derived file's
+`name` is only data, never a path joined onto the directory, so a hostile name cannot escape it.
+Give each run of a step a directory of its own (a re-run after a crash starts numbering again and
+would find what the crashed run left).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+
+class Writable(Protocol):
+    """Where a step writes bytes: a binary file, a socket's writer, an endpoint's upload stream."""
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def flush(self) -> None: ...
+
+
+class HashingWriter:
+    """A binary writer that counts and SHA-256-hashes what passes through it to `target`."""
+
+    def __init__(self, target: Writable) -> None:
+        self.target = target
+        self.size = 0
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes, /) -> int:
+        self.target.write(data)
+        self._sha.update(data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def close(self) -> None:
+        """Flush only: the target belongs to whoever gave it (zipfile calls this on its writer)."""
+        self.target.flush()
+
+    def sha256(self) -> str:
+        """Lowercase hex SHA-256 of everything written so far."""
+        return self._sha.hexdigest()
+
+
+@dataclass(frozen=True)
+class DerivedFile:
+    """A file a step produced: its logical name, where it is staged, its size and SHA-256."""
+
+    name: str
+    path: Path
+    size: int
+    sha256: str
+
+
+class Staging:
+    """A directory a step writes derived files into, all or nothing (see the module's docstring).
+
+    Used as a context manager, an exception leaving the ``with`` block removes every file created
+    through it; without one, call `discard` on failure yourself.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.files: list[DerivedFile] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.discard()
+
+    @contextmanager
+    def create(self, name: str) -> Iterator[HashingWriter]:
+        """A writer for the derived file `name`; it appears in `files` only if the block completes."""
+        index = len(self.files) + 1
+        final = self.directory / f"{index:04d}"
+        part = self.directory / f"{index:04d}.part"
+        with part.open("wb") as raw:
+            writer = HashingWriter(raw)
+            try:
+                yield writer
+                raw.flush()
+                os.fsync(raw.fileno())
+            except BaseException:
+                raw.close()
+                part.unlink(missing_ok=True)
+                raise
+        part.replace(final)
+        self.files.append(DerivedFile(name, final, writer.size, writer.sha256()))
+
+    def discard(self) -> None:
+        """Remove every file written through this staging (an unfinished one removes itself)."""
+        for file in self.files:
+            file.path.unlink(missing_ok=True)
+        self.files = []
