@@ -1,5 +1,5 @@
 """The `tradelane` command: `up`, `apply`, and the command groups, each in its own module
-(cli/partners.py, cli/endpoints.py, cli/flows.py, cli/transfers.py, cli/as2.py)."""
+(cli/partners.py, cli/endpoints.py, cli/flows.py, cli/transfers.py, cli/as2.py, cli/pgp.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from cli import apply as apply_cmd
 from cli import as2 as as2_cli
+from cli import pgp as pgp_cli
 from cli import transfers as history
 from cli.common import console, database, err
 from cli.endpoints import endpoint_app
@@ -21,6 +22,7 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
+app.add_typer(pgp_cli.app, name="pgp")
 
 
 @app.command()

@@ -14,6 +14,8 @@ command -v sshpass >/dev/null 2>&1 || need+=(sshpass)
 # Email: Dovecot is the IMAP server the email endpoint polls.
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# PGP: tradelane runs GnuPG's gpg (core/pgp), and the tests check interoperability with its command line.
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
