@@ -13,12 +13,13 @@ with `gpg-preset-passphrase`, so each key opens with its own passphrase and gpg 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +41,8 @@ BASE_OPTIONS = (
     "--pinentry-mode",
     "error",
 )
+# python-gnupg logs every early stop of gpg (bad input) with a traceback; our errors say what happened.
+logging.getLogger("gnupg").setLevel(logging.CRITICAL)
 # gpg's pipes are read and written in chunks of this size: measured fastest for 1 GiB decrypts.
 BUFFER_SIZE = 64 * 1024
 
@@ -173,6 +176,27 @@ class GnupgHome:
                 capture_output=True,
                 check=False,
             )
+
+    def crypt(self, call: Callable[[gnupg.GPG], Any]) -> Any:
+        """Run an encrypt/decrypt call of python-gnupg and return its result, also when gpg stopped
+        reading its input early (bad data): python-gnupg then raises BrokenPipeError, and gpg's
+        status lines, which say why it stopped, are in the result it had filled."""
+        made: list[Any] = []
+        factory = self.gpg.result_map["crypt"]
+
+        def keep(gpg: gnupg.GPG) -> Any:
+            made.append(factory(gpg))
+            return made[-1]
+
+        self.gpg.result_map = {**self.gpg.result_map, "crypt": keep}
+        try:
+            return call(self.gpg)
+        except BrokenPipeError:
+            if not made:
+                raise
+            return made[-1]
+        finally:
+            self.gpg.result_map = {**self.gpg.result_map, "crypt": factory}
 
     def uses_agent(self) -> None:
         """Note that this home's agent may start (any private-key operation starts it)."""

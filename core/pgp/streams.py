@@ -96,12 +96,14 @@ def encrypt(
         if signer is not None:
             _import_private(home, signer)
         home.gpg.on_data = writer
-        result = home.gpg.encrypt_file(
-            reader,
-            [k.fingerprint for k in targets],
-            sign=signer.fingerprint if signer else None,
-            always_trust=True,
-            armor=armor,
+        result = home.crypt(
+            lambda gpg: gpg.encrypt_file(
+                reader,
+                [k.fingerprint for k in targets],
+                sign=signer.fingerprint if signer else None,
+                always_trust=True,
+                armor=armor,
+            )
         )
     writer.raise_failure(result)
     reader.raise_failure()
@@ -167,7 +169,8 @@ def decrypt(
         for key in ring.with_private():
             _import_private(home, key)
         home.gpg.on_data = writer
-        result = home.gpg.decrypt_file(reader, always_trust=True)
+        result = home.crypt(lambda gpg: gpg.decrypt_file(reader, always_trust=True))
+        home.gpg.on_data = None  # what gpg prints from here on is not the file's
         status = Status.parse(result.stderr)
         failure = _decrypt_failure(status, result.stderr, home, ring)
     writer.raise_failure(result)
@@ -181,6 +184,9 @@ def _decrypt_failure(status: Status, stderr: str, home: GnupgHome, ring: Keyring
     """The error for a message gpg could not open, None if it opened."""
     said = error_lines(stderr)
     encrypted = status.has("BEGIN_DECRYPTION") or status.has("ENC_TO")
+    damaged = status.has("BADMDC") or status.has("DECRYPTION_FAILED")
+    if status.has("BADSIG") and not damaged:
+        return None  # opened; the signature check below refuses it
     if encrypted and status.has("DECRYPTION_OKAY") and not status.has("DECRYPTION_FAILED"):
         return _corrupt(said) if status.has("BADMDC") else None
     if status.has("NEED_PASSPHRASE_SYM") or (status.has("BEGIN_DECRYPTION") and not status.has("ENC_TO")):
@@ -200,7 +206,9 @@ def _decrypt_failure(status: Status, stderr: str, home: GnupgHome, ring: Keyring
 
 
 def _fatal(status: Status) -> bool:
-    return any(a and a[0] != "decrypt.keyusage" for a in status.args("FAILURE") + status.args("ERROR"))
+    """Whether gpg reported an error other than its exit code (a missing signer key sets that too)."""
+    harmless = ("gpg-exit", "decrypt.keyusage")
+    return any(a and a[0] not in harmless for a in status.args("FAILURE") + status.args("ERROR"))
 
 
 def _corrupt(said: str) -> PgpCorruptError:
