@@ -44,7 +44,7 @@ BASE_OPTIONS = (
 # python-gnupg logs every early stop of gpg (bad input) with a traceback; our errors say what happened.
 logging.getLogger("gnupg").setLevel(logging.CRITICAL)
 # gpg's pipes are read and written in chunks of this size: measured fastest for 1 GiB decrypts.
-BUFFER_SIZE = 64 * 1024
+BUFFER_SIZE = 256 * 1024
 
 
 @lru_cache

@@ -13,6 +13,9 @@ on error (never to a destination directly).
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -161,15 +164,23 @@ def decrypt(
         raise PgpError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
     ring = keyring if keyring is not None else keyring_mod.load()
     accepted = {ring.find(s).fingerprint for s in signers} if signers else {k.fingerprint for k in ring.keys}
+    path = _file_on_disk(source)
     head = _sniff(source)
-    reader = _CountingReader(source, head)
+    if path is not None:
+        # A whole file on disk: gpg reads it by name, one copy less of every byte than through a pipe.
+        reader = _CountingReader(io.BytesIO(), hashing=False)
+        reader.size = os.path.getsize(path)
+        extra = ["--", path]
+    else:
+        reader = _CountingReader(source, head, hashing=False)  # the message's own hash is the caller's
+        extra = []
     writer = _HashingWriter(sink)
     with GnupgHome() as home:
         home.import_public([k.public for k in ring.keys])
         for key in ring.with_private():
             _import_private(home, key)
         home.gpg.on_data = writer
-        result = home.crypt(lambda gpg: gpg.decrypt_file(reader, always_trust=True))
+        result = home.crypt(lambda gpg: gpg.decrypt_file(reader, always_trust=True, extra_args=extra))
         home.gpg.on_data = None  # what gpg prints from here on is not the file's
         status = Status.parse(result.stderr)
         failure = _decrypt_failure(status, result.stderr, home, ring)
@@ -308,6 +319,22 @@ _MESSAGE_TAGS = frozenset({1, 2, 3, 4, 8, 9, 10, 11, 18, 20})
 _SNIFF_BYTES = 1024
 
 
+def _file_on_disk(source: Readable) -> str | None:
+    """The path of `source` if it is a regular file read from its start, opened under that name."""
+    name = getattr(source, "name", None)
+    fileno, tell = getattr(source, "fileno", None), getattr(source, "tell", None)
+    if not isinstance(name, str) or fileno is None or tell is None:
+        return None
+    try:
+        opened = os.fstat(fileno())
+        named = os.stat(name)
+        at_start = tell() == 0
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    same = (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+    return os.path.abspath(name) if same and at_start and stat.S_ISREG(opened.st_mode) else None
+
+
 def _sniff(source: Readable) -> bytes:
     """The first bytes of `source`, if they start an OpenPGP message; PgpNotPgpError if not."""
     head = b""
@@ -333,13 +360,13 @@ def _sniff(source: Readable) -> bytes:
 
 
 class _CountingReader:
-    """`source` (after the bytes already read from it) with its size and SHA-256 counted."""
+    """`source` (after the bytes already read from it) with its size, and its SHA-256 if `hashing`."""
 
-    def __init__(self, source: Readable, head: bytes = b"") -> None:
+    def __init__(self, source: Readable, head: bytes = b"", *, hashing: bool = True) -> None:
         self._source = source
         self._head = head
         self.size = 0
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashing else None
         self.failure: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
@@ -352,10 +379,12 @@ class _CountingReader:
             self.failure = exc
             raise
         self.size += len(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         return data
 
     def hexdigest(self) -> str:
+        assert self._hash is not None
         return self._hash.hexdigest()
 
     def raise_failure(self) -> None:

@@ -73,6 +73,18 @@ def test_truncated(partner: GpgCli, ours: str, armor: bool) -> None:
             open_message(message[:cut])
 
 
+def test_truncated_file_on_disk(partner: GpgCli, ours: str, tmp_path: Path) -> None:
+    """The same refusal when gpg reads the file by name rather than from a pipe."""
+    message = partner.run(*TO_US, data=payload()).stdout
+    path = tmp_path / "cut.gpg"
+    path.write_bytes(message[: len(message) // 2])
+    with path.open("rb") as source, pytest.raises(PgpCorruptError, match="damaged or truncated"):
+        decrypt(source, io.BytesIO())
+    path.write_bytes(b"plain text, not PGP")
+    with path.open("rb") as source, pytest.raises(PgpNotPgpError):
+        decrypt(source, io.BytesIO())
+
+
 def test_tampered_ciphertext(partner: GpgCli, ours: str) -> None:
     message = bytearray(partner.run(*TO_US, data=payload()).stdout)
     message[len(message) // 2] ^= 0x01

@@ -8,8 +8,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from core.pgp import decrypt, encrypt
+import pytest
+
+from core.pgp import PgpError, decrypt, encrypt
 from tests.pgp.support import GpgCli
 
 SIZE = 300 * 1024 * 1024
@@ -93,3 +96,23 @@ def test_large_stream_encrypts_and_decrypts_with_flat_memory(partner: GpgCli, ou
         assert opened.bytes_out == SIZE == sink.size
         assert opened.sha256 == source.hash.hexdigest() == sink.hash.hexdigest()
         assert opened.signature_verified and opened.signer_fingerprint == ours
+
+
+def test_a_named_file_is_read_by_gpg_itself(partner: GpgCli, ours: str, tmp_path: Path) -> None:
+    """A message in a file on disk goes to gpg by name (no pipe from Python): same answer."""
+    data = os.urandom(3 * 1024 * 1024)
+    path = tmp_path / "message.gpg"
+    path.write_bytes(
+        partner.run("--trust-model", "always", "--sign", "--encrypt", "-r", ours, data=data).stdout
+    )
+    sink = HashingSink()
+    with path.open("rb") as source:
+        result = decrypt(source, sink, verify="required")
+    assert result.bytes_in == path.stat().st_size and result.bytes_out == len(data) == sink.size
+    assert result.sha256 == hashlib.sha256(data).hexdigest() == sink.hash.hexdigest()
+    assert result.signer_fingerprint == partner.fingerprint
+    # A file opened at another position is streamed from there instead, like any stream.
+    with path.open("rb") as source:
+        source.seek(1)
+        with pytest.raises(PgpError):
+            decrypt(source, HashingSink())
