@@ -57,11 +57,24 @@ def gpg_binary() -> str:
 
 
 @lru_cache
-def _libexec_dir() -> Path:
+def gpgconf_binary() -> str:
+    """GnuPG's `gpgconf` (it starts and stops a home's agent), found beside gpg first."""
+    beside = Path(gpg_binary()).with_name("gpgconf")
+    found = str(beside) if beside.exists() else shutil.which("gpgconf")
+    if found is None:
+        raise PgpUnavailableError(f"gpgconf (part of GnuPG) is not installed: {INSTALL_HINT}")
+    return found
+
+
+@lru_cache
+def _preset_binary() -> str:
     out = subprocess.run(
-        ["gpgconf", "--list-dirs", "libexecdir"], capture_output=True, text=True, check=False
+        [gpgconf_binary(), "--list-dirs", "libexecdir"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    return Path(out or "/usr/lib/gnupg")
+    preset = Path(out or "/usr/lib/gnupg") / "gpg-preset-passphrase"
+    if not preset.exists():
+        raise PgpUnavailableError(f"{preset} is missing (part of gpg-agent): {INSTALL_HINT}")
+    return str(preset)
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ class GnupgHome:
 
     def __init__(self) -> None:
         binary = gpg_binary()
+        self._gpgconf = gpgconf_binary()
         self.path = Path(tempfile.mkdtemp(prefix="tradelane-gpg-"))
         os.chmod(self.path, 0o700)
         # Passphrases of protected keys are given to the agent ahead of use (see the module doc).
@@ -138,7 +152,7 @@ class GnupgHome:
         """Stop this home's agent (if one started) and delete the home with every key in it."""
         if self._agent_used:
             subprocess.run(
-                ["gpgconf", "--homedir", str(self.path), "--kill", "gpg-agent"],
+                [self._gpgconf, "--homedir", str(self.path), "--kill", "gpg-agent"],
                 capture_output=True,
                 check=False,
             )
@@ -163,14 +177,14 @@ class GnupgHome:
         self._agent_used = True
         env = {**os.environ, "GNUPGHOME": str(self.path)}
         subprocess.run(
-            ["gpgconf", "--homedir", str(self.path), "--launch", "gpg-agent"],
+            [self._gpgconf, "--homedir", str(self.path), "--launch", "gpg-agent"],
             capture_output=True,
             check=False,
         )
-        preset = _libexec_dir() / "gpg-preset-passphrase"
+        preset = _preset_binary()
         for grip in keygrips:
             subprocess.run(
-                [str(preset), "--preset", grip],
+                [preset, "--preset", grip],
                 input=passphrase.encode(),
                 env=env,
                 capture_output=True,

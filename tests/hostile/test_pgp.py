@@ -22,6 +22,7 @@ from core.pgp import (
     PgpMissingSignatureError,
     PgpNoKeyError,
     PgpNotPgpError,
+    PgpUnavailableError,
     decrypt,
     encrypt,
     keyring,
@@ -166,6 +167,8 @@ def test_unknown_or_unusable_keys_refused_before_any_work(partner: GpgCli, ours:
         encrypt(io.BytesIO(b"x"), io.BytesIO(), [])
     with pytest.raises(PgpKeyError, match="no key 'nobody'"):
         decrypt(io.BytesIO(b"x"), io.BytesIO(), signers=["nobody"])
+    with pytest.raises(PgpError, match="verify must be one of optional, required"):
+        decrypt(io.BytesIO(b"x"), io.BytesIO(), verify="always")  # type: ignore[arg-type]
 
 
 def test_expired_recipient(ours: str, tmp_path: Path) -> None:
@@ -215,3 +218,25 @@ def test_failing_sink_and_source_surface_and_leave_nothing_behind(partner: GpgCl
     left = gpg_homes() - before
     assert not left, left
     assert not our_agents(left | gpg_homes()), "a gpg-agent of a throwaway home is still running"
+
+
+def test_without_gpg_every_command_says_how_to_install_it(
+    pgp_home: Path, ours: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from core.pgp.gnupg_home import gpg_binary, gpgconf_binary
+
+    gpg_binary.cache_clear()
+    gpgconf_binary.cache_clear()
+    monkeypatch.setenv("PATH", str(pgp_home / "no-programs-here"))
+    try:
+        with pytest.raises(PgpUnavailableError, match="apt-get install gnupg"):
+            encrypt(io.BytesIO(b"x"), io.BytesIO(), ["ours"])
+        result = CliRunner().invoke(app, ["pgp", "key", "generate", "k", "--email", "k@example.com"])
+        assert result.exit_code == 1 and "gpg program is not installed" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        gpg_binary.cache_clear()
+        gpgconf_binary.cache_clear()

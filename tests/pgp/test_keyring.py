@@ -152,6 +152,13 @@ def test_passphrase_protected_private_key(
         sink = io.BytesIO()
         result = decrypt(io.BytesIO(message), sink)
         assert sink.getvalue() == data and result.decrypted_with == other.fingerprint
+        # It signs too, without a prompt; gpg verifies the signature.
+        sealed = io.BytesIO()
+        encrypt(io.BytesIO(data), sealed, ["hooli"], sign="hooli")
+        done = other.run(
+            "--pinentry-mode", "loopback", "--passphrase", "s3cret", "--decrypt", data=sealed.getvalue()
+        )
+        assert done.stdout == data and f"VALIDSIG {other.fingerprint}" in other.status(done)
     finally:
         other.close()
 
