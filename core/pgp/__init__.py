@@ -18,6 +18,7 @@ from core.pgp.errors import (
     PgpMissingSignatureError,
     PgpNoKeyError,
     PgpNotPgpError,
+    PgpTooLargeError,
     PgpUnavailableError,
 )
 from core.pgp.keyring import Keyring, StoredKey, load
@@ -34,6 +35,7 @@ __all__ = [
     "PgpMissingSignatureError",
     "PgpNoKeyError",
     "PgpNotPgpError",
+    "PgpTooLargeError",
     "PgpUnavailableError",
     "StoredKey",
     "decrypt",

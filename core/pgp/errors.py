@@ -38,3 +38,7 @@ class PgpNotPgpError(PgpError):
 
 class PgpCorruptError(PgpError):
     """The input is OpenPGP data that is damaged or truncated (failed integrity check, bad packets)."""
+
+
+class PgpTooLargeError(PgpError):
+    """The plaintext grew past the limit the caller set (a compressed message can inflate without end)."""

@@ -120,6 +120,16 @@ def error_lines(stderr: str) -> str:
     return "; ".join(said[-3:])
 
 
+class _Gpg(gnupg.GPG):  # type: ignore[misc]
+    """python-gnupg's GPG, remembering the gpg process it runs so that it can be stopped early."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def _open_subprocess(self, args: Any, passphrase: bool = False) -> Any:
+        self.process = super()._open_subprocess(args, passphrase)
+        return self.process
+
+
 class GnupgHome:
     """A private temporary GnuPG home; use as a context manager. `gpg` is its python-gnupg handle."""
 
@@ -132,7 +142,7 @@ class GnupgHome:
         (self.path / "gpg-agent.conf").write_text("allow-preset-passphrase\n")
         self._agent_used = False
         try:
-            self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(self.path), options=list(BASE_OPTIONS))
+            self.gpg = _Gpg(gpgbinary=binary, gnupghome=str(self.path), options=list(BASE_OPTIONS))
         except (OSError, ValueError, RuntimeError) as exc:
             self.close()
             raise PgpUnavailableError(f"cannot run {binary}: {exc} ({INSTALL_HINT})") from exc
@@ -211,6 +221,13 @@ class GnupgHome:
             return made[-1]
         finally:
             self.gpg.result_map = {**self.gpg.result_map, "crypt": factory}
+
+    def stop(self) -> None:
+        """Kill the gpg that is running (its output is not wanted any more); python-gnupg then
+        reads the end of its output and returns."""
+        process = self.gpg.process
+        if process is not None and process.poll() is None:
+            process.kill()
 
     def uses_agent(self) -> None:
         """Note that this home's agent may start (any private-key operation starts it)."""

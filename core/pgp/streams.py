@@ -16,7 +16,7 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote
@@ -30,6 +30,7 @@ from core.pgp.errors import (
     PgpMissingSignatureError,
     PgpNoKeyError,
     PgpNotPgpError,
+    PgpTooLargeError,
 )
 from core.pgp.gnupg_home import GnupgHome, Status, error_lines
 from core.pgp.keyring import Keyring, StoredKey
@@ -98,6 +99,7 @@ def encrypt(
         home.import_public([k.public for k in targets])
         if signer is not None:
             _import_private(home, signer)
+        writer.stop = home.stop
         home.gpg.on_data = writer
         result = home.crypt(
             lambda gpg: gpg.encrypt_file(
@@ -151,6 +153,7 @@ def decrypt(
     verify: Verify = "optional",
     signers: Sequence[str] | None = None,
     *,
+    max_bytes: int | None = None,
     keyring: Keyring | None = None,
 ) -> DecryptResult:
     """Decrypt the OpenPGP message in `source` into `sink` with our private keys, checking its
@@ -159,6 +162,8 @@ def decrypt(
     `verify="optional"`: an unsigned message passes; a signature that does not verify is refused.
     `verify="required"`: the message must carry a good signature by one of `signers` (key names,
     emails or fingerprints; default: every key in the keyring).
+    `max_bytes`: the most plaintext to write (OpenPGP messages may be compressed); past it,
+    PgpTooLargeError.
     """
     if verify not in VERIFY_MODES:
         raise PgpError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
@@ -174,11 +179,12 @@ def decrypt(
     else:
         reader = _CountingReader(source, head, hashing=False)  # the message's own hash is the caller's
         extra = []
-    writer = _HashingWriter(sink)
+    writer = _HashingWriter(sink, max_bytes)
     with GnupgHome() as home:
         home.import_public([k.public for k in ring.keys])
         for key in ring.with_private():
             _import_private(home, key)
+        writer.stop = home.stop
         home.gpg.on_data = writer
         result = home.crypt(lambda gpg: gpg.decrypt_file(reader, always_trust=True, extra_args=extra))
         home.gpg.on_data = None  # what gpg prints from here on is not the file's
@@ -393,18 +399,35 @@ class _CountingReader:
 
 
 class _HashingWriter:
-    """python-gnupg's `on_data`: every chunk gpg writes goes to `sink`, hashed, none kept in memory."""
+    """python-gnupg's `on_data`: every chunk gpg writes goes to `sink`, hashed, none kept in memory.
 
-    def __init__(self, sink: Writable) -> None:
+    Past `limit` bytes, or when the sink fails, gpg is stopped (`stop`) and the error kept for
+    python-gnupg to hand back: a small message that inflates without end costs neither disk nor time.
+    """
+
+    def __init__(self, sink: Writable, limit: int | None = None) -> None:
         self._sink = sink
+        self._limit = limit
         self.size = 0
         self._hash = hashlib.sha256()
+        self.stop: Callable[[], None] = lambda: None
+        self._failed = False
 
     def __call__(self, chunk: bytes) -> bool:
-        if chunk:
+        if not chunk or self._failed:
+            return False
+        try:
+            if self._limit is not None and self.size + len(chunk) > self._limit:
+                raise PgpTooLargeError(
+                    f"the decrypted file is larger than the limit of {self._limit} bytes: stopped there"
+                )
             self._sink.write(chunk)
-            self._hash.update(chunk)
-            self.size += len(chunk)
+        except BaseException:
+            self._failed = True
+            self.stop()
+            raise
+        self._hash.update(chunk)
+        self.size += len(chunk)
         return False  # tells python-gnupg not to keep the chunk
 
     def hexdigest(self) -> str:

@@ -22,6 +22,7 @@ from core.pgp import (
     PgpMissingSignatureError,
     PgpNoKeyError,
     PgpNotPgpError,
+    PgpTooLargeError,
     PgpUnavailableError,
     decrypt,
     encrypt,
@@ -84,6 +85,19 @@ def test_truncated_file_on_disk(partner: GpgCli, ours: str, tmp_path: Path) -> N
     path.write_bytes(b"plain text, not PGP")
     with path.open("rb") as source, pytest.raises(PgpNotPgpError):
         decrypt(source, io.BytesIO())
+
+
+def test_compression_bomb_stops_at_the_limit(partner: GpgCli, ours: str) -> None:
+    """64 MiB of zeros compress to a small message; with a limit, decryption stops there."""
+    zeros = bytes(64 * 1024 * 1024)
+    message = partner.run(*TO_US, "--compress-algo", "zlib", "--compress-level", "9", data=zeros).stdout
+    assert len(message) < 1024 * 1024
+    sink = io.BytesIO()
+    with pytest.raises(PgpTooLargeError, match="larger than the limit of 1048576 bytes"):
+        decrypt(io.BytesIO(message), sink, max_bytes=1024 * 1024)
+    assert len(sink.getvalue()) <= 1024 * 1024
+    big_enough = io.BytesIO()
+    assert decrypt(io.BytesIO(message), big_enough, max_bytes=len(zeros)).bytes_out == len(zeros)
 
 
 def test_tampered_ciphertext(partner: GpgCli, ours: str) -> None:
