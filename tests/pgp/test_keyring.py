@@ -11,9 +11,10 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from cli.main import app
+from core import audit
 from core.crypto import decrypt_json
 from core.db import session_scope
-from core.models import PgpKey
+from core.models import Account, PgpKey
 from core.pgp import PgpKeyError, decrypt, encrypt, keyring
 from tests.pgp.support import PARTNER_EMAIL, GpgCli, make_gpg_cli, payload, streams
 
@@ -168,3 +169,32 @@ def test_remove(pgp_home: Path) -> None:
     assert "removed temporary" in run("pgp", "key", "remove", "tmp@acme.example")
     assert "temporary" not in listed()
     assert "no key 'temporary'" in run("pgp", "key", "remove", "temporary", ok=False)
+
+
+def test_keys_belong_to_one_account(pgp_home: Path, ours: str) -> None:
+    """Another account's keyring neither sees nor lends our keys, even under the same name."""
+    with session_scope() as session:
+        other = Account(name="other-company")
+        session.add(other)
+        session.flush()
+        assert other.id is not None
+        other_id = other.id
+        theirs = keyring.generate_key(
+            session, "ours", "ops@other.example", algorithm="ed25519", account_id=other_id
+        )
+    assert theirs.fingerprint != ours
+    assert [k.fingerprint for k in keyring.load(account_id=other_id).keys] == [theirs.fingerprint]
+    assert keyring.load().find("ours").fingerprint == ours
+    with session_scope() as session:
+        assert theirs.fingerprint not in {k.fingerprint for k in keyring.list_keys(session)}
+        with pytest.raises(PgpKeyError):
+            keyring.export_public(session, theirs.fingerprint)
+
+
+def test_changes_are_audited(pgp_home: Path) -> None:
+    run("pgp", "key", "generate", "audited", "--email", "audit@acme.example", "--algorithm", "ed25519")
+    run("pgp", "key", "remove", "audited")
+    with session_scope() as session:
+        found = [(e.action, e.target, e.detail.get("private")) for e in audit.events(session, action="pgp")]
+    assert ("pgp.key.generate", "audited", True) in found
+    assert ("pgp.key.remove", "audited", True) in found
