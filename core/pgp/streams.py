@@ -82,10 +82,12 @@ def encrypt(
     sign: str | None = None,
     armor: bool = False,
     *,
+    filename: str | None = None,
     keyring: Keyring | None = None,
 ) -> EncryptResult:
     """Encrypt `source` to `recipients` (key names, emails or fingerprints) into `sink`; sign it with
-    our key `sign` if given; ASCII-armored if `armor`, else binary OpenPGP."""
+    our key `sign` if given; ASCII-armored if `armor`, else binary OpenPGP. `filename` is the file
+    name stored inside the message (what `gpg --use-embedded-filename` restores)."""
     if not recipients:
         raise PgpKeyError("no recipients: name at least one key to encrypt to")
     ring = keyring if keyring is not None else keyring_mod.load()
@@ -108,6 +110,7 @@ def encrypt(
                 sign=signer.fingerprint if signer else None,
                 always_trust=True,
                 armor=armor,
+                extra_args=["--set-filename", filename] if filename else None,
             )
         )
     writer.raise_failure(result)

@@ -32,13 +32,16 @@ def test_encrypted_here_gpg_decrypts(partner: GpgCli, armor: bool) -> None:
 def test_signed_here_gpg_verifies(partner: GpgCli, ours: str, armor: bool) -> None:
     data = payload()
     source, sink = streams(data)
-    result = encrypt(source, sink, [partner.fingerprint], sign="ours", armor=armor)
+    result = encrypt(source, sink, [partner.fingerprint], sign="ours", armor=armor, filename="po 850.edi")
     assert result.signer == ours
 
     done = partner.run("--decrypt", data=sink.getvalue())
     status = partner.status(done)
     assert done.stdout == data
     assert "GOODSIG" in status
+    assert "PLAINTEXT 62 " in status and status.split("PLAINTEXT 62 ", 1)[1].split("\n", 1)[0].endswith(
+        " po%20850.edi"
+    )  # the name stored inside, as gpg reports it
     assert status.split("VALIDSIG ", 1)[1].split("\n", 1)[0].endswith(ours)  # the primary key's fingerprint
 
 
@@ -86,8 +89,9 @@ def test_round_trip_here_with_several_recipients(partner: GpgCli, ours: str) -> 
     """Encrypted to the partner and to ourselves: both can open it."""
     data = payload()
     source, sink = streams(data)
-    encrypt(source, sink, [PARTNER_EMAIL, "ours"], sign="ours")
+    encrypt(source, sink, [PARTNER_EMAIL, "ours"], sign="ours", filename="facture été.xml")
     assert partner.run("--decrypt", data=sink.getvalue()).stdout == data
     back_source, back = streams(sink.getvalue())
     result = decrypt(back_source, back, verify="required", signers=["ours"])
     assert back.getvalue() == data and result.signer_name == "ours"
+    assert result.literal_name == "facture été.xml"
