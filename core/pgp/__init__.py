@@ -3,6 +3,7 @@
 - `core.pgp.keyring`: import, generate, list, export and remove keys (`tradelane pgp key …`);
 - `core.pgp.streams`: `encrypt(source, sink, recipients, sign=None, armor=False)` and
   `decrypt(source, sink, verify="optional", signers=None)`;
+  (with `core.pgp.plumbing`, the bytes in and out, and `core.pgp.outcome`, what gpg's status means);
 - `core.pgp.errors`: one error type per refusal, all `PgpError`.
 
 Why GnuPG through python-gnupg, and not a pure-Python library: README, "PGP".
