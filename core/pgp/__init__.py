@@ -2,8 +2,8 @@
 
 - `core.pgp.keyring`: import, generate, list, export and remove keys (`tradelane pgp key …`);
 - `core.pgp.streams`: `encrypt(source, sink, recipients, sign=None, armor=False)` and
-  `decrypt(source, sink, verify="optional", signers=None)`;
-  (with `core.pgp.plumbing`, the bytes in and out, and `core.pgp.outcome`, what gpg's status means);
+  `decrypt(source, sink, verify="optional", signers=None)`, with `core.pgp.plumbing` (the bytes in
+  and out) and `core.pgp.outcome` (what gpg's status lines mean);
 - `core.pgp.errors`: one error type per refusal, all `PgpError`.
 
 Why GnuPG through python-gnupg, and not a pure-Python library: README, "PGP".
