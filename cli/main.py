@@ -1,5 +1,6 @@
 """The `tradelane` command: `up`, `apply`, and the command groups, each in its own module
-(cli/partners.py, cli/endpoints.py, cli/flows.py, cli/transfers.py, cli/as2.py, cli/edi.py)."""
+(cli/partners.py, cli/endpoints.py, cli/flows.py, cli/transfers.py, cli/as2.py, cli/edi.py, cli/pgp.py,
+cli/accounts.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from cli import apply as apply_cmd
 from cli import as2 as as2_cli
 from cli import edi as edi_cli
+from cli import pgp as pgp_cli
 from cli import transfers as history
 from cli.accounts import account_app
 from cli.common import console, database, err
@@ -25,6 +27,7 @@ app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
 app.add_typer(edi_cli.app, name="edi")
+app.add_typer(pgp_cli.app, name="pgp")
 
 
 @app.command()

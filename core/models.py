@@ -399,3 +399,25 @@ class PeerNonce(SQLModel, table=True):
     key_id: str = Field(primary_key=True)
     nonce: str = Field(primary_key=True)
     seen_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class PgpKey(SQLModel, table=True):
+    """An OpenPGP key in an account's keyring: a partner's public key, or ours with its private part."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"), UniqueConstraint("account_id", "fingerprint"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(index=True)
+    email: str | None = Field(default=None, index=True)
+    fingerprint: str = Field(index=True)  # 40 (v4) or 64 (v5/v6) hex digits, upper case
+    user_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    algorithm: str
+    can_encrypt: bool = True
+    can_sign: bool = True
+    public_key: str = Field(sa_column=Column(Text, nullable=False))  # ASCII-armored, given to partners
+    # Fernet token (core.crypto) of the private key, its passphrase and keygrips; None: public only.
+    private_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    key_created_at: datetime
+    expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

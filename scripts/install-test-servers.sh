@@ -18,6 +18,8 @@ command -v zip >/dev/null 2>&1 || need+=(zip)
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
 command -v gzip >/dev/null 2>&1 || need+=(gzip)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# PGP: tradelane runs GnuPG's gpg (core/pgp), and the tests check interoperability with its command line.
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
