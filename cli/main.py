@@ -12,6 +12,7 @@ from cli import apply as apply_cmd
 from cli import as2 as as2_cli
 from cli import transfers as history
 from cli.common import console, database, err
+from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
@@ -21,6 +22,7 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
+app.add_typer(connect_app, name="connect")
 
 
 @app.command()

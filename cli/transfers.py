@@ -35,6 +35,13 @@ def transfers(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Received before (same forms as --since).")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    connection: Annotated[
+        str | None,
+        typer.Option(help="Only files sent through this B2B connection (its name on this side, or id)."),
+    ] = None,
+    account: Annotated[
+        str, typer.Option("--account", envvar="TRADELANE_ACCOUNT", help="The account (tenant) to act in.")
+    ] = "home",
 ) -> None:
     """Recent transfers: when, file, flow, destination, state, and a link to the Prefect run."""
     from cli.history import print_transfers, transfers_json
@@ -44,6 +51,9 @@ def transfers(
 
     ui = get_settings().prefect_ui_url
     start, end = _when(since, "--since"), _when(until, "--until")
+    if connection is not None:
+        _connection_transfers(connection, account, state, limit, as_json)
+        return
     with database() as session:
         rows = history.recent(
             session, limit=limit, state=state, flow=flow, partner=partner, dest=dest, since=start, until=end
@@ -53,6 +63,26 @@ def transfers(
         print_json(transfers_json(rows, ui))
         return
     print_transfers(console, rows, ui, wide)
+
+
+def _connection_transfers(ref: str, account: str, state: str | None, limit: int, as_json: bool) -> None:
+    """`transfers --connection N`: what this account's side may see of the connection's files."""
+    from core.b2b import history as b2b_history
+    from core.b2b.caller import cli_caller
+
+    with database() as session:
+        rows = b2b_history.connection_history(
+            session, cli_caller(session, account), ref, limit=limit, state=state
+        )
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        said = row.get("outcome") or row.get("error") or ""
+        console.print(
+            f"{row['id'] or '-':>6}  {row['sent_at'][:19]}  {row['file']}  {row['state']}  {said}",
+            soft_wrap=True,
+        )
 
 
 def audit(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core import audit, partners
+from core.b2b import landing
 from core.db import home_account_id
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
@@ -181,6 +182,7 @@ def polls(flow: DataFlow) -> bool:
 
 def set_enabled(session: Session, name: str, enabled: bool, actor: str = "cli") -> DataFlow:
     flow = require(session, name)
+    landing.refuse_change(session, flow)
     if enabled:
         check_can_run(session, flow)
     flow.enabled = enabled
@@ -249,6 +251,7 @@ def update(
     from core.validators import parse_specs
 
     flow = require(session, name)
+    landing.refuse_change(session, flow)
     said: list[str] = []
     if pattern is not None and pattern != flow.pattern:
         if not pattern:
@@ -337,6 +340,7 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
     from core.models import PulledFile, Transfer, TransferState
 
     flow = require(session, name)
+    landing.refuse_change(session, flow)
     waiting = list(
         session.exec(
             select(Transfer).where(
@@ -379,8 +383,11 @@ def remove(session: Session, name: str, *, force: bool = False, actor: str = "cl
 
 
 def source_label(session: Session, flow: DataFlow) -> str:
-    from core.models import Endpoint, Partner
+    from core.models import Connection, Endpoint, Partner
 
+    if flow.source_connection_id is not None:
+        conn = session.get(Connection, flow.source_connection_id)
+        return f"connection {conn.receiver_name if conn else '?'}"
     if flow.source_partner_id is not None:
         partner = session.get(Partner, flow.source_partner_id)
         return f"mailbox:{partner.name if partner else '?'}/{flow.source_folder}"

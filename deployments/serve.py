@@ -16,6 +16,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.runner import Runner
 
 from core import dataflows
+from core.b2b import landing
 from core.config import get_settings
 from core.db import session_scope
 from core.models import DataFlow
@@ -97,7 +98,10 @@ class DeploymentReconciler:
 
 def _load_flows() -> list[DataFlow]:
     with session_scope() as session:
-        return dataflows.list_all(session)
+        flows = dataflows.list_all(session)
+        # B2B landing flows belong to whichever account receives: serve them all.
+        known = {flow.id for flow in flows}
+        return flows + [flow for flow in landing.served_flows(session) if flow.id not in known]
 
 
 async def serve() -> None:
