@@ -155,6 +155,8 @@ def _dest(session: Session, account: Account, dest: str) -> tuple[EndpointRow, s
     ).first()
     if row is None or row.type == "mailbox":
         raise NotFound(f"no endpoint named {endpoint_name!r} in account {account.name!r}")
+    if folder.startswith("/"):
+        raise Invalid(f"absolute path not allowed: {folder!r} (DIR is relative to the endpoint's own path)")
     try:
         folder = clean_path(folder, allow_root=True)
     except EndpointError as exc:
