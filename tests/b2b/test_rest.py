@@ -1,0 +1,147 @@
+"""B2B connections over REST (`/api/connections…`), served by uvicorn on 127.0.0.1 with httpx.
+
+Account users cannot log in over REST yet (accounts stream, DESIGN-12 §1.8): the only stand-in is
+who calls — `get_caller` is overridden to act for the account named in `X-Test-Account` (the CLI's
+way of choosing an account). Everything behind it is real: the body streams through intake, the
+refusals are the core's, and a partner's real bearer token is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import Header
+
+from api.app import create_app
+from api.deps import TokenDep
+from api.routes.connections import get_caller
+from core import partners
+from core.b2b.caller import Caller, cli_caller
+from core.db import session_scope
+from tests.b2b.carry import carry_pending
+from tests.b2b.helpers import PASSWORD, Homes, run_json
+
+
+def caller_for_test(token: TokenDep, x_test_account: str | None = Header(default=None)) -> Caller:
+    if x_test_account is None:
+        return get_caller(token)
+    with session_scope() as session:
+        return cli_caller(session, x_test_account)
+
+
+@pytest.fixture
+def api(b2b: Homes) -> Iterator[httpx.Client]:
+    app = create_app()
+    app.dependency_overrides[get_caller] = caller_for_test
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", http="h11", loop="asyncio")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+ACME = {"X-Test-Account": "acme"}
+HOME = {"X-Test-Account": "home"}
+
+
+def upload(client: httpx.Client, conn: int, name: str, data: bytes) -> httpx.Response:
+    headers = {**ACME, "Content-Disposition": f"attachment; filename={name}"}
+    return client.post(f"/api/connections/{conn}/files", content=data, headers=headers)
+
+
+def test_send_over_rest_after_accept_and_what_each_side_gets(b2b: Homes, api: httpx.Client) -> None:
+    invited = run_json(
+        "connect",
+        "invite",
+        "--account",
+        "acme",
+        "--send",
+        "--outbox",
+        "orders",
+        "--email",
+        "b@home.example",
+        "--name",
+        "to-home",
+    )
+    conn = int(invited["id"])
+    pending = upload(api, conn, "po.json", b"{}")
+    assert pending.status_code == 409
+    assert pending.json()["message"].startswith("connection 'to-home' is pending")
+    run_json(
+        "connect",
+        "accept",
+        str(invited["link"]),
+        "--account",
+        "home",
+        "--name",
+        "from-acme",
+        "--dest",
+        "lake:in/acme",
+    )
+
+    data = os.urandom(3 * 1024 * 1024 + 17)  # several request chunks and intake batches
+    sent = upload(api, conn, "big.bin", data)
+    assert sent.status_code == 201, sent.text
+    body = sent.json()
+    assert body["sha256"] == hashlib.sha256(data).hexdigest() and body["size"] == len(data)
+    assert body["transfer"] is not None and body["held"] is False
+    assert carry_pending() == ["delivered"]
+    assert (b2b.lake / "in" / "acme" / "big.bin").read_bytes() == data
+
+    listed = api.get("/api/connections", headers=ACME).json()
+    assert [(c["name"], c["role"], c["state"]) for c in listed] == [("to-home", "send", "active")]
+    assert "dest" not in api.get(f"/api/connections/{conn}", headers=ACME).json()
+    assert api.get(f"/api/connections/{conn}", headers=HOME).json()["dest"] == "lake:in/acme"
+    mine = api.get(f"/api/connections/{conn}/transfers", headers=ACME).json()
+    assert [(r["file"], r["state"], r["outcome"]) for r in mine] == [("big.bin", "delivered", "delivered")]
+    assert "destination_uri" not in mine[0]
+
+    refused = api.patch(f"/api/connections/{conn}", json={"allow_sender_view": True}, headers=ACME)
+    assert refused.status_code == 403 and "only the receiving side" in refused.json()["message"]
+    assert api.get(f"/api/connections/{conn}/files", headers=ACME).status_code == 403
+    assert (
+        api.patch(f"/api/connections/{conn}", json={"allow_sender_view": True}, headers=HOME).status_code
+        == 200
+    )
+    files = api.get(f"/api/connections/{conn}/files", headers=ACME).json()
+    assert [(f["name"], f["size"]) for f in files] == [("big.bin", len(data))]
+
+    other = api.get(f"/api/connections/{conn}", headers={"X-Test-Account": "nobody"})
+    assert other.status_code == 404
+    assert api.post(f"/api/connections/{conn}/revoke", headers=HOME).json()["state"] == "revoked"
+    after = upload(api, conn, "late.json", b"{}")
+    assert after.status_code == 409 and "was revoked on" in after.json()["message"]
+
+
+def test_a_partner_token_does_not_manage_connections(b2b: Homes, api: httpx.Client) -> None:
+    with session_scope() as session:
+        partners.add(session, "widgets", password=PASSWORD)
+    token = api.post(
+        "/api/authentication", data={"grant_type": "password", "username": "widgets", "password": PASSWORD}
+    ).json()["access_token"]
+    answer = api.get("/api/connections", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 403
+    assert answer.json() == {"message": "only account users manage connections; this is a partner login"}
+    assert api.get("/api/connections").status_code == 401
