@@ -193,3 +193,97 @@ def _file(b2b: Homes, name: str, data: bytes) -> Path:
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def test_an_invitation_to_receive_accepted_by_a_new_account(b2b: Homes) -> None:
+    """home invites to receive into lake:in/acme; a new account accepts as the sender."""
+    invited = run_json(
+        "connect",
+        "invite",
+        "--account",
+        "home",
+        "--receive",
+        "--dest",
+        "lake:in/acme",
+        "--email",
+        "ops@newco.example",
+        "--name",
+        "from-newco",
+        "--expires",
+        "48h",
+    )
+    assert invited["direction"] == "receive"
+    assert run_json("connect", "show", "from-newco")["dest"] == "lake:in/acme"
+    link = str(invited["link"])
+    refused = run(
+        "connect",
+        "accept",
+        link,
+        "--new-account",
+        "newco",
+        "--email",
+        "boss@newco.example",
+        "--password",
+        "Tr4de-lane-Pass",
+        "--name",
+        "to-home",
+        "--dest",
+        "lake",
+        ok=False,
+    )
+    assert "400: a new account has no endpoints yet" in refused
+    assert "400: this invitation asks you to send files: give --outbox NAME, not --dest" in run(
+        "connect", "accept", link, "--account", "acme", "--name", "to-home", "--dest", "lake", ok=False
+    )
+    weak = run(
+        "connect",
+        "accept",
+        link,
+        "--new-account",
+        "newco",
+        "--email",
+        "boss@newco.example",
+        "--password",
+        "short",
+        "--name",
+        "to-home",
+        "--outbox",
+        "out",
+        ok=False,
+    )
+    assert "400: the password is too short" in weak
+    accepted = run_json(
+        "connect",
+        "accept",
+        link,
+        "--new-account",
+        "newco",
+        "--email",
+        "boss@newco.example",
+        "--password",
+        "Tr4de-lane-Pass",
+        "--name",
+        "to-home",
+        "--outbox",
+        "out",
+    )
+    assert accepted["role"] == "send" and accepted["with"] == "home" and accepted["state"] == "active"
+    sent = run_json("connect", "send", "to-home", str(_file(b2b, "hello.txt", b"hi")), "--account", "newco")
+    assert sent[0]["transfer"] is not None and carry_pending() == ["delivered"]
+    assert (b2b.lake / "in" / "acme" / "hello.txt").read_bytes() == b"hi"
+    assert "409: account 'newco' already exists" in run(
+        "connect",
+        "accept",
+        link,
+        "--new-account",
+        "newco",
+        "--email",
+        "boss@newco.example",
+        "--password",
+        "Tr4de-lane-Pass",
+        "--name",
+        "x",
+        "--outbox",
+        "y",
+        ok=False,
+    )

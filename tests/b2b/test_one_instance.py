@@ -344,3 +344,42 @@ def test_the_sender_is_never_shown_the_receivers_storage(
     for where, text in answers.items():
         for secret in secrets:
             assert secret not in text, f"the sender's {where} shows {secret!r}:\n{text}"
+
+
+def test_the_token_is_nowhere_under_the_home(up: System, tmp_path: Path) -> None:
+    """After invite, accept and decline, no file of the instance (database, Prefect's, logs) holds a token."""
+    from urllib.parse import quote
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    accepted = connect_pair(up, tmp_path, unique("lake"), ["--type", "file", "--path", str(lake)])
+    accept(up, accepted)
+    up.cli(
+        "connect", "send", "to-home", str(file_of(tmp_path, "t.txt", b"t")), "--account", accepted["sender"]
+    )
+    wait_state(up, accepted["sender"], "to-home", "t.txt", "delivered")
+    declined = cli_json(
+        up,
+        "connect",
+        "invite",
+        "--account",
+        accepted["sender"],
+        "--send",
+        "--outbox",
+        "other",
+        "--email",
+        "x@home.example",
+        "--name",
+        "declined",
+    )
+    up.cli("connect", "decline", declined["link"])
+    tokens = [link.split("token=", 1)[1] for link in (accepted["link"], declined["link"])]
+    needles = [form.encode() for token in tokens for form in (token, quote(token, safe=""), token[5:])]
+    looked = 0
+    for path in up.home.rglob("*"):
+        if path.is_file():
+            looked += 1
+            data = path.read_bytes()
+            for needle in needles:
+                assert needle not in data, f"{path} holds an invitation token"
+    assert looked > 3 and (up.home / "up.log").exists()
