@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from sqlmodel import Session, select
 
-from core import intake
+from core import audit, intake
 from core.b2b import connections
 from core.b2b.caller import Caller
 from core.db import session_scope
@@ -46,7 +46,7 @@ class OutboxSender:
                 raise intake.SenderRefused(exc.message) from None
 
 
-def attach(connection_id: int) -> Callable[[Session, Receipt], None]:
+def attach(connection_id: int, actor: str) -> Callable[[Session, Receipt], None]:
     """Run in the receipt's transaction: tie it to the connection, and transfer or hold it."""
 
     def also(session: Session, receipt: Receipt) -> None:
@@ -60,6 +60,16 @@ def attach(connection_id: int) -> Callable[[Session, Receipt], None]:
         else:
             receipt.held = True  # pending: released on activation; ended meanwhile: "not sent"
         session.add(receipt)
+        audit.record(
+            session,
+            "connection.send",
+            actor=actor,
+            account_id=receipt.account_id,
+            target=f"connection:{connection_id}",
+            file=receipt.name,
+            receipt=receipt.id,
+            held=receipt.held,
+        )
 
     return also
 
@@ -76,7 +86,7 @@ class OutboxUpload(intake.Upload):
         data_flow_ids: list[int] | None = None,
         also: Callable[[Session, Receipt], None] | None = None,
     ) -> Receipt:
-        return super().commit(data_flow_ids=[], also=attach(self.connection_id))
+        return super().commit(data_flow_ids=[], also=attach(self.connection_id, self.partner_name))
 
 
 def begin(
