@@ -346,6 +346,13 @@ def accept(
     account = session.get(Account, caller.account_id)
     assert account is not None and account.id is not None
     check_connection_name(name)
+    if conn.direction == "receive":
+        dest_row = session.get(EndpointRow, conn.dest_endpoint_id) if conn.dest_endpoint_id else None
+        if dest_row is None or dest_row.removed_at is not None:
+            raise Conflict(
+                f"the receiving side removed where files would land; ask {_inviter_name(session, conn)} "
+                "for a new invitation"
+            )
     if conn.direction == "send":  # the inviter sends: the accepter receives
         if dest is None or outbox is not None:
             raise Invalid(

@@ -237,3 +237,32 @@ def test_invite_usage_errors(args: tuple[str, ...], why: str) -> None:
 def test_expiry_bounds() -> None:
     for bad, why in (("0s", "between 1s and 90d"), ("91d", "between 1s and 90d"), ("soon", "use a number")):
         refused((*INVITE, "--name", "n", "--expires", bad), why)
+
+
+def test_an_endpoint_a_connection_lands_in_is_not_removed_under_it() -> None:
+    accepted = run_json(*accept(invite(), "--dest", "lake"))
+    refused(
+        ("endpoint", "remove", "lake"),
+        f"endpoint 'lake' is used by connection(s) 'from-acme' (data flow b2b:{accepted['id']}): revoke them",
+    )
+    # A pending invitation to receive holds its endpoint too; forced away, the invitation cannot be accepted.
+    run("endpoint", "add", "pond", "--type", "file", "--path", "/tmp")
+    link = run_json(
+        "connect",
+        "invite",
+        "--account",
+        "home",
+        "--receive",
+        "--dest",
+        "pond",
+        "--email",
+        "a@acme.example",
+        "--name",
+        "from-acme-2",
+    )["link"]
+    refused(("endpoint", "remove", "pond"), "endpoint 'pond' is used by connection(s) 'from-acme-2'")
+    run("endpoint", "remove", "pond", "--force")
+    refused(
+        ("connect", "accept", link, "--account", "acme", "--name", "to-home-2", "--outbox", "o9"),
+        "409: the receiving side removed where files would land; ask home for a new invitation",
+    )
