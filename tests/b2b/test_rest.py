@@ -128,6 +128,24 @@ def test_send_over_rest_after_accept_and_what_each_side_gets(b2b: Homes, api: ht
     files = api.get(f"/api/connections/{conn}/files", headers=ACME).json()
     assert [(f["name"], f["size"]) for f in files] == [("big.bin", len(data))]
 
+    # Nothing the sender is answered names the receiver's endpoint, its folder or where the file went.
+    answers = [
+        api.get(path, headers=ACME).text
+        for path in (
+            "/api/connections",
+            f"/api/connections/{conn}",
+            f"/api/connections/{conn}/transfers",
+            f"/api/connections/{conn}/files",
+        )
+    ]
+    answers.append(sent.text)
+    answers.append(
+        api.patch(f"/api/connections/{conn}", json={"allow_sender_view": False}, headers=ACME).text
+    )
+    for text in answers:
+        for secret in ("lake", str(b2b.lake), "in/acme", "file:"):
+            assert secret not in text, f"{secret!r} in {text}"
+
     other = api.get(f"/api/connections/{conn}", headers={"X-Test-Account": "nobody"})
     assert other.status_code == 404
     assert api.post(f"/api/connections/{conn}/revoke", headers=HOME).json()["state"] == "revoked"
