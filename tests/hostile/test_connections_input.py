@@ -266,3 +266,6 @@ def test_an_endpoint_a_connection_lands_in_is_not_removed_under_it() -> None:
         ("connect", "accept", link, "--account", "acme", "--name", "to-home-2", "--outbox", "o9"),
         "409: the receiving side removed where files would land; ask home for a new invitation",
     )
+    run("endpoint", "remove", "lake", "--force")
+    landing = {f["name"]: f for f in run_json("flow", "list")}[f"b2b:{accepted['id']}"]
+    assert landing["enabled"] is False
