@@ -116,15 +116,15 @@ def check_file_name(name: str) -> str:
 class SelfChecking(Protocol):
     """A sender that knows itself whether it may still send (a B2B outbox: its connection's state)."""
 
-    def check(self) -> None:
-        """Raise SenderRefused if it may not."""
+    def refuse_if_ended(self) -> None:
+        """Raise SenderRefused if it may not send any more."""
 
 
 def check_may_send(sender: Sender) -> None:
     """`check_sender` for any sender: a partner's login, or a self-checking sender's own rule."""
     check_sender(sender.partner_id, sender.name)
     if isinstance(sender, SelfChecking):
-        sender.check()
+        sender.refuse_if_ended()
 
 
 class Sender(Protocol):

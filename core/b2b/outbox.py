@@ -38,7 +38,7 @@ class OutboxSender:
     max_file_bytes: int | None = None
     partner_id: int | None = None  # never a partner: partners do not see outboxes
 
-    def check(self) -> None:
+    def refuse_if_ended(self) -> None:
         with session_scope() as session:
             try:
                 connections.check_can_receive(session, self.connection_id)
