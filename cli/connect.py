@@ -30,15 +30,6 @@ def _caller(session: Any, account: str) -> Any:
     return cli_caller(session, account)
 
 
-def _email_status() -> tuple[bool, str]:
-    """Whether the invitation went out by e-mail, and why not (e-mail sending is configured apart)."""
-    from core.config import get_settings
-
-    if not getattr(get_settings(), "smtp_host", None):
-        return False, "TRADELANE_SMTP_HOST is not set"
-    return False, "this version does not send invitation e-mails"
-
-
 @connect_app.command()
 def invite(
     email: Annotated[str, typer.Option(help="Who is invited (the other company's admin).")],
@@ -95,7 +86,7 @@ def invite(
             else None,
             "link": invitation.link,
         }
-    sent, why = _email_status()
+    sent, why = connections.email_status()
     answer["email_sent"] = sent
     if not sent:
         answer["email_error"] = why

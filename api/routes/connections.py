@@ -9,7 +9,7 @@ bearer token here is a partner's and is refused with 403; at merge it becomes th
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
@@ -51,6 +51,67 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 class ViewChange(BaseModel):
     allow_sender_view: bool
+
+
+class InviteRequest(BaseModel):
+    email: str
+    name: str
+    direction: Literal["send", "receive"]
+    outbox: str | None = None
+    dest: str | None = None  # ENDPOINT[:DIR] of the caller's account, for direction "receive"
+    expires: str = "7d"  # 30m, 48h, 7d … at most 90d
+
+
+class AcceptRequest(BaseModel):
+    token: str  # the token, or the whole link
+    name: str
+    dest: str | None = None
+    outbox: str | None = None
+
+
+class DeclineRequest(BaseModel):
+    token: str
+
+
+@router.post("", status_code=201, responses=REFUSALS)
+def invite(request: InviteRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    """Invite another account; the answer carries the link (shown once: only its hash is kept)."""
+    invitation = connections.invite(
+        session,
+        caller,
+        name=request.name,
+        direction=request.direction,
+        email=request.email,
+        outbox=request.outbox,
+        dest=request.dest,
+        expires=connections.parse_expiry(request.expires),
+    )
+    answer = connections.view(session, caller, invitation.connection)
+    sent, why = connections.email_status()
+    answer.update(
+        uid=invitation.connection.uid,
+        direction=invitation.connection.direction,
+        link=invitation.link,
+        email_sent=sent,
+        **({} if sent else {"email_error": why}),
+    )
+    return answer
+
+
+@router.post("/accept", responses=REFUSALS)
+def accept(request: AcceptRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    """Accept another account's invitation: the connection becomes active."""
+    conn = connections.accept(
+        session, caller, request.token, name=request.name, dest=request.dest, outbox=request.outbox
+    )
+    return connections.view(session, caller, conn)
+
+
+@router.post("/decline", responses=REFUSALS)
+def decline(request: DeclineRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    """Decline an invitation (the token is the authority)."""
+    conn = connections.decline(session, request.token, actor=caller.actor)
+    return {"id": conn.id, "state": conn.state}
 
 
 @router.get("", responses=REFUSALS)

@@ -268,6 +268,14 @@ def invite(
     return Invitation(conn, token, tokens.link(public_url(), token))
 
 
+def email_status() -> tuple[bool, str]:
+    """Whether an invitation went out by e-mail, and why not: sending it is not built in yet, so the
+    inviter passes the link on (the e-mail settings come with the invitation e-mail)."""
+    if not getattr(get_settings(), "smtp_host", None):
+        return False, "TRADELANE_SMTP_HOST is not set"
+    return False, "this version does not send invitation e-mails"
+
+
 # -- the token holder: accept, decline --------------------------------------------------------
 
 

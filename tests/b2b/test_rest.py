@@ -163,3 +163,51 @@ def test_a_partner_token_does_not_manage_connections(b2b: Homes, api: httpx.Clie
     assert answer.status_code == 403
     assert answer.json() == {"message": "only account users manage connections; this is a partner login"}
     assert api.get("/api/connections").status_code == 401
+
+
+def test_invite_accept_and_decline_over_rest(b2b: Homes, api: httpx.Client) -> None:
+    invited = api.post(
+        "/api/connections",
+        json={
+            "email": "ops@acme.example",
+            "name": "from-acme",
+            "direction": "receive",
+            "dest": "lake:in/acme",
+        },
+        headers=HOME,
+    )
+    assert invited.status_code == 201, invited.text
+    body = invited.json()
+    assert body["state"] == "pending" and body["dest"] == "lake:in/acme" and body["email_sent"] is False
+    assert body["link"].startswith("http://127.0.0.1:8080/connect/accept?token=tlc1_")
+    wrong = api.post(
+        "/api/connections/accept",
+        json={"token": body["link"], "name": "to-home", "dest": "lake"},
+        headers=ACME,
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["message"] == "this invitation asks you to send files: give --outbox NAME, not --dest"
+    accepted = api.post(
+        "/api/connections/accept",
+        json={"token": body["link"], "name": "to-home", "outbox": "orders"},
+        headers=ACME,
+    )
+    assert accepted.status_code == 200 and accepted.json()["state"] == "active"
+    assert "dest" not in accepted.json()
+    again = api.post("/api/connections/decline", json={"token": body["link"]}, headers=ACME)
+    assert again.status_code == 409 and again.json()["message"].startswith(
+        "this invitation was already accepted"
+    )
+    bad = api.post(
+        "/api/connections",
+        json={"email": "x@y.example", "name": "n", "direction": "send", "outbox": "a/b"},
+        headers=HOME,
+    )
+    assert bad.status_code == 400 and bad.json()["message"].startswith("invalid outbox name 'a/b'")
+    second = api.post(
+        "/api/connections",
+        json={"email": "x@y.example", "name": "n", "direction": "send", "outbox": "out", "expires": "1h"},
+        headers=HOME,
+    ).json()
+    declined = api.post("/api/connections/decline", json={"token": second["link"]}, headers=ACME)
+    assert declined.json() == {"id": second["id"], "state": "declined"}
