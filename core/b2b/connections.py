@@ -434,8 +434,11 @@ def release_held(session: Session, connection_id: int | None = None) -> int:
         if conn.data_flow_id is None:
             continue
         assert receipt.id is not None
-        receipt.held = False
-        session.add(receipt)
+        # Guarded: whoever clears `held` first gives the file its one transfer.
+        guarded = update(Receipt).where(col(Receipt.id) == receipt.id, col(Receipt.held).is_(True))
+        cleared = session.execute(guarded.values(held=False))
+        if cleared.rowcount != 1:  # type: ignore[attr-defined]
+            continue
         session.add(
             Transfer(receipt_id=receipt.id, data_flow_id=conn.data_flow_id, state=TransferState.pending)
         )
