@@ -170,6 +170,8 @@ async def send_file(
 ) -> dict[str, Any]:
     """Send a file through an active connection; the raw body is the file (as uploads are)."""
     name = filename_from(content_disposition)
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        raise errors.UnsupportedMediaType("send the file as the raw body (application/octet-stream)")
     limit = get_settings().max_upload_bytes
     if content_length is not None and content_length > limit:
         raise too_large(limit)

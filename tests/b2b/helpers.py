@@ -1,19 +1,33 @@
-"""Helpers for B2B connection tests: a throwaway home with two accounts and a file endpoint, and the CLI."""
+"""Helpers for B2B connection tests: a throwaway home with two accounts and a file endpoint, the CLI,
+and the REST API served by uvicorn on 127.0.0.1 (fixtures `b2b` and `api`, shared by tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
+from fastapi import Header
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from api.app import create_app
+from api.deps import TokenDep
+from api.routes.connections import get_caller
 from cli.main import app
+from core.b2b.caller import Caller, cli_caller
+from core.db import session_scope
 from tests.isolation import isolated_home
+
+__all__ = ["api", "b2b"]  # the fixtures tests/conftest.py shares
 
 runner = CliRunner()
 PASSWORD = "Tr4de-lane-Pass"
@@ -66,3 +80,41 @@ def b2b(tmp_path: Path) -> Iterator[Homes]:
         run("endpoint", "add", "lake", "--type", "file", "--path", str(lake))
         add_account("acme")
         yield Homes(home, lake)
+
+
+# -- REST: who calls is the account named in X-Test-Account (account users cannot log in yet) --
+
+ACME = {"X-Test-Account": "acme"}
+HOME = {"X-Test-Account": "home"}
+
+
+def caller_for_test(token: TokenDep, x_test_account: str | None = Header(default=None)) -> Caller:
+    if x_test_account is None:
+        return get_caller(token)
+    with session_scope() as session:
+        return cli_caller(session, x_test_account)
+
+
+@pytest.fixture
+def api(b2b: Homes) -> Iterator[httpx.Client]:
+    app = create_app()
+    app.dependency_overrides[get_caller] = caller_for_test
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", http="h11", loop="asyncio")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()

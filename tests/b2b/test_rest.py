@@ -10,60 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
-import uvicorn
-from fastapi import Header
 
-from api.app import create_app
-from api.deps import TokenDep
-from api.routes.connections import get_caller
 from core import partners
-from core.b2b.caller import Caller, cli_caller
 from core.db import session_scope
 from tests.b2b.carry import carry_pending
-from tests.b2b.helpers import PASSWORD, Homes, run_json
-
-
-def caller_for_test(token: TokenDep, x_test_account: str | None = Header(default=None)) -> Caller:
-    if x_test_account is None:
-        return get_caller(token)
-    with session_scope() as session:
-        return cli_caller(session, x_test_account)
-
-
-@pytest.fixture
-def api(b2b: Homes) -> Iterator[httpx.Client]:
-    app = create_app()
-    app.dependency_overrides[get_caller] = caller_for_test
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", http="h11", loop="asyncio")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-
-
-ACME = {"X-Test-Account": "acme"}
-HOME = {"X-Test-Account": "home"}
+from tests.b2b.helpers import ACME, HOME, PASSWORD, Homes, run_json
 
 
 def upload(client: httpx.Client, conn: int, name: str, data: bytes) -> httpx.Response:

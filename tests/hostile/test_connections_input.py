@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.b2b.helpers import b2b, dump, run, run_json  # noqa: F401 (b2b: the fixture)
+from tests.b2b.helpers import dump, run, run_json
 
 pytestmark = pytest.mark.usefixtures("b2b")
 
