@@ -241,9 +241,7 @@ def send(
     """Send files through an active connection (as if put into its outbox)."""
     from core import intake
     from core.b2b import outbox
-    from core.db import init_db
 
-    init_db()
     results: list[dict[str, Any]] = []
     with database() as session:
         caller = _caller(session, account)
