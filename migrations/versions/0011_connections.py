@@ -76,37 +76,44 @@ def upgrade() -> None:
         ("uq_connection_receiver_receiver_name", ["receiver_account_id", "receiver_name"]),
     ):
         op.create_index(name, "connection", columns, unique=True, sqlite_where=NAMED, postgresql_where=NAMED)
-    with op.batch_alter_table("receipt", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("connection_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.create_index("ix_receipt_connection_id", ["connection_id"])
-        batch_op.create_index("ix_receipt_held", ["held"])
-        batch_op.create_foreign_key("fk_receipt_connection", "connection", ["connection_id"], ["id"])
-    with op.batch_alter_table("dataflow", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("source_connection_id", sa.Integer(), nullable=True))
-        batch_op.create_index("ix_dataflow_source_connection_id", ["source_connection_id"])
-        batch_op.create_foreign_key(
-            "fk_dataflow_source_connection", "connection", ["source_connection_id"], ["id"]
-        )
-    with op.batch_alter_table("transfer", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("error_kind", STR(), nullable=True))
-    with op.batch_alter_table("account", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("updated_at", sa.DateTime(), nullable=True))
+    # Plain ADD COLUMN (with an inline REFERENCES, NULL by default): no table is rebuilt, so a store
+    # full of receipts and transfers upgrades in place (a rebuild drops tables others reference).
+    _add_reference("receipt", "connection_id")
+    op.add_column("receipt", sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_index("ix_receipt_connection_id", "receipt", ["connection_id"])
+    op.create_index("ix_receipt_held", "receipt", ["held"])
+    _add_reference("dataflow", "source_connection_id")
+    op.create_index("ix_dataflow_source_connection_id", "dataflow", ["source_connection_id"])
+    op.add_column("transfer", sa.Column("error_kind", STR(), nullable=True))
+    op.add_column("account", sa.Column("updated_at", sa.DateTime(), nullable=True))
+
+
+def _add_reference(table: str, column: str) -> None:
+    """A nullable column referencing connection.id, added in place (SQLite: ALTER TABLE … REFERENCES,
+    which Alembic will only do by rebuilding the table)."""
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER REFERENCES connection (id)")
+    else:
+        op.add_column(table, sa.Column(column, sa.Integer(), sa.ForeignKey("connection.id"), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("account", schema=None) as batch_op:
-        batch_op.drop_column("updated_at")
-    with op.batch_alter_table("transfer", schema=None) as batch_op:
-        batch_op.drop_column("error_kind")
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        # Dropping a column that holds a REFERENCES rebuilds its table (drop, copy back): the rows that
+        # reference it must not be checked against the moment it is away. pysqlite has opened no
+        # transaction yet (DDL only), so the pragma takes effect.
+        op.execute("PRAGMA foreign_keys = OFF")
+    op.drop_column("account", "updated_at")
+    op.drop_column("transfer", "error_kind")
+    op.drop_index("ix_dataflow_source_connection_id", table_name="dataflow")
     with op.batch_alter_table("dataflow", schema=None) as batch_op:
-        batch_op.drop_constraint("fk_dataflow_source_connection", type_="foreignkey")
-        batch_op.drop_index("ix_dataflow_source_connection_id")
         batch_op.drop_column("source_connection_id")
+    op.drop_index("ix_receipt_held", table_name="receipt")
+    op.drop_index("ix_receipt_connection_id", table_name="receipt")
     with op.batch_alter_table("receipt", schema=None) as batch_op:
-        batch_op.drop_constraint("fk_receipt_connection", type_="foreignkey")
-        batch_op.drop_index("ix_receipt_held")
-        batch_op.drop_index("ix_receipt_connection_id")
         batch_op.drop_column("held")
         batch_op.drop_column("connection_id")
     op.drop_table("connection")
+    if sqlite:
+        op.execute("PRAGMA foreign_keys = ON")
