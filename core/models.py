@@ -337,15 +337,12 @@ class ConnectionState(StrEnum):
     expired = "expired"
 
 
-CONNECTION_FINAL_STATES = frozenset(
-    {ConnectionState.declined, ConnectionState.revoked, ConnectionState.expired}
-)
 # States in which a connection's names (its outbox, and each side's name) stay taken.
 NAMED_STATES = ("pending", "active", "revoked")
 
 
 def _named(*columns: str) -> Index:
-    where = text("state IN ('pending', 'active', 'revoked')")
+    where = text(f"state IN ({', '.join(repr(state) for state in NAMED_STATES)})")
     return Index(
         f"uq_connection_{'_'.join(c.removesuffix('_account_id') for c in columns)}",
         *columns,

@@ -28,6 +28,7 @@ from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import EndpointError, clean_path
 from core.errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unavailable
 from core.models import (
+    NAMED_STATES,
     Account,
     Connection,
     ConnectionState,
@@ -111,7 +112,7 @@ def _named_in(session: Session, account_id: int) -> list[Connection]:
         session.exec(
             select(Connection).where(
                 or_(Connection.sender_account_id == account_id, Connection.receiver_account_id == account_id),
-                col(Connection.state).in_(["pending", "active", "revoked"]),
+                col(Connection.state).in_(NAMED_STATES),
             )
         )
     )
@@ -484,7 +485,7 @@ def require(session: Session, caller: Caller, ref: str | int) -> Connection:
     text = str(ref).strip()
     candidates = visible_to(session, caller)
     for conn in candidates:
-        if side_name(conn, caller.account_id) == text and conn.state in ("pending", "active", "revoked"):
+        if side_name(conn, caller.account_id) == text and conn.state in NAMED_STATES:
             return conn
     if text.isdigit():
         for conn in candidates:
