@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.errors import StatusError
+
 log = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -96,8 +98,15 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"message": "internal server error"}, status_code=500)
 
 
+async def status_error(request: Request, exc: Exception) -> JSONResponse:
+    """A core refusal that carries its status (core/errors.py): the same status and message."""
+    assert isinstance(exc, StatusError)
+    return JSONResponse({"message": exc.message}, status_code=exc.status)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into `{"message": ...}`."""
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StatusError, status_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, server_error)

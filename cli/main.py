@@ -16,6 +16,7 @@ from cli import pgp as pgp_cli
 from cli import transfers as history
 from cli.accounts import account_app
 from cli.common import console, database, err
+from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
@@ -28,6 +29,7 @@ app.add_typer(flow_app, name="flow")
 app.add_typer(as2_cli.app, name="as2")
 app.add_typer(edi_cli.app, name="edi")
 app.add_typer(pgp_cli.app, name="pgp")
+app.add_typer(connect_app, name="connect")
 
 
 @app.command()

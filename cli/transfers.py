@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.common import console, print_json
+from cli.common import console, database, print_json
 from cli.options import HOME, AccountOption, scoped_database
 
 
@@ -36,6 +36,10 @@ def transfers(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Received before (same forms as --since).")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    connection: Annotated[
+        str | None,
+        typer.Option(help="Only files sent through this B2B connection (its name on this side, or id)."),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Recent transfers: when, file, flow, destination, state, and a link to the Prefect run."""
@@ -46,6 +50,9 @@ def transfers(
 
     ui = get_settings().prefect_ui_url
     start, end = _when(since, "--since"), _when(until, "--until")
+    if connection is not None:
+        _connection_transfers(connection, account, state, limit, as_json)
+        return
     with scoped_database(account) as (session, scope):
         rows = history.recent(
             session,
@@ -63,6 +70,26 @@ def transfers(
         print_json(transfers_json(rows, ui))
         return
     print_transfers(console, rows, ui, wide)
+
+
+def _connection_transfers(ref: str, account: str, state: str | None, limit: int, as_json: bool) -> None:
+    """`transfers --connection N`: what this account's side may see of the connection's files."""
+    from core.b2b import history as b2b_history
+    from core.b2b.caller import cli_caller
+
+    with database() as session:
+        rows = b2b_history.connection_history(
+            session, cli_caller(session, account), ref, limit=limit, state=state
+        )
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        said = row.get("outcome") or row.get("error") or ""
+        console.print(
+            f"{row['id'] or '-':>6}  {row['sent_at'][:19]}  {row['file']}  {row['state']}  {said}",
+            soft_wrap=True,
+        )
 
 
 def audit(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core import audit, partners
+from core.b2b import landing
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
@@ -183,6 +184,7 @@ def polls(flow: DataFlow) -> bool:
 def set_enabled(session: Session, scope: Scope, name: str, enabled: bool) -> DataFlow:
     actor = scope.actor
     flow = require(session, scope, name)
+    landing.refuse_change(session, flow)
     if enabled:
         check_can_run(session, flow)
     flow.enabled = enabled
@@ -265,6 +267,7 @@ def update(
 
     actor = scope.actor
     flow = require(session, scope, name)
+    landing.refuse_change(session, flow)
     said: list[str] = []
     if pattern is not None and pattern != flow.pattern:
         if not pattern:
@@ -354,6 +357,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
 
     actor = scope.actor
     flow = require(session, scope, name)
+    landing.refuse_change(session, flow)
     waiting = list(
         session.exec(
             select(Transfer).where(
@@ -396,8 +400,11 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
 
 
 def source_label(session: Session, flow: DataFlow) -> str:
-    from core.models import Endpoint, Partner
+    from core.models import Connection, Endpoint, Partner
 
+    if flow.source_connection_id is not None:
+        conn = session.get(Connection, flow.source_connection_id)
+        return f"connection {conn.receiver_name if conn else '?'}"
     if flow.source_partner_id is not None:
         partner = session.get(Partner, flow.source_partner_id)
         return f"mailbox:{partner.name if partner else '?'}/{flow.source_folder}"

@@ -28,6 +28,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
+    # A migration turns them off for its run (migrations/env.py); every connection back in the pool
+    # enforces them again (after the pool's rollback, so outside a transaction, where SQLite heeds it).
+    if dbapi_connection is not None:
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -35,6 +42,7 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _foreign_keys_on)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

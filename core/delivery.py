@@ -38,6 +38,10 @@ class ChecksumMismatch(EndpointError):
     """The source no longer holds the bytes that were received (replaced or damaged)."""
 
 
+class FolderMissing(NotFound):
+    """A B2B connection's receiving folder was removed: the file must not land in a re-created one."""
+
+
 @dataclass(frozen=True)
 class Job:
     """Everything one transfer needs, read once from the database (no secrets: rows are opened lazily)."""
@@ -251,6 +255,8 @@ def push(job: Job, again: bool = False) -> Delivered:
     """
     dest_path, policy = job.dest_path, job.on_conflict
     with job.open_source() as source, job.open_dest() as dest:
+        if job.flow.source_connection_id is not None:
+            check_folder(dest, dest_path, job.dest_row.name)
         if policy is not OnConflict.overwrite and (again or job.tried_before):
             there = find_delivered(dest, dest_path, policy, job.receipt)
             if there is not None:
@@ -264,6 +270,14 @@ def push(job: Job, again: bool = False) -> Delivered:
                 # Raising inside the `with` aborts the write: wrong bytes never become visible.
                 raise ChecksumMismatch(f"{job.source_path} changed since it was received; not delivered")
         return Delivered(dest.uri(out.path or dest_path), out.answer)
+
+
+def check_folder(dest: Endpoint, dest_path: str, endpoint_name: str) -> None:
+    """A connection lands only into the folder its receiver chose: if that was removed, fail (not
+    retried) so the receiver recreates it and replays, rather than write into a re-created one."""
+    folder = posixpath.dirname(dest_path)
+    if dest.exists_dir(folder) is False:
+        raise FolderMissing(f"the receiving folder {folder!r} no longer exists in endpoint {endpoint_name!r}")
 
 
 def find_delivered(dest: Endpoint, path: str, policy: OnConflict, receipt: Receipt) -> str | None:
@@ -325,9 +339,30 @@ def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
                 destination_uri=outcome.destination_uri,
                 answer=scrub_known(outcome.answer),
             )
+            transfer.error_kind = None if outcome.error is None else error_kind(outcome.error)
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)
     return [outcome.state for outcome in outcomes]
+
+
+def error_kind(error: BaseException) -> str:
+    """What kind of failure this is, in one word: what the sender of a B2B file is told about."""
+    from core.endpoints.base import AuthError, NameTaken, PermissionDenied, TransientError
+
+    kinds: list[tuple[type[BaseException], str]] = [
+        (FolderMissing, "folder-missing"),
+        (ValidationError, "rejected"),
+        (ChecksumMismatch, "checksum"),
+        (AuthError, "auth"),
+        (PermissionDenied, "permission"),
+        (NameTaken, "name-taken"),
+        (TransientError, "unreachable"),
+        (OSError, "unreachable"),
+    ]
+    for cls, kind in kinds:
+        if isinstance(error, cls):
+            return kind
+    return "other"
 
 
 def describe(error: BaseException) -> str:

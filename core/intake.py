@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
@@ -113,6 +113,21 @@ def check_file_name(name: str) -> str:
     return name
 
 
+@runtime_checkable
+class SelfChecking(Protocol):
+    """A sender that knows itself whether it may still send (a B2B outbox: its connection's state)."""
+
+    def refuse_if_ended(self) -> None:
+        """Raise SenderRefused if it may not send any more."""
+
+
+def check_may_send(sender: Sender) -> None:
+    """`check_sender` for any sender: a partner's login, or a self-checking sender's own rule."""
+    check_sender(sender.partner_id, sender.name)
+    if isinstance(sender, SelfChecking):
+        sender.refuse_if_ended()
+
+
 class Sender(Protocol):
     """Who is sending: a Partner row, or a protocol server's logged-in user."""
 
@@ -161,7 +176,7 @@ class Upload:
         self.remote_addr = remote_addr
         self.max_bytes = max_bytes or sender.max_file_bytes or get_settings().max_upload_bytes
         self.size = 0
-        check_sender(self.partner_id, self.partner_name)
+        check_may_send(sender)
         self._hash = hashlib.sha256()
         self._visible = visible_place(sender, folder, self.name)
         self._stream: WriteStream
@@ -336,7 +351,7 @@ def commit(
     """
     sender = arrival.sender
     try:
-        check_sender(sender.partner_id, sender.name)
+        check_may_send(sender)
     except SenderRefused:
         staged.refuse()
         raise
@@ -441,10 +456,16 @@ def record_receipt(
         data_flow_ids = [f.id for f in matching_flows(session, partner_id, folder, name) if f.id is not None]
     for flow_id in data_flow_ids:
         session.add(Transfer(receipt_id=receipt.id, data_flow_id=flow_id, state=TransferState.pending))
+    # A B2B outbox write is an upload by the account's own login ("cli", "user:<email>").
+    outbox = protocol == "b2b" and partner_id is None
     audit.record(
         session,
-        "upload" if partner_id is not None else "pull",
-        actor=f"partner:{partner_name}" if partner_id is not None else f"source:{partner_name}",
+        "upload" if partner_id is not None or outbox else "pull",
+        actor=f"partner:{partner_name}"
+        if partner_id is not None
+        else partner_name
+        if outbox
+        else f"source:{partner_name}",
         account_id=account_id,
         target=f"{folder}/{name}",
         remote_addr=remote_addr,

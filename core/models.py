@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from core.mailbox.layout import SOURCE_FOLDER
@@ -27,6 +27,8 @@ class Account(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # Touched to take the account's write lock where a rule spans rows one index cannot (core/b2b).
+    updated_at: datetime | None = None
 
 
 class AccountUser(SQLModel, table=True):
@@ -148,6 +150,8 @@ class DataFlow(SQLModel, table=True):
     # What a delivery does when its name is taken at the destination: rename, overwrite or fail;
     # None: the destination type's default (core/endpoints/conflict.py).
     on_conflict: str | None = None
+    # Set on the hidden data flow (`b2b:<id>`) that carries a B2B connection's files.
+    source_connection_id: int | None = Field(default=None, foreign_key="connection.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -185,6 +189,10 @@ class Receipt(SQLModel, table=True):
     # The partner's link to those bytes (`home/<partner>/upload/<name>`) until they are delivered.
     visible_path: str | None = None
     received_at: datetime = Field(default_factory=utcnow, index=True)
+    # A file put into a B2B connection's outbox (core/b2b/outbox.py).
+    connection_id: int | None = Field(default=None, foreign_key="connection.id", index=True)
+    # Taken in while its connection was pending: no transfer until the connection is active.
+    held: bool = Field(default=False, index=True)
 
 
 class TransferState(StrEnum):
@@ -213,6 +221,9 @@ class Transfer(SQLModel, table=True):
     # What the destination answered (an API's status and body, a Message-ID, an MDN, an ETag).
     destination_answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = None
+    # What kind of failure `error` is (core/delivery.py `error_kind`): what the sender of a B2B file
+    # is told instead of the receiver's error text.
+    error_kind: str | None = None
     replay_of: int | None = Field(default=None, foreign_key="transfer.id")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -353,6 +364,77 @@ class As2Message(SQLModel, table=True):
     transfer_id: int | None = Field(default=None, foreign_key="transfer.id")
     remote_addr: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ConnectionState(StrEnum):
+    pending = "pending"
+    active = "active"
+    declined = "declined"
+    revoked = "revoked"
+    expired = "expired"
+
+
+# States in which a connection's names (its outbox, and each side's name) stay taken.
+NAMED_STATES = ("pending", "active", "revoked")
+
+
+def _named(*columns: str) -> Index:
+    where = text(f"state IN ({', '.join(repr(state) for state in NAMED_STATES)})")
+    return Index(
+        f"uq_connection_{'_'.join(c.removesuffix('_account_id') for c in columns)}",
+        *columns,
+        unique=True,
+        sqlite_where=where,
+        postgresql_where=where,
+    )
+
+
+class Connection(SQLModel, table=True):
+    """A B2B connection between two accounts: one sends files into the other's storage.
+
+    One row per pairing on this instance. `direction` is what the inviter does; the sender's side
+    (its name, its outbox) and the receiver's (its name, where files land) fill in as each side
+    names its end. Only `sha256(token)` of the invitation is kept (core/b2b/tokens.py).
+    """
+
+    __table_args__ = (
+        _named("sender_account_id", "outbox_name"),
+        _named("sender_account_id", "sender_name"),
+        _named("receiver_account_id", "receiver_name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, unique=True, index=True)
+    direction: str  # "send" | "receive": what the inviter does
+    state: str = Field(default=ConnectionState.pending, index=True)
+    sender_account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    sender_name: str | None = None
+    outbox_name: str | None = None
+    receiver_account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    receiver_name: str | None = None
+    dest_endpoint_id: int | None = Field(default=None, foreign_key="endpoint.id")
+    dest_dir: str | None = None  # relative to the endpoint's own path or prefix; "" for its root
+    allow_sender_view: bool = False
+    invite_email: str | None = None
+    token_hash: str | None = Field(default=None, unique=True)
+    token_expires_at: datetime | None = None
+    token_used_at: datetime | None = None
+    signup_account_id: int | None = Field(default=None, foreign_key="account.id")
+    # The local data flow that carries its files (the receiver's `b2b:<id>`); no foreign key, as
+    # dataflow.source_connection_id already points back here.
+    data_flow_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = None
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    declined_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoked_side: str | None = None  # "sender" | "receiver"
+    expired_at: datetime | None = None
+    view_changed_at: datetime | None = None
+    view_changed_by: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from sqlmodel import Session, select
 
+from core.errors import Forbidden
 from core.models import Account
 
 Role = Literal["instance", "admin", "operator", "read-only", "partner", "system", "peer"]
@@ -30,8 +31,8 @@ class NoSuchAccount(LookupError):
         return f"no account named {self.args[0]!r} (tradelane account list)"
 
 
-class RoleRefused(ValueError):
-    """The login's role may not do this; the message says which roles may."""
+class RoleRefused(Forbidden):
+    """The login's role may not do this; the message says which roles may (403 on every surface)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Scope:
     def require(self, *roles: Role) -> None:
         """Refuse unless the scope's role is one of `roles` (the instance operator may do anything)."""
         if self.role != "instance" and self.role not in roles:
-            raise RoleRefused(f"403: this needs the role {' or '.join(roles)}; this login is {self.role}")
+            raise RoleRefused(f"this needs the role {' or '.join(roles)}; this login is {self.role}")
 
 
 def account_name(account_id: int) -> str:

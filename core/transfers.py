@@ -31,6 +31,9 @@ class Batch:
     transfer_ids: list[int]
     first_file: str
     account_name: str = "home"  # the data flow's account (its deployment's name says it)
+    # Set for B2B landing flows (core/b2b/landing.py): the run's name and tags, computed in core.
+    run_name: str | None = None
+    tags: list[str] | None = None
 
 
 def claim_batches(session: Session, batch_size: int) -> None:
@@ -68,6 +71,7 @@ def unlaunched_batches(session: Session) -> list[Batch]:
     ).all()
     batches: dict[str, Batch] = {}
     partner_names: dict[int | None, str] = {}
+    firsts: dict[str, tuple[DataFlow, Receipt]] = {}
     for transfer, flow, receipt, account_name in rows:
         assert transfer.batch_key is not None and transfer.id is not None and flow.id is not None
         batch = batches.get(transfer.batch_key)
@@ -85,8 +89,16 @@ def unlaunched_batches(session: Session) -> list[Batch]:
                 account_name=account_name,
             )
             batches[transfer.batch_key] = batch
+            firsts[transfer.batch_key] = (flow, receipt)
         batch.transfer_ids.append(transfer.id)
-    return list(batches.values())
+    return [_labelled(session, batch, *firsts[key]) for key, batch in batches.items()]
+
+
+def _labelled(session: Session, batch: Batch, flow: DataFlow, first: Receipt) -> Batch:
+    from core.b2b.landing import run_labels
+
+    labels = run_labels(session, flow, first, len(batch.transfer_ids))
+    return batch if labels is None else replace(batch, run_name=labels.name, tags=labels.tags)
 
 
 def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> None:
@@ -186,6 +198,14 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
         )
     removed = session.get(DataFlow, original.data_flow_id)
+    if removed is not None and removed.source_connection_id is not None:
+        from core.models import Connection
+
+        conn = session.get(Connection, removed.source_connection_id)
+        if conn is not None and conn.state != "active":
+            raise TransferError(
+                f"409: connection {conn.receiver_name!r} was {conn.state}; nothing carries it"
+            )
     if removed is not None and removed.removed_at is not None:
         raise TransferError(
             f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"

@@ -23,6 +23,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from core import intake, transfers
+from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
@@ -91,6 +92,10 @@ class Dispatcher:
 
     def _claim(self) -> list[Batch]:
         with session_scope() as session:
+            # Files put into a connection's outbox in the instant it became active (and expiries).
+            connections.expire_due(session)
+            connections.release_held(session)
+        with session_scope() as session:
             transfers.claim_batches(session, self.settings.dispatch_batch_size)
         with session_scope() as session:
             return transfers.unlaunched_batches(session)
@@ -108,8 +113,9 @@ class Dispatcher:
                 name=transfer_deployment(batch.data_flow_name, batch.account_name),
                 client=client,
                 parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
-                flow_run_name=f"{batch.partner_name} → {batch.data_flow_name}: {what}",
-                tags=[f"partner:{batch.partner_name}", *tags(batch.data_flow_name, batch.account_name)],
+                flow_run_name=batch.run_name or f"{batch.partner_name} → {batch.data_flow_name}: {what}",
+                tags=batch.tags
+                or [f"partner:{batch.partner_name}", *tags(batch.data_flow_name, batch.account_name)],
                 idempotency_key=f"tradelane-batch-{batch.key}",
                 timeout=0,
             )

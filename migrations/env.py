@@ -23,6 +23,13 @@ def run() -> None:
 
 
 def _run_on(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite alters a table by rebuilding it (create, copy, drop the old one): with foreign keys
+        # enforced, dropping a table other rows reference fails. Off for the run (the first statement,
+        # before any transaction, or SQLite ignores it), checked whole at the end, and back on when the
+        # connection returns to the pool (core/db.py).
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -31,6 +38,10 @@ def _run_on(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows that reference nothing: {broken[:5]}")
 
 
 run()

@@ -71,6 +71,17 @@ def test_migrations_are_idempotent(store: str) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
 
 
+def test_sqlite_enforces_foreign_keys_again_after_a_migration_turned_them_off(tmp_path: Path) -> None:
+    """Migrations run with SQLite's foreign keys off (a table rebuild drops what rows reference);
+    every connection the application gets afterwards enforces them."""
+    with isolated_home(tmp_path / "home"):
+        init_db()
+        engine = get_engine()
+        for _ in range(engine.pool.size() + 2):  # whichever pooled connection comes back
+            with engine.connect() as conn:
+                assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
 def test_passwords_are_hashed_and_secrets_encrypted_at_rest(store: str, tmp_path: Path) -> None:
     _setup(tmp_path)
     with get_engine().connect() as conn:

@@ -286,6 +286,14 @@ class Endpoint(ABC):
     @abstractmethod
     def delete(self, path: str) -> None: ...
 
+    def exists_dir(self, path: str) -> bool | None:
+        """Whether folder `path` exists; None for stores without folders (object stores, messages).
+
+        A B2B connection's files must land in the folder its receiver chose, never in one a write
+        silently re-created after it was removed (core/delivery.py checks this first).
+        """
+        return None
+
     def refuse_on_conflict(self, on_conflict: OnConflict) -> None:
         """For types that send messages: there is no name to take, so no policy but the default."""
         if on_conflict is not OnConflict.overwrite:

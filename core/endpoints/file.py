@@ -296,6 +296,9 @@ class FileEndpoint(Endpoint):
     def stat(self, path: str) -> FileInfo:
         return self._stat_local(clean_path(path))
 
+    def exists_dir(self, path: str) -> bool | None:
+        return self._local(clean_path(path, allow_root=True)).is_dir()
+
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         local = self._local(rel)

@@ -351,6 +351,36 @@ class FtpEndpoint(Endpoint):
 
         return self._run(what, operation)
 
+    def exists_dir(self, path: str) -> bool | None:
+        rel = clean_path(path, allow_root=True)
+        remote, what = self._remote(rel), self.uri(rel)
+        if not remote:
+            return True  # the login's own folder
+
+        def operation(connection: Connection) -> bool:
+            ftp = connection.ftp
+            if connection.mlst:
+                try:
+                    answer = ftp.sendcmd(f"MLST {remote}")
+                except ftplib.error_perm as exc:
+                    if str(exc).startswith("550"):
+                        return False
+                    raise
+                lines = [line for line in answer.splitlines() if line.startswith(" ")]
+                facts, _ = parse_facts(lines[0].strip()) if lines else ({}, "")
+                return facts.get("type", "").lower() in ("dir", "cdir", "pdir")
+            start = ftp.pwd()  # CWD moves the pooled connection: go back after
+            try:
+                ftp.cwd(remote)
+            except ftplib.error_perm as exc:
+                if str(exc).startswith("550"):
+                    return False
+                raise
+            ftp.cwd(start)
+            return True
+
+        return self._run(what, operation)
+
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         remote, what = self._remote(rel), self.uri(rel)

@@ -220,6 +220,14 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
         .order_by(DataFlow.name)
     ).all()
     flows = [f for f in referring if f.removed_at is None]
+    landing_in = _connections_landing_in(session, row.id)
+    live = [c for c in landing_in if c.state in ("pending", "active")]
+    if live and not force:
+        names = ", ".join(f"{c.receiver_name!r} (data flow b2b:{c.id})" for c in live)
+        raise EndpointInUse(
+            f"endpoint {name!r} is used by connection(s) {names}: revoke them "
+            "(tradelane connect revoke NAME), or pass --force to stop their deliveries"
+        )
     if flows and not force:
         names = ", ".join(f.name for f in flows)
         raise EndpointInUse(
@@ -230,7 +238,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
 
     now = utcnow()
     disabled = disable_all(session, flows, reason=f"endpoint {name} removed", actor=actor, now=now)
-    if referring:
+    if referring or landing_in:  # kept for the history (and connections) that name it
         row.name = f"{name}.removed.{row.id}"
         row.removed_at = now
         session.add(row)
@@ -245,6 +253,13 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
         flows_disabled=disabled,
     )
     return disabled
+
+
+def _connections_landing_in(session: Session, endpoint_id: int | None) -> list[Any]:
+    """B2B connections whose files land in the endpoint (core/b2b): it cannot vanish under them."""
+    from core.models import Connection
+
+    return list(session.exec(select(Connection).where(Connection.dest_endpoint_id == endpoint_id)))
 
 
 def open_row(row: EndpointRow) -> Endpoint:

@@ -302,6 +302,16 @@ class SftpEndpoint(Endpoint):
             raise NotFound(f"not a file: {what}")
         return FileInfo(path=rel, size=attrs.st_size or 0, modified=_utc(attrs.st_mtime))
 
+    def exists_dir(self, path: str) -> bool | None:
+        rel = clean_path(path, allow_root=True)
+        remote, what = self._remote(rel), self.uri(rel)
+        try:
+            with self.errors(what):
+                attrs = self.client().stat(remote)
+        except NotFound:
+            return False
+        return attrs.st_mode is not None and stat_mod.S_ISDIR(attrs.st_mode)
+
     def open_read(self, path: str) -> BinaryIO:
         rel = clean_path(path)
         remote, what = self._remote(rel), self.uri(rel)

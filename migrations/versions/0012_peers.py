@@ -7,7 +7,7 @@ signed peer requests while their signatures could still be accepted (§5.3).
 the connections migration (the table does not exist on this branch's parent, 0009).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-05 04:30:00
 """
 
@@ -18,7 +18,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,105 @@
+"""The receiver-owned data flow that lands a connection's files, and its Prefect run labels.
+
+`b2b:<connection id>` belongs to the receiver's account: source the connection, destination the
+receiver's endpoint, `DIR/{name}`. `:` is refused in every name a user gives (`validate_name`), so
+no user flow can take such a name; the receiver sees it in `flow list` and cannot change it.
+The destination is never in a run name, tag or parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.models import Account, Connection, DataFlow, Receipt
+
+PREFIX = "b2b:"
+
+
+def flow_name(conn: Connection) -> str:
+    return f"{PREFIX}{conn.id}"
+
+
+def create_flow(session: Session, conn: Connection) -> DataFlow:
+    """The landing flow of an active connection (the destination type's default conflict policy:
+    exactly-once and SHA-256 checks are those of every delivery)."""
+    assert conn.id is not None and conn.receiver_account_id is not None and conn.dest_endpoint_id is not None
+    folder = (conn.dest_dir or "").strip("/")
+    flow = DataFlow(
+        account_id=conn.receiver_account_id,
+        name=flow_name(conn),
+        source_connection_id=conn.id,
+        source_partner_id=None,
+        source_endpoint_id=None,
+        source_folder="",
+        pattern="*",
+        dest_endpoint_id=conn.dest_endpoint_id,
+        dest_path=f"{folder}/{{name}}" if folder else "{name}",
+        validators=[],
+        retries=5,
+        retry_delay_seconds=2.0,
+        on_conflict=None,
+    )
+    session.add(flow)
+    session.flush()
+    audit.record(
+        session,
+        "flow.add",
+        actor="system",
+        account_id=conn.receiver_account_id,
+        target=flow.name,
+        connection=conn.id,
+    )
+    return flow
+
+
+def is_landing(flow: DataFlow) -> bool:
+    return flow.source_connection_id is not None
+
+
+def refuse_change(session: Session, flow: DataFlow) -> None:
+    """`flow set/remove/enable/disable b2b:N`: the connection owns it."""
+    if not is_landing(flow):
+        return
+    conn = session.get(Connection, flow.source_connection_id)
+    name = conn.receiver_name if conn else "?"
+    raise ValueError(
+        f"400: data flow {flow.name} belongs to connection {name!r}: change it with tradelane connect …"
+    )
+
+
+def served_flows(session: Session) -> list[DataFlow]:
+    """Every account's landing flows (the runner serves them wherever the receiver is)."""
+    return list(
+        session.exec(
+            select(DataFlow).where(
+                col(DataFlow.source_connection_id).is_not(None), col(DataFlow.removed_at).is_(None)
+            )
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    name: str
+    tags: list[str]
+
+
+def run_labels(session: Session, flow: DataFlow, first: Receipt, count: int) -> RunLabels | None:
+    """`b2b acme/to-globex → globex/from-acme: po.json` and tags `connection:<id>`, `b2b`,
+    `account:<sender>`, `account:<receiver>`, `flow:b2b:<id>`; None for other data flows."""
+    if flow.source_connection_id is None:
+        return None
+    conn = session.get(Connection, flow.source_connection_id)
+    if conn is None:
+        return None
+    sender = session.get(Account, conn.sender_account_id) if conn.sender_account_id else None
+    receiver = session.get(Account, conn.receiver_account_id) if conn.receiver_account_id else None
+    what = first.name if count == 1 else f"{count} files"
+    s_name, r_name = (sender.name if sender else "?"), (receiver.name if receiver else "?")
+    return RunLabels(
+        name=f"b2b {s_name}/{conn.sender_name} → {r_name}/{conn.receiver_name}: {what}",
+        tags=[f"connection:{conn.id}", "b2b", f"account:{s_name}", f"account:{r_name}", f"flow:{flow.name}"],
+    )
