@@ -98,7 +98,7 @@ def invite(
         f"expires {answer['expires_at']}"
     )
     console.print(f"link: {invitation.link}", soft_wrap=True)
-    console.print(outcome.sentence(email))
+    console.print(outcome.sentence(email), soft_wrap=True)
 
 
 @connect_app.command()

@@ -112,6 +112,7 @@ def test_the_emailed_link_is_accepted_on_the_page_by_an_existing_admin(
         page = submit(web, page, "/connect/login", email=f"admin@{receiver}.example", password=ADMIN_PASSWORD)
         assert page.status_code == 200, page.text
         assert forms_of(page)["/connect/accept"]["endpoint"] == "lake"  # the account's endpoint, by name
+        assert "lake (file)" in text_of(page)  # and type
         done = submit(web, page, "/connect/accept", name=f"from-{sender}", dir="in")
     assert done.status_code == 200, done.text
     assert f"active: files from {sender} will land in lake:in" in text_of(done)
@@ -199,14 +200,19 @@ def test_the_rest_invitation_is_emailed_and_declined_on_the_page(
     assert done.status_code == 200, done.text
     assert f"{sender} will see it declined" in text_of(done)
     assert connection(up, sender, "to-partner")["state"] == "declined"
+    with browser(up) as web:
+        again = web.get(link)
+    assert again.status_code == 409 and "this invitation was declined on" in text_of(again)
 
 
 def test_an_invitation_that_cannot_be_emailed_says_why_and_stays_pending(up: System) -> None:
     sender = unique("stark")
     new_account(up, sender)
     # A recipient the SMTP server refuses (no such mailbox): the connection is made, the link shown.
-    invited = invite(up, sender, "nobody@nowhere.invalid", "--send", "--outbox", "out")
-    assert invited["email_sent"] is False and invited["email_error"]
+    args = ["connect", "invite", "--account", sender, "--send", "--outbox", "out", "--name", "to-partner"]
+    printed = up.cli(*args, "--email", "nobody@nowhere.invalid").stdout
+    assert f"link: {up.api}/connect/accept?token=tlc1_" in printed
+    assert "no email sent (" in printed and "): pass the link on yourself" in printed
     assert connection(up, sender, "to-partner")["state"] == "pending"
 
 

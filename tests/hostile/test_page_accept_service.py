@@ -13,6 +13,7 @@ from api.web.service import AcceptForm, Refused, WebLogin
 from core import accounts
 from core.b2b import connections
 from core.b2b.caller import cli_caller
+from core.config import get_settings
 from core.db import session_scope
 from core.models import Connection, utcnow
 from tests.b2b.helpers import ADMIN_PASSWORD, Homes, dump, run
@@ -131,3 +132,13 @@ def test_a_removed_user_is_logged_out(b2b: Homes) -> None:
     stale = WebLogin(login.subject, login.email, login.account, True)
     token = invite_home_to_receive()
     assert refused(service.accept, token, stale, AcceptForm(name="x", outbox="o")).status == 401
+
+
+def test_failed_page_logins_count_towards_the_address_ban(b2b: Homes) -> None:
+    service = CoreAcceptService()
+    failures = get_settings().lockout_failures
+    for _ in range(failures):
+        assert refused(service.log_in, "admin@acme.example", "wrong password!", "10.9.9.9").status == 401
+    banned = refused(service.log_in, "admin@acme.example", ADMIN_PASSWORD, "10.9.9.9")
+    assert banned.status == 429 and "too many failed logins" in banned.message
+    assert service.log_in("admin@acme.example", ADMIN_PASSWORD, "10.9.9.10").account == "acme"
