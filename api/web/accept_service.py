@@ -28,7 +28,7 @@ from core import accounts
 from core.b2b import connections, tokens
 from core.db import session_scope
 from core.errors import Conflict, Gone, StatusError
-from core.login import LoginPolicy, LoginRefused, session_refusal, shared_policy
+from core.login import LoginPolicy, LoginRefused, session_refusal, shared_policy, standing
 from core.models import Account, AccountUser, Connection, ConnectionState
 from core.models import Endpoint as EndpointRow
 from core.tenancy import Scope, scope_for_login
@@ -96,9 +96,10 @@ def _web_login(session: Session, user: AccountUser) -> WebLogin:
 
 
 def _scope(session: Session, login: WebLogin) -> tuple[AccountUser, Scope]:
-    """The login's user as it is now (a removed or locked one may do nothing) and its scope."""
+    """The login's user as it is now (a removed, disabled or locked one may do nothing) and its scope;
+    the page checked the session itself (`current_login`) when it read the cookie."""
     user = _user(session, login.subject)
-    if user is None or session_refusal(user, None, datetime.now(UTC)) is not None:
+    if user is None or standing(user) is not None:
         raise Refused(401, "log in first: your login has ended")
     assert user.id is not None
     return user, scope_for_login(
@@ -151,6 +152,7 @@ class CoreAcceptService:
     def current_login(self, subject: str, issued_at: datetime) -> WebLogin | None:
         with session_scope() as session:
             user = _user(session, subject)
+            # No address: account users have no allow-list (AccountUser.allowed_networks is empty).
             if user is None or session_refusal(user, None, issued_at) is not None:
                 return None
             return _web_login(session, user)
