@@ -49,7 +49,7 @@ def invite(
     as_json: JsonOption = False,
 ) -> None:
     """Invite another account to a connection; prints the link to pass on (shown once)."""
-    from core.b2b import connections
+    from core.b2b import connections, mail
 
     if send == receive:
         raise typer.BadParameter("give exactly one of --send or --receive")
@@ -86,10 +86,10 @@ def invite(
             else None,
             "link": invitation.link,
         }
-    sent, why = connections.email_status()
-    answer["email_sent"] = sent
-    if not sent:
-        answer["email_error"] = why
+        letter = connections.invitation_mail(session, invitation)
+    # Sent once the connection is committed, never queued (the token would have to be stored).
+    outcome = mail.send_invitation(letter)
+    answer.update(outcome.fields())
     if as_json:
         print_json(answer)
         return
@@ -98,7 +98,7 @@ def invite(
         f"expires {answer['expires_at']}"
     )
     console.print(f"link: {invitation.link}", soft_wrap=True)
-    console.print(f"no email sent ({why}): pass the link on yourself")
+    console.print(outcome.sentence(email), soft_wrap=True)
 
 
 @connect_app.command()

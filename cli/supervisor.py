@@ -216,12 +216,14 @@ class Supervisor:
 
         from api.app import create_app
         from api.server import uvicorn_config
+        from api.web.accept_service import CoreAcceptService
         from deployments.dispatcher import Dispatcher
 
         s = self.settings
         mailbox_servers = self.start_mailbox_servers()
         # httptools with header size/time limits, connection caps (api/server.py)
-        server = uvicorn.Server(uvicorn_config(create_app(), s))
+        # with the invitation accept page (/connect/accept), decided by the connections core
+        server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), s))
         dispatcher = Dispatcher(s)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

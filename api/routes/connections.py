@@ -19,7 +19,7 @@ from api import errors
 from api.deps import CurrentUser, ScopeDep, SessionDep
 from api.upload import filename_from, receive, too_large
 from core import intake
-from core.b2b import connections, history, outbox
+from core.b2b import connections, history, mail, outbox
 from core.b2b.caller import Caller
 from core.config import get_settings
 from core.db import session_scope
@@ -79,14 +79,13 @@ def invite(request: InviteRequest, caller: CallerDep, session: SessionDep) -> di
         expires=connections.parse_expiry(request.expires),
     )
     answer = connections.view(session, caller, invitation.connection)
-    sent, why = connections.email_status()
-    answer.update(
-        uid=invitation.connection.uid,
-        direction=invitation.connection.direction,
-        link=invitation.link,
-        email_sent=sent,
-        **({} if sent else {"email_error": why}),
-    )
+    conn = invitation.connection
+    answer.update(uid=conn.uid, direction=conn.direction, link=invitation.link)
+    letter = connections.invitation_mail(session, invitation)
+    # The e-mail goes out once the connection is committed (a failed commit sends no invitation),
+    # at once and never queued (queueing would store the clear token).
+    session.commit()
+    answer.update(mail.send_invitation(letter).fields())
     return answer
 
 

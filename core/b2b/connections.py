@@ -21,7 +21,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, or_, select
 
 from core import audit
-from core.b2b import landing, tokens
+from core.b2b import landing, mail, tokens
 from core.b2b.caller import Caller
 from core.config import get_settings
 from core.endpoints import rows as endpoint_rows
@@ -52,12 +52,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def public_url() -> str:
     """This instance's address as others reach it (the link's base): TRADELANE_PUBLIC_URL when set."""
-    settings = get_settings()
-    configured = getattr(settings, "public_url", None)  # added with the invitation e-mail settings
-    if configured:
-        return str(configured).rstrip("/")
-    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host, settings.host)
-    return f"http://{host}:{settings.api_port}"
+    return get_settings().public_base_url
 
 
 def parse_expiry(text: str) -> timedelta:
@@ -266,15 +261,24 @@ def invite(
         email=email,
         expires_at=conn.token_expires_at.isoformat(),
     )
-    return Invitation(conn, token, tokens.link(public_url(), token))
+    return Invitation(conn, token, mail.accept_link(token))
 
 
-def email_status() -> tuple[bool, str]:
-    """Whether an invitation went out by e-mail, and why not: sending it is not built in yet, so the
-    inviter passes the link on (the e-mail settings come with the invitation e-mail)."""
-    if not getattr(get_settings(), "smtp_host", None):
-        return False, "TRADELANE_SMTP_HOST is not set"
-    return False, "this version does not send invitation e-mails"
+def invitation_mail(session: Session, invitation: Invitation) -> mail.Invitation:
+    """What the invitation e-mail says (read now, sent by the caller once its transaction committed:
+    a mail for a connection that a failed commit never made would be a lie)."""
+    conn = invitation.connection
+    inviter = conn.created_by or ""
+    assert conn.invite_email is not None and conn.token_expires_at is not None
+    return mail.Invitation(
+        inviter_account=_inviter_name(session, conn),
+        inviter_email=inviter.removeprefix("user:") if inviter.startswith("user:") else None,
+        connection_name=_inviter_side_name(conn) or "",
+        direction="send" if conn.direction == "send" else "receive",
+        recipient=conn.invite_email,
+        expires_at=_aware(conn.token_expires_at),
+        token=invitation.token,
+    )
 
 
 # -- the token holder: accept, decline --------------------------------------------------------

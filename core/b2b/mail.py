@@ -24,13 +24,13 @@ from email.utils import format_datetime, make_msgid
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
+from core.b2b import tokens
 from core.config import Settings, get_settings
 from core.endpoints.email.errors import map_smtp_error
 from core.endpoints.email.smtp import NoAuthOffered, open_smtp
 
 Direction = Literal["send", "receive"]  # what the inviter does
 SMTP_TIMEOUT_SECONDS = 30.0
-ACCEPT_PATH = "/connect/accept"
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ class MailOutcome:
 
 def accept_link(token: str, settings: Settings | None = None) -> str:
     """PUBLIC_URL/connect/accept?token=..., the link the e-mail and the inviter's output carry."""
-    base = (settings or get_settings()).public_base_url
-    return f"{base}{ACCEPT_PATH}?token={quote(token, safe='')}"
+    return tokens.link((settings or get_settings()).public_base_url, quote(token, safe=""))
 
 
 def direction_sentence(invitation: Invitation) -> str:
