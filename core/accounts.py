@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from core import audit, logins, object_names
 from core.crypto import hash_password
+from core.errors import StatusError
 from core.models import Account, AccountUser, DataFlow, Endpoint, LoginFailure, Partner, utcnow
 from core.passwords import check_password
 from core.tenancy import USER_ROLES, NoSuchAccount, Role, Scope, find_account
@@ -26,8 +27,16 @@ HOME = "home"
 RESERVED_NAMES = frozenset({"b2b"})
 
 
-class AccountError(ValueError):
-    """An account or account user cannot be created, found or changed as asked."""
+class AccountError(StatusError):
+    """An account or account user cannot be created, found or changed as asked; raised as
+    `AccountError("409: why")`, the status first, as every surface shows it."""
+
+    def __init__(self, text: str) -> None:
+        status, sep, message = text.partition(": ")
+        if sep and status.isdigit() and len(status) == 3:
+            self.status = int(status)
+            text = message
+        super().__init__(text)
 
 
 def validate_account_name(name: str) -> str:

@@ -19,6 +19,7 @@ from typing import Literal
 from sqlmodel import Session, col, select
 
 from core import object_names
+from core.errors import Conflict
 from core.models import AccountUser, Partner
 
 LoginKind = Literal["partner", "user"]
@@ -29,8 +30,8 @@ class LoginNameError(ValueError):
     """A login name that cannot be given: malformed, or taken somewhere on the instance."""
 
 
-class LoginNameTaken(LoginNameError):
-    """The name is some login's already (in which account is never said)."""
+class LoginNameTaken(LoginNameError, Conflict):
+    """The name is some login's already (in which account is never said): 409 on every surface."""
 
 
 def normal_email(email: str) -> str:
@@ -58,7 +59,7 @@ def check_login_name(session: Session, name: str, kind: LoginKind) -> str:
         taken = session.exec(select(AccountUser.id).where(AccountUser.email == name)).first() is not None
     if taken:
         raise LoginNameTaken(
-            f"409: the login name {name!r} is taken on this instance (login names are unique across accounts)"
+            f"the login name {name!r} is taken on this instance (login names are unique across accounts)"
         )
     return name
 

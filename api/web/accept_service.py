@@ -8,7 +8,6 @@ the same words the CLI and the REST API give. The clear token is only hashed her
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,16 +34,12 @@ from core.tenancy import Scope, scope_for_login
 
 PROTOCOL = "web"
 WRONG_LOGIN = "wrong e-mail address or password"
-_STATUS_TEXT = re.compile(r"(\d{3}): (.*)", re.DOTALL)
 
 
 def refusal_of(exc: ValueError) -> Refused:
     """A core refusal as the page shows it: its status and its message."""
     if isinstance(exc, StatusError):
         return Refused(exc.status, exc.message)
-    match = _STATUS_TEXT.fullmatch(str(exc))  # accounts and login names say `409: …`
-    if match:
-        return Refused(int(match.group(1)), match.group(2))
     return Refused(400, str(exc))  # a weak password, a bad address: the person can fix it
 
 
