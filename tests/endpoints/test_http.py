@@ -70,14 +70,6 @@ def endpoint(app: HttpApp) -> Iterator[HttpEndpoint]:
         yield endpoint
 
 
-@pytest.fixture
-def opened() -> Iterator[contextlib.ExitStack]:
-    """Closes the endpoints a test opens (`opened.enter_context(...)`) when it ends: an endpoint
-    left open keeps its pooled keep-alive connection until the garbage collector finds it."""
-    with contextlib.ExitStack() as stack:
-        yield stack
-
-
 # --- configuration ---------------------------------------------------------------------------
 
 
