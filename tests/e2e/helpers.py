@@ -26,11 +26,15 @@ class PartnerClient:
 
     def __init__(self, system: System, username: str, password: str) -> None:
         self.http = httpx.Client(base_url=system.api, timeout=60)
-        response = self.http.post(
-            "/api/authentication",
-            data={"grant_type": "password", "username": username, "password": password},
-        )
-        response.raise_for_status()
+        try:
+            response = self.http.post(
+                "/api/authentication",
+                data={"grant_type": "password", "username": username, "password": password},
+            )
+            response.raise_for_status()
+        except BaseException:
+            self.http.close()  # a refused login leaves no connection to the garbage collector
+            raise
         self.token = response.json()["access_token"]
         self.http.headers["Authorization"] = f"Bearer {self.token}"
 
@@ -52,6 +56,12 @@ class PartnerClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> PartnerClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def delivered(n: int = 1) -> Any:

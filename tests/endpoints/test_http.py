@@ -3,6 +3,7 @@ recorded response, and failures (auth, 503, down, timeouts, DNS, TLS, redirects)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -113,8 +114,10 @@ def test_uri_hides_credentials_and_query() -> None:
 
 
 def test_missing_list_url_cannot_list(app: HttpApp) -> None:
-    endpoint = HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN})
-    with pytest.raises(ConfigError, match="list_url"):
+    with (
+        HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN}) as endpoint,
+        pytest.raises(ConfigError, match="list_url"),
+    ):
         list(endpoint.list())
 
 
@@ -131,24 +134,25 @@ def pull_one(app: HttpApp, **config: Any) -> HttpEndpoint:
 def test_pull_url_offers_the_one_file_with_its_validators(app: HttpApp) -> None:
     (app.root / "exports").mkdir()
     (app.root / "exports" / "daily.csv").write_bytes(b"a,b\n1,2\n")
-    endpoint = pull_one(app)
-    [info] = list(endpoint.list())
-    assert (info.path, info.size) == ("daily.csv", 8)
-    assert info.etag and info.modified.year >= 2026  # what "keep" remembers it by
-    with endpoint.open_read("daily.csv") as stream:
-        assert stream.read() == b"a,b\n1,2\n"
-    endpoint.delete("daily.csv")
-    assert [(r.method, r.path) for r in app.requests][-1] == ("DELETE", "/files/exports/daily.csv")
-    assert not (app.root / "exports" / "daily.csv").exists()
-    assert list(endpoint.list()) == []  # gone (404): nothing to take, not an error
-    endpoint.check()
+    with pull_one(app) as endpoint:
+        [info] = list(endpoint.list())
+        assert (info.path, info.size) == ("daily.csv", 8)
+        assert info.etag and info.modified.year >= 2026  # what "keep" remembers it by
+        with endpoint.open_read("daily.csv") as stream:
+            assert stream.read() == b"a,b\n1,2\n"
+        endpoint.delete("daily.csv")
+        assert [(r.method, r.path) for r in app.requests][-1] == ("DELETE", "/files/exports/daily.csv")
+        assert not (app.root / "exports" / "daily.csv").exists()
+        assert list(endpoint.list()) == []  # gone (404): nothing to take, not an error
+        endpoint.check()
 
 
 def test_pull_url_without_head_uses_the_headers_of_a_get(app: HttpApp) -> None:
     (app.root / "exports").mkdir()
     (app.root / "exports" / "daily.csv").write_bytes(b"x" * 5000)
     app.head_allowed = False
-    [info] = list(pull_one(app, pull_name="today.csv").list())
+    with pull_one(app, pull_name="today.csv") as endpoint:
+        [info] = list(endpoint.list())
     assert (info.path, info.size) == ("today.csv", 5000) and info.etag
 
 
@@ -166,15 +170,17 @@ def test_pull_url_settings_are_checked(app: HttpApp, config: dict[str, Any]) -> 
 
 
 def test_pull_url_has_no_folders(app: HttpApp) -> None:
-    with pytest.raises(ConfigError, match="no folders"):
-        list(pull_one(app).list("out"))
+    with pull_one(app) as endpoint, pytest.raises(ConfigError, match="no folders"):
+        list(endpoint.list("out"))
 
 
 # --- push ------------------------------------------------------------------------------------
 
 
-def test_raw_post_names_the_file_and_records_the_response(app: HttpApp) -> None:
-    endpoint = HttpEndpoint({"url": f"{app.url}/files", "headers": {"X-Partner": "acme"}}, {"bearer": TOKEN})
+def test_raw_post_names_the_file_and_records_the_response(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        HttpEndpoint({"url": f"{app.url}/files", "headers": {"X-Partner": "acme"}}, {"bearer": TOKEN})
+    )
     data = b"ISA*00*~" * 1000
     with endpoint.open_write("out/850 é.edi") as stream:
         stream.write(data)
@@ -207,16 +213,18 @@ def test_put_with_path_in_url(app: HttpApp, endpoint: HttpEndpoint) -> None:
 
 
 @pytest.mark.parametrize("field", ["file", "document"])
-def test_multipart_upload(app: HttpApp, field: str) -> None:
+def test_multipart_upload(app: HttpApp, field: str, opened: contextlib.ExitStack) -> None:
     app.file_field = field
-    endpoint = HttpEndpoint(
-        {
-            "url": f"{app.url}/files",
-            "upload_mode": "multipart",
-            "file_field": field,
-            "headers": {"Content-Type": "application/xml"},  # must not clobber the boundary
-        },
-        {"bearer": TOKEN},
+    endpoint = opened.enter_context(
+        HttpEndpoint(
+            {
+                "url": f"{app.url}/files",
+                "upload_mode": "multipart",
+                "file_field": field,
+                "headers": {"Content-Type": "application/xml"},  # must not clobber the boundary
+            },
+            {"bearer": TOKEN},
+        )
     )
     data = b"".join(payload_chunks(3 * MIB + 11))
     put(endpoint, "orders/po.xml", data)
@@ -225,16 +233,16 @@ def test_multipart_upload(app: HttpApp, field: str) -> None:
     assert endpoint.last_response is not None and endpoint.last_response.status == 201
 
 
-def test_success_codes_are_respected(app: HttpApp) -> None:
+def test_success_codes_are_respected(app: HttpApp, opened: contextlib.ExitStack) -> None:
     app.upload_status = 200
-    strict = make_endpoint(app, success_codes=[201])
+    strict = opened.enter_context(make_endpoint(app, success_codes=[201]))
     with pytest.raises(EndpointError, match=r"HTTP 200.*expected one of 201") as caught:
         put(strict, "x.txt", b"x")
     assert not caught.value.retryable
     assert strict.last_response is not None and strict.last_response.status == 200
-    put(make_endpoint(app, success_codes=[200]), "y.txt", b"y")
+    put(opened.enter_context(make_endpoint(app, success_codes=[200])), "y.txt", b"y")
     app.upload_status = 204
-    default = make_endpoint(app)
+    default = opened.enter_context(make_endpoint(app))
     put(default, "z.txt", b"z")
     assert default.last_response is not None
     assert (default.last_response.status, default.last_response.body) == (204, "")
@@ -291,17 +299,17 @@ def test_push_memory_is_bounded(app: HttpApp, endpoint: HttpEndpoint, tmp_path: 
     assert app.spool_files() == []
 
 
-def test_upload_is_never_redirected(app: HttpApp) -> None:
-    endpoint = HttpEndpoint(
-        {"url": f"{app.url}/redirect", "method": "PUT", "path_in_url": True}, {"bearer": TOKEN}
+def test_upload_is_never_redirected(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        HttpEndpoint({"url": f"{app.url}/redirect", "method": "PUT", "path_in_url": True}, {"bearer": TOKEN})
     )
     with pytest.raises(EndpointError, match="HTTP 302"):
         put(endpoint, "x.txt", b"x")
     assert not (app.root / "x.txt").exists()
 
 
-def test_wrong_push_url_is_a_config_error(app: HttpApp) -> None:
-    endpoint = HttpEndpoint({"url": f"{app.url}/nowhere"}, {"bearer": TOKEN})
+def test_wrong_push_url_is_a_config_error(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(HttpEndpoint({"url": f"{app.url}/nowhere"}, {"bearer": TOKEN}))
     with pytest.raises(ConfigError, match="HTTP 404"):
         put(endpoint, "x.txt", b"x")
 
@@ -340,9 +348,11 @@ def test_stat_falls_back_to_the_listing(app: HttpApp, endpoint: HttpEndpoint) ->
         endpoint.stat("sub/missing.bin")
 
 
-def test_download_and_delete_templates(app: HttpApp) -> None:
-    endpoint = make_endpoint(
-        app, download_url=f"{app.url}/download/{{path}}", delete_url=f"{app.url}/files/{{path}}?really=1"
+def test_download_and_delete_templates(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        make_endpoint(
+            app, download_url=f"{app.url}/download/{{path}}", delete_url=f"{app.url}/files/{{path}}?really=1"
+        )
     )
     put(endpoint, "t/x y.txt", b"templated")
     assert get(endpoint, "t/x y.txt") == b"templated"
@@ -353,18 +363,22 @@ def test_download_and_delete_templates(app: HttpApp) -> None:
         endpoint.delete("t/x y.txt")
 
 
-def test_same_origin_redirect_keeps_credentials(app: HttpApp) -> None:
-    endpoint = make_endpoint(app, download_url=f"{app.url}/redirect/{{path}}", follow_redirects="same-host")
+def test_same_origin_redirect_keeps_credentials(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        make_endpoint(app, download_url=f"{app.url}/redirect/{{path}}", follow_redirects="same-host")
+    )
     put(endpoint, "r.txt", b"followed")
     assert get(endpoint, "r.txt") == b"followed"
 
 
-def test_redirect_to_another_origin_drops_credentials(app: HttpApp) -> None:
-    endpoint = make_endpoint(
-        app,
-        download_url=f"{app.url}/redirect-away/{{path}}",
-        headers={"X-Partner": "acme"},
-        follow_redirects="any",
+def test_redirect_to_another_origin_drops_credentials(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        make_endpoint(
+            app,
+            download_url=f"{app.url}/redirect-away/{{path}}",
+            headers={"X-Partner": "acme"},
+            follow_redirects="any",
+        )
     )
     put(endpoint, "r.txt", b"secret stuff")
     with pytest.raises(AuthError):
@@ -376,18 +390,20 @@ def test_redirect_to_another_origin_drops_credentials(app: HttpApp) -> None:
     assert last.headers["x-partner"] == "acme"  # non-secret headers still go
 
 
-def test_check_without_list_url(app: HttpApp) -> None:
-    HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN}).check()  # HEAD answers 405: reachable
+def test_check_without_list_url(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    reachable = opened.enter_context(HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN}))
+    reachable.check()  # HEAD answers 405: reachable
+    refused = opened.enter_context(HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": "wrong-token"}))
     with pytest.raises(AuthError):
-        HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": "wrong-token"}).check()
+        refused.check()
 
 
 # --- auth ------------------------------------------------------------------------------------
 
 
-def test_wrong_bearer_is_auth_error(app: HttpApp) -> None:
+def test_wrong_bearer_is_auth_error(app: HttpApp, opened: contextlib.ExitStack) -> None:
     app.echo_auth = True  # the server quotes our Authorization header back: it must be redacted
-    endpoint = make_endpoint(app, secrets={"bearer": "wrong-token-123"})
+    endpoint = opened.enter_context(make_endpoint(app, secrets={"bearer": "wrong-token-123"}))
     with pytest.raises(AuthError) as caught:
         put(endpoint, "x.txt", b"x")
     assert not caught.value.retryable
@@ -404,9 +420,11 @@ def test_wrong_bearer_is_auth_error(app: HttpApp) -> None:
         endpoint.check()
 
 
-def test_read_only_token_is_permission_denied(app: HttpApp, endpoint: HttpEndpoint) -> None:
+def test_read_only_token_is_permission_denied(
+    app: HttpApp, endpoint: HttpEndpoint, opened: contextlib.ExitStack
+) -> None:
     put(endpoint, "r.txt", b"readable")
-    reader = make_endpoint(app, secrets={"bearer": READ_ONLY})
+    reader = opened.enter_context(make_endpoint(app, secrets={"bearer": READ_ONLY}))
     assert get(reader, "r.txt") == b"readable"
     with pytest.raises(PermissionDenied, match="HTTP 403"):
         put(reader, "w.txt", b"x")
@@ -414,13 +432,17 @@ def test_read_only_token_is_permission_denied(app: HttpApp, endpoint: HttpEndpoi
         reader.delete("r.txt")
 
 
-def test_basic_auth(app: HttpApp) -> None:
+def test_basic_auth(app: HttpApp, opened: contextlib.ExitStack) -> None:
     app.auth = "basic"
-    endpoint = make_endpoint(app, secrets={"basic_user": "acme", "basic_password": PASSWORD})
+    endpoint = opened.enter_context(
+        make_endpoint(app, secrets={"basic_user": "acme", "basic_password": PASSWORD})
+    )
     put(endpoint, "b.txt", b"basic")
     assert get(endpoint, "b.txt") == b"basic"
     app.echo_auth = True
-    wrong = make_endpoint(app, secrets={"basic_user": "acme", "basic_password": "not-the-password"})
+    wrong = opened.enter_context(
+        make_endpoint(app, secrets={"basic_user": "acme", "basic_password": "not-the-password"})
+    )
     with pytest.raises(AuthError) as caught:
         put(wrong, "c.txt", b"x")
     assert "not-the-password" not in str(caught.value)
@@ -428,8 +450,10 @@ def test_basic_auth(app: HttpApp) -> None:
     assert '"authorization": "***"' in wrong.last_response.body
 
 
-def test_secret_headers(app: HttpApp) -> None:
-    endpoint = make_endpoint(app, secrets={"headers": {"Authorization": f"Bearer {TOKEN}"}})
+def test_secret_headers(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        make_endpoint(app, secrets={"headers": {"Authorization": f"Bearer {TOKEN}"}})
+    )
     put(endpoint, "h.txt", b"via secret header")
     assert endpoint.uri("h.txt").count(TOKEN) == 0
     assert get(endpoint, "h.txt") == b"via secret header"
@@ -455,48 +479,52 @@ def test_server_down_is_transient_then_delivers(app: HttpApp, endpoint: HttpEndp
     assert stored(app, "during.txt") == b"delivered"
 
 
-def test_nothing_listening_is_refused() -> None:
-    endpoint = HttpEndpoint({"url": f"http://127.0.0.1:{free_port()}/in"}, {"bearer": TOKEN})
+def test_nothing_listening_is_refused(opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        HttpEndpoint({"url": f"http://127.0.0.1:{free_port()}/in"}, {"bearer": TOKEN})
+    )
     with pytest.raises(Unreachable, match="refused"):
         put(endpoint, "x.txt", b"x")
 
 
-def test_slow_server_times_out(app: HttpApp) -> None:
+def test_slow_server_times_out(app: HttpApp, opened: contextlib.ExitStack) -> None:
     app.delay = 2
-    endpoint = make_endpoint(app, timeout=0.3)
+    endpoint = opened.enter_context(make_endpoint(app, timeout=0.3))
     with pytest.raises(Unreachable, match="timed out"):
         endpoint.stat("x.txt")
     app.delay = 0
 
 
-def test_unknown_host_names_dns() -> None:
-    endpoint = HttpEndpoint({"url": "http://no-such-host.invalid/in"}, {"bearer": TOKEN})
+def test_unknown_host_names_dns(opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        HttpEndpoint({"url": "http://no-such-host.invalid/in"}, {"bearer": TOKEN})
+    )
     with pytest.raises(DnsError, match=r"DNS lookup of no-such-host\.invalid failed") as caught:
         put(endpoint, "x.txt", b"x")
     assert not caught.value.retryable
 
 
-def test_untrusted_certificate_is_refused(https_app: HttpApp) -> None:
+def test_untrusted_certificate_is_refused(https_app: HttpApp, opened: contextlib.ExitStack) -> None:
     https_app.reset()
-    endpoint = make_endpoint(https_app)
+    endpoint = opened.enter_context(make_endpoint(https_app))
     with pytest.raises(TlsError, match="TLS certificate verify failed") as caught:
         put(endpoint, "x.txt", b"x")
     assert not caught.value.retryable
     assert not (https_app.root / "x.txt").exists()
 
 
-def test_configured_ca_is_trusted(https_app: HttpApp) -> None:
+def test_configured_ca_is_trusted(https_app: HttpApp, opened: contextlib.ExitStack) -> None:
     https_app.reset()
     assert https_app.ca_file is not None
-    endpoint = make_endpoint(https_app, verify=str(https_app.ca_file))
+    endpoint = opened.enter_context(make_endpoint(https_app, verify=str(https_app.ca_file)))
     put(endpoint, "tls.txt", b"over tls")
     assert get(endpoint, "tls.txt") == b"over tls"
     assert endpoint.uri("tls.txt").startswith("https://127.0.0.1:")
-    insecure = make_endpoint(https_app, verify=False)
+    insecure = opened.enter_context(make_endpoint(https_app, verify=False))
     assert get(insecure, "tls.txt") == b"over tls"
 
 
-def test_missing_ca_file_is_a_config_error(app: HttpApp) -> None:
-    endpoint = make_endpoint(app, verify="/nonexistent/ca.pem")
+def test_missing_ca_file_is_a_config_error(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(make_endpoint(app, verify="/nonexistent/ca.pem"))
     with pytest.raises(ConfigError, match="CA file"):
         endpoint.check()

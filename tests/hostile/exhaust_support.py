@@ -156,10 +156,16 @@ def api_server(**overrides: Any) -> Iterator[int]:
 
 
 def connect_from(port: int, source: str = ATTACKER, timeout: float = 10) -> socket.socket:
+    """A raw connection from `source`; the caller closes it (`with connect_from(...) as sock`, or
+    an ExitStack for several): one left to the garbage collector is a ResourceWarning, an error."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", port))
+    try:
+        sock.settimeout(timeout)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

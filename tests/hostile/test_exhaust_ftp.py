@@ -6,6 +6,7 @@ ftplib (FTPS, as partners must now use) and raw sockets against the real server.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import socket
@@ -50,33 +51,34 @@ def test_tls_is_required_by_default_and_plain_ftp_is_an_explicit_opt_in(
 
 def test_one_address_cannot_take_every_connection(make_partner: Callable[[], Partner]) -> None:
     partner = make_partner()
-    with ftp_server(mailbox_max_connections_per_address=3) as server:
-        held = [connect_from(server.port) for _ in range(3)]
+    with ftp_server(mailbox_max_connections_per_address=3) as server, contextlib.ExitStack() as stack:
+        held = [stack.enter_context(connect_from(server.port)) for _ in range(3)]
         assert all(banner(s).startswith("220") for s in held)
-        assert server_closed(connect_from(server.port)).startswith(
-            b"421 Too many connections from the same IP"
-        )
+        with connect_from(server.port) as refused:
+            assert server_closed(refused).startswith(b"421 Too many connections from the same IP")
         with ftps(server.port, partner) as ftp:  # another address: served
             assert sorted(ftp.nlst("/")) == ["download", "upload"]
-        for sock in held:
-            sock.close()
 
 
 def test_connections_in_all_are_capped(make_partner: Callable[[], Partner]) -> None:
-    with ftp_server(mailbox_max_connections=3, mailbox_max_connections_per_address=0) as server:
-        held = [connect_from(server.port, f"127.0.0.{n}") for n in (2, 3, 4, 5)]
+    with (
+        ftp_server(mailbox_max_connections=3, mailbox_max_connections_per_address=0) as server,
+        contextlib.ExitStack() as stack,
+    ):
+        held = [stack.enter_context(connect_from(server.port, f"127.0.0.{n}")) for n in (2, 3, 4, 5)]
         replies = [banner(s)[:3] for s in held]
         assert "421" in replies and "220" in replies
-        for sock in held:
-            sock.close()
 
 
 def test_a_connection_that_does_not_log_in_in_time_is_closed_even_if_it_keeps_talking(
     make_partner: Callable[[], Partner],
 ) -> None:
     partner = make_partner()
-    with ftp_server(login_grace_seconds=0.5) as server, ftps(server.port, partner) as logged_in:
-        chatty = connect_from(server.port)
+    with (
+        ftp_server(login_grace_seconds=0.5) as server,
+        ftps(server.port, partner) as logged_in,
+        connect_from(server.port) as chatty,
+    ):
         assert banner(chatty).startswith("220")
         answers = b""
         deadline = time.monotonic() + 10
@@ -108,12 +110,10 @@ def test_refused_resumes_leave_no_staging_file(make_partner: Callable[[], Partne
 def test_a_greedy_session_address_does_not_lock_out_others(make_partner: Callable[[], Partner]) -> None:
     """The issue's attack: 512 idle connections from one address; every partner got 421."""
     partner = make_partner()
-    with ftp_server(mailbox_max_connections_per_address=5) as server:
-        attempts = [connect_from(server.port, ATTACKER) for _ in range(20)]
+    with ftp_server(mailbox_max_connections_per_address=5) as server, contextlib.ExitStack() as stack:
+        attempts = [stack.enter_context(connect_from(server.port, ATTACKER)) for _ in range(20)]
         held = [s for s in attempts if banner(s).startswith("220")]
         assert len(held) == 5
         with ftps(server.port, partner) as ftp:
             ftp.storbinary("STOR /upload/po.txt", io.BytesIO(b"po"))
-        for sock in attempts:
-            sock.close()
     assert [r.name for r in partner.receipts()] == ["po.txt"]

@@ -6,7 +6,7 @@ limits small enough to reach at once. Clients are raw sockets, so half-sent requ
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -52,18 +52,18 @@ def health(port: int, source: str = "127.0.0.1") -> int:
 
 
 def test_a_header_past_the_limit_is_answered_431_and_closed(api: int) -> None:
-    sock = connect_from(api)
-    sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
-    ended_by_server = False
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # a header that never ends, until the server ends it
-        try:
-            sock.sendall(b"a" * 65536)
-        except OSError:
-            ended_by_server = True
-            break
-    assert ended_by_server
-    answer = server_closed(sock)
+    with connect_from(api) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        ended_by_server = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # a header that never ends, until the server ends it
+            try:
+                sock.sendall(b"a" * 65536)
+            except OSError:
+                ended_by_server = True
+                break
+        assert ended_by_server
+        answer = server_closed(sock)
     assert status_of(answer) == 431
     assert f"larger than {HEADER_LIMIT} bytes".encode() in answer
 
@@ -95,28 +95,27 @@ def test_a_header_that_fits_is_served_and_a_body_past_the_header_limit_is_not_co
 
 
 def test_idle_and_half_sent_connections_are_closed_with_408(api: int) -> None:
-    idle = connect_from(api)
-    half = connect_from(api)
-    half.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-    for sock in (idle, half):
-        answer = server_closed(sock)
-        assert status_of(answer) == 408
-        assert b"not received within 0.5 seconds" in answer
+    with connect_from(api) as idle, connect_from(api) as half:
+        half.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for sock in (idle, half):
+            answer = server_closed(sock)
+            assert status_of(answer) == 408
+            assert b"not received within 0.5 seconds" in answer
 
 
 def test_a_request_body_that_stalls_is_cut_off(api: int) -> None:
-    sock = connect_from(api)
-    sock.sendall(
-        b"POST /api/authentication HTTP/1.1\r\nHost: x\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ngrant_type="
-    )
-    assert server_closed(sock) == b""  # closed without an answer: the request never completed
+    with connect_from(api) as sock:
+        sock.sendall(
+            b"POST /api/authentication HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ngrant_type="
+        )
+        assert server_closed(sock) == b""  # closed without an answer: the request never completed
 
 
 def test_an_idle_keep_alive_connection_is_closed(api: int) -> None:
-    sock = connect_from(api)
-    sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
-    answer = server_closed(sock)  # the answer, then the close once the keep-alive time is over
+    with connect_from(api) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = server_closed(sock)  # the answer, then the close once the keep-alive time is over
     assert status_of(answer) == 200 and answer.endswith(b"}")
 
 
@@ -124,24 +123,21 @@ def test_one_address_gets_a_bounded_number_of_connections_and_others_are_still_s
     capped_api: int,
 ) -> None:
     cap = int(LIMITS["api_max_connections_per_address"])
-    held: list[socket.socket] = [connect_from(capped_api) for _ in range(cap)]
-    try:
-        refused = connect_from(capped_api)
-        answer = server_closed(refused)
+    with contextlib.ExitStack() as held:
+        for _ in range(cap):
+            held.enter_context(connect_from(capped_api))
+        with connect_from(capped_api) as refused:
+            answer = server_closed(refused)
         assert status_of(answer) == 503
         assert f"Too many connections from {ATTACKER}".encode() in answer
         assert health(capped_api, "127.0.0.1") == 200
-    finally:
-        for sock in held:
-            sock.close()
 
 
 def test_connections_in_all_are_capped_with_503(capped_api: int) -> None:
     per_address = int(LIMITS["api_max_connections_per_address"])
     sources = [f"127.0.0.{n}" for n in range(10, 13)]  # 3 × 8 idle connections > 20 in all
-    held = [connect_from(capped_api, source) for source in sources for _ in range(per_address)]
-    try:
+    with contextlib.ExitStack() as held:
+        for source in sources:
+            for _ in range(per_address):
+                held.enter_context(connect_from(capped_api, source))
         assert health(capped_api, "127.0.0.1") == 503  # uvicorn's limit_concurrency
-    finally:
-        for sock in held:
-            sock.close()

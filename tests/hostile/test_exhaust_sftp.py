@@ -7,6 +7,7 @@ the real server, started per test with small limits.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import paramiko
@@ -30,15 +31,21 @@ MIB = 1024 * 1024
 
 
 def key_exchange_only(port: int, source: str = ATTACKER) -> paramiko.Transport:
-    """A client that finishes key exchange and never authenticates."""
-    transport = paramiko.Transport(connect_from(port, source))
-    transport.start_client(timeout=10)
+    """A client that finishes key exchange and never authenticates (the caller closes it)."""
+    sock = connect_from(port, source)
+    try:
+        transport = paramiko.Transport(sock)
+        transport.start_client(timeout=10)
+    except BaseException:
+        sock.close()  # Transport.close() does nothing for a transport that is not active
+        raise
     return transport
 
 
 def refusal_line(port: int, source: str = ATTACKER) -> str:
     """What the server says to a connection it turns away before the SSH version exchange."""
-    return server_closed(connect_from(port, source)).decode()
+    with connect_from(port, source) as sock:
+        return server_closed(sock).decode()
 
 
 def test_a_connection_that_does_not_log_in_within_the_grace_time_is_closed(
@@ -58,8 +65,8 @@ def test_a_connection_that_does_not_log_in_within_the_grace_time_is_closed(
 def test_max_startups_caps_connections_not_logged_in(make_partner: Callable[[], Partner]) -> None:
     partner = make_partner()
     no_per_address_caps = {"mailbox_max_connections_per_address": 0, "sftp_max_startups_per_address": 0}
-    with sftp_server(sftp_max_startups="3", **no_per_address_caps) as server:
-        pending = [key_exchange_only(server.port, f"127.0.0.{n}") for n in (2, 3, 4)]
+    with sftp_server(sftp_max_startups="3", **no_per_address_caps) as server, contextlib.ExitStack() as stack:
+        pending = [stack.enter_context(key_exchange_only(server.port, f"127.0.0.{n}")) for n in (2, 3, 4)]
         line = refusal_line(server.port, "127.0.0.5")
         assert "too many connections not logged in yet" in line and "MaxStartups 3:100:3" in line
         pending[0].close()
@@ -67,42 +74,40 @@ def test_max_startups_caps_connections_not_logged_in(make_partner: Callable[[], 
         transport, client = sftp_login(server.port, partner)  # a slot is free again
         assert client.listdir("/upload") == []
         transport.close()
-        for t in pending:
-            t.close()
 
 
 def test_one_address_cannot_take_every_connection(make_partner: Callable[[], Partner]) -> None:
     partner = make_partner()
-    with sftp_server(mailbox_max_connections_per_address=3) as server:
-        held = [key_exchange_only(server.port) for _ in range(3)]
+    with sftp_server(mailbox_max_connections_per_address=3) as server, contextlib.ExitStack() as held:
+        for _ in range(3):
+            held.enter_context(key_exchange_only(server.port))
         assert f"too many connections from {ATTACKER} (3)" in refusal_line(server.port)
         transport, client = sftp_login(server.port, partner)  # from 127.0.0.1: served
         assert client.listdir("/") == ["download", "upload"]
         transport.close()
-        for t in held:
-            t.close()
 
 
 def test_one_address_cannot_fill_the_startups_and_make_logins_a_lottery(
     make_partner: Callable[[], Partner],
 ) -> None:
     partner = make_partner()
-    with sftp_server(sftp_max_startups_per_address=2) as server:
-        pending = [key_exchange_only(server.port) for _ in range(2)]
+    with sftp_server(sftp_max_startups_per_address=2) as server, contextlib.ExitStack() as pending:
+        for _ in range(2):
+            pending.enter_context(key_exchange_only(server.port))
         assert f"too many connections from {ATTACKER} not logged in yet (2)" in refusal_line(server.port)
         transport, client = sftp_login(server.port, partner)
         assert client.listdir("/") == ["download", "upload"]
         transport.close()
-        for t in pending:
-            t.close()
 
 
 def test_connections_in_all_are_capped(make_partner: Callable[[], Partner]) -> None:
-    with sftp_server(mailbox_max_connections=2, mailbox_max_connections_per_address=0) as server:
-        held = [key_exchange_only(server.port, f"127.0.0.{n}") for n in (2, 3)]
+    with (
+        sftp_server(mailbox_max_connections=2, mailbox_max_connections_per_address=0) as server,
+        contextlib.ExitStack() as held,
+    ):
+        for n in (2, 3):
+            held.enter_context(key_exchange_only(server.port, f"127.0.0.{n}"))
         assert "too many connections (2)" in refusal_line(server.port, "127.0.0.1")
-        for t in held:
-            t.close()
 
 
 def test_max_startups_drops_at_random_between_start_and_full() -> None:

@@ -170,12 +170,16 @@ class Sftp:
 
 def sftp(doors: Doors, name: str, password: str, source: str | None = None) -> Sftp:
     sock = socket.create_connection(("127.0.0.1", doors.sftp.port), 10, (source or "127.0.0.1", 0))
-    transport = paramiko.Transport(sock)
     try:
-        transport.connect(username=name, password=password)
-        return Sftp(transport, paramiko.SFTPClient.from_transport(transport))
+        transport = paramiko.Transport(sock)
+        try:
+            transport.connect(username=name, password=password)
+            return Sftp(transport, paramiko.SFTPClient.from_transport(transport))
+        except BaseException:
+            transport.close()
+            raise
     except BaseException:
-        transport.close()
+        sock.close()  # Transport.close() does nothing for a transport that never became active
         raise
 
 
@@ -189,8 +193,8 @@ def sftp_refused(doors: Doors, name: str, password: str, source: str | None = No
 
 def ftp(doors: Doors, name: str, password: str, source: str | None = None) -> ftplib.FTP:
     client = ftplib.FTP(timeout=10, source_address=(source, 0) if source else None)
-    client.connect("127.0.0.1", doors.ftp.port)
-    try:
+    try:  # a refused connection or login closes its socket here, not in the garbage collector
+        client.connect("127.0.0.1", doors.ftp.port)
         client.login(name, password)
     except BaseException:
         client.close()
@@ -353,10 +357,11 @@ def sftp_refused_or_limited(doors: Doors, p: Partner) -> bool:
     return False
 
 
-def test_a_new_password_and_disabling_apply_on_every_door(doors: Doors) -> None:
+def test_a_new_password_and_disabling_apply_on_every_door(doors: Doors, opened: contextlib.ExitStack) -> None:
     p, me = new_partner(), fresh_loopback()  # its refusals count against this address alone
     token = rest_token(doors, p, me)
     live_ftp = ftp(doors, p.name, p.password, me)
+    opened.callback(live_ftp.close)  # the server ends the session; our end is closed here
     new_password = "Brand-New-Pass-42"
     cli("partner", "set", p.name, "--password", new_password)
     assert rest_login(doors, p.name, p.password, me).status_code == 401
@@ -389,12 +394,16 @@ def _ftp_gone(client: ftplib.FTP) -> bool:
 # --- removal: sessions end, the name starts empty -------------------------------------------------
 
 
-def test_sessions_of_a_removed_partner_end_and_cannot_upload(doors: Doors, tmp_path: Path) -> None:
+def test_sessions_of_a_removed_partner_end_and_cannot_upload(
+    doors: Doors, tmp_path: Path, opened: contextlib.ExitStack
+) -> None:
     p = new_partner()
     paramiko_session = sftp(doors, p.name, p.password)
+    opened.callback(paramiko_session.close)
     half = paramiko_session.client.open("/upload/half.bin", "wb")
     half.write(os.urandom(64 * 1024))
     ftp_session = ftp(doors, p.name, p.password)
+    opened.callback(ftp_session.close)  # the server ends the session; our end is closed here
     # OpenSSH's sftp, logged in and waiting for its next command on stdin.
     openssh = subprocess.Popen(
         [SSHPASS, "-p", p.password, SFTP, "-o", "BatchMode=no", "-o", "StrictHostKeyChecking=no",
@@ -403,6 +412,7 @@ def test_sessions_of_a_removed_partner_end_and_cannot_upload(doors: Doors, tmp_p
          "-b", "-", f"{p.name}@127.0.0.1"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
     )  # fmt: skip
+    opened.enter_context(openssh)  # its pipes closed (and the process waited for) at the end
     assert openssh.stdin is not None and openssh.stdout is not None
     openssh.stdin.write(b"pwd\n")
     openssh.stdin.flush()

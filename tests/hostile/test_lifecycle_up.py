@@ -31,9 +31,13 @@ def _ftp(system: System, user: str, password: str, source: str | None = None) ->
     context = ssl.create_default_context(cafile=str(system.home / CERT_FILE))
     context.check_hostname = False
     client = ftplib.FTP_TLS(timeout=10, source_address=(source, 0) if source else None, context=context)
-    client.connect("127.0.0.1", int(system.env["TRADELANE_FTP_PORT"]))
-    client.login(user, password)
-    client.prot_p()
+    try:  # a refused login closes its socket here, not in the garbage collector
+        client.connect("127.0.0.1", int(system.env["TRADELANE_FTP_PORT"]))
+        client.login(user, password)
+        client.prot_p()
+    except BaseException:
+        client.close()
+        raise
     return client
 
 
@@ -52,9 +56,13 @@ def test_partner_remove_from_the_cli_ends_live_sessions_in_up(system: System) ->
     sftp = paramiko.SFTPClient.from_transport(transport)
     assert sftp is not None and sorted(sftp.listdir("/")) == ["download", "upload"]
     ftp = _ftp(system, name, PASSWORD)
-    system.cli("partner", "remove", name)
-    wait_for(lambda: not transport.is_active(), "the SFTP session to end", timeout=30)
-    wait_for(lambda: _gone(ftp), "the FTP session to end", timeout=30)
+    try:
+        system.cli("partner", "remove", name)
+        wait_for(lambda: not transport.is_active(), "the SFTP session to end", timeout=30)
+        wait_for(lambda: _gone(ftp), "the FTP session to end", timeout=30)
+    finally:
+        ftp.close()  # the server ended the session; our end of it is closed here
+        transport.close()
     assert '"action": "session.ended"' in system.cli("audit", "--partner", name, "--json").stdout
 
 

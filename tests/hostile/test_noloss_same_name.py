@@ -4,6 +4,7 @@ nothing at the destination is replaced, and the private store stays out of reach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -19,10 +20,11 @@ from tests.system import System
 PASSWORD = "hostile-noloss-pw"
 
 
-def _partner(system: System) -> tuple[str, PartnerClient]:
+def _partner(system: System, opened: contextlib.ExitStack) -> tuple[str, PartnerClient]:
+    """A new partner and its logged-in client, closed when the test ends (`opened`)."""
     name = unique("hn")
     system.cli("partner", "add", name, "--password", PASSWORD)
-    return name, PartnerClient(system, name, PASSWORD)
+    return name, opened.enter_context(PartnerClient(system, name, PASSWORD))
 
 
 def _file_flow(system: System, partner: str, dest: Path, *extra: str) -> str:
@@ -49,10 +51,12 @@ def _landed(row: dict[str, str]) -> Path:
     return Path(unquote(urlsplit(row["destination_uri"]).path))
 
 
-def test_one_name_uploaded_many_times_at_once_loses_nothing(system: System, tmp_path: Path) -> None:
+def test_one_name_uploaded_many_times_at_once_loses_nothing(
+    system: System, tmp_path: Path, opened: contextlib.ExitStack
+) -> None:
     """25 uploads of one name from 5 clients at once, while the flow holds them and then carries them
     8 at a time into one folder: every acknowledged upload arrives with its own bytes."""
-    partner, _ = _partner(system)
+    partner, _ = _partner(system, opened)
     dest = tmp_path / "dest"
     flow = _file_flow(system, partner, dest)
     system.cli("flow", "disable", flow)
@@ -60,15 +64,12 @@ def test_one_name_uploaded_many_times_at_once_loses_nothing(system: System, tmp_
     lock = threading.Lock()
 
     def client_sends(index: int) -> None:
-        client = PartnerClient(system, partner, PASSWORD)
-        try:
+        with PartnerClient(system, partner, PASSWORD) as client:
             for n in range(5):
                 body = f"client {index} upload {n} ".encode() + os.urandom(64)
                 if client.upload("invoice_812.edi", body).status_code == 201:
                     with lock:
                         acknowledged[hashlib.sha256(body).hexdigest()] = body
-        finally:
-            client.close()
 
     threads = [threading.Thread(target=client_sends, args=(i,)) for i in range(5)]
     for thread in threads:
@@ -87,9 +88,11 @@ def test_one_name_uploaded_many_times_at_once_loses_nothing(system: System, tmp_
     assert list(upload.iterdir()) == []
 
 
-def test_names_that_look_numbered_are_never_overwritten(system: System, tmp_path: Path) -> None:
+def test_names_that_look_numbered_are_never_overwritten(
+    system: System, tmp_path: Path, opened: contextlib.ExitStack
+) -> None:
     """A partner that sends `x (2).edi` itself first: the next `x.edi` deliveries go around it."""
-    partner, client = _partner(system)
+    partner, client = _partner(system, opened)
     dest = tmp_path / "dest"
     flow = _file_flow(system, partner, dest)
     for i, name in enumerate(["x (2).edi", "x.edi", "x.edi"], 1):
@@ -100,11 +103,12 @@ def test_names_that_look_numbered_are_never_overwritten(system: System, tmp_path
         "x.edi": b"upload 2",
         "x (3).edi": b"upload 3",
     }
-    client.close()
 
 
-def test_fail_policy_keeps_the_first_and_fails_the_second_once(system: System, tmp_path: Path) -> None:
-    partner, client = _partner(system)
+def test_fail_policy_keeps_the_first_and_fails_the_second_once(
+    system: System, tmp_path: Path, opened: contextlib.ExitStack
+) -> None:
+    partner, client = _partner(system, opened)
     dest = tmp_path / "dest"
     flow = _file_flow(
         system, partner, dest, "--on-conflict", "fail", "--retries", "3", "--retry-delay", "0.2"
@@ -117,7 +121,6 @@ def test_fail_policy_keeps_the_first_and_fails_the_second_once(system: System, t
     assert second["state"] == "failed" and second["attempts"] == 1  # not retried
     assert "po.json exists and on_conflict is fail" in second["error"]
     assert os.listdir(dest) == ["po.json"] and (dest / "po.json").read_bytes() == b"the first"
-    client.close()
 
 
 def _sftp(system: System, user: str) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
@@ -126,8 +129,10 @@ def _sftp(system: System, user: str) -> tuple[paramiko.Transport, paramiko.SFTPC
     return transport, paramiko.SFTPClient.from_transport(transport)
 
 
-def test_sftp_rewrites_of_one_name_each_keep_their_bytes(system: System, tmp_path: Path) -> None:
-    partner, client = _partner(system)
+def test_sftp_rewrites_of_one_name_each_keep_their_bytes(
+    system: System, tmp_path: Path, opened: contextlib.ExitStack
+) -> None:
+    partner, client = _partner(system, opened)
     client.close()
     dest = tmp_path / "dest"
     flow = _file_flow(system, partner, dest)
@@ -152,8 +157,10 @@ def test_sftp_rewrites_of_one_name_each_keep_their_bytes(system: System, tmp_pat
     "path",
     ["/.store", "/../.store", "/upload/../../.store", "/upload/../.store", "/../../mailboxes/.store"],
 )
-def test_the_private_store_is_out_of_a_partners_reach(system: System, path: str) -> None:
-    partner, client = _partner(system)
+def test_the_private_store_is_out_of_a_partners_reach(
+    system: System, path: str, opened: contextlib.ExitStack
+) -> None:
+    partner, client = _partner(system, opened)
     assert client.upload("secret.edi", b"kept privately").status_code == 201
     client.close()
     transport, sftp = _sftp(system, partner)

@@ -6,6 +6,7 @@ hostile server would); the "may this URL be fetched" check itself with literal a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from typing import Any
@@ -39,9 +40,11 @@ def requested(app: HttpApp) -> list[str]:
     return [seen.path.split("?")[0] for seen in app.requests]
 
 
-def test_redirects_are_not_followed_by_default(app: HttpApp) -> None:
+def test_redirects_are_not_followed_by_default(app: HttpApp, opened: contextlib.ExitStack) -> None:
     (app.root / "settings.json").write_text('{"secret": "admin settings"}')
-    endpoint = redirecting_to(app, f"{app.url}/files/settings.json", pull_name="report.csv")
+    endpoint = opened.enter_context(
+        redirecting_to(app, f"{app.url}/files/settings.json", pull_name="report.csv")
+    )
     for step in (lambda: list(endpoint.list()), lambda: get(endpoint, "report.csv")):
         with pytest.raises(RedirectRefused) as caught:
             step()
@@ -52,32 +55,46 @@ def test_redirects_are_not_followed_by_default(app: HttpApp) -> None:
     assert "/files/settings.json" not in requested(app)
 
 
-def test_the_issue_redirect_to_prefect_settings_is_refused(app: HttpApp) -> None:
-    endpoint = redirecting_to(app, "http://127.0.0.1:4200/api/admin/settings", pull_name="stock.csv")
+def test_the_issue_redirect_to_prefect_settings_is_refused(
+    app: HttpApp, opened: contextlib.ExitStack
+) -> None:
+    endpoint = opened.enter_context(
+        redirecting_to(app, "http://127.0.0.1:4200/api/admin/settings", pull_name="stock.csv")
+    )
     with pytest.raises(RedirectRefused, match=re.escape("127.0.0.1:4200/api/admin/settings")):
         get(endpoint, "stock.csv")
 
 
-def test_same_host_follows_on_the_host_and_keeps_credentials(app: HttpApp) -> None:
+def test_same_host_follows_on_the_host_and_keeps_credentials(
+    app: HttpApp, opened: contextlib.ExitStack
+) -> None:
     put(
-        HttpEndpoint({"url": f"{app.url}/files", "method": "PUT", "path_in_url": True}, {"bearer": TOKEN}),
+        opened.enter_context(
+            HttpEndpoint({"url": f"{app.url}/files", "method": "PUT", "path_in_url": True}, {"bearer": TOKEN})
+        ),
         "r.txt",
         b"followed",
     )
-    endpoint = redirecting_to(app, f"{app.url}/files/r.txt", pull_name="r.txt", follow_redirects="same-host")
+    endpoint = opened.enter_context(
+        redirecting_to(app, f"{app.url}/files/r.txt", pull_name="r.txt", follow_redirects="same-host")
+    )
     assert get(endpoint, "r.txt") == b"followed"  # /files needs the token: it went along
-    away = redirecting_to(
-        app, f"http://localhost:{app.port}/files/r.txt", pull_name="r.txt", follow_redirects="same-host"
+    away = opened.enter_context(
+        redirecting_to(
+            app, f"http://localhost:{app.port}/files/r.txt", pull_name="r.txt", follow_redirects="same-host"
+        )
     )
     with pytest.raises(RedirectRefused, match=re.escape(f"localhost:{app.port}/files/r.txt, another host")):
         get(away, "r.txt")
     assert app.requests[-1].headers["host"].startswith("127.0.0.1")  # localhost never asked
 
 
-def test_any_follows_another_host_without_our_credentials(app: HttpApp) -> None:
+def test_any_follows_another_host_without_our_credentials(app: HttpApp, opened: contextlib.ExitStack) -> None:
     (app.root / "r.txt").write_bytes(b"elsewhere")
-    endpoint = redirecting_to(
-        app, f"http://localhost:{app.port}/files/r.txt", pull_name="r.txt", follow_redirects="any"
+    endpoint = opened.enter_context(
+        redirecting_to(
+            app, f"http://localhost:{app.port}/files/r.txt", pull_name="r.txt", follow_redirects="any"
+        )
     )
     with pytest.raises(AuthError):  # localhost is another origin: the bearer token stayed home
         get(endpoint, "r.txt")
@@ -96,36 +113,46 @@ def test_any_follows_another_host_without_our_credentials(app: HttpApp) -> None:
         "http://[::ffff:169.254.169.254]/",
     ],
 )
-def test_even_any_never_reaches_a_range_the_endpoint_is_not_in(app: HttpApp, inward: str) -> None:
-    endpoint = redirecting_to(app, inward, pull_name="x.csv", follow_redirects="any")
+def test_even_any_never_reaches_a_range_the_endpoint_is_not_in(
+    app: HttpApp, inward: str, opened: contextlib.ExitStack
+) -> None:
+    endpoint = opened.enter_context(redirecting_to(app, inward, pull_name="x.csv", follow_redirects="any"))
     with pytest.raises(RedirectRefused, match="address") as caught:
         get(endpoint, "x.csv")
     assert "an endpoint reaches no non-public range its own URL is not in" in str(caught.value)
 
 
-def test_https_is_not_left_for_plain_http(https_app: HttpApp, http_app: HttpApp) -> None:
+def test_https_is_not_left_for_plain_http(
+    https_app: HttpApp, http_app: HttpApp, opened: contextlib.ExitStack
+) -> None:
     https_app.reset()
     http_app.reset()
     (http_app.root / "r.txt").write_bytes(b"in clear")
     location = quote(f"{http_app.url}/files/r.txt", safe="")
-    endpoint = HttpEndpoint(
-        {
-            "url": f"{https_app.url}/files",
-            "pull_url": f"{https_app.url}/redirect-to?location={location}",
-            "pull_name": "r.txt",
-            "follow_redirects": "any",
-            "verify": str(https_app.ca_file),
-        },
-        {"bearer": TOKEN},
+    endpoint = opened.enter_context(
+        HttpEndpoint(
+            {
+                "url": f"{https_app.url}/files",
+                "pull_url": f"{https_app.url}/redirect-to?location={location}",
+                "pull_name": "r.txt",
+                "follow_redirects": "any",
+                "verify": str(https_app.ca_file),
+            },
+            {"bearer": TOKEN},
+        )
     )
     with pytest.raises(RedirectRefused, match="leaves HTTPS"):
         get(endpoint, "r.txt")
 
 
-def test_a_listing_naming_a_file_on_another_host_is_refused(app: HttpApp) -> None:
+def test_a_listing_naming_a_file_on_another_host_is_refused(
+    app: HttpApp, opened: contextlib.ExitStack
+) -> None:
     app.list_format, app.list_urls = "list", True
     (app.root / "a.txt").write_bytes(b"A")
-    endpoint = HttpEndpoint({"url": f"{app.url}/files", "list_url": f"{app.url}/files"}, {"bearer": TOKEN})
+    endpoint = opened.enter_context(
+        HttpEndpoint({"url": f"{app.url}/files", "list_url": f"{app.url}/files"}, {"bearer": TOKEN})
+    )
     [info] = endpoint.list()
     assert get(endpoint, info.path) == b"A"  # a URL on the listing's own host: fine
     # A listing that names another host is a redirect in all but name.
@@ -134,22 +161,26 @@ def test_a_listing_naming_a_file_on_another_host_is_refused(app: HttpApp) -> Non
         get(endpoint, "a.txt")
 
 
-def test_uploads_and_deletes_never_follow(app: HttpApp) -> None:
-    endpoint = HttpEndpoint(
-        {"url": f"{app.url}/redirect-to?location=/files/x.txt", "follow_redirects": "any"},
-        {"bearer": TOKEN},
+def test_uploads_and_deletes_never_follow(app: HttpApp, opened: contextlib.ExitStack) -> None:
+    endpoint = opened.enter_context(
+        HttpEndpoint(
+            {"url": f"{app.url}/redirect-to?location=/files/x.txt", "follow_redirects": "any"},
+            {"bearer": TOKEN},
+        )
     )
     with pytest.raises(Exception, match="HTTP 302"):
         put(endpoint, "x.txt", b"x")
     assert not (app.root / "x.txt").exists()
     (app.root / "kept.txt").write_bytes(b"kept")
-    deleting = HttpEndpoint(
-        {
-            "url": f"{app.url}/files",
-            "delete_url": f"{app.url}/redirect-to?location=/files/{{path}}",
-            "follow_redirects": "any",
-        },
-        {"bearer": TOKEN},
+    deleting = opened.enter_context(
+        HttpEndpoint(
+            {
+                "url": f"{app.url}/files",
+                "delete_url": f"{app.url}/redirect-to?location=/files/{{path}}",
+                "follow_redirects": "any",
+            },
+            {"bearer": TOKEN},
+        )
     )
     with pytest.raises(Exception, match="HTTP 302"):
         deleting.delete("kept.txt")
@@ -204,16 +235,19 @@ def test_check_public_url() -> None:
     check_url("http://10.0.0.1/", frozenset({"private"}))
 
 
-def test_the_endpoint_connects_to_no_range_its_own_urls_are_not_in(app: HttpApp) -> None:
+def test_the_endpoint_connects_to_no_range_its_own_urls_are_not_in(
+    app: HttpApp, opened: contextlib.ExitStack
+) -> None:
     """What passed the hop check is checked again at connect time, so a name that re-resolves to
     loopback (DNS rebinding) is refused: an endpoint on a public address never reaches 127.0.0.1."""
     import httpx
 
-    public = HttpEndpoint({"url": "http://93.184.216.34/files"}, {"bearer": TOKEN})
+    public = opened.enter_context(HttpEndpoint({"url": "http://93.184.216.34/files"}, {"bearer": TOKEN}))
     with pytest.raises(httpx.ConnectError, match="loopback"):
         public.client.get(f"{app.url}/files/")
     assert app.requests == []
-    local = HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN})  # its own range: allowed
+    # Its own range: allowed.
+    local = opened.enter_context(HttpEndpoint({"url": f"{app.url}/files"}, {"bearer": TOKEN}))
     assert (
         local.client.get(f"{app.url}/files/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     )

@@ -27,8 +27,12 @@ def servers(tradelane_home: Path) -> Iterator[tuple[SFTPServer, FTPServer]]:
 
 def ftp_login(server: FTPServer, partner: PartnerLogin) -> ftplib.FTP:
     ftp = ftplib.FTP(timeout=10)
-    ftp.connect("127.0.0.1", server.port)
-    ftp.login(partner.name, partner.password)
+    try:  # a refused login closes its socket here, not in the garbage collector
+        ftp.connect("127.0.0.1", server.port)
+        ftp.login(partner.name, partner.password)
+    except BaseException:
+        ftp.close()
+        raise
     return ftp
 
 
