@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from sqlmodel import Session, select
@@ -20,8 +21,10 @@ from core.b2b import connections
 from core.b2b.caller import Caller
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE
-from core.errors import Forbidden, Invalid, StatusError
+from core.errors import Forbidden, Invalid, NotFound, StatusError
+from core.mailbox import outboxes
 from core.models import Connection, ConnectionState, Receipt, Transfer, TransferState
+from core.tenancy import Scope
 
 
 def folder_of(conn: Connection) -> str:
@@ -127,3 +130,67 @@ def write(
     with session_scope() as session:
         transfer = session.exec(select(Transfer).where(Transfer.receipt_id == receipt.id)).first()
     return Sent(receipt, transfer.id if transfer else None, receipt.held)
+
+
+# -- an account user's outbox folder (`b2b/<outbox>/` over REST, SFTP, FTP) ------------------------
+
+
+def writable(session: Session, scope: Scope, outbox_name: str) -> outboxes.Outbox:
+    """The account's outbox `outbox_name` if files may be put into it now: pending (held) or active.
+
+    NotFound for a name that is no outbox of the account (another account's included); Forbidden,
+    with the revoke's date, for a revoked connection's."""
+    scope.require("admin", "operator")
+    box = outboxes.outbox_named(session, scope, outbox_name)
+    if box is None:
+        raise NotFound(f"no outbox b2b/{outbox_name}/ in this account")
+    connections.check_can_receive(session, box.connection_id)
+    return box
+
+
+def sender_for(scope: Scope, box: outboxes.Outbox, max_file_bytes: int | None = None) -> OutboxSender:
+    return OutboxSender(scope.account_id, scope.actor, box.connection_id, max_file_bytes)
+
+
+def begin_in(
+    session: Session, scope: Scope, outbox_name: str, name: str, *, remote_addr: str | None = None
+) -> OutboxUpload:
+    """Start one file written by an account user into its outbox folder (REST)."""
+    box = writable(session, scope, outbox_name)
+    try:
+        return OutboxUpload(sender_for(scope, box), f"b2b/{box.name}", name, remote_addr=remote_addr)
+    except intake.InvalidFileName as exc:
+        raise Invalid(str(exc)) from None
+
+
+def take_staged(
+    scope: Scope,
+    outbox_name: str,
+    name: str,
+    staged: Path,
+    *,
+    sha256: str | None = None,
+    remote_addr: str | None = None,
+    max_file_bytes: int | None = None,
+) -> Receipt:
+    """Take in a file an SFTP/FTP session staged whole (core/mailbox/staging.py) from an outbox folder.
+
+    The same commit as every upload (`core.intake`, protocol `b2b`), attached to the connection in
+    the receipt's transaction: active → carried at once, pending → held. Raises the connection's
+    refusal (StatusError) before anything is kept, and `intake.SenderRefused` for a revoke that
+    came during the upload.
+    """
+    with session_scope() as session:
+        box = writable(session, scope, outbox_name)
+    sender = sender_for(scope, box, max_file_bytes)
+    return intake.receive_staged(
+        sender,
+        f"b2b/{box.name}",
+        name,
+        staged,
+        sha256=sha256,
+        protocol="b2b",
+        remote_addr=remote_addr,
+        data_flow_ids=[],
+        also=attach(box.connection_id, scope.actor),
+    )
