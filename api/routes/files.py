@@ -100,7 +100,10 @@ async def _upload_into_outbox(
     connection (pending: held; active: carried at once; revoked: 403 with the revoke's date)."""
     folder = await run_in_threadpool(space.folder, folder_id)
     if folder.subspace != "outbox":
-        raise errors.Forbidden("files are sent through the account's outboxes: upload into b2b/<outbox>")
+        raise errors.Forbidden(
+            "this login is an account user: its files are sent through the account's outboxes, "
+            "upload into b2b/<outbox>/"
+        )
     name = filename_from(request.headers.get("content-disposition"))
     if request.headers.get("content-type", "").lower().startswith("multipart/"):
         raise errors.UnsupportedMediaType("send the file as the raw body (application/octet-stream)")
