@@ -84,6 +84,9 @@ class UserView(MailboxView):
         self.staging = self.staged.root
         self.max_file_bytes = user.max_file_bytes or get_settings().max_upload_bytes
         self.opened_at = time.time()
+        # The receiver's folder as last listed, per outbox: FTP's MLSD/LIST stat each name listed.
+        self._listed: dict[str, dict[str, Entry]] = {}
+        self.sweep_partials()
 
     # --- the tree -----------------------------------------------------------------------------
 
@@ -156,10 +159,12 @@ class UserView(MailboxView):
             return []  # pending or revoked: there is no receiving folder to show
         except StatusError as exc:
             raise _refusal(exc) from None
-        return sorted(
+        entries = sorted(
             (Entry(f.name, False, f.size, f.modified.timestamp(), mode) for f in listed if f.name),
             key=lambda e: e.name,
         )
+        self._listed[box.name] = {e.name: e for e in entries}
+        return entries
 
     def stat(self, path: str, cwd: str = "/") -> Entry:
         parts, box = self._parts(path, cwd)
@@ -173,6 +178,13 @@ class UserView(MailboxView):
         if st := self.staged.stat(self._folder_of(box), parts[2]):  # an unfinished upload
             mode = stat_mod.S_IFREG | file_mode(actions)
             return Entry(parts[2], False, st.st_size, st.st_mtime, mode)
+        if Action.LIST in actions:  # a file of the receiver's, as the view lists it
+            listed = self._listed.get(box.name)
+            if listed is None or parts[2] not in listed:
+                self._receivers_folder(box)
+                listed = self._listed.get(box.name, {})
+            if parts[2] in listed:
+                return listed[parts[2]]
         raise NoSuchFile(f"no such file: {self.normalize(path, cwd)}")
 
     def is_dir(self, path: str, cwd: str = "/") -> bool:
@@ -257,7 +269,8 @@ class UserView(MailboxView):
         raise Forbidden("folders cannot be removed: b2b/ holds one folder per outbox of the account")
 
     def sweep_partials(self, now: float | None = None) -> int:
-        return 0  # a user's unfinished uploads are kept for a resume until the retention's sweep
+        """Remove this user's staged uploads older than the retention, in every outbox."""
+        return self.staged.sweep(now, tuple(f"{B2B}/{name}" for name in self.outboxes()))
 
     def _where_files_go(self) -> str:
         outboxes = self.outboxes()
