@@ -102,7 +102,7 @@ def test_another_accounts_outbox_is_nobodys_folder(up: System, moto_server: str,
 def test_nothing_is_written_into_b2b_itself(pair: Pair, tmp_path: Path) -> None:
     (tmp_path / "x.bin").write_bytes(b"b2b")
     said = pair.sftp("put x.bin /b2b/x.bin\n", tmp_path)
-    assert refused(said) and "outboxes" in said, said
+    assert refused(said), said  # OpenSSH prints "Permission denied", not the server's words
     said = pair.sftp("mkdir /b2b/mine\n", tmp_path)
     assert refused(said), said
     said = pair.sftp("put x.bin /x.bin\n", tmp_path)
