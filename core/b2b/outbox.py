@@ -40,6 +40,7 @@ class OutboxSender:
     connection_id: int
     max_file_bytes: int | None = None
     partner_id: int | None = None  # never a partner: partners do not see outboxes
+    user_id: int | None = None  # the account user writing (its receipt's `user_id`); None for the CLI
 
     def refuse_if_ended(self) -> None:
         with session_scope() as session:
@@ -49,13 +50,14 @@ class OutboxSender:
                 raise intake.SenderRefused(exc.message) from None
 
 
-def attach(connection_id: int, actor: str) -> Callable[[Session, Receipt], None]:
+def attach(connection_id: int, actor: str, user_id: int | None = None) -> Callable[[Session, Receipt], None]:
     """Run in the receipt's transaction: tie it to the connection, and transfer or hold it."""
 
     def also(session: Session, receipt: Receipt) -> None:
         conn = session.get(Connection, connection_id)
         assert conn is not None and receipt.id is not None
         receipt.connection_id = connection_id
+        receipt.user_id = user_id
         if conn.state == ConnectionState.active and conn.data_flow_id is not None:
             session.add(
                 Transfer(receipt_id=receipt.id, data_flow_id=conn.data_flow_id, state=TransferState.pending)
@@ -83,13 +85,16 @@ class OutboxUpload(intake.Upload):
     def __init__(self, sender: OutboxSender, folder: str, name: str, **kwargs: object) -> None:
         super().__init__(sender, folder, name, protocol="b2b", **kwargs)  # type: ignore[arg-type]
         self.connection_id = sender.connection_id
+        self.user_id = sender.user_id
 
     def commit(
         self,
         data_flow_ids: list[int] | None = None,
         also: Callable[[Session, Receipt], None] | None = None,
     ) -> Receipt:
-        return super().commit(data_flow_ids=[], also=attach(self.connection_id, self.partner_name))
+        return super().commit(
+            data_flow_ids=[], also=attach(self.connection_id, self.partner_name, self.user_id)
+        )
 
 
 def begin(
@@ -100,7 +105,7 @@ def begin(
     if connections.side_of(conn, caller.account_id) != "send" or conn.outbox_name is None:
         raise Forbidden("only the sending side puts files into a connection")
     assert conn.id is not None
-    sender = OutboxSender(caller.account_id, caller.actor, conn.id)
+    sender = OutboxSender(caller.account_id, caller.actor, conn.id, user_id=caller.user_id)
     try:
         return OutboxUpload(sender, folder_of(conn), name, remote_addr=remote_addr)
     except intake.InvalidFileName as exc:
@@ -149,7 +154,9 @@ def writable(session: Session, scope: Scope, outbox_name: str) -> outboxes.Outbo
 
 
 def sender_for(scope: Scope, box: outboxes.Outbox, max_file_bytes: int | None = None) -> OutboxSender:
-    return OutboxSender(scope.account_id, scope.actor, box.connection_id, max_file_bytes)
+    return OutboxSender(
+        scope.account_id, scope.actor, box.connection_id, max_file_bytes, user_id=scope.user_id
+    )
 
 
 def begin_in(
@@ -192,5 +199,5 @@ def take_staged(
         protocol="b2b",
         remote_addr=remote_addr,
         data_flow_ids=[],
-        also=attach(box.connection_id, scope.actor),
+        also=attach(box.connection_id, scope.actor, scope.user_id),
     )

@@ -76,3 +76,19 @@ def test_the_sending_sides_connections_are_its_outboxes(b2b: Homes, tmp_path: Pa
     counts = {a["name"]: a["connections"] for a in run_json("account", "list")}
     assert counts == {"acme": 2, "globex": 1, "home": 1}  # pending and active, on either side
     assert "connections" in run("account", "list")
+
+
+def test_a_staged_file_is_taken_in_for_the_connection_with_its_user(b2b: Homes, tmp_path: Path) -> None:
+    link = _invite("acme", "orders", "to-home")
+    user = Caller(_scope("acme").account_id, "acme", "operator", "user:ops@acme.example", user_id=7)
+    staged = b2b.home / "staged-po.json"
+    staged.write_bytes(b'{"po": 1}')
+    held = outbox.take_staged(user, "orders", "po.json", staged)
+    assert (held.protocol, held.folder, held.user_id, held.held) == ("b2b", "b2b/orders", 7, True)
+    assert held.visible_path is None and not staged.exists()
+    run("connect", "accept", link, "--account", "home", "--name", "from-acme", "--dest", "lake")
+    run("connect", "revoke", "to-home", "--account", "acme")
+    staged.write_bytes(b"late")
+    with pytest.raises(Forbidden, match="was revoked on"):
+        outbox.take_staged(user, "orders", "late.json", staged)
+    assert staged.read_bytes() == b"late"  # refused before anything was kept
