@@ -107,6 +107,14 @@ def test_nothing_is_written_into_b2b_itself(pair: Pair, tmp_path: Path) -> None:
     assert refused(said), said
     said = pair.sftp("put x.bin /x.bin\n", tmp_path)
     assert refused(said), said
+    # A file sent through the outbox cannot be deleted or read back from it.
+    said = pair.sftp(
+        "put x.bin /b2b/orders/sent.bin\n-rm /b2b/orders/sent.bin\n-get /b2b/orders/sent.bin back.bin\n",
+        tmp_path,
+    )
+    assert "denied" in said.lower() and refused(said.lower().split("get /b2b/orders/sent.bin")[1]), said
+    assert not (tmp_path / "back.bin").exists()
+    assert pair.landed("sent.bin") == b"b2b"
     ftp = pair.ftp()
     try:
         with pytest.raises(ftplib.error_perm, match="outboxes"):
@@ -115,13 +123,15 @@ def test_nothing_is_written_into_b2b_itself(pair: Pair, tmp_path: Path) -> None:
             ftp.mkd("/b2b/mine")
         with pytest.raises(ftplib.error_perm):
             ftp.rmd("/b2b/orders")
+        with pytest.raises(ftplib.error_perm, match="cannot be deleted"):
+            ftp.delete("/b2b/orders/sent.bin")
     finally:
         ftp.quit()
     with pair.rest() as rest:
         b2b = folder_named(rest, "b2b")
         answer = upload(rest, b2b["id"], "x.bin", b"b2b")
         assert answer.status_code == 403 and "b2b/<outbox>" in answer.json()["message"]
-    nothing_received(pair)
+    assert [r["file"] for r in pair.history()] == ["sent.bin"]
 
 
 def test_renaming_across_outboxes_is_refused(pair: Pair, tmp_path: Path) -> None:
