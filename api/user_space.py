@@ -2,7 +2,10 @@
 
     home (named after the user's e-mail address)   list
       b2b                                            list: the account's outboxes
-        <outbox>                                     list (writes come with connections)
+        <outbox>                                     upload (pending: held; active: sent at once;
+                                                     revoked: refused); list with the receiver's
+                                                     allow-view: the receiver's folder (names,
+                                                     sizes, times; never a path, never a download)
 
 The same tree SFTP and FTP show (mailboxes/user_view.py), from the same mailbox model
 (`core.mailbox.access`, `LoginKind.USER`) and the same outboxes (core/mailbox/outboxes.py).
@@ -13,18 +16,32 @@ included, answers 404: nothing outside the user's own account is named.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
+
+from sqlmodel import Session
 
 from api import errors
-from api.ids import folder_id, normalize_folder_id
-from api.models import FileResource, FolderMeta, FolderResource, Link, Links, SystemProtected
-from api.space import Folder, folder_href
+from api.ids import file_id, folder_id, normalize_folder_id
+from api.models import (
+    FileMeta,
+    FileResource,
+    FolderMeta,
+    FolderResource,
+    Link,
+    Links,
+    PathEntry,
+    SystemProtected,
+)
+from api.space import Folder, file_href, folder_href
+from core.b2b import connections
 from core.db import session_scope
 from core.endpoints.base import FileInfo
+from core.errors import Conflict
 from core.mailbox import outboxes as outbox_hook
-from core.mailbox.access import B2B, HOME, OUTBOX, Action, LoginKind, access_of
+from core.mailbox.access import B2B, HOME, Action, LoginKind, access_of
+from core.mailbox.outboxes import Outbox
 from core.models import AccountUser
-from core.tenancy import scope_for_login
+from core.tenancy import Scope, scope_for_login
 
 
 class UserSpace:
@@ -37,19 +54,33 @@ class UserSpace:
         self.home = Folder(HOME, folder_id(user.uid, HOME), None)
         self.b2b = Folder(B2B, folder_id(user.uid, B2B), self.home.id)
 
-    def outboxes(self) -> list[Folder]:
+    def scope_in(self, session: Session) -> Scope:
         assert self.user.id is not None
+        return scope_for_login(
+            session,
+            self.user.account_id,
+            kind="user",
+            principal_id=self.user.id,
+            name=self.user.email,
+            role=self.user.role,
+        )
+
+    def scope(self) -> Scope:
         with session_scope() as session:
-            scope = scope_for_login(
-                session,
-                self.user.account_id,
-                kind="user",
-                principal_id=self.user.id,
-                name=self.user.email,
-                role=self.user.role,
-            )
-            names = outbox_hook.outbox_names(session, scope)
+            return self.scope_in(session)
+
+    def outboxes(self) -> list[Folder]:
+        with session_scope() as session:
+            names = outbox_hook.outbox_names(session, self.scope_in(session))
         return [Folder(f"{B2B}/{n}", folder_id(self.user.uid, f"{B2B}/{n}"), self.b2b.id) for n in names]
+
+    def outbox(self, folder: Folder) -> Outbox:
+        """The outbox behind an outbox folder (404 once its connection is declined or expired)."""
+        with session_scope() as session:
+            box = outbox_hook.outbox_named(session, self.scope_in(session), self.folder_name(folder))
+        if box is None or folder.subspace != "outbox":
+            raise errors.NotFound(f"no folder with id {folder.id}")
+        return box
 
     # --- resolving ids -----------------------------------------------------------------------
 
@@ -75,13 +106,44 @@ class UserSpace:
         return []
 
     def actions(self, folder: Folder) -> frozenset[Action]:
-        return OUTBOX if folder.subspace == "outbox" else self.access.allowed(folder.name)
+        if folder.subspace == "outbox":
+            return self.outbox(folder).actions(self.scope())
+        return self.access.allowed(folder.name)
 
     def list_files(self, folder: Folder) -> list[FileInfo]:
-        return []  # the home and b2b/ hold folders only; an outbox's listing comes with connections
+        """The home and b2b/ hold folders only; an outbox lists the receiver's folder, through the
+        connection, with the receiver's allow-view (403 with its words otherwise)."""
+        if folder.subspace != "outbox":
+            return []
+        box = self.outbox(folder)
+        try:
+            with session_scope() as session:
+                listed = connections.receiver_listing(session, self.scope_in(session), box.connection_id)
+        except Conflict:
+            return []  # pending or revoked: there is no receiving folder to show
+        return [FileInfo(f.name, f.size, f.modified) for f in sorted(listed, key=lambda f: f.name)]
 
     def file_resources(self, folder: Folder, infos: list[FileInfo]) -> list[FileResource]:
-        return []
+        ancestors = [self.home, self.b2b, folder]
+        path = [PathEntry(href=folder_href(f.id), id=f.id, name=self.folder_name(f)) for f in ancestors]
+        resources = []
+        for info in infos:
+            ref_id = file_id(folder.id, info.name)
+            resources.append(
+                FileResource(
+                    subspace="outbox",
+                    id=ref_id,
+                    parent_id=folder.id,
+                    name=info.name,
+                    length=info.size,
+                    path=path,
+                    permissions=[],  # the receiver's file: seen, never read or changed
+                    system_protected=SystemProtected(delete=True, rename=True),
+                    _links=Links(self=Link(href=file_href(ref_id)), parent=Link(href=folder_href(folder.id))),
+                    meta=FileMeta(last_modified=_aware(info.modified)),
+                )
+            )
+        return resources
 
     # --- resources ---------------------------------------------------------------------------
 
@@ -92,14 +154,20 @@ class UserSpace:
         links = Links(self=Link(href=folder_href(folder.id)))
         if folder.parent_id is not None:
             links.parent = Link(href=folder_href(folder.parent_id))
-        words = [word for action, word in ((Action.WRITE, "upload"),) if action in self.actions(folder)]
+        pairs = ((Action.LIST, "list"), (Action.WRITE, "upload"))
+        words = [word for action, word in pairs if action in self.actions(folder)]
         return FolderResource(
             subspace=folder.subspace,
             id=folder.id,
             name=self.folder_name(folder),
             parent_id=folder.parent_id,
-            permissions=words or ["list"],
+            permissions=words,
             system_protected=SystemProtected(delete=True, rename=True),
             _links=links,
             meta=FolderMeta(last_modified=self.user.created_at.replace(tzinfo=UTC)),
         )
+
+
+def _aware(value: datetime) -> datetime:
+    """Stored times are naive UTC; storage listings give aware ones."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -42,20 +42,27 @@ def account_add(
 
 @account_app.command("list")
 def account_list(as_json: JsonOption = False) -> None:
-    """Every account, with how many users and partners it has."""
+    """Every account, with how many users, partners and connections (pending or active) it has."""
     from core import accounts
 
     with database() as session:
         rows: list[dict[str, Any]] = [
-            {"name": a.name, "users": a.users, "partners": a.partners, "created_at": a.created_at.isoformat()}
+            {
+                "name": a.name,
+                "users": a.users,
+                "partners": a.partners,
+                "connections": a.connections,
+                "created_at": a.created_at.isoformat(),
+            }
             for a in accounts.list_all(session)
         ]
     if as_json:
         print_json(rows)
         return
-    table = Table("account", "users", "partners", "created (UTC)", box=box.SIMPLE_HEAD)
+    table = Table("account", "users", "partners", "connections", "created (UTC)", box=box.SIMPLE_HEAD)
     for r in rows:
-        table.add_row(r["name"], str(r["users"]), str(r["partners"]), r["created_at"][:16].replace("T", " "))
+        created = r["created_at"][:16].replace("T", " ")
+        table.add_row(r["name"], str(r["users"]), str(r["partners"]), str(r["connections"]), created)
     console.print(table)
 
 

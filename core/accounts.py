@@ -18,7 +18,17 @@ from sqlmodel import Session, col, select
 from core import audit, logins, object_names
 from core.crypto import hash_password
 from core.errors import StatusError
-from core.models import Account, AccountUser, DataFlow, Endpoint, LoginFailure, Partner, utcnow
+from core.models import (
+    Account,
+    AccountUser,
+    Connection,
+    ConnectionState,
+    DataFlow,
+    Endpoint,
+    LoginFailure,
+    Partner,
+    utcnow,
+)
 from core.passwords import check_password
 from core.tenancy import USER_ROLES, NoSuchAccount, Role, Scope, find_account
 
@@ -86,10 +96,28 @@ class AccountSummary:
     users: int
     partners: int
     created_at: datetime
+    connections: int = 0  # pending and active, on either side
+
+
+def _live_connections(session: Session) -> dict[int, int]:
+    """How many pending or active connections each account is a side of."""
+    live = (ConnectionState.pending, ConnectionState.active)
+    found: dict[int, int] = {}
+    for side in (Connection.sender_account_id, Connection.receiver_account_id):
+        rows = session.exec(
+            select(col(side), func.count())
+            .where(col(Connection.state).in_(live), col(side).is_not(None))
+            .group_by(col(side))
+        ).all()
+        for account_id, n in rows:
+            if account_id is not None:
+                found[account_id] = found.get(account_id, 0) + n
+    return found
 
 
 def list_all(session: Session) -> list[AccountSummary]:
-    """Every live account with how many users and partners it has, by name (the instance's view)."""
+    """Every live account with how many users, partners and live connections it has, by name (the
+    instance's view)."""
 
     def counts(model: type[AccountUser] | type[Partner]) -> dict[int, int]:
         rows = session.exec(
@@ -99,12 +127,14 @@ def list_all(session: Session) -> list[AccountSummary]:
         ).all()
         return {account_id: n for account_id, n in rows}
 
-    users, partners = counts(AccountUser), counts(Partner)
+    users, partners, links = counts(AccountUser), counts(Partner), _live_connections(session)
     accounts = session.exec(
         select(Account).where(~col(Account.name).like("%.removed.%")).order_by(Account.name)
     ).all()
     return [
-        AccountSummary(a.name, users.get(a.id or 0, 0), partners.get(a.id or 0, 0), a.created_at)
+        AccountSummary(
+            a.name, users.get(a.id or 0, 0), partners.get(a.id or 0, 0), a.created_at, links.get(a.id or 0, 0)
+        )
         for a in accounts
     ]
 

@@ -261,6 +261,8 @@ def receive_staged(
     sha256: str | None = None,
     protocol: str,
     remote_addr: str | None = None,
+    data_flow_ids: list[int] | None = None,
+    also: Callable[[Session, Receipt], None] | None = None,
 ) -> Receipt:
     """Take in a file a protocol server already wrote whole under `staged` (and its SHA-256, if it
     hashed the bytes on the way in; else they are read here once).
@@ -269,7 +271,8 @@ def receive_staged(
     the server keeps the bytes in a staging folder on the mailbox filesystem
     (`core.mailbox.staging`, so the move into the store is a rename) and calls this once the client
     says the file is complete. The name and size limit are checked, then `commit()` takes it in
-    exactly as for `Upload.commit`. On an error before the move, `staged` is left where it was.
+    exactly as for `Upload.commit` (`data_flow_ids` and `also` as there). On an error before the
+    move, `staged` is left where it was.
     """
     if isinstance(sender, Partner):
         sender = PartnerSender.of(sender)
@@ -282,7 +285,7 @@ def receive_staged(
         sha256 = _sha256_of_file(staged)
     target = visible_place(sender, folder, name)
     arrival = Arrival(sender, folder, name, size, sha256, protocol, remote_addr, target)
-    return commit(arrival, StagedFile(staged))
+    return commit(arrival, StagedFile(staged), data_flow_ids=data_flow_ids, also=also)
 
 
 def _sha256_of_file(path: Path) -> str:

@@ -116,8 +116,11 @@ def _dir_entry(name: str, local: Path, mode: int) -> Entry:
 
 
 def folder_mode(actions: frozenset[Action]) -> int:
-    """POSIX permission bits for a folder: writable where files may be created or deleted."""
-    return 0o755 if actions & {WRITE, DELETE} else 0o555
+    """POSIX permission bits for a folder: writable where files may be created or deleted, readable
+    where it may be listed (an outbox whose receiver allows no view is write-only)."""
+    readable = 0o444 if Action.LIST in actions else 0
+    writable = 0o200 if actions & {WRITE, DELETE} else 0
+    return readable | writable | 0o111
 
 
 def file_mode(actions: frozenset[Action]) -> int:
@@ -237,6 +240,12 @@ class MailboxView:
         if st := lstat_file(self._local(place)):
             return self._file_entry(place.folder, place.name, st)
         raise NoSuchFile(f"no such file: {place.path}")
+
+    def entry_actions(self, path: str) -> tuple[bool, frozenset[Action]]:
+        """Whether the absolute `path` names a folder, and the actions of the folder it is or is in
+        (for FTP's `perm` facts)."""
+        folder, _, name = path.strip("/").partition("/")
+        return not name, self.access.allowed(folder)
 
     def is_dir(self, path: str, cwd: str = "/") -> bool:
         try:

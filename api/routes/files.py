@@ -12,14 +12,17 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.deps import PartnerSpaceDep, RemoteAddr, SettingsDep
+from api.deps import PartnerSpaceDep, RemoteAddr, SettingsDep, SpaceDep
 from api.models import FileResource
 from api.sessions import close_rest_session, counted_session, open_rest_session
 from api.space import FileRef, Space, file_href
 from api.upload import filename_from, receive, too_large
+from api.user_space import UserSpace
 from core import audit, intake
+from core.b2b import outbox
+from core.config import get_settings
 from core.db import session_scope
-from core.endpoints.base import CHUNK_SIZE
+from core.endpoints.base import CHUNK_SIZE, FileInfo
 from core.endpoints.base import NotFound as StorageNotFound
 from core.sessions import LiveSession
 
@@ -45,7 +48,7 @@ FILE_ERRORS: dict[int | str, dict[str, Any]] = {
     openapi_extra=UPLOAD_BODY,
     responses={
         400: {"description": "missing or invalid file name"},
-        403: {"description": "not the upload folder"},
+        403: {"description": "not the upload folder (or an outbox), or a revoked connection's outbox"},
         413: {"description": "over the upload limit"},
     },
 )
@@ -53,7 +56,7 @@ async def upload_file(
     folder_id: str,
     request: Request,
     response: Response,
-    space: PartnerSpaceDep,
+    space: SpaceDep,
     settings: SettingsDep,
     remote_addr: RemoteAddr,
     content_disposition: Annotated[
@@ -61,7 +64,10 @@ async def upload_file(
     ] = None,
     content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> FileResource:
-    """Upload a file into the upload folder; the request body is the file's bytes."""
+    """Upload a file into the upload folder (an account user: into one of its outboxes, `b2b/<outbox>`);
+    the request body is the file's bytes."""
+    if isinstance(space, UserSpace):
+        return await _upload_into_outbox(folder_id, request, response, space, remote_addr)
     folder = await run_in_threadpool(space.folder, folder_id)
     if not space.can_upload(folder):
         raise errors.Forbidden("files can only be uploaded into the upload folder")
@@ -83,6 +89,43 @@ async def upload_file(
     except StorageNotFound:  # already carried away by a data flow
         modified = receipt.received_at
     resource = space.file_resource(folder, name, receipt.size, modified, receipt.sha256)
+    response.headers["Location"] = file_href(resource.id)
+    return resource
+
+
+async def _upload_into_outbox(
+    folder_id: str, request: Request, response: Response, space: UserSpace, remote_addr: str | None
+) -> FileResource:
+    """An account user's upload into `b2b/<outbox>`: intake with protocol `b2b`, attached to the
+    connection (pending: held; active: carried at once; revoked: 403 with the revoke's date)."""
+    folder = await run_in_threadpool(space.folder, folder_id)
+    if folder.subspace != "outbox":
+        raise errors.Forbidden(
+            "this login is an account user: its files are sent through the account's outboxes, "
+            "upload into b2b/<outbox>/"
+        )
+    name = filename_from(request.headers.get("content-disposition"))
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        raise errors.UnsupportedMediaType("send the file as the raw body (application/octet-stream)")
+    limit = get_settings().max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+
+    def begin() -> outbox.OutboxUpload:
+        with session_scope() as session:
+            return outbox.begin_in(
+                session, space.scope_in(session), space.folder_name(folder), name, remote_addr=remote_addr
+            )
+
+    try:
+        upload = await run_in_threadpool(begin)
+    except intake.SenderRefused as exc:
+        raise errors.Forbidden(str(exc)) from None
+    receipt = await receive(request, upload)
+    info = FileInfo(receipt.name, receipt.size, receipt.received_at)
+    resource = space.file_resources(folder, [info])[0]
+    resource.meta.sha256 = receipt.sha256
     response.headers["Location"] = file_href(resource.id)
     return resource
 

@@ -61,15 +61,13 @@ RULES: Final[Mapping[LoginKind, tuple[FolderRule, ...]]] = {
         _rule(UPLOAD, LIST, WRITE),
     ),
     # An account user's home holds no files of its own: only `b2b/`, listing the account's outboxes
-    # (one folder each, `OUTBOX` below); what may be done inside an outbox is the connections'
-    # business (they fill `core/mailbox/outboxes.py`).
+    # (one folder each); what may be done inside an outbox depends on its connection's state and
+    # the receiver's allow-view (`core.mailbox.outboxes.Outbox.actions`).
     LoginKind.USER: (
         _rule(HOME, LIST),
         _rule(B2B, LIST),
     ),
 }
-# What an account user may do in one outbox (`b2b/<outbox>/`), until connections say more.
-OUTBOX: Final = frozenset({LIST})
 
 
 @dataclass(frozen=True)

@@ -216,15 +216,16 @@ class Staging:
             with _registry_lock:
                 _active.pop(staged, None)
 
-    def sweep(self, now: float | None = None) -> int:
-        """Remove staged uploads older than the retention; cheap, at most once a minute per login."""
+    def sweep(self, now: float | None = None, folders: tuple[str, ...] = layout.FOLDERS) -> int:
+        """Remove staged uploads older than the retention from `folders` (a partner's, by default);
+        cheap, at most once a minute per login."""
         now = time.time() if now is None else now
         removed = 0
         with _registry_lock:
             if now - _last_sweep.get(self.root, 0.0) < _SWEEP_EVERY_SECONDS:
                 return 0
             _last_sweep[self.root] = now
-            for folder in layout.FOLDERS:
+            for folder in folders:
                 try:
                     with os.scandir(self.root / folder) as it:
                         items = list(it)

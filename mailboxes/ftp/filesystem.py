@@ -26,12 +26,18 @@ _FOLDER_LETTERS = ((Action.WRITE, "c"), (Action.DELETE, "p"))
 
 
 def perm_fact(access: Access, path: str) -> str:
-    """The MLSD/MLST `perm` fact of one entry ("/", "/folder" or "/folder/file"), from `access`."""
+    """The MLSD/MLST `perm` fact of one entry ("/", "/folder" or "/folder/file") of a partner's home."""
     folder, _, name = path.strip("/").partition("/")
-    allowed = access.allowed(folder)
-    if name:
+    return perm_letters(not name, access.allowed(folder))
+
+
+def perm_letters(is_folder: bool, allowed: frozenset[Action]) -> str:
+    """The MLSD/MLST `perm` fact of one entry: a folder with the actions `allowed` in it, or a file
+    in such a folder."""
+    if not is_folder:
         return "".join(letters for action, letters in _FILE_LETTERS if action in allowed)
-    return "el" + "".join(letters for action, letters in _FOLDER_LETTERS if action in allowed)
+    listing = "l" if Action.LIST in allowed else ""
+    return "e" + listing + "".join(letters for action, letters in _FOLDER_LETTERS if action in allowed)
 
 
 def _mtime(entry: Entry) -> float:
@@ -157,7 +163,7 @@ class MailboxFS(AbstractedFS):  # type: ignore[misc]  # pyftpdlib ships no type 
                 yield line.replace(b"perm=;", f"perm={self.perm_fact(path)};".encode(), 1)
 
     def perm_fact(self, path: str) -> str:
-        return perm_fact(self.view.access, path)
+        return perm_letters(*self.view.entry_actions(path))
 
     # --- changes (pyftpdlib answers 550 with the view's message when these raise)
 

@@ -311,10 +311,11 @@ def test_b2b_children_are_the_accounts_outboxes_and_only_its_own(
     account, email = new_account()
     other, other_email = new_account()
 
-    def names(session: object, scope: Scope) -> list[str]:  # what connections will fill in
-        return {account: ["orders", "invoices"], other: ["theirs"]}.get(scope.account_name, [])
+    def boxes(session: object, scope: Scope) -> list[outboxes.Outbox]:  # what connections fill in
+        names = {account: ["invoices", "orders"], other: ["theirs"]}.get(scope.account_name, [])
+        return [outboxes.Outbox(name, 0, "active", allow_view=False) for name in names]
 
-    monkeypatch.setattr(outboxes, "outbox_names", names)
+    monkeypatch.setattr(outboxes, "outboxes", boxes)
     bearer = token(doors, email)
     seen = folders(doors, bearer)
     assert {k for k in seen if k.startswith("outbox:")} == {"outbox:orders", "outbox:invoices"}
