@@ -22,6 +22,9 @@ unlock reaches a running `tradelane up` and several API processes share one ledg
 
 Cost: a successful login is one indexed query for a ban, one for the partner, and the audit row;
 failures pay for the counting.
+
+Why ~520 lines in one module: it is the one login policy every door calls; its steps share one
+ledger and one order, which a reader should see in one place.
 """
 
 from __future__ import annotations

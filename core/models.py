@@ -1,4 +1,5 @@
-"""Every table tradelane stores, in one place."""
+"""Every table tradelane stores, in one place (one module on purpose: one file to read for the schema,
+which the migrations follow)."""
 
 from __future__ import annotations
 

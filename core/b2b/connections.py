@@ -8,6 +8,10 @@ States (DESIGN-12 §2.2): `pending` → `active` (accepted by another account), 
 A connection is named by each side for itself (`sender_name`, `receiver_name`); `N` in the CLI is
 the caller's own name for it, or its id. The receiver's destination (endpoint and folder) is shown
 to the receiver only: nothing here returns it to the sender.
+
+Why one module of ~670 lines: every operation checks and changes the same row under the same
+account lock, and the states' rules read best side by side. The views (`view`, `receiver_listing`)
+are the part to move out when the cross-instance branches join.
 """
 
 from __future__ import annotations
