@@ -6,7 +6,7 @@ Wall-clock files/s swings with whatever else the machine runs; the CPU seconds t
 `up` spend on a burst move much less. Each process's CPU (its own and that of its children it has
 reaped: flow runs forked by the runner's fork server) is read from /proc before and after the
 burst, and summed by role: `up` (the API, the dispatcher, the mailbox servers), the Prefect server,
-and the runner with its fork server and flow runs.
+the runner, and its fork server with the flow runs.
 """
 
 from __future__ import annotations
@@ -34,28 +34,33 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), sum(int(v) for v in fields[11:15]) / TICK
 
 
-def _role(pid: int) -> str:
+def _role(pid: int, inherited: str) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return "?"
+        return inherited or "?"
     if "prefect_server" in cmd or "prefect server" in cmd:
         return "prefect server"
-    return "runner (fork server, flow runs)"
+    if "forkserver" in cmd:  # the fork server, and the flow runs it forked (and reaped)
+        return "fork server + flow runs"
+    if "deployments.serve" in cmd:
+        return "runner (polls, reconciles)"
+    return inherited or "other"
 
 
 def tree_cpu(root: int) -> dict[str, float]:
-    """CPU seconds of every live process under `root` (and what they reaped), by role: a child of
-    `root` names the role of everything under it."""
+    """CPU seconds of every live process under `root` (and what they reaped), by role (the
+    process's command line, else its parent's role)."""
     stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
     children: dict[int, list[int]] = defaultdict(list)
     for pid, (ppid, _) in stats.items():
         children[ppid].append(pid)
     by_role: dict[str, float] = defaultdict(float)
     by_role["up (api, dispatcher, mailboxes)"] = stats[root][1]
-    todo = [(child, _role(child)) for child in children.get(root, [])]
+    todo = [(child, "") for child in children.get(root, [])]
     while todo:
-        pid, role = todo.pop()
+        pid, inherited = todo.pop()
+        role = _role(pid, inherited)
         by_role[role] += stats[pid][1]
         todo += [(child, role) for child in children.get(pid, [])]
     return dict(by_role)
