@@ -43,6 +43,17 @@ def _table() -> dict[str, str | type[Endpoint]]:
     return {**_installed(), **_BUILT_IN, **_registered}
 
 
+def _target(scheme: str) -> str | type[Endpoint]:
+    """`_table()[scheme]` (KeyError if unknown), without reading the installed types when a
+    registered or built-in one wins anyway: every flow run opens its endpoints in a process of
+    its own, and scanning every distribution's entry points there is its first open's main cost."""
+    if scheme in _registered:
+        return _registered[scheme]
+    if scheme in _BUILT_IN:
+        return _BUILT_IN[scheme]
+    return _installed()[scheme]
+
+
 def register(scheme: str, target: str | type[Endpoint], *, replace: bool = False) -> None:
     """Make `scheme` name an endpoint type in this process: an Endpoint class, or "module:Class"
     imported when first used. Refused for a name already taken, unless `replace`."""
@@ -79,7 +90,7 @@ def user_types() -> list[str]:
 @cache
 def endpoint_class(scheme: str) -> type[Endpoint]:
     try:
-        target = _table()[scheme]
+        target = _target(scheme)
     except KeyError:
         raise ConfigError(f"unknown endpoint type {scheme!r}; known: {', '.join(user_types())}") from None
     cls: type[Endpoint]
