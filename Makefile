@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Packages type-checked with mypy --strict: all of them.
 TYPED := core api deployments flows tasks migrations cli mailboxes
 
-.PHONY: up test lint bench test-servers clean
+.PHONY: up test lint bench test-servers runtime-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 ## Run the whole system on embedded defaults (API :8080, Prefect UI :4200).
-up: $(STAMP)
+up: $(STAMP) runtime-tools
 	$(BIN)/tradelane up
 
+## The programs `up` runs besides Python (gpg for PGP).
+runtime-tools:
+	bash scripts/install-runtime.sh
+
 ## Install what the tests need, then run them.
-test: $(STAMP) test-servers
+test: $(STAMP) runtime-tools test-servers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict $(TYPED)
