@@ -1,0 +1,37 @@
+"""The README's promise that `make up` brings what `up` runs on a fresh machine: the recipe `make`
+would run (dry run, nothing executed) installs the runtime programs before starting tradelane."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _recipe(target: str) -> list[str]:
+    make = shutil.which("make")
+    assert make, "make is needed: it is how the README sets everything up"
+    done = subprocess.run(
+        [make, "-n", "-W", ".venv/.installed-stamp", "-o", ".venv/.installed-stamp", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.splitlines()
+
+
+def test_make_up_installs_gpg_before_starting() -> None:
+    lines = _recipe("up")
+    runtime = next(i for i, line in enumerate(lines) if "scripts/install-runtime.sh" in line)
+    start = next(i for i, line in enumerate(lines) if line.endswith("tradelane up"))
+    assert runtime < start
+    script = (ROOT / "scripts" / "install-runtime.sh").read_text()
+    assert "command -v gpg" in script and "need+=(gnupg)" in script
+
+
+def test_make_test_installs_the_runtime_programs_too() -> None:
+    assert any("scripts/install-runtime.sh" in line for line in _recipe("test"))
