@@ -15,7 +15,6 @@ own staging folder) and taken in by `core.b2b.outbox.take_staged` (intake, proto
 
 from __future__ import annotations
 
-import contextlib
 import stat as stat_mod
 import time
 from pathlib import Path
@@ -47,11 +46,11 @@ from mailboxes.view import (
     MailboxError,
     MailboxView,
     NoSuchFile,
-    QuotaExceeded,
     TooManyOpenFiles,
     UploadHandle,
     file_mode,
     folder_mode,
+    intake_refusals,
 )
 
 
@@ -297,24 +296,15 @@ class UserView(MailboxView):
     def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
         outbox_name = folder.removeprefix(f"{B2B}/")
         try:
-            return b2b_outbox.take_staged(
-                self.scope(),
-                outbox_name,
-                name,
-                staged,
-                sha256=sha256,
-                remote_addr=self.remote_addr,
-                max_file_bytes=self.max_file_bytes,
-            )
+            with intake_refusals(staged):
+                return b2b_outbox.take_staged(
+                    self.scope(),
+                    outbox_name,
+                    name,
+                    staged,
+                    sha256=sha256,
+                    remote_addr=self.remote_addr,
+                    max_file_bytes=self.max_file_bytes,
+                )
         except StatusError as exc:
             raise _refusal(exc) from None
-        except intake.SenderRefused as exc:
-            raise Forbidden(str(exc)) from None
-        except intake.UploadTooLarge as exc:
-            with contextlib.suppress(OSError):
-                staged.unlink()
-            raise QuotaExceeded(str(exc)) from None
-        except intake.InvalidFileName as exc:
-            raise InvalidName(str(exc)) from None
-        except intake.IntakeError as exc:
-            raise MailboxError(str(exc)) from None

@@ -36,6 +36,7 @@ import os
 import stat as stat_mod
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -83,6 +84,24 @@ PARTIAL_DIR_NAME: Final = PARTIAL_DIR
 UploadHandle = StagedUpload
 
 READ, WRITE, DELETE = Action.READ, Action.WRITE, Action.DELETE
+
+
+@contextlib.contextmanager
+def intake_refusals(staged: Path) -> Iterator[None]:
+    """Intake's refusals of a staged upload as the mailbox's errors, for every login's view (a refused
+    sender is forbidden, as REST answers 403; an oversized upload's staged bytes are dropped)."""
+    try:
+        yield
+    except intake.SenderRefused as exc:
+        raise Forbidden(str(exc)) from None
+    except intake.UploadTooLarge as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise QuotaExceeded(str(exc)) from None
+    except intake.InvalidFileName as exc:
+        raise InvalidName(str(exc)) from None
+    except intake.IntakeError as exc:
+        raise MailboxError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -405,7 +424,7 @@ class MailboxView:
             log.exception("could not record audit event %s %s", action, target)
 
     def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
-        try:
+        with intake_refusals(staged):
             return intake.receive_staged(
                 self.user,
                 folder,
@@ -415,14 +434,6 @@ class MailboxView:
                 protocol=self.protocol,
                 remote_addr=self.remote_addr,
             )
-        except intake.UploadTooLarge as exc:
-            with contextlib.suppress(OSError):
-                staged.unlink()
-            raise QuotaExceeded(str(exc)) from None
-        except intake.InvalidFileName as exc:
-            raise InvalidName(str(exc)) from None
-        except intake.IntakeError as exc:
-            raise MailboxError(str(exc)) from None
 
     # --- housekeeping -------------------------------------------------------------------------
 
