@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from core import audit
 from core.models import Account, Connection, DataFlow, Receipt
@@ -67,17 +67,6 @@ def refuse_change(session: Session, flow: DataFlow) -> None:
     name = conn.receiver_name if conn else "?"
     raise ValueError(
         f"400: data flow {flow.name} belongs to connection {name!r}: change it with tradelane connect …"
-    )
-
-
-def served_flows(session: Session) -> list[DataFlow]:
-    """Every account's landing flows (the runner serves them wherever the receiver is)."""
-    return list(
-        session.exec(
-            select(DataFlow).where(
-                col(DataFlow.source_connection_id).is_not(None), col(DataFlow.removed_at).is_(None)
-            )
-        )
     )
 
 
