@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session
 
 from api import errors
-from api.ids import file_id, folder_id, normalize_folder_id
+from api.ids import file_id, folder_id, normalize_folder_id, parse_file_id
 from api.models import (
     FileMeta,
     FileResource,
@@ -32,7 +32,7 @@ from api.models import (
     PathEntry,
     SystemProtected,
 )
-from api.space import Folder, file_href, folder_href
+from api.space import FileRef, Folder, file_href, folder_href
 from core.b2b import connections
 from core.db import session_scope
 from core.endpoints.base import FileInfo
@@ -95,6 +95,24 @@ class UserSpace:
                 if canonical == outbox.id:
                     return outbox
         raise errors.NotFound(f"no folder with id {value}")
+
+    def file(self, value: str) -> FileRef:
+        """A file listed in one of the user's outboxes (the receiver's file, seen through the
+        connection); 404 for any other id."""
+        parsed = parse_file_id(value)
+        if parsed is None:
+            raise errors.NotFound(f"no file with id {value}")
+        folder = self.folder(parsed[0])
+        if folder.subspace != "outbox":
+            raise errors.NotFound(f"no file with id {value}")
+        return FileRef(folder, parsed[1])
+
+    def stat(self, ref: FileRef) -> FileInfo:
+        """The listed file's name, size and time (the allow-view rule applies, as to the listing)."""
+        for info in self.list_files(ref.folder):
+            if info.name == ref.name:
+                return info
+        raise errors.NotFound(f"no file named {ref.name!r} in {self.folder_name(ref.folder)}")
 
     # --- what the user may do ----------------------------------------------------------------
 

@@ -159,7 +159,7 @@ def upload_with_get(folder_id: str) -> None:
 
 
 @router.get("/files/{file_id}", response_model_exclude_none=True, responses=FILE_ERRORS)
-def get_file(file_id: str, space: PartnerSpaceDep) -> FileResource:
+def get_file(file_id: str, space: SpaceDep) -> FileResource:
     """Get a file's metadata."""
     ref = space.file(file_id)
     return space.file_resources(ref.folder, [space.stat(ref)])[0]

@@ -115,7 +115,11 @@ def test_allow_view_on_and_off_on_every_surface(up: System, moto_server: str, tm
         assert [(f["name"], f["size"]) for f in through] == [("seen.txt", len(data))]
         for text in (listed.text, httpx.Response(200, json=through).text):
             assert "inbound" not in text and f"from/{pair.sender}" not in text and pair.bucket not in text
-        # The listed file's own link is a partner's route: an account user reads nothing back.
+        # The listed file's own link answers its metadata (through the connection, same view rule);
+        # its content is the receiver's: an account user reads nothing back.
+        itself = rest.get(files[0]["_links"]["self"]["href"])
+        assert itself.status_code == 200, itself.text
+        assert (itself.json()["name"], itself.json()["length"]) == ("seen.txt", len(data))
         assert rest.get(f"/api/files/{files[0]['id']}/content").status_code in (403, 404)
     shown = cli_json(up, "connect", "files", "to-home", "--account", pair.sender)
     assert [(f["name"], f["size"]) for f in shown] == [("seen.txt", len(data))]
@@ -136,6 +140,7 @@ def test_allow_view_on_and_off_on_every_surface(up: System, moto_server: str, tm
     pair.view(False)
     with pair.rest() as rest:
         assert rest.get(f"/api/connections/{pair.id}/files").status_code == 403
+        assert rest.get(f"/api/files/{files[0]['id']}").status_code == 403
 
 
 def test_a_revoked_connections_outbox_refuses_writes_everywhere(
