@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -64,7 +64,10 @@ def descriptor_limit() -> int:
 
 
 class OpenFiles:
-    """Files held open by partners' sessions: at most `per_partner` each and `total` in all.
+    """Files held open by logins' sessions: at most `per_partner` each and `total` in all.
+
+    Keyed by the login's `key` (`LoginUser.key`: kind and id), so a partner and an account user
+    who share an id are counted apart.
 
     One instance per process, shared by every protocol, so a partner's SFTP and FTP sessions
     count together and one greedy partner cannot use up the descriptors everyone else needs.
@@ -73,13 +76,13 @@ class OpenFiles:
     def __init__(self, per_partner: int, total: int) -> None:
         self.per_partner = per_partner
         self.total = total
-        self._held: dict[int, int] = {}
+        self._held: dict[Hashable, int] = {}
         self._all = 0
         self._lock = threading.Lock()
 
-    def acquire(self, partner_id: int) -> None:
+    def acquire(self, login: Hashable) -> None:
         with self._lock:
-            held = self._held.get(partner_id, 0)
+            held = self._held.get(login, 0)
             if held >= self.per_partner:
                 raise LimitReached(
                     f"too many open files: this login already has {held} open (at most {self.per_partner}); "
@@ -87,20 +90,20 @@ class OpenFiles:
                 )
             if self._all >= self.total:
                 raise LimitReached("too many open files on this server right now; try again shortly")
-            self._held[partner_id] = held + 1
+            self._held[login] = held + 1
             self._all += 1
 
-    def release(self, partner_id: int) -> None:
+    def release(self, login: Hashable) -> None:
         with self._lock:
-            held = self._held.get(partner_id, 0)
+            held = self._held.get(login, 0)
             if held <= 0:
                 return
             if held == 1:
-                del self._held[partner_id]
+                del self._held[login]
             else:
-                self._held[partner_id] = held - 1
+                self._held[login] = held - 1
             self._all -= 1
 
-    def held(self, partner_id: int) -> int:
+    def held(self, login: Hashable) -> int:
         with self._lock:
-            return self._held.get(partner_id, 0)
+            return self._held.get(login, 0)

@@ -284,14 +284,13 @@ class UserView(MailboxView):
     # --- what the staged uploads need (`core.mailbox.staging.UploadOwner`) ----------------------
 
     def take_file_slot(self) -> None:
-        # Counted apart from partners' (a user's id may equal a partner's): under the negated id.
         try:
-            self.auth.open_files.acquire(-self.user.partner_id)
+            self.auth.open_files.acquire(self.user.key)
         except LimitReached as exc:
             raise TooManyOpenFiles(str(exc)) from None
 
     def release_file_slot(self) -> None:
-        self.auth.open_files.release(-self.user.partner_id)
+        self.auth.open_files.release(self.user.key)
 
     def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
         outbox_name = folder.removeprefix(f"{B2B}/")

@@ -410,12 +410,12 @@ class MailboxView:
     def take_file_slot(self) -> None:
         """Count one more open file of this partner's (`TRADELANE_MAX_OPEN_FILES_PER_PARTNER`)."""
         try:
-            self.auth.open_files.acquire(self.user.partner_id)
+            self.auth.open_files.acquire(self.user.key)
         except LimitReached as exc:
             raise TooManyOpenFiles(str(exc)) from None
 
     def release_file_slot(self) -> None:
-        self.auth.open_files.release(self.user.partner_id)
+        self.auth.open_files.release(self.user.key)
 
     def audit(self, action: str, target: str, **detail: object) -> None:
         try:

@@ -13,6 +13,7 @@ import paramiko
 import pytest
 
 from core.limits import LimitReached, OpenFiles
+from core.login import LoginUser
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
@@ -125,3 +126,14 @@ def test_the_open_files_ledger() -> None:
     ledger.acquire(3)
     ledger.release(9)  # never held: ignored
     assert (ledger.held(1), ledger.held(2), ledger.held(3)) == (1, 1, 1)
+
+
+def test_a_partner_and_an_account_user_with_the_same_id_are_counted_apart() -> None:
+    ledger = OpenFiles(per_partner=1, total=10)
+    partner = LoginUser(partner_id=7, account_id=1, name="acme")
+    user = LoginUser(partner_id=7, account_id=1, name="ops@acme.example", kind="user")
+    ledger.acquire(partner.key)
+    ledger.acquire(user.key)  # its own allowance, not the partner's
+    with pytest.raises(LimitReached, match="at most 1"):
+        ledger.acquire(user.key)
+    assert ledger.held(partner.key) == ledger.held(user.key) == 1
