@@ -19,19 +19,21 @@ from typing import Literal
 from sqlmodel import Session, col, select
 
 from core import object_names
-from core.errors import Conflict
+from core.errors import Conflict, Invalid
 from core.models import AccountUser, Partner
 
 LoginKind = Literal["partner", "user"]
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-class LoginNameError(ValueError):
-    """A login name that cannot be given: malformed, or taken somewhere on the instance."""
+class LoginNameError(Invalid):
+    """A login name that cannot be given: malformed (400), or taken somewhere on the instance."""
 
 
 class LoginNameTaken(LoginNameError, Conflict):
     """The name is some login's already (in which account is never said): 409 on every surface."""
+
+    status = Conflict.status
 
 
 def normal_email(email: str) -> str:

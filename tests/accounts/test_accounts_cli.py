@@ -80,6 +80,8 @@ def test_account_add_list_and_its_admin(home: Path) -> None:
         "account", "add", "other", "--email", "ADMIN@globex.example", "--password", PASSWORD, ok=False
     )
     assert "is taken on this instance" in taken
+    malformed = run("account", "add", "other", "--email", "not-an-address", "--password", PASSWORD, ok=False)
+    assert "400: not an email address" in malformed  # a refusal says its status, as every other
     assert "reserved" in run(
         "account", "add", "b2b", "--email", "a@b.example", "--password", PASSWORD, ok=False
     )
