@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from core.b2b import keys, receipts
+from core.b2b import keys, receipts, signing
 from core.db import session_scope
 from core.mailbox import layout
 from core.models import Connection, PeerUpload, Receipt, Transfer
@@ -91,6 +91,9 @@ def test_a_broken_upload_resumes_from_the_offset_held(client: httpx.Client) -> N
     }
     held = create(client, sender, declared)
     assert held.status_code == 200 and held.json()["offset"] == 600_000
+    asked = client.build_request("GET", f"/peer/v1/connections/{sender.uid}/uploads/{upload}")
+    signing.sign_request(asked, sender.signer)
+    assert client.send(asked).json() == {"upload": upload, "complete": False, "offset": 600_000}
     wrong = patch(client, sender, upload, 0, data)
     assert wrong.status_code == 409 and wrong.json()["offset"] == 600_000
     done = patch(client, sender, upload, 600_000, data[600_000:], chunked=True)

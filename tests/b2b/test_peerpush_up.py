@@ -148,6 +148,12 @@ def test_an_outbox_file_lands_on_the_other_instance_with_a_signed_receipt(pair: 
     [up] = [u for u in pair.uploads() if u["name"] == "po-1.edi"]
     assert up["state"] == "complete" and up["receipt_id"] == on_b["id"]
     assert pair.copies_in_lake("po-1.edi") == ["po-1.edi"]
+    # acme's own history of the connection shows the signed receipt, and nothing of B's storage.
+    shown = pair.a.cli("transfers", "--connection", "to-globex", "--account", "acme", "--json").stdout
+    [mine] = [r for r in json.loads(shown) if r["file"] == "po-1.edi"]
+    assert mine["outcome"] == "delivered (signed receipt)"
+    assert mine["signed_receipt"] == {k: row["answer"][k] for k in ("receipt", "signature", "key_id")}
+    assert "lake" not in shown and str(pair.lake) not in shown
 
 
 def test_a_replay_of_the_same_transfer_is_answered_complete_and_lands_nothing_more(pair: Pair) -> None:
