@@ -79,8 +79,8 @@ def router() -> APIRouter:
             )
         except StatusError as exc:
             return _refused(exc)
-        if isinstance(opened, dict):  # already complete: the same answer again
-            return JSONResponse(opened)
+        if isinstance(opened, dict):  # already complete: the same answer again (the body is not read)
+            return JSONResponse(opened, headers=CLOSE)
         try:
             buffer = bytearray()
             async for chunk in request.stream():

@@ -37,6 +37,7 @@ from core.endpoints.base import (
     Endpoint,
     EndpointError,
     FileInfo,
+    NotFound,
     OnConflict,
     PermissionDenied,
     TransientError,
@@ -125,6 +126,12 @@ class PeerEndpoint(Endpoint):
 
     def send_kept(self, path: Path, receipt: Receipt, key: PushKey) -> Delivered:
         """Push the kept file at `path` (the bytes of `receipt`) to the peer, from the offset it holds."""
+        try:
+            kept_size = os.stat(path).st_size
+        except OSError as exc:
+            raise NotFound(f"the kept file of receipt {receipt.id} cannot be read: {exc.strerror}") from None
+        if kept_size != receipt.size:
+            raise EndpointError(f"the kept file of receipt {receipt.id} is not the size received; not sent")
         peer = self._peer()
         assert peer.their_connection_uid is not None and peer.their_key_id is not None
         assert peer.their_public_key is not None

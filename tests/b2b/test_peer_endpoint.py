@@ -18,7 +18,7 @@ from core import accounts, delivery
 from core.b2b import outbox, receipts
 from core.b2b.caller import cli_caller
 from core.db import session_scope
-from core.endpoints.base import Deferrable, PermissionDenied, TransientError
+from core.endpoints.base import Deferrable, EndpointError, PermissionDenied, TransientError
 from core.endpoints.peer import PeerUnreachable
 from core.models import Connection, ConnectionState, Peer, PeerUpload, Receipt
 from tests.b2b import peer_pair
@@ -136,3 +136,15 @@ def test_a_revoked_receiver_is_final_not_retried(loop: Loop) -> None:
             assert conn is not None
             conn.state = ConnectionState.active
             session.add(conn)
+
+
+def test_a_kept_file_that_changed_is_not_sent(loop: Loop) -> None:
+    transfer_id = loop.send("changed.edi", b"0123456789")
+    job = delivery.load(transfer_id)
+    kept = loop.site.home / "mailboxes" / job.source_path
+    kept.write_bytes(b"01234")
+    with pytest.raises(EndpointError, match="not the size received") as raised:
+        delivery.push(job)
+    assert not raised.value.retryable
+    with session_scope() as session:
+        assert session.exec(select(PeerUpload).where(PeerUpload.name == "changed.edi")).first() is None
