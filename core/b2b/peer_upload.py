@@ -37,7 +37,7 @@ from core.b2b import keys, receipts
 from core.b2b.signing import ConnectionSide
 from core.config import get_settings
 from core.db import session_scope
-from core.errors import Conflict, Gone, Invalid, NotFound, StatusError, TooLarge
+from core.errors import Conflict, Gone, Invalid, NotFound, StatusError, TooLarge, Unavailable
 from core.mailbox import layout
 from core.mailbox.staging import sha256_of
 from core.models import Connection, ConnectionState, Peer, PeerUpload, Receipt, utcnow
@@ -248,7 +248,7 @@ def begin_patch(
         upload = _upload(session, connection_id, upload_uid)
         if upload.state == COMPLETE:
             return answer(upload)
-        sender = _sender(conn, peer)
+        sender, folder = _sender(conn, peer), f"b2b/{conn.uid}"
         assert upload.id is not None
         session.expunge(upload)
     with _busy_lock:
@@ -280,7 +280,7 @@ def begin_patch(
     except BaseException:
         _release(upload.uid)
         raise
-    return Patch(upload, sender, fd, have, sha)
+    return Patch(upload, sender, folder, fd, have, sha)
 
 
 def _count_resume(upload_id: int | None) -> None:
@@ -300,9 +300,12 @@ def _release(uid: str) -> None:
 class Patch:
     """One PATCH writing into a staged upload; `finish()` at the end of the body, `close()` always."""
 
-    def __init__(self, upload: PeerUpload, sender: PeerSender, fd: int, start: int, sha: Any) -> None:
+    def __init__(
+        self, upload: PeerUpload, sender: PeerSender, folder: str, fd: int, start: int, sha: Any
+    ) -> None:
         self.upload = upload
         self.sender = sender
+        self.folder = folder  # where intake records it: `b2b/<connection uid>`
         self._fd = fd
         self.start = start
         self.end = start
@@ -317,7 +320,10 @@ class Patch:
             raise Invalid(f"the body goes past the declared size of {self.upload.size} bytes")
         view = memoryview(data)
         while view:
-            written = os.pwrite(self._fd, view, self.end)
+            try:
+                written = os.pwrite(self._fd, view, self.end)
+            except OSError as exc:  # what was written stays for the resume
+                raise Unavailable(f"the upload cannot be stored right now: {exc.strerror}") from None
             self._sha.update(view[:written])
             self.end += written
             view = view[written:]
@@ -340,7 +346,7 @@ class Patch:
         try:
             intake.receive_staged(
                 self.sender,
-                f"b2b/{self.upload.staged_path.split('/')[1]}",
+                self.folder,
                 self.upload.name,
                 staged_file(self.upload),
                 sha256=self.upload.sha256,
