@@ -209,6 +209,8 @@ def _check_endpoint(where: str, item: dict[str, Any]) -> None:
         cls = endpoint_class(type_)
     except ConfigError as exc:
         raise ApplyError(f"{where}.type: {exc}") from None
+    if cls.internal and type_ != "mailbox":  # tradelane makes these itself (a connection's `peer`)
+        raise ApplyError(f"{where}.type: unknown endpoint type {type_!r}; known: {', '.join(user_types())}")
     secrets = item.get("secrets")
     if secrets is not None:
         _expect(f"{where}.secrets", secrets, dict, "a mapping")

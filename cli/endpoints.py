@@ -108,7 +108,7 @@ def endpoint_set(
 
     with scoped_database(account) as (session, scope):
         row = endpoint_rows.get(session, scope, name)
-        if row is None or row.removed_at is not None or row.type == "mailbox":
+        if row is None or row.removed_at is not None or row.type in ("mailbox", "peer"):
             raise UserError(f"no endpoint named {name!r}")
         cls, config, secrets = _given(ctx, row.type)
         try:

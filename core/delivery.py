@@ -9,7 +9,8 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
@@ -28,6 +29,7 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.file import FileEndpoint
+from core.endpoints.registry import endpoint_class
 from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
 from core.models import Endpoint as EndpointRow
 from core.redact import scrub_known
@@ -244,6 +246,35 @@ class Delivered:
     answer: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class PushKey:
+    """What makes a push idempotent at a destination that keeps its own record (a peer instance):
+    the original transfer - the root of its `replay_of` chain, so a retry, a crash requeue or a
+    replay carries the same - and the SHA-256 of the bytes."""
+
+    transfer_id: int
+    sha256: str
+
+
+@runtime_checkable
+class KeptFileSink(Protocol):
+    """A destination that takes the kept file's local path rather than a stream of it (the `peer`
+    endpoint: it resumes from the offset the peer already holds). It checks for itself that a
+    file it already took is not taken again, so `push` does not read the destination back."""
+
+    def send_kept(self, path: Path, receipt: Receipt, key: PushKey) -> Delivered: ...
+
+
+def original_transfer_id(transfer_id: int) -> int:
+    """The root of a transfer's `replay_of` chain (itself when it is no replay)."""
+    with session_scope() as session:
+        current = session.get(Transfer, transfer_id)
+        while current is not None and current.replay_of is not None:
+            transfer_id = current.replay_of
+            current = session.get(Transfer, transfer_id)
+    return transfer_id
+
+
 def push(job: Job, again: bool = False) -> Delivered:
     """Stream source → destination, committing only if the bytes match the receipt.
 
@@ -251,8 +282,15 @@ def push(job: Job, again: bool = False) -> Delivered:
     written the file (`again`, a retry within the run; `job.tried_before`, a crash, a replay),
     a file already at the name, or at one of its numbered names, that holds exactly the
     receipt's bytes (size and SHA-256) is taken as this delivery and not written again, so a
-    retry never leaves `name (2)` beside the first copy.
+    retry never leaves `name (2)` beside the first copy. A `KeptFileSink` gets the kept file's
+    path instead, and keeps its own record of what it took.
     """
+    if issubclass(endpoint_class(job.dest_row.type), KeptFileSink):
+        with job.open_dest() as sink:
+            assert isinstance(sink, KeptFileSink)
+            kept = Path(get_settings().mailbox_root) / job.source_path
+            key = PushKey(original_transfer_id(job.transfer_id), job.receipt.sha256)
+            return sink.send_kept(kept, job.receipt, key)
     dest_path, policy = job.dest_path, job.on_conflict
     with job.open_source() as source, job.open_dest() as dest:
         if job.flow.source_connection_id is not None:

@@ -484,6 +484,38 @@ class PeerNonce(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow, index=True)
 
 
+class PeerUpload(SQLModel, table=True):
+    """A file another instance is pushing to us through a connection, resumable (DESIGN-12 §5.5).
+
+    One row per (connection, transfer key, SHA-256): the sender's retries, crash requeues and
+    replays of one transfer resume or find this row, so the file is taken in once. `offset` is
+    what the last request recorded; after a crash the staged file's size on disk is the truth.
+    """
+
+    __tablename__ = "peer_upload"
+    __table_args__ = (UniqueConstraint("connection_id", "transfer_key", "sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, unique=True, index=True)  # in the upload's URL
+    connection_id: int = Field(foreign_key="connection.id", index=True)
+    transfer_key: str  # receipts.TransferKey.text(): the sender's idempotency key
+    sha256: str
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    name: str
+    offset: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    staged_path: str  # relative to the mailbox root: `.peer/<connection uid>/<upload uid>`
+    state: str = "receiving"  # receiving | complete
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    # The signed receipt sent back (core/b2b/receipts.py), kept so a repeat gets the same one.
+    signed_receipt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    receipt_signature: str | None = None
+    receipt_key_id: str | None = None
+    resumes: int = 0  # PATCHes that continued after a non-zero offset
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+
+
 class PgpKey(SQLModel, table=True):
     """An OpenPGP key in an account's keyring: a partner's public key, or ours with its private part."""
 

@@ -66,7 +66,7 @@ def test_hidden_names_are_reserved_but_another_tradelanes_temporary_name_may_be_
     assert access.may_name("upload", temp)  # where the partner writes
     assert not access.may_name("download", temp)
     assert layout.carried_name(temp) == "0123456789ab-po.xml"
-    assert {".store", ".tmp", ".partial", ".removed", ".archive"} == layout.RESERVED_DIRS
+    assert {".store", ".tmp", ".partial", ".peer", ".removed", ".archive"} == layout.RESERVED_DIRS
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,28 @@ def connection_history(
             )
         else:
             item["outcome"] = outcome(row_state, transfer.error_kind if transfer else None)
+            signed = _peer_receipt(transfer)
+            if signed is not None:  # across instances: the receiver's own signed word, for the sender
+                item["outcome"] = "delivered (signed receipt)"
+                item["signed_receipt"] = signed
         rows.append(item)
         if len(rows) >= limit:
             break
     return rows
+
+
+def _peer_receipt(transfer: Transfer | None) -> dict[str, str] | None:
+    """The signed receipt another instance answered a push with (core/endpoints/peer.py), if any:
+    the three strings only (`receipts.SignedReceipt`), which name nothing of the receiver's storage."""
+    if transfer is None or transfer.state != "delivered" or not transfer.destination_answer:
+        return None
+    if not (transfer.destination_uri or "").startswith("tradelane-peer://"):
+        return None
+    answer = transfer.destination_answer
+    fields = ("receipt", "signature", "key_id")
+    if not all(isinstance(answer.get(field), str) for field in fields):
+        return None
+    return {field: str(answer[field]) for field in fields}
 
 
 def _state(conn: Connection, receipt: Receipt, transfer: Transfer | None) -> str:

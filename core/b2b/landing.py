@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from core import audit
-from core.models import Account, Connection, DataFlow, Receipt
+from core.models import Account, Connection, DataFlow, Peer, Receipt
 
 PREFIX = "b2b:"
 
@@ -64,7 +64,9 @@ def refuse_change(session: Session, flow: DataFlow) -> None:
     if not is_landing(flow):
         return
     conn = session.get(Connection, flow.source_connection_id)
-    name = conn.receiver_name if conn else "?"
+    # The flow's own side: the receiver's landing flow, or the sender's push flow across instances.
+    mine = conn and (conn.sender_name if conn.sender_account_id == flow.account_id else conn.receiver_name)
+    name = mine or "?"
     raise ValueError(
         f"400: data flow {flow.name} belongs to connection {name!r}: change it with tradelane connect …"
     )
@@ -87,8 +89,12 @@ def run_labels(session: Session, flow: DataFlow, first: Receipt, count: int) -> 
     sender = session.get(Account, conn.sender_account_id) if conn.sender_account_id else None
     receiver = session.get(Account, conn.receiver_account_id) if conn.receiver_account_id else None
     what = first.name if count == 1 else f"{count} files"
-    s_name, r_name = (sender.name if sender else "?"), (receiver.name if receiver else "?")
+    # Across instances one side is the peer's: named as it calls itself, tagged only where it lives.
+    peer = session.exec(select(Peer).where(Peer.connection_id == conn.id)).first()
+    remote = (peer.their_account if peer else None) or "?"
+    s_name, r_name = (sender.name if sender else remote), (receiver.name if receiver else remote)
+    local = [f"account:{a.name}" for a in (sender, receiver) if a is not None]
     return RunLabels(
-        name=f"b2b {s_name}/{conn.sender_name} → {r_name}/{conn.receiver_name}: {what}",
-        tags=[f"connection:{conn.id}", "b2b", f"account:{s_name}", f"account:{r_name}", f"flow:{flow.name}"],
+        name=f"b2b {s_name}/{conn.sender_name or '?'} → {r_name}/{conn.receiver_name or '?'}: {what}",
+        tags=[f"connection:{conn.id}", "b2b", *local, f"flow:{flow.name}"],
     )

@@ -64,6 +64,7 @@ __all__ = [
     "AuthError",
     "ChunkReadStream",
     "ConfigError",
+    "Deferrable",
     "DnsError",
     "Endpoint",
     "EndpointError",
@@ -91,6 +92,10 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 1024 * 1024
 
 E = TypeVar("E", bound=BaseException)
+
+
+class Deferrable(TransientError):
+    """Try much later and keep the file: the transfer waits instead of failing (DESIGN-12 §5.8)."""
 
 
 class OnConflict(StrEnum):

@@ -27,6 +27,7 @@ _BUILT_IN: dict[str, str] = {
     "ftp": "core.endpoints.ftp:FtpEndpoint",
     "http": "core.endpoints.http:HttpEndpoint",
     "mailbox": "core.endpoints.mailbox:MailboxEndpoint",
+    "peer": "core.endpoints.peer:PeerEndpoint",
     "s3": "core.endpoints.s3:S3Endpoint",
     "sftp": "core.endpoints.sftp:SftpEndpoint",
 }

@@ -78,7 +78,7 @@ def set_settings(
     in both the settings and the secrets (http's headers are one list kept in the two); `unset`
     takes keys back to their defaults."""
     row = get(session, scope, name)
-    if row is None or row.removed_at is not None or row.type == "mailbox":
+    if row is None or row.removed_at is not None or endpoint_class(row.type).internal:
         raise ConfigError(f"no endpoint named {name!r}")
     cls = endpoint_class(row.type)
     config, secrets, dropped = known_only(cls, dict(row.config), decrypt_json(row.secrets))

@@ -6,6 +6,7 @@
       .tmp/                         writes being staged, on the same filesystem so renames are atomic
       .partial/<account>/<partner>/<folder>/<name>
                                     unfinished SFTP/FTP uploads, kept for a resume (staging.py)
+      .peer/<connection uid>/<uid>  files another instance is pushing to us (core/b2b/peer_upload.py)
       .removed/                     homes of removed partners, and whatever was found at a new one's
       .archive/<day>/<id>-<name>    where delivered files went before `.store` (old receipts)
 
@@ -36,9 +37,12 @@ DELIVERY_PATH: Final = f"{DOWNLOAD}/{{name}}"
 STORE_DIR: Final = ".store"
 TEMP_DIR: Final = ".tmp"
 PARTIAL_DIR: Final = ".partial"
+PEER_DIR: Final = ".peer"
 REMOVED_DIR: Final = ".removed"
 LEGACY_ARCHIVE_DIR: Final = ".archive"
-RESERVED_DIRS: Final = frozenset({STORE_DIR, TEMP_DIR, PARTIAL_DIR, REMOVED_DIR, LEGACY_ARCHIVE_DIR})
+RESERVED_DIRS: Final = frozenset(
+    {STORE_DIR, TEMP_DIR, PARTIAL_DIR, PEER_DIR, REMOVED_DIR, LEGACY_ARCHIVE_DIR}
+)
 
 # Uploads to names ending so (WinSCP, rclone, scripts: upload as `x.part`, rename to `x`) wait,
 # staged, to be renamed to their final name; so do another tradelane's temporary names

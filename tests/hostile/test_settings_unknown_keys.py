@@ -31,6 +31,7 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "ftp": ({"host": "ftp.example", "user": "acme"}, {"password": "p"}),
     "http": ({"url": "https://erp.example/in"}, {"bearer": "t"}),
     "mailbox": ({"partner": "acme"}, {}),
+    "peer": ({"connection": 1}, {}),
     "s3": ({"bucket": "inbound"}, {}),
     "sftp": ({"host": "sftp.example", "user": "acme", "host_key": HOST_KEY}, {"password": "p"}),
 }
@@ -63,7 +64,7 @@ def test_the_constructor_refuses_an_unknown_setting_or_secret_by_name(type_: str
         cls(config, {**secrets, "pasword": "p"})
 
 
-@pytest.mark.parametrize("type_", sorted(set(GOOD) - {"mailbox"}))
+@pytest.mark.parametrize("type_", sorted(set(GOOD) - {"mailbox", "peer"}))
 def test_apply_refuses_an_unknown_key_with_its_path(type_: str, home: Path, tmp_path: Path) -> None:
     config, secrets = GOOD[type_]
     spec = tmp_path / "t.yaml"

@@ -1,0 +1,226 @@
+"""Across two `tradelane up` instances (separate homes and ports): a file put into A's outbox by REST is
+pushed by A's Prefect flow to B (DESIGN-12 §5.5), lands byte for byte in B's receiving folder through
+B's intake and landing flow (§5.9), and A keeps B's signed receipt, which verifies with B's key
+(§5.6). A replay of the same transfer is answered "complete" (no second receipt, no second file);
+a connection cut mid-body resumes from B's offset; and B killed with SIGKILL while it holds part of
+an upload, then started again on the same home and ports, takes the file exactly once.
+
+The pair is made by tests/b2b/peer_pair.py (until the handshake merges). A reaches B's API through
+a `Relay` that can cut, slow or hold the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.b2b.outbox_doors import folder_named, upload
+from tests.b2b.peer_pair import Relay, Side, in_home
+from tests.system import System, run_system, start
+from tests.waiting import wait_for
+
+PASSWORD = "Peer-push-Pass-41"
+WAIT = 180.0  # two instances on a busy machine: generous, and never a timing assertion
+ENV = {
+    "TRADELANE_PEER_ALLOW_PRIVATE": "true",
+    "TRADELANE_LOCKOUT_FAILURES": "100000",
+    "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000",
+}
+
+
+@dataclass
+class Pair:
+    a: System  # acme sends through outbox `orders`
+    b: System  # globex receives into file endpoint `lake`, folder `in`
+    relay: Relay  # A reaches B's API through it
+    a_side: Side
+    b_side: Side
+    lake: Path
+
+    def send(self, name: str, data: bytes) -> None:
+        """acme's admin puts a file into b2b/orders/ over REST (A's intake, protocol b2b)."""
+        token = httpx.post(
+            f"{self.a.api}/api/authentication",
+            data={"grant_type": "password", "username": "admin@acme.example", "password": PASSWORD},
+            timeout=30,
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=self.a.api, headers=headers, timeout=120) as rest:
+            sent = upload(rest, folder_named(rest, "b2b", "orders")["id"], name, data)
+        assert sent.status_code == 201, sent.text
+
+    def sent(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = in_home(self.a.env, "sent", connection_id=self.a_side.connection_id)
+        return rows
+
+    def delivered(self, name: str, count: int = 1) -> list[dict[str, Any]]:
+        def done() -> list[dict[str, Any]] | None:
+            rows = [r for r in self.sent() if r["name"] == name]
+            if len(rows) >= count and all(r["state"] == "delivered" for r in rows):
+                return rows
+            if any(r["state"] in ("failed", "rejected") for r in rows):
+                raise AssertionError(f"{name} did not go through: {json.dumps(rows, indent=1)}")
+            return None
+
+        return wait_for(done, f"{name} delivered by A", timeout=WAIT, interval=0.5)
+
+    def landed(self, name: str) -> bytes:
+        path = self.lake / "in" / name
+        return wait_for(lambda: path.exists() and path.read_bytes(), f"{name} in B's folder", WAIT, 0.3)
+
+    def uploads(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = in_home(self.b.env, "uploads", connection_id=self.b_side.connection_id)
+        return rows
+
+    def receipts_on_b(self, name: str) -> list[dict[str, Any]]:
+        rows = in_home(self.b.env, "receipts_of", connection_id=self.b_side.connection_id)
+        return [r for r in rows if r["name"] == name]
+
+    def copies_in_lake(self, name: str) -> list[str]:
+        stem = Path(name).stem
+        return sorted(p.name for p in (self.lake / "in").iterdir() if p.name.startswith(stem))
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    lake = tmp_path_factory.mktemp("lake")
+    (lake / "in").mkdir()
+    with run_system(**ENV) as b, run_system(**ENV) as a:
+        relay = Relay(int(b.api.rsplit(":", 1)[1]))
+        try:
+            b.cli("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
+            b.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake), "--account", "globex")
+            a.cli("account", "add", "acme", "--email", "admin@acme.example", "--password", PASSWORD)
+            a_side = in_home(
+                a.env, "sender_begin", account="acme", name="to-globex", outbox="orders", peer_url=relay.url
+            )
+            b_side = in_home(
+                b.env,
+                "receiver_side",
+                account="globex",
+                name="from-acme",
+                endpoint="lake",
+                folder="in",
+                peer_url=a.api,
+                their=a_side,
+                their_account="acme",
+            )
+            in_home(
+                a.env,
+                "sender_activate",
+                connection_id=a_side.connection_id,
+                their=b_side,
+                their_account="globex",
+                their_name="from-acme",
+            )
+            yield Pair(a, b, relay, a_side, b_side, lake)
+        finally:
+            relay.close()
+
+
+def test_an_outbox_file_lands_on_the_other_instance_with_a_signed_receipt(pair: Pair) -> None:
+    data = os.urandom(1_200_000)
+    pair.send("po-1.edi", data)
+    assert pair.landed("po-1.edi") == data
+    [row] = pair.delivered("po-1.edi")
+    # A keeps B's signed receipt, and it verifies with B's key (the peer row's) for what A sent.
+    assert row["receipt_problem"] is None and row["receipt"] is not None
+    facts = row["receipt"]
+    assert (facts["name"], facts["size"], facts["sha256"]) == ("po-1.edi", len(data), row["sha256"])
+    assert facts["connection"] == pair.b_side.uid and facts["peer_connection"] == pair.a_side.uid
+    assert facts["key"] == f"{pair.b_side.uid}/{row['id']}/{row['sha256']}"
+    assert row["answer"]["summary"] == "received by globex (signed receipt)"
+    assert row["uri"] == f"tradelane-peer://127.0.0.1/{pair.b_side.uid}/po-1.edi"
+    # A learns nothing of B's storage: no path, no endpoint name.
+    assert str(pair.lake) not in json.dumps(row) and "lake" not in json.dumps(row)
+    # B took it in once: one receipt (the one the signed receipt names), one upload, one file.
+    [on_b] = pair.receipts_on_b("po-1.edi")
+    assert on_b["id"] == facts["receipt_id"] and on_b["protocol"] == "b2b"
+    [up] = [u for u in pair.uploads() if u["name"] == "po-1.edi"]
+    assert up["state"] == "complete" and up["receipt_id"] == on_b["id"]
+    assert pair.copies_in_lake("po-1.edi") == ["po-1.edi"]
+    # acme's own history of the connection shows the signed receipt, and nothing of B's storage.
+    shown = pair.a.cli("transfers", "--connection", "to-globex", "--account", "acme", "--json").stdout
+    [mine] = [r for r in json.loads(shown) if r["file"] == "po-1.edi"]
+    assert mine["outcome"] == "delivered (signed receipt)"
+    assert mine["signed_receipt"] == {k: row["answer"][k] for k in ("receipt", "signature", "key_id")}
+    assert "lake" not in shown and str(pair.lake) not in shown
+
+
+def test_a_replay_of_the_same_transfer_is_answered_complete_and_lands_nothing_more(pair: Pair) -> None:
+    data = os.urandom(300_000)
+    pair.send("po-2.edi", data)
+    [first] = pair.delivered("po-2.edi")
+    assert pair.landed("po-2.edi") == data
+    pair.a.cli("replay", str(first["id"]), "--account", "acme")
+    rows = pair.delivered("po-2.edi", count=2)
+    replay = next(r for r in rows if r["replay_of"] == first["id"])
+    # The same key (the original transfer, the same SHA-256): B answers with the receipt it gave.
+    assert replay["receipt"]["key"] == first["receipt"]["key"]
+    assert replay["receipt"]["receipt_id"] == first["receipt"]["receipt_id"]
+    assert replay["answer"]["receipt"] == first["answer"]["receipt"]
+    assert len(pair.receipts_on_b("po-2.edi")) == 1
+    assert pair.copies_in_lake("po-2.edi") == ["po-2.edi"]
+
+
+def test_a_connection_cut_mid_body_resumes_from_the_receivers_offset(pair: Pair) -> None:
+    data = os.urandom(3_000_000)
+    pair.relay.cut_after(1_200_000)  # the next connection towards B breaks after ~1.2 MB of its body
+    pair.send("big-1.bin", data)
+    assert pair.landed("big-1.bin") == data
+    [row] = pair.delivered("big-1.bin")
+    assert pair.relay.cuts == 1 and row["attempts"] >= 2 and row["receipt_problem"] is None
+    [up] = [u for u in pair.uploads() if u["name"] == "big-1.bin"]
+    assert up["state"] == "complete" and up["resumes"] >= 1
+    assert len(pair.receipts_on_b("big-1.bin")) == 1
+    assert pair.copies_in_lake("big-1.bin") == ["big-1.bin"]
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_receiver_killed_mid_upload_and_started_again_takes_the_file_exactly_once(pair: Pair) -> None:
+    data = os.urandom(3_000_000)
+    staged = pair.b.home / "mailboxes" / ".peer" / pair.b_side.uid
+    before = {p.name for p in staged.glob("*")} if staged.exists() else set()
+    pair.relay.rate = 150_000.0  # bytes per second towards B: the upload takes ~20 s
+    try:
+        pair.send("big-2.bin", data)
+
+        def part_staged() -> bool:
+            sizes = (
+                [p.stat().st_size for p in staged.glob("*") if p.name not in before]
+                if staged.exists()
+                else []
+            )
+            return any(0 < size < len(data) for size in sizes)
+
+        wait_for(part_staged, "part of big-2.bin staged on B", timeout=WAIT, interval=0.1)
+        pair.relay.hold()  # A's next tries wait at the relay until B is back
+        assert pair.b.proc is not None
+        pair.b.proc.send_signal(signal.SIGKILL)
+        pair.b.proc.wait()
+        api_port = int(pair.b.api.rsplit(":", 1)[1])
+        wait_for(lambda: _port_closed(api_port), "B's API port to come free", 60, 0.2)
+    finally:
+        pair.relay.rate = None
+    start(pair.b)
+    pair.relay.release()
+    assert pair.landed("big-2.bin") == data
+    [row] = pair.delivered("big-2.bin")
+    assert row["receipt_problem"] is None and row["receipt"]["size"] == len(data)
+    [up] = [u for u in pair.uploads() if u["name"] == "big-2.bin"]
+    assert up["state"] == "complete" and up["resumes"] >= 1
+    assert len(pair.receipts_on_b("big-2.bin")) == 1
+    assert pair.copies_in_lake("big-2.bin") == ["big-2.bin"]
