@@ -232,6 +232,9 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "access_log": False,
         "limit_concurrency": settings.api_max_connections or None,
         "timeout_keep_alive": settings.api_keepalive_timeout_seconds,
+        # uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default: any local process could
+        # then choose the address the lockout, bans, allow-lists and audit see. Nothing is trusted.
+        "proxy_headers": False,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
