@@ -11,6 +11,7 @@ import httpx
 
 from tests.b2b.peers_pair import Pair, unique
 from tests.system import start, stop
+from tests.waiting import wait_for
 
 
 def accept(pair: Pair, link: str, name: str, *flags: str, account: str = "home") -> dict[str, Any]:
@@ -127,12 +128,48 @@ def test_revoke_on_either_side_shows_on_the_other(peer_pair: Pair) -> None:
     assert "by the sender" in revoked["state_text"]
 
 
+def test_a_lost_revoke_notice_is_repaired_by_the_state_check(peer_pair: Pair) -> None:
+    pair = peer_pair
+    name, theirs = unique("to-globex"), unique("from-acme")
+    accept(pair, pair.invite(send=True, name=name)["link"], theirs, "--dest", "lake:in")
+    # Revoked on A with no notice owed (as if it was lost): B learns it from its state check alone.
+    pair.a.py(
+        "from sqlmodel import select\n"
+        "from core.b2b import connections\n"
+        "from core.db import session_scope\n"
+        "from core.models import Connection\n"
+        "with session_scope() as s:\n"
+        f"    c = s.exec(select(Connection).where(Connection.sender_name == {name!r})).one()\n"
+        "    connections.end(s, c, actor='test', side='sender')\n"
+    )
+    revoked = pair.b.wait_state(theirs, "revoked")
+    assert "by the sender" in revoked["state_text"]
+    actions = [e["action"] for e in pair.b.json("audit", "--action", "peer")]
+    assert "peer.revoke.received" in actions
+
+
+def a_peer(pair: Pair, name: str) -> dict[str, Any]:
+    shown: dict[str, Any] = pair.a.connection(name)["peer"]
+    return shown
+
+
 def test_a_revoke_while_b_is_down_reaches_b_when_it_is_back(peer_pair: Pair) -> None:
     pair = peer_pair
     name, theirs = unique("to-globex"), unique("from-acme")
     accept(pair, pair.invite(send=True, name=name)["link"], theirs, "--dest", "lake:in")
+    stays = unique("to-globex")
+    accept(pair, pair.invite(send=True, name=stays)["link"], unique("from-acme"), "--dest", "lake:in")
     stop(pair.b.system)
     try:
+        # A's state check finds B gone: shown unreachable, with why, never revoked.
+        down = wait_for(
+            lambda: not a_peer(pair, stays)["reachable"] and a_peer(pair, stays),
+            "B unreachable",
+            timeout=60,
+            interval=0.5,
+        )
+        assert "did not answer" in down["last_error"]
+        assert pair.a.connection(stays)["state"] == "active"
         pair.a.cli("connect", "revoke", name)
 
         def notice_failed() -> bool:
@@ -148,10 +185,11 @@ def test_a_revoke_while_b_is_down_reaches_b_when_it_is_back(peer_pair: Pair) -> 
             to_send, attempts = out.split()
             return to_send == "True" and int(attempts) >= 1
 
-        from tests.waiting import wait_for
-
         wait_for(notice_failed, "A's revoke notice to fail while B is down", timeout=60, interval=0.5)
-        assert pair.a.connection(name)["peer"]["reachable"] in (True, False)
     finally:
         start(pair.b.system)
     pair.b.wait_state(theirs, "revoked")
+    wait_for(lambda: a_peer(pair, stays)["reachable"], "B reachable again", timeout=60, interval=0.5)
+    assert a_peer(pair, stays)["last_error"] is None
+    actions = [e["action"] for e in pair.a.json("audit", "--action", "peer")]
+    assert "peer.unreachable" in actions and "peer.reachable" in actions
