@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from core import audit
-from core.models import Account, Connection, DataFlow, Receipt
+from core.models import Account, Connection, DataFlow, Peer, Receipt
 
 PREFIX = "b2b:"
 
@@ -88,6 +88,10 @@ def run_labels(session: Session, flow: DataFlow, first: Receipt, count: int) -> 
     receiver = session.get(Account, conn.receiver_account_id) if conn.receiver_account_id else None
     what = first.name if count == 1 else f"{count} files"
     s_name, r_name = (sender.name if sender else "?"), (receiver.name if receiver else "?")
+    if sender is None or receiver is None:  # the other side is another instance: its account's name
+        peer = session.exec(select(Peer).where(Peer.connection_id == conn.id)).first()
+        other = (peer.their_account if peer else None) or "?"
+        s_name, r_name = (other, r_name) if sender is None else (s_name, other)
     return RunLabels(
         name=f"b2b {s_name}/{conn.sender_name} → {r_name}/{conn.receiver_name}: {what}",
         tags=[f"connection:{conn.id}", "b2b", f"account:{s_name}", f"account:{r_name}", f"flow:{flow.name}"],

@@ -98,6 +98,13 @@ def test_accept_across_over_rest(peer_pair: Pair) -> None:
     assert pair.a.connection(name)["peer"]["account"] == account
     assert pair.b.connection(theirs, account=account)["state"] == "active"
 
+    declined_name = unique("to-globex")
+    link = pair.invite(send=True, name=declined_name)["link"]
+    with httpx.Client(base_url=pair.b.url, timeout=60) as rest:
+        answer = rest.post("/api/connections/decline", json={"token": link}, headers=headers)
+    assert answer.status_code == 200 and answer.json() == {"id": None, "state": "declined"}, answer.text
+    assert pair.a.connection(declined_name)["state"] == "declined"
+
 
 def test_decline_across(peer_pair: Pair) -> None:
     pair = peer_pair
