@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from core.b2b import keys
 from core.b2b.signing import sign_request, sign_with
 from tests.b2b.peers_pair import Pair, unique
+from tests.servers import free_port
 from tests.waiting import wait_for
 
 
@@ -126,10 +127,12 @@ def test_forged_old_replayed_unsigned_and_misdirected_requests_are_refused(
     assert pair.a.connection(first)["state"] == "active"
 
 
-def _offer(pair: Pair, token: str, key: Ed25519PrivateKey, key_id: str) -> httpx.Response:
+def _offer(
+    pair: Pair, token: str, key: Ed25519PrivateKey, key_id: str, peer_url: str | None = None
+) -> httpx.Response:
     body = {
         "token": token,
-        "peer_url": pair.b.url,
+        "peer_url": peer_url or pair.b.url,
         "connection_uid": "6f1b2d2e-7a44-4a3e-9b54-4a8f0f1d2c3b",
         "key_id": key_id,
         "public_key": keys.public_key_text(key.public_key()),
@@ -154,6 +157,25 @@ def test_an_accept_replayed_with_another_key_is_refused(peer_pair: Pair) -> None
     answer = _offer(pair, token, Ed25519PrivateKey.generate(), keys.new_key_id())
     assert answer.status_code == 409 and "already accepted" in answer.json()["message"]
     assert pair.stores() == before
+
+
+def test_the_same_accept_again_gets_the_same_answer_and_no_other(peer_pair: Pair) -> None:
+    """B's retry after a lost answer (same token, key and connection id) gets the first answer again."""
+    pair = peer_pair
+    name = unique("to-retry")
+    token = pair.invite(send=True, name=name)["link"].split("token=", 1)[1]
+    key, key_id = Ed25519PrivateKey.generate(), keys.new_key_id()
+    nowhere = f"http://127.0.0.1:{free_port()}"  # its state checks find nobody: no noise on B
+    first = _offer(pair, token, key, key_id, nowhere)
+    assert first.status_code == 200, first.text
+    assert first.json()["state"] == "active" and first.json()["direction"] == "send"
+    again = _offer(pair, token, key, key_id, nowhere)
+    assert again.status_code == 200 and again.json() == first.json()
+    before = pair.stores()
+    other = _offer(pair, token, Ed25519PrivateKey.generate(), keys.new_key_id(), nowhere)
+    assert other.status_code == 409 and "already accepted" in other.json()["message"]
+    assert pair.stores() == before
+    assert pair.a.connection(name)["peer"]["account"] == "mallory"
 
 
 def test_bad_tokens_across_change_nothing(peer_pair: Pair) -> None:
