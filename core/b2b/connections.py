@@ -9,9 +9,13 @@ A connection is named by each side for itself (`sender_name`, `receiver_name`); 
 the caller's own name for it, or its id. The receiver's destination (endpoint and folder) is shown
 to the receiver only: nothing here returns it to the sender.
 
-Why one module of ~670 lines: every operation checks and changes the same row under the same
-account lock, and the states' rules read best side by side. The views (`view`, `receiver_listing`)
-are the part to move out when the cross-instance branches join.
+A link of another instance takes the cross-instance branch (core/b2b/handshake.py); a revoke of a
+cross-instance connection owes the other instance a notice (`peer.revoke_to_send`, sent by
+core/b2b/worker.py); what the other instance asks of us is core/b2b/peer_side.py.
+
+Why one module of ~740 lines: every operation checks and changes the same row under the same
+account lock, and the states' rules read best side by side. The views (`view`, `peer_view`,
+`receiver_listing`) are the part to move out next.
 """
 
 from __future__ import annotations
