@@ -8,6 +8,7 @@ start once for every test module that uses them; tests use their own connection 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,11 +112,14 @@ def _instance(name: str) -> Iterator[Instance]:
         "TRADELANE_PEER_ALLOW_PRIVATE": "true",
         "TRADELANE_PEER_CHECK_SECONDS": "2",
     }
-    with run_system(api_port=port, **env) as system:
-        lake = Path(tempfile.mkdtemp(prefix=f"tradelane-{name}-lake-"))
-        (lake / "in").mkdir()
-        system.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake))
-        yield Instance(name, system, lake)
+    lake = Path(tempfile.mkdtemp(prefix=f"tradelane-{name}-lake-"))
+    try:
+        with run_system(api_port=port, **env) as system:
+            (lake / "in").mkdir()
+            system.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake))
+            yield Instance(name, system, lake)
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
