@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import docs, errors
 from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
+from api.routes.peer import router as peer_router
 from api.web import connect
 from api.web.service import AcceptService
 
@@ -40,6 +41,7 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     app.include_router(api_router, prefix="/api")
     app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     app.include_router(peer_uploads.router())  # /peer/v1/connections/{uid}/uploads: signed by a peer
+    app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests
     if accept_service is not None:
         connect.install(app, accept_service)
     return app

@@ -133,6 +133,15 @@ async def _read_within(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_small_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
+    """An unsigned peer request's small JSON body (invitation preview/decline), read within `limit`."""
+    try:
+        body = await _read_within(request, limit)
+    except PeerRefused as refused:
+        raise HTTPException(refused.status, refused.message, headers=CLOSE) from None
+    return _json(body)
+
+
 class PeerAuth:
     """The checks for signed peer requests, bound to how this instance finds its connections.
 
@@ -232,4 +241,4 @@ class PeerAuth:
         return HTTPException(refused.status, refused.message, headers=CLOSE)
 
 
-__all__ = ["JSON_BODY", "NO_BODY", "POSSESSION", "KeyOffer", "PeerAuth", "PeerCall"]
+__all__ = ["JSON_BODY", "NO_BODY", "POSSESSION", "KeyOffer", "PeerAuth", "PeerCall", "read_small_json"]

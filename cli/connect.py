@@ -141,7 +141,15 @@ def accept(
         role = connections.side_of(conn, caller.account_id)
         other = connections._other_name(session, conn, caller.account_id)
         where = connections.dest_label(session, conn) if role == "receive" else None
-        answer = {"id": conn.id, "name": name, "state": conn.state, "role": role, "with": other, "peer": None}
+        peer = connections.peer_of(session, conn)
+        answer = {
+            "id": conn.id,
+            "name": name,
+            "state": conn.state,
+            "role": role,
+            "with": other,
+            "peer": {"url": peer.base_url, "account": peer.their_account} if peer else None,
+        }
     if as_json:
         print_json(answer)
         return
@@ -161,7 +169,8 @@ def decline(
 
     with database() as session:
         conn = connections.decline(session, token_or_link)
-        answer = {"id": conn.id, "state": conn.state}
+        # A link to another instance is declined there: nothing is stored here (no id).
+        answer = {"id": conn.id if conn else None, "state": conn.state if conn else "declined"}
     if as_json:
         print_json(answer)
         return
@@ -187,12 +196,20 @@ def list_(account: AccountOption = "home", as_json: JsonOption = False) -> None:
             str(row["id"]),
             str(row["name"] or "-"),
             "sends" if row["role"] == "send" else "receives",
-            str(row["with"] or "-"),
+            _with(row),
             f"b2b/{row['outbox']}/" if row["outbox"] else "-",
             str(row["state_text"]),
             "on" if row["allow_sender_view"] else "off",
         )
     console.print(table)
+
+
+def _with(row: dict[str, Any]) -> str:
+    """The other side: an account here, or `peer <host> (<its account>)` for another instance."""
+    peer = row.get("peer")
+    if isinstance(peer, dict):
+        return f"{row['with']} ({peer.get('account') or '?'})"
+    return str(row["with"] or "-")
 
 
 @connect_app.command()

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
     # Unset: http://{host}:{api_port} (a wildcard host as loopback).
     public_url: str | None = None
+    # Cross-instance connections (core/b2b/worker.py): how often each active connection asks the other
+    # instance for its state (a revoke there shows here within this, plus the request), and whether
+    # peer URLs may be on loopback/private addresses (a shared instance must not post into its own
+    # network for a link someone else sent; tests on 127.0.0.1 set it).
+    peer_check_seconds: PositiveFloat = 30.0
+    peer_allow_private: bool = False
     # The SMTP server invitation e-mails go through (core/b2b/mail.py). Unset host: no e-mail is sent,
     # the inviter is given the link to pass on. Port unset: 587 (starttls), 465 (ssl), 25 (none).
     # With a user set, AUTH is always used, also with tls none (the password then crosses in clear).

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.b2b.helpers import *  # noqa: F403
+from tests.b2b.peers_pair import *  # noqa: F403
 from tests.endpoint_servers.azurite import *  # noqa: F403
 from tests.endpoint_servers.ftpd import *  # noqa: F403
 from tests.endpoint_servers.http_app import *  # noqa: F403

@@ -10,6 +10,7 @@ from pathlib import Path
 
 def clear_caches() -> None:
     from core.as2.worker import worker
+    from core.b2b.worker import worker as peer_worker
     from core.config import get_settings
     from core.crypto import secret_key
     from core.db import get_engine
@@ -17,6 +18,7 @@ def clear_caches() -> None:
     # An API app served without its lifespan (TestClient) leaves the AS2 worker sweeping the store;
     # a sweep that read the old settings could cache the old engine again right after the clear.
     worker.stop()
+    peer_worker.stop()  # the same for the peer worker (api/routes/peer.py's lifespan)
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()

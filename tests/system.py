@@ -126,15 +126,16 @@ def stop(system: System, sig: int = signal.SIGINT) -> None:
 
 
 @contextmanager
-def run_system(**extra_env: str) -> Iterator[System]:
-    """Start `tradelane up` in a fresh home; its Prefect API asks for an auth string.
+def run_system(api_port: int | None = None, **extra_env: str) -> Iterator[System]:
+    """Start `tradelane up` in a fresh home (its API on `api_port`, or a free port); its Prefect API
+    asks for an auth string.
 
     Unless `extra_env` gives TRADELANE_PREFECT_AUTH ("": leave `up` to generate one), the harness
     chooses one and puts it in `prefect_api` as user info, so a plain `httpx.get(system.prefect_api
     + ...)` authenticates.
     """
     home = Path(tempfile.mkdtemp(prefix="tradelane-"))
-    api_port, prefect_port = free_port(), free_port()
+    api_port, prefect_port = api_port or free_port(), free_port()
     extra_env.setdefault("TRADELANE_PREFECT_AUTH", f"tradelane:{os.urandom(16).hex()}")
     env = system_env(home, api_port, prefect_port, **extra_env)
     auth = env.get("TRADELANE_PREFECT_AUTH")

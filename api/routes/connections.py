@@ -91,7 +91,8 @@ def invite(request: InviteRequest, caller: CallerDep, session: SessionDep) -> di
 
 @router.post("/accept", responses=REFUSALS)
 def accept(request: AcceptRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
-    """Accept another account's invitation: the connection becomes active."""
+    """Accept an invitation: of another account here, or (a link to another instance) across, through
+    the signed handshake with that instance; the connection becomes active on both sides."""
     conn = connections.accept(
         session, caller, request.token, name=request.name, dest=request.dest, outbox=request.outbox
     )
@@ -102,7 +103,8 @@ def accept(request: AcceptRequest, caller: CallerDep, session: SessionDep) -> di
 def decline(request: DeclineRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """Decline an invitation (the token is the authority)."""
     conn = connections.decline(session, request.token, actor=caller.actor)
-    return {"id": conn.id, "state": conn.state}
+    # A link to another instance is declined there: nothing is stored here (no id).
+    return {"id": conn.id if conn else None, "state": conn.state if conn else "declined"}
 
 
 @router.get("", responses=REFUSALS)

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from api.errors import CLOSE
 from api.peer_auth import JSON_BODY, NO_BODY, PeerAuth, PeerCall
-from core.b2b import peer_upload
+from core.b2b import peer_side, peer_upload
 from core.b2b.signing import UPLOAD
 from core.config import get_settings
 from core.errors import StatusError
@@ -40,7 +40,7 @@ def _length(request: Request) -> int | None:
 
 def router() -> APIRouter:
     """The upload routes, bound to this instance's connections and upload size limit."""
-    auth = PeerAuth(peer_upload.connection_side)
+    auth = PeerAuth(peer_side.find_connection)
     routes = APIRouter(prefix="/peer/v1/connections/{uid}/uploads", tags=["peer"], include_in_schema=False)
     signed_json = auth.require(JSON_BODY)
     signed_upload = auth.require(UPLOAD, max_body_bytes=get_settings().max_upload_bytes)

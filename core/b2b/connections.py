@@ -9,9 +9,13 @@ A connection is named by each side for itself (`sender_name`, `receiver_name`); 
 the caller's own name for it, or its id. The receiver's destination (endpoint and folder) is shown
 to the receiver only: nothing here returns it to the sender.
 
-Why one module of ~670 lines: every operation checks and changes the same row under the same
-account lock, and the states' rules read best side by side. The views (`view`, `receiver_listing`)
-are the part to move out when the cross-instance branches join.
+A link of another instance takes the cross-instance branch (core/b2b/handshake.py); a revoke of a
+cross-instance connection owes the other instance a notice (`peer.revoke_to_send`, sent by
+core/b2b/worker.py); what the other instance asks of us is core/b2b/peer_side.py.
+
+Why one module of ~740 lines: every operation checks and changes the same row under the same
+account lock, and the states' rules read best side by side. The views (`view`, `peer_view`,
+`receiver_listing`) are the part to move out next.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from core.models import (
     Connection,
     ConnectionState,
     DataFlow,
+    Peer,
     Receipt,
     Transfer,
     TransferState,
@@ -288,21 +293,21 @@ def invitation_mail(session: Session, invitation: Invitation) -> mail.Invitation
 # -- the token holder: accept, decline --------------------------------------------------------
 
 
-def _local_token(text: str) -> str:
+def _token_and_base(text: str) -> tuple[str, str | None]:
+    """The token, and the base URL of the instance that issued it when that is not this one (a
+    bare token, or a link to this instance's public URL, is local)."""
     token, base = tokens.parse_token_or_link(text)
-    if base is not None and base.rstrip("/") != public_url():
-        raise Invalid(
-            f"this invitation is from another instance ({base}); accepting an invitation across "
-            "instances is not available on this one yet"
-        )
-    return token
+    if base is None or base.rstrip("/") == public_url():
+        return token, None
+    return token, base.rstrip("/")
 
 
 def find_invitation(session: Session, token: str) -> Connection:
     """The connection a usable token invites to; each reason it is not usable has its own message."""
     expire_due(session)
     conn = session.exec(select(Connection).where(Connection.token_hash == tokens.token_hash(token))).first()
-    if conn is None:
+    # A row whose inviter is another instance is our half of accepting *its* invitation: no invitation here.
+    if conn is None or _inviter_id(conn) is None:
         raise NotFound("no such invitation: check that the link is complete and unchanged")
     inviter = _inviter_name(session, conn)
     if conn.state == ConnectionState.active or conn.accepted_at is not None:
@@ -322,6 +327,9 @@ def _inviter_id(conn: Connection) -> int | None:
 
 def _inviter_name(session: Session, conn: Connection) -> str:
     account = session.get(Account, _inviter_id(conn)) if _inviter_id(conn) else None
+    if account is None and conn.id is not None:  # the inviter is the other instance
+        peer = peer_of(session, conn)
+        return (peer.their_account or "the inviter") if peer else "the inviter"
     return account.name if account else "the inviter"
 
 
@@ -351,9 +359,14 @@ def accept(
     dest: str | None = None,
     outbox: str | None = None,
 ) -> Connection:
-    """Accept an invitation of another account on this instance: the connection becomes active."""
-    token = _local_token(token_or_link)
+    """Accept an invitation: of another account on this instance, or - for a link to another
+    instance - through the cross-instance handshake (core/b2b/handshake.py). Active on return."""
+    token, remote = _token_and_base(token_or_link)
     caller.require("admin")
+    if remote is not None:
+        from core.b2b import handshake
+
+        return handshake.accept_across(session, caller, remote, token, name=name, dest=dest, outbox=outbox)
     conn = find_invitation(session, token)
     if _inviter_id(conn) == caller.account_id:
         raise Forbidden(
@@ -408,9 +421,15 @@ def _inviter_side_name(conn: Connection) -> str | None:
     return conn.sender_name if conn.direction == "send" else conn.receiver_name
 
 
-def decline(session: Session, token_or_link: str, actor: str = "cli") -> Connection:
-    """The token holder says no: the connection is declined (the token is the authority)."""
-    token = _local_token(token_or_link)
+def decline(session: Session, token_or_link: str, actor: str = "cli") -> Connection | None:
+    """The token holder says no: the connection is declined (the token is the authority). A link to
+    another instance is declined there; nothing is stored here (None)."""
+    token, remote = _token_and_base(token_or_link)
+    if remote is not None:
+        from core.b2b import handshake
+
+        handshake.decline_across(remote, token)
+        return None
     conn = find_invitation(session, token)
     _use_token(session, conn, ConnectionState.declined)
     conn.declined_at = conn.updated_at = utcnow()
@@ -420,12 +439,26 @@ def decline(session: Session, token_or_link: str, actor: str = "cli") -> Connect
 
 
 def _activate(session: Session, conn: Connection) -> None:
-    """Entering active: the receiver's landing data flow, and the held files released into it."""
-    flow = landing.create_flow(session, conn)
+    """Entering active: the local data flow that carries its files - the receiver's landing flow,
+    or, when the receiver is the other instance, the sender's push flow - and the held files
+    released into it."""
+    if conn.receiver_account_id is None:  # we send to a peer
+        from core.b2b import push_flow
+
+        flow = push_flow.create_flow(session, conn)
+    else:
+        flow = landing.create_flow(session, conn)
+    if flow is None:  # no push flow yet (see core/b2b/push_flow.py): files stay held
+        return
     conn.data_flow_id = flow.id
     session.add(conn)
     session.flush()
     release_held(session, conn.id)
+
+
+def peer_of(session: Session, conn: Connection) -> Peer | None:
+    """The other instance of a cross-instance connection (None on one instance)."""
+    return session.exec(select(Peer).where(Peer.connection_id == conn.id)).first()
 
 
 def release_held(session: Session, connection_id: int | None = None) -> int:
@@ -530,11 +563,25 @@ def revoke(session: Session, caller: Caller, ref: str | int) -> Connection:
     label = side_name(conn, caller.account_id)
     if conn.state in (ConnectionState.revoked, ConnectionState.declined, ConnectionState.expired):
         raise Conflict(f"connection {label!r} is already {conn.state}")
+    side = "sender" if side_of(conn, caller.account_id) == "send" else "receiver"
+    end(session, conn, actor=caller.actor, side=side)
+    peer = peer_of(session, conn)
+    if peer is not None and peer.their_connection_uid is not None:
+        # The other instance is told by the peer worker (core/b2b/worker.py), with retries.
+        peer.revoke_to_send = True
+        peer.notice_attempts = 0
+        peer.next_notice_at = peer.updated_at = utcnow()
+        session.add(peer)
+    return conn
+
+
+def end(session: Session, conn: Connection, *, actor: str, side: str) -> None:
+    """Revoke `conn` (by `side`, "sender" or "receiver"): its flow stops, files not yet started fail."""
     now = utcnow()
     conn.state = ConnectionState.revoked
     conn.revoked_at = conn.updated_at = now
-    conn.revoked_by = caller.actor
-    conn.revoked_side = "sender" if side_of(conn, caller.account_id) == "send" else "receiver"
+    conn.revoked_by = actor
+    conn.revoked_side = side
     session.add(conn)
     if conn.data_flow_id is not None:
         flow = session.get(DataFlow, conn.data_flow_id)
@@ -555,8 +602,7 @@ def revoke(session: Session, caller: Caller, ref: str | int) -> Connection:
             transfer.error_kind = "revoked"
             transfer.finished_at = transfer.updated_at = now
             session.add(transfer)
-    _audit_sides(session, conn, "connection.revoke", actor=caller.actor, side=conn.revoked_side)
-    return conn
+    _audit_sides(session, conn, "connection.revoke", actor=actor, side=side)
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -601,8 +647,25 @@ def check_can_receive(session: Session, connection_id: int) -> Connection:
 
 def _other_name(session: Session, conn: Connection, account_id: int) -> str | None:
     other = conn.receiver_account_id if side_of(conn, account_id) == "send" else conn.sender_account_id
-    account = session.get(Account, other) if other else None
+    if other is None:  # the other side is another instance: its account's name, as it told us
+        peer = peer_of(session, conn)
+        return peer.their_account if peer else None
+    account = session.get(Account, other)
     return account.name if account else None
+
+
+def peer_view(peer: Peer) -> dict[str, object]:
+    """What a side shows of the other instance: its address and account, and whether it answers."""
+    from core.b2b.peer_client import host_of
+
+    return {
+        "url": peer.base_url,
+        "host": host_of(peer.base_url),
+        "account": peer.their_account,
+        "reachable": peer.reachable,
+        "last_error": peer.last_error,
+        "checked_at": _aware(peer.checked_at).isoformat() if peer.checked_at else None,
+    }
 
 
 # -- what each side sees ----------------------------------------------------------------------
@@ -638,6 +701,11 @@ def view(session: Session, caller: Caller, conn: Connection) -> dict[str, object
         "revoked_at": _aware(conn.revoked_at).isoformat() if conn.revoked_at else None,
         "peer": None,
     }
+    peer = peer_of(session, conn)
+    if peer is not None:
+        shown = peer_view(peer)
+        item["with"] = f"peer {shown['host']}"
+        item["peer"] = shown
     if side == "receive":
         item["dest"] = dest_label(session, conn)
         item["data_flow"] = landing.flow_name(conn)

@@ -34,7 +34,6 @@ from sqlmodel import Session, select
 
 from core import intake
 from core.b2b import keys, receipts
-from core.b2b.signing import ConnectionSide
 from core.config import get_settings
 from core.db import session_scope
 from core.errors import Conflict, Gone, Invalid, NotFound, StatusError, TooLarge, Unavailable
@@ -57,15 +56,6 @@ class OffsetMismatch(Conflict):
     def __init__(self, offset: int) -> None:
         super().__init__(f"this upload holds {offset} bytes: continue at offset {offset}")
         self.offset = offset
-
-
-def connection_side(connection_id: int) -> ConnectionSide | None:
-    """The connection a peer key was minted for, as the request checks need it (api/peer_auth.py)."""
-    with session_scope() as session:
-        conn = session.get(Connection, connection_id)
-    if conn is None or conn.id is None:
-        return None
-    return ConnectionSide(conn.id, conn.uid, str(conn.state))
 
 
 # --- who sends, for intake ------------------------------------------------------------------------

@@ -25,9 +25,8 @@ import httpx
 from sqlmodel import select
 
 from core import netpolicy
-from core.b2b import keys, receipts
+from core.b2b import keys, peer_client, receipts
 from core.b2b.signing import UPLOAD_OFFSET_HEADER, sign_request
-from core.config import get_settings
 from core.db import session_scope
 from core.delivery import Delivered, PushKey
 from core.endpoints.base import (
@@ -62,17 +61,6 @@ class PeerSettings(EndpointSettings):
 
     connection: int
     """The connection's id on this instance."""
-
-
-def allow_private() -> bool:
-    """`TRADELANE_PEER_ALLOW_PRIVATE`: peers on loopback/private addresses (tests, one LAN).
-
-    The peers stream owns the setting in core/config.py; until that merges it is read from the
-    environment here, with the same meaning."""
-    value = getattr(get_settings(), "peer_allow_private", None)
-    if value is None:
-        return os.environ.get("TRADELANE_PEER_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes")
-    return bool(value)
 
 
 class PeerEndpoint(Endpoint):
@@ -139,8 +127,7 @@ class PeerEndpoint(Endpoint):
         transfer_key = receipts.TransferKey(peer.their_connection_uid, key.transfer_id, key.sha256)
         expected = receipts.Expected(transfer_key.text(), receipt.name, receipt.size, receipt.sha256)
         base = f"{peer.base_url.rstrip('/')}/peer/v1/connections/{peer.their_connection_uid}/uploads"
-        transport = netpolicy.guarded_transport(allow_private=allow_private())
-        with httpx.Client(transport=transport, timeout=TIMEOUT, follow_redirects=False) as client:
+        with peer_client.open_client(TIMEOUT) as client:
             created = _send(
                 client,
                 client.build_request(

@@ -17,6 +17,7 @@ from sqlmodel import select
 from core import accounts, delivery
 from core.b2b import outbox, receipts
 from core.b2b.caller import cli_caller
+from core.config import get_settings
 from core.db import session_scope
 from core.endpoints.base import Deferrable, EndpointError, PermissionDenied, TransientError
 from core.endpoints.peer import PeerUnreachable
@@ -68,8 +69,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
 
 
 @pytest.fixture(autouse=True)
-def _private_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_peers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TRADELANE_PEER_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()  # the setting is read from the (cached) settings
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 def test_push_sends_the_kept_file_and_returns_the_verified_signed_receipt(loop: Loop) -> None:

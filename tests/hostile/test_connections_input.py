@@ -64,7 +64,8 @@ def test_tokens_truncated_forged_or_not_a_token() -> None:
     refused(("connect", "decline", forged), "404: no such invitation")
     refused(
         accept("http://other.example:8080/connect/accept?token=" + token, "--dest", "lake"),
-        "400: this invitation is from another instance (http://other.example:8080)",
+        # Another instance's link goes to the cross-instance handshake, which needs our public URL.
+        "400: set TRADELANE_PUBLIC_URL to the address the other instance can reach this one at",
     )
 
 
