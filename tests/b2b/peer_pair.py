@@ -1,23 +1,19 @@
-"""Two instances paired by one cross-instance connection, WITHOUT the invitation handshake.
+"""Cross-instance connections for the push tests: what the invitation handshake leaves behind, and
+a relay between the instances.
 
-**Temporary: the handshake (the peers stream: `connect accept <link>` on B, DESIGN-12 §5.4)
-replaces this module at merge.** Until then the push tests pair the instances by writing, in each
-home, exactly what the handshake leaves behind when it succeeds:
+The two-instance tests (tests/b2b/test_peerpush_up.py) pair their instances with the real
+handshake (`connect invite` on A, `connect accept <link>` on B) and read each side's connection
+with `side_named`. The in-process tests (test_peer_endpoint.py, one home holding both ends) write
+the rows the handshake would, with `sender_begin`, `receiver_side` and `sender_activate`:
 
-* on the receiving instance B: an active `connection` row (receiver side: account, name, the
+* on the receiving side B: an active `connection` row (receiver side: account, name, the
   destination endpoint and folder), its `peer` row (A's URL, A's connection uid, A's key id and
-  public key, and B's own key pair minted with `core.b2b.keys.mint`), and B's landing flow
-  `b2b:<id>` (`core.b2b.landing.create_flow`, stored as `connection.data_flow_id`);
-* on the sending instance A: an active `connection` row (sender side: account, name, outbox), its
+  public key, and B's own key pair minted with `core.b2b.keys.mint`), and B's landing flow;
+* on the sending side A: an active `connection` row (sender side: account, name, outbox), its
   `peer` row (B's URL, uid, key id and public key; A's key pair), and A's push flow
-  `b2b:<id>` + hidden endpoint `peer:<id>` (`core.b2b.push_flow.create_flow`, which the peers
-  stream calls at activation).
+  (`core.b2b.push_flow.create_flow`).
 
-In order: `sender_begin` on A (its uid and public key), `receiver_side` on B (given A's), then
-`sender_activate` on A (given B's). Accounts and endpoints are made with the CLI; rows for which
-no core function exists yet (the handshake writes them) are written here with the models.
-
-Each function runs against the home of the process it runs in; `in_home(system, ...)` runs one in
+Each function runs against the home of the process it runs in; `in_home(env, ...)` runs one in
 a real `tradelane up`'s home (a subprocess with that instance's environment). `Relay` sits between
 A and B's API port to cut, slow down or hold the connection (resume and crash tests).
 """
@@ -238,7 +234,24 @@ def sent(connection_id: int) -> list[dict[str, Any]]:
         return out
 
 
+def side_named(account: str, name: str) -> Side:
+    """This instance's end of the cross-instance connection `name` of `account` (after the handshake)."""
+    from core.db import session_scope
+    from core.tenancy import Scope
+
+    with session_scope() as session:
+        from core.b2b import connections
+        from core.b2b.caller import cli_caller
+
+        scope: Scope = cli_caller(session, account)
+        conn = connections.require(session, scope, name)
+        peer = session.exec(select(Peer).where(Peer.connection_id == conn.id)).one()
+        assert conn.id is not None
+        return Side(conn.id, conn.uid, peer.our_key_id, peer.our_public_key)
+
+
 COMMANDS = {
+    "side_named": side_named,
     "sender_begin": sender_begin,
     "sender_activate": sender_activate,
     "receiver_side": receiver_side,

@@ -5,8 +5,9 @@ B's intake and landing flow (§5.9), and A keeps B's signed receipt, which verif
 a connection cut mid-body resumes from B's offset; and B killed with SIGKILL while it holds part of
 an upload, then started again on the same home and ports, takes the file exactly once.
 
-The pair is made by tests/b2b/peer_pair.py (until the handshake merges). A reaches B's API through
-a `Relay` that can cut, slow or hold the connection.
+The instances are paired by the real handshake: acme on A invites, globex on B runs `connect accept
+<link>`. B's public URL is a `Relay` in front of B's API, so A reaches B through it, and the relay
+can cut, slow or hold the connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from tests.b2b.outbox_doors import folder_named, upload
 from tests.b2b.peer_pair import Relay, Side, in_home
+from tests.servers import free_port
 from tests.system import System, run_system, start
 from tests.waiting import wait_for
 
@@ -94,37 +96,33 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     lake = tmp_path_factory.mktemp("lake")
     (lake / "in").mkdir()
-    with run_system(**ENV) as b, run_system(**ENV) as a:
-        relay = Relay(int(b.api.rsplit(":", 1)[1]))
-        try:
+    b_port, a_port = free_port(), free_port()
+    relay = Relay(b_port)
+    try:
+        with (
+            run_system(api_port=b_port, TRADELANE_PUBLIC_URL=relay.url, **ENV) as b,
+            run_system(api_port=a_port, TRADELANE_PUBLIC_URL=f"http://127.0.0.1:{a_port}", **ENV) as a,
+        ):
             b.cli("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
             b.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake), "--account", "globex")
             a.cli("account", "add", "acme", "--email", "admin@acme.example", "--password", PASSWORD)
-            a_side = in_home(
-                a.env, "sender_begin", account="acme", name="to-globex", outbox="orders", peer_url=relay.url
-            )
-            b_side = in_home(
-                b.env,
-                "receiver_side",
-                account="globex",
-                name="from-acme",
-                endpoint="lake",
-                folder="in",
-                peer_url=a.api,
-                their=a_side,
-                their_account="acme",
-            )
-            in_home(
-                a.env,
-                "sender_activate",
-                connection_id=a_side.connection_id,
-                their=b_side,
-                their_account="globex",
-                their_name="from-acme",
-            )
+            invited = json.loads(
+                a.cli(
+                    "connect", "invite", "--account", "acme", "--send", "--outbox", "orders",
+                    "--email", "admin@globex.example", "--name", "to-globex", "--json",
+                ).stdout
+            )  # fmt: skip
+            b.cli(
+                "connect", "accept", invited["link"], "--account", "globex", "--name", "from-acme",
+                "--dest", "lake:in",
+            )  # fmt: skip
+            a_side = in_home(a.env, "side_named", account="acme", name="to-globex")
+            b_side = in_home(b.env, "side_named", account="globex", name="from-acme")
+            shown = json.loads(a.cli("connect", "show", "to-globex", "--account", "acme", "--json").stdout)
+            assert shown["state"] == "active", shown
             yield Pair(a, b, relay, a_side, b_side, lake)
-        finally:
-            relay.close()
+    finally:
+        relay.close()
 
 
 def test_an_outbox_file_lands_on_the_other_instance_with_a_signed_receipt(pair: Pair) -> None:
