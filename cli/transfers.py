@@ -128,9 +128,12 @@ def audit(
 
 
 def replay(transfer_id: int, account: AccountOption = HOME) -> None:
-    """Carry a finished transfer's file again through the same data flow."""
+    """Carry a finished transfer's file again through the same data flow (a waiting one: now)."""
     from core import transfers as history
 
     with scoped_database(account) as (session, scope):
         copy = history.replay(session, scope, transfer_id)
+    if copy.id == transfer_id:  # it was waiting: the same transfer, due now
+        console.print(f"transfer {transfer_id} was waiting; it is tried again now (no second copy is made)")
+        return
     console.print(f"transfer {transfer_id} replayed as transfer {copy.id} (pending)")

@@ -353,7 +353,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
     kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
     """
-    from core.models import PulledFile, Transfer, TransferState
+    from core.models import OPEN_STATES, PulledFile, Transfer, TransferState
 
     actor = scope.actor
     flow = require(session, scope, name)
@@ -362,7 +362,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
         session.exec(
             select(Transfer).where(
                 Transfer.data_flow_id == flow.id,
-                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+                col(Transfer.state).in_(OPEN_STATES),
             )
         )
     )

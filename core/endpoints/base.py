@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar, get_ty
 from core.endpoints.errors import (
     AuthError,
     ConfigError,
+    Deferrable,
     DnsError,
     EndpointError,
     InvalidPath,
@@ -64,6 +65,7 @@ __all__ = [
     "AuthError",
     "ChunkReadStream",
     "ConfigError",
+    "Deferrable",
     "DnsError",
     "Endpoint",
     "EndpointError",
