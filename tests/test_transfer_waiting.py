@@ -1,7 +1,8 @@
-"""The `waiting` transfer state (issue 12 item 7, DESIGN-12 §5.8), without Prefect: a destination
-that says "not now" (core.endpoints.base.Deferrable) makes a file wait with backoff, never fail;
-the dispatcher's claim wakes it when due; `wake_waiting`, `replay` and a Retry of its run make it
-go at once; revoke fails it; the CLI shows it. Through a real `tradelane up`: tests/e2e/test_waiting_up.py.
+"""The `waiting` transfer state (issue 12 item 7, DESIGN-12 §5.8), without Prefect, on SQLite and
+PostgreSQL: a destination that says "not now" (core.endpoints.base.Deferrable) makes a file wait
+with backoff, never fail; the dispatcher's claim wakes it when due; `wake_waiting`, `replay` and a
+Retry of its run make it go at once; revoke fails it; the CLI shows it. Through a real `tradelane
+up`: tests/e2e/test_waiting_up.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -33,9 +35,16 @@ from tests.tenancy import home_scope
 runner = CliRunner()
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home"):
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    if url:  # a fresh schema per test keeps PostgreSQL runs independent
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    with isolated_home(tmp_path / "home", database_url=url):
         init_db()
         with session_scope() as session:
             partners.add(session, home_scope(session), "acme", password="waiting-Pass-41")
