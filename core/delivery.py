@@ -29,7 +29,16 @@ from core.endpoints.base import (
     clean_path,
 )
 from core.endpoints.file import FileEndpoint
-from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
+from core.models import (
+    FINAL_STATES,
+    Connection,
+    ConnectionState,
+    DataFlow,
+    Partner,
+    Receipt,
+    Transfer,
+    TransferState,
+)
 from core.models import Endpoint as EndpointRow
 from core.redact import scrub_known
 from core.validators import ValidationError, validate_stream
@@ -372,6 +381,8 @@ class Recorded:
 
     state: TransferState
     next_attempt_at: datetime | None = None
+    # The error recorded, when it is not the outcome's own (a waiting file whose connection was revoked).
+    error: str | None = None
 
 
 def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
@@ -393,6 +404,13 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
         for outcome in outcomes:
             transfer = session.get(Transfer, outcome.job.transfer_id)
             assert transfer is not None
+            if outcome.state is TransferState.waiting and _revoked(session, outcome.job):
+                # Revoked while this run was on it: nothing will carry it later (revoke fails the
+                # waiting files it finds; this one was running then).
+                transfers.finish(session, transfer, TransferState.failed, error=REVOKED)
+                transfer.error_kind = "revoked"
+                recorded.append(Recorded(TransferState.failed, error=REVOKED))
+                continue
             if outcome.state is TransferState.waiting:
                 assert outcome.error is not None
                 when = transfers.wait(
@@ -418,6 +436,17 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
                 _archive_source_if_done(session, outcome.job)
             recorded.append(Recorded(outcome.state))
     return recorded
+
+
+REVOKED = "connection revoked before delivery"
+
+
+def _revoked(session: Session, job: Job) -> bool:
+    """Whether the file's B2B connection (if its data flow carries one) was revoked."""
+    if job.flow.source_connection_id is None:
+        return False
+    conn = session.get(Connection, job.flow.source_connection_id)
+    return conn is not None and conn.state == ConnectionState.revoked
 
 
 def error_kind(error: BaseException) -> str:

@@ -27,7 +27,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     rows = []
     for outcome, result in zip(outcomes, recorded, strict=True):
         job, state = outcome.job, result.state
-        reason = delivery.describe(outcome.error) if outcome.error else ""
+        reason = result.error or (delivery.describe(outcome.error) if outcome.error else "")
         if state is TransferState.waiting and outcome.error is not None:
             reason = delivery.waiting_result(delivery.waiting_error(outcome.error), result.next_attempt_at)
         # Events and artifacts are readable by anyone who reaches Prefect: every secret this

@@ -266,3 +266,24 @@ def test_revoke_fails_the_connections_waiting_files(b2b: object) -> None:
     assert revoked.error == "connection revoked before delivery" and revoked.finished_at is not None
     rows = run_json("transfers", "--connection", "to-home", "--account", "acme")
     assert [(r["state"], r["outcome"]) for r in rows] == [("failed", "revoked before delivery")]
+
+
+def test_a_file_whose_connection_was_revoked_while_its_run_tried_it_fails_instead_of_waiting(
+    b2b: object,
+) -> None:
+    """Revoke leaves running files to their run; one that then cannot be delivered must not wait
+    for a later run that the revoke has made impossible."""
+    from tests.b2b.helpers import run
+    from tests.b2b.test_connections import invite_send, put
+
+    link = str(invite_send()["link"])
+    run("connect", "accept", link, "--account", "home", "--name", "from-acme", "--dest", "lake:in/acme")
+    sent = put("to-home", "late.json", b"{}")
+    assert sent.transfer_id is not None
+    (job,) = delivery.start_run([sent.transfer_id], "run-1").jobs  # running when revoked
+    run("connect", "revoke", "to-home", "--account", "acme")
+    assert row(sent.transfer_id).state == "running"
+    (recorded,) = delivery.record([Outcome(job, error=Deferrable("peer globex did not answer"))])
+    assert (recorded.state, recorded.error) == (TransferState.failed, "connection revoked before delivery")
+    failed = row(sent.transfer_id)
+    assert (failed.state, failed.error_kind, failed.next_attempt_at) == ("failed", "revoked", None)

@@ -197,3 +197,48 @@ def test_wake_waiting_makes_a_waiting_file_go_at_once(up: System, tmp_path: Path
     assert json.loads(woken) == 1
     one(up, flow, "po.json", lambda r: r["state"] == "delivered", "delivered")
     assert os.listdir(dest) == ["po.json"]
+
+
+def test_revoke_fails_a_connections_waiting_file(up: System, tmp_path: Path) -> None:
+    """A B2B connection lands into a destination that is away: the sent file waits (once the landing
+    flow's own retries are spent), and revoking the connection fails it, "revoked before delivery"."""
+    sender, endpoint = unique("acme"), unique("away")
+    dest, flag = tmp_path / "dest", tmp_path / "away.flag"
+    (dest / "in").mkdir(parents=True)
+    flag.touch()
+    up.cli(
+        "account", "add", sender, "--email", f"admin@{sender}.example", "--password", "connect-Owner-Pass-41"
+    )
+    up.cli("endpoint", "add", endpoint, "--type", "deferring", "--path", str(dest), "--away-while", str(flag))
+    invite = ["--send", "--outbox", "orders", "--email", "ops@home.example", "--name", "to-home"]
+    invited = json.loads(up.cli("connect", "invite", "--account", sender, *invite, "--json").stdout)
+    up.cli(
+        "connect",
+        "accept",
+        invited["link"],
+        "--account",
+        "home",
+        "--name",
+        f"from-{sender}",
+        "--dest",
+        f"{endpoint}:in",
+    )
+    po = tmp_path / "po.json"
+    po.write_bytes(b'{"po": 10}')
+    up.cli("connect", "send", "to-home", str(po), "--account", sender)
+    flow = f"b2b:{invited['id']}"
+    row = one(up, flow, "po.json", waiting, "waiting")
+    hold(up, row["id"])  # no run is on it while it is revoked
+
+    def seen_by_sender() -> list[tuple[str, str]]:
+        rows = json.loads(
+            up.cli("transfers", "--connection", "to-home", "--account", sender, "--json").stdout
+        )
+        return [(r["state"], r["outcome"]) for r in rows]
+
+    assert seen_by_sender()[0][0] == "waiting"
+    up.cli("connect", "revoke", "to-home", "--account", sender)
+    failed = one(up, flow, "po.json", lambda r: r["state"] == "failed", "failed")
+    assert failed["error"] == "connection revoked before delivery" and failed["next_attempt_at"] is None
+    assert seen_by_sender() == [("failed", "revoked before delivery")]
+    assert os.listdir(dest / "in") == []
