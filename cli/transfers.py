@@ -86,6 +86,8 @@ def _connection_transfers(ref: str, account: str, state: str | None, limit: int,
         return
     for row in rows:
         said = row.get("outcome") or row.get("error") or ""
+        if row["state"] == "waiting" and row.get("next_attempt_at"):
+            said += f" (next try {row['next_attempt_at'][11:16]} UTC)"
         console.print(
             f"{row['id'] or '-':>6}  {row['sent_at'][:19]}  {row['file']}  {row['state']}  {said}",
             soft_wrap=True,

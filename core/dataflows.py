@@ -376,6 +376,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     for transfer in waiting:
         transfer.state = TransferState.failed
         transfer.error = "the data flow was removed before this file was delivered"
+        transfer.next_attempt_at = None  # a waiting one is not tried again
         transfer.finished_at = transfer.updated_at = now
         session.add(transfer)
     has_history = session.exec(select(Transfer.id).where(Transfer.data_flow_id == flow.id).limit(1)).first()

@@ -27,7 +27,7 @@ from core.delivery import Outcome
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import Deferrable, TransientError, Unreachable
 from core.intake import receive_stream
-from core.models import DataFlow, Transfer, TransferState
+from core.models import DataFlow, Receipt, Transfer, TransferState
 from tasks.retry import is_retryable
 from tests.isolation import clear_caches, isolated_home
 from tests.tenancy import home_scope
@@ -260,6 +260,9 @@ def test_revoke_fails_the_connections_waiting_files(b2b: object) -> None:
         ("waiting", "waiting: the receiver's side cannot take it now; the file is kept and sent again later")
     ]
     assert rows[0]["next_attempt_at"] is not None and "error" not in rows[0]
+    line = " ".join(run("transfers", "--connection", "to-home", "--account", "acme").split())
+    assert "late.json waiting waiting: the receiver's side cannot take it now" in line
+    assert f"(next try {rows[0]['next_attempt_at'][11:16]} UTC)" in line
     run("connect", "revoke", "to-home", "--account", "acme")
     revoked = row(sent.transfer_id)
     assert (revoked.state, revoked.error_kind, revoked.next_attempt_at) == ("failed", "revoked", None)
@@ -287,3 +290,24 @@ def test_a_file_whose_connection_was_revoked_while_its_run_tried_it_fails_instea
     assert (recorded.state, recorded.error) == (TransferState.failed, "connection revoked before delivery")
     failed = row(sent.transfer_id)
     assert (failed.state, failed.error_kind, failed.next_attempt_at) == ("failed", "revoked", None)
+
+
+# -- a waiting file is still to be carried ---------------------------------------------------------
+
+
+def test_a_waiting_file_keeps_its_flow_and_its_partners_files_until_forced(home: Path) -> None:
+    transfer_id = receive("po.json")
+    away(transfer_id)
+    with session_scope() as session:  # a receipt of the layout before the store: bytes in the home
+        receipt = session.get(Receipt, row(transfer_id).receipt_id)
+        assert receipt is not None and receipt.visible_path is not None
+        receipt.storage_path = receipt.visible_path
+    with session_scope() as session, pytest.raises(partners.PartnerError, match="1 transfer"):
+        partners.remove(session, home_scope(session), "acme", purge=True, force=True)
+    with session_scope() as session, pytest.raises(dataflows.DataFlowError, match="1 transfer"):
+        dataflows.remove(session, home_scope(session), "acme-out")
+    with session_scope() as session:
+        assert dataflows.remove(session, home_scope(session), "acme-out", force=True).cancelled == 1
+    stopped = row(transfer_id)
+    assert (stopped.state, stopped.next_attempt_at) == ("failed", None)
+    assert stopped.error == "the data flow was removed before this file was delivered"
