@@ -172,6 +172,8 @@ class RunStart:
     jobs: list[Job]
     left: list[Left]
     again: int = 0
+    # Files that were waiting for a later run, carried at once because this run was started again.
+    woken: int = 0
 
 
 def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
@@ -185,7 +187,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     """
     started: list[int] = []
     left: list[Left] = []
-    again = 0
+    again = woken = 0
     with session_scope() as session:
         for transfer_id in transfer_ids:
             transfer = session.get(Transfer, transfer_id)
@@ -196,6 +198,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
                     transfers.mark_running(session, transfer)
                     started.append(transfer_id)
                 elif transfers.take(session, transfer_id, flow_run_id):
+                    woken += transfer.state == TransferState.waiting
                     session.expire(transfer)
                     started.append(transfer_id)
                 else:  # the dispatcher gave it to another run meanwhile (it waited, and woke)
@@ -229,7 +232,8 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
             name = receipt.name if receipt else "?"
             left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
         session.commit()  # running is recorded even if a job below cannot be loaded
-        return RunStart([_job(session, transfer_id) for transfer_id in started], left, again)
+        jobs = [_job(session, transfer_id) for transfer_id in started]
+        return RunStart(jobs, left, again, woken)
 
 
 # What a run's message adds to each waiting file.

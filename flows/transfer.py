@@ -64,6 +64,8 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     summary = f"{total - len(bad) - len(waiting)} of {total} files delivered"
     if started.again:
         summary += f" ({started.again} failed before, carried again by this retry)"
+    if started.woken:
+        summary += f" ({started.woken} waiting before, carried at once by this retry)"
     return _ended(summary, bad, waiting)
 
 

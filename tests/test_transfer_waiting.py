@@ -191,6 +191,7 @@ def test_retry_of_the_run_carries_its_waiting_file_at_once(home: Path) -> None:
     away(transfer_id, "run-1")
     retried = delivery.start_run([transfer_id], "run-1")
     assert [job.transfer_id for job in retried.jobs] == [transfer_id] and retried.left == []
+    assert (retried.again, retried.woken) == (0, 1)
     taken = row(transfer_id)
     assert (taken.state, taken.flow_run_id, taken.next_attempt_at) == ("running", "run-1", None)
 

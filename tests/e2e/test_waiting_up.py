@@ -172,7 +172,9 @@ def test_retry_on_a_waiting_run_carries_its_file_at_once(up: System, tmp_path: P
         return run if run["run_count"] >= 2 and run["state_type"] == "COMPLETED" else None
 
     run = wait_for(completed, "the retried run to complete", timeout=WAIT, interval=0.3)
-    assert run["state"]["message"] == "1 of 1 files delivered"
+    assert (
+        run["state"]["message"] == "1 of 1 files delivered (1 waiting before, carried at once by this retry)"
+    )
 
 
 def test_wake_waiting_makes_a_waiting_file_go_at_once(up: System, tmp_path: Path) -> None:
