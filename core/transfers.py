@@ -193,17 +193,19 @@ def wake_due(session: Session, now: datetime | None = None) -> int:
     the dispatcher to claim. One conditional UPDATE: a Retry of their run that took one meanwhile
     (`take`) keeps it."""
     now = now or utcnow()
+    due = (col(Transfer.state) == TransferState.waiting, col(Transfer.next_attempt_at) <= now)
+    # Read first: this runs at every sweep, and an UPDATE would take SQLite's write lock each time.
+    if session.exec(select(Transfer.id).where(*due).limit(1)).first() is None:
+        return 0
     result = session.exec(
         update(Transfer)
-        .where(
-            col(Transfer.state) == TransferState.waiting, col(Transfer.next_attempt_at) <= (now or utcnow())
-        )
+        .where(*due)
         .values(
             state=TransferState.pending,
             batch_key=None,
             flow_run_id=None,
             next_attempt_at=None,
-            updated_at=now or utcnow(),
+            updated_at=now,
         )
         .execution_options(synchronize_session=False)
     )
