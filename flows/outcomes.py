@@ -6,6 +6,7 @@ what the embedded Prefect server's SQLite pays for under a burst.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from anyio import to_thread
@@ -29,7 +30,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         job, state = outcome.job, result.state
         reason = result.error or (delivery.describe(outcome.error) if outcome.error else "")
         if state is TransferState.waiting and outcome.error is not None:
-            reason = delivery.waiting_result(delivery.waiting_error(outcome.error), result.next_attempt_at)
+            reason = delivery.waiting_error(outcome.error)  # "destination unreachable: …"
         # Events and artifacts are readable by anyone who reaches Prefect: every secret this
         # process has held is hidden, whatever an endpoint let through.
         emit_event(
@@ -58,18 +59,17 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                     "sha256": job.receipt.sha256,
                     "destination": outcome.destination_uri or "",
                     "answer": (outcome.answer or {}).get("summary", ""),
-                    "result": reason
-                    if state is TransferState.waiting
-                    else state.value + (f": {reason}" if reason else ""),
+                    "result": _result(state, reason, result.next_attempt_at),
                 }
             )
         )
     return rows
 
 
-def _result(state: TransferState, reason: str) -> str:
+def _result(state: TransferState, reason: str, next_attempt_at: datetime | None) -> str:
+    """ "delivered", "failed: why", or "waiting: destination unreachable: …, next try 08:03 (UTC)"."""
     if state is TransferState.waiting:
-        return reason  # "waiting: destination unreachable: …, next try 08:03 (UTC)"
+        return delivery.waiting_result(reason, next_attempt_at)
     return state.value + (f": {reason}" if reason else "")
 
 

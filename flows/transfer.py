@@ -56,7 +56,7 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
             rows += await record(rejected)
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
-    bad = [f"{row['file']}: {row['result']}" for row in rows if _is(row, "failed", "rejected")]
+    bad = [f"{row['file']}: {row['result']}" for row in rows if not _is(row, "delivered", "waiting")]
     bad += [file.describe() for file in left if not file.delivered() and file.state != TransferState.waiting]
     waiting = [f"{row['file']} {row['result']}{WAITING_NOTE}" for row in rows if _is(row, "waiting")]
     waiting += [file.describe() for file in left if file.state == TransferState.waiting]

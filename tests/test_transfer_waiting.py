@@ -312,3 +312,22 @@ def test_a_waiting_file_keeps_its_flow_and_its_partners_files_until_forced(home:
     stopped = row(transfer_id)
     assert (stopped.state, stopped.next_attempt_at) == ("failed", None)
     assert stopped.error == "the data flow was removed before this file was delivered"
+
+
+# -- the run's final state ------------------------------------------------------------------------
+
+
+def test_a_run_with_files_waiting_ends_failed_named_waiting_and_a_failure_outranks_them() -> None:
+    from flows.transfer import _ended
+
+    waiting = ["b.json waiting: destination unreachable: away, next try 08:03 (UTC) — the file is kept"]
+    only = _ended("1 of 2 files delivered", [], waiting)
+    assert (only.type.value, only.name) == ("FAILED", "Waiting")
+    assert only.message == f"1 of 2 files delivered; {waiting[0]}"
+    two = _ended("0 of 2 files delivered", [], waiting * 2)
+    assert two.message is not None and two.message.endswith("(and 1 more waiting)")
+    mixed = _ended("0 of 2 files delivered", ["a.json: failed: refused"], waiting)
+    assert (mixed.type.value, mixed.name) == ("FAILED", "Failed")
+    assert mixed.message == "0 of 2 files delivered; a.json: failed: refused (and 1 waiting)"
+    done = _ended("2 of 2 files delivered", [], [])
+    assert (done.type.value, done.message) == ("COMPLETED", "2 of 2 files delivered")
