@@ -20,7 +20,13 @@ from rich.table import Table
 from core.models import AuditEvent
 from core.transfers import TransferView
 
-STATE_COLORS = {"delivered": "green", "failed": "red", "rejected": "yellow", "running": "cyan"}
+STATE_COLORS = {
+    "delivered": "green",
+    "failed": "red",
+    "rejected": "yellow",
+    "running": "cyan",
+    "waiting": "cyan",
+}
 # Terminal widths at which more columns appear.
 WITH_PARTNER = 100
 WITH_SIZE = 120
@@ -50,6 +56,13 @@ def _short_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%m-%d %H:%M")
 
 
+def state_text(view: TransferView) -> str:
+    """The state column: a waiting transfer says when it is tried again (UTC, as the table's times)."""
+    if view.state == "waiting" and view.next_attempt_at is not None:
+        return f"waiting, next try {view.next_attempt_at.astimezone(UTC):%H:%M}"
+    return view.state
+
+
 def run_url(ui: str, view: TransferView) -> str | None:
     return f"{ui}/runs/flow-run/{view.flow_run_id}" if view.flow_run_id else None
 
@@ -62,6 +75,7 @@ def transfers_json(rows: list[TransferView], ui: str) -> list[dict[str, Any]]:
         item = asdict(view)
         item["received_at"] = view.received_at.isoformat()
         item["finished_at"] = view.finished_at.isoformat() if view.finished_at else None
+        item["next_attempt_at"] = view.next_attempt_at.isoformat() if view.next_attempt_at else None
         item["run_url"] = run_url(ui, view)
         out.append(item)
     return out
@@ -87,7 +101,8 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
     link_width = max([len("run / error"), *map(len, links)])
     ids = [str(v.id) for v in rows]
     times = [_short_time(v.received_at) for v in rows]
-    fixed = [max([2, *map(len, ids)]), 11, 9]  # id, time, state
+    states = [state_text(v) for v in rows]
+    fixed = [max([2, *map(len, ids)]), 11, max([9, *map(len, states)])]  # id, time, state
     if show_size:
         fixed += [max([4, *(len(str(v.size)) for v in rows)]), 5]
     flexible = ["file", *(["partner"] if show_partner else []), "flow", "dest"]
@@ -121,15 +136,15 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
         # A link is never cut (the column is as wide as the longest); a long error may be.
         table.add_column("run / error", min_width=link_width, **({} if wide else flex_run(link_width)))
     hidden_errors = 0
-    for view, stamp, link in zip(rows, times, links, strict=True):
+    for view, stamp, link, state in zip(rows, times, links, states, strict=True):
         color = STATE_COLORS.get(view.state, "white")
         cells = [str(view.id), stamp, view.file]
         if show_partner:
             cells.append(view.partner)
-        cells += [view.flow, view.dest, f"[{color}]{view.state}[/{color}]"]
+        cells += [view.flow, view.dest, f"[{color}]{state}[/{color}]"]
         if show_size:
             cells += [str(view.size), str(view.attempts)]
-        failed = view.state in ("failed", "rejected") and bool(view.error)
+        failed = view.state in ("failed", "rejected", "waiting") and bool(view.error)
         if show_run:
             cells.append((view.error or "") if failed else link)
         elif failed:

@@ -86,6 +86,8 @@ def _connection_transfers(ref: str, account: str, state: str | None, limit: int,
         return
     for row in rows:
         said = row.get("outcome") or row.get("error") or ""
+        if row["state"] == "waiting" and row.get("next_attempt_at"):
+            said += f" (next try {row['next_attempt_at'][11:16]} UTC)"
         console.print(
             f"{row['id'] or '-':>6}  {row['sent_at'][:19]}  {row['file']}  {row['state']}  {said}",
             soft_wrap=True,
@@ -128,9 +130,12 @@ def audit(
 
 
 def replay(transfer_id: int, account: AccountOption = HOME) -> None:
-    """Carry a finished transfer's file again through the same data flow."""
+    """Carry a finished transfer's file again through the same data flow (a waiting one: now)."""
     from core import transfers as history
 
     with scoped_database(account) as (session, scope):
         copy = history.replay(session, scope, transfer_id)
+    if copy.id == transfer_id:  # it was waiting: the same transfer, due now
+        console.print(f"transfer {transfer_id} was waiting; it is tried again now (no second copy is made)")
+        return
     console.print(f"transfer {transfer_id} replayed as transfer {copy.id} (pending)")

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     keep_delivered_uploads: bool = False
     # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).
     sweep_interval_seconds: float = 1.0
+    # A destination that says "not now" (a peer instance that is down): its files wait, and are
+    # carried again after 30 s, 60 s, 120 s ... at most this long apart (±10 %).
+    wait_retry_max_seconds: PositiveFloat = 900.0
     # How often the runner asks Prefect for runs to start, and how many it runs at once.
     runner_poll_seconds: float = 0.5
     # More concurrent runs only contend for the embedded Prefect server's SQLite writer lock.

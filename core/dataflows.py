@@ -353,7 +353,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
     kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
     """
-    from core.models import PulledFile, Transfer, TransferState
+    from core.models import OPEN_STATES, PulledFile, Transfer, TransferState
 
     actor = scope.actor
     flow = require(session, scope, name)
@@ -362,7 +362,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
         session.exec(
             select(Transfer).where(
                 Transfer.data_flow_id == flow.id,
-                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+                col(Transfer.state).in_(OPEN_STATES),
             )
         )
     )
@@ -376,6 +376,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     for transfer in waiting:
         transfer.state = TransferState.failed
         transfer.error = "the data flow was removed before this file was delivered"
+        transfer.next_attempt_at = None  # a waiting one is not tried again
         transfer.finished_at = transfer.updated_at = now
         session.add(transfer)
     has_history = session.exec(select(Transfer.id).where(Transfer.data_flow_id == flow.id).limit(1)).first()

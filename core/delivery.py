@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -21,6 +21,7 @@ from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import (
     CHUNK_SIZE,
+    Deferrable,
     Endpoint,
     EndpointError,
     InvalidPath,
@@ -30,7 +31,16 @@ from core.endpoints.base import (
 )
 from core.endpoints.file import FileEndpoint
 from core.endpoints.registry import endpoint_class
-from core.models import FINAL_STATES, DataFlow, Partner, Receipt, Transfer, TransferState
+from core.models import (
+    FINAL_STATES,
+    Connection,
+    ConnectionState,
+    DataFlow,
+    Partner,
+    Receipt,
+    Transfer,
+    TransferState,
+)
 from core.models import Endpoint as EndpointRow
 from core.redact import scrub_known
 from core.validators import ValidationError, validate_stream
@@ -135,6 +145,7 @@ class Left:
     state: str
     latest_id: int
     error: str | None
+    next_attempt_at: datetime | None = None
 
     def delivered(self) -> bool:
         return self.state == TransferState.delivered
@@ -150,6 +161,8 @@ class Left:
             )
         if self.state in (TransferState.pending, TransferState.running):
             return f"{self.name}: being carried by transfer {self.latest_id} in another run"
+        if self.state == TransferState.waiting:
+            return waiting_message(self.name, self.error, self.next_attempt_at)
         return f"{self.name}: {self.state} (transfer {self.latest_id})"
 
 
@@ -161,6 +174,8 @@ class RunStart:
     jobs: list[Job]
     left: list[Left]
     again: int = 0
+    # Files that were waiting for a later run, carried at once because this run was started again.
+    woken: int = 0
 
 
 def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
@@ -174,15 +189,33 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     """
     started: list[int] = []
     left: list[Left] = []
-    again = 0
+    again = woken = 0
     with session_scope() as session:
         for transfer_id in transfer_ids:
             transfer = session.get(Transfer, transfer_id)
             if transfer is None:
                 continue
             if transfer.state not in FINAL_STATES:
-                transfers.mark_running(session, transfer)
-                started.append(transfer_id)
+                if flow_run_id is None:
+                    transfers.mark_running(session, transfer)
+                    started.append(transfer_id)
+                elif transfers.take(session, transfer_id, flow_run_id):
+                    woken += transfer.state == TransferState.waiting
+                    session.expire(transfer)
+                    started.append(transfer_id)
+                else:  # the dispatcher gave it to another run meanwhile (it waited, and woke)
+                    session.refresh(transfer)
+                    name = receipt.name if (receipt := session.get(Receipt, transfer.receipt_id)) else "?"
+                    left.append(
+                        Left(
+                            transfer_id,
+                            name,
+                            transfer.state,
+                            transfer_id,
+                            transfer.error,
+                            transfer.next_attempt_at,
+                        )
+                    )
                 continue
             latest = transfers.latest_of(session, transfer)
             assert latest.id is not None
@@ -201,7 +234,25 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
             name = receipt.name if receipt else "?"
             left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
         session.commit()  # running is recorded even if a job below cannot be loaded
-        return RunStart([_job(session, transfer_id) for transfer_id in started], left, again)
+        jobs = [_job(session, transfer_id) for transfer_id in started]
+        return RunStart(jobs, left, again, woken)
+
+
+# What a run's message adds to each waiting file.
+WAITING_NOTE = " — the file is kept and a later run carries it"
+
+
+def waiting_result(error: str, next_attempt_at: datetime | None) -> str:
+    """A waiting file's result in a run's table and message: "waiting: destination unreachable: …,
+    next try 08:03 (UTC)"."""
+    when = f", next try {next_attempt_at.astimezone(UTC):%H:%M} (UTC)" if next_attempt_at else ""
+    return f"waiting: {error}{when}"
+
+
+def waiting_message(name: str, error: str | None, next_attempt_at: datetime | None) -> str:
+    """How a run says a file waits: "po.json waiting: destination unreachable: …, next try 08:03
+    (UTC) — the file is kept and a later run carries it"."""
+    return f"{name} {waiting_result(error or 'destination unreachable', next_attempt_at)}{WAITING_NOTE}"
 
 
 def count_attempts(transfer_ids: list[int]) -> None:
@@ -355,19 +406,64 @@ class Outcome:
 
     @property
     def state(self) -> TransferState:
+        """What the transfer becomes. Recorded once the run's own retries are spent, so a
+        Deferrable error (the destination cannot take files now) makes it wait, never fail."""
         if self.error is None:
             return TransferState.delivered
         if isinstance(self.error, ValidationError):
             return TransferState.rejected
+        if isinstance(self.error, Deferrable):
+            return TransferState.waiting
         return TransferState.failed
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What `record` wrote for one outcome: its state, and for a waiting one when it is tried again."""
+
+    state: TransferState
+    next_attempt_at: datetime | None = None
+    # The error recorded, when it is not the outcome's own (a waiting file whose connection was revoked).
+    error: str | None = None
+
+
 def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
-    """Write a batch's final states in one transaction; tidy the mailbox once every flow delivered a file."""
+    """Write a batch's outcomes in one transaction (see `record`); their states."""
+    return [recorded.state for recorded in record(outcomes)]
+
+
+def waiting_error(error: BaseException) -> str:
+    """A waiting transfer's error: what the destination said, as "destination unreachable: …"."""
+    text = describe(error)
+    return text if text.startswith("destination unreachable") else f"destination unreachable: {text}"
+
+
+def record(outcomes: list[Outcome]) -> list[Recorded]:
+    """Write a batch's outcomes in one transaction: final states, and waiting ones with their next
+    attempt; tidy the mailbox once every flow delivered a file."""
+    recorded: list[Recorded] = []
     with session_scope() as session:
         for outcome in outcomes:
             transfer = session.get(Transfer, outcome.job.transfer_id)
             assert transfer is not None
+            if outcome.state is TransferState.waiting and _revoked(session, outcome.job):
+                # Revoked while this run was on it: nothing will carry it later (revoke fails the
+                # waiting files it finds; this one was running then).
+                transfers.finish(session, transfer, TransferState.failed, error=REVOKED)
+                transfer.error_kind = "revoked"
+                recorded.append(Recorded(TransferState.failed, error=REVOKED))
+                continue
+            if outcome.state is TransferState.waiting:
+                assert outcome.error is not None
+                when = transfers.wait(
+                    session,
+                    transfer,
+                    error=scrub_known(waiting_error(outcome.error)),
+                    error_kind=error_kind(outcome.error),
+                    max_seconds=get_settings().wait_retry_max_seconds,
+                )
+                recorded.append(Recorded(TransferState.waiting, when))
+                continue
             # Whatever an endpoint let through, no secret this process holds goes into the history.
             transfers.finish(
                 session,
@@ -380,7 +476,19 @@ def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
             transfer.error_kind = None if outcome.error is None else error_kind(outcome.error)
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)
-    return [outcome.state for outcome in outcomes]
+            recorded.append(Recorded(outcome.state))
+    return recorded
+
+
+REVOKED = "connection revoked before delivery"
+
+
+def _revoked(session: Session, job: Job) -> bool:
+    """Whether the file's B2B connection (if its data flow carries one) was revoked."""
+    if job.flow.source_connection_id is None:
+        return False
+    conn = session.get(Connection, job.flow.source_connection_id)
+    return conn is not None and conn.state == ConnectionState.revoked
 
 
 def error_kind(error: BaseException) -> str:

@@ -202,9 +202,14 @@ class TransferState(StrEnum):
     delivered = "delivered"
     failed = "failed"
     rejected = "rejected"
+    # The destination said "not now" (core.endpoints.base.Deferrable): the file is kept and the
+    # dispatcher carries it again at `next_attempt_at`. Not final; holds no run.
+    waiting = "waiting"
 
 
 FINAL_STATES = frozenset({TransferState.delivered, TransferState.failed, TransferState.rejected})
+# Transfers whose file is still to be carried (what removing a flow or a partner must reckon with).
+OPEN_STATES = (TransferState.pending, TransferState.running, TransferState.waiting)
 
 
 class Transfer(SQLModel, table=True):
@@ -226,6 +231,9 @@ class Transfer(SQLModel, table=True):
     # is told instead of the receiver's error text.
     error_kind: str | None = None
     replay_of: int | None = Field(default=None, foreign_key="transfer.id")
+    # `waiting`: when the dispatcher carries it again; `waits`: how often it has waited (its backoff).
+    next_attempt_at: datetime | None = Field(default=None, index=True)
+    waits: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

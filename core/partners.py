@@ -31,13 +31,13 @@ from core.logins import LoginNameError, check_login_name
 from core.mailbox import homes, layout
 from core.mailbox.layout import FOLDERS
 from core.models import (
+    OPEN_STATES,
     As2Partner,
     DataFlow,
     Endpoint,
     Partner,
     Receipt,
     Transfer,
-    TransferState,
     utcnow,
 )
 from core.passwords import check_password
@@ -387,7 +387,7 @@ def _waiting_in_home(session: Session, partner_id: int, home_prefix: str) -> int
             .where(
                 Receipt.partner_id == partner_id,
                 col(Receipt.storage_path).startswith(home_prefix, autoescape=True),
-                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+                col(Transfer.state).in_(OPEN_STATES),  # waiting ones too: their files are still to go
             )
         ).one()
     )

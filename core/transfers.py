@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from core import audit
@@ -37,7 +39,9 @@ class Batch:
 
 
 def claim_batches(session: Session, batch_size: int) -> None:
-    """Group pending, unbatched transfers into bounded batches, one data flow per batch."""
+    """Group pending, unbatched transfers into bounded batches, one data flow per batch; waiting
+    transfers whose next attempt is due are pending again first, and are claimed with the rest."""
+    wake_due(session)
     rows = session.exec(
         select(Transfer)
         .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_(None))
@@ -110,7 +114,7 @@ def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> None:
 
 
 def in_flight(session: Session) -> list[Transfer]:
-    """Transfers handed to a flow run that has not finished them."""
+    """Transfers handed to a flow run that has not finished them (a waiting one holds no run)."""
     return list(
         session.exec(
             select(Transfer).where(
@@ -131,6 +135,125 @@ def requeue(session: Session, transfer_ids: list[int], reason: str) -> None:
             transfer.error = reason
             transfer.updated_at = utcnow()
             session.add(transfer)
+
+
+# The waiting state's backoff: the first wait is this long, each next one twice the last, up to
+# the setting `wait_retry_max_seconds`, each scaled by a random factor in [1 - WAIT_JITTER, 1 + WAIT_JITTER]
+# so the files of a destination that comes back do not all arrive in the same second.
+WAIT_FIRST_SECONDS = 30.0
+WAIT_JITTER = 0.1
+
+
+def wait_delay(
+    waits: int, max_seconds: float, spread: Callable[[float, float], float] = random.uniform
+) -> float:
+    """Seconds until the next try of a transfer that has waited `waits` times before:
+    min(max, 30 s · 2^waits) ± 10 %."""
+    doubling = WAIT_FIRST_SECONDS * 2 ** min(max(waits, 0), 32)  # 2^32 · 30 s is years: capped anyway
+    return float(min(max_seconds, doubling) * spread(1 - WAIT_JITTER, 1 + WAIT_JITTER))
+
+
+def wait(
+    session: Session,
+    transfer: Transfer,
+    *,
+    error: str,
+    error_kind: str | None,
+    max_seconds: float,
+    now: datetime | None = None,
+) -> datetime:
+    """The destination cannot take the file now: the transfer waits (its file kept) until its
+    next attempt, which the dispatcher makes (`wake_due`). Returns when that is."""
+    now = now or utcnow()
+    transfer.next_attempt_at = now + timedelta(seconds=wait_delay(transfer.waits, max_seconds))
+    transfer.waits += 1
+    transfer.state = TransferState.waiting
+    transfer.error = error
+    transfer.error_kind = error_kind
+    transfer.updated_at = now
+    session.add(transfer)
+    flow = session.get(DataFlow, transfer.data_flow_id)
+    receipt = session.get(Receipt, transfer.receipt_id)
+    audit.record(
+        session,
+        "transfer.waiting",
+        actor="flow",
+        account_id=flow.account_id if flow else None,
+        target=receipt.name if receipt else None,
+        transfer=transfer.id,
+        flow=flow.name if flow else None,
+        error=error,
+        next_attempt_at=transfer.next_attempt_at.isoformat(),
+    )
+    return transfer.next_attempt_at
+
+
+def wake_due(session: Session, now: datetime | None = None) -> int:
+    """Waiting transfers whose next attempt is due become pending, out of any batch or run, for
+    the dispatcher to claim. One conditional UPDATE: a Retry of their run that took one meanwhile
+    (`take`) keeps it."""
+    now = now or utcnow()
+    due = (col(Transfer.state) == TransferState.waiting, col(Transfer.next_attempt_at) <= now)
+    # Read first: this runs at every sweep, and an UPDATE would take SQLite's write lock each time.
+    if session.exec(select(Transfer.id).where(*due).limit(1)).first() is None:
+        return 0
+    result = session.exec(
+        update(Transfer)
+        .where(*due)
+        .values(
+            state=TransferState.pending,
+            batch_key=None,
+            flow_run_id=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def wake_waiting(
+    session: Session, *, data_flow_id: int | None = None, connection_id: int | None = None
+) -> int:
+    """Make the waiting transfers of a data flow, or of the data flows that carry a B2B connection's
+    files, due at once (the destination answers again); the dispatcher's next sweep carries them.
+    Returns how many."""
+    if (data_flow_id is None) == (connection_id is None):
+        raise ValueError("wake_waiting takes one of data_flow_id or connection_id")
+    if data_flow_id is not None:
+        flows = [data_flow_id]
+    else:
+        carriers = select(DataFlow.id).where(DataFlow.source_connection_id == connection_id)
+        flows = [flow_id for flow_id in session.exec(carriers) if flow_id is not None]
+    if not flows:
+        return 0
+    now = utcnow()
+    result = session.exec(
+        update(Transfer)
+        .where(col(Transfer.state) == TransferState.waiting, col(Transfer.data_flow_id).in_(flows))
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def take(session: Session, transfer_id: int, flow_run_id: str) -> bool:
+    """The flow run `flow_run_id` carries this transfer, marked running, if no other run does: it
+    is pending or running and given to this run or to none yet, or it is waiting (Prefect's Retry
+    of a run that left files waiting carries them at once). One conditional UPDATE, so a run and
+    the dispatcher waking the same waiting file never both take it. False: another run has it."""
+    now = utcnow()
+    open_here = and_(
+        col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+        or_(col(Transfer.flow_run_id).is_(None), col(Transfer.flow_run_id) == flow_run_id),
+    )
+    result = session.exec(
+        update(Transfer)
+        .where(col(Transfer.id) == transfer_id, or_(open_here, col(Transfer.state) == TransferState.waiting))
+        .values(state=TransferState.running, flow_run_id=flow_run_id, next_attempt_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
 
 
 def mark_running(session: Session, transfer: Transfer) -> None:
@@ -193,6 +316,8 @@ def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
 def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
     if original is None:
         raise TransferError(f"no transfer {transfer_id}")
+    if original.state == TransferState.waiting:
+        return _due_now(session, original, actor)
     if original.state in (TransferState.pending, TransferState.running):
         raise TransferError(
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
@@ -223,6 +348,29 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
         replay_of=original.id,
     )
     return copy
+
+
+def _due_now(session: Session, transfer: Transfer, actor: str) -> Transfer:
+    """`replay` of a waiting transfer: what an operator means is "try it now", not a second copy
+    of a file that is still to be carried: its next attempt is now (the same transfer)."""
+    assert transfer.id is not None
+    now = utcnow()
+    session.exec(
+        update(Transfer)
+        .where(col(Transfer.id) == transfer.id, col(Transfer.state) == TransferState.waiting)
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(transfer)
+    flow = session.get(DataFlow, transfer.data_flow_id)
+    audit.record(
+        session,
+        "transfer.wake",
+        actor=actor,
+        account_id=flow.account_id if flow else None,
+        transfer=transfer.id,
+    )
+    return transfer
 
 
 def latest_of(session: Session, transfer: Transfer) -> Transfer:
@@ -267,6 +415,7 @@ class TransferView:
     destination_answer: dict[str, Any] | None
     error: str | None
     replay_of: int | None
+    next_attempt_at: datetime | None = None  # when a waiting transfer is tried again
 
 
 def recent(
@@ -328,6 +477,7 @@ def recent(
                 destination_answer=transfer.destination_answer,
                 error=transfer.error,
                 replay_of=transfer.replay_of,
+                next_attempt_at=transfer.next_attempt_at,
             )
         )
     return views

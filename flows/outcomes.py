@@ -6,6 +6,7 @@ what the embedded Prefect server's SQLite pays for under a burst.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from anyio import to_thread
@@ -14,6 +15,7 @@ from prefect.events import emit_event
 
 from core import delivery
 from core.delivery import Outcome
+from core.models import TransferState
 from core.redact import scrub_known
 
 
@@ -22,11 +24,13 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return the artifact's rows."""
     if not outcomes:
         return []
-    states = await to_thread.run_sync(delivery.record_outcomes, outcomes)
+    recorded = await to_thread.run_sync(delivery.record, outcomes)
     rows = []
-    for outcome, state in zip(outcomes, states, strict=True):
-        job = outcome.job
-        reason = delivery.describe(outcome.error) if outcome.error else ""
+    for outcome, result in zip(outcomes, recorded, strict=True):
+        job, state = outcome.job, result.state
+        reason = result.error or (delivery.describe(outcome.error) if outcome.error else "")
+        if state is TransferState.waiting and outcome.error is not None:
+            reason = delivery.waiting_error(outcome.error)  # "destination unreachable: …"
         # Events and artifacts are readable by anyone who reaches Prefect: every secret this
         # process has held is hidden, whatever an endpoint let through.
         emit_event(
@@ -43,6 +47,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                     "sha256": job.receipt.sha256,
                     "destination": outcome.destination_uri,
                     "error": reason or None,
+                    "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
                 }
             ),
         )
@@ -54,11 +59,18 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                     "sha256": job.receipt.sha256,
                     "destination": outcome.destination_uri or "",
                     "answer": (outcome.answer or {}).get("summary", ""),
-                    "result": state.value + (f": {reason}" if reason else ""),
+                    "result": _result(state, reason, result.next_attempt_at),
                 }
             )
         )
     return rows
+
+
+def _result(state: TransferState, reason: str, next_attempt_at: datetime | None) -> str:
+    """ "delivered", "failed: why", or "waiting: destination unreachable: …, next try 08:03 (UTC)"."""
+    if state is TransferState.waiting:
+        return delivery.waiting_result(reason, next_attempt_at)
+    return state.value + (f": {reason}" if reason else "")
 
 
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:

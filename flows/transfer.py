@@ -8,6 +8,11 @@ data flow's backoff: each try is its own `push` task run, so retries stay visibl
 Retry on a failed run in the Prefect UI runs it again with the same parameters: its failed files
 are carried again (as replays made by this run), so the run ends Completed only when they are
 delivered; rejected files stay rejected, and the run's message says what became of each file.
+
+A file whose destination cannot take it now (a Deferrable error, once the data flow's retries are
+spent) waits: the run ends `Failed` named "Waiting" — not Completed, since the file is not there
+yet — and says when the next try is; a later run carries it (the dispatcher starts one when it is
+due), or Retry on this run carries it at once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from core.delivery import Job, Left, Outcome, RunStart
+from core.delivery import WAITING_NOTE, Job, Left, Outcome, RunStart
+from core.models import TransferState
 from core.redact import install_log_scrubber
 from flows import names
 from flows.outcomes import publish_table, record
@@ -50,14 +56,32 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
             rows += await record(rejected)
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
-    bad = [f"{row['file']}: {row['result']}" for row in rows if not row["result"].startswith("delivered")]
-    bad += [file.describe() for file in left if not file.delivered()]
+    bad = [f"{row['file']}: {row['result']}" for row in rows if not _is(row, "delivered", "waiting")]
+    bad += [file.describe() for file in left if not file.delivered() and file.state != TransferState.waiting]
+    waiting = [f"{row['file']} {row['result']}{WAITING_NOTE}" for row in rows if _is(row, "waiting")]
+    waiting += [file.describe() for file in left if file.state == TransferState.waiting]
     total = len(rows) + len(left)
-    summary = f"{total - len(bad)} of {total} files delivered"
+    summary = f"{total - len(bad) - len(waiting)} of {total} files delivered"
     if started.again:
         summary += f" ({started.again} failed before, carried again by this retry)"
+    if started.woken:
+        summary += f" ({started.woken} waiting before, carried at once by this retry)"
+    return _ended(summary, bad, waiting)
+
+
+def _is(row: dict[str, Any], *states: str) -> bool:
+    return str(row["result"]).split(":", 1)[0] in states
+
+
+def _ended(summary: str, bad: list[str], waiting: list[str]) -> State[Any]:
+    """Completed when every file was delivered; Failed when one failed (or was rejected); else,
+    with files waiting, Failed named "Waiting": not Completed, because they are not there yet."""
+    more = f" (and {len(waiting)} waiting)" if bad and waiting else ""
     if bad:
-        return Failed(message=f"{summary}; {bad[0]}")
+        return Failed(message=f"{summary}; {bad[0]}{more}")
+    if waiting:
+        others = f" (and {len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
+        return Failed(name="Waiting", message=f"{summary}; {waiting[0]}{others}")
     return Completed(message=summary)
 
 
@@ -67,7 +91,9 @@ def _nothing_to_carry(left: list[Left]) -> State[Any]:
     if not open_:
         return Completed(message=f"nothing left to carry: {_count(left, 'file')} delivered before")
     delivered = len(left) - len(open_)
-    return Failed(message=f"{delivered} of {len(left)} files delivered; {open_[0].describe()}")
+    bad = [file.describe() for file in open_ if file.state != TransferState.waiting]
+    waiting = [file.describe() for file in open_ if file.state == TransferState.waiting]
+    return _ended(f"{delivered} of {len(left)} files delivered", bad, waiting)
 
 
 async def _push_with_retries(jobs: list[Job]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import update
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, and_, col, or_, select
 
 from core import audit
 from core.b2b import landing, mail, tokens
@@ -589,17 +589,18 @@ def end(session: Session, conn: Connection, *, actor: str, side: str) -> None:
             flow.enabled = False
             flow.updated_at = now
             session.add(flow)
+        not_started = or_(
+            and_(Transfer.state == TransferState.pending, col(Transfer.flow_run_id).is_(None)),
+            Transfer.state == TransferState.waiting,  # the destination was away: no run holds it
+        )
         waiting = session.exec(
-            select(Transfer).where(
-                Transfer.data_flow_id == conn.data_flow_id,
-                Transfer.state == TransferState.pending,
-                col(Transfer.flow_run_id).is_(None),
-            )
+            select(Transfer).where(Transfer.data_flow_id == conn.data_flow_id, not_started)
         ).all()
         for transfer in waiting:
             transfer.state = TransferState.failed
             transfer.error = "connection revoked before delivery"
             transfer.error_kind = "revoked"
+            transfer.next_attempt_at = None
             transfer.finished_at = transfer.updated_at = now
             session.add(transfer)
     _audit_sides(session, conn, "connection.revoke", actor=actor, side=side)

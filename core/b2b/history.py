@@ -45,6 +45,8 @@ def outcome(state: str, error_kind: str | None) -> str:
         return "delivered"
     if state in ("pending", "running"):
         return "on its way"
+    if state == "waiting":
+        return "waiting: the receiver's side cannot take it now; the file is kept and sent again later"
     if state == "held":
         return "held until the receiver accepts"
     if state == "not sent":
@@ -80,6 +82,7 @@ def connection_history(
             "finished_at": _iso(transfer.finished_at) if transfer else None,
             "attempts": transfer.attempts if transfer else 0,
             "state": row_state,
+            "next_attempt_at": _iso(transfer.next_attempt_at) if transfer else None,
             "receipt": {
                 "sha256": receipt.sha256,
                 "size": receipt.size,

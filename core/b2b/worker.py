@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from core import transfers
 from core.b2b import connections, keys, peer_client, replay
 from core.b2b.peer_client import PeerAnswered, PeerTarget, PeerUnavailable
 from core.config import get_settings
@@ -126,9 +127,9 @@ def due_checks(now: datetime | None = None) -> list[int]:
 
 def on_peer_reachable(session: Session, conn: Connection) -> int:
     """The other instance answers again after it did not: make the connection's waiting transfers
-    due at once. The `waiting` state arrives with the waiting stream, which fills this in at merge;
-    until then nothing waits (0)."""
-    return 0
+    due at once (the dispatcher's next sweep carries them). Returns how many."""
+    assert conn.id is not None
+    return transfers.wake_waiting(session, connection_id=conn.id)
 
 
 def _mark_unreachable(session: Session, peer: Peer, conn: Connection, reason: str) -> None:

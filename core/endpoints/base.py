@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar, get_ty
 from core.endpoints.errors import (
     AuthError,
     ConfigError,
+    Deferrable,
     DnsError,
     EndpointError,
     InvalidPath,
@@ -92,10 +93,6 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 1024 * 1024
 
 E = TypeVar("E", bound=BaseException)
-
-
-class Deferrable(TransientError):
-    """Try much later and keep the file: the transfer waits instead of failing (DESIGN-12 §5.8)."""
 
 
 class OnConflict(StrEnum):

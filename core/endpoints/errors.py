@@ -43,6 +43,10 @@ class Unreachable(TransientError):
     """The server could not be reached: connection refused, timed out, reset or dropped."""
 
 
+class Deferrable(TransientError):
+    """The destination cannot take files now; keep the file and try much later."""
+
+
 class DnsError(EndpointError):
     """The host name does not resolve. Not retried: a wrong name stays wrong."""
 

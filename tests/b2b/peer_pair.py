@@ -224,6 +224,8 @@ def sent(connection_id: int) -> list[dict[str, Any]]:
                     "state": transfer.state,
                     "attempts": transfer.attempts,
                     "error": transfer.error,
+                    "next_attempt_at": transfer.next_attempt_at,
+                    "finished_at": transfer.finished_at,
                     "replay_of": transfer.replay_of,
                     "uri": transfer.destination_uri,
                     "answer": transfer.destination_answer,
@@ -302,7 +304,8 @@ class Relay:
     * `rate`: bytes per second towards B (None: as fast as it goes), so an upload is slow enough
       to be killed in the middle;
     * `hold()` / `release()`: new connections wait, unconnected, until released (a peer that is
-      restarting behind a proxy that keeps clients waiting).
+      restarting behind a proxy that keeps clients waiting);
+    * `refuse()` / `release()`: new connections are closed at once (a peer that is down).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -311,6 +314,7 @@ class Relay:
         self._cut: int | None = None
         self._open = threading.Event()
         self._open.set()
+        self._refusing = False
         self._stop = threading.Event()
         self.cuts = 0
         self._server = socket.socket()
@@ -331,7 +335,11 @@ class Relay:
     def hold(self) -> None:
         self._open.clear()
 
+    def refuse(self) -> None:
+        self._refusing = True
+
     def release(self) -> None:
+        self._refusing = False
         self._open.set()
 
     def close(self) -> None:
@@ -351,6 +359,9 @@ class Relay:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self._refusing:
+            client.close()
+            return
         while not self._open.wait(0.2):
             if self._stop.is_set():
                 client.close()

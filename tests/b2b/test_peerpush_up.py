@@ -34,6 +34,7 @@ PASSWORD = "Peer-push-Pass-41"
 WAIT = 180.0  # two instances on a busy machine: generous, and never a timing assertion
 ENV = {
     "TRADELANE_PEER_ALLOW_PRIVATE": "true",
+    "TRADELANE_PEER_CHECK_SECONDS": "2",
     "TRADELANE_LOCKOUT_FAILURES": "100000",
     "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000",
 }
@@ -222,3 +223,32 @@ def test_the_receiver_killed_mid_upload_and_started_again_takes_the_file_exactly
     assert up["state"] == "complete" and up["resumes"] >= 1
     assert len(pair.receipts_on_b("big-2.bin")) == 1
     assert pair.copies_in_lake("big-2.bin") == ["big-2.bin"]
+
+
+def test_a_file_waits_while_the_peer_is_down_and_goes_as_soon_as_it_answers(pair: Pair) -> None:
+    """B down: A's tries fail, the transfer waits (never failed, never lost); B back: A's state check
+    finds it reachable and wakes the file at once, before its own next try was due."""
+    data = os.urandom(80_000)
+    pair.relay.refuse()
+    try:
+        pair.send("late.edi", data)
+
+        def waiting() -> dict[str, Any] | None:
+            row = next((r for r in pair.sent() if r["name"] == "late.edi"), None)
+            assert row is None or row["state"] in ("pending", "running", "waiting"), row
+            return row if row is not None and row["state"] == "waiting" else None
+
+        waited = wait_for(waiting, "late.edi waiting on A", WAIT, 0.5)
+        assert "unreachable" in waited["error"] and waited["next_attempt_at"] is not None
+        shown = json.loads(
+            pair.a.cli("transfers", "--connection", "to-globex", "--account", "acme", "--json").stdout
+        )
+        assert [r["state"] for r in shown if r["file"] == "late.edi"] == ["waiting"]
+        peer = json.loads(pair.a.cli("connect", "show", "to-globex", "--account", "acme", "--json").stdout)
+        assert peer["state"] == "active"  # a peer that is down does not end the connection
+    finally:
+        pair.relay.release()
+    [row] = pair.delivered("late.edi")
+    assert pair.landed("late.edi") == data and len(pair.receipts_on_b("late.edi")) == 1
+    # Woken by B's answer to the state check, not by the backoff's own clock.
+    assert row["finished_at"] < waited["next_attempt_at"], (row, waited)
