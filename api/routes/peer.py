@@ -4,7 +4,9 @@
 * `POST /peer/v1/invitations/accept` - signed by the key its body offers (proof of possession);
 * `GET /peer/v1/connections/{uid}`, `POST /peer/v1/connections/{uid}/revoke` - signed with the key
   minted for that connection (api/peer_auth.py checks it before any body is read), answered also
-  once the connection is revoked, so the other side converges.
+  once the connection is revoked, so the other side converges;
+* `GET /peer/v1/connections/{uid}/files` - the receiving folder's names, sizes and times, for the
+  sending instance while the receiver allows it (403 otherwise).
 
 Answers come from core/b2b/peer_side.py, built from fixed words: never the receiving endpoint. The
 router's lifespan runs the peer worker (revoke notices, state checks, nonce pruning, expiry).
@@ -47,6 +49,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 StateCall = Annotated[PeerCall, Depends(auth.require(NO_BODY, allow_revoked=True))]
+ActiveCall = Annotated[PeerCall, Depends(auth.require(NO_BODY))]
 Offer = Annotated[KeyOffer, Depends(auth.key_offer())]
 
 
@@ -80,3 +83,9 @@ async def connection_state(uid: str, call: StateCall) -> dict[str, Any]:
 async def revoke(uid: str, call: StateCall) -> dict[str, Any]:
     """The other side revoked the connection: ours is revoked too."""
     return await run_in_threadpool(peer_side.revoked_by_peer, call.caller.connection.id)
+
+
+@router.get("/connections/{uid}/files", responses=REFUSALS)
+async def files(uid: str, call: ActiveCall) -> dict[str, Any]:
+    """Our receiving folder, `{files: [{name, size, modified}]}`: only with our allow-view on (403)."""
+    return await run_in_threadpool(peer_side.files, call.caller.connection.id)

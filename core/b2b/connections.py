@@ -721,24 +721,51 @@ class Listed:
 
 
 def receiver_listing(session: Session, caller: Caller, ref: str | int) -> list[Listed]:
-    """The receiver's folder, names/sizes/times only; for the sender only with allow-view on."""
+    """The receiver's folder, names/sizes/times only; for the sender only with allow-view on.
+
+    Across instances the sender asks the receiving instance (signed), which applies its own
+    allow-view; the answer carries names, sizes and times, never where the folder is."""
     conn = require(session, caller, ref)
     label = side_name(conn, caller.account_id)
     sender = side_of(conn, caller.account_id) == "send"
+    peer = peer_of(session, conn) if sender else None
+    if peer is not None:
+        if conn.state != ConnectionState.active:
+            raise Conflict(f"connection {label!r} is {conn.state}: there is no folder to list")
+        return _listing_of_peer(peer)
     if sender and not conn.allow_sender_view:
         other = _other_name(session, conn, caller.account_id)
         raise Forbidden(f"{other} has not allowed viewing its folder for connection {label!r}")
     if conn.state != ConnectionState.active or conn.dest_endpoint_id is None:
         raise Conflict(f"connection {label!r} is {conn.state}: there is no folder to list")
-    row = session.get(EndpointRow, conn.dest_endpoint_id)
     try:
-        if row is None or row.removed_at is not None:
-            raise EndpointError("the receiving endpoint was removed")
-        with endpoint_rows.open_row(row) as endpoint:
-            return [
-                Listed(info.name, info.size, info.modified) for info in endpoint.list(conn.dest_dir or "")
-            ]
+        return receiver_folder(session, conn)
     except EndpointError as exc:
         if sender:
             raise Unavailable("the receiver's storage cannot be listed right now") from None
         raise Invalid(f"the folder cannot be listed: {exc}") from None
+
+
+def receiver_folder(session: Session, conn: Connection) -> list[Listed]:
+    """What is in the receiving folder (EndpointError when it cannot be listed); no checks."""
+    row = session.get(EndpointRow, conn.dest_endpoint_id) if conn.dest_endpoint_id else None
+    if row is None or row.removed_at is not None:
+        raise EndpointError("the receiving endpoint was removed")
+    with endpoint_rows.open_row(row) as endpoint:
+        return [Listed(info.name, info.size, info.modified) for info in endpoint.list(conn.dest_dir or "")]
+
+
+def _listing_of_peer(peer: Peer) -> list[Listed]:
+    """The receiving instance's listing; its refusal (403 without the view) keeps its own words."""
+    from core.b2b import keys, peer_client
+
+    answer = peer_client.list_files(peer_client.PeerTarget(peer.base_url, keys.our_key(peer)))
+    files = answer.get("files")
+    if not isinstance(files, list):
+        raise Unavailable("the other instance answered something that is not a listing")
+    try:
+        return [
+            Listed(str(f["name"]), int(f["size"]), datetime.fromisoformat(str(f["modified"]))) for f in files
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise Unavailable("the other instance answered something that is not a listing") from None

@@ -167,3 +167,10 @@ def send_revoke(target: PeerTarget) -> dict[str, Any]:
     request = httpx.Request("POST", f"{target.connection_url}/revoke", content=b"")
     sign_request(request, target.key)
     return _send(request, host_of(target.base_url))
+
+
+def list_files(target: PeerTarget) -> dict[str, Any]:
+    """`{files: [{name, size, modified}]}` of their receiving folder (their allow-view applies)."""
+    request = httpx.Request("GET", f"{target.connection_url}/files")
+    sign_request(request, target.key)
+    return _send(request, host_of(target.base_url))

@@ -23,8 +23,9 @@ from core.b2b.connections import _aware, _inviter_id, _inviter_name, _inviter_si
 from core.b2b.signing import ConnectionSide
 from core.config import get_settings
 from core.db import session_scope
-from core.errors import Conflict, Invalid, NotFound
-from core.models import Connection, ConnectionState, Peer, utcnow
+from core.endpoints.base import EndpointError
+from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from core.models import Account, Connection, ConnectionState, Peer, utcnow
 from core.models import Endpoint as EndpointRow
 from core.object_names import InvalidName, validate_name
 
@@ -239,3 +240,28 @@ def revoked_by_peer(connection_id: int) -> dict[str, Any]:
             connections.end(session, conn, actor="peer", side=their_side)
             connections._audit_sides(session, conn, "peer.revoke.received", actor="peer", side=their_side)
         return {"state": str(conn.state)}
+
+
+def files(connection_id: int) -> dict[str, Any]:
+    """Our receiving folder for the sending instance: names, sizes, times, only while we allow it."""
+    with session_scope() as session:
+        conn = session.get(Connection, connection_id)
+        if conn is None:
+            raise NotFound("no such connection")
+        receiver = session.get(Account, conn.receiver_account_id) if conn.receiver_account_id else None
+        if receiver is None:
+            raise Forbidden("only the sending side may list the receiving folder")
+        if not conn.allow_sender_view:
+            raise Forbidden(f"{receiver.name} has not allowed viewing its folder for this connection")
+        if conn.state != ConnectionState.active:
+            raise Conflict(f"the connection is {conn.state}: there is no folder to list")
+        try:
+            listed = connections.receiver_folder(session, conn)
+        except EndpointError:
+            raise Unavailable("the receiver's storage cannot be listed right now") from None
+    return {
+        "files": [
+            {"name": f.name, "size": f.size, "modified": _aware(f.modified).isoformat()}
+            for f in sorted(listed, key=lambda f: f.name)
+        ]
+    }

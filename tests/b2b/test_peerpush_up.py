@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,3 +253,39 @@ def test_a_file_waits_while_the_peer_is_down_and_goes_as_soon_as_it_answers(pair
     assert pair.landed("late.edi") == data and len(pair.receipts_on_b("late.edi")) == 1
     # Woken by B's answer to the state check, not by the backoff's own clock.
     assert row["finished_at"] < waited["next_attempt_at"], (row, waited)
+
+
+def test_the_sender_lists_the_receivers_folder_across_only_while_the_receiver_allows_it(pair: Pair) -> None:
+    data = os.urandom(4321)
+    pair.send("viewed.txt", data)
+    assert pair.landed("viewed.txt") == data
+
+    def files_on_a() -> subprocess.CompletedProcess[str]:
+        return pair.a.cli("connect", "files", "to-globex", "--account", "acme", "--json", check=False)
+
+    refused = files_on_a()
+    assert refused.returncode == 1 and "403" in refused.stdout + refused.stderr
+    assert "globex has not allowed viewing its folder" in refused.stdout + refused.stderr
+
+    pair.b.cli("connect", "allow-view", "from-acme", "--account", "globex")
+    shown = files_on_a()
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    listed = {f["name"]: f["size"] for f in json.loads(shown.stdout)}
+    assert listed["viewed.txt"] == len(data)
+    assert str(pair.lake) not in shown.stdout and "lake" not in shown.stdout  # never where it is
+    token = httpx.post(
+        f"{pair.a.api}/api/authentication",
+        data={"grant_type": "password", "username": "admin@acme.example", "password": PASSWORD},
+        timeout=30,
+    ).json()["access_token"]
+    with httpx.Client(base_url=pair.a.api, headers={"Authorization": f"Bearer {token}"}, timeout=60) as rest:
+        box = folder_named(rest, "b2b", "orders")
+        through_folder = rest.get(f"/api/folders/{box['id']}/files")
+        assert through_folder.status_code == 200, through_folder.text
+        assert ("viewed.txt", len(data)) in [
+            (f["name"], f["length"]) for f in through_folder.json()["resources"]
+        ]
+
+        pair.b.cli("connect", "allow-view", "from-acme", "--account", "globex", "--off")
+        again = rest.get(f"/api/folders/{box['id']}/files")
+        assert again.status_code == 403 and "has not allowed viewing" in again.json()["message"]
