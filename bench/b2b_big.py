@@ -41,6 +41,7 @@ ENV = {"TRADELANE_PEER_ALLOW_PRIVATE": "true", "TRADELANE_MAX_UPLOAD_BYTES": str
 @contextmanager
 def paired(lake: Path) -> Iterator[tuple[System, System]]:
     """A (acme, sends through outbox `orders`) and B (globex, lands in file endpoint `lake`)."""
+    lake.mkdir(parents=True, exist_ok=True)
     b_port, a_port = free_port(), free_port()
     with (
         run_system(api_port=b_port, TRADELANE_PUBLIC_URL=f"http://127.0.0.1:{b_port}", **ENV) as b,

@@ -1,14 +1,17 @@
 """B2B Connect latency: outbox → the receiver's folder, against a plain data flow in the same run.
 
-    python -m bench.b2b_latency            # one instance, 20 files of 4 KiB each way
+    python -m bench.b2b_latency            # 20 files of 4 KiB each way
     python -m bench.b2b_latency --files 50
 
-One `tradelane up`. Plain: a partner uploads over REST into `upload/`, a data flow carries the file
-to a folder endpoint. B2B: an account user uploads over REST into `b2b/orders/`, the receiving
-account's landing flow carries it to its folder endpoint. The two kinds are interleaved (plain, b2b,
-plain, …) so the machine's noise falls on both alike. Latency = from the upload's first byte to the
-file's appearance at the destination, measured by the client on the same clock. Prints p50/p95 of
-each and the ratio b2b/plain (DESIGN-12 §8.3: one instance should be close to 1).
+Three `tradelane up`s at once: one for the plain and one-instance figures, and a pair (A, B) paired
+by the real handshake. Plain: a partner uploads over REST into `upload/`, a data flow carries the
+file to a folder endpoint. B2B on one instance: an account user uploads over REST into
+`b2b/orders/`, the receiving account's landing flow carries it to its folder endpoint. Across two:
+acme's user uploads into A's outbox, A's push flow carries it to B, B's landing flow into its folder.
+The kinds are interleaved (plain, b2b, across, plain, …) so the machine's noise falls on all alike.
+Latency = from the upload's first byte to the file's appearance at the destination, measured by the
+client on the same clock. Prints p50/p95 of each and the ratios to plain (DESIGN-12 §8.3: one
+instance should be close to 1; across two is two flow runs and a hop, so about twice).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.b2b_big import paired
+from bench.b2b_big import token as login
 from bench.skeleton import setup_flow, wait_file
 from tests.b2b.outbox_doors import PASSWORD, cli_json, folder_named, upload
 from tests.system import System, run_system
@@ -74,11 +79,19 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20)
     args = parser.parse_args()
     body = os.urandom(4096)
-    with tempfile.TemporaryDirectory(prefix="b2b-latency-") as tmp, run_system() as system:
+    with (
+        tempfile.TemporaryDirectory(prefix="b2b-latency-") as tmp,
+        run_system() as system,
+        paired(Path(tmp) / "lake") as (a, _b),
+    ):
         work = Path(tmp)
         partner = setup_flow(system, "plain", work / "plain")
         upload_id = partner.folder_ids()["upload"]
         b2b, outbox_id = b2b_sender(system, work / "b2b")
+        across = httpx.Client(
+            base_url=a.api, headers={"Authorization": f"Bearer {login(a, 'admin@acme.example')}"}, timeout=60
+        )
+        across_id = folder_named(across, "b2b", "orders")["id"]
 
         def send_plain(name: str, data: bytes) -> None:
             assert partner.upload(name, data, upload_id).status_code == 201
@@ -87,20 +100,32 @@ def main() -> None:
             answer = upload(b2b, outbox_id, name, data)
             assert answer.status_code == 201, answer.text
 
-        measure(send_plain, lambda n: work / "plain" / n, "warm.bin", body)
-        measure(send_b2b, lambda n: work / "b2b" / n, "warm.bin", body)
-        plain: list[float] = []
-        b2b_samples: list[float] = []
+        def send_across(name: str, data: bytes) -> None:
+            answer = upload(across, across_id, name, data)
+            assert answer.status_code == 201, answer.text
+
+        kinds: dict[str, tuple[Callable[[str, bytes], None], Path]] = {
+            "plain data flow": (send_plain, work / "plain"),
+            "b2b one instance": (send_b2b, work / "b2b"),
+            "b2b across two": (send_across, work / "lake"),
+        }
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for send, folder in kinds.values():
+            measure(send, lambda n, f=folder: f / n, "warm.bin", body)  # type: ignore[misc]
         for i in range(args.files):
-            plain.append(measure(send_plain, lambda n: work / "plain" / n, f"f{i:03}.bin", body))
-            b2b_samples.append(measure(send_b2b, lambda n: work / "b2b" / n, f"f{i:03}.bin", body))
+            for kind, (send, folder) in kinds.items():
+                samples[kind].append(measure(send, lambda n, f=folder: f / n, f"f{i:03}.bin", body))  # type: ignore[misc]
         partner.close()
         b2b.close()
-    p, b = summary(plain), summary(b2b_samples)
+        across.close()
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"plain data flow  p50 {p['p50']:.3f} s  p95 {p['p95']:.3f} s  max {p['max']:.3f} s")
-    print(f"b2b one instance p50 {b['p50']:.3f} s  p95 {b['p95']:.3f} s  max {b['max']:.3f} s")
-    print(f"ratio b2b/plain  p50 {b['p50'] / p['p50']:.2f}  p95 {b['p95'] / p['p95']:.2f}")
+    plain = summary(samples["plain data flow"])
+    for kind, values in samples.items():
+        got = summary(values)
+        print(
+            f"{kind:17} p50 {got['p50']:.3f} s  p95 {got['p95']:.3f} s  max {got['max']:.3f} s"
+            f"   ratio to plain p50 {got['p50'] / plain['p50']:.2f}  p95 {got['p95'] / plain['p95']:.2f}"
+        )
 
 
 if __name__ == "__main__":
