@@ -1,7 +1,8 @@
 """Two `tradelane up` instances for cross-instance tests (fixture `peer_pair`, shared by tests/conftest.py).
 
 Each has its own home and ports, `TRADELANE_PUBLIC_URL` = its own API URL, peers on 127.0.0.1
-allowed (`TRADELANE_PEER_ALLOW_PRIVATE=true`) and a state check every 2 s. Session-scoped: both
+allowed (`TRADELANE_PEER_ALLOW_PRIVATE=true`), a state check every 2 s, and invitation e-mails
+through the tests' SMTP server (aiosmtpd, STARTTLS with AUTH). Session-scoped: both
 start once for every test module that uses them; tests use their own connection names.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.endpoint_servers.mail import SmtpServer
 from tests.servers import free_port
 from tests.system import System, run_system
 from tests.waiting import wait_for
@@ -105,12 +107,18 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _instance(name: str) -> Iterator[Instance]:
+def _instance(name: str, smtp: SmtpServer) -> Iterator[Instance]:
     port = free_port()
     env = {
         "TRADELANE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TRADELANE_PEER_ALLOW_PRIVATE": "true",
         "TRADELANE_PEER_CHECK_SECONDS": "2",
+        "TRADELANE_SMTP_HOST": smtp.host,
+        "TRADELANE_SMTP_PORT": str(smtp.starttls_port),
+        "TRADELANE_SMTP_TLS": "starttls",
+        "TRADELANE_SMTP_USER": smtp.user,
+        "TRADELANE_SMTP_PASSWORD": smtp.password,
+        "TRADELANE_SMTP_CAFILE": str(smtp.cafile),
     }
     lake = Path(tempfile.mkdtemp(prefix=f"tradelane-{name}-lake-"))
     try:
@@ -123,12 +131,12 @@ def _instance(name: str) -> Iterator[Instance]:
 
 
 @pytest.fixture(scope="session")
-def peer_pair() -> Iterator[Pair]:
+def peer_pair(smtp_server: SmtpServer) -> Iterator[Pair]:
     """Instances A (inviter) and B (accepter), both running for the whole session."""
-    a_instances = _instance("a")
+    a_instances = _instance("a", smtp_server)
     a = next(a_instances)
     try:
-        b_instances = _instance("b")
+        b_instances = _instance("b", smtp_server)
         b = next(b_instances)
         try:
             yield Pair(a, b)

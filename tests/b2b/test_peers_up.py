@@ -1,17 +1,28 @@
 """B2B Connect across two instances, through two real `tradelane up`s (fixture `peer_pair`): A invites,
 B accepts the link (CLI and REST) and both show `active`; decline across; revoke on either side shows
-`revoked` on the other within 60 s, also when the other instance was down when it was revoked.
+`revoked` on the other within 60 s, also when the other instance was down when it was revoked; an
+e-mailed invitation accepted across carries OpenSSH `sftp` uploads into B's S3 bucket (moto).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.b2b.peers_pair import Pair, unique
+from tests.endpoint_servers.mail import SmtpServer
+from tests.servers import moto_client, require_tool
 from tests.system import start, stop
 from tests.waiting import wait_for
+
+PASSWORD = "Across-Pass-2024x"
 
 
 def accept(pair: Pair, link: str, name: str, *flags: str, account: str = "home") -> dict[str, Any]:
@@ -200,3 +211,68 @@ def test_a_revoke_while_b_is_down_reaches_b_when_it_is_back(peer_pair: Pair) -> 
     assert a_peer(pair, stays)["last_error"] is None
     actions = [e["action"] for e in pair.a.json("audit", "--action", "peer")]
     assert "peer.unreachable" in actions and "peer.reachable" in actions
+
+
+def test_an_emailed_invitation_accepted_across_carries_sftp_uploads_into_bs_bucket(
+    peer_pair: Pair, smtp_server: SmtpServer, moto_server: str, tmp_path: Path
+) -> None:
+    """The whole story across: A invites by e-mail, B accepts the link read from that e-mail into an
+    S3 endpoint (moto), A's account user puts a file into the outbox with OpenSSH `sftp`, and it
+    lands byte for byte in B's bucket under the folder B chose; A sees the state and B's signed
+    receipt, never B's bucket or folder."""
+    pair = peer_pair
+    outbox, name = unique("box"), unique("to-b")
+    bucket, vault = unique("bucket"), unique("vault")
+    moto_client(moto_server).create_bucket(Bucket=bucket)
+    pair.b.cli(
+        "endpoint", "add", vault, "--type", "s3", "--bucket", bucket, "--endpoint-url", moto_server,
+        "--region", "us-east-1", "--access-key-id", "AKIAACROSS", "--secret-access-key", "across-secret",
+        "--prefix", "inbound",
+    )  # fmt: skip
+    mailbox = smtp_server.root.create()
+    invited = pair.a.json(
+        "connect", "invite", "--email", smtp_server.address(mailbox), "--name", name,
+        "--send", "--outbox", outbox,
+    )  # fmt: skip
+    assert invited["email_sent"] is True, invited
+    [message] = wait_for(lambda: smtp_server.root.messages(mailbox), "the invitation e-mail", timeout=60)
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"(http://\S+/connect/accept\?token=\S+)", body.get_content())
+    assert found and found.group(1) == invited["link"]
+    accept(pair, found.group(1), f"from-{name}", "--dest", f"{vault}:in/a")
+    pair.a.wait_state(name, "active")
+
+    user = f"ops-{uuid.uuid4().hex[:6]}@acme.example"
+    pair.a.cli("account", "user", "add", user, "--role", "operator", "--password", PASSWORD)
+    data = os.urandom(333_333)
+    (tmp_path / "po.edi").write_bytes(data)
+    done = subprocess.run(
+        [require_tool("sshpass"), "-p", PASSWORD, require_tool("sftp"), "-o", "BatchMode=no",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR", "-o", f"User={user}",
+         "-P", pair.a.system.env["TRADELANE_SFTP_PORT"], "-b", "-", "127.0.0.1"],
+        input=f"put po.edi /b2b/{outbox}/po.edi\n".encode(), capture_output=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    s3 = moto_client(moto_server)
+
+    def landed() -> bytes | None:
+        try:
+            got: bytes = s3.get_object(Bucket=bucket, Key="inbound/in/a/po.edi")["Body"].read()
+            return got
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    assert wait_for(landed, "po.edi in B's bucket", timeout=180, interval=0.5) == data
+
+    def receipted() -> list[dict[str, Any]] | None:
+        rows: list[dict[str, Any]] = pair.a.json("transfers", "--connection", name)
+        return rows if rows and rows[0]["state"] == "delivered" else None
+
+    [row] = wait_for(receipted, "A's transfer delivered with B's receipt", timeout=60, interval=0.5)
+    assert row["file"] == "po.edi" and row["signed_receipt"]
+    shown = json.dumps(row) + json.dumps(pair.a.json("connect", "show", name))
+    for secret in (bucket, vault, "inbound", "in/a", moto_server, "AKIAACROSS"):
+        assert secret not in shown, secret
