@@ -28,8 +28,10 @@ from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
 from tasks.start import start
 from tasks.validate import validate
+from tradelane.templates import template
 
 
+@template(names.TRANSFER, tasks=[start, validate, push])
 @flow(name=names.TRANSFER, log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
