@@ -165,7 +165,7 @@ def template(
 
     `params` is the pydantic model of its params, `description` defaults to the flow's docstring,
     `tasks` are the Prefect tasks it uses (shown by `template show`)."""
-    _check_name(name)
+    check_name(name)
 
     def register_flow(flow: F) -> F:
         text = description or inspect.getdoc(getattr(flow, "fn", flow)) or ""
@@ -185,7 +185,7 @@ def template(
 
 def register(tmpl: Template, *, replace: bool = False) -> None:
     """Make a template known to this process (tests, embedding); refused for a taken name unless `replace`."""
-    _check_name(tmpl.name)
+    check_name(tmpl.name)
     if not replace and tmpl.name in names() and get(tmpl.name) is not tmpl:
         raise TemplateError(f"template {tmpl.name!r} is already registered")
     _registered[tmpl.name] = tmpl
@@ -330,6 +330,14 @@ def _json_or_text(text: str) -> Any:
     return value if isinstance(value, str) else _Decoded(value, text)
 
 
+def checked_params(name: str, raw: dict[str, Any] | None) -> dict[str, Any]:
+    """What `flow add --template NAME --param ...` stores: the params checked against the template's
+    model. The default template with no params is not loaded (it takes none): `flow add` stays quick."""
+    if name == DEFAULT and not raw:
+        return {}
+    return get(name).check(raw or {})
+
+
 def check_params(tmpl: Template, raw: dict[str, Any]) -> dict[str, Any]:
     """Validate params against the template's model; the JSON-able dict of what was given."""
     if not isinstance(raw, dict):
@@ -406,7 +414,7 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not name or not name.replace("-", "").replace("_", "").isalnum() or not name.islower():
         raise TemplateError(f"a template's name is lowercase letters, digits, - and _, not {name!r}")
 
