@@ -112,7 +112,10 @@ class Dispatcher:
         try:
             tmpl = templates.get(batch.template)
         except templates.TemplateError as exc:
-            reason = f"data flow {batch.data_flow_name!r} cannot run: {exc}"
+            reason = (
+                f"data flow {batch.data_flow_name!r} cannot run: {exc} (a template package installed "
+                "while `tradelane up` runs is found when up is restarted; then `tradelane replay`)"
+            )
             log.error("%s", reason)
             await to_thread.run_sync(_fail, batch.key, reason)
             return None

@@ -43,6 +43,7 @@ import importlib
 import inspect
 import json
 import logging
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -168,7 +169,9 @@ def template(
     check_name(name)
 
     def register_flow(flow: F) -> F:
-        text = description or inspect.getdoc(getattr(flow, "fn", flow)) or ""
+        fn = getattr(flow, "fn", flow)
+        _resolve_annotations(fn)
+        text = description or inspect.getdoc(fn) or ""
         tmpl = Template(
             name=name,
             flow=flow,
@@ -181,6 +184,17 @@ def template(
         return flow
 
     return register_flow
+
+
+def _resolve_annotations(fn: Any) -> None:
+    """Turn the flow function's postponed annotations (`from __future__ import annotations`) into the
+    objects they name. The runner hands a flow to its run process by value (cloudpickle), which
+    carries only the globals the function's code uses: a params model named only in an annotation
+    would be missing there, and Prefect could not build the run's parameters."""
+    try:
+        fn.__annotations__ = typing.get_type_hints(fn)
+    except Exception:  # a name that cannot be resolved yet: Prefect reports it when the flow runs
+        log.debug("could not resolve the annotations of %r", fn, exc_info=True)
 
 
 def register(tmpl: Template, *, replace: bool = False) -> None:
