@@ -27,11 +27,11 @@ flows:
     validators: [json, max_size=10MiB]
     retries: 3
     on_conflict: rename       # or overwrite, fail; default: the destination type's
-  - name: orders-sealed
+  - name: orders-stamped
     source: mailbox:acme
     dest: lake
-    template: pgp-encrypt     # the flow template it runs (tradelane template list); default transfer
-    params: {recipients: lake-key, armor: false}   # checked against the template's params
+    template: stamp           # the flow template it runs (tradelane template list); default transfer
+    params: {starts_with: ISA}  # checked against the template's params model
 ```
 Applying the same file twice changes nothing the second time. Every key is checked before anything
 is applied: an unknown key anywhere (a typo such as `allowed_network`) is refused with its path,

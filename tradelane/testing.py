@@ -20,7 +20,6 @@ temporary SQLite database), started once per test session by the `prefect_test_s
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 from collections.abc import Iterator
@@ -195,7 +194,13 @@ class HarnessFlow:
 
     def run(self, files: dict[str, bytes]) -> RunResult:
         """Take the files in, then run the template once on this data flow's pending transfers."""
-        return asyncio.run(self.arun(files))
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        # On Prefect's own loop, as Prefect runs an async flow called from sync code: a loop of
+        # ours closed after the run would leave the Prefect client's connections open.
+        result = run_coro_as_sync(self.arun(files))
+        assert result is not None
+        return result
 
     async def arun(self, files: dict[str, bytes]) -> RunResult:
         """`run` for async tests."""
@@ -325,10 +330,36 @@ def prefect_test_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def tradelane_harness(prefect_test_server: None, tmp_path: Path) -> Iterator[TemplateHarness]:
+def tradelane_harness(
+    prefect_test_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TemplateHarness]:
     """A throwaway tradelane home (tmp_path) where templates run in-process against Prefect."""
+    import prefect.results
+
     from core.endpoints.registry import unregister
 
+    monkeypatch.setattr(
+        prefect.results, "_read_server_default_result_storage_block_id", _read_default_storage_closing
+    )
     with isolated_home(tmp_path / "tradelane-home"):
         yield TemplateHarness()
     unregister("memory")
+
+
+def _read_default_storage_closing() -> Any:
+    """prefect 3.8.8's `results._read_server_default_result_storage_block_id`, closing its client.
+
+    An in-process flow run asks the server for its default result storage with a sync client it
+    never closes: one socket left to the garbage collector per run (a ResourceWarning, an error in a
+    strict test suite). A flow run of the runner is a process of its own, so only in-process runs,
+    these, meet it."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    try:
+        with get_client(sync_client=True) as client:
+            configuration = client.read_server_default_result_storage()
+    except (PrefectHTTPStatusError, httpx.HTTPError, RuntimeError, ValueError):
+        return None
+    return configuration.default_result_storage_block_id
