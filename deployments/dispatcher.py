@@ -120,6 +120,15 @@ class Dispatcher:
             await to_thread.run_sync(_fail, batch.key, reason)
             return None
         try:
+            # Checked when set, but the template may have changed since (a package upgraded): a run
+            # refused its parameters would fail before taking its files, and be dispatched again.
+            tmpl.check(batch.params)
+        except templates.TemplateError as exc:
+            reason = f"data flow {batch.data_flow_name!r} cannot run: {exc} (tradelane flow set --param)"
+            log.error("%s", reason)
+            await to_thread.run_sync(_fail, batch.key, reason)
+            return None
+        try:
             flow_run = await arun_deployment(
                 name=template_deployment(tmpl.flow_name, batch.data_flow_name, batch.account_name),
                 client=client,

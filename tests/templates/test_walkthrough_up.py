@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,23 @@ def test_a_template_installed_after_up_started_fails_files_with_a_reason(
     (row,) = system.wait_for(settled(1), flow=flow)
     assert row["state"] == "failed"
     assert "unknown template 'sample'" in row["error"] and "restarted" in row["error"]
+
+
+def test_params_that_no_longer_fit_their_template_fail_the_files_saying_which(
+    system: System, tmp_path: Path
+) -> None:
+    """Params are checked when set; if the template changed since (a package upgraded), the
+    dispatcher refuses to start a run that would fail before taking its files (and be re-dispatched
+    for ever), and fails them naming the param."""
+    partner, archive, flow = unique("acme"), unique("archive"), unique("stale")
+    system.cli("partner", "add", partner, "--password", PASSWORD)
+    system.cli("endpoint", "add", archive, "--type", "file", "--path", str(tmp_path))
+    system.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", archive,
+               "--template", "stamp")  # fmt: skip
+    with closing(sqlite3.connect(system.home / "tradelane.db")) as db, db:
+        db.execute("UPDATE dataflow SET params = ? WHERE name = ?", ('{"starts_with": 5}', flow))
+    with PartnerClient(system, partner, PASSWORD) as client:
+        assert client.upload("po.txt", b"HELLO").status_code == 201
+    (row,) = system.wait_for(settled(1), flow=flow)
+    assert row["state"] == "failed" and "param 'starts_with'" in row["error"]
+    assert not (tmp_path / "po.txt").exists()
