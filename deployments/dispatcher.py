@@ -57,6 +57,9 @@ class Dispatcher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         intake.on_received(self.wake)
+        # Said once at start (`up` prints it): the other templates work; this one's files fail.
+        for broken in (await to_thread.run_sync(templates.load_all))[1]:
+            log.error("%s", broken.describe())
         await self._recover_safely(boot=True)
         last_recovery = self._loop.time()
         while True:

@@ -155,7 +155,8 @@ def main() -> None:
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     make_private(get_settings().home_dir)  # started alone (scale-out), not only as a child of `up`
-    templates.load_all()  # logs each installed template that fails to load; the others are served
+    for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not
+        log.error("%s", broken.describe())
     if get_settings().runner_forkserver:
         start_flow_runs_from_forkserver()
     asyncio.run(serve())

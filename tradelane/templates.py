@@ -247,7 +247,6 @@ def get(name: str) -> Template:
         except Exception as exc:  # any error of a third-party import: report it, keep the others
             broken = Broken(name, package, _one_line(exc))
             _broken[name] = broken
-            log.error("%s", broken.describe())
             raise TemplateError(broken.describe()) from exc
     elif name in _registered:
         tmpl = _registered[name]

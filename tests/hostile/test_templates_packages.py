@@ -37,7 +37,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     fake_distribution(site, "acme-not-a-template", "acme_plain", "flow = 42\n", "plain = acme_plain:flow")
     fake_distribution(
         site, "acme-good-template", "acme_good_tpl", "from tests.templates.sample import sample\n",
-        "sample = acme_good_tpl:sample",
+        "sample = acme_good_tpl:sample\nsampler = acme_good_tpl:sample",
     )  # fmt: skip
     monkeypatch.syspath_prepend(str(site))
     templates.refresh()
@@ -62,6 +62,11 @@ def test_a_package_that_fails_to_import_is_named_and_the_others_work(site: Path)
     )
     assert rows["plain"]["source"] == "acme-not-a-template" and "is not a template" in rows["plain"]["error"]
     assert rows["transfer"]["error"] is None and rows["sample"]["error"] is None
+    assert (
+        "points at template 'sample'" in rows["sampler"]["error"]
+    )  # an entry point's name is the template's
+    # the fork server preloads the modules of the templates that load, not of the broken ones
+    assert templates.preload_modules() == ["flows.transfer", "tests.templates.sample"]
     assert "acme-broken-template" in run("template", "list")
     said = run("template", "show", "broken", ok=False)
     assert "package 'acme-broken-template' failed to load" in said and "Traceback" not in said

@@ -149,3 +149,12 @@ def test_template_list_and_show(home: Path) -> None:
     text = run("template", "show", "sample")
     assert "recipients" in text and "required" in text and "A sample template for tests." in text
     assert "unknown template 'nope'" in run("template", "show", "nope", ok=False)
+
+
+def test_template_new_refuses_a_bad_name_and_an_existing_folder(home: Path, tmp_path: Path) -> None:
+    assert "lowercase letters" in run("template", "new", "My Template", "--dir", str(tmp_path), ok=False)
+    assert "written" in run("template", "new", "stamp", "--dir", str(tmp_path))
+    assert "exists already" in run("template", "new", "stamp", "--dir", str(tmp_path), ok=False)
+    assert (tmp_path / "stamp" / "pyproject.toml").read_text().count(
+        'stamp = "stamp_template.flow:stamp"'
+    ) == 1
