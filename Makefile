@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Packages type-checked with mypy --strict: all of them.
-TYPED := core api deployments flows tasks migrations cli mailboxes
+TYPED := core api deployments flows tasks migrations cli mailboxes tradelane
 
 .PHONY: up test lint bench test-servers runtime-tools clean
 

@@ -27,6 +27,11 @@ flows:
     validators: [json, max_size=10MiB]
     retries: 3
     on_conflict: rename       # or overwrite, fail; default: the destination type's
+  - name: orders-stamped
+    source: mailbox:acme
+    dest: lake
+    template: stamp           # the flow template it runs (tradelane template list); default transfer
+    params: {starts_with: ISA}  # checked against the template's params model
 ```
 Applying the same file twice changes nothing the second time. Every key is checked before anything
 is applied: an unknown key anywhere (a typo such as `allowed_network`) is refused with its path,
@@ -92,6 +97,8 @@ FLOW_KEYS = frozenset(
         "after_pull",
         "source_folder",
         "on_conflict",
+        "template",
+        "params",
     }
 )
 ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's settings (its model's fields)
@@ -253,7 +260,7 @@ def _check_flow(where: str, item: dict[str, Any]) -> None:
     for key in ("source", "dest"):
         if not isinstance(item.get(key), str) or not item[key]:
             raise ApplyError(f"{where}.{key}: required (a string)")
-    for key in ("pattern", "dest_path", "after_pull", "cron", "source_folder"):
+    for key in ("pattern", "dest_path", "after_pull", "cron", "source_folder", "template"):
         if key in item and item[key] is not None:
             _expect(f"{where}.{key}", item[key], str, "a string")
     if "enabled" in item:
@@ -263,11 +270,22 @@ def _check_flow(where: str, item: dict[str, Any]) -> None:
     for key in ("retry_delay", "retry_delay_seconds"):
         if key in item:
             _expect(f"{where}.{key}", item[key], (int, float), "a number of seconds")
+    if item.get("params") is not None:
+        _expect(f"{where}.params", item["params"], dict, "a mapping of param names to values")
+    if item.get("template") is not None or item.get("params"):
+        _value(f"{where}.params", _checked_params, item)
     if "validators" in item:
         _expect(f"{where}.validators", item["validators"], list, "a list of checks")
         for j, spec in enumerate(item["validators"]):
             if not isinstance(spec, dict):
                 _value(f"{where}.validators[{j}]", parse_cli_spec, str(spec))
+
+
+def _checked_params(item: dict[str, Any]) -> dict[str, Any]:
+    """The flow's params checked against its template's model (an unknown template lists the known)."""
+    from tradelane import templates
+
+    return templates.checked_params(item.get("template") or templates.DEFAULT, item.get("params") or {})
 
 
 def _value(where: str, check: Any, value: Any) -> Any:
@@ -364,6 +382,8 @@ def _apply_flow(session: Session, scope: Scope, item: dict[str, Any]) -> str:
         wanted["after_pull"] = str(item["after_pull"])
     # Absent: the destination type's default (stored as None), so a re-apply changes nothing.
     wanted["on_conflict"] = None if item.get("on_conflict") is None else str(item["on_conflict"]).lower()
+    wanted["template"] = item.get("template") or "transfer"
+    wanted["params"] = _checked_params(item)
     existing = dataflows.get(session, scope, name)
     source_folder = item.get("source_folder")
     if existing is not None:

@@ -121,7 +121,7 @@ def accept(
 ) -> None:
     """Accept an invitation: the connection becomes active on both sides."""
     from core import accounts
-    from core.b2b import connections
+    from core.b2b import connections, invitations
     from core.errors import Invalid
 
     with database() as session:
@@ -137,7 +137,7 @@ def accept(
             accounts.add(session, new_account, email=email, password=password)
             account = new_account
         caller = _caller(session, account)
-        conn = connections.accept(session, caller, token_or_link, name=name, dest=dest, outbox=outbox)
+        conn = invitations.accept(session, caller, token_or_link, name=name, dest=dest, outbox=outbox)
         role = connections.side_of(conn, caller.account_id)
         other = connections._other_name(session, conn, caller.account_id)
         where = connections.dest_label(session, conn) if role == "receive" else None
@@ -165,10 +165,10 @@ def decline(
     as_json: JsonOption = False,
 ) -> None:
     """Decline an invitation (whoever holds the link may)."""
-    from core.b2b import connections
+    from core.b2b import invitations
 
     with database() as session:
-        conn = connections.decline(session, token_or_link)
+        conn = invitations.decline(session, token_or_link)
         # A link to another instance is declined there: nothing is stored here (no id).
         answer = {"id": conn.id if conn else None, "state": conn.state if conn else "declined"}
     if as_json:

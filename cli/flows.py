@@ -51,13 +51,22 @@ def flow_add(
             "not for http, email, as2."
         ),
     ] = None,
+    template: Annotated[
+        str, typer.Option(help="The flow template it runs (tradelane template list).")
+    ] = "transfer",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A template param, key=value (repeatable); JSON values too: rules='[...]'."),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
     from core import dataflows
     from core.validators import parse_cli_spec
+    from tradelane import templates
 
     with scoped_database(account) as (session, scope):
+        params = templates.checked_params(template, templates.parse_param_options(param or []))
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
             from core.endpoints import rows as endpoint_rows
@@ -83,8 +92,11 @@ def flow_add(
             after_pull=after_pull,
             source_folder=source_folder,
             on_conflict=on_conflict,
+            template=template,
+            params=params,
         )
-    console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}")
+    via = "" if template == templates.DEFAULT else f" (template {template})"
+    console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}{via}")
 
 
 @flow_app.command("list")
@@ -119,18 +131,31 @@ def flow_list(
                     ),
                     "after_pull": f.after_pull if dataflows.polls(f) else None,
                     "on_conflict": dataflows.on_conflict_label(session, f),
+                    "template": f.template,
+                    "params": f.params,
                 }
             )
     if as_json:
         print_json(rows)
         return
     table = Table(
-        "name", "source", "pattern", "when", "dest", "path", "on conflict", "checks", "retries", "enabled"
+        "name",
+        "template",
+        "source",
+        "pattern",
+        "when",
+        "dest",
+        "path",
+        "on conflict",
+        "checks",
+        "retries",
+        "enabled",
     )
     for r in rows:
         checks = ", ".join(v["type"] for v in r["validators"]) or "-"
         table.add_row(
             r["name"],
+            r["template"],
             r["source"],
             r["pattern"],
             r["schedule"],
@@ -190,15 +215,37 @@ def flow_set(
         str | None,
         typer.Option(help="A name taken at the destination: rename, overwrite, fail or default."),
     ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="Run another flow template; its params are then only the --param given."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Set a template param, key=value (repeatable); the others stay."),
+    ] = None,
+    no_params: Annotated[
+        bool, typer.Option("--no-params", help="Clear the params (the template's defaults apply).")
+    ] = False,
     account: AccountOption = HOME,
 ) -> None:
     """Change some settings of a data flow; the others stay as they are."""
     from core import dataflows
     from core.validators import parse_cli_spec
+    from tradelane import templates
 
     if validate and no_validate:
         raise typer.BadParameter("give --validate or --no-validate, not both")
+    if param and no_params:
+        raise typer.BadParameter("give --param or --no-params, not both")
     with scoped_database(account) as (session, scope):
+        given = templates.parse_param_options(param or [])
+        current = dataflows.require(session, scope, name)
+        params: dict[str, Any] | None = None
+        if template is not None and template != current.template:
+            params = templates.checked_params(template, given)  # a new template: its own params
+        elif given or no_params:
+            merged = {} if no_params else {**current.params, **given}
+            params = templates.checked_params(template or current.template, merged)
         specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
         said = dataflows.update(
             session,
@@ -212,6 +259,8 @@ def flow_set(
             retry_delay_seconds=retry_delay,
             enabled=enable,
             on_conflict=on_conflict,
+            template=template,
+            params=params,
         )
     console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
 

@@ -1,6 +1,6 @@
 """The `tradelane` command: `up`, `apply`, and the command groups, each in its own module
 (cli/partners.py, cli/endpoints.py, cli/flows.py, cli/transfers.py, cli/as2.py, cli/edi.py, cli/pgp.py,
-cli/accounts.py)."""
+cli/accounts.py, cli/templates.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
+from cli.templates import template_app
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -30,6 +31,7 @@ app.add_typer(as2_cli.app, name="as2")
 app.add_typer(edi_cli.app, name="edi")
 app.add_typer(pgp_cli.app, name="pgp")
 app.add_typer(connect_app, name="connect")
+app.add_typer(template_app, name="template")
 
 
 @app.command()

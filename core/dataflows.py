@@ -74,7 +74,11 @@ def add(
     after_pull: str = "keep",
     source_folder: str | None = None,
     on_conflict: str | None = None,
+    template: str = "transfer",
+    params: dict[str, Any] | None = None,
 ) -> DataFlow:
+    """Create (or with `replace`, overwrite) a data flow. `template` and `params` come checked
+    against the template's params model (tradelane.templates.checked_params): core knows no template."""
     from core.validators import parse_specs
 
     validate_name(name)
@@ -129,6 +133,8 @@ def add(
     flow.schedule_interval_seconds, flow.schedule_cron = schedule
     flow.after_pull = after_pull
     flow.on_conflict = None if policy is None else policy.value
+    flow.template = template
+    flow.params = dict(params or {})
     flow.updated_at = utcnow()
     session.add(flow)
     session.flush()
@@ -256,10 +262,13 @@ def update(
     retry_delay_seconds: float | None = None,
     enabled: bool | None = None,
     on_conflict: str | None = None,
+    template: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> list[str]:
     """Change some settings of a data flow (the rest stay); what changed, in words.
 
-    `on_conflict` "default" goes back to the destination type's own policy.
+    `on_conflict` "default" goes back to the destination type's own policy. `template` and
+    `params` (the whole new params) come checked, as for `add`.
 
     New settings apply to files that arrive from now on and to pending transfers not yet started.
     """
@@ -332,6 +341,12 @@ def update(
     if enabled is not None and enabled != flow.enabled:
         flow.enabled = enabled
         said.append("enabled" if enabled else "disabled")
+    if template is not None and template != flow.template:
+        flow.template = template
+        said.append(f"template {template}")
+    if params is not None and params != flow.params:
+        flow.params = dict(params)
+        said.append("params " + (", ".join(f"{k}={v!r}" for k, v in params.items()) or "none"))
     if flow.enabled:
         check_can_run(session, flow)
     if said:

@@ -153,6 +153,10 @@ class DataFlow(SQLModel, table=True):
     on_conflict: str | None = None
     # Set on the hidden data flow (`b2b:<id>`) that carries a B2B connection's files.
     source_connection_id: int | None = Field(default=None, foreign_key="connection.id", index=True)
+    # The flow template it runs (tradelane/templates.py) and its params, checked against the
+    # template's model when set: only the params given; the others take the model's defaults.
+    template: str = "transfer"
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

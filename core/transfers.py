@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,9 @@ class Batch:
     transfer_ids: list[int]
     first_file: str
     account_name: str = "home"  # the data flow's account (its deployment's name says it)
+    # The data flow's template and params: which deployment runs the batch, with what parameters.
+    template: str = "transfer"
+    params: dict[str, Any] = field(default_factory=dict)
     # Set for B2B landing flows (core/b2b/landing.py): the run's name and tags, computed in core.
     run_name: str | None = None
     tags: list[str] | None = None
@@ -91,6 +94,8 @@ def unlaunched_batches(session: Session) -> list[Batch]:
                 transfer_ids=[],
                 first_file=receipt.name,
                 account_name=account_name,
+                template=flow.template,
+                params=dict(flow.params or {}),
             )
             batches[transfer.batch_key] = batch
             firsts[transfer.batch_key] = (flow, receipt)
@@ -111,6 +116,14 @@ def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> None:
             transfer.flow_run_id = flow_run_id
             transfer.updated_at = utcnow()
             session.add(transfer)
+
+
+def fail_unlaunched(session: Session, batch_key: str, reason: str) -> None:
+    """A batch no run can carry (its data flow's template cannot be loaded): its transfers fail
+    with the reason, so none stays pending for ever; `tradelane replay` carries them once it loads."""
+    for transfer in session.exec(select(Transfer).where(Transfer.batch_key == batch_key)):
+        if transfer.state == TransferState.pending and transfer.flow_run_id is None:
+            finish(session, transfer, TransferState.failed, error=reason)
 
 
 def in_flight(session: Session) -> list[Transfer]:

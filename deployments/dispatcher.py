@@ -27,7 +27,8 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments.naming import tags, transfer_deployment
+from deployments.naming import tags, template_deployment
+from tradelane import templates
 
 log = logging.getLogger("tradelane.dispatcher")
 
@@ -56,6 +57,9 @@ class Dispatcher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         intake.on_received(self.wake)
+        # Said once at start (`up` prints it): the other templates work; this one's files fail.
+        for broken in (await to_thread.run_sync(templates.load_all))[1]:
+            log.error("%s", broken.describe())
         await self._recover_safely(boot=True)
         last_recovery = self._loop.time()
         while True:
@@ -109,10 +113,29 @@ class Dispatcher:
         count = len(batch.transfer_ids)
         what = batch.first_file if count == 1 else f"{count} files"
         try:
+            tmpl = templates.get(batch.template)
+        except templates.TemplateError as exc:
+            reason = (
+                f"data flow {batch.data_flow_name!r} cannot run: {exc} (a template package installed "
+                "while `tradelane up` runs is found when up is restarted; then `tradelane replay`)"
+            )
+            log.error("%s", reason)
+            await to_thread.run_sync(_fail, batch.key, reason)
+            return None
+        try:
+            # Checked when set, but the template may have changed since (a package upgraded): a run
+            # refused its parameters would fail before taking its files, and be dispatched again.
+            tmpl.check(batch.params)
+        except templates.TemplateError as exc:
+            reason = f"data flow {batch.data_flow_name!r} cannot run: {exc} (tradelane flow set --param)"
+            log.error("%s", reason)
+            await to_thread.run_sync(_fail, batch.key, reason)
+            return None
+        try:
             flow_run = await arun_deployment(
-                name=transfer_deployment(batch.data_flow_name, batch.account_name),
+                name=template_deployment(tmpl.flow_name, batch.data_flow_name, batch.account_name),
                 client=client,
-                parameters={"data_flow_id": batch.data_flow_id, "transfer_ids": batch.transfer_ids},
+                parameters=tmpl.run_parameters(batch.data_flow_id, batch.transfer_ids, batch.params),
                 flow_run_name=batch.run_name or f"{batch.partner_name} → {batch.data_flow_name}: {what}",
                 tags=batch.tags
                 or [f"partner:{batch.partner_name}", *tags(batch.data_flow_name, batch.account_name)],
@@ -170,6 +193,11 @@ class Dispatcher:
             log.warning("requeued %d transfers from dead runs", requeued)
             self._wake.set()
         return requeued
+
+
+def _fail(batch_key: str, reason: str) -> None:
+    with session_scope() as session:
+        transfers.fail_unlaunched(session, batch_key, reason)
 
 
 def _in_flight() -> list[tuple[int, str]]:

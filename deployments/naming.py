@@ -26,8 +26,13 @@ def deployment_name(data_flow_name: str, account_name: str) -> str:
 
 
 def transfer_deployment(data_flow_name: str, account_name: str) -> str:
-    """The deployment that carries a batch of the data flow's files."""
-    return f"{names.TRANSFER}/{deployment_name(data_flow_name, account_name)}"
+    """The deployment that carries a batch of the data flow's files, for the `transfer` template."""
+    return template_deployment(names.TRANSFER, data_flow_name, account_name)
+
+
+def template_deployment(flow_name: str, data_flow_name: str, account_name: str) -> str:
+    """The deployment that carries a batch of the data flow's files: its template's flow's, by name."""
+    return f"{flow_name}/{deployment_name(data_flow_name, account_name)}"
 
 
 def poll_deployment(data_flow_name: str, account_name: str) -> str:

@@ -23,7 +23,7 @@ from core.permissions import make_private
 from core.redact import install_log_scrubber
 from deployments.naming import deployment_name, poll_deployment, tags
 from flows.poll import poll
-from flows.transfer import transfer
+from tradelane import templates
 
 log = logging.getLogger("tradelane.runner")
 
@@ -44,12 +44,19 @@ class DeploymentReconciler:
             assert flow.id is not None
             if self.seen.get(flow.id) == flow.updated_at:
                 continue
+            try:
+                tmpl = templates.get(flow.template)
+            except templates.TemplateError as exc:
+                # Said once per change of the flow; its uploads fail with this reason (dispatcher).
+                log.error("data flow %s is not served: %s", deployment_name(flow.name, account), exc)
+                self.seen[flow.id] = flow.updated_at
+                continue
             await self.runner.aadd_flow(
-                transfer,
+                tmpl.flow,
                 name=deployment_name(flow.name, account),
-                parameters={"data_flow_id": flow.id, "transfer_ids": []},
+                parameters=tmpl.run_parameters(flow.id, [], flow.params),
                 tags=tags(flow.name, account),
-                description=f"tradelane data flow {flow.name!r} ({flow.pattern})",
+                description=f"tradelane data flow {flow.name!r} ({flow.pattern}), template {tmpl.name}",
             )
             if dataflows.polls(flow):
                 # Disabled polling flows keep their deployment, paused, so history stays in one place.
@@ -133,7 +140,9 @@ def start_flow_runs_from_forkserver() -> None:
 
     import prefect.flow_engine as engine
 
-    multiprocessing.set_forkserver_preload(["deployments.forkserver_guard", "flows.transfer", "flows.poll"])
+    # Every template's module (built-in and installed), so a run of any of them forks warm.
+    preload = ["deployments.forkserver_guard", "flows.poll", *templates.preload_modules()]
+    multiprocessing.set_forkserver_preload(preload)
     forkserver = multiprocessing.get_context("forkserver")
     shim = types.SimpleNamespace(
         **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}
@@ -146,6 +155,8 @@ def main() -> None:
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     make_private(get_settings().home_dir)  # started alone (scale-out), not only as a child of `up`
+    for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not
+        log.error("%s", broken.describe())
     if get_settings().runner_forkserver:
         start_flow_runs_from_forkserver()
     asyncio.run(serve())

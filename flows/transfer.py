@@ -18,6 +18,7 @@ due), or Retry on this run carries it at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow
@@ -34,8 +35,10 @@ from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
 from tasks.start import start
 from tasks.validate import validate
+from tradelane.templates import template
 
 
+@template(names.TRANSFER, tasks=[start, validate, push])
 @flow(name=names.TRANSFER, log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
@@ -43,15 +46,27 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     started: RunStart = await start.with_options(task_run_name=f"start {_count(transfer_ids, 'transfer')}")(
         transfer_ids, flow_run.get_id()
     )
+    jobs = started.jobs
+    if not jobs:
+        return _nothing_to_carry(started.left)
+    errors = None
+    if jobs[0].flow.validators:
+        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
+    return await carry(started, errors)
+
+
+async def carry(started: RunStart, refused: Sequence[BaseException | None] | None = None) -> State[Any]:
+    """The end of every template's run: record the files a step refused (`refused[i]` for
+    `started.jobs[i]`: rejected with that reason, e.g. a `core.validators.ValidationError`), push the
+    others with the data flow's retries, publish the run's table, and say what became of each file."""
     jobs, left = started.jobs, started.left
     if not jobs:
         return _nothing_to_carry(left)
     rows: list[dict[str, Any]] = []
     to_push = jobs
-    if jobs[0].flow.validators:
-        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
-        rejected = [Outcome(job, error=error) for job, error in zip(jobs, errors, strict=True) if error]
-        to_push = [job for job, error in zip(jobs, errors, strict=True) if error is None]
+    if refused is not None:
+        rejected = [Outcome(job, error=error) for job, error in zip(jobs, refused, strict=True) if error]
+        to_push = [job for job, error in zip(jobs, refused, strict=True) if error is None]
         if rejected:
             rows += await record(rejected)
     rows += await _push_with_retries(to_push)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "api", "cli", "deployments", "flows", "mailboxes", "tasks", "migrations")
+PACKAGES = ("core", "api", "cli", "deployments", "flows", "mailboxes", "tasks", "migrations", "tradelane")
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -106,6 +106,9 @@ def test_no_import_cycles() -> None:
 RANK = {
     "core": 0,
     "tasks": 1,
+    # The public surface for template authors: flows register through tradelane.templates, and
+    # tradelane.testing drives core; it names the built-in flows only as "module:attr" strings.
+    "tradelane": 1,
     "flows": 2,
     "api": 3,
     "mailboxes": 3,

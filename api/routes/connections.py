@@ -19,7 +19,7 @@ from api import errors
 from api.deps import CurrentUser, ScopeDep, SessionDep
 from api.upload import filename_from, receive, too_large
 from core import intake
-from core.b2b import connections, history, mail, outbox
+from core.b2b import connections, history, invitations, mail, outbox
 from core.b2b.caller import Caller
 from core.config import get_settings
 from core.db import session_scope
@@ -93,7 +93,7 @@ def invite(request: InviteRequest, caller: CallerDep, session: SessionDep) -> di
 def accept(request: AcceptRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """Accept an invitation: of another account here, or (a link to another instance) across, through
     the signed handshake with that instance; the connection becomes active on both sides."""
-    conn = connections.accept(
+    conn = invitations.accept(
         session, caller, request.token, name=request.name, dest=request.dest, outbox=request.outbox
     )
     return connections.view(session, caller, conn)
@@ -102,7 +102,7 @@ def accept(request: AcceptRequest, caller: CallerDep, session: SessionDep) -> di
 @router.post("/decline", responses=REFUSALS)
 def decline(request: DeclineRequest, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """Decline an invitation (the token is the authority)."""
-    conn = connections.decline(session, request.token, actor=caller.actor)
+    conn = invitations.decline(session, request.token, actor=caller.actor)
     # A link to another instance is declined there: nothing is stored here (no id).
     return {"id": conn.id if conn else None, "state": conn.state if conn else "declined"}
 

@@ -194,7 +194,9 @@ class CoreAcceptService:
             dest = None
             if form.endpoint:
                 dest = f"{form.endpoint}:{form.dir}" if form.dir else form.endpoint
-            conn = connections.accept(session, scope, token, name=form.name, dest=dest, outbox=form.outbox)
+            conn = connections.accept_here(
+                session, scope, token, name=form.name, dest=dest, outbox=form.outbox
+            )
             if conn.direction == "receive":  # the invitee sends
                 message = f"active: put files into b2b/{conn.outbox_name}/"
             else:
@@ -205,6 +207,6 @@ class CoreAcceptService:
         with _refusals(), session_scope() as session:
             conn = _pending(session, token)
             inviter = _account_name(session, _inviter_account_id(conn))
-            connections.decline(session, token, actor="web")
+            connections.decline_here(session, token, actor="web")
             assert conn.state == ConnectionState.declined
             return Outcome("Invitation declined", f"{inviter} will see it declined")

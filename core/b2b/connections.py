@@ -9,9 +9,9 @@ A connection is named by each side for itself (`sender_name`, `receiver_name`); 
 the caller's own name for it, or its id. The receiver's destination (endpoint and folder) is shown
 to the receiver only: nothing here returns it to the sender.
 
-A link of another instance takes the cross-instance branch (core/b2b/handshake.py); a revoke of a
-cross-instance connection owes the other instance a notice (`peer.revoke_to_send`, sent by
-core/b2b/worker.py); what the other instance asks of us is core/b2b/peer_side.py.
+A link of another instance takes the cross-instance branch (core/b2b/invitations.py, handshake.py);
+a revoke of a cross-instance connection owes the other instance a notice (`peer.revoke_to_send`,
+sent by core/b2b/worker.py); what the other instance asks of us is core/b2b/peer_side.py.
 
 Why one module of ~740 lines: every operation checks and changes the same row under the same
 account lock, and the states' rules read best side by side. The views (`view`, `peer_view`,
@@ -293,7 +293,7 @@ def invitation_mail(session: Session, invitation: Invitation) -> mail.Invitation
 # -- the token holder: accept, decline --------------------------------------------------------
 
 
-def _token_and_base(text: str) -> tuple[str, str | None]:
+def token_and_base(text: str) -> tuple[str, str | None]:
     """The token, and the base URL of the instance that issued it when that is not this one (a
     bare token, or a link to this instance's public URL, is local)."""
     token, base = tokens.parse_token_or_link(text)
@@ -350,23 +350,18 @@ def _use_token(session: Session, conn: Connection, state: ConnectionState) -> No
     session.refresh(conn)
 
 
-def accept(
+def accept_here(
     session: Session,
     caller: Caller,
-    token_or_link: str,
+    token: str,
     *,
     name: str,
     dest: str | None = None,
     outbox: str | None = None,
 ) -> Connection:
-    """Accept an invitation: of another account on this instance, or - for a link to another
-    instance - through the cross-instance handshake (core/b2b/handshake.py). Active on return."""
-    token, remote = _token_and_base(token_or_link)
+    """Accept an invitation of another account on this instance: active on return. (A link of
+    either instance is taken by `core.b2b.invitations.accept`, which calls this for ours.)"""
     caller.require("admin")
-    if remote is not None:
-        from core.b2b import handshake
-
-        return handshake.accept_across(session, caller, remote, token, name=name, dest=dest, outbox=outbox)
     conn = find_invitation(session, token)
     if _inviter_id(conn) == caller.account_id:
         raise Forbidden(
@@ -421,15 +416,9 @@ def _inviter_side_name(conn: Connection) -> str | None:
     return conn.sender_name if conn.direction == "send" else conn.receiver_name
 
 
-def decline(session: Session, token_or_link: str, actor: str = "cli") -> Connection | None:
-    """The token holder says no: the connection is declined (the token is the authority). A link to
-    another instance is declined there; nothing is stored here (None)."""
-    token, remote = _token_and_base(token_or_link)
-    if remote is not None:
-        from core.b2b import handshake
-
-        handshake.decline_across(remote, token)
-        return None
+def decline_here(session: Session, token: str, actor: str = "cli") -> Connection:
+    """The token holder says no to an invitation of this instance: the connection is declined (the
+    token is the authority)."""
     conn = find_invitation(session, token)
     _use_token(session, conn, ConnectionState.declined)
     conn.declined_at = conn.updated_at = utcnow()

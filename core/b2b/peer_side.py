@@ -78,7 +78,7 @@ def decline(data: Any) -> dict[str, Any]:
     token = token_of(data)
     with session_scope() as session:
         _invitation(session, token)
-        connections.decline(session, token, actor="peer")
+        connections.decline_here(session, token, actor="peer")
     return {"state": "declined"}
 
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from core.b2b import tokens
+from core.b2b import invitations, tokens
 from core.errors import Invalid, StatusError
 from tests.b2b.helpers import Homes, run_json
 
@@ -43,7 +43,6 @@ def test_links_and_bare_tokens() -> None:
 
 
 def test_two_accepts_at_once_one_wins(b2b: Homes) -> None:
-    from core.b2b import connections
     from core.b2b.caller import cli_caller
     from core.db import session_scope
     from tests.b2b.helpers import add_account
@@ -70,7 +69,7 @@ def test_two_accepts_at_once_one_wins(b2b: Homes) -> None:
         start.wait()
         try:
             with session_scope() as session:
-                connections.accept(session, cli_caller(session, account), link, name="from-acme", dest=dest)
+                invitations.accept(session, cli_caller(session, account), link, name="from-acme", dest=dest)
             results.append("accepted")
         except StatusError as exc:
             results.append(str(exc))
