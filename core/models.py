@@ -226,6 +226,11 @@ class Transfer(SQLModel, table=True):
     # is told instead of the receiver's error text.
     error_kind: str | None = None
     replay_of: int | None = Field(default=None, foreign_key="transfer.id")
+    # The files a template's steps made from the receipt, in order (core/derived.py): each
+    # {step, name, size, sha256}; the last one is what was delivered. None: the receipt's bytes.
+    derived: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The EDI envelope values edi-route read and routed on (core/transforms/edi_route.py).
+    envelope: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

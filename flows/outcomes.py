@@ -43,26 +43,40 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                     "sha256": job.receipt.sha256,
                     "destination": outcome.destination_uri,
                     "error": reason or None,
+                    **({"derived": [d.record() for d in job.derived]} if job.derived else {}),
                 }
             ),
         )
-        rows.append(
-            scrub_known(
-                {
-                    "file": job.receipt.name,
-                    "size": job.receipt.size,
-                    "sha256": job.receipt.sha256,
-                    "destination": outcome.destination_uri or "",
-                    "answer": (outcome.answer or {}).get("summary", ""),
-                    "result": state.value + (f": {reason}" if reason else ""),
-                }
+        row = {
+            "file": job.receipt.name,
+            "size": job.receipt.size,
+            "sha256": job.receipt.sha256,
+            "destination": outcome.destination_uri or "",
+            "answer": (outcome.answer or {}).get("summary", ""),
+            "result": state.value + (f": {reason}" if reason else ""),
+        }
+        if job.derived:  # the chain receipt → each derived file, the last one delivered
+            row["derived"] = " → ".join(
+                f"{d.step}: {d.name} ({d.size} bytes, sha256 {d.sha256})" for d in job.derived
             )
-        )
+        if job.envelope:
+            row["envelope"] = describe_envelope(job.envelope)
+        rows.append(scrub_known(row))
     return rows
+
+
+def describe_envelope(envelope: dict[str, Any]) -> str:
+    """edi-route's envelope values in one cell: `x12: sender 'ACME', receiver 'GLOBEX', ST '850' ×2`."""
+    parts = []
+    for combination in envelope.get("combinations", []):
+        values = ", ".join(f"{k} {v!r}" for k, v in combination.items() if k not in ("count", "rule", "dest"))
+        parts.append(f"{values} ×{combination.get('count', 1)}")
+    return f"{envelope.get('standard', '?')}: " + "; ".join(parts)
 
 
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:
     """One table artifact per run, keyed by data flow so the UI shows its history."""
     key = "files-" + "".join(c if c.isalnum() else "-" for c in flow_name.lower()).strip("-")
-    table = scrub_known(rows)
+    extra = [key for key in ("derived", "envelope") if any(key in row for row in rows)]
+    table = scrub_known([{**row, **{key: row.get(key, "") for key in extra}} for row in rows])
     await acreate_table_artifact(table=table, key=key[:100], description=f"Files carried by {flow_name}")
