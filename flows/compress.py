@@ -8,6 +8,7 @@ the same bytes and the delivery stays exactly once.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, BinaryIO, Literal
 
 from prefect import flow
@@ -18,8 +19,7 @@ from core.delivery import Job
 from core.derived import derive
 from core.transforms.compression import compress_file
 from core.transforms.staging import DerivedFile, Staging
-from flows.template_params import params_of
-from flows.transfer import Step, carry
+from flows.content import Step, carry_through
 
 NAME = "compress"
 
@@ -42,10 +42,6 @@ def compress(job: Job, params: Params) -> Job:
 
 
 @flow(name=NAME, log_prints=False, persist_result=False)
-async def compress_flow(
-    data_flow_id: int, transfer_ids: list[int], params: dict[str, Any] | None = None
-) -> State[Any]:
+async def compress_flow(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Compress each file of the batch, then deliver it."""
-    return await carry(
-        transfer_ids, [Step(NAME, lambda job: compress(job, params_of(job.flow, Params, params)))]
-    )
+    return await carry_through(transfer_ids, [Step(NAME, partial(compress, params=params))])

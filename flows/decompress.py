@@ -10,6 +10,7 @@ staged is removed and nothing reaches the destination.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, BinaryIO
 
 from prefect import flow
@@ -20,8 +21,7 @@ from core.derived import derive
 from core.transforms.compression import CompressionError, DecompressLimits, decompress_file
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
-from flows.template_params import params_of
-from flows.transfer import Step, carry
+from flows.content import Step, carry_through
 
 NAME = "decompress"
 
@@ -43,10 +43,6 @@ def decompress(job: Job, params: Params) -> Job:
 
 
 @flow(name=NAME, log_prints=False, persist_result=False)
-async def decompress_flow(
-    data_flow_id: int, transfer_ids: list[int], params: dict[str, Any] | None = None
-) -> State[Any]:
+async def decompress_flow(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Decompress each file of the batch, then deliver what it held."""
-    return await carry(
-        transfer_ids, [Step(NAME, lambda job: decompress(job, params_of(job.flow, Params, params)))]
-    )
+    return await carry_through(transfer_ids, [Step(NAME, partial(decompress, params=params))])

@@ -13,6 +13,7 @@ The values are recorded on the transfer (`envelope` in `tradelane transfers --js
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
 from prefect import flow
@@ -26,8 +27,7 @@ from core.endpoints import rows as endpoint_rows
 from core.tenancy import system_scope
 from core.transforms.edi_route import EdiRouteError, RouteRules, route_stream
 from core.validators import ValidationError
-from flows.template_params import params_of
-from flows.transfer import Step, carry
+from flows.content import Step, carry_through
 
 NAME = "edi-route"
 
@@ -60,10 +60,6 @@ def route(job: Job, params: Params) -> Job:
 
 
 @flow(name=NAME, log_prints=False, persist_result=False)
-async def edi_route(
-    data_flow_id: int, transfer_ids: list[int], params: dict[str, Any] | None = None
-) -> State[Any]:
+async def edi_route(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Read each file's envelopes, then deliver it to the endpoint the rules choose."""
-    return await carry(
-        transfer_ids, [Step(NAME, lambda job: route(job, params_of(job.flow, Params, params)))]
-    )
+    return await carry_through(transfer_ids, [Step(NAME, partial(route, params=params))])

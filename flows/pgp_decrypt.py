@@ -11,6 +11,7 @@ the plaintext is staged and only pushed once gpg has checked it all.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, BinaryIO, Literal
 
 from prefect import flow
@@ -22,8 +23,7 @@ from core.delivery import Job
 from core.derived import derive
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
-from flows.template_params import CommaList, account_keyring, params_of
-from flows.transfer import Step, carry
+from flows.content import CommaList, Step, account_keyring, carry_through
 
 NAME = "pgp-decrypt"
 SUFFIXES = (".pgp", ".gpg", ".asc")
@@ -66,10 +66,6 @@ def decrypt(job: Job, params: Params) -> Job:
 
 
 @flow(name=NAME, log_prints=False, persist_result=False)
-async def pgp_decrypt(
-    data_flow_id: int, transfer_ids: list[int], params: dict[str, Any] | None = None
-) -> State[Any]:
+async def pgp_decrypt(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Decrypt each file of the batch and check its signature, then deliver the plaintext."""
-    return await carry(
-        transfer_ids, [Step(NAME, lambda job: decrypt(job, params_of(job.flow, Params, params)))]
-    )
+    return await carry_through(transfer_ids, [Step(NAME, partial(decrypt, params=params))])

@@ -9,6 +9,7 @@ name, email or fingerprint. The encrypted file is a derived file: the push deliv
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, BinaryIO
 
 from prefect import flow
@@ -20,8 +21,7 @@ from core.delivery import Job
 from core.derived import derive
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
-from flows.template_params import CommaList, account_keyring, params_of
-from flows.transfer import Step, carry
+from flows.content import CommaList, Step, account_keyring, carry_through
 
 NAME = "pgp-encrypt"
 
@@ -67,10 +67,6 @@ def encrypt(job: Job, params: Params) -> Job:
 
 
 @flow(name=NAME, log_prints=False, persist_result=False)
-async def pgp_encrypt(
-    data_flow_id: int, transfer_ids: list[int], params: dict[str, Any] | None = None
-) -> State[Any]:
+async def pgp_encrypt(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Encrypt each file of the batch to the recipients' keys, then deliver it."""
-    return await carry(
-        transfer_ids, [Step(NAME, lambda job: encrypt(job, params_of(job.flow, Params, params)))]
-    )
+    return await carry_through(transfer_ids, [Step(NAME, partial(encrypt, params=params))])

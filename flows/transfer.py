@@ -13,71 +13,54 @@ delivered; rejected files stay rejected, and the run's message says what became 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from anyio import to_thread
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from core import derived
 from core.delivery import Job, Left, Outcome, RunStart
 from core.redact import install_log_scrubber
 from flows import names
 from flows.outcomes import publish_table, record
-from tasks.derive import derive
 from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
 from tasks.start import start
 from tasks.validate import validate
 
 
-@dataclass(frozen=True)
-class Step:
-    """A content step of a template: its name (the task run's, and the chain's) and what it does to a
-    job (core/derived.py `derive` makes the new file; edi-route chooses the destination)."""
-
-    name: str
-    run: Callable[[Job], Job]
-
-
 @flow(name=names.TRANSFER, log_prints=False, persist_result=False)
 async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
-    return await carry(transfer_ids)
-
-
-async def carry(transfer_ids: list[int], steps: Sequence[Step] = ()) -> State[Any]:
-    """start → validate → each step → push → record, for one batch: the body of every template."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
     started: RunStart = await start.with_options(task_run_name=f"start {_count(transfer_ids, 'transfer')}")(
         transfer_ids, flow_run.get_id()
     )
+    jobs = started.jobs
+    if not jobs:
+        return _nothing_to_carry(started.left)
+    errors = None
+    if jobs[0].flow.validators:
+        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
+    return await carry(started, errors)
+
+
+async def carry(started: RunStart, refused: Sequence[BaseException | None] | None = None) -> State[Any]:
+    """The end of every template's run: record the files a step refused (`refused[i]` for
+    `started.jobs[i]`: rejected with that reason, e.g. a `core.validators.ValidationError`), push the
+    others with the data flow's retries, publish the run's table, and say what became of each file."""
     jobs, left = started.jobs, started.left
     if not jobs:
         return _nothing_to_carry(left)
     rows: list[dict[str, Any]] = []
     to_push = jobs
-    if jobs[0].flow.validators:
-        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
-        rejected = [Outcome(job, error=error) for job, error in zip(jobs, errors, strict=True) if error]
-        to_push = [job for job, error in zip(jobs, errors, strict=True) if error is None]
+    if refused is not None:
+        rejected = [Outcome(job, error=error) for job, error in zip(jobs, refused, strict=True) if error]
+        to_push = [job for job, error in zip(jobs, refused, strict=True) if error is None]
         if rejected:
             rows += await record(rejected)
-    if steps:
-        await to_thread.run_sync(derived.sweep)  # derived files a killed run left for finished transfers
-    for step in steps:
-        if not to_push:
-            break
-        results = await derive.with_options(task_run_name=f"{step.name} {_names(to_push)}")(to_push, step.run)
-        stopped = [
-            Outcome(job, error=r) for job, r in zip(to_push, results, strict=True) if isinstance(r, Exception)
-        ]
-        to_push = [r for r in results if not isinstance(r, Exception)]
-        rows += await record(stopped)
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
     bad = [f"{row['file']}: {row['result']}" for row in rows if not row["result"].startswith("delivered")]

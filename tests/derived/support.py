@@ -100,3 +100,15 @@ def staged_files() -> list[Path]:
 # Prefect's in-process flow engine leaves an API connection of its own to the garbage collector
 # (a socket to the test server, not opened by tradelane code); it would fail the test it lands in.
 in_process_runs = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(scope="module")
+def derived_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tradelane home of the module's own (database, mailboxes), with partner "acme"."""
+    from core import db
+    from tests.isolation import isolated_home
+
+    with isolated_home(tmp_path_factory.mktemp("tradelane-derived")) as home:
+        db.init_db()
+        add_partner("acme")
+        yield home
