@@ -112,3 +112,21 @@ def derived_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         db.init_db()
         add_partner("acme")
         yield home
+
+
+def table_rows(flow_name: str) -> list[dict[str, Any]]:
+    """The rows of the newest table artifact the data flow's runs published (read over the REST API:
+    this Prefect client's read_artifacts sends nulls the server refuses)."""
+    import json
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    key = "files-" + "".join(c if c.isalnum() else "-" for c in flow_name.lower()).strip("-")
+    body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
+    with httpx.Client() as client:
+        response = client.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
+    response.raise_for_status()
+    data = response.json()[0]["data"]
+    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
+    return rows

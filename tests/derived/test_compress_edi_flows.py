@@ -19,6 +19,7 @@ from tests.derived.support import (
     run,
     sha256,
     staged_files,
+    table_rows,
     view,
 )
 from tests.pgp.support import payload
@@ -139,3 +140,6 @@ def test_edi_route_sends_x12_and_edifact_to_their_endpoints_and_records_the_enve
     assert stray_row.error is not None and "'NOBODY'" in stray_row.error and "'810'" in stray_row.error
     assert stray_row.envelope is not None and stray_row.envelope["standard"] == "x12"
     assert not (out / "erp" / "invoice.x12").exists()
+    shown = {row["file"]: row for row in table_rows("edi-in")}  # the run's table artifact
+    assert shown["po.x12"]["envelope"] == "x12: sender 'ACME', receiver 'GLOBEX', GS 'PO', ST '850' ×1"
+    assert shown["orders.edi"]["envelope"].startswith("edifact: sender 'EU*TRADER'")

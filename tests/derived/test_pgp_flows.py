@@ -17,6 +17,7 @@ from tests.derived.support import (
     run,
     sha256,
     staged_files,
+    table_rows,
     view,
 )
 from tests.pgp.support import PARTNER_EMAIL, GpgCli, payload
@@ -51,6 +52,8 @@ def test_encrypted_here_decrypts_with_gpg_and_the_chain_is_recorded(dest: Path, 
         {"step": "pgp-encrypt", "name": "po.edi.pgp", "size": len(body), "sha256": sha256(body)}
     ]
     assert row.sha256 == sha256(data)  # the receipt is still what arrived
+    (shown,) = table_rows("to-bank")  # the run's table artifact shows the chain
+    assert shown["derived"] == f"pgp-encrypt: po.edi.pgp ({len(body)} bytes, sha256 {sha256(body)})"
     assert staged_files() == []  # final: its derived files are gone
 
 
