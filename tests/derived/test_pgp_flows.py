@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.history import transfers_json
 from flows.pgp_decrypt import pgp_decrypt
 from flows.pgp_encrypt import pgp_encrypt
 from tests.derived.support import (
@@ -52,6 +53,7 @@ def test_encrypted_here_decrypts_with_gpg_and_the_chain_is_recorded(dest: Path, 
         {"step": "pgp-encrypt", "name": "po.edi.pgp", "size": len(body), "sha256": sha256(body)}
     ]
     assert row.sha256 == sha256(data)  # the receipt is still what arrived
+    assert transfers_json([row], ui="")[0]["derived"] == row.derived  # `tradelane transfers --json`
     (shown,) = table_rows("to-bank")  # the run's table artifact shows the chain
     assert shown["derived"] == f"pgp-encrypt: po.edi.pgp ({len(body)} bytes, sha256 {sha256(body)})"
     assert staged_files() == []  # final: its derived files are gone

@@ -97,6 +97,17 @@ def test_unknown_recipient_fails_naming_it_and_delivers_nothing(out: Path) -> No
     _nothing_in(out / "d")
 
 
+def test_unknown_signer_fails_naming_it_and_delivers_nothing(out: Path, partner: GpgCli, ours: str) -> None:  # noqa: F811
+    flow_id = add_flow("h-dec-nosigner", "mallory", "hostile-out", dest_path="g/{name}")
+    sealed = partner.run(
+        "--trust-model", "always", "--encrypt", "--sign", "--recipient", ours, data=b"z" * 999
+    )
+    transfer_id = receive("mallory", "z.pgp", sealed.stdout, flow_id)
+    run(pgp_decrypt, flow_id, [transfer_id], {"verify": "required", "signers": "ghost@example.com"})
+    _ends(transfer_id, "failed", "ghost@example.com")
+    _nothing_in(out / "g")
+
+
 def test_zip_of_several_files_traversal_and_encrypted_members_are_rejected(out: Path) -> None:
     flow_id = add_flow("h-unzip", "mallory", "hostile-out", dest_path="e/{name}")
     many, climbing = io.BytesIO(), io.BytesIO()
