@@ -8,10 +8,12 @@ derived file - and writes a new one into the transfer's staging folder, hashing 
 `derive` checks that the bytes it read are the ones the job carries (size and SHA-256), records
 the chain on the transfer (`transfer.derived`: step, name, size, sha256 of each file), and returns
 the job carrying the new file, which `delivery.push` then writes and verifies against that hash.
+A file a step made in a run that died before the push is taken as it is (recorded, staged whole,
+same hash), so even a step whose output differs each time is delivered once.
 
 Staging: `<mailbox_root>/.tmp/derived/<transfer id>/<step number>/`, on the store's filesystem and
-out of every login's reach. Each run of a step empties its folder first, so a step killed mid-way
-is simply run again (its half-written `.part` file is never a derived file). A transfer's folder is
+out of every login's reach. A step killed mid-way is simply run again: its folder is emptied first
+(its half-written `.part` file is never a derived file). A transfer's folder is
 removed when it is final (`discard`); `sweep` removes the folders of transfers that ended or vanished
 while no run was there to tidy up (a kill between the last write and the record).
 """
@@ -90,6 +92,9 @@ def derive(job: Job, step: str, write: Write) -> Job:
     staged is then removed. More than one file made is refused (one transfer delivers one file)."""
     carried = job.carried
     folder = transfer_dir(job.transfer_id) / f"{len(job.derived) + 1:02d}"
+    kept = _made_before(job, step, folder)
+    if kept is not None:
+        return replace(job, derived=(*job.derived, kept))
     shutil.rmtree(folder, ignore_errors=True)  # a crashed run of this step left it: start over
     with Staging(folder) as stage, carried.path.open("rb") as raw:
         source = _Reading(raw)
@@ -106,6 +111,28 @@ def derive(job: Job, step: str, write: Write) -> Job:
     chain = (*job.derived, link)
     record(job.transfer_id, [d.record() for d in chain])
     return replace(job, derived=chain)
+
+
+def _made_before(job: Job, step: str, folder: Path) -> Derived | None:
+    """The file this step made for this transfer in a run that died before delivering it, if it is
+    recorded and still staged whole: reused, not made again, so a step whose output differs each
+    time (encryption's session key) still delivers exactly once after a crash."""
+    with session_scope() as session:
+        transfer = session.get(Transfer, job.transfer_id)
+        chain = list(transfer.derived or []) if transfer is not None else []
+    position = len(job.derived)
+    if len(chain) <= position or chain[:position] != [d.record() for d in job.derived]:
+        return None
+    link = chain[position]
+    staged = folder / "0001"
+    if link.get("step") != step or not staged.is_file() or staged.stat().st_size != link.get("size"):
+        return None
+    with staged.open("rb") as stream:
+        reader = _Reading(stream)
+        reader.drain()
+    if reader.sha.hexdigest() != link.get("sha256"):
+        return None
+    return Derived(step, str(link["name"]), reader.size, str(link["sha256"]), staged)
 
 
 class TooManyFiles(ValidationError):

@@ -120,3 +120,26 @@ def test_signature_by_someone_else_than_the_signers_is_rejected(
     assert row.state == "rejected"
     assert row.error is not None and "not one of the accepted signers" in row.error
     assert not (dest / "only").exists() or list((dest / "only").iterdir()) == []
+
+
+def test_a_step_done_before_a_crash_is_not_done_again(dest: Path, partner: GpgCli) -> None:
+    """Encryption makes different bytes each time (a fresh session key): a run that died after the
+    step and before the push must deliver the file it made then, not a second, different one."""
+    from core import delivery
+    from flows.pgp_encrypt import Params, encrypt
+
+    flow_id = add_flow("to-bank-crashy", "bank", "pgp-out", dest_path="again/{name}")
+    data = payload(50_000)
+    transfer_id = receive("bank", "again.edi", data, flow_id)
+    (job,) = delivery.start([transfer_id])
+    made = encrypt(job, Params.model_validate({"recipients": PARTNER_EMAIL})).carried  # then the run dies
+
+    state = run(pgp_encrypt, flow_id, [transfer_id], {"recipients": PARTNER_EMAIL})
+
+    assert state.is_completed(), state.message
+    delivered = (dest / "again" / "again.edi.pgp").read_bytes()
+    assert sha256(delivered) == made.sha256
+    assert view(transfer_id).derived == [
+        {"step": "pgp-encrypt", "name": "again.edi.pgp", "size": made.size, "sha256": made.sha256}
+    ]
+    assert partner.run("--decrypt", data=delivered).stdout == data
