@@ -264,16 +264,17 @@ class Delivered:
 def push(job: Job, again: bool = False) -> Delivered:
     """Stream the carried file → destination, committing only if the bytes match its hash.
 
-    The carried file is the receipt's, or the last file the template's steps derived from it
-    (`Job.carried`): what is written must be exactly the file the push was given (size and SHA-256).
+    The carried file (`Job.carried`) is the receipt's kept file, or the last file the template's
+    steps derived from it; below, "the receipt's bytes" are the carried file's (size and SHA-256).
     The write takes the data flow's on_conflict. Exactly once: when an earlier try may have
     written the file (`again`, a retry within the run; `job.tried_before`, a crash, a replay),
     a file already at the name, or at one of its numbered names, that holds exactly the
-    carried bytes is taken as this delivery and not written again, so a retry never leaves
-    `name (2)` beside the first copy.
+    receipt's bytes (size and SHA-256) is taken as this delivery and not written again, so a
+    retry never leaves `name (2)` beside the first copy.
     """
-    dest_path, policy, carried = job.dest_path, job.on_conflict, job.carried
-    with job.open_dest() as dest:
+    dest_path, policy = job.dest_path, job.on_conflict
+    with job.open_source() as source, job.open_dest() as dest:
+        carried = job.carried
         if job.flow.source_connection_id is not None:
             check_folder(dest, dest_path, job.dest_row.name)
         if policy is not OnConflict.overwrite and (again or job.tried_before):
@@ -281,7 +282,7 @@ def push(job: Job, again: bool = False) -> Delivered:
             if there is not None:
                 answer = {"summary": "already there with the same SHA-256; not written again"}
                 return Delivered(dest.uri(there), answer)
-        with _open_carried(job) as raw, dest.open_write(dest_path, policy) as out:
+        with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
             while chunk := reader.read(CHUNK_SIZE):
                 out.write(chunk)
@@ -291,14 +292,14 @@ def push(job: Job, again: bool = False) -> Delivered:
         return Delivered(dest.uri(out.path or dest_path), out.answer)
 
 
-def _open_carried(job: Job) -> BinaryIO:
-    if job.derived:
-        try:
-            return job.carried.path.open("rb")
-        except FileNotFoundError:
-            raise ChecksumMismatch(f"the derived file {job.carried.name} is gone; not delivered") from None
-    with job.open_source() as source:  # the receipt's kept file, as it was always read
+def _open_carried(job: Job, source: Endpoint) -> BinaryIO:
+    """The carried file, read: a derived file from staging, else the receipt's kept file."""
+    if not job.derived:
         return source.open_read(job.source_path)
+    try:
+        return job.carried.path.open("rb")
+    except FileNotFoundError:
+        raise ChecksumMismatch(f"the derived file {job.carried.name} is gone; not delivered") from None
 
 
 def check_folder(dest: Endpoint, dest_path: str, endpoint_name: str) -> None:
