@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -265,12 +265,12 @@ class TransferView:
     flow_run_id: str | None
     destination_uri: str | None
     destination_answer: dict[str, Any] | None
+    # The files the template's steps made, in order ({step, name, size, sha256}); [] for none.
+    derived: list[dict[str, Any]]
+    # The EDI envelope values edi-route routed on; None for other templates.
+    envelope: dict[str, Any] | None
     error: str | None
     replay_of: int | None
-    # The files the template's steps made, in order ({step, name, size, sha256}); [] for none.
-    derived: list[dict[str, Any]] = field(default_factory=list)
-    # The EDI envelope values edi-route routed on; None for other templates.
-    envelope: dict[str, Any] | None = None
 
 
 def recent(
@@ -330,10 +330,10 @@ def recent(
                 flow_run_id=transfer.flow_run_id,
                 destination_uri=transfer.destination_uri,
                 destination_answer=transfer.destination_answer,
-                error=transfer.error,
-                replay_of=transfer.replay_of,
                 derived=list(transfer.derived or []),
                 envelope=transfer.envelope,
+                error=transfer.error,
+                replay_of=transfer.replay_of,
             )
         )
     return views
