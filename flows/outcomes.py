@@ -13,7 +13,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.events import emit_event
 
 from core import delivery
-from core.delivery import Outcome
+from core.delivery import Job, Outcome
 from core.redact import scrub_known
 
 
@@ -43,26 +43,36 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                     "sha256": job.receipt.sha256,
                     "destination": outcome.destination_uri,
                     "error": reason or None,
-                    **({"derived": [d.record() for d in job.derived]} if job.derived else {}),
                 }
             ),
         )
-        row = {
-            "file": job.receipt.name,
-            "size": job.receipt.size,
-            "sha256": job.receipt.sha256,
-            "destination": outcome.destination_uri or "",
-            "answer": (outcome.answer or {}).get("summary", ""),
-            "result": state.value + (f": {reason}" if reason else ""),
-        }
-        if job.derived:  # the chain receipt → each derived file, the last one delivered
-            row["derived"] = " → ".join(
-                f"{d.step}: {d.name} ({d.size} bytes, sha256 {d.sha256})" for d in job.derived
+        rows.append(
+            scrub_known(
+                {
+                    "file": job.receipt.name,
+                    "size": job.receipt.size,
+                    "sha256": job.receipt.sha256,
+                    "destination": outcome.destination_uri or "",
+                    "answer": (outcome.answer or {}).get("summary", ""),
+                    "result": state.value + (f": {reason}" if reason else ""),
+                }
             )
-        if job.envelope:
-            row["envelope"] = describe_envelope(job.envelope)
-        rows.append(scrub_known(row))
+        )
+        rows[-1].update(scrub_known(provenance(job)))
     return rows
+
+
+def provenance(job: Job) -> dict[str, str]:
+    """The row's cells for a template's steps: the chain receipt → each derived file (the last one
+    delivered), and edi-route's envelope values. None for a plain transfer."""
+    cells = {}
+    if job.derived:
+        cells["derived"] = " → ".join(
+            f"{d.step}: {d.name} ({d.size} bytes, sha256 {d.sha256})" for d in job.derived
+        )
+    if job.envelope:
+        cells["envelope"] = describe_envelope(job.envelope)
+    return cells
 
 
 def describe_envelope(envelope: dict[str, Any]) -> str:
