@@ -13,8 +13,9 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.events import emit_event
 
 from core import delivery
-from core.delivery import Job, Outcome
+from core.delivery import Outcome
 from core.redact import scrub_known
+from flows.provenance import provenance
 
 
 async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
@@ -60,28 +61,6 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         )
         rows[-1].update(scrub_known(provenance(job)))
     return rows
-
-
-def provenance(job: Job) -> dict[str, str]:
-    """The row's cells for a template's steps: the chain receipt → each derived file (the last one
-    delivered), and edi-route's envelope values. None for a plain transfer."""
-    cells = {}
-    if job.derived:
-        cells["derived"] = " → ".join(
-            f"{d.step}: {d.name} ({d.size} bytes, sha256 {d.sha256})" for d in job.derived
-        )
-    if job.envelope:
-        cells["envelope"] = describe_envelope(job.envelope)
-    return cells
-
-
-def describe_envelope(envelope: dict[str, Any]) -> str:
-    """edi-route's envelope values in one cell: `x12: sender 'ACME', receiver 'GLOBEX', ST '850' ×2`."""
-    parts = []
-    for combination in envelope.get("combinations", []):
-        values = ", ".join(f"{k} {v!r}" for k, v in combination.items() if k not in ("count", "rule", "dest"))
-        parts.append(f"{values} ×{combination.get('count', 1)}")
-    return f"{envelope.get('standard', '?')}: " + "; ".join(parts)
 
 
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:
