@@ -159,6 +159,18 @@ class _Reading:
     def seekable(self) -> bool:
         return False
 
+    # A step that runs a program (gpg) may hand it the file by name instead of piping it through
+    # Python (core.pgp.plumbing.file_on_disk); `drain` then hashes what the program read.
+    @property
+    def name(self) -> str:
+        return str(getattr(self._raw, "name", ""))
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
     def drain(self) -> None:
         """Read what the step left unread (a format may stop at its end marker): all is hashed."""
         while self.read(CHUNK_SIZE):

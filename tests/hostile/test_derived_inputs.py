@@ -149,3 +149,29 @@ def test_bad_rules_fail_the_run_before_any_file_is_touched(out: Path) -> None:
     assert "rules" in str(state.message)
     assert view(transfer_id).state == "pending"
     _nothing_in(out / "f")
+
+
+def test_a_kept_file_changed_on_disk_is_not_decrypted_and_delivered(
+    out: Path,
+    partner: GpgCli,  # noqa: F811
+    ours: str,  # noqa: F811
+) -> None:
+    """gpg reads the kept file by its path; what it read is still hashed against the receipt."""
+    from core import delivery
+
+    flow_id = add_flow("h-dec-changed", "mallory", "hostile-out", dest_path="h/{name}")
+    sealed = partner.run(
+        "--trust-model", "always", "--encrypt", "--recipient", ours, data=b"w" * 10_000
+    ).stdout
+    transfer_id = receive("mallory", "w.pgp", sealed, flow_id)
+    (job,) = delivery.start([transfer_id])
+    # Another good message of the same size in its place: gpg opens it; only the hash can tell.
+    other = partner.run(
+        "--trust-model", "always", "--encrypt", "--recipient", ours, data=b"v" * 10_000
+    ).stdout
+    assert len(other) == len(sealed) and other != sealed
+    with job.carried.path.open("r+b") as kept:
+        kept.write(other)
+    run(pgp_decrypt, flow_id, [transfer_id], {})
+    _ends(transfer_id, "failed", "changed since it was received")
+    _nothing_in(out / "h")
