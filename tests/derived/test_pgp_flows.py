@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prefect import flow
 
 from cli.history import transfers_json
 from flows.pgp_decrypt import pgp_decrypt
@@ -143,3 +146,36 @@ def test_a_step_done_before_a_crash_is_not_done_again(dest: Path, partner: GpgCl
         {"step": "pgp-encrypt", "name": "again.edi.pgp", "size": made.size, "sha256": made.sha256}
     ]
     assert partner.run("--decrypt", data=delivered).stdout == data
+
+
+@flow(name="unpack-then-encrypt", persist_result=False)
+async def unpack_then_encrypt(data_flow_id: int, transfer_ids: list[int], params: dict[str, str]) -> Any:
+    """A template of two steps, as a newcomer composes one from the built-ins' step functions."""
+    from flows.content import Step, carry_through
+    from flows.decompress import Params as Limits
+    from flows.decompress import decompress
+    from flows.pgp_encrypt import Params, encrypt
+
+    to = Params.model_validate(params)
+    steps = [
+        Step("decompress", lambda job: decompress(job, Limits())),
+        Step("pgp-encrypt", lambda job: encrypt(job, to)),
+    ]
+    return await carry_through(transfer_ids, steps)
+
+
+def test_two_steps_record_the_whole_chain(dest: Path, partner: GpgCli) -> None:
+    flow_id = add_flow("unpack-encrypt", "bank", "pgp-out", dest_path="chain/{name}")
+    data = payload(120_000)
+    transfer_id = receive("bank", "ledger.csv.gz", gzip.compress(data), flow_id)
+
+    state = run(unpack_then_encrypt, flow_id, [transfer_id], {"recipients": PARTNER_EMAIL})
+
+    assert state.is_completed(), state.message
+    sealed = (dest / "chain" / "ledger.csv.pgp").read_bytes()
+    assert partner.run("--decrypt", data=sealed).stdout == data
+    assert view(transfer_id).derived == [
+        {"step": "decompress", "name": "ledger.csv", "size": len(data), "sha256": sha256(data)},
+        {"step": "pgp-encrypt", "name": "ledger.csv.pgp", "size": len(sealed), "sha256": sha256(sealed)},
+    ]
+    assert staged_files() == []
