@@ -14,9 +14,10 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
-from core import receipt_files, transfers
+from core import derived, receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
+from core.derived import Carried, Derived
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import (
@@ -66,6 +67,10 @@ class Job:
     # An earlier try of this file by this data flow may have written it (a crash, a retry, a
     # replay): the destination is checked for it before a rename-or-fail write (see push).
     tried_before: bool = False
+    # Files the template's steps made from the receipt, in order (core/derived.py); the last is carried.
+    derived: tuple[Derived, ...] = ()
+    # The EDI envelope values edi-route read (recorded on the transfer too), for the run's table.
+    envelope: dict[str, Any] | None = None
 
     @property
     def on_conflict(self) -> OnConflict:
@@ -79,12 +84,20 @@ class Job:
         # Receipts point into the mailbox storage: the receipt's own kept file (see receipt_files).
         return FileEndpoint({"path": str(get_settings().mailbox_root)})
 
+    @property
+    def carried(self) -> Carried:
+        """The file this push carries: the last derived file, or the receipt's kept file."""
+        if self.derived:
+            return self.derived[-1].carried()
+        path = get_settings().mailbox_root / self.source_path
+        return Carried(path, self.receipt.name, self.receipt.size, self.receipt.sha256)
+
     def open_dest(self) -> Endpoint:
         return endpoint_rows.open_row(self.dest_row)
 
     @property
     def dest_path(self) -> str:
-        return render_dest_path(self.flow.dest_path, self.receipt, self.partner_name)
+        return render_dest_path(self.flow.dest_path, self.receipt, self.partner_name, self.carried.name)
 
 
 def load(transfer_id: int) -> Job:
@@ -107,13 +120,17 @@ def _job(session: Session, transfer_id: int) -> Job:
     return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row, tried)
 
 
-def render_dest_path(template: str, receipt: Receipt, partner_name: str) -> str:
-    """Expand {name} {stem} {suffix} {partner} {date} {time} {receipt} {sha256}; refuse escapes."""
-    stem, suffix = posixpath.splitext(receipt.name)
+def render_dest_path(template: str, receipt: Receipt, partner_name: str, name: str | None = None) -> str:
+    """Expand {name} {stem} {suffix} {partner} {date} {time} {receipt} {sha256}; refuse escapes.
+
+    {name}, {stem} and {suffix} are the carried file's (`name`: a derived file's, `po.edi.pgp`),
+    by default the receipt's; {sha256} is always the receipt's (what arrived)."""
+    name = receipt.name if name is None else name
+    stem, suffix = posixpath.splitext(name)
     received = receipt.received_at.astimezone(UTC) if receipt.received_at.tzinfo else receipt.received_at
     try:
         rendered = template.format(
-            name=receipt.name,
+            name=name,
             stem=stem,
             suffix=suffix,
             partner=partner_name,
@@ -327,8 +344,10 @@ def original_transfer_id(transfer_id: int) -> int:
 
 
 def push(job: Job, again: bool = False) -> Delivered:
-    """Stream source → destination, committing only if the bytes match the receipt.
+    """Stream the carried file → destination, committing only if the bytes match its hash.
 
+    The carried file (`Job.carried`) is the receipt's kept file, or the last file the template's
+    steps derived from it; below, "the receipt's bytes" are the carried file's (size and SHA-256).
     The write takes the data flow's on_conflict. Exactly once: when an earlier try may have
     written the file (`again`, a retry within the run; `job.tried_before`, a crash, a replay),
     a file already at the name, or at one of its numbered names, that holds exactly the
@@ -344,21 +363,32 @@ def push(job: Job, again: bool = False) -> Delivered:
             return sink.send_kept(kept, job.receipt, key)
     dest_path, policy = job.dest_path, job.on_conflict
     with job.open_source() as source, job.open_dest() as dest:
+        carried = job.carried
         if job.flow.source_connection_id is not None:
             check_folder(dest, dest_path, job.dest_row.name)
         if policy is not OnConflict.overwrite and (again or job.tried_before):
-            there = find_delivered(dest, dest_path, policy, job.receipt)
+            there = find_delivered(dest, dest_path, policy, carried)
             if there is not None:
                 answer = {"summary": "already there with the same SHA-256; not written again"}
                 return Delivered(dest.uri(there), answer)
-        with source.open_read(job.source_path) as raw, dest.open_write(dest_path, policy) as out:
+        with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
             while chunk := reader.read(CHUNK_SIZE):
                 out.write(chunk)
-            if reader.sha.hexdigest() != job.receipt.sha256 or reader.size != job.receipt.size:
+            if reader.sha.hexdigest() != carried.sha256 or reader.size != carried.size:
                 # Raising inside the `with` aborts the write: wrong bytes never become visible.
-                raise ChecksumMismatch(f"{job.source_path} changed since it was received; not delivered")
+                raise ChecksumMismatch(f"{carried.name} changed since it was made or received; not delivered")
         return Delivered(dest.uri(out.path or dest_path), out.answer)
+
+
+def _open_carried(job: Job, source: Endpoint) -> BinaryIO:
+    """The carried file, read: a derived file from staging, else the receipt's kept file."""
+    if not job.derived:
+        return source.open_read(job.source_path)
+    try:
+        return job.carried.path.open("rb")
+    except FileNotFoundError:
+        raise ChecksumMismatch(f"the derived file {job.carried.name} is gone; not delivered") from None
 
 
 def check_folder(dest: Endpoint, dest_path: str, endpoint_name: str) -> None:
@@ -369,9 +399,9 @@ def check_folder(dest: Endpoint, dest_path: str, endpoint_name: str) -> None:
         raise FolderMissing(f"the receiving folder {folder!r} no longer exists in endpoint {endpoint_name!r}")
 
 
-def find_delivered(dest: Endpoint, path: str, policy: OnConflict, receipt: Receipt) -> str | None:
+def find_delivered(dest: Endpoint, path: str, policy: OnConflict, receipt: Receipt | Carried) -> str | None:
     """The name among `path`, `name (2).ext`, … (up to the first free one) whose file holds exactly
-    the receipt's bytes; None if there is none. Only files of the receipt's size are read."""
+    the carried bytes; None if there is none. Only files of the carried size are read."""
     names = conflict.candidates(path) if policy is OnConflict.rename else iter([path])
     for name in names:
         try:
@@ -474,6 +504,7 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
                 answer=scrub_known(outcome.answer),
             )
             transfer.error_kind = None if outcome.error is None else error_kind(outcome.error)
+            derived.discard(outcome.job.transfer_id)  # final: its derived files served their purpose
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)
             recorded.append(Recorded(outcome.state))

@@ -230,6 +230,11 @@ class Transfer(SQLModel, table=True):
     destination_uri: str | None = None
     # What the destination answered (an API's status and body, a Message-ID, an MDN, an ETag).
     destination_answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The files a template's steps made from the receipt, in order (core/derived.py): each
+    # {step, name, size, sha256}; the last one is what was delivered. None: the receipt's bytes.
+    derived: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The EDI envelope values edi-route read and routed on (core/transforms/edi_route.py).
+    envelope: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = None
     # What kind of failure `error` is (core/delivery.py `error_kind`): what the sender of a B2B file
     # is told instead of the receiver's error text.

@@ -426,6 +426,10 @@ class TransferView:
     flow_run_id: str | None
     destination_uri: str | None
     destination_answer: dict[str, Any] | None
+    # The files the template's steps made, in order ({step, name, size, sha256}); [] for none.
+    derived: list[dict[str, Any]]
+    # The EDI envelope values edi-route routed on; None for other templates.
+    envelope: dict[str, Any] | None
     error: str | None
     replay_of: int | None
     next_attempt_at: datetime | None = None  # when a waiting transfer is tried again
@@ -488,6 +492,8 @@ def recent(
                 flow_run_id=transfer.flow_run_id,
                 destination_uri=transfer.destination_uri,
                 destination_answer=transfer.destination_answer,
+                derived=list(transfer.derived or []),
+                envelope=transfer.envelope,
                 error=transfer.error,
                 replay_of=transfer.replay_of,
                 next_attempt_at=transfer.next_attempt_at,

@@ -17,6 +17,7 @@ from core import delivery
 from core.delivery import Outcome
 from core.models import TransferState
 from core.redact import scrub_known
+from flows.provenance import provenance
 
 
 async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
@@ -63,6 +64,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                 }
             )
         )
+        rows[-1].update(scrub_known(provenance(job)))
     return rows
 
 
@@ -76,5 +78,6 @@ def _result(state: TransferState, reason: str, next_attempt_at: datetime | None)
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:
     """One table artifact per run, keyed by data flow so the UI shows its history."""
     key = "files-" + "".join(c if c.isalnum() else "-" for c in flow_name.lower()).strip("-")
-    table = scrub_known(rows)
+    extra = [key for key in ("derived", "envelope") if any(key in row for row in rows)]
+    table = scrub_known([{**row, **{key: row.get(key, "") for key in extra}} for row in rows])
     await acreate_table_artifact(table=table, key=key[:100], description=f"Files carried by {flow_name}")

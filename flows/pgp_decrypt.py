@@ -1,0 +1,71 @@
+"""pgp-decrypt: decrypt each file with our private keys and check its signature (po.edi.pgp → po.edi).
+
+    tradelane flow add from-bank --source mailbox:bank --dest erp --template pgp-decrypt \\
+        --param verify=required --param signers=bank@example.com
+
+`verify=optional` (the default) lets an unsigned file through but refuses a bad signature;
+`verify=required` wants a good signature by one of `signers` (default: any key in the keyring).
+A file that is not for us, not PGP, damaged or badly signed is rejected, and nothing is delivered:
+the plaintext is staged and only pushed once gpg has checked it all.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, BinaryIO, Literal
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import pgp
+from core.delivery import Job
+from core.derived import derive
+from core.transforms.staging import DerivedFile, Staging
+from core.validators import ValidationError
+from flows.content import CommaList, Step, account_keyring, carry_through
+
+NAME = "pgp-decrypt"
+SUFFIXES = (".pgp", ".gpg", ".asc")
+
+
+class Params(BaseModel):
+    """How strictly signatures are checked, and whose count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verify: Literal["optional", "required"] = Field(
+        default="optional", description="required: only files with a good signature by a signer pass"
+    )
+    signers: CommaList | None = Field(
+        default=None, description="accepted signers (default: every key in the keyring)"
+    )
+
+
+def plain_name(name: str) -> str:
+    """`po.edi.pgp` → `po.edi`; a name without a PGP suffix stays as it is."""
+    lower = name.lower()
+    return next((name[: -len(s)] for s in SUFFIXES if lower.endswith(s) and len(name) > len(s)), name)
+
+
+def decrypt(job: Job, params: Params) -> Job:
+    """The job carrying the decrypted file, its signature checked as `params` say."""
+    ring = account_keyring(job.flow.account_id)
+
+    def write(source: BinaryIO, stage: Staging) -> DerivedFile:
+        with stage.create(plain_name(job.carried.name)) as out:
+            pgp.decrypt(source, out, params.verify, params.signers, keyring=ring)
+        return stage.files[-1]
+
+    try:
+        return derive(job, NAME, write)
+    except (pgp.PgpKeyError, pgp.PgpUnavailableError):
+        raise  # a signer named in params is not in the keyring, or no gpg: failed, replay once fixed
+    except pgp.PgpError as exc:  # the file: not for us, not PGP, damaged, badly signed
+        raise ValidationError(NAME, str(exc)) from exc
+
+
+@flow(name=NAME, log_prints=False, persist_result=False)
+async def pgp_decrypt(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
+    """Decrypt each file of the batch and check its signature, then deliver the plaintext."""
+    return await carry_through(transfer_ids, [Step(NAME, partial(decrypt, params=params))])
