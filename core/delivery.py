@@ -9,7 +9,6 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
@@ -326,11 +325,11 @@ class PushKey:
 
 @runtime_checkable
 class KeptFileSink(Protocol):
-    """A destination that takes the kept file's local path rather than a stream of it (the `peer`
+    """A destination that takes the carried file's local path rather than a stream of it (the `peer`
     endpoint: it resumes from the offset the peer already holds). It checks for itself that a
     file it already took is not taken again, so `push` does not read the destination back."""
 
-    def send_kept(self, path: Path, receipt: Receipt, key: PushKey) -> Delivered: ...
+    def send_kept(self, file: Carried, key: PushKey) -> Delivered: ...
 
 
 def original_transfer_id(transfer_id: int) -> int:
@@ -358,9 +357,9 @@ def push(job: Job, again: bool = False) -> Delivered:
     if issubclass(endpoint_class(job.dest_row.type), KeptFileSink):
         with job.open_dest() as sink:
             assert isinstance(sink, KeptFileSink)
-            kept = Path(get_settings().mailbox_root) / job.source_path
-            key = PushKey(original_transfer_id(job.transfer_id), job.receipt.sha256)
-            return sink.send_kept(kept, job.receipt, key)
+            carried = job.carried  # the kept file, or the last file a template's step made from it
+            key = PushKey(original_transfer_id(job.transfer_id), carried.sha256)
+            return sink.send_kept(carried, key)
     dest_path, policy = job.dest_path, job.on_conflict
     with job.open_source() as source, job.open_dest() as dest:
         carried = job.carried

@@ -20,6 +20,11 @@ from core.derived import derive
 from core.transforms.compression import compress_file
 from core.transforms.staging import DerivedFile, Staging
 from flows.content import Step, carry_through
+from tasks import derive as derive_task
+from tasks.push import push
+from tasks.start import start
+from tasks.validate import validate
+from tradelane.templates import template
 
 NAME = "compress"
 
@@ -41,6 +46,7 @@ def compress(job: Job, params: Params) -> Job:
     return derive(job, NAME, write)
 
 
+@template(NAME, params=Params, tasks=[start, validate, derive_task.derive, push])
 @flow(name=NAME, log_prints=False, persist_result=False)
 async def compress_flow(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Compress each file of the batch, then deliver it."""

@@ -22,6 +22,11 @@ from core.transforms.compression import CompressionError, DecompressLimits, deco
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
 from flows.content import Step, carry_through
+from tasks import derive as derive_task
+from tasks.push import push
+from tasks.start import start
+from tasks.validate import validate
+from tradelane.templates import template
 
 NAME = "decompress"
 
@@ -42,6 +47,7 @@ def decompress(job: Job, params: Params) -> Job:
         raise ValidationError(NAME, str(exc)) from exc
 
 
+@template(NAME, params=Params, tasks=[start, validate, derive_task.derive, push])
 @flow(name=NAME, log_prints=False, persist_result=False)
 async def decompress_flow(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Decompress each file of the batch, then deliver what it held."""

@@ -28,6 +28,11 @@ from core.tenancy import system_scope
 from core.transforms.edi_route import EdiRouteError, RouteRules, route_stream
 from core.validators import ValidationError
 from flows.content import Step, carry_through
+from tasks.derive import derive
+from tasks.push import push
+from tasks.start import start
+from tasks.validate import validate
+from tradelane.templates import template
 
 NAME = "edi-route"
 
@@ -59,6 +64,7 @@ def route(job: Job, params: Params) -> Job:
     return replace(job, dest_row=dest, envelope=envelope)
 
 
+@template(NAME, params=Params, tasks=[start, validate, derive, push])
 @flow(name=NAME, log_prints=False, persist_result=False)
 async def edi_route(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Read each file's envelopes, then deliver it to the endpoint the rules choose."""

@@ -24,6 +24,11 @@ from core.derived import derive
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
 from flows.content import CommaList, Step, account_keyring, carry_through
+from tasks import derive as derive_task
+from tasks.push import push
+from tasks.start import start
+from tasks.validate import validate
+from tradelane.templates import template
 
 NAME = "pgp-decrypt"
 SUFFIXES = (".pgp", ".gpg", ".asc")
@@ -65,6 +70,7 @@ def decrypt(job: Job, params: Params) -> Job:
         raise ValidationError(NAME, str(exc)) from exc
 
 
+@template(NAME, params=Params, tasks=[start, validate, derive_task.derive, push])
 @flow(name=NAME, log_prints=False, persist_result=False)
 async def pgp_decrypt(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Decrypt each file of the batch and check its signature, then deliver the plaintext."""

@@ -22,6 +22,11 @@ from core.derived import derive
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
 from flows.content import CommaList, Step, account_keyring, carry_through
+from tasks import derive as derive_task
+from tasks.push import push
+from tasks.start import start
+from tasks.validate import validate
+from tradelane.templates import template
 
 NAME = "pgp-encrypt"
 
@@ -66,6 +71,7 @@ def encrypt(job: Job, params: Params) -> Job:
         raise ValidationError(NAME, str(exc)) from exc
 
 
+@template(NAME, params=Params, tasks=[start, validate, derive_task.derive, push])
 @flow(name=NAME, log_prints=False, persist_result=False)
 async def pgp_encrypt(data_flow_id: int, transfer_ids: list[int], params: Params) -> State[Any]:
     """Encrypt each file of the batch to the recipients' keys, then deliver it."""

@@ -58,6 +58,11 @@ DEFAULT = "transfer"
 # Built-in templates: name → "module:attr" of the decorated flow. One line per built-in.
 BUILT_IN: dict[str, str] = {
     "transfer": "flows.transfer:transfer",
+    "pgp-encrypt": "flows.pgp_encrypt:pgp_encrypt",
+    "pgp-decrypt": "flows.pgp_decrypt:pgp_decrypt",
+    "compress": "flows.compress:compress_flow",
+    "decompress": "flows.decompress:decompress_flow",
+    "edi-route": "flows.edi_route:edi_route",
 }
 
 log = logging.getLogger("tradelane.templates")

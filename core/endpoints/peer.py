@@ -29,6 +29,7 @@ from core.b2b import keys, peer_client, receipts
 from core.b2b.signing import UPLOAD_OFFSET_HEADER, sign_request
 from core.db import session_scope
 from core.delivery import Delivered, PushKey
+from core.derived import Carried
 from core.endpoints.base import (
     AuthError,
     ConfigError,
@@ -43,7 +44,7 @@ from core.endpoints.base import (
     WriteStream,
 )
 from core.endpoints.settings import EndpointSecrets, EndpointSettings
-from core.models import Connection, ConnectionState, Peer, Receipt
+from core.models import Connection, ConnectionState, Peer
 
 READ_CHUNK = 1024 * 1024
 TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
@@ -112,20 +113,22 @@ class PeerEndpoint(Endpoint):
             raise ConfigError(f"connection {self.settings.connection}: the peer's keys are not known yet")
         return peer
 
-    def send_kept(self, path: Path, receipt: Receipt, key: PushKey) -> Delivered:
-        """Push the kept file at `path` (the bytes of `receipt`) to the peer, from the offset it holds."""
+    def send_kept(self, file: Carried, key: PushKey) -> Delivered:
+        """Push the carried file (the receipt's kept file, or the last one a template's step made
+        from it) to the peer, from the offset the peer already holds."""
+        path = file.path
         try:
             kept_size = os.stat(path).st_size
         except OSError as exc:
-            raise NotFound(f"the kept file of receipt {receipt.id} cannot be read: {exc.strerror}") from None
-        if kept_size != receipt.size:
-            raise EndpointError(f"the kept file of receipt {receipt.id} is not the size received; not sent")
+            raise NotFound(f"{file.name}: the file to send cannot be read: {exc.strerror}") from None
+        if kept_size != file.size:
+            raise EndpointError(f"{file.name}: the file to send is not the size it was made; not sent")
         peer = self._peer()
         assert peer.their_connection_uid is not None and peer.their_key_id is not None
         assert peer.their_public_key is not None
         signer = keys.our_key(peer)
         transfer_key = receipts.TransferKey(peer.their_connection_uid, key.transfer_id, key.sha256)
-        expected = receipts.Expected(transfer_key.text(), receipt.name, receipt.size, receipt.sha256)
+        expected = receipts.Expected(transfer_key.text(), file.name, file.size, file.sha256)
         base = f"{peer.base_url.rstrip('/')}/peer/v1/connections/{peer.their_connection_uid}/uploads"
         with peer_client.open_client(TIMEOUT) as client:
             created = _send(
@@ -147,9 +150,9 @@ class PeerEndpoint(Endpoint):
                 if answer.get("complete") is True:
                     break
                 upload, offset = str(answer.get("upload", "")), answer.get("offset")
-                if not upload or not isinstance(offset, int) or not 0 <= offset <= receipt.size:
+                if not upload or not isinstance(offset, int) or not 0 <= offset <= file.size:
                     raise TransientError(f"the peer answered an unusable upload state: {_short(answer)}")
-                request = _patch(client, f"{base}/{upload}", path, offset, receipt.size)
+                request = _patch(client, f"{base}/{upload}", path, offset, file.size)
                 patched = _send(client, request, signer)
                 if patched.status_code == 409 and isinstance(_json(patched).get("offset"), int):
                     answer = {"upload": upload, "offset": _json(patched)["offset"]}
@@ -170,7 +173,7 @@ class PeerEndpoint(Endpoint):
         host = urlsplit(peer.base_url).hostname or "peer"
         receiver = peer.their_account or host
         return Delivered(
-            uri=f"tradelane-peer://{host}/{peer.their_connection_uid}/{receipt.name}",
+            uri=f"tradelane-peer://{host}/{peer.their_connection_uid}/{file.name}",
             answer=receipts.stored_answer(signed, receiver),
         )
 

@@ -1,7 +1,7 @@
 """Derived files: the chain a template's steps made from a receipt, and the EDI envelope read
 
 Revision ID: 0024
-Revises: 0020
+Revises: 0023
 Create Date: 2026-12-05 07:40:00
 
 `transfer.derived` lists each derived file ({step, name, size, sha256}, last one delivered);
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0020"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

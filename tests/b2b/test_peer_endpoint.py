@@ -148,7 +148,7 @@ def test_a_kept_file_that_changed_is_not_sent(loop: Loop) -> None:
     job = delivery.load(transfer_id)
     kept = loop.site.home / "mailboxes" / job.source_path
     kept.write_bytes(b"01234")
-    with pytest.raises(EndpointError, match="not the size received") as raised:
+    with pytest.raises(EndpointError, match="not the size it was made") as raised:
         delivery.push(job)
     assert not raised.value.retryable
     with session_scope() as session:

@@ -1,10 +1,5 @@
 """Through a real `tradelane up`: pgp-encrypt (gpg decrypts at the destination) and edi-route (X12 and
 EDIFACT to two endpoints), with `derived` and `envelope` in `tradelane transfers --json`.
-
-NOT COLLECTED on the `derived` branch (no `test_` prefix): `up` serves a data flow's template only
-with the templates stream's registry (`flow add --template`, DataFlow.template). After merging both,
-register the built-ins (see the derived stream's report) and rename this file to
-`test_derived_up.py`.
 """
 
 from __future__ import annotations
