@@ -257,9 +257,10 @@ def _settings_problems(where: str, exc: SettingsError) -> str:
 
 def _check_flow(where: str, item: dict[str, Any]) -> None:
     _unknown(where, item, FLOW_KEYS, "a data flow")
-    for key in ("source", "dest"):
-        if not isinstance(item.get(key), str) or not item[key]:
-            raise ApplyError(f"{where}.{key}: required (a string)")
+    if not isinstance(item.get("source"), str) or not item["source"]:
+        raise ApplyError(f"{where}.source: required (a string)")
+    if item.get("dest") is not None:
+        _expect(f"{where}.dest", item["dest"], str, "a string")
     for key in ("pattern", "dest_path", "after_pull", "cron", "source_folder", "template"):
         if key in item and item[key] is not None:
             _expect(f"{where}.{key}", item[key], str, "a string")
@@ -274,11 +275,22 @@ def _check_flow(where: str, item: dict[str, Any]) -> None:
         _expect(f"{where}.params", item["params"], dict, "a mapping of param names to values")
     if item.get("template") is not None or item.get("params"):
         _value(f"{where}.params", _checked_params, item)
+    _value(f"{where}.dest", _destination, item)
     if "validators" in item:
         _expect(f"{where}.validators", item["validators"], list, "a list of checks")
         for j, spec in enumerate(item["validators"]):
             if not isinstance(spec, dict):
                 _value(f"{where}.validators[{j}]", parse_cli_spec, str(spec))
+
+
+def _destination(item: dict[str, Any]) -> str:
+    """The flow's destination: `dest`, or the first a routing template's params name (which then
+    takes no `dest`)."""
+    from tradelane import templates
+
+    return templates.destination(
+        item.get("template") or templates.DEFAULT, _checked_params(item), item.get("dest")
+    )
 
 
 def _checked_params(item: dict[str, Any]) -> dict[str, Any]:
@@ -361,6 +373,7 @@ def _apply_endpoint(session: Session, scope: Scope, item: dict[str, Any]) -> str
 
 
 def _apply_flow(session: Session, scope: Scope, item: dict[str, Any]) -> str:
+    item = {**item, "dest": _destination(item)}
     name = item["name"]
     validators = [v if isinstance(v, dict) else parse_cli_spec(str(v)) for v in item.get("validators") or []]
     wanted: dict[str, Any] = {

@@ -19,7 +19,13 @@ def flow_add(
     source: Annotated[
         str, typer.Option(help="mailbox:PARTNER (its upload/ folder), or an endpoint name to poll.")
     ],
-    dest: Annotated[str, typer.Option(help="An endpoint name, or mailbox:PARTNER (its download/).")],
+    dest: Annotated[
+        str | None,
+        typer.Option(
+            help="An endpoint name, or mailbox:PARTNER (its download/). Not for a template that routes "
+            "each file itself (edi-route)."
+        ),
+    ] = None,
     pattern: Annotated[str, typer.Option(help="File-name glob the flow takes.")] = "*",
     dest_path: Annotated[
         str, typer.Option(help="Destination path; {name} {stem} {suffix} {partner} {date} {time} expand.")
@@ -62,14 +68,17 @@ def flow_add(
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
     from core import dataflows
+    from core.endpoints import rows as endpoint_rows
     from core.validators import parse_cli_spec
     from tradelane import templates
 
     with scoped_database(account) as (session, scope):
         params = templates.checked_params(template, templates.parse_param_options(param or []))
+        dest = templates.destination(template, params, dest)
+        for routed in templates.routed_destinations(template, params) or []:
+            endpoint_rows.require(session, scope, routed)  # each endpoint a rule names exists here
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
-            from core.endpoints import rows as endpoint_rows
             from core.mailbox import layout
 
             endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
@@ -107,17 +116,22 @@ def flow_list(
     """List data flows."""
     from core import dataflows
     from core.models import Endpoint
+    from tradelane.templates import routed_destinations
 
     with scoped_database(account) as (session, scope):
         rows: list[dict[str, Any]] = []
         for f in dataflows.list_all(session, scope):
             dest = session.get(Endpoint, f.dest_endpoint_id)
+            routed = routed_destinations(f.template, f.params)
             rows.append(
                 {
                     "name": f.name,
                     "source": dataflows.source_label(session, f),
                     "pattern": f.pattern,
-                    "dest": dest.name if dest else "?",
+                    # A routing template's flow goes where its rules say: named so, not as one endpoint.
+                    "dest": ("by rules: " + ", ".join(dict.fromkeys(routed)))
+                    if routed
+                    else (dest.name if dest else "?"),
                     "dest_path": f.dest_path,
                     "validators": f.validators,
                     "retries": f.retries,

@@ -44,6 +44,10 @@ class Params(BaseModel):
         description='JSON list of rules: [{"ST": "850", "dest": "erp-orders"}, ...]'
     )
 
+    def destinations(self) -> list[str]:
+        """The endpoints the rules name, in order: a data flow of this template takes no --dest."""
+        return [rule.dest for rule in self.rules.root]
+
 
 def route(job: Job, params: Params) -> Job:
     """The job bound for the endpoint the first matching rule names, with its envelope values."""

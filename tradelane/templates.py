@@ -356,6 +356,35 @@ def checked_params(name: str, raw: dict[str, Any] | None) -> dict[str, Any]:
     return get(name).check(raw or {})
 
 
+def routed_destinations(name: str, params: dict[str, Any]) -> list[str] | None:
+    """The endpoints a routing template may send to, named by its params (None for a template with
+    one destination). A template routes when its params model has `destinations()` (edi-route:
+    each rule's `dest`)."""
+    if name == DEFAULT:
+        return None
+    model = get(name).params
+    if not callable(getattr(model, "destinations", None)):
+        return None
+    names: list[str] = model.model_validate(params).destinations()  # type: ignore[attr-defined]
+    return names
+
+
+def destination(name: str, params: dict[str, Any], dest: str | None) -> str:
+    """The data flow's destination: the one given, or - for a routing template, which takes none -
+    the first its params name (shown as the flow's destination; each file goes where its rule says)."""
+    routed = routed_destinations(name, params)
+    if routed is None:
+        if not dest:
+            raise TemplateError("a destination is required: --dest ENDPOINT or mailbox:PARTNER (YAML dest:)")
+        return dest
+    if dest:
+        raise TemplateError(
+            f"the {name} template chooses each file's destination from its params "
+            f"({', '.join(dict.fromkeys(routed))}): give no --dest (YAML dest:)"
+        )
+    return routed[0]
+
+
 def check_params(tmpl: Template, raw: dict[str, Any]) -> dict[str, Any]:
     """Validate params against the template's model; the JSON-able dict of what was given."""
     if not isinstance(raw, dict):

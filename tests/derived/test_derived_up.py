@@ -32,9 +32,9 @@ def test_pgp_encrypt_and_edi_route_through_up(system: System, tmp_path: Path) ->
         rules = json.dumps(
             [{"ST": "850", "dest": f"{partner}-erp"}, {"UNH": "ORDERS", "dest": f"{partner}-eu"}]
         )
-        system.cli("flow", "add", f"{partner}-route", "--source", f"mailbox:{partner}", "--dest",
-                   f"{partner}-erp", "--pattern", "*.edi", "--template", "edi-route",
-                   "--param", f"rules={rules}")  # fmt: skip
+        # edi-route takes no --dest: each file goes to the endpoint its first matching rule names.
+        system.cli("flow", "add", f"{partner}-route", "--source", f"mailbox:{partner}", "--pattern", "*.edi",
+                   "--template", "edi-route", "--param", f"rules={rules}")  # fmt: skip
 
         body = b"sku,qty\n" + b"A-1,3\n" * 5000
         x12_body = x12()

@@ -158,3 +158,40 @@ def test_template_new_refuses_a_bad_name_and_an_existing_folder(home: Path, tmp_
     assert (tmp_path / "stamp" / "pyproject.toml").read_text().count(
         'stamp = "stamp_template.flow:stamp"'
     ) == 1
+
+
+def test_a_routing_template_takes_no_destination_and_every_endpoint_it_names_must_exist(
+    home: Path, tmp_path: Path
+) -> None:
+    run("endpoint", "add", "erp", "--type", "file", "--path", str(tmp_path / "erp"))
+    rules = '[{"ST":"850","dest":"erp"},{"UNH":"ORDERS","dest":"archive"}]'
+    said = run("flow", "add", "route", "--source", "mailbox:acme", "--template", "edi-route",
+               "--param", f"rules={rules}")  # fmt: skip
+    assert "template edi-route" in said
+    assert flow_json("route")["dest"] == "by rules: erp, archive"
+
+    refused = add("route2", "--template", "edi-route", "--param", f"rules={rules}", ok=False)
+    assert "chooses each file's destination from its params (erp, archive): give no --dest" in refused
+    missing = '[{"ST":"850","dest":"nowhere"}]'
+    said = run("flow", "add", "route3", "--source", "mailbox:acme", "--template", "edi-route",
+               "--param", f"rules={missing}", ok=False)  # fmt: skip
+    assert "nowhere" in said
+    plain = run("flow", "add", "plain2", "--source", "mailbox:acme", ok=False)
+    assert "a destination is required" in plain
+
+    doc = tmp_path / "route.yaml"
+    doc.write_text(
+        "flows:\n"
+        "  - {name: yroute, source: 'mailbox:acme', template: edi-route,\n"
+        "     params: {rules: [{ST: '850', dest: erp}]}}\n"
+    )
+    assert "flow yroute: created" in run("apply", "-f", str(doc))
+    assert "flow yroute: unchanged" in run("apply", "-f", str(doc))
+    doc.write_text("flows:\n  - {name: yplain, source: 'mailbox:acme'}\n")
+    assert "flows[0].dest: a destination is required" in run("apply", "-f", str(doc), ok=False)
+    assert all(r["name"] != "yplain" for r in _flows())
+
+
+def _flows() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads(runner.invoke(app, ["flow", "list", "--json"]).output)
+    return rows
