@@ -10,12 +10,12 @@ The database is the queue: a restart picks up where the last process stopped.
 from __future__ import annotations
 
 import logging
-import threading
 
 from core.as2 import mdn as mdns
 from core.as2 import messages, send
 from core.as2.settings import as2_settings
 from core.models import As2Message
+from core.sweeper import SweepThread
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +43,4 @@ def sweep() -> int:
     return handled
 
 
-class Worker:
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="as2-worker", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                sweep()
-            except Exception:  # the database may be briefly unavailable; try again next sweep
-                log.exception("AS2 worker sweep failed")
-            self._wake.wait(as2_settings().sweep_seconds)
-
-
-worker = Worker()
+worker = SweepThread("as2-worker", sweep, lambda: as2_settings().sweep_seconds)

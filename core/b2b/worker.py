@@ -15,7 +15,6 @@ Each sweep (every second, or at once when woken):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from core.config import get_settings
 from core.db import session_scope
 from core.errors import StatusError
 from core.models import Connection, ConnectionState, Peer, utcnow
+from core.sweeper import SweepThread
 
 log = logging.getLogger(__name__)
 
@@ -227,38 +227,9 @@ class Sweeper:
         return handled
 
 
-class Worker:
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="peer-worker", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        sweeper = Sweeper()
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                sweeper.sweep()
-            except Exception:  # the database may be briefly unavailable; try again next sweep
-                log.exception("peer worker sweep failed")
-            self._wake.wait(SWEEP_SECONDS)
+def _sweep_once() -> int:
+    return _sweeper.sweep()
 
 
-worker = Worker()
+_sweeper = Sweeper()
+worker = SweepThread("peer-worker", _sweep_once, lambda: SWEEP_SECONDS)
