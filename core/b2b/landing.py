@@ -25,32 +25,45 @@ def flow_name(conn: Connection) -> str:
 def create_flow(session: Session, conn: Connection) -> DataFlow:
     """The landing flow of an active connection (the destination type's default conflict policy:
     exactly-once and SHA-256 checks are those of every delivery)."""
-    assert conn.id is not None and conn.receiver_account_id is not None and conn.dest_endpoint_id is not None
+    assert conn.receiver_account_id is not None and conn.dest_endpoint_id is not None
     folder = (conn.dest_dir or "").strip("/")
+    dest_path = f"{folder}/{{name}}" if folder else "{name}"
+    return connection_flow(
+        session, conn, conn.receiver_account_id, conn.dest_endpoint_id, dest_path, retries=5
+    )
+
+
+def connection_flow(
+    session: Session,
+    conn: Connection,
+    account_id: int,
+    dest_endpoint_id: int,
+    dest_path: str,
+    *,
+    retries: int,
+) -> DataFlow:
+    """The hidden data flow `b2b:<id>` that carries a connection's files on this instance, owned by
+    `account_id`: the receiver's landing flow, or (across instances) the sender's push flow."""
+    assert conn.id is not None
     flow = DataFlow(
-        account_id=conn.receiver_account_id,
+        account_id=account_id,
         name=flow_name(conn),
         source_connection_id=conn.id,
         source_partner_id=None,
         source_endpoint_id=None,
         source_folder="",
         pattern="*",
-        dest_endpoint_id=conn.dest_endpoint_id,
-        dest_path=f"{folder}/{{name}}" if folder else "{name}",
+        dest_endpoint_id=dest_endpoint_id,
+        dest_path=dest_path,
         validators=[],
-        retries=5,
+        retries=retries,
         retry_delay_seconds=2.0,
         on_conflict=None,
     )
     session.add(flow)
     session.flush()
     audit.record(
-        session,
-        "flow.add",
-        actor="system",
-        account_id=conn.receiver_account_id,
-        target=flow.name,
-        connection=conn.id,
+        session, "flow.add", actor="system", account_id=account_id, target=flow.name, connection=conn.id
     )
     return flow
 

@@ -60,29 +60,4 @@ def create_flow(session: Session, conn: Connection) -> DataFlow:
     assert conn.id is not None and conn.sender_account_id is not None
     endpoint = _endpoint(session, conn)
     assert endpoint.id is not None
-    flow = DataFlow(
-        account_id=conn.sender_account_id,
-        name=landing.flow_name(conn),
-        source_connection_id=conn.id,
-        source_partner_id=None,
-        source_endpoint_id=None,
-        source_folder="",
-        pattern="*",
-        dest_endpoint_id=endpoint.id,
-        dest_path="{name}",
-        validators=[],
-        retries=2,
-        retry_delay_seconds=2.0,
-        on_conflict=None,
-    )
-    session.add(flow)
-    session.flush()
-    audit.record(
-        session,
-        "flow.add",
-        actor="system",
-        account_id=conn.sender_account_id,
-        target=flow.name,
-        connection=conn.id,
-    )
-    return flow
+    return landing.connection_flow(session, conn, conn.sender_account_id, endpoint.id, "{name}", retries=2)
