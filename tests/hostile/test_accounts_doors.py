@@ -371,6 +371,8 @@ def test_account_user_logins_are_refused_and_end_with_the_user(doors: Doors) -> 
     old = {k: v for k, v in forged.items() if k != "knd"}
     assert get(doors, jwt.encode(old, signing_key(), algorithm="HS256"), "/api/folders").status_code == 200
     assert get(doors, token(doors, partner), "/api/folders").status_code == 200
-    # An admin's token is refused on a partner's file routes with a reason, not a crash.
-    answer = get(doors, token(doors, email), "/api/files/bm90LWEtZmlsZQ")
+    # An admin's token is refused on a partner's file routes with a reason, not a crash; a file's
+    # metadata answers account users too (an outbox's listed files), so a bogus id is just not found.
+    answer = get(doors, token(doors, email), "/api/files/bm90LWEtZmlsZQ/content")
     assert answer.status_code == 403 and "account user" in answer.json()["message"]
+    assert get(doors, token(doors, email), "/api/files/bm90LWEtZmlsZQ").status_code == 404
