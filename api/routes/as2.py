@@ -12,30 +12,28 @@ worker (async MDNs, resends on MDN timeout) for as long as the app serves.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api.deps import RemoteAddr
 from api.errors import CLOSE
+from api.lifespans import sweeping
 from core.as2.settings import as2_settings
+from core.sweeper import SweepThread
 
 log = logging.getLogger(__name__)
 
 
-@asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    from core.as2.worker import worker
+def _worker() -> SweepThread:
+    from core.as2.worker import worker  # imported when the app starts, not with the routes
 
-    worker.start()
-    try:
-        yield
-    finally:
-        await run_in_threadpool(worker.stop)
+    return worker
+
+
+lifespan = sweeping(_worker)
 
 
 router = APIRouter(prefix="/as2", tags=["as2"], lifespan=lifespan)

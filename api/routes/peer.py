@@ -14,26 +14,24 @@ router's lifespan runs the peer worker (revoke notices, state checks, nonce prun
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from api.lifespans import sweeping
 from api.peer_auth import NO_BODY, KeyOffer, PeerAuth, PeerCall, read_small_json
 from core.b2b import peer_side
+from core.sweeper import SweepThread
 
 
-@asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    from core.b2b.worker import worker
+def _worker() -> SweepThread:
+    from core.b2b.worker import worker  # imported when the app starts, not with the routes
 
-    worker.start()
-    try:
-        yield
-    finally:
-        await run_in_threadpool(worker.stop)
+    return worker
+
+
+lifespan = sweeping(_worker)
 
 
 router = APIRouter(prefix="/peer/v1", tags=["peer"], lifespan=lifespan)
