@@ -338,12 +338,12 @@ def _apply_partner(session: Session, scope: Scope, item: dict[str, Any], where: 
             lambda _: partners.add(session, scope, name, password=password, ssh_public_keys=keys),
             name,
         )
-        _value(where, lambda _: partners.configure(session, partner, actor=scope.actor, **settings), name)
+        _value(where, lambda _: partners.configure(session, scope, partner, **settings), name)
         return f"partner {name}: created"
     new_password = password if password and not verify_password(existing.password_hash, password) else None
     changes = _value(
         where,
-        lambda _: partners.configure(session, existing, password=new_password, actor=scope.actor, **settings),
+        lambda _: partners.configure(session, scope, existing, password=new_password, **settings),
         name,
     )
     changed = bool(changes)

@@ -79,6 +79,7 @@ def add(
 ) -> DataFlow:
     """Create (or with `replace`, overwrite) a data flow. `template` and `params` come checked
     against the template's params model (tradelane.templates.checked_params): core knows no template."""
+    scope.require_to("flows.change")
     from core.validators import parse_specs
 
     validate_name(name)
@@ -188,6 +189,7 @@ def polls(flow: DataFlow) -> bool:
 
 
 def set_enabled(session: Session, scope: Scope, name: str, enabled: bool) -> DataFlow:
+    scope.require_to("flows.change")
     actor = scope.actor
     flow = require(session, scope, name)
     landing.refuse_change(session, flow)
@@ -272,6 +274,7 @@ def update(
 
     New settings apply to files that arrive from now on and to pending transfers not yet started.
     """
+    scope.require_to("flows.change")
     from core.validators import parse_specs
 
     actor = scope.actor
@@ -368,6 +371,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
     kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
     """
+    scope.require_to("flows.change")
     from core.models import OPEN_STATES, PulledFile, Transfer, TransferState
 
     actor = scope.actor

@@ -87,6 +87,7 @@ def add(
     ssh_public_keys: list[str] | None = None,
     email: str | None = None,
 ) -> Partner:
+    scope.require_to("partners.change")
     account_id = scope.account_id
     actor = scope.actor
     validate_name(name)
@@ -132,8 +133,17 @@ def _detach_stale_mailbox_endpoint(session: Session, scope: Scope, name: str) ->
     return endpoint_rows.remove(session, scope, f"mailbox:{name}", force=True)
 
 
-def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:
+def _may_change(scope: Scope, partner: Partner) -> None:
+    """Refuse a change to a partner row the scope may not change (another account's is not found)."""
+    scope.require_to("partners.change")
+    if partner.account_id != scope.account_id:
+        raise PartnerError(f"no partner named {partner.name!r}")
+
+
+def set_password(session: Session, scope: Scope, partner: Partner, password: str) -> None:
     """A new password (checked by the policy); the partner's sessions and tokens end."""
+    _may_change(scope, partner)
+    actor = scope.actor
     partner.password_hash = hash_password(check_password(password, partner.name))
     partner.sessions_ended_at = utcnow()
     session.add(partner)
@@ -175,6 +185,7 @@ class Changes:
 
 def configure(
     session: Session,
+    scope: Scope,
     partner: Partner,
     *,
     password: str | None = None,
@@ -184,13 +195,14 @@ def configure(
     max_sessions: int | None = UNCHANGED,
     enabled: bool | None = None,
     can_delete_downloads: bool | None = None,
-    actor: str = "cli",
 ) -> Changes:
     """Change a partner's settings; each takes effect on the next login (or at once, see below).
 
     Disabling ends the partner's sessions and tokens within seconds; so does a new password, and
     an allow-list ends the sessions from addresses it no longer holds.
     """
+    _may_change(scope, partner)
+    actor = scope.actor
     changes = Changes()
     before: dict[str, Any] = {}
     if allowed_networks is not None:
@@ -224,7 +236,7 @@ def configure(
         changes.said.append("enabled" if enabled else "disabled (its sessions end)")
     session.add(partner)
     if password:
-        set_password(session, partner, password, actor=actor)
+        set_password(session, scope, partner, password)
         changes.said.append("password changed (its sessions end)")
     if changes:
         audit.record(
@@ -244,6 +256,7 @@ def unlock(session: Session, scope: Scope, name: str) -> bool:
     """Lift a lock set on distributed evidence of password guessing; True if the partner was locked."""
     from core.login import unlock as lift
 
+    scope.require_to("partners.change")
     return lift(session, require(session, scope, name), actor=scope.actor)
 
 
@@ -299,6 +312,7 @@ def remove(session: Session, scope: Scope, name: str, *, purge: bool = False, fo
     then disabled (and a disabled flow delivering into its mailbox cannot be enabled again). With
     `purge` its files are deleted instead of kept (refused while its uploads wait to be carried).
     """
+    scope.require_to("partners.purge" if purge else "partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     assert partner.id is not None
@@ -432,6 +446,7 @@ def check_public_key(line: str) -> str:
 
 
 def add_key(session: Session, scope: Scope, name: str, line: str) -> Partner:
+    scope.require_to("partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     key = check_public_key(line)
@@ -452,6 +467,7 @@ def add_key(session: Session, scope: Scope, name: str, line: str) -> Partner:
 
 
 def remove_key(session: Session, scope: Scope, name: str, index: int) -> None:
+    scope.require_to("partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     keys = list(partner.ssh_public_keys)

@@ -323,6 +323,7 @@ def get(session: Session, scope: Scope, transfer_id: int) -> Transfer | None:
 
 def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
     """A new pending transfer of the same receipt by the same data flow."""
+    scope.require_to("transfers.replay")
     return _replay(session, get(session, scope, transfer_id), transfer_id, scope.actor)
 
 

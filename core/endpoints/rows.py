@@ -51,6 +51,7 @@ def add(
 ) -> EndpointRow:
     """Store an endpoint; its settings are parsed once, by its type's models, and refused (naming
     every problem) before anything is stored."""
+    scope.require_to("endpoints.change")
     if not name.startswith(MAILBOX_PREFIX):
         validate_name(name)
     cls = endpoint_class(type_)
@@ -77,6 +78,7 @@ def set_settings(
     changed: setting names, and secret names (never values). A key given anew replaces that key
     in both the settings and the secrets (http's headers are one list kept in the two); `unset`
     takes keys back to their defaults."""
+    scope.require_to("endpoints.change")
     row = get(session, scope, name)
     if row is None or row.removed_at is not None or endpoint_class(row.type).internal:
         raise ConfigError(f"no endpoint named {name!r}")
@@ -208,6 +210,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     renamed `<name>.removed.<id>`, for their history; a flow cannot be enabled again until it is
     pointed at another endpoint. An endpoint nothing refers to is deleted.
     """
+    scope.require_to("endpoints.change")
     from core.models import DataFlow
 
     actor = scope.actor
