@@ -13,13 +13,26 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from core import audit
+from core.errors import Conflict, Invalid, NotFound
 from core.models import Account, DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
 from core.redact import Scrubber
 from core.tenancy import Scope
 
 
-class TransferError(ValueError):
-    """A transfer cannot be found or replayed as asked."""
+class TransferError(Invalid):
+    """A transfer cannot be found or replayed as asked (400, or its subclass's status)."""
+
+
+class NoSuchTransfer(TransferError, NotFound):
+    """No transfer of that id in the scope's account (404)."""
+
+    status = NotFound.status
+
+
+class CannotReplay(TransferError, Conflict):
+    """The transfer's state, flow or connection forbids a replay now (409)."""
+
+    status = Conflict.status
 
 
 @dataclass(frozen=True)
@@ -329,11 +342,11 @@ def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
 
 def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
     if original is None:
-        raise TransferError(f"no transfer {transfer_id}")
+        raise NoSuchTransfer(f"no transfer {transfer_id}")
     if original.state == TransferState.waiting:
         return _due_now(session, original, actor)
     if original.state in (TransferState.pending, TransferState.running):
-        raise TransferError(
+        raise CannotReplay(
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
         )
     removed = session.get(DataFlow, original.data_flow_id)
@@ -342,11 +355,9 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
 
         conn = session.get(Connection, removed.source_connection_id)
         if conn is not None and conn.state != "active":
-            raise TransferError(
-                f"409: connection {conn.receiver_name!r} was {conn.state}; nothing carries it"
-            )
+            raise CannotReplay(f"connection {conn.receiver_name!r} was {conn.state}; nothing carries it")
     if removed is not None and removed.removed_at is not None:
-        raise TransferError(
+        raise CannotReplay(
             f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"
         )
     copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)

@@ -237,7 +237,7 @@ def invite(
     try:
         email = check_email(email)
     except PartnerError as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(exc.message) from None
     if not MIN_EXPIRY <= expires <= MAX_EXPIRY:
         raise Invalid("an invitation expires between 1s and 90d from now")
     conn = Connection(direction=direction, invite_email=email, created_by=caller.actor)
