@@ -461,6 +461,62 @@ def recent(
 ) -> list[TransferView]:
     """The newest transfers first, filtered by state, data flow, sending partner, destination
     endpoint and the time their file was received (`since` inclusive, `until` exclusive)."""
+    wanted = TransferFilter(state=state, flow=flow, partner=partner, dest=dest, since=since, until=until)
+    return _views(session, scope, wanted, None, limit)
+
+
+@dataclass(frozen=True)
+class TransferFilter:
+    """Which transfers a history page shows (every field optional; `since` inclusive, `until`
+    exclusive, on the time the file was received; `run` a Prefect flow run id)."""
+
+    state: str | None = None
+    flow: str | None = None
+    partner: str | None = None
+    dest: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the history, newest first; `next_before` fetches the older page (None: no more)."""
+
+    rows: list[TransferView]
+    next_before: int | None
+
+
+MAX_PAGE = 200
+
+
+def page(
+    session: Session,
+    scope: Scope,
+    wanted: TransferFilter | None = None,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+    scrubber: Scrubber,
+) -> Page:
+    """A page of the history by keyset (transfers older than id `before`), so a page costs the same
+    however deep it is and new transfers never shift it; no count is made. Errors and answers
+    are shown through `scrubber` (`core.endpoints.rows.scrubber(session, scope)`)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"a page holds 1 to {MAX_PAGE} transfers, not {limit}")
+    if before is not None and before < 1:
+        raise Invalid(f"before must be a transfer id (1 or more), not {before}")
+    if wanted and wanted.since and wanted.until and wanted.since >= wanted.until:
+        raise Invalid("since must be earlier than until")
+    views = _views(session, scope, wanted or TransferFilter(), before, limit + 1)
+    more = len(views) > limit
+    rows = scrubbed(views[:limit], scrubber)
+    return Page(rows, rows[-1].id if more else None)
+
+
+def _views(
+    session: Session, scope: Scope, wanted: TransferFilter, before: int | None, limit: int
+) -> list[TransferView]:
     query = (
         select(Transfer, Receipt, DataFlow, Endpoint)
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
@@ -470,18 +526,24 @@ def recent(
         .order_by(col(Transfer.id).desc())
         .limit(limit)
     )
-    if state:
-        query = query.where(Transfer.state == state)
-    if flow:
-        query = query.where(DataFlow.name == flow)
-    if dest:
-        query = query.where(Endpoint.name == dest)
-    if since is not None:
-        query = query.where(col(Receipt.received_at) >= since)
-    if until is not None:
-        query = query.where(col(Receipt.received_at) < until)
-    if partner:
-        query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(Partner.name == partner)
+    if before is not None:
+        query = query.where(col(Transfer.id) < before)
+    if wanted.state:
+        query = query.where(Transfer.state == wanted.state)
+    if wanted.flow:
+        query = query.where(DataFlow.name == wanted.flow)
+    if wanted.dest:
+        query = query.where(Endpoint.name == wanted.dest)
+    if wanted.run:
+        query = query.where(Transfer.flow_run_id == wanted.run)
+    if wanted.since is not None:
+        query = query.where(col(Receipt.received_at) >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(col(Receipt.received_at) < wanted.until)
+    if wanted.partner:
+        query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(
+            Partner.name == wanted.partner
+        )
     names = {
         p.id: p.name for p in session.exec(select(Partner).where(Partner.account_id == scope.account_id))
     }
