@@ -7,7 +7,7 @@
                                                      allow-view: the receiver's folder (names,
                                                      sizes, times; never a path, never a download)
 
-The same tree SFTP and FTP show (mailboxes/user_view.py), from the same mailbox model
+The same tree SFTP and FTP show (core/mailbox/user_view.py), from the same mailbox model
 (`core.mailbox.access`, `LoginKind.USER`) and the same outboxes (core/mailbox/outboxes.py).
 Folder ids are derived as a partner's are (`api.ids`): `uuid5(NS, "<user uid>/")`,
 `"<user uid>/b2b"`, `"<user uid>/b2b/<outbox>"`. Any other id, another user's or a partner's

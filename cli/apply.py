@@ -59,6 +59,7 @@ from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError, Endpoint
 from core.endpoints.registry import endpoint_class, user_types
 from core.endpoints.settings import SettingsError, local_paths
+from core.errors import said
 from core.mailbox import layout
 from core.tenancy import Scope, scope_for_cli
 from core.validators import parse_cli_spec, parse_size
@@ -303,8 +304,8 @@ def _checked_params(item: dict[str, Any]) -> dict[str, Any]:
 def _value(where: str, check: Any, value: Any) -> Any:
     try:
         return check(value)
-    except ValueError as exc:
-        raise ApplyError(f"{where}: {exc}") from None
+    except ValueError as exc:  # a status error's words, at the place in the file
+        raise ApplyError(f"{where}: {said(exc)}") from None
 
 
 # -- applying -------------------------------------------------------------------------------------
@@ -338,12 +339,12 @@ def _apply_partner(session: Session, scope: Scope, item: dict[str, Any], where: 
             lambda _: partners.add(session, scope, name, password=password, ssh_public_keys=keys),
             name,
         )
-        _value(where, lambda _: partners.configure(session, partner, actor=scope.actor, **settings), name)
+        _value(where, lambda _: partners.configure(session, scope, partner, **settings), name)
         return f"partner {name}: created"
     new_password = password if password and not verify_password(existing.password_hash, password) else None
     changes = _value(
         where,
-        lambda _: partners.configure(session, existing, password=new_password, actor=scope.actor, **settings),
+        lambda _: partners.configure(session, scope, existing, password=new_password, **settings),
         name,
     )
     changed = bool(changes)

@@ -202,42 +202,19 @@ def endpoint_schema(
 
 @endpoint_app.command("test")
 def endpoint_test(name: str, account: AccountOption = HOME) -> None:
-    """Connect and list: says clearly what failed."""
-    from core.endpoints import rows as endpoint_rows
-    from core.endpoints.base import EndpointError
+    """Connect and list: says clearly what failed (DNS, refused, authentication, TLS, host key, ...)."""
+    from core.endpoints import probe
 
     with scoped_database(account) as (session, scope):
-        row = endpoint_rows.require(session, scope, name)
-    scrubber = endpoint_rows.row_scrubber(row)
+        row = probe.probe_named(session, scope, name)
     with console.status(f"testing {name}…"):
-        try:
-            with endpoint_rows.open_row(row) as endpoint:
-                endpoint.check()
-                uri = endpoint.uri("")
-        except EndpointError as exc:
-            err.print(f"[red]✗ {name}[/red]: {describe_failure(exc)}: {scrubber.text(str(exc))}")
-            raise typer.Exit(1) from None
-    console.print(f"[green]✓ {name}[/green] reachable ({uri})")
-
-
-def describe_failure(exc: Exception) -> str:
-    """What kind of failure, in the operator's words: DNS, refused, auth, TLS, host key, permission."""
-    from core.endpoints import base
-    from core.endpoints.hostkeys import HostKeyMismatch
-
-    kinds: list[tuple[type[Exception], str]] = [
-        (HostKeyMismatch, "host key"),  # before authentication, which it is a kind of
-        (base.TlsError, "TLS"),
-        (base.DnsError, "DNS"),
-        (base.AuthError, "authentication"),
-        (base.PermissionDenied, "permission"),
-        (base.Unreachable, "unreachable (refused or timed out)"),
-        (base.TransientError, "temporary failure"),
-        (base.ConfigError, "configuration"),
-        (base.NotFound, "not found"),
-        (base.InvalidPath, "configuration"),
-    ]
-    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "error")
+        result = probe.probe(row)
+    with scoped_database(account) as (session, scope):
+        probe.record(session, scope, result)
+    if not result.ok:
+        err.print(f"[red]✗ {name}[/red]: {result.kind}: {result.message}")
+        raise typer.Exit(1)
+    console.print(f"[green]✓ {name}[/green] reachable ({result.uri})")
 
 
 @endpoint_app.command("remove")

@@ -194,6 +194,7 @@ def partner_set(
         partner = partners.require(session, scope, name)
         changes = partners.configure(
             session,
+            scope,
             partner,
             password=password,
             email=partners.UNCHANGED if email is None else (email or None),

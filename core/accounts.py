@@ -174,7 +174,7 @@ def remove(session: Session, name: str, *, actor: str = "cli") -> None:
 def add_user(
     session: Session, scope: Scope, email: str, *, password: str, role: str = "read-only"
 ) -> AccountUser:
-    scope.require("admin")
+    scope.require_to("users.change")
     email = logins.check_login_name(session, email, "user")
     user = AccountUser(
         account_id=scope.account_id,
@@ -239,7 +239,7 @@ def set_user(
 ) -> list[str]:
     """Change a user's password, role or enabled state; what changed, in words. A new password,
     disabling, or a lower role ends the user's sessions and tokens."""
-    scope.require("admin")
+    scope.require_to("users.change")
     user = require_user(session, scope, email)
     said: list[str] = []
     if role is not None and role != user.role:
@@ -276,7 +276,7 @@ def set_user(
 
 def unlock_user(session: Session, scope: Scope, email: str) -> bool:
     """Lift a lock set on distributed evidence of password guessing; True if the user was locked."""
-    scope.require("admin")
+    scope.require_to("users.change")
     user = require_user(session, scope, email)
     was_locked = user.locked_until is not None and user.locked_until > utcnow()
     user.locked_until = None
@@ -299,7 +299,7 @@ def _retire_user(session: Session, user: AccountUser) -> None:
 
 def remove_user(session: Session, scope: Scope, email: str) -> None:
     """Remove a user: its login ends at once and its address is free again; the row stays for history."""
-    scope.require("admin")
+    scope.require_to("users.change")
     user = require_user(session, scope, email)
     if user.role == "admin" and not _admins_left(session, scope, user):
         raise AccountError(f"409: {user.email} is the account's last admin; make another admin first")

@@ -41,10 +41,12 @@ def events(
     action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before: int | None = None,
     limit: int = 100,
 ) -> list[AuditEvent]:
     """The newest events first. `partner` matches what the partner did and what was done to it;
-    `action` matches an action or its family ("login" also finds "login.failed").
+    `action` matches an action or its family ("login" also finds "login.failed"); `before` an
+    event id gives the page older than it (keyset: new events never shift a page).
 
     Only the scope's account's events; instance events (no account: a failed login under an
     unknown name, an address ban) are the instance operator's, shown in every account to it alone."""
@@ -56,6 +58,8 @@ def events(
         query = query.where(or_(AuditEvent.actor == f"partner:{partner}", AuditEvent.target == partner))
     if action:
         query = query.where(or_(AuditEvent.action == action, col(AuditEvent.action).startswith(f"{action}.")))
+    if before is not None:
+        query = query.where(col(AuditEvent.id) < before)
     if since is not None:
         query = query.where(col(AuditEvent.at) >= since)
     if until is not None:

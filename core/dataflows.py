@@ -12,6 +12,7 @@ from core.b2b import landing
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError
+from core.errors import Conflict, Invalid, NotFound, said
 from core.mailbox import layout
 from core.models import DataFlow, utcnow
 from core.models import Endpoint as EndpointRow
@@ -20,8 +21,29 @@ from core.polling import PollingError, check_after_pull
 from core.tenancy import Scope
 
 
-class DataFlowError(ValueError):
-    """A data flow cannot be created, found or changed as asked."""
+class DataFlowError(Invalid):
+    """A data flow cannot be created, found or changed as asked (400, or its subclass's status)."""
+
+
+class NoSuchDataFlow(DataFlowError, NotFound):
+    """No data flow, or no source or destination, of that name in the scope's account (404)."""
+
+    status = NotFound.status
+
+
+class DataFlowConflict(DataFlowError, Conflict):
+    """The name is taken, or the flow's state forbids the change (409)."""
+
+    status = Conflict.status
+
+
+def _about(what: str, exc: Exception) -> DataFlowError:
+    """`exc` said about `what`, keeping its status (a missing destination stays a 404)."""
+    if isinstance(exc, NotFound):
+        return NoSuchDataFlow(f"{what}: {said(exc)}")
+    if isinstance(exc, Conflict):
+        return DataFlowConflict(f"{what}: {said(exc)}")
+    return DataFlowError(f"{what}: {said(exc)}")
 
 
 def get(session: Session, scope: Scope, name: str) -> DataFlow | None:
@@ -37,7 +59,7 @@ def get(session: Session, scope: Scope, name: str) -> DataFlow | None:
 def require(session: Session, scope: Scope, name: str) -> DataFlow:
     flow = get(session, scope, name)
     if flow is None:
-        raise DataFlowError(f"no data flow named {name!r}")
+        raise NoSuchDataFlow(f"no data flow named {name!r}")
     return flow
 
 
@@ -47,11 +69,11 @@ def parse_source(session: Session, scope: Scope, source: str) -> tuple[int | Non
         partner_name, _, folder = source.removeprefix("mailbox:").partition("/")
         partner = partners.get(session, scope, partner_name)
         if partner is None or partner.removed_at is not None:
-            raise DataFlowError(f"source {source!r}: no partner named {partner_name!r}")
+            raise NoSuchDataFlow(f"source {source!r}: no partner named {partner_name!r}")
         return partner.id, None, folder or layout.SOURCE_FOLDER
     row = endpoint_rows.get(session, scope, source)
     if row is None:
-        raise DataFlowError(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
+        raise NoSuchDataFlow(f"source {source!r}: no endpoint of that name (use mailbox:PARTNER for uploads)")
     return None, row.id, ""
 
 
@@ -79,6 +101,7 @@ def add(
 ) -> DataFlow:
     """Create (or with `replace`, overwrite) a data flow. `template` and `params` come checked
     against the template's params model (tradelane.templates.checked_params): core knows no template."""
+    scope.require_to("flows.change")
     from core.validators import parse_specs
 
     validate_name(name)
@@ -86,7 +109,7 @@ def add(
     try:
         parse_specs(specs)
     except ValueError as exc:
-        raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+        raise _about(f"data flow {name!r}", exc) from exc
     if retries < 0 or retry_delay_seconds < 0:
         raise DataFlowError("retries and retry delay must not be negative")
     actor = scope.actor
@@ -109,14 +132,14 @@ def add(
     try:
         dest_row = endpoint_rows.require(session, scope, dest)
     except Exception as exc:
-        raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+        raise _about(f"destination {dest!r}", exc) from exc
     try:
         policy = conflict.setting_for(on_conflict, dest_row.type)
     except ConfigError as exc:
-        raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+        raise _about(f"data flow {name!r}", exc) from exc
     flow = get(session, scope, name)
     if flow is not None and not replace:
-        raise DataFlowError(f"data flow {name!r} already exists")
+        raise DataFlowConflict(f"data flow {name!r} already exists")
     if flow is None:
         flow = DataFlow(account_id=scope.account_id, name=name, dest_endpoint_id=0)
     assert dest_row.id is not None
@@ -188,6 +211,7 @@ def polls(flow: DataFlow) -> bool:
 
 
 def set_enabled(session: Session, scope: Scope, name: str, enabled: bool) -> DataFlow:
+    scope.require_to("flows.change")
     actor = scope.actor
     flow = require(session, scope, name)
     landing.refuse_change(session, flow)
@@ -234,14 +258,14 @@ def check_can_run(session: Session, flow: DataFlow) -> None:
     dest = session.get(EndpointRow, flow.dest_endpoint_id)
     if dest is None or dest.removed_at is not None:
         label = dest.name if dest is not None else "?"
-        raise DataFlowError(
+        raise DataFlowConflict(
             f"data flow {flow.name!r} delivers to {label!r}, which was removed: "
             f"point it elsewhere first (tradelane flow set {flow.name} --dest OTHER)"
         )
     if flow.source_endpoint_id is not None:
         source = session.get(EndpointRow, flow.source_endpoint_id)
         if source is None or source.removed_at is not None:
-            raise DataFlowError(
+            raise DataFlowConflict(
                 f"data flow {flow.name!r} polls an endpoint that was removed; remove the flow"
             )
 
@@ -272,6 +296,7 @@ def update(
 
     New settings apply to files that arrive from now on and to pending transfers not yet started.
     """
+    scope.require_to("flows.change")
     from core.validators import parse_specs
 
     actor = scope.actor
@@ -289,7 +314,7 @@ def update(
         try:
             dest_row = endpoint_rows.require(session, scope, dest)
         except Exception as exc:
-            raise DataFlowError(f"destination {dest!r}: {exc}") from exc
+            raise _about(f"destination {dest!r}", exc) from exc
         if dest_row.id != flow.dest_endpoint_id:
             old = session.get(EndpointRow, flow.dest_endpoint_id)
             assert dest_row.id is not None
@@ -313,7 +338,7 @@ def update(
         try:
             policy = None if on_conflict == "default" else conflict.setting_for(on_conflict, dest_type)
         except ValueError as exc:
-            raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+            raise _about(f"data flow {name!r}", exc) from exc
         value = None if policy is None else policy.value
         if value != flow.on_conflict:
             flow.on_conflict = value
@@ -325,7 +350,7 @@ def update(
         try:
             parse_specs(validators)
         except ValueError as exc:
-            raise DataFlowError(f"data flow {name!r}: {exc}") from exc
+            raise _about(f"data flow {name!r}", exc) from exc
         flow.validators = list(validators)
         said.append("checks " + (", ".join(str(v.get("type")) for v in validators) or "none"))
     if retries is not None and retries != flow.retries:
@@ -368,6 +393,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     they are then marked failed ("data flow removed"). Its history stays: a flow with transfers is
     kept, disabled and renamed `<name>.removed.<id>`, so `transfers` still shows where files went.
     """
+    scope.require_to("flows.change")
     from core.models import OPEN_STATES, PulledFile, Transfer, TransferState
 
     actor = scope.actor
@@ -382,7 +408,7 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
         )
     )
     if waiting and not force:
-        raise DataFlowError(
+        raise DataFlowConflict(
             f"data flow {name!r} has {len(waiting)} transfer(s) pending or running: wait for them "
             f"(tradelane transfers --flow {name}), or pass --force to stop them (they are marked failed)"
         )

@@ -20,6 +20,11 @@ class StatusError(ValueError):
         return f"{self.status}: {self.message}"
 
 
+def said(exc: BaseException) -> str:
+    """An error's words without its status, to carry inside another message."""
+    return exc.message if isinstance(exc, StatusError) else str(exc)
+
+
 class Invalid(StatusError):
     status = 400
 

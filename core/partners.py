@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from core import audit, object_names
 from core.crypto import hash_password
+from core.errors import Conflict, Invalid, NotFound, said
 from core.login import network_allowed
 from core.logins import LoginNameError, check_login_name
 from core.mailbox import homes, layout
@@ -43,17 +44,31 @@ from core.models import (
 from core.passwords import check_password
 from core.tenancy import Scope
 
-__all__ = ["FOLDERS", "PartnerError", "PartnerInUse", "network_allowed"]
+__all__ = ["FOLDERS", "NoSuchPartner", "PartnerError", "PartnerExists", "PartnerInUse", "network_allowed"]
 
 _REMOVED_NAME = re.compile(r".*\.removed\.\d+$")
 
 
-class PartnerError(ValueError):
-    """A partner cannot be created, found or changed as asked."""
+class PartnerError(Invalid):
+    """A partner cannot be created, found or changed as asked (400, or its subclass's status)."""
 
 
-class PartnerInUse(PartnerError):
-    """Data flows or AS2 profiles still use the partner; the message names them."""
+class NoSuchPartner(PartnerError, NotFound):
+    """No partner of that name in the scope's account (404)."""
+
+    status = NotFound.status
+
+
+class PartnerExists(PartnerError, Conflict):
+    """The name is taken (409)."""
+
+    status = Conflict.status
+
+
+class PartnerInUse(PartnerError, Conflict):
+    """Data flows or AS2 profiles still use the partner, or its files still wait; the message names them."""
+
+    status = Conflict.status
 
 
 def validate_name(name: str) -> str:
@@ -74,7 +89,7 @@ def get(session: Session, scope: Scope, name: str) -> Partner | None:
 def require(session: Session, scope: Scope, name: str) -> Partner:
     partner = get(session, scope, name)
     if partner is None or partner.removed_at is not None:
-        raise PartnerError(f"no partner named {name!r}")
+        raise NoSuchPartner(f"no partner named {name!r}")
     return partner
 
 
@@ -87,17 +102,18 @@ def add(
     ssh_public_keys: list[str] | None = None,
     email: str | None = None,
 ) -> Partner:
+    scope.require_to("partners.change")
     account_id = scope.account_id
     actor = scope.actor
     validate_name(name)
     if name.startswith("_"):
         raise PartnerError(f"partner names starting with '_' are reserved: {name!r}")
     if get(session, scope, name) is not None:
-        raise PartnerError(f"partner {name!r} already exists")
+        raise PartnerExists(f"partner {name!r} already exists")
     try:
         check_login_name(session, name, "partner")  # a login name: unique on the whole instance
-    except LoginNameError as exc:
-        raise PartnerError(str(exc)) from None
+    except LoginNameError as exc:  # taken (409) or malformed (400)
+        raise (PartnerExists if isinstance(exc, Conflict) else PartnerError)(said(exc)) from None
     partner = Partner(
         account_id=account_id,
         name=name,
@@ -132,8 +148,17 @@ def _detach_stale_mailbox_endpoint(session: Session, scope: Scope, name: str) ->
     return endpoint_rows.remove(session, scope, f"mailbox:{name}", force=True)
 
 
-def set_password(session: Session, partner: Partner, password: str, actor: str = "cli") -> None:
+def _may_change(scope: Scope, partner: Partner) -> None:
+    """Refuse a change to a partner row the scope may not change (another account's is not found)."""
+    scope.require_to("partners.change")
+    if partner.account_id != scope.account_id:
+        raise NoSuchPartner(f"no partner named {partner.name!r}")
+
+
+def set_password(session: Session, scope: Scope, partner: Partner, password: str) -> None:
     """A new password (checked by the policy); the partner's sessions and tokens end."""
+    _may_change(scope, partner)
+    actor = scope.actor
     partner.password_hash = hash_password(check_password(password, partner.name))
     partner.sessions_ended_at = utcnow()
     session.add(partner)
@@ -175,6 +200,7 @@ class Changes:
 
 def configure(
     session: Session,
+    scope: Scope,
     partner: Partner,
     *,
     password: str | None = None,
@@ -184,13 +210,14 @@ def configure(
     max_sessions: int | None = UNCHANGED,
     enabled: bool | None = None,
     can_delete_downloads: bool | None = None,
-    actor: str = "cli",
 ) -> Changes:
     """Change a partner's settings; each takes effect on the next login (or at once, see below).
 
     Disabling ends the partner's sessions and tokens within seconds; so does a new password, and
     an allow-list ends the sessions from addresses it no longer holds.
     """
+    _may_change(scope, partner)
+    actor = scope.actor
     changes = Changes()
     before: dict[str, Any] = {}
     if allowed_networks is not None:
@@ -224,7 +251,7 @@ def configure(
         changes.said.append("enabled" if enabled else "disabled (its sessions end)")
     session.add(partner)
     if password:
-        set_password(session, partner, password, actor=actor)
+        set_password(session, scope, partner, password)
         changes.said.append("password changed (its sessions end)")
     if changes:
         audit.record(
@@ -244,6 +271,7 @@ def unlock(session: Session, scope: Scope, name: str) -> bool:
     """Lift a lock set on distributed evidence of password guessing; True if the partner was locked."""
     from core.login import unlock as lift
 
+    scope.require_to("partners.change")
     return lift(session, require(session, scope, name), actor=scope.actor)
 
 
@@ -299,6 +327,7 @@ def remove(session: Session, scope: Scope, name: str, *, purge: bool = False, fo
     then disabled (and a disabled flow delivering into its mailbox cannot be enabled again). With
     `purge` its files are deleted instead of kept (refused while its uploads wait to be carried).
     """
+    scope.require_to("partners.purge" if purge else "partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     assert partner.id is not None
@@ -316,7 +345,7 @@ def remove(session: Session, scope: Scope, name: str, *, purge: bool = False, fo
     if purge:
         waiting = _waiting_in_home(session, partner.id, home_prefix)
         if waiting:
-            raise PartnerError(
+            raise PartnerInUse(
                 f"{waiting} transfer(s) of files {name!r} sent are still pending or running; wait for "
                 "them, or remove without --purge (its files are then kept out of reach)"
             )
@@ -432,12 +461,13 @@ def check_public_key(line: str) -> str:
 
 
 def add_key(session: Session, scope: Scope, name: str, line: str) -> Partner:
+    scope.require_to("partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     key = check_public_key(line)
     blobs = {k.split()[1] for k in partner.ssh_public_keys}
     if key.split()[1] in blobs:
-        raise PartnerError("that key is already on this partner")
+        raise PartnerExists("that key is already on this partner")
     partner.ssh_public_keys = [*partner.ssh_public_keys, key]
     session.add(partner)
     audit.record(
@@ -452,6 +482,7 @@ def add_key(session: Session, scope: Scope, name: str, line: str) -> Partner:
 
 
 def remove_key(session: Session, scope: Scope, name: str, index: int) -> None:
+    scope.require_to("partners.change")
     actor = scope.actor
     partner = require(session, scope, name)
     keys = list(partner.ssh_public_keys)

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from core.errors import Forbidden
 from core.models import Account
+from core.roles import Action, may, roles_for
 
 Role = Literal["instance", "admin", "operator", "read-only", "partner", "system", "peer"]
 # The account users' roles (account_user.role), most to least powerful.
@@ -50,6 +51,11 @@ class Scope:
         """Refuse unless the scope's role is one of `roles` (the instance operator may do anything)."""
         if self.role != "instance" and self.role not in roles:
             raise RoleRefused(f"this needs the role {' or '.join(roles)}; this login is {self.role}")
+
+    def require_to(self, action: Action) -> None:
+        """Refuse unless the scope's role may do `action` (core/roles.py, the one table)."""
+        if not may(self, action):
+            self.require(*roles_for(action))
 
 
 def account_name(account_id: int) -> str:

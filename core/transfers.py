@@ -13,13 +13,26 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from core import audit
+from core.errors import Conflict, Invalid, NotFound
 from core.models import Account, DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
 from core.redact import Scrubber
 from core.tenancy import Scope
 
 
-class TransferError(ValueError):
-    """A transfer cannot be found or replayed as asked."""
+class TransferError(Invalid):
+    """A transfer cannot be found or replayed as asked (400, or its subclass's status)."""
+
+
+class NoSuchTransfer(TransferError, NotFound):
+    """No transfer of that id in the scope's account (404)."""
+
+    status = NotFound.status
+
+
+class CannotReplay(TransferError, Conflict):
+    """The transfer's state, flow or connection forbids a replay now (409)."""
+
+    status = Conflict.status
 
 
 @dataclass(frozen=True)
@@ -323,16 +336,17 @@ def get(session: Session, scope: Scope, transfer_id: int) -> Transfer | None:
 
 def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
     """A new pending transfer of the same receipt by the same data flow."""
+    scope.require_to("transfers.replay")
     return _replay(session, get(session, scope, transfer_id), transfer_id, scope.actor)
 
 
 def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
     if original is None:
-        raise TransferError(f"no transfer {transfer_id}")
+        raise NoSuchTransfer(f"no transfer {transfer_id}")
     if original.state == TransferState.waiting:
         return _due_now(session, original, actor)
     if original.state in (TransferState.pending, TransferState.running):
-        raise TransferError(
+        raise CannotReplay(
             f"transfer {transfer_id} is still {original.state}; replay it once it has finished"
         )
     removed = session.get(DataFlow, original.data_flow_id)
@@ -341,11 +355,9 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
 
         conn = session.get(Connection, removed.source_connection_id)
         if conn is not None and conn.state != "active":
-            raise TransferError(
-                f"409: connection {conn.receiver_name!r} was {conn.state}; nothing carries it"
-            )
+            raise CannotReplay(f"connection {conn.receiver_name!r} was {conn.state}; nothing carries it")
     if removed is not None and removed.removed_at is not None:
-        raise TransferError(
+        raise CannotReplay(
             f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"
         )
     copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
@@ -449,6 +461,62 @@ def recent(
 ) -> list[TransferView]:
     """The newest transfers first, filtered by state, data flow, sending partner, destination
     endpoint and the time their file was received (`since` inclusive, `until` exclusive)."""
+    wanted = TransferFilter(state=state, flow=flow, partner=partner, dest=dest, since=since, until=until)
+    return _views(session, scope, wanted, None, limit)
+
+
+@dataclass(frozen=True)
+class TransferFilter:
+    """Which transfers a history page shows (every field optional; `since` inclusive, `until`
+    exclusive, on the time the file was received; `run` a Prefect flow run id)."""
+
+    state: str | None = None
+    flow: str | None = None
+    partner: str | None = None
+    dest: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the history, newest first; `next_before` fetches the older page (None: no more)."""
+
+    rows: list[TransferView]
+    next_before: int | None
+
+
+MAX_PAGE = 200
+
+
+def page(
+    session: Session,
+    scope: Scope,
+    wanted: TransferFilter | None = None,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+    scrubber: Scrubber,
+) -> Page:
+    """A page of the history by keyset (transfers older than id `before`), so a page costs the same
+    however deep it is and new transfers never shift it; no count is made. Errors and answers
+    are shown through `scrubber` (`core.endpoints.rows.scrubber(session, scope)`)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"a page holds 1 to {MAX_PAGE} transfers, not {limit}")
+    if before is not None and before < 1:
+        raise Invalid(f"before must be a transfer id (1 or more), not {before}")
+    if wanted and wanted.since and wanted.until and wanted.since >= wanted.until:
+        raise Invalid("since must be earlier than until")
+    views = _views(session, scope, wanted or TransferFilter(), before, limit + 1)
+    more = len(views) > limit
+    rows = scrubbed(views[:limit], scrubber)
+    return Page(rows, rows[-1].id if more else None)
+
+
+def _views(
+    session: Session, scope: Scope, wanted: TransferFilter, before: int | None, limit: int
+) -> list[TransferView]:
     query = (
         select(Transfer, Receipt, DataFlow, Endpoint)
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
@@ -458,18 +526,24 @@ def recent(
         .order_by(col(Transfer.id).desc())
         .limit(limit)
     )
-    if state:
-        query = query.where(Transfer.state == state)
-    if flow:
-        query = query.where(DataFlow.name == flow)
-    if dest:
-        query = query.where(Endpoint.name == dest)
-    if since is not None:
-        query = query.where(col(Receipt.received_at) >= since)
-    if until is not None:
-        query = query.where(col(Receipt.received_at) < until)
-    if partner:
-        query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(Partner.name == partner)
+    if before is not None:
+        query = query.where(col(Transfer.id) < before)
+    if wanted.state:
+        query = query.where(Transfer.state == wanted.state)
+    if wanted.flow:
+        query = query.where(DataFlow.name == wanted.flow)
+    if wanted.dest:
+        query = query.where(Endpoint.name == wanted.dest)
+    if wanted.run:
+        query = query.where(Transfer.flow_run_id == wanted.run)
+    if wanted.since is not None:
+        query = query.where(col(Receipt.received_at) >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(col(Receipt.received_at) < wanted.until)
+    if wanted.partner:
+        query = query.join(Partner, col(Partner.id) == Receipt.partner_id).where(
+            Partner.name == wanted.partner
+        )
     names = {
         p.id: p.name for p in session.exec(select(Partner).where(Partner.account_id == scope.account_id))
     }

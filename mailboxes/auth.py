@@ -1,22 +1,20 @@
-"""Logins and sessions for the mailbox servers (SFTP, FTP), over the one login policy in core.
+"""Logins for the mailbox servers (SFTP, FTP), over the one login policy in core.
 
 `core.login.LoginPolicy` decides every login (address bans, account locks, allow-lists, audit) for
-every door; `core.sessions.SessionRegistry` counts live sessions against their limits and ends those
-of a partner that was removed, disabled or locked. One `MailboxAuth` is shared by both servers of a
-process, and by default both share the process's registry with the REST API.
+every door; what the doors share once a login is in (the session registry that counts live
+sessions and ends those of a partner that was removed, disabled or locked, the open-files ledger,
+audit recording) is `core.mailbox.doors.Doors`. One `MailboxAuth` is shared by both servers of a
+process, and by default it shares the process's ledgers with the REST API and the portal.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 
-from core import audit
-from core.config import Settings, get_settings
-from core.db import session_scope
-from core.limits import OpenFiles
+from core.config import Settings
 from core.login import LoginPolicy, LoginRefused, LoginUser
-from core.sessions import LiveSession, SessionRegistry, shared_registry
+from core.mailbox.doors import Doors
+from core.sessions import SessionRegistry
 
 __all__ = ["LoginRefused", "MailboxAuth", "MailboxUser", "parse_public_key"]
 
@@ -35,25 +33,17 @@ def parse_public_key(line: str) -> tuple[str, bytes]:
         raise ValueError("public key is not valid base64") from exc
 
 
-class MailboxAuth:
+class MailboxAuth(Doors):
+    """The doors of SFTP and FTP, and their logins."""
+
     def __init__(
         self,
         settings: Settings | None = None,
         policy: LoginPolicy | None = None,
         sessions: SessionRegistry | None = None,
     ) -> None:
-        self.settings = settings or get_settings()
+        super().__init__(settings, sessions)
         self.policy = policy or LoginPolicy(self.settings)
-        if sessions is None:
-            # The process's settings share the process's registry (with the REST API); other
-            # settings (a test's) get a registry of their own that honours them.
-            own = settings is not None and settings is not get_settings()
-            sessions = SessionRegistry(self.settings) if own else shared_registry()
-        self.sessions = sessions
-        # Open files (SFTP handles, FTP transfers) per partner and in all, counted across protocols.
-        self.open_files = OpenFiles(self.settings.max_open_files_per_partner, self.settings.open_file_budget)
-
-    # -- logins ---------------------------------------------------------------------------------
 
     def login_password(
         self, username: str, password: str, remote_addr: str | None, protocol: str
@@ -68,38 +58,3 @@ class MailboxAuth:
     def key_is_known(self, username: str, key_type: str, key_blob: bytes, remote_addr: str | None) -> bool:
         """For SSH's "would you accept this key?" probe: no strike, no audit."""
         return self.policy.key_is_known(username, key_type, key_blob, remote_addr)
-
-    # -- sessions -------------------------------------------------------------------------------
-
-    def open_session(
-        self,
-        user: MailboxUser,
-        remote_addr: str | None = None,
-        protocol: str = "",
-        end: Callable[[str], None] | None = None,
-    ) -> LiveSession:
-        """Count a session (refused past the partner's or the server's limit, and the refusal
-        audited as `login.refused`); `end` closes it."""
-        try:
-            return self.sessions.open(user, remote_addr, protocol, end)
-        except LoginRefused as exc:
-            self.record(user, "login.refused", user.name, remote_addr, protocol=protocol, reason=str(exc))
-            raise
-
-    def close_session(self, live: LiveSession) -> None:
-        self.sessions.close(live)
-
-    def record(
-        self, user: MailboxUser, action: str, target: str, remote_addr: str | None, **detail: object
-    ) -> None:
-        """An audit event for something a logged-in partner did (download, delete, rename, ...)."""
-        with session_scope() as session:
-            audit.record(
-                session,
-                action,
-                actor=user.actor,
-                account_id=user.account_id,
-                target=target,
-                remote_addr=remote_addr,
-                **detail,
-            )

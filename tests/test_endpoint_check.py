@@ -10,16 +10,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from cli.main import app
+from core.db import session_scope
+from core.endpoints import probe
 from core.endpoints.hostkeys import fingerprint
+from core.endpoints.probe import Probe
+from core.endpoints.rows import NoSuchEndpoint
+from core.models import AuditEvent
+from core.tenancy import RoleRefused, Scope
 from tests.endpoint_servers.azurite import Azurite
 from tests.endpoint_servers.ftpd import FtpTestServer
 from tests.endpoint_servers.http_app import HttpApp
 from tests.endpoint_servers.sshd import OpenSSHServer
 from tests.isolation import isolated_home
 from tests.servers import free_port
+from tests.tenancy import home_scope
 
 runner = CliRunner()
 
@@ -139,6 +147,61 @@ def test_endpoint_test_names_the_kind_of_failure(
     code, output = cli("endpoint", "test", "target")
     assert code == 1
     assert f"✗ target: {kind}:" in " ".join(output.split()), output
+
+
+def probe_of(name: str, role: str = "instance") -> Probe:
+    """What core's probe (the console's and admin API's Test) finds for a stored endpoint."""
+    with session_scope() as session:
+        cli_scope = home_scope(session)
+        scope = Scope(cli_scope.account_id, "home", role, f"user:{role}@example.com")  # type: ignore[arg-type]
+        row = probe.probe_named(session, scope, name)
+    result = probe.probe(row)
+    with session_scope() as session:
+        probe.record(session, scope, result, remote_addr="198.51.100.7")
+    return result
+
+
+@pytest.mark.parametrize(
+    ("arrange", "kind"),
+    [
+        (dns, "DNS"),
+        (refused, "unreachable (refused or timed out)"),
+        (wrong_password, "authentication"),
+        (certificate_for_another_name, "TLS"),
+        (changed_host_key, "host key"),
+        (sas_without_list, "permission"),
+    ],
+    ids=lambda value: value.__name__ if callable(value) else None,
+)
+def test_core_probe_classifies_and_audits_the_failure(
+    request: pytest.FixtureRequest, tmp_path: Path, arrange: Arrange, kind: str
+) -> None:
+    flags = arrange(request, tmp_path)
+    add("target", *flags)
+    result = probe_of("target", role="operator")
+    assert not result.ok and result.kind == kind and result.uri is None
+    assert result.line().startswith(f"✗ target: {kind}: ")
+    secrets = [flags[i + 1] for i, flag in enumerate(flags) if flag in ("--password", "--sas-token")]
+    assert secrets and not any(secret in result.message for secret in secrets)  # scrubbed
+    with session_scope() as session:
+        event = session.exec(select(AuditEvent).where(AuditEvent.action == "endpoint.test")).one()
+    assert (event.actor, event.target, event.remote_addr) == (
+        "user:operator@example.com",
+        "target",
+        "198.51.100.7",
+    )
+    assert event.detail == {"ok": False, "kind": kind}
+
+
+def test_core_probe_of_a_working_endpoint_and_who_may_test(openssh_server: OpenSSHServer) -> None:
+    add("partner-sftp", *sftp_flags(openssh_server))
+    result = probe_of("partner-sftp")
+    assert result.ok and result.kind is None and result.uri and result.uri.startswith("sftp://")
+    assert result.line() == f"✓ partner-sftp reachable ({result.uri})"
+    with pytest.raises(RoleRefused, match="this login is read-only"):
+        probe_of("partner-sftp", role="read-only")
+    with pytest.raises(NoSuchEndpoint):
+        probe_of("no-such-endpoint")
 
 
 def test_endpoint_test_reports_a_working_endpoint(openssh_server: OpenSSHServer) -> None:

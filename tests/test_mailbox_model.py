@@ -12,9 +12,9 @@ from core.config import get_settings
 from core.endpoints.base import ConfigError
 from core.mailbox import layout
 from core.mailbox.access import HOME, RULES, Access, Action, FolderRule, LoginKind, access_of
+from core.mailbox.view import file_mode, folder_mode
 from core.models import Partner
 from mailboxes.ftp.filesystem import perm_fact
-from mailboxes.view import file_mode, folder_mode
 
 LIST, READ, WRITE, DELETE = Action.LIST, Action.READ, Action.WRITE, Action.DELETE
 

@@ -229,7 +229,7 @@ def invite(
     expires: timedelta = DEFAULT_EXPIRY,
 ) -> Invitation:
     """A pending connection with the caller's account on the `direction` side, and its token."""
-    caller.require("admin")
+    caller.require_to("connections.manage")
     expire_due(session)
     account = session.get(Account, caller.account_id)
     assert account is not None
@@ -237,7 +237,7 @@ def invite(
     try:
         email = check_email(email)
     except PartnerError as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(exc.message) from None
     if not MIN_EXPIRY <= expires <= MAX_EXPIRY:
         raise Invalid("an invitation expires between 1s and 90d from now")
     conn = Connection(direction=direction, invite_email=email, created_by=caller.actor)
@@ -361,7 +361,7 @@ def accept_here(
 ) -> Connection:
     """Accept an invitation of another account on this instance: active on return. (A link of
     either instance is taken by `core.b2b.invitations.accept`, which calls this for ours.)"""
-    caller.require("admin")
+    caller.require_to("connections.manage")
     conn = find_invitation(session, token)
     if _inviter_id(conn) == caller.account_id:
         raise Forbidden(
@@ -529,7 +529,7 @@ def require(session: Session, caller: Caller, ref: str | int) -> Connection:
 
 def set_view(session: Session, caller: Caller, ref: str | int, allow: bool) -> Connection:
     """The receiver lets the sender list its folder through the connection (or stops it)."""
-    caller.require("admin")
+    caller.require_to("connections.manage")
     conn = require(session, caller, ref)
     if side_of(conn, caller.account_id) != "receive":
         raise Forbidden("only the receiving side decides whether the sender may view its folder")
@@ -547,7 +547,7 @@ def set_view(session: Session, caller: Caller, ref: str | int, allow: bool) -> C
 def revoke(session: Session, caller: Caller, ref: str | int) -> Connection:
     """Either side's admin ends the connection: its landing flow stops, files not yet started fail
     ("revoked before delivery"), the outbox refuses new files. Final."""
-    caller.require("admin")
+    caller.require_to("connections.manage")
     conn = require(session, caller, ref)
     label = side_name(conn, caller.account_id)
     if conn.state in (ConnectionState.revoked, ConnectionState.declined, ConnectionState.expired):
@@ -600,7 +600,7 @@ def end(session: Session, conn: Connection, *, actor: str, side: str) -> None:
 
 def check_can_send(session: Session, caller: Caller, conn: Connection) -> None:
     """`connect send` / POST …/files: the sender's side, an active connection."""
-    caller.require("admin", "operator")
+    caller.require_to("connections.send")
     label = side_name(conn, caller.account_id)
     if side_of(conn, caller.account_id) != "send":
         raise Forbidden("only the sending side sends files")

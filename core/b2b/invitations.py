@@ -28,7 +28,7 @@ def accept(
     token, remote = connections.token_and_base(token_or_link)
     if remote is None:
         return connections.accept_here(session, caller, token, name=name, dest=dest, outbox=outbox)
-    caller.require("admin")
+    caller.require_to("connections.manage")
     return handshake.accept_across(session, caller, remote, token, name=name, dest=dest, outbox=outbox)
 
 

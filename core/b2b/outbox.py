@@ -101,7 +101,7 @@ def begin(
     session: Session, caller: Caller, conn: Connection, name: str, *, remote_addr: str | None = None
 ) -> OutboxUpload:
     """Start one file into `conn`'s outbox as `caller` (the sending side, admin or operator)."""
-    caller.require("admin", "operator")
+    caller.require_to("connections.send")
     if connections.side_of(conn, caller.account_id) != "send" or conn.outbox_name is None:
         raise Forbidden("only the sending side puts files into a connection")
     assert conn.id is not None
@@ -145,7 +145,7 @@ def writable(session: Session, scope: Scope, outbox_name: str) -> outboxes.Outbo
 
     NotFound for a name that is no outbox of the account (another account's included); Forbidden,
     with the revoke's date, for a revoked connection's."""
-    scope.require("admin", "operator")
+    scope.require_to("connections.send")
     box = outboxes.outbox_named(session, scope, outbox_name)
     if box is None:
         raise NotFound(f"no outbox b2b/{outbox_name}/ in this account")

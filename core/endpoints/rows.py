@@ -14,6 +14,7 @@ from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class
 from core.endpoints.settings import EndpointSecrets, EndpointSettings
+from core.errors import Conflict, Invalid, NotFound
 from core.models import Endpoint as EndpointRow
 from core.models import Partner, utcnow
 from core.object_names import validate_name
@@ -22,6 +23,18 @@ from core.tenancy import Scope
 MAILBOX_PREFIX = "mailbox:"
 
 log = logging.getLogger(__name__)
+
+
+class NoSuchEndpoint(ConfigError, NotFound):
+    """No endpoint of that name in the scope's account (404 on every surface)."""
+
+
+class EndpointExists(ConfigError, Conflict):
+    """The name is taken (409)."""
+
+
+class BadEndpointChange(ConfigError, Invalid):
+    """A change that names no setting of the endpoint's type (400)."""
 
 
 def get(session: Session, scope: Scope, name: str) -> EndpointRow | None:
@@ -35,7 +48,7 @@ def require(session: Session, scope: Scope, name: str) -> EndpointRow:
     if row is None:
         if name.startswith(MAILBOX_PREFIX):
             return mailbox_endpoint(session, scope, name.removeprefix(MAILBOX_PREFIX))
-        raise ConfigError(f"no endpoint named {name!r}")
+        raise NoSuchEndpoint(f"no endpoint named {name!r}")
     return row
 
 
@@ -51,13 +64,27 @@ def add(
 ) -> EndpointRow:
     """Store an endpoint; its settings are parsed once, by its type's models, and refused (naming
     every problem) before anything is stored."""
+    scope.require_to("endpoints.change")
+    return _add(session, scope, name, type_, config, secrets, replace=replace)
+
+
+def _add(
+    session: Session,
+    scope: Scope,
+    name: str,
+    type_: str,
+    config: EndpointSettings | Mapping[str, Any],
+    secrets: EndpointSecrets | Mapping[str, Any] | None = None,
+    *,
+    replace: bool = False,
+) -> EndpointRow:
     if not name.startswith(MAILBOX_PREFIX):
         validate_name(name)
     cls = endpoint_class(type_)
     settings, secret_model = cls.parse(config, secrets)
     row = get(session, scope, name)
     if row is not None and not replace:
-        raise ConfigError(f"endpoint {name!r} already exists")
+        raise EndpointExists(f"endpoint {name!r} already exists")
     if row is None:
         row = EndpointRow(account_id=scope.account_id, name=name, type=type_)
     row.type = type_
@@ -77,9 +104,10 @@ def set_settings(
     changed: setting names, and secret names (never values). A key given anew replaces that key
     in both the settings and the secrets (http's headers are one list kept in the two); `unset`
     takes keys back to their defaults."""
+    scope.require_to("endpoints.change")
     row = get(session, scope, name)
     if row is None or row.removed_at is not None or endpoint_class(row.type).internal:
-        raise ConfigError(f"no endpoint named {name!r}")
+        raise NoSuchEndpoint(f"no endpoint named {name!r}")
     cls = endpoint_class(row.type)
     config, secrets, dropped = known_only(cls, dict(row.config), decrypt_json(row.secrets))
     before = dict(config), dict(secrets)
@@ -87,7 +115,7 @@ def set_settings(
         known_key = key in cls.settings_model.field_keys() or key in cls.secrets_model.field_keys()
         if not known_key and key not in dropped:
             known = ", ".join(cls.settings_model.field_keys() + cls.secrets_model.field_keys())
-            raise ConfigError(f"{row.type} endpoint has no setting {key!r} to unset (known: {known})")
+            raise BadEndpointChange(f"{row.type} endpoint has no setting {key!r} to unset (known: {known})")
         config.pop(key, None)
         secrets.pop(key, None)
     for key in {*changes, *secret_changes}:
@@ -179,11 +207,11 @@ def mailbox_endpoint(session: Session, scope: Scope, partner_name: str) -> Endpo
         )
     ).first()
     if partner is None:
-        raise ConfigError(f"no partner named {partner_name!r}")
+        raise NoSuchEndpoint(f"no partner named {partner_name!r}")
     name = f"{MAILBOX_PREFIX}{partner_name}"
     row = get(session, scope, name)
-    if row is None:
-        row = add(session, scope, name, "mailbox", {"partner": partner_name, "account": scope.account_name})
+    if row is None:  # made on first use, by whoever reads it: the partner's, not a caller's change
+        row = _add(session, scope, name, "mailbox", {"partner": partner_name, "account": scope.account_name})
     return row
 
 
@@ -197,8 +225,8 @@ def list_all(session: Session, scope: Scope) -> list[EndpointRow]:
     )
 
 
-class EndpointInUse(ConfigError):
-    """Data flows still take from or deliver to the endpoint; the message names them."""
+class EndpointInUse(ConfigError, Conflict):
+    """Data flows still take from or deliver to the endpoint; the message names them (409)."""
 
 
 def remove(session: Session, scope: Scope, name: str, *, force: bool = False) -> list[str]:
@@ -208,12 +236,13 @@ def remove(session: Session, scope: Scope, name: str, *, force: bool = False) ->
     renamed `<name>.removed.<id>`, for their history; a flow cannot be enabled again until it is
     pointed at another endpoint. An endpoint nothing refers to is deleted.
     """
+    scope.require_to("endpoints.change")
     from core.models import DataFlow
 
     actor = scope.actor
     row = get(session, scope, name)
     if row is None or row.removed_at is not None:
-        raise ConfigError(f"no endpoint named {name!r}")
+        raise NoSuchEndpoint(f"no endpoint named {name!r}")
     referring = session.exec(
         select(DataFlow)
         .where((col(DataFlow.dest_endpoint_id) == row.id) | (col(DataFlow.source_endpoint_id) == row.id))

@@ -10,6 +10,8 @@ import time
 from typing import Any, ClassVar
 
 from core.intake import IntakeError
+from core.mailbox.user_view import view_for
+from core.mailbox.view import MailboxError, MailboxView
 from core.sessions import LiveSession
 from mailboxes.auth import MailboxAuth, MailboxUser
 from mailboxes.ftp.authorizer import PROTOCOL, client_address
@@ -18,8 +20,6 @@ from mailboxes.ftp.filesystem import MailboxFS
 from mailboxes.ftp.pyftpd import TLS_FTPHandler
 from mailboxes.ftp.replies import reply_for
 from mailboxes.ftp.upload import UploadFile
-from mailboxes.user_view import view_for
-from mailboxes.view import MailboxError, MailboxView
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from typing import Any
 from OpenSSL import SSL
 
 from core.intake import IntakeError
+from core.mailbox.view import DownloadFile, MailboxError
 from mailboxes.ftp.pyftpd import (
     ERRNOS_DISCONNECTED,
     ERRNOS_RETRY,
@@ -21,7 +22,6 @@ from mailboxes.ftp.pyftpd import (
 )
 from mailboxes.ftp.replies import reply_for
 from mailboxes.ftp.upload import UploadFile
-from mailboxes.view import DownloadFile, MailboxError
 
 log = logging.getLogger(__name__)
 

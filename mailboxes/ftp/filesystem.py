@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from core.mailbox.access import Access, Action
+from core.mailbox.view import Entry, MailboxError, MailboxView
 from mailboxes.ftp.pyftpd import AbstractedFS, FilesystemError
 from mailboxes.ftp.replies import fs_error
-from mailboxes.view import Entry, MailboxError, MailboxView
 
 if TYPE_CHECKING:
     from mailboxes.ftp.control import MailboxFTPHandler

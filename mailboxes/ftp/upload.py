@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.intake import IntakeError
-from mailboxes.view import MailboxError, QuotaExceeded
+from core.mailbox.view import MailboxError, QuotaExceeded
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import struct
 import paramiko
 from paramiko.sftp import CMD_STATUS, SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_PERMISSION_DENIED
 
-from mailboxes.view import Entry, Forbidden, MailboxError, NoSuchFile
+from core.mailbox.view import Entry, Forbidden, MailboxError, NoSuchFile
 
 # What `limits@openssh.com` announces (OpenSSH's sftp-server announces the same).
 MAX_MESSAGE = 256 * 1024

@@ -51,6 +51,8 @@ from paramiko.sftp import (
     SFTP_OP_UNSUPPORTED,
 )
 
+from core.mailbox.user_view import view_for
+from core.mailbox.view import Entry, Forbidden, MailboxError, MailboxView, NoSuchFile, UploadHandle
 from mailboxes.sftp.auth import SSHServer
 from mailboxes.sftp.channels import WINDOW_SIZE, grow_window
 from mailboxes.sftp.connection import PROTOCOL
@@ -66,8 +68,6 @@ from mailboxes.sftp.packets import (
     packet,
     status,
 )
-from mailboxes.user_view import view_for
-from mailboxes.view import Entry, Forbidden, MailboxError, MailboxView, NoSuchFile, UploadHandle
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from core import db, partners
 from core.config import Settings, get_settings
 from core.db import HOME_ACCOUNT, session_scope
 from core.endpoints.mailbox import mailbox_root_for
+from core.mailbox.view import PARTIAL_DIR_NAME
 from core.models import Receipt
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
-from mailboxes.view import PARTIAL_DIR_NAME
 from tests.isolation import isolated_home
 from tests.tenancy import home_scope
 from tests.waiting import wait_for as wait_until  # the name test_exhaust_* use

@@ -114,7 +114,7 @@ def test_partner_remove_names_its_data_flows_and_force_disables_them(home: Path,
 def test_endpoint_remove_in_use_is_refused_by_name_and_force_disables(home: Path, tmp_path: Path) -> None:
     setup_flow(tmp_path, "acme")
     refused = one_line(run("endpoint", "remove", "acme-dir", ok=False))
-    assert refused.startswith("error: endpoint 'acme-dir' is used by data flow(s) acme-flow")
+    assert refused.startswith("error: 409: endpoint 'acme-dir' is used by data flow(s) acme-flow")
     assert "IntegrityError" not in refused
     out = one_line(run("endpoint", "remove", "acme-dir", "--force"))
     assert "endpoint acme-dir removed" in out and "data flows disabled: acme-flow" in out

@@ -20,10 +20,10 @@ from core.endpoints.base import Endpoint
 from core.endpoints.ftp import FtpEndpoint
 from core.endpoints.hostkeys import fetch_host_key
 from core.endpoints.sftp import SftpEndpoint
+from core.mailbox.view import PARTIAL_DIR_NAME
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp import SFTPServer
-from mailboxes.view import PARTIAL_DIR_NAME
 from tests.mailboxes.conftest import LENIENT, MakePartner, PartnerLogin
 
 MODES = [None, "suffix", "prefix", "none"]  # None: the endpoint's default

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.mailbox import staging
-from mailboxes.auth import MailboxAuth
-from mailboxes.view import (
+from core.mailbox.view import (
     AlreadyExists,
     Busy,
     Forbidden,
@@ -22,6 +21,7 @@ from mailboxes.view import (
     NoSuchFile,
     QuotaExceeded,
 )
+from mailboxes.auth import MailboxAuth
 from tests.mailboxes.conftest import MakePartner, PartnerLogin
 
 

@@ -1,4 +1,4 @@
-"""An account user's home over SFTP and FTP: a small virtual tree of the account's outboxes.
+"""An account user's home over SFTP, FTP (and the portal): a small virtual tree of the account's outboxes.
 
     /                        list: `b2b/`
     /b2b/                    list: one folder per outbox of the account (core/mailbox/outboxes.py)
@@ -28,16 +28,15 @@ from core.config import get_settings
 from core.db import session_scope
 from core.errors import Conflict, NotFound, StatusError
 from core.limits import LimitReached
+from core.login import LoginUser
 from core.mailbox import layout
 from core.mailbox import outboxes as outbox_hook
 from core.mailbox.access import B2B, HOME, Action, LoginKind, access_of
+from core.mailbox.doors import Doors
 from core.mailbox.layout import IN_PROGRESS_SUFFIXES
 from core.mailbox.outboxes import Outbox
 from core.mailbox.staging import Staging
-from core.models import Receipt
-from core.tenancy import Scope, scope_for_login
-from mailboxes.auth import MailboxAuth, MailboxUser
-from mailboxes.view import (
+from core.mailbox.view import (
     AlreadyExists,
     DownloadFile,
     Entry,
@@ -52,9 +51,11 @@ from mailboxes.view import (
     folder_mode,
     intake_refusals,
 )
+from core.models import Receipt
+from core.tenancy import Scope, scope_for_login
 
 
-def view_for(user: MailboxUser, auth: MailboxAuth, remote_addr: str | None, protocol: str) -> MailboxView:
+def view_for(user: LoginUser, auth: Doors, remote_addr: str | None, protocol: str) -> MailboxView:
     """The view a login gets: a partner's mailbox, or an account user's home."""
     if user.kind == "user":
         return UserView(user, auth, remote_addr, protocol)
@@ -71,7 +72,7 @@ def _refusal(exc: StatusError) -> MailboxError:
 class UserView(MailboxView):
     """One logged-in account user's home, for one protocol session. Methods block (the store)."""
 
-    def __init__(self, user: MailboxUser, auth: MailboxAuth, remote_addr: str | None, protocol: str) -> None:
+    def __init__(self, user: LoginUser, auth: Doors, remote_addr: str | None, protocol: str) -> None:
         # Nothing of a partner's mailbox (home folder) exists for a user; its uploads are staged
         # under `.partial/<account>/<e-mail>/b2b/<outbox>/` (no partner name contains "@").
         self.user = user

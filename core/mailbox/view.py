@@ -1,4 +1,4 @@
-"""A partner's mailbox as a tiny virtual filesystem: what SFTP and FTP adapt, each in its own way.
+"""A partner's mailbox as a tiny virtual filesystem: what SFTP, FTP (and the portal) adapt, each its own way.
 
 The partner sees one home, always as "/", with the folders and permissions of the one mailbox
 model (`core.mailbox.access`, the same the REST API shows):
@@ -44,8 +44,10 @@ from typing import Final
 from core import intake
 from core.config import get_settings
 from core.limits import LimitReached
+from core.login import LoginUser
 from core.mailbox import layout
 from core.mailbox.access import HOME, Access, Action, access_of
+from core.mailbox.doors import Doors
 from core.mailbox.errors import (
     AlreadyExists,
     Busy,
@@ -59,7 +61,6 @@ from core.mailbox.errors import (
 from core.mailbox.layout import IN_PROGRESS_SUFFIXES, PARTIAL_DIR
 from core.mailbox.staging import StagedUpload, Staging, lstat_file
 from core.models import Receipt
-from mailboxes.auth import MailboxAuth, MailboxUser
 
 __all__ = [
     "PARTIAL_DIR_NAME",
@@ -152,7 +153,7 @@ def file_mode(actions: frozenset[Action]) -> int:
 class MailboxView:
     """One logged-in partner's mailbox, for one protocol session. Methods block (disk, store)."""
 
-    def __init__(self, user: MailboxUser, auth: MailboxAuth, remote_addr: str | None, protocol: str) -> None:
+    def __init__(self, user: LoginUser, auth: Doors, remote_addr: str | None, protocol: str) -> None:
         self.user = user
         self.auth = auth
         self.remote_addr = remote_addr
