@@ -38,12 +38,12 @@ async def echo_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """`echo_client` served as `up` serves the API with `settings`, on a free loopback port."""
+def serve(settings: Settings, app: Any = echo_client) -> Iterator[str]:
+    """`app` served as `up` serves the API with `settings`, on a free loopback port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn_config(echo_client, settings, lifespan="off", port=port)
+    config = uvicorn_config(app, settings, lifespan="off", port=port)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
