@@ -93,3 +93,23 @@ def test_up_warns_when_passwords_would_cross_the_network_in_clear() -> None:
     warning = clear_text_warning(Settings(host="0.0.0.0"))
     assert warning is not None and "send passwords in clear on 0.0.0.0:8080" in warning
     assert "TRADELANE_API_TLS=true" in warning
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("10.0.0.1,*", "'*' would let any client choose its address; name your proxies"),
+        ("proxy.example", "'proxy.example' is not an IP address or network"),
+    ],
+)
+def test_up_refuses_a_proxy_list_that_trusts_anyone_naming_the_setting(
+    tmp_path: Path, value: str, words: str
+) -> None:
+    env = system_env(tmp_path / "home", free_port(), free_port(), TRADELANE_FORWARDED_ALLOW_IPS=value)
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1
+    said = " ".join((run.stdout + run.stderr).split())
+    assert f"error: TRADELANE_FORWARDED_ALLOW_IPS: {words}" in said
+    assert "Traceback" not in said
