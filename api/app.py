@@ -13,6 +13,7 @@ from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
 from api.routes.peer import router as peer_router
 from api.web import connect
+from api.web.headers import SecurityHeaders
 from api.web.service import AcceptService
 
 DESCRIPTION = """\
@@ -36,6 +37,7 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.add_middleware(SecurityHeaders)  # CSP, framing, referrer, nosniff: api/web/headers.py
     errors.install(app)
     docs.install(app)
     app.include_router(api_router, prefix="/api")

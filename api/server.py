@@ -15,19 +15,30 @@ about 40% slower, so `LimitedHttpToolsProtocol` adds what nginx has by default t
 and uvicorn's own settings do the rest: `limit_concurrency` (`api_max_connections`, 503) and
 `timeout_keep_alive` (`api_keepalive_timeout_seconds`). Header bytes are counted as they arrive,
 before the parser sees them, so a header is never held past the limit however it is split.
+
+With `api_tls` the port speaks HTTPS with core/tls.py's certificate (asyncio's TLS transport sits
+below the same protocol). `X-Forwarded-For`/`-Proto` are believed only from the proxies in
+`forwarded_allow_ips` (none by default); those proxies are not held to the per-address cap, which
+would otherwise cap every client behind them together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from core import tls
 from core.config import Settings
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # After refusing a request, keep reading (and dropping) what the client still sends, for this long
 # and up to this much, before closing, as nginx's lingering_close does: closing with unread input
@@ -42,6 +53,14 @@ class HttpLimits:
     header_timeout: float
     body_timeout: float
     max_per_address: int  # 0: no cap
+    proxies: tuple[IPNetwork, ...] = ()  # trusted reverse proxies: not capped
+
+    def is_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.proxies)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -71,7 +90,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         address = self.client[0] if self.client else None
         cap = self.limits.max_per_address
-        if address is not None and cap:
+        if address is not None and cap and not self.limits.is_proxy(address):
             if self.connections_per_address[address] >= cap:
                 self._refuse(503, f"Too many connections from {address} (at most {cap}); try again later.")
                 return
@@ -216,9 +235,23 @@ def limited_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
         header_timeout=settings.api_header_timeout_seconds,
         body_timeout=settings.api_body_timeout_seconds,
         max_per_address=settings.api_max_connections_per_address,
+        proxies=trusted_proxies(settings),
     )
     namespace = {"limits": limits, "connections_per_address": Counter()}
     return type("HttpToolsProtocol", (LimitedHttpToolsProtocol,), namespace)
+
+
+def trusted_proxies(settings: Settings) -> tuple[IPNetwork, ...]:
+    """The networks of `forwarded_allow_ips` (validated by Settings)."""
+    items = [item for item in settings.forwarded_allow_ips.split(",") if item]
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def tls_1_2_or_later(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context for the certificate, refusing TLS before 1.2 whatever OpenSSL allows."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -233,8 +266,17 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "limit_concurrency": settings.api_max_connections or None,
         "timeout_keep_alive": settings.api_keepalive_timeout_seconds,
         # uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default: any local process could
-        # then choose the address the lockout, bans, allow-lists and audit see. Nothing is trusted.
-        "proxy_headers": False,
+        # then choose the address the lockout, bans, allow-lists and audit see. Only the proxies the
+        # operator names are trusted; none by default.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
+    if settings.api_tls:
+        cert, key = tls.server_certificate(settings)
+        options.update(
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+            ssl_context_factory=tls_1_2_or_later,
+        )
     options.update(overrides)
     return uvicorn.Config(app, **options)

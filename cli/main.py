@@ -84,10 +84,21 @@ def apply(
 
 def main() -> None:
     """The `tradelane` command: everything it and its children write into the home is private."""
+    from pydantic import ValidationError
+    from rich.markup import escape
+
     from core.config import get_settings
     from core.permissions import make_private
 
-    make_private(get_settings().home_dir)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a setting that cannot be used: said by its name, nothing starts
+        for problem in exc.errors():
+            name = "TRADELANE_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]error:[/red] {escape(name)}: {escape(message)}")
+        raise SystemExit(1) from None
+    make_private(settings.home_dir)
     app()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
 import secrets
@@ -154,6 +155,34 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def api_tls_note(settings: Settings) -> str:
+    """What `up` says after the API's https URL: which certificate to trust, and its fingerprint."""
+    if not settings.api_tls:
+        return ""
+    from core import tls
+
+    cert, _ = tls.server_certificate(settings)
+    kind = "yours" if settings.tls_cert_file is not None else "self-signed"
+    return f" ({kind}, SHA-256 {tls.fingerprint(cert)}; trust {cert})"
+
+
+def clear_text_warning(settings: Settings) -> str | None:
+    """A warning when passwords would cross the network in clear to the API port."""
+    if settings.api_tls or settings.forwarded_allow_ips:
+        return None
+    host = settings.host.strip("[]")
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        if host == "localhost":
+            return None
+    return (
+        f"the API, its logins and the web pages send passwords in clear on {settings.host}:"
+        f"{settings.api_port}: set TRADELANE_API_TLS=true or put a TLS proxy in front (README 'HTTPS')"
+    )
+
+
 class Supervisor:
     def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
         self.settings = settings or get_settings()
@@ -220,6 +249,8 @@ class Supervisor:
         from deployments.dispatcher import Dispatcher
 
         s = self.settings
+        if warning := clear_text_warning(s):
+            log.warning(warning)
         mailbox_servers = self.start_mailbox_servers()
         # httptools with header size/time limits, connection caps (api/server.py)
         # with the invitation accept page (/connect/accept), decided by the connections core
@@ -237,7 +268,7 @@ class Supervisor:
             asyncio.create_task(self._watch_children(stop), name="children"),
         ]
         self.echo(
-            f"tradelane is up: API http://{s.host}:{s.api_port}  (docs /docs)   "
+            f"tradelane is up: API {s.api_scheme}://{s.host}:{s.api_port}{api_tls_note(s)}  (docs /docs)   "
             f"SFTP {s.host}:{s.sftp_port}   FTP/FTPS {s.host}:{s.ftp_port}   "
             f"Prefect UI {s.prefect_ui_url} (log in with {self.prefect_login})   "
             f"home {s.home_dir}   Ctrl-C stops"
@@ -283,6 +314,11 @@ class Supervisor:
         self.prefect_login = prefect_auth(self.settings)[1]
         apply_prefect_environment(self.settings)
         init_db()
+        # The certificate FTPS (and HTTPS with API_TLS) presents: an unusable one refuses the start
+        # here, before any child is spawned (core/tls.py's TLSConfigError is a RuntimeError).
+        from core import tls
+
+        tls.server_certificate(self.settings)
         try:
             self.start_children()
             import uvloop

@@ -94,8 +94,15 @@ class Settings(BaseSettings):
     # certificate (self-signed if unset).
     ftp_require_tls: bool = True
     ftp_passive_ports: str = "30000-30100"
+    # The certificate every TLS door presents (FTPS, and the API port with api_tls): core/tls.py.
+    # Unset: a self-signed pair generated once into the home.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Serve the API port (REST API, docs, web pages, AS2) over HTTPS with that certificate.
+    api_tls: bool = False
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. Empty: none, from anyone (127.0.0.1 included).
+    forwarded_allow_ips: str = ""
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
@@ -115,7 +122,7 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 2.0
     # The address others reach this instance at: the base of invitation links
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
-    # Unset: http://{host}:{api_port} (a wildcard host as loopback).
+    # Unset: http://{host}:{api_port}, https:// with api_tls (a wildcard host as loopback).
     public_url: str | None = None
     # Cross-instance connections (core/b2b/worker.py): how often each active connection asks the other
     # instance for its state (a revoke there shows here within this, plus the request), and whether
@@ -165,6 +172,20 @@ class Settings(BaseSettings):
         _ = parts.port  # ValueError for a port that is not a number in range
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                raise ValueError("'*' would let any client choose its address; name your proxies")
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                example = "e.g. 10.0.0.5, 10.0.0.0/24"
+                raise ValueError(f"{item!r} is not an IP address or network ({example})") from None
+        return ",".join(items)
+
     @field_validator("sftp_max_startups")
     @classmethod
     def _startups(cls, value: str) -> str:
@@ -200,7 +221,11 @@ class Settings(BaseSettings):
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         if ":" in host:  # an IPv6 literal
             host = f"[{host}]"
-        return f"http://{host}:{self.api_port}"
+        return f"{self.api_scheme}://{host}:{self.api_port}"
+
+    @property
+    def api_scheme(self) -> str:
+        return "https" if self.api_tls else "http"
 
     @property
     def public_origin(self) -> str:

@@ -20,6 +20,8 @@ command -v gzip >/dev/null 2>&1 || need+=(gzip)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # PGP: tradelane runs GnuPG's gpg (core/pgp), and the tests check interoperability with its command line.
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+# The web: /docs and /redoc (and the portal and console) are rendered in Debian's headless Chromium.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

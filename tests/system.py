@@ -106,7 +106,8 @@ def start(system: System) -> None:
         if system.proc.poll() is not None:
             raise RuntimeError(f"tradelane up exited:\n{(system.home / 'up.log').read_text()}")
         try:
-            if httpx.get(f"{system.api}/api/health", timeout=1).status_code == 200:
+            # Over HTTPS the certificate is not known until `up` made it: the health check trusts any.
+            if httpx.get(f"{system.api}/api/health", timeout=1, verify=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -139,10 +140,11 @@ def run_system(api_port: int | None = None, **extra_env: str) -> Iterator[System
     extra_env.setdefault("TRADELANE_PREFECT_AUTH", f"tradelane:{os.urandom(16).hex()}")
     env = system_env(home, api_port, prefect_port, **extra_env)
     auth = env.get("TRADELANE_PREFECT_AUTH")
+    scheme = "https" if env.get("TRADELANE_API_TLS", "").lower() in ("1", "true", "yes", "on") else "http"
     system = System(
         home=home,
         env=env,
-        api=f"http://127.0.0.1:{api_port}",
+        api=f"{scheme}://127.0.0.1:{api_port}",
         prefect_api=f"http://{auth + '@' if auth else ''}127.0.0.1:{prefect_port}/api",
     )
     try:

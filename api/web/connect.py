@@ -15,13 +15,11 @@ field, so the POSTs' URLs carry none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -44,19 +42,9 @@ templates = Environment(
 )
 
 
-class SecureRoute(APIRoute):
-    """A route whose every answer carries the page's security headers."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def secured(request: Request) -> Response:
-            return security.secure(await handler(request))
-
-        return secured
-
-
-router = APIRouter(route_class=SecureRoute, include_in_schema=False)
+# Every answer's security headers (no script, no referrer, no-store, no framing) come from the
+# app's middleware, api/web/headers.py.
+router = APIRouter(include_in_schema=False)
 
 
 def _service(request: Request) -> AcceptService:

@@ -1,7 +1,7 @@
 """The accept page's defences: headers, CSRF, the Origin check, bounded form bodies, the login cookie.
 
 * Every answer carries a strict CSP (no scripts at all; styles from this origin only), no referrer
-  (the token is in the page's URL), `no-store`, `nosniff`, and may not be framed.
+  (the token is in the page's URL), `no-store`, `nosniff`, and may not be framed: api/web/headers.py.
 * CSRF, signed double submit: every page view sets the cookie `tl_csrf` (random, HttpOnly,
   SameSite=Strict, Path=/connect) unless it holds one already, and every form carries
   `HMAC(web key, "csrf:" + tl_csrf)`. A POST needs both, matching (constant time): a site that
@@ -41,16 +41,6 @@ MAX_FIELDS = 20
 FORM_EXPIRED = "the form expired or came from another site: reload the page"
 WEB_TOKEN_TYPE = "web"
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
-
 
 class FormRefused(Exception):
     """A POST refused before anything it asks is done."""
@@ -63,11 +53,6 @@ class FormRefused(Exception):
 
 def web_key() -> bytes:
     return hmac.new(secret_key(), b"tradelane-web", hashlib.sha256).digest()
-
-
-def secure(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def _cookie_secure() -> bool:

@@ -1,45 +1,27 @@
-"""The certificate FTPS presents: the operator's, else a self-signed pair kept in TRADELANE_HOME
-(built and kept by core/certificates.py, as the AS2 identity's is)."""
+"""The certificate FTPS presents: the one every TLS door shares (core/tls.py), and FTPS's TLS context."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from OpenSSL import SSL
 
-from core import certificates
+from core import tls
 from core.config import Settings
 
-log = logging.getLogger(__name__)
-
-CERT_FILE = "ftp_cert.pem"
-KEY_FILE = "ftp_key.pem"
+CERT_FILE = tls.CERT_FILE
+KEY_FILE = tls.KEY_FILE
 
 
 def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
-    """The certificate and key FTPS presents: from settings, else self-signed into TRADELANE_HOME.
+    """The certificate and key FTPS presents: core/tls.py's, shared with HTTPS.
 
-    The self-signed pair (EC P-256, CN=localhost, SAN localhost + 127.0.0.1 + the configured host)
-    is generated once, under a lock so two processes starting together agree on one pair, and kept
-    across restarts (regenerated only if missing, unreadable, mismatched or expired).
+    The operator's (TRADELANE_TLS_CERT_FILE/_KEY_FILE), else a self-signed pair (EC P-256,
+    CN=localhost, SAN localhost + 127.0.0.1 + the configured host) generated once into the home
+    under a lock, kept across restarts (regenerated only if missing, unreadable, mismatched or
+    expired); an older home's ftp_cert.pem/ftp_key.pem is adopted.
     """
-    if settings.tls_cert_file is not None:
-        cert = settings.tls_cert_file.expanduser()
-        key = (settings.tls_key_file or settings.tls_cert_file).expanduser()
-        for path in (cert, key):
-            if not path.is_file():
-                raise FileNotFoundError(f"FTPS certificate file not found: {path}")
-        return cert, key
-    home = settings.home_dir
-    home.mkdir(parents=True, exist_ok=True)
-    cert, key = home / CERT_FILE, home / KEY_FILE
-    made = certificates.keep_self_signed(
-        cert, key, lambda: certificates.self_signed_server(settings.host), lock=home / ".ftp_cert.lock"
-    )
-    if made:
-        log.info("generated a self-signed FTPS certificate in %s", cert)
-    return cert, key
+    return tls.server_certificate(settings)
 
 
 def make_ssl_context(cert: Path, key: Path) -> SSL.Context:

@@ -626,7 +626,7 @@ def _presented_certificate(srv: FTPServer) -> bytes:
 
 
 def test_certificate_is_generated_once_and_kept(server: FTPServer, tradelane_home: Path) -> None:
-    cert, key = tradelane_home / "ftp_cert.pem", tradelane_home / "ftp_key.pem"
+    cert, key = tradelane_home / "tls_cert.pem", tradelane_home / "tls_key.pem"  # core/tls.py's, shared
     assert (server.cert_file, server.key_file) == (cert, key)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     before = cert.read_bytes()
