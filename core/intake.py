@@ -30,13 +30,13 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
-from core import audit, receipt_files
+from core import audit, receipt_files, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.mailbox import MailboxEndpoint
 from core.mailbox import layout
-from core.models import DataFlow, Partner, Receipt, Transfer, TransferState
+from core.models import DataFlow, Partner, Receipt
 from core.names import normalize_name
 from core.tenancy import account_name
 
@@ -458,7 +458,7 @@ def record_receipt(
     if data_flow_ids is None:
         data_flow_ids = [f.id for f in matching_flows(session, partner_id, folder, name) if f.id is not None]
     for flow_id in data_flow_ids:
-        session.add(Transfer(receipt_id=receipt.id, data_flow_id=flow_id, state=TransferState.pending))
+        transfers.new_pending(session, receipt.id, flow_id)
     # A B2B outbox write is an upload by the account's own login ("cli", "user:<email>").
     outbox = protocol == "b2b" and partner_id is None
     audit.record(

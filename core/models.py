@@ -177,12 +177,18 @@ class PulledFile(SQLModel, table=True):
 class Receipt(SQLModel, table=True):
     """One file that arrived; written before anything else happens to it."""
 
+    # A login's uploads newest first (the portal's recent uploads) walk one of these.
+    __table_args__ = (
+        Index("ix_receipt_partner_id_id", "partner_id", "id"),
+        Index("ix_receipt_user_id_id", "user_id", "id"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
-    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id")
     # The account user who put the file in (an outbox write); None for partners and pulls.
     # (No foreign key: see migration 0010. Users are never deleted, so the id stays valid.)
-    user_id: int | None = Field(default=None, index=True)
+    user_id: int | None = None
     protocol: str  # rest, sftp, ftp, portal, as2, email, poll, b2b
     folder: str
     name: str
@@ -219,14 +225,26 @@ OPEN_STATES = (TransferState.pending, TransferState.running, TransferState.waiti
 class Transfer(SQLModel, table=True):
     """One receipt carried by one data flow: the run history users query."""
 
+    # The history pages (newest first, by account, state, data flow; migration 0025) and the
+    # console's last-24-h counts walk these indexes instead of sorting every matching row.
+    __table_args__ = (
+        Index("ix_transfer_account_id_id", "account_id", "id"),
+        Index("ix_transfer_account_state_id", "account_id", "state", "id"),
+        Index("ix_transfer_data_flow_id_id", "data_flow_id", "id"),
+        Index("ix_transfer_account_created", "account_id", "created_at"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     receipt_id: int = Field(foreign_key="receipt.id", index=True)
-    data_flow_id: int = Field(foreign_key="dataflow.id", index=True)
+    data_flow_id: int = Field(foreign_key="dataflow.id")
+    # The data flow's account (for a B2B landing flow, the receiver's), copied here so an
+    # account's history is one index walk, not a join and a sort.
+    account_id: int = Field(foreign_key="account.id")
     state: str = Field(default=TransferState.pending, index=True)
     attempts: int = 0
     # Set when the dispatcher groups this transfer into a run; doubles as the run's idempotency key.
     batch_key: str | None = Field(default=None, index=True)
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(default=None, index=True)
     destination_uri: str | None = None
     # What the destination answered (an API's status and body, a Message-ID, an MDN, an ETag).
     destination_answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
@@ -251,8 +269,11 @@ class Transfer(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """Who did what, when: logins, uploads, downloads, deletes, configuration changes, failures."""
 
+    # An account's events newest first, by keyset (the console's audit page).
+    __table_args__ = (Index("ix_auditevent_account_id_id", "account_id", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
     actor: str  # "partner:acme", "cli", "flow"
     action: str  # "login", "login.failed", "upload", "download", "delete", "partner.add", ...
     target: str | None = None
@@ -553,3 +574,69 @@ class PgpKey(SQLModel, table=True):
     key_created_at: datetime
     expires_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebSession(SQLModel, table=True):
+    """One browser login to the portal or console (core/web_sessions.py): server-side, so logout,
+    a new password or a lock ends it at once. Only the SHA-256 of the cookie value is kept, so
+    reading the store yields no live cookie."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_kind_principal_id", "kind", "principal_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # sha256(cookie value), hex
+    kind: str  # "partner" or "user" (core/logins.py)
+    principal_id: int  # partner.id or accountuser.id, as `kind` says
+    account_id: int = Field(foreign_key="account.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)  # absolute end; the idle end is last_seen_at + idle
+    ended_at: datetime | None = None
+    ended_reason: str | None = None  # logout, password, removed, ...
+    remote_addr: str | None = None
+    user_agent: str | None = Field(default=None, max_length=200)
+
+
+class WebUploadState(StrEnum):
+    open = "open"
+    done = "done"
+    cancelled = "cancelled"
+    superseded = "superseded"
+
+
+class WebUpload(SQLModel, table=True):
+    """One resumable browser upload (tus, api/web/tus.py): bound to the login, not to the browser
+    session, so it resumes after a new login. Its bytes are in the login's staging folder."""
+
+    __tablename__ = "web_upload"
+    # One open upload per login and file name: a second one supersedes or is refused (core/web_uploads.py).
+    __table_args__ = (
+        Index(
+            "uq_web_upload_open",
+            "kind",
+            "principal_id",
+            "folder",
+            "name",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        Index("ix_web_upload_state_updated_at", "state", "updated_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)  # 128 random bits, hex: the upload's URL
+    kind: str  # "partner" or "user"
+    principal_id: int
+    account_id: int = Field(foreign_key="account.id")
+    folder: str  # "upload" or "b2b/<outbox>"
+    name: str
+    length: int = Field(sa_column=Column(BigInteger, nullable=False))  # Upload-Length
+    # Bytes the PATCHes wrote to staging (= length when nothing was sent twice) and how many did.
+    received: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    patches: int = 0
+    state: str = WebUploadState.open
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime

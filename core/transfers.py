@@ -54,6 +54,22 @@ class Batch:
     tags: list[str] | None = None
 
 
+def new_pending(session: Session, receipt_id: int, data_flow_id: int) -> Transfer:
+    """A pending transfer of a receipt by a data flow, added to the session; it belongs to the data
+    flow's account (a B2B landing flow's is the receiver's), the account whose history shows it."""
+    flow = session.get(DataFlow, data_flow_id)
+    if flow is None:
+        raise NoSuchTransfer(f"no data flow {data_flow_id} to carry receipt {receipt_id}")
+    transfer = Transfer(
+        receipt_id=receipt_id,
+        data_flow_id=data_flow_id,
+        account_id=flow.account_id,
+        state=TransferState.pending,
+    )
+    session.add(transfer)
+    return transfer
+
+
 def claim_batches(session: Session, batch_size: int) -> None:
     """Group pending, unbatched transfers into bounded batches, one data flow per batch; waiting
     transfers whose next attempt is due are pending again first, and are claimed with the rest."""
@@ -328,9 +344,7 @@ def finish(
 def get(session: Session, scope: Scope, transfer_id: int) -> Transfer | None:
     """The transfer if its data flow is the scope's account's (another account's: None, as if absent)."""
     return session.exec(
-        select(Transfer)
-        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
-        .where(Transfer.id == transfer_id, DataFlow.account_id == scope.account_id)
+        select(Transfer).where(Transfer.id == transfer_id, Transfer.account_id == scope.account_id)
     ).first()
 
 
@@ -360,7 +374,12 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
         raise CannotReplay(
             f"transfer {transfer_id}'s data flow was removed ({removed.name}); nothing carries it"
         )
-    copy = Transfer(receipt_id=original.receipt_id, data_flow_id=original.data_flow_id, replay_of=original.id)
+    copy = Transfer(
+        receipt_id=original.receipt_id,
+        data_flow_id=original.data_flow_id,
+        account_id=original.account_id,
+        replay_of=original.id,
+    )
     session.add(copy)
     session.flush()
     flow = session.get(DataFlow, original.data_flow_id)
@@ -522,7 +541,7 @@ def _views(
         .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
         .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
         .join(Endpoint, col(Endpoint.id) == DataFlow.dest_endpoint_id)
-        .where(DataFlow.account_id == scope.account_id)
+        .where(Transfer.account_id == scope.account_id)
         .order_by(col(Transfer.id).desc())
         .limit(limit)
     )
@@ -592,8 +611,7 @@ def scrubbed(views: list[TransferView], scrubber: Scrubber) -> list[TransferView
 def counts(session: Session, scope: Scope) -> dict[str, int]:
     rows = session.exec(
         select(Transfer.state, func.count())
-        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
-        .where(DataFlow.account_id == scope.account_id)
+        .where(Transfer.account_id == scope.account_id)
         .group_by(Transfer.state)
     ).all()
     return {state: n for state, n in rows}

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from sqlalchemy import update
 from sqlmodel import Session, and_, col, or_, select
 
-from core import audit
+from core import audit, transfers
 from core.b2b import landing, mail, tokens
 from core.b2b.caller import Caller
 from core.config import get_settings
@@ -470,9 +470,7 @@ def release_held(session: Session, connection_id: int | None = None) -> int:
         cleared = session.execute(guarded.values(held=False))
         if cleared.rowcount != 1:  # type: ignore[attr-defined]
             continue
-        session.add(
-            Transfer(receipt_id=receipt.id, data_flow_id=conn.data_flow_id, state=TransferState.pending)
-        )
+        transfers.new_pending(session, receipt.id, conn.data_flow_id)
         released += 1
     if released:
         session.flush()

@@ -16,14 +16,14 @@ from typing import BinaryIO
 
 from sqlmodel import Session, select
 
-from core import audit, intake
+from core import audit, intake, transfers
 from core.b2b import connections
 from core.b2b.caller import Caller
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE
 from core.errors import Forbidden, Invalid, NotFound, StatusError
 from core.mailbox import outboxes
-from core.models import Connection, ConnectionState, Receipt, Transfer, TransferState
+from core.models import Connection, ConnectionState, Receipt, Transfer
 from core.tenancy import Scope
 
 
@@ -59,9 +59,7 @@ def attach(connection_id: int, actor: str, user_id: int | None = None) -> Callab
         receipt.connection_id = connection_id
         receipt.user_id = user_id
         if conn.state == ConnectionState.active and conn.data_flow_id is not None:
-            session.add(
-                Transfer(receipt_id=receipt.id, data_flow_id=conn.data_flow_id, state=TransferState.pending)
-            )
+            transfers.new_pending(session, receipt.id, conn.data_flow_id)
         else:
             receipt.held = True  # pending: released on activation; ended meanwhile: "not sent"
         session.add(receipt)

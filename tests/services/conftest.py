@@ -86,6 +86,7 @@ def arrive(
         transfer = Transfer(
             receipt_id=receipt.id,
             data_flow_id=flow.id,
+            account_id=flow.account_id,
             state=state,
             error=(errors or [None] * len(flows))[i],
             flow_run_id=run,

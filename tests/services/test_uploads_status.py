@@ -73,8 +73,9 @@ def test_states_and_the_validators_message_as_tradelane_transfers_shows_it(
         session, partner, flows, "fixed.json", states=["rejected", "delivered"], errors=[INVALID, None]
     )
     assert receipt.id is not None and first.id is not None
-    session.add(Transfer(receipt_id=receipt.id, data_flow_id=first.data_flow_id, state="delivered",
-                         replay_of=first.id))  # fmt: skip  # the replay supersedes the rejection
+    replay = Transfer(receipt_id=receipt.id, data_flow_id=first.data_flow_id, account_id=first.account_id,
+                      state="delivered", replay_of=first.id)  # fmt: skip
+    session.add(replay)  # the replay supersedes the rejection
     arrive(session, partner, [], "nobody.json")  # no data flow took it
     arrive(
         session, other, other_flows, "theirs.json", states=["rejected", "rejected"], errors=[INVALID, INVALID]
