@@ -1,4 +1,5 @@
-"""The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs and /redoc.
+"""The FastAPI application: the partner REST API under /api, OpenAPI docs at /docs and /redoc, the
+web's login (/login) and its portal and console pages.
 
 Run it with `uvicorn --factory api.app:create_app`; the database must be initialised first
 (`core.db.init_db()`, which `tradelane up` does).
@@ -12,7 +13,7 @@ from api import docs, errors
 from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
 from api.routes.peer import router as peer_router
-from api.web import connect
+from api.web import auth, connect
 from api.web.headers import SecurityHeaders
 from api.web.service import AcceptService
 
@@ -44,6 +45,7 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     app.include_router(peer_uploads.router())  # /peer/v1/connections/{uid}/uploads: signed by a peer
     app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests
+    auth.install(app)  # /, /login, /logout, /portal, /console: the web's session (api/web/auth.py)
     if accept_service is not None:
         connect.install(app, accept_service)
     return app

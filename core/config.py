@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
     # X-Forwarded-Proto are believed. Empty: none, from anyone (127.0.0.1 included).
     forwarded_allow_ips: str = ""
+    # Portal and console logins (core/web_sessions.py): a session unused this long ends, and every
+    # session ends this long after its login, used or not.
+    web_session_idle_seconds: PositiveFloat = 1800.0
+    web_session_max_seconds: PositiveFloat = 43200.0
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).

@@ -81,7 +81,8 @@ def test_the_csrf_cookie_is_strict_http_only_and_scoped_to_the_page(accept_serve
         page = _open(accept_server, browser, token)
         cookie = page.headers["set-cookie"].lower()
         assert cookie.startswith("tl_csrf=") and "httponly" in cookie and "samesite=strict" in cookie
-        assert "path=/connect" in cookie and "secure" not in cookie  # the public URL is http
+        # Path=/: the one CSRF cookie of every web form (login, portal, console, this page).
+        assert "path=/;" in cookie and "secure" not in cookie  # the public URL is http
         again = _open(accept_server, browser, token)
         assert "set-cookie" in again.headers  # set on every view, the same value (other tabs' forms work)
         assert again.cookies.get("tl_csrf") in (None, browser.cookies.get("tl_csrf"))

@@ -1,0 +1,222 @@
+"""The web's one login (/login) over real HTTP: partners land on /portal, account users on /console,
+through the one login policy (protocol `web`, the same ledger as REST, SFTP and FTP); logout and a new
+password end the session so the old cookie value is refused; every unsafe request needs our origin
+and the CSRF token.
+
+The server trusts 127.0.0.1 as a proxy, so each test that fails logins speaks from its own
+`X-Forwarded-For` address (TEST-NET) and a ban in one test never blocks the next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from api.web.auth import SESSION_COOKIE
+from core import accounts, partners
+from core.db import session_scope
+from core.models import AuditEvent, LoginFailure, WebSession
+from tests.b2b.web_server import forms_of, text_of
+from tests.tenancy import home_scope
+from tests.web.server import WebServer, web_server
+
+PASSWORD = "Pw-web-login-01"
+_names = itertools.count(1)
+_addresses = (f"198.51.100.{n}" for n in itertools.count(10))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    env = {"TRADELANE_FORWARDED_ALLOW_IPS": "127.0.0.1", "TRADELANE_LOCKOUT_FAILURES": "3"}
+    with web_server(tmp_path_factory.mktemp("web-login"), env) as running:
+        yield running
+
+
+def new_partner() -> str:
+    name = f"webpartner{next(_names)}"
+    with session_scope() as session:
+        partners.add(session, home_scope(session), name, password=PASSWORD)
+    return name
+
+
+def new_user(role: str = "operator") -> str:
+    email = f"user{next(_names)}@home.example"
+    with session_scope() as session:
+        accounts.add_user(session, home_scope(session), email, password=PASSWORD, role=role)
+    return email
+
+
+def browser(server: WebServer, **headers: str) -> httpx.Client:
+    """A browser speaking from an address of its own."""
+    return server.browser(**{"X-Forwarded-For": next(_addresses), **headers})
+
+
+def log_in(client: httpx.Client, name: str, password: str = PASSWORD, **extra: str) -> httpx.Response:
+    page = client.get("/login")
+    form = forms_of(page)["/login"]
+    return client.post("/login", data={**form, "name": name, "password": password, **extra})
+
+
+def test_a_partner_logs_in_to_the_portal_and_a_user_to_the_console(server: WebServer) -> None:
+    partner, user = new_partner(), new_user()
+    with browser(server) as client:
+        answer = log_in(client, partner)
+        assert answer.status_code == 303 and answer.headers["location"] == "/portal"
+        portal = client.get("/portal")
+        assert portal.status_code == 200 and f"partner {partner} of account home" in text_of(portal)
+        assert client.get("/").headers["location"] == "/portal"
+        # The console is the account's: a partner is sent back to its portal.
+        assert client.get("/console").headers["location"] == "/portal"
+    with browser(server) as client:
+        answer = log_in(client, user)
+        assert answer.headers["location"] == "/console"
+        console = client.get("/console")
+        assert f"operator user {user} of account home" in text_of(console)
+    with session_scope() as session:
+        logins = session.exec(select(AuditEvent).where(AuditEvent.action == "login")).all()
+        assert {(e.actor, e.detail.get("protocol")) for e in logins} >= {
+            (f"partner:{partner}", "web"),
+            (f"user:{user}", "web"),
+        }
+
+
+def test_the_session_cookie_is_http_only_lax_and_unreadable_in_the_store(server: WebServer) -> None:
+    with browser(server) as client:
+        answer = log_in(client, new_partner())
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+        flags = cookie.lower()
+        assert "httponly" in flags and "samesite=lax" in flags and "path=/" in flags
+        assert "max-age" not in flags and "secure" not in flags  # the public URL is http
+        value = client.cookies[SESSION_COOKIE]
+    with session_scope() as session:
+        assert value not in {row.token_hash for row in session.exec(select(WebSession))}
+
+
+def test_pages_need_a_login_and_come_back_after_it(server: WebServer) -> None:
+    partner = new_partner()
+    with browser(server) as client:
+        assert client.get("/").headers["location"] == "/login"
+        gone = client.get("/portal")
+        assert gone.status_code == 303 and gone.headers["location"] == "/login?next=/portal"
+        assert client.get("/portal/login").headers["location"] == "/login?next=/portal"
+        assert client.get("/console/login").headers["location"] == "/login?next=/console"
+        # A script's request (no HTML wanted) gets 401, not a login page.
+        assert client.get("/portal", headers={"Accept": "application/json"}).status_code == 401
+        page = client.get("/login?next=/portal")
+        assert forms_of(page)["/login"]["next"] == "/portal"
+        answer = log_in(client, partner, next="/portal")
+        assert answer.headers["location"] == "/portal"
+
+
+OFF_SITE = ["//evil.example/", "https://evil.example/", "/\\evil.example", "/api/folders"]
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_next_never_leaves_our_pages(server: WebServer, target: str) -> None:
+    with browser(server) as client:
+        assert forms_of(client.get("/login", params={"next": target}))["/login"]["next"] == ""
+        answer = log_in(client, new_partner(), next=target)
+        assert answer.headers["location"] == "/portal"
+
+
+def test_logout_refuses_the_old_cookie_value(server: WebServer) -> None:
+    with browser(server) as client:
+        log_in(client, new_partner())
+        old = client.cookies[SESSION_COOKIE]
+        portal = client.get("/portal")
+        out = client.post("/logout", data=forms_of(portal)["/logout"])
+        assert out.status_code == 303 and out.headers["location"] == "/login?done=logout"
+        assert "You are logged out." in text_of(client.get("/login?done=logout"))
+    with browser(server) as replay:
+        replay.cookies.set(SESSION_COOKIE, old)
+        again = replay.get("/portal")
+        assert again.status_code == 303 and again.headers["location"] == "/login?next=/portal&ended=1"
+
+
+def test_a_new_password_ends_the_session(server: WebServer) -> None:
+    partner = new_partner()
+    with browser(server) as client:
+        log_in(client, partner)
+        assert client.get("/portal").status_code == 200
+        with session_scope() as session:
+            row = partners.require(session, home_scope(session), partner)
+            partners.set_password(session, home_scope(session), row, "Pw-web-login-02")
+        assert client.get("/portal").headers["location"].startswith("/login?next=/portal")
+        assert log_in(client, partner, "Pw-web-login-02").headers["location"] == "/portal"
+
+
+def test_a_wrong_password_says_so_and_the_address_is_banned_after_the_limit(server: WebServer) -> None:
+    partner = new_partner()
+    with browser(server) as client:
+        for _ in range(3):  # TRADELANE_LOCKOUT_FAILURES=3
+            refused = log_in(client, partner, "not the password")
+            assert refused.status_code == 401 and "wrong name or password" in text_of(refused)
+            assert forms_of(refused)["/login"]["name"] == partner  # what was typed stays
+            assert forms_of(refused)["/login"]["password"] == ""  # a password is never sent back
+            assert SESSION_COOKIE not in client.cookies
+        banned = log_in(client, partner)  # the right password, from the banned address
+        assert banned.status_code == 429 and int(banned.headers["Retry-After"]) > 0
+        assert re.search(r"too many failed logins from your address: try again in \d+ s", text_of(banned))
+    with browser(server) as elsewhere:  # the partner itself is not locked out
+        assert log_in(elsewhere, partner).headers["location"] == "/portal"
+    with session_scope() as session:
+        failures = session.exec(select(LoginFailure).where(LoginFailure.username == partner)).all()
+        assert [f.protocol for f in failures] == ["web"] * 3  # the one ledger, protocol web
+
+
+def test_unknown_names_and_users_read_like_a_wrong_password(server: WebServer) -> None:
+    with browser(server) as client:
+        for name in ("nobody-here", "nobody@home.example"):
+            refused = log_in(client, name)
+            assert refused.status_code == 401 and "wrong name or password" in text_of(refused)
+
+
+def _logged_in_form(server: WebServer, client: httpx.Client) -> dict[str, str]:
+    log_in(client, new_partner())
+    return forms_of(client.get("/portal"))["/logout"]
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "no token",
+        "forged token",
+        "token of another cookie",
+        "other origin",
+        "cross-site fetch",
+        "same-site fetch",
+    ],
+)
+def test_unsafe_requests_need_our_origin_and_the_csrf_token(server: WebServer, attack: str) -> None:
+    with browser(server) as client:
+        form = _logged_in_form(server, client)
+        headers: dict[str, str] = {}
+        if attack == "no token":
+            form = {"next": ""}
+        elif attack == "forged token":
+            form = {"csrf": "0" * 64}
+        elif attack == "token of another cookie":
+            with browser(server) as other:
+                form = forms_of(other.get("/login"))["/login"]
+        elif attack == "other origin":
+            headers = {"Origin": "http://evil.example"}
+        elif attack == "cross-site fetch":
+            headers = {"Sec-Fetch-Site": "cross-site"}
+        else:  # a sibling port or host of ours is still another origin
+            headers = {"Sec-Fetch-Site": "same-site", "Origin": server.url.replace("127.0.0.1", "localhost")}
+        refused = client.post("/logout", data=form, headers=headers)
+        assert refused.status_code == 403
+        assert "the form expired or came from another site: reload the page" in text_of(refused)
+        assert client.get("/portal").status_code == 200  # still logged in: nothing was done
+
+
+def test_a_login_post_from_another_site_is_refused(server: WebServer) -> None:
+    partner = new_partner()
+    with browser(server, Origin="http://evil.example", **{"Sec-Fetch-Site": "cross-site"}) as client:
+        refused = log_in(client, partner)
+        assert refused.status_code == 403 and SESSION_COOKIE not in client.cookies
