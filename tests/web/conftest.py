@@ -1,0 +1,94 @@
+"""The browser harness: one headless Chromium for the whole pytest session, a fresh context per test,
+against one `tradelane up` (`web_system`).
+
+* Debian's Chromium (`/usr/bin/chromium`, installed by scripts/install-test-servers.sh) driven by
+  Playwright's **async** API (`playwright==1.65.2`, test extra): a session-scoped sync Playwright
+  leaves a loop running in the main thread and breaks every later `async def` test; the async one
+  shares pytest-asyncio's session loop. Never `playwright install`: `executable_path` is given.
+* Each test gets its own context (no cookies or storage leak between tests) and its page collects
+  console errors and page errors; a test fails at teardown if the page logged a CSP refusal or a
+  script error it did not expect.
+* `web_system` trusts 127.0.0.1 as a proxy, so each test that fails logins speaks from its own
+  `X-Forwarded-For` address (a ban in one test never blocks the next).
+* Never `page.wait_for_function("...")`: our CSP forbids the eval it needs. Use locators and `expect`.
+* Blocking helpers (`system.cli`) run through `asyncio.to_thread`, so the loop keeps serving the
+  browser meanwhile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
+
+from tests.system import System, run_system
+
+log = logging.getLogger(__name__)
+CHROMIUM = "/usr/bin/chromium"
+_addresses = (f"203.0.113.{n}" for n in itertools.count(10))
+
+
+@pytest.fixture(scope="session")
+def web_system() -> Iterator[System]:
+    """One `tradelane up` for the browser tests (3 failed logins ban an address: lockout tests are short)."""
+    with run_system(TRADELANE_FORWARDED_ALLOW_IPS="127.0.0.1", TRADELANE_LOCKOUT_FAILURES="3") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One Chromium for the whole session, on pytest-asyncio's session loop."""
+    exe = shutil.which(CHROMIUM)
+    assert exe, f"{CHROMIUM} is missing: run `make test-servers` (apt-get install chromium)"
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=exe, headless=True)
+        log.info("chromium %s, playwright %s", launched.version, version("playwright"))
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class Watched:
+    """A page and what it reported: console errors (CSP refusals among them) and uncaught errors."""
+
+    page: Page
+    context: BrowserContext
+    address: str
+    problems: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)  # substrings of problems a test expects
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(message.text)
+
+    def on_error(self, error: Error) -> None:
+        self.problems.append(f"page error: {error}")
+
+    def unexpected(self) -> list[str]:
+        return [p for p in self.problems if not any(a in p for a in self.allowed)]
+
+
+@pytest.fixture
+async def watched(browser: Browser, web_system: System) -> AsyncIterator[Watched]:
+    """A fresh context (1280×800) speaking from an address of its own, and its page."""
+    address = next(_addresses)
+    context = await browser.new_context(
+        base_url=web_system.api,
+        viewport={"width": 1280, "height": 800},
+        accept_downloads=True,
+        ignore_https_errors=web_system.api.startswith("https"),
+        extra_http_headers={"X-Forwarded-For": address},
+    )
+    page = await context.new_page()
+    seen = Watched(page, context, address)
+    page.on("console", seen.on_console)
+    page.on("pageerror", seen.on_error)
+    yield seen
+    await context.close()
+    assert seen.unexpected() == [], f"the page reported: {seen.unexpected()}"
