@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -220,3 +221,56 @@ def test_a_login_post_from_another_site_is_refused(server: WebServer) -> None:
     with browser(server, Origin="http://evil.example", **{"Sec-Fetch-Site": "cross-site"}) as client:
         refused = log_in(client, partner)
         assert refused.status_code == 403 and SESSION_COOKIE not in client.cookies
+
+
+def _every_route(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every route, through included routers (FastAPI includes them lazily)."""
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from _every_route(route.original_router.routes, prefix + route.include_context.prefix)
+        elif hasattr(route, "methods"):
+            yield prefix + route.path, set(route.methods or ())
+
+
+def test_every_unsafe_web_route_refuses_a_request_without_the_csrf_token(server: WebServer) -> None:
+    """Walks the app's routes: each POST/PUT/PATCH/DELETE of the web's pages (not /api, /as2, /peer,
+    which take no cookies) refuses a same-origin request that lacks the token, before doing anything.
+    A route the portal or console adds without `CheckedFormDep` fails here."""
+    from api.app import create_app
+    from api.web.accept_service import CoreAcceptService
+
+    unsafe = {"POST", "PUT", "PATCH", "DELETE"}
+    web = [
+        (method, path)
+        for path, methods in _every_route(create_app(CoreAcceptService()).routes)
+        if not path.startswith(("/api", "/as2", "/peer", "/docs"))
+        for method in sorted(methods & unsafe)
+    ]
+    assert {("POST", "/login"), ("POST", "/logout"), ("POST", "/connect/accept")} <= set(web)
+    with browser(server) as client:
+        log_in(client, new_partner())
+        for method, path in web:
+            url = re.sub(r"\{[^}]+\}", "x", path)
+            answer = client.request(method, url, data={"next": ""})
+            assert answer.status_code in (403, 404), (method, path, answer.status_code)
+            if answer.status_code == 403:
+                assert "came from another site" in answer.text
+        assert client.get("/portal").status_code == 200  # nothing logged it out
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(tmp_path_factory: pytest.TempPathFactory) -> None:
+    public = "https://files.example.test"
+    env = {"TRADELANE_PUBLIC_URL": public}
+    with web_server(tmp_path_factory.mktemp("web-https"), env) as running:
+        partner = new_partner()
+        with running.browser(Origin=public) as client:
+            page = client.get("/login")
+            csrf = page.headers["set-cookie"]
+            assert csrf.startswith("tl_csrf=") and "secure" in csrf.lower()
+            # httpx keeps Secure cookies off plain http (as a browser would): hand it back.
+            client.cookies.set("tl_csrf", csrf.split(";")[0].split("=", 1)[1])
+            form = forms_of(page)["/login"]
+            answer = client.post("/login", data={**form, "name": partner, "password": PASSWORD})
+            assert answer.status_code == 303
+            cookies = {c.split("=", 1)[0]: c.lower() for c in answer.headers.get_list("set-cookie")}
+            assert "secure" in cookies[SESSION_COOKIE] and "secure" in cookies["tl_csrf"]
