@@ -23,11 +23,11 @@ from api.web.service import (
     Refused,
     WebLogin,
 )
-from core import accounts
+from core import accounts, web_sessions
 from core.b2b import connections, tokens
 from core.db import session_scope
 from core.errors import Conflict, Gone, StatusError
-from core.login import LoginPolicy, LoginRefused, session_refusal, shared_policy, standing
+from core.login import LoginPolicy, LoginRefused, LoginUser, shared_policy, standing
 from core.models import Account, AccountUser, Connection, ConnectionState
 from core.models import Endpoint as EndpointRow
 from core.tenancy import Scope, scope_for_login
@@ -92,7 +92,7 @@ def _web_login(session: Session, user: AccountUser) -> WebLogin:
 
 def _scope(session: Session, login: WebLogin) -> tuple[AccountUser, Scope]:
     """The login's user as it is now (a removed, disabled or locked one may do nothing) and its scope;
-    the page checked the session itself (`current_login`) when it read the cookie."""
+    the page checked the session itself (`session_login`) when it read the cookie."""
     user = _user(session, login.subject)
     if user is None or standing(user) is not None:
         raise Refused(401, "log in first: your login has ended")
@@ -144,13 +144,28 @@ class CoreAcceptService:
                 raise Refused(401, WRONG_LOGIN)
             return _web_login(session, row)
 
-    def current_login(self, subject: str, issued_at: datetime) -> WebLogin | None:
+    def start_session(self, login: WebLogin, remote_addr: str | None, user_agent: str | None) -> str:
         with session_scope() as session:
-            user = _user(session, subject)
-            # No address: account users have no allow-list (AccountUser.allowed_networks is empty).
-            if user is None or session_refusal(user, None, issued_at) is not None:
-                return None
-            return _web_login(session, user)
+            user = _user(session, login.subject)
+            if user is None or standing(user) is not None:
+                raise Refused(401, "log in first: your login has ended")
+            _, value = web_sessions.create(
+                session, LoginUser.of(user), remote_addr=remote_addr, user_agent=user_agent
+            )
+            return value
+
+    def session_login(self, cookie: str, remote_addr: str | None) -> WebLogin | None:
+        with session_scope() as session:
+            found = web_sessions.check(session, cookie, remote_addr)
+            if found is None or not isinstance(found.login, AccountUser):
+                return None  # partners have nothing to do on the accept page
+            return _web_login(session, found.login)
+
+    def end_session(self, cookie: str, remote_addr: str | None) -> None:
+        with session_scope() as session:
+            found = web_sessions.check(session, cookie, remote_addr)
+            if found is not None:
+                web_sessions.end(session, found.row, "logout")
 
     def sign_up(
         self, token: str, account: str, email: str, password: str, remote_addr: str | None

@@ -309,7 +309,7 @@ def _end_session(cookie: str | None, addr: str | None) -> None:
             web_sessions.end(session, found.row, "logout")
 
 
-def set_session_cookie(response: Response, request: Request, value: str) -> None:
+def set_session_cookie(response: Response, request: Request | None, value: str) -> None:
     """The session cookie: no Max-Age (it dies with the browser; the server's expiry is the real one)."""
     response.set_cookie(
         SESSION_COOKIE,
@@ -319,6 +319,10 @@ def set_session_cookie(response: Response, request: Request, value: str) -> None
         samesite="lax",
         secure=security.secure_cookie(request),
     )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
 
 
 def start_session(request: Request, user: LoginUser, response: Response) -> Response:
@@ -361,7 +365,7 @@ async def log_out(request: Request) -> Response:
         return error_page(request, refused.status, refused.message)
     await run_in_threadpool(_end_session, request.cookies.get(SESSION_COOKIE), remote_addr(request))
     response = RedirectResponse(f"{LOGIN}?done=logout", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    clear_session_cookie(response)
     security.set_csrf_cookie(response, security.new_csrf_cookie(), request)
     return response
 

@@ -1,11 +1,11 @@
 """The invitation accept page, `/connect/accept`: small, server-rendered, no scripts.
 
     GET  /connect/accept?token=...   the invitation, then log in / create an account, or the accept form
-    POST /connect/login              e-mail + password -> the login cookie, 303 back to the page
+    POST /connect/login              e-mail + password -> a web session (as /login), 303 back to the page
     POST /connect/signup             a new account and its admin (once per invitation), logged in, 303
     POST /connect/accept             accept as the logged-in admin's account -> what happens now
     POST /connect/decline            decline (the token is the authority)
-    POST /connect/logout             forget the login cookie
+    POST /connect/logout             end the web session
 
 A GET never uses the token up (mail scanners open links): only the accept and decline POSTs do,
 through the service. Every POST passes, in order, the Origin check, the bounded form read and the
@@ -20,26 +20,20 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.web import security
+from api.web import auth, security
 from api.web.service import AcceptForm, AcceptService, Refused, WebLogin
+from api.web.templates import environment
 from core.b2b.mail import accept_link
 
 HERE = Path(__file__).parent
 STYLESHEET = HERE / "static" / "connect.css"
 ACCEPT_PAGE = "/connect/accept"
 
-templates = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=True,  # every value is escaped; the templates mark nothing safe
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+templates = environment  # the web's one Jinja2 environment (api/web/templates.py)
 
 
 # Every answer's security headers (no script, no referrer, no-store, no framing) come from the
@@ -68,10 +62,11 @@ def _error(status: int, message: str) -> HTMLResponse:
 
 
 async def _current_login(request: Request) -> WebLogin | None:
-    claims = security.login_claims(request)
-    if claims is None:
+    """The account user of the browser's web session (logged in here or at /login), if any."""
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    if not cookie:
         return None
-    return await run_in_threadpool(_service(request).current_login, *claims)
+    return await run_in_threadpool(_service(request).session_login, cookie, _remote(request))
 
 
 async def _page(
@@ -120,12 +115,20 @@ def _back_to_page(token: str) -> RedirectResponse:
     return RedirectResponse(f"{ACCEPT_PAGE}?token={quote(token, safe='')}", status_code=303)
 
 
-def _logged_in(token: str, login: WebLogin) -> RedirectResponse:
-    """Back to the page, logged in, with a fresh CSRF cookie: a pair planted before the login
-    (a cookie set from a sibling host) is worthless after it."""
+async def _logged_in(request: Request, token: str, login: WebLogin) -> RedirectResponse:
+    """Back to the page, logged in with a web session (the one /login makes: the same cookie, so the
+    console knows the login too), with a fresh CSRF cookie: a pair planted before the login (a
+    cookie set from a sibling host) is worthless after it. A session the browser had ends."""
+    service = _service(request)
+    old = request.cookies.get(auth.SESSION_COOKIE)
+    if old:
+        await run_in_threadpool(service.end_session, old, _remote(request))
+    value = await run_in_threadpool(
+        service.start_session, login, _remote(request), request.headers.get("user-agent")
+    )
     response = _back_to_page(token)
-    security.set_login_cookie(response, login.subject)
-    security.set_csrf_cookie(response, security.new_csrf_cookie())
+    auth.set_session_cookie(response, request, value)
+    security.set_csrf_cookie(response, security.new_csrf_cookie(), request)
     return response
 
 
@@ -154,7 +157,7 @@ async def log_in(request: Request) -> Response:
         return await _page(
             request, token, status=refused.status, error=refused.message, values={"email": email}
         )
-    return _logged_in(token, login)
+    return await _logged_in(request, token, login)
 
 
 @router.post("/connect/signup")
@@ -172,7 +175,7 @@ async def sign_up(request: Request) -> Response:
     except Refused as refused:
         values = {"account": account, "signup_email": email}
         return await _page(request, token, status=refused.status, error=refused.message, values=values)
-    return _logged_in(token, login)
+    return await _logged_in(request, token, login)
 
 
 @router.post(ACCEPT_PAGE)
@@ -219,9 +222,12 @@ async def log_out(request: Request) -> Response:
         form = await _checked_form(request)
     except security.FormRefused as refused:
         return _error(refused.status, refused.message)
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    if cookie:
+        await run_in_threadpool(_service(request).end_session, cookie, _remote(request))
     response = _back_to_page(form.get("token", ""))
-    security.clear_login_cookie(response)
-    security.set_csrf_cookie(response, security.new_csrf_cookie())
+    auth.clear_session_cookie(response)
+    security.set_csrf_cookie(response, security.new_csrf_cookie(), request)
     return response
 
 

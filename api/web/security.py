@@ -14,8 +14,6 @@
 * Forms are `application/x-www-form-urlencoded` only and at most FORM_LIMIT bytes (larger limits
   for the console's forms), read with a running count (a body without Content-Length cannot grow
   past it either).
-* The login cookie `tl_web` is an HS256 JWT (`typ: "web"`, 30 minutes) signed with a key derived
-  from the secret key, as API tokens are, but not the same key: one is never taken for the other.
 """
 
 from __future__ import annotations
@@ -23,12 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
-import jwt
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -38,14 +32,10 @@ from core.crypto import secret_key
 CSRF_COOKIE = "tl_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-LOGIN_COOKIE = "tl_web"
 COOKIE_PATH = "/"
-LOGIN_COOKIE_PATH = "/connect"  # the accept page's own login (until it moves onto the web session)
-LOGIN_SECONDS = 30 * 60
 FORM_LIMIT = 16 * 1024
 MAX_FIELDS = 20
 FORM_EXPIRED = "the form expired or came from another site: reload the page"
-WEB_TOKEN_TYPE = "web"
 
 
 class FormRefused(Exception):
@@ -165,46 +155,3 @@ async def read_form(
             raise FormRefused(400, "the form could not be read")
         form[name] = value
     return form
-
-
-# --- the login cookie ------------------------------------------------------------------------
-
-
-def login_cookie_value(subject: str) -> str:
-    issued = time.time()
-    claims = {"sub": subject, "iat": int(issued), "exp": int(issued) + LOGIN_SECONDS, "at": issued}
-    claims["typ"] = WEB_TOKEN_TYPE
-    return jwt.encode(claims, web_key(), algorithm="HS256")
-
-
-def set_login_cookie(response: Response, subject: str) -> None:
-    response.set_cookie(
-        LOGIN_COOKIE,
-        login_cookie_value(subject),
-        max_age=LOGIN_SECONDS,
-        path=LOGIN_COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=_cookie_secure(),
-    )
-
-
-def clear_login_cookie(response: Response) -> None:
-    response.delete_cookie(LOGIN_COOKIE, path=LOGIN_COOKIE_PATH, httponly=True, samesite="strict")
-
-
-def login_claims(request: Request) -> tuple[str, datetime] | None:
-    """(subject, issued at) of a valid login cookie, else None."""
-    value = request.cookies.get(LOGIN_COOKIE)
-    if not value:
-        return None
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            value, web_key(), algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]}
-        )
-    except jwt.InvalidTokenError:
-        return None
-    subject, at = claims.get("sub"), claims.get("at", claims.get("iat"))
-    if claims.get("typ") != WEB_TOKEN_TYPE or not isinstance(subject, str) or not isinstance(at, int | float):
-        return None
-    return subject, datetime.fromtimestamp(float(at), UTC)

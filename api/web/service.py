@@ -88,8 +88,17 @@ class AcceptService(Protocol):
         """The one login policy, protocol `web`; Refused(401, ...) with what may be said on failure."""
         ...
 
-    def current_login(self, subject: str, issued_at: datetime) -> WebLogin | None:
-        """The user a session cookie names, if it may still act (not removed, locked, or logged out)."""
+    def start_session(self, login: WebLogin, remote_addr: str | None, user_agent: str | None) -> str:
+        """A web session for `login` (the web's one session, core/web_sessions.py): its cookie value."""
+        ...
+
+    def session_login(self, cookie: str, remote_addr: str | None) -> WebLogin | None:
+        """The account user whose live session this cookie value names (logged in here or at
+        /login); None when there is none, it ended, or it is a partner's."""
+        ...
+
+    def end_session(self, cookie: str, remote_addr: str | None) -> None:
+        """Log out: the session ends and the cookie value is refused from then on."""
         ...
 
     def sign_up(

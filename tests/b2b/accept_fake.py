@@ -42,6 +42,7 @@ class FakeAcceptService:
     users: dict[str, FakeUser] = field(default_factory=dict)  # by e-mail
     endpoints_of: dict[str, list[EndpointChoice]] = field(default_factory=dict)
     changes: list[tuple[str, ...]] = field(default_factory=list)  # every call that changed something
+    sessions: dict[str, str] = field(default_factory=dict)  # cookie value -> the login's subject
     broken: set[str] = field(default_factory=set)  # tokens whose look-up fails as a bug would
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,8 +107,19 @@ class FakeAcceptService:
             raise Refused(401, "wrong e-mail or password")
         return user.login
 
-    def current_login(self, subject: str, issued_at: datetime) -> WebLogin | None:
+    def start_session(self, login: WebLogin, remote_addr: str | None, user_agent: str | None) -> str:
+        value = secrets.token_urlsafe(32)
+        with self.lock:
+            self.sessions[value] = login.subject
+        return value
+
+    def session_login(self, cookie: str, remote_addr: str | None) -> WebLogin | None:
+        subject = self.sessions.get(cookie)
         return next((u.login for u in self.users.values() if u.login.subject == subject), None)
+
+    def end_session(self, cookie: str, remote_addr: str | None) -> None:
+        with self.lock:
+            self.sessions.pop(cookie, None)
 
     def sign_up(
         self, token: str, account: str, email: str, password: str, remote_addr: str | None

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.responses import Response
 
-from api.web import security
+from api.web import auth, security
 from api.web.service import EndpointChoice
 from core.config import get_settings
 from tests.b2b.accept_fake import new_token
@@ -99,9 +99,10 @@ def test_log_in_then_accept_into_an_endpoint(accept_server: AcceptServer) -> Non
         logged_in = submit(browser, page, "/connect/login", email="ann@globex.test", password=PASSWORD)
         assert logged_in.status_code == 200, logged_in.text
         assert logged_in.url.path == "/connect/accept" and logged_in.url.params["token"] == token
-        login_cookie = logged_in.history[0].headers["set-cookie"].lower()
-        assert login_cookie.startswith("tl_web=") and "httponly" in login_cookie
-        assert "samesite=strict" in login_cookie and "path=/connect" in login_cookie
+        # The web's one session cookie (the login also holds at /login, /console).
+        set_cookies = [c.lower() for c in logged_in.history[0].headers.get_list("set-cookie")]
+        login_cookie = next(c for c in set_cookies if c.startswith("tl_session="))
+        assert "httponly" in login_cookie and "samesite=lax" in login_cookie and "path=/;" in login_cookie
         assert "Logged in as ann@globex.test (account globex)" in text_of(logged_in)
         form = forms_of(logged_in)["/connect/accept"]
         assert "outbox" not in form and form["endpoint"] == "lake"  # names and types only, in a select
@@ -168,7 +169,7 @@ def test_a_wrong_password_is_refused_on_the_page_with_no_login(accept_server: Ac
         refused = submit(browser, page, "/connect/login", email="eve@globex.test", password="not it at all")
         assert refused.status_code == 401
         assert "wrong e-mail or password" in text_of(refused)
-        assert "tl_web" not in browser.cookies
+        assert "tl_session" not in browser.cookies
         assert forms_of(refused)["/connect/login"]["email"] == "eve@globex.test"
         assert forms_of(refused)["/connect/login"]["password"] == ""  # a password is never sent back
 
@@ -228,10 +229,11 @@ def test_cookies_are_secure_when_the_public_url_is_https(monkeypatch: pytest.Mon
     try:
         response = Response()
         security.set_csrf_cookie(response, security.new_csrf_cookie())
-        security.set_login_cookie(response, "subject")
+        auth.set_session_cookie(response, None, "value")
         cookies = [value.decode().lower() for key, value in response.raw_headers if key == b"set-cookie"]
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
     assert len(cookies) == 2
-    assert all("; secure" in c and "samesite=strict" in c and "httponly" in c for c in cookies)
+    assert all("; secure" in c and "httponly" in c for c in cookies)
+    assert "samesite=strict" in cookies[0] and "samesite=lax" in cookies[1]

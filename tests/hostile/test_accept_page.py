@@ -109,7 +109,7 @@ def test_a_post_from_another_origin_is_refused_even_with_a_valid_csrf_pair(
             fields = {**forms_of(page)[action], "email": f"{origin[-3:]}@globex.test", "password": PASSWORD}
             answer = browser.post(action, data=fields, headers={"Origin": origin})
             _refused_as_expired_form(answer)
-        assert "tl_web" not in browser.cookies  # no login CSRF either
+        assert "tl_session" not in browser.cookies  # no login CSRF either
     _unchanged(accept_server, token, before)
 
 
@@ -209,14 +209,15 @@ def test_a_forged_or_foreign_login_cookie_is_no_login(accept_server: AcceptServe
     now = int(time.time())
     claims = {"sub": login.subject, "iat": now, "exp": now + 600, "at": now, "typ": "web"}
     forged = [
-        jwt.encode(claims, b"another key" * 4, algorithm="HS256"),  # signed with another key
-        jwt.encode(claims, "", algorithm="none"),  # alg none
+        login.subject,  # the login's own id is not a session
+        jwt.encode(claims, b"another key" * 4, algorithm="HS256"),  # the old stateless cookie's shape
         create_access_token(_Holder(login.subject, login.email))[0],  # an API token is not a page login
+        "A" * 43,  # the shape of a session value, but no session
     ]
     for value in forged:
         with accept_server.browser() as browser:
             form = forms_of(_page(accept_server, browser, token))["/connect/decline"]
-            browser.cookies.set("tl_web", value, path="/connect")
+            browser.cookies.set("tl_session", value, path="/")
             page = _page(accept_server, browser, token)
             assert "/connect/login" in forms_of(page) and "/connect/accept" not in forms_of(page)
             answer = browser.post("/connect/accept", data={**form, "name": "to-acme", "outbox": "orders"})

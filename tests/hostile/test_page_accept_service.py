@@ -7,15 +7,17 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import select
 
 from api.web.accept_service import CoreAcceptService
 from api.web.service import AcceptForm, Refused, WebLogin
-from core import accounts
+from core import accounts, web_sessions
 from core.b2b import connections
 from core.b2b.caller import cli_caller
 from core.config import get_settings
 from core.db import session_scope
-from core.models import Connection, utcnow
+from core.login import LoginUser
+from core.models import Connection, Partner, utcnow
 from tests.b2b.helpers import ADMIN_PASSWORD, Homes, dump, run
 
 PASSWORD = "a long page password"
@@ -49,7 +51,8 @@ def test_the_service_accepts_as_the_logged_in_admin(b2b: Homes) -> None:
     assert (view.inviter_account, view.connection_name, view.direction) == ("home", "from-partner", "receive")
     login = service.log_in("admin@acme.example", ADMIN_PASSWORD, "127.0.0.1")
     assert login.account == "acme" and login.is_admin
-    assert service.current_login(login.subject, utcnow()) == login
+    cookie = service.start_session(login, "127.0.0.1", "test")
+    assert service.session_login(cookie, "127.0.0.1") == login
     outcome = service.accept(token, login, AcceptForm(name="to-home", outbox="orders"))
     assert outcome.message == "active: put files into b2b/orders/"
     assert refused(service.invitation, token).status == 409  # used once
@@ -75,6 +78,21 @@ def test_an_invitation_past_its_expiry_is_refused_and_not_accepted(b2b: Homes) -
     assert gone.status == 410 and "expired" in gone.message
     assert refused(service.sign_up, token, "newco", "ann@newco.example", PASSWORD, None).status == 410
     assert dump()["connection"] == before["connection"] and dump()["account"] == before["account"]
+
+
+def test_the_session_ends_at_logout_and_a_partners_session_is_no_login_here(b2b: Homes) -> None:
+    service = CoreAcceptService()
+    login = service.log_in("admin@acme.example", ADMIN_PASSWORD, "127.0.0.1")
+    cookie = service.start_session(login, "127.0.0.1", "test")
+    service.end_session(cookie, "127.0.0.1")
+    assert service.session_login(cookie, "127.0.0.1") is None
+    run("partner", "add", "sesspartner", "--password", PASSWORD)
+    with session_scope() as session:
+        partner = session.exec(select(Partner).where(Partner.name == "sesspartner")).one()
+        _, partner_cookie = web_sessions.create(
+            session, LoginUser.of(partner), remote_addr=None, user_agent=None
+        )
+    assert service.session_login(partner_cookie, "127.0.0.1") is None
 
 
 def test_partners_and_wrong_passwords_do_not_log_in_on_the_page(b2b: Homes) -> None:
@@ -126,9 +144,10 @@ def test_a_removed_user_is_logged_out(b2b: Homes) -> None:
     with session_scope() as session:
         accounts.add_user(session, cli_caller(session, "acme"), "gone@acme.example", password=PASSWORD)
     login = service.log_in("gone@acme.example", PASSWORD, "127.0.0.1")
+    cookie = service.start_session(login, "127.0.0.1", "test")
     with session_scope() as session:
         accounts.remove_user(session, cli_caller(session, "acme"), "gone@acme.example")
-    assert service.current_login(login.subject, utcnow()) is None
+    assert service.session_login(cookie, "127.0.0.1") is None
     stale = WebLogin(login.subject, login.email, login.account, True)
     token = invite_home_to_receive()
     assert refused(service.accept, token, stale, AcceptForm(name="x", outbox="o")).status == 401

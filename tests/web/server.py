@@ -19,6 +19,7 @@ import uvicorn
 
 from api.app import create_app
 from api.server import uvicorn_config
+from api.web.accept_service import CoreAcceptService
 from core import db
 from core.config import get_settings
 from tests.isolation import isolated_home
@@ -46,7 +47,8 @@ def web_server(home: Path, env: dict[str, str] | None = None) -> Iterator[WebSer
     try:
         with isolated_home(home):
             db.init_db()
-            server = uvicorn.Server(uvicorn_config(create_app(), get_settings(), lifespan="off"))
+            app = create_app(accept_service=CoreAcceptService())  # as `tradelane up` makes it
+            server = uvicorn.Server(uvicorn_config(app, get_settings(), lifespan="off"))
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
             thread.start()
             deadline = time.monotonic() + 15

@@ -274,3 +274,19 @@ def test_cookies_are_secure_when_the_public_url_is_https(tmp_path_factory: pytes
             assert answer.status_code == 303
             cookies = {c.split("=", 1)[0]: c.lower() for c in answer.headers.get_list("set-cookie")}
             assert "secure" in cookies[SESSION_COOKIE] and "secure" in cookies["tl_csrf"]
+
+
+def test_the_accept_page_and_the_console_share_one_session(server: WebServer) -> None:
+    """Logging in on the invitation page logs the user in on the console too (one cookie, one
+    session), and logging out anywhere ends it everywhere."""
+    user = new_user("admin")
+    with browser(server) as client:
+        form = forms_of(client.get("/login"))["/login"]  # the one tl_csrf cookie (Path=/) of every form
+        answer = client.post(
+            "/connect/login", data={"csrf": form["csrf"], "token": "", "email": user, "password": PASSWORD}
+        )
+        assert answer.status_code == 303 and SESSION_COOKIE in client.cookies
+        console = client.get("/console")
+        assert console.status_code == 200 and user in text_of(console)
+        client.post("/logout", data=forms_of(console)["/logout"])
+        assert client.get("/console").headers["location"].startswith("/login")
