@@ -133,3 +133,52 @@ async def test_a_cross_site_form_post_is_refused(watched: Watched, web_system: S
         await page.goto(f"http://127.0.0.1:{port}/portal")
         await expect(page).to_have_url(re.compile(r"/portal$"))
     watched.allowed.append("status of 403")
+
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+UNLABELLED = (
+    "Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))"
+    ".filter(el => el.labels.length === 0 && !el.getAttribute('aria-label')).map(el => el.name)"
+)
+
+
+async def test_the_login_page_is_labelled_and_fits_a_phone(watched: Watched) -> None:
+    page = watched.page
+    for width, height in ((1280, 800), (390, 844)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.goto("/login")
+        assert await page.evaluate(UNLABELLED) == []
+        assert await page.evaluate(NO_SIDEWAYS_SCROLL), width
+    # Keyboard only: the skip link first, the product's name, then the name, the password and the button.
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="tradelane")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Partner name or e-mail address")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Password")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Log in")).to_be_focused()
+
+
+async def test_on_a_phone_the_menu_folds_behind_its_button(watched: Watched, web_system: System) -> None:
+    page = watched.page
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await log_in(page, await add_partner(web_system))
+    await expect(page).to_have_url(re.compile(r"/portal$"))
+    menu = page.get_by_role("button", name="Menu")
+    logout = page.get_by_role("button", name="Log out")
+    await expect(menu).to_have_attribute("aria-expanded", "false")
+    await expect(logout).to_be_hidden()
+    await menu.click()
+    await expect(menu).to_have_attribute("aria-expanded", "true")
+    await expect(logout).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(menu).to_have_attribute("aria-expanded", "false")
+    await expect(menu).to_be_focused()
+    assert await page.evaluate(NO_SIDEWAYS_SCROLL)
+    # On a wide screen there is no menu button: the navigation is always there.
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await expect(menu).to_be_hidden()
+    await expect(logout).to_be_visible()
