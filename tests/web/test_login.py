@@ -290,3 +290,19 @@ def test_the_accept_page_and_the_console_share_one_session(server: WebServer) ->
         assert console.status_code == 200 and user in text_of(console)
         client.post("/logout", data=forms_of(console)["/logout"])
         assert client.get("/console").headers["location"].startswith("/login")
+
+
+def test_pages_load_only_our_own_files_and_those_files_exist(server: WebServer) -> None:
+    with browser(server) as client:
+        log_in(client, new_partner())
+        for path in ("/login", "/portal"):
+            page = client.get(path)
+            assert page.status_code == 200
+            links = re.findall(r'(?:src|href|action)="([^"]*)"', page.text)
+            local = all(link.startswith(("/", "#")) and not link.startswith("//") for link in links)
+            assert links and local, links
+            # No inline script or event handler (the CSP would refuse them anyway).
+            assert "<script>" not in page.text and not re.search(r"\son[a-z]+\s*=", page.text, re.I)
+            for asset in (link for link in links if link.startswith("/static/")):
+                served = client.get(asset)
+                assert served.status_code == 200 and len(served.content) > 100, asset
