@@ -22,10 +22,17 @@ HttpOnly, SameSite=Lax, Path=/, Secure under HTTPS.
 * `CheckedFormDep` — the posted form of an unsafe request, after the Origin / Sec-Fetch-Site and
   CSRF checks (api/web/security.py); `check_unsafe_request` the same for requests without a form
   (the token in `X-CSRF-Token`).
+
+Pages render with `page(request, template, login=found, ...)` (base.html, the CSRF field as
+`csrf`); a POST answers 303 with `flash(response, request, "deleted po.json")`, which the next page
+shows once.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -99,11 +106,15 @@ class LoginNeeded(Exception):
 
 
 class GoElsewhere(Exception):
-    """The login may not see this page; it is sent where it belongs (303)."""
+    """The login may not see this page; it is sent where it belongs (303), told why."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, message: str | None = None) -> None:
         super().__init__(location)
         self.location = location
+        self.message = message
+
+
+CONSOLE_IS_FOR_USERS = "the console is for your account's users; your files are in the portal"
 
 
 _UNCHECKED = object()
@@ -171,7 +182,7 @@ WebPartnerDep = Annotated[LoggedIn, Depends(web_partner)]
 async def web_user(found: WebLoginDep) -> LoggedIn:
     """An account user's session only (a partner is sent to its portal: the console is the account's)."""
     if not found.is_user:
-        raise GoElsewhere(PORTAL)
+        raise GoElsewhere(PORTAL, CONSOLE_IS_FOR_USERS)
     return found
 
 
@@ -211,13 +222,58 @@ def page(
     request: Request, template: str, *, login: LoggedIn | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """A page of the web in the base layout, with the CSRF field for its forms (and the cookie it
-    matches, set when the browser has none)."""
+    matches, set when the browser has none) and the flash message a redirect left, if any (shown
+    once, in the layout's role=status region)."""
     cookie = csrf_for(request)
+    message = taken_flash(request)
+    context.setdefault("flash", message)
     html = render(template, login=login, csrf=security.csrf_field(cookie), path=request.url.path, **context)
     response = HTMLResponse(html, status_code=status)
     if security.csrf_cookie(request) != cookie:
         security.set_csrf_cookie(response, cookie, request)
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="lax")
     return response
+
+
+# --- flash messages (post/redirect/get: "deleted po.json", "replayed as transfer 18") -------------
+
+FLASH_COOKIE = "tl_flash"
+FLASH_CHARS = 500
+
+
+def _flash_mac(data: bytes) -> str:
+    return hmac.new(security.web_key(), b"flash:" + data, hashlib.sha256).hexdigest()[:32]
+
+
+def flash(response: Response, request: Request | None, message: str) -> Response:
+    """Leave `message` for the next page this browser renders (a POST's 303 says what it did). The
+    cookie is signed, so another site or a sibling host cannot make our page say something."""
+    data = message[:FLASH_CHARS].encode()
+    value = base64.urlsafe_b64encode(data).decode().rstrip("=") + "." + _flash_mac(data)
+    response.set_cookie(
+        FLASH_COOKIE,
+        value,
+        max_age=60,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=security.secure_cookie(request),
+    )
+    return response
+
+
+def taken_flash(request: Request) -> str | None:
+    """The flash message this request carries (None when absent or not ours)."""
+    value = request.cookies.get(FLASH_COOKIE, "")
+    encoded, _, mac = value.partition(".")
+    try:
+        data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        return None
+    if not mac or not hmac.compare_digest(mac, _flash_mac(data)):
+        return None
+    return data.decode(errors="replace")
 
 
 def error_page(request: Request, status: int, message: str, login: LoggedIn | None = None) -> Response:
@@ -392,7 +448,8 @@ async def _login_needed(request: Request, exc: Exception) -> Response:
 
 async def _go_elsewhere(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GoElsewhere)
-    return RedirectResponse(exc.location, status_code=303)
+    response = RedirectResponse(exc.location, status_code=303)
+    return flash(response, request, exc.message) if exc.message else response
 
 
 async def _form_refused(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 
 import httpx
@@ -71,8 +72,12 @@ def test_a_partner_logs_in_to_the_portal_and_a_user_to_the_console(server: WebSe
         portal = client.get("/portal")
         assert portal.status_code == 200 and f"partner {partner} of account home" in text_of(portal)
         assert client.get("/").headers["location"] == "/portal"
-        # The console is the account's: a partner is sent back to its portal.
+        # The console is the account's: a partner is sent back to its portal, told why, once.
         assert client.get("/console").headers["location"] == "/portal"
+        told = client.get("/console", follow_redirects=True)
+        said = "the console is for your account's users; your files are in the portal"
+        assert said in unescape(text_of(told))
+        assert "the console is for your account" not in text_of(client.get("/portal"))
     with browser(server) as client:
         answer = log_in(client, user)
         assert answer.headers["location"] == "/console"
@@ -306,3 +311,13 @@ def test_pages_load_only_our_own_files_and_those_files_exist(server: WebServer) 
             for asset in (link for link in links if link.startswith("/static/")):
                 served = client.get(asset)
                 assert served.status_code == 200 and len(served.content) > 100, asset
+
+
+def test_a_flash_message_not_signed_by_us_is_not_shown(server: WebServer) -> None:
+    import base64
+
+    with browser(server) as client:
+        log_in(client, new_partner())
+        forged = base64.urlsafe_b64encode(b"Call +1 555 0100 to verify your account").decode()
+        client.cookies.set("tl_flash", forged + "." + "0" * 32)
+        assert "555 0100" not in client.get("/portal").text
