@@ -101,22 +101,25 @@ def check_csrf(request: Request, form: dict[str, str]) -> None:
 # --- bounded forms ---------------------------------------------------------------------------
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """The posted fields (each name once), refusing other encodings and bodies past FORM_LIMIT."""
+async def read_form(
+    request: Request, *, limit: int = FORM_LIMIT, max_fields: int = MAX_FIELDS
+) -> dict[str, str]:
+    """The posted fields (each name once), refusing other encodings, bodies past `limit` bytes and
+    more than `max_fields` fields (the console's endpoint form passes larger bounds)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise FormRefused(415, "send the form as the page does (application/x-www-form-urlencoded)")
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
-        raise FormRefused(413, f"the form is larger than {FORM_LIMIT} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise FormRefused(413, f"the form is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > FORM_LIMIT:
-            raise FormRefused(413, f"the form is larger than {FORM_LIMIT} bytes")
+        if len(body) > limit:
+            raise FormRefused(413, f"the form is larger than {limit} bytes")
     try:
         pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=max_fields
         )
     except (UnicodeDecodeError, ValueError):
         raise FormRefused(400, "the form could not be read") from None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from core.endpoints.errors import ConfigError
@@ -81,6 +81,16 @@ class KeepBlank:
 class NotScrubbed:
     """A secrets field whose value is not searched for in text as a whole: a login name (it names
     mailboxes in URIs), or a value of which only pieces are secret (see `EndpointSecrets.pieces`)."""
+
+
+# In the JSON Schema: the field's text has several lines (a form shows a text area, not one line).
+MULTILINE = "x-multiline"
+
+
+def multiline() -> Any:
+    """Put in a field's Annotated[...]: its text has several lines (a host key list, a PEM key,
+    a message body), which a one-line form input would join into one."""
+    return Field(json_schema_extra={MULTILINE: True})
 
 
 # For choices written in any case ("Explicit", "POST"): compared in one.
