@@ -207,9 +207,10 @@ def flow_run_now(name: str, account: AccountOption = HOME) -> None:
         [*tags(name, scope.account_name), "on-demand"],
     )
     run = cast(FlowRun, run_deployment(deployment, timeout=0, tags=run_tags))
-    console.print(
-        f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
-    )
+    from core.links import prefect_run_url
+
+    link = prefect_run_url(str(run.id))
+    console.print(f"poll of [bold]{name}[/bold] started" + (f": {link}" if link else f" (flow run {run.id})"))
 
 
 @flow_app.command("set")

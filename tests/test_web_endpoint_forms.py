@@ -199,7 +199,7 @@ def test_a_new_form_filled_in_and_posted_gives_the_same_models(
     for key in secrets:
         assert f'name="secret.{key}"' in html
     posted = blank.submit({"name": f"{type_}-out", **typed(type_, settings, secrets)})
-    submitted = forms.read_form(type_, posted)
+    submitted = forms.parse_form(type_, posted)
     assert submitted.name == f"{type_}-out"
     assert submitted.clear == []
     assert models(type_, submitted.settings, submitted.secrets) == models(type_, settings, secrets)
@@ -215,7 +215,7 @@ def test_a_stored_endpoints_form_shows_its_settings_and_posts_them_back_unchange
     )
     html, shown = page(form)
     posted = shown.submit({})  # nothing typed: every secret left blank
-    submitted = forms.read_form(type_, posted)
+    submitted = forms.parse_form(type_, posted)
     assert submitted.secrets == {}  # blank secrets are not sent: they are kept
     # The settings as shown parse to the stored ones (with the stored secrets: http's masked URL).
     assert models(type_, submitted.settings, stored_secrets)[0] == stored
@@ -261,7 +261,7 @@ def test_choices_offer_the_default_first_and_blank_means_the_default() -> None:
     assert named["setting.tls"].options == ["", "explicit", "implicit", "none"]
     assert named["setting.verify"].options == ["", "true", "false"]
     assert "(default: yes)" in str(forms.render(forms.build("ftp")))
-    submitted = forms.read_form("ftp", shown.submit({"name": "f", "setting.host": "h", "setting.user": "u"}))
+    submitted = forms.parse_form("ftp", shown.submit({"name": "f", "setting.host": "h", "setting.user": "u"}))
     assert submitted.settings == {"host": "h", "user": "u"}  # every blank select and input: unset
 
 
@@ -277,7 +277,7 @@ def test_bad_values_come_back_next_to_their_fields_with_the_models_words() -> No
             "secret.password": "typed-pass-11",
         }
     )
-    submitted = forms.read_form("sftp", posted)
+    submitted = forms.parse_form("sftp", posted)
     with pytest.raises(SettingsError) as refused:
         endpoint_class("sftp").parse(submitted.settings, submitted.secrets)
     form = forms.build("sftp", posted, error=refused.value)
@@ -302,7 +302,7 @@ def test_a_problem_of_no_single_field_is_shown_at_the_top() -> None:
     posted = blank.submit(
         {"name": "s", "setting.host": "h", "setting.user": "u", "setting.host_key": HOST_KEY}
     )
-    submitted = forms.read_form("sftp", posted)
+    submitted = forms.parse_form("sftp", posted)
     with pytest.raises(SettingsError) as refused:
         endpoint_class("sftp").parse(submitted.settings, submitted.secrets)
     form = forms.build("sftp", posted, error=refused.value)
@@ -323,7 +323,7 @@ def test_unreadable_text_is_refused_before_the_models_see_it() -> None:
         }
     )
     with pytest.raises(SettingsError) as refused:
-        forms.read_form("http", posted)
+        forms.parse_form("http", posted)
     form = forms.build("http", posted, error=refused.value)
     by_key = {c.name: c for c in form.controls}
     assert by_key["setting.headers"].errors == ["http endpoint 'headers': write one 'Name: value' per line"]
@@ -363,7 +363,7 @@ def _edit(name: str, fields: dict[str, str], ticked: set[str] = frozenset()) -> 
         html, page_ = page(form)
         for value in _secret_strings(decrypt_json(row.secrets)):
             assert value not in html
-        submitted = forms.read_form(row.type, page_.submit(fields, ticked))
+        submitted = forms.parse_form(row.type, page_.submit(fields, ticked))
         changes, secret_changes, unset = forms.edit_changes(row, submitted)
         return endpoint_rows.set_settings(session, scope, name, changes, secret_changes, unset)
 

@@ -21,7 +21,7 @@ also left empty), "set — leave blank to keep" when the endpoint has it, and, w
 box that unsets it. Field names keep the two models apart (azure and http have keys in both):
 `setting.KEY`, `secret.KEY`, `clear.KEY`, plus `name`.
 
-`read_form` turns the posted fields into the (settings, secrets) dicts `endpoint_rows.add` takes;
+`parse_form` turns the posted fields into the (settings, secrets) dicts `endpoint_rows.add` takes;
 `edit_changes` turns them, for a stored endpoint, into `set_settings`' (changes, secret changes,
 unset). Both raise the models' own `SettingsError`, whose problems `build` shows next to their
 fields, so the console and the CLI refuse the same values with the same words.
@@ -330,7 +330,7 @@ def _value(control: Control, text: str, file_text: str) -> Any:
         raise ValueError("is not valid JSON") from None
 
 
-def read_form(type_: str, fields: Mapping[str, str]) -> Submitted:
+def parse_form(type_: str, fields: Mapping[str, str]) -> Submitted:
     """The posted form as (name, settings, secrets, cleared secrets); SettingsError naming each
     control whose text cannot be read (the models check the values themselves)."""
     _, controls = controls_of(type_)

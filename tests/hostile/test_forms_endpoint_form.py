@@ -18,7 +18,7 @@ from tests.web_form_reader import read_page
 def refused(type_: str, posted: dict[str, str]) -> SettingsError:
     """The error the console gets for this post: from reading the form, or from the models."""
     try:
-        submitted = forms.read_form(type_, posted)
+        submitted = forms.parse_form(type_, posted)
         endpoint_class(type_).parse(submitted.settings, submitted.secrets)
     except SettingsError as exc:
         return exc
@@ -112,16 +112,16 @@ def test_fields_the_form_does_not_have_are_refused() -> None:
         _, blank = page(forms.build("s3"))
         posted = {**blank.submit({"name": "s", "setting.bucket": "b"}), name: "1"}
         with pytest.raises(SettingsError) as error:
-            forms.read_form("s3", posted)
+            forms.parse_form("s3", posted)
         assert "unknown" in str(error.value), name
     # A clear box belongs to a secret only: the settings' blank already means "unset".
-    assert forms.read_form("s3", {"name": "s", "setting.bucket": "b", "clear.access_key_id": "1"}).clear == [
+    assert forms.parse_form("s3", {"name": "s", "setting.bucket": "b", "clear.access_key_id": "1"}).clear == [
         "access_key_id"
     ]
 
 
 def test_a_secret_typed_and_cleared_at_once_keeps_the_typed_one() -> None:
-    submitted = forms.read_form("ftp", {"secret.password": "new-26", "clear.password": "1"})
+    submitted = forms.parse_form("ftp", {"secret.password": "new-26", "clear.password": "1"})
     assert submitted.secrets == {"password": "new-26"} and submitted.clear == []
 
 
