@@ -15,6 +15,7 @@ class FormField:
     value: str  # what the page holds (a select: its selected option, else its first)
     attrs: dict[str, str] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
+    form: str = ""  # the action of the form it is in
 
 
 class _Reader(HTMLParser):
@@ -26,20 +27,27 @@ class _Reader(HTMLParser):
         self._textarea: FormField | None = None
         self._select: FormField | None = None
         self._selected: str | None = None
+        self._form = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            self._form = found.get("action", "")
         if "id" in found:
             self.ids.append(found["id"])
         if tag == "label" and "for" in found:
             self.labels_for.append(found["for"])
         if tag == "input" and "name" in found:
             kind = found.get("type", "text")
-            self.fields.append(FormField("input", kind, found["name"], found.get("value", ""), found))
+            self.fields.append(
+                FormField("input", kind, found["name"], found.get("value", ""), found, form=self._form)
+            )
         elif tag == "textarea":
-            self._textarea = FormField("textarea", "textarea", found.get("name", ""), "", found)
+            self._textarea = FormField(
+                "textarea", "textarea", found.get("name", ""), "", found, form=self._form
+            )
         elif tag == "select":
-            self._select = FormField("select", "select", found.get("name", ""), "", found)
+            self._select = FormField("select", "select", found.get("name", ""), "", found, form=self._form)
             self._selected = None
         elif tag == "option" and self._select is not None:
             value = found.get("value", "")
@@ -96,8 +104,11 @@ class Page:
         return posted
 
 
-def read_page(html: str) -> Page:
+def read_page(html: str, form: str | None = None) -> Page:
+    """The page's fields (only those of the form whose action is `form`, if given)."""
     reader = _Reader()
     reader.feed(html)
     reader.close()
-    return Page(reader.fields, reader.ids, reader.labels_for)
+    fields = [f for f in reader.fields if form is None or f.form == form]
+    assert fields or form is None, f"no form {form!r} in the page"
+    return Page(fields, reader.ids, reader.labels_for)

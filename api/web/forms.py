@@ -43,6 +43,7 @@ from core.endpoints.base import ConfigError
 from core.endpoints.registry import endpoint_class
 from core.endpoints.rows import known_only
 from core.endpoints.settings import MULTILINE, Problem, SettingsError, json_schema
+from core.errors import said
 from core.models import Endpoint as EndpointRow
 
 SETTING = "setting."
@@ -480,7 +481,7 @@ def build(
 def _place(form: EndpointForm, error: ConfigError, secret_keys: list[str]) -> None:
     """Each problem next to its field (by key and model), the rest at the form's top."""
     if not isinstance(error, SettingsError):
-        form.errors.append(str(error))
+        form.errors.append(said(error))
         return
     by_name = {(c.key, c.secret): c for c in form.controls}
     for problem in error.problems:

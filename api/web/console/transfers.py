@@ -1,0 +1,117 @@
+"""Console transfer pages: the history with filters and keyset pages, each row linked to its
+Prefect flow run, and Replay.
+
+    GET  /console/transfers?state=&flow=&partner=&dest=&since=&until=&run=&before=
+    POST /console/transfers/{id}/replay     (operators and admins; final states)
+
+`run` is what each flow run's link artifact points at (flows/outcomes.py): that run's files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException
+from sqlmodel import Session, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page
+from core import transfers
+from core.endpoints import rows as endpoint_rows
+from core.errors import StatusError, said
+from core.links import prefect_run_url
+from core.models import DataFlow, Partner, TransferState
+from core.roles import may
+from core.tenancy import Scope
+
+router = APIRouter(prefix="/console/transfers")
+LIST = "/console/transfers"
+FILTERS = ("state", "flow", "partner", "dest", "since", "until", "run")
+FINAL = {TransferState.delivered.value, TransferState.failed.value, TransferState.rejected.value}
+ERROR_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Row:
+    view: transfers.TransferView
+    run_url: str | None
+    error: str
+    may_replay: bool
+
+
+def _when(text: str, name: str) -> datetime | None:
+    """A `datetime-local` value (UTC) or an ISO time; None for blank."""
+    if not text.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(400, f"{name}: not a time: {text[:40]!r} (use 2026-12-01T14:30)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _history(
+    session: Session, scope: Scope, wanted: transfers.TransferFilter, before: int | None
+) -> tuple[transfers.Page, list[str], list[str]]:
+    found = transfers.page(
+        session, scope, wanted, before=before, scrubber=endpoint_rows.scrubber(session, scope)
+    )
+    flows = sorted(session.exec(select(DataFlow.name).where(DataFlow.account_id == scope.account_id)))
+    partners = sorted(session.exec(select(Partner.name).where(Partner.account_id == scope.account_id)))
+    return found, flows, partners
+
+
+@router.get("")
+async def list_transfers(request: Request, scope: ConsoleScope, before: int | None = None) -> Response:
+    given = {name: request.query_params.get(name, "")[:200] for name in FILTERS}
+    wanted = transfers.TransferFilter(
+        state=given["state"] or None,
+        flow=given["flow"] or None,
+        partner=given["partner"] or None,
+        dest=given["dest"] or None,
+        since=_when(given["since"], "since"),
+        until=_when(given["until"], "until"),
+        run=given["run"] or None,
+    )
+    try:
+        found, flows, partners = await in_database(_history, scope, wanted, before)
+    except StatusError as error:
+        raise HTTPException(error.status, said(error)) from None
+    may_replay = may(scope, "transfers.replay")
+    rows = [
+        Row(
+            view,
+            prefect_run_url(view.flow_run_id),
+            (view.error or "")[:ERROR_CHARS] + ("…" if len(view.error or "") > ERROR_CHARS else ""),
+            may_replay and view.state in FINAL,
+        )
+        for view in found.rows
+    ]
+    kept = {k: v for k, v in given.items() if v}
+    older = f"{LIST}?{urlencode({**kept, 'before': found.next_before})}" if found.next_before else None
+    return page(
+        request,
+        "console/transfers.html",
+        scope,
+        rows=rows,
+        given=given,
+        states=[state.value for state in TransferState],
+        flows=flows,
+        partners=partners,
+        newest=f"{LIST}?{urlencode(kept)}" if before else None,
+        older=older,
+    )
+
+
+@router.post("/{transfer_id}/replay")
+async def replay_transfer(request: Request, scope: ConsoleScope, transfer_id: int) -> Response:
+    allowed(scope, "transfers.replay")
+    await checked_form(request)
+    try:
+        again = await in_database(transfers.replay, scope, transfer_id)
+    except StatusError as error:
+        raise HTTPException(error.status, said(error)) from None
+    return back(LIST, "replayed", str(again.id))
