@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.web.console import endpoints, transfers
+from api.web.console import audit, endpoints, partners, transfers
 
 router = APIRouter(include_in_schema=False)
+router.include_router(partners.router)
 router.include_router(endpoints.router)
 router.include_router(transfers.router)
+router.include_router(audit.router)
 
 __all__ = ["router"]

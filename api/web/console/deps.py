@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
@@ -141,3 +142,14 @@ def back(url: str, done: str = "", what: str = "") -> RedirectResponse:
     """303 to a page (post/redirect/get), with the code of what was done, and to what."""
     query = f"{'&' if '?' in url else '?'}{urlencode({'done': done, 'what': what})}" if done else ""
     return RedirectResponse(url + query, status_code=303)
+
+
+def parse_time(text: str, name: str) -> datetime | None:
+    """A filter's time: a `datetime-local` value (UTC) or an ISO time; None for blank; 400 else."""
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(400, f"{name}: not a time: {text[:40]!r} (use 2026-12-01T14:30)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

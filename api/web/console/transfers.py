@@ -10,7 +10,6 @@ Prefect flow run, and Replay.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException
@@ -18,7 +17,7 @@ from sqlmodel import Session, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page, parse_time
 from core import transfers
 from core.endpoints import rows as endpoint_rows
 from core.errors import StatusError, said
@@ -42,17 +41,6 @@ class Row:
     may_replay: bool
 
 
-def _when(text: str, name: str) -> datetime | None:
-    """A `datetime-local` value (UTC) or an ISO time; None for blank."""
-    if not text.strip():
-        return None
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(400, f"{name}: not a time: {text[:40]!r} (use 2026-12-01T14:30)") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _history(
     session: Session, scope: Scope, wanted: transfers.TransferFilter, before: int | None
 ) -> tuple[transfers.Page, list[str], list[str]]:
@@ -72,8 +60,8 @@ async def list_transfers(request: Request, scope: ConsoleScope, before: int | No
         flow=given["flow"] or None,
         partner=given["partner"] or None,
         dest=given["dest"] or None,
-        since=_when(given["since"], "since"),
-        until=_when(given["until"], "until"),
+        since=parse_time(given["since"], "since"),
+        until=parse_time(given["until"], "until"),
         run=given["run"] or None,
     )
     try:
