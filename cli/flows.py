@@ -79,11 +79,9 @@ def flow_add(
             endpoint_rows.require(session, scope, routed)  # each endpoint a rule names exists here
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
-            from core.mailbox import layout
-
             endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
             if dest_path == "{name}":
-                dest_path = layout.DELIVERY_PATH
+                dest_path = dataflows.default_dest_path(dest)
         dataflows.add(
             session,
             scope,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.web.console import audit, endpoints, partners, transfers
+from api.web.console import audit, endpoints, flows, partners, transfers
 
 router = APIRouter(include_in_schema=False)
 router.include_router(partners.router)
 router.include_router(endpoints.router)
+router.include_router(flows.router)
 router.include_router(transfers.router)
 router.include_router(audit.router)
 
