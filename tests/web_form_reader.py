@@ -16,6 +16,7 @@ class FormField:
     attrs: dict[str, str] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
     form: str = ""  # the action of the form it is in
+    in_label: bool = False  # inside a <label> (labelled by it)
 
 
 class _Reader(HTMLParser):
@@ -28,6 +29,7 @@ class _Reader(HTMLParser):
         self._select: FormField | None = None
         self._selected: str | None = None
         self._form = ""
+        self._labels = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = {key: value or "" for key, value in attrs}
@@ -35,19 +37,43 @@ class _Reader(HTMLParser):
             self._form = found.get("action", "")
         if "id" in found:
             self.ids.append(found["id"])
-        if tag == "label" and "for" in found:
-            self.labels_for.append(found["for"])
+        if tag == "label":
+            self._labels += 1
+            if "for" in found:
+                self.labels_for.append(found["for"])
         if tag == "input" and "name" in found:
             kind = found.get("type", "text")
             self.fields.append(
-                FormField("input", kind, found["name"], found.get("value", ""), found, form=self._form)
+                FormField(
+                    "input",
+                    kind,
+                    found["name"],
+                    found.get("value", ""),
+                    found,
+                    form=self._form,
+                    in_label=self._labels > 0,
+                )
             )
         elif tag == "textarea":
             self._textarea = FormField(
-                "textarea", "textarea", found.get("name", ""), "", found, form=self._form
+                "textarea",
+                "textarea",
+                found.get("name", ""),
+                "",
+                found,
+                form=self._form,
+                in_label=self._labels > 0,
             )
         elif tag == "select":
-            self._select = FormField("select", "select", found.get("name", ""), "", found, form=self._form)
+            self._select = FormField(
+                "select",
+                "select",
+                found.get("name", ""),
+                "",
+                found,
+                form=self._form,
+                in_label=self._labels > 0,
+            )
             self._selected = None
         elif tag == "option" and self._select is not None:
             value = found.get("value", "")
@@ -60,6 +86,8 @@ class _Reader(HTMLParser):
             self._textarea.value += data
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._labels = max(0, self._labels - 1)
         if tag == "textarea" and self._textarea is not None:
             self.fields.append(self._textarea)
             self._textarea = None
@@ -82,6 +110,16 @@ class Page:
         named = {f.name: f for f in self.fields}
         assert len(named) == len(self.fields), "a field name is used twice"
         return named
+
+    def unlabelled(self) -> list[str]:
+        """The names of the fields a person fills in that no <label> names."""
+        return [
+            f.name
+            for f in self.fields
+            if f.type not in ("hidden", "submit")
+            and not f.in_label
+            and f.attrs.get("id") not in self.labels_for
+        ]
 
     def submit(self, typed: dict[str, str], ticked: set[str] = frozenset()) -> dict[str, str]:  # type: ignore[assignment]
         """The url-encoded fields the browser posts after the user typed `typed` (by field name;

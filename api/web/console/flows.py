@@ -33,6 +33,7 @@ from core.validators import parse_cli_spec
 router = APIRouter(prefix="/console/flows")
 LIST = "/console/flows"
 CONFLICT_CHOICES = ("", "rename", "overwrite", "fail")
+ACTIONS = ("enable", "disable", "remove")
 
 
 def _url(name: str) -> str:
@@ -231,7 +232,7 @@ async def edit_flow(request: Request, scope: ConsoleScope, name: str) -> Respons
 
 @router.post("/{name}/{action}")
 async def change_flow(request: Request, scope: ConsoleScope, name: str, action: str) -> Response:
-    if action not in ("enable", "disable", "remove"):
+    if action not in ACTIONS:
         raise HTTPException(404, f"no data flow action {action!r}")
     allowed(scope, "flows.change")
     fields = await checked_form(request)
