@@ -205,3 +205,37 @@ def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
         after = browser.get(replayed.headers["location"])
         assert re.search(r"Replayed as transfer \d+ \(pending\)\.", text_of(after))
         assert browser.get("/console/transfers", params={"since": "yesterday"}).status_code == 400
+
+
+def test_test_these_settings_probes_the_form_and_stores_nothing(
+    console_server: ConsoleServer, tmp_path: Path
+) -> None:
+    there = tmp_path / "there"
+    there.mkdir()
+    with console_server.browser("operator") as browser:
+        new = browser.get("/console/endpoints/new", params={"type": "file"})
+        fields = read_page(new.text, "/console/endpoints").submit(
+            {"name": "tried", "setting.path": str(there)}
+        )
+        tried = browser.post("/console/endpoints/try", data=fields)
+        assert tried.status_code == 200
+        assert f"✓ tried reachable (file://{there}) (not saved yet)" in text_of(tried)
+        assert read_page(tried.text, "/console/endpoints").by_name()["setting.path"].value == str(there)
+        assert stored("tried") is None
+        fields["setting.path"] = str(tmp_path / "missing")
+        assert "✗ tried: not found:" in text_of(browser.post("/console/endpoints/try", data=fields))
+
+        # On an edit form: the stored endpoint is not changed by trying other settings.
+        browser.post("/console/endpoints", data={**fields, "setting.path": str(there)})
+        page = browser.get("/console/endpoints/tried")
+        edit = read_page(page.text, "/console/endpoints/tried").submit(
+            {"setting.path": str(tmp_path / "gone")}
+        )
+        assert edit["editing"] == "1"
+        tried = browser.post("/console/endpoints/try", data=edit)
+        assert tried.status_code == 200 and "✗ tried: not found:" in text_of(tried)
+        row = stored("tried")
+        assert row is not None and row.config == {"path": str(there)}
+    with console_server.browser("read-only") as reader:
+        reader.cookies.update(dict(browser.cookies))
+        assert reader.post("/console/endpoints/try", data=edit).status_code == 403

@@ -496,8 +496,11 @@ def _place(form: EndpointForm, error: ConfigError, secret_keys: list[str]) -> No
             form.errors.append(message)
 
 
-def render(form: EndpointForm, csrf: str = "", action: str = "") -> Markup:
+def render(form: EndpointForm, csrf: str = "", action: str = "", try_action: str = "") -> Markup:
     """The form's HTML (`templates/endpoint_form.html`): every control labelled, its help and
-    errors tied to it by aria-describedby, secrets in empty inputs."""
-    html = _templates.get_template("endpoint_form.html").render(form=form, csrf=csrf, action=action)
+    errors tied to it by aria-describedby, secrets in empty inputs; with `try_action`, a second
+    button posting the same fields there ("Test these settings")."""
+    html = _templates.get_template("endpoint_form.html").render(
+        form=form, csrf=csrf, action=action, try_action=try_action
+    )
     return Markup(html)  # rendered by an autoescaping environment

@@ -8,6 +8,9 @@ remove. Every change goes through core (`endpoint_rows.add`, `set_settings`, `re
     GET  /console/endpoints/{name}          its settings (no secret), the edit form, Test, Remove
     POST /console/endpoints/{name}          save the edit form
     POST /console/endpoints/{name}/test     connect and list now; the result in a status box
+    POST /console/endpoints/try             "Test these settings" on the add or edit form: parsed as a
+                                            save would (an edit's blank secrets are the stored ones),
+                                            probed, nothing stored; the form again with the result
     POST /console/endpoints/{name}/remove   remove (`force`: disable the data flows using it)
 """
 
@@ -25,6 +28,7 @@ from starlette.responses import Response
 
 from api.web import forms
 from api.web.console.deps import ConsoleScope, allowed, back, checked_form, csrf_value, in_database, page
+from core.crypto import encrypt_json
 from core.endpoints import probe as probes
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError, EndpointError
@@ -32,10 +36,12 @@ from core.endpoints.registry import endpoint_class, user_types
 from core.errors import Conflict, StatusError, said
 from core.models import Endpoint as EndpointRow
 from core.object_names import InvalidName
+from core.roles import may
 from core.tenancy import Scope
 
 router = APIRouter(prefix="/console/endpoints")
 LIST = "/console/endpoints"
+TRY = "/console/endpoints/try"
 
 
 def _url(name: str) -> str:
@@ -93,7 +99,8 @@ def _form_page(
     status: int = 200,
     **context: Any,
 ) -> Response:
-    csrf_html = forms.render(form, csrf=csrf_value(request), action=action)
+    try_action = TRY if may(scope, "endpoints.test") else ""
+    csrf_html = forms.render(form, csrf=csrf_value(request), action=action, try_action=try_action)
     return page(
         request, "console/endpoint_form.html", scope, status, form=form, form_html=csrf_html, **context
     )
@@ -147,7 +154,11 @@ def _stored(session: Session, scope: Scope, name: str) -> Stored:
 
 
 def _edit_form(
-    stored: Stored, fields: dict[str, str] | None = None, error: Exception | None = None
+    stored: Stored,
+    fields: dict[str, str] | None = None,
+    error: Exception | None = None,
+    *,
+    posted: bool = False,
 ) -> forms.EndpointForm:
     row = stored.row
     if fields is None:
@@ -159,7 +170,7 @@ def _edit_form(
         secret_names=stored.secret_names,
         stored_secrets=stored.secrets,
         error=None if error is None else _config_error(error),
-        posted=error is not None,
+        posted=posted or error is not None,
     )
 
 
@@ -186,6 +197,48 @@ def _endpoint_page(
         probe=probe,
         problem=problem,
     )
+
+
+@router.post("/try")
+async def try_settings(request: Request, scope: ConsoleScope) -> Response:
+    allowed(scope, "endpoints.test")
+    fields = await checked_form(request, limit=forms.FORM_BYTES, max_fields=forms.FORM_FIELDS)
+    editing = bool(fields.get("editing"))
+    name = fields.get("name", "").strip()
+
+    def prepare(session: Session) -> tuple[EndpointRow, Stored | None]:
+        stored = _stored(session, scope, name) if editing else None
+        type_ = stored.row.type if stored is not None else _type(fields.get("type", ""))
+        submitted = forms.parse_form(type_, fields)
+        secrets = dict(submitted.secrets)
+        if stored is not None:  # blank secrets are the stored ones, as a save would keep them
+            kept = {k: v for k, v in stored.secrets.items() if k not in submitted.clear}
+            secrets = {**kept, **secrets}
+        config, secret_values = endpoint_rows.prepare(type_, submitted.settings, secrets)
+        # Probed as a stored row would be (the one probe), but never added to the session.
+        row = EndpointRow(
+            account_id=scope.account_id,
+            name=name or "(not saved)",
+            type=type_,
+            config=config,
+            secrets=encrypt_json(secret_values) if secret_values else None,
+        )
+        return row, stored
+
+    try:
+        row, stored = await in_database(prepare)
+    except ConfigError as error:
+        if editing:
+            stored = await in_database(_stored, scope, name)
+            return _endpoint_page(request, scope, stored, _edit_form(stored, fields, error), status=400)
+        form = forms.build(_type(fields.get("type", "")), fields, error=error, posted=True)
+        return _form_page(request, scope, form, action=LIST, status=400)
+    found = await run_in_threadpool(probes.probe, row)
+    await in_database(probes.record, scope, found)
+    if stored is not None:
+        return _endpoint_page(request, scope, stored, _edit_form(stored, fields, posted=True), probe=found)
+    form = forms.build(row.type, fields, posted=True)
+    return _form_page(request, scope, form, action=LIST, probe=found)
 
 
 @router.get("/{name}")
