@@ -409,3 +409,15 @@ def test_an_http_edit_keeps_the_masked_url_and_the_secret_headers(home: Path) ->
     assert config_after["headers"] == {"X-Trace": "off", "X-Other": "1"}
     assert secrets_after == secrets  # the whole URL and X-Api-Key kept
     assert config_after["url"] == config["url"]
+
+
+def test_the_schema_marks_the_settings_of_several_lines() -> None:
+    from core.endpoints.settings import MULTILINE, json_schema
+
+    marked = set()
+    for type_ in user_types():
+        cls = endpoint_class(type_)
+        schema = json_schema(type_, cls.settings_model, cls.secrets_model)
+        props = {**schema["properties"], **schema["properties"].get("secrets", {}).get("properties", {})}
+        marked |= {f"{type_}.{key}" for key, prop in props.items() if prop.get(MULTILINE) is True}
+    assert marked == {"sftp.host_key", "sftp.private_key", "email.body"}
