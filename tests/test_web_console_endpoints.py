@@ -203,7 +203,14 @@ def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
         replayed = post_form(browser, everything, f"/console/transfers/{first}/replay", {})
         assert replayed.status_code == 303
         after = browser.get(replayed.headers["location"])
-        assert re.search(r"Replayed as transfer \d+ \(pending\)\.", text_of(after))
+        again = re.search(r"Replayed as transfer (\d+) \(pending\)\.", text_of(after))
+        assert again and f"Replay of transfer {first}" in text_of(after)
+        detail = browser.get(f"/console/transfers/{first}")
+        assert "disk &lt;full&gt;" in detail.text and f"Replayed as transfer {again.group(1)}" in text_of(
+            detail
+        )
+        assert f'href="http://127.0.0.1:4200/runs/flow-run/{run_id}"' in detail.text
+        assert browser.get("/console/transfers/99999").status_code == 404
         assert browser.get("/console/transfers", params={"since": "yesterday"}).status_code == 400
 
 

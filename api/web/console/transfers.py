@@ -2,6 +2,8 @@
 Prefect flow run, and Replay.
 
     GET  /console/transfers?state=&flow=&partner=&dest=&since=&until=&run=&before=
+    GET  /console/transfers/{id}            one transfer: file, SHA-256, where it went, the answer,
+                                            the error in full, its replays, its Prefect run
     POST /console/transfers/{id}/replay     (operators and admins; final states)
 
 `run` is what each flow run's link artifact points at (flows/outcomes.py): that run's files.
@@ -9,11 +11,12 @@ Prefect flow run, and Replay.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +25,7 @@ from core import transfers
 from core.endpoints import rows as endpoint_rows
 from core.errors import StatusError, said
 from core.links import prefect_run_url
-from core.models import DataFlow, Partner, TransferState
+from core.models import DataFlow, Partner, Transfer, TransferState
 from core.roles import may
 from core.tenancy import Scope
 
@@ -94,6 +97,37 @@ async def list_transfers(request: Request, scope: ConsoleScope, before: int | No
     )
 
 
+def _one(session: Session, scope: Scope, transfer_id: int) -> tuple[transfers.TransferView, list[int]]:
+    """The transfer as the history shows it (secrets hidden) and the ids of its replays."""
+    found = transfers.page(
+        session, scope, before=transfer_id + 1, limit=1, scrubber=endpoint_rows.scrubber(session, scope)
+    )
+    if not found.rows or found.rows[0].id != transfer_id:
+        raise HTTPException(404, f"no transfer {transfer_id}")
+    replays = session.exec(
+        select(Transfer.id).where(Transfer.replay_of == transfer_id).order_by(col(Transfer.id))
+    ).all()
+    mine = [t for t in replays if t is not None and transfers.get(session, scope, t) is not None]
+    return found.rows[0], mine
+
+
+@router.get("/{transfer_id}")
+async def show_transfer(request: Request, scope: ConsoleScope, transfer_id: int) -> Response:
+    view, replays = await in_database(_one, scope, transfer_id)
+    return page(
+        request,
+        "console/transfer.html",
+        scope,
+        view=view,
+        replays=replays,
+        run_url=prefect_run_url(view.flow_run_id),
+        answer=json.dumps(view.destination_answer, indent=2, sort_keys=True)
+        if view.destination_answer
+        else "",
+        may_replay=may(scope, "transfers.replay") and view.state in FINAL,
+    )
+
+
 @router.post("/{transfer_id}/replay")
 async def replay_transfer(request: Request, scope: ConsoleScope, transfer_id: int) -> Response:
     allowed(scope, "transfers.replay")
@@ -102,4 +136,4 @@ async def replay_transfer(request: Request, scope: ConsoleScope, transfer_id: in
         again = await in_database(transfers.replay, scope, transfer_id)
     except StatusError as error:
         raise HTTPException(error.status, said(error)) from None
-    return back(LIST, "replayed", str(again.id))
+    return back(f"{LIST}/{again.id}", "replayed", str(again.id))
