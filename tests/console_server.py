@@ -23,7 +23,6 @@ from starlette.requests import Request
 
 from api.app import create_app
 from api.server import uvicorn_config
-from api.web.console import router as console_router
 from api.web.console.deps import console_scope
 from core.config import get_settings
 from core.tenancy import Scope
@@ -66,7 +65,6 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
 
             init_db()
             app = create_app()
-            app.include_router(console_router)
             app.dependency_overrides[console_scope] = _scope_from_header
             server = uvicorn.Server(uvicorn_config(app, get_settings(), lifespan="off"))
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

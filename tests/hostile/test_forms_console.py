@@ -127,7 +127,6 @@ def test_every_page_has_the_web_headers_and_labels_every_field(
 async def test_without_a_login_nothing_opens(tmp_path: Path) -> None:
     """The placeholder dependency (until the web session lands) refuses every request."""
     app = create_app()
-    app.include_router(console_router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
         for path in PAGES:
