@@ -12,8 +12,7 @@ from api import docs, errors
 from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
 from api.routes.peer import router as peer_router
-from api.web import connect
-from api.web.console import router as console_router
+from api.web import connect, console
 from api.web.headers import SecurityHeaders
 from api.web.service import AcceptService
 
@@ -47,7 +46,7 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests
     # /console/*: the account console; every route takes its login from one dependency
     # (api/web/console/deps.py::console_scope), which refuses everyone until the web session exists.
-    app.include_router(console_router)
+    console.install(app)
     if accept_service is not None:
         connect.install(app, accept_service)
     return app

@@ -130,6 +130,28 @@ async def test_without_a_login_nothing_opens(tmp_path: Path) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
         for path in PAGES:
-            assert (await client.get(path)).status_code == 401, path
+            answer = await client.get(path)
+            assert answer.status_code == 401, path
+            assert answer.headers["content-type"].startswith("text/html")  # a page a person reads
+            assert "log in to use the console" in answer.text and 'href="/login"' in answer.text
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
         for path in _changing_routes():
             assert (await client.post(path, data={"csrf": "x"})).status_code == 401, path
+
+
+def test_refusals_are_pages_under_console_and_json_elsewhere(
+    console_server: ConsoleServer, things: int
+) -> None:
+    with console_server.browser("operator") as browser:
+        missing = browser.get("/console/endpoints/no-such")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "no endpoint named &#39;no-such&#39;" in missing.text
+        assert browser.post("/console/endpoints/no-such/test", data={"x": "1"}).status_code == 403  # no CSRF
+        csrf = read_page(browser.get("/console/partners").text, "/console/partners").by_name()["csrf"].value
+        core_refusal = browser.post("/console/endpoints/no-such/test", data={"csrf": csrf})  # core's NotFound
+        assert core_refusal.status_code == 404 and core_refusal.headers["content-type"].startswith(
+            "text/html"
+        )
+        assert "no endpoint named &#39;no-such&#39;" in core_refusal.text
+        api = browser.get("/api/folders")
+        assert api.headers["content-type"].startswith("application/json")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +29,16 @@ from core.tenancy import Scope
 
 T = TypeVar("T")
 
+
+class ConsoleError(Exception):
+    """A console request refused (401, 403, 404, 400): answered with an HTML page saying why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
     autoescape=True,  # every value is escaped; the templates mark nothing safe
@@ -40,12 +50,12 @@ templates = Environment(
 
 async def console_scope(request: Request) -> Scope:
     """The logged-in account user's scope. Placeholder: no session exists yet, so nobody is."""
-    raise HTTPException(401, "log in to use the console")
+    raise ConsoleError(401, "log in to use the console")
 
 
 async def _user_scope(scope: Annotated[Scope, Depends(console_scope)]) -> Scope:
     if scope.role == "partner":
-        raise HTTPException(403, "the console is for your account's users; your files are in the portal")
+        raise ConsoleError(403, "the console is for your account's users; your files are in the portal")
     return scope
 
 
@@ -108,14 +118,14 @@ async def checked_form(
         form = await security.read_form(request, limit=limit, max_fields=max_fields)
         security.check_csrf(request, form)
     except security.FormRefused as refused:
-        raise HTTPException(refused.status, refused.message) from None
+        raise ConsoleError(refused.status, refused.message) from None
     return form
 
 
 def allowed(scope: Scope, action: Action) -> None:
     """403 before a form is shown to a role that may not send it (core refuses the change anyway)."""
     if not may(scope, action):
-        raise HTTPException(403, f"your role ({scope.role}) may not do this")
+        raise ConsoleError(403, f"your role ({scope.role}) may not do this")
 
 
 # What a page says after a change (post/redirect/get): a fixed sentence per code, naming the object
@@ -151,5 +161,5 @@ def parse_time(text: str, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise HTTPException(400, f"{name}: not a time: {text[:40]!r} (use 2026-12-01T14:30)") from None
+        raise ConsoleError(400, f"{name}: not a time: {text[:40]!r} (use 2026-12-01T14:30)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

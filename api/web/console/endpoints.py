@@ -20,14 +20,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.web import forms
-from api.web.console.deps import ConsoleScope, allowed, back, checked_form, csrf_value, in_database, page
+from api.web.console.deps import (
+    ConsoleError,
+    ConsoleScope,
+    allowed,
+    back,
+    checked_form,
+    csrf_value,
+    in_database,
+    page,
+)
 from core.crypto import encrypt_json
 from core.endpoints import probe as probes
 from core.endpoints import rows as endpoint_rows
@@ -79,7 +88,7 @@ async def list_endpoints(request: Request, scope: ConsoleScope) -> Response:
 
 def _type(type_: str) -> str:
     if type_ not in user_types():
-        raise HTTPException(404, f"no endpoint type {type_!r}; known: {', '.join(user_types())}")
+        raise ConsoleError(404, f"no endpoint type {type_!r}; known: {', '.join(user_types())}")
     return type_
 
 
@@ -148,7 +157,7 @@ class Stored:
 def _stored(session: Session, scope: Scope, name: str) -> Stored:
     row = endpoint_rows.get(session, scope, name)
     if row is None or row.removed_at is not None or endpoint_class(row.type).internal:
-        raise HTTPException(404, f"no endpoint named {name!r}")
+        raise ConsoleError(404, f"no endpoint named {name!r}")
     _, secrets = forms.stored_models(row)
     return Stored(row, endpoint_rows.shown_settings(row), endpoint_rows.row_secret_names(row), secrets)
 
@@ -255,7 +264,7 @@ async def edit_endpoint(request: Request, scope: ConsoleScope, name: str) -> Res
     def save(session: Session) -> list[str]:
         row = endpoint_rows.get(session, scope, name)
         if row is None:
-            raise HTTPException(404, f"no endpoint named {name!r}")
+            raise ConsoleError(404, f"no endpoint named {name!r}")
         submitted = forms.parse_form(row.type, fields)
         changes, secret_changes, unset = forms.edit_changes(row, submitted)
         return endpoint_rows.set_settings(session, scope, name, changes, secret_changes, unset)

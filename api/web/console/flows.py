@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleError, ConsoleScope, allowed, back, checked_form, in_database, page
 from core import dataflows, partners
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.registry import endpoint_class
@@ -192,7 +192,7 @@ async def _detail_page(
     try:
         context = await in_database(_detail, scope, name)
     except StatusError as error:
-        raise HTTPException(error.status, said(error)) from None
+        raise ConsoleError(error.status, said(error)) from None
     return page(
         request, "console/flow.html", scope, status, problem=problem, choices=CONFLICT_CHOICES, **context
     )
@@ -233,7 +233,7 @@ async def edit_flow(request: Request, scope: ConsoleScope, name: str) -> Respons
 @router.post("/{name}/{action}")
 async def change_flow(request: Request, scope: ConsoleScope, name: str, action: str) -> Response:
     if action not in ACTIONS:
-        raise HTTPException(404, f"no data flow action {action!r}")
+        raise ConsoleError(404, f"no data flow action {action!r}")
     allowed(scope, "flows.change")
     fields = await checked_form(request)
 

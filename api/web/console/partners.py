@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleError, ConsoleScope, allowed, back, checked_form, in_database, page
 from core import partners
 from core.errors import StatusError, said
 from core.models import Partner
@@ -170,7 +170,7 @@ async def show_partner(request: Request, scope: ConsoleScope, name: str) -> Resp
     try:
         shown = await in_database(_detail, scope, name)
     except StatusError as error:
-        raise HTTPException(error.status, said(error)) from None
+        raise ConsoleError(error.status, said(error)) from None
     return page(request, "console/partner.html", scope, partner=shown, problem="")
 
 
@@ -219,7 +219,7 @@ async def _do(request: Request, scope: Scope, name: str, action: str, work: Any)
         try:
             shown = await in_database(_detail, scope, name)
         except StatusError:
-            raise HTTPException(_status(error), said(error)) from None
+            raise ConsoleError(_status(error), said(error)) from None
         return page(
             request, "console/partner.html", scope, _status(error), partner=shown, problem=said(error)
         )
@@ -229,7 +229,7 @@ async def _do(request: Request, scope: Scope, name: str, action: str, work: Any)
 @router.post("/{name}/{action}")
 async def change_partner(request: Request, scope: ConsoleScope, name: str, action: str) -> Response:
     if action not in ACTIONS:
-        raise HTTPException(404, f"no partner action {action!r}")
+        raise ConsoleError(404, f"no partner action {action!r}")
     return await _do(request, scope, name, action, _change)
 
 

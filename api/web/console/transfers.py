@@ -15,12 +15,21 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleScope, allowed, back, checked_form, in_database, page, parse_time
+from api.web.console.deps import (
+    ConsoleError,
+    ConsoleScope,
+    allowed,
+    back,
+    checked_form,
+    in_database,
+    page,
+    parse_time,
+)
 from core import transfers
 from core.endpoints import rows as endpoint_rows
 from core.errors import StatusError, said
@@ -70,7 +79,7 @@ async def list_transfers(request: Request, scope: ConsoleScope, before: int | No
     try:
         found, flows, partners = await in_database(_history, scope, wanted, before)
     except StatusError as error:
-        raise HTTPException(error.status, said(error)) from None
+        raise ConsoleError(error.status, said(error)) from None
     may_replay = may(scope, "transfers.replay")
     rows = [
         Row(
@@ -103,7 +112,7 @@ def _one(session: Session, scope: Scope, transfer_id: int) -> tuple[transfers.Tr
         session, scope, before=transfer_id + 1, limit=1, scrubber=endpoint_rows.scrubber(session, scope)
     )
     if not found.rows or found.rows[0].id != transfer_id:
-        raise HTTPException(404, f"no transfer {transfer_id}")
+        raise ConsoleError(404, f"no transfer {transfer_id}")
     replays = session.exec(
         select(Transfer.id).where(Transfer.replay_of == transfer_id).order_by(col(Transfer.id))
     ).all()
@@ -135,5 +144,5 @@ async def replay_transfer(request: Request, scope: ConsoleScope, transfer_id: in
     try:
         again = await in_database(transfers.replay, scope, transfer_id)
     except StatusError as error:
-        raise HTTPException(error.status, said(error)) from None
+        raise ConsoleError(error.status, said(error)) from None
     return back(f"{LIST}/{again.id}", "replayed", str(again.id))
