@@ -199,6 +199,13 @@ def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
         assert "a.txt" in of_run.text and "b.txt" not in of_run.text
         failed = browser.get("/console/transfers", params={"state": "failed", "flow": "con-flow"})
         assert "a.txt" in failed.text and "b.txt" not in failed.text
+        # The time-window links keep the other filters; each finds both (received just now).
+        links = re.findall(r'href="(/console/transfers\?[^"]*since=[^"]*)"', failed.text)
+        assert len(links) == 3 and all("state=failed" in link and "flow=con-flow" in link for link in links)
+        assert "a.txt" in browser.get(links[0].replace("&amp;", "&")).text
+        dest = read_page(everything.text).by_name()["dest"]
+        assert "con-out" in dest.options  # a select of the account's endpoints
+        assert "a.txt" in browser.get("/console/transfers", params={"dest": "con-out"}).text
         assert f"/console/transfers/{second}/replay" not in everything.text  # pending: nothing to replay
         replayed = post_form(browser, everything, f"/console/transfers/{first}/replay", {})
         assert replayed.status_code == 303

@@ -69,6 +69,22 @@ def test_an_operator_adds_edits_and_removes_a_data_flow(
         made = flow("to-bank")
         assert made is not None and made.dest_path == "download/{name}"  # as `flow add` makes it
 
+        typed = {
+            "name": "poll-out",
+            "source": "fl-out",
+            "dest": "mailbox:fl-bank",
+            "every": "5m",
+            "after_pull": "delete",
+        }
+        polling = post_form(browser, listing, "/console/flows", typed)
+        assert polling.status_code == 303, polling.text
+        made = flow("poll-out")
+        assert made is not None and made.schedule_interval_seconds == 300 and made.after_pull == "delete"
+        assert "(every 300 s)" in text_of(browser.get("/console/flows"))
+        typed = {**typed, "name": "poll-none", "every": ""}  # a polled source needs a schedule: core says so
+        assert post_form(browser, listing, "/console/flows", typed).status_code == 400
+        assert flow("poll-none") is None
+
         edited = post_form(browser, page, "/console/flows/acme-out", {"pattern": "*.xml", "checks": "xml"})
         assert edited.status_code == 303
         made = flow("acme-out")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
@@ -34,7 +35,7 @@ from core import transfers
 from core.endpoints import rows as endpoint_rows
 from core.errors import StatusError, said
 from core.links import prefect_run_url
-from core.models import DataFlow, Partner, Transfer, TransferState
+from core.models import DataFlow, Endpoint, Partner, Transfer, TransferState
 from core.roles import may
 from core.tenancy import Scope
 
@@ -53,15 +54,45 @@ class Row:
     may_replay: bool
 
 
+@dataclass(frozen=True)
+class Choices:
+    """What the filter's selects offer: the account's data flows, partners and destinations."""
+
+    flows: list[str]
+    partners: list[str]
+    dests: list[str]
+
+
 def _history(
     session: Session, scope: Scope, wanted: transfers.TransferFilter, before: int | None
-) -> tuple[transfers.Page, list[str], list[str]]:
+) -> tuple[transfers.Page, Choices]:
     found = transfers.page(
         session, scope, wanted, before=before, scrubber=endpoint_rows.scrubber(session, scope)
     )
-    flows = sorted(session.exec(select(DataFlow.name).where(DataFlow.account_id == scope.account_id)))
-    partners = sorted(session.exec(select(Partner.name).where(Partner.account_id == scope.account_id)))
-    return found, flows, partners
+    mine = scope.account_id
+    choices = Choices(
+        sorted(session.exec(select(DataFlow.name).where(DataFlow.account_id == mine))),
+        sorted(session.exec(select(Partner.name).where(Partner.account_id == mine))),
+        sorted(session.exec(select(Endpoint.name).where(Endpoint.account_id == mine))),
+    )
+    return found, choices
+
+
+# The "last hour / day / week" links: `since` that long ago, as the filter's datetime-local field takes it.
+WINDOWS = (
+    ("last hour", timedelta(hours=1)),
+    ("last 24 h", timedelta(days=1)),
+    ("last 7 days", timedelta(days=7)),
+)
+
+
+def _windows(kept: dict[str, str]) -> list[tuple[str, str]]:
+    now = datetime.now(UTC)
+    others = {k: v for k, v in kept.items() if k not in ("since", "until")}
+    return [
+        (label, f"{LIST}?{urlencode({**others, 'since': (now - span).strftime('%Y-%m-%dT%H:%M')})}")
+        for label, span in WINDOWS
+    ]
 
 
 @router.get("")
@@ -77,7 +108,7 @@ async def list_transfers(request: Request, scope: ConsoleScope, before: int | No
         run=given["run"] or None,
     )
     try:
-        found, flows, partners = await in_database(_history, scope, wanted, before)
+        found, choices = await in_database(_history, scope, wanted, before)
     except StatusError as error:
         raise ConsoleError(error.status, said(error)) from None
     may_replay = may(scope, "transfers.replay")
@@ -99,8 +130,8 @@ async def list_transfers(request: Request, scope: ConsoleScope, before: int | No
         rows=rows,
         given=given,
         states=[state.value for state in TransferState],
-        flows=flows,
-        partners=partners,
+        choices=choices,
+        windows=_windows(kept),
         newest=f"{LIST}?{urlencode(kept)}" if before else None,
         older=older,
     )
