@@ -152,6 +152,7 @@ MORE_EXAMPLES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             "pull_url": "https://api.example.com/export?token=t-14",
             "pull_name": "export.csv",
             "verify": False,
+            "list_prefix_param": "",  # a blank that is a value (KeepBlank): none, not the default
         },
         {},
     ),
@@ -368,22 +369,49 @@ def _edit(name: str, fields: dict[str, str], ticked: set[str] = frozenset()) -> 
         return endpoint_rows.set_settings(session, scope, name, changes, secret_changes, unset)
 
 
-def _add(type_: str, name: str) -> None:
+def _add(
+    type_: str, name: str, settings: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None
+) -> None:
     from core.db import init_db, session_scope
     from core.tenancy import scope_for_cli
 
     init_db()
-    settings, secrets = EXAMPLES[type_]
+    if settings is None:
+        settings, secrets = EXAMPLES[type_]
     with session_scope() as session:
         endpoint_rows.add(session, scope_for_cli(session, "home"), name, type_, settings, secrets)
 
 
 def test_editing_nothing_changes_nothing(home: Path) -> None:
-    for type_ in user_types():
-        _add(type_, f"{type_}-1")
-        before = _stored(f"{type_}-1")
-        assert _edit(f"{type_}-1", {}) == [], type_
-        assert _stored(f"{type_}-1") == before, type_
+    for n, (type_, settings, secrets) in enumerate(CASES):
+        _add(type_, f"{type_}-{n}", settings, secrets)
+        before = _stored(f"{type_}-{n}")
+        assert _edit(f"{type_}-{n}", {}) == [], type_
+        assert _stored(f"{type_}-{n}") == before, type_
+
+
+def test_a_blank_that_is_a_value_is_said_with_its_box(home: Path) -> None:
+    _add(
+        "http", "lister", {"url": "https://api.example.com/in", "list_url": "https://api.example.com/ls"}, {}
+    )
+    assert _edit("lister", {}, ticked={"setting.list_prefix_param.empty"}) == ["list_prefix_param"]
+    assert _stored("lister")[0]["list_prefix_param"] == ""
+    assert _edit("lister", {}) == []  # shown ticked, posted ticked: kept
+    assert _edit("lister", {"setting.list_prefix_param": "dir"}) == ["list_prefix_param"]  # text wins
+    assert _stored("lister")[0]["list_prefix_param"] == "dir"
+    assert (
+        _edit("lister", {"setting.list_prefix_param": ""}, ticked={"setting.list_prefix_param.empty"}) != []
+    )
+    # Untick it: blank is then the default again.
+    from core.db import session_scope
+    from core.tenancy import scope_for_cli
+
+    with session_scope() as session:
+        row = endpoint_rows.require(session, scope_for_cli(session, "home"), "lister")
+        fields = forms.fields_of("http", endpoint_rows.shown_settings(row))
+        assert fields["setting.list_prefix_param.empty"] == "1"
+        submitted = forms.parse_form("http", {k: v for k, v in fields.items() if not k.endswith(".empty")})
+        assert forms.edit_changes(row, submitted)[2] == ["list_prefix_param"]
 
 
 def test_an_edit_changes_what_it_types_keeps_blank_secrets_and_clears_ticked_ones(home: Path) -> None:

@@ -16,10 +16,13 @@ shape picks a control and how its text is read back:
 | object of strings | text area, one `Name: value` per line | a dict |
 | anything else | text area holding JSON, labelled so | `json.loads` |
 
+A text whose empty value is a value of its own (`KeepBlank`: http's `list_prefix_param` "" is
+"none", not the default) gets an "empty" box: blank text alone means the default, as everywhere.
+
 Secrets (`writeOnly`) are never rendered back: a password input (a text area for several lines,
 also left empty), "set — leave blank to keep" when the endpoint has it, and, when editing, a "clear"
 box that unsets it. Field names keep the two models apart (azure and http have keys in both):
-`setting.KEY`, `secret.KEY`, `clear.KEY`, plus `name`.
+`setting.KEY`, `secret.KEY`, `clear.KEY` (and `setting.KEY.file`, `setting.KEY.empty`), plus `name`.
 
 `parse_form` turns the posted fields into the (settings, secrets) dicts `endpoint_rows.add` takes;
 `edit_changes` turns them, for a stored endpoint, into `set_settings`' (changes, secret changes,
@@ -51,6 +54,7 @@ SECRET = "secret."
 CLEAR = "clear."
 FILE_CHOICE = "file"  # the "this file:" choice of a boolean-or-path select
 FILE_SUFFIX = ".file"  # its text input: `setting.verify.file`
+EMPTY_SUFFIX = ".empty"  # the "empty" box of a text whose empty value is a value (KeepBlank)
 NAME = "name"
 # An endpoint form is read with larger bounds than the accept page's (security.read_form's
 # defaults): http has ~30 fields, and a private key or certificate is kilobytes of text.
@@ -89,12 +93,18 @@ class Control:
     step: str | None = None
     value: str = ""  # never set for a secret
     file_value: str = ""  # the text of a file_or_bool control
+    empty_allowed: bool = False  # "" is a value of this text, not its default: an "empty" box says it
+    empty: bool = False  # that box, ticked
     is_set: bool = False  # a secret the stored endpoint has
     errors: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return (SECRET if self.secret else SETTING) + self.key
+
+    @property
+    def empty_name(self) -> str:
+        return self.name + EMPTY_SUFFIX
 
     @property
     def clear_name(self) -> str:
@@ -249,6 +259,9 @@ def controls_of(type_: str) -> tuple[dict[str, Any], list[Control]]:
         for key, prop in properties.items()
         if key not in (NAME, "type", "secrets")
     ]
+    blank = cls.settings_model.blank_keys()
+    for control in controls:
+        control.empty_allowed = control.key in blank and control.shape in ("string", "text")
     secrets = properties.get("secrets", {})
     secret_required = set(secrets.get("required", []))
     controls += [
@@ -285,7 +298,9 @@ def fields_of(type_: str, settings: Mapping[str, Any]) -> dict[str, str]:
         if control.secret or control.key not in settings:
             continue
         value = settings[control.key]
-        if control.shape == "file_or_bool" and isinstance(value, str):
+        if control.empty_allowed and value == "":
+            fields[control.empty_name] = "1"
+        elif control.shape == "file_or_bool" and isinstance(value, str):
             fields[control.name], fields[control.name + FILE_SUFFIX] = FILE_CHOICE, value
         else:
             fields[control.name] = _text_of(control.shape, value)
@@ -296,8 +311,15 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _posted(control: Control, fields: Mapping[str, str]) -> Any:
+    """The control's posted value as the model takes it; None for blank. ValueError if unreadable."""
+    value = _value(control, fields.get(control.name, ""), fields.get(control.name + FILE_SUFFIX, ""))
+    if value is None and control.empty_allowed and fields.get(control.empty_name):
+        return ""  # text typed wins over the box (which a stored empty value leaves ticked)
+    return value
+
+
 def _value(control: Control, text: str, file_text: str) -> Any:
-    """The control's posted text as the model takes it; None for blank. ValueError if unreadable."""
     text = text.replace("\r\n", "\n")  # browsers send a text area's lines with CRLF
     if control.shape in ("string", "text", "number", "enum"):
         blank = not text.strip()
@@ -341,13 +363,14 @@ def parse_form(type_: str, fields: Mapping[str, str]) -> Submitted:
     # A field this form does not have is refused, as the models refuse a key they do not know.
     names = {c.name for c in controls} | {c.clear_name for c in controls if c.secret}
     names |= {c.name + FILE_SUFFIX for c in controls if c.shape == "file_or_bool"}
+    names |= {c.empty_name for c in controls if c.empty_allowed}
     for name in fields:
         if name.startswith((SETTING, SECRET, CLEAR)) and name not in names:
             secret = not name.startswith(SETTING)
             problems.append(Problem((name.split(".", 1)[1],), secret, "unknown", ""))
     for control in controls:
         try:
-            value = _value(control, fields.get(control.name, ""), fields.get(control.name + FILE_SUFFIX, ""))
+            value = _posted(control, fields)
         except ValueError as exc:
             problems.append(Problem((control.key,), control.secret, "invalid", str(exc)))
             continue
@@ -411,7 +434,7 @@ def _shown_settings(
         if control.secret:
             continue
         try:
-            value = _value(control, fields.get(control.name, ""), fields.get(control.name + FILE_SUFFIX, ""))
+            value = _posted(control, fields)
         except ValueError:
             # Shown as typed, but a text of name/value lines, which can hold a credential header.
             if control.shape != "pairs":
@@ -462,6 +485,7 @@ def build(
             continue
         control.value = shown.get(control.name, "")
         control.file_value = shown.get(control.name + FILE_SUFFIX, "")
+        control.empty = bool(shown.get(control.empty_name))
     form = EndpointForm(
         type=type_,
         title=str(schema.get("title", type_)),

@@ -134,6 +134,11 @@ class _Model(BaseModel):
     def field_keys(cls) -> list[str]:
         return [cls.key_of(name) for name in cls.model_fields]
 
+    @classmethod
+    def blank_keys(cls) -> set[str]:
+        """The keys whose empty value is a value, not "the default" (`KeepBlank`)."""
+        return {cls.key_of(name) for name, field in cls.model_fields.items() if _keeps_blank(field)}
+
 
 class EndpointSettings(_Model):
     """The settings of an endpoint type: plain values, shown by `endpoint list` and audited."""
