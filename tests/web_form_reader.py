@@ -131,7 +131,7 @@ class Page:
         for name, one in named.items():
             if one.type == "checkbox":
                 # As the page has it (checked or not), unless typed ("1" ticks, "" unticks) or ticked.
-                if name in ticked or (typed[name] if name in typed else "checked" in one.attrs):
+                if name in ticked or typed.get(name, "checked" in one.attrs):
                     posted[name] = one.value or "on"
                 continue
             value = typed.get(name, one.value)
