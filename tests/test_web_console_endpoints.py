@@ -190,6 +190,9 @@ def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
             transfer.state, transfer.flow_run_id, transfer.error = TransferState.failed, run_id, "disk <full>"
             session.add(transfer)
     with console_server.browser("operator") as browser:
+        assert (
+            "con-out" in text_of(browser.get("/console/endpoints")).split("con-flow")[0]
+        )  # used by con-flow
         everything = browser.get("/console/transfers")
         assert everything.status_code == 200
         assert "a.txt" in everything.text and "b.txt" in everything.text

@@ -37,6 +37,7 @@ from api.web.console.deps import (
     in_database,
     page,
 )
+from core import dataflows
 from core.crypto import encrypt_json
 from core.endpoints import probe as probes
 from core.endpoints import rows as endpoint_rows
@@ -63,6 +64,7 @@ class Listed:
     type: str
     uri: str
     url: str
+    used_by: list[str]  # the data flows that deliver to it or poll it
 
 
 def _uri(row: EndpointRow) -> str:
@@ -77,7 +79,11 @@ def _uri(row: EndpointRow) -> str:
 
 def _listed(session: Session, scope: Scope) -> list[Listed]:
     rows = [r for r in endpoint_rows.list_all(session, scope) if not endpoint_class(r.type).internal]
-    return [Listed(r.name, r.type, _uri(r), _url(r.name)) for r in rows]
+    users: dict[int | None, list[str]] = {}
+    for flow in dataflows.list_all(session, scope):
+        for endpoint_id in {flow.dest_endpoint_id, flow.source_endpoint_id} - {None}:
+            users.setdefault(endpoint_id, []).append(flow.name)
+    return [Listed(r.name, r.type, _uri(r), _url(r.name), users.get(r.id, [])) for r in rows]
 
 
 @router.get("")
