@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from api import errors
-from api.web.console import audit, endpoints, flows, partners, transfers
+from api.web.console import audit, endpoints, flows, partners, transfers, users
 from api.web.console.deps import ConsoleError, templates
 from core.errors import StatusError
 
@@ -23,6 +23,7 @@ router.include_router(endpoints.router)
 router.include_router(flows.router)
 router.include_router(transfers.router)
 router.include_router(audit.router)
+router.include_router(users.router)
 
 __all__ = ["install", "router"]
 
