@@ -60,7 +60,6 @@ from core.endpoints.base import ConfigError, Endpoint
 from core.endpoints.registry import endpoint_class, user_types
 from core.endpoints.settings import SettingsError, local_paths
 from core.errors import said
-from core.mailbox import layout
 from core.tenancy import Scope, scope_for_cli
 from core.validators import parse_cli_spec, parse_size
 
@@ -387,7 +386,7 @@ def _apply_flow(session: Session, scope: Scope, item: dict[str, Any]) -> str:
     if item["dest"].startswith("mailbox:"):
         endpoint_rows.mailbox_endpoint(session, scope, item["dest"].removeprefix("mailbox:"))
         if "dest_path" not in item:
-            wanted["dest_path"] = layout.DELIVERY_PATH
+            wanted["dest_path"] = dataflows.default_dest_path(item["dest"])
     if item.get("every") is not None:
         wanted["schedule_interval_seconds"] = dataflows.parse_interval(str(item["every"]))
     if item.get("cron") is not None:

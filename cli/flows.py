@@ -79,11 +79,9 @@ def flow_add(
             endpoint_rows.require(session, scope, routed)  # each endpoint a rule names exists here
         specs = [parse_cli_spec(v) for v in validate or []]
         if dest.startswith("mailbox:"):
-            from core.mailbox import layout
-
             endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
             if dest_path == "{name}":
-                dest_path = layout.DELIVERY_PATH
+                dest_path = dataflows.default_dest_path(dest)
         dataflows.add(
             session,
             scope,
@@ -207,9 +205,10 @@ def flow_run_now(name: str, account: AccountOption = HOME) -> None:
         [*tags(name, scope.account_name), "on-demand"],
     )
     run = cast(FlowRun, run_deployment(deployment, timeout=0, tags=run_tags))
-    console.print(
-        f"poll of [bold]{name}[/bold] started: {get_settings().prefect_ui_url}/runs/flow-run/{run.id}"
-    )
+    from core.links import prefect_run_url
+
+    link = prefect_run_url(str(run.id))
+    console.print(f"poll of [bold]{name}[/bold] started" + (f": {link}" if link else f" (flow run {run.id})"))
 
 
 @flow_app.command("set")

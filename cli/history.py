@@ -63,11 +63,14 @@ def state_text(view: TransferView) -> str:
     return view.state
 
 
-def run_url(ui: str, view: TransferView) -> str | None:
-    return f"{ui}/runs/flow-run/{view.flow_run_id}" if view.flow_run_id else None
+def run_url(ui: str | None, view: TransferView) -> str | None:
+    """The transfer's flow run in the Prefect UI under `ui` (Settings.prefect_links_url), or None."""
+    from core.links import flow_run_url
+
+    return flow_run_url(ui, view.flow_run_id)
 
 
-def transfers_json(rows: list[TransferView], ui: str) -> list[dict[str, Any]]:
+def transfers_json(rows: list[TransferView], ui: str | None) -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     out = []
@@ -93,7 +96,9 @@ def _share(width: int, fixed: list[int], weights: list[int]) -> list[int]:
     return [max(4, room * w // total) for w in weights]
 
 
-def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = False) -> tuple[Table, str]:
+def transfers_table(
+    rows: list[TransferView], ui: str | None, width: int, wide: bool = False
+) -> tuple[Table, str]:
     """The table for `width` columns (every column when `wide`), and a hint for what it left out."""
     show_partner = wide or width >= WITH_PARTNER
     show_size = wide or width >= WITH_SIZE
@@ -157,7 +162,7 @@ def transfers_table(rows: list[TransferView], ui: str, width: int, wide: bool = 
     return table, hint
 
 
-def print_transfers(console: Console, rows: list[TransferView], ui: str, wide: bool) -> None:
+def print_transfers(console: Console, rows: list[TransferView], ui: str | None, wide: bool) -> None:
     if wide:
         # As wide as the table needs: lines may pass the terminal's edge, but nothing is cut.
         console = Console(width=100_000, soft_wrap=True, no_color=console.no_color)

@@ -48,7 +48,7 @@ def transfers(
     from core.config import get_settings
     from core.endpoints import rows as endpoint_rows
 
-    ui = get_settings().prefect_ui_url
+    ui = get_settings().prefect_links_url  # PREFECT_PUBLIC_URL; None: no links
     start, end = _when(since, "--since"), _when(until, "--until")
     if connection is not None:
         _connection_transfers(connection, account, state, limit, as_json)

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
     # Unset: http://{host}:{api_port}, https:// with api_tls (a wildcard host as loopback).
     public_url: str | None = None
+    # Where people reach the Prefect UI: the base of the run links `tradelane transfers` prints and
+    # the console shows (core/links.py). Unset: the UI's local address (prefect_ui_url). Empty: no
+    # run links at all (a shared instance whose tenants cannot log in to the instance-wide UI).
+    prefect_public_url: str | None = None
     # Cross-instance connections (core/b2b/worker.py): how often each active connection asks the other
     # instance for its state (a revoke there shows here within this, plus the request), and whether
     # peer URLs may be on loopback/private addresses (a shared instance must not post into its own
@@ -171,6 +175,20 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"must have no query, fragment or credentials: {value!r}")
+        _ = parts.port  # ValueError for a port that is not a number in range
+        return value
+
+    @field_validator("prefect_public_url")
+    @classmethod
+    def _prefect_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return value if value is None else ""  # "": links hidden, on purpose
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL (or empty: no links), not {value!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"must have no query, fragment or credentials: {value!r}")
         _ = parts.port  # ValueError for a port that is not a number in range
@@ -257,6 +275,14 @@ class Settings(BaseSettings):
         except ValueError:
             pass
         return f"tradelane@{host}"
+
+    @property
+    def prefect_links_url(self) -> str | None:
+        """The base of Prefect UI links shown to people: PREFECT_PUBLIC_URL, else the UI's local
+        address; None when the setting is empty (links hidden)."""
+        if self.prefect_public_url is None:
+            return self.prefect_ui_url
+        return self.prefect_public_url or None
 
     @property
     def prefect_api_url(self) -> str:

@@ -167,6 +167,12 @@ def add(
     return flow
 
 
+def default_dest_path(dest: str) -> str:
+    """The destination path a data flow gets when none is given: a partner's mailbox delivers into
+    its download/ folder, any other endpoint at its root."""
+    return layout.DELIVERY_PATH if dest.startswith(endpoint_rows.MAILBOX_PREFIX) else "{name}"
+
+
 def check_schedule(
     polls: bool, every_seconds: float | None, cron: str | None
 ) -> tuple[float | None, str | None]:

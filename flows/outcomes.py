@@ -1,4 +1,5 @@
-"""A transfer run's bookkeeping: record each file's outcome, emit its event, publish the run's table.
+"""A transfer run's bookkeeping: record each file's outcome, emit its event, publish the run's table
+and its link back to the console (core/links.py).
 
 Plain steps of the flow, not tasks: bookkeeping needs no retry policy of its own, and task runs are
 what the embedded Prefect server's SQLite pays for under a burst.
@@ -10,11 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from anyio import to_thread
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_link_artifact, acreate_table_artifact
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 
 from core import delivery
 from core.delivery import Outcome
+from core.links import console_run_url
 from core.models import TransferState
 from core.redact import scrub_known
 from flows.provenance import provenance
@@ -55,6 +58,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         rows.append(
             scrub_known(
                 {
+                    "transfer": job.transfer_id,
                     "file": job.receipt.name,
                     "size": job.receipt.size,
                     "sha256": job.receipt.sha256,
@@ -75,9 +79,23 @@ def _result(state: TransferState, reason: str, next_attempt_at: datetime | None)
     return state.value + (f": {reason}" if reason else "")
 
 
+CONSOLE_LINK_KEY = "tradelane-console"
+CONSOLE_LINK_TEXT = "These files in the tradelane console"
+
+
 async def publish_table(flow_name: str, rows: list[dict[str, Any]]) -> None:
-    """One table artifact per run, keyed by data flow so the UI shows its history."""
+    """One table artifact per run, keyed by data flow so the UI shows its history, and one link
+    artifact back to the console's transfers page showing this run's files (a run may carry 50:
+    one link for the run, the table names each transfer's id)."""
     key = "files-" + "".join(c if c.isalnum() else "-" for c in flow_name.lower()).strip("-")
     extra = [key for key in ("derived", "envelope") if any(key in row for row in rows)]
     table = scrub_known([{**row, **{key: row.get(key, "") for key in extra}} for row in rows])
     await acreate_table_artifact(table=table, key=key[:100], description=f"Files carried by {flow_name}")
+    run_id = flow_run.get_id()
+    if run_id is not None:
+        await acreate_link_artifact(
+            link=console_run_url(run_id),
+            link_text=CONSOLE_LINK_TEXT,
+            key=CONSOLE_LINK_KEY,
+            description=f"The transfers of this {flow_name} run, in the tradelane console",
+        )

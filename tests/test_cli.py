@@ -173,6 +173,28 @@ flows:
     assert "expected only the keys" in run("apply", "-f", str(bad), ok=False)
 
 
+def test_a_flow_into_a_partners_mailbox_delivers_into_its_download_folder_by_default(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One default (core.dataflows.default_dest_path) for `flow add`, `apply` and the console."""
+    monkeypatch.setenv("PW", "from-env-Pass-1")
+    spec = tmp_path / "tradelane.yaml"
+    spec.write_text(
+        """
+partners:
+  - {name: acme, password_env: PW}
+  - {name: beta, password_env: PW}
+flows:
+  - {name: applied, source: "mailbox:acme", dest: "mailbox:beta"}
+  - {name: applied-at, source: "mailbox:acme", dest: "mailbox:beta", dest_path: "{name}"}
+"""
+    )
+    run("apply", "-f", str(spec))
+    run("flow", "add", "added", "--source", "mailbox:acme", "--dest", "mailbox:beta")
+    paths = {f["name"]: f["dest_path"] for f in json.loads(run("flow", "list", "--json"))}
+    assert paths == {"applied": "download/{name}", "applied-at": "{name}", "added": "download/{name}"}
+
+
 def test_on_conflict_is_set_shown_and_refused_where_it_cannot_apply(home: Path, tmp_path: Path) -> None:
     run("partner", "add", "acme", "--password", "cli-partner-pw-1")
     run("endpoint", "add", "out", "--type", "file", "--path", str(tmp_path / "out"))

@@ -131,7 +131,8 @@ def check_unsafe(request: Request, form: dict[str, str] | None = None) -> None:
 async def read_form(
     request: Request, *, limit: int = FORM_LIMIT, max_fields: int = MAX_FIELDS
 ) -> dict[str, str]:
-    """The posted fields (each name once), refusing other encodings and bodies past `limit` bytes."""
+    """The posted fields (each name once), refusing other encodings, bodies past `limit` bytes and
+    more than `max_fields` fields (the console's endpoint form passes larger bounds)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise FormRefused(415, "send the form as the page does (application/x-www-form-urlencoded)")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from core.endpoints.errors import ConfigError
@@ -83,6 +83,16 @@ class NotScrubbed:
     mailboxes in URIs), or a value of which only pieces are secret (see `EndpointSecrets.pieces`)."""
 
 
+# In the JSON Schema: the field's text has several lines (a form shows a text area, not one line).
+MULTILINE = "x-multiline"
+
+
+def multiline() -> Any:
+    """Put in a field's Annotated[...]: its text has several lines (a host key list, a PEM key,
+    a message body), which a one-line form input would join into one."""
+    return Field(json_schema_extra={MULTILINE: True})
+
+
 # For choices written in any case ("Explicit", "POST"): compared in one.
 lowercase = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
 uppercase = BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)
@@ -123,6 +133,11 @@ class _Model(BaseModel):
     @classmethod
     def field_keys(cls) -> list[str]:
         return [cls.key_of(name) for name in cls.model_fields]
+
+    @classmethod
+    def blank_keys(cls) -> set[str]:
+        """The keys whose empty value is a value, not "the default" (`KeepBlank`)."""
+        return {cls.key_of(name) for name, field in cls.model_fields.items() if _keeps_blank(field)}
 
 
 class EndpointSettings(_Model):

@@ -11,7 +11,7 @@ from core.endpoints.base import (
 )
 from core.endpoints.hostkeys import parse_host_keys
 from core.endpoints.remote import Port, ServerSettings, read_key_file
-from core.endpoints.settings import EndpointSecrets, Flag
+from core.endpoints.settings import EndpointSecrets, Flag, multiline
 
 
 class SftpSettings(ServerSettings):
@@ -21,7 +21,7 @@ class SftpSettings(ServerSettings):
     """The server's port (default 22)."""
     path: str = "."
     """The remote folder that is the endpoint's root (default: the login folder)."""
-    host_key: str
+    host_key: Annotated[str, multiline()]
     """The server's host key, 'TYPE BASE64' (one per line; ssh-keyscan lines work too). The CLI
     shows the key the server offers and pins it once you agree."""
 
@@ -47,7 +47,9 @@ class SftpSecrets(EndpointSecrets):
 
     password: str | None = None
     """The login's password."""
-    private_key: Annotated[str | None, Flag("--key", help="A private key FILE.", parse=read_key_file)] = None
+    private_key: Annotated[
+        str | None, Flag("--key", help="A private key FILE.", parse=read_key_file), multiline()
+    ] = None
     """A private key (OpenSSH, PKCS#1/#8 or SEC1 text)."""
     passphrase: str | None = None
     """The private key's passphrase, if it is encrypted."""

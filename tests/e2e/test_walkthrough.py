@@ -139,6 +139,9 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     assert row["file"] == "purchase_order_850.json"
     assert row["sha256"] == sha256(PURCHASE_ORDER)
     assert row["result"] == "delivered"
+    # And a link back to the console's page of this run's files (core/links.py).
+    link = next(a for a in artifacts if a["type"] == "markdown" and a["key"] == "tradelane-console")
+    assert f"/console/transfers?run={run_id})" in link["data"]
     # Its task runs say what each step did: start marks the transfer running, push carries the file.
     task_runs = prefect_paged(
         f"{system.prefect_api}/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [run_id]}}}

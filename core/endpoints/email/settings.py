@@ -25,6 +25,7 @@ from core.endpoints.settings import (
     LocalPath,
     NotScrubbed,
     lowercase,
+    multiline,
     switch,
 )
 
@@ -106,7 +107,7 @@ class EmailSettings(EndpointSettings):
     """Recipients: a list, or one comma-separated string."""
     subject: Template = "{name}"
     """The Subject: a template with {name} {path} {size} {sha256}."""
-    body: Template = DEFAULT_BODY
+    body: Annotated[Template, multiline()] = DEFAULT_BODY
     """The text part: a template with the same fields."""
     helo: Line | None = None
     """The EHLO name (default: this host's name)."""
