@@ -253,6 +253,28 @@ class PartnerDetail(PartnerPublic):
         return cls(**PartnerPublic.of(partner).model_dump(), keys=KeyPublic.all_of(partner))
 
 
+class PartnerChanged(PartnerDetail):
+    """A partner after a change, and what changed, in words."""
+
+    changed: list[str]
+
+
+class PartnerRemoved(BaseModel):
+    """What removing a partner did: the data flows and AS2 profiles it disabled (`force`)."""
+
+    name: str
+    flows_disabled: list[str]
+    as2_disabled: list[str]
+    purged: bool
+
+
+class Unlocked(BaseModel):
+    """A login's lock after failed logins was lifted (`was_locked`: there was one)."""
+
+    name: str
+    was_locked: bool
+
+
 # -- endpoints ------------------------------------------------------------------------------------
 
 
@@ -296,6 +318,26 @@ class EndpointPublic(BaseModel):
             has_secrets=bool(row.secrets),
             secrets=endpoint_rows.row_secret_names(row),
         )
+
+
+class EndpointChanged(EndpointPublic):
+    """An endpoint after a change, and which settings and secrets (names only) changed."""
+
+    changed: list[str]
+
+
+class EndpointRemoved(BaseModel):
+    """What removing an endpoint did: the data flows it disabled (`force`)."""
+
+    name: str
+    flows_disabled: list[str]
+
+
+class EndpointType(BaseModel):
+    """An endpoint type an account may add; its schema is at `schema`."""
+
+    type: str
+    schema_url: str
 
 
 class ProbePublic(BaseModel):
@@ -410,6 +452,21 @@ class FlowPublic(BaseModel):
         )
 
 
+class FlowChanged(FlowPublic):
+    """A data flow after a change, and what changed, in words."""
+
+    changed: list[str]
+
+
+class FlowRemoved(BaseModel):
+    """What removing a data flow did: transfers it marked failed (`force`); `kept` when its history
+    keeps it, disabled, under `<name>.removed.<id>`."""
+
+    name: str
+    cancelled: int
+    kept: bool
+
+
 # -- account users --------------------------------------------------------------------------------
 
 
@@ -449,6 +506,12 @@ class UserPublic(BaseModel):
             locked=is_locked(user),
             created_at=user.created_at.isoformat(),
         )
+
+
+class UserChanged(UserPublic):
+    """A user after a change, and what changed, in words."""
+
+    changed: list[str]
 
 
 class Me(BaseModel):
