@@ -37,9 +37,9 @@ Changer = Annotated[Scope, needs("endpoints.change")]
 Tester = Annotated[Scope, needs("endpoints.test")]
 
 
-def _known_type(type_: str) -> str:
+def _known_type(type_: str, refusal: type[errors.ApiError] = errors.NotFound) -> str:
     if type_ not in user_types():
-        raise errors.NotFound(f"no endpoint type {type_[:40]!r} (known: {', '.join(user_types())})")
+        raise refusal(f"no endpoint type {type_[:40]!r} (known: {', '.join(user_types())})")
     return type_
 
 
@@ -86,7 +86,7 @@ def add_endpoint(
 ) -> EndpointPublic:
     """A new endpoint, its settings and secrets checked by its type's models (every problem named)
     before anything is stored."""
-    _known_type(new.type)
+    _known_type(new.type, errors.BadRequest)
     with core_refusals():
         row = endpoint_rows.add(session, scope, new.name, new.type, new.settings, new.secrets)
     response.headers["Location"] = f"/api/admin/endpoints/{row.name}"
