@@ -114,41 +114,12 @@ def flow_list(
     account: AccountOption = HOME,
 ) -> None:
     """List data flows."""
+    from api.admin.schemas import FlowPublic
     from core import dataflows
-    from core.models import Endpoint
-    from tradelane.templates import routed_destinations
 
     with scoped_database(account) as (session, scope):
-        rows: list[dict[str, Any]] = []
-        for f in dataflows.list_all(session, scope):
-            dest = session.get(Endpoint, f.dest_endpoint_id)
-            routed = routed_destinations(f.template, f.params)
-            rows.append(
-                {
-                    "name": f.name,
-                    "source": dataflows.source_label(session, f),
-                    "pattern": f.pattern,
-                    # A routing template's flow goes where its rules say: named so, not as one endpoint.
-                    "dest": ("by rules: " + ", ".join(dict.fromkeys(routed)))
-                    if routed
-                    else (dest.name if dest else "?"),
-                    "dest_path": f.dest_path,
-                    "validators": f.validators,
-                    "retries": f.retries,
-                    "enabled": f.enabled,
-                    "schedule": (
-                        f"every {f.schedule_interval_seconds:g}s"
-                        if f.schedule_interval_seconds
-                        else f"cron {f.schedule_cron}"
-                        if f.schedule_cron
-                        else "on upload"
-                    ),
-                    "after_pull": f.after_pull if dataflows.polls(f) else None,
-                    "on_conflict": dataflows.on_conflict_label(session, f),
-                    "template": f.template,
-                    "params": f.params,
-                }
-            )
+        # One shape for `--json` and the admin API's answers.
+        rows = [FlowPublic.of(session, f).model_dump(mode="json") for f in dataflows.list_all(session, scope)]
     if as_json:
         print_json(rows)
         return
