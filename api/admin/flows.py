@@ -2,84 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlmodel import Session
 
 from api.admin.deps import REFUSALS, AdminScope, changing, core_refusals, needs
+from api.admin.flow_changes import add_flow, update_flow
 from api.admin.schemas import FlowChanged, FlowCreate, FlowPublic, FlowRemoved, FlowUpdate
 from api.deps import SessionDep
 from core import dataflows
-from core.endpoints import rows as endpoint_rows
-from core.mailbox import layout
-from core.models import DataFlow
 from core.tenancy import Scope
-from tradelane import templates
 
 router = APIRouter(prefix="/flows", tags=["admin: flows"])
 
 Changer = Annotated[Scope, needs("flows.change")]
-
-
-def add_flow(session: Session, scope: Scope, new: FlowCreate) -> DataFlow:
-    """Create a data flow as `tradelane flow add` does: the template's params checked, a routing
-    template's endpoints required, a partner's mailbox as destination delivering into download/."""
-    params = templates.checked_params(new.template, new.params)
-    dest = templates.destination(new.template, params, new.dest)
-    for routed in templates.routed_destinations(new.template, params) or []:
-        endpoint_rows.require(session, scope, routed)  # each endpoint a rule names exists here
-    dest_path = new.dest_path
-    if dest.startswith(endpoint_rows.MAILBOX_PREFIX):
-        endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix(endpoint_rows.MAILBOX_PREFIX))
-        if dest_path == "{name}":
-            dest_path = layout.DELIVERY_PATH
-    return dataflows.add(
-        session,
-        scope,
-        new.name,
-        source=new.source,
-        dest=dest,
-        pattern=new.pattern,
-        dest_path=dest_path,
-        validators=new.validators,
-        retries=new.retries,
-        retry_delay_seconds=new.retry_delay_seconds,
-        enabled=new.enabled,
-        every_seconds=new.every,
-        cron=new.cron,
-        after_pull=new.after_pull,
-        source_folder=new.source_folder,
-        on_conflict=new.on_conflict,
-        template=new.template,
-        params=params,
-    )
-
-
-def update_flow(session: Session, scope: Scope, name: str, change: FlowUpdate) -> list[str]:
-    """Change a data flow as `tradelane flow set` does: a new template takes only the params given,
-    the same template merges them into the flow's."""
-    current = dataflows.require(session, scope, name)
-    params: dict[str, Any] | None = None
-    if change.template is not None and change.template != current.template:
-        params = templates.checked_params(change.template, change.params or {})
-    elif change.params is not None:
-        params = templates.checked_params(current.template, {**current.params, **change.params})
-    return dataflows.update(
-        session,
-        scope,
-        name,
-        pattern=change.pattern,
-        dest=change.dest,
-        dest_path=change.dest_path,
-        validators=change.validators,
-        retries=change.retries,
-        retry_delay_seconds=change.retry_delay_seconds,
-        enabled=change.enabled,
-        on_conflict=change.on_conflict,
-        template=change.template,
-        params=params,
-    )
 
 
 @router.get("", responses=REFUSALS)

@@ -348,7 +348,7 @@ def test_transfers_page_by_keyset_filter_and_replay(
         ({"state": "lost"}, "state"),
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-01-02", "until": "2026-01-01"}, "since must be earlier than until"),
-        ({"limit": 1000}, "limit"),
+        ({"limit": 1000}, "a page holds 1 to 200 transfers, not 1000"),
         ({"colour": "red"}, "colour"),
     ):
         refused = op.get("/api/admin/transfers", params=params)
