@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.admin.deps import REFUSALS, AdminScope, changing, core_refusals, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, core_refusals, needs
 from api.admin.schemas import (
     EndpointChanged,
     EndpointCreate,
@@ -31,7 +31,7 @@ from core.endpoints.rows import NoSuchEndpoint
 from core.models import Endpoint as EndpointRow
 from core.tenancy import Scope
 
-router = APIRouter(tags=["admin: endpoints"])
+router = APIRouter(tags=["admin: endpoints"], route_class=BoundedRoute)
 
 Changer = Annotated[Scope, needs("endpoints.change")]
 Tester = Annotated[Scope, needs("endpoints.test")]

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.admin.deps import REFUSALS, AdminScope, changing, core_refusals, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, core_refusals, needs
 from api.admin.flow_changes import add_flow, update_flow
 from api.admin.schemas import FlowChanged, FlowCreate, FlowPublic, FlowRemoved, FlowUpdate
 from api.deps import SessionDep
 from core import dataflows
 from core.tenancy import Scope
 
-router = APIRouter(prefix="/flows", tags=["admin: flows"])
+router = APIRouter(prefix="/flows", tags=["admin: flows"], route_class=BoundedRoute)
 
 Changer = Annotated[Scope, needs("flows.change")]
 

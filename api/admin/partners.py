@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.admin.deps import REFUSALS, AdminScope, changing, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, needs
 from api.admin.schemas import (
     KeyAdd,
     PartnerChanged,
@@ -22,7 +22,7 @@ from api.deps import SessionDep
 from core import partners
 from core.tenancy import Scope
 
-router = APIRouter(prefix="/partners", tags=["admin: partners"])
+router = APIRouter(prefix="/partners", tags=["admin: partners"], route_class=BoundedRoute)
 
 Changer = Annotated[Scope, needs("partners.change")]
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.admin.deps import REFUSALS, AdminScope, changing, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, needs
 from api.admin.schemas import (
     AuditFilter,
     AuditPage,
@@ -26,8 +26,8 @@ from core.endpoints import rows as endpoint_rows
 from core.tenancy import Scope
 from core.transfers import NoSuchTransfer
 
-router = APIRouter(tags=["admin: transfers"])
-audit_router = APIRouter(tags=["admin: audit"])
+router = APIRouter(tags=["admin: transfers"], route_class=BoundedRoute)
+audit_router = APIRouter(tags=["admin: audit"], route_class=BoundedRoute)
 
 Replayer = Annotated[Scope, needs("transfers.replay")]
 

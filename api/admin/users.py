@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Response
 
-from api.admin.deps import REFUSALS, AdminScope, changing, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, needs
 from api.admin.schemas import Me, Unlocked, UserChanged, UserCreate, UserPublic, UserUpdate
 from api.deps import CurrentUser, SessionDep
 from core import accounts
 from core.tenancy import Scope
 
-router = APIRouter(prefix="/users", tags=["admin: users"])
-me_router = APIRouter(tags=["admin: users"])
+router = APIRouter(prefix="/users", tags=["admin: users"], route_class=BoundedRoute)
+me_router = APIRouter(tags=["admin: users"], route_class=BoundedRoute)
 
 Admin = Annotated[Scope, needs("users.change")]
 
