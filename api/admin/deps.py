@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 
 from api import errors
 from api.deps import CurrentUser, ScopeDep
+from core import audit
 from core.endpoints.errors import EndpointError
 from core.errors import StatusError
 from core.roles import Action, roles_for
@@ -85,7 +86,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 class BoundedRoute(APIRoute):
     """An admin route whose request body is read to at most MAX_BODY_BYTES (413 past it, before the
-    rest is read), whether the client says its length or streams it chunked."""
+    rest is read), whether the client says its length or streams it chunked, and whose audit events
+    carry the request's address."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -93,7 +95,9 @@ class BoundedRoute(APIRoute):
         async def bounded(request: Request) -> Response:
             if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                 request._body = await read_bounded(request)  # FastAPI then parses this copy
-            return await handler(request)
+            # What the route changes is audited with where the request came from.
+            with audit.requests_from(request.client.host if request.client else None):
+                return await handler(request)
 
         return bounded
 

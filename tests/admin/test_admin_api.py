@@ -375,9 +375,9 @@ def test_audit_pages_say_who_did_what_from_where(users: Users) -> None:
     for n in range(3):
         assert op.post("/api/admin/partners", json={"name": f"p-audit{n}", "password": PASSWORD}).is_success
     page = op.get("/api/admin/audit", params={"action": "partner.add", "limit": 2}).json()
-    assert [(e["action"], e["target"], e["actor"]) for e in page["events"]] == [
-        ("partner.add", "p-audit2", "user:op@acme.example"),
-        ("partner.add", "p-audit1", "user:op@acme.example"),
+    assert [(e["action"], e["target"], e["actor"], e["remote_addr"]) for e in page["events"]] == [
+        ("partner.add", "p-audit2", "user:op@acme.example", "127.0.0.1"),
+        ("partner.add", "p-audit1", "user:op@acme.example", "127.0.0.1"),
     ]
     older = op.get(
         "/api/admin/audit", params={"action": "partner.add", "limit": 2, "before": page["next_before"]}
