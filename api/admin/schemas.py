@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.errors import said
+from core.models import TransferState
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from core.transfers import TransferView
 
 T = TypeVar("T")
-TransferState = Literal["pending", "running", "waiting", "delivered", "failed", "rejected"]
 
 
 def _checked(check: Callable[[Any], T]) -> Callable[[Any], T]:
