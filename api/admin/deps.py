@@ -66,15 +66,15 @@ def changing(action: Action) -> dict[str, Any]:
 
 @contextmanager
 def core_refusals() -> Iterator[None]:
-    """Refusals core raises without a status (an endpoint's settings that do not fit its type, a
-    template's params) answered as 400 with their words; refusals with a status pass as they are."""
-    from tradelane.templates import TemplateError
-
+    """Refusals core raises without a status answered as 400 with their words, as the CLI prints
+    them (`error: ...`): a ValueError (a weak password, a template's params), an endpoint's
+    settings that do not fit its type, a name that names nothing. Refusals with a status pass as
+    they are."""
     try:
         yield
     except StatusError:
         raise
-    except (EndpointError, TemplateError) as exc:
+    except (ValueError, EndpointError, LookupError) as exc:
         raise errors.BadRequest(str(exc)) from None
 
 
@@ -86,8 +86,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 class BoundedRoute(APIRoute):
     """An admin route whose request body is read to at most MAX_BODY_BYTES (413 past it, before the
-    rest is read), whether the client says its length or streams it chunked, and whose audit events
-    carry the request's address."""
+    rest is read), whether the client says its length or streams it chunked, whose audit events
+    carry the request's address, and whose core refusals without a status are 400s (`core_refusals`)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -96,7 +96,7 @@ class BoundedRoute(APIRoute):
             if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                 request._body = await read_bounded(request)  # FastAPI then parses this copy
             # What the route changes is audited with where the request came from.
-            with audit.requests_from(request.client.host if request.client else None):
+            with audit.requests_from(request.client.host if request.client else None), core_refusals():
                 return await handler(request)
 
         return bounded

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, core_refusals, needs
+from api.admin.deps import REFUSALS, AdminScope, BoundedRoute, changing, needs
 from api.admin.schemas import (
     EndpointChanged,
     EndpointCreate,
@@ -87,8 +87,7 @@ def add_endpoint(
     """A new endpoint, its settings and secrets checked by its type's models (every problem named)
     before anything is stored."""
     _known_type(new.type, errors.BadRequest)
-    with core_refusals():
-        row = endpoint_rows.add(session, scope, new.name, new.type, new.settings, new.secrets)
+    row = endpoint_rows.add(session, scope, new.name, new.type, new.settings, new.secrets)
     response.headers["Location"] = f"/api/admin/endpoints/{row.name}"
     return EndpointPublic.of(row)
 
@@ -99,8 +98,7 @@ def change_endpoint(
 ) -> EndpointChanged:
     """Change some settings and secrets (a key given replaces that key; `unset` takes keys back to
     their defaults; the rest stay); `changed` names what changed (secrets by name only)."""
-    with core_refusals():
-        said = endpoint_rows.set_settings(session, scope, name, change.settings, change.secrets, change.unset)
+    said = endpoint_rows.set_settings(session, scope, name, change.settings, change.secrets, change.unset)
     row = _require(session, scope, name)
     return EndpointChanged(**EndpointPublic.of(row).model_dump(), changed=said)
 

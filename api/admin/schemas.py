@@ -82,19 +82,23 @@ def _public_key(value: str) -> str:
     return check_public_key(value)
 
 
-def _check_specs(value: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
+def _check_specs(value: Any) -> list[dict[str, Any]]:
     """Checks in the CLI's short form (`json`, `max_size=10MiB`) or as full specs (`{"type": "json"}`),
     as stored: refused by `parse_specs` with the words `flow add --validate` shows."""
     from core.validators import parse_cli_spec, parse_specs
 
-    specs = [parse_cli_spec(item) if isinstance(item, str) else dict(item) for item in value]
-    parse_specs(specs)
+    if not isinstance(value, list):
+        raise ValueError('validators must be a list, e.g. ["json", "max_size=10MiB"]')
+    specs = [parse_cli_spec(item) if isinstance(item, str) else item for item in value]
+    parse_specs(specs)  # refuses anything that is not a spec, naming it
     return specs
 
 
-def _interval(value: str | float) -> float:
+def _interval(value: Any) -> float:
     from core.dataflows import parse_interval
 
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"not an interval: {value!r} (e.g. 60s, 5m, 1h, or seconds)")
     return float(value) if isinstance(value, int | float) else parse_interval(value)
 
 
@@ -110,7 +114,7 @@ Password = Annotated[str, Field(max_length=1024)]  # the policy (core.passwords)
 class Input(BaseModel):
     """An input model: unknown fields are refused (a setting accepted but ignored is worse than none)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid")
 
 
 def problems(exc: ValidationError) -> dict[str, str]:

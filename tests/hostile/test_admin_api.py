@@ -104,3 +104,55 @@ def test_forged_tokens_and_other_accounts_names_get_nothing(base_url: str, tmp_p
         )
         assert sneaky.status_code == 400 and "account" in sneaky.json()["message"]
         assert client.get("/api/admin/partners", params={"account": "globex"}, headers=acme).json() == []
+
+
+def test_values_of_the_wrong_shape_are_400_with_a_message_never_500(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        boss = _token(client, "boss@acme.example")
+        assert client.post(
+            "/api/admin/partners", json={"name": "shaped", "password": PASSWORD}, headers=boss
+        ).is_success
+        cases = [
+            (
+                "POST",
+                "/api/admin/flows",
+                {"name": "f", "source": "mailbox:shaped", "dest": "x", "validators": [5]},
+            ),
+            (
+                "POST",
+                "/api/admin/flows",
+                {"name": "f", "source": "mailbox:shaped", "dest": "x", "validators": "json"},
+            ),
+            (
+                "POST",
+                "/api/admin/flows",
+                {"name": "f", "source": "mailbox:shaped", "dest": "x", "every": [1]},
+            ),
+            (
+                "POST",
+                "/api/admin/flows",
+                {"name": "f", "source": "mailbox:shaped", "dest": "x", "params": "a=b"},
+            ),
+            ("POST", "/api/admin/flows", {"name": "../f", "source": "mailbox:shaped", "dest": "x"}),
+            ("PATCH", "/api/admin/partners/shaped", {"allowed_networks": "10.0.0.0/8"}),
+            ("PATCH", "/api/admin/partners/shaped", {"max_file_bytes": True}),
+            ("PATCH", "/api/admin/partners/shaped", {"max_file_bytes": "-1"}),
+            ("PATCH", "/api/admin/partners/shaped", {"max_file_bytes": 0}),
+            ("PATCH", "/api/admin/partners/shaped", {"max_sessions": 0}),
+            ("PATCH", "/api/admin/partners/shaped", {"email": "<script>@x"}),
+            ("POST", "/api/admin/partners", {"name": "a/b", "password": PASSWORD}),
+            ("POST", "/api/admin/partners", {"name": "ok-name", "password": "short"}),
+            ("POST", "/api/admin/endpoints", {"name": "e", "type": "s3", "settings": ["bucket"]}),
+            ("POST", "/api/admin/endpoints", {"name": "e", "type": "s3", "settings": {"bucket": {"a": 1}}}),
+            ("POST", "/api/admin/endpoints", {"name": "../e", "type": "file", "settings": {"path": "/tmp"}}),
+            ("POST", "/api/admin/endpoints", {"name": "e", "type": "file", "settings": {"path": "relative"}}),
+            ("POST", "/api/admin/users", {"email": "not-an-address", "password": PASSWORD}),
+        ]
+        for method, path, body in cases:
+            answer = client.request(method, path, json=body, headers=boss)
+            assert answer.status_code == 400, (method, path, body, answer.text)
+            assert answer.json()["message"], (method, path, body)
+        not_json = client.post(
+            "/api/admin/partners", content=b"{", headers={**boss, "Content-Type": "application/json"}
+        )
+        assert not_json.status_code == 400
