@@ -16,6 +16,7 @@ from api.admin.schemas import (
     PartnerRemoved,
     PartnerSettings,
     PasswordChange,
+    RowId,
     Unlocked,
 )
 from api.deps import SessionDep
@@ -76,7 +77,7 @@ def add_key(name: str, key: KeyAdd, scope: Changer, session: SessionDep) -> Part
 
 
 @router.delete("/{name}/keys/{index}", **changing("partners.change"))
-def remove_key(name: str, index: int, scope: Changer, session: SessionDep) -> PartnerDetail:
+def remove_key(name: str, index: RowId, scope: Changer, session: SessionDep) -> PartnerDetail:
     """Remove key number `index` (from 1, as listed); a session opened with it ends."""
     partners.remove_key(session, scope, name, index)
     return PartnerDetail.of_detail(partners.require(session, scope, name))

@@ -109,6 +109,10 @@ PublicKey = Annotated[str, AfterValidator(_checked(_public_key))]
 Checks = Annotated[list[dict[str, Any]], BeforeValidator(_checked(_check_specs))]
 Interval = Annotated[float, BeforeValidator(_checked(_interval))]
 Password = Annotated[str, Field(max_length=1024)]  # the policy (core.passwords) checks the rest
+# Row ids are 32-bit on PostgreSQL (64 on SQLite): a larger one names nothing, and must not reach
+# the database (an overflow there is an error, not "not found").
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID - 1)]  # an id; `before=id+1` still fits
 
 
 class Input(BaseModel):
@@ -568,7 +572,7 @@ class TransferFilter(Input):
     until: UtcTime = None
     run: str | None = Field(default=None, max_length=64)
     # Checked by core.transfers.page, in its words (1 to 200 rows, since before until, ...).
-    before: int | None = None
+    before: int | None = Field(default=None, le=MAX_ROW_ID)
     limit: int = 50
 
 
@@ -622,7 +626,7 @@ class AuditFilter(Input):
     action: str | None = None
     since: UtcTime = None
     until: UtcTime = None
-    before: int | None = Field(default=None, ge=1)
+    before: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     limit: int = Field(default=100, ge=1, le=500)
 
 

@@ -15,6 +15,7 @@ from api.admin.schemas import (
     AuditFilter,
     AuditPage,
     AuditPublic,
+    RowId,
     TransferFilter,
     TransferPage,
     TransferPublic,
@@ -73,7 +74,7 @@ def _one(session: SessionDep, scope: Scope, transfer_id: int, ui: str) -> Transf
 
 @router.get("/transfers/{transfer_id}", responses=REFUSALS)
 def show_transfer(
-    transfer_id: int, scope: AdminScope, session: SessionDep, settings: SettingsDep
+    transfer_id: RowId, scope: AdminScope, session: SessionDep, settings: SettingsDep
 ) -> TransferPublic:
     """One transfer: file, SHA-256, size, partner, flow, destination, answer, error, attempts, the
     transfer it replays, and its Prefect run link."""
@@ -81,7 +82,7 @@ def show_transfer(
 
 
 @router.post("/transfers/{transfer_id}/replay", **changing("transfers.replay"))
-def replay(transfer_id: int, scope: Replayer, session: SessionDep, settings: SettingsDep) -> TransferPublic:
+def replay(transfer_id: RowId, scope: Replayer, session: SessionDep, settings: SettingsDep) -> TransferPublic:
     """Carry a finished transfer's file again through the same data flow: the answer is the new
     transfer (pending); a waiting one is tried now instead (the same transfer)."""
     copy = history.replay(session, scope, transfer_id)

@@ -156,3 +156,16 @@ def test_values_of_the_wrong_shape_are_400_with_a_message_never_500(base_url: st
             "/api/admin/partners", content=b"{", headers={**boss, "Content-Type": "application/json"}
         )
         assert not_json.status_code == 400
+
+
+def test_ids_beyond_the_store_are_not_found_or_refused_never_500(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        boss = _token(client, "boss@acme.example")
+        for big in (2**63 - 1, 2**63, 10**30):
+            assert client.get(f"/api/admin/transfers/{big}", headers=boss).status_code in (400, 404), big
+            replayed = client.post(f"/api/admin/transfers/{big}/replay", headers=boss)
+            assert replayed.status_code in (400, 404), big
+            for path in ("/api/admin/transfers", "/api/admin/audit"):
+                answer = client.get(path, params={"before": big}, headers=boss)
+                assert answer.status_code in (200, 400), (path, big, answer.text)
+            assert client.delete(f"/api/admin/partners/x/keys/{big}", headers=boss).status_code in (400, 404)
