@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import docs, errors
+from api.admin.router import router as admin_router
 from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
 from api.routes.peer import router as peer_router
@@ -42,6 +43,7 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     errors.install(app)
     docs.install(app)
     app.include_router(api_router, prefix="/api")
+    app.include_router(admin_router, prefix="/api")  # /api/admin: account users manage their account
     app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     app.include_router(peer_uploads.router())  # /peer/v1/connections/{uid}/uploads: signed by a peer
     app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests

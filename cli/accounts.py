@@ -99,20 +99,12 @@ def user_add(
 @user_app.command("list")
 def user_list(account: AccountOption = HOME, as_json: JsonOption = False) -> None:
     """The account's users: address, role, state."""
+    from api.admin.schemas import UserPublic
     from core import accounts
-    from core.login import is_locked
 
     with scoped_database(account) as (session, scope):
-        rows: list[dict[str, Any]] = [
-            {
-                "email": u.email,
-                "role": u.role,
-                "enabled": u.enabled,
-                "locked": is_locked(u),
-                "created_at": u.created_at.isoformat(),
-            }
-            for u in accounts.list_users(session, scope)
-        ]
+        # One shape for `--json` and the admin API's answers.
+        rows = [UserPublic.of(u).model_dump(mode="json") for u in accounts.list_users(session, scope)]
     if as_json:
         print_json(rows)
         return

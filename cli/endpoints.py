@@ -144,19 +144,12 @@ def endpoint_list(
     account: AccountOption = HOME,
 ) -> None:
     """List endpoints: their settings, and which secrets are set (never their values)."""
+    from api.admin.schemas import EndpointPublic
     from core.endpoints import rows as endpoint_rows
 
     with scoped_database(account) as (session, scope):
-        rows: list[dict[str, Any]] = [
-            {
-                "name": e.name,
-                "type": e.type,
-                "config": endpoint_rows.shown_settings(e),
-                "has_secrets": bool(e.secrets),
-                "secrets": endpoint_rows.row_secret_names(e),
-            }
-            for e in endpoint_rows.list_all(session, scope)
-        ]
+        # One shape for `--json` and the admin API's answers.
+        rows = [EndpointPublic.of(e).model_dump(mode="json") for e in endpoint_rows.list_all(session, scope)]
     if as_json:
         print_json(rows)
         return

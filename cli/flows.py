@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
@@ -67,41 +67,36 @@ def flow_add(
     account: AccountOption = HOME,
 ) -> None:
     """Create a data flow; it is served as a Prefect deployment within seconds."""
+    from api.admin.flow_changes import add_flow
+    from api.admin.schemas import FlowCreate
     from core import dataflows
-    from core.endpoints import rows as endpoint_rows
+    from core.models import Endpoint
     from core.validators import parse_cli_spec
     from tradelane import templates
 
+    # What the flags say, parsed by the CLI's words first; then the one way a flow is added
+    # (the admin API's and the console's too).
     with scoped_database(account) as (session, scope):
-        params = templates.checked_params(template, templates.parse_param_options(param or []))
-        dest = templates.destination(template, params, dest)
-        for routed in templates.routed_destinations(template, params) or []:
-            endpoint_rows.require(session, scope, routed)  # each endpoint a rule names exists here
-        specs = [parse_cli_spec(v) for v in validate or []]
-        if dest.startswith("mailbox:"):
-            endpoint_rows.mailbox_endpoint(session, scope, dest.removeprefix("mailbox:"))
-            if dest_path == "{name}":
-                dest_path = dataflows.default_dest_path(dest)
-        dataflows.add(
-            session,
-            scope,
-            name,
+        new = FlowCreate(
+            name=name,
             source=source,
             dest=dest,
             pattern=pattern,
             dest_path=dest_path,
-            validators=specs,
+            validators=[parse_cli_spec(v) for v in validate or []],
             retries=retries,
             retry_delay_seconds=retry_delay,
-            replace=replace,
-            every_seconds=dataflows.parse_interval(every) if every else None,
+            every=dataflows.parse_interval(every) if every else None,
             cron=cron,
             after_pull=after_pull,
             source_folder=source_folder,
             on_conflict=on_conflict,
             template=template,
-            params=params,
+            params=templates.parse_param_options(param or []),
         )
+        flow = add_flow(session, scope, new, replace=replace)
+        shown = session.get(Endpoint, flow.dest_endpoint_id)
+        dest = shown.name if shown else dest
     via = "" if template == templates.DEFAULT else f" (template {template})"
     console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}{via}")
 
@@ -112,41 +107,12 @@ def flow_list(
     account: AccountOption = HOME,
 ) -> None:
     """List data flows."""
+    from api.admin.schemas import FlowPublic
     from core import dataflows
-    from core.models import Endpoint
-    from tradelane.templates import routed_destinations
 
     with scoped_database(account) as (session, scope):
-        rows: list[dict[str, Any]] = []
-        for f in dataflows.list_all(session, scope):
-            dest = session.get(Endpoint, f.dest_endpoint_id)
-            routed = routed_destinations(f.template, f.params)
-            rows.append(
-                {
-                    "name": f.name,
-                    "source": dataflows.source_label(session, f),
-                    "pattern": f.pattern,
-                    # A routing template's flow goes where its rules say: named so, not as one endpoint.
-                    "dest": ("by rules: " + ", ".join(dict.fromkeys(routed)))
-                    if routed
-                    else (dest.name if dest else "?"),
-                    "dest_path": f.dest_path,
-                    "validators": f.validators,
-                    "retries": f.retries,
-                    "enabled": f.enabled,
-                    "schedule": (
-                        f"every {f.schedule_interval_seconds:g}s"
-                        if f.schedule_interval_seconds
-                        else f"cron {f.schedule_cron}"
-                        if f.schedule_cron
-                        else "on upload"
-                    ),
-                    "after_pull": f.after_pull if dataflows.polls(f) else None,
-                    "on_conflict": dataflows.on_conflict_label(session, f),
-                    "template": f.template,
-                    "params": f.params,
-                }
-            )
+        # One shape for `--json` and the admin API's answers.
+        rows = [FlowPublic.of(session, f).model_dump(mode="json") for f in dataflows.list_all(session, scope)]
     if as_json:
         print_json(rows)
         return
@@ -242,7 +208,8 @@ def flow_set(
     account: AccountOption = HOME,
 ) -> None:
     """Change some settings of a data flow; the others stay as they are."""
-    from core import dataflows
+    from api.admin.flow_changes import update_flow
+    from api.admin.schemas import FlowUpdate
     from core.validators import parse_cli_spec
     from tradelane import templates
 
@@ -251,30 +218,20 @@ def flow_set(
     if param and no_params:
         raise typer.BadParameter("give --param or --no-params, not both")
     with scoped_database(account) as (session, scope):
-        given = templates.parse_param_options(param or [])
-        current = dataflows.require(session, scope, name)
-        params: dict[str, Any] | None = None
-        if template is not None and template != current.template:
-            params = templates.checked_params(template, given)  # a new template: its own params
-        elif given or no_params:
-            merged = {} if no_params else {**current.params, **given}
-            params = templates.checked_params(template or current.template, merged)
-        specs = [] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None
-        said = dataflows.update(
-            session,
-            scope,
-            name,
+        change = FlowUpdate(
             pattern=pattern,
             dest=dest,
             dest_path=dest_path,
-            validators=specs,
+            validators=[] if no_validate else [parse_cli_spec(v) for v in validate] if validate else None,
             retries=retries,
             retry_delay_seconds=retry_delay,
             enabled=enable,
             on_conflict=on_conflict,
             template=template,
-            params=params,
+            params=templates.parse_param_options(param or []) or None,
+            clear_params=no_params,
         )
+        said = update_flow(session, scope, name, change)  # the admin API's and the console's way too
     console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
 
 

@@ -88,26 +88,12 @@ def partner_list(
     account: AccountOption = HOME,
 ) -> None:
     """List partners."""
+    from api.admin.schemas import PartnerPublic
     from core import partners
-    from core.login import is_locked
 
     with scoped_database(account) as (session, scope):
-        rows: list[dict[str, Any]] = [
-            {
-                "name": p.name,
-                "enabled": p.enabled,
-                "locked_until": p.locked_until.isoformat() if is_locked(p) and p.locked_until else None,
-                "password": bool(p.password_hash),
-                "ssh_keys": len(p.ssh_public_keys),
-                "email": p.email,
-                "allowed_networks": p.allowed_networks,
-                "max_file_bytes": p.max_file_bytes,
-                "max_sessions": p.max_connections,
-                "can_delete_downloads": p.can_delete_downloads,
-                "created": p.created_at.isoformat(),
-            }
-            for p in partners.list_all(session, scope)
-        ]
+        # One shape for `--json` and the admin API's answers.
+        rows = [PartnerPublic.of(p).model_dump(mode="json") for p in partners.list_all(session, scope)]
     if as_json:
         print_json(rows)
         return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +12,21 @@ from sqlmodel import Session, col, or_, select
 
 from core.models import AuditEvent
 from core.tenancy import Scope
+
+# The address a front end's request came from, for the events the core functions it calls record
+# (they take no address: the CLI has none). Set per request by `requests_from`.
+_request_addr: ContextVar[str | None] = ContextVar("audit_request_addr", default=None)
+
+
+@contextmanager
+def requests_from(remote_addr: str | None) -> Iterator[None]:
+    """Events recorded inside (in this context, or a worker thread started from it) say they came
+    from `remote_addr` unless they name their own."""
+    token = _request_addr.set(remote_addr)
+    try:
+        yield
+    finally:
+        _request_addr.reset(token)
 
 
 def record(
@@ -27,7 +45,7 @@ def record(
             actor=actor,
             action=action,
             target=target,
-            remote_addr=remote_addr,
+            remote_addr=remote_addr or _request_addr.get(),
             detail=detail,
         )
     )
