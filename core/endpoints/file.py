@@ -100,6 +100,18 @@ def create_temp_file(directory: Path) -> tuple[int, Path]:
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
 
+def _new_files_inherit(directory: Path, local: Path) -> bool:
+    """Whether a file created in `directory` would take from it what a link of `local` keeps as it
+    is: the folder's group (a setgid folder of another group), or a default ACL."""
+    folder = os.stat(directory)
+    if folder.st_mode & stat_mod.S_ISGID and folder.st_gid != os.stat(local).st_gid:
+        return True
+    try:
+        return "system.posix_acl_default" in os.listxattr(directory)
+    except OSError:  # no extended attributes here: no ACLs either
+        return False
+
+
 def link_temp_file(local: Path, directory: Path) -> Path | None:
     """A new temporary name in `directory` for the file `local` (a hard link); None when `local`
     is on another filesystem or this one has no hard links."""
@@ -358,10 +370,13 @@ class FileEndpoint(Endpoint):
     ) -> LinkedWriteStream | None:
         """A write of the local file `local` to `path` by a hard link instead of a copy, when
         `local` is on this folder's filesystem; None when it is not (or links are refused there):
-        then write a copy with `open_write`. The caller keeps `local` unchanged until the commit
-        (it becomes the delivered file: the same bytes, under two names)."""
+        then write a copy with `open_write`. Also None where a new file would get what a link
+        cannot give it (the folder's group, or its default ACL). The caller keeps `local`
+        unchanged until the commit (it becomes the delivered file: the same bytes, two names)."""
         rel = clean_path(path)
         with self._preparing(rel) as (target, temp_dir, shared):
+            if _new_files_inherit(temp_dir, local):
+                return None
             temp = link_temp_file(local, temp_dir)
             if temp is None:
                 return None

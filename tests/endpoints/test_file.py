@@ -273,3 +273,23 @@ def test_linked_write_to_another_filesystem_is_declined(tmp_path: Path) -> None:
 def test_linked_write_of_a_missing_file_is_not_found(endpoint: FileEndpoint, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         endpoint.open_linked(tmp_path / "gone", "po.edi")
+
+
+def test_linked_write_is_declined_where_a_new_file_would_take_the_folders_group(
+    endpoint: FileEndpoint, root: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "staged"
+    local.write_bytes(b"x")
+    folder = root / "shared"
+    folder.mkdir()
+    os.chown(folder, -1, local.stat().st_gid + 4242)  # a group of its own (the tests run as root)
+    os.chmod(folder, 0o2775)  # setgid: new files take the folder's group, a link would not
+    assert endpoint.open_linked(local, "shared/po.edi") is None
+    put(endpoint, "shared/po.edi", b"x")  # the copy takes the folder's group, as any new file
+    assert (folder / "po.edi").stat().st_gid == local.stat().st_gid + 4242
+    os.chown(folder, -1, local.stat().st_gid)  # the same group: linked
+    linked = endpoint.open_linked(local, "shared/po2.edi")
+    assert linked is not None
+    with linked:
+        pass
+    assert (folder / "po2.edi").stat().st_ino == local.stat().st_ino
