@@ -29,7 +29,7 @@ from core.endpoints.base import (
     OnConflict,
     clean_path,
 )
-from core.endpoints.file import FileEndpoint
+from core.endpoints.file import FileEndpoint, LinkedWriteStream
 from core.endpoints.registry import endpoint_class
 from core.models import (
     FINAL_STATES,
@@ -280,10 +280,14 @@ def count_attempts(transfer_ids: list[int]) -> None:
             transfers.count_attempt(session, transfer)
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Hashing:
     """Wraps a readable stream, hashing and counting what passes through."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Readable) -> None:
         self.stream = stream
         self.sha = hashlib.sha256()
         self.size = 0
@@ -370,14 +374,40 @@ def push(job: Job, again: bool = False) -> Delivered:
             if there is not None:
                 answer = {"summary": "already there with the same SHA-256; not written again"}
                 return Delivered(dest.uri(there), answer)
+        linked = _link_derived(job, dest, dest_path, policy)
+        if linked is not None:
+            # The derived file is in place already (a hard link, no copy): its bytes are read back
+            # and verified before the commit gives them the destination's name.
+            with linked:
+                _verify(_Hashing(linked), carried)
+            return Delivered(dest.uri(linked.path or dest_path), linked.answer)
         with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
             while chunk := reader.read(CHUNK_SIZE):
                 out.write(chunk)
-            if reader.sha.hexdigest() != carried.sha256 or reader.size != carried.size:
-                # Raising inside the `with` aborts the write: wrong bytes never become visible.
-                raise ChecksumMismatch(f"{carried.name} changed since it was made or received; not delivered")
+            _verify(reader, carried)
         return Delivered(dest.uri(out.path or dest_path), out.answer)
+
+
+def _verify(reader: _Hashing, carried: Carried) -> None:
+    """Read the rest of `reader`; ChecksumMismatch unless all it gave is the carried file. Raised
+    inside a write's `with`, it aborts the write: wrong bytes never become visible."""
+    while reader.read(CHUNK_SIZE):
+        pass
+    if reader.sha.hexdigest() != carried.sha256 or reader.size != carried.size:
+        raise ChecksumMismatch(f"{carried.name} changed since it was made or received; not delivered")
+
+
+def _link_derived(job: Job, dest: Endpoint, dest_path: str, policy: OnConflict) -> LinkedWriteStream | None:
+    """A derived file bound for a folder on its own filesystem is put there by a hard link rather
+    than copied (a derived file is private to tradelane and never changed once made; the kept
+    file is not linked: it stays in the partner's mailbox). None: copy it."""
+    if not job.derived or not isinstance(dest, FileEndpoint):
+        return None
+    try:
+        return dest.open_linked(job.carried.path, dest_path, policy)
+    except NotFound:
+        raise ChecksumMismatch(f"the derived file {job.carried.name} is gone; not delivered") from None
 
 
 def _open_carried(job: Job, source: Endpoint) -> BinaryIO:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,12 +98,11 @@ def derive(job: Job, step: str, write: Write) -> Job:
     if kept is not None:
         return replace(job, derived=(*job.derived, kept))
     shutil.rmtree(folder, ignore_errors=True)  # a crashed run of this step left it: start over
-    with Staging(folder) as stage, carried.path.open("rb") as raw:
-        source = _Reading(raw)
+    with Staging(folder) as stage, carried.path.open("rb") as raw, _Reading(raw) as source:
         made = write(source, stage)  # type: ignore[arg-type]  # _Reading is read()-only by design
         files = made if isinstance(made, list) else [made]
-        source.drain()
-        if source.size != carried.size or source.sha.hexdigest() != carried.sha256:
+        size, sha256 = source.finish()
+        if size != carried.size or sha256 != carried.sha256:
             raise SourceChanged(f"{carried.name} changed since it was received (sha256 differs)")
         if len(files) != 1:
             names = ", ".join(f.name for f in files[:5])
@@ -127,12 +128,11 @@ def _made_before(job: Job, step: str, folder: Path) -> Derived | None:
     staged = folder / "0001"
     if link.get("step") != step or not staged.is_file() or staged.stat().st_size != link.get("size"):
         return None
-    with staged.open("rb") as stream:
-        reader = _Reading(stream)
-        reader.drain()
-    if reader.sha.hexdigest() != link.get("sha256"):
+    with staged.open("rb") as stream, _Reading(stream) as reader:
+        size, sha256 = reader.finish()
+    if sha256 != link.get("sha256"):
         return None
-    return Derived(step, str(link["name"]), reader.size, str(link["sha256"]), staged)
+    return Derived(step, str(link["name"]), size, str(link["sha256"]), staged)
 
 
 class TooManyFiles(ValidationError):
@@ -140,12 +140,26 @@ class TooManyFiles(ValidationError):
 
 
 class _Reading:
-    """The carried file as a step reads it, hashed on the way, so what it used is what was carried."""
+    """The carried file as a step reads it, hashed on the way, so what it used is what was carried.
+
+    A step that runs a program (gpg) may hand it the file by name instead of piping it through
+    Python (core.pgp.plumbing.file_on_disk calls `read_by_name`): the file is then hashed from its
+    first byte in a thread of its own while the program reads it, rather than after it (`finish`).
+    Use as a context manager: leaving it stops that thread before the file is closed.
+    """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
+        self._background: _BackgroundHash | None = None
+
+    def __enter__(self) -> _Reading:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._background is not None:
+            self._background.stop()
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
@@ -159,8 +173,6 @@ class _Reading:
     def seekable(self) -> bool:
         return False
 
-    # A step that runs a program (gpg) may hand it the file by name instead of piping it through
-    # Python (core.pgp.plumbing.file_on_disk); `drain` then hashes what the program read.
     @property
     def name(self) -> str:
         return str(getattr(self._raw, "name", ""))
@@ -171,10 +183,59 @@ class _Reading:
     def tell(self) -> int:
         return self._raw.tell()
 
-    def drain(self) -> None:
-        """Read what the step left unread (a format may stop at its end marker): all is hashed."""
+    def read_by_name(self) -> None:
+        """The step hands the whole file to a program by its name: hash it meanwhile."""
+        if self._background is None:
+            self._background = _BackgroundHash(self._raw.fileno())
+
+    def finish(self) -> tuple[int, str]:
+        """Size and SHA-256 of the whole file: what the step read, and what it left unread (a
+        format may stop at its end marker), or, when a program read it by name, the file's."""
+        if self._background is not None:
+            return self._background.result()
         while self.read(CHUNK_SIZE):
             pass
+        return self.size, self.sha.hexdigest()
+
+
+class _BackgroundHash:
+    """Size and SHA-256 of an open file from its first byte, computed in a thread (positioned reads
+    on a duplicate descriptor: the file's own position is the step's). hashlib lets go of the GIL,
+    so this runs beside the step on another core."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._failure: OSError | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="derived-source-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        try:
+            while not self._stopped.is_set():
+                n = os.preadv(self._fd, [buffer], self._size)
+                if not n:
+                    break
+                self._sha.update(view[:n])
+                self._size += n
+        except OSError as exc:
+            self._failure = exc
+        finally:
+            os.close(self._fd)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def result(self) -> tuple[int, str]:
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._size, self._sha.hexdigest()
 
 
 def record(transfer_id: int, chain: list[dict[str, Any]] | None = None, **extra: Any) -> None:

@@ -100,6 +100,34 @@ def create_temp_file(directory: Path) -> tuple[int, Path]:
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
 
+def _new_files_inherit(directory: Path, local: Path) -> bool:
+    """Whether a file created in `directory` would take from it what a link of `local` keeps as it
+    is: the folder's group (a setgid folder of another group), or a default ACL."""
+    folder = os.stat(directory)
+    if folder.st_mode & stat_mod.S_ISGID and folder.st_gid != os.stat(local).st_gid:
+        return True
+    try:
+        return "system.posix_acl_default" in os.listxattr(directory)
+    except OSError:  # no extended attributes here: no ACLs either
+        return False
+
+
+def link_temp_file(local: Path, directory: Path) -> Path | None:
+    """A new temporary name in `directory` for the file `local` (a hard link); None when `local`
+    is on another filesystem or this one has no hard links."""
+    while True:
+        candidate = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            os.link(local, candidate)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno in _NO_HARD_LINKS:
+                return None
+            raise
+        return candidate
+
+
 class FileWriteStream(WriteStream):
     """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it.
 
@@ -114,9 +142,10 @@ class FileWriteStream(WriteStream):
         target: Path,
         what: str,
         placer: _Placer | None = None,
+        mode: str = "wb",
     ) -> None:
         super().__init__()
-        self._file = os.fdopen(fd, "wb")
+        self._file = os.fdopen(fd, mode)
         self.temp = temp
         self.target = target
         self._what = what
@@ -169,6 +198,20 @@ class FileWriteStream(WriteStream):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()
+
+
+class LinkedWriteStream(FileWriteStream):
+    """A write whose bytes are already in place: its temporary file is a hard link to a local file
+    (a derived file in staging, core/derived.py), so nothing is copied. `read` reads those bytes
+    back, for the caller to verify before the commit puts them under the target's name (fsync,
+    then rename or link, as any write). Nothing can be written to it."""
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._file.read(n)
+        return data
+
+    def _write(self, data: bytes) -> None:
+        raise EndpointError(f"{self._what}: a linked write holds its file already")
 
 
 class _Placer:
@@ -315,6 +358,42 @@ class FileEndpoint(Endpoint):
 
     def open_write(self, path: str, on_conflict: OnConflict = OnConflict.overwrite) -> WriteStream:
         rel = clean_path(path)
+        with self._preparing(rel) as (target, temp_dir, shared):
+            fd, temp = create_temp_file(temp_dir)
+            if shared:
+                os.fchmod(fd, shared_file_mode())
+        placer = None if on_conflict is OnConflict.overwrite else _Placer(self, rel, on_conflict)
+        return FileWriteStream(fd, temp, target, self.uri(rel), placer)
+
+    def open_linked(
+        self, local: Path, path: str, on_conflict: OnConflict = OnConflict.overwrite
+    ) -> LinkedWriteStream | None:
+        """A write of the local file `local` to `path` by a hard link instead of a copy, when
+        `local` is on this folder's filesystem; None when it is not (or links are refused there):
+        then write a copy with `open_write`. Also None where a new file would get what a link
+        cannot give it (the folder's group, or its default ACL). The caller keeps `local`
+        unchanged until the commit (it becomes the delivered file: the same bytes, two names)."""
+        rel = clean_path(path)
+        with self._preparing(rel) as (target, temp_dir, shared):
+            if _new_files_inherit(temp_dir, local):
+                return None
+            temp = link_temp_file(local, temp_dir)
+            if temp is None:
+                return None
+            try:
+                fd = os.open(temp, os.O_RDONLY)
+                if shared:
+                    os.fchmod(fd, shared_file_mode())
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        placer = None if on_conflict is OnConflict.overwrite else _Placer(self, rel, on_conflict)
+        return LinkedWriteStream(fd, temp, target, self.uri(rel), placer, mode="rb")
+
+    @contextlib.contextmanager
+    def _preparing(self, rel: str) -> Iterator[tuple[Path, Path, bool]]:
+        """The target's folders made (and checked again), with the target, the folder its
+        temporary file goes in, and whether it is an operator's folder; OS errors made clear."""
         target = self._local(rel)
         temp_dir = self._temp_dir_for(target)
         # Outside the home, new files and folders get the operator's umask, not tradelane's private one.
@@ -326,17 +405,13 @@ class FileEndpoint(Endpoint):
             self._local(rel)
             if target.is_dir():
                 raise EndpointError(f"a folder is in the way: {self.uri(rel)}")
-            fd, temp = create_temp_file(temp_dir)
-            if shared:
-                os.fchmod(fd, shared_file_mode())
+            yield target, temp_dir, shared
         except FileExistsError:
             raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
         except NotADirectoryError:
             raise EndpointError(f"a file is in the way of a folder in {self.uri(rel)}") from None
         except OSError as exc:
             raise map_os_error(exc, self.uri(rel)) from exc
-        placer = None if on_conflict is OnConflict.overwrite else _Placer(self, rel, on_conflict)
-        return FileWriteStream(fd, temp, target, self.uri(rel), placer)
 
     def delete(self, path: str) -> None:
         rel = clean_path(path)

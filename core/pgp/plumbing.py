@@ -7,7 +7,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.pgp.errors import PgpNotPgpError, PgpTooLargeError
 
@@ -18,6 +18,18 @@ class Readable(Protocol):
 
 class Writable(Protocol):
     def write(self, data: bytes, /) -> Any: ...
+
+
+@runtime_checkable
+class SelfHashing(Protocol):
+    """A sink that counts and SHA-256-hashes what it is given (a staged file's writer, core/transforms/
+    staging.py): its hash is the output's, and the output is not hashed a second time."""
+
+    size: int
+
+    def write(self, data: bytes, /) -> Any: ...
+
+    def sha256(self) -> str: ...
 
 
 # Packet tags an OpenPGP message can start with (RFC 9580 §5): PKESK, signature, SKESK, one-pass
@@ -39,7 +51,12 @@ def file_on_disk(source: Readable) -> str | None:
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
     same = (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
-    return os.path.abspath(name) if same and at_start and stat.S_ISREG(opened.st_mode) else None
+    if not (same and at_start and stat.S_ISREG(opened.st_mode)):
+        return None
+    told = getattr(source, "read_by_name", None)
+    if callable(told):
+        told()  # the source may hash the file while the program reads it (core/derived.py)
+    return os.path.abspath(name)
 
 
 def sniff(source: Readable) -> bytes:
@@ -110,7 +127,9 @@ class HashingWriter:
         self._sink = sink
         self._limit = limit
         self.size = 0
-        self._hash = hashlib.sha256()
+        # A fresh self-hashing sink will hash exactly what is written here: its hash is ours.
+        self._hashed_by_sink = isinstance(sink, SelfHashing) and sink.size == 0
+        self._hash = None if self._hashed_by_sink else hashlib.sha256()
         self.stop: Callable[[], None] = lambda: None
         self._failed = False
 
@@ -127,11 +146,15 @@ class HashingWriter:
             self._failed = True
             self.stop()
             raise
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self.size += len(chunk)
         return False  # tells python-gnupg not to keep the chunk
 
     def hexdigest(self) -> str:
+        if self._hash is None:
+            assert isinstance(self._sink, SelfHashing)
+            return self._sink.sha256()
         return self._hash.hexdigest()
 
     @staticmethod

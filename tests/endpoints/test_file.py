@@ -202,3 +202,94 @@ def test_rename_without_hard_links_checks_the_name_first(
     assert stream.path == "po (2).json"
     assert get(endpoint, "po.json") == b"first" and get(endpoint, "po (2).json") == b"second"
     assert temp_files(root) == []
+
+
+# --- linked writes: a local file put in place by a hard link (core.delivery's derived files) ---
+
+
+def test_linked_write_puts_the_local_file_in_place_without_a_copy(
+    endpoint: FileEndpoint, root: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "staged"
+    local.write_bytes(b"derived bytes")
+    linked = endpoint.open_linked(local, "out/po.edi", OnConflict.rename)
+    assert linked is not None
+    with linked:
+        assert not (root / "out" / "po.edi").exists()  # nothing visible before the commit
+        assert linked.read() == b"derived bytes"
+    delivered = root / "out" / "po.edi"
+    assert delivered.read_bytes() == b"derived bytes"
+    assert delivered.stat().st_ino == local.stat().st_ino  # the same file: not copied
+    assert temp_files(root) == []
+
+
+def test_linked_write_takes_on_conflict_like_any_write(
+    endpoint: FileEndpoint, root: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "staged"
+    local.write_bytes(b"new")
+    put(endpoint, "po.edi", b"old")
+    linked = endpoint.open_linked(local, "po.edi", OnConflict.rename)
+    assert linked is not None
+    with linked:
+        pass
+    assert linked.path == "po (2).edi" and get(endpoint, "po.edi") == b"old"
+    failing = endpoint.open_linked(local, "po.edi", OnConflict.fail)
+    assert failing is not None
+    with pytest.raises(EndpointError), failing:
+        pass
+    assert get(endpoint, "po.edi") == b"old" and temp_files(root) == []
+
+
+def test_aborted_linked_write_leaves_the_local_file_and_nothing_at_the_destination(
+    endpoint: FileEndpoint, root: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "staged"
+    local.write_bytes(b"bytes that fail their check")
+    linked = endpoint.open_linked(local, "po.edi")
+    assert linked is not None
+    with pytest.raises(RuntimeError), linked:
+        raise RuntimeError("checksum differs")
+    assert list(root.iterdir()) == [] and local.read_bytes() == b"bytes that fail their check"
+    again = endpoint.open_linked(local, "po.edi")
+    assert again is not None
+    with pytest.raises(EndpointError), again:
+        again.write(b"no")  # its bytes are the local file's: nothing is written through it
+    assert list(root.iterdir()) == [] and local.read_bytes() == b"bytes that fail their check"
+
+
+def test_linked_write_to_another_filesystem_is_declined(tmp_path: Path) -> None:
+    if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.fail("this test needs /dev/shm on a filesystem of its own, apart from the test's tmp_path")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        local = Path(other) / "staged"
+        local.write_bytes(b"x")
+        root = tmp_path / "root"
+        root.mkdir()
+        assert FileEndpoint({"path": str(root)}).open_linked(local, "po.edi") is None
+    assert list(root.iterdir()) == []
+
+
+def test_linked_write_of_a_missing_file_is_not_found(endpoint: FileEndpoint, tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        endpoint.open_linked(tmp_path / "gone", "po.edi")
+
+
+def test_linked_write_is_declined_where_a_new_file_would_take_the_folders_group(
+    endpoint: FileEndpoint, root: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "staged"
+    local.write_bytes(b"x")
+    folder = root / "shared"
+    folder.mkdir()
+    os.chown(folder, -1, local.stat().st_gid + 4242)  # a group of its own (the tests run as root)
+    os.chmod(folder, 0o2775)  # setgid: new files take the folder's group, a link would not
+    assert endpoint.open_linked(local, "shared/po.edi") is None
+    put(endpoint, "shared/po.edi", b"x")  # the copy takes the folder's group, as any new file
+    assert (folder / "po.edi").stat().st_gid == local.stat().st_gid + 4242
+    os.chown(folder, -1, local.stat().st_gid)  # the same group: linked
+    linked = endpoint.open_linked(local, "shared/po2.edi")
+    assert linked is not None
+    with linked:
+        pass
+    assert (folder / "po2.edi").stat().st_ino == local.stat().st_ino

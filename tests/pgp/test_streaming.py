@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -116,3 +117,26 @@ def test_a_named_file_is_read_by_gpg_itself(partner: GpgCli, ours: str, tmp_path
         source.seek(1)
         with pytest.raises(PgpError):
             decrypt(source, HashingSink())
+
+
+def test_into_a_staged_file_the_plaintext_is_hashed_once_by_its_writer(
+    partner: GpgCli, ours: str, tmp_path: Path
+) -> None:
+    """A staged file's writer hashes what it is given: decrypt takes that hash as its own (not a
+    second pass over every byte), and it is the plaintext's."""
+    from core.transforms.staging import Staging
+
+    data = os.urandom(2 * 1024 * 1024)
+    message = partner.run("--trust-model", "always", "--sign", "--encrypt", "-r", ours, data=data).stdout
+    with Staging(tmp_path / "stage") as stage:
+        with stage.create("plain.bin") as out:
+            result = decrypt(io.BytesIO(message), out, verify="required")
+        (staged,) = stage.files
+    assert result.sha256 == staged.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.bytes_out == staged.size == len(data) == staged.path.stat().st_size
+
+    # A writer that was given bytes before is not the output's alone: decrypt hashes its own.
+    with Staging(tmp_path / "stage2") as stage, stage.create("with-header.bin") as out:
+        out.write(b"header")
+        result = decrypt(io.BytesIO(message), out, verify="required")
+    assert result.sha256 == hashlib.sha256(data).hexdigest() != out.sha256()
