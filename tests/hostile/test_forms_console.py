@@ -37,7 +37,13 @@ def _routes(routes: list[Any]) -> list[APIRoute]:
 def _changing_routes() -> list[str]:
     """Every POST path of the console, with its parameters filled in with existing objects (and
     each action an `{action}` route takes: its module's ACTIONS)."""
-    filled = {"{name}": "h-thing", "{transfer_id}": "1", "{number}": "1", "{email}": "h@console.example"}
+    filled = {
+        "{name}": "h-thing",
+        "{transfer_id}": "1",
+        "{number}": "1",
+        "{email}": "h@console.example",
+        "{connection_id}": "1",
+    }
     paths = []
     for route in _routes(console_router.routes):
         if "POST" not in route.methods:
@@ -68,7 +74,8 @@ def things(console_server: ConsoleServer, tmp_path_factory: pytest.TempPathFacto
 
 def test_every_changing_route_refuses_a_read_only_login(console_server: ConsoleServer, things: int) -> None:
     paths = _changing_routes()
-    assert len(paths) == 27, paths  # endpoints, partners, flows, transfers, users: a route lost shows here
+    # endpoints, partners, flows, transfers, users, connections: a route lost shows here
+    assert len(paths) == 31, paths
     with console_server.browser("read-only") as reader:
         # The reader's own valid CSRF pair (its page's logout form): only the role stops it.
         csrf = read_page(reader.get("/console/partners").text, "/logout").by_name()["csrf"].value
@@ -98,6 +105,7 @@ PAGES = [
     "/console/transfers",
     "/console/audit",
     "/console/users",
+    "/console/connections",
 ]
 
 

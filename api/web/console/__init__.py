@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from api import errors
 from api.web.auth import page
-from api.web.console import audit, endpoints, flows, overview, partners, transfers, users
+from api.web.console import audit, connections, endpoints, flows, overview, partners, transfers, users
 from api.web.console.deps import ConsoleError, logged_in
 from core.errors import StatusError
 
@@ -25,6 +25,7 @@ router.include_router(flows.router)
 router.include_router(transfers.router)
 router.include_router(audit.router)
 router.include_router(users.router)
+router.include_router(connections.router)
 
 __all__ = ["install", "router"]
 
