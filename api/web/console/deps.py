@@ -9,11 +9,9 @@ anything else is looked at.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
 
 from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
@@ -88,7 +86,6 @@ def page(request: Request, template: str, scope: Scope, status: int = 200, **con
         status=status,
         scope=scope,
         may=lambda action: may(scope, action),
-        flash=flash(request) or auth.taken_flash(request),
         prefect_ui=prefect_ui_url(),
         **context,
     )
@@ -101,7 +98,7 @@ def allowed(scope: Scope, action: Action) -> None:
 
 
 # What a page says after a change (post/redirect/get): a fixed sentence per code, naming the object
-# it was done to. Never text from the URL as such: a link could otherwise make the page say anything.
+# it was done to, left in the web's signed flash cookie (auth.flash) and shown once by the next page.
 FLASHES = {
     "added": "Added {what}.",
     "saved": "Saved {what}.",
@@ -109,21 +106,14 @@ FLASHES = {
     "removed": "Removed {what}.",
     "replayed": "Replayed as transfer {what} (pending).",
 }
-_NAME = re.compile(r"[A-Za-z0-9._:@+-]{1,120}")
-
-
-def flash(request: Request) -> str:
-    template = FLASHES.get(request.query_params.get("done", ""))
-    what = request.query_params.get("what", "")
-    if template is None or not _NAME.fullmatch(what):
-        return ""
-    return template.format(what=what)
 
 
 def back(url: str, done: str = "", what: str = "") -> RedirectResponse:
-    """303 to a page (post/redirect/get), with the code of what was done, and to what."""
-    query = f"{'&' if '?' in url else '?'}{urlencode({'done': done, 'what': what})}" if done else ""
-    return RedirectResponse(url + query, status_code=303)
+    """303 to a page (post/redirect/get), saying there what was done, and to what."""
+    response = RedirectResponse(url, status_code=303)
+    if done:
+        auth.flash(response, None, FLASHES[done].format(what=what))
+    return response
 
 
 def parse_time(text: str, name: str) -> datetime | None:
