@@ -48,6 +48,7 @@ def test_an_admin_invites_toggles_the_view_and_revokes(console_server: ConsoleSe
         assert link not in again.text  # shown once
         assert "pending — invited ops@acme.example" in text_of(again)
         assert '<span class="badge" id="pending-invitations">1</span>' in admin.get("/console").text
+        assert '<span class="badge" id="nav-pending">1 pending</span>' in admin.get("/console/partners").text
 
         with session_scope() as session:
             conn = connections.accept_here(
@@ -60,7 +61,7 @@ def test_an_admin_invites_toggles_the_view_and_revokes(console_server: ConsoleSe
             conn_id = conn.id
         assert conn_id is not None and not stored(conn_id).allow_sender_view
         listing = admin.get("/console/connections")
-        assert "pending" not in text_of(listing) and "active" in text_of(listing)
+        assert "pending" not in text_of(listing) and "active" in text_of(listing)  # the nav's badge too
         allow = f"/console/connections/{conn_id}/allow-view"
         allowed = admin.post(allow, data=forms_of(listing)[allow])
         assert allowed.status_code == 303 and stored(conn_id).allow_sender_view

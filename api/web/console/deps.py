@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from api.web import auth, forms, security
+from api.web.console.badges import pending_invitations
 from core.db import session_scope
 from core.links import prefect_ui_url
 from core.roles import Action, may
@@ -36,8 +37,10 @@ class ConsoleError(Exception):
         self.message = message
 
 
-async def console_scope(found: auth.WebUserDep) -> Scope:
-    """The logged-in account user's scope (a partner never gets here: `WebUserDep` sends it to /portal)."""
+async def console_scope(request: Request, found: auth.WebUserDep) -> Scope:
+    """The logged-in account user's scope (a partner never gets here: `WebUserDep` sends it to
+    /portal); the nav's pending-invitations count is read on the way."""
+    request.state.pending_invitations = await in_database(pending_invitations, found.scope)
     return found.scope
 
 
@@ -87,6 +90,7 @@ def page(request: Request, template: str, scope: Scope, status: int = 200, **con
         scope=scope,
         may=lambda action: may(scope, action),
         prefect_ui=prefect_ui_url(),
+        pending_invitations=getattr(request.state, "pending_invitations", 0),
         **context,
     )
 

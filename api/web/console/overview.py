@@ -11,10 +11,10 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.web.console.badges import pending_invitations
 from api.web.console.deps import ConsoleScope, in_database, page
 from core import transfers
-from core.b2b import connections
-from core.models import ConnectionState, TransferState
+from core.models import TransferState
 from core.tenancy import Scope
 
 router = APIRouter()
@@ -30,10 +30,7 @@ class Overview:
 def overview(session: Session, scope: Scope) -> Overview:
     counted = transfers.counts(session, scope)
     states = [(state.value, counted.get(state.value, 0)) for state in TransferState]
-    pending = sum(
-        1 for conn in connections.visible_to(session, scope) if conn.state == ConnectionState.pending
-    )
-    return Overview(states, sum(counted.values()), pending)
+    return Overview(states, sum(counted.values()), pending_invitations(session, scope))
 
 
 @router.get("/console")
