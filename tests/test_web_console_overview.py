@@ -12,7 +12,7 @@ from core.b2b import connections
 from core.b2b.caller import cli_caller
 from core.config import get_settings
 from core.db import session_scope
-from tests.b2b.web_server import text_of
+from tests.b2b.web_server import forms_of, text_of
 from tests.console_server import ConsoleServer, console_server
 from tests.derived.support import add_dir_endpoint, add_flow, add_partner, receive
 from tests.tenancy import home_scope
@@ -57,3 +57,21 @@ def test_the_overview_counts_transfers_by_state_and_pending_invitations(
         prefect = get_settings().prefect_links_url
         assert prefect and f'href="{prefect}"' in page.text
         assert 'aria-current="page">Console</a>' in page.text
+
+
+def test_log_out_everywhere_ends_every_session_of_the_user(console_server: ConsoleServer) -> None:
+    """Two browsers of one read-only user (its own sessions: any role may end them); another user's
+    session is not touched."""
+    with (
+        console_server.browser("read-only") as here,
+        console_server.browser("read-only") as there,
+        console_server.browser("operator") as operator,
+    ):
+        assert there.get("/console").status_code == 200
+        form = forms_of(here.get("/console"))["/console/logout-everywhere"]
+        ended = here.post("/console/logout-everywhere", data=form)
+        assert ended.status_code == 303 and ended.headers["location"] == "/login?done=logout"
+        for browser in (here, there):
+            gone = browser.get("/console")
+            assert gone.status_code == 303 and gone.headers["location"].startswith("/login?next=/console")
+        assert operator.get("/console").status_code == 200
