@@ -1,86 +1,66 @@
-"""The console served as `tradelane up` serves the API (api/server.py), on a real uvicorn server.
-
-Until the web session lands (stage 1a), who is logged in comes from the placeholder dependency
-`api.web.console.deps.console_scope`, overridden here (test code only) by a header naming a role
-of the home account: `ConsoleServer.browser("operator")`. The browser keeps cookies, sends
-`Origin`, and reads forms out of the pages.
-"""
+"""The console served as `tradelane up` serves the API (tests/web/server.py: api/server.py's uvicorn
+config, a real uvicorn server), with users logging in for real: `ConsoleServer.browser("operator")`
+is a browser (cookies kept, `Origin` and `Sec-Fetch-Site: same-origin` sent, as Chromium does for our
+forms) logged in through `/login` as that role's user of the home account (`<role>@console.test`,
+added the first time it is asked for)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from starlette.requests import Request
 
-from api.app import create_app
-from api.server import uvicorn_config
-from api.web.console.deps import console_scope
-from core.config import get_settings
-from core.tenancy import Scope
-from tests.isolation import isolated_home
+from api.web.auth import SESSION_COOKIE
+from core import accounts
+from core.db import session_scope
+from tests.b2b.web_server import forms_of
+from tests.tenancy import home_scope
+from tests.web.server import WebServer, web_server
 
-ROLE_HEADER = "X-Test-Console-Role"
+PASSWORD = "console-Pass-2026-long"
+
+
+def user_of(role: str) -> str:
+    return f"{role}@console.test"
 
 
 @dataclass
 class ConsoleServer:
     url: str
     home: Path
+    web: WebServer
 
-    def browser(self, role: str = "operator") -> httpx.Client:
-        headers = {"Origin": self.url, ROLE_HEADER: role}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-
-async def _scope_from_header(request: Request) -> Scope:
-    from core.db import session_scope
-    from tests.tenancy import home_scope
-
-    role = request.headers[ROLE_HEADER]
-    with session_scope() as session:
-        home = home_scope(session)
-    return Scope(home.account_id, home.account_name, role, f"user:{role}@console.test", user_id=1)  # type: ignore[arg-type]
+    @contextmanager
+    def browser(self, role: str = "operator") -> Iterator[httpx.Client]:
+        """A browser logged in as the home account's `role` user."""
+        email = user_of(role)
+        with session_scope() as session:
+            scope = home_scope(session)
+            if email not in {user.email for user in accounts.list_users(session, scope)}:
+                accounts.add_user(session, scope, email, password=PASSWORD, role=role)
+        with self.web.browser() as client:
+            form = forms_of(client.get("/login"))["/login"]
+            answer = client.post("/login", data={**form, "name": email, "password": PASSWORD})
+            assert answer.status_code == 303 and SESSION_COOKIE in client.cookies, answer.text
+            yield client
 
 
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    saved = os.environ.get("TRADELANE_PUBLIC_URL")
-    os.environ["TRADELANE_PUBLIC_URL"] = url
-    try:
-        with isolated_home(tmp_path_factory.mktemp("console")) as home:
-            from core.db import init_db
+    with web_server(tmp_path_factory.mktemp("console")) as running:
+        yield ConsoleServer(running.url, running.home, running)
 
-            init_db()
-            app = create_app()
-            app.dependency_overrides[console_scope] = _scope_from_header
-            server = uvicorn.Server(uvicorn_config(app, get_settings(), lifespan="off"))
-            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-            thread.start()
-            deadline = time.monotonic() + 15
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.02)
-            try:
-                yield ConsoleServer(url, home)
-            finally:
-                server.should_exit = True
-                thread.join(15)
-    finally:
-        sock.close()
-        if saved is None:
-            os.environ.pop("TRADELANE_PUBLIC_URL", None)
-        else:
-            os.environ["TRADELANE_PUBLIC_URL"] = saved
+
+def own_csrf(browser: httpx.Client) -> str:
+    """The browser's own valid CSRF field (of its session's pages: the logout form every page has)."""
+    page = browser.get("/console")
+    return forms_of(page)["/logout"]["csrf"]
+
+
+def main_of(html: str) -> str:
+    """A page's own part (after the layout's header, whose nav holds the logout form and menu button)."""
+    return html.split("<main", 1)[1]

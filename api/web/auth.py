@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -189,16 +190,32 @@ async def web_user(found: WebLoginDep) -> LoggedIn:
 WebUserDep = Annotated[LoggedIn, Depends(web_user)]
 
 
-async def checked_form(request: Request) -> dict[str, str]:
+async def checked_form(
+    request: Request, *, limit: int = security.FORM_LIMIT, max_fields: int = security.MAX_FIELDS
+) -> dict[str, str]:
     """The form of an unsafe request, after the Origin/Sec-Fetch-Site check, the size limit and the
     CSRF check; `security.FormRefused` (403/413/415/400) otherwise."""
     security.check_origin(request)
-    form = await security.read_form(request)
+    form = await security.read_form(request, limit=limit, max_fields=max_fields)
     security.check_unsafe(request, form)
     return form
 
 
-CheckedFormDep = Annotated[dict[str, str], Depends(checked_form)]
+def checked_form_of(*, limit: int, max_fields: int) -> Callable[[Request], Awaitable[dict[str, str]]]:
+    """`checked_form` with larger bounds, as a dependency (the console's endpoint form is larger).
+    Put it before the login's dependency, so a request without the token is refused first."""
+
+    async def checked(request: Request) -> dict[str, str]:
+        return await checked_form(request, limit=limit, max_fields=max_fields)
+
+    return checked
+
+
+async def _checked_form(request: Request) -> dict[str, str]:
+    return await checked_form(request)
+
+
+CheckedFormDep = Annotated[dict[str, str], Depends(_checked_form)]
 
 
 async def check_unsafe_request(request: Request) -> None:
@@ -426,15 +443,11 @@ async def log_out(request: Request) -> Response:
     return response
 
 
-# Placeholders until the portal and console streams fill them: they say who is logged in.
+# Placeholder until the portal stream fills it: it says who is logged in (the console's home is
+# api/web/console/overview.py).
 @router.get(PORTAL)
 async def portal_home(request: Request, found: WebLoginDep) -> Response:
     return page(request, "placeholder.html", login=found, title="Portal")
-
-
-@router.get(CONSOLE)
-async def console_home(request: Request, found: WebUserDep) -> Response:
-    return page(request, "placeholder.html", login=found, title="Console")
 
 
 async def _login_needed(request: Request, exc: Exception) -> Response:

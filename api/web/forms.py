@@ -35,12 +35,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from api.web.templates import environment
 from core.crypto import decrypt_json
 from core.endpoints.base import ConfigError
 from core.endpoints.registry import endpoint_class
@@ -61,13 +60,7 @@ NAME = "name"
 FORM_BYTES = 64 * 1024
 FORM_FIELDS = 200
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,  # every value is escaped; the template marks nothing safe
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_templates = environment  # the web's one Jinja2 environment (api/web/templates.py)
 
 
 @dataclass(frozen=True)

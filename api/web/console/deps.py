@@ -1,27 +1,25 @@
 """What every console route shares: the logged-in scope, the database, pages and checked forms.
 
-`console_scope` is a placeholder for the web session's dependency (stage 1a): it refuses every
-request, so a console mounted before the session exists is closed, never open. The integrator
-replaces its body with the session lookup (or `app.dependency_overrides[console_scope] = ...`);
-the routes need nothing else. A partner's scope is refused (the console is for account users).
+`ConsoleScope` is the web session's account user (api/web/auth.py's `WebUserDep`): without a live
+session a page goes to /login (a script gets 401), a partner is sent to its portal. Every changing
+route takes its form first (`ConsoleFormDep`, `EndpointFormDep`: Origin, Sec-Fetch-Site and the one
+CSRF token of the web, api/web/security.py), so a request without the token is refused (403) before
+anything else is looked at.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
 
 from fastapi import Depends
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from api.web import security
+from api.web import auth, forms, security
+from api.web.console.badges import pending_invitations
 from core.db import session_scope
 from core.links import prefect_ui_url
 from core.roles import Action, may
@@ -31,7 +29,7 @@ T = TypeVar("T")
 
 
 class ConsoleError(Exception):
-    """A console request refused (401, 403, 404, 400): answered with an HTML page saying why."""
+    """A console request refused (403, 404, 400): answered with an HTML page saying why."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -39,27 +37,31 @@ class ConsoleError(Exception):
         self.message = message
 
 
-templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
-    autoescape=True,  # every value is escaped; the templates mark nothing safe
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+async def console_scope(request: Request, found: auth.WebUserDep) -> Scope:
+    """The logged-in account user's scope (a partner never gets here: `WebUserDep` sends it to
+    /portal); the nav's pending-invitations count is read on the way."""
+    request.state.pending_invitations = await in_database(pending_invitations, found.scope)
+    return found.scope
 
 
-async def console_scope(request: Request) -> Scope:
-    """The logged-in account user's scope. Placeholder: no session exists yet, so nobody is."""
-    raise ConsoleError(401, "log in to use the console")
+ConsoleScope = Annotated[Scope, Depends(console_scope)]
+
+# The console's forms: at most 30 fields of the default size (partners, flows, users, actions); the
+# endpoint form is larger (http has ~30 settings, a private key is kilobytes).
+CONSOLE_FORM_FIELDS = 30
+ConsoleFormDep = Annotated[
+    dict[str, str],
+    Depends(auth.checked_form_of(limit=security.FORM_LIMIT, max_fields=CONSOLE_FORM_FIELDS)),
+]
+EndpointFormDep = Annotated[
+    dict[str, str], Depends(auth.checked_form_of(limit=forms.FORM_BYTES, max_fields=forms.FORM_FIELDS))
+]
 
 
-async def _user_scope(scope: Annotated[Scope, Depends(console_scope)]) -> Scope:
-    if scope.role == "partner":
-        raise ConsoleError(403, "the console is for your account's users; your files are in the portal")
-    return scope
-
-
-ConsoleScope = Annotated[Scope, Depends(_user_scope)]
+def logged_in(request: Request) -> auth.LoggedIn | None:
+    """The login `ConsoleScope` found for this request (None on a refusal before it was looked up)."""
+    found = getattr(request.state, "web_login", None)
+    return found if isinstance(found, auth.LoggedIn) else None
 
 
 async def in_database(work: Callable[..., T], *args: Any) -> T:
@@ -73,53 +75,24 @@ async def in_database(work: Callable[..., T], *args: Any) -> T:
 
 
 def csrf_value(request: Request) -> str:
-    """The CSRF field for this request's forms: of the browser's cookie, or of the one this
-    answer sets (the same for every form of the page)."""
-    cookie = security.csrf_cookie(request)
-    if cookie is None:
-        if not hasattr(request.state, "new_csrf_cookie"):
-            request.state.new_csrf_cookie = security.new_csrf_cookie()
-        cookie = str(request.state.new_csrf_cookie)
-    return security.csrf_field(cookie)
+    """The CSRF field for this request's forms (the web's one token; `page` sets its cookie)."""
+    return security.csrf_field(auth.csrf_for(request))
 
 
 def page(request: Request, template: str, scope: Scope, status: int = 200, **context: Any) -> HTMLResponse:
-    """A console page: the template with the login, what its role may do, and a CSRF field for
-    its forms (the cookie is set when the browser has none)."""
-    csrf = csrf_value(request)
-    html = templates.get_template(template).render(
+    """A console page in the web's layout: the template with the login, what its role may do, the
+    CSRF field for its forms and the message of the change just made (post/redirect/get)."""
+    return auth.page(
+        request,
+        template,
+        login=logged_in(request),
+        status=status,
         scope=scope,
         may=lambda action: may(scope, action),
-        csrf=csrf,
-        flash=flash(request),
         prefect_ui=prefect_ui_url(),
+        pending_invitations=getattr(request.state, "pending_invitations", 0),
         **context,
     )
-    response = HTMLResponse(html, status_code=status)
-    if security.csrf_cookie(request) is None:
-        # Path=/ (the accept page's is /connect): the session's generalised CSRF (stage 1a) is too.
-        response.set_cookie(
-            security.CSRF_COOKIE,
-            request.state.new_csrf_cookie,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-    return response
-
-
-async def checked_form(
-    request: Request, *, limit: int = security.FORM_LIMIT, max_fields: int = 50
-) -> dict[str, str]:
-    """A POSTed console form after the Origin check, the bounded read and the CSRF check (403)."""
-    try:
-        security.check_origin(request)
-        form = await security.read_form(request, limit=limit, max_fields=max_fields)
-        security.check_csrf(request, form)
-    except security.FormRefused as refused:
-        raise ConsoleError(refused.status, refused.message) from None
-    return form
 
 
 def allowed(scope: Scope, action: Action) -> None:
@@ -129,7 +102,7 @@ def allowed(scope: Scope, action: Action) -> None:
 
 
 # What a page says after a change (post/redirect/get): a fixed sentence per code, naming the object
-# it was done to. Never text from the URL as such: a link could otherwise make the page say anything.
+# it was done to, left in the web's signed flash cookie (auth.flash) and shown once by the next page.
 FLASHES = {
     "added": "Added {what}.",
     "saved": "Saved {what}.",
@@ -137,21 +110,14 @@ FLASHES = {
     "removed": "Removed {what}.",
     "replayed": "Replayed as transfer {what} (pending).",
 }
-_NAME = re.compile(r"[A-Za-z0-9._:@+-]{1,120}")
-
-
-def flash(request: Request) -> str:
-    template = FLASHES.get(request.query_params.get("done", ""))
-    what = request.query_params.get("what", "")
-    if template is None or not _NAME.fullmatch(what):
-        return ""
-    return template.format(what=what)
 
 
 def back(url: str, done: str = "", what: str = "") -> RedirectResponse:
-    """303 to a page (post/redirect/get), with the code of what was done, and to what."""
-    query = f"{'&' if '?' in url else '?'}{urlencode({'done': done, 'what': what})}" if done else ""
-    return RedirectResponse(url + query, status_code=303)
+    """303 to a page (post/redirect/get), saying there what was done, and to what."""
+    response = RedirectResponse(url, status_code=303)
+    if done:
+        auth.flash(response, None, FLASHES[done].format(what=what))
+    return response
 
 
 def parse_time(text: str, name: str) -> datetime | None:

@@ -29,10 +29,11 @@ from starlette.responses import Response
 from api.web import forms
 from api.web.console.deps import (
     ConsoleError,
+    ConsoleFormDep,
     ConsoleScope,
+    EndpointFormDep,
     allowed,
     back,
-    checked_form,
     csrf_value,
     in_database,
     page,
@@ -131,9 +132,8 @@ def _config_error(error: Exception) -> ConfigError:
 
 
 @router.post("")
-async def add_endpoint(request: Request, scope: ConsoleScope) -> Response:
+async def add_endpoint(request: Request, fields: EndpointFormDep, scope: ConsoleScope) -> Response:
     allowed(scope, "endpoints.change")
-    fields = await checked_form(request, limit=forms.FORM_BYTES, max_fields=forms.FORM_FIELDS)
     type_ = _type(fields.get("type", ""))
     try:
         submitted = forms.parse_form(type_, fields)
@@ -215,9 +215,8 @@ def _endpoint_page(
 
 
 @router.post("/try")
-async def try_settings(request: Request, scope: ConsoleScope) -> Response:
+async def try_settings(request: Request, fields: EndpointFormDep, scope: ConsoleScope) -> Response:
     allowed(scope, "endpoints.test")
-    fields = await checked_form(request, limit=forms.FORM_BYTES, max_fields=forms.FORM_FIELDS)
     editing = bool(fields.get("editing"))
     name = fields.get("name", "").strip()
 
@@ -263,9 +262,10 @@ async def show_endpoint(request: Request, scope: ConsoleScope, name: str) -> Res
 
 
 @router.post("/{name}")
-async def edit_endpoint(request: Request, scope: ConsoleScope, name: str) -> Response:
+async def edit_endpoint(
+    request: Request, fields: EndpointFormDep, scope: ConsoleScope, name: str
+) -> Response:
     allowed(scope, "endpoints.change")
-    fields = await checked_form(request, limit=forms.FORM_BYTES, max_fields=forms.FORM_FIELDS)
 
     def save(session: Session) -> list[str]:
         row = endpoint_rows.get(session, scope, name)
@@ -286,9 +286,8 @@ async def edit_endpoint(request: Request, scope: ConsoleScope, name: str) -> Res
 
 
 @router.post("/{name}/test")
-async def test_endpoint(request: Request, scope: ConsoleScope, name: str) -> Response:
+async def test_endpoint(request: Request, _form: ConsoleFormDep, scope: ConsoleScope, name: str) -> Response:
     allowed(scope, "endpoints.test")
-    await checked_form(request)
     row = await in_database(probes.probe_named, scope, name)
     # The endpoint's own timeouts bound it; off the event loop, outside any transaction.
     found = await run_in_threadpool(probes.probe, row)
@@ -298,9 +297,10 @@ async def test_endpoint(request: Request, scope: ConsoleScope, name: str) -> Res
 
 
 @router.post("/{name}/remove")
-async def remove_endpoint(request: Request, scope: ConsoleScope, name: str) -> Response:
+async def remove_endpoint(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str
+) -> Response:
     allowed(scope, "endpoints.change")
-    fields = await checked_form(request)
     force = bool(fields.get("force"))
     try:
         await in_database(lambda session: endpoint_rows.remove(session, scope, name, force=force))

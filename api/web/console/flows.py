@@ -20,7 +20,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleError, ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleError, ConsoleFormDep, ConsoleScope, allowed, back, in_database, page
 from core import dataflows, partners
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.registry import endpoint_class
@@ -143,9 +143,8 @@ async def list_flows(request: Request, scope: ConsoleScope) -> Response:
 
 
 @router.post("")
-async def add_flow(request: Request, scope: ConsoleScope) -> Response:
+async def add_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScope) -> Response:
     allowed(scope, "flows.change")
-    fields = await checked_form(request, max_fields=30)
     name = fields.get("name", "").strip()
 
     def add(session: Session) -> None:
@@ -204,9 +203,8 @@ async def show_flow(request: Request, scope: ConsoleScope, name: str) -> Respons
 
 
 @router.post("/{name}")
-async def edit_flow(request: Request, scope: ConsoleScope, name: str) -> Response:
+async def edit_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str) -> Response:
     allowed(scope, "flows.change")
-    fields = await checked_form(request, max_fields=30)
 
     def edit(session: Session) -> list[str]:
         editable = _shown(session, dataflows.require(session, scope, name)).checks_editable
@@ -231,11 +229,12 @@ async def edit_flow(request: Request, scope: ConsoleScope, name: str) -> Respons
 
 
 @router.post("/{name}/{action}")
-async def change_flow(request: Request, scope: ConsoleScope, name: str, action: str) -> Response:
+async def change_flow(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str, action: str
+) -> Response:
     if action not in ACTIONS:
         raise ConsoleError(404, f"no data flow action {action!r}")
     allowed(scope, "flows.change")
-    fields = await checked_form(request)
 
     def work(session: Session) -> None:
         if action == "remove":

@@ -29,7 +29,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleError, ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleError, ConsoleFormDep, ConsoleScope, allowed, back, in_database, page
 from core import partners
 from core.errors import StatusError, said
 from core.models import Partner
@@ -121,9 +121,8 @@ async def list_partners(request: Request, scope: ConsoleScope) -> Response:
 
 
 @router.post("")
-async def add_partner(request: Request, scope: ConsoleScope) -> Response:
+async def add_partner(request: Request, fields: ConsoleFormDep, scope: ConsoleScope) -> Response:
     allowed(scope, "partners.change")
-    fields = await checked_form(request, max_fields=20)
     name = fields.get("name", "").strip()
 
     def add(session: Session) -> None:
@@ -210,9 +209,10 @@ def _change(session: Session, scope: Scope, name: str, action: str, fields: dict
     return "saved" if changes else "unchanged"
 
 
-async def _do(request: Request, scope: Scope, name: str, action: str, work: Any) -> Response:
+async def _do(
+    request: Request, fields: dict[str, str], scope: Scope, name: str, action: str, work: Any
+) -> Response:
     allowed(scope, "partners.change")  # purging also needs partners.purge: core checks it
-    fields = await checked_form(request, max_fields=20)
     try:
         done = await in_database(work, scope, name, action, fields)
     except ValueError as error:  # StatusError, WeakPassword, ...: the message never holds a password
@@ -227,16 +227,20 @@ async def _do(request: Request, scope: Scope, name: str, action: str, work: Any)
 
 
 @router.post("/{name}/{action}")
-async def change_partner(request: Request, scope: ConsoleScope, name: str, action: str) -> Response:
+async def change_partner(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str, action: str
+) -> Response:
     if action not in ACTIONS:
         raise ConsoleError(404, f"no partner action {action!r}")
-    return await _do(request, scope, name, action, _change)
+    return await _do(request, fields, scope, name, action, _change)
 
 
 @router.post("/{name}/keys/{number}/remove")
-async def remove_key(request: Request, scope: ConsoleScope, name: str, number: int) -> Response:
+async def remove_key(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str, number: int
+) -> Response:
     def work(session: Session, scope: Scope, name: str, action: str, fields: dict[str, str]) -> str:
         partners.remove_key(session, scope, name, number)
         return "saved"
 
-    return await _do(request, scope, name, "keys", work)
+    return await _do(request, fields, scope, name, "keys", work)

@@ -23,10 +23,10 @@ from starlette.responses import Response
 
 from api.web.console.deps import (
     ConsoleError,
+    ConsoleFormDep,
     ConsoleScope,
     allowed,
     back,
-    checked_form,
     in_database,
     page,
     parse_time,
@@ -169,9 +169,10 @@ async def show_transfer(request: Request, scope: ConsoleScope, transfer_id: int)
 
 
 @router.post("/{transfer_id}/replay")
-async def replay_transfer(request: Request, scope: ConsoleScope, transfer_id: int) -> Response:
+async def replay_transfer(
+    request: Request, _form: ConsoleFormDep, scope: ConsoleScope, transfer_id: int
+) -> Response:
     allowed(scope, "transfers.replay")
-    await checked_form(request)
     try:
         again = await in_database(transfers.replay, scope, transfer_id)
     except StatusError as error:

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.web.console.deps import ConsoleError, ConsoleScope, allowed, back, checked_form, in_database, page
+from api.web.console.deps import ConsoleError, ConsoleFormDep, ConsoleScope, allowed, back, in_database, page
 from core import accounts
 from core.errors import StatusError, said
 from core.models import AccountUser
@@ -82,9 +82,8 @@ async def list_users(request: Request, scope: ConsoleScope) -> Response:
 
 
 @router.post("")
-async def add_user(request: Request, scope: ConsoleScope) -> Response:
+async def add_user(request: Request, fields: ConsoleFormDep, scope: ConsoleScope) -> Response:
     allowed(scope, "users.change")
-    fields = await checked_form(request, max_fields=10)
     email = fields.get("email", "").strip()
     role = fields.get("role", "read-only")
 
@@ -117,11 +116,12 @@ def _change(session: Session, scope: Scope, email: str, action: str, fields: dic
 
 
 @router.post("/{email}/{action}")
-async def change_user(request: Request, scope: ConsoleScope, email: str, action: str) -> Response:
+async def change_user(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, email: str, action: str
+) -> Response:
     if action not in ACTIONS:
         raise ConsoleError(404, f"no user action {action!r}")
     allowed(scope, "users.change")
-    fields = await checked_form(request, max_fields=10)
     try:
         done = await in_database(_change, scope, email, action, fields)
     except ValueError as error:
