@@ -16,10 +16,13 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.admin import flow_changes
+from api.admin.schemas import FlowCreate, FlowUpdate, problems
 from api.web.console.deps import ConsoleError, ConsoleFormDep, ConsoleScope, allowed, back, in_database, page
 from core import dataflows, partners
 from core.endpoints import rows as endpoint_rows
@@ -136,6 +139,13 @@ def _status(error: Exception) -> int:
     return error.status if isinstance(error, StatusError) else 400
 
 
+def _said(error: Exception) -> str:
+    """A refusal in the words the admin API uses: the input model's by field, or core's."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{field}: {message}" for field, message in problems(error).items())
+    return said(error)
+
+
 @router.get("")
 async def list_flows(request: Request, scope: ConsoleScope) -> Response:
     context = await in_database(_listing, scope)
@@ -150,23 +160,22 @@ async def add_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScope
     def add(session: Session) -> None:
         source, dest = fields.get("source", ""), fields.get("dest", "")
         every = fields.get("every", "").strip()
-        dataflows.add(
-            session,
-            scope,
-            name,
+        new = FlowCreate(
+            name=name,
             source=source,
-            dest=dest,
+            dest=dest or None,
             pattern=fields.get("pattern", "").strip() or "*",
-            dest_path=fields.get("dest_path", "").strip() or dataflows.default_dest_path(dest),
+            dest_path=fields.get("dest_path", "").strip() or "{name}",
             validators=_checks(fields.get("checks", "")),
             retries=_number(fields.get("retries", "") or "5", "retries", int),
             retry_delay_seconds=_number(fields.get("retry_delay", "") or "2", "retry delay", float),
-            every_seconds=dataflows.parse_interval(every) if every else None,
+            every=dataflows.parse_interval(every) if every else None,
             cron=fields.get("cron", "").strip() or None,
             after_pull=fields.get("after_pull", "").strip() or "keep",
             source_folder=fields.get("source_folder", "").strip() or None,
             on_conflict=fields.get("on_conflict") or None,
         )
+        flow_changes.add_flow(session, scope, new)  # the one way a flow is added (CLI, API, console)
 
     try:
         await in_database(add)
@@ -174,7 +183,7 @@ async def add_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScope
         context = await in_database(_listing, scope)
         given = {k: v for k, v in fields.items() if k != "csrf"}
         return page(
-            request, "console/flows.html", scope, _status(error), problem=said(error), given=given, **context
+            request, "console/flows.html", scope, _status(error), problem=_said(error), given=given, **context
         )
     return back(_url(name), "added", name)
 
@@ -208,10 +217,7 @@ async def edit_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScop
 
     def edit(session: Session) -> list[str]:
         editable = _shown(session, dataflows.require(session, scope, name)).checks_editable
-        return dataflows.update(
-            session,
-            scope,
-            name,
+        change = FlowUpdate(
             pattern=fields.get("pattern", "").strip() or "*",
             dest=fields.get("dest") or None,
             dest_path=fields.get("dest_path", "").strip() or None,
@@ -220,11 +226,12 @@ async def edit_flow(request: Request, fields: ConsoleFormDep, scope: ConsoleScop
             retry_delay_seconds=_number(fields.get("retry_delay", "") or "2", "retry delay", float),
             on_conflict=fields.get("on_conflict") or "default",
         )
+        return flow_changes.update_flow(session, scope, name, change)
 
     try:
         changed = await in_database(edit)
     except ValueError as error:
-        return await _detail_page(request, scope, name, _status(error), said(error))
+        return await _detail_page(request, scope, name, _status(error), _said(error))
     return back(_url(name), "saved" if changed else "unchanged", name)
 
 
@@ -245,7 +252,7 @@ async def change_flow(
     try:
         await in_database(work)
     except ValueError as error:
-        return await _detail_page(request, scope, name, _status(error), said(error))
+        return await _detail_page(request, scope, name, _status(error), _said(error))
     return back(
         LIST if action == "remove" else _url(name), "removed" if action == "remove" else "saved", name
     )
