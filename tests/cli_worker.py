@@ -82,12 +82,17 @@ class CliWorker:
 
 
 def main() -> None:
+    import typer.testing
     from typer.testing import CliRunner
 
     from cli.main import app
     from core.config import get_settings
     from core.permissions import make_private
 
+    # Typer builds the Click command from the app's functions on every invoke (most of a quick
+    # command's time): build it once, as the one `tradelane` process of a real command does.
+    command = typer.testing._get_command(app)
+    typer.testing._get_command = lambda _app: command
     runner = CliRunner()
     out = sys.stdout
     for line in sys.stdin:

@@ -45,17 +45,14 @@ class System:
     api: str
     prefect_api: str
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    # `transfers()` is polled many times a second by `wait_for`: one warm CLI process answers it.
+    # The CLI commands (and `wait_for`'s polls of the history) run in one warm CLI process.
     poller: CliWorker | None = field(default=None, repr=False)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        """`tradelane <args>` against this system, run by one warm CLI process (tests/cli_worker.py)."""
+        if self.poller is None:
+            self.poller = CliWorker(self.env)
+        result = self.poller.run(*args)
         if check and result.returncode != 0:
             raise AssertionError(f"tradelane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -64,12 +61,7 @@ class System:
         args = ["transfers", "--json", "--limit", "10000"]
         for key, value in filters.items():
             args += [f"--{key}", value]
-        if self.poller is None:
-            self.poller = CliWorker(self.env)
-        result = self.poller.run(*args)
-        if result.returncode != 0:
-            raise AssertionError(f"tradelane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        rows: list[dict[str, Any]] = json.loads(result.stdout)
+        rows: list[dict[str, Any]] = json.loads(self.cli(*args).stdout)
         return rows
 
     def wait_for(
