@@ -30,15 +30,22 @@ class CliWorker:
         self.env = env
         self.timeout = timeout
         self._proc: subprocess.Popen[str] | None = None
+        self._env_started: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         with self._lock:
+            if self._proc is not None and self.env != self._env_started:
+                # The system's environment changed since the worker started: a fresh worker sees
+                # it, as a new `tradelane` process would.
+                self._proc.kill()
+                self._proc.wait()
             if self._proc is None or self._proc.poll() is not None:
                 if self._proc is not None:  # ended (killed by the watchdog): its pipes go with it
                     for pipe in (self._proc.stdin, self._proc.stdout):
                         if pipe is not None:
                             pipe.close()
+                self._env_started = dict(self.env)
                 self._proc = subprocess.Popen(
                     [sys.executable, "-m", "tests.cli_worker"],
                     env=self.env,
