@@ -32,7 +32,7 @@ test: $(STAMP) runtime-tools test-servers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict $(TYPED)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 test-servers:
 	bash scripts/install-test-servers.sh

@@ -5,8 +5,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import system as _system
 from tests.b2b.helpers import *  # noqa: F403
+from tests.b2b.outbox_system import *  # noqa: F403
 from tests.b2b.peers_pair import *  # noqa: F403
+from tests.derived.support import prefect_server  # noqa: F401  (one for the session)
 from tests.endpoint_servers.azurite import *  # noqa: F403
 from tests.endpoint_servers.ftpd import *  # noqa: F403
 from tests.endpoint_servers.http_app import *  # noqa: F403
@@ -23,3 +26,58 @@ def opened() -> Iterator[contextlib.ExitStack]:
     the ResourceWarning that then raises is an error, reported in whichever test is running."""
     with contextlib.ExitStack() as stack:
         yield stack
+
+
+# Session-wide servers that several modules use. Those modules run one after the other (from where
+# the first of them ran), so the server stops after them instead of idling through every module in
+# between. The order within each module, and of all other modules, stays.
+RUN_TOGETHER = ("peer_pair", "outbox_system", "prefect_server")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for name in RUN_TOGETHER:
+        users = list(dict.fromkeys(i.path for i in items if name in getattr(i, "fixturenames", ())))
+        if len(users) < 2:
+            continue
+        later = set(users[1:])
+        moved = [i for i in items if i.path in later]
+        kept = [i for i in items if i.path not in later]
+        after = max(n for n, i in enumerate(kept) if i.path == users[0])
+        items[:] = kept[: after + 1] + moved + kept[after + 1 :]
+
+
+_LAST_USER_OF: dict[str, list[str]] = {}  # test id -> the session `up`s no later test uses
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    last: dict[str, str] = {}
+    for item in session.items:
+        for name in getattr(item, "fixturenames", ()):
+            last[name] = item.nodeid
+    _LAST_USER_OF.clear()
+    for name, nodeid in last.items():
+        _LAST_USER_OF.setdefault(nodeid, []).append(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Once the last test that uses a session-wide `up` has torn down, stop that `up` (its fixture
+    still cleans up at the end of the session): idle, it would go on costing CPU the others need."""
+    result = yield
+    for name in _LAST_USER_OF.get(item.nodeid, ()):
+        release = _system.IDLE_AFTER_LAST_USE.pop(name, None)
+        if release is not None:
+            release()
+    return result
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many `tradelane up` starts the run made, and where: each costs seconds, so a module that
+    starts its own where the session's would do shows up here."""
+    starts = _system.UP_STARTS
+    if not starts:
+        return
+    total = sum(seconds for _, seconds in starts)
+    terminalreporter.section(f"tradelane up: {len(starts)} starts, {total:.1f} s until they answered")
+    for test, seconds in starts:
+        terminalreporter.write_line(f"{seconds:6.1f}s  {test}")

@@ -19,11 +19,21 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli_worker import CliWorker
 from tests.servers import free_port
 
 __all__ = ["System", "postgres_url", "run_system", "system"]
 
 UP_TIMEOUT = 120.0
+
+# Every `tradelane up` this session started, as (the test that started it, seconds to answer): the
+# terminal summary prints them (tests/conftest.py), since each start costs seconds of the suite.
+UP_STARTS: list[tuple[str, float]] = []
+
+# Session-wide `up`s, by fixture name, and how to stop each. An idle `up` still costs CPU (its runner
+# asks Prefect for work twice a second, its dispatcher sweeps every second), which the rest of the
+# suite needs: tests/conftest.py stops each right after the last test that uses it.
+IDLE_AFTER_LAST_USE: dict[str, Callable[[], None]] = {}
 
 
 @dataclass
@@ -35,15 +45,14 @@ class System:
     api: str
     prefect_api: str
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # The CLI commands (and `wait_for`'s polls of the history) run in one warm CLI process.
+    poller: CliWorker | None = field(default=None, repr=False)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        """`tradelane <args>` against this system, run by one warm CLI process (tests/cli_worker.py)."""
+        if self.poller is None:
+            self.poller = CliWorker(self.env)
+        result = self.poller.run(*args)
         if check and result.returncode != 0:
             raise AssertionError(f"tradelane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -97,6 +106,7 @@ def system_env(home: Path, api_port: int, prefect_port: int, **extra: str) -> di
 
 
 def start(system: System) -> None:
+    began = time.monotonic()
     with (system.home / "up.log").open("ab") as log:  # the child keeps its own copy
         system.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "up"], env=system.env, stdout=log, stderr=subprocess.STDOUT
@@ -108,6 +118,8 @@ def start(system: System) -> None:
         try:
             # Over HTTPS the certificate is not known until `up` made it: the health check trusts any.
             if httpx.get(f"{system.api}/api/health", timeout=1, verify=False).status_code == 200:
+                test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+                UP_STARTS.append((test, time.monotonic() - began))
                 return
         except httpx.HTTPError:
             pass
@@ -116,6 +128,8 @@ def start(system: System) -> None:
 
 
 def stop(system: System, sig: int = signal.SIGINT) -> None:
+    if system.poller is not None:
+        system.poller.close()
     if system.proc is None or system.proc.poll() is not None:
         return
     system.proc.send_signal(sig)
@@ -159,6 +173,7 @@ def run_system(api_port: int | None = None, **extra_env: str) -> Iterator[System
 def system() -> Iterator[System]:
     """One `tradelane up` for the whole session; tests use their own partner and flow names."""
     with run_system() as running:
+        IDLE_AFTER_LAST_USE["system"] = lambda: stop(running)
         yield running
 
 

@@ -35,3 +35,8 @@ def test_make_up_installs_gpg_before_starting() -> None:
 
 def test_make_test_installs_the_runtime_programs_too() -> None:
     assert any("scripts/install-runtime.sh" in line for line in _recipe("test"))
+
+
+def test_make_test_prints_the_slowest_tests_for_the_ci_log() -> None:
+    [pytest] = [line for line in _recipe("test") if "bin/pytest" in line]
+    assert "--durations=30" in pytest.split()

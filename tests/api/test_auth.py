@@ -64,12 +64,14 @@ def test_token_response(client: httpx.Client, make_partner: MakePartner) -> None
     assert event.actor == f"partner:{p.name}"
 
 
-@pytest.mark.parametrize("which", ["wrong password", "unknown user"])
+@pytest.mark.parametrize("which", ["wrong password", "unknown user", "unknown user, the dummy's password"])
 def test_bad_credentials(client: httpx.Client, make_partner: MakePartner, which: str) -> None:
     p = make_partner()
     username, password = {
         "wrong password": (p.name, p.password + "x"),
         "unknown user": (f"{p.name}-nobody", p.password),
+        # core/login.py verifies an unknown user's password against a fixed hash of this one.
+        "unknown user, the dummy's password": (f"{p.name}-nobody", "tradelane-no-such-user"),
     }[which]
     r = login(client, username, password)
     assert r.status_code == 401

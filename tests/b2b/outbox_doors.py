@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import ftplib
 import json
-import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import httpx
 
 from tests.servers import moto_client, require_tool
-from tests.system import System, run_system
+from tests.system import System
 from tests.waiting import wait_for
 
 SSHPASS = require_tool("sshpass")
@@ -28,18 +26,6 @@ WAIT = 90.0  # a busy machine: generous, and never a timing assertion
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def up_for_outboxes() -> Iterator[System]:
-    low = 40000 + (os.getpid() % 200) * 100
-    env = {
-        "TRADELANE_FTP_REQUIRE_TLS": "false",
-        "TRADELANE_FTP_PASSIVE_PORTS": f"{low}-{low + 60}",
-        "TRADELANE_LOCKOUT_FAILURES": "100000",
-        "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000",
-    }
-    with run_system(**env) as system:
-        yield system
 
 
 def cli_json(system: System, *args: str) -> Any:

@@ -1,9 +1,11 @@
 """Two `tradelane up` instances for cross-instance tests (fixture `peer_pair`, shared by tests/conftest.py).
 
-Each has its own home and ports, `TRADELANE_PUBLIC_URL` = its own API URL, peers on 127.0.0.1
-allowed (`TRADELANE_PEER_ALLOW_PRIVATE=true`), a state check every 2 s, and invitation e-mails
-through the tests' SMTP server (aiosmtpd, STARTTLS with AUTH). Session-scoped: both
-start once for every test module that uses them; tests use their own connection names.
+Each has its own home and ports, `TRADELANE_PUBLIC_URL` = its own API URL (B's is a `Relay` in front
+of its API, which passes everything through until a test makes it cut, slow, hold or refuse the
+connections towards B), peers on 127.0.0.1 allowed (`TRADELANE_PEER_ALLOW_PRIVATE=true`), a state
+check every 2 s, and invitation e-mails through the tests' SMTP server (aiosmtpd, STARTTLS with
+AUTH). Session-scoped: both start once for every test module that uses them (each `up` costs
+seconds); tests use their own account and connection names.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.b2b.peer_pair import Relay
 from tests.endpoint_servers.mail import SmtpServer
 from tests.servers import free_port
-from tests.system import System, run_system
+from tests.system import IDLE_AFTER_LAST_USE, System, run_system, stop
 from tests.waiting import wait_for
 
 __all__ = ["peer_pair"]
@@ -33,15 +37,18 @@ WAIT = 60.0  # the issue's bound for a revoke to show on the other side
 
 @dataclass
 class Instance:
-    """One of the two: its running system and its file endpoint `lake` (folder `in/`)."""
+    """One of the two: its running system, its file endpoint `lake` (folder `in/`), and the relay its
+    public URL points at, if any."""
 
     name: str
     system: System
     lake: Path
+    relay: Relay | None = None
 
     @property
     def url(self) -> str:
-        return self.system.api
+        """Its public URL: where the other instance and the invitation links reach it."""
+        return self.relay.url if self.relay is not None else self.system.api
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.system.cli(*args, check=check)
@@ -107,10 +114,11 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _instance(name: str, smtp: SmtpServer) -> Iterator[Instance]:
+def _instance(name: str, smtp: SmtpServer, relayed: bool = False) -> Generator[Instance]:
     port = free_port()
+    relay = Relay(port) if relayed else None
     env = {
-        "TRADELANE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "TRADELANE_PUBLIC_URL": relay.url if relay is not None else f"http://127.0.0.1:{port}",
         "TRADELANE_PEER_ALLOW_PRIVATE": "true",
         "TRADELANE_PEER_CHECK_SECONDS": "2",
         "TRADELANE_SMTP_HOST": smtp.host,
@@ -125,22 +133,28 @@ def _instance(name: str, smtp: SmtpServer) -> Iterator[Instance]:
         with run_system(api_port=port, **env) as system:
             (lake / "in").mkdir()
             system.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake))
-            yield Instance(name, system, lake)
+            yield Instance(name, system, lake, relay)
     finally:
+        if relay is not None:
+            relay.close()
         shutil.rmtree(lake, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def peer_pair(smtp_server: SmtpServer) -> Iterator[Pair]:
-    """Instances A (inviter) and B (accepter), both running for the whole session."""
-    a_instances = _instance("a", smtp_server)
-    a = next(a_instances)
+    """Instances A (inviter) and B (accepter), both running for the whole session (or until the last
+    test that uses them: tests/conftest.py). Started side by side: most of a start is waiting."""
+    starting = [_instance("a", smtp_server), _instance("b", smtp_server, relayed=True)]
     try:
-        b_instances = _instance("b", smtp_server)
-        b = next(b_instances)
-        try:
-            yield Pair(a, b)
-        finally:
-            b_instances.close()
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(next, starting)
+
+        def stop_both() -> None:
+            stop(a.system)
+            stop(b.system)
+
+        IDLE_AFTER_LAST_USE["peer_pair"] = stop_both
+        yield Pair(a, b)
     finally:
-        a_instances.close()
+        for instance in reversed(starting):
+            instance.close()

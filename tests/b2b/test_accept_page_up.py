@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.b2b.peers_pair import Pair
 from tests.b2b.test_one_instance import cli_json, new_account
 from tests.b2b.web_server import forms_of, submit, text_of
 from tests.endpoint_servers.mail import SmtpServer
-from tests.system import System, run_system
+from tests.system import System
 from tests.waiting import wait_for
 
 ADMIN_PASSWORD = "connect-Owner-Pass-41"  # new_account's
@@ -29,18 +29,11 @@ NEW_PASSWORD = "a new partner's long password"
 LINK = re.compile(r"(http://\S+/connect/accept\?token=\S+)")
 
 
-@pytest.fixture(scope="module")
-def up(smtp_server: SmtpServer) -> Iterator[System]:
-    smtp = {
-        "TRADELANE_SMTP_HOST": smtp_server.host,
-        "TRADELANE_SMTP_PORT": str(smtp_server.starttls_port),
-        "TRADELANE_SMTP_TLS": "starttls",
-        "TRADELANE_SMTP_USER": smtp_server.user,
-        "TRADELANE_SMTP_PASSWORD": smtp_server.password,
-        "TRADELANE_SMTP_CAFILE": str(smtp_server.cafile),
-    }
-    with run_system(**smtp) as system:
-        yield system
+@pytest.fixture
+def up(peer_pair: Pair) -> System:
+    """Instance A of the session's pair: it sends its invitations through the tests' SMTP server
+    (STARTTLS with AUTH), and its public URL is its own API's. Each test makes its own accounts."""
+    return peer_pair.a.system
 
 
 @pytest.fixture(scope="module")

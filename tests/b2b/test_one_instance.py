@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,16 @@ import httpx
 import pytest
 
 from tests.servers import moto_client
-from tests.system import System, run_system
+from tests.system import System
 from tests.waiting import wait_for
 
 WAIT = 90.0  # a busy machine: generous, and never a timing assertion
 
 
-@pytest.fixture(scope="module")
-def up() -> Iterator[System]:
-    with run_system() as system:
-        yield system
+@pytest.fixture
+def up(system: System) -> System:
+    """The session's `tradelane up`: every test makes its own accounts and connection names."""
+    return system
 
 
 def unique(prefix: str) -> str:

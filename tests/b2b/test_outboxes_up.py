@@ -9,19 +9,18 @@ from __future__ import annotations
 import ftplib
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.b2b.outbox_doors import cli_json, folder_named, new_pair, up_for_outboxes, upload
+from tests.b2b.outbox_doors import cli_json, folder_named, new_pair, upload
 from tests.system import System
 
 
-@pytest.fixture(scope="module")
-def up() -> Iterator[System]:
-    yield from up_for_outboxes()
+@pytest.fixture
+def up(outbox_system: System) -> System:
+    return outbox_system
 
 
 def test_files_sent_by_rest_sftp_and_ftp_land_byte_for_byte(

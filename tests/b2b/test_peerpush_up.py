@@ -5,9 +5,9 @@ B's intake and landing flow (§5.9), and A keeps B's signed receipt, which verif
 a connection cut mid-body resumes from B's offset; and B killed with SIGKILL while it holds part of
 an upload, then started again on the same home and ports, takes the file exactly once.
 
-The instances are paired by the real handshake: acme on A invites, globex on B runs `connect accept
-<link>`. B's public URL is a `Relay` in front of B's API, so A reaches B through it, and the relay
-can cut, slow or hold the connection.
+The instances are the session's `peer_pair` (tests/b2b/peers_pair.py), paired here by the real
+handshake: acme on A invites, globex on B runs `connect accept <link>`. B's public URL is a `Relay`
+in front of B's API, so A reaches B through it, and the relay can cut, slow or hold the connection.
 """
 
 from __future__ import annotations
@@ -27,18 +27,12 @@ import pytest
 
 from tests.b2b.outbox_doors import folder_named, upload
 from tests.b2b.peer_pair import Relay, Side, in_home
-from tests.servers import free_port
-from tests.system import System, run_system, start
+from tests.b2b.peers_pair import Pair as PeerPair
+from tests.system import System, start
 from tests.waiting import wait_for
 
 PASSWORD = "Peer-push-Pass-41"
 WAIT = 180.0  # two instances on a busy machine: generous, and never a timing assertion
-ENV = {
-    "TRADELANE_PEER_ALLOW_PRIVATE": "true",
-    "TRADELANE_PEER_CHECK_SECONDS": "2",
-    "TRADELANE_LOCKOUT_FAILURES": "100000",
-    "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000",
-}
 
 
 @dataclass
@@ -95,36 +89,35 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def pair(peer_pair: PeerPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """The session's two instances (B's public URL is the relay), paired here by acme on A and
+    globex on B, names no other module uses."""
+    a, b, relay = peer_pair.a.system, peer_pair.b.system, peer_pair.b.relay
+    assert relay is not None
     lake = tmp_path_factory.mktemp("lake")
     (lake / "in").mkdir()
-    b_port, a_port = free_port(), free_port()
-    relay = Relay(b_port)
+    b.cli("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
+    b.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake), "--account", "globex")
+    a.cli("account", "add", "acme", "--email", "admin@acme.example", "--password", PASSWORD)
+    invited = json.loads(
+        a.cli(
+            "connect", "invite", "--account", "acme", "--send", "--outbox", "orders",
+            "--email", "admin@globex.example", "--name", "to-globex", "--json",
+        ).stdout
+    )  # fmt: skip
+    b.cli(
+        "connect", "accept", invited["link"], "--account", "globex", "--name", "from-acme",
+        "--dest", "lake:in",
+    )  # fmt: skip
+    a_side = in_home(a.env, "side_named", account="acme", name="to-globex")
+    b_side = in_home(b.env, "side_named", account="globex", name="from-acme")
+    shown = json.loads(a.cli("connect", "show", "to-globex", "--account", "acme", "--json").stdout)
+    assert shown["state"] == "active", shown
     try:
-        with (
-            run_system(api_port=b_port, TRADELANE_PUBLIC_URL=relay.url, **ENV) as b,
-            run_system(api_port=a_port, TRADELANE_PUBLIC_URL=f"http://127.0.0.1:{a_port}", **ENV) as a,
-        ):
-            b.cli("account", "add", "globex", "--email", "admin@globex.example", "--password", PASSWORD)
-            b.cli("endpoint", "add", "lake", "--type", "file", "--path", str(lake), "--account", "globex")
-            a.cli("account", "add", "acme", "--email", "admin@acme.example", "--password", PASSWORD)
-            invited = json.loads(
-                a.cli(
-                    "connect", "invite", "--account", "acme", "--send", "--outbox", "orders",
-                    "--email", "admin@globex.example", "--name", "to-globex", "--json",
-                ).stdout
-            )  # fmt: skip
-            b.cli(
-                "connect", "accept", invited["link"], "--account", "globex", "--name", "from-acme",
-                "--dest", "lake:in",
-            )  # fmt: skip
-            a_side = in_home(a.env, "side_named", account="acme", name="to-globex")
-            b_side = in_home(b.env, "side_named", account="globex", name="from-acme")
-            shown = json.loads(a.cli("connect", "show", "to-globex", "--account", "acme", "--json").stdout)
-            assert shown["state"] == "active", shown
-            yield Pair(a, b, relay, a_side, b_side, lake)
-    finally:
-        relay.close()
+        yield Pair(a, b, relay, a_side, b_side, lake)
+    finally:  # the relay passes everything again for the modules after this one
+        relay.rate = None
+        relay.release()
 
 
 def test_an_outbox_file_lands_on_the_other_instance_with_a_signed_receipt(pair: Pair) -> None:

@@ -3,6 +3,7 @@ in-process against a real Prefect test server (`prefect_test_harness`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -21,6 +22,7 @@ from core.endpoints import rows as endpoint_rows
 from core.intake import receive_stream
 from core.models import Transfer
 from core.transfers import TransferView
+from tests.system import IDLE_AFTER_LAST_USE
 from tests.tenancy import home_scope
 
 Flow = Callable[..., Awaitable[Any]]
@@ -28,15 +30,21 @@ Flow = Callable[..., Awaitable[Any]]
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
+    """One Prefect test server for every module that runs flows in-process (tests/conftest.py
+    shares this definition, so tests/derived and tests/hostile do not each start one), stopped after
+    the last test that uses it."""
     from prefect.testing.utilities import prefect_test_harness
 
     # As `up` runs it (cli/supervisor.py): the telemetry write at boot races the server's migrations.
     saved = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     try:
-        with prefect_test_harness(server_startup_timeout=120):
+        with contextlib.ExitStack() as running:
+            running.enter_context(prefect_test_harness(server_startup_timeout=120))
+            IDLE_AFTER_LAST_USE["prefect_server"] = running.close
             yield
     finally:
+        IDLE_AFTER_LAST_USE.pop("prefect_server", None)
         if saved is None:
             os.environ.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
         else:

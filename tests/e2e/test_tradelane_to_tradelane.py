@@ -10,23 +10,22 @@ and B's own data flow delivers it on.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailboxes.ftp import CERT_FILE
+from tests.b2b.peers_pair import Pair
 from tests.e2e.helpers import PartnerClient, delivered, sha256, unique
-from tests.system import System, run_system
+from tests.system import System
 
 B_LOGIN, B_PASSWORD = "tradelane-a", "a-sends-to-b-S3cret"
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[System]:
-    """System B, started alone (system A is the session's shared one)."""
-    with run_system() as system:
-        yield system
+@pytest.fixture
+def receiver(peer_pair: Pair) -> System:
+    """System B: instance B of the session's pair (system A is the session's shared one)."""
+    return peer_pair.b.system
 
 
 def test_a_file_sent_by_one_tradelane_arrives_in_another(
@@ -75,7 +74,11 @@ def test_a_file_sent_by_one_tradelane_arrives_in_another(
         assert sha256((inbox / name).read_bytes()) == sha256(data)
     # B took each in once, under its final name, over the protocol it came by.
     with sqlite3.connect(b.home / "tradelane.db") as store:
-        receipts = store.execute("SELECT name, protocol, sha256 FROM receipt ORDER BY name").fetchall()
+        receipts = store.execute(
+            "SELECT receipt.name, protocol, sha256 FROM receipt JOIN partner ON partner.id = partner_id"
+            " WHERE partner.name = ? ORDER BY receipt.name",
+            (B_LOGIN,),
+        ).fetchall()
     assert receipts == [
         ("po_850.sftp.json", "sftp", sha256(payloads["po_850.sftp.json"])),
         ("po_851.ftps.json", "ftp", sha256(payloads["po_851.ftps.json"])),

@@ -19,7 +19,6 @@ from tests.derived.support import (
     add_flow,
     add_partner,
     in_process_runs,
-    prefect_server,  # noqa: F401
     receive,
     run,
     staged_files,

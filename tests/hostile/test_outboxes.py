@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ftplib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,15 @@ from tests.b2b.outbox_doors import (
     folder_named,
     new_pair,
     unique,
-    up_for_outboxes,
     upload,
 )
 from tests.servers import moto_client
 from tests.system import System
 
 
-@pytest.fixture(scope="module")
-def up() -> Iterator[System]:
-    yield from up_for_outboxes()
+@pytest.fixture
+def up(outbox_system: System) -> System:
+    return outbox_system
 
 
 @pytest.fixture

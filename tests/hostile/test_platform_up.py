@@ -24,6 +24,7 @@ import pytest
 from core.config import Settings, get_settings
 from tests.e2e.helpers import PartnerClient, delivered, unique
 from tests.system import System, run_system
+from tests.waiting import wait_for
 
 LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it (little-endian hex)
 
@@ -138,13 +139,20 @@ def test_a_file_is_delivered_end_to_end_with_auth_on(
     assert stat.S_IMODE((out / "po.json").stat().st_mode) == 0o644
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     # The flow run talked to the same authenticated API: its logs are there, behind the auth string.
+    # (The run's log lines reach the API in batches, after the file is recorded delivered: wait.)
     user, _, password = generated_auth(exposed).partition(":")
-    logs = httpx.post(
-        f"http://127.0.0.1:{prefect_port(exposed)}/api/logs/filter",
-        json={"logs": {"flow_run_id": {"any_": [row["flow_run_id"]]}}},
-        auth=(user, password),
-    )
-    assert logs.status_code == 200 and logs.json()
+
+    def logs() -> list[object]:
+        answer = httpx.post(
+            f"http://127.0.0.1:{prefect_port(exposed)}/api/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [row["flow_run_id"]]}}},
+            auth=(user, password),
+        )
+        assert answer.status_code == 200, answer.text
+        found: list[object] = answer.json()
+        return found
+
+    wait_for(logs, "the flow run's logs in the authenticated API", timeout=60, interval=0.3)
 
 
 def test_every_file_and_folder_in_the_home_is_private(
