@@ -31,7 +31,7 @@ def opened() -> Iterator[contextlib.ExitStack]:
 # Session-wide servers that several modules use. Those modules run one after the other (from where
 # the first of them ran), so the server stops after them instead of idling through every module in
 # between. The order within each module, and of all other modules, stays.
-RUN_TOGETHER = ("peer_pair", "outbox_system", "prefect_server")
+RUN_TOGETHER = ("peer_pair", "outbox_system", "prefect_server", "web_system")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -27,7 +27,7 @@ from importlib.metadata import version
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
 
-from tests.system import System, run_system
+from tests.system import IDLE_AFTER_LAST_USE, System, run_system, stop
 
 log = logging.getLogger(__name__)
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +38,7 @@ _addresses = (f"203.0.113.{n}" for n in itertools.count(10))
 def web_system() -> Iterator[System]:
     """One `tradelane up` for the browser tests (3 failed logins ban an address: lockout tests are short)."""
     with run_system(TRADELANE_FORWARDED_ALLOW_IPS="127.0.0.1", TRADELANE_LOCKOUT_FAILURES="3") as running:
+        IDLE_AFTER_LAST_USE["web_system"] = lambda: stop(running)
         yield running
 
 
