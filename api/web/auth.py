@@ -366,12 +366,7 @@ async def log_out(request: Request) -> Response:
     return response
 
 
-# Placeholders until the portal and console streams fill them: they say who is logged in.
-@router.get(PORTAL)
-async def portal_home(request: Request, found: WebLoginDep) -> Response:
-    return page(request, "placeholder.html", login=found, title="Portal")
-
-
+# A placeholder until the console stream fills it: it says who is logged in. (/portal: api/web/portal.py)
 @router.get(CONSOLE)
 async def console_home(request: Request, found: WebUserDep) -> Response:
     return page(request, "placeholder.html", login=found, title="Console")
