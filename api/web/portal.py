@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 
 from api import ids
 from api.routes.files import attachment
+from api.web import fallback
 from api.web.auth import CheckedFormDep, LoggedIn, WebLoginDep, WebPartnerDep, WebUserDep, page, remote_addr
 from api.web.templates import render
 from core.db import session_scope
@@ -282,9 +283,13 @@ async def outbox_page(request: Request, outbox: str, found: WebUserDep) -> Respo
         return _error(request, found, 403, str(exc))
     if context is None:
         return _error(request, found, 404, f"no outbox named {outbox!r}")
-    return page(request, "portal/outbox.html", login=found, title=f"Outbox {outbox}", notice=None, **context)
+    notice = _notice(request)
+    return page(
+        request, "portal/outbox.html", login=found, title=f"Outbox {outbox}", notice=notice, **context
+    )
 
 
 def install(app: FastAPI) -> None:
-    """Serve the portal's pages (its uploads are api/web/tus.py's)."""
+    """Serve the portal's pages (its resumable uploads are api/web/tus.py's)."""
     app.include_router(router)
+    app.include_router(fallback.router)  # POST /portal/upload: the upload area without script

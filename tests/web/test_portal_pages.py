@@ -17,7 +17,7 @@ from core.mailbox import layout
 from core.models import AuditEvent
 from tests.b2b.web_server import forms_of, text_of
 from tests.tenancy import home_scope
-from tests.web.portal_client import Portal, new_partner
+from tests.web.portal_client import Portal, new_partner, receipts_of
 from tests.web.server import WebServer, web_server
 
 
@@ -124,3 +124,23 @@ def test_another_partners_file_id_is_not_found(server: WebServer) -> None:
         )
         assert other.client.get("/portal/files/bm90LWFuLWlk/content").status_code == 404
     assert (layout.home("home", owner) / "download" / "theirs.csv").read_bytes() == b"secret"
+
+
+def test_the_no_script_form_streams_files_in(server: WebServer) -> None:
+    first, second = os.urandom(2 * 1024 * 1024 + 1), b'{"po": 2}'
+    with Portal(server, new_partner()) as portal:
+        page = portal.client.get("/portal/upload")
+        fields = forms_of(page)["/portal/upload"]
+        answer = portal.client.post(
+            "/portal/upload",
+            data=fields,
+            files=[("files", ("big.bin", first)), ("files", ("ünï.json", second))],
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/portal/upload?received=2"
+        assert "Received 2 file(s)." in text_of(portal.client.get(answer.headers["location"]))
+        receipts = receipts_of(portal.name)
+        assert [(r.name, r.size, r.protocol) for r in receipts] == [
+            ("big.bin", len(first), "portal"),
+            ("ünï.json", len(second), "portal"),
+        ]
+        assert receipts[0].sha256 == hashlib.sha256(first).hexdigest()
