@@ -323,13 +323,45 @@ async def patch(request: Request, upload_id: str, found: WebLoginDep) -> Respons
     if offset > row.length:
         raise TusRefused(400, "Upload-Offset is past Upload-Length")
     live = await run_in_threadpool(_open_live, found.login, remote_addr(request))
+    mine = _Running()
     try:
-        handle = await run_in_threadpool(_begin_patch, found, request, row, offset)
-        wrote = await _receive(request, row, handle, offset)
-        await run_in_threadpool(_end_patch, row, handle, wrote)
-        return _answer(204, {"Upload-Offset": str(handle.size)})
+        await _take_over(upload_id, mine)
+        with mine.scope:
+            handle = await run_in_threadpool(_begin_patch, found, request, row, offset)
+            wrote = await _receive(request, row, handle, offset)
+            await run_in_threadpool(_end_patch, row, handle, wrote)
+            return _answer(204, {"Upload-Offset": str(handle.size)})
+        raise TusRefused(409, "a newer request for this upload took over; ask for the offset (HEAD)")
     finally:
+        mine.finished.set()
+        if _running.get(upload_id) is mine:
+            del _running[upload_id]
         shared_registry().close(live)
+
+
+class _Running:
+    """A PATCH in progress: the scope a newer PATCH of the same upload cancels, and when it ended."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+
+
+# The PATCH writing each upload now, by upload id (this process). **Newest PATCH wins**: a browser
+# that lost its connection silently (no RST: a laptop leaving Wi-Fi) retries while the old request
+# still waits for bytes and holds the staged file until the body timeout; the retry cancels it, the
+# old request writes the bytes it holds and lets go, then the retry goes on (409 or writes).
+_running: dict[str, _Running] = {}
+TAKE_OVER_SECONDS = 2.0
+
+
+async def _take_over(upload_id: str, mine: _Running) -> None:
+    previous = _running.get(upload_id)
+    _running[upload_id] = mine
+    if previous is not None:
+        previous.scope.cancel()
+        with anyio.move_on_after(TAKE_OVER_SECONDS):
+            await previous.finished.wait()
 
 
 async def _receive(request: Request, row: WebUpload, handle: StagedUpload, offset: int) -> int:
@@ -355,7 +387,7 @@ async def _receive(request: Request, row: WebUpload, handle: StagedUpload, offse
         return wrote
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
-            if batch and isinstance(exc, ClientDisconnect | TusRefused) and not handle.done:
+            if batch and not handle.done:  # cut, cancelled by a newer PATCH, or past the length
                 with contextlib.suppress(MailboxError, TusRefused):
                     await run_in_threadpool(_write, handle, b"".join(batch))  # the batch in hand
                     wrote += batched

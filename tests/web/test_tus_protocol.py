@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlmodel import select
 
+from api.web import tus
 from core.db import session_scope
 from core.models import AuditEvent, WebUploadState
 from tests.web.portal_client import TUS, Portal, new_partner, receipts_of, upload_row
@@ -136,3 +139,32 @@ def test_protocol_refusals(portal: Portal) -> None:
     no_name = portal.client.post("/portal/uploads", headers=portal.headers(**{"Upload-Length": "3"}))
     assert no_name.status_code == 400
     assert no_name.headers["tus-resumable"] == TUS["Tus-Resumable"]
+
+
+def test_the_newest_patch_takes_over_from_a_silent_one(server: WebServer, portal: Portal) -> None:
+    data = os.urandom(3000)
+    url = portal.new_upload("silent.bin", len(data))
+    # A PATCH whose connection stays open and says nothing more (a laptop that left the Wi-Fi).
+    cookies = "; ".join(f"{k}={v}" for k, v in portal.client.cookies.items())
+    head = (
+        f"PATCH {url} HTTP/1.1\r\nHost: {server.url.removeprefix('http://')}\r\nCookie: {cookies}\r\n"
+        f"Origin: {server.url}\r\nX-CSRF-Token: {portal.csrf}\r\nX-Forwarded-For: 198.51.100.250\r\n"
+        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as silent:
+        silent.sendall(head.encode() + data[:1000])
+        deadline = time.monotonic() + 15
+        while url.rsplit("/", 1)[1] not in tus._running:  # the silent PATCH holds the upload
+            assert time.monotonic() < deadline, "the silent PATCH never began"
+            time.sleep(0.01)
+        # The browser's retry: it takes over at once (not 423 until the body timeout); the silent
+        # request's 1000 bytes were written, so the stale offset 0 is told where to go on.
+        retry = portal.patch(url, 0, data)
+        assert retry.status_code == 409, retry.text
+        assert retry.headers["upload-offset"] == "1000"
+        assert portal.patch(url, 1000, data[1000:]).status_code == 204
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest() and receipt.size == len(data)
+    assert upload_row(url).received == len(data)
