@@ -258,7 +258,7 @@ def _outboxes(found: LoggedIn, request: Request) -> list[OutboxRow]:
 @router.get("/portal/b2b")
 async def outboxes_page(request: Request, found: WebUserDep) -> Response:
     outboxes = await run_in_threadpool(_outboxes, found, request)
-    return page(request, "portal/b2b.html", login=found, title="B2B outboxes", outboxes=outboxes)
+    return page(request, "portal/b2b.html", login=found, title="B2B outboxes", outboxes=outboxes, notice=None)
 
 
 def _outbox_context(found: LoggedIn, request: Request, outbox: str) -> dict[str, Any] | None:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from core import partners
+from core import accounts, partners
 from core.db import session_scope
 from core.mailbox import layout
 from core.models import AuditEvent
 from tests.b2b.web_server import forms_of, text_of
 from tests.tenancy import home_scope
-from tests.web.portal_client import Portal, new_partner, receipts_of
+from tests.web.portal_client import PASSWORD, Portal, new_partner, receipts_of
 from tests.web.server import WebServer, web_server
 
 
@@ -144,3 +144,18 @@ def test_the_no_script_form_streams_files_in(server: WebServer) -> None:
             ("ünï.json", len(second), "portal"),
         ]
         assert receipts[0].sha256 == hashlib.sha256(first).hexdigest()
+
+
+def test_an_account_user_gets_its_outboxes_not_a_mailbox(server: WebServer) -> None:
+    email = "outboxes-user@home.example"
+    with session_scope() as session:
+        accounts.add_user(session, home_scope(session), email, password=PASSWORD, role="operator")
+    with Portal(server, email) as portal:
+        assert portal.client.get("/portal").headers["location"] == "/portal/b2b"
+        page = portal.client.get("/portal/b2b")
+        assert "This account has no B2B outboxes yet" in text_of(page)
+        assert portal.client.get("/portal/b2b/nobox").status_code == 404
+        assert portal.client.get("/portal/upload").headers["location"] == "/console"  # a partner's page
+        refused = portal.create("po.json", 3, "b2b/nobox")
+        assert refused.status_code == 403 and "outboxes" in refused.json()["message"]
+        assert portal.create("po.json", 3).status_code == 400  # no folder: a user must name its outbox
