@@ -34,11 +34,13 @@ from api.web import fallback
 from api.web.auth import CheckedFormDep, LoggedIn, WebLoginDep, WebPartnerDep, WebUserDep, page, remote_addr
 from api.web.templates import render
 from core.db import session_scope
+from core.login import LoginRefused
 from core.mailbox.access import Action
 from core.mailbox.doors import shared_doors
 from core.mailbox.errors import Forbidden, MailboxError, NoSuchFile
 from core.mailbox.user_view import UserView, view_for
 from core.mailbox.view import DownloadFile, Entry, MailboxView
+from core.sessions import LiveSession, shared_registry
 from core.uploads_status import UploadStatus, recent_uploads
 
 PROTOCOL = "portal"
@@ -184,22 +186,34 @@ def _open(found: LoggedIn, request: Request, file_id: str) -> tuple[DownloadFile
     return view_of(found, request).open_read(f"/{folder}/{name}"), name
 
 
-def _chunks(handle: DownloadFile) -> Iterator[bytes]:
-    with handle:  # closing audits the download (protocol portal) and frees the open-file slot
-        while chunk := handle.read(CHUNK_SIZE):
-            yield chunk
+def _chunks(handle: DownloadFile, live: LiveSession) -> Iterator[bytes]:
+    try:
+        with handle:  # closing audits the download (protocol portal) and frees the open-file slot
+            while chunk := handle.read(CHUNK_SIZE):
+                yield chunk
+    finally:
+        shared_registry().close(live)  # the download counted as one of the login's sessions
 
 
 @router.get("/portal/files/{file_id}/content")
 async def download_file(request: Request, file_id: str, found: WebPartnerDep) -> Response:
     try:
+        live = shared_registry().open(found.login, remote_addr(request), PROTOCOL, server_limit=False)
+    except LoginRefused:
+        limit = found.login.max_connections
+        message = f"this login already has {limit} transfers or sessions open (its limit); try again soon"
+        return _error(request, found, 429, message)
+    try:
         handle, name = await run_in_threadpool(_open, found, request, file_id)
-    except NoSuchFile:
-        return _error(request, found, 404, "no such file")
-    except Forbidden as exc:
-        return _error(request, found, 403, str(exc))
-    except MailboxError as exc:
-        return _error(request, found, 409, str(exc))
+    except BaseException as exc:
+        shared_registry().close(live)
+        if isinstance(exc, NoSuchFile):
+            return _error(request, found, 404, "no such file")
+        if isinstance(exc, Forbidden):
+            return _error(request, found, 403, str(exc))
+        if isinstance(exc, MailboxError):
+            return _error(request, found, 409, str(exc))
+        raise
     headers = {
         "Content-Length": str(handle.size),
         "Content-Disposition": attachment(name),
@@ -207,7 +221,7 @@ async def download_file(request: Request, file_id: str, found: WebPartnerDep) ->
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
     }
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(_chunks(handle, live), media_type="application/octet-stream", headers=headers)
 
 
 def _delete(found: LoggedIn, request: Request, file_id: str) -> str:

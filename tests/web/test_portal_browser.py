@@ -154,3 +154,24 @@ async def test_cancel_leaves_nothing(watched: Watched, web_system: System, tmp_p
     assert rows == []
     await page.reload()
     await expect(page.locator("#recent-body")).not_to_contain_text("cancelled.json")
+
+
+async def test_markup_in_a_file_name_stays_text(watched: Watched, web_system: System, tmp_path: Path) -> None:
+    page = watched.page
+    partner, flow = await add_partner_with_flow(web_system, tmp_path / "out")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    hostile = '"><img src=x onerror=alert(1)>b<script>alert(2)<!--.json'
+    await log_in(page, partner)
+    await drop_files(page, "#drop", [(hostile, "{}")])
+    item = page.locator("#progress li")
+    await expect(item.locator(".upload-name")).to_have_text(hostile)
+    await expect(item.locator("progress")).to_have_attribute("value", "2")
+    await asyncio.to_thread(web_system.wait_for, settled(1), flow=flow)
+    row = page.locator("#recent-body tr").first
+    await expect(row).to_contain_text("delivered", timeout=20_000)
+    await expect(row.locator("td").first).to_have_text(hostile)
+    await page.reload()
+    await expect(page.locator("#recent-body tr").first.locator("td").first).to_have_text(hostile)
+    assert await page.locator("#recent-body img, #progress img, #recent-body script").count() == 0
+    assert dialogs == []
