@@ -63,7 +63,10 @@ class Portal:
         return self.client.post("/portal/uploads", headers=headers)
 
     def new_upload(self, name: str, length: int) -> str:
-        answer = self.create(name, length)
+        return self.new_upload_in(name, length, None)
+
+    def new_upload_in(self, name: str, length: int, folder: str | None) -> str:
+        answer = self.create(name, length, folder)
         assert answer.status_code == 201, answer.text
         return answer.headers["location"]
 
