@@ -6,9 +6,11 @@ exactly as `tradelane transfers --json` gives it; the file chooser with several 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,37 @@ async def test_markup_in_a_file_name_stays_text(watched: Watched, web_system: Sy
     await expect(page.locator("#recent-body tr").first.locator("td").first).to_have_text(hostile)
     assert await page.locator("#recent-body img, #progress img, #recent-body script").count() == 0
     assert dialogs == []
+
+
+async def test_choosing_the_file_again_after_a_reload_resumes_the_same_upload(
+    watched: Watched, web_system: System, tmp_path: Path
+) -> None:
+    page = watched.page
+    partner, flow = await add_partner_with_flow(web_system, tmp_path / "out")
+    source = tmp_path / "again.json"
+    source.write_text(json.dumps({"lines": list(range(20_000))}))
+    held: list[Route] = []
+
+    async def hold_patches(route: Route) -> None:
+        if route.request.method == "PATCH":
+            held.append(route)  # the page is left before a byte arrives
+        else:
+            await route.continue_()
+
+    await log_in(page, partner)
+    await page.route("**/portal/uploads/**", hold_patches)
+    await page.set_input_files("#files", str(source))
+    await expect(page.locator("#progress li", has_text=source.name)).to_contain_text("0 %")
+    await page.unroute("**/portal/uploads/**")
+    await page.reload()  # the browser gives the upload up; tus-js-client remembers it
+    for route in held:
+        with contextlib.suppress(Exception):
+            await route.abort()
+    await page.set_input_files("#files", str(source))
+    bar = page.locator("#progress li", has_text=source.name).locator("progress")
+    await expect(bar).to_have_attribute("value", str(source.stat().st_size))
+    rows = await asyncio.to_thread(web_system.wait_for, settled(1), flow=flow)
+    assert [r["state"] for r in rows] == ["delivered"]
+    with sqlite3.connect(web_system.home / "tradelane.db") as db:
+        uploads = db.execute("SELECT state FROM web_upload WHERE name = ?", (source.name,)).fetchall()
+    assert uploads == [("done",)]  # the same upload went on: no second one was begun
