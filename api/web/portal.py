@@ -33,6 +33,7 @@ from api.routes.files import attachment
 from api.web import fallback
 from api.web.auth import CheckedFormDep, LoggedIn, WebLoginDep, WebPartnerDep, WebUserDep, page, remote_addr
 from api.web.templates import render
+from core.config import get_settings
 from core.db import session_scope
 from core.login import LoginRefused
 from core.mailbox.access import Action
@@ -114,6 +115,7 @@ def _upload_context(found: LoggedIn, request: Request, folder: str) -> dict[str,
         "folder": folder,
         "limit": human_size(view.max_file_bytes),
         "limit_bytes": view.max_file_bytes,
+        "chunk": get_settings().portal_chunk_bytes,
         "recent": _recent(found),
         "human_size": human_size,
         "utc": utc,
