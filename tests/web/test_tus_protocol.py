@@ -9,13 +9,14 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
 
 from api.web import tus
 from core.db import session_scope
-from core.models import AuditEvent, WebUploadState
+from core.models import AuditEvent, WebUpload, WebUploadState, utcnow
 from tests.web.portal_client import TUS, Portal, new_partner, receipts_of, upload_row
 from tests.web.server import WebServer, web_server
 
@@ -168,3 +169,17 @@ def test_the_newest_patch_takes_over_from_a_silent_one(server: WebServer, portal
     [receipt] = receipts_of(portal.name)
     assert receipt.sha256 == hashlib.sha256(data).hexdigest() and receipt.size == len(data)
     assert upload_row(url).received == len(data)
+
+
+def test_an_expired_upload_is_gone(portal: Portal) -> None:
+    url = portal.new_upload("stale-day.bin", 10)
+    assert portal.patch(url, 0, b"12345").status_code == 204
+    with session_scope() as session:  # a day later (the staging's retention)
+        row = session.get(WebUpload, url.rsplit("/", 1)[1])
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        session.add(row)
+    assert portal.head(url).status_code == 410
+    gone = portal.patch(url, 5, b"67890")
+    assert gone.status_code == 410 and "expired" in gone.json()["message"]
+    assert receipts_of(portal.name) == []
