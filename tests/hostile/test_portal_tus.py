@@ -6,16 +6,20 @@ nothing is received or left visible."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlmodel import select
 
+from api.web import tus
+from core import partners
 from core.db import session_scope
 from core.login import LoginUser
 from core.mailbox.doors import shared_doors
 from core.mailbox.view import MailboxView
 from core.models import Partner
+from tests.tenancy import home_scope
 from tests.web.portal_client import Portal, new_partner, receipts_of
 from tests.web.server import WebServer, web_server
 
@@ -135,3 +139,25 @@ def test_a_huge_body_cannot_grow_past_the_declared_length(server: WebServer, por
     assert answer.status_code == 400
     assert int(portal.head(url).headers["upload-offset"]) <= 1024
     assert receipts_of(portal.name) == []
+
+
+def test_uploads_count_against_the_partners_session_limit(server: WebServer) -> None:
+    name = new_partner()
+    with session_scope() as session:
+        scope = home_scope(session)
+        partners.configure(session, scope, partners.require(session, scope, name), max_sessions=1)
+    with Portal(server, name) as portal:
+        first, second = portal.new_upload("one.bin", 100), portal.new_upload("two.bin", 3)
+        with portal.silent_patch(server.url, first, 100, b"x" * 10):
+            deadline = time.monotonic() + 15
+            while first.rsplit("/", 1)[1] not in tus._running:  # the silent PATCH is in
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            refused = portal.patch(second, 0, b"abc")
+            assert refused.status_code == 429 and "limit" in refused.json()["message"]
+            assert refused.headers["retry-after"] == "1"
+        deadline = time.monotonic() + 15
+        while first.rsplit("/", 1)[1] in tus._running:  # the cut PATCH let go of its session
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert portal.patch(second, 0, b"abc").status_code == 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import socket
 
 import httpx
 from sqlmodel import select
@@ -75,6 +76,21 @@ class Portal:
             **{"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream", **extra}
         )
         return self.client.patch(url, headers=headers, content=data)
+
+    def silent_patch(self, server_url: str, url: str, length: int, first: bytes) -> socket.socket:
+        """A PATCH that sends `first` of its `length` body bytes and then nothing (the caller closes
+        the returned socket)."""
+        cookies = "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())
+        host, port = server_url.removeprefix("http://").split(":")
+        head = (
+            f"PATCH {url} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookies}\r\n"
+            f"Origin: {server_url}\r\nX-CSRF-Token: {self.csrf}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        )
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(head.encode() + first)
+        return sock
 
     def head(self, url: str) -> httpx.Response:
         return self.client.head(url, headers=self.headers())
