@@ -51,6 +51,7 @@ async def log_in(page: Page, name: str) -> None:
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(re.compile(r"/portal$"))
+    await expect(page.locator("#upload.scripted")).to_be_attached()  # upload.js is listening
 
 
 async def drop_files(page: Page, selector: str, files: list[tuple[str, str]]) -> None:
@@ -200,6 +201,7 @@ async def test_choosing_the_file_again_after_a_reload_resumes_the_same_upload(
     await expect(page.locator("#progress li", has_text=source.name)).to_contain_text("0 %")
     await page.unroute("**/portal/uploads/**")
     await page.reload()  # the browser gives the upload up; tus-js-client remembers it
+    await expect(page.locator("#upload.scripted")).to_be_attached()
     for route in held:
         with contextlib.suppress(Exception):
             await route.abort()

@@ -52,6 +52,7 @@ async def test_a_file_goes_in_parts_of_the_chunk_size(
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Log in").click()
         await expect(page).to_have_url(re.compile(r"/portal$"))
+        await expect(page.locator("#upload.scripted")).to_be_attached()  # upload.js is listening
         await expect(page.locator("#upload")).to_have_attribute("data-chunk", str(CHUNK))
         await page.set_input_files("#files", str(source))
         bar = page.locator("#progress li", has_text=source.name).locator("progress")

@@ -83,6 +83,7 @@ async def test_a_1_gib_upload_cut_midway_resumes(
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Log in").click()
         await expect(page).to_have_url(re.compile(r"/portal$"))
+        await expect(page.locator("#upload.scripted")).to_be_attached()  # upload.js is listening
         await page.set_input_files("#files", str(source))
         # Cut every connection once half the file is staged (polled with a deadline, not a sleep).
         deadline = time.monotonic() + 600  # generous: a loaded 2-core machine moves 1 GiB slowly
