@@ -14,7 +14,7 @@ from api.admin.router import router as admin_router
 from api.routes import api_router, peer_uploads
 from api.routes.as2 import router as as2_router
 from api.routes.peer import router as peer_router
-from api.web import auth, connect, console
+from api.web import auth, connect, console, portal, tus
 from api.web.headers import SecurityHeaders
 from api.web.service import AcceptService
 
@@ -49,6 +49,8 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests
     auth.install(app)  # /, /login, /logout, /portal, /console: the web's session (api/web/auth.py)
     console.install(app)  # /console/*: the account console (api/web/console/)
+    portal.install(app)  # /portal/...: the partner portal's pages (api/web/portal.py)
+    tus.install(app)  # /portal/uploads: the portal's resumable uploads (api/web/tus.py)
     if accept_service is not None:
         connect.install(app, accept_service)
     return app

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # session ends this long after its login, used or not.
     web_session_idle_seconds: PositiveFloat = 1800.0
     web_session_max_seconds: PositiveFloat = 43200.0
+    # The portal's uploads: bytes per request the browser sends (tus PATCH); 0: each file in one.
+    portal_chunk_bytes: NonNegativeInt = 0
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).

@@ -443,13 +443,6 @@ async def log_out(request: Request) -> Response:
     return response
 
 
-# Placeholder until the portal stream fills it: it says who is logged in (the console's home is
-# api/web/console/overview.py).
-@router.get(PORTAL)
-async def portal_home(request: Request, found: WebLoginDep) -> Response:
-    return page(request, "placeholder.html", login=found, title="Portal")
-
-
 async def _login_needed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginNeeded)
     if request.method in ("GET", "HEAD") and _wants_html(request):
@@ -471,7 +464,7 @@ async def _form_refused(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Serve /, /login, /logout and the placeholders, and answer the dependencies' refusals."""
+    """Serve /, /login and /logout, and answer the dependencies' refusals."""
     app.add_exception_handler(LoginNeeded, _login_needed)
     app.add_exception_handler(GoElsewhere, _go_elsewhere)
     app.add_exception_handler(security.FormRefused, _form_refused)

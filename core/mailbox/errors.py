@@ -33,3 +33,12 @@ class Busy(MailboxError):
 
 class TooManyOpenFiles(Busy):
     """The partner (or every partner together) holds as many open files as allowed."""
+
+
+class OffsetMismatch(MailboxError):
+    """An exact resume (`Staging.resume_at`) named another offset than the staged size: nothing was
+    written and nothing truncated; `have` is the staged size to resume from."""
+
+    def __init__(self, message: str, have: int) -> None:
+        super().__init__(message)
+        self.have = have

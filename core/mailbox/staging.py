@@ -11,9 +11,15 @@ upload. A broken upload (`abandon()`: connection dropped, client killed) keeps i
   `reput`/`put -a`, WinSCP and FTP `SIZE` + `REST`/`APPE` ask before resuming);
 * `Staging.open(..., offset=N)` keeps the first N staged bytes, `append=True` continues after all
   of them, `offset=None` lets the first write's offset decide;
+* `Staging.resume_at(..., offset=N)` is the exact resume a browser upload (tus, api/web/tus.py)
+  needs: it writes only when N is the staged size (`OffsetMismatch` otherwise) and never truncates,
+  so a request a browser re-sends from an old offset cannot destroy bytes already received;
 * the SHA-256 always covers the whole file: a resume re-hashes the staged prefix once, and writes
   that arrive out of order are allowed (as on any POSIX file) at the price of one re-hash of the
-  file on completion.
+  file on completion. A handle that ends without completing (`pause()` on a clean end, `abandon()`
+  on a broken one) leaves its running hash in this process, so the next resume at the staged size
+  continues it instead of re-reading the file (a browser upload in many chunks would otherwise
+  re-hash O(n²) bytes).
 
 Uploads to temporary names (`layout.is_in_progress_name`) stay staged when they complete; renaming
 one to its final name (`Staging.rename`) takes it in. Staged files older than `retention` are
@@ -36,7 +42,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from core.mailbox import layout
-from core.mailbox.errors import Busy, Forbidden, MailboxError, QuotaExceeded
+from core.mailbox.errors import Busy, Forbidden, MailboxError, OffsetMismatch, QuotaExceeded
 from core.models import Receipt
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,9 @@ _RENAMING = object()
 # Hashes of completed uploads to temporary names, so the rename to the final name need not re-read
 # them: staging path -> (size, mtime_ns, sha256).
 _finished: dict[Path, tuple[int, int, str]] = {}
+# Running hashes of unfinished uploads that ended without completing (pause/abandon), so a resume at
+# the staged size need not re-read the prefix: staging path -> (size, mtime_ns, sha256 object).
+_paused: dict[Path, tuple[int, int, hashlib._Hash]] = {}
 _registry_lock = threading.Lock()
 _last_sweep: dict[Path, float] = {}
 
@@ -89,6 +98,19 @@ def _open_staged(staged: Path) -> tuple[int, bool]:
         return os.open(staged, flags), False
     except FileNotFoundError:
         return os.open(staged, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+
+
+def _paused_hash(staged: Path, fd: int, at: int) -> hashlib._Hash | None:
+    """The running hash a paused handle left for exactly the first `at` bytes of this very file
+    (same size and mtime as then), taken out of the cache; call under `_registry_lock`."""
+    kept = _paused.pop(staged, None)
+    if kept is None:
+        return None
+    size, mtime_ns, sha = kept
+    st = os.fstat(fd)
+    if size != at or st.st_size != size or st.st_mtime_ns != mtime_ns:
+        return None
+    return sha
 
 
 def lstat_file(path: Path) -> os.stat_result | None:
@@ -161,6 +183,7 @@ class Staging:
                 if start is not None and start < have:
                     os.ftruncate(fd, start)
                     have = start
+                hashed = _paused_hash(staged, fd, have) if start == have else None
             except BaseException:
                 os.close(fd)
                 owner.release_file_slot()
@@ -168,7 +191,50 @@ class Staging:
                     with contextlib.suppress(OSError):
                         staged.unlink()
                 raise
-            handle = StagedUpload(owner, folder, name, staged, fd, have, start, append)
+            handle = StagedUpload(owner, folder, name, staged, fd, have, start, append, hashed)
+            _active[staged] = handle
+            _finished.pop(staged, None)
+            _paused.pop(staged, None)
+        return handle
+
+    def resume_at(self, owner: UploadOwner, folder: str, name: str, offset: int) -> StagedUpload:
+        """Continue an upload exactly at `offset`, which must be the staged size (0 for a new one).
+
+        Decided before a byte is read: `Busy` if another handle writes the file, `OffsetMismatch`
+        (with the staged size) if `offset` is not exactly what is staged. Unlike `open(offset=N)`
+        (FTP's REST, which truncates to N) nothing is ever truncated: a request re-sent from an old
+        offset is refused, not allowed to cut off what later requests wrote.
+        """
+        shown = f"/{folder}/{name}"
+        if offset < 0:
+            raise MailboxError("offset must not be negative")
+        staged = self.path(folder, name)
+        with _registry_lock:
+            if staged in _active:
+                raise Busy(f"{shown} is being uploaded by another session")
+            st = lstat_file(staged)
+            have = st.st_size if st else 0
+            if have != offset:
+                raise OffsetMismatch(f"{shown} has {have} bytes staged, not {offset}: resume at {have}", have)
+            owner.take_file_slot()
+            try:
+                fd, created = _open_staged(staged)
+            except OSError as exc:
+                owner.release_file_slot()
+                raise MailboxError(f"cannot open {shown}: {exc.strerror}") from exc
+            try:
+                have = os.fstat(fd).st_size
+                if have != offset:  # changed between the look and the open (another process)
+                    raise OffsetMismatch(f"{shown} has {have} bytes staged, not {offset}", have)
+                hashed = _paused_hash(staged, fd, have)
+            except BaseException:
+                os.close(fd)
+                owner.release_file_slot()
+                if created:
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
+                raise
+            handle = StagedUpload(owner, folder, name, staged, fd, have, have, False, hashed)
             _active[staged] = handle
             _finished.pop(staged, None)
         return handle
@@ -179,6 +245,7 @@ class Staging:
         with _registry_lock:
             if staged in _active:
                 raise Busy(f"/{folder}/{name} is being uploaded by another session")
+            _paused.pop(staged, None)
             if not lstat_file(staged):
                 return False
             staged.unlink()
@@ -239,6 +306,7 @@ class Staging:
                         if item.stat(follow_symlinks=False).st_mtime < now - self.retention:
                             path.unlink()
                             _finished.pop(path, None)
+                            _paused.pop(path, None)
                             removed += 1
         return removed
 
@@ -264,6 +332,7 @@ class StagedUpload:
         size: int,
         start: int | None,
         append: bool,
+        hashed: hashlib._Hash | None = None,
     ) -> None:
         self.owner = owner
         self.folder = folder
@@ -274,8 +343,9 @@ class StagedUpload:
         self._start = start  # where this session's bytes begin; None until the first write says
         self._append = append
         self._fd_open = True
-        self._sha = hashlib.sha256()
-        self._hashed = 0  # the prefix `_sha` covers
+        # The prefix `_sha` covers: a paused handle's hash of the staged bytes, else none yet.
+        self._sha = hashed if hashed is not None else hashlib.sha256()
+        self._hashed = size if hashed is not None else 0
         self._dirty = False  # an out-of-order write happened: re-hash on completion
         self._done = False
         self.received = 0  # bytes written in this session
@@ -396,12 +466,30 @@ class StagedUpload:
 
     def abandon(self) -> None:
         """The client went away mid-upload: nothing shows, nothing is triggered, the bytes wait to resume."""
+        if self._stop():
+            self.owner.audit("upload.incomplete", self.target, received=self.received, size=self._end)
+
+    def pause(self) -> None:
+        """A request that carried part of the file ended cleanly (a tus PATCH): release the file,
+        keep its bytes and its running hash for the next part; no event (the upload goes on)."""
+        self._stop()
+
+    def _stop(self) -> bool:
+        """Release the file, keeping the bytes (and the running hash, when in order) for a resume;
+        whether this session had written anything."""
         if self._done:
-            return
+            return False
         self._done = True
+        keep = None
+        if not self._dirty and self._end > 0 and self._hashed == self._end:
+            with contextlib.suppress(OSError):
+                keep = (self._end, os.fstat(self._fd).st_mtime_ns, self._sha)
         self._release()
         if self._end == 0:
             with contextlib.suppress(OSError):
                 self.staged.unlink()
-        if self.received:
-            self.owner.audit("upload.incomplete", self.target, received=self.received, size=self._end)
+        elif keep is not None:
+            with _registry_lock:
+                if self.staged not in _active:
+                    _paused[self.staged] = keep
+        return self.received > 0

@@ -202,6 +202,10 @@ class UserView(MailboxView):
     def open_upload(
         self, path: str, offset: int | None = 0, append: bool = False, cwd: str = "/"
     ) -> UploadHandle:
+        folder, name = self.upload_target(path, cwd)
+        return self.staged.open(self, folder, name, offset=offset, append=append)
+
+    def upload_target(self, path: str, cwd: str = "/") -> tuple[str, str]:
         virtual = self.normalize(path, cwd)
         try:
             parts, box = self._parts(path, cwd)
@@ -214,7 +218,7 @@ class UserView(MailboxView):
             intake.check_file_name(layout.carried_name(parts[2]))
         except intake.InvalidFileName as exc:
             raise InvalidName(str(exc)) from None
-        return self.staged.open(self, self._folder_of(box), parts[2], offset=offset, append=append)
+        return self._folder_of(box), parts[2]
 
     def _check_writable(self, box: Outbox) -> None:
         """Refuse a write into `box` with the connection's own words (revoked, role)."""

@@ -55,6 +55,7 @@ from core.mailbox.errors import (
     InvalidName,
     MailboxError,
     NoSuchFile,
+    OffsetMismatch,
     QuotaExceeded,
     TooManyOpenFiles,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "MailboxError",
     "MailboxView",
     "NoSuchFile",
+    "OffsetMismatch",
     "QuotaExceeded",
     "TooManyOpenFiles",
     "UploadHandle",
@@ -318,6 +320,19 @@ class MailboxView:
         `append=True` resumes after all staged bytes (SFTP APPEND, FTP APPE); `offset=None`
         keeps what is staged and lets the first write's offset say where the upload resumes.
         """
+        folder, name = self.upload_target(path, cwd)
+        received = (append or bool(offset)) and lstat_file(self.home / folder / name) is not None
+        return self.staged.open(self, folder, name, offset=offset, append=append, received=received)
+
+    def resume_upload(self, path: str, offset: int) -> UploadHandle:
+        """Continue an upload exactly at `offset`, the staged size (0 starts one): never truncates
+        (`Staging.resume_at`; `OffsetMismatch` carries the staged size). The portal's tus PATCH."""
+        folder, name = self.upload_target(path)
+        return self.staged.resume_at(self, folder, name, offset)
+
+    def upload_target(self, path: str, cwd: str = "/") -> tuple[str, str]:
+        """(folder, name) of a file the login may upload at `path`; refused with the mailbox's
+        words otherwise (a folder, a read-only folder, a name intake would refuse)."""
         place = self._resolve(path, cwd, writing=True)
         if place.name is None:
             raise Forbidden(f"{place.path} is a folder: {self._where_to_upload()}")
@@ -329,10 +344,7 @@ class MailboxView:
             intake.check_file_name(layout.carried_name(place.name))
         except intake.InvalidFileName as exc:
             raise InvalidName(str(exc)) from None
-        received = (append or bool(offset)) and lstat_file(self._local(place)) is not None
-        return self.staged.open(
-            self, place.folder, place.name, offset=offset, append=append, received=received
-        )
+        return place.folder, place.name
 
     def remove(self, path: str, cwd: str = "/") -> None:
         """Delete a file (where allowed), or discard an unfinished upload where the partner uploads."""

@@ -1,0 +1,185 @@
+"""The portal's resumable uploads (api/web/tus.py) spoken as tus-js-client speaks them, over real HTTP:
+creation, offsets, resumes that never truncate, completion through intake exactly once, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from api.web import tus
+from core.db import session_scope
+from core.models import AuditEvent, WebUpload, WebUploadState, utcnow
+from tests.web.portal_client import TUS, Portal, new_partner, receipts_of, upload_row
+from tests.web.server import WebServer, web_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    env = {"TRADELANE_FORWARDED_ALLOW_IPS": "127.0.0.1", "TRADELANE_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}
+    with web_server(tmp_path_factory.mktemp("web-tus"), env) as running:
+        yield running
+
+
+@pytest.fixture
+def portal(server: WebServer) -> Iterator[Portal]:
+    with Portal(server, new_partner()) as logged_in:
+        yield logged_in
+
+
+def test_options_says_what_the_server_speaks(portal: Portal) -> None:
+    answer = portal.client.options("/portal/uploads")
+    assert answer.status_code == 204
+    assert answer.headers["tus-version"] == "1.0.0" and answer.headers["tus-resumable"] == "1.0.0"
+    assert answer.headers["tus-extension"] == "creation,termination,expiration"
+    assert answer.headers["tus-max-size"] == str(64 * 1024 * 1024)
+
+
+def test_an_upload_in_three_parts_is_taken_in_once_with_its_sha256(portal: Portal) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    created = portal.create("po_850.json", len(data))
+    assert created.status_code == 201 and created.headers["upload-expires"].endswith("GMT")
+    url = created.headers["location"]
+    assert url.startswith("/portal/uploads/") and len(url.rsplit("/", 1)[1]) == 32
+    assert portal.head(url).headers["upload-offset"] == "0"
+    cuts = [0, 1024 * 1024, 2 * 1024 * 1024 + 5, len(data)]
+    for start, end in itertools.pairwise(cuts):
+        answer = portal.patch(url, start, data[start:end])
+        assert answer.status_code == 204, answer.text
+        assert answer.headers["upload-offset"] == str(end)
+        head = portal.head(url)
+        assert head.headers["upload-offset"] == str(end) and head.headers["upload-length"] == str(len(data))
+        assert head.headers["cache-control"] == "no-store"
+    [receipt] = receipts_of(portal.name)
+    assert receipt.name == "po_850.json" and receipt.size == len(data)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest() and receipt.protocol == "portal"
+    row = upload_row(url)
+    assert row.state == WebUploadState.done and row.receipt_id == receipt.id
+    assert row.patches == 3 and row.received == len(data)
+    # A late retry of the last PATCH finds the upload complete: no second intake.
+    again = portal.patch(url, len(data), b"")
+    assert again.status_code == 204 and again.headers["upload-offset"] == str(len(data))
+    assert len(receipts_of(portal.name)) == 1
+
+
+def test_a_stale_offset_gets_409_and_truncates_nothing(portal: Portal) -> None:
+    data = os.urandom(200_000)
+    url = portal.new_upload("stale.bin", len(data))
+    assert portal.patch(url, 0, data[:150_000]).status_code == 204
+    # A browser re-sending its first request from offset 0 (as Chromium does on a dead connection):
+    stale = portal.patch(url, 0, data[:150_000])
+    assert stale.status_code == 409 and stale.headers["upload-offset"] == "150000"
+    assert portal.patch(url, 10, data[10:20]).status_code == 409
+    assert portal.head(url).headers["upload-offset"] == "150000"
+    assert portal.patch(url, 150_000, data[150_000:]).status_code == 204
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).received == len(data)  # the refused requests wrote nothing
+
+
+def test_a_body_past_the_length_is_refused_and_the_upload_goes_on(portal: Portal) -> None:
+    url = portal.new_upload("short.txt", 10)
+    over = portal.patch(url, 0, b"0123456789ABC")
+    assert over.status_code == 400 and "Upload-Length" in over.json()["message"]
+    offset = int(portal.head(url).headers["upload-offset"])
+    assert offset == 0
+    assert portal.patch(url, 0, b"0123456789").status_code == 204
+    assert [r.size for r in receipts_of(portal.name)] == [10]
+
+
+def test_an_empty_file_is_taken_in_at_creation(portal: Portal) -> None:
+    answer = portal.create("empty.csv", 0)
+    assert answer.status_code == 201 and answer.headers["upload-offset"] == "0"
+    [receipt] = receipts_of(portal.name)
+    assert receipt.name == "empty.csv" and receipt.size == 0
+    assert portal.head(answer.headers["location"]).headers["upload-offset"] == "0"
+
+
+def test_cancel_leaves_nothing_staged_nor_received(server: WebServer, portal: Portal) -> None:
+    url = portal.new_upload("gone.bin", 1000)
+    assert portal.patch(url, 0, b"x" * 400).status_code == 204
+    assert portal.delete(url).status_code == 204
+    assert portal.head(url).status_code == 404
+    assert receipts_of(portal.name) == []
+    assert not list((server.home).rglob("gone.bin"))
+    with session_scope() as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "upload.discarded")).all()
+        assert any(e.actor == f"partner:{portal.name}" for e in events)
+
+
+def test_a_new_upload_of_the_same_name_waits_for_the_live_one(portal: Portal) -> None:
+    first = portal.new_upload("twice.txt", 5)
+    assert portal.patch(first, 0, b"ab").status_code == 204
+    second = portal.create("twice.txt", 5)
+    assert second.status_code == 409 and "already being uploaded" in second.json()["message"]
+    assert portal.patch(first, 2, b"cde").status_code == 204
+    # Once done, the same name may be sent again (a new version of the file).
+    again = portal.new_upload("twice.txt", 3)
+    assert portal.patch(again, 0, b"xyz").status_code == 204
+    assert [r.size for r in receipts_of(portal.name)] == [5, 3]
+
+
+def test_protocol_refusals(portal: Portal) -> None:
+    url = portal.new_upload("refusals.bin", 4)
+    no_version = portal.client.head(url, headers={"X-CSRF-Token": portal.csrf})
+    assert no_version.status_code == 412 and no_version.headers["tus-version"] == "1.0.0"
+    wrong_type = portal.patch(url, 0, b"abcd", **{"Content-Type": "application/octet-stream"})
+    assert wrong_type.status_code == 415
+    assert portal.patch(url, 0, b"ab", **{"Upload-Offset": "-1"}).status_code == 400
+    no_length = portal.client.post(
+        "/portal/uploads", headers=portal.headers(**{"Upload-Metadata": "filename YS50eHQ="})
+    )
+    assert no_length.status_code == 400 and "Upload-Length" in no_length.json()["message"]
+    no_name = portal.client.post("/portal/uploads", headers=portal.headers(**{"Upload-Length": "3"}))
+    assert no_name.status_code == 400
+    assert no_name.headers["tus-resumable"] == TUS["Tus-Resumable"]
+
+
+def test_the_newest_patch_takes_over_from_a_silent_one(server: WebServer, portal: Portal) -> None:
+    data = os.urandom(3000)
+    url = portal.new_upload("silent.bin", len(data))
+    # A PATCH whose connection stays open and says nothing more (a laptop that left the Wi-Fi).
+    cookies = "; ".join(f"{k}={v}" for k, v in portal.client.cookies.items())
+    head = (
+        f"PATCH {url} HTTP/1.1\r\nHost: {server.url.removeprefix('http://')}\r\nCookie: {cookies}\r\n"
+        f"Origin: {server.url}\r\nX-CSRF-Token: {portal.csrf}\r\nX-Forwarded-For: 198.51.100.250\r\n"
+        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as silent:
+        silent.sendall(head.encode() + data[:1000])
+        deadline = time.monotonic() + 15
+        while url.rsplit("/", 1)[1] not in tus._running:  # the silent PATCH holds the upload
+            assert time.monotonic() < deadline, "the silent PATCH never began"
+            time.sleep(0.01)
+        # The browser's retry: it takes over at once (not 423 until the body timeout); the silent
+        # request's 1000 bytes were written, so the stale offset 0 is told where to go on.
+        retry = portal.patch(url, 0, data)
+        assert retry.status_code == 409, retry.text
+        assert retry.headers["upload-offset"] == "1000"
+        assert portal.patch(url, 1000, data[1000:]).status_code == 204
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest() and receipt.size == len(data)
+    assert upload_row(url).received == len(data)
+
+
+def test_an_expired_upload_is_gone(portal: Portal) -> None:
+    url = portal.new_upload("stale-day.bin", 10)
+    assert portal.patch(url, 0, b"12345").status_code == 204
+    with session_scope() as session:  # a day later (the staging's retention)
+        row = session.get(WebUpload, url.rsplit("/", 1)[1])
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        session.add(row)
+    assert portal.head(url).status_code == 410
+    gone = portal.patch(url, 5, b"67890")
+    assert gone.status_code == 410 and "expired" in gone.json()["message"]
+    assert receipts_of(portal.name) == []
