@@ -4,20 +4,19 @@ tus (and by the no-script form) carried to the receiver's bucket, and shown in i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from tests.b2b.outbox_doors import PASSWORD, Pair, new_pair, up_for_outboxes
+from tests.b2b.outbox_doors import PASSWORD, Pair, new_pair
 from tests.b2b.web_server import forms_of, text_of
 from tests.system import System
 from tests.web.portal_client import Portal
 from tests.web.server import WebServer
 
 
-@pytest.fixture(scope="module")
-def up() -> Iterator[System]:
-    yield from up_for_outboxes()
+@pytest.fixture
+def up(outbox_system: System) -> System:
+    return outbox_system  # the outbox tests' shared `up` (tests/b2b/outbox_system.py)
 
 
 @pytest.fixture
