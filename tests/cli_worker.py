@@ -93,8 +93,14 @@ def main() -> None:
     from typer.testing import CliRunner
 
     from cli.main import app
+    from cli.supervisor import apply_prefect_environment
     from core.config import get_settings
     from core.permissions import make_private
+
+    # Prefect reads its settings once, when it is first imported; a real `tradelane` process imports
+    # it after `flow run` has set the system's Prefect environment, but in this warm process another
+    # command (one that loads the templates) may import it first. Set that environment up front.
+    apply_prefect_environment(get_settings())
 
     # Typer builds the Click command from the app's functions on every invoke (most of a quick
     # command's time): build it once, as the one `tradelane` process of a real command does.

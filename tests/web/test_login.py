@@ -257,6 +257,8 @@ def test_every_unsafe_web_route_refuses_a_request_without_the_csrf_token(server:
         for method, path in web:
             url = re.sub(r"\{[^}]+\}", "x", path)
             answer = client.request(method, url, data={"next": ""})
+            if answer.status_code == 415:  # a route that takes files (the portal's no-script upload)
+                answer = client.request(method, url, files=[("files", ("a.txt", b"a"))])
             assert answer.status_code in (403, 404), (method, path, answer.status_code)
             if answer.status_code == 403:
                 assert "came from another site" in answer.text
