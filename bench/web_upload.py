@@ -46,32 +46,49 @@ PARTNER = "benchweb"
 FLAT_KIB = 32 * 1024
 
 
-def rss_kib(pid: int) -> int:
+FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """The process's resident memory (KiB): all, anonymous (heap: what holding a file would grow),
+    and file-backed (mapped files)."""
+    found = dict.fromkeys(FIELDS, 0)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+        key, _, value = line.partition(":")
+        if key in found:
+            found[key] = int(value.split()[0])
+    return found
 
 
 @contextmanager
-def rss_growth(pid: int) -> Iterator[Callable[[], int]]:
-    """Sample `pid`'s RSS every 50 ms while the block runs; yields a getter of the peak growth (KiB)."""
+def rss_growth(pid: int) -> Iterator[Callable[[], dict[str, int]]]:
+    """Sample `pid`'s memory every 50 ms while the block runs; yields a getter of each field's peak
+    growth over its value before the block (KiB)."""
     base = rss_kib(pid)
-    peak = [base]
+    peak = dict(base)
     done = threading.Event()
+
+    def take() -> None:
+        for key, value in rss_kib(pid).items():
+            peak[key] = max(peak[key], value)
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], rss_kib(pid))
+            take()
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        yield lambda: peak[0] - base
+        yield lambda: {key: peak[key] - base[key] for key in FIELDS}
     finally:
         done.set()
         sampler.join()
-        peak[0] = max(peak[0], rss_kib(pid))
+        take()
+
+
+def shown(growth: dict[str, int]) -> str:
+    mib = {key: value / 1024 for key, value in growth.items()}
+    return f"{mib['VmRSS']:.1f} MiB (anon {mib['RssAnon']:.1f}, file {mib['RssFile']:.1f})"
 
 
 def write_file(path: Path, size: int) -> str:
@@ -166,6 +183,7 @@ def main() -> None:
         pid = system.proc.pid
         print(f"{size // MIB} MiB, chunk {args.chunk_mib or 'whole file'} MiB, API pid {pid}")
 
+        idle = rss_kib(pid)["RssAnon"]
         with rss_growth(pid) as grew:
             before = curl_upload(system, source, "anchor-1.bin")
         curl_rss = [grew()]
@@ -175,6 +193,7 @@ def main() -> None:
         with rss_growth(pid) as grew:
             after = curl_upload(system, source, "anchor-2.bin")
         curl_rss.append(grew())
+        settled = rss_kib(pid)["RssAnon"]
         for name in ("anchor-1.bin", "portal.bin", "anchor-2.bin"):
             assert staged_sha(system, name) == expected, f"{name}: SHA-256 differs"
 
@@ -184,9 +203,11 @@ def main() -> None:
     print(f"portal (tus)  : {sent:.2f} s to progress at max ({mib_s / sent:.0f} MiB/s), "
           f"{received:.2f} s to 'received'")  # fmt: skip
     print(f"ratio = {anchor / sent:.2f}  (anchor / browser; goal ≥ 0.7)")
-    flat = "flat" if max(browser_rss, *curl_rss) <= FLAT_KIB else "NOT flat"
-    print(f"API peak RSS growth: curl {max(curl_rss) / 1024:.1f} MiB, browser {browser_rss / 1024:.1f} MiB "
-          f"({flat}: within 32 MiB)")  # fmt: skip
+    flat = "flat" if max(g["RssAnon"] for g in (browser_rss, *curl_rss)) <= FLAT_KIB else "NOT flat"
+    print(f"API peak RSS growth: curl {shown(curl_rss[0])}, {shown(curl_rss[1])}")
+    print(f"                     browser {shown(browser_rss)}")
+    print(f"anonymous memory {flat} (within 32 MiB); idle {idle / 1024:.1f} MiB before the three uploads, "
+          f"{settled / 1024:.1f} MiB after")  # fmt: skip
 
 
 if __name__ == "__main__":
