@@ -14,7 +14,8 @@ one `tradelane up` (DESIGN-13 §13.4).
   5 s by upload.js, so that figure is coarse).
 * ratio = anchor time / browser time; goal ≥ 0.7.
 * memory: the API process (`up` itself serves the API) sampled every 50 ms from /proc during each
-  upload; its peak growth over the RSS before that upload ("flat" = within 32 MiB).
+  upload (not during its login: one argon2 password check takes 64 MiB for a moment); its peak
+  growth over the RSS before that upload, with its anonymous part ("flat" = within 32 MiB).
 
 No data flow takes the files (a delivery would compete for the 2 cores with the next upload).
 On a busy machine the ratio says little: both sides want a core.
@@ -117,22 +118,28 @@ def upload_folder_id(system: System) -> tuple[str, str]:
     return token, next(c["id"] for c in children if c.get("subspace") == "upload")
 
 
-def curl_upload(system: System, source: Path, name: str) -> float:
+def curl_upload(system: System, source: Path, name: str) -> tuple[float, dict[str, int]]:
+    """Seconds to curl's answer, and the API's memory growth meanwhile (logging in is not counted:
+    a password check alone costs argon2's 64 MiB for a moment)."""
     token, folder = upload_folder_id(system)
-    began = time.perf_counter()
-    out = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
-         "-H", f"Authorization: Bearer {token}", "-H", f"Content-Disposition: attachment;filename={name}",
-         "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    took = time.perf_counter() - began
+    assert system.proc is not None
+    with rss_growth(system.proc.pid) as grew:
+        began = time.perf_counter()
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
+             "-H", f"Authorization: Bearer {token}", "-H", f"Content-Disposition: attachment;filename={name}",
+             "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        took = time.perf_counter() - began
     assert out.stdout.startswith("2"), f"curl upload answered {out.stdout}: {out.stderr}"
-    return took
+    return took, grew()
 
 
-async def browser_upload(system: System, source: Path, size: int) -> tuple[float, float]:
-    """Seconds to the progress bar at max, and to the row's `received`."""
+async def browser_upload(system: System, source: Path, size: int) -> tuple[float, float, dict[str, int]]:
+    """Seconds to the progress bar at max, and to the row's `received`; the API's memory growth
+    from choosing the file to `received` (the login before is not counted)."""
+    assert system.proc is not None
     async with chromium() as browser:
         context = await browser.new_context(base_url=system.api, viewport={"width": 1280, "height": 800})
         page = await context.new_page()
@@ -141,17 +148,19 @@ async def browser_upload(system: System, source: Path, size: int) -> tuple[float
         await log_in(page, PARTNER, PASSWORD)
         await expect(page).to_have_url(re.compile(r"/portal$"))
         await expect(page.locator("#upload.scripted")).to_be_attached()  # upload.js is listening
-        began = time.perf_counter()
-        await page.set_input_files("#files", str(source))
-        bar = page.locator("#progress li", has_text=source.name).locator("progress")
-        await expect(bar).to_have_attribute("value", str(size), timeout=3_600_000)
-        sent = time.perf_counter() - began
-        row = page.locator("#recent-body tr", has_text=source.name)
-        await expect(row).to_contain_text("received", timeout=600_000)
-        received = time.perf_counter() - began
+        with rss_growth(system.proc.pid) as grew:
+            began = time.perf_counter()
+            await page.set_input_files("#files", str(source))
+            bar = page.locator("#progress li", has_text=source.name).locator("progress")
+            await expect(bar).to_have_attribute("value", str(size), timeout=3_600_000)
+            sent = time.perf_counter() - began
+            row = page.locator("#recent-body tr", has_text=source.name)
+            await expect(row).to_contain_text("received", timeout=600_000)
+            received = time.perf_counter() - began
+        growth = grew()
         await context.close()
         assert problems == [], problems
-    return sent, received
+    return sent, received, growth
 
 
 def staged_sha(system: System, name: str) -> str:
@@ -184,15 +193,10 @@ def main() -> None:
         print(f"{size // MIB} MiB, chunk {args.chunk_mib or 'whole file'} MiB, API pid {pid}")
 
         idle = rss_kib(pid)["RssAnon"]
-        with rss_growth(pid) as grew:
-            before = curl_upload(system, source, "anchor-1.bin")
-        curl_rss = [grew()]
-        with rss_growth(pid) as grew:
-            sent, received = asyncio.run(browser_upload(system, portal_copy, size))
-        browser_rss = grew()
-        with rss_growth(pid) as grew:
-            after = curl_upload(system, source, "anchor-2.bin")
-        curl_rss.append(grew())
+        before, first_rss = curl_upload(system, source, "anchor-1.bin")
+        sent, received, browser_rss = asyncio.run(browser_upload(system, portal_copy, size))
+        after, second_rss = curl_upload(system, source, "anchor-2.bin")
+        curl_rss = [first_rss, second_rss]
         settled = rss_kib(pid)["RssAnon"]
         for name in ("anchor-1.bin", "portal.bin", "anchor-2.bin"):
             assert staged_sha(system, name) == expected, f"{name}: SHA-256 differs"
