@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Packages type-checked with mypy --strict: all of them.
 TYPED := core api deployments flows tasks migrations cli mailboxes tradelane
 
-.PHONY: up test lint bench test-servers runtime-tools clean
+.PHONY: up test lint bench screenshots test-servers runtime-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 ## Benchmarks: print ratios against anchors measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.skeleton
+
+## The README's pictures (docs/screenshots/*.png) from a seeded `up` in Chromium; not part of `make test`.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.web.screenshots --out docs/screenshots
 
 clean:
 	rm -rf $(VENV) .tradelane .pytest_cache

@@ -18,19 +18,15 @@ against one `tradelane up` (`web_system`).
 from __future__ import annotations
 
 import itertools
-import logging
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import version
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page
 
 from tests.system import IDLE_AFTER_LAST_USE, System, run_system, stop
+from tests.web.browser import chromium
 
-log = logging.getLogger(__name__)
-CHROMIUM = "/usr/bin/chromium"
 _addresses = (f"203.0.113.{n}" for n in itertools.count(10))
 
 
@@ -45,13 +41,8 @@ def web_system() -> Iterator[System]:
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     """One Chromium for the whole session, on pytest-asyncio's session loop."""
-    exe = shutil.which(CHROMIUM)
-    assert exe, f"{CHROMIUM} is missing: run `make test-servers` (apt-get install chromium)"
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=exe, headless=True)
-        log.info("chromium %s, playwright %s", launched.version, version("playwright"))
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @dataclass

@@ -138,3 +138,64 @@ async def test_an_operator_sets_up_sftp_delivery_and_replays_it(
         assert await page_buttons(page) == [], path
     await page.goto(f"/console/transfers?flow={flow}")
     await expect(page.get_by_role("row").filter(has_text="po-1.txt")).to_have_count(2)
+
+
+async def test_an_operator_filters_failed_transfers_and_replays_one_once_the_destination_is_back(
+    watched: Watched, web_system: System, openssh_server: OpenSSHServer
+) -> None:
+    page, sshd = watched.page, openssh_server
+    n = next(_names)
+    partner, endpoint, flow = f"fpartner{n}", f"fdown{n}", f"fflow{n}"
+    folder = sshd.new_folder()
+    # A destination that is down (nothing listens on its port) and a flow that does not retry.
+    for args in (
+        ("partner", "add", partner, "--password", PASSWORD),
+        ("endpoint", "add", endpoint, "--type", "sftp", "--host", sshd.host, "--port", str(free_port()),
+         "--user", sshd.user, "--password", sshd.password, "--path", str(folder),
+         "--host-key", sshd.host_key),
+        ("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint, "--retries", "0"),
+    ):  # fmt: skip
+        await asyncio.to_thread(web_system.cli, *args)
+
+    def upload() -> None:
+        with PartnerClient(web_system, partner, PASSWORD) as client:
+            client.upload("po-9.txt", b"order 9\n").raise_for_status()
+
+    await asyncio.to_thread(upload)
+    rows = await asyncio.to_thread(
+        web_system.wait_for, lambda rows: bool(rows) and rows[0]["state"] == "failed", 120.0, flow=flow
+    )
+    failed = rows[0]
+
+    await log_in(page, await add_user(web_system, "operator"))
+    await expect(page).to_have_url(re.compile(r"/console$"))
+    await page.goto("/console/transfers")
+    await page.locator("#t-state").select_option("failed")
+    await page.locator("#t-flow").select_option(flow)
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"state=failed"))
+    listed = page.locator("tbody tr")
+    await expect(listed).to_have_count(1)
+    await expect(listed).to_contain_text("po-9.txt")
+    await expect(listed).to_contain_text("failed")
+    await expect(listed.get_by_role("link", name=str(failed["id"]), exact=True)).to_be_visible()
+    # The button says "Replay"; "transfer N" is for screen readers only (app.css, on every page).
+    hidden = await listed.locator(".visually-hidden").bounding_box()
+    assert hidden is not None and hidden["width"] <= 1 and hidden["height"] <= 1
+
+    # The destination comes back; Replay from the filtered list delivers the file.
+    await asyncio.to_thread(web_system.cli, "endpoint", "set", endpoint, "--port", str(sshd.port))
+    await listed.get_by_role("button", name=f"Replay transfer {failed['id']}").click()
+    await expect(page.locator(".flash")).to_contain_text("Replayed as transfer")
+    rows = await asyncio.to_thread(
+        web_system.wait_for, lambda rows: any(r["state"] == "delivered" for r in rows), 120.0, flow=flow
+    )
+    assert (folder / "po-9.txt").read_bytes() == b"order 9\n"
+    [delivered_row] = [r for r in rows if r["state"] == "delivered"]
+    assert delivered_row["id"] != failed["id"]
+    await page.goto(f"/console/transfers?state=delivered&flow={flow}")
+    await expect(page.locator("tbody tr")).to_have_count(1)
+    await expect(page.locator("tbody tr")).to_contain_text("po-9.txt")
+    # The failed one stays failed in the history: Replay adds a transfer, it rewrites nothing.
+    await page.goto(f"/console/transfers?state=failed&flow={flow}")
+    await expect(page.locator("tbody tr")).to_have_count(1)
