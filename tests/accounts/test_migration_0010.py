@@ -5,49 +5,26 @@ instance-wide rules stops the upgrade with a message saying what to fix."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-import migrations
 from core import accounts, dataflows, partners
 from core.as2 import identity
-from core.db import get_engine, init_db, migrate, session_scope
+from core.db import get_engine, migrate, session_scope
 from core.endpoints import rows as endpoint_rows
 from core.intake import receive_stream
 from core.models import Partner
 from core.tenancy import scope_for_cli
-from tests.isolation import isolated_home
+from tests import migration_store
+from tests.migration_store import downgrade_to
 from tests.tenancy import home_scope
 
 OWNED = ("partner", "endpoint", "dataflow", "receipt", "as2organization")
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    if url:
-        engine = create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    with isolated_home(tmp_path, database_url=url):
-        init_db()
-        yield
-
-
-def _downgrade_to(revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with get_engine().begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
+store = migration_store.store  # the fixture: a fresh store on SQLite and on PostgreSQL
 
 
 def _fill_home(tmp_path: Path) -> int:
@@ -67,7 +44,7 @@ def _fill_home(tmp_path: Path) -> int:
 
 def test_a_store_from_0009_is_all_home_and_takes_a_second_account(store: None, tmp_path: Path) -> None:
     receipt_id = _fill_home(tmp_path)
-    _downgrade_to("0009")
+    downgrade_to("0009")
     assert "accountuser" not in inspect(get_engine()).get_table_names()
     migrate()
     with get_engine().connect() as conn:
@@ -93,7 +70,7 @@ def test_a_store_from_0009_is_all_home_and_takes_a_second_account(store: None, t
 
 
 def test_duplicate_login_names_stop_the_upgrade_with_what_to_fix(store: None) -> None:
-    _downgrade_to("0009")
+    downgrade_to("0009")
     with get_engine().begin() as conn:
         conn.execute(text("INSERT INTO account (name, created_at) VALUES ('globex', CURRENT_TIMESTAMP)"))
         for account in ("home", "globex"):

@@ -5,53 +5,30 @@ history indexes, and the `web_session` / `web_upload` tables exactly as the mode
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-import migrations
 from core import accounts, dataflows, partners, transfers
-from core.db import get_engine, init_db, migrate, session_scope
+from core.db import get_engine, migrate, session_scope
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.rows import scrubber
 from core.intake import receive_stream
 from core.models import WebUpload, utcnow
 from core.tenancy import scope_for_cli
-from tests.isolation import isolated_home
+from tests import migration_store
+from tests.migration_store import downgrade_to
 from tests.tenancy import home_scope
 
 OURS = ("web_session", "web_upload", "transfer", "receipt", "auditevent")
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    if url:
-        engine = create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    with isolated_home(tmp_path, database_url=url):
-        init_db()
-        yield
-
-
-def _downgrade_to(revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with get_engine().begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
+store = migration_store.store  # the fixture: a fresh store on SQLite and on PostgreSQL
 
 
 def _account_with_a_transfer(tmp_path: Path, account: str, partner: str) -> None:
@@ -71,7 +48,7 @@ def _account_with_a_transfer(tmp_path: Path, account: str, partner: str) -> None
 def test_a_0024_store_gets_each_transfer_its_flows_account(store: None, tmp_path: Path) -> None:
     _account_with_a_transfer(tmp_path, "home", "acme")
     _account_with_a_transfer(tmp_path, "globex", "initech")
-    _downgrade_to("0024")
+    downgrade_to("0024")
     tables = inspect(get_engine()).get_table_names()
     assert "web_session" not in tables and "web_upload" not in tables
     assert "account_id" not in {c["name"] for c in inspect(get_engine()).get_columns("transfer")}
