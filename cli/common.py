@@ -9,10 +9,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlmodel import Session
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
+# No emoji codes: data such as a certificate's fingerprint (`…:AB:…`) would print as a picture.
+console = Console(emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 class UserError(Exception):
@@ -33,10 +35,10 @@ def database() -> Iterator[Session]:
         with session_scope() as session:
             yield session
     except (UserError, ValueError, EndpointError, PartnerError, LookupError) as exc:  # domain errors
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except IntegrityError as exc:  # a change the database refuses: one line, never a traceback
-        err.print(f"[red]error:[/red] the database refused the change: {exc.orig}")
+        err.print(f"[red]error:[/red] the database refused the change: {escape(str(exc.orig))}")
         raise typer.Exit(1) from None
 
 

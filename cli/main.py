@@ -50,7 +50,7 @@ def up() -> None:
     if warning := clear_password_warning():
         logging.getLogger("tradelane.mail").warning(warning)
     try:
-        Supervisor(echo=lambda line: console.print(line, soft_wrap=True)).run()
+        Supervisor(echo=lambda line: console.print(line, soft_wrap=True, markup=False)).run()
     except RuntimeError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

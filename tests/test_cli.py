@@ -235,3 +235,19 @@ def test_on_conflict_is_set_shown_and_refused_where_it_cannot_apply(home: Path, 
     assert json.loads(run("flow", "list", "--json"))[1]["on_conflict"] == "overwrite"
     spec.write_text(spec.read_text().replace("on_conflict: overwrite", "on_conflict: clobber"))
     assert "on_conflict must be one of" in run("apply", "-f", str(spec), ok=False)
+
+
+def test_printed_data_is_never_turned_into_emoji_or_markup(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fingerprint holds `:AB:` (rich's 🆎) often enough to matter; an error's text may hold
+    brackets that are rich markup (`[/red]` would even raise)."""
+    import typer
+
+    from cli.common import console, database
+
+    console.print("SHA-256 6C:AB:B2:CL:ID", soft_wrap=True)
+    assert "SHA-256 6C:AB:B2:CL:ID" in capsys.readouterr().out
+    with pytest.raises(typer.Exit), database():
+        raise ValueError("bad name [/red] [bold]x")
+    assert "error: bad name [/red] [bold]x" in capsys.readouterr().err
