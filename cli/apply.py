@@ -9,10 +9,12 @@ partners:
     allowed_networks: [203.0.113.0/24]
     max_file_size: 50MiB
     max_sessions: 4
+    max_concurrent: 2             # its files carried at once on every worker; 0 or none: unlimited
 endpoints:
   - name: archive
     type: file
     path: /srv/archive
+    max_concurrent: 4             # files carried to/from it at once; absent, 0 or none: unlimited
   - name: lake
     type: s3
     bucket: inbound
@@ -53,7 +55,7 @@ import yaml
 from rich.console import Console
 from sqlmodel import Session
 
-from core import dataflows, partners
+from core import concurrency_limits, dataflows, partners
 from core.crypto import decrypt_json, verify_password
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.base import ConfigError, Endpoint
@@ -77,6 +79,7 @@ PARTNER_KEYS = frozenset(
         "max_file_size",
         "max_file_bytes",  # the stored name, accepted as an alias of max_file_size
         "max_sessions",
+        "max_concurrent",
         "can_delete_downloads",
     }
 )
@@ -101,7 +104,9 @@ FLOW_KEYS = frozenset(
         "params",
     }
 )
-ENDPOINT_KEYS = frozenset({"name", "type", "secrets"})  # plus the type's settings (its model's fields)
+ENDPOINT_KEYS = frozenset(
+    {"name", "type", "secrets", "max_concurrent"}
+)  # plus the type's settings (its model's fields)
 
 
 class ApplyError(ValueError):
@@ -205,6 +210,8 @@ def _check_partner(where: str, item: dict[str, Any]) -> None:
             raise ApplyError(f"{where}.max_sessions: must be at least 1")
     if item.get("email"):
         _value(f"{where}.email", partners.check_email, item["email"])
+    if "max_concurrent" in item:
+        _value(f"{where}.max_concurrent", concurrency_limits.parse, item["max_concurrent"])
 
 
 def _check_endpoint(where: str, item: dict[str, Any]) -> None:
@@ -221,6 +228,10 @@ def _check_endpoint(where: str, item: dict[str, Any]) -> None:
     secrets = item.get("secrets")
     if secrets is not None:
         _expect(f"{where}.secrets", secrets, dict, "a mapping")
+    if "max_concurrent" in item:
+        if cls.internal:
+            raise ApplyError(f"{where}.max_concurrent: a {type_} endpoint takes no concurrency limit")
+        _value(f"{where}.max_concurrent", concurrency_limits.parse, item["max_concurrent"])
     try:
         cls.parse(*_endpoint_settings(cls, item))
     except SettingsError as exc:
@@ -326,6 +337,8 @@ def _apply_partner(session: Session, scope: Scope, item: dict[str, Any], where: 
         settings["max_file_bytes"] = parse_size(size) if size is not None else None
     if "max_sessions" in item:
         settings["max_sessions"] = item["max_sessions"]
+    if "max_concurrent" in item:
+        settings["max_concurrent"] = item["max_concurrent"]
     if "email" in item:
         settings["email"] = item["email"] or None
     for key in ("enabled", "can_delete_downloads"):
@@ -366,9 +379,13 @@ def _apply_endpoint(session: Session, scope: Scope, item: dict[str, Any]) -> str
         and existing.config == config
         and decrypt_json(existing.secrets) == secrets
     )
-    if unchanged:
+    # Declared whole, as its settings are: absent is unlimited.
+    limit = concurrency_limits.parse(item.get("max_concurrent"))
+    if not unchanged:
+        endpoint_rows.add(session, scope, name, type_, config, secrets, replace=True)
+    limited = type_ != "mailbox" and concurrency_limits.set_endpoint(session, scope, name, limit)
+    if unchanged and not limited:
         return f"endpoint {name}: unchanged"
-    endpoint_rows.add(session, scope, name, type_, config, secrets, replace=True)
     return f"endpoint {name}: {'created' if existing is None else 'updated'}"
 
 

@@ -99,10 +99,15 @@ def endpoint_set(
     unset: Annotated[
         list[str] | None, typer.Option(help="A setting or secret to take back to its default (repeatable).")
     ] = None,
+    max_concurrent: Annotated[
+        str | None,
+        typer.Option(help="Files carried to or from it at once on every worker; 0 or 'none': unlimited."),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Change some settings or secrets of an endpoint (the same flags as `endpoint add`); the others
     stay as they are. A repeatable flag replaces the whole list."""
+    from core import concurrency_limits
     from core.endpoints import rows as endpoint_rows
     from core.endpoints.settings import SettingsError
 
@@ -115,6 +120,10 @@ def endpoint_set(
             changed = endpoint_rows.set_settings(session, scope, name, config, secrets, unset or [])
         except SettingsError as exc:
             raise UserError(describe(exc, cls)) from None
+        if max_concurrent is not None and concurrency_limits.set_endpoint(
+            session, scope, name, max_concurrent
+        ):
+            changed.append(f"max_concurrent ({concurrency_limits.describe(row.max_concurrent)})")
     console.print(
         f"endpoint [bold]{name}[/bold]: "
         + (f"changed {', '.join(changed)}" if changed else "nothing changed")
@@ -153,10 +162,11 @@ def endpoint_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "type", "config", "secrets")
+    table = Table("name", "type", "config", "secrets", "at once")
     for row in rows:
         config = "  ".join(f"{k}={v}" for k, v in row["config"].items())
-        table.add_row(row["name"], row["type"], config, ", ".join(row["secrets"]) or "-")
+        at_once = str(row["max_concurrent"] or "unlimited")
+        table.add_row(row["name"], row["type"], config, ", ".join(row["secrets"]) or "-", at_once)
     console.print(table)
 
 

@@ -104,6 +104,7 @@ def partner_list(
     table.add_column("allow-list", no_wrap=True)
     table.add_column("max file", no_wrap=True)
     table.add_column("sessions", no_wrap=True)
+    table.add_column("at once", no_wrap=True)
     table.add_column("email", overflow="ellipsis")
     for row in rows:
         state = "[yellow]disabled[/yellow]" if not row["enabled"] else "enabled"
@@ -120,6 +121,7 @@ def partner_list(
             ", ".join(row["allowed_networks"]) or "anywhere",
             size_text(row["max_file_bytes"]) if row["max_file_bytes"] else "default",
             str(row["max_sessions"] or "default"),
+            str(row["max_concurrent"] or "unlimited"),
             row["email"] or "-",
         )
     console.print(table)
@@ -156,6 +158,13 @@ def partner_set(
         str | None,
         typer.Option(help="SFTP/FTP sessions and REST transfers at once; 'default' for the server's limit."),
     ] = None,
+    max_concurrent: Annotated[
+        str | None,
+        typer.Option(
+            help="The partner's files carried (pushed or pulled) at once on every worker; "
+            "0 or 'none': unlimited."
+        ),
+    ] = None,
     password: Annotated[str | None, typer.Option(help="A new password (its sessions end).")] = None,
     email: Annotated[str | None, typer.Option(help="Who to write to; '' to clear.")] = None,
     enable: Annotated[
@@ -187,6 +196,7 @@ def partner_set(
             allowed_networks=networks,
             max_file_bytes=size,
             max_sessions=sessions,
+            max_concurrent=partners.UNCHANGED if max_concurrent is None else max_concurrent,
             enabled=enable,
             can_delete_downloads=can_delete_downloads,
         )

@@ -85,6 +85,9 @@ class Partner(SQLModel, table=True):
     max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Who to write to about this mailbox (shown by `partner list`).
     email: str | None = None
+    # This partner's files carried (pushed or pulled) at once across every worker, kept as a
+    # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
+    max_concurrent: int | None = None
     # Locked by distributed evidence of password guessing (core/login.py) until then; None: not locked.
     locked_until: datetime | None = None
     # Sessions and API tokens that began before this moment end (removed, disabled, locked, new password).
@@ -117,6 +120,9 @@ class Endpoint(SQLModel, table=True):
     type: str
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     secrets: str | None = None  # Fernet token of a JSON object
+    # Files carried to or from this endpoint at once across every worker, kept as a Prefect
+    # global concurrency limit (core/concurrency_limits.py); None: unlimited.
+    max_concurrent: int | None = None
     # Set by `endpoint remove --force` while data flows still name it (they are disabled).
     removed_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

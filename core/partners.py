@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, literal, update
 from sqlmodel import Session, col, select
 
-from core import audit, object_names
+from core import audit, concurrency_limits, object_names
 from core.crypto import hash_password
 from core.errors import Conflict, Invalid, NotFound, said
 from core.login import network_allowed
@@ -208,6 +208,7 @@ def configure(
     allowed_networks: list[str] | None = None,
     max_file_bytes: int | None = UNCHANGED,
     max_sessions: int | None = UNCHANGED,
+    max_concurrent: int | str | None = UNCHANGED,
     enabled: bool | None = None,
     can_delete_downloads: bool | None = None,
 ) -> Changes:
@@ -238,6 +239,12 @@ def configure(
         before["max_sessions"] = partner.max_connections
         partner.max_connections = max_sessions
         changes.said.append(f"sessions at once: {max_sessions or 'the server default'}")
+    if max_concurrent is not UNCHANGED:
+        limit = concurrency_limits.parse(max_concurrent)
+        if limit != partner.max_concurrent:
+            before["max_concurrent"] = partner.max_concurrent
+            partner.max_concurrent = limit
+            changes.said.append(f"files carried at once: {concurrency_limits.describe(limit)}")
     if email is not UNCHANGED and email != partner.email:
         partner.email = check_email(email) if email else None
         changes.said.append(f"email: {partner.email or '-'}")

@@ -21,6 +21,7 @@ from core.db import session_scope
 from core.models import DataFlow
 from core.permissions import make_private
 from core.redact import install_log_scrubber
+from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from flows.poll import poll
 from tradelane import templates
@@ -35,8 +36,10 @@ class DeploymentReconciler:
         self.runner = runner
         self.seen: dict[int, datetime] = {}
         self.polling: dict[int, str] = {}  # polling flows served, by id: their poll deployments
+        self.limits = LimitMirror()  # partners' and endpoints' concurrency limits, kept in Prefect
 
     async def once(self) -> int:
+        await self.limits.once()
         flows = await to_thread.run_sync(_load_flows)
         await self._pause_removed({f.id for f, _ in flows if f.id is not None})
         added = 0

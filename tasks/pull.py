@@ -15,6 +15,7 @@ from core import polling
 from core.endpoints.base import FileInfo
 from core.polling import Source
 from tasks.retry import is_retryable, passing_failure, retry_delays
+from tasks.slots import Limits, held, limits_for
 
 T = TypeVar("T")
 PULL_RETRIES = 3
@@ -32,7 +33,8 @@ RETRY_BASE_SECONDS = 1.0
 async def list_new(data_flow_id: int) -> list[FileInfo]:
     """What the polling source holds that this data flow has not taken yet."""
     source = await to_thread.run_sync(polling.load, data_flow_id)
-    return await to_thread.run_sync(polling.new_files, source)
+    async with held(await _limits(source)):  # listing is a connection to the source too
+        return await to_thread.run_sync(polling.new_files, source)
 
 
 @task(name="pull files", cache_policy=NO_CACHE)
@@ -40,23 +42,33 @@ async def pull_files(data_flow_id: int, files: list[FileInfo]) -> list[dict[str,
     """Take the new files in with one task run for the lot; each file's result is a row of the
     run's artifact (see `take_in`)."""
     source = await to_thread.run_sync(polling.load, data_flow_id)
-    return await take_in(source, files, get_run_logger())
+    return await take_in(source, files, get_run_logger(), await _limits(source))
+
+
+async def _limits(source: Source) -> Limits:
+    """The source endpoint's concurrency limit, and the partner's the data flow takes files in for."""
+    return (await limits_for([(source.flow.source_partner_id, source.row.id)]))[0]
 
 
 async def take_in(
-    source: Source, files: list[FileInfo], logger: logging.Logger | logging.LoggerAdapter[Any]
+    source: Source,
+    files: list[FileInfo],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    limits: Limits | None = None,
 ) -> list[dict[str, Any]]:
     """Take each file in, one after another (sources are usually rate- or connection-limited),
     then delete, move or keep it at the source as the data flow says. A file is retried alone
     when it fails for a passing reason; one that still fails does not stop the others, and is
-    not remembered, so the next poll offers it again."""
+    not remembered, so the next poll offers it again. Each file holds a slot of `limits` (the
+    source's and its partner's concurrency limits) while it is pulled."""
     rows: list[dict[str, Any]] = []
     for info in files:
         row: dict[str, Any] = {"file": info.path, "size": info.size}
         try:
-            receipt = await _with_retries(polling.pull, source, info, retries=PULL_RETRIES)
-            row["receipt"] = receipt.id
-            done = await _with_retries(polling.after_pull, source, info, retries=AFTER_PULL_RETRIES)
+            async with held(limits or {}):
+                receipt = await _with_retries(polling.pull, source, info, retries=PULL_RETRIES)
+                row["receipt"] = receipt.id
+                done = await _with_retries(polling.after_pull, source, info, retries=AFTER_PULL_RETRIES)
             row["result"] = f"received; {done}"
         except Exception as exc:  # recorded in the row; the run ends Failed
             logger.warning("%s: %s", info.path, exc)

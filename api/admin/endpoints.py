@@ -23,6 +23,7 @@ from api.admin.schemas import (
     ProbePublic,
 )
 from api.deps import SessionDep
+from core import concurrency_limits
 from core.db import session_scope
 from core.endpoints import probe
 from core.endpoints import rows as endpoint_rows
@@ -88,6 +89,8 @@ def add_endpoint(
     before anything is stored."""
     _known_type(new.type, errors.BadRequest)
     row = endpoint_rows.add(session, scope, new.name, new.type, new.settings, new.secrets)
+    if new.max_concurrent:
+        concurrency_limits.set_endpoint(session, scope, row.name, new.max_concurrent)
     response.headers["Location"] = f"/api/admin/endpoints/{row.name}"
     return EndpointPublic.of(row)
 
@@ -99,6 +102,10 @@ def change_endpoint(
     """Change some settings and secrets (a key given replaces that key; `unset` takes keys back to
     their defaults; the rest stay); `changed` names what changed (secrets by name only)."""
     said = endpoint_rows.set_settings(session, scope, name, change.settings, change.secrets, change.unset)
+    if "max_concurrent" in change.model_fields_set and concurrency_limits.set_endpoint(
+        session, scope, name, change.max_concurrent
+    ):
+        said.append("max_concurrent")
     row = _require(session, scope, name)
     return EndpointChanged(**EndpointPublic.of(row).model_dump(), changed=said)
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from core import concurrency_limits
 from core.errors import said
 from core.links import flow_run_url
 from core.models import TransferState
@@ -116,6 +117,10 @@ MAX_ROW_ID = 2**31 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID - 1)]  # an id; `before=id+1` still fits
 
 
+# Files carried at once for a partner or to/from an endpoint on every worker; null or 0: unlimited.
+MaxConcurrent = Annotated[int, Field(ge=0, le=concurrency_limits.MOST)]
+
+
 class Input(BaseModel):
     """An input model: unknown fields are refused (a setting accepted but ignored is worse than none)."""
 
@@ -160,6 +165,7 @@ class PartnerSettings(Input):
     allowed_networks: Networks | None = None
     max_file_bytes: ByteSize | None = Field(default=None, description="bytes, or a size like 50MiB")
     max_sessions: int | None = None
+    max_concurrent: MaxConcurrent | None = None
     enabled: bool | None = None
     can_delete_downloads: bool | None = None
 
@@ -173,6 +179,7 @@ class PartnerSettings(Input):
             "allowed_networks": self.allowed_networks,
             "max_file_bytes": self.max_file_bytes if "max_file_bytes" in given else UNCHANGED,
             "max_sessions": self.max_sessions if "max_sessions" in given else UNCHANGED,
+            "max_concurrent": self.max_concurrent if "max_concurrent" in given else UNCHANGED,
             "enabled": self.enabled,
             "can_delete_downloads": self.can_delete_downloads,
         }
@@ -202,6 +209,7 @@ class PartnerPublic(BaseModel):
     allowed_networks: list[str]
     max_file_bytes: int | None
     max_sessions: int | None
+    max_concurrent: int | None
     can_delete_downloads: bool
     created: str
 
@@ -220,6 +228,7 @@ class PartnerPublic(BaseModel):
             allowed_networks=list(partner.allowed_networks),
             max_file_bytes=partner.max_file_bytes,
             max_sessions=partner.max_connections,
+            max_concurrent=partner.max_concurrent,
             can_delete_downloads=partner.can_delete_downloads,
             created=partner.created_at.isoformat(),
         )
@@ -291,15 +300,18 @@ class EndpointCreate(Input):
     type: str
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, Any] = Field(default_factory=dict)
+    max_concurrent: MaxConcurrent | None = None
 
 
 class EndpointUpdate(Input):
     """A change to an endpoint: the settings and secrets given replace those keys, `unset` takes
-    keys back to their defaults, everything else stays (a secret left out is kept)."""
+    keys back to their defaults, everything else stays (a secret left out is kept);
+    `max_concurrent` changes only when given (null or 0: unlimited)."""
 
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, Any] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
+    max_concurrent: MaxConcurrent | None = None
 
 
 class EndpointPublic(BaseModel):
@@ -311,6 +323,7 @@ class EndpointPublic(BaseModel):
     config: dict[str, Any]
     has_secrets: bool
     secrets: list[str]
+    max_concurrent: int | None
 
     @classmethod
     def of(cls, row: EndpointRow) -> EndpointPublic:
@@ -322,6 +335,7 @@ class EndpointPublic(BaseModel):
             config=endpoint_rows.shown_settings(row),
             has_secrets=bool(row.secrets),
             secrets=endpoint_rows.row_secret_names(row),
+            max_concurrent=row.max_concurrent,
         )
 
 

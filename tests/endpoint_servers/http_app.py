@@ -95,6 +95,9 @@ class HttpApp:
     list_urls: bool = False
     echo_auth: bool = False
     delay: float = 0.0  # seconds to wait before answering (for timeouts)
+    write_delay: float = 0.0  # seconds each upload (PUT/POST) takes before it is answered
+    writes_at_once: int = 0  # uploads being answered now
+    most_writes_at_once: int = 0  # the most seen since `reset()`
     file_field: str = "file"
     requests: list[Seen] = field(default_factory=list)
     _failures: list[tuple[int, int]] = field(default_factory=list)  # (remaining, status)
@@ -121,6 +124,8 @@ class HttpApp:
         self.list_urls = False
         self.echo_auth = False
         self.delay = 0.0
+        self.write_delay = 0.0
+        self.writes_at_once = self.most_writes_at_once = 0
         self.file_field = "file"
         self.requests.clear()
         self._failures.clear()
@@ -309,6 +314,21 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
             self.dispatch()
 
         def dispatch(self) -> None:
+            if self.command not in ("PUT", "POST"):
+                self.answer()
+                return
+            with app._lock:  # concurrent uploads, as a destination with a connection limit counts them
+                app.writes_at_once += 1
+                app.most_writes_at_once = max(app.most_writes_at_once, app.writes_at_once)
+            try:
+                if app.write_delay:
+                    time.sleep(app.write_delay)
+                self.answer()
+            finally:
+                with app._lock:
+                    app.writes_at_once -= 1
+
+        def answer(self) -> None:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
