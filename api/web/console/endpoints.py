@@ -38,7 +38,7 @@ from api.web.console.deps import (
     in_database,
     page,
 )
-from core import dataflows
+from core import concurrency_limits, dataflows
 from core.crypto import encrypt_json
 from core.endpoints import probe as probes
 from core.endpoints import rows as endpoint_rows
@@ -282,6 +282,24 @@ async def edit_endpoint(
         return _endpoint_page(
             request, scope, stored, _edit_form(stored, fields, error), status=_status(error)
         )
+    return back(_url(name), "saved" if changed else "unchanged", name)
+
+
+@router.post("/{name}/concurrency")
+async def set_concurrency(
+    request: Request, fields: ConsoleFormDep, scope: ConsoleScope, name: str
+) -> Response:
+    """Files carried to or from the endpoint at once on every worker (blank or 0: unlimited)."""
+    allowed(scope, "endpoints.change")
+    limit = fields.get("max_concurrent", "")
+    try:
+        changed = await in_database(
+            lambda session: concurrency_limits.set_endpoint(session, scope, name, limit)
+        )
+    except StatusError as error:
+        stored = await in_database(_stored, scope, name)
+        form = _edit_form(stored)
+        return _endpoint_page(request, scope, stored, form, status=_status(error), problem=said(error))
     return back(_url(name), "saved" if changed else "unchanged", name)
 
 

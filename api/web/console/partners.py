@@ -56,6 +56,7 @@ class Shown:
     max_sessions: int | None
     email: str
     can_delete_downloads: bool
+    max_concurrent: int | None
 
 
 def _state(partner: Partner) -> str:
@@ -86,6 +87,7 @@ def _shown(partner: Partner) -> Shown:
         partner.max_connections,
         partner.email or "",
         partner.can_delete_downloads,
+        partner.max_concurrent,
     )
 
 
@@ -111,6 +113,8 @@ def _settings_of(fields: dict[str, str]) -> dict[str, Any]:
         "allowed_networks": _lines(fields.get("allowed_networks", "")),
         "max_file_bytes": _number(fields.get("max_file_bytes", ""), "largest file", size=True),
         "max_sessions": _number(fields.get("max_sessions", ""), "sessions at once"),
+        # Blank or 0: unlimited; a form without the field leaves the limit as it is.
+        "max_concurrent": fields.get("max_concurrent", partners.UNCHANGED),
     }
 
 
@@ -137,6 +141,7 @@ async def add_partner(request: Request, fields: ConsoleFormDep, scope: ConsoleSc
             allowed_networks=settings["allowed_networks"],
             max_file_bytes=settings["max_file_bytes"],
             max_sessions=settings["max_sessions"],
+            max_concurrent=settings["max_concurrent"],
         )
 
     try:
@@ -204,6 +209,7 @@ def _change(session: Session, scope: Scope, name: str, action: str, fields: dict
         allowed_networks=settings["allowed_networks"],
         max_file_bytes=settings["max_file_bytes"],
         max_sessions=settings["max_sessions"],
+        max_concurrent=settings["max_concurrent"],
         can_delete_downloads=fields.get("can_delete_downloads") == "yes",
     )
     return "saved" if changes else "unchanged"
