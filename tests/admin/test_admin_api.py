@@ -427,3 +427,30 @@ def test_users_are_the_admins_business(users: Users, client: httpx.Client) -> No
         "email": "admin@acme.example",
         "role": "admin",
     }
+
+
+def test_concurrency_limits_of_partners_and_endpoints(users: Users, tmp_path: Path) -> None:
+    op = users.operator
+    made = op.post(
+        "/api/admin/endpoints",
+        json={"name": "capped", "type": "file", "settings": {"path": str(tmp_path)}, "max_concurrent": 2},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["max_concurrent"] == 2
+    changed = op.patch("/api/admin/endpoints/capped", json={"max_concurrent": 0})
+    assert changed.status_code == 200 and changed.json()["changed"] == ["max_concurrent"]
+    assert changed.json()["max_concurrent"] is None
+    assert op.patch("/api/admin/endpoints/capped", json={}).json()["changed"] == []
+    assert op.patch("/api/admin/endpoints/capped", json={"max_concurrent": -1}).status_code in (400, 422)
+
+    assert op.post("/api/admin/partners", json={"name": "capped-p", "password": PASSWORD}).status_code == 201
+    partner = op.patch("/api/admin/partners/capped-p", json={"max_concurrent": 3})
+    assert partner.status_code == 200, partner.text
+    assert partner.json()["max_concurrent"] == 3
+    assert op.get("/api/admin/partners/capped-p").json()["max_concurrent"] == 3
+    assert (
+        op.patch("/api/admin/partners/capped-p", json={"max_concurrent": None}).json()["max_concurrent"]
+        is None
+    )
+    assert op.patch("/api/admin/partners/capped-p", json={"max_concurrent": 10_001}).status_code in (400, 422)
+    assert op.get("/api/admin/endpoints").json() == cli_json("endpoint", "list", "--account", "acme")
