@@ -1,0 +1,98 @@
+"""The Prefect side of concurrency limits against a real Prefect server (the session's test server):
+the reconciler's mirror of the store (created, changed, set back after a hand edit, removed; other
+limits left alone), and a file's slot (`tasks.slots.held`): one holder at a time on a limit of 1, and
+a limit the store has but Prefect not yet is created from the store's value before the first slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectNotFound
+
+from core import concurrency_limits, partners
+from core.db import init_db, session_scope
+from core.endpoints import rows as endpoint_rows
+from deployments.limits import reconcile_limits
+from tasks.slots import held
+from tests.isolation import isolated_home
+from tests.tenancy import home_scope
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    with isolated_home(tmp_path / "home") as path:
+        init_db()
+        yield path
+
+
+async def prefect_limits() -> dict[str, int]:
+    async with get_client() as client:
+        found = await client.read_global_concurrency_limits(limit=200)
+    return {limit.name: limit.limit for limit in found}
+
+
+async def test_the_reconciler_mirrors_the_store(home: Path, tmp_path: Path) -> None:
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="someone-elses", limit=7)
+        )
+    with session_scope() as session:
+        scope = home_scope(session)
+        partner = partners.add(session, scope, "mirror-p", password="Tr4de-lane-Pass-x")
+        partners.configure(session, scope, partner, max_concurrent=2)
+        endpoint_rows.add(session, scope, "mirror-e", "file", {"path": str(tmp_path)})
+        concurrency_limits.set_endpoint(session, scope, "mirror-e", 1)
+    changes = await reconcile_limits()
+    assert sorted(changes.created) == ["endpoint:home:mirror-e", "partner:home:mirror-p"]
+    limits = await prefect_limits()
+    assert limits["partner:home:mirror-p"] == 2 and limits["endpoint:home:mirror-e"] == 1
+
+    with session_scope() as session:
+        concurrency_limits.set_endpoint(session, home_scope(session), "mirror-e", 3)
+    async with get_client() as client:  # edited by hand in the UI: the store's value wins
+        await client.update_global_concurrency_limit(
+            "partner:home:mirror-p", GlobalConcurrencyLimitUpdate(limit=9)
+        )
+    changes = await reconcile_limits()
+    assert sorted(changes.updated) == ["endpoint:home:mirror-e", "partner:home:mirror-p"]
+    limits = await prefect_limits()
+    assert limits["partner:home:mirror-p"] == 2 and limits["endpoint:home:mirror-e"] == 3
+
+    with session_scope() as session:
+        scope = home_scope(session)
+        partners.configure(session, scope, partners.require(session, scope, "mirror-p"), max_concurrent=None)
+    changes = await reconcile_limits()
+    assert changes.removed == ["partner:home:mirror-p"] and not changes.created and not changes.updated
+    limits = await prefect_limits()
+    assert "partner:home:mirror-p" not in limits and limits["someone-elses"] == 7
+    assert (await reconcile_limits()) == type(changes)()  # nothing left to do
+
+
+async def test_a_limit_of_one_admits_one_holder_at_a_time_and_is_created_if_missing() -> None:
+    name = "endpoint:home:slot-test"
+    async with get_client() as client:
+        with pytest.raises(ObjectNotFound):
+            await client.read_global_concurrency_limit_by_name(name)
+    inside = 0
+    most = 0
+
+    async def carry() -> None:
+        nonlocal inside, most
+        async with held({name: 1}):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.2)  # the file's work, while others wait for the slot
+            inside -= 1
+
+    await asyncio.gather(*(carry() for _ in range(4)))
+    assert most == 1
+    async with get_client() as client:
+        created = await client.read_global_concurrency_limit_by_name(name)
+    assert created.limit == 1 and created.active_slots == 0
