@@ -161,7 +161,7 @@ def partner_set(
     max_concurrent: Annotated[
         str | None,
         typer.Option(
-            help="The partner's files carried (pushed or pulled) at once on every worker; "
+            help="The partner's files delivered at once on every worker; "
             "0 or 'none': unlimited."
         ),
     ] = None,

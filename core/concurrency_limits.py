@@ -5,8 +5,8 @@ into a Prefect global concurrency limit of the same name (deployments/limits.py 
 removes them; the push and pull tasks take a slot of each limit a file touches, tasks/slots.py), so
 the cap holds across all runners and workers and shows on the Prefect UI's Concurrency page as
 
-* `partner:<account>:<partner>`: files from that partner pushed at once, and files pulled at once
-  by the polling data flows that take files in for it;
+* `partner:<account>:<partner>`: files that partner sent being pushed at once (by every data flow
+  they go to; a polling data flow's files have no partner);
 * `endpoint:<account>:<endpoint>`: files pushed to, or pulled from, that endpoint at once.
 
 (`:` separates: account, partner and endpoint names never hold one; Prefect refuses `/` in names.)

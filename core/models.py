@@ -85,7 +85,7 @@ class Partner(SQLModel, table=True):
     max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Who to write to about this mailbox (shown by `partner list`).
     email: str | None = None
-    # This partner's files carried (pushed or pulled) at once across every worker, kept as a
+    # This partner's files delivered (pushed) at once across every worker, kept as a
     # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
     max_concurrent: int | None = None
     # Locked by distributed evidence of password guessing (core/login.py) until then; None: not locked.

@@ -46,7 +46,7 @@ async def pull_files(data_flow_id: int, files: list[FileInfo]) -> list[dict[str,
 
 
 async def _limits(source: Source) -> Limits:
-    """The source endpoint's concurrency limit, and the partner's the data flow takes files in for."""
+    """The source endpoint's concurrency limit (and its partner's, should a polling flow have one)."""
     return (await limits_for([(source.flow.source_partner_id, source.row.id)]))[0]
 
 
