@@ -160,10 +160,7 @@ def partner_set(
     ] = None,
     max_concurrent: Annotated[
         str | None,
-        typer.Option(
-            help="The partner's files delivered at once on every worker; "
-            "0 or 'none': unlimited."
-        ),
+        typer.Option(help="The partner's files delivered at once on every worker; 0 or 'none': unlimited."),
     ] = None,
     password: Annotated[str | None, typer.Option(help="A new password (its sessions end).")] = None,
     email: Annotated[str | None, typer.Option(help="Who to write to; '' to clear.")] = None,
