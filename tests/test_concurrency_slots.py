@@ -1,11 +1,13 @@
 """The Prefect side of concurrency limits against a real Prefect server (the session's test server):
 the reconciler's mirror of the store (created, changed, set back after a hand edit, removed; other
 limits left alone), and a file's slot (`tasks.slots.held`): one holder at a time on a limit of 1, and
-a limit the store has but Prefect not yet is created from the store's value before the first slot."""
+a limit the store has but Prefect not yet is created from the store's value before the first slot;
+two polls of one source endpoint with a limit of 1 never download two files at once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +16,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectNotFound
 
-from core import concurrency_limits, partners
+from core import concurrency_limits, dataflows, partners, polling
 from core.db import init_db, session_scope
 from core.endpoints import rows as endpoint_rows
 from deployments.limits import reconcile_limits
+from tasks import pull
 from tasks.slots import held
+from tests.endpoint_servers.http_app import HttpApp
 from tests.isolation import isolated_home
 from tests.tenancy import home_scope
 
@@ -96,3 +100,62 @@ async def test_a_limit_of_one_admits_one_holder_at_a_time_and_is_created_if_miss
     async with get_client() as client:
         created = await client.read_global_concurrency_limit_by_name(name)
     assert created.limit == 1 and created.active_slots == 0
+
+
+def polling_flow(app: HttpApp, name: str, folder: str) -> polling.Source:
+    with session_scope() as session:
+        flow = dataflows.add(
+            session,
+            home_scope(session),
+            name,
+            source="slow-source",
+            dest="pulled",
+            every_seconds=60,
+            source_folder=folder,
+        )
+        assert flow.id is not None
+        flow_id = flow.id
+    return polling.load(flow_id)
+
+
+async def test_polls_of_one_source_take_its_slot_per_file(
+    home: Path, tmp_path: Path, http_app: HttpApp
+) -> None:
+    http_app.reset()
+    http_app.read_delay = 0.3  # long enough that two polls' downloads would overlap
+    url = f"{http_app.url}/files"
+    with session_scope() as session:
+        scope = home_scope(session)
+        endpoint_rows.add(
+            session, scope, "slow-source", "http", {"url": url, "list_url": url}, {"bearer": "test-token-rw"}
+        )
+        endpoint_rows.add(session, scope, "pulled", "file", {"path": str(tmp_path / "pulled")})
+    sources = []
+    for i, folder in enumerate(("a", "b", "c", "d")):
+        (http_app.root / folder).mkdir()
+        for n in range(3):
+            (http_app.root / folder / f"{folder}{n}.txt").write_bytes(b"x" * 1000)
+        sources.append(polling_flow(http_app, f"poll-{i}", folder))
+    log = logging.getLogger("test-concurrency-slots")
+
+    async def poll_all(limits: dict[str, int] | None, wanted: int) -> None:
+        found = [polling.new_files(source) for source in sources]
+        rows = await asyncio.gather(
+            *(pull.take_in(s, f, log, limits) for s, f in zip(sources, found, strict=True))
+        )
+        assert sum(1 for each in rows for row in each if "receipt" in row) == wanted
+
+    # Unlimited (the control): the four polls' downloads overlap.
+    await poll_all(await pull._limits(sources[0]), 12)
+    assert http_app.most_reads_at_once >= 2
+
+    with session_scope() as session:
+        concurrency_limits.set_endpoint(session, home_scope(session), "slow-source", 1)
+    limits = await pull._limits(sources[0])
+    assert limits == {"endpoint:home:slow-source": 1}
+    for folder in ("a", "b", "c", "d"):
+        for n in range(3):
+            (http_app.root / folder / f"{folder}{n}.txt").write_bytes(b"y" * 1001)  # changed: taken again
+    http_app.most_reads_at_once = 0
+    await poll_all(limits, 12)
+    assert http_app.most_reads_at_once == 1

@@ -98,6 +98,9 @@ class HttpApp:
     write_delay: float = 0.0  # seconds each upload (PUT/POST) takes before it is answered
     writes_at_once: int = 0  # uploads being answered now
     most_writes_at_once: int = 0  # the most seen since `reset()`
+    read_delay: float = 0.0  # the same for downloads (GET /files/<path>)
+    reads_at_once: int = 0
+    most_reads_at_once: int = 0
     file_field: str = "file"
     requests: list[Seen] = field(default_factory=list)
     _failures: list[tuple[int, int]] = field(default_factory=list)  # (remaining, status)
@@ -126,6 +129,8 @@ class HttpApp:
         self.delay = 0.0
         self.write_delay = 0.0
         self.writes_at_once = self.most_writes_at_once = 0
+        self.read_delay = 0.0
+        self.reads_at_once = self.most_reads_at_once = 0
         self.file_field = "file"
         self.requests.clear()
         self._failures.clear()
@@ -314,19 +319,26 @@ def _handler_for(app: HttpApp) -> type[BaseHTTPRequestHandler]:
             self.dispatch()
 
         def dispatch(self) -> None:
-            if self.command not in ("PUT", "POST"):
+            path = urlsplit(self.path).path
+            kind = "writes" if self.command in ("PUT", "POST") else None
+            if self.command == "GET" and path.startswith("/files/") and path != "/files/":
+                kind = "reads"
+            if kind is None:
                 self.answer()
                 return
-            with app._lock:  # concurrent uploads, as a destination with a connection limit counts them
-                app.writes_at_once += 1
-                app.most_writes_at_once = max(app.most_writes_at_once, app.writes_at_once)
+            # Uploads and downloads at once, as a server with a connection limit counts them.
+            with app._lock:
+                now = getattr(app, f"{kind}_at_once") + 1
+                setattr(app, f"{kind}_at_once", now)
+                setattr(app, f"most_{kind}_at_once", max(getattr(app, f"most_{kind}_at_once"), now))
             try:
-                if app.write_delay:
-                    time.sleep(app.write_delay)
+                delay = app.write_delay if kind == "writes" else app.read_delay
+                if delay:
+                    time.sleep(delay)
                 self.answer()
             finally:
                 with app._lock:
-                    app.writes_at_once -= 1
+                    setattr(app, f"{kind}_at_once", getattr(app, f"{kind}_at_once") - 1)
 
         def answer(self) -> None:
             parts = urlsplit(self.path)
