@@ -68,10 +68,15 @@ def endpoint_add(
         bool, typer.Option(help="sftp: pin the key the server offers now without asking.")
     ] = False,
     replace: Annotated[bool, typer.Option(help="Overwrite an endpoint of the same name.")] = False,
+    max_concurrent: Annotated[
+        str | None,
+        typer.Option(help="Files carried to or from it at once on every worker; 0 or 'none': unlimited."),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Store an endpoint (credentials encrypted at rest). Its flags are its type's settings: see
     `tradelane endpoint schema TYPE`."""
+    from core import concurrency_limits
     from core.endpoints import rows as endpoint_rows
     from core.endpoints.settings import SettingsError
 
@@ -86,9 +91,15 @@ def endpoint_add(
         config["host_key"] = confirm_host_key(
             str(config["host"]), int(config.get("port") or 22), accept_host_key
         )
+    try:  # refused before anything is stored
+        limit = concurrency_limits.parse(max_concurrent)
+    except concurrency_limits.BadLimit as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-concurrent") from None
     settings, secret_model = _parsed(cls, config, secrets)
     with scoped_database(account) as (session, scope):
         endpoint_rows.add(session, scope, name, type_, settings, secret_model, replace=replace)
+        if limit is not None:
+            concurrency_limits.set_endpoint(session, scope, name, limit)
     console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
 
 

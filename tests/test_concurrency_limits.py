@@ -61,6 +61,22 @@ def test_anything_else_is_refused_in_words(given: object) -> None:
 def test_cli_sets_shows_and_removes_limits(home: Path, tmp_path: Path) -> None:
     run("partner", "add", "acme", "--password", PASSWORD)
     run("endpoint", "add", "archive", "--type", "file", "--path", str(tmp_path))
+    assert "concurrency limit" in run(
+        "endpoint",
+        "add",
+        "capped",
+        "--type",
+        "file",
+        "--path",
+        str(tmp_path),
+        "--max-concurrent",
+        "x",
+        ok=False,
+    )
+    run("endpoint", "add", "capped", "--type", "file", "--path", str(tmp_path), "--max-concurrent", "6")
+    with session_scope() as session:
+        assert concurrency_limits.wanted(session) == {"endpoint:home:capped": 6}
+    run("endpoint", "remove", "capped")  # a removed endpoint's limit is no longer wanted
     assert "at once: 2 at once" in run("partner", "set", "acme", "--max-concurrent", "2")
     assert "max_concurrent (1 at once)" in run("endpoint", "set", "archive", "--max-concurrent", "1")
     assert [p["max_concurrent"] for p in json.loads(run("partner", "list", "--json"))] == [2]
