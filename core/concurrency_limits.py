@@ -15,6 +15,7 @@ This module is the store's side only: names, values and the rows' limits, no Pre
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -32,6 +33,7 @@ ENDPOINT = "endpoint"
 PREFIXES = (f"{PARTNER}:", f"{ENDPOINT}:")
 # Prefect keeps one row per slot holder; a cap far above any real fan-out is a typing slip.
 MOST = 10_000
+WHOLE = re.compile(r"-?[0-9]{1,12}")
 
 
 class BadLimit(Invalid):
@@ -44,20 +46,21 @@ def limit_name(kind: str, account: str, name: str) -> str:
 
 
 def parse(value: Any) -> int | None:
-    """A limit as the CLI, YAML, API and console give it: a whole number ≥ 0, `none` or empty;
-    0, `none`, empty and None all mean unlimited (None)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+    """A limit as the CLI, YAML, API and console give it: a whole number 0 to `MOST` (ASCII digits),
+    `none` or empty; 0, `none`, empty and None all mean unlimited (None)."""
+    if value is None:
         return None
-    if isinstance(value, bool):
-        raise BadLimit(f"not a concurrency limit: {value!r} (a whole number, 0 or 'none' for unlimited)")
-    try:
-        number = int(value.strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise BadLimit(
-            f"not a concurrency limit: {value!r} (a whole number, 0 or 'none' for unlimited)"
-        ) from None
-    if isinstance(value, float) and number != value:
-        raise BadLimit(f"not a concurrency limit: {value!r} (a whole number)")
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    if isinstance(value, str) and WHOLE.fullmatch(value.strip()):
+        number = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        shown = repr(value if not isinstance(value, str) else value[:20])
+        raise BadLimit(f"not a concurrency limit: {shown} (a whole number; 0 or 'none' for unlimited)")
     if number < 0 or number > MOST:
         raise BadLimit(f"a concurrency limit is 0 (unlimited) to {MOST}, not {number}")
     return number or None

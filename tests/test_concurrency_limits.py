@@ -52,7 +52,9 @@ def test_a_limit_is_a_whole_number_and_zero_or_none_is_unlimited(given: object, 
     assert concurrency_limits.parse(given) == stored
 
 
-@pytest.mark.parametrize("given", [-1, "-2", "abc", 1.5, True, 10_001, "2.0"])
+@pytest.mark.parametrize(
+    "given", [-1, "-2", "abc", 1.5, True, 10_001, "2.0", "٣", "1_0", "0x10", "1e3", "9" * 40, [1], {"n": 1}]
+)
 def test_anything_else_is_refused_in_words(given: object) -> None:
     with pytest.raises(BadLimit, match="concurrency limit"):
         concurrency_limits.parse(given)
