@@ -7,7 +7,7 @@ hold across every runner and worker. A file with no limit costs no Prefect call 
 The slots are leased: a run whose machine dies frees them when the lease runs out
 (`LEASE_SECONDS`), while a live one renews it. A limit the store has but Prefect does not yet (set
 a moment ago, before the reconciler's next round) is created here from the store's value, so a cap
-holds from the first file after it was set.
+holds from the first file after it was set: each run looks each of its limits up once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalC
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
 from prefect.context import TaskRunContext
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from core import concurrency_limits
 from core.db import session_scope
@@ -29,6 +29,8 @@ from core.db import session_scope
 Limits = dict[str, int]
 # Renewed at 3/4 of this while the file is carried; a dead holder's slot is free again after it.
 LEASE_SECONDS = 60.0
+# The limits this process has seen Prefect hold (see `_make_sure`).
+_checked: set[str] = set()
 
 
 def limits_of(files: list[tuple[int | None, int | None]]) -> list[Limits]:
@@ -49,6 +51,7 @@ async def held(limits: Limits) -> AsyncIterator[None]:
     if not limits:
         yield
         return
+    await _make_sure(limits)
     names = sorted(limits)
     for first_try in (True, False):
         entered = False
@@ -68,6 +71,24 @@ async def held(limits: Limits) -> AsyncIterator[None]:
             if entered or not first_try:
                 raise
         await ensure(limits)
+
+
+async def _make_sure(limits: Limits) -> None:
+    """Once per process (a flow run) for each limit: create it, or make it active, if Prefect does not
+    hold it so. (An acquisition of several limits only takes those that exist: one the reconciler has
+    not made yet would not hold.) Its value is the reconciler's business."""
+    unseen = {name: slots for name, slots in limits.items() if name not in _checked}
+    if not unseen:
+        return
+    async with get_client() as client:
+        for name, slots in unseen.items():
+            try:
+                current = await client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                current = None
+            if current is None or not current.active:
+                await put_limit(client, name, slots)
+    _checked.update(unseen)
 
 
 async def ensure(limits: Limits) -> None:

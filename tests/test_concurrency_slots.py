@@ -101,6 +101,12 @@ async def test_a_limit_of_one_admits_one_holder_at_a_time_and_is_created_if_miss
         created = await client.read_global_concurrency_limit_by_name(name)
     assert created.limit == 1 and created.active_slots == 0
 
+    # A file that takes two limits, one of which Prefect lacks: both hold before its slot is taken.
+    other = "partner:home:slot-test"
+    async with held({name: 1, other: 1}), get_client() as client:
+        taken = await client.read_global_concurrency_limit_by_name(other)
+    assert taken.limit == 1 and taken.active_slots == 1
+
 
 def polling_flow(app: HttpApp, name: str, folder: str) -> polling.Source:
     with session_scope() as session:
