@@ -25,8 +25,15 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from core import concurrency_limits
 from core.db import session_scope
+from core.endpoints.errors import TransientError
 
 Limits = dict[str, int]
+
+
+class SlotUnavailable(TransientError):
+    """The Prefect API could not give a file its slots now: the file is tried again (tasks/retry.py)."""
+
+
 # Renewed at 3/4 of this while the file is carried; a dead holder's slot is free again after it.
 LEASE_SECONDS = 60.0
 # The limits this process has seen Prefect hold (see `_make_sure`).
@@ -51,7 +58,10 @@ async def held(limits: Limits) -> AsyncIterator[None]:
     if not limits:
         yield
         return
-    await _make_sure(limits)
+    try:
+        await _make_sure(limits)
+    except Exception as exc:
+        raise SlotUnavailable(f"could not reach Prefect for the concurrency limits {sorted(limits)}") from exc
     names = sorted(limits)
     for first_try in (True, False):
         entered = False
@@ -67,10 +77,15 @@ async def held(limits: Limits) -> AsyncIterator[None]:
                 entered = True
                 yield
                 return
-        except ConcurrencySlotAcquisitionError:
-            if entered or not first_try:
+        except ConcurrencySlotAcquisitionError as exc:
+            if entered:
                 raise
-        await ensure(limits)
+            if not first_try:
+                raise SlotUnavailable(f"could not take a slot of {names}: {exc}") from exc
+        try:
+            await ensure(limits)  # removed since this run looked: the store still wants it
+        except Exception as exc:
+            raise SlotUnavailable(f"could not reach Prefect for the concurrency limits {names}") from exc
 
 
 async def _make_sure(limits: Limits) -> None:

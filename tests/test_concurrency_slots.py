@@ -2,7 +2,8 @@
 the reconciler's mirror of the store (created, changed, set back after a hand edit, removed; other
 limits left alone), and a file's slot (`tasks.slots.held`): one holder at a time on a limit of 1, and
 a limit the store has but Prefect not yet is created from the store's value before the first slot;
-two polls of one source endpoint with a limit of 1 never download two files at once."""
+two polls of one source endpoint with a limit of 1 never download two files at once; a slot Prefect
+cannot give now fails the file for a passing reason (it is tried again)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,18 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from core import concurrency_limits, dataflows, partners, polling
 from core.db import init_db, session_scope
 from core.endpoints import rows as endpoint_rows
 from deployments.limits import reconcile_limits
 from tasks import pull
-from tasks.slots import held
+from tasks.retry import is_retryable
+from tasks.slots import SlotUnavailable, held
 from tests.endpoint_servers.http_app import HttpApp
 from tests.isolation import isolated_home
+from tests.servers import free_port
 from tests.tenancy import home_scope
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -165,3 +169,11 @@ async def test_polls_of_one_source_take_its_slot_per_file(
     http_app.most_reads_at_once = 0
     await poll_all(limits, 12)
     assert http_app.most_reads_at_once == 1
+
+
+async def test_a_slot_prefect_cannot_give_now_fails_the_file_for_a_passing_reason() -> None:
+    away = {PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    with temporary_settings(updates=away), pytest.raises(SlotUnavailable) as raised:
+        async with held({"endpoint:home:api-away": 1}):
+            raise AssertionError("no slot was given, so the file must not be carried")
+    assert is_retryable(raised.value)
