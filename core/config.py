@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     web_session_max_seconds: PositiveFloat = 43200.0
     # The portal's uploads: bytes per request the browser sends (tus PATCH); 0: each file in one.
     portal_chunk_bytes: NonNegativeInt = 0
+    # The folders account users (admin API, console) may put `file` endpoints in, os.pathsep-separated;
+    # `{account}` stands for the account's name. Empty: <home>/files/<account>. The host's CLI may
+    # use any folder (core/endpoints/file_roots.py).
+    file_endpoint_roots: str = ""
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
