@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import create_access_token
+from api.bodies import BoundedBodyRoute
 from api.deps import RemoteAddr, SettingsDep
 from api.models import Token
 from core.login import LoginRefused, shared_policy
 
-router = APIRouter(tags=["authentication"])
+router = APIRouter(tags=["authentication"], route_class=BoundedBodyRoute)
 
 
 @router.post(
