@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.limits import Startups, descriptor_limit
@@ -58,6 +66,11 @@ class Settings(BaseSettings):
     lockout_account_failures: int = 10
     lockout_account_addresses: int = 3
     lockout_account_seconds: float = 900.0
+    # Password checks (argon2: 64 MiB and ~50 ms each) at once in a process, every door together;
+    # one more waits at most this long for a free one (in a short queue), else the login is refused
+    # as busy, uncounted (core/login.py).
+    login_max_concurrent_checks: PositiveInt = 4
+    login_check_wait_seconds: NonNegativeFloat = 2.0
     # How often the mailbox servers look for sessions to end (partner removed, disabled, locked, ...).
     session_check_seconds: float = 1.0
     # Partner passwords: at least this long, not containing the partner's name, not a common one.

@@ -1,0 +1,143 @@
+"""Unauthenticated input costs little: at most `TRADELANE_LOGIN_MAX_CONCURRENT_CHECKS` argon2 checks
+(64 MiB and ~50 ms each) run at once in a process, every door together (core/login.py); the excess
+waits briefly in a short queue, then is refused as busy (REST 503), uncounted.
+
+The memory test serves the API in a process of its own (as `tradelane up` serves it) and reads its
+peak resident memory (VmHWM) around a burst of concurrent wrong logins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core import db
+from core.login import LoginBusy, _PasswordChecks
+from tests.isolation import isolated_home
+from tests.servers import free_port
+from tests.waiting import wait_for
+
+MIB = 1024 * 1024
+ARGON2_MIB = 64  # core.crypto's hasher: m=65536 KiB
+SLOTS = 2
+BURST = 24
+PASSWORD = "Right-Pass-2026-long"
+
+SERVE = """
+import uvicorn
+from api.app import create_app
+from api.server import uvicorn_config
+from core.config import get_settings
+uvicorn.Server(uvicorn_config(create_app(), get_settings(), lifespan="off")).run()
+"""
+
+
+def test_a_check_waits_for_a_slot_then_is_refused_busy() -> None:
+    checks = _PasswordChecks(1, wait=0.05)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with checks.slot():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(LoginBusy, match="no password check free"), checks.slot():
+            pass
+        checks._waiting = checks.queue  # a full queue: refused without waiting
+        with pytest.raises(LoginBusy, match="waiting"), checks.slot():
+            pass
+        checks._waiting = 0
+    finally:
+        release.set()
+        holder.join(30)
+    with checks.slot():  # free again once released
+        pass
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """The API alone in a process of its own, one partner `flooded`; its URL and pid."""
+    home = tmp_path / "home"
+    with isolated_home(home):
+        db.init_db()
+        from core import partners
+        from core.db import session_scope
+        from tests.tenancy import home_scope
+
+        with session_scope() as session:
+            partners.add(session, home_scope(session), "flooded", password=PASSWORD)
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRADELANE_HOME": str(home),
+        "TRADELANE_API_PORT": str(port),
+        "TRADELANE_LOGIN_MAX_CONCURRENT_CHECKS": str(SLOTS),
+        "TRADELANE_LOGIN_CHECK_WAIT_SECONDS": "30",
+        # Every wrong login is checked, none refused by a ban: the cost of the checks is measured.
+        "TRADELANE_LOCKOUT_FAILURES": "100000",
+        "TRADELANE_LOCKOUT_ACCOUNT_FAILURES": "100000",
+    }
+    server = subprocess.Popen([sys.executable, "-c", SERVE], env=env, cwd=Path(__file__).parents[2])
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            assert server.poll() is None, "the API exited"
+            try:
+                return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, "the API to answer", timeout=60)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _login(url: str, password: str) -> int:
+    form = {"grant_type": "password", "username": "flooded", "password": password}
+    return httpx.post(f"{url}/api/authentication", data=form, timeout=120).status_code
+
+
+def test_many_concurrent_wrong_logins_keep_the_apis_memory_bounded(api: tuple[str, int]) -> None:
+    url, pid = api
+    assert _login(url, PASSWORD) == 200  # warm: argon2 loaded, one check's memory already counted
+    before = _peak_rss(pid)
+    start = threading.Barrier(BURST)
+    answers: list[int] = []
+
+    def guess(number: int) -> None:
+        start.wait(30)
+        answers.append(_login(url, f"wrong-{number}"))
+
+    guessers = [threading.Thread(target=guess, args=(n,)) for n in range(BURST)]
+    for thread in guessers:
+        thread.start()
+    for thread in guessers:
+        thread.join(300)
+    grown = _peak_rss(pid) - before
+    counted = Counter(answers)
+    assert set(counted) <= {401, 503} and sum(counted.values()) == BURST, counted
+    assert counted[401] >= SLOTS, counted  # checked and refused; the excess refused as busy (503)
+    # Uncapped, the burst's checks run at once: BURST x 64 MiB. Capped: SLOTS of them, and slack.
+    assert grown < (SLOTS + 1) * ARGON2_MIB * MIB, f"peak RSS grew {grown // MIB} MiB; {counted}"
+    assert _login(url, PASSWORD) == 200  # the flood locked nobody out
