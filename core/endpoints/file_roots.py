@@ -1,10 +1,13 @@
-"""Where an account's users may point `file` endpoints: the account's allowed roots.
+"""Where an account's users may point `file` endpoints (and any other local path a setting takes):
+the account's allowed roots.
 
 A `file` endpoint reads and writes a folder of this machine as tradelane's own user, so an account
 user (admin API, console) may only name a folder inside one of its account's roots
 (`TRADELANE_FILE_ENDPOINT_ROOTS`, os.pathsep-separated, `{account}` standing for the account's
 name; default `<home>/files/<account>`, beside the mailboxes and keys, never over them). The
-instance operator (the host's CLI and `apply`) may name any folder.
+instance operator (the host's CLI and `apply`) may name any folder. The same holds for every
+other setting marked `LocalPath` (a CA file to trust, an http endpoint's spool folder): an account
+user may not make tradelane read or write a file of the machine outside its roots.
 
 The check resolves symlinks, when the endpoint is added or changed and again whenever it is
 opened: a folder inside a root that has since become a link to elsewhere is refused then too.
@@ -19,6 +22,8 @@ from pathlib import Path
 
 from core.config import Settings, get_settings
 from core.endpoints.errors import ConfigError
+from core.endpoints.file import FileSettings
+from core.endpoints.settings import EndpointSettings, LocalPath
 from core.errors import Invalid
 from core.tenancy import Scope
 
@@ -49,28 +54,46 @@ def _really_within(path: str, root: Path) -> bool:
     return _within(os.path.realpath(path), os.path.realpath(root))
 
 
-def _refusal(path: str, roots: list[Path]) -> OutsideRoots:
+def _refusal(what: str, path: str, roots: list[Path]) -> OutsideRoots:
     named = os.pathsep.join(os.path.realpath(root) for root in roots)
     return OutsideRoots(
-        f"file endpoint path {path!r} is outside this account's allowed folders: {named} "
+        f"{what} {path!r} is outside this account's allowed folders: {named} "
         f"(symlinks resolved; the instance's operator sets them with {SETTING})"
     )
 
 
-def check_added(scope: Scope, path: str) -> None:
-    """Refuse a folder an account user names outside its account's roots; the operator may name any."""
+def local_paths(settings: EndpointSettings) -> dict[str, str]:
+    """The settings that name a local file or folder (marked `LocalPath`) and are set: by name."""
+    found: dict[str, str] = {}
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if any(isinstance(item, LocalPath) for item in field.metadata) and isinstance(value, str) and value:
+            found[name] = value
+    return found
+
+
+def _what(settings: EndpointSettings, name: str) -> str:
+    return (
+        "file endpoint path" if isinstance(settings, FileSettings) and name == "path" else f"setting {name}"
+    )
+
+
+def check_added(scope: Scope, settings: EndpointSettings) -> None:
+    """Refuse a local path an account user gives outside its account's roots; the operator may give any."""
     if scope.role == "instance":
         return
     roots = roots_for(scope.account_name)
-    if not any(_really_within(os.path.expanduser(path), root) for root in roots):
-        raise _refusal(path, roots)
+    for name, path in local_paths(settings).items():
+        if not any(_really_within(os.path.expanduser(path), root) for root in roots):
+            raise _refusal(_what(settings, name), path, roots)
 
 
-def check_opened(account_name: str, path: str) -> None:
-    """Refuse to open a folder written inside one of the account's roots that no longer resolves
-    inside it (a link put there after the check at add time)."""
-    written = os.path.abspath(os.path.expanduser(path))
-    for root in roots_for(account_name):
-        lexical = {os.path.abspath(root), os.path.realpath(root)}
-        if any(_within(written, form) for form in lexical) and not _really_within(written, root):
-            raise _refusal(path, roots_for(account_name))
+def check_opened(account_name: str, settings: EndpointSettings) -> None:
+    """Refuse to open a local path written inside one of the account's roots that no longer
+    resolves inside it (a link put there after the check at add time)."""
+    for name, path in local_paths(settings).items():
+        written = os.path.abspath(os.path.expanduser(path))
+        for root in roots_for(account_name):
+            lexical = {os.path.abspath(root), os.path.realpath(root)}
+            if any(_within(written, form) for form in lexical) and not _really_within(written, root):
+                raise _refusal(_what(settings, name), path, roots_for(account_name))

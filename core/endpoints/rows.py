@@ -12,7 +12,6 @@ from core import audit, redact
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
 from core.endpoints import file_roots
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
-from core.endpoints.file import FileSettings
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class
 from core.endpoints.settings import EndpointSecrets, EndpointSettings
@@ -164,10 +163,10 @@ def _store(session: Session, row: EndpointRow, endpoint: Endpoint, action: str, 
 
 
 def check_local_folders(scope: Scope, cls: type[Endpoint], settings: EndpointSettings) -> None:
-    """A `file` endpoint's folder, given by an account user, inside the account's allowed roots
-    (core/endpoints/file_roots.py); the instance operator may name any folder."""
-    if isinstance(settings, FileSettings) and not cls.internal:
-        file_roots.check_added(scope, settings.path)
+    """Local paths an account user gives (a `file` endpoint's folder, a CA file, a spool folder)
+    inside the account's allowed roots (core/endpoints/file_roots.py); the operator may give any."""
+    if not cls.internal:
+        file_roots.check_added(scope, settings)
 
 
 def prepare(
@@ -323,8 +322,8 @@ def open_row(row: EndpointRow) -> Endpoint:
         )
     endpoint = cls(config, secrets)
     endpoint.account_id = row.account_id
-    if isinstance(endpoint.settings, FileSettings) and not cls.internal:
-        file_roots.check_opened(account_name(row.account_id), endpoint.settings.path)
+    if not cls.internal and file_roots.local_paths(endpoint.settings):
+        file_roots.check_opened(account_name(row.account_id), endpoint.settings)
     redact.remember(endpoint.scrubber)
     return endpoint
 

@@ -82,6 +82,30 @@ def test_the_admin_api_refuses_folders_outside_the_roots(console_server: Console
         assert _stored_path("ok") == str(inside)
 
 
+def test_other_local_paths_an_account_user_gives_are_held_to_the_roots(
+    console_server: ConsoleServer, root: Path
+) -> None:
+    """A CA file to trust (read), an http endpoint's spool folder (written): the same rule."""
+    headers = _bearer(console_server)
+    (root / "ca.pem").write_text("not a certificate")
+    attempts = {
+        "ftp-ca": ("ftp", {"host": "127.0.0.1", "user": "u", "tls": "explicit", "cafile": "/etc/shadow"}),
+        "http-spool": ("http", {"url": "https://127.0.0.1:1/in", "spool_dir": "/tmp"}),
+        "http-ca": ("http", {"url": "https://127.0.0.1:1/in", "verify": "/etc/ssl/private/key.pem"}),
+    }
+    with httpx.Client(base_url=console_server.url, headers=headers) as api:
+        for name, (type_, settings) in attempts.items():
+            answer = api.post(
+                "/api/admin/endpoints", json={"name": name, "type": type_, "settings": settings}
+            )
+            assert answer.status_code == 400, (name, answer.text)
+            field = next(key for key in settings if key in ("cafile", "spool_dir", "verify"))
+            assert f"setting {field}" in answer.json()["message"] and str(root) in answer.json()["message"]
+        inside = {"url": "https://127.0.0.1:1/in", "spool_dir": str(root), "verify": str(root / "ca.pem")}
+        made = api.post("/api/admin/endpoints", json={"name": "http-ok", "type": "http", "settings": inside})
+        assert made.status_code == 201, made.text
+
+
 def test_a_folder_swapped_for_a_link_is_refused_when_opened(
     console_server: ConsoleServer, root: Path
 ) -> None:
