@@ -7,6 +7,8 @@ peak resident memory (VmHWM) around a burst of concurrent wrong logins."""
 
 from __future__ import annotations
 
+import contextlib
+import ftplib
 import os
 import subprocess
 import sys
@@ -14,15 +16,33 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import paramiko
 import pytest
+from sqlmodel import select
 
 from core import db
-from core.login import LoginBusy, _PasswordChecks
+from core.config import get_settings
+from core.db import session_scope
+from core.login import LoginBusy, _PasswordChecks, password_check_slot
+from core.models import LoginFailure
+from tests.hostile.exhaust_support import (
+    api_server,
+    exhaust_home,
+    ftp_server,
+    ftps,
+    make_partner,
+    settings_with,
+    sftp_login,
+    sftp_server,
+)
 from tests.isolation import isolated_home
 from tests.servers import free_port
 from tests.waiting import wait_for
+
+__all__ = ["exhaust_home", "make_partner"]
 
 MIB = 1024 * 1024
 ARGON2_MIB = 64  # core.crypto's hasher: m=65536 KiB
@@ -141,3 +161,37 @@ def test_many_concurrent_wrong_logins_keep_the_apis_memory_bounded(api: tuple[st
     # Uncapped, the burst's checks run at once: BURST x 64 MiB. Capped: SLOTS of them, and slack.
     assert grown < (SLOTS + 1) * ARGON2_MIB * MIB, f"peak RSS grew {grown // MIB} MiB; {counted}"
     assert _login(url, PASSWORD) == 200  # the flood locked nobody out
+
+
+def test_the_slots_are_shared_by_rest_sftp_and_ftp(exhaust_home: Path, make_partner: Any) -> None:
+    """While every slot of the process is taken, a right password is refused as busy on each door
+    (REST 503 with Retry-After, SFTP and FTP a failed login), and nothing is counted against it."""
+    partner = make_partner()
+    settings = settings_with(login_check_wait_seconds=0.05)
+    held = [password_check_slot(settings) for _ in range(settings.login_max_concurrent_checks)]
+    with (
+        api_server(login_check_wait_seconds=0.05) as port,
+        sftp_server(login_check_wait_seconds=0.05) as sftp,
+    ):
+        with ftp_server(login_check_wait_seconds=0.05) as ftp, contextlib.ExitStack() as stack:
+            get_settings.cache_clear()  # the REST door's policy reads the process's settings
+            os.environ["TRADELANE_LOGIN_CHECK_WAIT_SECONDS"] = "0.05"
+            stack.callback(os.environ.pop, "TRADELANE_LOGIN_CHECK_WAIT_SECONDS")
+            stack.callback(get_settings.cache_clear)
+            for slot in held:
+                stack.enter_context(slot)
+            form = {"grant_type": "password", "username": partner.name, "password": partner.password}
+            busy = httpx.post(f"http://127.0.0.1:{port}/api/authentication", data=form, timeout=30)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "1", busy.text
+            assert "too many logins at once" in busy.json()["message"]
+            with pytest.raises(paramiko.AuthenticationException):
+                sftp_login(sftp.port, partner)
+            with pytest.raises(ftplib.error_perm), ftps(ftp.port) as client:
+                client.login(partner.name, partner.password)
+        # Slots free again: every door lets the partner in, no failure was counted.
+        assert httpx.post(f"http://127.0.0.1:{port}/api/authentication", data=form, timeout=30).is_success
+        transport, client = sftp_login(sftp.port, partner)
+        client.close()
+        transport.close()
+    with session_scope() as session:
+        assert session.exec(select(LoginFailure)).all() == []
