@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -211,6 +212,14 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"must have no query, fragment or credentials: {value!r}")
         _ = parts.port  # ValueError for a port that is not a number in range
+        return value
+
+    @field_validator("file_endpoint_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(os.pathsep)):
+            if part and not Path(part).expanduser().is_absolute():
+                raise ValueError(f"each folder must be absolute (separated by {os.pathsep!r}), not {part!r}")
         return value
 
     @field_validator("forwarded_allow_ips")

@@ -157,3 +157,6 @@ def test_roots_come_from_the_setting_with_the_account_name(monkeypatch: pytest.M
     monkeypatch.setenv("TRADELANE_FILE_ENDPOINT_ROOTS", os.pathsep.join(["/srv/x/{account}", "/srv/shared"]))
     settings = type(get_settings())()
     assert roots_for("acme", settings) == [Path("/srv/x/acme"), Path("/srv/shared")]
+    monkeypatch.setenv("TRADELANE_FILE_ENDPOINT_ROOTS", os.pathsep.join(["/srv/x", "relative/{account}"]))
+    with pytest.raises(ValueError, match="must be absolute"):
+        type(get_settings())()
