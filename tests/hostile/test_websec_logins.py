@@ -23,11 +23,12 @@ import paramiko
 import pytest
 from sqlmodel import select
 
-from core import db
+from core import db, partners
 from core.config import get_settings
 from core.db import session_scope
 from core.login import LoginBusy, _PasswordChecks, password_check_slot
 from core.models import LoginFailure
+from tests.b2b.web_server import forms_of
 from tests.hostile.exhaust_support import (
     api_server,
     exhaust_home,
@@ -40,7 +41,9 @@ from tests.hostile.exhaust_support import (
 )
 from tests.isolation import isolated_home
 from tests.servers import free_port
+from tests.tenancy import home_scope
 from tests.waiting import wait_for
+from tests.web.server import web_server
 
 __all__ = ["exhaust_home", "make_partner"]
 
@@ -98,10 +101,6 @@ def api(tmp_path: Path) -> Iterator[tuple[str, int]]:
     home = tmp_path / "home"
     with isolated_home(home):
         db.init_db()
-        from core import partners
-        from core.db import session_scope
-        from tests.tenancy import home_scope
-
         with session_scope() as session:
             partners.add(session, home_scope(session), "flooded", password=PASSWORD)
     port = free_port()
@@ -195,3 +194,23 @@ def test_the_slots_are_shared_by_rest_sftp_and_ftp(exhaust_home: Path, make_part
         transport.close()
     with session_scope() as session:
         assert session.exec(select(LoginFailure)).all() == []
+
+
+def test_the_web_login_says_busy_and_counts_nothing(tmp_path: Path) -> None:
+    with web_server(tmp_path / "web", env={"TRADELANE_LOGIN_CHECK_WAIT_SECONDS": "0.05"}) as web:
+        with session_scope() as session:
+            partners.add(session, home_scope(session), "webby", password=PASSWORD)
+        settings = get_settings()
+        with contextlib.ExitStack() as stack, web.browser() as browser:
+            for _ in range(settings.login_max_concurrent_checks):
+                stack.enter_context(password_check_slot(settings))
+            form = forms_of(browser.get("/login"))["/login"]
+            busy = browser.post("/login", data={**form, "name": "webby", "password": PASSWORD})
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+            assert "too many logins at once" in busy.text
+        with web.browser() as browser:
+            form = forms_of(browser.get("/login"))["/login"]
+            answer = browser.post("/login", data={**form, "name": "webby", "password": PASSWORD})
+            assert answer.status_code == 303, answer.text
+        with session_scope() as session:
+            assert session.exec(select(LoginFailure)).all() == []
