@@ -93,3 +93,15 @@ def test_huge_or_non_numeric_connection_ids_are_400_or_404(console_server: Conso
         for limit in ("99999999999999999999999", "0", "-5", "x"):
             answer = client.get(f"/api/connections/7/transfers?limit={limit}", headers=headers)
             assert answer.status_code == 400 and "limit" in answer.json()["message"], (limit, answer.text)
+
+
+def test_the_consoles_huge_ids_are_refused_not_500(console_server: ConsoleServer) -> None:
+    with console_server.browser("admin") as browser:
+        for path in (
+            "/console/transfers/99999999999999999999999",
+            f"/console/transfers/{2**63}",
+            "/console/transfers?before=99999999999999999999999",
+            "/console/connections/99999999999999999999999",
+        ):
+            answer = browser.get(path)
+            assert answer.status_code in (400, 404, 405), (path, answer.status_code)
