@@ -66,6 +66,10 @@ class UnsupportedMediaType(ApiError):
     status = 415
 
 
+class ServiceUnavailable(ApiError):
+    status = 503
+
+
 def _message(status: int, detail: object, request: Request) -> str:
     if status == 404 and detail == "Not Found":
         return f"not found: {request.url.path}"

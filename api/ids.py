@@ -13,11 +13,19 @@ import base64
 import binascii
 import re
 import uuid
+from typing import Annotated
+
+from pydantic import Field
 
 from core.intake import InvalidFileName, check_file_name
 
 # Fixed forever: changing it changes every folder id clients may have stored.
 FOLDER_NAMESPACE = uuid.UUID("6d0c3f4e-2a51-5b8e-9a57-3c1e7f0b9d42")
+
+# Row ids are 32-bit on PostgreSQL (64 on SQLite): a larger one names nothing, and must not reach
+# the database (an overflow there is an error, not "not found"). Every route's id parameter is one.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID - 1)]  # an id; `before=id+1` still fits
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 

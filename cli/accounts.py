@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.table import Table
 
-from cli.common import console, database, print_json
+from cli.common import DataTable, console, database, print_json, safe
 from cli.options import HOME, AccountOption, scoped_database
 
 account_app = typer.Typer(help="Accounts (tenants) and their users.", no_args_is_help=True)
@@ -37,7 +36,7 @@ def account_add(
     if as_json:
         print_json(shown)
         return
-    console.print(f"account [bold]{name}[/bold] added; its admin logs in as {shown['admin']}")
+    console.print(f"account [bold]{safe(name)}[/bold] added; its admin logs in as {safe(shown['admin'])}")
 
 
 @account_app.command("list")
@@ -59,7 +58,7 @@ def account_list(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("account", "users", "partners", "connections", "created (UTC)", box=box.SIMPLE_HEAD)
+    table = DataTable("account", "users", "partners", "connections", "created (UTC)", box=box.SIMPLE_HEAD)
     for r in rows:
         created = r["created_at"][:16].replace("T", " ")
         table.add_row(r["name"], str(r["users"]), str(r["partners"]), str(r["connections"]), created)
@@ -73,7 +72,7 @@ def account_remove(name: str) -> None:
 
     with database() as session:
         accounts.remove(session, name)
-    console.print(f"account [bold]{name}[/bold] removed")
+    console.print(f"account [bold]{safe(name)}[/bold] removed")
 
 
 @user_app.command("add")
@@ -93,7 +92,9 @@ def user_add(
     if as_json:
         print_json(shown)
         return
-    console.print(f"user [bold]{shown['email']}[/bold] added to {shown['account']} as {shown['role']}")
+    console.print(
+        f"user [bold]{safe(shown['email'])}[/bold] added to {safe(shown['account'])} as {shown['role']}"
+    )
 
 
 @user_app.command("list")
@@ -108,7 +109,7 @@ def user_list(account: AccountOption = HOME, as_json: JsonOption = False) -> Non
     if as_json:
         print_json(rows)
         return
-    table = Table("email", "role", "state", "created (UTC)", box=box.SIMPLE_HEAD)
+    table = DataTable("email", "role", "state", "created (UTC)", box=box.SIMPLE_HEAD)
     for r in rows:
         state = "locked" if r["locked"] else ("enabled" if r["enabled"] else "disabled")
         table.add_row(r["email"], r["role"], state, r["created_at"][:16].replace("T", " "))
@@ -130,7 +131,7 @@ def user_set(
 
     with scoped_database(account) as (session, scope):
         said = accounts.set_user(session, scope, email, password=password, role=role, enabled=enabled)
-    console.print(f"user [bold]{email}[/bold]: {', '.join(said) if said else 'nothing changed'}")
+    console.print(f"user [bold]{safe(email)}[/bold]: {safe(', '.join(said) if said else 'nothing changed')}")
 
 
 @user_app.command("unlock")
@@ -140,7 +141,7 @@ def user_unlock(email: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         was_locked = accounts.unlock_user(session, scope, email)
-    console.print(f"user [bold]{email}[/bold] {'unlocked' if was_locked else 'was not locked'}")
+    console.print(f"user [bold]{safe(email)}[/bold] {'unlocked' if was_locked else 'was not locked'}")
 
 
 @user_app.command("remove")
@@ -150,4 +151,4 @@ def user_remove(email: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         accounts.remove_user(session, scope, email)
-    console.print(f"user [bold]{email}[/bold] removed")
+    console.print(f"user [bold]{safe(email)}[/bold] removed")

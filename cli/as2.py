@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
-from cli.common import console, err
+from cli.common import DataTable, console, err, safe, styled
 from cli.options import HOME, AccountOption, scoped_database
 
 app = typer.Typer(help="AS2: our identity, partner profiles, messages.", no_args_is_help=True)
@@ -42,12 +43,18 @@ UNSIGNED_WARNING = (
 )
 
 
+def _expiry_style(note: str) -> str:
+    return "red" if note.startswith("EXPIRED") else "yellow" if "left" in note else ""
+
+
 def _expiry(note: str) -> str:
-    if note.startswith("EXPIRED"):
-        return f"[red]{note}[/red]"
-    if "left" in note:
-        return f"[yellow]{note}[/yellow]"
-    return note
+    """The note as markup for a printed line (its text escaped)."""
+    style = _expiry_style(note)
+    return f"[{style}]{escape(note)}[/{style}]" if style else escape(note)
+
+
+def _expiry_cell(note: str) -> Text:
+    return styled(note, _expiry_style(note))
 
 
 # ---- org --------------------------------------------------------------------------------------
@@ -84,7 +91,9 @@ def org_create(
             key_pem, cert_pem = identity.self_signed(as2_id, days)
         identity.create(session, scope, as2_id, key_pem, cert_pem, replace=replace)
     info = identity.cert_info(cert_pem)
-    console.print(f"AS2 organization [bold]{as2_id}[/bold] ready; certificate {_expiry(info.expiry_note())}")
+    console.print(
+        f"AS2 organization [bold]{safe(as2_id)}[/bold] ready; certificate {_expiry(info.expiry_note())}"
+    )
     console.print("give partners our certificate: [bold]tradelane as2 org cert[/bold]")
 
 
@@ -126,11 +135,11 @@ def org_show(as_json: Annotated[bool, typer.Option("--json")] = False, account: 
     if not rows:
         err.print("no AS2 organization yet: tradelane as2 org create --as2-id ID")
         raise typer.Exit(1)
-    table = Table("AS2 ID", "subject", "SHA-256 fingerprint", "certificate")
+    table = DataTable("AS2 ID", "subject", "SHA-256 fingerprint", "certificate")
     for r in rows:
-        table.add_row(r["as2_id"], r["subject"], r["sha256"], _expiry(r["expiry"]))
+        table.add_row(r["as2_id"], r["subject"], r["sha256"], _expiry_cell(r["expiry"]))
         if r["days_left"] < 30:
-            err.print(f"[yellow]warning:[/yellow] certificate of {r['as2_id']}: {r['expiry']}")
+            err.print(f"[yellow]warning:[/yellow] certificate of {safe(r['as2_id'])}: {safe(r['expiry'])}")
     console.print(table)
 
 
@@ -192,9 +201,12 @@ def partner_add(
             replace=replace,
         )
         note = identity.cert_info(cert.read_bytes()).expiry_note()
-    console.print(f"AS2 partner [bold]{as2_id}[/bold] added → mailbox {mailbox}; certificate {_expiry(note)}")
+    console.print(
+        f"AS2 partner [bold]{safe(as2_id)}[/bold] added → mailbox {safe(mailbox)}; "
+        f"certificate {_expiry(note)}"
+    )
     if allow_unsigned:
-        err.print(UNSIGNED_WARNING.format(as2_id=as2_id))
+        err.print(UNSIGNED_WARNING.format(as2_id=escape(as2_id)))
 
 
 @partner_app.command("set")
@@ -231,9 +243,9 @@ def partner_set(
             allow_mdn_urls=urls,
         )
         summary = _inbound(profile.allow_unsigned, profile.sign)
-    console.print(f"AS2 partner [bold]{as2_id}[/bold]: inbound {summary}")
+    console.print(f"AS2 partner [bold]{safe(as2_id)}[/bold]: inbound {safe(summary)}")
     if allow_unsigned:
-        err.print(UNSIGNED_WARNING.format(as2_id=as2_id))
+        err.print(UNSIGNED_WARNING.format(as2_id=escape(as2_id)))
 
 
 def _inbound(allow_unsigned: bool, sign: str | None) -> str:
@@ -281,7 +293,7 @@ def partner_list(
         print(json.dumps(rows, indent=2))
         return
     # Narrow enough for 80 columns; --json has every field (MDN return URL, allowed MDN URLs).
-    table = Table("AS2 ID", "mailbox", "URL", "security", "inbound", "MDN", "certificate")
+    table = DataTable("AS2 ID", "mailbox", "URL", "security", "inbound", "MDN", "certificate")
     for r in rows:
         mdn = r["mdn"] + (f" signed {r['mdn_sign']}" if r["mdn_sign"] else "")
         security = " ".join(
@@ -294,14 +306,16 @@ def partner_list(
             r["mailbox"],
             r["url"],
             security,
-            f"[red]{inbound}[/red]" if r["allow_unsigned"] and not r["sign"] else inbound,
+            styled(inbound, "red") if r["allow_unsigned"] and not r["sign"] else inbound,
             mdn,
-            _expiry(r["cert_expiry"]),
+            _expiry_cell(r["cert_expiry"]),
         )
         if r["cert_days_left"] < 30:
-            err.print(f"[yellow]warning:[/yellow] certificate of {r['as2_id']}: {r['cert_expiry']}")
+            err.print(
+                f"[yellow]warning:[/yellow] certificate of {safe(r['as2_id'])}: {safe(r['cert_expiry'])}"
+            )
         if r["allow_unsigned"] and not r["sign"]:
-            err.print(UNSIGNED_WARNING.format(as2_id=r["as2_id"]))
+            err.print(UNSIGNED_WARNING.format(as2_id=escape(r["as2_id"])))
     console.print(table)
 
 
@@ -312,7 +326,7 @@ def partner_remove(as2_id: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         profiles.remove(session, scope, as2_id)
-    console.print(f"AS2 partner [bold]{as2_id}[/bold] removed")
+    console.print(f"AS2 partner [bold]{safe(as2_id)}[/bold] removed")
 
 
 # ---- messages ---------------------------------------------------------------------------------
@@ -344,7 +358,7 @@ def messages(
         print(json.dumps(rows, indent=2))
         return
     colors = {"acknowledged": "green", "received": "green", "failed": "red", "awaiting-mdn": "cyan"}
-    table = Table("id", "dir", "partner", "file", "status", "security", "MIC", "MDN", "receipt/transfer")
+    table = DataTable("id", "dir", "partner", "file", "status", "security", "MIC", "MDN", "receipt/transfer")
     for r in rows:
         security = "/".join(
             word for word, on in (("signed", r["signed"]), ("encrypted", r["encrypted"]),
@@ -356,9 +370,9 @@ def messages(
             mdn = f"{r['mdn_mode']}{' signed' if r['mdn_signed'] else ''}: {mdn}"
         link = f"receipt {r['receipt_id']}" if r["receipt_id"] else ""
         link = f"transfer {r['transfer_id']}" if r["transfer_id"] else link
-        status_text = f"[{color}]{r['status']}[/{color}]"
+        status_text = styled(r["status"], color)
         if r["error"]:
-            status_text += f"\n{r['error']}"
+            status_text.append(f"\n{r['error']}")
         table.add_row(
             str(r["id"]),
             r["direction"],

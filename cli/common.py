@@ -8,13 +8,38 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from sqlmodel import Session
 
 # No emoji codes: data such as a certificate's fingerprint (`…:AB:…`) would print as a picture.
 console = Console(emoji=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
+
+# Data is never markup. Partners choose file names, envelope values, key comments, AS2 headers;
+# rich would read `[/red]` in one as a closing tag (and refuse it: a crashed command) or `[bold]`
+# as a style. So data goes in f-strings through `escape`, whole lines of it print with
+# markup=False, and tables take it through DataTable; only our own words carry markup.
+
+
+class DataTable(Table):
+    """A table whose string cells are data, printed as they are; style a cell with `styled`."""
+
+    def add_row(self, *renderables: RenderableType | None, **options: Any) -> None:
+        cells = [Text(cell) if isinstance(cell, str) else cell for cell in renderables]
+        super().add_row(*cells, **options)
+
+
+def safe(value: object) -> str:
+    """Data for a line that carries markup: shown as it is, never read as markup."""
+    return escape(str(value))
+
+
+def styled(value: str, style: str) -> Text:
+    """A table cell or printed value in a style, its text as it is."""
+    return Text(value, style=style)
 
 
 class UserError(Exception):

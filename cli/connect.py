@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import console, database, print_json
+from cli.common import DataTable, console, database, print_json, safe
 
 connect_app = typer.Typer(
     help="B2B connections: one account sends files into another account's storage.", no_args_is_help=True
@@ -95,10 +95,11 @@ def invite(
         return
     console.print(
         f"connection {answer['id']} {name!r} is pending; invitation for {email}, "
-        f"expires {answer['expires_at']}"
+        f"expires {answer['expires_at']}",
+        markup=False,
     )
-    console.print(f"link: {invitation.link}", soft_wrap=True)
-    console.print(outcome.sentence(email), soft_wrap=True)
+    console.print(f"link: {safe(invitation.link)}", soft_wrap=True)
+    console.print(outcome.sentence(email), soft_wrap=True, markup=False)
 
 
 @connect_app.command()
@@ -154,9 +155,13 @@ def accept(
         print_json(answer)
         return
     if role == "receive":
-        console.print(f"connection {conn.id} {name!r} is active: {other} sends into {where}")
+        console.print(
+            f"connection {conn.id} {safe(repr(name))} is active: {safe(other)} sends into {safe(where)}"
+        )
     else:
-        console.print(f"connection {conn.id} {name!r} is active: put files into b2b/{conn.outbox_name}/")
+        console.print(
+            f"connection {conn.id} {safe(repr(name))} is active: put files into b2b/{safe(conn.outbox_name)}/"
+        )
 
 
 @connect_app.command()
@@ -180,7 +185,6 @@ def decline(
 @connect_app.command("list")
 def list_(account: AccountOption = "home", as_json: JsonOption = False) -> None:
     """This account's connections: name, role, the other account, outbox, state, view."""
-    from rich.table import Table
 
     from core.b2b import connections
 
@@ -190,7 +194,7 @@ def list_(account: AccountOption = "home", as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "role", "with", "outbox", "state", "view")
+    table = DataTable("id", "name", "role", "with", "outbox", "state", "view")
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -225,7 +229,7 @@ def show(name: NameArg, account: AccountOption = "home", as_json: JsonOption = F
         return
     for key, value in row.items():
         if value is not None:
-            console.print(f"{key}: {value}", soft_wrap=True)
+            console.print(f"{safe(key)}: {safe(value)}", soft_wrap=True)
 
 
 @connect_app.command("allow-view")
@@ -282,7 +286,8 @@ def send(
             console.print(
                 f"{sent.receipt.name}: received (receipt {sent.receipt.id}, "
                 f"sha256 {sent.receipt.sha256[:12]}…), "
-                + (f"transfer {sent.transfer_id} pending" if sent.transfer_id else "held")
+                + (f"transfer {sent.transfer_id} pending" if sent.transfer_id else "held"),
+                markup=False,
             )
     if as_json:
         print_json(results)
@@ -301,7 +306,7 @@ def files(name: NameArg, account: AccountOption = "home", as_json: JsonOption = 
         print_json(rows)
         return
     for row in rows:
-        console.print(f"{row['modified']}  {row['size']:>12}  {row['name']}", soft_wrap=True)
+        console.print(f"{row['modified']}  {row['size']:>12}  {row['name']}", soft_wrap=True, markup=False)
 
 
 @connect_app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import console, err, print_json
+from cli.common import console, err, print_json, safe
 
 app = typer.Typer(help="X12 and EDIFACT: what an interchange's envelopes say.", no_args_is_help=True)
 
@@ -34,25 +34,26 @@ def route(
         with file.open("rb") as stream:
             result = route_stream(stream, text, file.name)
     except ValueError as exc:  # a bad rule table
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {safe(exc)}")
         raise typer.Exit(2) from None
     except EdiRouteError as exc:
         if as_json:
             read = exc.envelope.as_dict() if exc.envelope is not None else None
             print_json({"error": exc.reason, "envelope": read})
         else:
-            err.print(f"[red]refused:[/red] {exc.reason}", markup=True, highlight=False)
+            err.print(f"[red]refused:[/red] {safe(exc.reason)}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         print_json({"dest": result.dest, "envelope": result.envelope.as_dict()})
         return
     envelope = result.envelope
-    console.print(f"dest: {result.dest}", highlight=False)
+    console.print(f"dest: {safe(result.dest)}", highlight=False)
     console.print(
         f"{envelope.standard}: {envelope.interchanges} interchange(s), {envelope.messages} "
         f"{'transaction set' if envelope.standard == 'x12' else 'message'}(s)",
         highlight=False,
+        markup=False,
     )
     for combination in envelope.combinations:
         values = ", ".join(f"{k}={v}" for k, v in combination.values().items() if v is not None)
-        console.print(f"  {values}: {combination.count} → rule {combination.rule}", highlight=False)
+        console.print(f"  {safe(values)}: {combination.count} → rule {combination.rule}", highlight=False)

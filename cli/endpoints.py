@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from cli.common import UserError, console, err, print_json
+from cli.common import DataTable, UserError, console, err, print_json, safe
 from cli.endpoint_flags import (
     EndpointFlagsCommand,
     FlagError,
@@ -100,7 +99,7 @@ def endpoint_add(
         endpoint_rows.add(session, scope, name, type_, settings, secret_model, replace=replace)
         if limit is not None:
             concurrency_limits.set_endpoint(session, scope, name, limit)
-    console.print(f"endpoint [bold]{name}[/bold] ({type_}) added")
+    console.print(f"endpoint [bold]{safe(name)}[/bold] ({type_}) added")
 
 
 @endpoint_app.command("set", cls=EndpointFlagsCommand)
@@ -136,8 +135,8 @@ def endpoint_set(
         ):
             changed.append(f"max_concurrent ({concurrency_limits.describe(row.max_concurrent)})")
     console.print(
-        f"endpoint [bold]{name}[/bold]: "
-        + (f"changed {', '.join(changed)}" if changed else "nothing changed")
+        f"endpoint [bold]{safe(name)}[/bold]: "
+        + (f"changed {safe(', '.join(changed))}" if changed else "nothing changed")
     )
 
 
@@ -149,9 +148,11 @@ def confirm_host_key(host: str, port: int, accept: bool) -> str:
     try:
         offered = fetch_host_key(host, port)
     except EndpointError as exc:
-        err.print(f"[red]error:[/red] could not read the host key of {host}:{port}: {exc}")
+        err.print(f"[red]error:[/red] could not read the host key of {safe(host)}:{port}: {safe(exc)}")
         raise typer.Exit(1) from None
-    console.print(f"{host}:{port} offers host key {offered.split()[0]} {fingerprint(offered)}")
+    console.print(
+        f"{safe(host)}:{port} offers host key {safe(offered.split()[0])} {safe(fingerprint(offered))}"
+    )
     if not accept and not typer.confirm("Pin this key for the endpoint?", default=False):
         err.print("not pinned; nothing stored (pass --host-key 'TYPE BASE64' to pin a known key)")
         raise typer.Exit(1)
@@ -173,7 +174,7 @@ def endpoint_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "type", "config", "secrets", "at once")
+    table = DataTable("name", "type", "config", "secrets", "at once")
     for row in rows:
         config = "  ".join(f"{k}={v}" for k, v in row["config"].items())
         at_once = str(row["max_concurrent"] or "unlimited")
@@ -226,9 +227,9 @@ def endpoint_test(name: str, account: AccountOption = HOME) -> None:
     with scoped_database(account) as (session, scope):
         probe.record(session, scope, result)
     if not result.ok:
-        err.print(f"[red]✗ {name}[/red]: {result.kind}: {result.message}")
+        err.print(f"[red]✗ {safe(name)}[/red]: {safe(result.kind)}: {safe(result.message)}")
         raise typer.Exit(1)
-    console.print(f"[green]✓ {name}[/green] reachable ({result.uri})")
+    console.print(f"[green]✓ {safe(name)}[/green] reachable ({safe(result.uri)})")
 
 
 @endpoint_app.command("remove")
@@ -242,6 +243,6 @@ def endpoint_remove(
 
     with scoped_database(account) as (session, scope):
         disabled = endpoint_rows.remove(session, scope, name, force=force)
-    console.print(f"endpoint [bold]{name}[/bold] removed")
+    console.print(f"endpoint [bold]{safe(name)}[/bold] removed")
     if disabled:
-        console.print(f"data flows disabled: {', '.join(disabled)}")
+        console.print(f"data flows disabled: {safe(', '.join(disabled))}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 import typer
-from rich.table import Table
 
-from cli.common import UserError, console, print_json
+from cli.common import DataTable, UserError, console, print_json, safe, styled
 from cli.options import HOME, AccountOption, scoped_database
 
 flow_app = typer.Typer(help="Data flows: source → validators → destination.", no_args_is_help=True)
@@ -98,7 +97,7 @@ def flow_add(
         shown = session.get(Endpoint, flow.dest_endpoint_id)
         dest = shown.name if shown else dest
     via = "" if template == templates.DEFAULT else f" (template {template})"
-    console.print(f"data flow [bold]{name}[/bold] added: {source} → {dest}{via}")
+    console.print(f"data flow [bold]{safe(name)}[/bold] added: {safe(source)} → {safe(dest)}{safe(via)}")
 
 
 @flow_app.command("list")
@@ -116,7 +115,7 @@ def flow_list(
     if as_json:
         print_json(rows)
         return
-    table = Table(
+    table = DataTable(
         "name",
         "template",
         "source",
@@ -142,7 +141,7 @@ def flow_list(
             r["on_conflict"],
             checks,
             str(r["retries"]),
-            "yes" if r["enabled"] else "[yellow]no[/yellow]",
+            "yes" if r["enabled"] else styled("no", "yellow"),
         )
     console.print(table)
 
@@ -174,7 +173,10 @@ def flow_run_now(name: str, account: AccountOption = HOME) -> None:
     from core.links import prefect_run_url
 
     link = prefect_run_url(str(run.id))
-    console.print(f"poll of [bold]{name}[/bold] started" + (f": {link}" if link else f" (flow run {run.id})"))
+    console.print(
+        f"poll of [bold]{safe(name)}[/bold] started"
+        + (f": {safe(link)}" if link else f" (flow run {run.id})")
+    )
 
 
 @flow_app.command("set")
@@ -232,7 +234,9 @@ def flow_set(
             clear_params=no_params,
         )
         said = update_flow(session, scope, name, change)  # the admin API's and the console's way too
-    console.print(f"data flow [bold]{name}[/bold]: " + ("; ".join(said) if said else "nothing changed"))
+    console.print(
+        f"data flow [bold]{safe(name)}[/bold]: " + (safe("; ".join(said)) if said else "nothing changed")
+    )
 
 
 @flow_app.command("remove")
@@ -248,7 +252,7 @@ def flow_remove(
 
     with scoped_database(account) as (session, scope):
         removal = dataflows.remove(session, scope, name, force=force)
-    console.print(f"data flow [bold]{name}[/bold] removed")
+    console.print(f"data flow [bold]{safe(name)}[/bold] removed")
     if removal.cancelled:
         console.print(f"{removal.cancelled} pending or running transfer(s) marked failed")
 
@@ -260,7 +264,7 @@ def flow_enable(name: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         dataflows.set_enabled(session, scope, name, True)
-    console.print(f"data flow [bold]{name}[/bold] enabled")
+    console.print(f"data flow [bold]{safe(name)}[/bold] enabled")
 
 
 @flow_app.command("disable")
@@ -270,4 +274,4 @@ def flow_disable(name: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         dataflows.set_enabled(session, scope, name, False)
-    console.print(f"data flow [bold]{name}[/bold] disabled")
+    console.print(f"data flow [bold]{safe(name)}[/bold] disabled")

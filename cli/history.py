@@ -15,8 +15,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from cli.common import DataTable, styled
 from core.models import AuditEvent
 from core.transfers import TransferView
 
@@ -98,7 +99,7 @@ def _share(width: int, fixed: list[int], weights: list[int]) -> list[int]:
 
 def transfers_table(
     rows: list[TransferView], ui: str | None, width: int, wide: bool = False
-) -> tuple[Table, str]:
+) -> tuple[DataTable, str]:
     """The table for `width` columns (every column when `wide`), and a hint for what it left out."""
     show_partner = wide or width >= WITH_PARTNER
     show_size = wide or width >= WITH_SIZE
@@ -125,7 +126,7 @@ def transfers_table(
     def flex_run(limit: int) -> dict[str, Any]:
         return {"no_wrap": True, "overflow": "ellipsis", "max_width": limit}
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    table = DataTable(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True, min_width=11)
     table.add_column("file", **flex("file"))
@@ -143,10 +144,10 @@ def transfers_table(
     hidden_errors = 0
     for view, stamp, link, state in zip(rows, times, links, states, strict=True):
         color = STATE_COLORS.get(view.state, "white")
-        cells = [str(view.id), stamp, view.file]
+        cells: list[str | Text] = [str(view.id), stamp, view.file]
         if show_partner:
             cells.append(view.partner)
-        cells += [view.flow, view.dest, f"[{color}]{state}[/{color}]"]
+        cells += [view.flow, view.dest, styled(state, color)]
         if show_size:
             cells += [str(view.size), str(view.attempts)]
         failed = view.state in ("failed", "rejected", "waiting") and bool(view.error)
@@ -194,7 +195,7 @@ def _detail(detail: dict[str, Any]) -> str:
     return " ".join(f"{k}={text(v)}" for k, v in detail.items() if v not in (None, "", [], {}, False))
 
 
-def audit_table(events: list[AuditEvent], width: int, wide: bool = False) -> tuple[Table, str]:
+def audit_table(events: list[AuditEvent], width: int, wide: bool = False) -> tuple[DataTable, str]:
     """The audit trail for `width` columns; details appear from 100 columns (or with --wide)."""
     show_detail = wide or width >= 100
     time_format = "%Y-%m-%d %H:%M:%S" if show_detail else "%m-%d %H:%M"
@@ -211,7 +212,7 @@ def audit_table(events: list[AuditEvent], width: int, wide: bool = False) -> tup
     def flex(name: str) -> dict[str, Any]:
         return {} if wide else {"no_wrap": True, "overflow": "ellipsis", "max_width": limits[name]}
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    table = DataTable(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     table.add_column("when (UTC)", no_wrap=True, min_width=stamp_width)
     for name in ["who", "action", "target", "from", *names[3:]]:
         table.add_column(name, **flex(name))

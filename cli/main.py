@@ -15,7 +15,7 @@ from cli import edi as edi_cli
 from cli import pgp as pgp_cli
 from cli import transfers as history
 from cli.accounts import account_app
-from cli.common import console, database, err
+from cli.common import console, database, err, safe
 from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
@@ -52,7 +52,7 @@ def up() -> None:
     try:
         Supervisor(echo=lambda line: console.print(line, soft_wrap=True, markup=False)).run()
     except RuntimeError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {safe(exc)}")
         raise typer.Exit(1) from None
 
 
@@ -79,7 +79,7 @@ def apply(
     with database() as session:
         changes = apply_cmd.apply_file(session, file, progress=console, account=account)
     for line in changes:
-        console.print(line)
+        console.print(line, markup=False)  # names and values from the file, as they are
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.text import Text
 
-from cli.common import console, err, print_json, size_text
+from cli.common import DataTable, console, err, print_json, safe, size_text, styled
 from cli.options import HOME, AccountOption, scoped_database
 
 partner_app = typer.Typer(help="Partner mailbox logins.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def partner_add(
         raise typer.Exit(2)
     with scoped_database(account) as (session, scope):
         partners.add(session, scope, name, password=password, ssh_public_keys=keys, email=email)
-    console.print(f"partner [bold]{name}[/bold] added")
+    console.print(f"partner [bold]{safe(name)}[/bold] added")
 
 
 key_app = typer.Typer(help="A partner's SSH public keys (SFTP logins).", no_args_is_help=True)
@@ -51,7 +51,7 @@ def partner_key_add(
     with scoped_database(account) as (session, scope):
         partner = partners.add_key(session, scope, name, file.read_text())
         count = len(partner.ssh_public_keys)
-    console.print(f"key added to [bold]{name}[/bold] ({count} keys)")
+    console.print(f"key added to [bold]{safe(name)}[/bold] ({count} keys)")
 
 
 @key_app.command("list")
@@ -64,7 +64,7 @@ def partner_key_list(name: str, account: AccountOption = HOME) -> None:
 
     with scoped_database(account) as (session, scope):
         keys = list(partners.require(session, scope, name).ssh_public_keys)
-    table = Table("#", "type", "fingerprint", "comment")
+    table = DataTable("#", "type", "fingerprint", "comment")
     for i, key in enumerate(keys, 1):
         parts = key.split(None, 2)
         digest = base64.b64encode(hashlib.sha256(base64.b64decode(parts[1])).digest()).decode().rstrip("=")
@@ -79,7 +79,7 @@ def partner_key_remove(name: str, number: int, account: AccountOption = HOME) ->
 
     with scoped_database(account) as (session, scope):
         partners.remove_key(session, scope, name, number)
-    console.print(f"key {number} removed from [bold]{name}[/bold]")
+    console.print(f"key {number} removed from [bold]{safe(name)}[/bold]")
 
 
 @partner_app.command("list")
@@ -97,7 +97,7 @@ def partner_list(
     if as_json:
         print_json(rows)
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = DataTable(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("name", no_wrap=True)
     table.add_column("state")
     table.add_column("login")
@@ -107,9 +107,9 @@ def partner_list(
     table.add_column("at once", no_wrap=True)
     table.add_column("email", overflow="ellipsis")
     for row in rows:
-        state = "[yellow]disabled[/yellow]" if not row["enabled"] else "enabled"
+        state = styled("disabled", "yellow") if not row["enabled"] else Text("enabled")
         if row["locked_until"]:
-            state = f"[red]locked[/red] until {row['locked_until'][11:16]}"
+            state = styled("locked", "red").append(f" until {row['locked_until'][11:16]}")
         login = ", ".join(
             ([] if not row["password"] else ["password"])
             + ([f"{row['ssh_keys']} key(s)"] if row["ssh_keys"] else [])
@@ -198,9 +198,9 @@ def partner_set(
             can_delete_downloads=can_delete_downloads,
         )
     if not changes:
-        console.print(f"partner [bold]{name}[/bold]: nothing changed")
+        console.print(f"partner [bold]{safe(name)}[/bold]: nothing changed")
         return
-    console.print(f"partner [bold]{name}[/bold]: " + "; ".join(changes.said))
+    console.print(f"partner [bold]{safe(name)}[/bold]: " + safe("; ".join(changes.said)))
 
 
 @partner_app.command("unlock")
@@ -217,9 +217,9 @@ def partner_unlock(
     with scoped_database(account) as (session, scope):
         was_locked = partners.unlock(session, scope, name)
         bans = login.unban(session, address) if address else 0
-    console.print(f"partner [bold]{name}[/bold] " + ("unlocked" if was_locked else "was not locked"))
+    console.print(f"partner [bold]{safe(name)}[/bold] " + ("unlocked" if was_locked else "was not locked"))
     if address:
-        console.print(f"address {address}: " + ("ban lifted" if bans else "was not banned"))
+        console.print(f"address {safe(address)}: " + ("ban lifted" if bans else "was not banned"))
 
 
 @partner_app.command("remove")
@@ -240,12 +240,12 @@ def partner_remove(
 
     with scoped_database(account) as (session, scope):
         removal = partners.remove(session, scope, name, force=force, purge=purge)
-    console.print(f"partner [bold]{name}[/bold] removed; its sessions end within seconds")
+    console.print(f"partner [bold]{safe(name)}[/bold] removed; its sessions end within seconds")
     if removal.flows_disabled:
-        console.print(f"data flows disabled: {', '.join(removal.flows_disabled)}")
+        console.print(f"data flows disabled: {safe(', '.join(removal.flows_disabled))}")
     if removal.as2_disabled:
-        console.print(f"AS2 partners disabled: {', '.join(removal.as2_disabled)}")
+        console.print(f"AS2 partners disabled: {safe(', '.join(removal.as2_disabled))}")
     if removal.purged:
         console.print("its files were deleted")
     elif removal.files is not None:
-        console.print(f"its files were kept in {removal.files}")
+        console.print(f"its files were kept in {safe(removal.files)}")

@@ -10,9 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.table import Table
 
-from cli.common import console, print_json
+from cli.common import DataTable, console, print_json, safe, styled
 from cli.options import HOME, AccountOption, scoped_database
 
 app = typer.Typer(help="OpenPGP: the keyring that pgp-encrypt and pgp-decrypt use.", no_args_is_help=True)
@@ -36,7 +35,7 @@ def key_import(
     with scoped_database(account) as (session, scope):
         row = keyring.import_key(session, scope, file.read_bytes(), name=name, passphrase=passphrase)
         what = "public and private key" if row.private_key else "public key"
-        console.print(f"imported {what} [bold]{row.name}[/bold] ({row.fingerprint})")
+        console.print(f"imported {safe(what)} [bold]{safe(row.name)}[/bold] ({safe(row.fingerprint)})")
 
 
 @key_app.command("generate")
@@ -52,7 +51,7 @@ def key_generate(
 
     with scoped_database(account) as (session, scope):
         row = keyring.generate_key(session, scope, name, email, algorithm=algorithm, expires=expires)
-        console.print(f"generated [bold]{row.name}[/bold] ({row.algorithm}, {row.fingerprint})")
+        console.print(f"generated [bold]{safe(row.name)}[/bold] ({row.algorithm}, {safe(row.fingerprint)})")
 
 
 @key_app.command("list")
@@ -77,7 +76,7 @@ def key_list(as_json: Annotated[bool, typer.Option("--json")] = False, account: 
     if as_json:
         print_json(rows)
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = DataTable(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("name", "email", "fingerprint", "private", "expires"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -87,7 +86,7 @@ def key_list(as_json: Annotated[bool, typer.Option("--json")] = False, account: 
             row["email"] or "",
             row["fingerprint"],
             "yes" if row["private"] else "no",
-            f"[red]EXPIRED {expires}[/red]" if row["expired"] else expires,
+            styled(f"EXPIRED {expires}", "red") if row["expired"] else expires,
         )
     # A fingerprint is 40 characters: wider than an 80-column pipe allows with the rest, never cut.
     Console(width=max(console.width, 132)).print(table)
@@ -114,7 +113,7 @@ def key_remove(
 
     with scoped_database(account) as (session, scope):
         row = keyring.remove_key(session, scope, name)
-        console.print(f"removed [bold]{row.name}[/bold] ({row.fingerprint})")
+        console.print(f"removed [bold]{safe(row.name)}[/bold] ({safe(row.fingerprint)})")
 
 
 def _utc(when: datetime) -> datetime:

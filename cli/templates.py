@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
 
-from cli.common import console, err, print_json
+from cli.common import DataTable, console, err, print_json, safe, styled
 
 template_app = typer.Typer(help="Flow templates: what a data flow runs.", no_args_is_help=True)
 
@@ -33,9 +32,9 @@ def template_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "from", "description")
+    table = DataTable("name", "from", "description")
     for r in rows:
-        text = f"[red]failed to load: {r['error']}[/red]" if r["error"] else r["description"]
+        text = styled(f"failed to load: {r['error']}", "red") if r["error"] else r["description"]
         table.add_row(r["name"], r["source"], text)
     console.print(table)
 
@@ -52,13 +51,16 @@ def template_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = 
     if as_json:
         print_json(described)
         return
-    console.print(f"[bold]{described['name']}[/bold] (from {described['source']}, flow {described['flow']})")
+    console.print(
+        f"[bold]{safe(described['name'])}[/bold] (from {safe(described['source'])}, "
+        f"flow {safe(described['flow'])})"
+    )
     if described["description"]:
         console.print(described["description"], markup=False)
     if described["params"]:
-        table = Table("param", "type", "default", "description", title="params")
+        table = DataTable("param", "type", "default", "description", title="params")
         for p in described["params"]:
-            default = "[yellow]required[/yellow]" if p["required"] else repr(p["default"])
+            default = styled("required", "yellow") if p["required"] else repr(p["default"])
             table.add_row(p["name"], p["type"], default, p["description"])
         console.print(table)
     else:
@@ -80,10 +82,10 @@ def template_new(
         written = scaffold.write(name, directory)
     except (templates.TemplateError, FileExistsError) as exc:
         _fail(exc)
-    console.print(f"template [bold]{name}[/bold] written to {written}")
-    console.print(f"  test it:    cd {written} && pytest")
-    console.print(f"  install it: pip install -e {written}   (then restart `tradelane up`)")
-    console.print(f"  use it:     tradelane flow add NAME --source ... --dest ... --template {name}")
+    console.print(f"template [bold]{safe(name)}[/bold] written to {safe(written)}")
+    console.print(f"  test it:    cd {safe(written)} && pytest")
+    console.print(f"  install it: pip install -e {safe(written)}   (then restart `tradelane up`)")
+    console.print(f"  use it:     tradelane flow add NAME --source ... --dest ... --template {safe(name)}")
 
 
 def _fail(exc: Exception) -> NoReturn:

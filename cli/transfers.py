@@ -91,6 +91,7 @@ def _connection_transfers(ref: str, account: str, state: str | None, limit: int,
         console.print(
             f"{row['id'] or '-':>6}  {row['sent_at'][:19]}  {row['file']}  {row['state']}  {said}",
             soft_wrap=True,
+            markup=False,
         )
 
 

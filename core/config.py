@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.limits import Startups, descriptor_limit
@@ -58,6 +67,11 @@ class Settings(BaseSettings):
     lockout_account_failures: int = 10
     lockout_account_addresses: int = 3
     lockout_account_seconds: float = 900.0
+    # Password checks (argon2: 64 MiB and ~50 ms each) at once in a process, every door together;
+    # one more waits at most this long for a free one (in a short queue), else the login is refused
+    # as busy, uncounted (core/login.py).
+    login_max_concurrent_checks: PositiveInt = 4
+    login_check_wait_seconds: NonNegativeFloat = 2.0
     # How often the mailbox servers look for sessions to end (partner removed, disabled, locked, ...).
     session_check_seconds: float = 1.0
     # Partner passwords: at least this long, not containing the partner's name, not a common one.
@@ -109,6 +123,10 @@ class Settings(BaseSettings):
     web_session_max_seconds: PositiveFloat = 43200.0
     # The portal's uploads: bytes per request the browser sends (tus PATCH); 0: each file in one.
     portal_chunk_bytes: NonNegativeInt = 0
+    # The folders account users (admin API, console) may put `file` endpoints in, os.pathsep-separated;
+    # `{account}` stands for the account's name. Empty: <home>/files/<account>. The host's CLI may
+    # use any folder (core/endpoints/file_roots.py).
+    file_endpoint_roots: str = ""
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
@@ -194,6 +212,14 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"must have no query, fragment or credentials: {value!r}")
         _ = parts.port  # ValueError for a port that is not a number in range
+        return value
+
+    @field_validator("file_endpoint_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(os.pathsep)):
+            if part and not Path(part).expanduser().is_absolute():
+                raise ValueError(f"each folder must be absolute (separated by {os.pathsep!r}), not {part!r}")
         return value
 
     @field_validator("forwarded_allow_ips")

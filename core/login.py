@@ -29,12 +29,13 @@ ledger and one order, which a reader should see in one place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -77,6 +78,58 @@ class LoginRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.banned_for = banned_for
+
+
+class LoginBusy(LoginRefused):
+    """Too many password checks at once in this process: refused without a check, so neither a
+    failure nor a strike is recorded (a guesser's flood must not lock its victims out). Doors
+    answer "busy, try again" (REST 503 with Retry-After), SFTP/FTP a failed login."""
+
+    retry_after = 1
+
+
+class _PasswordChecks:
+    """At most `slots` argon2 checks at once in the process, every door together: each takes 64 MiB
+    and ~50 ms of a core, so a flood of wrong logins costs bounded memory and CPU. A check that finds
+    every slot taken waits up to `wait` seconds in a queue of at most `queue`; past either it is
+    refused (LoginBusy) at once, so waiting logins cannot tie up the servers' threads either."""
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self.slots = threading.BoundedSemaphore(slots)
+        self.wait = wait
+        self.queue = 4 * slots
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self.slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self.queue:
+                    raise LoginBusy("too many password checks waiting")
+                self._waiting += 1
+            try:
+                taken = self.slots.acquire(timeout=self.wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not taken:
+                raise LoginBusy(f"no password check free within {self.wait:g}s")
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+
+@functools.cache
+def _password_checks(slots: int, wait: float) -> _PasswordChecks:
+    """The process's one set of slots (per setting: a test's other settings get their own)."""
+    return _PasswordChecks(slots, wait)
+
+
+def password_check_slot(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """A slot for one argon2 check (LoginBusy when none is free in time)."""
+    return _password_checks(settings.login_max_concurrent_checks, settings.login_check_wait_seconds).slot()
 
 
 LoginKind = Literal["partner", "user"]
@@ -271,7 +324,9 @@ class LoginPolicy:
 
         def check(partner: Login | None) -> str | None:
             stored = partner.password_hash if partner is not None else None
-            if not verify_password(stored or _DUMMY_HASH, password) or stored is None:
+            with password_check_slot(self.settings):
+                right = verify_password(stored or _DUMMY_HASH, password)
+            if not right or stored is None:
                 return WRONG_CREDENTIALS
             return None
 

@@ -18,10 +18,11 @@ from core.endpoints import rows as endpoint_rows
 from core.models import Transfer, TransferState
 from tests.console_server import ConsoleServer, console_server, main_of, own_csrf
 from tests.derived.support import add_dir_endpoint, add_flow, add_partner, receive
+from tests.file_roots import home_files
 from tests.tenancy import home_scope
 from tests.web_form_reader import read_page
 
-__all__ = ["console_server"]
+__all__ = ["console_server", "home_files"]
 
 SECRET = "s3cr3t-console-31"
 
@@ -43,9 +44,9 @@ def stored(name: str) -> endpoint_rows.EndpointRow | None:
 
 
 def test_an_operator_adds_edits_tests_and_removes_an_endpoint(
-    console_server: ConsoleServer, tmp_path: Path
+    console_server: ConsoleServer, home_files: Path
 ) -> None:
-    folder = tmp_path / "out"
+    folder = home_files / "out"
     folder.mkdir()
     with console_server.browser("operator") as browser:
         listing = browser.get("/console/endpoints")
@@ -61,7 +62,7 @@ def test_an_operator_adds_edits_tests_and_removes_an_endpoint(
         assert tested.status_code == 200
         assert f"✓ drop reachable (file://{folder})" in text_of(tested)
 
-        other = tmp_path / "elsewhere"
+        other = home_files / "elsewhere"
         edited = post_form(browser, shown, "/console/endpoints/drop", {"setting.path": str(other)})
         assert edited.status_code == 303 and "Saved drop." in text_of(browser.get(edited.headers["location"]))
         row = stored("drop")
@@ -130,11 +131,11 @@ def test_secrets_are_write_only(console_server: ConsoleServer) -> None:
 
 
 def test_a_read_only_user_sees_no_change_and_is_refused_every_change(
-    console_server: ConsoleServer, tmp_path: Path
+    console_server: ConsoleServer, home_files: Path
 ) -> None:
     with console_server.browser("operator") as operator:
         new = operator.get("/console/endpoints/new", params={"type": "file"})
-        post_form(operator, new, "/console/endpoints", {"name": "ro-target", "setting.path": str(tmp_path)})
+        post_form(operator, new, "/console/endpoints", {"name": "ro-target", "setting.path": str(home_files)})
         csrf_page = operator.get("/console/endpoints/ro-target")
         csrf = read_page(csrf_page.text, "/console/endpoints/ro-target/test").by_name()["csrf"].value
     with console_server.browser("read-only") as reader:
@@ -142,7 +143,7 @@ def test_a_read_only_user_sees_no_change_and_is_refused_every_change(
         listing = reader.get("/console/endpoints")
         assert listing.status_code == 200 and "/console/endpoints/new" not in listing.text
         page = reader.get("/console/endpoints/ro-target")
-        assert page.status_code == 200 and str(tmp_path) in page.text
+        assert page.status_code == 200 and str(home_files) in page.text
         assert "<button" not in main_of(page.text)  # no Test, Save or Remove
         assert reader.get("/console/endpoints/new?type=file").status_code == 403
         for action, data in [
@@ -154,7 +155,7 @@ def test_a_read_only_user_sees_no_change_and_is_refused_every_change(
         ]:
             assert reader.post(action, data={**data, "csrf": csrf}).status_code == 403, action
     row = stored("ro-target")
-    assert row is not None and row.config == {"path": str(tmp_path)} and stored("ro-new") is None
+    assert row is not None and row.config == {"path": str(home_files)} and stored("ro-new") is None
 
 
 @pytest.mark.parametrize("attack", ["forged", "missing", "cross-site"])
@@ -177,10 +178,10 @@ def test_forged_and_cross_site_posts_change_nothing(console_server: ConsoleServe
 
 
 def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
-    console_server: ConsoleServer, tmp_path: Path
+    console_server: ConsoleServer, home_files: Path
 ) -> None:
     add_partner("con-partner")
-    add_dir_endpoint("con-out", tmp_path / "con-out")
+    add_dir_endpoint("con-out", home_files / "con-out")
     flow_id = add_flow("con-flow", "con-partner", "con-out")
     first = receive("con-partner", "a.txt", b"a\n", flow_id)
     second = receive("con-partner", "b.txt", b"b\n", flow_id)
@@ -225,9 +226,9 @@ def test_transfers_are_filtered_by_run_link_to_prefect_and_replay(
 
 
 def test_test_these_settings_probes_the_form_and_stores_nothing(
-    console_server: ConsoleServer, tmp_path: Path
+    console_server: ConsoleServer, home_files: Path
 ) -> None:
-    there = tmp_path / "there"
+    there = home_files / "there"
     there.mkdir()
     with console_server.browser("operator") as browser:
         new = browser.get("/console/endpoints/new", params={"type": "file"})
@@ -239,14 +240,14 @@ def test_test_these_settings_probes_the_form_and_stores_nothing(
         assert f"✓ tried reachable (file://{there}) (not saved yet)" in text_of(tried)
         assert read_page(tried.text, "/console/endpoints").by_name()["setting.path"].value == str(there)
         assert stored("tried") is None
-        fields["setting.path"] = str(tmp_path / "missing")
+        fields["setting.path"] = str(home_files / "missing")
         assert "✗ tried: not found:" in text_of(browser.post("/console/endpoints/try", data=fields))
 
         # On an edit form: the stored endpoint is not changed by trying other settings.
         browser.post("/console/endpoints", data={**fields, "setting.path": str(there)})
         page = browser.get("/console/endpoints/tried")
         edit = read_page(page.text, "/console/endpoints/tried").submit(
-            {"setting.path": str(tmp_path / "gone")}
+            {"setting.path": str(home_files / "gone")}
         )
         assert edit["editing"] == "1"
         tried = browser.post("/console/endpoints/try", data=edit)

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
-from fastapi.routing import APIRoute
 
 from api import errors
+from api.bodies import BoundedBodyRoute
 from api.deps import CurrentUser, ScopeDep
 from core import audit
 from core.endpoints.errors import EndpointError
@@ -78,38 +78,19 @@ def core_refusals() -> Iterator[None]:
         raise errors.BadRequest(str(exc)) from None
 
 
-# The largest request body an admin route reads: an endpoint's settings with a PEM certificate or
-# two fit many times over. FastAPI reads a JSON body whole before any dependency (the token
-# check included) runs, so the cap is applied here, while it streams in.
-MAX_BODY_BYTES = 1024 * 1024
+class BoundedRoute(BoundedBodyRoute):
+    """An admin route whose request body is read to at most MAX_BODY_BYTES (api/bodies.py: 413 past
+    it, before the rest is read; every changing request's), whose audit events carry the request's
+    address, and whose core refusals without a status are 400s (`core_refusals`)."""
 
-
-class BoundedRoute(APIRoute):
-    """An admin route whose request body is read to at most MAX_BODY_BYTES (413 past it, before the
-    rest is read), whether the client says its length or streams it chunked, whose audit events
-    carry the request's address, and whose core refusals without a status are 400s (`core_refusals`)."""
+    cap_every_change = True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def bounded(request: Request) -> Response:
-            if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-                request._body = await read_bounded(request)  # FastAPI then parses this copy
+        async def audited(request: Request) -> Response:
             # What the route changes is audited with where the request came from.
             with audit.requests_from(request.client.host if request.client else None), core_refusals():
                 return await handler(request)
 
-        return bounded
-
-
-async def read_bounded(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    too_large = f"the request body is larger than {limit} bytes"
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise errors.ContentTooLarge(too_large, headers=errors.CLOSE)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise errors.ContentTooLarge(too_large, headers=errors.CLOSE)
-    return bytes(body)
+        return audited

@@ -16,10 +16,10 @@ from api.admin.schemas import (
     PartnerRemoved,
     PartnerSettings,
     PasswordChange,
-    RowId,
     Unlocked,
 )
 from api.deps import SessionDep
+from api.ids import RowId
 from core import partners
 from core.tenancy import Scope
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from api.ids import MAX_ROW_ID
 from core import concurrency_limits
 from core.errors import said
 from core.links import flow_run_url
@@ -111,10 +112,6 @@ PublicKey = Annotated[str, AfterValidator(_checked(_public_key))]
 Checks = Annotated[list[dict[str, Any]], BeforeValidator(_checked(_check_specs))]
 Interval = Annotated[float, BeforeValidator(_checked(_interval))]
 Password = Annotated[str, Field(max_length=1024)]  # the policy (core.passwords) checks the rest
-# Row ids are 32-bit on PostgreSQL (64 on SQLite): a larger one names nothing, and must not reach
-# the database (an overflow there is an error, not "not found").
-MAX_ROW_ID = 2**31 - 1
-RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID - 1)]  # an id; `before=id+1` still fits
 
 
 # Files carried at once for a partner or to/from an endpoint on every worker; null or 0: unlimited.

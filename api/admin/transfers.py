@@ -15,12 +15,12 @@ from api.admin.schemas import (
     AuditFilter,
     AuditPage,
     AuditPublic,
-    RowId,
     TransferFilter,
     TransferPage,
     TransferPublic,
 )
 from api.deps import SessionDep, SettingsDep
+from api.ids import RowId
 from core import audit
 from core import transfers as history
 from core.endpoints import rows as endpoint_rows

@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import create_access_token
+from api.bodies import BoundedBodyRoute
 from api.deps import RemoteAddr, SettingsDep
 from api.models import Token
-from core.login import LoginRefused, shared_policy
+from core.login import LoginBusy, LoginRefused, shared_policy
 
-router = APIRouter(tags=["authentication"])
+router = APIRouter(tags=["authentication"], route_class=BoundedBodyRoute)
 
 
 @router.post(
@@ -23,6 +24,7 @@ router = APIRouter(tags=["authentication"])
         400: {"description": "unsupported grant_type"},
         401: {"description": "wrong credentials"},
         429: {"description": "this address failed too often; Retry-After says when to try again"},
+        503: {"description": "too many logins at once; Retry-After says when to try again"},
     },
 )
 async def authenticate(
@@ -40,6 +42,11 @@ async def authenticate(
     try:
         # The one login policy (core/login.py): address bans, account locks, allow-list, audit.
         user = await run_in_threadpool(shared_policy().password, username, password, remote_addr, "rest")
+    except LoginBusy:
+        wait = str(LoginBusy.retry_after)
+        raise errors.ServiceUnavailable(
+            f"too many logins at once; try again in {wait} seconds", headers={"Retry-After": wait}
+        ) from None
     except LoginRefused as exc:
         if exc.banned_for > 0:
             wait = f"{exc.banned_for:.0f}"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.bodies import BoundedBodyRoute
 from api.deps import CurrentUser, ScopeDep, SessionDep
+from api.ids import RowId
 from api.upload import filename_from, receive, too_large
 from core import intake
 from core.b2b import connections, history, invitations, mail, outbox
@@ -24,7 +26,7 @@ from core.b2b.caller import Caller
 from core.config import get_settings
 from core.db import session_scope
 
-router = APIRouter(prefix="/connections", tags=["connections"])
+router = APIRouter(prefix="/connections", tags=["connections"], route_class=BoundedBodyRoute)
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"description": "not this side's to do, or a partner login"},
@@ -114,14 +116,14 @@ def list_connections(caller: CallerDep, session: SessionDep) -> list[dict[str, A
 
 
 @router.get("/{connection_id}", responses=REFUSALS)
-def show_connection(connection_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+def show_connection(connection_id: RowId, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """One connection; where files land only in the receiving side's answer."""
     return connections.view(session, caller, connections.require(session, caller, connection_id))
 
 
 @router.patch("/{connection_id}", responses=REFUSALS)
 def change_view(
-    connection_id: int, change: ViewChange, caller: CallerDep, session: SessionDep
+    connection_id: RowId, change: ViewChange, caller: CallerDep, session: SessionDep
 ) -> dict[str, Any]:
     """The receiving side lets the sender list its folder (or stops it)."""
     conn = connections.set_view(session, caller, connection_id, change.allow_sender_view)
@@ -129,14 +131,14 @@ def change_view(
 
 
 @router.post("/{connection_id}/revoke", responses=REFUSALS)
-def revoke_connection(connection_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+def revoke_connection(connection_id: RowId, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """End the connection (either side's admin)."""
     conn = connections.revoke(session, caller, connection_id)
     return connections.view(session, caller, conn)
 
 
 @router.get("/{connection_id}/files", responses=REFUSALS)
-def list_files(connection_id: int, caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
+def list_files(connection_id: RowId, caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
     """The receiving folder's files: names, sizes, times (the sender only with allow-view on)."""
     listed = connections.receiver_listing(session, caller, connection_id)
     return [{"name": f.name, "size": f.size, "modified": f.modified.isoformat()} for f in listed]
@@ -144,7 +146,11 @@ def list_files(connection_id: int, caller: CallerDep, session: SessionDep) -> li
 
 @router.get("/{connection_id}/transfers", responses=REFUSALS)
 def list_transfers(
-    connection_id: int, caller: CallerDep, session: SessionDep, limit: int = 50, state: str | None = None
+    connection_id: RowId,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    state: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[dict[str, Any]]:
     """The files sent through the connection, as this side may see them."""
     return history.connection_history(session, caller, connection_id, limit=limit, state=state)
@@ -154,7 +160,7 @@ def list_transfers(
     "/{connection_id}/files", status_code=201, responses={**REFUSALS, 413: {"description": "too large"}}
 )
 async def send_file(
-    connection_id: int,
+    connection_id: RowId,
     request: Request,
     response: Response,
     caller: CallerDep,

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.bodies import BoundedBodyRoute
 from api.deps import PartnerSpaceDep, RemoteAddr, SettingsDep, SpaceDep
 from api.models import FileResource
 from api.sessions import close_rest_session, counted_session, open_rest_session
@@ -26,7 +27,7 @@ from core.endpoints.base import CHUNK_SIZE, FileInfo
 from core.endpoints.base import NotFound as StorageNotFound
 from core.sessions import LiveSession
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], route_class=BoundedBodyRoute)
 
 UPLOAD_BODY = {
     "requestBody": {

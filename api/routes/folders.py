@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from api.bodies import BoundedBodyRoute
 from api.deps import PageDep, SpaceDep
 from api.models import FileResource, FolderResource, ResourceList
 
-router = APIRouter(prefix="/folders", tags=["folders"])
+router = APIRouter(prefix="/folders", tags=["folders"], route_class=BoundedBodyRoute)
 
 NOT_YOURS: dict[int | str, dict[str, Any]] = {
     403: {"description": "another partner's folder"},

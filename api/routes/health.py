@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
+from api.bodies import BoundedBodyRoute
 from api.deps import SessionDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=BoundedBodyRoute)
 
 
 @router.get("/health")

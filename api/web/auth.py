@@ -47,7 +47,7 @@ from api.web import security
 from api.web.templates import render
 from core import web_sessions
 from core.db import session_scope
-from core.login import LoginRefused, LoginUser, shared_policy
+from core.login import LoginBusy, LoginRefused, LoginUser, shared_policy
 from core.tenancy import Scope, scope_for_login
 
 SESSION_COOKIE = "tl_session"
@@ -418,6 +418,10 @@ async def log_in(request: Request) -> Response:
     addr = remote_addr(request)
     try:
         user = await run_in_threadpool(shared_policy().password, name, password, addr, PROTOCOL)
+    except LoginBusy:
+        wait = str(LoginBusy.retry_after)
+        message = f"too many logins at once: try again in {wait} s"
+        return _login_page(request, status=503, error=message, name=name, headers={"Retry-After": wait})
     except LoginRefused as refused:
         if refused.banned_for > 0:
             wait = f"{refused.banned_for:.0f}"

@@ -376,7 +376,7 @@ class HttpSettings(EndpointSettings):
     """true, false, or a CA bundle file to trust."""
     timeout: Annotated[float, Field(gt=0)] = 60
     """Seconds per network operation."""
-    spool_dir: str | None = None
+    spool_dir: Annotated[str | None, LocalPath()] = None
     """Where a file is spooled before it is sent (default: the system's temp folder)."""
     follow_redirects: Literal["none", "same-host", "any"] = "none"
     """none (a redirect is an error naming its Location), same-host, or any; never into a

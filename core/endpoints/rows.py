@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from core import audit, redact
 from core.crypto import SecretKeyError, decrypt_json, encrypt_json
+from core.endpoints import file_roots
 from core.endpoints.base import ConfigError, Endpoint, EndpointError
 from core.endpoints.http_settings import url_secrets
 from core.endpoints.registry import endpoint_class
@@ -18,7 +19,7 @@ from core.errors import Conflict, Invalid, NotFound
 from core.models import Endpoint as EndpointRow
 from core.models import Partner, utcnow
 from core.object_names import validate_name
-from core.tenancy import Scope
+from core.tenancy import Scope, account_name
 
 MAILBOX_PREFIX = "mailbox:"
 
@@ -82,6 +83,7 @@ def _add(
         validate_name(name)
     cls = endpoint_class(type_)
     settings, secret_model = cls.parse(config, secrets)
+    check_local_folders(scope, cls, settings)
     row = get(session, scope, name)
     if row is not None and not replace:
         raise EndpointExists(f"endpoint {name!r} already exists")
@@ -124,6 +126,7 @@ def set_settings(
     config.update(changes)
     secrets.update(secret_changes)
     settings, secret_model = cls.parse(config, secrets)
+    check_local_folders(scope, cls, settings)
     stored_config, stored_secrets = settings.stored(), secret_model.stored()
     old_config, old_secrets = before
     changed = [k for k in sorted({*old_config, *stored_config}) if old_config.get(k) != stored_config.get(k)]
@@ -159,12 +162,25 @@ def _store(session: Session, row: EndpointRow, endpoint: Endpoint, action: str, 
         )
 
 
+def check_local_folders(scope: Scope, cls: type[Endpoint], settings: EndpointSettings) -> None:
+    """Local paths an account user gives (a `file` endpoint's folder, a CA file, a spool folder)
+    inside the account's allowed roots (core/endpoints/file_roots.py); the operator may give any."""
+    if not cls.internal:
+        file_roots.check_added(scope, settings)
+
+
 def prepare(
-    type_: str, config: Mapping[str, Any], secrets: Mapping[str, Any] | None
+    type_: str,
+    config: Mapping[str, Any],
+    secrets: Mapping[str, Any] | None,
+    scope: Scope | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (config, secrets) an endpoint is stored with: parsed by its type's models (secret-
-    bearing settings moved into the secrets), as JSON."""
-    settings, secret_model = endpoint_class(type_).parse(config, secrets)
+    bearing settings moved into the secrets), as JSON; with `scope`, checked as `add` checks them."""
+    cls = endpoint_class(type_)
+    settings, secret_model = cls.parse(config, secrets)
+    if scope is not None:
+        check_local_folders(scope, cls, settings)
     return settings.stored(), secret_model.stored()
 
 
@@ -306,6 +322,8 @@ def open_row(row: EndpointRow) -> Endpoint:
         )
     endpoint = cls(config, secrets)
     endpoint.account_id = row.account_id
+    if not cls.internal and file_roots.local_paths(endpoint.settings):
+        file_roots.check_opened(account_name(row.account_id), endpoint.settings)
     redact.remember(endpoint.scrubber)
     return endpoint
 

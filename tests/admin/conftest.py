@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from core import accounts
 from core.db import session_scope
 from core.tenancy import scope_for_cli
 from tests.api.conftest import app, client, server, tradelane_home
+from tests.file_roots import allowed_folder
 
 __all__ = ["app", "client", "server", "tradelane_home"]
 
@@ -90,6 +92,12 @@ def users(server: Any) -> Iterator[Users]:
             user("ro@acme.example"),
             user("admin@globex.example"),
         )
+
+
+@pytest.fixture
+def acme_files() -> Path:
+    """A fresh folder acme's users may put a file endpoint in (core/endpoints/file_roots.py)."""
+    return allowed_folder("acme")
 
 
 runner = CliRunner()

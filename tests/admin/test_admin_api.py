@@ -197,9 +197,9 @@ def test_endpoints_never_show_a_secret(users: Users, tmp_path: Path) -> None:
     assert op.get("/api/admin/endpoints/bucket").status_code == 404
 
 
-def test_the_test_button_says_what_failed(users: Users, tmp_path: Path) -> None:
+def test_the_test_button_says_what_failed(users: Users, acme_files: Path) -> None:
     op = users.operator
-    folder = tmp_path / "drop"
+    folder = acme_files / "drop"
     folder.mkdir()
     assert op.post(
         "/api/admin/endpoints", json={"name": "drop", "type": "file", "settings": {"path": str(folder)}}
@@ -238,11 +238,11 @@ def test_the_test_button_says_what_failed(users: Users, tmp_path: Path) -> None:
     assert users.other.post("/api/admin/endpoints/drop/test").status_code == 404
 
 
-def test_flows_from_added_to_removed(users: Users, tmp_path: Path) -> None:
+def test_flows_from_added_to_removed(users: Users, acme_files: Path) -> None:
     op = users.operator
     assert op.post("/api/admin/partners", json={"name": "p-flows", "password": PASSWORD}).is_success
     assert op.post(
-        "/api/admin/endpoints", json={"name": "shelf", "type": "file", "settings": {"path": str(tmp_path)}}
+        "/api/admin/endpoints", json={"name": "shelf", "type": "file", "settings": {"path": str(acme_files)}}
     ).is_success
     bad_check = op.post(
         "/api/admin/flows",
@@ -300,12 +300,13 @@ def _transfers(user: Any, **params: Any) -> dict[str, Any]:
 
 
 def test_transfers_page_by_keyset_filter_and_replay(
-    users: Users, client: httpx.Client, tmp_path: Path
+    users: Users, client: httpx.Client, acme_files: Path
 ) -> None:
     op = users.operator
     assert op.post("/api/admin/partners", json={"name": "p-hist", "password": PASSWORD}).is_success
     assert op.post(
-        "/api/admin/endpoints", json={"name": "archive", "type": "file", "settings": {"path": str(tmp_path)}}
+        "/api/admin/endpoints",
+        json={"name": "archive", "type": "file", "settings": {"path": str(acme_files)}},
     ).is_success
     assert op.post(
         "/api/admin/flows", json={"name": "hist", "source": "mailbox:p-hist", "dest": "archive"}

@@ -16,6 +16,7 @@ from api.admin.deps import ACTION_KEY
 from core.db import get_engine
 from core.roles import ACTIONS, roles_for
 from tests.admin.conftest import PASSWORD, Users
+from tests.file_roots import allowed_folder
 
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -55,7 +56,8 @@ def test_a_role_without_the_action_gets_403_on_every_changing_route(app: FastAPI
     assert op.post("/api/admin/partners", json={"name": "p-roles", "password": PASSWORD}).is_success
     assert op.post("/api/admin/partners/p-roles/keys", json={"key": _key()}).is_success
     assert op.post(
-        "/api/admin/endpoints", json={"name": "e-roles", "type": "file", "settings": {"path": "/tmp"}}
+        "/api/admin/endpoints",
+        json={"name": "e-roles", "type": "file", "settings": {"path": str(allowed_folder("acme"))}},
     ).is_success
     assert op.post(
         "/api/admin/flows", json={"name": "f-roles", "source": "mailbox:p-roles", "dest": "e-roles"}

@@ -43,8 +43,8 @@ def test_an_operator_sets_up_a_flow_over_rest_and_replays_its_transfer(
         "account", "user", "add", "ops@adminup.example", "--role", "operator", "--password", PASSWORD,
         "--account", "adminup",
     )  # fmt: skip
-    shelf = tmp_path / "shelf"
-    shelf.mkdir()
+    shelf = system.home.resolve() / "files" / "adminup" / "shelf"  # the account's allowed root
+    shelf.mkdir(parents=True)
     with httpx.Client(base_url=system.api, timeout=60) as client:
         ops = _token(client, "ops@adminup.example")
         for path, body in (

@@ -18,8 +18,8 @@ import jwt
 import pytest
 import uvicorn
 
-from api.admin.deps import MAX_BODY_BYTES
 from api.app import create_app
+from api.bodies import MAX_BODY_BYTES
 from core import accounts, db, partners
 from core.db import session_scope
 from core.tenancy import scope_for_cli

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.ids import RowId
 from api.web.console.deps import ConsoleError, ConsoleFormDep, ConsoleScope, allowed, back, in_database, page
 from core.b2b import connections, mail
 from core.errors import Invalid, StatusError, said
@@ -124,7 +125,7 @@ async def invite(request: Request, fields: ConsoleFormDep, scope: ConsoleScope) 
 
 @router.post("/{connection_id}/{action}")
 async def change(
-    request: Request, _form: ConsoleFormDep, scope: ConsoleScope, connection_id: int, action: str
+    request: Request, _form: ConsoleFormDep, scope: ConsoleScope, connection_id: RowId, action: str
 ) -> Response:
     if action not in ACTIONS:
         raise ConsoleError(404, f"no connection action {action!r}")

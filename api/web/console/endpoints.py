@@ -228,7 +228,7 @@ async def try_settings(request: Request, fields: EndpointFormDep, scope: Console
         if stored is not None:  # blank secrets are the stored ones, as a save would keep them
             kept = {k: v for k, v in stored.secrets.items() if k not in submitted.clear}
             secrets = {**kept, **secrets}
-        config, secret_values = endpoint_rows.prepare(type_, submitted.settings, secrets)
+        config, secret_values = endpoint_rows.prepare(type_, submitted.settings, secrets, scope)
         # Probed as a stored row would be (the one probe), but never added to the session.
         row = EndpointRow(
             account_id=scope.account_id,

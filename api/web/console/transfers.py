@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.ids import MAX_ROW_ID, RowId
 from api.web.console.deps import (
     ConsoleError,
     ConsoleFormDep,
@@ -96,7 +98,9 @@ def _windows(kept: dict[str, str]) -> list[tuple[str, str]]:
 
 
 @router.get("")
-async def list_transfers(request: Request, scope: ConsoleScope, before: int | None = None) -> Response:
+async def list_transfers(
+    request: Request, scope: ConsoleScope, before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None
+) -> Response:
     given = {name: request.query_params.get(name, "")[:200] for name in FILTERS}
     wanted = transfers.TransferFilter(
         state=given["state"] or None,
@@ -152,7 +156,7 @@ def _one(session: Session, scope: Scope, transfer_id: int) -> tuple[transfers.Tr
 
 
 @router.get("/{transfer_id}")
-async def show_transfer(request: Request, scope: ConsoleScope, transfer_id: int) -> Response:
+async def show_transfer(request: Request, scope: ConsoleScope, transfer_id: RowId) -> Response:
     view, replays = await in_database(_one, scope, transfer_id)
     return page(
         request,
@@ -170,7 +174,7 @@ async def show_transfer(request: Request, scope: ConsoleScope, transfer_id: int)
 
 @router.post("/{transfer_id}/replay")
 async def replay_transfer(
-    request: Request, _form: ConsoleFormDep, scope: ConsoleScope, transfer_id: int
+    request: Request, _form: ConsoleFormDep, scope: ConsoleScope, transfer_id: RowId
 ) -> Response:
     allowed(scope, "transfers.replay")
     try:
