@@ -13,10 +13,11 @@ from core import partners
 from core.db import session_scope
 from core.endpoints import rows as endpoint_rows
 from tests.console_server import ConsoleServer, console_server
+from tests.file_roots import home_files
 from tests.tenancy import home_scope
 from tests.web_form_reader import read_page
 
-__all__ = ["console_server"]
+__all__ = ["console_server", "home_files"]
 
 PASSWORD = "a long partner Pass-41"
 
@@ -39,13 +40,13 @@ def limits(partner: str, endpoint: str) -> tuple[int | None, int | None]:
         return p.max_concurrent, e.max_concurrent
 
 
-def test_an_operator_sets_and_removes_limits(console_server: ConsoleServer, tmp_path: Path) -> None:
+def test_an_operator_sets_and_removes_limits(console_server: ConsoleServer, home_files: Path) -> None:
     with console_server.browser("operator") as browser:
         listing = browser.get("/console/partners")
         typed = {"name": "conc", "password": PASSWORD, "max_concurrent": "2"}
         assert post_form(browser, listing, "/console/partners", typed).status_code == 303
         new = browser.get("/console/endpoints/new", params={"type": "file"})
-        typed = {"name": "conc-out", "setting.path": str(tmp_path)}
+        typed = {"name": "conc-out", "setting.path": str(home_files)}
         assert post_form(browser, new, "/console/endpoints", typed).status_code == 303
         assert limits("conc", "conc-out") == (2, None)
 

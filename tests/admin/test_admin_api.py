@@ -430,11 +430,11 @@ def test_users_are_the_admins_business(users: Users, client: httpx.Client) -> No
     }
 
 
-def test_concurrency_limits_of_partners_and_endpoints(users: Users, tmp_path: Path) -> None:
+def test_concurrency_limits_of_partners_and_endpoints(users: Users, acme_files: Path) -> None:
     op = users.operator
     made = op.post(
         "/api/admin/endpoints",
-        json={"name": "capped", "type": "file", "settings": {"path": str(tmp_path)}, "max_concurrent": 2},
+        json={"name": "capped", "type": "file", "settings": {"path": str(acme_files)}, "max_concurrent": 2},
     )
     assert made.status_code == 201, made.text
     assert made.json()["max_concurrent"] == 2
