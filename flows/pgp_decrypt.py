@@ -58,7 +58,8 @@ def decrypt(job: Job, params: Params) -> Job:
     ring = account_keyring(job.flow.account_id)
 
     def write(source: BinaryIO, stage: Staging) -> DerivedFile:
-        with stage.create(plain_name(job.carried.name)) as out:
+        # gpg writes the staged file itself, hashed as it grows (no pipe through this process).
+        with stage.create_for_program(plain_name(job.carried.name)) as out:
             pgp.decrypt(source, out, params.verify, params.signers, keyring=ring)
         return stage.files[-1]
 
