@@ -20,10 +20,18 @@ from typing import Literal
 from urllib.parse import unquote
 
 from core.pgp.errors import PgpError, PgpKeyError, PgpTooLargeError
-from core.pgp.gnupg_home import GnupgHome, Status
+from core.pgp.gnupg_home import GnupgHome, Status, dies_with_caller
 from core.pgp.keyring import Keyring, StoredKey
 from core.pgp.outcome import Verify, check_signature, decrypt_failure, encrypt_error
-from core.pgp.plumbing import CountingReader, HashingWriter, Readable, Writable, file_on_disk, sniff
+from core.pgp.plumbing import (
+    CountingReader,
+    DescriptorSink,
+    HashingWriter,
+    Readable,
+    Writable,
+    file_on_disk,
+    sniff,
+)
 from core.transforms.growing import GrowingFile
 
 VERIFY_MODES: tuple[Verify, ...] = ("optional", "required")
@@ -157,37 +165,42 @@ def decrypt(
     else:
         reader = CountingReader(source, head, hashing=False)  # the message's own hash is the caller's
         extra = []
-    by_name = sink if isinstance(sink, GrowingFile) else None
-    writer = None if isinstance(sink, GrowingFile) else HashingWriter(sink, max_bytes)
+    # A staged file for a program: gpg writes it by name (no pipe, no copy through Python) where it
+    # dies with its caller; elsewhere its output comes through the pipe and is written here.
+    # Either way the file is hashed, and its size watched, as it grows.
+    growing, by_name, writer = None, False, None
+    if not isinstance(sink, GrowingFile):
+        writer = HashingWriter(sink, max_bytes)
+    else:
+        growing, by_name = sink, bool(dies_with_caller())
+        if not by_name:
+            writer = HashingWriter(DescriptorSink(sink.fd), max_bytes)
     with GnupgHome() as home:
         home.import_public([k.public for k in ring.keys])
         for key in ring.with_private():
             _import_private(home, key)
-        if by_name is not None:
-            # gpg writes the file itself (no pipe, no copy through Python); it is hashed, and its
-            # size watched, as it grows.
-            by_name.follow(max_bytes, on_limit=home.stop)
-            output: str | None = str(by_name.path)
-        else:
-            assert writer is not None
+        if growing is not None:
+            growing.follow(max_bytes, on_limit=home.stop)
+        if writer is not None:
             writer.stop = home.stop
             home.gpg.on_data = writer
-            output = None
+        output = str(growing.path) if growing is not None and by_name else None
         result = home.crypt(
             lambda gpg: gpg.decrypt_file(reader, always_trust=True, output=output, extra_args=extra)
         )
         home.gpg.on_data = None  # what gpg prints from here on is not the file's
         status = Status.parse(result.stderr)
         failure = decrypt_failure(status, result.stderr, home, ring)
-    if by_name is not None:
-        written = by_name.finish()
-        if by_name.over_limit:
+    if writer is not None:
+        writer.raise_failure(result)
+    if growing is not None:
+        written = growing.finish()
+        if growing.over_limit:
             raise PgpTooLargeError(
                 f"the decrypted file is larger than the limit of {max_bytes} bytes: stopped there"
             )
     else:
         assert writer is not None
-        writer.raise_failure(result)
         written = (writer.size, writer.hexdigest())
     reader.raise_failure()
     if failure is not None:

@@ -142,12 +142,18 @@ def test_into_a_staged_file_the_plaintext_is_hashed_once_by_its_writer(
     assert result.sha256 == hashlib.sha256(data).hexdigest() != out.sha256()
 
 
+@pytest.mark.parametrize("bound", [True, False], ids=["gpg-writes-it", "through-the-pipe"])
 def test_into_a_file_for_gpg_gpg_writes_it_by_name_and_it_is_hashed_as_it_grows(
-    partner: GpgCli, ours: str, tmp_path: Path
+    partner: GpgCli, ours: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: bool
 ) -> None:
     """A staged file made for a program: gpg writes it itself (`--output`), nothing passes through
-    this process's pipes, and the hash is of the file's bytes."""
+    this process's pipes, and the hash is of the file's bytes. Where gpg cannot be bound to die
+    with its caller (no setpriv), its output comes through the pipe into that file instead."""
+    from core.pgp import streams
     from core.transforms.staging import FileIdentity, Staging
+
+    if not bound:
+        monkeypatch.setattr(streams, "dies_with_caller", lambda: ())
 
     data = os.urandom(5 * 1024 * 1024)
     message = tmp_path / "message.gpg"
