@@ -5,10 +5,11 @@
 
 Like bench/pgp_bench.py (whose helpers it uses), but ours is the whole template: the file is taken
 in as a partner's upload (not timed), then the `pgp-decrypt` flow runs in this process against a
-Prefect test server (`prefect_test_harness`): start, the decrypt step into staging (every byte of
-the message hashed while gpg reads it, the plaintext hashed as it is written, signature required),
-the push into a folder endpoint (on the store's filesystem: a hard link of the staged file, read
-back and verified against that hash), the record. The anchor is `gpg --decrypt --output FILE` with
+Prefect test server (`prefect_test_harness`): start, the decrypt step into staging (gpg reads the
+message and writes the staged plaintext by name; every byte of the message is hashed while gpg
+reads it, and the plaintext's bytes as the file grows, signature required), the push into a folder
+endpoint (on the store's filesystem: a hard link of the staged file, not read back while it is the
+file that was hashed), the record. The anchor is `gpg --decrypt --output FILE` with
 the same private key.
 
 ratio = anchor time / flow time; goal (issue 14) ≥ 0.7. Peak RSS of this process during the flow run

@@ -6,9 +6,11 @@ Prefect-free so the same steps can be tested without a server; tasks/ wraps each
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
@@ -43,6 +45,7 @@ from core.models import (
 )
 from core.models import Endpoint as EndpointRow
 from core.redact import scrub_known
+from core.transforms.staging import FileIdentity
 from core.validators import ValidationError, validate_stream
 
 
@@ -376,10 +379,12 @@ def push(job: Job, again: bool = False) -> Delivered:
                 return Delivered(dest.uri(there), answer)
         linked = _link_derived(job, dest, dest_path, policy)
         if linked is not None:
-            # The derived file is in place already (a hard link, no copy): its bytes are read back
-            # and verified before the commit gives them the destination's name.
+            # The derived file is in place already (a hard link, no copy). Unchanged since it was
+            # hashed, its hash is the one of the bytes in place; else they are read back and
+            # verified before the commit gives them the destination's name.
             with linked:
-                _verify(_Hashing(linked), carried)
+                if not _unchanged_since_hashed(linked.temp, carried):
+                    _verify(_Hashing(linked), carried)
             return Delivered(dest.uri(linked.path or dest_path), linked.answer)
         with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
@@ -396,6 +401,20 @@ def _verify(reader: _Hashing, carried: Carried) -> None:
         pass
     if reader.sha.hexdigest() != carried.sha256 or reader.size != carried.size:
         raise ChecksumMismatch(f"{carried.name} changed since it was made or received; not delivered")
+
+
+def _unchanged_since_hashed(linked: Path, carried: Carried) -> bool:
+    """Whether the file linked in place is the very file that was hashed, as it was then (same
+    inode, size and modification time: no write since). Its hash was taken from the bytes
+    themselves, once they were all written (core/transforms/staging.py); reading them back would
+    read the same pages of the same inode again and prove nothing more."""
+    if carried.identity is None:
+        return False
+    try:
+        now = FileIdentity.of(os.stat(linked))
+    except OSError:
+        return False
+    return now == carried.identity and now.size == carried.size
 
 
 def _link_derived(job: Job, dest: Endpoint, dest_path: str, policy: OnConflict) -> LinkedWriteStream | None:

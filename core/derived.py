@@ -36,7 +36,7 @@ from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE
 from core.mailbox import layout
 from core.models import FINAL_STATES, Transfer
-from core.transforms.staging import DerivedFile, Staging
+from core.transforms.staging import DerivedFile, FileIdentity, Staging
 from core.validators import ValidationError
 
 if TYPE_CHECKING:
@@ -47,12 +47,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Carried:
-    """The file a push carries: where it is on this machine, its name, size and SHA-256."""
+    """The file a push carries: where it is on this machine, its name, size and SHA-256; for a
+    derived file, also its identity when it was hashed (a push that links the very file in place
+    and finds it unchanged takes that hash instead of reading every byte back)."""
 
     path: Path
     name: str
     size: int
     sha256: str
+    identity: FileIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,14 @@ class Derived:
     size: int
     sha256: str
     path: Path
+    identity: FileIdentity | None = None
 
     def record(self) -> dict[str, Any]:
         """What the transfer keeps (the staging path is this run's business, not history)."""
         return {"step": self.step, "name": self.name, "size": self.size, "sha256": self.sha256}
 
     def carried(self) -> Carried:
-        return Carried(self.path, self.name, self.size, self.sha256)
+        return Carried(self.path, self.name, self.size, self.sha256, self.identity)
 
 
 class SourceChanged(Exception):
@@ -108,7 +112,7 @@ def derive(job: Job, step: str, write: Write) -> Job:
             names = ", ".join(f.name for f in files[:5])
             raise TooManyFiles(step, f"it holds {len(files)} files ({names}); a transfer delivers one file")
     file = files[0]
-    link = Derived(step, file.name, file.size, file.sha256, file.path)
+    link = Derived(step, file.name, file.size, file.sha256, file.path, file.identity)
     chain = (*job.derived, link)
     record(job.transfer_id, [d.record() for d in chain])
     return replace(job, derived=chain)
@@ -130,9 +134,10 @@ def _made_before(job: Job, step: str, folder: Path) -> Derived | None:
         return None
     with staged.open("rb") as stream, _Reading(stream) as reader:
         size, sha256 = reader.finish()
-    if sha256 != link.get("sha256"):
+        identity = FileIdentity.of(os.fstat(stream.fileno()))
+    if sha256 != link.get("sha256") or identity.size != size:
         return None
-    return Derived(step, str(link["name"]), size, str(link["sha256"]), staged)
+    return Derived(step, str(link["name"]), size, str(link["sha256"]), staged, identity)
 
 
 class TooManyFiles(ValidationError):

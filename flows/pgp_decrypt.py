@@ -5,6 +5,8 @@
 
 `verify=optional` (the default) lets an unsigned file through but refuses a bad signature;
 `verify=required` wants a good signature by one of `signers` (default: any key in the keyring).
+`max_size` (default 10GiB) caps the plaintext: OpenPGP messages may be compressed, and a small one
+that inflates past it (a compression bomb) is stopped there and rejected.
 A file that is not for us, not PGP, damaged or badly signed is rejected, and nothing is delivered:
 the plaintext is staged and only pushed once gpg has checked it all.
 """
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import pgp
 from core.delivery import Job
 from core.derived import derive
+from core.transforms.compression import GIB, Size
 from core.transforms.staging import DerivedFile, Staging
 from core.validators import ValidationError
 from flows.content import CommaList, Step, account_keyring, carry_through
@@ -45,6 +48,10 @@ class Params(BaseModel):
     signers: CommaList | None = Field(
         default=None, description="accepted signers (default: every key in the keyring)"
     )
+    max_size: Size = Field(
+        default=10 * GIB,
+        description="the most one file may decrypt to (10GiB, 500MB, ...); past it, rejected",
+    )
 
 
 def plain_name(name: str) -> str:
@@ -58,12 +65,15 @@ def decrypt(job: Job, params: Params) -> Job:
     ring = account_keyring(job.flow.account_id)
 
     def write(source: BinaryIO, stage: Staging) -> DerivedFile:
-        with stage.create(plain_name(job.carried.name)) as out:
-            pgp.decrypt(source, out, params.verify, params.signers, keyring=ring)
+        # gpg writes the staged file itself, hashed as it grows (no pipe through this process).
+        with stage.create_for_program(plain_name(job.carried.name)) as out:
+            pgp.decrypt(source, out, params.verify, params.signers, max_bytes=params.max_size, keyring=ring)
         return stage.files[-1]
 
     try:
         return derive(job, NAME, write)
+    except pgp.PgpTooLargeError as exc:
+        raise ValidationError(NAME, f"{exc} (max_size {params.max_size}; a compression bomb?)") from exc
     except (pgp.PgpKeyError, pgp.PgpUnavailableError):
         raise  # a signer named in params is not in the keyring, or no gpg: failed, replay once fixed
     except pgp.PgpError as exc:  # the file: not for us, not PGP, damaged, badly signed

@@ -77,6 +77,25 @@ def _preset_binary() -> str:
     return str(preset)
 
 
+@lru_cache
+def dies_with_caller() -> tuple[str, ...]:
+    """The command prefix that makes a gpg die with the thread that started it (Linux's parent-death
+    signal, set by util-linux's `setpriv`), or () where there is none.
+
+    A gpg that writes its output file itself (`--output`) has no pipe to us to break when the run
+    that started it is killed (SIGKILL, a machine's runner dying): without this it would decrypt on,
+    unwatched, into a file nobody takes (a compression bomb to its end)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    prefix = (setpriv, "--pdeathsig", "KILL")
+    try:
+        works = subprocess.run([*prefix, "true"], capture_output=True, check=False, timeout=30).returncode
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return prefix if works == 0 else ()
+
+
 @dataclass(frozen=True)
 class Status:
     """gpg's machine-readable status lines (`[GNUPG:] KEYWORD args…`, doc/DETAILS in GnuPG)."""
@@ -124,6 +143,10 @@ class _Gpg(gnupg.GPG):  # type: ignore[misc]
     """python-gnupg's GPG, remembering the gpg process it runs so that it can be stopped early."""
 
     process: subprocess.Popen[bytes] | None = None
+
+    def make_args(self, args: Any, passphrase: bool) -> list[str]:
+        # Every gpg dies with the (blocked) thread that runs it: none outlives a killed run.
+        return [*dies_with_caller(), *super().make_args(args, passphrase)]
 
     def _open_subprocess(self, args: Any, passphrase: bool = False) -> Any:
         self.process = super()._open_subprocess(args, passphrase)

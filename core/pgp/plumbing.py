@@ -162,3 +162,17 @@ class HashingWriter:
         failure = getattr(result, "on_data_failure", None)
         if failure is not None:
             raise failure
+
+
+class DescriptorSink:
+    """A sink writing every chunk whole to an open file descriptor (a staged file gpg cannot be
+    trusted to write by name: see `decrypt`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes, /) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return len(data)

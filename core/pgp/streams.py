@@ -19,11 +19,20 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
 
-from core.pgp.errors import PgpError, PgpKeyError
-from core.pgp.gnupg_home import GnupgHome, Status
+from core.pgp.errors import PgpError, PgpKeyError, PgpTooLargeError
+from core.pgp.gnupg_home import GnupgHome, Status, dies_with_caller
 from core.pgp.keyring import Keyring, StoredKey
 from core.pgp.outcome import Verify, check_signature, decrypt_failure, encrypt_error
-from core.pgp.plumbing import CountingReader, HashingWriter, Readable, Writable, file_on_disk, sniff
+from core.pgp.plumbing import (
+    CountingReader,
+    DescriptorSink,
+    HashingWriter,
+    Readable,
+    Writable,
+    file_on_disk,
+    sniff,
+)
+from core.transforms.growing import GrowingFile
 
 VERIFY_MODES: tuple[Verify, ...] = ("optional", "required")
 
@@ -124,7 +133,7 @@ def _usable(key: StoredKey, purpose: Literal["encrypt", "sign"]) -> StoredKey:
 
 def decrypt(
     source: Readable,
-    sink: Writable,
+    sink: Writable | GrowingFile,
     verify: Verify = "optional",
     signers: Sequence[str] | None = None,
     *,
@@ -139,6 +148,8 @@ def decrypt(
     emails or fingerprints; default: every key in the keyring).
     `max_bytes`: the most plaintext to write (OpenPGP messages may be compressed); past it,
     PgpTooLargeError.
+    `sink` may be a `GrowingFile` (a staged file's `create_for_program`): gpg then writes it by
+    name, and it is hashed as it grows.
     """
     if verify not in VERIFY_MODES:
         raise PgpError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
@@ -154,22 +165,47 @@ def decrypt(
     else:
         reader = CountingReader(source, head, hashing=False)  # the message's own hash is the caller's
         extra = []
-    writer = HashingWriter(sink, max_bytes)
+    # A staged file for a program: gpg writes it by name (no pipe, no copy through Python) where it
+    # dies with its caller; elsewhere its output comes through the pipe and is written here.
+    # Either way the file is hashed, and its size watched, as it grows.
+    growing, by_name, writer = None, False, None
+    if not isinstance(sink, GrowingFile):
+        writer = HashingWriter(sink, max_bytes)
+    else:
+        growing, by_name = sink, bool(dies_with_caller())
+        if not by_name:
+            writer = HashingWriter(DescriptorSink(sink.fd), max_bytes)
     with GnupgHome() as home:
         home.import_public([k.public for k in ring.keys])
         for key in ring.with_private():
             _import_private(home, key)
-        writer.stop = home.stop
-        home.gpg.on_data = writer
-        result = home.crypt(lambda gpg: gpg.decrypt_file(reader, always_trust=True, extra_args=extra))
+        if growing is not None:
+            growing.follow(max_bytes, on_limit=home.stop)
+        if writer is not None:
+            writer.stop = home.stop
+            home.gpg.on_data = writer
+        output = str(growing.path) if growing is not None and by_name else None
+        result = home.crypt(
+            lambda gpg: gpg.decrypt_file(reader, always_trust=True, output=output, extra_args=extra)
+        )
         home.gpg.on_data = None  # what gpg prints from here on is not the file's
         status = Status.parse(result.stderr)
         failure = decrypt_failure(status, result.stderr, home, ring)
-    writer.raise_failure(result)
+    if writer is not None:
+        writer.raise_failure(result)
+    if growing is not None:
+        written = growing.finish()
+        if growing.over_limit:
+            raise PgpTooLargeError(
+                f"the decrypted file is larger than the limit of {max_bytes} bytes: stopped there"
+            )
+    else:
+        assert writer is not None
+        written = (writer.size, writer.hexdigest())
     reader.raise_failure()
     if failure is not None:
         raise failure
-    return _decrypted(status, ring, accepted, verify, reader, writer)
+    return _decrypted(status, ring, accepted, verify, reader, written)
 
 
 def _decrypted(
@@ -178,7 +214,7 @@ def _decrypted(
     accepted: set[str],
     verify: Verify,
     reader: CountingReader,
-    writer: HashingWriter,
+    written: tuple[int, str],
 ) -> DecryptResult:
     encrypted = status.has("BEGIN_DECRYPTION")
     used = status.first("DECRYPTION_KEY")
@@ -189,8 +225,8 @@ def _decrypted(
     known = ring.by_fingerprint(signer) if signer else None
     return DecryptResult(
         bytes_in=reader.size,
-        bytes_out=writer.size,
-        sha256=writer.hexdigest(),
+        bytes_out=written[0],
+        sha256=written[1],
         encrypted=encrypted,
         decrypted_with=decrypted_with,
         signed=signed,

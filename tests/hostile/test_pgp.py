@@ -99,6 +99,27 @@ def test_compression_bomb_stops_at_the_limit(partner: GpgCli, ours: str) -> None
     assert decrypt(io.BytesIO(message), big_enough, max_bytes=len(zeros)).bytes_out == len(zeros)
 
 
+def test_compression_bomb_into_a_file_gpg_writes_stops_at_the_limit(
+    partner: GpgCli, ours: str, tmp_path: Path
+) -> None:
+    """The same when gpg writes the staged file itself: the file's size is watched as it grows,
+    gpg is stopped past the limit and nothing is staged."""
+    from core.transforms.staging import Staging
+
+    zeros = bytes(256 * 1024 * 1024)
+    message = partner.run(*TO_US, "--compress-algo", "zlib", "--compress-level", "9", data=zeros).stdout
+    assert len(message) < 2 * 1024 * 1024
+    stage = Staging(tmp_path / "stage")
+    too_large = pytest.raises(PgpTooLargeError, match="larger than the limit of 1048576 bytes")
+    with too_large, stage.create_for_program("bomb") as out:
+        decrypt(io.BytesIO(message), out, max_bytes=1024 * 1024)
+    assert stage.files == [] and list((tmp_path / "stage").iterdir()) == []
+    assert out.size <= 1024 * 1024 + 4 * 1024 * 1024  # hashed no further than one read past it
+    with stage.create_for_program("zeros") as enough:
+        assert decrypt(io.BytesIO(message), enough, max_bytes=len(zeros)).bytes_out == len(zeros)
+    assert stage.files[0].size == len(zeros)
+
+
 def test_tampered_ciphertext(partner: GpgCli, ours: str) -> None:
     message = bytearray(partner.run(*TO_US, data=payload()).stdout)
     message[len(message) // 2] ^= 0x01

@@ -140,3 +140,31 @@ def test_into_a_staged_file_the_plaintext_is_hashed_once_by_its_writer(
         out.write(b"header")
         result = decrypt(io.BytesIO(message), out, verify="required")
     assert result.sha256 == hashlib.sha256(data).hexdigest() != out.sha256()
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["gpg-writes-it", "through-the-pipe"])
+def test_into_a_file_for_gpg_gpg_writes_it_by_name_and_it_is_hashed_as_it_grows(
+    partner: GpgCli, ours: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: bool
+) -> None:
+    """A staged file made for a program: gpg writes it itself (`--output`), nothing passes through
+    this process's pipes, and the hash is of the file's bytes. Where gpg cannot be bound to die
+    with its caller (no setpriv), its output comes through the pipe into that file instead."""
+    from core.pgp import streams
+    from core.transforms.staging import FileIdentity, Staging
+
+    if not bound:
+        monkeypatch.setattr(streams, "dies_with_caller", lambda: ())
+
+    data = os.urandom(5 * 1024 * 1024)
+    message = tmp_path / "message.gpg"
+    message.write_bytes(
+        partner.run("--trust-model", "always", "--sign", "--encrypt", "-r", ours, data=data).stdout
+    )
+    with Staging(tmp_path / "stage") as stage, message.open("rb") as source:
+        with stage.create_for_program("plain.bin") as out:
+            result = decrypt(source, out, verify="required")
+        (staged,) = stage.files
+    assert result.sha256 == staged.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.bytes_out == staged.size == len(data) and staged.path.read_bytes() == data
+    assert result.signature_verified and result.signer_fingerprint == partner.fingerprint
+    assert staged.identity == FileIdentity.of(staged.path.stat())
