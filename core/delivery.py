@@ -212,10 +212,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
             if transfer is None:
                 continue
             if transfer.state not in FINAL_STATES:
-                if flow_run_id is None:
-                    transfers.mark_running(session, transfer)
-                    started.append(transfer_id)
-                elif transfers.take(session, transfer_id, flow_run_id):
+                if transfers.take(session, transfer_id, flow_run_id):
                     woken += transfer.state == TransferState.waiting
                     session.expire(transfer)
                     started.append(transfer_id)
