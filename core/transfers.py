@@ -14,7 +14,17 @@ from sqlmodel import Session, col, select
 
 from core import audit, rowlock
 from core.errors import Conflict, Invalid, NotFound
-from core.models import Account, DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
+from core.models import (
+    OPEN_STATES,
+    Account,
+    DataFlow,
+    Endpoint,
+    Partner,
+    Receipt,
+    Transfer,
+    TransferState,
+    utcnow,
+)
 from core.redact import Scrubber
 from core.tenancy import Scope
 
@@ -410,8 +420,19 @@ def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
 
 
 def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
+    """Idempotent while the file is still being carried: a replay of a transfer whose replay (or
+    any newer transfer of its file by its data flow) is still open is that open transfer, not a
+    second copy, so a request sent twice (a retry, two API processes, a double click) carries the
+    file once. Replays of one transfer are serialised on its row (`rowlock`), so two at once
+    cannot both find none open."""
     if original is None:
         raise NoSuchTransfer(f"no transfer {transfer_id}")
+    assert original.id is not None
+    rowlock.lock(session, Transfer, original.id)
+    session.refresh(original)
+    newer = _open_successor(session, original)
+    if newer is not None:
+        return newer
     if original.state == TransferState.waiting:
         return _due_now(session, original, actor)
     if original.state in (TransferState.pending, TransferState.running):
@@ -449,6 +470,22 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
     return copy
 
 
+def _open_successor(session: Session, transfer: Transfer) -> Transfer | None:
+    """A newer transfer of the same file by the same data flow that is still open (a replay not
+    carried yet), read afresh; None if there is none."""
+    newer = session.exec(
+        select(Transfer.id)
+        .where(
+            Transfer.receipt_id == transfer.receipt_id,
+            Transfer.data_flow_id == transfer.data_flow_id,
+            col(Transfer.id) > transfer.id,
+            col(Transfer.state).in_(OPEN_STATES),
+        )
+        .order_by(col(Transfer.id).desc())
+    ).first()
+    return None if newer is None else session.get(Transfer, newer, populate_existing=True)
+
+
 def _due_now(session: Session, transfer: Transfer, actor: str) -> Transfer:
     """`replay` of a waiting transfer: what an operator means is "try it now", not a second copy
     of a file that is still to be carried: its next attempt is now (the same transfer)."""
@@ -484,15 +521,20 @@ def latest_of(session: Session, transfer: Transfer) -> Transfer:
     return latest
 
 
-def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfer:
+def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfer | None:
     """A replay of `failed` that the flow run `flow_run_id` carries itself, at once: what pressing
-    Retry on a failed run in the Prefect UI does (the run is started again with its parameters)."""
+    Retry on a failed run in the Prefect UI does (the run is started again with its parameters).
+    None: another run carries the file now (an open replay it took)."""
     assert failed.id is not None
     copy = _replay(session, failed, failed.id, actor=f"prefect-retry:{flow_run_id}")
-    copy.flow_run_id = flow_run_id
-    copy.batch_key = failed.batch_key
-    mark_running(session, copy)
+    if copy.flow_run_id is None:
+        copy.batch_key = failed.batch_key
+        session.add(copy)
     session.flush()
+    assert copy.id is not None
+    if not take(session, copy.id, flow_run_id):
+        return None
+    session.refresh(copy)
     return copy
 
 

@@ -6,6 +6,8 @@
         `Dispatcher._claim`, then each batch "launched" as the run Prefect would give its
         idempotency key (`run-<batch key>`) with `mark_launched`; prints one JSON line per batch
         it would start: {"key", "ids"}. Stops once STOP_FILE exists and nothing is left to launch.
+    python -m tests.claims_racer replay GO_FILE ID   `tradelane replay ID` at the same moment as
+        another; prints {"copy"}: the id of the transfer that carries the file again.
     python -m tests.claims_racer start RUN_ID GO_FILE ID...   a flow run's start: waits for GO_FILE,
         then `delivery.start_run(ids, RUN_ID)`; prints {"run", "jobs"} (the ids it carries).
 """
@@ -58,8 +60,24 @@ def start(run_id: str, go_file: Path, ids: list[int]) -> None:
     print(json.dumps({"run": run_id, "jobs": [job.transfer_id for job in started.jobs]}), flush=True)
 
 
+def replay(go_file: Path, transfer_id: int) -> None:
+    from core import transfers
+    from core.db import session_scope
+    from core.tenancy import scope_for_cli
+
+    with session_scope() as session:
+        scope = scope_for_cli(session, "home")
+    wait_for(go_file, time.monotonic() + DEADLINE_SECONDS)
+    with session_scope() as session:
+        copy = transfers.replay(session, scope, transfer_id)
+        session.flush()
+        print(json.dumps({"copy": copy.id}), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "dispatch":
         dispatch(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "replay":
+        replay(Path(sys.argv[2]), int(sys.argv[3]))
     else:
         start(sys.argv[2], Path(sys.argv[3]), [int(arg) for arg in sys.argv[4:]])
