@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from core import dataflows, partners, transfers
 from core.db import session_scope
 from core.endpoints import rows as endpoint_rows
 from core.intake import record_receipt
-from core.models import Transfer, TransferState
+from core.models import Transfer, TransferState, utcnow
 from tests.migration_store import store  # noqa: F401  (the fixture: a store on each database)
 from tests.tenancy import home_scope
 
@@ -155,3 +156,22 @@ def test_a_run_without_an_id_takes_nothing_another_run_holds(two_flows: int) -> 
     assert [job.transfer_id for job in delivery.start(ids)] == ids[1:]
     # Started again (a crash in between): it carries what it held, still nothing of run-1's.
     assert [job.transfer_id for job in delivery.start(ids)] == ids[1:]
+
+
+def test_a_due_waiting_transfer_is_woken_into_one_batch(two_flows: int) -> None:
+    """`wake_due` (run by every dispatcher's claim) skips rows another is waking; either way the
+    woken transfer is batched once."""
+    receive(two_flows, 0, 1)
+    with session_scope() as session:
+        rows = session.exec(select(Transfer)).all()
+        for row in rows:
+            row.state, row.next_attempt_at = TransferState.waiting, utcnow() - timedelta(seconds=1)
+            session.add(row)
+    with session_scope() as first, session_scope() as second:
+        transfers.claim_batches(first, batch_size=10)
+        first.commit()
+        transfers.claim_batches(second, batch_size=10)
+    with session_scope() as session:
+        batches = transfers.unlaunched_batches(session)
+    assert sorted(len(batch.transfer_ids) for batch in batches) == [1, 1]
+    assert sorted(i for batch in batches for i in batch.transfer_ids) == sorted(r.id for r in rows if r.id)
