@@ -210,6 +210,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     left: list[Left] = []
     again = woken = 0
     with session_scope() as session:
+        rowlock.lock_all(session, Transfer, transfer_ids)  # in one order: two runs never deadlock
         for transfer_id in transfer_ids:
             transfer = session.get(Transfer, transfer_id)
             if transfer is None:
@@ -505,9 +506,9 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
     attempt; tidy the mailbox once every flow delivered a file."""
     recorded: list[Recorded] = []
     with session_scope() as session:
+        # Locked (in one order) and read afresh: recorded once, by the run that holds the transfer.
+        rowlock.lock_all(session, Transfer, [outcome.job.transfer_id for outcome in outcomes])
         for outcome in outcomes:
-            # Locked and read afresh: recorded once, by the run that holds the transfer.
-            rowlock.lock(session, Transfer, outcome.job.transfer_id)
             transfer = session.get(Transfer, outcome.job.transfer_id, populate_existing=True)
             assert transfer is not None
             if not _carried_by(transfer, outcome.job):

@@ -7,14 +7,18 @@ PostgreSQL's row lock (a second locker waits for the first to commit, then reads
 SQLite's database write lock (SQLite has one writer; the transaction begins at this UPDATE, so what
 it reads after is the newest data). `SELECT … FOR UPDATE` would do on PostgreSQL alone: SQLite
 ignores it and would read without any lock.
+
+`lock_all` locks many rows at once, in id order: two transactions that lock overlapping rows one by
+one in different orders deadlock on PostgreSQL (one is aborted); in one order they only queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 
 def lock(session: Session, model: Any, row_id: int, column: str = "updated_at") -> bool:
@@ -28,3 +32,21 @@ def lock(session: Session, model: Any, row_id: int, column: str = "updated_at") 
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)
+
+
+def lock_all(session: Session, model: Any, row_ids: Collection[int]) -> None:
+    """Lock the rows of `model` with these ids for this session's transaction, in id order, in one
+    statement: PostgreSQL's `SELECT … ORDER BY id FOR UPDATE` takes its row locks in the order it
+    returns the rows; SQLite's one write lock is taken by an UPDATE that changes nothing."""
+    if not row_ids:
+        return
+    ids = sorted(set(row_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(select(model.id).where(model.id.in_(ids)).order_by(model.id).with_for_update()).all()
+        return
+    session.exec(
+        update(model)
+        .where(model.id.in_(ids))
+        .values({model.updated_at: model.updated_at})
+        .execution_options(synchronize_session=False)
+    )

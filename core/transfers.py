@@ -191,9 +191,9 @@ def fail_unlaunched(session: Session, batch_key: str, reason: str) -> None:
     """A batch no run can carry (its data flow's template cannot be loaded): its transfers fail
     with the reason, so none stays pending for ever; `tradelane replay` carries them once it loads.
     Each row is locked and read again first: a run another dispatcher launched meanwhile keeps it."""
-    for transfer_id in session.exec(select(Transfer.id).where(Transfer.batch_key == batch_key)).all():
-        assert transfer_id is not None
-        rowlock.lock(session, Transfer, transfer_id)
+    ids = [i for i in session.exec(select(Transfer.id).where(Transfer.batch_key == batch_key)) if i]
+    rowlock.lock_all(session, Transfer, ids)
+    for transfer_id in ids:
         transfer = session.get(Transfer, transfer_id, populate_existing=True)
         if transfer is not None and transfer.state == TransferState.pending and transfer.flow_run_id is None:
             finish(session, transfer, TransferState.failed, error=reason)
