@@ -157,3 +157,18 @@ def test_a_requeue_of_a_dead_run_twice_never_takes_the_file_from_its_new_run(out
     with session_scope() as session:  # a second dispatcher, late, requeues run-1's files again
         assert transfers.requeue(session, [transfer_id], "run-1 crashed", from_run="run-1") == 0
     assert (state(transfer_id).state, state(transfer_id).flow_run_id) == (TransferState.running, "run-2")
+
+
+def test_failing_an_unlaunchable_batch_spares_what_a_run_took(out: Path) -> None:
+    """A dispatcher fails a batch no run can carry (its template will not load) while a run
+    another dispatcher launched took one of its files: that file is the run's, not failed."""
+    first, second = received("a.json"), received("b.json")
+    with session_scope() as session:
+        transfers.claim_batches(session, batch_size=10)
+    with session_scope() as session:
+        (batch,) = transfers.unlaunched_batches(session)
+    delivery.start_run([first], "run-1")
+    with session_scope() as session:
+        transfers.fail_unlaunched(session, batch.key, "template broken")
+    assert (state(first).state, state(second).state) == (TransferState.running, TransferState.failed)
+    assert state(second).error == "template broken"
