@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
-from core import derived, receipt_files, transfers
+from core import derived, receipt_files, rowlock, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.derived import Carried, Derived
@@ -73,6 +73,8 @@ class Job:
     derived: tuple[Derived, ...] = ()
     # The EDI envelope values edi-route read (recorded on the transfer too), for the run's table.
     envelope: dict[str, Any] | None = None
+    # The flow run that took the transfer (`start_run`): only it records the outcome (`record`).
+    flow_run_id: str | None = None
 
     @property
     def on_conflict(self) -> OnConflict:
@@ -119,7 +121,8 @@ def _job(session: Session, transfer_id: int) -> Job:
         raise LookupError(f"data flow {flow.name!r} has no destination endpoint")
     partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
     tried = transfer.attempts > 0 or transfer.replay_of is not None
-    return Job(transfer_id, receipt, flow, partner.name if partner else "remote", dest_row, tried)
+    partner_name = partner.name if partner else "remote"
+    return Job(transfer_id, receipt, flow, partner_name, dest_row, tried, flow_run_id=transfer.flow_run_id)
 
 
 def render_dest_path(template: str, receipt: Receipt, partner_name: str, name: str | None = None) -> str:
@@ -210,15 +213,13 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     left: list[Left] = []
     again = woken = 0
     with session_scope() as session:
+        rowlock.lock_all(session, Transfer, transfer_ids)  # in one order: two runs never deadlock
         for transfer_id in transfer_ids:
             transfer = session.get(Transfer, transfer_id)
             if transfer is None:
                 continue
             if transfer.state not in FINAL_STATES:
-                if flow_run_id is None:
-                    transfers.mark_running(session, transfer)
-                    started.append(transfer_id)
-                elif transfers.take(session, transfer_id, flow_run_id):
+                if transfers.take(session, transfer_id, flow_run_id):
                     woken += transfer.state == TransferState.waiting
                     session.expire(transfer)
                     started.append(transfer_id)
@@ -245,10 +246,13 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
                 continue
             if ours and latest.state == TransferState.failed:
                 copy = transfers.carry_again(session, latest, flow_run_id or "")
-                assert copy.id is not None
-                started.append(copy.id)
-                again += 1
-                continue
+                if copy is not None:
+                    assert copy.id is not None
+                    started.append(copy.id)
+                    again += 1
+                    continue
+                latest = transfers.latest_of(session, transfer)  # the replay another run took
+            assert latest.id is not None
             receipt = session.get(Receipt, transfer.receipt_id)
             name = receipt.name if receipt else "?"
             left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
@@ -521,9 +525,14 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
     attempt; tidy the mailbox once every flow delivered a file."""
     recorded: list[Recorded] = []
     with session_scope() as session:
+        # Locked (in one order) and read afresh: recorded once, by the run that holds the transfer.
+        rowlock.lock_all(session, Transfer, [outcome.job.transfer_id for outcome in outcomes])
         for outcome in outcomes:
-            transfer = session.get(Transfer, outcome.job.transfer_id)
+            transfer = session.get(Transfer, outcome.job.transfer_id, populate_existing=True)
             assert transfer is not None
+            if not _carried_by(transfer, outcome.job):
+                recorded.append(_as_it_is(transfer, outcome.job))
+                continue
             if outcome.state is TransferState.waiting and _revoked(session, outcome.job):
                 # Revoked while this run was on it: nothing will carry it later (revoke fails the
                 # waiting files it finds; this one was running then).
@@ -560,6 +569,23 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
 
 
 REVOKED = "connection revoked before delivery"
+
+
+def _carried_by(transfer: Transfer, job: Job) -> bool:
+    """Whether the run that started `job` still carries the transfer: it is running, held by that
+    run. Not when its outcome was recorded already (a record made twice) or when the dispatcher
+    took it from a run it found dead and another run took it since."""
+    return transfer.state == TransferState.running and transfer.flow_run_id == job.flow_run_id
+
+
+def _as_it_is(transfer: Transfer, job: Job) -> Recorded:
+    """What a record that changes nothing says: the transfer's state as another record left it."""
+    state = TransferState(transfer.state)
+    if transfer.flow_run_id == job.flow_run_id:
+        return Recorded(state, transfer.next_attempt_at, transfer.error)
+    elsewhere = f"run {transfer.flow_run_id}" if transfer.flow_run_id else "the dispatcher"
+    note = f"not recorded by this run: the transfer was given to {elsewhere} meanwhile ({state.value})"
+    return Recorded(state, transfer.next_attempt_at, note)
 
 
 def _revoked(session: Session, job: Job) -> bool:

@@ -9,12 +9,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlmodel import Session, col, select
 
-from core import audit
+from core import audit, rowlock
 from core.errors import Conflict, Invalid, NotFound
-from core.models import Account, DataFlow, Endpoint, Partner, Receipt, Transfer, TransferState, utcnow
+from core.models import (
+    OPEN_STATES,
+    Account,
+    DataFlow,
+    Endpoint,
+    Partner,
+    Receipt,
+    Transfer,
+    TransferState,
+    utcnow,
+)
 from core.redact import Scrubber
 from core.tenancy import Scope
 
@@ -72,22 +82,42 @@ def new_pending(session: Session, receipt_id: int, data_flow_id: int) -> Transfe
 
 def claim_batches(session: Session, batch_size: int) -> None:
     """Group pending, unbatched transfers into bounded batches, one data flow per batch; waiting
-    transfers whose next attempt is due are pending again first, and are claimed with the rest."""
+    transfers whose next attempt is due are pending again first, and are claimed with the rest.
+
+    Safe with several dispatchers on one store. PostgreSQL: the rows are read `FOR UPDATE SKIP
+    LOCKED`, so another dispatcher's claim in progress is skipped, not waited for, and never
+    claimed twice. SQLite (which ignores FOR UPDATE): its one writer runs each UPDATE alone, and
+    every UPDATE below re-checks that the row is still pending and unbatched, so a row another
+    process batched between this read and this write keeps its batch. Both: a row is given a batch
+    key once, by exactly one claim, until `requeue` or `wake_due` frees it again."""
     wake_due(session)
     rows = session.exec(
-        select(Transfer)
+        select(Transfer.id, Transfer.data_flow_id)
         .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_(None))
         .order_by(col(Transfer.id))
+        .with_for_update(skip_locked=True)
     ).all()
-    open_batch: dict[int, tuple[str, int]] = {}
-    for transfer in rows:
-        key, count = open_batch.get(transfer.data_flow_id, ("", batch_size))
-        if count >= batch_size:
-            key, count = uuid.uuid4().hex, 0
-        transfer.batch_key = key
-        transfer.updated_at = utcnow()
-        session.add(transfer)
-        open_batch[transfer.data_flow_id] = (key, count + 1)
+    batches: dict[str, list[int]] = {}
+    open_batch: dict[int, str] = {}
+    for transfer_id, data_flow_id in rows:
+        assert transfer_id is not None
+        key = open_batch.get(data_flow_id)
+        if key is None or len(batches[key]) >= batch_size:
+            key = open_batch[data_flow_id] = uuid.uuid4().hex
+            batches[key] = []
+        batches[key].append(transfer_id)
+    now = utcnow()
+    for key, ids in batches.items():
+        session.exec(
+            update(Transfer)
+            .where(
+                col(Transfer.id).in_(ids),
+                col(Transfer.state) == TransferState.pending,
+                col(Transfer.batch_key).is_(None),
+            )
+            .values(batch_key=key, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def unlaunched_batches(session: Session) -> list[Batch]:
@@ -139,19 +169,33 @@ def _labelled(session: Session, batch: Batch, flow: DataFlow, first: Receipt) ->
     return batch if labels is None else replace(batch, run_name=labels.name, tags=labels.tags)
 
 
-def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> None:
-    for transfer in session.exec(select(Transfer).where(Transfer.batch_key == batch_key)):
-        if transfer.flow_run_id is None:
-            transfer.flow_run_id = flow_run_id
-            transfer.updated_at = utcnow()
-            session.add(transfer)
+def mark_launched(session: Session, batch_key: str, flow_run_id: str) -> int:
+    """The batch's flow run was created: its transfers that no run holds yet are that run's. One
+    conditional UPDATE: a second dispatcher marking the same batch (Prefect gave it the same run,
+    by the batch's idempotency key) or a run that took its transfers already changes nothing.
+    Returns how many were marked."""
+    result = session.exec(
+        update(Transfer)
+        .where(
+            col(Transfer.batch_key) == batch_key,
+            col(Transfer.state) == TransferState.pending,
+            col(Transfer.flow_run_id).is_(None),
+        )
+        .values(flow_run_id=flow_run_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
 
 
 def fail_unlaunched(session: Session, batch_key: str, reason: str) -> None:
     """A batch no run can carry (its data flow's template cannot be loaded): its transfers fail
-    with the reason, so none stays pending for ever; `tradelane replay` carries them once it loads."""
-    for transfer in session.exec(select(Transfer).where(Transfer.batch_key == batch_key)):
-        if transfer.state == TransferState.pending and transfer.flow_run_id is None:
+    with the reason, so none stays pending for ever; `tradelane replay` carries them once it loads.
+    Each row is locked and read again first: a run another dispatcher launched meanwhile keeps it."""
+    ids = [i for i in session.exec(select(Transfer.id).where(Transfer.batch_key == batch_key)) if i]
+    rowlock.lock_all(session, Transfer, ids)
+    for transfer_id in ids:
+        transfer = session.get(Transfer, transfer_id, populate_existing=True)
+        if transfer is not None and transfer.state == TransferState.pending and transfer.flow_run_id is None:
             finish(session, transfer, TransferState.failed, error=reason)
 
 
@@ -167,16 +211,27 @@ def in_flight(session: Session) -> list[Transfer]:
     )
 
 
-def requeue(session: Session, transfer_ids: list[int], reason: str) -> None:
-    """Hand transfers whose run died back to the dispatcher, as a new batch."""
-    for transfer in session.exec(select(Transfer).where(col(Transfer.id).in_(transfer_ids))):
-        if transfer.state in (TransferState.pending, TransferState.running):
-            transfer.state = TransferState.pending
-            transfer.batch_key = None
-            transfer.flow_run_id = None
-            transfer.error = reason
-            transfer.updated_at = utcnow()
-            session.add(transfer)
+def requeue(session: Session, transfer_ids: list[int], reason: str, *, from_run: str | None = None) -> int:
+    """Hand transfers whose run died back to the dispatcher, as a new batch. One conditional
+    UPDATE: only transfers still open, and, given `from_run`, still held by that run, so a
+    transfer another dispatcher requeued and launched again meanwhile is never taken from its new
+    run (requeueing twice is once). Returns how many were requeued."""
+    if not transfer_ids:
+        return 0
+    held = [col(Transfer.flow_run_id) == from_run] if from_run is not None else []
+    result = session.exec(
+        update(Transfer)
+        .where(
+            col(Transfer.id).in_(transfer_ids),
+            col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+            *held,
+        )
+        .values(
+            state=TransferState.pending, batch_key=None, flow_run_id=None, error=reason, updated_at=utcnow()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
 
 
 # The waiting state's backoff: the first wait is this long, each next one twice the last, up to
@@ -239,9 +294,12 @@ def wake_due(session: Session, now: datetime | None = None) -> int:
     # Read first: this runs at every sweep, and an UPDATE would take SQLite's write lock each time.
     if session.exec(select(Transfer.id).where(*due).limit(1)).first() is None:
         return 0
+    # The rows another dispatcher is waking are skipped, not waited for (two multi-row UPDATEs
+    # locking rows in different orders could deadlock on PostgreSQL); SQLite ignores FOR UPDATE.
+    due_ids = select(Transfer.id).where(*due).with_for_update(skip_locked=True)
     result = session.exec(
         update(Transfer)
-        .where(*due)
+        .where(col(Transfer.id).in_(due_ids), *due)
         .values(
             state=TransferState.pending,
             batch_key=None,
@@ -279,20 +337,27 @@ def wake_waiting(
     return int(result.rowcount or 0)
 
 
-def take(session: Session, transfer_id: int, flow_run_id: str) -> bool:
+def take(session: Session, transfer_id: int, flow_run_id: str | None) -> bool:
     """The flow run `flow_run_id` carries this transfer, marked running, if no other run does: it
     is pending or running and given to this run or to none yet, or it is waiting (Prefect's Retry
-    of a run that left files waiting carries them at once). One conditional UPDATE, so a run and
-    the dispatcher waking the same waiting file never both take it. False: another run has it."""
+    of a run that left files waiting carries them at once). One conditional UPDATE, so of two runs
+    (or a run and the dispatcher waking the same waiting file) exactly one takes it: PostgreSQL
+    makes the second UPDATE wait for the first's commit and re-check the row, SQLite runs one
+    writer at a time. False: another run has it. `flow_run_id` None is a run without a Prefect id
+    (tests, benches: `delivery.start`): it takes only what no run holds."""
     now = utcnow()
-    open_here = and_(
-        col(Transfer.state).in_([TransferState.pending, TransferState.running]),
-        or_(col(Transfer.flow_run_id).is_(None), col(Transfer.flow_run_id) == flow_run_id),
-    )
+    held_here: ColumnElement[bool]
+    if flow_run_id is None:
+        held_here = col(Transfer.flow_run_id).is_(None)
+        values: dict[str, Any] = {}
+    else:
+        held_here = or_(col(Transfer.flow_run_id).is_(None), col(Transfer.flow_run_id) == flow_run_id)
+        values = {"flow_run_id": flow_run_id}
+    open_here = and_(col(Transfer.state).in_([TransferState.pending, TransferState.running]), held_here)
     result = session.exec(
         update(Transfer)
         .where(col(Transfer.id) == transfer_id, or_(open_here, col(Transfer.state) == TransferState.waiting))
-        .values(state=TransferState.running, flow_run_id=flow_run_id, next_attempt_at=None, updated_at=now)
+        .values(state=TransferState.running, next_attempt_at=None, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)
@@ -355,8 +420,19 @@ def replay(session: Session, scope: Scope, transfer_id: int) -> Transfer:
 
 
 def _replay(session: Session, original: Transfer | None, transfer_id: int, actor: str) -> Transfer:
+    """Idempotent while the file is still being carried: a replay of a transfer whose replay (or
+    any newer transfer of its file by its data flow) is still open is that open transfer, not a
+    second copy, so a request sent twice (a retry, two API processes, a double click) carries the
+    file once. Replays of one transfer are serialised on its row (`rowlock`), so two at once
+    cannot both find none open."""
     if original is None:
         raise NoSuchTransfer(f"no transfer {transfer_id}")
+    assert original.id is not None
+    rowlock.lock(session, Transfer, original.id)
+    session.refresh(original)
+    newer = _open_successor(session, original)
+    if newer is not None:
+        return newer
     if original.state == TransferState.waiting:
         return _due_now(session, original, actor)
     if original.state in (TransferState.pending, TransferState.running):
@@ -394,6 +470,22 @@ def _replay(session: Session, original: Transfer | None, transfer_id: int, actor
     return copy
 
 
+def _open_successor(session: Session, transfer: Transfer) -> Transfer | None:
+    """A newer transfer of the same file by the same data flow that is still open (a replay not
+    carried yet), read afresh; None if there is none."""
+    newer = session.exec(
+        select(Transfer.id)
+        .where(
+            Transfer.receipt_id == transfer.receipt_id,
+            Transfer.data_flow_id == transfer.data_flow_id,
+            col(Transfer.id) > transfer.id,
+            col(Transfer.state).in_(OPEN_STATES),
+        )
+        .order_by(col(Transfer.id).desc())
+    ).first()
+    return None if newer is None else session.get(Transfer, newer, populate_existing=True)
+
+
 def _due_now(session: Session, transfer: Transfer, actor: str) -> Transfer:
     """`replay` of a waiting transfer: what an operator means is "try it now", not a second copy
     of a file that is still to be carried: its next attempt is now (the same transfer)."""
@@ -429,15 +521,20 @@ def latest_of(session: Session, transfer: Transfer) -> Transfer:
     return latest
 
 
-def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfer:
+def carry_again(session: Session, failed: Transfer, flow_run_id: str) -> Transfer | None:
     """A replay of `failed` that the flow run `flow_run_id` carries itself, at once: what pressing
-    Retry on a failed run in the Prefect UI does (the run is started again with its parameters)."""
+    Retry on a failed run in the Prefect UI does (the run is started again with its parameters).
+    None: another run carries the file now (an open replay it took)."""
     assert failed.id is not None
     copy = _replay(session, failed, failed.id, actor=f"prefect-retry:{flow_run_id}")
-    copy.flow_run_id = flow_run_id
-    copy.batch_key = failed.batch_key
-    mark_running(session, copy)
+    if copy.flow_run_id is None:
+        copy.batch_key = failed.batch_key
+        session.add(copy)
     session.flush()
+    assert copy.id is not None
+    if not take(session, copy.id, flow_run_id):
+        return None
+    session.refresh(copy)
     return copy
 
 

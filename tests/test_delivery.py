@@ -52,14 +52,15 @@ def receive(name: str, data: bytes) -> int:
         return transfer.id
 
 
-def carry(transfer_ids: list[int]) -> list[TransferState]:
-    jobs = delivery.start(transfer_ids)
+def carry(transfer_ids: list[int], run: str | None = None) -> list[TransferState]:
+    """Carry the transfers as the flow run `run` (None: an in-process run, no Prefect id)."""
+    jobs = delivery.start_run(transfer_ids, run).jobs
     delivery.count_attempts([job.transfer_id for job in jobs])
     return delivery.record_outcomes([Outcome.delivered(job, delivery.push(job)) for job in jobs])
 
 
-def fail(transfer_id: int) -> None:
-    (job,) = delivery.start([transfer_id])
+def fail(transfer_id: int, run: str | None = None) -> None:
+    (job,) = delivery.start_run([transfer_id], run).jobs
     delivery.record_outcomes([Outcome(job, error=TransientError("destination away"))])
 
 
@@ -273,9 +274,9 @@ def test_a_run_started_again_carries_its_failed_files_as_replays(home: Path) -> 
     failed, delivered, rejected = (receive(n, b"{}") for n in ("f.json", "d.json", "r.json"))
     for transfer_id in (failed, delivered, rejected):
         launched(transfer_id, "run-1")
-    carry([delivered])
-    fail(failed)
-    (job,) = delivery.start([rejected])
+    carry([delivered], "run-1")
+    fail(failed, "run-1")
+    (job,) = delivery.start_run([rejected], "run-1").jobs
     delivery.record_outcomes([Outcome(job, error=ValidationError("json", "not JSON"))])
 
     again = delivery.start_run([failed, delivered, rejected], "run-1")
@@ -304,7 +305,7 @@ def test_a_run_started_again_carries_its_failed_files_as_replays(home: Path) -> 
 def test_a_failed_file_another_run_owns_is_left_with_the_replay_command(home: Path) -> None:
     transfer_id = receive("po.json", b"{}")
     launched(transfer_id, "run-1")
-    fail(transfer_id)
+    fail(transfer_id, "run-1")
     other = delivery.start_run([transfer_id], "run-2")
     assert other.jobs == []
     (left,) = other.left

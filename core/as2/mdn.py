@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
+from core import rowlock
 from core.as2 import messages
 from core.as2.settings import as2_settings
 from core.db import session_scope
@@ -175,12 +176,21 @@ def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[str | None, b
     return None, False
 
 
+def post_lease_seconds() -> float:
+    """How long a process owns an MDN it is posting: its POST's whole time and a margin; if the
+    process dies meanwhile, another posts it after that."""
+    return 2 * as2_settings().http_timeout_seconds + 30
+
+
 def deliver(row_id: int) -> bool:
     """POST one pending async MDN; on failure schedule the next try (doubling pauses) or give up."""
     settings = as2_settings()
     with session_scope() as session:
         row = session.get(As2Message, row_id)
         if row is None or row.mdn_status != "pending" or not row.mdn or not row.mdn_url:
+            return False
+        # Several API processes may sweep the same row: one posts it, the others skip it.
+        if not messages.claim(session, row, post_lease_seconds(), As2Message.mdn_status == "pending"):
             return False
         url, text = row.mdn_url, row.mdn
     headers, body = from_text(text)
@@ -313,10 +323,15 @@ def receive_async(headers: Iterable[tuple[str, str]], body: bytes) -> AsyncMdnOu
     if row is None:
         return AsyncMdnOutcome(404, f"no message we sent matches this MDN ({verdict.disposition})")
     with session_scope() as session:
-        current = session.get(As2Message, row.id)
+        # One MDN recorded at a time: the same MDN posted twice, to two API processes, closes once.
+        assert row.id is not None
+        rowlock.lock(session, As2Message, row.id)
+        current = session.get(As2Message, row.id, populate_existing=True)
         assert current is not None
         if current.status in ("acknowledged",):
             return AsyncMdnOutcome(200, f"message {current.message_id} was already acknowledged")
+        if current.mdn_status == "received" and current.mdn_message_id == verdict.mdn_message_id:
+            return AsyncMdnOutcome(200, f"MDN for {current.message_id} was already recorded")
         clean = clean_headers(dict(headers))
         close(session, current, verdict, to_text(clean, body))
         if current.status == "failed":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core import transfers
@@ -68,3 +70,24 @@ def due(*conditions: Any, limit: int = 100) -> list[int]:
             .limit(limit)
         )
         return [row_id for row_id in session.exec(query) if row_id is not None]
+
+
+def claim(session: Session, row: As2Message, lease_seconds: float, *conditions: Any) -> bool:
+    """Take a due row (read by `due`) for this process, for `lease_seconds`: its next attempt
+    moves past the lease, in one conditional UPDATE on the attempt time that was read being due
+    (and `conditions`), so of several API processes running the AS2 worker exactly one does the
+    work; the others find the row taken (no longer due) or changed. Should the taker die, the
+    row is due again once the lease is over."""
+    now = utcnow()
+    result = session.exec(
+        update(As2Message)
+        .where(
+            col(As2Message.id) == row.id,
+            col(As2Message.next_attempt_at) == row.next_attempt_at,
+            col(As2Message.next_attempt_at) <= now,
+            *conditions,
+        )
+        .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)

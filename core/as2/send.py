@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlmodel import Session, col, update
 
+from core import rowlock
 from core.as2 import identity, messages, profiles
 from core.as2 import mdn as mdns
 from core.as2.identity import cert_info
@@ -222,16 +222,6 @@ def due_resends(limit: int = 100) -> list[int]:
     return messages.due(As2Message.direction == "out", As2Message.status == "awaiting-mdn", limit=limit)
 
 
-def _claim(session: Session, row: As2Message, lease_seconds: float) -> bool:
-    """Take a due row for this process (several API processes may run the worker)."""
-    result = session.exec(
-        update(As2Message)
-        .where(col(As2Message.id) == row.id, col(As2Message.next_attempt_at) == row.next_attempt_at)
-        .values(next_attempt_at=utcnow() + timedelta(seconds=lease_seconds))
-    )
-    return bool(result.rowcount == 1)
-
-
 def resend(row_id: int) -> str:
     """Handle one async message whose MDN is overdue: resend it (same Message-ID) or fail it."""
     with session_scope() as session:
@@ -241,7 +231,7 @@ def resend(row_id: int) -> str:
         profile = profiles.get(session, system_scope(session, row.account_id), row.partner_as2_id)
         timeout = profile.mdn_timeout_seconds if profile else 600.0
         max_resends = profile.max_resends if profile else 0
-        if not _claim(session, row, timeout):
+        if not messages.claim(session, row, timeout, As2Message.status == "awaiting-mdn"):
             return "skipped"
         if profile is None or row.attempts > max_resends or not row.spool_path:
             sends = row.attempts
@@ -262,7 +252,8 @@ def resend(row_id: int) -> str:
     except EndpointError as exc:
         error = str(exc)
     with session_scope() as session:
-        row = session.get(As2Message, row_id)
+        rowlock.lock(session, As2Message, row_id)  # an MDN arriving now waits for this commit
+        row = session.get(As2Message, row_id, populate_existing=True)
         assert row is not None
         if row.status != "awaiting-mdn":  # the MDN came while we were resending
             return "closed"
