@@ -21,12 +21,15 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
+from sqlmodel import col, select
 
 from core import intake, transfers
 from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
+from core.models import Transfer, TransferState
 from core.transfers import Batch
+from deployments import dead_runs
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -34,8 +37,9 @@ log = logging.getLogger("tradelane.dispatcher")
 
 # Let a burst of uploads collect for a moment so it becomes a few runs, not one per file.
 DEBOUNCE_SECONDS = 0.05
-# How often in-flight transfers are checked against their runs' states (crashes, kills).
-RECOVERY_INTERVAL_SECONDS = 10.0
+# How often in-flight transfers are checked against their runs' states (crashes, kills): part of
+# the bound on noticing a dead run (TRADELANE_DEAD_RUN_SECONDS, deployments/dead_runs.py).
+RECOVERY_INTERVAL_SECONDS = dead_runs.RECOVERY_INTERVAL_SECONDS
 # At boot, a run still Running or Pending since before this process started died with it.
 ORPHAN_STATES = {"RUNNING", "PENDING"}
 DEAD_STATES = {"CRASHED", "CANCELLED", "FAILED", "COMPLETED"}
@@ -48,6 +52,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self.runs_started = 0
+        self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
 
     def wake(self) -> None:
         """Thread-safe and cheap: called by the intake after every committed receipt."""
@@ -150,6 +155,16 @@ class Dispatcher:
 
     async def _recover_safely(self, boot: bool) -> None:
         try:
+            if not self._dead_run_automation:
+                async with get_client() as client:
+                    await dead_runs.ensure_automation(client, self.settings.dead_run_seconds)
+                self._dead_run_automation = True
+        except dead_runs.DeadRunSettingError as exc:  # `up` refuses these at start; said, not retried
+            log.error("%s", exc)
+            self._dead_run_automation = True
+        except Exception:
+            log.exception("could not create the Prefect automation that notices dead runs; will retry")
+        try:
             await self.recover(boot=boot)
         except Exception:
             log.exception("recovery check failed")
@@ -187,8 +202,7 @@ class Dispatcher:
                             force=True,
                         )
                     reason = f"run {run_id} ended {state.lower()} before finishing; dispatched again"
-                    await to_thread.run_sync(_requeue, ids, reason)
-                    requeued += len(ids)
+                    requeued += await to_thread.run_sync(_requeue, run_id, ids, reason)
         if requeued:
             log.warning("requeued %d transfers from dead runs", requeued)
             self._wake.set()
@@ -205,6 +219,21 @@ def _in_flight() -> list[tuple[int, str]]:
         return [(t.id, t.flow_run_id) for t in transfers.in_flight(session) if t.id and t.flow_run_id]
 
 
-def _requeue(ids: list[int], reason: str) -> None:
+def _requeue(flow_run_id: str, ids: list[int], reason: str) -> int:
+    """Requeue those of `ids` that the dead run still holds: one another run took meanwhile (a
+    second dispatcher requeued it first, a Retry took it) stays with that run. Locked on PostgreSQL
+    until the commit, so a run's `take` cannot slip between the check and the requeue."""
     with session_scope() as session:
-        transfers.requeue(session, ids, reason)
+        held = session.exec(
+            select(Transfer.id)
+            .where(
+                col(Transfer.id).in_(ids),
+                Transfer.flow_run_id == flow_run_id,
+                col(Transfer.state).in_([TransferState.pending, TransferState.running]),
+            )
+            .with_for_update()
+        ).all()
+        owned = [transfer_id for transfer_id in held if transfer_id is not None]
+        if owned:
+            transfers.requeue(session, owned, reason)
+        return len(owned)
