@@ -33,6 +33,8 @@ HEARTBEAT_VARIABLE = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 PROACTIVE_GRANULARITY_SECONDS = 5.0
 # How often the dispatcher checks in-flight transfers against their runs' states.
 RECOVERY_INTERVAL_SECONDS = 5.0
+# The automation's action, the state change and the dispatcher's pass over in-flight transfers.
+ACTING_SECONDS = 2.0
 # A heartbeat may come late on a busy machine (it is sent, then the thread sleeps the period):
 # the window leaves at least this much room past one period, so a slow run is not taken for dead.
 LATE_HEARTBEAT_ROOM_SECONDS = 10.0
@@ -65,8 +67,12 @@ def heartbeat_seconds() -> int:
         raise DeadRunSettingError(f"{HEARTBEAT_VARIABLE}={value!r} is not a number of seconds") from None
 
 
+# From the window's end to the requeue, at most: Prefect's check, its action, the dispatcher's check.
+_CHECKS_SECONDS = PROACTIVE_GRANULARITY_SECONDS + ACTING_SECONDS + RECOVERY_INTERVAL_SECONDS
+
+
 def minimum_dead_run_seconds(heartbeat: int) -> float:
-    return heartbeat + LATE_HEARTBEAT_ROOM_SECONDS + PROACTIVE_GRANULARITY_SECONDS + RECOVERY_INTERVAL_SECONDS
+    return heartbeat + LATE_HEARTBEAT_ROOM_SECONDS + _CHECKS_SECONDS
 
 
 def window_seconds(dead_run_seconds: float, heartbeat: int) -> float:
@@ -78,10 +84,10 @@ def window_seconds(dead_run_seconds: float, heartbeat: int) -> float:
         raise DeadRunSettingError(
             f"TRADELANE_DEAD_RUN_SECONDS={dead_run_seconds:g} is too short: flow runs send a heartbeat "
             f"every {heartbeat} s ({HEARTBEAT_VARIABLE}), so a dead run can be told from a slow one "
-            f"only after {told:g} s, plus {PROACTIVE_GRANULARITY_SECONDS:g} s for Prefect's check and "
-            f"{RECOVERY_INTERVAL_SECONDS:g} s for the dispatcher's: set at least {least:g}"
+            f"only after {told:g} s, plus {_CHECKS_SECONDS:g} s for Prefect's check, its action and "
+            f"the dispatcher's check: set at least {least:g}"
         )
-    return dead_run_seconds - PROACTIVE_GRANULARITY_SECONDS - RECOVERY_INTERVAL_SECONDS
+    return dead_run_seconds - _CHECKS_SECONDS
 
 
 def automation(dead_run_seconds: float) -> AutomationCore:

@@ -20,8 +20,9 @@ from deployments import dead_runs
 
 def test_the_window_keeps_the_bound_and_leaves_room_past_a_heartbeat() -> None:
     window = dead_runs.window_seconds(60, 30)
-    # A death is requeued within: the window, Prefect's proactive check, the dispatcher's check.
-    assert window + dead_runs.PROACTIVE_GRANULARITY_SECONDS + dead_runs.RECOVERY_INTERVAL_SECONDS == 60
+    # A death is requeued within: the window, Prefect's proactive check and action, the dispatcher's.
+    checks = dead_runs.PROACTIVE_GRANULARITY_SECONDS + dead_runs.ACTING_SECONDS
+    assert window + checks + dead_runs.RECOVERY_INTERVAL_SECONDS == 60
     assert window >= 30 + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS
     trigger = dead_runs.automation(60).trigger
     assert trigger.within == timedelta(seconds=window)  # type: ignore[union-attr]
@@ -34,7 +35,7 @@ def test_a_bound_too_short_for_the_heartbeat_is_refused_naming_both(monkeypatch:
         dead_runs.window_seconds(60, dead_runs.heartbeat_seconds())
     message = str(refused.value)
     assert "TRADELANE_DEAD_RUN_SECONDS=60" in message and "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in message
-    assert "at least 80" in message
+    assert "at least 82" in message
 
 
 def test_up_asks_flow_runs_for_heartbeats_and_keeps_the_users_period(

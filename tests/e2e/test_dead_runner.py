@@ -9,6 +9,7 @@ yet known to be: the run dies waiting for "250").
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -17,13 +18,17 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from core.endpoints.tempname import is_temp_name
+from deployments import dead_runs
 from deployments.dead_runs import AUTOMATION_NAME, CRASH_MESSAGE
 from tests.e2e.helpers import PartnerClient, prefect_paged, unique
 from tests.system import System, run_system
@@ -39,7 +44,7 @@ with warnings.catch_warnings():
 PASSWORD = "deadrun-Pass-1234"
 FTP_USER, FTP_PASSWORD = "receiver", "receiver-s3cret-pw"
 # The shortest bound a 30-s heartbeat allows (deployments/dead_runs.py): the test waits least.
-DEAD_RUN_SECONDS = 50
+DEAD_RUN_SECONDS = 52
 UPLOAD_BYTES_PER_SECOND = 256 * 1024
 
 
@@ -210,3 +215,22 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
         assert [a["name"] for a in automations].count(AUTOMATION_NAME) == 1
         assert "starting it again" in (system.home / "up.log").read_text()
         print(f"requeued {requeued_after:.1f} s after the kill (bound {DEAD_RUN_SECONDS} s)")
+        asyncio.run(_automation_is_made_once_and_kept_up_to_date(system))
+
+
+async def _automation_is_made_once_and_kept_up_to_date(system: System) -> None:
+    """What each dispatcher does at start: kept as it is; a duplicate (two dispatchers starting at
+    once) removed; a changed TRADELANE_DEAD_RUN_SECONDS carried into the window."""
+    api = {
+        PREFECT_API_URL: system.env["PREFECT_API_URL"],
+        PREFECT_API_AUTH_STRING: system.env["TRADELANE_PREFECT_AUTH"],
+    }
+    with temporary_settings(api):
+        async with get_client() as client:
+            assert await dead_runs.ensure_automation(client, DEAD_RUN_SECONDS) == "kept"
+            await client.create_automation(dead_runs.automation(DEAD_RUN_SECONDS))
+            assert await dead_runs.ensure_automation(client, DEAD_RUN_SECONDS) == "kept"
+            assert len(await client.read_automations_by_name(dead_runs.AUTOMATION_NAME)) == 1
+            assert await dead_runs.ensure_automation(client, 90) == "updated"
+            [updated] = await client.read_automations_by_name(dead_runs.AUTOMATION_NAME)
+            assert updated.trigger.within == timedelta(seconds=dead_runs.window_seconds(90, 30))  # type: ignore[union-attr]
