@@ -30,7 +30,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 from core.endpoints.tempname import is_temp_name
 from deployments import dead_runs
 from deployments.dead_runs import AUTOMATION_NAME, CRASH_MESSAGE
-from tests.e2e.helpers import PartnerClient, prefect_paged, unique
+from tests.e2e.helpers import PartnerClient, prefect_events, prefect_paged, unique
 from tests.system import System, run_system
 from tests.waiting import wait_for
 
@@ -173,8 +173,8 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
         client.close()
         wait_for(lambda: "held.bin" in receiver.held and any(receiver.receiving()), "a push mid-way", 60)
         before = _rows(system, flow)
-        dead_runs = {before[name]["flow_run_id"] for name in ("held.bin", "slow.bin")}
-        assert None not in dead_runs and done["flow_run_id"] not in dead_runs
+        dead_run_ids = {before[name]["flow_run_id"] for name in ("held.bin", "slow.bin")}
+        assert None not in dead_run_ids and done["flow_run_id"] not in dead_run_ids
 
         old_tree = _runner_tree(system.home)
         assert old_tree, "no runner found"
@@ -185,17 +185,22 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
             lambda: any(pid not in old_tree for pid in _runner_tree(system.home)), "the runner to restart", 30
         )
         assert system.proc is not None and system.proc.poll() is None, "up exited with its runner"
+        # A live run longer than the automation's window: its heartbeats keep it from being crashed.
+        window = dead_runs.window_seconds(DEAD_RUN_SECONDS, dead_runs.HEARTBEAT_SECONDS)
+        bodies["long.bin"] = os.urandom(int(window + 16) * UPLOAD_BYTES_PER_SECOND)
+        with PartnerClient(system, partner, PASSWORD) as again:
+            assert again.upload("long.bin", bodies["long.bin"], upload_id).status_code == 201
 
         # Requeued within the bound (a wait with that deadline; the push of slow.bin comes after).
         wait_for(
-            lambda: all(r["flow_run_id"] not in dead_runs for r in _rows(system, flow).values()),
+            lambda: all(r["flow_run_id"] not in dead_run_ids for r in _rows(system, flow).values()),
             "the dead runs' files to be requeued",
             DEAD_RUN_SECONDS + 15,
             interval=0.5,
         )
         requeued_after = time.monotonic() - killed_at
         rows = system.wait_for(
-            lambda rs: len(rs) == 3 and all(r["state"] == "delivered" for r in rs), 120, flow=flow
+            lambda rs: len(rs) == 4 and all(r["state"] == "delivered" for r in rs), 150, flow=flow
         )
         by_file = {row["file"]: row for row in rows}
 
@@ -203,11 +208,21 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
         assert receiver.visible() == bodies
         assert receiver.renames == Counter({name: 1 for name in bodies})
         assert by_file["held.bin"]["destination_answer"]["summary"].startswith("already there")
-        # A run that finished was never requeued.
+        # A run that finished was never requeued; nor was the long one, which sent heartbeats.
         assert by_file["finished.bin"]["flow_run_id"] == done["flow_run_id"]
         assert by_file["finished.bin"]["attempts"] == 1
+        long_run = by_file["long.bin"]["flow_run_id"]
+        assert by_file["long.bin"]["attempts"] == 1 and long_run not in dead_run_ids
+        assert httpx.get(f"{system.prefect_api}/flow_runs/{long_run}").json()["state_type"] == "COMPLETED"
+        beats = [
+            e
+            for e in prefect_events(system.prefect_api)
+            if e["event"] == "prefect.flow-run.heartbeat"
+            and e["resource"]["prefect.resource.id"] == f"prefect.flow-run.{long_run}"
+        ]
+        assert len(beats) >= 2, beats
         # Prefect says why: the dead runs were marked Crashed by the automation, which exists once.
-        for run_id in dead_runs:
+        for run_id in dead_run_ids:
             run = httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()
             assert run["state_type"] == "CRASHED", run["state"]
             assert run["state"]["message"] == CRASH_MESSAGE
