@@ -181,6 +181,8 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
         for pid in old_tree:  # the machine dies: the runner, its fork server, the flow runs
             os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
+        # A run taken (Pending) by a worker that died before starting it never sends a heartbeat.
+        never_started = _pending_run_without_a_worker(system)
         wait_for(
             lambda: any(pid not in old_tree for pid in _runner_tree(system.home)), "the runner to restart", 30
         )
@@ -226,11 +228,29 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
             run = httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()
             assert run["state_type"] == "CRASHED", run["state"]
             assert run["state"]["message"] == CRASH_MESSAGE
+        wait_for(
+            lambda: _state(system, never_started) == "CRASHED", "the never-started run to crash", 30, 0.5
+        )
         automations = prefect_paged(f"{system.prefect_api}/automations/filter")
         assert [a["name"] for a in automations].count(AUTOMATION_NAME) == 1
         assert "starting it again" in (system.home / "up.log").read_text()
         print(f"requeued {requeued_after:.1f} s after the kill (bound {DEAD_RUN_SECONDS} s)")
         asyncio.run(_automation_is_made_once_and_kept_up_to_date(system))
+
+
+def _pending_run_without_a_worker(system: System) -> str:
+    flow = httpx.post(f"{system.prefect_api}/flows/", json={"name": unique("orphan")}).json()
+    scheduled = {"flow_id": flow["id"], "state": {"type": "SCHEDULED"}}
+    run = httpx.post(f"{system.prefect_api}/flow_runs/", json=scheduled).json()
+    answer = httpx.post(
+        f"{system.prefect_api}/flow_runs/{run['id']}/set_state", json={"state": {"type": "PENDING"}}
+    ).json()
+    assert answer["status"] == "ACCEPT", answer
+    return str(run["id"])
+
+
+def _state(system: System, run_id: str) -> str:
+    return str(httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()["state_type"])
 
 
 async def _automation_is_made_once_and_kept_up_to_date(system: System) -> None:
