@@ -283,7 +283,8 @@ class Supervisor:
         # httptools with header size/time limits, connection caps (api/server.py)
         # with the invitation accept page (/connect/accept), decided by the connections core
         server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), s))
-        dispatcher = Dispatcher(s)
+        # The runner is our child: a run in flight at start died with the previous `up`.
+        dispatcher = Dispatcher(s, runs_die_with_us=True)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -46,8 +46,13 @@ DEAD_STATES = {"CRASHED", "CANCELLED", "FAILED", "COMPLETED"}
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, runs_die_with_us: bool = False) -> None:
+        """`runs_die_with_us`: the flow runs are run by a child of this process (`up`'s runner), so a
+        run still Running or Pending at start died with the previous one and is requeued at once.
+        Otherwise (a dispatcher alone, workers elsewhere) such a run may be alive on its worker, and
+        only Prefect's dead-run automation (heartbeats, deployments/dead_runs.py) says it is dead."""
         self.settings = settings or get_settings()
+        self.runs_die_with_us = runs_die_with_us
         self.booted_at = datetime.now(UTC)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -190,12 +195,11 @@ class Dispatcher:
                 run = found.get(run_id)
                 state = run.state.type.value if run and run.state else "MISSING"
                 changed = run.state.timestamp if run and run.state else None
-                orphaned = state in ORPHAN_STATES and changed is not None and changed < self.booted_at
-                if orphaned and not boot:
-                    # Only at boot is "running since before we started" proof that the run died with us.
-                    orphaned = False
-                if state in DEAD_STATES or state == "MISSING" or orphaned:
-                    if orphaned and run is not None:
+                verdict = dead_run_verdict(
+                    state, changed, self.booted_at, orphans_are_dead=boot and self.runs_die_with_us
+                )
+                if verdict is not None:
+                    if verdict == ORPHANED and run is not None:
                         await client.set_flow_run_state(
                             run.id,
                             Crashed(message="tradelane restarted while this run was in flight"),
@@ -207,6 +211,22 @@ class Dispatcher:
             log.warning("requeued %d transfers from dead runs", requeued)
             self._wake.set()
         return requeued
+
+
+ENDED, ORPHANED = "ended", "orphaned"
+
+
+def dead_run_verdict(
+    state: str, changed: datetime | None, booted_at: datetime, *, orphans_are_dead: bool
+) -> str | None:
+    """Whether a run holding transfers is dead: ENDED (a final state Prefect gave it, Crashed by the
+    dead-run automation included, or gone), ORPHANED (Running or Pending since before this start,
+    when its runner died with the previous one), None (alive, or not known to be dead)."""
+    if state in DEAD_STATES or state == "MISSING":
+        return ENDED
+    if orphans_are_dead and state in ORPHAN_STATES and changed is not None and changed < booted_at:
+        return ORPHANED
+    return None
 
 
 def _fail(batch_key: str, reason: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from cli.supervisor import RestartBudget, prefect_environment
 from core.config import Settings
 from deployments import dead_runs
+from deployments.dispatcher import ENDED, ORPHANED, dead_run_verdict
 
 
 def test_the_window_keeps_the_bound_and_leaves_room_past_a_heartbeat() -> None:
@@ -63,3 +64,17 @@ def test_a_runner_that_keeps_dying_is_not_restarted_for_ever() -> None:
     budget = RestartBudget(limit=3, window=60)
     assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert budget.allow(61)  # the first restart left the window
+
+
+def test_a_dispatcher_alone_leaves_runs_older_than_itself_to_the_heartbeats() -> None:
+    """A dispatcher restarted beside live workers must not take their runs for dead: only `up`,
+    whose runner died with it, may requeue at start what was in flight."""
+    booted = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    before = booted - timedelta(minutes=5)
+    assert dead_run_verdict("RUNNING", before, booted, orphans_are_dead=False) is None
+    assert dead_run_verdict("PENDING", before, booted, orphans_are_dead=False) is None
+    assert dead_run_verdict("RUNNING", before, booted, orphans_are_dead=True) == ORPHANED
+    assert dead_run_verdict("RUNNING", booted + timedelta(seconds=1), booted, orphans_are_dead=True) is None
+    for state in ("CRASHED", "CANCELLED", "FAILED", "COMPLETED", "MISSING"):
+        assert dead_run_verdict(state, before, booted, orphans_are_dead=False) == ENDED
+    assert dead_run_verdict("SCHEDULED", before, booted, orphans_are_dead=True) is None
