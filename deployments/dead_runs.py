@@ -39,7 +39,8 @@ ACTING_SECONDS = 2.0
 # the window leaves at least this much room past one period, so a slow run is not taken for dead.
 LATE_HEARTBEAT_ROOM_SECONDS = 10.0
 # The events a live run sends or causes: each restarts the wait; a final state ends it.
-STARTS = {"prefect.flow-run.heartbeat", "prefect.flow-run.Pending", "prefect.flow-run.Running"}
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+STARTS = {HEARTBEAT_EVENT, "prefect.flow-run.Pending", "prefect.flow-run.Running"}
 ENDS = {
     "prefect.flow-run.Completed",
     "prefect.flow-run.Failed",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from anyio import to_thread
@@ -19,6 +19,7 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 from sqlmodel import col, select
@@ -191,7 +192,18 @@ class Dispatcher:
                 sort=FlowRunSort.ID_DESC,
             )
             found = {str(run.id): run for run in runs}
+            crashed = [run_id for run_id, run in found.items() if run.state and run.state.is_crashed()]
+            try:
+                beating = await _still_beating(client, crashed)
+            except Exception:  # no events to read (an old or restricted server): the state decides
+                log.exception("could not read the crashed runs' heartbeats")
+                beating = set()
             for run_id, ids in by_run.items():
+                if run_id in beating:
+                    # Crashed, yet it still sends heartbeats (the automation fired on late events):
+                    # it may still be writing its files, so they are not given to a second run.
+                    log.warning("run %s is marked crashed but still sends heartbeats; its files wait", run_id)
+                    continue
                 run = found.get(run_id)
                 state = run.state.type.value if run and run.state else "MISSING"
                 changed = run.state.timestamp if run and run.state else None
@@ -214,6 +226,31 @@ class Dispatcher:
 
 
 ENDED, ORPHANED = "ended", "orphaned"
+# The most events Prefect's /events/filter gives in one page.
+EVENTS_PAGE = 50
+
+
+async def _still_beating(client: PrefectClient, run_ids: list[str]) -> set[str]:
+    """Those of `run_ids` that sent a heartbeat within one period and its late margin: alive."""
+    if not run_ids:
+        return set()
+    now = datetime.now(UTC)
+    since = now - timedelta(seconds=dead_runs.heartbeat_seconds() + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS)
+    page = await client.read_events(
+        EventFilter(
+            occurred=EventOccurredFilter.model_validate(
+                {"since": since, "until": now + timedelta(minutes=1)}
+            ),
+            event=EventNameFilter(name=[dead_runs.HEARTBEAT_EVENT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}" for run_id in run_ids]),
+        ),
+        limit=EVENTS_PAGE,
+    )
+    events = list(page.events)
+    while page.next_page is not None:
+        page = await client.read_events_page(str(page.next_page))
+        events += page.events
+    return {event.resource.id.removeprefix("prefect.flow-run.") for event in events}
 
 
 def dead_run_verdict(
