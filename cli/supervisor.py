@@ -93,6 +93,9 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "10",
         "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+        # Flow runs say they are alive this often (Prefect's minimum; the user's own value is kept):
+        # a run that stops is marked Crashed and its files requeued (deployments/dead_runs.py).
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     }
 
@@ -183,6 +186,27 @@ def clear_text_warning(settings: Settings) -> str | None:
     )
 
 
+RUNNER = "runner"
+# A runner that dies this many times within the window is broken, not killed: `up` stops, saying so.
+RUNNER_RESTARTS = 5
+RUNNER_RESTART_WINDOW_SECONDS = 60.0
+
+
+class RestartBudget:
+    """At most `limit` restarts within any `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.times: list[float] = []
+
+    def allow(self, now: float) -> bool:
+        self.times = [t for t in self.times if now - t < self.window]
+        if len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        return True
+
+
 class Supervisor:
     def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
         self.settings = settings or get_settings()
@@ -222,11 +246,15 @@ class Supervisor:
         )
         self.children.append(("prefect server", server))
         wait_until(lambda: prefect_healthy(s), 90, "Prefect server", server)
+        self.children.append((RUNNER, self.start_runner()))
+
+    def start_runner(self) -> subprocess.Popen[bytes]:
+        """The process that runs the flow runs; started again by `_watch_children` if it dies."""
         # If `up` dies, the runner's graceful shutdown would wait on a Prefect server that is dying
         # too; flow runs in flight are recovered by the dispatcher on the next start anyway.
         runner_cmd = [sys.executable, "-m", "deployments.serve"]
-        runner = spawn(runner_cmd, "runner", str(log_dir), on_parent_death=signal.SIGKILL)
-        self.children.append(("runner", runner))
+        log_dir = str(self.settings.home_dir / "logs")
+        return spawn(runner_cmd, RUNNER, log_dir, on_parent_death=signal.SIGKILL)
 
     def stop_children(self) -> None:
         for _name, proc in reversed(self.children):
@@ -255,7 +283,8 @@ class Supervisor:
         # httptools with header size/time limits, connection caps (api/server.py)
         # with the invitation accept page (/connect/accept), decided by the connections core
         server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), s))
-        dispatcher = Dispatcher(s)
+        # The runner is our child: a run in flight at start died with the previous `up`.
+        dispatcher = Dispatcher(s, runs_die_with_us=True)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -299,12 +328,21 @@ class Supervisor:
         return started
 
     async def _watch_children(self, stop: asyncio.Event) -> None:
+        """The Prefect server's exit stops `up` (nothing runs without it). The runner's is a worker
+        dying: it is started again, its flow runs are marked Crashed once their heartbeats stop and
+        their files requeued by the dispatcher; a runner that keeps dying at start stops `up`."""
+        restarts = RestartBudget(RUNNER_RESTARTS, RUNNER_RESTART_WINDOW_SECONDS)
         while not stop.is_set():
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    log.error("%s exited with code %s; stopping", name, proc.returncode)
-                    stop.set()
-                    return
+            for index, (name, proc) in enumerate(self.children):
+                if proc.poll() is None:
+                    continue
+                if name == RUNNER and restarts.allow(time.monotonic()):
+                    log.error("the runner exited with code %s; starting it again", proc.returncode)
+                    self.children[index] = (name, self.start_runner())
+                    continue
+                log.error("%s exited with code %s; stopping", name, proc.returncode)
+                stop.set()
+                return
             await asyncio.sleep(1)
 
     def run(self) -> None:
@@ -313,6 +351,10 @@ class Supervisor:
         # Where the operator finds the UI's login, asked before our own choice joins the environment.
         self.prefect_login = prefect_auth(self.settings)[1]
         apply_prefect_environment(self.settings)
+        from deployments import dead_runs
+
+        # A dead-run bound that cannot be kept with the heartbeat period refuses the start, saying why.
+        dead_runs.window_seconds(self.settings.dead_run_seconds, dead_runs.heartbeat_seconds())
         init_db()
         # The certificate FTPS (and HTTPS with API_TLS) presents: an unusable one refuses the start
         # here, before any child is spawned (core/tls.py's TLSConfigError is a RuntimeError).

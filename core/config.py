@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.
     reconcile_interval_seconds: float = 2.0
+    # A flow run whose worker or machine died (its heartbeats stopped) has its files carried again
+    # within this many seconds (deployments/dead_runs.py); at least 52 with Prefect's 30-s heartbeat.
+    dead_run_seconds: PositiveFloat = 60.0
     # The address others reach this instance at: the base of invitation links
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
     # Unset: http://{host}:{api_port}, https:// with api_tls (a wildcard host as loopback).

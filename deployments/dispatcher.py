@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from anyio import to_thread
@@ -19,6 +19,7 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
@@ -27,6 +28,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
+from deployments import dead_runs
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -34,20 +36,27 @@ log = logging.getLogger("tradelane.dispatcher")
 
 # Let a burst of uploads collect for a moment so it becomes a few runs, not one per file.
 DEBOUNCE_SECONDS = 0.05
-# How often in-flight transfers are checked against their runs' states (crashes, kills).
-RECOVERY_INTERVAL_SECONDS = 10.0
+# How often in-flight transfers are checked against their runs' states (crashes, kills): part of
+# the bound on noticing a dead run (TRADELANE_DEAD_RUN_SECONDS, deployments/dead_runs.py).
+RECOVERY_INTERVAL_SECONDS = dead_runs.RECOVERY_INTERVAL_SECONDS
 # At boot, a run still Running or Pending since before this process started died with it.
 ORPHAN_STATES = {"RUNNING", "PENDING"}
 DEAD_STATES = {"CRASHED", "CANCELLED", "FAILED", "COMPLETED"}
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, runs_die_with_us: bool = False) -> None:
+        """`runs_die_with_us`: the flow runs are run by a child of this process (`up`'s runner), so a
+        run still Running or Pending at start died with the previous one and is requeued at once.
+        Otherwise (a dispatcher alone, workers elsewhere) such a run may be alive on its worker, and
+        only Prefect's dead-run automation (heartbeats, deployments/dead_runs.py) says it is dead."""
         self.settings = settings or get_settings()
+        self.runs_die_with_us = runs_die_with_us
         self.booted_at = datetime.now(UTC)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self.runs_started = 0
+        self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
 
     def wake(self) -> None:
         """Thread-safe and cheap: called by the intake after every committed receipt."""
@@ -150,6 +159,16 @@ class Dispatcher:
 
     async def _recover_safely(self, boot: bool) -> None:
         try:
+            if not self._dead_run_automation:
+                async with get_client() as client:
+                    await dead_runs.ensure_automation(client, self.settings.dead_run_seconds)
+                self._dead_run_automation = True
+        except dead_runs.DeadRunSettingError as exc:  # `up` refuses these at start; said, not retried
+            log.error("%s", exc)
+            self._dead_run_automation = True
+        except Exception:
+            log.exception("could not create the Prefect automation that notices dead runs; will retry")
+        try:
             await self.recover(boot=boot)
         except Exception:
             log.exception("recovery check failed")
@@ -171,28 +190,78 @@ class Dispatcher:
                 sort=FlowRunSort.ID_DESC,
             )
             found = {str(run.id): run for run in runs}
+            crashed = [run_id for run_id, run in found.items() if run.state and run.state.is_crashed()]
+            try:
+                beating = await _still_beating(client, crashed)
+            except Exception:  # no events to read (an old or restricted server): the state decides
+                log.exception("could not read the crashed runs' heartbeats")
+                beating = set()
             for run_id, ids in by_run.items():
+                if run_id in beating:
+                    # Crashed, yet it still sends heartbeats (the automation fired on late events):
+                    # it may still be writing its files, so they are not given to a second run.
+                    log.warning("run %s is marked crashed but still sends heartbeats; its files wait", run_id)
+                    continue
                 run = found.get(run_id)
                 state = run.state.type.value if run and run.state else "MISSING"
                 changed = run.state.timestamp if run and run.state else None
-                orphaned = state in ORPHAN_STATES and changed is not None and changed < self.booted_at
-                if orphaned and not boot:
-                    # Only at boot is "running since before we started" proof that the run died with us.
-                    orphaned = False
-                if state in DEAD_STATES or state == "MISSING" or orphaned:
-                    if orphaned and run is not None:
+                verdict = dead_run_verdict(
+                    state, changed, self.booted_at, orphans_are_dead=boot and self.runs_die_with_us
+                )
+                if verdict is not None:
+                    if verdict == ORPHANED and run is not None:
                         await client.set_flow_run_state(
                             run.id,
                             Crashed(message="tradelane restarted while this run was in flight"),
                             force=True,
                         )
                     reason = f"run {run_id} ended {state.lower()} before finishing; dispatched again"
-                    await to_thread.run_sync(_requeue, ids, reason)
-                    requeued += len(ids)
+                    requeued += await to_thread.run_sync(_requeue, run_id, ids, reason)
         if requeued:
             log.warning("requeued %d transfers from dead runs", requeued)
             self._wake.set()
         return requeued
+
+
+ENDED, ORPHANED = "ended", "orphaned"
+# The most events Prefect's /events/filter gives in one page.
+EVENTS_PAGE = 50
+
+
+async def _still_beating(client: PrefectClient, run_ids: list[str]) -> set[str]:
+    """Those of `run_ids` that sent a heartbeat within one period and its late margin: alive."""
+    if not run_ids:
+        return set()
+    now = datetime.now(UTC)
+    since = now - timedelta(seconds=dead_runs.heartbeat_seconds() + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS)
+    page = await client.read_events(
+        EventFilter(
+            occurred=EventOccurredFilter.model_validate(
+                {"since": since, "until": now + timedelta(minutes=1)}
+            ),
+            event=EventNameFilter(name=[dead_runs.HEARTBEAT_EVENT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}" for run_id in run_ids]),
+        ),
+        limit=EVENTS_PAGE,
+    )
+    events = list(page.events)
+    while page.next_page is not None:
+        page = await client.read_events_page(str(page.next_page))
+        events += page.events
+    return {event.resource.id.removeprefix("prefect.flow-run.") for event in events}
+
+
+def dead_run_verdict(
+    state: str, changed: datetime | None, booted_at: datetime, *, orphans_are_dead: bool
+) -> str | None:
+    """Whether a run holding transfers is dead: ENDED (a final state Prefect gave it, Crashed by the
+    dead-run automation included, or gone), ORPHANED (Running or Pending since before this start,
+    when its runner died with the previous one), None (alive, or not known to be dead)."""
+    if state in DEAD_STATES or state == "MISSING":
+        return ENDED
+    if orphans_are_dead and state in ORPHAN_STATES and changed is not None and changed < booted_at:
+        return ORPHANED
+    return None
 
 
 def _fail(batch_key: str, reason: str) -> None:
@@ -205,6 +274,9 @@ def _in_flight() -> list[tuple[int, str]]:
         return [(t.id, t.flow_run_id) for t in transfers.in_flight(session) if t.id and t.flow_run_id]
 
 
-def _requeue(ids: list[int], reason: str) -> None:
+def _requeue(flow_run_id: str, ids: list[int], reason: str) -> int:
+    """Requeue those of `ids` that the dead run still holds: one another run took meanwhile (a
+    second dispatcher requeued it first, a Retry took it) stays with that run (one conditional
+    UPDATE in core, so a run's `take` cannot slip between a check and the requeue)."""
     with session_scope() as session:
-        transfers.requeue(session, ids, reason)
+        return transfers.requeue(session, ids, reason, from_run=flow_run_id)

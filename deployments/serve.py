@@ -21,6 +21,7 @@ from core.db import session_scope
 from core.models import DataFlow
 from core.permissions import make_private
 from core.redact import install_log_scrubber
+from deployments import dead_runs
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from flows.poll import poll
@@ -121,6 +122,9 @@ async def serve() -> None:
         prefetch_seconds=settings.runner_poll_seconds,
         limit=settings.runner_limit,
         pause_on_shutdown=False,
+        # Put in every flow run's environment, so a runner started alone (without `up`'s Prefect
+        # settings) still heartbeats as often as the dead-run automation expects (dead_runs.py).
+        heartbeat_seconds=dead_runs.heartbeat_seconds(),
     )
     reconciler = DeploymentReconciler(runner)
     await reconciler.once()

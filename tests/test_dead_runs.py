@@ -1,0 +1,80 @@
+"""The dead-run bound (TRADELANE_DEAD_RUN_SECONDS) and `up`'s runner restarts: the pure parts.
+
+The whole path (a real `up`, its runner SIGKILLed mid-push) is tests/e2e/test_dead_runner.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cli.supervisor import RestartBudget, prefect_environment
+from core.config import Settings
+from deployments import dead_runs
+from deployments.dispatcher import ENDED, ORPHANED, dead_run_verdict
+
+
+def test_the_window_keeps_the_bound_and_leaves_room_past_a_heartbeat() -> None:
+    window = dead_runs.window_seconds(60, 30)
+    # A death is requeued within: the window, Prefect's proactive check and action, the dispatcher's.
+    checks = dead_runs.PROACTIVE_GRANULARITY_SECONDS + dead_runs.ACTING_SECONDS
+    assert window + checks + dead_runs.RECOVERY_INTERVAL_SECONDS == 60
+    assert window >= 30 + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS
+    trigger = dead_runs.automation(60).trigger
+    assert trigger.within == timedelta(seconds=window)  # type: ignore[union-attr]
+
+
+def test_a_bound_too_short_for_the_heartbeat_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(dead_runs.HEARTBEAT_VARIABLE, "60")
+    assert dead_runs.heartbeat_seconds() == 60  # the user's own heartbeat period is kept
+    with pytest.raises(dead_runs.DeadRunSettingError) as refused:
+        dead_runs.window_seconds(60, dead_runs.heartbeat_seconds())
+    message = str(refused.value)
+    assert "TRADELANE_DEAD_RUN_SECONDS=60" in message and "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in message
+    assert "at least 82" in message
+
+
+def test_up_asks_flow_runs_for_heartbeats_and_keeps_the_users_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path, prefect_auth="u:p")
+    monkeypatch.delenv(dead_runs.HEARTBEAT_VARIABLE, raising=False)
+    assert prefect_environment(settings)[dead_runs.HEARTBEAT_VARIABLE] == "30"
+    monkeypatch.setenv(dead_runs.HEARTBEAT_VARIABLE, "45")
+    assert prefect_environment(settings)[dead_runs.HEARTBEAT_VARIABLE] == "45"
+
+
+def test_up_refuses_a_dead_run_bound_it_cannot_keep(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
+    env.update(TRADELANE_HOME=str(tmp_path), TRADELANE_DEAD_RUN_SECONDS="20")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "TRADELANE_DEAD_RUN_SECONDS=20 is too short" in " ".join(result.stderr.split())
+    assert not (tmp_path / "logs").exists()  # refused before any child was started
+
+
+def test_a_runner_that_keeps_dying_is_not_restarted_for_ever() -> None:
+    budget = RestartBudget(limit=3, window=60)
+    assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
+    assert budget.allow(61)  # the first restart left the window
+
+
+def test_a_dispatcher_alone_leaves_runs_older_than_itself_to_the_heartbeats() -> None:
+    """A dispatcher restarted beside live workers must not take their runs for dead: only `up`,
+    whose runner died with it, may requeue at start what was in flight."""
+    booted = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    before = booted - timedelta(minutes=5)
+    assert dead_run_verdict("RUNNING", before, booted, orphans_are_dead=False) is None
+    assert dead_run_verdict("PENDING", before, booted, orphans_are_dead=False) is None
+    assert dead_run_verdict("RUNNING", before, booted, orphans_are_dead=True) == ORPHANED
+    assert dead_run_verdict("RUNNING", booted + timedelta(seconds=1), booted, orphans_are_dead=True) is None
+    for state in ("CRASHED", "CANCELLED", "FAILED", "COMPLETED", "MISSING"):
+        assert dead_run_verdict(state, before, booted, orphans_are_dead=False) == ENDED
+    assert dead_run_verdict("SCHEDULED", before, booted, orphans_are_dead=True) is None
