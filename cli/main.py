@@ -20,6 +20,7 @@ from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
+from cli.serve import serve_app
 from cli.templates import template_app
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
@@ -32,12 +33,15 @@ app.add_typer(edi_cli.app, name="edi")
 app.add_typer(pgp_cli.app, name="pgp")
 app.add_typer(connect_app, name="connect")
 app.add_typer(template_app, name="template")
+app.add_typer(serve_app, name="serve")
 
 
 @app.command()
 def up() -> None:
     """Run everything: Prefect server + UI, the deployments' runner, the API and the dispatcher."""
     import logging
+
+    from rich.markup import escape
 
     from cli.supervisor import Supervisor
     from core.b2b.mail import clear_password_warning
@@ -52,7 +56,7 @@ def up() -> None:
     try:
         Supervisor(echo=lambda line: console.print(line, soft_wrap=True, markup=False)).run()
     except RuntimeError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
