@@ -4,6 +4,7 @@ role made up in its home what the roles share."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,27 @@ def test_upload_to_run_created_latency_across_processes(topology: Topology, tmp_
         engine.dispose()
     topology.system.wait_for(delivered(5), timeout=90, flow=flow)
     print(f"upload → run created across processes: {', '.join(f'{s * 1000:.0f} ms' for s in latencies)}")
+
+
+def test_up_uses_a_user_set_prefect_api_url_and_starts_no_prefect_server(
+    topology: Topology, tmp_path: Path
+) -> None:
+    from tests.system import run_system
+
+    auth = topology.shared["TRADELANE_PREFECT_AUTH"]
+    with run_system(PREFECT_API_URL=topology.shared["PREFECT_API_URL"], TRADELANE_PREFECT_AUTH=auth) as up:
+        own_port = int(up.env["TRADELANE_PREFECT_PORT"])  # where up's own server would listen
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", own_port), 1):
+            pass
+        assert not (up.home / "logs" / "prefect-server.log").exists()
+        assert "(yours)" in (up.home / "up.log").read_text()
+        partner = unique("u")
+        up.cli("partner", "add", partner, "--password", PASSWORD)
+        endpoint, flow = unique("dir"), unique("flow")
+        up.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(tmp_path / "out"))
+        up.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
+        with PartnerClient(up, partner, PASSWORD) as client:
+            assert client.upload("via-up.txt", b"up").status_code == 201
+        rows = up.wait_for(delivered(1), timeout=90, flow=flow)
+    # The run was made on the user's server (the one `serve prefect` runs), not on one of up's own.
+    assert finished_run(topology.system, rows[0]["flow_run_id"])["state_type"] == "COMPLETED"
