@@ -75,7 +75,9 @@ async def api(settings: Settings, stop: asyncio.Event) -> None:
     from api.app import create_app
     from api.server import uvicorn_config
     from api.web.accept_service import CoreAcceptService
+    from core.wakeups import notify_on_intake
 
+    notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
     server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), settings))
     # uvicorn takes SIGINT/SIGTERM itself while it serves and raises them again once the API has
     # stopped, so they reach `stop` then, and the other roles shut down after it.
@@ -103,6 +105,9 @@ def start_mailbox_servers(settings: Settings) -> list[Any]:
 
 
 async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
+    from core.wakeups import notify_on_intake
+
+    notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
     servers = start_mailbox_servers(settings)
     try:
         await stop.wait()
@@ -114,13 +119,20 @@ async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
 async def dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     """Pending transfers into Prefect runs; woken at once by uploads taken in by this process, by
     the store's notifications from other processes where it has them, else by its sweep."""
+    from core.wakeups import listen_for_intake
     from deployments.dispatcher import Dispatcher
 
-    running = asyncio.create_task(Dispatcher(settings).run(), name="dispatcher")
-    await _until_stopped_or_done(stop, running)
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    dispatcher = Dispatcher(settings)
+    running = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    listener = listen_for_intake(settings, dispatcher.wake)
+    try:
+        await _until_stopped_or_done(stop, running)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        if listener is not None:
+            await asyncio.to_thread(listener.stop)
 
 
 async def run_roles(

@@ -9,12 +9,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import paramiko
 import pytest
 from sqlalchemy import create_engine, text
 
+from deployments.naming import transfer_deployment
 from tests.e2e.helpers import PartnerClient, delivered, finished_run, unique
 from tests.roles.topology import Topology, run_topology
+from tests.waiting import wait_for
 
 PASSWORD = "roles-partner-pw-1"
 # What a role on its own may keep in its home: its own logs and Prefect client state, nothing shared.
@@ -32,6 +35,10 @@ def _flow_to_folder(topology: Topology, partner: str, folder: Path) -> str:
     endpoint, flow = unique("dir"), unique("flow")
     cli("endpoint", "add", endpoint, "--type", "file", "--path", str(folder))
     cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
+    # Served once the runner has registered it (every TRADELANE_RECONCILE_INTERVAL_SECONDS): before
+    # that a run of it waits for the dispatcher's next sweep, which here is an hour away.
+    url = f"{topology.prefect_api}/deployments/name/{transfer_deployment(flow, 'home')}"
+    wait_for(lambda: httpx.get(url).status_code == 200, "the runner to serve the data flow", timeout=60)
     return flow
 
 
@@ -77,8 +84,8 @@ def test_no_role_keeps_shared_state_in_its_own_home(topology: Topology) -> None:
 
 
 def test_upload_to_run_created_latency_across_processes(topology: Topology, tmp_path: Path) -> None:
-    """The API's process cannot wake the dispatcher's: the upload reaches it by the store. Prints
-    upload → run created (the dispatcher's sweep: TRADELANE_SWEEP_INTERVAL_SECONDS)."""
+    """The API's process wakes the dispatcher's through the store (LISTEN/NOTIFY; the dispatcher
+    here sweeps once an hour). Prints upload → run created for a few uploads one after another."""
     partner = unique("l")
     topology.system.cli("partner", "add", partner, "--password", PASSWORD)
     flow = _flow_to_folder(topology, partner, tmp_path / "out")
