@@ -147,3 +147,17 @@ def test_storage_must_be_a_local_folder_for_now(tmp_path: Path) -> None:
     assert Settings(storage_url="file:///srv/shared%20files").mailbox_root == Path("/srv/shared files")
     with pytest.raises(ValueError, match="absolute"):
         Settings(storage_url="relative/folder")
+
+
+def test_with_shared_storage_the_as2_spool_is_shared_too(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The API resends AS2 messages a flow run spooled: apart, both find them in the storage."""
+    from core.as2.settings import spool_root
+
+    assert spool_root() == str(clean_env.home_dir / "as2")
+    monkeypatch.setenv("TRADELANE_STORAGE_URL", str(tmp_path / "shared"))
+    get_settings.cache_clear()
+    assert spool_root() == str(tmp_path / "shared" / ".as2")
+    monkeypatch.setenv("TRADELANE_AS2_SPOOL_DIR", str(tmp_path / "mine"))
+    assert spool_root() == str(tmp_path / "mine")
