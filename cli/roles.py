@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -116,13 +117,20 @@ async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
             server.stop()
 
 
-async def dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+async def dispatcher(settings: Settings, stop: asyncio.Event, runs_die_with_it: bool = False) -> None:
     """Pending transfers into Prefect runs; woken at once by uploads taken in by this process, by
-    the store's notifications from other processes where it has them, else by its sweep."""
+    the store's notifications from other processes where it has them, else by its sweep.
+
+    `runs_die_with_it`: the runs are carried by children of this process (`up`'s runner), so a run
+    still Running when it starts died with the last one (Dispatcher.recover's boot check). A
+    dispatcher on its own restarts while the runner or workers carry on: their runs are left alone,
+    and a dead one is noticed by its state."""
     from core.wakeups import listen_for_intake
     from deployments.dispatcher import Dispatcher
 
     dispatcher = Dispatcher(settings)
+    if not runs_die_with_it:
+        dispatcher.booted_at = datetime.min.replace(tzinfo=UTC)  # no run predates it: none orphaned
     running = asyncio.create_task(dispatcher.run(), name="dispatcher")
     listener = listen_for_intake(settings, dispatcher.wake)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import ipaddress
 import logging
 import os
@@ -296,7 +297,8 @@ class Supervisor:
             [
                 ("mailboxes", roles.mailboxes),
                 ("api", roles.api),
-                ("dispatcher", roles.dispatcher),
+                # Its runs are carried by this process's runner child: they die with it.
+                ("dispatcher", functools.partial(roles.dispatcher, runs_die_with_it=True)),
                 ("children", lambda _settings, stop: self._watch_children(stop)),
             ],
             started=lambda: self.echo(banner),

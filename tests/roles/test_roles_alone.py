@@ -16,7 +16,8 @@ from sqlalchemy import create_engine, text
 
 from deployments.naming import transfer_deployment
 from tests.e2e.helpers import PartnerClient, delivered, finished_run, unique
-from tests.roles.topology import Topology, run_topology
+from tests.endpoint_servers.http_app import HttpApp
+from tests.roles.topology import Topology, run_topology, start_process, wait_until_up
 from tests.waiting import wait_for
 
 PASSWORD = "roles-partner-pw-1"
@@ -138,3 +139,62 @@ def test_up_uses_a_user_set_prefect_api_url_and_starts_no_prefect_server(
         rows = up.wait_for(delivered(1), timeout=90, flow=flow)
     # The run was made on the user's server (the one `serve prefect` runs), not on one of up's own.
     assert finished_run(topology.system, rows[0]["flow_run_id"])["state_type"] == "COMPLETED"
+
+
+def test_a_dispatcher_restarted_alone_leaves_the_runners_runs_alone(
+    topology: Topology, http_app: HttpApp
+) -> None:
+    """`serve dispatcher` restarting while a run is in flight on the runner (another process, which
+    carries on) neither marks that run Crashed nor dispatches its file again."""
+    http_app.reset()
+    partner = unique("r")
+    cli = topology.system.cli
+    cli("partner", "add", partner, "--password", PASSWORD)
+    endpoint, flow = unique("web"), unique("flow")
+    cli(
+        "endpoint",
+        "add",
+        endpoint,
+        "--type",
+        "http",
+        "--url",
+        f"{http_app.url}/files",
+        "--bearer",
+        "test-token-rw",
+    )
+    cli(
+        "flow",
+        "add",
+        flow,
+        "--source",
+        f"mailbox:{partner}",
+        "--dest",
+        endpoint,
+        "--retries",
+        "12",
+        "--retry-delay",
+        "1",
+    )
+    url = f"{topology.prefect_api}/deployments/name/{transfer_deployment(flow, 'home')}"
+    wait_for(lambda: httpx.get(url).status_code == 200, "the runner to serve the data flow", timeout=60)
+    http_app.stop()  # the destination is down: the run retries the push, Running meanwhile
+    try:
+        with PartnerClient(topology.system, partner, PASSWORD) as client:
+            assert client.upload("restart.csv", b"a,b\n").status_code == 201
+        rows = topology.system.wait_for(
+            lambda rows: bool(rows) and rows[0]["state"] == "running", timeout=90, flow=flow
+        )
+        run_id = rows[0]["flow_run_id"]
+        old = topology.roles["dispatcher"]
+        old.stop()
+        # Started again as a container would be: the same settings, a new empty home.
+        again_home = old.home.with_name("dispatcher-again")
+        again = start_process("dispatcher", ["-m", "cli.main", "serve", "dispatcher"], old.env, again_home)
+        topology.roles["dispatcher"] = again
+        wait_until_up(again, "runs in flight at start checked")  # its boot check is done
+    finally:
+        http_app.start()
+    rows = topology.system.wait_for(delivered(1), timeout=240, flow=flow)
+    assert rows[0]["flow_run_id"] == run_id  # carried by the run it was in, never dispatched again
+    assert finished_run(topology.system, run_id)["state_type"] == "COMPLETED"
+    assert (http_app.root / "restart.csv").read_bytes() == b"a,b\n"
