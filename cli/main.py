@@ -38,7 +38,8 @@ app.add_typer(serve_app, name="serve")
 
 @app.command()
 def up() -> None:
-    """Run everything: Prefect server + UI, the deployments' runner, the API and the dispatcher."""
+    """Run everything: Prefect server + UI (none when PREFECT_API_URL names yours), the deployments'
+    runner, the API, the mailboxes and the dispatcher. `tradelane serve ...` runs one role alone."""
     import logging
 
     from rich.markup import escape
