@@ -38,8 +38,7 @@ app.add_typer(serve_app, name="serve")
 
 @app.command()
 def up() -> None:
-    """Run everything: Prefect server + UI (none when PREFECT_API_URL names yours), the deployments'
-    runner, the API, the mailboxes and the dispatcher. `tradelane serve ...` runs one role alone."""
+    """Run everything here: Prefect server + UI (unless PREFECT_API_URL names yours), runner, API, dispatcher."""
     import logging
 
     from rich.markup import escape
