@@ -38,7 +38,7 @@ app.add_typer(serve_app, name="serve")
 
 @app.command()
 def up() -> None:
-    """Run everything here: Prefect server + UI (unless PREFECT_API_URL names yours), runner, API, dispatcher."""
+    """Run everything here: Prefect server + UI (unless PREFECT_API_URL names yours), runner, API, ..."""
     import logging
 
     from rich.markup import escape
