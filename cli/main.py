@@ -38,7 +38,7 @@ app.add_typer(serve_app, name="serve")
 
 @app.command()
 def up() -> None:
-    """Run everything here: Prefect server + UI (unless PREFECT_API_URL names yours), runner, API, ..."""
+    """Run it all here: Prefect (unless PREFECT_API_URL is set), runner, API, mailboxes, dispatcher."""
     import logging
 
     from rich.markup import escape
