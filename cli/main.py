@@ -20,6 +20,7 @@ from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
 from cli.partners import partner_app
+from cli.serve import serve_app
 from cli.templates import template_app
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
@@ -32,11 +33,12 @@ app.add_typer(edi_cli.app, name="edi")
 app.add_typer(pgp_cli.app, name="pgp")
 app.add_typer(connect_app, name="connect")
 app.add_typer(template_app, name="template")
+app.add_typer(serve_app, name="serve")
 
 
 @app.command()
 def up() -> None:
-    """Run everything: Prefect server + UI, the deployments' runner, the API and the dispatcher."""
+    """Run it all here: Prefect (unless PREFECT_API_URL is set), runner, API, mailboxes, dispatcher."""
     import logging
 
     from cli.supervisor import Supervisor

@@ -1,7 +1,9 @@
 """`tradelane up`: the Prefect server, the deployments' runner, the API and the dispatcher, together.
 
-The Prefect server and the runner are child processes; the API (uvicorn) and the dispatcher share
-this process's event loop, so an upload wakes the dispatcher without a round trip. Children are
+Each role is defined once in cli/roles.py (`tradelane serve <role>` runs one alone). The Prefect
+server (unless PREFECT_API_URL names the user's own) and the runner are child processes; the API
+(uvicorn), the mailbox servers and the dispatcher share this process, so an upload wakes the
+dispatcher without a round trip. Children are
 tied to this process with PR_SET_PDEATHSIG, so even a SIGKILL of `up` takes them down with it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import ipaddress
 import logging
 import os
@@ -19,10 +22,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-import httpx
-
+from cli import roles
+from cli.roles import (  # noqa: F401 (GIL_SWITCH_INTERVAL, tune_interpreter: also known by this module)
+    GIL_SWITCH_INTERVAL,
+    prefect_server_command,
+    run_roles,
+    tune_interpreter,
+    wait_for_prefect,
+)
 from core.config import Settings, get_settings
 from core.crypto import home_secret
 
@@ -30,23 +39,41 @@ log = logging.getLogger("tradelane.up")
 
 PR_SET_PDEATHSIG = 1
 
-# Each SFTP connection is two threads handing data to each other (paramiko's transport thread
-# decrypts, the session thread writes and hashes). With CPython's default 5 ms GIL switch interval
-# the one that just released the GIL for I/O often waits out a whole interval to get it back; at
-# 0.5 ms uploads and downloads run 1.3-1.8x faster (bench/sftp_bench.py).
-GIL_SWITCH_INTERVAL = 0.0005
-
-
-def tune_interpreter() -> None:
-    """Interpreter-wide settings the mailbox servers of `up` run best with. Set by the process that
-    runs them, never by a server's `start()`: a test or a library that starts one keeps its own."""
-    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-
-
 PREFECT_AUTH_FILE = "prefect-auth"
 # Prefect's own names for the auth string, in the order a user's environment is asked for one.
 PREFECT_AUTH_VARIABLES = ("PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
+# Prefect's two names for its server's database (the second is the older alias).
+PREFECT_DATABASE_VARIABLES = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+
+# What tradelane runs best with; a value the user gives for any of them is kept as given.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    # Polling data flows run on schedules; look for new schedules every few seconds, not minutes.
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+    # A 2-second poll would otherwise get 100 runs scheduled ahead; 20 is plenty with a 5 s loop.
+    "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "20",
+    # Embedded SQLite serialises writers: under a burst, wait for the lock instead of answering 500.
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "10",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
+    "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+    # Flow runs say they are alive this often (Prefect's minimum): a run that stops is marked
+    # Crashed and its files requeued (deployments/dead_runs.py).
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+}
+
+
+class PrefectSettingError(RuntimeError):
+    """A PREFECT_* setting the user gave that tradelane cannot honour; the message names it."""
+
+
+def external_prefect_api() -> str | None:
+    """The user's PREFECT_API_URL: a Prefect server someone else runs, which tradelane then uses
+    instead of starting its own (`up`), or which a role on its own must be told."""
+    return os.environ.get("PREFECT_API_URL", "").strip() or None
 
 
 def prefect_auth(settings: Settings) -> tuple[str, str]:
@@ -55,56 +82,88 @@ def prefect_auth(settings: Settings) -> tuple[str, str]:
     TRADELANE_PREFECT_AUTH, else the user's own Prefect setting, else a string generated once into
     the home: the API that creates flow runs and shows their logs is never open, even on loopback.
     """
-    if settings.prefect_auth:
-        return settings.prefect_auth, "TRADELANE_PREFECT_AUTH"
-    for variable in PREFECT_AUTH_VARIABLES:
-        if value := os.environ.get(variable):
-            return value, variable
+    if given := given_prefect_auth(settings):
+        return given
     path = settings.home_dir / PREFECT_AUTH_FILE
     # user:password, what the UI's login form (and `curl -u`) expect; ASCII, which the UI can encode.
     generated = home_secret(PREFECT_AUTH_FILE, lambda: f"tradelane:{secrets.token_urlsafe(32)}".encode())
     return generated.decode(), str(path)
 
 
-def prefect_environment(settings: Settings) -> dict[str, str]:
-    """Prefect settings for every process of this installation: our server, no phoning home."""
-    prefect_home = settings.home_dir / "prefect"
+def given_prefect_auth(settings: Settings) -> tuple[str, str] | None:
+    """The auth string the user gave (and the setting it came from), refusing two that disagree."""
+    given = [("TRADELANE_PREFECT_AUTH", settings.prefect_auth)]
+    given += [(variable, os.environ.get(variable)) for variable in PREFECT_AUTH_VARIABLES]
+    found = [(variable, value) for variable, value in given if value]
+    for variable, value in found[1:]:
+        if value != found[0][1]:
+            raise PrefectSettingError(
+                f"{found[0][0]} and {variable} give two different Prefect auth strings; "
+                "one server and its clients need one: set only one of them"
+            )
+    return (found[0][1], found[0][0]) if found else None
+
+
+def _prefect_database_url(settings: Settings) -> tuple[str, str] | None:
+    """The database the user gave the Prefect server `up` starts, and the setting naming it."""
+    found = [(v, os.environ[v]) for v in PREFECT_DATABASE_VARIABLES if os.environ.get(v)]
+    if len({value for _variable, value in found}) > 1:
+        raise PrefectSettingError(
+            f"{found[0][0]} and {found[1][0]} name two different databases for the Prefect server: set one"
+        )
+    return (found[0][1], found[0][0]) if found else None
+
+
+def prefect_environment(settings: Settings, own_server: bool | None = None) -> dict[str, str]:
+    """Prefect settings for every process of this installation, the user's own kept as given.
+
+    Our server (or the user's PREFECT_API_URL), our auth string (or the user's), no phoning home.
+    A PREFECT_* value the user set is never replaced: it is passed on, or, where it contradicts the
+    server `up` starts (its address, its port), refused with a message naming it. `own_server`: the
+    settings of the server this installation starts (default: unless PREFECT_API_URL names one).
+    """
+    external = external_prefect_api()
+    if own_server is None:
+        own_server = external is None
+    env = {k: os.environ.get(k) or v for k, v in PREFECT_DEFAULTS.items()}
+    env["PREFECT_HOME"] = os.environ.get("PREFECT_HOME") or str(settings.home_dir / "prefect")
+    api_url = external or settings.prefect_api_url
+    env["PREFECT_API_URL"] = api_url
+    # Where the UI in a browser finds the API: this machine, unless the user says otherwise.
+    env["PREFECT_UI_API_URL"] = os.environ.get("PREFECT_UI_API_URL") or api_url
+    if not own_server:
+        # Someone else's server: its auth string is whatever the user gave (none: an open server).
+        if given := given_prefect_auth(settings):
+            env["PREFECT_API_AUTH_STRING"] = given[0]
+        return env
+    for variable, value, setting in (
+        ("PREFECT_SERVER_API_HOST", settings.prefect_host, "TRADELANE_PREFECT_HOST"),
+        ("PREFECT_SERVER_API_PORT", str(settings.prefect_port), "TRADELANE_PREFECT_PORT"),
+    ):
+        if (mine := os.environ.get(variable)) and mine != value:
+            raise PrefectSettingError(
+                f"{variable}={mine} differs from {setting}={value}, where tradelane starts its Prefect "
+                f"server: set {setting} instead (or PREFECT_API_URL to use a server you run yourself)"
+            )
+        env[variable] = value
     auth, _where = prefect_auth(settings)
-    return {
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_API_URL": settings.prefect_api_url,
-        # Where the UI in a browser finds the API: this machine, unless the user says otherwise.
-        "PREFECT_UI_API_URL": os.environ.get("PREFECT_UI_API_URL") or settings.prefect_api_url,
-        "PREFECT_SERVER_API_HOST": settings.prefect_host,
-        # The server demands it (HTTP Basic); every client — runner, flow runs, dispatcher, CLI — sends it.
-        "PREFECT_SERVER_API_AUTH_STRING": auth,
-        "PREFECT_API_AUTH_STRING": auth,
-        "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
-        # Polling data flows run on schedules; look for new schedules every few seconds, not minutes.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
-        # A 2-second poll would otherwise get 100 runs scheduled ahead; 20 is plenty with a 5 s loop.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "20",
-        # Embedded SQLite serialises writers: under a burst, wait for the lock instead of answering 500.
-        "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "10",
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
-        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
-        # Flow runs say they are alive this often (Prefect's minimum; the user's own value is kept):
-        # a run that stops is marked Crashed and its files requeued (deployments/dead_runs.py).
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or "30",
-        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
-    }
+    # The server demands it (HTTP Basic); every client — runner, flow runs, dispatcher, CLI — sends it.
+    env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"] = auth
+    database = _prefect_database_url(settings)
+    if database is None:
+        sqlite = f"sqlite+aiosqlite:///{Path(env['PREFECT_HOME']) / 'prefect.db'}"
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = sqlite
+    else:
+        env[database[1]] = database[0]
+    return env
 
 
-def apply_prefect_environment(settings: Settings) -> None:
-    os.environ.update(prefect_environment(settings))
+def apply_prefect_environment(settings: Settings, own_server: bool | None = None) -> None:
+    env = prefect_environment(settings, own_server)
+    os.environ.update(env)
     # Children (runner, flow runs) must find the same store whatever their working directory.
     os.environ["TRADELANE_HOME"] = str(settings.home_dir)
-    (settings.home_dir / "prefect").mkdir(parents=True, exist_ok=True)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 def _die_with_parent(sig: int) -> Callable[[], None]:
@@ -125,24 +184,6 @@ def spawn(args: list[str], name: str, log_dir: str, on_parent_death: int) -> sub
             preexec_fn=_die_with_parent(on_parent_death),
             env=os.environ.copy(),
         )
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode}; see its log")
-        if check():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
-
-
-def prefect_healthy(settings: Settings) -> bool:
-    try:
-        return httpx.get(f"{settings.prefect_api_url}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def port_free(host: str, port: int) -> bool:
@@ -208,48 +249,40 @@ class RestartBudget:
 
 
 class Supervisor:
+    """`tradelane up`: every role of cli/roles.py on this machine, the Prefect server and the
+    deployments' runner as children (no Prefect server when PREFECT_API_URL names one)."""
+
     def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
         self.settings = settings or get_settings()
         self.echo = echo
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.prefect_login = ""
+        # The user's own Prefect server (PREFECT_API_URL), used instead of starting one.
+        self.external_prefect = external_prefect_api()
 
     def start_children(self) -> None:
         s = self.settings
-        ports = (
-            ("API", s.host, s.api_port),
-            ("SFTP", s.host, s.sftp_port),
-            ("FTP", s.host, s.ftp_port),
-            ("Prefect server", s.prefect_host, s.prefect_port),
-        )
+        ports = [("API", s.host, s.api_port), ("SFTP", s.host, s.sftp_port), ("FTP", s.host, s.ftp_port)]
+        if not self.external_prefect:
+            ports.append(("Prefect server", s.prefect_host, s.prefect_port))
         for what, host, port in ports:
             if not port_free(host, port):
                 raise RuntimeError(f"{what} port {host}:{port} is already in use (is another `up` running?)")
         log_dir = s.home_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        server = spawn(
-            [
-                sys.executable,
-                "-m",
-                "deployments.prefect_server",  # prefect's own CLI, with SQLite writes begun IMMEDIATE
-                "server",
-                "start",
-                "--host",
-                s.prefect_host,
-                "--port",
-                str(s.prefect_port),
-            ],
-            "prefect-server",
-            str(log_dir),
+        api_url, auth = os.environ["PREFECT_API_URL"], os.environ.get("PREFECT_API_AUTH_STRING")
+        if self.external_prefect:
+            wait_for_prefect(api_url, auth, 90, alive=lambda: True)
+        else:
             # The server shuts down cleanly on SIGTERM (its database stays consistent).
-            on_parent_death=signal.SIGTERM,
-        )
-        self.children.append(("prefect server", server))
-        wait_until(lambda: prefect_healthy(s), 90, "Prefect server", server)
+            server = spawn(prefect_server_command(s), "prefect-server", str(log_dir), signal.SIGTERM)
+            self.children.append(("prefect server", server))
+            wait_for_prefect(api_url, auth, 90, alive=lambda: server.poll() is None)
         self.children.append((RUNNER, self.start_runner()))
 
     def start_runner(self) -> subprocess.Popen[bytes]:
-        """The process that runs the flow runs; started again by `_watch_children` if it dies."""
+        """The child that runs the data flows' deployments (deployments/serve.py); started again
+        by `_watch_children` if it dies."""
         # If `up` dies, the runner's graceful shutdown would wait on a Prefect server that is dying
         # too; flow runs in flight are recovered by the dispatcher on the next start anyway.
         runner_cmd = [sys.executable, "-m", "deployments.serve"]
@@ -269,63 +302,32 @@ class Supervisor:
                 proc.wait()
 
     async def serve(self) -> None:
-        import uvicorn
-
-        from api.app import create_app
-        from api.server import uvicorn_config
-        from api.web.accept_service import CoreAcceptService
-        from deployments.dispatcher import Dispatcher
-
         s = self.settings
         if warning := clear_text_warning(s):
             log.warning(warning)
-        mailbox_servers = self.start_mailbox_servers()
-        # httptools with header size/time limits, connection caps (api/server.py)
-        # with the invitation accept page (/connect/accept), decided by the connections core
-        server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), s))
-        # The runner is our child: a run in flight at start died with the previous `up`.
-        dispatcher = Dispatcher(s, runs_die_with_us=True)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        # uvicorn takes SIGINT/SIGTERM itself while it serves and raises them again once the API
-        # has stopped, so they reach `stop` then, and the rest shuts down after it.
-        tasks = [
-            asyncio.create_task(server.serve(), name="api"),
-            asyncio.create_task(dispatcher.run(), name="dispatcher"),
-            asyncio.create_task(self._watch_children(stop), name="children"),
-        ]
-        self.echo(
+        prefect = (
+            f"Prefect API {self.external_prefect} (yours)"
+            if self.external_prefect
+            else f"Prefect UI {s.prefect_ui_url} (log in with {self.prefect_login})"
+        )
+        banner = (
             f"tradelane is up: API {s.api_scheme}://{s.host}:{s.api_port}{api_tls_note(s)}  (docs /docs)   "
             f"SFTP {s.host}:{s.sftp_port}   FTP/FTPS {s.host}:{s.ftp_port}   "
-            f"Prefect UI {s.prefect_ui_url} (log in with {self.prefect_login})   "
-            f"home {s.home_dir}   Ctrl-C stops"
+            f"{prefect}   home {s.home_dir}   Ctrl-C stops"
         )
-        try:
-            await stop.wait()
-        finally:
-            server.should_exit = True
-            for task in tasks[1:]:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for mailbox_server in mailbox_servers:
-                mailbox_server.stop()
-
-    def start_mailbox_servers(self) -> list[Any]:
-        """SFTP and FTP/FTPS in threads of this process, sharing one login ledger with the API."""
-        from mailboxes.auth import MailboxAuth
-        from mailboxes.ftp import FTPServer
-        from mailboxes.sftp import SFTPServer
-
-        tune_interpreter()
-        auth = MailboxAuth(self.settings)
-        started: list[Any] = []
-        for server_class in (SFTPServer, FTPServer):
-            server = server_class(self.settings, auth)
-            server.start()
-            started.append(server)
-        return started
+        # The mailbox servers start (and bind) before the API serves, as they always have; the
+        # dispatcher in this process is woken by every upload the API and mailboxes take in.
+        await run_roles(
+            s,
+            [
+                ("mailboxes", roles.mailboxes),
+                ("api", roles.api),
+                # Its runs are carried by this process's runner child: they die with it.
+                ("dispatcher", functools.partial(roles.dispatcher, runs_die_with_it=True)),
+                ("children", lambda _settings, stop: self._watch_children(stop)),
+            ],
+            started=lambda: self.echo(banner),
+        )
 
     async def _watch_children(self, stop: asyncio.Event) -> None:
         """The Prefect server's exit stops `up` (nothing runs without it). The runner's is a worker
@@ -348,13 +350,12 @@ class Supervisor:
     def run(self) -> None:
         from core.db import init_db
 
-        # Where the operator finds the UI's login, asked before our own choice joins the environment.
-        self.prefect_login = prefect_auth(self.settings)[1]
-        apply_prefect_environment(self.settings)
-        from deployments import dead_runs
+        roles.check_dead_run_bound(self.settings)
 
-        # A dead-run bound that cannot be kept with the heartbeat period refuses the start, saying why.
-        dead_runs.window_seconds(self.settings.dead_run_seconds, dead_runs.heartbeat_seconds())
+        # Where the operator finds the UI's login, asked before our own choice joins the environment.
+        if not self.external_prefect:
+            self.prefect_login = prefect_auth(self.settings)[1]
+        apply_prefect_environment(self.settings)
         init_db()
         # The certificate FTPS (and HTTPS with API_TLS) presents: an unusable one refuses the start
         # here, before any child is spawned (core/tls.py's TLSConfigError is a RuntimeError).

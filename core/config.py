@@ -7,7 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     Field,
@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     prefect_auth: str | None = None
     database_url: str | None = None
     secret_key: str | None = None
+    # Where mailbox storage, the archive and staging live: a folder (a path or file:// URL). Unset:
+    # `<home>/mailboxes`. Roles on their own (`tradelane serve ...`) share it, so each must be told.
+    storage_url: str | None = None
 
     # Largest file a partner may upload, in bytes (REST answers 413 past it).
     max_upload_bytes: int = 10 * GIB
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
     # be refused at random; 0: no cap).
     sftp_max_startups: str = "10:30:100"
     sftp_max_startups_per_address: NonNegativeInt = 5
+    # The folder holding the SFTP server's host keys (ssh_host_ed25519_key, ssh_host_rsa_key; made
+    # there if missing). Unset: the home. Mailbox servers on several machines present the same keys.
+    sftp_host_key_dir: Path | None = None
     # SFTP handles open at once in one SFTP session (channel).
     sftp_max_handles_per_session: PositiveInt = 64
     # Files a partner holds open at once over SFTP and FTP, all sessions together; and for every
@@ -225,6 +231,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"each folder must be absolute (separated by {os.pathsep!r}), not {part!r}")
         return value
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+                raise ValueError(f"a file:// URL names a local folder, e.g. file:///srv/tradelane: {value!r}")
+            value = unquote(parts.path)
+        elif parts.scheme and len(parts.scheme) > 1:  # "C:" is no scheme, but tradelane runs on POSIX
+            raise ValueError(
+                f"only a local folder (a path or file:// URL) is supported, not {parts.scheme}://"
+            )
+        if not Path(value).expanduser().is_absolute():
+            raise ValueError(f"must be an absolute path (every role must find the same folder): {value!r}")
+        return str(Path(value).expanduser())
+
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxies(cls, value: str) -> str:
@@ -263,6 +288,8 @@ class Settings(BaseSettings):
 
     @property
     def mailbox_root(self) -> Path:
+        if self.storage_url:
+            return Path(self.storage_url).resolve()
         return self.home_dir / "mailboxes"
 
     @property

@@ -10,12 +10,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine, select
 
 from core.config import get_settings
 from core.models import Account
 
 HOME_ACCOUNT = "home"
+# The PostgreSQL advisory lock taken around migrations (any fixed number; "tl" in ASCII).
+MIGRATION_LOCK = 0x746C
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -75,6 +78,10 @@ def migrate(engine: Engine | None = None) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Roles started at once on one store (`tradelane serve ...`): one migrates, the others
+            # wait here, then find the schema at head. Held until this transaction ends.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
@@ -82,9 +89,12 @@ def migrate(engine: Engine | None = None) -> None:
 def init_db() -> None:
     """Migrate and make sure the `home` account exists (first start)."""
     migrate()
-    with session_scope() as session:
-        if session.exec(select(Account).where(Account.name == HOME_ACCOUNT)).first() is None:
-            session.add(Account(name=HOME_ACCOUNT))
+    try:
+        with session_scope() as session:
+            if session.exec(select(Account).where(Account.name == HOME_ACCOUNT)).first() is None:
+                session.add(Account(name=HOME_ACCOUNT))
+    except IntegrityError:  # another role starting at once on the same store added it first
+        pass
 
 
 def home_account_id(session: Session) -> int:

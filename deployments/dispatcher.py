@@ -70,6 +70,7 @@ class Dispatcher:
         for broken in (await to_thread.run_sync(templates.load_all))[1]:
             log.error("%s", broken.describe())
         await self._recover_safely(boot=True)
+        log.info("dispatching; runs in flight at start checked")
         last_recovery = self._loop.time()
         while True:
             try:

@@ -97,7 +97,6 @@ def system_env(home: Path, api_port: int, prefect_port: int, **extra: str) -> di
         TRADELANE_PREFECT_PORT=str(prefect_port),
         TRADELANE_SFTP_PORT=str(free_port()),
         TRADELANE_FTP_PORT=str(free_port()),
-        PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
         PREFECT_HOME=str(home / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )

@@ -41,7 +41,8 @@ class As2Settings(BaseSettings):
     duplicate_window_seconds: float = 3 * 24 * 3600.0
     # How often the API's AS2 worker looks for async MDNs to deliver and messages to resend.
     sweep_seconds: float = 1.0
-    # Where spooled payloads and messages kept for resends live; default TRADELANE_HOME/as2.
+    # Where spooled payloads and messages kept for resends live; default TRADELANE_HOME/as2
+    # (with TRADELANE_STORAGE_URL: its .as2 folder, which every role shares).
     spool_dir: str | None = None
     # Warn about certificates expiring within this many days.
     cert_warning_days: int = 30
@@ -81,6 +82,10 @@ def default_mdn_url() -> str:
 def spool_root() -> str:
     """The AS2 working directory (created on demand)."""
     configured = as2_settings().spool_dir
-    path = configured or str(get_settings().home_dir / "as2")
+    settings = get_settings()
+    # With shared storage, the API (which resends) and the runs (which send) may be on different
+    # machines: the spool lives in the storage every role shares (a dot-folder no partner can name).
+    default = settings.mailbox_root / ".as2" if settings.storage_url else settings.home_dir / "as2"
+    path = configured or str(default)
     os.makedirs(path, exist_ok=True)
     return path

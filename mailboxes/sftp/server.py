@@ -34,7 +34,7 @@ class SFTPServer:
         self.idle_timeout = settings.idle_timeout_seconds
         self.login_grace = settings.login_grace_seconds
         self.startups = settings.startups
-        self.host_keys = load_host_keys(settings.home_dir)
+        self.host_keys = load_host_keys(settings.sftp_host_key_dir or settings.home_dir)
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []

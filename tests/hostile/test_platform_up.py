@@ -245,7 +245,7 @@ def test_prefect_defaults_to_loopback_whatever_the_host() -> None:
 def test_the_auth_string_comes_from_the_setting_then_prefects_own_then_the_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cli.supervisor import prefect_auth, prefect_environment
+    from cli.supervisor import PrefectSettingError, prefect_auth, prefect_environment
 
     for variable in (
         "TRADELANE_PREFECT_AUTH",
@@ -266,8 +266,17 @@ def test_the_auth_string_comes_from_the_setting_then_prefects_own_then_the_home(
         assert env["PREFECT_UI_API_URL"] == settings.prefect_api_url
         monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:client-side")
         assert prefect_auth(settings) == ("admin:client-side", "PREFECT_API_AUTH_STRING")
+        monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:client-side")  # the same: fine
+        assert prefect_auth(settings) == ("admin:client-side", "PREFECT_SERVER_API_AUTH_STRING")
+        monkeypatch.delenv("PREFECT_API_AUTH_STRING")
         monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:from-prefect")
         assert prefect_auth(settings) == ("admin:from-prefect", "PREFECT_SERVER_API_AUTH_STRING")
+        # Two that disagree are refused by name, never one silently dropped.
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:client-side")
+        with pytest.raises(PrefectSettingError, match="PREFECT_SERVER_API_AUTH_STRING and PREFECT_API_AUTH"):
+            prefect_auth(settings)
+        monkeypatch.delenv("PREFECT_API_AUTH_STRING")
+        monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING")
         configured = settings.model_copy(update={"prefect_auth": "ops:chosen"})
         assert prefect_auth(configured) == ("ops:chosen", "TRADELANE_PREFECT_AUTH")
         monkeypatch.setenv("PREFECT_UI_API_URL", "http://hub.example:4200/api")

@@ -1,0 +1,163 @@
+"""Every PREFECT_* setting a user gives is kept or refused by name, never silently replaced; a role
+on its own refuses to start without what the roles share, naming each setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.supervisor import PrefectSettingError, prefect_environment
+from core.config import Settings, get_settings
+from tests.roles.topology import base_env
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
+    import os
+
+    for variable in [v for v in os.environ if v.startswith(("PREFECT_", "TRADELANE_"))]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("TRADELANE_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADELANE_PREFECT_AUTH", "ops:secret")
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_without_prefect_api_url_up_configures_its_own_server(clean_env: Settings) -> None:
+    env = prefect_environment(clean_env)
+    assert env["PREFECT_API_URL"] == clean_env.prefect_api_url
+    assert env["PREFECT_SERVER_API_PORT"] == str(clean_env.prefect_port)
+    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("sqlite+aiosqlite:///")
+    assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == "ops:secret"
+
+
+def test_a_user_set_prefect_api_url_is_used_not_replaced(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    env = prefect_environment(clean_env)
+    assert env["PREFECT_API_URL"] == "http://prefect.example:4200/api"
+    assert env["PREFECT_UI_API_URL"] == "http://prefect.example:4200/api"
+    assert env["PREFECT_API_AUTH_STRING"] == "ops:secret"
+    # Nothing of a server: up starts none.
+    assert not [k for k in env if k.startswith(("PREFECT_SERVER_API_", "PREFECT_SERVER_DATABASE_CONN"))]
+
+
+def test_the_users_own_prefect_values_are_kept(clean_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "60")
+    monkeypatch.setenv("PREFECT_HOME", "/srv/prefect-home")
+    monkeypatch.setenv("PREFECT_SERVER_API_PORT", str(clean_env.prefect_port))  # agrees: fine
+    env = prefect_environment(clean_env)
+    assert env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] == "60"
+    assert env["PREFECT_HOME"] == "/srv/prefect-home"
+
+
+@pytest.mark.parametrize(
+    "variable", ["PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL"]
+)
+def test_a_users_database_for_the_prefect_server_is_used(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    url = "postgresql+asyncpg://prefect:pw@db.example/prefect"
+    monkeypatch.setenv(variable, url)
+    env = prefect_environment(clean_env)
+    assert env[variable] == url
+    assert [k for k, v in env.items() if "sqlite" in v] == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("PREFECT_SERVER_API_PORT", "1", "TRADELANE_PREFECT_PORT"),
+        ("PREFECT_SERVER_API_HOST", "0.0.0.0", "TRADELANE_PREFECT_HOST"),
+        ("PREFECT_API_AUTH_STRING", "other:auth", "TRADELANE_PREFECT_AUTH and PREFECT_API_AUTH_STRING"),
+    ],
+)
+def test_a_contradicting_prefect_setting_is_refused_by_name(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch, setting: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(PrefectSettingError, match=named):
+        prefect_environment(clean_env)
+
+
+def test_two_different_prefect_databases_are_refused(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "postgresql+asyncpg://a/one")
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://a/two")
+    with pytest.raises(PrefectSettingError, match="two different databases"):
+        prefect_environment(clean_env)
+
+
+def _tradelane(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**base_env(), "TRADELANE_HOME": str(tmp_path / "home"), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], env=full, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "named"),
+    [
+        ("api", ["TRADELANE_DATABASE_URL", "TRADELANE_SECRET_KEY", "TRADELANE_STORAGE_URL"]),
+        (
+            "mailboxes",
+            [
+                "TRADELANE_DATABASE_URL",
+                "TRADELANE_SECRET_KEY",
+                "TRADELANE_STORAGE_URL",
+                "TRADELANE_TLS_CERT_FILE",
+                "TRADELANE_SFTP_HOST_KEY_DIR",
+            ],
+        ),
+        ("dispatcher", ["TRADELANE_DATABASE_URL", "PREFECT_API_URL"]),
+        ("prefect", ["TRADELANE_PREFECT_AUTH"]),
+    ],
+)
+def test_a_role_alone_refuses_to_start_without_what_the_roles_share(
+    tmp_path: Path, role: str, named: list[str]
+) -> None:
+    result = _tradelane(tmp_path, "serve", role)
+    assert result.returncode == 1
+    for setting in named:
+        assert f"{setting} is not set" in result.stderr, result.stderr
+    # It refused before making anything shared in its home.
+    home = tmp_path / "home"
+    assert not {"tradelane.db", "secret.key", "prefect-auth", "mailboxes"} & {p.name for p in home.glob("*")}
+
+
+def test_up_refuses_a_prefect_port_that_contradicts_its_own(tmp_path: Path) -> None:
+    result = _tradelane(tmp_path, "up", TRADELANE_PREFECT_PORT="4999", PREFECT_SERVER_API_PORT="4998")
+    assert result.returncode == 1
+    assert "PREFECT_SERVER_API_PORT=4998 differs from TRADELANE_PREFECT_PORT=4999" in result.stderr
+
+
+def test_storage_must_be_a_local_folder_for_now(tmp_path: Path) -> None:
+    result = _tradelane(tmp_path, "serve", "api", TRADELANE_STORAGE_URL="s3://bucket/prefix")
+    assert result.returncode == 1
+    assert "TRADELANE_STORAGE_URL" in result.stderr and "s3://" in result.stderr
+    assert Settings(storage_url="file:///srv/shared%20files").mailbox_root == Path("/srv/shared files")
+    with pytest.raises(ValueError, match="absolute"):
+        Settings(storage_url="relative/folder")
+
+
+def test_with_shared_storage_the_as2_spool_is_shared_too(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The API resends AS2 messages a flow run spooled: apart, both find them in the storage."""
+    from core.as2.settings import spool_root
+
+    assert spool_root() == str(clean_env.home_dir / "as2")
+    monkeypatch.setenv("TRADELANE_STORAGE_URL", str(tmp_path / "shared"))
+    get_settings.cache_clear()
+    assert spool_root() == str(tmp_path / "shared" / ".as2")
+    monkeypatch.setenv("TRADELANE_AS2_SPOOL_DIR", str(tmp_path / "mine"))
+    assert spool_root() == str(tmp_path / "mine")
