@@ -350,12 +350,12 @@ class Supervisor:
     def run(self) -> None:
         from core.db import init_db
 
-        roles.check_dead_run_bound(self.settings)
-
         # Where the operator finds the UI's login, asked before our own choice joins the environment.
         if not self.external_prefect:
             self.prefect_login = prefect_auth(self.settings)[1]
         apply_prefect_environment(self.settings)
+        # After the environment: Prefect reads its settings once, when it is first imported.
+        roles.check_dead_run_bound(self.settings)
         init_db()
         # The certificate FTPS (and HTTPS with API_TLS) presents: an unusable one refuses the start
         # here, before any child is spawned (core/tls.py's TLSConfigError is a RuntimeError).
