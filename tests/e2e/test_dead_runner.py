@@ -266,7 +266,7 @@ async def _automation_is_made_once_and_kept_up_to_date(system: System) -> None:
     """What each dispatcher does at start: kept as it is; a duplicate (two dispatchers starting at
     once) removed; a changed TRADELANE_DEAD_RUN_SECONDS carried into the window."""
     api = {
-        PREFECT_API_URL: system.env["PREFECT_API_URL"],
+        PREFECT_API_URL: f"http://127.0.0.1:{system.env['TRADELANE_PREFECT_PORT']}/api",
         PREFECT_API_AUTH_STRING: system.env["TRADELANE_PREFECT_AUTH"],
     }
     with temporary_settings(api):
