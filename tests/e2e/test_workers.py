@@ -1,0 +1,119 @@
+"""Workers on the tradelane work pool: `tradelane worker` and Prefect's own `prefect worker start`
+take runs of the same deployments next to `up`'s worker, each no more than its limit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.helpers import PartnerClient, delivered, unique
+from tests.system import System, run_system
+
+PASSWORD = "partner-pw-1"
+RUNS = 3  # `up`'s worker and the two started here, one run at a time each
+BARRIER_SECONDS = 120.0  # generous on a busy machine; a broken barrier fails the labels' assertion
+
+
+class BarrierDestination:
+    """An HTTP destination that answers an upload only once RUNS of them are open at the same time.
+
+    Each worker takes one run at a time, so the uploads of RUNS runs can only all be open at once
+    if every worker holds one of them: the barrier passing proves the runs spread.
+    """
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(RUNS, timeout=BARRIER_SECONDS)
+        self.received: dict[str, bytes] = {}
+        self.broken = False
+        destination = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the http endpoint's default upload: the file as the body
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    destination.barrier.wait()
+                except threading.BrokenBarrierError:
+                    destination.broken = True
+                destination.received[self.path] = body
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @contextmanager
+    def running(self) -> Iterator[BarrierDestination]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join()
+
+
+@contextmanager
+def worker_process(system: System, args: list[str], log_name: str) -> Iterator[subprocess.Popen[bytes]]:
+    auth = system.env["TRADELANE_PREFECT_AUTH"]
+    env = {**system.env, "PREFECT_API_AUTH_STRING": auth}
+    with (system.home / f"{log_name}.log").open("ab") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_on_the_pool_share_a_burst(tmp_path: Path) -> None:
+    ours, prefects = unique("tl-worker"), unique("prefect-worker")
+    tradelane_worker = [sys.executable, "-m", "cli.main", "worker", "--name", ours, "--limit", "1"]
+    prefect_worker = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tradelane"]
+    prefect_worker += ["--name", prefects, "--limit", "1"]
+    with (
+        BarrierDestination().running() as destination,
+        run_system(TRADELANE_RUNNER_LIMIT="1") as system,
+        worker_process(system, tradelane_worker, "worker-ours"),
+        worker_process(system, prefect_worker, "worker-prefect"),
+    ):
+        partner = unique("p")
+        system.cli("partner", "add", partner, "--password", PASSWORD)
+        flows = []
+        for i in range(RUNS):
+            endpoint, flow = unique("http"), unique("flow")
+            system.cli("endpoint", "add", endpoint, "--type", "http", "--url", f"{destination.url}/d{i}")
+            system.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
+            flows.append(flow)
+        with PartnerClient(system, partner, PASSWORD) as client:
+            assert client.upload("order.edi", b"one order").status_code == 201
+        runs = []
+        for flow in flows:
+            rows = system.wait_for(delivered(1), timeout=BARRIER_SECONDS + 60, flow=flow)
+            runs.append(rows[0]["flow_run_id"])
+        assert not destination.broken, "the runs were never all open at once"
+        assert sorted(destination.received) == [f"/d{i}" for i in range(RUNS)]
+        assert set(destination.received.values()) == {b"one order"}
+        names = set()
+        for run_id in runs:
+            run = httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()
+            names.add(run["labels"]["prefect.worker.name"])
+        # One run each: `up`'s own worker, `tradelane worker` and Prefect's plain process worker.
+        assert len(names) == RUNS and {ours, prefects} <= names, names
