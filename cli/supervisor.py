@@ -1,4 +1,4 @@
-"""`tradelane up`: the Prefect server, the deployments' runner, the API and the dispatcher, together.
+"""`tradelane up`: the Prefect server, the deployments' runner (a worker), the API and the dispatcher.
 
 The Prefect server and the runner are child processes; the API (uvicorn) and the dispatcher share
 this process's event loop, so an upload wakes the dispatcher without a round trip. Children are
@@ -183,6 +183,15 @@ def clear_text_warning(settings: Settings) -> str | None:
     )
 
 
+def start_runner(log_dir: str) -> subprocess.Popen[bytes]:
+    """`up`'s runner child (deployments/serve.py): the data flows' deployments kept on the work
+    pool, and one worker taking their runs (more workers: `tradelane worker`). Its log: runner.log."""
+    # If `up` dies, the worker's graceful shutdown would wait on a Prefect server that is dying
+    # too; flow runs in flight are recovered by the dispatcher on the next start anyway.
+    command = [sys.executable, "-m", "deployments.serve"]
+    return spawn(command, "runner", log_dir, on_parent_death=signal.SIGKILL)
+
+
 class Supervisor:
     def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
         self.settings = settings or get_settings()
@@ -222,11 +231,7 @@ class Supervisor:
         )
         self.children.append(("prefect server", server))
         wait_until(lambda: prefect_healthy(s), 90, "Prefect server", server)
-        # If `up` dies, the runner's graceful shutdown would wait on a Prefect server that is dying
-        # too; flow runs in flight are recovered by the dispatcher on the next start anyway.
-        runner_cmd = [sys.executable, "-m", "deployments.serve"]
-        runner = spawn(runner_cmd, "runner", str(log_dir), on_parent_death=signal.SIGKILL)
-        self.children.append(("runner", runner))
+        self.children.append(("runner", start_runner(str(log_dir))))
 
     def stop_children(self) -> None:
         for _name, proc in reversed(self.children):

@@ -7,7 +7,6 @@ TRADELANE_PREFECT_AUTH) when you set it, else the one `tradelane up` runs on thi
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Annotated
 
@@ -42,11 +41,20 @@ def worker(
     """Run flow runs of the work pool TRADELANE_WORK_POOL (created if missing) until stopped."""
     import asyncio
 
+    from rich.markup import escape
+
+    from cli.common import err
     from core.config import get_settings
-    from deployments.worker import make_worker, prepare_process
+    from deployments.work_pool import WorkPoolError
+    from deployments.worker import make_worker, prepare_process, run_worker
 
     settings = get_settings()
     worker_prefect_environment(settings)
     prepare_process(settings, "worker")
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: Prefect's worker has said it stopped
-        asyncio.run(make_worker(settings, name=name, limit=limit).start())
+    try:
+        asyncio.run(run_worker(make_worker(settings, name=name, limit=limit), settings))
+    except KeyboardInterrupt:  # Ctrl-C: Prefect's worker has said it stopped
+        pass
+    except WorkPoolError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None

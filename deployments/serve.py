@@ -27,7 +27,7 @@ from core.db import session_scope
 from core.models import DataFlow
 from deployments.naming import deployment_name, poll_deployment, tags
 from deployments.work_pool import ensure_work_pool
-from deployments.worker import make_worker, prepare_process
+from deployments.worker import make_worker, prepare_process, run_worker
 from flows.poll import poll
 from tradelane import templates
 
@@ -125,11 +125,11 @@ async def serve() -> None:
     """The reconciler and one worker: what `up` runs as its child."""
     settings = get_settings()
     async with get_client() as client:
-        await ensure_work_pool(client, settings.work_pool)
+        await ensure_work_pool(client, settings.work_pool)  # before deployments name it
     reconciler = DeploymentReconciler(settings.work_pool)
     await reconciler.once()
     async with asyncio.TaskGroup() as group:
-        group.create_task(make_worker(settings).start(printer=log.info))
+        group.create_task(run_worker(make_worker(settings), settings))
         group.create_task(reconciler.forever(settings.reconcile_interval_seconds))
 
 

@@ -19,19 +19,25 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
 from prefect.runner._starter_direct import DirectSubprocessStarter
+from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
+from prefect.settings.legacy import Setting
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
+from deployments.work_pool import ensure_work_pool
 from tradelane import templates
 
 log = logging.getLogger("tradelane.worker")
+
+UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
 
 
 def default_worker_name() -> str:
@@ -39,13 +45,17 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def poll_environment(settings: Settings) -> None:
-    """How often a worker asks for runs, and how early: tradelane's (sub-second) unless the user
-    set Prefect's own settings, which are honoured as given."""
-    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.runner_poll_seconds))
-    # A run fetched early holds its poll deployment's one concurrency slot while it waits, so a
-    # long prefetch cancels every poll due meanwhile ("Deployment concurrency limit reached").
-    os.environ.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", str(settings.runner_poll_seconds))
+async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
+    """Run `worker` until cancelled, asking for runs every TRADELANE_RUNNER_POLL_SECONDS unless the
+    user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given."""
+    updates: dict[Setting, Any] = {}
+    if "PREFECT_WORKER_QUERY_SECONDS" not in os.environ:
+        # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it.
+        updates[PREFECT_WORKER_QUERY_SECONDS] = settings.runner_poll_seconds
+    async with get_client() as client:
+        await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
+    with temporary_settings(updates=updates):
+        await worker.start(printer=log.info)
 
 
 class TradelaneWorker(ProcessWorker):
@@ -61,7 +71,8 @@ class TradelaneWorker(ProcessWorker):
     def __init__(self, *args: Any, forkserver: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._forkserver = forkserver
-        self._flows: dict[str, Flow[..., Any]] = {}
+        self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
+        self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
         self._executors: FlowRunExecutorContext | None = None
 
     async def __aenter__(self) -> TradelaneWorker:
@@ -100,7 +111,12 @@ class TradelaneWorker(ProcessWorker):
     ) -> ProcessWorkerResult:
         if self._executors is None:
             return await super().run(flow_run, configuration, task_status)
-        flow = await self.resolve_flow(flow_run)
+        # A deployment's flow changes only with the deployment: its id and update time name it,
+        # so a run of a known deployment starts without asking the API for it again.
+        known = (configuration.labels.get("prefect.io/deployment-id"), configuration.labels.get(UPDATED))
+        flow = self._by_deployment.get(known) or await self.resolve_flow(flow_run)
+        if known[0] and known[1]:
+            self._by_deployment[known] = flow
         starter = DirectSubprocessStarter(
             flow=flow,
             deployment_name=configuration.labels.get("prefect.io/deployment-name"),
@@ -154,11 +170,15 @@ def start_flow_runs_from_forkserver() -> None:
 
 def make_worker(settings: Settings, name: str | None = None, limit: int | None = None) -> TradelaneWorker:
     """A worker on the configured pool; call `start_flow_runs_from_forkserver()` first if forking."""
+    prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
         name=name or default_worker_name(),
         limit=settings.runner_limit if limit is None else limit,
-        prefetch_seconds=settings.runner_poll_seconds,
+        # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
+        # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit
+        # reached"): take runs only as they fall due, unless the user says otherwise.
+        prefetch_seconds=float(prefetch) if prefetch else settings.runner_poll_seconds,
         forkserver=settings.runner_forkserver,
     )
 
@@ -171,6 +191,5 @@ def prepare_process(settings: Settings, role: str) -> None:
     make_private(settings.home_dir)  # started alone (scale-out), not only as a child of `up`
     for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not
         log.error("%s", broken.describe())
-    poll_environment(settings)
     if settings.runner_forkserver:
         start_flow_runs_from_forkserver()

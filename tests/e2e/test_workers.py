@@ -16,6 +16,7 @@ import httpx
 
 from tests.e2e.helpers import PartnerClient, delivered, unique
 from tests.system import System, run_system
+from tests.waiting import wait_for
 
 PASSWORD = "partner-pw-1"
 RUNS = 3  # `up`'s worker and the two started here, one run at a time each
@@ -67,9 +68,11 @@ class BarrierDestination:
 
 
 @contextmanager
-def worker_process(system: System, args: list[str], log_name: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    system: System, args: list[str], log_name: str, **env_extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
     auth = system.env["TRADELANE_PREFECT_AUTH"]
-    env = {**system.env, "PREFECT_API_AUTH_STRING": auth}
+    env = {**system.env, "PREFECT_API_AUTH_STRING": auth, **env_extra}
     with (system.home / f"{log_name}.log").open("ab") as log:
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -92,7 +95,8 @@ def test_workers_on_the_pool_share_a_burst(tmp_path: Path) -> None:
         BarrierDestination().running() as destination,
         run_system(TRADELANE_RUNNER_LIMIT="1") as system,
         worker_process(system, tradelane_worker, "worker-ours"),
-        worker_process(system, prefect_worker, "worker-prefect"),
+        # Prefect's own worker asks every 10 s unless told otherwise, as a user would.
+        worker_process(system, prefect_worker, "worker-prefect", PREFECT_WORKER_QUERY_SECONDS="1"),
     ):
         partner = unique("p")
         system.cli("partner", "add", partner, "--password", PASSWORD)
@@ -111,9 +115,49 @@ def test_workers_on_the_pool_share_a_burst(tmp_path: Path) -> None:
         assert not destination.broken, "the runs were never all open at once"
         assert sorted(destination.received) == [f"/d{i}" for i in range(RUNS)]
         assert set(destination.received.values()) == {b"one order"}
+        deployment = _deployment(system, f"transfer/{flows[0]}")
+        assert deployment is not None
+        assert deployment["work_pool_name"] == "tradelane"
+        # The code is installed where workers run: imported by module path, never downloaded.
+        assert deployment["entrypoint"] == "flows.transfer.transfer" and not deployment["pull_steps"]
+        assert f"flow:{flows[0]}" in deployment["tags"]
         names = set()
         for run_id in runs:
             run = httpx.get(f"{system.prefect_api}/flow_runs/{run_id}").json()
             names.add(run["labels"]["prefect.worker.name"])
         # One run each: `up`'s own worker, `tradelane worker` and Prefect's plain process worker.
         assert len(names) == RUNS and {ours, prefects} <= names, names
+
+        # A polling data flow's schedule is a deployment on the pool too, one poll at a time.
+        (tmp_path / "remote").mkdir()
+        source, poller = unique("src"), unique("poller")
+        system.cli("endpoint", "add", source, "--type", "file", "--path", str(tmp_path / "remote"))
+        system.cli("flow", "add", poller, "--source", source, "--dest", endpoint, "--every", "1h")
+        poll = wait_for(
+            lambda: _deployment(system, f"poll/{poller}"), "the poll deployment", timeout=BARRIER_SECONDS
+        )
+        assert poll["work_pool_name"] == "tradelane" and poll["entrypoint"] == "flows.poll.poll"
+        assert poll["global_concurrency_limit"]["limit"] == 1
+        assert poll["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        assert [s["schedule"]["interval"] for s in poll["schedules"]] == [3600.0]
+
+        # A pool of that name but another type cannot run our deployments: refused, by name.
+        odd = unique("odd-pool")
+        created = httpx.post(f"{system.prefect_api}/work_pools/", json={"name": odd, "type": "docker"})
+        assert created.status_code == 201, created.text
+        env = {**system.env, "PREFECT_API_AUTH_STRING": system.env["TRADELANE_PREFECT_AUTH"]}
+        refused = subprocess.run(
+            [sys.executable, "-m", "cli.main", "worker"],
+            env={**env, "TRADELANE_WORK_POOL": odd},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"work pool {odd!r} is of type 'docker'" in refused.stderr
+        assert "TRADELANE_WORK_POOL" in refused.stderr
+
+
+def _deployment(system: System, name: str) -> dict[str, Any] | None:
+    response = httpx.get(f"{system.prefect_api}/deployments/name/{name}")
+    return response.json() if response.status_code == 200 else None
