@@ -22,7 +22,7 @@ from prefect.flows import Flow
 from prefect.types.entrypoint import EntrypointType
 
 from core import dataflows
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import session_scope
 from core.models import DataFlow
 from deployments.naming import deployment_name, poll_deployment, tags
@@ -121,13 +121,21 @@ def _load_flows() -> list[tuple[DataFlow, str]]:
         return dataflows.list_served_all_accounts(session)
 
 
-async def serve() -> None:
-    """The reconciler and one worker: what `up` runs as its child."""
-    settings = get_settings()
+async def start_reconciler(settings: Settings) -> DeploymentReconciler:
+    """The work pool made if missing and every data flow's deployment registered once; then run
+    `forever()`. Any one process may do this (here `up`'s runner child; a role that runs no worker
+    could as well): registering is idempotent, so two at once only repeat each other's writes."""
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # before deployments name it
     reconciler = DeploymentReconciler(settings.work_pool)
     await reconciler.once()
+    return reconciler
+
+
+async def serve() -> None:
+    """The reconciler and one worker: what `up` runs as its child."""
+    settings = get_settings()
+    reconciler = await start_reconciler(settings)
     async with asyncio.TaskGroup() as group:
         group.create_task(run_worker(make_worker(settings), settings))
         group.create_task(reconciler.forever(settings.reconcile_interval_seconds))
