@@ -157,6 +157,24 @@ def test_workers_on_the_pool_share_a_burst(tmp_path: Path) -> None:
         assert f"work pool {odd!r} is of type 'docker'" in refused.stderr
         assert "TRADELANE_WORK_POOL" in refused.stderr
 
+        # A deployment the Runner of earlier versions served (no pool, a file entrypoint) moves
+        # onto the pool when the reconciler registers its data flow, keeping its name and id.
+        legacy = unique("legacy")
+        flow_id = httpx.post(f"{system.prefect_api}/flows/", json={"name": "transfer"}).json()["id"]
+        old = httpx.post(
+            f"{system.prefect_api}/deployments/",
+            json={"name": legacy, "flow_id": flow_id, "entrypoint": "flows/transfer.py:transfer"},
+        ).json()
+        assert old["work_pool_name"] is None
+        system.cli("flow", "add", legacy, "--source", f"mailbox:{partner}", "--dest", endpoint)
+        moved = wait_for(
+            lambda: (d := _deployment(system, f"transfer/{legacy}")) and d["work_pool_name"] and d,
+            "the old deployment to move onto the pool",
+            timeout=BARRIER_SECONDS,
+        )
+        assert moved["id"] == old["id"] and moved["work_pool_name"] == "tradelane"
+        assert moved["entrypoint"] == "flows.transfer.transfer"
+
 
 def _deployment(system: System, name: str) -> dict[str, Any] | None:
     response = httpx.get(f"{system.prefect_api}/deployments/name/{name}")
