@@ -2,7 +2,7 @@
 
     python -m bench.forkserver_gc [--unfrozen]
 
-Imports what the runner's fork server preloads (deployments/serve.py), then forks N children that
+Imports what the runner's fork server preloads (deployments/worker.py), then forks N children that
 each run one full collection and exit, and prints their CPU and page faults (deterministic enough
 to compare revisions: it counts work, not wall time). deployments/forkserver_guard.py freezes the
 server's objects before each fork; `--unfrozen` unfreezes them in the child first, which is what

@@ -11,7 +11,7 @@ the machine is, so two revisions can be compared with the same script. Only core
 only what every revision since issue 2 has, so the script runs unchanged against older commits.
 
 By default the steps run in a new process that has only imported flows.transfer, as a flow run
-forked from the runner's fork server has (deployments/serve.py): what each run pays once (lazy
+forked from the runner's fork server has (deployments/worker.py): what each run pays once (lazy
 imports, caches, the database engine, the secret key) is counted, as a burst of runs pays it.
 `--warm` runs them in the process that took the files in, after a warm-up batch.
 """

@@ -14,6 +14,7 @@ from cli import as2 as as2_cli
 from cli import edi as edi_cli
 from cli import pgp as pgp_cli
 from cli import transfers as history
+from cli import worker as worker_cli
 from cli.accounts import account_app
 from cli.common import console, database, err, safe
 from cli.connect import connect_app
@@ -61,6 +62,7 @@ def up() -> None:
 app.command()(history.transfers)
 app.command()(history.audit)
 app.command()(history.replay)
+app.command()(worker_cli.worker)
 
 
 @app.command("apply")

@@ -1,4 +1,4 @@
-"""`tradelane up`: the Prefect server, the deployments' runner, the API and the dispatcher, together.
+"""`tradelane up`: the Prefect server, the deployments' runner (a worker), the API and the dispatcher.
 
 Each role is defined once in cli/roles.py (`tradelane serve <role>` runs one alone). The Prefect
 server (unless PREFECT_API_URL names the user's own) and the runner are child processes; the API

@@ -142,17 +142,20 @@ class Settings(BaseSettings):
     # A destination that says "not now" (a peer instance that is down): its files wait, and are
     # carried again after 30 s, 60 s, 120 s ... at most this long apart (±10 %).
     wait_retry_max_seconds: PositiveFloat = 900.0
-    # How often the runner asks Prefect for runs to start, and how many it runs at once.
+    # How often a worker asks Prefect for runs to start, and how many it runs at once.
     runner_poll_seconds: float = 0.5
     # More concurrent runs only contend for the embedded Prefect server's SQLite writer lock.
     runner_limit: int = 4
-    # Fork flow-run processes from a warm fork server (milliseconds) instead of spawning (~1 s each).
+    # Fork flow-run processes from a warm fork server (milliseconds) instead of a fresh interpreter
+    # (~1 s of CPU each): `tradelane worker`'s way; a plain `prefect worker start` always spawns.
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.
     reconcile_interval_seconds: float = 2.0
     # A flow run whose worker or machine died (its heartbeats stopped) has its files carried again
     # within this many seconds (deployments/dead_runs.py); at least 52 with Prefect's 30-s heartbeat.
     dead_run_seconds: PositiveFloat = 60.0
+    # The Prefect work pool (type process) every data flow's deployment is on; workers take its runs.
+    work_pool: str = "tradelane"
     # The address others reach this instance at: the base of invitation links
     # (PUBLIC_URL/connect/accept?token=...) and the only Origin the accept page's forms may come from.
     # Unset: http://{host}:{api_port}, https:// with api_tls (a wildcard host as loopback).

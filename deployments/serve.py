@@ -1,8 +1,11 @@
-"""The deployments' runner: one Prefect deployment per data flow, served by one polling Runner.
+"""The deployments of the data flows on the work pool, and `up`'s worker.
 
-Run as its own process by `tradelane up` (`python -m deployments.serve`). It reconciles the database's
-data flows into deployments every few seconds, so flows added or changed while `up` runs are
-served without a restart. Scale-out runs the same deployments on a process work pool instead.
+`DeploymentReconciler` registers one Prefect deployment per data flow (and one per polling data
+flow's schedule) on the work pool `TRADELANE_WORK_POOL`, with module-path entrypoints (the code is
+installed where workers run: no code storage), and keeps them in step with the store every few
+seconds, so flows added or changed while tradelane runs are served without a restart.
+`python -m deployments.serve` (a child of `tradelane up`) runs it and one `TradelaneWorker`
+(deployments/worker.py); more workers on other machines take runs of the same pool.
 """
 
 from __future__ import annotations
@@ -10,31 +13,48 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from typing import Any
 
 from anyio import to_thread
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.runner import Runner
+from prefect.flows import Flow
+from prefect.types.entrypoint import EntrypointType
 
 from core import dataflows
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import session_scope
 from core.models import DataFlow
-from core.permissions import make_private
-from core.redact import install_log_scrubber
 from deployments import dead_runs
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
+from deployments.work_pool import ensure_work_pool
+from deployments.worker import make_worker, prepare_process, run_worker
 from flows.poll import poll
 from tradelane import templates
 
 log = logging.getLogger("tradelane.runner")
 
 
-class DeploymentReconciler:
-    """Keeps one deployment per data flow registered with the runner."""
+async def register(flow: Flow[..., Any], work_pool: str, name: str, **options: Any) -> None:
+    """Create or update a deployment of `flow` on the work pool, its code imported by module path."""
+    deployment = await flow.ato_deployment(
+        name=name,
+        work_pool_name=work_pool,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        # Any worker (Prefect's own `prefect worker start` too) gives its runs the heartbeat the
+        # dead-run automation expects; Prefect's default would have live runs crashed and re-sent.
+        job_variables={"env": {dead_runs.HEARTBEAT_VARIABLE: str(dead_runs.heartbeat_seconds())}},
+        **options,
+    )
+    await deployment.aapply()
 
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+
+class DeploymentReconciler:
+    """Keeps one deployment per data flow registered on the work pool."""
+
+    def __init__(self, work_pool: str) -> None:
+        self.work_pool = work_pool
         self.seen: dict[int, datetime] = {}
         self.polling: dict[int, str] = {}  # polling flows served, by id: their poll deployments
         self.limits = LimitMirror()  # partners' and endpoints' concurrency limits, kept in Prefect
@@ -55,8 +75,9 @@ class DeploymentReconciler:
                 log.error("data flow %s is not served: %s", deployment_name(flow.name, account), exc)
                 self.seen[flow.id] = flow.updated_at
                 continue
-            await self.runner.aadd_flow(
+            await register(
                 tmpl.flow,
+                self.work_pool,
                 name=deployment_name(flow.name, account),
                 parameters=tmpl.run_parameters(flow.id, [], flow.params),
                 tags=tags(flow.name, account),
@@ -64,8 +85,9 @@ class DeploymentReconciler:
             )
             if dataflows.polls(flow):
                 # Disabled polling flows keep their deployment, paused, so history stays in one place.
-                await self.runner.aadd_flow(
+                await register(
                     poll,
+                    self.work_pool,
                     name=deployment_name(flow.name, account),
                     parameters={"data_flow_id": flow.id, "flow_name": flow.name},
                     interval=flow.schedule_interval_seconds,
@@ -85,8 +107,6 @@ class DeploymentReconciler:
 
     async def _pause_removed(self, current: set[int]) -> None:
         """A removed polling flow's schedule would go on firing: pause its deployment."""
-        from prefect.client.orchestration import get_client
-
         for flow_id in [i for i in self.seen if i not in current]:
             self.seen.pop(flow_id)
             name = self.polling.pop(flow_id, None)
@@ -111,61 +131,28 @@ def _load_flows() -> list[tuple[DataFlow, str]]:
         return dataflows.list_served_all_accounts(session)
 
 
-async def serve() -> None:
-    settings = get_settings()
-    runner = Runner(
-        name="tradelane",
-        query_seconds=settings.runner_poll_seconds,
-        # Take runs only as they fall due: a run fetched early holds its poll deployment's one
-        # concurrency slot while it waits, so the 10 s default cancels every run due meanwhile
-        # ("Deployment concurrency limit reached") and a 2 s poll ran only every ~12 s.
-        prefetch_seconds=settings.runner_poll_seconds,
-        limit=settings.runner_limit,
-        pause_on_shutdown=False,
-        # Put in every flow run's environment, so a runner started alone (without `up`'s Prefect
-        # settings) still heartbeats as often as the dead-run automation expects (dead_runs.py).
-        heartbeat_seconds=dead_runs.heartbeat_seconds(),
-    )
-    reconciler = DeploymentReconciler(runner)
+async def start_reconciler(settings: Settings) -> DeploymentReconciler:
+    """The work pool made if missing and every data flow's deployment registered once; then run
+    `forever()`. Any one process may do this (here `up`'s runner child; a role that runs no worker
+    could as well): registering is idempotent, so two at once only repeat each other's writes."""
+    async with get_client() as client:
+        await ensure_work_pool(client, settings.work_pool)  # before deployments name it
+    reconciler = DeploymentReconciler(settings.work_pool)
     await reconciler.once()
+    return reconciler
+
+
+async def serve() -> None:
+    """The reconciler and one worker: what `up` runs as its child."""
+    settings = get_settings()
+    reconciler = await start_reconciler(settings)
     async with asyncio.TaskGroup() as group:
-        group.create_task(runner.start())
+        group.create_task(run_worker(make_worker(settings), settings))
         group.create_task(reconciler.forever(settings.reconcile_interval_seconds))
 
 
-def start_flow_runs_from_forkserver() -> None:
-    """Start each flow-run process from a warm fork server instead of a fresh interpreter.
-
-    Prefect's runner starts every flow run with multiprocessing's "spawn", which re-imports Prefect
-    and our code in each run: about a second of CPU per run on this class of machine, most of the
-    upload-to-delivery latency. A fork server that has already imported the flow forks each run in
-    milliseconds. The run still gets Prefect's own environment hand-over (it is passed in the call,
-    not inherited), so only the process start changes.
-    """
-    import multiprocessing
-    import types
-
-    import prefect.flow_engine as engine
-
-    # Every template's module (built-in and installed), so a run of any of them forks warm.
-    preload = ["deployments.forkserver_guard", "flows.poll", *templates.preload_modules()]
-    multiprocessing.set_forkserver_preload(preload)
-    forkserver = multiprocessing.get_context("forkserver")
-    shim = types.SimpleNamespace(
-        **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}
-    )
-    shim.get_context = lambda method=None: forkserver
-    engine.multiprocessing = shim  # type: ignore[assignment,attr-defined]
-
-
 def main() -> None:
-    install_log_scrubber()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
-    make_private(get_settings().home_dir)  # started alone (scale-out), not only as a child of `up`
-    for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not
-        log.error("%s", broken.describe())
-    if get_settings().runner_forkserver:
-        start_flow_runs_from_forkserver()
+    prepare_process(get_settings(), "runner")
     asyncio.run(serve())
 
 

@@ -1,0 +1,60 @@
+"""`tradelane worker`: run flow runs of the tradelane work pool on this machine (deployments/worker.py).
+
+Start as many as you like, on as many machines: each takes at most `--limit` runs at once, so work
+spreads over them. Which Prefect server: `PREFECT_API_URL` (with your `PREFECT_API_AUTH_STRING`, or
+TRADELANE_PREFECT_AUTH) when you set it, else the one `tradelane up` runs on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from core.config import Settings
+
+
+def worker_prefect_environment(settings: Settings) -> None:
+    """Point this process (and its flow runs) at the Prefect server; a user's PREFECT_* stay as given."""
+    from cli.supervisor import apply_prefect_environment
+
+    if "PREFECT_API_URL" not in os.environ:
+        apply_prefect_environment(settings)  # this machine's `up`, as its own children see it
+        return
+    if settings.prefect_auth:
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", settings.prefect_auth)
+    # Flow runs start in a directory of their own: the store and mailboxes must not depend on it.
+    os.environ["TRADELANE_HOME"] = str(settings.home_dir)
+
+
+def worker(
+    name: Annotated[
+        str | None,
+        typer.Option(help="The worker's name in Prefect and in its runs' labels (default: host-pid)."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs at once (default TRADELANE_RUNNER_LIMIT)."),
+    ] = None,
+) -> None:
+    """Run flow runs of the work pool TRADELANE_WORK_POOL (created if missing) until stopped."""
+    import asyncio
+
+    from rich.markup import escape
+
+    from cli.common import err
+    from core.config import get_settings
+    from deployments.work_pool import WorkPoolError
+    from deployments.worker import make_worker, prepare_process, run_worker
+
+    settings = get_settings()
+    worker_prefect_environment(settings)
+    prepare_process(settings, "worker")
+    try:
+        asyncio.run(run_worker(make_worker(settings, name=name, limit=limit), settings))
+    except KeyboardInterrupt:  # Ctrl-C: Prefect's worker has said it stopped
+        pass
+    except WorkPoolError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None

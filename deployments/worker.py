@@ -1,0 +1,198 @@
+"""`tradelane worker`: a Prefect process worker on the tradelane work pool, its runs forked warm.
+
+The deployments are on a Prefect work pool of type process (deployments/work_pool.py), so Prefect's
+own `prefect worker start --pool tradelane` runs them too: it starts each flow run as a fresh
+`python -m prefect.engine`, which imports Prefect and our flows again, about a second of CPU per
+run. `TradelaneWorker` is that same ProcessWorker (Prefect's polling, its `limit` of runs at once,
+the `prefect.worker.name` label on every run it takes, cancellation, crash reporting), except for
+how a run's process starts: it is forked from a fork server that has already imported every
+template's flow, in milliseconds, as the Runner `up` used before did. `TRADELANE_RUNNER_FORKSERVER=
+false` makes it start runs exactly as Prefect's own worker does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import anyio
+import anyio.abc
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
+from prefect.runner._process_manager import ProcessHandle
+from prefect.runner._starter_direct import DirectSubprocessStarter
+from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
+from prefect.settings.legacy import Setting
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+from core.config import Settings
+from core.permissions import make_private
+from core.redact import install_log_scrubber
+from deployments import dead_runs
+from deployments.work_pool import ensure_work_pool
+from tradelane import templates
+
+log = logging.getLogger("tradelane.worker")
+
+UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
+
+
+def default_worker_name() -> str:
+    """Unique per process, so two workers on one machine show apart in a run's labels."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
+    """Run `worker` until cancelled, asking for runs every TRADELANE_RUNNER_POLL_SECONDS unless the
+    user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given."""
+    updates: dict[Setting, Any] = {}
+    if "PREFECT_WORKER_QUERY_SECONDS" not in os.environ:
+        # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it.
+        updates[PREFECT_WORKER_QUERY_SECONDS] = settings.runner_poll_seconds
+    async with get_client() as client:
+        await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
+    with temporary_settings(updates=updates):
+        await worker.start(printer=log.info)
+
+
+class TradelaneWorker(ProcessWorker):
+    """Prefect's process worker; with `forkserver`, each run is forked from the warm fork server."""
+
+    type = "process"
+
+    @classmethod
+    def __dispatch_key__(cls) -> str:
+        # Prefect's registry maps a pool type to its worker class; keep "process" Prefect's own.
+        return "tradelane-process"
+
+    def __init__(self, *args: Any, forkserver: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forkserver = forkserver
+        self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
+        self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
+        self._executors: FlowRunExecutorContext | None = None
+
+    async def __aenter__(self) -> TradelaneWorker:
+        await super().__aenter__()
+        if self._forkserver:
+            # One client, process manager and cancellation observer for every run this worker
+            # starts, where Prefect's worker opens them again for each run.
+            self._executors = await FlowRunExecutorContext().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)  # waits for the runs in flight
+        finally:
+            if self._executors is not None:
+                await self._executors.__aexit__(*exc_info)
+                self._executors = None
+
+    async def resolve_flow(self, flow_run: FlowRun) -> Flow[..., Any]:
+        """The deployment's flow, imported once per worker (the code is installed: no storage)."""
+        if flow_run.deployment_id is None:
+            raise ValueError(f"flow run {flow_run.id} has no deployment")
+        deployment = await self.client.read_deployment(flow_run.deployment_id)
+        entrypoint = deployment.entrypoint
+        if entrypoint is None:
+            raise ValueError(f"deployment {deployment.name!r} has no entrypoint")
+        if entrypoint not in self._flows:
+            self._flows[entrypoint] = await anyio.to_thread.run_sync(load_flow_from_entrypoint, entrypoint)
+        return self._flows[entrypoint]
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
+        if self._executors is None:
+            return await super().run(flow_run, configuration, task_status)
+        # A deployment's flow changes only with the deployment: its id and update time name it,
+        # so a run of a known deployment starts without asking the API for it again.
+        known = (configuration.labels.get("prefect.io/deployment-id"), configuration.labels.get(UPDATED))
+        flow = self._by_deployment.get(known) or await self.resolve_flow(flow_run)
+        if known[0] and known[1]:
+            self._by_deployment[known] = flow
+        starter = DirectSubprocessStarter(
+            flow=flow,
+            deployment_name=configuration.labels.get("prefect.io/deployment-name"),
+            # A forked run gets no job environment: the heartbeat the dead-run automation expects.
+            heartbeat_seconds=dead_runs.heartbeat_seconds(),
+            control_channel=self._executors.control_channel,
+        )
+        executor = self._executors.create_executor(
+            flow_run, starter, resolve_flow=self.resolve_flow, propose_submitting=False
+        )
+        execution: FlowRunExecutionResult | None = None
+
+        async def execute(
+            *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+        ) -> None:
+            nonlocal execution
+            execution = await executor.submit(task_status=task_status)
+
+        async with anyio.create_task_group() as group:
+            handle = await group.start(execute)
+            if handle.pid is None:
+                raise RuntimeError("Flow run process has no PID")
+            (task_status or anyio.TASK_STATUS_IGNORED).started(handle.pid)
+        if execution is None or execution.status_code is None:
+            raise RuntimeError("Failed to start flow run process.")
+        return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
+
+
+def start_flow_runs_from_forkserver() -> None:
+    """Start each flow-run process from a warm fork server instead of a fresh interpreter.
+
+    Prefect starts a flow object's run with multiprocessing's "spawn", which re-imports Prefect
+    and our code in each run: about a second of CPU per run on this class of machine, most of the
+    upload-to-delivery latency. A fork server that has already imported the flow forks each run in
+    milliseconds. The run still gets Prefect's own environment hand-over (it is passed in the call,
+    not inherited), so only the process start changes.
+    """
+    import multiprocessing
+    import types
+
+    import prefect.flow_engine as engine
+
+    # Every template's module (built-in and installed), so a run of any of them forks warm.
+    preload = ["deployments.forkserver_guard", "flows.poll", *templates.preload_modules()]
+    multiprocessing.set_forkserver_preload(preload)
+    forkserver = multiprocessing.get_context("forkserver")
+    shim = types.SimpleNamespace(
+        **{k: getattr(multiprocessing, k) for k in dir(multiprocessing) if not k.startswith("__")}
+    )
+    shim.get_context = lambda method=None: forkserver
+    engine.multiprocessing = shim  # type: ignore[assignment,attr-defined]
+
+
+def make_worker(settings: Settings, name: str | None = None, limit: int | None = None) -> TradelaneWorker:
+    """A worker on the configured pool; call `start_flow_runs_from_forkserver()` first if forking."""
+    prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
+    return TradelaneWorker(
+        work_pool_name=settings.work_pool,
+        name=name or default_worker_name(),
+        limit=settings.runner_limit if limit is None else limit,
+        # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
+        # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit
+        # reached"): take runs only as they fall due, unless the user says otherwise.
+        prefetch_seconds=float(prefetch) if prefetch else settings.runner_poll_seconds,
+        forkserver=settings.runner_forkserver,
+    )
+
+
+def prepare_process(settings: Settings, role: str) -> None:
+    """What a process that runs flow runs sets up first: logs, the home's privacy, the fork server."""
+    install_log_scrubber()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    make_private(settings.home_dir)  # started alone (scale-out), not only as a child of `up`
+    for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not
+        log.error("%s", broken.describe())
+    if settings.runner_forkserver:
+        start_flow_runs_from_forkserver()
