@@ -72,7 +72,9 @@ def worker_process(
     system: System, args: list[str], log_name: str, **env_extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     auth = system.env["TRADELANE_PREFECT_AUTH"]
-    env = {**system.env, "PREFECT_API_AUTH_STRING": auth, **env_extra}
+    # The system's own Prefect server, named as a user of a second machine would name it.
+    api = f"http://127.0.0.1:{system.env['TRADELANE_PREFECT_PORT']}/api"
+    env = {**system.env, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": auth, **env_extra}
     with (system.home / f"{log_name}.log").open("ab") as log:
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
