@@ -92,6 +92,18 @@ class TradelaneWorker(ProcessWorker):
                 await self._executors.__aexit__(*exc_info)
                 self._executors = None
 
+    async def _submit_scheduled_flow_runs(self, flow_run_response: list[Any]) -> list[FlowRun]:
+        """Prefect's, minus the runs whose last attempt still holds a slot here.
+
+        A run retried from the Prefect UI (Retry) comes back with the same id, possibly while
+        this worker is still reaping its last attempt's process. Prefect's worker would then take
+        a second slot for the same id, which anyio refuses with a RuntimeError that ends the
+        worker's polling for good: it takes no run after that. At a 10 s poll (Prefect's default)
+        the window is rarely hit; at ours it is. Left for the next poll instead."""
+        held = set(self._limiter.statistics().borrowers) if self._limiter is not None else set()
+        fresh = [entry for entry in flow_run_response if entry.flow_run.id not in held]
+        return await super()._submit_scheduled_flow_runs(fresh)
+
     async def resolve_flow(self, flow_run: FlowRun) -> Flow[..., Any]:
         """The deployment's flow, imported once per worker (the code is installed: no storage)."""
         if flow_run.deployment_id is None:
