@@ -246,31 +246,34 @@ def test_an_address_that_turned_private_is_refused_when_posting(
     as2_server: As2Server, internal_admin: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker checks again before each POST (a name may resolve elsewhere by then): refused
-    at once, not retried. The pending MDN is made here, due only tomorrow, so that the running
-    worker leaves it alone and deliver() (which ignores the due time) is the only one to try."""
-    from datetime import timedelta
-
+    at once, not retried. The pending MDN is made here, due now, after private addresses are
+    refused; deliver() and the running worker (this process's, with the same settings) race for
+    it, and whichever claims it refuses the POST."""
     from core.as2 import mdn as mdns
     from core.db import home_account_id, session_scope
     from core.models import As2Message, utcnow
 
+    monkeypatch.setenv("TRADELANE_AS2_ALLOW_PRIVATE_MDN_URLS", "0")
     with session_scope() as session:
         row = As2Message(
             account_id=home_account_id(session), direction="in", message_id=f"held-{os.urandom(4).hex()}@x",
             org_as2_id="TRADELANE-TEST", partner_as2_id="HELD", status="received", mdn_mode="async",
             mdn="Content-Type: text/plain\r\n\r\nMDN", mdn_url=f"{internal_admin.url}mdn",
-            mdn_status="pending", next_attempt_at=utcnow() + timedelta(days=1),
+            mdn_status="pending", next_attempt_at=utcnow(),
         )  # fmt: skip
         session.add(row)
         session.flush()
         row_id = row.id
     assert row_id is not None
-    monkeypatch.setenv("TRADELANE_AS2_ALLOW_PRIVATE_MDN_URLS", "0")
-    assert mdns.deliver(row_id) is False
-    with session_scope() as session:
-        held = session.get(As2Message, row_id)
-        assert held is not None
-        assert held.mdn_status == "failed" and held.attempts == 1 and "loopback" in (held.error or "")
+    assert mdns.deliver(row_id) is False  # refused, or claimed by the worker first
+
+    def ended() -> As2Message | None:
+        with session_scope() as session:
+            held = session.get(As2Message, row_id)
+            return held if held is not None and held.mdn_status != "pending" else None
+
+    held = wait_for(ended)
+    assert held and held.mdn_status == "failed" and held.attempts == 1 and "loopback" in (held.error or "")
     assert internal_admin.paths == []
 
 

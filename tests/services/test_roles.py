@@ -13,6 +13,7 @@ from core import accounts, dataflows, partners, roles, transfers
 from core.endpoints import rows as endpoint_rows
 from core.models import AuditEvent, DataFlow, Partner
 from core.tenancy import RoleRefused, Scope
+from tests.file_roots import allowed_folder
 from tests.services.conftest import as_role, unique
 from tests.tenancy import home_scope
 
@@ -25,11 +26,13 @@ def changes(session: Session, tmp_path: Path) -> dict[str, Callable[[Scope], Any
     partner = unique("rp")
     partners.add(session, cli, partner, password="Role-Pass-12345")
     endpoint = unique("re")
-    endpoint_rows.add(session, cli, endpoint, "file", {"path": str(tmp_path)})
+    # Inside the folders the account's own users may use: they change this endpoint below.
+    shelf = str(allowed_folder("home"))
+    endpoint_rows.add(session, cli, endpoint, "file", {"path": shelf})
     flow = unique("rf")
     dataflows.add(session, cli, flow, source=f"mailbox:{partner}", dest=endpoint)
     row = partners.require(session, cli, partner)
-    folder = {"path": str(tmp_path)}
+    folder = {"path": shelf}
     source = f"mailbox:{partner}"
     user = f"{unique('u')}@example.com"
     return {
