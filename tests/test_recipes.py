@@ -579,3 +579,84 @@ def test_the_image_copies_every_package_the_distribution_has() -> None:
         if line.startswith("!")
     }
     assert copied <= allowed
+
+
+INSTALLED_CHECK = """
+import sys
+from pathlib import Path
+
+import api, cli, core, migrations
+target = Path(sys.argv[1])
+for package in (api, cli, core, migrations):
+    assert Path(package.__file__).is_relative_to(target), package.__file__
+
+from fastapi.testclient import TestClient
+from api.app import create_app
+from api.web.accept_service import CoreAcceptService
+with TestClient(create_app(accept_service=CoreAcceptService())) as client:
+    for page in ("/login", "/docs"):
+        answer = client.get(page)
+        assert answer.status_code == 200, (page, answer.status_code, answer.text[:300])
+
+from cli.main import main
+sys.argv = ["tradelane", "partner", "list"]  # the store made by the migrations the package carries
+main()
+"""
+
+
+def test_what_the_build_stage_copies_installs_a_tradelane_that_runs_outside_the_source_tree(
+    tmp_path: Path,
+) -> None:
+    """The build stage's `pip install .`, done here from exactly what the Dockerfile copies: the
+    package data (migrations, web templates and assets) travels with it."""
+    import shutil
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for line in dockerfile_stages()[0]:
+        if line.startswith("COPY "):
+            for name in line.split()[1:-1]:
+                copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+                copy(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheel = tmp_path / "wheel"
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(wheel), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (package,) = wheel.glob("tradelane-*.whl")
+    installed = subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(tmp_path / "target"), str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    home = tmp_path / "home"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRADELANE_", "PREFECT_"))}
+    env = {**clean, "PYTHONPATH": str(tmp_path / "target"), "TRADELANE_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK, str(tmp_path / "target")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (home / "tradelane.db").is_file()
+
+
+def test_the_number_of_workers_is_one_setting(dotenv: dict[str, str]) -> None:
+    raw = yaml.safe_load(COMPOSE.read_text())
+    assert interpolated(raw, dotenv)["services"]["worker"]["deploy"]["replicas"] == "2"
+    four = interpolated(raw, {**dotenv, "TRADELANE_WORKERS": "4"})
+    assert four["services"]["worker"]["deploy"]["replicas"] == "4"
+    deployments = {d["metadata"]["name"]: d["spec"] for d in manifests() if d["kind"] == "Deployment"}
+    assert (deployments["worker"]["replicas"], deployments["api"]["replicas"]) == (2, 2)
+    # The mailboxes' keys volume is ReadWriteOnce: one pod, the old one gone before the new starts.
+    assert deployments["mailboxes"]["replicas"] == 1
+    assert deployments["mailboxes"]["strategy"] == {"type": "Recreate"}
