@@ -44,8 +44,10 @@ K8S_VERSION = "1.30.0"
 # What the recipes give boto3 for the S3 store; test_boto3_takes_the_s3_store_from_the_recipe
 # shows boto3 reads each of them.
 AWS_VARIABLES = {"AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
-# The one-shot steps that run code of their own (python -c); each is run below.
+# The one-shot steps that run code of their own (python -c); each is run below. Kubernetes has one
+# more: the deployments pod's init container migrates the store (Compose waits for the API instead).
 ONE_SHOT = {"bucket", "keys"}
+K8S_ONE_SHOT = {*ONE_SHOT, "store"}
 
 
 # --- reading the recipes ----------------------------------------------------------------------------
@@ -332,7 +334,7 @@ def test_every_compose_role_is_given_what_it_must_share(compose: dict[str, Any],
 
 
 def test_every_kubernetes_role_is_given_what_it_must_share(dotenv: dict[str, str], tmp_path: Path) -> None:
-    roles = {name: c for name, c in k8s_containers() if name not in ONE_SHOT}
+    roles = {name: c for name, c in k8s_containers() if name not in K8S_ONE_SHOT}
     assert set(roles) == {"prefect", "api", "mailboxes", "dispatcher", "deployments", "worker"}
     for name, container in roles.items():
         check_role(k8s_argv(container), k8s_environment(container, dotenv), tmp_path / name)
@@ -353,8 +355,10 @@ def test_compose_and_kubernetes_give_each_role_the_same_settings(compose: dict[s
         k8s = {item["name"] for item in container.get("env", [])} - k8s_referenced(container)
         for source in container.get("envFrom", []):
             k8s |= set(config_map(source["configMapRef"]["name"]))
-        assert k8s == set(services[name].get("environment", {})), name
-        assert k8s_argv(container) == compose_argv(services[name]), name
+        service = services["deployments" if name == "store" else name]  # its init container
+        assert k8s == set(service.get("environment", {})), name
+        if name != "store":
+            assert k8s_argv(container) == compose_argv(service), name
 
 
 def test_every_tradelane_pod_is_spared_kubernetes_service_variables() -> None:
@@ -420,6 +424,8 @@ def test_the_health_checks_ask_what_the_roles_serve(compose: dict[str, Any]) -> 
     for name, condition in compose["services"]["dispatcher"]["depends_on"].items():
         expected = {"postgres": "service_healthy", "prefect": "service_healthy"}
         assert condition["condition"] == expected.get(name, "service_completed_successfully")
+    # The reconciler reads the data flows at once: it starts once the API (which migrates) answers.
+    assert compose["services"]["deployments"]["depends_on"]["api"] == {"condition": "service_healthy"}
 
 
 # --- the one-shot steps, run ------------------------------------------------------------------------
@@ -660,3 +666,21 @@ def test_the_number_of_workers_is_one_setting(dotenv: dict[str, str]) -> None:
     # The mailboxes' keys volume is ReadWriteOnce: one pod, the old one gone before the new starts.
     assert deployments["mailboxes"]["replicas"] == 1
     assert deployments["mailboxes"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_store_step_migrates_the_store_the_deployments_pod_reads(tmp_path: Path) -> None:
+    (init,) = [c for n, c in k8s_containers() if n == "store"]
+    deployments = next(
+        d for d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"] == "deployments"
+    )
+    assert deployments["spec"]["template"]["spec"]["initContainers"] == [init]
+    database = tmp_path / "store.db"
+    env = {"TRADELANE_HOME": str(tmp_path), "TRADELANE_DATABASE_URL": f"sqlite:///{database}"}
+    code = k8s_argv(init)[2]
+    assert "the store is migrated" in run_snippet(code, env)
+    assert "the store is migrated" in run_snippet(code, env)  # every start: nothing left to do
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"alembic_version", "transfer", "receipt", "dataflow"} <= tables
