@@ -11,6 +11,7 @@ SFTP host keys) by running their own code here, against a moto server and a fold
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import importlib.util
 import json
@@ -518,7 +519,10 @@ def test_compose_refuses_to_start_without_the_secrets(dotenv: dict[str, str]) ->
             interpolated(raw, without)
 
 
-def test_the_kubernetes_manifests_are_valid_in_strict_mode() -> None:
+def test_the_kubernetes_manifests_are_valid_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kubernetes-validate parses its schema files (the definitions: 1.2 MB) again for every document.
+    schemas = functools.cache(kubernetes_validate.utils.schema_contents)
+    monkeypatch.setattr(kubernetes_validate.utils, "schema_contents", schemas)
     docs = manifests() + manifests(K8S / "examples")
     kinds = {doc["kind"] for doc in docs}
     assert {"Namespace", "ConfigMap", "Secret", "StatefulSet", "Deployment", "Service", "Job"} <= kinds
