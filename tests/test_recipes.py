@@ -29,6 +29,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
@@ -117,7 +118,8 @@ def compose(dotenv: dict[str, str]) -> dict[str, Any]:
     """docker-compose.yml as Compose sees it with that file: merge keys resolved, variables filled in
     (a bucket of this test's own, so the moto server shared with other tests has it only from here)."""
     raw = yaml.safe_load(COMPOSE.read_text())
-    return interpolated(raw, {**dotenv, "TRADELANE_BUCKET": "recipes-bucket"})  # type: ignore[no-any-return]
+    chosen = {"TRADELANE_BUCKET": "recipes-bucket", "TRADELANE_PUBLIC_HOST": "files.example.test"}
+    return interpolated(raw, {**dotenv, **chosen})  # type: ignore[no-any-return]
 
 
 def manifests(folder: Path = K8S) -> list[dict[str, Any]]:
@@ -474,6 +476,10 @@ def test_the_keys_step_makes_the_certificate_and_host_keys_the_mailboxes_are_giv
     key = tmp_path / Path(given["TRADELANE_TLS_KEY_FILE"]).relative_to(home)
     tls.check_pair(cert, key)
     assert tls.fingerprint(cert) in first
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "files.example.test" in names.value.get_values_for_type(x509.DNSName)  # TRADELANE_PUBLIC_HOST
     assert given["TRADELANE_SFTP_HOST_KEY_DIR"] == home
     assert len(load_host_keys(tmp_path)) == 2
     (init,) = [c for n, c in k8s_containers() if n == "keys"]
