@@ -22,6 +22,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 # The web: /docs and /redoc (and the portal and console) are rendered in Debian's headless Chromium.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# deploy/docker-compose.yml is read by Compose itself: 1.29's `config` needs no Docker daemon.
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # Legible text in the browser tests' pages and screenshots.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -34,7 +35,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from core.config import Settings, get_settings
-from tests.servers import moto_client
+from tests.servers import moto_client, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -625,8 +626,6 @@ def test_what_the_build_stage_copies_installs_a_tradelane_that_runs_outside_the_
 ) -> None:
     """The build stage's `pip install .`, done here from exactly what the Dockerfile copies: the
     package data (migrations, web templates and assets) travels with it."""
-    import shutil
-
     source = tmp_path / "src"
     source.mkdir()
     for line in dockerfile_stages()[0]:
@@ -694,3 +693,51 @@ def test_the_store_step_migrates_the_store_the_deployments_pod_reads(tmp_path: P
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"alembic_version", "transfer", "receipt", "dataflow"} <= tables
+
+
+# --- Compose itself ---------------------------------------------------------------------------------
+
+
+def compose_config(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` (Compose 1.29, Debian's; it needs no Docker daemon) of a copy of
+    deploy/ in `folder`, with `env` as its .env file."""
+    tool = require_tool("docker-compose")
+    copy = folder / "deploy"
+    copy.mkdir(parents=True, exist_ok=True)
+    # 1.29 predates the top-level `name` (Compose v2's project name), which the schema test covers.
+    text = COMPOSE.read_text()
+    assert text.count("\nname: tradelane\n") == 1
+    (copy / COMPOSE.name).write_text(text.replace("\nname: tradelane\n", "\n"))
+    shutil.copy2(DEPLOY / "postgres-init.sql", copy)
+    (copy / ".env").write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    ours = ("TRADELANE_", "PREFECT_", "AWS_", "POSTGRES_", "MINIO_", "COMPOSE_", "DOCKER_")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    command = [tool, "-f", str(copy / COMPOSE.name), "--env-file", str(copy / ".env"), "config"]
+    return subprocess.run(command, env=clean, cwd=folder, capture_output=True, text=True, timeout=120)
+
+
+def test_compose_reads_the_file_as_these_tests_do(
+    compose: dict[str, Any], dotenv: dict[str, str], tmp_path: Path
+) -> None:
+    chosen = {"TRADELANE_BUCKET": "recipes-bucket", "TRADELANE_PUBLIC_HOST": "files.example.test"}
+    done = compose_config(tmp_path, {**dotenv, **chosen})
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    assert set(config["services"]) == set(compose["services"])
+    for name, service in compose["services"].items():
+        theirs = config["services"][name]
+        assert theirs.get("environment", {}) == service.get("environment", {}), name
+        for key in ("entrypoint", "command"):
+            assert theirs.get(key) == service.get(key), (name, key)
+        assert set(theirs.get("depends_on", {})) == set(service.get("depends_on", {})), name
+        if "build" in service:
+            assert theirs["build"] == {"context": str(tmp_path), "dockerfile": "deploy/Dockerfile"}
+    assert config["services"]["worker"]["deploy"]["replicas"] == 2
+    init = config["services"]["postgres"]["volumes"][1]
+    assert init.split(":")[0] == str(tmp_path / "deploy" / "postgres-init.sql")
+
+
+def test_compose_refuses_a_start_without_a_secret(dotenv: dict[str, str], tmp_path: Path) -> None:
+    done = compose_config(tmp_path, {k: v for k, v in dotenv.items() if k != "TRADELANE_SECRET_KEY"})
+    assert done.returncode != 0
+    assert "set TRADELANE_SECRET_KEY in deploy/.env" in done.stderr
