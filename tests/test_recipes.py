@@ -741,3 +741,15 @@ def test_compose_refuses_a_start_without_a_secret(dotenv: dict[str, str], tmp_pa
     done = compose_config(tmp_path, {k: v for k, v in dotenv.items() if k != "TRADELANE_SECRET_KEY"})
     assert done.returncode != 0
     assert "set TRADELANE_SECRET_KEY in deploy/.env" in done.stderr
+
+
+def test_make_env_never_replaces_the_secrets_it_made(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    make = ["sh", str(DEPLOY / "make-env.sh"), str(path)]
+    subprocess.run(make, check=True, capture_output=True, timeout=30)
+    first = path.read_text()
+    assert path.stat().st_mode & 0o077 == 0  # private
+    again = subprocess.run(make, capture_output=True, text=True, timeout=30)
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert path.read_text() == first  # the key that encrypts stored secrets is kept
+    Fernet(read_dotenv(path)["TRADELANE_SECRET_KEY"])
