@@ -753,3 +753,20 @@ def test_make_env_never_replaces_the_secrets_it_made(tmp_path: Path) -> None:
     assert again.returncode != 0 and "exists" in again.stderr
     assert path.read_text() == first  # the key that encrypts stored secrets is kept
     Fernet(read_dotenv(path)["TRADELANE_SECRET_KEY"])
+
+
+def test_the_passive_ftp_ports_are_the_ones_published(compose: dict[str, Any]) -> None:
+    from mailboxes.ftp.server import parse_port_range
+
+    service = compose["services"]["mailboxes"]
+    passive = set(parse_port_range(service["environment"]["TRADELANE_FTP_PASSIVE_PORTS"]))
+    published = f"{min(passive)}-{max(passive)}:{min(passive)}-{max(passive)}"
+    assert len(passive) == max(passive) - min(passive) + 1 and published in service["ports"]
+    assert {"2222:2222", "2121:2121"} <= set(service["ports"])
+    (container,) = [c for name, c in k8s_containers() if name == "mailboxes"]
+    given = {item["name"]: item.get("value") for item in container["env"]}
+    assert set(parse_port_range(given["TRADELANE_FTP_PASSIVE_PORTS"])) == passive
+    (k8s_service,) = [
+        d for d in manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "mailboxes"
+    ]
+    assert {p["port"] for p in k8s_service["spec"]["ports"]} == passive | {2222, 2121}
