@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # certificate (self-signed if unset).
     ftp_require_tls: bool = True
     ftp_passive_ports: str = "30000-30100"
+    # The IPv4 address passive replies name (behind NAT or in a container, where the server's own
+    # address is not the one clients reach). Unset: the address the client connected to.
+    ftp_passive_address: str | None = None
     # The certificate every TLS door presents (FTPS, and the API port with api_tls): core/tls.py.
     # Unset: a self-signed pair generated once into the home.
     tls_cert_file: Path | None = None
@@ -233,6 +236,19 @@ class Settings(BaseSettings):
             if part and not Path(part).expanduser().is_absolute():
                 raise ValueError(f"each folder must be absolute (separated by {os.pathsep!r}), not {part!r}")
         return value
+
+    @field_validator("ftp_passive_address")
+    @classmethod
+    def _passive_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ValueError(f"must be an IP address (PASV names one), not {value!r}") from None
+        if address.version != 4:
+            raise ValueError(f"must be an IPv4 address (PASV can name no other), not {value!r}")
+        return str(address)
 
     @field_validator("storage_url")
     @classmethod

@@ -69,6 +69,7 @@ class FTPServer:
                 "tls_control_required": settings.ftp_require_tls,
                 "tls_data_required": settings.ftp_require_tls,
                 "passive_ports": parse_port_range(settings.ftp_passive_ports),
+                "masquerade_address": settings.ftp_passive_address,
                 "timeout": timeout,
                 "login_grace": settings.login_grace_seconds,
             },

@@ -650,3 +650,28 @@ def test_certificate_from_settings(tradelane_home: Path, tmp_path: Path) -> None
         assert ssl.DER_cert_to_PEM_cert(_presented_certificate(srv)).strip() == cert.read_text().strip()
     finally:
         srv.stop()
+
+
+def test_passive_replies_name_the_configured_address(tradelane_home: Path, make_partner: MakePartner) -> None:
+    # Behind NAT or in a container, clients must be told the address they can reach, not the
+    # server's own; unset, the reply names the address the client connected to.
+    masked = start_server(ftp_passive_ports="", ftp_passive_address="203.0.113.7")
+    plain = start_server(ftp_passive_ports="")
+    try:
+        partner = make_partner()
+        for srv, expected in ((masked, "203,0,113,7"), (plain, "127,0,0,1")):
+            ftp = connect(srv, partner)
+            try:
+                reply = ftp.sendcmd("PASV")
+                assert reply.startswith("227") and f"({expected}," in reply, reply
+            finally:
+                ftp.close()
+    finally:
+        masked.stop()
+        plain.stop()
+
+
+@pytest.mark.parametrize("value", ["ftp.example.com", "::1", "300.1.1.1"])
+def test_a_passive_address_that_is_not_ipv4_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="ftp_passive_address"):
+        Settings(ftp_passive_address=value)
