@@ -31,7 +31,10 @@ def worker_prefect_environment(settings: Settings) -> None:
 def worker(
     name: Annotated[
         str | None,
-        typer.Option(help="The worker's name in Prefect and in its runs' labels (default: host-pid)."),
+        typer.Option(
+            help="The worker's name in Prefect and in its runs' labels (default: the host and a hash of "
+            "TRADELANE_HOME, the same at each restart; -2, -3… for more at once in one home)."
+        ),
     ] = None,
     limit: Annotated[
         int | None,
