@@ -224,14 +224,13 @@ def requeue(session: Session, transfer_ids: list[int], reason: str, *, from_run:
         # A row locked now is a run recording its outcome or committing at its destination under
         # the push fence (core/delivery.py `still_carrying`): left for the next check rather than
         # waited for, which would hold up the dispatcher for the length of a send.
-        transfer_ids = list(
-            session.exec(
-                select(Transfer.id)
-                .where(col(Transfer.id).in_(transfer_ids))
-                .order_by(col(Transfer.id))
-                .with_for_update(skip_locked=True)
-            ).all()
-        )
+        free = session.exec(
+            select(Transfer.id)
+            .where(col(Transfer.id).in_(transfer_ids))
+            .order_by(col(Transfer.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+        transfer_ids = [transfer_id for transfer_id in free if transfer_id is not None]
     result = session.exec(
         update(Transfer)
         .where(
