@@ -236,3 +236,16 @@ def test_dispatchers_alone_keep_the_deployments_registered_and_two_are_harmless(
         assert "could not reconcile deployments" not in log
     second.stop()
     del topology.roles["dispatcher-2"]
+
+
+def test_a_dispatcher_alone_refuses_a_work_pool_of_another_type_by_name(topology: Topology) -> None:
+    odd = unique("odd-pool")
+    created = httpx.post(f"{topology.prefect_api}/work_pools/", json={"name": odd, "type": "docker"})
+    assert created.status_code == 201, created.text
+    env = {**topology.roles["dispatcher"].env, "TRADELANE_WORK_POOL": odd}
+    refused = start_process(
+        "dispatcher-odd", ["-m", "cli.main", "serve", "dispatcher"], env, topology.root / "odd"
+    )
+    assert refused.proc.wait(timeout=120) == 1, refused.log()
+    assert f"work pool {odd!r} is of type 'docker'" in refused.log()
+    assert "TRADELANE_WORK_POOL" in refused.log()
