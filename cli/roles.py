@@ -6,7 +6,8 @@ alone (cli/serve.py), configured only by environment, with its own (possibly emp
 * prefect: the Prefect server, prefect's own CLI with SQLite writes begun IMMEDIATE;
 * api: the REST API, AS2 and the web pages (uvicorn);
 * mailboxes: the SFTP and FTP/FTPS servers (threads);
-* dispatcher: claims pending transfers into batches and starts a Prefect run for each.
+* dispatcher: claims pending transfers into batches and starts a Prefect run for each, and keeps
+  the data flows' deployments registered on the work pool.
 
 A role here is a coroutine that runs until `stop` is set, then shuts its part down and returns.
 """
@@ -14,7 +15,6 @@ A role here is a coroutine that runs until `stop` is set, then shuts its part do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -60,9 +60,13 @@ def prefect_server_command(settings: Settings) -> list[str]:
 
 
 async def _until_stopped_or_done(stop: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    await _until_stopped_or_any_done(stop, [task])
+
+
+async def _until_stopped_or_any_done(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
     waiter = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
 
@@ -123,28 +127,42 @@ def check_dead_run_bound(settings: Settings) -> None:
     dead_runs.window_seconds(settings.dead_run_seconds, dead_runs.heartbeat_seconds())
 
 
-async def dispatcher(settings: Settings, stop: asyncio.Event, runs_die_with_it: bool = False) -> None:
+async def dispatcher(
+    settings: Settings, stop: asyncio.Event, runs_die_with_it: bool = False, keeps_deployments: bool = True
+) -> None:
     """Pending transfers into Prefect runs; woken at once by uploads taken in by this process, by
     the store's notifications from other processes where it has them, else by its sweep.
 
     `runs_die_with_it`: the runs are carried by children of this process (`up`'s runner), so a run
     still Running when it starts died with the last one (Dispatcher.recover's boot check). A
     dispatcher on its own restarts while the runner or workers carry on: their runs are left alone,
-    and a dead one is noticed by its state."""
+    and a dead one is noticed by its state.
+
+    `keeps_deployments`: it also keeps every data flow's deployment registered on the work pool
+    (deployments/serve.py `keep_deployments`), so the roles alone plus workers are the whole
+    cluster; several dispatchers doing so only repeat each other's writes. `up` leaves that to
+    its runner child, which runs the same code."""
     from core.wakeups import listen_for_intake
     from deployments.dispatcher import Dispatcher
 
     dispatcher = Dispatcher(settings, runs_die_with_us=runs_die_with_it)
-    running = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    running = [asyncio.create_task(dispatcher.run(), name="dispatcher")]
+    if keeps_deployments:
+        from deployments.serve import keep_deployments
+
+        running.append(asyncio.create_task(keep_deployments(settings), name="deployments"))
     listener = listen_for_intake(settings, dispatcher.wake)
     try:
-        await _until_stopped_or_done(stop, running)
+        await _until_stopped_or_any_done(stop, running)
     finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        for task in running:
+            task.cancel()
+        ended = await asyncio.gather(*running, return_exceptions=True)
         if listener is not None:
             await asyncio.to_thread(listener.stop)
+    for result in ended:  # e.g. a work pool of another type (WorkPoolError): the role stops, saying so
+        if isinstance(result, Exception):
+            raise result
 
 
 async def run_roles(

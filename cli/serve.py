@@ -213,7 +213,8 @@ def serve_mailboxes() -> None:
 
 @serve_app.command("dispatcher")
 def serve_dispatcher() -> None:
-    """Pending transfers into Prefect runs (needs TRADELANE_DATABASE_URL, PREFECT_API_URL)."""
+    """Pending transfers into Prefect runs, and the data flows' deployments kept registered on the
+    work pool (needs TRADELANE_DATABASE_URL, PREFECT_API_URL)."""
     _refusing(lambda: run_role("dispatcher"))
 
 

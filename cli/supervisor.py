@@ -323,7 +323,11 @@ class Supervisor:
                 ("mailboxes", roles.mailboxes),
                 ("api", roles.api),
                 # Its runs are carried by this process's runner child: they die with it.
-                ("dispatcher", functools.partial(roles.dispatcher, runs_die_with_it=True)),
+                # Its runner child keeps the deployments registered (deployments/serve.py).
+                (
+                    "dispatcher",
+                    functools.partial(roles.dispatcher, runs_die_with_it=True, keeps_deployments=False),
+                ),
                 ("children", lambda _settings, stop: self._watch_children(stop)),
             ],
             started=lambda: self.echo(banner),

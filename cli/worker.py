@@ -31,7 +31,10 @@ def worker_prefect_environment(settings: Settings) -> None:
 def worker(
     name: Annotated[
         str | None,
-        typer.Option(help="The worker's name in Prefect and in its runs' labels (default: host-pid)."),
+        typer.Option(
+            help="The worker's name in Prefect and in its runs' labels (default: the host and a hash of "
+            "TRADELANE_HOME, the same at each restart; -2, -3… for more at once in one home)."
+        ),
     ] = None,
     limit: Annotated[
         int | None,
@@ -45,11 +48,13 @@ def worker(
 
     from cli.common import err
     from core.config import get_settings
+
+    settings = get_settings()
+    # Before Prefect is imported: it reads its settings (the API URL, the auth string) then.
+    worker_prefect_environment(settings)
     from deployments.work_pool import WorkPoolError
     from deployments.worker import make_worker, prepare_process, run_worker
 
-    settings = get_settings()
-    worker_prefect_environment(settings)
     prepare_process(settings, "worker")
     try:
         asyncio.run(run_worker(make_worker(settings, name=name, limit=limit), settings))

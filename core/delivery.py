@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from sqlmodel import Session, select
 
 from core import derived, receipt_files, rowlock, transfers
 from core.config import get_settings
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.derived import Carried, Derived
 from core.endpoints import conflict
 from core.endpoints import rows as endpoint_rows
@@ -51,6 +53,12 @@ from core.validators import ValidationError, validate_stream
 
 class ChecksumMismatch(EndpointError):
     """The source no longer holds the bytes that were received (replaced or damaged)."""
+
+
+class TransferTaken(EndpointError):
+    """The run no longer holds the transfer it is writing: the dispatcher found the run dead (its
+    heartbeats stopped reaching Prefect) and gave the file to another run. Nothing is written,
+    and retrying would not change that."""
 
 
 class FolderMissing(NotFound):
@@ -389,13 +397,54 @@ def push(job: Job, again: bool = False) -> Delivered:
             with linked:
                 if not _unchanged_since_hashed(linked.temp, carried):
                     _verify(_Hashing(linked), carried)
+                with still_carrying(job):
+                    linked.commit()
             return Delivered(dest.uri(linked.path or dest_path), linked.answer)
         with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
             while chunk := reader.read(CHUNK_SIZE):
                 out.write(chunk)
             _verify(reader, carried)
+            # Raised here, TransferTaken aborts the write: a run that lost the file writes nothing.
+            with still_carrying(job):
+                out.commit()
         return Delivered(dest.uri(out.path or dest_path), out.answer)
+
+
+@contextmanager
+def still_carrying(job: Job) -> Iterator[None]:
+    """The fence around a destination's commit (its rename, CompleteMultipartUpload, block list):
+    TransferTaken unless `job`'s run still holds the transfer (running, by its run id).
+
+    A run cut off from Prefect but still reaching the store is found dead by the dispatcher, which
+    requeues its files for another run; this keeps the first from writing a file after that. On
+    PostgreSQL the transfer's row stays locked until the block ends, so the requeue (one
+    conditional UPDATE of the row, core/transfers.py) waits for a commit already under way instead
+    of slipping between the check and the commit; the file is then requeued as written-but-not-
+    recorded, which the next run finds at the destination (`find_delivered`). On SQLite, one
+    machine, the check is a read: the run and a dispatcher that finds it dead share the machine."""
+    locks = get_engine().dialect.name == "postgresql"
+    with session_scope() as session:
+        if locks:
+            rowlock.lock_all(session, Transfer, [job.transfer_id])
+        transfer = session.get(Transfer, job.transfer_id, populate_existing=True)
+        if transfer is None or not _carried_by(transfer, job):
+            raise TransferTaken(_taken_reason(job, transfer))
+        if locks:
+            yield
+            return
+    yield
+
+
+def _taken_reason(job: Job, transfer: Transfer | None) -> str:
+    this = f"run {job.flow_run_id}" if job.flow_run_id else "this run"
+    if transfer is None:
+        return f"{job.receipt.name}: transfer {job.transfer_id} is gone; not written"
+    holder = f"run {transfer.flow_run_id}" if transfer.flow_run_id else "the dispatcher"
+    return (
+        f"{job.receipt.name}: {this} no longer holds transfer {job.transfer_id} ({holder} has it, "
+        f"{transfer.state}: this run was taken for dead); not written, so it is not written twice"
+    )
 
 
 def _verify(reader: _Hashing, carried: Carried) -> None:

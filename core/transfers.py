@@ -215,10 +215,22 @@ def requeue(session: Session, transfer_ids: list[int], reason: str, *, from_run:
     """Hand transfers whose run died back to the dispatcher, as a new batch. One conditional
     UPDATE: only transfers still open, and, given `from_run`, still held by that run, so a
     transfer another dispatcher requeued and launched again meanwhile is never taken from its new
-    run (requeueing twice is once). Returns how many were requeued."""
+    run (requeueing twice is once). On PostgreSQL a transfer whose row another transaction holds
+    now is skipped: the next check finds it again. Returns how many were requeued."""
     if not transfer_ids:
         return 0
     held = [col(Transfer.flow_run_id) == from_run] if from_run is not None else []
+    if session.get_bind().dialect.name == "postgresql":
+        # A row locked now is a run recording its outcome or committing at its destination under
+        # the push fence (core/delivery.py `still_carrying`): left for the next check rather than
+        # waited for, which would hold up the dispatcher for the length of a send.
+        free = session.exec(
+            select(Transfer.id)
+            .where(col(Transfer.id).in_(transfer_ids))
+            .order_by(col(Transfer.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+        transfer_ids = [transfer_id for transfer_id in free if transfer_id is not None]
     result = session.exec(
         update(Transfer)
         .where(

@@ -4,8 +4,11 @@
 flow's schedule) on the work pool `TRADELANE_WORK_POOL`, with module-path entrypoints (the code is
 installed where workers run: no code storage), and keeps them in step with the store every few
 seconds, so flows added or changed while tradelane runs are served without a restart.
-`python -m deployments.serve` (a child of `tradelane up`) runs it and one `TradelaneWorker`
-(deployments/worker.py); more workers on other machines take runs of the same pool.
+Two kinds of process run it, with the same code (`keep_deployments`): `python -m deployments.serve`
+(a child of `tradelane up`, beside one `TradelaneWorker`, deployments/worker.py) and `tradelane
+serve dispatcher` (cli/roles.py), so a cluster of the roles alone needs nothing more; any number of
+them at once only repeat each other's writes (registering a deployment is an upsert by name).
+More workers on other machines take runs of the same pool.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from core.models import DataFlow
 from deployments import dead_runs
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
-from deployments.work_pool import ensure_work_pool
+from deployments.work_pool import WorkPoolError, ensure_work_pool
 from deployments.worker import make_worker, prepare_process, run_worker
 from flows.poll import poll
 from tradelane import templates
@@ -133,8 +136,8 @@ def _load_flows() -> list[tuple[DataFlow, str]]:
 
 async def start_reconciler(settings: Settings) -> DeploymentReconciler:
     """The work pool made if missing and every data flow's deployment registered once; then run
-    `forever()`. Any one process may do this (here `up`'s runner child; a role that runs no worker
-    could as well): registering is idempotent, so two at once only repeat each other's writes."""
+    `forever()`. Any number of processes may do this (`up`'s runner child, every `serve
+    dispatcher`): registering is idempotent, so two at once only repeat each other's writes."""
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # before deployments name it
     reconciler = DeploymentReconciler(settings.work_pool)
@@ -142,13 +145,31 @@ async def start_reconciler(settings: Settings) -> DeploymentReconciler:
     return reconciler
 
 
+async def keep_deployments(settings: Settings) -> None:
+    """Register every data flow's deployment, then keep them in step with the store until cancelled.
+
+    A Prefect server or store briefly away at start is waited for (tried again every interval); a
+    work pool of the wrong type is not (WorkPoolError: the role stops, naming it)."""
+    while True:
+        try:
+            reconciler = await start_reconciler(settings)
+        except WorkPoolError:
+            raise
+        except Exception:
+            log.exception("could not register the deployments; trying again")
+            await asyncio.sleep(settings.reconcile_interval_seconds)
+            continue
+        log.info("deployments registered on work pool %s", settings.work_pool)
+        await asyncio.sleep(settings.reconcile_interval_seconds)
+        await reconciler.forever(settings.reconcile_interval_seconds)
+
+
 async def serve() -> None:
     """The reconciler and one worker: what `up` runs as its child."""
     settings = get_settings()
-    reconciler = await start_reconciler(settings)
     async with asyncio.TaskGroup() as group:
+        group.create_task(keep_deployments(settings))
         group.create_task(run_worker(make_worker(settings), settings))
-        group.create_task(reconciler.forever(settings.reconcile_interval_seconds))
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
 
 import anyio
@@ -34,16 +33,12 @@ from core.permissions import make_private
 from core.redact import install_log_scrubber
 from deployments import dead_runs
 from deployments.work_pool import ensure_work_pool
+from deployments.worker_name import default_worker_name
 from tradelane import templates
 
 log = logging.getLogger("tradelane.worker")
 
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
-
-
-def default_worker_name() -> str:
-    """Unique per process, so two workers on one machine show apart in a run's labels."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
@@ -188,7 +183,7 @@ def make_worker(settings: Settings, name: str | None = None, limit: int | None =
     prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
-        name=name or default_worker_name(),
+        name=name or default_worker_name(settings.home_dir),
         limit=settings.runner_limit if limit is None else limit,
         # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
         # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit

@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import State
 
-from core.delivery import ChecksumMismatch
+from core.delivery import ChecksumMismatch, TransferTaken
 from core.endpoints.base import (
     AuthError,
     ConfigError,
@@ -36,6 +36,7 @@ PERMANENT = (
     NameTaken,
     NotFound,
     ChecksumMismatch,
+    TransferTaken,
     ValidationError,
     LookupError,
 )

@@ -36,14 +36,16 @@ def _flow_to_folder(topology: Topology, partner: str, folder: Path) -> str:
     endpoint, flow = unique("dir"), unique("flow")
     cli("endpoint", "add", endpoint, "--type", "file", "--path", str(folder))
     cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
-    # Served once the runner has registered it (every TRADELANE_RECONCILE_INTERVAL_SECONDS): before
-    # that a run of it waits for the dispatcher's next sweep, which here is an hour away.
+    # Served once the dispatcher has registered it (every TRADELANE_RECONCILE_INTERVAL_SECONDS):
+    # before that a run of it waits for the dispatcher's next sweep, which here is an hour away.
     url = f"{topology.prefect_api}/deployments/name/{transfer_deployment(flow, 'home')}"
-    wait_for(lambda: httpx.get(url).status_code == 200, "the runner to serve the data flow", timeout=60)
+    wait_for(
+        lambda: httpx.get(url).status_code == 200, "the dispatcher to register the data flow", timeout=60
+    )
     return flow
 
 
-def test_a_rest_upload_to_the_api_alone_is_delivered_by_the_dispatcher_and_runner_alone(
+def test_a_rest_upload_to_the_api_alone_is_delivered_by_the_dispatcher_and_a_worker_alone(
     topology: Topology, tmp_path: Path
 ) -> None:
     partner = unique("p")
@@ -78,7 +80,7 @@ def test_an_sftp_upload_to_the_mailboxes_alone_is_delivered(topology: Topology, 
 
 def test_no_role_keeps_shared_state_in_its_own_home(topology: Topology) -> None:
     # After the deliveries above: the store, the key, the files and the certificate are shared.
-    for name in ("api", "mailboxes", "dispatcher", "runner"):
+    for name in ("api", "mailboxes", "dispatcher", "worker"):
         kept = {path.name for path in topology.roles[name].home.iterdir()}
         assert not kept & SHARED_IN_A_HOME, (name, kept)
     assert list((topology.root / "hostkeys").iterdir())  # the SFTP host keys, in the folder given
@@ -141,10 +143,10 @@ def test_up_uses_a_user_set_prefect_api_url_and_starts_no_prefect_server(
     assert finished_run(topology.system, rows[0]["flow_run_id"])["state_type"] == "COMPLETED"
 
 
-def test_a_dispatcher_restarted_alone_leaves_the_runners_runs_alone(
+def test_a_dispatcher_restarted_alone_leaves_the_workers_runs_alone(
     topology: Topology, http_app: HttpApp
 ) -> None:
-    """`serve dispatcher` restarting while a run is in flight on the runner (another process, which
+    """`serve dispatcher` restarting while a run is in flight on the worker (another process, which
     carries on) neither marks that run Crashed nor dispatches its file again."""
     http_app.reset()
     partner = unique("r")
@@ -176,7 +178,9 @@ def test_a_dispatcher_restarted_alone_leaves_the_runners_runs_alone(
         "1",
     )
     url = f"{topology.prefect_api}/deployments/name/{transfer_deployment(flow, 'home')}"
-    wait_for(lambda: httpx.get(url).status_code == 200, "the runner to serve the data flow", timeout=60)
+    wait_for(
+        lambda: httpx.get(url).status_code == 200, "the dispatcher to register the data flow", timeout=60
+    )
     http_app.stop()  # the destination is down: the run retries the push, Running meanwhile
     try:
         with PartnerClient(topology.system, partner, PASSWORD) as client:
@@ -198,3 +202,50 @@ def test_a_dispatcher_restarted_alone_leaves_the_runners_runs_alone(
     assert rows[0]["flow_run_id"] == run_id  # carried by the run it was in, never dispatched again
     assert finished_run(topology.system, run_id)["state_type"] == "COMPLETED"
     assert (http_app.root / "restart.csv").read_bytes() == b"a,b\n"
+
+
+def test_dispatchers_alone_keep_the_deployments_registered_and_two_are_harmless(
+    topology: Topology, tmp_path: Path
+) -> None:
+    """Nothing but the issue's roles runs here (no `python -m deployments.serve`): each `serve
+    dispatcher` keeps the data flows' deployments registered on the work pool, and a second one
+    (its own home) only repeats the first one's writes: a flow added while both run is served,
+    and its files are carried once each."""
+    first = topology.roles["dispatcher"]
+    second = start_process(
+        "dispatcher-2", ["-m", "cli.main", "serve", "dispatcher"], first.env, topology.root / "dispatcher-2"
+    )
+    topology.roles["dispatcher-2"] = second
+    wait_until_up(second, "deployments registered on work pool tradelane")
+    partner = unique("k")
+    topology.system.cli("partner", "add", partner, "--password", PASSWORD)
+    flow = _flow_to_folder(topology, partner, tmp_path / "out")
+    url = f"{topology.prefect_api}/deployments/name/{transfer_deployment(flow, 'home')}"
+    assert httpx.get(url).json()["work_pool_name"] == "tradelane"
+    with PartnerClient(topology.system, partner, PASSWORD) as client:
+        for n in range(4):
+            assert client.upload(f"k{n}.csv", f"{n}\n".encode()).status_code == 201
+    rows = topology.system.wait_for(delivered(4), timeout=120, flow=flow)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"k{n}.csv" for n in range(4)]
+    assert {row["attempts"] for row in rows} == {1}  # one run each, none carried twice
+    # Both registered (the flow above by either), neither failed at it.
+    for dispatcher in (first, second):
+        log = dispatcher.log()
+        assert "deployments registered on work pool tradelane" in log
+        assert "could not register the deployments" not in log
+        assert "could not reconcile deployments" not in log
+    second.stop()
+    del topology.roles["dispatcher-2"]
+
+
+def test_a_dispatcher_alone_refuses_a_work_pool_of_another_type_by_name(topology: Topology) -> None:
+    odd = unique("odd-pool")
+    created = httpx.post(f"{topology.prefect_api}/work_pools/", json={"name": odd, "type": "docker"})
+    assert created.status_code == 201, created.text
+    env = {**topology.roles["dispatcher"].env, "TRADELANE_WORK_POOL": odd}
+    refused = start_process(
+        "dispatcher-odd", ["-m", "cli.main", "serve", "dispatcher"], env, topology.root / "odd"
+    )
+    assert refused.proc.wait(timeout=120) == 1, refused.log()
+    assert f"work pool {odd!r} is of type 'docker'" in refused.log()
+    assert "TRADELANE_WORK_POOL" in refused.log()

@@ -117,6 +117,12 @@ def start_prefect(root: Path, shared: dict[str, str], postgres_url: str) -> Role
     raise RuntimeError(f"serve prefect did not answer:\n{role.log()}")
 
 
+def start_worker(root: Path, shared: dict[str, str], name: str) -> RoleProcess:
+    """A `tradelane worker` on the work pool, with its own home (and Prefect client state)."""
+    env = {**shared, "PREFECT_HOME": str(root / name / "prefect")}
+    return start_process(name, ["-m", "cli.main", "worker", "--name", name], env, root / name)
+
+
 @contextmanager
 def run_topology(postgres_url: str) -> Iterator[Topology]:
     root = Path(tempfile.mkdtemp(prefix="tradelane-roles-"))
@@ -168,14 +174,9 @@ def run_topology(postgres_url: str) -> Iterator[Topology]:
         for name, env in started:
             args = ["-m", "cli.main", "serve", name]
             topology.roles[name] = start_process(name, args, env, root / name)
-        # The deployments' runner on its own (the work-pool stream's `tradelane worker` replaces it).
-        runner_env = {
-            **shared,
-            "PREFECT_API_AUTH_STRING": auth,
-            "PREFECT_HOME": str(root / "runner" / "prefect"),
-        }
-        runner = start_process("runner", ["-m", "deployments.serve"], runner_env, root / "runner")
-        topology.roles["runner"] = runner
+        # The deployments are registered by the dispatcher (`serve dispatcher` keeps them in step
+        # with the store); their runs are taken by a plain `tradelane worker`.
+        topology.roles["worker"] = start_worker(root, shared, "worker")
         for name, _env in started:
             wait_until_up(topology.roles[name], f"tradelane {name} is up")
         yield topology
