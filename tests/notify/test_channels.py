@@ -10,13 +10,12 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from core.notify import messages, send
+from core.notify import send
 from core.notify.notices import Item, Notice
 from tests.endpoint_servers.mail import SmtpServer
 from tests.isolation import isolated_home
@@ -160,23 +159,3 @@ def test_bad_channels_are_refused(home: Path) -> None:
         "notify", "channel", "add", "x", "--webhook", "https://h.example/", "--format", "xml", ok=False
     )
     assert "either --email" in run("notify", "channel", "add", "x", ok=False)
-
-
-def test_names_cannot_add_mail_headers_or_break_the_json_and_secrets_are_hidden() -> None:
-    from core.redact import remember
-
-    remember([SECRET])  # a secret this process held (an endpoint's): never in a message
-    notice = hostile_notice()
-    subject = messages.subject(notice)
-    assert "\r" not in subject and "\n" not in subject and "\u202e" not in subject
-    body = messages.text(notice)
-    assert "\nBcc:" not in body and "\nX-Injected" not in body and SECRET not in body
-    for format in ("json", "slack", "teams"):
-        raw = messages.webhook_body(notice, format)
-        value: Any = json.loads(raw)
-        assert SECRET not in raw.decode()
-        if format == "slack":
-            assert "<!channel>" not in value["text"] and "&lt;!channel&gt;" in value["text"]
-    files = json.loads(messages.webhook_body(notice, "json"))["files"]
-    assert files[0]["file"] == HOSTILE  # the name kept exactly, as a JSON string
-    assert files[0]["next"] == "fix the cause, then carry it again: tradelane replay 7"
