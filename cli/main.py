@@ -20,6 +20,7 @@ from cli.common import console, database, err, safe
 from cli.connect import connect_app
 from cli.endpoints import endpoint_app
 from cli.flows import flow_app
+from cli.notify import notify_app
 from cli.partners import partner_app
 from cli.serve import serve_app
 from cli.templates import template_app
@@ -35,6 +36,7 @@ app.add_typer(pgp_cli.app, name="pgp")
 app.add_typer(connect_app, name="connect")
 app.add_typer(template_app, name="template")
 app.add_typer(serve_app, name="serve")
+app.add_typer(notify_app, name="notify")
 
 
 @app.command()

@@ -80,8 +80,10 @@ async def api(settings: Settings, stop: asyncio.Event) -> None:
     from api.server import uvicorn_config
     from api.web.accept_service import CoreAcceptService
     from core.wakeups import notify_on_intake
+    from flows.events import install_intake_events
 
     notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
+    install_intake_events()  # tradelane.file.received for each upload, in Prefect's event feed
     server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), settings))
     # uvicorn takes SIGINT/SIGTERM itself while it serves and raises them again once the API has
     # stopped, so they reach `stop` then, and the other roles shut down after it.
@@ -110,8 +112,10 @@ def start_mailbox_servers(settings: Settings) -> list[Any]:
 
 async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
     from core.wakeups import notify_on_intake
+    from flows.events import install_intake_events
 
     notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
+    install_intake_events()  # tradelane.file.received for each upload, in Prefect's event feed
     servers = start_mailbox_servers(settings)
     try:
         await stop.wait()

@@ -43,6 +43,7 @@ from core.tenancy import account_name
 log = logging.getLogger(__name__)
 
 _listeners: list[Callable[[], None]] = []
+_announcers: list[Callable[[Receipt], None]] = []
 
 
 class IntakeError(Exception):
@@ -85,12 +86,24 @@ def on_received(callback: Callable[[], None]) -> None:
     _listeners.append(callback)
 
 
-def _wake() -> None:
+def on_receipt(callback: Callable[[Receipt], None]) -> None:
+    """Call `callback(receipt)` after every committed receipt in this process (the Prefect side's
+    `tradelane.file.received` event, flows/events.py): it must not block, and may not fail the upload."""
+    if callback not in _announcers:
+        _announcers.append(callback)
+
+
+def _wake(receipt: Receipt) -> None:
     for callback in list(_listeners):
         try:
             callback()
         except Exception:  # a listener must never lose a receipt that is already committed
             log.exception("intake listener failed")
+    for announce in list(_announcers):
+        try:
+            announce(receipt)
+        except Exception:
+            log.exception("intake announcer failed")
 
 
 def check_file_name(name: str) -> str:
@@ -382,7 +395,7 @@ def commit(
         )
         if also is not None:
             also(session, receipt)
-    _wake()
+    _wake(receipt)
     return receipt
 
 

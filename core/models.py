@@ -646,3 +646,37 @@ class WebUpload(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class NotifyChannel(SQLModel, table=True):
+    """Where notifications go (core/notify/channels.py): e-mail addresses or a webhook URL."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str
+    kind: str  # "email" or "webhook"
+    # E-mail: the addresses, comma-separated; webhook: the URL (its secret is in `secrets`).
+    target: str
+    format: str = "json"  # webhook body: json, slack or teams
+    secrets: str | None = None  # Fernet token of a JSON object ({"secret": …})
+    # The last send: when it went out, or when and why it failed, and how many in a row failed.
+    last_sent_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failures: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class NotifyRule(SQLModel, table=True):
+    """`tradelane notify on WHAT`: kept as a Prefect automation (deployments/notify_rules.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    on: str  # failed, rejected, received or delivered
+    channel_id: int = Field(foreign_key="notifychannel.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id")
+    data_flow_id: int | None = Field(default=None, foreign_key="dataflow.id")
+    digest_seconds: int | None = None  # one message per window of this length; None: one per file
+    created_at: datetime = Field(default_factory=utcnow)

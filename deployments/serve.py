@@ -31,6 +31,7 @@ from core.models import DataFlow
 from deployments import dead_runs
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
+from deployments.notify_rules import RuleMirror
 from deployments.work_pool import WorkPoolError, ensure_work_pool
 from deployments.worker import make_worker, prepare_process, run_worker
 from flows.poll import poll
@@ -61,6 +62,7 @@ class DeploymentReconciler:
         self.seen: dict[int, datetime] = {}
         self.polling: dict[int, str] = {}  # polling flows served, by id: their poll deployments
         self.limits = LimitMirror()  # partners' and endpoints' concurrency limits, kept in Prefect
+        self.rules = RuleMirror(work_pool, register)  # notification rules, kept as Prefect automations
 
     async def once(self) -> int:
         await self.limits.once()
@@ -106,6 +108,10 @@ class DeploymentReconciler:
                 self.polling[flow.id] = poll_deployment(flow.name, account)
             self.seen[flow.id] = flow.updated_at
             added += 1
+        try:
+            await self.rules.once()
+        except Exception:  # a rule's trouble must not stop the data flows' deployments
+            log.exception("could not keep the notification rules' automations")
         return added
 
     async def _pause_removed(self, current: set[int]) -> None:

@@ -6,3 +6,4 @@ import the flows, their tasks and Prefect's task machinery into the API process 
 
 TRANSFER = "transfer"
 POLL = "poll"
+NOTIFY = "tradelane-notify"

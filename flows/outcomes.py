@@ -12,14 +12,15 @@ from typing import Any
 
 from anyio import to_thread
 from prefect.artifacts import acreate_link_artifact, acreate_table_artifact
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core import delivery
 from core.delivery import Outcome
 from core.links import console_run_url
 from core.models import TransferState
+from core.notify import facts
 from core.redact import scrub_known
+from flows import events
 from flows.provenance import provenance
 
 
@@ -29,31 +30,21 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     if not outcomes:
         return []
     recorded = await to_thread.run_sync(delivery.record, outcomes)
+    run_id = flow_run.get_id()
     rows = []
     for outcome, result in zip(outcomes, recorded, strict=True):
         job, state = outcome.job, result.state
         reason = result.error or (delivery.describe(outcome.error) if outcome.error else "")
         if state is TransferState.waiting and outcome.error is not None:
             reason = delivery.waiting_error(outcome.error)  # "destination unreachable: …"
-        # Events and artifacts are readable by anyone who reaches Prefect: every secret this
-        # process has held is hidden, whatever an endpoint let through.
-        emit_event(
-            event=f"tradelane.file.{state.value}",
-            resource={
-                "prefect.resource.id": f"tradelane.transfer.{job.transfer_id}",
-                "prefect.resource.name": job.receipt.name,
-            },
-            payload=scrub_known(
-                {
-                    "flow": job.flow.name,
-                    "partner": job.partner_name,
-                    "size": job.receipt.size,
-                    "sha256": job.receipt.sha256,
-                    "destination": outcome.destination_uri,
-                    "error": reason or None,
-                    "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
-                }
-            ),
+        # Events are readable by anyone who reaches Prefect: every secret this process has held
+        # is hidden (core/notify/events.py), whatever an endpoint let through.
+        events.emit_file(
+            state.value,
+            facts.of_job(job, run_id),
+            destination=outcome.destination_uri,
+            error=reason or None,
+            next_attempt_at=result.next_attempt_at.isoformat() if result.next_attempt_at else None,
         )
         rows.append(
             scrub_known(

@@ -17,6 +17,7 @@ from prefect.states import Completed, Failed
 from core.endpoints.base import FileInfo
 from core.redact import install_log_scrubber, scrub_known
 from flows import names
+from flows.events import install_intake_events
 from tasks.pull import list_new, pull_files
 
 
@@ -24,6 +25,7 @@ from tasks.pull import list_new, pull_files
 async def poll(data_flow_id: int, flow_name: str = "") -> State[Any]:
     """List what is new at the source, then take it in with one `pull files` task run."""
     install_log_scrubber()
+    install_intake_events()  # each pulled file: tradelane.file.received
     files: list[FileInfo] = await list_new(data_flow_id)
     rows: list[dict[str, Any]] = []
     if files:

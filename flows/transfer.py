@@ -29,7 +29,7 @@ from prefect.states import Completed, Failed
 from core.delivery import WAITING_NOTE, Job, Left, Outcome, RunStart
 from core.models import TransferState
 from core.redact import install_log_scrubber
-from flows import names
+from flows import events, names
 from flows.outcomes import publish_table, record
 from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
@@ -63,12 +63,14 @@ async def carry(started: RunStart, refused: Sequence[BaseException | None] | Non
     if not jobs:
         return _nothing_to_carry(left)
     rows: list[dict[str, Any]] = []
+    await events.replayed(jobs, flow_run.get_id())
     to_push = jobs
     if refused is not None:
         rejected = [Outcome(job, error=error) for job, error in zip(jobs, refused, strict=True) if error]
         to_push = [job for job, error in zip(jobs, refused, strict=True) if error is None]
         if rejected:
             rows += await record(rejected)
+        events.validated(to_push, flow_run.get_id())
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
     bad = [f"{row['file']}: {row['result']}" for row in rows if not _is(row, "delivered", "waiting")]

@@ -1,0 +1,1 @@
+"""Notifications: what tradelane tells people and systems about files (events, channels, rules)."""

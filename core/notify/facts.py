@@ -1,0 +1,80 @@
+"""Read what a file's events say (`FileFacts`) from the store: at intake, for a run's job, for a transfer."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from core.db import session_scope
+from core.delivery import Job
+from core.models import DataFlow, Partner, Receipt, Transfer
+from core.notify.events import FileFacts
+from core.tenancy import account_name
+
+
+def of_receipt(receipt: Receipt) -> FileFacts:
+    """A file just taken in, with every data flow that will carry it (one small query)."""
+    assert receipt.id is not None
+    with session_scope() as session:
+        flows = session.exec(
+            select(DataFlow.id, DataFlow.name)
+            .join(Transfer, Transfer.data_flow_id == DataFlow.id)  # type: ignore[arg-type]
+            .where(Transfer.receipt_id == receipt.id)
+        ).all()
+        partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
+    return FileFacts(
+        receipt_id=receipt.id,
+        name=receipt.name,
+        size=receipt.size,
+        sha256=receipt.sha256,
+        account_id=receipt.account_id,
+        account=account_name(receipt.account_id),
+        partner_id=receipt.partner_id,
+        partner=partner.name if partner else None,
+        protocol=receipt.protocol,
+        connection_id=receipt.connection_id,
+        flows=tuple((flow_id, name) for flow_id, name in flows if flow_id is not None),
+    )
+
+
+def of_job(job: Job, flow_run_id: str | None = None) -> FileFacts:
+    """One transfer carried by a run (no query beyond the cached account name)."""
+    receipt, flow = job.receipt, job.flow
+    assert receipt.id is not None and flow.id is not None
+    return FileFacts(
+        receipt_id=receipt.id,
+        name=receipt.name,
+        size=receipt.size,
+        sha256=receipt.sha256,
+        account_id=flow.account_id,
+        account=account_name(flow.account_id),
+        partner_id=receipt.partner_id,
+        partner=job.partner_name if receipt.partner_id else None,
+        protocol=receipt.protocol,
+        connection_id=receipt.connection_id or flow.source_connection_id,
+        flows=((flow.id, flow.name),),
+        transfer_id=job.transfer_id,
+        flow_run_id=flow_run_id or job.flow_run_id,
+    )
+
+
+def of_transfer(transfer_id: int) -> FileFacts | None:
+    """A transfer by id (a replay), or None if it is gone."""
+    from core import delivery
+
+    try:
+        return of_job(delivery.load(transfer_id))
+    except LookupError:
+        return None
+
+
+def first_carries_of_replays(transfer_ids: list[int]) -> dict[int, int]:
+    """Of these transfers, the replays not tried yet: {transfer id: the transfer it replays}."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Transfer.id, Transfer.replay_of).where(
+                Transfer.id.in_(transfer_ids),  # type: ignore[union-attr]
+                Transfer.replay_of.is_not(None),  # type: ignore[union-attr]
+                Transfer.attempts == 0,
+            )
+        ).all()
+    return {transfer_id: replay_of for transfer_id, replay_of in rows if transfer_id and replay_of}

@@ -1,0 +1,68 @@
+"""The Prefect side of the `tradelane.file.*` events (core/notify/events.py defines them): emit them.
+
+`emit_event` queues the event for Prefect's events worker (a background thread that sends it over
+the API's websocket), so it never waits on the network; without a Prefect API (`PREFECT_API_URL`
+unset) it does nothing. Events are for the feed and for notification rules, never for correctness:
+a lost event loses no file (the store is the truth), and a failure to emit is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from anyio import to_thread
+from prefect.events import emit_event
+
+from core import intake
+from core.delivery import Job
+from core.models import Receipt
+from core.notify import facts
+from core.notify.events import WHATS, FileEvent, FileFacts, build
+
+log = logging.getLogger("tradelane.events")
+
+
+def emit(event: FileEvent) -> None:
+    try:
+        emit_event(event=event.event, resource=event.resource, related=event.related, payload=event.payload)
+    except Exception:  # an event must never fail the upload or the run that emits it
+        log.exception("could not emit %s", event.event)
+
+
+def emit_file(what: str, file: FileFacts, **details: Any) -> None:
+    """`tradelane.file.<what>`; a state that is no file event (a transfer another run holds) emits none."""
+    if what in WHATS:
+        emit(build(what, file, **details))
+
+
+def received(receipt: Receipt) -> None:
+    """`tradelane.file.received` for a receipt just committed (the intake's hook)."""
+    try:
+        file = facts.of_receipt(receipt)
+    except Exception:
+        log.exception("could not read receipt %s for its event", receipt.id)
+        return
+    emit_file("received", file, held=True if receipt.held else None)
+
+
+def install_intake_events() -> None:
+    """Emit `tradelane.file.received` for every file this process takes in (idempotent)."""
+    intake.on_receipt(received)
+
+
+def validated(jobs: list[Job], flow_run_id: str | None) -> None:
+    for job in jobs:
+        emit_file("validated", facts.of_job(job, flow_run_id))
+
+
+async def replayed(jobs: list[Job], flow_run_id: str | None) -> None:
+    """`tradelane.file.replayed` for each job that is a replay carried for the first time, whichever
+    door made it (`tradelane replay`, the admin API, the console, Retry in the Prefect UI): emitted
+    by the run that carries it, which always reaches Prefect (a CLI may not know where it is)."""
+    if not jobs:
+        return
+    replays = await to_thread.run_sync(facts.first_carries_of_replays, [job.transfer_id for job in jobs])
+    for job in jobs:
+        if job.transfer_id in replays:
+            emit_file("replayed", facts.of_job(job, flow_run_id), replay_of=replays[job.transfer_id])
