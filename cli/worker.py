@@ -44,11 +44,17 @@ def worker(
     from rich.markup import escape
 
     from cli.common import err
+    from core import storage
     from core.config import get_settings
     from deployments.work_pool import WorkPoolError
     from deployments.worker import make_worker, prepare_process, run_worker
 
     settings = get_settings()
+    try:
+        storage.check(settings)  # a storage bucket that does not exist refuses the start, by name
+    except storage.StorageError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     worker_prefect_environment(settings)
     prepare_process(settings, "worker")
     try:

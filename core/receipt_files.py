@@ -15,6 +15,12 @@ Once every data flow that carries a receipt has delivered it, the link leaves `u
 Receipts written before this layout name their bytes by the partner's path
 (`home/<partner>/upload/<name>`) or by the old archive (`.archive/<day>/<id>-<name>`); `locate`
 and `hide` still serve them.
+
+With the storage on S3 (`TRADELANE_STORAGE_URL=s3://…`, core/storage.py) the kept file is the
+object `<prefix>/.store/<day>/<uuid>`, streamed in as a multipart upload that is invisible until
+it completes and aborted on failure. S3 has no hard links, so nothing is linked into `upload/`:
+the receipt records where the partner would see it (`visible_path`), and the bytes stay only in
+the store (see the README's "Storage on S3").
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import storage
 from core.config import get_settings
+from core.endpoints.base import CHUNK_SIZE, WriteStream
 from core.endpoints.file import TEMP_PREFIX, FileWriteStream, create_temp_file, fsync_dir
 from core.mailbox import layout
 from core.mailbox.layout import LEGACY_ARCHIVE_DIR, STORE_DIR
@@ -52,13 +60,15 @@ def is_kept(storage_path: str) -> bool:
     return storage_path.startswith(f"{STORE_DIR}/")
 
 
-def open_write(what: str) -> tuple[FileWriteStream, str]:
+def open_write(what: str) -> tuple[WriteStream, str]:
     """A stream whose bytes, once committed, are a new receipt file; and that file's path.
 
     Bytes are staged in the mailbox's private temporary folder (same filesystem, so the commit's
-    rename is atomic); `what` names the upload in errors.
+    rename is atomic), or streamed into an S3 multipart upload; `what` names the upload in errors.
     """
     rel = new_path()
+    if storage.is_object_store():
+        return storage.open_storage().open_write(rel), rel
     target = layout.root() / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = layout.temp_dir()
@@ -68,7 +78,15 @@ def open_write(what: str) -> tuple[FileWriteStream, str]:
 
 
 def keep_staged(staged: Path) -> str:
-    """Move a whole file a protocol server staged on the mailbox filesystem into a receipt file."""
+    """Move a whole file a protocol server staged on the mailbox filesystem into a receipt file
+    (into the bucket, streamed, when the storage is S3; the staged file is then removed)."""
+    if storage.is_object_store():
+        rel = new_path()
+        with storage.open_storage().open_write(rel) as out, staged.open("rb") as source:
+            while chunk := source.read(CHUNK_SIZE):
+                out.write(chunk)
+        staged.unlink()
+        return rel
     fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -84,12 +102,28 @@ def keep_staged(staged: Path) -> str:
 
 def discard(kept: str) -> None:
     """Remove a kept file no receipt names (its upload failed before the receipt was written)."""
+    if storage.is_object_store():
+        try:
+            storage.open_storage().delete(kept)
+        except Exception:  # best effort: the failure that got us here matters more
+            log.warning("could not remove %s from the storage", kept, exc_info=True)
+        return
     with contextlib.suppress(OSError):
         (layout.root() / kept).unlink()
 
 
 def unkeep(kept: str, staged: Path) -> None:
     """Put a kept file that no receipt names back where a protocol server staged it, best effort."""
+    if storage.is_object_store():
+        try:
+            with storage.open_storage().open_read(kept) as source, staged.open("wb") as out:
+                while chunk := source.read(CHUNK_SIZE):
+                    out.write(chunk)
+        except Exception:
+            log.warning("could not put %s back for a resume", kept, exc_info=True)
+            return
+        discard(kept)
+        return
     with contextlib.suppress(OSError):
         os.rename(layout.root() / kept, staged)
 
@@ -98,7 +132,10 @@ def show(kept: str, visible: Path) -> None:
     """Link the kept file at `visible` (the partner's `upload/<name>`), replacing only a link there.
 
     The link is made under a private temporary name and renamed into place: atomic, no copy.
+    On S3 there are no links: nothing is shown (see the module's docstring).
     """
+    if storage.is_object_store():
+        return
     visible.parent.mkdir(parents=True, exist_ok=True)
     staging = layout.temp_dir()
     staging.mkdir(parents=True, exist_ok=True)
@@ -121,7 +158,7 @@ def locate(receipt: Receipt) -> str:
     the process is killed between the two, the database still names the old place while the bytes
     are kept: the run is dispatched again and finds them there (or in the old archive).
     """
-    if is_kept(receipt.storage_path):
+    if is_kept(receipt.storage_path) or storage.is_object_store():
         return receipt.storage_path
     root = layout.root()
     if (root / receipt.storage_path).exists():
@@ -140,8 +177,8 @@ def hide(receipt: Receipt) -> str | None:
     into a receipt file), else None. Failures are logged, never raised: the delivery stands. With
     `TRADELANE_KEEP_DELIVERED_UPLOADS` the file stays where the partner put it.
     """
-    if get_settings().keep_delivered_uploads:
-        return None
+    if get_settings().keep_delivered_uploads or storage.is_object_store():
+        return None  # (on S3 nothing was linked into the partner's folder)
     try:
         if is_kept(receipt.storage_path):
             if receipt.visible_path:
