@@ -19,8 +19,10 @@ and `hide` still serve them.
 With the storage on S3 (`TRADELANE_STORAGE_URL=s3://…`, core/storage.py) the kept file is the
 object `<prefix>/.store/<day>/<uuid>`, streamed in as a multipart upload that is invisible until
 it completes and aborted on failure. S3 has no hard links, so nothing is linked into `upload/`:
-the receipt records where the partner would see it (`visible_path`), and the bytes stay only in
-the store (see the README's "Storage on S3").
+what the partner sees there is listed from the store (`shown`): for each name, its latest
+receipt, while that one is not delivered (`hide` clears its `visible_path`). No copy is made
+(a server-side copy per upload would double the writes and the bytes kept), and the listing
+cannot disagree with the receipts.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+
 from core import storage
 from core.config import get_settings
-from core.endpoints.base import CHUNK_SIZE, WriteStream
+from core.db import session_scope
+from core.endpoints.base import CHUNK_SIZE, FileInfo, WriteStream
 from core.endpoints.file import TEMP_PREFIX, FileWriteStream, create_temp_file, fsync_dir
 from core.mailbox import layout
 from core.mailbox.layout import LEGACY_ARCHIVE_DIR, STORE_DIR
@@ -177,8 +183,11 @@ def hide(receipt: Receipt) -> str | None:
     into a receipt file), else None. Failures are logged, never raised: the delivery stands. With
     `TRADELANE_KEEP_DELIVERED_UPLOADS` the file stays where the partner put it.
     """
-    if get_settings().keep_delivered_uploads or storage.is_object_store():
-        return None  # (on S3 nothing was linked into the partner's folder)
+    if get_settings().keep_delivered_uploads:
+        return None
+    if storage.is_object_store():
+        receipt.visible_path = None  # listed from the store: no longer shown (see `shown`)
+        return None
     try:
         if is_kept(receipt.storage_path):
             if receipt.visible_path:
@@ -190,6 +199,31 @@ def hide(receipt: Receipt) -> str | None:
     except OSError:
         log.warning("could not take %s out of the mailbox after delivery", receipt.name, exc_info=True)
         return None
+
+
+def shown(partner_id: int, folder: str, name: str | None = None) -> list[FileInfo]:
+    """With the storage on S3: the files the partner sees in a folder it uploads into (or the one
+    called `name`), listed from the store: per name, the latest receipt, unless it was delivered."""
+    newer = aliased(Receipt)
+    later = (
+        select(newer.id)
+        .where(newer.partner_id == partner_id, newer.folder == folder, newer.name == Receipt.name)
+        .where(col(newer.id) > col(Receipt.id))
+    )
+    query = select(Receipt).where(
+        Receipt.partner_id == partner_id,
+        Receipt.folder == folder,
+        col(Receipt.visible_path).is_not(None),
+        ~later.exists(),
+    )
+    if name is not None:
+        query = query.where(Receipt.name == name)
+    with session_scope() as session:
+        found = session.exec(query.order_by(col(Receipt.name))).all()
+        return [
+            FileInfo(f"{folder}/{r.name}", r.size, r.received_at.replace(tzinfo=r.received_at.tzinfo or UTC))
+            for r in found
+        ]
 
 
 def _unlink_if_same(visible: Path, kept: Path) -> bool:

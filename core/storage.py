@@ -16,12 +16,14 @@ opening the storage per file costs no connection set-up.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, get_settings
-from core.endpoints.base import Endpoint
+from core.endpoints.base import Endpoint, clean_path
 from core.endpoints.file import FileEndpoint
 
 if TYPE_CHECKING:
@@ -52,21 +54,49 @@ def _s3_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _shared_class() -> type[S3Endpoint]:
+    """An S3 endpoint whose client is shared (boto3 imported only when the storage is S3)."""
+    from core.endpoints.s3 import S3Endpoint
+
+    class SharedS3(S3Endpoint):
+        # Set on a partner's home (`open_home`): its paths show as `mailbox://<partner>/<path>`.
+        partner: str | None = None
+
+        def close(self) -> None:
+            pass  # shared by every caller in this process; dropped with it
+
+        def uri(self, path: str) -> str:
+            if self.partner is None:
+                return super().uri(path)
+            return f"mailbox://{self.partner}/{clean_path(path, allow_root=True)}"
+
+    return SharedS3
+
+
 def _bucket(settings: Settings) -> S3Endpoint:
-    """The storage bucket: one client per process (boto3 imported only when the storage is S3)."""
+    """The storage bucket: one client per process."""
     wanted = _s3_settings(settings)
     key = (os.getpid(), *(str(value) for value in wanted.values()))
     with _lock:
         endpoint = _shared.get(key)
         if endpoint is None:
-            from core.endpoints.s3 import S3Endpoint
-
-            class SharedS3(S3Endpoint):
-                def close(self) -> None:
-                    pass  # shared by every caller in this process; dropped with it
-
-            endpoint = _shared[key] = SharedS3(wanted)
+            endpoint = _shared[key] = _shared_class()(wanted)
         return endpoint
+
+
+def open_home(account_folder: str, partner: str, settings: Settings | None = None) -> Endpoint:
+    """A partner's home in a storage bucket (`<prefix>/<account>/<partner>/`, the layout of a local
+    storage), sharing the storage's client. For a local storage use MailboxEndpoint."""
+    settings = settings or get_settings()
+    if settings.storage_bucket is None:
+        raise ValueError("open_home is for a storage bucket; a local storage's home is a MailboxEndpoint")
+    bucket = _bucket(settings)
+    prefix = "/".join(part for part in (settings.storage_prefix, account_folder, partner) if part)
+    home = _shared_class()({**_s3_settings(settings), "prefix": prefix})
+    home._client = bucket.client
+    home.partner = partner  # type: ignore[attr-defined]
+    return home
 
 
 def open_storage(settings: Settings | None = None) -> Endpoint:
@@ -111,3 +141,41 @@ def check(settings: Settings | None = None) -> None:
         raise StorageError(f"the storage bucket {bucket!r} cannot be used ({where}): {code}") from None
     except BotoCoreError as exc:
         raise StorageError(f"the storage bucket {bucket!r} cannot be reached ({where}): {exc}") from None
+
+
+def _keys_under(bucket: S3Endpoint, rel: str) -> Iterator[str]:
+    prefix = bucket._key(clean_path(rel)) + "/"
+    with bucket.errors(f"s3://{bucket.bucket}/{prefix}"):
+        pages = bucket.client.get_paginator("list_objects_v2").paginate(Bucket=bucket.bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", ()):
+                yield str(item["Key"])
+
+
+def move_folder(rel: str, to: str, settings: Settings | None = None) -> int:
+    """Move every object under the bucket's folder `rel` to `to` (server-side copies, then deletes);
+    how many moved. Keeps a removed partner's files out of a new one's reach."""
+    settings = settings or get_settings()
+    bucket = _bucket(settings)
+    source_prefix, target_prefix = bucket._key(clean_path(rel)) + "/", bucket._key(clean_path(to)) + "/"
+    moved = 0
+    for key in list(_keys_under(bucket, rel)):
+        target = target_prefix + key.removeprefix(source_prefix)
+        with bucket.errors(f"s3://{bucket.bucket}/{key}"):
+            # The managed copy: a multipart server-side copy for objects past 5 GiB.
+            bucket.client.copy({"Bucket": bucket.bucket, "Key": key}, bucket.bucket, target)
+            bucket.client.delete_object(Bucket=bucket.bucket, Key=key)
+        moved += 1
+    return moved
+
+
+def delete_folder(rel: str, settings: Settings | None = None) -> int:
+    """Delete every object under the bucket's folder `rel`; how many."""
+    settings = settings or get_settings()
+    bucket = _bucket(settings)
+    deleted = 0
+    for key in list(_keys_under(bucket, rel)):
+        with bucket.errors(f"s3://{bucket.bucket}/{key}"):
+            bucket.client.delete_object(Bucket=bucket.bucket, Key=key)
+        deleted += 1
+    return deleted

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,11 @@ def s3_env(moto_url: str, bucket: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["folder", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@contextmanager
+def make_store(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Iterator[Store]:
     env: dict[str, str] = {}
     bucket = s3 = None
-    if request.param == "s3":
+    if kind == "s3":
         moto_url: str = request.getfixturevalue("moto_server")
         bucket = f"tl-store-{secrets.token_hex(4)}"
         s3 = moto_client(moto_url)
@@ -88,3 +89,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(params=["folder", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same test on a local storage and on an S3 one."""
+    with make_store(request, tmp_path, request.param) as made:
+        yield made

@@ -28,10 +28,7 @@ def receive(name: str, data: bytes) -> int:
     with session_scope() as session:
         partner = partners.require(session, home_scope(session), "acme")
     receipt = receive_stream(partner, "upload", name, io.BytesIO(data), protocol="rest")
-    with session_scope() as session:
-        transfer = session.exec(select(Transfer).where(Transfer.receipt_id == receipt.id)).one()
-        assert transfer.id is not None
-        return transfer.id
+    return transfers_of(receipt)
 
 
 def carry(transfer_ids: list[int]) -> list[TransferState]:
@@ -50,9 +47,11 @@ def receipt_of(transfer_id: int) -> Receipt:
 
 
 def transfers_of(receipt: Receipt) -> int:
+    """The receipt's first transfer (acme-out's)."""
     with session_scope() as session:
-        transfer = session.exec(select(Transfer).where(Transfer.receipt_id == receipt.id)).one()
-        assert transfer.id is not None
+        query = select(Transfer).where(Transfer.receipt_id == receipt.id).order_by(Transfer.id)  # type: ignore[arg-type]
+        transfer = session.exec(query).first()
+        assert transfer is not None and transfer.id is not None
         return transfer.id
 
 

@@ -123,6 +123,33 @@ def test_a_cut_off_body_leaves_no_object_and_no_receipt(api: tuple[WebServer, St
     assert (store.kept_keys(), len(receipts())) == before
 
 
+def test_rest_lists_upload_from_the_store_and_download_from_the_bucket(api: tuple[WebServer, Store]) -> None:
+    server, store = api
+    key = f"{PREFIX}/home/acme/download/invoice.edi"
+    store.s3.put_object(Bucket=store.bucket, Key=key, Body=b"ISA*invoice~")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        auth, upload = login(client)
+        sent = client.post(
+            f"/api/folders/{upload}/files",
+            content=b'{"po": 7}',
+            headers={**auth, "Content-Disposition": "attachment; filename=listed.json"},
+        )
+        assert sent.status_code == 201, sent.text
+        names = [
+            f["name"] for f in client.get(f"/api/folders/{upload}/files", headers=auth).json()["resources"]
+        ]
+        assert "listed.json" in names
+        home_id = client.get("/api/folders", headers=auth).json()["resources"][0]["id"]
+        children = client.get(f"/api/folders/{home_id}/children", headers=auth).json()["resources"]
+        download = next(f["id"] for f in children if f["subspace"] == "download")
+        (listed,) = client.get(f"/api/folders/{download}/files", headers=auth).json()["resources"]
+        assert listed["name"] == "invoice.edi"
+        content = client.get(f"/api/files/{listed['id']}/content", headers=auth)
+        assert content.status_code == 200 and content.content == b"ISA*invoice~"
+        assert client.delete(f"/api/files/{listed['id']}", headers=auth).status_code == 204
+    assert store.s3.list_objects_v2(Bucket=store.bucket, Prefix=key).get("KeyCount") == 0
+
+
 def test_the_local_folder_holds_no_kept_bytes(api: tuple[WebServer, Store]) -> None:
     _, store = api
     assert not (Path(store.home) / "mailboxes" / ".store").exists()
