@@ -201,6 +201,9 @@ def test_a_removed_partner_leaves_nothing_for_the_next_of_its_name(bob: Store, t
     with session_scope() as session:
         partners.add(session, home_scope(session), "bob", password=PASSWORD)
     assert download(bob) == {}
+    if bob.bucket is not None:  # kept out of reach, in the bucket's .removed/
+        listed = bob.s3.list_objects_v2(Bucket=bob.bucket, Prefix=f"{PREFIX}/.removed/")["Contents"]
+        assert [item["Key"].rsplit("/", 2)[-2:] for item in listed] == [["download", "old.edi"]]
 
 
 def test_upload_shows_a_received_file_until_it_is_delivered(bob: Store, sftp_server: SFTPServer) -> None:

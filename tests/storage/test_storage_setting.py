@@ -59,6 +59,21 @@ def test_a_missing_bucket_is_named(moto_server: str, monkeypatch: pytest.MonkeyP
     storage.check(settings)  # it exists now: nothing to say
 
 
+def test_refused_credentials_are_said(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against moto's credential-checking server: a wrong key is told apart from a missing bucket."""
+    auth = request.getfixturevalue("moto_auth_server")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", auth.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    settings = Settings(storage_url=f"s3://{auth.bucket}/x")
+    with pytest.raises(
+        storage.StorageError, match=f"the storage bucket '{auth.bucket}' refused these credentials"
+    ):
+        storage.check(settings)
+
+
 @pytest.mark.parametrize("command", [["serve", "api"], ["worker"], ["up"]])
 def test_a_role_refuses_to_start_on_a_bucket_that_does_not_exist(
     moto_server: str, tmp_path: Path, command: list[str]
