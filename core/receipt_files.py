@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,15 +67,16 @@ def is_kept(storage_path: str) -> bool:
     return storage_path.startswith(f"{STORE_DIR}/")
 
 
-def open_write(what: str) -> tuple[WriteStream, str]:
+def open_write(what: str, *, lean: bool = False) -> tuple[WriteStream, str]:
     """A stream whose bytes, once committed, are a new receipt file; and that file's path.
 
     Bytes are staged in the mailbox's private temporary folder (same filesystem, so the commit's
-    rename is atomic), or streamed into an S3 multipart upload; `what` names the upload in errors.
+    rename is atomic), or streamed into an S3 multipart upload (`lean`: one part in flight);
+    `what` names the upload in errors.
     """
     rel = new_path()
     if storage.is_object_store():
-        return storage.open_storage().open_write(rel), rel
+        return storage.open_storage(lean=lean).open_write(rel), rel
     target = layout.root() / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = layout.temp_dir()
@@ -83,10 +85,39 @@ def open_write(what: str) -> tuple[WriteStream, str]:
     return FileWriteStream(fd, temp, target, what), rel
 
 
+# Staged uploads whose bytes were also streamed into the storage bucket as they arrived (an SFTP/FTP
+# upload written in order, core/mailbox/staging.py): staged path -> (the kept object, its size).
+# `keep_staged` then takes that object instead of copying the file. This process only.
+_prekept: dict[Path, tuple[str, int]] = {}
+_prekept_lock = threading.Lock()
+
+
+def prekeep(staged: Path, kept: str, size: int) -> None:
+    """Say that `kept` (already committed) holds the `size` bytes staged at `staged`."""
+    with _prekept_lock:
+        _prekept[staged] = (kept, size)
+
+
+def forget_prekept(staged: Path) -> None:
+    """The upload was not taken in after all: remove its object, unless intake already kept it."""
+    with _prekept_lock:
+        entry = _prekept.pop(staged, None)
+    if entry is not None:
+        discard(entry[0])
+
+
 def keep_staged(staged: Path) -> str:
     """Move a whole file a protocol server staged on the mailbox filesystem into a receipt file
-    (into the bucket, streamed, when the storage is S3; the staged file is then removed)."""
+    (into the bucket, streamed, when the storage is S3; the staged file is then removed). A
+    file whose bytes already went into the bucket as they arrived (`prekeep`) is not copied."""
     if storage.is_object_store():
+        with _prekept_lock:
+            entry = _prekept.pop(staged, None)
+        if entry is not None:
+            if os.stat(staged).st_size == entry[1]:
+                staged.unlink()
+                return entry[0]
+            discard(entry[0])  # the staged file changed since: copy it as it is now
         rel = new_path()
         with storage.open_storage().open_write(rel) as out, staged.open("rb") as source:
             while chunk := source.read(CHUNK_SIZE):

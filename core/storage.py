@@ -74,9 +74,10 @@ def _shared_class() -> type[S3Endpoint]:
     return SharedS3
 
 
-def _bucket(settings: Settings) -> S3Endpoint:
-    """The storage bucket: one client per process."""
-    wanted = _s3_settings(settings)
+def _bucket(settings: Settings, *, lean: bool = False) -> S3Endpoint:
+    """The storage bucket: one client per process. `lean`: one part in flight per write (a write
+    then holds at most two parts in memory), for uploads that many sessions stream at once."""
+    wanted = {**_s3_settings(settings), **({"concurrency": 1} if lean else {})}
     key = (os.getpid(), *(str(value) for value in wanted.values()))
     with _lock:
         endpoint = _shared.get(key)
@@ -99,11 +100,11 @@ def open_home(account_folder: str, partner: str, settings: Settings | None = Non
     return home
 
 
-def open_storage(settings: Settings | None = None) -> Endpoint:
+def open_storage(settings: Settings | None = None, *, lean: bool = False) -> Endpoint:
     """The storage root as an endpoint (use it as a context manager, as any endpoint)."""
     settings = settings or get_settings()
     if settings.storage_bucket is not None:
-        return _bucket(settings)
+        return _bucket(settings, lean=lean)
     return FileEndpoint({"path": str(settings.mailbox_root)})
 
 

@@ -84,6 +84,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Ite
             (tmp_path / "out").mkdir()
             yield Store(tmp_path / "home", tmp_path / "out", bucket, env, s3)
     finally:
+        if s3 is not None:
+            s3.close()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -40,6 +40,7 @@ def api(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             partner.max_file_bytes = 12 * MIB
             session.add(partner)
         yield server, Store(home, home / "out", bucket, env, s3)
+    s3.close()
 
 
 def login(client: httpx.Client) -> tuple[dict[str, str], str]:

@@ -55,7 +55,9 @@ def test_a_missing_bucket_is_named(moto_server: str, monkeypatch: pytest.MonkeyP
     settings = Settings(storage_url=f"s3://{missing}/x")
     with pytest.raises(storage.StorageError, match=f"the storage bucket '{missing}' does not exist"):
         storage.check(settings)
-    moto_client(moto_server).create_bucket(Bucket=missing)
+    client = moto_client(moto_server)
+    client.create_bucket(Bucket=missing)
+    client.close()
     storage.check(settings)  # it exists now: nothing to say
 
 
