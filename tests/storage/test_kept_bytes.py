@@ -133,3 +133,24 @@ def test_an_aborted_upload_leaves_nothing_in_the_storage(store: Store) -> None:
         assert list((get_settings().mailbox_root / ".store").rglob("*.*")) == []
     else:
         assert store.kept_keys() == [] and store.multipart_uploads() == []
+
+
+def test_a_destination_that_needs_a_local_file_gets_a_checked_copy(store: Store) -> None:
+    """A push to a peer instance resumes from an offset of a local file: a kept object is copied
+    into the transfer's staging first, hashed on the way (`derived.local_copy`)."""
+    from core import derived
+
+    transfer_id = receive("po.json", b'{"po": 5}')
+    (job,) = delivery.start_run([transfer_id], None).jobs
+    assert (job.carried.stored is not None) == (store.bucket is not None)
+    local = derived.local_copy(transfer_id, job.carried)
+    assert local.path.read_bytes() == b'{"po": 5}' and local.stored is None
+    receipt = receipt_of(transfer_id)
+    if store.bucket is None:
+        (get_settings().mailbox_root / receipt.storage_path).write_bytes(b'{"po": 6}')
+    else:
+        store.s3.put_object(Bucket=store.bucket, Key=f"{PREFIX}/{receipt.storage_path}", Body=b'{"po": 6}')
+    with pytest.raises(derived.SourceChanged):
+        derived.local_copy(transfer_id, job.carried)
+    derived.discard(transfer_id)
+    assert not derived.transfer_dir(transfer_id).exists()
