@@ -196,8 +196,14 @@ def test_ftp_lists_reads_and_deletes_download_and_uploads_into_the_storage(
 
 def test_a_removed_partner_leaves_nothing_for_the_next_of_its_name(bob: Store, tmp_path: Path) -> None:
     deliver("old.edi", b"ISA*old~")
-    with session_scope() as session:
-        partners.remove(session, home_scope(session), "bob", force=True)
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["partner", "remove", "bob", "--force"])
+    assert result.exit_code == 0, result.output
+    where = get_settings().storage_url if bob.bucket is not None else str(get_settings().mailbox_root)
+    assert f"its files were kept in {where}/.removed/partner-" in result.output.replace("\n", "")
     with session_scope() as session:
         partners.add(session, home_scope(session), "bob", password=PASSWORD)
     assert download(bob) == {}
