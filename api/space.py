@@ -31,8 +31,9 @@ from api.models import (
     Subspace,
     SystemProtected,
 )
+from core import receipt_files, storage
 from core.db import session_scope
-from core.endpoints.base import FileInfo, InvalidPath
+from core.endpoints.base import Endpoint, FileInfo, InvalidPath
 from core.endpoints.base import NotFound as StorageNotFound
 from core.endpoints.mailbox import MailboxEndpoint
 from core.mailbox import layout
@@ -106,7 +107,8 @@ class Space:
         return account_name(self.partner.account_id)
 
     @functools.cached_property
-    def endpoint(self) -> MailboxEndpoint:
+    def endpoint(self) -> Endpoint:
+        # A folder, or keys in the storage bucket (core/endpoints/mailbox.py).
         return MailboxEndpoint({"partner": self.partner.name, "account": self.account})
 
     # --- resolving ids -----------------------------------------------------------------------
@@ -173,11 +175,26 @@ class Space:
 
     # --- storage -----------------------------------------------------------------------------
 
+    def _shown(self, folder: Folder) -> bool:
+        """With the storage on S3 a folder the partner uploads into is listed from the store."""
+        return storage.is_object_store() and self.access.allows(folder.name, Action.WRITE)
+
     def list_files(self, folder: Folder) -> list[FileInfo]:
         # The home folder shows only its two folders, never stray files at its top level.
-        return [] if folder is self.home else list(self.endpoint.list(folder.name))
+        if folder is self.home:
+            return []
+        if self._shown(folder):
+            assert self.partner.id is not None
+            return receipt_files.shown(self.partner.id, folder.name)
+        return list(self.endpoint.list(folder.name))
 
     def stat(self, ref: FileRef) -> FileInfo:
+        if self._shown(ref.folder):
+            assert self.partner.id is not None
+            found = receipt_files.shown(self.partner.id, ref.folder.name, ref.name)
+            if not found:
+                raise self._no_file(ref)
+            return found[0]
         try:
             return self.endpoint.stat(ref.path)
         except (StorageNotFound, InvalidPath):

@@ -248,4 +248,10 @@ def partner_remove(
     if removal.purged:
         console.print("its files were deleted")
     elif removal.files is not None:
-        console.print(f"its files were kept in {safe(removal.files)}")
+        from core import storage
+        from core.config import get_settings
+
+        settings, kept = get_settings(), str(removal.files)
+        if storage.is_object_store():  # its download/ objects were moved in the bucket, same path
+            kept = f"{settings.storage_url}/{removal.files.relative_to(settings.mailbox_root).as_posix()}"
+        console.print(f"its files were kept in {safe(kept)}")

@@ -54,7 +54,8 @@ SECRET_KEY = Shared(
 )
 STORAGE = Shared(
     "TRADELANE_STORAGE_URL",
-    "the folder holding the mailboxes, the archive and staging, which every role must see alike",
+    "the folder (or s3://bucket/prefix) holding the mailboxes, the archive and staging, which every "
+    "role must see alike",
 )
 PREFECT = Shared(
     "PREFECT_API_URL",
@@ -138,6 +139,10 @@ def run_role(role: str) -> None:
     _logging()
     check_shared(role, settings)
     _ports_free(role, settings)
+    if role in ("api", "mailboxes"):
+        from core import storage
+
+        storage.check(settings)  # a storage bucket that does not exist refuses the start, by name
     if external_prefect_api():
         apply_prefect_environment(settings)
     init_db()  # migrations on PostgreSQL are serialised by an advisory lock (core/db.py)

@@ -360,6 +360,9 @@ class Supervisor:
         apply_prefect_environment(self.settings)
         # After the environment: Prefect reads its settings once, when it is first imported.
         roles.check_dead_run_bound(self.settings)
+        from core import storage
+
+        storage.check(self.settings)  # a storage bucket that does not exist refuses the start, by name
         init_db()
         # The certificate FTPS (and HTTPS with API_TLS) presents: an unusable one refuses the start
         # here, before any child is spawned (core/tls.py's TLSConfigError is a RuntimeError).

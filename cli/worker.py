@@ -47,6 +47,7 @@ def worker(
     from rich.markup import escape
 
     from cli.common import err
+    from core import storage
     from core.config import get_settings
 
     settings = get_settings()
@@ -55,6 +56,11 @@ def worker(
     from deployments.work_pool import WorkPoolError
     from deployments.worker import make_worker, prepare_process, run_worker
 
+    try:
+        storage.check(settings)  # a storage bucket that does not exist refuses the start, by name
+    except storage.StorageError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     prepare_process(settings, "worker")
     try:
         asyncio.run(run_worker(make_worker(settings, name=name, limit=limit), settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,23 @@ def _one_line(value: str | None) -> str | None:
     return value
 
 
+def _s3_storage_url(value: str) -> str:
+    """`s3://bucket[/prefix]`, checked and written one way (no trailing slash)."""
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or parts.username or parts.password or parts.port:
+        raise ValueError(
+            "an s3:// storage URL is s3://bucket/prefix; the endpoint comes from AWS_ENDPOINT_URL_S3 "
+            f"or AWS_ENDPOINT_URL and the credentials from the usual AWS_* settings: {value!r}"
+        )
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-'): {value!r}")
+    segments = prefix.split("/") if prefix else []
+    if any(seg in ("", ".", "..") or "\\" in seg or "\x00" in seg for seg in segments):
+        raise ValueError(f"the prefix must be plain folder names separated by '/': {value!r}")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
 class Settings(BaseSettings):
     """Everything tradelane can be told; defaults run the whole system on one machine."""
 
@@ -53,8 +71,9 @@ class Settings(BaseSettings):
     prefect_auth: str | None = None
     database_url: str | None = None
     secret_key: str | None = None
-    # Where mailbox storage, the archive and staging live: a folder (a path or file:// URL). Unset:
-    # `<home>/mailboxes`. Roles on their own (`tradelane serve ...`) share it, so each must be told.
+    # Where mailbox storage, the archive and staging live: a folder (a path or file:// URL), or
+    # s3://bucket/prefix (core/storage.py). Unset: `<home>/mailboxes`. Roles on their own
+    # (`tradelane serve ...`) share it, so each must be told.
     storage_url: str | None = None
 
     # Largest file a partner may upload, in bytes (REST answers 413 past it).
@@ -257,13 +276,15 @@ class Settings(BaseSettings):
             return None
         value = value.strip()
         parts = urlsplit(value)
+        if parts.scheme == "s3":
+            return _s3_storage_url(value)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
                 raise ValueError(f"a file:// URL names a local folder, e.g. file:///srv/tradelane: {value!r}")
             value = unquote(parts.path)
         elif parts.scheme and len(parts.scheme) > 1:  # "C:" is no scheme, but tradelane runs on POSIX
             raise ValueError(
-                f"only a local folder (a path or file:// URL) is supported, not {parts.scheme}://"
+                f"must be a local folder (a path or file:// URL) or s3://bucket/prefix, not {parts.scheme}://"
             )
         if not Path(value).expanduser().is_absolute():
             raise ValueError(f"must be an absolute path (every role must find the same folder): {value!r}")
@@ -306,8 +327,24 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home_dir / 'tradelane.db'}"
 
     @property
+    def storage_bucket(self) -> str | None:
+        """The bucket of an `s3://` storage (core/storage.py); None for a local folder."""
+        if self.storage_url and self.storage_url.startswith("s3://"):
+            return urlsplit(self.storage_url).netloc
+        return None
+
+    @property
+    def storage_prefix(self) -> str:
+        """The key prefix under the bucket of an `s3://` storage ("" for the whole bucket)."""
+        if self.storage_bucket is None:
+            return ""
+        return urlsplit(self.storage_url or "").path.strip("/")
+
+    @property
     def mailbox_root(self) -> Path:
-        if self.storage_url:
+        """The local folder of the storage. With `s3://` storage, what is not in the bucket yet
+        (see the README's "Storage on S3") stays in this role's own `<home>/mailboxes`."""
+        if self.storage_url and self.storage_bucket is None:
             return Path(self.storage_url).resolve()
         return self.home_dir / "mailboxes"
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
-from core import derived, receipt_files, rowlock, transfers
+from core import derived, receipt_files, rowlock, storage, transfers
 from core.config import get_settings
 from core.db import get_engine, session_scope
 from core.derived import Carried, Derived
@@ -93,16 +93,18 @@ class Job:
         return receipt_files.locate(self.receipt)
 
     def open_source(self) -> Endpoint:
-        # Receipts point into the mailbox storage: the receipt's own kept file (see receipt_files).
-        return FileEndpoint({"path": str(get_settings().mailbox_root)})
+        # Receipts point into the storage (a folder or a bucket): the receipt's own kept file.
+        return storage.open_storage()
 
     @property
     def carried(self) -> Carried:
         """The file this push carries: the last derived file, or the receipt's kept file."""
         if self.derived:
             return self.derived[-1].carried()
-        path = get_settings().mailbox_root / self.source_path
-        return Carried(path, self.receipt.name, self.receipt.size, self.receipt.sha256)
+        source = self.source_path
+        path = get_settings().mailbox_root / source
+        stored = source if storage.is_object_store() else None
+        return Carried(path, self.receipt.name, self.receipt.size, self.receipt.sha256, stored=stored)
 
     def open_dest(self) -> Endpoint:
         return endpoint_rows.open_row(self.dest_row)
@@ -377,6 +379,11 @@ def push(job: Job, again: bool = False) -> Delivered:
         with job.open_dest() as sink:
             assert isinstance(sink, KeptFileSink)
             carried = job.carried  # the kept file, or the last file a template's step made from it
+            if carried.stored is not None:  # in a bucket: the sink resumes from a local file
+                try:
+                    carried = derived.local_copy(job.transfer_id, carried)
+                except derived.SourceChanged as exc:
+                    raise ChecksumMismatch(str(exc)) from None
             key = PushKey(original_transfer_id(job.transfer_id), carried.sha256)
             return sink.send_kept(carried, key)
     dest_path, policy = job.dest_path, job.on_conflict
@@ -487,7 +494,7 @@ def _open_carried(job: Job, source: Endpoint) -> BinaryIO:
     if not job.derived:
         return source.open_read(job.source_path)
     try:
-        return job.carried.path.open("rb")
+        return job.carried.open()
     except FileNotFoundError:
         raise ChecksumMismatch(f"the derived file {job.carried.name} is gone; not delivered") from None
 

@@ -49,13 +49,24 @@ log = logging.getLogger(__name__)
 class Carried:
     """The file a push carries: where it is on this machine, its name, size and SHA-256; for a
     derived file, also its identity when it was hashed (a push that links the very file in place
-    and finds it unchanged takes that hash instead of reading every byte back)."""
+    and finds it unchanged takes that hash instead of reading every byte back). A receipt's kept
+    file in an S3 storage is not on this machine: `stored` is its path in the storage, and
+    `path` is only where it would be in a local one."""
 
     path: Path
     name: str
     size: int
     sha256: str
     identity: FileIdentity | None = None
+    stored: str | None = None
+
+    def open(self) -> BinaryIO:
+        """Its bytes, streamed (from the storage bucket for a kept file there)."""
+        if self.stored is not None:
+            from core import storage
+
+            return storage.open_storage().open_read(self.stored)
+        return self.path.open("rb")
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def derive(job: Job, step: str, write: Write) -> Job:
     if kept is not None:
         return replace(job, derived=(*job.derived, kept))
     shutil.rmtree(folder, ignore_errors=True)  # a crashed run of this step left it: start over
-    with Staging(folder) as stage, carried.path.open("rb") as raw, _Reading(raw) as source:
+    with Staging(folder) as stage, carried.open() as raw, _Reading(raw) as source:
         made = write(source, stage)  # type: ignore[arg-type]  # _Reading is read()-only by design
         files = made if isinstance(made, list) else [made]
         size, sha256 = source.finish()
@@ -254,6 +265,26 @@ def record(transfer_id: int, chain: list[dict[str, Any]] | None = None, **extra:
         if "envelope" in extra:
             transfer.envelope = extra["envelope"]
         session.add(transfer)
+
+
+def local_copy(transfer_id: int, carried: Carried) -> Carried:
+    """A kept file from the storage bucket, copied into the transfer's staging folder for a
+    destination that needs a local file (a peer resumes from an offset), hashed on the way:
+    SourceChanged unless it is the carried file. Removed with the transfer's other staged files."""
+    folder = transfer_dir(transfer_id) / "kept"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "file"
+    sha = hashlib.sha256()
+    size = 0
+    with carried.open() as source, path.open("wb") as out:
+        while chunk := source.read(CHUNK_SIZE):
+            sha.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    if size != carried.size or sha.hexdigest() != carried.sha256:
+        path.unlink(missing_ok=True)
+        raise SourceChanged(f"{carried.name} changed since it was received (sha256 differs)")
+    return Carried(path, carried.name, carried.size, carried.sha256)
 
 
 def discard(transfer_id: int) -> None:

@@ -30,10 +30,11 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from sqlmodel import Session, select
 
-from core import audit, receipt_files, transfers
+from core import audit, receipt_files, storage, transfers
 from core.config import get_settings
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
+from core.endpoints.file import FileEndpoint
 from core.endpoints.mailbox import MailboxEndpoint
 from core.mailbox import layout
 from core.models import DataFlow, Partner, Receipt
@@ -414,9 +415,13 @@ def visible_place(sender: Sender, folder: str, name: str) -> Visible | None:
     if sender.partner_id is None:
         return None
     account = account_name(sender.account_id)
-    home = MailboxEndpoint({"partner": sender.name, "account": account})
     rel = clean_path(f"{folder}/{name}")
-    return Visible(home.local_path(rel), f"{layout.home_relative(account, sender.name)}/{rel}")
+    home_rel = layout.home_relative(account, sender.name)
+    if storage.is_object_store():  # nothing is linked on S3 (receipt_files.show): only the record
+        return Visible(layout.root() / home_rel / rel, f"{home_rel}/{rel}")
+    home = MailboxEndpoint({"partner": sender.name, "account": account})
+    assert isinstance(home, FileEndpoint)
+    return Visible(home.local_path(rel), f"{home_rel}/{rel}")
 
 
 def _show(kept: str, visible: Visible | None) -> str | None:

@@ -53,7 +53,7 @@ def route(job: Job, params: Params) -> Job:
     """The job bound for the endpoint the first matching rule names, with its envelope values."""
     carried = job.carried
     try:
-        with carried.path.open("rb") as stream:
+        with carried.open() as stream:
             result = route_stream(stream, params.rules, carried.name)
     except EdiRouteError as exc:
         if exc.envelope is not None:  # what was read before the refusal, for the operator

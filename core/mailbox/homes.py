@@ -3,7 +3,9 @@
 Both are keyed by the partner's name, so a name must never lead a new partner to an old one's
 files: a new home always starts empty (whatever is found at its paths is moved aside, never
 adopted), and a removed partner's places move out of every partner's reach, into
-`<mailbox_root>/.removed/` (a dot-folder no partner path can name), or are deleted.
+`<mailbox_root>/.removed/` (a dot-folder no partner path can name), or are deleted. With the
+storage on S3 the home's objects in the bucket (`download/`) are moved (or deleted) the same way,
+under the bucket's `.removed/`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import storage
 from core.mailbox import layout
 
 
@@ -32,6 +35,11 @@ def make(account: str, name: str) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(place, target)
             set_aside.append(target)
+    if storage.is_object_store():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        aside = f"{layout.REMOVED_DIR}/found-{name}-{stamp}-{uuid.uuid4().hex[:6]}"
+        if storage.move_folder(layout.home_relative(account, name), aside):
+            set_aside.append(layout.root() / aside)
     home = layout.home(account, name)
     for folder in layout.FOLDERS:
         (home / folder).mkdir(parents=True, exist_ok=True)
@@ -47,8 +55,14 @@ def retire(account: str, name: str, partner_id: int, purge: bool) -> Path | None
     if purge:
         for place in (home, partial):
             shutil.rmtree(place, ignore_errors=True)
+        if storage.is_object_store():
+            storage.delete_folder(layout.home_relative(account, name))
         return None
     target = _unused(layout.removed_dir() / f"partner-{partner_id}")
+    if storage.is_object_store() and storage.move_folder(
+        layout.home_relative(account, name), f"{layout.REMOVED_DIR}/{target.name}"
+    ):
+        target.mkdir(parents=True, exist_ok=True)  # (its files are in the bucket, same path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if home.exists():
         os.replace(home, target)

@@ -26,6 +26,13 @@ one to its final name (`Staging.rename`) takes it in. Staged files older than `r
 removed by a cheap, rate-limited look at one partner's staging folder (`Staging.sweep`).
 
 One upload at a time per file, across all sessions of this process (`Busy` otherwise).
+
+With the storage on S3 (core/storage.py) an upload that starts from its first byte and is written
+in order is also streamed, as it arrives, into a multipart upload in the bucket (one part in
+flight, so at most two parts in memory), which becomes the receipt's kept object when the file is
+complete: the close does not wait for a copy. Anything else (a resume, a write out of order, a
+temporary name, a failure of the bucket) aborts that multipart upload, and the staged file is
+copied into the bucket on completion instead. A broken upload aborts it: nothing is in the bucket.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Final, Protocol
 
+from core import receipt_files, storage
+from core.endpoints.base import WriteStream
 from core.mailbox import layout
 from core.mailbox.errors import Busy, Forbidden, MailboxError, OffsetMismatch, QuotaExceeded
 from core.models import Receipt
@@ -350,6 +359,8 @@ class StagedUpload:
         self._done = False
         self.received = 0  # bytes written in this session
         self.receipt: Receipt | None = None
+        # The bytes streamed into the storage bucket as they arrive (see the module's docstring).
+        self._tee: tuple[WriteStream, str] | None = None
 
     @property
     def target(self) -> str:
@@ -399,6 +410,7 @@ class StagedUpload:
         if not self._dirty and offset == self._end and self._hashed < offset:
             self._catch_up(offset)  # a resume: hash the staged prefix once
         self._pwrite(view, offset)
+        self._stream_out(view, offset)
         if not self._dirty:
             if offset == self._hashed:
                 self._sha.update(view)
@@ -418,6 +430,50 @@ class StagedUpload:
                 raise MailboxError("no space left for this upload") from exc
             raise MailboxError(f"write failed: {exc.strerror}") from exc
 
+    def _stream_out(self, view: memoryview, offset: int) -> None:
+        """Send in-order bytes of a fresh upload on to the bucket; anything else stops that."""
+        fresh = offset == 0 and self._end == 0 and self._tee is None and self._start == 0
+        if fresh and storage.is_object_store() and not layout.is_in_progress_name(self.name):
+            try:
+                self._tee = receipt_files.open_write(self.target, lean=True)
+            except Exception:
+                log.warning("could not stream %s into the storage; copied at the end", self.target)
+        if self._tee is None:
+            return
+        stream = self._tee[0]
+        if offset != stream.bytes_written:
+            self._drop_tee()
+            return
+        try:
+            stream.write(view)
+        except Exception:
+            log.warning("streaming %s into the storage failed; copied at the end", self.target, exc_info=True)
+            self._drop_tee()
+
+    def _drop_tee(self) -> None:
+        tee, self._tee = self._tee, None
+        if tee is not None:
+            with contextlib.suppress(Exception):
+                tee[0].abort()
+
+    def _keep_tee(self) -> bool:
+        """Commit what was streamed into the bucket if it is the whole file; whether it was."""
+        tee, self._tee = self._tee, None
+        if tee is None:
+            return False
+        stream, kept = tee
+        if self._dirty or stream.bytes_written != self._end:
+            with contextlib.suppress(Exception):
+                stream.abort()
+            return False
+        try:
+            stream.commit()
+        except Exception:
+            log.warning("completing %s in the storage failed; copied instead", self.target, exc_info=True)
+            return False
+        receipt_files.prekeep(self.staged, kept, self._end)
+        return True
+
     def _catch_up(self, upto: int) -> None:
         sha256_of(self._fd, upto, self._sha, self._hashed)
         self._hashed = upto
@@ -433,6 +489,7 @@ class StagedUpload:
             self.owner.release_file_slot()
 
     def _discard(self, reason: str) -> None:
+        self._drop_tee()
         self._done = True
         self._release()
         with contextlib.suppress(OSError):
@@ -454,6 +511,7 @@ class StagedUpload:
             raise
         self._done = True
         if layout.is_in_progress_name(self.name):
+            self._drop_tee()
             st = os.fstat(self._fd)
             self._release()
             with _registry_lock:
@@ -461,7 +519,12 @@ class StagedUpload:
             self.owner.audit("upload.staged", self.target, size=self._end, sha256=sha)
             return None
         self._release()
-        self.receipt = self.owner.take_in(self.folder, self.name, self.staged, sha)
+        prekept = self._keep_tee()
+        try:
+            self.receipt = self.owner.take_in(self.folder, self.name, self.staged, sha)
+        finally:
+            if prekept:
+                receipt_files.forget_prekept(self.staged)  # (a no-op once intake kept it)
         return self.receipt
 
     def abandon(self) -> None:
@@ -479,6 +542,7 @@ class StagedUpload:
         whether this session had written anything."""
         if self._done:
             return False
+        self._drop_tee()
         self._done = True
         keep = None
         if not self._dirty and self._end > 0 and self._hashed == self._end:

@@ -18,6 +18,11 @@ visible in `upload/` and nothing is triggered until the client says the file is 
 close, the end of an FTP STOR); then `core.intake.receive_staged` takes it in, like every other
 way in. Stale staged uploads are swept when a session opens.
 
+Storage on S3 (core/storage.py): the folders a partner reads (`download/`) are keys of the storage
+bucket, listed, read and deleted there; a read first copies the object, streamed, into a private
+temporary file on this machine (SFTP reads at any offset, FTP sends with sendfile), removed when
+the file is closed. Uploads are staged here as always and go into the bucket when complete.
+
 Temporary names: many clients upload to `name.part`, `name.filepart`, `name.partial` or
 `name.tmp` and rename to `name` when done (WinSCP, rclone, scripts), and another tradelane's
 sftp/ftp endpoint to `name.<hex>.tradelane.part` or `.tradelane-tmp-<hex>-name`
@@ -34,6 +39,7 @@ import io
 import logging
 import os
 import stat as stat_mod
+import tempfile
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -41,8 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from core import intake
+from core import intake, receipt_files, storage
 from core.config import get_settings
+from core.endpoints.base import CHUNK_SIZE, Endpoint, EndpointError, FileInfo, InvalidPath, NotFound
 from core.limits import LimitReached
 from core.login import LoginUser
 from core.mailbox import layout
@@ -162,6 +169,10 @@ class MailboxView:
         self.protocol = protocol
         self.access: Access = access_of(user)
         self.home = layout.home(user.account_name, user.name)
+        # With the storage on S3, the partner's home in the bucket (see the module's docstring).
+        self.bucket: Endpoint | None = (
+            storage.open_home(user.account_name, user.name) if storage.is_object_store() else None
+        )
         self.staged = Staging(user.account_name, user.name)
         self.staging = self.staged.root
         self.max_file_bytes = user.max_file_bytes or get_settings().max_upload_bytes
@@ -221,6 +232,52 @@ class MailboxView:
             return None
         return self.staged.stat(place.folder, place.name)
 
+    def _in_bucket(self, folder: str) -> Endpoint | None:
+        """The storage bucket, if `folder`'s files are there: a folder the partner does not write."""
+        if self.bucket is None or self.access.allows(folder, WRITE):
+            return None
+        return self.bucket
+
+    @contextlib.contextmanager
+    def _bucket_errors(self, virtual: str) -> Iterator[None]:
+        try:
+            yield
+        except (NotFound, InvalidPath):
+            raise NoSuchFile(f"no such file: {virtual}") from None
+        except EndpointError as exc:
+            log.warning("storage: %s", exc)
+            raise MailboxError(f"{virtual}: the storage did not answer; try again") from None
+
+    def _shown(self, folder: str, name: str | None = None) -> list[FileInfo] | None:
+        """With the storage on S3, a folder the partner uploads into shows its received files from
+        the store (core/receipt_files.py `shown`); None: look in the local folder."""
+        if self.bucket is None or not self.access.allows(folder, WRITE) or self.user.kind != "partner":
+            return None
+        return receipt_files.shown(self.user.partner_id, folder, name)
+
+    def _bucket_entry(self, folder: str, info: FileInfo) -> Entry:
+        mode = file_mode(self.access.allowed(folder))
+        mtime = info.modified.timestamp() if info.modified else time.time()
+        return Entry(info.name, is_dir=False, size=info.size, mtime=mtime, mode=stat_mod.S_IFREG | mode)
+
+    def _open_from_bucket(self, bucket: Endpoint, place: _Place) -> int:
+        """The object copied, streamed, into an unnamed private file here: its descriptor."""
+        temp_dir = layout.temp_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=temp_dir, prefix=".download-")
+        os.unlink(temp)  # nameless: gone with its last descriptor, whatever happens
+        try:
+            with self._bucket_errors(place.path), bucket.open_read(place.target) as source:
+                while chunk := source.read(CHUNK_SIZE):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     # --- looking ------------------------------------------------------------------------------
 
     def _folder_mode(self, folder: str | None) -> int:
@@ -237,6 +294,13 @@ class MailboxView:
             return [_dir_entry(f, self.home / f, self._folder_mode(f)) for f in self.access.folders]
         if place.name is not None:
             return [self.stat(place.path)]
+        if bucket := self._in_bucket(place.folder):
+            with self._bucket_errors(place.path):
+                infos = list(bucket.list(place.folder))
+            found = [self._bucket_entry(place.folder, i) for i in infos if not layout.is_hidden(i.name)]
+            return sorted(found, key=lambda e: e.name)
+        if (shown := self._shown(place.folder)) is not None:
+            return [self._bucket_entry(place.folder, info) for info in shown]
         entries = []
         try:
             with os.scandir(self.home / place.folder) as it:
@@ -259,6 +323,13 @@ class MailboxView:
             return _dir_entry(place.folder, self.home / place.folder, self._folder_mode(place.folder))
         if st := self._staged_stat(place):
             return self._file_entry(place.folder, place.name, st)
+        if bucket := self._in_bucket(place.folder):
+            with self._bucket_errors(place.path):
+                return self._bucket_entry(place.folder, bucket.stat(place.target))
+        if (shown := self._shown(place.folder, place.name)) is not None:
+            if not shown:
+                raise NoSuchFile(f"no such file: {place.path}")
+            return self._bucket_entry(place.folder, shown[0])
         if st := lstat_file(self._local(place)):
             return self._file_entry(place.folder, place.name, st)
         raise NoSuchFile(f"no such file: {place.path}")
@@ -290,10 +361,16 @@ class MailboxView:
             )
         self.take_file_slot()
         try:
-            fd = os.open(self._local(place), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if bucket := self._in_bucket(place.folder):
+                fd = self._open_from_bucket(bucket, place)
+            else:
+                fd = os.open(self._local(place), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             self.release_file_slot()
             raise NoSuchFile(f"no such file: {place.path}") from exc
+        except BaseException:
+            self.release_file_slot()
+            raise
         try:
             st = os.fstat(fd)
             if not stat_mod.S_ISREG(st.st_mode):
@@ -357,13 +434,18 @@ class MailboxView:
                 self.audit("upload.discarded", place.target)
                 return
             if not self.access.allows(place.folder, DELETE):
-                if lstat_file(self._local(place)):
+                if lstat_file(self._local(place)) or self._shown(place.folder, place.name):
                     raise Forbidden(
                         f"files in {place.folder}/ belong to the data flows now and cannot be deleted"
                     )
                 raise NoSuchFile(f"no such file: {place.path}")
         if not self.access.allows(place.folder, DELETE):
             raise Forbidden(f"you may not delete files in {place.folder}/")
+        if bucket := self._in_bucket(place.folder):
+            with self._bucket_errors(place.path):
+                bucket.delete(place.target)
+            self.audit("delete", place.target)
+            return
         local = self._local(place)
         if not lstat_file(local):
             raise NoSuchFile(f"no such file: {place.path}")

@@ -140,10 +140,8 @@ def test_up_refuses_a_prefect_port_that_contradicts_its_own(tmp_path: Path) -> N
     assert "PREFECT_SERVER_API_PORT=4998 differs from TRADELANE_PREFECT_PORT=4999" in result.stderr
 
 
-def test_storage_must_be_a_local_folder_for_now(tmp_path: Path) -> None:
-    result = _tradelane(tmp_path, "serve", "api", TRADELANE_STORAGE_URL="s3://bucket/prefix")
-    assert result.returncode == 1
-    assert "TRADELANE_STORAGE_URL" in result.stderr and "s3://" in result.stderr
+def test_storage_is_an_absolute_folder_or_a_bucket(tmp_path: Path) -> None:
+    """(An s3:// storage: tests/storage/test_storage_setting.py.)"""
     assert Settings(storage_url="file:///srv/shared%20files").mailbox_root == Path("/srv/shared files")
     with pytest.raises(ValueError, match="absolute"):
         Settings(storage_url="relative/folder")
