@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import importlib.util
 import json
 import os
 import re
@@ -48,9 +47,13 @@ K8S_VERSION = "1.30.0"
 # shows boto3 reads each of them.
 AWS_VARIABLES = {"AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
 # The one-shot steps that run code of their own (python -c); each is run below. Kubernetes has one
-# more: the deployments pod's init container migrates the store (Compose waits for the API instead).
+# more: the worker pods' init container migrates the store (Compose's workers wait for the API's
+# health instead, which answers once the API has migrated it).
 ONE_SHOT = {"bucket", "keys"}
 K8S_ONE_SHOT = {*ONE_SHOT, "store"}
+# The issue's roles plus workers are the whole cluster: `serve dispatcher` keeps the deployments
+# registered (`python -m deployments.serve` is `up`'s runner child, not a role of a cluster).
+ROLES = {"prefect", "api", "mailboxes", "dispatcher", "worker"}
 
 
 # --- reading the recipes ----------------------------------------------------------------------------
@@ -314,9 +317,9 @@ def check_role(argv: list[str], env: dict[str, str], home: Path) -> None:
                 case ["tradelane", "serve", role]:
                     check_shared(role, settings)
                     prefect_environment(settings)  # no PREFECT_* contradicting another
-                case ["tradelane", "worker"] | ["python", "-m", "deployments.serve"]:
+                case ["tradelane", "worker"]:
                     assert all(shared.given(settings) for shared in (STORE, SECRET_KEY, STORAGE, PREFECT))
-                    # `python -m deployments.serve` sends Prefect's own setting; equal to ours.
+                    # A worker sends Prefect's own setting when it is given (cli/worker.py); equal to ours.
                     assert os.environ["PREFECT_API_AUTH_STRING"] == settings.prefect_auth
                     prefect_environment(settings)
                 case _:
@@ -332,14 +335,14 @@ def check_role(argv: list[str], env: dict[str, str], home: Path) -> None:
 
 def test_every_compose_role_is_given_what_it_must_share(compose: dict[str, Any], tmp_path: Path) -> None:
     roles = {n: s for n, s in tradelane_services(compose).items() if n not in ONE_SHOT}
-    assert set(roles) == {"prefect", "api", "mailboxes", "dispatcher", "deployments", "worker"}
+    assert set(roles) == ROLES
     for name, service in roles.items():
         check_role(compose_argv(service), service["environment"], tmp_path / name)
 
 
 def test_every_kubernetes_role_is_given_what_it_must_share(dotenv: dict[str, str], tmp_path: Path) -> None:
     roles = {name: c for name, c in k8s_containers() if name not in K8S_ONE_SHOT}
-    assert set(roles) == {"prefect", "api", "mailboxes", "dispatcher", "deployments", "worker"}
+    assert set(roles) == ROLES
     for name, container in roles.items():
         check_role(k8s_argv(container), k8s_environment(container, dotenv), tmp_path / name)
 
@@ -359,7 +362,7 @@ def test_compose_and_kubernetes_give_each_role_the_same_settings(compose: dict[s
         k8s = {item["name"] for item in container.get("env", [])} - k8s_referenced(container)
         for source in container.get("envFrom", []):
             k8s |= set(config_map(source["configMapRef"]["name"]))
-        service = services["deployments" if name == "store" else name]  # its init container
+        service = services["worker" if name == "store" else name]  # its init container
         assert k8s == set(service.get("environment", {})), name
         if name != "store":
             assert k8s_argv(container) == compose_argv(service), name
@@ -369,7 +372,7 @@ def test_every_tradelane_pod_is_spared_kubernetes_service_variables() -> None:
     # A Service named `prefect` would otherwise put PREFECT_PORT, PREFECT_SERVICE_HOST, ... into every
     # pod: variables in Prefect's own namespace that no one set.
     pods = dict(k8s_pod_specs())
-    assert {"prefect", "api", "mailboxes", "dispatcher", "deployments", "worker", "bucket"} <= set(pods)
+    assert {*ROLES, "bucket"} <= set(pods)
     assert all(spec.get("enableServiceLinks") is False for spec in pods.values())
 
 
@@ -383,10 +386,6 @@ def check_command(argv: list[str]) -> None:
         case ["tradelane", *rest]:
             result = CliRunner().invoke(app, [*rest, "--help"])
             assert result.exit_code == 0, f"tradelane {' '.join(rest)}: {result.output}"
-        case ["python", "-m", module]:
-            spec = importlib.util.find_spec(module)
-            assert spec is not None and spec.origin is not None, module
-            assert 'if __name__ == "__main__":' in Path(spec.origin).read_text(), module
         case ["python", "-c", code]:
             compile(code, "<recipe>", "exec")
         case _:
@@ -398,8 +397,8 @@ def test_the_command_check_refuses_what_does_not_exist() -> None:
         check_command(["tradelane", "serve", "mailbox"])
     with pytest.raises(AssertionError):
         check_command(["tradelane", "worker", "--limits", "2"])
-    with pytest.raises(AssertionError):
-        check_command(["python", "-m", "deployments.server"])
+    with pytest.raises(AssertionError, match="not a command of the tradelane image"):
+        check_command(["python", "-m", "deployments.serve"])  # `up`'s runner child, not a role
 
 
 def test_every_compose_command_exists(compose: dict[str, Any]) -> None:
@@ -428,8 +427,9 @@ def test_the_health_checks_ask_what_the_roles_serve(compose: dict[str, Any]) -> 
     for name, condition in compose["services"]["dispatcher"]["depends_on"].items():
         expected = {"postgres": "service_healthy", "prefect": "service_healthy"}
         assert condition["condition"] == expected.get(name, "service_completed_successfully")
-    # The reconciler reads the data flows at once: it starts once the API (which migrates) answers.
-    assert compose["services"]["deployments"]["depends_on"]["api"] == {"condition": "service_healthy"}
+    # A worker runs flows against the store: it starts once the API (which migrates it) answers.
+    assert compose["services"]["worker"]["depends_on"]["api"] == {"condition": "service_healthy"}
+    assert {"postgres", "prefect"} <= set(compose["services"]["worker"]["depends_on"])
 
 
 # --- the one-shot steps, run ------------------------------------------------------------------------
@@ -677,12 +677,10 @@ def test_the_number_of_workers_is_one_setting(dotenv: dict[str, str]) -> None:
     assert deployments["mailboxes"]["strategy"] == {"type": "Recreate"}
 
 
-def test_the_store_step_migrates_the_store_the_deployments_pod_reads(tmp_path: Path) -> None:
+def test_the_store_step_migrates_the_store_before_a_worker_pod_runs_flows(tmp_path: Path) -> None:
     (init,) = [c for n, c in k8s_containers() if n == "store"]
-    deployments = next(
-        d for d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"] == "deployments"
-    )
-    assert deployments["spec"]["template"]["spec"]["initContainers"] == [init]
+    worker = next(d for d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"] == "worker")
+    assert worker["spec"]["template"]["spec"]["initContainers"] == [init]
     database = tmp_path / "store.db"
     env = {"TRADELANE_HOME": str(tmp_path), "TRADELANE_DATABASE_URL": f"sqlite:///{database}"}
     code = k8s_argv(init)[2]
@@ -770,3 +768,28 @@ def test_the_passive_ftp_ports_are_the_ones_published(compose: dict[str, Any]) -
         d for d in manifests() if d["kind"] == "Service" and d["metadata"]["name"] == "mailboxes"
     ]
     assert {p["port"] for p in k8s_service["spec"]["ports"]} == passive | {2222, 2121}
+
+
+def test_the_ftp_passive_address_is_given_to_the_mailboxes_only(
+    compose: dict[str, Any], dotenv: dict[str, str]
+) -> None:
+    variable = "TRADELANE_FTP_PASSIVE_ADDRESS"
+    given = {name for name, s in tradelane_services(compose).items() if variable in s.get("environment", {})}
+    assert given == {"mailboxes"}
+    # Compose: 127.0.0.1 for a try on this machine, else what deploy/.env says.
+    assert compose["services"]["mailboxes"]["environment"][variable] == "127.0.0.1"
+    raw = yaml.safe_load(COMPOSE.read_text())
+    chosen = interpolated(raw, {**dotenv, variable: "198.51.100.7"})
+    assert chosen["services"]["mailboxes"]["environment"][variable] == "198.51.100.7"
+    # Kubernetes: a key of the mailboxes' own ConfigMap, empty until set to the Service's address.
+    containers = dict(k8s_containers())
+    assert {name for name, c in containers.items() if variable in k8s_environment(c, dotenv)} == {"mailboxes"}
+    k8s_value = k8s_environment(containers["mailboxes"], dotenv)[variable]
+    assert k8s_value == ""
+    # Each is read as the role reads it: an address, or unset (the address the client connected to).
+    read = {}
+    for value in ("127.0.0.1", "198.51.100.7", k8s_value):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(variable, value)
+            read[value] = Settings().ftp_passive_address
+    assert read == {"127.0.0.1": "127.0.0.1", "198.51.100.7": "198.51.100.7", "": None}
