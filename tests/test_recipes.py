@@ -300,12 +300,10 @@ def check_role(argv: list[str], env: dict[str, str], home: Path) -> None:
         for variable, value in env.items():
             patch.setenv(variable, value)
         patch.setenv("TRADELANE_HOME", str(home))
-        # core/config.py accepts only a folder until the s3 stream's storage lands; every other
-        # setting is read as the role reads it. (At that merge: delete this line.)
-        patch.setenv("TRADELANE_STORAGE_URL", str(home / "storage"))
         get_settings.cache_clear()
         try:
             settings = get_settings()
+            assert settings.storage_url is not None and settings.storage_url.startswith("s3://")
             match argv:
                 case ["tradelane", "serve", "prefect"]:
                     check_prefect_server_auth(settings)
