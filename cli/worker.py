@@ -45,11 +45,14 @@ def worker(
 
     from cli.common import err
     from core.config import get_settings
+
+    settings = get_settings()
+    # Before anything imports Prefect, which reads its settings (the auth string) once, at import.
+    worker_prefect_environment(settings)
+
     from deployments.work_pool import WorkPoolError
     from deployments.worker import make_worker, prepare_process, run_worker
 
-    settings = get_settings()
-    worker_prefect_environment(settings)
     prepare_process(settings, "worker")
     try:
         asyncio.run(run_worker(make_worker(settings, name=name, limit=limit), settings))
