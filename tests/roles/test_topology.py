@@ -207,6 +207,20 @@ class Store:
                 counts["launched"] += n
         return counts
 
+    def times(self, flow: str) -> list[dict[str, Any]]:
+        """Each transfer's file, attempts and when it was received and finished."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT receipt.name, transfer.attempts, receipt.received_at, transfer.finished_at"
+                    " FROM transfer JOIN dataflow ON dataflow.id = transfer.data_flow_id"
+                    " JOIN receipt ON receipt.id = transfer.receipt_id WHERE dataflow.name = :flow"
+                    " ORDER BY receipt.received_at"
+                ),
+                {"flow": flow},
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
     def transfer(self, flow: str, file: str) -> dict[str, Any]:
         with self.engine.connect() as connection:
             row = connection.execute(
@@ -243,6 +257,7 @@ def _run(topology: Topology, run_id: str) -> dict[str, Any]:
 def test_a_burst_and_big_files_survive_a_killed_dispatcher_and_worker_exactly_once(
     topology: Topology, moto: str
 ) -> None:
+    began = time.monotonic()
     bucket = VersionedBucket(moto)
     store = Store(topology.shared["TRADELANE_DATABASE_URL"])
     small_partner, big_partner = unique("burst"), unique("big")
@@ -259,6 +274,7 @@ def test_a_burst_and_big_files_survive_a_killed_dispatcher_and_worker_exactly_on
         expected_big[f"big/big-{n}.bin"] = digest.hexdigest()
 
     uploads = Uploads()
+    began_uploads = time.monotonic()
     threads = [uploads.run("big", lambda: _big(topology, big_partner, uploads))]
     for k in range(REST_CLIENTS):
         part = names["rest"][k::REST_CLIENTS]
@@ -328,7 +344,23 @@ def test_a_burst_and_big_files_survive_a_killed_dispatcher_and_worker_exactly_on
     run_ids = {row["flow_run_id"] for row in rows}
     by_worker = Counter(_run(topology, run_id)["labels"]["prefect.worker.name"] for run_id in run_ids)
     assert set(by_worker) == set(WORKERS), by_worker
+    small_times, big_times = store.times(small_flow), store.times(big_flow)
     store.engine.dispose()
+    first = small_times[0]["received_at"]
+
+    def since(moment: Any) -> str:
+        return f"{(moment - first).total_seconds():.0f} s"
+
+    print(f"\nphases: flows set up {began_uploads - began:.0f} s; from the first receipt:")
+    print(
+        f"  small: last received {since(max(t['received_at'] for t in small_times))}, last delivered "
+        f"{since(max(t['finished_at'] for t in small_times))}"
+    )
+    for t in big_times:
+        print(
+            f"  {t['name']}: received {since(t['received_at'])}, delivered {since(t['finished_at'])}, "
+            f"attempts {t['attempts']}"
+        )
     print(
         f"\ndispatcher killed with {at_kill['launched']} of {at_kill['all']} received files launched "
         f"({small_sent_at_kill} of {total_small} sent); worker {victim} killed mid-push of {cut['Key']}, "
