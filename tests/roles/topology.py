@@ -130,6 +130,12 @@ class Topology:
         for role in reversed(list(self.roles.values())):
             role.stop()
 
+    def add_worker(self, name: str) -> RoleProcess:
+        """One more `tradelane worker`, once Prefect lists it polling the pool."""
+        worker = self.roles[name] = start_worker(self.root, self.shared, name)
+        wait_until_polling(worker, self.prefect_api)
+        return worker
+
     def restart(self, name: str, ready: str | None = None) -> RoleProcess:
         """Start role `name` again as a container would be: its settings, a new empty home; then
         wait for its log to say `ready` (a worker: for Prefect to list it on the pool)."""
