@@ -12,8 +12,9 @@ burst of N × 2 KiB REST uploads from CLIENTS concurrent clients, timed from the
 the last file in the folder (files/s, and the ratio to 1 worker); then sequential uploads, each
 timed from the upload's request to the file in the folder (p50/p95). Around each burst, the CPU
 seconds of every role's processes (flow runs included) and of PostgreSQL's backends per database
-(/proc) say what each file costs where. The machine is 2 cores shared with whatever else runs:
-the load average is printed before and after.
+(/proc) say what each file costs where ("pg: other": backends that ended meanwhile, such as a
+flow run's connections, and PostgreSQL's own background processes). The machine is 2 cores
+shared with whatever else runs: the load average is printed before and after.
 """
 
 from __future__ import annotations
