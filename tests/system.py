@@ -22,7 +22,7 @@ import pytest
 from tests.cli_worker import CliWorker
 from tests.servers import free_port
 
-__all__ = ["System", "postgres_url", "run_system", "system"]
+__all__ = ["System", "postgres_url", "run_postgres", "run_system", "system"]
 
 UP_TIMEOUT = 120.0
 
@@ -189,6 +189,14 @@ def _pg_bin(name: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server on a loopback port (initdb'd as the postgres user when root)."""
+    with run_postgres() as url:
+        yield url
+
+
+@contextmanager
+def run_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a loopback port while the block runs (the `postgres_url`
+    fixture's, for a benchmark outside pytest); yields its URL, database `postgres`."""
     data = Path(tempfile.mkdtemp(prefix="tradelane-pg-"))
     port = free_port()
     as_user: list[str] = []
