@@ -28,11 +28,13 @@ runtime-tools:
 	bash scripts/install-runtime.sh
 
 ## Install what the tests need, then run them.
+# Two pytest-xdist workers (CI has 2 cores; 0: one process); tests/xdist_groups.py keeps each session `up` on one.
+TEST_WORKERS ?= 2
 test: $(STAMP) runtime-tools test-servers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict $(TYPED)
-	$(BIN)/pytest -q --durations=30
+	$(BIN)/pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadgroup
 
 test-servers:
 	bash scripts/install-test-servers.sh

@@ -1,11 +1,16 @@
 """Shared pytest fixtures: real servers come from tests/servers.py."""
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import system as _system
+from tests import xdist_groups as _xdist_groups
 from tests.b2b.helpers import *  # noqa: F403
 from tests.b2b.outbox_system import *  # noqa: F403
 from tests.b2b.peers_pair import *  # noqa: F403
@@ -34,7 +39,7 @@ def opened() -> Iterator[contextlib.ExitStack]:
 RUN_TOGETHER = ("peer_pair", "outbox_system", "prefect_server", "web_system")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for name in RUN_TOGETHER:
         users = list(dict.fromkeys(i.path for i in items if name in getattr(i, "fixturenames", ())))
         if len(users) < 2:
@@ -44,6 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         kept = [i for i in items if i.path not in later]
         after = max(n for n, i in enumerate(kept) if i.path == users[0])
         items[:] = kept[: after + 1] + moved + kept[after + 1 :]
+
+    _xdist_groups.write_groups(config, items)
 
 
 _LAST_USER_OF: dict[str, list[str]] = {}  # test id -> the session `up`s no later test uses
@@ -69,6 +76,41 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if release is not None:
             release()
     return result
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's controller, before it starts a worker
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[_xdist_groups.INPUT_KEY] = str(_groups_file(node.config))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # ours, before xdist's own for `--dist loadgroup`
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return _xdist_groups.GroupScheduling(config, log, _groups_file(config))
+
+
+def _groups_file(config: pytest.Config) -> Path:
+    """Where the workers write the groups (tests/xdist_groups.py): one per controller."""
+    path: Path | None = getattr(config, "_tradelane_groups_file", None)
+    if path is None:
+        path = Path(tempfile.gettempdir()) / f"tradelane-xdist-groups-{os.getpid()}.json"
+        config._tradelane_groups_file = path  # type: ignore[attr-defined]
+        config.add_cleanup(lambda: path.unlink(missing_ok=True))
+    return path
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its `up` starts to the controller, which prints them all."""
+    output: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["up_starts"] = [list(start) for start in _system.UP_STARTS]
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller hears a worker finish
+def pytest_testnodedown(node: Any, error: object) -> None:
+    for test, seconds in getattr(node, "workeroutput", {}).get("up_starts", ()):
+        _system.UP_STARTS.append((str(test), float(seconds)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

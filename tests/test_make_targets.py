@@ -40,3 +40,12 @@ def test_make_test_installs_the_runtime_programs_too() -> None:
 def test_make_test_prints_the_slowest_tests_for_the_ci_log() -> None:
     [pytest] = [line for line in _recipe("test") if "bin/pytest" in line]
     assert "--durations=30" in pytest.split()
+
+
+def test_make_test_runs_two_workers_that_keep_each_session_up_on_one() -> None:
+    """Our groups (tests/xdist_groups.py) are scheduled only under --dist loadgroup: without it each
+    worker would start its own session `up`s."""
+    [pytest] = [line for line in _recipe("test") if "bin/pytest" in line]
+    words = pytest.split()
+    assert words[words.index("-n") + 1] == "2"
+    assert words[words.index("--dist") + 1] == "loadgroup"

@@ -225,10 +225,24 @@ def test_revoke_fails_a_connections_waiting_file(up: System, tmp_path: Path) -> 
         "--dest",
         f"{endpoint}:in",
     )
+    flow = f"b2b:{invited['id']}"
+    # The landing flow spends its own retries (5, the first after 2 s, doubling: a minute) before
+    # the file waits; from 0.1 s they are spent in seconds. A landing flow takes no `flow set`, so
+    # the row is changed as another process of the instance would.
+    py(
+        up,
+        "from sqlmodel import select\n"
+        "from core.db import session_scope\n"
+        "from core.models import DataFlow\n"
+        "with session_scope() as s:\n"
+        f"    landing = s.exec(select(DataFlow).where(DataFlow.name == {flow!r})).one()\n"
+        "    assert (landing.retries, landing.retry_delay_seconds) == (5, 2.0), landing\n"
+        "    landing.retry_delay_seconds = 0.1\n"
+        "    s.add(landing)\n",
+    )
     po = tmp_path / "po.json"
     po.write_bytes(b'{"po": 10}')
     up.cli("connect", "send", "to-home", str(po), "--account", sender)
-    flow = f"b2b:{invited['id']}"
     row = one(up, flow, "po.json", waiting, "waiting")
     hold(up, row["id"])  # no run is on it while it is revoked
 

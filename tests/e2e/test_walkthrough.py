@@ -11,6 +11,7 @@ import httpx
 from tests.e2e.helpers import PartnerClient, finished_run, prefect_paged, sha256, unique
 from tests.servers import moto_client
 from tests.system import System
+from tests.waiting import wait_for
 
 PURCHASE_ORDER = json.dumps(
     {"po": "850-0001", "buyer": "Claudio App", "lines": [{"sku": "A-1", "qty": 12, "price": 9.5}]},
@@ -142,11 +143,15 @@ def test_walkthrough_delivers_to_file_and_s3(system: System, moto_server: str, t
     # And a link back to the console's page of this run's files (core/links.py).
     link = next(a for a in artifacts if a["type"] == "markdown" and a["key"] == "tradelane-console")
     assert f"/console/transfers?run={run_id})" in link["data"]
+
     # Its task runs say what each step did: start marks the transfer running, push carries the file.
-    task_runs = prefect_paged(
-        f"{system.prefect_api}/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [run_id]}}}
-    )
-    assert sorted(t["name"] for t in task_runs) == [
+    # (Prefect records task runs from their events, which a busy server may take a moment to file.)
+    def task_run_names() -> list[str]:
+        body = {"task_runs": {"flow_run_id": {"any_": [run_id]}}}
+        return sorted(t["name"] for t in prefect_paged(f"{system.prefect_api}/task_runs/filter", body))
+
+    wait_for(lambda: len(task_run_names()) >= 3, "the run's task runs", timeout=60, interval=0.5)
+    assert task_run_names() == [
         "push purchase_order_850.json",
         "start 1 transfer",
         "validate purchase_order_850.json",

@@ -231,7 +231,13 @@ def test_bad_key_files(pgp_home: Path, partner: GpgCli, stranger: GpgCli) -> Non
             keyring.import_key(session, home_scope(session), partner.export() + stranger.export())
 
 
-def test_failing_sink_and_source_surface_and_leave_nothing_behind(partner: GpgCli, ours: str) -> None:
+def test_failing_sink_and_source_surface_and_leave_nothing_behind(
+    partner: GpgCli, ours: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This process's throwaway homes in a folder of their own: another test worker (or program) may
+    # have one of its own open in /tmp meanwhile. Short, for gpg-agent's socket path.
+    private = tempfile.mkdtemp(prefix="tlgpg-")
+    monkeypatch.setattr(tempfile, "tempdir", private)
     before = gpg_homes()
 
     class FullDisk:
@@ -252,6 +258,7 @@ def test_failing_sink_and_source_surface_and_leave_nothing_behind(partner: GpgCl
     left = gpg_homes() - before
     assert not left, left
     assert not our_agents(left | gpg_homes()), "a gpg-agent of a throwaway home is still running"
+    os.rmdir(private)  # empty: nothing was left in it
 
 
 def test_without_gpg_every_command_says_how_to_install_it(
