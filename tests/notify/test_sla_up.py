@@ -41,7 +41,7 @@ def slas(system: System) -> dict[str, Any]:
 def wait_for_outcome(system: System, name: str, timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = slas(system)[name]
+        found: dict[str, Any] = slas(system)[name]
         if found["last_outcome"] is not None:
             return found
         time.sleep(0.5)
