@@ -11,9 +11,12 @@ picked it up; the reconciler already runs every `TRADELANE_RECONCILE_INTERVAL_SE
 every cluster (`up`'s runner child, each `serve dispatcher`), so a deadline is checked within
 seconds. Several reconcilers at once: each deadline is claimed by one (core/notify/slas.py).
 
-The alert is sent in the background (with the channel's retries, core/notify/send.py), so a slow
-channel never holds the reconciler. Delivery is at most once: a checker that dies between its
-claim and the send loses that alert (the SLA still shows `missed` in `tradelane sla list`).
+Each check is also an event in Prefect's feed, `tradelane.sla.met` or `tradelane.sla.missed`
+(resource `tradelane.sla.<id>`, related account and partner), for the UI and for automations of
+one's own. The alert is sent in the background (with the channel's retries,
+core/notify/send.py), so a slow channel never holds the reconciler. Delivery is at most once: a
+checker that dies between its claim and the send loses that alert (the SLA still shows `missed`
+in `tradelane sla list`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import asyncio
 import logging
 
 from anyio import to_thread
+from prefect.events import emit_event
 
 from core.db import session_scope
 from core.models import utcnow
-from core.notify import send, slas
+from core.notify import events, send, slas
+from core.notify.notices import Notice
 
 log = logging.getLogger("tradelane.notify")
 
@@ -35,20 +40,50 @@ class SlaWatch:
         self.sending: set[asyncio.Task[None]] = set()
 
     async def once(self) -> None:
-        for miss in await to_thread.run_sync(_check):
-            task = asyncio.create_task(self._tell(miss))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
+        for checked in await to_thread.run_sync(_check):
+            _emit(checked)
+            if checked.notice is not None:
+                task = asyncio.create_task(self._tell(checked.sla, checked.channel_id, checked.notice))
+                self.sending.add(task)
+                task.add_done_callback(self.sending.discard)
 
-    async def _tell(self, miss: slas.Miss) -> None:
+    async def _tell(self, sla: str, channel_id: int, notice: Notice) -> None:
         try:
-            await to_thread.run_sync(send.deliver, miss.channel_id, miss.notice)
+            await to_thread.run_sync(send.deliver, channel_id, notice)
         except send.SendError as exc:
-            log.error("SLA %s missed, but its alert was not sent: %s", miss.notice.filters["sla"], exc)
+            log.error("SLA %s missed, but its alert was not sent: %s", sla, exc)
         else:
-            log.info("SLA %s missed: alert sent", miss.notice.filters["sla"])
+            log.info("SLA %s missed: alert sent", sla)
 
 
-def _check() -> list[slas.Miss]:
+def _emit(checked: slas.Checked) -> None:
+    try:
+        emit_event(
+            event=f"tradelane.sla.{checked.outcome}",
+            resource={
+                "prefect.resource.id": f"tradelane.sla.{checked.sla_id}",
+                "prefect.resource.name": checked.sla,
+            },
+            related=[
+                {
+                    "prefect.resource.id": events.account_resource_id(checked.account_id),
+                    "prefect.resource.role": "account",
+                },
+                {
+                    "prefect.resource.id": events.partner_resource_id(checked.partner_id),
+                    "prefect.resource.role": "partner",
+                },
+            ],
+            payload={
+                "deadline": checked.deadline.isoformat(),
+                "received": checked.count,
+                "expected": checked.expected,
+            },
+        )
+    except Exception:  # an event must never stop the checks
+        log.exception("could not emit the SLA event of %s", checked.sla)
+
+
+def _check() -> list[slas.Checked]:
     with session_scope() as session:
         return slas.check_due(session, utcnow())

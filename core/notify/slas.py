@@ -188,11 +188,19 @@ def next_deadline(sla: Sla, moment: datetime) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Miss:
-    """A missed deadline, to be told through `channel_id`."""
+class Checked:
+    """One deadline checked: met or missed; a miss has the notice to tell through `channel_id`."""
 
+    sla_id: int
+    sla: str
+    account_id: int
+    partner_id: int
+    deadline: datetime
+    outcome: str  # "met" or "missed"
+    count: int
+    expected: int
     channel_id: int
-    notice: Notice
+    notice: Notice | None  # None when met
 
 
 def received_between(session: Session, sla: Sla, after: datetime | None, until: datetime) -> int:
@@ -207,10 +215,11 @@ def received_between(session: Session, sla: Sla, after: datetime | None, until: 
     return sum(1 for name in session.exec(query) if fnmatch.fnmatchcase(name, sla.pattern))
 
 
-def check_due(session: Session, now: datetime) -> list[Miss]:
+def check_due(session: Session, now: datetime) -> list[Checked]:
     """Check every SLA whose latest deadline passed and is not checked yet; record met or missed,
-    and return the misses to tell. Several checkers at once: each deadline is claimed by one."""
-    misses: list[Miss] = []
+    and return what was checked (a miss with its notice to tell). Several checkers at once: each
+    deadline is claimed by one."""
+    checked: list[Checked] = []
     for sla in list(session.exec(select(Sla).order_by(col(Sla.id)))):
         deadline = last_deadline_by(sla, now)
         if deadline is None or deadline <= sla.created_at:
@@ -232,10 +241,23 @@ def check_due(session: Session, now: datetime) -> list[Miss]:
         session.execute(
             update(Sla).where(col(Sla.id) == sla.id).values(last_outcome=outcome, last_count=count)
         )
-        if outcome == "missed":
-            misses.append(Miss(sla.channel_id, missed_notice(session, sla, deadline, count)))
+        notice = missed_notice(session, sla, deadline, count) if outcome == "missed" else None
+        checked.append(
+            Checked(
+                sla_id=sla.id or 0,
+                sla=sla.name,
+                account_id=sla.account_id,
+                partner_id=sla.partner_id,
+                deadline=deadline,
+                outcome=outcome,
+                count=count,
+                expected=sla.min_files,
+                channel_id=sla.channel_id,
+                notice=notice,
+            )
+        )
     session.expire_all()
-    return misses
+    return checked
 
 
 def missed_notice(session: Session, sla: Sla, deadline: datetime, count: int) -> Notice:

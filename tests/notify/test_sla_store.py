@@ -67,6 +67,8 @@ def test_each_deadline_is_checked_once_counting_since_the_previous_one(sla: Sla)
         session.add(receipt(sla, "late.850", MONDAY + timedelta(seconds=1)))  # the next window
     with session_scope() as session:
         [miss] = slas.check_due(session, MONDAY + timedelta(seconds=5))
+    assert (miss.outcome, miss.count, miss.deadline) == ("missed", 1, MONDAY)
+    assert miss.notice is not None
     assert miss.notice.filters["received"] == "1" and miss.notice.filters["expected"] == "2"
     # A second checker (another dispatcher), or the same one again: nothing left to tell.
     with session_scope() as session:
@@ -78,7 +80,8 @@ def test_each_deadline_is_checked_once_counting_since_the_previous_one(sla: Sla)
     with session_scope() as session:
         session.add(receipt(sla, "tuesday.850", MONDAY + timedelta(hours=1)))
     with session_scope() as session:  # Tuesday's deadline: two files since Monday's
-        assert slas.check_due(session, MONDAY + timedelta(days=1, seconds=1)) == []
+        [met] = slas.check_due(session, MONDAY + timedelta(days=1, seconds=1))
+    assert (met.outcome, met.count, met.notice) == ("met", 2, None)
     [listed] = json.loads(run("sla", "list", "--json"))
     assert (listed["last_outcome"], listed["last_count"]) == ("met", 2)
 
@@ -86,6 +89,7 @@ def test_each_deadline_is_checked_once_counting_since_the_previous_one(sla: Sla)
 def test_the_alert_is_one_line_safe_and_says_what_to_do(sla: Sla) -> None:
     with session_scope() as session:
         [miss] = slas.check_due(session, MONDAY + timedelta(seconds=5))
+    assert miss.notice is not None
     subject = messages.subject(miss.notice)
     assert subject == "[tradelane] SLA acme-850 missed: 0 of 2 file(s) from acme by 2026-03-30 09:00:00 UTC"
     text = messages.text(miss.notice)

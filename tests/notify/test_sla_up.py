@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.helpers import PartnerClient, unique
+from tests.e2e.helpers import PartnerClient, prefect_events, unique
 from tests.notify.receiver import Receiver, http_receiver
 from tests.system import System
 
@@ -91,6 +91,27 @@ def test_a_missed_deadline_alerts_once_and_a_met_one_not_at_all(
     assert SECRET not in alert.body.decode()
     # Exactly one: no alert for the met SLA, no second one for the missed deadline.
     assert len(receiver.requests) == 1
+    # Both checks are in Prefect's event feed too.
+    seen = sla_events(system, {f"{late}-csv", f"{punctual}-csv"})
+    assert seen[f"{late}-csv"]["event"] == "tradelane.sla.missed"
+    assert seen[f"{late}-csv"]["payload"]["received"] == 0
+    assert seen[f"{punctual}-csv"]["event"] == "tradelane.sla.met"
+
+
+def sla_events(system: System, names: set[str], timeout: float = 60) -> dict[str, Any]:
+    """The `tradelane.sla.*` events of these SLAs in Prefect's feed, by SLA name, once all came."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        found = {
+            e["resource"]["prefect.resource.name"]: e
+            for e in prefect_events(system.prefect_api)
+            if e["event"].startswith("tradelane.sla.") and e["resource"].get("prefect.resource.name") in names
+        }
+        if set(found) == names:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"SLA events: {sorted(found)}, wanted {sorted(names)}")
 
 
 @pytest.mark.parametrize(
