@@ -85,6 +85,10 @@ class Partner(SQLModel, table=True):
     max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Who to write to about this mailbox (shown by `partner list`).
     email: str | None = None
+    # Told about its own files (core/notify/partner_notices.py): addresses, comma-separated, and
+    # whether they hear when an upload of the partner's is rejected.
+    contact_emails: str | None = None
+    tell_rejected: bool = False
     # This partner's files delivered (pushed) at once across every worker, kept as a
     # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
     max_concurrent: int | None = None

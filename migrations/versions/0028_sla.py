@@ -5,6 +5,7 @@ Revises: 0027
 Create Date: 2026-12-05 18:30:00
 
 * `sla`: `tradelane sla add`, with the last deadline checked and its outcome (`sla list`).
+* `partner.contact_emails`, `partner.tell_rejected`: `partner set --contact-email --tell-rejected`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_sla_account_id"), "sla", ["account_id"])
     op.create_index(op.f("ix_sla_channel_id"), "sla", ["channel_id"])
+    with op.batch_alter_table("partner") as batch:
+        batch.add_column(sa.Column("contact_emails", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+        batch.add_column(sa.Column("tell_rejected", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("partner") as batch:
+        batch.drop_column("tell_rejected")
+        batch.drop_column("contact_emails")
     op.drop_table("sla")
