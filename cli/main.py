@@ -23,6 +23,7 @@ from cli.flows import flow_app
 from cli.notify import notify_app
 from cli.partners import partner_app
 from cli.serve import serve_app
+from cli.sla import sla_app
 from cli.templates import template_app
 
 app = typer.Typer(help="tradelane: a self-hosted B2B file-exchange hub.", no_args_is_help=True)
@@ -37,6 +38,7 @@ app.add_typer(connect_app, name="connect")
 app.add_typer(template_app, name="template")
 app.add_typer(serve_app, name="serve")
 app.add_typer(notify_app, name="notify")
+app.add_typer(sla_app, name="sla")
 
 
 @app.command()

@@ -171,6 +171,17 @@ def partner_set(
     can_delete_downloads: Annotated[
         bool | None, typer.Option("--can-delete-downloads/--cannot-delete-downloads")
     ] = None,
+    contact_email: Annotated[
+        str | None,
+        typer.Option(help="The partner's contacts for notices, comma-separated; '' to clear."),
+    ] = None,
+    tell_rejected: Annotated[
+        bool | None,
+        typer.Option(
+            "--tell-rejected/--no-tell-rejected",
+            help="E-mail the contacts when an upload is rejected (the reason, how to resend).",
+        ),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Change a partner's login settings; they apply on REST, SFTP and FTP."""
@@ -196,6 +207,8 @@ def partner_set(
             max_concurrent=partners.UNCHANGED if max_concurrent is None else max_concurrent,
             enabled=enable,
             can_delete_downloads=can_delete_downloads,
+            contact_emails=partners.UNCHANGED if contact_email is None else contact_email,
+            tell_rejected=tell_rejected,
         )
     if not changes:
         console.print(f"partner [bold]{safe(name)}[/bold]: nothing changed")

@@ -85,6 +85,10 @@ class Partner(SQLModel, table=True):
     max_file_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Who to write to about this mailbox (shown by `partner list`).
     email: str | None = None
+    # Told about its own files (core/notify/partner_notices.py): addresses, comma-separated, and
+    # whether they hear when an upload of the partner's is rejected.
+    contact_emails: str | None = None
+    tell_rejected: bool = False
     # This partner's files delivered (pushed) at once across every worker, kept as a
     # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
     max_concurrent: int | None = None
@@ -680,3 +684,25 @@ class NotifyRule(SQLModel, table=True):
     data_flow_id: int | None = Field(default=None, foreign_key="dataflow.id")
     digest_seconds: int | None = None  # one message per window of this length; None: one per file
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Sla(SQLModel, table=True):
+    """`tradelane sla add`: a partner's files expected by a time on some days (core/notify/slas.py)."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str
+    partner_id: int = Field(foreign_key="partner.id")
+    pattern: str = "*"  # a glob on the file name
+    by: str  # the deadline's local time, "HH:MM" or "HH:MM:SS"
+    days: str  # the weekdays it applies, e.g. "mon,tue,wed,thu,fri"
+    timezone: str = "UTC"
+    min_files: int = 1
+    channel_id: int = Field(foreign_key="notifychannel.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    # The last deadline checked (each is checked once: the check claims it), and what it found.
+    last_deadline: datetime | None = None
+    last_outcome: str | None = None  # "met" or "missed"
+    last_count: int | None = None

@@ -211,6 +211,8 @@ def configure(
     max_concurrent: int | str | None = UNCHANGED,
     enabled: bool | None = None,
     can_delete_downloads: bool | None = None,
+    contact_emails: str | None = UNCHANGED,
+    tell_rejected: bool | None = None,
 ) -> Changes:
     """Change a partner's settings; each takes effect on the next login (or at once, see below).
 
@@ -248,6 +250,16 @@ def configure(
     if email is not UNCHANGED and email != partner.email:
         partner.email = check_email(email) if email else None
         changes.said.append(f"email: {partner.email or '-'}")
+    if contact_emails is not UNCHANGED and contact_emails != partner.contact_emails:
+        from core.notify.channels import check_addresses
+
+        partner.contact_emails = ",".join(check_addresses(contact_emails)) if contact_emails else None
+        changes.said.append(f"contact e-mails: {partner.contact_emails or '-'}")
+    if tell_rejected is not None and tell_rejected != partner.tell_rejected:
+        if tell_rejected and not partner.contact_emails:
+            raise PartnerError("--tell-rejected needs a --contact-email to tell")
+        partner.tell_rejected = tell_rejected
+        changes.said.append("contacts told of rejected uploads" if tell_rejected else "contacts not told")
     if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:
         partner.can_delete_downloads = can_delete_downloads
         changes.said.append("may delete downloads" if can_delete_downloads else "may not delete downloads")

@@ -32,6 +32,8 @@ from deployments import dead_runs
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from deployments.notify_rules import RuleMirror
+from deployments.partner_notices import PartnerNoticeMirror
+from deployments.sla_watch import SlaWatch
 from deployments.work_pool import WorkPoolError, ensure_work_pool
 from deployments.worker import make_worker, prepare_process, run_worker
 from flows.poll import poll
@@ -63,8 +65,14 @@ class DeploymentReconciler:
         self.polling: dict[int, str] = {}  # polling flows served, by id: their poll deployments
         self.limits = LimitMirror()  # partners' and endpoints' concurrency limits, kept in Prefect
         self.rules = RuleMirror(work_pool, register)  # notification rules, kept as Prefect automations
+        self.partner_notices = PartnerNoticeMirror(work_pool, register)  # rejected uploads, told
+        self.slas = SlaWatch()  # SLAs' deadlines, checked against the store
 
     async def once(self) -> int:
+        try:  # first, and apart: SLAs need the store only, not the Prefect API
+            await self.slas.once()
+        except Exception:
+            log.exception("could not check the SLAs")
         await self.limits.once()
         flows = await to_thread.run_sync(_load_flows)
         await self._pause_removed({f.id for f, _ in flows if f.id is not None})
@@ -112,6 +120,10 @@ class DeploymentReconciler:
             await self.rules.once()
         except Exception:  # a rule's trouble must not stop the data flows' deployments
             log.exception("could not keep the notification rules' automations")
+        try:
+            await self.partner_notices.once()
+        except Exception:
+            log.exception("could not keep the partner notices' automation")
         return added
 
     async def _pause_removed(self, current: set[int]) -> None:

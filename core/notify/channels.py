@@ -152,9 +152,12 @@ def require(session: Session, scope: Scope, name: str) -> NotifyChannel:
 
 
 def remove(session: Session, scope: Scope, name: str) -> None:
-    """Remove a channel and its rules (their automations go with the next reconcile)."""
+    """Remove a channel, its rules (their automations go with the next reconcile) and SLAs."""
+    from core.notify import slas
+
     scope.require_to("endpoints.change")
     channel = require(session, scope, name)
+    slas.remove_using_channel(session, channel.id or 0)
     for rule in session.exec(select(NotifyRule).where(NotifyRule.channel_id == channel.id)):
         session.delete(rule)
     session.flush()

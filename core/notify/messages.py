@@ -42,6 +42,8 @@ def test_notice(account: str, channel: str) -> Notice:
 def subject(notice: Notice) -> str:
     if notice.what == "test":
         return one_line(f"[tradelane] test of notification channel {notice.filters.get('channel', '')}")
+    if notice.what == "sla-missed":
+        return scrub_known(one_line(_sla_summary(notice), SUBJECT_CHARS))  # type: ignore[no-any-return]
     where = ", ".join(f"{key} {one_line(value)}" for key, value in notice.filters.items())
     if notice.total == 1 and notice.items:
         item = notice.items[0]
@@ -78,6 +80,8 @@ def text(notice: Notice) -> str:
     head = f"account {one_line(notice.account)}: "
     if notice.what == "test":
         return head + "this is a test of the channel; notifications will arrive like this one.\n"
+    if notice.what == "sla-missed":
+        return str(scrub_known(_sla_text(notice)))
     if notice.digest_seconds:
         head += f"{notice.total} files {notice.what} within {notice.digest_seconds} s"
     else:
@@ -92,6 +96,28 @@ def text(notice: Notice) -> str:
             f"… and {notice.total - len(notice.items)} more: tradelane transfers --state {notice.what}"
         )
     return str(scrub_known("\n".join(lines) + "\n"))
+
+
+def _sla_summary(notice: Notice) -> str:
+    f = notice.filters
+    return (
+        f"[tradelane] SLA {f['sla']} missed: {f['received']} of {f['expected']} file(s) "
+        f"from {f['partner']} by {f['deadline']}"
+    )
+
+
+def _sla_text(notice: Notice) -> str:
+    """An SLA's missed deadline in words, and what to do next."""
+    f = {key: one_line(value) for key, value in notice.filters.items()}
+    return (
+        f"account {one_line(notice.account)}: SLA {f['sla']} was missed.\n\n"
+        f"* expected: at least {f['expected']} file(s) matching {f['pattern']} from partner "
+        f"{f['partner']} by {f['deadline']}\n"
+        f"* received since the previous deadline: {f['received']}\n"
+        f"  next: ask {f['partner']} to send the missing files (they count towards the next "
+        f"deadline); see what did arrive: tradelane transfers --partner {f['partner']}; "
+        f"this SLA's last outcomes: tradelane sla list\n"
+    )
 
 
 def _item_json(item: Item) -> dict[str, Any]:

@@ -80,17 +80,22 @@ def _host(url: str) -> str:
 
 
 def _send_email(channel: NotifyChannel, notice: Notice, settings: Settings) -> None:
+    mail(channels.check_addresses(channel.target), messages.subject(notice), messages.text(notice), settings)
+
+
+def mail(recipients: list[str], subject: str, body: str, settings: Settings | None = None) -> None:
+    """One e-mail through the instance's SMTP settings (one try); raises SendError."""
+    settings = settings or get_settings()
     if not settings.smtp_host:
         raise SendError("TRADELANE_SMTP_HOST is not set: e-mail channels cannot send")
-    recipients = channels.check_addresses(channel.target)
     message = EmailMessage(policy=SMTP_POLICY)
-    message["Subject"] = messages.subject(notice)
+    message["Subject"] = subject
     message["From"] = settings.smtp_from_address
     message["To"] = ", ".join(recipients)
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=urlsplit(settings.public_base_url).hostname)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(messages.text(notice))
+    message.set_content(body)
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
     context = None
     if settings.smtp_tls != "none":

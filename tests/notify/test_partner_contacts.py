@@ -1,0 +1,49 @@
+"""A partner's contact e-mails (in-process, a throwaway home): bare addresses only (nothing that
+could add a mail header), and --tell-rejected needs someone to tell."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from cli.main import app
+from core.db import session_scope
+from core.models import Partner
+from tests.isolation import isolated_home
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    with isolated_home(tmp_path / "home") as path:
+        yield path
+
+
+def run(*args: str, ok: bool = True) -> str:
+    result = runner.invoke(app, list(args))
+    assert (result.exit_code == 0) is ok, result.output
+    return result.output
+
+
+def contacts() -> tuple[str | None, bool]:
+    with session_scope() as session:
+        partner = session.exec(select(Partner).where(Partner.name == "acme")).one()
+        return partner.contact_emails, partner.tell_rejected
+
+
+def test_contacts_are_bare_addresses_and_telling_needs_one(home: Path) -> None:
+    run("partner", "add", "acme", "--password", "Partner_contacts_P@ssw0rd!")
+    assert "needs a --contact-email" in run("partner", "set", "acme", "--tell-rejected", ok=False)
+    for hostile in ("ops@acme.test\r\nBcc: victim@evil.test", "Ops <ops@acme.test>", "not-an-address"):
+        run("partner", "set", "acme", "--contact-email", hostile, ok=False)
+    assert contacts() == (None, False)
+    said = run("partner", "set", "acme", "--contact-email", "ops@acme.test, edi@acme.test", "--tell-rejected")
+    assert "contact e-mails: ops@acme.test,edi@acme.test" in said
+    assert contacts() == ("ops@acme.test,edi@acme.test", True)
+    run("partner", "set", "acme", "--no-tell-rejected")
+    assert contacts() == ("ops@acme.test,edi@acme.test", False)
