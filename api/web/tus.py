@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import UTC
 from email.utils import format_datetime
@@ -215,35 +216,74 @@ def _find(found: LoggedIn, upload_id: str) -> WebUpload:
         return row
 
 
-def _offset(found: LoggedIn, request: Request, row: WebUpload) -> int:
-    if row.state == WebUploadState.done:
-        return row.length
-    st = _view(found, request).staged.stat(row.folder, row.name)
-    return st.st_size if st else 0
+# **Exactly once.** Between intake's receipt (the staged file is gone) and `web_uploads.finish`
+# (the row says done) an upload looks open with nothing staged: offset 0. A request that read the
+# row before then would start the file afresh and have it taken in a second time. So completing
+# holds the upload's lock from the intake to the row's commit, and every request that acts on the
+# staged file (HEAD's offset, PATCH's start, DELETE) takes the lock and reads the row again: it
+# sees either the bytes staged or the row done, never the gap. (This process; as `_active`.)
+_locks_guard = threading.Lock()
+_locks: dict[str, tuple[threading.Lock, int]] = {}
 
 
-def _begin_patch(found: LoggedIn, request: Request, row: WebUpload, offset: int) -> StagedUpload:
+@contextlib.contextmanager
+def _upload_lock(upload_id: str) -> Iterator[None]:
+    with _locks_guard:
+        lock, users = _locks.get(upload_id, (threading.Lock(), 0))
+        _locks[upload_id] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _locks_guard:
+            lock, users = _locks[upload_id]
+            if users == 1:
+                del _locks[upload_id]
+            else:
+                _locks[upload_id] = (lock, users - 1)
+
+
+def _offset(found: LoggedIn, request: Request, upload_id: str) -> tuple[WebUpload, int]:
+    """The upload (read again, under its lock) and its offset."""
+    with _upload_lock(upload_id):
+        row = _find(found, upload_id)
+        if row.state == WebUploadState.done:
+            return row, row.length
+        st = _view(found, request).staged.stat(row.folder, row.name)
+        return row, st.st_size if st else 0
+
+
+def _begin_patch(
+    found: LoggedIn, request: Request, upload_id: str, offset: int
+) -> tuple[WebUpload, StagedUpload | None]:
+    """The upload (read again, under its lock) and its staged file open at `offset`; no file when
+    the upload is done (a PATCH that completed it ended while this one waited)."""
     view = _view(found, request)
-    with _refused():
-        return view.resume_upload(f"/{row.folder}/{row.name}", offset)
+    with _upload_lock(upload_id):
+        row = _find(found, upload_id)
+        if row.state == WebUploadState.done:
+            return row, None
+        with _refused():
+            return row, view.resume_upload(f"/{row.folder}/{row.name}", offset)
 
 
 def _end_patch(row: WebUpload, handle: StagedUpload, wrote: int) -> int | None:
     """After the body: take the file in when it is whole (the receipt id), else keep it for the next
-    PATCH; the ledger records the request either way."""
+    PATCH; the ledger records the request either way. Under the upload's lock until the row is done."""
     receipt_id = None
-    try:
-        if handle.size == row.length:
-            with _refused():
-                receipt = handle.complete()
-            receipt_id = receipt.id if receipt else None
-        else:
-            handle.pause()
-    finally:
-        with session_scope() as session:
-            web_uploads.record_patch(session, row.id, wrote)
-            if handle.done and handle.size == row.length and receipt_id is not None:
-                web_uploads.finish(session, row.id, receipt_id)
+    with _upload_lock(row.id):
+        try:
+            if handle.size == row.length:
+                with _refused():
+                    receipt = handle.complete()
+                receipt_id = receipt.id if receipt else None
+            else:
+                handle.pause()
+        finally:
+            with session_scope() as session:
+                web_uploads.record_patch(session, row.id, wrote)
+                if handle.done and handle.size == row.length and receipt_id is not None:
+                    web_uploads.finish(session, row.id, receipt_id)
     return receipt_id
 
 
@@ -253,12 +293,16 @@ def _abandon(row: WebUpload, handle: StagedUpload, wrote: int) -> None:
         web_uploads.record_patch(session, row.id, wrote)
 
 
-def _cancel(found: LoggedIn, request: Request, row: WebUpload) -> None:
+def _cancel(found: LoggedIn, request: Request, upload_id: str) -> None:
     view = _view(found, request)
-    with _refused(), session_scope() as session:
-        if view.staged.discard(row.folder, row.name):
-            view.audit("upload.discarded", f"{row.folder}/{row.name}")
-        web_uploads.cancel(session, row.id)
+    with _upload_lock(upload_id):
+        row = _find(found, upload_id)
+        if row.state == WebUploadState.done:  # taken in meanwhile: nothing left to cancel
+            return
+        with _refused(), session_scope() as session:
+            if view.staged.discard(row.folder, row.name):
+                view.audit("upload.discarded", f"{row.folder}/{row.name}")
+            web_uploads.cancel(session, row.id)
 
 
 # --- the routes ------------------------------------------------------------------------------------
@@ -298,8 +342,7 @@ async def create(request: Request, found: WebLoginDep) -> Response:
 @router.head(BASE + "/{upload_id}")
 async def head(request: Request, upload_id: str, found: WebLoginDep) -> Response:
     _check_version(request)
-    row = await run_in_threadpool(_find, found, upload_id)
-    offset = await run_in_threadpool(_offset, found, request, row)
+    row, offset = await run_in_threadpool(_offset, found, request, upload_id)
     headers = {
         "Upload-Offset": str(offset),
         "Upload-Length": str(row.length),
@@ -316,10 +359,8 @@ async def patch(request: Request, upload_id: str, found: WebLoginDep) -> Respons
         raise TusRefused(415, f"send {OCTETS}")
     offset = _whole_number(request, "Upload-Offset")
     row = await run_in_threadpool(_find, found, upload_id)
-    if row.state == WebUploadState.done:  # a late retry of the PATCH that finished it
-        if offset == row.length:
-            return _answer(204, {"Upload-Offset": str(row.length)})
-        raise TusRefused(409, "this upload is complete", {"Upload-Offset": str(row.length)})
+    if row.state == WebUploadState.done:
+        return _complete_answer(row, offset)
     if offset > row.length:
         raise TusRefused(400, "Upload-Offset is past Upload-Length")
     live = await run_in_threadpool(_open_live, found.login, remote_addr(request))
@@ -327,7 +368,9 @@ async def patch(request: Request, upload_id: str, found: WebLoginDep) -> Respons
     try:
         await _take_over(upload_id, mine)
         with mine.scope:
-            handle = await run_in_threadpool(_begin_patch, found, request, row, offset)
+            row, handle = await run_in_threadpool(_begin_patch, found, request, upload_id, offset)
+            if handle is None:  # the PATCH this one took over from completed it
+                return _complete_answer(row, offset)
             wrote = await _receive(request, row, handle, offset)
             await run_in_threadpool(_end_patch, row, handle, wrote)
             return _answer(204, {"Upload-Offset": str(handle.size)})
@@ -337,6 +380,14 @@ async def patch(request: Request, upload_id: str, found: WebLoginDep) -> Respons
         if _running.get(upload_id) is mine:
             del _running[upload_id]
         shared_registry().close(live)
+
+
+def _complete_answer(row: WebUpload, offset: int) -> Response:
+    """A PATCH of an upload already taken in: a late retry of the PATCH that finished it is told so
+    (204), any other offset 409 with the length; never a second intake."""
+    if offset == row.length:
+        return _answer(204, {"Upload-Offset": str(row.length)})
+    raise TusRefused(409, "this upload is complete", {"Upload-Offset": str(row.length)})
 
 
 class _Running:
@@ -407,7 +458,7 @@ async def delete(request: Request, upload_id: str, found: WebLoginDep) -> Respon
     _check_version(request)
     row = await run_in_threadpool(_find, found, upload_id)
     if row.state != WebUploadState.done:
-        await run_in_threadpool(_cancel, found, request, row)
+        await run_in_threadpool(_cancel, found, request, upload_id)
     return _answer(204)
 
 

@@ -7,14 +7,17 @@ import hashlib
 import itertools
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from api.web import tus
+from core import web_uploads
 from core.db import session_scope
 from core.models import AuditEvent, WebUpload, WebUploadState, utcnow
 from tests.web.portal_client import TUS, Portal, new_partner, receipts_of, upload_row
@@ -183,3 +186,69 @@ def test_an_expired_upload_is_gone(portal: Portal) -> None:
     gone = portal.patch(url, 5, b"67890")
     assert gone.status_code == 410 and "expired" in gone.json()["message"]
     assert receipts_of(portal.name) == []
+
+
+class HeldBeforeDone:
+    """Holds the completing PATCH between intake's receipt (the staged file is gone) and the row's
+    `done` (web_uploads.finish) until `until()` says the racing request is there: the window a
+    loaded machine opens by itself. The real `finish` runs after."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, until: Callable[[], bool]) -> None:
+        self.entered = threading.Event()
+        self.completing: tus._Running | None = None
+        real = web_uploads.finish
+
+        def held(session: Session, upload_id: str, receipt_id: int | None) -> None:
+            self.completing = tus._running.get(upload_id)
+            self.entered.set()
+            deadline = time.monotonic() + 15
+            while not until() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            real(session, upload_id, receipt_id)
+
+        monkeypatch.setattr(web_uploads, "finish", held)
+
+
+def _waiting_on_the_upload(upload_id: str) -> bool:
+    """A request waits for the completing PATCH (the upload's lock has a second user)."""
+    locks: dict[str, tuple[object, int]] = getattr(tus, "_locks", {})
+    return locks.get(upload_id, (None, 0))[1] > 1
+
+
+def test_a_patch_taking_over_from_a_completing_one_takes_nothing_in_twice(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(300_000)
+    url = portal.new_upload("twice.bin", len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    hold: HeldBeforeDone
+    hold = HeldBeforeDone(monkeypatch, lambda: tus._running.get(upload_id) not in (None, hold.completing))
+    with ThreadPoolExecutor(1) as pool:
+        completing = pool.submit(portal.patch, url, 0, data)
+        assert hold.entered.wait(15), "the completing PATCH never reached intake"
+        # A retry of the same request (tus-js-client's, a re-sent one) read the row as open; it
+        # takes over while the first is between the receipt and the row's done.
+        retry = portal.patch(url, 0, data)
+        assert completing.result(15).status_code == 204
+    assert retry.status_code == 409 and retry.headers["upload-offset"] == str(len(data)), retry.text
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done
+
+
+def test_head_during_completion_never_answers_offset_zero(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(200_000)
+    url = portal.new_upload("gap.bin", len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    answered = threading.Event()
+    hold = HeldBeforeDone(monkeypatch, lambda: answered.is_set() or _waiting_on_the_upload(upload_id))
+    with ThreadPoolExecutor(1) as pool:
+        completing = pool.submit(portal.patch, url, 0, data)
+        assert hold.entered.wait(15), "the completing PATCH never reached intake"
+        head = portal.head(url)  # a resuming browser asks where to go on
+        answered.set()
+        assert completing.result(15).status_code == 204
+    assert head.headers["upload-offset"] == str(len(data))
+    assert len(receipts_of(portal.name)) == 1
