@@ -60,7 +60,10 @@ def test_other_partners_folders_are_forbidden(make_partner: MakePartner) -> None
             assert r.json()["message"]
 
 
-@pytest.mark.parametrize("value", [str(uuid.uuid4()), "not-a-uuid", "..%2F..%2Fetc"])
+# A fresh UUID under a fixed id: pytest-xdist's workers must collect the same test names.
+@pytest.mark.parametrize(
+    "value", [pytest.param(str(uuid.uuid4()), id="unknown-uuid"), "not-a-uuid", "..%2F..%2Fetc"]
+)
 def test_unknown_folder(make_partner: MakePartner, value: str) -> None:
     p = make_partner()
     for suffix in ("", "/children", "/files"):
