@@ -20,8 +20,16 @@ from tests.endpoint_servers.ftpd import *  # noqa: F403
 from tests.endpoint_servers.http_app import *  # noqa: F403
 from tests.endpoint_servers.mail import *  # noqa: F403
 from tests.endpoint_servers.sshd import *  # noqa: F403
+from tests.isolation import isolated_home
 from tests.servers import *  # noqa: F403
 from tests.system import *  # noqa: F403
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A throwaway home of tradelane's own for one test (a module may define a `home` of its own)."""
+    with isolated_home(tmp_path / "home") as path:
+        yield path
 
 
 @pytest.fixture

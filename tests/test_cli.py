@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-from tests.isolation import isolated_home
+from tests.isolation import run_cli
 from tests.servers import moto_client
 
-runner = CliRunner()
 PASSWORD = "Tr4de-lane-Pass"  # passes the password policy (length, not the name, not common)
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    if ok:
-        assert result.exit_code == 0, result.output
-    else:
-        assert result.exit_code != 0, result.output
-    return result.output
+run = run_cli
 
 
 def test_partner_lifecycle_and_keys(home: Path, tmp_path: Path) -> None:

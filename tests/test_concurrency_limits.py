@@ -5,7 +5,6 @@ Prefect on a real `up` is tests/e2e/test_concurrency_limits.py.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,34 +13,22 @@ from alembic.migration import MigrationContext
 from pydantic import ValidationError
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
-from typer.testing import CliRunner
 
 from api.admin.schemas import EndpointUpdate, PartnerSettings
-from cli.main import app
 from core import accounts, concurrency_limits, partners
 from core.concurrency_limits import BadLimit
 from core.db import get_engine, init_db, migrate, session_scope
 from core.endpoints import rows as endpoint_rows
 from core.tenancy import scope_for_cli
 from tests import migration_store
-from tests.isolation import isolated_home
+from tests.isolation import run_cli
 from tests.migration_store import downgrade_to
 
-runner = CliRunner()
 PASSWORD = "Tr4de-lane-Pass"
 store = migration_store.store
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    assert (result.exit_code == 0) == ok, result.output
-    return result.output
+run = run_cli
 
 
 @pytest.mark.parametrize(

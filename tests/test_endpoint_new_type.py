@@ -18,16 +18,9 @@ from core.endpoints import registry
 from core.endpoints.registry import endpoint_class, register, unregister, user_types
 from core.endpoints.settings import EndpointSettings
 from tests.endpoint_types.memory import SPACES, TOKENS, MemoryEndpoint
-from tests.isolation import isolated_home
 
 runner = CliRunner()
 TOKEN = "memory-token-6b1d0e"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 @pytest.fixture

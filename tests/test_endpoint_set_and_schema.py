@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,10 @@ from core.crypto import decrypt_json
 from core.endpoints.registry import endpoint_class, user_types
 from tests.endpoint_servers.http_app import HttpApp
 from tests.endpoints.contract import put
-from tests.isolation import isolated_home
 
 runner = CliRunner()
 SECRET = "s3cret-9c2e71"
 NEW_SECRET = "n3w-s3cret-40ad55"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 def run(*args: str, ok: bool = True) -> str:

@@ -5,7 +5,6 @@ the models' own words; an edit form keeps what it is not told to change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from core.crypto import decrypt_json
 from core.endpoints import rows as endpoint_rows
 from core.endpoints.registry import endpoint_class, user_types
 from core.endpoints.settings import SettingsError
-from tests.isolation import isolated_home
 from tests.web_form_reader import Page, read_page
 
 _KEY = ed25519.Ed25519PrivateKey.generate()
@@ -331,12 +329,6 @@ def test_unreadable_text_is_refused_before_the_models_see_it() -> None:
     assert by_key["setting.verify"].errors == [
         "http endpoint 'verify': give the file's path, or choose yes or no"
     ]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 def _stored(name: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,17 +18,10 @@ from core import partners
 from core.db import session_scope
 from core.intake import receive_stream
 from core.models import AccountUser, AuditEvent, LoginFailure, Transfer, utcnow
-from tests.isolation import isolated_home
 from tests.tenancy import account_scope
 
 runner = CliRunner()
 PASSWORD = "Tr4de-lane-Pass"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> str:

@@ -13,27 +13,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from sqlmodel import select
-from typer.testing import CliRunner
 
-from cli.main import app
 from core import partners
 from core.as2 import identity
 from core.db import session_scope
 from core.models import As2Organization
 from tests.as2.conftest import As2Server
 from tests.as2.peer import Identity
+from tests.isolation import run_cli
 from tests.tenancy import home_scope
 
-runner = CliRunner()
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    if ok:
-        assert result.exit_code == 0, result.output
-    else:
-        assert result.exit_code != 0, result.output
-    return result.output
+run = run_cli
 
 
 def test_org_create_cert_show(as2_server: As2Server, tmp_path: Path) -> None:

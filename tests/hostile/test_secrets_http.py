@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from core.endpoints.http import HttpEndpoint
 from core.endpoints.http_settings import split_http_settings
 from tests.endpoint_servers.http_app import HttpApp
 from tests.endpoints.contract import put
-from tests.isolation import isolated_home
 from tests.tenancy import home_scope
 
 runner = CliRunner()
@@ -43,12 +41,6 @@ def app(http_app: HttpApp) -> HttpApp:
     http_app.api_keys = {HEADER_KEY}
     http_app.query_keys = {QUERY_KEY}
     return http_app
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 def run(*args: str, ok: bool = True) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.endpoints.registry import endpoint_class, known_types
 from core.endpoints.settings import SettingsError
-from tests.isolation import isolated_home
 
 runner = CliRunner()
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBzOCWsUF8YpdPvplvmF5YuPGG9Klq7FZ87mxvC3Ri0G"
@@ -35,12 +33,6 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "s3": ({"bucket": "inbound"}, {}),
     "sftp": ({"host": "sftp.example", "user": "acme", "host_key": HOST_KEY}, {"password": "p"}),
 }
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 def run(*args: str, ok: bool = True) -> str:

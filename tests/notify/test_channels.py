@@ -12,24 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from core.notify import send
 from core.notify.notices import Item, Notice
 from tests.endpoint_servers.mail import SmtpServer
-from tests.isolation import isolated_home
+from tests.isolation import run_cli
 from tests.notify.receiver import Receiver, http_receiver
 
-runner = CliRunner()
 SECRET = "whsec-" + "x7Yq2" * 6
 HOSTILE = 'evil.edi\r\nBcc: victim@example.com\r\n\r\n<!channel> "quote" \u202e'
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
 
 
 @pytest.fixture
@@ -64,10 +55,7 @@ def smtp_env(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
         clear_caches()
 
 
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    assert (result.exit_code == 0) is ok, result.output
-    return result.output
+run = run_cli
 
 
 def hostile_notice() -> Notice:

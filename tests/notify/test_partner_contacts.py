@@ -3,31 +3,15 @@ could add a mail header), and --tell-rejected needs someone to tell."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
-from typer.testing import CliRunner
 
-from cli.main import app
 from core.db import session_scope
 from core.models import Partner
-from tests.isolation import isolated_home
+from tests.isolation import run_cli
 
-runner = CliRunner()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    assert (result.exit_code == 0) is ok, result.output
-    return result.output
+run = run_cli
 
 
 def contacts() -> tuple[str | None, bool]:

@@ -5,35 +5,22 @@ removed channel takes its SLAs, and the alert's words are one-line safe and say 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
-from typer.testing import CliRunner
 
-from cli.main import app
 from core.db import session_scope
 from core.models import Receipt, Sla
 from core.notify import messages, slas
-from tests.isolation import isolated_home
+from tests.isolation import run_cli
 
-runner = CliRunner()
 # A Monday; the SLA's deadline is 09:00 UTC on weekdays.
 MONDAY = datetime(2026, 3, 30, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    with isolated_home(tmp_path / "home") as path:
-        yield path
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    assert (result.exit_code == 0) is ok, result.output
-    return result.output
+run = run_cli
 
 
 def receipt(sla: Sla, name: str, at: datetime) -> Receipt:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
-from typer.testing import CliRunner
 
-from cli.main import app
 from core import audit
 from core.crypto import decrypt_json
 from core.db import session_scope
 from core.models import Account, PgpKey
 from core.pgp import PgpKeyError, keyring
+from tests.isolation import run_cli
 from tests.pgp.support import (
     PARTNER_EMAIL,
     GpgCli,
@@ -28,13 +27,7 @@ from tests.pgp.support import (
 )
 from tests.tenancy import account_scope, home_scope
 
-runner = CliRunner()
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = runner.invoke(app, list(args))
-    assert (result.exit_code == 0) == ok, result.output
-    return result.output
+run = run_cli
 
 
 def listed() -> dict[str, dict[str, object]]:
