@@ -28,8 +28,10 @@ runtime-tools:
 	bash scripts/install-runtime.sh
 
 ## Install what the tests need, then run them.
-# Two pytest-xdist workers (CI has 2 cores; 0: one process); tests/xdist_groups.py keeps each session `up` on one.
-TEST_WORKERS ?= 2
+# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers (tests/xdist_groups.py keeps
+# each session `up` on one): 22 min instead of 29 on CI's 2 cores, but some tests still fail there
+# (tests/as2/test_send.py, tests/notify/test_rules_up.py); see the README.
+TEST_WORKERS ?= 0
 test: $(STAMP) runtime-tools test-servers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

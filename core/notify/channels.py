@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from core import crypto
 from core.db import session_scope
 from core.errors import Conflict, Invalid, NotFound
-from core.models import NotifyChannel, NotifyRule, utcnow
+from core.models import NotifyChannel, NotifyRule, Sla, utcnow
 from core.object_names import InvalidName, validate_name
 from core.tenancy import Scope
 
@@ -153,11 +153,10 @@ def require(session: Session, scope: Scope, name: str) -> NotifyChannel:
 
 def remove(session: Session, scope: Scope, name: str) -> None:
     """Remove a channel, its rules (their automations go with the next reconcile) and SLAs."""
-    from core.notify import slas
-
     scope.require_to("endpoints.change")
     channel = require(session, scope, name)
-    slas.remove_using_channel(session, channel.id or 0)
+    for sla in session.exec(select(Sla).where(Sla.channel_id == channel.id)):
+        session.delete(sla)
     for rule in session.exec(select(NotifyRule).where(NotifyRule.channel_id == channel.id)):
         session.delete(rule)
     session.flush()

@@ -139,12 +139,6 @@ def remove(session: Session, scope: Scope, name: str) -> None:
     session.delete(require(session, scope, name))
 
 
-def remove_using_channel(session: Session, channel_id: int) -> None:
-    """A channel's removal takes its SLAs with it (as it does its rules)."""
-    for sla in session.exec(select(Sla).where(Sla.channel_id == channel_id)):
-        session.delete(sla)
-
-
 # --- deadlines ---------------------------------------------------------------------------------
 
 
