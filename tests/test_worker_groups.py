@@ -35,3 +35,30 @@ def test_modules_sharing_a_session_up_are_one_group_and_others_keep_their_own() 
     assert group("d/test_six.py") == "d/test_six"
     assert group("d/test_seven.py") == "d/test_seven"
     assert len(set(groups.values())) == 4
+
+
+def test_every_up_that_stops_after_its_last_user_keeps_its_users_on_one_worker() -> None:
+    # A fixture registered in IDLE_AFTER_LAST_USE but missing from SHARED_UPS had its users split
+    # over the workers, and one worker stopped it while the other's users still came (CI, notify).
+    import re
+
+    from tests.xdist_groups import SHARED_UPS
+
+    registered = {
+        match
+        for path in HERE.rglob("*.py")
+        for match in re.findall(r'IDLE_AFTER_LAST_USE\["(\w+)"\]', path.read_text())
+    }
+    assert registered and registered <= set(SHARED_UPS), registered - set(SHARED_UPS)
+
+
+def test_modules_sharing_a_package_fixture_are_one_group() -> None:
+    def item(module: str, scope: str) -> Any:
+        fixturedef = SimpleNamespace(scope=scope, baseid="as2")
+        info = SimpleNamespace(name2fixturedefs={"as2_home": [fixturedef]})
+        return SimpleNamespace(path=HERE / module, fixturenames=["as2_home"], _fixtureinfo=info)
+
+    groups = worker_groups([item("as2/test_send.py", "package"), item("as2/test_receive.py", "package")])
+    assert len(set(groups.values())) == 1
+    groups = worker_groups([item("x/test_a.py", "session"), item("x/test_b.py", "session")])
+    assert len(set(groups.values())) == 2

@@ -23,14 +23,18 @@ import pytest
 from xdist.scheduler.loadscope import LoadScopeScheduling
 
 HERE = Path(__file__).parent
-# The session `up`s (and the Prefect server) that cost seconds to start and CPU while they idle.
-SHARED_UPS = ("system", "peer_pair", "outbox_system", "prefect_server", "web_system")
+# The session `up`s (and the Prefect server) that cost seconds to start and CPU while they idle, and
+# stop after their last user (tests/system.py IDLE_AFTER_LAST_USE: tests/test_worker_groups.py
+# checks that every fixture registered there is named here, or its users would be split over the
+# workers and one worker would stop it while the other's users still come).
+SHARED_UPS = ("system", "peer_pair", "outbox_system", "prefect_server", "web_system", "notify_system")
 INPUT_KEY = "tradelane_groups_file"
 
 
 def worker_groups(items: Iterable[Any]) -> dict[Path, str]:
     """The group of each test module: its own path, or one shared with every module that uses the
-    same session `up` (joined transitively)."""
+    same session `up` or package-scoped fixture (joined transitively). A package fixture (e.g.
+    tests/as2's home) holds state for the package's modules, which pytest runs one after another."""
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
@@ -49,6 +53,11 @@ def worker_groups(items: Iterable[Any]) -> dict[Path, str]:
         for fixture in SHARED_UPS:
             if fixture in getattr(item, "fixturenames", ()):
                 join(name(item.path), f"up:{fixture}")
+        info = getattr(item, "_fixtureinfo", None)
+        for defs in info.name2fixturedefs.values() if info is not None else ():
+            for fixturedef in defs:
+                if fixturedef.scope == "package":
+                    join(name(item.path), f"package:{fixturedef.baseid}")
     return {item.path: root(name(item.path)) for item in items}
 
 
