@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,29 +29,19 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def smtp_env(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
-    values = {
-        "TRADELANE_SMTP_HOST": smtp_server.host,
-        "TRADELANE_SMTP_PORT": str(smtp_server.ssl_port),
-        "TRADELANE_SMTP_TLS": "ssl",
-        "TRADELANE_SMTP_USER": smtp_server.user,
-        "TRADELANE_SMTP_PASSWORD": smtp_server.password,
-        "TRADELANE_SMTP_CAFILE": str(smtp_server.cafile),
-    }
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+def smtp_env(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     from tests.isolation import clear_caches
 
+    monkeypatch.setenv("TRADELANE_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("TRADELANE_SMTP_PORT", str(smtp_server.ssl_port))
+    monkeypatch.setenv("TRADELANE_SMTP_TLS", "ssl")
+    monkeypatch.setenv("TRADELANE_SMTP_USER", smtp_server.user)
+    monkeypatch.setenv("TRADELANE_SMTP_PASSWORD", smtp_server.password)
+    monkeypatch.setenv("TRADELANE_SMTP_CAFILE", str(smtp_server.cafile))
     clear_caches()
-    try:
-        yield smtp_server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        clear_caches()
+    yield smtp_server
+    monkeypatch.undo()  # before the caches are cleared, so they are rebuilt from the old settings
+    clear_caches()
 
 
 run = run_cli
