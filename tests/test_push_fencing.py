@@ -29,16 +29,14 @@ from core.endpoints import rows as endpoint_rows
 from core.endpoints.tempname import is_temp_name
 from core.models import Transfer, TransferState
 from tasks.retry import is_retryable
+from tests.endpoint_servers.ftpd import serve_handler
 from tests.migration_store import store  # noqa: F401  (the fixture: a store on each database)
 from tests.tenancy import home_scope
 from tradelane.testing import receipt_from_bytes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # asyncore, as tests/endpoint_servers/ftpd.py
-    from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import DTPHandler, FTPHandler
-    from pyftpdlib.ioloop import IOLoop
-    from pyftpdlib.servers import FTPServer
 
 FTP_USER, FTP_PASSWORD = "fenced", "fenced-s3cret-pw"
 # Far more than loopback's socket buffers hold (send and receive together, a few MiB): the client
@@ -80,31 +78,14 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 
     class Counting(FTPHandler):  # type: ignore[misc]
         dtp_handler = Pausing
-        authorizer = DummyAuthorizer()
 
         def ftp_RNTO(self, path: str) -> Any:
             answer = super().ftp_RNTO(path)
             state.renames[os.path.basename(path)] += 1
             return answer
 
-    Counting.authorizer.add_user(FTP_USER, FTP_PASSWORD, str(home), perm="elradfmwMT")
-    ioloop = IOLoop()
-    server = FTPServer(("127.0.0.1", 0), Counting, ioloop=ioloop)
-    state.port = server.address[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            ioloop.loop(timeout=0.05, blocking=False)
-
-    thread = threading.Thread(target=serve, name="fencing-ftpd", daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Counting, home, FTP_USER, FTP_PASSWORD) as state.port:
         yield state
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close_all()
 
 
 @pytest.fixture

@@ -31,15 +31,13 @@ from core.endpoints.tempname import is_temp_name
 from deployments import dead_runs
 from deployments.dead_runs import AUTOMATION_NAME, CRASH_MESSAGE
 from tests.e2e.helpers import PartnerClient, prefect_events, prefect_paged, unique
+from tests.endpoint_servers.ftpd import serve_handler
 from tests.system import System, run_system
 from tests.waiting import wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # asyncore, as tests/endpoint_servers/ftpd.py
-    from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler, ThrottledDTPHandler
-    from pyftpdlib.ioloop import IOLoop
-    from pyftpdlib.servers import FTPServer
 
 PASSWORD = "deadrun-Pass-1234"
 FTP_USER, FTP_PASSWORD = "receiver", "receiver-s3cret-pw"
@@ -78,7 +76,6 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 
     class Recording(FTPHandler):  # type: ignore[misc]
         dtp_handler = Slow
-        authorizer = DummyAuthorizer()
 
         def ftp_RNTO(self, path: str) -> Any:
             if not self._rnfr:
@@ -98,24 +95,8 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
             self.respond("250 Renaming ok.")
             return None
 
-    Recording.authorizer.add_user(FTP_USER, FTP_PASSWORD, str(home), perm="elradfmwMT")
-    ioloop = IOLoop()
-    server = FTPServer(("127.0.0.1", 0), Recording, ioloop=ioloop)
-    state.port = server.address[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            ioloop.loop(timeout=0.05, blocking=False)
-
-    thread = threading.Thread(target=serve, name="dead-run-ftpd", daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Recording, home, FTP_USER, FTP_PASSWORD) as state.port:
         yield state
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close_all()
 
 
 def _processes(home: Path) -> dict[int, tuple[int, str]]:

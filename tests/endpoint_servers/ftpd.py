@@ -150,6 +150,39 @@ def _handler(base: type[FTPHandler], authorizer: DummyAuthorizer, **attrs: Any) 
 
 
 @contextlib.contextmanager
+def looping(ioloop: IOLoop, name: str) -> Iterator[None]:
+    """Run pyftpdlib's `ioloop` in a thread of its own until the block ends."""
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            ioloop.loop(timeout=0.05, blocking=False)
+
+    thread = threading.Thread(target=serve, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_handler(handler: type[FTPHandler], home: Path, user: str, password: str) -> Iterator[int]:
+    """A plain-FTP server of `handler` (a test's own subclass, e.g. one that counts renames) on a
+    loopback port of its own, `user` with every right in `home`; yields the port."""
+    handler.authorizer = DummyAuthorizer()
+    handler.authorizer.add_user(user, password, str(home), perm="elradfmwMT")
+    ioloop = IOLoop()
+    server = FTPServer(("127.0.0.1", 0), handler, ioloop=ioloop)
+    try:
+        with looping(ioloop, f"ftpd-{handler.__name__}"):
+            yield server.address[1]
+    finally:
+        server.close_all()
+
+
+@contextlib.contextmanager
 def run_ftpd() -> Iterator[FtpTestServer]:
     tmp = Path(tempfile.mkdtemp(prefix="tradelane-ftpd-"))
     home = tmp / "home"
@@ -175,31 +208,22 @@ def run_ftpd() -> Iterator[FtpTestServer]:
     servers = {
         name: FTPServer(("127.0.0.1", 0), handler, ioloop=ioloop) for name, handler in handlers.items()
     }
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            ioloop.loop(timeout=0.05, blocking=False)
-
-    thread = threading.Thread(target=serve, name="ftpd", daemon=True)
-    thread.start()
     try:
-        yield FtpTestServer(
-            host="127.0.0.1",
-            user=FTP_USER,
-            password=FTP_PASSWORD,
-            reader=FTP_READER,
-            reader_password=FTP_READER_PASSWORD,
-            no_rename_user=FTP_NO_RENAME,
-            no_rename_password=FTP_NO_RENAME_PASSWORD,
-            cafile=cert,
-            wrong_name_cafile=wrong_cert,
-            home=home,
-            **{name: server.address[1] for name, server in servers.items()},
-        )
+        with looping(ioloop, "ftpd"):
+            yield FtpTestServer(
+                host="127.0.0.1",
+                user=FTP_USER,
+                password=FTP_PASSWORD,
+                reader=FTP_READER,
+                reader_password=FTP_READER_PASSWORD,
+                no_rename_user=FTP_NO_RENAME,
+                no_rename_password=FTP_NO_RENAME_PASSWORD,
+                cafile=cert,
+                wrong_name_cafile=wrong_cert,
+                home=home,
+                **{name: server.address[1] for name, server in servers.items()},
+            )
     finally:
-        stop.set()
-        thread.join(timeout=10)
         ioloop.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
