@@ -22,6 +22,7 @@ from core.models import Receipt
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp.server import SFTPServer
+from tests.mailboxes.conftest import lenient_settings
 from tests.storage.conftest import PREFIX, Store, make_store
 
 MIB = 1024 * 1024
@@ -34,14 +35,9 @@ def s3_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield store
 
 
-def _settings(**overrides: object):  # type: ignore[no-untyped-def]
-    lenient = {"lockout_failures": 100_000, "lockout_account_failures": 100_000}
-    return get_settings().model_copy(update={**lenient, **overrides})
-
-
 @pytest.fixture
 def sftp_server(s3_store: Store) -> Iterator[SFTPServer]:
-    settings = _settings(sftp_port=0)
+    settings = lenient_settings(sftp_port=0)
     server = SFTPServer(settings, MailboxAuth(settings))
     server.start()
     yield server
@@ -126,7 +122,7 @@ def test_a_broken_sftp_upload_leaves_nothing_in_the_bucket_and_can_be_resumed(
 
 
 def test_an_ftp_upload_streams_into_the_bucket(s3_store: Store) -> None:
-    settings = _settings(ftp_port=0, ftp_require_tls=False)
+    settings = lenient_settings(ftp_port=0, ftp_require_tls=False)
     server = FTPServer(settings, MailboxAuth(settings))
     server.start()
     data = secrets.token_bytes(6 * MIB)

@@ -15,12 +15,13 @@ import pytest
 from sqlmodel import select
 
 from core import dataflows, delivery, partners
-from core.config import Settings, get_settings
+from core.config import get_settings
 from core.db import session_scope
 from core.models import Receipt, Transfer, TransferState
 from mailboxes.auth import MailboxAuth
 from mailboxes.ftp import FTPServer
 from mailboxes.sftp.server import SFTPServer
+from tests.mailboxes.conftest import lenient_settings
 from tests.storage.conftest import PREFIX, Store
 from tests.storage.test_kept_bytes import carry, receive
 from tests.tenancy import home_scope
@@ -102,14 +103,9 @@ def test_a_delivery_into_a_mailbox_lands_in_the_storage_once(bob: Store) -> None
     assert download(bob) == {"inv.edi": b"ISA*first~", "inv (2).edi": b"ISA*second~"}
 
 
-def _settings(**overrides: object) -> Settings:
-    lenient = {"lockout_failures": 100_000, "lockout_account_failures": 100_000}
-    return get_settings().model_copy(update={**lenient, **overrides})
-
-
 @pytest.fixture
 def sftp_server(bob: Store) -> Iterator[SFTPServer]:
-    settings = _settings(sftp_port=0)
+    settings = lenient_settings(sftp_port=0)
     server = SFTPServer(settings, MailboxAuth(settings))
     server.start()
     yield server
@@ -118,7 +114,7 @@ def sftp_server(bob: Store) -> Iterator[SFTPServer]:
 
 @pytest.fixture
 def ftp_server(bob: Store) -> Iterator[FTPServer]:
-    settings = _settings(ftp_port=0, ftp_require_tls=False)
+    settings = lenient_settings(ftp_port=0, ftp_require_tls=False)
     server = FTPServer(settings, MailboxAuth(settings))
     server.handler.auth_failed_timeout = 0.01
     server.start()
