@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,12 +20,24 @@ from tests.system import System
 from tests.waiting import wait_for
 
 PASSWORD = "noloss-partner-pw-1"
+Partners = Callable[[], "tuple[str, PartnerClient]"]
 
 
-def _partner(system: System) -> tuple[str, PartnerClient]:
-    name = unique("nl")
-    system.cli("partner", "add", name, "--password", PASSWORD)
-    return name, PartnerClient(system, name, PASSWORD)
+@pytest.fixture
+def partners(system: System) -> Iterator[Partners]:
+    """New partners and their REST clients, closed even when a test fails (an open socket left to
+    the garbage collector fails whichever test happens to run when it is collected)."""
+    clients: list[PartnerClient] = []
+
+    def add() -> tuple[str, PartnerClient]:
+        name = unique("nl")
+        system.cli("partner", "add", name, "--password", PASSWORD)
+        clients.append(PartnerClient(system, name, PASSWORD))
+        return name, clients[-1]
+
+    yield add
+    for client in clients:
+        client.close()
 
 
 def _upload_dir(system: System, partner: str) -> Path:
@@ -36,12 +49,12 @@ def _sha(data: bytes) -> str:
 
 
 def test_two_uploads_of_one_name_held_by_a_disabled_flow_are_both_delivered(
-    system: System, tmp_path: Path
+    system: System, partners: Partners, tmp_path: Path
 ) -> None:
     """Item 6: v1 acknowledged, v2 of the same name replaced it before it was carried, v1 failed
     'changed since it was received' and could not be replayed. Item 1: the destination replaced
     one with the other. Now each upload keeps its bytes and the destination keeps both."""
-    partner, client = _partner(system)
+    partner, client = partners()
     endpoint, flow = unique("dir"), unique("flow")
     dest = tmp_path / "dest"
     system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(dest))
@@ -61,13 +74,12 @@ def test_two_uploads_of_one_name_held_by_a_disabled_flow_are_both_delivered(
         assert _sha(landed.read_bytes()) == row["sha256"]
     assert sorted(r["sha256"] for r in rows) == sorted([_sha(v1), _sha(v2)])
     assert list(_upload_dir(system, partner).iterdir()) == []
-    client.close()
 
 
-def test_a_second_delivery_into_download_keeps_the_first_unread(system: System) -> None:
+def test_a_second_delivery_into_download_keeps_the_first_unread(system: System, partners: Partners) -> None:
     """Item 1: a second invoice_812.edi delivered into a partner's download/ replaced the first."""
-    sender, client = _partner(system)
-    receiver, receiving = _partner(system)
+    sender, client = partners()
+    receiver, receiving = partners()
     flow = unique("relay")
     system.cli("flow", "add", flow, "--source", f"mailbox:{sender}", "--dest", f"mailbox:{receiver}")
     assert client.upload("invoice_812.edi", b"first invoice").status_code == 201
@@ -79,8 +91,6 @@ def test_a_second_delivery_into_download_keeps_the_first_unread(system: System) 
     files = receiving.http.get(f"/api/folders/{download_id}/files").json()["resources"]
     contents = {f["name"]: receiving.http.get(f"/api/files/{f['id']}/content").content for f in files}
     assert contents == {"invoice_812.edi": b"first invoice", "invoice_812 (2).edi": b"second invoice"}
-    client.close()
-    receiving.close()
 
 
 def _failing_file_flow(system: System, partner: str, dest: Path, *extra: str) -> str:
@@ -94,9 +104,11 @@ def _failing_file_flow(system: System, partner: str, dest: Path, *extra: str) ->
     return flow
 
 
-def test_a_delivered_replay_takes_the_file_out_of_upload(system: System, tmp_path: Path) -> None:
+def test_a_delivered_replay_takes_the_file_out_of_upload(
+    system: System, partners: Partners, tmp_path: Path
+) -> None:
     """Item 4: a replayed transfer that was delivered left the file in upload/ for ever."""
-    partner, client = _partner(system)
+    partner, client = partners()
     dest = tmp_path / "dest"
     flow = _failing_file_flow(system, partner, dest)
     assert client.upload("po.json", b'{"po": 1}').status_code == 201
@@ -113,11 +125,13 @@ def test_a_delivered_replay_takes_the_file_out_of_upload(system: System, tmp_pat
         "po.json to leave upload/",
         timeout=30,
     )
-    client.close()
 
 
 def _press_retry(system: System, flow_run_id: str, *, force: bool) -> None:
-    """What the Prefect UI's Retry button sends (ui: force false; ui-v2: force true)."""
+    """What the Prefect UI's Retry button sends (ui: force false; ui-v2: force true). The button
+    shows on a finished run only: a transfer is recorded before its run ends, so wait for the end
+    (a Retry accepted while the run still ran is overwritten by the run's own final state)."""
+    assert finished_run(system, flow_run_id)["state_type"] in {"COMPLETED", "FAILED", "CRASHED"}
     response = httpx.post(
         f"{system.prefect_api}/flow_runs/{flow_run_id}/set_state",
         json={
@@ -141,9 +155,11 @@ def _run_after_retry(system: System, flow_run_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["ui", "ui-v2"])
-def test_prefect_retry_carries_the_failed_file_again(system: System, tmp_path: Path, force: bool) -> None:
+def test_prefect_retry_carries_the_failed_file_again(
+    system: System, partners: Partners, tmp_path: Path, force: bool
+) -> None:
     """Item 5: Retry on a failed run ended `Completed: nothing left to carry` with the file failed."""
-    partner, client = _partner(system)
+    partner, client = partners()
     dest = tmp_path / "dest"
     flow = _failing_file_flow(system, partner, dest)
     assert client.upload("po.json", b'{"po": 5}').status_code == 201
@@ -167,11 +183,12 @@ def test_prefect_retry_carries_the_failed_file_again(system: System, tmp_path: P
         "po.json to leave upload/",
         timeout=30,
     )
-    client.close()
 
 
-def test_prefect_retry_of_a_rejected_file_fails_and_says_why(system: System, tmp_path: Path) -> None:
-    partner, client = _partner(system)
+def test_prefect_retry_of_a_rejected_file_fails_and_says_why(
+    system: System, partners: Partners, tmp_path: Path
+) -> None:
+    partner, client = partners()
     endpoint, flow = unique("dir"), unique("flow")
     system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(tmp_path / "dest"))
     system.cli(
@@ -187,11 +204,10 @@ def test_prefect_retry_of_a_rejected_file_fails_and_says_why(system: System, tmp
     assert "a retry does not change that" in run["state"]["message"]
     assert [r["state"] for r in system.transfers(flow=flow)] == ["rejected"]
     assert (_upload_dir(system, partner) / "bad.json").exists()
-    client.close()
 
 
-def test_prefect_retry_of_a_delivered_run_says_so(system: System, tmp_path: Path) -> None:
-    partner, client = _partner(system)
+def test_prefect_retry_of_a_delivered_run_says_so(system: System, partners: Partners, tmp_path: Path) -> None:
+    partner, client = partners()
     endpoint, flow = unique("dir"), unique("flow")
     system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(tmp_path / "dest"))
     system.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
@@ -203,12 +219,13 @@ def test_prefect_retry_of_a_delivered_run_says_so(system: System, tmp_path: Path
     assert run["state_type"] == "COMPLETED"
     assert run["state"]["message"] == "nothing left to carry: 1 file delivered before"
     assert len(system.transfers(flow=flow)) == 1
-    client.close()
 
 
-def test_a_255_byte_name_is_delivered_renamed_and_leaves_upload(system: System, tmp_path: Path) -> None:
+def test_a_255_byte_name_is_delivered_renamed_and_leaves_upload(
+    system: System, partners: Partners, tmp_path: Path
+) -> None:
     """Item 16: names of ~252 bytes or more could not be archived (ENAMETOOLONG), stayed in upload/."""
-    partner, client = _partner(system)
+    partner, client = partners()
     endpoint, flow = unique("dir"), unique("flow")
     dest = tmp_path / "dest"
     system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(dest))
@@ -223,4 +240,3 @@ def test_a_255_byte_name_is_delivered_renamed_and_leaves_upload(system: System, 
     assert sorted(os.listdir(dest)) == sorted([name, renamed])
     assert (dest / name).read_bytes() == b"first" and (dest / renamed).read_bytes() == b"second"
     wait_for(lambda: list(_upload_dir(system, partner).iterdir()) == [], "upload/ to empty", timeout=30)
-    client.close()
