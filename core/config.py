@@ -167,12 +167,12 @@ class Settings(BaseSettings):
     # How often a worker asks Prefect for runs to start, and how many it runs at once.
     runner_poll_seconds: float = 0.5
     # More concurrent runs only contend for the embedded Prefect server's SQLite writer lock.
-    runner_limit: int = 4
+    runner_limit: PositiveInt = 4
     # Fork flow-run processes from a warm fork server (milliseconds) instead of a fresh interpreter
     # (~1 s of CPU each): `tradelane worker`'s way; a plain `prefect worker start` always spawns.
     runner_forkserver: bool = True
     # How often the runner looks for new, changed or removed data flows.
-    reconcile_interval_seconds: float = 2.0
+    reconcile_interval_seconds: PositiveFloat = 2.0
     # A flow run whose worker or machine died (its heartbeats stopped) has its files carried again
     # within this many seconds (deployments/dead_runs.py); at least 52 with Prefect's 30-s heartbeat.
     dead_run_seconds: PositiveFloat = 60.0

@@ -78,3 +78,17 @@ def test_a_dispatcher_alone_leaves_runs_older_than_itself_to_the_heartbeats() ->
     for state in ("CRASHED", "CANCELLED", "FAILED", "COMPLETED", "MISSING"):
         assert dead_run_verdict(state, before, booted, orphans_are_dead=False) == ENDED
     assert dead_run_verdict("SCHEDULED", before, booted, orphans_are_dead=True) is None
+
+
+@pytest.mark.parametrize("setting", ["TRADELANE_RECONCILE_INTERVAL_SECONDS", "TRADELANE_RUNNER_LIMIT"])
+def test_zero_is_refused_before_anything_starts(tmp_path: Path, setting: str) -> None:
+    """A zero interval would have the reconcilers spin on the Prefect API and the store; a worker
+    limited to zero runs would take none, silently."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
+    env.update({"TRADELANE_HOME": str(tmp_path), setting: "0"})
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert f"{setting}: Input should be greater than 0" in result.stderr
+    assert not (tmp_path / "logs").exists()
