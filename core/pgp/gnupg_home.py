@@ -153,13 +153,47 @@ class _Gpg(gnupg.GPG):  # type: ignore[misc]
         return self.process
 
 
+HOME_PREFIX = "tradelane-gpg-"
+_ORPHAN = re.compile(re.escape(HOME_PREFIX) + r"(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
+
+
+@lru_cache(maxsize=1)  # once per process: the homes of processes that died before it started
+def sweep_orphaned_homes() -> list[Path]:
+    """Delete the throwaway homes of processes that died inside an operation: each may hold an
+    unprotected private key. A home whose pid is alive (or reused) is left alone."""
+    swept: list[Path] = []
+    root = Path(tempfile.gettempdir())
+    for entry in root.glob(HOME_PREFIX + "*"):
+        match = _ORPHAN.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry, ignore_errors=True)
+                swept.append(entry)
+    return swept
+
+
 class GnupgHome:
     """A private temporary GnuPG home; use as a context manager. `gpg` is its python-gnupg handle."""
 
     def __init__(self) -> None:
         binary = gpg_binary()
         self._gpgconf = gpgconf_binary()
-        self.path = Path(tempfile.mkdtemp(prefix="tradelane-gpg-"))
+        sweep_orphaned_homes()
+        # The maker's pid in the name: a home whose process died (SIGKILL, a machine's OOM killer)
+        # without deleting it is found and deleted by the next process that makes one.
+        self.path = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
         os.chmod(self.path, 0o700)
         # Passphrases of protected keys are given to the agent ahead of use (see the module doc).
         (self.path / "gpg-agent.conf").write_text("allow-preset-passphrase\n")
