@@ -181,6 +181,13 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    measure(args.size_mib, args.rounds)
+
+
+def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+    """Run the benchmark (printing its table); MB/s per round for each (server, direction), the
+    rounds in the same order for every server (for `bench.all`)."""
+    args = argparse.Namespace(size_mib=size_mib, rounds=rounds)
     size = args.size_mib * MIB
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed for this benchmark")
@@ -261,6 +268,7 @@ def main() -> None:
     print(f"tradelane login (argon2) before each transfer, not counted: {median(logins):.2f} s")
     up = ratios[("upload", "best")]
     print(f"upload ratio {up:.2f}: {'meets' if up >= GOAL else 'misses'} the goal of >= {GOAL}")
+    return samples
 
 
 if __name__ == "__main__":

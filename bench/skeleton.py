@@ -194,5 +194,23 @@ def main(which: list[str]) -> None:
                 )
 
 
+def measure(
+    latency_n: int, burst_files: int, burst_clients: int, rest_mib: int, rest_rounds: int
+) -> dict[str, dict[str, float] | dict[str, list[float]]]:
+    """Latency, burst and the REST upload against `cp` (bench.rest_upload) on one `up`, for
+    `bench.all`: {"latency": ..., "burst": ..., "rest": {"cp": [s...], "curl": [s...]}}."""
+    from bench import rest_upload
+
+    with tempfile.TemporaryDirectory(prefix="tradelane-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        work = Path(tmp)
+        with run_system() as system:
+            rest = rest_upload.measure_on(system, work, rest_mib * 1024 * 1024, rest_rounds)
+            latency = bench_latency(system, work, latency_n)
+            print(f"latency over {latency_n}: p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s")
+            burst = bench_burst(system, work, burst_files, burst_clients)
+            print(f"burst {burst_files} x 2 KiB, {burst_clients} clients: {burst['files_per_s']:.1f} files/s")
+    return {"latency": latency, "burst": burst, "rest": rest}
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
