@@ -38,6 +38,7 @@ from tests.system import System, run_system
 
 MIB = 1024 * 1024
 GOAL = 0.7
+PASSWORD = "flow-push-Pass-1"
 
 
 def flow_run_processes(home: Path) -> list[int]:
@@ -150,7 +151,7 @@ def measure(size_mib: int, azure: bool = True) -> dict[str, dict[str, float]]:
         quiet = time_anchors(payload, s3, service)
 
         with run_system() as system:
-            system.cli("partner", "add", "bench", "--password", "flow-push-Pass-1")
+            system.cli("partner", "add", "bench", "--password", PASSWORD)
             system.cli(
                 "endpoint",
                 "add",
@@ -191,7 +192,7 @@ def measure(size_mib: int, azure: bool = True) -> dict[str, dict[str, float]]:
             busy = time_anchors(payload, s3, service)
             sampler = threading.Thread(target=sample)
             sampler.start()
-            client = PartnerClient(system, "bench", "bench-pw")
+            client = PartnerClient(system, "bench", PASSWORD)  # the one it was added with
             client.http.timeout = httpx.Timeout(900)
             # One flow at a time, like the anchors: each push has the machine to itself.
             rows = []

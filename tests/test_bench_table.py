@@ -42,9 +42,10 @@ def test_ftp_rows_compare_plain_and_tls_uploads_with_the_bare_server_round_by_ro
         (OURS_TLS, "upload"): [200.0, 250.0],
         (BARE, "download"): [900.0, 900.0],
     }
-    ftp, ftps = bench_all.ftp_rows(samples, LIMITS)
+    ftp, ftps, same_work = bench_all.ftp_rows(samples, LIMITS)
     assert ftp.rounds == pytest.approx([0.95, 0.98]) and ftp.met
     assert ftps.rounds == pytest.approx([0.5, 0.5]) and not ftps.met
+    assert same_work.rounds == pytest.approx([380 / 300, 490 / 300]) and same_work.anchor == 300.0
     assert ftp.limit == Limit(800.0, "disk_write")
 
 
@@ -103,7 +104,7 @@ def test_the_table_has_one_line_per_row_with_verdicts_and_failures() -> None:
         "not met" in fast and "0.90 (0.90 0.90)" in fast and "tool 100 MB/s" in fast and "90.0 MB/s" in fast
     )
     assert "disk_write 900 MB/s (10%)" in fast and "ratio ≥ 0.95" in fast
-    assert "| met" in latency and "≤ 0.5" in latency
+    assert "| met" in latency and "≤ 0.5 s" in latency
     assert "failed" in broken and "sshd exited" in broken and "not met" in broken
 
 
