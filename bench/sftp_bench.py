@@ -327,8 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--only", choices=["throughput", "concurrent"])
     parser.add_argument("--cipher", help="both sides use this cipher (sftp -c): aes128-gcm@openssh.com")
+    parser.add_argument(
+        "--macs", help="both sides use this MAC (sftp -o MACs=): hmac-sha2-256-etm@openssh.com"
+    )
     args = parser.parse_args(argv)
-    measure(args.size_mib, args.rounds, args.cipher, args.only, args.clients, args.files)
+    measure(args.size_mib, args.rounds, args.cipher, args.only, args.clients, args.files, args.macs)
 
 
 def measure(
@@ -338,6 +341,7 @@ def measure(
     only: str | None = "throughput",
     clients: int = 20,
     files: int = 50,
+    macs: str | None = None,
 ) -> dict[str, object]:
     """Run the benchmark (printing as it goes); the throughput figures for `bench.all`:
     {"rates": throughput()'s MB/s per round, "algorithms": {server: (cipher, MAC)}}."""
@@ -351,7 +355,8 @@ def measure(
         work = Path(tmp)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id")], check=True)
         public_key = (work / "id.pub").read_text()
-        client = Client(work / "id", work, ("-c", cipher) if cipher else ())
+        options = (("-c", cipher) if cipher else ()) + (("-o", f"MACs={macs}") if macs else ())
+        client = Client(work / "id", work, options)
         with isolated_home(work / "home") as home:
             from core import db
             from core.db import HOME_ACCOUNT
