@@ -2,7 +2,7 @@
 in the same run, the ratio, the goal, met or not, and how close the figure is to the machine's
 physical limit for that path (bench.limits, also measured in this run).
 
-    python -m bench.all             # full sizes (`make bench`): 1 GiB files, 5 rounds
+    python -m bench.all             # full sizes (`make bench`): the `FULL` sizes below
     python -m bench.all --quick     # small sizes, a check in a few minutes (`make bench QUICK=1`)
     python -m bench.all --only sftp,ftp
     python -m bench.all --only sftp --sftp-cipher aes128-ctr --sftp-macs hmac-sha2-256-etm@openssh.com
@@ -304,7 +304,7 @@ class Sizes:
 
 
 FULL = Sizes(256, 5, 512, 3, 1024, 5, 50, 1000, 10, 1024, 200, 50)
-QUICK = Sizes(32, 3, 32, 2, 64, 3, 10, 200, 10, 64, 30, 8)
+QUICK = Sizes(64, 3, 64, 2, 64, 3, 10, 200, 10, 64, 30, 8)
 BENCHMARKS = ("limits", "sftp", "ftp", "skeleton", "push", "as2")
 
 
