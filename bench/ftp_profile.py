@@ -13,15 +13,16 @@ machine too busy for its MB/s to mean much.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import resource
 import subprocess
 import tempfile
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from bench.ftp_bench import PASSWORD, USER, bare_pyftpdlib, curl, tradelane_server
 
@@ -36,6 +37,18 @@ def cpu_of(action: Callable[[], T]) -> tuple[T, float, float]:
     return result, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
+@contextmanager
+def serve(kind: str, work: Path) -> Iterator[tuple[int, Path]]:
+    """The server to profile, started in this process: its port and the folder uploads land in."""
+    if kind == "ours":
+        with tradelane_server(work / "home") as (port, mailbox):
+            yield port, mailbox / "upload"
+    else:
+        (work / "upload").mkdir()
+        with bare_pyftpdlib(work, same_work=kind == "same-work") as port:
+            yield port, work / "upload"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,18 +60,7 @@ def main() -> None:
     size = args.source.stat().st_size
     with tempfile.TemporaryDirectory(prefix="ftp-profile-") as tmp:
         work = Path(tmp)
-        (work / "upload").mkdir()
-        server: AbstractContextManager[Any]
-        if args.server == "ours":
-            server = tradelane_server(work / "home")
-        else:
-            server = bare_pyftpdlib(work, same_work=args.server == "same-work")
-        with server as started:
-            if args.server == "ours":
-                port, mailbox = started
-                folder = mailbox / "upload"
-            else:
-                port, folder = started, work / "upload"
+        with serve(args.server, work) as (port, folder):
             logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
             url = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{port}/upload"
             one_byte = work / "one.bin"
@@ -68,10 +70,8 @@ def main() -> None:
             print(f"{args.server}: a 1-byte upload costs {fixed[0]:.3f} s user / {fixed[1]:.3f} s system")
             for n in range(args.rounds):
                 subprocess.run(["sync"], check=True)
-                target = f"{url}/r{n}.bin"
-                (seconds, _), user, system = cpu_of(
-                    lambda target=target: curl("-T", str(args.source), target)
-                )
+                upload = functools.partial(curl, "-T", str(args.source), f"{url}/r{n}.bin")
+                (seconds, _), user, system = cpu_of(upload)
                 per_gb = [(x - f) * 1e9 / size for x, f in zip((user, system), fixed, strict=True)]
                 print(
                     f"{args.server} round {n}: {size / seconds / 1e6:.0f} MB/s, CPU per GB beyond a "

@@ -167,8 +167,8 @@ def main() -> None:
     figures = measure(quick=args.quick)
     for name, rate in figures.items():
         print(f"{name:12} {rate:8.0f} MB/s")
-    for name, rate in ssh_crypto(args.cipher, args.mac).items():
-        print(f"ssh {name:8} {rate:8.0f} MB/s" if rate else f"ssh {name:8} not measured")
+    for part, speed in ssh_crypto(args.cipher, args.mac).items():
+        print(f"ssh {part:8} {speed:8.0f} MB/s" if speed else f"ssh {part:8} not measured")
 
 
 if __name__ == "__main__":
