@@ -3,7 +3,7 @@ as the benchmarks they bound.
 
     python -m bench.limits [--quick]
 
-* disk: `dd` of 256 MiB (64 with --quick) from /dev/zero with `conv=fdatasync` into the folder
+* disk: `dd` of 256 MiB (64, the quick transfers' size, with --quick) from /dev/zero with `conv=fdatasync` into the folder
   the benchmarks write to (their temp dir, as `tempfile` picks it; the home of every `up` they
   start is there too), so the figure includes getting the bytes onto the disk;
 * cipher and MAC: `openssl speed -evp <cipher>` and `-hmac <digest>` on 16 KiB blocks, one core,
@@ -11,7 +11,7 @@ as the benchmarks they bound.
   `openssl speed`, so it is reported as not measured);
 * SHA-256: hashlib (which is OpenSSL's) over 1 MiB buffers in this process, one core: the
   receipt's hash on every intake path;
-* loopback: 1 GiB (256 MiB with --quick) through a TCP connection on 127.0.0.1 between two
+* loopback: 1 GiB (512 MiB with --quick) through a TCP connection on 127.0.0.1 between two
   threads of this process (the kernel copies; the GIL is released in send/recv).
 
 Every figure is MB/s (10^6 bytes per second).
@@ -150,9 +150,10 @@ def measure(folder: Path | None = None, quick: bool = False) -> dict[str, float]
     SFTP benchmark knows what was negotiated."""
     folder = folder or Path(tempfile.gettempdir())
     return {
+        # --quick: the size of the quick transfers (a virtual disk's cache makes the rate depend on it)
         "disk_write": disk_write(folder, 64 if quick else 256),
-        "sha256": sha256_rate(128 if quick else 512),
-        "loopback": loopback(256 if quick else 1024),
+        "sha256": sha256_rate(256 if quick else 512),
+        "loopback": loopback(512 if quick else 1024),
     }
 
 
