@@ -3,11 +3,11 @@ as the benchmarks they bound.
 
     python -m bench.limits [--quick]
 
-* disk: `dd` of 256 MiB (64, the quick transfers' size, with --quick) from /dev/zero with `conv=fdatasync` into the folder
-  the benchmarks write to (their temp dir, as `tempfile` picks it; the home of every `up` they
-  start is there too), so the figure includes getting the bytes onto the disk;
+* disk: `dd` of 256 MiB (64, the quick transfers' size, with --quick) from /dev/zero with
+  `conv=fdatasync` into the folder the benchmarks write to (their temp dir, as `tempfile` picks
+  it; the home of every `up` they start is there too): the bytes onto the disk, not the cache;
 * cipher and MAC: `openssl speed -evp <cipher>` and `-hmac <digest>` on 16 KiB blocks, one core,
-  for what the SFTP client and server negotiated (`ssh_algorithms`; OpenSSH's umac has no
+  for what the SFTP client and server negotiated (`sftp_bench.negotiated`; OpenSSH's umac has no
   `openssl speed`, so it is reported as not measured);
 * SHA-256: hashlib (which is OpenSSL's) over 1 MiB buffers in this process, one core: the
   receipt's hash on every intake path;
