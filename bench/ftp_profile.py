@@ -4,6 +4,7 @@ profiler, with the CPU time this process spent per GB beside each round's MB/s.
     py-spy record --native -r 100 -f raw -o ours.txt -- .venv/bin/python -m bench.ftp_profile ours big.bin 3
     .venv/bin/python -m bench.ftp_profile same-work big.bin 3   # pyftpdlib + SHA-256 + fsync
     .venv/bin/python -m bench.ftp_profile bare big.bin 3        # pyftpdlib as it ships
+    .venv/bin/python -m bench.ftp_profile ours-tls big.bin 3    # tradelane, FTPS (PROT P)
 
 CPU seconds per GB (user/system, from getrusage, less a 1-byte upload's: the session's fixed cost,
 which for tradelane is mostly the argon2 password check) say what moving the bytes costs, even on a
@@ -40,7 +41,7 @@ def cpu_of(action: Callable[[], T]) -> tuple[T, float, float]:
 @contextmanager
 def serve(kind: str, work: Path) -> Iterator[tuple[int, Path]]:
     """The server to profile, started in this process: its port and the folder uploads land in."""
-    if kind == "ours":
+    if kind.startswith("ours"):
         with tradelane_server(work / "home") as (port, mailbox):
             yield port, mailbox / "upload"
     else:
@@ -53,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("server", choices=["ours", "same-work", "bare"])
+    parser.add_argument("server", choices=["ours", "ours-tls", "same-work", "bare"])
     parser.add_argument("source", type=Path)
     parser.add_argument("rounds", type=int)
     args = parser.parse_args()
@@ -66,11 +67,14 @@ def main() -> None:
             one_byte = work / "one.bin"
             one_byte.write_bytes(b"x")
             # A session's fixed CPU (login: argon2 for tradelane; the receipt): a 1-byte upload.
-            fixed = [cpu_of(lambda: curl("-T", str(one_byte), f"{url}/fixed.bin"))[1:] for _ in range(2)][-1]
+            tls = ("--ssl-reqd", "-k") if args.server == "ours-tls" else ()
+            fixed = [
+                cpu_of(lambda: curl(*tls, "-T", str(one_byte), f"{url}/fixed.bin"))[1:] for _ in range(2)
+            ][-1]
             print(f"{args.server}: a 1-byte upload costs {fixed[0]:.3f} s user / {fixed[1]:.3f} s system")
             for n in range(args.rounds):
                 subprocess.run(["sync"], check=True)
-                upload = functools.partial(curl, "-T", str(args.source), f"{url}/r{n}.bin")
+                upload = functools.partial(curl, *tls, "-T", str(args.source), f"{url}/r{n}.bin")
                 (seconds, _), user, system = cpu_of(upload)
                 per_gb = [(x - f) * 1e9 / size for x, f in zip((user, system), fixed, strict=True)]
                 print(
