@@ -315,7 +315,7 @@ class Sizes:
 
 
 FULL = Sizes(256, 5, 512, 3, 1024, 5, 50, 1000, 10, 1024, 200, 50)
-QUICK = Sizes(64, 3, 64, 2, 64, 3, 10, 200, 10, 64, 30, 8)
+QUICK = Sizes(64, 3, 64, 2, 64, 3, 5, 100, 10, 64, 30, 8)
 BENCHMARKS = ("limits", "sftp", "ftp", "skeleton", "push", "as2")
 
 
