@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Packages type-checked with mypy --strict: all of them.
 TYPED := core api deployments flows tasks migrations cli mailboxes tradelane
 
-.PHONY: up test lint bench screenshots test-servers runtime-tools clean
+.PHONY: up test lint bench bench-quick screenshots test-servers runtime-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,9 +44,14 @@ test-servers:
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy --strict $(TYPED)
 
-## Benchmarks: print ratios against anchors measured in the same run.
+## Benchmarks: every issue-17 path against its anchor and the machine's limits, measured in the same
+## run, then one table (bench/all.py). Full sizes take tens of minutes; QUICK=1 (or bench-quick): a
+## few minutes at small sizes, a check that everything runs rather than a measurement.
 bench: $(STAMP)
-	$(BIN)/python -m bench.skeleton
+	$(BIN)/python -m bench.all $(if $(QUICK),--quick)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.all --quick
 
 ## The README's pictures (docs/screenshots/*.png) from a seeded `up` in Chromium; not part of `make test`.
 screenshots: $(STAMP)

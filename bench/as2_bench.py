@@ -135,7 +135,13 @@ def main() -> None:
     if args.send_big_child:
         send_big_child(args.send_big_child)
         return
+    measure(args.messages, args.big_mib)
 
+
+def measure(messages_n: int, big_mib: int) -> dict[str, float]:
+    """Run the benchmark (printing its lines); messages/s received and sent, and MB of peak RSS
+    growth per MB of payload receiving and sending one `big_mib` message (for `bench.all`)."""
+    args = argparse.Namespace(messages=messages_n, big_mib=big_mib)
     home = Path(tempfile.mkdtemp(prefix="tradelane-as2-bench-"))
     port = free_port()
     os.environ.update(
@@ -227,6 +233,13 @@ def main() -> None:
           f"({recv_ratio:.1f} MB per MB of payload); send peak RSS +{send_growth_mib:.0f} MiB "
           f"({send_ratio:.1f} MB per MB of payload, beyond the payload buffer itself)")  # fmt: skip
     print(f"(this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)")
+    return {
+        "receive_per_s": received_rate,
+        "send_per_s": sent_rate,
+        "receive_p50_ms": p50,
+        "receive_memory_ratio": recv_ratio,
+        "send_memory_ratio": send_ratio,
+    }
 
 
 if __name__ == "__main__":

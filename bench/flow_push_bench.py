@@ -19,6 +19,7 @@ a CPU-second), which on a two-core machine would otherwise take CPU from the pus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from tests.system import System, run_system
 
 MIB = 1024 * 1024
 GOAL = 0.7
+PASSWORD = "flow-push-Pass-1"
 
 
 def flow_run_processes(home: Path) -> list[int]:
@@ -70,12 +72,15 @@ def chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def time_anchors(payload: Path, s3: Any, blobs: Any) -> dict[str, float]:
-    """Seconds for the SDKs' own uploads of `payload`; each object is deleted afterwards, untimed."""
+def time_anchors(payload: Path, s3: Any, blobs: Any | None) -> dict[str, float]:
+    """Seconds for the SDKs' own uploads of `payload`; each object is deleted afterwards, untimed.
+    Without `blobs` (no Azurite) only S3's."""
     t0 = time.perf_counter()
     s3.upload_file(str(payload), "anchor", "direct.bin")
     s3_direct = time.perf_counter() - t0
     s3.delete_object(Bucket="anchor", Key="direct.bin")
+    if blobs is None:
+        return {"to-s3": s3_direct}
     blob = blobs.get_blob_client("anchor", "direct.bin")
     t0 = time.perf_counter()
     with payload.open("rb") as f:
@@ -118,24 +123,35 @@ def blob_has(service: Any, name: str) -> Callable[[], bool]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
-    size = parser.parse_args().size_mib * MIB
+    parser.add_argument("--no-azure", action="store_true", help="only the S3 flow (no Azurite)")
+    args = parser.parse_args()
+    measure(args.size_mib, azure=not args.no_azure)
+
+
+def measure(size_mib: int, azure: bool = True) -> dict[str, dict[str, float]]:
+    """Run the benchmark (printing its lines); seconds per flow ("to-s3", "to-azure"):
+    {"push": the flow's push task, "quiet": the SDK before `up`, "busy": the SDK with `up` idle}."""
+    size = size_mib * MIB
     with (
         tempfile.TemporaryDirectory(prefix="flow-push-") as tmp,
         run_moto_server() as s3_url,
-        run_azurite() as az,
+        contextlib.ExitStack() as stack,
     ):
         payload = make_file(Path(tmp), size)
         s3 = moto_client(s3_url)
         s3.create_bucket(Bucket="anchor")
         s3.create_bucket(Bucket="flow")
-        service = az.service()
-        service.create_container("anchor")
-        service.create_container("flow")
+        service = None
+        if azure:
+            az = stack.enter_context(run_azurite())
+            service = az.service()
+            service.create_container("anchor")
+            service.create_container("flow")
 
         quiet = time_anchors(payload, s3, service)
 
         with run_system() as system:
-            system.cli("partner", "add", "bench", "--password", "flow-push-Pass-1")
+            system.cli("partner", "add", "bench", "--password", PASSWORD)
             system.cli(
                 "endpoint",
                 "add",
@@ -151,17 +167,18 @@ def main() -> None:
                 "--secret-access-key",
                 "s",
             )
-            system.cli(
-                "endpoint",
-                "add",
-                "blob",
-                "--type",
-                "azure",
-                "--container",
-                "flow",
-                "--connection-string",
-                az.connection_string,
-            )
+            if azure:
+                system.cli(
+                    "endpoint",
+                    "add",
+                    "blob",
+                    "--type",
+                    "azure",
+                    "--container",
+                    "flow",
+                    "--connection-string",
+                    az.connection_string,
+                )
             peak = [0.0]
             done = threading.Event()
 
@@ -175,12 +192,16 @@ def main() -> None:
             busy = time_anchors(payload, s3, service)
             sampler = threading.Thread(target=sample)
             sampler.start()
-            client = PartnerClient(system, "bench", "bench-pw")
+            client = PartnerClient(system, "bench", PASSWORD)  # the one it was added with
             client.http.timeout = httpx.Timeout(900)
             # One flow at a time, like the anchors: each push has the machine to itself.
             rows = []
-            landed = {"to-s3": s3_has(s3, "to-s3.bin"), "to-azure": blob_has(service, "to-azure.bin")}
-            for flow, dest in (("to-s3", "lake"), ("to-azure", "blob")):
+            landed = {"to-s3": s3_has(s3, "to-s3.bin")}
+            targets = [("to-s3", "lake")]
+            if service is not None:
+                landed["to-azure"] = blob_has(service, "to-azure.bin")
+                targets.append(("to-azure", "blob"))
+            for flow, dest in targets:
                 system.cli(
                     "flow", "add", flow, "--source", "mailbox:bench", "--dest", dest, "--pattern", f"{flow}*"
                 )
@@ -204,6 +225,8 @@ def main() -> None:
                 pushes[row["flow"]] = push[0]["total_run_time"]
         print(f"1 file of {size // MIB} MiB, pushed by a data flow vs the SDK's direct upload (same run):")
         for flow, sdk in (("to-s3", "boto3 upload_file"), ("to-azure", "upload_blob")):
+            if flow not in pushes:
+                continue
             ours, direct, loaded = pushes[flow], quiet[flow], busy[flow]
             print(
                 f"  {flow:9} flow push {size / ours / 1e6:7.1f} MB/s   "
@@ -211,6 +234,7 @@ def main() -> None:
                 f"[{sdk} with the system up {size / loaded / 1e6:7.1f} MB/s, ratio {loaded / ours:.2f}]"
             )
         print(f"  peak RSS of a flow-run process during the pushes: {peak[0]:.0f} MiB")
+    return {flow: {"push": pushes[flow], "quiet": quiet[flow], "busy": busy[flow]} for flow in pushes}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,26 @@ file, generated once in a temp dir:
 
 The anchor is pyftpdlib as it ships: `DummyAuthorizer` + the default `FTPHandler` on a plain
 folder in the same temp dir. Goal (issue 3): upload ratio ≥ 0.9.
+
+Where an upload's time goes (issue 17; `python -m bench.ftp_profile` under py-spy, 256 MiB, curl,
+2026-12-05, load average 11-15 on 2 cores): of the server's samples during transfers, SHA-256 of
+the receipt 31 %, pwrite into the page cache 20 %, the argon2 login 17 %, recv 5 %, the writeback
+hint (sync_file_range) 2 %, the fsync and the receipt's store transaction about 2 %; the writer
+thread's queue hand-off is waiting, not work. In CPU per GB beyond a 1-byte upload's (the session's
+fixed cost, 0.15 s user, mostly argon2): tradelane 0.5-0.8 s user / 0.55-0.73 s system, pyftpdlib
+doing the same work (SHA-256 + fsync) 0.68-0.93 / 0.63-0.79, bare pyftpdlib 0.05-0.15 / 0.33-0.74.
+So per byte there is no Python overhead left above pyftpdlib's: the gap to the bare server is the
+SHA-256 (about 0.6 s of one core per GB) and waiting for the disk at the fsync before the 226, both
+of which the guarantees need; the bare server's figure is the page cache's speed, not the disk's.
+Beyond the bytes, each upload has a fixed cost before its 226 (the receipt's store transaction,
+fsync of the folder, the rename): a 1-byte upload's transfer takes a median 18.6 ms against 1.7 ms
+for pyftpdlib + SHA-256 + fsync (15 rounds, load 6), 2 % of a 256 MiB upload at 300 MB/s but a
+visible share of the 64 MiB `--quick` rounds.
+`bench.all` therefore also prints the ratio to pyftpdlib + SHA-256 + fsync, and each figure's share
+of `dd conv=fdatasync` and SHA-256 on one core. FTPS (PROT P) adds pyOpenSSL's SSL_read, one 16 KiB
+record per call (about 30 % of the samples, the largest single cost): reading the records into one
+preallocated buffer with `recv_into` instead of appending them was measured A/B in one process
+(6 alternating rounds of 256 MiB) and changed nothing measurable, so it was not kept.
 """
 
 from __future__ import annotations
@@ -181,6 +201,13 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    measure(args.size_mib, args.rounds)
+
+
+def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+    """Run the benchmark (printing its table); MB/s per round for each (server, direction), the
+    rounds in the same order for every server (for `bench.all`)."""
+    args = argparse.Namespace(size_mib=size_mib, rounds=rounds)
     size = args.size_mib * MIB
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed for this benchmark")
@@ -261,6 +288,7 @@ def main() -> None:
     print(f"tradelane login (argon2) before each transfer, not counted: {median(logins):.2f} s")
     up = ratios[("upload", "best")]
     print(f"upload ratio {up:.2f}: {'meets' if up >= GOAL else 'misses'} the goal of >= {GOAL}")
+    return samples
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -226,7 +225,11 @@ def receipts_of(names: list[str]) -> int:
 # --- the runs ------------------------------------------------------------------------------------
 
 
-def throughput(client: Client, ours: Target, theirs: Target, src: Path, size: int, rounds: int) -> None:
+def throughput(
+    client: Client, ours: Target, theirs: Target, src: Path, size: int, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Alternating rounds (sshd, then tradelane); MB/s per round for each direction and server:
+    {"upload": {"tradelane": [...], "sshd": [...]}, "download": {...}}."""
     connect = {t.name: client.connect_time(t) for t in (ours, theirs)}
     results: dict[tuple[str, str], list[float]] = {}
     dl_dir = client.workdir / "got"
@@ -244,15 +247,43 @@ def throughput(client: Client, ours: Target, theirs: Target, src: Path, size: in
     print(f"\nSFTP throughput, {size // MIB} MiB, OpenSSH sftp client ({cipher}), best of {rounds}")
     print(f"  connect+login: tradelane {connect[ours.name]:.3f} s, sshd {connect[theirs.name]:.3f} s")
     print(f"  {'':10} {'sshd MB/s':>11} {'tradelane MB/s':>15} {'ratio':>7} {'goal':>6}")
+    rates: dict[str, dict[str, list[float]]] = {}
     for direction in ("upload", "download"):
-        best = {name: min(results[(name, direction)]) for name in (ours.name, theirs.name)}
-        rate = {name: size / 1e6 / max(best[name], 1e-6) for name in best}
-        ratio = rate[ours.name] / rate[theirs.name]
+        rates[direction] = {
+            name: [size / 1e6 / max(took, 1e-6) for took in results[(name, direction)]]
+            for name in (ours.name, theirs.name)
+        }
+        best = {name: max(rates[direction][name]) for name in (ours.name, theirs.name)}
+        ratio = best[ours.name] / best[theirs.name]
         verdict = "ok" if ratio >= GOAL else "MISS"
         print(
-            f"  {direction:10} {rate[theirs.name]:11.0f} {rate[ours.name]:15.0f} {ratio:7.2f} "
+            f"  {direction:10} {best[theirs.name]:11.0f} {best[ours.name]:15.0f} {ratio:7.2f} "
             f"{GOAL:>5} {verdict}"
         )
+    return rates
+
+
+def negotiated(client: Client, target: Target) -> tuple[str, str]:
+    """The cipher and MAC the sftp client and `target` agree on, as `ssh -v` reports them
+    (client->server; an AEAD cipher's MAC is `<implicit>`)."""
+    batch = client.workdir / "negotiate.txt"
+    batch.write_text("pwd\n")
+    done = subprocess.run(
+        ["sftp", "-v", "-b", str(batch), "-i", str(client.key), "-P", str(target.port),
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", *client.options, f"{target.user}@127.0.0.1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return parse_kex(done.stderr)
+
+
+def parse_kex(verbose: str) -> tuple[str, str]:
+    """(cipher, MAC) from `kex: client->server cipher: aes128-ctr MAC: umac-64-etm@openssh.com ...`."""
+    for line in verbose.splitlines():
+        if "kex: client->server cipher:" in line:
+            words = line.split()
+            return words[words.index("cipher:") + 1], words[words.index("MAC:") + 1]
+    raise RuntimeError(f"ssh -v did not say what it negotiated: {verbose[-500:]}")
 
 
 def concurrent(client: Client, port: int, public_key: str, clients: int, files: int) -> None:
@@ -296,17 +327,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--only", choices=["throughput", "concurrent"])
     parser.add_argument("--cipher", help="both sides use this cipher (sftp -c): aes128-gcm@openssh.com")
+    parser.add_argument(
+        "--macs", help="both sides use this MAC (sftp -o MACs=): hmac-sha2-256-etm@openssh.com"
+    )
     args = parser.parse_args(argv)
+    measure(args.size_mib, args.rounds, args.cipher, args.only, args.clients, args.files, args.macs)
+
+
+def measure(
+    size_mib: int,
+    rounds: int,
+    cipher: str | None = None,
+    only: str | None = "throughput",
+    clients: int = 20,
+    files: int = 50,
+    macs: str | None = None,
+) -> dict[str, object]:
+    """Run the benchmark (printing as it goes); the throughput figures for `bench.all`:
+    {"rates": throughput()'s MB/s per round, "algorithms": {server: (cipher, MAC)}}."""
     if shutil.which("sftp") is None:
         raise SystemExit("the OpenSSH sftp client is not installed: run `make test-servers`")
 
     from tests.isolation import isolated_home
 
+    figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="sftp-bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
         work = Path(tmp)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id")], check=True)
         public_key = (work / "id.pub").read_text()
-        client = Client(work / "id", work, ("-c", args.cipher) if args.cipher else ())
+        options = (("-c", cipher) if cipher else ()) + (("-o", f"MACs={macs}") if macs else ())
+        client = Client(work / "id", work, options)
         with isolated_home(work / "home") as home:
             from core import db
             from core.db import HOME_ACCOUNT
@@ -315,8 +365,8 @@ def main(argv: list[str] | None = None) -> None:
             db.init_db()
             with tradelane_sftp(home) as server:
                 port = server.port  # type: ignore[attr-defined]
-                if args.only != "concurrent":
-                    size = args.size_mib * MIB
+                if only != "concurrent":
+                    size = size_mib * MIB
                     src = work / "big.bin"
                     make_file(src, size)
                     add_partners(["bench"], public_key)
@@ -328,10 +378,13 @@ def main(argv: list[str] | None = None) -> None:
                     with openssh_sshd(work, public_key) as sshd_port:
                         ours = Target("tradelane", port, "bench", "/upload", "/download")
                         theirs = Target("sshd", sshd_port, "root", str(sshd_dir / "in"), str(sshd_dir))
-                        throughput(client, ours, theirs, src, size, args.rounds)
-                if args.only != "throughput":
-                    concurrent(client, port, public_key, args.clients, args.files)
+                        figures["algorithms"] = {t.name: negotiated(client, t) for t in (ours, theirs)}
+                        print(f"negotiated (cipher, MAC): {figures['algorithms']}")
+                        figures["rates"] = throughput(client, ours, theirs, src, size, rounds)
+                if only != "throughput":
+                    concurrent(client, port, public_key, clients, files)
+    return figures
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

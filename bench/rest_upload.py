@@ -1,0 +1,114 @@
+"""REST upload against `cp` of the same file on the same disk (issue 17's row), one `tradelane up`.
+
+    python -m bench.rest_upload                      # 1 GiB, 5 alternating rounds
+    python -m bench.rest_upload --size-mib 64 --rounds 3
+
+* anchor: `cp big.bin copy.bin && sync`, in the bench's temp dir (the `up`'s home is in the same
+  temp folder, on the same disk);
+* measured: `curl -T big.bin -X POST` to `/api/folders/<upload>/files` (streamed, the README's
+  REST upload), timed to its answer, then `sync`: tradelane has already hashed the bytes, fsynced
+  them and written the receipt before it answers, the sync only makes both sides end alike.
+  Logging in (argon2) is done once, before, and not counted.
+* rounds alternate cp, curl, cp, curl ... so both see the same machine; the ratio of each round is
+  cp's time / curl's; the figure is the median round. The source is in the page cache for both.
+
+No data flow takes the files (a delivery would compete for the 2 cores with the next round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.system import System, run_system
+
+MIB = 1024 * 1024
+PARTNER, PASSWORD = "benchrest", "Pw-bench-rest-1"
+
+
+def write_file(path: Path, size: int) -> None:
+    block = bytearray(os.urandom(4 * MIB))
+    with path.open("wb") as out:
+        for n in range(0, size, len(block)):
+            block[:8] = n.to_bytes(8, "big")  # distinct blocks without paying for urandom each time
+            out.write(block[: min(len(block), size - n)])
+    subprocess.run(["sync"], check=True)
+
+
+def upload_folder_id(system: System) -> tuple[str, str]:
+    """The partner's bearer token and its `upload/` folder id, as the README's REST example gets them."""
+    with httpx.Client(base_url=system.api, timeout=30) as http:
+        answer = http.post(
+            "/api/authentication", data={"grant_type": "password", "username": PARTNER, "password": PASSWORD}
+        )
+        answer.raise_for_status()
+        token = answer.json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        home = http.get("/api/folders", headers=auth).json()["resources"][0]["id"]
+        children = http.get(f"/api/folders/{home}/children", headers=auth).json()["resources"]
+    return token, next(c["id"] for c in children if c.get("subspace") == "upload")
+
+
+def timed(*cmd: str) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - began, done.stdout
+
+
+def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, list[float]]:
+    """Alternating rounds on a running `up`; seconds per round: {"cp": [...], "curl": [...]}."""
+    system.cli("partner", "add", PARTNER, "--password", PASSWORD)
+    source = work / "rest-big.bin"
+    write_file(source, size)
+    token, folder = upload_folder_id(system)
+    seconds: dict[str, list[float]] = {"cp": [], "curl": []}
+    for n in range(rounds):
+        copy = work / "rest-copy.bin"
+        took, _ = timed("cp", str(source), str(copy))
+        seconds["cp"].append(took)
+        copy.unlink()
+        took, code = timed(
+            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
+            "-H", f"Authorization: Bearer {token}",
+            "-H", f"Content-Disposition: attachment;filename=round-{n}.bin",
+            "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files",
+        )  # fmt: skip
+        if not code.startswith("2"):
+            raise RuntimeError(f"the REST upload answered {code}")
+        seconds["curl"].append(took)
+    source.unlink()
+    ratios = [c / u for c, u in zip(seconds["cp"], seconds["curl"], strict=True)]
+    print(
+        f"REST upload {size // MIB} MiB, {rounds} alternating rounds: curl "
+        f"{size / statistics.median(seconds['curl']) / 1e6:.0f} MB/s, cp "
+        f"{size / statistics.median(seconds['cp']) / 1e6:.0f} MB/s; ratio per round "
+        + " ".join(f"{r:.2f}" for r in ratios)
+    )
+    return seconds
+
+
+def measure(size_mib: int, rounds: int) -> dict[str, list[float]]:
+    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp, run_system() as system:
+        return measure_on(system, Path(tmp), size_mib * MIB, rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    measure(args.size_mib, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
