@@ -182,10 +182,10 @@ def partner_set(
             help="E-mail the contacts when an upload is rejected (the reason, how to resend).",
         ),
     ] = None,
-    tell_waiting: Annotated[
+    tell_downloads: Annotated[
         bool | None,
         typer.Option(
-            "--tell-waiting/--no-tell-waiting",
+            "--tell-downloads/--no-tell-downloads",
             help="E-mail the contacts when a file is delivered into download/ (what, where to fetch it).",
         ),
     ] = None,
@@ -216,7 +216,7 @@ def partner_set(
             can_delete_downloads=can_delete_downloads,
             contact_emails=partners.UNCHANGED if contact_email is None else contact_email,
             tell_rejected=tell_rejected,
-            tell_waiting=tell_waiting,
+            tell_downloads=tell_downloads,
         )
     if not changes:
         console.print(f"partner [bold]{safe(name)}[/bold]: nothing changed")

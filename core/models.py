@@ -90,7 +90,7 @@ class Partner(SQLModel, table=True):
     # delivered a file into its download/.
     contact_emails: str | None = None
     tell_rejected: bool = False
-    tell_waiting: bool = False
+    tell_downloads: bool = False
     # This partner's files delivered (pushed) at once across every worker, kept as a
     # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
     max_concurrent: int | None = None

@@ -213,7 +213,7 @@ def configure(
     can_delete_downloads: bool | None = None,
     contact_emails: str | None = UNCHANGED,
     tell_rejected: bool | None = None,
-    tell_waiting: bool | None = None,
+    tell_downloads: bool | None = None,
 ) -> Changes:
     """Change a partner's settings; each takes effect on the next login (or at once, see below).
 
@@ -261,13 +261,13 @@ def configure(
             raise PartnerError("--tell-rejected needs a --contact-email to tell")
         partner.tell_rejected = tell_rejected
         changes.said.append("contacts told of rejected uploads" if tell_rejected else "contacts not told")
-    if tell_waiting is not None and tell_waiting != partner.tell_waiting:
-        if tell_waiting and not partner.contact_emails:
-            raise PartnerError("--tell-waiting needs a --contact-email to tell")
-        partner.tell_waiting = tell_waiting
+    if tell_downloads is not None and tell_downloads != partner.tell_downloads:
+        if tell_downloads and not partner.contact_emails:
+            raise PartnerError("--tell-downloads needs a --contact-email to tell")
+        partner.tell_downloads = tell_downloads
         changes.said.append(
             "contacts told of files waiting in download/"
-            if tell_waiting
+            if tell_downloads
             else "contacts not told of files waiting in download/"
         )
     if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:

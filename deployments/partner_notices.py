@@ -1,6 +1,6 @@
 """The Prefect automations that tell partners of their own files, and the deployments they run
 (flows/partner_notify.py), which e-mail the partner's contacts if it asked (`partner set
---contact-email … --tell-rejected --tell-waiting`). The same design as the rules' automations
+--contact-email … --tell-rejected --tell-downloads`). The same design as the rules' automations
 (deployments/notify_rules.py): the action is one of our flow runs, the store is the truth.
 
 * `tradelane partner notices`: on each `tradelane.file.rejected` event, runs
@@ -8,7 +8,7 @@
 * `tradelane partner download notices`: on `tradelane.file.delivered` events that name a
   `recipient` (a delivery into a partner's `download/`), one window per recipient partner
   (`for_each` on its id): the first event of a window fires, the window is waited out (`within`,
-  `TRADELANE_PARTNER_WAITING_DIGEST_SECONDS`) and `tradelane-notify/partner-waiting` runs at its
+  `TRADELANE_PARTNER_DOWNLOAD_DIGEST_SECONDS`) and `tradelane-notify/partner-download` runs at its
   end, listing every file delivered into that partner's mailbox in the window: a burst of 1,000
   files is one e-mail, as a rule's `--digest`.
 
@@ -36,8 +36,8 @@ log = logging.getLogger("tradelane.notify")
 
 NAME = "tradelane partner notices"
 DEPLOYMENT = "partner-rejected"
-WAITING_NAME = "tradelane partner download notices"
-WAITING_DEPLOYMENT = "partner-waiting"
+DOWNLOAD_NAME = "tradelane partner download notices"
+DOWNLOAD_DEPLOYMENT = "partner-download"
 RECIPIENT_ID = "related:recipient:prefect.resource.id"
 
 
@@ -64,17 +64,17 @@ def rejected_automation(deployment_id: UUID) -> AutomationCore:
     )
 
 
-def waiting_automation(deployment_id: UUID, digest_seconds: int) -> AutomationCore:
+def download_automation(deployment_id: UUID, digest_seconds: int) -> AutomationCore:
     parameters: dict[str, Any] = {
         "transfer": _text("{{ event.payload.transfer }}"),
         "occurred": _text("{{ event.occurred }}"),
         "digest_seconds": digest_seconds,
     }
     return AutomationCore(
-        name=WAITING_NAME,
+        name=DOWNLOAD_NAME,
         description="tradelane: e-mail a partner's contacts when files are delivered into its "
         f"download/, one message per {digest_seconds} s "
-        "(tradelane partner set P --contact-email … --tell-waiting)",
+        "(tradelane partner set P --contact-email … --tell-downloads)",
         trigger=EventTrigger(
             expect={f"{events.PREFIX}delivered"},
             match={"prefect.resource.id": f"{events.PREFIX}*"},
@@ -105,18 +105,18 @@ class PartnerNoticeMirror:
     async def once(self) -> None:
         if self.done:
             return
-        from flows.partner_notify import partner_rejected, partner_waiting
+        from flows.partner_notify import partner_download, partner_rejected
 
         await self.register(partner_rejected, self.work_pool, name=DEPLOYMENT, tags=["notify"])
-        await self.register(partner_waiting, self.work_pool, name=WAITING_DEPLOYMENT, tags=["notify"])
-        digest = get_settings().partner_waiting_digest_seconds
+        await self.register(partner_download, self.work_pool, name=DOWNLOAD_DEPLOYMENT, tags=["notify"])
+        digest = get_settings().partner_download_digest_seconds
         async with get_client() as client:
             found = {a.name: a for a in await _read_automations(client)}
             if NAME not in found:
                 await client.create_automation(rejected_automation(await _deployment(client, DEPLOYMENT)))
                 log.info("created the Prefect automation %r", NAME)
-            wanted = waiting_automation(await _deployment(client, WAITING_DEPLOYMENT), digest)
-            await _keep_waiting(client, found.get(WAITING_NAME), wanted)
+            wanted = download_automation(await _deployment(client, DOWNLOAD_DEPLOYMENT), digest)
+            await _keep_downloads(client, found.get(DOWNLOAD_NAME), wanted)
         self.done = True
 
 
@@ -124,15 +124,15 @@ async def _deployment(client: PrefectClient, name: str) -> UUID:
     return (await client.read_deployment_by_name(f"{names.NOTIFY}/{name}")).id
 
 
-async def _keep_waiting(client: PrefectClient, existing: Automation | None, wanted: AutomationCore) -> None:
+async def _keep_downloads(client: PrefectClient, existing: Automation | None, wanted: AutomationCore) -> None:
     """Create the download notices' automation, or set its window to the setting's (the flow's
     window comes from the same automation, so the two always agree)."""
     if existing is None:
         await client.create_automation(wanted)
-        log.info("created the Prefect automation %r", WAITING_NAME)
+        log.info("created the Prefect automation %r", DOWNLOAD_NAME)
         return
     have, want = existing.trigger, wanted.trigger
     if isinstance(have, EventTrigger) and isinstance(want, EventTrigger) and have.within == want.within:
         return
     await client.update_automation(existing.id, wanted)
-    log.info("set the window of the Prefect automation %r to the setting's", WAITING_NAME)
+    log.info("set the window of the Prefect automation %r to the setting's", DOWNLOAD_NAME)

@@ -32,8 +32,8 @@ async def partner_rejected(transfer: str = "") -> State[Any]:
     return await _tell(lambda: _compose(partner_notices.rejected, transfer_id))
 
 
-@flow(name=names.NOTIFY, flow_run_name="tell partner: waiting, transfer {transfer}", persist_result=False)
-async def partner_waiting(transfer: str = "", occurred: str = "", digest_seconds: int = 0) -> State[Any]:
+@flow(name=names.NOTIFY, flow_run_name="tell partner: download, transfer {transfer}", persist_result=False)
+async def partner_download(transfer: str = "", occurred: str = "", digest_seconds: int = 0) -> State[Any]:
     """Tell the partner that the file the event named (with a digest: every file delivered into its
     mailbox in the window the event opened) waits in its download/."""
     install_log_scrubber()
@@ -44,7 +44,7 @@ async def partner_waiting(transfer: str = "", occurred: str = "", digest_seconds
     if digest_seconds and occurred:
         since = datetime.fromisoformat(occurred) - DIGEST_LEAD
         until = since + DIGEST_LEAD + timedelta(seconds=digest_seconds)
-    return await _tell(lambda: _compose(partner_notices.waiting, transfer_id, since, until))
+    return await _tell(lambda: _compose(partner_notices.downloads, transfer_id, since, until))
 
 
 async def _tell(compose: Callable[[], partner_notices.PartnerNotice | None]) -> State[Any]:

@@ -2,7 +2,7 @@
 again), or files are waiting for it in its `download/` (which, and how to fetch them).
 
 Sent to the partner's contact e-mails (`tradelane partner set P --contact-email a@b
---tell-rejected --tell-waiting`), never to the operator's channels. A partner's notice names only
+--tell-rejected --tell-downloads`), never to the operator's channels. A partner's notice names only
 what the partner already knows or must know: its files, when they came, the reason in plain words,
 where to upload or fetch. No Prefect or console links, destinations or other partners (those
 are the operator's), no secret (every text passes `scrub_known`), and every name from outside is
@@ -60,7 +60,7 @@ def rejected(session: Session, transfer_id: int) -> PartnerNotice | None:
 
 
 @dataclass(frozen=True)
-class Waiting:
+class Download:
     """One file a data flow delivered into a partner's mailbox."""
 
     path: str  # in the partner's home: download/invoice.edi
@@ -68,7 +68,7 @@ class Waiting:
     at: datetime | None
 
 
-def waiting(
+def downloads(
     session: Session, transfer_id: int, since: datetime | None = None, until: datetime | None = None
 ) -> PartnerNotice | None:
     """The notice for the partner whose `download/` a delivered transfer put a file in, or None
@@ -80,13 +80,13 @@ def waiting(
     partner = recipient(session, transfer)
     if partner is None or partner.removed_at is not None:
         return None
-    if not partner.tell_waiting or not partner.contact_emails:
+    if not partner.tell_downloads or not partner.contact_emails:
         return None
     transfers = [transfer]
     if since is not None and until is not None:
         found = delivered_into(session, partner, since, until)
         transfers = found if any(t.id == transfer.id for t in found) else [transfer, *found]
-    files = [_waiting(session, partner, t) for t in transfers[:DIGEST_LISTED]]
+    files = [_download(session, partner, t) for t in transfers[:DIGEST_LISTED]]
     more = len(transfers) - len(files)
     account = account_name(partner.account_id)
     if len(transfers) == 1:
@@ -137,7 +137,7 @@ def delivered_into(session: Session, partner: Partner, since: datetime, until: d
     return list(session.exec(query))
 
 
-def _waiting(session: Session, partner: Partner, transfer: Transfer) -> Waiting:
+def _download(session: Session, partner: Partner, transfer: Transfer) -> Download:
     """Where the delivered file is in the partner's home, and its size (a derived file's, if one
     was carried: what the partner fetches)."""
     receipt = session.get(Receipt, transfer.receipt_id)
@@ -147,7 +147,7 @@ def _waiting(session: Session, partner: Partner, transfer: Transfer) -> Waiting:
     prefix = f"mailbox://{partner.name}/"
     uri = transfer.destination_uri or ""
     path = uri.removeprefix(prefix) if uri.startswith(prefix) else f"download/{name}"
-    return Waiting(path=path, size=size, at=transfer.finished_at)
+    return Download(path=path, size=size, at=transfer.finished_at)
 
 
 def fetch_hints(login: str, settings: Settings) -> list[str]:

@@ -4,7 +4,7 @@ Revision ID: 0029
 Revises: 0028
 Create Date: 2026-12-05 21:00:00
 
-* `partner.tell_waiting`: `partner set --tell-waiting`, the partner's contacts are told when a
+* `partner.tell_downloads`: `partner set --tell-downloads`, the partner's contacts are told when a
   data flow delivers a file into its `download/`.
 """
 
@@ -21,9 +21,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("partner") as batch:
-        batch.add_column(sa.Column("tell_waiting", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("tell_downloads", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("partner") as batch:
-        batch.drop_column("tell_waiting")
+        batch.drop_column("tell_downloads")

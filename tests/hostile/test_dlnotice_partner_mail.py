@@ -48,7 +48,7 @@ def test_hostile_names_cannot_add_headers_to_partner_notices(home: Path, smtp_en
     mailbox = smtp_env.root.create()
     contact = smtp_env.address(mailbox)
     partner("sender", "--contact-email", contact, "--tell-rejected")
-    partner("buyer", "--contact-email", contact, "--tell-waiting")
+    partner("buyer", "--contact-email", contact, "--tell-downloads")
     to_buyer = flow("to-buyer", "sender", "mailbox:buyer")
     rejected = carried(
         to_buyer, HOSTILE, TransferState.rejected, AT, error=f"bad\r\nBcc: x@evil.test {SECRET}"
@@ -57,7 +57,7 @@ def test_hostile_names_cannot_add_headers_to_partner_notices(home: Path, smtp_en
         to_buyer, HOSTILE, TransferState.delivered, AT, destination=f"mailbox://buyer/download/{HOSTILE}"
     )
     with session_scope() as session:
-        notices = [partner_notices.rejected(session, rejected), partner_notices.waiting(session, waiting)]
+        notices = [partner_notices.rejected(session, rejected), partner_notices.downloads(session, waiting)]
     for notice in notices:
         assert notice is not None
         send.mail(notice.recipients, notice.subject, notice.body)

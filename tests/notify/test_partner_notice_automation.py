@@ -13,13 +13,13 @@ from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger
 
 from deployments.notify_rules import _read_automations
-from deployments.partner_notices import WAITING_NAME, _keep_waiting, waiting_automation
+from deployments.partner_notices import DOWNLOAD_NAME, _keep_downloads, download_automation
 
 
 def test_it_fires_once_per_window_per_recipient_partner_and_runs_at_the_windows_end() -> None:
     deployment = uuid4()
-    made = waiting_automation(deployment, 300)
-    assert made.name == WAITING_NAME
+    made = download_automation(deployment, 300)
+    assert made.name == DOWNLOAD_NAME
     trigger = made.trigger
     assert isinstance(trigger, EventTrigger)
     assert trigger.expect == {"tradelane.file.delivered"}
@@ -38,12 +38,12 @@ async def test_a_changed_window_setting_is_applied_to_the_automation() -> None:
 
     async def kept() -> Automation | None:
         async with get_client() as client:
-            found = [a for a in await _read_automations(client) if a.name == WAITING_NAME]
+            found = [a for a in await _read_automations(client) if a.name == DOWNLOAD_NAME]
         return found[0] if found else None
 
     async def keep(digest: int) -> Automation:
         async with get_client() as client:
-            await _keep_waiting(client, await kept(), waiting_automation(deployment, digest))
+            await _keep_downloads(client, await kept(), download_automation(deployment, digest))
         found = await kept()
         assert found is not None and isinstance(found.trigger, EventTrigger)
         return found

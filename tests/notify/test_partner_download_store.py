@@ -21,12 +21,12 @@ DELIVERED = TransferState.delivered
 def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_path: Path) -> None:
     run_cli("account", "add", "far", "--email", "boss@far.example", "--password", PASSWORD)
     partner("sender")
-    told = ("--contact-email", "ops@told.test,edi@told.test", "--tell-waiting")
+    told = ("--contact-email", "ops@told.test,edi@told.test", "--tell-downloads")
     partner("told", *told)
-    partner("other", "--contact-email", "ops@other.test", "--tell-waiting")
+    partner("other", "--contact-email", "ops@other.test", "--tell-downloads")
     partner("quiet", "--contact-email", "ops@quiet.test", "--tell-rejected")
     partner("farsender", account="far")
-    partner("fartold", "--contact-email", "ops@far.test", "--tell-waiting", account="far")
+    partner("fartold", "--contact-email", "ops@far.test", "--tell-downloads", account="far")
     run_cli("endpoint", "add", "shelf", "--type", "file", "--path", str(tmp_path / "shelf"))
     to_told, to_other = flow("to-told", "sender", "mailbox:told"), flow("to-other", "sender", "mailbox:other")
     to_quiet, to_shelf = flow("to-quiet", "sender", "mailbox:quiet"), flow("to-shelf", "sender", "shelf")
@@ -45,7 +45,7 @@ def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_pat
     failed = carried(to_told, "failed.edi", TransferState.failed, AT)
 
     with session_scope() as session:
-        notice = partner_notices.waiting(
+        notice = partner_notices.downloads(
             session, first, AT - timedelta(seconds=1), AT + timedelta(seconds=10)
         )
         assert notice is not None
@@ -55,15 +55,15 @@ def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_pat
         assert "* download/in/b.edi (9 bytes, delivered 2026-12-05 09:00:03 UTC)" in notice.body
         for elsewhere in ("late.edi", "broken.edi", "other.edi", "far.edi", "quiet.edi", "shelved.edi"):
             assert elsewhere not in notice.body
-        alone = partner_notices.waiting(session, first)  # no digest: the one file
+        alone = partner_notices.downloads(session, first)  # no digest: the one file
         assert alone is not None and alone.subject == "[home] download/a.edi is waiting for you"
 
-        other = partner_notices.waiting(
+        other = partner_notices.downloads(
             session, others, AT - timedelta(seconds=1), AT + timedelta(seconds=10)
         )
         assert other is not None and other.recipients == ["ops@other.test"]
         assert "other.edi" in other.body and "a.edi" not in other.body
-        far_notice = partner_notices.waiting(
+        far_notice = partner_notices.downloads(
             session, far, AT - timedelta(seconds=1), AT + timedelta(seconds=10)
         )
         assert far_notice is not None and far_notice.recipients == ["ops@far.test"]
@@ -71,9 +71,9 @@ def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_pat
             "[far]" in far_notice.subject and "far.edi" in far_notice.body and "a.edi" not in far_notice.body
         )
         # Not asked (contacts told of rejections only), not a mailbox, not delivered: nothing to tell.
-        assert partner_notices.waiting(session, quiet) is None
-        assert partner_notices.waiting(session, shelved) is None
-        assert partner_notices.waiting(session, failed) is None
-    run_cli("partner", "set", "told", "--no-tell-waiting")
+        assert partner_notices.downloads(session, quiet) is None
+        assert partner_notices.downloads(session, shelved) is None
+        assert partner_notices.downloads(session, failed) is None
+    run_cli("partner", "set", "told", "--no-tell-downloads")
     with session_scope() as session:
-        assert partner_notices.waiting(session, first) is None
+        assert partner_notices.downloads(session, first) is None
