@@ -84,7 +84,7 @@ def test_files_delivered_into_a_partners_download_tell_its_contacts_once(
         assert f"* download/{name} (9 bytes, delivered " in body
     assert f"sftp -P {system.env['TRADELANE_SFTP_PORT']} {told}@" in body and "/portal/download" in body
     assert "until they are fetched" in body
-    assert quiet not in body and "far-order" not in body
+    assert quiet not in body and "far-order" not in body and PASSWORD not in body
     assert "/runs/" not in body and "flow-run" not in body  # no Prefect or console links: the operator's
     [far_message] = wait_for_mail(smtp_server, far_box)
     far_body = far_message.get_content()
