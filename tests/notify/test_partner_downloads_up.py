@@ -67,9 +67,11 @@ def test_files_delivered_into_a_partners_download_tell_its_contacts_once(
                "--account", elsewhere)  # fmt: skip
 
     burst = [f"{told}-{n}.edi" for n in range(3)]
+    system.cli("flow", "disable", f"to-{told}")  # the burst is taken in first, then carried at once
     with PartnerClient(system, sender, PASSWORD) as client:
         for name in [*burst, f"{quiet}-1.edi"]:
             assert client.upload(name, b"ISA*00*~\n").status_code == 201
+    system.cli("flow", "enable", f"to-{told}")
     with PartnerClient(system, far_sender, PASSWORD) as client:
         assert client.upload("far-order.edi", b"ISA*01*~\n").status_code == 201
     rows = system.wait_for(settled(4), partner=sender)
