@@ -59,3 +59,17 @@ async def test_a_changed_window_setting_is_applied_to_the_automation() -> None:
     changed = await keep(600)  # another window: the automation's (and its run's) follow the setting
     assert changed.trigger.within == timedelta(seconds=600)  # type: ignore[union-attr]
     assert changed.actions[0].parameters["digest_seconds"] == 600  # type: ignore[union-attr]
+
+
+def test_the_window_setting_is_bounded_like_a_rules_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from core.config import Settings
+
+    assert Settings().partner_download_digest_seconds == 300
+    for bad in ("4", "86401", "5m"):
+        monkeypatch.setenv("TRADELANE_PARTNER_DOWNLOAD_DIGEST_SECONDS", bad)
+        with pytest.raises(ValidationError, match="partner_download_digest_seconds"):
+            Settings()
+    monkeypatch.setenv("TRADELANE_PARTNER_DOWNLOAD_DIGEST_SECONDS", "10")
+    assert Settings().partner_download_digest_seconds == 10
