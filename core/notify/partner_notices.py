@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from core import delivery
 from core.config import Settings, get_settings
@@ -82,19 +82,21 @@ def downloads(
         return None
     if not partner.tell_downloads or not partner.contact_emails:
         return None
-    transfers = [transfer]
+    transfers, total = [transfer], 1
     if since is not None and until is not None:
-        found = delivered_into(session, partner, since, until)
-        transfers = found if any(t.id == transfer.id for t in found) else [transfer, *found]
-    files = [_download(session, partner, t) for t in transfers[:DIGEST_LISTED]]
-    more = len(transfers) - len(files)
+        found, total = delivered_into(session, partner, since, until)
+        if not any(t.id == transfer.id for t in found):  # its own file, whatever the clocks said
+            found, total = [transfer, *found][:DIGEST_LISTED], total + 1
+        transfers = found
+    files = [_download(session, partner, t) for t in transfers]
+    more = total - len(files)
     account = account_name(partner.account_id)
-    if len(transfers) == 1:
+    if total == 1:
         subject = f"[{account}] {files[0].path} is waiting for you"
         head = "a file is waiting for you in your download/ folder:"
     else:
-        subject = f"[{account}] {len(transfers)} files are waiting for you in download/"
-        head = f"{len(transfers)} files are waiting for you in your download/ folder:"
+        subject = f"[{account}] {total} files are waiting for you in download/"
+        head = f"{total} files are waiting for you in your download/ folder:"
     lines = [f"Hello {one_line(partner.name)},", "", head, ""]
     for file in files:
         when = f", delivered {file.at:%Y-%m-%d %H:%M:%S} UTC" if file.at else ""
@@ -114,27 +116,29 @@ def recipient(session: Session, transfer: Transfer) -> Partner | None:
     return session.get(Partner, partner_id) if partner_id is not None else None
 
 
-def delivered_into(session: Session, partner: Partner, since: datetime, until: datetime) -> list[Transfer]:
+def delivered_into(
+    session: Session, partner: Partner, since: datetime, until: datetime
+) -> tuple[list[Transfer], int]:
     """Transfers delivered into `partner`'s mailbox (any `mailbox:NAME` destination of its account)
-    that finished in [since, until], oldest first."""
+    that finished in [since, until], oldest first: the first DIGEST_LISTED, and how many in all."""
     from core.partners import mailbox_endpoints
 
     endpoint_ids = [row.id for row in mailbox_endpoints(session, partner)]
     if not endpoint_ids:
-        return []
-    query = (
-        select(Transfer)
-        .join(DataFlow, col(Transfer.data_flow_id) == DataFlow.id)
-        .where(
-            Transfer.account_id == partner.account_id,
-            col(DataFlow.dest_endpoint_id).in_(endpoint_ids),
-            Transfer.state == TransferState.delivered,
-            col(Transfer.finished_at) >= since,
-            col(Transfer.finished_at) <= until,
-        )
-        .order_by(col(Transfer.id))
+        return [], 0
+    where = (
+        Transfer.account_id == partner.account_id,
+        col(DataFlow.dest_endpoint_id).in_(endpoint_ids),
+        Transfer.state == TransferState.delivered,
+        col(Transfer.finished_at) >= since,
+        col(Transfer.finished_at) <= until,
     )
-    return list(session.exec(query))
+    joined = col(Transfer.data_flow_id) == DataFlow.id
+    listed = session.exec(
+        select(Transfer).join(DataFlow, joined).where(*where).order_by(col(Transfer.id)).limit(DIGEST_LISTED)
+    )
+    total = session.exec(select(func.count()).select_from(Transfer).join(DataFlow, joined).where(*where))
+    return list(listed), total.one()
 
 
 def _download(session: Session, partner: Partner, transfer: Transfer) -> Download:
@@ -158,11 +162,12 @@ def fetch_hints(login: str, settings: Settings) -> list[str]:
     if ":" in host:
         host = f"[{host}]"
     user = one_line(login)
+    ftp = "FTPS" if settings.ftp_require_tls else "FTP or FTPS"
     ftp_tls = " (TLS required: AUTH TLS, then PROT P)" if settings.ftp_require_tls else ""
     return [
         f"Fetch them with your usual login, {user}, from the download/ folder:",
         f"* SFTP: sftp -P {settings.sftp_port} {user}@{host}, then: get download/NAME",
-        f"* FTPS: ftp://{user}@{host}:{settings.ftp_port}/download/{ftp_tls}",
+        f"* {ftp}: ftp://{user}@{host}:{settings.ftp_port}/download/{ftp_tls}",
         f"* the web portal: {base}/portal/download",
         f"* the REST API: {base}/api/folders (your home's download/ folder)",
     ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from core.db import session_scope
 from core.models import TransferState
 from core.notify import partner_notices
@@ -18,7 +20,9 @@ AT = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 DELIVERED = TransferState.delivered
 
 
-def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_path: Path) -> None:
+def test_the_window_names_only_this_partners_delivered_files(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_cli("account", "add", "far", "--email", "boss@far.example", "--password", PASSWORD)
     partner("sender")
     told = ("--contact-email", "ops@told.test,edi@told.test", "--tell-downloads")
@@ -74,6 +78,15 @@ def test_the_window_names_only_this_partners_delivered_files(home: Path, tmp_pat
         assert partner_notices.downloads(session, quiet) is None
         assert partner_notices.downloads(session, shelved) is None
         assert partner_notices.downloads(session, failed) is None
+        # A window of more files than a notice lists: the first ones by name, then how many more.
+        monkeypatch.setattr(partner_notices, "DIGEST_LISTED", 1)
+        capped = partner_notices.downloads(
+            session, first, AT - timedelta(seconds=1), AT + timedelta(seconds=10)
+        )
+        assert capped is not None and capped.subject == "[home] 2 files are waiting for you in download/"
+        assert (
+            "download/a.edi" in capped.body and "b.edi" not in capped.body and "… and 1 more" in capped.body
+        )
     run_cli("partner", "set", "told", "--no-tell-downloads")
     with session_scope() as session:
         assert partner_notices.downloads(session, first) is None
