@@ -182,6 +182,13 @@ def partner_set(
             help="E-mail the contacts when an upload is rejected (the reason, how to resend).",
         ),
     ] = None,
+    tell_downloads: Annotated[
+        bool | None,
+        typer.Option(
+            "--tell-downloads/--no-tell-downloads",
+            help="E-mail the contacts when a file is delivered into download/ (what, where to fetch it).",
+        ),
+    ] = None,
     account: AccountOption = HOME,
 ) -> None:
     """Change a partner's login settings; they apply on REST, SFTP and FTP."""
@@ -209,6 +216,7 @@ def partner_set(
             can_delete_downloads=can_delete_downloads,
             contact_emails=partners.UNCHANGED if contact_email is None else contact_email,
             tell_rejected=tell_rejected,
+            tell_downloads=tell_downloads,
         )
     if not changes:
         console.print(f"partner [bold]{safe(name)}[/bold]: nothing changed")

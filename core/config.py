@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     # A CA file to trust for the SMTP server's certificate (a private CA); unset: the system's.
     smtp_cafile: Path | None = None
+    # Partner notices of files waiting in download/ (`partner set --tell-downloads`): at most one
+    # e-mail per partner per this window, listing every file delivered in it (a rule's --digest).
+    partner_download_digest_seconds: int = Field(default=300, ge=5, le=86_400)
 
     @field_validator("smtp_host", "smtp_user", "smtp_from")
     @classmethod

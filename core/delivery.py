@@ -83,6 +83,9 @@ class Job:
     envelope: dict[str, Any] | None = None
     # The flow run that took the transfer (`start_run`): only it records the outcome (`record`).
     flow_run_id: str | None = None
+    # The partner whose mailbox (`mailbox:NAME`, its download/) the destination is, if it is one:
+    # its events name it as `recipient` (its contacts may be told, core/notify/partner_notices.py).
+    recipient_id: int | None = None
 
     @property
     def on_conflict(self) -> OnConflict:
@@ -132,7 +135,28 @@ def _job(session: Session, transfer_id: int) -> Job:
     partner = session.get(Partner, receipt.partner_id) if receipt.partner_id else None
     tried = transfer.attempts > 0 or transfer.replay_of is not None
     partner_name = partner.name if partner else "remote"
-    return Job(transfer_id, receipt, flow, partner_name, dest_row, tried, flow_run_id=transfer.flow_run_id)
+    return Job(
+        transfer_id,
+        receipt,
+        flow,
+        partner_name,
+        dest_row,
+        tried,
+        flow_run_id=transfer.flow_run_id,
+        recipient_id=recipient_id(session, dest_row),
+    )
+
+
+def recipient_id(session: Session, dest_row: EndpointRow) -> int | None:
+    """The partner whose mailbox `dest_row` is (`mailbox:NAME`), else None."""
+    if dest_row.type != "mailbox":
+        return None
+    return session.exec(
+        select(Partner.id).where(
+            Partner.account_id == dest_row.account_id,
+            Partner.name == dest_row.config.get("partner"),
+        )
+    ).first()
 
 
 def render_dest_path(template: str, receipt: Receipt, partner_name: str, name: str | None = None) -> str:

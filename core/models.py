@@ -86,9 +86,11 @@ class Partner(SQLModel, table=True):
     # Who to write to about this mailbox (shown by `partner list`).
     email: str | None = None
     # Told about its own files (core/notify/partner_notices.py): addresses, comma-separated, and
-    # whether they hear when an upload of the partner's is rejected.
+    # whether they hear when an upload of the partner's is rejected, and when a data flow has
+    # delivered a file into its download/.
     contact_emails: str | None = None
     tell_rejected: bool = False
+    tell_downloads: bool = False
     # This partner's files delivered (pushed) at once across every worker, kept as a
     # Prefect global concurrency limit (core/concurrency_limits.py); None: unlimited.
     max_concurrent: int | None = None

@@ -213,6 +213,7 @@ def configure(
     can_delete_downloads: bool | None = None,
     contact_emails: str | None = UNCHANGED,
     tell_rejected: bool | None = None,
+    tell_downloads: bool | None = None,
 ) -> Changes:
     """Change a partner's settings; each takes effect on the next login (or at once, see below).
 
@@ -260,6 +261,15 @@ def configure(
             raise PartnerError("--tell-rejected needs a --contact-email to tell")
         partner.tell_rejected = tell_rejected
         changes.said.append("contacts told of rejected uploads" if tell_rejected else "contacts not told")
+    if tell_downloads is not None and tell_downloads != partner.tell_downloads:
+        if tell_downloads and not partner.contact_emails:
+            raise PartnerError("--tell-downloads needs a --contact-email to tell")
+        partner.tell_downloads = tell_downloads
+        changes.said.append(
+            "contacts told of files waiting in download/"
+            if tell_downloads
+            else "contacts not told of files waiting in download/"
+        )
     if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:
         partner.can_delete_downloads = can_delete_downloads
         changes.said.append("may delete downloads" if can_delete_downloads else "may not delete downloads")

@@ -7,10 +7,12 @@ they are part of the public contract:
 * event `tradelane.file.<what>`, `what` one of `WHATS`;
 * resource `tradelane.file.<receipt id>` named by the file name (`prefect.resource.name`), with the
   labels `tradelane.file.name`, and `tradelane.transfer.id` when a transfer is concerned;
-* related resources, each with its `prefect.resource.role`: `partner` (`tradelane.partner.<id>`),
-  `data-flow` (`tradelane.data-flow.<id>`), `account` (`tradelane.account.<id>`), `connection`
-  (`tradelane.connection.<id>`) and `flow-run` (`prefect.flow-run.<id>`);
-* payload: size, sha256, protocol, partner, flow, account, destination, error, replay_of ….
+* related resources, each with its `prefect.resource.role`: `partner` (`tradelane.partner.<id>`,
+  the partner the file came from), `recipient` (`tradelane.partner.<id>` too: the partner whose
+  download/ a `mailbox:NAME` destination is), `data-flow` (`tradelane.data-flow.<id>`), `account`
+  (`tradelane.account.<id>`), `connection` (`tradelane.connection.<id>`) and `flow-run`
+  (`prefect.flow-run.<id>`);
+* payload: size, sha256, protocol, partner, recipient, flow, account, destination, error, replay_of ….
 
 Events are readable by anyone who reaches Prefect: payloads pass `scrub_known` (every secret this
 process has held is hidden) and never carry credentials.
@@ -65,6 +67,9 @@ class FileFacts:
     flows: tuple[tuple[int, str], ...] = ()
     transfer_id: int | None = None
     flow_run_id: str | None = None
+    # The partner whose mailbox (download/) a transfer's destination is: (id, name).
+    recipient_id: int | None = None
+    recipient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def build(what: str, facts: FileFacts, **details: Any) -> FileEvent:
         "sha256": facts.sha256,
         "account": facts.account,
         "partner": facts.partner,
+        "recipient": facts.recipient,
         "flow": ", ".join(name for _, name in facts.flows) or None,
         "protocol": facts.protocol,
         **details,
@@ -110,10 +116,12 @@ def build(what: str, facts: FileFacts, **details: Any) -> FileEvent:
 
 
 def related(facts: FileFacts) -> list[dict[str, str]]:
-    """The partner, data flows, account, connection and flow run of a file's event."""
+    """The partner, recipient, data flows, account, connection and flow run of a file's event."""
     out = [_related(account_resource_id(facts.account_id), "account", facts.account)]
     if facts.partner_id is not None:
         out.append(_related(partner_resource_id(facts.partner_id), "partner", facts.partner or ""))
+    if facts.recipient_id is not None:
+        out.append(_related(partner_resource_id(facts.recipient_id), "recipient", facts.recipient or ""))
     for flow_id, flow_name in facts.flows:
         out.append(_related(flow_resource_id(flow_id), "data-flow", flow_name))
     if facts.connection_id is not None:

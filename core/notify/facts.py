@@ -54,6 +54,8 @@ def of_job(job: Job, flow_run_id: str | None = None) -> FileFacts:
         flows=((flow.id, flow.name),),
         transfer_id=job.transfer_id,
         flow_run_id=flow_run_id or job.flow_run_id,
+        recipient_id=job.recipient_id,
+        recipient=job.dest_row.config.get("partner") if job.recipient_id is not None else None,
     )
 
 

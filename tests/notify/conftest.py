@@ -23,6 +23,8 @@ def notify_system(smtp_server: SmtpServer) -> Iterator[System]:
         # The digest test's burst of 200 goes in one run, so its failures come within one window
         # however busy the machine is.
         TRADELANE_DISPATCH_BATCH_SIZE="200",
+        # Partner notices of files waiting in download/: one e-mail per partner per 10 s window.
+        TRADELANE_PARTNER_DOWNLOAD_DIGEST_SECONDS="10",
     ) as running:
         IDLE_AFTER_LAST_USE["notify_system"] = lambda: stop(running)
         yield running
