@@ -15,6 +15,10 @@ about the offset, and **a PATCH never truncates**: only `Upload-Offset == staged
 (else 409 with the staged size; a browser re-sends a request from its old offset by itself when a
 reused connection dies), and a second writer gets 423, both decided before a byte is read. The
 SHA-256 runs on between requests (`StagedUpload.pause()`), so a chunked upload is hashed once.
+**Whole means taken in**: tus clients take `Upload-Offset == Upload-Length` for done and send no
+more, so whatever leaves the staged bytes whole takes the file in (a PATCH that ends, or one cut or
+taken over with the last bytes in hand, shielded from the take-over), and HEAD takes in a whole file
+a failed intake left staged, before it answers.
 
 Every request but OPTIONS needs the web session (401 JSON otherwise); POST, PATCH and DELETE also
 pass the Origin / Sec-Fetch-Site and CSRF checks (the token in `X-CSRF-Token`). The upload row
@@ -244,13 +248,36 @@ def _upload_lock(upload_id: str) -> Iterator[None]:
 
 
 def _offset(found: LoggedIn, request: Request, upload_id: str) -> tuple[WebUpload, int]:
-    """The upload (read again, under its lock) and its offset."""
+    """The upload (read again, under its lock) and its offset; a whole file still staged is taken
+    in first: to tus-js-client an offset equal to the length means done, and it sends no more."""
     with _upload_lock(upload_id):
         row = _find(found, upload_id)
         if row.state == WebUploadState.done:
             return row, row.length
-        st = _view(found, request).staged.stat(row.folder, row.name)
-        return row, st.st_size if st else 0
+        view = _view(found, request)
+        st = view.staged.stat(row.folder, row.name)
+        staged = st.st_size if st else 0
+        if staged == row.length:
+            _take_in_whole(view, row)
+        return row, staged
+
+
+def _take_in_whole(view: MailboxView, row: WebUpload) -> None:
+    """Take in a whole file no PATCH took in (its intake failed, the process stopped between the
+    last byte and the intake); caller holds the upload's lock. A PATCH still holding the file takes
+    it in itself."""
+    try:
+        with _refused():
+            handle = view.resume_upload(f"/{row.folder}/{row.name}", row.length)
+    except TusRefused as refused:
+        if refused.status == 423:
+            return
+        raise
+    with _refused():
+        receipt = handle.complete()
+    with session_scope() as session:
+        web_uploads.finish(session, row.id, receipt.id if receipt else None)
+    row.state = WebUploadState.done
 
 
 def _begin_patch(
@@ -372,7 +399,11 @@ async def patch(request: Request, upload_id: str, found: WebLoginDep) -> Respons
             if handle is None:  # the PATCH this one took over from completed it
                 return _complete_answer(row, offset)
             wrote = await _receive(request, row, handle, offset)
-            await run_in_threadpool(_end_patch, row, handle, wrote)
+            # The body is in: a newer PATCH's take-over must not stop this one between its last
+            # write and the intake (the file would stay whole and open, and HEAD say it is whole);
+            # the newer one waits for it and then finds the upload done.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_end_patch, row, handle, wrote)
             return _answer(204, {"Upload-Offset": str(handle.size)})
         raise TusRefused(409, "a newer request for this upload took over; ask for the offset (HEAD)")
     finally:
@@ -442,7 +473,12 @@ async def _receive(request: Request, row: WebUpload, handle: StagedUpload, offse
                 with contextlib.suppress(MailboxError, TusRefused):
                     await run_in_threadpool(_write, handle, b"".join(batch))  # the batch in hand
                     wrote += batched
-            await run_in_threadpool(_abandon, row, handle, wrote)
+            if not handle.done and handle.size == row.length:
+                # The bytes in hand made the file whole: HEAD will say so and the client send no
+                # more, so it is taken in now (once: as the PATCH that ends cleanly would).
+                await run_in_threadpool(_end_patch, row, handle, wrote)
+            else:
+                await run_in_threadpool(_abandon, row, handle, wrote)
         if isinstance(exc, ClientDisconnect):
             raise TusRefused(400, "the client went away mid-request; resume with HEAD") from None
         raise

@@ -10,6 +10,8 @@ against one `tradelane up` (`web_system`).
   script error it did not expect.
 * `web_system` trusts 127.0.0.1 as a proxy, so each test that fails logins speaks from its own
   `X-Forwarded-For` address (a ban in one test never blocks the next).
+* Each page's tus requests and answers are logged (tests/web/tus_log.py) and printed under a test
+  that fails ("tus requests"), so a browser upload that went wrong says what was asked and answered.
 * Never `page.wait_for_function("...")`: our CSP forbids the eval it needs. Use locators and `expect`.
 * Blocking helpers (`system.cli`) run through `asyncio.to_thread`, so the loop keeps serving the
   browser meanwhile.
@@ -18,7 +20,7 @@ against one `tradelane up` (`web_system`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,6 +28,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error,
 
 from tests.system import IDLE_AFTER_LAST_USE, System, run_system, stop
 from tests.web.browser import chromium
+from tests.web.tus_log import TusLog
 
 _addresses = (f"203.0.113.{n}" for n in itertools.count(10))
 
@@ -52,6 +55,7 @@ class Watched:
     page: Page
     context: BrowserContext
     address: str
+    tus: TusLog
     problems: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)  # substrings of problems a test expects
 
@@ -66,8 +70,25 @@ class Watched:
         return [p for p in self.problems if not any(a in p for a in self.allowed)]
 
 
+_TUS_LOG = pytest.StashKey[TusLog]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing browser test shows its page's tus requests beside the traceback."""
+    report = yield
+    log = item.stash.get(_TUS_LOG, None)
+    if report.failed and log is not None:
+        report.sections.append(("tus requests (as the browser saw them)", str(log)))
+    return report
+
+
 @pytest.fixture
-async def watched(browser: Browser, web_system: System) -> AsyncIterator[Watched]:
+async def watched(
+    request: pytest.FixtureRequest, browser: Browser, web_system: System
+) -> AsyncIterator[Watched]:
     """A fresh context (1280×800) speaking from an address of its own, and its page."""
     address = next(_addresses)
     context = await browser.new_context(
@@ -78,7 +99,8 @@ async def watched(browser: Browser, web_system: System) -> AsyncIterator[Watched
         extra_http_headers={"X-Forwarded-For": address},
     )
     page = await context.new_page()
-    seen = Watched(page, context, address)
+    seen = Watched(page, context, address, TusLog(page))
+    request.node.stash[_TUS_LOG] = seen.tus
     page.on("console", seen.on_console)
     page.on("pageerror", seen.on_error)
     yield seen

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, Request, Route, expect
 
 from tests.system import System
 from tests.web.conftest import Watched
@@ -188,23 +188,29 @@ async def test_choosing_the_file_again_after_a_reload_resumes_the_same_upload(
     source = tmp_path / "again.json"
     source.write_text(json.dumps({"lines": list(range(20_000))}))
     held: list[Route] = []
+    holding = True
 
     async def hold_patches(route: Route) -> None:
-        if route.request.method == "PATCH":
+        if route.request.method == "PATCH" and holding:
             held.append(route)  # the page is left before a byte arrives
         else:
             await route.continue_()
 
-    await log_in(page, partner)
+    # The route stays until the page is gone. Removing the last one (page.unroute) turns Chromium's
+    # request interception off, which sends the held PATCH on: the first page's upload then finished
+    # during the reload, and when its page saw the 204 (more often under load) tus-js-client forgot
+    # it (removeFingerprintOnSuccess), so choosing the file again rightly began a second upload.
     await page.route("**/portal/uploads/**", hold_patches)
+    await log_in(page, partner)
     await page.set_input_files("#files", str(source))
     await expect(page.locator("#progress li", has_text=source.name)).to_contain_text("0 %")
-    await page.unroute("**/portal/uploads/**")
     await page.reload()  # the browser gives the upload up; tus-js-client remembers it
     await expect(page.locator("#upload.scripted")).to_be_attached()
+    holding = False
     for route in held:
         with contextlib.suppress(Exception):
             await route.abort()
+    [(_, created)] = [r for r in watched.tus.requests if r[0] == "PATCH"]
     await page.set_input_files("#files", str(source))
     bar = page.locator("#progress li", has_text=source.name).locator("progress")
     await expect(bar).to_have_attribute("value", str(source.stat().st_size))
@@ -213,3 +219,67 @@ async def test_choosing_the_file_again_after_a_reload_resumes_the_same_upload(
     with sqlite3.connect(web_system.home / "tradelane.db") as db:
         uploads = db.execute("SELECT state FROM web_upload WHERE name = ?", (source.name,)).fetchall()
     assert uploads == [("done",)]  # the same upload went on: no second one was begun
+    # ...from where the server's bytes ended (none had arrived): asked, then sent, after the reload.
+    after_reload = watched.tus.requests[[m for m, _ in watched.tus.requests].index("HEAD") :]
+    assert after_reload == [("HEAD", created), ("PATCH", created)]
+
+
+async def test_an_upload_that_ends_while_the_page_is_left_is_not_sent_again(
+    watched: Watched, web_system: System, tmp_path: Path
+) -> None:
+    page = watched.page
+    partner, flow = await add_partner_with_flow(web_system, tmp_path / "out")
+    source = tmp_path / "left.json"
+    source.write_text(json.dumps({"lines": list(range(20_000))}))
+    item = page.locator("#progress li", has_text=source.name)
+    held: list[Route] = []
+    answered, handled = asyncio.Event(), asyncio.Event()
+
+    async def hold_first_patch(route: Route) -> None:
+        if route.request.method == "PATCH" and not held:
+            held.append(route)
+        else:
+            await route.continue_()
+
+    def on_finished(request: Request) -> None:
+        if request.method == "PATCH":
+            answered.set()
+
+    def on_request(request: Request) -> None:
+        if answered.is_set() and request.url.endswith("/portal/upload/recent"):
+            handled.set()  # upload.js's onSuccess refreshes the recent uploads at once
+
+    async def end_the_upload_meanwhile(route: Route) -> None:
+        # The reload asks for the page; until the answer comes the old page is shown and its
+        # script runs: its PATCH goes through now and ends there ("received"), unseen by the user.
+        # (Locators wait for the navigation to end: the page's own requests say what it did.)
+        if route.request.is_navigation_request():
+            for patch in held:
+                await patch.continue_()
+            await asyncio.wait_for(handled.wait(), 15)
+        await route.continue_()
+
+    page.on("requestfinished", on_finished)
+    page.on("request", on_request)
+
+    await page.route("**/portal/uploads/**", hold_first_patch)
+    await log_in(page, partner)
+    await page.set_input_files("#files", str(source))
+    await expect(item).to_contain_text("0 %")
+    await page.route("**/portal", end_the_upload_meanwhile)
+    await page.reload()
+    await expect(page.locator("#upload.scripted")).to_be_attached()
+    [(_, created)] = [r for r in watched.tus.requests if r[0] == "PATCH"]
+    asked = len(watched.tus.requests)
+    # The user chooses the file again, expecting the upload to go on: it is found complete.
+    await page.set_input_files("#files", str(source))
+    await expect(item).to_contain_text("received")
+    assert watched.tus.requests[asked:] == [("HEAD", created)]  # nothing sent a second time
+    rows = await asyncio.to_thread(web_system.wait_for, settled(1), flow=flow)
+    assert [r["state"] for r in rows] == ["delivered"]
+    # Shown as received on this page, the same file chosen again is a new upload, as asked.
+    await page.set_input_files("#files", str(source))
+    await expect(item.nth(1)).to_contain_text("received")
+    assert [m for m, _ in watched.tus.requests[asked + 1 :]] == ["POST", "PATCH"]
+    rows = await asyncio.to_thread(web_system.wait_for, settled(2), flow=flow)
+    assert [r["state"] for r in rows] == ["delivered", "delivered"]

@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
 from api.web import tus
-from core import web_uploads
+from core import intake, web_uploads
 from core.db import session_scope
-from core.models import AuditEvent, WebUpload, WebUploadState, utcnow
+from core.errors import StatusError
+from core.mailbox import staging
+from core.models import AuditEvent, Receipt, WebUpload, WebUploadState, utcnow
 from tests.web.portal_client import TUS, Portal, new_partner, receipts_of, upload_row
 from tests.web.server import WebServer, web_server
 
@@ -252,3 +255,91 @@ def test_head_during_completion_never_answers_offset_zero(
         assert completing.result(15).status_code == 204
     assert head.headers["upload-offset"] == str(len(data))
     assert len(receipts_of(portal.name)) == 1
+
+
+def _running_other_than(upload_id: str, first: tus._Running | None) -> bool:
+    """A newer PATCH of the upload has taken over (and cancelled `first`)."""
+    return tus._running.get(upload_id) not in (None, first)
+
+
+def test_a_patch_taken_over_after_its_last_bytes_still_takes_the_file_in(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(300_000)  # one batch: its write is the PATCH's last
+    url = portal.new_upload("last-write.bin", len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    writing = threading.Event()
+    real = tus._write
+
+    def held(handle: tus.StagedUpload, chunk: bytes) -> None:
+        """The first PATCH's last write waits (as on a loaded machine) until a retry takes over."""
+        if not writing.is_set():
+            first = tus._running.get(upload_id)
+            writing.set()
+            deadline = time.monotonic() + 15
+            while not _running_other_than(upload_id, first) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        real(handle, chunk)
+
+    monkeypatch.setattr(tus, "_write", held)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(portal.patch, url, 0, data)
+        assert writing.wait(15), "the first PATCH never wrote"
+        retry = portal.patch(url, 0, data)  # the browser's retry of the same request
+        first.result(15)
+    # The file was whole when the retry cancelled the first PATCH: it is taken in, once, and the
+    # retry is told the upload is complete; never "whole" on HEAD with nothing received.
+    assert retry.status_code == 409 and retry.headers["upload-offset"] == str(len(data)), retry.text
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
+    assert not [path for path in staging._active if path.name == "last-write.bin"]  # nothing left open
+
+
+def test_a_cut_patch_holding_the_rest_of_the_file_takes_it_in(server: WebServer, portal: Portal) -> None:
+    data = os.urandom(3000)
+    url = portal.new_upload("whole-in-hand.bin", len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    # A PATCH that has sent every byte of the file and still says more is to come; a retry takes
+    # over: the bytes in hand are written, and make the file whole.
+    with portal.silent_patch(server.url, url, len(data) + 1, data):
+        deadline = time.monotonic() + 15
+        while upload_id not in tus._running:
+            assert time.monotonic() < deadline, "the silent PATCH never began"
+            time.sleep(0.01)
+        retry = portal.patch(url, 0, data)
+    assert retry.status_code == 409 and retry.headers["upload-offset"] == str(len(data)), retry.text
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest() and receipt.size == len(data)
+    assert upload_row(url).state == WebUploadState.done
+
+
+def test_a_whole_file_whose_intake_failed_is_taken_in_before_head_says_it_is_whole(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(5000)
+    url = portal.new_upload("intake-again.bin", len(data))
+    real = intake.receive_staged
+    failed: list[str] = []
+
+    class Busy(StatusError):
+        status = 503
+
+    def fails_once(*args: Any, **kwargs: Any) -> Receipt:
+        if not failed:
+            failed.append("once")
+            raise Busy("the database is busy")  # a passing failure, before the move
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(intake, "receive_staged", fails_once)
+    answer = portal.patch(url, 0, data)
+    assert answer.status_code == 503 and receipts_of(portal.name) == []
+    # tus-js-client retries with HEAD, and takes "Upload-Offset == Upload-Length" for done (it sends
+    # nothing more): so the file is taken in before HEAD says so, not left staged, never delivered.
+    head = portal.head(url)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data))
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+    assert len(receipts_of(portal.name)) == 1 and portal.head(url).headers["upload-offset"] == str(len(data))

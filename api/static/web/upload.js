@@ -25,6 +25,29 @@ document.addEventListener("DOMContentLoaded", function () {
   var waiting = [];
   var polling = null;
   var stopped = false;
+  // Leaving the page (a reload, a link): the page and its script stay until the next one arrives,
+  // and a request that ends meanwhile still succeeds here. The user never sees that, and expects
+  // choosing the file again to go on with the same upload, so such an upload stays remembered (the
+  // next page's HEAD finds it complete: nothing is sent twice). An upload this page showed as
+  // received is forgotten: choosing its file again sends it anew, as the user asked.
+  var leaving = false;
+  var finishedHere = {}; // upload URL -> true: never resumed again from this page
+  var keptWhileLeaving = [];
+  // An unfinished upload is kept 24 h: an older remembered one is no resume but a new sending.
+  var resumeMilliseconds = 24 * 3600 * 1000;
+  window.addEventListener("beforeunload", function () {
+    leaving = true;
+  });
+
+  function forget(upload) {
+    upload.findPreviousUploads().then(function (previous) {
+      previous.forEach(function (entry) {
+        if (entry.uploadUrl === upload.url) {
+          upload.options.urlStorage.removeUpload(entry.urlStorageKey);
+        }
+      });
+    });
+  }
 
   form.classList.add("scripted");
   if (submit) {
@@ -97,7 +120,7 @@ document.addEventListener("DOMContentLoaded", function () {
       headers: { "X-CSRF-Token": csrf },
       chunkSize: chunk,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],
-      removeFingerprintOnSuccess: true,
+      removeFingerprintOnSuccess: false, // forget() below, unless the page is being left
       storeFingerprintForResuming: true,
       onProgress: function (sent, total) {
         bar.value = sent;
@@ -106,6 +129,12 @@ document.addEventListener("DOMContentLoaded", function () {
       },
       onSuccess: function () {
         finished = true;
+        finishedHere[upload.url] = true;
+        if (leaving) {
+          keptWhileLeaving.push(upload);
+        } else {
+          forget(upload);
+        }
         bar.value = bar.max;
         status.textContent = "received — checking…";
         item.classList.add("done");
@@ -126,8 +155,12 @@ document.addEventListener("DOMContentLoaded", function () {
       running += 1;
       status.textContent = "starting…";
       upload.findPreviousUploads().then(function (previous) {
-        if (previous.length) {
-          upload.resumeFromPreviousUpload(previous[0]);
+        var resumable = previous.filter(function (entry) {
+          var age = Date.now() - Date.parse(entry.creationTime);
+          return !finishedHere[entry.uploadUrl] && age < resumeMilliseconds;
+        });
+        if (resumable.length) {
+          upload.resumeFromPreviousUpload(resumable[0]);
         }
         upload.start();
       });
@@ -179,6 +212,11 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   function addFiles(files) {
+    if (leaving) {
+      // Still here (the navigation did not happen): uploads that ended meanwhile were shown.
+      leaving = false;
+      keptWhileLeaving.splice(0).forEach(forget);
+    }
     for (var i = 0; i < files.length; i += 1) {
       addFile(files[i]);
     }
