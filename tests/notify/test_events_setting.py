@@ -1,7 +1,8 @@
 """`TRADELANE_EVENTS=on|off`: off, no `tradelane.file.*` event is emitted (nor read from the store).
 
 The events go to Prefect's own recording events client (prefect.testing's `asserting_events_worker`),
-the worker every `emit_event` in this process then uses; the receipt is a real one of a throwaway home.
+the worker every `emit_event` in this process then uses (its orchestration client is the session's
+Prefect test server's); the receipt is a real one of a throwaway home.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def emitted(worker: EventsWorker) -> list[str]:
 def test_events_off_emits_no_file_event(
     setting: str,
     receipt: Receipt,
+    prefect_server: None,  # the recording worker's orchestration client asks it, not an ephemeral one
     asserting_events_worker: EventsWorker,  # noqa: F811 (the fixture imported above)
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
