@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # `{account}` stands for the account's name. Empty: <home>/files/<account>. The host's CLI may
     # use any folder (core/endpoints/file_roots.py).
     file_endpoint_roots: str = ""
+    # `off`: no `tradelane.file.*` events are emitted (flows/events.py), so notification rules and
+    # partner notices never fire; for an instance that uses neither, and for bench/events_cost.py.
+    events: Literal["on", "off"] = "on"
     # How many pending transfers of one data flow go into one Prefect flow run.
     dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).

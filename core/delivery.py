@@ -587,6 +587,9 @@ class Recorded:
     next_attempt_at: datetime | None = None
     # The error recorded, when it is not the outcome's own (a waiting file whose connection was revoked).
     error: str | None = None
+    # When the final state was written (the transfer's finished_at): the time its event says it
+    # occurred, so a digest's window (Prefect's, by event time) and the store's agree.
+    at: datetime | None = None
 
 
 def record_outcomes(outcomes: list[Outcome]) -> list[TransferState]:
@@ -618,7 +621,7 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
                 # waiting files it finds; this one was running then).
                 transfers.finish(session, transfer, TransferState.failed, error=REVOKED)
                 transfer.error_kind = "revoked"
-                recorded.append(Recorded(TransferState.failed, error=REVOKED))
+                recorded.append(Recorded(TransferState.failed, error=REVOKED, at=transfer.finished_at))
                 continue
             if outcome.state is TransferState.waiting:
                 assert outcome.error is not None
@@ -644,7 +647,7 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
             derived.discard(outcome.job.transfer_id)  # final: its derived files served their purpose
             if outcome.state is TransferState.delivered:
                 _archive_source_if_done(session, outcome.job)
-            recorded.append(Recorded(outcome.state))
+            recorded.append(Recorded(outcome.state, at=transfer.finished_at))
     return recorded
 
 

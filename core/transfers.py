@@ -91,11 +91,18 @@ def claim_batches(session: Session, batch_size: int) -> None:
     process batched between this read and this write keeps its batch. Both: a row is given a batch
     key once, by exactly one claim, until `requeue` or `wake_due` frees it again."""
     wake_due(session)
+    # Only enabled flows' files: the dispatcher claims after every receipt, and a disabled flow's
+    # backlog claimed then would be cut into a batch per wake (a run per few files once enabled).
     rows = session.exec(
         select(Transfer.id, Transfer.data_flow_id)
-        .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_(None))
+        .join(DataFlow, col(DataFlow.id) == Transfer.data_flow_id)
+        .where(
+            Transfer.state == TransferState.pending,
+            col(Transfer.batch_key).is_(None),
+            DataFlow.enabled == True,  # noqa: E712
+        )
         .order_by(col(Transfer.id))
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Transfer)
     ).all()
     batches: dict[str, list[int]] = {}
     open_batch: dict[int, str] = {}

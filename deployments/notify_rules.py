@@ -36,6 +36,7 @@ from prefect.events.schemas.automations import Automation, AutomationCore, Event
 from core.db import session_scope
 from core.models import NotifyRule
 from core.notify import events, rules
+from flows import events as file_events
 from flows import names
 
 log = logging.getLogger("tradelane.notify")
@@ -117,9 +118,16 @@ class RuleMirror:
         self.deployment_id: UUID | None = None
         # The rules whose automations this process made or found: unchanged, Prefect is not asked.
         self.kept: set[int] | None = None
+        self.said_events_off = False
 
     async def once(self) -> None:
         wanted = await to_thread.run_sync(_load_rules)
+        if wanted and not file_events.enabled() and not self.said_events_off:
+            log.warning(
+                "TRADELANE_EVENTS=off: no file events are emitted, so the %d notification rules never fire",
+                len(wanted),
+            )
+            self.said_events_off = True
         if self.kept == {rule.id for rule in wanted}:
             return
         async with get_client() as client:

@@ -4,17 +4,20 @@
 the API's websocket), so it never waits on the network; without a Prefect API (`PREFECT_API_URL`
 unset) it does nothing. Events are for the feed and for notification rules, never for correctness:
 a lost event loses no file (the store is the truth), and a failure to emit is logged, never raised.
+With `TRADELANE_EVENTS=off` nothing is emitted, nor read from the store for an event (`enabled`).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from anyio import to_thread
 from prefect.events import emit_event
 
 from core import intake
+from core.config import get_settings
 from core.delivery import Job
 from core.models import Receipt
 from core.notify import facts
@@ -23,27 +26,45 @@ from core.notify.events import WHATS, FileEvent, FileFacts, build
 log = logging.getLogger("tradelane.events")
 
 
-def emit(event: FileEvent) -> None:
+def enabled() -> bool:
+    """`TRADELANE_EVENTS` (on by default): read here only. Off, no file event is built or emitted,
+    and the intake's per-file query for the `received` event is not made."""
+    return get_settings().events == "on"
+
+
+def emit(event: FileEvent, occurred: datetime | None = None) -> None:
+    """`occurred`: when it happened, if not now (a file's outcome: when the store recorded it)."""
+    if not enabled():
+        return
     try:
-        emit_event(event=event.event, resource=event.resource, related=event.related, payload=event.payload)
+        emit_event(
+            event=event.event,
+            resource=event.resource,
+            related=event.related,
+            payload=event.payload,
+            # The store's times read back from SQLite are naive; they are UTC.
+            occurred=occurred.replace(tzinfo=UTC) if occurred and occurred.tzinfo is None else occurred,
+        )
     except Exception:  # an event must never fail the upload or the run that emits it
         log.exception("could not emit %s", event.event)
 
 
-def emit_file(what: str, file: FileFacts, **details: Any) -> None:
+def emit_file(what: str, file: FileFacts, occurred: datetime | None = None, **details: Any) -> None:
     """`tradelane.file.<what>`; a state that is no file event (a transfer another run holds) emits none."""
     if what in WHATS:
-        emit(build(what, file, **details))
+        emit(build(what, file, **details), occurred)
 
 
 def received(receipt: Receipt) -> None:
     """`tradelane.file.received` for a receipt just committed (the intake's hook)."""
+    if not enabled():
+        return
     try:
         file = facts.of_receipt(receipt)
     except Exception:
         log.exception("could not read receipt %s for its event", receipt.id)
         return
-    emit_file("received", file, held=True if receipt.held else None)
+    emit_file("received", file, receipt.received_at, held=True if receipt.held else None)
 
 
 def install_intake_events() -> None:
@@ -52,6 +73,8 @@ def install_intake_events() -> None:
 
 
 def validated(jobs: list[Job], flow_run_id: str | None) -> None:
+    if not enabled():
+        return
     for job in jobs:
         emit_file("validated", facts.of_job(job, flow_run_id))
 
@@ -60,7 +83,7 @@ async def replayed(jobs: list[Job], flow_run_id: str | None) -> None:
     """`tradelane.file.replayed` for each job that is a replay carried for the first time, whichever
     door made it (`tradelane replay`, the admin API, the console, Retry in the Prefect UI): emitted
     by the run that carries it, which always reaches Prefect (a CLI may not know where it is)."""
-    if not jobs:
+    if not jobs or not enabled():
         return
     replays = await to_thread.run_sync(facts.first_carries_of_replays, [job.transfer_id for job in jobs])
     for job in jobs:

@@ -27,8 +27,10 @@ from core.notify import notices, send
 from core.redact import install_log_scrubber
 from flows import names
 
-# A digest's window starts a little before its first event: the file's outcome is written just
-# before its event is emitted.
+# A file's event says it occurred when its outcome was recorded (finished_at), so Prefect's window,
+# by event time, and the store's query, by finished_at, agree. The window starts a little before
+# its first event all the same: Prefect may evaluate a burst's events a little out of order, and
+# the first it sees fires the rule.
 DIGEST_LEAD = timedelta(seconds=1)
 
 

@@ -42,6 +42,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         events.emit_file(
             state.value,
             facts.of_job(job, run_id),
+            result.at,  # a digest's window is by event time: the recorded time, not the emitting
             destination=outcome.destination_uri,
             error=reason or None,
             next_attempt_at=result.next_attempt_at.isoformat() if result.next_attempt_at else None,

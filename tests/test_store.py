@@ -176,6 +176,40 @@ def test_receipt_creates_one_transfer_per_matching_flow_and_batches_are_bounded(
         assert len(transfers.unlaunched_batches(session)) == len(batches) - 1
 
 
+def test_files_of_a_disabled_flow_wait_unbatched_and_go_in_one_batch_once_it_is_enabled(
+    store: str, tmp_path: Path
+) -> None:
+    """The dispatcher claims after every receipt: a disabled flow's backlog must not be cut into a
+    batch per wake (enabling it then started one run per few files: a burst of 200 took minutes)."""
+    partner_id, flow_id = _setup(tmp_path)
+    with session_scope() as session:
+        dataflows.set_enabled(session, home_scope(session), "acme-vault", False)
+    for i in range(5):
+        with session_scope() as session:
+            record_receipt(
+                session,
+                account_id=1,
+                partner_id=partner_id,
+                partner_name="acme",
+                folder="upload",
+                name=f"po{i}.json",
+                size=3,
+                sha256="0" * 64,
+                protocol="rest",
+                storage_path=f".store/test/{i}",
+            )
+        with session_scope() as session:
+            transfers.claim_batches(session, batch_size=200)
+    with session_scope() as session:
+        assert all(t.batch_key is None for t in session.exec(select(Transfer)).all())
+        dataflows.set_enabled(session, home_scope(session), "acme-vault", True)
+    with session_scope() as session:
+        transfers.claim_batches(session, batch_size=200)
+    with session_scope() as session:
+        [batch] = transfers.unlaunched_batches(session)
+        assert batch.data_flow_id == flow_id and len(batch.transfer_ids) == 5
+
+
 def test_replay_and_requeue(store: str, tmp_path: Path) -> None:
     partner_id, _flow_id = _setup(tmp_path)
     with session_scope() as session:

@@ -21,7 +21,7 @@ def notify_system(smtp_server: SmtpServer) -> Iterator[System]:
         TRADELANE_SMTP_CAFILE=str(smtp_server.cafile),
         TRADELANE_SMTP_FROM="tradelane@tradelane.test",
         # The digest test's burst of 200 goes in one run, so its failures come within one window
-        # however busy the machine is.
+        # however busy the machine is (the default, 50, would make four runs).
         TRADELANE_DISPATCH_BATCH_SIZE="200",
         # Partner notices of files waiting in download/: one e-mail per partner per 10 s window.
         TRADELANE_PARTNER_DOWNLOAD_DIGEST_SECONDS="10",

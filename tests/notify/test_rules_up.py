@@ -24,8 +24,10 @@ from tests.system import System
 PASSWORD = "Notify_rules_P@ssw0rd!"
 SECRET = "hook-secret-" + "Zq9" * 8
 S3_SECRET = "s3-secret-" + "Kp4" * 8
-# The issue asks for 200; 50 keeps the test quick on a busy shared 2-core machine (same mechanism).
-BURST = 50
+# The issue's burst: 200 files taken in while their flow is disabled, then carried by one run
+# (TRADELANE_DISPATCH_BATCH_SIZE=200 in conftest.py), fail within a second or two (a `fail` conflict
+# policy on a taken name: refused at once, never retried).
+BURST = 200
 NAME = "po <!channel> & Bcc: x@evil.test.txt"
 
 
@@ -135,8 +137,9 @@ def test_a_burst_of_failures_with_a_digest_sends_one_message_listing_them(
     wait_for_automation(system, rule_id)
     system.cli("flow", "disable", flow)  # the burst is taken in first, then carried at once
     with PartnerClient(system, partner, PASSWORD) as client:
+        upload = client.folder_ids()["upload"]
         for n in range(burst):
-            assert client.upload(f"f{n:03}.txt", b"x").status_code == 201
+            assert client.upload(f"f{n:03}.txt", b"x", upload).status_code == 201
     system.cli("flow", "enable", flow)
     rows = system.wait_for(settled(burst), timeout=300, flow=flow)
     assert {r["state"] for r in rows} == {"failed"}
@@ -146,13 +149,15 @@ def test_a_burst_of_failures_with_a_digest_sends_one_message_listing_them(
         return [f["file"] for request in requests for f in json.loads(request.body)["files"]]
 
     receiver.wait_for(lambda requests: sorted(set(listed(requests))) == everyone, timeout=120)
-    runs = notify_runs_settled(system, [rule_id], wanted=1)
-    bodies = [json.loads(request.body) for request in receiver.requests]
-    assert len(bodies) == len(runs)  # each run of the rule sent one message
-    assert all(body["digest_seconds"] == 10 and body["count"] == len(body["files"]) for body in bodies)
-    # One message per 10 s window of failures, never one per file. (A machine that carries the
-    # burst within 10 s sends one; a busy one, one per window it took.)
-    assert len(bodies) < burst / 2, [body["count"] for body in bodies]
+    [run] = notify_runs_settled(system, [rule_id], wanted=1)
+    assert run["state_type"] == "COMPLETED", run
+    # One run carried the burst: its failures are recorded together, well within one 10 s window,
+    # so the rule fires once and its one message lists all 200.
+    assert len({r["flow_run_id"] for r in rows}) == 1
+    [request] = receiver.requests
+    body = json.loads(request.body)
+    assert body["digest_seconds"] == 10 and body["count"] == burst
+    assert sorted(f["file"] for f in body["files"]) == everyone
 
 
 def test_removing_a_rule_removes_its_automation(notify_system: System, receiver: Receiver) -> None:
