@@ -38,9 +38,10 @@ from sqlmodel import Session, select
 from core import intake
 from core.as2 import identity, profiles, replay
 from core.as2 import mdn as mdns
+from core.as2 import parse as parsing
 from core.db import session_scope
 from core.mailbox import layout
-from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
+from core.models import As2Message, As2Organization, As2Partner, Partner, Receipt, utcnow
 from core.netpolicy import UrlNotAllowed
 from core.tenancy import instance_account_id, system_scope
 
@@ -73,18 +74,21 @@ class _Found:
     profile: As2Partner | None = None
 
 
-def _unknown_pair(session: Session, org_id: str, partner_id: str) -> str | None:
-    """Why (org_id, partner_id) is not a pair we trade as, or None when it is."""
+def _pair(
+    session: Session, org_id: str, partner_id: str
+) -> tuple[As2Organization | None, As2Partner | None, str | None]:
+    """(our organization `org_id`, the profile of `partner_id` trading with it, None) when
+    (org_id, partner_id) is a pair we trade as; else what was found and why it is not."""
     org = identity.addressed(session, org_id)
     if org is None:
-        return f"{org_id!r} is not an AS2 ID of ours"
+        return None, None, f"{org_id!r} is not an AS2 ID of ours"
     # The partner is looked up in the account whose organization the message is addressed to.
     profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
     if profile is None or not profile.enabled:
-        return f"unknown AS2 partner {partner_id!r}"
+        return org, None, f"unknown AS2 partner {partner_id!r}"
     if profile.organization_id is not None and profile.organization_id != org.id:
-        return f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
-    return None
+        return org, None, f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
+    return org, profile, None
 
 
 def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
@@ -98,7 +102,7 @@ def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
     if not org_id or not partner_id:
         return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
     with session_scope() as session:
-        reason = _unknown_pair(session, org_id, partner_id)
+        _org, _profile, reason = _pair(session, org_id, partner_id)
     if reason is None:
         return None
     log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
@@ -121,24 +125,21 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
         with session_scope() as session:
-            org = identity.addressed(session, org_id)
+            org, profile, reason = _pair(session, org_id, partner_id)
             if org is not None:
-                found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
-            reason = _unknown_pair(session, org_id, partner_id)
+                found.org_obj = identity.pyas2lib_organization(org)
             if reason is not None:
                 raise PartnerNotFound(reason)
-            assert org is not None
-            profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
-            assert profile is not None
+            assert org is not None and profile is not None
             found.org, found.profile = org, profile
             return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
     message = pyas2lib.Message()
-    raw = mdns.header_block(headers) + b"\r\n" + body
+    error: BaseException | None
     with replay.recording() as signatures:
         try:
-            _status, (error, _trace), _ = _parse_quietly(message, raw, find_org_partner)
-        except Exception as exc:  # pyas2lib failed outside its own error handling
+            error = parsing.parse(message, mdns.header_block(headers) + b"\r\n" + body, find_org_partner)
+        except Exception as exc:  # not MIME at all
             log.warning("AS2 message could not be parsed", exc_info=True)
             error = exc
     as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
@@ -168,8 +169,13 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
         if not busy:
             _in_flight.update(keys)
     try:
-        replayed = bool(signed_digest) and replay.seen_within_window(partner_as2_id, signed_digest or "")
-        if busy or replayed or _already_received(partner_as2_id, message.message_id):
+        with session_scope() as session:  # one read transaction for the duplicate checks and the mailbox
+            replayed = bool(signed_digest) and replay.seen_within_window(
+                partner_as2_id, signed_digest or "", session
+            )
+            duplicate = busy or replayed or _already_received(session, partner_as2_id, message.message_id)
+            destination = None if duplicate else _destination(session, found)
+        if duplicate:
             why = " (its signature was already received)" if replayed else ""
             log.info("AS2 message %s from %r is a duplicate%s; not delivered again",
                      message.message_id, partner_as2_id, why)  # fmt: skip
@@ -178,7 +184,12 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
                 org_as2_id, partner_as2_id, duplicate=True, authenticated=authenticated,
             )  # fmt: skip
         try:
-            row_id = _take_in(message, found, remote_addr, org_as2_id, partner_as2_id, signed_digest)
+            if isinstance(destination, Exception):
+                raise destination
+            assert destination is not None
+            row_id = _take_in(
+                message, found, destination, remote_addr, org_as2_id, partner_as2_id, signed_digest
+            )
         except intake.IntakeError as exc:
             return _answer(message, found, "processed/Error", UNEXPECTED, str(exc), remote_addr,
                            org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
@@ -195,18 +206,6 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     finally:
         with _in_flight_lock:
             _in_flight.difference_update(keys)
-
-
-def _parse_quietly(message: Any, raw: bytes, find: Any) -> tuple[str, tuple[Any, Any], Any]:
-    """pyas2lib's parse, without its ERROR log and traceback for every refused message."""
-    pyas2_log = logging.getLogger("pyas2lib")
-    previous = pyas2_log.level
-    pyas2_log.setLevel(logging.CRITICAL)
-    try:
-        result: tuple[str, tuple[Any, Any], Any] = message.parse(raw, find_org_partner_cb=find)
-        return result
-    finally:
-        pyas2_log.setLevel(previous)
 
 
 def _unquote(value: str) -> str:
@@ -238,12 +237,22 @@ def _reason(error: BaseException, profile: As2Partner | None) -> str:
     return reason
 
 
-def _already_received(partner_as2_id: str, message_id: str | None) -> bool:
+def _already_received(session: Session, partner_as2_id: str, message_id: str | None) -> bool:
     if not message_id:
         return False
-    with session_scope() as session:
-        row = _row(session, partner_as2_id, message_id)
-        return row is not None and row.status == "received"
+    row = _row(session, partner_as2_id, message_id)
+    return row is not None and row.status == "received"
+
+
+def _destination(session: Session, found: _Found) -> tuple[Partner, str] | Exception:
+    """(the mailbox partner the profile names, its account's name), or why there is none (the
+    exception to answer with, raised where take-in failures are turned into MDNs)."""
+    assert found.profile is not None
+    try:
+        mailbox = profiles.mailbox_of(session, found.profile)
+        return mailbox, system_scope(session, mailbox.account_id).account_name
+    except Exception as exc:
+        return exc
 
 
 def _row(session: Session, partner_as2_id: str, message_id: str | None) -> As2Message | None:
@@ -287,6 +296,7 @@ def _file_name(message: Any, account: str, mailbox: str) -> str:
 def _take_in(
     message: Any,
     found: _Found,
+    destination: tuple[Partner, str],
     remote_addr: str | None,
     org_id: str,
     partner_id: str,
@@ -294,9 +304,7 @@ def _take_in(
 ) -> int:
     """Payload → the partner's upload/ through intake; the message row commits with the receipt."""
     assert found.profile is not None
-    with session_scope() as session:
-        mailbox = profiles.mailbox_of(session, found.profile)
-        mailbox_account = system_scope(session, mailbox.account_id).account_name
+    mailbox, mailbox_account = destination
     content = message.content
     payload: bytes = content.encode() if isinstance(content, str) else bytes(content)
     name = _file_name(message, mailbox_account, mailbox.name)
