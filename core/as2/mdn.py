@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -70,6 +70,45 @@ def requested(message: Any) -> bool:
     return bool(headers.get("disposition-notification-to"))
 
 
+_serialize_for_log = threading.local()
+_install_lock = threading.Lock()
+
+
+def _install_unlogged_serialization() -> None:
+    """Make pyas2lib's `Mdn.build` skip serializing the MDN for debug lines nobody logs.
+
+    Its debug lines are f-strings over `pyas2lib.as2.mime_to_bytes(...)`, evaluated whatever the
+    log level; within `Mdn.build` that name serves only those lines (the signed bytes come from
+    pyas2lib.utils.canonicalize). So while `_unlogged()` is on in this thread, it returns a
+    placeholder instead — a third of an MDN's cost.
+    """
+    import pyas2lib.as2
+
+    with _install_lock:
+        original = pyas2lib.as2.mime_to_bytes
+        if getattr(original, "tradelane_unlogged", False):
+            return
+
+        def mime_to_bytes(*args: Any, **kwargs: Any) -> bytes:
+            if getattr(_serialize_for_log, "skip", False):
+                return b"(not serialized: pyas2lib debug logging is off)"
+            result: bytes = original(*args, **kwargs)
+            return result
+
+        mime_to_bytes.tradelane_unlogged = True  # type: ignore[attr-defined]
+        pyas2lib.as2.mime_to_bytes = mime_to_bytes
+
+
+@contextlib.contextmanager
+def _unlogged() -> Iterator[None]:
+    _install_unlogged_serialization()
+    _serialize_for_log.skip = not logging.getLogger("pyas2lib").isEnabledFor(logging.DEBUG)
+    try:
+        yield
+    finally:
+        _serialize_for_log.skip = False
+
+
 def build(message: Any, status: str, detail: str | None) -> Any | None:
     """The MDN a parsed (or failed) pyas2lib Message asks for, or None when it asks for none.
 
@@ -87,12 +126,14 @@ def build(message: Any, status: str, detail: str | None) -> Any | None:
     digest = options.split(";")[-1].split(",")[-1].strip() if options else None
     mdn = pyas2lib.Mdn(mdn_mode="ASYNC" if url else "SYNC", mdn_url=url, digest_alg=digest)
     try:
-        mdn.build(message=message, status=status, detailed_status=detail)
+        with _unlogged():
+            mdn.build(message=message, status=status, detailed_status=detail)
     except Exception:
         log.warning("could not sign the MDN for %s; sending it unsigned", message.message_id, exc_info=True)
         receiver, message.receiver = message.receiver, None
         try:
-            mdn.build(message=message, status=status, detailed_status=detail)
+            with _unlogged():
+                mdn.build(message=message, status=status, detailed_status=detail)
         finally:
             message.receiver = receiver
     if mdn.payload.get("user-agent"):

@@ -1,0 +1,63 @@
+"""The work one received message costs: counted, not timed (the figures are in bench/as2_bench.py).
+
+A 10 KiB signed+encrypted message (binary transfer encoding, as pyas2lib sends) with a signed sync
+MDN is serialized to MIME twice (the MDN part we sign, the MDN on the wire) and its MDN is signed
+once. pyas2lib's Message.parse signed a second MDN of its own, and it and Mdn.build serialized
+the message and MDN for debug lines whatever the log level: 2 signatures, 9 serializations.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyas2lib.as2
+import pytest
+from pyas2lib.utils import BinaryBytesGenerator
+
+from tests.as2.conftest import As2Server, Trading
+from tests.as2.peer import judge_mdn, post, wire
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    counts = {"sign": 0, "serialize": 0}
+    sign, flatten = pyas2lib.as2.sign_message, BinaryBytesGenerator.flatten
+
+    def counting_sign(*args: Any, **kwargs: Any) -> Any:
+        counts["sign"] += 1
+        return sign(*args, **kwargs)
+
+    depth = threading.local()
+
+    def counting_flatten(self: Any, msg: Any, *args: Any, **kwargs: Any) -> Any:
+        level = getattr(depth, "level", 0)
+        counts["serialize"] += level == 0  # a multipart's parts are flattened within it
+        depth.level = level + 1
+        try:
+            return flatten(self, msg, *args, **kwargs)
+        finally:
+            depth.level = level
+
+    monkeypatch.setattr(pyas2lib.as2, "sign_message", counting_sign)
+    monkeypatch.setattr(BinaryBytesGenerator, "flatten", counting_flatten)
+    yield counts
+
+
+def test_one_signature_and_two_serializations_per_message(
+    as2_server: As2Server, trading: Callable[..., Trading], counted: dict[str, int]
+) -> None:
+    partner = trading(sign="sha256", encrypt="aes256")
+    message = partner.message(mdn_mode="SYNC", mdn_digest_alg="sha256", sign=True, encrypt=True,
+                              enc_alg="aes_256_cbc")  # fmt: skip
+    data = os.urandom(10 * 1024)
+    message.build(data, filename="work.bin", content_type="application/octet-stream")
+    headers, body = wire(message)  # built before counting starts
+    counted.update(sign=0, serialize=0)
+    response = post(as2_server.receive_url, headers, body)
+    received = dict(counted)
+    assert judge_mdn(response, message)[:2] == ("processed", None)
+    assert (partner.upload / "work.bin").read_bytes() == data
+    assert received == {"sign": 1, "serialize": 2}
