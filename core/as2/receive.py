@@ -138,7 +138,7 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     error: BaseException | None
     with replay.recording() as signatures:
         try:
-            error = parsing.parse(message, mdns.header_block(headers) + b"\r\n" + body, find_org_partner)
+            error = parsing.parse(message, mdns.header_block(headers), body, find_org_partner)
         except Exception as exc:  # not MIME at all
             log.warning("AS2 message could not be parsed", exc_info=True)
             error = exc
@@ -306,7 +306,8 @@ def _take_in(
     assert found.profile is not None
     mailbox, mailbox_account = destination
     content = message.content
-    payload: bytes = content.encode() if isinstance(content, str) else bytes(content)
+    # A large decrypted payload is a bytearray (core.as2.envelope): written as it is, not copied.
+    payload = content.encode() if isinstance(content, str) else content
     name = _file_name(message, mailbox_account, mailbox.name)
     row_ids: list[int] = []
     account_id = found.profile.account_id
