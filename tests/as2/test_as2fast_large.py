@@ -131,7 +131,8 @@ def test_receiving_a_large_message_holds_few_copies(
     as2_server: As2Server, trading: Callable[..., Trading]
 ) -> None:
     """Traced (Python) memory while one 4 MiB signed+encrypted message is received in-process,
-    beyond the body itself: was ~14 times the payload with the email parser reading it."""
+    beyond the body itself: ~14 times the payload with the email parser reading it and
+    pyas2lib decrypting, 2 times now (the decrypted part, then its canonical form for the MIC)."""
     partner = trading(sign="sha256", encrypt="aes256")
     size = 4 * 1024 * 1024
     headers, body, _ = _message(partner, os.urandom(size), "traced.bin")
@@ -142,7 +143,7 @@ def test_receiving_a_large_message_holds_few_copies(
     finally:
         tracemalloc.stop()
     assert answer.status_code == 200 and b"processed" in answer.body and b"Error" not in answer.body
-    assert peak < 8 * size, f"peak {peak / size:.1f} times the payload"
+    assert peak < 3 * size, f"peak {peak / size:.1f} times the payload"
 
 
 @pytest.mark.parametrize(
