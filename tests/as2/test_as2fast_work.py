@@ -17,6 +17,7 @@ import pyas2lib.as2
 import pytest
 from pyas2lib.utils import BinaryBytesGenerator
 
+from core.as2.settings import MIB, as2_settings
 from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import judge_mdn, post, wire
 
@@ -61,3 +62,17 @@ def test_one_signature_and_two_serializations_per_message(
     assert judge_mdn(response, message)[:2] == ("processed", None)
     assert (partner.upload / "work.bin").read_bytes() == data
     assert received == {"sign": 1, "serialize": 2}
+
+
+def test_settings_are_built_once_and_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building As2Settings reads the whole environment; a message used to pay that three times."""
+    monkeypatch.setenv("TRADELANE_AS2_MAX_MDN_BYTES", "12345")
+    first = as2_settings()
+    assert first.max_mdn_bytes == 12345 and as2_settings() is first
+    monkeypatch.setenv("TRADELANE_AS2_MAX_MDN_BYTES", "54321")
+    assert as2_settings().max_mdn_bytes == 54321
+    monkeypatch.delenv("TRADELANE_AS2_MAX_MDN_BYTES")
+    monkeypatch.setenv("tradelane_as2_max_mdn_bytes", "777")  # names are not case-sensitive
+    assert as2_settings().max_mdn_bytes == 777
+    monkeypatch.delenv("tradelane_as2_max_mdn_bytes")
+    assert as2_settings().max_mdn_bytes == MIB
