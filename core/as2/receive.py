@@ -183,12 +183,15 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
                 message, found, "processed/Warning", "duplicate-document", None, remote_addr,
                 org_as2_id, partner_as2_id, duplicate=True, authenticated=authenticated,
             )  # fmt: skip
+        # The MDN is built first so it commits with the receipt: one write transaction. (Should
+        # this raise, nothing was taken in: the sender is told to try again later, as before.)
+        reply = _reply(message, found, "processed", None, partner_as2_id, authenticated)
         try:
             if isinstance(destination, Exception):
                 raise destination
             assert destination is not None
             row_id = _take_in(
-                message, found, destination, remote_addr, org_as2_id, partner_as2_id, signed_digest
+                message, found, destination, remote_addr, org_as2_id, partner_as2_id, signed_digest, reply
             )
         except intake.IntakeError as exc:
             return _answer(message, found, "processed/Error", UNEXPECTED, str(exc), remote_addr,
@@ -202,7 +205,7 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
             return _answer(message, found, "processed/Error", UNEXPECTED, f"{type(exc).__name__}: {exc}",
                            remote_addr, org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
         return _answer(message, found, "processed", None, None, remote_addr, org_as2_id, partner_as2_id,
-                       row_id=row_id, authenticated=authenticated)  # fmt: skip
+                       row_id=row_id, authenticated=authenticated, recorded=reply)  # fmt: skip
     finally:
         with _in_flight_lock:
             _in_flight.difference_update(keys)
@@ -301,8 +304,10 @@ def _take_in(
     org_id: str,
     partner_id: str,
     signed_digest: str | None,
+    reply: _Reply,
 ) -> int:
-    """Payload → the partner's upload/ through intake; the message row commits with the receipt."""
+    """Payload → the partner's upload/ through intake; the message row (with the MDN in `reply`)
+    commits with the receipt."""
     assert found.profile is not None
     mailbox, mailbox_account = destination
     content = message.content
@@ -325,6 +330,7 @@ def _take_in(
         row.signed_digest = signed_digest
         row.file_name, row.size, row.sha256 = receipt.name, receipt.size, receipt.sha256
         row.receipt_id = receipt.id
+        _note_mdn(row, reply, None)
         session.add(row)
         session.flush()
         assert row.id is not None
@@ -356,6 +362,52 @@ def _fill(
     row.updated_at = utcnow()
 
 
+@dataclass
+class _Reply:
+    """The answer a message gets, made before anything is recorded: the MDN, where it goes."""
+
+    status: str
+    refused: bool = False  # a failure that asked for an async MDN: answered here, no MDN
+    mdn: Any = None
+    mdn_headers: dict[str, str] = field(default_factory=dict)
+    mdn_body: bytes = b""
+    mdn_text: str | None = None
+    async_url: str | None = None
+    not_async: str | None = None  # why an async MDN asked for is answered synchronously
+
+
+def _reply(
+    message: Any, found: _Found, status: str, detail: str | None, partner_id: str, authenticated: bool
+) -> _Reply:
+    """Build the MDN (if asked for) and decide where it goes."""
+    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
+    requested_url = as2.get("receipt-delivery-option") if as2.get("disposition-notification-to") else None
+    if requested_url and "error" in status.lower():
+        # A failed message gets no outbound POST, whoever it claims to be from: the answer is here.
+        return _Reply(status, refused=True)
+
+    reply = _Reply(status)
+    if message.receiver is None and found.org_obj is not None:
+        # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
+        import pyas2lib
+
+        message.receiver = found.org_obj
+        message.sender = pyas2lib.Partner(as2_name=partner_id or "unknown", validate_certs=False)
+    if message.payload is not None:
+        try:
+            reply.mdn = mdns.build(message, status, detail)
+        except Exception:
+            log.exception("could not build an MDN for AS2 message %s", message.message_id)
+    if reply.mdn is not None and requested_url:
+        reply.async_url, reply.not_async = _async_destination(found, status, authenticated, requested_url)
+        if reply.not_async:
+            log.warning("AS2 message %s from %r: %s", message.message_id, partner_id, reply.not_async)
+    if reply.mdn is not None:
+        reply.mdn_headers, reply.mdn_body = mdns.wire(reply.mdn)
+        reply.mdn_text = mdns.to_text(reply.mdn_headers, reply.mdn_body)
+    return reply
+
+
 def _answer(
     message: Any,
     found: _Found,
@@ -369,13 +421,15 @@ def _answer(
     row_id: int | None = None,
     duplicate: bool = False,
     authenticated: bool = False,
+    recorded: _Reply | None = None,
 ) -> Answer:
-    """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP."""
+    """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP.
+
+    `recorded`: the reply already made and committed with the message's row (a message taken in).
+    """
     disposition = f"{status}: {detail}" if detail else status
-    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
-    requested_url = as2.get("receipt-delivery-option") if as2.get("disposition-notification-to") else None
-    if requested_url and "error" in status.lower():
-        # A failed message gets no outbound POST, whoever it claims to be from: the answer is here.
+    reply = recorded or _reply(message, found, status, detail, partner_id, authenticated)
+    if reply.refused:
         _record_quietly(message, status, disposition, error, remote_addr, org_id, partner_id,
                         row_id=row_id, duplicate=duplicate)  # fmt: skip
         text = (
@@ -383,45 +437,21 @@ def _answer(
             + "; no asynchronous MDN is sent for a message that was not processed\r\n"
         )  # fmt: skip
         return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
-
-    mdn = None
-    if message.receiver is None and found.org_obj is not None:
-        # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
-        import pyas2lib
-
-        message.receiver = found.org_obj
-        message.sender = pyas2lib.Partner(as2_name=partner_id or "unknown", validate_certs=False)
-    if message.payload is not None:
-        try:
-            mdn = mdns.build(message, status, detail)
-        except Exception:
-            log.exception("could not build an MDN for AS2 message %s", message.message_id)
-    async_url, not_async = None, None
-    if mdn is not None and requested_url:
-        async_url, not_async = _async_destination(found, status, authenticated, requested_url)
-        if not_async:
-            log.warning("AS2 message %s from %r: %s", message.message_id, partner_id, not_async)
-    mdn_text = None
-    mdn_headers: dict[str, str] = {}
-    mdn_body = b""
-    if mdn is not None:
-        mdn_headers, mdn_body = mdns.wire(mdn)
-        mdn_text = mdns.to_text(mdn_headers, mdn_body)
-    row_id = _record_quietly(
-        message, status, disposition, error, remote_addr, org_id, partner_id,
-        row_id=row_id, duplicate=duplicate, mdn=mdn, mdn_text=mdn_text, async_url=async_url,
-        note=not_async,
-    )  # fmt: skip
-    if mdn is None:
+    if recorded is None:
+        row_id = _record_quietly(
+            message, status, disposition, error, remote_addr, org_id, partner_id,
+            row_id=row_id, duplicate=duplicate, reply=reply,
+        )  # fmt: skip
+    if reply.mdn is None:
         if status.startswith("processed") and "Error" not in status:
             return Answer(
                 200, {"Content-Type": "text/plain"}, b"AS2 message received\r\n", message_row_id=row_id
             )
         text = f"AS2 message refused: {disposition}" + (f" ({error})" if error else "") + "\r\n"
         return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
-    if async_url:
+    if reply.async_url:
         return Answer(200, {"Content-Type": "text/plain"}, b"", async_mdn_pending=True, message_row_id=row_id)
-    return Answer(200, mdn_headers, mdn_body, message_row_id=row_id)
+    return Answer(200, reply.mdn_headers, reply.mdn_body, message_row_id=row_id)
 
 
 def _async_destination(
@@ -457,10 +487,7 @@ def _record(
     *,
     row_id: int | None,
     duplicate: bool,
-    mdn: Any = None,
-    mdn_text: str | None = None,
-    async_url: str | None = None,
-    note: str | None = None,
+    reply: _Reply | None = None,
 ) -> int | None:
     with session_scope() as session:
         row = session.get(As2Message, row_id) if row_id else _row(session, partner_id, message.message_id)
@@ -479,19 +506,27 @@ def _record(
                 _fill(row, message, "duplicate", disposition, None, remote_addr)
         if not duplicate:  # a duplicate keeps the original's outcome; only its MDN is new
             _fill(row, message, "failed" if error else "received", disposition, error, remote_addr)
-        if note and not error:
-            row.error = f"async MDN not posted: {note}"
-        if mdn is not None:
-            row.mdn_mode = "async" if async_url else "sync"
-            row.mdn = mdn_text
-            row.mdn_message_id = mdn.message_id
-            row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
-            row.mdn_sign = mdn.digest_alg
-            if async_url:
-                row.mdn_url, row.mdn_status, row.attempts = async_url, "pending", 0
-                row.next_attempt_at = utcnow()
-            else:
-                row.mdn_status = "sent"
+        if reply is not None:
+            _note_mdn(row, reply, error)
         session.add(row)
         session.flush()
         return row.id
+
+
+def _note_mdn(row: As2Message, reply: _Reply, error: str | None) -> None:
+    """The MDN a message was answered with, on its row."""
+    if reply.not_async and not error:
+        row.error = f"async MDN not posted: {reply.not_async}"
+    mdn = reply.mdn
+    if mdn is None:
+        return
+    row.mdn_mode = "async" if reply.async_url else "sync"
+    row.mdn = reply.mdn_text
+    row.mdn_message_id = mdn.message_id
+    row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
+    row.mdn_sign = mdn.digest_alg
+    if reply.async_url:
+        row.mdn_url, row.mdn_status, row.attempts = reply.async_url, "pending", 0
+        row.next_attempt_at = utcnow()
+    else:
+        row.mdn_status = "sent"
