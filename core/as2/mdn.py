@@ -19,7 +19,7 @@ import httpx
 from sqlmodel import Session, select
 
 from core import rowlock
-from core.as2 import messages
+from core.as2 import messages, signing
 from core.as2.settings import as2_settings
 from core.db import session_scope
 from core.models import As2Message, As2Organization, As2Partner, utcnow
@@ -70,43 +70,59 @@ def requested(message: Any) -> bool:
     return bool(headers.get("disposition-notification-to"))
 
 
-_serialize_for_log = threading.local()
+_building = threading.local()  # this thread is in Mdn.build (see _unlogged)
 _install_lock = threading.Lock()
 
 
 def _install_unlogged_serialization() -> None:
-    """Make pyas2lib's `Mdn.build` skip serializing the MDN for debug lines nobody logs.
+    """Make pyas2lib's `Mdn.build` cheaper, while `_unlogged()` is on in this thread:
 
-    Its debug lines are f-strings over `pyas2lib.as2.mime_to_bytes(...)`, evaluated whatever the
-    log level; within `Mdn.build` that name serves only those lines (the signed bytes come from
-    pyas2lib.utils.canonicalize). So while `_unlogged()` is on in this thread, it returns a
-    placeholder instead — a third of an MDN's cost.
+    * its debug lines are f-strings over `pyas2lib.as2.mime_to_bytes(...)`, evaluated whatever
+      the log level; within `Mdn.build` that name serves only those lines (the signed bytes come
+      from pyas2lib.utils.canonicalize), so it returns a placeholder instead;
+    * `pyas2lib.as2.sign_message` signs the MDN: with OpenSSL (core.as2.signing) where it can.
+    Each wrapper is installed once per process (and again should something put the original back).
     """
     import pyas2lib.as2
 
     with _install_lock:
-        original = pyas2lib.as2.mime_to_bytes
-        if getattr(original, "tradelane_unlogged", False):
-            return
+        serialize = pyas2lib.as2.mime_to_bytes
+        if not getattr(serialize, "tradelane_wrapped", False):
 
-        def mime_to_bytes(*args: Any, **kwargs: Any) -> bytes:
-            if getattr(_serialize_for_log, "skip", False):
-                return b"(not serialized: pyas2lib debug logging is off)"
-            result: bytes = original(*args, **kwargs)
-            return result
+            def mime_to_bytes(*args: Any, **kwargs: Any) -> bytes:
+                if getattr(_building, "skip_log_text", False):
+                    return b"(not serialized: pyas2lib debug logging is off)"
+                result: bytes = serialize(*args, **kwargs)
+                return result
 
-        mime_to_bytes.tradelane_unlogged = True  # type: ignore[attr-defined]
-        pyas2lib.as2.mime_to_bytes = mime_to_bytes
+            mime_to_bytes.tradelane_wrapped = True  # type: ignore[attr-defined]
+            pyas2lib.as2.mime_to_bytes = mime_to_bytes
+
+        sign = pyas2lib.as2.sign_message
+        if not getattr(sign, "tradelane_wrapped", False):
+
+            def sign_message(
+                data: bytes, digest_alg: str, sign_key: Any, sign_alg: str = "rsassa_pkcs1v15"
+            ) -> Any:
+                if getattr(_building, "on", False):
+                    signed = signing.sign_detached(data, digest_alg, sign_key, sign_alg)
+                    if signed is not None:
+                        return signed
+                return sign(data, digest_alg, sign_key, sign_alg)
+
+            sign_message.tradelane_wrapped = True  # type: ignore[attr-defined]
+            pyas2lib.as2.sign_message = sign_message
 
 
 @contextlib.contextmanager
 def _unlogged() -> Iterator[None]:
     _install_unlogged_serialization()
-    _serialize_for_log.skip = not logging.getLogger("pyas2lib").isEnabledFor(logging.DEBUG)
+    _building.skip_log_text = not logging.getLogger("pyas2lib").isEnabledFor(logging.DEBUG)
+    _building.on = True
     try:
         yield
     finally:
-        _serialize_for_log.skip = False
+        _building.skip_log_text = _building.on = False
 
 
 def build(message: Any, status: str, detail: str | None) -> Any | None:
