@@ -4,7 +4,8 @@
 
 Everything runs on loopback against a fresh TRADELANE_HOME: the API (uvicorn, one process) as
 the receiver; messages are 10 KiB, signed (sha256) and encrypted (aes256), with a signed sync MDN.
-* receive: messages pre-built by pyas2lib in this process, then POSTed one after another;
+* receive: messages pre-built by pyas2lib in this process, then POSTed one after another; with
+  the API process's CPU time per message (user + system), which the machine's load moves less;
 * send: the `as2` endpoint of this process sends to the same API, which receives each as a
   partner (so one "send" includes the receiver's work on the same machine);
 * memory: peak RSS growth of the API process receiving one big message, and of a fresh process
@@ -50,6 +51,12 @@ def rss_now_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (load-independent, unlike messages/s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def setup(port: int) -> tuple[str, str, str, str]:
@@ -176,6 +183,7 @@ def measure(messages_n: int, big_mib: int) -> dict[str, float]:
         latencies = []
         with httpx.Client(timeout=60) as client:
             client.post(url, headers=messages[0][0], content=messages[0][1])  # warm-up (keys, imports)
+            api_cpu = cpu_seconds(api.pid)
             start = time.perf_counter()
             for headers, body, _ in messages[1:]:
                 t = time.perf_counter()
@@ -185,6 +193,7 @@ def measure(messages_n: int, big_mib: int) -> dict[str, float]:
                     r.text
                 )
             received_rate = (len(messages) - 1) / (time.perf_counter() - start)
+            api_cpu_ms = (cpu_seconds(api.pid) - api_cpu) / (len(messages) - 1) * 1000
 
         # --- send ---
         from core.endpoints.as2 import As2Endpoint
@@ -225,7 +234,8 @@ def measure(messages_n: int, big_mib: int) -> dict[str, float]:
     p50 = statistics.median(latencies) * 1000
     p95 = sorted(latencies)[int(len(latencies) * 0.95) - 1] * 1000
     print(f"AS2 receive, 10 KiB signed+encrypted, signed sync MDN: {received_rate:.1f} messages/s "
-          f"(sequential; latency p50 {p50:.1f} ms, p95 {p95:.1f} ms)")  # fmt: skip
+          f"(sequential; latency p50 {p50:.1f} ms, p95 {p95:.1f} ms; "
+          f"API CPU {api_cpu_ms:.1f} ms per message)")  # fmt: skip
     print(f"AS2 send,    10 KiB signed+encrypted, signed sync MDN verified: {sent_rate:.1f} messages/s "
           f"(sequential; includes the receiver on the same machine)")  # fmt: skip
     recv_ratio, send_ratio = recv_growth_mib / args.big_mib, send_growth_mib / args.big_mib

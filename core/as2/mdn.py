@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +19,7 @@ import httpx
 from sqlmodel import Session, select
 
 from core import rowlock
-from core.as2 import messages
+from core.as2 import messages, signing
 from core.as2.settings import as2_settings
 from core.db import session_scope
 from core.models import As2Message, As2Organization, As2Partner, utcnow
@@ -70,6 +70,61 @@ def requested(message: Any) -> bool:
     return bool(headers.get("disposition-notification-to"))
 
 
+_building = threading.local()  # this thread is in Mdn.build (see _unlogged)
+_install_lock = threading.Lock()
+
+
+def _install_unlogged_serialization() -> None:
+    """Make pyas2lib's `Mdn.build` cheaper, while `_unlogged()` is on in this thread:
+
+    * its debug lines are f-strings over `pyas2lib.as2.mime_to_bytes(...)`, evaluated whatever
+      the log level; within `Mdn.build` that name serves only those lines (the signed bytes come
+      from pyas2lib.utils.canonicalize), so it returns a placeholder instead;
+    * `pyas2lib.as2.sign_message` signs the MDN: with OpenSSL (core.as2.signing) where it can.
+    Each wrapper is installed once per process (and again should something put the original back).
+    """
+    import pyas2lib.as2
+
+    with _install_lock:
+        serialize = pyas2lib.as2.mime_to_bytes
+        if not getattr(serialize, "tradelane_wrapped", False):
+
+            def mime_to_bytes(*args: Any, **kwargs: Any) -> bytes:
+                if getattr(_building, "skip_log_text", False):
+                    return b"(not serialized: pyas2lib debug logging is off)"
+                result: bytes = serialize(*args, **kwargs)
+                return result
+
+            mime_to_bytes.tradelane_wrapped = True  # type: ignore[attr-defined]
+            pyas2lib.as2.mime_to_bytes = mime_to_bytes
+
+        sign = pyas2lib.as2.sign_message
+        if not getattr(sign, "tradelane_wrapped", False):
+
+            def sign_message(
+                data: bytes, digest_alg: str, sign_key: Any, sign_alg: str = "rsassa_pkcs1v15"
+            ) -> Any:
+                if getattr(_building, "on", False):
+                    signed = signing.sign_detached(data, digest_alg, sign_key, sign_alg)
+                    if signed is not None:
+                        return signed
+                return sign(data, digest_alg, sign_key, sign_alg)
+
+            sign_message.tradelane_wrapped = True  # type: ignore[attr-defined]
+            pyas2lib.as2.sign_message = sign_message
+
+
+@contextlib.contextmanager
+def _unlogged() -> Iterator[None]:
+    _install_unlogged_serialization()
+    _building.skip_log_text = not logging.getLogger("pyas2lib").isEnabledFor(logging.DEBUG)
+    _building.on = True
+    try:
+        yield
+    finally:
+        _building.skip_log_text = _building.on = False
+
+
 def build(message: Any, status: str, detail: str | None) -> Any | None:
     """The MDN a parsed (or failed) pyas2lib Message asks for, or None when it asks for none.
 
@@ -87,12 +142,14 @@ def build(message: Any, status: str, detail: str | None) -> Any | None:
     digest = options.split(";")[-1].split(",")[-1].strip() if options else None
     mdn = pyas2lib.Mdn(mdn_mode="ASYNC" if url else "SYNC", mdn_url=url, digest_alg=digest)
     try:
-        mdn.build(message=message, status=status, detailed_status=detail)
+        with _unlogged():
+            mdn.build(message=message, status=status, detailed_status=detail)
     except Exception:
         log.warning("could not sign the MDN for %s; sending it unsigned", message.message_id, exc_info=True)
         receiver, message.receiver = message.receiver, None
         try:
-            mdn.build(message=message, status=status, detailed_status=detail)
+            with _unlogged():
+                mdn.build(message=message, status=status, detailed_status=detail)
         finally:
             message.receiver = receiver
     if mdn.payload.get("user-agent"):

@@ -38,9 +38,10 @@ from sqlmodel import Session, select
 from core import intake
 from core.as2 import identity, profiles, replay
 from core.as2 import mdn as mdns
+from core.as2 import parse as parsing
 from core.db import session_scope
 from core.mailbox import layout
-from core.models import As2Message, As2Organization, As2Partner, Receipt, utcnow
+from core.models import As2Message, As2Organization, As2Partner, Partner, Receipt, utcnow
 from core.netpolicy import UrlNotAllowed
 from core.tenancy import instance_account_id, system_scope
 
@@ -73,18 +74,21 @@ class _Found:
     profile: As2Partner | None = None
 
 
-def _unknown_pair(session: Session, org_id: str, partner_id: str) -> str | None:
-    """Why (org_id, partner_id) is not a pair we trade as, or None when it is."""
+def _pair(
+    session: Session, org_id: str, partner_id: str
+) -> tuple[As2Organization | None, As2Partner | None, str | None]:
+    """(our organization `org_id`, the profile of `partner_id` trading with it, None) when
+    (org_id, partner_id) is a pair we trade as; else what was found and why it is not."""
     org = identity.addressed(session, org_id)
     if org is None:
-        return f"{org_id!r} is not an AS2 ID of ours"
+        return None, None, f"{org_id!r} is not an AS2 ID of ours"
     # The partner is looked up in the account whose organization the message is addressed to.
     profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
     if profile is None or not profile.enabled:
-        return f"unknown AS2 partner {partner_id!r}"
+        return org, None, f"unknown AS2 partner {partner_id!r}"
     if profile.organization_id is not None and profile.organization_id != org.id:
-        return f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
-    return None
+        return org, None, f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
+    return org, profile, None
 
 
 def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
@@ -98,7 +102,7 @@ def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
     if not org_id or not partner_id:
         return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
     with session_scope() as session:
-        reason = _unknown_pair(session, org_id, partner_id)
+        _org, _profile, reason = _pair(session, org_id, partner_id)
     if reason is None:
         return None
     log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
@@ -121,24 +125,21 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
         with session_scope() as session:
-            org = identity.addressed(session, org_id)
+            org, profile, reason = _pair(session, org_id, partner_id)
             if org is not None:
-                found.org_obj = identity.pyas2lib_organization(org)  # before any raise (it expires `org`)
-            reason = _unknown_pair(session, org_id, partner_id)
+                found.org_obj = identity.pyas2lib_organization(org)
             if reason is not None:
                 raise PartnerNotFound(reason)
-            assert org is not None
-            profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
-            assert profile is not None
+            assert org is not None and profile is not None
             found.org, found.profile = org, profile
             return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
     message = pyas2lib.Message()
-    raw = mdns.header_block(headers) + b"\r\n" + body
+    error: BaseException | None
     with replay.recording() as signatures:
         try:
-            _status, (error, _trace), _ = _parse_quietly(message, raw, find_org_partner)
-        except Exception as exc:  # pyas2lib failed outside its own error handling
+            error = parsing.parse(message, mdns.header_block(headers), body, find_org_partner)
+        except Exception as exc:  # not MIME at all
             log.warning("AS2 message could not be parsed", exc_info=True)
             error = exc
     as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
@@ -168,8 +169,13 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
         if not busy:
             _in_flight.update(keys)
     try:
-        replayed = bool(signed_digest) and replay.seen_within_window(partner_as2_id, signed_digest or "")
-        if busy or replayed or _already_received(partner_as2_id, message.message_id):
+        with session_scope() as session:  # one read transaction for the duplicate checks and the mailbox
+            replayed = bool(signed_digest) and replay.seen_within_window(
+                partner_as2_id, signed_digest or "", session
+            )
+            duplicate = busy or replayed or _already_received(session, partner_as2_id, message.message_id)
+            destination = None if duplicate else _destination(session, found)
+        if duplicate:
             why = " (its signature was already received)" if replayed else ""
             log.info("AS2 message %s from %r is a duplicate%s; not delivered again",
                      message.message_id, partner_as2_id, why)  # fmt: skip
@@ -177,8 +183,16 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
                 message, found, "processed/Warning", "duplicate-document", None, remote_addr,
                 org_as2_id, partner_as2_id, duplicate=True, authenticated=authenticated,
             )  # fmt: skip
+        # The MDN is built first so it commits with the receipt: one write transaction. (Should
+        # this raise, nothing was taken in: the sender is told to try again later, as before.)
+        reply = _reply(message, found, "processed", None, partner_as2_id, authenticated)
         try:
-            row_id = _take_in(message, found, remote_addr, org_as2_id, partner_as2_id, signed_digest)
+            if isinstance(destination, Exception):
+                raise destination
+            assert destination is not None
+            row_id = _take_in(
+                message, found, destination, remote_addr, org_as2_id, partner_as2_id, signed_digest, reply
+            )
         except intake.IntakeError as exc:
             return _answer(message, found, "processed/Error", UNEXPECTED, str(exc), remote_addr,
                            org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
@@ -191,22 +205,10 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
             return _answer(message, found, "processed/Error", UNEXPECTED, f"{type(exc).__name__}: {exc}",
                            remote_addr, org_as2_id, partner_as2_id, authenticated=authenticated)  # fmt: skip
         return _answer(message, found, "processed", None, None, remote_addr, org_as2_id, partner_as2_id,
-                       row_id=row_id, authenticated=authenticated)  # fmt: skip
+                       row_id=row_id, authenticated=authenticated, recorded=reply)  # fmt: skip
     finally:
         with _in_flight_lock:
             _in_flight.difference_update(keys)
-
-
-def _parse_quietly(message: Any, raw: bytes, find: Any) -> tuple[str, tuple[Any, Any], Any]:
-    """pyas2lib's parse, without its ERROR log and traceback for every refused message."""
-    pyas2_log = logging.getLogger("pyas2lib")
-    previous = pyas2_log.level
-    pyas2_log.setLevel(logging.CRITICAL)
-    try:
-        result: tuple[str, tuple[Any, Any], Any] = message.parse(raw, find_org_partner_cb=find)
-        return result
-    finally:
-        pyas2_log.setLevel(previous)
 
 
 def _unquote(value: str) -> str:
@@ -238,12 +240,22 @@ def _reason(error: BaseException, profile: As2Partner | None) -> str:
     return reason
 
 
-def _already_received(partner_as2_id: str, message_id: str | None) -> bool:
+def _already_received(session: Session, partner_as2_id: str, message_id: str | None) -> bool:
     if not message_id:
         return False
-    with session_scope() as session:
-        row = _row(session, partner_as2_id, message_id)
-        return row is not None and row.status == "received"
+    row = _row(session, partner_as2_id, message_id)
+    return row is not None and row.status == "received"
+
+
+def _destination(session: Session, found: _Found) -> tuple[Partner, str] | Exception:
+    """(the mailbox partner the profile names, its account's name), or why there is none (the
+    exception to answer with, raised where take-in failures are turned into MDNs)."""
+    assert found.profile is not None
+    try:
+        mailbox = profiles.mailbox_of(session, found.profile)
+        return mailbox, system_scope(session, mailbox.account_id).account_name
+    except Exception as exc:
+        return exc
 
 
 def _row(session: Session, partner_as2_id: str, message_id: str | None) -> As2Message | None:
@@ -287,18 +299,20 @@ def _file_name(message: Any, account: str, mailbox: str) -> str:
 def _take_in(
     message: Any,
     found: _Found,
+    destination: tuple[Partner, str],
     remote_addr: str | None,
     org_id: str,
     partner_id: str,
     signed_digest: str | None,
+    reply: _Reply,
 ) -> int:
-    """Payload → the partner's upload/ through intake; the message row commits with the receipt."""
+    """Payload → the partner's upload/ through intake; the message row (with the MDN in `reply`)
+    commits with the receipt."""
     assert found.profile is not None
-    with session_scope() as session:
-        mailbox = profiles.mailbox_of(session, found.profile)
-        mailbox_account = system_scope(session, mailbox.account_id).account_name
+    mailbox, mailbox_account = destination
     content = message.content
-    payload: bytes = content.encode() if isinstance(content, str) else bytes(content)
+    # A large decrypted payload is a bytearray (core.as2.envelope): written as it is, not copied.
+    payload = content.encode() if isinstance(content, str) else content
     name = _file_name(message, mailbox_account, mailbox.name)
     row_ids: list[int] = []
     account_id = found.profile.account_id
@@ -316,6 +330,7 @@ def _take_in(
         row.signed_digest = signed_digest
         row.file_name, row.size, row.sha256 = receipt.name, receipt.size, receipt.sha256
         row.receipt_id = receipt.id
+        _note_mdn(row, reply, None)
         session.add(row)
         session.flush()
         assert row.id is not None
@@ -347,6 +362,52 @@ def _fill(
     row.updated_at = utcnow()
 
 
+@dataclass
+class _Reply:
+    """The answer a message gets, made before anything is recorded: the MDN, where it goes."""
+
+    status: str
+    refused: bool = False  # a failure that asked for an async MDN: answered here, no MDN
+    mdn: Any = None
+    mdn_headers: dict[str, str] = field(default_factory=dict)
+    mdn_body: bytes = b""
+    mdn_text: str | None = None
+    async_url: str | None = None
+    not_async: str | None = None  # why an async MDN asked for is answered synchronously
+
+
+def _reply(
+    message: Any, found: _Found, status: str, detail: str | None, partner_id: str, authenticated: bool
+) -> _Reply:
+    """Build the MDN (if asked for) and decide where it goes."""
+    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
+    requested_url = as2.get("receipt-delivery-option") if as2.get("disposition-notification-to") else None
+    if requested_url and "error" in status.lower():
+        # A failed message gets no outbound POST, whoever it claims to be from: the answer is here.
+        return _Reply(status, refused=True)
+
+    reply = _Reply(status)
+    if message.receiver is None and found.org_obj is not None:
+        # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
+        import pyas2lib
+
+        message.receiver = found.org_obj
+        message.sender = pyas2lib.Partner(as2_name=partner_id or "unknown", validate_certs=False)
+    if message.payload is not None:
+        try:
+            reply.mdn = mdns.build(message, status, detail)
+        except Exception:
+            log.exception("could not build an MDN for AS2 message %s", message.message_id)
+    if reply.mdn is not None and requested_url:
+        reply.async_url, reply.not_async = _async_destination(found, status, authenticated, requested_url)
+        if reply.not_async:
+            log.warning("AS2 message %s from %r: %s", message.message_id, partner_id, reply.not_async)
+    if reply.mdn is not None:
+        reply.mdn_headers, reply.mdn_body = mdns.wire(reply.mdn)
+        reply.mdn_text = mdns.to_text(reply.mdn_headers, reply.mdn_body)
+    return reply
+
+
 def _answer(
     message: Any,
     found: _Found,
@@ -360,13 +421,15 @@ def _answer(
     row_id: int | None = None,
     duplicate: bool = False,
     authenticated: bool = False,
+    recorded: _Reply | None = None,
 ) -> Answer:
-    """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP."""
+    """Build the MDN (if asked for), record the outcome, and say what to answer over HTTP.
+
+    `recorded`: the reply already made and committed with the message's row (a message taken in).
+    """
     disposition = f"{status}: {detail}" if detail else status
-    as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
-    requested_url = as2.get("receipt-delivery-option") if as2.get("disposition-notification-to") else None
-    if requested_url and "error" in status.lower():
-        # A failed message gets no outbound POST, whoever it claims to be from: the answer is here.
+    reply = recorded or _reply(message, found, status, detail, partner_id, authenticated)
+    if reply.refused:
         _record_quietly(message, status, disposition, error, remote_addr, org_id, partner_id,
                         row_id=row_id, duplicate=duplicate)  # fmt: skip
         text = (
@@ -374,45 +437,21 @@ def _answer(
             + "; no asynchronous MDN is sent for a message that was not processed\r\n"
         )  # fmt: skip
         return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
-
-    mdn = None
-    if message.receiver is None and found.org_obj is not None:
-        # An unknown sender still gets an MDN signed by the identity it addressed (when asked).
-        import pyas2lib
-
-        message.receiver = found.org_obj
-        message.sender = pyas2lib.Partner(as2_name=partner_id or "unknown", validate_certs=False)
-    if message.payload is not None:
-        try:
-            mdn = mdns.build(message, status, detail)
-        except Exception:
-            log.exception("could not build an MDN for AS2 message %s", message.message_id)
-    async_url, not_async = None, None
-    if mdn is not None and requested_url:
-        async_url, not_async = _async_destination(found, status, authenticated, requested_url)
-        if not_async:
-            log.warning("AS2 message %s from %r: %s", message.message_id, partner_id, not_async)
-    mdn_text = None
-    mdn_headers: dict[str, str] = {}
-    mdn_body = b""
-    if mdn is not None:
-        mdn_headers, mdn_body = mdns.wire(mdn)
-        mdn_text = mdns.to_text(mdn_headers, mdn_body)
-    row_id = _record_quietly(
-        message, status, disposition, error, remote_addr, org_id, partner_id,
-        row_id=row_id, duplicate=duplicate, mdn=mdn, mdn_text=mdn_text, async_url=async_url,
-        note=not_async,
-    )  # fmt: skip
-    if mdn is None:
+    if recorded is None:
+        row_id = _record_quietly(
+            message, status, disposition, error, remote_addr, org_id, partner_id,
+            row_id=row_id, duplicate=duplicate, reply=reply,
+        )  # fmt: skip
+    if reply.mdn is None:
         if status.startswith("processed") and "Error" not in status:
             return Answer(
                 200, {"Content-Type": "text/plain"}, b"AS2 message received\r\n", message_row_id=row_id
             )
         text = f"AS2 message refused: {disposition}" + (f" ({error})" if error else "") + "\r\n"
         return Answer(400, {"Content-Type": "text/plain"}, text.encode(), message_row_id=row_id)
-    if async_url:
+    if reply.async_url:
         return Answer(200, {"Content-Type": "text/plain"}, b"", async_mdn_pending=True, message_row_id=row_id)
-    return Answer(200, mdn_headers, mdn_body, message_row_id=row_id)
+    return Answer(200, reply.mdn_headers, reply.mdn_body, message_row_id=row_id)
 
 
 def _async_destination(
@@ -448,10 +487,7 @@ def _record(
     *,
     row_id: int | None,
     duplicate: bool,
-    mdn: Any = None,
-    mdn_text: str | None = None,
-    async_url: str | None = None,
-    note: str | None = None,
+    reply: _Reply | None = None,
 ) -> int | None:
     with session_scope() as session:
         row = session.get(As2Message, row_id) if row_id else _row(session, partner_id, message.message_id)
@@ -470,19 +506,27 @@ def _record(
                 _fill(row, message, "duplicate", disposition, None, remote_addr)
         if not duplicate:  # a duplicate keeps the original's outcome; only its MDN is new
             _fill(row, message, "failed" if error else "received", disposition, error, remote_addr)
-        if note and not error:
-            row.error = f"async MDN not posted: {note}"
-        if mdn is not None:
-            row.mdn_mode = "async" if async_url else "sync"
-            row.mdn = mdn_text
-            row.mdn_message_id = mdn.message_id
-            row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
-            row.mdn_sign = mdn.digest_alg
-            if async_url:
-                row.mdn_url, row.mdn_status, row.attempts = async_url, "pending", 0
-                row.next_attempt_at = utcnow()
-            else:
-                row.mdn_status = "sent"
+        if reply is not None:
+            _note_mdn(row, reply, error)
         session.add(row)
         session.flush()
         return row.id
+
+
+def _note_mdn(row: As2Message, reply: _Reply, error: str | None) -> None:
+    """The MDN a message was answered with, on its row."""
+    if reply.not_async and not error:
+        row.error = f"async MDN not posted: {reply.not_async}"
+    mdn = reply.mdn
+    if mdn is None:
+        return
+    row.mdn_mode = "async" if reply.async_url else "sync"
+    row.mdn = reply.mdn_text
+    row.mdn_message_id = mdn.message_id
+    row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
+    row.mdn_sign = mdn.digest_alg
+    if reply.async_url:
+        row.mdn_url, row.mdn_status, row.attempts = reply.async_url, "pending", 0
+        row.next_attempt_at = utcnow()
+    else:
+        row.mdn_status = "sent"

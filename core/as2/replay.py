@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core.as2.settings import as2_settings
 from core.db import session_scope
@@ -86,17 +86,20 @@ def digest(message: Any, signatures: list[bytes]) -> str | None:
     return h.hexdigest()
 
 
-def seen_within_window(partner_as2_id: str, signed_digest: str) -> bool:
-    """A message from this partner with this digest was taken in within the duplicate window."""
+def seen_within_window(partner_as2_id: str, signed_digest: str, session: Session | None = None) -> bool:
+    """A message from this partner with this digest was taken in within the duplicate window
+    (looked up in `session` when given, else in a session of its own)."""
+    if session is None:
+        with session_scope() as own:
+            return seen_within_window(partner_as2_id, signed_digest, own)
     since = utcnow() - timedelta(seconds=as2_settings().duplicate_window_seconds)
-    with session_scope() as session:
-        row = session.exec(
-            select(As2Message.id).where(
-                As2Message.direction == "in",
-                As2Message.partner_as2_id == partner_as2_id,
-                As2Message.signed_digest == signed_digest,
-                As2Message.status == "received",
-                col(As2Message.created_at) >= since,
-            )
-        ).first()
-        return row is not None
+    row = session.exec(
+        select(As2Message.id).where(
+            As2Message.direction == "in",
+            As2Message.partner_as2_id == partner_as2_id,
+            As2Message.signed_digest == signed_digest,
+            As2Message.status == "received",
+            col(As2Message.created_at) >= since,
+        )
+    ).first()
+    return row is not None

@@ -13,10 +13,13 @@ from core.config import get_settings
 MIB = 1024 * 1024
 
 
-class As2Settings(BaseSettings):
-    """What AS2 can be told. Read on each use (cheap), so tests and `up` see changes at once."""
+_PREFIX = "TRADELANE_AS2_"
 
-    model_config = SettingsConfigDict(env_prefix="TRADELANE_AS2_", extra="ignore")
+
+class As2Settings(BaseSettings):
+    """What AS2 can be told. Read on each use (as2_settings()), so tests and `up` see changes at once."""
+
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
     # Largest AS2 message accepted on POST /as2/receive (the HTTP body, after any signing,
     # compression and encryption) and largest payload the `as2` endpoint sends. pyas2lib holds
@@ -48,8 +51,25 @@ class As2Settings(BaseSettings):
     cert_warning_days: int = 30
 
 
+_settings_lock = threading.Lock()
+_settings: tuple[tuple[tuple[str, str], ...], As2Settings] | None = None
+
+
 def as2_settings() -> As2Settings:
-    return As2Settings()
+    """The AS2 settings as the environment says now (treat as read-only).
+
+    Built again only when a TRADELANE_AS2_ variable changed: building them reads and validates
+    the whole environment (about 1 ms), which a received message used to pay three times.
+    """
+    global _settings
+    key = tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith(_PREFIX)))
+    current = _settings
+    if current is not None and current[0] == key:
+        return current[1]
+    settings = As2Settings()
+    with _settings_lock:
+        _settings = (key, settings)
+    return settings
 
 
 _client: tuple[int, httpx.Client] | None = None
