@@ -266,6 +266,11 @@ def receive_stream(
         return upload.commit()
 
 
+# Work done in the receipt's own transaction (`commit`'s `also`): it commits with the receipt or
+# neither does.
+Also = Callable[[Session, Receipt], None]
+
+
 def receive_staged(
     sender: Partner | Sender,
     folder: str,

@@ -343,3 +343,71 @@ def test_a_whole_file_whose_intake_failed_is_taken_in_before_head_says_it_is_who
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
     assert len(receipts_of(portal.name)) == 1 and portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def _resume_as_tus_js_client_does(portal: Portal, url: str, data: bytes) -> None:
+    """After a failed PATCH tus-js-client asks HEAD where to go on; offset == length is done (it
+    sends nothing more), else it sends the rest from that offset."""
+    head = portal.head(url)
+    assert head.status_code == 200, head.text
+    offset = int(head.headers["upload-offset"])
+    if offset < len(data):
+        assert portal.patch(url, offset, data[offset:]).status_code == 204
+
+
+def test_a_crash_right_after_the_receipts_commit_leaves_the_upload_done(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(40_000)
+    url = portal.new_upload("crash-after-commit.bin", len(data))
+    real = intake._wake
+    crashed: list[str] = []
+
+    def dies_once(receipt: Receipt) -> None:
+        """The process stops right after the receipt's commit (SIGKILL, as near as one process gets)."""
+        if not crashed:
+            crashed.append("once")
+            raise RuntimeError("killed after the receipt's commit")
+        real(receipt)
+
+    monkeypatch.setattr(intake, "_wake", dies_once)
+    portal.patch(url, 0, data)  # (after a real crash the browser gets no answer at all)
+    assert crashed
+    # The row was marked done in the receipt's transaction: HEAD says complete, not offset 0 (which
+    # would make the browser send the whole file again and have it delivered twice).
+    head = portal.head(url)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data)), head.headers
+    _resume_as_tus_js_client_does(portal, url, data)
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+
+
+def test_a_failed_done_takes_the_receipt_back_with_it(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(30_000)
+    url = portal.new_upload("done-fails.bin", len(data))
+    real = web_uploads.finish
+    failed: list[str] = []
+
+    class Busy(StatusError):
+        status = 503
+
+    def fails_once(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        if not failed:
+            failed.append("once")
+            raise Busy("the row's update failed")
+        real(session, upload_id, receipt_id)
+
+    monkeypatch.setattr(web_uploads, "finish", fails_once)
+    answer = portal.patch(url, 0, data)
+    assert failed and answer.status_code == 503
+    # Neither the receipt nor the row's done committed: the upload resumes (from wherever HEAD
+    # says) and is taken in once; nothing is lost and nothing delivered twice.
+    assert receipts_of(portal.name) == []
+    _resume_as_tus_js_client_does(portal, url, data)
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
