@@ -3,6 +3,7 @@ creation, offsets, resumes that never truncate, completion through intake exactl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -407,6 +408,51 @@ def test_a_failed_done_takes_the_receipt_back_with_it(
     # says) and is taken in once; nothing is lost and nothing delivered twice.
     assert receipts_of(portal.name) == []
     _resume_as_tus_js_client_does(portal, url, data)
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def test_two_processes_completing_one_upload_take_it_in_once(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `serve api` processes behind one load balancer share the store, not the upload's lock:
+    one takes the file in while the browser, told offset 0 by the other, sends it all again there.
+    The second intake reaches the store before the first's commit; its receipt rolls back."""
+    data = os.urandom(50_000)
+    url = portal.new_upload("two-processes.bin", len(data))
+    monkeypatch.setattr(tus, "_upload_lock", lambda upload_id: contextlib.nullcontext())  # two processes
+    second_intake = threading.Event()
+    real_record, real_finish = intake.record_receipt, web_uploads.finish
+    records: list[str] = []
+
+    def record(*args: Any, **kwargs: Any) -> Receipt:
+        records.append("receipt")
+        if len(records) == 2:
+            second_intake.set()
+        return real_record(*args, **kwargs)
+
+    def finish_when_the_second_is_there(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        if not second_intake.is_set():
+            second_intake.wait(15)
+        real_finish(session, upload_id, receipt_id)
+
+    monkeypatch.setattr(intake, "record_receipt", record)
+    monkeypatch.setattr(web_uploads, "finish", finish_when_the_second_is_there)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(portal.patch, url, 0, data)
+        deadline = time.monotonic() + 15
+        while not records:
+            assert time.monotonic() < deadline, "the first PATCH never reached intake"
+            time.sleep(0.01)
+        # The other process: the row still open, nothing staged (the file is in the store).
+        head = portal.head(url)
+        assert head.headers["upload-offset"] == "0"
+        again = portal.patch(url, 0, data)
+        assert first.result(30).status_code == 204
+    assert second_intake.is_set() and again.status_code in (204, 409), again.text
+    assert again.headers["upload-offset"] == str(len(data))
     [receipt] = receipts_of(portal.name)
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
