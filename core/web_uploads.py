@@ -144,10 +144,12 @@ def is_done(session: Session, upload_id: str) -> bool:
 
 
 def cancel(session: Session, upload_id: str, now: datetime | None = None) -> None:
-    """The login gave the upload up (its staged bytes are discarded by the caller)."""
-    row = session.get(WebUpload, upload_id)
-    if row is None:
-        return
-    row.state = WebUploadState.cancelled
-    row.updated_at = now or utcnow()
-    session.add(row)
+    """The login gave the upload up (its staged bytes are discarded by the caller). Only an open
+    upload: one another process took in meanwhile stays done (a 404 would make tus-js-client start
+    the file afresh)."""
+    session.exec(
+        update(WebUpload)
+        .where(col(WebUpload.id) == upload_id, col(WebUpload.state) == WebUploadState.open)
+        .values(state=WebUploadState.cancelled, updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -112,3 +112,15 @@ def test_a_cancelled_upload_is_not_taken_in(upload: tuple[int, str]) -> None:
         _take_in(session, partner_id, upload_id)
     assert _receipts(partner_id) == []
     assert _row(upload_id).state == WebUploadState.cancelled
+
+
+def test_a_cancel_that_read_the_upload_open_leaves_it_done_once_taken_in(upload: tuple[int, str]) -> None:
+    partner_id, upload_id = upload
+    with session_scope() as cancelling:  # another process's DELETE, which read the row as open
+        seen = cancelling.get(WebUpload, upload_id)
+        assert seen is not None and seen.state == WebUploadState.open
+        with session_scope() as first:
+            winner = _take_in(first, partner_id, upload_id)
+        web_uploads.cancel(cancelling, upload_id)
+    row = _row(upload_id)
+    assert row.state == WebUploadState.done and row.receipt_id == winner
