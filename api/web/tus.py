@@ -227,7 +227,9 @@ def _find(found: LoggedIn, upload_id: str) -> WebUpload:
 # and that commit (nothing staged, the row still open: offset 0), so completing holds the upload's
 # lock through the intake, and every request that acts on the staged file (HEAD's offset, PATCH's
 # start, DELETE) takes the lock and reads the row again: it sees either the bytes staged or the row
-# done. (This process; as `_active`. Another process can see the gap: the README's sticky sessions.)
+# done. (This process; as `_active`. Another process can see the gap and have the browser send the
+# file again: that copy is dropped in `_complete` if the row is done by then, else its receipt
+# rolls back. The README's sticky sessions spare the bytes.)
 _locks_guard = threading.Lock()
 _locks: dict[str, tuple[threading.Lock, int]] = {}
 
@@ -286,6 +288,14 @@ def _complete(handle: StagedUpload, row: WebUpload) -> int | None:
     def mark_done(session: Session, receipt: Receipt) -> None:
         web_uploads.finish(session, row.id, receipt.id)
 
+    if _done_now(row.id):
+        # Another process took the upload in while this request carried the bytes again (its HEAD
+        # saw nothing staged on this machine): this copy is dropped before intake moves or shows it.
+        handle.pause()
+        with contextlib.suppress(OSError):
+            handle.staged.unlink()
+        row.state = WebUploadState.done
+        return None
     try:
         with _refused():
             receipt = handle.complete(also=mark_done)

@@ -457,3 +457,54 @@ def test_two_processes_completing_one_upload_take_it_in_once(
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
     assert portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def test_a_copy_sent_to_another_process_is_dropped_once_the_first_took_the_upload_in(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser, told offset 0 by the process that did not take the file in, sends it all again
+    there; the first process commits meanwhile: the copy never reaches intake (no second move into
+    the store, no second link in the partner's folder) and the browser is told the upload is done."""
+    data = os.urandom(60_000)
+    url = portal.new_upload("sent-twice.bin", len(data))
+    monkeypatch.setattr(tus, "_upload_lock", lambda upload_id: contextlib.nullcontext())  # two processes
+    copy_arriving, first_done = threading.Event(), threading.Event()
+    real_write, real_finish, real_record = tus._write, web_uploads.finish, intake.record_receipt
+    records: list[str] = []
+
+    def record(*args: Any, **kwargs: Any) -> Receipt:
+        records.append("receipt")
+        return real_record(*args, **kwargs)
+
+    def finish_once_the_copy_arrives(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        copy_arriving.wait(15)
+        real_finish(session, upload_id, receipt_id)
+
+    def write_after_the_first_is_done(handle: tus.StagedUpload, chunk: bytes) -> None:
+        if records:  # the second PATCH: its body arrives while the first commits
+            copy_arriving.set()
+            deadline = time.monotonic() + 15
+            while upload_row(url).state != WebUploadState.done and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first_done.set()
+        real_write(handle, chunk)
+
+    monkeypatch.setattr(intake, "record_receipt", record)
+    monkeypatch.setattr(web_uploads, "finish", finish_once_the_copy_arrives)
+    monkeypatch.setattr(tus, "_write", write_after_the_first_is_done)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(portal.patch, url, 0, data)
+        deadline = time.monotonic() + 15
+        while not records:
+            assert time.monotonic() < deadline, "the first PATCH never reached intake"
+            time.sleep(0.01)
+        assert portal.head(url).headers["upload-offset"] == "0"  # nothing staged, the row open
+        again = portal.patch(url, 0, data)
+        assert first.result(30).status_code == 204
+    assert first_done.is_set() and again.status_code == 204
+    assert again.headers["upload-offset"] == str(len(data))
+    assert records == ["receipt"]  # the copy never went to intake
+    [receipt] = receipts_of(portal.name)
+    assert upload_row(url).receipt_id == receipt.id
+    assert not [path for path in staging._active if path.name == "sent-twice.bin"]
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
