@@ -404,10 +404,11 @@ def test_a_failed_done_takes_the_receipt_back_with_it(
     monkeypatch.setattr(web_uploads, "finish", fails_once)
     answer = portal.patch(url, 0, data)
     assert failed and answer.status_code == 503
-    # Neither the receipt nor the row's done committed: the upload resumes (from wherever HEAD
-    # says) and is taken in once; nothing is lost and nothing delivered twice.
+    # Neither the receipt nor the row's done committed, and the bytes went back to staging: HEAD
+    # takes the file in (nothing is sent again), once; nothing is lost, nothing delivered twice.
     assert receipts_of(portal.name) == []
-    _resume_as_tus_js_client_does(portal, url, data)
+    head = portal.head(url)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data)), head.headers
     [receipt] = receipts_of(portal.name)
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
