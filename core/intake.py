@@ -266,6 +266,11 @@ def receive_stream(
         return upload.commit()
 
 
+# Work done in the receipt's own transaction (`commit`'s `also`): it commits with the receipt or
+# neither does.
+Also = Callable[[Session, Receipt], None]
+
+
 def receive_staged(
     sender: Partner | Sender,
     folder: str,
@@ -373,29 +378,41 @@ def commit(
         staged.refuse()
         raise
     kept = staged.keep()
+    # A link already there (an earlier upload of the name, another process's of this file) is
+    # replaced by `show`; a rollback leaves ours then, rather than no file where one was.
+    replaced = arrival.visible is not None and os.path.lexists(arrival.visible.local)
     try:
         visible = _show(kept, arrival.visible)
     except BaseException:
         staged.unkeep(kept)
         raise
-    with session_scope() as session:
-        receipt = record_receipt(
-            session,
-            account_id=sender.account_id,
-            partner_id=sender.partner_id,
-            partner_name=sender.name,
-            folder=arrival.folder,
-            name=arrival.name,
-            size=arrival.size,
-            sha256=arrival.sha256,
-            protocol=arrival.protocol,
-            remote_addr=arrival.remote_addr,
-            data_flow_ids=data_flow_ids,
-            storage_path=kept,
-            visible_path=visible,
-        )
-        if also is not None:
-            also(session, receipt)
+    recorded = False
+    try:
+        with session_scope() as session:
+            receipt = record_receipt(
+                session,
+                account_id=sender.account_id,
+                partner_id=sender.partner_id,
+                partner_name=sender.name,
+                folder=arrival.folder,
+                name=arrival.name,
+                size=arrival.size,
+                sha256=arrival.sha256,
+                protocol=arrival.protocol,
+                remote_addr=arrival.remote_addr,
+                data_flow_ids=data_flow_ids,
+                storage_path=kept,
+                visible_path=visible,
+            )
+            if also is not None:
+                also(session, receipt)
+            recorded = True  # the commit follows: a failure there may have committed after all
+    except BaseException:
+        if not recorded:  # rolled back (`also` refused, say): no receipt names the bytes
+            if arrival.visible is not None and not replaced:
+                receipt_files.unshow(kept, arrival.visible.local)
+            staged.unkeep(kept)  # a staged upload's bytes go back where the client resumes them
+        raise
     _wake(receipt)
     return receipt
 

@@ -187,6 +187,16 @@ def show(kept: str, visible: Path) -> None:
     fsync_dir(visible.parent)
 
 
+def unshow(kept: str, visible: Path) -> None:
+    """Undo `show` for a file no receipt names: remove the link at `visible` if it is to `kept`."""
+    if storage.is_object_store():
+        return
+    try:
+        _unlink_if_same(visible, layout.root() / kept)
+    except OSError:
+        log.warning("could not take %s back out of the partner's folder", visible, exc_info=True)
+
+
 def locate(receipt: Receipt) -> str:
     """Where the receipt's bytes are, relative to the mailbox root.
 

@@ -17,18 +17,35 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from core.errors import Conflict, Gone, NotFound
 from core.login import LoginUser
 from core.mailbox.staging import PARTIAL_RETENTION_SECONDS
 from core.models import WebUpload, WebUploadState, utcnow
 
-__all__ = ["BUSY_SECONDS", "RETENTION", "cancel", "create", "finish", "get", "record_patch"]
+__all__ = [
+    "BUSY_SECONDS",
+    "RETENTION",
+    "NotOpen",
+    "cancel",
+    "create",
+    "finish",
+    "get",
+    "is_done",
+    "record_patch",
+]
 
 # An open upload written to this recently is someone's live upload: a second one is refused.
 BUSY_SECONDS = 60.0
 RETENTION = timedelta(seconds=PARTIAL_RETENTION_SECONDS)
+
+
+class NotOpen(Conflict):
+    """The upload is no longer open: it was taken in (or cancelled) by another request or process."""
+
+
 UNKNOWN = "no such upload: it was cancelled, finished long ago, or never began"
 
 
@@ -104,21 +121,35 @@ def record_patch(session: Session, upload_id: str, wrote: int, now: datetime | N
 
 
 def finish(session: Session, upload_id: str, receipt_id: int | None, now: datetime | None = None) -> None:
-    """The upload was taken in (its receipt)."""
-    row = session.get(WebUpload, upload_id)
-    if row is None:
-        return
-    row.state = WebUploadState.done
-    row.receipt_id = receipt_id
-    row.updated_at = now or utcnow()
-    session.add(row)
+    """The upload was taken in (its receipt): open -> done in one conditional UPDATE, run in the
+    receipt's own transaction (intake's `also`), so the receipt and the row's `done` commit together
+    or not at all. `NotOpen` when the row is no longer open (another request or process took the
+    file in first, or it was cancelled): the caller's transaction, the second receipt, rolls back.
+    On PostgreSQL a second writer waits for the first's commit and then finds the row done; SQLite
+    has one writer at a time."""
+    result = session.exec(
+        update(WebUpload)
+        .where(col(WebUpload.id) == upload_id, col(WebUpload.state) == WebUploadState.open)
+        .values(state=WebUploadState.done, receipt_id=receipt_id, updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise NotOpen(f"upload {upload_id} is no longer open: it was taken in or cancelled meanwhile")
+
+
+def is_done(session: Session, upload_id: str) -> bool:
+    """Whether the upload was taken in (read afresh, not from the session's identity map)."""
+    state = session.exec(select(WebUpload.state).where(col(WebUpload.id) == upload_id)).first()
+    return state == WebUploadState.done
 
 
 def cancel(session: Session, upload_id: str, now: datetime | None = None) -> None:
-    """The login gave the upload up (its staged bytes are discarded by the caller)."""
-    row = session.get(WebUpload, upload_id)
-    if row is None:
-        return
-    row.state = WebUploadState.cancelled
-    row.updated_at = now or utcnow()
-    session.add(row)
+    """The login gave the upload up (its staged bytes are discarded by the caller). Only an open
+    upload: one another process took in meanwhile stays done (a 404 would make tus-js-client start
+    the file afresh)."""
+    session.exec(
+        update(WebUpload)
+        .where(col(WebUpload.id) == upload_id, col(WebUpload.state) == WebUploadState.open)
+        .values(state=WebUploadState.cancelled, updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -39,6 +39,7 @@ from email.utils import format_datetime
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -64,7 +65,7 @@ from core.mailbox.errors import (
 from core.mailbox.staging import StagedUpload
 from core.mailbox.user_view import view_for
 from core.mailbox.view import MailboxView
-from core.models import WebUpload, WebUploadState
+from core.models import Receipt, WebUpload, WebUploadState
 from core.sessions import LiveSession, shared_registry
 
 PROTOCOL = "portal"
@@ -206,10 +207,7 @@ def _create(found: LoggedIn, request: Request, length: int, folder: str, name: s
         if discarded:
             view.audit("upload.discarded", f"{folder}/{name}")
         if length == 0:  # nothing to PATCH: the empty file is taken in now
-            receipt = view.resume_upload(path, 0).complete()
-            with session_scope() as session:
-                web_uploads.finish(session, row.id, receipt.id if receipt else None)
-            row.state = WebUploadState.done
+            _complete(view.resume_upload(path, 0), row)
     return row
 
 
@@ -220,12 +218,18 @@ def _find(found: LoggedIn, upload_id: str) -> WebUpload:
         return row
 
 
-# **Exactly once.** Between intake's receipt (the staged file is gone) and `web_uploads.finish`
-# (the row says done) an upload looks open with nothing staged: offset 0. A request that read the
-# row before then would start the file afresh and have it taken in a second time. So completing
-# holds the upload's lock from the intake to the row's commit, and every request that acts on the
-# staged file (HEAD's offset, PATCH's start, DELETE) takes the lock and reads the row again: it
-# sees either the bytes staged or the row done, never the gap. (This process; as `_active`.)
+# **Exactly once.** The receipt and the row's `done` commit in one transaction (intake's `also`,
+# `_complete`): a crash or a failed commit leaves both or neither, never a receipt with the row
+# open (which HEAD would answer with offset 0, and the browser send the file a second time). The
+# row goes from open to done by a conditional UPDATE (web_uploads.finish): of two completions of
+# one upload, in this process or another one on the same store, the second's receipt rolls back.
+# Within this process there is still a gap between intake's move of the staged file into the store
+# and that commit (nothing staged, the row still open: offset 0), so completing holds the upload's
+# lock through the intake, and every request that acts on the staged file (HEAD's offset, PATCH's
+# start, DELETE) takes the lock and reads the row again: it sees either the bytes staged or the row
+# done. (This process; as `_active`. Another process can see the gap and have the browser send the
+# file again: that copy is dropped in `_complete` if the row is done by then, else its receipt
+# rolls back. The README's sticky sessions spare the bytes.)
 _locks_guard = threading.Lock()
 _locks: dict[str, tuple[threading.Lock, int]] = {}
 
@@ -273,11 +277,40 @@ def _take_in_whole(view: MailboxView, row: WebUpload) -> None:
         if refused.status == 423:
             return
         raise
-    with _refused():
-        receipt = handle.complete()
-    with session_scope() as session:
-        web_uploads.finish(session, row.id, receipt.id if receipt else None)
+    _complete(handle, row)
+
+
+def _complete(handle: StagedUpload, row: WebUpload) -> int | None:
+    """Take the whole staged file in, the row marked done in the receipt's transaction; the receipt
+    id, or None when another request or process took the upload in first (its receipt stands, this
+    one rolled back). Caller holds the upload's lock."""
+
+    def mark_done(session: Session, receipt: Receipt) -> None:
+        web_uploads.finish(session, row.id, receipt.id)
+
+    if _done_now(row.id):
+        # Another process took the upload in while this request carried the bytes again (its HEAD
+        # saw nothing staged on this machine): this copy is dropped before intake moves or shows it.
+        handle.pause()
+        with contextlib.suppress(OSError):
+            handle.staged.unlink()
+        row.state = WebUploadState.done
+        return None
+    try:
+        with _refused():
+            receipt = handle.complete(also=mark_done)
+    except BaseException:
+        if not _done_now(row.id):
+            raise
+        row.state = WebUploadState.done
+        return None
     row.state = WebUploadState.done
+    return receipt.id if receipt else None
+
+
+def _done_now(upload_id: str) -> bool:
+    with session_scope() as session:
+        return web_uploads.is_done(session, upload_id)
 
 
 def _begin_patch(
@@ -301,16 +334,12 @@ def _end_patch(row: WebUpload, handle: StagedUpload, wrote: int) -> int | None:
     with _upload_lock(row.id):
         try:
             if handle.size == row.length:
-                with _refused():
-                    receipt = handle.complete()
-                receipt_id = receipt.id if receipt else None
+                receipt_id = _complete(handle, row)
             else:
                 handle.pause()
         finally:
             with session_scope() as session:
                 web_uploads.record_patch(session, row.id, wrote)
-                if handle.done and handle.size == row.length and receipt_id is not None:
-                    web_uploads.finish(session, row.id, receipt_id)
     return receipt_id
 
 

@@ -177,13 +177,14 @@ def take_staged(
     sha256: str | None = None,
     remote_addr: str | None = None,
     max_file_bytes: int | None = None,
+    also: intake.Also | None = None,
 ) -> Receipt:
     """Take in a file an SFTP/FTP session staged whole (core/mailbox/staging.py) from an outbox folder.
 
     The same commit as every upload (`core.intake`, protocol `b2b`), attached to the connection in
     the receipt's transaction: active → carried at once, pending → held. Raises the connection's
     refusal (StatusError) before anything is kept, and `intake.SenderRefused` for a revoke that
-    came during the upload.
+    came during the upload. `also` runs in that transaction too, after the attach.
     """
     with session_scope() as session:
         box = writable(session, scope, outbox_name)
@@ -197,5 +198,16 @@ def take_staged(
         protocol="b2b",
         remote_addr=remote_addr,
         data_flow_ids=[],
-        also=attach(box.connection_id, scope.actor, scope.user_id),
+        also=_both(attach(box.connection_id, scope.actor, scope.user_id), also),
     )
+
+
+def _both(first: intake.Also, then: intake.Also | None) -> intake.Also:
+    if then is None:
+        return first
+
+    def both(session: Session, receipt: Receipt) -> None:
+        first(session, receipt)
+        then(session, receipt)
+
+    return both

@@ -46,13 +46,16 @@ import stat as stat_mod
 import threading
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from core import receipt_files, storage
 from core.endpoints.base import WriteStream
 from core.mailbox import layout
 from core.mailbox.errors import Busy, Forbidden, MailboxError, OffsetMismatch, QuotaExceeded
 from core.models import Receipt
+
+if TYPE_CHECKING:
+    from core.intake import Also
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,9 @@ class UploadOwner(Protocol):
     def take_file_slot(self) -> None: ...
     def release_file_slot(self) -> None: ...
     def audit(self, action: str, target: str, **detail: object) -> None: ...
-    def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt: ...
+    def take_in(
+        self, folder: str, name: str, staged: Path, sha256: str, also: Also | None = None
+    ) -> Receipt: ...
 
 
 # Uploads being written (or renamed into place) right now, by staging path: one at a time per file.
@@ -496,8 +501,9 @@ class StagedUpload:
             self.staged.unlink()
         self.owner.audit("upload.refused", self.target, size=self._end, reason=reason)
 
-    def complete(self) -> Receipt | None:
-        """The client says the file is whole: take it in (the receipt), or keep a temporary name staged."""
+    def complete(self, also: Also | None = None) -> Receipt | None:
+        """The client says the file is whole: take it in (the receipt), or keep a temporary name staged.
+        `also` runs in the receipt's transaction (a tus upload's row is marked done there)."""
         if self._done:
             return self.receipt
         try:
@@ -521,7 +527,7 @@ class StagedUpload:
         self._release()
         prekept = self._keep_tee()
         try:
-            self.receipt = self.owner.take_in(self.folder, self.name, self.staged, sha)
+            self.receipt = self.owner.take_in(self.folder, self.name, self.staged, sha, also)
         finally:
             if prekept:
                 receipt_files.forget_prekept(self.staged)  # (a no-op once intake kept it)

@@ -297,7 +297,9 @@ class UserView(MailboxView):
     def release_file_slot(self) -> None:
         self.auth.open_files.release(self.user.key)
 
-    def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
+    def take_in(
+        self, folder: str, name: str, staged: Path, sha256: str, also: intake.Also | None = None
+    ) -> Receipt:
         outbox_name = folder.removeprefix(f"{B2B}/")
         try:
             with intake_refusals(staged):
@@ -309,6 +311,7 @@ class UserView(MailboxView):
                     sha256=sha256,
                     remote_addr=self.remote_addr,
                     max_file_bytes=self.max_file_bytes,
+                    also=also,
                 )
         except StatusError as exc:
             raise _refusal(exc) from None

@@ -518,7 +518,9 @@ class MailboxView:
         except Exception:  # an audit failure must not break the transfer that already happened
             log.exception("could not record audit event %s %s", action, target)
 
-    def take_in(self, folder: str, name: str, staged: Path, sha256: str) -> Receipt:
+    def take_in(
+        self, folder: str, name: str, staged: Path, sha256: str, also: intake.Also | None = None
+    ) -> Receipt:
         with intake_refusals(staged):
             return intake.receive_staged(
                 self.user,
@@ -528,6 +530,7 @@ class MailboxView:
                 sha256=sha256,
                 protocol=self.protocol,
                 remote_addr=self.remote_addr,
+                also=also,
             )
 
     # --- housekeeping -------------------------------------------------------------------------

@@ -176,3 +176,44 @@ def test_a_staged_file_without_its_hash_is_hashed_once_by_the_same_commit(
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert [(a.sha256, kind) for a, kind in commits] == [(receipt.sha256, "StagedFile")]
     assert not staged.exists() and (partner.home / "upload" / "unhashed.bin").read_bytes() == data
+
+
+def test_work_refused_in_the_receipts_transaction_puts_the_staged_file_back(partner: PartnerLogin) -> None:
+    """`also` (a tus upload's row marked done, say) refuses: nothing committed, so nothing is shown
+    and the bytes are back where the client resumes them, whole, to be taken in again."""
+    data = os.urandom(20_000)
+    staged = layout.staging(HOME_ACCOUNT, partner.name) / layout.UPLOAD / "refused-also.bin"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(data)
+
+    def refuses(session: Any, receipt: Receipt) -> None:
+        raise RuntimeError("the upload was taken in elsewhere")
+
+    with pytest.raises(RuntimeError):
+        intake.receive_staged(
+            partner.user(), layout.UPLOAD, "refused-also.bin", staged, protocol="portal", also=refuses
+        )
+    visible = partner.home / "upload" / "refused-also.bin"
+    assert staged.read_bytes() == data and not visible.exists()
+    with session_scope() as session:
+        assert session.exec(select(Receipt).where(Receipt.name == "refused-also.bin")).first() is None
+    user = partner.user()
+    receipt = intake.receive_staged(user, layout.UPLOAD, "refused-also.bin", staged, protocol="portal")
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest() and visible.read_bytes() == data
+
+
+def test_a_rolled_back_receipt_leaves_an_earlier_file_of_the_name_shown(partner: PartnerLogin) -> None:
+    first = os.urandom(1000)
+    staged = layout.staging(HOME_ACCOUNT, partner.name) / layout.UPLOAD / "again.bin"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(first)
+    intake.receive_staged(partner.user(), layout.UPLOAD, "again.bin", staged, protocol="sftp")
+    staged.write_bytes(first)  # the same file sent again (a copy another process took in first)
+
+    def refuses(session: Any, receipt: Receipt) -> None:
+        raise RuntimeError("taken in elsewhere")
+
+    with pytest.raises(RuntimeError):
+        user = partner.user()
+        intake.receive_staged(user, layout.UPLOAD, "again.bin", staged, protocol="portal", also=refuses)
+    assert (partner.home / "upload" / "again.bin").read_bytes() == first  # still shown

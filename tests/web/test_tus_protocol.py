@@ -3,6 +3,7 @@ creation, offsets, resumes that never truncate, completion through intake exactl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -343,3 +344,168 @@ def test_a_whole_file_whose_intake_failed_is_taken_in_before_head_says_it_is_who
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()
     assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
     assert len(receipts_of(portal.name)) == 1 and portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def _resume_as_tus_js_client_does(portal: Portal, url: str, data: bytes) -> None:
+    """After a failed PATCH tus-js-client asks HEAD where to go on; offset == length is done (it
+    sends nothing more), else it sends the rest from that offset."""
+    head = portal.head(url)
+    assert head.status_code == 200, head.text
+    offset = int(head.headers["upload-offset"])
+    if offset < len(data):
+        assert portal.patch(url, offset, data[offset:]).status_code == 204
+
+
+def test_a_crash_right_after_the_receipts_commit_leaves_the_upload_done(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(40_000)
+    url = portal.new_upload("crash-after-commit.bin", len(data))
+    real = intake._wake
+    crashed: list[str] = []
+
+    def dies_once(receipt: Receipt) -> None:
+        """The process stops right after the receipt's commit (SIGKILL, as near as one process gets)."""
+        if not crashed:
+            crashed.append("once")
+            raise RuntimeError("killed after the receipt's commit")
+        real(receipt)
+
+    monkeypatch.setattr(intake, "_wake", dies_once)
+    portal.patch(url, 0, data)  # (after a real crash the browser gets no answer at all)
+    assert crashed
+    # The row was marked done in the receipt's transaction: HEAD says complete, not offset 0 (which
+    # would make the browser send the whole file again and have it delivered twice).
+    head = portal.head(url)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data)), head.headers
+    _resume_as_tus_js_client_does(portal, url, data)
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+
+
+def test_a_failed_done_takes_the_receipt_back_with_it(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(30_000)
+    url = portal.new_upload("done-fails.bin", len(data))
+    real = web_uploads.finish
+    failed: list[str] = []
+
+    class Busy(StatusError):
+        status = 503
+
+    def fails_once(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        if not failed:
+            failed.append("once")
+            raise Busy("the row's update failed")
+        real(session, upload_id, receipt_id)
+
+    monkeypatch.setattr(web_uploads, "finish", fails_once)
+    answer = portal.patch(url, 0, data)
+    assert failed and answer.status_code == 503
+    # Neither the receipt nor the row's done committed, and the bytes went back to staging: HEAD
+    # takes the file in (nothing is sent again), once; nothing is lost, nothing delivered twice.
+    assert receipts_of(portal.name) == []
+    head = portal.head(url)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data)), head.headers
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def test_two_processes_completing_one_upload_take_it_in_once(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `serve api` processes behind one load balancer share the store, not the upload's lock:
+    one takes the file in while the browser, told offset 0 by the other, sends it all again there.
+    The second intake reaches the store before the first's commit; its receipt rolls back."""
+    data = os.urandom(50_000)
+    url = portal.new_upload("two-processes.bin", len(data))
+    monkeypatch.setattr(tus, "_upload_lock", lambda upload_id: contextlib.nullcontext())  # two processes
+    second_intake = threading.Event()
+    real_record, real_finish = intake.record_receipt, web_uploads.finish
+    records: list[str] = []
+
+    def record(*args: Any, **kwargs: Any) -> Receipt:
+        records.append("receipt")
+        if len(records) == 2:
+            second_intake.set()
+        return real_record(*args, **kwargs)
+
+    def finish_when_the_second_is_there(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        if not second_intake.is_set():
+            second_intake.wait(15)
+        real_finish(session, upload_id, receipt_id)
+
+    monkeypatch.setattr(intake, "record_receipt", record)
+    monkeypatch.setattr(web_uploads, "finish", finish_when_the_second_is_there)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(portal.patch, url, 0, data)
+        deadline = time.monotonic() + 15
+        while not records:
+            assert time.monotonic() < deadline, "the first PATCH never reached intake"
+            time.sleep(0.01)
+        # The other process: the row still open, nothing staged (the file is in the store).
+        head = portal.head(url)
+        assert head.headers["upload-offset"] == "0"
+        again = portal.patch(url, 0, data)
+        assert first.result(30).status_code == 204
+    assert second_intake.is_set() and again.status_code in (204, 409), again.text
+    assert again.headers["upload-offset"] == str(len(data))
+    [receipt] = receipts_of(portal.name)
+    assert receipt.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload_row(url).state == WebUploadState.done and upload_row(url).receipt_id == receipt.id
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
+
+
+def test_a_copy_sent_to_another_process_is_dropped_once_the_first_took_the_upload_in(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser, told offset 0 by the process that did not take the file in, sends it all again
+    there; the first process commits meanwhile: the copy never reaches intake (no second move into
+    the store, no second link in the partner's folder) and the browser is told the upload is done."""
+    data = os.urandom(60_000)
+    url = portal.new_upload("sent-twice.bin", len(data))
+    monkeypatch.setattr(tus, "_upload_lock", lambda upload_id: contextlib.nullcontext())  # two processes
+    copy_arriving, first_done = threading.Event(), threading.Event()
+    real_write, real_finish, real_record = tus._write, web_uploads.finish, intake.record_receipt
+    records: list[str] = []
+
+    def record(*args: Any, **kwargs: Any) -> Receipt:
+        records.append("receipt")
+        return real_record(*args, **kwargs)
+
+    def finish_once_the_copy_arrives(session: Session, upload_id: str, receipt_id: int | None) -> None:
+        copy_arriving.wait(15)
+        real_finish(session, upload_id, receipt_id)
+
+    def write_after_the_first_is_done(handle: tus.StagedUpload, chunk: bytes) -> None:
+        if records:  # the second PATCH: its body arrives while the first commits
+            copy_arriving.set()
+            deadline = time.monotonic() + 15
+            while upload_row(url).state != WebUploadState.done and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first_done.set()
+        real_write(handle, chunk)
+
+    monkeypatch.setattr(intake, "record_receipt", record)
+    monkeypatch.setattr(web_uploads, "finish", finish_once_the_copy_arrives)
+    monkeypatch.setattr(tus, "_write", write_after_the_first_is_done)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(portal.patch, url, 0, data)
+        deadline = time.monotonic() + 15
+        while not records:
+            assert time.monotonic() < deadline, "the first PATCH never reached intake"
+            time.sleep(0.01)
+        assert portal.head(url).headers["upload-offset"] == "0"  # nothing staged, the row open
+        again = portal.patch(url, 0, data)
+        assert first.result(30).status_code == 204
+    assert first_done.is_set() and again.status_code == 204
+    assert again.headers["upload-offset"] == str(len(data))
+    assert records == ["receipt"]  # the copy never went to intake
+    [receipt] = receipts_of(portal.name)
+    assert upload_row(url).receipt_id == receipt.id
+    assert not [path for path in staging._active if path.name == "sent-twice.bin"]
+    assert portal.head(url).headers["upload-offset"] == str(len(data))
