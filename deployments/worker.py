@@ -167,8 +167,14 @@ def start_flow_runs_from_forkserver() -> None:
 
     import prefect.flow_engine as engine
 
-    # Every template's module (built-in and installed), so a run of any of them forks warm.
-    preload = ["deployments.forkserver_guard", "flows.poll", *templates.preload_modules()]
+    # Every template's module (built-in and installed), so a run of any of them forks warm, and
+    # the object stores' SDKs, whose import a push would otherwise pay (forkserver_warm).
+    preload = [
+        "deployments.forkserver_guard",
+        "deployments.forkserver_warm",
+        "flows.poll",
+        *templates.preload_modules(),
+    ]
     multiprocessing.set_forkserver_preload(preload)
     forkserver = multiprocessing.get_context("forkserver")
     shim = types.SimpleNamespace(

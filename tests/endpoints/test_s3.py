@@ -139,6 +139,23 @@ def test_multipart_object_carries_a_composite_crc32(endpoint: S3Endpoint, s3: An
     assert head["ChecksumCRC32"].split("-")[0] == composite_crc32(data, MIN_PART_SIZE)
 
 
+def test_clients_share_the_parsed_service_model_but_not_keys(moto_server: str, bucket: str) -> None:
+    """Every push opens its own endpoint: S3's service model is parsed once per process (a session
+    per client parsed it each time, most of a small file's push), and each keeps its own keys."""
+    first = make_endpoint(moto_server, bucket)
+    second = S3Endpoint(
+        {"bucket": bucket, "endpoint_url": moto_server},
+        {"access_key_id": "AKIAOTHERKEY", "secret_access_key": "other-secret"},
+    )
+    with first, second:
+        model = first.client.meta.service_model
+        assert second.client.meta.service_model._service_description is model._service_description
+        assert first.client._request_signer._credentials.access_key == KEY_ID
+        assert second.client._request_signer._credentials.access_key == "AKIAOTHERKEY"
+        put(first, "a.bin", b"first")  # both still work against the store
+        assert get(second, f"{PREFIX}/a.bin") == b"first"
+
+
 def test_half_a_key_pair_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         S3Endpoint({"bucket": "ok-bucket"}, {"access_key_id": KEY_ID})
