@@ -283,9 +283,9 @@ class S3Endpoint(ObjectStoreEndpoint):
             read_timeout=settings.read_timeout,
             # Few retries here: the flow layer retries with backoff and records every attempt.
             retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
-            # boto3's default sends a CRC32 trailer (aws-chunked) instead of SHA-256-signing each
-            # part's payload, which plain-HTTP endpoints otherwise require: 1.5x faster against
-            # moto here. Older S3-compatible stores refuse aws-chunked: checksums=when_required.
+            # boto3's default gives each part a CRC32 the store checks: over HTTPS as an unsigned
+            # aws-chunked trailer, over plain HTTP (moto here) as a header beside the SHA-256-signed
+            # payload. Older S3-compatible stores refuse these checksums: checksums=when_required.
             request_checksum_calculation=self.checksums,
             response_checksum_validation=self.checksums,
             s3={"addressing_style": settings.addressing_style},
