@@ -357,6 +357,14 @@ def take(session: Session, transfer_id: int, flow_run_id: str | None) -> bool:
     makes the second UPDATE wait for the first's commit and re-check the row, SQLite runs one
     writer at a time. False: another run has it. `flow_run_id` None is a run without a Prefect id
     (tests, benches: `delivery.start`): it takes only what no run holds."""
+    return transfer_id in take_all(session, [transfer_id], flow_run_id)
+
+
+def take_all(session: Session, transfer_ids: list[int], flow_run_id: str | None) -> set[int]:
+    """`take` for many transfers in one conditional UPDATE (a batch's run takes its files at
+    once, not one statement each); the ids it took."""
+    if not transfer_ids:
+        return set()
     now = utcnow()
     held_here: ColumnElement[bool]
     if flow_run_id is None:
@@ -366,13 +374,16 @@ def take(session: Session, transfer_id: int, flow_run_id: str | None) -> bool:
         held_here = or_(col(Transfer.flow_run_id).is_(None), col(Transfer.flow_run_id) == flow_run_id)
         values = {"flow_run_id": flow_run_id}
     open_here = and_(col(Transfer.state).in_([TransferState.pending, TransferState.running]), held_here)
-    result = session.exec(
+    taken = session.exec(
         update(Transfer)
-        .where(col(Transfer.id) == transfer_id, or_(open_here, col(Transfer.state) == TransferState.waiting))
+        .where(
+            col(Transfer.id).in_(transfer_ids), or_(open_here, col(Transfer.state) == TransferState.waiting)
+        )
         .values(state=TransferState.running, next_attempt_at=None, updated_at=now, **values)
+        .returning(col(Transfer.id))
         .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)
+    ).all()
+    return {row[0] for row in taken}
 
 
 def mark_running(session: Session, transfer: Transfer) -> None:
@@ -381,10 +392,15 @@ def mark_running(session: Session, transfer: Transfer) -> None:
     session.add(transfer)
 
 
-def count_attempt(session: Session, transfer: Transfer) -> None:
-    transfer.attempts += 1
-    transfer.updated_at = utcnow()
-    session.add(transfer)
+def count_attempts(session: Session, transfer_ids: list[int]) -> None:
+    """One more try for each of these transfers, in one UPDATE."""
+    if transfer_ids:
+        session.exec(
+            update(Transfer)
+            .where(col(Transfer.id).in_(transfer_ids))
+            .values(attempts=col(Transfer.attempts) + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def finish(
