@@ -89,8 +89,20 @@ def claim_batches(session: Session, batch_size: int) -> None:
     claimed twice. SQLite (which ignores FOR UPDATE): its one writer runs each UPDATE alone, and
     every UPDATE below re-checks that the row is still pending and unbatched, so a row another
     process batched between this read and this write keeps its batch. Both: a row is given a batch
-    key once, by exactly one claim, until `requeue` or `wake_due` frees it again."""
+    key once, by exactly one claim, until `requeue` or `wake_due` frees it again.
+
+    A data flow whose last batch still waits for its run to take it (the workers are busy) gets no
+    new batch smaller than `batch_size`: its files wait for that run to start and are claimed then,
+    together, so a batch grows with the backlog and a burst costs fewer runs (each run costs a
+    process and a series of Prefect API calls, whatever its size). A full batch is claimed at once."""
     wake_due(session)
+    waiting = set(
+        session.exec(
+            select(Transfer.data_flow_id)
+            .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_not(None))
+            .distinct()
+        ).all()
+    )
     rows = session.exec(
         select(Transfer.id, Transfer.data_flow_id)
         .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_(None))
@@ -106,6 +118,9 @@ def claim_batches(session: Session, batch_size: int) -> None:
             key = open_batch[data_flow_id] = uuid.uuid4().hex
             batches[key] = []
         batches[key].append(transfer_id)
+    for data_flow_id, key in open_batch.items():
+        if data_flow_id in waiting and len(batches[key]) < batch_size:
+            del batches[key]  # claimed once the batch before it has started
     now = utcnow()
     for key, ids in batches.items():
         session.exec(
