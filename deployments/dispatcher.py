@@ -28,7 +28,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments import dead_runs
+from deployments import dead_runs, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 

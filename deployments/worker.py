@@ -32,7 +32,7 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
-from deployments import dead_runs
+from deployments import dead_runs, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.work_pool import ensure_work_pool
 from deployments.worker_name import default_worker_name
 from tradelane import templates
@@ -169,8 +169,10 @@ def start_flow_runs_from_forkserver() -> None:
 
     import prefect.flow_engine as engine
 
-    # Every template's module (built-in and installed), so a run of any of them forks warm.
-    preload = ["deployments.forkserver_guard", "flows.poll", *templates.preload_modules()]
+    # Every template's module (built-in and installed), so a run of any of them forks warm; and
+    # Prefect's clients sharing their TLS contexts (deployments/prefect_tls.py).
+    preload = ["deployments.forkserver_guard", "deployments.prefect_tls", "flows.poll"]
+    preload += templates.preload_modules()
     multiprocessing.set_forkserver_preload(preload)
     forkserver = multiprocessing.get_context("forkserver")
     shim = types.SimpleNamespace(

@@ -30,3 +30,23 @@ def test_a_forked_run_does_not_import_the_parents_main_module(tmp_path: Path) ->
         timeout=300,
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+def test_a_forked_run_starts_with_prefects_tls_contexts_shared(tmp_path: Path) -> None:
+    """deployments/prefect_tls.py is preloaded: no run reads the CA bundle for each Prefect client."""
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import sys\n"
+        "orchestration = sys.modules.get('prefect.client.orchestration')\n"
+        "shared = type(getattr(orchestration, 'ssl', None)).__name__ == 'SharedContexts'\n"
+        "sys.exit(0 if shared else 4)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.forkserver_probe", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
