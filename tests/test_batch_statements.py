@@ -55,3 +55,11 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(home: Path, stateme
     small = carry_batch([receive(f"s{i}.json", b"{}") for i in range(3)], statements)
     large = carry_batch([receive(f"l{i}.json", b"{}") for i in range(12)], statements)
     assert large == small, (small, large)
+
+
+def test_the_intake_reads_the_matching_data_flows_once(home: Path, statements: list[str]) -> None:  # noqa: F811
+    receive("warm.json", b"{}")
+    statements.clear()
+    receive("po.json", b"{}")
+    reads = [s for s in statements if "FROM dataflow" in " ".join(s.split())]
+    assert len(reads) == 1, reads
