@@ -5,12 +5,14 @@ certifi's bundle or PREFECT_API_SSL_CERT_FILE: ~17 ms of CPU), even for an http:
 uses it; a flow run builds about seven (its engine, the log and events workers, the result store,
 the suspension observer...), the dispatcher one per pass. Built from the same arguments, the
 contexts are the same, and one SSLContext may serve any number of connections: one is made per
-set of arguments, in each process, and reused. Importing this module installs it (the fork server
-preloads it, so every flow run it forks starts with it).
+set of arguments, in each process, and reused. Importing this module installs it and makes the
+context Prefect's settings ask for (the fork server preloads it, so every flow run it forks starts
+with it made).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
 import types
@@ -49,4 +51,16 @@ def install() -> None:
         setattr(orchestration, "ssl", SharedContexts())  # noqa: B010  (a module attribute of Prefect's)
 
 
+def warm() -> None:
+    """Make the context Prefect's clients will ask for now, here: in the fork server, so that no
+    forked run reads the CA bundle at all (each would otherwise once)."""
+    import certifi
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    if not PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        SharedContexts.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
+
+
 install()
+with contextlib.suppress(Exception):  # else the first client makes it, as Prefect would have
+    warm()

@@ -50,3 +50,26 @@ def test_a_forked_run_starts_with_prefects_tls_contexts_shared(tmp_path: Path) -
         timeout=300,
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+def test_a_forked_run_finds_the_tls_context_made(tmp_path: Path) -> None:
+    """The fork server made the context Prefect's clients ask for: no run reads the CA bundle."""
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import sys, certifi\n"
+        "from prefect.settings import PREFECT_API_SSL_CERT_FILE\n"
+        "from deployments.prefect_tls import SharedContexts\n"
+        "made = SharedContexts.create_default_context.cache_info().currsize\n"
+        "SharedContexts.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())\n"
+        "info = SharedContexts.create_default_context.cache_info()\n"
+        "sys.exit(0 if made == 1 and info.misses == 1 and info.hits >= 1 else 5)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.forkserver_probe", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
