@@ -80,7 +80,7 @@ def new_pending(session: Session, receipt_id: int, data_flow_id: int) -> Transfe
     return transfer
 
 
-def claim_batches(session: Session, batch_size: int) -> None:
+def claim_batches(session: Session, batch_size: int) -> int:
     """Group pending, unbatched transfers into bounded batches, one data flow per batch; waiting
     transfers whose next attempt is due are pending again first, and are claimed with the rest.
 
@@ -94,7 +94,9 @@ def claim_batches(session: Session, batch_size: int) -> None:
     A data flow whose last batch still waits for its run to take it (the workers are busy) gets no
     new batch smaller than `batch_size`: its files wait for that run to start and are claimed then,
     together, so a batch grows with the backlog and a burst costs fewer runs (each run costs a
-    process and a series of Prefect API calls, whatever its size). A full batch is claimed at once."""
+    process and a series of Prefect API calls, whatever its size). A full batch is claimed at once.
+    Returns how many files wait so: nothing wakes the dispatcher when a run starts, so it looks
+    again soon while any do (deployments/dispatcher.py)."""
     wake_due(session)
     waiting = set(
         session.exec(
@@ -118,9 +120,10 @@ def claim_batches(session: Session, batch_size: int) -> None:
             key = open_batch[data_flow_id] = uuid.uuid4().hex
             batches[key] = []
         batches[key].append(transfer_id)
+    held = 0
     for data_flow_id, key in open_batch.items():
         if data_flow_id in waiting and len(batches[key]) < batch_size:
-            del batches[key]  # claimed once the batch before it has started
+            held += len(batches.pop(key))  # claimed once the batch before it has started
     now = utcnow()
     for key, ids in batches.items():
         session.exec(
@@ -133,6 +136,7 @@ def claim_batches(session: Session, batch_size: int) -> None:
             .values(batch_key=key, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    return held
 
 
 def unlaunched_batches(session: Session) -> list[Batch]:
