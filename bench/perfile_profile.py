@@ -35,16 +35,42 @@ def cli(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, check=True, capture_output=True)
 
 
+class StoreCounts:
+    """SQL statements and transactions (commits) the store's engine saw: deterministic like the calls."""
+
+    statements = 0
+    commits = 0
+
+    @classmethod
+    def install(cls) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        def statement(*_: Any) -> None:
+            cls.statements += 1
+
+        def commit(*_: Any) -> None:
+            cls.commits += 1
+
+        event.listen(Engine, "before_cursor_execute", statement)
+        event.listen(Engine, "commit", commit)
+
+
 def profiled(label: str, fn: Callable[[], Any], files: int, top: int) -> Any:
     profile = cProfile.Profile()
+    statements, commits = StoreCounts.statements, StoreCounts.commits
     cpu0 = time.process_time()
     profile.enable()
     result = fn()
     profile.disable()
     cpu = time.process_time() - cpu0
+    statements, commits = StoreCounts.statements - statements, StoreCounts.commits - commits
     stats = pstats.Stats(profile)
     calls = stats.total_calls  # type: ignore[attr-defined]
-    print(f"{label:16} {calls:>9} calls ({calls / files:8.0f}/file)  cpu {cpu * 1000 / files:7.2f} ms/file")
+    print(
+        f"{label:16} {calls:>9} calls ({calls / files:8.0f}/file)  cpu {cpu * 1000 / files:7.2f} ms/file"
+        f"  store: {statements / files:5.2f} statements, {commits / files:5.2f} commits /file"
+    )
     if dump := os.environ.get("PERFILE_DUMP"):  # a directory: each step's profile, for pstats
         profile.dump_stats(f"{dump}/{label}.prof")
     if top:
@@ -72,6 +98,7 @@ def run_steps(ids: list[int], files: int, top: int) -> None:
 def cold(argv: list[str]) -> None:
     """`--cold TOP ID...`: in a fresh process, import what the fork server preloads, then run the steps."""
     top, ids = int(argv[0]), [int(a) for a in argv[1:]]
+    StoreCounts.install()
     cpu0 = time.process_time()
     import flows.transfer  # noqa: F401  (the fork server's preload)
 
@@ -88,6 +115,7 @@ def main(argv: list[str]) -> None:
     files = int(argv[0]) if argv and argv[0].isdigit() else 30
     top = int(argv[argv.index("--top") + 1]) if "--top" in argv else 0
     home = Path(tempfile.mkdtemp(prefix="tradelane-perfile-"))
+    StoreCounts.install()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
     env["TRADELANE_HOME"] = str(home)
     os.environ.update(TRADELANE_HOME=str(home))

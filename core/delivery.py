@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import derived, receipt_files, rowlock, storage, transfers
 from core.config import get_settings
@@ -159,6 +159,26 @@ def recipient_id(session: Session, dest_row: EndpointRow) -> int | None:
     ).first()
 
 
+def _jobs(session: Session, transfer_ids: list[int]) -> list[Job]:
+    """`_job` for each id, in order, reading the transfers and their receipts in one statement
+    (their data flow, destination and partner are read once each: the session keeps them)."""
+    if not transfer_ids:
+        return []
+    # Held here: the session's identity map keeps only what something references.
+    rows: list[Any] = list(
+        session.exec(
+            select(Transfer, Receipt)
+            .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
+            .where(col(Transfer.id).in_(transfer_ids))
+            .execution_options(populate_existing=True)
+        ).all()
+    )
+    partner_ids = {receipt.partner_id for _, receipt in rows if receipt.partner_id is not None}
+    if partner_ids:
+        rows += session.exec(select(Partner).where(col(Partner.id).in_(partner_ids))).all()
+    return [_job(session, transfer_id) for transfer_id in transfer_ids]
+
+
 def render_dest_path(template: str, receipt: Receipt, partner_name: str, name: str | None = None) -> str:
     """Expand {name} {stem} {suffix} {partner} {date} {time} {receipt} {sha256}; refuse escapes.
 
@@ -248,14 +268,18 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
     again = woken = 0
     with session_scope() as session:
         rowlock.lock_all(session, Transfer, transfer_ids)  # in one order: two runs never deadlock
+        # The batch's rows in one read and its open files taken in one UPDATE: a batch costs a
+        # few statements, not a few per file.
+        found = {t.id: t for t in session.exec(select(Transfer).where(col(Transfer.id).in_(transfer_ids)))}
+        is_open = [i for i in transfer_ids if i in found and found[i].state not in FINAL_STATES]
+        taken = transfers.take_all(session, is_open, flow_run_id)
         for transfer_id in transfer_ids:
-            transfer = session.get(Transfer, transfer_id)
+            transfer = found.get(transfer_id)
             if transfer is None:
                 continue
             if transfer.state not in FINAL_STATES:
-                if transfers.take(session, transfer_id, flow_run_id):
+                if transfer_id in taken:
                     woken += transfer.state == TransferState.waiting
-                    session.expire(transfer)
                     started.append(transfer_id)
                 else:  # the dispatcher gave it to another run meanwhile (it waited, and woke)
                     session.refresh(transfer)
@@ -291,8 +315,7 @@ def start_run(transfer_ids: list[int], flow_run_id: str | None) -> RunStart:
             name = receipt.name if receipt else "?"
             left.append(Left(transfer_id, name, latest.state, latest.id, latest.error))
         session.commit()  # running is recorded even if a job below cannot be loaded
-        jobs = [_job(session, transfer_id) for transfer_id in started]
-        return RunStart(jobs, left, again, woken)
+        return RunStart(_jobs(session, started), left, again, woken)
 
 
 # What a run's message adds to each waiting file.
@@ -315,10 +338,7 @@ def waiting_message(name: str, error: str | None, next_attempt_at: datetime | No
 def count_attempts(transfer_ids: list[int]) -> None:
     """One more try for each transfer, written before the try so a crash mid-push still counts it."""
     with session_scope() as session:
-        for transfer_id in transfer_ids:
-            transfer = session.get(Transfer, transfer_id)
-            assert transfer is not None
-            transfers.count_attempt(session, transfer)
+        transfers.count_attempts(session, transfer_ids)
 
 
 class Readable(Protocol):
@@ -610,8 +630,10 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
     with session_scope() as session:
         # Locked (in one order) and read afresh: recorded once, by the run that holds the transfer.
         rowlock.lock_all(session, Transfer, [outcome.job.transfer_id for outcome in outcomes])
+        held = _read_batch(session, [outcome.job.transfer_id for outcome in outcomes])
+        delivered: list[Job] = []
         for outcome in outcomes:
-            transfer = session.get(Transfer, outcome.job.transfer_id, populate_existing=True)
+            transfer = session.get(Transfer, outcome.job.transfer_id)
             assert transfer is not None
             if not _carried_by(transfer, outcome.job):
                 recorded.append(_as_it_is(transfer, outcome.job))
@@ -646,9 +668,28 @@ def record(outcomes: list[Outcome]) -> list[Recorded]:
             transfer.error_kind = None if outcome.error is None else error_kind(outcome.error)
             derived.discard(outcome.job.transfer_id)  # final: its derived files served their purpose
             if outcome.state is TransferState.delivered:
-                _archive_source_if_done(session, outcome.job)
+                delivered.append(outcome.job)
             recorded.append(Recorded(outcome.state, at=transfer.finished_at))
+        _archive_sources_if_done(session, delivered)
+        del held
     return recorded
+
+
+def _read_batch(session: Session, transfer_ids: list[int]) -> list[Any]:
+    """The batch's transfers (afresh), their receipts and data flows, read in two statements into
+    the session, where `session.get` then finds them; the caller holds the list while it works (the
+    session's identity map keeps only what something references)."""
+    rows: list[Any] = []
+    for transfer, receipt in session.exec(
+        select(Transfer, Receipt)
+        .join(Receipt, col(Receipt.id) == Transfer.receipt_id)
+        .where(col(Transfer.id).in_(transfer_ids))
+        .execution_options(populate_existing=True)
+    ).all():
+        rows += (transfer, receipt)
+    flow_ids = {row.data_flow_id for row in rows if isinstance(row, Transfer)}
+    rows += session.exec(select(DataFlow).where(col(DataFlow.id).in_(flow_ids))).all()
+    return rows
 
 
 REVOKED = "connection revoked before delivery"
@@ -704,27 +745,33 @@ def describe(error: BaseException) -> str:
     return text if isinstance(error, (EndpointError, ValidationError)) else f"{type(error).__name__}: {text}"
 
 
-def _archive_source_if_done(session: Session, job: Job) -> None:
+def _archive_sources_if_done(session: Session, jobs: list[Job]) -> None:
     """A delivered upload leaves the partner's folder once every data flow that carries it delivered
     it: for each data flow, its latest transfer of the receipt (a replay supersedes the transfer it
     replays). The bytes stay in their receipt file for replays (`tradelane replay`); rejected or failed
-    files stay where the partner put them, so an operator can see them.
+    files stay where the partner put them, so an operator can see them. `jobs` were just recorded
+    delivered; their receipts' transfers are read in one statement.
     """
+    receipt_ids = {job.receipt.id for job in jobs if job.receipt.id is not None}
+    if not receipt_ids:
+        return
     rows = session.exec(
-        select(Transfer.data_flow_id, Transfer.id, Transfer.state).where(
-            Transfer.receipt_id == job.receipt.id
+        select(Transfer.receipt_id, Transfer.data_flow_id, Transfer.id, Transfer.state).where(
+            col(Transfer.receipt_id).in_(receipt_ids)
         )
     ).all()
-    latest: dict[int, tuple[int, str]] = {}
-    for flow_id, transfer_id, state in rows:
+    latest: dict[tuple[int, int], tuple[int, str]] = {}
+    for receipt_id, flow_id, transfer_id, state in rows:
         assert transfer_id is not None
-        if flow_id not in latest or transfer_id > latest[flow_id][0]:
-            latest[flow_id] = (transfer_id, state)
-    if any(state != TransferState.delivered for _, state in latest.values()):
-        return
-    receipt = session.get(Receipt, job.receipt.id)
-    assert receipt is not None
-    moved = receipt_files.hide(receipt)
-    if moved is not None:
-        receipt.storage_path = moved
-        session.add(receipt)
+        key = (receipt_id, flow_id)
+        if key not in latest or transfer_id > latest[key][0]:
+            latest[key] = (transfer_id, state)
+    done = TransferState.delivered
+    still_open = {receipt_id for (receipt_id, _), (_, state) in latest.items() if state != done}
+    for receipt_id in sorted(receipt_ids - still_open):
+        receipt = session.get(Receipt, receipt_id)
+        assert receipt is not None
+        moved = receipt_files.hide(receipt)
+        if moved is not None:
+            receipt.storage_path = moved
+            session.add(receipt)

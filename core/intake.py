@@ -490,10 +490,15 @@ def record_receipt(
     session.add(receipt)
     session.flush()
     assert receipt.id is not None
+    # Held while the transfers are made: the session's identity map keeps only what something
+    # references, and `new_pending` then finds each data flow there instead of reading it again.
+    matched: list[DataFlow] = []
     if data_flow_ids is None:
-        data_flow_ids = [f.id for f in matching_flows(session, partner_id, folder, name) if f.id is not None]
+        matched = matching_flows(session, partner_id, folder, name)
+        data_flow_ids = [f.id for f in matched if f.id is not None]
     for flow_id in data_flow_ids:
         transfers.new_pending(session, receipt.id, flow_id)
+    del matched
     # A B2B outbox write is an upload by the account's own login ("cli", "user:<email>").
     outbox = protocol == "b2b" and partner_id is None
     audit.record(

@@ -80,7 +80,7 @@ def new_pending(session: Session, receipt_id: int, data_flow_id: int) -> Transfe
     return transfer
 
 
-def claim_batches(session: Session, batch_size: int) -> None:
+def claim_batches(session: Session, batch_size: int) -> int:
     """Group pending, unbatched transfers into bounded batches, one data flow per batch; waiting
     transfers whose next attempt is due are pending again first, and are claimed with the rest.
 
@@ -89,8 +89,22 @@ def claim_batches(session: Session, batch_size: int) -> None:
     claimed twice. SQLite (which ignores FOR UPDATE): its one writer runs each UPDATE alone, and
     every UPDATE below re-checks that the row is still pending and unbatched, so a row another
     process batched between this read and this write keeps its batch. Both: a row is given a batch
-    key once, by exactly one claim, until `requeue` or `wake_due` frees it again."""
+    key once, by exactly one claim, until `requeue` or `wake_due` frees it again.
+
+    A data flow whose last batch still waits for its run to take it (the workers are busy) gets no
+    new batch smaller than `batch_size`: its files wait for that run to start and are claimed then,
+    together, so a batch grows with the backlog and a burst costs fewer runs (each run costs a
+    process and a series of Prefect API calls, whatever its size). A full batch is claimed at once.
+    Returns how many files wait so: nothing wakes the dispatcher when a run starts, so it looks
+    again soon while any do (deployments/dispatcher.py)."""
     wake_due(session)
+    waiting = set(
+        session.exec(
+            select(Transfer.data_flow_id)
+            .where(Transfer.state == TransferState.pending, col(Transfer.batch_key).is_not(None))
+            .distinct()
+        ).all()
+    )
     # Only enabled flows' files: the dispatcher claims after every receipt, and a disabled flow's
     # backlog claimed then would be cut into a batch per wake (a run per few files once enabled).
     rows = session.exec(
@@ -113,6 +127,10 @@ def claim_batches(session: Session, batch_size: int) -> None:
             key = open_batch[data_flow_id] = uuid.uuid4().hex
             batches[key] = []
         batches[key].append(transfer_id)
+    held = 0
+    for data_flow_id, key in open_batch.items():
+        if data_flow_id in waiting and len(batches[key]) < batch_size:
+            held += len(batches.pop(key))  # claimed once the batch before it has started
     now = utcnow()
     for key, ids in batches.items():
         session.exec(
@@ -125,6 +143,7 @@ def claim_batches(session: Session, batch_size: int) -> None:
             .values(batch_key=key, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    return held
 
 
 def unlaunched_batches(session: Session) -> list[Batch]:
@@ -364,6 +383,14 @@ def take(session: Session, transfer_id: int, flow_run_id: str | None) -> bool:
     makes the second UPDATE wait for the first's commit and re-check the row, SQLite runs one
     writer at a time. False: another run has it. `flow_run_id` None is a run without a Prefect id
     (tests, benches: `delivery.start`): it takes only what no run holds."""
+    return transfer_id in take_all(session, [transfer_id], flow_run_id)
+
+
+def take_all(session: Session, transfer_ids: list[int], flow_run_id: str | None) -> set[int]:
+    """`take` for many transfers in one conditional UPDATE (a batch's run takes its files at
+    once, not one statement each); the ids it took."""
+    if not transfer_ids:
+        return set()
     now = utcnow()
     held_here: ColumnElement[bool]
     if flow_run_id is None:
@@ -373,13 +400,16 @@ def take(session: Session, transfer_id: int, flow_run_id: str | None) -> bool:
         held_here = or_(col(Transfer.flow_run_id).is_(None), col(Transfer.flow_run_id) == flow_run_id)
         values = {"flow_run_id": flow_run_id}
     open_here = and_(col(Transfer.state).in_([TransferState.pending, TransferState.running]), held_here)
-    result = session.exec(
+    taken = session.exec(
         update(Transfer)
-        .where(col(Transfer.id) == transfer_id, or_(open_here, col(Transfer.state) == TransferState.waiting))
+        .where(
+            col(Transfer.id).in_(transfer_ids), or_(open_here, col(Transfer.state) == TransferState.waiting)
+        )
         .values(state=TransferState.running, next_attempt_at=None, updated_at=now, **values)
+        .returning(col(Transfer.id))
         .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)
+    ).all()
+    return {row[0] for row in taken}
 
 
 def mark_running(session: Session, transfer: Transfer) -> None:
@@ -388,10 +418,15 @@ def mark_running(session: Session, transfer: Transfer) -> None:
     session.add(transfer)
 
 
-def count_attempt(session: Session, transfer: Transfer) -> None:
-    transfer.attempts += 1
-    transfer.updated_at = utcnow()
-    session.add(transfer)
+def count_attempts(session: Session, transfer_ids: list[int]) -> None:
+    """One more try for each of these transfers, in one UPDATE."""
+    if transfer_ids:
+        session.exec(
+            update(Transfer)
+            .where(col(Transfer.id).in_(transfer_ids))
+            .values(attempts=col(Transfer.attempts) + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def finish(

@@ -28,7 +28,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments import dead_runs
+from deployments import dead_runs, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -36,6 +36,9 @@ log = logging.getLogger("tradelane.dispatcher")
 
 # Let a burst of uploads collect for a moment so it becomes a few runs, not one per file.
 DEBOUNCE_SECONDS = 0.05
+# While files wait for their data flow's last run to start (transfers.claim_batches), the store is
+# looked at this often, whatever the sweep interval: nothing wakes the dispatcher when a run starts.
+HELD_RECHECK_SECONDS = 0.5
 # How often in-flight transfers are checked against their runs' states (crashes, kills): part of
 # the bound on noticing a dead run (TRADELANE_DEAD_RUN_SECONDS, deployments/dead_runs.py).
 RECOVERY_INTERVAL_SECONDS = dead_runs.RECOVERY_INTERVAL_SECONDS
@@ -57,6 +60,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self.runs_started = 0
         self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
+        self.holding = False  # files wait for their data flow's last run to start (see _claim)
 
     def wake(self) -> None:
         """Thread-safe and cheap: called by the intake after every committed receipt."""
@@ -74,7 +78,7 @@ class Dispatcher:
         last_recovery = self._loop.time()
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_interval_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.next_wait())
                 await asyncio.sleep(DEBOUNCE_SECONDS)
             except TimeoutError:
                 pass
@@ -86,6 +90,11 @@ class Dispatcher:
             if self._loop.time() - last_recovery > RECOVERY_INTERVAL_SECONDS:
                 await self._recover_safely(boot=False)
                 last_recovery = self._loop.time()
+
+    def next_wait(self) -> float:
+        """Seconds until the next pass unless woken: the sweep interval, or soon while files wait."""
+        sweep = self.settings.sweep_interval_seconds
+        return min(sweep, HELD_RECHECK_SECONDS) if self.holding else sweep
 
     async def dispatch_once(self) -> int:
         """Claim pending transfers into batches and start a run for each batch without one."""
@@ -110,7 +119,7 @@ class Dispatcher:
             connections.expire_due(session)
             connections.release_held(session)
         with session_scope() as session:
-            transfers.claim_batches(session, self.settings.dispatch_batch_size)
+            self.holding = transfers.claim_batches(session, self.settings.dispatch_batch_size) > 0
         with session_scope() as session:
             return transfers.unlaunched_batches(session)
 

@@ -4,7 +4,8 @@
     python -m tests.claims_racer dispatch GO_FILE STOP_FILE   a dispatcher's claim loop, no Prefect,
         from the moment GO_FILE exists:
         `Dispatcher._claim`, then each batch "launched" as the run Prefect would give its
-        idempotency key (`run-<batch key>`) with `mark_launched`; prints one JSON line per batch
+        idempotency key (`run-<batch key>`) with `mark_launched`, and started by that run at once
+        (`delivery.start_run`); prints one JSON line per batch
         it would start: {"key", "ids"}. Stops once STOP_FILE exists and nothing is left to launch.
     python -m tests.claims_racer replay GO_FILE ID   `tradelane replay ID` at the same moment as
         another; prints {"copy"}: the id of the transfer that carries the file again.
@@ -33,6 +34,7 @@ def wait_for(go_file: Path, deadline: float) -> None:
 
 
 def dispatch(go_file: Path, stop_file: Path) -> None:
+    from core import delivery
     from deployments.dispatcher import Dispatcher
 
     dispatcher = Dispatcher()
@@ -45,6 +47,9 @@ def dispatch(go_file: Path, stop_file: Path) -> None:
         for batch in batches:
             print(json.dumps({"key": batch.key, "ids": batch.transfer_ids}), flush=True)
             dispatcher._mark(batch.key, f"run-{batch.key}")
+            # Its run starts at once: until a data flow's batch is taken by its run, the flow's
+            # next partial batch waits (transfers.claim_batches), and here no Prefect starts runs.
+            delivery.start_run(batch.transfer_ids, f"run-{batch.key}")
         if stopping and not batches:
             return
     raise SystemExit("the claim loop did not finish in time")
