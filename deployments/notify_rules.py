@@ -75,7 +75,7 @@ def automation(rule: NotifyRule, deployment_id: UUID) -> AutomationCore:
         "receipt": _text("{{ event.payload.receipt }}"),
         "transfer": _text("{{ event.payload.transfer }}"),
     }
-    return AutomationCore(
+    return file_event_automation(
         name=rules.automation_name(rule.id),
         description=(
             f"tradelane: notify when a file is {rule.on}"
@@ -83,13 +83,46 @@ def automation(rule: NotifyRule, deployment_id: UUID) -> AutomationCore:
             + " (tradelane notify rules; remove with tradelane notify off "
             + f"{rule.id})"
         ),
+        on=rule.on,
+        deployment_id=deployment_id,
+        parameters=parameters,
+        digest_seconds=digest,
+        match_related=related,
+    )
+
+
+def file_event_automation(
+    *,
+    name: str,
+    description: str,
+    on: str,
+    deployment_id: UUID,
+    parameters: dict[str, Any],
+    digest_seconds: int = 0,
+    match_related: Any = None,
+    for_each: set[str] | None = None,
+) -> AutomationCore:
+    """An automation on one kind of `tradelane.file.*` event that runs a deployment: at once, or
+    (a digest) once per window of `digest_seconds`, at the window's end. The one shape of every
+    notification automation tradelane keeps (rules, partner notices)."""
+    trigger: dict[str, Any] = {}
+    if match_related is not None:
+        trigger["match_related"] = match_related
+    if for_each:
+        trigger["for_each"] = for_each
+    action: dict[str, Any] = {}
+    if digest_seconds:
+        action["schedule_after"] = timedelta(seconds=digest_seconds)
+    return AutomationCore(
+        name=name,
+        description=description,
         trigger=EventTrigger(
-            expect={f"{events.PREFIX}{rule.on}"},
+            expect={f"{events.PREFIX}{on}"},
             match={"prefect.resource.id": f"{events.PREFIX}*"},
-            match_related=related,  # type: ignore[arg-type]
             posture=Posture.Reactive,
             threshold=1,
-            within=timedelta(seconds=digest),
+            within=timedelta(seconds=digest_seconds),
+            **trigger,
         ),
         actions=[
             RunDeployment(
@@ -97,7 +130,7 @@ def automation(rule: NotifyRule, deployment_id: UUID) -> AutomationCore:
                 deployment_id=deployment_id,
                 parameters=parameters,
                 job_variables=None,
-                schedule_after=timedelta(seconds=digest),
+                **action,
             )
         ],
     )

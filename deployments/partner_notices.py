@@ -19,17 +19,14 @@ except the download notices' window, which follows the setting).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.events.actions import RunDeployment
-from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger
 
 from core.config import get_settings
-from core.notify import events
-from deployments.notify_rules import Register, _read_automations, _text
+from deployments.notify_rules import Register, _read_automations, _text, file_event_automation
 from flows import names
 
 log = logging.getLogger("tradelane.notify")
@@ -42,25 +39,13 @@ RECIPIENT_ID = "related:recipient:prefect.resource.id"
 
 
 def rejected_automation(deployment_id: UUID) -> AutomationCore:
-    return AutomationCore(
+    return file_event_automation(
         name=NAME,
         description="tradelane: e-mail a partner's contacts when its upload is rejected "
         "(tradelane partner set P --contact-email … --tell-rejected)",
-        trigger=EventTrigger(
-            expect={f"{events.PREFIX}rejected"},
-            match={"prefect.resource.id": f"{events.PREFIX}*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        actions=[
-            RunDeployment(
-                source="selected",
-                deployment_id=deployment_id,
-                parameters={"transfer": _text("{{ event.payload.transfer }}")},
-                job_variables=None,
-            )
-        ],
+        on="rejected",
+        deployment_id=deployment_id,
+        parameters={"transfer": _text("{{ event.payload.transfer }}")},
     )
 
 
@@ -70,29 +55,17 @@ def download_automation(deployment_id: UUID, digest_seconds: int) -> AutomationC
         "occurred": _text("{{ event.occurred }}"),
         "digest_seconds": digest_seconds,
     }
-    return AutomationCore(
+    return file_event_automation(
         name=DOWNLOAD_NAME,
         description="tradelane: e-mail a partner's contacts when files are delivered into its "
         f"download/, one message per {digest_seconds} s "
         "(tradelane partner set P --contact-email … --tell-downloads)",
-        trigger=EventTrigger(
-            expect={f"{events.PREFIX}delivered"},
-            match={"prefect.resource.id": f"{events.PREFIX}*"},
-            match_related={"prefect.resource.role": "recipient"},
-            for_each={RECIPIENT_ID},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(seconds=digest_seconds),
-        ),
-        actions=[
-            RunDeployment(
-                source="selected",
-                deployment_id=deployment_id,
-                parameters=parameters,
-                job_variables=None,
-                schedule_after=timedelta(seconds=digest_seconds),
-            )
-        ],
+        on="delivered",
+        deployment_id=deployment_id,
+        parameters=parameters,
+        digest_seconds=digest_seconds,
+        match_related={"prefect.resource.role": "recipient"},
+        for_each={RECIPIENT_ID},
     )
 
 
