@@ -59,6 +59,7 @@ __all__ = [
     "imap_server",
     "mail_root",
     "mail_tls",
+    "smtp_env",
     "smtp_server",
 ]
 
@@ -290,6 +291,24 @@ def smtp_server(mail_tls: MailTLS, mail_root: MailRoot) -> Iterator[SmtpServer]:
                 yield server
             finally:
                 _stop(proc)
+
+
+@pytest.fixture
+def smtp_env(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """The instance's TRADELANE_SMTP_* settings pointed at the session's SMTP server (implicit TLS,
+    its own CA) for one test."""
+    from tests.isolation import clear_caches
+
+    monkeypatch.setenv("TRADELANE_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("TRADELANE_SMTP_PORT", str(smtp_server.ssl_port))
+    monkeypatch.setenv("TRADELANE_SMTP_TLS", "ssl")
+    monkeypatch.setenv("TRADELANE_SMTP_USER", smtp_server.user)
+    monkeypatch.setenv("TRADELANE_SMTP_PASSWORD", smtp_server.password)
+    monkeypatch.setenv("TRADELANE_SMTP_CAFILE", str(smtp_server.cafile))
+    clear_caches()
+    yield smtp_server
+    monkeypatch.undo()  # before the caches are cleared, so they are rebuilt from the old settings
+    clear_caches()
 
 
 def _serve_smtp(settings: dict[str, Any]) -> None:

@@ -6,11 +6,8 @@ download/. The names are written straight into the store: every door refuses the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from core.db import session_scope
 from core.models import TransferState
@@ -23,22 +20,6 @@ AT = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 # What tradelane writes, and what the test SMTP server adds on delivery.
 HEADERS = {"Subject", "From", "To", "Date", "Message-ID", "Auto-Submitted", "MIME-Version",
            "Content-Type", "Content-Transfer-Encoding", "Return-Path", "X-Test-Authenticated-As"}  # fmt: skip
-
-
-@pytest.fixture
-def smtp_env(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    from tests.isolation import clear_caches
-
-    monkeypatch.setenv("TRADELANE_SMTP_HOST", smtp_server.host)
-    monkeypatch.setenv("TRADELANE_SMTP_PORT", str(smtp_server.ssl_port))
-    monkeypatch.setenv("TRADELANE_SMTP_TLS", "ssl")
-    monkeypatch.setenv("TRADELANE_SMTP_USER", smtp_server.user)
-    monkeypatch.setenv("TRADELANE_SMTP_PASSWORD", smtp_server.password)
-    monkeypatch.setenv("TRADELANE_SMTP_CAFILE", str(smtp_server.cafile))
-    clear_caches()
-    yield smtp_server
-    monkeypatch.undo()
-    clear_caches()
 
 
 def test_hostile_names_cannot_add_headers_to_partner_notices(home: Path, smtp_env: SmtpServer) -> None:

@@ -28,22 +28,6 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-@pytest.fixture
-def smtp_env(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    from tests.isolation import clear_caches
-
-    monkeypatch.setenv("TRADELANE_SMTP_HOST", smtp_server.host)
-    monkeypatch.setenv("TRADELANE_SMTP_PORT", str(smtp_server.ssl_port))
-    monkeypatch.setenv("TRADELANE_SMTP_TLS", "ssl")
-    monkeypatch.setenv("TRADELANE_SMTP_USER", smtp_server.user)
-    monkeypatch.setenv("TRADELANE_SMTP_PASSWORD", smtp_server.password)
-    monkeypatch.setenv("TRADELANE_SMTP_CAFILE", str(smtp_server.cafile))
-    clear_caches()
-    yield smtp_server
-    monkeypatch.undo()  # before the caches are cleared, so they are rebuilt from the old settings
-    clear_caches()
-
-
 run = run_cli
 
 
