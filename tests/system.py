@@ -81,8 +81,17 @@ class System:
         unfinished = [r for r in rows if r["state"] != "delivered"]
         raise AssertionError(
             f"timed out; {len(rows)} transfers by state {states}; not delivered: "
-            f"{json.dumps(unfinished, indent=1)[:3000]}"
+            f"{json.dumps(unfinished, indent=1)[:3000]}\n{self.log_tails()}"
         )
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last lines `up` and its runner logged: why files did not move, in a CI failure."""
+        tails = []
+        for path in (self.home / "up.log", self.home / "logs" / "runner.log"):
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"--- last {len(tail)} lines of {path.name}:\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     def log(self, name: str) -> str:
         path = self.home / "logs" / f"{name}.log"

@@ -120,4 +120,6 @@ def prefect_events(prefect_api: str) -> list[Any]:
             response.raise_for_status()
             page = response.json()
             found += page["events"]
-    return found
+    # Pages are offsets into a feed that grows while it is read: an event pushed onto a later page
+    # by new ones comes twice. Each event once, by its id.
+    return list({event["id"]: event for event in found}.values())
