@@ -209,6 +209,8 @@ def _verify_signed(
     ):
         raise NotStreamable("no signature part")
     signature = signature_part.get_payload(decode=True)
+    if not isinstance(signature, bytes):
+        raise NotStreamable("signature part")
     message.payload = part
     # The signed bytes as pyas2lib's canonicalize makes them for a binary part: the headers
     # written back from the parsed entity, then the body.

@@ -15,7 +15,7 @@ Errors are pyas2lib's (IntegrityError, DecryptionError), so dispositions stay th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -45,8 +45,10 @@ def _tlv(tag: int, length: int) -> bytes:
 def _hash(name: str) -> Any:
     from cryptography.hazmat.primitives import hashes
 
-    known = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
-             "sha384": hashes.SHA384, "sha512": hashes.SHA512}  # fmt: skip
+    known: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+        "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
+        "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+    }  # fmt: skip
     if name not in known:
         raise NotStreamable(f"digest {name}")
     return known[name]()

@@ -132,6 +132,7 @@ def send(
         if not isinstance(payload, bytes) and size >= STREAM_FROM_BYTES:
             out = cleanup.enter_context(_temporary())
             built = _build_streaming(org_obj, partner_obj, payload, size, out, build)
+        body: Body
         if built is not None:
             message, headers, body, sha256 = built
         else:
@@ -275,10 +276,12 @@ def _deliver(
 def _post(url: str, headers: dict[str, str], body: Body) -> httpx.Response:
     host = urlsplit(url).hostname or url
     settings = as2_settings()
-    content: bytes | Iterator[bytes] = body
+    content: bytes | Iterator[bytes]
     if isinstance(body, Region):  # streamed from the file; the length is known, so not chunked
         headers = {**headers, "Content-Length": str(body.length)}
         content = body.chunks()
+    else:
+        content = body
     try:
         response = http_client().post(
             url, headers=headers, content=content, timeout=settings.http_timeout_seconds
