@@ -197,6 +197,8 @@ def _verify_signed(
         raise NotStreamable("a third part, or no closing delimiter")
     part_head, body_start = _head(f, part_start, part_end)
     part = _entity(part_head)
+    if part.get_content_type() == "application/pkcs7-mime":
+        raise NotStreamable("compressed inside the signature")
     if not _identity_encoded(part) or (
         str(part.get("content-transfer-encoding", "")).lower() != "binary"
         and not message.sender.canonicalize_as_binary
