@@ -243,3 +243,18 @@ def test_large_message_sent_and_received_in_memory_well_below_its_size(tmp_path:
     receive_ratio, send_ratio = (float(x) for x in line.split()[1:])
     assert receive_ratio < 0.5, done.stdout
     assert send_ratio < 0.5, done.stdout
+
+
+def test_large_message_replayed_under_a_new_message_id_is_a_duplicate(
+    as2_server: As2Server, trading: Callable[..., Trading]
+) -> None:
+    """The signature verified on the streamed path is recorded (core.as2.replay) as pyas2lib's is."""
+    partner = trading(sign="sha256", encrypt="aes256")
+    options = {"sign": True, "digest_alg": "sha256", "encrypt": True, "enc_alg": "aes_256_cbc"}
+    headers, body, message = _message(partner, _data(), **options)
+    assert judge_mdn(post(as2_server.receive_url, headers, body), message)[:2] == ("processed", None)
+    headers["Message-ID"] = f"<{os.urandom(8).hex()}@replay.test>"
+    message.message_id = headers["Message-ID"].strip("<>")
+    response = post(as2_server.receive_url, headers, body)
+    assert judge_mdn(response, message)[:2] == ("processed/Warning", "duplicate-document")
+    assert [p.name for p in partner.upload.iterdir()] == ["big.bin"]
