@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -189,6 +190,7 @@ def measure(messages_n: int, big_mib: int) -> dict[str, float]:
     finally:
         api.terminate()
         api.wait(10)
+        shutil.rmtree(home, ignore_errors=True)  # the big message is in its mailbox (up to GiBs)
 
     recv_ratio, send_ratio = recv_growth_mib / args.big_mib, send_growth_mib / args.big_mib
     if rates is None:
