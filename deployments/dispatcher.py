@@ -28,7 +28,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments import dead_runs, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import dead_runs, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -36,6 +36,9 @@ log = logging.getLogger("tradelane.dispatcher")
 
 # Let a burst of uploads collect for a moment so it becomes a few runs, not one per file.
 DEBOUNCE_SECONDS = 0.05
+# A wake this soon after the one before is part of a burst, and debounced; a file arriving alone
+# (the last one came longer ago) is dispatched at once: the debounce would only delay it.
+BURST_GAP_SECONDS = 0.25
 # While files wait for their data flow's last run to start (transfers.claim_batches), the store is
 # looked at this often, whatever the sweep interval: nothing wakes the dispatcher when a run starts.
 HELD_RECHECK_SECONDS = 0.5
@@ -58,14 +61,25 @@ class Dispatcher:
         self.booted_at = datetime.now(UTC)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._wakes = (-BURST_GAP_SECONDS * 2, -BURST_GAP_SECONDS)  # loop times of the last two wakes
         self.runs_started = 0
         self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
         self.holding = False  # files wait for their data flow's last run to start (see _claim)
+        self.nudge_path = nudge.socket_path(self.settings.home_dir)
 
     def wake(self) -> None:
         """Thread-safe and cheap: called by the intake after every committed receipt."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        assert self._loop is not None
+        self._wakes = (self._wakes[1], self._loop.time())
+        self._wake.set()
+
+    def in_burst(self) -> bool:
+        """The last two wakes came close together: files are arriving in a burst (debounce them)."""
+        return self._wakes[1] - self._wakes[0] < BURST_GAP_SECONDS
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -79,7 +93,8 @@ class Dispatcher:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.next_wait())
-                await asyncio.sleep(DEBOUNCE_SECONDS)
+                if self.in_burst():
+                    await asyncio.sleep(DEBOUNCE_SECONDS)
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -108,6 +123,9 @@ class Dispatcher:
             for batch in batches:
                 flow_run_id = await self._start_run(client, batch)
                 if flow_run_id is not None:
+                    # A worker in this home (`up`'s) asks for it now rather than at its next poll;
+                    # before the mark below, which a run taking its files first leaves alone.
+                    nudge.send(self.nudge_path)
                     await to_thread.run_sync(self._mark, batch.key, flow_run_id)
                     started += 1
         self.runs_started += started

@@ -28,7 +28,7 @@ from core import dataflows
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.models import DataFlow
-from deployments import dead_runs
+from deployments import dead_runs, nudge
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from deployments.notify_rules import RuleMirror
@@ -187,7 +187,9 @@ async def serve() -> None:
     settings = get_settings()
     async with asyncio.TaskGroup() as group:
         group.create_task(keep_deployments(settings))
-        group.create_task(run_worker(make_worker(settings), settings))
+        # Nudged by `up`'s dispatcher, in the same home, after each run it creates.
+        nudged_at = nudge.socket_path(settings.home_dir)
+        group.create_task(run_worker(make_worker(settings), settings, nudged_at))
 
 
 def main() -> None:

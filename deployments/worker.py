@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,7 +33,7 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
-from deployments import dead_runs, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import dead_runs, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.work_pool import ensure_work_pool
 from deployments.worker_name import default_worker_name
 from tradelane import templates
@@ -42,9 +43,11 @@ log = logging.getLogger("tradelane.worker")
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
 
 
-async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
+async def run_worker(worker: TradelaneWorker, settings: Settings, nudged_at: Path | None = None) -> None:
     """Run `worker` until cancelled, asking for runs every TRADELANE_RUNNER_POLL_SECONDS unless the
-    user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given."""
+    user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given; and at once
+    whenever a datagram arrives at the socket `nudged_at` (deployments/nudge.py: `up`'s
+    dispatcher sends one after each run it creates)."""
     updates: dict[Setting, Any] = {}
     if "PREFECT_WORKER_QUERY_SECONDS" not in os.environ:
         # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it.
@@ -52,7 +55,15 @@ async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
     with temporary_settings(updates=updates):
-        await worker.start(printer=log.info)
+        if nudged_at is None:
+            await worker.start(printer=log.info)
+            return
+        async with nudge.listening(nudged_at) as sock, anyio.create_task_group() as group:
+            if sock is not None:
+                poll = worker.get_and_submit_flow_runs
+                group.start_soon(nudge.poll_when_nudged, sock, worker.can_poll, poll)
+            await worker.start(printer=log.info)
+            group.cancel_scope.cancel()
 
 
 class TradelaneWorker(ProcessWorker):
@@ -71,6 +82,16 @@ class TradelaneWorker(ProcessWorker):
         self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
         self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
         self._executors: FlowRunExecutorContext | None = None
+        # One poll at a time: Prefect's own loop and the polls a nudge asks for (deployments/nudge.py).
+        self._polling = anyio.Lock()
+
+    def can_poll(self) -> bool:
+        """Started and synced with the work pool: a poll now can take runs (before, it takes none)."""
+        return self._client is not None and self._has_successfully_synced
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        async with self._polling:
+            return await super().get_and_submit_flow_runs()
 
     async def __aenter__(self) -> TradelaneWorker:
         await super().__aenter__()

@@ -1,0 +1,43 @@
+"""`up`'s dispatcher nudges `up`'s worker after each run it creates (deployments/nudge.py): the
+worker asks Prefect at once instead of at its next poll. Shown with a worker that polls once an
+hour (its one poll in the hour comes at its start, before it can take runs, and no other worker
+serves the pool): every file is still delivered, one after another, each by a Completed Prefect run that
+carries the worker's name (the run went through Prefect as any other: Pending, the worker's limit).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tests.e2e.helpers import PartnerClient, finished_run, unique
+from tests.system import run_system
+from tests.waiting import wait_for
+
+PASSWORD = "nudge-partner-pw-1"
+WAIT = 120.0  # a busy machine: generous, and never a timing assertion
+FILES = 3
+
+
+def test_runs_start_on_a_nudge_when_the_worker_polls_hourly() -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="tradelane-nudge-") as out,
+        run_system(TRADELANE_RUNNER_POLL_SECONDS="3600") as system,
+    ):
+        partner, endpoint, flow = unique("nudge"), unique("dir"), unique("flow")
+        dest = Path(out)
+        system.cli("partner", "add", partner, "--password", PASSWORD)
+        system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(dest))
+        system.cli("flow", "add", flow, "--source", f"mailbox:{partner}", "--dest", endpoint)
+        with PartnerClient(system, partner, PASSWORD) as client:
+            upload = client.folder_ids()["upload"]
+            for i in range(FILES):
+                name = f"po_{i}.json"
+                assert client.upload(name, b'{"po": %d}' % i, upload).status_code == 201
+                wait_for(lambda name=name: (dest / name).exists(), f"{name} delivered", timeout=WAIT)  # type: ignore[misc]
+        rows = system.wait_for(lambda rows: len(rows) == FILES, timeout=WAIT, partner=partner)
+        assert {row["state"] for row in rows} == {"delivered"}
+        for row in rows:
+            run = finished_run(system, row["flow_run_id"], timeout=WAIT)
+            assert run["state_type"] == "COMPLETED"
+            assert run["labels"].get("prefect.worker.name")
