@@ -174,7 +174,12 @@ def main(argv: list[str]) -> None:
     profile = Path(argv[argv.index("--profile") + 1]) if "--profile" in argv else None
     files = int(argv[0]) if argv and argv[0].isdigit() else 1000
     bench_dir = os.environ.get("BENCH_DIR")
-    with tempfile.TemporaryDirectory(prefix="tradelane-bench-", dir=bench_dir) as tmp, run_system() as system:
+    # TRADELANE_EVENTS=off in the environment is passed on (to leave the events' cost out), as is on.
+    events = {"TRADELANE_EVENTS": os.environ["TRADELANE_EVENTS"]} if "TRADELANE_EVENTS" in os.environ else {}
+    with (
+        tempfile.TemporaryDirectory(prefix="tradelane-bench-", dir=bench_dir) as tmp,
+        run_system(**events) as system,
+    ):
         assert system.proc is not None
         root = system.proc.pid
         before = tree_cpu(root)
