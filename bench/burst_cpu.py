@@ -77,6 +77,7 @@ def tree_cpu(root: int) -> dict[str, float]:
 
 
 RATE = 100  # py-spy samples per second
+PASSED_ON = ("TRADELANE_EVENTS", "TRADELANE_DISPATCH_BATCH_SIZE")
 
 
 @contextmanager
@@ -174,11 +175,11 @@ def main(argv: list[str]) -> None:
     profile = Path(argv[argv.index("--profile") + 1]) if "--profile" in argv else None
     files = int(argv[0]) if argv and argv[0].isdigit() else 1000
     bench_dir = os.environ.get("BENCH_DIR")
-    # TRADELANE_EVENTS=off in the environment is passed on (to leave the events' cost out), as is on.
-    events = {"TRADELANE_EVENTS": os.environ["TRADELANE_EVENTS"]} if "TRADELANE_EVENTS" in os.environ else {}
+    # These, if set here, are passed on to `up` (e.g. TRADELANE_EVENTS=off: the events' cost left out).
+    passed = {name: os.environ[name] for name in PASSED_ON if name in os.environ}
     with (
         tempfile.TemporaryDirectory(prefix="tradelane-bench-", dir=bench_dir) as tmp,
-        run_system(**events) as system,
+        run_system(**passed) as system,
     ):
         assert system.proc is not None
         root = system.proc.pid
