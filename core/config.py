@@ -158,8 +158,11 @@ class Settings(BaseSettings):
     # `off`: no `tradelane.file.*` events are emitted (flows/events.py), so notification rules and
     # partner notices never fire; for an instance that uses neither, and for bench/events_cost.py.
     events: Literal["on", "off"] = "on"
-    # How many pending transfers of one data flow go into one Prefect flow run.
-    dispatch_batch_size: int = 50
+    # How many pending transfers of one data flow go into one Prefect flow run, at most. A batch is
+    # this large only under a backlog (it grows while the data flow's last run waits to start); most
+    # of a burst's CPU is per run, not per file (a burst of 1,000 × 2 KiB cost 55-59 ms of CPU a
+    # file in runs of up to 50, 35 ms in runs of up to 200: bench/burst_cpu.py).
+    dispatch_batch_size: int = 200
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
     keep_delivered_uploads: bool = False
     # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).

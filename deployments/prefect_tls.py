@@ -44,11 +44,15 @@ class SharedContexts(types.ModuleType):
 
 
 def install() -> None:
-    """Make Prefect's clients in this process (and in the processes it forks) share their contexts."""
+    """Make Prefect's clients in this process (and in the processes it forks) share their contexts:
+    the API clients, and the version check each events and logs subscriber makes first (a flow run's
+    suspension observer opens one: ~3 % of a run's CPU went into reading the CA bundle there)."""
+    import prefect._internal.version_checking as version_checking
     import prefect.client.orchestration as orchestration
 
-    if not isinstance(getattr(orchestration, "ssl", None), SharedContexts):
-        setattr(orchestration, "ssl", SharedContexts())  # noqa: B010  (a module attribute of Prefect's)
+    for module in (orchestration, version_checking):
+        if not isinstance(getattr(module, "ssl", None), SharedContexts):
+            setattr(module, "ssl", SharedContexts())  # noqa: B010  (a module attribute of Prefect's)
 
 
 def warm() -> None:

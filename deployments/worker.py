@@ -191,14 +191,16 @@ def start_flow_runs_from_forkserver() -> None:
     import prefect.flow_engine as engine
 
     # Every template's module (built-in and installed), so a run of any of them forks warm; the
-    # object stores' SDKs, whose import a push would otherwise pay (forkserver_warm); and Prefect's
-    # clients sharing their TLS contexts (deployments/prefect_tls.py).
+    # object stores' SDKs, whose import a push would otherwise pay (forkserver_warm); Prefect's
+    # clients sharing their TLS contexts (deployments/prefect_tls.py); and what each run would do
+    # first (forkserver_ready: the engines imported, the models completed, the mappers configured).
     preload = [
         "deployments.forkserver_guard",
         "deployments.prefect_tls",
         "deployments.forkserver_warm",
         "flows.poll",
         *templates.preload_modules(),
+        "deployments.forkserver_ready",  # last: what every run would do first, with all of the above imported
     ]
     multiprocessing.set_forkserver_preload(preload)
     forkserver = multiprocessing.get_context("forkserver")

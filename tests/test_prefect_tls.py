@@ -26,3 +26,15 @@ def test_clients_share_one_verifying_context() -> None:
     ]
     assert all(context is contexts[0] for context in contexts)
     assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
+
+
+def test_the_version_check_uses_the_clients_context() -> None:
+    """Each events or logs subscriber (a flow run's suspension observer) checks the server's version
+    first, with a client of its own: it asks for the same context as the API clients."""
+    import certifi
+    from prefect._internal import version_checking
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    client = context_of(PrefectClient("http://127.0.0.1:9/api"))
+    cafile = PREFECT_API_SSL_CERT_FILE.value() or certifi.where()
+    assert version_checking.ssl.create_default_context(cafile=cafile) is client

@@ -1,0 +1,56 @@
+"""Flow runs forked from the runner's fork server start with Prefect's engines imported, Prefect's
+pydantic models complete and the store's mappers configured (deployments/forkserver_ready.py), so
+no run does that work again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The runner's own set-up, then one process forked the way a flow run is.
+SCRIPT = """
+import multiprocessing
+from deployments.worker import start_flow_runs_from_forkserver
+from tests.test_forkserver_ready import report
+
+start_flow_runs_from_forkserver()
+context = multiprocessing.get_context("forkserver")
+queue = context.Queue()
+child = context.Process(target=report, args=(queue,))
+child.start()
+print(queue.get(timeout=120))
+child.join()
+"""
+
+
+def report(queue: Any) -> None:
+    """In the forked process: what it inherited, before it does anything."""
+    from sqlalchemy.orm import Mapper
+
+    from core.models import Transfer
+    from deployments.forkserver_ready import MODULES, _models
+
+    incomplete = [m for m in _models() if not m.__dict__.get("__pydantic_complete__", True)]
+    mapper = Transfer.__mapper__  # type: ignore[attr-defined]
+    assert isinstance(mapper, Mapper)
+    queue.put(
+        {
+            "imported": all(name in sys.modules for name in MODULES),
+            "incomplete models": len(incomplete),
+            "mappers configured": mapper.configured,
+        }
+    )
+
+
+def test_a_forked_flow_run_starts_ready() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(
+        {"imported": True, "incomplete models": 0, "mappers configured": True}
+    )
