@@ -3,7 +3,8 @@
 uvicorn's httptools protocol (0.54) has no limit on the size of a request header and no timeout
 for one that never completes: a never-finished 200 MB header was held in memory, and idle or
 half-sent connections stayed open for ever. Its h11 protocol has a size limit but moves uploads
-about 40% slower, so `LimitedHttpToolsProtocol` adds what nginx has by default to the httptools one:
+about 40% slower, so `LimitedHttpToolsProtocol` adds what nginx has by default to the httptools one
+(and hands the body on without uvicorn's two copies of it, `on_body`):
 
 | limit (setting)                      | nginx                       | past it                        |
 | ------------------------------------ | --------------------------- | ------------------------------ |
@@ -146,6 +147,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._last_read = self.loop.time()
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn appends each piece of body to a bytearray and its receive() copies that out
+        # into bytes: two copies of every uploaded byte, and the bytearray's growth (realloc,
+        # fresh pages) cost more than the rest of the parsing (1 GiB: 1.2 s of CPU, 0.45 s
+        # without). A piece that arrives while nothing is waiting is kept as the parser's own
+        # bytes object instead: `b"" += body` is `body`, and `bytes(body)` is `body` again. A
+        # second piece before the app takes the first goes back to uvicorn's bytearray, so
+        # pieces that pile up (tiny chunks of a chunked body) are still appended, not re-copied.
+        cycle = self.cycle
+        if not cycle.body:
+            cycle.body = b""  # type: ignore[assignment]
+        elif isinstance(cycle.body, bytes):
+            cycle.body = bytearray(cycle.body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False

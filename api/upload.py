@@ -1,13 +1,15 @@
 """A REST upload: the file name from Content-Disposition, and the body streamed into intake.
 
 The body is never held in memory: chunks from `request.stream()` are gathered into batches of
-at most `BATCH_BYTES` and written by a worker thread, so the event loop stays free and memory
-stays flat however large the file. Past the size limit, on a client disconnect or any other
-error the upload is aborted before the response goes out, so nothing is left behind.
+`BATCH_BYTES` and written by a worker thread while the next batch arrives, so the event loop
+stays free and memory stays flat however large the file. Past the size limit, on a client
+disconnect or any other error the upload is aborted before the response goes out, so nothing is
+left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import unquote
 
@@ -82,11 +84,22 @@ def too_large(limit: int) -> errors.ContentTooLarge:
     return errors.ContentTooLarge(f"file is larger than the upload limit of {limit} bytes")
 
 
+def write_all(upload: Upload, pieces: list[bytes]) -> None:
+    """Write a batch piece by piece (joining them would copy every byte once more)."""
+    for piece in pieces:
+        upload.write(piece)
+
+
 async def receive(request: Request, upload: Upload) -> Receipt:
-    """Stream the request body into `upload` and commit it; abort on any failure."""
+    """Stream the request body into `upload` and commit it; abort on any failure.
+
+    A worker thread writes and hashes one batch while the next one arrives (both release the GIL):
+    receiving overlaps writing, and at most two batches are held.
+    """
     batch: list[bytes] = []
     batched = 0
     received = 0
+    writing: asyncio.Future[None] | None = None  # the batch being written, if any
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -95,15 +108,23 @@ async def receive(request: Request, upload: Upload) -> Receipt:
             batch.append(chunk)
             batched += len(chunk)
             if batched >= BATCH_BYTES:
-                data = b"".join(batch)
-                batch.clear()
+                if writing is not None:
+                    await asyncio.shield(writing)  # one batch in flight: the body waits for the disk
+                writing = asyncio.ensure_future(run_in_threadpool(write_all, upload, batch))
+                batch = []
                 batched = 0
-                await run_in_threadpool(upload.write, data)
+        if writing is not None:
+            await asyncio.shield(writing)
+            writing = None
         if batch:
-            await run_in_threadpool(upload.write, b"".join(batch))
+            await run_in_threadpool(write_all, upload, batch)
         return await run_in_threadpool(upload.commit)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
+            if writing is not None:  # let its thread finish before the file is removed under it
+                await asyncio.wait([writing])
+                if not writing.cancelled():
+                    writing.exception()  # retrieved: it was either raised above or is moot now
             await run_in_threadpool(upload.abort)
         if isinstance(exc, UploadTooLarge):
             raise too_large(upload.max_bytes) from None

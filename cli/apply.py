@@ -10,6 +10,9 @@ partners:
     max_file_size: 50MiB
     max_sessions: 4
     max_concurrent: 2             # its files carried at once on every worker; 0 or none: unlimited
+    contact_emails: [ops@acme.example]  # told of its rejected uploads and files in download/:
+    tell_rejected: true           # (tradelane partner set --contact-email/--tell-rejected/--tell-downloads)
+    tell_downloads: true
 endpoints:
   - name: archive
     type: file
@@ -62,6 +65,7 @@ from core.endpoints.base import ConfigError, Endpoint
 from core.endpoints.registry import endpoint_class, user_types
 from core.endpoints.settings import SettingsError, local_paths
 from core.errors import said
+from core.notify.channels import check_addresses
 from core.tenancy import Scope, scope_for_cli
 from core.validators import parse_cli_spec, parse_size
 
@@ -80,6 +84,9 @@ PARTNER_KEYS = frozenset(
         "max_file_bytes",  # the stored name, accepted as an alias of max_file_size
         "max_sessions",
         "max_concurrent",
+        "contact_emails",
+        "tell_rejected",
+        "tell_downloads",
         "can_delete_downloads",
     }
 )
@@ -183,9 +190,15 @@ def _check_partner(where: str, item: dict[str, Any]) -> None:
     for key in ("password", "password_env", "email"):
         if key in item and item[key] is not None:
             _expect(f"{where}.{key}", item[key], str, "a string")
-    for key in ("enabled", "can_delete_downloads"):
+    for key in ("enabled", "can_delete_downloads", "tell_rejected", "tell_downloads"):
         if key in item:
             _expect(f"{where}.{key}", item[key], bool, "true or false")
+    if item.get("contact_emails") is not None:
+        contacts = item["contact_emails"]
+        _expect(f"{where}.contact_emails", contacts, list, "a list of e-mail addresses")
+        for j, address in enumerate(contacts):
+            _expect(f"{where}.contact_emails[{j}]", address, str, "an e-mail address")
+            _value(f"{where}.contact_emails[{j}]", check_addresses, address)
     if "ssh_keys" in item:
         keys = item["ssh_keys"]
         _expect(f"{where}.ssh_keys", keys, list, "a list of OpenSSH public key lines")
@@ -341,9 +354,11 @@ def _apply_partner(session: Session, scope: Scope, item: dict[str, Any], where: 
         settings["max_concurrent"] = item["max_concurrent"]
     if "email" in item:
         settings["email"] = item["email"] or None
-    for key in ("enabled", "can_delete_downloads"):
+    for key in ("enabled", "can_delete_downloads", "tell_rejected", "tell_downloads"):
         if key in item:
             settings[key] = item[key]
+    if "contact_emails" in item:
+        settings["contact_emails"] = ",".join(item["contact_emails"] or [])
     existing = partners.get(session, scope, name)
     if existing is None or existing.removed_at is not None:
         partner = _value(

@@ -106,6 +106,7 @@ def partner_list(
     table.add_column("sessions", no_wrap=True)
     table.add_column("at once", no_wrap=True)
     table.add_column("email", overflow="ellipsis")
+    table.add_column("told", overflow="ellipsis")
     for row in rows:
         state = styled("disabled", "yellow") if not row["enabled"] else Text("enabled")
         if row["locked_until"]:
@@ -123,8 +124,17 @@ def partner_list(
             str(row["max_sessions"] or "default"),
             str(row["max_concurrent"] or "unlimited"),
             row["email"] or "-",
+            _told(row),
         )
     console.print(table)
+
+
+def _told(row: dict[str, Any]) -> str:
+    """Which notices the partner's contacts get, and who they are: `rejected, downloads → ops@…`."""
+    what = [name for name in ("rejected", "downloads") if row[f"tell_{name}"]]
+    if not row["contact_emails"]:
+        return "-"
+    return f"{', '.join(what) or 'nothing'} → {', '.join(row['contact_emails'])}"
 
 
 def _optional_number(value: str | None, what: str, parse: Any) -> Any:

@@ -270,6 +270,11 @@ def configure(
             if tell_downloads
             else "contacts not told of files waiting in download/"
         )
+    if not partner.contact_emails and (partner.tell_rejected or partner.tell_downloads):
+        # Clearing the contacts of a partner that is told would leave its notices addressed to no one.
+        raise PartnerError(
+            "the contacts are told of notices: turn --no-tell-rejected/--no-tell-downloads first"
+        )
     if can_delete_downloads is not None and can_delete_downloads != partner.can_delete_downloads:
         partner.can_delete_downloads = can_delete_downloads
         changes.said.append("may delete downloads" if can_delete_downloads else "may not delete downloads")

@@ -165,6 +165,11 @@ class PartnerSettings(Input):
     max_concurrent: MaxConcurrent | None = None
     enabled: bool | None = None
     can_delete_downloads: bool | None = None
+    contact_emails: list[str] | None = Field(
+        default=None, description="who is told of notices (bare addresses); `null` or `[]` clears"
+    )
+    tell_rejected: bool | None = Field(default=None, description="e-mail the contacts a rejected upload")
+    tell_downloads: bool | None = Field(default=None, description="e-mail the contacts files in download/")
 
     def changes(self) -> dict[str, Any]:
         """The keyword arguments of `core.partners.configure`: the fields given, and only those."""
@@ -179,6 +184,9 @@ class PartnerSettings(Input):
             "max_concurrent": self.max_concurrent if "max_concurrent" in given else UNCHANGED,
             "enabled": self.enabled,
             "can_delete_downloads": self.can_delete_downloads,
+            "contact_emails": ",".join(self.contact_emails or []) if "contact_emails" in given else UNCHANGED,
+            "tell_rejected": self.tell_rejected,
+            "tell_downloads": self.tell_downloads,
         }
 
 
@@ -208,6 +216,9 @@ class PartnerPublic(BaseModel):
     max_sessions: int | None
     max_concurrent: int | None
     can_delete_downloads: bool
+    contact_emails: list[str]
+    tell_rejected: bool
+    tell_downloads: bool
     created: str
 
     @classmethod
@@ -227,6 +238,9 @@ class PartnerPublic(BaseModel):
             max_sessions=partner.max_connections,
             max_concurrent=partner.max_concurrent,
             can_delete_downloads=partner.can_delete_downloads,
+            contact_emails=partner.contact_emails.split(",") if partner.contact_emails else [],
+            tell_rejected=partner.tell_rejected,
+            tell_downloads=partner.tell_downloads,
             created=partner.created_at.isoformat(),
         )
 

@@ -4,8 +4,8 @@ Not under /api and without a partner token: AS2 authenticates by signatures and 
 Before a byte of the body is read, the AS2-From/AS2-To pair must be one we trade as and the
 declared Content-Length within TRADELANE_AS2_MAX_MESSAGE_BYTES; a refusal then closes the
 connection, so a stranger cannot make us read (or keep receiving) a big body. The body is then
-streamed to an anonymous spool file within the cap (413 past it) before pyas2lib, which works
-in memory, sees it. The router's lifespan runs the AS2
+streamed to an anonymous spool file within the cap (413 past it); core.as2.receive parses a large
+one from that file. The router's lifespan runs the AS2
 worker (async MDNs, resends on MDN timeout) for as long as the app serves.
 """
 
@@ -22,6 +22,7 @@ from api.deps import RemoteAddr
 from api.errors import CLOSE
 from api.lifespans import sweeping
 from core.as2.settings import as2_settings
+from core.as2.spool import Spool
 from core.sweeper import SweepThread
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ class _TooLarge(Exception):
     pass
 
 
-async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, streamed to disk within `limit`, then read back for pyas2lib."""
-    from core.as2.spool import MessageTooLarge, Spool
+async def _spool(request: Request, limit: int, what: str) -> Spool:
+    """The request body, streamed to disk within `limit` (the caller closes the spool)."""
+    from core.as2.spool import MessageTooLarge
 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -62,9 +63,20 @@ async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
                 pending, pending_size = [], 0
         if pending:
             await run_in_threadpool(spool.write, b"".join(pending))
-        return await run_in_threadpool(spool.read_all)
+        return spool
     except MessageTooLarge as exc:
+        await run_in_threadpool(spool.close)
         raise _TooLarge(str(exc)) from None
+    except BaseException:
+        await run_in_threadpool(spool.close)
+        raise
+
+
+async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, streamed to disk within `limit`, then read back whole (MDNs: small)."""
+    spool = await _spool(request, limit, what)
+    try:
+        return await run_in_threadpool(spool.read_all)
     finally:
         await run_in_threadpool(spool.close)
 
@@ -98,7 +110,7 @@ async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
     if refusal is not None:
         return Response(content=refusal.body, status_code=refusal.status_code, headers=refusal.headers)
     try:
-        body = await _spooled_body(request, as2_settings().max_message_bytes, "AS2 message")
+        body = await _spool(request, as2_settings().max_message_bytes, "AS2 message")
     except _TooLarge as exc:
         return JSONResponse({"message": str(exc)}, status_code=413, headers=CLOSE)
     except ClientDisconnect:
@@ -110,6 +122,8 @@ async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
         return JSONResponse(
             {"message": "the AS2 message could not be processed now; send it again later"}, status_code=503
         )
+    finally:
+        await run_in_threadpool(body.close)
     if answer.async_mdn_pending:
         worker.start()  # normally running already (lifespan); this covers apps served without it
         worker.wake()

@@ -15,6 +15,7 @@ stay the same.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 _ENVELOPED_DATA_OID = bytes.fromhex("06092A864886F70D010703")
@@ -24,8 +25,9 @@ class _NotMine(Exception):
     """Not the plain shape this module handles: leave it to pyas2lib."""
 
 
-def _tlv(data: memoryview, at: int, tag: int) -> tuple[int, int]:
-    """(content start, content end) of the DER element at `at`, which must have `tag`."""
+def _tlv(data: memoryview, at: int, tag: int, total: int | None = None) -> tuple[int, int]:
+    """(content start, content end) of the DER element at `at`, which must have `tag`; `total`
+    is the length of the whole encoding when `data` is only its beginning (a file's prefix)."""
     if at + 2 > len(data) or data[at] != tag:
         raise _NotMine
     first = data[at + 1]
@@ -36,7 +38,7 @@ def _tlv(data: memoryview, at: int, tag: int) -> tuple[int, int]:
         raise _NotMine
     length = int.from_bytes(data[at + 2 : at + 2 + count], "big")
     start = at + 2 + count
-    if start + length > len(data):
+    if start + length > (len(data) if total is None else total):
         raise _NotMine
     return start, start + length
 
@@ -55,27 +57,38 @@ def decrypt(encrypted: bytes, decrypt_key: Any) -> tuple[str | None, bytearray] 
         return None
 
 
-def _decrypt(data: memoryview, decrypt_key: Any) -> tuple[str | None, bytearray]:
+@dataclass(frozen=True)
+class Header:
+    """What decrypting an envelope needs: the content key and IV, and where the content is."""
+
+    key: bytes
+    iv: bytes
+    content_start: int
+    content_end: int
+
+
+def header(data: memoryview, decrypt_key: Any, total: int | None = None) -> Header:
+    """Walk the EnvelopedData in `data` (or the first bytes of one `total` bytes long) up to its
+    encrypted content and unwrap the content key. Raises _NotMine or pyas2lib's DecryptionError."""
     from asn1crypto import algos, cms
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from oscrypto import asymmetric
     from pyas2lib.exceptions import DecryptionError
 
-    start, _ = _tlv(data, 0, 0x30)  # ContentInfo
+    start, _ = _tlv(data, 0, 0x30, total)  # ContentInfo
     if bytes(data[start : start + len(_ENVELOPED_DATA_OID)]) != _ENVELOPED_DATA_OID:
         raise _NotMine
-    at, _ = _tlv(data, start + len(_ENVELOPED_DATA_OID), 0xA0)  # [0] EXPLICIT content
-    at, _ = _tlv(data, at, 0x30)  # EnvelopedData
+    at, _ = _tlv(data, start + len(_ENVELOPED_DATA_OID), 0xA0, total)  # [0] EXPLICIT content
+    at, _ = _tlv(data, at, 0x30, total)  # EnvelopedData
     at = _tlv(data, at, 0x02)[1]  # version
     if data[at] == 0xA0:  # originatorInfo
         at = _skip(data, at)
     recipients_end = _tlv(data, at, 0x31)[1]
     recipients = cms.RecipientInfos.load(bytes(data[at:recipients_end]))
-    at, _ = _tlv(data, recipients_end, 0x30)  # EncryptedContentInfo
+    at, _ = _tlv(data, recipients_end, 0x30, total)  # EncryptedContentInfo
     at = _tlv(data, at, 0x06)[1]  # contentType
     algorithm_end = _tlv(data, at, 0x30)[1]
     algorithm = algos.EncryptionAlgorithm.load(bytes(data[at:algorithm_end]))
-    content_start, content_end = _tlv(data, algorithm_end, 0x80)  # [0] IMPLICIT, primitive
+    content_start, content_end = _tlv(data, algorithm_end, 0x80, total)  # [0] IMPLICIT, primitive
 
     if len(recipients) != 1 or recipients[0].name != "ktri":
         raise _NotMine
@@ -99,10 +112,20 @@ def _decrypt(data: memoryview, decrypt_key: Any) -> tuple[str | None, bytearray]
         raise
     except Exception as exc:
         raise DecryptionError("Failed to decrypt the payload: Could not extract decryption key.") from exc
+    if len(key) != algorithm.key_length:
+        raise DecryptionError("Failed to decrypt the payload: the content key has the wrong length")
+    return Header(key, iv, content_start, content_end)
 
-    content = data[content_start:content_end]
+
+def _decrypt(data: memoryview, decrypt_key: Any) -> tuple[str | None, bytearray]:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from pyas2lib.exceptions import DecryptionError
+
+    found = header(data, decrypt_key)
+    key, iv = found.key, found.iv
+    content = data[found.content_start : found.content_end]
     try:
-        if len(key) != algorithm.key_length or len(content) % 16 or not content:
+        if len(content) % 16 or not content:
             raise ValueError("the encrypted content is not a whole number of AES blocks")
         decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
         plain = bytearray(len(content) + 16)

@@ -23,6 +23,7 @@ through core.intake (protocol "as2"), in the same transaction as the message's r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -30,16 +31,20 @@ import posixpath
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from email import message_from_bytes
+from typing import IO, Any
 
 from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core import intake
-from core.as2 import identity, profiles, replay
+from core.as2 import bigreceive, identity, profiles, replay
 from core.as2 import mdn as mdns
 from core.as2 import parse as parsing
+from core.as2.cms_stream import NotStreamable
+from core.as2.settings import as2_settings
+from core.as2.spool import MessageTooLarge, Spool
 from core.db import session_scope
 from core.mailbox import layout
 from core.models import As2Message, As2Organization, As2Partner, Partner, Receipt, utcnow
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 FOLDER = layout.UPLOAD  # where the partner's own uploads land: the same data flows carry it
 UNEXPECTED = "unexpected-processing-error"
 UNKNOWN_PARTNER = "unknown-trading-partner"
+# From this size up a message is parsed from its spool file (core.as2.bigreceive) when it can be.
+STREAM_FROM_BYTES = 8 * 1024 * 1024
 
 # (partner, "id:" Message-ID or "sig:" replay digest) of messages being taken in right now.
 _in_flight: set[tuple[str, str]] = set()
@@ -126,12 +133,27 @@ def _refusal(status_code: int, detail: str, reason: str) -> Answer:
     return Answer(status_code, {"Content-Type": "text/plain", "Connection": "close"}, text.encode())
 
 
-def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | None = None) -> Answer:
-    """Process one AS2 message; never raises for anything a sender can cause."""
+def receive(
+    headers: Iterable[tuple[str, str]], body: bytes | Spool, remote_addr: str | None = None
+) -> Answer:
+    """Process one AS2 message; never raises for anything a sender can cause.
+
+    `body` is the message's bytes or its spool: from STREAM_FROM_BYTES up it is parsed from the
+    file (core.as2.bigreceive) when its shape allows, else read whole within
+    TRADELANE_AS2_MAX_IN_MEMORY_BYTES."""
+    with contextlib.ExitStack() as cleanup:
+        return _receive(list(headers), body, remote_addr, cleanup)
+
+
+def _receive(
+    headers: list[tuple[str, str]],
+    body: bytes | Spool,
+    remote_addr: str | None,
+    cleanup: contextlib.ExitStack,
+) -> Answer:
     import pyas2lib
     from pyas2lib.exceptions import PartnerNotFound
 
-    headers = list(headers)
     found = _Found()
 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
@@ -146,14 +168,35 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
             found.org, found.profile = org, profile
             return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
+    def scratch() -> IO[bytes]:
+        return cleanup.enter_context(Spool(1 << 62, "decrypted AS2 message")).file
+
     message = pyas2lib.Message()
-    error: BaseException | None
+    error: BaseException | None = None
+    content: bigreceive.Content | None = None
+    head = mdns.header_block(headers)
     with replay.recording() as signatures:
         try:
-            error = parsing.parse(message, mdns.header_block(headers), body, find_org_partner)
+            if isinstance(body, Spool) and body.size >= STREAM_FROM_BYTES:
+                try:
+                    error, content = bigreceive.parse(
+                        message, head, body.file, body.size, find_org_partner, scratch
+                    )
+                except NotStreamable as exc:
+                    log.info("AS2 message of %d bytes parsed in memory (%s)", body.size, exc)
+                    message, found = pyas2lib.Message(), _Found()
+                    if body.size > as2_settings().max_in_memory_bytes:
+                        error = _too_large_in_memory(message, head, find_org_partner)
+                    else:
+                        body = body.read_all()
+            if content is None and error is None:
+                data = body.read_all() if isinstance(body, Spool) else body
+                error = parsing.parse(message, head, data, find_org_partner)
+                del data
         except Exception as exc:  # not MIME at all
             log.warning("AS2 message could not be parsed", exc_info=True)
             error = exc
+    message.tradelane_content = content
     as2 = {k.lower(): v for k, v in message.headers.items()} if message.payload is not None else {}
     if not as2:
         as2 = {k.lower(): v for k, v in headers}
@@ -223,6 +266,24 @@ def receive(headers: Iterable[tuple[str, str]], body: bytes, remote_addr: str | 
     finally:
         with _in_flight_lock:
             _in_flight.difference_update(keys)
+
+
+def _too_large_in_memory(message: Any, head: bytes, find_org_partner: Any) -> Exception:
+    """A message too large for the in-memory parser, which its shape needs: refused, with an MDN
+    signed as the sender's profile says (the sender and we are looked up as parse() would)."""
+    from pyas2lib import as2
+
+    message.payload = message_from_bytes(head + b"\r\n")
+    message.message_id = str(message.payload.get("message-id", "")).strip().lstrip("<").rstrip(">") or None
+    try:
+        found = find_org_partner(
+            as2.unquote_as2name(message.payload.get("as2-to", "")),
+            as2.unquote_as2name(message.payload.get("as2-from", "")),
+        )
+        message.receiver, message.sender = found
+    except Exception as exc:
+        return exc
+    return MessageTooLarge(as2_settings().max_in_memory_bytes, "AS2 message", in_memory=True)
 
 
 def _unquote(value: str) -> str:
@@ -317,9 +378,13 @@ def _take_in(
     commits with the receipt."""
     assert found.profile is not None
     mailbox, mailbox_account = destination
-    content = message.content
-    # A large decrypted payload is a bytearray (core.as2.envelope): written as it is, not copied.
-    payload = content.encode() if isinstance(content, str) else content
+    streamed: bigreceive.Content | None = getattr(message, "tradelane_content", None)
+    if streamed is None:
+        content = message.content
+        # A large decrypted payload is a bytearray (core.as2.envelope): written as it is, not copied.
+        chunks: Iterable[bytes] = [content.encode() if isinstance(content, str) else content]
+    else:  # left in the spool or decrypted file by core.as2.bigreceive
+        chunks = streamed.chunks()
     name = _file_name(message, mailbox_account, mailbox.name)
     row_ids: list[int] = []
     account_id = found.profile.account_id
@@ -347,7 +412,8 @@ def _take_in(
         row_ids.append(row.id)
 
     with intake.begin(mailbox, FOLDER, name, protocol="as2", remote_addr=remote_addr) as upload:
-        upload.write(payload)
+        for chunk in chunks:
+            upload.write(chunk)
         upload.commit(also=record)
     return row_ids[0]
 

@@ -74,6 +74,13 @@ def recording() -> Iterator[list[bytes]]:
         _local.found = None
 
 
+def note_verified(signature: bytes) -> None:
+    """Note a signature verified outside pyas2lib (core.as2.cms_stream) as `recording()` would."""
+    found: list[bytes] | None = getattr(_local, "found", None)
+    if found is not None:
+        found[:] = _signature_values(signature)
+
+
 def digest(message: Any, signatures: list[bytes]) -> str | None:
     """The replay digest of a verified signed message, else None."""
     if not message.signed or not message.mic:

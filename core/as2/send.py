@@ -9,20 +9,24 @@ fails it visibly: the message turns `failed` and so does the transfer that sent 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from core import rowlock
-from core.as2 import identity, messages, profiles
+from core.as2 import bigsend, identity, messages, profiles
 from core.as2 import mdn as mdns
+from core.as2.cms_stream import CHUNK, NotStreamable
 from core.as2.identity import cert_info
 from core.as2.settings import as2_settings, default_mdn_url, http_client, spool_root
 from core.as2.spool import MessageTooLarge
@@ -35,6 +39,8 @@ from core.tenancy import system_scope
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# From this size up a file is sent without being held in memory (core.as2.bigsend).
+STREAM_FROM_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,25 +59,50 @@ def message_uri(partner_as2_id: str, path: str, message_id: str) -> str:
     return f"as2:{partner_as2_id}/{path}#{message_id}"
 
 
+@dataclass(frozen=True)
+class Region:
+    """`length` bytes of an open file from `offset`: a message body POSTed without loading it."""
+
+    file: IO[bytes]
+    offset: int
+    length: int
+
+    def chunks(self) -> Iterator[bytes]:
+        self.file.seek(self.offset)
+        left = self.length
+        while left:
+            chunk = self.file.read(min(CHUNK, left))
+            if not chunk:
+                raise OSError("the spooled AS2 message is shorter than recorded")
+            left -= len(chunk)
+            yield chunk
+
+
+Body = bytes | Region
+
+
 def send(
     partner_as2_id: str,
-    payload: bytes,
+    payload: bytes | IO[bytes],
     path: str,
     *,
+    size: int | None = None,
     content_type: str = DEFAULT_CONTENT_TYPE,
     subject: str | None = None,
     account_id: int | None = None,
 ) -> Sent:
     """Build, sign/encrypt/compress per the partner's profile, POST, and judge a sync MDN.
 
+    `payload` is the file's bytes, or an open file of `size` bytes: from STREAM_FROM_BYTES up,
+    the message is built into a temporary file (core.as2.bigsend) and POSTed from it.
+
     Raises ConfigError (profile, keys, expired certificates), TransientError (network, 5xx:
     worth retrying) or EndpointError (refused, negative or unverifiable MDN).
     """
-    import pyas2lib
-    from pyas2lib.exceptions import AS2Exception, ImproperlyConfigured
-
     settings = as2_settings()
-    if len(payload) > settings.max_message_bytes:
+    size = len(payload) if isinstance(payload, bytes) else size
+    assert size is not None
+    if size > settings.max_message_bytes:
         raise ConfigError(str(MessageTooLarge(settings.max_message_bytes, "the file to send")))
     file_name = os.path.basename(path)
     with session_scope() as session:
@@ -90,22 +121,103 @@ def send(
         mdn_mode, mdn_sign, url = profile.mdn_mode, profile.mdn_sign, profile.url
         timeout_seconds, org_as2_id = profile.mdn_timeout_seconds, org.as2_id
 
+    build = {
+        "filename": file_name,
+        "subject": subject or f"AS2 message {file_name}",
+        "content_type": content_type,
+        "disposition_notification_to": org_as2_id,
+    }
+    with contextlib.ExitStack() as cleanup:
+        built = None
+        if not isinstance(payload, bytes) and size >= STREAM_FROM_BYTES:
+            out = cleanup.enter_context(_temporary())
+            built = _build_streaming(org_obj, partner_obj, payload, size, out, build)
+        body: Body
+        if built is not None:
+            message, headers, body, sha256 = built
+        else:
+            if size > settings.max_in_memory_bytes:
+                raise ConfigError(
+                    str(MessageTooLarge(settings.max_in_memory_bytes, "the file to send", in_memory=True))
+                )
+            if not isinstance(payload, bytes):
+                payload.seek(0)
+                payload = payload.read()
+            message, headers, body = _build(org_obj, partner_obj, payload, build)
+            sha256 = hashlib.sha256(payload).hexdigest()
+        return _deliver(
+            message, headers, body, partner_as2_id, path, file_name, size, sha256, account_id, org_as2_id,
+            mdn_mode, mdn_sign, url, timeout_seconds,
+        )  # fmt: skip
+
+
+def _temporary() -> IO[bytes]:
+    directory = os.path.join(spool_root(), "tmp")
+    os.makedirs(directory, exist_ok=True)
+    return tempfile.TemporaryFile(dir=directory)
+
+
+def _build(
+    org_obj: Any, partner_obj: Any, payload: bytes, build: dict[str, str]
+) -> tuple[Any, dict[str, str], bytes]:
+    """pyas2lib builds the message in memory (small files, and shapes bigsend does not take on)."""
+    import pyas2lib
+    from pyas2lib.exceptions import AS2Exception, ImproperlyConfigured
+
     message = pyas2lib.Message(sender=org_obj, receiver=partner_obj)
     try:
-        message.build(
-            payload,
-            filename=file_name,
-            subject=subject or f"AS2 message {file_name}",
-            content_type=content_type,
-            disposition_notification_to=org_as2_id,
-        )
+        message.build(payload, **build)
     except (ImproperlyConfigured, AS2Exception, ValueError) as exc:
         raise ConfigError(f"AS2: cannot build the message: {exc}") from exc
     headers = mdns.clean_headers(message.headers)
     headers["User-Agent"] = mdns.USER_AGENT
-    body = bytes(message.content)
-    mic = message.mic.decode() if message.mic else None
+    return message, headers, bytes(message.content)
 
+
+def _build_streaming(
+    org_obj: Any, partner_obj: Any, payload: IO[bytes], size: int, out: IO[bytes], build: dict[str, str]
+) -> tuple[Any, dict[str, str], Region, str] | None:
+    """The message built into `out` by core.as2.bigsend, or None when pyas2lib must build it."""
+    import pyas2lib
+    from pyas2lib.exceptions import AS2Exception, ImproperlyConfigured
+
+    try:
+        built = bigsend.build(org_obj, partner_obj, payload, size, out, **build)
+    except NotStreamable:
+        return None
+    except (ImproperlyConfigured, AS2Exception, ValueError) as exc:
+        raise ConfigError(f"AS2: cannot build the message: {exc}") from exc
+    # A Message standing for what was built: the sync MDN is checked against it (MIC, keys).
+    message = pyas2lib.Message(sender=org_obj, receiver=partner_obj)
+    message.message_id, message.mic, message.digest_alg = built.message_id, built.mic, built.digest_alg
+    message.signed, message.encrypted, message.compressed = built.signed, built.encrypted, False
+    headers = mdns.clean_headers(built.headers)
+    headers["User-Agent"] = mdns.USER_AGENT
+    sha = hashlib.sha256()
+    payload.seek(0)
+    while chunk := payload.read(CHUNK):
+        sha.update(chunk)
+    return message, headers, Region(out, 0, built.size), sha.hexdigest()
+
+
+def _deliver(
+    message: Any,
+    headers: dict[str, str],
+    body: Body,
+    partner_as2_id: str,
+    path: str,
+    file_name: str,
+    size: int,
+    sha256: str,
+    account_id: int,
+    org_as2_id: str,
+    mdn_mode: str,
+    mdn_sign: str | None,
+    url: str,
+    timeout_seconds: float,
+) -> Sent:
+    """Record the built message, POST it, and judge the answer."""
+    mic = message.mic.decode() if message.mic else None
     with session_scope() as session:
         row = As2Message(
             account_id=account_id,
@@ -115,8 +227,8 @@ def send(
             partner_as2_id=partner_as2_id,
             status="sending",
             file_name=file_name,
-            size=len(payload),
-            sha256=hashlib.sha256(payload).hexdigest(),
+            size=size,
+            sha256=sha256,
             mic=mic,
             mic_alg=message.digest_alg,
             signed=bool(message.signed),
@@ -161,12 +273,18 @@ def send(
     return Sent(row_id, message.message_id, "acknowledged", mic, verdict.disposition)
 
 
-def _post(url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+def _post(url: str, headers: dict[str, str], body: Body) -> httpx.Response:
     host = urlsplit(url).hostname or url
     settings = as2_settings()
+    content: bytes | Iterator[bytes]
+    if isinstance(body, Region):  # streamed from the file; the length is known, so not chunked
+        headers = {**headers, "Content-Length": str(body.length)}
+        content = body.chunks()
+    else:
+        content = body
     try:
         response = http_client().post(
-            url, headers=headers, content=body, timeout=settings.http_timeout_seconds
+            url, headers=headers, content=content, timeout=settings.http_timeout_seconds
         )
     except httpx.HTTPError as exc:
         raise map_httpx_error(exc, "AS2 send", host) from exc
@@ -194,24 +312,26 @@ def _finish(row_id: int, status: str, *, error: str | None = None, next_attempt_
         session.add(row)
 
 
-def _keep(row_id: int, headers: dict[str, str], body: bytes) -> str:
+def _keep(row_id: int, headers: dict[str, str], body: Body) -> str:
     directory = os.path.join(spool_root(), "outbox")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{row_id}.msg")
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(json.dumps(headers).encode() + b"\n")
-        f.write(body)
+        for chunk in body.chunks() if isinstance(body, Region) else (body,):
+            f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 
 
-def _load(path: str) -> tuple[dict[str, str], bytes]:
-    with open(path, "rb") as f:
-        headers: dict[str, str] = json.loads(f.readline())
-        return headers, f.read()
+def _load(path: str, f: IO[bytes]) -> tuple[dict[str, str], Region]:
+    """A kept message: its headers, and its body as a region of the open file `f`."""
+    headers: dict[str, str] = json.loads(f.readline())
+    offset = f.tell()
+    return headers, Region(f, offset, os.fstat(f.fileno()).st_size - offset)
 
 
 # ---- the async-MDN timeout: resend, then fail visibly ---------------------------------------------
@@ -245,12 +365,13 @@ def resend(row_id: int) -> str:
             log.error("AS2 %s: %s", row.message_id, row.error)
             return "failed"
         url, spool, message_id = profile.url, row.spool_path, row.message_id
-    headers, body = _load(spool)
     error = None
-    try:
-        _post(url, headers, body)
-    except EndpointError as exc:
-        error = str(exc)
+    with open(spool, "rb") as f:
+        headers, body = _load(spool, f)
+        try:
+            _post(url, headers, body)
+        except EndpointError as exc:
+            error = str(exc)
     with session_scope() as session:
         rowlock.lock(session, As2Message, row_id)  # an MDN arriving now waits for this commit
         row = session.get(As2Message, row_id, populate_existing=True)

@@ -22,10 +22,13 @@ class As2Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
     # Largest AS2 message accepted on POST /as2/receive (the HTTP body, after any signing,
-    # compression and encryption) and largest payload the `as2` endpoint sends. pyas2lib holds
-    # a whole message in memory several times over while it parses or builds it, so this bound
-    # is what keeps the API's memory bounded: past it the sender gets 413 with a clear message.
-    max_message_bytes: int = 100 * MIB
+    # compression and encryption) and largest payload the `as2` endpoint sends: past it the
+    # sender gets 413 with a clear message. Large messages stream through files (core.as2.bigsend,
+    # core.as2.bigreceive), so this bounds disk, not memory.
+    max_message_bytes: int = 2048 * MIB
+    # Largest message processed in memory by pyas2lib (several copies of it), for the shapes the
+    # streaming paths do not take on: compressed, 3DES/RC2, base64 bodies, text canonicalization.
+    max_in_memory_bytes: int = 100 * MIB
     # Largest MDN accepted on POST /as2/mdn or in a synchronous answer.
     max_mdn_bytes: int = 1 * MIB
     # The URL partners post asynchronous MDNs to; default http://TRADELANE_HOST:TRADELANE_API_PORT/as2/mdn.

@@ -1,5 +1,5 @@
-"""Disk spools around pyas2lib, which holds whole messages in memory: bytes stream to disk with
-a size cap first, and only a message within the cap is ever loaded."""
+"""Disk spools for AS2 messages and files to send: bytes stream to disk with a size cap first; a
+large one is then read in pieces (core.as2.bigsend, core.as2.bigreceive), a small one whole."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from core.as2.settings import spool_root
 class MessageTooLarge(Exception):
     """An AS2 message (or payload to send) is larger than TRADELANE_AS2_MAX_MESSAGE_BYTES."""
 
-    def __init__(self, limit: int, what: str = "AS2 message") -> None:
-        super().__init__(
-            f"{what} is larger than the limit of {limit} bytes (TRADELANE_AS2_MAX_MESSAGE_BYTES); "
-            "AS2 messages are processed in memory, so larger files must go another way or the limit raised"
-        )
+    def __init__(self, limit: int, what: str = "AS2 message", *, in_memory: bool = False) -> None:
+        if in_memory:
+            text = (
+                f"{what} is larger than {limit} bytes (TRADELANE_AS2_MAX_IN_MEMORY_BYTES) and of a shape "
+                "processed in memory (compressed, a cipher other than AES, or not binary); large "
+                "messages stream only when binary, uncompressed and AES-encrypted or unencrypted"
+            )
+        else:
+            text = f"{what} is larger than the limit of {limit} bytes (TRADELANE_AS2_MAX_MESSAGE_BYTES)"
+        super().__init__(text)
         self.limit = limit
 
 
@@ -41,6 +46,12 @@ class Spool:
             raise MessageTooLarge(self.limit, self.what)
         self._file.write(chunk)
         self.size += len(chunk)
+
+    @property
+    def file(self) -> IO[bytes]:
+        """The spool file (flushed), for reading it in pieces."""
+        self._file.flush()
+        return self._file
 
     def read_all(self) -> bytes:
         """The whole spool (bounded by `limit`), for pyas2lib."""

@@ -4,7 +4,7 @@ Settings (As2Settings): `partner` (the AS2 ID of a profile made with `tradelane 
 required), `content_type`, `subject`.
 
 Writes are spooled to an anonymous file under the AS2 spool directory, capped at
-TRADELANE_AS2_MAX_MESSAGE_BYTES (pyas2lib builds messages in memory), and sent on commit, so
+TRADELANE_AS2_MAX_MESSAGE_BYTES (large files are built into a file, core.as2.bigsend), and sent on commit, so
 an aborted write sends nothing. A synchronous MDN is verified before commit returns (a negative
 or unverifiable one is an error); with an asynchronous MDN, commit returns once the partner took
 the message, and a missing MDN later turns the transfer `failed` (see core.as2.send).
@@ -53,17 +53,17 @@ class As2WriteStream(WriteStream):
         from core.as2 import send
 
         try:
-            payload = self._spool.read_all()
+            self.sent = send.send(
+                self._endpoint.partner,
+                self._spool.file,
+                self._path,
+                size=self._spool.size,
+                content_type=self._endpoint.content_type,
+                subject=self._endpoint.settings.subject,
+                account_id=self._endpoint.account_id,
+            )
         finally:
             self._spool.close()
-        self.sent = send.send(
-            self._endpoint.partner,
-            payload,
-            self._path,
-            content_type=self._endpoint.content_type,
-            subject=self._endpoint.settings.subject,
-            account_id=self._endpoint.account_id,
-        )
         self._endpoint.last_sent = self.sent
         mdn = f"; MDN {self.sent.disposition}" if self.sent.disposition else ""
         self.answer = {

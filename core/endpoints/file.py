@@ -41,6 +41,7 @@ from core.endpoints.conflict import candidates
 from core.endpoints.settings import EndpointSettings, LocalPath
 from core.endpoints.tempname import PREFIX
 from core.permissions import shared_dir_mode, shared_file_mode
+from core.writeback import Writeback
 
 TEMP_PREFIX = PREFIX  # the reserved temporary-name form (tempname.py), as every endpoint writes it
 
@@ -129,7 +130,8 @@ def link_temp_file(local: Path, directory: Path) -> Path | None:
 
 
 class FileWriteStream(WriteStream):
-    """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it.
+    """Bytes go to `temp`; commit fsyncs and renames it onto `target`, abort unlinks it. Their
+    writeback starts as they are written (core/writeback.py), so the commit's fsync is short.
 
     With a `placer` (on_conflict rename or fail), commit puts the file under a name that is free
     instead: see `_commit_new`.
@@ -146,6 +148,7 @@ class FileWriteStream(WriteStream):
     ) -> None:
         super().__init__()
         self._file = os.fdopen(fd, mode)
+        self._writeback = Writeback(fd)
         self.temp = temp
         self.target = target
         self._what = what
@@ -156,6 +159,7 @@ class FileWriteStream(WriteStream):
             self._file.write(data)
         except OSError as exc:
             raise map_os_error(exc, self._what) from exc
+        self._writeback.wrote(len(data))
 
     def _commit(self) -> None:
         try:

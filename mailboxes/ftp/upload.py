@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import logging
-import os
 import queue
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from core.intake import IntakeError
 from core.mailbox.view import MailboxError, QuotaExceeded
+from core.writeback import PathWriteback
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +35,6 @@ class UploadFile:
 
     pipelined = True
     queue_chunks = 32
-    writeback_every = 32 * 1024 * 1024
 
     def __init__(self, handle: Any, path: str, offset: int) -> None:
         self.handle = handle
@@ -88,7 +84,6 @@ class UploadFile:
 
     def _write_loop(self) -> None:
         hint = writeback_hint(self.handle)
-        written = flushed = 0
         try:
             while (chunk := self._queue.get()) is not None:
                 if self._failure is not None:
@@ -98,10 +93,8 @@ class UploadFile:
                 except BaseException as exc:
                     self._failure = exc
                     continue
-                written += len(chunk)
-                if hint is not None and written - flushed >= self.writeback_every:
-                    hint(flushed, written - flushed)
-                    flushed = written
+                if hint is not None:
+                    hint.wrote(len(chunk))
         finally:
             if hint is not None:
                 hint.close()
@@ -141,31 +134,12 @@ class UploadFile:
         self.abandon(self.reason or "the session ended before the upload finished")
 
 
-class _WritebackHint:
-    """`sync_file_range(SYNC_FILE_RANGE_WRITE)` on the staged file: start writeback, don't wait."""
-
-    _libc: Any = None
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def __call__(self, offset: int, length: int) -> None:
-        self._libc.sync_file_range(self.fd, ctypes.c_int64(offset), ctypes.c_int64(length), 2)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-def writeback_hint(handle: Any) -> _WritebackHint | None:
+def writeback_hint(handle: Any) -> PathWriteback | None:
+    """Early writeback (core/writeback.py) of the file the handle stages the upload in, if any."""
     staged = getattr(handle, "staged", None)
-    if staged is None or not sys.platform.startswith("linux"):
+    if staged is None:
         return None
     try:
-        if _WritebackHint._libc is None:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _WritebackHint._libc = libc
-        return _WritebackHint(Path(staged))
-    except (OSError, AttributeError):
+        return PathWriteback(Path(staged))
+    except OSError:
         return None

@@ -455,3 +455,35 @@ def test_concurrency_limits_of_partners_and_endpoints(users: Users, acme_files: 
     )
     assert op.patch("/api/admin/partners/capped-p", json={"max_concurrent": 10_001}).status_code in (400, 422)
     assert op.get("/api/admin/endpoints").json() == cli_json("endpoint", "list", "--account", "acme")
+
+
+def test_a_partners_contacts_and_notices_are_set_over_rest_as_on_the_command_line(users: Users) -> None:
+    op = users.operator
+    assert op.post("/api/admin/partners", json={"name": "p-told", "password": PASSWORD}).status_code == 201
+    nobody = op.patch("/api/admin/partners/p-told", json={"tell_rejected": True})
+    assert nobody.status_code == 400 and "needs a --contact-email" in nobody.json()["message"]
+    hostile = op.patch(
+        "/api/admin/partners/p-told", json={"contact_emails": ["a@p.example\r\nBcc: x@evil.example"]}
+    )
+    assert hostile.status_code == 400
+    told = op.patch(
+        "/api/admin/partners/p-told",
+        json={
+            "contact_emails": ["ops@p.example", "edi@p.example"],
+            "tell_rejected": True,
+            "tell_downloads": True,
+        },
+    )
+    assert told.status_code == 200, told.text
+    body = told.json()
+    assert body["contact_emails"] == ["ops@p.example", "edi@p.example"]
+    assert body["tell_rejected"] is True and body["tell_downloads"] is True
+    assert op.get("/api/admin/partners/p-told").json()["tell_downloads"] is True
+    cleared = op.patch("/api/admin/partners/p-told", json={"contact_emails": None})
+    assert cleared.status_code == 400 and "turn --no-tell-rejected" in cleared.json()["message"]
+    quiet = op.patch(
+        "/api/admin/partners/p-told",
+        json={"contact_emails": [], "tell_rejected": False, "tell_downloads": False},
+    )
+    assert quiet.status_code == 200 and quiet.json()["contact_emails"] == []
+    assert users.reader.patch("/api/admin/partners/p-told", json={"tell_rejected": False}).status_code == 403

@@ -85,8 +85,8 @@ def api(as2_home: Path) -> Iterator[Api]:
     sock.close()
 
 
-def post_partly(port: int, as2_from: str, as2_to: str) -> tuple[bytes, bool]:
-    """Declare DECLARED bytes, send SENT, then read: (the answer, whether the server then closed)."""
+def post_partly(port: int, as2_from: str, as2_to: str, declared: int = DECLARED) -> tuple[bytes, bool]:
+    """Declare `declared` bytes, send SENT, then read: (the answer, whether the server then closed)."""
     head = (
         "POST /as2/receive HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
@@ -95,7 +95,7 @@ def post_partly(port: int, as2_from: str, as2_to: str) -> tuple[bytes, bool]:
         f"AS2-To: {as2_to}\r\n"
         f"Message-ID: <{os.urandom(6).hex()}@stranger>\r\n"
         "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
-        f"Content-Length: {DECLARED}\r\n\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
         sock.sendall(head + os.urandom(SENT))
@@ -158,5 +158,20 @@ def test_known_sender_over_the_cap_is_refused_before_the_body_is_read(
     answer, closed = post_partly(api.port, partner.as2_id, partner.us.as2_id)
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert b"TRADELANE_AS2_MAX_MESSAGE_BYTES" in answer
+    assert closed
+    assert api.counter.taken.get("/as2/receive", 0) == before
+
+
+def test_default_cap_is_2_gib_and_a_bigger_body_is_refused_before_it_is_read(
+    api: Api, trading: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large messages stream through files, so the default cap is 2 GiB; one byte more is refused
+    from its Content-Length alone."""
+    monkeypatch.delenv("TRADELANE_AS2_MAX_MESSAGE_BYTES", raising=False)
+    partner: Trading = trading(sign="sha256")
+    before = api.counter.taken.get("/as2/receive", 0)
+    answer, closed = post_partly(api.port, partner.as2_id, partner.us.as2_id, declared=2048 * MIB + 1)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert b"larger than the limit of 2147483648 bytes (TRADELANE_AS2_MAX_MESSAGE_BYTES)" in answer
     assert closed
     assert api.counter.taken.get("/as2/receive", 0) == before
