@@ -42,9 +42,11 @@ def create_app(accept_service: AcceptService | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # CSP, framing, referrer, nosniff: api/web/headers.py
     errors.install(app)
     docs.install(app)
+    # First: routes are matched in order, and an AS2 message (a partner's hot path) would be
+    # compared with every /api route before its own.
+    app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     app.include_router(api_router, prefix="/api")
     app.include_router(admin_router, prefix="/api")  # /api/admin: account users manage their account
-    app.include_router(as2_router)  # /as2/receive and /as2/mdn: AS2 partners, no token
     app.include_router(peer_uploads.router())  # /peer/v1/connections/{uid}/uploads: signed by a peer
     app.include_router(peer_router)  # /peer/v1: other tradelane instances, signed requests
     auth.install(app)  # /, /login, /logout, /portal, /console: the web's session (api/web/auth.py)

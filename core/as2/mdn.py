@@ -19,7 +19,7 @@ import httpx
 from sqlmodel import Session, select
 
 from core import rowlock
-from core.as2 import messages, signing
+from core.as2 import mdnbuild, messages, signing
 from core.as2.settings import as2_settings
 from core.db import session_scope
 from core.models import As2Message, As2Organization, As2Partner, utcnow
@@ -137,6 +137,14 @@ def build(message: Any, status: str, detail: str | None) -> Any | None:
     headers = {k.lower(): v for k, v in message.headers.items()}
     if not headers.get("disposition-notification-to"):
         return None
+    try:
+        built = mdnbuild.build(message, headers, status, detail, USER_AGENT)
+    except Exception:
+        log.warning("could not write the MDN for %s directly; pyas2lib builds it", message.message_id,
+                    exc_info=True)  # fmt: skip
+        built = None
+    if built is not None:
+        return built
     url = headers.get("receipt-delivery-option")
     options = headers.get("disposition-notification-options")
     digest = options.split(";")[-1].split(",")[-1].strip() if options else None
@@ -159,7 +167,16 @@ def build(message: Any, status: str, detail: str | None) -> Any | None:
 
 def wire(mdn: Any) -> tuple[dict[str, str], bytes]:
     """An MDN's HTTP headers and body."""
+    if isinstance(mdn, mdnbuild.Built):
+        return dict(mdn.headers), mdn.content
     return clean_headers(mdn.headers), bytes(mdn.content)
+
+
+def is_signed(mdn: Any) -> bool:
+    """Whether an MDN `build()` made is signed."""
+    if isinstance(mdn, mdnbuild.Built):
+        return mdn.signed
+    return bool(mdn.payload.get_content_type() == "multipart/signed")
 
 
 # ---- async MDNs we owe partners -----------------------------------------------------------------

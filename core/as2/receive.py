@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from typing import IO, Any
 
+from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import intake
 from core.as2 import bigreceive, identity, profiles, replay
@@ -48,7 +49,7 @@ from core.db import session_scope
 from core.mailbox import layout
 from core.models import As2Message, As2Organization, As2Partner, Partner, Receipt, utcnow
 from core.netpolicy import UrlNotAllowed
-from core.tenancy import instance_account_id, system_scope
+from core.tenancy import account_name, instance_account_id
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class _Found:
     org: As2Organization | None = None
     org_obj: Any = None
     profile: As2Partner | None = None
+    earlier_id: int | None = None  # a row of an earlier try of this Message-ID (not taken in)
 
 
 def _pair(
@@ -86,11 +88,21 @@ def _pair(
 ) -> tuple[As2Organization | None, As2Partner | None, str | None]:
     """(our organization `org_id`, the profile of `partner_id` trading with it, None) when
     (org_id, partner_id) is a pair we trade as; else what was found and why it is not."""
-    org = identity.addressed(session, org_id)
-    if org is None:
+    # One query (it runs twice per message: on the headers, then in parse): the organization the
+    # AS2-To names, whichever account has it, and the profile of `partner_id` in that account.
+    row = session.exec(
+        select(As2Organization, As2Partner)
+        .outerjoin(
+            As2Partner,
+            and_(
+                col(As2Partner.account_id) == As2Organization.account_id, col(As2Partner.as2_id) == partner_id
+            ),
+        )
+        .where(As2Organization.as2_id == org_id)
+    ).first()
+    if row is None:
         return None, None, f"{org_id!r} is not an AS2 ID of ours"
-    # The partner is looked up in the account whose organization the message is addressed to.
-    profile = profiles.get(session, system_scope(session, org.account_id, "as2"), partner_id)
+    org, profile = row
     if profile is None or not profile.enabled:
         return org, None, f"unknown AS2 partner {partner_id!r}"
     if profile.organization_id is not None and profile.organization_id != org.id:
@@ -216,7 +228,9 @@ def _receive(
             replayed = bool(signed_digest) and replay.seen_within_window(
                 partner_as2_id, signed_digest or "", session
             )
-            duplicate = busy or replayed or _already_received(session, partner_as2_id, message.message_id)
+            earlier = _row(session, partner_as2_id, message.message_id)
+            duplicate = busy or replayed or (earlier is not None and earlier.status == "received")
+            found.earlier_id = earlier.id if earlier is not None else None
             destination = None if duplicate else _destination(session, found)
         if duplicate:
             why = " (its signature was already received)" if replayed else ""
@@ -301,20 +315,13 @@ def _reason(error: BaseException, profile: As2Partner | None) -> str:
     return reason
 
 
-def _already_received(session: Session, partner_as2_id: str, message_id: str | None) -> bool:
-    if not message_id:
-        return False
-    row = _row(session, partner_as2_id, message_id)
-    return row is not None and row.status == "received"
-
-
 def _destination(session: Session, found: _Found) -> tuple[Partner, str] | Exception:
     """(the mailbox partner the profile names, its account's name), or why there is none (the
     exception to answer with, raised where take-in failures are turned into MDNs)."""
     assert found.profile is not None
     try:
         mailbox = profiles.mailbox_of(session, found.profile)
-        return mailbox, system_scope(session, mailbox.account_id).account_name
+        return mailbox, account_name(mailbox.account_id)
     except Exception as exc:
         return exc
 
@@ -383,7 +390,10 @@ def _take_in(
     account_id = found.profile.account_id
 
     def record(session: Session, receipt: Receipt) -> None:
-        row = _row(session, partner_id, message.message_id) or As2Message(
+        # The row of an earlier try is updated; none is looked up again (one that appeared since,
+        # another process taking the same Message-ID in, fails the unique constraint instead).
+        earlier = session.get(As2Message, found.earlier_id) if found.earlier_id else None
+        row = earlier or As2Message(
             account_id=account_id,
             direction="in",
             message_id=message.message_id,
@@ -589,7 +599,7 @@ def _note_mdn(row: As2Message, reply: _Reply, error: str | None) -> None:
     row.mdn_mode = "async" if reply.async_url else "sync"
     row.mdn = reply.mdn_text
     row.mdn_message_id = mdn.message_id
-    row.mdn_signed = mdn.payload.get_content_type() == "multipart/signed"
+    row.mdn_signed = mdns.is_signed(mdn)
     row.mdn_sign = mdn.digest_alg
     if reply.async_url:
         row.mdn_url, row.mdn_status, row.attempts = reply.async_url, "pending", 0

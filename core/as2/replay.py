@@ -100,13 +100,13 @@ def seen_within_window(partner_as2_id: str, signed_digest: str, session: Session
         with session_scope() as own:
             return seen_within_window(partner_as2_id, signed_digest, own)
     since = utcnow() - timedelta(seconds=as2_settings().duplicate_window_seconds)
-    row = session.exec(
-        select(As2Message.id).where(
-            As2Message.direction == "in",
-            As2Message.partner_as2_id == partner_as2_id,
+    # The partner and direction are checked here, not in the query: with them there SQLite chose
+    # the (direction, partner, Message-ID) index and read every message from the partner.
+    rows = session.exec(
+        select(As2Message.direction, As2Message.partner_as2_id).where(
             As2Message.signed_digest == signed_digest,
             As2Message.status == "received",
             col(As2Message.created_at) >= since,
         )
-    ).first()
-    return row is not None
+    ).all()
+    return any(direction == "in" and partner == partner_as2_id for direction, partner in rows)
