@@ -71,7 +71,9 @@ def test_large_message_built_by_openssl(
     (tmp_path / "p.key").write_text(partner.ident.key_pem)
     (tmp_path / "p.crt").write_text(partner.ident.cert_pem)
     (tmp_path / "us.crt").write_text(partner.us.cert_pem)
-    data = os.urandom(SIZE)
+    # Not ending in CR: openssl writes the multipart's line breaks as bare LF, so a payload ending
+    # in CR reads as CRLF + delimiter and loses that byte to the delimiter (a known limitation).
+    data = os.urandom(SIZE - 1) + b"."
     (tmp_path / "entity").write_bytes(
         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
         b'Content-Disposition: attachment; filename="openssl-large.bin"\r\n\r\n' + data
