@@ -14,26 +14,95 @@ For each setting it prints the median over its rounds of
   wall time when the machine is shared;
 
 and the ratios on/off. Rounds alternate, so a machine that gets busier or a store that grows
-weighs on both settings alike. `--quick`: 50 files, 2 rounds each.
+weighs on both settings alike. `--quick`: 50 files, 2 rounds each. `--profile DIR`: py-spy (raw
+collapsed stacks; `pip install py-spy`) samples `up`'s process and the Prefect server during every round,
+into DIR/<round>-<setting>-<process>.txt, and a summary by category is printed per setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.burst_cpu import tree_cpu
+from bench.scaleout import categorize
 from tests.e2e.helpers import PartnerClient
 from tests.system import System, run_system, start, stop
 
 PASSWORD = "Events_cost_P@ss1!"
 PARTNER = "costly"
 CLIENTS = 4
+PROFILE_RATE = 100  # samples per second
+PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+
+
+def prefect_server_pid(root: int) -> int | None:
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == root and b"prefect_server" in cmd:
+            return pid
+    return None
+
+
+@contextmanager
+def profiled(system: System, out: Path | None, tag: str) -> Iterator[None]:
+    """py-spy on `up`'s own process and on the Prefect server while the block runs."""
+    if out is None:
+        yield
+        return
+    assert system.proc is not None
+    out.mkdir(parents=True, exist_ok=True)
+    pids = {"up": system.proc.pid, "prefect-server": prefect_server_pid(system.proc.pid)}
+    spies = []
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        args = [PY_SPY, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE), "--format", "raw"]
+        args += ["--nonblocking", "-o", str(out / f"{tag}-{name}.txt")]
+        spies.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(2)  # SIGINT: py-spy writes what it has, then exits
+        for spy in spies:
+            spy.wait(timeout=60)
+
+
+def profile_summary(out: Path, files: int) -> None:
+    """Per setting and process: ms sampled busy per file, and its largest categories."""
+    for events in ("on", "off"):
+        for name in ("up", "prefect-server"):
+            samples: Counter[str] = Counter()
+            rounds = 0
+            for path in out.glob(f"*-{events}-{name}.txt"):
+                rounds += 1
+                for line in path.read_text(errors="replace").splitlines():
+                    stack, _, count = line.rpartition(" ")
+                    if stack and count.isdigit():
+                        samples[categorize(stack)] += int(count)
+            total = sum(samples.values())
+            if not total:
+                continue
+            busy = total / PROFILE_RATE * 1000 / files / rounds
+            parts = ", ".join(f"{c} {n * 100 / total:.0f}%" for c, n in samples.most_common(5))
+            print(f"  events {events:3} {name:15} {busy:6.1f} ms busy/file: {parts}")
 
 
 def round_once(system: System, dest: Path, tag: str, files: int) -> tuple[float, dict[str, float]]:
@@ -85,6 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 files, 2 rounds per setting")
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per setting")
+    parser.add_argument("--profile", type=Path, help="py-spy `up` and the Prefect server, into DIR")
     args = parser.parse_args()
     files, rounds = (50, 2) if args.quick else (args.files, args.rounds)
     dest = Path(tempfile.mkdtemp(prefix="tradelane-events-cost-"))
@@ -99,7 +169,8 @@ def main() -> None:
         for n, events in enumerate(order):
             if n:
                 restart(system, events)
-            files_per_s, cpu_per_file = round_once(system, dest, f"r{n}-{events}", files)
+            with profiled(system, args.profile, f"r{n}-{events}"):
+                files_per_s, cpu_per_file = round_once(system, dest, f"r{n}-{events}", files)
             results[events].append((files_per_s, cpu_per_file))
             said = f"{files_per_s:6.1f} files/s  {cpu_per_file['all']:6.1f} ms CPU/file"
             print(f"  round {n + 1}: events {events:3}  {said}  (load {os.getloadavg()[0]:.1f})", flush=True)
@@ -118,6 +189,8 @@ def main() -> None:
         f"({(1 - rate['on'] / rate['off']) * 100:+.1f} % slower), "
         f"CPU per file × {cpu['on']['all'] / cpu['off']['all']:.3f}; load average {os.getloadavg()}"
     )
+    if args.profile:
+        profile_summary(args.profile, files)
 
 
 if __name__ == "__main__":

@@ -80,17 +80,20 @@ async def api(settings: Settings, stop: asyncio.Event) -> None:
     from api.server import uvicorn_config
     from api.web.accept_service import CoreAcceptService
     from core.wakeups import notify_on_intake
-    from flows.events import install_intake_events
+    from flows.events import flush_received, install_intake_events
 
     notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
-    install_intake_events()  # tradelane.file.received for each upload, in Prefect's event feed
+    install_intake_events(batched=True)  # tradelane.file.received for each upload, in Prefect's event feed
     server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), settings))
     # uvicorn takes SIGINT/SIGTERM itself while it serves and raises them again once the API has
     # stopped, so they reach `stop` then, and the other roles shut down after it.
     serving = asyncio.create_task(server.serve(), name="api")
-    await _until_stopped_or_done(stop, serving)
-    server.should_exit = True
-    await serving
+    try:
+        await _until_stopped_or_done(stop, serving)
+        server.should_exit = True
+        await serving
+    finally:
+        await asyncio.to_thread(flush_received)  # the last uploads' events, before the process ends
 
 
 def start_mailbox_servers(settings: Settings) -> list[Any]:
@@ -112,16 +115,17 @@ def start_mailbox_servers(settings: Settings) -> list[Any]:
 
 async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
     from core.wakeups import notify_on_intake
-    from flows.events import install_intake_events
+    from flows.events import flush_received, install_intake_events
 
     notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
-    install_intake_events()  # tradelane.file.received for each upload, in Prefect's event feed
+    install_intake_events(batched=True)  # tradelane.file.received for each upload, in Prefect's event feed
     servers = start_mailbox_servers(settings)
     try:
         await stop.wait()
     finally:
         for server in servers:
             server.stop()
+        await asyncio.to_thread(flush_received)  # the last uploads' events, before the process ends
 
 
 def check_dead_run_bound(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""`prefect server start`, with every SQLite write transaction begun IMMEDIATE.
+"""`prefect server start`, with every SQLite write transaction begun IMMEDIATE, and events stored on
+SQLite through one cached statement (deployments/prefect_event_writes.py).
 
 Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction that read first and
 then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
@@ -30,7 +31,10 @@ async def _begin_immediate(
 
 
 def install() -> None:
+    from deployments import prefect_event_writes
+
     AioSqliteConfiguration.begin_transaction = _begin_immediate  # type: ignore[method-assign]
+    prefect_event_writes.install()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 from anyio import to_thread
 from prefect.events import emit_event
+from prefect.events.worker import should_emit_events_to_running_server
 
 from core import intake
 from core.config import get_settings
@@ -22,6 +23,7 @@ from core.delivery import Job
 from core.models import Receipt
 from core.notify import facts
 from core.notify.events import WHATS, FileEvent, FileFacts, build
+from flows.received_events import ReceivedSender
 
 log = logging.getLogger("tradelane.events")
 
@@ -67,9 +69,36 @@ def received(receipt: Receipt) -> None:
     emit_file("received", file, receipt.received_at, held=True if receipt.held else None)
 
 
-def install_intake_events() -> None:
-    """Emit `tradelane.file.received` for every file this process takes in (idempotent)."""
-    intake.on_receipt(received)
+_sender: ReceivedSender | None = None
+
+
+def received_later(receipt: Receipt) -> None:
+    """`tradelane.file.received` for a receipt just committed, queued for this process's batches
+    (flows/received_events.py): the intake's hook in the API and mailbox servers."""
+    if enabled() and _sender is not None:
+        _sender.add(receipt)
+
+
+def install_intake_events(batched: bool = False) -> None:
+    """Emit `tradelane.file.received` for every file this process takes in (idempotent). `batched`:
+    for a long-running process with a Prefect API (PREFECT_API_URL), sent in batches from a thread
+    of its own (`flush_received` sends what is queued); else each at once, as any other event."""
+    global _sender
+    if batched and should_emit_events_to_running_server():
+        if _sender is None:
+            _sender = ReceivedSender()
+        intake.on_receipt(received_later)
+    else:
+        intake.on_receipt(received)
+
+
+def flush_received() -> None:
+    """Send the queued `received` events now (a role that stops)."""
+    if _sender is not None:
+        try:
+            _sender.flush()
+        except Exception:
+            log.exception("could not send the queued file events")
 
 
 def validated(jobs: list[Job], flow_run_id: str | None) -> None:

@@ -1,11 +1,15 @@
-"""The Prefect server `up` starts begins SQLite write transactions IMMEDIATE (deployments/prefect_server)."""
+"""The Prefect server `up` starts (deployments/prefect_server): SQLite write transactions begun IMMEDIATE,
+events stored through deployments/prefect_event_writes."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 from prefect.server.database.configurations import AioSqliteConfiguration
 from sqlalchemy import text
@@ -48,3 +52,55 @@ def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) 
     assert other_writes(), "the write lock outlived the transaction"
     with closing(sqlite3.connect(db)) as conn:
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2]
+
+
+def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> None:
+    """The server `up` starts stores events on SQLite through deployments/prefect_event_writes (an
+    executemany, not Prefect's multi-row INSERT compiled per batch): every event with a row per
+    resource it names, read back as sent; one delivered twice is stored once."""
+    from prefect.server.database import provide_database_interface
+    from prefect.server.events.filters import EventFilter
+    from prefect.server.events.schemas.events import Event
+    from prefect.server.events.storage import database
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
+
+    from deployments import prefect_event_writes
+
+    prefect_server.install()
+    assert database._write_sqlite_events is prefect_event_writes.write_sqlite_events
+
+    def event(n: int) -> Any:
+        return Event(
+            event="tradelane.file.delivered",
+            resource={"prefect.resource.id": f"tradelane.file.{n}", "prefect.resource.name": f"f{n}.txt"},
+            related=[
+                {"prefect.resource.id": "tradelane.partner.3", "prefect.resource.role": "partner"},
+                {"prefect.resource.id": "tradelane.data-flow.1", "prefect.resource.role": "data-flow"},
+            ],
+            payload={"size": n, "destination": "file:///out"},
+            occurred=datetime.now(UTC),
+            id=uuid4(),
+        ).receive()
+
+    first, second = [event(n) for n in range(30)], [event(n) for n in range(30, 35)]
+
+    async def store_and_read() -> tuple[list[Any], int]:
+        db = provide_database_interface()
+        await db.create_db()
+        for batch in (first, second + first[:2]):  # the second batch repeats two of the first
+            async with db.session_context(begin_transaction=True) as session:
+                await database.write_events(session=session, events=batch)
+        async with db.session_context() as session:
+            stored = await database.read_events(session, EventFilter(), limit=100)
+            resources = (await session.execute(text("SELECT count(*) FROM event_resources"))).scalar_one()
+        return list(stored), resources
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: url}):
+        stored, resources = asyncio.run(store_and_read())
+    by_id = {row.id: row for row in stored}
+    assert len(stored) == 35 and resources == 35 * 3
+    for sent in first + second:
+        row = by_id[sent.id]
+        assert (row.event, row.resource_id, row.payload) == (sent.event, sent.resource.id, sent.payload)
+        assert [r["prefect.resource.id"] for r in row.related] == [r.id for r in sent.related]

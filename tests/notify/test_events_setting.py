@@ -8,6 +8,7 @@ Prefect test server's); the receipt is a real one of a throwaway home.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,37 @@ def test_events_is_on_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADELANE_EVENTS", "maybe")
     with pytest.raises(ValidationError, match="events"):
         Settings()
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_batched_received_events_are_the_events_emitted_one_by_one(
+    setting: str, receipt: Receipt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API and the mailbox servers send `received` in batches (flows/received_events.py): the
+    same event, content and time as `emit_event` is given for a receipt; none when events are off."""
+    from core.notify import facts
+    from core.notify.events import build
+    from flows.received_events import ReceivedSender
+
+    monkeypatch.setenv("TRADELANE_EVENTS", setting)
+    clear_caches()
+    recorder = AssertingEventsClient()
+    monkeypatch.setattr(events, "_sender", ReceivedSender(lambda: recorder))
+    try:
+        for _ in range(3):
+            events.received_later(receipt)
+        events.flush_received()
+        expected = build("received", facts.of_receipt(receipt))
+        sent = getattr(recorder, "events", [])
+        assert len(sent) == (3 if setting == "on" else 0)
+        for event in sent:
+            assert (event.event, dict(event.resource), [dict(r) for r in event.related], event.payload) == (
+                expected.event,
+                expected.resource,
+                expected.related,
+                expected.payload,
+            )
+            assert event.occurred == receipt.received_at.replace(tzinfo=UTC)
+    finally:
+        monkeypatch.delenv("TRADELANE_EVENTS")
+        clear_caches()
