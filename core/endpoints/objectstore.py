@@ -167,7 +167,8 @@ class ObjectWriteStream(WriteStream):
                     filled += got
                     self.bytes_written += got
             if filled < size:  # the end: commit sends this last, shorter part
-                self._buffer = part[:filled]
+                del part[filled:]  # in place: no second copy beside the parts in flight
+                self._buffer = part
                 return
             self._buffer = bytearray()
             self._send_part(part)
