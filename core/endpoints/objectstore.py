@@ -167,8 +167,7 @@ class ObjectWriteStream(WriteStream):
                     filled += got
                     self.bytes_written += got
             if filled < size:  # the end: commit sends this last, shorter part
-                del part[filled:]  # in place: no second copy beside the parts in flight
-                self._buffer = part
+                self._buffer = part[:filled]
                 return
             self._buffer = bytearray()
             self._send_part(part)

@@ -34,10 +34,8 @@ class PartUploads:
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[Future[None]] = []
         self._failure: BaseException | None = None
-        # Buffers whose uploads have returned, appended by the upload threads (atomic under the
-        # GIL); kept only once a writer has asked for one (`spare`), or they would pile up.
+        # Buffers whose uploads have returned; appended by the upload threads (atomic under the GIL).
         self._spares: list[bytearray] = []
-        self._recycling = False
 
     @property
     def started(self) -> bool:
@@ -51,7 +49,7 @@ class PartUploads:
             self._reap(block=True)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self._limit, thread_name_prefix=self._name)
-        if buffer is None or not self._recycling:
+        if buffer is None:
             self._running.append(self._executor.submit(upload))
             return
         spares = self._spares
@@ -66,7 +64,6 @@ class PartUploads:
 
     def spare(self, size: int) -> bytearray:
         """A buffer of `size` bytes for the next part: one whose upload has returned, or a new one."""
-        self._recycling = True
         while self._spares:
             buffer = self._spares.pop()
             if len(buffer) == size:

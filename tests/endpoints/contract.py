@@ -8,7 +8,6 @@ fresh, empty, working endpoint against a real server. Class attributes tune size
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -59,40 +58,15 @@ def peak_memory(fn: Callable[[], Any]) -> tuple[Any, int]:
     return result, peak
 
 
-def peak_while_writing(endpoint: Endpoint, path: str, size: int, *, write_from: bool = False) -> int:
-    """Stream `size` bytes to `path` (with `write`, or from a stream with `write_from`); the peak
-    of Python allocations made while writing."""
+def peak_while_writing(endpoint: Endpoint, path: str, size: int) -> int:
+    """Stream `size` bytes to `path`; the peak of Python allocations made while writing."""
 
     def write() -> None:
         with endpoint.open_write(path) as stream:
-            if write_from:
-                stream.write_from(ChunkStream(payload_chunks(size)))
-                return
             for chunk in payload_chunks(size):
                 stream.write(chunk)
 
     return peak_memory(write)[1]
-
-
-class ChunkStream(io.RawIOBase):
-    """A readable stream over chunks, one chunk held at a time (`readinto` as a file's)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._left:
-            self._left = memoryview(next(self._chunks, b""))
-        view = memoryview(buffer).cast("B")
-        got = min(len(view), len(self._left))
-        view[:got] = self._left[:got]
-        self._left = self._left[got:]
-        return got
 
 
 class EndpointContract:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 import uuid
 import zlib
@@ -244,23 +243,6 @@ def test_memory_stays_flat_for_a_large_file(endpoint: S3Endpoint) -> None:
     # Slack: the generator's chunk (randbytes briefly holds two) and the SDK's per-request bookkeeping.
     assert peak < (DEFAULT_CONCURRENCY + 1) * MIN_PART_SIZE + 4 * MIB, f"write peak {peak / MIB:.1f} MiB"
     assert endpoint.stat("flat.bin").size == size
-
-
-def test_write_from_reads_into_reused_parts(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
-    """A data flow's push (`write_from`): the same object as `write` gives, memory still bounded
-    by the parts in flight, and a stream's last, shorter part sent at commit."""
-    size = 64 * MIB + 123
-    put(endpoint, "warm.bin", b"x")
-    peak = peak_while_writing(endpoint, "from.bin", size, write_from=True)
-    assert peak < (DEFAULT_CONCURRENCY + 1) * MIN_PART_SIZE + 4 * MIB, f"write peak {peak / MIB:.1f} MiB"
-    head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/from.bin")
-    assert head["ContentLength"] == size
-    assert head["ETag"].strip('"').endswith(f"-{size // MIN_PART_SIZE + 1}")
-    with endpoint.open_read("from.bin") as got:
-        assert (
-            hashlib.sha256(got.read()).hexdigest()
-            == hashlib.sha256(b"".join(payload_chunks(size))).hexdigest()
-        )
 
 
 def test_failed_background_part_aborts_the_upload(endpoint: S3Endpoint, s3: Any, bucket: str) -> None:
