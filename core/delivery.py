@@ -359,18 +359,6 @@ class _Hashing:
         self.size += len(data)
         return data
 
-    def readinto(self, buffer: memoryview) -> int:
-        readinto = getattr(self.stream, "readinto", None)
-        if readinto is None:
-            data = self.stream.read(len(buffer))
-            buffer[: len(data)] = data
-            got = len(data)
-        else:
-            got = readinto(buffer) or 0
-        self.sha.update(buffer[:got])
-        self.size += got
-        return got
-
 
 def check(job: Job) -> None:
     """Run the data flow's validators over one streamed pass of the source. Raises ValidationError."""
@@ -465,7 +453,8 @@ def push(job: Job, again: bool = False) -> Delivered:
             return Delivered(dest.uri(linked.path or dest_path), linked.answer)
         with _open_carried(job, source) as raw, dest.open_write(dest_path, policy) as out:
             reader = _Hashing(raw)
-            out.write_from(reader)
+            while chunk := reader.read(CHUNK_SIZE):
+                out.write(chunk)
             _verify(reader, carried)
             # Raised here, TransferTaken aborts the write: a run that lost the file writes nothing.
             with still_carrying(job):

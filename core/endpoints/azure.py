@@ -139,7 +139,7 @@ class AzureWriteStream(ObjectWriteStream):
             with self._endpoint.errors(self._what):
                 blob.stage_block(block_id, block, length=len(block))
 
-        self._uploads.submit(upload, block)
+        self._uploads.submit(upload)
         self._block_ids.append(block_id)
 
     def _commit(self) -> None:

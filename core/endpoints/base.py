@@ -37,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, Self, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self, TypeVar, get_type_hints
 
 from core.endpoints.errors import (
     AuthError,
@@ -130,14 +130,6 @@ def clean_path(path: str, *, allow_root: bool = False) -> str:
     return "/".join(parts)
 
 
-class Source(Protocol):
-    """What `WriteStream.write_from` reads: a binary stream with `read` and `readinto`."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
-
-    def readinto(self, buffer: memoryview, /) -> int: ...
-
-
 class WriteStream(ABC):
     """A binary sink whose bytes become visible only on `commit()`; `abort()` discards them.
 
@@ -172,12 +164,6 @@ class WriteStream(ABC):
         self._write(chunk)
         self.bytes_written += len(chunk)
         return len(chunk)
-
-    def write_from(self, source: Source) -> None:
-        """Write what is left of `source`. A stream that keeps its own buffers (an object store's
-        parts) overrides this to read straight into them."""
-        while chunk := source.read(CHUNK_SIZE):
-            self.write(chunk)
 
     def commit(self) -> None:
         if not self._done:

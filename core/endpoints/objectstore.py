@@ -12,7 +12,6 @@ from typing import Annotated, Any, NoReturn
 from pydantic import Field, field_validator
 
 from core.endpoints.base import (
-    CHUNK_SIZE,
     Endpoint,
     FileInfo,
     InvalidPath,
@@ -20,7 +19,6 @@ from core.endpoints.base import (
     NameTakenMeanwhile,
     NotFound,
     OnConflict,
-    Source,
     WriteStream,
     clean_path,
 )
@@ -147,30 +145,6 @@ class ObjectWriteStream(WriteStream):
             if len(self._buffer) == self._part_size():
                 part, self._buffer = self._buffer, bytearray()
                 self._send_part(part)
-
-    def write_from(self, source: Source) -> None:
-        """Read `source` to its end straight into part buffers (reused once their upload returns):
-        no copy between the read and the upload, and no fresh memory per part. Reads go a chunk
-        at a time so a hashing source hashes bytes still in the CPU's cache."""
-        if self._done:
-            raise ValueError("write to a finished stream")
-        while True:
-            size = self._part_size()
-            part = self._uploads.spare(size)
-            filled = len(self._buffer)  # what write() left, if it was used first
-            part[:filled] = self._buffer
-            with memoryview(part) as view:
-                while filled < size:
-                    got = source.readinto(view[filled : min(size, filled + CHUNK_SIZE)])
-                    if not got:
-                        break
-                    filled += got
-                    self.bytes_written += got
-            if filled < size:  # the end: commit sends this last, shorter part
-                self._buffer = part[:filled]
-                return
-            self._buffer = bytearray()
-            self._send_part(part)
 
     def _put_new(self, rel: str, on_conflict: OnConflict) -> None:
         """Put the file only where nothing is: the first free name (rename), or `rel` alone (fail)."""

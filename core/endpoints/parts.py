@@ -5,10 +5,6 @@ hand each full part to `PartUploads` and go on filling the next one while earlie
 the wire. At most `limit` parts are in flight: `submit` waits for a free slot, so memory stays at
 (limit + 1) parts whatever the file's size.
 
-A part's buffer can be handed back once its upload returns (`submit(upload, buffer)`) and taken
-again by `spare` for a later part, so a long write reuses the same (limit + 1) buffers instead of
-mapping and faulting in fresh memory for every part.
-
 A part's failure is raised by the caller's next `submit`/`raise_failure` or by `finish`, so it
 surfaces on the next write or at commit. `cancel` waits for the parts still in flight instead of
 abandoning them: S3 can keep a part that lands after its upload was aborted, and an abort that
@@ -34,41 +30,19 @@ class PartUploads:
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[Future[None]] = []
         self._failure: BaseException | None = None
-        # Buffers whose uploads have returned; appended by the upload threads (atomic under the GIL).
-        self._spares: list[bytearray] = []
 
     @property
     def started(self) -> bool:
         return self._executor is not None
 
-    def submit(self, upload: Callable[[], None], buffer: bytearray | None = None) -> None:
-        """Start `upload` once a slot is free; raises the first failure of an earlier part.
-        `buffer`, the part `upload` sends, becomes a spare once `upload` returns."""
+    def submit(self, upload: Callable[[], None]) -> None:
+        """Start `upload` once a slot is free; raises the first failure of an earlier part."""
         self._reap(block=False)
         while len(self._running) >= self._limit:
             self._reap(block=True)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self._limit, thread_name_prefix=self._name)
-        if buffer is None:
-            self._running.append(self._executor.submit(upload))
-            return
-        spares = self._spares
-
-        def upload_then_spare() -> None:
-            try:
-                upload()
-            finally:
-                spares.append(buffer)
-
-        self._running.append(self._executor.submit(upload_then_spare))
-
-    def spare(self, size: int) -> bytearray:
-        """A buffer of `size` bytes for the next part: one whose upload has returned, or a new one."""
-        while self._spares:
-            buffer = self._spares.pop()
-            if len(buffer) == size:
-                return buffer
-        return bytearray(size)
+        self._running.append(self._executor.submit(upload))
 
     def raise_failure(self) -> None:
         """Raise the first failure of a part that has already finished, if any."""
@@ -100,7 +74,6 @@ class PartUploads:
             raise self._failure
 
     def _shutdown(self) -> None:
-        self._spares.clear()
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)

@@ -169,7 +169,7 @@ class S3WriteStream(ObjectWriteStream):
                 entry[f"Checksum{checksum}"] = answer[f"Checksum{checksum}"]
             self._parts[number] = entry
 
-        self._uploads.submit(upload, part)
+        self._uploads.submit(upload)
 
     def _commit(self) -> None:
         client, bucket = self._endpoint.client, self._endpoint.bucket
