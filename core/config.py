@@ -159,10 +159,11 @@ class Settings(BaseSettings):
     # partner notices never fire; for an instance that uses neither, and for bench/events_cost.py.
     events: Literal["on", "off"] = "on"
     # How many pending transfers of one data flow go into one Prefect flow run, at most. A batch is
-    # this large only under a backlog (it grows while the data flow's last run waits to start); most
-    # of a burst's CPU is per run, not per file (a burst of 1,000 × 2 KiB cost 55-59 ms of CPU a
-    # file in runs of up to 50, 35 ms in runs of up to 200: bench/burst_cpu.py).
-    dispatch_batch_size: int = 200
+    # this large only under a backlog (it grows while the data flow's last run waits to start).
+    # Larger costs less CPU per file (runs of up to 200: 35 ms a file against 55-59 at 50,
+    # bench/burst_cpu.py) but makes fewer runs to share among workers: at 200 a burst of 500 went
+    # to one of two workers (tests/roles/test_topology.py), so 50 stays the default.
+    dispatch_batch_size: int = 50
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
     keep_delivered_uploads: bool = False
     # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).
