@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from core.as2 import cms_stream
 from core.as2.cms_stream import CHUNK, NotStreamable
+from core.as2.parse import find_parties
 
 _IDENTITY = ("", "binary", "8bit", "7bit")
 _MAX_HEAD = 64 * 1024
@@ -99,8 +100,7 @@ def parse(
     into the pyas2lib `message` (as core.as2.parse.parse does). `scratch()` gives a temporary
     file (the decrypted content goes there). Returns (the exception that refused it or None,
     where the payload is); raises NotStreamable for a shape left to the in-memory parser."""
-    from pyas2lib import as2
-    from pyas2lib.exceptions import InsufficientSecurityError, PartnerNotFound
+    from pyas2lib.exceptions import InsufficientSecurityError
 
     envelope = _entity(head)
     as2_headers = {key.lower(): value for key, value in envelope.items()}
@@ -119,13 +119,7 @@ def parse(
     error: Exception | None = None
     content: Content | None = None
     try:
-        org_id = as2.unquote_as2name(as2_headers["as2-to"])
-        partner_id = as2.unquote_as2name(as2_headers["as2-from"])
-        message.receiver, message.sender = find_org_partner(org_id, partner_id)
-        if not message.receiver:
-            raise PartnerNotFound(f"Unknown AS2 organization with id {org_id}")
-        if not message.sender:
-            raise PartnerNotFound(f"Unknown AS2 partner with id {partner_id}")
+        partner_id = find_parties(message, as2_headers, find_org_partner)
         if message.sender.encrypt and kind != "application/pkcs7-mime":
             raise InsufficientSecurityError(
                 f"Incoming messages from partner {partner_id} are must be encrypted "

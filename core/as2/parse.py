@@ -167,7 +167,7 @@ def parse(
     Raises only when the bytes are not MIME at all (pyas2lib raised there too).
     """
     from pyas2lib import as2
-    from pyas2lib.exceptions import InsufficientSecurityError, PartnerNotFound
+    from pyas2lib.exceptions import InsufficientSecurityError
 
     message.payload = _envelope(head, body)
     as2_headers: dict[str, str] = {}
@@ -179,13 +179,7 @@ def parse(
 
     error: Exception | None = None
     try:
-        org_id = as2.unquote_as2name(as2_headers["as2-to"])
-        partner_id = as2.unquote_as2name(as2_headers["as2-from"])
-        message.receiver, message.sender = find_org_partner(org_id, partner_id)
-        if not message.receiver:
-            raise PartnerNotFound(f"Unknown AS2 organization with id {org_id}")
-        if not message.sender:
-            raise PartnerNotFound(f"Unknown AS2 partner with id {partner_id}")
+        partner_id = find_parties(message, as2_headers, find_org_partner)
 
         if message.sender.encrypt and message.payload.get_content_type() != "application/pkcs7-mime":
             raise InsufficientSecurityError(
@@ -245,3 +239,22 @@ def parse(
             del message.payload[key]
         message.payload.add_header(key, value)
     return error
+
+
+def find_parties(
+    message: Any, as2_headers: dict[str, str], find_org_partner: Callable[[str, str], tuple[Any, Any]]
+) -> str:
+    """The message's receiver (our organization) and sender (the partner) from AS2-To/AS2-From,
+    each refused as pyas2lib refuses it when unknown (both parse paths, in memory and streamed);
+    the partner's AS2 id, which later refusals name."""
+    from pyas2lib import as2
+    from pyas2lib.exceptions import PartnerNotFound
+
+    org_id = as2.unquote_as2name(as2_headers["as2-to"])
+    partner_id: str = as2.unquote_as2name(as2_headers["as2-from"])
+    message.receiver, message.sender = find_org_partner(org_id, partner_id)
+    if not message.receiver:
+        raise PartnerNotFound(f"Unknown AS2 organization with id {org_id}")
+    if not message.sender:
+        raise PartnerNotFound(f"Unknown AS2 partner with id {partner_id}")
+    return partner_id
