@@ -127,7 +127,47 @@ def _parsed(data: Bytes) -> email_message.Message:
                 return signed
         elif (leaf := _leaf(head, data[start:])) is not None:
             return leaf
-    return message_from_bytes(data)
+    return _from_bytes(data)
+
+
+def _from_bytes(data: Bytes) -> email_message.Message:
+    """The email parser's reading of `data`, with a signed part's last CR put back where a
+    multipart/signed breaks its lines with bare LFs (as `openssl cms -sign` writes it).
+
+    The parser takes CR LF before a delimiter as the delimiter's line break whatever the
+    message's own line breaks are, so a binary part ending in CR lost that byte and its
+    signature failed (openssl itself verifies it)."""
+    parsed = message_from_bytes(data)
+    parts = parsed.get_payload() if parsed.get_content_type() == "multipart/signed" else None
+    if isinstance(parts, list) and parts and _bare_lf_part_ends_in_cr(data, parsed.get_boundary()):
+        # The raw payload: get_payload() would hand binary content back with its bytes replaced.
+        first: Any = parts[0]
+        if isinstance(first._payload, str):
+            first._payload += "\r"
+    return parsed
+
+
+def _bare_lf_part_ends_in_cr(data: Bytes, boundary: str | None) -> bool:
+    """Whether the multipart/signed in `data` breaks its delimiter lines with bare LFs and its
+    first part ends in CR (then "CR LF --boundary" is that CR and the bare-LF delimiter)."""
+    if not boundary or not boundary.isascii():
+        return False
+    delimiter = b"\n--" + boundary.encode("ascii")
+    first = data.find(delimiter)
+    if first < 0:  # the body may start with the delimiter itself, without a preamble
+        first = data.find(delimiter[1:])
+        if first < 0:
+            return False
+        first -= 1
+    line_end = first + len(delimiter)
+    if data[line_end : line_end + 1] != b"\n":
+        return False  # CR LF after the delimiter (the usual shape), or the transport padding
+    second = data.find(delimiter, line_end)
+    closing = data.rfind(delimiter + b"--")
+    # The closing delimiter, after the (base64 text) signature, says how the message breaks its
+    # lines where no content is in doubt: a CR there too means CR LF delimiters after all.
+    bare_lf = closing > second and data[closing - 1 : closing] != b"\r"
+    return bare_lf and second > 0 and data[second - 1 : second] == b"\r"
 
 
 def _envelope(head: bytes, body: bytes) -> email_message.Message:
@@ -136,7 +176,7 @@ def _envelope(head: bytes, body: bytes) -> email_message.Message:
         entity = _leaf(head, body)
         if entity is not None and entity.get_content_type() == "application/pkcs7-mime":
             return entity
-    return message_from_bytes(head + b"\r\n" + body)
+    return _from_bytes(head + b"\r\n" + body)
 
 
 # ---- parsing ---------------------------------------------------------------------------------

@@ -63,17 +63,21 @@ def test_large_tampered_message_is_refused(as2_server: As2Server, trading: Calla
     assert not (partner.upload / "tampered.bin").exists()
 
 
-def test_large_message_built_by_openssl(
-    as2_server: As2Server, trading: Callable[..., Trading], tmp_path: Path
+@pytest.mark.parametrize(
+    ("size", "ending"),
+    [(SIZE, b"."), (SIZE, b"\r"), (1000, b"\r"), (1000, b"\r\r"), (1000, b"\r\n"), (1000, b"\n")],
+)
+def test_message_built_by_openssl(
+    as2_server: As2Server, trading: Callable[..., Trading], tmp_path: Path, size: int, ending: bytes
 ) -> None:
+    """Large or small, whatever its last bytes: `openssl cms` breaks the multipart's lines with
+    bare LFs, so a part ending in CR is that CR followed by a bare-LF delimiter."""
     openssl = require_tool("openssl")
     partner = trading(sign="sha256", encrypt="aes256")
     (tmp_path / "p.key").write_text(partner.ident.key_pem)
     (tmp_path / "p.crt").write_text(partner.ident.cert_pem)
     (tmp_path / "us.crt").write_text(partner.us.cert_pem)
-    # Not ending in CR: openssl writes the multipart's line breaks as bare LF, so a payload ending
-    # in CR reads as CRLF + delimiter and loses that byte to the delimiter (a known limitation).
-    data = os.urandom(SIZE - 1) + b"."
+    data = os.urandom(size) + ending
     (tmp_path / "entity").write_bytes(
         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
         b'Content-Disposition: attachment; filename="openssl-large.bin"\r\n\r\n' + data
