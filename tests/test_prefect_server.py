@@ -104,3 +104,32 @@ def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> Non
         row = by_id[sent.id]
         assert (row.event, row.resource_id, row.payload) == (sent.event, sent.resource.id, sent.payload)
         assert [r["prefect.resource.id"] for r in row.related] == [r.id for r in sent.related]
+
+
+def test_the_task_run_recorder_parses_only_task_run_events() -> None:
+    """The server's task-run recorder (deployments/prefect_task_run_events) drops an event that is not
+    a task run's by the name its message carries, unread: a message that cannot be parsed at all is
+    acknowledged as a tradelane event, and still reaches Prefect's parser as a task-run event or
+    when it carries no name."""
+    import pydantic
+    from prefect.server.services import task_run_recorder
+    from prefect.server.utilities.messaging.memory import MemoryMessage
+
+    from deployments import prefect_task_run_events
+
+    prefect_server.install()
+    assert task_run_recorder.consumer is prefect_task_run_events.task_run_events_only
+    unparsable = b"{not an event"
+
+    async def handle(attributes: dict[str, str] | None) -> None:
+        async with task_run_recorder.consumer(write_batch_size=10, flush_every=60) as handler:
+            await handler(MemoryMessage(unparsable, attributes))  # type: ignore[arg-type]
+
+    asyncio.run(handle({"id": str(uuid4()), "event": "tradelane.file.delivered"}))
+    asyncio.run(handle({"id": str(uuid4()), "event": "prefect.flow-run.Completed"}))
+    for attributes in ({"id": str(uuid4()), "event": "prefect.task-run.Completed"}, None):
+        try:
+            asyncio.run(handle(attributes))
+        except pydantic.ValidationError:
+            continue
+        raise AssertionError(f"a message with {attributes} was not parsed")
