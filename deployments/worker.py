@@ -186,6 +186,7 @@ def start_flow_runs_from_forkserver() -> None:
     """
     import multiprocessing
     import types
+    from multiprocessing import forkserver as forkserver_process
     from multiprocessing import spawn
 
     import prefect.flow_engine as engine
@@ -211,6 +212,10 @@ def start_flow_runs_from_forkserver() -> None:
     engine.multiprocessing = shim  # type: ignore[assignment,attr-defined]
     if not getattr(spawn.get_preparation_data, "leaves_main_out", False):
         spawn.get_preparation_data = _without_main(spawn.get_preparation_data)  # type: ignore[assignment]
+    # Started now rather than by the first run: its imports (seconds of CPU) are done while the
+    # worker starts up, not while the first file waits. The first run's connection waits in the
+    # server's listen queue until they are done.
+    forkserver_process.ensure_running()
 
 
 def _without_main(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:

@@ -54,3 +54,30 @@ def test_a_forked_flow_run_starts_ready() -> None:
     assert done.stdout.strip().splitlines()[-1] == str(
         {"imported": True, "incomplete models": 0, "mappers configured": True}
     )
+
+
+# The worker's set-up alone: no flow run is started.
+STARTED_EARLY = """
+import os
+from multiprocessing import forkserver
+from deployments.worker import start_flow_runs_from_forkserver
+
+start_flow_runs_from_forkserver()
+pid = forkserver._forkserver._forkserver_pid
+print(pid, open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode())
+"""
+
+
+def test_the_fork_server_starts_with_the_worker_not_with_its_first_run() -> None:
+    """Its imports are done while the worker starts up, not while the first file waits."""
+    done = subprocess.run(
+        [sys.executable, "-c", STARTED_EARLY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pid, command = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(pid) > 0 and "forkserver" in command and "deployments.forkserver_ready" in command
