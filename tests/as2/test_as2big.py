@@ -2,9 +2,10 @@
 
 Over real HTTP, with messages just past the streaming threshold: what we send is read by
 pyas2lib (the peer server) and by `openssl cms`; what pyas2lib and `openssl cms` build arrives
-whole with the right MIC; tampering and garbled envelopes are still refused; shapes that are
-not streamed (compressed) still work within TRADELANE_AS2_MAX_IN_MEMORY_BYTES and are refused
-clearly past it. The point — memory — is measured on real processes by the last test.
+whole with the right MIC, streamed (openssl's bare-LF multipart/signed too); tampering and
+garbled envelopes are still refused; shapes that are not streamed (compressed) still work within
+TRADELANE_AS2_MAX_IN_MEMORY_BYTES and are refused clearly past it. The point — memory — is
+measured on real processes by the last test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import email
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -21,8 +23,11 @@ from typing import Any
 
 import pytest
 
+from core.as2 import bigreceive
+from core.as2 import parse as parsing
 from core.as2 import receive as inbound
 from core.as2 import send as outbound
+from core.as2.cms_stream import NotStreamable
 from core.endpoints.base import ConfigError
 from tests.as2.conftest import OUR_ID, As2Server, Trading
 from tests.as2.peer import PeerServer, judge_mdn, post, wire
@@ -219,6 +224,63 @@ def test_large_tampered_message_built_by_openssl_is_refused(
     [row] = partner.rows()
     assert row.disposition == "processed/Error: authentication-failed", (response.text, row.error)
     assert not (partner.upload / "openssl-big.bin").exists()
+
+
+def _multipart(eol: bytes, ending: bytes, preamble: bytes = b"", before_closing: bytes = b"") -> bytes:
+    """A small multipart/signed whose delimiter lines break with `eol` (its part's headers with CR LF)."""
+    return (
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="B0"' + eol
+        + eol + preamble + b"--B0" + eol
+        + b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\nhello"
+        + ending + eol + b"--B0" + eol + b"Content-Type: application/pkcs7-signature" + eol
+        + b"Content-Transfer-Encoding: base64" + eol + eol + b"QUJD" + eol
+        + (before_closing or eol) + b"--B0--" + eol
+    )  # fmt: skip
+
+
+def _streamed_split(data: bytes) -> tuple[bytes, bytes]:
+    """(signed part's body, signature part) as the streamed parse splits `data`."""
+    f = io.BytesIO(data)
+    head, start = bigreceive._head(f, 0, len(data))
+    boundary = bigreceive._entity(head).get_boundary() or ""
+    part_start, part_end, signature = bigreceive._split(f, start, len(data), b"--" + boundary.encode())
+    _, body_start = bigreceive._head(f, part_start, part_end)
+    return data[body_start:part_end], signature
+
+
+@pytest.mark.parametrize(
+    ("eol", "ending", "preamble"),
+    [
+        (b"\r\n", b"\r", b""),
+        (b"\r\n", b"", b"A preamble\r\n"),
+        (b"\n", b"\r", b"This is an S/MIME signed message\n\n"),  # as `openssl cms -sign` writes it
+        (b"\n", b"\r\r", b""),
+        (b"\n", b"\n", b"\n"),
+        (b"\n", b"", b"one\ntwo\n"),
+    ],
+)
+def test_streamed_split_matches_the_in_memory_parse(eol: bytes, ending: bytes, preamble: bytes) -> None:
+    data = _multipart(eol, ending, preamble)
+    body, signature = _streamed_split(data)
+    part, signature_part = parsing._from_bytes(data).get_payload()
+    assert body == part.get_payload(decode=True) == b"hello" + ending
+    assert email.message_from_bytes(signature).get_payload(decode=True) == b"ABC"
+    assert signature_part.get_payload(decode=True) == b"ABC"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _multipart(b"\n", b"\r", before_closing=b"\r\n"),  # bare LF, then CR LF: the parser's reading
+        _multipart(b"\n", b"\r").replace(b"--B0\n", b"--B0 \t\n", 1),  # transport padding
+        _multipart(b"\r\n", b"").replace(b"--B0\r\n", b"--B0\t\r\n", 1),
+        _multipart(b"\n", b"", preamble=b"--B0-not-a-delimiter\n"),
+        _multipart(b"\r\n", b"").replace(b"\r\n", b"\r\r\n", 1),  # a bare CR ends a header line too
+    ],
+)
+def test_shapes_the_streamed_split_leaves_to_the_email_parser(data: bytes) -> None:
+    with pytest.raises(NotStreamable):
+        _streamed_split(data)
 
 
 @pytest.mark.parametrize(
