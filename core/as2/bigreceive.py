@@ -4,8 +4,9 @@ core.as2.parse's checks in the same order with the same exceptions (so the same 
 for the shapes large messages come in: an AES EnvelopedData (binary) is decrypted into a second
 file (core.as2.cms_stream); a multipart/signed of one binary part and its signature is split by
 scanning for its delimiter, its signed bytes hashed as they stream (headers as pyas2lib
-canonicalizes them, then the body) and the signature checked against that digest. The payload
-is left in the file: `Content` says where, for receive.py to copy into the mailbox.
+canonicalizes them, then the body) and the signature checked against that digest. Its lines may
+break with CR LF or, as `openssl cms -sign` writes them, with bare LFs, after a preamble or none.
+The payload is left in the file: `Content` says where, for receive.py to copy into the mailbox.
 
 Anything else (compressed, base64, other ciphers, text canonicalization, nested multiparts)
 raises NotStreamable before any check has failed, and the message goes the in-memory way within
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message as email_message
@@ -24,11 +26,13 @@ from typing import IO, Any
 
 from core.as2 import cms_stream
 from core.as2.cms_stream import CHUNK, NotStreamable
-from core.as2.parse import find_parties
+from core.as2.parse import delimiter_line_break, find_parties
 
 _IDENTITY = ("", "binary", "8bit", "7bit")
 _MAX_HEAD = 64 * 1024
 _MAX_SIGNATURE = 1024 * 1024
+_MAX_PREAMBLE = 64 * 1024
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 @dataclass
@@ -70,13 +74,18 @@ def _find(f: IO[bytes], needle: bytes, start: int, end: int) -> int:
 
 
 def _head(f: IO[bytes], start: int, end: int) -> tuple[bytes, int]:
-    """(header block with its last CRLF, where the body starts) of the entity at f[start:end]."""
+    """(header block with its last line break, where the body starts) of the entity at
+    f[start:end]. The headers end at the first blank line, CR LF or bare LF (`openssl cms`
+    writes the latter), as they do for the email parser."""
     f.seek(start)
     block = f.read(min(_MAX_HEAD, end - start))
-    cut = block.find(b"\r\n\r\n")
-    if cut < 0 or b":" not in block[: block.find(b"\n")] or b"\n\n" in block[: cut + 2]:
+    blank = _BLANK_LINE.search(block)
+    if blank is None or b":" not in block[: block.find(b"\n")]:
         raise NotStreamable("headers")
-    return block[: cut + 2], start + cut + 4
+    head = block[: blank.start() + 1]
+    if b"\r" in head.replace(b"\r\n", b""):
+        raise NotStreamable("a bare CR in the headers")  # a line break too, to the email parser
+    return head, start + blank.end()
 
 
 def _entity(head: bytes) -> email_message.Message:
@@ -172,23 +181,7 @@ def _verify_signed(
     boundary = container.get_boundary()
     if not boundary or not boundary.isascii():
         raise NotStreamable("boundary")
-    delimiter = b"--" + boundary.encode("ascii")
-    f.seek(start)
-    if f.read(len(delimiter) + 2) != delimiter + b"\r\n":
-        raise NotStreamable("preamble")
-    part_start = start + len(delimiter) + 2
-    part_end = _find(f, b"\r\n" + delimiter, part_start, end)
-    if part_end < 0:
-        raise NotStreamable("no second delimiter")
-    signature_start = part_end + 2 + len(delimiter) + 2
-    f.seek(signature_start - 2)
-    if f.read(2) != b"\r\n":
-        raise NotStreamable("delimiter line")
-    f.seek(signature_start)
-    tail = f.read(min(_MAX_SIGNATURE, end - signature_start))
-    signature_end = tail.find(b"\r\n" + delimiter)
-    if signature_end < 0 or tail[signature_end + 2 + len(delimiter) :][:2] != b"--":
-        raise NotStreamable("a third part, or no closing delimiter")
+    part_start, part_end, signature_bytes = _split(f, start, end, b"--" + boundary.encode("ascii"))
     part_head, body_start = _head(f, part_start, part_end)
     part = _entity(part_head)
     if part.get_content_type() == "application/pkcs7-mime":
@@ -198,7 +191,7 @@ def _verify_signed(
         and not message.sender.canonicalize_as_binary
     ):
         raise NotStreamable("a part canonicalized as text")
-    signature_part = message_from_bytes(tail[:signature_end])
+    signature_part = message_from_bytes(signature_bytes)
     if signature_part.get_content_type() not in (
         "application/pkcs7-signature",
         "application/x-pkcs7-signature",
@@ -222,6 +215,55 @@ def _verify_signed(
     digest = digests.get(message.digest_alg) or hashlib.new(message.digest_alg).digest()
     message.mic = binascii.b2a_base64(digest).strip()
     return Content(f, body_start, part_end - body_start)
+
+
+def _split(f: IO[bytes], start: int, end: int, delimiter: bytes) -> tuple[int, int, bytes]:
+    """(start, end) of the signed part of the multipart/signed at f[start:end], and its signature
+    part's bytes. A preamble may come first; the delimiter lines break as the first one does
+    (parse.delimiter_line_break), CR LF or bare LF: then a part ending in CR keeps it. Transport
+    padding after a delimiter is left to the email parser."""
+    first = _first_delimiter(f, start, end, delimiter)
+    f.seek(first + len(delimiter))
+    first_line_end = f.read(2)
+    if delimiter_line_break(first_line_end, b"") is None:
+        raise NotStreamable("transport padding after the first delimiter, or not a delimiter line")
+    part_start = first + len(delimiter) + (2 if first_line_end == b"\r\n" else 1)
+    # Each delimiter starts a line: found by its LF, its CR (if any) checked once the style is known.
+    second = _find(f, b"\n" + delimiter, part_start, end)
+    if second < 0:
+        raise NotStreamable("no second delimiter")
+    f.seek(second - 1)
+    before_second = f.read(1)
+    f.seek(second + 1 + len(delimiter))
+    second_line_end = f.read(2)
+    signature_start = second + 1 + len(delimiter) + (2 if second_line_end == b"\r\n" else 1)
+    f.seek(signature_start)
+    tail = f.read(min(_MAX_SIGNATURE, end - signature_start))
+    closing = tail.find(b"\n" + delimiter)
+    if closing < 0 or tail[closing + 1 + len(delimiter) :][:2] != b"--":
+        raise NotStreamable("a third part, or no closing delimiter")
+    line_break = delimiter_line_break(first_line_end, tail[:closing]) or b"\n"
+    cr = len(line_break) - 1  # the CR before each delimiter, when lines break with CR LF
+    if (
+        not first_line_end.startswith(line_break)
+        or not second_line_end.startswith(line_break)
+        or (cr and (before_second != b"\r" or tail[closing - 1 : closing] != b"\r"))
+    ):
+        raise NotStreamable("delimiter lines broken in more than one way, or padded")
+    return part_start, second - cr, tail[: closing - cr]
+
+
+def _first_delimiter(f: IO[bytes], start: int, end: int, delimiter: bytes) -> int:
+    """Where the first delimiter is: at the start of a line, after a preamble (such as
+    "This is an S/MIME signed message") or none."""
+    f.seek(start)
+    block = f.read(min(_MAX_PREAMBLE + len(delimiter) + 1, end - start))
+    if block.startswith(delimiter):
+        return start
+    at = block.find(b"\n" + delimiter)
+    if at < 0:
+        raise NotStreamable("no first delimiter, or a long preamble")
+    return start + at + 1
 
 
 def _verify_cert(sender: Any) -> Any:

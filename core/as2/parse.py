@@ -160,14 +160,27 @@ def _bare_lf_part_ends_in_cr(data: Bytes, boundary: str | None) -> bool:
             return False
         first -= 1
     line_end = first + len(delimiter)
-    if data[line_end : line_end + 1] != b"\n":
-        return False  # CR LF after the delimiter (the usual shape), or the transport padding
     second = data.find(delimiter, line_end)
     closing = data.rfind(delimiter + b"--")
-    # The closing delimiter, after the (base64 text) signature, says how the message breaks its
-    # lines where no content is in doubt: a CR there too means CR LF delimiters after all.
-    bare_lf = closing > second and data[closing - 1 : closing] != b"\r"
-    return bare_lf and second > 0 and data[second - 1 : second] == b"\r"
+    if second < 0 or closing <= second:
+        return False
+    line_break = delimiter_line_break(data[line_end : line_end + 2], data[closing - 1 : closing])
+    return line_break == b"\n" and data[second - 1 : second] == b"\r"
+
+
+def delimiter_line_break(first_line_end: Bytes, before_closing: Bytes) -> bytes | None:
+    """How a multipart/signed breaks its delimiter lines (both parse paths, in memory and
+    streamed): CR LF, or a bare LF as `openssl cms -sign` writes them.
+
+    Read from the end of its first delimiter line (the bytes just after the delimiter) and the
+    byte before its closing delimiter: that one follows the (base64 text) signature, where no
+    content is in doubt, so a CR there means CR LF delimiters after all. None when the first
+    line ends otherwise (transport padding, or a closing delimiter)."""
+    if first_line_end[:2] == b"\r\n":
+        return b"\r\n"
+    if first_line_end[:1] != b"\n":
+        return None
+    return b"\r\n" if before_closing[-1:] == b"\r" else b"\n"
 
 
 def _envelope(head: bytes, body: bytes) -> email_message.Message:

@@ -2,14 +2,18 @@
 
 Over real HTTP, with messages just past the streaming threshold: what we send is read by
 pyas2lib (the peer server) and by `openssl cms`; what pyas2lib and `openssl cms` build arrives
-whole with the right MIC; tampering and garbled envelopes are still refused; shapes that are
-not streamed (compressed) still work within TRADELANE_AS2_MAX_IN_MEMORY_BYTES and are refused
-clearly past it. The point — memory — is measured on real processes by the last test.
+whole with the right MIC, streamed (openssl's bare-LF multipart/signed too); tampering and
+garbled envelopes are still refused; shapes that are not streamed (compressed) still work within
+TRADELANE_AS2_MAX_IN_MEMORY_BYTES and are refused clearly past it. The point — memory — is
+measured on real processes by the last test.
 """
 
 from __future__ import annotations
 
+import base64
 import email
+import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -19,8 +23,11 @@ from typing import Any
 
 import pytest
 
+from core.as2 import bigreceive
+from core.as2 import parse as parsing
 from core.as2 import receive as inbound
 from core.as2 import send as outbound
+from core.as2.cms_stream import NotStreamable
 from core.endpoints.base import ConfigError
 from tests.as2.conftest import OUR_ID, As2Server, Trading
 from tests.as2.peer import PeerServer, judge_mdn, post, wire
@@ -141,36 +148,139 @@ def test_large_unsigned_message_arrives_when_allowed(
     assert (partner.upload / "big.bin").read_bytes() == data
 
 
-def test_large_message_built_by_openssl_arrives(
-    as2_server: As2Server, trading: Callable[..., Trading], tmp_path: Path
-) -> None:
+def _openssl_message(partner: Trading, tmp_path: Path, data: bytes, tamper: bool = False) -> bytes:
+    """`data` signed then encrypted by `openssl cms`, as a sender using it does: the multipart/signed
+    written with bare-LF line breaks, a MIME-Version header and a preamble line; its part's own
+    headers keep their CR LF. `tamper` flips a bit of the signed content before encrypting."""
     openssl = require_tool("openssl")
-    partner = trading(sign="sha256", encrypt="aes256")
     (tmp_path / "p.key").write_text(partner.ident.key_pem)
     (tmp_path / "p.crt").write_text(partner.ident.cert_pem)
     (tmp_path / "us.crt").write_text(partner.us.cert_pem)
-    data = _data()
-    (tmp_path / "entity").write_bytes(
+    (tmp_path / "entity").write_bytes(_openssl_entity(data))
+    sign = ["-sign", "-binary", "-md", "sha256", "-in", "entity", "-signer", "p.crt", "-inkey", "p.key",
+            "-outform", "SMIME", "-out", "signed"]  # fmt: skip
+    encrypt = ["-encrypt", "-binary", "-aes256", "-in", "signed", "-outform", "DER", "-out", "enveloped",
+               "us.crt"]  # fmt: skip
+    for args in (sign, encrypt):
+        done = subprocess.run([openssl, "cms", *args], cwd=tmp_path, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        if tamper and args is sign:
+            with (tmp_path / "signed").open("r+b") as f:
+                f.seek(len(data) // 2)  # well inside the payload
+                byte = f.read(1)[0]
+                f.seek(-1, os.SEEK_CUR)
+                f.write(bytes([byte ^ 1]))
+    signed = (tmp_path / "signed").read_bytes()
+    assert signed.startswith(b"MIME-Version: 1.0\n") and b"\n\nThis is an S/MIME signed message\n" in signed
+    return (tmp_path / "enveloped").read_bytes()
+
+
+def _openssl_entity(data: bytes) -> bytes:
+    return (
         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
         b'Content-Disposition: attachment; filename="openssl-big.bin"\r\n\r\n' + data
     )
-    for args in (
-        ["-sign", "-binary", "-md", "sha256", "-in", "entity", "-signer", "p.crt", "-inkey", "p.key",
-         "-outform", "SMIME", "-out", "signed"],
-        ["-encrypt", "-binary", "-aes256", "-in", "signed", "-outform", "DER", "-out", "enveloped", "us.crt"],
-    ):  # fmt: skip
-        done = subprocess.run([openssl, "cms", *args], cwd=tmp_path, capture_output=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-    headers = {
+
+
+def _openssl_headers(partner: Trading) -> dict[str, str]:
+    return {
         "AS2-Version": "1.2", "AS2-From": partner.as2_id, "AS2-To": OUR_ID,
         "Message-ID": f"<{os.urandom(8).hex()}@openssl.test>",
         "Content-Type": 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
     }  # fmt: skip
-    response = post(as2_server.receive_url, headers, (tmp_path / "enveloped").read_bytes())
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r", b"\n"])
+def test_large_message_built_by_openssl_is_streamed(
+    as2_server: As2Server,
+    trading: Callable[..., Trading],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: bytes,
+) -> None:
+    """Bare-LF multipart lines and a preamble, as `openssl cms` writes them, are streamed (the
+    in-memory cap, below the message's size, would refuse it otherwise), and a part ending in CR
+    keeps it: CR then a bare-LF delimiter."""
+    partner = trading(sign="sha256", encrypt="aes256")
+    data = _data()[:-2] + ending
+    body = _openssl_message(partner, tmp_path, data)
+    monkeypatch.setenv("TRADELANE_AS2_MAX_IN_MEMORY_BYTES", str(len(body) - 1))
+    response = post(as2_server.receive_url, _openssl_headers(partner), body)
     assert response.status_code == 200, response.text
     assert (partner.upload / "openssl-big.bin").read_bytes() == data
     [row] = partner.rows()
     assert row.status == "received" and row.signed and row.encrypted
+    # openssl signed the entity's bytes as they are: the MIC is their digest.
+    assert row.mic == base64.b64encode(hashlib.sha256(_openssl_entity(data)).digest()).decode()
+
+
+def test_large_tampered_message_built_by_openssl_is_refused(
+    as2_server: As2Server, trading: Callable[..., Trading], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner = trading(sign="sha256", encrypt="aes256")
+    body = _openssl_message(partner, tmp_path, _data()[:-2] + b"\r", tamper=True)
+    monkeypatch.setenv("TRADELANE_AS2_MAX_IN_MEMORY_BYTES", str(len(body) - 1))
+    response = post(as2_server.receive_url, _openssl_headers(partner), body)
+    [row] = partner.rows()
+    assert row.disposition == "processed/Error: authentication-failed", (response.text, row.error)
+    assert not (partner.upload / "openssl-big.bin").exists()
+
+
+def _multipart(eol: bytes, ending: bytes, preamble: bytes = b"", before_closing: bytes = b"") -> bytes:
+    """A small multipart/signed whose delimiter lines break with `eol` (its part's headers with CR LF)."""
+    return (
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="B0"' + eol
+        + eol + preamble + b"--B0" + eol
+        + b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\nhello"
+        + ending + eol + b"--B0" + eol + b"Content-Type: application/pkcs7-signature" + eol
+        + b"Content-Transfer-Encoding: base64" + eol + eol + b"QUJD" + eol
+        + (before_closing or eol) + b"--B0--" + eol
+    )  # fmt: skip
+
+
+def _streamed_split(data: bytes) -> tuple[bytes, bytes]:
+    """(signed part's body, signature part) as the streamed parse splits `data`."""
+    f = io.BytesIO(data)
+    head, start = bigreceive._head(f, 0, len(data))
+    boundary = bigreceive._entity(head).get_boundary() or ""
+    part_start, part_end, signature = bigreceive._split(f, start, len(data), b"--" + boundary.encode())
+    _, body_start = bigreceive._head(f, part_start, part_end)
+    return data[body_start:part_end], signature
+
+
+@pytest.mark.parametrize(
+    ("eol", "ending", "preamble"),
+    [
+        (b"\r\n", b"\r", b""),
+        (b"\r\n", b"", b"A preamble\r\n"),
+        (b"\n", b"\r", b"This is an S/MIME signed message\n\n"),  # as `openssl cms -sign` writes it
+        (b"\n", b"\r\r", b""),
+        (b"\n", b"\n", b"\n"),
+        (b"\n", b"", b"one\ntwo\n"),
+    ],
+)
+def test_streamed_split_matches_the_in_memory_parse(eol: bytes, ending: bytes, preamble: bytes) -> None:
+    data = _multipart(eol, ending, preamble)
+    body, signature = _streamed_split(data)
+    part, signature_part = parsing._from_bytes(data).get_payload()
+    assert body == part.get_payload(decode=True) == b"hello" + ending
+    assert email.message_from_bytes(signature).get_payload(decode=True) == b"ABC"
+    assert signature_part.get_payload(decode=True) == b"ABC"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _multipart(b"\n", b"\r", before_closing=b"\r\n"),  # bare LF, then CR LF: the parser's reading
+        _multipart(b"\n", b"\r").replace(b"--B0\n", b"--B0 \t\n", 1),  # transport padding
+        _multipart(b"\r\n", b"").replace(b"--B0\r\n", b"--B0\t\r\n", 1),
+        _multipart(b"\n", b"", preamble=b"--B0-not-a-delimiter\n"),
+        _multipart(b"\r\n", b"").replace(b"\r\n", b"\r\r\n", 1),  # a bare CR ends a header line too
+    ],
+)
+def test_shapes_the_streamed_split_leaves_to_the_email_parser(data: bytes) -> None:
+    with pytest.raises(NotStreamable):
+        _streamed_split(data)
 
 
 @pytest.mark.parametrize(
