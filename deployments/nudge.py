@@ -29,6 +29,11 @@ def socket_path(home: Path) -> Path:
     return home / "run" / "worker-nudge.sock"
 
 
+def usable(path: Path) -> bool:
+    """Whether a worker can be nudged at `path` (it fits a Unix socket address)."""
+    return len(str(path)) <= MAX_PATH
+
+
 def send(path: Path) -> None:
     """Nudge the worker listening at `path`, if any; never blocks, never raises."""
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -40,7 +45,7 @@ def send(path: Path) -> None:
 async def listening(path: Path) -> AsyncIterator[anyio.abc.UNIXDatagramSocket | None]:
     """The socket nudges arrive on, bound at `path` (a stale one from a dead process replaced);
     None when the path is too long for a Unix socket (the worker only polls then)."""
-    if len(str(path)) > MAX_PATH:
+    if not usable(path):
         log.info("home path too long for the worker's nudge socket; runs are found by polling only")
         yield None
         return

@@ -189,7 +189,7 @@ async def serve() -> None:
         group.create_task(keep_deployments(settings))
         # Nudged by `up`'s dispatcher, in the same home, after each run it creates.
         nudged_at = nudge.socket_path(settings.home_dir)
-        group.create_task(run_worker(make_worker(settings), settings, nudged_at))
+        group.create_task(run_worker(make_worker(settings, nudged_at=nudged_at), settings))
 
 
 def main() -> None:

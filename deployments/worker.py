@@ -43,22 +43,22 @@ log = logging.getLogger("tradelane.worker")
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
 
 
-async def run_worker(worker: TradelaneWorker, settings: Settings, nudged_at: Path | None = None) -> None:
+async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
     """Run `worker` until cancelled, asking for runs every TRADELANE_RUNNER_POLL_SECONDS unless the
     user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given; and at once
-    whenever a datagram arrives at the socket `nudged_at` (deployments/nudge.py: `up`'s
+    whenever a datagram arrives at its socket `nudged_at` (deployments/nudge.py: `up`'s
     dispatcher sends one after each run it creates)."""
     updates: dict[Setting, Any] = {}
     if "PREFECT_WORKER_QUERY_SECONDS" not in os.environ:
         # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it.
-        updates[PREFECT_WORKER_QUERY_SECONDS] = settings.runner_poll_seconds
+        updates[PREFECT_WORKER_QUERY_SECONDS] = settings.poll_seconds(nudged=worker.nudged)
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
     with temporary_settings(updates=updates):
-        if nudged_at is None:
+        if worker.nudged_at is None:
             await worker.start(printer=log.info)
             return
-        async with nudge.listening(nudged_at) as sock, anyio.create_task_group() as group:
+        async with nudge.listening(worker.nudged_at) as sock, anyio.create_task_group() as group:
             if sock is not None:
                 poll = worker.get_and_submit_flow_runs
                 group.start_soon(nudge.poll_when_nudged, sock, worker.can_poll, poll)
@@ -76,14 +76,22 @@ class TradelaneWorker(ProcessWorker):
         # Prefect's registry maps a pool type to its worker class; keep "process" Prefect's own.
         return "tradelane-process"
 
-    def __init__(self, *args: Any, forkserver: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, forkserver: bool = True, nudged_at: Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._forkserver = forkserver
+        # Where `up`'s dispatcher nudges this worker (deployments/nudge.py), if it can.
+        self.nudged_at = nudged_at if nudged_at is not None and nudge.usable(nudged_at) else None
         self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
         self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
         self._executors: FlowRunExecutorContext | None = None
         # One poll at a time: Prefect's own loop and the polls a nudge asks for (deployments/nudge.py).
         self._polling = anyio.Lock()
+
+    @property
+    def nudged(self) -> bool:
+        return self.nudged_at is not None
 
     def can_poll(self) -> bool:
         """Started and synced with the work pool: a poll now can take runs (before, it takes none)."""
@@ -235,9 +243,13 @@ def _without_main(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], d
     return prepared
 
 
-def make_worker(settings: Settings, name: str | None = None, limit: int | None = None) -> TradelaneWorker:
-    """A worker on the configured pool; call `start_flow_runs_from_forkserver()` first if forking."""
+def make_worker(
+    settings: Settings, name: str | None = None, limit: int | None = None, nudged_at: Path | None = None
+) -> TradelaneWorker:
+    """A worker on the configured pool, nudged at the socket `nudged_at` if given (`up`'s own);
+    call `start_flow_runs_from_forkserver()` first if forking."""
     prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
+    nudged = nudged_at is not None and nudge.usable(nudged_at)
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
         name=name or default_worker_name(settings.home_dir),
@@ -245,8 +257,9 @@ def make_worker(settings: Settings, name: str | None = None, limit: int | None =
         # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
         # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit
         # reached"): take runs only as they fall due, unless the user says otherwise.
-        prefetch_seconds=float(prefetch) if prefetch else settings.runner_poll_seconds,
+        prefetch_seconds=float(prefetch) if prefetch else settings.poll_seconds(nudged=nudged),
         forkserver=settings.runner_forkserver,
+        nudged_at=nudged_at,
     )
 
 
