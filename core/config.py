@@ -27,6 +27,8 @@ GIB = 1024**3
 KIB = 1024
 # SMTP's ports by TLS mode (the invitation e-mail's settings and the email endpoint's).
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+BATCH_ALONE = 200  # most files for one run while one worker (or none yet) is online...
+BATCH_SHARED = 50  # ...and with more, so that a burst makes runs enough to share among them
 POLL_SECONDS = 0.5  # a worker asks Prefect for runs this often...
 NUDGED_POLL_SECONDS = 2.0  # ...or this often when its own dispatcher also tells it of each run
 
@@ -164,8 +166,9 @@ class Settings(BaseSettings):
     # this large only under a backlog (it grows while the data flow's last run waits to start).
     # Larger costs less CPU per file (runs of up to 200: 35 ms a file against 55-59 at 50,
     # bench/burst_cpu.py) but makes fewer runs to share among workers: at 200 a burst of 500 went
-    # to one of two workers (tests/roles/test_topology.py), so 50 stays the default.
-    dispatch_batch_size: int = 50
+    # to one of two workers (tests/roles/test_topology.py). Unset: 200 while at most one worker
+    # is online on the pool (`up` alone: nothing to share), 50 with more (see `batch_size`).
+    dispatch_batch_size: PositiveInt | None = None
     # Keep delivered files in upload/ (default: a file leaves once every data flow delivered it).
     keep_delivered_uploads: bool = False
     # How often the dispatcher looks for pending work it was not woken for (CLI replays, crashes).
@@ -332,6 +335,14 @@ class Settings(BaseSettings):
     def open_file_budget(self) -> int:
         """Files every partner together may hold open: the setting, or half the process's limit."""
         return self.mailbox_max_open_files or max(1, descriptor_limit() // 2)
+
+    def batch_size(self, online_workers: int | None) -> int:
+        """Most files for one run (`dispatch_batch_size`); unset, by how many workers are online on
+        the pool (None: not known)."""
+        if self.dispatch_batch_size is not None:
+            return self.dispatch_batch_size
+        alone = online_workers is not None and online_workers <= 1
+        return BATCH_ALONE if alone else BATCH_SHARED
 
     def poll_seconds(self, nudged: bool) -> float:
         """How often a worker asks Prefect for runs (`runner_poll_seconds`); `nudged`: it is also

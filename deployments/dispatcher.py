@@ -16,7 +16,7 @@ from uuid import UUID
 
 from anyio import to_thread
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, WorkerFilter, WorkerFilterStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
@@ -45,6 +45,8 @@ HELD_RECHECK_SECONDS = 0.5
 # How often in-flight transfers are checked against their runs' states (crashes, kills): part of
 # the bound on noticing a dead run (TRADELANE_DEAD_RUN_SECONDS, deployments/dead_runs.py).
 RECOVERY_INTERVAL_SECONDS = dead_runs.RECOVERY_INTERVAL_SECONDS
+# How often the workers online on the pool are counted (the batch size follows, Settings.batch_size).
+WORKERS_RECHECK_SECONDS = 10.0
 # At boot, a run still Running or Pending since before this process started died with it.
 ORPHAN_STATES = {"RUNNING", "PENDING"}
 DEAD_STATES = {"CRASHED", "CANCELLED", "FAILED", "COMPLETED"}
@@ -66,6 +68,9 @@ class Dispatcher:
         self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
         self.holding = False  # files wait for their data flow's last run to start (see _claim)
         self.nudge_path = nudge.socket_path(self.settings.home_dir)
+        self.online_workers: int | None = None  # on the pool, as last counted (None: not known)
+        self._workers_counted_at = -WORKERS_RECHECK_SECONDS
+        self._batch_said: int | None = None
 
     def wake(self) -> None:
         """Thread-safe and cheap: called by the intake after every committed receipt."""
@@ -113,7 +118,8 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """Claim pending transfers into batches and start a run for each batch without one."""
-        batches = await to_thread.run_sync(self._claim)
+        batch_size = self.settings.batch_size(await self._count_workers())
+        batches = await to_thread.run_sync(self._claim, batch_size)
         if not batches:
             return 0
         started = 0
@@ -131,13 +137,39 @@ class Dispatcher:
         self.runs_started += started
         return started
 
-    def _claim(self) -> list[Batch]:
+    async def _count_workers(self) -> int | None:
+        """The workers online on the pool, counted again every WORKERS_RECHECK_SECONDS (unless the
+        batch size is set); None when Prefect could not say."""
+        if self.settings.dispatch_batch_size is not None:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now - self._workers_counted_at >= WORKERS_RECHECK_SECONDS:
+            self._workers_counted_at = now
+            try:
+                async with get_client() as client:
+                    self.online_workers = len(await online_workers(client, self.settings.work_pool))
+            except Exception as exc:  # Prefect briefly away: batches as if the pool were shared
+                log.warning("could not count the workers on pool %s: %s", self.settings.work_pool, exc)
+                self.online_workers = None
+            if (size := self.settings.batch_size(self.online_workers)) != self._batch_said:
+                self._batch_said = size  # said when it changes, and once at start
+                log.info(
+                    "runs of up to %d files (%s online on pool %s)",
+                    size,
+                    "?" if self.online_workers is None else _workers(self.online_workers),
+                    self.settings.work_pool,
+                )
+        return self.online_workers
+
+    def _claim(self, batch_size: int | None = None) -> list[Batch]:
+        """Claim into batches of `batch_size` (default: as for the workers last counted)."""
+        batch_size = batch_size or self.settings.batch_size(self.online_workers)
         with session_scope() as session:
             # Files put into a connection's outbox in the instant it became active (and expiries).
             connections.expire_due(session)
             connections.release_held(session)
         with session_scope() as session:
-            self.holding = transfers.claim_batches(session, self.settings.dispatch_batch_size) > 0
+            self.holding = transfers.claim_batches(session, batch_size) > 0
         with session_scope() as session:
             return transfers.unlaunched_batches(session)
 
@@ -249,6 +281,17 @@ class Dispatcher:
             log.warning("requeued %d transfers from dead runs", requeued)
             self._wake.set()
         return requeued
+
+
+def _workers(count: int) -> str:
+    return "1 worker" if count == 1 else f"{count} workers"
+
+
+async def online_workers(client: PrefectClient, pool: str) -> list[str]:
+    """The names of the workers Prefect holds online on `pool` (a worker's heartbeat keeps it
+    online; Prefect marks it offline after three missed ones, 90 s by default)."""
+    online = WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
+    return [worker.name for worker in await client.read_workers_for_work_pool(pool, worker_filter=online)]
 
 
 ENDED, ORPHANED = "ended", "orphaned"

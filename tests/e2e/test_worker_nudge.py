@@ -36,6 +36,8 @@ def test_runs_start_on_a_nudge_when_the_worker_polls_hourly() -> None:
                 assert client.upload(name, b'{"po": %d}' % i, upload).status_code == 201
                 wait_for(lambda name=name: (dest / name).exists(), f"{name} delivered", timeout=WAIT)  # type: ignore[misc]
         rows = system.wait_for(lambda rows: len(rows) == FILES, timeout=WAIT, partner=partner)
+        # `up`'s worker alone on the pool: runs of up to 200 files, nothing to share a burst with.
+        assert "runs of up to 200 files" in (system.home / "up.log").read_text()
         assert {row["state"] for row in rows} == {"delivered"}
         for row in rows:
             run = finished_run(system, row["flow_run_id"], timeout=WAIT)

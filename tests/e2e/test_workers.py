@@ -115,6 +115,10 @@ def test_workers_on_the_pool_share_a_burst(tmp_path: Path) -> None:
             rows = system.wait_for(delivered(1), timeout=BARRIER_SECONDS + 60, flow=flow)
             runs.append(rows[0]["flow_run_id"])
         assert not destination.broken, "the runs were never all open at once"
+        # Several workers online on the pool: runs of up to 50 files, to share a burst among them.
+        up_log = system.home / "up.log"
+        shared = "runs of up to 50 files"
+        wait_for(lambda: shared in up_log.read_text(), "batches for a shared pool", timeout=60)
         assert sorted(destination.received) == [f"/d{i}" for i in range(RUNS)]
         assert set(destination.received.values()) == {b"one order"}
         deployment = _deployment(system, f"transfer/{flows[0]}")
