@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, Worke
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import arun_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Crashed
 
 from core import intake, transfers
@@ -291,7 +291,14 @@ async def online_workers(client: PrefectClient, pool: str) -> list[str]:
     """The names of the workers Prefect holds online on `pool` (a worker's heartbeat keeps it
     online; Prefect marks it offline after three missed ones, 90 s by default)."""
     online = WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
-    return [worker.name for worker in await client.read_workers_for_work_pool(pool, worker_filter=online)]
+    try:
+        # offset and limit explicit: prefect 3.8.8's client sends null for them, which its server refuses.
+        workers = await client.read_workers_for_work_pool(pool, worker_filter=online, offset=0, limit=200)
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:  # no worker has made the pool yet (the first one makes it)
+            return []
+        raise
+    return [worker.name for worker in workers]
 
 
 ENDED, ORPHANED = "ended", "orphaned"
