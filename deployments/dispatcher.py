@@ -93,6 +93,7 @@ class Dispatcher:
         for broken in (await to_thread.run_sync(templates.load_all))[1]:
             log.error("%s", broken.describe())
         await self._recover_safely(boot=True)
+        await self._count_workers()
         log.info("dispatching; runs in flight at start checked")
         last_recovery = self._loop.time()
         while True:
@@ -107,6 +108,7 @@ class Dispatcher:
                 await self.dispatch_once()
             except Exception:  # the database or Prefect may be briefly away; the next sweep retries
                 log.exception("dispatch failed")
+            await self._count_workers()  # after the pass, so never in a waiting file's way
             if self._loop.time() - last_recovery > RECOVERY_INTERVAL_SECONDS:
                 await self._recover_safely(boot=False)
                 last_recovery = self._loop.time()
@@ -118,8 +120,7 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """Claim pending transfers into batches and start a run for each batch without one."""
-        batch_size = self.settings.batch_size(await self._count_workers())
-        batches = await to_thread.run_sync(self._claim, batch_size)
+        batches = await to_thread.run_sync(self._claim)
         if not batches:
             return 0
         started = 0

@@ -91,6 +91,11 @@ class VersionedBucket:
         ).get("Uploads", [])
         return uploads
 
+    def bytes_sent(self, upload: dict[str, Any]) -> int:
+        """How much of a multipart upload in progress its parts hold so far."""
+        parts = self.client.list_parts(Bucket=self.name, Key=upload["Key"], UploadId=upload["UploadId"])
+        return sum(int(part["Size"]) for part in parts.get("Parts", []))
+
     def sha256(self, key: str) -> str:
         digest = hashlib.sha256()
         body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
@@ -323,10 +328,13 @@ def test_a_burst_and_big_files_survive_a_killed_dispatcher_and_worker_exactly_on
     topology.restart("dispatcher", "tradelane dispatcher is up")
 
     # Mid-push: the worker writing a 200 MiB file dies with its fork server and flow runs.
-    in_progress = wait_for(
-        lambda: bucket.uploads_in_progress("big/"), "a 200 MiB push under way", timeout=120, interval=0.05
-    )
-    cut = in_progress[0]
+    # One that has sent less than a third: a push already near its end (begun while the dispatcher
+    # restarted) could complete before the kill lands, and then nothing would be cut.
+    def barely_started() -> dict[str, Any] | None:
+        uploads = bucket.uploads_in_progress("big/")
+        return next((u for u in uploads if bucket.bytes_sent(u) < BIG_MIB * MIB // 3), None)
+
+    cut = wait_for(barely_started, "a 200 MiB push under way", timeout=120, interval=0.05)
     pushing = store.transfer(big_flow, cut["Key"].removeprefix("big/"))
     dead_run = pushing["flow_run_id"]
     assert dead_run is not None
