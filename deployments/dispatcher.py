@@ -162,9 +162,9 @@ class Dispatcher:
                 )
         return self.online_workers
 
-    def _claim(self, batch_size: int | None = None) -> list[Batch]:
-        """Claim into batches of `batch_size` (default: as for the workers last counted)."""
-        batch_size = batch_size or self.settings.batch_size(self.online_workers)
+    def _claim(self) -> list[Batch]:
+        """Claim into batches as large as the workers last counted allow (Settings.batch_size)."""
+        batch_size = self.settings.batch_size(self.online_workers)
         with session_scope() as session:
             # Files put into a connection's outbox in the instant it became active (and expiries).
             connections.expire_due(session)

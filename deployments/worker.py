@@ -81,8 +81,7 @@ class TradelaneWorker(ProcessWorker):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._forkserver = forkserver
-        # Where `up`'s dispatcher nudges this worker (deployments/nudge.py), if it can.
-        self.nudged_at = nudged_at if nudged_at is not None and nudge.usable(nudged_at) else None
+        self.nudged_at = nudged_at  # where `up`'s dispatcher nudges this worker (deployments/nudge.py)
         self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
         self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
         self._executors: FlowRunExecutorContext | None = None
@@ -249,7 +248,8 @@ def make_worker(
     """A worker on the configured pool, nudged at the socket `nudged_at` if given (`up`'s own);
     call `start_flow_runs_from_forkserver()` first if forking."""
     prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
-    nudged = nudged_at is not None and nudge.usable(nudged_at)
+    if nudged_at is not None and not nudge.usable(nudged_at):
+        nudged_at = None  # too long for a Unix socket's address: found by polling only
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
         name=name or default_worker_name(settings.home_dir),
@@ -257,7 +257,7 @@ def make_worker(
         # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
         # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit
         # reached"): take runs only as they fall due, unless the user says otherwise.
-        prefetch_seconds=float(prefetch) if prefetch else settings.poll_seconds(nudged=nudged),
+        prefetch_seconds=float(prefetch) if prefetch else settings.poll_seconds(nudged=nudged_at is not None),
         forkserver=settings.runner_forkserver,
         nudged_at=nudged_at,
     )
