@@ -138,11 +138,11 @@ class Dispatcher:
         self.runs_started += started
         return started
 
-    async def _count_workers(self) -> int | None:
-        """The workers online on the pool, counted again every WORKERS_RECHECK_SECONDS (unless the
-        batch size is set); None when Prefect could not say."""
+    async def _count_workers(self) -> None:
+        """Count the workers online on the pool into `online_workers` (None when Prefect could not
+        say) every WORKERS_RECHECK_SECONDS, unless the batch size is set."""
         if self.settings.dispatch_batch_size is not None:
-            return None
+            return
         now = asyncio.get_running_loop().time()
         if now - self._workers_counted_at >= WORKERS_RECHECK_SECONDS:
             self._workers_counted_at = now
@@ -160,7 +160,6 @@ class Dispatcher:
                     "?" if self.online_workers is None else _workers(self.online_workers),
                     self.settings.work_pool,
                 )
-        return self.online_workers
 
     def _claim(self) -> list[Batch]:
         """Claim into batches as large as the workers last counted allow (Settings.batch_size)."""
