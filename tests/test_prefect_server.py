@@ -4,6 +4,7 @@ events stored through deployments/prefect_event_writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -107,7 +108,7 @@ def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> Non
 
 
 def test_the_task_run_recorder_parses_only_task_run_events() -> None:
-    """The server's task-run recorder (deployments/prefect_task_run_events) drops an event that is not
+    """The server's task-run recorder (deployments/prefect_event_consumers) drops an event that is not
     a task run's by the name its message carries, unread: a message that cannot be parsed at all is
     acknowledged as a tradelane event, and still reaches Prefect's parser as a task-run event or
     when it carries no name."""
@@ -115,10 +116,10 @@ def test_the_task_run_recorder_parses_only_task_run_events() -> None:
     from prefect.server.services import task_run_recorder
     from prefect.server.utilities.messaging.memory import MemoryMessage
 
-    from deployments import prefect_task_run_events
+    from deployments import prefect_event_consumers
 
     prefect_server.install()
-    assert task_run_recorder.consumer is prefect_task_run_events.task_run_events_only
+    assert task_run_recorder.consumer is prefect_event_consumers.task_run_events_only
     unparsable = b"{not an event"
 
     async def handle(attributes: dict[str, str] | None) -> None:
@@ -133,3 +134,77 @@ def test_the_task_run_recorder_parses_only_task_run_events() -> None:
         except pydantic.ValidationError:
             continue
         raise AssertionError(f"a message with {attributes} was not parsed")
+
+
+def test_the_event_stream_parses_only_events_a_subscriber_may_want() -> None:
+    """The server's event stream (deployments/prefect_event_consumers) drops an event, unread, when every
+    subscriber's name filter refuses its name; the others still reach subscribers as before: one
+    whose filter takes the name, and one without a name filter (the UI's feed) takes them all."""
+    from prefect.server.events import stream
+    from prefect.server.events.filters import EventFilter, EventNameFilter
+    from prefect.server.events.schemas.events import Event
+    from prefect.server.utilities.messaging.memory import MemoryMessage
+
+    from deployments import prefect_event_consumers
+
+    prefect_server.install()
+    assert stream.distributor is prefect_event_consumers.distributor_by_name
+    unparsable = b"{not an event"
+
+    def message(name: str) -> MemoryMessage:
+        sent = Event(
+            event=name,
+            resource={"prefect.resource.id": "tradelane.file.1"},
+            occurred=datetime.now(UTC),
+            id=uuid4(),
+        ).receive()
+        return MemoryMessage(sent.model_dump_json().encode(), {"id": str(sent.id), "event": name})
+
+    async def distribute(filters: list[EventFilter], messages: list[MemoryMessage]) -> list[list[str]]:
+        async with contextlib.AsyncExitStack() as stack:
+            queues = [await stack.enter_async_context(stream.subscribed(f)) for f in filters]
+            async with stream.distributor() as handle:
+                for sent in messages:
+                    await handle(sent)
+            return [[queue.get_nowait().event for _ in range(queue.qsize())] for queue in queues]
+
+    names = ["tradelane.file.delivered", "prefect.flow-run.Cancelling", "tradelane.file.received"]
+    tradelane_unparsable = [MemoryMessage(unparsable, {"id": str(uuid4()), "event": n}) for n in names[::2]]
+    worker_alone = [*tradelane_unparsable, message(names[1])]
+    with_the_feed = [message(n) for n in names]
+    # Made after the events: a filter's default time window ends when it is made.
+    cancelling = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Cancelling"]))
+    # A worker alone: the file events are not even parsed (these could not be), Cancelling reaches it.
+    assert asyncio.run(distribute([cancelling], worker_alone)) == [[names[1]]]
+    # With the UI's feed open as well: the feed gets all three, the worker still only its own.
+    assert asyncio.run(distribute([cancelling, EventFilter()], with_the_feed)) == [[names[1]], names]
+
+
+def test_the_triggers_skip_file_events_only_until_an_automation_may_want_them() -> None:
+    """The reactive triggers (deployments/prefect_event_consumers) are not given a file event no
+    loaded automation expects or starts after; once a notification rule's automation is loaded, the
+    events it names reach them again (and the others still do not). Prefect's own events always do."""
+    from prefect.server.events import triggers
+    from prefect.server.events.actions import DoNothing
+    from prefect.server.events.schemas.automations import Automation, EventTrigger, Posture
+
+    from deployments import prefect_event_consumers
+
+    prefect_server.install()
+    assert triggers.consumer is prefect_event_consumers.triggers_by_name
+    may_want = prefect_event_consumers.an_automation_may_want
+    rule = Automation(
+        name="failed files",
+        trigger=EventTrigger(expect={"tradelane.file.failed"}, posture=Posture.Reactive, threshold=1),
+        actions=[DoNothing()],
+    )
+    triggers.clear_loaded_automations()
+    try:
+        assert not may_want("tradelane.file.failed") and not may_want("tradelane.file.delivered")
+        assert may_want("prefect.flow-run.Completed")
+        triggers.load_automation(rule)
+        assert may_want("tradelane.file.failed") and not may_want("tradelane.file.delivered")
+        triggers.forget_automation(rule.id)
+        assert not may_want("tradelane.file.failed")
+    finally:
+        triggers.clear_loaded_automations()

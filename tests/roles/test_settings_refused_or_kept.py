@@ -59,6 +59,64 @@ def test_the_users_own_prefect_values_are_kept(clean_env: Settings, monkeypatch:
     assert env["PREFECT_HOME"] == "/srv/prefect-home"
 
 
+def test_the_older_names_of_our_defaults_are_prefects_own() -> None:
+    """cli/prefect_names.py's table holds, for every setting `up` gives a default to, every name the
+    installed Prefect reads for it."""
+    from prefect.settings.models.root import Settings as PrefectSettings
+    from pydantic_settings import BaseSettings
+
+    from cli import prefect_names
+    from cli.supervisor import PREFECT_DEFAULTS
+
+    def names_in_prefects_model(variable: str) -> set[str]:
+        models: list[type[BaseSettings]] = [PrefectSettings]
+        while models:
+            model = models.pop()
+            for field in model.model_fields.values():
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+                    models.append(field.annotation)
+                    continue
+                choices = getattr(field.validation_alias, "choices", ())
+                names = {choice.upper() for choice in choices if isinstance(choice, str)}
+                if variable in names:
+                    return names
+        return {variable}
+
+    for variable in PREFECT_DEFAULTS:
+        assert set(prefect_names.setting_names(variable)) == names_in_prefects_model(variable), variable
+
+
+def test_a_value_given_under_a_settings_older_name_is_kept(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect reads a setting's current name before its older alias: a default of ours under the
+    current name would silently win over the user's value under the old one."""
+    from prefect.settings.models.root import Settings as PrefectSettings
+
+    monkeypatch.setenv("PREFECT_API_DATABASE_TIMEOUT", "61")
+    monkeypatch.setenv("PREFECT_API_SERVICES_EVENT_PERSISTER_BATCH_SIZE", "7")
+    env = prefect_environment(clean_env)
+    assert "PREFECT_SERVER_DATABASE_TIMEOUT" not in env
+    assert "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE" not in env
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    seen = PrefectSettings()  # what the server started with this environment reads
+    assert seen.server.database.timeout == 61
+    assert seen.server.services.event_persister.batch_size == 7
+
+
+def test_our_defaults_reach_prefect_where_the_user_gave_none(
+    clean_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings.models.root import Settings as PrefectSettings
+
+    for variable, value in prefect_environment(clean_env).items():
+        monkeypatch.setenv(variable, value)
+    seen = PrefectSettings()
+    assert seen.server.database.timeout == 30
+    assert seen.server.services.event_persister.batch_size == 200
+
+
 @pytest.mark.parametrize(
     "variable", ["PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL"]
 )
@@ -159,3 +217,11 @@ def test_with_shared_storage_the_as2_spool_is_shared_too(
     assert spool_root() == str(tmp_path / "shared" / ".as2")
     monkeypatch.setenv("TRADELANE_AS2_SPOOL_DIR", str(tmp_path / "mine"))
     assert spool_root() == str(tmp_path / "mine")
+
+
+def test_the_cli_sets_prefects_environment_before_prefect_is_imported() -> None:
+    """Importing Prefect freezes its settings from the environment of that moment: were it imported
+    before `up` applies its Prefect environment, `up`'s own clients would look for another server."""
+    probe = "import sys, cli.main, cli.supervisor, cli.prefect_names; print('prefect' in sys.modules)"
+    seen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert seen.stdout.strip() == "False"
