@@ -1,6 +1,7 @@
 """`prefect server start`, with every SQLite write transaction begun IMMEDIATE, events stored on
-SQLite through one cached statement (deployments/prefect_event_writes.py), and its event consumers
-parsing only the events they may use (deployments/prefect_event_consumers.py).
+SQLite through one cached statement (deployments/prefect_event_writes.py), its event consumers
+parsing only the events they may use (deployments/prefect_event_consumers.py), and an event it
+receives validated once, not twice (deployments/prefect_event_receive.py).
 
 Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction that read first and
 then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
@@ -32,10 +33,11 @@ async def _begin_immediate(
 
 
 def install() -> None:
-    from deployments import prefect_event_consumers, prefect_event_writes
+    from deployments import prefect_event_consumers, prefect_event_receive, prefect_event_writes
 
     AioSqliteConfiguration.begin_transaction = _begin_immediate  # type: ignore[method-assign]
     prefect_event_consumers.install()
+    prefect_event_receive.install()
     prefect_event_writes.install()
 
 

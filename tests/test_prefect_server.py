@@ -208,3 +208,35 @@ def test_the_triggers_skip_file_events_only_until_an_automation_may_want_them() 
         assert not may_want("tradelane.file.failed")
     finally:
         triggers.clear_loaded_automations()
+
+
+def test_a_received_event_is_the_event_as_prefect_would_receive_it() -> None:
+    """deployments/prefect_event_receive builds the server's `ReceivedEvent` from the fields already
+    validated: equal to what Prefect's own `receive` (dump and validate again) makes, field by field,
+    in what it marks as given and in the JSON every consumer reads."""
+    from prefect.server.events.schemas.events import Event, ReceivedEvent
+
+    from deployments import prefect_event_receive
+
+    sent = Event(
+        event="tradelane.file.delivered",
+        resource={"prefect.resource.id": "tradelane.file.7", "prefect.resource.name": "po 7.edi"},
+        related=[
+            {"prefect.resource.id": "tradelane.partner.3", "prefect.resource.role": "partner"},
+            {"prefect.resource.id": "prefect.flow-run.1", "prefect.resource.role": "flow-run"},
+        ],
+        payload={"size": 7, "nested": {"list": [1, 2]}},
+        occurred=datetime.now(UTC),
+        id=uuid4(),
+        follows=uuid4(),
+    )
+    prefects = ReceivedEvent(**sent.model_dump())  # what Prefect's `receive` does
+    prefect_server.install()
+    assert Event.receive is prefect_event_receive.receive  # type: ignore[comparison-overlap]
+    ours = sent.receive()
+    assert type(ours) is ReceivedEvent and type(ours.related[0]) is type(prefects.related[0])
+    assert ours.model_fields_set == prefects.model_fields_set
+    assert ours.model_dump(exclude={"received"}) == prefects.model_dump(exclude={"received"})
+    assert ours.model_dump_json(exclude={"received"}) == prefects.model_dump_json(exclude={"received"})
+    assert prefects.received <= ours.received <= datetime.now(UTC)
+    assert ReceivedEvent.model_validate_json(ours.model_dump_json()) == ours
