@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -56,12 +57,39 @@ def require_tool(command: str) -> str:
     return path
 
 
+LOWEST_SERVER_PORT = 20000  # above the usual fixed ports (Azurite 10000-10002 and the like)
+
+
+def _client_ports() -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now (the tiny race is acceptable in tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on right now, for a server started a little later (`up` binds its
+    mailbox ports some 20 s after they are chosen). Never one the kernel could give an outgoing
+    connection meanwhile: the session's clients make thousands, and one of them once took the FTP
+    port of an `up` still starting. So it is drawn below that range; another test's server may
+    still take it first, a race as tiny as two random draws meeting."""
+    low, _high = _client_ports()
+    if low - LOWEST_SERVER_PORT < 1000:  # an unusual range: fall back to the kernel's choice
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    for _ in range(100):
+        port = random.randrange(LOWEST_SERVER_PORT, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port between {LOWEST_SERVER_PORT} and {low}")
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
