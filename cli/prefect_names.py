@@ -1,4 +1,4 @@
-"""The older names Prefect still reads for the settings tradelane gives defaults to.
+"""The older names Prefect still reads for the settings tradelane sets or reads itself.
 
 Many Prefect settings have two names, the current one and an older alias (for example
 `PREFECT_SERVER_DATABASE_TIMEOUT` and `PREFECT_API_DATABASE_TIMEOUT`), and when both are set the
@@ -24,6 +24,7 @@ OLDER_NAMES: dict[str, tuple[str, ...]] = {
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": (
         "PREFECT_API_SERVICES_EVENT_PERSISTER_BATCH_SIZE",
     ),
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL": ("PREFECT_API_DATABASE_CONNECTION_URL",),
 }
 
 

@@ -43,7 +43,7 @@ PREFECT_AUTH_FILE = "prefect-auth"
 # Prefect's own names for the auth string, in the order a user's environment is asked for one.
 PREFECT_AUTH_VARIABLES = ("PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
 # Prefect's two names for its server's database (the second is the older alias).
-PREFECT_DATABASE_VARIABLES = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+PREFECT_DATABASE_VARIABLES = prefect_names.setting_names("PREFECT_SERVER_DATABASE_CONNECTION_URL")
 
 # What tradelane runs best with; a value the user gives for any of them is kept as given.
 PREFECT_DEFAULTS = {
@@ -64,7 +64,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     # The server stores events in batches of this many (or every 5 s, whichever comes first): a
     # batch of 200 costs SQLite about a third less per event than Prefect's 20, and a burst sends
-    # three file events per file. Alerts do not wait for it (automations read events as they come).
+    # two or three file events per file. Alerts do not wait for it (automations read events as they come).
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
 }

@@ -2,7 +2,7 @@
 
 In Prefect 3.8.8 every event the server receives goes to several consumers, and each parses the
 whole event (a pydantic model, ~80 µs for a file event) before deciding whether it concerns it.
-A burst sends three `tradelane.file.*` events per file; three of those consumers drop them:
+A burst sends two or three `tradelane.file.*` events per file; three of those consumers drop them:
 
 * the task-run recorder keeps only `prefect.task-run.*`;
 * the distributor hands events to the clients subscribed to the event stream (`/api/events/out`),

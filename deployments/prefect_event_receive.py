@@ -3,7 +3,7 @@
 Prefect 3.8.8 turns each event it receives (over its websocket, its HTTP API, or from the server
 itself) into a `ReceivedEvent` by dumping the event it has just validated to plain data and
 validating all of it again: every label of every resource, the name, the related resources. That
-second pass cost about as much as the first (~0.1 ms for a file event, three per file). Here the
+second pass cost about as much as the first (~0.1 ms for a file event, two or three per file). Here the
 `ReceivedEvent` is built from the validated fields as they are, with the same `received` time and
 the same fields marked as given; the event it came from is not used again by any caller.
 """

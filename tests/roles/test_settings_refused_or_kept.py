@@ -60,8 +60,8 @@ def test_the_users_own_prefect_values_are_kept(clean_env: Settings, monkeypatch:
 
 
 def test_the_older_names_of_our_defaults_are_prefects_own() -> None:
-    """cli/prefect_names.py's table holds, for every setting `up` gives a default to, every name the
-    installed Prefect reads for it."""
+    """cli/prefect_names.py's table holds, for every setting `up` gives a default to or reads (the
+    server's database), every name the installed Prefect reads for it."""
     from prefect.settings.models.root import Settings as PrefectSettings
     from pydantic_settings import BaseSettings
 
@@ -82,7 +82,7 @@ def test_the_older_names_of_our_defaults_are_prefects_own() -> None:
                     return names
         return {variable}
 
-    for variable in PREFECT_DEFAULTS:
+    for variable in {*PREFECT_DEFAULTS, *prefect_names.OLDER_NAMES}:
         assert set(prefect_names.setting_names(variable)) == names_in_prefects_model(variable), variable
 
 
