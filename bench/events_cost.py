@@ -107,7 +107,7 @@ def profile_summary(out: Path, files: int) -> None:
             print(f"  events {events:3} {name:15} {busy:6.1f} ms busy/file: {parts}")
 
 
-def flow_runs(system: System) -> int:
+def flow_run_count(system: System) -> int:
     """How many flow runs the Prefect server holds."""
     answer = httpx.post(f"{system.prefect_api}/flow_runs/count", json={}, timeout=30)
     answer.raise_for_status()
@@ -129,7 +129,7 @@ def round_once(system: System, dest: Path, tag: str, files: int) -> tuple[float,
                 if response.status_code != 201:
                     errors.append(response.text)
 
-    runs_before = flow_runs(system)
+    runs_before = flow_run_count(system)
     cpu_before = tree_cpu(system.proc.pid)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
@@ -150,7 +150,7 @@ def round_once(system: System, dest: Path, tag: str, files: int) -> tuple[float,
     per_file["all"] = sum(per_file.values())
     # Each run costs ~1.5 s of CPU whatever it carries: how a burst happens to be cut into runs
     # moves a round's CPU per file more than anything else, so it is shown with each round.
-    per_file["runs"] = flow_runs(system) - runs_before
+    per_file["runs"] = flow_run_count(system) - runs_before
     return files / elapsed, per_file
 
 

@@ -60,13 +60,12 @@ def require_tool(command: str) -> str:
 LOWEST_SERVER_PORT = 20000  # above the usual fixed ports (Azurite 10000-10002 and the like)
 
 
-def _client_ports() -> tuple[int, int]:
-    """The range the kernel takes the local ports of outgoing connections from."""
+def _lowest_client_port() -> int:
+    """The bottom of the range the kernel takes the local ports of outgoing connections from."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port() -> int:
@@ -75,7 +74,7 @@ def free_port() -> int:
     connection meanwhile: the session's clients make thousands, and one of them once took the FTP
     port of an `up` still starting. So it is drawn below that range; another test's server may
     still take it first, a race as tiny as two random draws meeting."""
-    low, _high = _client_ports()
+    low = _lowest_client_port()
     if low - LOWEST_SERVER_PORT < 1000:  # an unusual range: fall back to the kernel's choice
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
