@@ -38,7 +38,15 @@ def get_session() -> Iterator[Session]:
 # scope="function": commit before the response goes out, so what a client was told has happened
 # (a login, a delete) is in the database by then, and a failed commit is a 500, not a silent loss.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def settings_dependency() -> Settings:
+    return get_settings()
+
+
+# The dependencies below that only look at what they are given are `async def`: FastAPI runs a
+# plain `def` dependency in a worker thread, a hand-off that cost more than the work itself.
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
@@ -80,7 +88,7 @@ USER_HAS_NO_FILES = (
 )
 
 
-def get_current_partner(login: CurrentLogin) -> Partner:
+async def get_current_partner(login: CurrentLogin) -> Partner:
     """The partner logged in; 403 for an account user (a partner-only route)."""
     if not isinstance(login, Partner):
         raise errors.Forbidden(USER_HAS_NO_FILES)
@@ -90,7 +98,7 @@ def get_current_partner(login: CurrentLogin) -> Partner:
 CurrentPartner = Annotated[Partner, Depends(get_current_partner)]
 
 
-def get_current_user(login: CurrentLogin) -> AccountUser:
+async def get_current_user(login: CurrentLogin) -> AccountUser:
     """The account user logged in; 403 for a partner (a route of the account's own users)."""
     if not isinstance(login, AccountUser):
         raise errors.Forbidden("only the account's users may do this; this is a partner login")
@@ -114,14 +122,14 @@ def get_scope(login: CurrentLogin) -> Scope:
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
-def get_remote_addr(request: Request) -> str | None:
+async def get_remote_addr(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
 RemoteAddr = Annotated[str | None, Depends(get_remote_addr)]
 
 
-def get_space(login: CurrentLogin) -> Space | UserSpace:
+async def get_space(login: CurrentLogin) -> Space | UserSpace:
     """The home the login sees: a partner's mailbox, or an account user's `b2b/` tree."""
     return UserSpace(login) if isinstance(login, AccountUser) else Space(login)
 
@@ -129,7 +137,7 @@ def get_space(login: CurrentLogin) -> Space | UserSpace:
 SpaceDep = Annotated[Space | UserSpace, Depends(get_space)]
 
 
-def get_partner_space(partner: CurrentPartner) -> Space:
+async def get_partner_space(partner: CurrentPartner) -> Space:
     return Space(partner)
 
 
@@ -146,7 +154,7 @@ class Page:
         return list(items[self.start_index : self.start_index + self.count])
 
 
-def get_page(
+async def get_page(
     start_index: Annotated[int, Query(alias="startIndex", ge=0, description="0-based offset")] = 0,
     count: Annotated[
         int, Query(ge=0, description=f"page size; more than {MAX_PAGE_SIZE} is cut to {MAX_PAGE_SIZE}")

@@ -113,14 +113,18 @@ class Space:
 
     # --- resolving ids -----------------------------------------------------------------------
 
+    def own_folder(self, value: str) -> Folder | None:
+        """The caller's folder with id `value`, if it is one; reads no database (the event loop may ask)."""
+        canonical = normalize_folder_id(value)
+        return self._by_id.get(canonical) if canonical is not None else None
+
     def folder(self, value: str) -> Folder:
         """The caller's folder with id `value`; 403 if it is another partner's, else 404."""
+        if (own := self.own_folder(value)) is not None:
+            return own
         canonical = normalize_folder_id(value)
-        if canonical is not None:
-            if canonical in self._by_id:
-                return self._by_id[canonical]
-            if self._belongs_to_another_partner(canonical):
-                raise errors.Forbidden("this folder belongs to another partner")
+        if canonical is not None and self._belongs_to_another_partner(canonical):
+            raise errors.Forbidden("this folder belongs to another partner")
         raise errors.NotFound(f"no folder with id {value}")
 
     def file(self, value: str) -> FileRef:

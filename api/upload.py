@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import unquote
 
 import anyio
@@ -22,6 +24,7 @@ from core.intake import InvalidFileName, SenderRefused, Upload, UploadTooLarge, 
 from core.models import Receipt
 
 BATCH_BYTES = 1024 * 1024
+T = TypeVar("T")
 
 _SEGMENT = re.compile(r'(?:[^;"]|"(?:[^"\\]|\\.)*"?)+')
 _EXT_VALUE = re.compile(r"([A-Za-z0-9!#$%&+^_`{}~-]+)'([A-Za-z0-9-]*)'(.*)", re.DOTALL)
@@ -90,44 +93,64 @@ def write_all(upload: Upload, pieces: list[bytes]) -> None:
         upload.write(piece)
 
 
-async def receive(request: Request, upload: Upload) -> Receipt:
-    """Stream the request body into `upload` and commit it; abort on any failure.
+async def receive(
+    request: Request,
+    begin: Callable[[], Upload],
+    max_bytes: int,
+    then: Callable[[Receipt], T],
+) -> T:
+    """Stream the request body into the upload `begin()` starts, commit it, and return
+    `then(receipt)`; abort on any failure.
 
     A worker thread writes and hashes one batch while the next one arrives (both release the GIL):
-    receiving overlaps writing, and at most two batches are held.
+    receiving overlaps writing, and at most two batches are held. The upload begins in the thread
+    that writes its first batch, and the last batch, the commit and `then` share one thread too: a
+    small file costs one hand-off to a worker thread, not four. `max_bytes` is the upload's limit,
+    checked as the body arrives. A caller that must refuse before any of the body is read (a
+    connection's state) begins the upload itself and passes a `begin` that returns it.
     """
     batch: list[bytes] = []
     batched = 0
     received = 0
     writing: asyncio.Future[None] | None = None  # the batch being written, if any
+    begun: list[Upload] = []
+
+    def write(pieces: list[bytes]) -> None:
+        if not begun:
+            begun.append(begin())
+        write_all(begun[0], pieces)
+
+    def finish(pieces: list[bytes]) -> T:
+        write(pieces)
+        return then(begun[0].commit())
+
     try:
         async for chunk in request.stream():
             received += len(chunk)
-            if received > upload.max_bytes:
-                raise too_large(upload.max_bytes)
+            if received > max_bytes:
+                raise too_large(max_bytes)
             batch.append(chunk)
             batched += len(chunk)
             if batched >= BATCH_BYTES:
                 if writing is not None:
                     await asyncio.shield(writing)  # one batch in flight: the body waits for the disk
-                writing = asyncio.ensure_future(run_in_threadpool(write_all, upload, batch))
+                writing = asyncio.ensure_future(run_in_threadpool(write, batch))
                 batch = []
                 batched = 0
         if writing is not None:
             await asyncio.shield(writing)
             writing = None
-        if batch:
-            await run_in_threadpool(write_all, upload, batch)
-        return await run_in_threadpool(upload.commit)
+        return await run_in_threadpool(finish, batch)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
             if writing is not None:  # let its thread finish before the file is removed under it
                 await asyncio.wait([writing])
                 if not writing.cancelled():
                     writing.exception()  # retrieved: it was either raised above or is moot now
-            await run_in_threadpool(upload.abort)
+            if begun:
+                await run_in_threadpool(begun[0].abort)
         if isinstance(exc, UploadTooLarge):
-            raise too_large(upload.max_bytes) from None
+            raise too_large(max_bytes) from None
         if isinstance(exc, ClientDisconnect):
             raise errors.BadRequest("the client disconnected before the upload was complete") from None
         if isinstance(exc, SenderRefused):

@@ -4,8 +4,9 @@
 
 Wall-clock files/s swings with whatever else the machine runs; the CPU seconds the processes of
 `up` spend on a burst move much less. Each process's CPU (its own and that of its children it has
-reaped: flow runs forked by the runner's fork server) is read from /proc before and after the
-burst, and summed by role: `up` (the API, the dispatcher, the mailbox servers), the Prefect server,
+reaped: flow runs forked by the runner's fork server) is read from /proc when the burst starts (the
+data flow set up, a first file carried, the clients logged in: what a running hub has done once)
+and after its last delivery, and summed by role: `up` (the API, the dispatcher, the mailbox servers), the Prefect server,
 the runner, and its fork server with the flow runs.
 
 `--profile DIR`: py-spy (which must be on PATH) samples every process of `up` during the burst, flow
@@ -23,7 +24,7 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench import skeleton
@@ -183,9 +184,14 @@ def main(argv: list[str]) -> None:
     ):
         assert system.proc is not None
         root = system.proc.pid
-        before = tree_cpu(root)
-        with spied(root, profile):
-            r = skeleton.bench_burst(system, Path(tmp), files=files)
+        before: dict[str, float] = {}
+        with ExitStack() as spying:
+
+            def started() -> None:  # the flow set up, its first file carried, the clients logged in
+                before.update(tree_cpu(root))
+                spying.enter_context(spied(root, profile))
+
+            r = skeleton.bench_burst(system, Path(tmp), files=files, started=started)
         after = tree_cpu(root)
     print(
         f"burst {files} × 2 KiB: {r['delivered']:.0f} delivered, {r['files_per_s']:.1f} files/s, "

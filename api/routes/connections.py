@@ -185,7 +185,7 @@ async def send_file(
         upload = await run_in_threadpool(begin)
     except intake.SenderRefused as exc:
         raise errors.Forbidden(str(exc)) from None
-    receipt = await receive(request, upload)
+    receipt = await receive(request, lambda: upload, upload.max_bytes, lambda receipt: receipt)
     sent = await run_in_threadpool(_transfer_of, receipt.id)
     response.headers["Location"] = f"/api/connections/{connection_id}/transfers"
     return {

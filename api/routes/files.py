@@ -25,6 +25,7 @@ from core.config import get_settings
 from core.db import session_scope
 from core.endpoints.base import CHUNK_SIZE, FileInfo
 from core.endpoints.base import NotFound as StorageNotFound
+from core.models import Receipt
 from core.sessions import LiveSession
 
 router = APIRouter(tags=["files"], route_class=BoundedBodyRoute)
@@ -69,7 +70,8 @@ async def upload_file(
     the request body is the file's bytes."""
     if isinstance(space, UserSpace):
         return await _upload_into_outbox(folder_id, request, response, space, remote_addr)
-    folder = await run_in_threadpool(space.folder, folder_id)
+    own = space.own_folder(folder_id)  # another partner's or no folder: a database read, in a thread
+    folder = own if own is not None else await run_in_threadpool(space.folder, folder_id)
     if not space.can_upload(folder):
         raise errors.Forbidden("files can only be uploaded into the upload folder")
     name = filename_from(content_disposition)
@@ -78,18 +80,20 @@ async def upload_file(
     limit = space.partner.max_file_bytes or settings.max_upload_bytes  # the partner's own, if set
     if content_length is not None and content_length > limit:
         raise too_large(limit)
-    begin = partial(intake.begin, space.partner, folder.name, name, protocol="rest", remote_addr=remote_addr)
-    async with counted_session(space.partner, remote_addr):
+    place = folder.name
+    begin = partial(intake.begin, space.partner, place, name, protocol="rest", remote_addr=remote_addr)
+
+    def described(receipt: Receipt) -> FileResource:
         try:
-            upload = await run_in_threadpool(begin, max_bytes=limit)
-        except intake.SenderRefused as exc:
-            raise errors.Forbidden(str(exc)) from None
-        receipt = await receive(request, upload)
-    try:
-        modified = (await run_in_threadpool(space.endpoint.stat, f"{folder.name}/{name}")).modified
-    except StorageNotFound:  # already carried away by a data flow
-        modified = receipt.received_at
-    resource = space.file_resource(folder, name, receipt.size, modified, receipt.sha256)
+            modified = space.endpoint.stat(f"{place}/{name}").modified
+        except StorageNotFound:  # already carried away by a data flow
+            modified = receipt.received_at
+        return space.file_resource(folder, name, receipt.size, modified, receipt.sha256)
+
+    async with counted_session(space.partner, remote_addr):
+        # The token's check of the partner (get_current_login) came before any of the body; the
+        # upload begins (and checks it once more) with the first batch written.
+        resource = await receive(request, partial(begin, max_bytes=limit), limit, described)
     response.headers["Location"] = file_href(resource.id)
     return resource
 
@@ -123,7 +127,7 @@ async def _upload_into_outbox(
         upload = await run_in_threadpool(begin)
     except intake.SenderRefused as exc:
         raise errors.Forbidden(str(exc)) from None
-    receipt = await receive(request, upload)
+    receipt = await receive(request, lambda: upload, upload.max_bytes, lambda receipt: receipt)
     info = FileInfo(receipt.name, receipt.size, receipt.received_at)
     resource = space.file_resources(folder, [info])[0]
     resource.meta.sha256 = receipt.sha256

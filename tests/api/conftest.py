@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlmodel import select
 
+from api import deps
 from api.app import create_app
 from core import config, db, partners
 from core.db import HOME_ACCOUNT, session_scope
@@ -199,9 +200,9 @@ def small_limit(app: FastAPI) -> Iterator[int]:
     """Lower the upload limit to 64 KiB for one test."""
     limit = 64 * 1024
     settings = config.get_settings().model_copy(update={"max_upload_bytes": limit})
-    app.dependency_overrides[config.get_settings] = lambda: settings
+    app.dependency_overrides[deps.settings_dependency] = lambda: settings
     yield limit
-    app.dependency_overrides.pop(config.get_settings, None)
+    app.dependency_overrides.pop(deps.settings_dependency, None)
 
 
 _STORE_FILES = ("tradelane.db", "tradelane.db-wal", "tradelane.db-shm", "secret.key")
