@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from core import derived, receipt_files, rowlock, storage, transfers
@@ -474,17 +475,26 @@ def still_carrying(job: Job) -> Iterator[None]:
     of slipping between the check and the commit; the file is then requeued as written-but-not-
     recorded, which the next run finds at the destination (`find_delivered`). On SQLite, one
     machine, the check is a read: the run and a dispatcher that finds it dead share the machine."""
-    locks = get_engine().dialect.name == "postgresql"
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        # A prebuilt read of two columns, not the row through a session: a third of the CPU,
+        # once for every file delivered.
+        with engine.connect() as connection:
+            held = connection.execute(_HOLDER, {"id": job.transfer_id}).first()
+        if held is None or not _carried_by(held, job):
+            with session_scope() as session:  # the reason names who holds it now
+                raise TransferTaken(_taken_reason(job, session.get(Transfer, job.transfer_id)))
+        yield
+        return
     with session_scope() as session:
-        if locks:
-            rowlock.lock_all(session, Transfer, [job.transfer_id])
+        rowlock.lock_all(session, Transfer, [job.transfer_id])
         transfer = session.get(Transfer, job.transfer_id, populate_existing=True)
         if transfer is None or not _carried_by(transfer, job):
             raise TransferTaken(_taken_reason(job, transfer))
-        if locks:
-            yield
-            return
-    yield
+        yield
+
+
+_HOLDER = select(Transfer.state, Transfer.flow_run_id).where(Transfer.id == bindparam("id"))
 
 
 def _taken_reason(job: Job, transfer: Transfer | None) -> str:
@@ -695,7 +705,14 @@ def _read_batch(session: Session, transfer_ids: list[int]) -> list[Any]:
 REVOKED = "connection revoked before delivery"
 
 
-def _carried_by(transfer: Transfer, job: Job) -> bool:
+class _Held(Protocol):
+    @property
+    def state(self) -> str: ...
+    @property
+    def flow_run_id(self) -> str | None: ...
+
+
+def _carried_by(transfer: _Held, job: Job) -> bool:
     """Whether the run that started `job` still carries the transfer: it is running, held by that
     run. Not when its outcome was recorded already (a record made twice) or when the dispatcher
     took it from a run it found dead and another run took it since."""

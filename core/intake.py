@@ -28,11 +28,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from core import audit, receipt_files, storage, transfers
 from core.config import get_settings
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.file import FileEndpoint
 from core.endpoints.mailbox import MailboxEndpoint
@@ -73,13 +74,20 @@ def check_sender(partner_id: int | None, name: str) -> None:
         return
     from core.login import Standing, standing
 
-    with session_scope() as session:
-        partner = session.get(Partner, partner_id)
-        stopped = standing(partner)
-        if partner is None or stopped is Standing.REMOVED or partner.name != name:
-            raise SenderRefused("this login was removed; the file was not received")
-        if stopped is not None:
-            raise SenderRefused("this login is disabled or locked; the file was not received")
+    # A prebuilt read of four columns: a third of the CPU of loading the row through a session,
+    # asked once or twice for every file that arrives.
+    with get_engine().connect() as connection:
+        partner = connection.execute(_SENDER, {"id": partner_id}).first()
+    stopped = standing(partner)
+    if partner is None or stopped is Standing.REMOVED or partner.name != name:
+        raise SenderRefused("this login was removed; the file was not received")
+    if stopped is not None:
+        raise SenderRefused("this login is disabled or locked; the file was not received")
+
+
+_SENDER = select(Partner.name, Partner.removed_at, Partner.enabled, Partner.locked_until).where(
+    Partner.id == bindparam("id")
+)
 
 
 def on_received(callback: Callable[[], None]) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import delete, distinct, func
 from sqlmodel import Session, col, select
@@ -228,7 +228,18 @@ def network_allowed(allowed: list[str] | tuple[str, ...], remote_addr: str | Non
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-def is_locked(partner: Login, now: datetime | None = None) -> bool:
+class Standable(Protocol):
+    """What `standing` reads: a Partner or AccountUser row, or just those columns of one."""
+
+    @property
+    def removed_at(self) -> datetime | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def locked_until(self) -> datetime | None: ...
+
+
+def is_locked(partner: Standable, now: datetime | None = None) -> bool:
     return partner.locked_until is not None and partner.locked_until > (now or utcnow())
 
 
@@ -240,7 +251,7 @@ class Standing(StrEnum):
     LOCKED = "the partner is locked"
 
 
-def standing(partner: Login | None, now: datetime | None = None) -> Standing | None:
+def standing(partner: Standable | None, now: datetime | None = None) -> Standing | None:
     """What stops the partner (removed, disabled, locked), or None when it is in good standing."""
     if partner is None or partner.removed_at is not None:
         return Standing.REMOVED
