@@ -193,7 +193,8 @@ async def serve() -> None:
 
 
 def main() -> None:
-    prepare_process(get_settings(), "runner")
+    settings = get_settings()
+    prepare_process(settings, "runner", nudged=nudge.usable(nudge.socket_path(settings.home_dir)))
     asyncio.run(serve())
 
 

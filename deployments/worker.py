@@ -48,10 +48,10 @@ async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
     user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given; and at once
     whenever a datagram arrives at its socket `nudged_at` (deployments/nudge.py: `up`'s
     dispatcher sends one after each run it creates)."""
-    updates: dict[Setting, Any] = {}
-    if "PREFECT_WORKER_QUERY_SECONDS" not in os.environ:
-        # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it.
-        updates[PREFECT_WORKER_QUERY_SECONDS] = settings.poll_seconds(nudged=worker.nudged)
+    # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it. Usually in the
+    # environment already (`prepare_process`), where Prefect read its settings before it was set.
+    seconds = os.environ.get("PREFECT_WORKER_QUERY_SECONDS") or settings.poll_seconds(nudged=worker.nudged)
+    updates: dict[Setting, Any] = {PREFECT_WORKER_QUERY_SECONDS: float(seconds)}
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
     with temporary_settings(updates=updates):
@@ -208,6 +208,7 @@ def start_flow_runs_from_forkserver() -> None:
         "deployments.forkserver_warm",
         "flows.poll",
         *templates.preload_modules(),
+        "deployments.forkserver_settings",  # Prefect's settings, built once rather than twice per run
         "deployments.forkserver_ready",  # last: what every run would do first, with all of the above imported
     ]
     multiprocessing.set_forkserver_preload(preload)
@@ -263,8 +264,15 @@ def make_worker(
     )
 
 
-def prepare_process(settings: Settings, role: str) -> None:
-    """What a process that runs flow runs sets up first: logs, the home's privacy, the fork server."""
+def prepare_process(settings: Settings, role: str, nudged: bool = False) -> None:
+    """What a process that runs flow runs sets up first: logs, the home's privacy, the fork server.
+
+    `nudged`: its worker is told of new runs by `up`'s dispatcher (so asks less often). How often
+    it asks goes into the environment before the fork server starts: the fork server then builds
+    the same Prefect settings as the worker's, which each run can take instead of building its
+    own (deployments/forkserver_settings.py).
+    """
+    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.poll_seconds(nudged=nudged)))
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
