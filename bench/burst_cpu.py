@@ -4,10 +4,10 @@
 
 Wall-clock files/s swings with whatever else the machine runs; the CPU seconds the processes of
 `up` spend on a burst move much less. Each process's CPU (its own and that of its children it has
-reaped: flow runs forked by the runner's fork server) is read from /proc when the burst starts (the
-data flow set up, a first file carried, the clients logged in: what a running hub has done once)
-and after its last delivery, and summed by role: `up` (the API, the dispatcher, the mailbox servers), the Prefect server,
-the runner, and its fork server with the flow runs.
+reaped: flow runs forked by the runner's fork server) is read from /proc when the burst starts
+(the data flow set up, a first file carried, the clients logged in: what a running hub has done
+once) and after its last delivery, and summed by role: `up` (the API, the dispatcher, the mailbox
+servers), the Prefect server, the runner, and its fork server with the flow runs.
 
 `--profile DIR`: py-spy (which must be on PATH) samples every process of `up` during the burst, flow
 runs included, into DIR/all.txt (raw collapsed stacks, one root frame per process); what each role
