@@ -32,6 +32,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     recorded = await to_thread.run_sync(delivery.record, outcomes)
     run_id = flow_run.get_id()
     rows = []
+    planned: list[events.Planned] = []
     for outcome, result in zip(outcomes, recorded, strict=True):
         job, state = outcome.job, result.state
         reason = result.error or (delivery.describe(outcome.error) if outcome.error else "")
@@ -39,14 +40,13 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
             reason = delivery.waiting_error(outcome.error)  # "destination unreachable: …"
         # Events are readable by anyone who reaches Prefect: every secret this process has held
         # is hidden (core/notify/events.py), whatever an endpoint let through.
-        events.emit_file(
-            state.value,
-            facts.of_job(job, run_id),
-            result.at,  # a digest's window is by event time: the recorded time, not the emitting
-            destination=outcome.destination_uri,
-            error=reason or None,
-            next_attempt_at=result.next_attempt_at.isoformat() if result.next_attempt_at else None,
-        )
+        details = {
+            "destination": outcome.destination_uri,
+            "error": reason or None,
+            "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
+        }
+        # A digest's window is by event time: the recorded time, not the emitting.
+        planned.append((state.value, facts.of_job(job, run_id), result.at, details))
         rows.append(
             scrub_known(
                 {
@@ -61,6 +61,7 @@ async def record(outcomes: list[Outcome]) -> list[dict[str, Any]]:
             )
         )
         rows[-1].update(scrub_known(provenance(job)))
+    await events.emit_files(planned)
     return rows
 
 

@@ -70,7 +70,7 @@ async def carry(started: RunStart, refused: Sequence[BaseException | None] | Non
         to_push = [job for job, error in zip(jobs, refused, strict=True) if error is None]
         if rejected:
             rows += await record(rejected)
-        events.validated(to_push, flow_run.get_id())
+        await events.validated(to_push, flow_run.get_id())
     rows += await _push_with_retries(to_push)
     await publish_table(jobs[0].flow.name, rows)
     bad = [f"{row['file']}: {row['result']}" for row in rows if not _is(row, "delivered", "waiting")]

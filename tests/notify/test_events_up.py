@@ -106,6 +106,9 @@ def test_every_file_event_names_the_file_and_relates_who_and_what(
     run_id = by_name["late.txt"]["flow_run_id"]
     assert related(failed, "flow-run")["prefect.resource.id"] == f"prefect.flow-run.{run_id}"
     assert failed["resource"]["tradelane.transfer.id"] == str(by_name["late.txt"]["id"])
+    # The run's own related resources, as Prefect's events worker joins them to any event of a run.
+    assert related(failed, "deployment")["prefect.resource.id"].startswith("prefect.deployment.")
+    assert related(failed, "work-pool")["prefect.resource.name"]
 
     rejected = next(e for e in events if e["event"] == "tradelane.file.rejected")
     assert rejected["payload"]["error"]
