@@ -56,6 +56,19 @@ def _s3_storage_url(value: str) -> str:
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
+def _resolved(path: Path) -> Path:
+    """`path` with `~` expanded and symlinks resolved. Asked many times for every file (the home,
+    the mailbox root), each time a `stat` of every part of the path: remembered for the same path,
+    user home and (for a relative path) working directory."""
+    where = None if path.is_absolute() else os.getcwd()
+    return _resolved_for(path, os.environ.get("HOME"), where)
+
+
+@lru_cache(maxsize=64)
+def _resolved_for(path: Path, _user_home: str | None, _cwd: str | None) -> Path:
+    return path.expanduser().resolve()
+
+
 class Settings(BaseSettings):
     """Everything tradelane can be told; defaults run the whole system on one machine."""
 
@@ -353,7 +366,7 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser().resolve()
+        return _resolved(self.home)
 
     @property
     def db_url(self) -> str:
@@ -378,7 +391,7 @@ class Settings(BaseSettings):
         """The local folder of the storage. With `s3://` storage, what is not in the bucket yet
         (see the README's "Storage on S3") stays in this role's own `<home>/mailboxes`."""
         if self.storage_url and self.storage_bucket is None:
-            return Path(self.storage_url).resolve()
+            return _resolved(Path(self.storage_url))
         return self.home_dir / "mailboxes"
 
     @property
