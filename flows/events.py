@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from anyio import to_thread
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.context import FlowRunContext
-from prefect.events import Event, RelatedResource, emit_event
+from prefect.events import RelatedResource, emit_event
 from prefect.events.clients import get_events_client
 from prefect.events.related import related_resources_from_run_context
 from prefect.events.worker import should_emit_events_to_running_server
-from prefect.settings import get_current_settings
 
 from core import intake
 from core.config import get_settings
@@ -29,6 +28,7 @@ from core.delivery import Job
 from core.models import Receipt
 from core.notify import facts
 from core.notify.events import WHATS, FileEvent, FileFacts, build
+from flows.prefect_events import prefect_event, utc
 from flows.received_events import ReceivedSender
 
 log = logging.getLogger("tradelane.events")
@@ -51,7 +51,7 @@ def emit(event: FileEvent, occurred: datetime | None = None) -> None:
             related=event.related,
             payload=event.payload,
             # The store's times read back from SQLite are naive; they are UTC.
-            occurred=occurred.replace(tzinfo=UTC) if occurred and occurred.tzinfo is None else occurred,
+            occurred=utc(occurred) if occurred else None,
         )
     except Exception:  # an event must never fail the upload or the run that emits it
         log.exception("could not emit %s", event.event)
@@ -107,29 +107,6 @@ async def _run_related() -> list[RelatedResource]:
         return await related_resources_from_run_context(context.client)
     async with get_client() as client:
         return await related_resources_from_run_context(client)
-
-
-def prefect_event(event: FileEvent, occurred: datetime | None, run_related: list[RelatedResource]) -> Event:
-    """`event` as Prefect's events worker sends it: the run's related resources the event does not
-    name already joined to its own, up to the server's maximum."""
-    built = Event.model_validate(
-        {
-            "event": event.event,
-            "resource": event.resource,
-            "related": event.related,
-            "payload": event.payload,
-            # The store's times read back from SQLite are naive; they are UTC.
-            "occurred": _utc(occurred) if occurred else datetime.now(UTC),
-        }
-    )
-    involved = {resource.id for resource in built.involved_resources}
-    room = max(get_current_settings().server.events.maximum_related_resources - len(built.related), 0)
-    built.related += [resource for resource in run_related if resource.id not in involved][:room]
-    return built
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def received(receipt: Receipt) -> None:

@@ -17,14 +17,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC
 
-from prefect.events import Event
 from prefect.events.clients import EventsClient, get_events_client
 
 from core.models import Receipt
 from core.notify import facts
 from core.notify.events import build
+from flows.prefect_events import prefect_event
 
 log = logging.getLogger("tradelane.events")
 
@@ -94,18 +93,7 @@ class ReceivedSender:
             occurred = receipt.received_at
             try:
                 client = await self._open_client()
-                await client.emit(
-                    Event.model_validate(
-                        {
-                            "event": event.event,
-                            "resource": event.resource,
-                            "related": event.related,
-                            "payload": event.payload,
-                            # The store's times read back from SQLite are naive; they are UTC.
-                            "occurred": occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred,
-                        }
-                    )
-                )
+                await client.emit(prefect_event(event, occurred))
             except Exception:
                 log.exception("could not emit %s", event.event)
                 await self._close_client()  # opened again for the next event
