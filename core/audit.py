@@ -8,9 +8,10 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, or_, select
 
-from core.models import AuditEvent
+from core.models import AuditEvent, utcnow
 from core.tenancy import Scope
 
 # The address a front end's request came from, for the events the core functions it calls record
@@ -39,16 +40,23 @@ def record(
     remote_addr: str | None = None,
     **detail: Any,
 ) -> None:
-    session.add(
-        AuditEvent(
-            account_id=account_id,
-            actor=actor,
-            action=action,
-            target=target,
-            remote_addr=remote_addr or _request_addr.get(),
-            detail=detail,
-        )
+    # A Core insert in the caller's transaction: building and flushing an ORM object cost about
+    # three times the row's own insert, and one is written for every file that arrives.
+    session.execute(
+        _INSERT,
+        {
+            "account_id": account_id,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "remote_addr": remote_addr or _request_addr.get(),
+            "detail": detail,
+            "at": utcnow(),
+        },
     )
+
+
+_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
 
 
 def events(

@@ -25,6 +25,7 @@ from core.pgp.keyring import Keyring
 from core.redact import install_log_scrubber
 from core.tenancy import system_scope
 from flows.transfer import carry
+from tasks.as_is import as_is
 from tasks.derive import derive
 from tasks.start import start
 from tasks.validate import validate
@@ -42,20 +43,21 @@ async def carry_through(transfer_ids: list[int], steps: Sequence[Step]) -> State
     """Carry each pending transfer of the batch through `steps`, in order, then to its destination."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
     count = f"{len(transfer_ids)} transfer" + ("" if len(transfer_ids) == 1 else "s")
-    started = await start.with_options(task_run_name=f"start {count}")(transfer_ids, flow_run.get_id())
+    started = await start.with_options(task_run_name=f"start {count}")(as_is(transfer_ids), flow_run.get_id())
     jobs = started.jobs
     if not jobs:
         return await carry(started)
     refused: list[BaseException | None] = [None] * len(jobs)
     if jobs[0].flow.validators:
-        refused = list(await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs))
+        refused = list(await validate.with_options(task_run_name=f"validate {_names(jobs)}")(as_is(jobs)))
     await to_thread.run_sync(derived.sweep)  # derived files a killed run left for finished transfers
     for step in steps:
         todo = [i for i, error in enumerate(refused) if error is None]
         if not todo:
             break
         batch = [jobs[i] for i in todo]
-        results = await derive.with_options(task_run_name=f"{step.name} {_names(batch)}")(batch, step.run)
+        derive_step = derive.with_options(task_run_name=f"{step.name} {_names(batch)}")
+        results = await derive_step(as_is(batch), step.run)
         for i, result in zip(todo, results, strict=True):
             if isinstance(result, Exception):
                 refused[i] = result

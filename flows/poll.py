@@ -18,6 +18,7 @@ from core.endpoints.base import FileInfo
 from core.redact import install_log_scrubber, scrub_known
 from flows import names
 from flows.events import install_intake_events
+from tasks.as_is import as_is
 from tasks.pull import list_new, pull_files
 
 
@@ -30,7 +31,8 @@ async def poll(data_flow_id: int, flow_name: str = "") -> State[Any]:
     rows: list[dict[str, Any]] = []
     if files:
         what = files[0].path if len(files) == 1 else f"{len(files)} files"
-        rows = scrub_known(await pull_files.with_options(task_run_name=f"pull {what}")(data_flow_id, files))
+        pull = pull_files.with_options(task_run_name=f"pull {what}")
+        rows = scrub_known(await pull(data_flow_id, as_is(files)))
     if rows:
         key = "pulled-" + "".join(c if c.isalnum() else "-" for c in (flow_name or str(data_flow_id)).lower())
         await acreate_table_artifact(table=rows, key=key[:100], description="Files pulled from the source")

@@ -31,6 +31,7 @@ from core.models import TransferState
 from core.redact import install_log_scrubber
 from flows import events, names
 from flows.outcomes import publish_table, record
+from tasks.as_is import as_is
 from tasks.push import push
 from tasks.retry import is_retryable, retry_delays
 from tasks.start import start
@@ -44,14 +45,14 @@ async def transfer(data_flow_id: int, transfer_ids: list[int]) -> State[Any]:
     """Carry each pending transfer of the batch to the data flow's destination."""
     install_log_scrubber()  # every secret an endpoint of this run holds is hidden in its logs
     started: RunStart = await start.with_options(task_run_name=f"start {_count(transfer_ids, 'transfer')}")(
-        transfer_ids, flow_run.get_id()
+        as_is(transfer_ids), flow_run.get_id()
     )
     jobs = started.jobs
     if not jobs:
         return _nothing_to_carry(started.left)
     errors = None
     if jobs[0].flow.validators:
-        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(jobs)
+        errors = await validate.with_options(task_run_name=f"validate {_names(jobs)}")(as_is(jobs))
     return await carry(started, errors)
 
 
@@ -125,7 +126,7 @@ async def _push_with_retries(jobs: list[Job]) -> list[dict[str, Any]]:
     delays = retry_delays(policy.retries, policy.retry_delay_seconds)
     for attempt in range(1, len(delays) + 2):
         label = _names(jobs) + (f" (try {attempt})" if attempt > 1 else "")
-        results = await push.with_options(task_run_name=f"push {label}")(jobs, attempt)
+        results = await push.with_options(task_run_name=f"push {label}")(as_is(jobs), attempt)
         again = attempt <= len(delays)
         retry: list[Outcome] = []
         final: list[Outcome] = []

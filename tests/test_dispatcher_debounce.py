@@ -13,10 +13,12 @@ from deployments.dispatcher import BURST_GAP_SECONDS, Dispatcher
 def woken_at(*times: float) -> Dispatcher:
     dispatcher = Dispatcher(Settings())
     clock = iter(times)
-    fake_loop: Any = SimpleNamespace(time=lambda: next(clock))
+    dispatcher._clock = lambda: next(clock)
+    handed: list[object] = []
+    fake_loop: Any = SimpleNamespace(call_soon_threadsafe=handed.append)
     dispatcher._loop = fake_loop
     for _ in times:
-        dispatcher._woken()
+        dispatcher.wake()
     return dispatcher
 
 
@@ -28,3 +30,22 @@ def test_a_file_alone_is_not_debounced() -> None:
 def test_a_burst_is_debounced() -> None:
     assert woken_at(100.0, 100.01).in_burst()
     assert woken_at(100.0, 101.0, 101.001).in_burst()
+
+
+def test_a_wake_on_its_way_stands_for_those_after_it() -> None:
+    """A burst hands the event loop one wake until that one has run there; the next one after it
+    is handed over again, and the event is set by each that runs."""
+    dispatcher = Dispatcher(Settings())
+    handed: list[Any] = []
+    fake_loop: Any = SimpleNamespace(call_soon_threadsafe=handed.append)
+    dispatcher._loop = fake_loop
+    for _ in range(5):
+        dispatcher.wake()
+    assert handed == [dispatcher._woken]
+    handed.pop()()
+    assert dispatcher._wake.is_set()
+    dispatcher._wake.clear()
+    dispatcher.wake()
+    assert handed == [dispatcher._woken]
+    handed.pop()()
+    assert dispatcher._wake.is_set()
