@@ -4,7 +4,7 @@
 
 Each file's timeline from the store's and Prefect's own timestamps (one machine, one clock): the
 upload's request, the intake's commit (`received_at`), the flow run's creation (the dispatcher's
-`arun_deployment`), its Pending state (a worker took it), Running (the forked run's engine began),
+the run created), its Pending state (a worker took it), Running (the forked run's engine began),
 the `start` task run's start and the `push` task run's end, the transfer recorded (`finished_at`),
 the file seen in the folder by this client. Prints the median and p95 of each step and of the
 whole, and the load average before and after.
@@ -28,7 +28,7 @@ from tests.system import System, run_system
 
 STEPS = [
     ("upload → intake commit", "sent", "received"),
-    ("intake → run created (debounce, claim, arun_deployment)", "received", "created"),
+    ("intake → run created (debounce, claim, create the run)", "received", "created"),
     ("run created → Pending (worker poll)", "created", "pending"),
     ("Pending → Running (submit, fork, engine)", "pending", "running"),
     ("Running → start task begins", "running", "start_task"),
