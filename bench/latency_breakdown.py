@@ -3,8 +3,8 @@
     python -m bench.latency_breakdown [N]    # N sequential 14-byte REST uploads to a folder (default 30)
 
 Each file's timeline from the store's and Prefect's own timestamps (one machine, one clock): the
-upload's request, the intake's commit (`received_at`), the flow run's creation (the dispatcher's
-the run created), its Pending state (a worker took it), Running (the forked run's engine began),
+upload's request, the intake's commit (`received_at`), the flow run's creation (by the
+dispatcher), its Pending state (a worker took it), Running (the forked run's engine began),
 the `start` task run's start and the `push` task run's end, the transfer recorded (`finished_at`),
 the file seen in the folder by this client. Prints the median and p95 of each step and of the
 whole, and the load average before and after.
