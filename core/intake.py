@@ -39,7 +39,7 @@ from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.file import FileEndpoint
 from core.endpoints.mailbox import MailboxEndpoint
 from core.mailbox import layout
-from core.models import DataFlow, Partner, Receipt, Transfer, TransferState, utcnow
+from core.models import DataFlow, Partner, Receipt, Transfer, utcnow
 from core.names import normalize_name
 from core.tenancy import account_name
 
@@ -524,19 +524,7 @@ def record_receipt(
         takers = _flow_accounts(session, data_flow_ids, receipt_id)
     if takers:
         now = receipt.received_at
-        rows = [
-            {
-                "receipt_id": receipt_id,
-                "data_flow_id": flow_id,
-                "account_id": flow_account,
-                "state": TransferState.pending,
-                "attempts": 0,
-                "waits": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for flow_id, flow_account in takers
-        ]
+        rows = [transfers.pending_row(receipt_id, flow_id, account, now) for flow_id, account in takers]
         session.execute(_INSERT_TRANSFER, rows)
     # A B2B outbox write is an upload by the account's own login ("cli", "user:<email>").
     outbox = protocol == "b2b" and partner_id is None

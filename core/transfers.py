@@ -70,14 +70,24 @@ def new_pending(session: Session, receipt_id: int, data_flow_id: int) -> Transfe
     flow = session.get(DataFlow, data_flow_id)
     if flow is None:
         raise NoSuchTransfer(f"no data flow {data_flow_id} to carry receipt {receipt_id}")
-    transfer = Transfer(
-        receipt_id=receipt_id,
-        data_flow_id=data_flow_id,
-        account_id=flow.account_id,
-        state=TransferState.pending,
-    )
+    transfer = Transfer(**pending_row(receipt_id, data_flow_id, flow.account_id, utcnow()))
     session.add(transfer)
     return transfer
+
+
+def pending_row(receipt_id: int, data_flow_id: int, account_id: int, now: datetime) -> dict[str, Any]:
+    """A new pending transfer's row: `new_pending`'s object, and the intake's Core insert of each
+    receipt's transfers (core/intake.py)."""
+    return {
+        "receipt_id": receipt_id,
+        "data_flow_id": data_flow_id,
+        "account_id": account_id,
+        "state": TransferState.pending,
+        "attempts": 0,
+        "waits": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def claim_batches(session: Session, batch_size: int) -> int:
