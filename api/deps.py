@@ -17,7 +17,7 @@ from api.auth import TokenError, decode_access_token, issued_at
 from api.space import Space
 from api.user_space import UserSpace
 from core.config import Settings, get_settings
-from core.db import session_scope
+from core.db import autocommit, session_scope
 from core.login import Standing, session_refusal, standing
 from core.models import AccountUser, Partner
 from core.tenancy import Scope, scope_for_login
@@ -69,7 +69,7 @@ def get_current_login(token: TokenDep, request: Request) -> Partner | AccountUse
     except TokenError as exc:
         raise errors.Unauthorized(str(exc)) from None
     partner: Partner | AccountUser | None
-    with session_scope() as session:
+    with autocommit() as connection, Session(connection) as session:  # one read: one round trip
         by_uid = {"uid": claims["sub"]}
         if claims["knd"] == "u":
             partner = session.exec(_USER_BY_UID, params=by_uid).first()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlmodel import Session, create_engine, select
 
 from core.config import get_settings
 from core.models import Account
 
 HOME_ACCOUNT = "home"
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
+PING_AFTER_IDLE_SECONDS = 5.0
 # The PostgreSQL advisory lock taken around migrations (any fixed number; "tl" in ASCII).
 MIGRATION_LOCK = 0x746C
 
@@ -47,7 +50,33 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "checkin", _foreign_keys_on)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    # Not `pool_pre_ping`, which pings at every checkout: a round trip for each of the many short
+    # transactions a file costs, on both sides. A connection back in the pool a moment ago is
+    # alive unless the server went away in that moment; then its next statement fails once and
+    # SQLAlchemy replaces every pooled connection (the disconnect invalidates the pool).
+    event.listen(engine, "checkin", _stamp_idle)
+    event.listen(engine, "checkout", _ping_if_idle_long(engine.dialect))
+    return engine
+
+
+def _stamp_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle_long(dialect: Any) -> Callable[[Any, Any, Any], None]:
+    def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)  # none: connected for this checkout
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(str(exc)) from exc  # the pool connects afresh and retries
+            raise
+
+    return ping
 
 
 @lru_cache
@@ -65,6 +94,14 @@ def session_scope() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection on which each statement is its own transaction, for a lone read: on
+    PostgreSQL one round trip, where a transaction costs three (BEGIN, the read, ROLLBACK)."""
+    with get_engine().connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def migrate(engine: Engine | None = None) -> None:

@@ -486,15 +486,17 @@ def still_carrying(job: Job) -> Iterator[None]:
                 raise TransferTaken(_taken_reason(job, session.get(Transfer, job.transfer_id)))
         yield
         return
-    with session_scope() as session:
-        rowlock.lock_all(session, Transfer, [job.transfer_id])
-        transfer = session.get(Transfer, job.transfer_id, populate_existing=True)
-        if transfer is None or not _carried_by(transfer, job):
-            raise TransferTaken(_taken_reason(job, transfer))
+    # The same read, locking the row (`SELECT … FOR UPDATE`): one statement in one transaction.
+    with engine.begin() as connection:
+        held = connection.execute(_HOLDER_LOCKED, {"id": job.transfer_id}).first()
+        if held is None or not _carried_by(held, job):
+            with session_scope() as session:
+                raise TransferTaken(_taken_reason(job, session.get(Transfer, job.transfer_id)))
         yield
 
 
 _HOLDER = select(Transfer.state, Transfer.flow_run_id).where(Transfer.id == bindparam("id"))
+_HOLDER_LOCKED = _HOLDER.with_for_update()
 
 
 def _taken_reason(job: Job, transfer: Transfer | None) -> str:
