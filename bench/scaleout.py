@@ -2,7 +2,7 @@
 
     python -m bench.scaleout              # 1,000 files and 30 latency samples per worker count
     python -m bench.scaleout --quick      # 200 files and 10 samples
-    python -m bench.scaleout --profile DIR   # also py-spy every role during the last burst
+    python -m bench.scaleout --profile DIR   # also py-spy every role during the last burst (GIL held)
 
 Every role is its own process with its own home (tests/roles/topology.py): PostgreSQL for the store
 and for Prefect, `tradelane serve prefect|api|mailboxes|dispatcher`, the deployments registered
@@ -196,7 +196,9 @@ def profiled(topology: Topology, out: Path | None) -> Iterator[None]:
     out.mkdir(parents=True, exist_ok=True)
     spies = []
     for name, role in topology.roles.items():
-        args = ["py-spy", "record", "--pid", str(role.proc.pid), "--subprocesses", "--rate", "50"]
+        # --gil: only the thread running Python. A thread waiting for PostgreSQL's answer in
+        # psycopg's poll() counts as busy to py-spy otherwise, and round trips looked like CPU.
+        args = ["py-spy", "record", "--pid", str(role.proc.pid), "--subprocesses", "--rate", "50", "--gil"]
         args += ["--format", "raw", "--nonblocking", "-o", str(out / f"{name}.txt")]
         spies.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
@@ -240,7 +242,7 @@ def profile_summary(out: Path, files: int) -> None:
         if not total:
             continue
         parts = ", ".join(f"{c} {n * 100 / total:.0f}%" for c, n in samples.most_common(5))
-        print(f"  {path.stem:12} {total / 50 * 1000 / files:6.1f} ms busy/file: {parts}")
+        print(f"  {path.stem:12} {total / 50 * 1000 / files:6.1f} ms in Python/file: {parts}")
 
 
 def main() -> None:
@@ -291,7 +293,8 @@ def main() -> None:
             with profiled(topology, args.profile):
                 burst(topology, partner, dest, files, prefix="s")
             print(
-                f"py-spy, a further {counts[-1]}-worker burst (busy samples, by the innermost telling frame):"
+                f"py-spy, a further {counts[-1]}-worker burst "
+                "(samples holding the GIL, by the innermost telling frame):"
             )
             profile_summary(args.profile, files)
     best = max(r["files_per_s"] for r in results.values())

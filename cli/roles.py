@@ -130,9 +130,9 @@ async def mailboxes(settings: Settings, stop: asyncio.Event) -> None:
 
 def check_dead_run_bound(settings: Settings) -> None:
     """Refuse, before anything starts, a dead-run bound the heartbeat period cannot keep."""
-    from deployments import dead_runs
+    from deployments import dead_runs, heartbeat
 
-    dead_runs.window_seconds(settings.dead_run_seconds, dead_runs.heartbeat_seconds())
+    dead_runs.window_seconds(settings.dead_run_seconds, heartbeat.heartbeat_seconds())
 
 
 async def dispatcher(

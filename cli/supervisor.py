@@ -34,6 +34,7 @@ from cli.roles import (  # noqa: F401 (GIL_SWITCH_INTERVAL, tune_interpreter: al
 )
 from core.config import Settings, get_settings
 from core.crypto import home_secret
+from deployments.heartbeat import HEARTBEAT_SECONDS, HEARTBEAT_VARIABLE
 
 log = logging.getLogger("tradelane.up")
 
@@ -61,7 +62,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
     # Flow runs say they are alive this often (Prefect's minimum): a run that stops is marked
     # Crashed and its files requeued (deployments/dead_runs.py).
-    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+    HEARTBEAT_VARIABLE: str(HEARTBEAT_SECONDS),
     # The server stores events in batches of this many (or every 5 s, whichever comes first): a
     # batch of 200 costs SQLite about a third less per event than Prefect's 20, and a burst sends
     # two or three file events per file. Alerts do not wait for it (automations read events as they come).

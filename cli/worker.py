@@ -18,14 +18,19 @@ from core.config import Settings
 def worker_prefect_environment(settings: Settings) -> None:
     """Point this process (and its flow runs) at the Prefect server; a user's PREFECT_* stay as given."""
     from cli.supervisor import apply_prefect_environment
+    from deployments.heartbeat import HEARTBEAT_VARIABLE, heartbeat_seconds
 
     if "PREFECT_API_URL" not in os.environ:
         apply_prefect_environment(settings)  # this machine's `up`, as its own children see it
-        return
-    if settings.prefect_auth:
-        os.environ.setdefault("PREFECT_API_AUTH_STRING", settings.prefect_auth)
-    # Flow runs start in a directory of their own: the store and mailboxes must not depend on it.
-    os.environ["TRADELANE_HOME"] = str(settings.home_dir)
+    else:
+        if settings.prefect_auth:
+            os.environ.setdefault("PREFECT_API_AUTH_STRING", settings.prefect_auth)
+        # Flow runs start in a directory of their own: the store and mailboxes must not depend on it.
+        os.environ["TRADELANE_HOME"] = str(settings.home_dir)
+    # The heartbeat period each run is started with (deployments/worker.py), here as well: the fork
+    # server then builds the very Prefect settings a run is handed, which the run takes rather than
+    # building them twice (deployments/forkserver_settings.py). The user's value, at least 30 s.
+    os.environ[HEARTBEAT_VARIABLE] = str(heartbeat_seconds())
 
 
 def worker(

@@ -15,7 +15,6 @@ TRADELANE_DEAD_RUN_SECONDS. The state change is not forced, so a run that reache
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from prefect.client.orchestration import PrefectClient
@@ -23,12 +22,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
+from deployments.heartbeat import HEARTBEAT_VARIABLE, DeadRunSettingError, heartbeat_seconds
+
 log = logging.getLogger("tradelane.dead_runs")
 
 AUTOMATION_NAME = "tradelane: flow runs whose heartbeats stopped are crashed"
-# What we ask of Prefect's flow runs: its minimum (it refuses less).
-HEARTBEAT_SECONDS = 30
-HEARTBEAT_VARIABLE = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 # How often the Prefect server evaluates proactive automations (its default, which `up` keeps).
 PROACTIVE_GRANULARITY_SECONDS = 5.0
 # How often the dispatcher checks in-flight transfers against their runs' states.
@@ -51,21 +49,6 @@ ENDS = {
     "prefect.flow-run.Suspended",
 }
 CRASH_MESSAGE = "no heartbeat from this flow run: its worker or machine died (tradelane requeues its files)"
-
-
-class DeadRunSettingError(RuntimeError):
-    """TRADELANE_DEAD_RUN_SECONDS cannot be kept with the heartbeat period in force."""
-
-
-def heartbeat_seconds() -> int:
-    """The heartbeat period flow runs use: the user's PREFECT_FLOWS_HEARTBEAT_FREQUENCY, else ours."""
-    value = os.environ.get(HEARTBEAT_VARIABLE)
-    if not value:
-        return HEARTBEAT_SECONDS
-    try:
-        return max(int(value), HEARTBEAT_SECONDS)  # Prefect itself sends no more often than 30 s
-    except ValueError:
-        raise DeadRunSettingError(f"{HEARTBEAT_VARIABLE}={value!r} is not a number of seconds") from None
 
 
 # From the window's end to the requeue, at most: Prefect's check, its action, the dispatcher's check.

@@ -32,7 +32,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments import dead_runs, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import dead_runs, heartbeat, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -275,7 +275,7 @@ class Dispatcher:
                 async with get_client() as client:
                     await dead_runs.ensure_automation(client, self.settings.dead_run_seconds)
                 self._dead_run_automation = True
-        except dead_runs.DeadRunSettingError as exc:  # `up` refuses these at start; said, not retried
+        except heartbeat.DeadRunSettingError as exc:  # `up` refuses these at start; said, not retried
             log.error("%s", exc)
             self._dead_run_automation = True
         except Exception:
@@ -363,7 +363,7 @@ async def _still_beating(client: PrefectClient, run_ids: list[str]) -> set[str]:
     if not run_ids:
         return set()
     now = datetime.now(UTC)
-    since = now - timedelta(seconds=dead_runs.heartbeat_seconds() + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS)
+    since = now - timedelta(seconds=heartbeat.heartbeat_seconds() + dead_runs.LATE_HEARTBEAT_ROOM_SECONDS)
     page = await client.read_events(
         EventFilter(
             occurred=EventOccurredFilter.model_validate(

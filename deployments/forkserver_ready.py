@@ -5,7 +5,8 @@ whatever is made ready here no run makes again. py-spy over a burst (bench/burst
 --profile) showed each run paying, before or while carrying its first file:
 
 * imports no template imports: Prefect's flow and task engines (and `graphviz`, which
-  prefect.tasks imports on every task call), anyio's asyncio backend, sqlite3, rich's emoji table;
+  prefect.tasks imports on every task call), anyio's asyncio backend, sqlite3 and psycopg (the
+  store's drivers), rich's emoji table;
 * completing ~260 of Prefect's pydantic models, left incomplete at import (forward references)
   and completed at first use: the client's FlowRun, Deployment, WorkPool, log and artifact models;
 * configuring SQLAlchemy's mappers (at a run's first query).
@@ -29,6 +30,10 @@ MODULES = [
     "prefect.utilities.visualization",
     "anyio._backends._asyncio",
     "sqlite3",
+    # A store on PostgreSQL: the DBAPI SQLAlchemy imports when a run makes its engine (~10 % of a
+    # worker's CPU in a burst of the scale-out topology, bench/scaleout.py --profile).
+    "psycopg",
+    "sqlalchemy.dialects.postgresql.psycopg",
     "rich._emoji_codes",
 ]
 

@@ -28,7 +28,7 @@ from core import dataflows
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.models import DataFlow
-from deployments import dead_runs, nudge
+from deployments import heartbeat, nudge
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from deployments.notify_rules import RuleMirror
@@ -50,7 +50,7 @@ async def register(flow: Flow[..., Any], work_pool: str, name: str, **options: A
         entrypoint_type=EntrypointType.MODULE_PATH,
         # Any worker (Prefect's own `prefect worker start` too) gives its runs the heartbeat the
         # dead-run automation expects; Prefect's default would have live runs crashed and re-sent.
-        job_variables={"env": {dead_runs.HEARTBEAT_VARIABLE: str(dead_runs.heartbeat_seconds())}},
+        job_variables={"env": {heartbeat.HEARTBEAT_VARIABLE: str(heartbeat.heartbeat_seconds())}},
         **options,
     )
     await deployment.aapply()

@@ -33,7 +33,7 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
-from deployments import dead_runs, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import dead_runs, heartbeat, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.work_pool import ensure_work_pool
 from deployments.worker_name import default_worker_name
 from tradelane import templates
@@ -158,7 +158,7 @@ class TradelaneWorker(ProcessWorker):
             flow=flow,
             deployment_name=configuration.labels.get("prefect.io/deployment-name"),
             # A forked run gets no job environment: the heartbeat the dead-run automation expects.
-            heartbeat_seconds=dead_runs.heartbeat_seconds(),
+            heartbeat_seconds=heartbeat.heartbeat_seconds(),
             control_channel=self._executors.control_channel,
         )
         executor = self._executors.create_executor(

@@ -15,7 +15,7 @@ import pytest
 
 from cli.supervisor import RestartBudget, prefect_environment
 from core.config import Settings
-from deployments import dead_runs
+from deployments import dead_runs, heartbeat
 from deployments.dispatcher import ENDED, ORPHANED, dead_run_verdict
 
 
@@ -30,10 +30,10 @@ def test_the_window_keeps_the_bound_and_leaves_room_past_a_heartbeat() -> None:
 
 
 def test_a_bound_too_short_for_the_heartbeat_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(dead_runs.HEARTBEAT_VARIABLE, "60")
-    assert dead_runs.heartbeat_seconds() == 60  # the user's own heartbeat period is kept
-    with pytest.raises(dead_runs.DeadRunSettingError) as refused:
-        dead_runs.window_seconds(60, dead_runs.heartbeat_seconds())
+    monkeypatch.setenv(heartbeat.HEARTBEAT_VARIABLE, "60")
+    assert heartbeat.heartbeat_seconds() == 60  # the user's own heartbeat period is kept
+    with pytest.raises(heartbeat.DeadRunSettingError) as refused:
+        dead_runs.window_seconds(60, heartbeat.heartbeat_seconds())
     message = str(refused.value)
     assert "TRADELANE_DEAD_RUN_SECONDS=60" in message and "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in message
     assert "at least 82" in message
@@ -43,10 +43,10 @@ def test_up_asks_flow_runs_for_heartbeats_and_keeps_the_users_period(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(home=tmp_path, prefect_auth="u:p")
-    monkeypatch.delenv(dead_runs.HEARTBEAT_VARIABLE, raising=False)
-    assert prefect_environment(settings)[dead_runs.HEARTBEAT_VARIABLE] == "30"
-    monkeypatch.setenv(dead_runs.HEARTBEAT_VARIABLE, "45")
-    assert prefect_environment(settings)[dead_runs.HEARTBEAT_VARIABLE] == "45"
+    monkeypatch.delenv(heartbeat.HEARTBEAT_VARIABLE, raising=False)
+    assert prefect_environment(settings)[heartbeat.HEARTBEAT_VARIABLE] == "30"
+    monkeypatch.setenv(heartbeat.HEARTBEAT_VARIABLE, "45")
+    assert prefect_environment(settings)[heartbeat.HEARTBEAT_VARIABLE] == "45"
 
 
 def test_up_refuses_a_dead_run_bound_it_cannot_keep(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from core.endpoints.tempname import is_temp_name
-from deployments import dead_runs
+from deployments import dead_runs, heartbeat
 from deployments.dead_runs import AUTOMATION_NAME, CRASH_MESSAGE
 from tests.e2e.helpers import PartnerClient, prefect_events, prefect_paged, unique
 from tests.endpoint_servers.ftpd import serve_handler
@@ -171,7 +171,7 @@ def test_killed_runner_and_flow_runs_are_noticed_and_each_file_lands_once(receiv
         # A live run longer than the automation's window, which its heartbeats keep from being crashed.
         # Marked Crashed anyway (as the automation would on events processed late), it still sends
         # heartbeats, so the dispatcher leaves its file to it rather than start a second push.
-        window = dead_runs.window_seconds(DEAD_RUN_SECONDS, dead_runs.HEARTBEAT_SECONDS)
+        window = dead_runs.window_seconds(DEAD_RUN_SECONDS, heartbeat.HEARTBEAT_SECONDS)
         bodies["long.bin"] = os.urandom(int(window + 16) * UPLOAD_BYTES_PER_SECOND)
         with PartnerClient(system, partner, PASSWORD) as again:
             assert again.upload("long.bin", bodies["long.bin"], upload_id).status_code == 201
