@@ -33,7 +33,13 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
-from deployments import dead_runs, heartbeat, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import (  # noqa: F401  (prefect_tls, settings_dumps: installed on import)
+    dead_runs,
+    heartbeat,
+    nudge,
+    prefect_tls,
+    settings_dumps,
+)
 from deployments.work_pool import ensure_work_pool
 from deployments.worker_name import default_worker_name
 from tradelane import templates
