@@ -54,10 +54,15 @@ def worker(
     from cli.common import err
     from core import storage
     from core.config import get_settings
+    from deployments.heartbeat import DeadRunSettingError
 
     settings = get_settings()
     # Before Prefect is imported: it reads its settings (the API URL, the auth string) then.
-    worker_prefect_environment(settings)
+    try:
+        worker_prefect_environment(settings)
+    except DeadRunSettingError as exc:  # the heartbeat period its runs would be started with
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     from deployments.work_pool import WorkPoolError
     from deployments.worker import make_worker, prepare_process, run_worker
 

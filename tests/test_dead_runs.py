@@ -60,6 +60,21 @@ def test_up_refuses_a_dead_run_bound_it_cannot_keep(tmp_path: Path) -> None:
     assert not (tmp_path / "logs").exists()  # refused before any child was started
 
 
+def test_a_worker_refuses_a_heartbeat_period_that_is_not_a_number(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
+    env.update(
+        TRADELANE_HOME=str(tmp_path),
+        PREFECT_API_URL="http://127.0.0.1:9/api",
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY="soon",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    said = " ".join(result.stderr.split())
+    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY='soon' is not a number of seconds" in said
+
+
 def test_a_runner_that_keeps_dying_is_not_restarted_for_ever() -> None:
     budget = RestartBudget(limit=3, window=60)
     assert [budget.allow(t) for t in (0, 1, 2, 3)] == [True, True, True, False]
