@@ -67,7 +67,9 @@ class RoleProcess:
 
 def start_process(name: str, args: list[str], env: dict[str, str], home: Path) -> RoleProcess:
     home.mkdir(parents=True, exist_ok=True)
-    env = {**env, "TRADELANE_HOME": str(home)}
+    # PGAPPNAME: libpq's application name, so PostgreSQL's views and logs say which role a
+    # connection is (bench/statements.py counts statements by it).
+    env = {**env, "TRADELANE_HOME": str(home), "PGAPPNAME": name}
     with (home / "role.log").open("ab") as log:  # the child keeps its own copy
         proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
     return RoleProcess(name, home, env, proc, list(args))
