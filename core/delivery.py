@@ -490,7 +490,7 @@ def still_carrying(job: Job) -> Iterator[None]:
     with engine.begin() as connection:
         held = connection.execute(_HOLDER_LOCKED, {"id": job.transfer_id}).first()
         if held is None or not _carried_by(held, job):
-            with session_scope() as session:
+            with Session(connection) as session:  # the reason, read on the connection holding the lock
                 raise TransferTaken(_taken_reason(job, session.get(Transfer, job.transfer_id)))
         yield
 

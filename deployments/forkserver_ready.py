@@ -30,12 +30,13 @@ MODULES = [
     "prefect.utilities.visualization",
     "anyio._backends._asyncio",
     "sqlite3",
-    # A store on PostgreSQL: the DBAPI SQLAlchemy imports when a run makes its engine (~10 % of a
-    # worker's CPU in a burst of the scale-out topology, bench/scaleout.py --profile).
-    "psycopg",
-    "sqlalchemy.dialects.postgresql.psycopg",
     "rich._emoji_codes",
 ]
+# A store on PostgreSQL: the driver SQLAlchemy imports when a run makes its engine (~10 % of a
+# worker's CPU in a burst of the scale-out topology, bench/scaleout.py --profile). Optional (the
+# `postgres` extra): without it, the rest is still made ready (a preload that fails to import
+# makes the fork server skip the whole module, silently).
+OPTIONAL_MODULES = ["psycopg", "sqlalchemy.dialects.postgresql.psycopg"]
 
 
 def _models() -> list[type[BaseModel]]:
@@ -67,6 +68,9 @@ def complete_models() -> int:
 
 for name in MODULES:
     importlib.import_module(name)
+for name in OPTIONAL_MODULES:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(name)
 complete_models()
 with contextlib.suppress(Exception):  # a broken mapper fails the runs that query it, not the server
     configure_mappers()

@@ -11,6 +11,8 @@ import os
 # What we ask of Prefect's flow runs: its minimum (it refuses less).
 HEARTBEAT_SECONDS = 30
 HEARTBEAT_VARIABLE = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# The older name Prefect still reads for it (cli/prefect_names.py's table takes it from here).
+HEARTBEAT_OLDER_NAMES = ("PREFECT_RUNNER_HEARTBEAT_FREQUENCY",)
 
 
 class DeadRunSettingError(RuntimeError):
@@ -18,11 +20,12 @@ class DeadRunSettingError(RuntimeError):
 
 
 def heartbeat_seconds() -> int:
-    """The heartbeat period flow runs use: the user's PREFECT_FLOWS_HEARTBEAT_FREQUENCY, else ours."""
-    value = os.environ.get(HEARTBEAT_VARIABLE)
-    if not value:
-        return HEARTBEAT_SECONDS
-    try:
-        return max(int(value), HEARTBEAT_SECONDS)  # Prefect itself sends no more often than 30 s
-    except ValueError:
-        raise DeadRunSettingError(f"{HEARTBEAT_VARIABLE}={value!r} is not a number of seconds") from None
+    """The heartbeat period flow runs use: the user's PREFECT_FLOWS_HEARTBEAT_FREQUENCY (or its older
+    name), else ours."""
+    for name in (HEARTBEAT_VARIABLE, *HEARTBEAT_OLDER_NAMES):  # the current name wins, as in Prefect
+        if value := os.environ.get(name):
+            try:
+                return max(int(value), HEARTBEAT_SECONDS)  # Prefect itself sends no more often than 30 s
+            except ValueError:
+                raise DeadRunSettingError(f"{name}={value!r} is not a number of seconds") from None
+    return HEARTBEAT_SECONDS

@@ -32,7 +32,9 @@ def terminate(postgres_url: str, pid: int) -> None:
     other = db.make_engine(postgres_url)
     try:
         with other.connect() as connection:
-            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            # With a timeout, it returns once the backend has ended.
+            ended = connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+            assert ended.scalar_one()
     finally:
         other.dispose()
 
@@ -53,6 +55,7 @@ def pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_connection_back_a_moment_ago_is_not_pinged(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # however slow the machine
     called = pings(engine, monkeypatch)
     first = backend_pid(engine)
     for _ in range(5):
@@ -75,11 +78,11 @@ def test_a_connection_idle_long_is_pinged_and_if_dead_replaced(
 
 
 def test_a_connection_killed_a_moment_ago_fails_once_then_the_pool_is_renewed(
-    engine: Engine,
-    postgres_url: str,
+    engine: Engine, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The price of not pinging at every checkout: the server's going away within the idle
     threshold is seen by one statement; the pool is then replaced."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # however slow the machine
     first = backend_pid(engine)
     terminate(postgres_url, first)
     with pytest.raises(OperationalError) as failed:

@@ -60,6 +60,23 @@ def test_up_refuses_a_dead_run_bound_it_cannot_keep(tmp_path: Path) -> None:
     assert not (tmp_path / "logs").exists()  # refused before any child was started
 
 
+def test_the_heartbeat_period_given_under_its_older_name_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.worker import worker_prefect_environment
+
+    # Every variable the worker's set-up may write, recorded to be put back after the test ("" is unset).
+    for variable in (heartbeat.HEARTBEAT_VARIABLE, "PREFECT_API_AUTH_STRING", "TRADELANE_HOME"):
+        monkeypatch.setenv(variable, "")
+    monkeypatch.setenv("PREFECT_RUNNER_HEARTBEAT_FREQUENCY", "60")
+    assert heartbeat.heartbeat_seconds() == 60
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a worker with a server of its own
+    worker_prefect_environment(Settings(home=tmp_path))
+    assert os.environ[heartbeat.HEARTBEAT_VARIABLE] == "60"  # what its runs are started with
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "90")
+    assert heartbeat.heartbeat_seconds() == 90  # the current name wins, as in Prefect
+
+
 def test_a_worker_refuses_a_heartbeat_period_that_is_not_a_number(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRADELANE_"))}
     env.update(

@@ -57,14 +57,19 @@ def test_a_forked_flow_run_starts_ready() -> None:
 
 
 # The worker's set-up alone: no flow run is started.
+# multiprocessing forks the server and does not wait for its exec: until the exec is done, the
+# command line reads empty (seen on a loaded machine), so it is read again until it is there.
 STARTED_EARLY = """
-import os
+import os, time
 from multiprocessing import forkserver
 from deployments.worker import start_flow_runs_from_forkserver
 
 start_flow_runs_from_forkserver()
 pid = forkserver._forkserver._forkserver_pid
-print(pid, open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode())
+deadline = time.monotonic() + 30
+while not (command := open(f"/proc/{pid}/cmdline", "rb").read()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(pid, command.replace(b"\\0", b" ").decode())
 """
 
 
