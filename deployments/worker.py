@@ -34,7 +34,6 @@ from core.config import Settings
 from core.permissions import make_private
 from core.redact import install_log_scrubber
 from deployments import (  # noqa: F401  (prefect_tls, settings_dumps: installed on import)
-    dead_runs,
     heartbeat,
     nudge,
     prefect_tls,
