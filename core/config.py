@@ -29,8 +29,9 @@ KIB = 1024
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 BATCH_ALONE = 200  # most files for one run while one worker (or none yet) is online...
 BATCH_SHARED = 50  # ...and with more, so that a burst makes runs enough to share among them
-POLL_SECONDS = 0.5  # a worker asks Prefect for runs this often...
-NUDGED_POLL_SECONDS = 2.0  # ...or this often when its own dispatcher also tells it of each run
+# A worker asks Prefect for runs this often; it is also woken at once for each run scheduled on
+# its pool (deployments/scheduled_wake.py), so asking is only the fallback.
+POLL_SECONDS = 2.0
 
 
 def _one_line(value: str | None) -> str | None:
@@ -190,9 +191,9 @@ class Settings(BaseSettings):
     # carried again after 30 s, 60 s, 120 s ... at most this long apart (±10 %).
     wait_retry_max_seconds: PositiveFloat = 900.0
     # How often a worker asks Prefect for runs to start (and how many it runs at once, below).
-    # Unset: every 0.5 s for a worker alone, every 2 s for `up`'s own, which `up`'s dispatcher
-    # nudges after each run it creates (deployments/nudge.py). Each ask costs the Prefect server
-    # ~30 ms of CPU: at 0.5 s that was half of what an idle `up` spent.
+    # Unset: every 2 s (POLL_SECONDS); a worker is also woken at once for each run scheduled on its
+    # pool. Each ask costs the Prefect server ~30 ms of CPU: at 0.5 s that was half of what an idle
+    # `up` spent.
     runner_poll_seconds: PositiveFloat | None = None
     # More concurrent runs only contend for the embedded Prefect server's SQLite writer lock.
     runner_limit: PositiveInt = 4
@@ -357,12 +358,9 @@ class Settings(BaseSettings):
         alone = online_workers is not None and online_workers <= 1
         return BATCH_ALONE if alone else BATCH_SHARED
 
-    def poll_seconds(self, nudged: bool) -> float:
-        """How often a worker asks Prefect for runs (`runner_poll_seconds`); `nudged`: it is also
-        told at once of the runs its own dispatcher creates, so asking is only the fallback."""
-        if self.runner_poll_seconds is not None:
-            return self.runner_poll_seconds
-        return NUDGED_POLL_SECONDS if nudged else POLL_SECONDS
+    def poll_seconds(self) -> float:
+        """How often a worker asks Prefect for runs (`runner_poll_seconds`, else POLL_SECONDS)."""
+        return POLL_SECONDS if self.runner_poll_seconds is None else self.runner_poll_seconds
 
     @property
     def home_dir(self) -> Path:

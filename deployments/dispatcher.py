@@ -32,7 +32,7 @@ from core.b2b import connections
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.transfers import Batch
-from deployments import dead_runs, heartbeat, nudge, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
+from deployments import dead_runs, heartbeat, prefect_tls  # noqa: F401  (prefect_tls: installed on import)
 from deployments.naming import tags, template_deployment
 from tradelane import templates
 
@@ -78,7 +78,6 @@ class Dispatcher:
         self.runs_started = 0
         self._dead_run_automation = False  # made sure of in Prefect (at start, else at the next check)
         self.holding = False  # files wait for their data flow's last run to start (see _claim)
-        self.nudge_path = nudge.socket_path(self.settings.home_dir)
         self.online_workers: int | None = None  # on the pool, as last counted (None: not known)
         self._workers_counted_at = -WORKERS_RECHECK_SECONDS
         self._batch_said: int | None = None
@@ -163,9 +162,6 @@ class Dispatcher:
             for batch in batches:
                 flow_run_id = await self._start_run(client, batch)
                 if flow_run_id is not None:
-                    # A worker in this home (`up`'s) asks for it now rather than at its next poll;
-                    # before the mark below, which a run taking its files first leaves alone.
-                    nudge.send(self.nudge_path)
                     await to_thread.run_sync(self._mark, batch.key, flow_run_id)
                     started += 1
         self.runs_started += started

@@ -28,7 +28,7 @@ from core import dataflows
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.models import DataFlow
-from deployments import heartbeat, nudge
+from deployments import heartbeat
 from deployments.limits import LimitMirror
 from deployments.naming import deployment_name, poll_deployment, tags
 from deployments.notify_rules import RuleMirror
@@ -187,14 +187,12 @@ async def serve() -> None:
     settings = get_settings()
     async with asyncio.TaskGroup() as group:
         group.create_task(keep_deployments(settings))
-        # Nudged by `up`'s dispatcher, in the same home, after each run it creates.
-        nudged_at = nudge.socket_path(settings.home_dir)
-        group.create_task(run_worker(make_worker(settings, nudged_at=nudged_at), settings))
+        group.create_task(run_worker(make_worker(settings), settings))
 
 
 def main() -> None:
     settings = get_settings()
-    prepare_process(settings, "runner", nudged=nudge.usable(nudge.socket_path(settings.home_dir)))
+    prepare_process(settings, "runner")
     asyncio.run(serve())
 
 

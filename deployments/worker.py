@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -35,8 +35,8 @@ from core.permissions import make_private
 from core.redact import install_log_scrubber
 from deployments import (  # noqa: F401  (prefect_tls, settings_dumps: installed on import)
     heartbeat,
-    nudge,
     prefect_tls,
+    scheduled_wake,
     settings_dumps,
 )
 from deployments.work_pool import ensure_work_pool
@@ -51,22 +51,19 @@ UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each
 async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
     """Run `worker` until cancelled, asking for runs every TRADELANE_RUNNER_POLL_SECONDS unless the
     user set Prefect's own PREFECT_WORKER_QUERY_SECONDS, which is honoured as given; and at once
-    whenever a datagram arrives at its socket `nudged_at` (deployments/nudge.py: `up`'s
-    dispatcher sends one after each run it creates)."""
-    # Prefect's default is 10 s: each run would wait ~10 s for a worker to notice it. Usually in the
-    # environment already (`prepare_process`), where Prefect read its settings before it was set.
-    seconds = os.environ.get("PREFECT_WORKER_QUERY_SECONDS") or settings.poll_seconds(nudged=worker.nudged)
+    whenever Prefect streams the event of a run scheduled on its pool (deployments/scheduled_wake.py)."""
+    # Prefect's default is 10 s: a run whose wake-up is lost would wait ~10 s for a worker to notice
+    # it. Usually in the environment already (`prepare_process`), where Prefect read its settings
+    # before it was set.
+    seconds = os.environ.get("PREFECT_WORKER_QUERY_SECONDS") or settings.poll_seconds()
     updates: dict[Setting, Any] = {PREFECT_WORKER_QUERY_SECONDS: float(seconds)}
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
+    wakeups = scheduled_wake.WorkerWakeups()
     with temporary_settings(updates=updates):
-        if worker.nudged_at is None:
-            await worker.start(printer=log.info)
-            return
-        async with nudge.listening(worker.nudged_at) as sock, anyio.create_task_group() as group:
-            if sock is not None:
-                poll = worker.get_and_submit_flow_runs
-                group.start_soon(nudge.poll_when_nudged, sock, worker.can_poll, poll)
+        async with anyio.create_task_group() as group:
+            group.start_soon(wakeups.poll_on_each, worker.can_poll, worker.get_and_submit_flow_runs)
+            group.start_soon(scheduled_wake.wake_on_scheduled, worker.work_pool_id, wakeups.wake)
             await worker.start(printer=log.info)
             group.cancel_scope.cancel()
 
@@ -81,21 +78,18 @@ class TradelaneWorker(ProcessWorker):
         # Prefect's registry maps a pool type to its worker class; keep "process" Prefect's own.
         return "tradelane-process"
 
-    def __init__(
-        self, *args: Any, forkserver: bool = True, nudged_at: Path | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, forkserver: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._forkserver = forkserver
-        self.nudged_at = nudged_at  # where `up`'s dispatcher nudges this worker (deployments/nudge.py)
         self._flows: dict[str, Flow[..., Any]] = {}  # by entrypoint
         self._by_deployment: dict[tuple[str | None, str | None], Flow[..., Any]] = {}
         self._executors: FlowRunExecutorContext | None = None
-        # One poll at a time: Prefect's own loop and the polls a nudge asks for (deployments/nudge.py).
+        # One poll at a time: Prefect's own loop and those a wake-up asks for (scheduled_wake.py).
         self._polling = anyio.Lock()
 
-    @property
-    def nudged(self) -> bool:
-        return self.nudged_at is not None
+    def work_pool_id(self) -> UUID | None:
+        """The pool's id, once synced with it."""
+        return self._work_pool.id if self._work_pool is not None else None
 
     def can_poll(self) -> bool:
         """Started and synced with the work pool: a poll now can take runs (before, it takes none)."""
@@ -248,14 +242,10 @@ def _without_main(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], d
     return prepared
 
 
-def make_worker(
-    settings: Settings, name: str | None = None, limit: int | None = None, nudged_at: Path | None = None
-) -> TradelaneWorker:
-    """A worker on the configured pool, nudged at the socket `nudged_at` if given (`up`'s own);
+def make_worker(settings: Settings, name: str | None = None, limit: int | None = None) -> TradelaneWorker:
+    """A worker on the configured pool;
     call `start_flow_runs_from_forkserver()` first if forking."""
     prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
-    if nudged_at is not None and not nudge.usable(nudged_at):
-        nudged_at = None  # too long for a Unix socket's address: found by polling only
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
         name=name or default_worker_name(settings.home_dir),
@@ -263,23 +253,24 @@ def make_worker(
         # A run fetched early holds its poll deployment's one concurrency slot while it waits, so
         # Prefect's 10 s default cancels every poll due meanwhile ("Deployment concurrency limit
         # reached"): take runs only as they fall due, unless the user says otherwise.
-        prefetch_seconds=float(prefetch) if prefetch else settings.poll_seconds(nudged=nudged_at is not None),
+        prefetch_seconds=float(prefetch) if prefetch else settings.poll_seconds(),
         forkserver=settings.runner_forkserver,
-        nudged_at=nudged_at,
     )
 
 
-def prepare_process(settings: Settings, role: str, nudged: bool = False) -> None:
+def prepare_process(settings: Settings, role: str) -> None:
     """What a process that runs flow runs sets up first: logs, the home's privacy, the fork server.
 
-    `nudged`: its worker is told of new runs by `up`'s dispatcher (so asks less often). How often
-    it asks goes into the environment before the fork server starts: the fork server then builds
-    the same Prefect settings as the worker's, which each run can take instead of building its
-    own (deployments/forkserver_settings.py).
+    How often its worker asks for runs goes into the environment before the fork server starts:
+    the fork server then builds the same Prefect settings as the worker's, which each run can take
+    instead of building its own (deployments/forkserver_settings.py).
     """
-    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.poll_seconds(nudged=nudged)))
+    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.poll_seconds()))
     install_log_scrubber()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
+    # Prefect's logging setup, done later in this process, puts the root logger back to WARNING:
+    # our INFO lines (deployments registered, woken by events) were dropped without this.
+    logging.getLogger("tradelane").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     make_private(settings.home_dir)  # started alone (scale-out), not only as a child of `up`
     for broken in templates.load_all()[1]:  # the others are served; this one's data flows are not

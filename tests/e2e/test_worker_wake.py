@@ -1,8 +1,9 @@
-"""`up`'s dispatcher nudges `up`'s worker after each run it creates (deployments/nudge.py): the
-worker asks Prefect at once instead of at its next poll. Shown with a worker that polls once an
-hour (its one poll in the hour comes at its start, before it can take runs, and no other worker
-serves the pool): every file is still delivered, one after another, each by a Completed Prefect run that
-carries the worker's name (the run went through Prefect as any other: Pending, the worker's limit).
+"""A worker is woken by Prefect's event stream for each run scheduled on its pool
+(deployments/scheduled_wake.py): it asks Prefect at once instead of at its next poll. Shown with
+a worker that polls once an hour (its one poll in the hour comes at its start, before it can take
+runs, and no other worker serves the pool): every file is still delivered, one after another,
+each by a Completed Prefect run that carries the worker's name (the run went through Prefect as
+any other: Pending, the worker's limit).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from tests.e2e.helpers import PartnerClient, finished_run, unique
 from tests.system import run_system
 from tests.waiting import wait_for
 
-PASSWORD = "nudge-partner-pw-1"
+PASSWORD = "wake-partner-pw-1"
 WAIT = 120.0  # a busy machine: generous, and never a timing assertion
 FILES = 3
 
 
-def test_runs_start_on_a_nudge_when_the_worker_polls_hourly() -> None:
+def test_runs_start_when_scheduled_though_the_worker_polls_hourly() -> None:
     with (
-        tempfile.TemporaryDirectory(prefix="tradelane-nudge-") as out,
+        tempfile.TemporaryDirectory(prefix="tradelane-wake-") as out,
         run_system(TRADELANE_RUNNER_POLL_SECONDS="3600") as system,
     ):
-        partner, endpoint, flow = unique("nudge"), unique("dir"), unique("flow")
+        partner, endpoint, flow = unique("wake"), unique("dir"), unique("flow")
         dest = Path(out)
         system.cli("partner", "add", partner, "--password", PASSWORD)
         system.cli("endpoint", "add", endpoint, "--type", "file", "--path", str(dest))
@@ -41,6 +42,9 @@ def test_runs_start_on_a_nudge_when_the_worker_polls_hourly() -> None:
         said = (system.home / "up.log").read_text()
         assert re.search(r"runs of up to 200 files \((0 workers|1 worker) online on pool tradelane\)", said)
         assert "runs of up to 50" not in said and "could not count the workers" not in said
+        runner = (system.home / "logs" / "runner.log").read_text()
+        assert "woken by Prefect's events for runs scheduled on work pool" in runner
+        assert "the event stream of scheduled runs failed" not in runner
         assert {row["state"] for row in rows} == {"delivered"}
         for row in rows:
             run = finished_run(system, row["flow_run_id"], timeout=WAIT)
