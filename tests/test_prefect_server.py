@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+import pytest
 from prefect.server.database.configurations import AioSqliteConfiguration
 from sqlalchemy import text
 
 from deployments import prefect_server
+from tests.roles.topology import create_database
 
 
 def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) -> None:
@@ -55,27 +58,51 @@ def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) 
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2]
 
 
-def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> None:
-    """The server `up` starts stores events on SQLite through deployments/prefect_event_writes (an
-    executemany, not Prefect's multi-row INSERT compiled per batch): every event with a row per
-    resource it names, read back as sent; one delivered twice is stored once."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def events_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for the Prefect server: SQLite (`up`'s) or PostgreSQL (the roles')."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    server = request.getfixturevalue("postgres_url")
+    url = create_database(server, f"prefect_events_{uuid4().hex[:8]}")
+    return url.replace("+psycopg", "+asyncpg").replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def test_events_are_stored_with_their_resources_once_each(
+    events_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stores events through deployments/prefect_event_writes (SQLite: an executemany,
+    not Prefect's multi-row INSERT compiled per batch; PostgreSQL: the resources as one INSERT of
+    arrays, not the ORM's bulk insert): every event with a row per resource it names, read back as
+    sent and found by Prefect's own queries of related resources; one delivered twice is stored
+    once, its resources too."""
     from prefect.server.database import provide_database_interface
-    from prefect.server.events.filters import EventFilter
+    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+    from prefect.server.events.filters import EventFilter, EventRelatedFilter, EventResourceFilter
     from prefect.server.events.schemas.events import Event
     from prefect.server.events.storage import database
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
 
     from deployments import prefect_event_writes
 
+    # Prefect keeps the database it was first given for the whole process: forget it for this test.
+    for key in ("database_config", "query_components", "orm", "interface_class"):
+        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
     prefect_server.install()
     assert database._write_sqlite_events is prefect_event_writes.write_sqlite_events
+    assert database._write_postgres_events is prefect_event_writes.write_postgres_events
 
     def event(n: int) -> Any:
+        partner = 3 if n % 2 else 4
         return Event(
             event="tradelane.file.delivered",
             resource={"prefect.resource.id": f"tradelane.file.{n}", "prefect.resource.name": f"f{n}.txt"},
             related=[
-                {"prefect.resource.id": "tradelane.partner.3", "prefect.resource.role": "partner"},
+                {
+                    "prefect.resource.id": f"tradelane.partner.{partner}",
+                    "prefect.resource.role": "partner",
+                    "prefect.resource.name": f'acme "{partner}" ünïcode',
+                },
                 {"prefect.resource.id": "tradelane.data-flow.1", "prefect.resource.role": "data-flow"},
             ],
             payload={"size": n, "destination": "file:///out"},
@@ -85,7 +112,7 @@ def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> Non
 
     first, second = [event(n) for n in range(30)], [event(n) for n in range(30, 35)]
 
-    async def store_and_read() -> tuple[list[Any], int]:
+    async def store_and_read() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         db = provide_database_interface()
         await db.create_db()
         for batch in (first, second + first[:2]):  # the second batch repeats two of the first
@@ -93,18 +120,50 @@ def test_events_are_stored_with_their_resources_once_each(tmp_path: Path) -> Non
                 await database.write_events(session=session, events=batch)
         async with db.session_context() as session:
             stored = await database.read_events(session, EventFilter(), limit=100)
-            resources = (await session.execute(text("SELECT count(*) FROM event_resources"))).scalar_one()
-        return list(stored), resources
+            odd = EventFilter(
+                related=EventRelatedFilter(resources_in_roles=[("tradelane.partner.3", "partner")])
+            )
+            of_partner_3 = await database.read_events(session, odd, limit=100)
+            one = EventFilter(resource=EventResourceFilter(id=["tradelane.file.7"]))
+            file_7 = await database.read_events(session, one, limit=100)
+            resources = (
+                await session.execute(
+                    text(
+                        "SELECT resource_id, resource_role, resource, event_id, id, updated "
+                        " FROM event_resources"
+                    )
+                )
+            ).all()
+        return list(stored), list(of_partner_3), list(file_7), list(resources)
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
-    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: url}):
-        stored, resources = asyncio.run(store_and_read())
+    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: events_database}):
+        stored, of_partner_3, file_7, resources = asyncio.run(store_and_read())
     by_id = {row.id: row for row in stored}
-    assert len(stored) == 35 and resources == 35 * 3
+    assert len(stored) == 35 and len(resources) == 35 * 3
     for sent in first + second:
         row = by_id[sent.id]
         assert (row.event, row.resource_id, row.payload) == (sent.event, sent.resource.id, sent.payload)
         assert [r["prefect.resource.id"] for r in row.related] == [r.id for r in sent.related]
+    assert sorted(e.resource_id for e in of_partner_3) == sorted(
+        f"tradelane.file.{n}" for n in range(1, 35, 2)
+    )
+    assert [e.id for e in file_7] == [first[7].id]
+    sent_by_id = {e.id: e for e in first + second}
+    assert len({row.id for row in resources}) == len(resources)  # each row its own id
+    for resource_id, role, labels, event_id, _, updated in resources:
+        sent = sent_by_id[UUID(str(event_id))]
+        labels = json.loads(labels) if isinstance(labels, str) else labels
+        if resource_id == sent.resource.id:
+            assert role == "" and labels == {"prefect.resource.name": sent.resource.name}
+        else:
+            related = next(r for r in sent.related if r.id == resource_id)
+            assert role == related.role
+            assert labels == {
+                k: v
+                for k, v in related.root.items()
+                if k not in ("prefect.resource.id", "prefect.resource.role")
+            }
+        assert updated is not None
 
 
 def test_the_task_run_recorder_parses_only_task_run_events() -> None:
