@@ -8,12 +8,14 @@ and for each related one: ten or more rows for a file event of a run.
   per event). That compilation was the largest part of what each event cost the server (1.3 ms
   of CPU per event). Here the same rows are inserted with `executemany`, through a statement
   compiled once and cached.
-* PostgreSQL: Prefect inserts the resource rows through the ORM's bulk insert, which goes through
-  each row in Python (its defaults, its JSON, its types) before asyncpg sees it: in the separated
-  topology's Prefect server that insert was about a quarter of the server's Python during a burst
-  (py-spy, bench.scaleout --profile). Here they go as one `INSERT … SELECT … FROM unnest(…)` of
-  five arrays, which asyncpg encodes in C; the id and the created/updated times are the columns'
-  own server defaults (`gen_random_uuid()`, `CURRENT_TIMESTAMP`), as in Prefect's migrations.
+* PostgreSQL: Prefect inserts the resource rows through the ORM's bulk insert and the events
+  through SQLAlchemy's executemany, each going through every row in Python (its defaults, its
+  JSON, its types) before asyncpg sees it: in the separated topology's Prefect server that was
+  about a quarter of the server's Python during a burst (py-spy, bench.scaleout --profile). Here
+  each table's rows go as one `INSERT … SELECT … FROM unnest(…)` of one array per column, which
+  asyncpg encodes in C; the ids of resource rows and the created/updated times are the columns'
+  own server defaults (`gen_random_uuid()`, `CURRENT_TIMESTAMP`), as in Prefect's migrations. One
+  statement per table, whatever the batch: no parameter limit to keep under.
 
 What is stored, and when, is unchanged: events already stored are skipped as before (a message
 delivered twice), and so are their resources.
@@ -53,43 +55,64 @@ async def write_sqlite_events(
             await session.execute(resource_insert, resource_rows)
 
 
-# The resource rows as five arrays, one element per row; the JSON as text, cast by PostgreSQL.
-_UNNEST_RESOURCES = sa.text(
-    "INSERT INTO event_resources (occurred, resource_id, resource_role, resource, event_id) "
-    "SELECT * FROM unnest(CAST(:occurred AS timestamptz[]), CAST(:resource_id AS text[]), "
-    "CAST(:resource_role AS text[]), CAST(:resource AS json[]), CAST(:event_id AS uuid[]))"
-)
+# Each insert takes its rows as arrays, one per column and one element per row, which asyncpg
+# encodes in C; JSON goes as text, cast by PostgreSQL. An event already stored (a message
+# delivered twice) is skipped, and its id not returned, as by Prefect's insert.
+_EVENT_COLUMNS = {
+    "occurred": "timestamptz",
+    "event": "text",
+    "resource_id": "text",
+    "resource": "jsonb",
+    "related_resource_ids": "jsonb",
+    "related": "jsonb",
+    "payload": "jsonb",
+    "received": "timestamptz",
+    "recorded": "timestamptz",
+    "follows": "uuid",
+    "id": "uuid",
+}
+_RESOURCE_COLUMNS = {
+    "occurred": "timestamptz",
+    "resource_id": "text",
+    "resource_role": "text",
+    "resource": "json",  # `json` in Prefect's migration of this table, `jsonb` in `events`
+    "event_id": "uuid",
+}
 
 
-def _resource_columns(events: list[ReceivedEvent]) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {
-        name: [] for name in ("occurred", "resource_id", "resource_role", "resource", "event_id")
+def _unnest_insert(table: str, columns: dict[str, str], tail: str = "") -> sa.TextClause:
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
+    return sa.text(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){tail}")
+
+
+_INSERT_EVENTS = _unnest_insert("events", _EVENT_COLUMNS, " ON CONFLICT DO NOTHING RETURNING id")
+_INSERT_RESOURCES = _unnest_insert("event_resources", _RESOURCE_COLUMNS)
+
+
+def _json(value: Any) -> str:
+    # As Prefect's JSON type stores it: NaN and ±Infinity, which PostgreSQL refuses, become null.
+    return orjson.dumps(value).decode()
+
+
+def _arrays(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[Any]]:
+    return {
+        name: [_json(row[name]) if kind.startswith("json") else row[name] for row in rows]
+        for name, kind in columns.items()
     }
-    for event in events:
-        for row in event.as_database_resource_rows():  # Prefect's own rows, as its insert takes them
-            columns["occurred"].append(row["occurred"])
-            columns["resource_id"].append(row["resource_id"])
-            columns["resource_role"].append(row["resource_role"])
-            columns["resource"].append(orjson.dumps(row["resource"]).decode())
-            columns["event_id"].append(row["event_id"])
-    return columns
 
 
 @db_injector
 async def write_postgres_events(
     db: PrefectDBInterface, session: AsyncSession, events: list[ReceivedEvent]
 ) -> None:
-    # Prefect's own insert of the events (ON CONFLICT DO NOTHING, the ids it stored returned).
-    event_insert = (
-        db.queries.insert(db.Event).on_conflict_do_nothing().returning(db.Event.id)
-    ).execution_options(dml_strategy="raw")
-    for batch in database._in_safe_batches(events):
-        stored = set(
-            (await session.scalars(event_insert, [event.as_database_row() for event in batch])).all()
-        )
-        new = [event for event in batch if event.id in stored]  # a duplicate's resources are stored
-        if new:
-            await session.execute(_UNNEST_RESOURCES, _resource_columns(new))
+    # Prefect's own rows (as_database_row, as_database_resource_rows), as its inserts take them.
+    rows = [event.as_database_row() for event in events]
+    stored = set((await session.scalars(_INSERT_EVENTS, _arrays(rows, _EVENT_COLUMNS))).all())
+    resource_rows = [
+        row for event in events if event.id in stored for row in event.as_database_resource_rows()
+    ]
+    if resource_rows:
+        await session.execute(_INSERT_RESOURCES, _arrays(resource_rows, _RESOURCE_COLUMNS))
 
 
 def install() -> None:
