@@ -7,7 +7,7 @@ A burst sends two or three `tradelane.file.*` events per file; three of those co
 * the task-run recorder keeps only `prefect.task-run.*`;
 * the distributor hands events to the clients subscribed to the event stream (`/api/events/out`),
   each with a filter: on a running tradelane, Prefect workers watching for
-  `prefect.flow-run.Cancelling`;
+  `prefect.flow-run.Cancelling`, and for runs to take, `Scheduled` and `AwaitingRetry`;
 * the reactive triggers evaluate automations: until a notification rule exists, none looks at file
   events.
 

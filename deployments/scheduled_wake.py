@@ -30,7 +30,8 @@ log = logging.getLogger("tradelane.worker")
 # The state names a run that a worker should take now is given: a new run, and the UI's Retry.
 WAKING_STATES = ("Scheduled", "AwaitingRetry")
 WAKING_EVENTS = tuple(f"prefect.flow-run.{state}" for state in WAKING_STATES)
-RESUBSCRIBE_SECONDS = 5.0  # after the stream failed past Prefect's own reconnection attempts
+RESUBSCRIBE_SECONDS = 5.0  # after the stream failed past Prefect's own reconnection attempts...
+MAX_RESUBSCRIBE_SECONDS = 60.0  # ...doubled while it keeps failing, up to this
 
 
 def pool_resource(pool_id: UUID) -> str:
@@ -57,19 +58,30 @@ def is_scheduled_on(event: Event, pool_id: UUID) -> bool:
 
 async def wake_on_scheduled(pool_id: Callable[[], UUID | None], wake: Callable[[], None]) -> None:
     """Call `wake()` for each run scheduled on the worker's pool, until cancelled. `pool_id()`: the
-    pool's id once the worker has synced with it (None before)."""
-    while (pool := pool_id()) is None:
-        await anyio.sleep(0.1)
+    pool's id once the worker has synced with it (None before), read again at each subscription
+    (a pool removed and made again has a new id)."""
+    pause = RESUBSCRIBE_SECONDS
     while True:
+        while (pool := pool_id()) is None:
+            await anyio.sleep(0.1)
         try:
             async with get_events_subscriber(filter=scheduled_on(pool)) as subscriber:
                 log.info("woken by Prefect's events for runs scheduled on work pool %s", pool)
+                pause = RESUBSCRIBE_SECONDS
                 async for event in subscriber:
                     if is_scheduled_on(event, pool):
                         wake()
-        except Exception:  # the worker still polls: only latency is lost meanwhile
-            log.warning("the event stream of scheduled runs failed; polling only for now", exc_info=True)
-        await anyio.sleep(RESUBSCRIBE_SECONDS)
+        except Exception as exc:  # the worker still polls: only latency is lost meanwhile
+            # The whole story once; while the server stays away, a line per try, less and less often.
+            first = pause == RESUBSCRIBE_SECONDS
+            log.warning(
+                "the event stream of scheduled runs failed (%s); polling only, next try in %.0f s",
+                exc,
+                pause,
+                exc_info=first,
+            )
+        await anyio.sleep(pause)
+        pause = min(pause * 2, MAX_RESUBSCRIBE_SECONDS)
 
 
 class WorkerWakeups:

@@ -46,6 +46,7 @@ from tradelane import templates
 log = logging.getLogger("tradelane.worker")
 
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
+RECHECK_SECONDS = 0.25  # a wake-up's second poll, when the first took no run
 
 
 async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
@@ -60,9 +61,10 @@ async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
     async with get_client() as client:
         await ensure_work_pool(client, settings.work_pool)  # refuses a pool of another type
     wakeups = scheduled_wake.WorkerWakeups()
+    worker.wake = wakeups.wake  # also when a slot frees while runs were left waiting for one
     with temporary_settings(updates=updates):
         async with anyio.create_task_group() as group:
-            group.start_soon(wakeups.poll_on_each, worker.can_poll, worker.get_and_submit_flow_runs)
+            group.start_soon(wakeups.poll_on_each, worker.can_poll, worker.poll_when_woken)
             group.start_soon(scheduled_wake.wake_on_scheduled, worker.work_pool_id, wakeups.wake)
             await worker.start(printer=log.info)
             group.cancel_scope.cancel()
@@ -86,18 +88,44 @@ class TradelaneWorker(ProcessWorker):
         self._executors: FlowRunExecutorContext | None = None
         # One poll at a time: Prefect's own loop and those a wake-up asks for (scheduled_wake.py).
         self._polling = anyio.Lock()
+        self.wake: Callable[[], None] | None = None  # asks for a poll at once (run_worker sets it)
+        self._runs_left_waiting = False  # a poll found more runs than free slots
 
     def work_pool_id(self) -> UUID | None:
         """The pool's id, once synced with it."""
         return self._work_pool.id if self._work_pool is not None else None
 
     def can_poll(self) -> bool:
-        """Started and synced with the work pool: a poll now can take runs (before, it takes none)."""
-        return self._client is not None and self._has_successfully_synced
+        """Started, synced with the work pool and not tearing down: a poll now can take runs."""
+        return self._client is not None and self._has_successfully_synced and self.is_setup
+
+    def _free_slots(self) -> float:
+        return self._limiter.available_tokens if self._limiter is not None else float("inf")
 
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
         async with self._polling:
             return await super().get_and_submit_flow_runs()
+
+    async def poll_when_woken(self) -> list[FlowRun]:
+        """A wake-up's poll. None while every slot is taken: the next slot freed asks instead
+        (`_release_limit_slot`). And once more, shortly after, when it took no run: Prefect
+        announces a run from inside the transaction that creates it, so a quick poll can come
+        before that transaction is committed and not see the run yet."""
+        if self._free_slots() < 1:
+            self._runs_left_waiting = True
+            return []
+        taken = await self.get_and_submit_flow_runs()
+        if not taken and self.can_poll():
+            await anyio.sleep(RECHECK_SECONDS)
+            if self._free_slots() >= 1 and self.can_poll():
+                taken = await self.get_and_submit_flow_runs()
+        return taken
+
+    def _release_limit_slot(self, flow_run_id: UUID) -> None:
+        super()._release_limit_slot(flow_run_id)
+        if self._runs_left_waiting and self.wake is not None:
+            self._runs_left_waiting = False
+            self.wake()
 
     async def __aenter__(self) -> TradelaneWorker:
         await super().__aenter__()
@@ -125,6 +153,8 @@ class TradelaneWorker(ProcessWorker):
         the window is rarely hit; at ours it is. Left for the next poll instead."""
         held = set(self._limiter.statistics().borrowers) if self._limiter is not None else set()
         fresh = [entry for entry in flow_run_response if entry.flow_run.id not in held]
+        if len(fresh) > self._free_slots():
+            self._runs_left_waiting = True  # taken when a slot frees, not at the next poll
         return await super()._submit_scheduled_flow_runs(fresh)
 
     async def resolve_flow(self, flow_run: FlowRun) -> Flow[..., Any]:

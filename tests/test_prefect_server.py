@@ -75,7 +75,7 @@ def test_events_are_stored_with_their_resources_once_each(
     not Prefect's multi-row INSERT compiled per batch; PostgreSQL: the resources as one INSERT of
     arrays, not the ORM's bulk insert): every event with a row per resource it names, read back as
     sent and found by Prefect's own queries of related resources; one delivered twice is stored
-    once, its resources too."""
+    once, its resources too, whether it came in an earlier batch or twice in the same one."""
     from prefect.server.database import provide_database_interface
     from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.server.events.filters import EventFilter, EventRelatedFilter, EventResourceFilter
@@ -88,6 +88,7 @@ def test_events_are_stored_with_their_resources_once_each(
     # Prefect keeps the database it was first given for the whole process: forget it for this test.
     for key in ("database_config", "query_components", "orm", "interface_class"):
         monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    monkeypatch.setattr(prefect_event_writes, "CHUNK", 7)  # several statements per batch
     prefect_server.install()
     assert database._write_sqlite_events is prefect_event_writes.write_sqlite_events
     assert database._write_postgres_events is prefect_event_writes.write_postgres_events
@@ -105,7 +106,12 @@ def test_events_are_stored_with_their_resources_once_each(
                 },
                 {"prefect.resource.id": "tradelane.data-flow.1", "prefect.resource.role": "data-flow"},
             ],
-            payload={"size": n, "destination": "file:///out", "ratio": float("nan") if n == 5 else n / 2},
+            payload={
+                "size": n,
+                "destination": "file:///out",
+                "ratio": float("nan") if n == 5 else n / 2,
+                "big": 2**80 + n,  # past 64 bits, which orjson cannot write
+            },
             occurred=datetime.now(UTC),
             id=uuid4(),
         ).receive()
@@ -115,7 +121,8 @@ def test_events_are_stored_with_their_resources_once_each(
     async def store_and_read() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         db = provide_database_interface()
         await db.create_db()
-        for batch in (first, second + first[:2]):  # the second batch repeats two of the first
+        # The second batch repeats two of the first, and one of its own.
+        for batch in (first, second + first[:2] + second[:1]):
             async with db.session_context(begin_transaction=True) as session:
                 await database.write_events(session=session, events=batch)
         async with db.session_context() as session:

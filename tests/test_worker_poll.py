@@ -19,6 +19,7 @@ from prefect.types._datetime import now as Now
 
 from core.config import POLL_SECONDS, Settings
 from deployments import scheduled_wake
+from deployments import worker as worker_module
 from deployments.worker import make_worker
 
 
@@ -113,3 +114,45 @@ def test_a_worker_is_woken_by_runs_scheduled_on_its_pool_only() -> None:
         _event("Running", pool),
     ):
         assert not scheduled_wake.is_scheduled_on(Event.model_validate(event.model_dump()), pool)
+
+
+def test_a_full_worker_asks_when_a_slot_frees_and_an_empty_wake_up_asks_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up while every slot is taken asks nothing: the slot freed next asks instead. A
+    wake-up whose poll took no run asks once more shortly after (the run may not be committed
+    yet when its event arrives)."""
+    monkeypatch.setattr(worker_module, "RECHECK_SECONDS", 0.01)
+    worker = make_worker(Settings(home=tmp_path), name="poll-test", limit=1)
+    answers: list[list[str]] = []
+    polls = 0
+
+    async def poll() -> list[str]:
+        nonlocal polls
+        polls += 1
+        return answers.pop(0) if answers else []
+
+    woken: list[bool] = []
+    worker.get_and_submit_flow_runs = poll  # type: ignore[method-assign,assignment]
+    worker.wake = lambda: woken.append(True)
+
+    async def main() -> None:
+        nonlocal polls
+        worker._limiter = anyio.CapacityLimiter(1)
+        worker.is_setup, worker._has_successfully_synced = True, True
+        worker._client = object()  # type: ignore[assignment]
+        run = uuid4()
+        worker._limiter.acquire_on_behalf_of_nowait(run)
+        assert await worker.poll_when_woken() == [] and polls == 0  # full: nothing asked
+        worker._release_limit_slot(run)
+        assert woken == [True]  # the freed slot asks for the run left waiting
+        other = uuid4()
+        worker._limiter.acquire_on_behalf_of_nowait(other)
+        worker._release_limit_slot(other)
+        assert woken == [True]  # nothing was left waiting: no ask
+        answers.extend([[], ["a run"]])
+        assert await worker.poll_when_woken() == ["a run"] and polls == 2  # empty, then again
+        answers.append(["another"])
+        assert await worker.poll_when_woken() == ["another"] and polls == 3  # found at once: once
+
+    anyio.run(main)
