@@ -90,6 +90,7 @@ class TradelaneWorker(ProcessWorker):
         self._polling = anyio.Lock()
         self.wake: Callable[[], None] | None = None  # asks for a poll at once (run_worker sets it)
         self._runs_left_waiting = False  # a poll found more runs than free slots
+        self._runs_seen = 0  # scheduled runs the last poll got from Prefect
 
     def work_pool_id(self) -> UUID | None:
         """The pool's id, once synced with it."""
@@ -108,18 +109,25 @@ class TradelaneWorker(ProcessWorker):
 
     async def poll_when_woken(self) -> list[FlowRun]:
         """A wake-up's poll. None while every slot is taken: the next slot freed asks instead
-        (`_release_limit_slot`). And once more, shortly after, when it took no run: Prefect
+        (`_release_limit_slot`). And once more, shortly after, when it saw no run at all: Prefect
         announces a run from inside the transaction that creates it, so a quick poll can come
-        before that transaction is committed and not see the run yet."""
+        before that transaction is committed and not see the run yet. (A poll that saw the run
+        but lost it to another worker does not ask again.)"""
         if self._free_slots() < 1:
             self._runs_left_waiting = True
             return []
+        self._runs_seen = 0
         taken = await self.get_and_submit_flow_runs()
-        if not taken and self.can_poll():
+        if not taken and not self._runs_seen and self.can_poll():
             await anyio.sleep(RECHECK_SECONDS)
             if self._free_slots() >= 1 and self.can_poll():
                 taken = await self.get_and_submit_flow_runs()
         return taken
+
+    async def _get_scheduled_flow_runs(self) -> list[Any]:
+        found: list[Any] = await super()._get_scheduled_flow_runs()
+        self._runs_seen = len(found)
+        return found
 
     def _release_limit_slot(self, flow_run_id: UUID) -> None:
         super()._release_limit_slot(flow_run_id)

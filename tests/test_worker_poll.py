@@ -116,12 +116,12 @@ def test_a_worker_is_woken_by_runs_scheduled_on_its_pool_only() -> None:
         assert not scheduled_wake.is_scheduled_on(Event.model_validate(event.model_dump()), pool)
 
 
-def test_a_full_worker_asks_when_a_slot_frees_and_an_empty_wake_up_asks_once_more(
+def test_a_full_worker_asks_when_a_slot_frees_and_a_wake_up_that_saw_nothing_asks_once_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A wake-up while every slot is taken asks nothing: the slot freed next asks instead. A
-    wake-up whose poll took no run asks once more shortly after (the run may not be committed
-    yet when its event arrives)."""
+    wake-up whose poll saw no run asks once more shortly after (the run may not be committed
+    yet when its event arrives); one that saw the run and lost it to another worker does not."""
     monkeypatch.setattr(worker_module, "RECHECK_SECONDS", 0.01)
     worker = make_worker(Settings(home=tmp_path), name="poll-test", limit=1)
     answers: list[list[str]] = []
@@ -130,7 +130,11 @@ def test_a_full_worker_asks_when_a_slot_frees_and_an_empty_wake_up_asks_once_mor
     async def poll() -> list[str]:
         nonlocal polls
         polls += 1
-        return answers.pop(0) if answers else []
+        taken = answers.pop(0) if answers else []
+        worker._runs_seen = len(taken) + seen_but_lost
+        return taken
+
+    seen_but_lost = 0
 
     woken: list[bool] = []
     worker.get_and_submit_flow_runs = poll  # type: ignore[method-assign,assignment]
@@ -154,5 +158,8 @@ def test_a_full_worker_asks_when_a_slot_frees_and_an_empty_wake_up_asks_once_mor
         assert await worker.poll_when_woken() == ["a run"] and polls == 2  # empty, then again
         answers.append(["another"])
         assert await worker.poll_when_woken() == ["another"] and polls == 3  # found at once: once
+        nonlocal seen_but_lost
+        seen_but_lost = 1  # the run was there, and another worker took it: no second ask
+        assert await worker.poll_when_woken() == [] and polls == 4
 
     anyio.run(main)
