@@ -34,6 +34,11 @@ from prefect.server.events.storage import database
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+def _once_each(events: list[ReceivedEvent]) -> list[ReceivedEvent]:
+    """An event sent twice in one batch (a client resending after a reconnect) is stored once."""
+    return list({event.id: event for event in events}.values())
+
+
 @db_injector
 async def write_sqlite_events(
     db: PrefectDBInterface, session: AsyncSession, events: list[ReceivedEvent]
@@ -41,8 +46,7 @@ async def write_sqlite_events(
     # Core DML ("raw"): the rows as given, no ORM bulk bookkeeping; a list of them is an executemany.
     event_insert = db.queries.insert(db.Event).execution_options(dml_strategy="raw")
     resource_insert = db.queries.insert(db.EventResource).execution_options(dml_strategy="raw")
-    # An event sent twice in one batch (a client resending after a reconnect) is stored once.
-    unique = list({event.id: event for event in events}.values())
+    unique = _once_each(events)
     # Prefect's batches keep the `IN (…)` of the duplicate check under SQLite's parameter limit.
     for batch in database._in_safe_batches(unique):
         ids = {event.id for event in batch}
@@ -112,8 +116,7 @@ CHUNK = 2000
 
 
 async def write_postgres_events(session: AsyncSession, events: list[ReceivedEvent]) -> None:
-    # An event sent twice in one batch (a client resending after a reconnect) is stored once.
-    unique = list({event.id: event for event in events}.values())
+    unique = _once_each(events)
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
         # Prefect's own rows (as_database_row, as_database_resource_rows), as its inserts take them.

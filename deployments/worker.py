@@ -46,7 +46,7 @@ from tradelane import templates
 log = logging.getLogger("tradelane.worker")
 
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
-RECHECK_SECONDS = 0.25  # a wake-up's second poll, when the first took no run
+RECHECK_SECONDS = 0.25  # a wake-up's second poll, when the first saw no run at all
 
 
 async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
@@ -281,8 +281,7 @@ def _without_main(prepare: Callable[[str], dict[str, Any]]) -> Callable[[str], d
 
 
 def make_worker(settings: Settings, name: str | None = None, limit: int | None = None) -> TradelaneWorker:
-    """A worker on the configured pool;
-    call `start_flow_runs_from_forkserver()` first if forking."""
+    """A worker on the configured pool; call `start_flow_runs_from_forkserver()` first if forking."""
     prefetch = os.environ.get("PREFECT_WORKER_PREFETCH_SECONDS")
     return TradelaneWorker(
         work_pool_name=settings.work_pool,
