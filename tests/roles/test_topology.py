@@ -334,14 +334,22 @@ def test_a_burst_and_big_files_survive_a_killed_dispatcher_and_worker_exactly_on
         uploads = bucket.uploads_in_progress("big/")
         return next((u for u in uploads if bucket.bytes_sent(u) < BIG_MIB * MIB // 3), None)
 
+    # Both workers are frozen the moment the push is seen: finding which one pushes takes a
+    # store query and a Prefect API call, time enough under load for the rest of the file to go.
     cut = wait_for(barely_started, "a 200 MiB push under way", timeout=120, interval=0.05)
+    for name in WORKERS:
+        topology.roles[name].pause()
     pushing = store.transfer(big_flow, cut["Key"].removeprefix("big/"))
     dead_run = pushing["flow_run_id"]
     assert dead_run is not None
     victim = _run(topology, dead_run)["labels"]["prefect.worker.name"]
     killed = topology.roles[victim].kill()
     killed_at = time.monotonic()
+    for name in WORKERS:
+        if name != victim:
+            topology.roles[name].resume()
     assert len(killed) >= 3, killed  # the worker, its fork server, the flow run (at least)
+    assert cut["UploadId"] in {u["UploadId"] for u in bucket.uploads_in_progress("big/")}
     topology.restart(victim)
 
     for thread in threads:

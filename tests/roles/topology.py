@@ -55,6 +55,19 @@ class RoleProcess:
         self.proc.wait()
         return pids
 
+    def pause(self) -> None:
+        """SIGSTOP this process and every process under it: nothing it does (a push under way)
+        can finish until `resume()`, however long the test takes to decide what to do."""
+        self._signal_tree(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_tree(signal.SIGCONT)
+
+    def _signal_tree(self, signum: int) -> None:
+        for pid in process_tree(self.proc.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
