@@ -1,7 +1,12 @@
-"""`prefect server start`, with every SQLite write transaction begun IMMEDIATE, events stored on
-SQLite through one cached statement (deployments/prefect_event_writes.py), its event consumers
-parsing only the events they may use (deployments/prefect_event_consumers.py), and an event it
-receives validated once, not twice (deployments/prefect_event_receive.py).
+"""`prefect server start`, with
+* every SQLite write transaction begun IMMEDIATE (below);
+* events stored on SQLite as rows already in the form SQLite keeps, through the driver's
+  executemany, and on PostgreSQL as arrays (deployments/prefect_event_writes.py);
+* its event consumers parsing only the events they may use (deployments/prefect_event_consumers.py);
+* an event it receives validated once, not twice (deployments/prefect_event_receive.py);
+* each subscriber of its in-memory topics given a plain copy of a message, not a deep one
+  (deployments/prefect_message_copies.py);
+* its settings read without an exception each time (deployments/prefect_settings_lookup.py).
 
 Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction that read first and
 then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
@@ -33,12 +38,20 @@ async def _begin_immediate(
 
 
 def install() -> None:
-    from deployments import prefect_event_consumers, prefect_event_receive, prefect_event_writes
+    from deployments import (
+        prefect_event_consumers,
+        prefect_event_receive,
+        prefect_event_writes,
+        prefect_message_copies,
+        prefect_settings_lookup,
+    )
 
     AioSqliteConfiguration.begin_transaction = _begin_immediate  # type: ignore[method-assign]
     prefect_event_consumers.install()
     prefect_event_receive.install()
     prefect_event_writes.install()
+    prefect_message_copies.install()
+    prefect_settings_lookup.install()
 
 
 if __name__ == "__main__":

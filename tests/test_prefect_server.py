@@ -175,6 +175,81 @@ def test_events_are_stored_with_their_resources_once_each(
         assert updated is not None
 
 
+def test_sqlite_stores_each_event_as_prefects_own_writer_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our SQLite writer hands the driver rows already in the form SQLite keeps: the same text,
+    column by column, as Prefect's own writer stores through its column types (times in UTC in
+    SQLAlchemy's format, whatever zone they came in; JSON as the standard library writes it, NaN
+    as null; UUIDs as text; no `follows` as NULL). Only what is made at write time differs: the
+    resource rows' ids, and the created, updated and recorded times, which keep the same form."""
+    from datetime import timedelta, timezone
+
+    from prefect.server.database import provide_database_interface
+    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+    from prefect.server.events.schemas.events import Event
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
+
+    from deployments import prefect_event_writes
+
+    for key in ("database_config", "query_components", "orm", "interface_class"):
+        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    berlin = timezone(timedelta(hours=2))
+    events = [
+        Event(
+            event=f"tradelane.file.{kind}",
+            resource={"prefect.resource.id": f"tradelane.file.{n}", "prefect.resource.name": f"fïle {n}"},
+            related=[
+                {"prefect.resource.id": f"tradelane.partner.{n}", "prefect.resource.role": "partner",
+                 "prefect.resource.name": 'acme "quoted" ünïcode'},
+            ][: n % 2],
+            payload=payload,
+            occurred=datetime(2026, 12, 7, 1, 2, 3, n, tzinfo=berlin if n % 2 else UTC),
+            follows=uuid4() if n == 1 else None,
+            id=uuid4(),
+        ).receive()
+        for n, (kind, payload) in enumerate(
+            [
+                ("delivered", {"size": 5, "ratio": 0.1, "big": 2**80, "nested": {"a": [1, None, "é"]}}),
+                ("failed", {"ratio": float("nan"), "inf": float("-inf"), "error": "line\nbreak"}),
+                ("received", {}),
+            ]
+        )
+    ]  # fmt: skip
+    at_write_time = {"id", "created", "updated", "recorded"}
+
+    async def stored_by(writer: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        db = provide_database_interface()
+        await db.create_db()
+        async with db.session_context(begin_transaction=True) as session:
+            await session.execute(text("DELETE FROM event_resources"))
+            await session.execute(text("DELETE FROM events"))
+            await writer(session=session, events=events)
+        async with db.session_context() as session:
+            tables = []
+            for table, order in (("events", "id"), ("event_resources", "event_id, resource_id")):
+                rows = (await session.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))).mappings()
+                tables.append([dict(row) for row in rows])
+        return tables[0], tables[1]
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: url}):
+        prefects = asyncio.run(stored_by(prefect_event_writes.prefect_write_sqlite_events))
+        ours = asyncio.run(stored_by(prefect_event_writes.write_sqlite_events))
+
+    for theirs_rows, our_rows in zip(prefects, ours, strict=True):
+        assert len(our_rows) == len(theirs_rows) > 0
+        for theirs, mine in zip(theirs_rows, our_rows, strict=True):
+            assert theirs.keys() == mine.keys()
+            assert {k: v for k, v in mine.items() if k not in at_write_time} == {
+                k: v for k, v in theirs.items() if k not in at_write_time
+            }
+            for column in at_write_time & mine.keys():
+                assert type(mine[column]) is type(theirs[column]) and len(mine[column]) == len(theirs[column])
+    assert {row["occurred"] for row in ours[0]} >= {"2026-12-06 23:02:03.000001"}  # +02:00 → UTC
+    assert [row["follows"] is None for row in ours[0]].count(False) == 1
+
+
 def test_the_task_run_recorder_parses_only_task_run_events() -> None:
     """The server's task-run recorder (deployments/prefect_event_consumers) drops an event that is not
     a task run's by the name its message carries, unread: a message that cannot be parsed at all is
@@ -308,3 +383,50 @@ def test_a_received_event_is_the_event_as_prefect_would_receive_it() -> None:
     assert ours.model_dump_json(exclude={"received"}) == prefects.model_dump_json(exclude={"received"})
     assert prefects.received <= ours.received <= datetime.now(UTC)
     assert ReceivedEvent.model_validate_json(ours.model_dump_json()) == ours
+
+
+def test_each_subscriber_of_a_topic_gets_a_copy_of_its_own() -> None:
+    """Topics hand each subscription a plain copy of a message (deployments/prefect_message_copies):
+    the same content, nothing mutable shared, as Prefect's deep copy gave."""
+    from prefect.server.utilities.messaging import memory
+
+    from deployments import prefect_message_copies
+
+    prefect_server.install()
+    assert memory.Topic.publish is prefect_message_copies.publish
+    topic = memory.Topic("copies-test")
+    first, second = topic.subscribe(), topic.subscribe()
+    sent = memory.MemoryMessage(b'{"event": "x"}', {"id": "1", "event": "x", "tags": ["a"]}, retry_count=1)
+    asyncio.run(topic.publish(sent))
+    one, other = first._queue.get_nowait(), second._queue.get_nowait()
+    for got in (one, other):
+        assert got is not sent and got == sent
+    one.retry_count += 1
+    one.attributes["event"] = "changed"  # type: ignore[index]
+    one.attributes["tags"].append("b")  # type: ignore[index]
+    assert other == sent and sent.attributes == {"id": "1", "event": "x", "tags": ["a"]}
+    assert (sent.retry_count, other.retry_count) == (1, 1)
+
+
+def test_settings_read_without_the_import_are_the_current_ones() -> None:
+    """deployments/prefect_settings_lookup: the event schemas and `Setting.value()` read the settings
+    in force, a temporary change included, as `get_current_settings()` does."""
+    from prefect.server.events.schemas.events import Resource
+    from prefect.settings import (
+        PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from deployments import prefect_settings_lookup
+
+    prefect_server.install()
+    assert prefect_settings_lookup.current_settings() is get_current_settings()
+    labels = {"prefect.resource.id": "tradelane.file.1", **{f"l{n}": "v" for n in range(5)}}
+    Resource.model_validate(labels)
+    with temporary_settings({PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE: 3}):
+        assert prefect_settings_lookup.current_settings() is get_current_settings()
+        assert PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE.value() == 3
+        with pytest.raises(ValueError, match="maximum number of labels per resource is 3"):
+            Resource.model_validate(labels)
+    Resource.model_validate(labels)
