@@ -120,14 +120,16 @@ def _sqlite_event_row(event: ReceivedEvent, now: str) -> dict[str, Any]:
 
 
 def _sqlite_resource_rows(event: ReceivedEvent, now: str) -> list[dict[str, Any]]:
+    # One event's rows share its time and id: each converted once.
+    occurred, event_id = _sqlite_time(event.occurred), str(event.id)
     return [
         {
-            "occurred": _sqlite_time(row["occurred"]),
+            "occurred": occurred,
             "resource_id": row["resource_id"],
             "resource_role": row["resource_role"],
             # `event_resources.resource` is SQLAlchemy's plain JSON: labels, always strings.
             "resource": json.dumps(row["resource"]),
-            "event_id": str(row["event_id"]),
+            "event_id": event_id,
             "id": str(uuid4()),  # the column defaults Prefect's ORM would have filled in
             "created": now,
             "updated": now,
