@@ -430,3 +430,14 @@ def test_settings_read_without_the_import_are_the_current_ones() -> None:
         with pytest.raises(ValueError, match="maximum number of labels per resource is 3"):
             Resource.model_validate(labels)
     Resource.model_validate(labels)
+
+    # The event name's limit, now kept in `prefect.settings`, is still the one in force.
+    import prefect.settings
+    from prefect.server.events.schemas.events import Event
+
+    assert "PREFECT_SERVER_EVENTS_MAXIMUM_EVENT_NAME_LENGTH" in vars(prefect.settings)
+    limit = prefect.settings.PREFECT_SERVER_EVENTS_MAXIMUM_EVENT_NAME_LENGTH
+    named = {"occurred": datetime.now(UTC), "resource": {"prefect.resource.id": "x"}, "id": uuid4()}
+    Event(event="tradelane.file.delivered", **named)
+    with temporary_settings({limit: 10}), pytest.raises(ValueError, match="at most 10 characters"):
+        Event(event="tradelane.file.delivered", **named)
