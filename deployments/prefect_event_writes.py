@@ -81,7 +81,13 @@ def _sqlite_json(value: Any) -> str | None:
     try:
         return json.dumps(value, allow_nan=False)
     except ValueError:
-        return json.dumps(json.loads(json.dumps(value), parse_constant=lambda _: None))
+        return _json_nan_as_null(value)
+
+
+def _json_nan_as_null(value: Any) -> str:
+    """The standard library's JSON of `value`, NaN and ±Infinity made null as Prefect's JSON type
+    makes them (it dumps, loads with `parse_constant`, and dumps again)."""
+    return json.dumps(json.loads(json.dumps(value), parse_constant=lambda _: None))
 
 
 def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
@@ -199,7 +205,7 @@ def _json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # what orjson cannot write (an integer past 64 bits): the standard library
-        return json.dumps(json.loads(json.dumps(value), parse_constant=lambda _: None))
+        return _json_nan_as_null(value)
 
 
 def _arrays(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[Any]]:
