@@ -29,8 +29,8 @@ def own_copy(message: MemoryMessage) -> MemoryMessage:
             key: value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
             for key, value in attributes.items()
         }
-    data = message.data if isinstance(message.data, _IMMUTABLE) else copy.deepcopy(message.data)
-    return MemoryMessage(data=data, attributes=attributes, retry_count=message.retry_count)
+    # The data is bytes or str (MemoryMessage's type): shared as it is.
+    return MemoryMessage(data=message.data, attributes=attributes, retry_count=message.retry_count)
 
 
 async def publish(self: Topic, message: MemoryMessage) -> None:
