@@ -216,7 +216,8 @@ def test_sqlite_stores_each_event_as_prefects_own_writer_would(
             ]
         )
     ]  # fmt: skip
-    at_write_time = {"id", "created", "updated", "recorded"}
+    # Made at write time: each table's created and updated, an event's recorded, a resource row's id.
+    at_write_time = ({"created", "updated", "recorded"}, {"id", "created", "updated"})
 
     async def stored_by(writer: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         db = provide_database_interface()
@@ -237,17 +238,85 @@ def test_sqlite_stores_each_event_as_prefects_own_writer_would(
         prefects = asyncio.run(stored_by(prefect_event_writes.prefect_write_sqlite_events))
         ours = asyncio.run(stored_by(prefect_event_writes.write_sqlite_events))
 
-    for theirs_rows, our_rows in zip(prefects, ours, strict=True):
+    for theirs_rows, our_rows, made in zip(prefects, ours, at_write_time, strict=True):
         assert len(our_rows) == len(theirs_rows) > 0
         for theirs, mine in zip(theirs_rows, our_rows, strict=True):
             assert theirs.keys() == mine.keys()
-            assert {k: v for k, v in mine.items() if k not in at_write_time} == {
-                k: v for k, v in theirs.items() if k not in at_write_time
+            assert {k: v for k, v in mine.items() if k not in made} == {
+                k: v for k, v in theirs.items() if k not in made
             }
-            for column in at_write_time & mine.keys():
+            for column in made:
                 assert type(mine[column]) is type(theirs[column]) and len(mine[column]) == len(theirs[column])
     assert {row["occurred"] for row in ours[0]} >= {"2026-12-06 23:02:03.000001"}  # +02:00 → UTC
     assert [row["follows"] is None for row in ours[0]].count(False) == 1
+
+
+def test_a_sqlite_batch_that_fails_part_way_stores_nothing_and_its_retry_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The persister's session sends no BEGIN of its own; the driver (Python's sqlite3, in its
+    default isolation level) begins one before the first insert, so a batch's executemany calls
+    are one transaction, committed by the persister. Were each row its own transaction, a batch
+    whose resource rows fail after its events went in would leave those events stored without
+    resources, and the retry would skip them. A failure leaves nothing; the retry stores every
+    event with all its resources."""
+    from prefect.server.database import provide_database_interface
+    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+    from prefect.server.events.schemas.events import Event
+    from prefect.server.events.storage import database
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
+
+    from deployments import prefect_event_writes
+
+    for key in ("database_config", "query_components", "orm", "interface_class"):
+        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    prefect_server.install()
+    events = [
+        Event(
+            event="tradelane.file.delivered",
+            resource={"prefect.resource.id": f"tradelane.file.{n}"},
+            related=[{"prefect.resource.id": "tradelane.partner.1", "prefect.resource.role": "partner"}],
+            occurred=datetime.now(UTC),
+            id=uuid4(),
+        ).receive()
+        for n in range(5)
+    ]
+    rows_of = prefect_event_writes._sqlite_resource_rows
+
+    def third_fails(event: Any, now: str) -> list[dict[str, Any]]:
+        rows = rows_of(event, now)
+        if event is events[2]:
+            rows[0]["resource_id"] = None  # NOT NULL: the resource insert fails after the events'
+        return rows
+
+    async def flush_as_the_persister_does() -> None:
+        db = provide_database_interface()
+        async with db.session_context() as session:  # no begin_transaction: no BEGIN is sent
+            await database.write_events(session=session, events=events)
+            await session.commit()
+
+    async def counts() -> tuple[int, int]:
+        db = provide_database_interface()
+        async with db.session_context() as session:
+            stored = (await session.execute(text("SELECT count(*) FROM events"))).scalar_one()
+            resources = (await session.execute(text("SELECT count(*) FROM event_resources"))).scalar_one()
+        return stored, resources
+
+    async def fail_then_retry() -> tuple[tuple[int, int], tuple[int, int]]:
+        await provide_database_interface().create_db()
+        monkeypatch.setattr(prefect_event_writes, "_sqlite_resource_rows", third_fails)
+        with pytest.raises(Exception, match="NOT NULL"):
+            await flush_as_the_persister_does()
+        after_failure = await counts()
+        monkeypatch.setattr(prefect_event_writes, "_sqlite_resource_rows", rows_of)
+        await flush_as_the_persister_does()
+        return after_failure, await counts()
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: url}):
+        after_failure, after_retry = asyncio.run(fail_then_retry())
+    assert after_failure == (0, 0)
+    assert after_retry == (5, 10)
 
 
 def test_the_task_run_recorder_parses_only_task_run_events() -> None:
@@ -411,6 +480,8 @@ def test_each_subscriber_of_a_topic_gets_a_copy_of_its_own() -> None:
 def test_settings_read_without_the_import_are_the_current_ones() -> None:
     """deployments/prefect_settings_lookup: the event schemas and `Setting.value()` read the settings
     in force, a temporary change included, as `get_current_settings()` does."""
+    import prefect.server.events.schemas.events as event_schemas
+    import prefect.settings.legacy as legacy_settings
     from prefect.server.events.schemas.events import Resource
     from prefect.settings import (
         PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE,
@@ -421,6 +492,8 @@ def test_settings_read_without_the_import_are_the_current_ones() -> None:
     from deployments import prefect_settings_lookup
 
     prefect_server.install()
+    assert event_schemas.get_current_settings is prefect_settings_lookup.current_settings
+    assert legacy_settings.get_current_settings is prefect_settings_lookup.current_settings
     assert prefect_settings_lookup.current_settings() is get_current_settings()
     labels = {"prefect.resource.id": "tradelane.file.1", **{f"l{n}": "v" for n in range(5)}}
     Resource.model_validate(labels)
