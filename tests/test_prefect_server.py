@@ -58,6 +58,14 @@ def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) 
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2]
 
 
+def forget_prefect_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect keeps the database it was first given for the whole process: forget it for one test."""
+    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
+
+    for key in ("database_config", "query_components", "orm", "interface_class"):
+        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def events_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database for the Prefect server: SQLite (`up`'s) or PostgreSQL (the roles')."""
@@ -77,7 +85,6 @@ def test_events_are_stored_with_their_resources_once_each(
     sent and found by Prefect's own queries of related resources; one delivered twice is stored
     once, its resources too, whether it came in an earlier batch or twice in the same one."""
     from prefect.server.database import provide_database_interface
-    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.server.events.filters import EventFilter, EventRelatedFilter, EventResourceFilter
     from prefect.server.events.schemas.events import Event
     from prefect.server.events.storage import database
@@ -85,9 +92,7 @@ def test_events_are_stored_with_their_resources_once_each(
 
     from deployments import prefect_event_writes
 
-    # Prefect keeps the database it was first given for the whole process: forget it for this test.
-    for key in ("database_config", "query_components", "orm", "interface_class"):
-        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    forget_prefect_database(monkeypatch)
     monkeypatch.setattr(prefect_event_writes, "CHUNK", 7)  # several statements per batch
     prefect_server.install()
     assert database._write_sqlite_events is prefect_event_writes.write_sqlite_events
@@ -186,14 +191,12 @@ def test_sqlite_stores_each_event_as_prefects_own_writer_would(
     from datetime import timedelta, timezone
 
     from prefect.server.database import provide_database_interface
-    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.server.events.schemas.events import Event
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
 
     from deployments import prefect_event_writes
 
-    for key in ("database_config", "query_components", "orm", "interface_class"):
-        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    forget_prefect_database(monkeypatch)
     berlin = timezone(timedelta(hours=2))
     events = [
         Event(
@@ -261,15 +264,13 @@ def test_a_sqlite_batch_that_fails_part_way_stores_nothing_and_its_retry_everyth
     resources, and the retry would skip them. A failure leaves nothing; the retry stores every
     event with all its resources."""
     from prefect.server.database import provide_database_interface
-    from prefect.server.database.dependencies import MODELS_DEPENDENCIES
     from prefect.server.events.schemas.events import Event
     from prefect.server.events.storage import database
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
 
     from deployments import prefect_event_writes
 
-    for key in ("database_config", "query_components", "orm", "interface_class"):
-        monkeypatch.setitem(MODELS_DEPENDENCIES, key, None)
+    forget_prefect_database(monkeypatch)
     prefect_server.install()
     events = [
         Event(
