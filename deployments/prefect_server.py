@@ -6,7 +6,9 @@
 * an event it receives validated once, not twice (deployments/prefect_event_receive.py);
 * each subscriber of its in-memory topics given a plain copy of a message, not a deep one
   (deployments/prefect_message_copies.py);
-* its settings read without an exception each time (deployments/prefect_settings_lookup.py).
+* its settings read without an exception each time (deployments/prefect_settings_lookup.py);
+* a warning naming where it was when its event loop or a write transaction was stuck for seconds
+  (deployments/prefect_stalls.py).
 
 Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction that read first and
 then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
@@ -19,13 +21,20 @@ timeout instead, for milliseconds. Reads outside transactions stay lock-free (WA
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from prefect.server.database.configurations import AioSqliteConfiguration
 
+from deployments import prefect_stalls
+
 _begin_transaction = AioSqliteConfiguration.begin_transaction
+_uvicorn_startup = uvicorn.Server.startup
 
 
 @asynccontextmanager
@@ -33,8 +42,17 @@ async def _begin_immediate(
     self: AioSqliteConfiguration, session: Any, with_for_update: bool = False
 ) -> AsyncGenerator[Any, None]:
     # with_for_update=True is Prefect's own switch to BEGIN IMMEDIATE.
-    async with _begin_transaction(self, session, with_for_update=True) as transaction:
-        yield transaction
+    began = time.monotonic()
+    try:
+        async with _begin_transaction(self, session, with_for_update=True) as transaction:
+            yield transaction
+    finally:
+        prefect_stalls.report_slow_transaction(time.monotonic() - began)
+
+
+async def _startup_watched(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+    prefect_stalls.LoopWatchdog(asyncio.get_running_loop()).start()
+    await _uvicorn_startup(self, sockets)
 
 
 def install() -> None:
@@ -47,6 +65,7 @@ def install() -> None:
     )
 
     AioSqliteConfiguration.begin_transaction = _begin_immediate  # type: ignore[method-assign]
+    uvicorn.Server.startup = _startup_watched  # type: ignore[method-assign]
     prefect_event_consumers.install()
     prefect_event_receive.install()
     prefect_event_writes.install()

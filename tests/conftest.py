@@ -113,17 +113,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     output: dict[str, object] | None = getattr(session.config, "workeroutput", None)
     if output is not None:
         output["up_starts"] = [list(start) for start in _system.UP_STARTS]
+        output["prefect_stalls"] = [list(stall) for stall in _system.PREFECT_STALLS]
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller hears a worker finish
 def pytest_testnodedown(node: Any, error: object) -> None:
     for test, seconds in getattr(node, "workeroutput", {}).get("up_starts", ()):
         _system.UP_STARTS.append((str(test), float(seconds)))
+    for test, said in getattr(node, "workeroutput", {}).get("prefect_stalls", ()):
+        _system.PREFECT_STALLS.append((str(test), str(said)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """How many `tradelane up` starts the run made, and where: each costs seconds, so a module that
-    starts its own where the session's would do shows up here."""
+    starts its own where the session's would do shows up here. Before them, any stall their Prefect
+    servers said they had (deployments/prefect_stalls.py)."""
+    if stalls := _system.PREFECT_STALLS:
+        terminalreporter.section(f"Prefect servers of `tradelane up` stalled: {len(stalls)} warnings")
+        for test, said in stalls:
+            terminalreporter.write_line(f"{test}: {said}")
     starts = _system.UP_STARTS
     if not starts:
         return

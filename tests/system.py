@@ -29,6 +29,7 @@ UP_TIMEOUT = 120.0
 # Every `tradelane up` this session started, as (the test that started it, seconds to answer): the
 # terminal summary prints them (tests/conftest.py), since each start costs seconds of the suite.
 UP_STARTS: list[tuple[str, float]] = []
+PREFECT_STALLS: list[tuple[str, str]] = []  # (test, what the Prefect server said)
 
 # Session-wide `up`s, by fixture name, and how to stop each. An idle `up` still costs CPU (its runner
 # asks Prefect for work twice a second, its dispatcher sweeps every second), which the rest of the
@@ -85,11 +86,14 @@ class System:
         )
 
     def log_tails(self, lines: int = 40) -> str:
-        """The last lines `up` and its runner logged: why files did not move, in a CI failure."""
+        """The last lines `up`, its runner and its Prefect server logged (the server's without its
+        access log): why files did not move, in a CI failure."""
         tails = []
-        for path in (self.home / "up.log", self.home / "logs" / "runner.log"):
+        logs = self.home / "logs"
+        for path in (self.home / "up.log", logs / "runner.log", logs / "prefect-server.log"):
             if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                said = path.read_text(errors="replace").splitlines()
+                tail = [line for line in said if '" 20' not in line or "HTTP/1.1" not in line][-lines:]
                 tails.append(f"--- last {len(tail)} lines of {path.name}:\n" + "\n".join(tail))
         return "\n".join(tails)
 
@@ -111,6 +115,15 @@ def system_env(home: Path, api_port: int, prefect_port: int, **extra: str) -> di
     )
     env.update(extra)
     return env
+
+
+def note_prefect_stalls(system: System) -> None:
+    """Keep what `up`'s Prefect server said of its stalls (deployments/prefect_stalls.py), for the
+    run's summary: a stall slows every test on that `up`, and passing tests would hide it."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+    for line in system.log("prefect-server").splitlines():
+        if "tradelane.stalls" in line:
+            PREFECT_STALLS.append((test, line))
 
 
 def start(system: System) -> None:
@@ -140,6 +153,7 @@ def stop(system: System, sig: int = signal.SIGINT) -> None:
         system.poller.close()
     if system.proc is None or system.proc.poll() is not None:
         return
+    note_prefect_stalls(system)
     system.proc.send_signal(sig)
     try:
         system.proc.wait(timeout=30)

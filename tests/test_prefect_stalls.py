@@ -1,0 +1,127 @@
+"""deployments/prefect_stalls: the Prefect server names where it was when it was stuck for seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+
+import pytest
+from prefect.server.database.configurations import AioSqliteConfiguration
+from sqlalchemy import text
+
+from deployments import prefect_server, prefect_stalls
+
+
+class Said(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def said() -> Iterator[Said]:
+    handler = Said()
+    prefect_stalls.log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        prefect_stalls.log.removeHandler(handler)
+
+
+def _a_call_that_blocks_the_loop(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_blocked_event_loop_is_named_once_and_its_end_said(said: Said) -> None:
+    async def main() -> None:
+        watchdog = prefect_stalls.LoopWatchdog(asyncio.get_running_loop(), threshold=0.4)
+        watchdog.start()
+        await asyncio.sleep(0.6)  # turning: nothing to say
+        assert said.lines == []
+        _a_call_that_blocks_the_loop(1.5)
+        await asyncio.sleep(0.3)  # the loop turns again
+        watchdog.stop()
+
+    asyncio.run(main())
+    assert len(said.lines) == 2, said.lines
+    stuck, again = said.lines
+    assert "has not turned for" in stuck
+    # Where: the call that blocked, innermost first, and what called it.
+    assert stuck.split("it is in ")[1].startswith("sleep") or "_a_call_that_blocks_the_loop" in stuck
+    assert "_a_call_that_blocks_the_loop (tests/test_prefect_stalls.py:" in stuck and "main" in stuck
+    seconds = float(again.split("after ")[1].split(" s")[0])
+    assert 1.3 <= seconds < 10, again
+
+
+def test_a_stopped_loop_is_not_called_stuck(said: Said) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        watchdog = prefect_stalls.LoopWatchdog(loop, threshold=0.2)
+        watchdog.start()
+        loop.run_until_complete(asyncio.sleep(0.1))
+        time.sleep(0.8)  # not running: nobody waits on it
+        assert said.lines == []
+        watchdog.stop()
+    finally:
+        loop.close()
+
+
+async def _holds_the_lock(session_of, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    async with session_of() as (session, config), config.begin_transaction(session):
+        await session.execute(text("INSERT INTO t VALUES (1)"))
+        await asyncio.sleep(seconds)
+
+
+async def _waits_for_the_lock(session_of) -> None:  # type: ignore[no-untyped-def]
+    async with session_of() as (session, config), config.begin_transaction(session):
+        await session.execute(text("INSERT INTO t VALUES (2)"))
+
+
+def test_a_slow_write_transaction_is_named_with_when_and_where_it_began(
+    tmp_path: Path, said: Said, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction holds SQLite's write lock, another waits for it: both are said, each with
+    the function that began it; a quick one is not."""
+    monkeypatch.setattr(prefect_stalls, "STALL_SECONDS", 0.5)
+    db = tmp_path / "prefect.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (n INTEGER)")
+    prefect_server.install()
+    config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}", timeout=10)
+
+    async def main() -> None:
+        engine = await config.engine()
+
+        @asynccontextmanager
+        async def session_of():  # type: ignore[no-untyped-def]
+            session = await config.session(engine)
+            async with session:
+                yield session, config
+
+        await _waits_for_the_lock(session_of)  # alone: quick, not said
+        holder = asyncio.create_task(_holds_the_lock(session_of, 1.2))
+        await asyncio.sleep(0.2)
+        await _waits_for_the_lock(session_of)
+        await holder
+        await engine.dispose()
+
+    asyncio.run(main())
+    assert len(said.lines) == 2, said.lines
+    held, waited = said.lines  # the holder commits; then the waiter writes and commits
+    assert "it was begun in _holds_the_lock (tests/test_prefect_stalls.py:" in held
+    assert "it was begun in _waits_for_the_lock (tests/test_prefect_stalls.py:" in waited
+    took = [float(line.split(" took ")[1].split(" s")[0]) for line in (held, waited)]
+    assert took[0] >= 1.1 and took[1] >= 0.8, took  # 1.2 s held; 1.0 s waited
+    begun = [line.split("begun at ")[1].split(" ")[0] for line in (held, waited)]
+    assert begun[0] < begun[1], begun  # the one that held it began first
+    with closing(sqlite3.connect(db)) as conn:
+        assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2, 2]
