@@ -21,16 +21,22 @@ from deployments import prefect_server
 from tests.roles.topology import create_database
 
 
-def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) -> None:
-    """A read-then-write transaction holds the write lock from its start: another writer between its
-    read and its write is kept out (it would wait on its busy timeout) instead of slipping in, which
-    under DEFERRED makes the transaction's own write fail at once with SQLITE_BUSY_SNAPSHOT."""
+def prefect_sqlite_with_a_table(tmp_path: Path) -> tuple[Path, AioSqliteConfiguration]:
+    """A SQLite file (WAL) with one table `t (n INTEGER)`, and Prefect's configuration of it as
+    `up`'s Prefect server has it (deployments/prefect_server installed)."""
     db = tmp_path / "prefect.db"
     with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE t (n INTEGER)")
     prefect_server.install()
-    config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}", timeout=10)
+    return db, AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}", timeout=10)
+
+
+def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) -> None:
+    """A read-then-write transaction holds the write lock from its start: another writer between its
+    read and its write is kept out (it would wait on its busy timeout) instead of slipping in, which
+    under DEFERRED makes the transaction's own write fail at once with SQLITE_BUSY_SNAPSHOT."""
+    db, config = prefect_sqlite_with_a_table(tmp_path)
 
     def other_writes() -> bool:
         """One try without waiting (busy timeout 0): refused at once while the write lock is held."""

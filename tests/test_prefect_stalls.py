@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 import pytest
-from prefect.server.database.configurations import AioSqliteConfiguration
 from sqlalchemy import text
 
-from deployments import prefect_server, prefect_stalls
+from deployments import prefect_stalls
+from tests.test_prefect_server import prefect_sqlite_with_a_table
 
 
 class Said(logging.Handler):
@@ -91,12 +91,7 @@ def test_a_slow_write_transaction_is_named_with_when_and_where_it_began(
     """One transaction holds SQLite's write lock, another waits for it: both are said, each with
     the function that began it; a quick one is not."""
     monkeypatch.setattr(prefect_stalls, "STALL_SECONDS", 0.5)
-    db = tmp_path / "prefect.db"
-    with closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE t (n INTEGER)")
-    prefect_server.install()
-    config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{db}", timeout=10)
+    db, config = prefect_sqlite_with_a_table(tmp_path)
 
     async def main() -> None:
         engine = await config.engine()
