@@ -48,10 +48,10 @@ def _short(filename: str) -> str:
 class LoopWatchdog:
     """A thread that notices `loop` not running its callbacks for `threshold` seconds."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float = STALL_SECONDS) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float | None = None) -> None:
         self.loop = loop
-        self.threshold = threshold
-        self.beat_seconds = min(BEAT_SECONDS, threshold / 4)
+        self.threshold = STALL_SECONDS if threshold is None else threshold
+        self.beat_seconds = min(BEAT_SECONDS, self.threshold / 4)
         self.last_beat = time.monotonic()
         self.loop_thread = threading.get_ident()  # made on the loop's own thread
         self.stalled_since: float | None = None

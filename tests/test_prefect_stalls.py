@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy import text
 
-from deployments import prefect_stalls
+from deployments import prefect_server, prefect_stalls
+from tests.servers import free_port
 from tests.test_prefect_server import prefect_sqlite_with_a_table
 
 
@@ -120,3 +125,39 @@ def test_a_slow_write_transaction_is_named_with_when_and_where_it_began(
     assert begun[0] < begun[1], begun  # the one that held it began first
     with closing(sqlite3.connect(db)) as conn:
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2, 2]
+
+
+def _a_handler_that_blocks_the_loop(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_the_prefect_servers_uvicorn_watches_its_loop(said: Said, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `up`'s Prefect server runs it (deployments/prefect_server installed): a request whose
+    handler blocks the loop is named, in the server's own process."""
+    monkeypatch.setattr(prefect_stalls, "STALL_SECONDS", 0.4)
+    prefect_server.install()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        _a_handler_that_blocks_the_loop(1.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).text == "done"
+        time.sleep(0.5)  # the loop's next beat says it turns again
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    named = "_a_handler_that_blocks_the_loop (tests/test_prefect_stalls.py:"
+    assert any(named in line for line in said.lines), said.lines
+    assert any("turns again after" in line for line in said.lines), said.lines
