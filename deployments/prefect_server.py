@@ -14,7 +14,9 @@ Prefect 3.8.8 begins its write transactions DEFERRED on SQLite: a transaction th
 then writes, while another connection wrote in between, fails at once with SQLITE_BUSY (no busy
 wait is possible). The server answers 503 and Prefect's client retries after 2, 4, 8… seconds, so
 under a burst creating a flow run took up to 15 s. Begun IMMEDIATE, writers queue on SQLite's busy
-timeout instead, for milliseconds. Reads outside transactions stay lock-free (WAL).
+timeout instead, for milliseconds. Reads outside transactions stay lock-free (WAL), and so do the
+sessions Prefect opens, and the tasks it spawns, inside a write transaction (they begin as Prefect
+begins them: were they IMMEDIATE, they would wait for the lock their own caller holds).
 
     python -m deployments.prefect_server server start --host 127.0.0.1 --port 4200
 """
@@ -29,7 +31,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from prefect.server.database.configurations import AioSqliteConfiguration
+from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
 
 from deployments import prefect_stalls
 
@@ -45,7 +47,15 @@ async def _begin_immediate(
     began = time.monotonic()
     try:
         async with _begin_transaction(self, session, with_for_update=True) as transaction:
-            yield transaction
+            await session.connection()  # BEGIN IMMEDIATE now, while the mode says so
+            # Prefect's mode is a context variable: left set, every session opened inside (a work
+            # queue's status event reads one) and every task spawned from here would begin
+            # IMMEDIATE too, and wait SQLite's busy timeout (60 s) for the lock held right here.
+            inside = SQLITE_BEGIN_MODE.set(None)
+            try:
+                yield transaction
+            finally:
+                SQLITE_BEGIN_MODE.reset(inside)
     finally:
         prefect_stalls.report_slow_transaction(time.monotonic() - began)
 

@@ -521,3 +521,36 @@ def test_settings_read_without_the_import_are_the_current_ones() -> None:
     Event(event="tradelane.file.delivered", **named)
     with temporary_settings({limit: 10}), pytest.raises(ValueError, match="at most 10 characters"):
         Event(event="tradelane.file.delivered", **named)
+
+
+def test_a_session_opened_inside_a_write_transaction_reads_without_waiting_for_its_lock(
+    tmp_path: Path,
+) -> None:
+    """Prefect opens sessions of its own inside a write transaction (a work queue's status event
+    reads the queue while the update that changed it is not yet committed) and spawns tasks from
+    one (the automations' cache refresh after a commit). Those begin as Prefect would begin them,
+    not IMMEDIATE: an inner session asking for the write lock its own caller holds waited SQLite's
+    busy timeout (60 s), the whole server stalled behind it, and the client saw no answer."""
+    db, config = prefect_sqlite_with_a_table(tmp_path)
+
+    async def main() -> None:
+        engine = await config.engine()
+        outer = await config.session(engine)
+        async with outer, config.begin_transaction(outer):
+            await outer.execute(text("INSERT INTO t VALUES (1)"))
+            inner = await config.session(engine)
+            async with inner:
+                seen = await asyncio.wait_for(inner.execute(text("SELECT count(*) FROM t")), timeout=5)
+                assert seen.scalar() == 0  # the outer write is not committed yet
+
+            async def spawned() -> int:
+                session = await config.session(engine)
+                async with session:
+                    return (await session.execute(text("SELECT count(*) FROM t"))).scalar_one()
+
+            assert await asyncio.wait_for(asyncio.create_task(spawned()), timeout=5) == 0
+        await engine.dispose()
+
+    asyncio.run(main())
+    with closing(sqlite3.connect(db)) as conn:
+        assert [n for (n,) in conn.execute("SELECT n FROM t")] == [1]
