@@ -57,6 +57,8 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "20",
     # Embedded SQLite serialises writers: under a burst, wait for the lock instead of answering 500.
     "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+    # A larger pool when the server's database is PostgreSQL; Prefect 3.8.8 passes no pool setting
+    # for SQLite, which keeps SQLAlchemy's default (5 + 10 overflow).
     "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "10",
     "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "20",
     "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
