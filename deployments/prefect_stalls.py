@@ -93,8 +93,8 @@ class LoopWatchdog:
 
 def report_slow_transaction(seconds: float) -> None:
     """Called as a write transaction ends, by the function that began it: a warning if it took
-    STALL_SECONDS or more. Its lock is taken at its first statement, so the time includes
-    any wait for another writer: the one that began first and ended last is the one that held it."""
+    STALL_SECONDS or more. Its lock is taken as it begins, so the time includes any wait for
+    another writer: the one that began first and ended last is the one that held it."""
     if seconds < STALL_SECONDS:
         return
     begun = datetime.now() - timedelta(seconds=seconds)
