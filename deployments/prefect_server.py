@@ -49,13 +49,12 @@ async def _begin_immediate(
         async with _begin_transaction(self, session, with_for_update=True) as transaction:
             await session.connection()  # BEGIN IMMEDIATE now, while the mode says so
             # Prefect's mode is a context variable: left set, every session opened inside (a work
-            # queue's status event reads one) and every task spawned from here would begin
-            # IMMEDIATE too, and wait SQLite's busy timeout (60 s) for the lock held right here.
-            inside = SQLITE_BEGIN_MODE.set(None)
-            try:
-                yield transaction
-            finally:
-                SQLITE_BEGIN_MODE.reset(inside)
+            # queue's status event reads one) and every task spawned from here, up to and during
+            # the commit (the automations' cache refresh), would begin IMMEDIATE too, and wait
+            # SQLite's busy timeout (60 s) for the lock held right here. Prefect's own reset, as
+            # the transaction ends, restores what the mode was before it.
+            SQLITE_BEGIN_MODE.set(None)
+            yield transaction
     finally:
         prefect_stalls.report_slow_transaction(time.monotonic() - began)
 

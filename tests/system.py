@@ -48,6 +48,8 @@ class System:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # The CLI commands (and `wait_for`'s polls of the history) run in one warm CLI process.
     poller: CliWorker | None = field(default=None, repr=False)
+    # Where this start's lines begin in the Prefect server's log (a restarted home appends to it).
+    prefect_log_start: int = field(default=0, repr=False)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`tradelane <args>` against this system, run by one warm CLI process (tests/cli_worker.py)."""
@@ -121,13 +123,19 @@ def note_prefect_stalls(system: System) -> None:
     """Keep what `up`'s Prefect server said of its stalls (deployments/prefect_stalls.py), for the
     run's summary: a stall slows every test on that `up`, and passing tests would hide it."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
-    for line in system.log("prefect-server").splitlines():
-        if "tradelane.stalls" in line:
-            PREFECT_STALLS.append((test, line))
+    path = system.home / "logs" / "prefect-server.log"
+    if not path.exists():
+        return
+    with path.open("rb") as log:
+        log.seek(system.prefect_log_start)
+        said = log.read().decode(errors="replace")
+    PREFECT_STALLS.extend((test, line) for line in said.splitlines() if "tradelane.stalls" in line)
 
 
 def start(system: System) -> None:
     began = time.monotonic()
+    prefect_log = system.home / "logs" / "prefect-server.log"
+    system.prefect_log_start = prefect_log.stat().st_size if prefect_log.exists() else 0
     with (system.home / "up.log").open("ab") as log:  # the child keeps its own copy
         system.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "up"], env=system.env, stdout=log, stderr=subprocess.STDOUT

@@ -14,8 +14,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from prefect.server.database.configurations import AioSqliteConfiguration
-from sqlalchemy import text
+from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+from sqlalchemy import event, text
 
 from deployments import prefect_server
 from tests.roles.topology import create_database
@@ -549,8 +549,18 @@ def test_a_session_opened_inside_a_write_transaction_reads_without_waiting_for_i
                     return (await session.execute(text("SELECT count(*) FROM t"))).scalar_one()
 
             assert await asyncio.wait_for(asyncio.create_task(spawned()), timeout=5) == 0
+
+            # What a task spawned as the transaction commits (Prefect's `after_commit` listener
+            # refreshing the automations' cache) begins with.
+            @event.listens_for(outer.sync_session, "after_commit", once=True)
+            def at_commit(_: Any) -> None:
+                modes_at_commit.append(SQLITE_BEGIN_MODE.get())
+
         await engine.dispose()
 
+    modes_at_commit: list[str | None] = []
     asyncio.run(main())
+    assert modes_at_commit == [None]
+    assert SQLITE_BEGIN_MODE.get() is None  # and after the transaction, what it was before
     with closing(sqlite3.connect(db)) as conn:
         assert [n for (n,) in conn.execute("SELECT n FROM t")] == [1]
