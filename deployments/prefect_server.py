@@ -15,8 +15,9 @@ then writes, while another connection wrote in between, fails at once with SQLIT
 wait is possible). The server answers 503 and Prefect's client retries after 2, 4, 8… seconds, so
 under a burst creating a flow run took up to 15 s. Begun IMMEDIATE, writers queue on SQLite's busy
 timeout instead, for milliseconds. Reads outside transactions stay lock-free (WAL), and so do the
-sessions Prefect opens, and the tasks it spawns, inside a write transaction (they begin as Prefect
-begins them: were they IMMEDIATE, they would wait for the lock their own caller holds).
+sessions Prefect opens inside a write transaction without a transaction of their own, and the tasks
+it spawns there (they begin as Prefect begins them: were they IMMEDIATE, they would wait for the
+lock their own caller holds).
 
     python -m deployments.prefect_server server start --host 127.0.0.1 --port 4200
 """
