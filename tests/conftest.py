@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests import socket_births as _socket_births
 from tests import system as _system
 from tests import xdist_groups as _xdist_groups
 from tests.b2b.helpers import *  # noqa: F403
@@ -23,6 +24,13 @@ from tests.endpoint_servers.sshd import *  # noqa: F403
 from tests.isolation import isolated_home
 from tests.servers import *  # noqa: F403
 from tests.system import *  # noqa: F403
+
+_socket_births.install()
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own unraisable hook is in place
+def pytest_configure(config: pytest.Config) -> None:
+    _socket_births.name_births_in_unraisable_errors()
 
 
 @pytest.fixture
