@@ -242,6 +242,7 @@ def start_flow_runs_from_forkserver() -> None:
     preload = [
         "deployments.forkserver_guard",
         "deployments.prefect_tls",
+        "deployments.prefect_result_store",  # a run's read of the server's result storage closes its client
         "deployments.forkserver_warm",
         "flows.poll",
         *templates.preload_modules(),

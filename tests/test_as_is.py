@@ -19,9 +19,8 @@ from prefect.settings import PREFECT_API_URL
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from tasks.as_is import as_is
-from tests.derived.support import in_process_runs
 
-pytestmark = [pytest.mark.usefixtures("prefect_server"), in_process_runs]
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 class Watched(list[int]):

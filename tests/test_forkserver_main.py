@@ -73,3 +73,23 @@ def test_a_forked_run_finds_the_tls_context_made(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+def test_a_forked_run_reads_the_servers_result_storage_through_a_closed_client(tmp_path: Path) -> None:
+    """deployments/prefect_result_store.py is preloaded: a run's read does not leave a socket open."""
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import sys, prefect.results\n"
+        "preloaded = 'deployments.prefect_result_store' in sys.modules\n"
+        "read = prefect.results._read_server_default_result_storage_block_id\n"
+        "sys.exit(0 if preloaded and read.__module__ == 'deployments.prefect_result_store' else 6)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.forkserver_probe", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

@@ -35,6 +35,9 @@ def prefect_server() -> Iterator[None]:
     the last test that uses it."""
     from prefect.testing.utilities import prefect_test_harness
 
+    # Flows run in-process here; the worker's fork server installs the same in every run it forks.
+    import deployments.prefect_result_store  # noqa: F401  (installed on import)
+
     # As `up` runs it (cli/supervisor.py): the telemetry write at boot races the server's migrations.
     saved = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -103,11 +106,6 @@ def staged_files() -> list[Path]:
     """Every file left in the derived staging area (none once transfers are final)."""
     root = staging_root()
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-# Prefect's in-process flow engine leaves an API connection of its own to the garbage collector
-# (a socket to the test server, not opened by tradelane code); it would fail the test it lands in.
-in_process_runs = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 @pytest.fixture(scope="module")

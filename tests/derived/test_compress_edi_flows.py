@@ -14,7 +14,6 @@ from flows.edi_route import edi_route
 from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
-    in_process_runs,
     receive,
     run,
     sha256,
@@ -25,8 +24,6 @@ from tests.derived.support import (
 from tests.pgp.support import payload
 from tests.servers import require_tool
 from tests.transforms.edi_samples import edifact, x12
-
-pytestmark = in_process_runs
 
 
 @pytest.fixture(scope="module")

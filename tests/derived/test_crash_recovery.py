@@ -19,7 +19,6 @@ from flows.compress import Params, compress, compress_flow
 from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
-    in_process_runs,
     receive,
     run,
     staged_files,
@@ -27,7 +26,6 @@ from tests.derived.support import (
 )
 from tests.waiting import wait_for
 
-pytestmark = in_process_runs
 REPO = Path(__file__).resolve().parents[2]
 
 # The flow run's process: the compress step, its source stalled after 1 MiB (the injected crash

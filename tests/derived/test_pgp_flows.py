@@ -16,7 +16,6 @@ from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
     add_partner,
-    in_process_runs,
     receive,
     run,
     sha256,
@@ -25,8 +24,6 @@ from tests.derived.support import (
     view,
 )
 from tests.pgp.support import PARTNER_EMAIL, GpgCli, payload
-
-pytestmark = in_process_runs
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,10 @@ from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
     add_partner,
-    in_process_runs,
     receive,
     table_rows,
     view,
 )
-
-pytestmark = in_process_runs
 
 
 def artifacts_of(run_id: str) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
     add_partner,
-    in_process_runs,
     receive,
     run,
     staged_files,
@@ -26,8 +25,6 @@ from tests.derived.support import (
 )
 from tests.pgp.support import GpgCli, ours, partner, pgp_home, stranger  # noqa: F401
 from tests.transforms.edi_samples import edifact, x12
-
-pytestmark = in_process_runs
 
 
 @pytest.fixture(scope="module")

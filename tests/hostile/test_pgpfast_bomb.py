@@ -14,15 +14,12 @@ from tests.derived.support import (
     add_dir_endpoint,
     add_flow,
     add_partner,
-    in_process_runs,
     receive,
     run,
     staged_files,
     view,
 )
 from tests.pgp.support import GpgCli, ours, partner, pgp_home  # noqa: F401
-
-pytestmark = in_process_runs
 
 ZEROS = bytes(64 * 1024 * 1024)
 
