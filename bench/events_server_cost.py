@@ -33,14 +33,33 @@ from tests.system import System, run_system
 SERVER = "prefect server"
 
 
-def event(n: int, flow_run_id: str) -> Event:
+# What Prefect joins to an event sent from inside a flow run (prefect.events.related): its flow,
+# deployment, work queue, work pool and tags, as a delivered file's event of a run carries them.
+RUN_KINDS = [
+    ("flow", "transfer"),
+    ("deployment", "acme-to-archive"),
+    ("work-queue", "default"),
+    ("work-pool", "tradelane"),
+]
+RUN_RELATED = [
+    {"prefect.resource.id": f"prefect.{kind}.{uuid.UUID(int=k)}", "prefect.resource.role": kind,
+     "prefect.resource.name": name}
+    for k, (kind, name) in enumerate(RUN_KINDS)
+] + [
+    {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
+    for tag in ("flow:acme-to-archive", "account:default")
+]  # fmt: skip
+
+
+def event(n: int, flow_run_id: str, run_related: bool = False) -> Event:
     facts = FileFacts(
         receipt_id=10_000_000 + n, name=f"invoice-{n}.edi", size=2048, sha256="ab" * 32, account_id=1,
         account="default", partner_id=3, partner="acme", protocol="rest", flows=((2, "acme-to-archive"),),
         transfer_id=n, flow_run_id=flow_run_id,
     )  # fmt: skip
     built = build("delivered", facts, destination="file:///srv/archive")
-    return Event(event=built.event, resource=built.resource, related=built.related, payload=built.payload)
+    related = built.related + (RUN_RELATED if run_related else [])
+    return Event(event=built.event, resource=built.resource, related=related, payload=built.payload)
 
 
 def server_cpu(system: System) -> float:
@@ -67,12 +86,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--run-related", action="store_true", help="each event also relates the run's flow, deployment, "
+        "work queue, work pool and tags, as Prefect joins them to an event sent from a flow run",
+    )  # fmt: skip
     args = parser.parse_args()
     with run_system() as system:
         url = system.prefect_api.replace(system.env["TRADELANE_PREFECT_AUTH"] + "@", "")
         costs = []
         for r in range(args.rounds):
-            cost = round_once(system, url, args.events, f".r{r}")
+            cost = round_once(system, url, args.events, f".r{r}", args.run_related)
             costs.append(cost)
             print(
                 f"  round {r + 1}: {cost:.3f} ms of Prefect server CPU per file event"
@@ -85,14 +108,14 @@ def main() -> None:
         )
 
 
-def round_once(system: System, url: str, n: int, tag: str) -> float:
+def round_once(system: System, url: str, n: int, tag: str, run_related: bool = False) -> float:
     """CPU ms the server spent per event of a round of `n` (named for the round, to count them)."""
     idle_from, idle_cpu = time.monotonic(), server_cpu(system)
     time.sleep(3)
     idle_rate = (server_cpu(system) - idle_cpu) / (time.monotonic() - idle_from)
     run_id = str(uuid.uuid4())
     name = f"tradelane.file.delivered{tag}"
-    events = [event(k, run_id).model_copy(update={"event": name}) for k in range(n)]
+    events = [event(k, run_id, run_related).model_copy(update={"event": name}) for k in range(n)]
     began, cpu = time.monotonic(), server_cpu(system)
     asyncio.run(send(url, system.env["TRADELANE_PREFECT_AUTH"], events))
     while stored(system, name) < n:
