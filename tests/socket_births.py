@@ -10,6 +10,7 @@ says where it was opened.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -85,7 +86,8 @@ def install() -> None:
 
     def noting_birth(self: socket.socket, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        _note_birth(self)
+        with contextlib.suppress(Exception):  # a note (threads racing on it, say) never fails a socket
+            _note_birth(self)
 
     noting_birth.notes_births = True  # type: ignore[attr-defined]
     socket.socket.__init__ = noting_birth  # type: ignore[method-assign]
