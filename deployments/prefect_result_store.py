@@ -1,8 +1,9 @@
 """A flow run's read of the server's default result storage closes the connection it opened.
 
-Prefect 3.8.8's `prefect.results._read_server_default_result_storage_block_id`, which every flow
-run calls as it sets up its result store, makes a sync API client for that one request and never
-closes it: the connection stays open until the garbage collector finds it, one per run, and the
+Prefect 3.8.8's `prefect.results._read_server_default_result_storage_block_id`, which every async
+flow run (every template's) calls as it sets up its result store, makes a sync API client for that
+one request and never closes it (a sync flow's run has a client of its own open, which it reuses):
+the connection stays open until the garbage collector finds it, one per run, and the
 ResourceWarning it then raises lands in whatever code runs at that moment (in the tests, an error
 of whichever test is running). Here the same request goes through the same client, used as a
 context manager: closed once it answered, or kept open if it is a client someone else had opened

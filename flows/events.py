@@ -100,12 +100,12 @@ async def emit_files(planned: Sequence[Planned]) -> None:
 
 # Of what Prefect joins to an event sent from a run (the run, its flow, deployment, work queue, work
 # pool, tags, and the task run inside a task), a file event keeps the deployment (the data flow's
-# page in the Prefect UI) and the task run; it names the flow run itself. The rest says nothing the
+# page in the Prefect UI) and the task run; it names the flow run itself. The rest says little the
 # event does not: the flow is the template, which the run shows; every tradelane run is on the same
-# work pool and queue; the tags repeat the data flow and account the event relates already. Each
-# related resource is a row of Prefect's indexed `event_resources`: with those six, a delivered
-# file's event cost the Prefect server about twice as much to store (`bench.events_server_cost
-# --run-related`: 1.24-1.27 ms of CPU an event against 0.59-0.68).
+# work pool and queue; the tags mostly repeat the data flow, account and connection the event
+# relates (a B2B landing run's also name the other side's account). Each related resource is a row
+# of Prefect's indexed `event_resources`: with all six, a file event cost the Prefect server about
+# twice as much to store (`bench.events_server_cost --run-related all` against `none`).
 RUN_ROLES_KEPT = frozenset({"deployment", "task-run"})
 
 

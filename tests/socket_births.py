@@ -14,22 +14,23 @@ import contextlib
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 FRAMES = 40  # a socket of httpx or asyncio is born deep in libraries
 INNERMOST = 4  # shown wherever they are; beyond them only frames outside the libraries
-KEPT = 20_000  # the latest sockets' births; an unclosed socket is found by the next GC pass or so
+KEPT = 20_000  # a bound, should sockets stay open by the thousand: the oldest notes go first
 
-Birth = tuple[tuple[str, int, str], ...]
+Birth = tuple[tuple[CodeType, int], ...]
+# The births of the sockets still open: a socket's note goes when it is closed or detached.
 _births: OrderedDict[int, Birth] = OrderedDict()
 
 
 def _note_birth(sock: object) -> None:
-    frames: list[tuple[str, int, str]] = []
+    frames: list[tuple[CodeType, int]] = []
     frame: FrameType | None = sys._getframe(2)
     while frame is not None and len(frames) < FRAMES:
-        frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        frames.append((frame.f_code, frame.f_lineno))
         frame = frame.f_back
     # An object's id is unique among living objects: the latest birth at an id is the living one's.
     key = id(sock)
@@ -39,15 +40,19 @@ def _note_birth(sock: object) -> None:
         _births.popitem(last=False)
 
 
+def _forget(sock: object) -> None:
+    _births.pop(id(sock), None)
+
+
 def birth_of(sock: object) -> str | None:
     """Where `sock` was opened, innermost call first, or None if not noted."""
     frames = _births.get(id(sock))
     if frames is None:
         return None
     shown = [
-        f"  {path}:{line} in {name}"
-        for n, (path, line, name) in enumerate(frames)
-        if n < INNERMOST or not _in_a_library(path)
+        f"  {code.co_filename}:{line} in {code.co_name}"
+        for n, (code, line) in enumerate(frames)
+        if n < INNERMOST or not _in_a_library(code.co_filename)
     ]
     return "\n".join(shown)
 
@@ -61,6 +66,7 @@ def _naming(hook: Callable[[Any], object]) -> Callable[[Any], object]:
         import socket
 
         if isinstance(unraisable.object, socket.socket) and (where := birth_of(unraisable.object)):
+            _forget(unraisable.object)  # finalized: its id may be another socket's next
             said = unraisable.err_msg or "Exception ignored in"
             unraisable = type(unraisable)(
                 (
@@ -80,17 +86,30 @@ def install() -> None:
     """Note every socket's birth from now on."""
     import socket
 
-    init = socket.socket.__init__
+    init, real_close, detach = socket.socket.__init__, socket.socket._real_close, socket.socket.detach
     if getattr(init, "notes_births", False):
         return
 
+    # A note (threads racing on the table, say) never fails the socket it is about.
     def noting_birth(self: socket.socket, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        with contextlib.suppress(Exception):  # a note (threads racing on it, say) never fails a socket
+        with contextlib.suppress(Exception):
             _note_birth(self)
+
+    def forgetting_on_close(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(Exception):
+            _forget(self)
+        real_close(self, *args, **kwargs)
+
+    def forgetting_on_detach(self: socket.socket) -> int:
+        with contextlib.suppress(Exception):
+            _forget(self)
+        return detach(self)
 
     noting_birth.notes_births = True  # type: ignore[attr-defined]
     socket.socket.__init__ = noting_birth  # type: ignore[method-assign]
+    socket.socket._real_close = forgetting_on_close  # type: ignore[method-assign]
+    socket.socket.detach = forgetting_on_detach  # type: ignore[method-assign]
 
 
 def name_births_in_unraisable_errors() -> None:

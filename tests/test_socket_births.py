@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import warnings
@@ -26,21 +27,38 @@ def test_a_sockets_birth_names_the_function_that_opened_it() -> None:
 def test_the_unraisable_error_of_an_unclosed_socket_says_where_it_was_opened() -> None:
     heard: list[Any] = []
     saved = sys.unraisablehook
-    sys.unraisablehook = socket_births._naming(heard.append)
+    sock = open_a_socket_here()
+    mine = id(sock)
+
+    def ours_or_passed_on(unraisable: Any) -> None:  # another thread's, say: pytest's as always
+        (heard.append if id(unraisable.object) == mine else saved)(unraisable)
+
+    sys.unraisablehook = socket_births._naming(ours_or_passed_on)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ResourceWarning)  # as the suite's `filterwarnings = error`
-            sock = open_a_socket_here()
             del sock  # unclosed: its finalizer raises the warning, which goes to the hook
     finally:
         sys.unraisablehook = saved
     (named,) = heard
     assert named.exc_type is ResourceWarning
     assert "in open_a_socket_here" in named.err_msg.split("a socket opened at")[1], named.err_msg
+    assert socket_births.birth_of(named.object) is None  # told once; its id may be the next one's
 
     other = type(named)((ValueError, ValueError("x"), None, "Exception ignored in", object()))
     socket_births._naming(heard.append)(other)
     assert heard[-1] is other  # not a socket: passed on as it was
+
+
+def test_a_closed_or_detached_sockets_note_is_gone() -> None:
+    closed, detached = open_a_socket_here(), open_a_socket_here()
+    assert socket_births.birth_of(closed) and socket_births.birth_of(detached)
+    closed.close()
+    fd = detached.detach()
+    try:
+        assert socket_births.birth_of(closed) is None and socket_births.birth_of(detached) is None
+    finally:
+        os.close(fd)
 
 
 def test_the_suite_notes_births_and_names_them_in_pytests_hook() -> None:
