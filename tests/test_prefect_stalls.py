@@ -131,7 +131,8 @@ def test_a_slow_write_transaction_is_named_with_when_and_where_it_began(
     took = [float(line.split(" took ")[1].split(" s")[0]) for line in (held, waited)]
     assert took[0] >= 1.9 and took[1] >= 1.5, took  # 2 s held; as long waited, less the start
     begun = [line.split("begun at ")[1].split(" ")[0] for line in (held, waited)]
-    assert begun[0] < begun[1], begun  # the one that held it began first
+    # The one that held it began first (said to the millisecond: on a quick machine, the same one).
+    assert begun[0] <= begun[1], begun
     with closing(sqlite3.connect(db)) as conn:
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2, 2]
 
