@@ -11,6 +11,7 @@ says where it was opened.
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -63,8 +64,6 @@ def _in_a_library(path: str) -> bool:
 
 def _naming(hook: Callable[[Any], object]) -> Callable[[Any], object]:
     def with_birth(unraisable: Any) -> object:
-        import socket
-
         if isinstance(unraisable.object, socket.socket) and (where := birth_of(unraisable.object)):
             _forget(unraisable.object)  # finalized: its id may be another socket's next
             said = unraisable.err_msg or "Exception ignored in"
@@ -84,8 +83,6 @@ def _naming(hook: Callable[[Any], object]) -> Callable[[Any], object]:
 
 def install() -> None:
     """Note every socket's birth from now on."""
-    import socket
-
     init, real_close, detach = socket.socket.__init__, socket.socket._real_close, socket.socket.detach
     if getattr(init, "notes_births", False):
         return
