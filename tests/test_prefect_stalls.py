@@ -117,17 +117,14 @@ def test_a_slow_write_transaction_is_named_with_when_and_where_it_began(
         await engine.dispose()
 
     asyncio.run(main())
-    said_of = [line for line in said.lines if line.startswith("a write transaction")]
-    held = [
-        line for line in said_of if "it was begun in _holds_the_lock (tests/test_prefect_stalls.py:" in line
-    ]
-    waited = [
-        line
-        for line in said_of
-        if "it was begun in _waits_for_the_lock (tests/test_prefect_stalls.py:" in line
-    ]
-    assert len(held) == 1 and len(waited) == 1, said.lines  # the quick one alone: not said
-    held, waited = held[0], waited[0]
+
+    def begun_in(function: str) -> list[str]:
+        mark = f"it was begun in {function} (tests/test_prefect_stalls.py:"
+        return [line for line in said.lines if line.startswith("a write transaction") and mark in line]
+
+    held_lines, waited_lines = begun_in("_holds_the_lock"), begun_in("_waits_for_the_lock")
+    assert len(held_lines) == 1 and len(waited_lines) == 1, said.lines  # the quick one alone: not said
+    held, waited = held_lines[0], waited_lines[0]
     took = [float(line.split(" took ")[1].split(" s")[0]) for line in (held, waited)]
     assert took[0] >= 1.9 and took[1] >= 1.5, took  # 2 s held; as long waited, less the start
     begun = [line.split("begun at ")[1].split(" ")[0] for line in (held, waited)]
