@@ -4,8 +4,8 @@ Not under /api and without a partner token: AS2 authenticates by signatures and 
 Before a byte of the body is read, the AS2-From/AS2-To pair must be one we trade as and the
 declared Content-Length within TRADELANE_AS2_MAX_MESSAGE_BYTES; a refusal then closes the
 connection, so a stranger cannot make us read (or keep receiving) a big body. The body is then
-streamed to an anonymous spool file within the cap (413 past it); core.as2.receive parses a large
-one from that file. The router's lifespan runs the AS2
+gathered in memory while under 1 MiB, past that streamed to an anonymous spool file, within the
+cap (413 past it); core.as2.receive parses a large one from that file. The router's lifespan runs the AS2
 worker (async MDNs, resends on MDN timeout) for as long as the app serves.
 """
 
@@ -44,37 +44,58 @@ class _TooLarge(Exception):
     pass
 
 
-async def _spool(request: Request, limit: int, what: str) -> Spool:
-    """The request body, streamed to disk within `limit` (the caller closes the spool)."""
+# A body is gathered in memory up to this size; from it on it streams to a spool file, written a
+# batch of this size at a time. A small message then costs no file and no thread hand-offs for it.
+IN_MEMORY_BELOW = 1024 * 1024
+
+
+async def _read_body(request: Request, limit: int, what: str) -> Spool | bytes:
+    """The request body within `limit`: its bytes when under IN_MEMORY_BELOW, else streamed to
+    disk (the caller closes the spool)."""
     from core.as2.spool import MessageTooLarge
 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _TooLarge(str(MessageTooLarge(limit, what)))
-    spool = await run_in_threadpool(Spool, limit, what)
+    spool: Spool | None = None
     try:
         pending: list[bytes] = []
         pending_size = 0
         async for chunk in request.stream():
             pending.append(chunk)
             pending_size += len(chunk)
-            if pending_size >= 1024 * 1024:
+            if spool is None and pending_size > limit:
+                raise MessageTooLarge(limit, what)
+            if pending_size >= IN_MEMORY_BELOW:
+                if spool is None:
+                    spool = await run_in_threadpool(Spool, limit, what)
                 await run_in_threadpool(spool.write, b"".join(pending))
                 pending, pending_size = [], 0
+        if spool is None:
+            return b"".join(pending)
         if pending:
             await run_in_threadpool(spool.write, b"".join(pending))
         return spool
     except MessageTooLarge as exc:
-        await run_in_threadpool(spool.close)
+        if spool is not None:
+            await run_in_threadpool(spool.close)
         raise _TooLarge(str(exc)) from None
     except BaseException:
-        await run_in_threadpool(spool.close)
+        if spool is not None:
+            await run_in_threadpool(spool.close)
         raise
 
 
-async def _spooled_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, streamed to disk within `limit`, then read back whole (MDNs: small)."""
-    spool = await _spool(request, limit, what)
+async def _close(body: Spool | bytes) -> None:
+    if isinstance(body, Spool):
+        await run_in_threadpool(body.close)
+
+
+async def _whole_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body within `limit`, whole (MDNs: small)."""
+    spool = await _read_body(request, limit, what)
+    if isinstance(spool, bytes):
+        return spool
     try:
         return await run_in_threadpool(spool.read_all)
     finally:
@@ -101,29 +122,29 @@ async def receive(request: Request, remote_addr: RemoteAddr) -> Response:
     from core.as2.worker import worker
 
     try:
-        refusal = await run_in_threadpool(inbound.check_sender, request.headers.items())
+        sender = await run_in_threadpool(inbound.check_sender, request.headers.items())
     except Exception:
         log.exception("AS2 receive failed")
         return JSONResponse(
             {"message": "the AS2 message could not be processed now; send it again later"}, 503, CLOSE
         )
-    if refusal is not None:
-        return Response(content=refusal.body, status_code=refusal.status_code, headers=refusal.headers)
+    if isinstance(sender, inbound.Answer):  # refused on its headers: the body is never read
+        return Response(content=sender.body, status_code=sender.status_code, headers=sender.headers)
     try:
-        body = await _spool(request, as2_settings().max_message_bytes, "AS2 message")
+        body = await _read_body(request, as2_settings().max_message_bytes, "AS2 message")
     except _TooLarge as exc:
         return JSONResponse({"message": str(exc)}, status_code=413, headers=CLOSE)
     except ClientDisconnect:
         return JSONResponse({"message": "the client disconnected before the message was complete"}, 400)
     try:
-        answer = await run_in_threadpool(inbound.receive, request.headers.items(), body, remote_addr)
+        answer = await run_in_threadpool(inbound.receive, request.headers.items(), body, remote_addr, sender)
     except Exception:  # receive() turns sender errors into MDNs; this is the database or a bug
         log.exception("AS2 receive failed")
         return JSONResponse(
             {"message": "the AS2 message could not be processed now; send it again later"}, status_code=503
         )
     finally:
-        await run_in_threadpool(body.close)
+        await _close(body)
     if answer.async_mdn_pending:
         worker.start()  # normally running already (lifespan); this covers apps served without it
         worker.wake()
@@ -136,7 +157,7 @@ async def mdn(request: Request) -> Response:
     from core.as2 import mdn as mdns
 
     try:
-        body = await _spooled_body(request, as2_settings().max_mdn_bytes, "MDN")
+        body = await _whole_body(request, as2_settings().max_mdn_bytes, "MDN")
     except _TooLarge as exc:
         return JSONResponse({"message": str(exc)}, status_code=413, headers=CLOSE)
     except ClientDisconnect:

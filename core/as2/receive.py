@@ -29,6 +29,7 @@ import logging
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -88,7 +89,7 @@ def _pair(
 ) -> tuple[As2Organization | None, As2Partner | None, str | None]:
     """(our organization `org_id`, the profile of `partner_id` trading with it, None) when
     (org_id, partner_id) is a pair we trade as; else what was found and why it is not."""
-    # One query (it runs twice per message: on the headers, then in parse): the organization the
+    # One query (on the headers; parse reuses its answer, see Sender): the organization the
     # AS2-To names, whichever account has it, and the profile of `partner_id` in that account.
     row = session.exec(
         select(As2Organization, As2Partner)
@@ -110,20 +111,41 @@ def _pair(
     return org, profile, None
 
 
-def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | None:
+@dataclass(frozen=True)
+class Sender:
+    """A pair we trade as, found by `check_sender` on a message's headers: `receive` uses it again
+    instead of looking it up a second time when the message names the same pair and arrived
+    within KNOWN_FOR_SECONDS (a profile changed while a long upload arrived is looked up anew)."""
+
+    org_id: str
+    partner_id: str
+    org: As2Organization
+    profile: As2Partner
+    at: float = field(default_factory=time.monotonic)
+
+    def names(self, org_id: str, partner_id: str) -> bool:
+        fresh = time.monotonic() - self.at <= KNOWN_FOR_SECONDS
+        return fresh and (org_id, partner_id) == (self.org_id, self.partner_id)
+
+
+KNOWN_FOR_SECONDS = 2.0
+
+
+def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | Sender:
     """Refuse, from the headers alone, a message whose AS2-From/AS2-To pair we do not trade as.
 
     Returns the answer to give at once (the body is then never read, and the connection is to
-    be closed so the client stops sending it), or None to go on and read the body.
+    be closed so the client stops sending it), or the pair found, to go on and read the body.
     """
     as2 = {k.lower(): v for k, v in headers}
     org_id, partner_id = _unquote(as2.get("as2-to", "")), _unquote(as2.get("as2-from", ""))
     if not org_id or not partner_id:
         return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
     with session_scope() as session:
-        _org, _profile, reason = _pair(session, org_id, partner_id)
+        org, profile, reason = _pair(session, org_id, partner_id)
     if reason is None:
-        return None
+        assert org is not None and profile is not None
+        return Sender(org_id, partner_id, org, profile)
     log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
     return _refusal(403, UNKNOWN_PARTNER, reason)
 
@@ -134,21 +156,25 @@ def _refusal(status_code: int, detail: str, reason: str) -> Answer:
 
 
 def receive(
-    headers: Iterable[tuple[str, str]], body: bytes | Spool, remote_addr: str | None = None
+    headers: Iterable[tuple[str, str]],
+    body: bytes | Spool,
+    remote_addr: str | None = None,
+    sender: Sender | None = None,
 ) -> Answer:
     """Process one AS2 message; never raises for anything a sender can cause.
 
     `body` is the message's bytes or its spool: from STREAM_FROM_BYTES up it is parsed from the
     file (core.as2.bigreceive) when its shape allows, else read whole within
-    TRADELANE_AS2_MAX_IN_MEMORY_BYTES."""
+    TRADELANE_AS2_MAX_IN_MEMORY_BYTES. `sender`: what `check_sender` found on these headers."""
     with contextlib.ExitStack() as cleanup:
-        return _receive(list(headers), body, remote_addr, cleanup)
+        return _receive(list(headers), body, remote_addr, sender, cleanup)
 
 
 def _receive(
     headers: list[tuple[str, str]],
     body: bytes | Spool,
     remote_addr: str | None,
+    sender: Sender | None,
     cleanup: contextlib.ExitStack,
 ) -> Answer:
     import pyas2lib
@@ -158,15 +184,20 @@ def _receive(
 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
-        with session_scope() as session:
-            org, profile, reason = _pair(session, org_id, partner_id)
-            if org is not None:
-                found.org_obj = identity.pyas2lib_organization(org)
-            if reason is not None:
-                raise PartnerNotFound(reason)
-            assert org is not None and profile is not None
-            found.org, found.profile = org, profile
-            return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
+        org: As2Organization | None
+        profile: As2Partner | None
+        if sender is not None and sender.names(org_id, partner_id):
+            org, profile, reason = sender.org, sender.profile, None
+        else:
+            with session_scope() as session:
+                org, profile, reason = _pair(session, org_id, partner_id)
+        if org is not None:
+            found.org_obj = identity.pyas2lib_organization(org)
+        if reason is not None:
+            raise PartnerNotFound(reason)
+        assert org is not None and profile is not None
+        found.org, found.profile = org, profile
+        return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
     def scratch() -> IO[bytes]:
         return cleanup.enter_context(Spool(1 << 62, "decrypted AS2 message")).file

@@ -1,6 +1,6 @@
 """Large AS2 messages: parsed without the email parser reading their bodies (core/as2/parse.py).
 
-Over real HTTP, messages of LEAN_FROM_BYTES and more, built by pyas2lib and by `openssl cms`,
+Over real HTTP, messages of a few MiB, built by pyas2lib and by `openssl cms`,
 arrive whole with the right MIC; a tampered one is still refused. The splitting itself is checked
 against the email parser on awkward inputs (a unit of pure logic), and its point — memory — by
 the peak traced while one message is received.
@@ -24,7 +24,7 @@ from tests.as2.conftest import OUR_ID, As2Server, Trading
 from tests.as2.peer import Identity, judge_mdn, post, wire
 from tests.servers import require_tool
 
-SIZE = 2 * parsing.LEAN_FROM_BYTES + 12345
+SIZE = 2 * 1024 * 1024 + 12345
 
 
 def _message(
@@ -108,7 +108,7 @@ def _signed(part: bytes, boundary: bytes = b"BOUND") -> bytes:
 
 
 BINARY = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-BIG = os.urandom(parsing.LEAN_FROM_BYTES)
+BIG = os.urandom(1024 * 1024)
 BASE64 = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
 
 

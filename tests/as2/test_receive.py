@@ -329,13 +329,16 @@ def test_garbage_without_as2_headers(as2_server: As2Server) -> None:
     assert "unexpected-processing-error" in response.text
 
 
+@pytest.mark.parametrize("cap", [MIB, 64 * 1024], ids=["spooled", "in-memory"])
 def test_message_over_the_size_limit(
-    as2_server: As2Server, trading: Callable[..., Trading], monkeypatch: pytest.MonkeyPatch
+    as2_server: As2Server, trading: Callable[..., Trading], monkeypatch: pytest.MonkeyPatch, cap: int
 ) -> None:
-    monkeypatch.setenv("TRADELANE_AS2_MAX_MESSAGE_BYTES", str(MIB))
+    """Refused with 413 from its Content-Length, and while streaming without one: a cap of 1 MiB
+    is passed in the spool file, one under it (64 KiB) while the body is still gathered in memory."""
+    monkeypatch.setenv("TRADELANE_AS2_MAX_MESSAGE_BYTES", str(cap))
     partner = trading()
     message = partner.message(mdn_mode="SYNC")
-    message.build(os.urandom(MIB + 10), filename="big.bin", content_type="application/octet-stream")
+    message.build(os.urandom(cap + 10), filename="big.bin", content_type="application/octet-stream")
     headers, body = wire(message)
     response = post(as2_server.receive_url, headers, body)
     assert response.status_code == 413
@@ -352,3 +355,38 @@ def test_message_over_the_size_limit(
 
 def test_probe(as2_server: As2Server) -> None:
     assert "POST AS2 messages" in httpx.get(as2_server.receive_url).text
+
+
+def test_a_sender_checked_on_its_headers_is_looked_up_again_when_the_check_is_old(
+    as2_home: object, trading: Callable[..., Trading]
+) -> None:
+    """receive() reuses the pair check_sender found on the headers (one query less per message)
+    only for KNOWN_FOR_SECONDS: a profile disabled while a message arrived is seen after that."""
+    import dataclasses
+    import time
+
+    from core.as2 import receive as inbound
+    from core.models import As2Partner
+
+    partner = trading(sign="sha256")
+
+    def message(name: str) -> tuple[dict[str, str], bytes]:
+        built = partner.message(mdn_mode="SYNC", sign=True, digest_alg="sha256")
+        built.build(os.urandom(2048), filename=name, content_type="application/octet-stream")
+        return wire(built)
+
+    (fresh_headers, fresh_body), (old_headers, old_body) = message("fresh.bin"), message("old.bin")
+    fresh, old = inbound.check_sender(fresh_headers.items()), inbound.check_sender(old_headers.items())
+    assert isinstance(fresh, inbound.Sender) and isinstance(old, inbound.Sender)
+    old = dataclasses.replace(old, at=time.monotonic() - inbound.KNOWN_FOR_SECONDS - 1)
+    with session_scope() as session:
+        profile = session.exec(select(As2Partner).where(As2Partner.as2_id == partner.as2_id)).one()
+        profile.enabled = False
+        session.add(profile)
+
+    taken = inbound.receive(list(fresh_headers.items()), fresh_body, "127.0.0.1", fresh)
+    assert taken.status_code == 200 and b"processed" in taken.body and b"Error" not in taken.body
+    refused = inbound.receive(list(old_headers.items()), old_body, "127.0.0.1", old)
+    assert b"unknown-trading-partner" in refused.body
+    assert sorted(p.name for p in partner.upload.iterdir()) == ["fresh.bin"]
+    assert inbound.check_sender(fresh_headers.items()).status_code == 403  # and new ones are refused
