@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
@@ -81,34 +81,44 @@ class _Found:
     org: As2Organization | None = None
     org_obj: Any = None
     profile: As2Partner | None = None
+    mailbox: Partner | None = None  # the profile's mailbox partner, as loaded with it
     earlier_id: int | None = None  # a row of an earlier try of this Message-ID (not taken in)
 
 
-def _pair(
-    session: Session, org_id: str, partner_id: str
-) -> tuple[As2Organization | None, As2Partner | None, str | None]:
-    """(our organization `org_id`, the profile of `partner_id` trading with it, None) when
-    (org_id, partner_id) is a pair we trade as; else what was found and why it is not."""
+class _Pair(NamedTuple):
+    """What `_pair` found: our organization, the sender's profile and its mailbox partner (as
+    loaded, not yet checked), and why the pair is not one we trade as (None when it is)."""
+
+    org: As2Organization | None
+    profile: As2Partner | None
+    mailbox: Partner | None
+    reason: str | None
+
+
+def _pair(session: Session, org_id: str, partner_id: str) -> _Pair:
+    """Whether (org_id, partner_id) is a pair we trade as, and what was found."""
     # One query (on the headers; parse reuses its answer, see Sender): the organization the
-    # AS2-To names, whichever account has it, and the profile of `partner_id` in that account.
+    # AS2-To names, whichever account has it, the profile of `partner_id` in that account, and
+    # the mailbox partner it delivers to.
     row = session.exec(
-        select(As2Organization, As2Partner)
+        select(As2Organization, As2Partner, Partner)
         .outerjoin(
             As2Partner,
             and_(
                 col(As2Partner.account_id) == As2Organization.account_id, col(As2Partner.as2_id) == partner_id
             ),
         )
+        .outerjoin(Partner, col(Partner.id) == As2Partner.partner_id)
         .where(As2Organization.as2_id == org_id)
     ).first()
     if row is None:
-        return None, None, f"{org_id!r} is not an AS2 ID of ours"
-    org, profile = row
+        return _Pair(None, None, None, f"{org_id!r} is not an AS2 ID of ours")
+    org, profile, mailbox = row
     if profile is None or not profile.enabled:
-        return org, None, f"unknown AS2 partner {partner_id!r}"
+        return _Pair(org, None, None, f"unknown AS2 partner {partner_id!r}")
     if profile.organization_id is not None and profile.organization_id != org.id:
-        return org, None, f"AS2 partner {partner_id!r} does not trade with {org_id!r}"
-    return org, profile, None
+        return _Pair(org, None, None, f"AS2 partner {partner_id!r} does not trade with {org_id!r}")
+    return _Pair(org, profile, mailbox, None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class Sender:
     partner_id: str
     org: As2Organization
     profile: As2Partner
+    mailbox: Partner | None
     at: float = field(default_factory=time.monotonic)
 
     def names(self, org_id: str, partner_id: str) -> bool:
@@ -142,10 +153,10 @@ def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | Sender:
     if not org_id or not partner_id:
         return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
     with session_scope() as session:
-        org, profile, reason = _pair(session, org_id, partner_id)
+        org, profile, mailbox, reason = _pair(session, org_id, partner_id)
     if reason is None:
         assert org is not None and profile is not None
-        return Sender(org_id, partner_id, org, profile)
+        return Sender(org_id, partner_id, org, profile, mailbox)
     log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
     return _refusal(403, UNKNOWN_PARTNER, reason)
 
@@ -184,19 +195,18 @@ def _receive(
 
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
-        org: As2Organization | None
-        profile: As2Partner | None
         if sender is not None and sender.names(org_id, partner_id):
-            org, profile, reason = sender.org, sender.profile, None
+            pair = _Pair(sender.org, sender.profile, sender.mailbox, None)
         else:
             with session_scope() as session:
-                org, profile, reason = _pair(session, org_id, partner_id)
+                pair = _pair(session, org_id, partner_id)
+        org, profile, mailbox, reason = pair
         if org is not None:
             found.org_obj = identity.pyas2lib_organization(org)
         if reason is not None:
             raise PartnerNotFound(reason)
         assert org is not None and profile is not None
-        found.org, found.profile = org, profile
+        found.org, found.profile, found.mailbox = org, profile, mailbox
         return identity.pyas2lib_organization(org), profiles.pyas2lib_partner(profile, receiving=True)
 
     def scratch() -> IO[bytes]:
@@ -351,7 +361,7 @@ def _destination(session: Session, found: _Found) -> tuple[Partner, str] | Excep
     exception to answer with, raised where take-in failures are turned into MDNs)."""
     assert found.profile is not None
     try:
-        mailbox = profiles.mailbox_of(session, found.profile)
+        mailbox = profiles.mailbox_of(session, found.profile, found.mailbox)
         return mailbox, account_name(mailbox.account_id)
     except Exception as exc:
         return exc

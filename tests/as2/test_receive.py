@@ -390,3 +390,23 @@ def test_a_sender_checked_on_its_headers_is_looked_up_again_when_the_check_is_ol
     assert b"unknown-trading-partner" in refused.body
     assert sorted(p.name for p in partner.upload.iterdir()) == ["fresh.bin"]
     assert inbound.check_sender(fresh_headers.items()).status_code == 403  # and new ones are refused
+
+
+def test_a_message_for_a_disabled_mailbox_is_refused(
+    as2_server: As2Server, trading: Callable[..., Trading]
+) -> None:
+    """The profile's mailbox partner is loaded with the profile (one query) and its standing is
+    still checked: disabled, the message is answered with an error MDN and lands nowhere."""
+    from core import partners
+    from core.tenancy import scope_for_cli
+
+    partner = trading(sign="sha256")
+    with session_scope() as session:
+        scope = scope_for_cli(session, "home")
+        partners.configure(session, scope, partners.require(session, scope, partner.mailbox), enabled=False)
+    message = partner.message(mdn_mode="SYNC", sign=True, digest_alg="sha256")
+    message.build(b"for a disabled mailbox", filename="off.edi")
+    response = post(as2_server.receive_url, *wire(message))
+    assert negative(response, message) == ("processed/Error", "unexpected-processing-error")
+    assert "no longer exists" in (partner.rows()[0].error or "")
+    assert not partner.upload.exists() or not any(partner.upload.iterdir())
