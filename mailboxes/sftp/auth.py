@@ -9,6 +9,7 @@ import paramiko
 
 from mailboxes.auth import LoginRefused
 from mailboxes.sftp.connection import PROTOCOL, Connection
+from mailboxes.sftp.fastread import use_chunk_pipe
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class SSHServer(paramiko.ServerInterface):  # type: ignore[misc]  # paramiko shi
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
         if name != "sftp" or self.conn.user is None:
             return self._refuse(channel, f"subsystem {name!r}")
+        # Swapped here, in the transport's thread, before the subsystem's thread can wait on it.
+        use_chunk_pipe(channel)
         return bool(super().check_channel_subsystem_request(channel, name))
 
     # A mailbox offers SFTP only: a channel asking for anything else is refused and closed at once,

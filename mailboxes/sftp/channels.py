@@ -12,6 +12,8 @@ from paramiko.common import (
     cMSG_CHANNEL_WINDOW_ADJUST,
 )
 
+from mailboxes.sftp.fastread import ChannelData, ChunkPipe
+
 log = logging.getLogger(__name__)
 
 # SSH channel: the window the client may fill before we ask for more, and the largest SSH packet
@@ -41,10 +43,12 @@ def _within_window(channel: paramiko.Channel, size: int) -> None:
         raise EOFError("client exceeded the channel window")
 
 
-def _feed_data(channel: paramiko.Channel, m: paramiko.Message) -> None:
+def _feed_data(channel: paramiko.Channel, m: paramiko.Message | ChannelData) -> None:
     data = m.get_binary()
     _within_window(channel, len(data))
-    channel._feed(data)
+    pipe = channel.in_buffer
+    # An sftp channel's ChunkPipe keeps the data as it came (fastread.py); paramiko's wants bytes.
+    pipe.feed(data if isinstance(pipe, ChunkPipe) else bytes(data))
 
 
 def _feed_extended_data(channel: paramiko.Channel, m: paramiko.Message) -> None:

@@ -36,6 +36,15 @@ class BufferedSocket:
         self._start += take
         return out
 
+    def recv_into(self, view: memoryview) -> int:
+        """Fill `view` from what is buffered, else straight from the socket (a big read)."""
+        if self._start == self._end:
+            return self._sock.recv_into(view)
+        take = min(len(view), self._end - self._start)
+        view[:take] = self._view[self._start : self._start + take]
+        self._start += take
+        return take
+
     def send(self, data: bytes) -> int:
         return self._sock.send(data)
 
