@@ -8,7 +8,8 @@ profiler, with the CPU time this process spent per GB beside each round's MB/s.
 
 CPU seconds per GB (user/system, from getrusage, less a 1-byte upload's: the session's fixed cost,
 which for tradelane is mostly the argon2 password check) say what moving the bytes costs, even on a
-machine too busy for its MB/s to mean much.
+machine too busy for its MB/s to mean much; curl's (user + system) is the client's share of the
+same two cores.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ from bench.ftp_bench import PASSWORD, USER, bare_pyftpdlib, curl, tradelane_serv
 T = TypeVar("T")
 
 
-def cpu_of(action: Callable[[], T]) -> tuple[T, float, float]:
-    """What `action` returned, and the user and system CPU seconds this process spent meanwhile."""
+def cpu_of(action: Callable[[], T]) -> tuple[T, float, float, float]:
+    """What `action` returned, the user and system CPU seconds this process spent meanwhile, and
+    those (user + system) of the children it waited for (curl)."""
     before = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = action()
     after = resource.getrusage(resource.RUSAGE_SELF)
-    return result, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (children_after.ru_utime - children.ru_utime) + (children_after.ru_stime - children.ru_stime)
+    return result, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, client
 
 
 @contextmanager
@@ -69,18 +74,18 @@ def main() -> None:
             # A session's fixed CPU (login: argon2 for tradelane; the receipt): a 1-byte upload.
             tls = ("--ssl-reqd", "-k") if args.server == "ours-tls" else ()
             fixed = [
-                cpu_of(lambda: curl(*tls, "-T", str(one_byte), f"{url}/fixed.bin"))[1:] for _ in range(2)
+                cpu_of(lambda: curl(*tls, "-T", str(one_byte), f"{url}/fixed.bin"))[1:3] for _ in range(2)
             ][-1]
             print(f"{args.server}: a 1-byte upload costs {fixed[0]:.3f} s user / {fixed[1]:.3f} s system")
             for n in range(args.rounds):
                 subprocess.run(["sync"], check=True)
                 upload = functools.partial(curl, *tls, "-T", str(args.source), f"{url}/r{n}.bin")
-                (seconds, _), user, system = cpu_of(upload)
+                (seconds, _), user, system, client = cpu_of(upload)
                 per_gb = [(x - f) * 1e9 / size for x, f in zip((user, system), fixed, strict=True)]
                 print(
                     f"{args.server} round {n}: {size / seconds / 1e6:.0f} MB/s, CPU per GB beyond a "
-                    f"1-byte upload's {per_gb[0]:.2f} s user / {per_gb[1]:.2f} s system "
-                    f"(load {os.getloadavg()[0]:.1f})",
+                    f"1-byte upload's {per_gb[0]:.2f} s user / {per_gb[1]:.2f} s system; curl "
+                    f"{client * 1e9 / size:.2f} s (load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
                 for path in folder.iterdir():
