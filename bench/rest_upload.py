@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -63,6 +64,18 @@ def timed(*cmd: str) -> tuple[float, str]:
     return time.perf_counter() - began, done.stdout
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of the children this process waited for (cp, curl, sync)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (the `up` that serves the API)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, list[float]]:
     """Alternating rounds on a running `up`; seconds per round: {"cp": [...], "curl": [...]}."""
     system.cli("partner", "add", PARTNER, "--password", PASSWORD)
@@ -70,17 +83,24 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     write_file(source, size)
     token, folder = upload_folder_id(system)
     seconds: dict[str, list[float]] = {"cp": [], "curl": []}
+    cpu: dict[str, list[float]] = {"cp": [], "curl": [], "up": []}
+    assert system.proc is not None
     for n in range(rounds):
         copy = work / "rest-copy.bin"
+        before = children_cpu()
         took, _ = timed("cp", str(source), str(copy))
+        cpu["cp"].append(children_cpu() - before)
         seconds["cp"].append(took)
         copy.unlink()
+        before, up_before = children_cpu(), process_cpu(system.proc.pid)
         took, code = timed(
             "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
             "-H", f"Authorization: Bearer {token}",
             "-H", f"Content-Disposition: attachment;filename=round-{n}.bin",
             "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files",
         )  # fmt: skip
+        cpu["curl"].append(children_cpu() - before)
+        cpu["up"].append(process_cpu(system.proc.pid) - up_before)
         if not code.startswith("2"):
             raise RuntimeError(f"the REST upload answered {code}")
         seconds["curl"].append(took)
@@ -91,6 +111,11 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
         f"{size / statistics.median(seconds['curl']) / 1e6:.0f} MB/s, cp "
         f"{size / statistics.median(seconds['cp']) / 1e6:.0f} MB/s; ratio per round "
         + " ".join(f"{r:.2f}" for r in ratios)
+    )
+    per_gb = {name: statistics.median(values) * 1e9 / size for name, values in cpu.items()}
+    print(
+        f"    CPU s per GB (median round): the up process {per_gb['up']:.2f}, curl (+sync) "
+        f"{per_gb['curl']:.2f}, cp (+sync) {per_gb['cp']:.2f}; kernel writeback threads not counted"
     )
     return seconds
 
