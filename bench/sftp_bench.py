@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -234,11 +235,18 @@ def throughput(
     results: dict[tuple[str, str], list[float]] = {}
     dl_dir = client.workdir / "got"
     dl_dir.mkdir(exist_ok=True)
+    cpu: dict[str, list[float]] = {"upload": [], "download": []}  # our server's, per GB
     for _ in range(rounds):
         for target in (theirs, ours):
+            before = own_cpu()
             up = client.run(target, [f"put {src} {target.upload_dir}/big.bin"])
+            if target is ours:
+                cpu["upload"].append((own_cpu() - before) * 1e9 / size)
             results.setdefault((target.name, "upload"), []).append(up - connect[target.name])
+            before = own_cpu()
             down = client.run(target, [f"get {target.download_dir}/big.bin {dl_dir}/big.bin"])
+            if target is ours:
+                cpu["download"].append((own_cpu() - before) * 1e9 / size)
             results.setdefault((target.name, "download"), []).append(down - connect[target.name])
             if (dl_dir / "big.bin").stat().st_size != size:
                 raise RuntimeError(f"download from {target.name} is incomplete")
@@ -258,9 +266,15 @@ def throughput(
         verdict = "ok" if ratio >= GOAL else "MISS"
         print(
             f"  {direction:10} {best[theirs.name]:11.0f} {best[ours.name]:15.0f} {ratio:7.2f} "
-            f"{GOAL:>5} {verdict}"
+            f"{GOAL:>5} {verdict}   (tradelane's CPU {statistics.median(cpu[direction]):.2f} s per GB)"
         )
     return rates
+
+
+def own_cpu() -> float:
+    """User + system CPU seconds of this process (tradelane's server runs in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def negotiated(client: Client, target: Target) -> tuple[str, str]:

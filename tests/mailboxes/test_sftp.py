@@ -294,6 +294,27 @@ def test_paramiko_put_get_and_listing(server: SFTPServer, partner: PartnerLogin)
     assert receipt.sha256 == sha(data) and receipt.name == "in.bin"
 
 
+@pytest.mark.parametrize("window", [64 * 1024, 2 * 1024 * 1024])
+def test_a_download_into_a_small_or_large_client_window(
+    server: SFTPServer, partner: PartnerLogin, window: int
+) -> None:
+    """A client with a 64 KiB SSH window and many READs in flight (prefetch) gets the whole file,
+    as one with OpenSSH's 2 MiB window does: the answers wait for the window, never stall."""
+    data = os.urandom(8 * 1024 * 1024 + 3)
+    partner.put_download(f"w{window}.bin", data)
+    transport = paramiko.Transport(("127.0.0.1", server.port))
+    try:
+        transport.connect(username=partner.name, password=partner.password)
+        client = paramiko.SFTPClient.from_transport(transport, window_size=window, max_packet_size=32768)
+        assert client is not None
+        client.get_channel().settimeout(30)
+        with client.open(f"/download/w{window}.bin", "rb") as f:
+            f.prefetch()
+            assert f.read() == data
+    finally:
+        transport.close()
+
+
 def test_paramiko_permissions_and_symlinks(server: SFTPServer, make_partner: MakePartner) -> None:
     me, other = make_partner(), make_partner()
     other.put_download("secret.txt", b"theirs")
