@@ -1,5 +1,6 @@
 """SFTP exhaustion (issue 10): login grace time, MaxStartups, per-address and total caps, channels
-that never start the sftp subsystem, handles per session, sparse writes.
+that never start the sftp subsystem, handles per session, sparse writes; forged SSH packets (an
+absurd length, which paramiko's own reader would sit waiting for, and a bad MAC).
 
 Real paramiko clients (and raw SSH messages where a hostile client would break the rules) against
 the real server, started per test with small limits.
@@ -214,3 +215,44 @@ def test_in_order_writes_and_rewrites_are_still_fine(make_partner: Callable[[], 
     [receipt] = partner.receipts()
     assert receipt.size == 1500
     assert (partner.home / "upload" / "ok.bin").read_bytes() == b"a" * 500 + b"b" * 1000
+
+
+def _etm_login(port: int, partner: Partner) -> paramiko.Transport:
+    """A logged-in client that agreed on AES-CTR with an encrypt-then-MAC HMAC, as OpenSSH's does
+    with us: its packets take the server's own reader (mailboxes/sftp/fastread.py)."""
+    transport = paramiko.Transport(("127.0.0.1", port))
+    options = transport.get_security_options()
+    options.ciphers = ("aes128-ctr",)
+    options.digests = ("hmac-sha2-256-etm@openssh.com",)
+    try:
+        transport.connect(username=partner.name, password=partner.password)
+    except BaseException:
+        transport.close()
+        raise
+    assert transport.remote_mac == "hmac-sha2-256-etm@openssh.com"
+    return transport
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        (0xFFFFFFF0).to_bytes(4, "big") + bytes(12),  # "4 GiB follow": refused before it is awaited
+        (64).to_bytes(4, "big") + bytes(64 + 32),  # a packet whose MAC is wrong
+    ],
+    ids=["absurd-length", "bad-mac"],
+)
+def test_a_forged_packet_ends_that_connection_and_no_other(
+    make_partner: Callable[[], Partner], raw: bytes
+) -> None:
+    partner = make_partner()
+    with sftp_server() as server:
+        bystander, client = sftp_login(server.port, partner)
+        forger = _etm_login(server.port, partner)
+        try:
+            wait_until(lambda: server.connection_count == 2, what="both logins")
+            forger.sock.sendall(raw)  # the length is not encrypted under encrypt-then-MAC
+            wait_until(lambda: server.connection_count == 1, what="the server to drop the forger")
+            assert sorted(client.listdir("/")) == ["download", "upload"]  # the other one goes on
+        finally:
+            forger.close()
+            bystander.close()
