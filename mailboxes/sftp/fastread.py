@@ -211,6 +211,14 @@ class ChunkPipe(BufferedPipe):  # type: ignore[misc]  # paramiko ships no type h
             self._size += len(data)
             self._cv.notify_all()
 
+    def set_event(self, event: Any) -> None:
+        with self._lock:
+            self._event = event
+            if self._closed or self._size > 0:
+                event.set()
+            else:
+                event.clear()
+
     def read_ready(self) -> bool:
         with self._lock:
             return self._size > 0

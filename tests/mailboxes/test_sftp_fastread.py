@@ -169,5 +169,13 @@ def test_the_chunk_pipe_hands_out_what_it_was_fed_in_order() -> None:
     assert not pipe.read_ready()
     with pytest.raises(paramiko.buffered_pipe.PipeTimeout):
         pipe.read(10, timeout=0.05)
+    event = threading.Event()
+    pipe.set_event(event)  # what Channel.fileno() relies on: set while there is something to read
+    assert not event.is_set()
+    pipe.feed(b"i")
+    assert event.is_set()
+    pipe.set_event(event := threading.Event())
+    assert event.is_set()
+    assert bytes(pipe.read(10)) == b"i" and not event.is_set()
     threading.Timer(0.05, pipe.close).start()
     assert pipe.read(10, timeout=5) == b""  # a closed, empty pipe: the end of the channel
