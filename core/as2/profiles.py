@@ -261,8 +261,10 @@ def organization_for(session: Session, profile: As2Partner) -> As2Organization:
 def mailbox_of(session: Session, profile: As2Partner, loaded: Partner | None = None) -> Partner:
     """The mailbox partner a profile delivers to, unless removed or disabled (`loaded`: that
     partner's row as loaded with the profile, checked instead of being read again)."""
-    partner = loaded if loaded is not None and loaded.id == profile.partner_id else None
-    partner = partner or session.get(Partner, profile.partner_id)
+    if loaded is not None and loaded.id == profile.partner_id:
+        partner: Partner | None = loaded
+    else:
+        partner = session.get(Partner, profile.partner_id)
     if partner is None or standing(partner) in (Standing.REMOVED, Standing.DISABLED):
         raise As2ConfigError(f"the mailbox of AS2 partner {profile.as2_id!r} no longer exists")
     return partner

@@ -129,9 +129,7 @@ class Sender:
 
     org_id: str
     partner_id: str
-    org: As2Organization
-    profile: As2Partner
-    mailbox: Partner | None
+    pair: _Pair  # what was found, the pair being one we trade as
     at: float = field(default_factory=time.monotonic)
 
     def names(self, org_id: str, partner_id: str) -> bool:
@@ -153,12 +151,11 @@ def check_sender(headers: Iterable[tuple[str, str]]) -> Answer | Sender:
     if not org_id or not partner_id:
         return _refusal(400, UNEXPECTED, "AS2-From and AS2-To headers are required")
     with session_scope() as session:
-        org, profile, mailbox, reason = _pair(session, org_id, partner_id)
-    if reason is None:
-        assert org is not None and profile is not None
-        return Sender(org_id, partner_id, org, profile, mailbox)
-    log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, reason)
-    return _refusal(403, UNKNOWN_PARTNER, reason)
+        pair = _pair(session, org_id, partner_id)
+    if pair.reason is None:
+        return Sender(org_id, partner_id, pair)
+    log.warning("AS2 message from %r to %r refused before reading it: %s", partner_id, org_id, pair.reason)
+    return _refusal(403, UNKNOWN_PARTNER, pair.reason)
 
 
 def _refusal(status_code: int, detail: str, reason: str) -> Answer:
@@ -196,7 +193,7 @@ def _receive(
     def find_org_partner(org_id: str, partner_id: str) -> tuple[Any, Any]:
         # Raising here (inside pyas2lib's try) gives unknown-trading-partner with no half-set sender.
         if sender is not None and sender.names(org_id, partner_id):
-            pair = _Pair(sender.org, sender.profile, sender.mailbox, None)
+            pair = sender.pair
         else:
             with session_scope() as session:
                 pair = _pair(session, org_id, partner_id)
