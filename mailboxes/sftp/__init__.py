@@ -12,8 +12,8 @@ A connection that drops with a file still open leaves the bytes staged for a res
 
 One module per job: `server` (accept, limits, idle reaper), `limits` (connections turned away before
 they cost a thread), `connection` (what one SSH connection knows), `auth` (logins and channel
-policy), `channels` (window enforcement and growth), `sockets` (buffered reads), `fastread` (the
-packet reader and channel buffer without copies), `hostkeys`, `packets` (the SFTP wire format) and
+policy), `channels` (window enforcement and growth), `sockets` (buffered reads), `fastpath` (the
+packet reader, packet writer and channel buffer without copies), `hostkeys`, `packets` (the SFTP wire format) and
 `subsystem` (the request loop).
 
 Speed. paramiko's own SFTP server answers one request at a time with several copies and a few
@@ -31,10 +31,14 @@ Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
   into reused packet buffers), and sends all replies for what it has read in one channel write;
 * paramiko reads the socket through a small buffer (`BufferedSocket`), so the client's many
   small packets (READ requests, window updates) cost one system call per burst, not two each;
-* uploaded bytes are copied about three times, not nine (`fastread`): with encrypt-then-MAC or
+* uploaded bytes are copied about three times, not nine (`fastpath`): with encrypt-then-MAC or
   AES-GCM each SSH packet is read into one buffer, MAC'd and decrypted once, and its channel data
   handed to the request loop as a view of the decrypted packet (paramiko's own reader for other
   MACs and before the first key exchange); uploads went from 267-285 to 326-343 MB/s;
+* downloaded bytes are copied once, not eight times (`fastpath.send_all`): a READ reply is
+  encrypted from its buffer straight into a reused output buffer, several SSH packets at a time
+  (each within the client's maximum packet and window), MAC'd there and written with one `send`;
+  the server's CPU per downloaded GB went from 3.2-3.5 s to 1.6-1.8 s;
 * no store access, stat or allocation per request beyond that;
 * `tradelane up` lowers the process's GIL switch interval (`cli.supervisor.tune_interpreter`);
   the server itself never changes interpreter-wide state.

@@ -9,7 +9,7 @@ import paramiko
 
 from mailboxes.auth import LoginRefused
 from mailboxes.sftp.connection import PROTOCOL, Connection
-from mailboxes.sftp.fastread import use_chunk_pipe
+from mailboxes.sftp.fastpath import use_chunk_pipe
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from paramiko.common import (
     cMSG_CHANNEL_WINDOW_ADJUST,
 )
 
-from mailboxes.sftp.fastread import ChannelData, ChunkPipe
+from mailboxes.sftp.fastpath import ChannelData, ChunkPipe
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _feed_data(channel: paramiko.Channel, m: paramiko.Message | ChannelData) -> 
     data = m.get_binary()
     _within_window(channel, len(data))
     pipe = channel.in_buffer
-    # An sftp channel's ChunkPipe keeps the data as it came (fastread.py); paramiko's wants bytes.
+    # An sftp channel's ChunkPipe keeps the data as it came (fastpath.py); paramiko's wants bytes.
     pipe.feed(data if isinstance(pipe, ChunkPipe) else bytes(data))
 
 

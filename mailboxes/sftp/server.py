@@ -10,7 +10,7 @@ import time
 
 from core.config import Settings
 from mailboxes.auth import MailboxAuth
-from mailboxes.sftp import fastread
+from mailboxes.sftp import fastpath
 from mailboxes.sftp.auth import SSHServer
 from mailboxes.sftp.channels import MAX_PACKET_SIZE, OPEN_WINDOW, Transport
 from mailboxes.sftp.connection import PROTOCOL, Connection
@@ -114,7 +114,7 @@ class SFTPServer:
             default_window_size=OPEN_WINDOW,  # grown to WINDOW_SIZE when the sftp subsystem starts
             default_max_packet_size=MAX_PACKET_SIZE,
         )
-        fastread.install(transport)
+        fastpath.install(transport)
         transport.local_version = SERVER_VERSION
         transport.banner_timeout = transport.handshake_timeout = 30
         transport.auth_timeout = 60

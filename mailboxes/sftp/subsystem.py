@@ -56,6 +56,7 @@ from core.mailbox.view import Entry, Forbidden, MailboxError, MailboxView, NoSuc
 from mailboxes.sftp.auth import SSHServer
 from mailboxes.sftp.channels import WINDOW_SIZE, grow_window
 from mailboxes.sftp.connection import PROTOCOL
+from mailboxes.sftp.fastpath import send_all
 from mailboxes.sftp.packets import (
     HEAD,
     MAX_MESSAGE,
@@ -190,12 +191,7 @@ class SFTPSession(paramiko.SubsystemHandler):  # type: ignore[misc]  # paramiko 
         self._lent.clear()
 
     def _send_now(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            sent = self.channel.send(view)
-            if sent <= 0:
-                raise EOFError("channel closed")
-            view = view[sent:]
+        send_all(self.channel, memoryview(data))
 
     def _handshake(self) -> bool:
         payload = self._next_packet()

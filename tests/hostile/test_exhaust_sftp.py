@@ -219,7 +219,7 @@ def test_in_order_writes_and_rewrites_are_still_fine(make_partner: Callable[[], 
 
 def _etm_login(port: int, partner: Partner) -> paramiko.Transport:
     """A logged-in client that agreed on AES-CTR with an encrypt-then-MAC HMAC, as OpenSSH's does
-    with us: its packets take the server's own reader (mailboxes/sftp/fastread.py)."""
+    with us: its packets take the server's own reader (mailboxes/sftp/fastpath.py)."""
     transport = paramiko.Transport(("127.0.0.1", port))
     options = transport.get_security_options()
     options.ciphers = ("aes128-ctr",)

@@ -1,6 +1,7 @@
-"""mailboxes/sftp/fastread.py: paramiko's own packet writer sends to FastPacketizer over a real
-socket pair, with real keys, for each cipher shape; what arrives is what was sent, and a changed
-byte, a wrong key or an absurd length is refused. (The SFTP tests run OpenSSH's client over it.)"""
+"""mailboxes/sftp/fastpath.py: paramiko's own packet writer sends to FastPacketizer, and
+FastPacketizer sends to paramiko's own reader, over a real socket pair, with real keys, for each
+cipher shape; what arrives is what was sent, and a changed byte, a wrong key or an absurd length
+is refused. (The SFTP tests run OpenSSH's client over both directions.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE
 from paramiko.packet import Packetizer
 from paramiko.ssh_exception import SSHException
 
-from mailboxes.sftp.fastread import MAX_PACKET, ChannelData, ChunkPipe, FastPacketizer
+from mailboxes.sftp.fastpath import MAX_PACKET, ChannelData, ChannelDataOut, ChunkPipe, FastPacketizer
 from mailboxes.sftp.sockets import BufferedSocket
 
 SHAPES = ["ctr-etm", "gcm", "ctr-mac"]  # the last: a MAC over the plaintext, paramiko's own path
@@ -156,6 +157,93 @@ def test_an_absurd_length_is_refused_before_it_is_allocated(
     a.sendall((MAX_PACKET + 1).to_bytes(4, "big") + os.urandom(12))
     with pytest.raises(SSHException, match="bad packet length"):
         receiver.read_message()
+
+
+def writing_pair(
+    sockets: tuple[socket.socket, socket.socket], shape: str
+) -> tuple[FastPacketizer, Packetizer]:
+    a, b = sockets
+    sender, receiver = Packetizer(a), Packetizer(b)
+    sender.__class__ = FastPacketizer
+    keyed(shape, sender, receiver)
+    return sender, receiver
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_paramikos_reader_gets_what_the_fast_writer_sent(
+    sockets: tuple[socket.socket, socket.socket], shape: str
+) -> None:
+    """Batches of several packets (the last one short, as a window cut it), between ordinary
+    messages: paramiko's own reader checks every MAC and sequence number, and gets every byte."""
+    sender, receiver = writing_pair(sockets, shape)
+    data = os.urandom(300_000)
+    sizes = [32_704] * 9 + [300_000 - 9 * 32_704]
+    ignore = paramiko.Message()
+    ignore.add_byte(bytes((MSG_IGNORE,)))
+    ignore.add_string(b"between")
+
+    def run() -> None:
+        sender.send_message(ChannelDataOut(7, memoryview(data), sizes))
+        sender.send_message(ignore)
+        sender.send_message(ChannelDataOut(7, memoryview(b"tail"), [4]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    got = bytearray()
+    for _ in sizes:
+        kind, msg = receiver.read_message()
+        assert kind == MSG_CHANNEL_DATA and msg.get_int() == 7
+        got += msg.get_binary()
+    assert got == data
+    kind, msg = receiver.read_message()
+    assert kind == MSG_IGNORE and msg.get_binary() == b"between"
+    kind, msg = receiver.read_message()
+    assert kind == MSG_CHANNEL_DATA and msg.get_int() == 7 and msg.get_binary() == b"tail"
+    assert msg.seqno == len(sizes) + 1  # sequence numbers count every packet of a batch
+    thread.join(5)
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    def send(self, data: Any) -> int:
+        self.sent += data
+        return len(data)
+
+
+def test_the_fast_writer_puts_on_the_wire_exactly_what_paramikos_writer_does() -> None:
+    """Under AES-CTR with encrypt-then-MAC the padding is zeros, so the bytes are determined: the
+    same keys give the same bytes, packet lengths, padding and MACs included."""
+    key, iv, mac_key = os.urandom(16), os.urandom(16), os.urandom(32)
+    batches = [ChannelDataOut(9, memoryview(bytes(range(n))), [n]) for n in (1, 15, 16, 17, 100)]
+    batches.append(ChannelDataOut(7, memoryview(os.urandom(70_000)), [32_704, 32_704, 4592]))
+    wires = []
+    for fast in (True, False):
+        packetizer = Packetizer(Recording())
+        if fast:
+            packetizer.__class__ = FastPacketizer
+        encrypt = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+        packetizer.set_outbound_cipher(encrypt, 16, sha256, 32, mac_key, sdctr=True, etm=True)
+        for batch in batches:
+            for message in [batch] if fast else batch.messages():
+                packetizer.send_message(message)
+        wires.append(bytes(packetizer._Packetizer__socket.sent))
+    assert wires[0] == wires[1]
+
+
+@pytest.mark.parametrize("shape", ["ctr-etm", "gcm"])
+def test_the_fast_writer_asks_for_a_rekey_as_paramiko_does(
+    sockets: tuple[socket.socket, socket.socket], shape: str
+) -> None:
+    sender, receiver = writing_pair(sockets, shape)
+    sender.REKEY_PACKETS = 3
+    sender.send_message(ChannelDataOut(7, memoryview(bytes(2000)), [1000, 1000]))
+    assert not sender.need_rekey()
+    sender.send_message(ChannelDataOut(7, memoryview(bytes(1000)), [1000]))
+    assert sender.need_rekey()  # at the 3rd packet, counted across batches
+    for _ in range(3):
+        assert receiver.read_message()[0] == MSG_CHANNEL_DATA
 
 
 def test_the_chunk_pipe_hands_out_what_it_was_fed_in_order() -> None:

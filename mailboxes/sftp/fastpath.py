@@ -1,17 +1,24 @@
-"""Fewer copies of every uploaded byte: paramiko's packet reader and channel pipe, tuned.
+"""Fewer copies of every byte an SFTP session moves: paramiko's packet reader, writer and channel
+pipe, tuned.
 
 paramiko (5.1) copies each byte of an SSH packet it receives about nine times before our SFTP
 loop sees it: the socket reads are joined by `bytes +=`, the length and MAC input are prefixed by
 concatenation, the payload is sliced twice, `Message` copies the channel data out again, and the
-channel's `BufferedPipe` copies it into an `array` and out of it. On an upload those copies cost
-as much as the MAC itself, on the one thread that also decrypts.
+channel's `BufferedPipe` copies it into an `array` and out of it. Sending costs as many: `Message`
+copies the data in and out, the packet is built by concatenation, sliced for the cipher, joined to
+its length, to its sequence number for the MAC and to the MAC. On the one thread that also
+encrypts and MACs, those copies cost as much as the cipher.
 
 Here, for the ciphers OpenSSH's client ends up with against us (AES-CTR with an encrypt-then-MAC
-HMAC, or AES-GCM): the packet is read into one buffer with `recv_into`, the MAC is computed over
-it in two `update`s, it is decrypted once, and channel data is handed on as a memoryview of the
-decrypted packet, which `ChunkPipe` keeps as it is until our loop copies it into its buffer. Every
-other case (a MAC over the plaintext, compression, before the first key exchange) takes paramiko's
-own code, and what the two paths check and count is the same: MAC, sequence numbers, rekeying.
+HMAC, or AES-GCM):
+* a received packet is read into one buffer with `recv_into`, MAC'd in two `update`s, decrypted
+  once, and its channel data handed on as a memoryview of the decrypted packet, which `ChunkPipe`
+  keeps as it is until our loop copies it into its buffer;
+* channel data sent (`send_all`) is encrypted straight from the caller's buffer into one reused
+  output buffer, several SSH packets at a time, MAC'd there and written with one `send`.
+Every other case (a MAC over the plaintext, a CBC cipher, compression, before the first key
+exchange) takes paramiko's own code, and what the two paths check and count is the same: MAC,
+sequence numbers, windows, rekeying.
 """
 
 from __future__ import annotations
@@ -19,19 +26,26 @@ from __future__ import annotations
 import collections
 import errno
 import hmac
+import os
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import paramiko
 from cryptography.exceptions import InvalidTag
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
-from paramiko.common import MSG_CHANNEL_DATA
+from paramiko.common import MSG_CHANNEL_DATA, cMSG_CHANNEL_DATA
 from paramiko.packet import Packetizer
 from paramiko.ssh_exception import SSHException
 
 LENGTH = struct.Struct(">I")
 SEQ_AND_LENGTH = struct.Struct(">II")
+# After a sent packet's length: padding length, SSH_MSG_CHANNEL_DATA, recipient channel, data length.
+DATA_HEAD = struct.Struct(">BBII")
+ZEROS = bytes(64)
+# At most this much channel data goes out in one `send_all` batch (one write to the socket).
+BATCH_BYTES = 512 * 1024
 # No SSH packet we take is larger: channel data is at most MAX_PACKET_SIZE (channels.py) plus
 # its headers, and everything else is small. A larger length is refused before it is allocated.
 MAX_PACKET = 1024 * 1024
@@ -60,6 +74,28 @@ class ChannelData:
         return data
 
 
+class ChannelDataOut:
+    """Channel data to send, as one or more SSH_MSG_CHANNEL_DATA packets of the given sizes (each
+    within the peer's maximum packet, their sum within its window): what `send_all` hands the
+    transport instead of a `Message`, so the data is not copied into one."""
+
+    def __init__(self, channel_id: int, data: memoryview, sizes: list[int]) -> None:
+        self.channel_id = channel_id
+        self.data = data
+        self.sizes = sizes
+
+    def messages(self) -> Iterator[paramiko.Message]:
+        """The same packets as paramiko Messages, for paramiko's own writer."""
+        at = 0
+        for size in self.sizes:
+            m = paramiko.Message()
+            m.add_byte(cMSG_CHANNEL_DATA)
+            m.add_int(self.channel_id)
+            m.add_string(bytes(self.data[at : at + size]))
+            at += size
+            yield m
+
+
 class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no type hints
     """paramiko's Packetizer with a copy-free read of encrypt-then-MAC and AES-GCM packets.
 
@@ -76,6 +112,105 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
     _Packetizer__need_rekey: bool
     _Packetizer__closed: bool
     _Packetizer__iv_in: bytes
+    _Packetizer__sequence_number_out: int
+    _Packetizer__sent_bytes: int
+    _Packetizer__sent_packets: int
+    _Packetizer__iv_out: bytes
+    _out_buffer: bytearray | None = None
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send_message(self, data: Any) -> None:
+        if not isinstance(data, ChannelDataOut):
+            super().send_message(data)
+            return
+        with self._Packetizer__write_lock:
+            if not self._writes_fast():
+                for message in data.messages():
+                    super().send_message(message)
+                return
+            out = self._sealed(data)
+            self.write_all(out)
+
+    def _writes_fast(self) -> bool:
+        etm, aead = self._Packetizer__etm_out, self._Packetizer__aead_out
+        return bool(
+            (aead or (etm and self._Packetizer__sdctr_out))  # CTR: every piece encrypts in full
+            and self._Packetizer__block_engine_out is not None
+            and self._Packetizer__compress_engine_out is None
+            and not self._Packetizer__dump_packets
+        )
+
+    def _sealed(self, data: ChannelDataOut) -> memoryview:
+        """`data`'s packets, encrypted and MAC'd one after another in the reused output buffer,
+        with the sequence number and rekey counters moved on as paramiko's `send_message` does."""
+        block = self._Packetizer__block_size_out
+        aead = self._Packetizer__aead_out
+        mac_size = self._Packetizer__mac_size_out
+        engine = self._Packetizer__block_engine_out
+        need = sum(data.sizes) + len(data.sizes) * (4 + DATA_HEAD.size + block + 3 + mac_size)
+        if self._out_buffer is None or len(self._out_buffer) < need:
+            self._out_buffer = bytearray(max(need, 64 * 1024))
+        out = memoryview(self._out_buffer)
+        at = taken = 0
+        for size in data.sizes:
+            piece = data.data[taken : taken + size]
+            taken += size
+            # Padding as paramiko's `_build_packet` has it for EtM and AEAD: the length field is
+            # outside the cipher, the rest fills whole blocks, with at least 4 bytes of padding.
+            padding = 3 + block - ((9 + size + 4) % block)
+            packet_length = 1 + 9 + size + padding
+            LENGTH.pack_into(out, at, packet_length)
+            head = DATA_HEAD.pack(padding, MSG_CHANNEL_DATA, data.channel_id, size)
+            body = out[at + 4 : at + 4 + packet_length]
+            if aead:
+                # GCM seals the whole packet at once: gather it (in the space its tag will follow).
+                plain = bytearray(packet_length)
+                plain[: DATA_HEAD.size] = head
+                plain[DATA_HEAD.size : DATA_HEAD.size + size] = piece
+                plain[DATA_HEAD.size + size :] = os.urandom(padding)
+                iv = self._Packetizer__iv_out
+                sealed = out[at + 4 : at + 4 + packet_length + mac_size]
+                engine.encrypt_into(iv, plain, out[at : at + 4], sealed)
+                del sealed
+                self._Packetizer__iv_out = self._inc_iv_counter(iv)
+            else:
+                # CTR is a stream: the header, the data and the zero padding (as paramiko pads
+                # under SDCTR) encrypt piece by piece, straight into the packet.
+                engine.update_into(head, body)
+                engine.update_into(piece, body[DATA_HEAD.size :])
+                engine.update_into(ZEROS[:padding], body[DATA_HEAD.size + size :])
+                check = hmac.new(
+                    self._Packetizer__mac_key_out,
+                    LENGTH.pack(self._Packetizer__sequence_number_out),
+                    self._Packetizer__mac_engine_out,
+                )
+                check.update(out[at : at + 4 + packet_length])
+                end = at + 4 + packet_length
+                out[end : end + mac_size] = check.digest()[:mac_size]
+            del body
+            at += 4 + packet_length + mac_size
+            self._count_sent(4 + packet_length + mac_size)
+        return out[:at]
+
+    def _count_sent(self, raw_size: int) -> None:
+        """The sequence number and rekey trigger, as paramiko's `send_message` keeps them."""
+        next_seq = (self._Packetizer__sequence_number_out + 1) & 0xFFFFFFFF
+        if next_seq == 0 and not self._initial_kex_done:
+            raise SSHException("Sequence number rolled over during initial kex!")
+        self._Packetizer__sequence_number_out = next_seq
+        self._Packetizer__sent_bytes += raw_size
+        self._Packetizer__sent_packets += 1
+        too_much = (
+            self._Packetizer__sent_packets >= self.REKEY_PACKETS
+            or self._Packetizer__sent_bytes >= self.REKEY_BYTES
+        )
+        if too_much and not self._Packetizer__need_rekey:  # only ask once
+            self._Packetizer__received_bytes_overflow = 0
+            self._Packetizer__received_packets_overflow = 0
+            self._trigger_rekey()
+
+    # -- receiving -------------------------------------------------------------------------------
 
     def read_message(self) -> tuple[int, Any]:
         etm = self._Packetizer__etm_in
@@ -186,9 +321,41 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
 
 
 def install(transport: paramiko.Transport) -> None:
-    """Read `transport`'s packets with FastPacketizer (before it starts)."""
+    """Read and write `transport`'s packets with FastPacketizer (before it starts)."""
     assert type(transport.packetizer) is Packetizer
     transport.packetizer.__class__ = FastPacketizer
+
+
+def send_all(channel: paramiko.Channel, data: memoryview) -> None:
+    """Send all of `data` on `channel`, waiting for window as `Channel.send` does; EOFError once
+    the channel is closed or at its end. Each batch takes what the window allows (paramiko's own
+    window accounting, one maximum packet at a time) up to BATCH_BYTES, and goes to the transport
+    as one ChannelDataOut: one write to the socket for several SSH packets."""
+    if not isinstance(channel.transport.packetizer, FastPacketizer):
+        while data:
+            sent = channel.send(data)
+            if sent <= 0:
+                raise EOFError("channel closed")
+            data = data[sent:]
+        return
+    while data:
+        sizes: list[int] = []
+        taken = 0
+        with channel.lock:
+            if channel.closed:
+                raise EOFError("channel closed")
+            size = channel._wait_for_send_window(len(data))  # blocks while the window is shut
+            while size:
+                sizes.append(size)
+                taken += size
+                if taken == len(data) or taken >= BATCH_BYTES or channel.out_window_size == 0:
+                    break
+                size = channel._wait_for_send_window(len(data) - taken)
+        if not taken:
+            raise EOFError("channel closed")
+        # Outside the channel's lock, as paramiko's Channel._send (a rekey could deadlock).
+        channel.transport._send_user_message(ChannelDataOut(channel.remote_chanid, data[:taken], sizes))
+        data = data[taken:]
 
 
 class ChunkPipe(BufferedPipe):  # type: ignore[misc]  # paramiko ships no type hints
