@@ -108,12 +108,6 @@ async def in_upload_thread(func: Callable[[list[bytes]], T], pieces: list[bytes]
     return await anyio.to_thread.run_sync(func, pieces, limiter=limiter)
 
 
-def write_all(upload: Upload, pieces: list[bytes]) -> None:
-    """Write a batch piece by piece (joining them would copy every byte once more)."""
-    for piece in pieces:
-        upload.write(piece)
-
-
 async def receive(
     request: Request,
     begin: Callable[[], Upload],
@@ -139,7 +133,7 @@ async def receive(
     def write(pieces: list[bytes]) -> None:
         if not begun:
             begun.append(begin())
-        write_all(begun[0], pieces)
+        begun[0].write_batch(pieces)  # piece by piece: joining them would copy every byte again
 
     def finish(pieces: list[bytes]) -> T:
         write(pieces)
