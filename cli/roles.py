@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from cli.allocator import tune_allocator
 from core.config import Settings
 
 log = logging.getLogger("tradelane.roles")
@@ -38,10 +39,12 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 
 def tune_interpreter() -> None:
-    """Interpreter-wide settings the mailbox servers run best with. Set by the process that runs
-    them, never by a server's `start()`: a test or a library that starts one keeps its own."""
+    """Process-wide settings the API and mailbox servers run best with: the GIL switch interval
+    and malloc's thresholds (cli/allocator.py). Set by the process that runs them, never by a
+    server's `start()`: a test or a library that starts one keeps its own."""
     if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    tune_allocator()
 
 
 def prefect_server_command(settings: Settings) -> list[str]:
@@ -82,6 +85,7 @@ async def api(settings: Settings, stop: asyncio.Event) -> None:
     from core.wakeups import notify_on_intake
     from flows.events import flush_received, install_intake_events
 
+    tune_interpreter()
     notify_on_intake(settings)  # dispatchers in other processes hear of each upload (PostgreSQL)
     install_intake_events(batched=True)  # tradelane.file.received for each upload, in Prefect's event feed
     server = uvicorn.Server(uvicorn_config(create_app(accept_service=CoreAcceptService()), settings))
