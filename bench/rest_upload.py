@@ -11,6 +11,9 @@
   Logging in (argon2) is done once, before, and not counted.
 * rounds alternate cp, curl, cp, curl ... so both see the same machine; the ratio of each round is
   cp's time / curl's; the figure is the median round. The source is in the page cache for both.
+* beside them, each round also sends the file to `bench.rest_sink`: the same HTTP stack (uvicorn,
+  httptools, uvloop, tuned as `up` tunes it) discarding the body. Its MB/s is the ceiling for
+  any REST upload here, before a byte is written or hashed; the last line prints ours against it.
 
 No data flow takes the files (a delivery would compete for the 2 cores with the next round).
 """
@@ -18,12 +21,16 @@ No data flow takes the files (a delivery would compete for the 2 cores with the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,10 +89,15 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     source = work / "rest-big.bin"
     write_file(source, size)
     token, folder = upload_folder_id(system)
-    seconds: dict[str, list[float]] = {"cp": [], "curl": []}
+    seconds: dict[str, list[float]] = {"cp": [], "curl": [], "stack": []}
     cpu: dict[str, list[float]] = {"cp": [], "curl": [], "up": []}
     assert system.proc is not None
     for n in range(rounds):
+        with stack_sink() as sink:
+            took, answer = timed("curl", "-sS", "-T", str(source), "-X", "POST", sink)
+            if answer != str(size):
+                raise RuntimeError(f"the stack's sink read {answer} bytes, not {size}")
+            seconds["stack"].append(took)
         copy = work / "rest-copy.bin"
         before = children_cpu()
         took, _ = timed("cp", str(source), str(copy))
@@ -112,12 +124,42 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
         f"{size / statistics.median(seconds['cp']) / 1e6:.0f} MB/s; ratio per round "
         + " ".join(f"{r:.2f}" for r in ratios)
     )
+    stack = size / statistics.median(seconds["stack"]) / 1e6
+    ours = size / statistics.median(seconds["curl"]) / 1e6
+    print(
+        f"    the HTTP stack alone (uvicorn+httptools+uvloop discarding the body, bench.rest_sink): "
+        f"{stack:.0f} MB/s, cp's {stack * statistics.median(seconds['cp']) * 1e6 / size:.2f}; ours is "
+        f"{ours / stack:.2f} of it"
+    )
     per_gb = {name: statistics.median(values) * 1e9 / size for name, values in cpu.items()}
     print(
         f"    CPU s per GB (median round): the up process {per_gb['up']:.2f}, curl (+sync) "
         f"{per_gb['curl']:.2f}, cp (+sync) {per_gb['cp']:.2f}; kernel writeback threads not counted"
     )
     return seconds
+
+
+@contextlib.contextmanager
+def stack_sink() -> Iterator[str]:
+    """bench.rest_sink running on a free port: its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = subprocess.Popen([sys.executable, "-m", "bench.rest_sink", str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or sink.poll() is not None:
+                    raise RuntimeError("bench.rest_sink did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        sink.terminate()
+        sink.wait(10)
 
 
 def measure(size_mib: int, rounds: int) -> dict[str, list[float]]:
