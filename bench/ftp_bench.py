@@ -156,6 +156,7 @@ def bare_pyftpdlib(root: Path, *, same_work: bool = False) -> Iterator[int]:
 def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     os.environ["TRADELANE_HOME"] = str(home)
     os.environ.pop("TRADELANE_DATABASE_URL", None)
+    from cli.roles import tune_interpreter
     from core import db, partners
     from core.config import Settings, get_settings
     from core.db import session_scope
@@ -163,6 +164,7 @@ def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     from mailboxes.auth import MailboxAuth
     from mailboxes.ftp import FTPServer
 
+    tune_interpreter()  # as `tradelane up` runs its servers
     get_settings.cache_clear()
     db.init_db()
     with session_scope() as session:
