@@ -108,6 +108,12 @@ async def in_upload_thread(func: Callable[[list[bytes]], T], pieces: list[bytes]
     return await anyio.to_thread.run_sync(func, pieces, limiter=limiter)
 
 
+def write_all(upload: Upload, pieces: list[bytes]) -> None:
+    """Write a batch piece by piece (joining them would copy every byte once more)."""
+    for piece in pieces:
+        upload.write(piece)
+
+
 async def receive(
     request: Request,
     begin: Callable[[], Upload],
@@ -133,7 +139,7 @@ async def receive(
     def write(pieces: list[bytes]) -> None:
         if not begun:
             begun.append(begin())
-        begun[0].write_batch(pieces)  # piece by piece: joining them would copy every byte again
+        write_all(begun[0], pieces)
 
     def finish(pieces: list[bytes]) -> T:
         write(pieces)

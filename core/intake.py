@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -38,7 +38,6 @@ from core.db import autocommit, session_scope
 from core.endpoints.base import CHUNK_SIZE, WriteStream, clean_path
 from core.endpoints.file import FileEndpoint
 from core.endpoints.mailbox import MailboxEndpoint
-from core.hash_beside import Buffer, update_beside
 from core.mailbox import layout
 from core.models import DataFlow, Partner, Receipt, Transfer, utcnow
 from core.names import normalize_name
@@ -207,27 +206,12 @@ class Upload:
         self._stream, self._kept = receipt_files.open_write(f"{folder}/{self.name}")
 
     def write(self, chunk: bytes) -> None:
-        self._check_room(len(chunk))
+        if self.size + len(chunk) > self.max_bytes:
+            self.abort()
+            raise UploadTooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
         self._stream.write(chunk)
         self._hash.update(chunk)
         self.size += len(chunk)
-
-    def write_batch(self, pieces: Sequence[Buffer]) -> None:
-        """Write several chunks in order, hashing them in another thread meanwhile (hash_beside)."""
-        size = sum(len(piece) for piece in pieces)
-        self._check_room(size)
-
-        def write_all() -> None:
-            for piece in pieces:
-                self._stream.write(piece)
-
-        update_beside(self._hash, pieces, write_all)
-        self.size += size
-
-    def _check_room(self, size: int) -> None:
-        if self.size + size > self.max_bytes:
-            self.abort()
-            raise UploadTooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
 
     def abort(self) -> None:
         self._stream.abort()

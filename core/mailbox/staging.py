@@ -45,13 +45,11 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from core import receipt_files, storage
 from core.endpoints.base import WriteStream
-from core.hash_beside import Buffer, update_beside
 from core.mailbox import layout
 from core.mailbox.errors import Busy, Forbidden, MailboxError, OffsetMismatch, QuotaExceeded
 from core.models import Receipt
@@ -387,16 +385,10 @@ class StagedUpload:
     def done(self) -> bool:
         return self._done
 
-    def write(self, data: Buffer, offset: int | None = None) -> None:
-        self.write_pieces([data], offset)
-
-    def write_pieces(self, pieces: Sequence[Buffer], offset: int | None = None) -> None:
-        """Write `pieces` one after another from `offset` (the end by default), as one write: one
-        system call, and the SHA-256 of a large run computed in another thread meanwhile."""
+    def write(self, data: bytes | bytearray | memoryview, offset: int | None = None) -> None:
         if self._done:
             raise MailboxError("this upload is already finished")
-        views = [memoryview(piece).cast("B") for piece in pieces]
-        length = sum(len(view) for view in views)
+        view = memoryview(data).cast("B")
         if self._start is None:
             # The first write of a resume-capable open says where the upload continues.
             at = self._end if offset is None else offset
@@ -416,46 +408,28 @@ class StagedUpload:
                 f"cannot write at byte {offset}: only {self._end} bytes were received, and a gap "
                 "would be filled with zeros; the upload is refused: write the file in order"
             )
-        end = offset + length
+        end = offset + len(view)
         if end > self.owner.max_file_bytes:
             self._discard(reason="size limit")
             raise QuotaExceeded(f"file is larger than the limit of {self.owner.max_file_bytes} bytes")
         if not self._dirty and offset == self._end and self._hashed < offset:
             self._catch_up(offset)  # a resume: hash the staged prefix once
-        in_order = not self._dirty and offset == self._hashed
-        self._dirty = not in_order  # written out of order: the whole file is hashed at the end
-
-        def store() -> None:
-            self._pwrite(views, offset)
-            at = offset
-            for view in views:
-                self._stream_out(view, at)
-                at += len(view)
-
-        if in_order:
-            try:
-                update_beside(self._sha, views, store)
-            except BaseException:
-                self._dirty = True  # the hash has seen bytes that are not all written
-                raise
-            self._hashed = end
-        else:
-            store()
+        self._pwrite(view, offset)
+        self._stream_out(view, offset)
+        if not self._dirty:
+            if offset == self._hashed:
+                self._sha.update(view)
+                self._hashed = end
+            else:
+                self._dirty = True
         self._end = max(self._end, end)
-        self.received += length
+        self.received += len(view)
 
-    def _pwrite(self, views: list[memoryview], offset: int) -> None:
-        left = [view for view in views if view]  # a copy: the hashing thread reads `views`
+    def _pwrite(self, view: memoryview, offset: int) -> None:
         try:
-            while left:
-                written = os.pwritev(self._fd, left, offset)
-                if not written:
-                    raise OSError(errno.EIO, "nothing was written")
-                offset += written
-                while left and written >= len(left[0]):  # short writes: rare on files, but legal
-                    written -= len(left.pop(0))
-                if written:
-                    left[0] = left[0][written:]
+            written = os.pwrite(self._fd, view, offset)
+            while written < len(view):  # short writes: rare on regular files, but legal
+                written += os.pwrite(self._fd, view[written:], offset + written)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise MailboxError("no space left for this upload") from exc

@@ -15,9 +15,6 @@ from core.writeback import PathWriteback
 
 log = logging.getLogger(__name__)
 
-# The writer takes what has arrived in runs of up to this much (core/hash_beside.py).
-BATCH_BYTES = 1024 * 1024
-
 
 class UploadRefused(OSError):
     """Raised through pyftpdlib's data channel when the view refuses a chunk (size limit, ...)."""
@@ -27,9 +24,9 @@ class UploadFile:
     """What pyftpdlib's data channel writes an upload into: a `MailboxView` upload handle.
 
     The session thread only receives: chunks go through a short queue to a writer thread that
-    writes what has arrived in one system call while another thread hashes it (both release the
-    GIL: core/hash_beside.py), so receiving, writing and hashing overlap, and the writer asks the
-    kernel to start writing back what it wrote so the fsync at completion has little left to do.
+    does the disk write and the SHA-256 (both release the GIL), so receiving, writing and hashing
+    overlap, and the writer asks the kernel to start writing back what it wrote so the fsync at
+    completion has little left to do.
 
     Exactly one of `complete()` (intake) or `abandon()` happens; `close()` abandons unless the
     upload was completed, so every way out of pyftpdlib (closed session, queued STOR that never got
@@ -50,7 +47,6 @@ class UploadFile:
         self.finished = False
         self._queue: queue.Queue[bytes | None] = queue.Queue(self.queue_chunks)
         self._writer: threading.Thread | None = None
-        self._ended = False  # the writer took the end-of-upload mark
         self._failure: BaseException | None = None
 
     @property
@@ -65,7 +61,6 @@ class UploadFile:
             self.received += len(data)
             return len(data)
         if self._writer is None:
-            self._ended = False
             self._writer = threading.Thread(target=self._write_loop, name="ftp-upload-writer", daemon=True)
             self._writer.start()
         self._queue.put(data)
@@ -90,40 +85,19 @@ class UploadFile:
     def _write_loop(self) -> None:
         hint = writeback_hint(self.handle)
         try:
-            while (batch := self._next_batch()) is not None:
+            while (chunk := self._queue.get()) is not None:
                 if self._failure is not None:
                     continue  # drain, so the receiving side never blocks on a full queue
                 try:
-                    self.handle.write_pieces(batch)
+                    self.handle.write(chunk)
                 except BaseException as exc:
                     self._failure = exc
                     continue
                 if hint is not None:
-                    hint.wrote(sum(len(chunk) for chunk in batch))
+                    hint.wrote(len(chunk))
         finally:
             if hint is not None:
                 hint.close()
-
-    def _next_batch(self) -> list[bytes] | None:
-        """The chunks received so far, up to BATCH_BYTES (at least one: waits for it); None at the
-        end. One write of many chunks is one system call, and its SHA-256 runs beside it."""
-        if self._ended:
-            return None
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch, size = [first], len(first)
-        while size < BATCH_BYTES:
-            try:
-                chunk = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if chunk is None:
-                self._ended = True
-                break
-            batch.append(chunk)
-            size += len(chunk)
-        return batch
 
     def _drain(self) -> None:
         """Wait until everything received is written (or refused)."""

@@ -48,7 +48,7 @@ def test_uploads_at_once_share_a_few_threads(
     lock = threading.Lock()
     running = [0]
     most = [0]
-    original = Upload.write_batch
+    original = upload.write_all
 
     def counted(started: Upload, pieces: list[bytes]) -> None:
         with lock:
@@ -61,7 +61,7 @@ def test_uploads_at_once_share_a_few_threads(
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(Upload, "write_batch", counted)
+    monkeypatch.setattr(upload, "write_all", counted)
     bodies = {f"at-once-{i}.bin": os.urandom(2048) for i in range(12)}
     statuses: dict[str, int] = {}
 
