@@ -13,8 +13,8 @@ A connection that drops with a file still open leaves the bytes staged for a res
 One module per job: `server` (accept, limits, idle reaper), `limits` (connections turned away before
 they cost a thread), `connection` (what one SSH connection knows), `auth` (logins and channel
 policy), `channels` (window enforcement and growth), `sockets` (buffered reads), `fastpath` (the
-packet reader, packet writer and channel buffer without copies), `hostkeys`, `packets` (the SFTP wire format) and
-`subsystem` (the request loop).
+packet reader, packet writer and channel buffer without copies), `hostkeys`, `packets` (the SFTP
+wire format) and `subsystem` (the request loop).
 
 Speed. paramiko's own SFTP server answers one request at a time with several copies and a few
 Python calls per 32 KiB, which is 2-4x slower than OpenSSH. Here:
