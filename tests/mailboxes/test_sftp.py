@@ -20,6 +20,7 @@ from typing import Any
 
 import paramiko
 import pytest
+from paramiko.common import MSG_CHANNEL_DATA
 
 from core.config import get_settings
 from mailboxes.auth import MailboxAuth
@@ -294,18 +295,32 @@ def test_paramiko_put_get_and_listing(server: SFTPServer, partner: PartnerLogin)
     assert receipt.sha256 == sha(data) and receipt.name == "in.bin"
 
 
-@pytest.mark.parametrize("window", [64 * 1024, 2 * 1024 * 1024])
+@pytest.mark.parametrize(
+    ("window", "max_packet"), [(64 * 1024, 32768), (2 * 1024 * 1024, 32768), (32 * 1024, 4096)]
+)
 def test_a_download_into_a_small_or_large_client_window(
-    server: SFTPServer, partner: PartnerLogin, window: int
+    server: SFTPServer, partner: PartnerLogin, window: int, max_packet: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A client with a 64 KiB SSH window and many READs in flight (prefetch) gets the whole file,
-    as one with OpenSSH's 2 MiB window does: the answers wait for the window, never stall."""
+    """A client with a small SSH window or maximum packet (4 KiB is the least SSH allows) and many
+    READs in flight (prefetch) gets the whole file, as one with OpenSSH's 2 MiB window does: the
+    answers wait for the window, never stall, and no packet is larger than the client said it
+    takes (fastpath.send_all sends several packets at a time)."""
     data = os.urandom(8 * 1024 * 1024 + 3)
     partner.put_download(f"w{window}.bin", data)
+    received: list[int] = []
+    feed = paramiko.Channel._feed
+
+    def counted(channel: paramiko.Channel, m: Any) -> None:
+        s = m if isinstance(m, bytes) else m.get_binary()
+        received.append(len(s))
+        feed(channel, s)
+
+    # The client's transport: ours (mailboxes/sftp/channels.py) copied the table before this.
+    monkeypatch.setitem(paramiko.Transport._channel_handler_table, MSG_CHANNEL_DATA, counted)
     transport = paramiko.Transport(("127.0.0.1", server.port))
     try:
         transport.connect(username=partner.name, password=partner.password)
-        client = paramiko.SFTPClient.from_transport(transport, window_size=window, max_packet_size=32768)
+        client = paramiko.SFTPClient.from_transport(transport, window_size=window, max_packet_size=max_packet)
         assert client is not None
         client.get_channel().settimeout(30)
         with client.open(f"/download/w{window}.bin", "rb") as f:
@@ -313,6 +328,8 @@ def test_a_download_into_a_small_or_large_client_window(
             assert f.read() == data
     finally:
         transport.close()
+    assert sum(received) > len(data)
+    assert max(received) <= max_packet
 
 
 def test_paramiko_permissions_and_symlinks(server: SFTPServer, make_partner: MakePartner) -> None:
