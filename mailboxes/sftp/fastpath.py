@@ -97,7 +97,8 @@ class ChannelDataOut:
 
 
 class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no type hints
-    """paramiko's Packetizer with a copy-free read of encrypt-then-MAC and AES-GCM packets.
+    """paramiko's Packetizer with a copy-free read and a batched, copy-free write of channel data
+    under AES-CTR with encrypt-then-MAC and under AES-GCM.
 
     Installed on a Transport's packetizer by swapping its class (`install`): paramiko builds the
     Packetizer itself, and the attributes below are its own (name-mangled) state.
@@ -162,9 +163,9 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
             packet_length = 1 + 9 + size + padding
             LENGTH.pack_into(out, at, packet_length)
             head = DATA_HEAD.pack(padding, MSG_CHANNEL_DATA, data.channel_id, size)
-            body = out[at + 4 : at + 4 + packet_length]
             if aead:
-                # GCM seals the whole packet at once: gather it (in the space its tag will follow).
+                # GCM seals the whole packet in one call: gather it first (random padding, as
+                # paramiko pads outside SDCTR), then encrypt it with its tag into the output.
                 plain = bytearray(packet_length)
                 plain[: DATA_HEAD.size] = head
                 plain[DATA_HEAD.size : DATA_HEAD.size + size] = piece
@@ -177,6 +178,7 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
             else:
                 # CTR is a stream: the header, the data and the zero padding (as paramiko pads
                 # under SDCTR) encrypt piece by piece, straight into the packet.
+                body = out[at + 4 : at + 4 + packet_length]
                 engine.update_into(head, body)
                 engine.update_into(piece, body[DATA_HEAD.size :])
                 engine.update_into(ZEROS[:padding], body[DATA_HEAD.size + size :])
@@ -188,7 +190,7 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
                 check.update(out[at : at + 4 + packet_length])
                 end = at + 4 + packet_length
                 out[end : end + mac_size] = check.digest()[:mac_size]
-            del body
+                del body
             at += 4 + packet_length + mac_size
             self._count_sent(4 + packet_length + mac_size)
         return out[:at]
