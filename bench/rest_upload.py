@@ -35,7 +35,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.servers import free_port
 from tests.system import System, run_system
+from tests.waiting import wait_for
 
 MIB = 1024 * 1024
 PARTNER, PASSWORD = "benchrest", "Pw-bench-rest-1"
@@ -92,30 +94,30 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     seconds: dict[str, list[float]] = {"cp": [], "curl": [], "stack": []}
     cpu: dict[str, list[float]] = {"cp": [], "curl": [], "up": []}
     assert system.proc is not None
-    for n in range(rounds):
-        with stack_sink() as sink:
+    with stack_sink() as sink:  # one for every round: it keeps nothing between requests
+        for n in range(rounds):
             took, answer = timed("curl", "-sS", "-T", str(source), "-X", "POST", sink)
             if answer != str(size):
                 raise RuntimeError(f"the stack's sink read {answer} bytes, not {size}")
             seconds["stack"].append(took)
-        copy = work / "rest-copy.bin"
-        before = children_cpu()
-        took, _ = timed("cp", str(source), str(copy))
-        cpu["cp"].append(children_cpu() - before)
-        seconds["cp"].append(took)
-        copy.unlink()
-        before, up_before = children_cpu(), process_cpu(system.proc.pid)
-        took, code = timed(
-            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
-            "-H", f"Authorization: Bearer {token}",
-            "-H", f"Content-Disposition: attachment;filename=round-{n}.bin",
-            "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files",
-        )  # fmt: skip
-        cpu["curl"].append(children_cpu() - before)
-        cpu["up"].append(process_cpu(system.proc.pid) - up_before)
-        if not code.startswith("2"):
-            raise RuntimeError(f"the REST upload answered {code}")
-        seconds["curl"].append(took)
+            copy = work / "rest-copy.bin"
+            before = children_cpu()
+            took, _ = timed("cp", str(source), str(copy))
+            cpu["cp"].append(children_cpu() - before)
+            seconds["cp"].append(took)
+            copy.unlink()
+            before, up_before = children_cpu(), process_cpu(system.proc.pid)
+            took, code = timed(
+                "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(source), "-X", "POST",
+                "-H", f"Authorization: Bearer {token}",
+                "-H", f"Content-Disposition: attachment;filename=round-{n}.bin",
+                "-H", "Content-Type: application/octet-stream", f"{system.api}/api/folders/{folder}/files",
+            )  # fmt: skip
+            cpu["curl"].append(children_cpu() - before)
+            cpu["up"].append(process_cpu(system.proc.pid) - up_before)
+            if not code.startswith("2"):
+                raise RuntimeError(f"the REST upload answered {code}")
+            seconds["curl"].append(took)
     source.unlink()
     ratios = [c / u for c, u in zip(seconds["cp"], seconds["curl"], strict=True)]
     print(
@@ -139,23 +141,23 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     return seconds
 
 
+def _answers(port: int, sink: subprocess.Popen[bytes]) -> bool:
+    if sink.poll() is not None:
+        raise RuntimeError("bench.rest_sink exited")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def stack_sink() -> Iterator[str]:
     """bench.rest_sink running on a free port: its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     sink = subprocess.Popen([sys.executable, "-m", "bench.rest_sink", str(port)])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or sink.poll() is not None:
-                    raise RuntimeError("bench.rest_sink did not start") from None
-                time.sleep(0.05)
+        wait_for(lambda: _answers(port, sink), "bench.rest_sink to listen", timeout=30)
         yield f"http://127.0.0.1:{port}/"
     finally:
         sink.terminate()

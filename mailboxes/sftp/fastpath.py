@@ -149,7 +149,7 @@ class FastPacketizer(Packetizer):  # type: ignore[misc]  # paramiko ships no typ
         aead = self._Packetizer__aead_out
         mac_size = self._Packetizer__mac_size_out
         engine = self._Packetizer__block_engine_out
-        need = sum(data.sizes) + len(data.sizes) * (4 + DATA_HEAD.size + block + 3 + mac_size)
+        need = len(data.data) + len(data.sizes) * (4 + DATA_HEAD.size + block + 3 + mac_size)
         if self._out_buffer is None or len(self._out_buffer) < need:
             self._out_buffer = bytearray(max(need, 64 * 1024))
         out = memoryview(self._out_buffer)
