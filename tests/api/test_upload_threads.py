@@ -8,14 +8,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 import pytest
 
 from api import upload
+from core.endpoints.errors import EndpointError
 from core.intake import Upload
-from tests.api.conftest import PartnerLogin
+from tests.api.conftest import PartnerLogin, latest_receipt, stored_files
 
 MakePartner = Callable[..., PartnerLogin]
 
@@ -77,3 +79,63 @@ def test_uploads_at_once_share_a_few_threads(
     assert 2 <= most[0] <= upload.UPLOAD_THREADS
     for name, body in bodies.items():
         assert (p.root / "upload" / name).read_bytes() == body
+
+
+def test_a_slow_disk_gets_the_batches_in_order_one_at_a_time(
+    make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches received while the writer is behind wait their turn: never two writes of one file at
+    once, never out of order, every byte there."""
+    p = make_partner()
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    firsts: list[bytes] = []
+    original = upload.write_all
+
+    def slow(started: Upload, pieces: list[bytes]) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.03)  # the client keeps sending: batches pile up behind this one
+            firsts.append(pieces[0][:8] if pieces else b"")
+            original(started, pieces)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(upload, "write_all", slow)
+    body = b"".join(n.to_bytes(8, "big") * (upload.BATCH_BYTES // 8) for n in range(12))
+    response = p.upload("in-order.bin", body)
+    assert response.status_code == 201, response.text
+    assert (p.root / "upload" / "in-order.bin").read_bytes() == body
+    assert most[0] == 1
+    assert len(firsts) >= 6  # several batches, so some of them waited
+    offsets = [int.from_bytes(first, "big") for first in firsts if first]
+    assert offsets == sorted(offsets)
+
+
+def test_a_failed_batch_stops_the_ones_behind_it_and_leaves_nothing(
+    make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch, tradelane_home: Path
+) -> None:
+    p = make_partner()
+    calls = [0]
+    original = upload.write_all
+
+    def failing(started: Upload, pieces: list[bytes]) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise EndpointError("upload/broken.bin: No space left on device")
+        time.sleep(0.03)
+        original(started, pieces)
+
+    monkeypatch.setattr(upload, "write_all", failing)
+    before = stored_files(tradelane_home)
+    response = p.upload("broken.bin", os.urandom(12 * upload.BATCH_BYTES))
+    assert response.status_code == 503, response.text
+    assert "nothing was received" in response.json()["message"]
+    assert calls[0] == 3  # nothing written past the gap
+    assert not (p.root / "upload" / "broken.bin").exists()
+    assert latest_receipt(p.id, "broken.bin") is None
+    assert stored_files(tradelane_home) == before
