@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -57,6 +57,7 @@ MIB = 1024 * 1024
 USER, PASSWORD = "bench", "ftp-load-Pass-1"
 GOAL = 0.9
 BARE, SAME_WORK = "bare pyftpdlib", "pyftpdlib + sha256 + fsync"
+BARE_TLS = "bare pyftpdlib FTPS"
 OURS, OURS_TLS = "tradelane FTP", "tradelane FTPS (PROT P)"
 DIRECTIONS = ("upload", "download")
 
@@ -116,11 +117,14 @@ class _HashingFile:
 
 
 @contextmanager
-def bare_pyftpdlib(root: Path, *, same_work: bool = False) -> Iterator[int]:
-    """pyftpdlib as it ships; `same_work` adds only SHA-256 and fsync to its uploads."""
+def bare_pyftpdlib(
+    root: Path, *, same_work: bool = False, tls: tuple[Path, Path] | None = None
+) -> Iterator[int]:
+    """pyftpdlib as it ships; `same_work` adds only SHA-256 and fsync to its uploads; `tls`
+    (certificate, key) makes it pyftpdlib's own FTPS handler, PROT P as curl --ssl-reqd asks."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.filesystems import AbstractedFS
-    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
     from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import FTPServer
 
@@ -134,7 +138,9 @@ def bare_pyftpdlib(root: Path, *, same_work: bool = False) -> Iterator[int]:
     attrs: dict[str, Any] = {"authorizer": authorizer}
     if same_work:
         attrs["abstracted_fs"] = HashingFS
-    handler = type("BareHandler", (FTPHandler,), attrs)
+    if tls is not None:
+        attrs["certfile"], attrs["keyfile"] = str(tls[0]), str(tls[1])
+    handler = type("BareHandler", (TLS_FTPHandler if tls else FTPHandler,), attrs)
     server = FTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())
     stop = threading.Event()
 
@@ -153,7 +159,7 @@ def bare_pyftpdlib(root: Path, *, same_work: bool = False) -> Iterator[int]:
 
 
 @contextmanager
-def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
+def tradelane_server(home: Path) -> Iterator[tuple[int, Path, tuple[Path, Path]]]:
     os.environ["TRADELANE_HOME"] = str(home)
     os.environ.pop("TRADELANE_DATABASE_URL", None)
     from cli.roles import tune_interpreter
@@ -163,6 +169,7 @@ def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     from core.endpoints.mailbox import mailbox_root_for
     from mailboxes.auth import MailboxAuth
     from mailboxes.ftp import FTPServer
+    from mailboxes.ftp.certificate import ensure_certificate
 
     tune_interpreter()  # as `tradelane up` runs its servers
     get_settings.cache_clear()
@@ -175,7 +182,7 @@ def tradelane_server(home: Path) -> Iterator[tuple[int, Path]]:
     server = FTPServer(settings, MailboxAuth(settings))
     server.start()
     try:
-        yield server.port, mailbox_root_for("home", USER)
+        yield server.port, mailbox_root_for("home", USER), ensure_certificate(settings)
     finally:
         server.stop()
 
@@ -225,7 +232,7 @@ def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
         subprocess.run(["sync"], check=False)
         seconds, login = curl(*curl_args)
         samples.setdefault((server, direction), []).append(size / seconds / 1e6)
-        if server != BARE:
+        if server in (OURS, OURS_TLS):
             logins.append(login)
 
     with tempfile.TemporaryDirectory(prefix="ftp-bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -238,14 +245,16 @@ def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
         (bare_root / "upload").mkdir(parents=True)
         (bare_root / "download").mkdir()
         os.link(source, bare_root / "download" / "big.bin")
-        with (
-            bare_pyftpdlib(bare_root) as bare_port,
-            bare_pyftpdlib(bare_root, same_work=True) as same_port,
-            tradelane_server(work / "home") as (port, mailbox),
-        ):
+        with ExitStack() as servers:
+            bare_port = servers.enter_context(bare_pyftpdlib(bare_root))
+            same_port = servers.enter_context(bare_pyftpdlib(bare_root, same_work=True))
+            port, mailbox, certificate = servers.enter_context(tradelane_server(work / "home"))
+            # The same certificate (EC P-256) for both FTPS servers, so both do the same handshake.
+            bare_tls_port = servers.enter_context(bare_pyftpdlib(bare_root, tls=certificate))
             logging.getLogger("pyftpdlib").setLevel(logging.WARNING)  # after alembic's logging setup
             os.link(source, mailbox / "download" / "big.bin")
             bare_url = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{bare_port}"
+            bare_tls_url = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{bare_tls_port}"
             same_url = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{same_port}"
             url = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{port}"
             tls = ("--ssl-reqd", "-k")
@@ -256,9 +265,11 @@ def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
                 measure(BARE, "upload", "-T", str(source), f"{bare_url}/upload/")
                 measure(SAME_WORK, "upload", "-T", str(source), f"{same_url}/upload/same.bin")
                 measure(OURS, "upload", "-T", str(source), f"{url}/upload/")
+                measure(BARE_TLS, "upload", *tls, "-T", str(source), f"{bare_tls_url}/upload/bare-tls.bin")
                 measure(OURS_TLS, "upload", *tls, "-T", str(source), f"{url}/upload/tls.bin")
                 measure(BARE, "download", f"{bare_url}/download/big.bin")
                 measure(OURS, "download", f"{url}/download/big.bin")
+                measure(BARE_TLS, "download", *tls, f"{bare_tls_url}/download/big.bin")
                 measure(OURS_TLS, "download", *tls, f"{url}/download/big.bin")
 
     def cell(server: str, direction: str, pick: Callable[[list[float]], float]) -> float:
@@ -269,7 +280,7 @@ def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
         f"FTP throughput: {args.size_mib} MiB, curl on 127.0.0.1, {args.rounds} rounds, MB/s (best / median)"
     )
     print(f"{'server':<28} {'upload':>15} {'download':>15}")
-    for server in (BARE, SAME_WORK, OURS, OURS_TLS):
+    for server in (BARE, SAME_WORK, OURS, BARE_TLS, OURS_TLS):
         row = [
             f"{cell(server, d, max):>6.0f} / {cell(server, d, median):<6.0f}"
             if (server, d) in samples
@@ -284,6 +295,13 @@ def measure(size_mib: int, rounds: int) -> dict[tuple[str, str], list[float]]:
     }
     row = [f"{ratios[(d, 'best')]:>6.2f} / {ratios[(d, 'median')]:<6.2f}" for d in DIRECTIONS]
     print(f"{'ratio tradelane / bare':<28} {row[0]:>15} {row[1]:>15}")
+    row = [
+        f"{cell(OURS_TLS, d, pick) / cell(BARE_TLS, d, pick):>6.2f} / "
+        f"{cell(OURS_TLS, d, median) / cell(BARE_TLS, d, median):<6.2f}"
+        for d in DIRECTIONS
+        for pick in (max,)
+    ]
+    print(f"{'ratio FTPS / bare FTPS':<28} {row[0]:>15} {row[1]:>15}")
     same = [cell(OURS, "upload", pick) / cell(SAME_WORK, "upload", pick) for pick in (max, median)]
     print(f"{'ratio tradelane / same work':<28} {same[0]:>6.2f} / {same[1]:<6.2f}")
     print(f"sha256 on one core here: {hash_rate:.0f} MB/s; CPU cores: {os.cpu_count()}")
