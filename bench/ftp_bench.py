@@ -11,7 +11,8 @@ file, generated once in a temp dir:
 * download: `curl ftp://.../download/big.bin -o /dev/null`.
 
 The anchor is pyftpdlib as it ships: `DummyAuthorizer` + the default `FTPHandler` on a plain
-folder in the same temp dir. Goal (issue 3): upload ratio ≥ 0.9.
+folder in the same temp dir; for FTPS (curl --ssl-reqd: PROT P), pyftpdlib's own `TLS_FTPHandler`
+with the certificate ours presents. Goal (issue 3): upload ratio ≥ 0.9.
 
 Where an upload's time goes (issue 17; `python -m bench.ftp_profile` under py-spy, 256 MiB, curl,
 2026-12-05, load average 11-15 on 2 cores): of the server's samples during transfers, SHA-256 of
