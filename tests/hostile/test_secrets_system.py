@@ -21,6 +21,7 @@ import httpx
 from tests.e2e.helpers import PartnerClient, prefect_events, prefect_paged, settled, unique
 from tests.endpoint_servers.http_app import HttpApp
 from tests.system import System
+from tests.waiting import wait_for
 
 WAIT = 120.0  # a busy 2-core machine: generous, and never a timing assertion
 
@@ -156,7 +157,15 @@ def test_echoed_secrets_leave_no_trace_and_redirects_are_not_followed(
     places["up.log"] = (system.home / "up.log").read_text(errors="replace")
     places["prefect logs"] = json.dumps(prefect_paged(f"{api}/logs/filter"))
     places["prefect artifacts"] = json.dumps(prefect_paged(f"{api}/artifacts/filter"))
-    places["prefect events"] = json.dumps(prefect_events(api))
+
+    def events_naming_both() -> str:
+        text = json.dumps(prefect_events(api))
+        return text if bad_name in text and good_name in text else ""
+
+    # The server stores events in batches (every 5 s at the latest): wait for the files' own.
+    places["prefect events"] = wait_for(
+        events_naming_both, "both files' events to be stored by the Prefect server", timeout=30, interval=0.5
+    )
     places["prefect flow runs"] = json.dumps(prefect_paged(f"{api}/flow_runs/filter"))
     places["prefect task runs"] = json.dumps(prefect_paged(f"{api}/task_runs/filter"))
     with sqlite3.connect(system.home / "tradelane.db") as db:
