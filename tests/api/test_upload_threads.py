@@ -18,6 +18,7 @@ from api import upload
 from core.endpoints.errors import EndpointError
 from core.intake import Upload
 from tests.api.conftest import PartnerLogin, latest_receipt, stored_files
+from tests.waiting import wait_for
 
 MakePartner = Callable[..., PartnerLogin]
 
@@ -139,3 +140,44 @@ def test_a_failed_batch_stops_the_ones_behind_it_and_leaves_nothing(
     assert not (p.root / "upload" / "broken.bin").exists()
     assert latest_receipt(p.id, "broken.bin") is None
     assert stored_files(tradelane_home) == before
+
+
+def test_big_uploads_stuck_on_a_slow_disk_keep_no_small_upload_waiting(
+    make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big upload's writer thread is its own (WRITER_THREADS), not one of UPLOAD_THREADS: as many
+    big uploads as there are upload threads, all stuck writing, leave small uploads going."""
+    p = make_partner()
+    folder = p.folder("upload")["id"]
+    disk = threading.Event()
+    stuck: set[str] = set()
+    original = upload.write_all
+
+    def stuck_for_big(started: Upload, pieces: list[bytes]) -> None:
+        if started.name.startswith("big-"):
+            stuck.add(started.name)
+            disk.wait(60)
+        original(started, pieces)
+
+    monkeypatch.setattr(upload, "write_all", stuck_for_big)
+    bigs = {f"big-{i}.bin": os.urandom(3 * upload.BATCH_BYTES) for i in range(upload.UPLOAD_THREADS)}
+    statuses: dict[str, int] = {}
+
+    def send(name: str) -> None:
+        statuses[name] = p.upload(name, bigs[name], folder).status_code
+
+    senders = [threading.Thread(target=send, args=(name,)) for name in bigs]
+    try:
+        for sender in senders:
+            sender.start()
+        wait_for(lambda: stuck == set(bigs), "every big upload's writer to be stuck")
+        small = p.upload("small-while-stuck.json", b'{"po": 7}', folder)
+        assert small.status_code == 201, small.text
+        assert not statuses  # the small one went past them
+    finally:
+        disk.set()
+        for sender in senders:
+            sender.join()
+    assert statuses == dict.fromkeys(bigs, 201)
+    for name, body in bigs.items():
+        assert (p.root / "upload" / name).read_bytes() == body
