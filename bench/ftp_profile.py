@@ -5,6 +5,7 @@ profiler, with the CPU time this process spent per GB beside each round's MB/s.
     .venv/bin/python -m bench.ftp_profile same-work big.bin 3   # pyftpdlib + SHA-256 + fsync
     .venv/bin/python -m bench.ftp_profile bare big.bin 3        # pyftpdlib as it ships
     .venv/bin/python -m bench.ftp_profile ours-tls big.bin 3    # tradelane, FTPS (PROT P)
+    .venv/bin/python -m bench.ftp_profile bare-tls big.bin 3    # pyftpdlib's own FTPS
 
 CPU seconds per GB (user/system, from getrusage, less a 1-byte upload's: the session's fixed cost,
 which for tradelane is mostly the argon2 password check) say what moving the bytes costs, even on a
@@ -46,20 +47,21 @@ def cpu_of(action: Callable[[], T]) -> tuple[T, float, float, float]:
 @contextmanager
 def serve(kind: str, work: Path) -> Iterator[tuple[int, Path]]:
     """The server to profile, started in this process: its port and the folder uploads land in."""
-    if kind.startswith("ours"):
-        with tradelane_server(work / "home") as (port, mailbox):
+    with tradelane_server(work / "home") as (port, mailbox, certificate):
+        if kind.startswith("ours"):
             yield port, mailbox / "upload"
-    else:
+            return
         (work / "upload").mkdir()
-        with bare_pyftpdlib(work, same_work=kind == "same-work") as port:
-            yield port, work / "upload"
+        tls = certificate if kind == "bare-tls" else None  # the same certificate as ours
+        with bare_pyftpdlib(work, same_work=kind == "same-work", tls=tls) as bare_port:
+            yield bare_port, work / "upload"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("server", choices=["ours", "ours-tls", "same-work", "bare"])
+    parser.add_argument("server", choices=["ours", "ours-tls", "same-work", "bare", "bare-tls"])
     parser.add_argument("source", type=Path)
     parser.add_argument("rounds", type=int)
     args = parser.parse_args()
@@ -72,7 +74,7 @@ def main() -> None:
             one_byte = work / "one.bin"
             one_byte.write_bytes(b"x")
             # A session's fixed CPU (login: argon2 for tradelane; the receipt): a 1-byte upload.
-            tls = ("--ssl-reqd", "-k") if args.server == "ours-tls" else ()
+            tls = ("--ssl-reqd", "-k") if args.server.endswith("-tls") else ()
             fixed = [
                 cpu_of(lambda: curl(*tls, "-T", str(one_byte), f"{url}/fixed.bin"))[1:3] for _ in range(2)
             ][-1]
