@@ -23,6 +23,31 @@ from tests.waiting import wait_for
 MakePartner = Callable[..., PartnerLogin]
 
 
+class SlowWrites:
+    """`upload.write_all`, each call `seconds` slower, counting the most calls at once and the first
+    bytes of each batch it writes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.most = 0
+        self.firsts: list[bytes] = []
+        self._running = 0
+        self._lock = threading.Lock()
+        self._write_all = upload.write_all
+
+    def __call__(self, started: Upload, pieces: list[bytes]) -> None:
+        with self._lock:
+            self._running += 1
+            self.most = max(self.most, self._running)
+        try:
+            time.sleep(self.seconds)
+            self.firsts.append(pieces[0][:8] if pieces else b"")
+            self._write_all(started, pieces)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
 def test_a_small_upload_crosses_to_a_thread_once_after_the_login(
     make_partner: MakePartner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,23 +73,9 @@ def test_uploads_at_once_share_a_few_threads(
 ) -> None:
     p = make_partner()
     folder = p.folder("upload")["id"]
-    lock = threading.Lock()
-    running = [0]
-    most = [0]
-    original = upload.write_all
-
-    def counted(started: Upload, pieces: list[bytes]) -> None:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            time.sleep(0.05)  # long enough for the other uploads to pile up behind it
-            original(started, pieces)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr(upload, "write_all", counted)
+    # Each write long enough for the other uploads to pile up behind it.
+    writes = SlowWrites(seconds=0.05)
+    monkeypatch.setattr(upload, "write_all", writes)
     bodies = {f"at-once-{i}.bin": os.urandom(2048) for i in range(12)}
     statuses: dict[str, int] = {}
 
@@ -77,7 +88,7 @@ def test_uploads_at_once_share_a_few_threads(
     for sender in senders:
         sender.join()
     assert statuses == dict.fromkeys(bodies, 201)
-    assert 2 <= most[0] <= upload.UPLOAD_THREADS
+    assert 2 <= writes.most <= upload.UPLOAD_THREADS
     for name, body in bodies.items():
         assert (p.root / "upload" / name).read_bytes() == body
 
@@ -88,32 +99,15 @@ def test_a_slow_disk_gets_the_batches_in_order_one_at_a_time(
     """Batches received while the writer is behind wait their turn: never two writes of one file at
     once, never out of order, every byte there."""
     p = make_partner()
-    lock = threading.Lock()
-    running = [0]
-    most = [0]
-    firsts: list[bytes] = []
-    original = upload.write_all
-
-    def slow(started: Upload, pieces: list[bytes]) -> None:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            time.sleep(0.03)  # the client keeps sending: batches pile up behind this one
-            firsts.append(pieces[0][:8] if pieces else b"")
-            original(started, pieces)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr(upload, "write_all", slow)
+    writes = SlowWrites(seconds=0.03)  # the client keeps sending: batches pile up behind each
+    monkeypatch.setattr(upload, "write_all", writes)
     body = b"".join(n.to_bytes(8, "big") * (upload.BATCH_BYTES // 8) for n in range(12))
     response = p.upload("in-order.bin", body)
     assert response.status_code == 201, response.text
     assert (p.root / "upload" / "in-order.bin").read_bytes() == body
-    assert most[0] == 1
-    assert len(firsts) >= 6  # several batches, so some of them waited
-    offsets = [int.from_bytes(first, "big") for first in firsts if first]
+    assert writes.most == 1
+    assert len(writes.firsts) >= 6  # several batches, so some of them waited
+    offsets = [int.from_bytes(first, "big") for first in writes.firsts if first]
     assert offsets == sorted(offsets)
 
 
