@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,9 +34,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_listening
 from tests.system import System, run_system
-from tests.waiting import wait_for
 
 MIB = 1024 * 1024
 PARTNER, PASSWORD = "benchrest", "Pw-bench-rest-1"
@@ -94,7 +92,7 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     seconds: dict[str, list[float]] = {"cp": [], "curl": [], "stack": []}
     cpu: dict[str, list[float]] = {"cp": [], "curl": [], "up": []}
     assert system.proc is not None
-    with stack_sink() as sink:  # one for every round: it keeps nothing between requests
+    with stack_sink(work) as sink:  # one for every round: it keeps nothing between requests
         for n in range(rounds):
             took, answer = timed("curl", "-sS", "-T", str(source), "-X", "POST", sink)
             if answer != str(size):
@@ -141,23 +139,17 @@ def measure_on(system: System, work: Path, size: int, rounds: int) -> dict[str, 
     return seconds
 
 
-def _answers(port: int, sink: subprocess.Popen[bytes]) -> bool:
-    if sink.poll() is not None:
-        raise RuntimeError("bench.rest_sink exited")
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
-def stack_sink() -> Iterator[str]:
-    """bench.rest_sink running on a free port: its URL."""
+def stack_sink(work: Path) -> Iterator[str]:
+    """bench.rest_sink running on a free port (its output in `work`): its URL."""
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "bench.rest_sink", str(port)])
+    log = work / "rest-sink.log"
+    with log.open("wb") as out:
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "bench.rest_sink", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
     try:
-        wait_for(lambda: _answers(port, sink), "bench.rest_sink to listen", timeout=30)
+        wait_until_listening("bench.rest_sink", port, sink, log)
         yield f"http://127.0.0.1:{port}/"
     finally:
         sink.terminate()

@@ -91,6 +91,23 @@ def free_port() -> int:
     raise RuntimeError(f"no free TCP port between {LOWEST_SERVER_PORT} and {low}")
 
 
+def wait_until_listening(
+    name: str, port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
+    """Wait until `proc` (the server `name`, its output in `log`) accepts TCP connections on
+    127.0.0.1:`port`; fail with its output if it exits first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not listen on port {port} within {timeout}s")
+
+
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,7 +8,6 @@ fresh container each with `new_container`.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_listening
 
 __all__ = ["AZURITE_ACCOUNT", "AZURITE_KEY", "Azurite", "azurite", "run_azurite"]
 
@@ -68,19 +67,6 @@ class Azurite:
         return name
 
 
-def _wait_until_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"azurite exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"azurite did not listen on port {port} within {timeout}s")
-
-
 @contextmanager
 def run_azurite(*, port: int | None = None, location: Path | None = None) -> Iterator[Azurite]:
     """Run `azurite-blob` on a free loopback port until the block ends; yields how to reach it."""
@@ -111,7 +97,7 @@ def run_azurite(*, port: int | None = None, location: Path | None = None) -> Ite
                 stderr=subprocess.STDOUT,
             )
             try:
-                _wait_until_listening(port, proc, log)
+                wait_until_listening("azurite", port, proc, log)
                 server = Azurite(
                     port=port,
                     account_url=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}",
