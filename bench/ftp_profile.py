@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.ftp_bench import PASSWORD, USER, bare_pyftpdlib, curl, tradelane_server
+from core.config import Settings
+from mailboxes.ftp.certificate import ensure_certificate
 
 T = TypeVar("T")
 
@@ -47,14 +49,15 @@ def cpu_of(action: Callable[[], T]) -> tuple[T, float, float, float]:
 @contextmanager
 def serve(kind: str, work: Path) -> Iterator[tuple[int, Path]]:
     """The server to profile, started in this process: its port and the folder uploads land in."""
-    with tradelane_server(work / "home") as (port, mailbox, certificate):
-        if kind.startswith("ours"):
+    if kind.startswith("ours"):
+        with tradelane_server(work / "home") as (port, mailbox, _certificate):
             yield port, mailbox / "upload"
-            return
-        (work / "upload").mkdir()
-        tls = certificate if kind == "bare-tls" else None  # the same certificate as ours
-        with bare_pyftpdlib(work, same_work=kind == "same-work", tls=tls) as bare_port:
-            yield bare_port, work / "upload"
+        return
+    (work / "upload").mkdir()
+    # The certificate ours generates (core/tls.py), without starting our server beside this one.
+    tls = ensure_certificate(Settings(home=work / "tls")) if kind == "bare-tls" else None
+    with bare_pyftpdlib(work, same_work=kind == "same-work", tls=tls) as port:
+        yield port, work / "upload"
 
 
 def main() -> None:
