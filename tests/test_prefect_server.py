@@ -1,5 +1,5 @@
 """The Prefect server `up` starts (deployments/prefect_server): SQLite write transactions begun IMMEDIATE,
-events stored through deployments/prefect_event_writes."""
+one after another in the process, events stored through deployments/prefect_event_writes."""
 
 from __future__ import annotations
 
@@ -62,6 +62,85 @@ def test_write_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) 
     assert other_writes(), "the write lock outlived the transaction"
     with closing(sqlite3.connect(db)) as conn:
         assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2]
+
+
+def without_busy_wait(engine: Any) -> None:
+    """SQLite refuses a taken lock at once on the engine's connections (Prefect sets a 60-s busy
+    timeout as each connects; this runs after it)."""
+
+    def no_busy_timeout(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", no_busy_timeout)
+
+
+def test_writers_of_one_process_take_turns_instead_of_polling_sqlites_lock(tmp_path: Path) -> None:
+    """Write transactions begun together in the server's process wait for one another in order,
+    each beginning as the one before it ends: with no busy timeout at all (SQLite refuses a taken
+    lock at once), ten writers that each hold the lock across a pause all commit, one after the
+    other, in the order they came. Without the queue the second would be refused at once; with
+    Prefect's busy timeout it would poll SQLite's lock, sleeping on for milliseconds after it was
+    free."""
+    db, config = prefect_sqlite_with_a_table(tmp_path)
+    began: list[int] = []
+
+    async def main() -> None:
+        engine = await config.engine()
+        without_busy_wait(engine)
+
+        async def write(n: int) -> None:
+            session = await config.session(engine)
+            async with session, config.begin_transaction(session):
+                began.append(n)
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+                await asyncio.sleep(0.01)  # the others ask meanwhile
+
+        await asyncio.gather(*(write(n) for n in range(10)))
+        await engine.dispose()
+
+    asyncio.run(main())
+    assert began == list(range(10)), "writers did not begin in the order they asked"
+    with closing(sqlite3.connect(db)) as conn:
+        assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == list(range(10))
+
+
+def test_a_writer_stuck_in_its_turn_lets_the_next_ask_sqlite_directly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that holds its turn past WRITER_TURN_SECONDS does not hold up the queue for ever: the
+    next one asks SQLite for the lock as before the queue (its busy timeout), and commits once the
+    stuck one has; both writes are kept, and the queue still works afterwards."""
+    db, config = prefect_sqlite_with_a_table(tmp_path)
+    monkeypatch.setattr(prefect_server, "WRITER_TURN_SECONDS", 0.1)
+    engine_of: dict[str, Any] = {}
+
+    async def write(n: int, hold: float = 0.0) -> list[int]:
+        """Insert n; the rows committed before this transaction began."""
+        session = await config.session(engine_of["e"])
+        async with session, config.begin_transaction(session):
+            seen = [m for (m,) in await session.execute(text("SELECT n FROM t"))]
+            await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            await asyncio.sleep(hold)
+        return seen
+
+    async def main() -> None:
+        engine_of["e"] = await config.engine()
+        stuck = asyncio.create_task(write(1, hold=0.5))
+        await asyncio.sleep(0.05)
+        # Past its turn's wait, on SQLite's busy timeout: it begins once the stuck one committed.
+        assert await asyncio.wait_for(write(2), timeout=5) == [1]
+        await stuck
+        assert sorted(await asyncio.wait_for(asyncio.gather(write(3), write(4)), timeout=5)) == [
+            [1, 2],
+            [1, 2, 3],
+        ]
+        await engine_of["e"].dispose()
+
+    asyncio.run(main())
+    with closing(sqlite3.connect(db)) as conn:
+        assert sorted(n for (n,) in conn.execute("SELECT n FROM t")) == [1, 2, 3, 4]
 
 
 def forget_prefect_database(monkeypatch: pytest.MonkeyPatch) -> None:
