@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +23,7 @@ import anyio
 import anyio.abc
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
@@ -47,6 +49,38 @@ log = logging.getLogger("tradelane.worker")
 
 UPDATED = "prefect.io/deployment-updated"  # a label Prefect's worker gives each run's configuration
 RECHECK_SECONDS = 0.25  # a wake-up's second poll, when the first saw no run at all
+
+
+class _SubmissionReads:
+    """The deployments read while one run is submitted (TradelaneWorker._submit_run), by id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[UUID | str, DeploymentResponse] = {}
+        self.open = True  # closed when the submission ends: the run's own task keeps this context
+
+
+_reads_of_this_submission: ContextVar[_SubmissionReads | None] = ContextVar(
+    "tradelane_reads_of_this_submission", default=None
+)
+ReadDeployment = Callable[[UUID | str], Coroutine[Any, Any, DeploymentResponse]]
+
+
+def reading_once_per_submission(read: ReadDeployment) -> ReadDeployment:
+    """`read` (a client's read_deployment), answered from the first read of the same deployment
+    while one run is submitted: Prefect's worker reads a run's deployment to see that it still
+    exists, and again a few milliseconds later to build the run's configuration; each read is a
+    round trip to the Prefect server on every file's way to its run. Outside a submission (and
+    in the run's task once it has started), every call reads."""
+
+    async def read_deployment(deployment_id: UUID | str) -> DeploymentResponse:
+        reads = _reads_of_this_submission.get()
+        if reads is None or not reads.open:
+            return await read(deployment_id)
+        if deployment_id not in reads.by_id:
+            reads.by_id[deployment_id] = await read(deployment_id)
+        return reads.by_id[deployment_id]
+
+    return read_deployment
 
 
 async def run_worker(worker: TradelaneWorker, settings: Settings) -> None:
@@ -91,6 +125,25 @@ class TradelaneWorker(ProcessWorker):
         self.wake: Callable[[], None] | None = None  # asks for a poll at once (run_worker sets it)
         self._runs_left_waiting = False  # a poll found more runs than free slots
         self._runs_seen = 0  # scheduled runs the last poll got from Prefect
+
+    async def setup(self) -> None:
+        await super().setup()
+        if self._client is not None:
+            self._client.read_deployment = reading_once_per_submission(  # type: ignore[method-assign,assignment]
+                self._client.read_deployment
+            )
+
+    async def _submit_run(self, flow_run: FlowRun) -> None:
+        """Prefect's, with the deployment read once for the whole submission (the run's start
+        included: it is started from here, in a task that inherits this context)."""
+        reads = _SubmissionReads()
+        token = _reads_of_this_submission.set(reads)
+        try:
+            await super()._submit_run(flow_run)
+        finally:
+            reads.open = False
+            reads.by_id.clear()
+            _reads_of_this_submission.reset(token)
 
     def work_pool_id(self) -> UUID | None:
         """The pool's id, once synced with it."""
