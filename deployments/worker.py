@@ -52,11 +52,11 @@ RECHECK_SECONDS = 0.25  # a wake-up's second poll, when the first saw no run at 
 
 
 class _SubmissionReads:
-    """The deployments read while one run is submitted (TradelaneWorker._submit_run), by id."""
+    """The deployments read while one run is submitted (TradelaneWorker._submit_run), by id; None
+    once the submission has ended (the run's own task keeps this context, and reads afresh)."""
 
     def __init__(self) -> None:
-        self.by_id: dict[UUID | str, DeploymentResponse] = {}
-        self.open = True  # closed when the submission ends: the run's own task keeps this context
+        self.by_id: dict[UUID | str, DeploymentResponse] | None = {}
 
 
 _reads_of_this_submission: ContextVar[_SubmissionReads | None] = ContextVar(
@@ -74,11 +74,12 @@ def reading_once_per_submission(read: ReadDeployment) -> ReadDeployment:
 
     async def read_deployment(deployment_id: UUID | str) -> DeploymentResponse:
         reads = _reads_of_this_submission.get()
-        if reads is None or not reads.open:
+        by_id = reads.by_id if reads is not None else None
+        if by_id is None:
             return await read(deployment_id)
-        if deployment_id not in reads.by_id:
-            reads.by_id[deployment_id] = await read(deployment_id)
-        return reads.by_id[deployment_id]
+        if deployment_id not in by_id:
+            by_id[deployment_id] = await read(deployment_id)
+        return by_id[deployment_id]
 
     return read_deployment
 
@@ -141,8 +142,7 @@ class TradelaneWorker(ProcessWorker):
         try:
             await super()._submit_run(flow_run)
         finally:
-            reads.open = False
-            reads.by_id.clear()
+            reads.by_id = None
             _reads_of_this_submission.reset(token)
 
     def work_pool_id(self) -> UUID | None:
