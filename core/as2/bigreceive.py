@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from core.as2 import cms_stream
 from core.as2.cms_stream import CHUNK, NotStreamable
-from core.as2.parse import delimiter_line_break, find_parties
+from core.as2.parse import delimiter_line_break, find_parties, header_entity
 
 _IDENTITY = ("", "binary", "8bit", "7bit")
 _MAX_HEAD = 64 * 1024
@@ -88,10 +88,6 @@ def _head(f: IO[bytes], start: int, end: int) -> tuple[bytes, int]:
     return head, start + blank.end()
 
 
-def _entity(head: bytes) -> email_message.Message:
-    return message_from_bytes(head + b"\r\n")
-
-
 def _identity_encoded(entity: email_message.Message) -> bool:
     encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
     return entity.get_content_maintype() != "multipart" and encoding in _IDENTITY
@@ -111,7 +107,7 @@ def parse(
     where the payload is); raises NotStreamable for a shape left to the in-memory parser."""
     from pyas2lib.exceptions import InsufficientSecurityError
 
-    envelope = _entity(head)
+    envelope = header_entity(head)
     as2_headers = {key.lower(): value for key, value in envelope.items()}
     kind = envelope.get_content_type()
     signed_shape = (
@@ -142,7 +138,7 @@ def parse(
             plain.flush()
             f, end = plain, plain.tell()
             inner_head, start = _head(f, 0, end)
-            message.payload = _entity(inner_head)
+            message.payload = header_entity(inner_head)
         entity = message.payload
         if entity.get_content_type() == "application/pkcs7-mime":
             raise NotStreamable("compressed")  # nothing checked has failed yet: the parser's turn
@@ -183,7 +179,7 @@ def _verify_signed(
         raise NotStreamable("boundary")
     part_start, part_end, signature_bytes = _split(f, start, end, b"--" + boundary.encode("ascii"))
     part_head, body_start = _head(f, part_start, part_end)
-    part = _entity(part_head)
+    part = header_entity(part_head)
     if part.get_content_type() == "application/pkcs7-mime":
         raise NotStreamable("compressed inside the signature")
     if not _identity_encoded(part) or (

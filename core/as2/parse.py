@@ -30,6 +30,7 @@ import hashlib
 from collections.abc import Callable
 from email import message as email_message
 from email import message_from_bytes
+from email.parser import BytesHeaderParser
 from functools import lru_cache
 from typing import Any
 
@@ -72,9 +73,20 @@ def _head(data: Bytes, start: int = 0, stop: int | None = None) -> tuple[Bytes, 
     return data[start : end + 2], end + 4
 
 
+def header_entity(head: Bytes) -> email_message.Message:
+    """The entity of a header block alone (CRLF-terminated lines), its body left empty.
+
+    Headers only: the whole parser also reads a multipart's (here absent) body, compiling a
+    regular expression for its boundary, which is new in every message (0.1 ms each time)."""
+    return _HEADERS.parsebytes(bytes(head) + b"\r\n")
+
+
+_HEADERS = BytesHeaderParser()
+
+
 def _leaf(head: Bytes, body: Bytes) -> email_message.Message | None:
     """A single-part entity from its header block and (identity-encoded) body, or None."""
-    entity = message_from_bytes(head + b"\r\n")
+    entity = header_entity(head)
     encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
     if entity.get_content_maintype() == "multipart" or encoding not in _IDENTITY_ENCODINGS:
         return None
@@ -120,7 +132,7 @@ def _parsed(data: Bytes) -> email_message.Message:
     """`email.message_from_bytes(data)`, without the parser for a large body it need not read."""
     if (split := _head(data)) is not None:
         head, start = split
-        entity = message_from_bytes(head + b"\r\n")
+        entity = header_entity(head)
         if entity.get_content_type() == "multipart/signed":
             signed = _signed(entity, data, start)
             if signed is not None:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from core.as2.settings import as2_settings
@@ -100,13 +101,15 @@ def seen_within_window(partner_as2_id: str, signed_digest: str, session: Session
         with session_scope() as own:
             return seen_within_window(partner_as2_id, signed_digest, own)
     since = utcnow() - timedelta(seconds=as2_settings().duplicate_window_seconds)
-    # The partner and direction are checked here, not in the query: with them there SQLite chose
-    # the (direction, partner, Message-ID) index and read every message from the partner.
-    rows = session.exec(
-        select(As2Message.direction, As2Message.partner_as2_id).where(
-            As2Message.signed_digest == signed_digest,
-            As2Message.status == "received",
-            col(As2Message.created_at) >= since,
-        )
-    ).all()
+    rows = session.exec(_SEEN, params={"digest": signed_digest, "since": since}).all()
     return any(direction == "in" and partner == partner_as2_id for direction, partner in rows)
+
+
+# The partner and direction are checked by the caller, not in the query: with them there SQLite
+# chose the (direction, partner, Message-ID) index and read every message from the partner.
+# Built once: building and keying a statement cost as much as running it.
+_SEEN = select(As2Message.direction, As2Message.partner_as2_id).where(
+    As2Message.signed_digest == bindparam("digest"),
+    As2Message.status == "received",
+    col(As2Message.created_at) >= bindparam("since"),
+)

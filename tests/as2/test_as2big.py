@@ -242,7 +242,7 @@ def _streamed_split(data: bytes) -> tuple[bytes, bytes]:
     """(signed part's body, signature part) as the streamed parse splits `data`."""
     f = io.BytesIO(data)
     head, start = bigreceive._head(f, 0, len(data))
-    boundary = bigreceive._entity(head).get_boundary() or ""
+    boundary = bigreceive.header_entity(head).get_boundary() or ""
     part_start, part_end, signature = bigreceive._split(f, start, len(data), b"--" + boundary.encode())
     _, body_start = bigreceive._head(f, part_start, part_end)
     return data[body_start:part_end], signature
