@@ -10,11 +10,13 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from core import partners
 from core.as2.settings import MIB
 from core.db import session_scope
 from core.models import Receipt
 from tests.as2.conftest import As2Server, Trading
 from tests.as2.peer import Identity, PeerServer, compressed_after_signing, judge_mdn, post, wire
+from tests.tenancy import home_scope
 from tests.waiting import wait_for
 
 MDN_SIGNED = "sha256"
@@ -227,6 +229,38 @@ def test_same_file_name_twice_keeps_both(as2_server: As2Server, trading: Callabl
     send(as2_server, partner, b"second", "same.edi")
     contents = sorted(p.read_bytes() for p in partner.upload.iterdir())
     assert contents == [b"first", b"second"]
+
+
+def test_a_message_not_taken_in_is_taken_in_when_sent_again(
+    as2_server: As2Server, trading: Callable[..., Trading]
+) -> None:
+    """Refused while its mailbox was disabled, the same message (same Message-ID) sent again once
+    it is enabled is taken in, and its one row says so with what the first try could not record."""
+    partner = trading(sign="sha256")
+    message = partner.message(mdn_mode="SYNC", mdn_digest_alg=MDN_SIGNED, sign=True)
+    message.build(b"ISA*00*again~", filename="again.x12", content_type="application/octet-stream")
+    headers, body = wire(message)
+    _mailbox_enabled(partner, False)
+    first = post(as2_server.receive_url, headers, body)
+    assert judge_mdn(first, message)[0] == "processed/Error"
+    [row] = partner.rows()
+    assert (row.status, row.receipt_id, row.signed_digest) == ("failed", None, None)
+
+    _mailbox_enabled(partner, True)
+    second = post(as2_server.receive_url, headers, body)
+    assert judge_mdn(second, message)[:2] == ("processed", None)
+    assert delivered(partner, "again.x12") == b"ISA*00*again~"
+    [again] = partner.rows()
+    assert again.id == row.id and again.message_id == message.message_id
+    assert (again.status, again.disposition, again.error) == ("received", "processed", None)
+    assert again.receipt_id is not None and again.signed_digest and again.sha256
+    assert (again.mdn_mode, again.mdn_status, again.mdn_signed) == ("sync", "sent", True)
+
+
+def _mailbox_enabled(partner: Trading, enabled: bool) -> None:
+    with session_scope() as session:
+        scope = home_scope(session)
+        partners.configure(session, scope, partners.require(session, scope, partner.mailbox), enabled=enabled)
 
 
 # ---- negative rows: each answers with its disposition, never a 500 ----------------------------
