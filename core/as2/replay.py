@@ -105,8 +105,9 @@ def seen_within_window(partner_as2_id: str, signed_digest: str, session: Session
     return any(direction == "in" and partner == partner_as2_id for direction, partner in rows)
 
 
-# The partner and direction are checked by the caller, not in the query: with them there SQLite
-# chose the (direction, partner, Message-ID) index and read every message from the partner.
+# The partner and direction are checked on the rows found (seen_within_window), not in the query:
+# with them there SQLite chose the (direction, partner, Message-ID) index and read every message
+# from the partner.
 # Built once: building and keying a statement cost as much as running it.
 _SEEN = select(As2Message.direction, As2Message.partner_as2_id).where(
     As2Message.signed_digest == bindparam("digest"),
